@@ -1,0 +1,368 @@
+"""Public faces of the fit driver and the model's basic quantities.
+
+Every function here validates its concrete arguments eagerly (ValueError naming the problem) and
+then calls compiled code. Under ``jit``/``vmap`` the traced arguments are passed through.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import init as _init
+from ._driver import DEFAULT_BLOCK_SIZE, FitResult, fit_compiled, stats_compiled, step_compiled
+from ._validation import (
+    as_data,
+    check_k,
+    check_positive_int,
+    check_sigma2,
+    check_tol,
+    check_weights,
+    is_traced,
+)
+from ._variant import Params, Variant
+from .variants.isotropic import (
+    IsotropicParams,
+    assign,
+    isotropic,
+    log_likelihood_from_stats,
+    validate_params,
+)
+
+__all__ = [
+    "critical_sigma2",
+    "em",
+    "em_step",
+    "fit",
+    "kmeans",
+    "kmeans_objective",
+    "log_likelihood",
+    "responsibilities",
+    "restarts",
+]
+
+
+def _weights_or_ones(weights: jax.Array | None, X: jax.Array) -> jax.Array:
+    return jnp.ones((X.shape[0],), X.dtype) if weights is None else weights
+
+
+def fit(
+    variant: Variant,
+    X: Any,
+    params: Params,
+    *,
+    max_iter: int = 300,
+    tol: float = 1e-8,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> FitResult:
+    """Fit any mixture variant with the one compiled driver.
+
+    Args:
+        variant: the :class:`~gmmlimit.Variant` (e.g. ``gmmlimit.variants.isotropic``).
+        X: (N, D) data, float32 or float64.
+        params: the variant's initial parameter pytree.
+        max_iter: maximum number of E+M iterations (>= 1).
+        tol: stopping tolerance: relative objective gain for soft fits; total squared centre
+            shift relative to the mean per-feature variance of X for hard fits (which also stop
+            as soon as no label changes).
+        weights: optional (N,) non-negative sample weights.
+        block_size: rows per streamed E-step block.
+
+    Returns:
+        A :class:`FitResult` in X's dtype.
+
+    Raises:
+        ValueError: on invalid data, parameters, weights or options.
+    """
+    return _fit(variant, as_data(X), params, max_iter, tol, weights, block_size)
+
+
+def _fit(
+    variant: Variant,
+    X: jax.Array,
+    params: Params,
+    max_iter: int,
+    tol: float,
+    weights: Any,
+    block_size: int,
+) -> FitResult:
+    """:func:`fit` on data that has already passed :func:`as_data`."""
+    if variant.validate is not None:
+        params = variant.validate(X, params)
+    w = _weights_or_ones(check_weights(weights, X.shape[0], X.dtype), X)
+    max_iter = check_positive_int(max_iter, "max_iter")
+    block_size = check_positive_int(block_size, "block_size")
+    tol = check_tol(tol)
+    return fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
+
+
+def em(
+    X: Any,
+    init_means: Any,
+    sigma2: Any,
+    *,
+    max_iter: int = 300,
+    tol: float = 1e-8,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> FitResult:
+    """EM for the isotropic equal-prior mixture with fixed shared variance sigma2.
+
+    ``em(X, m0, 0.0)`` runs exactly Lloyd's iterations (it is :func:`kmeans`, with ``tol`` read
+    as kmeans reads it). Changing sigma2 between calls does not recompile.
+
+    Args:
+        X: (N, D) data.
+        init_means: (K, D) initial means.
+        sigma2: the shared variance, >= 0 (a scalar, possibly traced).
+        max_iter: maximum number of iterations.
+        tol: stop once the relative log-likelihood gain is <= tol (sigma2 > 0).
+        weights: optional (N,) non-negative sample weights.
+        block_size: rows per streamed E-step block.
+
+    Returns:
+        :class:`FitResult`; ``objective`` and ``history`` hold the log-likelihood (the distortion
+        J at sigma2 = 0, where the log-likelihood is not finite).
+    """
+    X = as_data(X)
+    params = IsotropicParams(init_means, check_sigma2(sigma2, X.dtype))
+    return _fit(isotropic, X, params, max_iter, tol, weights, block_size)
+
+
+def kmeans(
+    X: Any,
+    init_means: Any,
+    *,
+    max_iter: int = 300,
+    tol: float = 0.0,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> FitResult:
+    """Lloyd's K-means: the isotropic mixture at sigma2 = 0, run by the same driver as EM.
+
+    Stops when no label changes, or when the total squared centre shift is <= tol times the mean
+    per-feature variance of X (scikit-learn's convention, so ``tol`` means the same as in
+    ``sklearn.cluster.KMeans``). An empty cluster is moved to the point farthest from its centre.
+
+    Args:
+        X: (N, D) data.
+        init_means: (K, D) initial means.
+        max_iter: maximum number of iterations.
+        tol: centre-shift tolerance (relative, see above).
+        weights: optional (N,) non-negative sample weights.
+        block_size: rows per streamed E-step block.
+
+    Returns:
+        :class:`FitResult`; ``objective`` is the inertia J at the returned means and ``history``
+        the distortion before each update.
+    """
+    X = as_data(X)
+    params = IsotropicParams(init_means, jnp.zeros((), X.dtype))
+    return _fit(isotropic, X, params, max_iter, tol, weights, block_size)
+
+
+def em_step(
+    X: Any,
+    means: Any,
+    sigma2: Any,
+    *,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> jax.Array:
+    """One EM update of the means (one Lloyd update at sigma2 = 0).
+
+    Args:
+        X: (N, D) data.
+        means: (K, D) current means.
+        sigma2: shared variance >= 0.
+        weights: optional (N,) sample weights.
+        block_size: rows per streamed E-step block.
+
+    Returns:
+        (K, D) updated means, in X's dtype.
+    """
+    X = as_data(X)
+    params = isotropic.validate(X, IsotropicParams(means, sigma2))
+    w = _weights_or_ones(check_weights(weights, X.shape[0], X.dtype), X)
+    block_size = check_positive_int(block_size, "block_size")
+    return step_compiled(isotropic, X, w, params, block_size=block_size).means
+
+
+def responsibilities(X: Any, means: Any, sigma2: Any) -> jax.Array:
+    """Posterior responsibilities r_nk of the isotropic equal-prior mixture.
+
+    Computed as softmax_k(-(d_nk - d_n*) / (2 sigma2)) so that nothing overflows at any sigma2;
+    at sigma2 = 0 the one-hot of the nearest mean (ties: lowest index).
+
+    Args:
+        X: (N, D) data.
+        means: (K, D) means.
+        sigma2: shared variance >= 0.
+
+    Returns:
+        (N, K) responsibilities in X's dtype (materialised: use for diagnostics, not for fits).
+    """
+    X = as_data(X)
+    params = validate_params(X, IsotropicParams(means, sigma2), for_fit=False)
+    return _responsibilities(X, params)
+
+
+@jax.jit
+def _responsibilities(X: jax.Array, params: IsotropicParams) -> jax.Array:
+    return assign(params, X)[0].resp
+
+
+def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
+    """Log-likelihood l of the isotropic equal-prior mixture.
+
+    l = -N ln K - (N D / 2) ln(2 pi sigma2) + sum_n logsumexp_k(-d_nk / (2 sigma2)), evaluated as
+    -d_n*/(2 sigma2) + ln sum_k exp(-(d_nk - d_n*)/(2 sigma2)) per row. With weights, N becomes
+    the total weight and each row's term is weighted.
+
+    Args:
+        X: (N, D) data.
+        means: (K, D) means.
+        sigma2: shared variance > 0 (the log-likelihood diverges at 0).
+        weights: optional (N,) sample weights.
+
+    Returns:
+        Scalar log-likelihood in X's dtype.
+
+    Raises:
+        ValueError: on invalid inputs, including a concrete sigma2 = 0.
+    """
+    X = as_data(X)
+    params = validate_params(X, IsotropicParams(means, sigma2), for_fit=False)
+    if not is_traced(sigma2) and float(np.asarray(sigma2)) == 0.0:
+        raise ValueError(
+            "the log-likelihood is not finite at sigma2 = 0; use kmeans_objective (its limit "
+            "after scaling by -2 sigma2) or a positive sigma2."
+        )
+    w = _weights_or_ones(check_weights(weights, X.shape[0], X.dtype), X)
+    stats, _ = stats_compiled(isotropic, X, w, params)
+    return log_likelihood_from_stats(params, stats).astype(X.dtype)
+
+
+def kmeans_objective(X: Any, means: Any, *, weights: Any = None) -> jax.Array:
+    """The K-means objective (distortion, inertia) J = sum_n w_n min_k ||x_n - mu_k||^2.
+
+    Args:
+        X: (N, D) data.
+        means: (K, D) means.
+        weights: optional (N,) sample weights.
+
+    Returns:
+        Scalar J in X's dtype.
+    """
+    X = as_data(X)
+    params = validate_params(X, IsotropicParams(means, 0.0), for_fit=False)
+    w = _weights_or_ones(check_weights(weights, X.shape[0], X.dtype), X)
+    stats, _ = stats_compiled(isotropic, X, w, params)
+    return stats.distortion
+
+
+def critical_sigma2(X: Any, *, weights: Any = None) -> jax.Array:
+    """The critical variance of the first phase transition: lambda_max of the 1/N covariance.
+
+    Above it the collapsed fixed point mu_k = mean(X) is stable under EM; below it, it splits.
+
+    Args:
+        X: (N, D) data.
+        weights: optional (N,) sample weights (then the weighted covariance).
+
+    Returns:
+        Scalar lambda_max(C), C = (1/W) sum_n w_n (x_n - xbar)(x_n - xbar)^T, in X's dtype.
+    """
+    X = as_data(X)
+    w = _weights_or_ones(check_weights(weights, X.shape[0], X.dtype), X)
+    return _critical_sigma2(X, w)
+
+
+@jax.jit
+def _critical_sigma2(X: jax.Array, w: jax.Array) -> jax.Array:
+    total = jnp.sum(w)
+    mean = (w @ X) / total
+    centred = X - mean
+    cov = (centred * w[:, None]).T @ centred / total
+    return jnp.linalg.eigvalsh(cov)[-1]
+
+
+def restarts(
+    key: jax.Array,
+    X: Any,
+    k: int,
+    *,
+    sigma2: Any = 0.0,
+    n_init: int = 10,
+    init: Literal["k-means++", "random"] = "k-means++",
+    max_iter: int = 300,
+    tol: float | None = None,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> FitResult:
+    """Several fits from independent initialisations (one vmap), keeping the best.
+
+    Args:
+        key: a ``jax.random`` key; restart i uses ``jax.random.split(key, n_init)[i]``.
+        X: (N, D) data.
+        k: number of components.
+        sigma2: shared variance; 0 (default) runs K-means, > 0 runs EM.
+        n_init: number of restarts.
+        init: ``"k-means++"`` (greedy k-means++) or ``"random"`` (random data points).
+        max_iter: maximum iterations per fit.
+        tol: stopping tolerance; default 0 for K-means and 1e-8 for EM.
+        weights: optional (N,) sample weights.
+        block_size: rows per streamed E-step block.
+
+    Returns:
+        The :class:`FitResult` with the lowest distortion (K-means) or highest log-likelihood (EM).
+    """
+    X = as_data(X)
+    k = check_k(k, X.shape[0])
+    n_init = check_positive_int(n_init, "n_init")
+    if init not in ("k-means++", "random"):
+        raise ValueError(f"init must be 'k-means++' or 'random'; got {init!r}.")
+    s2 = check_sigma2(sigma2, X.dtype)
+    hard = (not is_traced(sigma2)) and float(np.asarray(sigma2)) == 0.0
+    tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
+    w = check_weights(weights, X.shape[0], X.dtype)
+    keys = jax.random.split(key, n_init)
+    if init == "k-means++":
+        starts = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, X, k, weights=w))(keys)
+    else:
+        starts = jax.vmap(lambda kk: _init.random_points(kk, X, k))(keys)
+    w = _weights_or_ones(w, X)
+    max_iter = check_positive_int(max_iter, "max_iter")
+    return _best_of(X, w, starts, s2, tol, max_iter=max_iter, block_size=block_size)
+
+
+@partial(jax.jit, static_argnames=("max_iter", "block_size"))
+def _best_of(
+    X: jax.Array,
+    w: jax.Array,
+    starts: jax.Array,
+    sigma2: jax.Array,
+    tol: float,
+    *,
+    max_iter: int,
+    block_size: int,
+) -> FitResult:
+    results = jax.vmap(
+        lambda m: fit_compiled(
+            isotropic,
+            X,
+            w,
+            IsotropicParams(m, sigma2),
+            tol,
+            max_iter=max_iter,
+            block_size=block_size,
+        )
+    )(starts)
+    score = jnp.where(sigma2 == 0, -results.objective, results.objective)
+    best = jnp.argmax(score)
+    return jax.tree.map(lambda a: a[best], results)

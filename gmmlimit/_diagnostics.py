@@ -1,0 +1,165 @@
+"""Diagnostics of the small-variance limit (DESIGN.md section 1, statements 1-3 and 6).
+
+Plain functions beside the model, used by tests, experiments and figures alike. They materialise
+(N, K) arrays: they are for measuring, not for fitting at scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._api import em_step
+from ._logdomain import pairwise_sq_dists_partial, shifted_softmax
+from ._validation import as_data, check_means, check_sigma2, check_weights
+from .variants.isotropic import IsotropicParams, assign
+
+__all__ = [
+    "nearest_gap",
+    "onehot_threshold",
+    "responsibility_bound",
+    "responsibility_gap",
+    "scaled_log_likelihood",
+    "update_gap",
+]
+
+
+def nearest_gap(X: Any, means: Any) -> jax.Array:
+    """Delta_n: the second smallest squared distance minus the smallest, per row.
+
+    Args:
+        X: (N, D) data.
+        means: (K, D) means.
+
+    Returns:
+        (N,) gaps >= 0 in X's dtype; +inf when K = 1 (no competitor).
+    """
+    X = as_data(X)
+    means = check_means(means, X, name="means")
+    return _nearest_gap(X, means)
+
+
+@jax.jit
+def _nearest_gap(X: jax.Array, means: jax.Array) -> jax.Array:
+    partial = pairwise_sq_dists_partial(X, means, jnp.sum(means * means, axis=1))
+    _, labels, gap, _ = shifted_softmax(partial, jnp.zeros((), X.dtype))
+    k = means.shape[0]
+    others = jnp.where(jax.nn.one_hot(labels, k, dtype=bool), jnp.inf, gap)
+    return jnp.min(others, axis=1)
+
+
+def responsibility_gap(X: Any, means: Any, sigma2: Any) -> jax.Array:
+    """|r_nk - onehot_nk|: how far the responsibilities are from the hard assignment.
+
+    Args:
+        X: (N, D) data.
+        means: (K, D) means.
+        sigma2: shared variance >= 0.
+
+    Returns:
+        (N, K) absolute differences in X's dtype (all zero at sigma2 = 0).
+    """
+    X = as_data(X)
+    params = IsotropicParams(check_means(means, X, "means"), check_sigma2(sigma2, X.dtype))
+    return _responsibility_gap(X, params)
+
+
+@jax.jit
+def _responsibility_gap(X: jax.Array, params: IsotropicParams) -> jax.Array:
+    estep = assign(params, X)[0]
+    onehot = jax.nn.one_hot(estep.labels, params.means.shape[0], dtype=X.dtype)
+    return jnp.abs(estep.resp - onehot)
+
+
+def responsibility_bound(X: Any, means: Any, sigma2: Any) -> jax.Array:
+    """Bound 1: (K - 1) exp(-Delta_n / (2 sigma2)) >= |r_nk - onehot_nk| for every k.
+
+    Args:
+        X: (N, D) data.
+        means: (K, D) means.
+        sigma2: shared variance >= 0.
+
+    Returns:
+        (N,) bound per row in X's dtype (0 at sigma2 = 0; 0 when K = 1).
+    """
+    X = as_data(X)
+    means = check_means(means, X, "means")
+    sigma2 = check_sigma2(sigma2, X.dtype)
+    return _responsibility_bound(X, means, sigma2)
+
+
+@jax.jit
+def _responsibility_bound(X: jax.Array, means: jax.Array, sigma2: jax.Array) -> jax.Array:
+    delta = _nearest_gap(X, means)
+    k = means.shape[0]
+    positive = sigma2 > 0
+    inv = jnp.where(positive, 0.5 / jnp.where(positive, sigma2, 1.0), jnp.inf)
+    exponent = jnp.where(delta > 0, -delta * inv, 0.0)
+    return (k - 1) * jnp.exp(exponent)
+
+
+def scaled_log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
+    """Bound 2's L~ = -2 sigma2 [l + N ln K + (N D / 2) ln(2 pi sigma2)].
+
+    Evaluated stably as sum_n w_n [d_n* - 2 sigma2 lse_n], finite for every sigma2 >= 0, so
+    that J - 2 N sigma2 ln K <= L~ <= J and L~ = J at sigma2 = 0.
+
+    Args:
+        X: (N, D) data.
+        means: (K, D) means.
+        sigma2: shared variance >= 0.
+        weights: optional (N,) sample weights.
+
+    Returns:
+        Scalar L~ in X's dtype.
+    """
+    X = as_data(X)
+    params = IsotropicParams(check_means(means, X, "means"), check_sigma2(sigma2, X.dtype))
+    w = check_weights(weights, X.shape[0], X.dtype)
+    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    return _scaled_log_likelihood(X, params, w)
+
+
+@jax.jit
+def _scaled_log_likelihood(X: jax.Array, params: IsotropicParams, w: jax.Array) -> jax.Array:
+    estep, lse = assign(params, X)
+    return jnp.sum(w * (estep.distortion - 2.0 * params.sigma2 * lse))
+
+
+def update_gap(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
+    """Statement 3: Frobenius distance between one EM mean update and one Lloyd update.
+
+    Args:
+        X: (N, D) data.
+        means: (K, D) the common starting means.
+        sigma2: shared variance >= 0.
+        weights: optional (N,) sample weights.
+
+    Returns:
+        Scalar ||EM(means; sigma2) - Lloyd(means)||_F in X's dtype.
+    """
+    soft = em_step(X, means, sigma2, weights=weights)
+    hard = em_step(X, means, 0.0, weights=weights)
+    return jnp.sqrt(jnp.sum((soft - hard) ** 2))
+
+
+def onehot_threshold(dtype: Any) -> float:
+    """The exponent Delta/(2 sigma2) beyond which exp(-x) flushes to 0 in ``dtype``.
+
+    Returns -ln(smallest normal number): about 87.3 in float32 and 708.4 in float64. Past it a
+    log-domain softmax is exactly one-hot (statement 6; subnormals are flushed on most XLA
+    backends).
+
+    Args:
+        dtype: a floating dtype.
+
+    Returns:
+        The threshold as a Python float.
+    """
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"dtype must be floating; got {dtype}.")
+    return float(-np.log(np.finfo(dtype).tiny))

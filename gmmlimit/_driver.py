@@ -1,0 +1,294 @@
+"""The one fit driver: E-step -> sufficient statistics -> M-step, for every variant.
+
+Rows are streamed in blocks with ``lax.scan``; only O(block * K + K * D) floating memory is live
+during an E-step (plus the (N,) int32 labels used by the hard stopping rule). The loop is a
+``lax.while_loop`` with a fixed-size history buffer, so the whole fit is one compiled program that
+``vmap`` batches over restarts, variances or data sets.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._variant import EStepBlock, FarPoints, Params, Stats, Variant
+
+__all__ = ["Blocks", "FitResult", "e_pass", "fit_compiled", "make_blocks"]
+
+DEFAULT_BLOCK_SIZE = 4096
+
+
+class FitResult(NamedTuple):
+    """The result of a fit.
+
+    Attributes:
+        means: (K, D) final component means.
+        labels: (N,) int32 labels from a final E-step on the returned parameters.
+        n_iter: () int32 number of E+M iterations run.
+        converged: () bool, True if the stopping rule fired before max_iter.
+        objective: () the objective at the returned parameters: the log-likelihood for a soft
+            fit, the distortion J (inertia) for a hard one.
+        history: (max_iter,) the objective before each iteration's M-step; entries from n_iter on
+            repeat the final objective.
+        params: the full parameter pytree of the variant (for the isotropic model
+            ``IsotropicParams(means, sigma2)``).
+    """
+
+    means: jax.Array
+    labels: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    objective: jax.Array
+    history: jax.Array
+    params: Any
+
+
+class Blocks(NamedTuple):
+    """Rows padded to a whole number of blocks.
+
+    Attributes:
+        x: (n_blocks, B, D) rows (padding rows are zero).
+        weight: (n_blocks, B) sample weights (padding rows have weight 0).
+        valid: (n_blocks, B) bool, False on padding rows.
+    """
+
+    x: jax.Array
+    weight: jax.Array
+    valid: jax.Array
+
+
+def make_blocks(X: jax.Array, weights: jax.Array, block_size: int) -> Blocks:
+    """Pad and reshape (N, D) rows into (n_blocks, B, D) blocks.
+
+    Args:
+        X: (N, D) data.
+        weights: (N,) sample weights.
+        block_size: rows per block; clipped to N.
+
+    Returns:
+        The :class:`Blocks`.
+    """
+    n, d = X.shape
+    b = min(block_size, n)
+    n_blocks = -(-n // b)
+    pad = n_blocks * b - n
+    valid = jnp.ones((n,), dtype=bool)
+    if pad:
+        X = jnp.concatenate([X, jnp.zeros((pad, d), X.dtype)])
+        weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)])
+        valid = jnp.concatenate([valid, jnp.zeros((pad,), bool)])
+    return Blocks(
+        x=X.reshape(n_blocks, b, d),
+        weight=weights.reshape(n_blocks, b),
+        valid=valid.reshape(n_blocks, b),
+    )
+
+
+def e_pass(variant: Variant, params: Params, blocks: Blocks) -> tuple[Stats, jax.Array]:
+    """One streamed E-step over all blocks.
+
+    Args:
+        variant: the mixture variant.
+        params: current parameters.
+        blocks: the padded data.
+
+    Returns:
+        ``(stats, labels)``: statistics summed over all rows and (n_blocks * B,) int32 labels.
+    """
+
+    def block_stats(x: jax.Array, w: jax.Array) -> tuple[Stats, jax.Array]:
+        estep = variant.e_step(params, x)
+        return variant.sufficient_stats(x, w, estep), estep.labels
+
+    shapes = jax.eval_shape(block_stats, blocks.x[0], blocks.weight[0])
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[0])
+
+    def body(acc: Stats, block: tuple[jax.Array, jax.Array]) -> tuple[Stats, jax.Array]:
+        stats, labels = block_stats(*block)
+        return jax.tree.map(jnp.add, acc, stats), labels
+
+    stats, labels = lax.scan(body, zeros, (blocks.x, blocks.weight))
+    return stats, labels.reshape(-1)
+
+
+def farthest_points(variant: Variant, params: Params, blocks: Blocks, k: int) -> FarPoints:
+    """The k rows with the largest distortion to their assigned component, streamed.
+
+    Args:
+        variant: the mixture variant.
+        params: current parameters.
+        blocks: the padded data.
+        k: how many rows to keep.
+
+    Returns:
+        :class:`FarPoints`, in decreasing order of distortion (ties: lowest row index first).
+    """
+    n_blocks, b, _ = blocks.x.shape
+    neg_inf = jnp.array(-jnp.inf, blocks.x.dtype)
+
+    def body(
+        carry: tuple[jax.Array, jax.Array], block: tuple[jax.Array, jax.Array, jax.Array]
+    ) -> tuple[tuple[jax.Array, jax.Array], None]:
+        best_val, best_idx = carry
+        x, valid, offset = block
+        estep: EStepBlock = variant.e_step(params, x)
+        val = jnp.where(valid, estep.distortion, neg_inf)
+        idx = offset + jnp.arange(b, dtype=jnp.int32)
+        all_val = jnp.concatenate([best_val, val])
+        all_idx = jnp.concatenate([best_idx, idx])
+        top_val, pos = lax.top_k(all_val, k)
+        return (top_val, all_idx[pos]), None
+
+    init = (jnp.full((k,), -jnp.inf, blocks.x.dtype), jnp.zeros((k,), jnp.int32))
+    offsets = jnp.arange(n_blocks, dtype=jnp.int32) * b
+    (vals, idx), _ = lax.scan(body, init, (blocks.x, blocks.valid, offsets))
+    flat_x = blocks.x.reshape(n_blocks * b, -1)
+    flat_w = blocks.weight.reshape(-1)
+    labels = jax.vmap(lambda i: variant.e_step(params, flat_x[i][None, :]).labels[0])(idx)
+    return FarPoints(x=flat_x[idx], weight=flat_w[idx], label=labels, valid=jnp.isfinite(vals))
+
+
+def _maybe_relocate(variant: Variant, params: Params, stats: Stats, blocks: Blocks) -> Stats:
+    if variant.relocate is None:
+        return stats
+    k = stats.counts.shape[0]
+    need = variant.is_hard(params) & jnp.any(stats.counts == 0)
+
+    def relocate(stats: Stats) -> Stats:
+        far = farthest_points(variant, params, blocks, k)
+        return variant.relocate(params, stats, far)
+
+    return lax.cond(need, relocate, lambda s: s, stats)
+
+
+def em_iteration(variant: Variant, params: Params, blocks: Blocks) -> tuple[Params, Stats, Any]:
+    """One E+M iteration.
+
+    Returns:
+        ``(new_params, stats, labels)``: the statistics and labels are those of the E-step at
+        ``params`` (before empty-component relocation).
+    """
+    stats, labels = e_pass(variant, params, blocks)
+    moved = _maybe_relocate(variant, params, stats, blocks)
+    return variant.m_step(params, moved), stats, labels
+
+
+class _LoopState(NamedTuple):
+    params: Params
+    labels: jax.Array
+    objective: jax.Array
+    n_iter: jax.Array
+    done: jax.Array
+    history: jax.Array
+
+
+@partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
+def fit_compiled(
+    variant: Variant,
+    X: jax.Array,
+    weights: jax.Array,
+    params: Params,
+    tol: jax.Array,
+    *,
+    max_iter: int,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> FitResult:
+    """The compiled fit loop (inputs already validated).
+
+    Stopping rules, checked after each iteration t (E-step at theta_{t-1}, M-step to theta_t):
+        * hard fits: no label changed since the previous E-step, or the total squared centre
+          shift is <= tol * mean_d Var(X[:, d]) (scikit-learn's scaling of tol);
+        * soft fits: t >= 2 and the objective gain is <= tol * |objective| (relative gain).
+
+    Args:
+        variant: the mixture variant (static).
+        X: (N, D) data.
+        weights: (N,) non-negative sample weights.
+        params: initial parameters.
+        tol: the tolerance (traced).
+        max_iter: the maximum number of iterations (static: it sizes the history).
+        block_size: rows per E-step block (static).
+
+    Returns:
+        The :class:`FitResult`.
+    """
+    n = X.shape[0]
+    blocks = make_blocks(X, weights, block_size)
+    dtype = X.dtype
+    tol = jnp.asarray(tol, dtype)
+    shift_scale = jnp.mean(jnp.var(X, axis=0))
+    sign = 1.0 if variant.maximize else -1.0
+
+    def cond(state: _LoopState) -> jax.Array:
+        return (~state.done) & (state.n_iter < max_iter)
+
+    def body(state: _LoopState) -> _LoopState:
+        new_params, stats, labels = em_iteration(variant, state.params, blocks)
+        objective = variant.objective(state.params, stats)
+        hard = variant.is_hard(state.params)
+        old_means = variant.means(state.params)
+        shift = jnp.sum((variant.means(new_params) - old_means) ** 2)
+        hard_done = jnp.all(labels == state.labels) | (shift <= tol * shift_scale)
+        gain = sign * (objective - state.objective)
+        soft_done = (state.n_iter >= 1) & (gain <= tol * jnp.abs(objective))
+        done = jnp.where(hard, hard_done, soft_done)
+        history = state.history.at[state.n_iter].set(objective.astype(dtype))
+        return _LoopState(new_params, labels, objective, state.n_iter + 1, done, history)
+
+    init_params = params
+    first_objective = jnp.asarray(-jnp.inf if variant.maximize else jnp.inf, dtype)
+    state = _LoopState(
+        params=init_params,
+        labels=jnp.full((blocks.x.shape[0] * blocks.x.shape[1],), -1, jnp.int32),
+        objective=first_objective,
+        n_iter=jnp.zeros((), jnp.int32),
+        done=jnp.zeros((), bool),
+        history=jnp.zeros((max_iter,), dtype),
+    )
+    state = lax.while_loop(cond, body, state)
+    final_stats, final_labels = e_pass(variant, state.params, blocks)
+    final_objective = variant.objective(state.params, final_stats).astype(dtype)
+    steps = jnp.arange(max_iter)
+    history = jnp.where(steps < state.n_iter, state.history, final_objective)
+    return FitResult(
+        means=variant.means(state.params),
+        labels=final_labels[:n],
+        n_iter=state.n_iter,
+        converged=state.done,
+        objective=final_objective,
+        history=history,
+        params=state.params,
+    )
+
+
+@partial(jax.jit, static_argnames=("variant", "block_size"))
+def step_compiled(
+    variant: Variant,
+    X: jax.Array,
+    weights: jax.Array,
+    params: Params,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> Params:
+    """One compiled E+M iteration from ``params`` (inputs already validated)."""
+    blocks = make_blocks(X, weights, block_size)
+    return em_iteration(variant, params, blocks)[0]
+
+
+@partial(jax.jit, static_argnames=("variant", "block_size"))
+def stats_compiled(
+    variant: Variant,
+    X: jax.Array,
+    weights: jax.Array,
+    params: Params,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> tuple[Stats, jax.Array]:
+    """Summed statistics and labels of one streamed E-step (inputs already validated)."""
+    blocks = make_blocks(X, weights, block_size)
+    stats, labels = e_pass(variant, params, blocks)
+    return stats, labels[: X.shape[0]]

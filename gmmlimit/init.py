@@ -1,0 +1,130 @@
+"""Initialisation of the means from an explicit ``jax.random`` key.
+
+Both rules are pure functions of ``(key, X, k)``: ``jax.vmap`` over a batch of keys gives a batch
+of initialisations, so restarts are a vmap. ``k`` is static (it fixes the output shape).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._validation import as_data, check_k, check_positive_int, check_weights, is_traced
+
+__all__ = ["kmeans_plusplus", "random_points"]
+
+
+def _check_key(key: jax.Array) -> None:
+    if is_traced(key):
+        return
+    if not isinstance(key, jax.Array):
+        raise ValueError(f"key must be a jax.random key (jax.random.key(seed)); got {type(key)}.")
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be a single key; got a batch of shape {key.shape}.")
+    elif key.shape != (2,) or key.dtype != jnp.uint32:
+        raise ValueError(
+            "key must be a single jax.random key: jax.random.key(seed) or PRNGKey(seed); "
+            f"got an array of shape {key.shape} and dtype {key.dtype}."
+        )
+
+
+def random_points(key: jax.Array, X: jax.Array, k: int) -> jax.Array:
+    """The textbook rule: k distinct data points chosen uniformly at random.
+
+    Args:
+        key: a ``jax.random`` key.
+        X: (N, D) data.
+        k: number of means, 1 <= k <= N.
+
+    Returns:
+        (k, D) initial means in X's dtype.
+
+    Raises:
+        ValueError: on a bad key, bad data or k outside [1, N].
+    """
+    _check_key(key)
+    X = as_data(X)
+    k = check_k(k, X.shape[0])
+    return _random_points(key, X, k)
+
+
+@partial(jax.jit, static_argnames=("k",))
+def _random_points(key: jax.Array, X: jax.Array, k: int) -> jax.Array:
+    idx = jax.random.choice(key, X.shape[0], shape=(k,), replace=False)
+    return X[idx]
+
+
+def kmeans_plusplus(
+    key: jax.Array,
+    X: jax.Array,
+    k: int,
+    *,
+    weights: jax.Array | None = None,
+    n_local_trials: int | None = None,
+) -> jax.Array:
+    """Greedy k-means++ (Arthur and Vassilvitskii, with scikit-learn's greedy trials).
+
+    The first mean is a data point drawn with probability proportional to its weight. Each next
+    mean is the best of ``n_local_trials`` candidates drawn with probability proportional to
+    weight times squared distance to the nearest chosen mean: the one that lowers the weighted
+    potential sum_n w_n min_j ||x_n - c_j||^2 most.
+
+    Args:
+        key: a ``jax.random`` key.
+        X: (N, D) data.
+        k: number of means, 1 <= k <= N.
+        weights: optional (N,) non-negative sample weights.
+        n_local_trials: candidates per step; default ``2 + int(ln k)`` as in scikit-learn.
+
+    Returns:
+        (k, D) initial means in X's dtype. Memory is O(n_local_trials * N).
+
+    Raises:
+        ValueError: on a bad key, bad data, bad weights or k outside [1, N].
+    """
+    _check_key(key)
+    X = as_data(X)
+    k = check_k(k, X.shape[0])
+    w = check_weights(weights, X.shape[0], X.dtype)
+    if w is None:
+        w = jnp.ones((X.shape[0],), X.dtype)
+    trials = 2 + int(math.log(k)) if n_local_trials is None else n_local_trials
+    trials = check_positive_int(trials, "n_local_trials")
+    return _kmeans_plusplus(key, X, w, k, trials)
+
+
+def _sq_dists_to(X: jax.Array, x_sq: jax.Array, centres: jax.Array) -> jax.Array:
+    """(L, N) squared distances from L centres to all rows, clamped at 0."""
+    cross = lax.dot_general(centres, X, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
+    c_sq = jnp.sum(centres * centres, axis=1)
+    return jnp.maximum(c_sq[:, None] - 2.0 * cross + x_sq[None, :], 0.0)
+
+
+@partial(jax.jit, static_argnames=("k", "trials"))
+def _kmeans_plusplus(key: jax.Array, X: jax.Array, w: jax.Array, k: int, trials: int) -> jax.Array:
+    n, d = X.shape
+    x_sq = jnp.sum(X * X, axis=1)
+    first_key, loop_key = jax.random.split(key)
+    first = jax.random.choice(first_key, n, p=w / jnp.sum(w))
+    centres = jnp.zeros((k, d), X.dtype).at[0].set(X[first])
+    closest = _sq_dists_to(X, x_sq, X[first][None, :])[0]
+
+    def body(i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        centres, closest = carry
+        mass = w * closest
+        total = jnp.sum(mass)
+        # All remaining mass zero (duplicated points): fall back to weight-proportional draws.
+        p = jnp.where(total > 0, mass / jnp.where(total > 0, total, 1.0), w / jnp.sum(w))
+        cand = jax.random.choice(jax.random.fold_in(loop_key, i), n, shape=(trials,), p=p)
+        dist = jnp.minimum(closest[None, :], _sq_dists_to(X, x_sq, X[cand]))
+        potential = jnp.sum(dist * w[None, :], axis=1)
+        best = jnp.argmin(potential)
+        return centres.at[i].set(X[cand[best]]), dist[best]
+
+    centres, _ = lax.fori_loop(1, k, body, (centres, closest))
+    return centres

@@ -1,0 +1,205 @@
+"""The isotropic, equal-prior Gaussian mixture: the model of record.
+
+p(x) = sum_k (1/K) N(x; mu_k, sigma2 I), with sigma2 >= 0 fixed and shared. At sigma2 = 0 the
+responsibilities are the one-hot of the nearest mean and the fit is Lloyd's K-means; the same
+functions serve both.
+
+Empty components:
+    * soft fit (sigma2 > 0): a component whose total responsibility underflows to 0 keeps its
+      previous mean;
+    * hard fit (sigma2 = 0): an empty cluster is moved to the point farthest from its assigned
+      centre (scikit-learn's rule): that point's weight leaves its old cluster's statistics and
+      becomes the new cluster's. Several empty clusters take the farthest points in order of
+      decreasing distance, the lowest-indexed empty cluster first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
+from .._validation import check_means, check_sigma2
+from .._variant import EStepBlock, FarPoints, Variant
+
+__all__ = ["IsotropicParams", "IsotropicStats", "isotropic"]
+
+
+class IsotropicParams(NamedTuple):
+    """Parameters of the isotropic mixture.
+
+    Attributes:
+        means: (K, D) component means.
+        sigma2: scalar shared variance >= 0 (a traced leaf: sweeping it never recompiles).
+    """
+
+    means: jax.Array
+    sigma2: jax.Array
+
+
+class IsotropicStats(NamedTuple):
+    """Weighted sufficient statistics of the isotropic mixture, summed over rows.
+
+    Attributes:
+        counts: (K,) sum_n w_n r_nk.
+        sums: (K, D) sum_n w_n r_nk x_n.
+        total_weight: () sum_n w_n.
+        log_lik_core: () sum_n w_n [lse_n - d_n* / (2 sigma2)] (0 at sigma2 = 0).
+        distortion: () sum_n w_n d_n*, the K-means objective J.
+    """
+
+    counts: jax.Array
+    sums: jax.Array
+    total_weight: jax.Array
+    log_lik_core: jax.Array
+    distortion: jax.Array
+
+
+def assign(params: IsotropicParams, x: jax.Array) -> tuple[EStepBlock, jax.Array]:
+    """The E-step on one block, also returning the per-row log-sum-exp.
+
+    Args:
+        params: the current parameters.
+        x: (B, D) rows.
+
+    Returns:
+        ``(estep, lse)``: the :class:`EStepBlock` and lse (B,) in [0, ln K].
+    """
+    means, sigma2 = params
+    means_sq = jnp.sum(means * means, axis=1)
+    partial = pairwise_sq_dists_partial(x, means, means_sq)
+    resp, labels, _, lse = shifted_softmax(partial, 2.0 * sigma2)
+    # The assigned distance, computed directly (no cancellation), as scikit-learn's inertia.
+    diff = x - means[labels]
+    nearest = jnp.sum(diff * diff, axis=1)
+    positive = sigma2 > 0
+    safe = jnp.where(positive, sigma2, 1.0)
+    log_lik = jnp.where(positive, lse - nearest / (2.0 * safe), 0.0)
+    return EStepBlock(resp=resp, labels=labels, log_lik=log_lik, distortion=nearest), lse
+
+
+def _e_step(params: IsotropicParams, x: jax.Array) -> EStepBlock:
+    return assign(params, x)[0]
+
+
+def _sufficient_stats(x: jax.Array, weight: jax.Array, estep: EStepBlock) -> IsotropicStats:
+    weighted = estep.resp * weight[:, None]
+    sums = lax.dot_general(weighted, x, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    return IsotropicStats(
+        counts=jnp.sum(weighted, axis=0),
+        sums=sums,
+        total_weight=jnp.sum(weight),
+        log_lik_core=jnp.sum(weight * estep.log_lik),
+        distortion=jnp.sum(weight * estep.distortion),
+    )
+
+
+def _m_step(params: IsotropicParams, stats: IsotropicStats) -> IsotropicParams:
+    occupied = stats.counts > 0
+    safe = jnp.where(occupied, stats.counts, 1.0)
+    new_means = stats.sums / safe[:, None]
+    ok = occupied[:, None] & jnp.isfinite(new_means)
+    return IsotropicParams(means=jnp.where(ok, new_means, params.means), sigma2=params.sigma2)
+
+
+def log_likelihood_from_stats(params: IsotropicParams, stats: IsotropicStats) -> jax.Array:
+    """The log-likelihood l from the summed statistics (DESIGN.md section 1).
+
+    Args:
+        params: parameters (K is read from the means).
+        stats: statistics summed over all rows.
+
+    Returns:
+        Scalar ``-W ln K - (W D / 2) ln(2 pi sigma2) + sum_n w_n [lse_n - d_n*/(2 sigma2)]`` with
+        W the total weight. Not finite at sigma2 = 0 (there the hard objective is used).
+    """
+    k, d = params.means.shape
+    w = stats.total_weight
+    return (
+        -w * math.log(k) - 0.5 * w * d * jnp.log(2.0 * jnp.pi * params.sigma2) + stats.log_lik_core
+    )
+
+
+def _objective(params: IsotropicParams, stats: IsotropicStats) -> jax.Array:
+    positive = params.sigma2 > 0
+    safe = IsotropicParams(params.means, jnp.where(positive, params.sigma2, 1.0))
+    return jnp.where(positive, log_likelihood_from_stats(safe, stats), stats.distortion)
+
+
+def _is_hard(params: IsotropicParams) -> jax.Array:
+    return params.sigma2 == 0
+
+
+def _means(params: IsotropicParams) -> jax.Array:
+    return params.means
+
+
+def _relocate(params: IsotropicParams, stats: IsotropicStats, far: FarPoints) -> IsotropicStats:
+    """Move empty clusters to the farthest points (scikit-learn's rule), on the statistics."""
+    del params
+    k = stats.counts.shape[0]
+    empty = stats.counts == 0
+    (empty_ids,) = jnp.nonzero(empty, size=k, fill_value=k)
+
+    def move(i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        counts, sums = carry
+        target = empty_ids[i]
+        ok = (target < k) & far.valid[i]
+        target = jnp.minimum(target, k - 1)
+        source = far.label[i]
+        w = jnp.where(ok, far.weight[i], 0.0)
+        wx = w * far.x[i]
+        sums = sums.at[source].add(-wx)
+        counts = counts.at[source].add(-w)
+        sums = sums.at[target].set(jnp.where(ok, wx, sums[target]))
+        counts = counts.at[target].set(jnp.where(ok, w, counts[target]))
+        return counts, sums
+
+    counts, sums = lax.fori_loop(0, k, move, (stats.counts, stats.sums))
+    return stats._replace(counts=counts, sums=sums)
+
+
+def validate_params(
+    X: jax.Array, params: IsotropicParams, *, for_fit: bool = True
+) -> IsotropicParams:
+    """Check means and sigma2 against the data and cast them to its dtype (eager).
+
+    Args:
+        X: validated (N, D) data.
+        params: the parameters to check.
+        for_fit: also require K <= N.
+
+    Returns:
+        The parameters in X's dtype.
+
+    Raises:
+        ValueError: on a wrong type or shape, non-finite means, or a bad sigma2.
+    """
+    if not isinstance(params, IsotropicParams):
+        raise ValueError(
+            f"the isotropic variant takes IsotropicParams(means, sigma2); got {type(params)}."
+        )
+    means = check_means(params.means, X, name="means", for_fit=for_fit)
+    sigma2 = check_sigma2(params.sigma2, X.dtype)
+    if sigma2.ndim != 0:
+        raise ValueError(f"sigma2 must be a scalar; got shape {tuple(sigma2.shape)}.")
+    return IsotropicParams(means=means, sigma2=sigma2)
+
+
+isotropic = Variant(
+    name="isotropic",
+    e_step=_e_step,
+    sufficient_stats=_sufficient_stats,
+    m_step=_m_step,
+    objective=_objective,
+    is_hard=_is_hard,
+    means=_means,
+    relocate=_relocate,
+    validate=validate_params,
+    maximize=True,
+)
+"""The isotropic equal-prior Gaussian mixture with fixed shared variance (sigma2 = 0: K-means)."""
