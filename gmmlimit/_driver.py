@@ -17,7 +17,7 @@ from jax import lax
 
 from ._variant import EStepBlock, FarPoints, Params, Stats, Variant
 
-__all__ = ["Blocks", "FitResult", "e_pass", "fit_compiled", "make_blocks"]
+__all__ = ["Blocks", "FitResult", "e_pass", "em_iteration", "fit_compiled", "make_blocks"]
 
 DEFAULT_BLOCK_SIZE = 4096
 
@@ -88,81 +88,84 @@ def make_blocks(X: jax.Array, weights: jax.Array, block_size: int) -> Blocks:
     )
 
 
-def e_pass(variant: Variant, params: Params, blocks: Blocks) -> tuple[Stats, jax.Array]:
+class _Farthest(NamedTuple):
+    """Running top-K of the per-row distortion (for empty-cluster relocation)."""
+
+    value: jax.Array  # (K,) largest distortions, decreasing; -inf for unfilled slots
+    index: jax.Array  # (K,) int32 flat row indices
+
+
+def e_pass(
+    variant: Variant, params: Params, blocks: Blocks, *, track_farthest: bool = False
+) -> tuple[Stats, jax.Array, _Farthest | None]:
     """One streamed E-step over all blocks.
 
     Args:
         variant: the mixture variant.
         params: current parameters.
         blocks: the padded data.
+        track_farthest: also keep the K rows with the largest distortion (a top-K merged block
+            by block, O(B log K) per block, negligible beside the O(B K D) distances).
 
     Returns:
-        ``(stats, labels)``: statistics summed over all rows and (n_blocks * B,) int32 labels.
+        ``(stats, labels, farthest)``: statistics summed over all rows, (n_blocks * B,) int32
+        labels, and the running top-K (None unless ``track_farthest``).
     """
+    n_blocks, b, _ = blocks.x.shape
 
-    def block_stats(x: jax.Array, w: jax.Array) -> tuple[Stats, jax.Array]:
+    def block_stats(x: jax.Array, w: jax.Array) -> tuple[Stats, EStepBlock]:
         estep = variant.e_step(params, x)
-        return variant.sufficient_stats(x, w, estep), estep.labels
+        return variant.sufficient_stats(x, w, estep), estep
 
     shapes = jax.eval_shape(block_stats, blocks.x[0], blocks.weight[0])
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[0])
-
-    def body(acc: Stats, block: tuple[jax.Array, jax.Array]) -> tuple[Stats, jax.Array]:
-        stats, labels = block_stats(*block)
-        return jax.tree.map(jnp.add, acc, stats), labels
-
-    stats, labels = lax.scan(body, zeros, (blocks.x, blocks.weight))
-    return stats, labels.reshape(-1)
-
-
-def farthest_points(variant: Variant, params: Params, blocks: Blocks, k: int) -> FarPoints:
-    """The k rows with the largest distortion to their assigned component, streamed.
-
-    Args:
-        variant: the mixture variant.
-        params: current parameters.
-        blocks: the padded data.
-        k: how many rows to keep.
-
-    Returns:
-        :class:`FarPoints`, in decreasing order of distortion (ties: lowest row index first).
-    """
-    n_blocks, b, _ = blocks.x.shape
-    neg_inf = jnp.array(-jnp.inf, blocks.x.dtype)
+    k = shapes[1].resp.shape[1]
+    far0 = _Farthest(jnp.full((k,), -jnp.inf, blocks.x.dtype), jnp.zeros((k,), jnp.int32))
 
     def body(
-        carry: tuple[jax.Array, jax.Array], block: tuple[jax.Array, jax.Array, jax.Array]
-    ) -> tuple[tuple[jax.Array, jax.Array], None]:
-        best_val, best_idx = carry
-        x, valid, offset = block
-        estep: EStepBlock = variant.e_step(params, x)
-        val = jnp.where(valid, estep.distortion, neg_inf)
-        idx = offset + jnp.arange(b, dtype=jnp.int32)
-        all_val = jnp.concatenate([best_val, val])
-        all_idx = jnp.concatenate([best_idx, idx])
-        top_val, pos = lax.top_k(all_val, k)
-        return (top_val, all_idx[pos]), None
+        carry: tuple[Stats, _Farthest], block: tuple[jax.Array, jax.Array, jax.Array, jax.Array]
+    ) -> tuple[tuple[Stats, _Farthest], jax.Array]:
+        acc, far = carry
+        x, w, valid, offset = block
+        stats, estep = block_stats(x, w)
+        acc = jax.tree.map(jnp.add, acc, stats)
+        if track_farthest:
+            value = jnp.where(valid, estep.distortion, -jnp.inf)
+            index = offset + jnp.arange(b, dtype=jnp.int32)
+            all_value = jnp.concatenate([far.value, value])
+            all_index = jnp.concatenate([far.index, index])
+            top, pos = lax.top_k(all_value, k)
+            far = _Farthest(top, all_index[pos])
+        return (acc, far), estep.labels
 
-    init = (jnp.full((k,), -jnp.inf, blocks.x.dtype), jnp.zeros((k,), jnp.int32))
     offsets = jnp.arange(n_blocks, dtype=jnp.int32) * b
-    (vals, idx), _ = lax.scan(body, init, (blocks.x, blocks.valid, offsets))
-    flat_x = blocks.x.reshape(n_blocks * b, -1)
-    flat_w = blocks.weight.reshape(-1)
-    labels = jax.vmap(lambda i: variant.e_step(params, flat_x[i][None, :]).labels[0])(idx)
-    return FarPoints(x=flat_x[idx], weight=flat_w[idx], label=labels, valid=jnp.isfinite(vals))
+    (stats, far), labels = lax.scan(
+        body, (zeros, far0), (blocks.x, blocks.weight, blocks.valid, offsets)
+    )
+    return stats, labels.reshape(-1), (far if track_farthest else None)
 
 
-def _maybe_relocate(variant: Variant, params: Params, stats: Stats, blocks: Blocks) -> Stats:
-    if variant.relocate is None:
+def _maybe_relocate(
+    variant: Variant,
+    params: Params,
+    stats: Stats,
+    labels: jax.Array,
+    far: _Farthest | None,
+    blocks: Blocks,
+) -> Stats:
+    """Apply the variant's empty-component relocation when the fit is hard and one is empty."""
+    if variant.relocate is None or far is None:
         return stats
-    k = stats.counts.shape[0]
     need = variant.is_hard(params) & jnp.any(stats.counts == 0)
-
-    def relocate(stats: Stats) -> Stats:
-        far = farthest_points(variant, params, blocks, k)
-        return variant.relocate(params, stats, far)
-
-    return lax.cond(need, relocate, lambda s: s, stats)
+    flat_x = blocks.x.reshape(-1, blocks.x.shape[-1])
+    points = FarPoints(
+        x=flat_x[far.index],
+        weight=blocks.weight.reshape(-1)[far.index],
+        label=labels[far.index],
+        valid=jnp.isfinite(far.value),
+    )
+    moved = variant.relocate(params, stats, points)
+    return jax.tree.map(lambda a, b: jnp.where(need, a, b), moved, stats)
 
 
 def em_iteration(variant: Variant, params: Params, blocks: Blocks) -> tuple[Params, Stats, Any]:
@@ -172,8 +175,9 @@ def em_iteration(variant: Variant, params: Params, blocks: Blocks) -> tuple[Para
         ``(new_params, stats, labels)``: the statistics and labels are those of the E-step at
         ``params`` (before empty-component relocation).
     """
-    stats, labels = e_pass(variant, params, blocks)
-    moved = _maybe_relocate(variant, params, stats, blocks)
+    track = variant.relocate is not None
+    stats, labels, far = e_pass(variant, params, blocks, track_farthest=track)
+    moved = _maybe_relocate(variant, params, stats, labels, far, blocks)
     return variant.m_step(params, moved), stats, labels
 
 
@@ -250,7 +254,7 @@ def fit_compiled(
         history=jnp.zeros((max_iter,), dtype),
     )
     state = lax.while_loop(cond, body, state)
-    final_stats, final_labels = e_pass(variant, state.params, blocks)
+    final_stats, final_labels, _ = e_pass(variant, state.params, blocks)
     final_objective = variant.objective(state.params, final_stats).astype(dtype)
     steps = jnp.arange(max_iter)
     history = jnp.where(steps < state.n_iter, state.history, final_objective)
@@ -290,5 +294,5 @@ def stats_compiled(
 ) -> tuple[Stats, jax.Array]:
     """Summed statistics and labels of one streamed E-step (inputs already validated)."""
     blocks = make_blocks(X, weights, block_size)
-    stats, labels = e_pass(variant, params, blocks)
+    stats, labels, _ = e_pass(variant, params, blocks)
     return stats, labels[: X.shape[0]]

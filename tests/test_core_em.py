@@ -1,0 +1,280 @@
+"""EM for the isotropic mixture: monotone likelihood, the sigma2 = 0 limit, numerics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gmmlimit as gl
+from gmmlimit._driver import fit_compiled
+
+
+def _blobs(seed: int, n: int = 240, d: int = 3, k: int = 4, spread: float = 3.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=spread, size=(k, d))
+    return centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))
+
+
+X64 = _blobs(0)
+M0 = np.asarray(gl.init.random_points(jax.random.key(0), X64, 4))
+
+
+@pytest.mark.parametrize("sigma2", [0.05, 0.5, 2.0, 20.0])
+def test_em_log_likelihood_never_decreases(sigma2):
+    result = gl.em(X64, M0, sigma2, max_iter=60, tol=0.0)
+    n = int(result.n_iter)
+    history = np.asarray(result.history)[:n]
+    steps = np.diff(np.append(history, float(result.objective)))
+    assert np.all(steps >= -1e-10 * np.abs(history).max()), steps.min()
+    # the recorded history is the log-likelihood at the iterates
+    np.testing.assert_allclose(
+        float(result.objective), float(gl.log_likelihood(X64, result.means, sigma2)), rtol=1e-12
+    )
+
+
+def test_em_at_zero_is_kmeans_exactly():
+    km = gl.kmeans(X64, M0)
+    em0 = gl.em(X64, M0, 0.0, tol=0.0)
+    for field in ("means", "labels", "n_iter", "converged", "objective", "history"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(km, field)), np.asarray(getattr(em0, field))
+        )
+
+
+def test_em_iterates_at_zero_equal_lloyd_steps():
+    means = jnp.asarray(M0)
+    steps = []
+    for _ in range(3):
+        means = gl.em_step(X64, means, 0.0)
+        steps.append(np.asarray(means))
+    for n_steps in (1, 3):
+        truncated = gl.kmeans(X64, M0, max_iter=n_steps)
+        np.testing.assert_array_equal(np.asarray(truncated.means), steps[n_steps - 1])
+
+
+def test_small_sigma2_em_reproduces_kmeans_partition():
+    km = gl.kmeans(X64, M0)
+    em = gl.em(X64, M0, 1e-3)
+    np.testing.assert_array_equal(np.asarray(em.labels), np.asarray(km.labels))
+    np.testing.assert_allclose(np.asarray(em.means), np.asarray(km.means), atol=1e-10)
+
+
+def test_jit_and_eager_agree_and_vmap_matches_loop():
+    sigmas = jnp.array([0.0, 0.1, 1.0, 5.0])
+    batched = jax.vmap(lambda s: gl.em(X64, M0, s, max_iter=50))(sigmas)
+    jitted = jax.jit(lambda s: gl.em(X64, M0, s, max_iter=50))
+    for i, s in enumerate(np.asarray(sigmas)):
+        eager = gl.em(X64, M0, float(s), max_iter=50)
+        inside = jitted(s)
+        for field in ("means", "labels", "n_iter", "objective"):
+            a = np.asarray(getattr(eager, field))
+            np.testing.assert_allclose(
+                np.asarray(getattr(inside, field)), a, rtol=1e-12, atol=1e-12
+            )
+            np.testing.assert_allclose(
+                np.asarray(getattr(batched, field))[i], a, rtol=1e-12, atol=1e-12
+            )
+
+
+def test_new_sigma2_does_not_recompile():
+    gl.em(X64, M0, 0.3, max_iter=40)
+    before = fit_compiled._cache_size()
+    for s in (0.7, 1e-5, 0.0, 123.0):
+        gl.em(X64, M0, s, max_iter=40)
+    assert fit_compiled._cache_size() == before
+
+
+@pytest.mark.parametrize(
+    ("dtype", "sigma2"),
+    [
+        (np.float32, 1e-30),
+        (np.float32, 1e-20),
+        (np.float32, 0.0),
+        (np.float64, 1e-300),
+        (np.float64, 1e-150),
+        (np.float64, 0.0),
+    ],
+)
+def test_tiny_sigma2_is_finite_and_keeps_dtype(dtype, sigma2):
+    X = X64.astype(dtype)
+    result = gl.em(X, M0.astype(dtype), sigma2)
+    for field in ("means", "objective", "history"):
+        value = np.asarray(getattr(result, field))
+        assert value.dtype == dtype
+        assert np.all(np.isfinite(value)), field
+    resp = np.asarray(gl.responsibilities(X, result.means, sigma2))
+    assert resp.dtype == dtype and np.all(np.isfinite(resp))
+    np.testing.assert_array_equal(resp.argmax(1), np.asarray(result.labels))
+    np.testing.assert_array_equal(resp.sum(1), 1.0)  # exactly one-hot at this scale
+    assert np.isfinite(float(gl.scaled_log_likelihood(X, result.means, sigma2)))
+
+
+def test_ties_go_to_lowest_index():
+    X = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 5.0]])
+    means = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, -1.0]])  # row 0 ties between 0, 1, 2
+    hard = np.asarray(gl.responsibilities(X, means, 0.0))
+    np.testing.assert_array_equal(hard[:2], [[1, 0, 0], [1, 0, 0]])
+    soft = np.asarray(gl.responsibilities(X, means, 1.0))
+    np.testing.assert_allclose(soft[0], [1 / 3, 1 / 3, 1 / 3], rtol=1e-15)
+
+
+def test_em_component_with_underflowing_mass_keeps_its_mean():
+    X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1]])
+    means = np.array([[0.1], [5.05], [1e6]])
+    result = gl.em(X, means, 1e-2, max_iter=5)
+    assert float(result.means[2, 0]) == 1e6
+    assert np.all(np.isfinite(np.asarray(result.means)))
+
+
+def test_integer_weights_equal_repeated_rows():
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 4, size=X64.shape[0])
+    counts[0] = 2
+    repeated = np.repeat(X64, counts, axis=0)
+    for s2 in (0.0, 0.8):
+        weighted = gl.em(X64, M0, s2, weights=counts.astype(float), max_iter=30, tol=0.0)
+        plain = gl.em(repeated, M0, s2, max_iter=30, tol=0.0)
+        assert int(weighted.n_iter) == int(plain.n_iter)
+        np.testing.assert_allclose(np.asarray(weighted.means), np.asarray(plain.means), atol=1e-10)
+        np.testing.assert_allclose(float(weighted.objective), float(plain.objective), rtol=1e-10)
+
+
+def test_block_size_does_not_change_the_fit():
+    for s2 in (0.0, 0.5):
+        whole = gl.em(X64, M0, s2, max_iter=25, tol=0.0)
+        blocked = gl.em(X64, M0, s2, max_iter=25, tol=0.0, block_size=37)
+        np.testing.assert_array_equal(np.asarray(whole.labels), np.asarray(blocked.labels))
+        np.testing.assert_allclose(np.asarray(whole.means), np.asarray(blocked.means), atol=1e-10)
+
+
+def test_large_fit_never_materialises_n_by_k():
+    n, d, k = 2_000_000, 16, 256
+    x = jax.ShapeDtypeStruct((n, d), jnp.float32)
+    w = jax.ShapeDtypeStruct((n,), jnp.float32)
+    params = gl.IsotropicParams(
+        jax.ShapeDtypeStruct((k, d), jnp.float32), jax.ShapeDtypeStruct((), jnp.float32)
+    )
+    compiled = fit_compiled.lower(
+        gl.variants.isotropic, x, w, params, 0.0, max_iter=5, block_size=4096
+    ).compile()
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    n_by_k = n * k * 4
+    # padded copy of X and the (N,) label buffers are O(N D); nothing near N x K
+    assert temp < n_by_k / 4, (temp, n_by_k)
+    assert temp < 2**30
+
+
+def test_restarts_keep_the_best_run():
+    key = jax.random.key(7)
+    best = gl.restarts(key, X64, 4, n_init=4)
+    keys = jax.random.split(key, 4)
+    objectives = [
+        float(gl.kmeans(X64, gl.init.kmeans_plusplus(kk, X64, 4)).objective) for kk in keys
+    ]
+    assert float(best.objective) == pytest.approx(min(objectives), rel=1e-12)
+    soft = gl.restarts(key, X64, 4, sigma2=1.0, n_init=3, init="random")
+    loglik = [
+        float(gl.em(X64, gl.init.random_points(kk, X64, 4), 1.0).objective)
+        for kk in jax.random.split(key, 3)
+    ]
+    assert float(soft.objective) == pytest.approx(max(loglik), rel=1e-12)
+
+
+def test_initialisers_are_keyed_vmappable_and_pick_data_points():
+    keys = jax.random.split(jax.random.key(3), 5)
+    batch = jax.vmap(lambda kk: gl.init.kmeans_plusplus(kk, X64, 4))(keys)
+    assert batch.shape == (5, 4, 3)
+    np.testing.assert_array_equal(
+        np.asarray(batch[2]), np.asarray(gl.init.kmeans_plusplus(keys[2], X64, 4))
+    )
+    rows = {tuple(r) for r in X64}
+    for means in np.asarray(batch):
+        assert all(tuple(m) in rows for m in means)
+    pts = np.asarray(jax.vmap(lambda kk: gl.init.random_points(kk, X64, 4))(keys))
+    for means in pts:
+        assert len({tuple(m) for m in means}) == 4 and all(tuple(m) in rows for m in means)
+    # k-means++ spreads out: on four far-apart blobs it puts one mean in each blob almost
+    # always, while uniform random points do so with probability 4!/4^4 < 0.1.
+    rng = np.random.default_rng(4)
+    corners = np.array([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0], [100.0, 100.0]])
+    X = corners[np.arange(400) % 4] + rng.normal(size=(400, 2))
+    many = jax.random.split(keys[0], 20)
+
+    def one_per_blob(batch):
+        blob = np.linalg.norm(np.asarray(batch)[:, :, None] - corners, axis=-1).argmin(-1)
+        return np.mean([len(set(b)) == 4 for b in blob])
+
+    pp = jax.vmap(lambda kk: gl.init.kmeans_plusplus(kk, X, 4))(many)
+    rp = jax.vmap(lambda kk: gl.init.random_points(kk, X, 4))(many)
+    assert one_per_blob(pp) >= 0.9
+    assert one_per_blob(rp) <= 0.4
+
+
+@st.composite
+def _problem(draw):
+    # few distinct shapes, so that few programs are compiled; values vary freely
+    n = draw(st.sampled_from([5, 24]))
+    d = draw(st.sampled_from([1, 3]))
+    k = draw(st.sampled_from([1, 2, 5]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    log_s2 = draw(st.floats(-4.0, 3.0))
+    rng = np.random.default_rng(seed)
+    X = rng.normal(scale=draw(st.floats(0.1, 10.0)), size=(n, d))
+    means = rng.normal(scale=3.0, size=(k, d))
+    return X, means, 10.0**log_s2
+
+
+@settings(max_examples=30, deadline=None)
+@given(_problem())
+def test_bound1_responsibilities(problem):
+    X, means, sigma2 = problem
+    k = means.shape[0]
+    resp = np.asarray(gl.responsibilities(X, means, sigma2))
+    d = ((X[:, None, :] - means[None]) ** 2).sum(-1)
+    onehot = np.eye(k)[d.argmin(1)]
+    srt = np.sort(d, axis=1)
+    delta = srt[:, 1] - srt[:, 0] if k > 1 else np.full(len(X), np.inf)
+    bound = (k - 1) * np.exp(-delta / (2 * sigma2))
+    assert np.all(np.abs(resp - onehot) <= bound[:, None] * (1 + 1e-9) + 1e-13)
+    ours = np.asarray(gl.responsibility_bound(X, means, sigma2))
+    np.testing.assert_allclose(ours, bound, rtol=1e-6, atol=1e-14)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_problem())
+def test_bound2_scaled_log_likelihood(problem):
+    X, means, sigma2 = problem
+    n, dim = X.shape
+    k = means.shape[0]
+    J = float(gl.kmeans_objective(X, means))
+    d = ((X[:, None, :] - means[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(J, d.min(1).sum(), rtol=1e-12, atol=1e-12)
+    ll = float(gl.log_likelihood(X, means, sigma2))
+    scaled = -2 * sigma2 * (ll + n * np.log(k) + 0.5 * n * dim * np.log(2 * np.pi * sigma2))
+    slack = 1e-9 * (abs(J) + 1.0) + 1e-9 * abs(2 * sigma2 * ll)
+    assert J - 2 * n * sigma2 * np.log(k) - slack <= scaled <= J + slack
+    stable = float(gl.scaled_log_likelihood(X, means, sigma2))
+    assert J - 2 * n * sigma2 * np.log(k) - 1e-9 * (J + 1) <= stable <= J + 1e-9 * (J + 1)
+    # the reference value from scipy's logsumexp
+    from scipy.special import logsumexp
+
+    ref = (
+        -n * np.log(k)
+        - 0.5 * n * dim * np.log(2 * np.pi * sigma2)
+        + logsumexp(-d / (2 * sigma2), axis=1).sum()
+    )
+    np.testing.assert_allclose(ll, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_critical_sigma2_is_lambda_max_of_the_covariance():
+    X = _blobs(2, n=300, d=4) * np.array([3.0, 1.0, 0.5, 0.1])
+    expected = np.linalg.eigvalsh(np.cov(X.T, bias=True))[-1]
+    assert float(gl.critical_sigma2(X)) == pytest.approx(expected, rel=1e-10)
+    assert gl.critical_sigma2(X.astype(np.float32)).dtype == np.float32
+
+
+def test_onehot_threshold_values():
+    assert gl.onehot_threshold(np.float32) == pytest.approx(87.34, abs=0.01)
+    assert gl.onehot_threshold(np.float64) == pytest.approx(708.40, abs=0.01)
