@@ -18,6 +18,7 @@ from ._driver import DEFAULT_BLOCK_SIZE, FitResult, fit_compiled, stats_compiled
 from ._validation import (
     as_data,
     check_k,
+    check_key,
     check_positive_int,
     check_sigma2,
     check_tol,
@@ -322,6 +323,7 @@ def restarts(
     Returns:
         The :class:`FitResult` with the lowest distortion (K-means) or highest log-likelihood (EM).
     """
+    check_key(key)
     X = as_data(X)
     k = check_k(k, X.shape[0])
     n_init = check_positive_int(n_init, "n_init")

@@ -18,6 +18,7 @@ import numpy as np
 __all__ = [
     "as_data",
     "check_k",
+    "check_key",
     "check_means",
     "check_sigma2",
     "check_weights",
@@ -72,6 +73,26 @@ def as_data(X: Any, name: str = "X") -> jax.Array:
             bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
             raise ValueError(f"{name} contains {bad} NaN or inf value(s); clean the data first.")
     return jnp.asarray(X, dtype=dtype)
+
+
+def check_key(key: Any) -> None:
+    """Validate a single ``jax.random`` key (new-style typed key or legacy uint32 (2,) key).
+
+    Raises:
+        ValueError: if ``key`` is not a single JAX PRNG key.
+    """
+    if is_traced(key):
+        return
+    if not isinstance(key, jax.Array):
+        raise ValueError(f"key must be a jax.random key (jax.random.key(seed)); got {type(key)}.")
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be a single key; got a batch of shape {key.shape}.")
+    elif key.shape != (2,) or key.dtype != jnp.uint32:
+        raise ValueError(
+            "key must be a single jax.random key: jax.random.key(seed) or PRNGKey(seed); "
+            f"got an array of shape {key.shape} and dtype {key.dtype}."
+        )
 
 
 def check_k(k: Any, n_samples: int) -> int:

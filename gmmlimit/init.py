@@ -13,24 +13,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._validation import as_data, check_k, check_positive_int, check_weights, is_traced
+from ._validation import as_data, check_k, check_key, check_positive_int, check_weights
 
 __all__ = ["kmeans_plusplus", "random_points"]
-
-
-def _check_key(key: jax.Array) -> None:
-    if is_traced(key):
-        return
-    if not isinstance(key, jax.Array):
-        raise ValueError(f"key must be a jax.random key (jax.random.key(seed)); got {type(key)}.")
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(f"key must be a single key; got a batch of shape {key.shape}.")
-    elif key.shape != (2,) or key.dtype != jnp.uint32:
-        raise ValueError(
-            "key must be a single jax.random key: jax.random.key(seed) or PRNGKey(seed); "
-            f"got an array of shape {key.shape} and dtype {key.dtype}."
-        )
 
 
 def random_points(key: jax.Array, X: jax.Array, k: int) -> jax.Array:
@@ -47,7 +32,7 @@ def random_points(key: jax.Array, X: jax.Array, k: int) -> jax.Array:
     Raises:
         ValueError: on a bad key, bad data or k outside [1, N].
     """
-    _check_key(key)
+    check_key(key)
     X = as_data(X)
     k = check_k(k, X.shape[0])
     return _random_points(key, X, k)
@@ -87,7 +72,7 @@ def kmeans_plusplus(
     Raises:
         ValueError: on a bad key, bad data, bad weights or k outside [1, N].
     """
-    _check_key(key)
+    check_key(key)
     X = as_data(X)
     k = check_k(k, X.shape[0])
     w = check_weights(weights, X.shape[0], X.dtype)

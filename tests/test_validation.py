@@ -1,0 +1,242 @@
+"""Every bad input of DESIGN.md section 3 raises a ValueError that names the problem, eagerly."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gmmlimit as gl
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(20, 3))
+M = X[:3].copy()
+
+
+def _with(value, index, array):
+    bad = np.array(array, dtype=float)
+    bad[index] = value
+    return bad
+
+
+BAD_X = [
+    (_with(np.nan, (4, 1), X), "NaN or inf"),
+    (_with(np.inf, (0, 0), X), "NaN or inf"),
+    (X[0], "2-D"),
+    (np.zeros((0, 3)), "at least one row"),
+    (X.astype(complex), "real"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_X)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: gl.kmeans(x, M),
+        lambda x: gl.em(x, M, 1.0),
+        lambda x: gl.responsibilities(x, M, 1.0),
+        lambda x: gl.log_likelihood(x, M, 1.0),
+        lambda x: gl.kmeans_objective(x, M),
+        lambda x: gl.critical_sigma2(x),
+        lambda x: gl.em_step(x, M, 1.0),
+        lambda x: gl.init.kmeans_plusplus(jax.random.key(0), x, 3),
+        lambda x: gl.init.random_points(jax.random.key(0), x, 3),
+    ],
+    ids=[
+        "kmeans",
+        "em",
+        "resp",
+        "loglik",
+        "objective",
+        "critical",
+        "em_step",
+        "kmeans++",
+        "random_points",
+    ],
+)
+def test_bad_data_raises(call, bad, message):
+    with pytest.raises(ValueError, match=message):
+        call(bad)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: gl.init.kmeans_plusplus(jax.random.key(0), X, 21), "exceeds the number"),
+        (lambda: gl.init.random_points(jax.random.key(0), X, 0), "at least 1"),
+        (lambda: gl.init.kmeans_plusplus(jax.random.key(0), X, 2.0), "integer"),
+        (lambda: gl.restarts(jax.random.key(0), X, 21), "exceeds the number"),
+        (lambda: gl.restarts(jax.random.key(0), X, -1), "at least 1"),
+        (lambda: gl.kmeans(X[:2], X[:3]), "exceeds the number"),
+        (lambda: gl.em(X[:2], X[:3], 1.0), "exceeds the number"),
+        (lambda: gl.kmeans(X, np.zeros((0, 3))), "at least one mean"),
+    ],
+    ids=["kpp>N", "random<1", "k-float", "restarts>N", "restarts<1", "kmeans>N", "em>N", "K=0"],
+)
+def test_bad_k_raises(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("sigma2", "message"),
+    [(-1.0, ">= 0"), (np.nan, "NaN"), (np.inf, "infinite"), ("big", "real number")],
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: gl.em(X, M, s),
+        lambda s: gl.responsibilities(X, M, s),
+        lambda s: gl.log_likelihood(X, M, s),
+        lambda s: gl.em_step(X, M, s),
+        lambda s: gl.restarts(jax.random.key(0), X, 3, sigma2=s),
+    ],
+    ids=["em", "resp", "loglik", "em_step", "restarts"],
+)
+def test_bad_sigma2_raises(call, sigma2, message):
+    with pytest.raises(ValueError, match=message):
+        call(sigma2)
+
+
+def test_sigma2_that_underflows_in_float32_raises():
+    with pytest.raises(ValueError, match="underflows"):
+        gl.em(X.astype(np.float32), M.astype(np.float32), 1e-60)
+
+
+def test_log_likelihood_at_zero_sigma2_raises():
+    with pytest.raises(ValueError, match="not finite at sigma2 = 0"):
+        gl.log_likelihood(X, M, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("means", "message"),
+    [
+        (M[:, :2], "columns but X has 3"),
+        (M[0], "2-D"),
+        (_with(np.nan, (1, 1), M), "NaN or inf"),
+    ],
+    ids=["columns", "1-D", "nan"],
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: gl.kmeans(X, m),
+        lambda m: gl.em(X, m, 0.5),
+        lambda m: gl.responsibilities(X, m, 0.5),
+        lambda m: gl.log_likelihood(X, m, 0.5),
+        lambda m: gl.kmeans_objective(X, m),
+        lambda m: gl.em_step(X, m, 0.5),
+    ],
+    ids=["kmeans", "em", "resp", "loglik", "objective", "em_step"],
+)
+def test_mismatched_means_raise(call, means, message):
+    with pytest.raises(ValueError, match=message):
+        call(means)
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        (-np.ones(20), "non-negative"),
+        (_with(-0.5, 3, np.ones(20)), "non-negative"),
+        (np.ones(19), "shape"),
+        (np.zeros(20), "all zero"),
+        (_with(np.nan, 0, np.ones(20)), "NaN or inf"),
+    ],
+    ids=["negative", "one-negative", "shape", "zeros", "nan"],
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda w: gl.kmeans(X, M, weights=w),
+        lambda w: gl.em(X, M, 0.5, weights=w),
+        lambda w: gl.log_likelihood(X, M, 0.5, weights=w),
+        lambda w: gl.kmeans_objective(X, M, weights=w),
+        lambda w: gl.critical_sigma2(X, weights=w),
+        lambda w: gl.init.kmeans_plusplus(jax.random.key(0), X, 3, weights=w),
+        lambda w: gl.restarts(jax.random.key(0), X, 3, weights=w),
+    ],
+    ids=["kmeans", "em", "loglik", "objective", "critical", "kmeans++", "restarts"],
+)
+def test_bad_weights_raise(call, weights, message):
+    with pytest.raises(ValueError, match=message):
+        call(weights)
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (0, "jax.random key"),
+        (np.array([0, 1]), "jax.random key"),
+        (jax.random.split(jax.random.key(0), 3), "single key"),
+        (jnp.zeros((3,), jnp.uint32), "single jax.random key"),
+    ],
+    ids=["int", "numpy", "batch", "raw-shape"],
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda key: gl.init.kmeans_plusplus(key, X, 3),
+        lambda key: gl.init.random_points(key, X, 3),
+        lambda key: gl.restarts(key, X, 3),
+    ],
+    ids=["kmeans++", "random_points", "restarts"],
+)
+def test_bad_key_raises(call, key, message):
+    with pytest.raises(ValueError, match=message):
+        call(key)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_iter": 0}, "max_iter must be >= 1"),
+        ({"max_iter": 2.5}, "max_iter must be an integer"),
+        ({"tol": -1.0}, "tol must be"),
+        ({"tol": float("nan")}, "tol must be"),
+        ({"block_size": 0}, "block_size must be >= 1"),
+    ],
+    ids=["max_iter0", "max_iter-float", "tol-neg", "tol-nan", "block0"],
+)
+def test_bad_options_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gl.kmeans(X, M, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        gl.em(X, M, 0.5, **kwargs)
+
+
+def test_restarts_rejects_unknown_init_and_bad_n_init():
+    with pytest.raises(ValueError, match="init must be"):
+        gl.restarts(jax.random.key(0), X, 3, init="kmeans||")
+    with pytest.raises(ValueError, match="n_init must be >= 1"):
+        gl.restarts(jax.random.key(0), X, 3, n_init=0)
+
+
+def test_validation_happens_before_any_compilation(monkeypatch):
+    """A bad input must be refused before the compiled driver is ever called."""
+    import gmmlimit._api as api
+
+    def fail(*args, **kwargs):
+        raise AssertionError("compiled code reached with invalid input")
+
+    monkeypatch.setattr(api, "fit_compiled", fail)
+    monkeypatch.setattr(api, "stats_compiled", fail)
+    monkeypatch.setattr(api, "step_compiled", fail)
+    with pytest.raises(ValueError):
+        gl.em(_with(np.nan, (0, 0), X), M, 1.0)
+    with pytest.raises(ValueError):
+        gl.kmeans(X, M, weights=-np.ones(20))
+    with pytest.raises(ValueError):
+        gl.log_likelihood(X, M, -1.0)
+    with pytest.raises(ValueError):
+        gl.em_step(X, M[:, :2], 1.0)
+
+
+def test_traced_inputs_pass_through_under_jit():
+    """Under jit only static facts are checked; a valid traced sigma2 still works."""
+    fitted = jax.jit(lambda s: gl.em(X, M, s, max_iter=5).means)(0.5)
+    assert fitted.shape == M.shape
+    assert np.all(np.isfinite(np.asarray(fitted)))
+    with pytest.raises(ValueError, match="columns but X has 3"):
+        jax.jit(lambda m: gl.kmeans(X, m).means)(M[:, :2])
