@@ -1,21 +1,34 @@
 """Mixture variants: each one a small module defining a :class:`~gmmlimit.Variant`."""
 
+from . import limits
+from .bernoulli import BernoulliParams, bernoulli
 from .diag import DiagParams, diag
 from .full import FullParams, full
 from .isotropic import IsotropicParams, IsotropicStats, isotropic
+from .limits import limit_sweep
+from .poisson import PoissonParams, poisson
 from .shared_spherical import SharedSphericalParams, shared_spherical
 from .spherical import SphericalParams, spherical
+from .vmf import VMFParams, vmf
 
 __all__ = [
+    "BernoulliParams",
     "DiagParams",
     "FullParams",
     "IsotropicParams",
     "IsotropicStats",
+    "PoissonParams",
     "SharedSphericalParams",
     "SphericalParams",
+    "VMFParams",
+    "bernoulli",
     "diag",
     "full",
     "isotropic",
+    "limit_sweep",
+    "limits",
+    "poisson",
     "shared_spherical",
     "spherical",
+    "vmf",
 ]

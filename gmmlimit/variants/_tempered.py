@@ -90,7 +90,7 @@ class MixtureStats(NamedTuple):
 
 
 def inverse_to_temperature(beta: jax.Array) -> jax.Array:
-    """tau = 1 / beta, exactly 0 at beta = inf."""
+    """The temperature 1 / beta, exactly 0 at beta = inf."""
     finite = jnp.isfinite(beta)
     return jnp.where(finite, 1.0 / jnp.where(finite, beta, 1.0), 0.0)
 
