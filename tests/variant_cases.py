@@ -43,6 +43,11 @@ def rows(X: np.ndarray, seed: int, k: int = 3) -> np.ndarray:
     return X[np.random.default_rng(seed).choice(X.shape[0], k, replace=False)]
 
 
+def _probs(d: int, seed: int = 2) -> np.ndarray:
+    # random, tie-free starting probabilities (binary rows clipped to [0.2, 0.8] would tie)
+    return np.random.default_rng(seed).uniform(0.2, 0.8, size=(3, d))
+
+
 def _cases() -> dict[str, VariantCase]:
     w = wine()
     m = rows(w, 0)
@@ -58,7 +63,7 @@ def _cases() -> dict[str, VariantCase]:
         ),
         "poisson": VariantCase(gv.poisson, c, gv.PoissonParams(rows(c, 1) + 0.5, W3, 1.0, 1e-3)),
         "bernoulli": VariantCase(
-            gv.bernoulli, b, gv.BernoulliParams(np.clip(rows(b, 2), 0.2, 0.8), W3, 1.0, 1e-3)
+            gv.bernoulli, b, gv.BernoulliParams(_probs(b.shape[1]), W3, 1.0, 1e-3)
         ),
         "vmf": VariantCase(gv.vmf, s, gv.VMFParams(rows(s, 3), W3, 1.0), betas=(1.0, 5.0, 20.0)),
     }
