@@ -3,6 +3,7 @@
 from . import limits
 from .bernoulli import BernoulliParams, bernoulli
 from .diag import DiagParams, diag
+from .dpmeans import DPMeansParams, DPMeansResult, dpmeans, dpmeans_objective
 from .full import FullParams, full
 from .isotropic import IsotropicParams, IsotropicStats, isotropic
 from .limits import limit_sweep
@@ -13,6 +14,8 @@ from .vmf import VMFParams, vmf
 
 __all__ = [
     "BernoulliParams",
+    "DPMeansParams",
+    "DPMeansResult",
     "DiagParams",
     "FullParams",
     "IsotropicParams",
@@ -23,6 +26,8 @@ __all__ = [
     "VMFParams",
     "bernoulli",
     "diag",
+    "dpmeans",
+    "dpmeans_objective",
     "full",
     "isotropic",
     "limit_sweep",
