@@ -10,6 +10,7 @@ from .limits import limit_sweep
 from .poisson import PoissonParams, poisson
 from .shared_spherical import SharedSphericalParams, shared_spherical
 from .spherical import SphericalParams, spherical
+from .student_t import StudentTParams, student_t
 from .vmf import VMFParams, vmf
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "PoissonParams",
     "SharedSphericalParams",
     "SphericalParams",
+    "StudentTParams",
     "VMFParams",
     "bernoulli",
     "diag",
@@ -35,5 +37,6 @@ __all__ = [
     "poisson",
     "shared_spherical",
     "spherical",
+    "student_t",
     "vmf",
 ]
