@@ -19,7 +19,17 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-__all__ = ["gradient_m_step"]
+__all__ = ["default_optimizer", "gradient_m_step"]
+
+
+def default_optimizer() -> optax.GradientTransformationExtraArgs:
+    """L-BFGS with a backtracking (Armijo) line search.
+
+    It converges like optax's default zoom line search on the smooth, usually concave M-step
+    objectives, and compiles in about half the time (the line search is one short loop).
+    """
+    linesearch = optax.scale_by_backtracking_linesearch(max_backtracking_steps=20)
+    return optax.lbfgs(linesearch=linesearch)
 
 
 def gradient_m_step(
@@ -36,15 +46,15 @@ def gradient_m_step(
             O(1) (e.g. divide a sum over rows by the total weight) so that default step sizes
             suit it.
         init: the starting parameters (usually the previous iterate's, unconstrained).
-        optimizer: an optax transformation; default ``optax.lbfgs()`` (with its zoom line search,
-            which uses the loss values).
+        optimizer: an optax transformation; default :func:`default_optimizer` (L-BFGS with a
+            backtracking line search, which uses the loss values).
         steps: number of optimizer steps (static).
 
     Returns:
         ``(params, value)``: the iterate of lowest finite loss among ``init`` and the ``steps``
         iterates, and its loss.
     """
-    opt = optax.with_extra_args_support(optax.lbfgs() if optimizer is None else optimizer)
+    opt = optax.with_extra_args_support(default_optimizer() if optimizer is None else optimizer)
     value_and_grad = jax.value_and_grad(loss)
     value0, _ = value_and_grad(init)
 

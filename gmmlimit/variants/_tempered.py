@@ -137,6 +137,7 @@ def tempered_variant(
     m_step: Callable[[Params, MixtureStats], Params],
     means: Callable[[Params], jax.Array],
     validate: Callable[[jax.Array, Params], Params],
+    hard_stop: str = "labels",
 ) -> Variant:
     """Build a :class:`~gmmlimit.Variant` from a divergence, weighted moments and an M-step.
 
@@ -148,10 +149,20 @@ def tempered_variant(
         m_step: ``(params, stats: MixtureStats) -> params``.
         means: ``(params) -> (K, D)`` component locations.
         validate: eager ``(X, params) -> params`` checks and dtype casts.
+        hard_stop: how a beta = inf fit stops. ``"labels"`` (default): the driver's hard rule,
+            no label changed (right when the M-step is a function of the partition alone, as for
+            every closed-form variant here). ``"objective"``: the soft rule on the free energy,
+            which at beta = inf is -J (so the history holds -J); for M-steps with inner latent
+            variables (Student-t scale weights), whose parameters keep moving after the labels
+            freeze.
 
     Returns:
-        The variant (soft objective: the free energy, maximised; hard: the distortion J).
+        The variant (soft objective: the free energy, maximised; hard: the distortion J, or -J
+        with ``hard_stop="objective"``).
     """
+    if hard_stop not in ("labels", "objective"):
+        raise ValueError(f"hard_stop must be 'labels' or 'objective'; got {hard_stop!r}.")
+    by_labels = hard_stop == "labels"
 
     def e_step(params: Params, x: jax.Array) -> TemperedEStep:
         return tempered_assign(divergence(params, x), params.weights, params.beta, params)
@@ -167,10 +178,12 @@ def tempered_variant(
         )
 
     def objective(params: Params, stats: MixtureStats) -> jax.Array:
+        if not by_labels:
+            return stats.free_energy
         return jnp.where(jnp.isinf(params.beta), stats.distortion, stats.free_energy)
 
     def is_hard(params: Params) -> jax.Array:
-        return jnp.isinf(params.beta)
+        return jnp.isinf(params.beta) & by_labels
 
     return Variant(
         name=name,

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._driver import fit_compiled, step_compiled
+from .._driver import DEFAULT_BLOCK_SIZE, fit_compiled
 from .._validation import as_data, check_positive_int, check_tol, check_weights
 from .._variant import Params, Variant
 from ._tempered import check_beta
@@ -63,13 +63,22 @@ def responsibility_bound(variant: Variant, X: Any, params: Params) -> jax.Array:
     return _gap_and_bound(variant, X, params)[1]
 
 
-@partial(jax.jit, static_argnames=("variant",))
 def _gap_and_bound(variant: Variant, X: jax.Array, params: Params) -> tuple[jax.Array, jax.Array]:
+    gap, bound, _ = _diagnose(variant, X, jnp.ones((X.shape[0],), X.dtype), params)
+    return gap, bound
+
+
+@partial(jax.jit, static_argnames=("variant",))
+def _diagnose(
+    variant: Variant, X: jax.Array, w: jax.Array, params: Params
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Responsibility gap (N, K), its bound (N,), and the means after one update (K, D)."""
     estep = variant.e_step(params, X)
     k = estep.resp.shape[1]
     onehot = jax.nn.one_hot(estep.labels, k, dtype=X.dtype)
     exponent = jnp.where(estep.gap > 0, -params.beta * estep.gap, 0.0)
-    return jnp.abs(estep.resp - onehot), (k - 1) * jnp.exp(exponent)
+    new = variant.m_step(params, variant.sufficient_stats(X, w, estep))
+    return jnp.abs(estep.resp - onehot), (k - 1) * jnp.exp(exponent), variant.means(new)
 
 
 def limit_sweep(
@@ -114,18 +123,20 @@ def limit_sweep(
     tol = check_tol(tol)
     w = check_weights(weights, X.shape[0], X.dtype)
     w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
-    # A loop of calls to the compiled fit and step: beta is a traced leaf, so they compile once.
+    # A loop of calls to the compiled fit and diagnostics: beta is a traced leaf, so they compile
+    # once (block_size is passed as gl.fit passes it, so the fits share gl.fit's compilation).
     hard = params._replace(beta=jnp.asarray(np.inf, X.dtype))
-    hard_step = np.asarray(variant.means(step_compiled(variant, X, w, hard)))
-    hard_fit = fit_compiled(variant, X, w, hard, tol, max_iter=max_iter)
+    hard_step = np.asarray(_diagnose(variant, X, w, hard)[2])
+    hard_fit = fit_compiled(
+        variant, X, w, hard, tol, max_iter=max_iter, block_size=DEFAULT_BLOCK_SIZE
+    )
     hard_labels, hard_means = np.asarray(hard_fit.labels), np.asarray(hard_fit.means)
     eps = np.finfo(np.dtype(X.dtype)).eps
     rows = []
     for beta in grid:
         p = params._replace(beta=jnp.asarray(beta, X.dtype))
-        gap, bound = (np.asarray(a) for a in _gap_and_bound(variant, X, p))
-        step = np.asarray(variant.means(step_compiled(variant, X, w, p)))
-        fit = fit_compiled(variant, X, w, p, tol, max_iter=max_iter)
+        gap, bound, step = (np.asarray(a) for a in _diagnose(variant, X, w, p))
+        fit = fit_compiled(variant, X, w, p, tol, max_iter=max_iter, block_size=DEFAULT_BLOCK_SIZE)
         rows.append(
             (
                 gap.max(),

@@ -15,7 +15,8 @@ degrees of freedom maximise
 with no closed form: they come from :func:`gmmlimit._gradient.gradient_m_step` (optax L-BFGS on
 ln nu, concave in nu), clipped to [``DOF_MIN``, ``DOF_MAX``]. Responsibilities are tempered by beta
 like every variant in :mod:`gmmlimit.variants._tempered`; beta = inf is classification EM with
-d_nk = -ln t.
+d_nk = -ln t. Frozen labels are not a fixed point here (the scale weights u keep the scales and
+degrees of freedom moving), so hard fits stop on the objective: their history holds -J.
 """
 
 from __future__ import annotations
@@ -177,5 +178,6 @@ student_t = tempered_variant(
     m_step=_m_step,
     means=lambda p: p.means,
     validate=_validate,
+    hard_stop="objective",
 )
 """Student-t mixture, spherical scales, degrees of freedom by a gradient M-step (optax)."""
