@@ -128,3 +128,14 @@ def test_bad_parameters_raise():
     v = CASES["vmf"]
     with pytest.raises(ValueError, match="beta"):
         gl.fit(v.variant, v.X, v.params._replace(beta=-1.0))
+
+
+def test_float32_poisson_follows_float64():
+    case = CASES["poisson"]
+    f64 = case.fit(1.0)
+    f32 = case.fit(1.0, np.float32)
+    assert f32.means.dtype == np.float32 and f32.objective.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(f32.means), np.asarray(f64.means), rtol=1e-4)
+    np.testing.assert_allclose(float(f32.objective), float(f64.objective), rtol=1e-5)
+    hard32, hard64 = case.fit(np.inf, np.float32), case.fit(np.inf)
+    np.testing.assert_array_equal(np.asarray(hard32.labels), np.asarray(hard64.labels))

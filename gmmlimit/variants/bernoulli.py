@@ -84,11 +84,11 @@ def _validate(X: jax.Array, params: BernoulliParams) -> BernoulliParams:
     k = np.shape(params.probs)[0] if np.ndim(params.probs) == 2 else -1
     probs = check_array(params.probs, (k, X.shape[1]), X.dtype, "probs")
     if not is_traced(params.probs):
-        host = np.asarray(probs)
+        host = np.asarray(params.probs)
         if np.any(host <= 0) or np.any(host >= 1):
             raise ValueError("probs must lie strictly between 0 and 1.")
     floor = check_positive_scalar(params.floor, X.dtype, "floor")
-    if not is_traced(params.floor) and float(floor) >= 0.5:
+    if not is_traced(params.floor) and float(np.asarray(params.floor)) >= 0.5:
         raise ValueError(f"floor must be < 1/2; got {params.floor!r}.")
     return BernoulliParams(
         probs=probs,

@@ -81,7 +81,7 @@ def _validate(X: jax.Array, params: PoissonParams) -> PoissonParams:
     rates = params.rates
     k = np.shape(rates)[0] if np.ndim(rates) == 2 else -1
     rates = check_array(rates, (k, X.shape[1]), X.dtype, "rates")
-    if not is_traced(params.rates) and np.any(np.asarray(rates) <= 0):
+    if not is_traced(params.rates) and np.any(np.asarray(params.rates) <= 0):
         raise ValueError("rates must be > 0.")
     return PoissonParams(
         rates=rates,

@@ -80,7 +80,7 @@ def _validate(X: jax.Array, params: VMFParams) -> VMFParams:
         raise ValueError(f"vmf takes VMFParams(means, weights, beta); got {type(params)}.")
     check_unit_rows(X, "X")
     means = check_means(params.means, X, name="means", for_fit=True)
-    check_unit_rows(means, "means")
+    check_unit_rows(params.means, "means")
     means = means / jnp.linalg.norm(means, axis=1, keepdims=True)
     return VMFParams(
         means=means,
