@@ -1,6 +1,7 @@
 """Mixture variants: each one a small module defining a :class:`~gmmlimit.Variant`."""
 
 from . import limits
+from ._tempered import MixtureStats, TemperedEStep, tempered_variant
 from .bernoulli import BernoulliParams, bernoulli
 from .diag import DiagParams, diag
 from .dpmeans import DPMeansParams, DPMeansResult, dpmeans, dpmeans_objective
@@ -13,30 +14,31 @@ from .spherical import SphericalParams, spherical
 from .student_t import StudentTParams, student_t
 from .vmf import VMFParams, vmf
 
-__all__ = [
+__all__ = ["IsotropicParams", "IsotropicStats", "isotropic"]
+__all__ += [
     "BernoulliParams",
     "DPMeansParams",
     "DPMeansResult",
     "DiagParams",
     "FullParams",
-    "IsotropicParams",
-    "IsotropicStats",
+    "MixtureStats",
     "PoissonParams",
     "SharedSphericalParams",
     "SphericalParams",
     "StudentTParams",
+    "TemperedEStep",
     "VMFParams",
     "bernoulli",
     "diag",
     "dpmeans",
     "dpmeans_objective",
     "full",
-    "isotropic",
     "limit_sweep",
     "limits",
     "poisson",
     "shared_spherical",
     "spherical",
     "student_t",
+    "tempered_variant",
     "vmf",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import xlogy
 
-from .._validation import is_traced
+from .._validation import check_k, is_traced
 from ._tempered import (
     MixtureStats,
     check_array,
@@ -83,6 +83,7 @@ def _validate(X: jax.Array, params: BernoulliParams) -> BernoulliParams:
         raise ValueError("Bernoulli data must lie in [0, 1]; X has entries outside.")
     k = np.shape(params.probs)[0] if np.ndim(params.probs) == 2 else -1
     probs = check_array(params.probs, (k, X.shape[1]), X.dtype, "probs")
+    check_k(k, X.shape[0])
     if not is_traced(params.probs):
         host = np.asarray(params.probs)
         if np.any(host <= 0) or np.any(host >= 1):

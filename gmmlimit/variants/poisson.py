@@ -22,7 +22,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import xlogy
 
-from .._validation import is_traced
+from .._validation import check_k, is_traced
 from ._tempered import (
     MixtureStats,
     check_array,
@@ -81,6 +81,7 @@ def _validate(X: jax.Array, params: PoissonParams) -> PoissonParams:
     rates = params.rates
     k = np.shape(rates)[0] if np.ndim(rates) == 2 else -1
     rates = check_array(rates, (k, X.shape[1]), X.dtype, "rates")
+    check_k(k, X.shape[0])
     if not is_traced(params.rates) and np.any(np.asarray(params.rates) <= 0):
         raise ValueError("rates must be > 0.")
     return PoissonParams(
