@@ -50,10 +50,11 @@ def test_gradient_m_step_never_returns_a_worse_point():
     loss, init, _ = _spherical_problem()
     start = float(loss(init))
     # a step size far too large diverges: the best iterate is then the start itself
-    bad = jax.jit(lambda t: gradient_m_step(loss, t, optimizer=optax.sgd(1e6), steps=5))(init)
+    step = jax.jit(lambda t, lr: gradient_m_step(loss, t, optimizer=optax.sgd(lr), steps=5))
+    bad = step(init, 1e6)
     assert float(bad[1]) == start
     np.testing.assert_array_equal(np.asarray(bad[0][0]), np.asarray(init[0]))
-    small = jax.jit(lambda t: gradient_m_step(loss, t, optimizer=optax.sgd(1e-3), steps=5))(init)
+    small = step(init, 1e-3)
     assert float(small[1]) < start
 
 
