@@ -1,0 +1,261 @@
+"""DP-means (Kulis and Jordan, 2012): the small-variance limit of a Dirichlet-process mixture.
+
+As sigma2 -> 0 with the DP concentration scaled as alpha = (1 + lambda / (2 sigma2))^(D/2)
+exp(-lambda / (2 sigma2)), Gibbs sampling / EM for the DP mixture of isotropic Gaussians becomes
+hard clustering with the objective
+
+    J + lambda K = sum_n w_n min_k ||x_n - mu_k||^2 + lambda * (number of clusters),
+
+where a point whose squared distance to every mean exceeds lambda opens a new cluster.
+
+The compiled loop here is the batch form: an E-step (nearest active mean, the isotropic hard
+E-step with inactive slots masked, streamed by the driver's ``e_pass``); then, if the farthest
+row's weighted squared distance exceeds lambda and a slot is free, that row opens a new cluster
+(its weight leaves its old cluster's statistics); then the Lloyd M-step, which also switches off
+clusters left empty. Each of the three moves lowers J + lambda K, so the recorded objective never
+increases. It stops when no label changes and no cluster opens. Clusters live in ``max_clusters``
+fixed slots (``active`` marks the used ones), so shapes are static and lambda, a traced leaf,
+never recompiles.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .._driver import e_pass, make_blocks
+from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
+from .._validation import as_data, check_k, check_means, check_positive_int, check_weights
+from .._variant import EStepBlock, Variant
+from ._tempered import check_positive_scalar
+
+__all__ = ["DPMeansParams", "DPMeansResult", "dpmeans", "dpmeans_objective"]
+
+
+class DPMeansParams(NamedTuple):
+    """DP-means state.
+
+    Attributes:
+        means: (max_clusters, D) cluster means (only ``active`` slots are meaningful).
+        active: (max_clusters,) bool, which slots hold a cluster.
+        lam: () the penalty lambda > 0 per cluster (a squared distance).
+    """
+
+    means: jax.Array
+    active: jax.Array
+    lam: jax.Array
+
+
+class DPMeansResult(NamedTuple):
+    """The result of :func:`dpmeans`.
+
+    Attributes:
+        means: (max_clusters, D) final means (inactive slots hold stale values).
+        active: (max_clusters,) bool, the clusters in use.
+        labels: (N,) int32 slot index of each row's nearest active mean.
+        n_clusters: () int32 number of active clusters K.
+        n_iter: () int32 iterations run.
+        converged: () bool, stopped because nothing changed (not at max_iter).
+        saturated: () bool, a row still farther than lambda wanted a cluster but no slot was free.
+        objective: () J + lambda K at the returned means.
+        history: (max_iter,) J + lambda K before each iteration's update; the final value after.
+    """
+
+    means: jax.Array
+    active: jax.Array
+    labels: jax.Array
+    n_clusters: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    saturated: jax.Array
+    objective: jax.Array
+    history: jax.Array
+
+
+class _Stats(NamedTuple):
+    counts: jax.Array
+    sums: jax.Array
+    distortion: jax.Array
+
+
+def _e_step(params: DPMeansParams, x: jax.Array) -> EStepBlock:
+    means = params.means
+    partial_d = pairwise_sq_dists_partial(x, means, jnp.sum(means * means, axis=1))
+    partial_d = jnp.where(params.active[None, :], partial_d, jnp.inf)
+    resp, labels, _, _ = shifted_softmax(partial_d, jnp.zeros((), x.dtype))
+    diff = x - means[labels]
+    nearest = jnp.sum(diff * diff, axis=1)
+    return EStepBlock(resp=resp, labels=labels, log_lik=jnp.zeros_like(nearest), distortion=nearest)
+
+
+def _sufficient_stats(x: jax.Array, weight: jax.Array, estep: EStepBlock) -> _Stats:
+    wr = estep.resp * weight[:, None]
+    sums = lax.dot_general(wr, x, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    return _Stats(jnp.sum(wr, axis=0), sums, jnp.sum(weight * estep.distortion))
+
+
+def _m_step(params: DPMeansParams, stats: _Stats) -> DPMeansParams:
+    occupied = stats.counts > 0
+    means = stats.sums / jnp.where(occupied, stats.counts, 1.0)[:, None]
+    means = jnp.where(occupied[:, None], means, params.means)
+    return params._replace(means=means, active=occupied)
+
+
+_VARIANT = Variant(
+    name="dpmeans",
+    e_step=_e_step,
+    sufficient_stats=_sufficient_stats,
+    m_step=_m_step,
+    objective=lambda p, s: s.distortion + p.lam * jnp.sum(p.active),
+    is_hard=lambda p: jnp.ones((), bool),
+    means=lambda p: p.means,
+    maximize=False,
+)
+
+
+class _State(NamedTuple):
+    params: DPMeansParams
+    labels: jax.Array
+    n_iter: jax.Array
+    done: jax.Array
+    saturated: jax.Array
+    history: jax.Array
+
+
+@partial(jax.jit, static_argnames=("max_iter", "block_size"))
+def _dpmeans_compiled(
+    X: jax.Array, weights: jax.Array, params: DPMeansParams, *, max_iter: int, block_size: int
+) -> DPMeansResult:
+    n = X.shape[0]
+    blocks = make_blocks(X, weights, block_size)
+    flat_x = blocks.x.reshape(-1, X.shape[1])
+    flat_w = blocks.weight.reshape(-1)
+
+    def cond(state: _State) -> jax.Array:
+        return (~state.done) & (state.n_iter < max_iter)
+
+    def body(state: _State) -> _State:
+        p = state.params
+        stats, labels, far = e_pass(_VARIANT, p, blocks, track_farthest=True)
+        objective = _VARIANT.objective(p, stats)
+        row = far.index[0]
+        w = flat_w[row]
+        wants = jnp.isfinite(far.value[0]) & (w * far.value[0] > p.lam)
+        free = ~jnp.all(p.active)
+        create = wants & free
+        slot = jnp.argmin(p.active)  # the first inactive slot
+        source = labels[row]
+        wx = jnp.where(create, w, 0.0) * flat_x[row]
+        wc = jnp.where(create, w, 0.0)
+        sums = stats.sums.at[source].add(-wx).at[slot].add(wx)
+        counts = stats.counts.at[source].add(-wc).at[slot].add(wc)
+        new = _m_step(p, stats._replace(sums=sums, counts=counts))
+        changed = jnp.any(labels != state.labels) | create
+        history = state.history.at[state.n_iter].set(objective)
+        return _State(new, labels, state.n_iter + 1, ~changed, wants & ~free, history)
+
+    state = _State(
+        params=params,
+        labels=jnp.full((flat_w.shape[0],), -1, jnp.int32),
+        n_iter=jnp.zeros((), jnp.int32),
+        done=jnp.zeros((), bool),
+        saturated=jnp.zeros((), bool),
+        history=jnp.zeros((max_iter,), X.dtype),
+    )
+    state = lax.while_loop(cond, body, state)
+    stats, labels, _ = e_pass(_VARIANT, state.params, blocks)
+    final = _VARIANT.objective(state.params, stats).astype(X.dtype)
+    history = jnp.where(jnp.arange(max_iter) < state.n_iter, state.history, final)
+    return DPMeansResult(
+        means=state.params.means,
+        active=state.params.active,
+        labels=labels[:n],
+        n_clusters=jnp.sum(state.params.active).astype(jnp.int32),
+        n_iter=state.n_iter,
+        converged=state.done,
+        saturated=state.saturated,
+        objective=final,
+        history=history,
+    )
+
+
+def dpmeans(
+    X: Any,
+    lam: Any,
+    *,
+    max_clusters: int | None = None,
+    init_means: Any = None,
+    max_iter: int = 300,
+    weights: Any = None,
+    block_size: int = 4096,
+) -> DPMeansResult:
+    """DP-means clustering: minimise J + lambda K over the means and their number K.
+
+    Args:
+        X: (N, D) data.
+        lam: the penalty lambda > 0 per cluster, in squared-distance units (traced: sweeping it
+            does not recompile).
+        max_clusters: number of slots, an upper bound on K (default min(64, N));
+            ``saturated`` says whether it bit.
+        init_means: optional (K0, D) starting means, K0 <= max_clusters; by default one cluster
+            at the weighted mean of X (Kulis and Jordan's start).
+        max_iter: maximum number of iterations (each opens at most one cluster).
+        weights: optional (N,) non-negative sample weights.
+        block_size: rows per streamed E-step block.
+
+    Returns:
+        A :class:`DPMeansResult` in X's dtype.
+
+    Raises:
+        ValueError: on invalid data, lambda, weights, means or options.
+    """
+    X = as_data(X)
+    lam = check_positive_scalar(lam, X.dtype, "lam")
+    if max_clusters is None:
+        max_clusters = min(64, X.shape[0])
+    max_clusters = check_k(max_clusters, X.shape[0])
+    max_iter = check_positive_int(max_iter, "max_iter")
+    block_size = check_positive_int(block_size, "block_size")
+    w = check_weights(weights, X.shape[0], X.dtype)
+    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    if init_means is None:
+        start = (w @ X / jnp.sum(w))[None, :]
+    else:
+        start = check_means(init_means, X, name="init_means")
+    k0 = start.shape[0]
+    if k0 > max_clusters:
+        raise ValueError(f"init_means has {k0} rows but max_clusters={max_clusters}.")
+    means = jnp.zeros((max_clusters, X.shape[1]), X.dtype).at[:k0].set(start)
+    active = jnp.arange(max_clusters) < k0
+    params = DPMeansParams(means=means, active=active, lam=lam)
+    return _dpmeans_compiled(X, w, params, max_iter=max_iter, block_size=block_size)
+
+
+def dpmeans_objective(X: Any, means: Any, lam: Any, *, weights: Any = None) -> jax.Array:
+    """J + lambda K for the given means (K = their number), each row at its nearest mean.
+
+    Args:
+        X: (N, D) data.
+        means: (K, D) means.
+        lam: the penalty lambda > 0.
+        weights: optional (N,) sample weights.
+
+    Returns:
+        Scalar in X's dtype.
+    """
+    X = as_data(X)
+    means = check_means(means, X, name="means")
+    lam = check_positive_scalar(lam, X.dtype, "lam")
+    w = check_weights(weights, X.shape[0], X.dtype)
+    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    return _objective(X, w, means, lam)
+
+
+@jax.jit
+def _objective(X: jax.Array, w: jax.Array, means: jax.Array, lam: jax.Array) -> jax.Array:
+    params = DPMeansParams(means, jnp.ones((means.shape[0],), bool), lam)
+    return _VARIANT.objective(params, _sufficient_stats(X, w, _e_step(params, X)))

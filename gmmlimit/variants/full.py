@@ -1,0 +1,103 @@
+"""Gaussian mixture with learned full covariances (Cholesky log densities) and mixing weights.
+
+p(x) = sum_k pi_k N(x; mu_k, Sigma_k). Log densities use the Cholesky factor L_k of Sigma_k:
+ln N = -(D ln 2 pi + 2 sum_i ln L_k,ii + ||L_k^-1 (x - mu_k)||^2) / 2, never an explicit inverse.
+Every updated covariance gets ``reg_covar * I`` added (the floor that keeps it positive definite).
+At beta = 1 the fit is scikit-learn's ``GaussianMixture(covariance_type="full")``; beta = inf is
+its hard limit, classification EM with d_nk = -ln N(x_n; mu_k, Sigma_k).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+
+from .._validation import is_traced
+from ._gaussian import LOG_2PI, centred, check_common, mean_update
+from ._tempered import MixtureStats, tempered_variant, update_weights
+
+__all__ = ["FullParams", "full"]
+
+
+class FullParams(NamedTuple):
+    """Parameters of the full-covariance mixture.
+
+    Attributes:
+        means: (K, D) component means.
+        covariances: (K, D, D) symmetric positive definite covariances.
+        weights: (K,) mixing weights (normalised by validation).
+        beta: () inverse temperature in (0, inf]; 1 is EM, inf the hard limit.
+        reg_covar: () added to the diagonal of every updated covariance.
+    """
+
+    means: jax.Array
+    covariances: jax.Array
+    weights: jax.Array
+    beta: jax.Array
+    reg_covar: jax.Array
+
+
+def _divergence(params: FullParams, x: jax.Array) -> jax.Array:
+    chol = jnp.linalg.cholesky(params.covariances)  # (K, D, D) lower
+    diff = jnp.swapaxes(centred(x, params.means), 0, 1)  # (K, B, D)
+    z = solve_triangular(chol, jnp.swapaxes(diff, 1, 2), lower=True)  # (K, D, B)
+    maha = jnp.sum(z * z, axis=1).T  # (B, K)
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), axis=1)
+    return 0.5 * (x.shape[1] * LOG_2PI + log_det[None, :] + maha)
+
+
+def _moments(params: FullParams, x: jax.Array, wr: jax.Array) -> tuple[jax.Array, jax.Array]:
+    diff = centred(x, params.means)
+    s1 = jnp.einsum("bk,bkd->kd", wr, diff)
+    s2 = jnp.einsum("bk,bkd,bke->kde", wr, diff, diff)
+    return s1, s2
+
+
+def _m_step(params: FullParams, stats: MixtureStats) -> FullParams:
+    s1, s2 = stats.moments
+    means, delta, ok = mean_update(params.means, stats.counts, s1)
+    d = params.means.shape[1]
+    safe = jnp.where(ok, stats.counts, 1.0)[:, None, None]
+    cov = s2 / safe - delta[:, :, None] * delta[:, None, :]
+    cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2)) + params.reg_covar * jnp.eye(d, dtype=cov.dtype)
+    keep = ok & jnp.all(jnp.isfinite(cov), axis=(1, 2))
+    covariances = jnp.where(keep[:, None, None], cov, params.covariances)
+    return params._replace(
+        means=means, covariances=covariances, weights=update_weights(params, stats)
+    )
+
+
+def _validate(X: jax.Array, params: FullParams) -> FullParams:
+    common = check_common(X, params, FullParams, "means, covariances, weights, beta, reg_covar")
+    k, d = common["means"].shape
+    cov = params.covariances
+    if not is_traced(cov) and not isinstance(cov, jax.Array):
+        cov = np.asarray(cov)
+    if tuple(cov.shape) != (k, d, d):
+        raise ValueError(f"covariances must have shape {(k, d, d)}; got {tuple(cov.shape)}.")
+    if not is_traced(cov):
+        host = np.asarray(cov, dtype=np.float64)
+        if not np.all(np.isfinite(host)):
+            raise ValueError("covariances contain NaN or inf values.")
+        if not np.allclose(host, np.swapaxes(host, 1, 2), rtol=1e-5, atol=0.0):
+            raise ValueError("covariances must be symmetric.")
+        try:
+            np.linalg.cholesky(host)
+        except np.linalg.LinAlgError:
+            raise ValueError("covariances must be positive definite.") from None
+    return FullParams(covariances=jnp.asarray(cov, dtype=X.dtype), **common)
+
+
+full = tempered_variant(
+    "full",
+    divergence=_divergence,
+    moments=_moments,
+    m_step=_m_step,
+    means=lambda p: p.means,
+    validate=_validate,
+)
+"""Full covariances Sigma_k with a reg_covar floor, learned weights; beta = 1: scikit-learn's EM."""
