@@ -1,0 +1,148 @@
+"""Shared pieces of the sigma2 sweeps: the base config, data, reference means and the grid."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Any
+
+import jax
+import numpy as np
+
+import gmmlimit as gl
+
+from ._data import DATASETS, N_DIGITS, dataset, dataset_shape
+
+__all__ = ["SweepConfig", "dataset_key", "load_data", "reference_means", "sigma2_grid"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Settings shared by every sigma2 sweep (defaults: the full, paper setting).
+
+    Attributes:
+        seed: the root of every ``jax.random`` key of the run.
+        datasets: data sets to run on (``separated, overlapping, anisotropic, digits``).
+        n_samples: N of the synthetic data sets.
+        dim: D of the synthetic data sets.
+        k: K of the synthetic data sets.
+        digits_n: rows of digits used (random subset below 1797).
+        digits_k: K used for digits.
+        n_sigma2: grid size, sigma2 = 0 included.
+        sigma2_max: largest sigma2; None: twice the critical sigma2 lambda_max(C) of the data.
+        sigma2_min: smallest positive sigma2; None: where the closest row's exponent
+            Delta_min / (2 sigma2) is 1.5 times the float64 one-hot threshold (about 1060).
+        dtype: ``"float64"`` or ``"float32"``.
+    """
+
+    seed: int = 0
+    datasets: tuple[str, ...] = DATASETS
+    n_samples: int = 1000
+    dim: int = 2
+    k: int = 3
+    digits_n: int = N_DIGITS
+    digits_k: int = 10
+    n_sigma2: int = 60
+    sigma2_max: float | None = None
+    sigma2_min: float | None = None
+    dtype: str = "float64"
+
+    def validate(self) -> None:
+        """Refuse bad combinations before any work (ValueError naming the problem)."""
+        if not self.datasets:
+            raise ValueError("datasets is empty; name at least one data set.")
+        for name in self.datasets:
+            if name not in DATASETS:
+                raise ValueError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}.")
+        if len(set(self.datasets)) != len(self.datasets):
+            raise ValueError(f"datasets has duplicates: {self.datasets}.")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}.")
+        for name, value, low in (
+            ("n_samples", self.n_samples, 2),
+            ("dim", self.dim, 2),
+            ("k", self.k, 2),
+            ("digits_n", self.digits_n, 2),
+            ("digits_k", self.digits_k, 2),
+            ("n_sigma2", self.n_sigma2, 3),
+        ):
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}; got {value}.")
+        if self.digits_n > N_DIGITS:
+            raise ValueError(f"digits_n={self.digits_n} exceeds the {N_DIGITS} digits available.")
+        for name in self.datasets:
+            n, _, k = dataset_shape(
+                name, self.n_samples, self.dim, self.k, self.digits_n, self.digits_k
+            )
+            if k > n:
+                raise ValueError(f"K={k} exceeds N={n} on data set {name!r}; need K <= N.")
+        for name in ("sigma2_max", "sigma2_min"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and np.isfinite(value)):
+                raise ValueError(
+                    f"{name} must be a positive finite variance (sigma2 = 0 is always on the "
+                    f"grid); got {value}."
+                )
+        if (
+            self.sigma2_max is not None
+            and self.sigma2_min is not None
+            and not self.sigma2_min < self.sigma2_max
+        ):
+            raise ValueError(
+                f"sigma2_min={self.sigma2_min} must be below sigma2_max={self.sigma2_max}."
+            )
+
+
+def dataset_key(seed: int, name: str) -> jax.Array:
+    """The key of one data set: the seed's key folded with a stable hash of the name."""
+    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def load_data(
+    config: SweepConfig, name: str, dtype: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """The data set ``name`` under ``config`` (same key, hence same data, for every experiment)."""
+    return dataset(
+        name,
+        jax.random.fold_in(dataset_key(config.seed, name), 0),
+        n_samples=config.n_samples,
+        dim=config.dim,
+        k=config.k,
+        digits_n=config.digits_n,
+        digits_k=config.digits_k,
+        dtype=dtype or config.dtype,
+    )
+
+
+def reference_means(X: np.ndarray, k: int, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+    """k-means++ initial means and the Lloyd fixed point reached from them.
+
+    Returns:
+        ``(init, lloyd)``, both (K, D) in X's dtype.
+    """
+    init = gl.init.kmeans_plusplus(key, X, k)
+    lloyd = gl.kmeans(X, init, max_iter=500).means
+    return np.asarray(init), np.asarray(lloyd)
+
+
+def sigma2_grid(
+    config: SweepConfig, X: np.ndarray, means: np.ndarray, n: int | None = None
+) -> np.ndarray:
+    """Descending log-spaced sigma2 grid of ``n`` values ending with the limit point 0.
+
+    The automatic ends are data-driven: from twice the critical sigma2 (fully soft) down to the
+    point where even the row with the smallest gap Delta_min is far past the float64 one-hot
+    threshold, so every regime (soft, exponential approach, exactly one-hot) is on the grid.
+    """
+    n = config.n_sigma2 if n is None else n
+    top = config.sigma2_max
+    if top is None:
+        top = 2.0 * float(gl.critical_sigma2(X))
+    bottom = config.sigma2_min
+    if bottom is None:
+        delta_min = float(np.min(np.asarray(gl.nearest_gap(X, means))))
+        delta_min = max(delta_min, 1e-12 * top)
+        bottom = delta_min / (2.0 * 1.5 * gl.onehot_threshold(np.float64))
+    bottom = min(bottom, top / 10.0)
+    grid = np.geomspace(top, bottom, n - 1)
+    return np.concatenate([grid, [0.0]]).astype(X.dtype)

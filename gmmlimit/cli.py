@@ -1,0 +1,201 @@
+"""The ``gmmlimit`` command: list, run and reproduce experiments, draw the paper figures.
+
+Usage::
+
+    gmmlimit list
+    gmmlimit run NAME [--config FILE.json] [--set key=value ...] [--quick] [--results DIR]
+    gmmlimit figures [--results DIR] [--out DIR] [--quick | --full]
+    gmmlimit reproduce [--quick | --full] [--results DIR] [--out DIR]
+
+Exit status: 0 when every verified statement held, 1 when one failed, 2 on a bad command line
+or config (refused before any work), 3 when results needed by a figure are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _specs():
+    import experiments
+
+    return experiments.registry()
+
+
+def _print(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import paper_figures
+
+    _print("experiments:")
+    for name, spec in _specs().items():
+        _print(f"  {name:<18} {spec.description.splitlines()[0] if spec.description else ''}")
+        if args.verbose:
+            for f in dataclasses.fields(spec.config_type):
+                quick = f" (quick: {spec.quick[f.name]!r})" if f.name in spec.quick else ""
+                _print(f"      {f.name} = {f.default!r}{quick}")
+    _print("figures:")
+    for name, fig in paper_figures.registry().items():
+        _print(f"  {name:<18} {fig.title} [reads {', '.join(fig.needs)}]")
+    return 0
+
+
+def _load_config_file(path: str | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist.") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config file {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a JSON object of config keys.")
+    return data
+
+
+def _run_many(
+    names: Sequence[str],
+    overrides: dict[str, dict],
+    quick: bool,
+    results: str,
+    progress_enabled: bool = True,
+) -> tuple[int, list[str]]:
+    """Validate every config first, then run each; returns (n_failures, summary lines)."""
+    import experiments
+    from experiments._framework import Progress, make_config, run_experiment
+
+    specs = _specs()
+    configs = {}
+    for name in names:
+        if name not in specs:
+            raise ValueError(f"unknown experiment {name!r}; known: {', '.join(specs)}.")
+        configs[name] = make_config(specs[name], overrides.get(name, {}), quick=quick)
+    experiments.enable_x64()
+    failures = 0
+    lines = []
+    for name in names:
+        t0 = time.perf_counter()
+        run, failed = run_experiment(
+            specs[name],
+            configs[name],
+            results,
+            quick=quick,
+            progress=Progress(enabled=progress_enabled, prefix=f"{name}: "),
+        )
+        summary = (run.path / "summary.txt").read_text().strip()
+        status = "ok" if not failed else f"FAILED ({len(failed)})"
+        line = f"{summary}  [{status}; {time.perf_counter() - t0:.1f} s; {run.path}]"
+        lines.append(line)
+        _print(line)
+        for msg in failed:
+            _print(f"    FAILED: {msg}")
+        failures += len(failed)
+    return failures, lines
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from experiments._framework import parse_set
+
+    overrides = {**_load_config_file(args.config), **parse_set(args.set or [])}
+    failures, _ = _run_many([args.name], {args.name: overrides}, args.quick, args.results)
+    return 1 if failures else 0
+
+
+def _draw(results: str, out: str, quick: bool | None) -> int:
+    import paper_figures
+
+    written, missing = paper_figures.draw_all(results, out, quick=quick)
+    for name, paths in written.items():
+        _print(f"figure {name}: {', '.join(str(p) for p in paths)}")
+    for name, msg in missing.items():
+        _print(f"figure {name}: MISSING RESULTS: {msg}")
+    _print(f"figures index: {Path(out) / 'index.md'}")
+    return 3 if missing else 0
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    quick = True if args.quick else (False if args.full else None)
+    return _draw(args.results, args.out, quick)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    quick = not args.full
+    names = list(_specs())
+    failures, lines = _run_many(names, {}, quick, args.results, progress_enabled=not args.no_bar)
+    status = _draw(args.results, args.out, quick)
+    _print("")
+    _print(f"summary ({'quick' if quick else 'full'} setting):")
+    for line in lines:
+        _print(f"  {line}")
+    _print(
+        f"reproduce: {len(names)} experiments, {failures} failed statement(s), "
+        f"{time.perf_counter() - t0:.1f} s wall"
+    )
+    if failures:
+        return 1
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gmmlimit",
+        description="K-means as the small-variance limit of EM: experiments and figures.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list experiments and figures")
+    p.add_argument("-v", "--verbose", action="store_true", help="also show every config key")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("run", help="run one experiment")
+    p.add_argument("name", help="experiment name (see `gmmlimit list`)")
+    p.add_argument("--config", help="JSON file of config overrides")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key")
+    p.add_argument("--quick", action="store_true", help="the quick setting (minutes on a CPU)")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("figures", help="draw every paper figure from saved results")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--out", default="figures", help="figures folder (default: figures)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="use only quick runs")
+    g.add_argument("--full", action="store_true", help="use only full runs")
+    p.set_defaults(func=_cmd_figures)
+
+    p = sub.add_parser("reproduce", help="run every experiment, then draw every figure")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="quick setting (the default)")
+    g.add_argument("--full", action="store_true", help="the paper setting")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--out", default="figures", help="figures folder (default: figures)")
+    p.add_argument("--no-bar", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_reproduce)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gmmlimit`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"gmmlimit: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

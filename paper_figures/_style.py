@@ -1,0 +1,99 @@
+"""The one shared figure style: serif text without TeX, a colour-blind-safe palette, paper sizes.
+
+Fonts: matplotlib's bundled STIX (mathtext ``stix``), falling back to DejaVu Serif, so the output
+looks like LaTeX text without a TeX install. Colours: the Okabe-Ito palette. Sizes: one column is
+3.4 in wide, two columns 7.0 in (typical two-column journals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+
+__all__ = ["COLUMN", "PALETTE", "TEXT", "WIDE", "apply", "figure", "label_panel", "save"]
+
+COLUMN = 3.4  # inches, one column of a two-column paper
+WIDE = 7.0  # inches, full page width
+TEXT = 8  # points
+
+# Okabe & Ito (2008), safe for the common colour-vision deficiencies.
+PALETTE = (
+    "#0072B2",  # blue
+    "#D55E00",  # vermillion
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#E69F00",  # orange
+    "#56B4E9",  # sky blue
+    "#F0E442",  # yellow
+    "#000000",  # black
+)
+
+_RC = {
+    "font.family": "serif",
+    "font.serif": ["STIXGeneral", "DejaVu Serif"],
+    "mathtext.fontset": "stix",
+    "font.size": TEXT,
+    "axes.titlesize": TEXT,
+    "axes.labelsize": TEXT,
+    "legend.fontsize": TEXT - 1,
+    "xtick.labelsize": TEXT - 1,
+    "ytick.labelsize": TEXT - 1,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "axes.linewidth": 0.6,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 3,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "legend.frameon": False,
+    "legend.handlelength": 1.6,
+    "figure.dpi": 100,
+    "savefig.dpi": 300,
+    "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.02,
+    "pdf.fonttype": 42,
+    "text.usetex": False,
+    "axes.grid": False,
+}
+
+
+def apply() -> None:
+    """Install the style (idempotent)."""
+    matplotlib.rcParams.update(_RC)
+
+
+def figure(
+    ncols: int = 1, nrows: int = 1, *, wide: bool = False, height: float | None = None, **kw
+):
+    """A styled figure and axes grid, one column or full width."""
+    apply()
+    width = WIDE if wide else COLUMN
+    height = height if height is not None else (2.3 if not wide else 2.1) * nrows
+    return plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, **kw)
+
+
+def label_panel(ax, text: str) -> None:
+    """A bold panel label like (a) in the top-left corner, outside the data."""
+    ax.set_title(text, loc="left", fontweight="bold", fontsize=TEXT)
+
+
+def save(fig, out_dir: Path, name: str) -> list[Path]:
+    """Write ``name.pdf`` (vector) and ``name.png`` into ``out_dir`` and close the figure."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.pdf", out_dir / f"{name}.png"]
+    for path in paths:
+        fig.savefig(path)
+    plt.close(fig)
+    return paths
+
+
+def dataset_order(names: Sequence[str]) -> list[str]:
+    """Data sets in the canonical order."""
+    canon = ("separated", "overlapping", "anisotropic", "digits")
+    return sorted(names, key=lambda n: canon.index(n) if n in canon else len(canon))
