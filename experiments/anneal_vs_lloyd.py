@@ -157,13 +157,13 @@ EXPERIMENT = ExperimentSpec(
     summarize=summarize,
     check=check,
     quick={
-        "datasets": ("anisotropic", "digits"),
+        "datasets": ("digits",),
         "n_samples": 300,
-        "digits_n": 250,
-        "n_restarts": 64,
+        "digits_n": 200,
+        "n_restarts": 40,
         "n_anneal": 2,
-        "n_stages": 30,
-        "max_iter": 80,
+        "n_stages": 24,
+        "max_iter": 60,
     },
     description=(
         "distribution of the K-means distortion from random and k-means++ Lloyd restarts "

@@ -166,8 +166,8 @@ EXPERIMENT = ExperimentSpec(
     quick={
         "datasets": ("anisotropic",),
         "n_samples": 300,
-        "sigma2_rel": (0.02, 0.1, 0.5, 1.2),
-        "n_steps": 200,
+        "sigma2_rel": (0.02, 0.2, 1.2),
+        "n_steps": 150,
         "adam_rates": (0.01, 0.05),
         "repeats": 1,
     },

@@ -204,7 +204,7 @@ def convergence_rate(
         w,
         params,
         known if known is not None else params.means,
-        known is not None,
+        jnp.asarray(known is not None),
         n_steps=n_steps,
         fixed_point_iter=fixed_point_iter,
         block_size=block_size,
@@ -235,13 +235,13 @@ def rate_from_errors(errors: np.ndarray, floor: float) -> tuple[float, np.ndarra
     return float(np.median(valid[valid.size // 2 :])), ratios
 
 
-@partial(jax.jit, static_argnames=("have_fixed", "n_steps", "fixed_point_iter", "block_size"))
+@partial(jax.jit, static_argnames=("n_steps", "fixed_point_iter", "block_size"))
 def _trajectory_errors(
     X: jax.Array,
     w: jax.Array,
     params: IsotropicParams,
     fixed: jax.Array,
-    have_fixed: bool,
+    have_fixed: jax.Array,
     *,
     n_steps: int,
     fixed_point_iter: int,
@@ -255,17 +255,21 @@ def _trajectory_errors(
 
     last, path = lax.scan(step, params.means, None, length=n_steps)
     path = jnp.concatenate([path, last[None]])
-    if not have_fixed:
+
+    def locate(start: jax.Array) -> jax.Array:
         # tol = -1 never fires for soft fits: exactly fixed_point_iter iterations.
-        fixed = fit_compiled(
+        return fit_compiled(
             isotropic,
             X,
             w,
-            IsotropicParams(last, params.sigma2),
+            IsotropicParams(start, params.sigma2),
             jnp.asarray(-1.0, X.dtype),
             max_iter=fixed_point_iter,
             block_size=block_size,
         ).means
+
+    # one program whether or not the fixed point is given (a traced flag, not a static one)
+    fixed = lax.cond(have_fixed, lambda: fixed, lambda: locate(last))
     errors = jnp.sqrt(jnp.sum((path - fixed) ** 2, axis=(1, 2)))
     total = jnp.sum(w)
     centred = X - (w @ X) / total
