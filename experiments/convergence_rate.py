@@ -175,7 +175,7 @@ EXPERIMENT = ExperimentSpec(
     quick={
         "datasets": ("anisotropic",),
         "n_samples": 300,
-        "n_sigma2": 12,
+        "n_sigma2": 10,
         "fixed_point_iter": 2000,
     },
     description=(

@@ -168,8 +168,8 @@ EXPERIMENT = ExperimentSpec(
         "n_samples": 300,
         "sigma2_rel": (0.02, 0.2, 1.2),
         "n_steps": 150,
-        "adam_rates": (0.01, 0.05),
-        "repeats": 1,
+        "adam_rates": (0.05,),
+        "repeats": 3,
     },
     description=(
         "iterations and wall time of EM, Adam and L-BFGS to the same log-likelihood against sigma2"

@@ -164,8 +164,11 @@ def summarize(data: dict) -> str:
     for name in data["datasets"]:
         later = np.asarray(data[f"{name}__split_rel_error"])[1:]
         later_txt = ", ".join(f"{e:+.3f}" for e in later) if later.size else "none"
+        lam = data[f"{name}__lambda_max"]
         parts.append(
-            f"{name} first {data[f'{name}__first_split_rel_error']:+.4f} "
+            f"{name} first {data[f'{name}__first_split_rel_error']:+.4f} (between stages "
+            f"{data[f'{name}__first_split_before'] / lam:.4f} and "
+            f"{data[f'{name}__first_split_after'] / lam:.4f} lambda_max) "
             f"(lambda_max {data[f'{name}__lambda_max']:.3g} vs mean variance "
             f"{data[f'{name}__mean_variance']:.3g}), later [{later_txt}]"
         )

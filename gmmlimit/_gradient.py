@@ -43,11 +43,14 @@ class GradientResult(NamedTuple):
         means: (K, D) the final means.
         history: (n_steps + 1,) log-likelihood at the start and after every step.
         log_likelihood: () the log-likelihood at the final means.
+        evaluations: (n_steps,) int32 value-and-gradient evaluations of each step (1 for a plain
+            transformation; the line-search steps for L-BFGS, at least 1).
     """
 
     means: jax.Array
     history: jax.Array
     log_likelihood: jax.Array
+    evaluations: jax.Array
 
 
 class MethodCost(NamedTuple):
@@ -56,8 +59,13 @@ class MethodCost(NamedTuple):
     Attributes:
         history: (n_steps + 1,) log-likelihood after 0, 1, ..., n_steps iterations.
         iterations: iterations to reach the target, or -1 if never reached.
-        seconds_per_iter: compiled wall time per iteration (best of the repeats).
-        seconds: ``iterations * seconds_per_iter`` (NaN if never reached).
+        seconds_per_iter: compiled wall time of the whole run divided by its iterations (best of
+            the repeats).
+        seconds: wall time to the target: the whole run's time times the share of its
+            value-and-gradient evaluations spent before the target (NaN if never reached). For EM
+            and Adam every iteration costs one evaluation, so this is ``iterations *
+            seconds_per_iter``; L-BFGS's line search costs a varying number per iteration (and
+            many once converged, when no step decreases the loss any more).
         final: the log-likelihood after n_steps iterations.
         learning_rate: the Adam step size used (the best of those tried); NaN for EM and L-BFGS.
     """
@@ -207,13 +215,20 @@ def _gradient_compiled(
         value, grad = value_and_grad(means, state=state)
         updates, state = opt.update(grad, state, means, value=value, grad=grad, value_fn=loss)
         updates = jax.tree.map(lambda u: factor * u, updates)
-        return (optax.apply_updates(means, updates), state), -value * total
+        count = optax.tree_utils.tree_get(state, "num_linesearch_steps")
+        evals = jnp.ones((), jnp.int32) if count is None else jnp.maximum(count, 1)
+        return (optax.apply_updates(means, updates), state), (-value * total, evals)
 
     state = opt.init(params.means)
-    (means, _), history = lax.scan(step, (params.means, state), None, length=n_steps)
+    (means, _), (history, evals) = lax.scan(step, (params.means, state), None, length=n_steps)
     final = _log_lik(means, params.sigma2, blocks)
     history = jnp.concatenate([history, final[None]]).astype(X.dtype)
-    return GradientResult(means=means, history=history, log_likelihood=final.astype(X.dtype))
+    return GradientResult(
+        means=means,
+        history=history,
+        log_likelihood=final.astype(X.dtype),
+        evaluations=evals.astype(jnp.int32),
+    )
 
 
 @partial(jax.jit, static_argnames=("n_steps", "block_size"))
@@ -298,27 +313,28 @@ def compare_em_gradient(
     if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
         raise ValueError(f"learning_rate must be finite and > 0; got {learning_rate!r}.")
 
-    runs: dict[str, list[tuple[np.ndarray, float, float]]] = {}
+    runs: dict[str, list[tuple[np.ndarray, np.ndarray, float, float]]] = {}
     for m in methods:
         for lr in rates if m == "adam" else (math.nan,):
             runs.setdefault(m, []).append(
                 _timed(m, lr, X, w, params, n_steps=n_steps, block_size=block_size, repeats=repeats)
             )
 
-    l_best = max(float(np.max(h)) for tries in runs.values() for h, _, _ in tries)
+    l_best = max(float(np.max(h)) for tries in runs.values() for h, _, _, _ in tries)
     l_start = float(next(iter(runs.values()))[0][0][0])
     target = l_best - gap * (l_best - l_start)
     result = {}
     for m, tries in runs.items():
         costs = []
-        for history, per_iter, lr in tries:
+        for history, evals, total_seconds, lr in tries:
             it = iterations_to(history, target)
+            share = float(np.sum(evals[:it]) / np.sum(evals)) if it >= 0 else math.nan
             costs.append(
                 MethodCost(
                     history=history,
                     iterations=it,
-                    seconds_per_iter=per_iter,
-                    seconds=it * per_iter if it >= 0 else math.nan,
+                    seconds_per_iter=total_seconds / n_steps,
+                    seconds=total_seconds * share,
                     final=float(history[-1]),
                     learning_rate=lr,
                 )
@@ -341,8 +357,8 @@ def _timed(
     n_steps: int,
     block_size: int,
     repeats: int,
-) -> tuple[np.ndarray, float, float]:
-    """One method's history and its compiled wall time per iteration (best of ``repeats``)."""
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """History, evaluations per step, compiled wall time of the run (best of ``repeats``), lr."""
     if method == "em":
         run = partial(_em_history, X, w, params, n_steps=n_steps, block_size=block_size)
     else:
@@ -363,5 +379,9 @@ def _timed(
         start = time.perf_counter()
         jax.block_until_ready(run())
         best = min(best, time.perf_counter() - start)
-    history = np.asarray(out if method == "em" else out.history, dtype=np.float64)
-    return history, best / n_steps, lr
+    if method == "em":
+        history, evals = np.asarray(out, dtype=np.float64), np.ones(n_steps)
+    else:
+        history = np.asarray(out.history, dtype=np.float64)
+        evals = np.asarray(out.evaluations, dtype=np.float64)
+    return history, evals, best, lr

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from . import FigureSpec
 from ._style import PALETTE, dataset_order, figure, label_panel, save
@@ -49,6 +50,7 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
             ax.axvline(1.0, color="k", lw=0.8, ls="--")
             ax.set_xlabel(r"$\sigma^2 / \lambda_{\max}$")
             ax.set_ylabel(ylabel)
+            ax.yaxis.set_minor_formatter(NullFormatter())
         label_panel(axes[i, 0], f"({chr(97 + 3 * i)}) {name}")
         label_panel(axes[i, 1], f"({chr(98 + 3 * i)})")
         label_panel(axes[i, 2], f"({chr(99 + 3 * i)})")
@@ -67,6 +69,8 @@ FIGURE = FigureSpec(
         "same isotropic log-likelihood over the means from the same k-means++ start (experiment "
         "`em_vs_gradient`, gl.compare_em_gradient). Target: all but 1e-6 of the best "
         "improvement over the start. (a) iterations and (b) compiled wall time to the target "
+        "(the run's time times the share of its value-and-gradient evaluations spent before the "
+        "target, which counts L-BFGS's line-search evaluations) "
         "against sigma2 / lambda_max (missing points: never reached in the budget); (c) the "
         "remaining fraction of the improvement against the iteration at one sigma2. EM needs no "
         "step size and its rate vanishes as sigma2 -> 0; near and above sigma2_c (dashed) its "

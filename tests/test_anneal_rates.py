@@ -76,12 +76,16 @@ def test_em_adam_lbfgs_reach_the_same_log_likelihood():
     assert costs["em"].iterations > 0 and costs["lbfgs"].iterations > 0
     assert np.all(np.diff(costs["em"].history) >= -1e-9)
     assert costs["lbfgs"].final == pytest.approx(em_final, rel=1e-9)
-    for cost in costs.values():
+    for name in ("em", "adam"):  # one evaluation per iteration
+        cost = costs[name]
         if cost.iterations >= 0:
             assert cost.seconds == pytest.approx(cost.iterations * cost.seconds_per_iter)
+    lbfgs = costs["lbfgs"]
+    assert 0 < lbfgs.seconds <= 150 * lbfgs.seconds_per_iter * (1 + 1e-12)
     # gradient_fit is the same computation as the comparison's run
     fit = gl.gradient_fit(X, m0, sigma2, optimizer="lbfgs", n_steps=150)
     np.testing.assert_allclose(np.asarray(fit.history), costs["lbfgs"].history, rtol=1e-12)
+    assert fit.evaluations.shape == (150,) and int(np.min(fit.evaluations)) >= 1
     assert float(fit.log_likelihood) == pytest.approx(costs["lbfgs"].final, rel=1e-12)
 
 
