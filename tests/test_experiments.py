@@ -227,16 +227,18 @@ def test_config_file_and_set_are_typed(tmp_path):
     assert cli.main(["run", "trajectories", "--config", str(tmp_path / "missing.json")]) == 2
 
 
-def test_float64_needs_x64(monkeypatch, tmp_path):
+def test_float64_needs_x64(tmp_path):
     import jax
 
     spec = registry()["loglik"]
     cfg = make_config(spec, {"datasets": "separated"}, quick=True)
-    monkeypatch.setattr(jax.config, "jax_enable_x64", False, raising=False)
-    if jax.config.jax_enable_x64:  # config attribute not patchable on this version
-        pytest.skip("cannot toggle x64 here")
-    with pytest.raises(ValueError, match="x64"):
-        run_experiment(spec, cfg, tmp_path, progress=Progress(False))
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ValueError, match="x64"):
+            run_experiment(spec, cfg, tmp_path, progress=Progress(False))
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    assert not (tmp_path / "loglik").exists()
 
 
 def test_missing_results_name_the_experiment(tmp_path):
