@@ -13,7 +13,18 @@ import gmmlimit as gl
 
 from ._data import DATASETS, N_DIGITS, dataset, dataset_shape
 
-__all__ = ["SweepConfig", "dataset_key", "load_data", "reference_means", "sigma2_grid"]
+# One iteration cap for every fit of the sweeps: it is a static argument of the compiled fit loop,
+# so sharing it lets every experiment reuse one compilation per data shape.
+FIT_MAX_ITER = 300
+
+__all__ = [
+    "FIT_MAX_ITER",
+    "SweepConfig",
+    "dataset_key",
+    "load_data",
+    "reference_means",
+    "sigma2_grid",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,18 +132,24 @@ def reference_means(X: np.ndarray, k: int, key: jax.Array) -> tuple[np.ndarray, 
         ``(init, lloyd)``, both (K, D) in X's dtype.
     """
     init = gl.init.kmeans_plusplus(key, X, k)
-    lloyd = gl.kmeans(X, init, max_iter=500).means
+    lloyd = gl.kmeans(X, init, max_iter=FIT_MAX_ITER).means
     return np.asarray(init), np.asarray(lloyd)
 
 
 def sigma2_grid(
-    config: SweepConfig, X: np.ndarray, means: np.ndarray, n: int | None = None
+    config: SweepConfig,
+    X: np.ndarray,
+    means: np.ndarray,
+    n: int | None = None,
+    reach: float | None = None,
 ) -> np.ndarray:
     """Descending log-spaced sigma2 grid of ``n`` values ending with the limit point 0.
 
     The automatic ends are data-driven: from twice the critical sigma2 (fully soft) down to the
     point where even the row with the smallest gap Delta_min is far past the float64 one-hot
     threshold, so every regime (soft, exponential approach, exactly one-hot) is on the grid.
+    ``reach``, when given, is a squared distance whose exponent reach / (2 sigma2) must also pass
+    1.5 times that threshold at the bottom of an automatic grid.
     """
     n = config.n_sigma2 if n is None else n
     top = config.sigma2_max
@@ -142,6 +159,8 @@ def sigma2_grid(
     if bottom is None:
         delta_min = float(np.min(np.asarray(gl.nearest_gap(X, means))))
         delta_min = max(delta_min, 1e-12 * top)
+        if reach is not None:
+            delta_min = min(delta_min, reach)
         bottom = delta_min / (2.0 * 1.5 * gl.onehot_threshold(np.float64))
     bottom = min(bottom, top / 10.0)
     grid = np.geomspace(top, bottom, n - 1)

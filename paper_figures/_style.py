@@ -39,7 +39,7 @@ _RC = {
     "font.serif": ["STIXGeneral", "DejaVu Serif"],
     "mathtext.fontset": "stix",
     "font.size": TEXT,
-    "axes.titlesize": TEXT,
+    "axes.titlesize": TEXT - 0.5,
     "axes.labelsize": TEXT,
     "legend.fontsize": TEXT - 1,
     "xtick.labelsize": TEXT - 1,
@@ -97,3 +97,38 @@ def dataset_order(names: Sequence[str]) -> list[str]:
     """Data sets in the canonical order."""
     canon = ("separated", "overlapping", "anisotropic", "digits")
     return sorted(names, key=lambda n: canon.index(n) if n in canon else len(canon))
+
+
+def get(run, dataset: str, field: str):
+    """The array or scalar ``field`` of ``dataset`` in a run (key ``<dataset>__<field>``)."""
+    key = f"{dataset}__{field}"
+    data = run.data
+    if key not in data:
+        raise KeyError(f"run {run.run_id} of {run.name!r} has no {key!r}; rerun the experiment.")
+    return data[key]
+
+
+def log_ticks(ax, axis: str = "both") -> None:
+    """Sparse decade ticks (every other decade when a log axis spans many)."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    for name in ("x", "y") if axis == "both" else (axis,):
+        target = ax.xaxis if name == "x" else ax.yaxis
+        if (ax.get_xscale() if name == "x" else ax.get_yscale()) != "log":
+            continue
+        lo, hi = ax.get_xlim() if name == "x" else ax.get_ylim()
+        import math
+
+        span = abs(math.log10(max(hi, 1e-300)) - math.log10(max(lo, 1e-300)))
+        step = max(1, math.ceil(span / 5))
+        target.set_major_locator(LogLocator(base=10.0**step, numticks=12))
+        target.set_minor_locator(LogLocator(base=10.0, subs="auto", numticks=12))
+        target.set_minor_formatter(NullFormatter())
+
+
+DATASET_LABEL = {
+    "separated": "separated",
+    "overlapping": "overlapping",
+    "anisotropic": "anisotropic",
+    "digits": "digits (64-D)",
+}

@@ -1,0 +1,307 @@
+"""Experiments: quick runs verify their statements; determinism, resume, bad configs, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import experiments
+import gmmlimit as gl
+from experiments import Progress, load_latest, make_config, registry, run_experiment
+from experiments._common import load_data
+from gmmlimit import cli
+
+NAMES = ("responsibilities", "loglik", "updates", "trajectories", "precision")
+_CACHE: dict = {}
+
+
+def quick_run(factory) -> dict:
+    """Run `gmmlimit reproduce --quick` once per test session (shared by the figure tests)."""
+    if "root" not in _CACHE:
+        root = factory.mktemp("quick")
+        results, figures = root / "results", root / "figures"
+        rc = cli.main(
+            ["reproduce", "--quick", "--results", str(results), "--out", str(figures), "--no-bar"]
+        )
+        _CACHE.update(root=root, results=results, figures=figures, rc=rc)
+    return _CACHE
+
+
+@pytest.fixture(scope="session")
+def quick(tmp_path_factory):
+    return quick_run(tmp_path_factory)
+
+
+def test_registry_lists_every_experiment():
+    assert set(NAMES) <= set(registry())
+
+
+def test_reproduce_quick_passes_and_indexes_every_run(quick):
+    assert quick["rc"] == 0
+    index = json.loads((quick["results"] / "index.json").read_text())["runs"]
+    for name in NAMES:
+        runs = [r for r in index if r["name"] == name]
+        assert len(runs) == 1 and runs[0]["complete"] and runs[0]["quick"]
+        folder = quick["results"] / runs[0]["path"]
+        for f in ("config.json", "meta.json", "scalars.json", "arrays.npz", "summary.txt"):
+            assert (folder / f).stat().st_size > 0
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["seed"] == 0 and meta["quick"] and meta["x64"]
+        assert meta["check_failures"] == []
+        assert {"jax", "numpy", "gmmlimit"} <= set(meta["versions"])
+        assert meta["device"]["platform"]
+        assert not list(folder.parent.glob("*.partial"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_check_passes_on_loaded_results(quick, name):
+    run = load_latest(name, quick["results"], quick=True)
+    assert registry()[name].check(run.data) == []
+    assert registry()[name].summarize(run.data).startswith(f"{name}:")
+
+
+def test_responsibilities_bound_and_slope(quick):
+    run = load_latest("responsibilities", quick["results"])
+    d = run.data
+    for name in d["datasets"]:
+        assert np.all(d[f"{name}__held"])
+        assert d[f"{name}__sigma2"][-1] == 0 and d[f"{name}__max_gap"][-1] == 0
+        assert np.sum(d[f"{name}__fit_mask"]) >= 3
+        ratio = d[f"{name}__slope"] / d[f"{name}__slope_predicted"]
+        assert abs(ratio - 1) <= 0.05, (name, ratio)
+        # recheck bound 1 independently at one grid point in the fit regime
+        X, _, _ = load_data(make_config(registry()["responsibilities"], {}, quick=True), name)
+        if f"{name}__means" in d:
+            s2 = d[f"{name}__sigma2"][np.nonzero(d[f"{name}__fit_mask"])[0][0]]
+            gap = np.asarray(gl.responsibility_gap(X, d[f"{name}__means"], s2))
+            bound = np.asarray(gl.responsibility_bound(X, d[f"{name}__means"], s2))
+            assert np.all(gap <= bound[:, None] * (1 + 1e-12))
+
+
+def test_loglik_bound_two(quick):
+    d = load_latest("loglik", quick["results"]).data
+    for name in d["datasets"]:
+        lt, J, lower = d[f"{name}__ltilde"], d[f"{name}__J"], d[f"{name}__lower"]
+        assert np.all(lt <= J * (1 + 1e-12)) and np.all(lt >= lower - 1e-12 * J)
+        assert lt[-1] == pytest.approx(J, rel=1e-12)
+        assert np.all(J - lt <= d[f"{name}__rate_bound"] * (1 + 1e-12) + 1e-12 * J)
+        # the uncorrected -2 sigma2 l is far from J somewhere on the grid: the correction matters
+        unc = d[f"{name}__uncorrected"][:-1]
+        assert np.max(np.abs(unc - J) / J) > 0.1
+
+
+def test_updates_bound_and_exact_limit(quick):
+    d = load_latest("updates", quick["results"]).data
+    for name in d["datasets"]:
+        assert np.all(d[f"{name}__held"])
+        assert np.all(d[f"{name}__gap"][:, -1] == 0)
+        assert np.any(d[f"{name}__gap"][:, 0] > 1e-3)  # not trivially zero
+
+
+def test_trajectories_partition_equal_below_reported_sigma2(quick):
+    d = load_latest("trajectories", quick["results"]).data
+    cfg = make_config(registry()["trajectories"], {}, quick=True)
+    for name in d["datasets"]:
+        stars = d[f"{name}__sigma2_star"]
+        assert np.all(stars > 0)
+        assert np.all(d[f"{name}__zero_equal_means"]) and np.all(d[f"{name}__zero_equal_n_iter"])
+        X, _, _ = load_data(cfg, name)
+        # independent check off the grid: below sigma2*, EM ends at Lloyd's partition exactly
+        m0, star = d[f"{name}__init"][0], float(stars[0])
+        lloyd = gl.kmeans(X, m0, max_iter=cfg.max_iter, tol=cfg.tol)
+        for s2 in (star * 0.7, star * 0.05):
+            em = gl.em(X, m0, s2, max_iter=cfg.max_iter, tol=cfg.tol)
+            np.testing.assert_array_equal(np.asarray(em.labels), np.asarray(lloyd.labels))
+        assert np.all(d[f"{name}__ari"][:, -1] == 1.0)
+
+
+def test_precision_thresholds_and_no_nan(quick):
+    d = load_latest("precision", quick["results"]).data
+    for name in d["datasets"]:
+        for dtype, thr in (("float32", 87.34), ("float64", 708.40)):
+            p = f"{name}-{dtype}"
+            assert np.all(d[f"{p}__stable_nonfinite_rows"] == 0)
+            assert np.all(d[f"{p}__fit_finite"])
+            assert d[f"{p}__x_soft_max"] <= thr * 1.001 <= d[f"{p}__x_hard_min"] * 1.002
+            assert d[f"{p}__naive_nan_onset"] > 0
+            assert d[f"{p}__naive_nan_rows"][-1] == d[f"{p}__delta"].size
+    # float32 hardens earlier (larger sigma2) than float64, by about 708 / 87
+    for name in d["datasets"]:
+        ratio = d[f"{name}-float32__onehot_onset"] / d[f"{name}-float64__onehot_onset"]
+        assert 6 < ratio < 10
+
+
+def test_same_seed_gives_identical_numbers(quick, tmp_path):
+    spec = registry()["responsibilities"]
+    cfg = make_config(spec, {"datasets": "overlapping"}, quick=True)
+    run, failures = run_experiment(spec, cfg, tmp_path, quick=True, progress=Progress(False))
+    assert failures == []
+    ref = load_latest("responsibilities", quick["results"]).data
+    for field in ("sigma2", "max_gap", "mean_gap", "max_bound", "delta", "snap_resp"):
+        key = f"overlapping__{field}"
+        np.testing.assert_array_equal(run.data[key], ref[key])
+    assert run.data["overlapping__slope"] == ref["overlapping__slope"]
+
+
+class _Interrupt(Progress):
+    def __init__(self, after: int) -> None:
+        super().__init__(enabled=False)
+        self.after, self.seen = after, 0
+
+    def advance(self, key: str, computed: bool) -> None:
+        self.seen += computed
+        if self.seen >= self.after:
+            raise KeyboardInterrupt(f"simulated interruption after {key}")
+
+
+def test_interrupted_sweep_resumes_from_finished_points(quick, tmp_path):
+    spec = registry()["updates"]
+    cfg = make_config(spec, {"datasets": "separated,overlapping,anisotropic"}, quick=True)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(spec, cfg, tmp_path, quick=True, progress=_Interrupt(2))
+    (partial,) = (tmp_path / "updates").glob("*.partial")
+    assert sorted(p.name for p in (partial / "points").glob("*.npz")) == [
+        "overlapping.npz",
+        "separated.npz",
+    ]
+    index = json.loads((tmp_path / "index.json").read_text())["runs"]
+    assert [r["complete"] for r in index] == [False]
+    with pytest.raises(FileNotFoundError, match="updates"):
+        load_latest("updates", tmp_path)
+
+    class Counting(Progress):
+        def __init__(self):
+            super().__init__(enabled=False)
+            self.computed = []
+
+        def advance(self, key, computed):
+            self.computed.append((key, computed))
+
+    progress = Counting()
+    run, failures = run_experiment(spec, cfg, tmp_path, quick=True, progress=progress)
+    assert failures == []
+    expected = [("separated", False), ("overlapping", False), ("anisotropic", True)]
+    assert progress.computed == expected
+    assert run.meta["points_resumed"] == 2 and run.meta["points_computed"] == 1
+    assert run.path.name == partial.name[: -len(".partial")]
+    assert not partial.exists()
+    ref = load_latest("updates", quick["results"]).data
+    for name in ("separated", "overlapping", "anisotropic"):
+        np.testing.assert_array_equal(run.data[f"{name}__gap"], ref[f"{name}__gap"])
+    assert json.loads((tmp_path / "index.json").read_text())["runs"][0]["complete"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"nonsense": 1}, "unknown config key 'nonsense'"),
+        ({"sigma2_min": "-1e-3"}, "sigma2_min must be a positive"),
+        ({"sigma2_max": -2.0}, "sigma2_max must be a positive"),
+        ({"k": 50, "n_samples": 20}, "K=50 exceeds N=20"),
+        ({"digits_k": 30, "digits_n": 20}, "K=30 exceeds N=20 on data set 'digits'"),
+        ({"n_sigma2": "many"}, "needs an integer"),
+        ({"datasets": "separated,mnist"}, "unknown data set 'mnist'"),
+    ],
+)
+def test_bad_config_refused_before_any_work(tmp_path, overrides, message):
+    for name in ("responsibilities", "trajectories"):
+        with pytest.raises(ValueError, match=message):
+            make_config(registry()[name], overrides, quick=True)
+    args = ["run", "trajectories", "--quick", "--results", str(tmp_path / "r")]
+    for key, value in overrides.items():
+        args += ["--set", f"{key}={value}"]
+    assert cli.main(args) == 2
+    assert not (tmp_path / "r").exists()  # nothing was computed or written
+
+
+def test_config_file_and_set_are_typed(tmp_path):
+    spec = registry()["trajectories"]
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"datasets": ["digits"], "tol": 1e-6, "n_restarts": 2}))
+    cfg = make_config(spec, {**json.loads(path.read_text()), "n_sigma2": "7"}, quick=True)
+    assert cfg.datasets == ("digits",) and cfg.tol == 1e-6 and cfg.n_restarts == 2
+    assert cfg.n_sigma2 == 7 and cfg.n_samples == 300  # quick value kept
+    assert cli.main(["run", "trajectories", "--config", str(tmp_path / "missing.json")]) == 2
+
+
+def test_float64_needs_x64(tmp_path):
+    import jax
+
+    spec = registry()["loglik"]
+    cfg = make_config(spec, {"datasets": "separated"}, quick=True)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ValueError, match="x64"):
+            run_experiment(spec, cfg, tmp_path, progress=Progress(False))
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    assert not (tmp_path / "loglik").exists()
+
+
+def test_missing_results_name_the_experiment(tmp_path):
+    with pytest.raises(FileNotFoundError, match="gmmlimit run trajectories"):
+        load_latest("trajectories", tmp_path)
+
+
+def test_cli_list(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in NAMES:
+        assert name in out
+    assert "fig1_responsibilities" in out
+
+
+def test_enable_x64_is_idempotent():
+    experiments.enable_x64()
+    experiments.enable_x64()
+    import jax
+
+    assert jax.config.jax_enable_x64
+
+
+def test_reproduce_exit_status_reports_failed_statements(tmp_path, monkeypatch):
+    import dataclasses
+
+    spec = registry()["loglik"]
+    failing = dataclasses.replace(spec, check=lambda data: ["forced failure"])
+    monkeypatch.setattr(experiments, "registry", lambda: {"loglik": failing})
+    rc = cli.main(
+        [
+            "run",
+            "loglik",
+            "--quick",
+            "--set",
+            "datasets=separated",
+            "--results",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert rc == 1
+    meta = next(Path(tmp_path / "r" / "loglik").glob("*/meta.json"))
+    assert json.loads(meta.read_text())["check_failures"] == ["forced failure"]
+
+
+def test_cli_interrupt_then_rerun_resumes(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    spec = registry()["loglik"]
+
+    def interrupted_run(config, progress, resume=None):
+        return spec.run(config, _Interrupt(1), resume=resume)
+
+    args = ["run", "loglik", "--quick", "--set", "datasets=separated,overlapping"]
+    args += ["--results", str(tmp_path)]
+    monkeypatch.setattr(
+        experiments, "registry", lambda: {"loglik": dataclasses.replace(spec, run=interrupted_run)}
+    )
+    assert cli.main(args) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert len(list((tmp_path / "loglik").glob("*.partial/points/*.npz"))) == 1
+    monkeypatch.undo()
+    assert cli.main(args) == 0
+    (meta,) = (tmp_path / "loglik").glob("*/meta.json")
+    meta = json.loads(meta.read_text())
+    assert (meta["points_resumed"], meta["points_computed"]) == (1, 1)
