@@ -50,8 +50,8 @@ FIGURE = FigureSpec(
         "1.3 lambda_max to 1e-3 lambda_max, then K-means) with a few perturbation keys "
         "(experiment `anneal_vs_lloyd`). Annealing is deterministic up to its tiny "
         "symmetric-breaking noise and lands on the best solution where the cluster structure "
-        "unfolds one split at a time; on digits (K = 10 in 64-D) it beats almost every random "
-        "start but not the best k-means++ restarts."
+        "unfolds one split at a time; on digits (K = 10 in 64-D) it beats most restarts of "
+        "either kind but not the best few."
     ),
     order=64,
 )
