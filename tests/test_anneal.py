@@ -109,6 +109,19 @@ def test_schedules_optax_and_plain_callables_compile_once_per_length(path):
     assert np.all(counts[s32 > LAMBDA] == 1) and counts[-1] == 2
 
 
+def test_uniform_weights_scale_only_the_sums(path):
+    # weights 2 everywhere: same data scale, same responsibilities and means (same compiled
+    # program, weights are traced); log-likelihood and distortion are twice as large
+    doubled = gl.anneal(X, SCHEDULE, key=jax.random.key(0), weights=np.full(200, 2.0), **OPTS)
+    np.testing.assert_allclose(np.asarray(doubled.means), np.asarray(path.means), atol=1e-9)
+    np.testing.assert_array_equal(np.asarray(doubled.n_distinct), np.asarray(path.n_distinct))
+    ll, ll2 = np.asarray(path.log_likelihood)[:-1], np.asarray(doubled.log_likelihood)[:-1]
+    np.testing.assert_allclose(ll2, 2 * ll, rtol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(doubled.distortion), 2 * np.asarray(path.distortion), rtol=1e-9
+    )
+
+
 def test_count_distinct_is_transitive_and_order_free():
     chain = jnp.array([[0.0, 0.0], [0.6, 0.0], [1.2, 0.0], [5.0, 0.0]])
     assert int(gl.count_distinct(chain, 0.7)) == 2
