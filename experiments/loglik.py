@@ -102,9 +102,13 @@ def summarize(data: dict) -> str:
     held = sum(int(np.sum(data[f"{n}__held"])) for n in names)
     rate = sum(int(np.sum(data[f"{n}__rate_held"])) for n in names)
     total = sum(len(data[f"{n}__held"]) for n in names)
+
+    def fmt(value: float) -> str:
+        return f"{value:.2g}" if value > 0 else "never above 0"
+
     reach = ", ".join(
-        f"{n} {_at_relative_error(data, n, 'ltilde', 1e-3):.2g} vs "
-        f"{_at_relative_error(data, n, 'uncorrected', 1e-3):.2g}"
+        f"{n} {fmt(_at_relative_error(data, n, 'ltilde', 1e-3))} vs "
+        f"{fmt(_at_relative_error(data, n, 'uncorrected', 1e-3))}"
         for n in names
     )
     return (

@@ -6,7 +6,8 @@ to that precision, responsibilities are computed on a fine log-spaced sigma2 gri
 * the stable, shifted log-domain E-step (``gl.responsibilities``): which rows are exactly one-hot,
   against the exponent x_n = Delta_n / (2 sigma2) and the dtype's threshold
   ``gl.onehot_threshold`` (about 87.3 in float32, 708.4 in float64); NaN/inf counts (must be 0);
-  full EM fits (``gl.em``) at every sigma2 must stay finite too;
+  float32 EM fits (``gl.em``) down to sigma2 = 0 and L~ must stay finite too (their float64
+  counterparts are checked by ``trajectories`` and ``loglik``);
 * a naive E-step, exp(-d_nk / (2 sigma2)) normalised by its row sum, which turns a row into 0/0
   = NaN once d_n* / (2 sigma2) passes the same threshold: the contrast that fails.
 """
@@ -35,7 +36,8 @@ class PrecisionConfig(SweepConfig):
     Attributes:
         dtypes: the precisions compared.
         max_iter: iteration cap of the EM fits checked for finiteness.
-        n_fits: how many grid values (evenly spread, sigma2 = 0 included) get a full EM fit.
+        n_fits: how many grid values (evenly spread, sigma2 = 0 included) get a full float32
+            EM fit (float64 fits over the whole grid are part of ``trajectories``).
     """
 
     dtypes: tuple[str, ...] = ("float32", "float64")
@@ -104,13 +106,18 @@ def _point(config: PrecisionConfig, key_name: str) -> dict[str, Any]:
 
     all_onehot = np.all(onehot, axis=1)
     any_nan = np.any(naive_bad, axis=1)
-    # full EM fits on every few grid points (the last is sigma2 = 0)
-    fit_grid = grid[np.unique(np.linspace(0, grid.size - 1, config.n_fits).round().astype(int))]
-    fits = jax.vmap(lambda s: gl.em(X, init, s, max_iter=config.max_iter))(fit_grid)
-    fit_finite = np.all(np.isfinite(np.asarray(fits.means)), axis=(1, 2)) & np.isfinite(
-        np.asarray(fits.objective)
-    )
-    ltilde = np.asarray(jax.vmap(lambda s: gl.scaled_log_likelihood(X, means, s))(grid))
+    if dtype == "float32":
+        # full EM fits on every few grid points (the last is sigma2 = 0), and L~ everywhere;
+        # their float64 counterparts are checked by the trajectories and loglik experiments
+        pick = np.unique(np.linspace(0, grid.size - 1, config.n_fits).round().astype(int))
+        fit_grid = grid[pick]
+        fits = jax.vmap(lambda s: gl.em(X, init, s, max_iter=config.max_iter))(fit_grid)
+        fit_finite = np.all(np.isfinite(np.asarray(fits.means)), axis=(1, 2)) & np.isfinite(
+            np.asarray(fits.objective)
+        )
+        ltilde = np.asarray(jax.vmap(lambda s: gl.scaled_log_likelihood(X, means, s))(grid))
+    else:
+        fit_grid, fit_finite, ltilde = np.zeros(0, dtype), np.zeros(0, bool), np.zeros(0, dtype)
     return {
         "sigma2": grid64,
         "frac_onehot": onehot.mean(axis=1),

@@ -152,7 +152,9 @@ def summarize(data: dict) -> str:
     held = sum(int(np.sum(data[f"{n}__held"])) for n in names)
     total = sum(len(data[f"{n}__held"]) for n in names)
     slopes = ", ".join(
-        f"{n} {data[f'{n}__slope']:.4g} vs {data[f'{n}__slope_predicted']:.4g}" for n in names
+        f"{n} {data[f'{n}__slope']:.4g} vs {data[f'{n}__slope_predicted']:.4g} "
+        f"(ratio {data[f'{n}__slope'] / data[f'{n}__slope_predicted']:.5f})"
+        for n in names
     )
     return (
         f"responsibilities: bound 1 held at {held}/{total} (data set, sigma2) points; "

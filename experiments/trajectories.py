@@ -115,6 +115,9 @@ def _point(config: TrajectoriesConfig, key_name: str) -> dict[str, Any]:
         "lloyd_n_iter": int(lloyd.n_iter),
         "path_dist": dist,
         "sigma2_star": largest_equal_sigma2(grid, equal),
+        "fit_finite": bool(
+            np.all(np.isfinite(np.asarray(fits.means))) and np.all(np.isfinite(fits.objective))
+        ),
         "zero_equal_means": bool(np.array_equal(np.asarray(fits.means)[-1], lloyd.means)),
         "zero_equal_n_iter": int(fits.n_iter[-1]) == int(lloyd.n_iter),
         "path_reaches_lloyd": (
@@ -157,6 +160,7 @@ def check(data: dict) -> list[str]:
             ("zero_equal_means", "EM at sigma2 = 0 does not end at Lloyd's means"),
             ("zero_equal_n_iter", "EM at sigma2 = 0 does not take Lloyd's iteration count"),
             ("path_reaches_lloyd", "the recorded Lloyd path does not end at gl.kmeans' means"),
+            ("fit_finite", "an EM fit turned NaN or inf"),
         ):
             ok = np.asarray(data[f"{name}__{field}"])
             if not ok.all():

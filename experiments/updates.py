@@ -17,7 +17,6 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import gmmlimit as gl
@@ -47,7 +46,8 @@ class UpdatesConfig(SweepConfig):
 
 def explicit_bound(X: np.ndarray, means: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
     """The bound on ||EM update - Lloyd update||_F above, per sigma2 (inf where vacuous)."""
-    labels = np.asarray(jnp.argmax(gl.responsibilities(X, means, 0.0), axis=1))
+    sq = np.sum((X[:, None, :].astype(np.float64) - means[None].astype(np.float64)) ** 2, axis=2)
+    labels = np.argmin(sq, axis=1)  # the hard assignment (ties: lowest index)
     k = means.shape[0]
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     lloyd = np.asarray(gl.em_step(X, means, 0.0), dtype=np.float64)

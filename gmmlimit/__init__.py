@@ -9,6 +9,7 @@ Quick start::
 """
 
 from . import init, variants
+from ._anneal import AnnealResult, anneal, count_distinct, schedule_values, split_points
 from ._api import (
     critical_sigma2,
     em,
@@ -29,25 +30,38 @@ from ._diagnostics import (
     update_gap,
 )
 from ._driver import FitResult
+from ._ascent import GradientResult, MethodCost, compare_em_gradient, gradient_fit
+from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate
 from ._variant import EStepBlock, FarPoints, Variant
 from .variants.isotropic import IsotropicParams
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnnealResult",
     "EStepBlock",
     "FarPoints",
     "FitResult",
+    "GradientResult",
     "IsotropicParams",
+    "MethodCost",
+    "RateResult",
     "Variant",
     "__version__",
+    "anneal",
+    "collapsed_rate",
+    "compare_em_gradient",
+    "convergence_rate",
+    "count_distinct",
     "critical_sigma2",
     "em",
     "em_step",
     "fit",
+    "gradient_fit",
     "init",
     "kmeans",
     "kmeans_objective",
+    "linearized_rate",
     "log_likelihood",
     "nearest_gap",
     "onehot_threshold",
@@ -56,6 +70,8 @@ __all__ = [
     "responsibility_gap",
     "restarts",
     "scaled_log_likelihood",
+    "schedule_values",
+    "split_points",
     "update_gap",
     "variants",
 ]

@@ -8,7 +8,8 @@ Usage::
     gmmlimit reproduce [--quick | --full] [--results DIR] [--out DIR]
 
 Exit status: 0 when every verified statement held, 1 when one failed, 2 on a bad command line
-or config (refused before any work), 3 when results needed by a figure are missing.
+or config (refused before any work), 3 when results needed by a figure are missing, 130 when
+interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -195,6 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"gmmlimit: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "gmmlimit: interrupted; finished sweep points are kept, rerun the same command "
+            "to resume.",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ FIGURE = FigureSpec(
         "= 87.3 (float32) or 708.4 (float64), and a naive row is 0/0 once d_n*/(2 sigma2) does; "
         "the measured curves sit on it. Float32 hardens about 708/87 = 8 times earlier in sigma2 "
         "than float64. The stable E-step never produced NaN or inf (counts in each panel's "
-        "title), down to and including sigma2 = 0, and full EM fits at every grid sigma2 stayed "
+        "title), down to and including sigma2 = 0, and float32 EM fits down to sigma2 = 0 stayed "
         "finite; the naive E-step turns NaN in both precisions. Experiment `precision` (a finer "
         "grid, from twice the critical sigma2 to past both onsets, plus 0)."
     ),

@@ -42,8 +42,8 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
         ax.set_aspect("equal", adjustable="box")
         ax.set_xticks([-2, 0, 2])
         ax.set_yticks([-2, 0, 2])
-        ax.set_xlabel(r"$x_1$")
-    axes[0][0].set_ylabel(r"$x_2$")
+        ax.set_xlabel(r"$x_1$ (std. units)")
+    axes[0][0].set_ylabel(r"$x_2$ (std. units)")
     fig.tight_layout(w_pad=0.3)
     return st.save(fig, out_dir, "fig6_hardening")
 

@@ -227,16 +227,18 @@ def test_config_file_and_set_are_typed(tmp_path):
     assert cli.main(["run", "trajectories", "--config", str(tmp_path / "missing.json")]) == 2
 
 
-def test_float64_needs_x64(monkeypatch, tmp_path):
+def test_float64_needs_x64(tmp_path):
     import jax
 
     spec = registry()["loglik"]
     cfg = make_config(spec, {"datasets": "separated"}, quick=True)
-    monkeypatch.setattr(jax.config, "jax_enable_x64", False, raising=False)
-    if jax.config.jax_enable_x64:  # config attribute not patchable on this version
-        pytest.skip("cannot toggle x64 here")
-    with pytest.raises(ValueError, match="x64"):
-        run_experiment(spec, cfg, tmp_path, progress=Progress(False))
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ValueError, match="x64"):
+            run_experiment(spec, cfg, tmp_path, progress=Progress(False))
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    assert not (tmp_path / "loglik").exists()
 
 
 def test_missing_results_name_the_experiment(tmp_path):
@@ -280,3 +282,26 @@ def test_reproduce_exit_status_reports_failed_statements(tmp_path, monkeypatch):
     assert rc == 1
     meta = next(Path(tmp_path / "r" / "loglik").glob("*/meta.json"))
     assert json.loads(meta.read_text())["check_failures"] == ["forced failure"]
+
+
+def test_cli_interrupt_then_rerun_resumes(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    spec = registry()["loglik"]
+
+    def interrupted_run(config, progress, resume=None):
+        return spec.run(config, _Interrupt(1), resume=resume)
+
+    args = ["run", "loglik", "--quick", "--set", "datasets=separated,overlapping"]
+    args += ["--results", str(tmp_path)]
+    monkeypatch.setattr(
+        experiments, "registry", lambda: {"loglik": dataclasses.replace(spec, run=interrupted_run)}
+    )
+    assert cli.main(args) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert len(list((tmp_path / "loglik").glob("*.partial/points/*.npz"))) == 1
+    monkeypatch.undo()
+    assert cli.main(args) == 0
+    (meta,) = (tmp_path / "loglik").glob("*/meta.json")
+    meta = json.loads(meta.read_text())
+    assert (meta["points_resumed"], meta["points_computed"]) == (1, 1)

@@ -1,0 +1,186 @@
+"""EM's linear convergence rate against sigma2: measured, and predicted by linearisation.
+
+For each data set and each sigma2 on a log grid around the critical sigma2_c = lambda_max(C):
+
+* above sigma2_c the fixed point is the collapsed one (all means at the data mean); EM is started
+  there plus a small kick and the measured rate |mu_{t+1} - mu*| / |mu_t - mu*| is compared with
+  lambda_max / sigma2 (DESIGN.md statement 5);
+* below sigma2_c the fixed point is the one EM reaches from a k-means++ start; EM is started
+  there plus the same kick and the measured rate is compared with the spectral radius of the
+  Jacobian of the EM map at that point (:func:`gmmlimit.linearized_rate`). The rate falls to 0 as
+  the overlap vanishes: EM becomes K-means, which lands exactly on its fixed point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+import gmmlimit as gl
+
+from ._anneal_common import AnnealDataConfig
+from ._common import dataset_key, load_data
+from ._framework import ExperimentSpec, PointStore, Progress, sweep
+
+__all__ = ["EXPERIMENT", "ConvergenceRateConfig", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvergenceRateConfig(AnnealDataConfig):
+    """Config of the convergence-rate experiment (defaults: the paper setting).
+
+    Attributes:
+        n_sigma2: grid size (log-spaced from ``top`` to ``bottom`` times lambda_max).
+        top: largest sigma2, relative to lambda_max.
+        bottom: smallest sigma2, relative to lambda_max.
+        kick: size of the start's offset from the fixed point, relative to the data scale.
+        n_steps: EM iterations measured.
+        fixed_point_iter: iterations used to locate the fixed point.
+        rate_tol: the verified statement: above sigma2_c the measured rate is within rate_tol
+            (relative) of lambda_max / sigma2.
+    """
+
+    n_sigma2: int = 40
+    top: float = 4.0
+    bottom: float = 0.01
+    kick: float = 1e-3
+    n_steps: int = 60
+    fixed_point_iter: int = 5000
+    rate_tol: float = 0.05
+
+    def validate(self) -> None:
+        """Refuse bad values before any work."""
+        super().validate()
+        if self.n_sigma2 < 2:
+            raise ValueError(f"n_sigma2 must be >= 2; got {self.n_sigma2}.")
+        if not self.top > 1.0 > self.bottom > 0:
+            raise ValueError(f"need top > 1 > bottom > 0; got {self.top}, {self.bottom}.")
+        for name in ("kick", "rate_tol"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}.")
+        for name in ("n_steps", "fixed_point_iter"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name} must be >= 2; got {getattr(self, name)}.")
+
+
+def _point(config: ConvergenceRateConfig, name: str) -> dict[str, Any]:
+    X, _, info = load_data(config, name)
+    k = info["k"]
+    lam = float(gl.critical_sigma2(X))
+    key = dataset_key(config.seed, name)
+    start = np.asarray(gl.init.kmeans_plusplus(jax.random.fold_in(key, 1), X, k))
+    kick_key = jax.random.fold_in(key, 5)
+    centred = X - X.mean(0)
+    scale = float(np.sqrt(np.mean(np.sum(centred * centred, axis=1))))
+    kick = config.kick * scale * np.asarray(jax.random.normal(kick_key, start.shape, np.float64))
+    collapsed = np.broadcast_to(X.mean(0), start.shape).astype(X.dtype)
+    opts = {"n_steps": config.n_steps, "fixed_point_iter": config.fixed_point_iter}
+
+    def fixed_point(s2: float) -> np.ndarray:
+        # EM's fixed point from the k-means++ start: the same compiled measurement, whose
+        # fixed-point search runs n_steps + fixed_point_iter iterations with no early stop
+        return gl.convergence_rate(X, start, s2, **opts).fixed_point
+
+    grid = lam * np.geomspace(config.top, config.bottom, config.n_sigma2)
+    measured = np.empty(grid.size)
+    linearised = np.empty(grid.size)
+    floor_ratio = np.empty(grid.size)
+    above = grid > lam
+    for i, s2 in enumerate(grid):
+        if above[i]:
+            # known fixed point: near sigma2_c EM approaches it too slowly to locate it by iterating
+            mu_star = collapsed
+            result = gl.convergence_rate(X, collapsed + kick, s2, fixed_point=collapsed, **opts)
+        else:
+            result = gl.convergence_rate(X, fixed_point(s2) + kick, s2, **opts)
+            mu_star = result.fixed_point
+        measured[i] = result.rate
+        linearised[i] = gl.linearized_rate(X, mu_star, s2)
+        floor_ratio[i] = result.floor / result.errors[0]
+    lloyd_rate = gl.convergence_rate(X, fixed_point(0.0) + kick, 0.0, **opts)
+    pred = np.where(above, lam / grid, linearised)
+    rel = np.where(above, measured / (lam / grid) - 1.0, np.nan)
+    return {
+        "sigma2": grid,
+        "measured": measured,
+        "linearized": linearised,
+        "collapsed_prediction": lam / grid,
+        "predicted": pred,
+        "above": above,
+        "rel_error_above": rel,
+        "floor_ratio": floor_ratio,  # noise floor over the first error (conservative)
+        "kmeans_rate": float(lloyd_rate.rate),
+        "kmeans_steps_to_exact": int(np.argmax(lloyd_rate.errors == 0))
+        if np.any(lloyd_rate.errors == 0)
+        else -1,
+        "max_rel_error_above": float(np.nanmax(np.abs(rel))) if above.any() else np.nan,
+        "lambda_max": lam,
+        "n": info["n"],
+        "d": info["d"],
+        "k": k,
+    }
+
+
+def run(
+    config: ConvergenceRateConfig, progress: Progress, resume: PointStore | None = None
+) -> dict[str, Any]:
+    """Every data set is one resumable point; pure computation."""
+    points = sweep(
+        resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
+    )
+    out: dict[str, Any] = {"datasets": list(config.datasets), "rate_tol": config.rate_tol}
+    for name, arrays in points.items():
+        for field, value in arrays.items():
+            out[f"{name}__{field}"] = value if np.ndim(value) else value.item()
+    return out
+
+
+def check(data: dict) -> list[str]:
+    """Verified: above sigma2_c the rate is lambda_max / sigma2 (within rate_tol); K-means exact."""
+    failures = []
+    for name in data["datasets"]:
+        err = data[f"{name}__max_rel_error_above"]
+        if not err <= data["rate_tol"]:
+            failures.append(
+                f"{name}: measured rate off lambda_max / sigma2 by {err:.2%} above sigma2_c"
+            )
+        if data[f"{name}__kmeans_steps_to_exact"] < 0:
+            failures.append(f"{name}: K-means did not land exactly on its fixed point")
+    return failures
+
+
+def summarize(data: dict) -> str:
+    """One line: the worst relative error above sigma2_c and the smallest measured rate."""
+    parts = []
+    for name in data["datasets"]:
+        measured = np.asarray(data[f"{name}__measured"])
+        parts.append(
+            f"{name} max |rate/(lambda/sigma2) - 1| above sigma2_c "
+            f"{data[f'{name}__max_rel_error_above']:.2e}, rate at smallest sigma2 "
+            f"{measured[-1]:.2e}, K-means exact after "
+            f"{data[f'{name}__kmeans_steps_to_exact']} step(s)"
+        )
+    return "convergence_rate: " + "; ".join(parts)
+
+
+EXPERIMENT = ExperimentSpec(
+    name="convergence_rate",
+    config_type=ConvergenceRateConfig,
+    run=run,
+    summarize=summarize,
+    check=check,
+    quick={
+        "datasets": ("anisotropic",),
+        "n_samples": 300,
+        "n_sigma2": 10,
+        "fixed_point_iter": 2000,
+    },
+    description=(
+        "EM's linear rate against sigma2, measured and linearised; lambda_max / sigma2 above "
+        "the critical sigma2"
+    ),
+    order=62,
+)

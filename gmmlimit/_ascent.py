@@ -1,0 +1,387 @@
+"""Gradient ascent on the log-likelihood of the means (optax), to set against EM.
+
+EM for the isotropic model is itself a gradient method: its update is
+mu_k <- mu_k + (sigma2 / N_k) dl/dmu_k, a preconditioned gradient step whose step size adapts to
+each component's mass. This module maximises the same log-likelihood l(mu) (the one EM reports,
+computed by the same streamed statistics and differentiated by JAX) with generic optax optimisers
+(Adam, L-BFGS, or any ``optax.GradientTransformation``), and :func:`compare_em_gradient` measures
+iterations and wall time of each method to a common log-likelihood from the same start.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from ._driver import DEFAULT_BLOCK_SIZE, e_pass, fit_compiled, make_blocks
+from ._validation import (
+    as_data,
+    check_positive_int,
+    check_weights,
+)
+from .variants.isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
+
+__all__ = ["GradientResult", "MethodCost", "compare_em_gradient", "gradient_fit"]
+
+OPTIMIZERS = ("adam", "lbfgs")
+
+
+class GradientResult(NamedTuple):
+    """The result of gradient ascent on the log-likelihood.
+
+    Attributes:
+        means: (K, D) the final means.
+        history: (n_steps + 1,) log-likelihood at the start and after every step.
+        log_likelihood: () the log-likelihood at the final means.
+        evaluations: (n_steps,) int32 value-and-gradient evaluations of each step (1 for a plain
+            transformation; the line-search steps for L-BFGS, at least 1).
+    """
+
+    means: jax.Array
+    history: jax.Array
+    log_likelihood: jax.Array
+    evaluations: jax.Array
+
+
+class MethodCost(NamedTuple):
+    """One method's cost to reach the common target in :func:`compare_em_gradient`.
+
+    Attributes:
+        history: (n_steps + 1,) log-likelihood after 0, 1, ..., n_steps iterations.
+        iterations: iterations to reach the target, or -1 if never reached.
+        seconds_per_iter: compiled wall time of the whole run divided by its iterations (best of
+            the repeats).
+        seconds: wall time to the target: the whole run's time times the share of its
+            value-and-gradient evaluations spent before the target (NaN if never reached). For EM
+            and Adam every iteration costs one evaluation, so this is ``iterations *
+            seconds_per_iter``; L-BFGS's line search costs a varying number per iteration (and
+            many once converged, when no step decreases the loss any more).
+        final: the log-likelihood after n_steps iterations.
+        learning_rate: the Adam step size used (the best of those tried); NaN for EM and L-BFGS.
+    """
+
+    history: np.ndarray
+    iterations: int
+    seconds_per_iter: float
+    seconds: float
+    final: float
+    learning_rate: float = math.nan
+
+
+@functools.cache
+def _named_optimizer(name: str) -> optax.GradientTransformationExtraArgs:
+    """One cached transformation per name, so that repeated fits reuse the compiled program."""
+    if name == "adam":
+        # Adam without its learning rate: the rate is applied as a traced factor instead.
+        return optax.with_extra_args_support(optax.scale_by_adam())
+    return optax.lbfgs()
+
+
+def _optimizer(
+    optimizer: Any, learning_rate: float
+) -> tuple[optax.GradientTransformationExtraArgs, float]:
+    """The transformation and the factor its updates are multiplied by."""
+    if isinstance(optimizer, str):
+        if optimizer in OPTIMIZERS:
+            factor = -learning_rate if optimizer == "adam" else 1.0
+            return _named_optimizer(optimizer), factor
+        raise ValueError(
+            f"optimizer must be one of {OPTIMIZERS} or an optax.GradientTransformation; "
+            f"got {optimizer!r}."
+        )
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optax.with_extra_args_support(optimizer), 1.0
+    raise ValueError(
+        f"optimizer must be one of {OPTIMIZERS} or an optax.GradientTransformation; "
+        f"got {type(optimizer)}."
+    )
+
+
+def _data_scale(X: jax.Array, w: jax.Array) -> float:
+    total = float(jnp.sum(w))
+    centred = X - (w @ X) / total
+    return float(jnp.sqrt(jnp.sum(w[:, None] * centred * centred) / total))
+
+
+def _prepare(
+    X: Any, init_means: Any, sigma2: Any, weights: Any
+) -> tuple[jax.Array, jax.Array, IsotropicParams]:
+    X = as_data(X)
+    params = isotropic.validate(X, IsotropicParams(init_means, sigma2))
+    if float(np.asarray(params.sigma2)) <= 0:
+        raise ValueError(
+            "gradient ascent needs sigma2 > 0: the log-likelihood is not finite at sigma2 = 0."
+        )
+    w = check_weights(weights, X.shape[0], X.dtype)
+    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    return X, w, params
+
+
+def gradient_fit(
+    X: Any,
+    init_means: Any,
+    sigma2: Any,
+    *,
+    optimizer: Any = "adam",
+    n_steps: int = 200,
+    learning_rate: float | None = None,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> GradientResult:
+    """Maximise the isotropic log-likelihood over the means with an optax optimiser.
+
+    The loss minimised is -l(mu) / W (W the total weight), so Adam's step and L-BFGS's line
+    search see an O(1) objective whatever N is. Exactly ``n_steps`` steps are run (one compiled
+    ``lax.scan``).
+
+    Args:
+        X: (N, D) data.
+        init_means: (K, D) the start.
+        sigma2: shared variance > 0.
+        optimizer: ``"adam"``, ``"lbfgs"`` (optax's L-BFGS with its zoom line search) or any
+            ``optax.GradientTransformation``.
+        n_steps: number of optimiser steps.
+        learning_rate: Adam's step size; default 0.01 times the data scale sqrt(trace C)
+            (unused by L-BFGS and by a given transformation).
+        weights: optional (N,) sample weights.
+        block_size: rows per streamed E-step block.
+
+    Returns:
+        A :class:`GradientResult` in X's dtype.
+
+    Raises:
+        ValueError: on invalid inputs, sigma2 = 0, or an unknown optimiser.
+    """
+    X, w, params = _prepare(X, init_means, sigma2, weights)
+    n_steps = check_positive_int(n_steps, "n_steps")
+    block_size = check_positive_int(block_size, "block_size")
+    if learning_rate is None:
+        learning_rate = 0.01 * _data_scale(X, w)
+    lr = float(learning_rate)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"learning_rate must be a finite number > 0; got {learning_rate!r}.")
+    opt, factor = _optimizer(optimizer, lr)
+    return _gradient_compiled(
+        opt, X, w, params, jnp.asarray(factor, X.dtype), n_steps=n_steps, block_size=block_size
+    )
+
+
+def _log_lik(means: jax.Array, sigma2: jax.Array, blocks: Any) -> jax.Array:
+    params = IsotropicParams(means, sigma2)
+    stats, _, _ = e_pass(isotropic, params, blocks)
+    return log_likelihood_from_stats(params, stats)
+
+
+@partial(jax.jit, static_argnames=("opt", "n_steps", "block_size"))
+def _gradient_compiled(
+    opt: optax.GradientTransformationExtraArgs,
+    X: jax.Array,
+    w: jax.Array,
+    params: IsotropicParams,
+    factor: jax.Array,
+    *,
+    n_steps: int,
+    block_size: int,
+) -> GradientResult:
+    blocks = make_blocks(X, w, block_size)
+    total = jnp.sum(w)
+
+    def loss(means: jax.Array) -> jax.Array:
+        return -_log_lik(means, params.sigma2, blocks) / total
+
+    # L-BFGS keeps the value and gradient its line search computed at the accepted point in
+    # its state; reuse them rather than evaluating again. Other transformations have none.
+    if optax.tree_utils.tree_get(opt.init(params.means), "value") is not None:
+        value_and_grad = optax.value_and_grad_from_state(loss)
+    else:
+        plain = jax.value_and_grad(loss)
+
+        def value_and_grad(means: jax.Array, state: Any) -> tuple[jax.Array, jax.Array]:
+            del state
+            return plain(means)
+
+    def step(carry: tuple[jax.Array, Any], _: None) -> tuple[tuple[jax.Array, Any], jax.Array]:
+        means, state = carry
+        value, grad = value_and_grad(means, state=state)
+        updates, state = opt.update(grad, state, means, value=value, grad=grad, value_fn=loss)
+        updates = jax.tree.map(lambda u: factor * u, updates)
+        count = optax.tree_utils.tree_get(state, "num_linesearch_steps")
+        evals = jnp.ones((), jnp.int32) if count is None else jnp.maximum(count, 1)
+        return (optax.apply_updates(means, updates), state), (-value * total, evals)
+
+    state = opt.init(params.means)
+    (means, _), (history, evals) = lax.scan(step, (params.means, state), None, length=n_steps)
+    final = _log_lik(means, params.sigma2, blocks)
+    history = jnp.concatenate([history, final[None]]).astype(X.dtype)
+    return GradientResult(
+        means=means,
+        history=history,
+        log_likelihood=final.astype(X.dtype),
+        evaluations=evals.astype(jnp.int32),
+    )
+
+
+@partial(jax.jit, static_argnames=("n_steps", "block_size"))
+def _em_history(
+    X: jax.Array, w: jax.Array, params: IsotropicParams, *, n_steps: int, block_size: int
+) -> jax.Array:
+    # tol = -1 never fires for soft fits: exactly n_steps iterations.
+    fit = fit_compiled(
+        isotropic, X, w, params, jnp.asarray(-1.0, X.dtype), max_iter=n_steps, block_size=block_size
+    )
+    return jnp.concatenate([fit.history, fit.objective[None]])
+
+
+def iterations_to(history: np.ndarray, target: float) -> int:
+    """The first iteration whose log-likelihood reaches ``target`` (-1 if none does)."""
+    hit = np.nonzero(np.asarray(history) >= target)[0]
+    return int(hit[0]) if hit.size else -1
+
+
+def compare_em_gradient(
+    X: Any,
+    init_means: Any,
+    sigma2: Any,
+    *,
+    methods: Sequence[str] = ("em", "adam", "lbfgs"),
+    n_steps: int = 200,
+    rel_gap: float = 1e-6,
+    learning_rate: float | Sequence[float] | None = None,
+    repeats: int = 3,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> dict[str, MethodCost]:
+    """Iterations and wall time of EM, Adam and L-BFGS to the same log-likelihood.
+
+    Every method runs ``n_steps`` iterations from ``init_means``. The target is
+    ``l_best - rel_gap * (l_best - l_0)``: all but a fraction ``rel_gap`` of the best improvement
+    over the common start's log-likelihood l_0 that any method reached (a relative gap on l itself
+    would depend on the constant -(N D / 2) ln(2 pi sigma2)). A method that converges to a worse
+    fixed point never reaches it (iterations = -1). Wall time per
+    iteration is measured on the compiled program (compiled before timing, best of ``repeats``),
+    so compilation is not counted.
+
+    Args:
+        X: (N, D) data.
+        init_means: (K, D) the common start.
+        sigma2: shared variance > 0.
+        methods: a subset of ``("em", "adam", "lbfgs")``.
+        n_steps: iterations per method.
+        rel_gap: the fraction of the best improvement that may remain at the target.
+        learning_rate: Adam's step size (default: see :func:`gradient_fit`), or several: Adam
+            then runs with each and the one reaching the target in the fewest iterations (the
+            highest final log-likelihood if none does) is reported.
+        repeats: timed runs per method.
+        weights: optional (N,) sample weights.
+        block_size: rows per streamed E-step block.
+
+    Returns:
+        ``{method: MethodCost}``.
+
+    Raises:
+        ValueError: on invalid inputs or an unknown method.
+    """
+    X, w, params = _prepare(X, init_means, sigma2, weights)
+    n_steps = check_positive_int(n_steps, "n_steps")
+    repeats = check_positive_int(repeats, "repeats")
+    block_size = check_positive_int(block_size, "block_size")
+    methods = tuple(methods)
+    for m in methods:
+        if m not in ("em", *OPTIMIZERS):
+            raise ValueError(f"unknown method {m!r}; choose from ('em', 'adam', 'lbfgs').")
+    if not methods:
+        raise ValueError("methods must name at least one method.")
+    gap = float(rel_gap)
+    if not (math.isfinite(gap) and gap >= 0):
+        raise ValueError(f"rel_gap must be a finite number >= 0; got {rel_gap!r}.")
+    if learning_rate is None:
+        rates = (0.01 * _data_scale(X, w),)
+    elif isinstance(learning_rate, (int, float, np.floating, np.integer)):
+        rates = (float(learning_rate),)
+    else:
+        rates = tuple(float(r) for r in learning_rate)
+    if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
+        raise ValueError(f"learning_rate must be finite and > 0; got {learning_rate!r}.")
+
+    runs: dict[str, list[tuple[np.ndarray, np.ndarray, float, float]]] = {}
+    for m in methods:
+        for lr in rates if m == "adam" else (math.nan,):
+            runs.setdefault(m, []).append(
+                _timed(m, lr, X, w, params, n_steps=n_steps, block_size=block_size, repeats=repeats)
+            )
+
+    l_best = max(float(np.max(h)) for tries in runs.values() for h, _, _, _ in tries)
+    l_start = float(next(iter(runs.values()))[0][0][0])
+    target = l_best - gap * (l_best - l_start)
+    result = {}
+    for m, tries in runs.items():
+        costs = []
+        for history, evals, total_seconds, lr in tries:
+            it = iterations_to(history, target)
+            share = float(np.sum(evals[:it]) / np.sum(evals)) if it >= 0 else math.nan
+            costs.append(
+                MethodCost(
+                    history=history,
+                    iterations=it,
+                    seconds_per_iter=total_seconds / n_steps,
+                    seconds=total_seconds * share,
+                    final=float(history[-1]),
+                    learning_rate=lr,
+                )
+            )
+        reached = [c for c in costs if c.iterations >= 0]
+        if reached:
+            result[m] = min(reached, key=lambda c: c.iterations)
+        else:
+            result[m] = max(costs, key=lambda c: c.final)
+    return result
+
+
+def _timed(
+    method: str,
+    lr: float,
+    X: jax.Array,
+    w: jax.Array,
+    params: IsotropicParams,
+    *,
+    n_steps: int,
+    block_size: int,
+    repeats: int,
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """History, evaluations per step, compiled wall time of the run (best of ``repeats``), lr."""
+    if method == "em":
+        run = partial(_em_history, X, w, params, n_steps=n_steps, block_size=block_size)
+    else:
+        opt, factor = _optimizer(method, lr)
+        run = partial(
+            _gradient_compiled,
+            opt,
+            X,
+            w,
+            params,
+            jnp.asarray(factor, X.dtype),
+            n_steps=n_steps,
+            block_size=block_size,
+        )
+    out = jax.block_until_ready(run())  # compile and warm up
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(run())
+        best = min(best, time.perf_counter() - start)
+    if method == "em":
+        history, evals = np.asarray(out, dtype=np.float64), np.ones(n_steps)
+    else:
+        history = np.asarray(out.history, dtype=np.float64)
+        evals = np.asarray(out.evaluations, dtype=np.float64)
+    return history, evals, best, lr
