@@ -21,6 +21,7 @@ from ._api import (
     responsibilities,
     restarts,
 )
+from ._ascent import GradientResult, MethodCost, compare_em_gradient, gradient_fit
 from ._diagnostics import (
     nearest_gap,
     onehot_threshold,
@@ -30,7 +31,6 @@ from ._diagnostics import (
     update_gap,
 )
 from ._driver import FitResult
-from ._ascent import GradientResult, MethodCost, compare_em_gradient, gradient_fit
 from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate
 from ._variant import EStepBlock, FarPoints, Variant
 from .variants.isotropic import IsotropicParams

@@ -25,13 +25,13 @@ from ._driver import DEFAULT_BLOCK_SIZE, e_pass, fit_compiled, make_blocks
 from ._validation import (
     as_data,
     check_k,
+    check_key,
     check_means,
     check_positive_int,
     check_sigma2,
     check_tol,
     check_weights,
 )
-from .init import _check_key
 from .variants.isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
 
 __all__ = ["AnnealResult", "anneal", "count_distinct", "schedule_values", "split_points"]
@@ -187,7 +187,7 @@ def anneal(
         ValueError: on invalid data, schedule, key, k, means or options.
     """
     X = as_data(X)
-    _check_key(key)
+    check_key(key)
     k = check_k(k, X.shape[0])
     values = schedule_values(schedule, n_stages)
     sigma2 = check_sigma2(values, X.dtype, name="schedule")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import gmmlimit as gl
-from gmmlimit._driver import make_blocks
 from gmmlimit._ascent import _log_lik
+from gmmlimit._driver import make_blocks
 
 # Anisotropic data: lambda_max (about 4) is far from the mean variance, so lambda_max / sigma2
 # and the mean-variance / sigma2 that a wrong linearisation would give are easy to tell apart.
