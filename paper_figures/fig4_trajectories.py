@@ -146,7 +146,8 @@ FIGURE = FigureSpec(
         "per data set. Bottom right: EM iteration counts (solid; the fits stop at a relative "
         "log-likelihood gain of 1e-10 or 300 iterations, so a hard-looking EM fit needs one more "
         "iteration than Lloyd to see a zero gain) against Lloyd's (dotted, which stops when no "
-        "label changes). Experiment `trajectories` (k-means++ restarts per data set, sigma2 grid "
-        "as in Figure 1)."
+        "label changes). Experiment `trajectories` (k-means++ restarts per data set; the sigma2 "
+        "grid runs from twice the critical sigma2 to 1.5x past the one-hot onset of the smallest "
+        "gap met on any restart's Lloyd path, plus 0)."
     ),
 )
