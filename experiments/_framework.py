@@ -269,7 +269,7 @@ def config_hash(name: str, config: Any, quick: bool, code: str = "") -> str:
 
 
 def code_fingerprint(spec: ExperimentSpec) -> str:
-    """Hash of the source of the experiment's module and of the shared experiment modules.
+    """Hash of the source of ``experiments/<name>.py`` and of the shared experiment modules.
 
     Part of the run hash, so a run is only resumed by the same experiment code: finished points
     written by an older version are never mixed with new ones.
@@ -277,7 +277,7 @@ def code_fingerprint(spec: ExperimentSpec) -> str:
     import importlib
 
     digest = hashlib.sha256()
-    modules = [spec.run.__module__, f"{__package__}._common", f"{__package__}._data"]
+    modules = [f"{__package__}.{spec.name}", f"{__package__}._common", f"{__package__}._data"]
     for name in modules:
         try:
             path = importlib.import_module(name).__file__
