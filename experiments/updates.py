@@ -66,7 +66,9 @@ def _point(config: UpdatesConfig, name: str) -> dict[str, Any]:
     keys = jax.random.split(jax.random.fold_in(dataset_key(config.seed, name), 2), config.n_starts)
     starts = [np.asarray(gl.init.kmeans_plusplus(kk, X, info["k"])) for kk in keys]
     threshold = gl.onehot_threshold(X.dtype)
-    grid = sigma2_grid(config, X, starts[0])
+    # the grid's bottom passes the one-hot onset of every start, not only the first one
+    reach = min(float(np.min(np.asarray(gl.nearest_gap(X, m)))) for m in starts)
+    grid = sigma2_grid(config, X, starts[0], reach=reach)
     gaps, bounds, exponents = [], [], []
     for m0 in starts:
         gaps.append(np.asarray(jax.vmap(lambda s, m=m0: gl.update_gap(X, m, s))(grid)))
