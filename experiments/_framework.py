@@ -47,6 +47,7 @@ __all__ = [
     "PointStore",
     "Progress",
     "RunResult",
+    "code_fingerprint",
     "config_hash",
     "config_to_dict",
     "load_latest",
@@ -258,12 +259,33 @@ def config_to_dict(config: Any) -> dict:
     return out
 
 
-def config_hash(name: str, config: Any, quick: bool) -> str:
-    """A stable 12-hex-digit hash of the experiment name, config and quick flag."""
+def config_hash(name: str, config: Any, quick: bool, code: str = "") -> str:
+    """A stable 12-hex-digit hash of the experiment name, config, quick flag and code."""
     payload = json.dumps(
-        {"name": name, "config": config_to_dict(config), "quick": bool(quick)}, sort_keys=True
+        {"name": name, "config": config_to_dict(config), "quick": bool(quick), "code": code},
+        sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def code_fingerprint(spec: ExperimentSpec) -> str:
+    """Hash of the source of ``experiments/<name>.py`` and of the shared experiment modules.
+
+    Part of the run hash, so a run is only resumed by the same experiment code: finished points
+    written by an older version are never mixed with new ones.
+    """
+    import importlib
+
+    digest = hashlib.sha256()
+    modules = [f"{__package__}.{spec.name}", f"{__package__}._common", f"{__package__}._data"]
+    for name in modules:
+        try:
+            path = importlib.import_module(name).__file__
+        except ImportError:
+            continue
+        if path:
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------------------------
@@ -548,10 +570,11 @@ def run_experiment(
 ) -> tuple[RunResult, list[str]]:
     """Run one experiment into its own results folder, resuming an interrupted run.
 
-    If ``results_dir/<name>/`` holds an unfinished run of the same config (same hash), it is
-    continued: its finished points are read back, not recomputed. Otherwise a new folder
-    ``<UTC time>-<hash>.partial`` is made. When the run finishes, its files are written and the
-    folder renamed to drop ``.partial``; the index is updated at the start and at the end.
+    If ``results_dir/<name>/`` holds an unfinished run of the same config and the same
+    experiment code (same hash), it is continued: its finished points are read back, not
+    recomputed. Otherwise a new folder ``<UTC time>-<hash>.partial`` is made. When the run
+    finishes, its files are written and the folder renamed to drop ``.partial``; the index is
+    updated at the start and at the end.
 
     Args:
         spec: the experiment.
@@ -569,7 +592,8 @@ def run_experiment(
     progress = Progress() if progress is None else progress
     root = Path(results_dir)
     exp_dir = root / spec.name
-    chash = config_hash(spec.name, config, quick)
+    code = code_fingerprint(spec)
+    chash = config_hash(spec.name, config, quick, code)
     partial = _find_partial(exp_dir, chash)
     started = _now()
     if partial is None:
@@ -610,6 +634,7 @@ def run_experiment(
         "seed": getattr(config, "seed", None),
         "quick": bool(quick),
         "config_hash": chash,
+        "code_fingerprint": code,
         "versions": _versions(),
         "device": _device(),
         "x64": bool(jax.config.jax_enable_x64),

@@ -8,7 +8,8 @@ Lloyd update and N_k the hard counts at m,
     ||EM_k - c_k|| <= sum_n b_n ||x_n - c_k|| / (N_k - sum_n b_n)   whenever N_k > sum_n b_n,
 
 since EM_k - c_k = sum_n (r_nk - h_nk)(x_n - c_k) / sum_n r_nk. Past the one-hot threshold the
-two updates are bit-for-bit equal.
+two updates average the same rows and agree to rounding (bit-for-bit when the vmapped and plain
+matrix products sum in the same order, as on the quick data).
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def _point(config: UpdatesConfig, name: str) -> dict[str, Any]:
     keys = jax.random.split(jax.random.fold_in(dataset_key(config.seed, name), 2), config.n_starts)
     starts = [np.asarray(gl.init.kmeans_plusplus(kk, X, info["k"])) for kk in keys]
     threshold = gl.onehot_threshold(X.dtype)
-    grid = sigma2_grid(config, X, starts[0])
+    # the grid's bottom passes the one-hot onset of every start, not only the first one
+    reach = min(float(np.min(np.asarray(gl.nearest_gap(X, m)))) for m in starts)
+    grid = sigma2_grid(config, X, starts[0], reach=reach)
     gaps, bounds, exponents = [], [], []
     for m0 in starts:
         gaps.append(np.asarray(jax.vmap(lambda s, m=m0: gl.update_gap(X, m, s))(grid)))
@@ -76,13 +79,19 @@ def _point(config: UpdatesConfig, name: str) -> dict[str, Any]:
     gap, bound, x = np.stack(gaps), np.stack(bounds), np.stack(exponents)
     eps = float(np.finfo(X.dtype).eps)
     scale = float(np.max(np.abs(X)))
+    # Past the one-hot threshold both updates average the same rows; only the summation order
+    # of the (vmapped vs plain) matrix products may differ, by a few ulps per entry.
+    round_tol = 16 * eps * scale * float(np.sqrt(starts[0].size))
     return {
         "sigma2": grid,
         "gap": gap,
         "bound": bound,
         "exponent": x,
         "held": gap <= bound * (1 + 1e-9) + 1e4 * eps * scale,
-        "exact_past_threshold": np.where(x > 1.01 * threshold, gap == 0, True),
+        "exact_past_threshold": np.where(x > 1.01 * threshold, gap <= round_tol, True),
+        "round_tol": round_tol,
+        "bitwise_zero_past_threshold": int(np.sum((x > 1.01 * threshold) & (gap == 0))),
+        "n_past_threshold": int(np.sum(x > 1.01 * threshold)),
         "n": info["n"],
         "d": info["d"],
         "k": info["k"],
@@ -112,7 +121,7 @@ def check(data: dict) -> list[str]:
         exact = np.asarray(data[f"{name}__exact_past_threshold"])
         if not exact.all():
             failures.append(f"{name}: updates differ past the one-hot threshold ({(~exact).sum()})")
-        if not np.all(np.asarray(data[f"{name}__gap"])[:, -1] == 0):
+        if not np.all(np.asarray(data[f"{name}__gap"])[:, -1] <= data[f"{name}__round_tol"]):
             failures.append(f"{name}: EM update at sigma2 = 0 is not Lloyd's update")
     return failures
 
@@ -125,11 +134,14 @@ def summarize(data: dict) -> str:
     parts = []
     for n in names:
         gap = np.asarray(data[f"{n}__gap"])
-        zero = np.asarray(data[f"{n}__sigma2"])[np.argmax(np.all(gap == 0, axis=0))]
-        parts.append(f"{n} {np.max(gap[:, 0]):.2g} -> 0 from sigma2 {zero:.2g}")
+        small = np.all(gap <= data[f"{n}__round_tol"], axis=0)
+        bad = np.nonzero(~small)[0]
+        first = bad.max() + 1 if bad.size else 0
+        zero = np.asarray(data[f"{n}__sigma2"])[min(first, gap.shape[1] - 1)]
+        parts.append(f"{n} {np.max(gap[:, 0]):.2g} -> rounding from sigma2 {zero:.2g}")
     return (
         f"updates: explicit update bound held at {held}/{total} (start, sigma2) points; "
-        f"max gap at the top of the grid -> exactly 0: {', '.join(parts)}"
+        f"max gap at the top of the grid -> float64 rounding: {', '.join(parts)}"
     )
 
 

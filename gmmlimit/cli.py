@@ -41,14 +41,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     _print("experiments:")
     for name, spec in _specs().items():
-        _print(f"  {name:<18} {spec.description.splitlines()[0] if spec.description else ''}")
+        _print(f"  {name:<22} {spec.description.splitlines()[0] if spec.description else ''}")
         if args.verbose:
             for f in dataclasses.fields(spec.config_type):
                 quick = f" (quick: {spec.quick[f.name]!r})" if f.name in spec.quick else ""
                 _print(f"      {f.name} = {f.default!r}{quick}")
     _print("figures:")
     for name, fig in paper_figures.registry().items():
-        _print(f"  {name:<18} {fig.title} [reads {', '.join(fig.needs)}]")
+        _print(f"  {name:<22} {fig.title} [reads {', '.join(fig.needs)}]")
     return 0
 
 

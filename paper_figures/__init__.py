@@ -65,7 +65,8 @@ def draw_figure(
         ``(paths, results)``: files written and the RunResults used.
 
     Raises:
-        FileNotFoundError: naming the experiment to run when its results are missing.
+        FileNotFoundError: naming the experiment to run when its results are missing or were
+            written by an older version that lacks a field the figure reads.
     """
     from experiments import load_latest
 
@@ -79,7 +80,14 @@ def draw_figure(
             ) from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [Path(p) for p in spec.draw(results, out)]
+    try:
+        paths = [Path(p) for p in spec.draw(results, out)]
+    except KeyError as err:
+        names = ", ".join(spec.needs)
+        raise FileNotFoundError(
+            f"figure {spec.name!r}: the results of {names} lack a field ({err}); they were "
+            f"written by an older version: rerun `gmmlimit run {spec.needs[0]}`."
+        ) from None
     return paths, results
 
 
