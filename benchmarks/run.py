@@ -41,6 +41,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -147,17 +148,16 @@ def bench_sweep(X, m0, sigma2s, iters, repeats, block_size=None) -> dict:
     means = jnp.asarray(m0)
     tol = jnp.asarray(-jnp.inf, Xj.dtype)
 
-    def sweep(max_iter: int):
+    @partial(jax.jit, static_argnames="max_iter")
+    def sweep(Xj, w, means, s2, tol, *, max_iter: int):
         return jax.vmap(
             lambda s: fit_compiled(
                 isotropic, Xj, w, IsotropicParams(means, s), tol, max_iter=max_iter, block_size=bs
             )
         )(s2)
 
-    compiled = {m: jax.jit(lambda m=m: sweep(m)) for m in (1, 1 + iters)}
-
     def run(max_iter: int) -> int:
-        res = jax.block_until_ready(compiled[max_iter]())
+        res = jax.block_until_ready(sweep(Xj, w, means, s2, tol, max_iter=max_iter))
         return int(jnp.max(res.n_iter))
 
     per_iter, n1, n2 = _per_iter(run, iters, repeats)

@@ -29,6 +29,7 @@ from ._diagnostics import (
     update_gap,
 )
 from ._driver import FitResult
+from ._outofcore import em_out_of_core, fit_out_of_core, kmeans_out_of_core
 from ._variant import EStepBlock, FarPoints, Variant
 from .variants.isotropic import IsotropicParams
 
@@ -43,11 +44,14 @@ __all__ = [
     "__version__",
     "critical_sigma2",
     "em",
+    "em_out_of_core",
     "em_step",
     "fit",
+    "fit_out_of_core",
     "init",
     "kmeans",
     "kmeans_objective",
+    "kmeans_out_of_core",
     "log_likelihood",
     "nearest_gap",
     "onehot_threshold",

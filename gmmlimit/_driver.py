@@ -15,9 +15,17 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._variant import EStepBlock, FarPoints, Params, Stats, Variant
+from ._variant import FarPoints, Params, Stats, Variant
 
-__all__ = ["Blocks", "FitResult", "e_pass", "em_iteration", "fit_compiled", "make_blocks"]
+__all__ = [
+    "Blocks",
+    "FitResult",
+    "block_pass",
+    "e_pass",
+    "em_iteration",
+    "fit_compiled",
+    "make_blocks",
+]
 
 DEFAULT_BLOCK_SIZE = 4096
 
@@ -88,6 +96,30 @@ def make_blocks(X: jax.Array, weights: jax.Array, block_size: int) -> Blocks:
     )
 
 
+def block_pass(
+    variant: Variant, params: Params, x: jax.Array, w: jax.Array
+) -> tuple[Stats, jax.Array, jax.Array]:
+    """The E-step and sufficient statistics of one block of rows.
+
+    Uses the variant's ``fused_e_step`` when it has one, else ``e_step`` then
+    ``sufficient_stats``.
+
+    Args:
+        variant: the mixture variant.
+        params: current parameters.
+        x: (B, D) rows.
+        w: (B,) sample weights.
+
+    Returns:
+        ``(stats, labels, distortion)``: the block's statistics, (B,) int32 labels and (B,)
+        per-row distortion.
+    """
+    if variant.fused_e_step is not None:
+        return variant.fused_e_step(params, x, w)
+    estep = variant.e_step(params, x)
+    return variant.sufficient_stats(x, w, estep), estep.labels, estep.distortion
+
+
 class _Farthest(NamedTuple):
     """Running top-K of the per-row distortion (for empty-cluster relocation)."""
 
@@ -112,14 +144,10 @@ def e_pass(
         labels, and the running top-K (None unless ``track_farthest``).
     """
     n_blocks, b, _ = blocks.x.shape
-
-    def block_stats(x: jax.Array, w: jax.Array) -> tuple[Stats, EStepBlock]:
-        estep = variant.e_step(params, x)
-        return variant.sufficient_stats(x, w, estep), estep
-
+    block_stats = partial(block_pass, variant, params)
     shapes = jax.eval_shape(block_stats, blocks.x[0], blocks.weight[0])
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[0])
-    k = shapes[1].resp.shape[1]
+    k = shapes[0].counts.shape[0]
     far0 = _Farthest(jnp.full((k,), -jnp.inf, blocks.x.dtype), jnp.zeros((k,), jnp.int32))
 
     def body(
@@ -127,16 +155,16 @@ def e_pass(
     ) -> tuple[tuple[Stats, _Farthest], jax.Array]:
         acc, far = carry
         x, w, valid, offset = block
-        stats, estep = block_stats(x, w)
+        stats, labels, distortion = block_stats(x, w)
         acc = jax.tree.map(jnp.add, acc, stats)
         if track_farthest:
-            value = jnp.where(valid, estep.distortion, -jnp.inf)
+            value = jnp.where(valid, distortion, -jnp.inf)
             index = offset + jnp.arange(b, dtype=jnp.int32)
             all_value = jnp.concatenate([far.value, value])
             all_index = jnp.concatenate([far.index, index])
             top, pos = lax.top_k(all_value, k)
             far = _Farthest(top, all_index[pos])
-        return (acc, far), estep.labels
+        return (acc, far), labels
 
     offsets = jnp.arange(n_blocks, dtype=jnp.int32) * b
     (stats, far), labels = lax.scan(

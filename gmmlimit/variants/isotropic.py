@@ -98,6 +98,80 @@ def _sufficient_stats(x: jax.Array, weight: jax.Array, estep: EStepBlock) -> Iso
     )
 
 
+def _fused_e_step(
+    params: IsotropicParams, x: jax.Array, weight: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """E-step and statistics of one block in one pass (the fit's hot path).
+
+    The same quantities as ``_sufficient_stats(x, weight, _e_step(params, x))`` (up to rounding),
+    laid out for speed:
+
+    * distances are formed as a (K, B) array, so every reduction over components (min, first
+      index of the min, softmax sum) runs along the major axis, vectorised over rows; reductions
+      along a short minor axis of length K were the E-step's largest cost (measured in
+      ``docs/scale.md``);
+    * the hard limit (sigma2 = 0) takes a branch of its own: no exponentials, and the weighted
+      sums are a segment sum over labels (O(B D)) instead of a one-hot matrix product
+      (O(B K D));
+    * the soft branch exponentiates once: ``e = exp(-gap / (2 sigma2))``, ``s = sum_k e``,
+      ``r = e / s``, ``lse = log s``, with gap >= 0 shifted by the nearest distance first, so
+      ``1 <= s <= K`` and nothing overflows at any sigma2.
+
+    Args:
+        params: current parameters.
+        x: (B, D) rows.
+        weight: (B,) sample weights.
+
+    Returns:
+        ``(stats, labels, distortion)``: the block's :class:`IsotropicStats`, (B,) int32 labels
+        (ties: lowest index) and the (B,) squared distance to the assigned mean.
+    """
+    means, sigma2 = params
+    k = means.shape[0]
+    means_sq = jnp.sum(means * means, axis=1)
+    cross = lax.dot_general(
+        means, x, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST
+    )  # (K, B)
+    partial = means_sq[:, None] - 2.0 * cross
+    best = jnp.min(partial, axis=0)
+    component = lax.broadcasted_iota(jnp.int32, partial.shape, 0)
+    labels = jnp.min(jnp.where(partial == best[None, :], component, k), axis=0)
+    labels = jnp.minimum(labels, k - 1)
+    diff = x - means[labels]
+    nearest = jnp.sum(diff * diff, axis=1)
+    distortion = jnp.sum(weight * nearest)
+    total_weight = jnp.sum(weight)
+
+    def hard(_: None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        sums = jax.ops.segment_sum(x * weight[:, None], labels, num_segments=k)
+        counts = jax.ops.segment_sum(weight, labels, num_segments=k)
+        return counts, sums, jnp.zeros((), x.dtype)
+
+    def soft(_: None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        positive = sigma2 > 0
+        inv_temp = 0.5 / jnp.where(positive, sigma2, 1.0)
+        gap = jnp.maximum(partial - best[None, :], 0.0)
+        # gap == 0 stays exactly 0 even if inv_temp overflowed to inf (a denormal sigma2).
+        e = jnp.exp(jnp.where(gap > 0, -gap * inv_temp, 0.0))
+        total = jnp.sum(e, axis=0)
+        weighted = e * (weight / total)[None, :]
+        sums = lax.dot_general(
+            weighted, x, (((1,), (0,)), ((), ())), precision=lax.Precision.HIGHEST
+        )
+        log_lik = jnp.log(total) - nearest * inv_temp
+        return jnp.sum(weighted, axis=1), sums, jnp.sum(weight * log_lik)
+
+    counts, sums, log_lik_core = lax.cond(sigma2 > 0, soft, hard, None)
+    stats = IsotropicStats(
+        counts=counts,
+        sums=sums,
+        total_weight=total_weight,
+        log_lik_core=log_lik_core,
+        distortion=distortion,
+    )
+    return stats, labels, nearest
+
+
 def _m_step(params: IsotropicParams, stats: IsotropicStats) -> IsotropicParams:
     occupied = stats.counts > 0
     safe = jnp.where(occupied, stats.counts, 1.0)
@@ -201,5 +275,6 @@ isotropic = Variant(
     relocate=_relocate,
     validate=validate_params,
     maximize=True,
+    fused_e_step=_fused_e_step,
 )
 """The isotropic equal-prior Gaussian mixture with fixed shared variance (sigma2 = 0: K-means)."""
