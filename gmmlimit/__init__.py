@@ -30,6 +30,7 @@ from ._diagnostics import (
 )
 from ._driver import FitResult
 from ._outofcore import em_out_of_core, fit_out_of_core, kmeans_out_of_core
+from ._sharding import default_mesh, em_sharded, fit_sharded, kmeans_sharded
 from ._variant import EStepBlock, FarPoints, Variant
 from .variants.isotropic import IsotropicParams
 
@@ -43,15 +44,19 @@ __all__ = [
     "Variant",
     "__version__",
     "critical_sigma2",
+    "default_mesh",
     "em",
     "em_out_of_core",
+    "em_sharded",
     "em_step",
     "fit",
     "fit_out_of_core",
+    "fit_sharded",
     "init",
     "kmeans",
     "kmeans_objective",
     "kmeans_out_of_core",
+    "kmeans_sharded",
     "log_likelihood",
     "nearest_gap",
     "onehot_threshold",

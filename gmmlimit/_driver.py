@@ -8,6 +8,7 @@ during an E-step (plus the (N,) int32 labels used by the hard stopping rule). Th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -24,6 +25,7 @@ __all__ = [
     "e_pass",
     "em_iteration",
     "fit_compiled",
+    "fit_loop",
     "make_blocks",
 ]
 
@@ -196,15 +198,28 @@ def _maybe_relocate(
     return jax.tree.map(lambda a, b: jnp.where(need, a, b), moved, stats)
 
 
-def em_iteration(variant: Variant, params: Params, blocks: Blocks) -> tuple[Params, Stats, Any]:
+EPass = Callable[..., tuple[Stats, jax.Array, "_Farthest | None"]]
+"""``(variant, params, blocks, *, track_farthest) -> (stats, labels, farthest)``, like
+:func:`e_pass`; the sharded driver substitutes one that reduces across devices."""
+
+
+def em_iteration(
+    variant: Variant, params: Params, blocks: Blocks, pass_fn: EPass = e_pass
+) -> tuple[Params, Stats, Any]:
     """One E+M iteration.
+
+    Args:
+        variant: the mixture variant.
+        params: current parameters.
+        blocks: the padded data.
+        pass_fn: the streamed E-step (default :func:`e_pass`).
 
     Returns:
         ``(new_params, stats, labels)``: the statistics and labels are those of the E-step at
         ``params`` (before empty-component relocation).
     """
     track = variant.relocate is not None
-    stats, labels, far = e_pass(variant, params, blocks, track_farthest=track)
+    stats, labels, far = pass_fn(variant, params, blocks, track_farthest=track)
     moved = _maybe_relocate(variant, params, stats, labels, far, blocks)
     return variant.m_step(params, moved), stats, labels
 
@@ -248,18 +263,46 @@ def fit_compiled(
     Returns:
         The :class:`FitResult`.
     """
-    n = X.shape[0]
     blocks = make_blocks(X, weights, block_size)
-    dtype = X.dtype
-    tol = jnp.asarray(tol, dtype)
     shift_scale = jnp.mean(jnp.var(X, axis=0))
+    return fit_loop(variant, blocks, X.shape[0], params, tol, shift_scale, max_iter=max_iter)
+
+
+def fit_loop(
+    variant: Variant,
+    blocks: Blocks,
+    n: int,
+    params: Params,
+    tol: jax.Array,
+    shift_scale: jax.Array,
+    *,
+    max_iter: int,
+    pass_fn: EPass = e_pass,
+) -> FitResult:
+    """The fit loop of :func:`fit_compiled` on blocked data (traceable; call it under jit).
+
+    Args:
+        variant: the mixture variant.
+        blocks: the padded data.
+        n: the number of real rows (labels beyond it are dropped).
+        params: initial parameters.
+        tol: the tolerance.
+        shift_scale: mean per-feature variance of the data (scales a hard fit's ``tol``).
+        max_iter: the maximum number of iterations.
+        pass_fn: the streamed E-step (default :func:`e_pass`).
+
+    Returns:
+        The :class:`FitResult`.
+    """
+    dtype = blocks.x.dtype
+    tol = jnp.asarray(tol, dtype)
     sign = 1.0 if variant.maximize else -1.0
 
     def cond(state: _LoopState) -> jax.Array:
         return (~state.done) & (state.n_iter < max_iter)
 
     def body(state: _LoopState) -> _LoopState:
-        new_params, stats, labels = em_iteration(variant, state.params, blocks)
+        new_params, stats, labels = em_iteration(variant, state.params, blocks, pass_fn)
         objective = variant.objective(state.params, stats)
         hard = variant.is_hard(state.params)
         old_means = variant.means(state.params)
@@ -282,7 +325,7 @@ def fit_compiled(
         history=jnp.zeros((max_iter,), dtype),
     )
     state = lax.while_loop(cond, body, state)
-    final_stats, final_labels, _ = e_pass(variant, state.params, blocks)
+    final_stats, final_labels, _ = pass_fn(variant, state.params, blocks, track_farthest=False)
     final_objective = variant.objective(state.params, final_stats).astype(dtype)
     steps = jnp.arange(max_iter)
     history = jnp.where(steps < state.n_iter, state.history, final_objective)
