@@ -80,12 +80,29 @@ def make_data(n: int, d: int, k: int, dtype: str, seed: int = 0) -> tuple[np.nda
     return X, m0
 
 
-def _per_iter(run: Callable[[int], int], iters: int, repeats: int) -> tuple[float, int, int]:
-    """Per-iteration time by differencing a 1-iteration and a (1 + iters)-iteration fit."""
-    n1 = run(1)
-    n2 = run(1 + iters)
-    t1 = _best_time(lambda: run(1), repeats)
-    t2 = _best_time(lambda: run(1 + iters), repeats)
+def _per_iter(
+    run: Callable[[int], int], iters: int, repeats: int, warm: bool = True
+) -> tuple[float, int, int]:
+    """Per-iteration time by differencing a 1-iteration and a (1 + iters)-iteration fit.
+
+    ``warm``: run each once untimed first (compilation); the anchors need no warm-up.
+    """
+    counts = {}
+
+    def timed(m: int) -> float:
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            counts[m] = run(m)
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    if warm:
+        run(1)
+        run(1 + iters)
+    t1 = timed(1)
+    t2 = timed(1 + iters)
+    n1, n2 = counts[1], counts[1 + iters]
     if t2 <= t1 or n2 <= n1:  # noise on a shared machine: fall back to the plain average
         return t2 / max(n2, 1), n1, n2
     return (t2 - t1) / (n2 - n1), n1, n2
@@ -187,7 +204,7 @@ def bench_sklearn_kmeans(X, m0, algorithm, iters, repeats) -> dict:
             km.fit(X)
         return int(km.n_iter_)
 
-    per_iter, n1, n2 = _per_iter(run, iters, repeats)
+    per_iter, n1, n2 = _per_iter(run, iters, repeats, warm=False)
     return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
 
 
@@ -210,7 +227,7 @@ def bench_faiss(X, m0, iters, repeats) -> dict:
         km.train(X32, init_centroids=m32)
         return max_iter  # faiss always runs niter iterations
 
-    per_iter, n1, n2 = _per_iter(run, iters, repeats)
+    per_iter, n1, n2 = _per_iter(run, iters, repeats, warm=False)
     return {"per_iter_s": per_iter, "n_iter": [n1, n2], "threads": faiss.omp_get_max_threads()}
 
 
@@ -236,7 +253,7 @@ def bench_sklearn_gmm(X, m0, sigma2, iters, repeats) -> dict:
             gm.fit(X)
         return int(gm.n_iter_)
 
-    per_iter, n1, n2 = _per_iter(run, iters, repeats)
+    per_iter, n1, n2 = _per_iter(run, iters, repeats, warm=False)
     return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
 
 
@@ -345,6 +362,7 @@ def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
     X, m0 = make_data(n, d, k, dtype)
     sigma2 = 1.0  # the data are unit-variance noise: a genuinely soft mixture
     it, rep = args.iters, args.repeats
+    arep = args.anchor_repeats or rep
     out: dict = {"N": n, "D": d, "K": k, "dtype": dtype, "sigma2": sigma2, "kmeans": {}, "em": {}}
     log = lambda msg: print(f"  [{n},{d},{k},{dtype}] {msg}", flush=True)  # noqa: E731
 
@@ -352,17 +370,17 @@ def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
     km["gmmlimit"] = bench_gmmlimit(X, m0, 0.0, it, rep, args.block_size)
     log(f"gmmlimit kmeans {km['gmmlimit']['per_iter_s']:.4f} s/iter")
     for algo in () if args.only_gmmlimit else ("lloyd", "elkan"):
-        km[f"sklearn-{algo}"] = bench_sklearn_kmeans(X, m0, algo, it, rep)
+        km[f"sklearn-{algo}"] = bench_sklearn_kmeans(X, m0, algo, it, arep)
         log(f"sklearn {algo} {km[f'sklearn-{algo}']['per_iter_s']:.4f} s/iter")
     if dtype == "float32" and not (args.no_faiss or args.only_gmmlimit):
-        km["faiss"] = bench_faiss(X, m0, it, rep)
+        km["faiss"] = bench_faiss(X, m0, it, arep)
         log(f"faiss {km['faiss']['per_iter_s']:.4f} s/iter")
 
     em = out["em"]
     em["gmmlimit"] = bench_gmmlimit(X, m0, sigma2, it, rep, args.block_size)
     log(f"gmmlimit em {em['gmmlimit']['per_iter_s']:.4f} s/iter")
     if not args.only_gmmlimit:
-        em["sklearn-gmm-spherical"] = bench_sklearn_gmm(X, m0, sigma2, it, rep)
+        em["sklearn-gmm-spherical"] = bench_sklearn_gmm(X, m0, sigma2, it, arep)
         log(f"sklearn gmm {em['sklearn-gmm-spherical']['per_iter_s']:.4f} s/iter")
 
     for kind, flops in (("kmeans", 2.0 * n * k * d), ("em", 4.0 * n * k * d)):
@@ -372,7 +390,7 @@ def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
             entry["frac_peak"] = entry["gflops"] / peak
             entry["speedup_of_gmmlimit"] = entry["per_iter_s"] / ours
 
-    if args.sweep:
+    if args.sweep and dtype in args.sweep_dtypes.split(","):
         s2 = np.geomspace(1e-3, 4.0, N_SWEEP)
         sw = bench_sweep(X, m0, s2, max(2, it // 2), rep, args.block_size)
         one = em["gmmlimit"]["per_iter_s"]
@@ -454,6 +472,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtypes", default="float32,float64")
     p.add_argument("--iters", type=int, default=None, help="iterations timed per fit")
     p.add_argument("--repeats", type=int, default=None, help="best of this many runs")
+    p.add_argument("--anchor-repeats", type=int, default=None, help="repeats for the anchors")
+    p.add_argument("--sweep-dtypes", default="float32,float64", help="dtypes of the sigma2 sweep")
     p.add_argument("--block-size", type=int, default=None)
     p.add_argument("--no-faiss", action="store_true")
     p.add_argument("--only-gmmlimit", action="store_true", help="skip the anchors (for tuning)")
