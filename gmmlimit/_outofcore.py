@@ -343,7 +343,8 @@ def fit_out_of_core(
         labels, new_labels = new_labels, labels
         n_iter += 1
         done = bool(stop)
-    final = _full_pass(variant, params, make_iter, w, n, d, dtype, chunk_rows, b, False, new_labels)
+    # track as in the loop: one compiled chunk program serves every pass.
+    final = _full_pass(variant, params, make_iter, w, n, d, dtype, chunk_rows, b, track, new_labels)
     final_objective = jnp.asarray(variant.objective(params, final.stats), dtype)
     history[n_iter:] = np.asarray(final_objective)
     return FitResult(

@@ -96,6 +96,11 @@ _fit_small = jax.jit(
     compiler_options={"xla_backend_optimization_level": 0},
 )
 _SMALL = 1 << 16
+_kmeans_plusplus_small = jax.jit(
+    _init._kmeans_plusplus.__wrapped__,
+    static_argnames=("k", "trials"),
+    compiler_options={"xla_backend_optimization_level": 0},
+)
 
 
 @jax.jit
@@ -173,6 +178,8 @@ class _IsotropicBase(BaseEstimator):
         for key in keys:
             if not isinstance(self.init, str):
                 start = jnp.asarray(start_given)
+            elif self.init == "k-means++" and Xp.size <= _SMALL:
+                start = _kmeans_plusplus_small(key, Xj, wj, k, 2 + int(math.log(k)))
             elif self.init == "k-means++":
                 start = _init.kmeans_plusplus(key, Xj, k, weights=wj)
             else:
