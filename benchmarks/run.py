@@ -85,7 +85,7 @@ def _per_iter(
 ) -> tuple[float, int, int]:
     """Per-iteration time by differencing a 1-iteration and a (1 + iters)-iteration fit.
 
-    ``warm``: run each once untimed first (compilation); the anchors need no warm-up.
+    ``warm``: run each once untimed first (compilation, first-touch allocations, thread pools).
     """
     counts = {}
 
@@ -204,7 +204,7 @@ def bench_sklearn_kmeans(X, m0, algorithm, iters, repeats) -> dict:
             km.fit(X)
         return int(km.n_iter_)
 
-    per_iter, n1, n2 = _per_iter(run, iters, repeats, warm=False)
+    per_iter, n1, n2 = _per_iter(run, iters, repeats)
     return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
 
 
@@ -227,7 +227,7 @@ def bench_faiss(X, m0, iters, repeats) -> dict:
         km.train(X32, init_centroids=m32)
         return max_iter  # faiss always runs niter iterations
 
-    per_iter, n1, n2 = _per_iter(run, iters, repeats, warm=False)
+    per_iter, n1, n2 = _per_iter(run, iters, repeats)
     return {"per_iter_s": per_iter, "n_iter": [n1, n2], "threads": faiss.omp_get_max_threads()}
 
 
@@ -253,7 +253,7 @@ def bench_sklearn_gmm(X, m0, sigma2, iters, repeats) -> dict:
             gm.fit(X)
         return int(gm.n_iter_)
 
-    per_iter, n1, n2 = _per_iter(run, iters, repeats, warm=False)
+    per_iter, n1, n2 = _per_iter(run, iters, repeats)
     return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
 
 
@@ -380,7 +380,8 @@ def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
     em["gmmlimit"] = bench_gmmlimit(X, m0, sigma2, it, rep, args.block_size)
     log(f"gmmlimit em {em['gmmlimit']['per_iter_s']:.4f} s/iter")
     if not args.only_gmmlimit:
-        em["sklearn-gmm-spherical"] = bench_sklearn_gmm(X, m0, sigma2, it, arep)
+        gmm_it = args.gmm_iters or it
+        em["sklearn-gmm-spherical"] = bench_sklearn_gmm(X, m0, sigma2, gmm_it, arep)
         log(f"sklearn gmm {em['sklearn-gmm-spherical']['per_iter_s']:.4f} s/iter")
 
     for kind, flops in (("kmeans", 2.0 * n * k * d), ("em", 4.0 * n * k * d)):
@@ -473,6 +474,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--iters", type=int, default=None, help="iterations timed per fit")
     p.add_argument("--repeats", type=int, default=None, help="best of this many runs")
     p.add_argument("--anchor-repeats", type=int, default=None, help="repeats for the anchors")
+    p.add_argument("--gmm-iters", type=int, default=None, help="iterations timed for sklearn GMM")
     p.add_argument("--sweep-dtypes", default="float32,float64", help="dtypes of the sigma2 sweep")
     p.add_argument("--block-size", type=int, default=None)
     p.add_argument("--no-faiss", action="store_true")
