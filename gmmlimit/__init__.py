@@ -31,7 +31,9 @@ from ._diagnostics import (
     update_gap,
 )
 from ._driver import FitResult
+from ._outofcore import em_out_of_core, fit_out_of_core, kmeans_out_of_core
 from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate
+from ._sharding import default_mesh, em_sharded, fit_sharded, kmeans_sharded
 from ._variant import EStepBlock, FarPoints, Variant
 from .variants.isotropic import IsotropicParams
 
@@ -54,13 +56,20 @@ __all__ = [
     "convergence_rate",
     "count_distinct",
     "critical_sigma2",
+    "default_mesh",
     "em",
+    "em_out_of_core",
+    "em_sharded",
     "em_step",
     "fit",
+    "fit_out_of_core",
+    "fit_sharded",
     "gradient_fit",
     "init",
     "kmeans",
     "kmeans_objective",
+    "kmeans_out_of_core",
+    "kmeans_sharded",
     "linearized_rate",
     "log_likelihood",
     "nearest_gap",

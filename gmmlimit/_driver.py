@@ -8,6 +8,7 @@ during an E-step (plus the (N,) int32 labels used by the hard stopping rule). Th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -15,9 +16,18 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._variant import EStepBlock, FarPoints, Params, Stats, Variant
+from ._variant import FarPoints, Params, Stats, Variant
 
-__all__ = ["Blocks", "FitResult", "e_pass", "em_iteration", "fit_compiled", "make_blocks"]
+__all__ = [
+    "Blocks",
+    "FitResult",
+    "block_pass",
+    "e_pass",
+    "em_iteration",
+    "fit_compiled",
+    "fit_loop",
+    "make_blocks",
+]
 
 DEFAULT_BLOCK_SIZE = 4096
 
@@ -88,6 +98,30 @@ def make_blocks(X: jax.Array, weights: jax.Array, block_size: int) -> Blocks:
     )
 
 
+def block_pass(
+    variant: Variant, params: Params, x: jax.Array, w: jax.Array
+) -> tuple[Stats, jax.Array, jax.Array]:
+    """The E-step and sufficient statistics of one block of rows.
+
+    Uses the variant's ``fused_e_step`` when it has one, else ``e_step`` then
+    ``sufficient_stats``.
+
+    Args:
+        variant: the mixture variant.
+        params: current parameters.
+        x: (B, D) rows.
+        w: (B,) sample weights.
+
+    Returns:
+        ``(stats, labels, distortion)``: the block's statistics, (B,) int32 labels and (B,)
+        per-row distortion.
+    """
+    if variant.fused_e_step is not None:
+        return variant.fused_e_step(params, x, w)
+    estep = variant.e_step(params, x)
+    return variant.sufficient_stats(x, w, estep), estep.labels, estep.distortion
+
+
 class _Farthest(NamedTuple):
     """Running top-K of the per-row distortion (for empty-cluster relocation)."""
 
@@ -112,14 +146,10 @@ def e_pass(
         labels, and the running top-K (None unless ``track_farthest``).
     """
     n_blocks, b, _ = blocks.x.shape
-
-    def block_stats(x: jax.Array, w: jax.Array) -> tuple[Stats, EStepBlock]:
-        estep = variant.e_step(params, x)
-        return variant.sufficient_stats(x, w, estep), estep
-
+    block_stats = partial(block_pass, variant, params)
     shapes = jax.eval_shape(block_stats, blocks.x[0], blocks.weight[0])
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[0])
-    k = shapes[1].resp.shape[1]
+    k = shapes[0].counts.shape[0]
     far0 = _Farthest(jnp.full((k,), -jnp.inf, blocks.x.dtype), jnp.zeros((k,), jnp.int32))
 
     def body(
@@ -127,16 +157,16 @@ def e_pass(
     ) -> tuple[tuple[Stats, _Farthest], jax.Array]:
         acc, far = carry
         x, w, valid, offset = block
-        stats, estep = block_stats(x, w)
+        stats, labels, distortion = block_stats(x, w)
         acc = jax.tree.map(jnp.add, acc, stats)
         if track_farthest:
-            value = jnp.where(valid, estep.distortion, -jnp.inf)
+            value = jnp.where(valid, distortion, -jnp.inf)
             index = offset + jnp.arange(b, dtype=jnp.int32)
             all_value = jnp.concatenate([far.value, value])
             all_index = jnp.concatenate([far.index, index])
             top, pos = lax.top_k(all_value, k)
             far = _Farthest(top, all_index[pos])
-        return (acc, far), estep.labels
+        return (acc, far), labels
 
     offsets = jnp.arange(n_blocks, dtype=jnp.int32) * b
     (stats, far), labels = lax.scan(
@@ -168,15 +198,28 @@ def _maybe_relocate(
     return jax.tree.map(lambda a, b: jnp.where(need, a, b), moved, stats)
 
 
-def em_iteration(variant: Variant, params: Params, blocks: Blocks) -> tuple[Params, Stats, Any]:
+EPass = Callable[..., tuple[Stats, jax.Array, "_Farthest | None"]]
+"""``(variant, params, blocks, *, track_farthest) -> (stats, labels, farthest)``, like
+:func:`e_pass`; the sharded driver substitutes one that reduces across devices."""
+
+
+def em_iteration(
+    variant: Variant, params: Params, blocks: Blocks, pass_fn: EPass = e_pass
+) -> tuple[Params, Stats, Any]:
     """One E+M iteration.
+
+    Args:
+        variant: the mixture variant.
+        params: current parameters.
+        blocks: the padded data.
+        pass_fn: the streamed E-step (default :func:`e_pass`).
 
     Returns:
         ``(new_params, stats, labels)``: the statistics and labels are those of the E-step at
         ``params`` (before empty-component relocation).
     """
     track = variant.relocate is not None
-    stats, labels, far = e_pass(variant, params, blocks, track_farthest=track)
+    stats, labels, far = pass_fn(variant, params, blocks, track_farthest=track)
     moved = _maybe_relocate(variant, params, stats, labels, far, blocks)
     return variant.m_step(params, moved), stats, labels
 
@@ -220,18 +263,46 @@ def fit_compiled(
     Returns:
         The :class:`FitResult`.
     """
-    n = X.shape[0]
     blocks = make_blocks(X, weights, block_size)
-    dtype = X.dtype
-    tol = jnp.asarray(tol, dtype)
     shift_scale = jnp.mean(jnp.var(X, axis=0))
+    return fit_loop(variant, blocks, X.shape[0], params, tol, shift_scale, max_iter=max_iter)
+
+
+def fit_loop(
+    variant: Variant,
+    blocks: Blocks,
+    n: int,
+    params: Params,
+    tol: jax.Array,
+    shift_scale: jax.Array,
+    *,
+    max_iter: int,
+    pass_fn: EPass = e_pass,
+) -> FitResult:
+    """The fit loop of :func:`fit_compiled` on blocked data (traceable; call it under jit).
+
+    Args:
+        variant: the mixture variant.
+        blocks: the padded data.
+        n: the number of real rows (labels beyond it are dropped).
+        params: initial parameters.
+        tol: the tolerance.
+        shift_scale: mean per-feature variance of the data (scales a hard fit's ``tol``).
+        max_iter: the maximum number of iterations.
+        pass_fn: the streamed E-step (default :func:`e_pass`).
+
+    Returns:
+        The :class:`FitResult`.
+    """
+    dtype = blocks.x.dtype
+    tol = jnp.asarray(tol, dtype)
     sign = 1.0 if variant.maximize else -1.0
 
     def cond(state: _LoopState) -> jax.Array:
         return (~state.done) & (state.n_iter < max_iter)
 
     def body(state: _LoopState) -> _LoopState:
-        new_params, stats, labels = em_iteration(variant, state.params, blocks)
+        new_params, stats, labels = em_iteration(variant, state.params, blocks, pass_fn)
         objective = variant.objective(state.params, stats)
         hard = variant.is_hard(state.params)
         old_means = variant.means(state.params)
@@ -254,7 +325,7 @@ def fit_compiled(
         history=jnp.zeros((max_iter,), dtype),
     )
     state = lax.while_loop(cond, body, state)
-    final_stats, final_labels, _ = e_pass(variant, state.params, blocks)
+    final_stats, final_labels, _ = pass_fn(variant, state.params, blocks, track_farthest=False)
     final_objective = variant.objective(state.params, final_stats).astype(dtype)
     steps = jnp.arange(max_iter)
     history = jnp.where(steps < state.n_iter, state.history, final_objective)

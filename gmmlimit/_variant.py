@@ -81,6 +81,11 @@ class Variant(NamedTuple):
             parameters against the data, run before any compiled code.
         maximize: whether the objective is maximised (log-likelihood) when soft. Hard objectives
             (distortions) are always minimised.
+        fused_e_step: optional ``(params, x_block (B, D), weight_block (B,)) -> (stats, labels
+            (B,), distortion (B,))``, the same values as ``sufficient_stats(x, w, e_step(params,
+            x))`` with that E-step's labels and distortion (up to rounding), computed in one pass
+            without materialising (B, K) responsibilities for the driver. The driver uses it when
+            present; ``e_step`` stays the reference (and serves per-row diagnostics).
     """
 
     name: str
@@ -93,3 +98,6 @@ class Variant(NamedTuple):
     relocate: Callable[[Params, Stats, FarPoints], Stats] | None = None
     validate: Callable[[jax.Array, Params], Params] | None = None
     maximize: bool = True
+    fused_e_step: (
+        Callable[[Params, jax.Array, jax.Array], tuple[Stats, jax.Array, jax.Array]] | None
+    ) = None

@@ -98,6 +98,169 @@ def _sufficient_stats(x: jax.Array, weight: jax.Array, estep: EStepBlock) -> Iso
     )
 
 
+def _fused_e_step(
+    params: IsotropicParams, x: jax.Array, weight: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """E-step and statistics of one block in one pass (the fit's hot path).
+
+    See :func:`_fused_impl`; under ``vmap`` over the parameters only (a sigma2 sweep, restarts)
+    :func:`_fused_wide` runs instead.
+    """
+    return _fused_block(params.means, params.sigma2, x, weight)
+
+
+def _fused_impl(
+    means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """E-step and statistics of one block in one pass, for one parameter set.
+
+    The same quantities as ``_sufficient_stats(x, weight, _e_step(params, x))`` (up to rounding),
+    laid out for speed:
+
+    * distances are formed as a (K, B) array, so every reduction over components (min, first
+      index of the min, softmax sum) runs along the major axis, vectorised over rows; reductions
+      along a short minor axis of length K were the E-step's largest cost (measured in
+      ``docs/scale.md``);
+    * the hard limit (sigma2 = 0) takes a branch of its own: no exponentials, and the weighted
+      sums are a segment sum over labels (O(B D)) instead of a one-hot matrix product
+      (O(B K D));
+    * the soft branch exponentiates once: ``e = exp(-gap / (2 sigma2))``, ``s = sum_k e``,
+      ``r = e / s``, ``lse = log s``, with gap >= 0 shifted by the nearest distance first, so
+      ``1 <= s <= K`` and nothing overflows at any sigma2.
+
+    Args:
+        means: (K, D) means.
+        sigma2: scalar variance (0: the hard limit).
+        x: (B, D) rows.
+        weight: (B,) sample weights.
+
+    Returns:
+        ``(stats, labels, distortion)``: the block's :class:`IsotropicStats`, (B,) int32 labels
+        (ties: lowest index) and the (B,) squared distance to the assigned mean.
+    """
+    k = means.shape[0]
+    means_sq = jnp.sum(means * means, axis=1)
+    cross = lax.dot_general(
+        means, x, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST
+    )  # (K, B)
+    partial = means_sq[:, None] - 2.0 * cross
+    best = jnp.min(partial, axis=0)
+    component = lax.broadcasted_iota(jnp.int32, partial.shape, 0)
+    labels = jnp.min(jnp.where(partial == best[None, :], component, k), axis=0)
+    labels = jnp.minimum(labels, k - 1)
+    diff = x - means[labels]
+    nearest = jnp.sum(diff * diff, axis=1)
+    distortion = jnp.sum(weight * nearest)
+    total_weight = jnp.sum(weight)
+
+    def hard(_: None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        sums = jax.ops.segment_sum(x * weight[:, None], labels, num_segments=k)
+        counts = jax.ops.segment_sum(weight, labels, num_segments=k)
+        return counts, sums, jnp.zeros((), x.dtype)
+
+    def soft(_: None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        positive = sigma2 > 0
+        inv_temp = 0.5 / jnp.where(positive, sigma2, 1.0)
+        gap = jnp.maximum(partial - best[None, :], 0.0)
+        # gap == 0 stays exactly 0 even if inv_temp overflowed to inf (a denormal sigma2).
+        e = jnp.exp(jnp.where(gap > 0, -gap * inv_temp, 0.0))
+        total = jnp.sum(e, axis=0)
+        weighted = e * (weight / total)[None, :]
+        sums = lax.dot_general(
+            weighted, x, (((1,), (0,)), ((), ())), precision=lax.Precision.HIGHEST
+        )
+        log_lik = jnp.log(total) - nearest * inv_temp
+        return jnp.sum(weighted, axis=1), sums, jnp.sum(weight * log_lik)
+
+    counts, sums, log_lik_core = lax.cond(sigma2 > 0, soft, hard, None)
+    stats = IsotropicStats(
+        counts=counts,
+        sums=sums,
+        total_weight=total_weight,
+        log_lik_core=log_lik_core,
+        distortion=distortion,
+    )
+    return stats, labels, nearest
+
+
+def _fused_wide(
+    means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """:func:`_fused_impl` for S parameter sets on one shared block, as wide matrix products.
+
+    Under ``vmap`` with a batched sigma2 the ``lax.cond`` of :func:`_fused_impl` becomes a select
+    that runs both branches and broadcasts the block to (S, B, D). Here the S * K means are
+    stacked instead: one (S K, D) x (D, B) product gives every distance and one (S K, B) x (B, D)
+    product every weighted sum; each lane's responsibilities are its softmax (sigma2 > 0) or the
+    one-hot of its labels (sigma2 = 0), chosen elementwise.
+
+    Args:
+        means: (S, K, D) means.
+        sigma2: (S,) variances.
+        x: (B, D) rows shared by all S parameter sets.
+        weight: (B,) sample weights.
+
+    Returns:
+        ``(stats, labels, distortion)`` with a leading axis S on every leaf.
+    """
+    s, k, d = means.shape
+    b = x.shape[0]
+    hi = lax.Precision.HIGHEST
+    means_sq = jnp.sum(means * means, axis=2)
+    cross = lax.dot_general(means.reshape(s * k, d), x, (((1,), (1,)), ((), ())), precision=hi)
+    partial = means_sq[:, :, None] - 2.0 * cross.reshape(s, k, b)
+    best = jnp.min(partial, axis=1)
+    component = lax.broadcasted_iota(jnp.int32, partial.shape, 1)
+    labels = jnp.min(jnp.where(partial == best[:, None, :], component, k), axis=1)
+    labels = jnp.minimum(labels, k - 1)
+    diff = x[None, :, :] - jnp.take_along_axis(means, labels[:, :, None], axis=1)
+    nearest = jnp.sum(diff * diff, axis=2)
+    positive = sigma2 > 0
+    inv_temp = 0.5 / jnp.where(positive, sigma2, 1.0)
+    gap = jnp.maximum(partial - best[:, None, :], 0.0)
+    e = jnp.exp(jnp.where(gap > 0, -gap * inv_temp[:, None, None], 0.0))
+    total = jnp.sum(e, axis=1)
+    soft = e * (weight[None, :] / total)[:, None, :]
+    hard = jnp.where(component == labels[:, None, :], weight[None, None, :], 0.0)
+    weighted = jnp.where(positive[:, None, None], soft, hard)
+    sums = lax.dot_general(weighted.reshape(s * k, b), x, (((1,), (0,)), ((), ())), precision=hi)
+    log_lik = jnp.log(total) - nearest * inv_temp[:, None]
+    stats = IsotropicStats(
+        counts=jnp.sum(weighted, axis=2),
+        sums=sums.reshape(s, k, d),
+        total_weight=jnp.broadcast_to(jnp.sum(weight), (s,)),
+        log_lik_core=jnp.where(positive, jnp.sum(weight[None, :] * log_lik, axis=1), 0.0),
+        distortion=jnp.sum(weight[None, :] * nearest, axis=1),
+    )
+    return stats, labels, nearest
+
+
+_fused_block = jax.custom_batching.custom_vmap(_fused_impl)
+
+
+@_fused_block.def_vmap
+def _fused_block_vmap(
+    axis_size: int,
+    in_batched: tuple[bool, bool, bool, bool],
+    means: jax.Array,
+    sigma2: jax.Array,
+    x: jax.Array,
+    weight: jax.Array,
+) -> tuple[tuple[IsotropicStats, jax.Array, jax.Array], object]:
+    """Batching rule: parameters batched over shared data -> :func:`_fused_wide`."""
+    means_b, sigma2_b, x_b, weight_b = in_batched
+    if x_b or weight_b:
+        axes = tuple(0 if flag else None for flag in in_batched)
+        out = jax.vmap(_fused_impl, in_axes=axes)(means, sigma2, x, weight)
+    else:
+        if not means_b:
+            means = jnp.broadcast_to(means, (axis_size, *means.shape))
+        if not sigma2_b:
+            sigma2 = jnp.broadcast_to(sigma2, (axis_size,))
+        out = _fused_wide(means, sigma2, x, weight)
+    return out, jax.tree.map(lambda _: True, out)
+
+
 def _m_step(params: IsotropicParams, stats: IsotropicStats) -> IsotropicParams:
     occupied = stats.counts > 0
     safe = jnp.where(occupied, stats.counts, 1.0)
@@ -201,5 +364,6 @@ isotropic = Variant(
     relocate=_relocate,
     validate=validate_params,
     maximize=True,
+    fused_e_step=_fused_e_step,
 )
 """The isotropic equal-prior Gaussian mixture with fixed shared variance (sigma2 = 0: K-means)."""

@@ -1,0 +1,534 @@
+"""Side-by-side timings of gmmlimit against scikit-learn and faiss, on the same data, in one run.
+
+Usage::
+
+    PYTHONPATH=$PWD python benchmarks/run.py --quick            # small sizes, about a minute
+    PYTHONPATH=$PWD python benchmarks/run.py                    # (100k, 32, 16), (1M, 64, 64)
+    PYTHONPATH=$PWD python benchmarks/run.py --md docs/benchmarks.md   # also the Markdown
+
+What is measured (every anchor on the same array, in the same process):
+
+* K-means: gmmlimit ``kmeans`` (the isotropic driver at sigma2 = 0) against scikit-learn
+  ``KMeans(algorithm="lloyd")``, ``KMeans(algorithm="elkan")`` and ``faiss.Kmeans`` (float32
+  only; faiss has no float64 path; its subsampling is switched off so it sees every row).
+* EM: gmmlimit ``em`` against scikit-learn ``GaussianMixture(covariance_type="spherical")``.
+* Per-iteration time is a difference of two fits, ``(T(1 + R) - T(1)) / R`` iterations, so set-up
+  costs (input checks, copies, centring, the final labelling pass) cancel for every library. Each
+  fit time is the best of ``--repeats`` runs. The data are Gaussian noise, on which no method
+  converges within the few iterations timed (the iteration counts are checked).
+* GFLOP/s: 2 N K D flops per K-means iteration and 4 N K D per EM iteration, divided by the
+  per-iteration time; "of peak" divides that by this machine's numpy square-GEMM rate in the same
+  dtype, measured first.
+* Compile time: gmmlimit's first call minus a warm call (scikit-learn and faiss have none).
+* A vmapped sweep of 32 sigma2 values (one compiled program) against one fit, per value.
+* Peak memory: a fresh subprocess fits K-means at ``--memory-size`` and reports its peak resident
+  set size (VmHWM) and the part above the resident size after the data were made.
+
+JAX picks its default device (CPU here; the same script runs unchanged on a GPU, where the anchors
+still run on the CPU and the device is recorded in the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FULL_SIZES = [(100_000, 32, 16), (1_000_000, 64, 64)]
+QUICK_SIZES = [(20_000, 16, 8), (40_000, 32, 32)]
+N_SWEEP = 32
+
+
+def _best_time(fn: Callable[[], object], repeats: int) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def gemm_peak(n: int, dtype: str, repeats: int) -> float:
+    """Best GFLOP/s of a numpy (n, n) @ (n, n) product in ``dtype`` (2 n^3 flops)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    a @ b
+    t = _best_time(lambda: a @ b, repeats)
+    return 2.0 * n**3 / t / 1e9
+
+
+def make_data(n: int, d: int, k: int, dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian noise (N, D) and K initial means drawn from its rows."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d), dtype=np.float32).astype(dtype)
+    m0 = X[rng.choice(n, size=k, replace=False)].copy()
+    return X, m0
+
+
+def _per_iter(
+    run: Callable[[int], int], iters: int, repeats: int, warm: bool = True
+) -> tuple[float, int, int]:
+    """Per-iteration time by differencing a 1-iteration and a (1 + iters)-iteration fit.
+
+    ``warm``: run each once untimed first (compilation, first-touch allocations, thread pools).
+    """
+    counts = {}
+
+    def timed(m: int) -> float:
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            counts[m] = run(m)
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    if warm:
+        run(1)
+        run(1 + iters)
+    t1 = timed(1)
+    t2 = timed(1 + iters)
+    n1, n2 = counts[1], counts[1 + iters]
+    if t2 <= t1 or n2 <= n1:  # noise on a shared machine: fall back to the plain average
+        return t2 / max(n2, 1), n1, n2
+    return (t2 - t1) / (n2 - n1), n1, n2
+
+
+# ----------------------------------------------------------------------------------------------
+# gmmlimit
+# ----------------------------------------------------------------------------------------------
+
+
+def _gmmlimit_runner(X, m0, sigma2: float, block_size: int | None):
+    import jax
+    import jax.numpy as jnp
+
+    from gmmlimit._driver import DEFAULT_BLOCK_SIZE, fit_compiled
+    from gmmlimit.variants.isotropic import IsotropicParams, isotropic
+
+    bs = block_size or DEFAULT_BLOCK_SIZE
+    Xj = jax.device_put(jnp.asarray(X))
+    w = jnp.ones((X.shape[0],), Xj.dtype)
+    params = IsotropicParams(jnp.asarray(m0), jnp.asarray(sigma2, Xj.dtype))
+    # tol = -inf: only max_iter stops a soft fit; a hard fit stops only if no label changes.
+    tol = jnp.asarray(-jnp.inf, Xj.dtype)
+    compile_s: dict[int, float] = {}
+
+    def run(max_iter: int) -> int:
+        t0 = time.perf_counter()
+        res = fit_compiled(isotropic, Xj, w, params, tol, max_iter=max_iter, block_size=bs)
+        jax.block_until_ready(res)
+        if max_iter not in compile_s:
+            compile_s[max_iter] = time.perf_counter() - t0
+        return int(res.n_iter)
+
+    return run, compile_s
+
+
+def bench_gmmlimit(X, m0, sigma2, iters, repeats, block_size=None) -> dict:
+    run, first = _gmmlimit_runner(X, m0, sigma2, block_size)
+    per_iter, n1, n2 = _per_iter(run, iters, repeats)
+    t_warm = _best_time(lambda: run(1 + iters), 1)
+    return {
+        "per_iter_s": per_iter,
+        "n_iter": [n1, n2],
+        "compile_s": max(first[1 + iters] - t_warm, 0.0),
+    }
+
+
+def bench_sweep(X, m0, sigma2s, iters, repeats, block_size=None) -> dict:
+    """A vmapped fit over len(sigma2s) variances: per-iteration time for all of them."""
+    import jax
+    import jax.numpy as jnp
+
+    from gmmlimit._driver import DEFAULT_BLOCK_SIZE, fit_compiled
+    from gmmlimit.variants.isotropic import IsotropicParams, isotropic
+
+    bs = block_size or DEFAULT_BLOCK_SIZE
+    Xj = jnp.asarray(X)
+    w = jnp.ones((X.shape[0],), Xj.dtype)
+    s2 = jnp.asarray(sigma2s, Xj.dtype)
+    means = jnp.asarray(m0)
+    tol = jnp.asarray(-jnp.inf, Xj.dtype)
+
+    @partial(jax.jit, static_argnames="max_iter")
+    def sweep(Xj, w, means, s2, tol, *, max_iter: int):
+        return jax.vmap(
+            lambda s: fit_compiled(
+                isotropic, Xj, w, IsotropicParams(means, s), tol, max_iter=max_iter, block_size=bs
+            )
+        )(s2)
+
+    def run(max_iter: int) -> int:
+        res = jax.block_until_ready(sweep(Xj, w, means, s2, tol, max_iter=max_iter))
+        return int(jnp.max(res.n_iter))
+
+    per_iter, n1, n2 = _per_iter(run, iters, repeats)
+    return {"per_iter_s": per_iter, "n_iter": [n1, n2], "n_values": len(sigma2s)}
+
+
+# ----------------------------------------------------------------------------------------------
+# anchors
+# ----------------------------------------------------------------------------------------------
+
+
+def bench_sklearn_kmeans(X, m0, algorithm, iters, repeats) -> dict:
+    from sklearn.cluster import KMeans
+
+    def run(max_iter: int) -> int:
+        km = KMeans(
+            n_clusters=m0.shape[0],
+            init=m0,
+            n_init=1,
+            max_iter=max_iter,
+            tol=0.0,
+            algorithm=algorithm,
+            copy_x=True,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            km.fit(X)
+        return int(km.n_iter_)
+
+    per_iter, n1, n2 = _per_iter(run, iters, repeats)
+    return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
+
+
+def bench_faiss(X, m0, iters, repeats) -> dict:
+    import faiss
+
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    m32 = np.ascontiguousarray(m0, dtype=np.float32)
+
+    def run(max_iter: int) -> int:
+        km = faiss.Kmeans(
+            X.shape[1],
+            m0.shape[0],
+            niter=max_iter,
+            verbose=False,
+            seed=1,
+            max_points_per_centroid=X.shape[0],
+            min_points_per_centroid=1,
+        )
+        km.train(X32, init_centroids=m32)
+        return max_iter  # faiss always runs niter iterations
+
+    per_iter, n1, n2 = _per_iter(run, iters, repeats)
+    return {"per_iter_s": per_iter, "n_iter": [n1, n2], "threads": faiss.omp_get_max_threads()}
+
+
+def bench_sklearn_gmm(X, m0, sigma2, iters, repeats) -> dict:
+    from sklearn.mixture import GaussianMixture
+
+    k = m0.shape[0]
+
+    def run(max_iter: int) -> int:
+        gm = GaussianMixture(
+            n_components=k,
+            covariance_type="spherical",
+            max_iter=max_iter,
+            tol=0.0,
+            init_params="random_from_data",
+            weights_init=np.full(k, 1.0 / k),
+            means_init=m0,
+            precisions_init=np.full(k, 1.0 / sigma2),
+            random_state=0,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm.fit(X)
+        return int(gm.n_iter_)
+
+    per_iter, n1, n2 = _per_iter(run, iters, repeats)
+    return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
+
+
+# ----------------------------------------------------------------------------------------------
+# memory probe (runs in a fresh subprocess)
+# ----------------------------------------------------------------------------------------------
+
+
+def _proc_status_mib(field: str) -> float:
+    """A memory field of /proc/self/status in MiB (VmRSS: now; VmHWM: peak of this process).
+
+    VmHWM is used rather than ru_maxrss, which Linux carries over from the forking parent.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def memory_probe(n: int, d: int, k: int, dtype: str, max_iter: int) -> dict:
+    import jax
+
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import gmmlimit as gl
+
+    X, m0 = make_data(n, d, k, dtype, seed=1)
+    base = _proc_status_mib("VmRSS")
+    res = gl.kmeans(X, m0, max_iter=max_iter)
+    jax.block_until_ready(res)
+    peak = _proc_status_mib("VmHWM")
+    return {
+        "N": n,
+        "D": d,
+        "K": k,
+        "dtype": dtype,
+        "data_mib": X.nbytes / 2**20,
+        "rss_after_data_mib": base,
+        "peak_rss_mib": peak,
+        "peak_above_data_mib": peak - base,
+        "n_iter": int(res.n_iter),
+    }
+
+
+def run_memory_probe(size: tuple[int, int, int], dtype: str, max_iter: int) -> dict:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--memory-probe",
+        ",".join(map(str, size)),
+        "--dtypes",
+        dtype,
+        "--iters",
+        str(max_iter),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+# driver
+# ----------------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    import jax
+    import sklearn
+
+    try:
+        import faiss
+
+        faiss_version = faiss.__version__
+    except ImportError:  # pragma: no cover - faiss is an optional anchor
+        faiss_version = None
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    dev = jax.devices()[0]
+    return {
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "jax_device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+            "sklearn": sklearn.__version__,
+            "faiss": faiss_version,
+        },
+        "git_rev": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+    }
+
+
+def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
+    X, m0 = make_data(n, d, k, dtype)
+    sigma2 = 1.0  # the data are unit-variance noise: a genuinely soft mixture
+    it, rep = args.iters, args.repeats
+    arep = args.anchor_repeats or rep
+    out: dict = {"N": n, "D": d, "K": k, "dtype": dtype, "sigma2": sigma2, "kmeans": {}, "em": {}}
+    log = lambda msg: print(f"  [{n},{d},{k},{dtype}] {msg}", flush=True)  # noqa: E731
+
+    km = out["kmeans"]
+    km["gmmlimit"] = bench_gmmlimit(X, m0, 0.0, it, rep, args.block_size)
+    log(f"gmmlimit kmeans {km['gmmlimit']['per_iter_s']:.4f} s/iter")
+    for algo in () if args.only_gmmlimit else ("lloyd", "elkan"):
+        km[f"sklearn-{algo}"] = bench_sklearn_kmeans(X, m0, algo, it, arep)
+        log(f"sklearn {algo} {km[f'sklearn-{algo}']['per_iter_s']:.4f} s/iter")
+    if dtype == "float32" and not (args.no_faiss or args.only_gmmlimit):
+        km["faiss"] = bench_faiss(X, m0, it, arep)
+        log(f"faiss {km['faiss']['per_iter_s']:.4f} s/iter")
+
+    em = out["em"]
+    em["gmmlimit"] = bench_gmmlimit(X, m0, sigma2, it, rep, args.block_size)
+    log(f"gmmlimit em {em['gmmlimit']['per_iter_s']:.4f} s/iter")
+    if not args.only_gmmlimit:
+        gmm_it = args.gmm_iters or it
+        em["sklearn-gmm-spherical"] = bench_sklearn_gmm(X, m0, sigma2, gmm_it, arep)
+        log(f"sklearn gmm {em['sklearn-gmm-spherical']['per_iter_s']:.4f} s/iter")
+
+    for kind, flops in (("kmeans", 2.0 * n * k * d), ("em", 4.0 * n * k * d)):
+        ours = out[kind]["gmmlimit"]["per_iter_s"]
+        for entry in out[kind].values():
+            entry["gflops"] = flops / entry["per_iter_s"] / 1e9
+            entry["frac_peak"] = entry["gflops"] / peak
+            entry["speedup_of_gmmlimit"] = entry["per_iter_s"] / ours
+
+    if args.sweep and dtype in args.sweep_dtypes.split(","):
+        s2 = np.geomspace(1e-3, 4.0, N_SWEEP)
+        sw = bench_sweep(X, m0, s2, max(2, it // 2), rep, args.block_size)
+        one = em["gmmlimit"]["per_iter_s"]
+        sw["per_value_per_iter_s"] = sw["per_iter_s"] / N_SWEEP
+        sw["cost_ratio_vs_one_fit"] = sw["per_value_per_iter_s"] / one
+        out["sweep"] = sw
+        log(
+            f"sweep {sw['per_value_per_iter_s']:.4f} s/value/iter "
+            f"({sw['cost_ratio_vs_one_fit']:.2f}x one fit)"
+        )
+    return out
+
+
+def to_markdown(res: dict) -> str:
+    m = res["machine"]
+    lines = [
+        f"Measured {m['date_utc']} on {m['cpu']} ({m['cpu_count']} cores), JAX device "
+        f"`{m['jax_device']}`, jax {m['versions']['jax']}, scikit-learn "
+        f"{m['versions']['sklearn']}, faiss {m['versions']['faiss']}, git {m['git_rev']}.",
+        "",
+        "numpy square-GEMM peak: "
+        + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in res["gemm_peak_gflops"].items())
+        + ".",
+        "",
+        "| N, D, K | dtype | task | method | s / iter | gmmlimit speed-up | GFLOP/s | of peak |"
+        " compile s |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in res["settings"]:
+        shape = f"{s['N']:,}, {s['D']}, {s['K']}"
+        for kind in ("kmeans", "em"):
+            for name, e in s[kind].items():
+                comp = f"{e['compile_s']:.2f}" if "compile_s" in e else ""
+                lines.append(
+                    f"| {shape} | {s['dtype']} | {kind} | {name} | {e['per_iter_s']:.4f} | "
+                    f"{e['speedup_of_gmmlimit']:.2f}x | {e['gflops']:.1f} | "
+                    f"{100 * e['frac_peak']:.0f}% | {comp} |"
+                )
+    sweeps = [s for s in res["settings"] if "sweep" in s]
+    if sweeps:
+        lines += [
+            "",
+            f"Vmapped sweep over {N_SWEEP} sigma2 values (one compiled program) against one EM "
+            "fit:",
+            "",
+            "| N, D, K | dtype | sweep s / iter (all values) | per value | one fit s / iter |"
+            " cost per value / one fit |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for s in sweeps:
+            sw = s["sweep"]
+            lines.append(
+                f"| {s['N']:,}, {s['D']}, {s['K']} | {s['dtype']} | {sw['per_iter_s']:.3f} | "
+                f"{sw['per_value_per_iter_s']:.4f} | {s['em']['gmmlimit']['per_iter_s']:.4f} | "
+                f"{sw['cost_ratio_vs_one_fit']:.2f} |"
+            )
+    if res.get("memory"):
+        lines += [
+            "",
+            "Peak memory of a K-means fit (fresh process, VmHWM):",
+            "",
+            "| N, D, K | dtype | data MiB | RSS after data MiB | peak RSS MiB |"
+            " peak above data MiB |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for p in res["memory"]:
+            lines.append(
+                f"| {p['N']:,}, {p['D']}, {p['K']} | {p['dtype']} | {p['data_mib']:.0f} | "
+                f"{p['rss_after_data_mib']:.0f} | {p['peak_rss_mib']:.0f} | "
+                f"{p['peak_above_data_mib']:.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
+    p.add_argument("--sizes", default=None, help="N,D,K;N,D,K ... (overrides the defaults)")
+    p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--iters", type=int, default=None, help="iterations timed per fit")
+    p.add_argument("--repeats", type=int, default=None, help="best of this many runs")
+    p.add_argument("--anchor-repeats", type=int, default=None, help="repeats for the anchors")
+    p.add_argument("--gmm-iters", type=int, default=None, help="iterations timed for sklearn GMM")
+    p.add_argument("--sweep-dtypes", default="float32,float64", help="dtypes of the sigma2 sweep")
+    p.add_argument("--block-size", type=int, default=None)
+    p.add_argument("--no-faiss", action="store_true")
+    p.add_argument("--only-gmmlimit", action="store_true", help="skip the anchors (for tuning)")
+    p.add_argument("--no-sweep", dest="sweep", action="store_false")
+    p.add_argument("--memory-size", default=None, help="N,D,K of the memory probe ('' to skip)")
+    p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/...)")
+    p.add_argument("--md", default=None, help="also write the Markdown table here")
+    args = p.parse_args(argv)
+    dtypes = args.dtypes.split(",")
+
+    if args.memory_probe:
+        n, d, k = map(int, args.memory_probe.split(","))
+        print(json.dumps(memory_probe(n, d, k, dtypes[0], args.iters or 5)))
+        return
+
+    import jax
+
+    if "float64" in dtypes:
+        jax.config.update("jax_enable_x64", True)
+
+    if args.sizes:
+        sizes = [tuple(map(int, s.split(","))) for s in args.sizes.split(";")]
+    else:
+        sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    args.iters = args.iters or 4
+    args.repeats = args.repeats or 2
+    mem = args.memory_size
+    if mem is None:
+        mem = "100000,16,64" if args.quick else "2000000,16,256"
+
+    res: dict = {"machine": machine_info(), "args": vars(args), "settings": [], "memory": []}
+    n_gemm = 1024 if args.quick else 2048
+    res["gemm_peak_gflops"] = {dt: gemm_peak(n_gemm, dt, 5) for dt in dtypes}
+    print("GEMM peak GFLOP/s", res["gemm_peak_gflops"], flush=True)
+    for n, d, k in sizes:
+        for dt in dtypes:
+            res["settings"].append(bench_setting(n, d, k, dt, args, res["gemm_peak_gflops"][dt]))
+    if mem:
+        size = tuple(map(int, mem.split(",")))
+        res["memory"].append(run_memory_probe(size, "float32", 5))
+        print("memory", res["memory"][-1], flush=True)
+
+    out = Path(
+        args.out or ROOT / "benchmarks" / "results" / ("quick.json" if args.quick else "full.json")
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    md = to_markdown(res)
+    print(md)
+    if args.md:
+        Path(args.md).write_text(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,438 @@
+"""Exact EM and K-means over data read in chunks: a numpy memmap, an array, or chunk iterators.
+
+The fit driver's E-step is a scan over blocks of rows that adds each block's sufficient
+statistics to a running total. Here the same scan runs one chunk at a time, and the running total
+(with the running top-K of the farthest rows, for empty-cluster relocation) is carried from one
+chunk to the next. Chunks hold a whole number of blocks, so the blocks are visited, and their
+statistics added, in exactly the order of the in-memory fit: the results are the same, bit for
+bit, as :func:`gmmlimit.fit` on the concatenated data (one exception: the centre-shift tolerance
+of a hard fit is scaled by the data's mean per-feature variance, which is accumulated in chunks
+here, so a nonzero ``tol`` is compared against a value that may differ in its last bits).
+
+Only one chunk of rows is on the device at a time; the host keeps the (N,) int32 labels of the
+previous pass for the hard stopping rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._driver import DEFAULT_BLOCK_SIZE, FitResult, block_pass
+from ._validation import _float_dtype, check_positive_int, check_sigma2, check_tol, check_weights
+from ._variant import FarPoints, Params, Stats, Variant
+from .variants.isotropic import IsotropicParams, isotropic
+
+__all__ = ["em_out_of_core", "fit_out_of_core", "kmeans_out_of_core"]
+
+DEFAULT_CHUNK_BLOCKS = 64
+
+Source = Any  # an (N, D) array or memmap, a re-iterable of arrays, or a callable returning one
+
+
+class _Carry(NamedTuple):
+    """What one pass carries from chunk to chunk."""
+
+    stats: Stats
+    far_value: jax.Array  # (K,) the K largest distortions so far, decreasing
+    far_x: jax.Array  # (K, D) their rows
+    far_weight: jax.Array  # (K,)
+    far_label: jax.Array  # (K,) int32
+
+
+def _chunk_source(source: Source) -> Callable[[], Iterator[np.ndarray]]:
+    """A callable that starts a fresh pass over the data, yielding (n_i, D) arrays."""
+    if callable(source):
+        return lambda: iter(source())
+    if hasattr(source, "shape") and hasattr(source, "__getitem__"):
+        if len(source.shape) != 2:
+            raise ValueError(f"X must be a 2-D array of shape (N, D); got {tuple(source.shape)}.")
+        return lambda: iter((source,))
+    if isinstance(source, Iterator):
+        raise ValueError(
+            "an iterator can be read only once, but a fit reads the data once per iteration; "
+            "pass a list of arrays, a memmap, or a function that returns a fresh iterator."
+        )
+    if isinstance(source, Iterable):
+        return lambda: iter(source)
+    raise ValueError(
+        "X must be an (N, D) array or memmap, a re-iterable of (n_i, D) arrays, or a "
+        f"function returning an iterator of them; got {type(source)}."
+    )
+
+
+def _rechunk(
+    pieces: Iterator[Any], rows: int, d: int | None, dtype: np.dtype | None
+) -> Iterator[np.ndarray]:
+    """Re-cut a stream of (n_i, D) arrays into chunks of exactly ``rows`` rows (the last shorter).
+
+    Array-like pieces (including memmaps) are sliced lazily, so a memmap is read one chunk at a
+    time.
+    """
+    buf: list[np.ndarray] = []
+    held = 0
+    for piece in pieces:
+        if not hasattr(piece, "shape") or len(piece.shape) != 2:
+            piece = np.asarray(piece)
+            if piece.ndim != 2:
+                raise ValueError(
+                    f"every chunk must be a 2-D array (n_i, D); got shape {piece.shape}."
+                )
+        if d is None:
+            d = piece.shape[1]
+        elif piece.shape[1] != d:
+            raise ValueError(f"chunks must all have D={d} columns; got one with {piece.shape[1]}.")
+        if dtype is not None and np.dtype(piece.dtype) != dtype:
+            raise ValueError(f"chunks must all have dtype {dtype}; got one of {piece.dtype}.")
+        start = 0
+        n = piece.shape[0]
+        while start < n:
+            take = min(rows - held, n - start)
+            buf.append(np.asarray(piece[start : start + take]))
+            held += take
+            start += take
+            if held == rows:
+                yield buf[0] if len(buf) == 1 else np.concatenate(buf)
+                buf, held = [], 0
+    if held:
+        yield buf[0] if len(buf) == 1 else np.concatenate(buf)
+
+
+def _scan_info(
+    make_iter: Callable[[], Iterator[np.ndarray]], rows: int
+) -> tuple[int, int, np.dtype, float]:
+    """Two passes: N, D, the compute dtype and the mean per-feature variance; checks each chunk.
+
+    Raises:
+        ValueError: on a chunk that is not 2-D, has another width or dtype, holds NaN or inf, or
+            on an empty source.
+    """
+    n = 0
+    d = None
+    dtype = None
+    total = None
+    src_dtype = None
+    for chunk in _rechunk(make_iter(), rows, None, None):
+        if d is None:
+            d, src_dtype = chunk.shape[1], chunk.dtype
+            dtype = np.dtype(_float_dtype(src_dtype))
+            total = np.zeros(d, np.float64)
+        elif chunk.shape[1] != d:
+            raise ValueError(f"chunks must all have D={d} columns; got one with {chunk.shape[1]}.")
+        elif chunk.dtype != src_dtype:
+            raise ValueError(f"chunks must all have dtype {src_dtype}; got one of {chunk.dtype}.")
+        if np.iscomplexobj(chunk):
+            raise ValueError(f"X must be real; got complex dtype {chunk.dtype}.")
+        if not np.all(np.isfinite(chunk)):
+            raise ValueError(f"X contains NaN or inf values (in rows {n}..{n + len(chunk) - 1}).")
+        total += chunk.sum(axis=0, dtype=np.float64)
+        n += chunk.shape[0]
+    if n == 0 or d is None or d == 0:
+        raise ValueError("X must have at least one row and one column.")
+    mean = total / n
+    sq = np.zeros(d, np.float64)
+    for chunk in _rechunk(make_iter(), rows, d, src_dtype):
+        sq += ((chunk.astype(np.float64) - mean) ** 2).sum(axis=0)
+    return n, d, dtype, float(np.mean(sq / n))
+
+
+@partial(jax.jit, static_argnames=("variant", "block_size", "track"))
+def _chunk_pass(
+    variant: Variant,
+    params: Params,
+    x: jax.Array,
+    w: jax.Array,
+    carry: _Carry,
+    n_valid: jax.Array,
+    *,
+    block_size: int,
+    track: bool,
+) -> tuple[_Carry, jax.Array]:
+    """Continue the streamed E-step over one chunk (a whole number of blocks) from ``carry``."""
+    rows, d = x.shape
+    b = block_size
+    k = carry.far_value.shape[0]
+    xb = x.reshape(rows // b, b, d)
+    wb = w.reshape(rows // b, b)
+    valid = (jnp.arange(rows) < n_valid).reshape(rows // b, b)
+
+    def body(c: _Carry, block: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[_Carry, jax.Array]:
+        xs, ws, ok = block
+        stats, labels, distortion = block_pass(variant, params, xs, ws)
+        acc = jax.tree.map(jnp.add, c.stats, stats)
+        if not track:
+            return c._replace(stats=acc), labels
+        value = jnp.where(ok, distortion, -jnp.inf)
+        all_value = jnp.concatenate([c.far_value, value])
+        top, pos = lax.top_k(all_value, k)
+        return _Carry(
+            stats=acc,
+            far_value=top,
+            far_x=jnp.concatenate([c.far_x, xs])[pos],
+            far_weight=jnp.concatenate([c.far_weight, ws])[pos],
+            far_label=jnp.concatenate([c.far_label, labels])[pos],
+        ), labels
+
+    carry, labels = lax.scan(body, carry, (xb, wb, valid))
+    return carry, labels.reshape(-1)
+
+
+@partial(jax.jit, static_argnames=("variant",))
+def _update(
+    variant: Variant,
+    params: Params,
+    carry: _Carry,
+    prev_objective: jax.Array,
+    n_iter: jax.Array,
+    labels_same: jax.Array,
+    tol: jax.Array,
+    shift_scale: jax.Array,
+) -> tuple[Params, jax.Array, jax.Array]:
+    """The M-step and stopping rule of one iteration, exactly as in ``fit_compiled``."""
+    stats = carry.stats
+    if variant.relocate is not None:
+        need = variant.is_hard(params) & jnp.any(stats.counts == 0)
+        far = FarPoints(
+            x=carry.far_x,
+            weight=carry.far_weight,
+            label=carry.far_label,
+            valid=jnp.isfinite(carry.far_value),
+        )
+        moved = variant.relocate(params, stats, far)
+        stats = jax.tree.map(lambda a, b: jnp.where(need, a, b), moved, stats)
+    new_params = variant.m_step(params, stats)
+    objective = variant.objective(params, carry.stats)
+    hard = variant.is_hard(params)
+    shift = jnp.sum((variant.means(new_params) - variant.means(params)) ** 2)
+    hard_done = labels_same | (shift <= tol * shift_scale)
+    sign = 1.0 if variant.maximize else -1.0
+    gain = sign * (objective - prev_objective)
+    soft_done = (n_iter >= 1) & (gain <= tol * jnp.abs(objective))
+    return new_params, objective, jnp.where(hard, hard_done, soft_done)
+
+
+def _full_pass(
+    variant: Variant,
+    params: Params,
+    make_iter: Callable[[], Iterator[np.ndarray]],
+    weights: np.ndarray | None,
+    n: int,
+    d: int,
+    dtype: np.dtype,
+    chunk_rows: int,
+    block_size: int,
+    track: bool,
+    labels_out: np.ndarray,
+) -> _Carry:
+    """One E-step over all chunks; writes the labels into ``labels_out`` and returns the carry."""
+    k = variant.means(params).shape[0]
+    shapes = jax.eval_shape(
+        partial(block_pass, variant, params),
+        jax.ShapeDtypeStruct((block_size, d), dtype),
+        jax.ShapeDtypeStruct((block_size,), dtype),
+    )
+    carry = _Carry(
+        stats=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[0]),
+        far_value=jnp.full((k,), -jnp.inf, dtype),
+        far_x=jnp.zeros((k, d), dtype),
+        far_weight=jnp.zeros((k,), dtype),
+        far_label=jnp.zeros((k,), jnp.int32),
+    )
+    start = 0
+    for chunk in _rechunk(make_iter(), chunk_rows, d, None):
+        m = chunk.shape[0]
+        x = np.zeros((chunk_rows, d), dtype)
+        x[:m] = chunk
+        w = np.zeros((chunk_rows,), dtype)
+        w[:m] = 1.0 if weights is None else weights[start : start + m]
+        carry, labels = _chunk_pass(
+            variant,
+            params,
+            jnp.asarray(x),
+            jnp.asarray(w),
+            carry,
+            jnp.asarray(m, jnp.int32),
+            block_size=block_size,
+            track=track,
+        )
+        labels_out[start : start + m] = np.asarray(labels)[:m]
+        start += m
+    if start != n:
+        raise ValueError(f"the data source gave {start} rows on one pass and {n} on another.")
+    return carry
+
+
+def fit_out_of_core(
+    variant: Variant,
+    X: Source,
+    params: Params,
+    *,
+    max_iter: int = 300,
+    tol: float = 1e-8,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
+) -> FitResult:
+    """Fit any variant over data read chunk by chunk, with the same result as :func:`~gmmlimit.fit`.
+
+    Args:
+        variant: the mixture variant.
+        X: the data, read once per iteration: an (N, D) numpy array or ``np.memmap`` (sliced one
+            chunk at a time), a re-iterable of (n_i, D) arrays (a list), or a zero-argument
+            function returning a fresh iterator of them (e.g. one that reads files). One-shot
+            iterators are refused, since a fit reads the data once per iteration.
+        params: the variant's initial parameters.
+        max_iter: maximum number of iterations.
+        tol: stopping tolerance, as in :func:`~gmmlimit.fit`.
+        weights: optional (N,) non-negative sample weights (held in memory).
+        block_size: rows per E-step block; use the in-memory fit's block size to reproduce it.
+        chunk_blocks: blocks per chunk moved to the device at once (memory: chunk_blocks *
+            block_size * D values).
+
+    Returns:
+        A :class:`~gmmlimit.FitResult`; ``labels`` is a host (N,) int32 numpy array.
+
+    Raises:
+        ValueError: on invalid data, parameters or options, before any fitting.
+    """
+    make_iter = _chunk_source(X)
+    max_iter = check_positive_int(max_iter, "max_iter")
+    block_size = check_positive_int(block_size, "block_size")
+    chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
+    tol = check_tol(tol)
+    n, d, dtype, shift_scale = _scan_info(make_iter, block_size * chunk_blocks)
+    spec = jax.ShapeDtypeStruct((n, d), dtype)
+    if variant.validate is not None:
+        params = variant.validate(spec, params)
+    w = check_weights(weights, n, dtype)
+    w = None if w is None else np.asarray(w)
+    b = min(block_size, n)
+    chunk_rows = b * chunk_blocks
+    track = variant.relocate is not None
+    tol_a = jnp.asarray(tol, dtype)
+    scale_a = jnp.asarray(shift_scale, dtype)
+
+    history = np.zeros((max_iter,), dtype)
+    labels = np.full((n,), -1, np.int32)
+    new_labels = np.empty((n,), np.int32)
+    objective = jnp.asarray(-np.inf if variant.maximize else np.inf, dtype)
+    n_iter = 0
+    done = False
+    while not done and n_iter < max_iter:
+        carry = _full_pass(
+            variant, params, make_iter, w, n, d, dtype, chunk_rows, b, track, new_labels
+        )
+        same = bool(np.array_equal(new_labels, labels))
+        params, objective, stop = _update(
+            variant,
+            params,
+            carry,
+            objective,
+            jnp.asarray(n_iter, jnp.int32),
+            jnp.asarray(same),
+            tol_a,
+            scale_a,
+        )
+        history[n_iter] = np.asarray(objective, dtype)
+        labels, new_labels = new_labels, labels
+        n_iter += 1
+        done = bool(stop)
+    # track as in the loop: one compiled chunk program serves every pass.
+    final = _full_pass(variant, params, make_iter, w, n, d, dtype, chunk_rows, b, track, new_labels)
+    final_objective = jnp.asarray(variant.objective(params, final.stats), dtype)
+    history[n_iter:] = np.asarray(final_objective)
+    return FitResult(
+        means=variant.means(params),
+        labels=new_labels,
+        n_iter=jnp.asarray(n_iter, jnp.int32),
+        converged=jnp.asarray(done),
+        objective=final_objective,
+        history=jnp.asarray(history),
+        params=params,
+    )
+
+
+def kmeans_out_of_core(
+    X: Source,
+    init_means: Any,
+    *,
+    max_iter: int = 300,
+    tol: float = 0.0,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
+) -> FitResult:
+    """Lloyd's K-means over chunked data; the same result as :func:`~gmmlimit.kmeans`.
+
+    Args:
+        X: the data source (see :func:`fit_out_of_core`).
+        init_means: (K, D) initial means.
+        max_iter: maximum number of iterations.
+        tol: centre-shift tolerance, as in :func:`~gmmlimit.kmeans`.
+        weights: optional (N,) sample weights.
+        block_size: rows per E-step block.
+        chunk_blocks: blocks per chunk.
+
+    Returns:
+        The :class:`~gmmlimit.FitResult` (labels on the host).
+    """
+    params = IsotropicParams(init_means, np.zeros((), np.float64))
+    return _isotropic(X, params, max_iter, tol, weights, block_size, chunk_blocks)
+
+
+def em_out_of_core(
+    X: Source,
+    init_means: Any,
+    sigma2: Any,
+    *,
+    max_iter: int = 300,
+    tol: float = 1e-8,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
+) -> FitResult:
+    """EM for the isotropic mixture over chunked data; the same result as :func:`~gmmlimit.em`.
+
+    Args:
+        X: the data source (see :func:`fit_out_of_core`).
+        init_means: (K, D) initial means.
+        sigma2: the shared variance, >= 0 (0 runs K-means).
+        max_iter: maximum number of iterations.
+        tol: relative log-likelihood gain tolerance.
+        weights: optional (N,) sample weights.
+        block_size: rows per E-step block.
+        chunk_blocks: blocks per chunk.
+
+    Returns:
+        The :class:`~gmmlimit.FitResult` (labels on the host).
+    """
+    check_sigma2(sigma2, np.float64)
+    params = IsotropicParams(init_means, sigma2)
+    return _isotropic(X, params, max_iter, tol, weights, block_size, chunk_blocks)
+
+
+def _isotropic(
+    X: Source,
+    params: IsotropicParams,
+    max_iter: int,
+    tol: float,
+    weights: Any,
+    block_size: int,
+    chunk_blocks: int,
+) -> FitResult:
+    return fit_out_of_core(
+        isotropic,
+        X,
+        params,
+        max_iter=max_iter,
+        tol=tol,
+        weights=weights,
+        block_size=block_size,
+        chunk_blocks=chunk_blocks,
+    )
