@@ -278,3 +278,15 @@ def test_critical_sigma2_is_lambda_max_of_the_covariance():
 def test_onehot_threshold_values():
     assert gl.onehot_threshold(np.float32) == pytest.approx(87.34, abs=0.01)
     assert gl.onehot_threshold(np.float64) == pytest.approx(708.40, abs=0.01)
+
+
+def test_log_likelihood_gradient_is_the_closed_form_under_vmap():
+    """d l / d mu_k = sum_n r_nk (x_n - mu_k) / sigma2, through the fit's hot path."""
+    sigmas = jnp.array([0.3, 2.0])
+    grads = jax.vmap(jax.grad(lambda m, s: gl.log_likelihood(X64, m, s)), in_axes=(None, 0))(
+        jnp.asarray(M0), sigmas
+    )
+    for grad, s2 in zip(np.asarray(grads), np.asarray(sigmas), strict=True):
+        r = np.asarray(gl.responsibilities(X64, M0, s2))
+        expected = (r.T @ X64 - r.sum(0)[:, None] * M0) / s2
+        np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-9)

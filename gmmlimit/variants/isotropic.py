@@ -235,10 +235,30 @@ def _fused_wide(
     return stats, labels, nearest
 
 
-_fused_block = jax.custom_batching.custom_vmap(_fused_impl)
+_fused_batched = jax.custom_batching.custom_vmap(_fused_impl)
 
 
-@_fused_block.def_vmap
+@jax.custom_jvp
+def _fused_block(
+    means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """:func:`_fused_impl` with the wide batching rule, still differentiable.
+
+    Reverse-mode autodiff does not pass through a ``custom_vmap``; the derivative rule
+    differentiates the plain implementation instead (same values), so ``jax.grad`` of a
+    log-likelihood computed by the fit's hot path works.
+    """
+    return _fused_batched(means, sigma2, x, weight)
+
+
+@_fused_block.defjvp
+def _fused_block_jvp(
+    primals: tuple[jax.Array, ...], tangents: tuple[jax.Array, ...]
+) -> tuple[tuple[IsotropicStats, jax.Array, jax.Array], object]:
+    return jax.jvp(_fused_impl, primals, tangents)
+
+
+@_fused_batched.def_vmap
 def _fused_block_vmap(
     axis_size: int,
     in_batched: tuple[bool, bool, bool, bool],
