@@ -50,6 +50,7 @@ __all__ = [
     "code_fingerprint",
     "config_hash",
     "config_to_dict",
+    "flatten_points",
     "load_latest",
     "make_config",
     "parse_set",
@@ -412,6 +413,22 @@ def sweep(
             out[key] = found
             bar.update(1)
             progress.advance(key, computed)
+    return out
+
+
+def flatten_points(points: dict[str, dict[str, np.ndarray]], out: dict[str, Any]) -> dict[str, Any]:
+    """Add every point's fields to ``out`` as ``"<point>__<field>"`` (0-d arrays as scalars).
+
+    Args:
+        points: ``{point key: {field: array}}``, as :func:`sweep` returns.
+        out: the result dict to extend (its other entries are kept).
+
+    Returns:
+        ``out``, extended in place.
+    """
+    for key, arrays in points.items():
+        for field, value in arrays.items():
+            out[f"{key}__{field}"] = value if np.ndim(value) else np.asarray(value).item()
     return out
 
 

@@ -20,7 +20,7 @@ import gmmlimit as gl
 
 from ._anneal_common import AnnealDataConfig, anneal_key
 from ._common import dataset_key, load_data
-from ._framework import ExperimentSpec, PointStore, Progress, sweep
+from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
 
 __all__ = ["EXPERIMENT", "AnnealVsLloydConfig", "run"]
 
@@ -121,11 +121,7 @@ def run(
     points = sweep(
         resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
     )
-    out: dict[str, Any] = {"datasets": list(config.datasets)}
-    for name, arrays in points.items():
-        for field, value in arrays.items():
-            out[f"{name}__{field}"] = value if np.ndim(value) else value.item()
-    return out
+    return flatten_points(points, {"datasets": list(config.datasets)})
 
 
 def check(data: dict) -> list[str]:

@@ -23,7 +23,7 @@ import gmmlimit as gl
 
 from ._anneal_common import AnnealDataConfig
 from ._common import dataset_key, load_data
-from ._framework import ExperimentSpec, PointStore, Progress, sweep
+from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
 
 __all__ = ["EXPERIMENT", "ConvergenceRateConfig", "run"]
 
@@ -131,11 +131,7 @@ def run(
     points = sweep(
         resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
     )
-    out: dict[str, Any] = {"datasets": list(config.datasets), "rate_tol": config.rate_tol}
-    for name, arrays in points.items():
-        for field, value in arrays.items():
-            out[f"{name}__{field}"] = value if np.ndim(value) else value.item()
-    return out
+    return flatten_points(points, {"datasets": list(config.datasets), "rate_tol": config.rate_tol})
 
 
 def check(data: dict) -> list[str]:

@@ -25,7 +25,7 @@ from ._anneal_common import (
     two_phase_schedule,
 )
 from ._common import load_data
-from ._framework import ExperimentSpec, PointStore, Progress, sweep
+from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
 
 __all__ = ["EXPERIMENT", "PhaseTransitionConfig", "run"]
 
@@ -138,11 +138,9 @@ def run(
     points = sweep(
         resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
     )
-    out: dict[str, Any] = {"datasets": list(config.datasets), "split_tol": config.split_tol}
-    for name, arrays in points.items():
-        for field, value in arrays.items():
-            out[f"{name}__{field}"] = value if np.ndim(value) else value.item()
-    return out
+    return flatten_points(
+        points, {"datasets": list(config.datasets), "split_tol": config.split_tol}
+    )
 
 
 def check(data: dict) -> list[str]:

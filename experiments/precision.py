@@ -24,7 +24,7 @@ import numpy as np
 import gmmlimit as gl
 
 from ._common import SweepConfig, dataset_key, load_data, reference_means, sigma2_grid
-from ._framework import ExperimentSpec, PointStore, Progress, sweep
+from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
 
 __all__ = ["EXPERIMENT", "PrecisionConfig", "naive_responsibilities", "run"]
 
@@ -147,11 +147,9 @@ def run(config: PrecisionConfig, progress: Progress, resume: PointStore | None =
     """Every (data set, precision) is one resumable point; pure computation."""
     keys = [f"{n}-{d}" for n in config.datasets for d in config.dtypes]
     points = sweep(resume, keys, lambda key: _point(config, key), progress, "data sets x dtypes")
-    out: dict[str, Any] = {"datasets": list(config.datasets), "dtypes": list(config.dtypes)}
-    for key, arrays in points.items():
-        for field, value in arrays.items():
-            out[f"{key}__{field}"] = value if np.ndim(value) else value.item()
-    return out
+    return flatten_points(
+        points, {"datasets": list(config.datasets), "dtypes": list(config.dtypes)}
+    )
 
 
 def check(data: dict) -> list[str]:

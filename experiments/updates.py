@@ -23,7 +23,7 @@ import numpy as np
 import gmmlimit as gl
 
 from ._common import SweepConfig, dataset_key, load_data, sigma2_grid
-from ._framework import ExperimentSpec, PointStore, Progress, sweep
+from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
 
 __all__ = ["EXPERIMENT", "UpdatesConfig", "explicit_bound", "run"]
 
@@ -104,11 +104,7 @@ def run(config: UpdatesConfig, progress: Progress, resume: PointStore | None = N
     points = sweep(
         resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
     )
-    out: dict[str, Any] = {"datasets": list(config.datasets)}
-    for name, arrays in points.items():
-        for field, value in arrays.items():
-            out[f"{name}__{field}"] = value if np.ndim(value) else value.item()
-    return out
+    return flatten_points(points, {"datasets": list(config.datasets)})
 
 
 def check(data: dict) -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 from gmmlimit import variants as gv
 
 from ._common import dataset_key
-from ._framework import ExperimentSpec, PointStore, Progress, sweep
+from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
 
 __all__ = ["EXPERIMENT", "VariantLimitsConfig", "make_problem", "run"]
 
@@ -122,11 +122,7 @@ def _point(config: VariantLimitsConfig, name: str) -> dict[str, Any]:
 def run(config: VariantLimitsConfig, progress: Progress, resume: PointStore | None = None) -> dict:
     """Sweep every variant (one resumable point each); pure computation."""
     points = sweep(resume, list(config.variants), lambda n: _point(config, n), progress, "variants")
-    out: dict[str, Any] = {"variants": list(config.variants)}
-    for name, arrays in points.items():
-        for field, value in arrays.items():
-            out[f"{name}__{field}"] = value if np.ndim(value) else np.asarray(value).item()
-    return out
+    return flatten_points(points, {"variants": list(config.variants)})
 
 
 def check(data: dict) -> list[str]:
