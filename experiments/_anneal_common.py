@@ -2,65 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import numpy as np
 import optax
 
 import gmmlimit as gl
 
-from ._data import DATASETS, N_DIGITS, dataset_shape
+from ._common import DataConfig
 
 __all__ = ["AnnealDataConfig", "group_critical", "pca_basis", "two_phase_schedule"]
 
 
-@dataclasses.dataclass(frozen=True)
-class AnnealDataConfig:
-    """Data settings shared by the annealing experiments (defaults: the full, paper setting).
-
-    Attributes:
-        seed: the root of every ``jax.random`` key of the run.
-        datasets: data sets to run on (``separated, overlapping, anisotropic, digits``).
-        n_samples: N of the synthetic data sets.
-        dim: D of the synthetic data sets.
-        k: K of the synthetic data sets.
-        digits_n: rows of digits used (random subset below 1797).
-        digits_k: K used for digits.
-        dtype: ``"float64"`` or ``"float32"``.
-    """
-
-    seed: int = 0
-    datasets: tuple[str, ...] = DATASETS
-    n_samples: int = 1000
-    dim: int = 2
-    k: int = 3
-    digits_n: int = N_DIGITS
-    digits_k: int = 10
-    dtype: str = "float64"
-
-    def validate(self) -> None:
-        """Refuse bad combinations before any work (ValueError naming the problem)."""
-        if not self.datasets:
-            raise ValueError("datasets is empty; name at least one data set.")
-        for name in self.datasets:
-            if name not in DATASETS:
-                raise ValueError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}.")
-        if len(set(self.datasets)) != len(self.datasets):
-            raise ValueError(f"datasets has duplicates: {self.datasets}.")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}.")
-        for name, low in (("n_samples", 2), ("dim", 2), ("k", 2), ("digits_n", 2), ("digits_k", 2)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be >= {low}; got {getattr(self, name)}.")
-        if self.digits_n > N_DIGITS:
-            raise ValueError(f"digits_n={self.digits_n} exceeds the {N_DIGITS} digits available.")
-        for name in self.datasets:
-            n, _, k = dataset_shape(
-                name, self.n_samples, self.dim, self.k, self.digits_n, self.digits_k
-            )
-            if k > n:
-                raise ValueError(f"K={k} exceeds N={n} on data set {name!r}; need K <= N.")
+# The annealing experiments run on the same data sets with the same data settings.
+AnnealDataConfig = DataConfig
 
 
 def two_phase_schedule(

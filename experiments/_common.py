@@ -19,6 +19,7 @@ FIT_MAX_ITER = 300
 
 __all__ = [
     "FIT_MAX_ITER",
+    "DataConfig",
     "SweepConfig",
     "dataset_key",
     "load_data",
@@ -28,8 +29,8 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True)
-class SweepConfig:
-    """Settings shared by every sigma2 sweep (defaults: the full, paper setting).
+class DataConfig:
+    """The data settings every experiment on the standard data sets shares (defaults: full).
 
     Attributes:
         seed: the root of every ``jax.random`` key of the run.
@@ -39,10 +40,6 @@ class SweepConfig:
         k: K of the synthetic data sets.
         digits_n: rows of digits used (random subset below 1797).
         digits_k: K used for digits.
-        n_sigma2: grid size, sigma2 = 0 included.
-        sigma2_max: largest sigma2; None: twice the critical sigma2 lambda_max(C) of the data.
-        sigma2_min: smallest positive sigma2; None: where the closest row's exponent
-            Delta_min / (2 sigma2) is 1.5 times the float64 one-hot threshold (about 1060).
         dtype: ``"float64"`` or ``"float32"``.
     """
 
@@ -53,9 +50,6 @@ class SweepConfig:
     k: int = 3
     digits_n: int = N_DIGITS
     digits_k: int = 10
-    n_sigma2: int = 60
-    sigma2_max: float | None = None
-    sigma2_min: float | None = None
     dtype: str = "float64"
 
     def validate(self) -> None:
@@ -69,16 +63,9 @@ class SweepConfig:
             raise ValueError(f"datasets has duplicates: {self.datasets}.")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}.")
-        for name, value, low in (
-            ("n_samples", self.n_samples, 2),
-            ("dim", self.dim, 2),
-            ("k", self.k, 2),
-            ("digits_n", self.digits_n, 2),
-            ("digits_k", self.digits_k, 2),
-            ("n_sigma2", self.n_sigma2, 3),
-        ):
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}; got {value}.")
+        for name in ("n_samples", "dim", "k", "digits_n", "digits_k"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name} must be >= 2; got {getattr(self, name)}.")
         if self.digits_n > N_DIGITS:
             raise ValueError(f"digits_n={self.digits_n} exceeds the {N_DIGITS} digits available.")
         for name in self.datasets:
@@ -87,6 +74,28 @@ class SweepConfig:
             )
             if k > n:
                 raise ValueError(f"K={k} exceeds N={n} on data set {name!r}; need K <= N.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig(DataConfig):
+    """Settings shared by every sigma2 sweep: the data, plus the grid (defaults: full).
+
+    Attributes:
+        n_sigma2: grid size, sigma2 = 0 included.
+        sigma2_max: largest sigma2; None: twice the critical sigma2 lambda_max(C) of the data.
+        sigma2_min: smallest positive sigma2; None: where the closest row's exponent
+            Delta_min / (2 sigma2) is 1.5 times the float64 one-hot threshold (about 1060).
+    """
+
+    n_sigma2: int = 60
+    sigma2_max: float | None = None
+    sigma2_min: float | None = None
+
+    def validate(self) -> None:
+        """Refuse bad combinations before any work (ValueError naming the problem)."""
+        super().validate()
+        if self.n_sigma2 < 3:
+            raise ValueError(f"n_sigma2 must be >= 3; got {self.n_sigma2}.")
         for name in ("sigma2_max", "sigma2_min"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and np.isfinite(value)):
