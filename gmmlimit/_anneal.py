@@ -30,7 +30,7 @@ from ._validation import (
     check_positive_int,
     check_sigma2,
     check_tol,
-    check_weights,
+    weights_or_ones,
 )
 from .variants.isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
 
@@ -191,8 +191,7 @@ def anneal(
     k = check_k(k, X.shape[0])
     values = schedule_values(schedule, n_stages)
     sigma2 = check_sigma2(values, X.dtype, name="schedule")
-    w = check_weights(weights, X.shape[0], X.dtype)
-    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     if init_means is None:
         centre = (w @ X) / jnp.sum(w)
         init = jnp.broadcast_to(centre, (k, X.shape[1]))

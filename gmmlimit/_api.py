@@ -22,8 +22,8 @@ from ._validation import (
     check_positive_int,
     check_sigma2,
     check_tol,
-    check_weights,
     is_traced,
+    weights_or_ones,
 )
 from ._variant import Params, Variant
 from .variants.isotropic import (
@@ -45,10 +45,6 @@ __all__ = [
     "responsibilities",
     "restarts",
 ]
-
-
-def _weights_or_ones(weights: jax.Array | None, X: jax.Array) -> jax.Array:
-    return jnp.ones((X.shape[0],), X.dtype) if weights is None else weights
 
 
 def fit(
@@ -95,7 +91,7 @@ def _fit(
     """:func:`fit` on data that has already passed :func:`as_data`."""
     if variant.validate is not None:
         params = variant.validate(X, params)
-    w = _weights_or_ones(check_weights(weights, X.shape[0], X.dtype), X)
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_positive_int(block_size, "block_size")
     tol = check_tol(tol)
@@ -189,7 +185,7 @@ def em_step(
     """
     X = as_data(X)
     params = isotropic.validate(X, IsotropicParams(means, sigma2))
-    w = _weights_or_ones(check_weights(weights, X.shape[0], X.dtype), X)
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     block_size = check_positive_int(block_size, "block_size")
     return step_compiled(isotropic, X, w, params, block_size=block_size).means
 
@@ -244,7 +240,7 @@ def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> j
             "the log-likelihood is not finite at sigma2 = 0; use kmeans_objective (its limit "
             "after scaling by -2 sigma2) or a positive sigma2."
         )
-    w = _weights_or_ones(check_weights(weights, X.shape[0], X.dtype), X)
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     stats, _ = stats_compiled(isotropic, X, w, params)
     return log_likelihood_from_stats(params, stats).astype(X.dtype)
 
@@ -262,7 +258,7 @@ def kmeans_objective(X: Any, means: Any, *, weights: Any = None) -> jax.Array:
     """
     X = as_data(X)
     params = validate_params(X, IsotropicParams(means, 0.0), for_fit=False)
-    w = _weights_or_ones(check_weights(weights, X.shape[0], X.dtype), X)
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     stats, _ = stats_compiled(isotropic, X, w, params)
     return stats.distortion
 
@@ -280,7 +276,7 @@ def critical_sigma2(X: Any, *, weights: Any = None) -> jax.Array:
         Scalar lambda_max(C), C = (1/W) sum_n w_n (x_n - xbar)(x_n - xbar)^T, in X's dtype.
     """
     X = as_data(X)
-    w = _weights_or_ones(check_weights(weights, X.shape[0], X.dtype), X)
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     return _critical_sigma2(X, w)
 
 
@@ -332,13 +328,12 @@ def restarts(
     s2 = check_sigma2(sigma2, X.dtype)
     hard = (not is_traced(sigma2)) and float(np.asarray(sigma2)) == 0.0
     tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
-    w = check_weights(weights, X.shape[0], X.dtype)
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     keys = jax.random.split(key, n_init)
     if init == "k-means++":
         starts = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, X, k, weights=w))(keys)
     else:
         starts = jax.vmap(lambda kk: _init.random_points(kk, X, k))(keys)
-    w = _weights_or_ones(w, X)
     max_iter = check_positive_int(max_iter, "max_iter")
     return _best_of(X, w, starts, s2, tol, max_iter=max_iter, block_size=block_size)
 

@@ -27,7 +27,7 @@ from ._driver import DEFAULT_BLOCK_SIZE, e_pass, fit_compiled, make_blocks
 from ._validation import (
     as_data,
     check_positive_int,
-    check_weights,
+    weights_or_ones,
 )
 from .variants.isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
 
@@ -122,8 +122,7 @@ def _prepare(
         raise ValueError(
             "gradient ascent needs sigma2 > 0: the log-likelihood is not finite at sigma2 = 0."
         )
-    w = check_weights(weights, X.shape[0], X.dtype)
-    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     return X, w, params
 
 

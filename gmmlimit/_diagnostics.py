@@ -14,7 +14,7 @@ import numpy as np
 
 from ._api import em_step
 from ._logdomain import pairwise_sq_dists_partial, shifted_softmax
-from ._validation import as_data, check_means, check_sigma2, check_weights
+from ._validation import as_data, check_means, check_sigma2, weights_or_ones
 from .variants.isotropic import IsotropicParams, assign
 
 __all__ = [
@@ -118,8 +118,7 @@ def scaled_log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = Non
     """
     X = as_data(X)
     params = IsotropicParams(check_means(means, X, "means"), check_sigma2(sigma2, X.dtype))
-    w = check_weights(weights, X.shape[0], X.dtype)
-    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     return _scaled_log_likelihood(X, params, w)
 
 

@@ -25,8 +25,8 @@ from ._validation import (
     check_means,
     check_positive_int,
     check_sigma2,
-    check_weights,
     is_traced,
+    weights_or_ones,
 )
 from .variants.isotropic import IsotropicParams, isotropic
 
@@ -102,8 +102,7 @@ def linearized_rate(
     """
     X = as_data(X)
     params = isotropic.validate(X, IsotropicParams(means, sigma2))
-    w = check_weights(weights, X.shape[0], X.dtype)
-    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     block_size = check_positive_int(block_size, "block_size")
     jac = np.asarray(_em_jacobian(X, w, params, block_size=block_size), dtype=np.float64)
     return float(np.max(np.abs(np.linalg.eigvals(jac))))
@@ -184,8 +183,7 @@ def convergence_rate(
     """
     X = as_data(X)
     params = isotropic.validate(X, IsotropicParams(init_means, sigma2))
-    w = check_weights(weights, X.shape[0], X.dtype)
-    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     n_steps = check_positive_int(n_steps, "n_steps")
     fixed_point_iter = check_positive_int(fixed_point_iter, "fixed_point_iter")
     block_size = check_positive_int(block_size, "block_size")

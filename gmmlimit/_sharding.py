@@ -31,7 +31,7 @@ from ._validation import (
     check_positive_int,
     check_sigma2,
     check_tol,
-    check_weights,
+    weights_or_ones,
 )
 from ._variant import Params, Variant
 from .variants.isotropic import IsotropicParams, isotropic
@@ -163,8 +163,7 @@ def fit_sharded(
         raise ValueError(f"axis_name {axis!r} is not an axis of the mesh {mesh.axis_names}.")
     if variant.validate is not None:
         params = variant.validate(X, params)
-    w = check_weights(weights, X.shape[0], X.dtype)
-    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_positive_int(block_size, "block_size")
     tol = check_tol(tol)

@@ -23,6 +23,7 @@ __all__ = [
     "check_sigma2",
     "check_weights",
     "is_traced",
+    "weights_or_ones",
 ]
 
 
@@ -223,6 +224,24 @@ def check_weights(weights: Any, n_samples: int, dtype: Any) -> jax.Array | None:
         if not np.any(host > 0):
             raise ValueError("weights are all zero; at least one sample needs positive weight.")
     return jnp.asarray(weights, dtype=dtype)
+
+
+def weights_or_ones(weights: Any, n_samples: int, dtype: Any) -> jax.Array:
+    """:func:`check_weights`, with ``None`` read as unit weights.
+
+    Args:
+        weights: None, or array-like of shape (N,).
+        n_samples: N.
+        dtype: the data's dtype.
+
+    Returns:
+        (N,) weights in ``dtype`` (ones when ``weights`` is None).
+
+    Raises:
+        ValueError: as :func:`check_weights`.
+    """
+    checked = check_weights(weights, n_samples, dtype)
+    return jnp.ones((n_samples,), dtype) if checked is None else checked
 
 
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:

@@ -13,7 +13,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._validation import as_data, check_k, check_key, check_positive_int, check_weights
+from ._validation import (
+    as_data,
+    check_k,
+    check_key,
+    check_positive_int,
+    weights_or_ones,
+)
 
 __all__ = ["kmeans_plusplus", "random_points"]
 
@@ -75,9 +81,7 @@ def kmeans_plusplus(
     check_key(key)
     X = as_data(X)
     k = check_k(k, X.shape[0])
-    w = check_weights(weights, X.shape[0], X.dtype)
-    if w is None:
-        w = jnp.ones((X.shape[0],), X.dtype)
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     trials = 2 + int(math.log(k)) if n_local_trials is None else n_local_trials
     trials = check_positive_int(trials, "n_local_trials")
     return _kmeans_plusplus(key, X, w, k, trials)

@@ -29,7 +29,13 @@ from jax import lax
 
 from .._driver import e_pass, make_blocks
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
-from .._validation import as_data, check_k, check_means, check_positive_int, check_weights
+from .._validation import (
+    as_data,
+    check_k,
+    check_means,
+    check_positive_int,
+    weights_or_ones,
+)
 from .._variant import EStepBlock, Variant
 from ._tempered import check_positive_scalar
 
@@ -220,8 +226,7 @@ def dpmeans(
     max_clusters = check_k(max_clusters, X.shape[0])
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_positive_int(block_size, "block_size")
-    w = check_weights(weights, X.shape[0], X.dtype)
-    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     if init_means is None:
         start = (w @ X / jnp.sum(w))[None, :]
     else:
@@ -250,8 +255,7 @@ def dpmeans_objective(X: Any, means: Any, lam: Any, *, weights: Any = None) -> j
     X = as_data(X)
     means = check_means(means, X, name="means")
     lam = check_positive_scalar(lam, X.dtype, "lam")
-    w = check_weights(weights, X.shape[0], X.dtype)
-    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     return _objective(X, w, means, lam)
 
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._driver import DEFAULT_BLOCK_SIZE, fit_compiled
-from .._validation import as_data, check_positive_int, check_tol, check_weights
+from .._validation import as_data, check_positive_int, check_tol, weights_or_ones
 from .._variant import Params, Variant
 from ._tempered import check_beta
 
@@ -121,8 +121,7 @@ def limit_sweep(
         raise ValueError("betas of a sweep must be finite (the hard limit is its reference).")
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_tol(tol)
-    w = check_weights(weights, X.shape[0], X.dtype)
-    w = jnp.ones((X.shape[0],), X.dtype) if w is None else w
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
     # A loop of calls to the compiled fit and diagnostics: beta is a traced leaf, so they compile
     # once (block_size is passed as gl.fit passes it, so the fits share gl.fit's compilation).
     hard = params._replace(beta=jnp.asarray(np.inf, X.dtype))
