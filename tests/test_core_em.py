@@ -118,6 +118,16 @@ def test_ties_go_to_lowest_index():
     np.testing.assert_array_equal(hard[:2], [[1, 0, 0], [1, 0, 0]])
     soft = np.asarray(gl.responsibilities(X, means, 1.0))
     np.testing.assert_allclose(soft[0], [1 / 3, 1 / 3, 1 / 3], rtol=1e-15)
+    # the fit's own (fused) E-step, alone and batched over sigma2 (the wide sweep path)
+    fused = gl.variants.isotropic.fused_e_step
+    ones = jnp.ones((3,))
+    for s2 in (0.0, 1.0):
+        _, labels, _ = fused(gl.IsotropicParams(jnp.asarray(means), jnp.asarray(s2)), X, ones)
+        np.testing.assert_array_equal(np.asarray(labels), [0, 0, 0])  # row 2 ties 0, 1
+    batched = jax.vmap(
+        lambda s2: fused(gl.IsotropicParams(jnp.asarray(means), s2), jnp.asarray(X), ones)[1]
+    )(jnp.array([0.0, 1.0]))
+    np.testing.assert_array_equal(np.asarray(batched), [[0, 0, 0], [0, 0, 0]])
 
 
 def test_em_component_with_underflowing_mass_keeps_its_mean():
