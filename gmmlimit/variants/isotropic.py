@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
+from .._reduce import tree_min_first_index, tree_sum
 from .._validation import check_means, check_sigma2
 from .._variant import EStepBlock, FarPoints, Variant
 
@@ -144,10 +145,7 @@ def _fused_impl(
         means, x, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST
     )  # (K, B)
     partial = means_sq[:, None] - 2.0 * cross
-    best = jnp.min(partial, axis=0)
-    component = lax.broadcasted_iota(jnp.int32, partial.shape, 0)
-    labels = jnp.min(jnp.where(partial == best[None, :], component, k), axis=0)
-    labels = jnp.minimum(labels, k - 1)
+    best, labels = tree_min_first_index(partial, axis=0)
     diff = x - means[labels]
     nearest = jnp.sum(diff * diff, axis=1)
     distortion = jnp.sum(weight * nearest)
@@ -161,10 +159,11 @@ def _fused_impl(
     def soft(_: None) -> tuple[jax.Array, jax.Array, jax.Array]:
         positive = sigma2 > 0
         inv_temp = 0.5 / jnp.where(positive, sigma2, 1.0)
-        gap = jnp.maximum(partial - best[None, :], 0.0)
+        # Formed from the product inside this branch, so the hard branch never materialises it.
+        gap = jnp.maximum((means_sq[:, None] - 2.0 * cross) - best[None, :], 0.0)
         # gap == 0 stays exactly 0 even if inv_temp overflowed to inf (a denormal sigma2).
         e = jnp.exp(jnp.where(gap > 0, -gap * inv_temp, 0.0))
-        total = jnp.sum(e, axis=0)
+        total = tree_sum(e, axis=0)
         weighted = e * (weight / total)[None, :]
         sums = lax.dot_general(
             weighted, x, (((1,), (0,)), ((), ())), precision=lax.Precision.HIGHEST
@@ -209,17 +208,15 @@ def _fused_wide(
     means_sq = jnp.sum(means * means, axis=2)
     cross = lax.dot_general(means.reshape(s * k, d), x, (((1,), (1,)), ((), ())), precision=hi)
     partial = means_sq[:, :, None] - 2.0 * cross.reshape(s, k, b)
-    best = jnp.min(partial, axis=1)
+    best, labels = tree_min_first_index(partial, axis=1)
     component = lax.broadcasted_iota(jnp.int32, partial.shape, 1)
-    labels = jnp.min(jnp.where(partial == best[:, None, :], component, k), axis=1)
-    labels = jnp.minimum(labels, k - 1)
     diff = x[None, :, :] - jnp.take_along_axis(means, labels[:, :, None], axis=1)
     nearest = jnp.sum(diff * diff, axis=2)
     positive = sigma2 > 0
     inv_temp = 0.5 / jnp.where(positive, sigma2, 1.0)
     gap = jnp.maximum(partial - best[:, None, :], 0.0)
     e = jnp.exp(jnp.where(gap > 0, -gap * inv_temp[:, None, None], 0.0))
-    total = jnp.sum(e, axis=1)
+    total = tree_sum(e, axis=1)
     soft = e * (weight[None, :] / total)[:, None, :]
     hard = jnp.where(component == labels[:, None, :], weight[None, None, :], 0.0)
     weighted = jnp.where(positive[:, None, None], soft, hard)
