@@ -12,6 +12,10 @@ What is measured (every anchor on the same array, in the same process):
   ``KMeans(algorithm="lloyd")``, ``KMeans(algorithm="elkan")`` and ``faiss.Kmeans`` (float32
   only; faiss has no float64 path; its subsampling is switched off so it sees every row).
 * EM: gmmlimit ``em`` against scikit-learn ``GaussianMixture(covariance_type="spherical")``.
+* gmmlimit twice: on one device (the default ``fit``), and with the rows sharded over all devices
+  (``fit_sharded``). On a CPU the script first splits the host into ``--host-devices`` devices
+  (default: one per core) with ``--xla_force_host_platform_device_count``, so each core scans
+  its own share of the rows; scikit-learn and faiss use every core through their own threads.
 * Per-iteration time is a difference of two fits, ``(T(1 + R) - T(1)) / R`` iterations, so set-up
   costs (input checks, copies, centring, the final labelling pass) cancel for every library. Each
   fit time is the best of ``--repeats`` runs. The data are Gaussian noise, on which no method
@@ -139,8 +143,60 @@ def _gmmlimit_runner(X, m0, sigma2: float, block_size: int | None):
     return run, compile_s
 
 
-def bench_gmmlimit(X, m0, sigma2, iters, repeats, block_size=None) -> dict:
-    run, first = _gmmlimit_runner(X, m0, sigma2, block_size)
+def _gmmlimit_sharded_runner(X, m0, sigma2: float, block_size: int | None):
+    """Like :func:`_gmmlimit_runner`, with the rows sharded over all devices (``fit_sharded``).
+
+    The blocks are padded and placed on the devices once, outside the timed calls.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from gmmlimit._driver import DEFAULT_BLOCK_SIZE
+    from gmmlimit._sharding import _fit_sharded_compiled, _shard_blocks, default_mesh
+    from gmmlimit.variants.isotropic import IsotropicParams, isotropic
+
+    bs = block_size or DEFAULT_BLOCK_SIZE
+    mesh = default_mesh()
+    axis = mesh.axis_names[0]
+    Xj = jnp.asarray(X)
+    w = jnp.ones((X.shape[0],), Xj.dtype)
+    blocks, local_rows = _shard_blocks(
+        Xj, w, int(mesh.shape[axis]), bs, NamedSharding(mesh, P(axis))
+    )
+    params = jax.device_put(
+        IsotropicParams(jnp.asarray(m0), jnp.asarray(sigma2, Xj.dtype)), NamedSharding(mesh, P())
+    )
+    shift_scale = jnp.mean(jnp.var(Xj, axis=0))
+    tol = jnp.asarray(-jnp.inf, Xj.dtype)
+    compile_s: dict[int, float] = {}
+
+    def run(max_iter: int) -> int:
+        t0 = time.perf_counter()
+        res = _fit_sharded_compiled(
+            isotropic,
+            blocks,
+            params,
+            tol,
+            shift_scale,
+            n=X.shape[0],
+            max_iter=max_iter,
+            mesh=mesh,
+            axis=axis,
+            local_rows=local_rows,
+        )
+        jax.block_until_ready(res)
+        if max_iter not in compile_s:
+            compile_s[max_iter] = time.perf_counter() - t0
+        return int(res.n_iter)
+
+    return run, compile_s
+
+
+def bench_gmmlimit(X, m0, sigma2, iters, repeats, block_size=None, sharded=False) -> dict:
+    make_runner = _gmmlimit_sharded_runner if sharded else _gmmlimit_runner
+    run, first = make_runner(X, m0, sigma2, block_size)
     per_iter, n1, n2 = _per_iter(run, iters, repeats)
     t_warm = _best_time(lambda: run(1 + iters), 1)
     return {
@@ -345,6 +401,8 @@ def machine_info() -> dict:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "jax_device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
+        "n_devices": len(jax.devices()),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "versions": {
             "python": platform.python_version(),
             "jax": jax.__version__,
@@ -366,9 +424,16 @@ def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
     out: dict = {"N": n, "D": d, "K": k, "dtype": dtype, "sigma2": sigma2, "kmeans": {}, "em": {}}
     log = lambda msg: print(f"  [{n},{d},{k},{dtype}] {msg}", flush=True)  # noqa: E731
 
+    import jax
+
+    n_dev = len(jax.devices())
+    sharded_name = f"gmmlimit-sharded-{n_dev}dev"
     km = out["kmeans"]
     km["gmmlimit"] = bench_gmmlimit(X, m0, 0.0, it, rep, args.block_size)
     log(f"gmmlimit kmeans {km['gmmlimit']['per_iter_s']:.4f} s/iter")
+    if n_dev > 1:
+        km[sharded_name] = bench_gmmlimit(X, m0, 0.0, it, rep, args.block_size, sharded=True)
+        log(f"gmmlimit kmeans over {n_dev} devices {km[sharded_name]['per_iter_s']:.4f} s/iter")
     for algo in () if args.only_gmmlimit else ("lloyd", "elkan"):
         km[f"sklearn-{algo}"] = bench_sklearn_kmeans(X, m0, algo, it, arep)
         log(f"sklearn {algo} {km[f'sklearn-{algo}']['per_iter_s']:.4f} s/iter")
@@ -379,6 +444,9 @@ def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
     em = out["em"]
     em["gmmlimit"] = bench_gmmlimit(X, m0, sigma2, it, rep, args.block_size)
     log(f"gmmlimit em {em['gmmlimit']['per_iter_s']:.4f} s/iter")
+    if n_dev > 1:
+        em[sharded_name] = bench_gmmlimit(X, m0, sigma2, it, rep, args.block_size, sharded=True)
+        log(f"gmmlimit em over {n_dev} devices {em[sharded_name]['per_iter_s']:.4f} s/iter")
     if not args.only_gmmlimit:
         gmm_it = args.gmm_iters or it
         em["sklearn-gmm-spherical"] = bench_sklearn_gmm(X, m0, sigma2, gmm_it, arep)
@@ -386,10 +454,13 @@ def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
 
     for kind, flops in (("kmeans", 2.0 * n * k * d), ("em", 4.0 * n * k * d)):
         ours = out[kind]["gmmlimit"]["per_iter_s"]
+        ours_sharded = out[kind].get(sharded_name, {}).get("per_iter_s")
         for entry in out[kind].values():
             entry["gflops"] = flops / entry["per_iter_s"] / 1e9
             entry["frac_peak"] = entry["gflops"] / peak
             entry["speedup_of_gmmlimit"] = entry["per_iter_s"] / ours
+            if ours_sharded is not None:
+                entry["speedup_of_gmmlimit_sharded"] = entry["per_iter_s"] / ours_sharded
 
     if args.sweep and dtype in args.sweep_dtypes.split(","):
         s2 = np.geomspace(1e-3, 4.0, N_SWEEP)
@@ -416,18 +487,24 @@ def to_markdown(res: dict) -> str:
         + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in res["gemm_peak_gflops"].items())
         + ".",
         "",
-        "| N, D, K | dtype | task | method | s / iter | gmmlimit speed-up | GFLOP/s | of peak |"
-        " compile s |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "Speed-up columns: this row's time over gmmlimit's, on one device and with the rows "
+        f"sharded over {m.get('n_devices', 1)} devices (`fit_sharded`; on a CPU, host devices "
+        "from `--xla_force_host_platform_device_count`, one per core).",
+        "",
+        "| N, D, K | dtype | task | method | s / iter | gmmlimit speed-up | sharded speed-up |"
+        " GFLOP/s | of peak | compile s |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in res["settings"]:
         shape = f"{s['N']:,}, {s['D']}, {s['K']}"
         for kind in ("kmeans", "em"):
             for name, e in s[kind].items():
                 comp = f"{e['compile_s']:.2f}" if "compile_s" in e else ""
+                sharded = e.get("speedup_of_gmmlimit_sharded")
+                sharded_txt = f"{sharded:.2f}x" if sharded is not None else ""
                 lines.append(
                     f"| {shape} | {s['dtype']} | {kind} | {name} | {e['per_iter_s']:.4f} | "
-                    f"{e['speedup_of_gmmlimit']:.2f}x | {e['gflops']:.1f} | "
+                    f"{e['speedup_of_gmmlimit']:.2f}x | {sharded_txt} | {e['gflops']:.1f} | "
                     f"{100 * e['frac_peak']:.0f}% | {comp} |"
                 )
     sweeps = [s for s in res["settings"] if "sweep" in s]
@@ -482,6 +559,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-sweep", dest="sweep", action="store_false")
     p.add_argument("--memory-size", default=None, help="N,D,K of the memory probe ('' to skip)")
     p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--host-devices",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="CPU host devices for the sharded rows (default: one per core; 1: no sharded rows). "
+        "Only the CPU platform reads it; a GPU run shards over the GPUs it has.",
+    )
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/...)")
     p.add_argument("--md", default=None, help="also write the Markdown table here")
     args = p.parse_args(argv)
@@ -491,6 +575,12 @@ def main(argv: list[str] | None = None) -> None:
         n, d, k = map(int, args.memory_probe.split(","))
         print(json.dumps(memory_probe(n, d, k, dtypes[0], args.iters or 5)))
         return
+
+    if args.host_devices > 1:
+        # Must be set before JAX creates its CPU client; it splits the host into that many
+        # devices (each runs its share of the rows), and changes nothing on a GPU.
+        flag = f"--xla_force_host_platform_device_count={args.host_devices}"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
 
     import jax
 

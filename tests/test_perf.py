@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import gmmlimit as gl
 from gmmlimit._driver import fit_compiled
@@ -44,3 +45,25 @@ def test_vmap_over_datasets_takes_the_plain_path():
         one = gl.em(xs[i], m0, 0.5, max_iter=20, tol=0.0, block_size=64)
         np.testing.assert_allclose(batched.means[i], one.means, rtol=1e-12, atol=1e-12)
         assert int(batched.n_iter[i]) == int(one.n_iter)
+
+
+@pytest.mark.parametrize("tile_elements", [40, 1 << 18])
+def test_wide_sweep_in_tiles_equals_loop(monkeypatch, tile_elements):
+    # 3 lanes x 4 components: 40 elements -> tiles of 3 rows (a padded last tile of each block
+    # of 64 rows); 2^18 -> one tile per block.
+    import sys
+
+    monkeypatch.setattr(
+        sys.modules["gmmlimit.variants.isotropic"], "WIDE_TILE_ELEMENTS", tile_elements
+    )
+    x = jnp.asarray(X)
+    w = jnp.asarray(W)
+    m0 = x[:4]
+    s2 = jnp.asarray([0.0, 0.3, 2.0])
+    batched = jax.jit(jax.vmap(lambda s: _fit(x, w, m0, s)))(s2)
+    for i in range(3):
+        one = _fit(x, w, m0, s2[i])
+        np.testing.assert_array_equal(np.asarray(batched.labels[i]), np.asarray(one.labels))
+        assert int(batched.n_iter[i]) == int(one.n_iter)
+        np.testing.assert_allclose(batched.means[i], one.means, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(batched.history[i], one.history, rtol=1e-12)

@@ -157,18 +157,19 @@ def _fused_impl(
         return counts, sums, jnp.zeros((), x.dtype)
 
     def soft(_: None) -> tuple[jax.Array, jax.Array, jax.Array]:
-        positive = sigma2 > 0
-        inv_temp = 0.5 / jnp.where(positive, sigma2, 1.0)
+        two_sigma2 = 2.0 * jnp.where(sigma2 > 0, sigma2, 1.0)
         # Formed from the product inside this branch, so the hard branch never materialises it.
         gap = jnp.maximum((means_sq[:, None] - 2.0 * cross) - best[None, :], 0.0)
-        # gap == 0 stays exactly 0 even if inv_temp overflowed to inf (a denormal sigma2).
-        e = jnp.exp(jnp.where(gap > 0, -gap * inv_temp, 0.0))
+        # A division, not a product with 1 / (2 sigma2): 0 / (2 sigma2) is exactly 0 even for a
+        # denormal sigma2, where 1 / (2 sigma2) overflows to inf and 0 * inf would be NaN. It also
+        # needs no elementwise select, which XLA:CPU does not vectorise (docs/scale.md).
+        e = jnp.exp(-(gap / two_sigma2))
         total = tree_sum(e, axis=0)
         weighted = e * (weight / total)[None, :]
         sums = lax.dot_general(
             weighted, x, (((1,), (0,)), ((), ())), precision=lax.Precision.HIGHEST
         )
-        log_lik = jnp.log(total) - nearest * inv_temp
+        log_lik = jnp.log(total) - nearest / two_sigma2
         return jnp.sum(weighted, axis=1), sums, jnp.sum(weight * log_lik)
 
     counts, sums, log_lik_core = lax.cond(sigma2 > 0, soft, hard, None)
@@ -182,6 +183,19 @@ def _fused_impl(
     return stats, labels, nearest
 
 
+WIDE_TILE_ELEMENTS = 1 << 18
+"""Target size (S * K * rows) of one tile of the wide sweep block: about 1 MiB of float32, so the
+(S K, b) distances and responsibilities of a tile stay in a core's L2 cache."""
+
+
+def _wide_tile_rows(block_rows: int, lanes: int) -> int:
+    """Rows per tile: ``WIDE_TILE_ELEMENTS // lanes`` rounded down to a multiple of 8, in [1, B]."""
+    target = WIDE_TILE_ELEMENTS // lanes
+    if target >= 8:
+        target -= target % 8
+    return min(block_rows, max(1, target))
+
+
 def _fused_wide(
     means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array
 ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
@@ -189,9 +203,10 @@ def _fused_wide(
 
     Under ``vmap`` with a batched sigma2 the ``lax.cond`` of :func:`_fused_impl` becomes a select
     that runs both branches and broadcasts the block to (S, B, D). Here the S * K means are
-    stacked instead: one (S K, D) x (D, B) product gives every distance and one (S K, B) x (B, D)
+    stacked instead: one (S K, D) x (D, b) product gives every distance and one (S K, b) x (b, D)
     product every weighted sum; each lane's responsibilities are its softmax (sigma2 > 0) or the
-    one-hot of its labels (sigma2 = 0), chosen elementwise.
+    one-hot of its labels (sigma2 = 0), chosen elementwise. The block is cut into tiles of b rows
+    (:func:`_wide_tile_rows`) so that the (S K, b) intermediates stay in cache.
 
     Args:
         means: (S, K, D) means.
@@ -204,31 +219,63 @@ def _fused_wide(
     """
     s, k, d = means.shape
     b = x.shape[0]
+    tile = _wide_tile_rows(b, s * k)
     hi = lax.Precision.HIGHEST
+    flat_means = means.reshape(s * k, d)
     means_sq = jnp.sum(means * means, axis=2)
-    cross = lax.dot_general(means.reshape(s * k, d), x, (((1,), (1,)), ((), ())), precision=hi)
-    partial = means_sq[:, :, None] - 2.0 * cross.reshape(s, k, b)
-    best, labels = tree_min_first_index(partial, axis=1)
-    component = lax.broadcasted_iota(jnp.int32, partial.shape, 1)
-    diff = x[None, :, :] - jnp.take_along_axis(means, labels[:, :, None], axis=1)
-    nearest = jnp.sum(diff * diff, axis=2)
     positive = sigma2 > 0
-    inv_temp = 0.5 / jnp.where(positive, sigma2, 1.0)
-    gap = jnp.maximum(partial - best[:, None, :], 0.0)
-    e = jnp.exp(jnp.where(gap > 0, -gap * inv_temp[:, None, None], 0.0))
-    total = tree_sum(e, axis=1)
-    soft = e * (weight[None, :] / total)[:, None, :]
-    hard = jnp.where(component == labels[:, None, :], weight[None, None, :], 0.0)
-    weighted = jnp.where(positive[:, None, None], soft, hard)
-    sums = lax.dot_general(weighted.reshape(s * k, b), x, (((1,), (0,)), ((), ())), precision=hi)
-    log_lik = jnp.log(total) - nearest * inv_temp[:, None]
-    stats = IsotropicStats(
-        counts=jnp.sum(weighted, axis=2),
-        sums=sums.reshape(s, k, d),
-        total_weight=jnp.broadcast_to(jnp.sum(weight), (s,)),
-        log_lik_core=jnp.where(positive, jnp.sum(weight[None, :] * log_lik, axis=1), 0.0),
-        distortion=jnp.sum(weight[None, :] * nearest, axis=1),
+    two_sigma2 = 2.0 * jnp.where(positive, sigma2, 1.0)
+
+    def one_tile(
+        acc: tuple[jax.Array, ...], tile_data: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, jax.Array]]:
+        xt, wt = tile_data
+        cross = lax.dot_general(flat_means, xt, (((1,), (1,)), ((), ())), precision=hi)
+        partial = means_sq[:, :, None] - 2.0 * cross.reshape(s, k, tile)
+        best, labels = tree_min_first_index(partial, axis=1)
+        diff = xt[None, :, :] - jnp.take_along_axis(means, labels[:, :, None], axis=1)
+        nearest = jnp.sum(diff * diff, axis=2)
+        gap = jnp.maximum(partial - best[:, None, :], 0.0)
+        e = jnp.exp(-(gap / two_sigma2[:, None, None]))  # as in _fused_impl
+        total = tree_sum(e, axis=1)
+        soft = e * (wt[None, :] / total)[:, None, :]
+        component = lax.broadcasted_iota(jnp.int32, partial.shape, 1)
+        hard = jnp.where(component == labels[:, None, :], wt[None, None, :], 0.0)
+        weighted = jnp.where(positive[:, None, None], soft, hard)
+        sums = lax.dot_general(
+            weighted.reshape(s * k, tile), xt, (((1,), (0,)), ((), ())), precision=hi
+        )
+        log_lik = jnp.log(total) - nearest / two_sigma2[:, None]
+        counts_acc, sums_acc, log_lik_acc, distortion_acc = acc
+        acc = (
+            counts_acc + jnp.sum(weighted, axis=2),
+            sums_acc + sums.reshape(s, k, d),
+            log_lik_acc + jnp.sum(wt[None, :] * log_lik, axis=1),
+            distortion_acc + jnp.sum(wt[None, :] * nearest, axis=1),
+        )
+        return acc, (labels, nearest)
+
+    zeros = (
+        jnp.zeros((s, k), x.dtype),
+        jnp.zeros((s, k, d), x.dtype),
+        jnp.zeros((s,), x.dtype),
+        jnp.zeros((s,), x.dtype),
     )
+    n_tiles = -(-b // tile)
+    pad = n_tiles * tile - b  # padding rows have weight 0: they add nothing to any statistic
+    x_padded = jnp.pad(x, ((0, pad), (0, 0)))
+    w_padded = jnp.pad(weight, (0, pad))
+    tiles = (x_padded.reshape(n_tiles, tile, d), w_padded.reshape(n_tiles, tile))
+    (counts, sums, log_lik_core, distortion), (labels, nearest) = lax.scan(one_tile, zeros, tiles)
+    stats = IsotropicStats(
+        counts=counts,
+        sums=sums,
+        total_weight=jnp.broadcast_to(jnp.sum(weight), (s,)),
+        log_lik_core=jnp.where(positive, log_lik_core, 0.0),
+        distortion=distortion,
+    )
+    labels = jnp.moveaxis(labels, 0, 1).reshape(s, n_tiles * tile)[:, :b]
+    nearest = jnp.moveaxis(nearest, 0, 1).reshape(s, n_tiles * tile)[:, :b]
     return stats, labels, nearest
 
 
