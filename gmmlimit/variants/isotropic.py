@@ -206,7 +206,8 @@ def _fused_wide(
     stacked instead: one (S K, D) x (D, b) product gives every distance and one (S K, b) x (b, D)
     product every weighted sum; each lane's responsibilities are its softmax (sigma2 > 0) or the
     one-hot of its labels (sigma2 = 0), chosen elementwise. The block is cut into tiles of b rows
-    (:func:`_wide_tile_rows`) so that the (S K, b) intermediates stay in cache.
+    (:func:`_wide_tile_rows`; the last tile padded with weight-0 rows) so that the (S K, b)
+    intermediates stay in cache.
 
     Args:
         means: (S, K, D) means.
