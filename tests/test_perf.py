@@ -48,9 +48,13 @@ def test_vmap_over_datasets_takes_the_plain_path():
 
 
 @pytest.mark.parametrize("tile_elements", [40, 1 << 18])
-def test_wide_sweep_in_tiles_equals_loop(monkeypatch, tile_elements):
+@pytest.mark.parametrize(
+    "sigma2s", [[0.0, 0.3, 2.0], [0.0, 0.0, 0.0], [0.1, 0.3, 2.0]], ids=["mixed", "hard", "soft"]
+)
+def test_wide_sweep_in_tiles_equals_loop(monkeypatch, tile_elements, sigma2s):
     # 3 lanes x 4 components: 40 elements -> tiles of 3 rows (a padded last tile of each block
-    # of 64 rows); 2^18 -> one tile per block.
+    # of 64 rows); 2^18 -> one tile per block. All-soft and all-hard lane sets take branches of
+    # their own (no one-hot, no exponentials).
     import sys
 
     monkeypatch.setattr(
@@ -58,11 +62,11 @@ def test_wide_sweep_in_tiles_equals_loop(monkeypatch, tile_elements):
     )
     x = jnp.asarray(X)
     w = jnp.asarray(W)
-    m0 = x[:4]
-    s2 = jnp.asarray([0.0, 0.3, 2.0])
-    batched = jax.jit(jax.vmap(lambda s: _fit(x, w, m0, s)))(s2)
+    starts = jnp.stack([x[:4], x[10:14], x[20:24]])
+    s2 = jnp.asarray(sigma2s)
+    batched = jax.jit(jax.vmap(lambda m, s: _fit(x, w, m, s)))(starts, s2)
     for i in range(3):
-        one = _fit(x, w, m0, s2[i])
+        one = _fit(x, w, starts[i], s2[i])
         np.testing.assert_array_equal(np.asarray(batched.labels[i]), np.asarray(one.labels))
         assert int(batched.n_iter[i]) == int(one.n_iter)
         np.testing.assert_allclose(batched.means[i], one.means, rtol=1e-12, atol=1e-12)

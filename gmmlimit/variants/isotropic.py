@@ -227,6 +227,10 @@ def _fused_wide(
     positive = sigma2 > 0
     two_sigma2 = 2.0 * jnp.where(positive, sigma2, 1.0)
 
+    # Which lanes are soft is known for the whole block: a sweep of positive sigma2 values skips
+    # the one-hot and the per-lane choice, and vmapped K-means restarts skip the exponentials.
+    mode = jnp.where(jnp.all(positive), 0, jnp.where(jnp.any(positive), 2, 1))
+
     def one_tile(
         acc: tuple[jax.Array, ...], tile_data: tuple[jax.Array, jax.Array]
     ) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, jax.Array]]:
@@ -236,17 +240,28 @@ def _fused_wide(
         best, labels = tree_min_first_index(partial, axis=1)
         diff = xt[None, :, :] - jnp.take_along_axis(means, labels[:, :, None], axis=1)
         nearest = jnp.sum(diff * diff, axis=2)
-        gap = jnp.maximum(partial - best[:, None, :], 0.0)
-        e = jnp.exp(-(gap / two_sigma2[:, None, None]))  # as in _fused_impl
-        total = tree_sum(e, axis=1)
-        soft = e * (wt[None, :] / total)[:, None, :]
-        component = lax.broadcasted_iota(jnp.int32, partial.shape, 1)
-        hard = jnp.where(component == labels[:, None, :], wt[None, None, :], 0.0)
-        weighted = jnp.where(positive[:, None, None], soft, hard)
+
+        def soft() -> tuple[jax.Array, jax.Array]:
+            gap = jnp.maximum(partial - best[:, None, :], 0.0)
+            e = jnp.exp(-(gap / two_sigma2[:, None, None]))  # as in _fused_impl
+            total = tree_sum(e, axis=1)
+            log_lik = jnp.log(total) - nearest / two_sigma2[:, None]
+            return e * (wt[None, :] / total)[:, None, :], log_lik
+
+        def hard() -> tuple[jax.Array, jax.Array]:
+            component = lax.broadcasted_iota(jnp.int32, partial.shape, 1)
+            one_hot = jnp.where(component == labels[:, None, :], wt[None, None, :], 0.0)
+            return one_hot, jnp.zeros_like(nearest)
+
+        def mixed() -> tuple[jax.Array, jax.Array]:
+            soft_weighted, log_lik = soft()
+            hard_weighted, _ = hard()
+            return jnp.where(positive[:, None, None], soft_weighted, hard_weighted), log_lik
+
+        weighted, log_lik = lax.switch(mode, (soft, hard, mixed))
         sums = lax.dot_general(
             weighted.reshape(s * k, tile), xt, (((1,), (0,)), ((), ())), precision=hi
         )
-        log_lik = jnp.log(total) - nearest / two_sigma2[:, None]
         counts_acc, sums_acc, log_lik_acc, distortion_acc = acc
         acc = (
             counts_acc + jnp.sum(weighted, axis=2),
