@@ -205,9 +205,10 @@ def _fused_wide(
     that runs both branches and broadcasts the block to (S, B, D). Here the S * K means are
     stacked instead: one (S K, D) x (D, b) product gives every distance and one (S K, b) x (b, D)
     product every weighted sum; each lane's responsibilities are its softmax (sigma2 > 0) or the
-    one-hot of its labels (sigma2 = 0), chosen elementwise. The block is cut into tiles of b rows
-    (:func:`_wide_tile_rows`; the last tile padded with weight-0 rows) so that the (S K, b)
-    intermediates stay in cache.
+    one-hot of its labels (sigma2 = 0), chosen elementwise, or for the whole block when all lanes
+    are soft or all hard (``lax.switch``: a sweep then skips the one-hot, vmapped K-means restarts
+    the exponentials). The block is cut into tiles of b rows (:func:`_wide_tile_rows`; the last
+    tile padded with weight-0 rows) so that the (S K, b) intermediates stay in cache.
 
     Args:
         means: (S, K, D) means.
