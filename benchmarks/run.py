@@ -118,7 +118,29 @@ def _per_iter(
 # ----------------------------------------------------------------------------------------------
 
 
-def _gmmlimit_runner(X, m0, sigma2: float, block_size: int | None):
+def _timed(fit: Callable[[int], object]):
+    """Wrap ``fit(max_iter) -> FitResult`` as ``run(max_iter) -> n_iter`` for :func:`_per_iter`.
+
+    Returns ``(run, compile_s, objective)``: the first call's wall time per ``max_iter`` (it
+    includes compilation) and the final objective of the latest call per ``max_iter``.
+    """
+    import jax
+
+    compile_s: dict[int, float] = {}
+    objective: dict[int, float] = {}
+
+    def run(max_iter: int) -> int:
+        t0 = time.perf_counter()
+        res = jax.block_until_ready(fit(max_iter))
+        if max_iter not in compile_s:
+            compile_s[max_iter] = time.perf_counter() - t0
+        objective[max_iter] = float(res.objective)
+        return int(res.n_iter)
+
+    return run, compile_s, objective
+
+
+def _gmmlimit_fit(X, m0, sigma2: float, block_size: int | None) -> Callable[[int], object]:
     import jax
     import jax.numpy as jnp
 
@@ -131,21 +153,13 @@ def _gmmlimit_runner(X, m0, sigma2: float, block_size: int | None):
     params = IsotropicParams(jnp.asarray(m0), jnp.asarray(sigma2, Xj.dtype))
     # tol = -inf: only max_iter stops a soft fit; a hard fit stops only if no label changes.
     tol = jnp.asarray(-jnp.inf, Xj.dtype)
-    compile_s: dict[int, float] = {}
-
-    def run(max_iter: int) -> int:
-        t0 = time.perf_counter()
-        res = fit_compiled(isotropic, Xj, w, params, tol, max_iter=max_iter, block_size=bs)
-        jax.block_until_ready(res)
-        if max_iter not in compile_s:
-            compile_s[max_iter] = time.perf_counter() - t0
-        return int(res.n_iter)
-
-    return run, compile_s
+    return lambda max_iter: fit_compiled(
+        isotropic, Xj, w, params, tol, max_iter=max_iter, block_size=bs
+    )
 
 
-def _gmmlimit_sharded_runner(X, m0, sigma2: float, block_size: int | None):
-    """Like :func:`_gmmlimit_runner`, with the rows sharded over all devices (``fit_sharded``).
+def _gmmlimit_sharded_fit(X, m0, sigma2: float, block_size: int | None) -> Callable[[int], object]:
+    """Like :func:`_gmmlimit_fit`, with the rows sharded over all devices (``fit_sharded``).
 
     The blocks are padded and placed on the devices once, outside the timed calls.
     """
@@ -171,39 +185,30 @@ def _gmmlimit_sharded_runner(X, m0, sigma2: float, block_size: int | None):
     )
     shift_scale = jnp.mean(jnp.var(Xj, axis=0))
     tol = jnp.asarray(-jnp.inf, Xj.dtype)
-    compile_s: dict[int, float] = {}
-
-    def run(max_iter: int) -> int:
-        t0 = time.perf_counter()
-        res = _fit_sharded_compiled(
-            isotropic,
-            blocks,
-            params,
-            tol,
-            shift_scale,
-            n=X.shape[0],
-            max_iter=max_iter,
-            mesh=mesh,
-            axis=axis,
-            local_rows=local_rows,
-        )
-        jax.block_until_ready(res)
-        if max_iter not in compile_s:
-            compile_s[max_iter] = time.perf_counter() - t0
-        return int(res.n_iter)
-
-    return run, compile_s
+    return lambda max_iter: _fit_sharded_compiled(
+        isotropic,
+        blocks,
+        params,
+        tol,
+        shift_scale,
+        n=X.shape[0],
+        max_iter=max_iter,
+        mesh=mesh,
+        axis=axis,
+        local_rows=local_rows,
+    )
 
 
 def bench_gmmlimit(X, m0, sigma2, iters, repeats, block_size=None, sharded=False) -> dict:
-    make_runner = _gmmlimit_sharded_runner if sharded else _gmmlimit_runner
-    run, first = make_runner(X, m0, sigma2, block_size)
+    make_fit = _gmmlimit_sharded_fit if sharded else _gmmlimit_fit
+    run, first, objective = _timed(make_fit(X, m0, sigma2, block_size))
     per_iter, n1, n2 = _per_iter(run, iters, repeats)
     t_warm = _best_time(lambda: run(1 + iters), 1)
     return {
         "per_iter_s": per_iter,
         "n_iter": [n1, n2],
         "compile_s": max(first[1 + iters] - t_warm, 0.0),
+        "objective": objective[1 + iters],
     }
 
 
