@@ -146,6 +146,8 @@ def e_pass(
         labels, and the running top-K (None unless ``track_farthest``).
     """
     n_blocks, b, _ = blocks.x.shape
+    if variant.fused_pass is not None:
+        return _whole_pass(variant, params, blocks, track_farthest)
     block_stats = partial(block_pass, variant, params)
     shapes = jax.eval_shape(block_stats, blocks.x[0], blocks.weight[0])
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[0])
@@ -173,6 +175,27 @@ def e_pass(
         body, (zeros, far0), (blocks.x, blocks.weight, blocks.valid, offsets)
     )
     return stats, labels.reshape(-1), (far if track_farthest else None)
+
+
+def _whole_pass(
+    variant: Variant, params: Params, blocks: Blocks, track_farthest: bool
+) -> tuple[Stats, jax.Array, _Farthest | None]:
+    """:func:`e_pass` through the variant's ``fused_pass``; the farthest rows in one top-K.
+
+    One top-K over all rows picks the same rows as the block-by-block merge: both keep the K
+    largest distortions, ties going to the lowest row index (unfilled slots hold -inf, index 0).
+    """
+    stats, labels, distortion = variant.fused_pass(params, blocks.x, blocks.weight)
+    if not track_farthest:
+        return stats, labels.reshape(-1), None
+    k = stats.counts.shape[0]
+    value = jnp.where(blocks.valid, distortion, -jnp.inf).reshape(-1)
+    all_value = jnp.concatenate([jnp.full((k,), -jnp.inf, value.dtype), value])
+    all_index = jnp.concatenate(
+        [jnp.zeros((k,), jnp.int32), jnp.arange(value.shape[0], dtype=jnp.int32)]
+    )
+    top, pos = lax.top_k(all_value, k)
+    return stats, labels.reshape(-1), _Farthest(top, all_index[pos])
 
 
 def _maybe_relocate(

@@ -86,6 +86,10 @@ class Variant(NamedTuple):
             x))`` with that E-step's labels and distortion (up to rounding), computed in one pass
             without materialising (B, K) responsibilities for the driver. The driver uses it when
             present; ``e_step`` stays the reference (and serves per-row diagnostics).
+        fused_pass: optional ``(params, x_blocks (n, B, D), weight_blocks (n, B)) -> (stats,
+            labels (n, B), distortion (n, B))``, a whole streamed E-step: the statistics of the
+            blocks added in block order, equal to scanning ``fused_e_step`` over the blocks. The
+            driver uses it when present, so a variant can hand all blocks to one kernel call.
     """
 
     name: str
@@ -99,5 +103,8 @@ class Variant(NamedTuple):
     validate: Callable[[jax.Array, Params], Params] | None = None
     maximize: bool = True
     fused_e_step: (
+        Callable[[Params, jax.Array, jax.Array], tuple[Stats, jax.Array, jax.Array]] | None
+    ) = None
+    fused_pass: (
         Callable[[Params, jax.Array, jax.Array], tuple[Stats, jax.Array, jax.Array]] | None
     ) = None

@@ -15,13 +15,16 @@ Empty components:
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .. import _native
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
 from .._reduce import tree_min_first_index, tree_sum
 from .._validation import check_means, check_sigma2
@@ -110,35 +113,15 @@ def _fused_e_step(
     return _fused_block(params.means, params.sigma2, x, weight)
 
 
-def _fused_impl(
+def _use_native(x: jax.Array, k: int, native: bool) -> bool:
+    """Whether hard E-steps of this block may call the compiled CPU kernel (:mod:`.._native`)."""
+    return native and _native.supports(x.dtype, k)
+
+
+def _fused_jax(
     means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array
 ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
-    """E-step and statistics of one block in one pass, for one parameter set.
-
-    The same quantities as ``_sufficient_stats(x, weight, _e_step(params, x))`` (up to rounding),
-    laid out for speed:
-
-    * distances are formed as a (K, B) array, so every reduction over components (min, first
-      index of the min, softmax sum) runs along the major axis, vectorised over rows; reductions
-      along a short minor axis of length K were the E-step's largest cost (measured in
-      ``docs/scale.md``);
-    * the hard limit (sigma2 = 0) takes a branch of its own: no exponentials, and the weighted
-      sums are a segment sum over labels (O(B D)) instead of a one-hot matrix product
-      (O(B K D));
-    * the soft branch exponentiates once: ``e = exp(-gap / (2 sigma2))``, ``s = sum_k e``,
-      ``r = e / s``, ``lse = log s``, with gap >= 0 shifted by the nearest distance first, so
-      ``1 <= s <= K`` and nothing overflows at any sigma2.
-
-    Args:
-        means: (K, D) means.
-        sigma2: scalar variance (0: the hard limit).
-        x: (B, D) rows.
-        weight: (B,) sample weights.
-
-    Returns:
-        ``(stats, labels, distortion)``: the block's :class:`IsotropicStats`, (B,) int32 labels
-        (ties: lowest index) and the (B,) squared distance to the assigned mean.
-    """
+    """:func:`_fused_impl` in JAX alone (every platform; the reference for the CPU kernel)."""
     k = means.shape[0]
     means_sq = jnp.sum(means * means, axis=1)
     cross = lax.dot_general(
@@ -181,6 +164,129 @@ def _fused_impl(
         distortion=distortion,
     )
     return stats, labels, nearest
+
+
+def _block_total(w_blocks: jax.Array) -> jax.Array:
+    """The total weight, summed block by block as the driver's scan sums it (same bits)."""
+    zero = jnp.zeros((), w_blocks.dtype)
+    return lax.scan(lambda acc, w: (acc + jnp.sum(w), None), zero, w_blocks)[0]
+
+
+def _hard_native(
+    means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """:func:`_fused_jax` at sigma2 = 0 on (n, B, D) blocks by the compiled CPU kernel.
+
+    The kernel adds the blocks' statistics in block order, as a scan of per-block calls would, so
+    the totals are the same bit for bit however the blocks are grouped into calls.
+
+    Returns:
+        The summed :class:`IsotropicStats`, (n, B) labels and (n, B) distances.
+    """
+    labels, nearest, counts, sums, distortion = _native.hard_assign(means, x_blocks, w_blocks)
+    stats = IsotropicStats(
+        counts=counts,
+        sums=sums,
+        total_weight=_block_total(w_blocks),
+        log_lik_core=jnp.zeros((), x_blocks.dtype),
+        distortion=distortion,
+    )
+    return stats, labels, nearest
+
+
+def _soft_native(
+    means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """:func:`_fused_jax` for S parameter sets, all with sigma2 > 0, by the compiled CPU kernel.
+
+    Args:
+        means: (S, K, D) means.
+        sigma2: (S,) variances, all > 0.
+        x_blocks: (n, B, D) rows.
+        w_blocks: (n, B) weights.
+
+    Returns:
+        The summed :class:`IsotropicStats` with a leading axis S on every leaf, (S, n, B) labels
+        and (S, n, B) distances; each set's values are those of a call with that set alone.
+    """
+    labels, nearest, counts, sums, log_lik, distortion = _native.soft_assign(
+        means, sigma2, x_blocks, w_blocks
+    )
+    stats = IsotropicStats(
+        counts=counts,
+        sums=sums,
+        total_weight=jnp.broadcast_to(_block_total(w_blocks), sigma2.shape),
+        log_lik_core=log_lik,
+        distortion=distortion,
+    )
+    return stats, labels, nearest
+
+
+def _first(tree: tuple) -> tuple:
+    return jax.tree.map(lambda a: a[0], tree)
+
+
+def _fused_impl(
+    means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array, native: bool = True
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """E-step and statistics of one block in one pass, for one parameter set.
+
+    The same quantities as ``_sufficient_stats(x, weight, _e_step(params, x))`` (up to rounding),
+    laid out for speed:
+
+    * distances are formed as a (K, B) array, so every reduction over components (min, first
+      index of the min, softmax sum) runs along the major axis, vectorised over rows; reductions
+      along a short minor axis of length K were the E-step's largest cost (measured in
+      ``docs/scale.md``);
+    * the hard limit (sigma2 = 0) takes a branch of its own: no exponentials, and the weighted
+      sums are a segment sum over labels (O(B D)) instead of a one-hot matrix product
+      (O(B K D)). On the CPU that branch is the compiled kernel of :mod:`gmmlimit._native`
+      (distances, argmin, exact distance and sums fused, no (K, B) array) where it is available;
+    * the soft branch exponentiates once: ``e = exp(-gap / (2 sigma2))``, ``s = sum_k e``,
+      ``r = e / s``, ``lse = log s``, with gap >= 0 shifted by the nearest distance first, so
+      ``1 <= s <= K`` and nothing overflows at any sigma2.
+
+    Args:
+        means: (K, D) means.
+        sigma2: scalar variance (0: the hard limit).
+        x: (B, D) rows.
+        weight: (B,) sample weights.
+        native: allow the compiled CPU kernel for the hard branch (False: JAX only, as the
+            derivative rules need).
+
+    Returns:
+        ``(stats, labels, distortion)``: the block's :class:`IsotropicStats`, (B,) int32 labels
+        (ties: lowest index) and the (B,) squared distance to the assigned mean.
+    """
+    if not _use_native(x, means.shape[0], native):
+        return _fused_jax(means, sigma2, x, weight)
+
+    def soft_kernel(
+        means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array
+    ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+        stats, labels, nearest = _first(
+            _soft_native(means[None], sigma2[None], x[None], weight[None])
+        )
+        return stats._replace(total_weight=jnp.sum(weight)), labels[0], nearest[0]
+
+    def hard_kernel(
+        means: jax.Array, x: jax.Array, weight: jax.Array
+    ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+        stats, labels, nearest = _hard_native(means, x[None], weight[None])
+        return stats._replace(total_weight=jnp.sum(weight)), labels[0], nearest[0]
+
+    def hard_jax(
+        means: jax.Array, x: jax.Array, weight: jax.Array
+    ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+        return _fused_jax(means, sigma2, x, weight)
+
+    return lax.cond(
+        sigma2 > 0,
+        lambda: lax.platform_dependent(
+            means, sigma2, x, weight, cpu=soft_kernel, default=_fused_jax
+        ),
+        lambda: lax.platform_dependent(means, x, weight, cpu=hard_kernel, default=hard_jax),
+    )
 
 
 WIDE_TILE_ELEMENTS = 1 << 18
@@ -296,7 +402,13 @@ def _fused_wide(
     return stats, labels, nearest
 
 
-_fused_batched = jax.custom_batching.custom_vmap(_fused_impl)
+def _fused_native(
+    means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    return _fused_impl(means, sigma2, x, weight, native=True)
+
+
+_fused_batched = jax.custom_batching.custom_vmap(_fused_native)
 
 
 @jax.custom_jvp
@@ -316,7 +428,7 @@ def _fused_block(
 def _fused_block_jvp(
     primals: tuple[jax.Array, ...], tangents: tuple[jax.Array, ...]
 ) -> tuple[tuple[IsotropicStats, jax.Array, jax.Array], object]:
-    return jax.jvp(_fused_impl, primals, tangents)
+    return jax.jvp(functools.partial(_fused_impl, native=False), primals, tangents)
 
 
 @_fused_batched.def_vmap
@@ -332,7 +444,7 @@ def _fused_block_vmap(
     means_b, sigma2_b, x_b, weight_b = in_batched
     if x_b or weight_b:
         axes = tuple(0 if flag else None for flag in in_batched)
-        out = jax.vmap(_fused_impl, in_axes=axes)(means, sigma2, x, weight)
+        out = jax.vmap(_fused_native, in_axes=axes)(means, sigma2, x, weight)
     else:
         if not means_b:
             means = jnp.broadcast_to(means, (axis_size, *means.shape))
@@ -340,6 +452,170 @@ def _fused_block_vmap(
             sigma2 = jnp.broadcast_to(sigma2, (axis_size,))
         out = _fused_wide(means, sigma2, x, weight)
     return out, jax.tree.map(lambda _: True, out)
+
+
+def _scan_blocks(
+    block_fn: Callable[[jax.Array, jax.Array], tuple[IsotropicStats, jax.Array, jax.Array]],
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """Scan ``block_fn`` over (n, B, D) blocks, adding the statistics block by block.
+
+    Returns:
+        The totals (added in the driver's order) and the (n, B) labels and distortions.
+    """
+    shapes = jax.eval_shape(block_fn, x_blocks[0], w_blocks[0])
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[0])
+
+    def body(
+        acc: IsotropicStats, block: tuple[jax.Array, jax.Array]
+    ) -> tuple[IsotropicStats, tuple[jax.Array, jax.Array]]:
+        stats, labels, nearest = block_fn(*block)
+        return jax.tree.map(jnp.add, acc, stats), (labels, nearest)
+
+    stats, (labels, nearest) = lax.scan(body, zeros, (x_blocks, w_blocks))
+    return stats, labels, nearest
+
+
+def _pass_impl(
+    means: jax.Array,
+    sigma2: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+    native: bool = True,
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """One streamed E-step over all blocks, for one parameter set.
+
+    Equal, bit for bit, to scanning :func:`_fused_impl` over the blocks. A hard pass on the CPU
+    hands all blocks to the compiled kernel in one call: the blocks are not copied out one at a
+    time (a scan slices each block into a buffer of its own before a custom call), and the
+    kernel spreads them over the cores.
+    """
+
+    def scan(
+        means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+    ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+        return _scan_blocks(
+            functools.partial(_fused_impl, means, sigma2, native=native), x_blocks, w_blocks
+        )
+
+    if not _use_native(x_blocks, means.shape[0], native):
+        return scan(means, x_blocks, w_blocks)
+
+    def soft_kernel(
+        means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+    ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+        return _first(_soft_native(means[None], sigma2[None], x_blocks, w_blocks))
+
+    def soft_jax(
+        means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+    ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+        return scan(means, x_blocks, w_blocks)
+
+    return lax.cond(
+        sigma2 > 0,
+        lambda: lax.platform_dependent(
+            means, sigma2, x_blocks, w_blocks, cpu=soft_kernel, default=soft_jax
+        ),
+        lambda: lax.platform_dependent(means, x_blocks, w_blocks, cpu=_hard_native, default=scan),
+    )
+
+
+def _pass_native(
+    means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    return _pass_impl(means, sigma2, x_blocks, w_blocks, native=True)
+
+
+_pass_batched = jax.custom_batching.custom_vmap(_pass_native)
+
+
+@jax.custom_jvp
+def _fused_pass_fn(
+    means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """:func:`_pass_impl` with its batching rule, still differentiable (as :func:`_fused_block`)."""
+    return _pass_batched(means, sigma2, x_blocks, w_blocks)
+
+
+@_fused_pass_fn.defjvp
+def _fused_pass_jvp(
+    primals: tuple[jax.Array, ...], tangents: tuple[jax.Array, ...]
+) -> tuple[tuple[IsotropicStats, jax.Array, jax.Array], object]:
+    return jax.jvp(functools.partial(_pass_impl, native=False), primals, tangents)
+
+
+@_pass_batched.def_vmap
+def _pass_vmap(
+    axis_size: int,
+    in_batched: tuple[bool, bool, bool, bool],
+    means: jax.Array,
+    sigma2: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+) -> tuple[tuple[IsotropicStats, jax.Array, jax.Array], object]:
+    """Batching rule: parameter sets over shared data.
+
+    On the CPU, all lanes hard (vmapped K-means restarts): the hard kernel, one lane after
+    another; all lanes soft (a sigma2 sweep, EM restarts): the soft kernel on every lane in one
+    pass over the rows. Either way each lane gets, bit for bit, the result of its own fit. Mixed
+    lanes, and other platforms: the scan of :func:`_fused_block`, whose batching rule stacks the
+    lanes into wide matrix products.
+    """
+    means_b, sigma2_b, x_b, w_b = in_batched
+    if x_b or w_b:
+        axes = tuple(0 if flag else None for flag in in_batched)
+        out = jax.vmap(_pass_native, in_axes=axes)(means, sigma2, x_blocks, w_blocks)
+        return out, jax.tree.map(lambda _: True, out)
+    if not means_b:
+        means = jnp.broadcast_to(means, (axis_size, *means.shape))
+    if not sigma2_b:
+        sigma2 = jnp.broadcast_to(sigma2, (axis_size,))
+
+    def wide() -> tuple[IsotropicStats, jax.Array, jax.Array]:
+        def one(means: jax.Array, sigma2: jax.Array) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+            return _scan_blocks(functools.partial(_fused_block, means, sigma2), x_blocks, w_blocks)
+
+        return jax.vmap(one)(means, sigma2)
+
+    if not _use_native(x_blocks, means.shape[1], True):
+        out = wide()
+    else:
+
+        def hard_lanes() -> tuple[IsotropicStats, jax.Array, jax.Array]:
+            def one_lane(m: jax.Array) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+                return lax.platform_dependent(
+                    m,
+                    x_blocks,
+                    w_blocks,
+                    cpu=_hard_native,
+                    default=lambda m, x, w: _scan_blocks(
+                        functools.partial(_fused_jax, m, jnp.zeros((), x.dtype)), x, w
+                    ),
+                )
+
+            return lax.map(one_lane, means)
+
+        def soft_lanes() -> tuple[IsotropicStats, jax.Array, jax.Array]:
+            return lax.platform_dependent(
+                means,
+                sigma2,
+                x_blocks,
+                w_blocks,
+                cpu=_soft_native,
+                default=lambda *_: wide(),
+            )
+
+        mode = jnp.where(jnp.all(sigma2 == 0), 0, jnp.where(jnp.all(sigma2 > 0), 1, 2))
+        out = lax.switch(mode, (hard_lanes, soft_lanes, wide))
+    return out, jax.tree.map(lambda _: True, out)
+
+
+def _fused_pass(
+    params: IsotropicParams, x_blocks: jax.Array, w_blocks: jax.Array
+) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+    """The variant's ``fused_pass``: :func:`_pass_impl` over the driver's blocks."""
+    return _fused_pass_fn(params.means, params.sigma2, x_blocks, w_blocks)
 
 
 def _m_step(params: IsotropicParams, stats: IsotropicStats) -> IsotropicParams:
@@ -446,5 +722,6 @@ isotropic = Variant(
     validate=validate_params,
     maximize=True,
     fused_e_step=_fused_e_step,
+    fused_pass=_fused_pass,
 )
 """The isotropic equal-prior Gaussian mixture with fixed shared variance (sigma2 = 0: K-means)."""

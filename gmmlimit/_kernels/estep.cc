@@ -1,0 +1,755 @@
+// Fused E-steps of the isotropic mixture for the CPU, as XLA FFI custom calls.
+//
+// Rows x come as n blocks of B rows (the fit driver's blocks), with sample weights w.
+//
+// Hard E-step (sigma2 = 0, Lloyd's K-means), means m (K, D):
+//   labels     (n, B) int32  argmin_k (|m_k|^2 - 2 <x, m_k>), ties to the lowest k
+//   nearest    (n, B)        |x - m_label|^2, summed from the differences (no cancellation)
+//   counts     (K,)          sum of w over the rows of each label
+//   sums       (K, D)        sum of w x over the rows of each label
+//   distortion ()            sum of w * nearest
+// Soft E-step (sigma2 > 0) of S parameter sets at once (S = 1: one fit; S > 1: a vmapped sigma2
+// sweep or restarts), means m (S, K, D) and variances sigma2 (S,), per parameter set s:
+//   labels, nearest          as above
+//   counts     (S, K)        sum of w r_k,    r_k = e_k / sum_j e_j,  e_k = exp(-gap_k / 2 sigma2)
+//   sums       (S, K, D)     sum of w r_k x,  gap_k = max(score_k - min_j score_j, 0) >= 0
+//   log_lik    (S,)          sum of w (log sum_j e_j - nearest / 2 sigma2)
+//   distortion (S,)          sum of w * nearest
+// the quantities of the pure-JAX E-step in gmmlimit/variants/isotropic.py (_fused_jax), up to
+// rounding: the exponential here is a polynomial good to about one unit in the last place.
+//
+// Layout of the work, per group of kGroup rows:
+//   1. scores (kGroup, kp) = bias - 2 x m^T as a register-blocked matrix product: kRows rows
+//      against panels of kPanel vectors of the transposed, zero-padded means (D, kp);
+//   2. first index of the minimum of every row: a lane-wise running minimum over the row's
+//      vectors, then a transpose-and-reduce network over L rows at a time (L = lanes per vector),
+//      so the horizontal part costs O(1) vector operations per row;
+//   3. squared distance to the chosen mean from the differences, reduced by the same network;
+//   4. hard: the weighted sums, counts and distortion, row by row;
+//      soft: responsibilities in place of the scores, then sums += r^T x as a register-blocked
+//      product of kRows components by kPanel vectors of features over the group's rows.
+// Vectors are GCC/Clang vector extensions of kVectorBytes bytes; the compiler lowers them to the
+// widest SIMD the build machine has (AVX-512, AVX2, NEON) or to scalar code.
+//
+// Every block is cut into chunks of kChunk rows; each chunk's statistics are summed on their own,
+// a block's chunks are added in order, and the blocks are added to the running total in order.
+// The result is therefore the same, bit for bit, whether the blocks come in one call or one per
+// call (the driver's scan adds block statistics in the same order), and whatever the number of
+// threads of XLA's intra-op pool that ran the chunks.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int kVectorBytes = 64;
+constexpr int kRows = 4;      // rows (components) per register block of the products
+constexpr int kPanel = 4;     // vectors of means (features) per register block of the products
+constexpr int kGroup = 32;    // rows per group: a multiple of kRows and of every lane count
+constexpr int64_t kChunk = 2048;  // rows per unit of parallel work: a multiple of kGroup
+
+template <typename T>
+struct Simd;
+template <>
+struct Simd<float> {
+  typedef float Vec __attribute__((vector_size(kVectorBytes)));
+  typedef int32_t Mask __attribute__((vector_size(kVectorBytes)));
+};
+template <>
+struct Simd<double> {
+  typedef double Vec __attribute__((vector_size(kVectorBytes)));
+  typedef int64_t Mask __attribute__((vector_size(kVectorBytes)));
+};
+
+template <typename T>
+using Vec = typename Simd<T>::Vec;
+template <typename T>
+using Mask = typename Simd<T>::Mask;
+template <typename T>
+constexpr int kLanes = kVectorBytes / sizeof(T);
+
+template <typename T>
+inline Vec<T> Load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline void Store(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+inline int64_t RoundUp(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Scores.
+
+// scores[r][col ..] = bias - 2 <x_r, m> for R rows and NV vectors of columns starting at col.
+template <typename T, int R, int NV>
+inline void ScoreBlock(const T* x, int64_t d, const T* means_t, int64_t kp, const T* bias,
+                       int64_t col, T* scores) {
+  constexpr int L = kLanes<T>;
+  Vec<T> acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = Vec<T>{};
+  for (int64_t j = 0; j < d; ++j) {
+    const T* row = means_t + j * kp + col;
+    Vec<T> m[NV];
+    for (int v = 0; v < NV; ++v) m[v] = Load<T>(row + v * L);
+    for (int r = 0; r < R; ++r) {
+      const T xv = x[r * d + j];
+      for (int v = 0; v < NV; ++v) acc[r][v] += xv * m[v];
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    const Vec<T> b = Load<T>(bias + col + v * L);
+    for (int r = 0; r < R; ++r) Store<T>(scores + r * kp + col + v * L, b - 2 * acc[r][v]);
+  }
+}
+
+// Scores of kRows rows against all kp columns.
+template <typename T>
+inline void ScoreRows(const T* x, int64_t d, const T* means_t, int64_t kp, const T* bias,
+                      T* scores) {
+  constexpr int L = kLanes<T>;
+  int64_t col = 0;
+  for (; col + kPanel * L <= kp; col += kPanel * L)
+    ScoreBlock<T, kRows, kPanel>(x, d, means_t, kp, bias, col, scores);
+  switch ((kp - col) / L) {
+    case 3:
+      ScoreBlock<T, kRows, 3>(x, d, means_t, kp, bias, col, scores);
+      break;
+    case 2:
+      ScoreBlock<T, kRows, 2>(x, d, means_t, kp, bias, col, scores);
+      break;
+    case 1:
+      ScoreBlock<T, kRows, 1>(x, d, means_t, kp, bias, col, scores);
+      break;
+    default:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2-3. Transpose-and-reduce networks over L vectors (one per row).
+//
+// Level h (h = L/2, L/4, .., 1) pairs vectors p, q into
+//   first[i]  = (i & h) ? q[i - h] : p[i]
+//   second[i] = (i & h) ? q[i]     : p[i + h]
+// and combines first and second lane-wise. After all levels lane i holds row BitReverse(i).
+
+template <typename T>
+constexpr int kLaneBits = kLanes<T> == 16 ? 4 : kLanes<T> == 8 ? 3 : kLanes<T> == 4 ? 2 : 1;
+
+// The shuffle masks of every level (level l has h = L >> (l + 1)) and the lane numbers 0 .. L-1,
+// built once when the library is loaded.
+template <typename T>
+struct Network {
+  Mask<T> first[kLaneBits<T>];
+  Mask<T> second[kLaneBits<T>];
+  Vec<T> iota;
+  Network() {
+    constexpr int L = kLanes<T>;
+    for (int level = 0; level < kLaneBits<T>; ++level) {
+      const int h = L >> (level + 1);
+      for (int i = 0; i < L; ++i) {
+        first[level][i] = (i & h) ? (i - h + L) : i;
+        second[level][i] = (i & h) ? (i + L) : (i + h);
+      }
+    }
+    for (int i = 0; i < L; ++i) iota[i] = static_cast<T>(i);
+  }
+};
+
+template <typename T>
+const Network<T> kNetwork{};
+
+inline int BitReverse(int i, int bits) {
+  int r = 0;
+  for (int b = 0; b < bits; ++b) r |= ((i >> b) & 1) << (bits - 1 - b);
+  return r;
+}
+
+// out[r] = sum of the lanes of v[r], r < L. v is overwritten.
+template <typename T>
+inline void LaneSums(Vec<T>* v, T* out) {
+  constexpr int L = kLanes<T>;
+  const Network<T>& net = kNetwork<T>;
+  for (int level = 0, n = L; level < kLaneBits<T>; ++level, n /= 2) {
+    const Mask<T> first = net.first[level], second = net.second[level];
+    for (int i = 0; i < n / 2; ++i) {
+      const Vec<T> p = v[2 * i], q = v[2 * i + 1];
+      v[i] = __builtin_shuffle(p, q, first) + __builtin_shuffle(p, q, second);
+    }
+  }
+  for (int i = 0; i < L; ++i) out[BitReverse(i, kLaneBits<T>)] = v[0][i];
+}
+
+// out[r] = first index of the minimum of (value[r], index[r]) pairs over lanes, r < L: the lower
+// value wins, then the lower index. value and index are overwritten.
+template <typename T>
+inline void LaneArgMins(Vec<T>* value, Vec<T>* index, int32_t* out) {
+  constexpr int L = kLanes<T>;
+  const Network<T>& net = kNetwork<T>;
+  for (int level = 0, n = L; level < kLaneBits<T>; ++level, n /= 2) {
+    const Mask<T> first = net.first[level], second = net.second[level];
+    for (int i = 0; i < n / 2; ++i) {
+      const Vec<T> pv = value[2 * i], qv = value[2 * i + 1];
+      const Vec<T> pi = index[2 * i], qi = index[2 * i + 1];
+      const Vec<T> av = __builtin_shuffle(pv, qv, first), bv = __builtin_shuffle(pv, qv, second);
+      const Vec<T> ai = __builtin_shuffle(pi, qi, first), bi = __builtin_shuffle(pi, qi, second);
+      const auto take = (bv < av) | ((bv == av) & (bi < ai));
+      value[i] = take ? bv : av;
+      index[i] = take ? bi : ai;
+    }
+  }
+  for (int i = 0; i < L; ++i) out[BitReverse(i, kLaneBits<T>)] = static_cast<int32_t>(index[0][i]);
+}
+
+// Labels of L rows of scores (row stride kp): a lane-wise running minimum over each row's
+// vectors (strict <, so the earlier vector keeps a tie), then LaneArgMins. Indices are held as T,
+// exact while kp < 2^24 (checked by the caller).
+template <typename T>
+inline void ArgMinRows(const T* scores, int64_t kp, int32_t* labels) {
+  constexpr int L = kLanes<T>;
+  const Vec<T> iota = kNetwork<T>.iota;
+  Vec<T> value[L], index[L];
+  for (int r = 0; r < L; ++r) {
+    const T* s = scores + r * kp;
+    Vec<T> best = Load<T>(s), where = iota, pos = iota;
+    for (int64_t c = L; c < kp; c += L) {
+      pos += static_cast<T>(L);
+      const Vec<T> cand = Load<T>(s + c);
+      const auto lt = cand < best;
+      best = lt ? cand : best;
+      where = lt ? pos : where;
+    }
+    value[r] = best;
+    index[r] = where;
+  }
+  LaneArgMins<T>(value, index, labels);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The exponential of a vector of non-positive values (the soft E-step's only transcendental
+// per element): x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) by a polynomial, 2^n by the exponent
+// bits. Values below the logarithm of the smallest normal number (and -inf) give 0.
+
+template <typename T>
+struct ExpConstants;
+template <>
+struct ExpConstants<float> {
+  static constexpr float kLower = -87.3365447f;  // log(FLT_MIN)
+  static constexpr float kRound = 12582912.0f;   // 1.5 * 2^23: adding it rounds to an integer
+  static constexpr float kLn2Hi = 0.693359375f;
+  static constexpr float kLn2Lo = -2.12194440e-4f;
+  static constexpr int kBias = 127, kMantissa = 23;
+  // exp(r) - 1 - r = r^2 (c0 + c1 r + ...), Cephes expf.
+  static constexpr float kPoly[] = {5.0000001201e-1f, 1.6666665459e-1f, 4.1665795894e-2f,
+                                    8.3334519073e-3f, 1.3981999507e-3f, 1.9875691500e-4f};
+};
+template <>
+struct ExpConstants<double> {
+  static constexpr double kLower = -708.39641853226408;  // log(DBL_MIN)
+  static constexpr double kRound = 6755399441055744.0;   // 1.5 * 2^52
+  static constexpr double kLn2Hi = 6.93145751953125e-1;
+  static constexpr double kLn2Lo = 1.42860682030941723212e-6;
+  static constexpr int kBias = 1023, kMantissa = 52;
+  // exp(r) - 1 - r = r^2 (1/2! + r/3! + ... + r^11/13!): truncation below 1e-17 for |r| <= 0.35.
+  static constexpr double kPoly[] = {1.0 / 2,         1.0 / 6,          1.0 / 24,
+                                     1.0 / 120,       1.0 / 720,        1.0 / 5040,
+                                     1.0 / 40320,     1.0 / 362880,     1.0 / 3628800,
+                                     1.0 / 39916800,  1.0 / 479001600,  1.0 / 6227020800};
+};
+
+template <typename T>
+inline Vec<T> ExpNonPositive(Vec<T> x) {
+  using C = ExpConstants<T>;
+  constexpr int kTerms = sizeof(C::kPoly) / sizeof(C::kPoly[0]);
+  const auto underflow = x < C::kLower;
+  x = underflow ? Vec<T>{} + C::kLower : x;
+  const Vec<T> n = ((x * static_cast<T>(1.4426950408889634) + C::kRound) - C::kRound);
+  const Vec<T> r = (x - n * C::kLn2Hi) - n * C::kLn2Lo;
+  Vec<T> p = Vec<T>{} + C::kPoly[kTerms - 1];
+  for (int i = kTerms - 2; i >= 0; --i) p = p * r + C::kPoly[i];
+  p = p * (r * r) + r + static_cast<T>(1);
+  const Mask<T> exponent = (__builtin_convertvector(n, Mask<T>) + C::kBias) << C::kMantissa;
+  Vec<T> scale;
+  std::memcpy(&scale, &exponent, sizeof(scale));
+  const Vec<T> result = p * scale;
+  return underflow ? Vec<T>{} : result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces of both E-steps.
+
+// The transposed, zero-padded means (dp, kp) and their squared norms (kp,; +inf on padded
+// columns, so those never win the minimum) of one parameter set.
+template <typename T>
+void PrepareMeans(const T* means, int64_t k, int64_t d, int64_t dp, int64_t kp, T* means_t,
+                  T* bias, T* means_padded) {
+  std::fill(means_t, means_t + dp * kp, T(0));
+  std::fill(bias, bias + kp, std::numeric_limits<T>::infinity());
+  std::fill(means_padded, means_padded + k * dp, T(0));
+  for (int64_t c = 0; c < k; ++c) {
+    T sq = 0;
+    for (int64_t j = 0; j < d; ++j) {
+      const T v = means[c * d + j];
+      means_t[j * kp + c] = v;
+      means_padded[c * dp + j] = v;
+      sq += v * v;
+    }
+    bias[c] = sq;
+  }
+}
+
+// Copies rows [g, g + rows) of x (row length d) into a (kGroup, dp) zero-padded group.
+template <typename T>
+inline void LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t rows, T* group) {
+  std::fill(group, group + kGroup * dp, T(0));
+  for (int64_t r = 0; r < rows; ++r) std::copy(x + (g + r) * d, x + (g + r + 1) * d, group + r * dp);
+}
+
+// Scores, labels and exact squared distances of one padded group against one parameter set.
+template <typename T>
+inline void AssignGroup(const T* group, int64_t dp, const T* means_t, const T* bias,
+                        const T* means_padded, int64_t kp, T* scores, int32_t* labels,
+                        T* nearest) {
+  constexpr int L = kLanes<T>;
+  for (int r = 0; r < kGroup; r += kRows)
+    ScoreRows<T>(group + r * dp, dp, means_t, kp, bias, scores + r * kp);
+  for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);
+  Vec<T> partial[L];
+  for (int r0 = 0; r0 < kGroup; r0 += L) {
+    for (int r = 0; r < L; ++r) {
+      const T* xr = group + (r0 + r) * dp;
+      const T* mk = means_padded + labels[r0 + r] * dp;
+      Vec<T> acc{};
+      for (int64_t j = 0; j < dp; j += L) {
+        const Vec<T> diff = Load<T>(xr + j) - Load<T>(mk + j);
+        acc += diff * diff;
+      }
+      partial[r] = acc;
+    }
+    LaneSums<T>(partial, nearest + r0);
+  }
+}
+
+// Runs n_units units of work on the calling thread and up to workers - 1 tasks on XLA's intra-op
+// pool, window by window; after each window, fold(u) is called for its units in order on the
+// calling thread. work(u, slot, scratch) computes unit u into stats slot `slot` of the window.
+template <typename T>
+void RunUnits(ffi::ThreadPool& pool, int64_t n_units, int64_t stats_size, int64_t scratch_size,
+              const std::function<void(int64_t, T*, T*)>& work,
+              const std::function<void(int64_t, const T*)>& fold) {
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(n_units, pool.num_threads()));
+  const int64_t window = std::min<int64_t>(n_units, 4 * workers);
+  std::vector<T> slots(static_cast<size_t>(window * stats_size));
+  std::vector<std::vector<T>> scratch(static_cast<size_t>(workers));
+  for (int64_t start = 0; start < n_units; start += window) {
+    const int64_t count = std::min(window, n_units - start);
+    // Units are claimed from a counter by the caller and the pool tasks; the caller waits until
+    // every unit of the window is finished. A task that starts late finds none left and touches
+    // nothing but the counters, which it co-owns.
+    struct Shared {
+      std::atomic<int64_t> next{0};
+      std::atomic<int64_t> done{0};
+      std::atomic<int64_t> thread{0};
+    };
+    auto shared = std::make_shared<Shared>();
+    T* slot_data = slots.data();
+    std::vector<T>* scratch_data = scratch.data();
+    auto run = [shared, start, count, stats_size, scratch_size, slot_data, scratch_data, &work]() {
+      int64_t u = shared->next.fetch_add(1, std::memory_order_relaxed);
+      if (u >= count) return;
+      std::vector<T>& own = scratch_data[shared->thread.fetch_add(1, std::memory_order_relaxed)];
+      own.resize(static_cast<size_t>(scratch_size));
+      for (; u < count; u = shared->next.fetch_add(1, std::memory_order_relaxed)) {
+        work(start + u, slot_data + u * stats_size, own.data());
+        shared->done.fetch_add(1, std::memory_order_release);
+      }
+    };
+    const int64_t helpers = std::min(workers, count) - 1;
+    for (int64_t t = 0; t < helpers; ++t) pool.Schedule([run]() { run(); });
+    run();
+    while (shared->done.load(std::memory_order_acquire) < count) std::this_thread::yield();
+    for (int64_t u = 0; u < count; ++u) fold(start + u, slots.data() + u * stats_size);
+  }
+}
+
+// Folds unit statistics into the totals: a block's chunks summed in order into block_acc, each
+// finished block added to total. Both hold stats_size values; total starts at zero.
+template <typename T>
+inline void FoldUnit(int64_t unit, int64_t chunks_per_block, const T* stats, int64_t stats_size,
+                     T* block_acc, T* total) {
+  const int64_t chunk = unit % chunks_per_block;
+  if (chunk == 0) {
+    std::copy(stats, stats + stats_size, block_acc);
+  } else {
+    for (int64_t i = 0; i < stats_size; ++i) block_acc[i] += stats[i];
+  }
+  if (chunk == chunks_per_block - 1)
+    for (int64_t i = 0; i < stats_size; ++i) total[i] += block_acc[i];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hard E-step.
+
+template <typename T>
+struct HardProblem {
+  const T* x;
+  const T* w;
+  const T* means_t;       // (dp, kp)
+  const T* bias;          // (kp,)
+  const T* means_padded;  // (k, dp)
+  int64_t d, dp, k, kp;
+};
+
+// Rows [begin, end): labels and nearest written in place; the chunk's counts (k), sums (k * dp)
+// and distortion (1) into stats. scratch: kGroup * (kp + dp) values.
+template <typename T>
+void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels, T* nearest,
+               T* stats, T* scratch) {
+  const int64_t dp = p.dp;
+  T* counts = stats;
+  T* sums = stats + p.k;
+  T* distortion = sums + p.k * dp;
+  std::fill(stats, stats + p.k + p.k * dp + 1, T(0));
+  T* scores = scratch;
+  T* group = scratch + kGroup * p.kp;
+  int32_t group_labels[kGroup];
+  T group_nearest[kGroup];
+  for (int64_t g = begin; g < end; g += kGroup) {
+    const int64_t rows = std::min<int64_t>(kGroup, end - g);
+    LoadGroup<T>(p.x, p.d, dp, g, rows, group);
+    AssignGroup<T>(group, dp, p.means_t, p.bias, p.means_padded, p.kp, scores, group_labels,
+                   group_nearest);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int32_t label = group_labels[r];
+      const T weight = p.w[g + r];
+      const T* __restrict xr = group + r * dp;
+      T* __restrict sk = sums + label * dp;
+      for (int64_t j = 0; j < dp; ++j) sk[j] += weight * xr[j];
+      counts[label] += weight;
+      *distortion += weight * group_nearest[r];
+      labels[g + r] = label;
+      nearest[g + r] = group_nearest[r];
+    }
+  }
+}
+
+bool ValidBlocks(const ffi::Span<const int64_t>& x_dims, const ffi::Span<const int64_t>& w_dims) {
+  return x_dims.size() == 3 && w_dims.size() == 2 && w_dims[0] == x_dims[0] &&
+         w_dims[1] == x_dims[1];
+}
+
+template <ffi::DataType DT>
+ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
+                      ffi::Buffer<DT> means_buf, ffi::ResultBuffer<ffi::S32> labels_buf,
+                      ffi::ResultBuffer<DT> nearest_buf, ffi::ResultBuffer<DT> counts_buf,
+                      ffi::ResultBuffer<DT> sums_buf, ffi::ResultBuffer<DT> distortion_buf) {
+  using T = ffi::NativeType<DT>;
+  constexpr int L = kLanes<T>;
+  const auto x_dims = x_buf.dimensions();
+  const auto m_dims = means_buf.dimensions();
+  if (!ValidBlocks(x_dims, w_buf.dimensions()) || m_dims.size() != 2 || m_dims[1] != x_dims[2] ||
+      m_dims[0] < 1 || m_dims[0] >= (int64_t{1} << 24)) {
+    return ffi::Error::InvalidArgument(
+        "gmmlimit hard_assign: expected x (n, B, D), w (n, B) and means (K, D), 1 <= K < 2^24");
+  }
+  const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2], k = m_dims[0];
+  const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
+  std::vector<T> means_t(dp * kp), bias(kp), means_padded(k * dp);
+  PrepareMeans<T>(means_buf.typed_data(), k, d, dp, kp, means_t.data(), bias.data(),
+                  means_padded.data());
+  const HardProblem<T> problem{x_buf.typed_data(), w_buf.typed_data(), means_t.data(),
+                               bias.data(),        means_padded.data(), d, dp, k, kp};
+  int32_t* labels = labels_buf->typed_data();
+  T* nearest = nearest_buf->typed_data();
+  const int64_t chunks_per_block = std::max<int64_t>(1, (b + kChunk - 1) / kChunk);
+  const int64_t stats_size = k + k * dp + 1;
+  std::vector<T> block_acc(stats_size), total(stats_size, T(0));
+  RunUnits<T>(
+      pool, n_blocks * chunks_per_block, stats_size, kGroup * (kp + dp),
+      [&](int64_t unit, T* stats, T* scratch) {
+        const int64_t block = unit / chunks_per_block, chunk = unit % chunks_per_block;
+        const int64_t begin = block * b + chunk * kChunk;
+        const int64_t end = block * b + std::min(b, (chunk + 1) * kChunk);
+        HardChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
+      },
+      [&](int64_t unit, const T* stats) {
+        FoldUnit<T>(unit, chunks_per_block, stats, stats_size, block_acc.data(), total.data());
+      });
+  T* counts = counts_buf->typed_data();
+  T* sums = sums_buf->typed_data();
+  std::copy(total.begin(), total.begin() + k, counts);
+  for (int64_t c = 0; c < k; ++c)
+    std::copy(total.begin() + k + c * dp, total.begin() + k + c * dp + d, sums + c * d);
+  *distortion_buf->typed_data() = total[k + k * dp];
+  return ffi::Error::Success();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Soft E-step.
+
+template <typename T>
+struct SoftProblem {
+  const T* x;
+  const T* w;
+  const T* means_t;       // (S, dp, kp)
+  const T* bias;          // (S, kp)
+  const T* means_padded;  // (S, k, dp)
+  const T* two_sigma2;    // (S,)
+  int64_t n_rows, d, dp, k, kp, sets;
+};
+
+// sums (k, dp) += resp^T group for one group: resp (kGroup, kp) rows of responsibilities times
+// weight, group (kGroup, dp) rows; kRows components by NV vectors of features per register block.
+template <typename T, int R, int NV>
+inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int64_t c0,
+                      int64_t j0, T* sums) {
+  constexpr int L = kLanes<T>;
+  Vec<T> acc[R][NV];
+  for (int c = 0; c < R; ++c)
+    for (int v = 0; v < NV; ++v) acc[c][v] = Load<T>(sums + (c0 + c) * dp + j0 + v * L);
+  for (int r = 0; r < kGroup; ++r) {
+    Vec<T> xv[NV];
+    for (int v = 0; v < NV; ++v) xv[v] = Load<T>(group + r * dp + j0 + v * L);
+    for (int c = 0; c < R; ++c) {
+      const T rc = resp[r * kp + c0 + c];
+      for (int v = 0; v < NV; ++v) acc[c][v] += rc * xv[v];
+    }
+  }
+  for (int c = 0; c < R; ++c)
+    for (int v = 0; v < NV; ++v) Store<T>(sums + (c0 + c) * dp + j0 + v * L, acc[c][v]);
+}
+
+template <typename T, int R>
+inline void SumsRows(const T* resp, int64_t kp, const T* group, int64_t dp, int64_t c0, T* sums) {
+  constexpr int L = kLanes<T>;
+  int64_t j0 = 0;
+  for (; j0 + kPanel * L <= dp; j0 += kPanel * L)
+    SumsBlock<T, R, kPanel>(resp, kp, group, dp, c0, j0, sums);
+  switch ((dp - j0) / L) {
+    case 3:
+      SumsBlock<T, R, 3>(resp, kp, group, dp, c0, j0, sums);
+      break;
+    case 2:
+      SumsBlock<T, R, 2>(resp, kp, group, dp, c0, j0, sums);
+      break;
+    case 1:
+      SumsBlock<T, R, 1>(resp, kp, group, dp, c0, j0, sums);
+      break;
+    default:
+      break;
+  }
+}
+
+template <typename T>
+inline void GroupSums(const T* resp, int64_t k, int64_t kp, const T* group, int64_t dp, T* sums) {
+  int64_t c0 = 0;
+  for (; c0 + kRows <= k; c0 += kRows) SumsRows<T, kRows>(resp, kp, group, dp, c0, sums);
+  switch (k - c0) {
+    case 3:
+      SumsRows<T, 3>(resp, kp, group, dp, c0, sums);
+      break;
+    case 2:
+      SumsRows<T, 2>(resp, kp, group, dp, c0, sums);
+      break;
+    case 1:
+      SumsRows<T, 1>(resp, kp, group, dp, c0, sums);
+      break;
+    default:
+      break;
+  }
+}
+
+// Rows [begin, end) for every parameter set: labels and nearest (S, n_rows) written in place;
+// per set, counts (kp), sums (k * dp), log-likelihood (1) and distortion (1) into stats.
+// scratch: kGroup * (kp + dp) values.
+template <typename T>
+void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* labels, T* nearest,
+               T* stats, T* scratch) {
+  constexpr int L = kLanes<T>;
+  const int64_t dp = p.dp, kp = p.kp, k = p.k;
+  const int64_t set_size = kp + k * dp + 2;
+  std::fill(stats, stats + p.sets * set_size, T(0));
+  T* scores = scratch;
+  T* group = scratch + kGroup * kp;
+  int32_t group_labels[kGroup];
+  T group_nearest[kGroup], group_total[kGroup];
+  Vec<T> partial[L];
+  for (int64_t g = begin; g < end; g += kGroup) {
+    const int64_t rows = std::min<int64_t>(kGroup, end - g);
+    LoadGroup<T>(p.x, p.d, dp, g, rows, group);
+    for (int64_t s = 0; s < p.sets; ++s) {
+      T* counts = stats + s * set_size;
+      T* sums = counts + kp;
+      T* log_lik = sums + k * dp;
+      T* distortion = log_lik + 1;
+      const T two_sigma2 = p.two_sigma2[s];
+      // gap / (2 sigma2) as a product with the reciprocal (a vector division costs several times
+      // more), unless the reciprocal overflows (a subnormal sigma2): then 0 * inf would be NaN
+      // where 0 / (2 sigma2) is 0, so the quotient is formed instead.
+      const T inverse = two_sigma2 > 0 ? T(1) / two_sigma2 : T(0);
+      const bool multiply = inverse <= std::numeric_limits<T>::max();
+      AssignGroup<T>(group, dp, p.means_t + s * dp * kp, p.bias + s * kp,
+                     p.means_padded + s * k * dp, kp, scores, group_labels, group_nearest);
+      if (!(two_sigma2 > 0)) {
+        // sigma2 that XLA reads as 0 (a subnormal, with denormals flushed): the hard limit, as
+        // the caller's `sigma2 > 0` test decides it. One-hot rows at the labels, totals 1.
+        std::fill(scores, scores + kGroup * kp, T(0));
+        for (int r = 0; r < kGroup; ++r) {
+          scores[r * kp + group_labels[r]] = T(1);
+          group_total[r] = T(1);
+        }
+      }
+      // Exponentials in place of the scores, and each row's total.
+      for (int r0 = 0; two_sigma2 > 0 && r0 < kGroup; r0 += L) {
+        for (int r = 0; r < L; ++r) {
+          T* row = scores + (r0 + r) * kp;
+          const Vec<T> best = Vec<T>{} + row[group_labels[r0 + r]];
+          Vec<T> total{};
+          for (int64_t c = 0; c < kp; c += L) {
+            Vec<T> gap = Load<T>(row + c) - best;
+            gap = gap > 0 ? gap : Vec<T>{};
+            const Vec<T> scaled = multiply ? gap * inverse : gap / two_sigma2;
+            const Vec<T> e = ExpNonPositive<T>(-scaled);
+            Store<T>(row + c, e);
+            total += e;
+          }
+          partial[r] = total;
+        }
+        LaneSums<T>(partial, group_total + r0);
+      }
+      // Responsibilities times weight (0 on padding rows), their sums, and the row terms.
+      for (int r = 0; r < kGroup; ++r) {
+        T* row = scores + r * kp;
+        const T weight = r < rows ? p.w[g + r] : T(0);
+        const T factor = weight / group_total[r];
+        for (int64_t c = 0; c < kp; c += L) {
+          const Vec<T> resp = Load<T>(row + c) * factor;
+          Store<T>(row + c, resp);
+          Store<T>(counts + c, Load<T>(counts + c) + resp);
+        }
+      }
+      GroupSums<T>(scores, k, kp, group, dp, sums);
+      for (int64_t r = 0; r < rows; ++r) {
+        const T weight = p.w[g + r];
+        if (two_sigma2 > 0)
+          *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
+        *distortion += weight * group_nearest[r];
+        labels[s * p.n_rows + g + r] = group_labels[r];
+        nearest[s * p.n_rows + g + r] = group_nearest[r];
+      }
+    }
+  }
+}
+
+template <ffi::DataType DT>
+ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
+                      ffi::Buffer<DT> means_buf, ffi::Buffer<DT> sigma2_buf,
+                      ffi::ResultBuffer<ffi::S32> labels_buf, ffi::ResultBuffer<DT> nearest_buf,
+                      ffi::ResultBuffer<DT> counts_buf, ffi::ResultBuffer<DT> sums_buf,
+                      ffi::ResultBuffer<DT> log_lik_buf, ffi::ResultBuffer<DT> distortion_buf) {
+  using T = ffi::NativeType<DT>;
+  constexpr int L = kLanes<T>;
+  const auto x_dims = x_buf.dimensions();
+  const auto m_dims = means_buf.dimensions();
+  if (!ValidBlocks(x_dims, w_buf.dimensions()) || m_dims.size() != 3 || m_dims[2] != x_dims[2] ||
+      m_dims[1] < 1 || m_dims[1] >= (int64_t{1} << 24) ||
+      static_cast<int64_t>(sigma2_buf.element_count()) != m_dims[0]) {
+    return ffi::Error::InvalidArgument(
+        "gmmlimit soft_assign: expected x (n, B, D), w (n, B), means (S, K, D) and sigma2 (S,), "
+        "1 <= K < 2^24");
+  }
+  const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2];
+  const int64_t sets = m_dims[0], k = m_dims[1];
+  const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
+  std::vector<T> means_t(sets * dp * kp), bias(sets * kp), means_padded(sets * k * dp);
+  std::vector<T> two_sigma2(sets);
+  for (int64_t s = 0; s < sets; ++s) {
+    PrepareMeans<T>(means_buf.typed_data() + s * k * d, k, d, dp, kp, means_t.data() + s * dp * kp,
+                    bias.data() + s * kp, means_padded.data() + s * k * dp);
+    const T sigma2 = sigma2_buf.typed_data()[s];
+    two_sigma2[s] = sigma2 > 0 ? 2 * sigma2 : T(0);  // 0: the hard limit (see SoftChunk)
+  }
+  const SoftProblem<T> problem{x_buf.typed_data(), w_buf.typed_data(), means_t.data(),
+                               bias.data(),        means_padded.data(), two_sigma2.data(),
+                               n_blocks * b,       d, dp, k, kp, sets};
+  int32_t* labels = labels_buf->typed_data();
+  T* nearest = nearest_buf->typed_data();
+  const int64_t chunks_per_block = std::max<int64_t>(1, (b + kChunk - 1) / kChunk);
+  const int64_t set_size = kp + k * dp + 2;
+  const int64_t stats_size = sets * set_size;
+  std::vector<T> block_acc(stats_size), total(stats_size, T(0));
+  RunUnits<T>(
+      pool, n_blocks * chunks_per_block, stats_size, kGroup * (kp + dp),
+      [&](int64_t unit, T* stats, T* scratch) {
+        const int64_t block = unit / chunks_per_block, chunk = unit % chunks_per_block;
+        const int64_t begin = block * b + chunk * kChunk;
+        const int64_t end = block * b + std::min(b, (chunk + 1) * kChunk);
+        SoftChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
+      },
+      [&](int64_t unit, const T* stats) {
+        FoldUnit<T>(unit, chunks_per_block, stats, stats_size, block_acc.data(), total.data());
+      });
+  for (int64_t s = 0; s < sets; ++s) {
+    const T* set = total.data() + s * set_size;
+    std::copy(set, set + k, counts_buf->typed_data() + s * k);
+    for (int64_t c = 0; c < k; ++c)
+      std::copy(set + kp + c * dp, set + kp + c * dp + d, sums_buf->typed_data() + (s * k + c) * d);
+    log_lik_buf->typed_data()[s] = set[kp + k * dp];
+    distortion_buf->typed_data()[s] = set[kp + k * dp + 1];
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define GMMLIMIT_DEFINE_HARD(NAME, DT)                                 \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, HardAssign<DT>,                  \
+                                ffi::Ffi::Bind()                       \
+                                    .Ctx<ffi::ThreadPool>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<ffi::S32>>()      \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>());
+
+#define GMMLIMIT_DEFINE_SOFT(NAME, DT)                                 \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, SoftAssign<DT>,                  \
+                                ffi::Ffi::Bind()                       \
+                                    .Ctx<ffi::ThreadPool>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<ffi::S32>>()      \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>());
+
+GMMLIMIT_DEFINE_HARD(GmmlimitHardAssignF32, ffi::F32)
+GMMLIMIT_DEFINE_HARD(GmmlimitHardAssignF64, ffi::F64)
+GMMLIMIT_DEFINE_SOFT(GmmlimitSoftAssignF32, ffi::F32)
+GMMLIMIT_DEFINE_SOFT(GmmlimitSoftAssignF64, ffi::F64)

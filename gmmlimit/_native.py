@@ -1,0 +1,262 @@
+"""Hand-written CPU kernels of the isotropic E-step, compiled on first use, as XLA FFI targets.
+
+``_kernels/estep.cc`` fuses, for a hard (K-means) or soft (EM) E-step, the distance product, the
+first index of the minimum, the exact assigned distance, the responsibilities and the weighted
+sums over all blocks of rows (see the file's header). XLA:CPU runs the same steps as separate
+operations with (B, K) intermediates in memory; fused, they run several times faster
+(``docs/scale.md``).
+
+The kernels are built the first time a fit is traced on the CPU: the C++ compiler of the
+machine (``$CXX``, else ``c++`` / ``g++`` / ``clang++``) compiles it against the XLA FFI headers
+that ship with jaxlib, with ``-O3 -march=native``, into a cache directory (``$GMMLIMIT_CACHE_DIR``,
+else ``$XDG_CACHE_HOME/gmmlimit``, else ``~/.cache/gmmlimit``). The file name carries a hash of
+the source, the jaxlib version, the compiler, the flags and the CPU's model and feature flags, so a
+cache shared between machines never hands one machine another's instructions. Later processes load
+the cached library in milliseconds.
+
+Where no compiler works, or with ``GMMLIMIT_NATIVE=0`` in the environment, the fit uses the
+pure-JAX E-step instead (same quantities, up to the rounding of the sums), and on GPUs and TPUs it
+always does. :func:`status` says which one a CPU fit uses and why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+
+__all__ = ["available", "hard_assign", "status"]
+
+SOURCE = Path(__file__).with_name("_kernels") / "estep.cc"
+"""The kernels' C++ source."""
+
+ENV_SWITCH = "GMMLIMIT_NATIVE"
+"""Set to ``0`` to never build or use the kernel."""
+
+_SUFFIX = {jnp.dtype(jnp.float32): "f32", jnp.dtype(jnp.float64): "f64"}
+_SYMBOLS = {
+    "gmmlimit_hard_assign_f32": "GmmlimitHardAssignF32",
+    "gmmlimit_hard_assign_f64": "GmmlimitHardAssignF64",
+    "gmmlimit_soft_assign_f32": "GmmlimitSoftAssignF32",
+    "gmmlimit_soft_assign_f64": "GmmlimitSoftAssignF64",
+}
+_BASE_FLAGS = ("-O3", "-std=gnu++17", "-fPIC", "-shared")
+_COMPILE_TIMEOUT_S = 300
+
+_lock = threading.Lock()
+_state: dict[str, str | bool | None] = {"loaded": None, "reason": "not loaded yet"}
+
+
+def _cache_dir() -> Path:
+    explicit = os.environ.get("GMMLIMIT_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "gmmlimit"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_fingerprint() -> str:
+    """The CPU's model and feature flags (what ``-march=native`` compiles for)."""
+    parts = [platform.machine(), platform.processor()]
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("model name", "flags", "Features", "CPU part")):
+                    parts.append(line.strip())
+                    if line.startswith(("flags", "Features")):
+                        break
+    except OSError:
+        pass
+    return "\n".join(parts)
+
+
+def _compiler_version(cxx: str) -> str:
+    result = subprocess.run(
+        [cxx, "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    return result.stdout.splitlines()[0] if result.stdout else ""
+
+
+def _build(cxx: str, flags: tuple[str, ...], target: Path) -> str | None:
+    """Compile the kernel into ``target`` (atomically); None on success, else the error."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    command = [cxx, *flags, "-isystem", jax.ffi.include_dir(), str(SOURCE), "-o", tmp]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S, check=False
+        )
+        if result.returncode != 0:
+            return f"{' '.join(command)} failed:\n{result.stderr.strip()[-2000:]}"
+        os.replace(tmp, target)
+        return None
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"{' '.join(command)} failed: {error}"
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load() -> bool:
+    """Build (or find in the cache) and register the kernel; False, with a reason, if impossible."""
+    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        _state["reason"] = f"disabled by {ENV_SWITCH}={os.environ[ENV_SWITCH]}"
+        return False
+    cxx = _compiler()
+    if cxx is None:
+        _state["reason"] = "no C++ compiler found ($CXX, c++, g++, clang++)"
+        return False
+    errors = []
+    for flags in ((*_BASE_FLAGS, "-march=native"), _BASE_FLAGS):
+        key = hashlib.sha256(
+            "\n".join(
+                [
+                    SOURCE.read_text(encoding="utf-8"),
+                    jaxlib.__version__,
+                    cxx,
+                    _compiler_version(cxx),
+                    " ".join(flags),
+                    _cpu_fingerprint(),
+                ]
+            ).encode()
+        ).hexdigest()[:24]
+        path = _cache_dir() / f"estep-{key}.so"
+        if not path.exists():
+            error = _build(cxx, flags, path)
+            if error is not None:
+                errors.append(error)
+                continue
+        try:
+            library = ctypes.cdll.LoadLibrary(str(path))
+            for target, symbol in _SYMBOLS.items():
+                jax.ffi.register_ffi_target(
+                    target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
+                )
+        except (OSError, AttributeError) as error:
+            errors.append(f"loading {path} failed: {error}")
+            continue
+        _state["reason"] = f"compiled kernel {path}"
+        return True
+    _state["reason"] = "the kernel did not build: " + "\n".join(errors)
+    return False
+
+
+def available() -> bool:
+    """Whether the CPU kernel is built and registered (builds it on the first call).
+
+    Returns:
+        True when hard E-steps on the CPU run the compiled kernel. The first call may take a few
+        seconds (one compilation per machine, then cached); a failed build warns once.
+    """
+    with _lock:
+        if _state["loaded"] is None:
+            _state["loaded"] = _load()
+            if not _state["loaded"] and not str(_state["reason"]).startswith("disabled"):
+                warnings.warn(
+                    "gmmlimit: the CPU K-means kernel is unavailable, so hard fits on the CPU use "
+                    f"the (slower) pure-JAX E-step. Reason: {_state['reason']}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        return bool(_state["loaded"])
+
+
+def status() -> str:
+    """Which E-step hard fits on the CPU use, and why (builds the kernel if not yet tried).
+
+    Returns:
+        ``"native: compiled kernel <path>"`` or ``"pure JAX: <reason>"``.
+    """
+    return ("native: " if available() else "pure JAX: ") + str(_state["reason"])
+
+
+def hard_assign(
+    means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The fused hard E-step over blocks of rows, on the CPU (requires :func:`available`).
+
+    Args:
+        means: (K, D) means.
+        x_blocks: (n, B, D) rows, float32 or float64 (the dtype of ``means``).
+        w_blocks: (n, B) sample weights.
+
+    Returns:
+        ``(labels, nearest, counts, sums, distortion)``: (n, B) int32 labels (ties: lowest index),
+        (n, B) squared distance to the assigned mean, (K,) summed weights, (K, D) weighted sums
+        of the rows, () weighted distortion. The statistics of each block are summed over its rows
+        and the blocks added in order, as the fit driver's scan adds them.
+    """
+    n, b, d = x_blocks.shape
+    k = means.shape[0]
+    dtype = x_blocks.dtype
+    out = (
+        jax.ShapeDtypeStruct((n, b), jnp.int32),
+        jax.ShapeDtypeStruct((n, b), dtype),
+        jax.ShapeDtypeStruct((k,), dtype),
+        jax.ShapeDtypeStruct((k, d), dtype),
+        jax.ShapeDtypeStruct((), dtype),
+    )
+    target = f"gmmlimit_hard_assign_{_SUFFIX[jnp.dtype(dtype)]}"
+    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(x_blocks, w_blocks, means)
+
+
+def soft_assign(
+    means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+) -> tuple[jax.Array, ...]:
+    """The fused soft E-step of S parameter sets over blocks of rows, on the CPU.
+
+    Requires :func:`available`; every sigma2 must be > 0 (the caller routes sigma2 = 0 to
+    :func:`hard_assign`).
+
+    Args:
+        means: (S, K, D) means of S parameter sets (S = 1 for one fit).
+        sigma2: (S,) variances.
+        x_blocks: (n, B, D) rows, float32 or float64 (the dtype of ``means``).
+        w_blocks: (n, B) sample weights.
+
+    Returns:
+        ``(labels, nearest, counts, sums, log_lik_core, distortion)``: (S, n, B) int32 labels,
+        (S, n, B) squared distance to the nearest mean, (S, K) summed responsibilities times
+        weight, (S, K, D) weighted sums of the rows, (S,) ``sum_n w_n [lse_n - d_n* / (2
+        sigma2)]`` and (S,) weighted distortion, blocks added in order as in
+        :func:`hard_assign`.
+    """
+    n, b, d = x_blocks.shape
+    s, k, _ = means.shape
+    dtype = x_blocks.dtype
+    out = (
+        jax.ShapeDtypeStruct((s, n, b), jnp.int32),
+        jax.ShapeDtypeStruct((s, n, b), dtype),
+        jax.ShapeDtypeStruct((s, k), dtype),
+        jax.ShapeDtypeStruct((s, k, d), dtype),
+        jax.ShapeDtypeStruct((s,), dtype),
+        jax.ShapeDtypeStruct((s,), dtype),
+    )
+    target = f"gmmlimit_soft_assign_{_SUFFIX[jnp.dtype(dtype)]}"
+    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(
+        x_blocks, w_blocks, means, sigma2
+    )
+
+
+def supports(dtype: jnp.dtype, k: int) -> bool:
+    """Whether the kernels handle this dtype and number of components (and are available)."""
+    return jnp.dtype(dtype) in _SUFFIX and 1 <= k < 2**24 and available()

@@ -1,0 +1,414 @@
+"""The compiled CPU kernel of the hard E-step (gmmlimit/_kernels/hard_assign.cc).
+
+Checked against float64 numpy references on shapes that exercise every remainder of the kernel's
+tiling (rows per register block and per chunk, columns per vector and per panel, features per
+vector), the lowest-index tie rule across lanes and vectors, bit-identity between one call over all
+blocks and one call per block, agreement with the pure-JAX E-step, and the fallback when the
+kernel is switched off or cannot be built.
+"""
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gmmlimit as gl
+from gmmlimit import _native
+from gmmlimit._driver import fit_compiled
+from gmmlimit.variants.isotropic import IsotropicParams, isotropic
+
+iso = importlib.import_module("gmmlimit.variants.isotropic")
+
+pytestmark = pytest.mark.skipif(
+    not _native.available(), reason=f"CPU kernel unavailable: {_native.status()}"
+)
+
+
+def _kernel(means, x_blocks, w_blocks):
+    return jax.jit(_native.hard_assign)(means, x_blocks, w_blocks)
+
+
+def _reference(means, x, w):
+    """float64 numpy: labels by the kernel's formula, exact distances, statistics."""
+    m = np.asarray(means, np.float64)
+    xx = np.asarray(x, np.float64)
+    partial = (m * m).sum(1)[None, :] - 2.0 * xx @ m.T
+    labels = partial.argmin(1)
+    ordered = np.sort(partial, axis=1)
+    gap = ordered[:, 1] - ordered[:, 0] if m.shape[0] > 1 else np.full(len(xx), np.inf)
+    nearest = ((xx - m[labels]) ** 2).sum(1)
+    k, d = m.shape
+    counts = np.bincount(labels, weights=w, minlength=k)
+    sums = np.zeros((k, d))
+    np.add.at(sums, labels, np.asarray(w, np.float64)[:, None] * xx)
+    return labels, gap, nearest, counts, sums, float((w * nearest).sum())
+
+
+SHAPES = [
+    # (n_blocks, B, D, K): B around the 4-row register block, the 32-row group and the
+    # 2048-row chunk; K around 8 / 16 lanes and the 4-vector panel; D below and above a vector.
+    (1, 1, 1, 1),
+    (1, 3, 2, 3),
+    (2, 33, 5, 17),
+    (3, 31, 16, 16),
+    (1, 2049, 33, 64),
+    (2, 100, 64, 65),
+    (1, 70, 7, 100),
+    (2, 4100, 3, 8),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_kernel_matches_float64_reference(shape, dtype):
+    n_blocks, b, d, k = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.normal(size=(n_blocks * b, d)).astype(dtype)
+    w = rng.uniform(0.5, 2.0, size=n_blocks * b).astype(dtype)
+    means = rng.normal(size=(k, d)).astype(dtype)
+    labels, nearest, counts, sums, distortion = _kernel(
+        jnp.asarray(means),
+        jnp.asarray(x.reshape(n_blocks, b, d)),
+        jnp.asarray(w.reshape(n_blocks, b)),
+    )
+    for out in (nearest, counts, sums, distortion):
+        assert out.dtype == dtype
+    assert labels.dtype == jnp.int32 and labels.shape == (n_blocks, b)
+    ref_labels, gap, ref_nearest, _, _, _ = _reference(means, x, w)
+    labels = np.asarray(labels).reshape(-1)
+    # Where the two nearest means are clearly apart, the label is the float64 one; elsewhere it
+    # must at least be a nearest mean up to the rounding of the product.
+    eps = np.finfo(dtype).eps
+    scale = (
+        8
+        * eps
+        * (1.0 + (x.astype(np.float64) ** 2).sum(1) + (means.astype(np.float64) ** 2).sum(1).max())
+    )
+    clear = gap > scale
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(labels[clear], ref_labels[clear])
+    # The distance, counts, sums and distortion of the kernel's own labels, in float64.
+    _, _, own_nearest, own_counts, own_sums, own_distortion = _reference_for_labels(
+        means, x, w, labels
+    )
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(np.asarray(nearest).reshape(-1), own_nearest, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(np.asarray(counts), own_counts, rtol=rtol)
+    np.testing.assert_allclose(np.asarray(sums), own_sums, rtol=rtol, atol=rtol * np.abs(x).sum())
+    np.testing.assert_allclose(float(distortion), own_distortion, rtol=rtol)
+    np.testing.assert_allclose(own_nearest[clear], ref_nearest[clear], rtol=rtol)
+
+
+def _reference_for_labels(means, x, w, labels):
+    m = np.asarray(means, np.float64)
+    xx = np.asarray(x, np.float64)
+    ww = np.asarray(w, np.float64)
+    k, d = m.shape
+    nearest = ((xx - m[labels]) ** 2).sum(1)
+    counts = np.bincount(labels, weights=ww, minlength=k)
+    sums = np.zeros((k, d))
+    np.add.at(sums, labels, ww[:, None] * xx)
+    return labels, None, nearest, counts, sums, float((ww * nearest).sum())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ties_go_to_the_lowest_index_across_lanes_and_vectors(dtype):
+    # 40 means: 0, 5, 21 and 37 coincide at the origin, the rest lie far away. Every row is
+    # nearest to all four at once; the label must be 0, then 5 once 0 moves away, and so on.
+    rng = np.random.default_rng(1)
+    d, k = 6, 40
+    base = (50.0 + rng.uniform(size=(k, d))).astype(dtype)
+    x = rng.normal(scale=0.1, size=(1, 70, d)).astype(dtype)
+    w = np.ones((1, 70), dtype)
+    tied = [0, 5, 21, 37]
+    for i, expect in enumerate(tied):
+        means = base.copy()
+        means[tied[i:]] = 0.0
+        labels = np.asarray(_kernel(jnp.asarray(means), jnp.asarray(x), jnp.asarray(w))[0])
+        assert (labels == expect).all(), (expect, np.unique(labels))
+    # A row exactly midway between two means: |m0|^2 - 2 <x, m0> = |m1|^2 - 2 <x, m1>.
+    means = np.zeros((3, d), dtype)
+    means[1, 0], means[2, 0] = 2.0, -2.0
+    row = np.zeros((1, 1, d), dtype)
+    row[0, 0, 0] = 1.0
+    assert int(_kernel(jnp.asarray(means), jnp.asarray(row), jnp.ones((1, 1), dtype))[0][0, 0]) == 0
+    row[0, 0, 0] = -1.0  # midway between 0 and 2: 0 wins
+    assert int(_kernel(jnp.asarray(means), jnp.asarray(row), jnp.ones((1, 1), dtype))[0][0, 0]) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_call_over_all_blocks_equals_one_call_per_block(dtype):
+    # The driver's scan adds block statistics one block at a time; the kernel must add its
+    # blocks in the same order, so both paths give the same bits.
+    rng = np.random.default_rng(2)
+    n_blocks, b, d, k = 5, 4100, 9, 13
+    x = jnp.asarray(rng.normal(size=(n_blocks, b, d)).astype(dtype))
+    w = jnp.asarray(rng.uniform(0.1, 3.0, size=(n_blocks, b)).astype(dtype))
+    means = jnp.asarray(rng.normal(size=(k, d)).astype(dtype))
+    whole = _kernel(means, x, w)
+
+    @jax.jit
+    def per_block(means, x, w):
+        def body(acc, blk):
+            labels, nearest, counts, sums, distortion = _native.hard_assign(
+                means, blk[0][None], blk[1][None]
+            )
+            acc = (acc[0] + counts, acc[1] + sums, acc[2] + distortion)
+            return acc, (labels[0], nearest[0])
+
+        zeros = (jnp.zeros((k,), dtype), jnp.zeros((k, d), dtype), jnp.zeros((), dtype))
+        (counts, sums, distortion), (labels, nearest) = jax.lax.scan(body, zeros, (x, w))
+        return labels, nearest, counts, sums, distortion
+
+    for a, b_ in zip(whole, per_block(means, x, w), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_agrees_with_the_jax_e_step(dtype):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3000, 12)).astype(dtype)
+    w = rng.uniform(0.5, 1.5, size=3000).astype(dtype)
+    means = x[:20].copy()
+    stats_k, labels_k, nearest_k = jax.jit(iso._fused_impl)(
+        jnp.asarray(means), jnp.zeros((), dtype), jnp.asarray(x), jnp.asarray(w)
+    )
+    stats_j, labels_j, nearest_j = jax.jit(iso._fused_jax)(
+        jnp.asarray(means), jnp.zeros((), dtype), jnp.asarray(x), jnp.asarray(w)
+    )
+    np.testing.assert_array_equal(np.asarray(labels_k), np.asarray(labels_j))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(stats_k, stats_j, strict=True):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(np.asarray(nearest_k), np.asarray(nearest_j), rtol=rtol, atol=rtol)
+
+
+def test_kmeans_fit_with_kernel_matches_jax_only_fit_and_sklearn():
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(4)
+    centres = rng.normal(scale=4.0, size=(6, 5))
+    X = centres[rng.integers(6, size=5000)] + rng.normal(size=(5000, 5))
+    m0 = X[rng.choice(5000, 6, replace=False)]
+    ours = gl.kmeans(X, m0, max_iter=100, tol=0.0)
+    ref = KMeans(6, init=m0, n_init=1, max_iter=100, tol=0.0, algorithm="lloyd").fit(X)
+    np.testing.assert_array_equal(np.asarray(ours.labels), ref.labels_)
+    np.testing.assert_allclose(np.asarray(ours.means), ref.cluster_centers_, rtol=1e-10)
+    np.testing.assert_allclose(float(ours.objective), ref.inertia_, rtol=1e-10)
+
+
+def test_vmapped_hard_restarts_equal_their_own_fits():
+    # All lanes hard: the batching rule runs the kernel lane by lane, so each lane is its own fit.
+    rng = np.random.default_rng(5)
+    X = jnp.asarray(rng.normal(size=(2000, 4)))
+    inits = jnp.stack([X[rng.choice(2000, 5, replace=False)] for _ in range(3)])
+    batched = jax.vmap(lambda m: gl.kmeans(X, m, max_iter=30))(inits)
+    for i in range(3):
+        one = gl.kmeans(X, inits[i], max_iter=30)
+        np.testing.assert_array_equal(np.asarray(batched.means[i]), np.asarray(one.means))
+        np.testing.assert_array_equal(np.asarray(batched.labels[i]), np.asarray(one.labels))
+        assert int(batched.n_iter[i]) == int(one.n_iter)
+
+
+def _soft_reference(means, sigma2, x, w):
+    """float64 numpy soft E-step of one parameter set, as DESIGN.md section 1 writes it."""
+    m = np.asarray(means, np.float64)
+    xx = np.asarray(x, np.float64)
+    ww = np.asarray(w, np.float64)
+    partial = (m * m).sum(1)[None, :] - 2.0 * xx @ m.T
+    best = partial.min(1, keepdims=True)
+    e = np.exp(-np.maximum(partial - best, 0.0) / (2.0 * sigma2))
+    total = e.sum(1)
+    r = e / total[:, None] * ww[:, None]
+    labels = partial.argmin(1)
+    nearest = ((xx - m[labels]) ** 2).sum(1)
+    log_lik = float((ww * (np.log(total) - nearest / (2.0 * sigma2))).sum())
+    return r.sum(0), r.T @ xx, log_lik, float((ww * nearest).sum())
+
+
+def _soft(means, sigma2, x_blocks, w_blocks):
+    return jax.jit(_native.soft_assign)(means, sigma2, x_blocks, w_blocks)
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:], ids=str)
+def test_soft_kernel_matches_float64_reference(shape):
+    n_blocks, b, d, k = shape
+    rng = np.random.default_rng(10 + sum(shape))
+    x = rng.normal(size=(n_blocks * b, d))
+    w = rng.uniform(0.5, 2.0, size=n_blocks * b)
+    sigma2 = np.array([1e-3, 0.3, 2.0, 1e3])
+    means = rng.normal(size=(len(sigma2), k, d))
+    out = _soft(
+        jnp.asarray(means),
+        jnp.asarray(sigma2),
+        jnp.asarray(x.reshape(n_blocks, b, d)),
+        jnp.asarray(w.reshape(n_blocks, b)),
+    )
+    labels, nearest, counts, sums, log_lik, distortion = out
+    assert labels.shape == nearest.shape == (len(sigma2), n_blocks, b)
+    for s, s2 in enumerate(sigma2):
+        ref_counts, ref_sums, ref_log_lik, ref_distortion = _soft_reference(means[s], s2, x, w)
+        np.testing.assert_allclose(np.asarray(counts[s]), ref_counts, rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(np.asarray(sums[s]), ref_sums, rtol=1e-11, atol=1e-10)
+        np.testing.assert_allclose(float(log_lik[s]), ref_log_lik, rtol=1e-11, atol=1e-9)
+        np.testing.assert_allclose(float(distortion[s]), ref_distortion, rtol=1e-12)
+        np.testing.assert_array_equal(
+            np.asarray(labels[s]).reshape(-1), _reference(means[s], x, w)[0]
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_soft_kernel_agrees_with_the_jax_e_step_in_both_dtypes(dtype):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3000, 12)).astype(dtype)
+    w = rng.uniform(0.5, 1.5, size=3000).astype(dtype)
+    means = jnp.asarray(x[:20].copy())
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    for sigma2 in (0.3, 2.0, 50.0):
+        s2 = jnp.asarray(sigma2, dtype)
+        ours = jax.jit(iso._fused_impl)(means, s2, jnp.asarray(x), jnp.asarray(w))
+        ref = jax.jit(iso._fused_jax)(means, s2, jnp.asarray(x), jnp.asarray(w))
+        np.testing.assert_array_equal(np.asarray(ours[1]), np.asarray(ref[1]))
+        for a, b in zip(ours[0], ref[0], strict=True):
+            assert a.dtype == b.dtype == dtype
+            scale = float(jnp.max(jnp.abs(b))) + 1.0
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_soft_kernel_at_tiny_sigma2_is_the_hard_step_without_nan(dtype):
+    # exp(-gap / 2 sigma2) underflows to exactly 0 off the nearest mean: one-hot responsibilities,
+    # counts and sums of the hard step, log-likelihood core sum_n w_n (0 - d_n / 2 sigma2).
+    rng = np.random.default_rng(12)
+    x = jnp.asarray(rng.normal(size=(2, 700, 6)).astype(dtype))
+    w = jnp.ones((2, 700), dtype)
+    means = jnp.asarray(rng.normal(size=(1, 9, 6)).astype(dtype))
+    tiny = np.finfo(dtype).tiny
+    for sigma2 in (1e-30, float(tiny), float(tiny) * 1e-3):
+        labels, nearest, counts, sums, log_lik, distortion = _soft(
+            means, jnp.asarray([sigma2], dtype), x, w
+        )
+        hard = _kernel(means[0], x, w)
+        for leaf in (nearest, counts, sums, distortion):
+            assert np.isfinite(np.asarray(leaf)).all()
+        np.testing.assert_array_equal(np.asarray(labels[0]), np.asarray(hard[0]))
+        np.testing.assert_array_equal(np.asarray(counts[0]), np.asarray(hard[2]))
+        rtol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(np.asarray(sums[0]), np.asarray(hard[3]), rtol=rtol, atol=rtol)
+        assert not np.isnan(float(log_lik[0]))
+        if sigma2 < tiny:  # a subnormal reads as 0 under XLA's flushed denormals: the hard limit
+            assert float(log_lik[0]) == 0.0
+        else:
+            assert float(log_lik[0]) < 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_soft_sets_are_independent_and_blocks_fold_in_order(dtype):
+    # S parameter sets in one call give, bit for bit, S calls with one set each; one call over all
+    # blocks gives the scan of per-block calls.
+    rng = np.random.default_rng(13)
+    n_blocks, b, d, k = 3, 4100, 7, 11
+    x = jnp.asarray(rng.normal(size=(n_blocks, b, d)).astype(dtype))
+    w = jnp.asarray(rng.uniform(0.1, 3.0, size=(n_blocks, b)).astype(dtype))
+    means = jnp.asarray(rng.normal(size=(3, k, d)).astype(dtype))
+    sigma2 = jnp.asarray([0.05, 1.0, 7.0], dtype)
+    together = _soft(means, sigma2, x, w)
+    for s in range(3):
+        alone = _soft(means[s : s + 1], sigma2[s : s + 1], x, w)
+        for a, b_ in zip(together, alone, strict=True):
+            np.testing.assert_array_equal(np.asarray(a[s]), np.asarray(b_[0]))
+
+    @jax.jit
+    def per_block(means, sigma2, x, w):
+        def body(acc, blk):
+            out = _native.soft_assign(means, sigma2, blk[0][None], blk[1][None])
+            acc = tuple(a + o for a, o in zip(acc, out[2:], strict=True))
+            return acc, (out[0][:, 0], out[1][:, 0])
+
+        zeros = tuple(jnp.zeros(o.shape, o.dtype) for o in together[2:])
+        acc, (labels, nearest) = jax.lax.scan(body, zeros, (x, w))
+        return (jnp.moveaxis(labels, 0, 1), jnp.moveaxis(nearest, 0, 1), *acc)
+
+    for a, b_ in zip(together, per_block(means, sigma2, x, w), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
+
+
+def _fit_iso(X, m0, sigma2):
+    params = IsotropicParams(m0, jnp.asarray(sigma2, X.dtype))
+    w = jnp.ones((X.shape[0],), X.dtype)
+    return fit_compiled(isotropic, X, w, params, 0.0, max_iter=25, block_size=1000)
+
+
+def test_vmapped_sigma2_sweep_equals_its_own_fits():
+    # All lanes soft: the batching rule runs the soft kernel on every lane in one pass; each lane
+    # must be its own fit, bit for bit. A sweep with a 0 lane (mixed) takes the wide JAX path.
+    rng = np.random.default_rng(14)
+    X = jnp.asarray(rng.normal(size=(3000, 4)))
+    m0 = X[:6]
+    sigma2 = jnp.asarray([0.05, 0.5, 2.0])
+    sweep = jax.vmap(lambda s2: _fit_iso(X, m0, s2))(sigma2)
+    for i in range(3):
+        one = _fit_iso(X, m0, sigma2[i])
+        np.testing.assert_array_equal(np.asarray(sweep.means[i]), np.asarray(one.means))
+        np.testing.assert_array_equal(np.asarray(sweep.history[i]), np.asarray(one.history))
+    mixed = jnp.asarray([0.0, 0.5])
+    sweep = jax.vmap(lambda s2: _fit_iso(X, m0, s2))(mixed)
+    for i in range(2):
+        one = _fit_iso(X, m0, mixed[i])
+        np.testing.assert_allclose(np.asarray(sweep.means[i]), np.asarray(one.means), rtol=1e-10)
+
+
+def _run(code, **env):
+    full_env = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+        check=False,
+    )
+
+
+FIT = """
+    import warnings
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    import gmmlimit as gl
+    from gmmlimit import _native
+    X = np.random.default_rng(0).normal(size=(500, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = gl.kmeans(X, X[:4], max_iter=50)
+    print(_native.status().split(":")[0])
+    print(sum("kernel is unavailable" in str(w.message) for w in caught))
+    print(float(r.objective))
+"""
+
+
+def test_switched_off_kernel_falls_back_to_jax_with_the_same_fit(tmp_path):
+    on = _run(FIT, GMMLIMIT_CACHE_DIR=str(tmp_path / "a"))
+    off = _run(FIT, GMMLIMIT_NATIVE="0", GMMLIMIT_CACHE_DIR=str(tmp_path / "b"))
+    assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
+    on_lines, off_lines = on.stdout.split(), off.stdout.split()
+    assert on_lines[:2] == ["native", "0"]
+    assert off_lines[:3] == ["pure", "JAX", "0"]
+    np.testing.assert_allclose(float(on_lines[-1]), float(off_lines[-1]), rtol=1e-10)
+    assert list((tmp_path / "a").glob("estep-*.so"))
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_failed_build_warns_once_and_falls_back(tmp_path):
+    out = _run(FIT, CXX="/bin/false", PATH="/nonexistent", GMMLIMIT_CACHE_DIR=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split()
+    assert lines[:3] == ["pure", "JAX", "1"]
+    assert not list(tmp_path.glob("*.so"))
