@@ -401,6 +401,8 @@ def machine_info() -> dict:
                     break
     except OSError:
         pass
+    from gmmlimit import _native
+
     dev = jax.devices()[0]
     return {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -408,6 +410,7 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "jax_device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
         "n_devices": len(jax.devices()),
+        "estep": _native.status() if dev.platform == "cpu" else f"pure JAX on {dev.platform}",
         "versions": {
             "python": platform.python_version(),
             "jax": jax.__version__,
@@ -487,6 +490,8 @@ def to_markdown(res: dict) -> str:
         f"Measured {m['date_utc']} on {m['cpu']} ({m['cpu_count']} cores), JAX device "
         f"`{m['jax_device']}`, jax {m['versions']['jax']}, scikit-learn "
         f"{m['versions']['sklearn']}, faiss {m['versions']['faiss']}, git {m['git_rev']}.",
+        "",
+        f"gmmlimit E-step: {m.get('estep', 'pure JAX (before the CPU kernels)').split(' /')[0]}.",
         "",
         "numpy square-GEMM peak: "
         + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in res["gemm_peak_gflops"].items())
