@@ -184,18 +184,30 @@ def _whole_pass(
 
     One top-K over all rows picks the same rows as the block-by-block merge: both keep the K
     largest distortions, ties going to the lowest row index (unfilled slots hold -inf, index 0).
+    The farthest rows are read only when a component is empty, so the top-K runs only then
+    (a float64 top-K over a million rows costs as much as a K-means iteration on XLA:CPU); a
+    component empty over all devices is empty on each, so a sharded pass computes it wherever it
+    is needed.
     """
     stats, labels, distortion = variant.fused_pass(params, blocks.x, blocks.weight)
     if not track_farthest:
         return stats, labels.reshape(-1), None
     k = stats.counts.shape[0]
-    value = jnp.where(blocks.valid, distortion, -jnp.inf).reshape(-1)
-    all_value = jnp.concatenate([jnp.full((k,), -jnp.inf, value.dtype), value])
-    all_index = jnp.concatenate(
-        [jnp.zeros((k,), jnp.int32), jnp.arange(value.shape[0], dtype=jnp.int32)]
-    )
-    top, pos = lax.top_k(all_value, k)
-    return stats, labels.reshape(-1), _Farthest(top, all_index[pos])
+
+    def farthest() -> _Farthest:
+        value = jnp.where(blocks.valid, distortion, -jnp.inf).reshape(-1)
+        all_value = jnp.concatenate([jnp.full((k,), -jnp.inf, value.dtype), value])
+        all_index = jnp.concatenate(
+            [jnp.zeros((k,), jnp.int32), jnp.arange(value.shape[0], dtype=jnp.int32)]
+        )
+        top, pos = lax.top_k(all_value, k)
+        return _Farthest(top, all_index[pos])
+
+    def unused() -> _Farthest:
+        return _Farthest(jnp.full((k,), -jnp.inf, distortion.dtype), jnp.zeros((k,), jnp.int32))
+
+    far = lax.cond(jnp.any(stats.counts == 0), farthest, unused)
+    return stats, labels.reshape(-1), far
 
 
 def _maybe_relocate(
