@@ -317,11 +317,14 @@ void PrepareMeans(const T* means, int64_t k, int64_t d, int64_t dp, int64_t kp, 
   }
 }
 
-// Copies rows [g, g + rows) of x (row length d) into a (kGroup, dp) zero-padded group.
+// Rows [g, g + rows) of x (row length d) as a (kGroup, dp) group: x itself when it is already
+// that shape, else a zero-padded copy in buffer.
 template <typename T>
-inline void LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t rows, T* group) {
-  std::fill(group, group + kGroup * dp, T(0));
-  for (int64_t r = 0; r < rows; ++r) std::copy(x + (g + r) * d, x + (g + r + 1) * d, group + r * dp);
+inline const T* LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t rows, T* buffer) {
+  if (d == dp && rows == kGroup) return x + g * d;
+  std::fill(buffer, buffer + kGroup * dp, T(0));
+  for (int64_t r = 0; r < rows; ++r) std::copy(x + (g + r) * d, x + (g + r + 1) * d, buffer + r * dp);
+  return buffer;
 }
 
 // Scores, labels and exact squared distances of one padded group against one parameter set.
@@ -430,12 +433,12 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   T* distortion = sums + p.k * dp;
   std::fill(stats, stats + p.k + p.k * dp + 1, T(0));
   T* scores = scratch;
-  T* group = scratch + kGroup * p.kp;
+  T* buffer = scratch + kGroup * p.kp;
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
-    LoadGroup<T>(p.x, p.d, dp, g, rows, group);
+    const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
     AssignGroup<T>(group, dp, p.means_t, p.bias, p.means_padded, p.kp, scores, group_labels,
                    group_nearest);
     for (int64_t r = 0; r < rows; ++r) {
@@ -589,13 +592,13 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   const int64_t set_size = kp + k * dp + 2;
   std::fill(stats, stats + p.sets * set_size, T(0));
   T* scores = scratch;
-  T* group = scratch + kGroup * kp;
+  T* buffer = scratch + kGroup * kp;
   int32_t group_labels[kGroup];
   T group_nearest[kGroup], group_total[kGroup];
   Vec<T> partial[L];
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
-    LoadGroup<T>(p.x, p.d, dp, g, rows, group);
+    const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
     for (int64_t s = 0; s < p.sets; ++s) {
       T* counts = stats + s * set_size;
       T* sums = counts + kp;

@@ -1,0 +1,127 @@
+"""Where the time of the fused CPU kernel goes: its pieces timed on one core, interleaved.
+
+Builds ``gmmlimit/_kernels/estep.cc`` several times with pieces cut out of the hard chunk
+(string patches of the source, each checked to apply), links each into a small C++ driver that
+times one chunk call over N rows on the calling thread (no XLA, no thread pool), and prints the
+best of R interleaved runs per variant, in ms per pass and GFLOP/s (2 N K D). The soft chunk is
+timed whole (4 N K D). Cited in docs/scale.md.
+
+Usage: ``python benchmarks/tuning/kernel_parts.py [N D K [R]]`` (default 1048576 64 64 5).
+"""
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jax.ffi
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = (ROOT / "gmmlimit" / "_kernels" / "estep.cc").read_text()
+
+ARGMIN = "  for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);\n"
+NEAREST = "  for (int r0 = 0; r0 < kGroup; r0 += L) {\n    for (int r = 0; r < L; ++r) {"
+SUMS = "      for (int64_t j = 0; j < dp; ++j) sk[j] += weight * xr[j];\n"
+LABELS_FIXED = "  for (int r = 0; r < kGroup; ++r) labels[r] = (r * 7) % kp % 64;\n"
+
+VARIANTS = {
+    "product (scores) only": [
+        (ARGMIN, LABELS_FIXED),
+        (NEAREST, "  for (int r0 = 0; r0 < 0; r0 += L) {\n    for (int r = 0; r < L; ++r) {"),
+        (SUMS, ""),
+    ],
+    "+ first index of the min": [
+        (NEAREST, "  for (int r0 = 0; r0 < 0; r0 += L) {\n    for (int r = 0; r < L; ++r) {"),
+        (SUMS, ""),
+    ],
+    "+ exact distance": [(SUMS, "")],
+    "+ sums, counts (hard chunk)": [],
+}
+
+DRIVER = r"""
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+int main(int argc, char** argv) {
+  const int64_t n = atol(argv[1]), d = atol(argv[2]), k = atol(argv[3]);
+  const int soft = atoi(argv[4]);
+  constexpr int L = kLanes<float>;
+  const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
+  std::vector<float> x(n * d), w(n, 1.f), means(k * d), means_t(dp * kp), bias(kp),
+      padded(k * dp), nearest(n), stats(kp + k * dp + 2), scratch(kGroup * (kp + dp));
+  std::vector<int32_t> labels(n);
+  srand(0);
+  for (auto& v : x) v = rand() / float(RAND_MAX) - 0.5f;
+  std::copy(x.begin(), x.begin() + k * d, means.begin());
+  PrepareMeans<float>(means.data(), k, d, dp, kp, means_t.data(), bias.data(), padded.data());
+  const float two_sigma2 = 2.0f;
+  double best = 1e30;
+  for (int rep = 0; rep < 2; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (soft) {
+      SoftProblem<float> p{x.data(), w.data(), means_t.data(), bias.data(), padded.data(),
+                           &two_sigma2, n, d, dp, k, kp, 1};
+      SoftChunk<float>(p, 0, n, labels.data(), nearest.data(), stats.data(), scratch.data());
+    } else {
+      HardProblem<float> p{x.data(), w.data(), means_t.data(), bias.data(), padded.data(),
+                           d, dp, k, kp};
+      HardChunk<float>(p, 0, n, labels.data(), nearest.data(), stats.data(), scratch.data());
+    }
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+                              .count());
+  }
+  printf("%.6f %g\n", best, stats[0]);
+}
+"""
+
+
+def build(name: str, patches: list[tuple[str, str]], folder: Path) -> Path:
+    text = SOURCE
+    for old, new in patches:
+        assert old in text, f"patch for {name!r} no longer applies: {old[:60]!r}"
+        text = text.replace(old, new)
+    src = folder / f"{abs(hash(name))}.cc"
+    src.write_text(text + DRIVER)
+    exe = src.with_suffix("")
+    subprocess.run(
+        [
+            "g++",
+            "-O3",
+            "-march=native",
+            "-std=gnu++17",
+            "-isystem",
+            jax.ffi.include_dir(),
+            str(src),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
+    return exe
+
+
+def main() -> None:
+    n, d, k = (int(v) for v in (sys.argv[1:4] if len(sys.argv) > 3 else (1 << 20, 64, 64)))
+    repeats = int(sys.argv[4]) if len(sys.argv) > 4 else 5
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        cases = [(name, build(name, patches, folder), 0) for name, patches in VARIANTS.items()]
+        cases.append(("soft chunk (sigma2 = 1)", build("soft", [], folder), 1))
+        best = {name: float("inf") for name, _, _ in cases}
+        for _ in range(repeats):
+            for name, exe, soft in cases:
+                out = subprocess.run(
+                    ["taskset", "-c", "0", str(exe), str(n), str(d), str(k), str(soft)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.split()
+                best[name] = min(best[name], float(out[0]))
+    print(f"one core, N={n} D={d} K={k} float32, best of {repeats} interleaved:")
+    for name, _, soft in cases:
+        flops = (4 if soft else 2) * n * d * k
+        print(f"  {name:30s} {best[name] * 1e3:8.1f} ms  {flops / best[name] / 1e9:6.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
