@@ -151,7 +151,9 @@ def _load() -> bool:
                 jax.ffi.register_ffi_target(
                     target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
                 )
-        except (OSError, AttributeError) as error:
+        except Exception as error:
+            # A JaxRuntimeError here means another copy of the kernels already holds these
+            # target names in this process (two gmmlimit trees imported side by side).
             errors.append(f"loading {path} failed: {error}")
             continue
         _state["reason"] = f"compiled kernel {path}"

@@ -58,6 +58,7 @@ constexpr int kRows = 4;      // rows (components) per register block of the pro
 constexpr int kPanel = 4;     // vectors of means (features) per register block of the products
 constexpr int kGroup = 32;    // rows per group: a multiple of kRows and of every lane count
 constexpr int64_t kChunk = 2048;  // rows per unit of parallel work: a multiple of kGroup
+constexpr int64_t kWindowBytes = int64_t{8} << 20;  // unit statistics held at once (see RunUnits)
 
 template <typename T>
 struct Simd;
@@ -360,7 +361,10 @@ void RunUnits(ffi::ThreadPool& pool, int64_t n_units, int64_t stats_size, int64_
               const std::function<void(int64_t, T*, T*)>& work,
               const std::function<void(int64_t, const T*)>& fold) {
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(n_units, pool.num_threads()));
-  const int64_t window = std::min<int64_t>(n_units, 4 * workers);
+  // As many units per window as kWindowBytes of statistics hold (at least 4 per worker): each
+  // window ends in a wait for its slowest unit, so fewer windows waste less.
+  const int64_t per_window = kWindowBytes / static_cast<int64_t>(sizeof(T) * stats_size);
+  const int64_t window = std::min<int64_t>(n_units, std::max<int64_t>(4 * workers, per_window));
   std::vector<T> slots(static_cast<size_t>(window * stats_size));
   std::vector<std::vector<T>> scratch(static_cast<size_t>(workers));
   for (int64_t start = 0; start < n_units; start += window) {
