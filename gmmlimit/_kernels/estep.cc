@@ -58,6 +58,7 @@ constexpr int kRows = 4;      // rows (components) per register block of the pro
 constexpr int kPanel = 4;     // vectors of means (features) per register block of the products
 constexpr int kGroup = 32;    // rows per group: a multiple of kRows and of every lane count
 constexpr int64_t kChunk = 2048;  // rows per unit of parallel work: a multiple of kGroup
+constexpr int64_t kSliceRows = 8 * kGroup;  // soft E-step: rows per set before the next set
 constexpr int64_t kWindowBytes = int64_t{8} << 20;  // unit statistics held at once (see RunUnits)
 
 template <typename T>
@@ -600,9 +601,10 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   int32_t group_labels[kGroup];
   T group_nearest[kGroup], group_total[kGroup];
   Vec<T> partial[L];
-  for (int64_t g = begin; g < end; g += kGroup) {
-    const int64_t rows = std::min<int64_t>(kGroup, end - g);
-    const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
+  // Rows in slices of kSliceRows; within a slice, one parameter set after another, so a set's
+  // means stay in the L1 cache over the slice's groups. Each set still sees its rows in order.
+  for (int64_t g0 = begin; g0 < end; g0 += kSliceRows) {
+    const int64_t slice_end = std::min(end, g0 + kSliceRows);
     for (int64_t s = 0; s < p.sets; ++s) {
       T* counts = stats + s * set_size;
       T* sums = counts + kp;
@@ -614,54 +616,58 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       // where 0 / (2 sigma2) is 0, so the quotient is formed instead.
       const T inverse = two_sigma2 > 0 ? T(1) / two_sigma2 : T(0);
       const bool multiply = inverse <= std::numeric_limits<T>::max();
-      AssignGroup<T>(group, dp, p.means_t + s * dp * kp, p.bias + s * kp,
-                     p.means_padded + s * k * dp, kp, scores, group_labels, group_nearest);
-      if (!(two_sigma2 > 0)) {
-        // sigma2 that XLA reads as 0 (a subnormal, with denormals flushed): the hard limit, as
-        // the caller's `sigma2 > 0` test decides it. One-hot rows at the labels, totals 1.
-        std::fill(scores, scores + kGroup * kp, T(0));
-        for (int r = 0; r < kGroup; ++r) {
-          scores[r * kp + group_labels[r]] = T(1);
-          group_total[r] = T(1);
-        }
-      }
-      // Exponentials in place of the scores, and each row's total.
-      for (int r0 = 0; two_sigma2 > 0 && r0 < kGroup; r0 += L) {
-        for (int r = 0; r < L; ++r) {
-          T* row = scores + (r0 + r) * kp;
-          const Vec<T> best = Vec<T>{} + row[group_labels[r0 + r]];
-          Vec<T> total{};
-          for (int64_t c = 0; c < kp; c += L) {
-            Vec<T> gap = Load<T>(row + c) - best;
-            gap = gap > 0 ? gap : Vec<T>{};
-            const Vec<T> scaled = multiply ? gap * inverse : gap / two_sigma2;
-            const Vec<T> e = ExpNonPositive<T>(-scaled);
-            Store<T>(row + c, e);
-            total += e;
+      for (int64_t g = g0; g < slice_end; g += kGroup) {
+        const int64_t rows = std::min<int64_t>(kGroup, end - g);
+        const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
+        AssignGroup<T>(group, dp, p.means_t + s * dp * kp, p.bias + s * kp,
+                       p.means_padded + s * k * dp, kp, scores, group_labels, group_nearest);
+        if (!(two_sigma2 > 0)) {
+          // sigma2 that XLA reads as 0 (a subnormal, with denormals flushed): the hard limit, as
+          // the caller's `sigma2 > 0` test decides it. One-hot rows at the labels, totals 1.
+          std::fill(scores, scores + kGroup * kp, T(0));
+          for (int r = 0; r < kGroup; ++r) {
+            scores[r * kp + group_labels[r]] = T(1);
+            group_total[r] = T(1);
           }
-          partial[r] = total;
         }
-        LaneSums<T>(partial, group_total + r0);
-      }
-      // Responsibilities times weight (0 on padding rows), their sums, and the row terms.
-      for (int r = 0; r < kGroup; ++r) {
-        T* row = scores + r * kp;
-        const T weight = r < rows ? p.w[g + r] : T(0);
-        const T factor = weight / group_total[r];
-        for (int64_t c = 0; c < kp; c += L) {
-          const Vec<T> resp = Load<T>(row + c) * factor;
-          Store<T>(row + c, resp);
-          Store<T>(counts + c, Load<T>(counts + c) + resp);
+        // Exponentials in place of the scores, and each row's total.
+        for (int r0 = 0; two_sigma2 > 0 && r0 < kGroup; r0 += L) {
+          for (int r = 0; r < L; ++r) {
+            T* row = scores + (r0 + r) * kp;
+            const Vec<T> best = Vec<T>{} + row[group_labels[r0 + r]];
+            Vec<T> total{};
+            for (int64_t c = 0; c < kp; c += L) {
+              Vec<T> gap = Load<T>(row + c) - best;
+              gap = gap > 0 ? gap : Vec<T>{};
+              const Vec<T> scaled = multiply ? gap * inverse : gap / two_sigma2;
+              const Vec<T> e = ExpNonPositive<T>(-scaled);
+              Store<T>(row + c, e);
+              total += e;
+            }
+            partial[r] = total;
+          }
+          LaneSums<T>(partial, group_total + r0);
         }
-      }
-      GroupSums<T>(scores, k, kp, group, dp, sums);
-      for (int64_t r = 0; r < rows; ++r) {
-        const T weight = p.w[g + r];
-        if (two_sigma2 > 0)
-          *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
-        *distortion += weight * group_nearest[r];
-        labels[s * p.n_rows + g + r] = group_labels[r];
-        nearest[s * p.n_rows + g + r] = group_nearest[r];
+        // Responsibilities times weight (0 on padding rows), their sums, and the row terms.
+        for (int r = 0; r < kGroup; ++r) {
+          T* row = scores + r * kp;
+          const T weight = r < rows ? p.w[g + r] : T(0);
+          const T factor = weight / group_total[r];
+          for (int64_t c = 0; c < kp; c += L) {
+            const Vec<T> resp = Load<T>(row + c) * factor;
+            Store<T>(row + c, resp);
+            Store<T>(counts + c, Load<T>(counts + c) + resp);
+          }
+        }
+        GroupSums<T>(scores, k, kp, group, dp, sums);
+        for (int64_t r = 0; r < rows; ++r) {
+          const T weight = p.w[g + r];
+          if (two_sigma2 > 0)
+            *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
+          *distortion += weight * group_nearest[r];
+          labels[s * p.n_rows + g + r] = group_labels[r];
+          nearest[s * p.n_rows + g + r] = group_nearest[r];
+        }
       }
     }
   }
