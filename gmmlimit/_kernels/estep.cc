@@ -45,6 +45,7 @@
 #include <limits>
 #include <memory>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -123,27 +124,36 @@ inline void ScoreBlock(const T* x, int64_t d, const T* means_t, int64_t kp, cons
   }
 }
 
-// Scores of kRows rows against all kp columns.
-template <typename T>
-inline void ScoreRows(const T* x, int64_t d, const T* means_t, int64_t kp, const T* bias,
-                      T* scores) {
-  constexpr int L = kLanes<T>;
-  int64_t col = 0;
-  for (; col + kPanel * L <= kp; col += kPanel * L)
-    ScoreBlock<T, kRows, kPanel>(x, d, means_t, kp, bias, col, scores);
-  switch ((kp - col) / L) {
+// Calls f(std::integral_constant<int, n>{}, start) over [0, extent), a multiple of unit: in
+// tiles of Max units, then once for the 1 .. Max - 1 units left, so register blocks of every size
+// are compile-time constants.
+template <int Max, typename F>
+inline void Tiles(int64_t extent, int64_t unit, F&& f) {
+  static_assert(Max == 4, "the remainder switch covers 1 .. 3 units");
+  int64_t start = 0;
+  for (; start + Max * unit <= extent; start += Max * unit) f(std::integral_constant<int, Max>{}, start);
+  switch ((extent - start) / unit) {
     case 3:
-      ScoreBlock<T, kRows, 3>(x, d, means_t, kp, bias, col, scores);
+      f(std::integral_constant<int, 3>{}, start);
       break;
     case 2:
-      ScoreBlock<T, kRows, 2>(x, d, means_t, kp, bias, col, scores);
+      f(std::integral_constant<int, 2>{}, start);
       break;
     case 1:
-      ScoreBlock<T, kRows, 1>(x, d, means_t, kp, bias, col, scores);
+      f(std::integral_constant<int, 1>{}, start);
       break;
     default:
       break;
   }
+}
+
+// Scores of kRows rows against all kp columns.
+template <typename T>
+inline void ScoreRows(const T* x, int64_t d, const T* means_t, int64_t kp, const T* bias,
+                      T* scores) {
+  Tiles<kPanel>(kp, kLanes<T>, [&](auto vectors, int64_t col) {
+    ScoreBlock<T, kRows, decltype(vectors)::value>(x, d, means_t, kp, bias, col, scores);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,44 +556,14 @@ inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int
     for (int v = 0; v < NV; ++v) Store<T>(sums + (c0 + c) * dp + j0 + v * L, acc[c][v]);
 }
 
-template <typename T, int R>
-inline void SumsRows(const T* resp, int64_t kp, const T* group, int64_t dp, int64_t c0, T* sums) {
-  constexpr int L = kLanes<T>;
-  int64_t j0 = 0;
-  for (; j0 + kPanel * L <= dp; j0 += kPanel * L)
-    SumsBlock<T, R, kPanel>(resp, kp, group, dp, c0, j0, sums);
-  switch ((dp - j0) / L) {
-    case 3:
-      SumsBlock<T, R, 3>(resp, kp, group, dp, c0, j0, sums);
-      break;
-    case 2:
-      SumsBlock<T, R, 2>(resp, kp, group, dp, c0, j0, sums);
-      break;
-    case 1:
-      SumsBlock<T, R, 1>(resp, kp, group, dp, c0, j0, sums);
-      break;
-    default:
-      break;
-  }
-}
-
 template <typename T>
 inline void GroupSums(const T* resp, int64_t k, int64_t kp, const T* group, int64_t dp, T* sums) {
-  int64_t c0 = 0;
-  for (; c0 + kRows <= k; c0 += kRows) SumsRows<T, kRows>(resp, kp, group, dp, c0, sums);
-  switch (k - c0) {
-    case 3:
-      SumsRows<T, 3>(resp, kp, group, dp, c0, sums);
-      break;
-    case 2:
-      SumsRows<T, 2>(resp, kp, group, dp, c0, sums);
-      break;
-    case 1:
-      SumsRows<T, 1>(resp, kp, group, dp, c0, sums);
-      break;
-    default:
-      break;
-  }
+  Tiles<kRows>(k, 1, [&](auto components, int64_t c0) {
+    Tiles<kPanel>(dp, kLanes<T>, [&](auto vectors, int64_t j0) {
+      SumsBlock<T, decltype(components)::value, decltype(vectors)::value>(resp, kp, group, dp, c0,
+                                                                          j0, sums);
+    });
+  });
 }
 
 // Rows [begin, end) for every parameter set: labels and nearest (S, n_rows) written in place;
