@@ -31,6 +31,7 @@ from ._diagnostics import (
     update_gap,
 )
 from ._driver import FitResult
+from ._native import status as cpu_kernel_status
 from ._outofcore import em_out_of_core, fit_out_of_core, kmeans_out_of_core
 from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate
 from ._sharding import default_mesh, em_sharded, fit_sharded, kmeans_sharded
@@ -55,6 +56,7 @@ __all__ = [
     "compare_em_gradient",
     "convergence_rate",
     "count_distinct",
+    "cpu_kernel_status",
     "critical_sigma2",
     "default_mesh",
     "em",

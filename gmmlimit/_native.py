@@ -163,18 +163,19 @@ def _load() -> bool:
 
 
 def available() -> bool:
-    """Whether the CPU kernel is built and registered (builds it on the first call).
+    """Whether the CPU kernels are built and registered (builds them on the first call).
 
     Returns:
-        True when hard E-steps on the CPU run the compiled kernel. The first call may take a few
-        seconds (one compilation per machine, then cached); a failed build warns once.
+        True when isotropic E-steps on the CPU run the compiled kernels. The first call may
+        take a few seconds (one compilation per machine, then cached); a failed build warns
+        once.
     """
     with _lock:
         if _state["loaded"] is None:
             _state["loaded"] = _load()
             if not _state["loaded"] and not str(_state["reason"]).startswith("disabled"):
                 warnings.warn(
-                    "gmmlimit: the CPU K-means kernel is unavailable, so hard fits on the CPU use "
+                    "gmmlimit: the CPU E-step kernel is unavailable, so fits on the CPU use "
                     f"the (slower) pure-JAX E-step. Reason: {_state['reason']}",
                     RuntimeWarning,
                     stacklevel=3,
@@ -183,7 +184,9 @@ def available() -> bool:
 
 
 def status() -> str:
-    """Which E-step hard fits on the CPU use, and why (builds the kernel if not yet tried).
+    """Which E-step isotropic fits on the CPU use, and why (builds the kernels if not yet tried).
+
+    Public as ``gmmlimit.cpu_kernel_status``.
 
     Returns:
         ``"native: compiled kernel <path>"`` or ``"pure JAX: <reason>"``.

@@ -30,6 +30,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def test_public_status_names_the_compiled_kernel():
+    status = gl.cpu_kernel_status()
+    assert status.startswith("native: compiled kernel ")
+    assert status.endswith(".so") and os.path.exists(status.split("compiled kernel ", 1)[1])
+
+
 def _kernel(means, x_blocks, w_blocks):
     return jax.jit(_native.hard_assign)(means, x_blocks, w_blocks)
 
@@ -388,7 +394,7 @@ FIT = """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         r = gl.kmeans(X, X[:4], max_iter=50)
-    print(_native.status().split(":")[0])
+    print(gl.cpu_kernel_status().split(":")[0])
     print(sum("kernel is unavailable" in str(w.message) for w in caught))
     print(float(r.objective))
 """
