@@ -424,6 +424,28 @@ inline void FoldUnit(int64_t unit, int64_t chunks_per_block, const T* stats, int
     for (int64_t i = 0; i < stats_size; ++i) total[i] += block_acc[i];
 }
 
+// The statistics (stats_size values) of n_blocks blocks of b rows, summed as the driver's scan
+// sums them: chunk(begin, end, stats, scratch) computes rows [begin, end) of one chunk of a
+// block; a block's chunks are added in order, and the blocks in order.
+template <typename T, typename F>
+std::vector<T> RunBlocks(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t stats_size,
+                         int64_t scratch_size, F&& chunk) {
+  const int64_t chunks_per_block = std::max<int64_t>(1, (b + kChunk - 1) / kChunk);
+  std::vector<T> block_acc(stats_size), total(stats_size, T(0));
+  RunUnits<T>(
+      pool, n_blocks * chunks_per_block, stats_size, scratch_size,
+      [&](int64_t unit, T* stats, T* scratch) {
+        const int64_t block = unit / chunks_per_block, part = unit % chunks_per_block;
+        const int64_t begin = block * b + part * kChunk;
+        const int64_t end = block * b + std::min(b, (part + 1) * kChunk);
+        chunk(begin, end, stats, scratch);
+      },
+      [&](int64_t unit, const T* stats) {
+        FoldUnit<T>(unit, chunks_per_block, stats, stats_size, block_acc.data(), total.data());
+      });
+  return total;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hard E-step.
 
@@ -498,19 +520,11 @@ ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
                                bias.data(),        means_padded.data(), d, dp, k, kp};
   int32_t* labels = labels_buf->typed_data();
   T* nearest = nearest_buf->typed_data();
-  const int64_t chunks_per_block = std::max<int64_t>(1, (b + kChunk - 1) / kChunk);
   const int64_t stats_size = k + k * dp + 1;
-  std::vector<T> block_acc(stats_size), total(stats_size, T(0));
-  RunUnits<T>(
-      pool, n_blocks * chunks_per_block, stats_size, kGroup * (kp + dp),
-      [&](int64_t unit, T* stats, T* scratch) {
-        const int64_t block = unit / chunks_per_block, chunk = unit % chunks_per_block;
-        const int64_t begin = block * b + chunk * kChunk;
-        const int64_t end = block * b + std::min(b, (chunk + 1) * kChunk);
+  const std::vector<T> total = RunBlocks<T>(
+      pool, n_blocks, b, stats_size, kGroup * (kp + dp),
+      [&](int64_t begin, int64_t end, T* stats, T* scratch) {
         HardChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
-      },
-      [&](int64_t unit, const T* stats) {
-        FoldUnit<T>(unit, chunks_per_block, stats, stats_size, block_acc.data(), total.data());
       });
   T* counts = counts_buf->typed_data();
   T* sums = sums_buf->typed_data();
@@ -686,20 +700,11 @@ ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
                                n_blocks * b,       d, dp, k, kp, sets};
   int32_t* labels = labels_buf->typed_data();
   T* nearest = nearest_buf->typed_data();
-  const int64_t chunks_per_block = std::max<int64_t>(1, (b + kChunk - 1) / kChunk);
   const int64_t set_size = kp + k * dp + 2;
-  const int64_t stats_size = sets * set_size;
-  std::vector<T> block_acc(stats_size), total(stats_size, T(0));
-  RunUnits<T>(
-      pool, n_blocks * chunks_per_block, stats_size, kGroup * (kp + dp),
-      [&](int64_t unit, T* stats, T* scratch) {
-        const int64_t block = unit / chunks_per_block, chunk = unit % chunks_per_block;
-        const int64_t begin = block * b + chunk * kChunk;
-        const int64_t end = block * b + std::min(b, (chunk + 1) * kChunk);
+  const std::vector<T> total = RunBlocks<T>(
+      pool, n_blocks, b, sets * set_size, kGroup * (kp + dp),
+      [&](int64_t begin, int64_t end, T* stats, T* scratch) {
         SoftChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
-      },
-      [&](int64_t unit, const T* stats) {
-        FoldUnit<T>(unit, chunks_per_block, stats, stats_size, block_acc.data(), total.data());
       });
   for (int64_t s = 0; s < sets; ++s) {
     const T* set = total.data() + s * set_size;
