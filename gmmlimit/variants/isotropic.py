@@ -251,8 +251,8 @@ def _fused_impl(
         sigma2: scalar variance (0: the hard limit).
         x: (B, D) rows.
         weight: (B,) sample weights.
-        native: allow the compiled CPU kernel for the hard branch (False: JAX only, as the
-            derivative rules need).
+        native: allow the compiled CPU kernels (False: JAX only, as the derivative rules
+            need).
 
     Returns:
         ``(stats, labels, distortion)``: the block's :class:`IsotropicStats`, (B,) int32 labels
@@ -261,32 +261,19 @@ def _fused_impl(
     if not _use_native(x, means.shape[0], native):
         return _fused_jax(means, sigma2, x, weight)
 
-    def soft_kernel(
+    def kernels(
         means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array
     ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
-        stats, labels, nearest = _first(
-            _soft_native(means[None], sigma2[None], x[None], weight[None])
+        # One block as a pass over one block: its total weight 0 + sum(w) is sum(w), same bits.
+        x_blocks, w_blocks = x[None], weight[None]
+        stats, labels, nearest = lax.cond(
+            sigma2 > 0,
+            lambda: _first(_soft_native(means[None], sigma2[None], x_blocks, w_blocks)),
+            lambda: _hard_native(means, x_blocks, w_blocks),
         )
-        return stats._replace(total_weight=jnp.sum(weight)), labels[0], nearest[0]
+        return stats, labels[0], nearest[0]
 
-    def hard_kernel(
-        means: jax.Array, x: jax.Array, weight: jax.Array
-    ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
-        stats, labels, nearest = _hard_native(means, x[None], weight[None])
-        return stats._replace(total_weight=jnp.sum(weight)), labels[0], nearest[0]
-
-    def hard_jax(
-        means: jax.Array, x: jax.Array, weight: jax.Array
-    ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
-        return _fused_jax(means, sigma2, x, weight)
-
-    return lax.cond(
-        sigma2 > 0,
-        lambda: lax.platform_dependent(
-            means, sigma2, x, weight, cpu=soft_kernel, default=_fused_jax
-        ),
-        lambda: lax.platform_dependent(means, x, weight, cpu=hard_kernel, default=hard_jax),
-    )
+    return lax.platform_dependent(means, sigma2, x, weight, cpu=kernels, default=_fused_jax)
 
 
 WIDE_TILE_ELEMENTS = 1 << 18
@@ -486,39 +473,32 @@ def _pass_impl(
 ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
     """One streamed E-step over all blocks, for one parameter set.
 
-    Equal, bit for bit, to scanning :func:`_fused_impl` over the blocks. A hard pass on the CPU
-    hands all blocks to the compiled kernel in one call: the blocks are not copied out one at a
+    Equal, bit for bit, to scanning :func:`_fused_impl` over the blocks. A pass on the CPU hands
+    all blocks to the compiled kernel in one call: the blocks are not copied out one at a
     time (a scan slices each block into a buffer of its own before a custom call), and the
     kernel spreads them over the cores.
     """
 
     def scan(
-        means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+        means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
     ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
         return _scan_blocks(
             functools.partial(_fused_impl, means, sigma2, native=native), x_blocks, w_blocks
         )
 
     if not _use_native(x_blocks, means.shape[0], native):
-        return scan(means, x_blocks, w_blocks)
+        return scan(means, sigma2, x_blocks, w_blocks)
 
-    def soft_kernel(
+    def kernels(
         means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
     ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
-        return _first(_soft_native(means[None], sigma2[None], x_blocks, w_blocks))
+        return lax.cond(
+            sigma2 > 0,
+            lambda: _first(_soft_native(means[None], sigma2[None], x_blocks, w_blocks)),
+            lambda: _hard_native(means, x_blocks, w_blocks),
+        )
 
-    def soft_jax(
-        means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
-    ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
-        return scan(means, x_blocks, w_blocks)
-
-    return lax.cond(
-        sigma2 > 0,
-        lambda: lax.platform_dependent(
-            means, sigma2, x_blocks, w_blocks, cpu=soft_kernel, default=soft_jax
-        ),
-        lambda: lax.platform_dependent(means, x_blocks, w_blocks, cpu=_hard_native, default=scan),
-    )
+    return lax.platform_dependent(means, sigma2, x_blocks, w_blocks, cpu=kernels, default=scan)
 
 
 def _pass_native(
@@ -582,32 +562,22 @@ def _pass_vmap(
         out = wide()
     else:
 
-        def hard_lanes() -> tuple[IsotropicStats, jax.Array, jax.Array]:
-            def one_lane(m: jax.Array) -> tuple[IsotropicStats, jax.Array, jax.Array]:
-                return lax.platform_dependent(
-                    m,
-                    x_blocks,
-                    w_blocks,
-                    cpu=_hard_native,
-                    default=lambda m, x, w: _scan_blocks(
-                        functools.partial(_fused_jax, m, jnp.zeros((), x.dtype)), x, w
-                    ),
-                )
-
-            return lax.map(one_lane, means)
-
-        def soft_lanes() -> tuple[IsotropicStats, jax.Array, jax.Array]:
-            return lax.platform_dependent(
-                means,
-                sigma2,
-                x_blocks,
-                w_blocks,
-                cpu=_soft_native,
-                default=lambda *_: wide(),
+        def kernels(
+            means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+        ) -> tuple[IsotropicStats, jax.Array, jax.Array]:
+            mode = jnp.where(jnp.all(sigma2 == 0), 0, jnp.where(jnp.all(sigma2 > 0), 1, 2))
+            return lax.switch(
+                mode,
+                (
+                    lambda: lax.map(lambda m: _hard_native(m, x_blocks, w_blocks), means),
+                    lambda: _soft_native(means, sigma2, x_blocks, w_blocks),
+                    wide,
+                ),
             )
 
-        mode = jnp.where(jnp.all(sigma2 == 0), 0, jnp.where(jnp.all(sigma2 > 0), 1, 2))
-        out = lax.switch(mode, (hard_lanes, soft_lanes, wide))
+        out = lax.platform_dependent(
+            means, sigma2, x_blocks, w_blocks, cpu=kernels, default=lambda *_: wide()
+        )
     return out, jax.tree.map(lambda _: True, out)
 
 
