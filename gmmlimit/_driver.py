@@ -103,8 +103,7 @@ def block_pass(
 ) -> tuple[Stats, jax.Array, jax.Array]:
     """The E-step and sufficient statistics of one block of rows.
 
-    Uses the variant's ``fused_e_step`` when it has one, else ``e_step`` then
-    ``sufficient_stats``.
+    Uses the variant's engine when it has one, else ``e_step`` then ``sufficient_stats``.
 
     Args:
         variant: the mixture variant.
@@ -116,8 +115,8 @@ def block_pass(
         ``(stats, labels, distortion)``: the block's statistics, (B,) int32 labels and (B,)
         per-row distortion.
     """
-    if variant.fused_e_step is not None:
-        return variant.fused_e_step(params, x, w)
+    if variant.engine is not None:
+        return variant.engine.block(params, x, w)
     estep = variant.e_step(params, x)
     return variant.sufficient_stats(x, w, estep), estep.labels, estep.distortion
 
@@ -146,7 +145,7 @@ def e_pass(
         labels, and the running top-K (None unless ``track_farthest``).
     """
     n_blocks, b, _ = blocks.x.shape
-    if variant.fused_pass is not None:
+    if variant.engine is not None:
         return _whole_pass(variant, params, blocks, track_farthest)
     block_stats = partial(block_pass, variant, params)
     shapes = jax.eval_shape(block_stats, blocks.x[0], blocks.weight[0])
@@ -180,7 +179,7 @@ def e_pass(
 def _whole_pass(
     variant: Variant, params: Params, blocks: Blocks, track_farthest: bool
 ) -> tuple[Stats, jax.Array, _Farthest | None]:
-    """:func:`e_pass` through the variant's ``fused_pass``; the farthest rows in one top-K.
+    """:func:`e_pass` through the variant's engine; the farthest rows in one top-K.
 
     One top-K over all rows picks the same rows as the block-by-block merge: both keep the K
     largest distortions, ties going to the lowest row index (unfilled slots hold -inf, index 0).
@@ -189,7 +188,7 @@ def _whole_pass(
     component empty over all devices is empty on each, so a sharded pass computes it wherever it
     is needed.
     """
-    stats, labels, distortion = variant.fused_pass(params, blocks.x, blocks.weight)
+    stats, labels, distortion = variant.engine.pass_(params, blocks.x, blocks.weight)
     if not track_farthest:
         return stats, labels.reshape(-1), None
     k = stats.counts.shape[0]

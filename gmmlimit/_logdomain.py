@@ -1,9 +1,20 @@
-"""Log-domain numerics shared by every variant with a temperature.
+"""Log-domain numerics shared by every variant with a temperature: the shifted-softmax rule.
 
-The one rule: shift by the nearest (smallest) divergence *before* scaling by the temperature, so
-every exponent lies in [-inf, 0] and the nearest one is exactly 0 at any temperature. Then the
-log-sum-exp lies in [0, ln K], nothing overflows, and the zero-temperature limit is the one-hot of
-the argmin (ties: lowest index) with no 0/0 on the way.
+The one rule, used by every E-step form (the model's reference E-step, the fused and the wide
+E-step engines, and written out again in the compiled CPU kernel):
+
+    gap_nk      = div_nk - div_n*  (>= 0),  with div_n* = min_k div_nk and label_n its argmin
+    exponent_nk = 0                          if k == label_n or gap_nk <= 0
+                  -(gap_nk / temperature)    otherwise
+    e_nk = exp(exponent_nk),  total_n = sum_k e_nk,  r_nk = e_nk / total_n,  lse_n = ln total_n
+
+The exponent of the nearest component is exactly 0 *by construction, from its label*, not because
+two roundings of ``div - min(div)`` happen to agree (XLA may evaluate a fused expression
+differently at its two uses, which at a tiny temperature turned whole rows into 0 / 0). Hence
+``1 <= total_n <= K``, ``lse_n`` lies in [0, ln K], nothing overflows at any temperature, and the
+zero-temperature limit is the one-hot of the argmin (ties: lowest index). The exponent is a
+division, not a product with ``1 / temperature``: ``1 / temperature`` overflows for a tiny
+temperature where the quotient is merely large, and ``0 * inf`` would be NaN.
 """
 
 from __future__ import annotations
@@ -12,7 +23,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["pairwise_sq_dists_partial", "shifted_softmax"]
+from ._reduce import tree_min_first_index, tree_sum
+
+__all__ = ["pairwise_sq_dists_partial", "shifted_exp", "shifted_softmax"]
 
 
 def pairwise_sq_dists_partial(x: jax.Array, means: jax.Array, means_sq: jax.Array) -> jax.Array:
@@ -36,10 +49,45 @@ def pairwise_sq_dists_partial(x: jax.Array, means: jax.Array, means_sq: jax.Arra
     return means_sq[None, :] - 2.0 * cross
 
 
+def shifted_exp(
+    divergence: jax.Array,
+    best: jax.Array,
+    labels: jax.Array,
+    temperature: jax.Array,
+    axis: int,
+) -> tuple[jax.Array, jax.Array]:
+    """The unnormalised responsibilities of the shifted-softmax rule (module docstring).
+
+    Every E-step form calls this one function, whatever its layout: (B, K) rows by components,
+    (K, B) components by rows, (S, K, B) parameter sets by components by rows.
+
+    Args:
+        divergence: divergences with the component axis at ``axis`` (a per-row constant may be
+            missing: only differences along ``axis`` are used).
+        best: the minimum along ``axis`` (``axis`` removed).
+        labels: int32 first index of that minimum (``axis`` removed).
+        temperature: > 0, broadcastable against ``divergence``; for the isotropic Gaussian
+            ``2 sigma2``. Callers route temperature 0 to the one-hot of ``labels``.
+        axis: the component axis.
+
+    Returns:
+        ``(e, total)``: ``e`` shaped like ``divergence`` with values in [0, 1], exactly 1 at the
+        label, and ``total`` = the sum of ``e`` along ``axis``, in [1, K].
+    """
+    axis = axis % divergence.ndim
+    component = lax.broadcasted_iota(jnp.int32, divergence.shape, axis)
+    gap = divergence - jnp.expand_dims(best, axis)
+    scaled = jnp.where(
+        (gap > 0) & (component != jnp.expand_dims(labels, axis)), -(gap / temperature), 0.0
+    )
+    e = jnp.exp(scaled)
+    return e, tree_sum(e, axis=axis)
+
+
 def shifted_softmax(
     divergence: jax.Array, temperature: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Responsibilities ``softmax_k(-(div_nk - min_k div_nk) / temperature)`` in the log domain.
+    """Responsibilities ``softmax_k(-(div_nk - min_k div_nk) / temperature)`` by the one rule.
 
     Args:
         divergence: (B, K) divergences (any per-row constant may be missing: only differences
@@ -51,21 +99,15 @@ def shifted_softmax(
         A tuple ``(resp, labels, gap, lse)``:
             resp: (B, K) responsibilities, rows sum to one, never NaN.
             labels: (B,) int32 argmin of the divergence (lowest index on ties).
-            gap: (B, K) ``div_nk - min_k div_nk`` >= 0, exactly 0 at the argmin.
+            gap: (B, K) ``div_nk - min_k div_nk`` >= 0, exactly 0 at the label.
             lse: (B,) ``log sum_k exp(-gap_nk / temperature)``, in [0, ln K]; 0 at temperature 0.
     """
-    labels = jnp.argmin(divergence, axis=1).astype(jnp.int32)
-    nearest = jnp.take_along_axis(divergence, labels[:, None], axis=1)
-    gap = jnp.maximum(divergence - nearest, 0.0)
+    best, labels = tree_min_first_index(divergence, axis=1)
     k = divergence.shape[1]
     onehot = jax.nn.one_hot(labels, k, dtype=divergence.dtype)
     positive = temperature > 0
-    # 1/temperature may overflow to inf for a denormal temperature: gap * inf = inf for gap > 0,
-    # and gap == 0 is kept at exactly 0 below, so no inf - inf or 0 * inf can appear.
-    inv_temp = jnp.where(positive, 1.0 / jnp.where(positive, temperature, 1.0), jnp.inf)
-    logits = jnp.where(gap > 0, -gap * inv_temp, 0.0)
-    lse = jnp.log(jnp.sum(jnp.exp(logits), axis=1))
-    soft = jnp.exp(logits - lse[:, None])
-    resp = jnp.where(positive, soft, onehot)
-    lse = jnp.where(positive, lse, 0.0)
+    e, total = shifted_exp(divergence, best, labels, jnp.where(positive, temperature, 1.0), 1)
+    resp = jnp.where(positive, e / total[:, None], onehot)
+    lse = jnp.where(positive, jnp.log(total), 0.0)
+    gap = jnp.where(onehot > 0, 0.0, jnp.maximum(divergence - best[:, None], 0.0))
     return resp, labels, gap, lse

@@ -20,7 +20,7 @@ import jax
 Params = Any
 Stats = Any
 
-__all__ = ["EStepBlock", "FarPoints", "Params", "Stats", "Variant"]
+__all__ = ["EStepBlock", "Engine", "FarPoints", "Params", "Stats", "Variant", "with_engine"]
 
 
 class EStepBlock(NamedTuple):
@@ -81,15 +81,9 @@ class Variant(NamedTuple):
             parameters against the data, run before any compiled code.
         maximize: whether the objective is maximised (log-likelihood) when soft. Hard objectives
             (distortions) are always minimised.
-        fused_e_step: optional ``(params, x_block (B, D), weight_block (B,)) -> (stats, labels
-            (B,), distortion (B,))``, the same values as ``sufficient_stats(x, w, e_step(params,
-            x))`` with that E-step's labels and distortion (up to rounding), computed in one pass
-            without materialising (B, K) responsibilities for the driver. The driver uses it when
-            present; ``e_step`` stays the reference (and serves per-row diagnostics).
-        fused_pass: optional ``(params, x_blocks (n, B, D), weight_blocks (n, B)) -> (stats,
-            labels (n, B), distortion (n, B))``, a whole streamed E-step: the statistics of the
-            blocks added in block order, equal to scanning ``fused_e_step`` over the blocks. The
-            driver uses it when present, so a variant can hand all blocks to one kernel call.
+        engine: optional :class:`Engine`, a faster way to compute the same E-step statistics.
+            Not part of the model: attach one with :func:`with_engine`; None runs ``e_step``
+            then ``sufficient_stats`` block by block.
     """
 
     name: str
@@ -102,9 +96,37 @@ class Variant(NamedTuple):
     relocate: Callable[[Params, Stats, FarPoints], Stats] | None = None
     validate: Callable[[jax.Array, Params], Params] | None = None
     maximize: bool = True
-    fused_e_step: (
-        Callable[[Params, jax.Array, jax.Array], tuple[Stats, jax.Array, jax.Array]] | None
-    ) = None
-    fused_pass: (
-        Callable[[Params, jax.Array, jax.Array], tuple[Stats, jax.Array, jax.Array]] | None
-    ) = None
+    engine: Engine | None = None
+
+
+class Engine(NamedTuple):
+    """How a variant's streamed E-step is computed fast (attached with :func:`with_engine`).
+
+    An engine computes what the variant's own functions define, up to rounding: the statistics
+    ``sufficient_stats(x, w, e_step(params, x))`` with that E-step's labels and distortion,
+    without materialising (B, K) responsibilities, and possibly through compiled kernels.
+
+    Attributes:
+        block: ``(params, x_block (B, D), weight_block (B,)) -> (stats, labels (B,), distortion
+            (B,))``, one block.
+        pass_: ``(params, x_blocks (n, B, D), weight_blocks (n, B)) -> (stats, labels (n, B),
+            distortion (n, B))``, a whole streamed E-step: the blocks' statistics added in block
+            order, equal to scanning ``block`` over the blocks (so all blocks can go to one
+            kernel call).
+    """
+
+    block: Callable[[Params, jax.Array, jax.Array], tuple[Stats, jax.Array, jax.Array]]
+    pass_: Callable[[Params, jax.Array, jax.Array], tuple[Stats, jax.Array, jax.Array]]
+
+
+def with_engine(variant: Variant, engine: Engine) -> Variant:
+    """The same variant, its E-step computed by ``engine``.
+
+    Args:
+        variant: the model (its semantic functions).
+        engine: the fast E-step.
+
+    Returns:
+        A :class:`Variant` equal to ``variant`` but for its ``engine``.
+    """
+    return variant._replace(engine=engine)

@@ -119,7 +119,7 @@ def test_ties_go_to_lowest_index():
     soft = np.asarray(gl.responsibilities(X, means, 1.0))
     np.testing.assert_allclose(soft[0], [1 / 3, 1 / 3, 1 / 3], rtol=1e-15)
     # the fit's own (fused) E-step, alone and batched over sigma2 (the wide sweep path)
-    fused = gl.variants.isotropic.fused_e_step
+    fused = gl.variants.isotropic.engine.block
     ones = jnp.ones((3,))
     for s2 in (0.0, 1.0):
         _, labels, _ = fused(gl.IsotropicParams(jnp.asarray(means), jnp.asarray(s2)), X, ones)
@@ -300,3 +300,43 @@ def test_log_likelihood_gradient_is_the_closed_form_under_vmap():
         r = np.asarray(gl.responsibilities(X64, M0, s2))
         expected = (r.T @ X64 - r.sum(0)[:, None] * M0) / s2
         np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_engine_computes_what_the_bare_model_defines(dtype):
+    # The public variant is the model with the fast E-step engines attached; the engines (kernel
+    # or JAX, one block, a pass, a vmap over sigma2) must compute the model's own statistics.
+    import importlib
+
+    model_module = importlib.import_module("gmmlimit.variants.isotropic")
+    model, fast = model_module.model, gl.variants.isotropic
+    assert model.engine is None and fast.engine is not None
+    assert fast._replace(engine=None) == model
+    X = X64.astype(dtype)
+    w = jnp.asarray(np.random.default_rng(1).uniform(0.5, 2.0, X.shape[0]), dtype)
+    rtol = 2e-5 if dtype == np.float32 else 1e-11
+    s2s = jnp.asarray([0.0, 0.3, 3.0], dtype)
+    for s2 in s2s:
+        params = gl.IsotropicParams(jnp.asarray(M0, dtype), s2)
+        ref = model.sufficient_stats(jnp.asarray(X), w, model.e_step(params, jnp.asarray(X)))
+        stats, labels, _ = fast.engine.block(params, jnp.asarray(X), w)
+        np.testing.assert_array_equal(
+            np.asarray(labels), np.asarray(model.e_step(params, X).labels)
+        )
+        for a, b in zip(stats, ref, strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=rtol * 100)
+        if dtype == np.float32:
+            continue  # one dtype suffices for the fits (two compilations each)
+        slow = gl.fit(model, X, params, max_iter=8, tol=0.0, weights=w)
+        quick = gl.fit(fast, X, params, max_iter=8, tol=0.0, weights=w)
+        np.testing.assert_array_equal(np.asarray(slow.labels), np.asarray(quick.labels))
+        np.testing.assert_allclose(quick.means, slow.means, rtol=rtol, atol=rtol)
+    # the wide rule (vmap over parameters) against the model, lane by lane
+    sweep = jax.vmap(
+        lambda s: fast.engine.block(gl.IsotropicParams(jnp.asarray(M0, dtype), s), X, w)[0]
+    )(s2s)
+    for i, s2 in enumerate(s2s):
+        params = gl.IsotropicParams(jnp.asarray(M0, dtype), s2)
+        ref = model.sufficient_stats(jnp.asarray(X), w, model.e_step(params, jnp.asarray(X)))
+        for a, b in zip(sweep, ref, strict=True):
+            np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b), rtol=rtol, atol=rtol * 100)

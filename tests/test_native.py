@@ -23,7 +23,7 @@ from gmmlimit import _native
 from gmmlimit._driver import fit_compiled
 from gmmlimit.variants.isotropic import IsotropicParams, isotropic
 
-iso = importlib.import_module("gmmlimit.variants.isotropic")
+eng = importlib.import_module("gmmlimit.variants._isotropic_engines")
 
 pytestmark = pytest.mark.skipif(
     not _native.available(), reason=f"CPU kernel unavailable: {_native.status()}"
@@ -182,10 +182,10 @@ def test_kernel_agrees_with_the_jax_e_step(dtype):
     x = rng.normal(size=(3000, 12)).astype(dtype)
     w = rng.uniform(0.5, 1.5, size=3000).astype(dtype)
     means = x[:20].copy()
-    stats_k, labels_k, nearest_k = jax.jit(iso._fused_impl)(
+    stats_k, labels_k, nearest_k = jax.jit(eng.kernel_block)(
         jnp.asarray(means), jnp.zeros((), dtype), jnp.asarray(x), jnp.asarray(w)
     )
-    stats_j, labels_j, nearest_j = jax.jit(iso._fused_jax)(
+    stats_j, labels_j, nearest_j = jax.jit(eng.jax_block)(
         jnp.asarray(means), jnp.zeros((), dtype), jnp.asarray(x), jnp.asarray(w)
     )
     np.testing.assert_array_equal(np.asarray(labels_k), np.asarray(labels_j))
@@ -279,8 +279,8 @@ def test_soft_kernel_agrees_with_the_jax_e_step_in_both_dtypes(dtype):
     rtol = 2e-5 if dtype == np.float32 else 1e-12
     for sigma2 in (0.3, 2.0, 50.0):
         s2 = jnp.asarray(sigma2, dtype)
-        ours = jax.jit(iso._fused_impl)(means, s2, jnp.asarray(x), jnp.asarray(w))
-        ref = jax.jit(iso._fused_jax)(means, s2, jnp.asarray(x), jnp.asarray(w))
+        ours = jax.jit(eng.kernel_block)(means, s2, jnp.asarray(x), jnp.asarray(w))
+        ref = jax.jit(eng.jax_block)(means, s2, jnp.asarray(x), jnp.asarray(w))
         np.testing.assert_array_equal(np.asarray(ours[1]), np.asarray(ref[1]))
         for a, b in zip(ours[0], ref[0], strict=True):
             assert a.dtype == b.dtype == dtype

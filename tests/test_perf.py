@@ -70,7 +70,7 @@ def test_wide_sweep_in_tiles_equals_loop(jax_only, monkeypatch, tile_elements, s
     import sys
 
     monkeypatch.setattr(
-        sys.modules["gmmlimit.variants.isotropic"], "WIDE_TILE_ELEMENTS", tile_elements
+        sys.modules["gmmlimit.variants._isotropic_engines"], "WIDE_TILE_ELEMENTS", tile_elements
     )
     x = jnp.asarray(X)
     w = jnp.asarray(W)

@@ -210,7 +210,8 @@ def kmeans_parts(args: argparse.Namespace) -> None:
 
     variants = {"as shipped": iso}
     for gather in (True, False):
-        fused = iso._replace(fused_e_step=lambda p, x, w, g=gather: hard_only(p, x, w, g))
+        block = lambda p, x, w, g=gather: hard_only(p, x, w, g)  # noqa: E731
+        fused = iso._replace(engine=iso.engine._replace(block=block))
         variants[f"hard only, gather={gather}, tracked"] = fused
         variants[f"hard only, gather={gather}, untracked"] = fused._replace(relocate=None)
     start = gl.IsotropicParams(means, jnp.zeros((), X.dtype))

@@ -1,0 +1,508 @@
+"""Fast E-step engines of the isotropic mixture (:mod:`.isotropic` holds the model itself).
+
+An engine computes, block by block, what the model's ``e_step`` then ``sufficient_stats`` define
+(up to rounding), with the same shifted-softmax rule (:mod:`gmmlimit._logdomain`), faster:
+
+* :func:`jax_block`: one block in JAX alone, every platform. Distances are a (K, B) array, so
+  every reduction over components runs along the major axis, vectorised over rows (``_reduce``);
+  the hard limit (sigma2 = 0) is a branch of its own: no exponentials, a segment sum over labels
+  (O(B D)) instead of a one-hot product (O(B K D)). It is the reference of the other engines and
+  the one every derivative is taken through.
+* :func:`jax_wide`: S parameter sets on one shared block (a vmapped sigma2 sweep or restarts):
+  the S * K means are stacked into one wide product, cut into cache-sized tiles.
+* the compiled CPU kernels of :mod:`gmmlimit._native` (hard and soft), used on the CPU when they
+  are built; every block of a pass goes to one kernel call.
+
+They are put together as small pieces, each wrapping the one below it:
+
+    fast_e_step(stats_type)
+      = with_reference_derivative(      jax.grad / jvp differentiate jax_block (same values)
+          batched_over_parameters(      vmap over parameters only -> one wide call
+            on_cpu_kernels(jax_block)   the kernels on the CPU, jax_block elsewhere
+          , wide rule)
+        , jax_block)
+
+for one block and for a whole pass. Each engine function takes ``(means, sigma2, x, weight)``
+arrays and returns ``(totals, labels, distortion)``, ``totals`` a :class:`Totals` with the
+fields of the model's statistics; :func:`fast_e_step` wraps them into the model's
+``(params, x, w)`` signature and statistics type.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .. import _native
+from .._logdomain import shifted_exp
+from .._reduce import tree_min_first_index
+from .._variant import Engine
+
+__all__ = [
+    "WIDE_TILE_ELEMENTS",
+    "Totals",
+    "fast_e_step",
+    "fused_block",
+    "fused_pass",
+    "jax_block",
+    "jax_pass",
+    "jax_wide",
+    "kernel_block",
+    "kernel_pass",
+]
+
+
+class Totals(NamedTuple):
+    """The statistics of one or more blocks, field for field those of ``IsotropicStats``.
+
+    Attributes:
+        counts: (K,) sum_n w_n r_nk.
+        sums: (K, D) sum_n w_n r_nk x_n.
+        total_weight: () sum_n w_n.
+        log_lik_core: () sum_n w_n [lse_n - d_n* / (2 sigma2)] (0 at sigma2 = 0).
+        distortion: () sum_n w_n d_n*.
+    """
+
+    counts: jax.Array
+    sums: jax.Array
+    total_weight: jax.Array
+    log_lik_core: jax.Array
+    distortion: jax.Array
+
+
+Out = tuple[Totals, jax.Array, jax.Array]
+"""``(totals, labels, distortion)`` of an engine function."""
+
+EngineFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], Out]
+"""``(means, sigma2, x, weight) -> Out``: one block (x (B, D)) or a pass (x (n, B, D))."""
+
+_HI = lax.Precision.HIGHEST
+
+
+# ------------------------------------------------------------------------------------------------
+# JAX engines
+# ------------------------------------------------------------------------------------------------
+
+
+def jax_block(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array) -> Out:
+    """E-step and statistics of one block in JAX (every platform; the engines' reference).
+
+    Args:
+        means: (K, D) means.
+        sigma2: scalar variance (0: the hard limit).
+        x: (B, D) rows.
+        weight: (B,) sample weights.
+
+    Returns:
+        ``(totals, labels, distortion)``: the block's :class:`Totals`, (B,) int32 labels (ties:
+        lowest index) and the (B,) squared distance to the assigned mean.
+    """
+    k = means.shape[0]
+    means_sq = jnp.sum(means * means, axis=1)
+    cross = lax.dot_general(means, x, (((1,), (1,)), ((), ())), precision=_HI)  # (K, B)
+    partial = means_sq[:, None] - 2.0 * cross
+    best, labels = tree_min_first_index(partial, axis=0)
+    diff = x - means[labels]
+    nearest = jnp.sum(diff * diff, axis=1)
+
+    def hard(_: None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        sums = jax.ops.segment_sum(x * weight[:, None], labels, num_segments=k)
+        counts = jax.ops.segment_sum(weight, labels, num_segments=k)
+        return counts, sums, jnp.zeros((), x.dtype)
+
+    def soft(_: None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        two_sigma2 = 2.0 * jnp.where(sigma2 > 0, sigma2, 1.0)
+        # Formed from the product inside this branch, so the hard branch never materialises it.
+        e, total = shifted_exp(means_sq[:, None] - 2.0 * cross, best, labels, two_sigma2, 0)
+        weighted = e * (weight / total)[None, :]
+        sums = lax.dot_general(weighted, x, (((1,), (0,)), ((), ())), precision=_HI)
+        log_lik = jnp.log(total) - nearest / two_sigma2
+        return jnp.sum(weighted, axis=1), sums, jnp.sum(weight * log_lik)
+
+    counts, sums, log_lik_core = lax.cond(sigma2 > 0, soft, hard, None)
+    totals = Totals(counts, sums, jnp.sum(weight), log_lik_core, jnp.sum(weight * nearest))
+    return totals, labels, nearest
+
+
+WIDE_TILE_ELEMENTS = 1 << 18
+"""Target size (S * K * rows) of one tile of the wide sweep block: about 1 MiB of float32, so the
+(S K, b) distances and responsibilities of a tile stay in a core's L2 cache."""
+
+
+def _wide_tile_rows(block_rows: int, lanes: int) -> int:
+    """Rows per tile: ``WIDE_TILE_ELEMENTS // lanes`` rounded down to a multiple of 8, in [1, B]."""
+    target = WIDE_TILE_ELEMENTS // lanes
+    if target >= 8:
+        target -= target % 8
+    return min(block_rows, max(1, target))
+
+
+def jax_wide(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array) -> Out:
+    """:func:`jax_block` for S parameter sets on one shared block, as wide matrix products.
+
+    Under ``vmap`` with a batched sigma2 the ``lax.cond`` of :func:`jax_block` would become a
+    select that runs both branches on a block broadcast to (S, B, D). Here the S * K means are
+    stacked instead: one (S K, D) x (D, b) product gives every distance and one (S K, b) x (b, D)
+    product every weighted sum; each lane's responsibilities are its shifted softmax (sigma2 > 0)
+    or the one-hot of its labels (sigma2 = 0), chosen elementwise, or for the whole block when
+    all lanes are soft or all hard (``lax.switch``: a sweep skips the one-hot, vmapped K-means
+    restarts the exponentials). The block is cut into tiles of b rows (:func:`_wide_tile_rows`;
+    the last tile padded with weight-0 rows) so that the (S K, b) intermediates stay in cache.
+
+    Args:
+        means: (S, K, D) means.
+        sigma2: (S,) variances.
+        x: (B, D) rows shared by all S parameter sets.
+        weight: (B,) sample weights.
+
+    Returns:
+        ``(totals, labels, distortion)`` with a leading axis S on every leaf.
+    """
+    s, k, d = means.shape
+    b = x.shape[0]
+    tile = _wide_tile_rows(b, s * k)
+    flat_means = means.reshape(s * k, d)
+    means_sq = jnp.sum(means * means, axis=2)
+    positive = sigma2 > 0
+    two_sigma2 = 2.0 * jnp.where(positive, sigma2, 1.0)
+    mode = jnp.where(jnp.all(positive), 0, jnp.where(jnp.any(positive), 2, 1))
+
+    def one_tile(
+        acc: tuple[jax.Array, ...], tile_data: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, jax.Array]]:
+        xt, wt = tile_data
+        cross = lax.dot_general(flat_means, xt, (((1,), (1,)), ((), ())), precision=_HI)
+        partial = means_sq[:, :, None] - 2.0 * cross.reshape(s, k, tile)
+        best, labels = tree_min_first_index(partial, axis=1)
+        diff = xt[None, :, :] - jnp.take_along_axis(means, labels[:, :, None], axis=1)
+        nearest = jnp.sum(diff * diff, axis=2)
+
+        def soft() -> tuple[jax.Array, jax.Array]:
+            e, total = shifted_exp(partial, best, labels, two_sigma2[:, None, None], 1)
+            log_lik = jnp.log(total) - nearest / two_sigma2[:, None]
+            return e * (wt[None, :] / total)[:, None, :], log_lik
+
+        def hard() -> tuple[jax.Array, jax.Array]:
+            component = lax.broadcasted_iota(jnp.int32, partial.shape, 1)
+            one_hot = jnp.where(component == labels[:, None, :], wt[None, None, :], 0.0)
+            return one_hot, jnp.zeros_like(nearest)
+
+        def mixed() -> tuple[jax.Array, jax.Array]:
+            soft_weighted, log_lik = soft()
+            hard_weighted, _ = hard()
+            return jnp.where(positive[:, None, None], soft_weighted, hard_weighted), log_lik
+
+        weighted, log_lik = lax.switch(mode, (soft, hard, mixed))
+        sums = lax.dot_general(
+            weighted.reshape(s * k, tile), xt, (((1,), (0,)), ((), ())), precision=_HI
+        )
+        counts_acc, sums_acc, log_lik_acc, distortion_acc = acc
+        acc = (
+            counts_acc + jnp.sum(weighted, axis=2),
+            sums_acc + sums.reshape(s, k, d),
+            log_lik_acc + jnp.sum(wt[None, :] * log_lik, axis=1),
+            distortion_acc + jnp.sum(wt[None, :] * nearest, axis=1),
+        )
+        return acc, (labels, nearest)
+
+    zeros = (
+        jnp.zeros((s, k), x.dtype),
+        jnp.zeros((s, k, d), x.dtype),
+        jnp.zeros((s,), x.dtype),
+        jnp.zeros((s,), x.dtype),
+    )
+    n_tiles = -(-b // tile)
+    pad = n_tiles * tile - b  # padding rows have weight 0: they add nothing to any statistic
+    x_padded = jnp.pad(x, ((0, pad), (0, 0)))
+    w_padded = jnp.pad(weight, (0, pad))
+    tiles = (x_padded.reshape(n_tiles, tile, d), w_padded.reshape(n_tiles, tile))
+    (counts, sums, log_lik_core, distortion), (labels, nearest) = lax.scan(one_tile, zeros, tiles)
+    totals = Totals(
+        counts=counts,
+        sums=sums,
+        total_weight=jnp.broadcast_to(jnp.sum(weight), (s,)),
+        log_lik_core=jnp.where(positive, log_lik_core, 0.0),
+        distortion=distortion,
+    )
+    labels = jnp.moveaxis(labels, 0, 1).reshape(s, n_tiles * tile)[:, :b]
+    nearest = jnp.moveaxis(nearest, 0, 1).reshape(s, n_tiles * tile)[:, :b]
+    return totals, labels, nearest
+
+
+def scan_blocks(block_fn: EngineFn, means: jax.Array, sigma2: jax.Array) -> EngineFn:
+    """A pass from a block engine: scan it over (n, B, D) blocks, adding totals in block order.
+
+    Args:
+        block_fn: a one-block engine function.
+        means: the means it is called with.
+        sigma2: the variance it is called with.
+
+    Returns:
+        ``(x_blocks, w_blocks) -> (totals, labels (n, B), distortion (n, B))``.
+    """
+
+    def run(x_blocks: jax.Array, w_blocks: jax.Array) -> Out:
+        shapes = jax.eval_shape(block_fn, means, sigma2, x_blocks[0], w_blocks[0])
+        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[0])
+
+        def body(acc: Totals, block: tuple[jax.Array, jax.Array]) -> tuple[Totals, Any]:
+            totals, labels, nearest = block_fn(means, sigma2, *block)
+            return jax.tree.map(jnp.add, acc, totals), (labels, nearest)
+
+        totals, (labels, nearest) = lax.scan(body, zeros, (x_blocks, w_blocks))
+        return totals, labels, nearest
+
+    return run
+
+
+def jax_pass(means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array) -> Out:
+    """:func:`jax_block` scanned over (n, B, D) blocks (the reference of a pass)."""
+    return scan_blocks(jax_block, means, sigma2)(x_blocks, w_blocks)
+
+
+# ------------------------------------------------------------------------------------------------
+# The compiled CPU kernels
+# ------------------------------------------------------------------------------------------------
+
+
+def _block_total(w_blocks: jax.Array) -> jax.Array:
+    """The total weight, summed block by block as the driver's scan sums it (same bits)."""
+    zero = jnp.zeros((), w_blocks.dtype)
+    return lax.scan(lambda acc, w: (acc + jnp.sum(w), None), zero, w_blocks)[0]
+
+
+def native_hard(means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array) -> Out:
+    """:func:`jax_pass` at sigma2 = 0 by the compiled hard kernel (blocks added in order).
+
+    Args:
+        means: (K, D) means.
+        x_blocks: (n, B, D) rows.
+        w_blocks: (n, B) weights.
+
+    Returns:
+        The summed :class:`Totals`, (n, B) labels and (n, B) distances.
+    """
+    labels, nearest, counts, sums, distortion = _native.hard_assign(means, x_blocks, w_blocks)
+    zero = jnp.zeros((), x_blocks.dtype)
+    return Totals(counts, sums, _block_total(w_blocks), zero, distortion), labels, nearest
+
+
+def native_soft(
+    means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+) -> Out:
+    """:func:`jax_pass` for S parameter sets, all with sigma2 > 0, by the compiled soft kernel.
+
+    Args:
+        means: (S, K, D) means.
+        sigma2: (S,) variances, all > 0.
+        x_blocks: (n, B, D) rows.
+        w_blocks: (n, B) weights.
+
+    Returns:
+        The summed :class:`Totals` with a leading axis S on every leaf, (S, n, B) labels and
+        (S, n, B) distances; each set's values are those of a call with that set alone.
+    """
+    labels, nearest, counts, sums, log_lik, distortion = _native.soft_assign(
+        means, sigma2, x_blocks, w_blocks
+    )
+    total = jnp.broadcast_to(_block_total(w_blocks), sigma2.shape)
+    return Totals(counts, sums, total, log_lik, distortion), labels, nearest
+
+
+def _kernels_apply(x: jax.Array, k: int) -> bool:
+    """Whether the compiled CPU kernels handle this dtype and K (and are built)."""
+    return _native.supports(x.dtype, k)
+
+
+def _first(tree: Out) -> Out:
+    return jax.tree.map(lambda a: a[0], tree)
+
+
+def _native_pass(
+    means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+) -> Out:
+    """One parameter set over all blocks by the kernels: soft or hard by the sign of sigma2."""
+    return lax.cond(
+        sigma2 > 0,
+        lambda: _first(native_soft(means[None], sigma2[None], x_blocks, w_blocks)),
+        lambda: native_hard(means, x_blocks, w_blocks),
+    )
+
+
+def on_cpu_kernels(fallback: EngineFn, *, blocks: bool) -> EngineFn:
+    """The compiled kernels on the CPU where they are built, ``fallback`` everywhere else.
+
+    Args:
+        fallback: the JAX engine function (one block, or a pass when ``blocks``).
+        blocks: whether the function takes (n, B, D) blocks (a pass) or one (B, D) block.
+
+    Returns:
+        An engine function with ``fallback``'s signature and values (up to rounding).
+    """
+
+    def engine(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array) -> Out:
+        if not _kernels_apply(x, means.shape[0]):
+            return fallback(means, sigma2, x, weight)
+        if blocks:
+            cpu = _native_pass
+        else:
+            # One block as a pass over one block: its total weight 0 + sum(w) is sum(w).
+            def cpu(means: jax.Array, sigma2: jax.Array, x: jax.Array, w: jax.Array) -> Out:
+                totals, labels, nearest = _native_pass(means, sigma2, x[None], w[None])
+                return totals, labels[0], nearest[0]
+
+        return lax.platform_dependent(means, sigma2, x, weight, cpu=cpu, default=fallback)
+
+    return engine
+
+
+# ------------------------------------------------------------------------------------------------
+# Transformation rules
+# ------------------------------------------------------------------------------------------------
+
+WideFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], Out]
+"""``(means (S, K, D), sigma2 (S,), x, weight) -> Out`` with a leading axis S."""
+
+
+def batched_over_parameters(engine: EngineFn, wide: WideFn) -> EngineFn:
+    """``engine`` whose ``vmap`` over parameters alone (shared data) calls ``wide`` once.
+
+    Batched data (or weights) fall back to the plain ``vmap`` of ``engine``.
+
+    Args:
+        engine: an engine function.
+        wide: its form for S parameter sets at once, same values lane by lane.
+
+    Returns:
+        The engine function with that batching rule.
+    """
+    batched = jax.custom_batching.custom_vmap(engine)
+
+    @batched.def_vmap
+    def rule(
+        axis_size: int,
+        in_batched: tuple[bool, bool, bool, bool],
+        means: jax.Array,
+        sigma2: jax.Array,
+        x: jax.Array,
+        weight: jax.Array,
+    ) -> tuple[Out, Any]:
+        means_b, sigma2_b, x_b, w_b = in_batched
+        if x_b or w_b:
+            axes = tuple(0 if flag else None for flag in in_batched)
+            out = jax.vmap(engine, in_axes=axes)(means, sigma2, x, weight)
+        else:
+            if not means_b:
+                means = jnp.broadcast_to(means, (axis_size, *means.shape))
+            if not sigma2_b:
+                sigma2 = jnp.broadcast_to(sigma2, (axis_size,))
+            out = wide(means, sigma2, x, weight)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return batched
+
+
+def with_reference_derivative(engine: EngineFn, reference: EngineFn) -> EngineFn:
+    """``engine`` differentiated through ``reference`` (same values, JAX only).
+
+    Reverse-mode autodiff passes through neither a ``custom_vmap`` nor a kernel call; the
+    derivative rule differentiates the plain JAX form instead, so ``jax.grad`` of a
+    log-likelihood computed by the fit's hot path works.
+    """
+    differentiable = jax.custom_jvp(engine)
+
+    @differentiable.defjvp
+    def jvp(primals: tuple[jax.Array, ...], tangents: tuple[jax.Array, ...]) -> tuple[Out, Any]:
+        return jax.jvp(reference, primals, tangents)
+
+    return differentiable
+
+
+# ------------------------------------------------------------------------------------------------
+# The engines, assembled
+# ------------------------------------------------------------------------------------------------
+
+
+def _wide_pass(
+    means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+) -> Out:
+    """A pass for S parameter sets over shared blocks.
+
+    On the CPU with the kernels, all lanes hard (vmapped K-means restarts): the hard kernel, one
+    lane after another; all lanes soft (a sigma2 sweep, EM restarts): the soft kernel on every
+    lane in one pass over the rows. Either way each lane gets, bit for bit, the result of its own
+    fit. Mixed lanes, and other platforms: the scan of :data:`fused_block`, whose batching rule
+    stacks the lanes into the wide products of :func:`jax_wide`.
+    """
+
+    def wide() -> Out:
+        def one(means: jax.Array, sigma2: jax.Array) -> Out:
+            return scan_blocks(fused_block, means, sigma2)(x_blocks, w_blocks)
+
+        return jax.vmap(one)(means, sigma2)
+
+    if not _kernels_apply(x_blocks, means.shape[1]):
+        return wide()
+
+    def cpu(means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array) -> Out:
+        mode = jnp.where(jnp.all(sigma2 == 0), 0, jnp.where(jnp.all(sigma2 > 0), 1, 2))
+        return lax.switch(
+            mode,
+            (
+                lambda: lax.map(lambda m: native_hard(m, x_blocks, w_blocks), means),
+                lambda: native_soft(means, sigma2, x_blocks, w_blocks),
+                wide,
+            ),
+        )
+
+    return lax.platform_dependent(
+        means, sigma2, x_blocks, w_blocks, cpu=cpu, default=lambda *_: wide()
+    )
+
+
+kernel_block: EngineFn = on_cpu_kernels(jax_block, blocks=False)
+"""One block by the kernels on the CPU, :func:`jax_block` elsewhere (no transformation rules)."""
+
+kernel_pass: EngineFn = on_cpu_kernels(jax_pass, blocks=True)
+"""A pass by one kernel call on the CPU, :func:`jax_pass` elsewhere (no transformation rules)."""
+
+fused_block: EngineFn = with_reference_derivative(
+    batched_over_parameters(kernel_block, jax_wide), jax_block
+)
+"""One block: kernels on the CPU, :func:`jax_wide` under vmap over parameters, derivative of
+:func:`jax_block`."""
+
+fused_pass: EngineFn = with_reference_derivative(
+    batched_over_parameters(kernel_pass, _wide_pass), jax_pass
+)
+"""A whole pass: one kernel call on the CPU, :func:`_wide_pass` under vmap over parameters,
+derivative of :func:`jax_pass`."""
+
+
+def fast_e_step(stats_type: Callable[..., Any]) -> Engine:
+    """The isotropic model's fast E-step, as an :class:`~gmmlimit._variant.Engine`.
+
+    Args:
+        stats_type: the model's statistics type, built from the :class:`Totals` fields in order.
+
+    Returns:
+        The engine: ``block`` runs :data:`fused_block`, ``pass_`` :data:`fused_pass`, on
+        ``params.means`` and ``params.sigma2``.
+    """
+
+    def wrap(
+        fn: EngineFn,
+    ) -> Callable[[Any, jax.Array, jax.Array], tuple[Any, jax.Array, jax.Array]]:
+        @functools.wraps(fn)
+        def run(params: Any, x: jax.Array, weight: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
+            totals, labels, nearest = fn(params.means, params.sigma2, x, weight)
+            return stats_type(*totals), labels, nearest
+
+        return run
+
+    return Engine(block=wrap(fused_block), pass_=wrap(fused_pass))
