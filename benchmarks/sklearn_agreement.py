@@ -22,7 +22,7 @@ def main() -> None:
             sk = KMeans(k, init=m0, n_init=1, algorithm="lloyd", tol=0.0, max_iter=300).fit(X)
             same = np.array_equal(np.asarray(ours.labels), sk.labels_)
             centre_diff = np.abs(np.asarray(ours.means) - sk.cluster_centers_).max()
-            inertia_diff = abs(float(ours.objective) - sk.inertia_) / sk.inertia_
+            inertia_diff = abs(float(ours.distortion) - sk.inertia_) / sk.inertia_
             print(
                 f"{name:6} k={k:2}: n_iter {int(ours.n_iter)} vs {sk.n_iter_}; labels equal "
                 f"{same}; max|centre diff| {centre_diff:.1e}; inertia rel diff {inertia_diff:.1e}"

@@ -8,8 +8,16 @@ Quick start::
     hard = gl.kmeans(X, m0)         # Lloyd's K-means: the same code at sigma2 = 0
 """
 
-from . import init, variants
-from ._anneal import AnnealResult, anneal, count_distinct, schedule_values, split_points
+from . import checks, init, variants
+from ._anneal import (
+    AnnealPath,
+    AnnealResult,
+    anneal,
+    anneal_variant,
+    count_distinct,
+    schedule_values,
+    split_points,
+)
 from ._api import (
     critical_sigma2,
     em,
@@ -35,12 +43,13 @@ from ._native import status as cpu_kernel_status
 from ._outofcore import em_out_of_core, fit_out_of_core, kmeans_out_of_core
 from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate
 from ._sharding import default_mesh, em_sharded, fit_sharded, kmeans_sharded
-from ._variant import EStepBlock, FarPoints, Variant
+from ._variant import EStepBlock, FarPoints, Temperature, Variant, temperature_field
 from .variants.isotropic import IsotropicParams
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnnealPath",
     "AnnealResult",
     "EStepBlock",
     "FarPoints",
@@ -49,9 +58,12 @@ __all__ = [
     "IsotropicParams",
     "MethodCost",
     "RateResult",
+    "Temperature",
     "Variant",
     "__version__",
     "anneal",
+    "anneal_variant",
+    "checks",
     "collapsed_rate",
     "compare_em_gradient",
     "convergence_rate",
@@ -83,6 +95,7 @@ __all__ = [
     "scaled_log_likelihood",
     "schedule_values",
     "split_points",
+    "temperature_field",
     "update_gap",
     "variants",
 ]

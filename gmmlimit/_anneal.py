@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._driver import DEFAULT_BLOCK_SIZE, e_pass, fit_compiled, make_blocks
+from ._driver import DEFAULT_BLOCK_SIZE, e_pass, fit_compiled, fit_loop, make_blocks
 from ._validation import (
     as_data,
     check_k,
@@ -32,9 +32,18 @@ from ._validation import (
     check_tol,
     weights_or_ones,
 )
+from ._variant import Params, Variant, check_variant, with_temperature
 from .variants.isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
 
-__all__ = ["AnnealResult", "anneal", "count_distinct", "schedule_values", "split_points"]
+__all__ = [
+    "AnnealPath",
+    "AnnealResult",
+    "anneal",
+    "anneal_variant",
+    "count_distinct",
+    "schedule_values",
+    "split_points",
+]
 
 
 class AnnealResult(NamedTuple):
@@ -112,6 +121,16 @@ def schedule_values(schedule: Schedule, n_stages: int | None = None) -> np.ndarr
             f"{values[i]} at stage {i} to {values[i + 1]} at stage {i + 1}."
         )
     return values
+
+
+def _real(value: Any, name: str) -> float:
+    """``value`` as a Python float, or ValueError naming ``name``."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.") from None
 
 
 def count_distinct(means: jax.Array, tol: jax.Array) -> jax.Array:
@@ -204,7 +223,7 @@ def anneal(
     # A negative tolerance never fires: EM's log-likelihood gain is never below -|l|.
     tol_value = -1.0 if tol is None else check_tol(tol)
     for name, value in (("perturbation", perturbation), ("merge_tol", merge_tol)):
-        v = float(value)
+        v = _real(value, name)
         if not (math.isfinite(v) and v >= 0):
             raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
     return _anneal_compiled(
@@ -310,3 +329,206 @@ def split_points(result: AnnealResult) -> np.ndarray:
         if count[i + 1] > count[i]
     ]
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+class AnnealPath(NamedTuple):
+    """The annealing path of any variant: one entry per stage (S schedule stages, then hard).
+
+    Attributes:
+        temperature: (S + 1,) the temperature of each stage in the variant's units; the last is
+            the hard limit (0 for a variance, inf for an inverse temperature).
+        means: (S + 1, K, D) component locations at the end of each stage.
+        objective: (S + 1,) the objective (higher is better) at each stage's end: the free
+            energy at the stage's temperature, -J at the hard stage.
+        distortion: (S + 1,) the hard objective J at each stage's end.
+        n_distinct: (S + 1,) int32 number of distinct locations (closer than
+            ``merge_tol * scale`` are one, transitively).
+        n_iter: (S + 1,) int32 iterations run in each stage.
+        converged: (S + 1,) bool, whether each stage's stopping rule fired.
+        labels: (N,) int32 labels of the final (hard) stage.
+        params: the parameters at the end of each stage, stacked (a leading axis S + 1 on every
+            leaf); stage s started from stage s - 1's at its own temperature.
+        scale: () the data scale sqrt(trace C).
+    """
+
+    temperature: jax.Array
+    means: jax.Array
+    objective: jax.Array
+    distortion: jax.Array
+    n_distinct: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    labels: jax.Array
+    params: Any
+    scale: jax.Array
+
+
+def anneal_variant(
+    variant: Variant,
+    X: Any,
+    schedule: Schedule,
+    *,
+    key: jax.Array | None = None,
+    k: int | None = None,
+    init_params: Params = None,
+    n_stages: int | None = None,
+    max_iter: int = 100,
+    tol: float = 0.0,
+    merge_tol: float = 1e-2,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> AnnealPath:
+    """Annealing for any variant: fits along a temperature schedule, the hard limit last.
+
+    Stage s runs the variant's fit at the schedule's s-th temperature, warm-started from the
+    parameters stage s - 1 ended with (their temperature replaced); a last stage runs at the hard
+    limit. The starting parameters come from ``init_params`` or the variant's
+    ``init(key, X, k)``; a random start breaks the symmetry, so no perturbation is added (the
+    isotropic headline :func:`anneal` starts collapsed and perturbs instead). The whole path is
+    one compiled scan; changing the schedule's values (not its length) never recompiles.
+
+    Args:
+        variant: a variant with ``temperature`` (and ``init`` unless ``init_params`` is given).
+        X: (N, D) data.
+        schedule: temperatures in the variant's own units moving toward its hard limit
+            (non-decreasing betas, non-increasing variances), an array or a callable of the
+            stage index with ``n_stages``; the hard limit itself is added as the last stage.
+        key: a ``jax.random`` key for ``variant.init`` (with ``k``).
+        k: the number of components (with ``key``).
+        init_params: starting parameters instead of ``init``.
+        n_stages: the number of stages of a callable schedule.
+        max_iter: iterations per stage.
+        tol: per-stage stopping tolerance (:func:`gmmlimit.fit`'s).
+        merge_tol: distance, relative to the data scale, below which locations count as one.
+        weights: optional (N,) sample weights.
+        block_size: rows per streamed E-step block.
+
+    Returns:
+        An :class:`AnnealPath` in X's dtype.
+
+    Raises:
+        ValueError: on invalid data, schedule (not moving toward the hard limit, or invalid for
+            the variant), key, k, parameters or options.
+    """
+    variant = check_variant(variant, needs=("temperature",))
+    temp = variant.temperature
+    X = as_data(X)
+    if variant.check_data is not None:
+        variant.check_data(np.asarray(X))
+    values = _variant_schedule(schedule, n_stages, temp)
+    if init_params is None:
+        if key is None or k is None:
+            raise ValueError("anneal_variant needs init_params, or key and k for variant.init.")
+        check_key(key)
+        k = check_k(k, X.shape[0])
+        check_variant(variant, needs=("init",))
+        init_params = variant.init(key, X, k)
+    elif key is not None or k is not None:
+        raise ValueError("pass either init_params or (key, k), not both.")
+    stages = np.append(values, temp.hard)
+    # every stage's parameters are valid for the variant (eager, before any compiled code)
+    checked = [variant.validate(X, with_temperature(variant, init_params, t)) for t in stages]
+    start = checked[0]
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
+    max_iter = check_positive_int(max_iter, "max_iter")
+    block_size = check_positive_int(block_size, "block_size")
+    tol = check_tol(tol)
+    v = _real(merge_tol, "merge_tol")
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"merge_tol must be a finite number >= 0; got {merge_tol!r}.")
+    return _anneal_variant_compiled(
+        variant,
+        X,
+        w,
+        jnp.asarray(stages, X.dtype),
+        start,
+        jnp.asarray(tol, X.dtype),
+        jnp.asarray(merge_tol, X.dtype),
+        max_iter=max_iter,
+        block_size=block_size,
+    )
+
+
+def _variant_schedule(schedule: Schedule, n_stages: int | None, temp: Any) -> np.ndarray:
+    """The schedule's values as float64, checked to move toward the hard limit."""
+    if callable(schedule):
+        if n_stages is None:
+            raise ValueError("a callable schedule needs n_stages (the number of stages to run).")
+        n_stages = check_positive_int(n_stages, "n_stages")
+        values = np.array([np.asarray(schedule(i), dtype=np.float64) for i in range(n_stages)])
+    else:
+        try:
+            values = np.asarray(schedule, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"the schedule must be numbers; got {schedule!r}.") from None
+    if values.ndim != 1 or values.size < 1:
+        raise ValueError(f"the schedule must be 1-D and non-empty; got shape {values.shape}.")
+    if np.any(np.isnan(values)):
+        raise ValueError(f"the schedule holds NaN {temp.name} values.")
+    back = np.nonzero(temp.colder(values[1:], values[:-1]))[0]
+    if back.size:
+        i = int(back[0])
+        raise ValueError(
+            f"an annealing schedule moves toward the hard limit {temp.name}={temp.hard}; "
+            f"{temp.name} goes from {values[i]} at stage {i} to {values[i + 1]} at stage {i + 1}."
+        )
+    return values
+
+
+@partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
+def _anneal_variant_compiled(
+    variant: Variant,
+    X: jax.Array,
+    w: jax.Array,
+    stages: jax.Array,
+    start: Params,
+    tol: jax.Array,
+    merge_tol: jax.Array,
+    *,
+    max_iter: int,
+    block_size: int,
+) -> AnnealPath:
+    """The path as one compiled scan (inputs already validated)."""
+    total = jnp.sum(w)
+    centred = X - (w @ X) / total
+    scale = jnp.sqrt(jnp.sum(w[:, None] * centred * centred) / total)
+    blocks = make_blocks(X, w, block_size)
+    shift_scale = jnp.mean(jnp.var(X, axis=0))
+
+    def stage(carry: tuple[Params, jax.Array], t: jax.Array) -> tuple[Any, Any]:
+        params, _ = carry
+        fit = fit_loop(
+            variant,
+            blocks,
+            X.shape[0],
+            with_temperature(variant, params, t),
+            tol,
+            shift_scale,
+            max_iter=max_iter,
+        )
+        out = (
+            fit.params,
+            fit.means,
+            fit.objective,
+            fit.distortion,
+            count_distinct(fit.means, merge_tol * scale),
+            fit.n_iter,
+            fit.converged,
+        )
+        return (fit.params, fit.labels), out
+
+    labels0 = jnp.zeros((X.shape[0],), jnp.int32)
+    (_, labels), outs = lax.scan(stage, (start, labels0), stages)
+    params, means, objective, distortion, n_distinct, n_iter, converged = outs
+    return AnnealPath(
+        temperature=stages,
+        means=means,
+        objective=objective,
+        distortion=distortion,
+        n_distinct=n_distinct,
+        n_iter=n_iter,
+        converged=converged,
+        labels=labels,
+        params=params,
+        scale=scale.astype(X.dtype),
+    )

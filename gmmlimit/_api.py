@@ -6,6 +6,7 @@ then calls compiled code. Under ``jit``/``vmap`` the traced arguments are passed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ from ._validation import (
     is_traced,
     weights_or_ones,
 )
-from ._variant import Params, Variant
+from ._variant import Params, Variant, check_variant, with_temperature
 from .variants.isotropic import (
     IsotropicParams,
     assign,
@@ -89,6 +90,9 @@ def _fit(
     block_size: int,
 ) -> FitResult:
     """:func:`fit` on data that has already passed :func:`as_data`."""
+    check_variant(variant)
+    if variant.check_data is not None and not is_traced(X):
+        variant.check_data(np.asarray(X))
     if variant.validate is not None:
         params = variant.validate(X, params)
     w = weights_or_ones(weights, X.shape[0], X.dtype)
@@ -294,9 +298,11 @@ def restarts(
     X: Any,
     k: int,
     *,
+    variant: Variant | None = None,
+    temperature: Any = None,
     sigma2: Any = 0.0,
     n_init: int = 10,
-    init: Literal["k-means++", "random"] = "k-means++",
+    init: Literal["k-means++", "random"] | Callable[..., Params] | None = None,
     max_iter: int = 300,
     tol: float | None = None,
     weights: Any = None,
@@ -304,62 +310,103 @@ def restarts(
 ) -> FitResult:
     """Several fits from independent initialisations (one vmap), keeping the best.
 
+    The headline form fits the isotropic model at ``sigma2`` (0: K-means). With ``variant``, any
+    variant is fitted from its own ``init(key, X, k)`` (or ``init``, a callable of the same
+    form), at ``temperature`` in the variant's own units when given (``beta`` for the tempered
+    variants; None keeps the temperature ``init`` returns).
+
     Args:
         key: a ``jax.random`` key; restart i uses ``jax.random.split(key, n_init)[i]``.
         X: (N, D) data.
         k: number of components.
-        sigma2: shared variance; 0 (default) runs K-means, > 0 runs EM.
+        variant: a :class:`~gmmlimit.Variant` with ``init`` (default: the isotropic model).
+        temperature: the variant's temperature for every restart (with ``variant``).
+        sigma2: shared variance of the isotropic model; 0 (default) runs K-means, > 0 runs EM.
         n_init: number of restarts.
-        init: ``"k-means++"`` (greedy k-means++) or ``"random"`` (random data points).
+        init: isotropic model: ``"k-means++"`` (default, greedy k-means++) or ``"random"``
+            (random data points); any variant: an optional callable ``(key, X, k) -> params``.
         max_iter: maximum iterations per fit.
-        tol: stopping tolerance; default 0 for K-means and 1e-8 for EM.
+        tol: stopping tolerance; default 0 at the hard limit and 1e-8 otherwise.
         weights: optional (N,) sample weights.
         block_size: rows per streamed E-step block.
 
     Returns:
-        The :class:`FitResult` with the lowest distortion (K-means) or highest log-likelihood (EM).
+        The :class:`FitResult` with the highest objective (the objective is higher-is-better at
+        every temperature: the lowest distortion for K-means).
+
+    Raises:
+        ValueError: on invalid data, key, k, options, or a variant without ``init``.
     """
     check_key(key)
     X = as_data(X)
     k = check_k(k, X.shape[0])
     n_init = check_positive_int(n_init, "n_init")
-    if init not in ("k-means++", "random"):
-        raise ValueError(f"init must be 'k-means++' or 'random'; got {init!r}.")
-    s2 = check_sigma2(sigma2, X.dtype)
-    hard = (not is_traced(sigma2)) and float(np.asarray(sigma2)) == 0.0
-    tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
+    max_iter = check_positive_int(max_iter, "max_iter")
+    block_size = check_positive_int(block_size, "block_size")
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     keys = jax.random.split(key, n_init)
-    if init == "k-means++":
-        starts = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, X, k, weights=w))(keys)
+    if variant is None:
+        init = "k-means++" if init is None else init
+        if init not in ("k-means++", "random"):
+            raise ValueError(f"init must be 'k-means++' or 'random'; got {init!r}.")
+        if temperature is not None:
+            raise ValueError("the isotropic model's temperature is sigma2; pass sigma2=...")
+        s2 = check_sigma2(sigma2, X.dtype)
+        if s2.ndim != 0:
+            raise ValueError(f"sigma2 must be a scalar; got shape {tuple(s2.shape)}.")
+        hard = (not is_traced(sigma2)) and float(np.asarray(sigma2)) == 0.0
+        if init == "k-means++":
+            means = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, X, k, weights=w))(keys)
+        else:
+            means = jax.vmap(lambda kk: _init.random_points(kk, X, k))(keys)
+        starts = IsotropicParams(means, jnp.broadcast_to(s2, (n_init,)))
+        chosen = isotropic
     else:
-        starts = jax.vmap(lambda kk: _init.random_points(kk, X, k))(keys)
-    max_iter = check_positive_int(max_iter, "max_iter")
-    return _best_of(X, w, starts, s2, tol, max_iter=max_iter, block_size=block_size)
+        chosen = check_variant(variant, needs=() if callable(init) else ("init",))
+        if init is not None and not callable(init):
+            raise ValueError(f"init for a variant must be a callable (key, X, k); got {init!r}.")
+        if chosen.check_data is not None and not is_traced(X):
+            chosen.check_data(np.asarray(X))
+        starts = _starts(chosen, init or chosen.init, keys, X, k, temperature)
+        hard = bool(jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts))))
+    tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
+    return _best_of(chosen, X, w, starts, tol, max_iter=max_iter, block_size=block_size)
 
 
-@partial(jax.jit, static_argnames=("max_iter", "block_size"))
+def _starts(
+    variant: Variant,
+    init: Callable[..., Params],
+    keys: jax.Array,
+    X: jax.Array,
+    k: int,
+    temperature: Any,
+) -> Params:
+    """Validated starting parameters of every restart, stacked on a leading axis."""
+    batch = jax.vmap(lambda kk: init(kk, X, k))(keys)
+    if temperature is not None:
+        batch = jax.vmap(lambda p: with_temperature(variant, p, temperature))(batch)
+    if variant.validate is None:
+        return batch
+    checked = [
+        variant.validate(X, jax.tree.map(lambda a, i=i: a[i], batch)) for i in range(len(keys))
+    ]
+    return jax.tree.map(lambda *a: jnp.stack(a), *checked)
+
+
+@partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
 def _best_of(
+    variant: Variant,
     X: jax.Array,
     w: jax.Array,
-    starts: jax.Array,
-    sigma2: jax.Array,
+    starts: Params,
     tol: float,
     *,
     max_iter: int,
     block_size: int,
 ) -> FitResult:
     results = jax.vmap(
-        lambda m: fit_compiled(
-            isotropic,
-            X,
-            w,
-            IsotropicParams(m, sigma2),
-            tol,
-            max_iter=max_iter,
-            block_size=block_size,
-        )
+        lambda p: fit_compiled(variant, X, w, p, tol, max_iter=max_iter, block_size=block_size)
     )(starts)
-    score = jnp.where(sigma2 == 0, -results.objective, results.objective)
+    score = jnp.where(jnp.isnan(results.objective), -jnp.inf, results.objective)
     best = jnp.argmax(score)
     return jax.tree.map(lambda a: a[best], results)

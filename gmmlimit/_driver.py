@@ -26,7 +26,9 @@ __all__ = [
     "em_iteration",
     "fit_compiled",
     "fit_loop",
+    "fit_objective",
     "make_blocks",
+    "stop_rule",
 ]
 
 DEFAULT_BLOCK_SIZE = 4096
@@ -39,13 +41,18 @@ class FitResult(NamedTuple):
         means: (K, D) final component means.
         labels: (N,) int32 labels from a final E-step on the returned parameters.
         n_iter: () int32 number of E+M iterations run.
-        converged: () bool, True if the stopping rule fired before max_iter.
-        objective: () the objective at the returned parameters: the log-likelihood for a soft
-            fit, the distortion J (inertia) for a hard one.
+        converged: () bool, True if the stopping rule (:func:`stop_rule`) fired before
+            max_iter.
+        objective: () the objective at the returned parameters, higher is better at every
+            temperature: the log-likelihood (or tempered free energy) of a soft fit, -J at the
+            hard limit.
         history: (max_iter,) the objective before each iteration's M-step; entries from n_iter on
             repeat the final objective.
         params: the full parameter pytree of the variant (for the isotropic model
             ``IsotropicParams(means, sigma2)``).
+        distortion: () the hard objective J (K-means inertia for the isotropic model: the summed
+            weighted divergence of every row to its assigned component) at the returned
+            parameters, at every temperature.
     """
 
     means: jax.Array
@@ -55,13 +62,15 @@ class FitResult(NamedTuple):
     objective: jax.Array
     history: jax.Array
     params: Any
+    distortion: Any = None
 
 
 class Blocks(NamedTuple):
     """Rows padded to a whole number of blocks.
 
     Attributes:
-        x: (n_blocks, B, D) rows (padding rows are zero).
+        x: (n_blocks, B, D) rows; padding rows are copies of the first row, so a variant never
+            sees a value that is not data.
         weight: (n_blocks, B) sample weights (padding rows have weight 0).
         valid: (n_blocks, B) bool, False on padding rows.
     """
@@ -88,7 +97,7 @@ def make_blocks(X: jax.Array, weights: jax.Array, block_size: int) -> Blocks:
     pad = n_blocks * b - n
     valid = jnp.ones((n,), dtype=bool)
     if pad:
-        X = jnp.concatenate([X, jnp.zeros((pad, d), X.dtype)])
+        X = jnp.concatenate([X, jnp.broadcast_to(X[:1], (pad, d))])
         weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)])
         valid = jnp.concatenate([valid, jnp.zeros((pad,), bool)])
     return Blocks(
@@ -280,10 +289,8 @@ def fit_compiled(
 ) -> FitResult:
     """The compiled fit loop (inputs already validated).
 
-    Stopping rules, checked after each iteration t (E-step at theta_{t-1}, M-step to theta_t):
-        * hard fits: no label changed since the previous E-step, or the total squared centre
-          shift is <= tol * mean_d Var(X[:, d]) (scikit-learn's scaling of tol);
-        * soft fits: t >= 2 and the objective gain is <= tol * |objective| (relative gain).
+    The stopping rule, checked after each iteration (E-step at theta_{t-1}, M-step to
+    theta_t), is :func:`stop_rule`, shared with the out-of-core and sharded loops.
 
     Args:
         variant: the mixture variant (static).
@@ -300,6 +307,74 @@ def fit_compiled(
     blocks = make_blocks(X, weights, block_size)
     shift_scale = jnp.mean(jnp.var(X, axis=0))
     return fit_loop(variant, blocks, X.shape[0], params, tol, shift_scale, max_iter=max_iter)
+
+
+def fit_objective(variant: Variant, params: Params, stats: Stats) -> jax.Array:
+    """The recorded objective, higher is better: the variant's at a soft temperature, -J when hard.
+
+    Args:
+        variant: the mixture variant.
+        params: the parameters of the E-step.
+        stats: its summed statistics (with a ``distortion`` attribute, J).
+
+    Returns:
+        Scalar objective.
+    """
+    return jnp.where(variant.is_hard(params), -stats.distortion, variant.objective(params, stats))
+
+
+ROUNDING_ULPS = 256
+"""A soft fit's objective may fall by this many ulps of its size and still count as converged."""
+
+
+def stop_rule(
+    *,
+    hard: jax.Array,
+    labels_same: jax.Array,
+    shift: jax.Array,
+    shift_scale: jax.Array,
+    objective: jax.Array,
+    previous: jax.Array,
+    n_iter: jax.Array,
+    tol: jax.Array,
+) -> jax.Array:
+    """Whether a fit has converged after one iteration (shared by every fit loop).
+
+    The rule, and what ``converged=True`` promises:
+
+    * hard fits (the partition rule): no label changed in the last E-step (the partition is a
+      fixed point of the iteration), or the total squared centre shift of the last M-step is
+      <= ``tol * shift_scale`` (scikit-learn's scaling of tol);
+    * soft fits, from the second iteration on: the last iteration changed the objective by at
+      most ``tol`` relative, ``-max(tol, 256 eps) |f| <= f_t - f_{t-1} <= tol |f|``. A fall of
+      the objective larger than rounding is not convergence (an M-step that is not an exact
+      maximiser, e.g. under a variance floor, can lower it): the fit goes on;
+    * soft fits whose objective is not finite (a log-likelihood of -inf where a row's density
+      underflows in the dtype) cannot measure progress on it: they stop on the partition rule.
+
+    Args:
+        hard: () bool, whether the parameters of the iteration are at the hard limit.
+        labels_same: () bool, no label changed since the previous E-step.
+        shift: () total squared change of the component locations in the M-step.
+        shift_scale: () mean per-feature variance of the data.
+        objective: () objective of this iteration (higher is better).
+        previous: () objective of the previous iteration (-inf before the first).
+        n_iter: () int32 iterations completed before this one.
+        tol: () the tolerance.
+
+    Returns:
+        () bool.
+    """
+    dtype = objective.dtype
+    eps = jnp.finfo(dtype).eps
+    partition = labels_same | (shift <= tol * shift_scale)
+    gain = objective - previous
+    size = jnp.abs(objective)
+    slack = jnp.maximum(tol, ROUNDING_ULPS * eps) * size
+    finite = jnp.isfinite(objective) & jnp.isfinite(previous)
+    by_objective = (n_iter >= 1) & (gain <= tol * size) & (gain >= -slack)
+    soft = jnp.where(finite | (n_iter < 1), by_objective, partition)
+    return jnp.where(hard, partition, soft)
 
 
 def fit_loop(
@@ -330,37 +405,39 @@ def fit_loop(
     """
     dtype = blocks.x.dtype
     tol = jnp.asarray(tol, dtype)
-    sign = 1.0 if variant.maximize else -1.0
 
     def cond(state: _LoopState) -> jax.Array:
         return (~state.done) & (state.n_iter < max_iter)
 
     def body(state: _LoopState) -> _LoopState:
         new_params, stats, labels = em_iteration(variant, state.params, blocks, pass_fn)
-        objective = variant.objective(state.params, stats)
-        hard = variant.is_hard(state.params)
+        objective = fit_objective(variant, state.params, stats).astype(dtype)
         old_means = variant.means(state.params)
         shift = jnp.sum((variant.means(new_params) - old_means) ** 2)
-        hard_done = jnp.all(labels == state.labels) | (shift <= tol * shift_scale)
-        gain = sign * (objective - state.objective)
-        soft_done = (state.n_iter >= 1) & (gain <= tol * jnp.abs(objective))
-        done = jnp.where(hard, hard_done, soft_done)
-        history = state.history.at[state.n_iter].set(objective.astype(dtype))
+        done = stop_rule(
+            hard=variant.is_hard(state.params),
+            labels_same=jnp.all(labels == state.labels),
+            shift=shift,
+            shift_scale=shift_scale,
+            objective=objective,
+            previous=state.objective,
+            n_iter=state.n_iter,
+            tol=tol,
+        )
+        history = state.history.at[state.n_iter].set(objective)
         return _LoopState(new_params, labels, objective, state.n_iter + 1, done, history)
 
-    init_params = params
-    first_objective = jnp.asarray(-jnp.inf if variant.maximize else jnp.inf, dtype)
     state = _LoopState(
-        params=init_params,
+        params=params,
         labels=jnp.full((blocks.x.shape[0] * blocks.x.shape[1],), -1, jnp.int32),
-        objective=first_objective,
+        objective=jnp.asarray(-jnp.inf, dtype),
         n_iter=jnp.zeros((), jnp.int32),
         done=jnp.zeros((), bool),
         history=jnp.zeros((max_iter,), dtype),
     )
     state = lax.while_loop(cond, body, state)
     final_stats, final_labels, _ = pass_fn(variant, state.params, blocks, track_farthest=False)
-    final_objective = variant.objective(state.params, final_stats).astype(dtype)
+    final_objective = fit_objective(variant, state.params, final_stats).astype(dtype)
     steps = jnp.arange(max_iter)
     history = jnp.where(steps < state.n_iter, state.history, final_objective)
     return FitResult(
@@ -371,6 +448,7 @@ def fit_loop(
         objective=final_objective,
         history=history,
         params=state.params,
+        distortion=final_stats.distortion.astype(dtype),
     )
 
 

@@ -10,7 +10,10 @@ of a hard fit is scaled by the data's mean per-feature variance, which is accumu
 here, so a nonzero ``tol`` is compared against a value that may differ in its last bits).
 
 Only one chunk of rows is on the device at a time; the host keeps the (N,) int32 labels of the
-previous pass for the hard stopping rule.
+previous pass for the hard stopping rule. Every chunk of every pass is checked before it reaches
+the device (finite values, the variant's ``check_data``), so a source whose values change between
+passes raises ValueError instead of fitting garbage. The last chunk is padded with zero-weight
+copies of its first row: no variant function sees a value that is not data.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._driver import DEFAULT_BLOCK_SIZE, FitResult, block_pass
+from ._driver import DEFAULT_BLOCK_SIZE, FitResult, block_pass, fit_objective, stop_rule
 from ._validation import _float_dtype, check_positive_int, check_sigma2, check_tol, check_weights
-from ._variant import FarPoints, Params, Stats, Variant
+from ._variant import FarPoints, Params, Stats, Variant, check_variant
 from .variants.isotropic import IsotropicParams, isotropic
 
 __all__ = ["em_out_of_core", "fit_out_of_core", "kmeans_out_of_core"]
@@ -104,8 +107,22 @@ def _rechunk(
         yield buf[0] if len(buf) == 1 else np.concatenate(buf)
 
 
+def _check_chunk(chunk: np.ndarray, start: int, check_data: Callable | None) -> None:
+    """Raise ValueError on a chunk (rows ``start``...) holding NaN/inf or data the model refuses."""
+    if np.iscomplexobj(chunk):
+        raise ValueError(f"X must be real; got complex dtype {chunk.dtype}.")
+    if not np.all(np.isfinite(chunk)):
+        raise ValueError(
+            f"X contains NaN or inf values (in rows {start}..{start + len(chunk) - 1})."
+        )
+    if check_data is not None:
+        check_data(chunk)
+
+
 def _scan_info(
-    make_iter: Callable[[], Iterator[np.ndarray]], rows: int
+    make_iter: Callable[[], Iterator[np.ndarray]],
+    rows: int,
+    check_data: Callable | None = None,
 ) -> tuple[int, int, np.dtype, float]:
     """Two passes: N, D, the compute dtype and the mean per-feature variance; checks each chunk.
 
@@ -127,10 +144,7 @@ def _scan_info(
             raise ValueError(f"chunks must all have D={d} columns; got one with {chunk.shape[1]}.")
         elif chunk.dtype != src_dtype:
             raise ValueError(f"chunks must all have dtype {src_dtype}; got one of {chunk.dtype}.")
-        if np.iscomplexobj(chunk):
-            raise ValueError(f"X must be real; got complex dtype {chunk.dtype}.")
-        if not np.all(np.isfinite(chunk)):
-            raise ValueError(f"X contains NaN or inf values (in rows {n}..{n + len(chunk) - 1}).")
+        _check_chunk(chunk, n, check_data)
         total += chunk.sum(axis=0, dtype=np.float64)
         n += chunk.shape[0]
     if n == 0 or d is None or d == 0:
@@ -207,14 +221,19 @@ def _update(
         moved = variant.relocate(params, stats, far)
         stats = jax.tree.map(lambda a, b: jnp.where(need, a, b), moved, stats)
     new_params = variant.m_step(params, stats)
-    objective = variant.objective(params, carry.stats)
-    hard = variant.is_hard(params)
+    objective = fit_objective(variant, params, carry.stats).astype(prev_objective.dtype)
     shift = jnp.sum((variant.means(new_params) - variant.means(params)) ** 2)
-    hard_done = labels_same | (shift <= tol * shift_scale)
-    sign = 1.0 if variant.maximize else -1.0
-    gain = sign * (objective - prev_objective)
-    soft_done = (n_iter >= 1) & (gain <= tol * jnp.abs(objective))
-    return new_params, objective, jnp.where(hard, hard_done, soft_done)
+    done = stop_rule(
+        hard=variant.is_hard(params),
+        labels_same=labels_same,
+        shift=shift,
+        shift_scale=shift_scale,
+        objective=objective,
+        previous=prev_objective,
+        n_iter=n_iter,
+        tol=tol,
+    )
+    return new_params, objective, done
 
 
 def _full_pass(
@@ -247,8 +266,12 @@ def _full_pass(
     start = 0
     for chunk in _rechunk(make_iter(), chunk_rows, d, None):
         m = chunk.shape[0]
-        x = np.zeros((chunk_rows, d), dtype)
+        if start + m > n:
+            raise ValueError(f"the data source gave more than {n} rows on a later pass.")
+        _check_chunk(chunk, start, variant.check_data)
+        x = np.empty((chunk_rows, d), dtype)
         x[:m] = chunk
+        x[m:] = chunk[0]
         w = np.zeros((chunk_rows,), dtype)
         w[:m] = 1.0 if weights is None else weights[start : start + m]
         carry, labels = _chunk_pass(
@@ -299,14 +322,17 @@ def fit_out_of_core(
         A :class:`~gmmlimit.FitResult`; ``labels`` is a host (N,) int32 numpy array.
 
     Raises:
-        ValueError: on invalid data, parameters or options, before any fitting.
+        ValueError: on invalid data, parameters or options, before any fitting; on a chunk
+            of a later pass that holds NaN/inf or values the variant refuses, or a source whose
+            length changed.
     """
+    check_variant(variant)
     make_iter = _chunk_source(X)
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_positive_int(block_size, "block_size")
     chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
     tol = check_tol(tol)
-    n, d, dtype, shift_scale = _scan_info(make_iter, block_size * chunk_blocks)
+    n, d, dtype, shift_scale = _scan_info(make_iter, block_size * chunk_blocks, variant.check_data)
     spec = jax.ShapeDtypeStruct((n, d), dtype)
     if variant.validate is not None:
         params = variant.validate(spec, params)
@@ -321,7 +347,7 @@ def fit_out_of_core(
     history = np.zeros((max_iter,), dtype)
     labels = np.full((n,), -1, np.int32)
     new_labels = np.empty((n,), np.int32)
-    objective = jnp.asarray(-np.inf if variant.maximize else np.inf, dtype)
+    objective = jnp.asarray(-np.inf, dtype)
     n_iter = 0
     done = False
     while not done and n_iter < max_iter:
@@ -345,7 +371,7 @@ def fit_out_of_core(
         done = bool(stop)
     # track as in the loop: one compiled chunk program serves every pass.
     final = _full_pass(variant, params, make_iter, w, n, d, dtype, chunk_rows, b, track, new_labels)
-    final_objective = jnp.asarray(variant.objective(params, final.stats), dtype)
+    final_objective = jnp.asarray(fit_objective(variant, params, final.stats), dtype)
     history[n_iter:] = np.asarray(final_objective)
     return FitResult(
         means=variant.means(params),
@@ -355,6 +381,7 @@ def fit_out_of_core(
         objective=final_objective,
         history=jnp.asarray(history),
         params=params,
+        distortion=jnp.asarray(final.stats.distortion, dtype),
     )
 
 

@@ -33,7 +33,7 @@ from ._validation import (
     check_tol,
     weights_or_ones,
 )
-from ._variant import Params, Variant
+from ._variant import Params, Variant, check_variant
 from .variants.isotropic import IsotropicParams, isotropic
 
 __all__ = ["default_mesh", "em_sharded", "fit_sharded", "kmeans_sharded"]
@@ -87,7 +87,8 @@ def _shard_blocks(
     total = n_dev * per_dev * b
     pad = total - n
     valid = np.arange(total) < n
-    Xp = jnp.concatenate([X, jnp.zeros((pad, d), X.dtype)]) if pad else X
+    # zero-weight copies of the first row: no variant function sees a value that is not data
+    Xp = jnp.concatenate([X, jnp.broadcast_to(X[:1], (pad, d))]) if pad else X
     wp = jnp.concatenate([w, jnp.zeros((pad,), w.dtype)]) if pad else w
     blocks = Blocks(
         x=jax.device_put(Xp.reshape(n_dev * per_dev, b, d), sharding),
@@ -154,7 +155,10 @@ def fit_sharded(
     Raises:
         ValueError: on invalid data, parameters, options, or an axis the mesh lacks.
     """
+    check_variant(variant)
     X = as_data(X)
+    if variant.check_data is not None:
+        variant.check_data(np.asarray(X))
     mesh = default_mesh() if mesh is None else mesh
     if not isinstance(mesh, Mesh):
         raise ValueError(f"mesh must be a jax.sharding.Mesh; got {type(mesh)}.")

@@ -8,19 +8,90 @@ the same functions: a hard fit is a soft one whose responsibilities are one-hot.
 Parameters are arbitrary pytrees (usually a NamedTuple). Continuous hyper-parameters that a study
 sweeps, like the isotropic variance ``sigma2``, are leaves of that pytree, so changing them never
 recompiles.
+
+Two optional fields make every tool of the toolkit take a variant: ``init`` (parameters from
+``(key, X, k)``: restarts, annealing, the scikit-learn wrapper) and ``temperature`` (where the
+variant's temperature lives in its parameters and which value is the hard limit: annealing, the
+limit diagnostics, sweeps under ``vmap``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 Params = Any
 Stats = Any
 
-__all__ = ["EStepBlock", "Engine", "FarPoints", "Params", "Stats", "Variant", "with_engine"]
+__all__ = [
+    "EStepBlock",
+    "Engine",
+    "FarPoints",
+    "Params",
+    "Stats",
+    "Temperature",
+    "Variant",
+    "at_hard_limit",
+    "check_variant",
+    "temperature_field",
+    "with_engine",
+    "with_temperature",
+]
+
+
+class Temperature(NamedTuple):
+    """Where a variant's temperature lives in its parameters, and where its hard limit is.
+
+    Attributes:
+        name: the parameter's name as users spell it (``"sigma2"``, ``"beta"``).
+        get: ``(params) -> scalar``, the current value.
+        set: ``(params, value) -> params``, the parameters at another value (traceable: a sweep
+            under ``vmap`` batches ``value``).
+        hard: the value at the hard limit: ``0.0`` for a variance, ``math.inf`` for an inverse
+            temperature. Values move toward it as the fit hardens (annealing schedules run
+            toward it; it is their last stage).
+    """
+
+    name: str
+    get: Callable[[Params], jax.Array]
+    set: Callable[[Params, jax.Array], Params]
+    hard: float
+
+    def colder(self, a: Any, b: Any) -> Any:
+        """Whether temperature ``b`` is strictly closer to the hard limit than ``a`` (NumPy)."""
+        return np.asarray(b) < np.asarray(a) if self.hard == 0.0 else np.asarray(b) > np.asarray(a)
+
+
+def temperature_field(name: str, hard: float) -> Temperature:
+    """A :class:`Temperature` stored as the NamedTuple field ``name`` of the parameters.
+
+    Args:
+        name: the field, e.g. ``"beta"``.
+        hard: its value at the hard limit (``0.0`` or ``math.inf``).
+
+    Returns:
+        The :class:`Temperature`.
+
+    Raises:
+        ValueError: if ``hard`` is neither 0 nor +inf.
+    """
+    if hard not in (0.0, math.inf):
+        raise ValueError(f"the hard limit of a temperature is 0 or inf; got {hard!r}.")
+
+    def get(params: Params) -> jax.Array:
+        return getattr(params, name)
+
+    def set_(params: Params, value: Any) -> Params:
+        old = getattr(params, name)
+        dtype = old.dtype if hasattr(old, "dtype") else None
+        return params._replace(**{name: jnp.asarray(value, dtype)})
+
+    return Temperature(name=name, get=get, set=set_, hard=float(hard))
 
 
 class EStepBlock(NamedTuple):
@@ -78,12 +149,29 @@ class Variant(NamedTuple):
         relocate: optional ``(params, stats, far: FarPoints) -> stats``; called in hard fits when
             a component is empty, to move it (K-means moves it to the farthest point).
         validate: optional ``(X, params) -> params``, eager checks and dtype casts of the
-            parameters against the data, run before any compiled code.
-        maximize: whether the objective is maximised (log-likelihood) when soft. Hard objectives
-            (distortions) are always minimised.
+            parameters against the data, run before any compiled code. It may read only
+            ``X.shape`` and ``X.dtype`` (out-of-core fits pass a ``jax.ShapeDtypeStruct``); the
+            data's values are ``check_data``'s.
+        maximize: must be True: the objective is always maximised (kept for old call sites).
         engine: optional :class:`Engine`, a faster way to compute the same E-step statistics.
             Not part of the model: attach one with :func:`with_engine`; None runs ``e_step``
             then ``sufficient_stats`` block by block.
+        init: optional ``(key, X (N, D), k) -> params``, jit-able starting parameters (any
+            temperature; tools set it through ``temperature``). Restarts ``vmap`` it over keys.
+        temperature: optional :class:`Temperature`: annealing, diagnostics and temperature
+            sweeps need it.
+        check_data: optional ``(x (n, D) numpy array) -> None``, raising ValueError on data the
+            model cannot take (negative counts, rows off the unit sphere, ...). Called on the
+            whole data in memory and on every chunk of every pass out of core.
+        log_odds_gap: optional ``(params, x (B, D)) -> (B,)``, the gap g_n >= 0 with
+            ``|r_nk - onehot_nk| <= (K - 1) exp(-g_n)`` (the score gap to the runner-up scaled
+            by the inverse temperature; +inf at the hard limit without ties): the
+            responsibility bound of the limit diagnostics.
+
+    The objective is always "higher is better" (log-likelihood or free energy); at the hard limit
+    (``is_hard``) the driver records -J, minus the summed distortion ``stats.distortion``, so the
+    variant's ``objective`` is only read at soft temperatures. Statistics must expose ``counts``
+    (K,) and ``distortion`` () attributes.
     """
 
     name: str
@@ -97,6 +185,10 @@ class Variant(NamedTuple):
     validate: Callable[[jax.Array, Params], Params] | None = None
     maximize: bool = True
     engine: Engine | None = None
+    init: Callable[[jax.Array, jax.Array, int], Params] | None = None
+    temperature: Temperature | None = None
+    check_data: Callable[[np.ndarray], None] | None = None
+    log_odds_gap: Callable[[Params, jax.Array], jax.Array] | None = None
 
 
 class Engine(NamedTuple):
@@ -130,3 +222,60 @@ def with_engine(variant: Variant, engine: Engine) -> Variant:
         A :class:`Variant` equal to ``variant`` but for its ``engine``.
     """
     return variant._replace(engine=engine)
+
+
+def with_temperature(variant: Variant, params: Params, value: Any) -> Params:
+    """``params`` at temperature ``value`` (traceable).
+
+    Raises:
+        ValueError: if the variant declares no temperature.
+    """
+    if variant.temperature is None:
+        raise ValueError(
+            f"variant {variant.name!r} declares no temperature (Variant.temperature); this tool "
+            "needs one."
+        )
+    return variant.temperature.set(params, value)
+
+
+def at_hard_limit(variant: Variant, params: Params) -> jax.Array:
+    """Whether ``params`` sit at the variant's hard limit (a traced bool scalar).
+
+    Read from the temperature when the variant declares one, else from ``is_hard``.
+    """
+    if variant.temperature is None:
+        return jnp.asarray(variant.is_hard(params))
+    return variant.temperature.get(params) == variant.temperature.hard
+
+
+def check_variant(variant: Any, *, needs: tuple[str, ...] = ()) -> Variant:
+    """Validate a :class:`Variant` argument (eager, before any compiled code).
+
+    Args:
+        variant: the value passed as a variant.
+        needs: optional fields the calling tool requires (``"init"``, ``"temperature"``, ...).
+
+    Returns:
+        The variant.
+
+    Raises:
+        ValueError: if ``variant`` is not a Variant (e.g. a name string), has ``maximize=False``,
+            or lacks a required field.
+    """
+    if not isinstance(variant, Variant):
+        hint = " (pass the Variant object, e.g. gmmlimit.variants.poisson)" * isinstance(
+            variant, str
+        )
+        raise ValueError(f"variant must be a gmmlimit.Variant{hint}; got {variant!r}.")
+    if not variant.maximize:
+        raise ValueError(
+            f"variant {variant.name!r} has maximize=False; objectives are maximised (return the "
+            "negated value: higher is better)."
+        )
+    for field in needs:
+        if getattr(variant, field) is None:
+            raise ValueError(
+                f"variant {variant.name!r} has no {field!r} (Variant.{field}); this tool needs "
+                "one (docs/variants.md)."
+            )
+    return variant

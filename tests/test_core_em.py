@@ -181,9 +181,9 @@ def test_restarts_keep_the_best_run():
     best = gl.restarts(key, X64, 4, n_init=4)
     keys = jax.random.split(key, 4)
     objectives = [
-        float(gl.kmeans(X64, gl.init.kmeans_plusplus(kk, X64, 4)).objective) for kk in keys
+        float(gl.kmeans(X64, gl.init.kmeans_plusplus(kk, X64, 4)).distortion) for kk in keys
     ]
-    assert float(best.objective) == pytest.approx(min(objectives), rel=1e-12)
+    assert float(best.distortion) == pytest.approx(min(objectives), rel=1e-12)
     soft = gl.restarts(key, X64, 4, sigma2=1.0, n_init=3, init="random")
     loglik = [
         float(gl.em(X64, gl.init.random_points(kk, X64, 4), 1.0).objective)

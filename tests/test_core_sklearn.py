@@ -46,7 +46,7 @@ def test_kmeans_matches_sklearn_lloyd(name, k):
     assert int(ours.n_iter) == ref.n_iter_
     np.testing.assert_array_equal(np.asarray(ours.labels), ref.labels_)
     np.testing.assert_allclose(np.asarray(ours.means), ref.cluster_centers_, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(float(ours.objective), ref.inertia_, rtol=1e-12)
+    np.testing.assert_allclose(float(ours.distortion), ref.inertia_, rtol=1e-12)
     assert bool(ours.converged)
 
 
@@ -84,7 +84,7 @@ def test_kmeans_weighted_matches_sklearn():
     assert int(ours.n_iter) == ref.n_iter_
     np.testing.assert_array_equal(np.asarray(ours.labels), ref.labels_)
     np.testing.assert_allclose(np.asarray(ours.means), ref.cluster_centers_, atol=1e-10)
-    np.testing.assert_allclose(float(ours.objective), ref.inertia_, rtol=1e-12)
+    np.testing.assert_allclose(float(ours.distortion), ref.inertia_, rtol=1e-12)
 
 
 def test_empty_cluster_relocated_like_sklearn():
@@ -109,4 +109,4 @@ def test_float32_kmeans_close_to_sklearn():
     assert ours.means.dtype == np.float32 and ours.objective.dtype == np.float32
     agreement = np.mean(np.asarray(ours.labels) == ref.labels_)
     assert agreement > 0.99
-    np.testing.assert_allclose(float(ours.objective), ref.inertia_, rtol=1e-4)
+    np.testing.assert_allclose(float(ours.distortion), ref.inertia_, rtol=1e-4)

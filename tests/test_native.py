@@ -207,7 +207,7 @@ def test_kmeans_fit_with_kernel_matches_jax_only_fit_and_sklearn():
     ref = KMeans(6, init=m0, n_init=1, max_iter=100, tol=0.0, algorithm="lloyd").fit(X)
     np.testing.assert_array_equal(np.asarray(ours.labels), ref.labels_)
     np.testing.assert_allclose(np.asarray(ours.means), ref.cluster_centers_, rtol=1e-10)
-    np.testing.assert_allclose(float(ours.objective), ref.inertia_, rtol=1e-10)
+    np.testing.assert_allclose(float(ours.distortion), ref.inertia_, rtol=1e-10)
 
 
 def test_vmapped_hard_restarts_equal_their_own_fits():

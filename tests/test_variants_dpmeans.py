@@ -6,7 +6,7 @@ import pytest
 from sklearn.cluster import KMeans
 
 from gmmlimit import variants as gv
-from gmmlimit.variants.dpmeans import _dpmeans_compiled
+from gmmlimit.variants._dpmeans import _dpmeans_compiled
 
 RNG = np.random.default_rng(0)
 X = (RNG.normal(size=(5, 2)) * 6)[RNG.integers(5, size=300)] + RNG.normal(size=(300, 2))

@@ -75,7 +75,8 @@ def test_hard_limit_is_bregman_hard_clustering(name):
     # the hard objective is the divergence to the assigned centre (generalised KL, logistic loss,
     # cosine dissimilarity), and the converged partition is a fixed point of the hard iteration
     div = {"poisson": _gkl, "bernoulli": _logistic, "vmf": _cosine}[name](case.X, loc)
-    np.testing.assert_allclose(float(hard.objective), div.min(1).sum(), rtol=1e-10)
+    np.testing.assert_allclose(float(hard.distortion), div.min(1).sum(), rtol=1e-10)
+    assert float(hard.objective) == -float(hard.distortion)
     _, _, labels2 = _reference(name, case.X, case.params, n + 1, hard=True)
     np.testing.assert_array_equal(labels2, labels)
 
@@ -98,7 +99,7 @@ def test_sweep_converges_to_the_hard_limit_within_the_bound(name):
 
 def test_sweep_rejects_infinite_beta():
     case = CASES["poisson"]
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="must not hold the hard limit"):
         gv.limit_sweep(case.variant, case.X, case.params, [1.0, np.inf])
 
 

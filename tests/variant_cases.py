@@ -49,6 +49,13 @@ def heavy_tailed(seed: int = 0, n: int = 300) -> np.ndarray:
     return centres[labels] + rng.normal(size=(n, 2)) / scale[:, None]
 
 
+def positive(seed: int = 0, n: int = 300, d: int = 4, k: int = 3, shape: float = 3.0) -> np.ndarray:
+    """Gamma rows (shape ``shape``) around k mean vectors spread over two decades."""
+    rng = np.random.default_rng(seed)
+    means = 10.0 ** rng.uniform(-1.0, 1.0, size=(k, d))
+    return rng.gamma(shape, means[rng.integers(k, size=n)] / shape)
+
+
 T_MEANS = np.array([[0.5, 0.5], [7.5, 0.5], [0.5, 7.5]])
 
 
@@ -65,7 +72,7 @@ def _cases() -> dict[str, VariantCase]:
     w = wine()
     m = rows(w, 0)
     d = w.shape[1]
-    c, b, s, t = counts(), binary(), sphere(), heavy_tailed()
+    c, b, s, t, g = counts(), binary(), sphere(), heavy_tailed(), positive()
     eye = np.stack([np.eye(d)] * 3)
     return {
         "spherical": VariantCase(gv.spherical, w, gv.SphericalParams(m, np.ones(3), W3, 1.0, REG)),
@@ -79,6 +86,7 @@ def _cases() -> dict[str, VariantCase]:
             gv.bernoulli, b, gv.BernoulliParams(_probs(b.shape[1]), W3, 1.0, 1e-3)
         ),
         "vmf": VariantCase(gv.vmf, s, gv.VMFParams(rows(s, 3), W3, 1.0), betas=(1.0, 5.0, 20.0)),
+        "gamma": VariantCase(gv.gamma, g, gv.GammaParams(rows(g, 4), 3.0, W3, 1.0)),
         "student_t": VariantCase(
             gv.student_t,
             t,

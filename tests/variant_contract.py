@@ -11,28 +11,44 @@ temperatures) and runs every check with::
     def test_my_variant_contract(check):
         check(CASE)
 
-The checks: shapes and dtype kept (float64 run, float32 traced); the soft objective (free
-energy) never decreases and the hard one (distortion) never increases; the hard limit is reached
-(beta = inf converges with one-hot responsibilities, and a fit at a very large beta ends where
-the hard fit ends); the bound |r - onehot| <= (K - 1) exp(-beta gap) at every point; and no
-recompilation across the temperature. Parameters must be a NamedTuple with a ``beta`` field.
+The checks: shapes and dtype kept (float64 run, float32 traced); the objective (higher is
+better: free energy, -J at the hard limit) never decreases; the hard limit is reached (it
+converges with one-hot responsibilities, and a fit very close to it ends where the hard fit
+ends); the bound |r - onehot| <= (K - 1) exp(-g) at every point; no recompilation across the
+temperature; N larger than and not a multiple of the block size (padding); out of core from
+uneven chunks; ``vmap`` over the temperature including the hard limit; restarts from the
+variant's ``init``; the annealing path with warm starts; the scikit-learn wrapper. Sharding over
+forced host devices needs a process of its own: :func:`run_sharded` runs :func:`check_sharded`
+for every case of a module in one subprocess.
+
+The variant needs ``temperature`` and ``log_odds_gap`` (and ``init`` for restarts and the
+wrapper); ``betas`` and ``large_beta`` are temperatures in the variant's own units.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sklearn.base import clone
 
 import gmmlimit as gl
 from gmmlimit._driver import fit_compiled
-from gmmlimit._variant import Variant
+from gmmlimit._variant_estimator import VariantMixture
 from gmmlimit.variants import limits
 
-__all__ = ["CONTRACT", "VariantCase"]
+__all__ = ["BLOCK", "CONTRACT", "VariantCase", "check_sharded", "run_sharded"]
+
+BLOCK = 128
+"""The block size of the padding checks: the cases' N (300) is larger and not a multiple."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,7 @@ class VariantCase:
         tol: the stopping tolerance of every fit.
     """
 
-    variant: Variant
+    variant: gl.Variant
     X: np.ndarray
     params: Any
     betas: tuple[float, ...] = (0.3, 1.0, 5.0)
@@ -60,14 +76,23 @@ class VariantCase:
     tol: float = 0.0
 
     def at(self, beta: float) -> Any:
-        """The starting parameters at inverse temperature ``beta``."""
-        return self.params._replace(beta=beta)
+        """The starting parameters at temperature ``beta`` (the variant's own units)."""
+        return self.variant.temperature.set(self.params, beta)
 
-    def fit(self, beta: float, dtype: Any = np.float64) -> gl.FitResult:
+    @property
+    def hard(self) -> float:
+        """The temperature of the hard limit."""
+        return self.variant.temperature.hard
+
+    @property
+    def k(self) -> int:
+        """The number of components."""
+        return int(np.shape(self.variant.means(self.params))[0])
+
+    def fit(self, beta: float, dtype: Any = np.float64, **kw: Any) -> gl.FitResult:
         """A fit from the starting parameters at ``beta`` in ``dtype``."""
-        return gl.fit(
-            self.variant, self.X.astype(dtype), self.at(beta), max_iter=self.max_iter, tol=self.tol
-        )
+        kw = {"max_iter": self.max_iter, "tol": self.tol, **kw}
+        return gl.fit(self.variant, self.X.astype(dtype), self.at(beta), **kw)
 
 
 def _check_result(case: VariantCase, result: Any, start: Any, dtype: Any) -> None:
@@ -97,13 +122,13 @@ def check_shapes_and_dtype(case: VariantCase) -> None:
             traced = jax.eval_shape(lambda: case.fit(1.0, np.float32))
             _check_result(case, traced, start, dtype)
             continue
-        for beta in (1.0, case.large_beta, np.inf):
+        for beta in (1.0, case.large_beta, case.hard):
             result = case.fit(beta, dtype)
             _check_result(case, result, start, dtype)
             assert np.isfinite(float(result.objective))
             assert np.all(np.isfinite(np.asarray(result.history)))
-            no_beta = jax.tree.leaves(result.params._replace(beta=0.0))
-            finite = [np.all(np.isfinite(np.asarray(a))) for a in no_beta]
+            no_temp = jax.tree.leaves(case.variant.temperature.set(result.params, 1.0))
+            finite = [np.all(np.isfinite(np.asarray(a))) for a in no_temp]
             assert all(finite), f"non-finite parameters at beta={beta} in {dtype}"
 
 
@@ -118,16 +143,16 @@ def check_monotone_objective(case: VariantCase) -> None:
     for beta in case.betas:
         steps, scale = _steps(case.fit(beta))
         assert np.all(steps >= -1e-10 * scale), (beta, steps.min())
-    hard = case.fit(np.inf)
+    hard = case.fit(case.hard)
     steps, scale = _steps(hard)
-    # hard histories hold J (never increases), or -J for variants that stop on the objective
-    sign = -1.0 if bool(case.variant.is_hard(hard.params)) else 1.0
-    assert np.all(sign * steps >= -1e-10 * scale), steps
+    # the objective is higher-is-better at every temperature: -J at the hard limit
+    assert np.all(steps >= -1e-10 * scale), steps
+    np.testing.assert_allclose(float(hard.objective), -float(hard.distortion), rtol=1e-12)
 
 
 def check_hard_limit_reached(case: VariantCase) -> None:
     """beta = inf converges with exactly one-hot responsibilities; large beta ends at the same."""
-    hard = case.fit(np.inf)
+    hard = case.fit(case.hard)
     assert bool(hard.converged) and int(hard.n_iter) < case.max_iter
     X = jnp.asarray(case.X)
     gap = limits.responsibility_gap(case.variant, X, hard.params)
@@ -138,7 +163,7 @@ def check_hard_limit_reached(case: VariantCase) -> None:
         np.asarray(soft.means), np.asarray(hard.means), rtol=case.means_rtol, atol=1e-12
     )
     # the free energy tends to -J (the free energy of one-hot rows is -d)
-    minus_j = -float(hard.objective) if bool(case.variant.is_hard(hard.params)) else hard.objective
+    minus_j = float(hard.objective)
     scale = abs(float(minus_j)) + 1.0
     assert abs(float(soft.objective) - float(minus_j)) <= 1e-3 * scale
 
@@ -161,9 +186,166 @@ def check_no_recompilation(case: VariantCase) -> None:
     """Changing beta (finite or inf) reuses the one compiled fit."""
     case.fit(case.betas[0])
     size = fit_compiled._cache_size()
-    for beta in (*case.betas[1:], case.large_beta, np.inf, 2.5):
+    for beta in (*case.betas[1:], case.large_beta, case.hard, case.betas[0] * 1.5):
         case.fit(beta)
     assert fit_compiled._cache_size() == size
+
+
+def _close(a: gl.FitResult, b: gl.FitResult, rtol: float) -> None:
+    np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
+    np.testing.assert_allclose(np.asarray(a.means), np.asarray(b.means), rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(float(a.objective), float(b.objective), rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(float(a.distortion), float(b.distortion), rtol=rtol, atol=1e-12)
+
+
+def check_padded_and_out_of_core(case: VariantCase) -> None:
+    """N > block_size and not a multiple of it; out of core from uneven chunks: the same fit.
+
+    The padded rows are zero-weight copies of a real row, so no variant function sees a value
+    that is not data (zeros would be -inf in a log); out of core, every chunk of every pass is
+    checked and the last one padded the same way.
+    """
+    n = case.X.shape[0]
+    assert n > BLOCK and n % BLOCK, "the case must exercise padding"
+    for beta in (1.0, case.hard):
+        padded = case.fit(beta, block_size=BLOCK)
+        assert np.all(np.isfinite(np.asarray(padded.history)))
+        _close(padded, case.fit(beta), 1e-7)
+        pieces = [case.X[:77], case.X[77:]]
+        ooc = gl.fit_out_of_core(
+            case.variant,
+            pieces,
+            case.at(beta),
+            max_iter=case.max_iter,
+            tol=case.tol,
+            block_size=BLOCK,
+            chunk_blocks=1,
+        )
+        assert int(ooc.n_iter) == int(padded.n_iter)
+        _close(ooc, padded, 1e-10)
+
+
+def check_vmap_temperature(case: VariantCase) -> None:
+    """One vmapped fit over temperatures, the hard limit included, equals the separate fits."""
+    X = jnp.asarray(case.X)
+    w = jnp.ones((X.shape[0],), X.dtype)
+    start = case.variant.validate(X, case.at(1.0))
+    temps = jnp.asarray([case.betas[0], case.large_beta, case.hard], X.dtype)
+
+    def one(t: jax.Array) -> gl.FitResult:
+        params = case.variant.temperature.set(start, t)
+        return fit_compiled(case.variant, X, w, params, case.tol, max_iter=case.max_iter)
+
+    batched = jax.vmap(one)(temps)
+    for i, t in enumerate(np.asarray(temps)):
+        lane = jax.tree.map(lambda a, i=i: a[i], batched)
+        _close(lane, case.fit(float(t)), 1e-8)
+
+
+def check_restarts(case: VariantCase) -> None:
+    """Restarts from the variant's init (one vmap over keys) keep the best objective."""
+    key = jax.random.key(3)
+    t = float(case.variant.temperature.get(case.params))
+    best = gl.restarts(
+        key, case.X, case.k, variant=case.variant, temperature=t, n_init=3,
+        max_iter=case.max_iter, tol=case.tol,
+    )  # fmt: skip
+    singles = []
+    for kk in jax.random.split(key, 3):
+        start = case.variant.temperature.set(case.variant.init(kk, jnp.asarray(case.X), case.k), t)
+        singles.append(gl.fit(case.variant, case.X, start, max_iter=case.max_iter, tol=case.tol))
+    objectives = [float(r.objective) for r in singles]
+    np.testing.assert_allclose(float(best.objective), max(objectives), rtol=1e-8)
+
+
+def check_anneal(case: VariantCase) -> None:
+    """The annealing path: warm starts stage to stage, the hard limit last, -J there."""
+    path = gl.anneal_variant(
+        case.variant, case.X, list(case.betas), init_params=case.params,
+        max_iter=case.max_iter, tol=case.tol,
+    )  # fmt: skip
+    assert float(path.temperature[-1]) == case.hard
+    assert np.all(np.isfinite(np.asarray(path.objective)))
+    np.testing.assert_allclose(float(path.objective[-1]), -float(path.distortion[-1]), rtol=1e-12)
+    assert bool(path.converged[-1])
+    for s in (1, len(case.betas)):  # a soft stage and the hard stage, from the stage before
+        prev = jax.tree.map(lambda a, s=s: a[s - 1], path.params)
+        start = case.variant.temperature.set(prev, float(path.temperature[s]))
+        again = gl.fit(case.variant, case.X, start, max_iter=case.max_iter, tol=case.tol)
+        np.testing.assert_allclose(
+            np.asarray(path.means[s]), np.asarray(again.means), rtol=1e-8, atol=1e-12
+        )
+        assert int(path.n_iter[s]) == int(again.n_iter)
+    np.testing.assert_array_equal(np.asarray(path.labels), np.asarray(again.labels))
+
+
+def check_sklearn_wrapper(case: VariantCase) -> None:
+    """fit / predict / predict_proba / score of the scikit-learn wrapper, and clone."""
+    t = float(case.variant.temperature.get(case.params))
+    est = VariantMixture(
+        case.variant, case.k, temperature=t, n_init=3, max_iter=case.max_iter, tol=case.tol,
+        random_state=0,
+    ).fit(case.X)  # fmt: skip
+    np.testing.assert_array_equal(est.predict(case.X), est.labels_)
+    proba = est.predict_proba(case.X)
+    assert proba.shape == (case.X.shape[0], case.k)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(est.score(case.X), est.objective_ / case.X.shape[0], rtol=1e-10)
+    again = clone(est).fit(case.X)
+    np.testing.assert_array_equal(again.labels_, est.labels_)
+
+
+def check_sharded(case: VariantCase) -> None:
+    """Rows sharded over the devices (padded: N is not a multiple of devices * block): same fit.
+
+    Needs several devices: run through :func:`run_sharded`.
+    """
+    assert len(jax.devices()) >= 2, "check_sharded needs several devices (run_sharded)"
+    for beta in (1.0, case.hard):
+        sharded = gl.fit_sharded(
+            case.variant, case.X, case.at(beta), max_iter=case.max_iter, tol=case.tol,
+            block_size=32,
+        )  # fmt: skip
+        _close(sharded, case.fit(beta, block_size=32), 1e-8)
+
+
+def run_sharded(module: str, *, paths: tuple[str, ...] = (), devices: int = 4) -> str:
+    """Run :func:`check_sharded` on every case of ``module.CASES`` in a subprocess.
+
+    Args:
+        module: an importable module holding ``CASES``, a dict of :class:`VariantCase`.
+        paths: extra ``sys.path`` entries for the subprocess (where ``module`` lives).
+        devices: forced host devices.
+
+    Returns:
+        The subprocess's output.
+
+    Raises:
+        AssertionError: with the subprocess's output if any check failed.
+    """
+    here = str(Path(__file__).resolve().parent)
+    root = str(Path(__file__).resolve().parents[1])
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count={devices}"
+        sys.path[:0] = {[root, here, *paths]!r}
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        import importlib
+        import variant_contract
+        cases = importlib.import_module({module!r}).CASES
+        for name, case in cases.items():
+            variant_contract.check_sharded(case)
+            print("sharded ok:", name, flush=True)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, here, *paths])}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 CONTRACT = [
@@ -172,4 +354,9 @@ CONTRACT = [
     check_hard_limit_reached,
     check_bound,
     check_no_recompilation,
+    check_padded_and_out_of_core,
+    check_vmap_temperature,
+    check_restarts,
+    check_anneal,
+    check_sklearn_wrapper,
 ]

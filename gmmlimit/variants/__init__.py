@@ -1,18 +1,30 @@
-"""Mixture variants: each one a small module defining a :class:`~gmmlimit.Variant`."""
+"""Mixture variants: each one a small private module defining a :class:`~gmmlimit.Variant`.
 
-from . import limits
-from ._tempered import MixtureStats, TemperedEStep, tempered_variant
-from .bernoulli import BernoulliParams, bernoulli
-from .diag import DiagParams, diag
-from .dpmeans import DPMeansParams, DPMeansResult, dpmeans, dpmeans_objective
-from .full import FullParams, full
-from .isotropic import IsotropicParams, IsotropicStats, isotropic
+The package exports each variant under its name (``gmmlimit.variants.poisson`` is the Variant,
+never a module), its parameter type, and the public helpers a variant author needs.
+"""
+
+from . import _isotropic_protocol, limits
+from ._bernoulli import BernoulliParams, bernoulli
+from ._diag import DiagParams, diag
+from ._dpmeans import DPMeansParams, DPMeansResult, dpmeans, dpmeans_objective
+from ._full import FullParams, full
+from ._poisson import PoissonParams, poisson
+from ._shared_spherical import SharedSphericalParams, shared_spherical
+from ._spherical import SphericalParams, spherical
+from ._student_t import StudentTParams, student_t
+from ._tempered import (
+    MixtureStats,
+    TemperedEStep,
+    distinct_rows,
+    tempered_assign,
+    tempered_variant,
+    update_weights,
+)
+from ._vmf import VMFParams, vmf
+from .isotropic import IsotropicParams, IsotropicStats
+from .isotropic import isotropic as _isotropic_model
 from .limits import limit_sweep
-from .poisson import PoissonParams, poisson
-from .shared_spherical import SharedSphericalParams, shared_spherical
-from .spherical import SphericalParams, spherical
-from .student_t import StudentTParams, student_t
-from .vmf import VMFParams, vmf
 
 __all__ = ["IsotropicParams", "IsotropicStats", "isotropic"]
 __all__ += [
@@ -41,4 +53,25 @@ __all__ += [
     "student_t",
     "tempered_variant",
     "vmf",
+]
+
+isotropic = _isotropic_protocol.with_protocol(_isotropic_model)
+"""The isotropic equal-prior Gaussian mixture (sigma2 = 0: K-means), with its init/temperature."""
+
+# after the helpers above: the Gamma walkthrough imports them from this package, as a user would
+from ._bernoulli import logistic_loss  # noqa: E402
+from ._gamma import GammaParams, gamma, itakura_saito  # noqa: E402
+from ._poisson import generalized_kl  # noqa: E402
+from ._vmf import cosine_dissimilarity  # noqa: E402
+
+__all__ += [
+    "GammaParams",
+    "cosine_dissimilarity",
+    "distinct_rows",
+    "gamma",
+    "generalized_kl",
+    "itakura_saito",
+    "logistic_loss",
+    "tempered_assign",
+    "update_weights",
 ]

@@ -14,12 +14,19 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from .._validation import check_means, is_traced
-from ._tempered import check_beta, check_mixing_weights, check_positive_scalar
+from .._validation import check_means
+from ..checks import check_beta, check_mixing_weights, check_positive_scalar, check_variances
+from ._tempered import distinct_rows
 
-__all__ = ["LOG_2PI", "centred", "check_common", "check_variances", "mean_update"]
+__all__ = [
+    "LOG_2PI",
+    "centred",
+    "check_common",
+    "check_variances",
+    "init_common",
+    "mean_update",
+]
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -78,18 +85,19 @@ def check_common(X: jax.Array, params: Any, cls: type, fields: str) -> dict[str,
     }
 
 
-def check_variances(value: Any, shape: tuple[int, ...], dtype: Any, name: str) -> jax.Array:
-    """Validate positive finite variances of an exact shape.
+def init_common(key: jax.Array, X: jax.Array, k: int) -> dict[str, jax.Array]:
+    """Starting fields shared by the Gaussian variants' ``init`` (jit-able).
 
-    Raises:
-        ValueError: on a wrong shape, or non-finite or non-positive entries.
+    Returns:
+        A dict: ``means`` (k random distinct rows), equal ``weights``, ``beta`` = 1,
+        ``reg_covar`` = 1e-6 and ``variance``, the mean per-feature variance of X plus reg_covar
+        (the starting variance of every component).
     """
-    if not is_traced(value) and not isinstance(value, jax.Array):
-        value = np.asarray(value)
-    if tuple(value.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}; got {tuple(value.shape)}.")
-    if not is_traced(value):
-        host = np.asarray(value, dtype=np.float64)
-        if not np.all(np.isfinite(host)) or np.any(host <= 0):
-            raise ValueError(f"{name} must be finite and > 0.")
-    return jnp.asarray(value, dtype=dtype)
+    reg = jnp.asarray(1e-6, X.dtype)
+    return {
+        "means": distinct_rows(key, X, k),
+        "weights": jnp.full((k,), 1.0 / k, X.dtype),
+        "beta": jnp.ones((), X.dtype),
+        "reg_covar": reg,
+        "variance": jnp.mean(jnp.var(X, axis=0)) + reg,
+    }

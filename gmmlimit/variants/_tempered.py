@@ -26,6 +26,7 @@ Parameters must be a NamedTuple with ``weights`` (K,) and ``beta`` () fields.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -35,7 +36,14 @@ import numpy as np
 
 from .._logdomain import shifted_softmax
 from .._validation import is_traced
-from .._variant import Params, Variant
+from .._variant import Params, Variant, temperature_field
+from ..checks import (  # noqa: F401  (re-exported: the variants import them from here)
+    _cast,
+    check_array,
+    check_beta,
+    check_mixing_weights,
+    check_positive_scalar,
+)
 
 __all__ = [
     "MixtureStats",
@@ -43,6 +51,7 @@ __all__ = [
     "check_beta",
     "check_mixing_weights",
     "check_positive_scalar",
+    "distinct_rows",
     "tempered_assign",
     "tempered_variant",
     "update_weights",
@@ -129,6 +138,21 @@ def update_weights(params: Params, stats: MixtureStats) -> jax.Array:
     return stats.counts / stats.total_weight
 
 
+def distinct_rows(key: jax.Array, X: jax.Array, k: int) -> jax.Array:
+    """Distinct rows of X drawn uniformly (jit-able): the usual seed of a variant init.
+
+    Args:
+        key: a ``jax.random`` key.
+        X: (N, D) data, N >= k.
+        k: the number of rows.
+
+    Returns:
+        (k, D) rows of X.
+    """
+    index = jax.random.choice(key, X.shape[0], (k,), replace=False)
+    return X[index]
+
+
 def tempered_variant(
     name: str,
     *,
@@ -138,6 +162,8 @@ def tempered_variant(
     means: Callable[[Params], jax.Array],
     validate: Callable[[jax.Array, Params], Params],
     hard_stop: str = "labels",
+    init: Callable[[jax.Array, jax.Array, int], Params] | None = None,
+    check_data: Callable[[np.ndarray], None] | None = None,
 ) -> Variant:
     """Build a :class:`~gmmlimit.Variant` from a divergence, weighted moments and an M-step.
 
@@ -148,17 +174,22 @@ def tempered_variant(
             ``wr = w_n r_nk`` (zero on padding rows) and params are those of the E-step.
         m_step: ``(params, stats: MixtureStats) -> params``.
         means: ``(params) -> (K, D)`` component locations.
-        validate: eager ``(X, params) -> params`` checks and dtype casts.
+        validate: eager ``(X, params) -> params`` checks and dtype casts of the parameters; it
+            may read only ``X.shape`` and ``X.dtype`` (data values are ``check_data``'s).
         hard_stop: how a beta = inf fit stops. ``"labels"`` (default): the driver's hard rule,
             no label changed (right when the M-step is a function of the partition alone, as for
             every closed-form variant here). ``"objective"``: the soft rule on the free energy,
             which at beta = inf is -J (so the history holds -J); for M-steps with inner latent
             variables (Student-t scale weights), whose parameters keep moving after the labels
             freeze.
+        init: optional jit-able ``(key, X, k) -> params`` (any beta): restarts, annealing and
+            the scikit-learn wrapper call it.
+        check_data: optional ``(x (n, D) numpy) -> None`` raising ValueError on rows the model
+            cannot take; run on the whole data in memory and on every chunk out of core.
 
     Returns:
-        The variant (soft objective: the free energy, maximised; hard: the distortion J, or -J
-        with ``hard_stop="objective"``).
+        The variant: objective the free energy (maximised), -J at beta = inf; temperature
+        ``beta`` with its hard limit at +inf.
     """
     if hard_stop not in ("labels", "objective"):
         raise ValueError(f"hard_stop must be 'labels' or 'objective'; got {hard_stop!r}.")
@@ -178,12 +209,14 @@ def tempered_variant(
         )
 
     def objective(params: Params, stats: MixtureStats) -> jax.Array:
-        if not by_labels:
-            return stats.free_energy
-        return jnp.where(jnp.isinf(params.beta), stats.distortion, stats.free_energy)
+        return stats.free_energy
 
     def is_hard(params: Params) -> jax.Array:
         return jnp.isinf(params.beta) & by_labels
+
+    def log_odds_gap(params: Params, x: jax.Array) -> jax.Array:
+        gap = e_step(params, x).gap
+        return jnp.where(gap > 0, params.beta * gap, 0.0)
 
     return Variant(
         name=name,
@@ -196,81 +229,11 @@ def tempered_variant(
         relocate=None,
         validate=validate,
         maximize=True,
+        init=init,
+        temperature=temperature_field("beta", math.inf),
+        check_data=check_data,
+        log_odds_gap=log_odds_gap,
     )
-
-
-def check_beta(beta: Any, dtype: Any, name: str = "beta") -> jax.Array:
-    """Validate an inverse temperature: a scalar in (0, +inf] (+inf is the hard limit).
-
-    Raises:
-        ValueError: if beta is not a scalar, is NaN, or is <= 0.
-    """
-    if not is_traced(beta):
-        host = np.asarray(beta)
-        if host.dtype == object or not (
-            np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)
-        ):
-            raise ValueError(f"{name} must be a real number in (0, inf]; got {beta!r}.")
-        if host.ndim != 0:
-            raise ValueError(f"{name} must be a scalar; got shape {host.shape}.")
-        if np.isnan(host) or host <= 0:
-            raise ValueError(f"{name} must be in (0, inf] (inf is the hard limit); got {beta!r}.")
-    beta = jnp.asarray(beta, dtype=dtype)
-    if beta.ndim != 0:
-        raise ValueError(f"{name} must be a scalar; got shape {tuple(beta.shape)}.")
-    return beta
-
-
-def check_positive_scalar(value: Any, dtype: Any, name: str) -> jax.Array:
-    """Validate a finite scalar > 0 (a covariance floor, a rate floor, ...)."""
-    if not is_traced(value):
-        host = np.asarray(value)
-        if host.dtype == object or host.ndim != 0 or not np.issubdtype(host.dtype, np.number):
-            raise ValueError(f"{name} must be a real scalar > 0; got {value!r}.")
-        if not np.isfinite(host) or host <= 0:
-            raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
-        if np.asarray(host, dtype=np.dtype(dtype)) == 0:
-            raise ValueError(f"{name}={value!r} underflows to 0 in {np.dtype(dtype)}.")
-    return jnp.asarray(value, dtype=dtype)
-
-
-def check_mixing_weights(weights: Any, k: int, dtype: Any, name: str = "weights") -> jax.Array:
-    """Validate mixing weights: shape (K,), finite, >= 0, positive sum; returned normalised.
-
-    Raises:
-        ValueError: on a wrong shape, NaN/inf or negative entries, or an all-zero vector.
-    """
-    if not is_traced(weights) and not isinstance(weights, jax.Array):
-        weights = np.asarray(weights)
-    if tuple(weights.shape) != (k,):
-        raise ValueError(f"{name} must have shape (K,) = ({k},); got {tuple(weights.shape)}.")
-    if not is_traced(weights):
-        host = np.asarray(weights, dtype=np.float64)
-        if not np.all(np.isfinite(host)) or np.any(host < 0) or not np.any(host > 0):
-            raise ValueError(f"{name} must be finite, >= 0 and not all zero; got {host}.")
-    weights = jnp.asarray(weights, dtype=dtype)
-    return weights / jnp.sum(weights)
-
-
-def check_array(value: Any, shape: tuple[int, ...], dtype: Any, name: str) -> jax.Array:
-    """Validate a finite real parameter array of an exact shape and cast it to ``dtype``.
-
-    Raises:
-        ValueError: on a wrong shape or NaN/inf entries.
-    """
-    if not is_traced(value) and not isinstance(value, jax.Array):
-        value = np.asarray(value)
-    if tuple(value.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}; got {tuple(value.shape)}.")
-    if not is_traced(value):
-        host = np.asarray(value)
-        if not np.issubdtype(host.dtype, np.number) or np.issubdtype(
-            host.dtype, np.complexfloating
-        ):
-            raise ValueError(f"{name} must hold real numbers; got dtype {host.dtype}.")
-        if not np.all(np.isfinite(host)):
-            raise ValueError(f"{name} contains NaN or inf values.")
-    return jnp.asarray(value, dtype=dtype)
 
 
 def is_concrete(*values: Any) -> bool:

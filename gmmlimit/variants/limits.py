@@ -1,157 +1,212 @@
-"""Diagnostics of the hard limit beta -> inf for every tempered variant, and a sweep over beta.
+"""Diagnostics of the hard limit for every variant that declares a temperature.
 
-For a variant built by :func:`~gmmlimit.variants._tempered.tempered_variant` (spherical, diag,
-full, shared_spherical, poisson, bernoulli, vmf) the analogue of bound 1 is
+For a variant whose ``log_odds_gap`` gives g_n (the score gap between the best component and the
+runner-up, scaled by the inverse temperature), the analogue of bound 1 is
 
-    |r_nk - onehot_nk| <= (K - 1) exp(-beta * gap_n),
+    |r_nk - onehot_nk| <= (K - 1) exp(-g_n),
 
-gap_n the score gap between the best and the runner-up component. :func:`limit_sweep` measures,
-over a grid of beta values (one compiled program, beta a traced leaf): the largest responsibility
-gap and its bound, whether the bound holds at every point, the gap between one tempered update
-and one hard update from the same parameters, and how far full fits at each beta end from the
-hard fit. These functions materialise (N, K) arrays: they are for measuring, not for fitting.
+for the tempered variants g_n = beta * gap_n, for the isotropic model Delta_n / (2 sigma2).
+These functions measure, at parameters ``params`` (their temperature read from them):
+the responsibility gap and its bound, the objective against the hard objective -J at the same
+parameters, and the gap between one update at the temperature and one hard update from the same
+parameters. :func:`limit_sweep` does all of it along a grid of temperatures (one compiled
+program: the temperature is a traced leaf). They materialise (N, K) arrays: they are for
+measuring, not for fitting.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._driver import DEFAULT_BLOCK_SIZE, fit_compiled
-from .._validation import as_data, check_positive_int, check_tol, weights_or_ones
-from .._variant import Params, Variant
-from ._tempered import check_beta
+from .._driver import DEFAULT_BLOCK_SIZE, fit_compiled, fit_objective
+from .._validation import as_data, check_positive_int, check_tol, is_traced, weights_or_ones
+from .._variant import Params, Variant, check_variant, with_temperature
 
-__all__ = ["limit_sweep", "responsibility_bound", "responsibility_gap"]
+__all__ = [
+    "LimitDiagnostics",
+    "diagnose",
+    "limit_sweep",
+    "responsibility_bound",
+    "responsibility_gap",
+]
 
 
-def _prepare(variant: Variant, X: Any, params: Params) -> tuple[jax.Array, Params]:
+class LimitDiagnostics(NamedTuple):
+    """How far a variant is from its hard limit at one set of parameters.
+
+    Attributes:
+        resp_gap: (N, K) |r_nk - onehot_nk| (the one-hot of the E-step's labels).
+        bound: (N,) (K - 1) exp(-g_n), the bound on every entry of the row.
+        objective: () the objective at the parameters (higher is better).
+        hard_objective: () -J, the hard objective at the same parameters (their labels).
+        update_gap: () max |locations after one update at the temperature - after one hard
+            update| from the same parameters.
+    """
+
+    resp_gap: jax.Array
+    bound: jax.Array
+    objective: jax.Array
+    hard_objective: jax.Array
+    update_gap: jax.Array
+
+
+def _prepare(
+    variant: Any, X: Any, params: Params, weights: Any = None
+) -> tuple[Variant, jax.Array, Params, jax.Array]:
+    variant = check_variant(variant, needs=("temperature", "log_odds_gap"))
     X = as_data(X)
+    if variant.check_data is not None and not is_traced(X):
+        variant.check_data(np.asarray(X))
     if variant.validate is not None:
         params = variant.validate(X, params)
-    if not hasattr(params, "beta"):
-        raise ValueError(f"variant {variant.name!r} has no inverse temperature beta.")
-    return X, params
+    return variant, X, params, weights_or_ones(weights, X.shape[0], X.dtype)
+
+
+def diagnose(variant: Variant, X: Any, params: Params, *, weights: Any = None) -> LimitDiagnostics:
+    """Every limit diagnostic of ``variant`` at ``params`` (see :class:`LimitDiagnostics`).
+
+    Args:
+        variant: a variant with ``temperature`` and ``log_odds_gap``.
+        X: (N, D) data.
+        params: its parameters (any temperature, the hard limit included).
+        weights: optional (N,) sample weights (for the objectives and updates).
+
+    Returns:
+        The :class:`LimitDiagnostics` in X's dtype.
+
+    Raises:
+        ValueError: on invalid data or parameters, or a variant without a temperature.
+    """
+    variant, X, params, w = _prepare(variant, X, params, weights)
+    return _diagnose(variant, X, w, params)
 
 
 def responsibility_gap(variant: Variant, X: Any, params: Params) -> jax.Array:
-    """|r_nk - onehot_nk| at the variant's parameters (beta read from them).
-
-    Args:
-        variant: a tempered variant.
-        X: (N, D) data.
-        params: its parameters.
+    """|r_nk - onehot_nk| at the variant's parameters (temperature read from them).
 
     Returns:
-        (N, K) absolute differences in X's dtype (all 0 at beta = inf).
+        (N, K) absolute differences in X's dtype (all 0 at the hard limit).
     """
-    X, params = _prepare(variant, X, params)
-    return _gap_and_bound(variant, X, params)[0]
+    return diagnose(variant, X, params).resp_gap
 
 
 def responsibility_bound(variant: Variant, X: Any, params: Params) -> jax.Array:
-    """(K - 1) exp(-beta gap_n) per row: the bound on every entry of :func:`responsibility_gap`.
+    """(K - 1) exp(-g_n) per row: the bound on every entry of :func:`responsibility_gap`.
 
     Returns:
-        (N,) bounds in X's dtype (0 at beta = inf when the row has no tie; 0 when K = 1).
+        (N,) bounds in X's dtype (0 at the hard limit when the row has no tie; 0 when K = 1).
     """
-    X, params = _prepare(variant, X, params)
-    return _gap_and_bound(variant, X, params)[1]
-
-
-def _gap_and_bound(variant: Variant, X: jax.Array, params: Params) -> tuple[jax.Array, jax.Array]:
-    gap, bound, _ = _diagnose(variant, X, jnp.ones((X.shape[0],), X.dtype), params)
-    return gap, bound
+    return diagnose(variant, X, params).bound
 
 
 @partial(jax.jit, static_argnames=("variant",))
-def _diagnose(
-    variant: Variant, X: jax.Array, w: jax.Array, params: Params
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Responsibility gap (N, K), its bound (N,), and the means after one update (K, D)."""
+def _diagnose(variant: Variant, X: jax.Array, w: jax.Array, params: Params) -> LimitDiagnostics:
     estep = variant.e_step(params, X)
     k = estep.resp.shape[1]
     onehot = jax.nn.one_hot(estep.labels, k, dtype=X.dtype)
-    exponent = jnp.where(estep.gap > 0, -params.beta * estep.gap, 0.0)
-    new = variant.m_step(params, variant.sufficient_stats(X, w, estep))
-    return jnp.abs(estep.resp - onehot), (k - 1) * jnp.exp(exponent), variant.means(new)
+    g = variant.log_odds_gap(params, X)
+    bound = jnp.where(g > 0, (k - 1) * jnp.exp(-g), k - 1.0).astype(X.dtype)
+    stats = variant.sufficient_stats(X, w, estep)
+    hard = with_temperature(variant, params, variant.temperature.hard)
+    hard_estep = variant.e_step(hard, X)
+    hard_stats = variant.sufficient_stats(X, w, hard_estep)
+    soft_step = variant.means(variant.m_step(params, stats))
+    hard_step = variant.means(variant.m_step(hard, hard_stats))
+    return LimitDiagnostics(
+        resp_gap=jnp.abs(estep.resp - onehot),
+        bound=bound,
+        objective=fit_objective(variant, params, stats).astype(X.dtype),
+        hard_objective=(-stats.distortion).astype(X.dtype),
+        update_gap=jnp.max(jnp.abs(soft_step - hard_step)),
+    )
 
 
 def limit_sweep(
     variant: Variant,
     X: Any,
     params: Params,
-    betas: Any,
+    temperatures: Any,
     *,
     max_iter: int = 100,
     tol: float = 0.0,
     weights: Any = None,
 ) -> dict[str, np.ndarray]:
-    """How responsibilities, updates and fits approach the hard limit as beta grows.
+    """How responsibilities, objectives, updates and fits approach the hard limit.
 
     Args:
-        variant: a tempered variant.
+        variant: a variant with ``temperature`` and ``log_odds_gap``.
         X: (N, D) data.
-        params: parameters; their beta is replaced by each grid value.
-        betas: (G,) finite inverse temperatures > 0.
+        params: parameters; their temperature is replaced by each grid value.
+        temperatures: (G,) temperatures in the variant's own units (beta for the tempered
+            variants, sigma2 for the isotropic model), none of them the hard limit itself (the
+            hard fit is the reference).
         max_iter: iterations of each full fit (and of the hard fit).
         tol: stopping tolerance of the fits.
         weights: optional (N,) sample weights.
 
     Returns:
-        A dict of (G,) NumPy arrays: ``beta``; ``resp_gap`` max_nk |r - onehot|;
-        ``bound`` max_n (K - 1) exp(-beta gap_n); ``bound_holds`` every entry within its row's
-        bound (to 4 ulps); ``update_gap`` max |means after one tempered update - after one hard
-        update|; ``fit_means_gap`` max |means of the fit at beta - of the hard fit|;
-        ``fit_label_agreement`` fraction of final labels equal to the hard fit's; ``n_iter``.
-        Also ``hard_objective`` (scalar), the hard fit's final distortion.
+        A dict of (G,) NumPy arrays: ``temperature`` (also under the temperature's own name,
+        e.g. ``beta``); ``resp_gap`` max_nk |r - onehot|; ``bound`` max_n (K - 1) exp(-g_n);
+        ``bound_holds`` every entry within its row's bound (to 4 ulps); ``objective_gap`` the
+        objective minus -J at the starting parameters; ``update_gap`` max |locations after one
+        update at the temperature - after one hard update|; ``fit_means_gap`` max |locations of
+        the fit at the temperature - of the hard fit|; ``fit_label_agreement`` fraction of final
+        labels equal to the hard fit's; ``n_iter``. Also ``hard_objective`` (scalar), the hard
+        fit's final objective -J.
 
     Raises:
-        ValueError: on invalid data or parameters, or a beta that is not finite and > 0.
+        ValueError: on invalid data or parameters, or a grid value that is the hard limit or
+            invalid for the variant.
     """
-    X, params = _prepare(variant, X, params)
-    grid = np.asarray(betas, dtype=np.float64).reshape(-1)
-    for b in grid:
-        check_beta(b, X.dtype)
-    if not np.all(np.isfinite(grid)):
-        raise ValueError("betas of a sweep must be finite (the hard limit is its reference).")
+    variant, X, params, w = _prepare(variant, X, params, weights)
+    temp = variant.temperature
+    grid = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    if grid.size == 0:
+        raise ValueError("temperatures must hold at least one value.")
+    if np.any(grid == temp.hard):
+        raise ValueError(
+            f"the {temp.name} grid of a sweep must not hold the hard limit {temp.name}="
+            f"{temp.hard} (the hard fit is its reference)."
+        )
+    points = [variant.validate(X, with_temperature(variant, params, t)) for t in grid]
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_tol(tol)
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
-    # A loop of calls to the compiled fit and diagnostics: beta is a traced leaf, so they compile
-    # once (block_size is passed as gl.fit passes it, so the fits share gl.fit's compilation).
-    hard = params._replace(beta=jnp.asarray(np.inf, X.dtype))
-    hard_step = np.asarray(_diagnose(variant, X, w, hard)[2])
+    # A loop of calls to the compiled fit and diagnostics: the temperature is a traced leaf, so
+    # they compile once (block_size as gl.fit passes it, so the fits share gl.fit's program).
+    hard = with_temperature(variant, params, temp.hard)
     hard_fit = fit_compiled(
         variant, X, w, hard, tol, max_iter=max_iter, block_size=DEFAULT_BLOCK_SIZE
     )
-    hard_labels, hard_means = np.asarray(hard_fit.labels), np.asarray(hard_fit.means)
+    hard_labels = np.asarray(hard_fit.labels)
+    hard_means = np.asarray(hard_fit.means)
     eps = np.finfo(np.dtype(X.dtype)).eps
     rows = []
-    for beta in grid:
-        p = params._replace(beta=jnp.asarray(beta, X.dtype))
-        gap, bound, step = (np.asarray(a) for a in _diagnose(variant, X, w, p))
+    for p in points:
+        diag = jax.tree.map(np.asarray, _diagnose(variant, X, w, p))
         fit = fit_compiled(variant, X, w, p, tol, max_iter=max_iter, block_size=DEFAULT_BLOCK_SIZE)
         rows.append(
             (
-                gap.max(),
-                bound.max(),
-                bool(np.all(gap <= bound[:, None] + 4 * eps)),
-                np.abs(step - hard_step).max(),
+                diag.resp_gap.max(),
+                diag.bound.max(),
+                bool(np.all(diag.resp_gap <= diag.bound[:, None] + 4 * eps)),
+                float(diag.objective - diag.hard_objective),
+                float(diag.update_gap),
                 np.abs(np.asarray(fit.means) - hard_means).max(),
                 np.mean(np.asarray(fit.labels) == hard_labels),
                 int(fit.n_iter),
             )
         )
-    names = ("resp_gap", "bound", "bound_holds", "update_gap", "fit_means_gap")
+    names = ("resp_gap", "bound", "bound_holds", "objective_gap", "update_gap", "fit_means_gap")
     names += ("fit_label_agreement", "n_iter")
     result = {
         name: np.array(column) for name, column in zip(names, zip(*rows, strict=True), strict=True)
     }
-    result["beta"] = grid
+    result["temperature"] = grid
+    result[temp.name] = grid
     result["hard_objective"] = np.asarray(hard_fit.objective)
     return result

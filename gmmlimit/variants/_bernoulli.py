@@ -28,11 +28,12 @@ from ._tempered import (
     check_beta,
     check_mixing_weights,
     check_positive_scalar,
+    distinct_rows,
     tempered_variant,
     update_weights,
 )
 
-__all__ = ["BernoulliParams", "bernoulli", "logistic_loss"]
+__all__ = ["BernoulliParams", "bernoulli", "check_unit_interval", "logistic_loss"]
 
 
 class BernoulliParams(NamedTuple):
@@ -74,29 +75,42 @@ def _m_step(params: BernoulliParams, stats: MixtureStats) -> BernoulliParams:
     return params._replace(probs=probs, weights=update_weights(params, stats))
 
 
+def check_unit_interval(x: np.ndarray) -> None:
+    """Raise ValueError unless every entry of the rows ``x`` lies in [0, 1]."""
+    x = np.asarray(x)
+    if np.any(x < 0) or np.any(x > 1):
+        raise ValueError("Bernoulli data must lie in [0, 1]; X has entries outside.")
+
+
 def _validate(X: jax.Array, params: BernoulliParams) -> BernoulliParams:
     if not isinstance(params, BernoulliParams):
         raise ValueError(
             f"bernoulli takes BernoulliParams(probs, weights, beta, floor); got {params}."
         )
-    if not is_traced(X) and (np.any(np.asarray(X) < 0) or np.any(np.asarray(X) > 1)):
-        raise ValueError("Bernoulli data must lie in [0, 1]; X has entries outside.")
     k = np.shape(params.probs)[0] if np.ndim(params.probs) == 2 else -1
-    probs = check_array(params.probs, (k, X.shape[1]), X.dtype, "probs")
+    probs = check_array(params.probs, (k, X.shape[1]), X.dtype, "probs", open_unit=True)
     check_k(k, X.shape[0])
-    if not is_traced(params.probs):
-        host = np.asarray(params.probs)
-        if np.any(host <= 0) or np.any(host >= 1):
-            raise ValueError("probs must lie strictly between 0 and 1.")
     floor = check_positive_scalar(params.floor, X.dtype, "floor")
     if not is_traced(params.floor) and float(np.asarray(params.floor)) >= 0.5:
         raise ValueError(f"floor must be < 1/2; got {params.floor!r}.")
+    if not is_traced(params.floor) and np.asarray(1.0 - np.asarray(params.floor, X.dtype)) >= 1:
+        raise ValueError(
+            f"floor={params.floor!r} is too small for {np.dtype(X.dtype)}: 1 - floor is 1."
+        )
     return BernoulliParams(
         probs=probs,
         weights=check_mixing_weights(params.weights, k, X.dtype),
         beta=check_beta(params.beta, X.dtype),
         floor=floor,
     )
+
+
+def _init(key: jax.Array, X: jax.Array, k: int) -> BernoulliParams:
+    """Random rows, pulled halfway to the column means and clipped to [1e-3, 1 - 1e-3]."""
+    floor = jnp.asarray(1e-3, X.dtype)
+    probs = 0.5 * distinct_rows(key, X, k) + 0.5 * jnp.mean(X, axis=0)
+    probs = jnp.clip(probs, floor, 1.0 - floor)
+    return BernoulliParams(probs, jnp.full((k,), 1.0 / k, X.dtype), jnp.ones((), X.dtype), floor)
 
 
 bernoulli = tempered_variant(
@@ -106,5 +120,7 @@ bernoulli = tempered_variant(
     m_step=_m_step,
     means=lambda p: p.probs,
     validate=_validate,
+    init=_init,
+    check_data=check_unit_interval,
 )
 """Bernoulli mixture; beta = 1: EM, beta = inf: hard clustering in logistic loss."""

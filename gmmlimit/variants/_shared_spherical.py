@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._gaussian import LOG_2PI, centred, check_common, check_variances, mean_update
+from ._gaussian import LOG_2PI, centred, check_common, check_variances, init_common, mean_update
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
 __all__ = ["SharedSphericalParams", "shared_spherical"]
@@ -69,6 +69,18 @@ def _validate(X: jax.Array, params: SharedSphericalParams) -> SharedSphericalPar
     return SharedSphericalParams(sigma2=sigma2, **common)
 
 
+def _init(key: jax.Array, X: jax.Array, k: int) -> SharedSphericalParams:
+    """Random rows as means, the data's spread as every component's, equal weights, beta 1."""
+    c = init_common(key, X, k)
+    return SharedSphericalParams(
+        means=c["means"],
+        sigma2=c["variance"],
+        weights=c["weights"],
+        beta=c["beta"],
+        reg_covar=c["reg_covar"],
+    )
+
+
 shared_spherical = tempered_variant(
     "shared_spherical",
     divergence=_divergence,
@@ -76,5 +88,6 @@ shared_spherical = tempered_variant(
     m_step=_m_step,
     means=lambda p: p.means,
     validate=_validate,
+    init=_init,
 )
 """One learned shared variance sigma2 I, learned weights; beta = inf: K-means plus sigma2."""

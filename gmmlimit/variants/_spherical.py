@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._gaussian import LOG_2PI, centred, check_common, check_variances, mean_update
+from ._gaussian import LOG_2PI, centred, check_common, check_variances, init_common, mean_update
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
 __all__ = ["SphericalParams", "spherical"]
@@ -67,6 +67,18 @@ def _validate(X: jax.Array, params: SphericalParams) -> SphericalParams:
     return SphericalParams(variances=variances, **common)
 
 
+def _init(key: jax.Array, X: jax.Array, k: int) -> SphericalParams:
+    """Random rows as means, the data's spread as every component's, equal weights, beta 1."""
+    c = init_common(key, X, k)
+    return SphericalParams(
+        means=c["means"],
+        variances=jnp.full((k,), c["variance"]),
+        weights=c["weights"],
+        beta=c["beta"],
+        reg_covar=c["reg_covar"],
+    )
+
+
 spherical = tempered_variant(
     "spherical",
     divergence=_divergence,
@@ -74,5 +86,6 @@ spherical = tempered_variant(
     m_step=_m_step,
     means=lambda p: p.means,
     validate=_validate,
+    init=_init,
 )
 """Per-component spherical covariances v_k I, learned weights; beta = 1: scikit-learn's EM."""

@@ -22,18 +22,19 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import xlogy
 
-from .._validation import check_k, is_traced
+from .._validation import check_k
 from ._tempered import (
     MixtureStats,
     check_array,
     check_beta,
     check_mixing_weights,
     check_positive_scalar,
+    distinct_rows,
     tempered_variant,
     update_weights,
 )
 
-__all__ = ["PoissonParams", "generalized_kl", "poisson"]
+__all__ = ["PoissonParams", "check_counts", "generalized_kl", "poisson"]
 
 
 class PoissonParams(NamedTuple):
@@ -73,23 +74,33 @@ def _m_step(params: PoissonParams, stats: MixtureStats) -> PoissonParams:
     return params._replace(rates=rates, weights=update_weights(params, stats))
 
 
+def check_counts(x: np.ndarray) -> None:
+    """Raise ValueError unless every entry of the rows ``x`` is >= 0 (Poisson counts)."""
+    if np.any(np.asarray(x) < 0):
+        raise ValueError("Poisson data must be non-negative counts; X has negative entries.")
+
+
 def _validate(X: jax.Array, params: PoissonParams) -> PoissonParams:
     if not isinstance(params, PoissonParams):
         raise ValueError(f"poisson takes PoissonParams(rates, weights, beta, floor); got {params}.")
-    if not is_traced(X) and np.any(np.asarray(X) < 0):
-        raise ValueError("Poisson data must be non-negative counts; X has negative entries.")
-    rates = params.rates
-    k = np.shape(rates)[0] if np.ndim(rates) == 2 else -1
-    rates = check_array(rates, (k, X.shape[1]), X.dtype, "rates")
+    k = np.shape(params.rates)[0] if np.ndim(params.rates) == 2 else -1
+    rates = check_array(params.rates, (k, X.shape[1]), X.dtype, "rates", positive=True)
     check_k(k, X.shape[0])
-    if not is_traced(params.rates) and np.any(np.asarray(params.rates) <= 0):
-        raise ValueError("rates must be > 0.")
     return PoissonParams(
         rates=rates,
         weights=check_mixing_weights(params.weights, k, X.dtype),
         beta=check_beta(params.beta, X.dtype),
         floor=check_positive_scalar(params.floor, X.dtype, "floor"),
     )
+
+
+def _init(key: jax.Array, X: jax.Array, k: int) -> PoissonParams:
+    """Random rows, pulled halfway to the column means (never a zero rate); floor 1e-6 * mean."""
+    mean = jnp.mean(X, axis=0)
+    tiny = jnp.finfo(X.dtype).tiny
+    floor = jnp.maximum(1e-6 * jnp.mean(mean), 1e3 * tiny)
+    rates = jnp.maximum(0.5 * distinct_rows(key, X, k) + 0.5 * mean, floor)
+    return PoissonParams(rates, jnp.full((k,), 1.0 / k, X.dtype), jnp.ones((), X.dtype), floor)
 
 
 poisson = tempered_variant(
@@ -99,5 +110,7 @@ poisson = tempered_variant(
     m_step=_m_step,
     means=lambda p: p.rates,
     validate=_validate,
+    init=_init,
+    check_data=check_counts,
 )
 """Poisson mixture; beta = 1: EM, beta = inf: hard clustering in generalised KL."""

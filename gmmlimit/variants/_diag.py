@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._gaussian import LOG_2PI, centred, check_common, check_variances, mean_update
+from ._gaussian import LOG_2PI, centred, check_common, check_variances, init_common, mean_update
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
 __all__ = ["DiagParams", "diag"]
@@ -65,6 +65,18 @@ def _validate(X: jax.Array, params: DiagParams) -> DiagParams:
     return DiagParams(variances=variances, **common)
 
 
+def _init(key: jax.Array, X: jax.Array, k: int) -> DiagParams:
+    """Random rows as means, the data's spread as every component's, equal weights, beta 1."""
+    c = init_common(key, X, k)
+    return DiagParams(
+        means=c["means"],
+        variances=jnp.broadcast_to(jnp.var(X, axis=0) + c["reg_covar"], (k, X.shape[1])),
+        weights=c["weights"],
+        beta=c["beta"],
+        reg_covar=c["reg_covar"],
+    )
+
+
 diag = tempered_variant(
     "diag",
     divergence=_divergence,
@@ -72,5 +84,6 @@ diag = tempered_variant(
     m_step=_m_step,
     means=lambda p: p.means,
     validate=_validate,
+    init=_init,
 )
 """Diagonal covariances diag(v_k), learned weights; beta = 1: scikit-learn's EM."""

@@ -6,7 +6,7 @@ the cosine dissimilarity d_nk = 1 - mu_k^T x_n: here the inverse temperature bet
 concentration. The M-step direction is mu_k = sum_n w_n r_nk x_n / ||...|| (exact for any kappa),
 and kappa -> inf gives spherical K-means (Dhillon and Modha, 2001): each point to the most
 cosine-similar mean, each mean the normalised sum of its points. Rows of X and of the means must
-have unit norm. (For per-component concentrations learned by gradient, see ``vmf_kappa``.)
+have unit norm.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._validation import check_means, is_traced
+from .._validation import check_means
+from ..checks import check_unit_rows
 from ._tempered import (
     MixtureStats,
     check_beta,
     check_mixing_weights,
+    distinct_rows,
     tempered_variant,
     update_weights,
 )
@@ -66,19 +68,9 @@ def _m_step(params: VMFParams, stats: MixtureStats) -> VMFParams:
     return params._replace(means=means, weights=update_weights(params, stats))
 
 
-def check_unit_rows(a: jax.Array, name: str) -> None:
-    """Raise ValueError unless every row of a concrete ``a`` has unit norm (to 1e-3)."""
-    if is_traced(a):
-        return
-    norms = np.linalg.norm(np.asarray(a, dtype=np.float64), axis=1)
-    if np.any(np.abs(norms - 1.0) > 1e-3):
-        raise ValueError(f"{name} must have unit-norm rows (normalise them first).")
-
-
 def _validate(X: jax.Array, params: VMFParams) -> VMFParams:
     if not isinstance(params, VMFParams):
         raise ValueError(f"vmf takes VMFParams(means, weights, beta); got {type(params)}.")
-    check_unit_rows(X, "X")
     means = check_means(params.means, X, name="means", for_fit=True)
     check_unit_rows(params.means, "means")
     means = means / jnp.linalg.norm(means, axis=1, keepdims=True)
@@ -89,6 +81,17 @@ def _validate(X: jax.Array, params: VMFParams) -> VMFParams:
     )
 
 
+def _check_data(x: np.ndarray) -> None:
+    check_unit_rows(x, "X")
+
+
+def _init(key: jax.Array, X: jax.Array, k: int) -> VMFParams:
+    """Random (unit) rows, equal weights, kappa = 1."""
+    return VMFParams(
+        distinct_rows(key, X, k), jnp.full((k,), 1.0 / k, X.dtype), jnp.ones((), X.dtype)
+    )
+
+
 vmf = tempered_variant(
     "vmf",
     divergence=lambda p, x: cosine_dissimilarity(x, p.means),
@@ -96,5 +99,7 @@ vmf = tempered_variant(
     m_step=_m_step,
     means=lambda p: p.means,
     validate=_validate,
+    init=_init,
+    check_data=_check_data,
 )
 """vMF mixture with shared concentration beta = kappa; kappa = inf: spherical K-means."""

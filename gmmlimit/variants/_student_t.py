@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.scipy.special import digamma, gammaln
 
 from .._gradient import gradient_m_step
-from ._gaussian import centred, check_common, check_variances, mean_update
+from ._gaussian import centred, check_common, check_variances, init_common, mean_update
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
 __all__ = ["DOF_MAX", "DOF_MIN", "StudentTParams", "dof_objective", "student_t"]
@@ -171,6 +171,19 @@ def _validate(X: jax.Array, params: StudentTParams) -> StudentTParams:
     )
 
 
+def _init(key: jax.Array, X: jax.Array, k: int) -> StudentTParams:
+    """Random rows as means, the data's spread as every component's, equal weights, beta 1."""
+    c = init_common(key, X, k)
+    return StudentTParams(
+        means=c["means"],
+        scales=jnp.full((k,), c["variance"]),
+        dofs=jnp.full((k,), 5.0, X.dtype),
+        weights=c["weights"],
+        beta=c["beta"],
+        reg_covar=c["reg_covar"],
+    )
+
+
 student_t = tempered_variant(
     "student_t",
     divergence=_divergence,
@@ -178,6 +191,7 @@ student_t = tempered_variant(
     m_step=_m_step,
     means=lambda p: p.means,
     validate=_validate,
+    init=_init,
     hard_stop="objective",
 )
 """Student-t mixture, spherical scales, degrees of freedom by a gradient M-step (optax)."""

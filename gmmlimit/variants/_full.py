@@ -17,10 +17,10 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from .._validation import is_traced
-from ._gaussian import LOG_2PI, centred, check_common, mean_update
+from ._gaussian import LOG_2PI, centred, check_common, init_common, mean_update
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
-__all__ = ["FullParams", "full"]
+__all__ = ["FullParams", "full", "positive_definite"]
 
 
 class FullParams(NamedTuple):
@@ -57,14 +57,33 @@ def _moments(params: FullParams, x: jax.Array, wr: jax.Array) -> tuple[jax.Array
     return s1, s2
 
 
+def positive_definite(cov: jax.Array) -> jax.Array:
+    """(K,) whether each (D, D) matrix has a Cholesky factor, diagonal > 0, in its dtype."""
+    chol = jnp.linalg.cholesky(cov)
+    diag = jnp.diagonal(chol, axis1=1, axis2=2)
+    return jnp.all(jnp.isfinite(chol), axis=(1, 2)) & jnp.all(diag > 0, axis=1)
+
+
 def _m_step(params: FullParams, stats: MixtureStats) -> FullParams:
     s1, s2 = stats.moments
     means, delta, ok = mean_update(params.means, stats.counts, s1)
     d = params.means.shape[1]
+    eye = jnp.eye(d, dtype=s2.dtype)
     safe = jnp.where(ok, stats.counts, 1.0)[:, None, None]
     cov = s2 / safe - delta[:, :, None] * delta[:, None, :]
-    cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2)) + params.reg_covar * jnp.eye(d, dtype=cov.dtype)
-    keep = ok & jnp.all(jnp.isfinite(cov), axis=(1, 2))
+    cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2)) + params.reg_covar * eye
+    # A reg_covar below the dtype's resolution of the covariance cannot keep it positive definite
+    # (float32 with reg_covar = 1e-12, a collapsed component): then the floor is raised to
+    # D * eps * the largest variance of the component, and a covariance that still has no
+    # Cholesky factor is not taken (the component keeps its previous one). No M-step returns a
+    # covariance the next E-step cannot factor.
+    scale = jnp.max(jnp.abs(jnp.diagonal(cov, axis1=1, axis2=2)), axis=1)
+    jitter = d * jnp.finfo(cov.dtype).eps * jnp.where(jnp.isfinite(scale), scale, 0.0)
+    raised = cov + jitter[:, None, None] * eye
+    pd = positive_definite(jnp.where(jnp.isfinite(cov), cov, eye))
+    cov = jnp.where(pd[:, None, None], cov, raised)
+    pd = positive_definite(jnp.where(jnp.isfinite(cov), cov, eye))
+    keep = ok & jnp.all(jnp.isfinite(cov), axis=(1, 2)) & pd
     covariances = jnp.where(keep[:, None, None], cov, params.covariances)
     return params._replace(
         means=means, covariances=covariances, weights=update_weights(params, stats)
@@ -86,10 +105,40 @@ def _validate(X: jax.Array, params: FullParams) -> FullParams:
         if not np.allclose(host, np.swapaxes(host, 1, 2), rtol=1e-5, atol=0.0):
             raise ValueError("covariances must be symmetric.")
         try:
-            np.linalg.cholesky(host)
+            chol = np.linalg.cholesky(host)
         except np.linalg.LinAlgError:
             raise ValueError("covariances must be positive definite.") from None
+        # as computed: the cast covariance must still have a Cholesky factor in X's dtype
+        cast = np.asarray(host, dtype=np.dtype(X.dtype))
+        ok = bool(np.all(np.isfinite(cast)))
+        if ok:
+            try:
+                chol = np.linalg.cholesky(cast)
+            except np.linalg.LinAlgError:
+                ok = False
+        diag = np.diagonal(chol, axis1=1, axis2=2)
+        if not ok or not np.all(np.isfinite(diag)) or np.any(diag <= 0):
+            raise ValueError(
+                f"covariances are not positive definite in {np.dtype(X.dtype)} (singular after "
+                "the cast); add a larger diagonal or fit in float64."
+            )
     return FullParams(covariances=jnp.asarray(cov, dtype=X.dtype), **common)
+
+
+def _init(key: jax.Array, X: jax.Array, k: int) -> FullParams:
+    """Random rows as means, the data's spread as every component's, equal weights, beta 1."""
+    c = init_common(key, X, k)
+    return FullParams(
+        means=c["means"],
+        covariances=jnp.broadcast_to(
+            jnp.cov(X, rowvar=False, bias=True).reshape(X.shape[1], X.shape[1])
+            + c["reg_covar"] * jnp.eye(X.shape[1], dtype=X.dtype),
+            (k, X.shape[1], X.shape[1]),
+        ),
+        weights=c["weights"],
+        beta=c["beta"],
+        reg_covar=c["reg_covar"],
+    )
 
 
 full = tempered_variant(
@@ -99,5 +148,6 @@ full = tempered_variant(
     m_step=_m_step,
     means=lambda p: p.means,
     validate=_validate,
+    init=_init,
 )
 """Full covariances Sigma_k with a reg_covar floor, learned weights; beta = 1: scikit-learn's EM."""

@@ -1,0 +1,170 @@
+"""A scikit-learn estimator wrapping any variant: fit / predict / predict_proba / score.
+
+``VariantMixture(gmmlimit.variants.poisson, 3, temperature=np.inf)`` fits the variant with the one
+driver (restarts from the variant's own ``init``, the best kept) and then behaves like any
+scikit-learn clusterer and density model: pipelines, ``GridSearchCV`` over the temperature (it is
+an ordinary hyper-parameter; ``score`` is the mean objective per unit weight, higher is better at
+every temperature), ``clone``.
+
+Randomness: ``random_state`` (None, an int or a ``numpy.random.RandomState``) becomes one integer
+seed through ``sklearn.utils.check_random_state`` and then one explicit ``jax.random.key``.
+Compilation: one program per data shape (rows are not padded: a padding row would have to be
+data every variant accepts).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._api import restarts
+from ._driver import DEFAULT_BLOCK_SIZE, fit_objective, stats_compiled
+from ._validation import as_data, check_positive_int, check_weights, weights_or_ones
+from ._variant import Params, Variant, check_variant
+
+__all__ = ["VariantMixture"]
+
+
+class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
+    """Any :class:`~gmmlimit.Variant` as a scikit-learn estimator.
+
+    Args:
+        variant: the variant (it needs ``init``).
+        n_components: the number of components K.
+        temperature: the temperature in the variant's own units (``beta`` for the tempered
+            variants, ``sigma2`` for the isotropic model); None keeps ``init``'s.
+        n_init: restarts; the one with the highest objective is kept.
+        max_iter: iterations per restart.
+        tol: stopping tolerance (None: 0 at the hard limit, 1e-8 otherwise).
+        random_state: None, an int or a ``numpy.random.RandomState``.
+        block_size: rows per streamed E-step block.
+
+    Attributes (after ``fit``):
+        params_: the fitted parameter pytree.
+        means_: (K, D) component locations.
+        labels_: (N,) labels of the training rows.
+        n_iter_: iterations of the kept restart.
+        converged_: whether its stopping rule fired.
+        objective_: its objective (higher is better).
+        distortion_: its hard objective J.
+        n_features_in_: D.
+    """
+
+    def __init__(
+        self,
+        variant: Variant,
+        n_components: int = 2,
+        *,
+        temperature: Any = None,
+        n_init: int = 1,
+        max_iter: int = 100,
+        tol: float | None = None,
+        random_state: Any = None,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> None:
+        self.variant = variant
+        self.n_components = n_components
+        self.temperature = temperature
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.block_size = block_size
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> VariantMixture:
+        """Fit the variant (``n_init`` restarts, the best kept).
+
+        Args:
+            X: (N, D) data.
+            y: ignored.
+            sample_weight: optional (N,) non-negative weights.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError: on invalid data, options, or a variant without ``init``.
+        """
+        variant = check_variant(self.variant, needs=("init",))
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        res = restarts(
+            jax.random.key(seed),
+            X,
+            self.n_components,
+            variant=variant,
+            temperature=self.temperature,
+            n_init=check_positive_int(self.n_init, "n_init"),
+            max_iter=self.max_iter,
+            tol=self.tol,
+            weights=sample_weight,
+            block_size=self.block_size,
+        )
+        self.params_ = res.params
+        self.means_ = np.asarray(res.means)
+        self.labels_ = np.asarray(res.labels)
+        self.n_iter_ = int(res.n_iter)
+        self.converged_ = bool(res.converged)
+        self.objective_ = float(res.objective)
+        self.distortion_ = float(res.distortion)
+        self.n_features_in_ = int(self.means_.shape[1])
+        return self
+
+    def _data(self, X: Any) -> jax.Array:
+        check_is_fitted(self, "params_")
+        X = as_data(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the model was fitted with {self.n_features_in_}."
+            )
+        if self.variant.check_data is not None:
+            self.variant.check_data(np.asarray(X))
+        return X
+
+    def _params(self, X: jax.Array) -> Params:
+        """The fitted parameters in X's dtype."""
+        return jax.tree.map(
+            lambda a: a.astype(X.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+            self.params_,
+        )
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(N,) int labels: each row's most responsible component (ties: lowest index)."""
+        X = self._data(X)
+        w = jnp.ones((X.shape[0],), X.dtype)
+        _, labels = stats_compiled(self.variant, X, w, self._params(X), block_size=self.block_size)
+        return np.asarray(labels)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(N, K) responsibilities at the fitted temperature (one-hot at the hard limit)."""
+        X = self._data(X)
+        return np.asarray(_resp(self.variant, self._params(X), X))
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """The objective per unit weight at the fitted parameters (higher is better).
+
+        The mean log-likelihood or tempered free energy per row at a soft temperature, -J / N
+        at the hard limit.
+        """
+        X = self._data(X)
+        w = weights_or_ones(sample_weight, X.shape[0], X.dtype)
+        check_weights(sample_weight, X.shape[0], X.dtype)
+        params = self._params(X)
+        stats, _ = stats_compiled(self.variant, X, w, params, block_size=self.block_size)
+        return float(_objective(self.variant, params, stats) / jnp.sum(w))
+
+
+@partial(jax.jit, static_argnames=("variant",))
+def _resp(variant: Variant, params: Params, X: jax.Array) -> jax.Array:
+    return variant.e_step(params, X).resp
+
+
+@partial(jax.jit, static_argnames=("variant",))
+def _objective(variant: Variant, params: Params, stats: Any) -> jax.Array:
+    return fit_objective(variant, params, stats)
