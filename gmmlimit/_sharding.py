@@ -8,13 +8,17 @@ The result equals the one-device fit up to the order of floating-point summation
 iteration counts and stopping decisions agree unless a sum lands within rounding of a tie).
 
 One host with several GPUs: ``jax.devices()`` lists them and the default mesh uses them all.
-Several hosts: call ``jax.distributed.initialize()`` on every host first (one process per host),
-then build the mesh from ``jax.devices()`` (all hosts' devices); each process passes the same
-global array, or builds it with ``jax.make_array_from_process_local_data``.
+Several processes (hosts, or local processes started by ``python -m gmmlimit.launch``): every
+process joins the cluster first (:func:`gmmlimit.launch.initialize`), builds the mesh from
+``jax.devices()`` (all processes' devices) and passes either the same host array, or a global
+array of which it holds only its own rows (``jax.make_array_from_process_local_data``). A global
+array is never gathered: each process validates its own rows, the processes agree on the
+outcome before anything is fitted, and each device pads and blocks its rows where they lie.
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 from typing import Any
 
@@ -22,15 +26,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._driver import DEFAULT_BLOCK_SIZE, Blocks, FitResult, _Farthest, e_pass, fit_loop
 from ._validation import (
     as_data,
+    check_k,
     check_positive_int,
     check_sigma2,
     check_tol,
+    check_weights,
     weights_or_ones,
 )
 from ._variant import Params, Variant
@@ -54,6 +61,9 @@ def _sharded_pass(mesh: Mesh, axis: str, local_rows: int) -> Any:
             stats, labels, far = e_pass(
                 variant, params, Blocks(x, w, valid), track_farthest=track_farthest
             )
+            # Padding rows get label -1 always, so the "no label changed" rule and the result
+            # depend only on real rows, however the rows were padded on each device.
+            labels = jnp.where(valid.reshape(-1), labels, -1)
             stats = lax.psum(stats, axis)
             if not track_farthest:
                 return stats, labels, None
@@ -139,28 +149,41 @@ def fit_sharded(
 
     Args:
         variant: the mixture variant.
-        X: (N, D) data.
-        params: the variant's initial parameters (replicated on every device).
+        X: (N, D) data: a host array (every process passes the same one), or a ``jax.Array``
+            spread over several processes, each holding only its own rows (made with
+            ``jax.make_array_from_process_local_data``; N must then split evenly over the
+            mesh axis). Such an array is validated by each process on its own rows.
+        params: the variant's initial parameters (replicated on every device; every process
+            passes the same).
         mesh: a ``jax.sharding.Mesh``; default: all devices on one axis named ``"rows"``.
         axis_name: the mesh axis the rows are split over; default: the mesh's first axis.
         max_iter: maximum number of iterations.
         tol: stopping tolerance, as in :func:`~gmmlimit.fit`.
-        weights: optional (N,) non-negative sample weights.
+        weights: optional (N,) non-negative sample weights; with a global ``X``, a host array
+            (the same on every process) or a global array sharded like ``X``'s rows.
         block_size: rows per E-step block on each device (clipped to the rows per device).
 
     Returns:
-        A :class:`~gmmlimit.FitResult`, replicated (labels sharded like the rows).
+        A :class:`~gmmlimit.FitResult`, replicated (labels sharded like the rows). When ``X``
+        is a global array of several processes, ``labels`` is one too, (N,) in X's row order:
+        ``jax.experimental.multihost_utils.process_allgather(res.labels, tiled=True)`` gathers
+        them, ``res.labels.addressable_shards`` holds this process's own.
 
     Raises:
-        ValueError: on invalid data, parameters, options, or an axis the mesh lacks.
+        ValueError: on invalid data, parameters, options, or an axis the mesh lacks; for a
+            global array of several processes, on every process when any one finds its rows
+            invalid (the message names that process), or when the processes pass different
+            parameters.
     """
-    X = as_data(X)
     mesh = default_mesh() if mesh is None else mesh
     if not isinstance(mesh, Mesh):
         raise ValueError(f"mesh must be a jax.sharding.Mesh; got {type(mesh)}.")
     axis = mesh.axis_names[0] if axis_name is None else axis_name
     if axis not in mesh.axis_names:
         raise ValueError(f"axis_name {axis!r} is not an axis of the mesh {mesh.axis_names}.")
+    if _spans_processes(X):
+        return _fit_global(variant, X, params, mesh, axis, max_iter, tol, weights, block_size)
+    X = as_data(X)
     if variant.validate is not None:
         params = variant.validate(X, params)
     w = weights_or_ones(weights, X.shape[0], X.dtype)
@@ -199,19 +222,19 @@ def kmeans_sharded(
     """Lloyd's K-means with the rows sharded over a mesh (see :func:`fit_sharded`).
 
     Args:
-        X: (N, D) data.
+        X: (N, D) data, a host array or a global array of several processes.
         init_means: (K, D) initial means.
         mesh: the device mesh; default all devices.
         max_iter: maximum number of iterations.
         tol: centre-shift tolerance, as in :func:`~gmmlimit.kmeans`.
-        weights: optional (N,) sample weights.
+        weights: optional (N,) sample weights (host, or global like ``X``).
         block_size: rows per block on each device.
 
     Returns:
         The :class:`~gmmlimit.FitResult`.
     """
-    X = as_data(X)
-    params = IsotropicParams(init_means, jnp.zeros((), X.dtype))
+    dtype = _data_dtype(X)
+    params = IsotropicParams(init_means, jnp.zeros((), dtype))
     return fit_sharded(
         isotropic,
         X,
@@ -238,20 +261,20 @@ def em_sharded(
     """EM for the isotropic mixture with the rows sharded over a mesh (see :func:`fit_sharded`).
 
     Args:
-        X: (N, D) data.
+        X: (N, D) data, a host array or a global array of several processes.
         init_means: (K, D) initial means.
         sigma2: shared variance >= 0 (0 runs K-means).
         mesh: the device mesh; default all devices.
         max_iter: maximum number of iterations.
         tol: relative log-likelihood gain tolerance.
-        weights: optional (N,) sample weights.
+        weights: optional (N,) sample weights (host, or global like ``X``).
         block_size: rows per block on each device.
 
     Returns:
         The :class:`~gmmlimit.FitResult`.
     """
-    X = as_data(X)
-    params = IsotropicParams(init_means, check_sigma2(sigma2, X.dtype))
+    dtype = _data_dtype(X)
+    params = IsotropicParams(init_means, check_sigma2(sigma2, dtype))
     return fit_sharded(
         isotropic,
         X,
@@ -262,3 +285,243 @@ def em_sharded(
         weights=weights,
         block_size=block_size,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Global arrays whose rows live in several processes.
+
+
+def _spans_processes(X: Any) -> bool:
+    """Whether ``X`` is a ``jax.Array`` with rows on devices of other processes."""
+    return isinstance(X, jax.Array) and not X.is_fully_addressable
+
+
+def _data_dtype(X: Any) -> jnp.dtype:
+    """The dtype a fit of ``X`` computes in, without reading a global array's values."""
+    if _spans_processes(X):
+        return as_data(np.zeros((1, 1), X.dtype)).dtype
+    return as_data(X).dtype
+
+
+def _process_rows(X: jax.Array) -> np.ndarray:
+    """This process's rows of a row-sharded array, in global row order, each row once."""
+    shards = [s for s in X.addressable_shards if s.replica_id == 0]
+    shards.sort(key=lambda s: s.index[0].start or 0)
+    if not shards:
+        return np.zeros((0, *X.shape[1:]), X.dtype)
+    return np.concatenate([np.asarray(s.data) for s in shards])
+
+
+_MESSAGE_BYTES = 400
+
+
+def _agree(error: str | None, positive: int, fingerprint: bytes) -> None:
+    """Exchange each process's validation outcome; raise the same ValueError on every process.
+
+    Args:
+        error: this process's validation message, or None.
+        positive: how many of this process's rows have positive weight.
+        fingerprint: 16 bytes identifying the parameters this process passed.
+
+    Raises:
+        ValueError: naming the first process that found a problem, when the processes passed
+            different parameters, or when no row of any process has positive weight.
+    """
+    text = (error or "").encode("utf-8")[:_MESSAGE_BYTES]
+    record = np.zeros(1 + 8 + 16 + _MESSAGE_BYTES, np.uint8)
+    record[0] = error is not None
+    record[1:9] = np.frombuffer(np.int64(positive).tobytes(), np.uint8)
+    record[9:25] = np.frombuffer(fingerprint, np.uint8)
+    record[25 : 25 + len(text)] = np.frombuffer(text, np.uint8)
+    records = np.asarray(multihost_utils.process_allgather(record))
+    for index, row in enumerate(records):
+        if row[0]:
+            message = bytes(row[25:]).rstrip(b"\0").decode("utf-8", "replace")
+            raise ValueError(f"process {index}: {message}")
+    if any(bytes(row[9:25]) != bytes(records[0, 9:25]) for row in records):
+        raise ValueError(
+            "the processes passed different initial parameters; every process must pass the same."
+        )
+    if sum(int(np.frombuffer(bytes(row[1:9]), np.int64)[0]) for row in records) == 0:
+        raise ValueError("weights are all zero; at least one sample needs positive weight.")
+
+
+def _fingerprint(params: Params) -> bytes:
+    """A digest of the parameters' values, to check that every process passed the same."""
+    digest = hashlib.blake2b(digest_size=16)
+    for leaf in jax.tree.leaves(params):
+        host = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(str((host.dtype, host.shape)).encode())
+        digest.update(host.tobytes())
+    return digest.digest()
+
+
+def _validate_process_rows(
+    variant: Variant, X: jax.Array, w: jax.Array | None, params: Params
+) -> Params:
+    """Validate each process's own rows and the parameters, and agree on the outcome.
+
+    The data are checked by :func:`as_data` and the weights by :func:`check_weights` on this
+    process's rows only; the variant's own checks (``validate``) run on them too. Only the
+    bound K <= N is global: a process holding fewer than K rows passes the variant its rows
+    repeated up to K (the same values, so the same verdict on them), and K is then checked
+    against the global N.
+    """
+    error = None
+    positive = 0
+    checked = params
+    try:
+        local = _process_rows(X)
+        if local.shape[0]:
+            local_x = as_data(local)
+        else:  # this process holds no rows: nothing of the data to check here
+            local_x = as_data(np.zeros((1, X.shape[1]), X.dtype))[:0]
+        positive = local_x.shape[0]
+        if w is not None and local_x.shape[0]:
+            # check_weights's other checks, but "all zero" only holds over every process.
+            local_w = np.asarray(_process_rows(w), np.float64)
+            if not np.all(np.isfinite(local_w)):
+                raise ValueError("weights contain NaN or inf values.")
+            if np.any(local_w < 0):
+                raise ValueError(
+                    f"weights must be non-negative; found {int(np.sum(local_w < 0))} < 0."
+                )
+            positive = int(np.count_nonzero(local_w > 0))
+        if variant.validate is not None:
+            k = int(np.shape(variant.means(params))[0])
+            rows = local_x if local_x.shape[0] >= k else _repeat_rows(local_x, k)
+            checked = variant.validate(rows, params)
+            check_k(k, int(X.shape[0]))
+        fingerprint = _fingerprint(params)
+    except Exception as err:  # any failure must reach the other processes, or they would hang
+        error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+        fingerprint = bytes(16)
+    _agree(error, positive, fingerprint)
+    return checked
+
+
+def _repeat_rows(x: jax.Array, k: int) -> jax.Array:
+    """``x``'s rows repeated cyclically up to k rows (a zero row when x has none)."""
+    if x.shape[0] == 0:
+        return jnp.zeros((k, x.shape[1]), x.dtype)
+    return jnp.resize(x, (k, x.shape[1]))
+
+
+def _fit_global(
+    variant: Variant,
+    X: jax.Array,
+    params: Params,
+    mesh: Mesh,
+    axis: str,
+    max_iter: Any,
+    tol: Any,
+    weights: Any,
+    block_size: Any,
+) -> FitResult:
+    """:func:`fit_sharded` for a global array whose rows live in several processes."""
+    max_iter = check_positive_int(max_iter, "max_iter")
+    block_size = check_positive_int(block_size, "block_size")
+    tol = check_tol(tol)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array of shape (N, D); got shape {tuple(X.shape)}.")
+    n = int(X.shape[0])
+    n_dev = int(mesh.shape[axis])
+    if n % n_dev:
+        raise ValueError(
+            f"a global X must split evenly over the {n_dev} devices of mesh axis {axis!r}; it "
+            f"has N={n} rows. Give every process the same number of rows per device."
+        )
+    rows = NamedSharding(mesh, P(axis))
+    X = _on_rows(X, rows)
+    if weights is not None and not _spans_processes(weights):
+        host_w = check_weights(weights, n, _data_dtype(X))
+        host_w = np.asarray(host_w)
+        weights = jax.make_array_from_callback((n,), rows, lambda index: host_w[index])
+    elif weights is not None:
+        if tuple(weights.shape) != (n,):
+            raise ValueError(f"weights must have shape (N,) = ({n},); got {tuple(weights.shape)}.")
+        weights = _on_rows(weights, rows)
+    params = _validate_process_rows(variant, X, weights, params)
+    dtype = _data_dtype(X)
+    if X.dtype != dtype:
+        X = X.astype(dtype)
+    if weights is not None and weights.dtype != dtype:
+        weights = weights.astype(dtype)
+    local_n = n // n_dev
+    b = max(1, min(block_size, local_n))
+    per_dev = -(-local_n // b)
+    params = jax.device_put(params, NamedSharding(mesh, P()))
+    return _fit_global_compiled(
+        variant,
+        X,
+        weights,
+        params,
+        jnp.asarray(tol, dtype),
+        max_iter=max_iter,
+        mesh=mesh,
+        axis=axis,
+        block_rows=b,
+        blocks_per_device=per_dev,
+    )
+
+
+def _on_rows(a: jax.Array, rows: NamedSharding) -> jax.Array:
+    """``a`` with its first axis sharded as ``rows`` (moved between processes if it was not)."""
+    if a.sharding.is_equivalent_to(rows, a.ndim):
+        return a
+    return jax.jit(lambda v: v, out_shardings=rows)(a)
+
+
+@partial(
+    jax.jit,
+    static_argnames=("variant", "max_iter", "mesh", "axis", "block_rows", "blocks_per_device"),
+)
+def _fit_global_compiled(
+    variant: Variant,
+    X: jax.Array,
+    weights: jax.Array | None,
+    params: Params,
+    tol: jax.Array,
+    *,
+    max_iter: int,
+    mesh: Mesh,
+    axis: str,
+    block_rows: int,
+    blocks_per_device: int,
+) -> FitResult:
+    """The sharded fit of a row-sharded global array; each device pads its own rows."""
+    b, per_dev = block_rows, blocks_per_device
+    local_rows = per_dev * b
+    n_dev = int(mesh.shape[axis])
+
+    def pad_local(x: jax.Array, w: jax.Array | None = None) -> Blocks:
+        r, d = x.shape
+        w = jnp.ones((r,), x.dtype) if w is None else w
+        x = jnp.concatenate([x, jnp.zeros((local_rows - r, d), x.dtype)])
+        w = jnp.concatenate([w, jnp.zeros((local_rows - r,), w.dtype)])
+        valid = jnp.arange(local_rows) < r
+        return Blocks(x.reshape(per_dev, b, d), w.reshape(per_dev, b), valid.reshape(per_dev, b))
+
+    if weights is None:
+        pad_spec, operands = (P(axis),), (X,)
+    else:
+        pad_spec, operands = (P(axis), P(axis)), (X, weights)
+    blocks = jax.shard_map(
+        pad_local, mesh=mesh, in_specs=pad_spec, out_specs=P(axis), check_vma=False
+    )(*operands)
+    shift_scale = jnp.mean(jnp.var(X, axis=0))
+    result = fit_loop(
+        variant,
+        blocks,
+        n_dev * local_rows,
+        params,
+        tol,
+        shift_scale,
+        max_iter=max_iter,
+        pass_fn=_sharded_pass(mesh, axis, local_rows),
+    )
+    real = X.shape[0] // n_dev
+    labels = jax.shard_map(
+        lambda lab: lab[:real], mesh=mesh, in_specs=P(axis), out_specs=P(axis), check_vma=False
+    )(result.labels)
+    return result._replace(labels=labels)
