@@ -445,7 +445,11 @@ def _fit_global(
     dtype = _data_dtype(X)
     if X.dtype != dtype:
         X = X.astype(dtype)
-    if weights is not None and weights.dtype != dtype:
+    if weights is None:  # unit weights made where they lie; one compiled fit serves both cases
+        weights = jax.make_array_from_callback(
+            (n,), rows, lambda index: np.ones((len(range(n)[index[0]]),), dtype)
+        )
+    elif weights.dtype != dtype:
         weights = weights.astype(dtype)
     local_n = n // n_dev
     b = max(1, min(block_size, local_n))
@@ -479,7 +483,7 @@ def _on_rows(a: jax.Array, rows: NamedSharding) -> jax.Array:
 def _fit_global_compiled(
     variant: Variant,
     X: jax.Array,
-    weights: jax.Array | None,
+    weights: jax.Array,
     params: Params,
     tol: jax.Array,
     *,
@@ -494,21 +498,16 @@ def _fit_global_compiled(
     local_rows = per_dev * b
     n_dev = int(mesh.shape[axis])
 
-    def pad_local(x: jax.Array, w: jax.Array | None = None) -> Blocks:
+    def pad_local(x: jax.Array, w: jax.Array) -> Blocks:
         r, d = x.shape
-        w = jnp.ones((r,), x.dtype) if w is None else w
         x = jnp.concatenate([x, jnp.zeros((local_rows - r, d), x.dtype)])
         w = jnp.concatenate([w, jnp.zeros((local_rows - r,), w.dtype)])
         valid = jnp.arange(local_rows) < r
         return Blocks(x.reshape(per_dev, b, d), w.reshape(per_dev, b), valid.reshape(per_dev, b))
 
-    if weights is None:
-        pad_spec, operands = (P(axis),), (X,)
-    else:
-        pad_spec, operands = (P(axis), P(axis)), (X, weights)
     blocks = jax.shard_map(
-        pad_local, mesh=mesh, in_specs=pad_spec, out_specs=P(axis), check_vma=False
-    )(*operands)
+        pad_local, mesh=mesh, in_specs=(P(axis), P(axis)), out_specs=P(axis), check_vma=False
+    )(X, weights)
     shift_scale = jnp.mean(jnp.var(X, axis=0))
     result = fit_loop(
         variant,
