@@ -39,7 +39,7 @@ ENV_PROCESS_ID = "GMMLIMIT_PROCESS_ID"
 
 # Variables by which a scheduler says it started several tasks; jax.distributed.initialize()
 # reads the rest of the cluster's description from the same environment.
-_SCHEDULER_SIZES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+_SCHEDULER_SIZES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
 
 _GRACE_S = 5.0
 
@@ -70,7 +70,7 @@ def initialize(
 
     The arguments default to the ``GMMLIMIT_*`` variables set by ``python -m gmmlimit.launch``.
     Without them, under a scheduler that started several tasks (``SLURM_NTASKS``,
-    ``OMPI_COMM_WORLD_SIZE`` or ``PMI_SIZE`` above 1), ``jax.distributed.initialize()`` reads the
+    or ``OMPI_COMM_WORLD_SIZE`` above 1), ``jax.distributed.initialize()`` reads the
     cluster from the scheduler's environment; otherwise this is a single process and nothing is
     joined, so the same script runs alone or under the launcher.
 
