@@ -31,6 +31,14 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._driver import DEFAULT_BLOCK_SIZE, Blocks, FitResult, _Farthest, e_pass, fit_loop
+from ._outofcore import (
+    DEFAULT_CHUNK_BLOCKS,
+    _Carry,
+    _chunk_source,
+    _full_pass,
+    _rechunk,
+    _update,
+)
 from ._validation import (
     as_data,
     check_k,
@@ -43,7 +51,13 @@ from ._validation import (
 from ._variant import Params, Variant
 from .variants.isotropic import IsotropicParams, isotropic
 
-__all__ = ["default_mesh", "em_sharded", "fit_sharded", "kmeans_sharded"]
+__all__ = [
+    "default_mesh",
+    "em_sharded",
+    "fit_out_of_core_processes",
+    "fit_sharded",
+    "kmeans_sharded",
+]
 
 
 def default_mesh(axis_name: str = "rows") -> Mesh:
@@ -524,3 +538,215 @@ def _fit_global_compiled(
         lambda lab: lab[:real], mesh=mesh, in_specs=P(axis), out_specs=P(axis), check_vma=False
     )(result.labels)
     return result._replace(labels=labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Out of core, each process reading only its own rows.
+
+
+def _gather(tree: Any) -> Any:
+    """Every process's value of a small pytree, stacked in process order (a leading axis)."""
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree))
+
+
+def _gather_host(a: np.ndarray) -> np.ndarray:
+    """:func:`_gather` of one host array, sent as bytes so int64 and float64 stay exact."""
+    a = np.ascontiguousarray(a)
+    raw = _gather(a.reshape(-1).view(np.uint8))
+    return raw.view(a.dtype).reshape(-1, *a.shape)
+
+
+def _scan_process_source(
+    variant: Variant,
+    make_iter: Any,
+    rows: int,
+    weights: Any,
+    params: Params,
+) -> tuple[int, int, np.dtype, np.ndarray, np.ndarray | None, Params]:
+    """One pass over this process's source: checks every chunk; N_p, D, dtype, column sums.
+
+    Raises:
+        ValueError: (locally) on a bad chunk, bad weights or parameters that fail the variant's
+            checks on these rows.
+    """
+    n = 0
+    d = None
+    dtype = None
+    total = None
+    checked = params
+    k = int(np.shape(variant.means(params))[0])
+    for chunk in _rechunk(make_iter(), rows, None, None):
+        x = as_data(chunk)
+        if d is None:
+            d, dtype = x.shape[1], np.dtype(x.dtype)
+            total = np.zeros(d, np.float64)
+        elif x.shape[1] != d or np.dtype(x.dtype) != dtype:
+            raise ValueError(
+                f"chunks must all have D={d} columns and dtype {dtype}; got one of shape "
+                f"{tuple(x.shape)} and dtype {x.dtype}."
+            )
+        if variant.validate is not None:
+            checked = variant.validate(x if x.shape[0] >= k else _repeat_rows(x, k), params)
+        total += np.asarray(chunk, np.float64).sum(axis=0)
+        n += x.shape[0]
+    if d is None:
+        raise ValueError("this process's data source gave no rows.")
+    w = None
+    if weights is not None:
+        w = np.asarray(weights, np.float64)
+        if w.shape != (n,):
+            raise ValueError(f"weights must have shape (N_p,) = ({n},); got {tuple(w.shape)}.")
+        if not np.all(np.isfinite(w)):
+            raise ValueError("weights contain NaN or inf values.")
+        if np.any(w < 0):
+            raise ValueError(f"weights must be non-negative; found {int(np.sum(w < 0))} < 0.")
+        w = w.astype(dtype)
+    return n, d, dtype, total, w, checked
+
+
+def _combine(carry: _Carry, same: bool) -> tuple[_Carry, bool]:
+    """Sum the processes' statistics, merge their farthest rows, and AND their label tests.
+
+    The farthest rows are merged in process order, so ties go to the lowest global row, as
+    in one process.
+    """
+    gathered, all_same = _gather((carry, jnp.asarray(same)))
+    stats = jax.tree.map(lambda a: jnp.asarray(a.sum(axis=0)), gathered.stats)
+    k = carry.far_value.shape[0]
+    top, pos = lax.top_k(jnp.asarray(gathered.far_value.reshape(-1)), k)
+    pos = np.asarray(pos)
+
+    def pick(a: np.ndarray) -> jax.Array:
+        return jnp.asarray(a.reshape(-1, *a.shape[2:])[pos])
+
+    merged = _Carry(
+        stats=stats,
+        far_value=top,
+        far_x=pick(gathered.far_x),
+        far_weight=pick(gathered.far_weight),
+        far_label=pick(gathered.far_label),
+    )
+    return merged, bool(np.all(all_same))
+
+
+def fit_out_of_core_processes(
+    variant: Variant,
+    X: Any,
+    params: Params,
+    *,
+    max_iter: int = 300,
+    tol: float = 1e-8,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
+) -> FitResult:
+    """Fit over data read chunk by chunk, each process reading only its own rows.
+
+    Every process of the cluster calls this with its own data source, the same parameters and
+    options. The global rows are process 0's, then process 1's, and so on. Each iteration,
+    every process runs the streamed E-step of :func:`~gmmlimit.fit_out_of_core` over its own
+    chunks on its own device; the statistics (O(K D)), the K farthest rows and the
+    label-change test are then exchanged between the processes, and every process takes the
+    same M-step. Labels equal those of the one-process fit on the concatenated rows, and so do
+    the iteration count and (up to the order of summation across processes) the parameters.
+
+    Args:
+        variant: the mixture variant.
+        X: this process's data, any source :func:`~gmmlimit.fit_out_of_core` takes (an
+            (N_p, D) array or memmap, a list of arrays, or a function returning an iterator).
+        params: the initial parameters (the same on every process).
+        max_iter: maximum number of iterations.
+        tol: stopping tolerance, as in :func:`~gmmlimit.fit`.
+        weights: optional (N_p,) non-negative weights of this process's rows.
+        block_size: rows per E-step block (the one-process fit's, to reproduce it).
+        chunk_blocks: blocks per chunk moved to the device at once.
+
+    Returns:
+        A :class:`~gmmlimit.FitResult`, the same on every process except ``labels``: this
+        process's (N_p,) int32 labels, on the host.
+
+    Raises:
+        ValueError: on every process, naming the process, when any process's rows, weights or
+            source are invalid; when the processes' data differ in width or dtype, or their
+            parameters differ; before any fitting.
+    """
+    error = None
+    positive = 0
+    local = (0, 1, "float64", np.zeros(1))
+    fingerprint = bytes(16)
+    try:
+        make_iter = _chunk_source(X)
+        max_iter = check_positive_int(max_iter, "max_iter")
+        block_size = check_positive_int(block_size, "block_size")
+        chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
+        tol = check_tol(tol)
+        n_p, d, dtype, total, w, params = _scan_process_source(
+            variant, make_iter, block_size * chunk_blocks, weights, params
+        )
+        positive = n_p if w is None else int(np.count_nonzero(w > 0))
+        local = (n_p, d, dtype.name, total)
+        fingerprint = _fingerprint(params)
+    except Exception as err:  # any failure must reach the other processes, or they would hang
+        error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+    _agree(error, positive, fingerprint)
+    widths = _gather_host(np.asarray([local[1], np.dtype(local[2]).num], np.int64))
+    if np.any(widths != widths[0]):
+        raise ValueError(
+            f"the processes' data differ in width or dtype (D, dtype code per process: "
+            f"{widths.tolist()}); every process must hold rows of the same D and dtype."
+        )
+    counts = _gather_host(np.asarray(local[0], np.int64))
+    n = int(counts.sum())
+    k = int(np.shape(variant.means(params))[0])
+    check_k(k, n)
+    mean = _gather_host(local[3]).sum(axis=0) / n
+    sq = np.zeros(d, np.float64)
+    for chunk in _rechunk(make_iter(), block_size * chunk_blocks, d, None):
+        sq += ((np.asarray(chunk, np.float64) - mean) ** 2).sum(axis=0)
+    shift_scale = float(np.mean(_gather_host(sq).sum(axis=0) / n))
+
+    b = min(block_size, n)  # the one-process fit's blocks, so its sums are reproduced
+    chunk_rows = b * chunk_blocks
+    track = variant.relocate is not None
+    tol_a = jnp.asarray(tol, dtype)
+    scale_a = jnp.asarray(shift_scale, dtype)
+    history = np.zeros((max_iter,), dtype)
+    labels = np.full((n_p,), -1, np.int32)
+    new_labels = np.empty((n_p,), np.int32)
+    objective = jnp.asarray(-np.inf if variant.maximize else np.inf, dtype)
+    n_iter = 0
+    done = False
+    while not done and n_iter < max_iter:
+        carry = _full_pass(
+            variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, new_labels
+        )
+        carry, same = _combine(carry, bool(np.array_equal(new_labels, labels)))
+        params, objective, stop = _update(
+            variant,
+            params,
+            carry,
+            objective,
+            jnp.asarray(n_iter, jnp.int32),
+            jnp.asarray(same),
+            tol_a,
+            scale_a,
+        )
+        history[n_iter] = np.asarray(objective, dtype)
+        labels, new_labels = new_labels, labels
+        n_iter += 1
+        done = bool(stop)
+    final = _full_pass(
+        variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, new_labels
+    )
+    final, _ = _combine(final, True)
+    final_objective = jnp.asarray(variant.objective(params, final.stats), dtype)
+    history[n_iter:] = np.asarray(final_objective)
+    return FitResult(
+        means=variant.means(params),
+        labels=new_labels,
+        n_iter=jnp.asarray(n_iter, jnp.int32),
+        converged=jnp.asarray(done),
+        objective=final_objective,
+        history=jnp.asarray(history),
+        params=params,
+    )

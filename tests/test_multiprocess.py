@@ -145,6 +145,29 @@ def _worker(out_dir: str, cases: str) -> None:
             lambda: gl.kmeans_sharded(X, d["m0"], weights=global_rows(zero_w), mesh=mesh)
         )
         out["different_params"] = error_of(lambda: gl.kmeans_sharded(X, d["m0"] + pid, mesh=mesh))
+        # Out of core, each process reading its own rows (uneven: 500 and 700 of 1200) as two
+        # chunks of its own, re-cut into chunks of 2 blocks.
+        cut = [0, 500, N_ROWS][pid : pid + 2]
+        own = d["X"][cut[0] : cut[1]]
+        source = [own[:123], own[123:]]
+        iso = gl.variants.isotropic
+        for name, sigma2, m0 in (("ooc_kmeans", 0.0, "m0_repeat"), ("ooc_em", SIGMA2, "m0")):
+            res = gl.fit_out_of_core_processes(
+                iso, source, gl.IsotropicParams(d[m0], sigma2), block_size=BLOCK, chunk_blocks=2
+            )
+            out[name] = {
+                "own_labels": np.asarray(res.labels).tolist(),
+                "n_iter": int(res.n_iter),
+                "converged": bool(res.converged),
+                "means": np.asarray(res.means).tolist(),
+                "objective": float(res.objective),
+            }
+        bad_source = [own, np.array([[0.0, np.inf, 0.0, 0.0]])] if pid == 1 else source
+        out["ooc_bad"] = error_of(
+            lambda: gl.fit_out_of_core_processes(
+                iso, bad_source, gl.IsotropicParams(d["m0"], 0.0), block_size=BLOCK
+            )
+        )
     Path(out_dir, f"process{pid}.json").write_text(json.dumps(out))
 
 
@@ -227,6 +250,24 @@ def test_every_process_holds_only_its_own_rows(run):
 
 CORE = ["kmeans", "em"]  # with 4 processes (one compiled fit, for the time budget)
 ALL = [*CORE, "kmeans_w", "kmeans_w_first_zero", "poisson"]  # with 2 processes
+
+
+def test_out_of_core_processes_equal_one_process_fit(runs):
+    outs, references = runs[0][2], runs[1]
+    for name, ref in (("ooc_kmeans", references["kmeans"]), ("ooc_em", references["em"])):
+        labels = np.concatenate([out[name]["own_labels"] for out in outs])
+        np.testing.assert_array_equal(labels, np.asarray(ref.labels))
+        assert [len(out[name]["own_labels"]) for out in outs] == [500, 700]
+        for out in outs:
+            got = out[name]
+            assert got["n_iter"] == int(ref.n_iter) > 1
+            assert got["converged"] == bool(ref.converged)
+            np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=0, atol=1e-10)
+            np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-10)
+    for out in outs:
+        assert out["ooc_bad"] == (
+            "process 1: X contains 1 NaN or inf value(s); clean the data first."
+        )
 
 
 @pytest.mark.parametrize(("n", "name"), [(2, name) for name in ALL] + [(4, name) for name in CORE])
