@@ -42,7 +42,13 @@ from ._driver import FitResult
 from ._native import status as cpu_kernel_status
 from ._outofcore import em_out_of_core, fit_out_of_core, kmeans_out_of_core
 from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate
-from ._sharding import default_mesh, em_sharded, fit_sharded, kmeans_sharded
+from ._sharding import (
+    default_mesh,
+    em_sharded,
+    fit_out_of_core_processes,
+    fit_sharded,
+    kmeans_sharded,
+)
 from ._variant import EStepBlock, FarPoints, Temperature, Variant, temperature_field
 from .variants.isotropic import IsotropicParams
 
@@ -77,6 +83,7 @@ __all__ = [
     "em_step",
     "fit",
     "fit_out_of_core",
+    "fit_out_of_core_processes",
     "fit_sharded",
     "gradient_fit",
     "init",

@@ -8,13 +8,17 @@ The result equals the one-device fit up to the order of floating-point summation
 iteration counts and stopping decisions agree unless a sum lands within rounding of a tie).
 
 One host with several GPUs: ``jax.devices()`` lists them and the default mesh uses them all.
-Several hosts: call ``jax.distributed.initialize()`` on every host first (one process per host),
-then build the mesh from ``jax.devices()`` (all hosts' devices); each process passes the same
-global array, or builds it with ``jax.make_array_from_process_local_data``.
+Several processes (hosts, or local processes started by ``python -m gmmlimit.launch``): every
+process joins the cluster first (:func:`gmmlimit.launch.initialize`), builds the mesh from
+``jax.devices()`` (all processes' devices) and passes either the same host array, or a global
+array of which it holds only its own rows (``jax.make_array_from_process_local_data``). A global
+array is never gathered: each process validates its own rows, the processes agree on the
+outcome before anything is fitted, and each device pads and blocks its rows where they lie.
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 from typing import Any
 
@@ -22,21 +26,38 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._driver import DEFAULT_BLOCK_SIZE, Blocks, FitResult, _Farthest, e_pass, fit_loop
+from ._outofcore import (
+    DEFAULT_CHUNK_BLOCKS,
+    _Carry,
+    _chunk_source,
+    _full_pass,
+    _rechunk,
+    _update,
+)
 from ._validation import (
     as_data,
+    check_k,
     check_positive_int,
     check_sigma2,
     check_tol,
+    check_weights,
     weights_or_ones,
 )
 from ._variant import Params, Variant, check_variant
 from .variants.isotropic import IsotropicParams, isotropic
 
-__all__ = ["default_mesh", "em_sharded", "fit_sharded", "kmeans_sharded"]
+__all__ = [
+    "default_mesh",
+    "em_sharded",
+    "fit_out_of_core_processes",
+    "fit_sharded",
+    "kmeans_sharded",
+]
 
 
 def default_mesh(axis_name: str = "rows") -> Mesh:
@@ -54,6 +75,9 @@ def _sharded_pass(mesh: Mesh, axis: str, local_rows: int) -> Any:
             stats, labels, far = e_pass(
                 variant, params, Blocks(x, w, valid), track_farthest=track_farthest
             )
+            # Padding rows get label -1 always, so the "no label changed" rule and the result
+            # depend only on real rows, however the rows were padded on each device.
+            labels = jnp.where(valid.reshape(-1), labels, -1)
             stats = lax.psum(stats, axis)
             if not track_farthest:
                 return stats, labels, None
@@ -140,31 +164,44 @@ def fit_sharded(
 
     Args:
         variant: the mixture variant.
-        X: (N, D) data.
-        params: the variant's initial parameters (replicated on every device).
+        X: (N, D) data: a host array (every process passes the same one), or a ``jax.Array``
+            spread over several processes, each holding only its own rows (made with
+            ``jax.make_array_from_process_local_data``; N must then split evenly over the
+            mesh axis). Such an array is validated by each process on its own rows.
+        params: the variant's initial parameters (replicated on every device; every process
+            passes the same).
         mesh: a ``jax.sharding.Mesh``; default: all devices on one axis named ``"rows"``.
         axis_name: the mesh axis the rows are split over; default: the mesh's first axis.
         max_iter: maximum number of iterations.
         tol: stopping tolerance, as in :func:`~gmmlimit.fit`.
-        weights: optional (N,) non-negative sample weights.
+        weights: optional (N,) non-negative sample weights; with a global ``X``, a host array
+            (the same on every process) or a global array sharded like ``X``'s rows.
         block_size: rows per E-step block on each device (clipped to the rows per device).
 
     Returns:
-        A :class:`~gmmlimit.FitResult`, replicated (labels sharded like the rows).
+        A :class:`~gmmlimit.FitResult`, replicated (labels sharded like the rows). When ``X``
+        is a global array of several processes, ``labels`` is one too, (N,) in X's row order:
+        ``jax.experimental.multihost_utils.process_allgather(res.labels, tiled=True)`` gathers
+        them, ``res.labels.addressable_shards`` holds this process's own.
 
     Raises:
-        ValueError: on invalid data, parameters, options, or an axis the mesh lacks.
+        ValueError: on invalid data, parameters, options, or an axis the mesh lacks; for a
+            global array of several processes, on every process when any one finds its rows
+            invalid (the message names that process), or when the processes pass different
+            parameters.
     """
     check_variant(variant)
-    X = as_data(X)
-    if variant.check_data is not None:
-        variant.check_data(np.asarray(X))
     mesh = default_mesh() if mesh is None else mesh
     if not isinstance(mesh, Mesh):
         raise ValueError(f"mesh must be a jax.sharding.Mesh; got {type(mesh)}.")
     axis = mesh.axis_names[0] if axis_name is None else axis_name
     if axis not in mesh.axis_names:
         raise ValueError(f"axis_name {axis!r} is not an axis of the mesh {mesh.axis_names}.")
+    if _spans_processes(X):
+        return _fit_global(variant, X, params, mesh, axis, max_iter, tol, weights, block_size)
+    X = as_data(X)
+    if variant.check_data is not None:
+        variant.check_data(np.asarray(X))
     if variant.validate is not None:
         params = variant.validate(X, params)
     w = weights_or_ones(weights, X.shape[0], X.dtype)
@@ -203,19 +240,19 @@ def kmeans_sharded(
     """Lloyd's K-means with the rows sharded over a mesh (see :func:`fit_sharded`).
 
     Args:
-        X: (N, D) data.
+        X: (N, D) data, a host array or a global array of several processes.
         init_means: (K, D) initial means.
         mesh: the device mesh; default all devices.
         max_iter: maximum number of iterations.
         tol: centre-shift tolerance, as in :func:`~gmmlimit.kmeans`.
-        weights: optional (N,) sample weights.
+        weights: optional (N,) sample weights (host, or global like ``X``).
         block_size: rows per block on each device.
 
     Returns:
         The :class:`~gmmlimit.FitResult`.
     """
-    X = as_data(X)
-    params = IsotropicParams(init_means, jnp.zeros((), X.dtype))
+    dtype = _data_dtype(X)
+    params = IsotropicParams(init_means, jnp.zeros((), dtype))
     return fit_sharded(
         isotropic,
         X,
@@ -242,20 +279,20 @@ def em_sharded(
     """EM for the isotropic mixture with the rows sharded over a mesh (see :func:`fit_sharded`).
 
     Args:
-        X: (N, D) data.
+        X: (N, D) data, a host array or a global array of several processes.
         init_means: (K, D) initial means.
         sigma2: shared variance >= 0 (0 runs K-means).
         mesh: the device mesh; default all devices.
         max_iter: maximum number of iterations.
         tol: relative log-likelihood gain tolerance.
-        weights: optional (N,) sample weights.
+        weights: optional (N,) sample weights (host, or global like ``X``).
         block_size: rows per block on each device.
 
     Returns:
         The :class:`~gmmlimit.FitResult`.
     """
-    X = as_data(X)
-    params = IsotropicParams(init_means, check_sigma2(sigma2, X.dtype))
+    dtype = _data_dtype(X)
+    params = IsotropicParams(init_means, check_sigma2(sigma2, dtype))
     return fit_sharded(
         isotropic,
         X,
@@ -265,4 +302,459 @@ def em_sharded(
         tol=tol,
         weights=weights,
         block_size=block_size,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Global arrays whose rows live in several processes.
+
+
+def _spans_processes(X: Any) -> bool:
+    """Whether ``X`` is a ``jax.Array`` with rows on devices of other processes."""
+    return isinstance(X, jax.Array) and not X.is_fully_addressable
+
+
+def _data_dtype(X: Any) -> jnp.dtype:
+    """The dtype a fit of ``X`` computes in, without reading a global array's values."""
+    if _spans_processes(X):
+        return as_data(np.zeros((1, 1), X.dtype)).dtype
+    return as_data(X).dtype
+
+
+def _process_rows(X: jax.Array) -> np.ndarray:
+    """This process's rows of a row-sharded array, in global row order, each row once."""
+    shards = [s for s in X.addressable_shards if s.replica_id == 0]
+    shards.sort(key=lambda s: s.index[0].start or 0)
+    if not shards:
+        return np.zeros((0, *X.shape[1:]), X.dtype)
+    return np.concatenate([np.asarray(s.data) for s in shards])
+
+
+_MESSAGE_BYTES = 400
+
+
+def _agree(error: str | None, positive: int, fingerprint: bytes) -> None:
+    """Exchange each process's validation outcome; raise the same ValueError on every process.
+
+    Args:
+        error: this process's validation message, or None.
+        positive: how many of this process's rows have positive weight.
+        fingerprint: 16 bytes identifying the parameters this process passed.
+
+    Raises:
+        ValueError: naming the first process that found a problem, when the processes passed
+            different parameters, or when no row of any process has positive weight.
+    """
+    text = (error or "").encode("utf-8")[:_MESSAGE_BYTES]
+    record = np.zeros(1 + 8 + 16 + _MESSAGE_BYTES, np.uint8)
+    record[0] = error is not None
+    record[1:9] = np.frombuffer(np.int64(positive).tobytes(), np.uint8)
+    record[9:25] = np.frombuffer(fingerprint, np.uint8)
+    record[25 : 25 + len(text)] = np.frombuffer(text, np.uint8)
+    records = np.asarray(multihost_utils.process_allgather(record))
+    for index, row in enumerate(records):
+        if row[0]:
+            message = bytes(row[25:]).rstrip(b"\0").decode("utf-8", "replace")
+            raise ValueError(f"process {index}: {message}")
+    if any(bytes(row[9:25]) != bytes(records[0, 9:25]) for row in records):
+        raise ValueError(
+            "the processes passed different initial parameters; every process must pass the same."
+        )
+    if sum(int(np.frombuffer(bytes(row[1:9]), np.int64)[0]) for row in records) == 0:
+        raise ValueError("weights are all zero; at least one sample needs positive weight.")
+
+
+def _fingerprint(params: Params) -> bytes:
+    """A digest of the parameters' values, to check that every process passed the same."""
+    digest = hashlib.blake2b(digest_size=16)
+    for leaf in jax.tree.leaves(params):
+        host = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(str((host.dtype, host.shape)).encode())
+        digest.update(host.tobytes())
+    return digest.digest()
+
+
+def _validate_process_rows(
+    variant: Variant, X: jax.Array, w: jax.Array | None, params: Params
+) -> Params:
+    """Validate each process's own rows and the parameters, and agree on the outcome.
+
+    The data are checked by :func:`as_data` and the weights by :func:`check_weights` on this
+    process's rows only; the variant's own checks (``validate``) run on them too. Only the
+    bound K <= N is global: a process holding fewer than K rows passes the variant its rows
+    repeated up to K (the same values, so the same verdict on them), and K is then checked
+    against the global N.
+    """
+    error = None
+    positive = 0
+    checked = params
+    try:
+        local = _process_rows(X)
+        if local.shape[0]:
+            local_x = as_data(local)
+        else:  # this process holds no rows: nothing of the data to check here
+            local_x = as_data(np.zeros((1, X.shape[1]), X.dtype))[:0]
+        positive = local_x.shape[0]
+        if w is not None and local_x.shape[0]:
+            # check_weights's other checks, but "all zero" only holds over every process.
+            local_w = np.asarray(_process_rows(w), np.float64)
+            if not np.all(np.isfinite(local_w)):
+                raise ValueError("weights contain NaN or inf values.")
+            if np.any(local_w < 0):
+                raise ValueError(
+                    f"weights must be non-negative; found {int(np.sum(local_w < 0))} < 0."
+                )
+            positive = int(np.count_nonzero(local_w > 0))
+        if variant.check_data is not None and local_x.shape[0]:
+            variant.check_data(np.asarray(local_x))
+        if variant.validate is not None:
+            k = int(np.shape(variant.means(params))[0])
+            rows = local_x if local_x.shape[0] >= k else _repeat_rows(local_x, k)
+            checked = variant.validate(rows, params)
+            check_k(k, int(X.shape[0]))
+        fingerprint = _fingerprint(params)
+    except Exception as err:  # any failure must reach the other processes, or they would hang
+        error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+        fingerprint = bytes(16)
+    _agree(error, positive, fingerprint)
+    return checked
+
+
+def _repeat_rows(x: jax.Array, k: int) -> jax.Array:
+    """``x``'s rows repeated cyclically up to k rows (a zero row when x has none)."""
+    if x.shape[0] == 0:
+        return jnp.zeros((k, x.shape[1]), x.dtype)
+    return jnp.resize(x, (k, x.shape[1]))
+
+
+def _fit_global(
+    variant: Variant,
+    X: jax.Array,
+    params: Params,
+    mesh: Mesh,
+    axis: str,
+    max_iter: Any,
+    tol: Any,
+    weights: Any,
+    block_size: Any,
+) -> FitResult:
+    """:func:`fit_sharded` for a global array whose rows live in several processes."""
+    max_iter = check_positive_int(max_iter, "max_iter")
+    block_size = check_positive_int(block_size, "block_size")
+    tol = check_tol(tol)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array of shape (N, D); got shape {tuple(X.shape)}.")
+    n = int(X.shape[0])
+    n_dev = int(mesh.shape[axis])
+    if n % n_dev:
+        raise ValueError(
+            f"a global X must split evenly over the {n_dev} devices of mesh axis {axis!r}; it "
+            f"has N={n} rows. Give every process the same number of rows per device."
+        )
+    rows = NamedSharding(mesh, P(axis))
+    X = _on_rows(X, rows)
+    if weights is not None and not _spans_processes(weights):
+        host_w = check_weights(weights, n, _data_dtype(X))
+        host_w = np.asarray(host_w)
+        weights = jax.make_array_from_callback((n,), rows, lambda index: host_w[index])
+    elif weights is not None:
+        if tuple(weights.shape) != (n,):
+            raise ValueError(f"weights must have shape (N,) = ({n},); got {tuple(weights.shape)}.")
+        weights = _on_rows(weights, rows)
+    params = _validate_process_rows(variant, X, weights, params)
+    dtype = _data_dtype(X)
+    if X.dtype != dtype:
+        X = X.astype(dtype)
+    if weights is None:  # unit weights made where they lie; one compiled fit serves both cases
+        weights = jax.make_array_from_callback(
+            (n,), rows, lambda index: np.ones((len(range(n)[index[0]]),), dtype)
+        )
+    elif weights.dtype != dtype:
+        weights = weights.astype(dtype)
+    local_n = n // n_dev
+    b = max(1, min(block_size, local_n))
+    per_dev = -(-local_n // b)
+    params = jax.device_put(params, NamedSharding(mesh, P()))
+    return _fit_global_compiled(
+        variant,
+        X,
+        weights,
+        params,
+        jnp.asarray(tol, dtype),
+        max_iter=max_iter,
+        mesh=mesh,
+        axis=axis,
+        block_rows=b,
+        blocks_per_device=per_dev,
+    )
+
+
+def _on_rows(a: jax.Array, rows: NamedSharding) -> jax.Array:
+    """``a`` with its first axis sharded as ``rows`` (moved between processes if it was not)."""
+    if a.sharding.is_equivalent_to(rows, a.ndim):
+        return a
+    return jax.jit(lambda v: v, out_shardings=rows)(a)
+
+
+@partial(
+    jax.jit,
+    static_argnames=("variant", "max_iter", "mesh", "axis", "block_rows", "blocks_per_device"),
+)
+def _fit_global_compiled(
+    variant: Variant,
+    X: jax.Array,
+    weights: jax.Array,
+    params: Params,
+    tol: jax.Array,
+    *,
+    max_iter: int,
+    mesh: Mesh,
+    axis: str,
+    block_rows: int,
+    blocks_per_device: int,
+) -> FitResult:
+    """The sharded fit of a row-sharded global array; each device pads its own rows."""
+    b, per_dev = block_rows, blocks_per_device
+    local_rows = per_dev * b
+    n_dev = int(mesh.shape[axis])
+
+    def pad_local(x: jax.Array, w: jax.Array) -> Blocks:
+        r, d = x.shape
+        x = jnp.concatenate([x, jnp.zeros((local_rows - r, d), x.dtype)])
+        w = jnp.concatenate([w, jnp.zeros((local_rows - r,), w.dtype)])
+        valid = jnp.arange(local_rows) < r
+        return Blocks(x.reshape(per_dev, b, d), w.reshape(per_dev, b), valid.reshape(per_dev, b))
+
+    blocks = jax.shard_map(
+        pad_local, mesh=mesh, in_specs=(P(axis), P(axis)), out_specs=P(axis), check_vma=False
+    )(X, weights)
+    shift_scale = jnp.mean(jnp.var(X, axis=0))
+    result = fit_loop(
+        variant,
+        blocks,
+        n_dev * local_rows,
+        params,
+        tol,
+        shift_scale,
+        max_iter=max_iter,
+        pass_fn=_sharded_pass(mesh, axis, local_rows),
+    )
+    real = X.shape[0] // n_dev
+    labels = jax.shard_map(
+        lambda lab: lab[:real], mesh=mesh, in_specs=P(axis), out_specs=P(axis), check_vma=False
+    )(result.labels)
+    return result._replace(labels=labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Out of core, each process reading only its own rows.
+
+
+def _gather(tree: Any) -> Any:
+    """Every process's value of a small pytree, stacked in process order (a leading axis)."""
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree))
+
+
+def _gather_host(a: np.ndarray) -> np.ndarray:
+    """:func:`_gather` of one host array, sent as bytes so int64 and float64 stay exact."""
+    a = np.ascontiguousarray(a)
+    raw = _gather(a.reshape(-1).view(np.uint8))
+    return raw.view(a.dtype).reshape(-1, *a.shape)
+
+
+def _scan_process_source(
+    variant: Variant,
+    make_iter: Any,
+    rows: int,
+    weights: Any,
+    params: Params,
+) -> tuple[int, int, np.dtype, np.ndarray, np.ndarray | None, Params]:
+    """One pass over this process's source: checks every chunk; N_p, D, dtype, column sums.
+
+    Raises:
+        ValueError: (locally) on a bad chunk, bad weights or parameters that fail the variant's
+            checks on these rows.
+    """
+    n = 0
+    d = None
+    dtype = None
+    total = None
+    checked = params
+    k = int(np.shape(variant.means(params))[0])
+    for chunk in _rechunk(make_iter(), rows, None, None):
+        x = as_data(chunk)
+        if d is None:
+            d, dtype = x.shape[1], np.dtype(x.dtype)
+            total = np.zeros(d, np.float64)
+        elif x.shape[1] != d or np.dtype(x.dtype) != dtype:
+            raise ValueError(
+                f"chunks must all have D={d} columns and dtype {dtype}; got one of shape "
+                f"{tuple(x.shape)} and dtype {x.dtype}."
+            )
+        if variant.check_data is not None:
+            variant.check_data(np.asarray(x))
+        if variant.validate is not None:
+            checked = variant.validate(x if x.shape[0] >= k else _repeat_rows(x, k), params)
+        total += np.asarray(chunk, np.float64).sum(axis=0)
+        n += x.shape[0]
+    if d is None:
+        raise ValueError("this process's data source gave no rows.")
+    w = None
+    if weights is not None:
+        w = np.asarray(weights, np.float64)
+        if w.shape != (n,):
+            raise ValueError(f"weights must have shape (N_p,) = ({n},); got {tuple(w.shape)}.")
+        if not np.all(np.isfinite(w)):
+            raise ValueError("weights contain NaN or inf values.")
+        if np.any(w < 0):
+            raise ValueError(f"weights must be non-negative; found {int(np.sum(w < 0))} < 0.")
+        w = w.astype(dtype)
+    return n, d, dtype, total, w, checked
+
+
+def _combine(carry: _Carry, same: bool) -> tuple[_Carry, bool]:
+    """Sum the processes' statistics, merge their farthest rows, and AND their label tests.
+
+    The farthest rows are merged in process order, so ties go to the lowest global row, as
+    in one process.
+    """
+    gathered, all_same = _gather((carry, jnp.asarray(same)))
+    stats = jax.tree.map(lambda a: jnp.asarray(a.sum(axis=0)), gathered.stats)
+    k = carry.far_value.shape[0]
+    top, pos = lax.top_k(jnp.asarray(gathered.far_value.reshape(-1)), k)
+    pos = np.asarray(pos)
+
+    def pick(a: np.ndarray) -> jax.Array:
+        return jnp.asarray(a.reshape(-1, *a.shape[2:])[pos])
+
+    merged = _Carry(
+        stats=stats,
+        far_value=top,
+        far_x=pick(gathered.far_x),
+        far_weight=pick(gathered.far_weight),
+        far_label=pick(gathered.far_label),
+    )
+    return merged, bool(np.all(all_same))
+
+
+def fit_out_of_core_processes(
+    variant: Variant,
+    X: Any,
+    params: Params,
+    *,
+    max_iter: int = 300,
+    tol: float = 1e-8,
+    weights: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
+) -> FitResult:
+    """Fit over data read chunk by chunk, each process reading only its own rows.
+
+    Every process of the cluster calls this with its own data source, the same parameters and
+    options. The global rows are process 0's, then process 1's, and so on. Each iteration,
+    every process runs the streamed E-step of :func:`~gmmlimit.fit_out_of_core` over its own
+    chunks on its own device; the statistics (O(K D)), the K farthest rows and the
+    label-change test are then exchanged between the processes, and every process takes the
+    same M-step. Labels equal those of the one-process fit on the concatenated rows, and so do
+    the iteration count and (up to the order of summation across processes) the parameters.
+
+    Args:
+        variant: the mixture variant.
+        X: this process's data, any source :func:`~gmmlimit.fit_out_of_core` takes (an
+            (N_p, D) array or memmap, a list of arrays, or a function returning an iterator).
+        params: the initial parameters (the same on every process).
+        max_iter: maximum number of iterations.
+        tol: stopping tolerance, as in :func:`~gmmlimit.fit`.
+        weights: optional (N_p,) non-negative weights of this process's rows.
+        block_size: rows per E-step block (the one-process fit's, to reproduce it).
+        chunk_blocks: blocks per chunk moved to the device at once.
+
+    Returns:
+        A :class:`~gmmlimit.FitResult`, the same on every process except ``labels``: this
+        process's (N_p,) int32 labels, on the host.
+
+    Raises:
+        ValueError: on every process, naming the process, when any process's rows, weights or
+            source are invalid; when the processes' data differ in width or dtype, or their
+            parameters differ; before any fitting.
+    """
+    error = None
+    positive = 0
+    local = (0, 1, "float64", np.zeros(1))
+    fingerprint = bytes(16)
+    try:
+        make_iter = _chunk_source(X)
+        max_iter = check_positive_int(max_iter, "max_iter")
+        block_size = check_positive_int(block_size, "block_size")
+        chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
+        tol = check_tol(tol)
+        n_p, d, dtype, total, w, params = _scan_process_source(
+            variant, make_iter, block_size * chunk_blocks, weights, params
+        )
+        positive = n_p if w is None else int(np.count_nonzero(w > 0))
+        local = (n_p, d, dtype.name, total)
+        fingerprint = _fingerprint(params)
+    except Exception as err:  # any failure must reach the other processes, or they would hang
+        error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+    _agree(error, positive, fingerprint)
+    widths = _gather_host(np.asarray([local[1], np.dtype(local[2]).num], np.int64))
+    if np.any(widths != widths[0]):
+        raise ValueError(
+            f"the processes' data differ in width or dtype (D, dtype code per process: "
+            f"{widths.tolist()}); every process must hold rows of the same D and dtype."
+        )
+    counts = _gather_host(np.asarray(local[0], np.int64))
+    n = int(counts.sum())
+    k = int(np.shape(variant.means(params))[0])
+    check_k(k, n)
+    mean = _gather_host(local[3]).sum(axis=0) / n
+    sq = np.zeros(d, np.float64)
+    for chunk in _rechunk(make_iter(), block_size * chunk_blocks, d, None):
+        sq += ((np.asarray(chunk, np.float64) - mean) ** 2).sum(axis=0)
+    shift_scale = float(np.mean(_gather_host(sq).sum(axis=0) / n))
+
+    b = min(block_size, n)  # the one-process fit's blocks, so its sums are reproduced
+    chunk_rows = b * chunk_blocks
+    track = variant.relocate is not None
+    tol_a = jnp.asarray(tol, dtype)
+    scale_a = jnp.asarray(shift_scale, dtype)
+    history = np.zeros((max_iter,), dtype)
+    labels = np.full((n_p,), -1, np.int32)
+    new_labels = np.empty((n_p,), np.int32)
+    objective = jnp.asarray(-np.inf if variant.maximize else np.inf, dtype)
+    n_iter = 0
+    done = False
+    while not done and n_iter < max_iter:
+        carry = _full_pass(
+            variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, new_labels
+        )
+        carry, same = _combine(carry, bool(np.array_equal(new_labels, labels)))
+        params, objective, stop = _update(
+            variant,
+            params,
+            carry,
+            objective,
+            jnp.asarray(n_iter, jnp.int32),
+            jnp.asarray(same),
+            tol_a,
+            scale_a,
+        )
+        history[n_iter] = np.asarray(objective, dtype)
+        labels, new_labels = new_labels, labels
+        n_iter += 1
+        done = bool(stop)
+    final = _full_pass(
+        variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, new_labels
+    )
+    final, _ = _combine(final, True)
+    final_objective = jnp.asarray(variant.objective(params, final.stats), dtype)
+    history[n_iter:] = np.asarray(final_objective)
+    return FitResult(
+        means=variant.means(params),
+        labels=new_labels,
+        n_iter=jnp.asarray(n_iter, jnp.int32),
+        converged=jnp.asarray(done),
+        objective=final_objective,
+        history=jnp.asarray(history),
+        params=params,
     )

@@ -1,0 +1,376 @@
+"""Sharded fits over several real processes (``python -m gmmlimit.launch``) equal one-process fits.
+
+Each test run starts 2 or 4 local processes joined over 127.0.0.1 with gloo CPU collectives.
+Every process holds only its own rows, as a global array made with
+``jax.make_array_from_process_local_data``; the fits must give the labels, iteration counts and
+means of the one-process fit computed here, and bad rows on one process must raise the same
+ValueError on every process. This file is also the worker script (``__main__`` below), so the
+data are made by the same code on both sides. The launcher runs in its own session and is
+killed with all its processes if it outlives the subprocess timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+N_ROWS = 1200  # divisible by 2 and 4 processes
+BLOCK = 64
+SIGMA2 = 0.7
+LAUNCH_TIMEOUT_S = 240
+
+
+def data() -> dict[str, np.ndarray]:
+    """The data and starting points every process and the reference fits use (float64)."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=3.0, size=(6, 4))
+    X = centres[rng.integers(6, size=N_ROWS)] + rng.normal(size=(N_ROWS, 4))
+    rates = rng.gamma(2.0, 3.0, size=(3, 5))
+    C = rng.poisson(rates[rng.integers(3, size=N_ROWS)]).astype(np.float64)
+    w = rng.uniform(0.0, 2.0, size=N_ROWS)
+    w_first_zero = w.copy()
+    w_first_zero[: N_ROWS // 4] = 0.0  # process 0 of 2 or 4 holds only zero weights
+    return {
+        "X": X,
+        # A repeated initial mean: one cluster starts empty and K-means must relocate it.
+        "m0_repeat": np.stack([X[0], X[0], X[1], X[2], X[3], X[4]]),
+        # EM from distinct means (from equal ones the split would hinge on rounding).
+        "m0": X[[0, 100, 200, 300, 400, 500]],
+        "w": w,
+        "w_first_zero": w_first_zero,
+        "C": C,
+        "rates0": C[[0, 1, 2]] + 0.5,
+    }
+
+
+POISSON_W = np.array([0.3, 0.3, 0.4])
+
+
+# ----------------------------------------------------------------------------------------------
+# The worker: run under the launcher, one copy per process.
+
+
+def _worker(out_dir: str, cases: str) -> None:
+    from gmmlimit.launch import initialize
+
+    pid, count = initialize()
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from jax.experimental import multihost_utils
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    import gmmlimit as gl
+
+    mesh = gl.default_mesh()
+    rows = NamedSharding(mesh, P("rows"))
+    d = data()
+    per = N_ROWS // count
+    mine = slice(pid * per, (pid + 1) * per)
+
+    def global_rows(a: np.ndarray) -> jax.Array:
+        return jax.make_array_from_process_local_data(rows, a[mine])
+
+    X, C = global_rows(d["X"]), global_rows(d["C"])
+    out: dict = {
+        "process_count": jax.process_count(),
+        "devices": len(jax.devices()),
+        "local_rows": [int(s.data.shape[0]) for s in X.addressable_shards],
+        "fully_addressable": bool(X.is_fully_addressable),
+    }
+
+    def record(name: str, res: gl.FitResult) -> None:
+        labels = multihost_utils.process_allgather(res.labels, tiled=True)
+        out[name] = {
+            "labels": np.asarray(labels).tolist(),
+            "n_iter": int(res.n_iter),
+            "converged": bool(res.converged),
+            "means": np.asarray(res.means).tolist(),
+            "objective": float(res.objective),
+            "label_devices": len(res.labels.sharding.device_set),
+        }
+
+    def error_of(fn) -> str | None:
+        try:
+            fn()
+        except ValueError as err:
+            return str(err)
+        return None
+
+    record("kmeans", gl.kmeans_sharded(X, d["m0_repeat"], mesh=mesh, block_size=BLOCK))
+    record("em", gl.em_sharded(X, d["m0"], SIGMA2, mesh=mesh, block_size=BLOCK))
+    bad = d["X"].copy()
+    bad[(count - 1) * per + 3, 1] = np.nan  # only the last process holds the NaN
+    out["bad_nan"] = error_of(lambda: gl.kmeans_sharded(global_rows(bad), d["m0"], mesh=mesh))
+    if cases == "all":
+        record(
+            "kmeans_w",
+            gl.kmeans_sharded(
+                X, d["m0_repeat"], weights=global_rows(d["w"]), mesh=mesh, block_size=BLOCK
+            ),
+        )
+        record(
+            "kmeans_w_first_zero",
+            gl.kmeans_sharded(
+                X, d["m0"], weights=global_rows(d["w_first_zero"]), mesh=mesh, block_size=BLOCK
+            ),
+        )
+        params = gl.variants.PoissonParams(d["rates0"], POISSON_W, 1.0, 1e-3)
+        record(
+            "poisson",
+            gl.fit_sharded(gl.variants.poisson, C, params, mesh=mesh, block_size=BLOCK),
+        )
+        negative = d["C"].copy()
+        negative[per + 5, 0] = -1.0  # only process 1 holds it
+        out["bad_poisson"] = error_of(
+            lambda: gl.fit_sharded(gl.variants.poisson, global_rows(negative), params, mesh=mesh)
+        )
+        neg_w = d["w"].copy()
+        neg_w[per] = -1.0
+        out["bad_weights"] = error_of(
+            lambda: gl.kmeans_sharded(X, d["m0"], weights=global_rows(neg_w), mesh=mesh)
+        )
+        zero_w = np.zeros(N_ROWS)
+        out["zero_weights"] = error_of(
+            lambda: gl.kmeans_sharded(X, d["m0"], weights=global_rows(zero_w), mesh=mesh)
+        )
+        out["different_params"] = error_of(lambda: gl.kmeans_sharded(X, d["m0"] + pid, mesh=mesh))
+        # Out of core, each process reading its own rows (uneven: 500 and 700 of 1200) as two
+        # chunks of its own, re-cut into chunks of 2 blocks.
+        cut = [0, 500, N_ROWS][pid : pid + 2]
+        own = d["X"][cut[0] : cut[1]]
+        source = [own[:123], own[123:]]
+        iso = gl.variants.isotropic
+        for name, sigma2, m0 in (("ooc_kmeans", 0.0, "m0_repeat"), ("ooc_em", SIGMA2, "m0")):
+            res = gl.fit_out_of_core_processes(
+                iso, source, gl.IsotropicParams(d[m0], sigma2), block_size=BLOCK, chunk_blocks=2
+            )
+            out[name] = {
+                "own_labels": np.asarray(res.labels).tolist(),
+                "n_iter": int(res.n_iter),
+                "converged": bool(res.converged),
+                "means": np.asarray(res.means).tolist(),
+                "objective": float(res.objective),
+            }
+        bad_source = [own, np.array([[0.0, np.inf, 0.0, 0.0]])] if pid == 1 else source
+        out["ooc_bad"] = error_of(
+            lambda: gl.fit_out_of_core_processes(
+                iso, bad_source, gl.IsotropicParams(d["m0"], 0.0), block_size=BLOCK
+            )
+        )
+    Path(out_dir, f"process{pid}.json").write_text(json.dumps(out))
+
+
+# ----------------------------------------------------------------------------------------------
+# The tests.
+
+
+def _start(n: int, out_dir: Path, cases: str) -> subprocess.Popen:
+    """Start this file as the worker in n processes, under the launcher, in a new session."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "gmmlimit.launch", "-n", str(n), "--timeout"]
+    cmd += [str(LAUNCH_TIMEOUT_S), __file__, "worker", str(out_dir), cases]
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _finish(proc: subprocess.Popen, deadline: float) -> tuple[int, str]:
+    """Wait for a launcher until ``deadline``; kill its whole session if it is still running."""
+    try:
+        output, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        return -1, "timed out: " + output.decode(errors="replace")[-4000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, output.decode(errors="replace")[-4000:]
+
+
+def _references() -> dict:
+    import gmmlimit as gl
+
+    d = data()
+    params = gl.variants.PoissonParams(d["rates0"], POISSON_W, 1.0, 1e-3)
+    return {
+        "kmeans": gl.kmeans(d["X"], d["m0_repeat"], block_size=BLOCK),
+        "em": gl.em(d["X"], d["m0"], SIGMA2, block_size=BLOCK),
+        "kmeans_w": gl.kmeans(d["X"], d["m0_repeat"], weights=d["w"], block_size=BLOCK),
+        "kmeans_w_first_zero": gl.kmeans(
+            d["X"], d["m0"], weights=d["w_first_zero"], block_size=BLOCK
+        ),
+        "poisson": gl.fit(gl.variants.poisson, d["C"], params, block_size=BLOCK),
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Both clusters (2 and 4 processes) run at once, while the reference fits run here."""
+    dirs = {n: tmp_path_factory.mktemp(f"mp{n}") for n in (2, 4)}
+    procs = {n: _start(n, dirs[n], "all" if n == 2 else "core") for n in (2, 4)}
+    try:
+        refs = _references()
+    finally:
+        deadline = time.monotonic() + LAUNCH_TIMEOUT_S + 30
+        status = {n: _finish(proc, deadline) for n, proc in procs.items()}
+    outs = {}
+    for n, (code, output) in status.items():
+        assert code == 0, f"{n} processes: {output}"
+        outs[n] = [json.loads((dirs[n] / f"process{i}.json").read_text()) for i in range(n)]
+    return outs, refs
+
+
+@pytest.fixture(params=[2, 4], ids=["2proc", "4proc"])
+def run(request, runs):
+    return request.param, runs[0][request.param]
+
+
+def test_every_process_holds_only_its_own_rows(run):
+    n, outs = run
+    for out in outs:
+        assert out["process_count"] == n
+        assert out["devices"] == n
+        assert not out["fully_addressable"]
+        assert out["local_rows"] == [N_ROWS // n]
+
+
+CORE = ["kmeans", "em"]  # with 4 processes (one compiled fit, for the time budget)
+ALL = [*CORE, "kmeans_w", "kmeans_w_first_zero", "poisson"]  # with 2 processes
+
+
+def test_out_of_core_processes_equal_one_process_fit(runs):
+    outs, references = runs[0][2], runs[1]
+    for name, ref in (("ooc_kmeans", references["kmeans"]), ("ooc_em", references["em"])):
+        labels = np.concatenate([out[name]["own_labels"] for out in outs])
+        np.testing.assert_array_equal(labels, np.asarray(ref.labels))
+        assert [len(out[name]["own_labels"]) for out in outs] == [500, 700]
+        for out in outs:
+            got = out[name]
+            assert got["n_iter"] == int(ref.n_iter) > 1
+            assert got["converged"] == bool(ref.converged)
+            np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=0, atol=1e-10)
+            np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-10)
+    for out in outs:
+        assert out["ooc_bad"] == (
+            "process 1: X contains 1 NaN or inf value(s); clean the data first."
+        )
+
+
+@pytest.mark.parametrize(("n", "name"), [(2, name) for name in ALL] + [(4, name) for name in CORE])
+def test_fit_equals_one_process_fit(runs, n, name):
+    outs, references = runs[0][n], runs[1]
+    ref = references[name]
+    for out in outs:
+        got = out[name]
+        assert got["label_devices"] == n
+        assert got["n_iter"] == int(ref.n_iter) > 1
+        assert got["converged"] == bool(ref.converged)
+        np.testing.assert_array_equal(got["labels"], np.asarray(ref.labels))
+        np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-10)
+    if name == "kmeans":  # the repeated start left a cluster empty: relocation ran
+        assert len(np.unique(outs[0][name]["labels"])) == 6
+
+
+def test_bad_rows_on_one_process_raise_everywhere(run):
+    n, outs = run
+    for out in outs:
+        assert out["bad_nan"] == (
+            f"process {n - 1}: X contains 1 NaN or inf value(s); clean the data first."
+        )
+    if n != 2:
+        return
+    for out in outs:
+        assert out["bad_poisson"].startswith("process 1: Poisson data must be non-negative")
+        assert out["bad_weights"] == "process 1: weights must be non-negative; found 1 < 0."
+        assert out["zero_weights"].startswith("weights are all zero")
+        assert "different initial parameters" in out["different_params"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The launcher itself (no JAX in the children: fast).
+
+FAIL_ONE = """
+import os, sys, time
+if os.environ["GMMLIMIT_PROCESS_ID"] == "1":
+    sys.exit(3)
+time.sleep(60)
+"""
+
+ENV_ECHO = """
+import os, sys
+keys = ("GMMLIMIT_COORDINATOR_ADDRESS", "GMMLIMIT_NUM_PROCESSES", "GMMLIMIT_PROCESS_ID")
+with open(os.path.join(sys.argv[1], os.environ["GMMLIMIT_PROCESS_ID"]), "w") as f:
+    f.write(" ".join(os.environ[k] for k in keys))
+"""
+
+
+def test_launcher_passes_the_cluster_in_the_environment(tmp_path):
+    from gmmlimit.launch import run as launch_run
+
+    script = tmp_path / "echo.py"
+    script.write_text(ENV_ECHO)
+    assert launch_run(3, [str(script), str(tmp_path)], timeout_s=60) == 0
+    seen = sorted((tmp_path / str(i)).read_text().split() for i in range(3))
+    addresses = {s[0] for s in seen}
+    assert len(addresses) == 1 and addresses.pop().startswith("127.0.0.1:")
+    assert [s[1:] for s in seen] == [["3", "0"], ["3", "1"], ["3", "2"]]
+
+
+def test_launcher_stops_the_others_when_one_fails(tmp_path):
+    from gmmlimit.launch import run as launch_run
+
+    script = tmp_path / "fail.py"
+    script.write_text(FAIL_ONE)
+    start = time.monotonic()
+    assert launch_run(2, [str(script)], timeout_s=120) == 3
+    assert time.monotonic() - start < 30  # the sleeping process was stopped, not waited for
+
+
+def test_launcher_timeout_stops_everything(tmp_path):
+    from gmmlimit.launch import run as launch_run
+
+    script = tmp_path / "sleep.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    start = time.monotonic()
+    assert launch_run(2, [str(script)], timeout_s=1.0) == 124
+    assert time.monotonic() - start < 30
+
+
+def test_launcher_and_initialize_reject_bad_settings(monkeypatch):
+    from gmmlimit.launch import ENV_ADDRESS, ENV_NUM_PROCESSES, ENV_PROCESS_ID, initialize
+    from gmmlimit.launch import run as launch_run
+
+    with pytest.raises(ValueError, match="num_processes"):
+        launch_run(0, ["x.py"])
+    with pytest.raises(ValueError, match="script"):
+        launch_run(2, [])
+    for name in (ENV_ADDRESS, ENV_NUM_PROCESSES, ENV_PROCESS_ID):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="together"):
+        initialize(coordinator_address="127.0.0.1:1234")
+    with pytest.raises(ValueError, match="process_id must lie"):
+        initialize("127.0.0.1:1234", 2, 2)
+    with pytest.raises(ValueError, match="host:port"):
+        initialize("localhost", 2, 0)
+    for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert initialize() == (0, 1)  # alone: nothing to join
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "worker":
+    _worker(sys.argv[2], sys.argv[3])
