@@ -1,4 +1,4 @@
-"""scikit-learn estimators: ``KMeans`` and ``IsotropicGaussianMixture``, on the compiled driver.
+"""Shared pieces of the isotropic estimators: padding, seeding, the compiled driver calls.
 
 They pass ``sklearn.utils.estimator_checks`` and so drop into pipelines, grid searches (sigma2 is
 an ordinary hyper-parameter: ``GridSearchCV(IsotropicGaussianMixture(k), {"sigma2": [...]})``
@@ -26,15 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin, TransformerMixin
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import init as _init
-from ._driver import DEFAULT_BLOCK_SIZE, FitResult, fit_loop, make_blocks
-from .variants.isotropic import IsotropicParams, isotropic
+from .. import init as _init
+from .._driver import DEFAULT_BLOCK_SIZE, FitResult, fit_loop, make_blocks
+from ..variants.isotropic import IsotropicParams, isotropic
 
-__all__ = ["IsotropicGaussianMixture", "KMeans"]
+__all__ = ["_IsotropicBase", "_assign", "_soft"]
 
 # Small inputs share one shape (and so one compiled program): at least 256 rows and 8 columns.
 _MIN_ROWS = 256
@@ -226,215 +226,3 @@ class _IsotropicBase(BaseEstimator):
         """
         _, Xp, means, n = self._padded(X)
         return np.asarray(_assign(Xp, means)[0])[:n].astype(np.int64)
-
-
-class KMeans(ClusterMixin, TransformerMixin, _IsotropicBase):
-    """Lloyd's K-means (gmmlimit's isotropic mixture at sigma2 = 0), scikit-learn style.
-
-    Args:
-        n_clusters: number of clusters K.
-        init: ``"k-means++"`` (greedy k-means++), ``"random"`` (random distinct rows) or a
-            (K, D) array of initial centres (then one run, whatever ``n_init``).
-        n_init: number of restarts; the lowest inertia wins.
-        max_iter: maximum Lloyd iterations per restart.
-        tol: centre-shift tolerance relative to the mean feature variance (scikit-learn's).
-        random_state: None, an int or a RandomState; turned into one ``jax.random.key``.
-
-    Attributes:
-        cluster_centers_: (K, D) centres. labels_: (N,) labels. inertia_: the distortion J.
-        n_iter_: iterations of the best restart. n_features_in_: D.
-    """
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        init: Any = "k-means++",
-        n_init: int = 1,
-        max_iter: int = 300,
-        tol: float = 1e-4,
-        random_state: Any = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.init = init
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-
-    def _n_components(self) -> int:
-        return self.n_clusters
-
-    def _sigma2(self) -> float:
-        return 0.0
-
-    def _means(self) -> np.ndarray:
-        return self.cluster_centers_
-
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
-        """Fit the centres.
-
-        Args:
-            X: (N, D) data.
-            y: ignored.
-            sample_weight: optional (N,) non-negative weights.
-
-        Returns:
-            self.
-        """
-        means, res, _ = self._fit(X, sample_weight)
-        self.cluster_centers_ = means
-        self.n_iter_ = int(res.n_iter)
-        self.inertia_ = float(res.objective)
-        self.labels_ = self.predict(X)
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        """Euclidean distances to the centres.
-
-        Args:
-            X: (N, D) data.
-
-        Returns:
-            (N, K) distances.
-        """
-        _, Xp, means, n = self._padded(X)
-        sq = np.asarray(_assign(Xp, means)[1])[:, :n].T
-        return np.sqrt(sq)
-
-    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Minus the inertia of X under the fitted centres (higher is better).
-
-        Args:
-            X: (N, D) data.
-            y: ignored.
-            sample_weight: optional (N,) weights.
-
-        Returns:
-            -sum_n w_n min_k ||x_n - mu_k||^2.
-        """
-        X, Xp, means, n = self._padded(X)
-        labels = np.asarray(_assign(Xp, means)[0])[:n]
-        sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
-        diff = X - self.cluster_centers_[labels]
-        return -float(np.sum(sw * np.sum(diff * diff, axis=1)))
-
-
-class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
-    """EM for the equal-prior Gaussian mixture with one fixed shared variance sigma2 * I.
-
-    ``sigma2`` is a hyper-parameter (not estimated): sweeping it toward 0 turns the fit into
-    K-means, the point of gmmlimit; ``GridSearchCV`` can choose it by held-out log-likelihood.
-
-    Args:
-        n_components: number of components K.
-        sigma2: the shared variance, > 0.
-        init: ``"k-means++"``, ``"random"`` or a (K, D) array of initial means.
-        n_init: number of restarts; the highest log-likelihood wins.
-        max_iter: maximum EM iterations per restart.
-        tol: stop once the relative log-likelihood gain is <= tol.
-        random_state: None, an int or a RandomState; turned into one ``jax.random.key``.
-
-    Attributes:
-        means_: (K, D). weights_: (K,) all 1/K. covariances_: (K,) all sigma2 (spherical, as in
-        scikit-learn's GaussianMixture). labels_: (N,). n_iter_, converged_, lower_bound_ (the
-        mean log-likelihood per sample of the training data), n_features_in_.
-    """
-
-    def __init__(
-        self,
-        n_components: int = 1,
-        *,
-        sigma2: float = 1.0,
-        init: Any = "k-means++",
-        n_init: int = 1,
-        max_iter: int = 300,
-        tol: float = 1e-8,
-        random_state: Any = None,
-    ) -> None:
-        self.n_components = n_components
-        self.sigma2 = sigma2
-        self.init = init
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-
-    def _n_components(self) -> int:
-        return self.n_components
-
-    def _sigma2(self) -> float:
-        s = self.sigma2
-        if isinstance(s, bool) or not isinstance(s, (int, float, np.floating, np.integer)):
-            raise ValueError(f"sigma2 must be a positive number; got {s!r}.")
-        if not (0 < s < math.inf):
-            raise ValueError(
-                f"sigma2 must be a finite number > 0 (use KMeans for the limit 0); got {s!r}."
-            )
-        return float(s)
-
-    def _means(self) -> np.ndarray:
-        return self.means_
-
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> IsotropicGaussianMixture:
-        """Run EM for the means at the fixed sigma2.
-
-        Args:
-            X: (N, D) data.
-            y: ignored.
-            sample_weight: optional (N,) non-negative weights.
-
-        Returns:
-            self.
-        """
-        means, res, total_weight = self._fit(X, sample_weight)
-        k = means.shape[0]
-        self.means_ = means
-        self.weights_ = np.full(k, 1.0 / k)
-        self.covariances_ = np.full(k, float(self.sigma2))
-        self.n_iter_ = int(res.n_iter)
-        self.converged_ = bool(res.converged)
-        self.lower_bound_ = float(res.objective) / total_weight
-        self.labels_ = self.predict(X)
-        return self
-
-    def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        _, Xp, means, n = self._padded(X)
-        resp, lse = _soft(Xp, means, jnp.asarray(self.sigma2, Xp.dtype))
-        k, d = self.means_.shape
-        norm = math.log(k) + 0.5 * d * math.log(2.0 * math.pi * float(self.sigma2))
-        return np.asarray(resp)[:n], np.asarray(lse)[:n] - norm
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Responsibilities r_nk (shifted log-domain softmax; never NaN).
-
-        Args:
-            X: (N, D) data.
-
-        Returns:
-            (N, K) rows summing to one.
-        """
-        return self._soft(X)[0]
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Per-sample log-likelihood log p(x_n).
-
-        Args:
-            X: (N, D) data.
-
-        Returns:
-            (N,) log densities.
-        """
-        return self._soft(X)[1]
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean per-sample log-likelihood of X.
-
-        Args:
-            X: (N, D) data.
-            y: ignored.
-
-        Returns:
-            The mean of :meth:`score_samples`.
-        """
-        return float(np.mean(self.score_samples(X)))
