@@ -19,7 +19,10 @@ weight and always share the first row's label.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -31,10 +34,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import init as _init
-from .._driver import DEFAULT_BLOCK_SIZE, FitResult, fit_loop, make_blocks
+from .._driver import DEFAULT_BLOCK_SIZE, Blocks, FitResult, fit_loop, make_blocks
 from ..variants.isotropic import IsotropicParams, isotropic
 
-__all__ = ["_IsotropicBase", "_assign", "_soft"]
+__all__ = ["_IsotropicBase", "_assign", "_soft", "in_x64", "pad_blocks", "x64"]
 
 # Small inputs share one shape (and so one compiled program): at least 256 rows and 8 columns.
 _MIN_ROWS = 256
@@ -63,11 +66,50 @@ def _jax_key(random_state: Any) -> jax.Array:
     return jax.random.key(seed)
 
 
+def x64() -> contextlib.AbstractContextManager:
+    """A local context in which JAX keeps float64 (``jax.enable_x64(True)``).
+
+    The estimators run every JAX computation inside it, so float64 input is computed in float64
+    whatever the global ``jax_enable_x64`` flag says; the flag itself is left unchanged.
+    """
+    return jax.enable_x64(True)
+
+
+def in_x64(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a method inside :func:`x64` (its JAX work keeps the input's float64)."""
+
+    @functools.wraps(method)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with x64():
+            return method(*args, **kwargs)
+
+    return wrapped
+
+
 def _jax_dtype(dtype: np.dtype) -> np.dtype:
-    """float64 needs JAX's x64 mode; without it the computation runs in float32."""
-    if dtype == np.float64 and not jax.config.jax_enable_x64:
-        return np.dtype(np.float32)
+    """The computation dtype: the input's own (the estimators run inside :func:`x64`)."""
     return np.dtype(dtype)
+
+
+def pad_blocks(X: np.ndarray, w: np.ndarray) -> Blocks:
+    """Padded rows as driver blocks, the padding rows marked invalid (never relocated).
+
+    Args:
+        X: (N, D) data.
+        w: (N,) sample weights.
+
+    Returns:
+        :class:`~gmmlimit._driver.Blocks` of the (N_pad, D_pad) rows of :func:`_pad`.
+    """
+    Xp, wp = _pad(X, w)
+    n_pad, d_pad = Xp.shape
+    b = min(DEFAULT_BLOCK_SIZE, n_pad)
+    valid = np.arange(n_pad) < X.shape[0]
+    return Blocks(
+        x=jnp.asarray(Xp.reshape(n_pad // b, b, d_pad)),
+        weight=jnp.asarray(wp.reshape(n_pad // b, b)),
+        valid=jnp.asarray(valid.reshape(n_pad // b, b)),
+    )
 
 
 def _fit_padded(
