@@ -12,6 +12,7 @@ from .poisson import PoissonParams, poisson
 from .shared_spherical import SharedSphericalParams, shared_spherical
 from .spherical import SphericalParams, spherical
 from .student_t import StudentTParams, student_t
+from .tied import TiedParams, tied
 from .vmf import VMFParams, vmf
 
 __all__ = ["IsotropicParams", "IsotropicStats", "isotropic"]
@@ -27,6 +28,7 @@ __all__ += [
     "SphericalParams",
     "StudentTParams",
     "TemperedEStep",
+    "TiedParams",
     "VMFParams",
     "bernoulli",
     "diag",
@@ -40,5 +42,6 @@ __all__ += [
     "spherical",
     "student_t",
     "tempered_variant",
+    "tied",
     "vmf",
 ]
