@@ -17,7 +17,8 @@ Neither changes any distance, statistic or label of the real rows; the padded ro
 weight and always share the first row's label.
 """
 
+from ._gaussian_mixture import GaussianMixture
 from ._isotropic import IsotropicGaussianMixture
 from ._kmeans import KMeans
 
-__all__ = ["IsotropicGaussianMixture", "KMeans"]
+__all__ = ["GaussianMixture", "IsotropicGaussianMixture", "KMeans"]

@@ -91,17 +91,21 @@ def _jax_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(dtype)
 
 
-def pad_blocks(X: np.ndarray, w: np.ndarray) -> Blocks:
+def pad_blocks(X: np.ndarray, w: np.ndarray, *, pad_columns: bool = True) -> Blocks:
     """Padded rows as driver blocks, the padding rows marked invalid (never relocated).
 
     Args:
         X: (N, D) data.
         w: (N,) sample weights.
+        pad_columns: also pad the columns with zeros (right for K-means, not for a model with a
+            covariance, where a constant column would change the likelihood).
 
     Returns:
         :class:`~gmmlimit._driver.Blocks` of the (N_pad, D_pad) rows of :func:`_pad`.
     """
     Xp, wp = _pad(X, w)
+    if not pad_columns:
+        Xp = Xp[:, : X.shape[1]]
     n_pad, d_pad = Xp.shape
     b = min(DEFAULT_BLOCK_SIZE, n_pad)
     valid = np.arange(n_pad) < X.shape[0]
