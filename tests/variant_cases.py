@@ -78,6 +78,7 @@ def _cases() -> dict[str, VariantCase]:
         "spherical": VariantCase(gv.spherical, w, gv.SphericalParams(m, np.ones(3), W3, 1.0, REG)),
         "diag": VariantCase(gv.diag, w, gv.DiagParams(m, np.ones((3, d)), W3, 1.0, REG)),
         "full": VariantCase(gv.full, w, gv.FullParams(m, eye, W3, 1.0, REG)),
+        "tied": VariantCase(gv.tied, w, gv.TiedParams(m, np.eye(d), W3, 1.0, REG)),
         "shared_spherical": VariantCase(
             gv.shared_spherical, w, gv.SharedSphericalParams(m, 1.0, W3, 1.0, REG)
         ),

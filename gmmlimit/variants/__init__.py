@@ -21,6 +21,7 @@ from ._tempered import (
     tempered_variant,
     update_weights,
 )
+from ._tied import TiedParams, tied
 from ._vmf import VMFParams, vmf
 from .isotropic import IsotropicParams, IsotropicStats
 from .isotropic import isotropic as _isotropic_model
@@ -39,6 +40,7 @@ __all__ += [
     "SphericalParams",
     "StudentTParams",
     "TemperedEStep",
+    "TiedParams",
     "VMFParams",
     "bernoulli",
     "diag",
@@ -52,6 +54,7 @@ __all__ += [
     "spherical",
     "student_t",
     "tempered_variant",
+    "tied",
     "vmf",
 ]
 

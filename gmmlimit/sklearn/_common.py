@@ -1,4 +1,4 @@
-"""scikit-learn estimators: ``KMeans`` and ``IsotropicGaussianMixture``, on the compiled driver.
+"""Shared pieces of the isotropic estimators: padding, seeding, the compiled driver calls.
 
 They pass ``sklearn.utils.estimator_checks`` and so drop into pipelines, grid searches (sigma2 is
 an ordinary hyper-parameter: ``GridSearchCV(IsotropicGaussianMixture(k), {"sigma2": [...]})``
@@ -19,22 +19,25 @@ weight and always share the first row's label.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin, TransformerMixin
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import init as _init
-from ._driver import DEFAULT_BLOCK_SIZE, FitResult, fit_loop, make_blocks
-from .variants.isotropic import IsotropicParams, isotropic
+from .. import init as _init
+from .._driver import DEFAULT_BLOCK_SIZE, Blocks, FitResult, fit_loop, make_blocks
+from ..variants.isotropic import IsotropicParams, isotropic
 
-__all__ = ["IsotropicGaussianMixture", "KMeans"]
+__all__ = ["_IsotropicBase", "_assign", "_soft", "in_x64", "pad_blocks", "x64"]
 
 # Small inputs share one shape (and so one compiled program): at least 256 rows and 8 columns.
 _MIN_ROWS = 256
@@ -63,11 +66,54 @@ def _jax_key(random_state: Any) -> jax.Array:
     return jax.random.key(seed)
 
 
+def x64() -> contextlib.AbstractContextManager:
+    """A local context in which JAX keeps float64 (``jax.enable_x64(True)``).
+
+    The estimators run every JAX computation inside it, so float64 input is computed in float64
+    whatever the global ``jax_enable_x64`` flag says; the flag itself is left unchanged.
+    """
+    return jax.enable_x64(True)
+
+
+def in_x64(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a method inside :func:`x64` (its JAX work keeps the input's float64)."""
+
+    @functools.wraps(method)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with x64():
+            return method(*args, **kwargs)
+
+    return wrapped
+
+
 def _jax_dtype(dtype: np.dtype) -> np.dtype:
-    """float64 needs JAX's x64 mode; without it the computation runs in float32."""
-    if dtype == np.float64 and not jax.config.jax_enable_x64:
-        return np.dtype(np.float32)
+    """The computation dtype: the input's own (the estimators run inside :func:`x64`)."""
     return np.dtype(dtype)
+
+
+def pad_blocks(X: np.ndarray, w: np.ndarray, *, pad_columns: bool = True) -> Blocks:
+    """Padded rows as driver blocks, the padding rows marked invalid (never relocated).
+
+    Args:
+        X: (N, D) data.
+        w: (N,) sample weights.
+        pad_columns: also pad the columns with zeros (right for K-means, not for a model with a
+            covariance, where a constant column would change the likelihood).
+
+    Returns:
+        :class:`~gmmlimit._driver.Blocks` of the (N_pad, D_pad) rows of :func:`_pad`.
+    """
+    Xp, wp = _pad(X, w)
+    if not pad_columns:
+        Xp = Xp[:, : X.shape[1]]
+    n_pad, d_pad = Xp.shape
+    b = min(DEFAULT_BLOCK_SIZE, n_pad)
+    valid = np.arange(n_pad) < X.shape[0]
+    return Blocks(
+        x=jnp.asarray(Xp.reshape(n_pad // b, b, d_pad)),
+        weight=jnp.asarray(wp.reshape(n_pad // b, b)),
+        valid=jnp.asarray(valid.reshape(n_pad // b, b)),
+    )
 
 
 def _fit_padded(
@@ -226,215 +272,3 @@ class _IsotropicBase(BaseEstimator):
         """
         _, Xp, means, n = self._padded(X)
         return np.asarray(_assign(Xp, means)[0])[:n].astype(np.int64)
-
-
-class KMeans(ClusterMixin, TransformerMixin, _IsotropicBase):
-    """Lloyd's K-means (gmmlimit's isotropic mixture at sigma2 = 0), scikit-learn style.
-
-    Args:
-        n_clusters: number of clusters K.
-        init: ``"k-means++"`` (greedy k-means++), ``"random"`` (random distinct rows) or a
-            (K, D) array of initial centres (then one run, whatever ``n_init``).
-        n_init: number of restarts; the lowest inertia wins.
-        max_iter: maximum Lloyd iterations per restart.
-        tol: centre-shift tolerance relative to the mean feature variance (scikit-learn's).
-        random_state: None, an int or a RandomState; turned into one ``jax.random.key``.
-
-    Attributes:
-        cluster_centers_: (K, D) centres. labels_: (N,) labels. inertia_: the distortion J.
-        n_iter_: iterations of the best restart. n_features_in_: D.
-    """
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        init: Any = "k-means++",
-        n_init: int = 1,
-        max_iter: int = 300,
-        tol: float = 1e-4,
-        random_state: Any = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.init = init
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-
-    def _n_components(self) -> int:
-        return self.n_clusters
-
-    def _sigma2(self) -> float:
-        return 0.0
-
-    def _means(self) -> np.ndarray:
-        return self.cluster_centers_
-
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
-        """Fit the centres.
-
-        Args:
-            X: (N, D) data.
-            y: ignored.
-            sample_weight: optional (N,) non-negative weights.
-
-        Returns:
-            self.
-        """
-        means, res, _ = self._fit(X, sample_weight)
-        self.cluster_centers_ = means
-        self.n_iter_ = int(res.n_iter)
-        self.inertia_ = float(res.objective)
-        self.labels_ = self.predict(X)
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        """Euclidean distances to the centres.
-
-        Args:
-            X: (N, D) data.
-
-        Returns:
-            (N, K) distances.
-        """
-        _, Xp, means, n = self._padded(X)
-        sq = np.asarray(_assign(Xp, means)[1])[:, :n].T
-        return np.sqrt(sq)
-
-    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Minus the inertia of X under the fitted centres (higher is better).
-
-        Args:
-            X: (N, D) data.
-            y: ignored.
-            sample_weight: optional (N,) weights.
-
-        Returns:
-            -sum_n w_n min_k ||x_n - mu_k||^2.
-        """
-        X, Xp, means, n = self._padded(X)
-        labels = np.asarray(_assign(Xp, means)[0])[:n]
-        sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
-        diff = X - self.cluster_centers_[labels]
-        return -float(np.sum(sw * np.sum(diff * diff, axis=1)))
-
-
-class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
-    """EM for the equal-prior Gaussian mixture with one fixed shared variance sigma2 * I.
-
-    ``sigma2`` is a hyper-parameter (not estimated): sweeping it toward 0 turns the fit into
-    K-means, the point of gmmlimit; ``GridSearchCV`` can choose it by held-out log-likelihood.
-
-    Args:
-        n_components: number of components K.
-        sigma2: the shared variance, > 0.
-        init: ``"k-means++"``, ``"random"`` or a (K, D) array of initial means.
-        n_init: number of restarts; the highest log-likelihood wins.
-        max_iter: maximum EM iterations per restart.
-        tol: stop once the relative log-likelihood gain is <= tol.
-        random_state: None, an int or a RandomState; turned into one ``jax.random.key``.
-
-    Attributes:
-        means_: (K, D). weights_: (K,) all 1/K. covariances_: (K,) all sigma2 (spherical, as in
-        scikit-learn's GaussianMixture). labels_: (N,). n_iter_, converged_, lower_bound_ (the
-        mean log-likelihood per sample of the training data), n_features_in_.
-    """
-
-    def __init__(
-        self,
-        n_components: int = 1,
-        *,
-        sigma2: float = 1.0,
-        init: Any = "k-means++",
-        n_init: int = 1,
-        max_iter: int = 300,
-        tol: float = 1e-8,
-        random_state: Any = None,
-    ) -> None:
-        self.n_components = n_components
-        self.sigma2 = sigma2
-        self.init = init
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-
-    def _n_components(self) -> int:
-        return self.n_components
-
-    def _sigma2(self) -> float:
-        s = self.sigma2
-        if isinstance(s, bool) or not isinstance(s, (int, float, np.floating, np.integer)):
-            raise ValueError(f"sigma2 must be a positive number; got {s!r}.")
-        if not (0 < s < math.inf):
-            raise ValueError(
-                f"sigma2 must be a finite number > 0 (use KMeans for the limit 0); got {s!r}."
-            )
-        return float(s)
-
-    def _means(self) -> np.ndarray:
-        return self.means_
-
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> IsotropicGaussianMixture:
-        """Run EM for the means at the fixed sigma2.
-
-        Args:
-            X: (N, D) data.
-            y: ignored.
-            sample_weight: optional (N,) non-negative weights.
-
-        Returns:
-            self.
-        """
-        means, res, total_weight = self._fit(X, sample_weight)
-        k = means.shape[0]
-        self.means_ = means
-        self.weights_ = np.full(k, 1.0 / k)
-        self.covariances_ = np.full(k, float(self.sigma2))
-        self.n_iter_ = int(res.n_iter)
-        self.converged_ = bool(res.converged)
-        self.lower_bound_ = float(res.objective) / total_weight
-        self.labels_ = self.predict(X)
-        return self
-
-    def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        _, Xp, means, n = self._padded(X)
-        resp, lse = _soft(Xp, means, jnp.asarray(self.sigma2, Xp.dtype))
-        k, d = self.means_.shape
-        norm = math.log(k) + 0.5 * d * math.log(2.0 * math.pi * float(self.sigma2))
-        return np.asarray(resp)[:n], np.asarray(lse)[:n] - norm
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Responsibilities r_nk (shifted log-domain softmax; never NaN).
-
-        Args:
-            X: (N, D) data.
-
-        Returns:
-            (N, K) rows summing to one.
-        """
-        return self._soft(X)[0]
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Per-sample log-likelihood log p(x_n).
-
-        Args:
-            X: (N, D) data.
-
-        Returns:
-            (N,) log densities.
-        """
-        return self._soft(X)[1]
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean per-sample log-likelihood of X.
-
-        Args:
-            X: (N, D) data.
-            y: ignored.
-
-        Returns:
-            The mean of :meth:`score_samples`.
-        """
-        return float(np.mean(self.score_samples(X)))

@@ -1,0 +1,370 @@
+"""``GaussianMixture``: scikit-learn's GaussianMixture with EM run by gmmlimit's variants.
+
+The class subclasses ``sklearn.mixture.GaussianMixture``, so parameter validation, the
+initialisations (``init_params``, ``weights_init``, ``means_init``, ``precisions_init``),
+``sample``, ``bic``/``aic`` and the precision attributes are scikit-learn's own. What runs the
+EM iterations, and every E-step behind ``predict``, ``predict_proba``, ``score_samples`` and
+``score``, is gmmlimit's compiled variant for the covariance type (``spherical``, ``diag``,
+``full``, ``tied``) in the input's dtype, with one extra parameter: the inverse temperature
+``beta`` of :mod:`gmmlimit.variants._tempered` (1 is EM; ``inf`` is the hard limit,
+classification EM).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as _SkGaussianMixture
+from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._driver import Blocks, em_iteration
+from ..variants import (
+    DiagParams,
+    FullParams,
+    SphericalParams,
+    TiedParams,
+    diag,
+    full,
+    spherical,
+    tied,
+)
+from ._common import _bucket, in_x64, pad_blocks
+
+__all__ = ["GaussianMixture"]
+
+_VARIANTS = {"spherical": spherical, "diag": diag, "full": full, "tied": tied}
+
+
+def _to_params(cov_type: str, w: Any, m: Any, c: Any, beta: float, reg: float) -> Any:
+    cls = {"spherical": SphericalParams, "diag": DiagParams, "full": FullParams}.get(cov_type)
+    if cls is None:
+        return TiedParams(m, c, w, beta, reg)
+    return cls(m, c, w, beta, reg)
+
+
+def _covariances(cov_type: str, params: Any) -> np.ndarray:
+    if cov_type == "tied":
+        return np.asarray(params.covariance)
+    if cov_type == "full":
+        return np.asarray(params.covariances)
+    return np.asarray(params.variances)
+
+
+def _covariances_from_precision_cholesky(cov_type: str, pc: np.ndarray) -> np.ndarray:
+    """Covariances from scikit-learn's precision Cholesky factors (precisions_init given)."""
+    if cov_type in ("spherical", "diag"):
+        return 1.0 / pc**2
+    if cov_type == "tied":
+        return np.linalg.inv(pc @ pc.T)
+    return np.stack([np.linalg.inv(p @ p.T) for p in pc])
+
+
+def _em(
+    variant: Any,
+    blocks: Blocks,
+    params: Any,
+    prev: jax.Array,
+    tol: jax.Array,
+    max_iter: jax.Array,
+    history_len: int,
+) -> tuple[Any, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """scikit-learn's EM loop: stop once |lower bound change| < tol (per-sample mean)."""
+
+    def cond(c: tuple) -> jax.Array:
+        return (~c[3]) & (c[2] < max_iter)
+
+    def body(c: tuple) -> tuple:
+        p, lb_prev, it, _, hist = c
+        new, stats, _ = em_iteration(variant, p, blocks)
+        lb = stats.free_energy / stats.total_weight
+        hist = hist.at[it].set(lb)
+        return new, lb, it + 1, jnp.abs(lb - lb_prev) < tol, hist
+
+    dtype = blocks.x.dtype
+    start = (
+        params,
+        prev.astype(dtype),
+        jnp.zeros((), jnp.int32),
+        jnp.zeros((), bool),
+        jnp.zeros((history_len,), dtype),
+    )
+    p, lb, it, done, hist = lax.while_loop(cond, body, start)
+    return p, lb, it, done, hist
+
+
+_EM = jax.jit(_em, static_argnames=("variant", "history_len"))
+_EM_FAST = jax.jit(
+    _em,
+    static_argnames=("variant", "history_len"),
+    compiler_options={"xla_backend_optimization_level": 0},
+)
+
+
+def _one(variant: Any, blocks: Blocks, params: Any) -> tuple[Any, jax.Array]:
+    new, stats, _ = em_iteration(variant, params, blocks)
+    return new, stats.free_energy / stats.total_weight
+
+
+_ONE = jax.jit(_one, static_argnames=("variant",))
+
+
+def _estep(variant: Any, params: Any, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    e = variant.e_step(params, x)
+    return e.resp, e.labels, e.log_lik
+
+
+_ESTEP = jax.jit(_estep, static_argnames=("variant",))
+_SMALL = 1 << 16
+
+
+class GaussianMixture(_SkGaussianMixture):
+    """A drop-in for ``sklearn.mixture.GaussianMixture`` whose EM is gmmlimit's, plus ``beta``.
+
+    Parameters and attributes are scikit-learn's (``n_components, covariance_type, tol,
+    reg_covar, max_iter, n_init, init_params, weights_init, means_init, precisions_init,
+    random_state, warm_start, verbose, verbose_interval``; ``weights_, means_, covariances_,
+    precisions_, precisions_cholesky_, converged_, n_iter_, lower_bound_, lower_bounds_``).
+
+    Args:
+        beta: inverse temperature in (0, inf]. 1 (default) is EM for the mixture, identical to
+            scikit-learn's iterates up to rounding; larger values sharpen the responsibilities,
+            ``math.inf`` is the hard limit (each point to its most likely component). The lower
+            bound is then the tempered free energy per sample, (1/beta) ln sum_k pi_k
+            exp(beta ln N_k(x)), which is -min_k(-ln N_k(x)) at beta = inf.
+        **others: as in scikit-learn.
+    """
+
+    _parameter_constraints: dict = {  # noqa: RUF012  (scikit-learn's convention)
+        **_SkGaussianMixture._parameter_constraints,
+        "beta": [float, int],
+    }
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init: Any = None,
+        means_init: Any = None,
+        precisions_init: Any = None,
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        beta: float = 1.0,
+    ) -> None:
+        super().__init__(
+            n_components=n_components,
+            covariance_type=covariance_type,
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
+            weights_init=weights_init,
+            means_init=means_init,
+            precisions_init=precisions_init,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.beta = beta
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = False
+        return tags
+
+    def _check_parameters(self, X: Any, xp: Any = None) -> None:
+        b = self.beta
+        if isinstance(b, bool) or not (isinstance(b, (int, float, np.number)) and b > 0):
+            raise ValueError(f"beta must be a number in (0, inf] (inf: the hard limit); got {b!r}.")
+        super()._check_parameters(X, xp=xp)
+
+    # ------------------------------------------------------------------------------- fitting
+
+    def _params(self, X: np.ndarray) -> Any:
+        """The variant's parameters from the current attributes (validated, in X's dtype)."""
+        cov = getattr(self, "covariances_", None)
+        if cov is None:
+            cov = _covariances_from_precision_cholesky(
+                self.covariance_type, np.asarray(self.precisions_cholesky_, np.float64)
+            )
+        p = _to_params(
+            self.covariance_type,
+            np.asarray(self.weights_, np.float64),
+            np.asarray(self.means_, np.float64),
+            np.asarray(cov, np.float64),
+            float(self.beta),
+            float(self.reg_covar),
+        )
+        return _VARIANTS[self.covariance_type].validate(jnp.asarray(X), p)
+
+    def _set_from(self, params: Any, dtype: np.dtype) -> None:
+        cov = _covariances(self.covariance_type, params).astype(dtype)
+        self._set_parameters(
+            (
+                np.asarray(params.weights).astype(dtype),
+                np.asarray(params.means).astype(dtype),
+                cov,
+                _compute_precision_cholesky(cov, self.covariance_type),
+            )
+        )
+
+    def _run(self, X: np.ndarray, blocks: Blocks, prev: float) -> tuple[float, int, bool, list]:
+        """EM from the current attributes; returns (lower bound, n_iter, converged, history)."""
+        variant = _VARIANTS[self.covariance_type]
+        params = self._params(X)
+        if self.verbose:
+            lb, n_iter, converged, history = prev, 0, False, []
+            for n_iter in range(1, self.max_iter + 1):
+                params, lb_new = _ONE(variant, blocks, params)
+                change = float(lb_new) - lb
+                lb = float(lb_new)
+                history.append(lb)
+                self._print_verbose_msg_iter_end(n_iter, change)
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+        else:
+            em = _EM_FAST if blocks.x.size <= _SMALL else _EM
+            params, lb, n_iter, done, hist = em(
+                variant,
+                blocks,
+                params,
+                jnp.asarray(prev),
+                jnp.asarray(self.tol, blocks.x.dtype),
+                jnp.asarray(self.max_iter, jnp.int32),
+                history_len=_bucket(self.max_iter, 16),
+            )
+            lb, n_iter, converged = float(lb), int(n_iter), bool(done)
+            history = [float(v) for v in np.asarray(hist)[:n_iter]]
+        self._set_from(params, X.dtype)
+        return lb, n_iter, converged, history
+
+    @in_x64
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit the mixture n_init times, keep the best lower bound, return the labels of X.
+
+        Args:
+            X: (N, D) data.
+            y: ignored.
+
+        Returns:
+            (N,) component labels.
+        """
+        self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, n_samples = {X.shape[0]}"
+            )
+        self._check_parameters(X)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        best, best_lb = None, -math.inf
+        self.converged_ = False
+        rng = check_random_state(self.random_state)
+        blocks = pad_blocks(X, np.ones(X.shape[0], X.dtype), pad_columns=False)
+        for init in range(n_init):
+            self._print_verbose_msg_init_beg(init)
+            if do_init:
+                self._initialize_parameters(X, rng)
+            prev = -math.inf if do_init else self.lower_bound_
+            if self.max_iter == 0:
+                result = (prev, 0, False, [])
+            else:
+                result = self._run(X, blocks, prev)
+                self._print_verbose_msg_init_end(result[0], result[2])
+            if best is None or result[0] > best_lb or best_lb == -math.inf:
+                best_lb = result[0]
+                best = (self._get_parameters(), result)
+                self.converged_ = result[2]
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        params, (_, n_iter, _, history) = best
+        self._set_parameters(params)
+        self.n_iter_ = n_iter
+        self.lower_bound_ = best_lb
+        self.lower_bounds_ = history
+        return self._estep(X)[1]
+
+    # ------------------------------------------------------------------------------ inference
+
+    def _estep(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(resp (N, K), labels (N,), per-row log likelihood (N,)) by the variant's E-step."""
+        n = X.shape[0]
+        rows = _bucket(n, 256)
+        Xp = np.empty((rows, X.shape[1]), X.dtype)
+        Xp[:n] = X
+        Xp[n:] = X[0]
+        params = self._params(X)
+        resp, labels, ll = _ESTEP(_VARIANTS[self.covariance_type], params, jnp.asarray(Xp))
+        return np.asarray(resp)[:n], np.asarray(labels)[:n].astype(np.int64), np.asarray(ll)[:n]
+
+    def _checked(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+
+    @in_x64
+    def predict(self, X: Any) -> np.ndarray:
+        """The most likely component of each row (ties: the lowest index).
+
+        Args:
+            X: (N, D) data.
+
+        Returns:
+            (N,) labels.
+        """
+        return self._estep(self._checked(X))[1]
+
+    @in_x64
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Responsibilities at the model's beta (log-domain softmax, rows sum to one).
+
+        Args:
+            X: (N, D) data.
+
+        Returns:
+            (N, K) responsibilities.
+        """
+        return self._estep(self._checked(X))[0]
+
+    @in_x64
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Per-row log-likelihood log p(x) (the tempered free energy when beta != 1).
+
+        Args:
+            X: (N, D) data.
+
+        Returns:
+            (N,) values.
+        """
+        return self._estep(self._checked(X))[2]
+
+    def _estimate_log_prob_resp(self, X: Any, xp: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        with jax.enable_x64(True):
+            resp, _, ll = self._estep(np.asarray(X))
+        with np.errstate(divide="ignore"):
+            return ll, np.log(resp)

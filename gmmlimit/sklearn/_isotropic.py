@@ -1,0 +1,134 @@
+"""The fixed-variance isotropic mixture as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from sklearn.base import ClusterMixin, DensityMixin
+
+from ._common import _IsotropicBase, _soft
+
+__all__ = ["IsotropicGaussianMixture"]
+
+
+class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
+    """EM for the equal-prior Gaussian mixture with one fixed shared variance sigma2 * I.
+
+    ``sigma2`` is a hyper-parameter (not estimated): sweeping it toward 0 turns the fit into
+    K-means, the point of gmmlimit; ``GridSearchCV`` can choose it by held-out log-likelihood.
+
+    Args:
+        n_components: number of components K.
+        sigma2: the shared variance, > 0.
+        init: ``"k-means++"``, ``"random"`` or a (K, D) array of initial means.
+        n_init: number of restarts; the highest log-likelihood wins.
+        max_iter: maximum EM iterations per restart.
+        tol: stop once the relative log-likelihood gain is <= tol.
+        random_state: None, an int or a RandomState; turned into one ``jax.random.key``.
+
+    Attributes:
+        means_: (K, D). weights_: (K,) all 1/K. covariances_: (K,) all sigma2 (spherical, as in
+        scikit-learn's GaussianMixture). labels_: (N,). n_iter_, converged_, lower_bound_ (the
+        mean log-likelihood per sample of the training data), n_features_in_.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        sigma2: float = 1.0,
+        init: Any = "k-means++",
+        n_init: int = 1,
+        max_iter: int = 300,
+        tol: float = 1e-8,
+        random_state: Any = None,
+    ) -> None:
+        self.n_components = n_components
+        self.sigma2 = sigma2
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    def _n_components(self) -> int:
+        return self.n_components
+
+    def _sigma2(self) -> float:
+        s = self.sigma2
+        if isinstance(s, bool) or not isinstance(s, (int, float, np.floating, np.integer)):
+            raise ValueError(f"sigma2 must be a positive number; got {s!r}.")
+        if not (0 < s < math.inf):
+            raise ValueError(
+                f"sigma2 must be a finite number > 0 (use KMeans for the limit 0); got {s!r}."
+            )
+        return float(s)
+
+    def _means(self) -> np.ndarray:
+        return self.means_
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> IsotropicGaussianMixture:
+        """Run EM for the means at the fixed sigma2.
+
+        Args:
+            X: (N, D) data.
+            y: ignored.
+            sample_weight: optional (N,) non-negative weights.
+
+        Returns:
+            self.
+        """
+        means, res, total_weight = self._fit(X, sample_weight)
+        k = means.shape[0]
+        self.means_ = means
+        self.weights_ = np.full(k, 1.0 / k)
+        self.covariances_ = np.full(k, float(self.sigma2))
+        self.n_iter_ = int(res.n_iter)
+        self.converged_ = bool(res.converged)
+        self.lower_bound_ = float(res.objective) / total_weight
+        self.labels_ = self.predict(X)
+        return self
+
+    def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        _, Xp, means, n = self._padded(X)
+        resp, lse = _soft(Xp, means, jnp.asarray(self.sigma2, Xp.dtype))
+        k, d = self.means_.shape
+        norm = math.log(k) + 0.5 * d * math.log(2.0 * math.pi * float(self.sigma2))
+        return np.asarray(resp)[:n], np.asarray(lse)[:n] - norm
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Responsibilities r_nk (shifted log-domain softmax; never NaN).
+
+        Args:
+            X: (N, D) data.
+
+        Returns:
+            (N, K) rows summing to one.
+        """
+        return self._soft(X)[0]
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Per-sample log-likelihood log p(x_n).
+
+        Args:
+            X: (N, D) data.
+
+        Returns:
+            (N,) log densities.
+        """
+        return self._soft(X)[1]
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean per-sample log-likelihood of X.
+
+        Args:
+            X: (N, D) data.
+            y: ignored.
+
+        Returns:
+            The mean of :meth:`score_samples`.
+        """
+        return float(np.mean(self.score_samples(X)))

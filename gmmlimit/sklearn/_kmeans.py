@@ -1,0 +1,390 @@
+"""``KMeans``: a drop-in for ``sklearn.cluster.KMeans`` on gmmlimit's compiled Lloyd iteration."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._common import _assign, _pad, in_x64, pad_blocks
+from ._lloyd import HOST_CHUNK, lloyd_dense, lloyd_sparse, sparse_labels, sq_dist_to_assigned
+from ._seeding import kmeans_plusplus_rows, random_rows
+
+__all__ = ["KMeans"]
+
+
+def _is_arraylike_not_scalar(value: Any) -> bool:
+    return not isinstance(value, str) and not callable(value) and np.ndim(value) > 0
+
+
+def same_clustering(a: np.ndarray, b: np.ndarray, k: int) -> bool:
+    """Whether two labelings are the same partition up to a renaming of the labels."""
+    mapping = np.full(k, -1, np.int64)
+    for la, lb in zip(a, b, strict=True):
+        if mapping[la] == -1:
+            mapping[la] = lb
+        elif mapping[la] != lb:
+            return False
+    return True
+
+
+def _tolerance(X: Any, tol: float) -> float:
+    """scikit-learn's absolute tolerance: tol times the mean per-feature variance (unweighted)."""
+    if tol == 0:
+        return 0.0
+    if sp.issparse(X):
+        mean = np.asarray(X.mean(axis=0), np.float64).ravel()
+        sq = np.asarray(X.multiply(X).mean(axis=0), np.float64).ravel()
+        return float(np.mean(sq - mean * mean) * tol)
+    return float(np.mean(np.var(X, axis=0)) * tol)
+
+
+class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """Lloyd's K-means (the isotropic mixture at sigma2 = 0), a drop-in for scikit-learn's KMeans.
+
+    Same parameters, defaults, attributes, methods, warnings and errors as
+    ``sklearn.cluster.KMeans`` (see ``docs/sklearn.md`` for the few differences). Dense input runs
+    gmmlimit's compiled driver in the input's dtype (float64 stays float64 whatever JAX's global
+    x64 flag says); sparse CSR/CSC input runs the same iterations with scipy on the host.
+
+    Args:
+        n_clusters: number of clusters K.
+        init: ``"k-means++"`` (greedy, 2 + ln K trials), ``"random"`` (K distinct rows drawn by
+            weight), a (K, D) array, or a callable ``init(X, n_clusters, random_state)`` returning
+            one (it receives the validated X and a ``numpy.random.RandomState``).
+        n_init: restarts, or ``"auto"``: 1 for k-means++ or an array, 10 for random or a callable.
+        max_iter: maximum iterations per run.
+        tol: centre-shift tolerance, relative to the mean per-feature variance of X.
+        verbose: print the per-iteration inertia and the stopping reason.
+        random_state: None, an int or a RandomState; one integer seed is drawn from it and turned
+            into one ``jax.random.key`` (restart i uses ``jax.random.split(key, n_init)[i]``).
+        copy_x: accepted for compatibility; X is never modified either way (the centred copy the
+            fit works on is a new array).
+        algorithm: ``"lloyd"`` or ``"elkan"``. Both run the exact Lloyd iterations: Elkan's
+            algorithm is an acceleration that returns the same iterates, so there is one path.
+
+    Attributes:
+        cluster_centers_: (K, D) centres, in X's dtype. labels_: (N,) labels. inertia_: the sum of
+        weighted squared distances to the closest centre. n_iter_: iterations of the best run.
+        n_features_in_, feature_names_in_: as in scikit-learn. _n_init: restarts actually run.
+    """
+
+    _parameter_constraints: dict = {  # noqa: RUF012  (scikit-learn's convention)
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions({"k-means++", "random"}), callable, "array-like"],
+        "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+        "copy_x": ["boolean"],
+        "algorithm": [StrOptions({"lloyd", "elkan"})],
+    }
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: Any = "k-means++",
+        n_init: Any = "auto",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        verbose: int = 0,
+        random_state: Any = None,
+        copy_x: bool = True,
+        algorithm: str = "lloyd",
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    # ----------------------------------------------------------------------------- validation
+
+    def _check_params_vs_input(self, X: Any) -> None:
+        if X.shape[0] < self.n_clusters:
+            raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
+        self._tol = _tolerance(X, self.tol)
+        if self.n_init == "auto":
+            self._n_init = 1 if _is_arraylike_not_scalar(self.init) else 10
+            if isinstance(self.init, str) and self.init == "k-means++":
+                self._n_init = 1
+        else:
+            self._n_init = int(self.n_init)
+        if _is_arraylike_not_scalar(self.init) and self._n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{type(self).__name__} instead of n_init={self._n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._n_init = 1
+        self._algorithm = self.algorithm
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' instead.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._algorithm = "lloyd"
+
+    def _validate_center_shape(self, X: Any, centers: np.ndarray) -> None:
+        if centers.shape[0] != self.n_clusters:
+            raise ValueError(
+                f"The shape of the initial centers {centers.shape} does not match the number of "
+                f"clusters {self.n_clusters}."
+            )
+        if centers.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"The shape of the initial centers {centers.shape} does not match the number of "
+                f"features of the data {X.shape[1]}."
+            )
+
+    def _check_test_data(self, X: Any) -> Any:
+        return validate_data(
+            self,
+            X,
+            accept_sparse="csr",
+            reset=False,
+            dtype=[np.float64, np.float32],
+            order="C",
+            accept_large_sparse=False,
+        )
+
+    # ----------------------------------------------------------------------------- fitting
+
+    def _initial_centres(
+        self, X: Any, Xc: Any, w: np.ndarray, key: jax.Array, rng: np.random.RandomState
+    ) -> np.ndarray:
+        """(K, D) initial centres in the coordinates of Xc (X minus its mean when dense)."""
+        k = self.n_clusters
+        if isinstance(self.init, str):
+            if self.init == "k-means++":
+                idx = kmeans_plusplus_rows(key, Xc, w, k)
+            else:
+                idx = random_rows(key, w, k)
+            rows = Xc[idx]
+            return np.asarray(rows.toarray() if sp.issparse(rows) else rows, dtype=X.dtype)
+        if callable(self.init):
+            centres = self.init(X, k, random_state=rng)
+            if sp.issparse(centres):
+                centres = centres.toarray()
+            centres = check_array(centres, dtype=X.dtype, copy=True, order="C")
+            self._validate_center_shape(X, centres)
+        else:
+            centres = self._init_array.copy()
+        if not sp.issparse(X):
+            centres -= self._x_mean
+        return centres
+
+    @in_x64
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
+        """Compute the K-means clustering.
+
+        Args:
+            X: (N, D) array-like or sparse matrix (CSR; other formats are converted).
+            y: ignored.
+            sample_weight: optional (N,) weights; not used by an array or callable init.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError: on invalid parameters, data, weights or initial centres.
+        """
+        self._validate_params()
+        X = validate_data(
+            self,
+            X,
+            accept_sparse="csr",
+            dtype=[np.float64, np.float32],
+            order="C",
+            accept_large_sparse=False,
+        )
+        self._check_params_vs_input(X)
+        rng = check_random_state(self.random_state)
+        w = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        if _is_arraylike_not_scalar(self.init):
+            self._init_array = check_array(self.init, dtype=X.dtype, copy=True, order="C")
+            self._validate_center_shape(X, self._init_array)
+        dense = not sp.issparse(X)
+        if dense:
+            # Centring (as scikit-learn does) keeps the expanded distances accurate in float32.
+            self._x_mean = X.mean(axis=0)
+            Xc = X - self._x_mean
+            blocks = pad_blocks(Xc, w)
+        else:
+            Xc = X
+        d = X.shape[1]
+        keys = jax.random.split(jax.random.key(int(rng.randint(0, 2**31 - 1))), self._n_init)
+        best = None
+        for key in keys:
+            centres = self._initial_centres(X, Xc, w, key, rng)
+            if self.verbose:
+                print("Initialization complete")
+            if dense:
+                start = np.zeros((self.n_clusters, blocks.x.shape[2]), X.dtype)
+                start[:, :d] = centres
+                means, labels, inertia, n_iter = lloyd_dense(
+                    blocks, X.shape[0], start, self._tol, self.max_iter, bool(self.verbose)
+                )
+                means = means[:, :d]
+            else:
+                means, labels, inertia, n_iter = lloyd_sparse(
+                    Xc, w, centres, self._tol, self.max_iter, bool(self.verbose)
+                )
+            if best is None or (
+                inertia < best[2] and not same_clustering(labels, best[1], self.n_clusters)
+            ):
+                best = (means, labels, inertia, n_iter)
+        means, labels, _, n_iter = best
+        if dense:
+            means = means + self._x_mean
+            del self._x_mean
+        self.__dict__.pop("_init_array", None)
+        self.cluster_centers_ = np.ascontiguousarray(means, dtype=X.dtype)
+        self._n_features_out = self.cluster_centers_.shape[0]
+        # Final labels by predict's own arithmetic, so that fit(X).labels_ == predict(X).
+        self.labels_ = self._labels(X)
+        self.inertia_ = float(
+            np.dot(w, sq_dist_to_assigned(X, self.cluster_centers_, self.labels_))
+        )
+        self.n_iter_ = int(n_iter)
+        distinct = len(set(self.labels_.tolist()))
+        if distinct < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+                f"({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    # ----------------------------------------------------------------------------- inference
+
+    def _labels(self, X: Any) -> np.ndarray:
+        """(N,) nearest-centre labels of validated X (ties: the lowest index)."""
+        C = self.cluster_centers_.astype(X.dtype, copy=False)
+        if sp.issparse(X):
+            return sparse_labels(X, C)
+        Xp, _ = _pad(X)
+        means = np.zeros((C.shape[0], Xp.shape[1]), X.dtype)
+        means[:, : X.shape[1]] = C
+        labels = _assign(jnp.asarray(Xp), jnp.asarray(means))[0]
+        return np.asarray(labels)[: X.shape[0]].astype(np.int64)
+
+    @in_x64
+    def predict(self, X: Any) -> np.ndarray:
+        """Index of the closest centre for each row.
+
+        Args:
+            X: (N, D) array-like or sparse matrix.
+
+        Returns:
+            (N,) int labels.
+        """
+        check_is_fitted(self)
+        return self._labels(self._check_test_data(X))
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
+        """Fit, then return the training labels.
+
+        Args:
+            X: (N, D) array-like or sparse matrix.
+            y: ignored.
+            sample_weight: optional (N,) weights.
+
+        Returns:
+            (N,) labels.
+        """
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def _transform(self, X: Any) -> np.ndarray:
+        C = self.cluster_centers_.astype(X.dtype, copy=False)
+        out = np.empty((X.shape[0], C.shape[0]), X.dtype)
+        if sp.issparse(X):
+            c_sq = np.einsum("kd,kd->k", C, C)
+            x_sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+        chunk = max(1, min(HOST_CHUNK, (1 << 22) // max(1, C.size)))
+        for start in range(0, X.shape[0], chunk):
+            stop = min(start + chunk, X.shape[0])
+            if sp.issparse(X):
+                cross = np.asarray(X[start:stop] @ C.T)
+                sq = x_sq[start:stop, None] - 2.0 * cross + c_sq[None, :]
+            else:
+                diff = X[start:stop, None, :] - C[None, :, :]
+                sq = np.einsum("nkd,nkd->nk", diff, diff)
+            out[start:stop] = np.sqrt(np.maximum(sq, 0.0))
+        return out
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Euclidean distances to the centres.
+
+        Dense rows use differences (a row equal to a centre is at distance exactly 0); sparse rows
+        the expanded form with a sparse-dense product.
+
+        Args:
+            X: (N, D) array-like or sparse matrix.
+
+        Returns:
+            (N, K) distances in X's dtype.
+        """
+        check_is_fitted(self)
+        return self._transform(self._check_test_data(X))
+
+    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
+        """Fit, then return the distances of X to the centres.
+
+        Args:
+            X: (N, D) array-like or sparse matrix.
+            y: ignored.
+            sample_weight: optional (N,) weights.
+
+        Returns:
+            (N, K) distances.
+        """
+        return self.fit(X, sample_weight=sample_weight)._transform(self._check_test_data(X))
+
+    @in_x64
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Minus the K-means objective of X under the fitted centres (higher is better).
+
+        Args:
+            X: (N, D) array-like or sparse matrix.
+            y: ignored.
+            sample_weight: optional (N,) weights.
+
+        Returns:
+            -sum_n w_n min_k ||x_n - c_k||^2.
+        """
+        check_is_fitted(self)
+        X = self._check_test_data(X)
+        w = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        labels = self._labels(X)
+        C = self.cluster_centers_.astype(X.dtype, copy=False)
+        return -float(np.dot(w, sq_dist_to_assigned(X, C, labels)))

@@ -1,0 +1,123 @@
+"""Gaussian mixture with one learned covariance shared by all components, and mixing weights.
+
+p(x) = sum_k pi_k N(x; mu_k, Sigma). Log densities use the Cholesky factor L of the shared Sigma:
+ln N = -(D ln 2 pi + 2 sum_i ln L_ii + ||L^-1 (x - mu_k)||^2) / 2. The M-step pools the centred
+second moments of all components, Sigma = sum_k (s2_k - n_k delta_k delta_k^T) / sum_k n_k, and
+adds ``reg_covar * I``. At beta = 1 the fit is scikit-learn's
+``GaussianMixture(covariance_type="tied")``; beta = inf is its hard limit, classification EM with
+d_nk = -ln N(x_n; mu_k, Sigma), i.e. K-means in the Mahalanobis metric of the pooled within-cluster
+covariance.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+
+from .._validation import is_traced
+from ._gaussian import LOG_2PI, centred, check_common, init_common, mean_update
+from ._tempered import MixtureStats, tempered_variant, update_weights
+
+__all__ = ["TiedParams", "tied"]
+
+
+class TiedParams(NamedTuple):
+    """Parameters of the tied-covariance mixture.
+
+    Attributes:
+        means: (K, D) component means.
+        covariance: (D, D) the shared symmetric positive definite covariance.
+        weights: (K,) mixing weights (normalised by validation).
+        beta: () inverse temperature in (0, inf]; 1 is EM, inf the hard limit.
+        reg_covar: () added to the diagonal of every updated covariance.
+    """
+
+    means: jax.Array
+    covariance: jax.Array
+    weights: jax.Array
+    beta: jax.Array
+    reg_covar: jax.Array
+
+
+def _divergence(params: TiedParams, x: jax.Array) -> jax.Array:
+    chol = jnp.linalg.cholesky(params.covariance)  # (D, D) lower
+    k, d = params.means.shape
+    diff = centred(x, params.means).reshape(-1, d)  # (B K, D)
+    z = solve_triangular(chol, diff.T, lower=True)  # (D, B K)
+    maha = jnp.sum(z * z, axis=0).reshape(x.shape[0], k)
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return 0.5 * (d * LOG_2PI + log_det + maha)
+
+
+def _moments(params: TiedParams, x: jax.Array, wr: jax.Array) -> tuple[jax.Array, jax.Array]:
+    diff = centred(x, params.means)
+    s1 = jnp.einsum("bk,bkd->kd", wr, diff)
+    s2 = jnp.einsum("bk,bkd,bke->de", wr, diff, diff)  # pooled over the components
+    return s1, s2
+
+
+def _m_step(params: TiedParams, stats: MixtureStats) -> TiedParams:
+    s1, s2 = stats.moments
+    means, delta, ok = mean_update(params.means, stats.counts, s1)
+    d = params.means.shape[1]
+    counts = jnp.where(ok, stats.counts, 0.0)
+    total = jnp.sum(stats.counts)
+    between = jnp.einsum("k,kd,ke->de", counts, delta, delta)
+    cov = (s2 - between) / jnp.where(total > 0, total, 1.0)
+    cov = 0.5 * (cov + cov.T) + params.reg_covar * jnp.eye(d, dtype=cov.dtype)
+    keep = (total > 0) & jnp.all(jnp.isfinite(cov))
+    return params._replace(
+        means=means,
+        covariance=jnp.where(keep, cov, params.covariance),
+        weights=update_weights(params, stats),
+    )
+
+
+def _validate(X: jax.Array, params: TiedParams) -> TiedParams:
+    common = check_common(X, params, TiedParams, "means, covariance, weights, beta, reg_covar")
+    d = common["means"].shape[1]
+    cov = params.covariance
+    if not is_traced(cov) and not isinstance(cov, jax.Array):
+        cov = np.asarray(cov)
+    if tuple(cov.shape) != (d, d):
+        raise ValueError(f"covariance must have shape {(d, d)}; got {tuple(cov.shape)}.")
+    if not is_traced(cov):
+        host = np.asarray(cov, dtype=np.float64)
+        if not np.all(np.isfinite(host)):
+            raise ValueError("covariance contains NaN or inf values.")
+        if not np.allclose(host, host.T, rtol=1e-5, atol=0.0):
+            raise ValueError("covariance must be symmetric.")
+        try:
+            np.linalg.cholesky(host)
+        except np.linalg.LinAlgError:
+            raise ValueError("covariance must be positive definite.") from None
+    return TiedParams(covariance=jnp.asarray(cov, dtype=X.dtype), **common)
+
+
+def _init(key: jax.Array, X: jax.Array, k: int) -> TiedParams:
+    """Random rows as means, the mean per-feature spread times I, equal weights, beta 1."""
+    c = init_common(key, X, k)
+    d = X.shape[1]
+    return TiedParams(
+        means=c["means"],
+        covariance=c["variance"] * jnp.eye(d, dtype=X.dtype),
+        weights=c["weights"],
+        beta=c["beta"],
+        reg_covar=c["reg_covar"],
+    )
+
+
+tied = tempered_variant(
+    "tied",
+    divergence=_divergence,
+    moments=_moments,
+    m_step=_m_step,
+    means=lambda p: p.means,
+    validate=_validate,
+    init=_init,
+)
+"""One shared covariance Sigma with a reg_covar floor, learned weights; beta = 1: sklearn's EM."""
