@@ -25,7 +25,7 @@ __all__ = ["main"]
 
 
 def _specs():
-    import experiments
+    from gmmlimit import experiments
 
     return experiments.registry()
 
@@ -37,7 +37,7 @@ def _print(msg: str = "") -> None:
 def _cmd_list(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import paper_figures
+    from gmmlimit import paper_figures
 
     _print("experiments:")
     for name, spec in _specs().items():
@@ -74,8 +74,8 @@ def _run_many(
     progress_enabled: bool = True,
 ) -> tuple[int, list[str]]:
     """Validate every config first, then run each; returns (n_failures, summary lines)."""
-    import experiments
-    from experiments._framework import Progress, make_config, run_experiment
+    from gmmlimit import experiments
+    from gmmlimit.experiments._framework import Progress, make_config, run_experiment
 
     specs = _specs()
     configs = {}
@@ -107,7 +107,7 @@ def _run_many(
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from experiments._framework import parse_set
+    from gmmlimit.experiments._framework import parse_set
 
     overrides = {**_load_config_file(args.config), **parse_set(args.set or [])}
     failures, _ = _run_many([args.name], {args.name: overrides}, args.quick, args.results)
@@ -115,7 +115,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _draw(results: str, out: str, quick: bool | None) -> int:
-    import paper_figures
+    from gmmlimit import paper_figures
 
     written, missing = paper_figures.draw_all(results, out, quick=quick)
     for name, paths in written.items():

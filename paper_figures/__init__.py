@@ -68,7 +68,7 @@ def draw_figure(
         FileNotFoundError: naming the experiment to run when its results are missing or were
             written by an older version that lacks a field the figure reads.
     """
-    from experiments import load_latest
+    from gmmlimit.experiments import load_latest
 
     results = {}
     for name in spec.needs:

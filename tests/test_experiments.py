@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import experiments
 import gmmlimit as gl
-from experiments import Progress, load_latest, make_config, registry, run_experiment
-from experiments._common import load_data
-from gmmlimit import cli
+from gmmlimit import cli, experiments
+from gmmlimit.experiments import Progress, load_latest, make_config, registry, run_experiment
+from gmmlimit.experiments._common import load_data
 
 NAMES = ("responsibilities", "loglik", "updates", "trajectories", "precision")
 _CACHE: dict = {}
@@ -310,7 +309,7 @@ def test_cli_interrupt_then_rerun_resumes(tmp_path, monkeypatch, capsys):
 
 
 def test_changed_experiment_code_never_resumes_old_points(tmp_path, monkeypatch):
-    from experiments import _framework
+    from gmmlimit.experiments import _framework
 
     spec = registry()["loglik"]
     cfg = make_config(spec, {"datasets": "separated,overlapping"}, quick=True)

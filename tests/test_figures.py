@@ -7,9 +7,8 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-import paper_figures
-from gmmlimit import cli
-from paper_figures import draw_figure, index_markdown, registry
+from gmmlimit import cli, paper_figures
+from gmmlimit.paper_figures import draw_figure, index_markdown, registry
 
 FIGURES = (
     "fig1_responsibilities",
@@ -84,4 +83,5 @@ def test_cli_figures_reports_missing_results(tmp_path, capsys):
 
 def test_docs_figures_index_is_current():
     expected = index_markdown(list(paper_figures.registry().values())) + "\n"
-    assert DOCS.read_text() == expected, "regenerate: python -m paper_figures > docs/figures.md"
+    regenerate = "regenerate: python -m gmmlimit.paper_figures > docs/figures.md"
+    assert DOCS.read_text() == expected, regenerate

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from experiments import Progress, make_config, registry, run_experiment
+from gmmlimit.experiments import Progress, make_config, registry, run_experiment
 
 
 def test_variant_limits_quick_run_passes_its_checks(tmp_path):
