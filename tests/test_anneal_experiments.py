@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 import gmmlimit as gl
-from gmmlimit.experiments import registry
+from gmmlimit.experiments import make_config, registry
 from gmmlimit.experiments._anneal_common import group_critical, two_phase_schedule
-from gmmlimit.experiments._framework import make_config
 from gmmlimit.paper_figures import registry as figure_registry
 
 NAMES = ("phase_transition", "anneal_vs_lloyd", "convergence_rate", "em_vs_gradient")
