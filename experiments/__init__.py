@@ -1,8 +1,19 @@
 """Experiments: one module per experiment, each with a module-level ``EXPERIMENT`` spec.
 
-``registry()`` imports every module ``experiments/<name>.py`` (names not starting with ``_``)
-and returns ``{name: ExperimentSpec}``. The framework (configs, resumable sweeps, atomic result
-folders, the results index) lives in :mod:`experiments._framework`.
+``registry()`` imports every module ``gmmlimit/experiments/<name>.py`` (``experiments/`` in the
+repository; names not starting with ``_``) and returns ``{name: ExperimentSpec}``. The framework
+is three modules: :mod:`._config` (specs and typed configs), :mod:`._store` (records, run
+folders, the index and the loader API) and :mod:`._runner` (progress, resumable sweeps, the
+code fingerprint, running).
+
+Reading results (the stable loader API, for figures and a paper builder)::
+
+    from gmmlimit import experiments as ex
+
+    run = ex.load_latest("responsibilities", "results", quick=True)  # default config only
+    run.records["separated"].slope, run.meta["estep"], run.overrides, run.setting
+    quick, entries = ex.select_runs("results", ["loglik", "updates"])  # one setting, no mixing
+    runs = [ex.load_run("results", e["name"], e["run_id"]) for e in entries.values()]
 """
 
 from __future__ import annotations
@@ -10,15 +21,17 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ._framework import (
-    ExperimentSpec,
+from ._config import ExperimentSpec, config_overrides, make_config, parse_set
+from ._runner import Progress, code_fingerprint, run_experiment, sweep
+from ._store import (
     PointStore,
-    Progress,
     RunResult,
+    find_run,
+    list_runs,
     load_latest,
-    make_config,
-    run_experiment,
-    sweep,
+    load_run,
+    read_index,
+    select_runs,
 )
 
 __all__ = [
@@ -26,11 +39,19 @@ __all__ = [
     "PointStore",
     "Progress",
     "RunResult",
+    "code_fingerprint",
+    "config_overrides",
     "enable_x64",
+    "find_run",
+    "list_runs",
     "load_latest",
+    "load_run",
     "make_config",
+    "parse_set",
+    "read_index",
     "registry",
     "run_experiment",
+    "select_runs",
     "sweep",
 ]
 

@@ -11,7 +11,7 @@ import numpy as np
 
 import gmmlimit as gl
 
-from ._data import DATASETS, N_DIGITS, dataset, dataset_shape
+from ._data import DATASETS, N_DIGITS, data_name, dataset, dataset_shape, load_file
 
 # One iteration cap for every fit of the sweeps: it is a static argument of the compiled fit loop,
 # so sharing it lets every experiment reuse one compilation per data shape.
@@ -34,13 +34,17 @@ class DataConfig:
 
     Attributes:
         seed: the root of every ``jax.random`` key of the run.
-        datasets: data sets to run on (``separated, overlapping, anisotropic, digits``).
+        datasets: data sets to run on (``separated, overlapping, anisotropic, digits``, and the
+            name of the ``data`` file, its stem).
         n_samples: N of the synthetic data sets.
         dim: D of the synthetic data sets.
         k: K of the synthetic data sets.
         digits_n: rows of digits used (random subset below 1797).
         digits_k: K used for digits.
         dtype: ``"float64"`` or ``"float32"``.
+        data: a user's data file (``.npy``, ``.npz`` or ``.csv``, N rows of D features), used
+            as it is with K = ``k``; ``gmmlimit run NAME --data PATH`` sets it and runs on it
+            alone.
     """
 
     seed: int = 0
@@ -51,14 +55,17 @@ class DataConfig:
     digits_n: int = N_DIGITS
     digits_k: int = 10
     dtype: str = "float64"
+    data: str | None = None
 
     def validate(self) -> None:
         """Refuse bad combinations before any work (ValueError naming the problem)."""
         if not self.datasets:
             raise ValueError("datasets is empty; name at least one data set.")
+        own = None if self.data is None else data_name(self.data)
+        known = (*DATASETS, own) if own else DATASETS
         for name in self.datasets:
-            if name not in DATASETS:
-                raise ValueError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}.")
+            if name not in known:
+                raise ValueError(f"unknown data set {name!r}; choose from {', '.join(known)}.")
         if len(set(self.datasets)) != len(self.datasets):
             raise ValueError(f"datasets has duplicates: {self.datasets}.")
         if self.dtype not in ("float32", "float64"):
@@ -68,10 +75,14 @@ class DataConfig:
                 raise ValueError(f"{name} must be >= 2; got {getattr(self, name)}.")
         if self.digits_n > N_DIGITS:
             raise ValueError(f"digits_n={self.digits_n} exceeds the {N_DIGITS} digits available.")
+        shape = load_file(self.data).shape if self.data is not None else (0, 0)
         for name in self.datasets:
-            n, _, k = dataset_shape(
-                name, self.n_samples, self.dim, self.k, self.digits_n, self.digits_k
-            )
+            if name == own:
+                n, k = shape[0], self.k
+            else:
+                n, _, k = dataset_shape(
+                    name, self.n_samples, self.dim, self.k, self.digits_n, self.digits_k
+                )
             if k > n:
                 raise ValueError(f"K={k} exceeds N={n} on data set {name!r}; need K <= N.")
 
@@ -121,7 +132,18 @@ def dataset_key(seed: int, name: str) -> jax.Array:
 def load_data(
     config: SweepConfig, name: str, dtype: str | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """The data set ``name`` under ``config`` (same key, hence same data, for every experiment)."""
+    """The data set ``name`` under ``config`` (same key, hence same data, for every experiment).
+
+    Returns:
+        ``(X, labels, info)``: X (N, D) in ``dtype`` (default: the config's), the true labels
+        (None for a user's file) and info with ``name, n, d, k, description``.
+    """
+    dtype = dtype or config.dtype
+    if config.data is not None and name == data_name(config.data):
+        X = load_file(config.data).astype(dtype)
+        n, d = X.shape
+        desc = f"{config.data}: {n} rows, {d} features, as given"
+        return X, None, {"name": name, "n": n, "d": d, "k": config.k, "description": desc}
     return dataset(
         name,
         jax.random.fold_in(dataset_key(config.seed, name), 0),
@@ -130,7 +152,7 @@ def load_data(
         k=config.k,
         digits_n=config.digits_n,
         digits_k=config.digits_k,
-        dtype=dtype or config.dtype,
+        dtype=dtype,
     )
 
 

@@ -20,9 +20,11 @@ import gmmlimit as gl
 
 from ._anneal_common import AnnealDataConfig, anneal_key
 from ._common import dataset_key, load_data
-from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
+from ._config import ExperimentSpec
+from ._runner import Progress, sweep
+from ._store import PointStore
 
-__all__ = ["EXPERIMENT", "AnnealVsLloydConfig", "run"]
+__all__ = ["EXPERIMENT", "AnnealVsLloydConfig", "AnnealVsLloydRecord", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,43 @@ class AnnealVsLloydConfig(AnnealDataConfig):
             raise ValueError(f"rel_tol must be >= 0; got {self.rel_tol}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class AnnealVsLloydRecord:
+    """One data set (R Lloyd restarts per rule, A annealing runs).
+
+    Attributes:
+        lloyd_random: (R,) final distortion J of Lloyd from random data points.
+        lloyd_pp: (R,) final J of Lloyd from k-means++.
+        anneal: (A,) final J of deterministic annealing, one per perturbation key.
+        best: the smallest J of all runs.
+        anneal_median: the median annealing J.
+        frac_random_worse: share of random-start runs above the annealing median.
+        frac_random_better: share of random-start runs below it.
+        frac_pp_worse: share of k-means++ runs above it.
+        frac_pp_better: share of k-means++ runs below it.
+        anneal_over_best: anneal_median / best.
+        lambda_max: the critical sigma2 of the data.
+        n: rows N.
+        d: features D.
+        k: components K.
+    """
+
+    lloyd_random: np.ndarray
+    lloyd_pp: np.ndarray
+    anneal: np.ndarray
+    best: float
+    anneal_median: float
+    frac_random_worse: float
+    frac_random_better: float
+    frac_pp_worse: float
+    frac_pp_better: float
+    anneal_over_best: float
+    lambda_max: float
+    n: int
+    d: int
+    k: int
+
+
 def _lloyd_all(X: np.ndarray, init: Any, keys: jax.Array, k: int, max_iter: int) -> np.ndarray:
     """The final distortion of Lloyd from ``init(key, X, k)`` for every key.
 
@@ -70,7 +109,7 @@ def _lloyd_all(X: np.ndarray, init: Any, keys: jax.Array, k: int, max_iter: int)
     )
 
 
-def _point(config: AnnealVsLloydConfig, name: str) -> dict[str, Any]:
+def _point(config: AnnealVsLloydConfig, name: str) -> AnnealVsLloydRecord:
     X, _, info = load_data(config, name)
     k = info["k"]
     lam = float(gl.critical_sigma2(X))
@@ -96,7 +135,7 @@ def _point(config: AnnealVsLloydConfig, name: str) -> dict[str, Any]:
     best = float(min(lloyd_random.min(), lloyd_pp.min(), anneal_j.min()))
     a = float(np.median(anneal_j))
     tol = config.rel_tol * best
-    return {
+    out: dict[str, Any] = {
         "lloyd_random": lloyd_random,
         "lloyd_pp": lloyd_pp,
         "anneal": anneal_j,
@@ -112,36 +151,41 @@ def _point(config: AnnealVsLloydConfig, name: str) -> dict[str, Any]:
         "d": info["d"],
         "k": k,
     }
+    return AnnealVsLloydRecord(**out)
 
 
 def run(
     config: AnnealVsLloydConfig, progress: Progress, resume: PointStore | None = None
-) -> dict[str, Any]:
+) -> dict[str, AnnealVsLloydRecord]:
     """Every data set is one resumable point; pure computation."""
-    points = sweep(
-        resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
+    return sweep(
+        resume,
+        list(config.datasets),
+        lambda n: _point(config, n),
+        progress,
+        "data sets",
+        AnnealVsLloydRecord,
     )
-    return flatten_points(points, {"datasets": list(config.datasets)})
 
 
-def check(data: dict) -> list[str]:
+def check(config: AnnealVsLloydConfig, records: dict[str, AnnealVsLloydRecord]) -> list[str]:
     """Verified: annealing's distortion is never below the best found (a consistency check)."""
     failures = []
-    for name in data["datasets"]:
-        if not data[f"{name}__anneal_over_best"] >= 1.0:
+    for name, r in records.items():
+        if not r.anneal_over_best >= 1.0:
             failures.append(f"{name}: annealing below the minimum over all runs (impossible)")
     return failures
 
 
-def summarize(data: dict) -> str:
+def summarize(config: AnnealVsLloydConfig, records: dict[str, AnnealVsLloydRecord]) -> str:
     """One line per data set: how often Lloyd ends above/below annealing."""
     parts = []
-    for name in data["datasets"]:
+    for name, r in records.items():
         parts.append(
-            f"{name} J_anneal/J_best {data[f'{name}__anneal_over_best']:.4f}, random-start "
-            f"Lloyd worse {data[f'{name}__frac_random_worse']:.0%} / better "
-            f"{data[f'{name}__frac_random_better']:.0%}, k-means++ worse "
-            f"{data[f'{name}__frac_pp_worse']:.0%} / better {data[f'{name}__frac_pp_better']:.0%}"
+            f"{name} J_anneal/J_best {r.anneal_over_best:.4f}, random-start "
+            f"Lloyd worse {r.frac_random_worse:.0%} / better "
+            f"{r.frac_random_better:.0%}, k-means++ worse "
+            f"{r.frac_pp_worse:.0%} / better {r.frac_pp_better:.0%}"
         )
     return "anneal_vs_lloyd: " + "; ".join(parts)
 
@@ -149,6 +193,7 @@ def summarize(data: dict) -> str:
 EXPERIMENT = ExperimentSpec(
     name="anneal_vs_lloyd",
     config_type=AnnealVsLloydConfig,
+    record_type=AnnealVsLloydRecord,
     run=run,
     summarize=summarize,
     check=check,

@@ -23,9 +23,11 @@ import gmmlimit as gl
 
 from ._anneal_common import AnnealDataConfig
 from ._common import dataset_key, load_data
-from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
+from ._config import ExperimentSpec
+from ._runner import Progress, sweep
+from ._store import PointStore
 
-__all__ = ["EXPERIMENT", "ConvergenceRateConfig", "run"]
+__all__ = ["EXPERIMENT", "ConvergenceRateConfig", "ConvergenceRateRecord", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +68,46 @@ class ConvergenceRateConfig(AnnealDataConfig):
                 raise ValueError(f"{name} must be >= 2; got {getattr(self, name)}.")
 
 
-def _point(config: ConvergenceRateConfig, name: str) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class ConvergenceRateRecord:
+    """One data set (S grid sigma2 values).
+
+    Attributes:
+        sigma2: (S,) the grid, descending (squared data units).
+        measured: (S,) EM's measured linear rate.
+        linearized: (S,) spectral radius of the EM map's Jacobian at the fixed point.
+        collapsed_prediction: (S,) lambda_max / sigma2.
+        predicted: (S,) lambda_max / sigma2 above sigma2_c, the Jacobian's radius below.
+        above: (S,) bool, sigma2 above lambda_max.
+        rel_error_above: (S,) measured / (lambda_max / sigma2) - 1 above sigma2_c (NaN below).
+        floor_ratio: (S,) noise floor over the first error.
+        kmeans_rate: the measured rate of K-means (sigma2 = 0).
+        kmeans_steps_to_exact: steps until K-means lands exactly on its fixed point (-1: never).
+        max_rel_error_above: largest |rel_error_above| (NaN when no grid point is above).
+        lambda_max: the critical sigma2 of the data.
+        n: rows N.
+        d: features D.
+        k: components K.
+    """
+
+    sigma2: np.ndarray
+    measured: np.ndarray
+    linearized: np.ndarray
+    collapsed_prediction: np.ndarray
+    predicted: np.ndarray
+    above: np.ndarray
+    rel_error_above: np.ndarray
+    floor_ratio: np.ndarray
+    kmeans_rate: float
+    kmeans_steps_to_exact: int
+    max_rel_error_above: float
+    lambda_max: float
+    n: int
+    d: int
+    k: int
+
+
+def _point(config: ConvergenceRateConfig, name: str) -> ConvergenceRateRecord:
     X, _, info = load_data(config, name)
     k = info["k"]
     lam = float(gl.critical_sigma2(X))
@@ -103,7 +144,7 @@ def _point(config: ConvergenceRateConfig, name: str) -> dict[str, Any]:
     lloyd_rate = gl.convergence_rate(X, fixed_point(0.0) + kick, 0.0, **opts)
     pred = np.where(above, lam / grid, linearised)
     rel = np.where(above, measured / (lam / grid) - 1.0, np.nan)
-    return {
+    out: dict[str, Any] = {
         "sigma2": grid,
         "measured": measured,
         "linearized": linearised,
@@ -122,42 +163,46 @@ def _point(config: ConvergenceRateConfig, name: str) -> dict[str, Any]:
         "d": info["d"],
         "k": k,
     }
+    return ConvergenceRateRecord(**out)
 
 
 def run(
     config: ConvergenceRateConfig, progress: Progress, resume: PointStore | None = None
-) -> dict[str, Any]:
+) -> dict[str, ConvergenceRateRecord]:
     """Every data set is one resumable point; pure computation."""
-    points = sweep(
-        resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
+    return sweep(
+        resume,
+        list(config.datasets),
+        lambda n: _point(config, n),
+        progress,
+        "data sets",
+        ConvergenceRateRecord,
     )
-    return flatten_points(points, {"datasets": list(config.datasets), "rate_tol": config.rate_tol})
 
 
-def check(data: dict) -> list[str]:
+def check(config: ConvergenceRateConfig, records: dict[str, ConvergenceRateRecord]) -> list[str]:
     """Verified: above sigma2_c the rate is lambda_max / sigma2 (within rate_tol); K-means exact."""
     failures = []
-    for name in data["datasets"]:
-        err = data[f"{name}__max_rel_error_above"]
-        if not err <= data["rate_tol"]:
+    for name, r in records.items():
+        err = r.max_rel_error_above
+        if not err <= config.rate_tol:
             failures.append(
                 f"{name}: measured rate off lambda_max / sigma2 by {err:.2%} above sigma2_c"
             )
-        if data[f"{name}__kmeans_steps_to_exact"] < 0:
+        if r.kmeans_steps_to_exact < 0:
             failures.append(f"{name}: K-means did not land exactly on its fixed point")
     return failures
 
 
-def summarize(data: dict) -> str:
+def summarize(config: ConvergenceRateConfig, records: dict[str, ConvergenceRateRecord]) -> str:
     """One line: the worst relative error above sigma2_c and the smallest measured rate."""
     parts = []
-    for name in data["datasets"]:
-        measured = np.asarray(data[f"{name}__measured"])
+    for name, r in records.items():
         parts.append(
             f"{name} max |rate/(lambda/sigma2) - 1| above sigma2_c "
-            f"{data[f'{name}__max_rel_error_above']:.2e}, rate at smallest sigma2 "
-            f"{measured[-1]:.2e}, K-means exact after "
-            f"{data[f'{name}__kmeans_steps_to_exact']} step(s)"
+            f"{r.max_rel_error_above:.2e}, rate at smallest sigma2 "
+            f"{r.measured[-1]:.2e}, K-means exact after "
+            f"{r.kmeans_steps_to_exact} step(s)"
         )
     return "convergence_rate: " + "; ".join(parts)
 
@@ -165,6 +210,7 @@ def summarize(data: dict) -> str:
 EXPERIMENT = ExperimentSpec(
     name="convergence_rate",
     config_type=ConvergenceRateConfig,
+    record_type=ConvergenceRateRecord,
     run=run,
     summarize=summarize,
     check=check,

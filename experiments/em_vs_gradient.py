@@ -22,9 +22,11 @@ import gmmlimit as gl
 
 from ._anneal_common import AnnealDataConfig
 from ._common import dataset_key, load_data
-from ._framework import ExperimentSpec, PointStore, Progress, sweep
+from ._config import ExperimentSpec
+from ._runner import Progress, sweep
+from ._store import PointStore
 
-__all__ = ["EXPERIMENT", "EmVsGradientConfig", "run"]
+__all__ = ["EXPERIMENT", "EmVsGradientConfig", "EmVsGradientRecord", "run"]
 
 METHODS = ("em", "adam", "lbfgs")
 
@@ -60,7 +62,42 @@ class EmVsGradientConfig(AnnealDataConfig):
             raise ValueError(f"rel_gap must be > 0; got {self.rel_gap}.")
 
 
-def _point(config: EmVsGradientConfig, name: str) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class EmVsGradientRecord:
+    """One data set (S sigma2 values, M methods, T = n_steps iterations).
+
+    Attributes:
+        sigma2: (S,) the sigma2 values (squared data units).
+        sigma2_rel: (S,) the same, relative to lambda_max.
+        methods: the M method names (``em, adam, lbfgs``), the order of the M axes.
+        iterations: (S, M) iterations to the target (-1: never reached).
+        seconds: (S, M) compiled wall time to the target (NaN: never reached).
+        seconds_per_iter: (S, M) wall time per iteration.
+        final: (S, M) final log-likelihood.
+        history: (S, M, T + 1) log-likelihood at every iteration.
+        adam_rate_rel: (S,) Adam's best step size, relative to the data scale.
+        lambda_max: the critical sigma2 of the data.
+        n: rows N.
+        d: features D.
+        k: components K.
+    """
+
+    sigma2: np.ndarray
+    sigma2_rel: np.ndarray
+    methods: tuple[str, ...]
+    iterations: np.ndarray
+    seconds: np.ndarray
+    seconds_per_iter: np.ndarray
+    final: np.ndarray
+    history: np.ndarray
+    adam_rate_rel: np.ndarray
+    lambda_max: float
+    n: int
+    d: int
+    k: int
+
+
+def _point(config: EmVsGradientConfig, name: str) -> EmVsGradientRecord:
     X, _, info = load_data(config, name)
     k = info["k"]
     lam = float(gl.critical_sigma2(X))
@@ -94,10 +131,10 @@ def _point(config: EmVsGradientConfig, name: str) -> dict[str, Any]:
             final[i, j] = c.final
             histories[i, j] = c.history
         adam_lr[i] = costs["adam"].learning_rate / scale
-    return {
+    out: dict[str, Any] = {
         "sigma2": grid,
         "sigma2_rel": np.asarray(config.sigma2_rel, dtype=np.float64),
-        "methods": np.asarray(METHODS),
+        "methods": METHODS,
         "iterations": iterations,
         "seconds": seconds,
         "seconds_per_iter": per_iter,
@@ -109,46 +146,42 @@ def _point(config: EmVsGradientConfig, name: str) -> dict[str, Any]:
         "d": info["d"],
         "k": k,
     }
+    return EmVsGradientRecord(**out)
 
 
 def run(
     config: EmVsGradientConfig, progress: Progress, resume: PointStore | None = None
-) -> dict[str, Any]:
+) -> dict[str, EmVsGradientRecord]:
     """Every data set is one resumable point; pure computation."""
-    points = sweep(
-        resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
+    return sweep(
+        resume,
+        list(config.datasets),
+        lambda n: _point(config, n),
+        progress,
+        "data sets",
+        EmVsGradientRecord,
     )
-    out: dict[str, Any] = {"datasets": list(config.datasets), "methods": list(METHODS)}
-    for name, arrays in points.items():
-        for field, value in arrays.items():
-            if field == "methods":
-                continue
-            out[f"{name}__{field}"] = value if np.ndim(value) else value.item()
-    return out
 
 
-def check(data: dict) -> list[str]:
+def check(config: EmVsGradientConfig, records: dict[str, EmVsGradientRecord]) -> list[str]:
     """Verified: EM's log-likelihood never decreases (EM is a monotone algorithm)."""
     failures = []
-    for name in data["datasets"]:
-        hist = np.asarray(data[f"{name}__history"])  # (S, M, T)
-        em = hist[:, 0]
+    for name, r in records.items():
+        em = r.history[:, r.methods.index("em")]  # (S, T + 1)
         steps = np.diff(em, axis=1)
         if np.any(steps < -1e-9 * np.abs(em[:, :-1])):
             failures.append(f"{name}: EM's log-likelihood decreased")
     return failures
 
 
-def summarize(data: dict) -> str:
+def summarize(config: EmVsGradientConfig, records: dict[str, EmVsGradientRecord]) -> str:
     """One line: per data set, the winner (fewest seconds to the target) at each sigma2."""
     parts = []
-    methods = data["methods"]
-    for name in data["datasets"]:
-        rel = np.asarray(data[f"{name}__sigma2_rel"])
-        secs = np.asarray(data[f"{name}__seconds"])
-        its = np.asarray(data[f"{name}__iterations"])
+    for name, record in records.items():
+        methods = record.methods
+        secs, its = record.seconds, record.iterations
         cells = []
-        for i, r in enumerate(rel):
+        for i, r in enumerate(record.sigma2_rel):
             t = np.where(np.isnan(secs[i]), np.inf, secs[i])
             win = methods[int(np.argmin(t))] if np.isfinite(t).any() else "none"
             its_txt = "/".join(str(int(v)) for v in its[i])
@@ -160,6 +193,7 @@ def summarize(data: dict) -> str:
 EXPERIMENT = ExperimentSpec(
     name="em_vs_gradient",
     config_type=EmVsGradientConfig,
+    record_type=EmVsGradientRecord,
     run=run,
     summarize=summarize,
     check=check,

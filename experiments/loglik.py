@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
 
 import jax
 import numpy as np
@@ -19,9 +18,11 @@ import numpy as np
 import gmmlimit as gl
 
 from ._common import SweepConfig, dataset_key, load_data, reference_means, sigma2_grid
-from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
+from ._config import ExperimentSpec
+from ._runner import Progress, sweep
+from ._store import PointStore
 
-__all__ = ["EXPERIMENT", "LoglikConfig", "run"]
+__all__ = ["EXPERIMENT", "LoglikConfig", "LoglikRecord", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +30,38 @@ class LoglikConfig(SweepConfig):
     """Config of the log-likelihood experiment (defaults: the paper setting)."""
 
 
-def _point(config: LoglikConfig, name: str) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class LoglikRecord:
+    """One data set's sweep (S grid points).
+
+    Attributes:
+        sigma2: (S,) the grid, descending, ending at 0.
+        ltilde: (S,) the scaled log-likelihood L~.
+        J: the K-means distortion at the means.
+        lower: (S,) the lower side of bound 2, J - 2 N sigma2 ln K.
+        rate_bound: (S,) 2 sigma2 (K - 1) sum_n exp(-Delta_n / (2 sigma2)).
+        uncorrected: (S,) -2 sigma2 l (NaN at sigma2 = 0).
+        held: (S,) bool, bound 2 held.
+        rate_held: (S,) bool, J - L~ <= rate_bound held.
+        n: rows N.
+        d: features D.
+        k: components K.
+    """
+
+    sigma2: np.ndarray
+    ltilde: np.ndarray
+    J: float
+    lower: np.ndarray
+    rate_bound: np.ndarray
+    uncorrected: np.ndarray
+    held: np.ndarray
+    rate_held: np.ndarray
+    n: int
+    d: int
+    k: int
+
+
+def _point(config: LoglikConfig, name: str) -> LoglikRecord:
     X, _, info = load_data(config, name)
     key = jax.random.fold_in(dataset_key(config.seed, name), 1)
     _, means = reference_means(X, info["k"], key)
@@ -46,66 +78,70 @@ def _point(config: LoglikConfig, name: str) -> dict[str, Any]:
     lower = J - 2.0 * n * grid * math.log(k)
     eps = float(np.finfo(X.dtype).eps)
     slack = 256 * eps * abs(J)
-    return {
-        "sigma2": grid,
-        "ltilde": ltilde,
-        "J": J,
-        "lower": lower,
-        "rate_bound": rate,
-        "uncorrected": uncorrected,
-        "held": (ltilde >= lower - slack) & (ltilde <= J + slack),
-        "rate_held": J - ltilde <= rate * (1 + 64 * eps) + slack,
-        "n": n,
-        "d": d,
-        "k": k,
-    }
-
-
-def run(config: LoglikConfig, progress: Progress, resume: PointStore | None = None) -> dict:
-    """Sweep every data set (one resumable point each); pure computation."""
-    points = sweep(
-        resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
+    return LoglikRecord(
+        sigma2=grid,
+        ltilde=ltilde,
+        J=J,
+        lower=lower,
+        rate_bound=rate,
+        uncorrected=uncorrected,
+        held=(ltilde >= lower - slack) & (ltilde <= J + slack),
+        rate_held=J - ltilde <= rate * (1 + 64 * eps) + slack,
+        n=n,
+        d=d,
+        k=k,
     )
-    return flatten_points(points, {"datasets": list(config.datasets)})
 
 
-def check(data: dict) -> list[str]:
+def run(
+    config: LoglikConfig, progress: Progress, resume: PointStore | None = None
+) -> dict[str, LoglikRecord]:
+    """Sweep every data set (one resumable point each); pure computation."""
+    return sweep(
+        resume,
+        list(config.datasets),
+        lambda n: _point(config, n),
+        progress,
+        "data sets",
+        LoglikRecord,
+    )
+
+
+def check(config: LoglikConfig, records: dict[str, LoglikRecord]) -> list[str]:
     """Verified: bound 2 and the exponential rate at every grid point; L~ = J at sigma2 = 0."""
     failures = []
-    for name in data["datasets"]:
-        for field, what in (("held", "bound 2"), ("rate_held", "the exponential rate bound")):
-            ok = np.asarray(data[f"{name}__{field}"])
+    for name, r in records.items():
+        for ok, what in ((r.held, "bound 2"), (r.rate_held, "the exponential rate bound")):
             if not ok.all():
                 failures.append(f"{name}: {what} violated at {int((~ok).sum())} sigma2 values")
-        J, last = data[f"{name}__J"], float(data[f"{name}__ltilde"][-1])
-        if not abs(last - J) <= 1e-12 * abs(J):
-            failures.append(f"{name}: L~ = {last!r} at sigma2 = 0, not J = {J!r}")
+        last = float(r.ltilde[-1])
+        if not abs(last - r.J) <= 1e-12 * abs(r.J):
+            failures.append(f"{name}: L~ = {last!r} at sigma2 = 0, not J = {r.J!r}")
     return failures
 
 
-def _at_relative_error(data: dict, name: str, field: str, level: float) -> float:
+def _at_relative_error(record: LoglikRecord, values: np.ndarray, level: float) -> float:
     """The largest grid sigma2 below which |J - value| / J stays <= level."""
-    grid = np.asarray(data[f"{name}__sigma2"])
-    err = np.abs(np.asarray(data[f"{name}__{field}"]) - data[f"{name}__J"]) / data[f"{name}__J"]
+    grid = record.sigma2
+    err = np.abs(values - record.J) / record.J
     bad = np.nonzero(~(err <= level) & (grid > 0))[0]
     first_ok = bad.max() + 1 if bad.size else 0
     return float(grid[first_ok]) if first_ok < grid.size else 0.0
 
 
-def summarize(data: dict) -> str:
+def summarize(config: LoglikConfig, records: dict[str, LoglikRecord]) -> str:
     """One line: bound counts and where L~ and the uncorrected -2 sigma2 l reach J to 1e-3."""
-    names = data["datasets"]
-    held = sum(int(np.sum(data[f"{n}__held"])) for n in names)
-    rate = sum(int(np.sum(data[f"{n}__rate_held"])) for n in names)
-    total = sum(len(data[f"{n}__held"]) for n in names)
+    held = sum(int(np.sum(r.held)) for r in records.values())
+    rate = sum(int(np.sum(r.rate_held)) for r in records.values())
+    total = sum(len(r.held) for r in records.values())
 
     def fmt(value: float) -> str:
         return f"{value:.2g}" if value > 0 else "never above 0"
 
     reach = ", ".join(
-        f"{n} {fmt(_at_relative_error(data, n, 'ltilde', 1e-3))} vs "
-        f"{fmt(_at_relative_error(data, n, 'uncorrected', 1e-3))}"
-        for n in names
+        f"{n} {fmt(_at_relative_error(r, r.ltilde, 1e-3))} vs "
+        f"{fmt(_at_relative_error(r, r.uncorrected, 1e-3))}"
+        for n, r in records.items()
     )
     return (
         f"loglik: bound 2 held at {held}/{total}, exponential rate at {rate}/{total} points; "
@@ -116,6 +152,7 @@ def summarize(data: dict) -> str:
 EXPERIMENT = ExperimentSpec(
     name="loglik",
     config_type=LoglikConfig,
+    record_type=LoglikRecord,
     run=run,
     summarize=summarize,
     check=check,

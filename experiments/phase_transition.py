@@ -25,9 +25,11 @@ from ._anneal_common import (
     two_phase_schedule,
 )
 from ._common import load_data
-from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
+from ._config import ExperimentSpec
+from ._runner import Progress, sweep
+from ._store import PointStore
 
-__all__ = ["EXPERIMENT", "PhaseTransitionConfig", "run"]
+__all__ = ["EXPERIMENT", "PhaseTransitionConfig", "PhaseTransitionRecord", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +82,52 @@ class PhaseTransitionConfig(AnnealDataConfig):
             )
 
 
-def _point(config: PhaseTransitionConfig, name: str) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class PhaseTransitionRecord:
+    """One data set's annealing path (S EM stages plus the K-means stage, M splits).
+
+    Attributes:
+        sigma2: (S + 1,) sigma2 of every stage (the last, 0, is K-means).
+        n_distinct: (S + 1,) distinct centres at the end of each stage.
+        distortion: (S + 1,) K-means distortion J of the means.
+        log_likelihood: (S + 1,) log-likelihood at each stage's sigma2.
+        projected: (S + 1, K, 2) centre coordinates on the top two principal axes.
+        splits: (M, 4) sigma2 before, sigma2 after, count before, count after, per split.
+        split_measured: (M,) split sigma2 (geometric midpoint of its two stages).
+        split_predicted: (M,) predicted split sigma2 (the splitting group's lambda_max).
+        split_rel_error: (M,) measured / predicted - 1.
+        lambda_max: the critical sigma2 of the data.
+        mean_variance: mean per-feature variance of the data.
+        first_split_rel_error: first split / lambda_max - 1 (NaN: no split).
+        first_split_after: sigma2 of the first stage after the first split.
+        first_split_before: sigma2 of the last stage before it.
+        kmeans_distortion: J at the end.
+        n: rows N.
+        d: features D.
+        k: components K.
+    """
+
+    sigma2: np.ndarray
+    n_distinct: np.ndarray
+    distortion: np.ndarray
+    log_likelihood: np.ndarray
+    projected: np.ndarray
+    splits: np.ndarray
+    split_measured: np.ndarray
+    split_predicted: np.ndarray
+    split_rel_error: np.ndarray
+    lambda_max: float
+    mean_variance: float
+    first_split_rel_error: float
+    first_split_after: float
+    first_split_before: float
+    kmeans_distortion: float
+    n: int
+    d: int
+    k: int
+
+
+def _point(config: PhaseTransitionConfig, name: str) -> PhaseTransitionRecord:
     X, _, info = load_data(config, name)
     k = info["k"]
     lam = float(gl.critical_sigma2(X))
@@ -109,7 +156,7 @@ def _point(config: PhaseTransitionConfig, name: str) -> dict[str, Any]:
         stage = int(np.nonzero(sigma2 == before)[0][0])
         predicted[i] = group_critical(X, means[stage], before, config.merge_tol * scale)
     basis = pca_basis(X)
-    return {
+    out: dict[str, Any] = {
         "sigma2": sigma2,
         "n_distinct": np.asarray(path.n_distinct),
         "distortion": np.asarray(path.distortion, dtype=np.float64),
@@ -129,46 +176,49 @@ def _point(config: PhaseTransitionConfig, name: str) -> dict[str, Any]:
         "d": info["d"],
         "k": k,
     }
+    return PhaseTransitionRecord(**out)
 
 
 def run(
     config: PhaseTransitionConfig, progress: Progress, resume: PointStore | None = None
-) -> dict[str, Any]:
+) -> dict[str, PhaseTransitionRecord]:
     """Anneal every data set (one resumable point each); pure computation."""
-    points = sweep(
-        resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
-    )
-    return flatten_points(
-        points, {"datasets": list(config.datasets), "split_tol": config.split_tol}
+    return sweep(
+        resume,
+        list(config.datasets),
+        lambda n: _point(config, n),
+        progress,
+        "data sets",
+        PhaseTransitionRecord,
     )
 
 
-def check(data: dict) -> list[str]:
+def check(config: PhaseTransitionConfig, records: dict[str, PhaseTransitionRecord]) -> list[str]:
     """Verified: the first split lies within split_tol of lambda_max on every data set."""
     failures = []
-    for name in data["datasets"]:
-        err = data[f"{name}__first_split_rel_error"]
-        if not abs(err) <= data["split_tol"]:
+    for name, r in records.items():
+        err = r.first_split_rel_error
+        if not abs(err) <= config.split_tol:
             failures.append(
                 f"{name}: first split at {1 + err:.4f} lambda_max, not within "
-                f"{data['split_tol']:.0%}"
+                f"{config.split_tol:.0%}"
             )
     return failures
 
 
-def summarize(data: dict) -> str:
+def summarize(config: PhaseTransitionConfig, records: dict[str, PhaseTransitionRecord]) -> str:
     """One line: first-split relative errors and the later-split errors per data set."""
     parts = []
-    for name in data["datasets"]:
-        later = np.asarray(data[f"{name}__split_rel_error"])[1:]
+    for name, r in records.items():
+        later = r.split_rel_error[1:]
         later_txt = ", ".join(f"{e:+.3f}" for e in later) if later.size else "none"
-        lam = data[f"{name}__lambda_max"]
+        lam = r.lambda_max
         parts.append(
-            f"{name} first {data[f'{name}__first_split_rel_error']:+.4f} (between stages "
-            f"{data[f'{name}__first_split_before'] / lam:.4f} and "
-            f"{data[f'{name}__first_split_after'] / lam:.4f} lambda_max) "
-            f"(lambda_max {data[f'{name}__lambda_max']:.3g} vs mean variance "
-            f"{data[f'{name}__mean_variance']:.3g}), later [{later_txt}]"
+            f"{name} first {r.first_split_rel_error:+.4f} (between stages "
+            f"{r.first_split_before / lam:.4f} and "
+            f"{r.first_split_after / lam:.4f} lambda_max) "
+            f"(lambda_max {lam:.3g} vs mean variance "
+            f"{r.mean_variance:.3g}), later [{later_txt}]"
         )
     return "phase_transition: split sigma2 / predicted - 1: " + "; ".join(parts)
 
@@ -176,6 +226,7 @@ def summarize(data: dict) -> str:
 EXPERIMENT = ExperimentSpec(
     name="phase_transition",
     config_type=PhaseTransitionConfig,
+    record_type=PhaseTransitionRecord,
     run=run,
     summarize=summarize,
     check=check,

@@ -24,9 +24,18 @@ import numpy as np
 import gmmlimit as gl
 
 from ._common import SweepConfig, dataset_key, load_data, reference_means, sigma2_grid
-from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
+from ._config import ExperimentSpec
+from ._runner import Progress, sweep
+from ._store import PointStore
 
-__all__ = ["EXPERIMENT", "PrecisionConfig", "naive_responsibilities", "run"]
+__all__ = [
+    "EXPERIMENT",
+    "PrecisionConfig",
+    "PrecisionPoint",
+    "PrecisionRecord",
+    "naive_responsibilities",
+    "run",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +65,60 @@ class PrecisionConfig(SweepConfig):
             raise ValueError(f"max_iter must be >= 1; got {self.max_iter}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class PrecisionPoint:
+    """One data set in one precision (S grid points, F EM fits, N rows).
+
+    Attributes:
+        sigma2: (S,) the grid in float64, descending, ending at 0.
+        frac_onehot: (S,) share of rows exactly one-hot (stable E-step).
+        stable_nonfinite_rows: (S,) rows with NaN or inf (stable E-step; must be 0).
+        row_sum_err: (S,) largest |sum_k r_nk - 1|.
+        naive_nan_rows: (S,) rows with NaN or inf (naive E-step).
+        fit_sigma2: (F,) sigma2 of the full EM fits (float32 only; empty for float64).
+        fit_finite: (F,) bool, those fits stayed finite.
+        ltilde_finite: (S,) bool, L~ finite (float32 only; empty for float64).
+        x_soft_max: largest exponent Delta_n / (2 sigma2) of a row not yet one-hot.
+        x_hard_min: smallest exponent of a one-hot row.
+        threshold: the dtype's one-hot exponent, -ln(smallest normal).
+        onehot_onset: largest grid sigma2 where every row is one-hot (-1: never).
+        onehot_onset_predicted: min(Delta) / (2 threshold).
+        naive_nan_onset: largest grid sigma2 where the naive E-step has a NaN row (-1: never).
+        naive_nan_onset_predicted: max_n d_n* / (2 threshold).
+        naive_nan_next_above: the grid sigma2 just above the naive NaN onset.
+        eps: the dtype's machine epsilon.
+        delta: (N,) the gaps Delta_n in the working precision.
+        d_star: (N,) squared distance of every row to its nearest mean (float64).
+    """
+
+    sigma2: np.ndarray
+    frac_onehot: np.ndarray
+    stable_nonfinite_rows: np.ndarray
+    row_sum_err: np.ndarray
+    naive_nan_rows: np.ndarray
+    fit_sigma2: np.ndarray
+    fit_finite: np.ndarray
+    ltilde_finite: np.ndarray
+    x_soft_max: float
+    x_hard_min: float
+    threshold: float
+    onehot_onset: float
+    onehot_onset_predicted: float
+    naive_nan_onset: float
+    naive_nan_onset_predicted: float
+    naive_nan_next_above: float
+    eps: float
+    delta: np.ndarray
+    d_star: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionRecord:
+    """One data set: a :class:`PrecisionPoint` per precision, keyed by dtype name."""
+
+    by_dtype: dict[str, PrecisionPoint]
+
+
 @jax.jit
 def naive_responsibilities(X: jax.Array, means: jax.Array, sigma2: jax.Array) -> jax.Array:
     """The textbook E-step exp(-d_nk / (2 sigma2)) / sum_j exp(-d_nj / (2 sigma2)), unshifted.
@@ -78,7 +141,7 @@ def _row_stats(resp: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return onehot, bad, row_sum_err
 
 
-def _point(config: PrecisionConfig, key_name: str) -> dict[str, Any]:
+def _point(config: PrecisionConfig, key_name: str) -> PrecisionPoint:
     name, dtype = key_name.rsplit("-", 1)
     X64, _, info = load_data(config, name, dtype="float64")
     key = jax.random.fold_in(dataset_key(config.seed, name), 1)
@@ -118,7 +181,7 @@ def _point(config: PrecisionConfig, key_name: str) -> dict[str, Any]:
         ltilde = np.asarray(jax.vmap(lambda s: gl.scaled_log_likelihood(X, means, s))(grid))
     else:
         fit_grid, fit_finite, ltilde = np.zeros(0, dtype), np.zeros(0, bool), np.zeros(0, dtype)
-    return {
+    out: dict[str, Any] = {
         "sigma2": grid64,
         "frac_onehot": onehot.mean(axis=1),
         "stable_nonfinite_rows": bad.sum(axis=1),
@@ -141,61 +204,69 @@ def _point(config: PrecisionConfig, key_name: str) -> dict[str, Any]:
         "delta": delta,
         "d_star": d_star,
     }
+    return PrecisionPoint(**out)
 
 
-def run(config: PrecisionConfig, progress: Progress, resume: PointStore | None = None) -> dict:
+def run(
+    config: PrecisionConfig, progress: Progress, resume: PointStore | None = None
+) -> dict[str, PrecisionRecord]:
     """Every (data set, precision) is one resumable point; pure computation."""
     keys = [f"{n}-{d}" for n in config.datasets for d in config.dtypes]
-    points = sweep(resume, keys, lambda key: _point(config, key), progress, "data sets x dtypes")
-    return flatten_points(
-        points, {"datasets": list(config.datasets), "dtypes": list(config.dtypes)}
+    points = sweep(
+        resume,
+        keys,
+        lambda key: _point(config, key),
+        progress,
+        "data sets x dtypes",
+        PrecisionPoint,
     )
+    return {
+        n: PrecisionRecord(by_dtype={d: points[f"{n}-{d}"] for d in config.dtypes})
+        for n in config.datasets
+    }
 
 
-def check(data: dict) -> list[str]:
+def check(config: PrecisionConfig, records: dict[str, PrecisionRecord]) -> list[str]:
     """Verified statements of precision (DESIGN.md statement 6), per data set and dtype."""
     failures = []
-    for name in data["datasets"]:
-        for dtype in data["dtypes"]:
-            p = f"{name}-{dtype}"
-            g = lambda f, p=p: data[f"{p}__{f}"]  # noqa: E731
-            if np.any(np.asarray(g("stable_nonfinite_rows")) > 0):
+    for name, record in records.items():
+        for dtype, r in record.by_dtype.items():
+            p = f"{name} {dtype}"
+            if np.any(r.stable_nonfinite_rows > 0):
                 failures.append(f"{p}: the stable E-step produced NaN or inf")
-            if np.any(np.asarray(g("row_sum_err")) > 8 * g("eps")):
+            if np.any(r.row_sum_err > 8 * r.eps):
                 failures.append(f"{p}: responsibilities do not sum to one")
-            if not np.all(g("fit_finite")) or not np.all(g("ltilde_finite")):
+            if not np.all(r.fit_finite) or not np.all(r.ltilde_finite):
                 failures.append(f"{p}: an EM fit or L~ turned non-finite")
-            if g("frac_onehot")[-1] != 1.0:
+            if r.frac_onehot[-1] != 1.0:
                 failures.append(f"{p}: not exactly one-hot at sigma2 = 0")
-            lo, hi, t = g("x_soft_max"), g("x_hard_min"), g("threshold")
+            lo, hi, t = r.x_soft_max, r.x_hard_min, r.threshold
             if not (lo <= t * 1.001 and t <= hi * 1.001 and hi <= t * 1.02):
                 failures.append(
                     f"{p}: one-hot onset exponent bracket [{lo:.4g}, {hi:.4g}] does not match "
                     f"the threshold {t:.4g}"
                 )
-            onset, pred = g("naive_nan_onset"), g("naive_nan_onset_predicted")
+            onset, pred = r.naive_nan_onset, r.naive_nan_onset_predicted
             if onset <= 0:
                 failures.append(f"{p}: the naive E-step never produced NaN (no contrast)")
-            elif not (onset <= pred * 1.001 and pred <= g("naive_nan_next_above") * 1.001):
+            elif not (onset <= pred * 1.001 and pred <= r.naive_nan_next_above * 1.001):
                 failures.append(f"{p}: naive NaN onset at sigma2 {onset:.3g}, predicted {pred:.3g}")
     return failures
 
 
-def summarize(data: dict) -> str:
-    """One line: measured one-hot exponent and naive NaN onset per dtype (first data set)."""
+def summarize(config: PrecisionConfig, records: dict[str, PrecisionRecord]) -> str:
+    """One line: measured one-hot exponent and naive NaN onset per dtype, over the data sets."""
     parts = []
-    first = data["datasets"][0]
-    for dtype in data["dtypes"]:
-        lo = max(data[f"{n}-{dtype}__x_soft_max"] for n in data["datasets"])
-        hi = min(data[f"{n}-{dtype}__x_hard_min"] for n in data["datasets"])
-        bad = sum(
-            int(np.sum(data[f"{n}-{dtype}__stable_nonfinite_rows"])) for n in data["datasets"]
-        )
-        naive = sum(int(data[f"{n}-{dtype}__naive_nan_onset"] > 0) for n in data["datasets"])
+    for dtype in config.dtypes:
+        points = [r.by_dtype[dtype] for r in records.values()]
+        lo = max(p.x_soft_max for p in points)
+        hi = min(p.x_hard_min for p in points)
+        bad = sum(int(np.sum(p.stable_nonfinite_rows)) for p in points)
+        naive = sum(int(p.naive_nan_onset > 0) for p in points)
         parts.append(
             f"{dtype}: one-hot once Delta/(2 sigma2) in ({lo:.4g}, {hi:.4g}] "
-            f"(threshold {data[f'{first}-{dtype}__threshold']:.4g}), "
-            f"stable NaN/inf rows {bad}, naive NaN on {naive}/{len(data['datasets'])} data sets"
+            f"(threshold {points[0].threshold:.4g}), "
+            f"stable NaN/inf rows {bad}, naive NaN on {naive}/{len(points)} data sets"
         )
     return "precision: " + "; ".join(parts)
 
@@ -203,6 +274,7 @@ def summarize(data: dict) -> str:
 EXPERIMENT = ExperimentSpec(
     name="precision",
     config_type=PrecisionConfig,
+    record_type=PrecisionRecord,
     run=run,
     summarize=summarize,
     check=check,

@@ -18,9 +18,11 @@ import numpy as np
 import gmmlimit as gl
 
 from ._common import SweepConfig, dataset_key, load_data, reference_means, sigma2_grid
-from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
+from ._config import ExperimentSpec
+from ._runner import Progress, sweep
+from ._store import PointStore
 
-__all__ = ["EXPERIMENT", "ResponsibilitiesConfig", "fit_regime", "run"]
+__all__ = ["EXPERIMENT", "ResponsibilitiesConfig", "ResponsibilitiesRecord", "fit_regime", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,55 @@ class ResponsibilitiesConfig(SweepConfig):
             )
 
 
+@dataclasses.dataclass(frozen=True)
+class ResponsibilitiesRecord:
+    """One data set's sweep (S grid points, N rows, K components, D features, P snapshots).
+
+    Attributes:
+        sigma2: (S,) the grid, descending, ending at 0.
+        max_gap: (S,) largest |r_nk - onehot_nk|.
+        mean_gap: (S,) mean |r_nk - onehot_nk|.
+        max_bound: (S,) largest bound 1, (K - 1) exp(-Delta_n / (2 sigma2)).
+        mean_bound: (S,) mean bound 1 times 2 / K (the bound on the mean gap).
+        held: (S,) bool, bound 1 held at every (row, component).
+        fit_mask: (S,) bool, grid points used by the slope fit.
+        delta: (N,) the gap Delta_n of every row at the means.
+        delta_min: min(Delta).
+        slope: fitted slope of log(max gap) against 1/sigma2 (NaN: too few points).
+        slope_predicted: -min(Delta) / 2.
+        critical_sigma2: lambda_max of the data covariance.
+        n: rows N.
+        d: features D.
+        k: components K.
+        onehot_threshold: the dtype's one-hot exponent, -ln(smallest normal).
+        means: (K, D) the Lloyd fixed point the sweep is taken at.
+        X: (N, D) the data (2-D data sets only).
+        snap_sigma2: (P,) snapshot sigma2 values (2-D data sets only).
+        snap_resp: (P, N, K) responsibilities at the snapshots (2-D data sets only).
+    """
+
+    sigma2: np.ndarray
+    max_gap: np.ndarray
+    mean_gap: np.ndarray
+    max_bound: np.ndarray
+    mean_bound: np.ndarray
+    held: np.ndarray
+    fit_mask: np.ndarray
+    delta: np.ndarray
+    delta_min: float
+    slope: float
+    slope_predicted: float
+    critical_sigma2: float
+    n: int
+    d: int
+    k: int
+    onehot_threshold: float
+    means: np.ndarray
+    X: np.ndarray | None = None
+    snap_sigma2: np.ndarray | None = None
+    snap_resp: np.ndarray | None = None
+
+
 def fit_regime(
     sigma2: np.ndarray, max_gap: np.ndarray, delta_min: float, low: float, high: float
 ) -> np.ndarray:
@@ -65,7 +116,7 @@ def fit_regime(
     return positive & (x >= low) & (x <= high) & (max_gap > 0)
 
 
-def _point(config: ResponsibilitiesConfig, name: str) -> dict[str, Any]:
+def _point(config: ResponsibilitiesConfig, name: str) -> ResponsibilitiesRecord:
     X, _, info = load_data(config, name)
     key = jax.random.fold_in(dataset_key(config.seed, name), 1)
     _, means = reference_means(X, info["k"], key)
@@ -102,39 +153,42 @@ def _point(config: ResponsibilitiesConfig, name: str) -> dict[str, Any]:
         "d": info["d"],
         "k": info["k"],
         "onehot_threshold": threshold,
+        "means": means,
     }
     if info["d"] == 2:
         snaps = np.asarray(config.snapshot_sigma2, X.dtype) * out["critical_sigma2"]
         out["X"] = X
-        out["means"] = means
         out["snap_sigma2"] = snaps
         out["snap_resp"] = np.asarray(
             jax.vmap(lambda s: gl.responsibilities(X, means, s))(snaps.astype(X.dtype))
         )
-    return out
+    return ResponsibilitiesRecord(**out)
 
 
 def run(
     config: ResponsibilitiesConfig, progress: Progress, resume: PointStore | None = None
-) -> dict[str, Any]:
+) -> dict[str, ResponsibilitiesRecord]:
     """Sweep every data set (one resumable point each); pure computation."""
-    points = sweep(
-        resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
+    return sweep(
+        resume,
+        list(config.datasets),
+        lambda n: _point(config, n),
+        progress,
+        "data sets",
+        ResponsibilitiesRecord,
     )
-    return flatten_points(points, {"datasets": list(config.datasets)})
 
 
-def check(data: dict) -> list[str]:
+def check(config: ResponsibilitiesConfig, records: dict[str, ResponsibilitiesRecord]) -> list[str]:
     """Verified statements: bound 1 at every grid point; the slope within 5%; 0 at sigma2 = 0."""
     failures = []
-    for name in data["datasets"]:
-        held = np.asarray(data[f"{name}__held"])
-        if not held.all():
-            failures.append(f"{name}: bound 1 violated at {int((~held).sum())} sigma2 values")
-        if data[f"{name}__max_gap"][-1] != 0:
+    for name, r in records.items():
+        if not r.held.all():
+            failures.append(f"{name}: bound 1 violated at {int((~r.held).sum())} sigma2 values")
+        if r.max_gap[-1] != 0:
             failures.append(f"{name}: responsibilities not exactly one-hot at sigma2 = 0")
-        n_fit = int(np.sum(data[f"{name}__fit_mask"]))
-        ratio = data[f"{name}__slope"] / data[f"{name}__slope_predicted"]
+        n_fit = int(np.sum(r.fit_mask))
+        ratio = r.slope / r.slope_predicted
         if n_fit < 3:
             failures.append(f"{name}: only {n_fit} grid points in the slope-fit regime (need 3)")
         elif not abs(ratio - 1) <= 0.05:
@@ -142,15 +196,13 @@ def check(data: dict) -> list[str]:
     return failures
 
 
-def summarize(data: dict) -> str:
+def summarize(config: ResponsibilitiesConfig, records: dict[str, ResponsibilitiesRecord]) -> str:
     """One line: bound held count and fitted vs predicted slopes."""
-    names = data["datasets"]
-    held = sum(int(np.sum(data[f"{n}__held"])) for n in names)
-    total = sum(len(data[f"{n}__held"]) for n in names)
+    held = sum(int(np.sum(r.held)) for r in records.values())
+    total = sum(len(r.held) for r in records.values())
     slopes = ", ".join(
-        f"{n} {data[f'{n}__slope']:.4g} vs {data[f'{n}__slope_predicted']:.4g} "
-        f"(ratio {data[f'{n}__slope'] / data[f'{n}__slope_predicted']:.5f})"
-        for n in names
+        f"{n} {r.slope:.4g} vs {r.slope_predicted:.4g} (ratio {r.slope / r.slope_predicted:.5f})"
+        for n, r in records.items()
     )
     return (
         f"responsibilities: bound 1 held at {held}/{total} (data set, sigma2) points; "
@@ -161,6 +213,7 @@ def summarize(data: dict) -> str:
 EXPERIMENT = ExperimentSpec(
     name="responsibilities",
     config_type=ResponsibilitiesConfig,
+    record_type=ResponsibilitiesRecord,
     run=run,
     summarize=summarize,
     check=check,

@@ -22,9 +22,18 @@ from sklearn.metrics import adjusted_rand_score
 import gmmlimit as gl
 
 from ._common import SweepConfig, dataset_key, load_data, reference_means, sigma2_grid
-from ._framework import ExperimentSpec, PointStore, Progress, sweep
+from ._config import ExperimentSpec
+from ._runner import Progress, sweep
+from ._store import PointStore
 
-__all__ = ["EXPERIMENT", "TrajectoriesConfig", "largest_equal_sigma2", "run"]
+__all__ = [
+    "EXPERIMENT",
+    "TrajectoriesConfig",
+    "TrajectoriesRecord",
+    "TrajectoryPoint",
+    "largest_equal_sigma2",
+    "run",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +61,99 @@ class TrajectoriesConfig(SweepConfig):
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
         if not (self.tol >= 0 and np.isfinite(self.tol)):
             raise ValueError(f"tol must be a finite number >= 0; got {self.tol}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajectoryPoint:
+    """One restart on one data set (S grid points, T recorded steps, K, D).
+
+    Attributes:
+        sigma2: (S,) the grid, descending, ending at 0.
+        ari: (S,) adjusted Rand index between EM's and Lloyd's final partitions.
+        equal: (S,) bool, EM's partition equals Lloyd's.
+        n_iter: (S,) EM iterations.
+        lloyd_n_iter: Lloyd's iterations.
+        path_dist: (S, T + 1) Frobenius distance between the EM and Lloyd iterates.
+        sigma2_star: largest grid sigma2 below which every partition equals Lloyd's.
+        fit_finite: every EM fit finite.
+        zero_equal_labels: EM at sigma2 = 0 ends at Lloyd's labels.
+        zero_equal_means: EM at sigma2 = 0 ends at Lloyd's means (to rounding).
+        zero_equal_n_iter: EM at sigma2 = 0 takes Lloyd's iteration count.
+        path_reaches_lloyd: the recorded Lloyd path ends at gl.kmeans' means.
+        init: (K, D) the k-means++ start.
+        path_delta_min: smallest gap Delta met on the data set's Lloyd paths.
+        n: rows N.
+        d: features D.
+        k: components K.
+        X: (N, D) the data (2-D data sets only).
+        paths: (S, T + 1, K, D) EM iterates at every grid sigma2 (2-D data sets only).
+    """
+
+    sigma2: np.ndarray
+    ari: np.ndarray
+    equal: np.ndarray
+    n_iter: np.ndarray
+    lloyd_n_iter: int
+    path_dist: np.ndarray
+    sigma2_star: float
+    fit_finite: bool
+    zero_equal_labels: bool
+    zero_equal_means: bool
+    zero_equal_n_iter: bool
+    path_reaches_lloyd: bool
+    init: np.ndarray
+    path_delta_min: float
+    n: int
+    d: int
+    k: int
+    X: np.ndarray | None = None
+    paths: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajectoriesRecord:
+    """One data set: every restart's point stacked on a leading axis of R restarts.
+
+    The fields are those of :class:`TrajectoryPoint`; ``sigma2``, ``X``, ``path_delta_min``,
+    ``n``, ``d`` and ``k`` are shared by the restarts and kept once, every other field gains
+    the leading (R,) axis (``ari`` is (R, S), ``sigma2_star`` (R,), ``paths``
+    (R, S, T + 1, K, D), ...).
+    """
+
+    sigma2: np.ndarray
+    ari: np.ndarray
+    equal: np.ndarray
+    n_iter: np.ndarray
+    lloyd_n_iter: np.ndarray
+    path_dist: np.ndarray
+    sigma2_star: np.ndarray
+    fit_finite: np.ndarray
+    zero_equal_labels: np.ndarray
+    zero_equal_means: np.ndarray
+    zero_equal_n_iter: np.ndarray
+    path_reaches_lloyd: np.ndarray
+    init: np.ndarray
+    path_delta_min: float
+    n: int
+    d: int
+    k: int
+    X: np.ndarray | None = None
+    paths: np.ndarray | None = None
+
+
+_SHARED = ("sigma2", "X", "path_delta_min", "n", "d", "k")
+
+
+def _stack(points: list[TrajectoryPoint]) -> TrajectoriesRecord:
+    """Stack the restarts of one data set."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(TrajectoryPoint):
+        first = getattr(points[0], f.name)
+        if f.name in _SHARED or first is None:
+            values[f.name] = first
+        else:
+            values[f.name] = np.stack([np.asarray(getattr(p, f.name)) for p in points])
+    return TrajectoriesRecord(**values)
 
 
 def largest_equal_sigma2(grid: np.ndarray, equal: np.ndarray) -> float:
@@ -132,7 +234,7 @@ def _setup(config: TrajectoriesConfig, name: str) -> dict[str, Any]:
     }
 
 
-def _point(config: TrajectoriesConfig, key_name: str) -> dict[str, Any]:
+def _point(config: TrajectoriesConfig, key_name: str) -> TrajectoryPoint:
     name, restart = key_name.rsplit("-r", 1)
     setup = _setup(config, name)
     X, info, grid = setup["X"], setup["info"], setup["grid"]
@@ -172,31 +274,27 @@ def _point(config: TrajectoriesConfig, key_name: str) -> dict[str, Any]:
     if info["d"] == 2:
         out["X"] = X
         out["paths"] = paths
-    return out
+    return TrajectoryPoint(**out)
 
 
-def run(config: TrajectoriesConfig, progress: Progress, resume: PointStore | None = None) -> dict:
+def run(
+    config: TrajectoriesConfig, progress: Progress, resume: PointStore | None = None
+) -> dict[str, TrajectoriesRecord]:
     """Every (data set, restart) is one resumable point; pure computation."""
     keys = [f"{n}-r{i}" for n in config.datasets for i in range(config.n_restarts)]
-    points = sweep(resume, keys, lambda key: _point(config, key), progress, "restarts")
-    out: dict[str, Any] = {"datasets": list(config.datasets), "n_restarts": config.n_restarts}
-    for name in config.datasets:
-        rows = [points[f"{name}-r{i}"] for i in range(config.n_restarts)]
-        for field in rows[0]:
-            if field in ("X",):
-                out[f"{name}__{field}"] = rows[0][field]
-            elif field in ("sigma2", "n", "d", "k", "path_delta_min"):
-                value = rows[0][field]
-                out[f"{name}__{field}"] = value if np.ndim(value) else value.item()
-            else:
-                out[f"{name}__{field}"] = np.stack([r[field] for r in rows])
-    return out
+    points = sweep(
+        resume, keys, lambda key: _point(config, key), progress, "restarts", TrajectoryPoint
+    )
+    return {
+        name: _stack([points[f"{name}-r{i}"] for i in range(config.n_restarts)])
+        for name in config.datasets
+    }
 
 
-def check(data: dict) -> list[str]:
+def check(config: TrajectoriesConfig, records: dict[str, TrajectoriesRecord]) -> list[str]:
     """Verified: sigma2 = 0 reproduces Lloyd exactly; a positive sigma2* exists for every start."""
     failures = []
-    for name in data["datasets"]:
+    for name, r in records.items():
         for field, what in (
             ("zero_equal_labels", "EM at sigma2 = 0 does not end at Lloyd's partition"),
             ("zero_equal_means", "EM at sigma2 = 0 does not end at Lloyd's means"),
@@ -204,10 +302,10 @@ def check(data: dict) -> list[str]:
             ("path_reaches_lloyd", "the recorded Lloyd path does not end at gl.kmeans' means"),
             ("fit_finite", "an EM fit turned NaN or inf"),
         ):
-            ok = np.asarray(data[f"{name}__{field}"])
+            ok = np.asarray(getattr(r, field))
             if not ok.all():
                 failures.append(f"{name}: {what} ({int((~ok).sum())} restarts)")
-        star = np.asarray(data[f"{name}__sigma2_star"])
+        star = r.sigma2_star
         if not np.all(star > 0):
             failures.append(
                 f"{name}: EM reproduces Lloyd's partition only at sigma2 = 0 or never, "
@@ -216,17 +314,16 @@ def check(data: dict) -> list[str]:
     return failures
 
 
-def summarize(data: dict) -> str:
+def summarize(config: TrajectoriesConfig, records: dict[str, TrajectoriesRecord]) -> str:
     """One line: sigma2* range and ARI at the top of the grid, per data set."""
     parts = []
-    for n in data["datasets"]:
-        star = np.asarray(data[f"{n}__sigma2_star"])
-        ari = np.asarray(data[f"{n}__ari"])
+    for n, r in records.items():
+        star = r.sigma2_star
         parts.append(
-            f"{n} sigma2* {star.min():.2g}-{star.max():.2g} (ARI {ari[:, 0].mean():.2f} at top)"
+            f"{n} sigma2* {star.min():.2g}-{star.max():.2g} (ARI {r.ari[:, 0].mean():.2f} at top)"
         )
-    total = sum(int(np.sum(np.asarray(data[f"{n}__sigma2_star"]) > 0)) for n in data["datasets"])
-    count = sum(np.size(data[f"{n}__sigma2_star"]) for n in data["datasets"])
+    total = sum(int(np.sum(r.sigma2_star > 0)) for r in records.values())
+    count = sum(np.size(r.sigma2_star) for r in records.values())
     return (
         f"trajectories: EM reproduced Lloyd's partition below a positive sigma2* in "
         f"{total}/{count} restarts; {', '.join(parts)}"
@@ -236,6 +333,7 @@ def summarize(data: dict) -> str:
 EXPERIMENT = ExperimentSpec(
     name="trajectories",
     config_type=TrajectoriesConfig,
+    record_type=TrajectoriesRecord,
     run=run,
     summarize=summarize,
     check=check,

@@ -23,9 +23,11 @@ import numpy as np
 import gmmlimit as gl
 
 from ._common import SweepConfig, dataset_key, load_data, sigma2_grid
-from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
+from ._config import ExperimentSpec
+from ._runner import Progress, sweep
+from ._store import PointStore
 
-__all__ = ["EXPERIMENT", "UpdatesConfig", "explicit_bound", "run"]
+__all__ = ["EXPERIMENT", "UpdatesConfig", "UpdatesRecord", "explicit_bound", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,42 @@ class UpdatesConfig(SweepConfig):
             raise ValueError(f"n_starts must be >= 1; got {self.n_starts}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class UpdatesRecord:
+    """One data set's sweep (P starting means, S grid points).
+
+    Attributes:
+        sigma2: (S,) the grid, descending, ending at 0.
+        gap: (P, S) ||EM update - Lloyd update||_F.
+        bound: (P, S) the explicit bound (inf where vacuous).
+        exponent: (P, S) min(Delta) / (2 sigma2) at each start (inf at 0).
+        held: (P, S) bool, gap within the bound.
+        exact_past_threshold: (P, S) bool, equal to rounding where every exponent is past the
+            one-hot threshold (True elsewhere).
+        round_tol: the rounding tolerance.
+        bitwise_zero_past_threshold: points past the threshold where the gap is exactly 0.
+        n_past_threshold: points past the threshold.
+        n: rows N.
+        d: features D.
+        k: components K.
+        onehot_threshold: the dtype's one-hot exponent.
+    """
+
+    sigma2: np.ndarray
+    gap: np.ndarray
+    bound: np.ndarray
+    exponent: np.ndarray
+    held: np.ndarray
+    exact_past_threshold: np.ndarray
+    round_tol: float
+    bitwise_zero_past_threshold: int
+    n_past_threshold: int
+    n: int
+    d: int
+    k: int
+    onehot_threshold: float
+
+
 def explicit_bound(X: np.ndarray, means: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
     """The bound on ||EM update - Lloyd update||_F above, per sigma2 (inf where vacuous)."""
     sq = np.sum((X[:, None, :].astype(np.float64) - means[None].astype(np.float64)) ** 2, axis=2)
@@ -61,7 +99,7 @@ def explicit_bound(X: np.ndarray, means: np.ndarray, sigma2: np.ndarray) -> np.n
     return np.sqrt(np.sum(per_k**2, axis=1))
 
 
-def _point(config: UpdatesConfig, name: str) -> dict[str, Any]:
+def _point(config: UpdatesConfig, name: str) -> UpdatesRecord:
     X, _, info = load_data(config, name)
     keys = jax.random.split(jax.random.fold_in(dataset_key(config.seed, name), 2), config.n_starts)
     starts = [np.asarray(gl.init.kmeans_plusplus(kk, X, info["k"])) for kk in keys]
@@ -82,7 +120,7 @@ def _point(config: UpdatesConfig, name: str) -> dict[str, Any]:
     # Past the one-hot threshold both updates average the same rows; only the summation order
     # of the (vmapped vs plain) matrix products may differ, by a few ulps per entry.
     round_tol = 16 * eps * scale * float(np.sqrt(starts[0].size))
-    return {
+    out: dict[str, Any] = {
         "sigma2": grid,
         "gap": gap,
         "bound": bound,
@@ -97,43 +135,48 @@ def _point(config: UpdatesConfig, name: str) -> dict[str, Any]:
         "k": info["k"],
         "onehot_threshold": threshold,
     }
+    return UpdatesRecord(**out)
 
 
-def run(config: UpdatesConfig, progress: Progress, resume: PointStore | None = None) -> dict:
+def run(
+    config: UpdatesConfig, progress: Progress, resume: PointStore | None = None
+) -> dict[str, UpdatesRecord]:
     """Sweep every data set (one resumable point each); pure computation."""
-    points = sweep(
-        resume, list(config.datasets), lambda n: _point(config, n), progress, "data sets"
+    return sweep(
+        resume,
+        list(config.datasets),
+        lambda n: _point(config, n),
+        progress,
+        "data sets",
+        UpdatesRecord,
     )
-    return flatten_points(points, {"datasets": list(config.datasets)})
 
 
-def check(data: dict) -> list[str]:
+def check(config: UpdatesConfig, records: dict[str, UpdatesRecord]) -> list[str]:
     """Verified: the explicit bound everywhere; exact equality past the one-hot threshold."""
     failures = []
-    for name in data["datasets"]:
-        held = np.asarray(data[f"{name}__held"])
-        if not held.all():
-            failures.append(f"{name}: update bound violated at {int((~held).sum())} points")
-        exact = np.asarray(data[f"{name}__exact_past_threshold"])
+    for name, r in records.items():
+        if not r.held.all():
+            failures.append(f"{name}: update bound violated at {int((~r.held).sum())} points")
+        exact = r.exact_past_threshold
         if not exact.all():
             failures.append(f"{name}: updates differ past the one-hot threshold ({(~exact).sum()})")
-        if not np.all(np.asarray(data[f"{name}__gap"])[:, -1] <= data[f"{name}__round_tol"]):
+        if not np.all(r.gap[:, -1] <= r.round_tol):
             failures.append(f"{name}: EM update at sigma2 = 0 is not Lloyd's update")
     return failures
 
 
-def summarize(data: dict) -> str:
+def summarize(config: UpdatesConfig, records: dict[str, UpdatesRecord]) -> str:
     """One line: bound counts and the gap at the largest and smallest positive sigma2."""
-    names = data["datasets"]
-    held = sum(int(np.sum(data[f"{n}__held"])) for n in names)
-    total = sum(np.size(data[f"{n}__held"]) for n in names)
+    held = sum(int(np.sum(r.held)) for r in records.values())
+    total = sum(np.size(r.held) for r in records.values())
     parts = []
-    for n in names:
-        gap = np.asarray(data[f"{n}__gap"])
-        small = np.all(gap <= data[f"{n}__round_tol"], axis=0)
+    for n, r in records.items():
+        gap = r.gap
+        small = np.all(gap <= r.round_tol, axis=0)
         bad = np.nonzero(~small)[0]
         first = bad.max() + 1 if bad.size else 0
-        zero = np.asarray(data[f"{n}__sigma2"])[min(first, gap.shape[1] - 1)]
+        zero = r.sigma2[min(first, gap.shape[1] - 1)]
         parts.append(f"{n} {np.max(gap[:, 0]):.2g} -> rounding from sigma2 {zero:.2g}")
     return (
         f"updates: explicit update bound held at {held}/{total} (start, sigma2) points; "
@@ -144,6 +187,7 @@ def summarize(data: dict) -> str:
 EXPERIMENT = ExperimentSpec(
     name="updates",
     config_type=UpdatesConfig,
+    record_type=UpdatesRecord,
     run=run,
     summarize=summarize,
     check=check,

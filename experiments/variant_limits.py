@@ -21,9 +21,11 @@ import numpy as np
 from gmmlimit import variants as gv
 
 from ._common import dataset_key
-from ._framework import ExperimentSpec, PointStore, Progress, flatten_points, sweep
+from ._config import ExperimentSpec
+from ._runner import Progress, sweep
+from ._store import PointStore
 
-__all__ = ["EXPERIMENT", "VariantLimitsConfig", "make_problem", "run"]
+__all__ = ["EXPERIMENT", "VariantLimitsConfig", "VariantLimitsRecord", "make_problem", "run"]
 
 VARIANTS = ("poisson", "bernoulli", "vmf")
 
@@ -79,6 +81,35 @@ class VariantLimitsConfig:
             raise ValueError("need 0 < beta_min < beta_max < inf.")
 
 
+@dataclasses.dataclass(frozen=True)
+class VariantLimitsRecord:
+    """One variant's sweep (G inverse temperatures beta).
+
+    Attributes:
+        beta: (G,) the grid, ascending.
+        resp_gap: (G,) max_nk |r_nk - onehot_nk|.
+        bound: (G,) max_n (K - 1) exp(-beta gap_n).
+        bound_holds: (G,) bool, every entry within its row's bound.
+        update_gap: (G,) max |one tempered update - one hard update|.
+        fit_means_gap: (G,) max |means of the fit at beta - of the hard fit|.
+        fit_label_agreement: (G,) share of final labels equal to the hard fit's.
+        n_iter: (G,) iterations of each fit.
+        hard_objective: the hard fit's final distortion.
+        onehot_threshold: -ln(smallest normal) of the dtype.
+    """
+
+    beta: np.ndarray
+    resp_gap: np.ndarray
+    bound: np.ndarray
+    bound_holds: np.ndarray
+    update_gap: np.ndarray
+    fit_means_gap: np.ndarray
+    fit_label_agreement: np.ndarray
+    n_iter: np.ndarray
+    hard_objective: float
+    onehot_threshold: float
+
+
 def make_problem(config: VariantLimitsConfig, name: str) -> tuple[np.ndarray, Any]:
     """Data drawn from the mixture ``name`` and starting parameters (beta = 1), from the seed.
 
@@ -110,48 +141,64 @@ def _rows(rng: np.random.Generator, X: np.ndarray, k: int) -> np.ndarray:
     return X[rng.choice(X.shape[0], k, replace=False)]
 
 
-def _point(config: VariantLimitsConfig, name: str) -> dict[str, Any]:
+def _point(config: VariantLimitsConfig, name: str) -> VariantLimitsRecord:
     X, start = make_problem(config, name)
     betas = np.geomspace(config.beta_min, config.beta_max, config.n_beta)
     variant = getattr(gv, name)
     out = gv.limit_sweep(variant, X, start, betas, max_iter=config.max_iter)
-    out["onehot_threshold"] = float(-np.log(np.finfo(X.dtype).tiny))
-    return out
+    return VariantLimitsRecord(
+        beta=np.asarray(out["beta"]),
+        resp_gap=np.asarray(out["resp_gap"]),
+        bound=np.asarray(out["bound"]),
+        bound_holds=np.asarray(out["bound_holds"]),
+        update_gap=np.asarray(out["update_gap"]),
+        fit_means_gap=np.asarray(out["fit_means_gap"]),
+        fit_label_agreement=np.asarray(out["fit_label_agreement"]),
+        n_iter=np.asarray(out["n_iter"]),
+        hard_objective=float(out["hard_objective"]),
+        onehot_threshold=float(-np.log(np.finfo(X.dtype).tiny)),
+    )
 
 
-def run(config: VariantLimitsConfig, progress: Progress, resume: PointStore | None = None) -> dict:
+def run(
+    config: VariantLimitsConfig, progress: Progress, resume: PointStore | None = None
+) -> dict[str, VariantLimitsRecord]:
     """Sweep every variant (one resumable point each); pure computation."""
-    points = sweep(resume, list(config.variants), lambda n: _point(config, n), progress, "variants")
-    return flatten_points(points, {"variants": list(config.variants)})
+    return sweep(
+        resume,
+        list(config.variants),
+        lambda n: _point(config, n),
+        progress,
+        "variants",
+        VariantLimitsRecord,
+    )
 
 
-def check(data: dict) -> list[str]:
+def check(config: VariantLimitsConfig, records: dict[str, VariantLimitsRecord]) -> list[str]:
     """Verified: the bound everywhere; one-hot, equal updates and fits at the top of the grid."""
     failures = []
-    for name in data["variants"]:
-        held = np.asarray(data[f"{name}__bound_holds"])
-        if not held.all():
-            failures.append(f"{name}: bound violated at {int((~held).sum())} betas")
-        if np.asarray(data[f"{name}__resp_gap"])[-1] > 1e-12:
+    for name, r in records.items():
+        if not r.bound_holds.all():
+            failures.append(f"{name}: bound violated at {int((~r.bound_holds).sum())} betas")
+        if r.resp_gap[-1] > 1e-12:
             failures.append(f"{name}: responsibilities not one-hot at the largest beta")
-        if np.asarray(data[f"{name}__update_gap"])[-1] > 1e-10:
+        if r.update_gap[-1] > 1e-10:
             failures.append(
                 f"{name}: tempered update differs from the hard one at the largest beta"
             )
-        if np.asarray(data[f"{name}__fit_label_agreement"])[-1] != 1.0:
+        if r.fit_label_agreement[-1] != 1.0:
             failures.append(f"{name}: the fit at the largest beta ends off the hard partition")
     return failures
 
 
-def summarize(data: dict) -> str:
+def summarize(config: VariantLimitsConfig, records: dict[str, VariantLimitsRecord]) -> str:
     """One line: bound counts, and the gaps at the two ends of the grid."""
-    names = data["variants"]
-    held = sum(int(np.sum(data[f"{n}__bound_holds"])) for n in names)
-    total = sum(np.size(data[f"{n}__bound_holds"]) for n in names)
+    held = sum(int(np.sum(r.bound_holds)) for r in records.values())
+    total = sum(np.size(r.bound_holds) for r in records.values())
     parts = [
-        f"{n} resp {data[f'{n}__resp_gap'][0]:.2g}->{data[f'{n}__resp_gap'][-1]:.2g}, "
-        f"update {data[f'{n}__update_gap'][0]:.2g}->{data[f'{n}__update_gap'][-1]:.2g}"
-        for n in names
+        f"{n} resp {r.resp_gap[0]:.2g}->{r.resp_gap[-1]:.2g}, "
+        f"update {r.update_gap[0]:.2g}->{r.update_gap[-1]:.2g}"
+        for n, r in records.items()
     ]
     return f"variant_limits: bound held at {held}/{total} (variant, beta) points; " + "; ".join(
         parts
@@ -161,6 +208,7 @@ def summarize(data: dict) -> str:
 EXPERIMENT = ExperimentSpec(
     name="variant_limits",
     config_type=VariantLimitsConfig,
+    record_type=VariantLimitsRecord,
     run=run,
     summarize=summarize,
     check=check,

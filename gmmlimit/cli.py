@@ -2,10 +2,15 @@
 
 Usage::
 
-    gmmlimit list
-    gmmlimit run NAME [--config FILE.json] [--set key=value ...] [--quick] [--results DIR]
-    gmmlimit figures [--results DIR] [--out DIR] [--quick | --full]
-    gmmlimit reproduce [--quick | --full] [--results DIR] [--out DIR]
+    gmmlimit list [-v]
+    gmmlimit run NAME [--quick | --full] [--config FILE.json] [--set key=value ...]
+                      [--data PATH] [--results DIR] [--no-bar]
+    gmmlimit runs [NAME] [--results DIR]
+    gmmlimit figures [--results DIR] [--out DIR] [--quick | --full] [--run ID ...]
+    gmmlimit reproduce [--quick | --full] [--results DIR] [--out DIR] [--no-bar]
+
+``run`` and ``reproduce`` share one default setting, the quick one; ``--full`` is the paper
+setting. Progress bars and messages go to stderr, results and summaries to stdout.
 
 Exit status: 0 when every verified statement held, 1 when one failed, 2 on a bad command line
 or config (refused before any work), 3 when results needed by a figure are missing, 130 when
@@ -25,7 +30,7 @@ __all__ = ["main"]
 
 
 def _specs():
-    import experiments
+    from gmmlimit import experiments
 
     return experiments.registry()
 
@@ -37,7 +42,7 @@ def _print(msg: str = "") -> None:
 def _cmd_list(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import paper_figures
+    from gmmlimit import paper_figures
 
     _print("experiments:")
     for name, spec in _specs().items():
@@ -74,8 +79,8 @@ def _run_many(
     progress_enabled: bool = True,
 ) -> tuple[int, list[str]]:
     """Validate every config first, then run each; returns (n_failures, summary lines)."""
-    import experiments
-    from experiments._framework import Progress, make_config, run_experiment
+    from gmmlimit import experiments
+    from gmmlimit.experiments import Progress, make_config, run_experiment
 
     specs = _specs()
     configs = {}
@@ -95,9 +100,11 @@ def _run_many(
             quick=quick,
             progress=Progress(enabled=progress_enabled, prefix=f"{name}: "),
         )
-        summary = (run.path / "summary.txt").read_text().strip()
         status = "ok" if not failed else f"FAILED ({len(failed)})"
-        line = f"{summary}  [{status}; {time.perf_counter() - t0:.1f} s; {run.path}]"
+        resumed = run.meta["points_resumed"]
+        total = resumed + run.meta["points_computed"]
+        kept = f"; resumed {resumed}/{total} points" if resumed else ""
+        line = f"{run.summary}  [{status}; {time.perf_counter() - t0:.1f} s; {run.path}{kept}]"
         lines.append(line)
         _print(line)
         for msg in failed:
@@ -106,29 +113,72 @@ def _run_many(
     return failures, lines
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from experiments._framework import parse_set
+def _with_data(spec, overrides: dict, data: str | None) -> dict:
+    """Add ``--data PATH`` to the overrides: the resolved path, and the data set to run on."""
+    from gmmlimit.experiments._data import data_name
 
+    if data is not None:
+        if not spec.accepts_data:
+            raise ValueError(
+                f"{spec.name}: --data is not accepted (it runs on its own generated data); "
+                "experiments that take --data: "
+                + ", ".join(n for n, s in _specs().items() if s.accepts_data)
+                + "."
+            )
+        overrides = {**overrides, "data": data}
+        overrides.setdefault("datasets", data_name(data))
+    if overrides.get("data") not in (None, "None", "none"):
+        overrides["data"] = str(Path(str(overrides["data"])).resolve())
+    return overrides
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gmmlimit.experiments import parse_set
+
+    specs = _specs()
+    if args.name not in specs:
+        raise ValueError(f"unknown experiment {args.name!r}; known: {', '.join(specs)}.")
     overrides = {**_load_config_file(args.config), **parse_set(args.set or [])}
-    failures, _ = _run_many([args.name], {args.name: overrides}, args.quick, args.results)
+    overrides = _with_data(specs[args.name], overrides, args.data)
+    failures, _ = _run_many(
+        [args.name], {args.name: overrides}, not args.full, args.results, not args.no_bar
+    )
     return 1 if failures else 0
 
 
-def _draw(results: str, out: str, quick: bool | None) -> int:
-    import paper_figures
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from gmmlimit.experiments import list_runs
 
-    written, missing = paper_figures.draw_all(results, out, quick=quick)
+    runs = list_runs(args.results, args.name)
+    if not runs:
+        _print(f"no finished runs in {args.results}/")
+        return 0
+    for r in runs:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(r.get("overrides", {}).items()))
+        config = f"overrides: {shown}" if shown else "default config"
+        setting = "quick" if r["quick"] else "full"
+        _print(f"{r['run_id']}  {r['name']:<18} {setting:<5} {config}")
+    return 0
+
+
+def _draw(results: str, out: str, quick: bool | None, run_ids: Sequence[str] = ()) -> int:
+    from gmmlimit import paper_figures
+
+    written, missing = paper_figures.draw_all(results, out, quick=quick, run_ids=run_ids)
     for name, paths in written.items():
         _print(f"figure {name}: {', '.join(str(p) for p in paths)}")
     for name, msg in missing.items():
         _print(f"figure {name}: MISSING RESULTS: {msg}")
-    _print(f"figures index: {Path(out) / 'index.md'}")
+    if written:
+        _print(f"figures index: {Path(out) / 'index.md'}")
+    else:
+        _print(f"no figure drawn; {out}/ left as it was")
     return 3 if missing else 0
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
     quick = True if args.quick else (False if args.full else None)
-    return _draw(args.results, args.out, quick)
+    return _draw(args.results, args.out, quick, args.run or ())
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -161,26 +211,60 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="also show every config key")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("run", help="run one experiment")
+    p = sub.add_parser(
+        "run",
+        help="run one experiment (quick setting by default, as reproduce)",
+        description="Run one experiment; an interrupted run of the same command resumes.",
+    )
     p.add_argument("name", help="experiment name (see `gmmlimit list`)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--quick",
+        action="store_true",
+        help="the quick setting, minutes on a CPU (the default, as for reproduce)",
+    )
+    g.add_argument("--full", action="store_true", help="the full (paper) setting")
     p.add_argument("--config", help="JSON file of config overrides")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key")
-    p.add_argument("--quick", action="store_true", help="the quick setting (minutes on a CPU)")
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="run on your own data: an (N, D) array in .npy, .npz or .csv (K from --set k=K); "
+        "its sha256, shape and dtype go into meta.json",
+    )
     p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--no-bar", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("figures", help="draw every paper figure from saved results")
+    p = sub.add_parser("runs", help="list the finished runs of a results folder")
+    p.add_argument("name", nargs="?", help="only this experiment")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser(
+        "figures",
+        help="draw every paper figure from saved results",
+        description="Draw every figure from the latest default-config runs of one setting "
+        "(quick or full, never mixed; full when it covers as many figures), or from runs named "
+        "with --run. A call that draws nothing leaves the output folder as it was.",
+    )
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--out", default="figures", help="figures folder (default: figures)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="use only quick runs")
     g.add_argument("--full", action="store_true", help="use only full runs")
+    p.add_argument(
+        "--run",
+        action="append",
+        metavar="ID",
+        help="draw that experiment's figures from this run (see `gmmlimit runs`); repeatable",
+    )
     p.set_defaults(func=_cmd_figures)
 
     p = sub.add_parser("reproduce", help="run every experiment, then draw every figure")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="quick setting (the default)")
-    g.add_argument("--full", action="store_true", help="the paper setting")
+    g.add_argument("--quick", action="store_true", help="the quick setting (the default)")
+    g.add_argument("--full", action="store_true", help="the full (paper) setting")
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--out", default="figures", help="figures folder (default: figures)")
     p.add_argument("--no-bar", action="store_true", help="no progress bars")

@@ -1,9 +1,17 @@
 """Paper figures: one module per figure, each with a module-level ``FIGURE`` (a FigureSpec).
 
-Figure scripts read results only (through :func:`experiments.load_latest`), never recompute, and
-draw with the one shared style of :mod:`paper_figures._style`. ``registry()`` finds every module
-``paper_figures/<name>.py`` with a ``FIGURE``; :func:`draw_all` draws them and writes the figures
-index (Markdown, with each caption).
+Figure scripts read results only (typed records, through the loader API of
+:mod:`gmmlimit.experiments`), never recompute, and draw with the one shared style of
+:mod:`._style`. ``registry()`` finds every module ``gmmlimit/paper_figures/<name>.py`` with a
+``FIGURE``; :func:`draw_all` draws them and writes the figures index (Markdown, with each
+caption and the runs behind it).
+
+Which runs: by default, for every experiment the latest finished run with the default config of
+one setting, quick or full, never both (:func:`gmmlimit.experiments.select_runs`); explicit run
+ids override that per experiment, and a figure drawn from a run with overrides (or a user's data
+file) says so under the figure, in its caption and in its index entry. :func:`draw_all` draws
+into a temporary folder and moves each finished file into place, so a failed call leaves the
+previous figures and index as they were.
 """
 
 from __future__ import annotations
@@ -12,10 +20,19 @@ import dataclasses
 import importlib
 import os
 import pkgutil
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["FigureSpec", "draw_all", "draw_figure", "index_markdown", "registry"]
+__all__ = [
+    "FigureSpec",
+    "draw_all",
+    "draw_figure",
+    "index_markdown",
+    "override_note",
+    "registry",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +41,7 @@ class FigureSpec:
 
     Attributes:
         name: the figure's name (its module name; files are ``<name>.pdf`` and ``<name>.png``).
-        needs: experiment names whose latest results the figure reads.
+        needs: experiment names whose results the figure reads.
         draw: ``draw(results: dict[name, RunResult], out_dir) -> list[Path]`` (written files).
         caption: what the figure shows, how to read it, the data and config behind it.
         title: a short title for the index.
@@ -53,50 +70,121 @@ def registry() -> dict[str, FigureSpec]:
     return {spec.name: spec for spec in found}
 
 
+def _fmt_value(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def override_note(runs: dict) -> str | None:
+    """The warning a figure carries when one of its runs is not its setting's default config.
+
+    Args:
+        runs: ``{experiment: RunResult}``.
+
+    Returns:
+        One sentence naming each such run and its overrides (and data file), or None.
+    """
+    parts = []
+    for name, run in runs.items():
+        if run.default_config:
+            continue
+        shown = {k: v for k, v in run.overrides.items() if k != "data"}
+        text = ", ".join(f"{k}={_fmt_value(v)}" for k, v in sorted(shown.items()))
+        data = run.meta.get("data")
+        if data:
+            own = f"data file {Path(data['path']).name} (sha256 {data['sha256'][:12]})"
+            text = f"{own}, {text}" if text else own
+        parts.append(f"run {run.run_id} of `{name}` ({run.setting} setting) with {text}")
+    if not parts:
+        return None
+    return "Not the default config: drawn from " + "; ".join(parts) + "."
+
+
+def _missing_message(spec: FigureSpec, name: str, results_dir: object, quick: bool) -> str:
+    flag = "--quick" if quick else "--full"
+    return (
+        f"figure {spec.name!r} needs results of experiment {name!r}: no finished default-config "
+        f"{'quick' if quick else 'full'} run in {results_dir}/; run `gmmlimit run {name} {flag} "
+        f"--results {results_dir}` (or pick a run with --run ID)."
+    )
+
+
 def draw_figure(
     spec: FigureSpec,
     results_dir: str | os.PathLike = "results",
     out_dir: str | os.PathLike = "figures",
     quick: bool | None = None,
+    run_ids: Sequence[str] = (),
+    entries: dict[str, dict] | None = None,
 ) -> tuple[list[Path], dict]:
-    """Load the results a figure needs and draw it.
+    """Load the results a figure needs and draw it into ``out_dir``.
+
+    Args:
+        spec: the figure.
+        results_dir: the results root.
+        out_dir: where ``<name>.pdf`` and ``<name>.png`` go.
+        quick: the setting of the default runs (None: the one with more default runs).
+        run_ids: explicit runs (overrides allowed) for some experiments.
+        entries: index entries already chosen (as :func:`gmmlimit.experiments.select_runs`
+            returns them); when given, ``quick`` and ``run_ids`` are not used.
 
     Returns:
         ``(paths, results)``: files written and the RunResults used.
 
     Raises:
-        FileNotFoundError: naming the experiment to run when its results are missing or were
-            written by an older version that lacks a field the figure reads.
+        FileNotFoundError: naming the experiment and the command to run when its results are
+            missing or were written by an older version.
     """
-    from experiments import load_latest
+    from gmmlimit.experiments import load_run, select_runs
 
+    from ._style import provenance_note
+
+    if entries is None:
+        quick, entries = select_runs(results_dir, spec.needs, quick, run_ids)
     results = {}
     for name in spec.needs:
+        if name not in entries:
+            raise FileNotFoundError(_missing_message(spec, name, results_dir, bool(quick)))
         try:
-            results[name] = load_latest(name, results_dir, quick=quick)
+            results[name] = load_run(results_dir, name, entries[name]["run_id"])
         except FileNotFoundError as err:
             raise FileNotFoundError(
                 f"figure {spec.name!r} needs results of experiment {name!r}: {err}"
             ) from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    try:
+    with provenance_note(override_note(results)):
         paths = [Path(p) for p in spec.draw(results, out)]
-    except KeyError as err:
-        names = ", ".join(spec.needs)
-        raise FileNotFoundError(
-            f"figure {spec.name!r}: the results of {names} lack a field ({err}); they were "
-            f"written by an older version: rerun `gmmlimit run {spec.needs[0]}`."
-        ) from None
     return paths, results
 
 
-def index_markdown(specs: list[FigureSpec], used: dict[str, dict] | None = None) -> str:
+def _run_line(name: str, run: object) -> str:
+    overrides = run.overrides
+    if overrides:
+        shown = ", ".join(f"{k}={_fmt_value(v)}" for k, v in sorted(overrides.items()))
+        config = f"**overrides: {shown}**"
+    else:
+        config = "default config"
+    estep = str(run.meta.get("estep", "unrecorded")).split(":", 1)[0]
+    return (
+        f"- `{name}`: run `{run.run_id}` ({run.setting} setting, {config}, seed "
+        f"{run.meta.get('seed')}, E-step {estep}, git {run.meta.get('git_revision')})"
+    )
+
+
+def index_markdown(
+    specs: list[FigureSpec],
+    used: dict[str, dict] | None = None,
+    missing: dict[str, str] | None = None,
+) -> str:
     """The figures index: title, image link and caption of every figure.
 
     Args:
-        specs: the figures, in order.
-        used: optional ``{figure: {experiment: RunResult}}``; adds the runs behind each figure.
+        specs: the figures drawn, in order.
+        used: optional ``{figure: {experiment: RunResult}}``; adds the runs behind each figure
+            (and a warning in the caption when one has overrides).
+        missing: optional ``{figure: reason}`` for figures not drawn by this call.
     """
     lines = [
         "# Figures",
@@ -105,19 +193,23 @@ def index_markdown(specs: list[FigureSpec], used: dict[str, dict] | None = None)
         "of `gmmlimit reproduce`), into `figures/<name>.pdf` and `figures/<name>.png`.",
         "",
     ]
+    if used:
+        settings = sorted({r.setting for runs in used.values() for r in runs.values()})
+        lines += [f"Drawn from {' and '.join(settings)}-setting runs.", ""]
     for i, spec in enumerate(specs, 1):
+        runs = (used or {}).get(spec.name, {})
         lines += [f"## Figure {i}: {spec.title or spec.name} (`{spec.name}`)", ""]
         lines += [f"![{spec.name}]({spec.name}.png)", ""] if used is not None else []
-        lines += [spec.caption.strip(), ""]
+        note = override_note(runs) if runs else None
+        lines += [spec.caption.strip() + (f" **{note}**" if note else ""), ""]
         lines += [f"Reads: {', '.join(f'`{n}`' for n in spec.needs)}.", ""]
-        if used is not None and spec.name in used:
-            for name, run in used[spec.name].items():
-                setting = "quick" if run.meta.get("quick") else "full"
-                lines.append(
-                    f"- `{name}`: run `{run.run_id}` ({setting} setting, seed "
-                    f"{run.meta.get('seed')}, git {run.meta.get('git_revision')})"
-                )
+        if runs:
+            lines += [_run_line(name, run) for name, run in runs.items()]
             lines.append("")
+    if missing:
+        lines += ["## Not drawn by this call", ""]
+        lines += [f"- `{name}`: {msg}" for name, msg in missing.items()]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -126,25 +218,64 @@ def draw_all(
     out_dir: str | os.PathLike = "figures",
     quick: bool | None = None,
     names: list[str] | None = None,
+    run_ids: Sequence[str] = (),
 ) -> tuple[dict[str, list[Path]], dict[str, str]]:
     """Draw every registered figure (or ``names``) and write ``out_dir/index.md``.
+
+    One setting serves every figure (see :func:`gmmlimit.experiments.select_runs`). Files are
+    drawn into a temporary folder beside ``out_dir`` and moved into place one by one
+    (``os.replace``) once drawn; ``index.md`` is written last, the same way, and only when at
+    least one figure was drawn, so a call that draws nothing leaves ``out_dir`` untouched.
 
     Returns:
         ``(written, missing)``: files per drawn figure, and the error message per figure whose
         results were missing.
+
+    Raises:
+        ValueError: an unknown figure name or run id.
     """
+    from gmmlimit.experiments import select_runs
+    from gmmlimit.experiments._store import atomic_write_bytes
+
     specs = registry()
+    unknown = [n for n in names or [] if n not in specs]
+    if unknown:
+        raise ValueError(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(specs)}.")
     chosen = [specs[n] for n in names] if names else list(specs.values())
+    needs = [n for s in chosen for n in s.needs]
+    quick, entries = select_runs(results_dir, needs, quick, run_ids)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     written: dict[str, list[Path]] = {}
     missing: dict[str, str] = {}
     used: dict[str, dict] = {}
-    for spec in chosen:
-        try:
-            written[spec.name], used[spec.name] = draw_figure(spec, results_dir, out_dir, quick)
-        except FileNotFoundError as err:
-            missing[spec.name] = str(err)
-    drawn = [s for s in chosen if s.name in written]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "index.md").write_text(index_markdown(drawn, used) + "\n")
+    try:
+        drawn: dict[str, list[Path]] = {}
+        for spec in chosen:
+            try:
+                drawn[spec.name], used[spec.name] = draw_figure(
+                    spec, results_dir, tmp, entries=entries
+                )
+            except FileNotFoundError as err:
+                missing[spec.name] = str(err)
+        if drawn:
+            out.mkdir(parents=True, exist_ok=True)
+            mode = 0o666 & ~_umask()
+            for name, paths in drawn.items():
+                written[name] = []
+                for path in paths:
+                    os.chmod(path, mode)
+                    os.replace(path, out / path.name)
+                    written[name].append(out / path.name)
+            text = index_markdown([s for s in chosen if s.name in drawn], used, missing)
+            atomic_write_bytes(out / "index.md", (text + "\n").encode())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return written, missing
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

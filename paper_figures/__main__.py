@@ -1,4 +1,4 @@
-"""``python -m paper_figures``: print the figures index (docs/figures.md) from the captions."""
+"""``python -m gmmlimit.paper_figures``: print the figures index (docs/figures.md)."""
 
 from . import index_markdown, registry
 

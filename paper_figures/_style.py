@@ -7,7 +7,8 @@ looks like LaTeX text without a TeX install. Colours: the Okabe-Ito palette. Siz
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +17,18 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-__all__ = ["COLUMN", "PALETTE", "TEXT", "WIDE", "apply", "figure", "label_panel", "save"]
+__all__ = [
+    "COLUMN",
+    "PALETTE",
+    "TEXT",
+    "WIDE",
+    "apply",
+    "dataset_order",
+    "figure",
+    "label_panel",
+    "provenance_note",
+    "save",
+]
 
 COLUMN = 3.4  # inches, one column of a two-column paper
 WIDE = 7.0  # inches, full page width
@@ -82,10 +94,31 @@ def label_panel(ax, text: str) -> None:
     ax.set_title(text, loc="left", fontweight="bold", fontsize=TEXT)
 
 
+_NOTE: list[str] = []
+
+
+@contextlib.contextmanager
+def provenance_note(text: str | None) -> Iterator[None]:
+    """While active, :func:`save` prints ``text`` under the figure (a run with overrides)."""
+    _NOTE.append(text or "")
+    try:
+        yield
+    finally:
+        _NOTE.pop()
+
+
 def save(fig, out_dir: Path, name: str) -> list[Path]:
-    """Write ``name.pdf`` (vector) and ``name.png`` into ``out_dir`` and close the figure."""
+    """Write ``name.pdf`` (vector) and ``name.png`` into ``out_dir`` and close the figure.
+
+    Under :func:`provenance_note`, the note is printed in red under the axes first, so a figure
+    drawn from a run with overrides says so even when it travels without its caption.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if _NOTE and _NOTE[-1]:
+        fig.text(
+            0.0, 0.0, _NOTE[-1], ha="left", va="top", fontsize=TEXT - 2, color="#B00000", wrap=True
+        )
     paths = [out_dir / f"{name}.pdf", out_dir / f"{name}.png"]
     for path in paths:
         fig.savefig(path)
@@ -97,15 +130,6 @@ def dataset_order(names: Sequence[str]) -> list[str]:
     """Data sets in the canonical order."""
     canon = ("separated", "overlapping", "anisotropic", "digits")
     return sorted(names, key=lambda n: canon.index(n) if n in canon else len(canon))
-
-
-def get(run, dataset: str, field: str):
-    """The array or scalar ``field`` of ``dataset`` in a run (key ``<dataset>__<field>``)."""
-    key = f"{dataset}__{field}"
-    data = run.data
-    if key not in data:
-        raise KeyError(f"run {run.run_id} of {run.name!r} has no {key!r}; rerun the experiment.")
-    return data[key]
 
 
 def log_ticks(ax, axis: str = "both") -> None:

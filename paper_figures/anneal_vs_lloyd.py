@@ -14,8 +14,8 @@ __all__ = ["FIGURE", "draw"]
 
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """One panel per data set: J / J_best of each run, by method (jittered strips)."""
-    data = results["anneal_vs_lloyd"].data
-    names = dataset_order(data["datasets"])
+    records = results["anneal_vs_lloyd"].records
+    names = dataset_order(list(records))
     fig, axes = figure(len(names), 1, wide=len(names) > 1, height=2.3)
     rng = np.random.default_rng(0)  # jitter of the strip plot only
     groups = (
@@ -25,9 +25,9 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
     )
     for j, name in enumerate(names):
         ax = axes[0, j]
-        best = data[f"{name}__best"]
+        best = records[name].best
         for g, (field, _) in enumerate(groups):
-            values = np.asarray(data[f"{name}__{field}"]) / best - 1.0
+            values = np.asarray(getattr(records[name], field)) / best - 1.0
             x = g + 0.25 * (rng.random(values.size) - 0.5)
             ax.plot(x, np.maximum(values, 1e-7), "o", ms=2.2, mfc="none", color=PALETTE[g])
         ax.set_yscale("log")

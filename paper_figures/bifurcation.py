@@ -14,14 +14,14 @@ __all__ = ["FIGURE", "draw"]
 
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """Two rows (first and second principal coordinate) by one column per data set."""
-    data = results["phase_transition"].data
-    names = dataset_order(data["datasets"])
+    records = results["phase_transition"].records
+    names = dataset_order(list(records))
     fig, axes = figure(len(names), 2, wide=True, height=3.6, sharex="col")
     for j, name in enumerate(names):
-        lam = data[f"{name}__lambda_max"]
-        rel = np.asarray(data[f"{name}__sigma2"])[:-1] / lam  # EM stages (K-means stage is 0)
-        proj = np.asarray(data[f"{name}__projected"])[:-1]  # (S, K, 2)
-        later = np.asarray(data[f"{name}__split_predicted"])[1:] / lam
+        lam = records[name].lambda_max
+        rel = np.asarray(records[name].sigma2)[:-1] / lam  # EM stages (K-means stage is 0)
+        proj = np.asarray(records[name].projected)[:-1]  # (S, K, 2)
+        later = np.asarray(records[name].split_predicted)[1:] / lam
         for row in range(2):
             ax = axes[row, j]
             for c in range(proj.shape[1]):

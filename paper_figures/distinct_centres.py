@@ -14,26 +14,26 @@ __all__ = ["FIGURE", "draw"]
 
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """One panel: the staircase of every data set, predicted split points as ticks."""
-    data = results["phase_transition"].data
-    names = dataset_order(data["datasets"])
+    records = results["phase_transition"].records
+    names = dataset_order(list(records))
     fig, axes = figure(1, 1)
     ax = axes[0, 0]
     for i, name in enumerate(names):
-        lam = data[f"{name}__lambda_max"]
-        rel = np.asarray(data[f"{name}__sigma2"])[:-1] / lam
-        count = np.asarray(data[f"{name}__n_distinct"])[:-1]
+        lam = records[name].lambda_max
+        rel = np.asarray(records[name].sigma2)[:-1] / lam
+        count = np.asarray(records[name].n_distinct)[:-1]
         offset = 0.06 * (i - (len(names) - 1) / 2)  # separate overlapping staircases
         color = PALETTE[i % len(PALETTE)]
         ax.step(rel, count + offset, where="post", color=color, label=name)
-        predicted = np.asarray(data[f"{name}__split_predicted"]) / lam
-        before = np.asarray(data[f"{name}__splits"])[:, 2] if predicted.size else []
+        predicted = np.asarray(records[name].split_predicted) / lam
+        before = np.asarray(records[name].splits)[:, 2] if predicted.size else []
         ax.plot(predicted, np.asarray(before) + 0.5 + offset, "v", color=color, ms=3.5)
     ax.axvline(1.0, color="k", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.invert_xaxis()
     ax.set_xlabel(r"$\sigma^2 / \lambda_{\max}$")
     ax.set_ylabel("distinct centres")
-    top = max(int(np.max(data[f"{n}__n_distinct"])) for n in names)
+    top = max(int(np.max(records[n].n_distinct)) for n in names)
     ax.set_yticks(range(1, top + 1))
     ax.legend(loc="lower right")
     label_panel(ax, "")

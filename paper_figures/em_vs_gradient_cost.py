@@ -17,16 +17,16 @@ LABELS = {"em": "EM", "adam": "Adam (best step)", "lbfgs": "L-BFGS"}
 
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """Per data set: iterations and seconds to the target against sigma2; gap curves."""
-    data = results["em_vs_gradient"].data
-    names = dataset_order(data["datasets"])
-    methods = list(data["methods"])
+    records = results["em_vs_gradient"].records
+    names = dataset_order(list(records))
+    methods = list(records[names[0]].methods)
     fig, axes = figure(3, len(names), wide=True, height=2.2 * len(names))
     for i, name in enumerate(names):
-        lam = data[f"{name}__lambda_max"]
-        rel = np.asarray(data[f"{name}__sigma2"]) / lam
-        its = np.asarray(data[f"{name}__iterations"], dtype=float)
-        secs = np.asarray(data[f"{name}__seconds"])
-        hist = np.asarray(data[f"{name}__history"])  # (S, M, T)
+        lam = records[name].lambda_max
+        rel = np.asarray(records[name].sigma2) / lam
+        its = np.asarray(records[name].iterations, dtype=float)
+        secs = np.asarray(records[name].seconds)
+        hist = np.asarray(records[name].history)  # (S, M, T)
         for j, m in enumerate(methods):
             color = PALETTE[j]
             y = np.where(its[:, j] >= 0, np.maximum(its[:, j], 0.5), np.nan)

@@ -13,17 +13,17 @@ from . import _style as st
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """Draw from the ``responsibilities`` results."""
     run = results["responsibilities"]
-    names = st.dataset_order(run.data["datasets"])
+    names = st.dataset_order(list(run.records))
     fig, axes = st.figure(len(names), wide=True, height=2.0)
     for i, (ax, name) in enumerate(zip(axes[0], names, strict=True)):
-        s2 = np.asarray(st.get(run, name, "sigma2"))
+        s2 = np.asarray(run.records[name].sigma2)
         pos = s2 > 0
         inv = 1.0 / s2[pos]
-        max_gap = np.asarray(st.get(run, name, "max_gap"))[pos]
-        mean_gap = np.asarray(st.get(run, name, "mean_gap"))[pos]
-        mask = np.asarray(st.get(run, name, "fit_mask"))[pos]
-        dmin = float(st.get(run, name, "delta_min"))
-        thr = float(st.get(run, name, "onehot_threshold"))
+        max_gap = np.asarray(run.records[name].max_gap)[pos]
+        mean_gap = np.asarray(run.records[name].mean_gap)[pos]
+        mask = np.asarray(run.records[name].fit_mask)[pos]
+        dmin = float(run.records[name].delta_min)
+        thr = float(run.records[name].onehot_threshold)
         onset = 2 * thr / dmin
         scale = 10.0 ** np.floor(np.log10(onset))
         inv = inv / scale
@@ -47,7 +47,7 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
         line = np.linspace(0, 1.08 * onset / scale, 200)
         ax.plot(
             line,
-            (float(st.get(run, name, "k")) - 1) * np.exp(-dmin * line * scale / 2),
+            (float(run.records[name].k) - 1) * np.exp(-dmin * line * scale / 2),
             "--",
             color=st.PALETTE[7],
             lw=0.9,
@@ -79,7 +79,7 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
         ax.set_xlabel(rf"$1/\sigma^2$ ({unit}/ squared data unit)")
         if i == 0:
             ax.set_ylabel("responsibility gap")
-        slope, pred = float(st.get(run, name, "slope")), float(st.get(run, name, "slope_predicted"))
+        slope, pred = float(run.records[name].slope), float(run.records[name].slope_predicted)
         ax.set_title(
             f"{st.DATASET_LABEL.get(name, name)}\nslope {slope:.4g} (predicted {pred:.4g})"
         )

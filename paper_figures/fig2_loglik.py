@@ -13,17 +13,17 @@ from . import _style as st
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """Draw from the ``loglik`` results."""
     run = results["loglik"]
-    names = st.dataset_order(run.data["datasets"])
+    names = st.dataset_order(list(run.records))
     fig, axes = st.figure(len(names), nrows=2, wide=True, height=3.9, sharex="col")
     for i, name in enumerate(names):
-        s2 = np.asarray(st.get(run, name, "sigma2"))
+        s2 = np.asarray(run.records[name].sigma2)
         pos = s2 > 0
         s2p = s2[pos]
-        J = float(st.get(run, name, "J"))
-        lt = np.asarray(st.get(run, name, "ltilde"))[pos] / J
-        lower = np.asarray(st.get(run, name, "lower"))[pos] / J
-        unc = np.asarray(st.get(run, name, "uncorrected"))[pos] / J
-        rate = np.asarray(st.get(run, name, "rate_bound"))[pos] / J
+        J = float(run.records[name].J)
+        lt = np.asarray(run.records[name].ltilde)[pos] / J
+        lower = np.asarray(run.records[name].lower)[pos] / J
+        unc = np.asarray(run.records[name].uncorrected)[pos] / J
+        rate = np.asarray(run.records[name].rate_bound)[pos] / J
         top, bottom = axes[0][i], axes[1][i]
         top.fill_between(
             s2p,

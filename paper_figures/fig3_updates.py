@@ -13,13 +13,13 @@ from . import _style as st
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """Draw from the ``updates`` results."""
     run = results["updates"]
-    names = st.dataset_order(run.data["datasets"])
+    names = st.dataset_order(list(run.records))
     fig, axes = st.figure(len(names), wide=True, height=2.1)
     for i, (ax, name) in enumerate(zip(axes[0], names, strict=True)):
-        s2 = np.asarray(st.get(run, name, "sigma2"))
+        s2 = np.asarray(run.records[name].sigma2)
         pos = s2 > 0
-        gap = np.asarray(st.get(run, name, "gap"))[:, pos]
-        bound = np.asarray(st.get(run, name, "bound"))[:, pos]
+        gap = np.asarray(run.records[name].gap)[:, pos]
+        bound = np.asarray(run.records[name].bound)[:, pos]
         for j in range(gap.shape[0]):
             color = st.PALETTE[j % 6]
             ax.plot(
@@ -40,7 +40,7 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
                 color=color,
                 label="explicit bound (statement 3)" if j == 0 else None,
             )
-        zero = np.all(gap <= float(st.get(run, name, "round_tol")), axis=0)
+        zero = np.all(gap <= float(run.records[name].round_tol), axis=0)
         if zero.any():
             first = s2[pos][np.argmax(zero)]
             ax.axvspan(

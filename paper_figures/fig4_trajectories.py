@@ -25,15 +25,15 @@ def _pick(s2: np.ndarray, equal: np.ndarray) -> list[int]:
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """Draw from the ``trajectories`` results."""
     run = results["trajectories"]
-    names = st.dataset_order(run.data["datasets"])
-    two_d = [n for n in names if f"{n}__paths" in run.data]
+    names = st.dataset_order(list(run.records))
+    two_d = [n for n in names if run.records[n].paths is not None]
     path_name = PATH_DATASET if PATH_DATASET in two_d else (two_d[0] if two_d else None)
     fig, axes = st.figure(3, nrows=2, wide=True, height=4.6)
     if path_name is not None:
-        X = np.asarray(st.get(run, path_name, "X"))
-        paths = np.asarray(st.get(run, path_name, "paths"))[0]  # restart 0: (S, T+1, K, D)
-        s2 = np.asarray(st.get(run, path_name, "sigma2"))
-        equal = np.asarray(st.get(run, path_name, "equal"))[0]
+        X = np.asarray(run.records[path_name].X)
+        paths = np.asarray(run.records[path_name].paths)[0]  # restart 0: (S, T+1, K, D)
+        s2 = np.asarray(run.records[path_name].sigma2)
+        equal = np.asarray(run.records[path_name].equal)[0]
         for ax, idx in zip(axes[0], _pick(s2, equal), strict=False):
             ax.scatter(X[:, 0], X[:, 1], s=1.5, color="0.75", lw=0, rasterized=True)
             lloyd, em = paths[-1], paths[idx]
@@ -72,7 +72,7 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
         axes[0][0].legend(loc="upper left", fontsize=6.5, handlelength=1.2)
         # per-iteration distance for a few sigma2 values
         ax = axes[1][0]
-        dist = np.asarray(st.get(run, path_name, "path_dist"))[0]  # (S, T+1)
+        dist = np.asarray(run.records[path_name].path_dist)[0]  # (S, T+1)
         picks = np.nonzero(s2 > 0)[0][:: max(1, (s2 > 0).sum() // 6)]
         cmap = __import__("matplotlib").colormaps["viridis"]
         for j, idx in enumerate(picks):
@@ -95,9 +95,9 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
     # ARI and iteration counts against sigma2, every data set
     ax_ari, ax_it = axes[1][1], axes[1][2]
     for j, name in enumerate(names):
-        s2 = np.asarray(st.get(run, name, "sigma2"))
+        s2 = np.asarray(run.records[name].sigma2)
         pos = s2 > 0
-        ari = np.asarray(st.get(run, name, "ari"))[:, pos]
+        ari = np.asarray(run.records[name].ari)[:, pos]
         color = st.PALETTE[j]
         ax_ari.plot(
             s2[pos], ari.mean(axis=0), "-", color=color, label=st.DATASET_LABEL.get(name, name)
@@ -105,11 +105,11 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
         ax_ari.fill_between(
             s2[pos], ari.min(axis=0), ari.max(axis=0), color=color, alpha=0.15, lw=0
         )
-        n_iter = np.asarray(st.get(run, name, "n_iter"))[:, pos]
+        n_iter = np.asarray(run.records[name].n_iter)[:, pos]
         ax_it.plot(
             s2[pos], n_iter.mean(axis=0), "-", color=color, label=st.DATASET_LABEL.get(name, name)
         )
-        lloyd_it = float(np.mean(st.get(run, name, "lloyd_n_iter")))
+        lloyd_it = float(np.mean(run.records[name].lloyd_n_iter))
         ax_it.axhline(lloyd_it, color=color, ls=":", lw=0.9)
     ax_ari.set_xscale("log")
     ax_ari.set_xlabel(r"$\sigma^2$ (squared data units)")

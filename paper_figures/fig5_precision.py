@@ -15,21 +15,21 @@ STYLE = {"float32": ("-", st.PALETTE[0]), "float64": ("-", st.PALETTE[1])}
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """Draw from the ``precision`` results."""
     run = results["precision"]
-    names = st.dataset_order(run.data["datasets"])
-    dtypes = list(run.data["dtypes"])
+    names = st.dataset_order(list(run.records))
+    dtypes = list(next(iter(run.records.values())).by_dtype)
     fig, axes = st.figure(len(names), wide=True, height=2.3, sharey=True)
     for i, (ax, name) in enumerate(zip(axes[0], names, strict=True)):
         bad: dict[str, int] = {}
         for dtype in dtypes:
-            key = f"{name}-{dtype}"
-            s2 = np.asarray(run.data[f"{key}__sigma2"])
+            rec = run.records[name].by_dtype[dtype]
+            s2 = rec.sigma2
             pos = s2 > 0
-            thr = float(run.data[f"{key}__threshold"])
-            delta = np.asarray(run.data[f"{key}__delta"])
-            d_star = np.asarray(run.data[f"{key}__d_star"])
+            thr = rec.threshold
+            delta = rec.delta
+            d_star = rec.d_star
             _, color = STYLE.get(dtype, ("-", "0.3"))
-            frac = np.asarray(run.data[f"{key}__frac_onehot"])[pos]
-            nan = np.asarray(run.data[f"{key}__naive_nan_rows"])[pos] / delta.size
+            frac = rec.frac_onehot[pos]
+            nan = rec.naive_nan_rows[pos] / delta.size
             ax.plot(
                 s2[pos],
                 frac,
@@ -54,7 +54,7 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
                 else None,
             )
             ax.plot(s2[pos], pred_nan, ":", color=st.PALETTE[7], lw=0.7)
-            bad[dtype] = int(np.sum(run.data[f"{key}__stable_nonfinite_rows"]))
+            bad[dtype] = int(np.sum(rec.stable_nonfinite_rows))
         ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
         st.log_ticks(ax, "x")

@@ -16,18 +16,18 @@ DATASET = "overlapping"
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """Draw from the ``responsibilities`` results (its 2-D snapshots)."""
     run = results["responsibilities"]
-    names = [n for n in st.dataset_order(run.data["datasets"]) if f"{n}__snap_resp" in run.data]
+    names = [n for n in st.dataset_order(list(run.records)) if run.records[n].snap_resp is not None]
     if not names:
         raise FileNotFoundError(
             "figure 'fig6_hardening' needs a 2-D data set in experiment 'responsibilities'; "
             "run `gmmlimit run responsibilities` with a synthetic data set (dim = 2)."
         )
     name = DATASET if DATASET in names else names[0]
-    X = np.asarray(st.get(run, name, "X"))
-    means = np.asarray(st.get(run, name, "means"))
-    snaps = np.asarray(st.get(run, name, "snap_sigma2"))
-    resp = np.asarray(st.get(run, name, "snap_resp"))  # (P, N, K)
-    crit = float(st.get(run, name, "critical_sigma2"))
+    X = np.asarray(run.records[name].X)
+    means = np.asarray(run.records[name].means)
+    snaps = np.asarray(run.records[name].snap_sigma2)
+    resp = np.asarray(run.records[name].snap_resp)  # (P, N, K)
+    crit = float(run.records[name].critical_sigma2)
     k = resp.shape[2]
     colours = np.array([to_rgb(c) for c in st.PALETTE[:k]])
     n_panels = len(snaps)

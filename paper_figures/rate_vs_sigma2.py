@@ -14,16 +14,16 @@ __all__ = ["FIGURE", "draw"]
 
 def draw(results: dict, out_dir: Path) -> list[Path]:
     """One panel per data set: measured rate, Jacobian prediction, lambda_max / sigma2."""
-    data = results["convergence_rate"].data
-    names = dataset_order(data["datasets"])
+    records = results["convergence_rate"].records
+    names = dataset_order(list(records))
     fig, axes = figure(len(names), 1, wide=len(names) > 1, height=2.4)
     for j, name in enumerate(names):
         ax = axes[0, j]
-        lam = data[f"{name}__lambda_max"]
-        s2 = np.asarray(data[f"{name}__sigma2"])
+        lam = records[name].lambda_max
+        s2 = np.asarray(records[name].sigma2)
         rel = s2 / lam
-        measured = np.asarray(data[f"{name}__measured"])
-        lin = np.asarray(data[f"{name}__linearized"])
+        measured = np.asarray(records[name].measured)
+        lin = np.asarray(records[name].linearized)
         fine = np.geomspace(1.0, rel.max(), 100)
         ax.plot(rel, lin, "-", color=PALETTE[0], label="Jacobian (predicted)")
         ax.plot(

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 import gmmlimit as gl
-from experiments import registry
-from experiments._anneal_common import group_critical, two_phase_schedule
-from experiments._framework import make_config
-from paper_figures import registry as figure_registry
+from gmmlimit.experiments import make_config, registry
+from gmmlimit.experiments._anneal_common import group_critical, two_phase_schedule
+from gmmlimit.paper_figures import registry as figure_registry
 
 NAMES = ("phase_transition", "anneal_vs_lloyd", "convergence_rate", "em_vs_gradient")
 

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import experiments
 import gmmlimit as gl
-from experiments import Progress, load_latest, make_config, registry, run_experiment
-from experiments._common import load_data
-from gmmlimit import cli
+from gmmlimit import cli, experiments
+from gmmlimit.experiments import Progress, load_latest, make_config, registry, run_experiment
+from gmmlimit.experiments._common import load_data
 
 NAMES = ("responsibilities", "loglik", "updates", "trajectories", "precision")
 _CACHE: dict = {}
@@ -46,10 +45,12 @@ def test_reproduce_quick_passes_and_indexes_every_run(quick):
         runs = [r for r in index if r["name"] == name]
         assert len(runs) == 1 and runs[0]["complete"] and runs[0]["quick"]
         folder = quick["results"] / runs[0]["path"]
-        for f in ("config.json", "meta.json", "scalars.json", "arrays.npz", "summary.txt"):
+        for f in ("config.json", "meta.json", "scalars.json", "records.npz", "summary.txt"):
             assert (folder / f).stat().st_size > 0
         meta = json.loads((folder / "meta.json").read_text())
         assert meta["seed"] == 0 and meta["quick"] and meta["x64"]
+        assert meta["overrides"] == {} and meta["default_config"] and meta["data"] is None
+        assert meta["estep"] == gl.cpu_kernel_status()
         assert meta["check_failures"] == []
         assert {"jax", "numpy", "gmmlimit"} <= set(meta["versions"])
         assert meta["device"]["platform"]
@@ -59,80 +60,78 @@ def test_reproduce_quick_passes_and_indexes_every_run(quick):
 @pytest.mark.parametrize("name", NAMES)
 def test_check_passes_on_loaded_results(quick, name):
     run = load_latest(name, quick["results"], quick=True)
-    assert registry()[name].check(run.data) == []
-    assert registry()[name].summarize(run.data).startswith(f"{name}:")
+    spec = registry()[name]
+    config = make_config(spec, run.config)
+    assert spec.check(config, run.records) == []
+    assert spec.summarize(config, run.records) == run.summary
+    assert run.summary.startswith(f"{name}:")
 
 
 def test_responsibilities_bound_and_slope(quick):
     run = load_latest("responsibilities", quick["results"])
-    d = run.data
-    for name in d["datasets"]:
-        assert np.all(d[f"{name}__held"])
-        assert d[f"{name}__sigma2"][-1] == 0 and d[f"{name}__max_gap"][-1] == 0
-        assert np.sum(d[f"{name}__fit_mask"]) >= 3
-        ratio = d[f"{name}__slope"] / d[f"{name}__slope_predicted"]
+    for name, r in run.records.items():
+        assert np.all(r.held)
+        assert r.sigma2[-1] == 0 and r.max_gap[-1] == 0
+        assert np.sum(r.fit_mask) >= 3
+        ratio = r.slope / r.slope_predicted
         assert abs(ratio - 1) <= 0.05, (name, ratio)
         # recheck bound 1 independently at one grid point in the fit regime
         X, _, _ = load_data(make_config(registry()["responsibilities"], {}, quick=True), name)
-        if f"{name}__means" in d:
-            s2 = d[f"{name}__sigma2"][np.nonzero(d[f"{name}__fit_mask"])[0][0]]
-            gap = np.asarray(gl.responsibility_gap(X, d[f"{name}__means"], s2))
-            bound = np.asarray(gl.responsibility_bound(X, d[f"{name}__means"], s2))
-            assert np.all(gap <= bound[:, None] * (1 + 1e-12))
+        s2 = r.sigma2[np.nonzero(r.fit_mask)[0][0]]
+        gap = np.asarray(gl.responsibility_gap(X, r.means, s2))
+        bound = np.asarray(gl.responsibility_bound(X, r.means, s2))
+        assert np.all(gap <= bound[:, None] * (1 + 1e-12))
 
 
 def test_loglik_bound_two(quick):
-    d = load_latest("loglik", quick["results"]).data
-    for name in d["datasets"]:
-        lt, J, lower = d[f"{name}__ltilde"], d[f"{name}__J"], d[f"{name}__lower"]
+    for r in load_latest("loglik", quick["results"]).records.values():
+        lt, J, lower = r.ltilde, r.J, r.lower
         assert np.all(lt <= J * (1 + 1e-12)) and np.all(lt >= lower - 1e-12 * J)
         assert lt[-1] == pytest.approx(J, rel=1e-12)
-        assert np.all(J - lt <= d[f"{name}__rate_bound"] * (1 + 1e-12) + 1e-12 * J)
+        assert np.all(J - lt <= r.rate_bound * (1 + 1e-12) + 1e-12 * J)
         # the uncorrected -2 sigma2 l is far from J somewhere on the grid: the correction matters
-        unc = d[f"{name}__uncorrected"][:-1]
+        unc = r.uncorrected[:-1]
         assert np.max(np.abs(unc - J) / J) > 0.1
 
 
 def test_updates_bound_and_exact_limit(quick):
-    d = load_latest("updates", quick["results"]).data
-    for name in d["datasets"]:
-        assert np.all(d[f"{name}__held"])
-        assert np.all(d[f"{name}__gap"][:, -1] <= d[f"{name}__round_tol"])
-        assert d[f"{name}__round_tol"] < 1e-11
-        assert np.any(d[f"{name}__gap"][:, 0] > 1e-3)  # not trivially zero
+    for r in load_latest("updates", quick["results"]).records.values():
+        assert np.all(r.held)
+        assert np.all(r.gap[:, -1] <= r.round_tol)
+        assert r.round_tol < 1e-11
+        assert np.any(r.gap[:, 0] > 1e-3)  # not trivially zero
 
 
 def test_trajectories_partition_equal_below_reported_sigma2(quick):
-    d = load_latest("trajectories", quick["results"]).data
+    records = load_latest("trajectories", quick["results"]).records
     cfg = make_config(registry()["trajectories"], {}, quick=True)
-    for name in d["datasets"]:
-        stars = d[f"{name}__sigma2_star"]
+    for name, r in records.items():
+        stars = r.sigma2_star
         assert np.all(stars > 0)
-        assert np.all(d[f"{name}__zero_equal_labels"]) and np.all(d[f"{name}__zero_equal_means"])
-        assert np.all(d[f"{name}__zero_equal_n_iter"])
+        assert np.all(r.zero_equal_labels) and np.all(r.zero_equal_means)
+        assert np.all(r.zero_equal_n_iter)
         X, _, _ = load_data(cfg, name)
         # independent check off the grid: below sigma2*, EM ends at Lloyd's partition exactly
-        m0, star = d[f"{name}__init"][0], float(stars[0])
+        m0, star = r.init[0], float(stars[0])
         lloyd = gl.kmeans(X, m0, max_iter=cfg.max_iter, tol=cfg.tol)
         for s2 in (star * 0.7, star * 0.05):
             em = gl.em(X, m0, s2, max_iter=cfg.max_iter, tol=cfg.tol)
             np.testing.assert_array_equal(np.asarray(em.labels), np.asarray(lloyd.labels))
-        assert np.all(d[f"{name}__ari"][:, -1] == 1.0)
+        assert np.all(r.ari[:, -1] == 1.0)
 
 
 def test_precision_thresholds_and_no_nan(quick):
-    d = load_latest("precision", quick["results"]).data
-    for name in d["datasets"]:
+    records = load_latest("precision", quick["results"]).records
+    for record in records.values():
         for dtype, thr in (("float32", 87.34), ("float64", 708.40)):
-            p = f"{name}-{dtype}"
-            assert np.all(d[f"{p}__stable_nonfinite_rows"] == 0)
-            assert np.all(d[f"{p}__fit_finite"])
-            assert d[f"{p}__x_soft_max"] <= thr * 1.001 <= d[f"{p}__x_hard_min"] * 1.002
-            assert d[f"{p}__naive_nan_onset"] > 0
-            assert d[f"{p}__naive_nan_rows"][-1] == d[f"{p}__delta"].size
-    # float32 hardens earlier (larger sigma2) than float64, by about 708 / 87
-    for name in d["datasets"]:
-        ratio = d[f"{name}-float32__onehot_onset"] / d[f"{name}-float64__onehot_onset"]
+            p = record.by_dtype[dtype]
+            assert np.all(p.stable_nonfinite_rows == 0)
+            assert np.all(p.fit_finite)
+            assert p.x_soft_max <= thr * 1.001 <= p.x_hard_min * 1.002
+            assert p.naive_nan_onset > 0
+            assert p.naive_nan_rows[-1] == p.delta.size
+        # float32 hardens earlier (larger sigma2) than float64, by about 708 / 87
+        ratio = record.by_dtype["float32"].onehot_onset / record.by_dtype["float64"].onehot_onset
         assert 6 < ratio < 10
 
 
@@ -141,11 +140,11 @@ def test_same_seed_gives_identical_numbers(quick, tmp_path):
     cfg = make_config(spec, {"datasets": "overlapping"}, quick=True)
     run, failures = run_experiment(spec, cfg, tmp_path, quick=True, progress=Progress(False))
     assert failures == []
-    ref = load_latest("responsibilities", quick["results"]).data
+    mine = run.records["overlapping"]
+    ref = load_latest("responsibilities", quick["results"]).records["overlapping"]
     for field in ("sigma2", "max_gap", "mean_gap", "max_bound", "delta", "snap_resp"):
-        key = f"overlapping__{field}"
-        np.testing.assert_array_equal(run.data[key], ref[key])
-    assert run.data["overlapping__slope"] == ref["overlapping__slope"]
+        np.testing.assert_array_equal(getattr(mine, field), getattr(ref, field))
+    assert mine.slope == ref.slope
 
 
 class _Interrupt(Progress):
@@ -172,7 +171,7 @@ def test_interrupted_sweep_resumes_from_finished_points(quick, tmp_path):
     index = json.loads((tmp_path / "index.json").read_text())["runs"]
     assert [r["complete"] for r in index] == [False]
     with pytest.raises(FileNotFoundError, match="updates"):
-        load_latest("updates", tmp_path)
+        load_latest("updates", tmp_path, default_config=None)
 
     class Counting(Progress):
         def __init__(self):
@@ -190,9 +189,9 @@ def test_interrupted_sweep_resumes_from_finished_points(quick, tmp_path):
     assert run.meta["points_resumed"] == 2 and run.meta["points_computed"] == 1
     assert run.path.name == partial.name[: -len(".partial")]
     assert not partial.exists()
-    ref = load_latest("updates", quick["results"]).data
+    ref = load_latest("updates", quick["results"]).records
     for name in ("separated", "overlapping", "anisotropic"):
-        np.testing.assert_array_equal(run.data[f"{name}__gap"], ref[f"{name}__gap"])
+        np.testing.assert_array_equal(run.records[name].gap, ref[name].gap)
     assert json.loads((tmp_path / "index.json").read_text())["runs"][0]["complete"]
 
 
@@ -268,7 +267,7 @@ def test_reproduce_exit_status_reports_failed_statements(tmp_path, monkeypatch):
     import dataclasses
 
     spec = registry()["loglik"]
-    failing = dataclasses.replace(spec, check=lambda data: ["forced failure"])
+    failing = dataclasses.replace(spec, check=lambda config, records: ["forced failure"])
     monkeypatch.setattr(experiments, "registry", lambda: {"loglik": failing})
     rc = cli.main(
         [
@@ -294,7 +293,8 @@ def test_cli_interrupt_then_rerun_resumes(tmp_path, monkeypatch, capsys):
     def interrupted_run(config, progress, resume=None):
         return spec.run(config, _Interrupt(1), resume=resume)
 
-    args = ["run", "loglik", "--quick", "--set", "datasets=separated,overlapping"]
+    # no --quick: run's default setting is the quick one, as for reproduce
+    args = ["run", "loglik", "--set", "datasets=separated,overlapping", "--no-bar"]
     args += ["--results", str(tmp_path)]
     monkeypatch.setattr(
         experiments, "registry", lambda: {"loglik": dataclasses.replace(spec, run=interrupted_run)}
@@ -304,20 +304,141 @@ def test_cli_interrupt_then_rerun_resumes(tmp_path, monkeypatch, capsys):
     assert len(list((tmp_path / "loglik").glob("*.partial/points/*.npz"))) == 1
     monkeypatch.undo()
     assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    assert "resumed 1/2 points" in captured.out
+    assert "resuming" in captured.err and "1 finished point(s) kept" in captured.err
     (meta,) = (tmp_path / "loglik").glob("*/meta.json")
     meta = json.loads(meta.read_text())
     assert (meta["points_resumed"], meta["points_computed"]) == (1, 1)
+    assert meta["quick"] and meta["overrides"] == {"datasets": ["separated", "overlapping"]}
 
 
 def test_changed_experiment_code_never_resumes_old_points(tmp_path, monkeypatch):
-    from experiments import _framework
+    from gmmlimit.experiments import _runner
 
     spec = registry()["loglik"]
     cfg = make_config(spec, {"datasets": "separated,overlapping"}, quick=True)
-    monkeypatch.setattr(_framework, "code_fingerprint", lambda spec: "old-code")
+    monkeypatch.setattr(_runner, "code_fingerprint", lambda spec: "old-code")
     with pytest.raises(KeyboardInterrupt):
         run_experiment(spec, cfg, tmp_path, quick=True, progress=_Interrupt(1))
-    monkeypatch.setattr(_framework, "code_fingerprint", lambda spec: "new-code")
+    monkeypatch.setattr(_runner, "code_fingerprint", lambda spec: "new-code")
     run, _ = run_experiment(spec, cfg, tmp_path, quick=True, progress=Progress(False))
     assert (run.meta["points_resumed"], run.meta["points_computed"]) == (0, 2)
     assert len(list((tmp_path / "loglik").glob("*.partial"))) == 1  # the old one, untouched
+
+
+def test_run_and_reproduce_share_the_quick_default(capsys):
+    for command in ("run", "reproduce"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"] + (["loglik"] if command == "run" else []))
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--full" in text and "the default" in text
+    # --full is accepted by run (here refused by the config, before any work)
+    assert cli.main(["run", "loglik", "--full", "--set", "n_sigma2=1"]) == 2
+
+
+def _own_data(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A (300, 2) file: the quick shapes, so every compilation of the session is reused."""
+    X, _, _ = load_data(make_config(registry()["loglik"], {}, quick=True), "anisotropic")
+    path = tmp_path / "cells.npy"
+    np.save(path, X)
+    return path, X
+
+
+def test_own_data_file_runs_and_is_recorded(tmp_path, capsys):
+    import hashlib
+    import os
+
+    path, X = _own_data(tmp_path)
+    np.savez(tmp_path / "cells.npz", X=X, labels=np.zeros(len(X)))
+    np.savetxt(tmp_path / "cells.csv", X, delimiter=",", header="a,b", comments="")
+    from gmmlimit.experiments._data import load_file
+
+    for other in ("cells.npz", "cells.csv"):
+        np.testing.assert_array_equal(load_file(tmp_path / other), X)
+    old = os.umask(0o027)
+    try:
+        args = ["run", "loglik", "--data", str(path), "--set", "k=3", "--no-bar"]
+        assert cli.main([*args, "--results", str(tmp_path / "r")]) == 0
+    finally:
+        os.umask(old)
+    (entry,) = experiments.list_runs(tmp_path / "r")
+    run = experiments.load_run(tmp_path / "r", "loglik", entry["run_id"])
+    assert list(run.records) == ["cells"] and run.records["cells"].n == 300
+    assert run.meta["data"] == {
+        "path": str(path.resolve()),
+        "name": "cells",
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "shape": [300, 2],
+        "dtype": "float64",
+    }
+    assert not run.default_config and run.overrides["data"] == str(path.resolve())
+    # results are written with the user's umask (027 here), not mkstemp's 0600
+    for name in ("meta.json", "records.npz", "summary.txt"):
+        assert (run.path / name).stat().st_mode & 0o777 == 0o640, name
+    assert next((run.path / "points").glob("*.npz")).stat().st_mode & 0o777 == 0o640
+    with pytest.raises(FileNotFoundError):  # figures never draw it by default
+        load_latest("loglik", tmp_path / "r")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (np.arange(5.0), "must hold an \\(N, D\\) array"),
+        (np.array([[1.0, np.nan], [2.0, 3.0]]), "NaN or inf"),
+        (np.array([["a", "b"], ["c", "d"]]), "real numbers"),
+        (None, "does not exist"),
+    ],
+)
+def test_bad_data_file_is_refused_before_any_work(tmp_path, content, message):
+    path = tmp_path / "bad.npy"
+    if content is not None:
+        np.save(path, content)
+    with pytest.raises(ValueError, match=message):
+        make_config(registry()["updates"], {"data": str(path), "datasets": "bad"})
+    args = ["run", "updates", "--data", str(path), "--results", str(tmp_path / "r")]
+    assert cli.main(args) == 2
+    assert not (tmp_path / "r").exists()
+
+
+def test_data_refused_by_an_experiment_without_data_sets(tmp_path, capsys):
+    path, _ = _own_data(tmp_path)
+    assert cli.main(["run", "variant_limits", "--data", str(path)]) == 2
+    assert "--data is not accepted" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_changed_data_file(tmp_path):
+    path, X = _own_data(tmp_path)
+    spec = registry()["loglik"]
+    cfg = make_config(spec, {"data": str(path), "datasets": "cells"}, quick=True)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(spec, cfg, tmp_path / "r", quick=True, progress=_Interrupt(1))
+    np.save(path, X[::-1])  # same shape, new content
+    with pytest.raises(ValueError, match="changed since the interrupted run"):
+        run_experiment(spec, cfg, tmp_path / "r", quick=True, progress=Progress(False))
+    np.save(path, X)  # restored: the run resumes its finished point
+    run, _ = run_experiment(spec, cfg, tmp_path / "r", quick=True, progress=Progress(False))
+    assert (run.meta["points_resumed"], run.meta["points_computed"]) == (1, 0)
+
+
+def test_code_fingerprint_covers_gmmlimit_and_imported_experiment_modules(tmp_path, monkeypatch):
+    import shutil
+
+    from gmmlimit.experiments import _anneal_common, code_fingerprint
+
+    specs = registry()
+    before = {n: code_fingerprint(specs[n]) for n in ("loglik", "phase_transition")}
+    # an edit anywhere in gmmlimit (a copy of it, here) changes every fingerprint
+    core = tmp_path / "gmmlimit"
+    shutil.copytree(Path(gl.__file__).parent, core, ignore=shutil.ignore_patterns("__pycache__"))
+    with (core / "_anneal.py").open("a") as fh:
+        fh.write("# edited\n")
+    monkeypatch.setattr(gl, "__file__", str(core / "__init__.py"))
+    assert code_fingerprint(specs["loglik"]) != before["loglik"]
+    monkeypatch.undo()
+    # an edit of _anneal_common changes the experiments that import it, and only those
+    common = tmp_path / "_anneal_common.py"
+    common.write_text(Path(_anneal_common.__file__).read_text() + "# edited\n")
+    monkeypatch.setattr(_anneal_common, "__file__", str(common))
+    assert code_fingerprint(specs["phase_transition"]) != before["phase_transition"]
+    assert code_fingerprint(specs["loglik"]) == before["loglik"]

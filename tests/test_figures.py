@@ -7,9 +7,8 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-import paper_figures
-from gmmlimit import cli
-from paper_figures import draw_figure, index_markdown, registry
+from gmmlimit import cli, paper_figures
+from gmmlimit.paper_figures import draw_figure, index_markdown, registry
 
 FIGURES = (
     "fig1_responsibilities",
@@ -84,4 +83,54 @@ def test_cli_figures_reports_missing_results(tmp_path, capsys):
 
 def test_docs_figures_index_is_current():
     expected = index_markdown(list(paper_figures.registry().values())) + "\n"
-    assert DOCS.read_text() == expected, "regenerate: python -m paper_figures > docs/figures.md"
+    regenerate = "regenerate: python -m gmmlimit.paper_figures > docs/figures.md"
+    assert DOCS.read_text() == expected, regenerate
+
+
+def test_figures_use_default_runs_and_mark_explicit_override_runs(quick, tmp_path):
+    import shutil
+
+    from gmmlimit.experiments import list_runs, load_latest
+
+    results = tmp_path / "results"
+    shutil.copytree(quick["results"], results)
+    default = load_latest("loglik", results, quick=True)
+    args = ["run", "loglik", "--set", "datasets=separated", "--no-bar", "--results", str(results)]
+    assert cli.main(args) == 0
+    (override,) = list_runs(results, "loglik", default_config=False)
+    assert override["overrides"] == {"datasets": ["separated"]}
+    out = tmp_path / "figures"
+    # default: the latest default-config run, not the newer override run
+    written, missing = paper_figures.draw_all(results, out, names=["fig2_loglik"])
+    assert list(written) == ["fig2_loglik"] and not missing
+    text = (out / "index.md").read_text()
+    assert f"run `{default.run_id}` (quick setting, default config" in text
+    assert override["run_id"] not in text and "Not the default config" not in text
+    # --run picks the override run, and the caption and index entry say so
+    before = (out / "fig2_loglik.png").read_bytes()
+    run_ids = [override["run_id"]]
+    written, _ = paper_figures.draw_all(results, out, names=["fig2_loglik"], run_ids=run_ids)
+    assert list(written) == ["fig2_loglik"]
+    text = (out / "index.md").read_text()
+    assert f"run `{override['run_id']}` (quick setting, **overrides: datasets=separated**" in text
+    assert "**Not the default config: drawn from run " in text
+    assert (out / "fig2_loglik.png").read_bytes() != before  # redrawn, with the note under it
+    assert not list(tmp_path.glob(".figures.*"))  # the temporary folder is gone
+
+
+def test_failed_figures_call_keeps_previous_output(tmp_path):
+    out = tmp_path / "figures"
+    out.mkdir()
+    (out / "index.md").write_text("good index\n")
+    (out / "fig2_loglik.png").write_bytes(b"good figure")
+    rc = cli.main(["figures", "--results", str(tmp_path / "nonexistent"), "--out", str(out)])
+    assert rc == 3
+    assert (out / "index.md").read_text() == "good index\n"
+    assert (out / "fig2_loglik.png").read_bytes() == b"good figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures"]
+
+
+def test_unknown_run_id_is_refused(quick, tmp_path):
+    args = ["figures", "--results", str(quick["results"]), "--out", str(tmp_path / "f")]
+    assert cli.main([*args, "--run", "20990101T000000Z-nope"]) == 2
+    assert not (tmp_path / "f").exists()

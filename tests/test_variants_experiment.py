@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from experiments import Progress, make_config, registry, run_experiment
+from gmmlimit.experiments import Progress, make_config, registry, run_experiment
 
 
 def test_variant_limits_quick_run_passes_its_checks(tmp_path):
@@ -12,11 +12,11 @@ def test_variant_limits_quick_run_passes_its_checks(tmp_path):
     cfg = make_config(spec, {"variants": "poisson"}, quick=True)
     run, failures = run_experiment(spec, cfg, tmp_path, quick=True, progress=Progress(False))
     assert failures == []
-    d = run.data
-    assert np.all(d["poisson__bound_holds"])
-    assert d["poisson__resp_gap"][0] > 1e-2 and d["poisson__resp_gap"][-1] == 0.0
-    assert np.all(np.diff(d["poisson__resp_gap"]) <= 0)
-    assert spec.summarize(d).startswith("variant_limits:")
+    r = run.records["poisson"]
+    assert np.all(r.bound_holds)
+    assert r.resp_gap[0] > 1e-2 and r.resp_gap[-1] == 0.0
+    assert np.all(np.diff(r.resp_gap) <= 0)
+    assert run.summary.startswith("variant_limits:")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,552 @@
+"""Results on disk: atomic files, typed records, finished points, run folders and the index.
+
+Layout of a results directory::
+
+    results/
+      index.json                       every run: name, run_id, path, setting, overrides, ...
+      <name>/<run_id>.partial/         a run in progress (or interrupted): config.json,
+                                       started.json, points/
+      <name>/<run_id>/                 a finished run: config.json, meta.json, records.npz,
+                                       scalars.json, summary.txt, points/
+
+Records are frozen dataclasses; only this module turns them into files and back. A record is
+stored as arrays named ``<record key>/<field>`` (nested records and ``dict[str, record]``
+fields add further ``/<name>`` levels) in one ``.npz``; its scalar fields are also copied into
+``scalars.json`` for reading by eye. Every file is written to a temporary file with the user's
+umask and moved into place with ``os.replace``.
+
+The loader API (stable; what ``gmmlimit figures`` and a paper builder use): :func:`list_runs`,
+:func:`load_run`, :func:`load_latest`, :func:`select_runs` and :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import re
+import tempfile
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FORMAT",
+    "PointStore",
+    "RunResult",
+    "decode_record",
+    "encode_record",
+    "list_runs",
+    "load_latest",
+    "load_run",
+    "read_index",
+    "select_runs",
+]
+
+FORMAT = 2  # version of the run-folder layout; runs of another format are not read
+INDEX_NAME = "index.json"
+PARTIAL_SUFFIX = ".partial"
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_.=+-]+$")
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes with the user's umask
+# --------------------------------------------------------------------------------------------
+
+
+def _file_mode() -> int:
+    """0o666 less the process umask: what ``open(path, "w")`` would give a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, _file_mode())  # mkstemp makes 0600 files; results are shared
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value)}")
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an uncompressed ``.npz``, atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+# --------------------------------------------------------------------------------------------
+# Records <-> arrays
+# --------------------------------------------------------------------------------------------
+
+
+def check_key(key: str) -> str:
+    """A record or point key: letters, digits and ``_.=+-`` only (it names files)."""
+    if not isinstance(key, str) or not _SAFE_KEY.match(key):
+        raise ValueError(f"key {key!r} must match {_SAFE_KEY.pattern}.")
+    return key
+
+
+def _hints(record_type: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(record_type)
+    return {f.name: hints[f.name] for f in dataclasses.fields(record_type)}
+
+
+def encode_record(record: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    """A record as ``{"<prefix><field>": array}`` (None fields are left out).
+
+    Args:
+        record: a dataclass instance whose fields are arrays, scalars, strings, tuples of
+            those, None, nested dataclasses or ``dict[str, dataclass]``.
+        prefix: put before every name (``"<record key>/"`` in a run's file).
+
+    Returns:
+        Host numpy arrays, 0-d for scalars.
+    """
+    if not dataclasses.is_dataclass(record) or isinstance(record, type):
+        raise TypeError(f"expected a record (dataclass instance); got {type(record).__name__}.")
+    out: dict[str, np.ndarray] = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        name = f"{prefix}{f.name}"
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out.update(encode_record(value, f"{name}/"))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                out.update(encode_record(item, f"{name}/{check_key(key)}/"))
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def _decode_value(value: np.ndarray, tp: Any, name: str) -> Any:
+    if tp is np.ndarray or tp is Any:
+        return value
+    if tp is bool:
+        return bool(value)
+    if tp is int:
+        return int(value)
+    if tp is float:
+        return float(value)
+    if tp is str:
+        return str(value)
+    if typing.get_origin(tp) is tuple:
+        return tuple(value.tolist())
+    raise TypeError(f"record field {name!r} has an unsupported type {tp}.")
+
+
+def decode_record(record_type: type, arrays: dict[str, np.ndarray], prefix: str = "") -> Any:
+    """The inverse of :func:`encode_record`: rebuild a ``record_type`` from its arrays.
+
+    Raises:
+        KeyError: naming the field when a required one is missing (results written by an
+            older version of the experiment).
+    """
+    values: dict[str, Any] = {}
+    for name, tp in _hints(record_type).items():
+        full = f"{prefix}{name}"
+        optional = False
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            optional = len(args) < len(typing.get_args(tp))
+            tp = args[0] if len(args) == 1 else Any
+        if dataclasses.is_dataclass(tp):
+            if any(k.startswith(f"{full}/") for k in arrays):
+                values[name] = decode_record(tp, arrays, f"{full}/")
+            elif optional:
+                values[name] = None
+            else:
+                raise KeyError(full)
+        elif typing.get_origin(tp) is dict:
+            item_type = typing.get_args(tp)[1]
+            keys: list[str] = []
+            for k in arrays:
+                if k.startswith(f"{full}/"):
+                    sub = k[len(full) + 1 :].split("/", 1)[0]
+                    if sub not in keys:
+                        keys.append(sub)
+            values[name] = {k: decode_record(item_type, arrays, f"{full}/{k}/") for k in keys}
+        elif full in arrays:
+            values[name] = _decode_value(arrays[full], tp, full)
+        elif optional:
+            values[name] = None
+        else:
+            raise KeyError(full)
+    return record_type(**values)
+
+
+def _scalars_of(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The 0-d entries as a nested JSON-able dict (for reading by eye)."""
+    out: dict[str, Any] = {}
+    for name, value in arrays.items():
+        if value.ndim:
+            continue
+        node = out
+        *parents, leaf = name.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value.item()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Finished sweep points
+# --------------------------------------------------------------------------------------------
+
+
+class PointStore:
+    """Finished sweep points, one ``.npz`` per point (atomic), or in memory.
+
+    Args:
+        directory: the ``points/`` folder of a run; None keeps points in memory only.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None) -> None:
+        self.directory = None if directory is None else Path(directory)
+        self._memory: dict[str, dict[str, np.ndarray]] = {}
+        self.computed: list[str] = []
+        self.resumed: list[str] = []
+
+    def _path(self, key: str) -> Path:
+        assert self.directory is not None
+        return self.directory / f"{check_key(key)}.npz"
+
+    def finished(self) -> list[str]:
+        """Keys of the points already stored."""
+        if self.directory is None:
+            return list(self._memory)
+        return sorted(p.stem for p in self.directory.glob("*.npz"))
+
+    def get(self, key: str, record_type: type) -> Any | None:
+        """The stored record of a finished point, or None."""
+        if self.directory is None:
+            arrays = self._memory.get(check_key(key))
+        else:
+            path = self._path(key)
+            arrays = _load_npz(path) if path.exists() else None
+        return None if arrays is None else decode_record(record_type, arrays)
+
+    def put(self, key: str, record: Any) -> None:
+        """Store a finished point's record (atomically when on disk)."""
+        arrays = encode_record(record)
+        if self.directory is None:
+            self._memory[check_key(key)] = arrays
+        else:
+            atomic_write_npz(self._path(key), arrays)
+
+
+# --------------------------------------------------------------------------------------------
+# Run folders
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """A finished run read back from disk.
+
+    Attributes:
+        name: experiment name.
+        run_id: the run folder's name (``<UTC time>-<hash>``), unique in a results folder.
+        path: the run folder.
+        config: the config as a dict (every key, JSON values).
+        meta: provenance: seed, setting (``quick``), ``overrides`` (keys that differ from the
+            setting's defaults), ``data`` (a user's data file: path, sha256, shape, dtype),
+            ``estep`` (which CPU E-step ran), versions, device, git revision, times, points
+            computed and resumed, the failed statements.
+        records: ``{data set: record}`` in run order (typed records of the experiment).
+        summary: the one-line summary.
+    """
+
+    name: str
+    run_id: str
+    path: Path
+    config: dict
+    meta: dict
+    records: dict[str, Any]
+    summary: str
+
+    @property
+    def quick(self) -> bool:
+        """Whether this is a quick-setting run."""
+        return bool(self.meta.get("quick"))
+
+    @property
+    def setting(self) -> str:
+        """``"quick"`` or ``"full"``."""
+        return "quick" if self.quick else "full"
+
+    @property
+    def overrides(self) -> dict:
+        """Config keys that differ from the setting's defaults (empty: the default config)."""
+        return dict(self.meta.get("overrides", {}))
+
+    @property
+    def default_config(self) -> bool:
+        """Whether the run used its setting's default config (no overrides, no own data)."""
+        return not self.overrides
+
+
+def write_run_files(
+    folder: Path, records: dict[str, Any], summary: str, meta: dict[str, Any]
+) -> None:
+    """Write a finished run's records, scalars, summary and (last) meta.json into ``folder``."""
+    arrays: dict[str, np.ndarray] = {}
+    for key, record in records.items():
+        arrays.update(encode_record(record, f"{check_key(key)}/"))
+    atomic_write_npz(folder / "records.npz", arrays)
+    atomic_write_json(
+        folder / "scalars.json", {"order": list(records), "records": _scalars_of(arrays)}
+    )
+    atomic_write_bytes(folder / "summary.txt", (summary + "\n").encode())
+    atomic_write_json(folder / "meta.json", meta)
+
+
+def load_run(
+    results_dir: str | os.PathLike, name: str, run_id: str, record_type: type | None = None
+) -> RunResult:
+    """Read one finished run folder.
+
+    Args:
+        results_dir: the results root.
+        name: the experiment.
+        run_id: the run folder's name.
+        record_type: the records' dataclass (default: the registered experiment's).
+
+    Raises:
+        FileNotFoundError: naming the command to run when the folder is not a finished run of
+            this format (missing, interrupted, or written by an older version).
+    """
+    path = Path(results_dir) / name / run_id
+    if not (path / "meta.json").exists():
+        raise FileNotFoundError(
+            f"{path} is not a finished run of experiment {name!r}; run `gmmlimit run {name}`."
+        )
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("format") != FORMAT or not (path / "records.npz").exists():
+        raise FileNotFoundError(
+            f"{path} was written by an older version of gmmlimit (format "
+            f"{meta.get('format', 1)}, need {FORMAT}); rerun `gmmlimit run {name}`."
+        )
+    if record_type is None:
+        from . import registry
+
+        record_type = registry()[name].record_type
+    arrays = _load_npz(path / "records.npz")
+    order = json.loads((path / "scalars.json").read_text())["order"]
+    try:
+        records = {key: decode_record(record_type, arrays, f"{key}/") for key in order}
+    except KeyError as err:
+        raise FileNotFoundError(
+            f"{path} lacks the record field {err}: it was written by an older version of "
+            f"experiment {name!r}; rerun `gmmlimit run {name}`."
+        ) from None
+    return RunResult(
+        name=name,
+        run_id=run_id,
+        path=path,
+        config=json.loads((path / "config.json").read_text()),
+        meta=meta,
+        records=records,
+        summary=(path / "summary.txt").read_text().strip(),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The index, and choosing runs
+# --------------------------------------------------------------------------------------------
+
+
+def read_index(results_dir: str | os.PathLike) -> list[dict]:
+    """The entries of ``results_dir/index.json`` (empty if there is none)."""
+    path = Path(results_dir) / INDEX_NAME
+    if not path.exists():
+        return []
+    return json.loads(path.read_text())["runs"]
+
+
+def update_index(results_dir: Path, entry: dict) -> None:
+    """Add or replace (same name and run_id) one entry of the index, atomically."""
+    runs = [
+        r
+        for r in read_index(results_dir)
+        if not (r["name"] == entry["name"] and r["run_id"] == entry["run_id"])
+    ]
+    runs.append(entry)
+    atomic_write_json(results_dir / INDEX_NAME, {"version": FORMAT, "runs": runs})
+
+
+def list_runs(
+    results_dir: str | os.PathLike = "results",
+    name: str | None = None,
+    *,
+    quick: bool | None = None,
+    default_config: bool | None = None,
+) -> list[dict]:
+    """Finished runs listed in the index (this format only), oldest first.
+
+    Args:
+        results_dir: the results root.
+        name: only this experiment (None: all).
+        quick: only quick (True) or full (False) runs; None: both.
+        default_config: only runs with (True) or without (False) their setting's default
+            config; None: both.
+
+    Returns:
+        Index entries: ``name, run_id, path, quick, overrides, default_config, time, ...``.
+    """
+    root = Path(results_dir)
+    runs = [
+        r
+        for r in read_index(root)
+        if r.get("complete")
+        and r.get("format") == FORMAT
+        and (name is None or r["name"] == name)
+        and (quick is None or bool(r["quick"]) == quick)
+        and (default_config is None or bool(r.get("default_config")) == default_config)
+        and (root / r["path"] / "meta.json").exists()
+    ]
+    return sorted(runs, key=lambda r: (r["time"], r["run_id"]))
+
+
+def load_latest(
+    name: str,
+    results_dir: str | os.PathLike = "results",
+    quick: bool | None = None,
+    *,
+    default_config: bool | None = True,
+) -> RunResult:
+    """The most recent finished run of experiment ``name``.
+
+    Args:
+        name: the experiment.
+        results_dir: the results root.
+        quick: only quick runs (True), only full runs (False), or either (None).
+        default_config: True (default): only runs with their setting's default config, the
+            ones figures draw from; False: only runs with overrides; None: any.
+
+    Returns:
+        The :class:`RunResult`.
+
+    Raises:
+        FileNotFoundError: naming the experiment and the command to run when there is none.
+    """
+    runs = list_runs(results_dir, name, quick=quick, default_config=default_config)
+    if not runs:
+        setting = {None: "", True: " --quick", False: " --full"}[quick]
+        which = {True: "default-config ", False: "overridden ", None: ""}[default_config]
+        raise FileNotFoundError(
+            f"no finished {which}results of experiment {name!r} in {results_dir}/ "
+            f"(setting: {'any' if quick is None else ('quick' if quick else 'full')}); run "
+            f"`gmmlimit run {name}{setting} --results {results_dir}` first."
+        )
+    return load_run(results_dir, name, Path(runs[-1]["path"]).name)
+
+
+def find_run(results_dir: str | os.PathLike, run_id: str) -> dict:
+    """The index entry of a finished run by its id.
+
+    Raises:
+        ValueError: naming the id when no finished run has it.
+    """
+    for entry in list_runs(results_dir):
+        if entry["run_id"] == run_id:
+            return entry
+    raise ValueError(
+        f"no finished run {run_id!r} in {results_dir}/index.json; `gmmlimit runs` lists them."
+    )
+
+
+def select_runs(
+    results_dir: str | os.PathLike,
+    names: Iterable[str],
+    quick: bool | None = None,
+    run_ids: Sequence[str] = (),
+) -> tuple[bool, dict[str, dict]]:
+    """Choose one run per experiment: the latest default-config run of one setting.
+
+    Runs named in ``run_ids`` are used as they are (overrides included). For every other
+    experiment the latest finished run with the default config of one setting is used; the
+    setting is ``quick`` if given, else the one whose default runs cover more of ``names``
+    (full on a tie). Quick and full runs are never mixed by this default.
+
+    Args:
+        results_dir: the results root.
+        names: the experiments wanted.
+        quick: force the quick (True) or full (False) setting; None: choose as above.
+        run_ids: explicit run ids (at most one per experiment).
+
+    Returns:
+        ``(quick, {name: index entry})``: the setting used and the entry of every experiment
+        that has a run (the others are missing).
+
+    Raises:
+        ValueError: an unknown run id, or two ids for one experiment.
+    """
+    names = list(dict.fromkeys(names))
+    explicit: dict[str, dict] = {}
+    for run_id in run_ids:
+        entry = find_run(results_dir, run_id)
+        if entry["name"] in explicit:
+            raise ValueError(f"--run names two runs of experiment {entry['name']!r}.")
+        explicit[entry["name"]] = entry
+    if quick is None:
+        cover = {
+            q: sum(bool(list_runs(results_dir, n, quick=q, default_config=True)) for n in names)
+            for q in (False, True)
+        }
+        quick = cover[True] > cover[False]
+    chosen: dict[str, dict] = {}
+    for name in names:
+        if name in explicit:
+            chosen[name] = explicit[name]
+            continue
+        runs = list_runs(results_dir, name, quick=quick, default_config=True)
+        if runs:
+            chosen[name] = runs[-1]
+    return quick, chosen
+
+
+def find_partial(exp_dir: Path, chash: str) -> Path | None:
+    """The newest unfinished run folder of this config hash, or None."""
+    if not exp_dir.exists():
+        return None
+    candidates = sorted(
+        p for p in exp_dir.glob(f"*-{chash}{PARTIAL_SUFFIX}") if (p / "config.json").exists()
+    )
+    return candidates[-1] if candidates else None
