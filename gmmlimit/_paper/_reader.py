@@ -29,6 +29,7 @@ class PaperRun:
         meta: the run's provenance (versions, device, git revision, times, check failures...).
         summary: the run's one-line summary, as written with the results.
         data: the run's scalars and arrays.
+        source: the record the run was read from (what figure scripts draw from).
     """
 
     name: str
@@ -38,6 +39,7 @@ class PaperRun:
     meta: Mapping[str, Any]
     summary: str
     data: Mapping[str, Any]
+    source: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def subjects(self) -> list[str]:
         """The data sets (or variants) the run measured, in the run's order."""
@@ -113,6 +115,7 @@ def _read_setting(results_dir: Path, quick: bool) -> dict[str, PaperRun]:
             meta=run.meta,
             summary=(run.path / "summary.txt").read_text().strip(),
             data=run.data,
+            source=run,
         )
     if missing:
         flag = " --quick" if quick else ""
@@ -188,19 +191,15 @@ def _reuse_figure(
 
 
 def draw_figures(
-    results_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     runs: Mapping[str, PaperRun],
-    quick: bool,
     figures_dir: str | os.PathLike | None = None,
 ) -> list[PaperFigure]:
     """Every registered figure, drawn from the runs the paper reads, as PNG files in ``out_dir``.
 
     Args:
-        results_dir: the results root.
         out_dir: where the PNG files go.
-        runs: the runs the paper reads (from :func:`read_runs`).
-        quick: their setting.
+        runs: the runs the paper reads (from :func:`read_runs`); figures are drawn from them.
         figures_dir: None draws every figure afresh; a folder written by ``gmmlimit figures``
             is reused instead, after checking that its index names the runs in ``runs``.
 
@@ -214,18 +213,24 @@ def draw_figures(
     figures = []
     for spec in paper_figures.registry().values():
         if figures_dir is None:
-            paths, used = paper_figures.draw_figure(spec, results_dir, out, quick=quick)
+            missing = [n for n in spec.needs if n not in runs]
+            if missing:
+                raise FileNotFoundError(
+                    f"figure {spec.name!r} needs results of {', '.join(missing)}; run "
+                    f"`gmmlimit run {missing[0]}` first."
+                )
+            out.mkdir(parents=True, exist_ok=True)
+            try:  # drawn from exactly the runs whose numbers the paper prints
+                paths = spec.draw({n: runs[n].source for n in spec.needs}, out)
+            except KeyError as err:
+                raise FileNotFoundError(
+                    f"figure {spec.name!r}: the results of {', '.join(spec.needs)} lack a field "
+                    f"({err}); rerun `gmmlimit run {spec.needs[0]}`."
+                ) from None
             png = next(Path(p) for p in paths if Path(p).suffix == ".png")
-            drawn_from = {name: run.run_id for name, run in used.items()}
-            for name, run_id in drawn_from.items():
-                if name in runs and runs[name].run_id != run_id:
-                    raise ValueError(
-                        f"figure {spec.name!r} was drawn from run {run_id} of {name!r}, not "
-                        f"from run {runs[name].run_id} that the paper reads."
-                    )
         else:
             png = _reuse_figure(spec, Path(figures_dir), out, runs)
-            drawn_from = {name: runs[name].run_id for name in spec.needs if name in runs}
+        drawn_from = {name: runs[name].run_id for name in spec.needs if name in runs}
         figures.append(
             PaperFigure(
                 name=spec.name,
