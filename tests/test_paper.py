@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,25 @@ def test_paper_lists_every_figure_caption_and_the_environment(quick, paper):
     assert f"jax{meta['versions']['jax']}" in flat
     assert f"numpy{meta['versions']['numpy']}" in flat
     assert "Setting:quick" in flat
+
+
+def test_paper_follows_edited_results(quick, tmp_path):
+    """The numbers are read, not typed: edit a result and the rebuilt paper shows the edit."""
+    results = tmp_path / "results"
+    shutil.copytree(quick["results"], results)
+    folder = next(results.glob("responsibilities/*/scalars.json")).parent
+    scalars = json.loads((folder / "scalars.json").read_text())
+    name = scalars["datasets"][0]
+    scalars[f"{name}__slope"] = -9.876543
+    (folder / "scalars.json").write_text(json.dumps(scalars))
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["versions"]["jax"] = "9.8.7"
+    (folder / "meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "edited.pdf"
+    args = ["paper", "--results", str(results), "--out", str(out)]
+    assert cli.main([*args, "--figures", str(quick["figures"])]) == 0
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(out).pages).replace("\u2212", "-")
+    assert "-9.877" in text and "jax 9.8.7" in text
 
 
 def test_paper_draws_its_figures_from_the_runs_it_reads(quick, tmp_path, monkeypatch):
