@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import experiments
 import paper_figures
 from gmmlimit import cli
-from gmmlimit._paper import fmt
+from gmmlimit._paper import fmt, read_runs
 
 pypdf = pytest.importorskip("pypdf")
 pytest.importorskip("typst")
@@ -164,6 +165,32 @@ def test_missing_results_refused_and_good_pdf_kept(tmp_path, capsys):
     assert "responsibilities" in err and "gmmlimit reproduce" in err
     assert out.read_bytes() == b"%PDF-good"
     assert [p.name for p in tmp_path.iterdir()] == ["article.pdf"]
+
+
+def test_failed_typesetting_keeps_the_good_pdf(quick, tmp_path, monkeypatch):
+    import typst
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("typesetting failed")
+
+    monkeypatch.setattr(typst, "compile", broken)
+    out = tmp_path / "article.pdf"
+    out.write_bytes(b"%PDF-good")
+    args = ["paper", "--results", str(quick["results"]), "--out", str(out)]
+    with pytest.raises(RuntimeError, match="typesetting failed"):
+        cli.main([*args, "--figures", str(quick["figures"])])
+    assert out.read_bytes() == b"%PDF-good"
+    assert [p.name for p in tmp_path.iterdir()] == ["article.pdf"]
+
+
+def test_read_runs_never_mixes_settings(quick):
+    runs, was_quick = read_runs(quick["results"])  # no full runs there: quick ones are read
+    assert was_quick and {r.setting for r in runs.values()} == {"quick"}
+    assert list(runs) == list(experiments.registry())
+    assert all(r.overrides == () for r in runs.values())
+    with pytest.raises(FileNotFoundError, match="no finished full run") as err:
+        read_runs(quick["results"], quick=False)
+    assert "responsibilities" in str(err.value) and "gmmlimit reproduce" in str(err.value)
 
 
 def test_paper_refuses_a_non_pdf_output(tmp_path, capsys):
