@@ -8,6 +8,7 @@ Usage::
     gmmlimit runs [NAME] [--results DIR]
     gmmlimit figures [--results DIR] [--out DIR] [--quick | --full] [--run ID ...]
     gmmlimit reproduce [--quick | --full] [--results DIR] [--out DIR] [--no-bar]
+    gmmlimit paper [--results DIR] [--out FILE.pdf] [--figures DIR] [--quick | --full]
 
 ``run`` and ``reproduce`` share one default setting, the quick one; ``--full`` is the paper
 setting. Progress bars and messages go to stderr, results and summaries to stdout.
@@ -200,6 +201,19 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from gmmlimit._paper import build_paper
+
+    quick = True if args.quick else (False if args.full else None)
+    try:
+        path = build_paper(args.results, args.out, quick=quick, figures_dir=args.figures)
+    except FileNotFoundError as err:
+        print(f"gmmlimit: error: {err}", file=sys.stderr)
+        return 3
+    _print(str(path))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gmmlimit",
@@ -269,6 +283,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="figures", help="figures folder (default: figures)")
     p.add_argument("--no-bar", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("paper", help="typeset the PDF article from saved results")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--out", default="paper/gmmlimit.pdf", help="the PDF to write")
+    p.add_argument("--figures", help="reuse figures drawn from the same runs by `gmmlimit figures`")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="read only quick runs")
+    g.add_argument("--full", action="store_true", help="read only full runs")
+    p.set_defaults(func=_cmd_paper)
     return parser
 
 

@@ -1,0 +1,113 @@
+"""The paper that rebuilds itself: a PDF article typeset with typst from saved results alone.
+
+:func:`build_paper` reads the latest finished run of every experiment (one setting, never mixed),
+draws every figure from those results, formats every number from them, and typesets the article
+(``paper.typ``, shipped as package data) with the ``typst`` package: no TeX install.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from ._content import document, fmt, table_rows
+from ._reader import PaperFigure, PaperRun, draw_figures, experiment_texts, read_runs
+
+__all__ = [
+    "PaperFigure",
+    "PaperRun",
+    "build_paper",
+    "document",
+    "fmt",
+    "read_runs",
+    "table_rows",
+]
+
+TEMPLATE = "paper.typ"
+
+
+def _timestamp(runs: dict[str, PaperRun]) -> int | None:
+    """The latest ``finished`` time of the runs (the PDF's date, so rebuilds are identical)."""
+    times = []
+    for run in runs.values():
+        stamp = run.meta.get("finished")
+        if isinstance(stamp, str):
+            try:
+                times.append(_dt.datetime.fromisoformat(stamp))
+            except ValueError:
+                continue
+    return int(max(times).timestamp()) if times else None
+
+
+def build_paper(
+    results_dir: str | os.PathLike = "results",
+    out: str | os.PathLike = "paper/gmmlimit.pdf",
+    quick: bool | None = None,
+    figures_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Typeset the article from the saved results.
+
+    Next to the PDF, ``<stem>_sources/`` keeps what it was made from: the template, the JSON
+    document of every number, and the figures. A failed build leaves an earlier PDF untouched.
+
+    Args:
+        results_dir: the results root written by ``gmmlimit run`` / ``gmmlimit reproduce``.
+        out: the PDF to write (its folder is created).
+        quick: read quick runs (True), full runs (False), or (None) full runs when every
+            experiment has one, else quick runs.
+        figures_dir: None draws every figure afresh from the runs read; a folder written by
+            ``gmmlimit figures`` from those same runs is reused instead (checked by run id).
+
+    Returns:
+        The path of the written PDF.
+
+    Raises:
+        ValueError: when ``out`` does not end in ``.pdf``.
+        FileNotFoundError: naming the experiments whose results (or figures) are missing.
+        ImportError: when the ``typst`` package is not installed (``pip install typst``).
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".pdf":
+        raise ValueError(f"the paper's output must be a .pdf file; got {str(out)!r}.")
+    try:
+        import typst
+    except ImportError:
+        raise ImportError(
+            "gmmlimit paper typesets with the typst package: `pip install typst`."
+        ) from None
+
+    runs, quick_read = read_runs(results_dir, quick)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
+    try:
+        figures = draw_figures(build / "figures", runs, figures_dir)
+        figures = [
+            PaperFigure(f.name, f.title, f.caption, f.image.relative_to(build), f.runs)
+            for f in figures
+        ]
+        doc = document(runs, figures, experiment_texts(), quick_read)
+        (build / "paper.json").write_text(json.dumps(doc, indent=1) + "\n")
+        template = resources.files(__name__).joinpath(TEMPLATE).read_text()
+        (build / TEMPLATE).write_text(template)
+        pdf = build / "paper.pdf"
+        typst.compile(
+            str(build / TEMPLATE),
+            output=str(pdf),
+            root=str(build),
+            sys_inputs={"data": "paper.json"},
+            timestamp=_timestamp(runs),
+        )
+        os.replace(pdf, out)
+        sources = out.parent / f"{out.stem}_sources"
+        if sources.exists():
+            shutil.rmtree(sources)
+        os.replace(build, sources)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return out

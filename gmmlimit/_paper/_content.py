@@ -1,0 +1,386 @@
+"""The paper's content as data: every number is formatted here from a run's results.
+
+The typst template holds the prose and the mathematics; this module turns the runs read by
+:mod:`._reader` into the JSON document the template lays out: statements with their bounds and
+outcomes, a predicted-vs-measured table, the figures and the provenance of every run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ._reader import PaperFigure, PaperRun
+
+__all__ = ["BOUNDS", "document", "fmt", "table_rows"]
+
+# The bound or prediction each experiment verifies, in words and symbols (no measured numbers).
+BOUNDS: dict[str, str] = {
+    "responsibilities": "|r_nk - onehot_nk| <= (K-1) exp(-Delta_n / (2 sigma2)); the log of the "
+    "largest gap falls with slope -min(Delta)/2 against 1/sigma2",
+    "loglik": "J - 2 N sigma2 ln K <= L~ <= J, with L~ = -2 sigma2 [l + N ln K + (N D/2) "
+    "ln(2 pi sigma2)] -> J exponentially fast",
+    "updates": "the EM and Lloyd mean updates from the same means differ by "
+    "O(exp(-Delta / (2 sigma2))), and not at all past the one-hot threshold",
+    "trajectories": "EM started where Lloyd starts ends at Lloyd's partition for every sigma2 "
+    "below a positive sigma2*",
+    "precision": "a log-domain softmax is exactly one-hot once Delta_n / (2 sigma2) passes "
+    "-ln(eps) of the dtype; no NaN or inf on the way to sigma2 = 0",
+    "phase_transition": "the collapsed fixed point mu_k = mean(X) splits at sigma2 = lambda_max(C)",
+    "variant_limits": "each variant's tempered responsibilities and updates approach its hard "
+    "limit within its bound as beta grows",
+    "anneal_vs_lloyd": "annealing's distortion is at least the best distortion found",
+    "convergence_rate": "near the collapsed point the EM map contracts at rate lambda_max / sigma2",
+    "em_vs_gradient": "EM never decreases the log-likelihood",
+}
+
+
+def fmt(value: Any) -> str:
+    """A result number as the paper prints it: integers exactly, reals to 4 significant digits.
+
+    Raises:
+        ValueError: for a value that is not a real number (a bool, a string, an array...).
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"fmt: not a real number: {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.4g}"
+
+
+def _count(mask: Any) -> tuple[str, str]:
+    """``(total, held)`` of a boolean array, as printed."""
+    arr = np.asarray(mask, dtype=bool)
+    return fmt(int(arr.size)), fmt(int(arr.sum()))
+
+
+Row = dict[str, str]
+
+
+def _row(run: PaperRun, subject: str, quantity: str, predicted: str, measured: str) -> Row:
+    return {
+        "experiment": run.name,
+        "subject": subject,
+        "quantity": quantity,
+        "predicted": predicted,
+        "measured": measured,
+    }
+
+
+def _responsibilities(run: PaperRun) -> list[Row]:
+    rows = []
+    for s in run.subjects():
+        total, held = _count(run.field(s, "held"))
+        rows.append(_row(run, s, "sigma2 points within bound 1", total, held))
+        rows.append(
+            _row(
+                run,
+                s,
+                "slope of log max gap vs 1/sigma2 (predicted -min(Delta)/2)",
+                fmt(run.field(s, "slope_predicted")),
+                fmt(run.field(s, "slope")),
+            )
+        )
+    return rows
+
+
+def _loglik(run: PaperRun) -> list[Row]:
+    rows = []
+    for s in run.subjects():
+        total, held = _count(run.field(s, "held"))
+        rows.append(_row(run, s, "sigma2 points within bound 2", total, held))
+        total, held = _count(run.field(s, "rate_held"))
+        rows.append(_row(run, s, "sigma2 points within the exponential rate", total, held))
+        rows.append(
+            _row(
+                run,
+                s,
+                "L~ at sigma2 = 0 (predicted: the distortion J)",
+                fmt(run.field(s, "J")),
+                fmt(float(np.asarray(run.field(s, "ltilde"))[-1])),
+            )
+        )
+    return rows
+
+
+def _updates(run: PaperRun) -> list[Row]:
+    rows = []
+    for s in run.subjects():
+        total, held = _count(run.field(s, "held"))
+        rows.append(_row(run, s, "(start, sigma2) points within the update bound", total, held))
+        rows.append(
+            _row(
+                run,
+                s,
+                "points past the one-hot threshold with identical updates",
+                fmt(run.field(s, "n_past_threshold")),
+                fmt(run.field(s, "bitwise_zero_past_threshold")),
+            )
+        )
+    return rows
+
+
+def _trajectories(run: PaperRun) -> list[Row]:
+    rows = []
+    for s in run.subjects():
+        star = np.asarray(run.field(s, "sigma2_star"))
+        rows.append(
+            _row(
+                run,
+                s,
+                "restarts reaching Lloyd's partition below a positive sigma2*",
+                fmt(int(star.size)),
+                fmt(int(np.sum(star > 0))),
+            )
+        )
+        rows.append(
+            _row(
+                run,
+                s,
+                "range of sigma2* over restarts",
+                "positive",
+                f"{fmt(float(star.min()))} to {fmt(float(star.max()))}",
+            )
+        )
+    return rows
+
+
+def _precision(run: PaperRun) -> list[Row]:
+    rows = []
+    for dtype in run.value("dtypes"):
+        for s in run.value("datasets"):
+            p = f"{s}-{dtype}"
+            rows.append(
+                _row(
+                    run,
+                    p,
+                    "one-hot onset of Delta/(2 sigma2) (measured: last soft, first hard)",
+                    fmt(run.field(p, "threshold")),
+                    f"{fmt(run.field(p, 'x_soft_max'))}, {fmt(run.field(p, 'x_hard_min'))}",
+                )
+            )
+            rows.append(
+                _row(
+                    run,
+                    p,
+                    "sigma2 where the naive E-step turns NaN",
+                    fmt(run.field(p, "naive_nan_onset_predicted")),
+                    fmt(run.field(p, "naive_nan_onset")),
+                )
+            )
+            rows.append(
+                _row(
+                    run,
+                    p,
+                    "rows with NaN or inf from the stable E-step",
+                    "none",
+                    fmt(int(np.sum(run.field(p, "stable_nonfinite_rows")))),
+                )
+            )
+    return rows
+
+
+def _phase_transition(run: PaperRun) -> list[Row]:
+    rows = []
+    for s in run.subjects():
+        rows.append(
+            _row(
+                run,
+                s,
+                "first split sigma2 (predicted lambda_max; measured: bracket)",
+                fmt(run.field(s, "lambda_max")),
+                f"{fmt(run.field(s, 'first_split_after'))} to "
+                f"{fmt(run.field(s, 'first_split_before'))}",
+            )
+        )
+    return rows
+
+
+def _variant_limits(run: PaperRun) -> list[Row]:
+    rows = []
+    for s in run.subjects():
+        total, held = _count(run.field(s, "bound_holds"))
+        rows.append(_row(run, s, "beta values within the bound", total, held))
+        rows.append(
+            _row(
+                run,
+                s,
+                "responsibility gap at the largest beta",
+                "one-hot",
+                fmt(float(np.asarray(run.field(s, "resp_gap"))[-1])),
+            )
+        )
+    return rows
+
+
+def _anneal_vs_lloyd(run: PaperRun) -> list[Row]:
+    rows = []
+    for s in run.subjects():
+        rows.append(
+            _row(
+                run,
+                s,
+                "annealing distortion / best distortion found",
+                "at least one",
+                fmt(run.field(s, "anneal_over_best")),
+            )
+        )
+        rows.append(
+            _row(
+                run,
+                s,
+                "fraction of random-start Lloyd runs worse than annealing",
+                "measured only",
+                fmt(run.field(s, "frac_random_worse")),
+            )
+        )
+    return rows
+
+
+def _convergence_rate(run: PaperRun) -> list[Row]:
+    rows = []
+    for s in run.subjects():
+        rows.append(
+            _row(
+                run,
+                s,
+                "largest |rate / (lambda_max/sigma2) - 1| above sigma2_c",
+                f"at most {fmt(run.value('rate_tol'))}",
+                fmt(run.field(s, "max_rel_error_above")),
+            )
+        )
+    return rows
+
+
+def _em_vs_gradient(run: PaperRun) -> list[Row]:
+    rows = []
+    for s in run.subjects():
+        em = np.asarray(run.field(s, "history"))[:, 0]
+        steps = np.diff(em, axis=1)
+        down = int(np.sum(steps < -1e-9 * np.abs(em[:, :-1])))
+        rows.append(
+            _row(run, s, "EM iterations that decrease the log-likelihood", "none", fmt(down))
+        )
+    return rows
+
+
+_ROWS: dict[str, Callable[[PaperRun], list[Row]]] = {
+    "responsibilities": _responsibilities,
+    "loglik": _loglik,
+    "updates": _updates,
+    "trajectories": _trajectories,
+    "precision": _precision,
+    "phase_transition": _phase_transition,
+    "variant_limits": _variant_limits,
+    "anneal_vs_lloyd": _anneal_vs_lloyd,
+    "convergence_rate": _convergence_rate,
+    "em_vs_gradient": _em_vs_gradient,
+}
+
+
+def table_rows(runs: Mapping[str, PaperRun]) -> list[Row]:
+    """The predicted-vs-measured rows of every run (experiments without a row maker add none)."""
+    rows: list[Row] = []
+    for name, run in runs.items():
+        maker = _ROWS.get(name)
+        if maker is not None:
+            rows.extend(maker(run))
+    return rows
+
+
+def _environment(runs: Mapping[str, PaperRun]) -> list[dict[str, Any]]:
+    """The distinct environments the runs were computed in, each with the runs that used it."""
+    envs: list[dict[str, Any]] = []
+    for run in runs.values():
+        meta = run.meta
+        items = [f"{k} {v}" for k, v in sorted(dict(meta.get("versions", {})).items())]
+        device = dict(meta.get("device", {}))
+        items += [f"{k}: {v}" for k, v in sorted(device.items())]
+        items.append(f"float64 enabled: {'yes' if meta.get('x64') else 'no'}")
+        for key in ("estep", "e_step"):
+            if key in meta:
+                items.append(f"E-step: {meta[key]}")
+        items.append(f"git revision: {meta.get('git_revision')}")
+        for env in envs:
+            if env["items"] == items:
+                env["runs"].append(run.name)
+                break
+        else:
+            envs.append({"items": items, "runs": [run.name]})
+    return envs
+
+
+def document(
+    runs: Mapping[str, PaperRun],
+    figures: list[PaperFigure],
+    texts: Mapping[str, tuple[str, str]],
+    quick: bool,
+) -> dict[str, Any]:
+    """The paper as JSON-able data for the typst template.
+
+    Args:
+        runs: ``{experiment: PaperRun}`` in run order.
+        figures: the drawn figures, in order (image paths relative to the typst root).
+        texts: ``{experiment: (description, verified statement)}``.
+        quick: whether the runs are the quick setting.
+    """
+    statements = []
+    for name, run in runs.items():
+        description, statement = texts.get(name, ("", ""))
+        failures = list(run.meta.get("check_failures", []))
+        statements.append(
+            {
+                "experiment": name,
+                "description": description,
+                "statement": statement,
+                "bound": BOUNDS.get(name, ""),
+                "held": not failures,
+                "failures": failures,
+                "summary": run.summary,
+                "run_id": run.run_id,
+            }
+        )
+    n_held = sum(1 for s in statements if s["held"])
+    return {
+        "setting": "quick" if quick else "full",
+        "n_experiments": fmt(len(statements)),
+        "n_held": fmt(n_held),
+        "n_figures": fmt(len(figures)),
+        "statements": statements,
+        "rows": table_rows(runs),
+        "figures": [
+            {
+                "name": f.name,
+                "title": f.title,
+                "caption": f.caption,
+                "image": f.image.as_posix(),
+                "runs": ", ".join(f"{k} {v}" for k, v in f.runs.items()),
+            }
+            for f in figures
+        ],
+        "environments": _environment(runs),
+        "runs": [
+            {
+                "experiment": run.name,
+                "run_id": run.run_id,
+                "setting": run.setting,
+                "config": "default"
+                if not run.overrides
+                else "overrides: " + ", ".join(run.overrides),
+                "seed": "none" if run.meta.get("seed") is None else fmt(run.meta["seed"]),
+                "finished": str(run.meta.get("finished", "")),
+            }
+            for run in runs.values()
+        ],
+    }

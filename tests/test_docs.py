@@ -1,0 +1,102 @@
+"""The documentation runs: the README example prints its README block, the tutorials execute,
+and the docs site builds with ``mkdocs build --strict``."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIALS = ROOT / "docs" / "tutorials"
+
+
+def _env() -> dict[str, str]:
+    """A default-install environment: x64 off, the CPU kernel not switched off, repo importable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "GMMLIMIT_NATIVE")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["MPLBACKEND"] = "Agg"
+    return env
+
+
+def readme_example() -> tuple[str, str]:
+    """The README's first Python block and the plain block printed after it."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"```python\n(.*?)```\s*\n\s*prints[^\n]*:\s*\n\s*```\n(.*?)```", text, re.S)
+    assert match is not None, "README: no ```python block followed by 'prints ...:' and a block"
+    return match.group(1), match.group(2)
+
+
+def test_readme_example_prints_the_readme_block(tmp_path):
+    code, expected = readme_example()
+    script = tmp_path / "readme_example.py"
+    script.write_text(
+        code + "\nimport sys as _sys\nprint(gl.cpu_kernel_status(), file=_sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    if not proc.stderr.strip().splitlines()[-1].startswith("native:"):
+        pytest.skip("the README block is what the compiled CPU kernel prints; it is unavailable")
+    assert proc.stdout == expected
+
+
+@pytest.mark.parametrize("name", ["five_minutes", "own_variant"])
+def test_tutorial_is_a_percent_script_that_runs(name, tmp_path):
+    jupytext = pytest.importorskip("jupytext")
+    script = TUTORIALS / f"{name}.py"
+    notebook = jupytext.read(script, fmt="py:percent")
+    kinds = [cell.cell_type for cell in notebook.cells]
+    assert kinds[0] == "markdown" and kinds.count("code") >= 4 and kinds.count("markdown") >= 4
+    assert notebook.cells[0].source.startswith("# ")  # the page title
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.strip()
+
+
+def test_mkdocs_build_strict(tmp_path):
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings_handlers.python")
+    site = tmp_path / "site"
+    env = {**_env(), "NO_MKDOCS_2_WARNING": "1"}
+    command = ["mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(site)]
+    proc = subprocess.run(
+        [sys.executable, "-m", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # every existing guide is a page, the tutorials are rendered from their scripts
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        stem = "" if page.stem == "index" else f"{page.stem}/"
+        assert (site / stem / "index.html").exists(), page.name
+    for name in ("five_minutes", "own_variant"):
+        html = (site / "tutorials" / name / "index.html").read_text()
+        assert 'class="highlight"' in html and f"{name}.py" in html
+    # the API reference is generated from the docstrings
+    api = (site / "api" / "core" / "index.html").read_text()
+    import gmmlimit
+
+    for fn in (gmmlimit.em, gmmlimit.kmeans, gmmlimit.responsibility_bound):
+        assert f'id="gmmlimit.{fn.__name__}"' in api
+        assert fn.__doc__.strip().splitlines()[0][:40] in api

@@ -1,0 +1,209 @@
+"""`gmmlimit paper`: the PDF is typeset from the quick results, and its numbers are theirs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import experiments
+import paper_figures
+from gmmlimit import cli
+from gmmlimit._paper import fmt, read_runs
+
+pypdf = pytest.importorskip("pypdf")
+pytest.importorskip("typst")
+
+
+@pytest.fixture(scope="session")
+def quick(tmp_path_factory):
+    from test_experiments import quick_run  # the one shared quick run of the session
+
+    return quick_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def paper(quick, tmp_path_factory):
+    out = tmp_path_factory.mktemp("paper") / "article.pdf"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        # reuse the figures that `reproduce` drew from these runs
+        args = ["paper", "--results", str(quick["results"]), "--out", str(out)]
+        rc = cli.main([*args, "--figures", str(quick["figures"])])
+    reader = pypdf.PdfReader(out)
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    text = text.replace("\u2212", "-")  # typst sets a leading hyphen-minus as a minus sign
+    return {
+        "rc": rc,
+        "printed": printed.getvalue(),
+        "pdf": out,
+        "text": text,
+        "flat": re.sub(r"\s+", "", text),
+    }
+
+
+def _raw_runs(results: Path) -> dict[str, dict]:
+    """Each experiment's scalars and arrays, read from its run folder (not via the paper)."""
+    runs = {}
+    for entry in json.loads((results / "index.json").read_text())["runs"]:
+        folder = results / entry["path"]
+        data = json.loads((folder / "scalars.json").read_text())
+        with np.load(folder / "arrays.npz") as arrays:
+            data.update({k: arrays[k] for k in arrays.files})
+        runs[entry["name"]] = {"run_id": entry["run_id"], "data": data}
+    return runs
+
+
+def test_paper_command_writes_a_pdf_and_prints_its_path(paper):
+    assert paper["rc"] == 0
+    assert paper["printed"].strip() == str(paper["pdf"])
+    assert paper["pdf"].read_bytes().startswith(b"%PDF")
+    sources = paper["pdf"].parent / "article_sources"
+    assert (sources / "paper.json").exists() and (sources / "paper.typ").exists()
+    assert len(list((sources / "figures").glob("*.png"))) == len(paper_figures.registry())
+
+
+def test_paper_numbers_equal_the_results(quick, paper):
+    runs = _raw_runs(quick["results"])
+    text, flat = paper["text"], paper["flat"]
+    expected: list[str] = []
+    r = runs["responsibilities"]["data"]
+    for s in r["datasets"]:
+        expected += [fmt(r[f"{s}__slope"]), fmt(r[f"{s}__slope_predicted"])]
+        expected.append(fmt(int(np.sum(r[f"{s}__held"]))))
+    g = runs["loglik"]["data"]
+    for s in g["datasets"]:
+        expected += [fmt(g[f"{s}__J"]), fmt(float(g[f"{s}__ltilde"][-1]))]
+    p = runs["precision"]["data"]
+    for dtype in p["dtypes"]:
+        for s in p["datasets"]:
+            key = f"{s}-{dtype}"
+            expected += [fmt(p[f"{key}__threshold"]), fmt(p[f"{key}__naive_nan_onset"])]
+            expected += [fmt(p[f"{key}__x_soft_max"]), fmt(p[f"{key}__x_hard_min"])]
+    t = runs["phase_transition"]["data"]
+    for s in t["datasets"]:
+        expected += [fmt(t[f"{s}__lambda_max"]), fmt(t[f"{s}__first_split_after"])]
+    c = runs["convergence_rate"]["data"]
+    expected += [fmt(c[f"{s}__max_rel_error_above"]) for s in c["datasets"]]
+    missing = [v for v in expected if v not in text]
+    assert not missing, missing
+    # the table pairs them: each data set's slope row reads "<predicted> <measured>"
+    for s in r["datasets"]:
+        pair = fmt(r[f"{s}__slope_predicted"]) + fmt(r[f"{s}__slope"])
+        assert pair in flat, (s, pair)
+    for name, run in runs.items():
+        assert run["run_id"] in flat, name  # every run read is named
+        assert name in text
+
+
+def test_paper_lists_every_figure_caption_and_the_environment(quick, paper):
+    flat = paper["flat"]
+    for spec in paper_figures.registry().values():
+        assert re.sub(r"\s+", "", spec.title) in flat
+        assert re.sub(r"\s+", "", spec.caption)[:80] in flat
+    meta = json.loads(next(quick["results"].glob("responsibilities/*/meta.json")).read_text())
+    assert f"jax{meta['versions']['jax']}" in flat
+    assert f"numpy{meta['versions']['numpy']}" in flat
+    assert "Setting:quick" in flat
+
+
+def test_paper_follows_edited_results(quick, tmp_path):
+    """The numbers are read, not typed: edit a result and the rebuilt paper shows the edit."""
+    results = tmp_path / "results"
+    shutil.copytree(quick["results"], results)
+    folder = next(results.glob("responsibilities/*/scalars.json")).parent
+    scalars = json.loads((folder / "scalars.json").read_text())
+    name = scalars["datasets"][0]
+    scalars[f"{name}__slope"] = -9.876543
+    (folder / "scalars.json").write_text(json.dumps(scalars))
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["versions"]["jax"] = "9.8.7"
+    (folder / "meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "edited.pdf"
+    args = ["paper", "--results", str(results), "--out", str(out)]
+    assert cli.main([*args, "--figures", str(quick["figures"])]) == 0
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(out).pages).replace("\u2212", "-")
+    assert "-9.877" in text and "jax 9.8.7" in text
+
+
+def test_paper_draws_its_figures_from_the_runs_it_reads(quick, tmp_path, monkeypatch):
+    one = paper_figures.registry()["fig6_hardening"]
+    monkeypatch.setattr(paper_figures, "registry", lambda: {one.name: one})
+    out = tmp_path / "drawn.pdf"
+    assert cli.main(["paper", "--results", str(quick["results"]), "--out", str(out)]) == 0
+    assert (tmp_path / "drawn_sources" / "figures" / "fig6_hardening.png").stat().st_size > 5000
+    flat = re.sub(r"\s+", "", "\n".join(p.extract_text() for p in pypdf.PdfReader(out).pages))
+    run_id = _raw_runs(quick["results"])["responsibilities"]["run_id"]
+    assert f"(Runs:responsibilities{run_id}.)" in flat
+    assert "Figures:1." in flat
+
+
+def test_figures_from_other_runs_are_refused(quick, tmp_path, capsys):
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    for png in quick["figures"].glob("*.png"):
+        (stale / png.name).write_bytes(png.read_bytes())
+    (stale / "index.md").write_text("# Figures\n\nrun `20000101T000000000000Z-000000000000`\n")
+    out = tmp_path / "a.pdf"
+    args = ["paper", "--results", str(quick["results"]), "--out", str(out), "--figures", str(stale)]
+    assert cli.main(args) == 2
+    assert "gmmlimit figures" in capsys.readouterr().err and not out.exists()
+
+
+def test_missing_results_refused_and_good_pdf_kept(tmp_path, capsys):
+    out = tmp_path / "article.pdf"
+    out.write_bytes(b"%PDF-good")
+    rc = cli.main(["paper", "--results", str(tmp_path / "none"), "--out", str(out)])
+    assert rc == 3
+    err = capsys.readouterr().err
+    assert "responsibilities" in err and "gmmlimit reproduce" in err
+    assert out.read_bytes() == b"%PDF-good"
+    assert [p.name for p in tmp_path.iterdir()] == ["article.pdf"]
+
+
+def test_failed_typesetting_keeps_the_good_pdf(quick, tmp_path, monkeypatch):
+    import typst
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("typesetting failed")
+
+    monkeypatch.setattr(typst, "compile", broken)
+    out = tmp_path / "article.pdf"
+    out.write_bytes(b"%PDF-good")
+    args = ["paper", "--results", str(quick["results"]), "--out", str(out)]
+    with pytest.raises(RuntimeError, match="typesetting failed"):
+        cli.main([*args, "--figures", str(quick["figures"])])
+    assert out.read_bytes() == b"%PDF-good"
+    assert [p.name for p in tmp_path.iterdir()] == ["article.pdf"]
+
+
+def test_read_runs_never_mixes_settings(quick):
+    runs, was_quick = read_runs(quick["results"])  # no full runs there: quick ones are read
+    assert was_quick and {r.setting for r in runs.values()} == {"quick"}
+    assert list(runs) == list(experiments.registry())
+    assert all(r.overrides == () for r in runs.values())
+    with pytest.raises(FileNotFoundError, match="no finished full run") as err:
+        read_runs(quick["results"], quick=False)
+    assert "responsibilities" in str(err.value) and "gmmlimit reproduce" in str(err.value)
+
+
+def test_paper_refuses_a_non_pdf_output(tmp_path, capsys):
+    rc = cli.main(["paper", "--results", str(tmp_path), "--out", str(tmp_path / "a.txt")])
+    assert rc == 2 and ".pdf" in capsys.readouterr().err
+
+
+def test_fmt_prints_integers_exactly_and_reals_to_four_digits():
+    assert fmt(160) == "160" and fmt(np.int64(7)) == "7"
+    assert fmt(-1.2303805462048703) == "-1.23"
+    assert fmt(np.float64(708.3964185322641)) == "708.4"
+    assert fmt(7.19216339484241e-06) == "7.192e-06"
+    assert fmt(float("nan")) == "NaN"
+    for bad in (True, "1.0", np.zeros(2)):
+        with pytest.raises(ValueError, match="not a real number"):
+            fmt(bad)
