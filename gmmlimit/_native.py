@@ -6,13 +6,19 @@ sums over all blocks of rows (see the file's header). XLA:CPU runs the same step
 operations with (B, K) intermediates in memory; fused, they run several times faster
 (``docs/scale.md``).
 
-The kernels are built the first time a fit is traced on the CPU: the C++ compiler of the
-machine (``$CXX``, else ``c++`` / ``g++`` / ``clang++``) compiles it against the XLA FFI headers
-that ship with jaxlib, with ``-O3 -march=native``, into a cache directory (``$GMMLIMIT_CACHE_DIR``,
-else ``$XDG_CACHE_HOME/gmmlimit``, else ``~/.cache/gmmlimit``). The file name carries a hash of
-the source, the jaxlib version, the compiler, the flags and the CPU's model and feature flags, so a
-cache shared between machines never hands one machine another's instructions. Later processes load
-the cached library in milliseconds.
+The kernels are built the first time a fit is traced on the CPU: a C++ compiler compiles it
+against the XLA FFI headers that ship with jaxlib, with ``-O3 -march=native`` (then without
+``-march=native`` if that fails), into a cache directory (``$GMMLIMIT_CACHE_DIR``, else
+``$XDG_CACHE_HOME/gmmlimit``, else ``~/.cache/gmmlimit``). The compiler is ``$CXX`` when set (a
+command line such as ``clang++`` or ``ccache g++``; then no other is tried), else the first of
+``c++``, ``g++``, ``clang++`` on the PATH; GCC and clang both build the source (portable vector
+extensions, no ISA intrinsics), and :func:`status` names the compiler, its version and the flags
+of the loaded build. The file name carries a hash of the source, the jaxlib version, the compiler
+and its version, the flags and the CPU's model and feature flags, so a cache shared between
+machines never hands one machine another's instructions. Later processes load the cached library
+in milliseconds. A build the compiler rejects leaves a ``.failed`` file with its error under the
+same hash, so later processes fall back at once instead of compiling again; a new source,
+compiler or compiler version retries.
 
 Where no compiler works, or with ``GMMLIMIT_NATIVE=0`` in the environment, the fit uses the
 pure-JAX E-step instead (same quantities, up to the rounding of the sums), and on GPUs and TPUs it
@@ -21,10 +27,12 @@ always does. :func:`status` says which one a CPU fit uses and why.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -36,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import jaxlib
 
-__all__ = ["available", "hard_assign", "status"]
+__all__ = ["available", "build_info", "hard_assign", "soft_assign", "status"]
 
 SOURCE = Path(__file__).with_name("_kernels") / "estep.cc"
 """The kernels' C++ source."""
@@ -51,11 +59,13 @@ _SYMBOLS = {
     "gmmlimit_soft_assign_f32": "GmmlimitSoftAssignF32",
     "gmmlimit_soft_assign_f64": "GmmlimitSoftAssignF64",
 }
-_BASE_FLAGS = ("-O3", "-std=gnu++17", "-fPIC", "-shared")
+_BASE_FLAGS = ("-O3", "-std=gnu++17", "-ffp-contract=fast", "-fPIC", "-shared")
 _COMPILE_TIMEOUT_S = 300
 
 _lock = threading.Lock()
 _state: dict[str, str | bool | None] = {"loaded": None, "reason": "not loaded yet"}
+"""What :func:`available` found: ``loaded``, ``reason``, and for a loaded kernel ``compiler``,
+``compiler_version``, ``flags`` and ``path``."""
 
 
 def _cache_dir() -> Path:
@@ -66,11 +76,27 @@ def _cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "gmmlimit"
 
 
-def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
+def _compiler() -> tuple[list[str] | None, str]:
+    """The compiler command to use, and where it came from (or why there is none).
+
+    ``$CXX`` (split like a shell word list, so ``"ccache clang++"`` works) is the user's choice
+    and is used alone; without it the first of ``c++``, ``g++``, ``clang++`` on the PATH.
+    """
+    explicit = os.environ.get("CXX", "").strip()
+    if explicit:
+        try:
+            words = shlex.split(explicit)
+        except ValueError as error:
+            return None, f"$CXX={explicit!r} is not a command line: {error}"
+        found = shutil.which(words[0]) if words else None
+        if found is None:
+            return None, f"$CXX={explicit!r}: {words[0] if words else explicit!r} not found"
+        return [found, *words[1:]], "$CXX"
+    for name in ("c++", "g++", "clang++"):
+        found = shutil.which(name)
+        if found:
+            return [found], "PATH"
+    return None, "no C++ compiler found ($CXX, c++, g++, clang++)"
 
 
 def _cpu_fingerprint() -> str:
@@ -88,32 +114,107 @@ def _cpu_fingerprint() -> str:
     return "\n".join(parts)
 
 
-def _compiler_version(cxx: str) -> str:
-    result = subprocess.run(
-        [cxx, "--version"], capture_output=True, text=True, timeout=60, check=False
+def _compiler_version(cxx: list[str]) -> str:
+    """The first line of ``cxx --version`` ("" when it prints nothing or cannot run)."""
+    try:
+        result = subprocess.run(
+            [*cxx, "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.splitlines()[0].strip() if result.stdout.strip() else ""
+
+
+def _key(cxx: list[str], version: str, flags: tuple[str, ...]) -> str:
+    """The cache key of one build: source, jaxlib, compiler, its version, flags and CPU."""
+    text = "\n".join(
+        [
+            SOURCE.read_text(encoding="utf-8"),
+            jaxlib.__version__,
+            " ".join(cxx),
+            version,
+            " ".join(flags),
+            _cpu_fingerprint(),
+        ]
     )
-    return result.stdout.splitlines()[0] if result.stdout else ""
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _build(cxx: str, flags: tuple[str, ...], target: Path) -> str | None:
-    """Compile the kernel into ``target`` (atomically); None on success, else the error."""
+def _write_atomically(target: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=target.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, target)
+
+
+def _build(cxx: list[str], flags: tuple[str, ...], target: Path) -> tuple[str | None, bool]:
+    """Compile the kernel into ``target`` (atomically).
+
+    Returns:
+        ``(None, False)`` on success, else ``(error, final)``: ``final`` when the compiler ran and
+        rejected the source (the same command would fail again), not when it could not run or
+        timed out.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    command = [cxx, *flags, "-isystem", jax.ffi.include_dir(), str(SOURCE), "-o", tmp]
+    command = [*cxx, *flags, "-isystem", jax.ffi.include_dir(), str(SOURCE), "-o", tmp]
     try:
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S, check=False
         )
         if result.returncode != 0:
-            return f"{' '.join(command)} failed:\n{result.stderr.strip()[-2000:]}"
+            output = (result.stderr.strip() or result.stdout.strip())[-2000:]
+            return f"{' '.join(command)} failed:\n{output}", True
         os.replace(tmp, target)
-        return None
+        return None, False
     except (OSError, subprocess.SubprocessError) as error:
-        return f"{' '.join(command)} failed: {error}"
+        return f"{' '.join(command)} failed: {error}", False
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _find_or_build(
+    cxx: list[str], flags: tuple[str, ...], cache_dir: Path
+) -> tuple[Path | None, str, str]:
+    """The cached library of this compiler and these flags, built if needed.
+
+    A build the compiler rejected leaves ``estep-<key>.failed`` (its error) beside where the
+    library would be, so no later call or process runs the same failing command again; the key
+    changes with the source, the compiler or its version, so an edit or an upgrade retries.
+
+    Returns:
+        ``(path, version, "")`` when the library is there, else ``(None, version, error)``.
+    """
+    version = _compiler_version(cxx)
+    key = _key(cxx, version, flags)
+    path = cache_dir / f"estep-{key}.so"
+    marker = cache_dir / f"estep-{key}.failed"
+    if path.exists():
+        return path, version, ""
+    if marker.exists():
+        try:
+            remembered = marker.read_text(encoding="utf-8")
+        except OSError:
+            remembered = ""
+        return None, version, f"{remembered}\n(remembered in {marker}; delete it to retry)"
+    error, final = _build(cxx, flags, path)
+    if error is None:
+        return path, version, ""
+    if final:
+        with contextlib.suppress(OSError):  # an unwritable cache only costs the retry
+            _write_atomically(marker, error)
+    return None, version, error
+
+
+def _register(path: Path, suffix: str = "") -> None:
+    """Load the library at ``path`` and register its handlers as ``<target><suffix>``."""
+    library = ctypes.cdll.LoadLibrary(str(path))
+    for target, symbol in _SYMBOLS.items():
+        jax.ffi.register_ffi_target(
+            target + suffix, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
+        )
 
 
 def _load() -> bool:
@@ -121,45 +222,46 @@ def _load() -> bool:
     if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
         _state["reason"] = f"disabled by {ENV_SWITCH}={os.environ[ENV_SWITCH]}"
         return False
-    cxx = _compiler()
+    cxx, origin = _compiler()
     if cxx is None:
-        _state["reason"] = "no C++ compiler found ($CXX, c++, g++, clang++)"
+        _state["reason"] = origin
         return False
     errors = []
     for flags in ((*_BASE_FLAGS, "-march=native"), _BASE_FLAGS):
-        key = hashlib.sha256(
-            "\n".join(
-                [
-                    SOURCE.read_text(encoding="utf-8"),
-                    jaxlib.__version__,
-                    cxx,
-                    _compiler_version(cxx),
-                    " ".join(flags),
-                    _cpu_fingerprint(),
-                ]
-            ).encode()
-        ).hexdigest()[:24]
-        path = _cache_dir() / f"estep-{key}.so"
-        if not path.exists():
-            error = _build(cxx, flags, path)
-            if error is not None:
-                errors.append(error)
-                continue
+        path, version, error = _find_or_build(cxx, flags, _cache_dir())
+        if path is None:
+            errors.append(error)
+            continue
         try:
-            library = ctypes.cdll.LoadLibrary(str(path))
-            for target, symbol in _SYMBOLS.items():
-                jax.ffi.register_ffi_target(
-                    target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
-                )
+            _register(path)
         except Exception as error:
             # A JaxRuntimeError here means another copy of the kernels already holds these
             # target names in this process (two gmmlimit trees imported side by side).
             errors.append(f"loading {path} failed: {error}")
             continue
-        _state["reason"] = f"compiled kernel {path}"
+        _state["compiler"] = " ".join(cxx)
+        _state["compiler_version"] = version
+        _state["flags"] = " ".join(flags)
+        _state["path"] = str(path)
+        _state["reason"] = (
+            f"compiled kernel {path} (by {' '.join(cxx)} [{version or 'version unknown'}], "
+            f"from {origin}, flags {' '.join(flags)})"
+        )
         return True
     _state["reason"] = "the kernel did not build: " + "\n".join(errors)
     return False
+
+
+def build_info() -> dict[str, str]:
+    """The compiler, its version, the flags and the library of the loaded kernel.
+
+    Returns:
+        ``{"compiler", "compiler_version", "flags", "path"}`` (builds the kernel if not yet
+        tried), or ``{}`` when fits use the pure-JAX E-step.
+    """
+    if not available():
+        return {}
+    return {name: str(_state[name]) for name in ("compiler", "compiler_version", "flags", "path")}
 
 
 def available() -> bool:
@@ -189,13 +291,14 @@ def status() -> str:
     Public as ``gmmlimit.cpu_kernel_status``.
 
     Returns:
-        ``"native: compiled kernel <path>"`` or ``"pure JAX: <reason>"``.
+        ``"native: compiled kernel <path> (by <compiler> [<version>], from <$CXX or PATH>,
+        flags <flags>)"`` or ``"pure JAX: <reason>"``.
     """
     return ("native: " if available() else "pure JAX: ") + str(_state["reason"])
 
 
 def hard_assign(
-    means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+    means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array, *, suffix: str = ""
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     """The fused hard E-step over blocks of rows, on the CPU (requires :func:`available`).
 
@@ -203,6 +306,9 @@ def hard_assign(
         means: (K, D) means.
         x_blocks: (n, B, D) rows, float32 or float64 (the dtype of ``means``).
         w_blocks: (n, B) sample weights.
+        suffix: appended to the FFI target names: "" for the kernel :func:`available` loaded,
+            else a second build registered by ``_register(path, suffix)`` (the tests compare
+            the builds of two compilers so).
 
     Returns:
         ``(labels, nearest, counts, sums, distortion)``: (n, B) int32 labels (ties: lowest index),
@@ -220,12 +326,17 @@ def hard_assign(
         jax.ShapeDtypeStruct((k, d), dtype),
         jax.ShapeDtypeStruct((), dtype),
     )
-    target = f"gmmlimit_hard_assign_{_SUFFIX[jnp.dtype(dtype)]}"
+    target = f"gmmlimit_hard_assign_{_SUFFIX[jnp.dtype(dtype)]}{suffix}"
     return jax.ffi.ffi_call(target, out, vmap_method="sequential")(x_blocks, w_blocks, means)
 
 
 def soft_assign(
-    means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+    means: jax.Array,
+    sigma2: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+    *,
+    suffix: str = "",
 ) -> tuple[jax.Array, ...]:
     """The fused soft E-step of S parameter sets over blocks of rows, on the CPU.
 
@@ -237,6 +348,7 @@ def soft_assign(
         sigma2: (S,) variances.
         x_blocks: (n, B, D) rows, float32 or float64 (the dtype of ``means``).
         w_blocks: (n, B) sample weights.
+        suffix: as in :func:`hard_assign`.
 
     Returns:
         ``(labels, nearest, counts, sums, log_lik_core, distortion)``: (S, n, B) int32 labels,
@@ -256,7 +368,7 @@ def soft_assign(
         jax.ShapeDtypeStruct((s,), dtype),
         jax.ShapeDtypeStruct((s,), dtype),
     )
-    target = f"gmmlimit_soft_assign_{_SUFFIX[jnp.dtype(dtype)]}"
+    target = f"gmmlimit_soft_assign_{_SUFFIX[jnp.dtype(dtype)]}{suffix}"
     return jax.ffi.ffi_call(target, out, vmap_method="sequential")(
         x_blocks, w_blocks, means, sigma2
     )

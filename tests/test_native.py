@@ -1,17 +1,22 @@
-"""The compiled CPU kernel of the hard E-step (gmmlimit/_kernels/hard_assign.cc).
+"""The compiled CPU kernels of the E-step (gmmlimit/_kernels/estep.cc, gmmlimit/_native.py).
 
 Checked against float64 numpy references on shapes that exercise every remainder of the kernel's
 tiling (rows per register block and per chunk, columns per vector and per panel, features per
 vector), the lowest-index tie rule across lanes and vectors, bit-identity between one call over all
-blocks and one call per block, agreement with the pure-JAX E-step, and the fallback when the
-kernel is switched off or cannot be built.
+blocks and one call per block, agreement with the pure-JAX E-step, the fallback when the kernel
+is switched off or cannot be built, a failed build remembered instead of retried, and the builds
+of GCC and clang side by side (where both are installed): the same bits from the hard kernel,
+the same labels and nearly the same statistics from the soft one.
 """
 
 import importlib
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -30,10 +35,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_public_status_names_the_compiled_kernel():
+def test_public_status_names_the_compiled_kernel_and_its_compiler():
     status = gl.cpu_kernel_status()
-    assert status.startswith("native: compiled kernel ")
-    assert status.endswith(".so") and os.path.exists(status.split("compiled kernel ", 1)[1])
+    info = _native.build_info()
+    assert status.startswith(f"native: compiled kernel {info['path']} (by {info['compiler']} [")
+    assert info["path"].endswith(".so") and os.path.exists(info["path"])
+    assert info["compiler_version"] in status and info["flags"] in status
+    assert "-ffp-contract=fast" in info["flags"].split()
 
 
 def _kernel(means, x_blocks, w_blocks):
@@ -418,3 +426,207 @@ def test_a_failed_build_warns_once_and_falls_back(tmp_path):
     lines = out.stdout.split()
     assert lines[:3] == ["pure", "JAX", "1"]
     assert not list(tmp_path.glob("*.so"))
+    # The rejected build is remembered under its hash (one marker per set of flags tried).
+    assert len(list(tmp_path.glob("estep-*.failed"))) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiler: chosen by $CXX, a failed build remembered, GCC and clang side by side.
+
+
+def test_cxx_names_the_compiler_and_nothing_else_is_tried(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-gmmlimit --flag")
+    cxx, reason = _native._compiler()
+    assert cxx is None and "$CXX=" in reason and "no-such-compiler-gmmlimit" in reason
+    monkeypatch.setenv("CXX", f"{sys.executable} -x")
+    cxx, origin = _native._compiler()
+    assert cxx == [shutil.which(sys.executable), "-x"] and origin == "$CXX"
+
+
+def _fake_compiler(tmp_path, version):
+    """A compiler that logs each build it is asked for and rejects it."""
+    log = tmp_path / "calls.log"
+    script = tmp_path / "fake-cxx"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = --version ]; then echo "fake c++ {version}"; exit 0; fi\n'
+        f'echo build >> "{log}"\n'
+        'echo "error: not today" >&2\n'
+        "exit 1\n"
+    )
+    script.chmod(0o755)
+    return [str(script)], log
+
+
+def test_a_rejected_build_is_remembered_per_source_and_compiler_version(tmp_path):
+    cache = tmp_path / "cache"
+    flags = _native._BASE_FLAGS
+    cxx, log = _fake_compiler(tmp_path, "1.0")
+    path, version, error = _native._find_or_build(cxx, flags, cache)
+    assert path is None and version == "fake c++ 1.0" and "not today" in error
+    assert len(list(cache.glob("estep-*.failed"))) == 1
+    # Again (another kernel, another process): the marker answers, the compiler is not run.
+    path, _, error = _native._find_or_build(cxx, flags, cache)
+    assert path is None and "not today" in error and "remembered in" in error
+    assert log.read_text().split() == ["build"]
+    # Another compiler version (or source) is another key: it is tried once.
+    cxx, log = _fake_compiler(tmp_path, "2.0")
+    path, _, error = _native._find_or_build(cxx, flags, cache)
+    assert path is None and "remembered" not in error
+    assert log.read_text().split() == ["build", "build"]
+    assert len(list(cache.glob("estep-*.failed"))) == 2
+    # A compiler that cannot run at all (not a rejection) leaves no marker: it is retried.
+    broken = tmp_path / "not-executable"
+    broken.write_text("")
+    path, _, error = _native._find_or_build([str(broken)], flags, cache)
+    assert path is None and error
+    assert len(list(cache.glob("estep-*.failed"))) == 2
+
+
+def _family(cxx: str) -> str:
+    """ "clang" or "gcc": which compiler ``cxx`` is, from its predefined macros."""
+    macros = subprocess.run(
+        [cxx, "-dM", "-E", "-x", "c++", os.devnull],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout
+    return "clang" if "__clang__" in macros else "gcc" if "__GNUC__" in macros else "other"
+
+
+@pytest.fixture(scope="module")
+def builds():
+    """FFI target suffixes of the kernel as built by GCC and by clang, where they are installed.
+
+    The kernel this process loaded is one of them (suffix ""); the other compiler builds the same
+    source with the same flags into the same cache and is registered under its own names.
+    """
+    info = _native.build_info()
+    suffixes = {_family(shlex.split(info["compiler"])[0]): ""}
+    for family, name in (("gcc", "g++"), ("clang", "clang++")):
+        found = shutil.which(name)
+        if family in suffixes or found is None:
+            continue
+        path, _, error = _native._find_or_build(
+            [found], tuple(info["flags"].split()), _native._cache_dir()
+        )
+        assert path is not None, f"{name} is installed but did not build the kernel: {error}"
+        _native._register(path, f"_{family}")
+        suffixes[family] = f"_{family}"
+    return suffixes
+
+
+def _both(builds):
+    missing = [family for family in ("gcc", "clang") if family not in builds]
+    if missing:
+        pytest.skip(f"needs both GCC and clang; not installed: {', '.join(missing)}")
+    return builds["gcc"], builds["clang"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gcc_and_clang_builds_give_the_same_hard_bits(builds, dtype):
+    gcc, clang = _both(builds)
+    rng = np.random.default_rng(20)
+    for n_blocks, b, d, k in [(2, 4100, 3, 8), (1, 2049, 33, 64), (2, 100, 64, 65), (1, 7, 7, 100)]:
+        x = jnp.asarray(rng.normal(size=(n_blocks, b, d)).astype(dtype))
+        w = jnp.asarray(rng.uniform(0.5, 2.0, size=(n_blocks, b)).astype(dtype))
+        means = jnp.asarray(rng.normal(size=(k, d)).astype(dtype))
+        ours = [jax.jit(partial(_native.hard_assign, suffix=s))(means, x, w) for s in (gcc, clang)]
+        for a, b_ in zip(*ours, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gcc_and_clang_soft_kernels_agree_and_match_the_reference(builds, dtype):
+    gcc, clang = _both(builds)
+    rng = np.random.default_rng(21)
+    n_blocks, b, d, k = 2, 1100, 33, 40
+    x = rng.normal(size=(n_blocks * b, d))
+    w = rng.uniform(0.5, 2.0, size=n_blocks * b)
+    means = rng.normal(size=(3, k, d))
+    sigma2 = np.array([0.05, 1.0, 7.0])
+    args = [
+        jnp.asarray(means.astype(dtype)),
+        jnp.asarray(sigma2.astype(dtype)),
+        jnp.asarray(x.reshape(n_blocks, b, d).astype(dtype)),
+        jnp.asarray(w.reshape(n_blocks, b).astype(dtype)),
+    ]
+    out_gcc, out_clang = (
+        jax.jit(partial(_native.soft_assign, suffix=s))(*args) for s in (gcc, clang)
+    )
+    # Labels, distances and distortion come from the hard part: the same bits.
+    for i in (0, 1, 5):
+        np.testing.assert_array_equal(np.asarray(out_gcc[i]), np.asarray(out_clang[i]))
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    for a, b_ in zip(out_gcc[2:5], out_clang[2:5], strict=True):
+        scale = float(np.abs(np.asarray(a)).max()) + 1.0
+        np.testing.assert_allclose(np.asarray(b_), np.asarray(a), rtol=rtol, atol=rtol * scale)
+    # And the clang build is the soft E-step itself, against float64 numpy.
+    xs, ws = x.astype(dtype).astype(np.float64), w.astype(dtype).astype(np.float64)
+    for s in range(3):
+        m = means[s].astype(dtype).astype(np.float64)
+        ref = _soft_reference(m, float(np.asarray(args[1])[s]), xs, ws)
+        for got, want in zip([out_clang[i][s] for i in (2, 3, 4, 5)], ref, strict=True):
+            want = np.asarray(want)
+            scale = float(np.abs(want).max()) + 1.0
+            np.testing.assert_allclose(np.asarray(got), want, rtol=rtol * 10, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("family", ["gcc", "clang"])
+def test_each_compilers_build_keeps_the_block_and_set_identities(builds, family):
+    if family not in builds:
+        pytest.skip(f"{family} is not installed")
+    suffix = builds[family]
+    rng = np.random.default_rng(22)
+    n_blocks, b, d, k = 3, 2100, 9, 13
+    x = jnp.asarray(rng.normal(size=(n_blocks, b, d)).astype(np.float32))
+    w = jnp.asarray(rng.uniform(0.1, 3.0, size=(n_blocks, b)).astype(np.float32))
+    means = jnp.asarray(rng.normal(size=(2, k, d)).astype(np.float32))
+    sigma2 = jnp.asarray([0.2, 3.0], np.float32)
+    hard = jax.jit(partial(_native.hard_assign, suffix=suffix))
+    soft = jax.jit(partial(_native.soft_assign, suffix=suffix))
+    whole = hard(means[0], x, w)
+    parts = [hard(means[0], x[i : i + 1], w[i : i + 1]) for i in range(n_blocks)]
+    for j in range(2):  # labels and distances, block by block
+        np.testing.assert_array_equal(
+            np.asarray(whole[j]), np.concatenate([np.asarray(p[j]) for p in parts])
+        )
+    for j in range(2, 5):  # statistics: blocks added in order
+        total = parts[0][j]
+        for p in parts[1:]:
+            total = total + p[j]
+        np.testing.assert_array_equal(np.asarray(whole[j]), np.asarray(total))
+    together = soft(means, sigma2, x, w)
+    for s in range(2):
+        alone = soft(means[s : s + 1], sigma2[s : s + 1], x, w)
+        for a, b_ in zip(together, alone, strict=True):
+            np.testing.assert_array_equal(np.asarray(a[s]), np.asarray(b_[0]))
+
+
+CHOSEN = """
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    import gmmlimit as gl
+    from gmmlimit import _native
+    X = np.random.default_rng(0).normal(size=(3000, 3))
+    r = gl.kmeans(X, X[:7], max_iter=30)
+    print(_native.build_info()["compiler_version"])
+    print(gl.cpu_kernel_status().split(" (by ")[1].split(" ")[0])
+    print(repr(float(r.objective)), int(r.n_iter))
+"""
+
+
+def test_cxx_chooses_clang_and_the_fit_is_the_same(builds):
+    _both(builds)
+    clang = shutil.which("clang++")
+    # The module's fixture built clang's kernel into the default cache: this process reuses it.
+    out = _run(CHOSEN, CXX="clang++")
+    assert out.returncode == 0, out.stderr
+    version, compiler, result = out.stdout.strip().splitlines()
+    assert "clang" in version and compiler == clang
+    X = np.random.default_rng(0).normal(size=(3000, 3))
+    if builds["gcc"] == "":  # this process runs GCC's kernel: K-means must match bit for bit
+        r = gl.kmeans(X, X[:7], max_iter=30)
+        assert result == f"{float(r.objective)!r} {int(r.n_iter)}"

@@ -46,6 +46,7 @@
 #include <memory>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -54,9 +55,24 @@ namespace ffi = xla::ffi;
 
 namespace {
 
+// The vector width and register blocks follow the target's vector registers: 32 of 64 bytes
+// (AVX-512), 16 of 32 (AVX, AVX2), 32 of 16 (AArch64 NEON), 16 of 16 (SSE2, other targets, where
+// the compiler may also lower the vectors to scalar code). A register block holds kRows x kPanel
+// accumulators, plus kPanel vectors of means and one broadcast row value.
+#if defined(__AVX512F__)
 constexpr int kVectorBytes = 64;
-constexpr int kRows = 4;      // rows (components) per register block of the products
-constexpr int kPanel = 4;     // vectors of means (features) per register block of the products
+constexpr int kPanel = 4;
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32;
+constexpr int kPanel = 2;
+#elif defined(__aarch64__)
+constexpr int kVectorBytes = 16;
+constexpr int kPanel = 4;
+#else
+constexpr int kVectorBytes = 16;
+constexpr int kPanel = 2;
+#endif
+constexpr int kRows = 4;  // rows (components) per register block of the products
 constexpr int kGroup = 32;    // rows per group: a multiple of kRows and of every lane count
 constexpr int64_t kChunk = 2048;  // rows per unit of parallel work: a multiple of kGroup
 constexpr int64_t kSliceRows = 8 * kGroup;  // soft E-step: rows per set before the next set
@@ -94,6 +110,28 @@ inline void Store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
+// Every multiply-add is written out as MulAdd, and the build passes -ffp-contract=fast to GCC and
+// clang alike (GCC's default; clang's fuses only within an expression), so where the target has a
+// fused multiply-add instruction both compilers fuse these. In the hard E-step every product
+// feeds exactly one MulAdd, so GCC and clang builds for the same CPU give the same bits (checked
+// by the tests); the soft E-step's exponentials and responsibilities leave the compilers some
+// choices (products also stored, lanes forwarded through memory), and the builds agree there to
+// within a few units in the last place.
+template <typename T>
+inline T MulAdd(T a, T b, T c) {
+  return a * b + c;
+}
+
+template <typename T>
+inline Vec<T> MulAdd(Vec<T> a, Vec<T> b, Vec<T> c) {
+  return a * b + c;
+}
+
+template <typename T>
+inline Vec<T> Splat(T value) {
+  return Vec<T>{} + value;
+}
+
 inline int64_t RoundUp(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
@@ -115,7 +153,7 @@ inline void ScoreBlock(const T* x, int64_t d, const T* means_t, int64_t kp, cons
     for (int v = 0; v < NV; ++v) m[v] = Load<T>(row + v * L);
     for (int r = 0; r < R; ++r) {
       const T xv = x[r * d + j];
-      for (int v = 0; v < NV; ++v) acc[r][v] += xv * m[v];
+      for (int v = 0; v < NV; ++v) acc[r][v] = MulAdd<T>(Splat<T>(xv), m[v], acc[r][v]);
     }
   }
   for (int v = 0; v < NV; ++v) {
@@ -127,24 +165,22 @@ inline void ScoreBlock(const T* x, int64_t d, const T* means_t, int64_t kp, cons
 // Calls f(std::integral_constant<int, n>{}, start) over [0, extent), a multiple of unit: in
 // tiles of Max units, then once for the 1 .. Max - 1 units left, so register blocks of every size
 // are compile-time constants.
+template <int N, typename F>
+inline void TileRest(int64_t units, int64_t start, F&& f) {
+  if constexpr (N > 0) {
+    if (units == N) {
+      f(std::integral_constant<int, N>{}, start);
+    } else {
+      TileRest<N - 1>(units, start, f);
+    }
+  }
+}
+
 template <int Max, typename F>
 inline void Tiles(int64_t extent, int64_t unit, F&& f) {
-  static_assert(Max == 4, "the remainder switch covers 1 .. 3 units");
   int64_t start = 0;
   for (; start + Max * unit <= extent; start += Max * unit) f(std::integral_constant<int, Max>{}, start);
-  switch ((extent - start) / unit) {
-    case 3:
-      f(std::integral_constant<int, 3>{}, start);
-      break;
-    case 2:
-      f(std::integral_constant<int, 2>{}, start);
-      break;
-    case 1:
-      f(std::integral_constant<int, 1>{}, start);
-      break;
-    default:
-      break;
-  }
+  TileRest<Max - 1>((extent - start) / unit, start, f);
 }
 
 // Scores of kRows rows against all kp columns.
@@ -163,32 +199,46 @@ inline void ScoreRows(const T* x, int64_t d, const T* means_t, int64_t kp, const
 //   first[i]  = (i & h) ? q[i - h] : p[i]
 //   second[i] = (i & h) ? q[i]     : p[i + h]
 // and combines first and second lane-wise. After all levels lane i holds row BitReverse(i).
+// The shuffles have compile-time lane indices: __builtin_shufflevector where the compiler has it
+// (clang, GCC >= 12), else GCC's __builtin_shuffle with a constant mask (older GCC), so the
+// compiler picks the target's cheapest permutes (AVX-512, AVX2, NEON or scalar moves).
+
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define GMMLIMIT_SHUFFLEVECTOR 1
+#endif
+#endif
+
+// Lane i of the pair (p, q) taken by first / second at level h (q's lanes count from L).
+constexpr int FirstLane(int i, int h, int lanes) { return (i & h) ? lanes + i - h : i; }
+constexpr int SecondLane(int i, int h, int lanes) { return (i & h) ? lanes + i : i + h; }
+
+template <typename T, int H, int... I>
+inline Vec<T> FirstOf(Vec<T> p, Vec<T> q, std::integer_sequence<int, I...>) {
+#ifdef GMMLIMIT_SHUFFLEVECTOR
+  return __builtin_shufflevector(p, q, FirstLane(I, H, kLanes<T>)...);
+#else
+  return __builtin_shuffle(p, q, Mask<T>{FirstLane(I, H, kLanes<T>)...});
+#endif
+}
+
+template <typename T, int H, int... I>
+inline Vec<T> SecondOf(Vec<T> p, Vec<T> q, std::integer_sequence<int, I...>) {
+#ifdef GMMLIMIT_SHUFFLEVECTOR
+  return __builtin_shufflevector(p, q, SecondLane(I, H, kLanes<T>)...);
+#else
+  return __builtin_shuffle(p, q, Mask<T>{SecondLane(I, H, kLanes<T>)...});
+#endif
+}
 
 template <typename T>
-constexpr int kLaneBits = kLanes<T> == 16 ? 4 : kLanes<T> == 8 ? 3 : kLanes<T> == 4 ? 2 : 1;
+using LaneSequence = std::make_integer_sequence<int, kLanes<T>>;
 
-// The shuffle masks of every level (level l has h = L >> (l + 1)) and the lane numbers 0 .. L-1,
-// built once when the library is loaded.
-template <typename T>
-struct Network {
-  Mask<T> first[kLaneBits<T>];
-  Mask<T> second[kLaneBits<T>];
-  Vec<T> iota;
-  Network() {
-    constexpr int L = kLanes<T>;
-    for (int level = 0; level < kLaneBits<T>; ++level) {
-      const int h = L >> (level + 1);
-      for (int i = 0; i < L; ++i) {
-        first[level][i] = (i & h) ? (i - h + L) : i;
-        second[level][i] = (i & h) ? (i + L) : (i + h);
-      }
-    }
-    for (int i = 0; i < L; ++i) iota[i] = static_cast<T>(i);
-  }
-};
-
-template <typename T>
-const Network<T> kNetwork{};
+// The lane numbers 0 .. L-1 as values of T.
+template <typename T, int... I>
+inline Vec<T> IotaOf(std::integer_sequence<int, I...>) {
+  return Vec<T>{static_cast<T>(I)...};
+}
 
 inline int BitReverse(int i, int bits) {
   int r = 0;
@@ -196,19 +246,43 @@ inline int BitReverse(int i, int bits) {
   return r;
 }
 
+template <typename T>
+constexpr int kLaneBits = kLanes<T> == 16 ? 4 : kLanes<T> == 8 ? 3 : kLanes<T> == 4 ? 2 : 1;
+
+// One level of the sum network: 2H vectors v[0 .. 2H) into H, then the levels below.
+template <typename T, int H>
+inline void SumLevels(Vec<T>* v) {
+  for (int i = 0; i < H; ++i) {
+    const Vec<T> p = v[2 * i], q = v[2 * i + 1];
+    v[i] = FirstOf<T, H>(p, q, LaneSequence<T>{}) + SecondOf<T, H>(p, q, LaneSequence<T>{});
+  }
+  if constexpr (H > 1) SumLevels<T, H / 2>(v);
+}
+
 // out[r] = sum of the lanes of v[r], r < L. v is overwritten.
 template <typename T>
 inline void LaneSums(Vec<T>* v, T* out) {
   constexpr int L = kLanes<T>;
-  const Network<T>& net = kNetwork<T>;
-  for (int level = 0, n = L; level < kLaneBits<T>; ++level, n /= 2) {
-    const Mask<T> first = net.first[level], second = net.second[level];
-    for (int i = 0; i < n / 2; ++i) {
-      const Vec<T> p = v[2 * i], q = v[2 * i + 1];
-      v[i] = __builtin_shuffle(p, q, first) + __builtin_shuffle(p, q, second);
-    }
-  }
+  SumLevels<T, L / 2>(v);
   for (int i = 0; i < L; ++i) out[BitReverse(i, kLaneBits<T>)] = v[0][i];
+}
+
+// One level of the argmin network over (value, index) pairs: the lower value wins, then the
+// lower index.
+template <typename T, int H>
+inline void ArgMinLevels(Vec<T>* value, Vec<T>* index) {
+  for (int i = 0; i < H; ++i) {
+    const Vec<T> pv = value[2 * i], qv = value[2 * i + 1];
+    const Vec<T> pi = index[2 * i], qi = index[2 * i + 1];
+    const Vec<T> av = FirstOf<T, H>(pv, qv, LaneSequence<T>{});
+    const Vec<T> bv = SecondOf<T, H>(pv, qv, LaneSequence<T>{});
+    const Vec<T> ai = FirstOf<T, H>(pi, qi, LaneSequence<T>{});
+    const Vec<T> bi = SecondOf<T, H>(pi, qi, LaneSequence<T>{});
+    const auto take = (bv < av) | ((bv == av) & (bi < ai));
+    value[i] = take ? bv : av;
+    index[i] = take ? bi : ai;
+  }
+  if constexpr (H > 1) ArgMinLevels<T, H / 2>(value, index);
 }
 
 // out[r] = first index of the minimum of (value[r], index[r]) pairs over lanes, r < L: the lower
@@ -216,19 +290,7 @@ inline void LaneSums(Vec<T>* v, T* out) {
 template <typename T>
 inline void LaneArgMins(Vec<T>* value, Vec<T>* index, int32_t* out) {
   constexpr int L = kLanes<T>;
-  const Network<T>& net = kNetwork<T>;
-  for (int level = 0, n = L; level < kLaneBits<T>; ++level, n /= 2) {
-    const Mask<T> first = net.first[level], second = net.second[level];
-    for (int i = 0; i < n / 2; ++i) {
-      const Vec<T> pv = value[2 * i], qv = value[2 * i + 1];
-      const Vec<T> pi = index[2 * i], qi = index[2 * i + 1];
-      const Vec<T> av = __builtin_shuffle(pv, qv, first), bv = __builtin_shuffle(pv, qv, second);
-      const Vec<T> ai = __builtin_shuffle(pi, qi, first), bi = __builtin_shuffle(pi, qi, second);
-      const auto take = (bv < av) | ((bv == av) & (bi < ai));
-      value[i] = take ? bv : av;
-      index[i] = take ? bi : ai;
-    }
-  }
+  ArgMinLevels<T, L / 2>(value, index);
   for (int i = 0; i < L; ++i) out[BitReverse(i, kLaneBits<T>)] = static_cast<int32_t>(index[0][i]);
 }
 
@@ -238,7 +300,7 @@ inline void LaneArgMins(Vec<T>* value, Vec<T>* index, int32_t* out) {
 template <typename T>
 inline void ArgMinRows(const T* scores, int64_t kp, int32_t* labels) {
   constexpr int L = kLanes<T>;
-  const Vec<T> iota = kNetwork<T>.iota;
+  const Vec<T> iota = IotaOf<T>(LaneSequence<T>{});
   Vec<T> value[L], index[L];
   for (int r = 0; r < L; ++r) {
     const T* s = scores + r * kp;
@@ -294,11 +356,12 @@ inline Vec<T> ExpNonPositive(Vec<T> x) {
   constexpr int kTerms = sizeof(C::kPoly) / sizeof(C::kPoly[0]);
   const auto underflow = x < C::kLower;
   x = underflow ? Vec<T>{} + C::kLower : x;
-  const Vec<T> n = ((x * static_cast<T>(1.4426950408889634) + C::kRound) - C::kRound);
-  const Vec<T> r = (x - n * C::kLn2Hi) - n * C::kLn2Lo;
-  Vec<T> p = Vec<T>{} + C::kPoly[kTerms - 1];
-  for (int i = kTerms - 2; i >= 0; --i) p = p * r + C::kPoly[i];
-  p = p * (r * r) + r + static_cast<T>(1);
+  const Vec<T> n =
+      MulAdd<T>(x, Splat<T>(static_cast<T>(1.4426950408889634)), Splat<T>(C::kRound)) - C::kRound;
+  const Vec<T> r = MulAdd<T>(n, Splat<T>(-C::kLn2Lo), MulAdd<T>(n, Splat<T>(-C::kLn2Hi), x));
+  Vec<T> p = Splat<T>(C::kPoly[kTerms - 1]);
+  for (int i = kTerms - 2; i >= 0; --i) p = MulAdd<T>(p, r, Splat<T>(C::kPoly[i]));
+  p = MulAdd<T>(p, r * r, r) + static_cast<T>(1);
   const Mask<T> exponent = (__builtin_convertvector(n, Mask<T>) + C::kBias) << C::kMantissa;
   Vec<T> scale;
   std::memcpy(&scale, &exponent, sizeof(scale));
@@ -323,7 +386,7 @@ void PrepareMeans(const T* means, int64_t k, int64_t d, int64_t dp, int64_t kp, 
       const T v = means[c * d + j];
       means_t[j * kp + c] = v;
       means_padded[c * dp + j] = v;
-      sq += v * v;
+      sq = MulAdd<T>(v, v, sq);
     }
     bias[c] = sq;
   }
@@ -356,7 +419,7 @@ inline void AssignGroup(const T* group, int64_t dp, const T* means_t, const T* b
       Vec<T> acc{};
       for (int64_t j = 0; j < dp; j += L) {
         const Vec<T> diff = Load<T>(xr + j) - Load<T>(mk + j);
-        acc += diff * diff;
+        acc = MulAdd<T>(diff, diff, acc);
       }
       partial[r] = acc;
     }
@@ -483,9 +546,9 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       const T weight = p.w[g + r];
       const T* __restrict xr = group + r * dp;
       T* __restrict sk = sums + label * dp;
-      for (int64_t j = 0; j < dp; ++j) sk[j] += weight * xr[j];
+      for (int64_t j = 0; j < dp; ++j) sk[j] = MulAdd<T>(weight, xr[j], sk[j]);
       counts[label] += weight;
-      *distortion += weight * group_nearest[r];
+      *distortion = MulAdd<T>(weight, group_nearest[r], *distortion);
       labels[g + r] = label;
       nearest[g + r] = group_nearest[r];
     }
@@ -563,7 +626,7 @@ inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int
     for (int v = 0; v < NV; ++v) xv[v] = Load<T>(group + r * dp + j0 + v * L);
     for (int c = 0; c < R; ++c) {
       const T rc = resp[r * kp + c0 + c];
-      for (int v = 0; v < NV; ++v) acc[c][v] += rc * xv[v];
+      for (int v = 0; v < NV; ++v) acc[c][v] = MulAdd<T>(Splat<T>(rc), xv[v], acc[c][v]);
     }
   }
   for (int c = 0; c < R; ++c)
@@ -628,7 +691,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         for (int r0 = 0; two_sigma2 > 0 && r0 < kGroup; r0 += L) {
           for (int r = 0; r < L; ++r) {
             T* row = scores + (r0 + r) * kp;
-            const Vec<T> best = Vec<T>{} + row[group_labels[r0 + r]];
+            const Vec<T> best = Splat<T>(row[group_labels[r0 + r]]);
             Vec<T> total{};
             for (int64_t c = 0; c < kp; c += L) {
               Vec<T> gap = Load<T>(row + c) - best;
@@ -657,8 +720,9 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         for (int64_t r = 0; r < rows; ++r) {
           const T weight = p.w[g + r];
           if (two_sigma2 > 0)
-            *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
-          *distortion += weight * group_nearest[r];
+            *log_lik = MulAdd<T>(weight, std::log(group_total[r]) - group_nearest[r] / two_sigma2,
+                                 *log_lik);
+          *distortion = MulAdd<T>(weight, group_nearest[r], *distortion);
           labels[s * p.n_rows + g + r] = group_labels[r];
           nearest[s * p.n_rows + g + r] = group_nearest[r];
         }

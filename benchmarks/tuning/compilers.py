@@ -1,0 +1,125 @@
+"""The fused E-step kernel built by several compilers (or from several sources), timed side by side.
+
+Each build is compiled into a private cache, registered under its own FFI target names and timed
+on the same arrays in the same process, interleaved, best of R; scikit-learn's Lloyd iteration
+on the same rows is timed in the same loop, so every build also gets a ratio against scikit-learn
+that does not depend on how loaded the machine is at the moment. Cited in docs/benchmarks.md.
+
+Usage::
+
+    PYTHONPATH=$PWD python benchmarks/tuning/compilers.py [--repeats R] \\
+        [--sizes N,D,K ...] [--dtype float32] [--soft] \\
+        gcc=g++ clang=clang++ [base=g++@path/to/old/estep.cc] [avx2=g++%-march=haswell]
+
+A build is ``name=compiler[@source][%flags]``: ``@`` picks another source file (an older copy of
+the kernel), ``%`` replaces ``-march=native`` by other space-free target flags (``,`` separates
+several).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import tempfile
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gmmlimit import _native
+
+
+def build(spec: str, cache: Path) -> tuple[str, str]:
+    """Compile one ``name=compiler[@source][%flags]`` build and register it; (name, version)."""
+    name, _, rest = spec.partition("=")
+    rest, _, target_flags = rest.partition("%")
+    compiler, _, source = rest.partition("@")
+    target = target_flags.split(",") if target_flags else ["-march=native"]
+    flags = (*_native._BASE_FLAGS, *target)
+    cxx = shlex.split(compiler)
+    saved = _native.SOURCE
+    try:
+        if source:
+            _native.SOURCE = Path(source).resolve()
+        start = time.perf_counter()
+        path, version, error = _native._find_or_build(cxx, flags, cache)
+        seconds = time.perf_counter() - start
+    finally:
+        _native.SOURCE = saved
+    if path is None:
+        raise SystemExit(f"build {name} failed: {error}")
+    _native._register(path, f"_{name}")
+    return name, f"{version} {' '.join(target)}, built in {seconds:.1f} s"
+
+
+def sklearn_iteration(x: np.ndarray, m0: np.ndarray) -> float:
+    """Seconds of one scikit-learn Lloyd iteration: (T(5) - T(1)) / 4 on the same start."""
+    from sklearn.cluster import KMeans
+
+    def fit(iters: int) -> float:
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            KMeans(len(m0), init=m0, n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd").fit(x)
+        return time.perf_counter() - t
+
+    return (fit(5) - fit(1)) / 4
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("builds", nargs="+")
+    parser.add_argument(
+        "--sizes", nargs="+", default=["200000,2,8", "200000,16,16", "100000,64,64"]
+    )
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--soft", action="store_true", help="time the soft kernel too")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        versions = dict(build(spec, Path(tmp)) for spec in args.builds)
+    for name, version in versions.items():
+        print(f"{name}: {version}")
+    for size in args.sizes:
+        n, d, k = (int(v) for v in size.split(","))
+        rng = np.random.default_rng(0)
+        centres = rng.normal(scale=3.0, size=(k, d))
+        x = (centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))).astype(args.dtype)
+        m0 = x[rng.choice(n, k, replace=False)]
+        b = 65536
+        xb = jnp.asarray(np.concatenate([x, np.zeros(((-n) % b, d), x.dtype)]).reshape(-1, b, d))
+        wb = jnp.asarray((np.arange(xb.shape[0] * b) < n).astype(x.dtype).reshape(-1, b))
+        means = jnp.asarray(m0)
+        sigma2 = jnp.ones((1,), x.dtype)
+        cases = {}
+        for name in versions:
+            hard = jax.jit(partial(_native.hard_assign, suffix=f"_{name}"))
+            cases[f"{name} hard"] = partial(hard, means, xb, wb)
+            if args.soft:
+                soft = jax.jit(partial(_native.soft_assign, suffix=f"_{name}"))
+                cases[f"{name} soft"] = partial(soft, means[None], sigma2, xb, wb)
+        for f in cases.values():
+            jax.block_until_ready(f())
+        best = dict.fromkeys(cases, float("inf"))
+        best_sklearn = float("inf")
+        for _ in range(args.repeats):
+            for case, f in cases.items():
+                t = time.perf_counter()
+                jax.block_until_ready(f())
+                best[case] = min(best[case], time.perf_counter() - t)
+            best_sklearn = min(best_sklearn, sklearn_iteration(x, m0))
+        print(f"\n({n}, {d}, {k}) {args.dtype}: sklearn lloyd iteration", end=" ")
+        print(f"{best_sklearn * 1e3:.2f} ms")
+        for case, seconds in best.items():
+            print(
+                f"  {case:16s} {seconds * 1e3:8.2f} ms   sklearn iteration / pass "
+                f"{best_sklearn / seconds:5.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
