@@ -119,6 +119,13 @@ def _worker(out_dir: str, cases: str) -> None:
                 X, d["m0_repeat"], weights=global_rows(d["w"]), mesh=mesh, block_size=BLOCK
             ),
         )
+        record(  # host weights with a global X: each process takes its rows' weights
+            "kmeans_w_host",
+            gl.kmeans_sharded(X, d["m0_repeat"], weights=d["w"], mesh=mesh, block_size=BLOCK),
+        )
+        out["bad_weights_shape"] = error_of(
+            lambda: gl.kmeans_sharded(X, d["m0"], weights=np.ones(5), mesh=mesh)
+        )
         record(
             "kmeans_w_first_zero",
             gl.kmeans_sharded(
@@ -249,7 +256,7 @@ def test_every_process_holds_only_its_own_rows(run):
 
 
 CORE = ["kmeans", "em"]  # with 4 processes (one compiled fit, for the time budget)
-ALL = [*CORE, "kmeans_w", "kmeans_w_first_zero", "poisson"]  # with 2 processes
+ALL = [*CORE, "kmeans_w", "kmeans_w_host", "kmeans_w_first_zero", "poisson"]  # 2 processes
 
 
 def test_out_of_core_processes_equal_one_process_fit(runs):
@@ -273,7 +280,7 @@ def test_out_of_core_processes_equal_one_process_fit(runs):
 @pytest.mark.parametrize(("n", "name"), [(2, name) for name in ALL] + [(4, name) for name in CORE])
 def test_fit_equals_one_process_fit(runs, n, name):
     outs, references = runs[0][n], runs[1]
-    ref = references[name]
+    ref = references["kmeans_w" if name == "kmeans_w_host" else name]
     for out in outs:
         got = out[name]
         assert got["label_devices"] == n
@@ -298,6 +305,7 @@ def test_bad_rows_on_one_process_raise_everywhere(run):
         assert out["bad_poisson"].startswith("process 1: Poisson data must be non-negative")
         assert out["bad_weights"] == "process 1: weights must be non-negative; found 1 < 0."
         assert out["zero_weights"].startswith("weights are all zero")
+        assert out["bad_weights_shape"] == "weights must have shape (N,) = (1200,); got (5,)."
         assert "different initial parameters" in out["different_params"]
 
 
