@@ -2,11 +2,12 @@
 
 Each test run starts 2 or 4 local processes joined over 127.0.0.1 with gloo CPU collectives.
 Every process holds only its own rows, as a global array made with
-``jax.make_array_from_process_local_data``; the fits must give the labels, iteration counts and
-means of the one-process fit computed here, and bad rows on one process must raise the same
-ValueError on every process. This file is also the worker script (``__main__`` below), so the
-data are made by the same code on both sides. The launcher runs in its own session and is
-killed with all its processes if it outlives the subprocess timeout.
+``jax.make_array_from_process_local_data`` or (with 2 processes) as its own out-of-core source;
+the fits must give the labels, iteration counts and means of the one-process fit computed here,
+and bad rows on one process must raise the same ValueError on every process. This file is also
+the worker script (``__main__`` below), so the data are made by the same code on both sides.
+The launcher runs in its own session and is killed with all its processes if it outlives the
+subprocess timeout.
 """
 
 from __future__ import annotations
