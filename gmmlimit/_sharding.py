@@ -82,12 +82,21 @@ def _sharded_pass(mesh: Mesh, axis: str, local_rows: int) -> Any:
             if not track_farthest:
                 return stats, labels, None
             k = far.value.shape[0]
-            index = lax.axis_index(axis).astype(jnp.int32) * local_rows + far.index
-            # Device-major order keeps ties going to the lowest global row, as on one device.
-            values = lax.all_gather(far.value, axis).reshape(-1)
-            indices = lax.all_gather(index, axis).reshape(-1)
-            top, pos = lax.top_k(values, k)
-            return stats, labels, _Farthest(top, indices[pos])
+
+            def merged() -> _Farthest:
+                index = lax.axis_index(axis).astype(jnp.int32) * local_rows + far.index
+                # Device-major order keeps ties going to the lowest global row, as on one device.
+                values = lax.all_gather(far.value, axis).reshape(-1)
+                indices = lax.all_gather(index, axis).reshape(-1)
+                top, pos = lax.top_k(values, k)
+                return _Farthest(top, indices[pos])
+
+            def unused() -> _Farthest:
+                return _Farthest(jnp.full((k,), -jnp.inf, far.value.dtype), far.index)
+
+            # The farthest rows are read only when a component is empty (the totals are the same
+            # on every device, so all take the same branch): no all-gather otherwise.
+            return stats, labels, lax.cond(jnp.any(stats.counts == 0), merged, unused)
 
         out_far = P() if track_farthest else None
         return jax.shard_map(

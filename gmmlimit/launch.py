@@ -163,7 +163,8 @@ def run(
 
     Returns:
         0 when every process exits with 0; else the status of the first one that failed
-        (124 on timeout). The other processes are stopped as soon as one fails.
+        (128 + s for one killed by signal s; 124 on timeout). The other processes are
+        stopped as soon as one fails.
 
     Raises:
         ValueError: on a bad count, an empty ``argv`` or a non-positive timeout.
@@ -199,6 +200,7 @@ def run(
             failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
             if failed:
                 index, code = failed[0]
+                code = code if code > 0 else 128 - code  # killed by signal s: 128 + s, as a shell
                 print(
                     f"[gmmlimit.launch] process {index} exited with status {code}; stopping "
                     "the others.",

@@ -2,11 +2,12 @@
 
 Each test run starts 2 or 4 local processes joined over 127.0.0.1 with gloo CPU collectives.
 Every process holds only its own rows, as a global array made with
-``jax.make_array_from_process_local_data``; the fits must give the labels, iteration counts and
-means of the one-process fit computed here, and bad rows on one process must raise the same
-ValueError on every process. This file is also the worker script (``__main__`` below), so the
-data are made by the same code on both sides. The launcher runs in its own session and is
-killed with all its processes if it outlives the subprocess timeout.
+``jax.make_array_from_process_local_data`` or (with 2 processes) as its own out-of-core source;
+the fits must give the labels, iteration counts and means of the one-process fit computed here,
+and bad rows on one process must raise the same ValueError on every process. This file is also
+the worker script (``__main__`` below), so the data are made by the same code on both sides.
+The launcher runs in its own session and is killed with all its processes if it outlives the
+subprocess timeout.
 """
 
 from __future__ import annotations
@@ -118,6 +119,13 @@ def _worker(out_dir: str, cases: str) -> None:
             gl.kmeans_sharded(
                 X, d["m0_repeat"], weights=global_rows(d["w"]), mesh=mesh, block_size=BLOCK
             ),
+        )
+        record(  # host weights with a global X: each process takes its rows' weights
+            "kmeans_w_host",
+            gl.kmeans_sharded(X, d["m0_repeat"], weights=d["w"], mesh=mesh, block_size=BLOCK),
+        )
+        out["bad_weights_shape"] = error_of(
+            lambda: gl.kmeans_sharded(X, d["m0"], weights=np.ones(5), mesh=mesh)
         )
         record(
             "kmeans_w_first_zero",
@@ -249,7 +257,7 @@ def test_every_process_holds_only_its_own_rows(run):
 
 
 CORE = ["kmeans", "em"]  # with 4 processes (one compiled fit, for the time budget)
-ALL = [*CORE, "kmeans_w", "kmeans_w_first_zero", "poisson"]  # with 2 processes
+ALL = [*CORE, "kmeans_w", "kmeans_w_host", "kmeans_w_first_zero", "poisson"]  # 2 processes
 
 
 def test_out_of_core_processes_equal_one_process_fit(runs):
@@ -273,7 +281,7 @@ def test_out_of_core_processes_equal_one_process_fit(runs):
 @pytest.mark.parametrize(("n", "name"), [(2, name) for name in ALL] + [(4, name) for name in CORE])
 def test_fit_equals_one_process_fit(runs, n, name):
     outs, references = runs[0][n], runs[1]
-    ref = references[name]
+    ref = references["kmeans_w" if name == "kmeans_w_host" else name]
     for out in outs:
         got = out[name]
         assert got["label_devices"] == n
@@ -298,6 +306,7 @@ def test_bad_rows_on_one_process_raise_everywhere(run):
         assert out["bad_poisson"].startswith("process 1: Poisson data must be non-negative")
         assert out["bad_weights"] == "process 1: weights must be non-negative; found 1 < 0."
         assert out["zero_weights"].startswith("weights are all zero")
+        assert out["bad_weights_shape"] == "weights must have shape (N,) = (1200,); got (5,)."
         assert "different initial parameters" in out["different_params"]
 
 
