@@ -23,19 +23,21 @@ def _env() -> dict[str, str]:
     return env
 
 
-def readme_example() -> tuple[str, str]:
-    """The README's first Python block and the plain block printed after it."""
+def readme_example() -> tuple[str, str, str]:
+    """The README's first Python block, the platform line after it and the printed block."""
     text = (ROOT / "README.md").read_text()
-    match = re.search(r"```python\n(.*?)```\s*\n\s*prints[^\n]*:\s*\n\s*```\n(.*?)```", text, re.S)
-    assert match is not None, "README: no ```python block followed by 'prints ...:' and a block"
-    return match.group(1), match.group(2)
+    pattern = r"```python\n(.*?)```\s*\n\s*(prints[^\n]*):\s*\n\s*```\n(.*?)```"
+    match = re.search(pattern, text, re.S)
+    assert match is not None, "README: no ```python block followed by 'prints (...):' and a block"
+    return match.group(1), match.group(2), match.group(3)
 
 
 def test_readme_example_prints_the_readme_block(tmp_path):
-    code, expected = readme_example()
+    code, platform, expected = readme_example()
     script = tmp_path / "readme_example.py"
     script.write_text(
-        code + "\nimport sys as _sys\nprint(gl.cpu_kernel_status(), file=_sys.stderr)\n"
+        code + "\nimport sys as _sys\n"
+        "print(jax.default_backend(), jax.__version__, gl.cpu_kernel_status(), file=_sys.stderr)\n"
     )
     proc = subprocess.run(
         [sys.executable, str(script)],
@@ -46,7 +48,12 @@ def test_readme_example_prints_the_readme_block(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    if not proc.stderr.strip().splitlines()[-1].startswith("native:"):
+    backend, version, kernel = proc.stderr.strip().splitlines()[-1].split(" ", 2)
+    documented = re.search(r"\((\w+), jax ([\w.]+)\)", platform)
+    assert documented is not None, f"README: the line {platform!r} names no (platform, jax version)"
+    if (backend, version) != (documented.group(1).lower(), documented.group(2)):
+        pytest.skip(f"the README block is for {documented.group(0)}; this is {backend}, {version}")
+    if not kernel.startswith("native:"):
         pytest.skip("the README block is what the compiled CPU kernel prints; it is unavailable")
     assert proc.stdout == expected
 
