@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import experiments
-import paper_figures
-from gmmlimit import cli
+from gmmlimit import cli, experiments, paper_figures
 from gmmlimit._paper import fmt, read_runs
 
 pypdf = pytest.importorskip("pypdf")
@@ -49,15 +47,29 @@ def paper(quick, tmp_path_factory):
 
 
 def _raw_runs(results: Path) -> dict[str, dict]:
-    """Each experiment's scalars and arrays, read from its run folder (not via the paper)."""
+    """Each experiment's record arrays, read from its run folder's records.npz (not via the paper).
+
+    Keys are ``<data set>/<field>`` (nested records add ``/<key>`` levels), values numpy arrays.
+    """
     runs = {}
     for entry in json.loads((results / "index.json").read_text())["runs"]:
         folder = results / entry["path"]
-        data = json.loads((folder / "scalars.json").read_text())
-        with np.load(folder / "arrays.npz") as arrays:
-            data.update({k: arrays[k] for k in arrays.files})
-        runs[entry["name"]] = {"run_id": entry["run_id"], "data": data}
+        with np.load(folder / "records.npz") as arrays:
+            data = {k: arrays[k] for k in arrays.files}
+        order = json.loads((folder / "scalars.json").read_text())["order"]
+        config = json.loads((folder / "config.json").read_text())
+        runs[entry["name"]] = {
+            "run_id": entry["run_id"],
+            "data": data,
+            "order": order,
+            "config": config,
+        }
     return runs
+
+
+def _v(run: dict, *path: str):
+    value = run["data"]["/".join(path)]
+    return value.item() if value.ndim == 0 else value
 
 
 def test_paper_command_writes_a_pdf_and_prints_its_path(paper):
@@ -70,33 +82,35 @@ def test_paper_command_writes_a_pdf_and_prints_its_path(paper):
 
 
 def test_paper_numbers_equal_the_results(quick, paper):
-    """Each table row reads "<predicted> <measured>", both formatted from the results on disk."""
+    """Each table row reads "<predicted> <measured>", both formatted from the records on disk."""
     runs = _raw_runs(quick["results"])
     flat = paper["flat"]
     pairs: list[tuple[str, str]] = []
-    r = runs["responsibilities"]["data"]
-    for s in r["datasets"]:
-        held = r[f"{s}__held"]
+    r = runs["responsibilities"]
+    for s in r["order"]:
+        held = _v(r, s, "held")
         pairs.append((s, fmt(int(np.size(held))) + fmt(int(np.sum(held)))))
-        pairs.append((s, fmt(r[f"{s}__slope_predicted"]) + fmt(r[f"{s}__slope"])))
-    g = runs["loglik"]["data"]
-    for s in g["datasets"]:
-        pairs.append((s, fmt(g[f"{s}__J"]) + fmt(float(g[f"{s}__ltilde"][-1]))))
-    p = runs["precision"]["data"]
-    for dtype in p["dtypes"]:
-        for s in p["datasets"]:
-            k = f"{s}-{dtype}"
-            onset = f"{fmt(p[f'{k}__x_soft_max'])},{fmt(p[f'{k}__x_hard_min'])}"
-            pairs.append((k, fmt(p[f"{k}__threshold"]) + onset))
-            nan = fmt(p[f"{k}__naive_nan_onset_predicted"]) + fmt(p[f"{k}__naive_nan_onset"])
-            pairs.append((k, nan))
-    t = runs["phase_transition"]["data"]
-    for s in t["datasets"]:
-        split = f"{fmt(t[f'{s}__first_split_after'])}to{fmt(t[f'{s}__first_split_before'])}"
-        pairs.append((s, fmt(t[f"{s}__lambda_max"]) + split))
-    c = runs["convergence_rate"]["data"]
-    for s in c["datasets"]:
-        pairs.append((s, "atmost" + fmt(c["rate_tol"]) + fmt(c[f"{s}__max_rel_error_above"])))
+        pairs.append((s, fmt(_v(r, s, "slope_predicted")) + fmt(_v(r, s, "slope"))))
+    g = runs["loglik"]
+    for s in g["order"]:
+        pairs.append((s, fmt(_v(g, s, "J")) + fmt(float(_v(g, s, "ltilde")[-1]))))
+    p = runs["precision"]
+    for s in p["order"]:
+        for dtype in ("float32", "float64"):
+            pt = (s, "by_dtype", dtype)
+            onset = f"{fmt(_v(p, *pt, 'x_soft_max'))},{fmt(_v(p, *pt, 'x_hard_min'))}"
+            pairs.append((f"{s}-{dtype}", fmt(_v(p, *pt, "threshold")) + onset))
+            nan = fmt(_v(p, *pt, "naive_nan_onset_predicted")) + fmt(_v(p, *pt, "naive_nan_onset"))
+            pairs.append((f"{s}-{dtype}", nan))
+    t = runs["phase_transition"]
+    for s in t["order"]:
+        split = f"{fmt(_v(t, s, 'first_split_after'))}to{fmt(_v(t, s, 'first_split_before'))}"
+        pairs.append((s, fmt(_v(t, s, "lambda_max")) + split))
+    c = runs["convergence_rate"]
+    for s in c["order"]:
+        pairs.append(
+            (s, "atmost" + fmt(c["config"]["rate_tol"]) + fmt(_v(c, s, "max_rel_error_above")))
+        )
     missing = [(s, pair) for s, pair in pairs if pair not in flat]
     assert not missing, missing
     for name, run in runs.items():
@@ -119,11 +133,12 @@ def test_paper_follows_edited_results(quick, tmp_path):
     """The numbers are read, not typed: edit a result and the rebuilt paper shows the edit."""
     results = tmp_path / "results"
     shutil.copytree(quick["results"], results)
-    folder = next(results.glob("responsibilities/*/scalars.json")).parent
-    scalars = json.loads((folder / "scalars.json").read_text())
-    name = scalars["datasets"][0]
-    scalars[f"{name}__slope"] = -9.876543
-    (folder / "scalars.json").write_text(json.dumps(scalars))
+    folder = next(results.glob("responsibilities/*/records.npz")).parent
+    with np.load(folder / "records.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    name = json.loads((folder / "scalars.json").read_text())["order"][0]
+    arrays[f"{name}/slope"] = np.asarray(-9.876543)
+    np.savez(folder / "records.npz", **arrays)
     meta = json.loads((folder / "meta.json").read_text())
     meta["versions"]["jax"] = "9.8.7"
     (folder / "meta.json").write_text(json.dumps(meta))

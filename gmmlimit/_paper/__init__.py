@@ -85,7 +85,7 @@ def build_paper(
     out.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
     try:
-        figures = draw_figures(build / "figures", runs, figures_dir)
+        figures = draw_figures(results_dir, build / "figures", runs, figures_dir)
         figures = [
             PaperFigure(f.name, f.title, f.caption, f.image.relative_to(build), f.runs)
             for f in figures

@@ -158,34 +158,42 @@ def _trajectories(run: PaperRun) -> list[Row]:
 
 def _precision(run: PaperRun) -> list[Row]:
     rows = []
-    for dtype in run.value("dtypes"):
-        for s in run.value("datasets"):
-            p = f"{s}-{dtype}"
+    by_subject = {s: run.field(s, "by_dtype") for s in run.subjects()}
+    dtypes = list(dict.fromkeys(d for by_dtype in by_subject.values() for d in by_dtype))
+    for dtype in dtypes:
+        for s, by_dtype in by_subject.items():
+            if dtype not in by_dtype:
+                continue
+            label = f"{s}-{dtype}"
+
+            def get(name: str, s: str = s, dtype: str = dtype) -> Any:
+                return run.field(s, "by_dtype", dtype, name)
+
             rows.append(
                 _row(
                     run,
-                    p,
+                    label,
                     "one-hot onset of Delta/(2 sigma2) (measured: last soft, first hard)",
-                    fmt(run.field(p, "threshold")),
-                    f"{fmt(run.field(p, 'x_soft_max'))}, {fmt(run.field(p, 'x_hard_min'))}",
+                    fmt(get("threshold")),
+                    f"{fmt(get('x_soft_max'))}, {fmt(get('x_hard_min'))}",
                 )
             )
             rows.append(
                 _row(
                     run,
-                    p,
+                    label,
                     "sigma2 where the naive E-step turns NaN",
-                    fmt(run.field(p, "naive_nan_onset_predicted")),
-                    fmt(run.field(p, "naive_nan_onset")),
+                    fmt(get("naive_nan_onset_predicted")),
+                    fmt(get("naive_nan_onset")),
                 )
             )
             rows.append(
                 _row(
                     run,
-                    p,
+                    label,
                     "rows with NaN or inf from the stable E-step",
                     "none",
-                    fmt(int(np.sum(run.field(p, "stable_nonfinite_rows")))),
+                    fmt(int(np.sum(get("stable_nonfinite_rows")))),
                 )
             )
     return rows

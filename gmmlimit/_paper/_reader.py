@@ -1,8 +1,9 @@
 """The paper's one door to saved results: which runs it reads, their fields, and the figures.
 
-Everything that knows how experiments store their results (today the ``results/<experiment>/
-<run>/`` folders of :mod:`experiments._framework` and the ``"<subject>__<field>"`` keys of their
-data) lives here, so that a change of the record format changes this module only.
+Everything that knows how experiments store their results lives here: the paper reads runs
+through the loader API of :mod:`gmmlimit.experiments` (``select_runs``, ``load_run``, typed
+records per data set) and draws figures through :mod:`gmmlimit.paper_figures`, so a change of
+either changes this module only.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ class PaperRun:
         run_id: the run folder's name.
         setting: ``"quick"`` or ``"full"``.
         overrides: config keys whose value differs from the setting's default config.
-        meta: the run's provenance (versions, device, git revision, times, check failures...).
+        meta: the run's provenance (versions, device, E-step, git revision, times, failures...).
         summary: the run's one-line summary, as written with the results.
-        data: the run's scalars and arrays.
-        source: the record the run was read from (what figure scripts draw from).
+        records: ``{data set or variant: typed record}`` in run order.
+        config: the run's config as a dict.
+        source: the loaded run (what figure scripts draw from).
     """
 
     name: str
@@ -38,35 +40,43 @@ class PaperRun:
     overrides: tuple[str, ...]
     meta: Mapping[str, Any]
     summary: str
-    data: Mapping[str, Any]
+    records: Mapping[str, Any]
+    config: Mapping[str, Any]
     source: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def subjects(self) -> list[str]:
         """The data sets (or variants) the run measured, in the run's order."""
-        for key in ("datasets", "variants"):
-            if key in self.data:
-                return list(self.data[key])
-        raise KeyError(f"run {self.run_id} of {self.name!r} lists no data sets or variants.")
+        return list(self.records)
 
-    def field(self, subject: str, name: str) -> Any:
-        """The value of field ``name`` for one data set (or variant) of the run.
+    def field(self, subject: str, *path: str) -> Any:
+        """A field of one data set's record, following ``path`` through nested records and dicts.
+
+        Example: ``run.field("digits", "slope")``, ``run.field("digits", "by_dtype", "float32",
+        "threshold")``.
 
         Raises:
             KeyError: naming the run and the missing field (results of an older version).
         """
-        key = f"{subject}__{name}"
-        if key not in self.data:
-            raise KeyError(
-                f"run {self.run_id} of {self.name!r} has no field {name!r} for {subject!r}; "
-                f"rerun `gmmlimit run {self.name}`."
-            )
-        return self.data[key]
+        if subject not in self.records:
+            raise KeyError(f"run {self.run_id} of {self.name!r} has no data set {subject!r}.")
+        value = self.records[subject]
+        for step in path:
+            if isinstance(value, Mapping) and step in value:
+                value = value[step]
+            elif dataclasses.is_dataclass(value) and hasattr(value, step):
+                value = getattr(value, step)
+            else:
+                raise KeyError(
+                    f"run {self.run_id} of {self.name!r} has no field {'.'.join(path)!r} for "
+                    f"{subject!r}; rerun `gmmlimit run {self.name}`."
+                )
+        return value
 
     def value(self, name: str) -> Any:
-        """A run-wide value (not per data set), e.g. a tolerance."""
-        if name not in self.data:
-            raise KeyError(f"run {self.run_id} of {self.name!r} has no value {name!r}.")
-        return self.data[name]
+        """A config value of the run (e.g. a tolerance of its verified statement)."""
+        if name not in self.config:
+            raise KeyError(f"run {self.run_id} of {self.name!r} has no config key {name!r}.")
+        return self.config[name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,53 +98,15 @@ class PaperFigure:
     runs: Mapping[str, str]
 
 
-def _setting(quick: bool) -> str:
-    return "quick" if quick else "full"
-
-
-def _read_setting(results_dir: Path, quick: bool) -> dict[str, PaperRun]:
-    """The latest finished run of every experiment in one setting (all must have one)."""
-    import experiments
-    from experiments._framework import config_to_dict, load_latest, make_config
-
-    runs: dict[str, PaperRun] = {}
-    missing: list[str] = []
-    for name, spec in experiments.registry().items():
-        try:
-            run = load_latest(name, results_dir, quick=quick)
-        except FileNotFoundError:
-            missing.append(name)
-            continue
-        default = config_to_dict(make_config(spec, {}, quick=quick))
-        overrides = tuple(sorted(k for k in default if run.config.get(k) != default[k]))
-        runs[name] = PaperRun(
-            name=name,
-            run_id=run.run_id,
-            setting=_setting(quick),
-            overrides=overrides,
-            meta=run.meta,
-            summary=(run.path / "summary.txt").read_text().strip(),
-            data=run.data,
-            source=run,
-        )
-    if missing:
-        flag = " --quick" if quick else ""
-        raise FileNotFoundError(
-            f"no finished {_setting(quick)} run in {results_dir}/ of: {', '.join(missing)}; "
-            f"run `gmmlimit reproduce{flag} --results {results_dir}` first."
-        )
-    return runs
-
-
 def read_runs(
     results_dir: str | os.PathLike, quick: bool | None = None
 ) -> tuple[dict[str, PaperRun], bool]:
-    """The latest finished run of every experiment, all from one setting.
+    """The latest default-config run of every experiment, all from one setting.
 
     Args:
         results_dir: the results root.
-        quick: read quick runs (True), full runs (False), or (None) full runs when every
-            experiment has one, else quick runs; the two settings are never mixed.
+        quick: read quick runs (True), full runs (False), or (None) the setting whose default
+            runs cover more experiments (full on a tie); the two are never mixed.
 
     Returns:
         ``(runs, quick)``: ``{experiment: PaperRun}`` in run order and the setting read.
@@ -142,24 +114,42 @@ def read_runs(
     Raises:
         FileNotFoundError: naming the experiments without a finished run and the command to run.
     """
+    from gmmlimit import experiments as ex
+
     root = Path(results_dir)
-    if quick is not None:
-        return _read_setting(root, quick), quick
-    try:
-        return _read_setting(root, False), False
-    except FileNotFoundError as full_err:
-        try:
-            return _read_setting(root, True), True
-        except FileNotFoundError as quick_err:
-            raise FileNotFoundError(f"{full_err} Quick setting: {quick_err}") from None
+    names = list(ex.registry())
+    quick_read, entries = ex.select_runs(root, names, quick)
+    missing = [n for n in names if n not in entries]
+    if missing:
+        setting = "quick" if quick_read else "full"
+        flag = " --quick" if quick_read else " --full"
+        raise FileNotFoundError(
+            f"no finished {setting} run with the default config in {root}/ of: "
+            f"{', '.join(missing)}; run `gmmlimit reproduce{flag} --results {root}` first."
+        )
+    runs: dict[str, PaperRun] = {}
+    for name in names:
+        run = ex.load_run(root, name, entries[name]["run_id"])
+        runs[name] = PaperRun(
+            name=name,
+            run_id=run.run_id,
+            setting=run.setting,
+            overrides=tuple(sorted(run.overrides)),
+            meta=run.meta,
+            summary=run.summary.strip(),
+            records=run.records,
+            config=run.config,
+            source=run,
+        )
+    return runs, quick_read
 
 
 def experiment_texts() -> dict[str, tuple[str, str]]:
     """``{experiment: (description, verified statement)}``, both written with the experiment."""
-    import experiments
+    from gmmlimit import experiments as ex
 
     out = {}
-    for name, spec in experiments.registry().items():
+    for name, spec in ex.registry().items():
         doc = (spec.check.__doc__ or "") if spec.check is not None else ""
         statement = " ".join(doc.strip().split("\n\n")[0].split())
         out[name] = (" ".join(spec.description.split()), statement)
@@ -191,6 +181,7 @@ def _reuse_figure(
 
 
 def draw_figures(
+    results_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     runs: Mapping[str, PaperRun],
     figures_dir: str | os.PathLike | None = None,
@@ -198,6 +189,7 @@ def draw_figures(
     """Every registered figure, drawn from the runs the paper reads, as PNG files in ``out_dir``.
 
     Args:
+        results_dir: the results root the runs were read from.
         out_dir: where the PNG files go.
         runs: the runs the paper reads (from :func:`read_runs`); figures are drawn from them.
         figures_dir: None draws every figure afresh; a folder written by ``gmmlimit figures``
@@ -207,37 +199,32 @@ def draw_figures(
         FileNotFoundError: when a figure's results (or a reused figure) are missing.
         ValueError: when a reused figure was drawn from other runs than ``runs``.
     """
-    import paper_figures
+    from gmmlimit import experiments as ex
+    from gmmlimit import paper_figures
 
     out = Path(out_dir)
     figures = []
     for spec in paper_figures.registry().values():
+        missing = [n for n in spec.needs if n not in runs]
+        if missing:
+            raise FileNotFoundError(
+                f"figure {spec.name!r} needs results of {', '.join(missing)}; run "
+                f"`gmmlimit run {missing[0]}` first."
+            )
         if figures_dir is None:
-            missing = [n for n in spec.needs if n not in runs]
-            if missing:
-                raise FileNotFoundError(
-                    f"figure {spec.name!r} needs results of {', '.join(missing)}; run "
-                    f"`gmmlimit run {missing[0]}` first."
-                )
-            out.mkdir(parents=True, exist_ok=True)
-            try:  # drawn from exactly the runs whose numbers the paper prints
-                paths = spec.draw({n: runs[n].source for n in spec.needs}, out)
-            except KeyError as err:
-                raise FileNotFoundError(
-                    f"figure {spec.name!r}: the results of {', '.join(spec.needs)} lack a field "
-                    f"({err}); rerun `gmmlimit run {spec.needs[0]}`."
-                ) from None
+            # drawn from exactly the runs whose numbers the paper prints
+            entries = {n: ex.find_run(results_dir, runs[n].run_id) for n in spec.needs}
+            paths, _ = paper_figures.draw_figure(spec, results_dir, out, entries=entries)
             png = next(Path(p) for p in paths if Path(p).suffix == ".png")
         else:
             png = _reuse_figure(spec, Path(figures_dir), out, runs)
-        drawn_from = {name: runs[name].run_id for name in spec.needs if name in runs}
         figures.append(
             PaperFigure(
                 name=spec.name,
                 title=spec.title or spec.name,
                 caption=" ".join(spec.caption.split()),
                 image=png,
-                runs=drawn_from,
+                runs={name: runs[name].run_id for name in spec.needs},
             )
         )
     return figures

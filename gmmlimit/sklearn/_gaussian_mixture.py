@@ -140,7 +140,6 @@ class GaussianMixture(_SkGaussianMixture):
             ``math.inf`` is the hard limit (each point to its most likely component). The lower
             bound is then the tempered free energy per sample, (1/beta) ln sum_k pi_k
             exp(beta ln N_k(x)), which is -min_k(-ln N_k(x)) at beta = inf.
-        **others: as in scikit-learn.
     """
 
     _parameter_constraints: dict = {  # noqa: RUF012  (scikit-learn's convention)

@@ -30,9 +30,14 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         random_state: None, an int or a RandomState; turned into one ``jax.random.key``.
 
     Attributes:
-        means_: (K, D). weights_: (K,) all 1/K. covariances_: (K,) all sigma2 (spherical, as in
-        scikit-learn's GaussianMixture). labels_: (N,). n_iter_, converged_, lower_bound_ (the
-        mean log-likelihood per sample of the training data), n_features_in_.
+        means_: (K, D).
+        weights_: (K,) all 1/K.
+        covariances_: (K,) all sigma2 (spherical, as in scikit-learn's GaussianMixture).
+        labels_: (N,).
+        n_iter_: iterations of the best restart.
+        converged_: whether the best restart converged.
+        lower_bound_: the mean log-likelihood per sample of the training data.
+        n_features_in_: D.
     """
 
     def __init__(
