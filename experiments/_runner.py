@@ -190,8 +190,26 @@ def code_fingerprint(spec: ExperimentSpec) -> str:
     for dist in _FINGERPRINT_DISTS:
         with contextlib.suppress(md.PackageNotFoundError):
             digest.update(f"{dist}=={md.version(dist)}".encode())
-    digest.update(gmmlimit.cpu_kernel_status().split(":", 1)[0].encode())
+    digest.update(estep().split(":", 1)[0].encode())
     return digest.hexdigest()[:16]
+
+
+def estep() -> str:
+    """Which E-step the run's fits use: the CPU kernel's status, or pure JAX off the CPU.
+
+    Returns:
+        ``gmmlimit.cpu_kernel_status()`` (``"native: ..."`` or ``"pure JAX: <reason>"``) when
+        JAX computes on the CPU; ``"pure JAX: <platform> device"`` otherwise (the compiled
+        kernel serves CPU fits only).
+    """
+    import jax
+
+    import gmmlimit
+
+    platform_ = jax.default_backend()
+    if platform_ == "cpu":
+        return gmmlimit.cpu_kernel_status()
+    return f"pure JAX: {platform_} device"
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,8 +393,6 @@ def run_experiment(
 
     import jax
 
-    import gmmlimit
-
     meta = {
         "name": spec.name,
         "run_id": run_id,
@@ -389,7 +405,7 @@ def run_experiment(
         "records": list(records),
         "config_hash": chash,
         "code_fingerprint": code,
-        "estep": gmmlimit.cpu_kernel_status(),
+        "estep": estep(),
         "versions": _versions(),
         "device": _device(),
         "x64": bool(jax.config.jax_enable_x64),

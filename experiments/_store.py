@@ -503,7 +503,8 @@ def select_runs(
     Runs named in ``run_ids`` are used as they are (overrides included). For every other
     experiment the latest finished run with the default config of one setting is used; the
     setting is ``quick`` if given, else the one whose default runs cover more of ``names``
-    (full on a tie). Quick and full runs are never mixed by this default.
+    (full on a tie; quick, the default setting, when there are none). Quick and full runs are
+    never mixed by this default.
 
     Args:
         results_dir: the results root.
@@ -530,7 +531,7 @@ def select_runs(
             q: sum(bool(list_runs(results_dir, n, quick=q, default_config=True)) for n in names)
             for q in (False, True)
         }
-        quick = cover[True] > cover[False]
+        quick = cover[True] > cover[False] or cover[True] == cover[False] == 0
     chosen: dict[str, dict] = {}
     for name in names:
         if name in explicit:

@@ -155,7 +155,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         _print(f"no finished runs in {args.results}/")
         return 0
     for r in runs:
-        shown = ", ".join(f"{k}={v}" for k, v in sorted(r.get("overrides", {}).items()))
+        shown = ", ".join(
+            f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in sorted(r.get("overrides", {}).items())
+        )
         config = f"overrides: {shown}" if shown else "default config"
         setting = "quick" if r["quick"] else "full"
         _print(f"{r['run_id']}  {r['name']:<18} {setting:<5} {config}")
