@@ -30,7 +30,15 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._driver import DEFAULT_BLOCK_SIZE, Blocks, FitResult, _Farthest, e_pass, fit_loop
+from ._driver import (
+    DEFAULT_BLOCK_SIZE,
+    Blocks,
+    FitResult,
+    _Farthest,
+    e_pass,
+    fit_loop,
+    fit_objective,
+)
 from ._outofcore import (
     DEFAULT_CHUNK_BLOCKS,
     _Carry,
@@ -730,7 +738,7 @@ def fit_out_of_core_processes(
     history = np.zeros((max_iter,), dtype)
     labels = np.full((n_p,), -1, np.int32)
     new_labels = np.empty((n_p,), np.int32)
-    objective = jnp.asarray(-np.inf if variant.maximize else np.inf, dtype)
+    objective = jnp.asarray(-np.inf, dtype)
     n_iter = 0
     done = False
     while not done and n_iter < max_iter:
@@ -756,7 +764,7 @@ def fit_out_of_core_processes(
         variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, new_labels
     )
     final, _ = _combine(final, True)
-    final_objective = jnp.asarray(variant.objective(params, final.stats), dtype)
+    final_objective = jnp.asarray(fit_objective(variant, params, final.stats), dtype)
     history[n_iter:] = np.asarray(final_objective)
     return FitResult(
         means=variant.means(params),
@@ -766,4 +774,5 @@ def fit_out_of_core_processes(
         objective=final_objective,
         history=jnp.asarray(history),
         params=params,
+        distortion=jnp.asarray(final.stats.distortion, dtype),
     )
