@@ -9,7 +9,8 @@ Use (JAX defaults: x64 off; SK is the installed scikit-learn package directory):
 
 (``--confcutdir`` makes pytest load scikit-learn's own conftest, which defines fixtures such as
 ``global_random_seed``.) ``--upstream-target`` is ``kmeans``
-(sklearn/cluster/tests/test_k_means.py) or ``gmm`` (sklearn/mixture/tests/test_gaussian_mixture.py). Before the test module is imported,
+(sklearn/cluster/tests/test_k_means.py) or ``gmm``
+(sklearn/mixture/tests/test_gaussian_mixture.py). Before the test module is imported,
 ``sklearn.cluster.KMeans`` (or ``sklearn.mixture.GaussianMixture``) is replaced by gmmlimit's
 class, so the module's own imports and parametrisations pick ours up. Items that test
 scikit-learn's private helpers, MiniBatchKMeans, scikit-learn's own functions rather than the
