@@ -18,6 +18,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import gmmlimit as gl
+import gmmlimit.variants as gv
 from gmmlimit.sklearn import GaussianMixture, IsotropicGaussianMixture, KMeans
 
 # Random initialisation draws rows: with rows repeated instead of weighted the same seed draws
@@ -260,3 +261,23 @@ def test_sklearn_test_gaussian_mixture_passes_against_ours():
     path = _SK / "mixture" / "tests" / "test_gaussian_mixture.py"
     counts, log = _run_upstream("gmm", path, ("-k", pick))
     assert counts["passed"] >= 15 and counts["failed"] == counts["error"] == 0, log
+
+
+def test_tied_variant_reproduces_sklearn_iterates_from_a_poor_start():
+    X = _blobs(10)
+    w0, m0, c0 = np.array([0.3, 0.7]), X[[0, 1]] + 1.0, np.eye(3) * 2.0
+    for n_iter in (1, 3):
+        with pytest.warns(ConvergenceWarning):
+            sk = SkGaussianMixture(
+                2,
+                covariance_type="tied",
+                max_iter=n_iter,
+                tol=0.0,
+                weights_init=w0,
+                means_init=m0,
+                precisions_init=np.linalg.inv(c0),
+            ).fit(X)
+        res = gl.fit(gv.tied, X, gv.TiedParams(m0, c0, w0, 1.0, 1e-6), max_iter=n_iter, tol=0.0)
+        np.testing.assert_allclose(res.params.means, sk.means_, rtol=1e-12)
+        np.testing.assert_allclose(res.params.covariance, sk.covariances_, rtol=1e-12)
+        np.testing.assert_allclose(res.params.weights, sk.weights_, rtol=1e-12)
