@@ -206,11 +206,15 @@ class GaussianMixture(_SkGaussianMixture):
             cov = _covariances_from_precision_cholesky(
                 self.covariance_type, np.asarray(self.precisions_cholesky_, np.float64)
             )
+        cov = np.asarray(cov, np.float64)
+        if self.covariance_type in ("full", "tied"):
+            # scikit-learn's float32 initial covariances are symmetric only up to rounding.
+            cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
         p = _to_params(
             self.covariance_type,
             np.asarray(self.weights_, np.float64),
             np.asarray(self.means_, np.float64),
-            np.asarray(cov, np.float64),
+            cov,
             float(self.beta),
             1.0,
         )
