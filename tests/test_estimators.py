@@ -1,13 +1,25 @@
 """The scikit-learn estimators pass scikit-learn's estimator checks and agree with the library."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
 import numpy as np
 import pytest
+import scipy.sparse as sp
+import sklearn
 from sklearn.cluster import KMeans as SkKMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import gmmlimit as gl
-from gmmlimit.sklearn import IsotropicGaussianMixture, KMeans
+import gmmlimit.variants as gv
+from gmmlimit.sklearn import GaussianMixture, IsotropicGaussianMixture, KMeans
 
 # Random initialisation draws rows: with rows repeated instead of weighted the same seed draws
 # other rows, so the fits differ (scikit-learn's KMeans and GaussianMixture declare the same).
@@ -21,6 +33,7 @@ _WEIGHT_EQUIVALENCE = {
     [
         KMeans(n_clusters=2, max_iter=10, random_state=0),
         IsotropicGaussianMixture(n_components=2, max_iter=10, random_state=0),
+        GaussianMixture(n_components=2, max_iter=10, random_state=0),
     ],
     expected_failed_checks=lambda est: _WEIGHT_EQUIVALENCE,
 )
@@ -82,3 +95,187 @@ def test_estimator_errors():
         KMeans(30).fit(X)
     with pytest.raises(ValueError, match="init"):
         KMeans(2, init="nope").fit(X)
+
+
+# --------------------------------------------------------------------------- drop-in behaviour
+
+
+def _x64_off():
+    """Context: JAX's global x64 flag off (its default), restored afterwards."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        before = jax.config.jax_enable_x64
+        jax.config.update("jax_enable_x64", False)
+        try:
+            yield
+        finally:
+            jax.config.update("jax_enable_x64", before)
+
+    return ctx()
+
+
+def test_kmeans_float64_with_x64_off_matches_sklearn_and_leaves_the_flag():
+    X = _blobs(4) + 1e4  # far from the origin: float32 arithmetic would show
+    with _x64_off():
+        km = KMeans(2, random_state=0, max_iter=10).fit(X)
+        assert jax.config.jax_enable_x64 is False
+    sk = SkKMeans(2, init=km.cluster_centers_, n_init=1, max_iter=1).fit(X)
+    assert km.cluster_centers_.dtype == np.float64
+    np.testing.assert_allclose(km.cluster_centers_, sk.cluster_centers_, rtol=1e-13)
+    np.testing.assert_allclose(km.inertia_, sk.inertia_, rtol=1e-12)
+
+
+def test_kmeans_seeds_do_not_depend_on_dtype_or_sparsity():
+    X = _blobs(5, d=3, k=2)
+    X[X < 0] = 0.0
+    fits = [
+        KMeans(2, n_init=3, init=init, max_iter=10, random_state=7).fit(data)
+        for init in ("k-means++", "random")
+        for data in (X, X.astype(np.float32), sp.csr_matrix(X), sp.csc_matrix(X))
+    ]
+    for group in (fits[:4], fits[4:]):
+        for other in group[1:]:
+            np.testing.assert_array_equal(other.labels_, group[0].labels_)
+            np.testing.assert_allclose(
+                other.cluster_centers_, group[0].cluster_centers_, rtol=1e-5, atol=1e-5
+            )
+    assert fits[2].cluster_centers_.dtype == np.float64
+    assert fits[1].cluster_centers_.dtype == np.float32
+
+
+def test_kmeans_sparse_equals_dense_and_keeps_the_matrix_sparse():
+    X = _blobs(6)
+    X[X < 1] = 0.0
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    start = X[[0, 1]]
+    dense = KMeans(2, init=start, max_iter=10, tol=0.0).fit(X, sample_weight=w)
+    Xs = sp.csr_matrix(X)
+    sparse = KMeans(2, init=start, max_iter=10, tol=0.0).fit(Xs, sample_weight=w)
+    assert sp.issparse(Xs) and Xs.nnz < X.size
+    np.testing.assert_array_equal(sparse.labels_, dense.labels_)
+    np.testing.assert_allclose(sparse.cluster_centers_, dense.cluster_centers_, atol=1e-12)
+    np.testing.assert_allclose(sparse.inertia_, dense.inertia_, rtol=1e-12)
+    assert sparse.n_iter_ == dense.n_iter_
+    np.testing.assert_allclose(sparse.transform(Xs), dense.transform(X), rtol=1e-9, atol=1e-9)
+
+
+def test_kmeans_duplicates_stop_like_sklearn_and_warn():
+    X = np.array([[0, 0], [1, 1], [1, 1], [1, 0], [0, 1]], dtype=float)
+    with pytest.warns(ConvergenceWarning, match=r"distinct clusters \(4\)"):
+        km = KMeans(5, init=X, n_init=1).fit(X)
+    assert km.n_iter_ == 1
+    with pytest.warns(RuntimeWarning, match="performing only one init"):
+        KMeans(5, init=X, n_init=3).fit(
+            X[[0, 1, 3, 4, 2]] + [[0, 0], [0, 0], [0, 0], [0, 0], [2, 2]]
+        )
+
+
+def test_kmeans_feature_names_verbose_and_callable_init(capsys):
+    X = _blobs(7)
+    km = KMeans(2, init=lambda X, k, random_state: X[:k], verbose=1, max_iter=10).fit(X)
+    out = capsys.readouterr().out
+    assert "Initialization complete" in out and re.search(r"Iteration 0, inertia", out)
+    assert "Converged at iteration" in out
+    np.testing.assert_array_equal(km.get_feature_names_out(), ["kmeans0", "kmeans1"])
+    assert km._n_init == 10
+
+
+@pytest.mark.parametrize("cov", ["spherical", "diag", "full", "tied"])
+def test_gaussian_mixture_equals_sklearn_with_x64_off(cov):
+    X = _blobs(8)
+    with _x64_off():
+        ours = GaussianMixture(2, covariance_type=cov, random_state=0, max_iter=10).fit(X)
+        assert jax.config.jax_enable_x64 is False
+        proba = ours.predict_proba(X)
+        score = ours.score_samples(X)
+    sk = SkGaussianMixture(2, covariance_type=cov, random_state=0, max_iter=10).fit(X)
+    assert ours.n_iter_ == sk.n_iter_ and ours.converged_ == sk.converged_
+    np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-10)
+    np.testing.assert_allclose(ours.covariances_, sk.covariances_, rtol=1e-10)
+    np.testing.assert_allclose(ours.precisions_, sk.precisions_, rtol=1e-9)
+    np.testing.assert_allclose(ours.lower_bounds_, sk.lower_bounds_, rtol=1e-12)
+    np.testing.assert_allclose(proba, sk.predict_proba(X), atol=1e-10)
+    np.testing.assert_allclose(score, sk.score_samples(X), rtol=1e-12)
+    np.testing.assert_allclose(ours.bic(X), sk.bic(X), rtol=1e-12)
+
+
+def test_gaussian_mixture_beta_inf_is_the_hard_limit():
+    X = _blobs(9)
+    gm = GaussianMixture(2, covariance_type="tied", beta=np.inf, random_state=0, max_iter=10)
+    labels = gm.fit_predict(X)
+    proba = gm.predict_proba(X)
+    np.testing.assert_array_equal(proba, np.eye(2)[labels])
+    # At beta = inf the lower bound is -mean_n min_k(-ln N_k(x_n)).
+    sk = SkGaussianMixture(2, covariance_type="tied").fit(X)
+    sk.means_, sk.covariances_, sk.weights_ = gm.means_, gm.covariances_, np.full(2, 0.5)
+    sk.precisions_cholesky_ = gm.precisions_cholesky_
+    per = sk._estimate_log_prob(X)
+    np.testing.assert_allclose(gm.score_samples(X), per.max(axis=1), rtol=1e-12)
+    with pytest.raises(ValueError, match="beta"):
+        GaussianMixture(2, beta=0.0).fit(X)
+
+
+# --------------------------------------------------------------------------- upstream tests
+
+_UPSTREAM = Path(__file__).parent / "sklearn_upstream"
+_SK = Path(sklearn.__file__).parent
+
+
+def _run_upstream(target, path, extra=()):
+    """Run scikit-learn's own test file against our class; JAX defaults (x64 off)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    root = Path(__file__).parent.parent
+    env["PYTHONPATH"] = os.pathsep.join([str(root), str(_UPSTREAM)])
+    cmd = [sys.executable, "-m", "pytest", "-c", str(_UPSTREAM / "pytest.ini")]
+    cmd += ["--rootdir", str(_UPSTREAM), "--confcutdir", str(_SK), "-p", "upstream_plugin"]
+    cmd += ["--upstream-target", target, "-q", str(path), *extra]
+    out = subprocess.run(cmd, env=env, cwd=_UPSTREAM, capture_output=True, text=True, timeout=900)
+    counts = dict.fromkeys(("passed", "failed", "skipped", "error"), 0)
+    lines = out.stdout.strip().splitlines()
+    summary = lines[-1] if lines else ""
+    for n, word in re.findall(r"(\d+) (passed|failed|skipped|error)", summary):
+        counts[word] = int(n)
+    return counts, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_sklearn_test_k_means_passes_against_our_kmeans():
+    counts, log = _run_upstream("kmeans", _SK / "cluster" / "tests" / "test_k_means.py")
+    kept = counts["passed"] + counts["failed"] + counts["error"]
+    assert kept >= 150, log
+    assert counts["passed"] >= 0.95 * kept, log
+
+
+@pytest.mark.slow
+def test_sklearn_test_gaussian_mixture_passes_against_ours():
+    # A fast subset in the suite (the whole file takes minutes of compilation, see docs).
+    pick = (
+        "test_check_means or test_score_samples or test_max_iter_zero or "
+        "test_gaussian_mixture_predict_predict_proba or "
+        "test_gaussian_mixture_fit_convergence_warning or test_fitted_precision_covariance"
+    )
+    path = _SK / "mixture" / "tests" / "test_gaussian_mixture.py"
+    counts, log = _run_upstream("gmm", path, ("-k", pick))
+    assert counts["passed"] >= 9 and counts["failed"] == counts["error"] == 0, log
+
+
+def test_tied_variant_reproduces_sklearn_iterates_from_a_poor_start():
+    X = _blobs(10)
+    w0, m0, c0 = np.array([0.3, 0.7]), X[[0, 1]] + 1.0, np.eye(3) * 2.0
+    for n_iter in (1, 3):
+        with pytest.warns(ConvergenceWarning):
+            sk = SkGaussianMixture(
+                2,
+                covariance_type="tied",
+                max_iter=n_iter,
+                tol=0.0,
+                weights_init=w0,
+                means_init=m0,
+                precisions_init=np.linalg.inv(c0),
+            ).fit(X)
+        res = gl.fit(gv.tied, X, gv.TiedParams(m0, c0, w0, 1.0, 1e-6), max_iter=n_iter, tol=0.0)
+        np.testing.assert_allclose(res.params.means, sk.means_, rtol=1e-12)
+        np.testing.assert_allclose(res.params.covariance, sk.covariances_, rtol=1e-12)
+        np.testing.assert_allclose(res.params.weights, sk.weights_, rtol=1e-12)

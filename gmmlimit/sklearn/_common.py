@@ -197,6 +197,7 @@ class _IsotropicBase(BaseEstimator):
         if isinstance(self.init, str) and self.init not in ("k-means++", "random"):
             raise ValueError(f"init must be 'k-means++', 'random' or an array; got {self.init!r}.")
 
+    @in_x64
     def _fit(self, X: Any, sample_weight: Any) -> tuple[np.ndarray, FitResult, float]:
         self._validate_common()
         X = validate_data(self, X, dtype=[np.float64, np.float32])
@@ -261,6 +262,7 @@ class _IsotropicBase(BaseEstimator):
     def _means(self) -> np.ndarray:
         raise NotImplementedError
 
+    @in_x64
     def predict(self, X: Any) -> np.ndarray:
         """Index of the nearest mean (the most responsible component), ties to the lowest.
 

@@ -24,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 from sklearn.utils import check_random_state
+from sklearn.utils._array_api import get_namespace
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._driver import Blocks, em_iteration
@@ -193,7 +194,7 @@ class GaussianMixture(_SkGaussianMixture):
         b = self.beta
         if isinstance(b, bool) or not (isinstance(b, (int, float, np.number)) and b > 0):
             raise ValueError(f"beta must be a number in (0, inf] (inf: the hard limit); got {b!r}.")
-        super()._check_parameters(X, xp=xp)
+        super()._check_parameters(X, xp=get_namespace(X)[0] if xp is None else xp)
 
     # ------------------------------------------------------------------------------- fitting
 
@@ -204,15 +205,22 @@ class GaussianMixture(_SkGaussianMixture):
             cov = _covariances_from_precision_cholesky(
                 self.covariance_type, np.asarray(self.precisions_cholesky_, np.float64)
             )
+        cov = np.asarray(cov, np.float64)
+        if self.covariance_type in ("full", "tied"):
+            # scikit-learn's float32 initial covariances are symmetric only up to rounding.
+            cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
         p = _to_params(
             self.covariance_type,
             np.asarray(self.weights_, np.float64),
             np.asarray(self.means_, np.float64),
-            np.asarray(cov, np.float64),
+            cov,
             float(self.beta),
-            float(self.reg_covar),
+            1.0,
         )
-        return _VARIANTS[self.covariance_type].validate(jnp.asarray(X), p)
+        # scikit-learn allows reg_covar = 0 (no floor), the variants' validation wants > 0: check
+        # the rest, then put the real value back (the M-step is well defined at 0).
+        p = _VARIANTS[self.covariance_type].validate(jnp.asarray(X), p)
+        return p._replace(reg_covar=jnp.asarray(float(self.reg_covar), X.dtype))
 
     def _set_from(self, params: Any, dtype: np.dtype) -> None:
         cov = _covariances(self.covariance_type, params).astype(dtype)
@@ -221,8 +229,9 @@ class GaussianMixture(_SkGaussianMixture):
                 np.asarray(params.weights).astype(dtype),
                 np.asarray(params.means).astype(dtype),
                 cov,
-                _compute_precision_cholesky(cov, self.covariance_type),
-            )
+                _compute_precision_cholesky(cov, self.covariance_type, xp=np),
+            ),
+            xp=get_namespace(cov)[0],
         )
 
     def _run(self, X: np.ndarray, blocks: Blocks, prev: float) -> tuple[float, int, bool, list]:
@@ -284,7 +293,7 @@ class GaussianMixture(_SkGaussianMixture):
         for init in range(n_init):
             self._print_verbose_msg_init_beg(init)
             if do_init:
-                self._initialize_parameters(X, rng)
+                self._initialize_parameters(X, rng, xp=get_namespace(X)[0])
             prev = -math.inf if do_init else self.lower_bound_
             if self.max_iter == 0:
                 result = (prev, 0, False, [])
@@ -303,7 +312,7 @@ class GaussianMixture(_SkGaussianMixture):
                 stacklevel=2,
             )
         params, (_, n_iter, _, history) = best
-        self._set_parameters(params)
+        self._set_parameters(params, xp=get_namespace(X)[0])
         self.n_iter_ = n_iter
         self.lower_bound_ = best_lb
         self.lower_bounds_ = history

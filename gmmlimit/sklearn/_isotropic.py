@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.base import ClusterMixin, DensityMixin
 
-from ._common import _IsotropicBase, _soft
+from ._common import _IsotropicBase, _soft, in_x64
 
 __all__ = ["IsotropicGaussianMixture"]
 
@@ -97,6 +97,7 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         self.labels_ = self.predict(X)
         return self
 
+    @in_x64
     def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         _, Xp, means, n = self._padded(X)
         resp, lse = _soft(Xp, means, jnp.asarray(self.sigma2, Xp.dtype))
