@@ -110,28 +110,13 @@ inline void Store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-// Every multiply-add is written out as MulAdd, and the build passes -ffp-contract=fast to GCC and
-// clang alike (GCC's default; clang's fuses only within an expression), so where the target has a
-// fused multiply-add instruction both compilers fuse these. In the hard E-step every product
-// feeds exactly one MulAdd, so GCC and clang builds for the same CPU give the same bits (checked
-// by the tests); the soft E-step's exponentials and responsibilities leave the compilers some
-// choices (products also stored, lanes forwarded through memory), and the builds agree there to
-// within a few units in the last place.
-template <typename T>
-inline T MulAdd(T a, T b, T c) {
-  return a * b + c;
-}
-
-template <typename T>
-inline Vec<T> MulAdd(Vec<T> a, Vec<T> b, Vec<T> c) {
-  return a * b + c;
-}
-
-template <typename T>
-inline Vec<T> Splat(T value) {
-  return Vec<T>{} + value;
-}
-
+// Multiply-adds are written as one expression (acc += a * b), and the build passes
+// -ffp-contract=fast to GCC and clang alike (GCC's default; clang's own fuses only within an
+// expression), so where the target has a fused multiply-add instruction both compilers fuse
+// them. In the hard E-step every product feeds exactly one addition of its own expression, so
+// GCC and clang builds for the same CPU give the same bits (checked by the tests); in the soft
+// E-step some products also feed a store, and the compilers may decide differently whether to
+// fuse those, so the builds agree there to within a few units in the last place.
 inline int64_t RoundUp(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
@@ -153,7 +138,7 @@ inline void ScoreBlock(const T* x, int64_t d, const T* means_t, int64_t kp, cons
     for (int v = 0; v < NV; ++v) m[v] = Load<T>(row + v * L);
     for (int r = 0; r < R; ++r) {
       const T xv = x[r * d + j];
-      for (int v = 0; v < NV; ++v) acc[r][v] = MulAdd<T>(Splat<T>(xv), m[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[r][v] += xv * m[v];
     }
   }
   for (int v = 0; v < NV; ++v) {
@@ -356,12 +341,11 @@ inline Vec<T> ExpNonPositive(Vec<T> x) {
   constexpr int kTerms = sizeof(C::kPoly) / sizeof(C::kPoly[0]);
   const auto underflow = x < C::kLower;
   x = underflow ? Vec<T>{} + C::kLower : x;
-  const Vec<T> n =
-      MulAdd<T>(x, Splat<T>(static_cast<T>(1.4426950408889634)), Splat<T>(C::kRound)) - C::kRound;
-  const Vec<T> r = MulAdd<T>(n, Splat<T>(-C::kLn2Lo), MulAdd<T>(n, Splat<T>(-C::kLn2Hi), x));
-  Vec<T> p = Splat<T>(C::kPoly[kTerms - 1]);
-  for (int i = kTerms - 2; i >= 0; --i) p = MulAdd<T>(p, r, Splat<T>(C::kPoly[i]));
-  p = MulAdd<T>(p, r * r, r) + static_cast<T>(1);
+  const Vec<T> n = ((x * static_cast<T>(1.4426950408889634) + C::kRound) - C::kRound);
+  const Vec<T> r = (x - n * C::kLn2Hi) - n * C::kLn2Lo;
+  Vec<T> p = Vec<T>{} + C::kPoly[kTerms - 1];
+  for (int i = kTerms - 2; i >= 0; --i) p = p * r + C::kPoly[i];
+  p = p * (r * r) + r + static_cast<T>(1);
   const Mask<T> exponent = (__builtin_convertvector(n, Mask<T>) + C::kBias) << C::kMantissa;
   Vec<T> scale;
   std::memcpy(&scale, &exponent, sizeof(scale));
@@ -386,7 +370,7 @@ void PrepareMeans(const T* means, int64_t k, int64_t d, int64_t dp, int64_t kp, 
       const T v = means[c * d + j];
       means_t[j * kp + c] = v;
       means_padded[c * dp + j] = v;
-      sq = MulAdd<T>(v, v, sq);
+      sq += v * v;
     }
     bias[c] = sq;
   }
@@ -419,7 +403,7 @@ inline void AssignGroup(const T* group, int64_t dp, const T* means_t, const T* b
       Vec<T> acc{};
       for (int64_t j = 0; j < dp; j += L) {
         const Vec<T> diff = Load<T>(xr + j) - Load<T>(mk + j);
-        acc = MulAdd<T>(diff, diff, acc);
+        acc += diff * diff;
       }
       partial[r] = acc;
     }
@@ -546,9 +530,9 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       const T weight = p.w[g + r];
       const T* __restrict xr = group + r * dp;
       T* __restrict sk = sums + label * dp;
-      for (int64_t j = 0; j < dp; ++j) sk[j] = MulAdd<T>(weight, xr[j], sk[j]);
+      for (int64_t j = 0; j < dp; ++j) sk[j] += weight * xr[j];
       counts[label] += weight;
-      *distortion = MulAdd<T>(weight, group_nearest[r], *distortion);
+      *distortion += weight * group_nearest[r];
       labels[g + r] = label;
       nearest[g + r] = group_nearest[r];
     }
@@ -626,7 +610,7 @@ inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int
     for (int v = 0; v < NV; ++v) xv[v] = Load<T>(group + r * dp + j0 + v * L);
     for (int c = 0; c < R; ++c) {
       const T rc = resp[r * kp + c0 + c];
-      for (int v = 0; v < NV; ++v) acc[c][v] = MulAdd<T>(Splat<T>(rc), xv[v], acc[c][v]);
+      for (int v = 0; v < NV; ++v) acc[c][v] += rc * xv[v];
     }
   }
   for (int c = 0; c < R; ++c)
@@ -691,7 +675,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         for (int r0 = 0; two_sigma2 > 0 && r0 < kGroup; r0 += L) {
           for (int r = 0; r < L; ++r) {
             T* row = scores + (r0 + r) * kp;
-            const Vec<T> best = Splat<T>(row[group_labels[r0 + r]]);
+            const Vec<T> best = Vec<T>{} + row[group_labels[r0 + r]];
             Vec<T> total{};
             for (int64_t c = 0; c < kp; c += L) {
               Vec<T> gap = Load<T>(row + c) - best;
@@ -720,9 +704,8 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         for (int64_t r = 0; r < rows; ++r) {
           const T weight = p.w[g + r];
           if (two_sigma2 > 0)
-            *log_lik = MulAdd<T>(weight, std::log(group_total[r]) - group_nearest[r] / two_sigma2,
-                                 *log_lik);
-          *distortion = MulAdd<T>(weight, group_nearest[r], *distortion);
+            *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
+          *distortion += weight * group_nearest[r];
           labels[s * p.n_rows + g + r] = group_labels[r];
           nearest[s * p.n_rows + g + r] = group_nearest[r];
         }
