@@ -124,10 +124,13 @@ inline int64_t RoundUp(int64_t value, int64_t multiple) {
 // ---------------------------------------------------------------------------------------------
 // 1. Scores.
 
-// scores[r][col ..] = bias - 2 <x_r, m> for R rows and NV vectors of columns starting at col.
+// scores[r][col ..] = bias - 2 <x_r, m> for R rows (row r at x + r * stride) and NV vectors of
+// columns starting at col, over the d real features (the padding features are zero: the sum
+// over them would add exact zeros, so skipping them changes no bit and, for small d, most of
+// the work).
 template <typename T, int R, int NV>
-inline void ScoreBlock(const T* x, int64_t d, const T* means_t, int64_t kp, const T* bias,
-                       int64_t col, T* scores) {
+inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* means_t, int64_t kp,
+                       const T* bias, int64_t col, T* scores) {
   constexpr int L = kLanes<T>;
   Vec<T> acc[R][NV];
   for (int r = 0; r < R; ++r)
@@ -137,7 +140,7 @@ inline void ScoreBlock(const T* x, int64_t d, const T* means_t, int64_t kp, cons
     Vec<T> m[NV];
     for (int v = 0; v < NV; ++v) m[v] = Load<T>(row + v * L);
     for (int r = 0; r < R; ++r) {
-      const T xv = x[r * d + j];
+      const T xv = x[r * stride + j];
       for (int v = 0; v < NV; ++v) acc[r][v] += xv * m[v];
     }
   }
@@ -170,10 +173,10 @@ inline void Tiles(int64_t extent, int64_t unit, F&& f) {
 
 // Scores of kRows rows against all kp columns.
 template <typename T>
-inline void ScoreRows(const T* x, int64_t d, const T* means_t, int64_t kp, const T* bias,
-                      T* scores) {
+inline void ScoreRows(const T* x, int64_t d, int64_t stride, const T* means_t, int64_t kp,
+                      const T* bias, T* scores) {
   Tiles<kPanel>(kp, kLanes<T>, [&](auto vectors, int64_t col) {
-    ScoreBlock<T, kRows, decltype(vectors)::value>(x, d, means_t, kp, bias, col, scores);
+    ScoreBlock<T, kRows, decltype(vectors)::value>(x, d, stride, means_t, kp, bias, col, scores);
   });
 }
 
@@ -377,23 +380,26 @@ void PrepareMeans(const T* means, int64_t k, int64_t d, int64_t dp, int64_t kp, 
 }
 
 // Rows [g, g + rows) of x (row length d) as a (kGroup, dp) group: x itself when it is already
-// that shape, else a zero-padded copy in buffer.
+// that shape, else a zero-padded copy in buffer. The caller zeroes buffer (kGroup * dp) once
+// per chunk; only the d real features of each row are written here, so the padding features
+// stay zero, and rows past `rows` (the chunk's last, partial group) are zeroed.
 template <typename T>
 inline const T* LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t rows, T* buffer) {
   if (d == dp && rows == kGroup) return x + g * d;
-  std::fill(buffer, buffer + kGroup * dp, T(0));
-  for (int64_t r = 0; r < rows; ++r) std::copy(x + (g + r) * d, x + (g + r + 1) * d, buffer + r * dp);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < d; ++j) buffer[r * dp + j] = x[(g + r) * d + j];
+  std::fill(buffer + rows * dp, buffer + kGroup * dp, T(0));
   return buffer;
 }
 
 // Scores, labels and exact squared distances of one padded group against one parameter set.
 template <typename T>
-inline void AssignGroup(const T* group, int64_t dp, const T* means_t, const T* bias,
+inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t, const T* bias,
                         const T* means_padded, int64_t kp, T* scores, int32_t* labels,
                         T* nearest) {
   constexpr int L = kLanes<T>;
   for (int r = 0; r < kGroup; r += kRows)
-    ScoreRows<T>(group + r * dp, dp, means_t, kp, bias, scores + r * kp);
+    ScoreRows<T>(group + r * dp, d, dp, means_t, kp, bias, scores + r * kp);
   for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);
   Vec<T> partial[L];
   for (int r0 = 0; r0 < kGroup; r0 += L) {
@@ -518,19 +524,20 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   std::fill(stats, stats + p.k + p.k * dp + 1, T(0));
   T* scores = scratch;
   T* buffer = scratch + kGroup * p.kp;
+  std::fill(buffer, buffer + kGroup * dp, T(0));
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
     const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
-    AssignGroup<T>(group, dp, p.means_t, p.bias, p.means_padded, p.kp, scores, group_labels,
+    AssignGroup<T>(group, p.d, dp, p.means_t, p.bias, p.means_padded, p.kp, scores, group_labels,
                    group_nearest);
     for (int64_t r = 0; r < rows; ++r) {
       const int32_t label = group_labels[r];
       const T weight = p.w[g + r];
       const T* __restrict xr = group + r * dp;
       T* __restrict sk = sums + label * dp;
-      for (int64_t j = 0; j < dp; ++j) sk[j] += weight * xr[j];
+      for (int64_t j = 0; j < p.d; ++j) sk[j] += weight * xr[j];
       counts[label] += weight;
       *distortion += weight * group_nearest[r];
       labels[g + r] = label;
@@ -639,6 +646,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   std::fill(stats, stats + p.sets * set_size, T(0));
   T* scores = scratch;
   T* buffer = scratch + kGroup * kp;
+  std::fill(buffer, buffer + kGroup * dp, T(0));
   int32_t group_labels[kGroup];
   T group_nearest[kGroup], group_total[kGroup];
   Vec<T> partial[L];
@@ -660,7 +668,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       for (int64_t g = g0; g < slice_end; g += kGroup) {
         const int64_t rows = std::min<int64_t>(kGroup, end - g);
         const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
-        AssignGroup<T>(group, dp, p.means_t + s * dp * kp, p.bias + s * kp,
+        AssignGroup<T>(group, p.d, dp, p.means_t + s * dp * kp, p.bias + s * kp,
                        p.means_padded + s * k * dp, kp, scores, group_labels, group_nearest);
         if (!(two_sigma2 > 0)) {
           // sigma2 that XLA reads as 0 (a subnormal, with denormals flushed): the hard limit, as
