@@ -585,6 +585,9 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
   const bool by_lanes = p.d <= kByLanesMaxD && p.k <= kByLanesMaxK;
+  // The distortion in a register (the same additions in the same order): added through memory,
+  // stats being one array the sums and counts also write, each row would wait for the last.
+  T chunk_distortion = 0;
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
     const T* group;
@@ -607,11 +610,12 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       T* __restrict sk = sums + label * dp;
       for (int64_t j = 0; j < p.d; ++j) sk[j] += weight * xr[j];
       counts[label] += weight;
-      *distortion += weight * group_nearest[r];
+      chunk_distortion += weight * group_nearest[r];
       labels[g + r] = label;
       nearest[g + r] = group_nearest[r];
     }
   }
+  *distortion = chunk_distortion;
 }
 
 bool ValidBlocks(const ffi::Span<const int64_t>& x_dims, const ffi::Span<const int64_t>& w_dims) {
