@@ -411,6 +411,7 @@ def machine_info() -> dict:
         "jax_device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
         "n_devices": len(jax.devices()),
         "estep": _native.status() if dev.platform == "cpu" else f"pure JAX on {dev.platform}",
+        "estep_build": _native.build_info() if dev.platform == "cpu" else {},
         "versions": {
             "python": platform.python_version(),
             "jax": jax.__version__,
@@ -491,7 +492,12 @@ def to_markdown(res: dict) -> str:
         f"`{m['jax_device']}`, jax {m['versions']['jax']}, scikit-learn "
         f"{m['versions']['sklearn']}, faiss {m['versions']['faiss']}, git {m['git_rev']}.",
         "",
-        f"gmmlimit E-step: {m.get('estep', 'pure JAX (before the CPU kernels)').split(' /')[0]}.",
+        f"gmmlimit E-step: {m.get('estep', 'pure JAX (before the CPU kernels)').split(' /')[0]}"
+        + (
+            f" (built by {m['estep_build']['compiler_version']}, {m['estep_build']['flags']})."
+            if m.get("estep_build")
+            else "."
+        ),
         "",
         "numpy square-GEMM peak: "
         + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in res["gemm_peak_gflops"].items())

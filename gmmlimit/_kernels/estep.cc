@@ -110,28 +110,13 @@ inline void Store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-// Every multiply-add is written out as MulAdd, and the build passes -ffp-contract=fast to GCC and
-// clang alike (GCC's default; clang's fuses only within an expression), so where the target has a
-// fused multiply-add instruction both compilers fuse these. In the hard E-step every product
-// feeds exactly one MulAdd, so GCC and clang builds for the same CPU give the same bits (checked
-// by the tests); the soft E-step's exponentials and responsibilities leave the compilers some
-// choices (products also stored, lanes forwarded through memory), and the builds agree there to
-// within a few units in the last place.
-template <typename T>
-inline T MulAdd(T a, T b, T c) {
-  return a * b + c;
-}
-
-template <typename T>
-inline Vec<T> MulAdd(Vec<T> a, Vec<T> b, Vec<T> c) {
-  return a * b + c;
-}
-
-template <typename T>
-inline Vec<T> Splat(T value) {
-  return Vec<T>{} + value;
-}
-
+// Multiply-adds are written as one expression (acc += a * b), and the build passes
+// -ffp-contract=fast to GCC and clang alike (GCC's default; clang's own fuses only within an
+// expression), so where the target has a fused multiply-add instruction both compilers fuse
+// them. In the hard E-step every product feeds exactly one addition of its own expression, so
+// GCC and clang builds for the same CPU give the same bits (checked by the tests); in the soft
+// E-step some products also feed a store, and the compilers may decide differently whether to
+// fuse those, so the builds agree there to within a few units in the last place.
 inline int64_t RoundUp(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
@@ -139,10 +124,13 @@ inline int64_t RoundUp(int64_t value, int64_t multiple) {
 // ---------------------------------------------------------------------------------------------
 // 1. Scores.
 
-// scores[r][col ..] = bias - 2 <x_r, m> for R rows and NV vectors of columns starting at col.
+// scores[r][col ..] = bias - 2 <x_r, m> for R rows (row r at x + r * stride) and NV vectors of
+// columns starting at col, over the d real features (the padding features are zero: the sum
+// over them would add exact zeros, so skipping them changes no bit and, for small d, most of
+// the work).
 template <typename T, int R, int NV>
-inline void ScoreBlock(const T* x, int64_t d, const T* means_t, int64_t kp, const T* bias,
-                       int64_t col, T* scores) {
+inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* means_t, int64_t kp,
+                       const T* bias, int64_t col, T* scores) {
   constexpr int L = kLanes<T>;
   Vec<T> acc[R][NV];
   for (int r = 0; r < R; ++r)
@@ -152,8 +140,8 @@ inline void ScoreBlock(const T* x, int64_t d, const T* means_t, int64_t kp, cons
     Vec<T> m[NV];
     for (int v = 0; v < NV; ++v) m[v] = Load<T>(row + v * L);
     for (int r = 0; r < R; ++r) {
-      const T xv = x[r * d + j];
-      for (int v = 0; v < NV; ++v) acc[r][v] = MulAdd<T>(Splat<T>(xv), m[v], acc[r][v]);
+      const T xv = x[r * stride + j];
+      for (int v = 0; v < NV; ++v) acc[r][v] += xv * m[v];
     }
   }
   for (int v = 0; v < NV; ++v) {
@@ -185,10 +173,10 @@ inline void Tiles(int64_t extent, int64_t unit, F&& f) {
 
 // Scores of kRows rows against all kp columns.
 template <typename T>
-inline void ScoreRows(const T* x, int64_t d, const T* means_t, int64_t kp, const T* bias,
-                      T* scores) {
+inline void ScoreRows(const T* x, int64_t d, int64_t stride, const T* means_t, int64_t kp,
+                      const T* bias, T* scores) {
   Tiles<kPanel>(kp, kLanes<T>, [&](auto vectors, int64_t col) {
-    ScoreBlock<T, kRows, decltype(vectors)::value>(x, d, means_t, kp, bias, col, scores);
+    ScoreBlock<T, kRows, decltype(vectors)::value>(x, d, stride, means_t, kp, bias, col, scores);
   });
 }
 
@@ -356,12 +344,11 @@ inline Vec<T> ExpNonPositive(Vec<T> x) {
   constexpr int kTerms = sizeof(C::kPoly) / sizeof(C::kPoly[0]);
   const auto underflow = x < C::kLower;
   x = underflow ? Vec<T>{} + C::kLower : x;
-  const Vec<T> n =
-      MulAdd<T>(x, Splat<T>(static_cast<T>(1.4426950408889634)), Splat<T>(C::kRound)) - C::kRound;
-  const Vec<T> r = MulAdd<T>(n, Splat<T>(-C::kLn2Lo), MulAdd<T>(n, Splat<T>(-C::kLn2Hi), x));
-  Vec<T> p = Splat<T>(C::kPoly[kTerms - 1]);
-  for (int i = kTerms - 2; i >= 0; --i) p = MulAdd<T>(p, r, Splat<T>(C::kPoly[i]));
-  p = MulAdd<T>(p, r * r, r) + static_cast<T>(1);
+  const Vec<T> n = ((x * static_cast<T>(1.4426950408889634) + C::kRound) - C::kRound);
+  const Vec<T> r = (x - n * C::kLn2Hi) - n * C::kLn2Lo;
+  Vec<T> p = Vec<T>{} + C::kPoly[kTerms - 1];
+  for (int i = kTerms - 2; i >= 0; --i) p = p * r + C::kPoly[i];
+  p = p * (r * r) + r + static_cast<T>(1);
   const Mask<T> exponent = (__builtin_convertvector(n, Mask<T>) + C::kBias) << C::kMantissa;
   Vec<T> scale;
   std::memcpy(&scale, &exponent, sizeof(scale));
@@ -386,30 +373,33 @@ void PrepareMeans(const T* means, int64_t k, int64_t d, int64_t dp, int64_t kp, 
       const T v = means[c * d + j];
       means_t[j * kp + c] = v;
       means_padded[c * dp + j] = v;
-      sq = MulAdd<T>(v, v, sq);
+      sq += v * v;
     }
     bias[c] = sq;
   }
 }
 
 // Rows [g, g + rows) of x (row length d) as a (kGroup, dp) group: x itself when it is already
-// that shape, else a zero-padded copy in buffer.
+// that shape, else a zero-padded copy in buffer. The caller zeroes buffer (kGroup * dp) once
+// per chunk; only the d real features of each row are written here, so the padding features
+// stay zero, and rows past `rows` (the chunk's last, partial group) are zeroed.
 template <typename T>
 inline const T* LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t rows, T* buffer) {
   if (d == dp && rows == kGroup) return x + g * d;
-  std::fill(buffer, buffer + kGroup * dp, T(0));
-  for (int64_t r = 0; r < rows; ++r) std::copy(x + (g + r) * d, x + (g + r + 1) * d, buffer + r * dp);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < d; ++j) buffer[r * dp + j] = x[(g + r) * d + j];
+  std::fill(buffer + rows * dp, buffer + kGroup * dp, T(0));
   return buffer;
 }
 
 // Scores, labels and exact squared distances of one padded group against one parameter set.
 template <typename T>
-inline void AssignGroup(const T* group, int64_t dp, const T* means_t, const T* bias,
+inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t, const T* bias,
                         const T* means_padded, int64_t kp, T* scores, int32_t* labels,
                         T* nearest) {
   constexpr int L = kLanes<T>;
   for (int r = 0; r < kGroup; r += kRows)
-    ScoreRows<T>(group + r * dp, dp, means_t, kp, bias, scores + r * kp);
+    ScoreRows<T>(group + r * dp, d, dp, means_t, kp, bias, scores + r * kp);
   for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);
   Vec<T> partial[L];
   for (int r0 = 0; r0 < kGroup; r0 += L) {
@@ -419,7 +409,7 @@ inline void AssignGroup(const T* group, int64_t dp, const T* means_t, const T* b
       Vec<T> acc{};
       for (int64_t j = 0; j < dp; j += L) {
         const Vec<T> diff = Load<T>(xr + j) - Load<T>(mk + j);
-        acc = MulAdd<T>(diff, diff, acc);
+        acc += diff * diff;
       }
       partial[r] = acc;
     }
@@ -509,8 +499,65 @@ std::vector<T> RunBlocks(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int
   return total;
 }
 
+// Labels and exact squared distances of rows [0, rows) of x (row length d <= L, rows <= kGroup)
+// against k means, with the rows in the lanes: for each mean, one vector of L rows' scores, a
+// lane-wise running minimum and the chosen mean's features carried along, so no horizontal step
+// and no padded columns. For few features and few means (see kByLanesMaxK) this is cheaper than
+// AssignGroup's row-by-row blocks, and it gives the same bits: each score is the same sequence of
+// multiply-adds over the features, ties go to the lowest index (strict <, means in order), and
+// the squared distances are summed in the order in which LaneSums adds the lanes of one vector.
+template <typename T>
+inline void AssignGroupByLanes(const T* x, int64_t d, int64_t rows, const T* means_padded,
+                               int64_t dp, const T* bias, int64_t k, int32_t* labels, T* nearest) {
+  constexpr int L = kLanes<T>;
+  for (int r0 = 0; r0 < kGroup; r0 += L) {
+    Vec<T> xs[L];  // xs[j][i]: feature j of row r0 + i (0 past the last row)
+    for (int64_t j = 0; j < d; ++j) {
+      xs[j] = Vec<T>{};
+      for (int i = 0; i < L && r0 + i < rows; ++i) xs[j][i] = x[(r0 + i) * d + j];
+    }
+    Vec<T> best{}, where{}, chosen[L];  // chosen[j]: feature j of each lane's mean so far
+    for (int64_t c = 0; c < k; ++c) {
+      const T* mc = means_padded + c * dp;
+      Vec<T> acc{};
+      for (int64_t j = 0; j < d; ++j) acc += xs[j] * mc[j];
+      const Vec<T> score = bias[c] - 2 * acc;
+      if (c == 0) {
+        best = score;
+        for (int64_t j = 0; j < d; ++j) chosen[j] = Vec<T>{} + mc[j];
+        continue;
+      }
+      const auto lt = score < best;
+      best = lt ? score : best;
+      where = lt ? Vec<T>{} + static_cast<T>(c) : where;
+      for (int64_t j = 0; j < d; ++j) chosen[j] = lt ? Vec<T>{} + mc[j] : chosen[j];
+    }
+    Vec<T> sq[L];
+    for (int j = 0; j < L; ++j) {
+      if (j < d) {
+        const Vec<T> diff = xs[j] - chosen[j];
+        sq[j] = diff * diff;
+      } else {
+        sq[j] = Vec<T>{};
+      }
+    }
+    for (int h = L / 2; h >= 1; h /= 2)
+      for (int i = 0; i < h; ++i) sq[i] = sq[i] + sq[i + h];
+    for (int i = 0; i < L; ++i) {
+      labels[r0 + i] = static_cast<int32_t>(where[i]);
+      nearest[r0 + i] = sq[0][i];
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hard E-step.
+
+// AssignGroupByLanes up to these sizes, AssignGroup beyond. Measured (one core, float32, AVX-512,
+// benchmarks/tuning/compilers.py): faster by 25 to 35 % at (d, k) = (1, 3), (2, 8), (3, 5), the
+// same at (2, 32), 3 to 11 % slower at (4, 8), (4, 16), (8, 16) and twice as slow at (16, 32).
+constexpr int64_t kByLanesMaxD = 3;
+constexpr int64_t kByLanesMaxK = 32;
 
 template <typename T>
 struct HardProblem {
@@ -534,25 +581,41 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   std::fill(stats, stats + p.k + p.k * dp + 1, T(0));
   T* scores = scratch;
   T* buffer = scratch + kGroup * p.kp;
+  std::fill(buffer, buffer + kGroup * dp, T(0));
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
+  const bool by_lanes = p.d <= kByLanesMaxD && p.k <= kByLanesMaxK;
+  // The distortion in a register (the same additions in the same order): added through memory,
+  // stats being one array the sums and counts also write, each row would wait for the last.
+  T chunk_distortion = 0;
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
-    const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
-    AssignGroup<T>(group, dp, p.means_t, p.bias, p.means_padded, p.kp, scores, group_labels,
-                   group_nearest);
+    const T* group;
+    int64_t stride;
+    if (by_lanes) {
+      group = p.x + g * p.d;
+      stride = p.d;
+      AssignGroupByLanes<T>(group, p.d, rows, p.means_padded, dp, p.bias, p.k, group_labels,
+                            group_nearest);
+    } else {
+      group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
+      stride = dp;
+      AssignGroup<T>(group, p.d, dp, p.means_t, p.bias, p.means_padded, p.kp, scores,
+                     group_labels, group_nearest);
+    }
     for (int64_t r = 0; r < rows; ++r) {
       const int32_t label = group_labels[r];
       const T weight = p.w[g + r];
-      const T* __restrict xr = group + r * dp;
+      const T* __restrict xr = group + r * stride;
       T* __restrict sk = sums + label * dp;
-      for (int64_t j = 0; j < dp; ++j) sk[j] = MulAdd<T>(weight, xr[j], sk[j]);
+      for (int64_t j = 0; j < p.d; ++j) sk[j] += weight * xr[j];
       counts[label] += weight;
-      *distortion = MulAdd<T>(weight, group_nearest[r], *distortion);
+      chunk_distortion += weight * group_nearest[r];
       labels[g + r] = label;
       nearest[g + r] = group_nearest[r];
     }
   }
+  *distortion = chunk_distortion;
 }
 
 bool ValidBlocks(const ffi::Span<const int64_t>& x_dims, const ffi::Span<const int64_t>& w_dims) {
@@ -626,7 +689,7 @@ inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int
     for (int v = 0; v < NV; ++v) xv[v] = Load<T>(group + r * dp + j0 + v * L);
     for (int c = 0; c < R; ++c) {
       const T rc = resp[r * kp + c0 + c];
-      for (int v = 0; v < NV; ++v) acc[c][v] = MulAdd<T>(Splat<T>(rc), xv[v], acc[c][v]);
+      for (int v = 0; v < NV; ++v) acc[c][v] += rc * xv[v];
     }
   }
   for (int c = 0; c < R; ++c)
@@ -655,6 +718,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   std::fill(stats, stats + p.sets * set_size, T(0));
   T* scores = scratch;
   T* buffer = scratch + kGroup * kp;
+  std::fill(buffer, buffer + kGroup * dp, T(0));
   int32_t group_labels[kGroup];
   T group_nearest[kGroup], group_total[kGroup];
   Vec<T> partial[L];
@@ -676,7 +740,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       for (int64_t g = g0; g < slice_end; g += kGroup) {
         const int64_t rows = std::min<int64_t>(kGroup, end - g);
         const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
-        AssignGroup<T>(group, dp, p.means_t + s * dp * kp, p.bias + s * kp,
+        AssignGroup<T>(group, p.d, dp, p.means_t + s * dp * kp, p.bias + s * kp,
                        p.means_padded + s * k * dp, kp, scores, group_labels, group_nearest);
         if (!(two_sigma2 > 0)) {
           // sigma2 that XLA reads as 0 (a subnormal, with denormals flushed): the hard limit, as
@@ -691,7 +755,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         for (int r0 = 0; two_sigma2 > 0 && r0 < kGroup; r0 += L) {
           for (int r = 0; r < L; ++r) {
             T* row = scores + (r0 + r) * kp;
-            const Vec<T> best = Splat<T>(row[group_labels[r0 + r]]);
+            const Vec<T> best = Vec<T>{} + row[group_labels[r0 + r]];
             Vec<T> total{};
             for (int64_t c = 0; c < kp; c += L) {
               Vec<T> gap = Load<T>(row + c) - best;
@@ -720,9 +784,8 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         for (int64_t r = 0; r < rows; ++r) {
           const T weight = p.w[g + r];
           if (two_sigma2 > 0)
-            *log_lik = MulAdd<T>(weight, std::log(group_total[r]) - group_nearest[r] / two_sigma2,
-                                 *log_lik);
-          *distortion = MulAdd<T>(weight, group_nearest[r], *distortion);
+            *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
+          *distortion += weight * group_nearest[r];
           labels[s * p.n_rows + g + r] = group_labels[r];
           nearest[s * p.n_rows + g + r] = group_nearest[r];
         }
