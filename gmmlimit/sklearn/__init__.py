@@ -1,4 +1,6 @@
-"""scikit-learn estimators: ``KMeans`` and ``IsotropicGaussianMixture``, on the compiled driver.
+"""scikit-learn estimators on the compiled driver, ``VariantMixture`` for any variant.
+
+``KMeans``, ``GaussianMixture`` and ``IsotropicGaussianMixture`` are drop-ins (docs/sklearn.md).
 
 They pass ``sklearn.utils.estimator_checks`` and so drop into pipelines, grid searches (sigma2 is
 an ordinary hyper-parameter: ``GridSearchCV(IsotropicGaussianMixture(k), {"sigma2": [...]})``
@@ -17,8 +19,9 @@ Neither changes any distance, statistic or label of the real rows; the padded ro
 weight and always share the first row's label.
 """
 
+from .._variant_estimator import VariantMixture
 from ._gaussian_mixture import GaussianMixture
 from ._isotropic import IsotropicGaussianMixture
 from ._kmeans import KMeans
 
-__all__ = ["GaussianMixture", "IsotropicGaussianMixture", "KMeans"]
+__all__ = ["GaussianMixture", "IsotropicGaussianMixture", "KMeans", "VariantMixture"]
