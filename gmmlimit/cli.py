@@ -7,7 +7,7 @@ Usage::
                       [--data PATH] [--results DIR] [--no-bar]
     gmmlimit runs [NAME] [--results DIR]
     gmmlimit figures [--results DIR] [--out DIR] [--quick | --full] [--run ID ...]
-    gmmlimit reproduce [--quick | --full] [--results DIR] [--out DIR] [--no-bar]
+    gmmlimit reproduce [--quick | --full] [--results DIR] [--out DIR] [--no-bar] [--paper PDF]
     gmmlimit paper [--results DIR] [--out FILE.pdf] [--figures DIR] [--quick | --full]
 
 ``run`` and ``reproduce`` share one default setting, the quick one; ``--full`` is the paper
@@ -191,6 +191,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     names = list(_specs())
     failures, lines = _run_many(names, {}, quick, args.results, progress_enabled=not args.no_bar)
     status = _draw(args.results, args.out, quick)
+    paper = None
+    if status == 0 and not failures and args.paper:
+        from gmmlimit._paper import build_paper
+
+        paper = build_paper(args.results, args.paper, quick=quick, figures_dir=args.out)
     _print("")
     _print(f"summary ({'quick' if quick else 'full'} setting):")
     for line in lines:
@@ -199,6 +204,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         f"reproduce: {len(names)} experiments, {failures} failed statement(s), "
         f"{time.perf_counter() - t0:.1f} s wall"
     )
+    if paper is not None:
+        _print(f"paper: {paper}")
     if failures:
         return 1
     return status
@@ -278,13 +285,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_figures)
 
-    p = sub.add_parser("reproduce", help="run every experiment, then draw every figure")
+    p = sub.add_parser(
+        "reproduce", help="run every experiment, draw every figure, typeset the paper"
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="the quick setting (the default)")
     g.add_argument("--full", action="store_true", help="the full (paper) setting")
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--out", default="figures", help="figures folder (default: figures)")
     p.add_argument("--no-bar", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--paper",
+        default="paper/gmmlimit.pdf",
+        help="the PDF article typeset when every statement held ('' to skip; "
+        "default: paper/gmmlimit.pdf)",
+    )
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("paper", help="typeset the PDF article from saved results")

@@ -23,10 +23,10 @@ def quick_run(factory) -> dict:
     if "root" not in _CACHE:
         root = factory.mktemp("quick")
         results, figures = root / "results", root / "figures"
-        rc = cli.main(
-            ["reproduce", "--quick", "--results", str(results), "--out", str(figures), "--no-bar"]
-        )
-        _CACHE.update(root=root, results=results, figures=figures, rc=rc)
+        paper = root / "paper" / "gmmlimit.pdf"
+        args = ["reproduce", "--quick", "--results", str(results), "--out", str(figures)]
+        rc = cli.main([*args, "--no-bar", "--paper", str(paper)])
+        _CACHE.update(root=root, results=results, figures=figures, paper=paper, rc=rc)
     return _CACHE
 
 
@@ -41,6 +41,7 @@ def test_registry_lists_every_experiment():
 
 def test_reproduce_quick_passes_and_indexes_every_run(quick):
     assert quick["rc"] == 0
+    assert quick["paper"].read_bytes().startswith(b"%PDF")  # reproduce also typesets the paper
     index = json.loads((quick["results"] / "index.json").read_text())["runs"]
     for name in NAMES:
         runs = [r for r in index if r["name"] == name]
