@@ -59,12 +59,18 @@ class VariantCase:
     Attributes:
         variant: the variant under test.
         X: (N, D) float64 data.
-        params: starting parameters (their beta is replaced by each temperature).
-        betas: finite temperatures for the monotonicity and bound checks.
-        large_beta: a beta large enough that the soft fit ends at the hard fit's partition.
+        params: starting parameters (their temperature is replaced by each one tried).
+        betas: soft temperatures in the variant's own units, ordered from the softest toward
+            the hard limit (it is also the annealing schedule).
+        large_beta: a temperature so close to the hard limit that the soft fit ends at the hard
+            fit's partition.
         max_iter: iterations of every fit (the hard fit must converge within them).
         means_rtol: relative tolerance of the large-beta means against the hard means.
         tol: the stopping tolerance of every fit.
+        rtol: agreement of fits that differ only in the order of summation (padded or not,
+            out of core, sharded, vmapped).
+        free_energy: the objective is a tempered free energy, which tends to -J at the hard
+            limit (the isotropic model's log-likelihood does not: it diverges).
     """
 
     variant: gl.Variant
@@ -75,6 +81,8 @@ class VariantCase:
     max_iter: int = 30
     means_rtol: float = 1e-7
     tol: float = 0.0
+    free_energy: bool = True
+    rtol: float = 1e-8
 
     def at(self, beta: float) -> Any:
         """The starting parameters at temperature ``beta`` (the variant's own units)."""
@@ -163,6 +171,8 @@ def check_hard_limit_reached(case: VariantCase) -> None:
     np.testing.assert_allclose(
         np.asarray(soft.means), np.asarray(hard.means), rtol=case.means_rtol, atol=1e-12
     )
+    if not case.free_energy:
+        return
     # the free energy tends to -J (the free energy of one-hot rows is -d)
     minus_j = float(hard.objective)
     scale = abs(float(minus_j)) + 1.0
@@ -178,8 +188,8 @@ def check_bound(case: VariantCase) -> None:
         gap = np.asarray(limits.responsibility_gap(case.variant, X, params))
         bound = np.asarray(limits.responsibility_bound(case.variant, X, params))
         assert np.all(gap <= bound[:, None] + 4 * eps), (beta, (gap - bound[:, None]).max())
-    # the bound is not vacuous: at a moderate beta some points are far from one-hot
-    moderate = case.at(min(case.betas))
+    # the bound is not vacuous: at the softest temperature some points are far from one-hot
+    moderate = case.at(case.betas[0])
     assert float(jnp.max(limits.responsibility_gap(case.variant, X, moderate))) > 1e-3
 
 
@@ -211,7 +221,7 @@ def check_padded_and_out_of_core(case: VariantCase) -> None:
     for beta in (1.0, case.hard):
         padded = case.fit(beta, block_size=BLOCK)
         assert np.all(np.isfinite(np.asarray(padded.history)))
-        _close(padded, case.fit(beta), 1e-7)
+        _close(padded, case.fit(beta), case.rtol)
         pieces = [case.X[:77], case.X[77:]]
         ooc = gl.fit_out_of_core(
             case.variant,
@@ -223,7 +233,7 @@ def check_padded_and_out_of_core(case: VariantCase) -> None:
             chunk_blocks=1,
         )
         assert int(ooc.n_iter) == int(padded.n_iter)
-        _close(ooc, padded, 1e-7)
+        _close(ooc, padded, case.rtol)
 
 
 def check_vmap_temperature(case: VariantCase) -> None:
@@ -243,7 +253,7 @@ def check_vmap_temperature(case: VariantCase) -> None:
     )
     for i, t in enumerate(temps):
         lane = jax.tree.map(lambda a, i=i: a[i], batched)
-        _close(lane, case.fit(float(t)), 1e-8)
+        _close(lane, case.fit(float(t)), case.rtol)
 
 
 def check_restarts(case: VariantCase) -> None:
@@ -321,7 +331,9 @@ def check_sharded(case: VariantCase, reference: dict[str, np.ndarray] | None = N
             ref = {f: reference[f"{key}_{f}"] for f in _FIELDS}
         np.testing.assert_array_equal(np.asarray(sharded.labels), ref["labels"])
         for f in ("means", "objective", "distortion"):
-            np.testing.assert_allclose(np.asarray(getattr(sharded, f)), ref[f], rtol=1e-8)
+            np.testing.assert_allclose(
+                np.asarray(getattr(sharded, f)), ref[f], rtol=case.rtol, atol=1e-12
+            )
 
 
 _FIELDS = ("labels", "means", "objective", "distortion")
