@@ -72,10 +72,13 @@ def fit(
         block_size: rows per streamed E-step block.
 
     Returns:
-        A :class:`FitResult` in X's dtype.
+        A :class:`FitResult` in X's dtype: ``objective`` higher is better at every temperature
+        (log-likelihood or free energy; -J at the hard limit), ``distortion`` the hard
+        objective J; ``converged`` as promised by ``gmmlimit._driver.stop_rule``.
 
     Raises:
-        ValueError: on invalid data, parameters, weights or options.
+        ValueError: on invalid data (including values the variant's ``check_data`` refuses),
+            parameters, weights or options, or a ``variant`` that is not a Variant.
     """
     return _fit(variant, as_data(X), params, max_iter, tol, weights, block_size)
 
