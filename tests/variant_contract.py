@@ -82,7 +82,7 @@ class VariantCase:
     means_rtol: float = 1e-7
     tol: float = 0.0
     free_energy: bool = True
-    rtol: float = 1e-8
+    rtol: float = 1e-7
 
     def at(self, beta: float) -> Any:
         """The starting parameters at temperature ``beta`` (the variant's own units)."""
