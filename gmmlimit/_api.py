@@ -72,10 +72,13 @@ def fit(
         block_size: rows per streamed E-step block.
 
     Returns:
-        A :class:`FitResult` in X's dtype.
+        A :class:`FitResult` in X's dtype: ``objective`` higher is better at every temperature
+        (log-likelihood or free energy; -J at the hard limit), ``distortion`` the hard
+        objective J; ``converged`` as promised by ``gmmlimit._driver.stop_rule``.
 
     Raises:
-        ValueError: on invalid data, parameters, weights or options.
+        ValueError: on invalid data (including values the variant's ``check_data`` refuses),
+            parameters, weights or options, or a ``variant`` that is not a Variant.
     """
     return _fit(variant, as_data(X), params, max_iter, tol, weights, block_size)
 
@@ -382,9 +385,7 @@ def _starts(
     temperature: Any,
 ) -> Params:
     """Validated starting parameters of every restart, stacked on a leading axis."""
-    batch = jax.vmap(lambda kk: init(kk, X, k))(keys)
-    if temperature is not None:
-        batch = jax.vmap(lambda p: with_temperature(variant, p, temperature))(batch)
+    batch = _init_batch(variant, init, keys, X, k, temperature is not None, temperature)
     if variant.validate is None:
         return batch
     checked = [
@@ -393,7 +394,6 @@ def _starts(
     return jax.tree.map(lambda *a: jnp.stack(a), *checked)
 
 
-@partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
 def _best_of(
     variant: Variant,
     X: jax.Array,
@@ -404,9 +404,59 @@ def _best_of(
     max_iter: int,
     block_size: int,
 ) -> FitResult:
-    results = jax.vmap(
-        lambda p: fit_compiled(variant, X, w, p, tol, max_iter=max_iter, block_size=block_size)
-    )(starts)
-    score = jnp.where(jnp.isnan(results.objective), -jnp.inf, results.objective)
-    best = jnp.argmax(score)
+    """The fit with the highest objective among the batched starts (NaN objectives lose)."""
+    results = fit_batch(variant, X, w, starts, tol, max_iter=max_iter, block_size=block_size)
+    score = np.asarray(results.objective, dtype=np.float64)
+    best = int(np.argmax(np.where(np.isnan(score), -np.inf, score)))
     return jax.tree.map(lambda a: a[best], results)
+
+
+@partial(jax.jit, static_argnames=("variant", "init", "k", "set_temperature"))
+def _init_batch(
+    variant: Variant,
+    init: Callable[..., Params],
+    keys: jax.Array,
+    X: jax.Array,
+    k: int,
+    set_temperature: bool,
+    temperature: Any,
+) -> Params:
+    """``init`` vmapped over the keys, at ``temperature`` when asked (one compiled program)."""
+    batch = jax.vmap(lambda kk: init(kk, X, k))(keys)
+    if set_temperature:
+        batch = jax.vmap(lambda p: with_temperature(variant, p, temperature))(batch)
+    return batch
+
+
+@partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
+def fit_batch(
+    variant: Variant,
+    X: jax.Array,
+    w: jax.Array,
+    starts: Params,
+    tol: Any,
+    *,
+    max_iter: int,
+    block_size: int,
+) -> FitResult:
+    """Fits from a batch of validated starts (a leading axis on every leaf), one ``vmap``.
+
+    The batch may differ in anything traced: initial values, the temperature (a sweep that
+    includes the hard limit), tolerances. Restarts are this with the best kept.
+
+    Args:
+        variant: the mixture variant.
+        X: (N, D) validated data.
+        w: (N,) weights.
+        starts: the batched parameters (S on every leaf).
+        tol: the tolerance (scalar, or (S,)).
+        max_iter: maximum iterations.
+        block_size: rows per block.
+
+    Returns:
+        The :class:`FitResult` with a leading axis S on every field.
+    """
+    tol = jnp.broadcast_to(jnp.asarray(tol, X.dtype), jax.tree.leaves(starts)[0].shape[:1])
+    return jax.vmap(
+        lambda p, t: fit_compiled(variant, X, w, p, t, max_iter=max_iter, block_size=block_size)
+    )(starts, tol)
