@@ -41,6 +41,7 @@ from jax import lax
 from .. import _native
 from .._logdomain import shifted_exp
 from .._reduce import tree_min_first_index
+from .._validation import is_soft
 from .._variant import Engine
 
 __all__ = [
@@ -116,7 +117,7 @@ def jax_block(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Arr
         return counts, sums, jnp.zeros((), x.dtype)
 
     def soft(_: None) -> tuple[jax.Array, jax.Array, jax.Array]:
-        two_sigma2 = 2.0 * jnp.where(sigma2 > 0, sigma2, 1.0)
+        two_sigma2 = 2.0 * jnp.where(is_soft(sigma2), sigma2, 1.0)
         # Formed from the product inside this branch, so the hard branch never materialises it.
         e, total = shifted_exp(means_sq[:, None] - 2.0 * cross, best, labels, two_sigma2, 0)
         weighted = e * (weight / total)[None, :]
@@ -124,7 +125,7 @@ def jax_block(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Arr
         log_lik = jnp.log(total) - nearest / two_sigma2
         return jnp.sum(weighted, axis=1), sums, jnp.sum(weight * log_lik)
 
-    counts, sums, log_lik_core = lax.cond(sigma2 > 0, soft, hard, None)
+    counts, sums, log_lik_core = lax.cond(is_soft(sigma2), soft, hard, None)
     totals = Totals(counts, sums, jnp.sum(weight), log_lik_core, jnp.sum(weight * nearest))
     return totals, labels, nearest
 
@@ -168,7 +169,7 @@ def jax_wide(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Arra
     tile = _wide_tile_rows(b, s * k)
     flat_means = means.reshape(s * k, d)
     means_sq = jnp.sum(means * means, axis=2)
-    positive = sigma2 > 0
+    positive = is_soft(sigma2)
     two_sigma2 = 2.0 * jnp.where(positive, sigma2, 1.0)
     mode = jnp.where(jnp.all(positive), 0, jnp.where(jnp.any(positive), 2, 1))
 
@@ -295,7 +296,7 @@ def native_hard(means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array) -> O
 def native_soft(
     means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
 ) -> Out:
-    """:func:`jax_pass` for S parameter sets, all with sigma2 > 0, by the compiled soft kernel.
+    """:func:`jax_pass` for S parameter sets, all soft (``is_soft``), by the compiled soft kernel.
 
     Args:
         means: (S, K, D) means.
@@ -323,14 +324,28 @@ def _first(tree: Out) -> Out:
     return jax.tree.map(lambda a: a[0], tree)
 
 
+def _kernel_sigma2_ok(sigma2: jax.Array) -> jax.Array:
+    """Whether the soft kernel takes this (soft) sigma2: 1 / (2 sigma2) must be a normal number.
+
+    The kernel multiplies gaps by that reciprocal; above 1 / (2 tiny) (4.3e37 in float32, 2.2e307
+    in float64) it would flush to 0 and turn the padded components' infinite gaps into NaN. Such
+    variances go to the JAX engine, whose division gives the right 0.
+    """
+    return sigma2 <= 0.5 / jnp.finfo(sigma2.dtype).tiny
+
+
 def _native_pass(
     means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
 ) -> Out:
-    """One parameter set over all blocks by the kernels: soft or hard by the sign of sigma2."""
-    return lax.cond(
-        sigma2 > 0,
-        lambda: _first(native_soft(means[None], sigma2[None], x_blocks, w_blocks)),
-        lambda: native_hard(means, x_blocks, w_blocks),
+    """One parameter set over all blocks by the kernels: soft or hard by ``is_soft(sigma2)``."""
+    mode = jnp.where(is_soft(sigma2), jnp.where(_kernel_sigma2_ok(sigma2), 1, 2), 0)
+    return lax.switch(
+        mode,
+        (
+            lambda: native_hard(means, x_blocks, w_blocks),
+            lambda: _first(native_soft(means[None], sigma2[None], x_blocks, w_blocks)),
+            lambda: jax_pass(means, sigma2, x_blocks, w_blocks),
+        ),
     )
 
 
@@ -450,7 +465,9 @@ def _wide_pass(
         return wide()
 
     def cpu(means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array) -> Out:
-        mode = jnp.where(jnp.all(sigma2 == 0), 0, jnp.where(jnp.all(sigma2 > 0), 1, 2))
+        soft = is_soft(sigma2)
+        kernel_soft = jnp.all(soft & _kernel_sigma2_ok(sigma2))
+        mode = jnp.where(jnp.all(~soft), 0, jnp.where(kernel_soft, 1, 2))
         return lax.switch(
             mode,
             (
