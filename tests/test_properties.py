@@ -36,7 +36,7 @@ FIT_SHAPES = [(11, 2, 3), (5, 1, 2)]
 ITERS = 20
 
 DTYPES = [np.float32, np.float64]
-FAST = settings(max_examples=12, deadline=None, derandomize=True)
+FAST = settings(max_examples=8, deadline=None, derandomize=True)
 
 
 def _problem(seed: int, shape: tuple[int, int, int], dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -48,12 +48,14 @@ def _problem(seed: int, shape: tuple[int, int, int], dtype: type) -> tuple[np.nd
 
 
 def _sigma2(dtype: type) -> st.SearchStrategy[float]:
-    """0, or m * 2^e with e uniform over the dtype's normal range (log-uniform), capped at max."""
+    """0, the smallest normal number, values near the largest, or m * 2^e with e uniform over
+    the dtype's normal range (log-uniform)."""
     info = np.finfo(dtype)
     positive = st.tuples(
         st.floats(1.0, 2.0, exclude_max=True), st.integers(info.minexp, info.maxexp - 1)
     ).map(lambda me: float(min(np.ldexp(me[0], me[1]), float(info.max))))
-    return st.one_of(st.just(0.0), positive)
+    near_max = st.floats(0.25, 1.0).map(lambda f: float(info.max) * f)
+    return st.one_of(st.just(0.0), st.just(float(info.tiny)), near_max, positive)
 
 
 def _scale(dtype: type) -> st.SearchStrategy[int]:
@@ -133,11 +135,14 @@ def test_log_likelihood_never_nan_and_bound_2(dtype, seed, shape, sigma2):
         assert math.isfinite(ll)
     if not math.isfinite(ll):
         return
+    # bound 2 in units of 2 sigma2 (no overflow of the test's own arithmetic at sigma2 ~ max):
+    # J / (2 sigma2) - n ln K <= -(l + n ln K + log_norm) <= J / (2 sigma2)
     log_norm = 0.5 * n * d * (math.log(2 * math.pi) + math.log(s2))
-    scaled = -2.0 * s2 * (ll + n * math.log(k) + log_norm)
+    middle = -(ll + n * math.log(k) + log_norm)
     eps = float(np.finfo(dtype).eps)
-    tol = 2.0 * s2 * 64 * n * eps * (abs(ll) + n * math.log(k) + abs(log_norm)) + 64 * eps * J
-    assert J - 2 * n * s2 * math.log(k) - tol <= scaled <= J + tol
+    upper = J / s2 / 2
+    tol = 64 * n * eps * (abs(ll) + n * math.log(k) + abs(log_norm) + upper)
+    assert upper - n * math.log(k) - tol <= middle <= upper + tol
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -189,7 +194,7 @@ def test_em_under_vmap_and_jit_over_the_whole_sigma2_range_is_never_nan(dtype, s
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@settings(max_examples=8, deadline=None, derandomize=True)
+@settings(max_examples=6, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**16), shape=st.sampled_from(SHAPES), sigma2=st.data())
 def test_kernel_and_jax_engines_agree_and_stay_finite(dtype, seed, shape, sigma2):
     s2 = jnp.asarray(sigma2.draw(_sigma2(dtype)), dtype)
@@ -200,9 +205,13 @@ def test_kernel_and_jax_engines_agree_and_stay_finite(dtype, seed, shape, sigma2
     ref = jax.jit(engines.jax_block)(*args)
     np.testing.assert_array_equal(np.asarray(kernel[1]), np.asarray(ref[1]))
     rtol = 1e-4 if dtype == np.float32 else 1e-10
-    for a, b in zip(kernel[0], ref[0], strict=True):
+    for name, a, b in zip(engines.Totals._fields, kernel[0], ref[0], strict=True):
         a, b = np.asarray(a), np.asarray(b)
-        assert np.all(np.isfinite(a)) and np.all(np.isfinite(b))
+        assert not np.any(np.isnan(a)) and not np.any(np.isnan(b)), name
+        if name == "log_lik_core" and not np.isfinite(b):
+            assert a == b == -np.inf  # -d/(2 sigma2) summed past the dtype's range
+            continue
+        assert np.all(np.isfinite(a)) and np.all(np.isfinite(b)), name
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * (1 + np.abs(b).max()))
 
 
@@ -212,7 +221,8 @@ def test_kernel_and_jax_engines_agree_and_stay_finite(dtype, seed, shape, sigma2
 def test_weights_are_relative(dtype, seed, power):
     X, M = _problem(seed, FIT_SHAPES[0], dtype)
     info = np.finfo(dtype)
-    p = power.draw(st.integers(info.minexp + 2, info.maxexp - 8))
+    ends = st.sampled_from([info.minexp - 2, info.minexp + 3, info.maxexp - 8, info.maxexp - 5])
+    p = power.draw(st.one_of(ends, st.integers(info.minexp + 2, info.maxexp - 8)))
     w = np.random.default_rng(seed).uniform(0.5, 2.0, size=X.shape[0])
     ref = gl.em(X, M, 0.7, weights=w.astype(dtype), max_iter=ITERS, tol=0.0, block_size=BLOCK)
     res = gl.em(X, M, 0.7, weights=np.ldexp(w, p), max_iter=ITERS, tol=0.0, block_size=BLOCK)
@@ -220,7 +230,7 @@ def test_weights_are_relative(dtype, seed, power):
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(np.asarray(res.means), np.asarray(ref.means), rtol=rtol)
     expected = np.ldexp(np.float64(ref.objective), p)
-    if np.isfinite(expected) and abs(expected) >= info.tiny:
+    if info.tiny <= abs(expected) <= info.max:  # else inf or 0 is the correctly rounded value
         np.testing.assert_allclose(float(res.objective), expected, rtol=rtol)
 
 

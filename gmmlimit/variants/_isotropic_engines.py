@@ -90,6 +90,15 @@ _HI = lax.Precision.HIGHEST
 # ------------------------------------------------------------------------------------------------
 
 
+def _weighted_sum(weight: jax.Array, values: jax.Array, axis: int) -> jax.Array:
+    """``sum(weight * values)`` where rows of weight 0 add nothing, even an infinite value.
+
+    A row's log-likelihood term is -inf where ``nearest / (2 sigma2)`` overflows; a padding row
+    (weight 0) must not turn that into 0 * inf = NaN.
+    """
+    return jnp.sum(jnp.where(weight > 0, weight * values, 0.0), axis=axis)
+
+
 def jax_block(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array) -> Out:
     """E-step and statistics of one block in JAX (every platform; the engines' reference).
 
@@ -123,7 +132,7 @@ def jax_block(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Arr
         weighted = e * (weight / total)[None, :]
         sums = lax.dot_general(weighted, x, (((1,), (0,)), ((), ())), precision=_HI)
         log_lik = jnp.log(total) - nearest / two_sigma2
-        return jnp.sum(weighted, axis=1), sums, jnp.sum(weight * log_lik)
+        return jnp.sum(weighted, axis=1), sums, _weighted_sum(weight, log_lik, axis=0)
 
     counts, sums, log_lik_core = lax.cond(is_soft(sigma2), soft, hard, None)
     totals = Totals(counts, sums, jnp.sum(weight), log_lik_core, jnp.sum(weight * nearest))
@@ -206,7 +215,7 @@ def jax_wide(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Arra
         acc = (
             counts_acc + jnp.sum(weighted, axis=2),
             sums_acc + sums.reshape(s, k, d),
-            log_lik_acc + jnp.sum(wt[None, :] * log_lik, axis=1),
+            log_lik_acc + _weighted_sum(wt[None, :], log_lik, axis=1),
             distortion_acc + jnp.sum(wt[None, :] * nearest, axis=1),
         )
         return acc, (labels, nearest)

@@ -93,7 +93,8 @@ def _sufficient_stats(x: jax.Array, weight: jax.Array, estep: EStepBlock) -> Iso
         counts=jnp.sum(weighted, axis=0),
         sums=sums,
         total_weight=jnp.sum(weight),
-        log_lik_core=jnp.sum(weight * estep.log_lik),
+        # rows of weight 0 add nothing, even a log-likelihood of -inf (no 0 * inf)
+        log_lik_core=jnp.sum(jnp.where(weight > 0, weight * estep.log_lik, 0.0)),
         distortion=jnp.sum(weight * estep.distortion),
     )
 
