@@ -107,6 +107,16 @@ def _m_step(params: IsotropicParams, stats: IsotropicStats) -> IsotropicParams:
     return IsotropicParams(means=jnp.where(ok, new_means, params.means), sigma2=params.sigma2)
 
 
+def _log_two_pi(sigma2: jax.Array) -> jax.Array:
+    """ln(2 pi sigma2), finite for every finite sigma2 > 0 (2 pi sigma2 overflows near the max)."""
+    fits = sigma2 <= jnp.finfo(sigma2.dtype).max / 8
+    return jnp.where(
+        fits,
+        jnp.log(2.0 * jnp.pi * jnp.where(fits, sigma2, 1.0)),
+        math.log(2.0 * math.pi) + jnp.log(sigma2),
+    )
+
+
 def log_likelihood_from_stats(params: IsotropicParams, stats: IsotropicStats) -> jax.Array:
     """The log-likelihood l from the summed statistics (DESIGN.md section 1).
 
@@ -116,17 +126,13 @@ def log_likelihood_from_stats(params: IsotropicParams, stats: IsotropicStats) ->
 
     Returns:
         Scalar ``-W ln K - (W D / 2) ln(2 pi sigma2) + sum_n w_n [lse_n - d_n*/(2 sigma2)]`` with
-        W the total weight; ``ln(2 pi sigma2)`` is taken as ``ln(2 pi) + ln(sigma2)``, finite
-        for every finite sigma2 > 0. Not finite at sigma2 = 0 (there the hard objective is
-        used).
+        W the total weight; ``ln(2 pi sigma2)`` is taken as ``ln(2 pi) + ln(sigma2)`` where
+        ``2 pi sigma2`` would overflow, so it is finite for every finite sigma2 > 0. Not finite
+        at sigma2 = 0 (there the hard objective is used).
     """
     k, d = params.means.shape
     w = stats.total_weight
-    return (
-        -w * math.log(k)
-        - 0.5 * w * d * (math.log(2.0 * math.pi) + jnp.log(params.sigma2))
-        + stats.log_lik_core
-    )
+    return -w * math.log(k) - 0.5 * w * d * _log_two_pi(params.sigma2) + stats.log_lik_core
 
 
 def _objective(params: IsotropicParams, stats: IsotropicStats) -> jax.Array:
