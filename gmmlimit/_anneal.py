@@ -209,7 +209,7 @@ def anneal(
     check_key(key)
     k = check_k(k, X.shape[0])
     values = schedule_values(schedule, n_stages)
-    sigma2 = check_sigma2(values, X.dtype, name="schedule")
+    sigma2 = check_sigma2(values, X.dtype, name="schedule", scalar=False)
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     if init_means is None:
         centre = (w @ X) / jnp.sum(w)

@@ -786,7 +786,8 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         GroupSums<T>(scores, k, kp, group, dp, sums);
         for (int64_t r = 0; r < rows; ++r) {
           const T weight = p.w[g + r];
-          if (two_sigma2 > 0)
+          // weight 0 (a padding row): no term, even where nearest / two_sigma2 overflows (0 * inf).
+          if (two_sigma2 > 0 && weight > 0)
             *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
           *distortion += weight * group_nearest[r];
           labels[s * p.n_rows + g + r] = group_labels[r];
