@@ -228,6 +228,7 @@ class VariantStudyRecord:
         fit_label_agreement: (G,) share of final labels equal to the hard fit's.
         n_iter: (G,) iterations of each fit.
         hard_objective: the hard fit's final objective -J.
+        anneal_tau: (S,) the reduced temperature of each stage before the hard one.
         anneal_temperature: (S + 1,) each stage's temperature; the last is the hard limit.
         anneal_objective: (S + 1,) the objective at each stage's end (-J at the hard stage).
         anneal_distortion: (S + 1,) the distortion J at each stage's end.
@@ -252,6 +253,7 @@ class VariantStudyRecord:
     fit_label_agreement: np.ndarray
     n_iter: np.ndarray
     hard_objective: float
+    anneal_tau: np.ndarray
     anneal_temperature: np.ndarray
     anneal_objective: np.ndarray
     anneal_distortion: np.ndarray
@@ -361,6 +363,7 @@ def _point(config: VariantStudyConfig) -> VariantStudyRecord:
         fit_label_agreement=np.asarray(out["fit_label_agreement"]),
         n_iter=np.asarray(out["n_iter"]),
         hard_objective=float(out["hard_objective"]),
+        anneal_tau=stages,
         anneal_temperature=np.asarray(path.temperature, dtype=np.float64),
         anneal_objective=np.asarray(path.objective),
         anneal_distortion=np.asarray(path.distortion),
