@@ -91,6 +91,7 @@ FIGURE = FigureSpec(
         "parameters. (c) One update at the temperature against one hard update, and a full fit "
         "against the hard fit, from the same start. (d) The annealing path, warm-started along "
         "the grid with the hard limit last: its distortion J at each stage against a hard fit "
-        "from the start. Points at exactly 0 are left off the log axes."
+        "from the start. Points at exactly 0 are left off the log axes. Experiment `variant_study` "
+        "(default: the Gamma mixture, hard limit Itakura-Saito clustering, on positive data)."
     ),
 )

@@ -119,10 +119,10 @@ def user_module(tmp_path, monkeypatch):
     sys.modules.pop("my_variants", None)
 
 
-def _run_cli(tmp_path, variant: str) -> tuple[int, object]:
+def _run_cli(tmp_path, variant: str, sets: list[str]) -> tuple[int, object]:
     results = tmp_path / "results"
     args = ["run", "variant_study", "--variant", variant, "--results", str(results), "--no-bar"]
-    rc = cli.main([*args, *(a for item in TINY for a in ("--set", item))])
+    rc = cli.main([*args, *(a for item in sets for a in ("--set", item))])
     runs = list_runs(results, "variant_study")
     return rc, load_run(results, "variant_study", runs[-1]["run_id"]) if runs else None
 
@@ -139,7 +139,8 @@ def _draw(tmp_path, run, capsys) -> str:
 
 
 def test_variant_study_cli_builtin_gamma_and_its_figure(tmp_path, capsys):
-    rc, run = _run_cli(tmp_path, "gamma")
+    # the quick setting: in the whole suite its programs are compiled by `reproduce` already
+    rc, run = _run_cli(tmp_path, "gamma", [])
     assert rc == 0
     assert run.meta["variant"] == {
         "spec": "gamma",
@@ -160,7 +161,7 @@ def test_variant_study_cli_builtin_gamma_and_its_figure(tmp_path, capsys):
 
 
 def test_variant_study_cli_user_variant_module_attr(tmp_path, capsys, user_module):
-    rc, run = _run_cli(tmp_path, f"{user_module}:exponential")
+    rc, run = _run_cli(tmp_path, f"{user_module}:exponential", TINY)
     assert rc == 0
     info = run.meta["variant"]
     assert info["spec"] == "my_variants:exponential" and info["builtin"] is False
