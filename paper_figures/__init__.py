@@ -130,7 +130,8 @@ def draw_figure(
         quick: the setting of the default runs (None: the one with more default runs).
         run_ids: explicit runs (overrides allowed) for some experiments.
         entries: index entries already chosen (as :func:`gmmlimit.experiments.select_runs`
-            returns them); when given, ``quick`` and ``run_ids`` are not used.
+            returns them); when given, ``run_ids`` is not used and ``quick`` only names the
+            setting in the missing-results message.
 
     Returns:
         ``(paths, results)``: files written and the RunResults used.
@@ -259,7 +260,7 @@ def draw_all(
         for spec in chosen:
             try:
                 drawn[spec.name], used[spec.name] = draw_figure(
-                    spec, results_dir, tmp, entries=entries
+                    spec, results_dir, tmp, quick=quick, entries=entries
                 )
             except FileNotFoundError as err:
                 missing[spec.name] = str(err)
