@@ -251,3 +251,55 @@ def test_variant_study_refuses_data_the_variant_refuses(tmp_path, capsys):
     assert rc == 2 and "refuses the data 'signed'" in capsys.readouterr().err
     assert cli.main(["run", "loglik", "--variant", "gamma", "--results", str(tmp_path)]) == 2
     assert "--variant is not accepted" in capsys.readouterr().err
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cfg:
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rec:
+    value: np.ndarray
+
+
+class _StopAfterFirst(Progress):
+    def __init__(self) -> None:
+        super().__init__(enabled=False, messages=False)
+
+    def advance(self, key: str, computed: bool) -> None:
+        raise KeyboardInterrupt(f"simulated interruption after {key}")
+
+
+def test_provenance_goes_to_meta_and_a_changed_one_never_resumes(tmp_path):
+    """A spec's provenance (variant_study: the variant and its source hash) is in meta.json and
+    in the run's hash: an interrupted run is resumed only while it is unchanged."""
+    from gmmlimit.experiments import ExperimentSpec, sweep
+
+    source = {"sha": "one"}
+    computed = []
+
+    def run(config, progress, resume=None):
+        def point(key):
+            computed.append(key)
+            return _Rec(np.arange(2.0))
+
+        return sweep(resume, ["a", "b"], point, progress, "points", _Rec)
+
+    spec = ExperimentSpec(
+        name="variant_study",  # a real module, for the code fingerprint
+        config_type=_Cfg,
+        record_type=_Rec,
+        run=run,
+        summarize=lambda c, r: "variant_study: fake",
+        provenance=lambda c: {"variant": dict(source)},
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(spec, _Cfg(), tmp_path, progress=_StopAfterFirst())
+    source["sha"] = "two"  # the variant's code changed: the partial run is not continued
+    run, _ = run_experiment(spec, _Cfg(), tmp_path, progress=Progress(False))
+    assert computed == ["a", "a", "b"] and run.meta["variant"] == {"sha": "two"}
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(spec, _Cfg(), tmp_path, progress=_StopAfterFirst())
+    run_experiment(spec, _Cfg(), tmp_path, progress=Progress(False))  # unchanged: resumed
+    assert computed == ["a", "a", "b", "a", "b"]
