@@ -104,6 +104,6 @@ def test_mkdocs_build_strict(tmp_path):
     api = (site / "api" / "core" / "index.html").read_text()
     import gmmlimit
 
-    for fn in (gmmlimit.em, gmmlimit.kmeans, gmmlimit.responsibility_bound):
+    for fn in (gmmlimit.em, gmmlimit.kmeans, gmmlimit.study.responsibility_bound):
         assert f'id="gmmlimit.{fn.__name__}"' in api
         assert fn.__doc__.strip().splitlines()[0][:40] in api
