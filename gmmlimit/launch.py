@@ -31,7 +31,15 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-__all__ = ["ENV_ADDRESS", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID", "free_port", "initialize", "run"]
+__all__ = [
+    "ENV_ADDRESS",
+    "ENV_NUM_PROCESSES",
+    "ENV_PROCESS_ID",
+    "free_port",
+    "initialize",
+    "main",
+    "run",
+]
 
 ENV_ADDRESS = "GMMLIMIT_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "GMMLIMIT_NUM_PROCESSES"
