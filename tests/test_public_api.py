@@ -22,6 +22,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +135,9 @@ def _public_submodules(module: str) -> set[str]:
     if not _is_package(module):
         return set()
     prefix = module + "."
-    return {m[len(prefix) :] for m in PUBLIC if m.startswith(prefix) and "." not in m[len(prefix) :]}
+    return {
+        m[len(prefix) :] for m in PUBLIC if m.startswith(prefix) and "." not in m[len(prefix) :]
+    }
 
 
 def _all_of(module: str) -> list[str]:
@@ -275,3 +278,63 @@ def test_docstring_example_runs(test):
     failures = []
     runner.run(test, out=failures.append)
     assert runner.summarize(verbose=False).failed == 0, "".join(failures)
+
+
+# --- one responsibility_gap, and the names that moved -------------------------------------------
+
+_X = np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 3.0], [3.0, 4.0], [1.5, 1.5]])
+_MEANS = np.array([[0.0, 0.5], [3.0, 3.5]])
+
+
+def test_responsibility_gap_is_one_function_for_every_spelling():
+    import gmmlimit as gl
+
+    ref_gap = np.asarray(gl.study.responsibility_gap(_X, _MEANS, 0.7))
+    ref_bound = np.asarray(gl.study.responsibility_bound(_X, _MEANS, 0.7))
+    assert ref_gap.shape == (5, 2) and ref_gap.max() > 0.01  # row 4 sits between the means
+    assert np.all(ref_gap <= ref_bound[:, None] + 1e-15)
+    params = gl.variants.IsotropicParams(_MEANS, 0.7)
+    for kwargs in ({}, {"variant": gl.variants.isotropic}):
+        gap = np.asarray(gl.study.responsibility_gap(_X, params, **kwargs))
+        bound = np.asarray(gl.study.responsibility_bound(_X, params, **kwargs))
+        np.testing.assert_allclose(gap, ref_gap, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(bound, ref_bound, rtol=1e-12, atol=1e-15)
+    # every other variant goes through the variant= branch too: tests/variant_contract.py
+
+
+@pytest.mark.parametrize("fn", ["responsibility_gap", "responsibility_bound"])
+def test_responsibility_gap_rejects_a_mixed_or_incomplete_call(fn):
+    import gmmlimit as gl
+
+    f = getattr(gl.study, fn)
+    with pytest.raises(ValueError, match="sigma2 is required"):
+        f(_X, _MEANS)
+    with pytest.raises(ValueError, match="with variant= the temperature is read"):
+        f(_X, gl.variants.IsotropicParams(_MEANS, 0.7), 0.7, variant=gl.variants.isotropic)
+    with pytest.raises(ValueError, match="given twice"):
+        f(_X, gl.variants.IsotropicParams(_MEANS, 0.7), 0.7)
+    with pytest.raises(ValueError, match=r"gmmlimit\.Variant"):
+        f(_X, _MEANS, variant="poisson")
+
+
+def test_moved_names_warn_and_still_work():
+    import gmmlimit as gl
+    from gmmlimit.variants import limits
+
+    assert len(gl.__all__) <= 22  # a dozen core names and the subpackages
+    for name, home in gl._MOVED.items():
+        with pytest.warns(DeprecationWarning, match=f"moved to {home}.{name}"):
+            old = getattr(gl, name)
+        assert old is getattr(importlib.import_module(home), name)
+        assert name not in gl.__all__
+    unknown = "nonexistent"  # a plain attribute would trip the scan of the repository above
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        getattr(gl, unknown)
+    params = gl.variants.IsotropicParams(_MEANS, 0.7)
+    for name in ("responsibility_gap", "responsibility_bound"):
+        with pytest.warns(DeprecationWarning, match=f"gmmlimit.study.{name}"):
+            old = getattr(limits, name)
+        np.testing.assert_array_equal(
+            old(gl.variants.isotropic, _X, params), getattr(gl.study, name)(_X, _MEANS, 0.7)
+        )
+        assert name not in limits.__all__
