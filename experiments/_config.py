@@ -52,6 +52,9 @@ class ExperimentSpec:
             failed (empty when all hold).
         description: one paragraph saying what the experiment measures.
         order: position in ``gmmlimit list`` and ``gmmlimit reproduce`` (ties: by name).
+        provenance: optional ``provenance(config) -> dict`` of JSON values that ``meta.json``
+            records beside the framework's keys (e.g. which variant ran, and a hash of its
+            source); it is part of the run's hash, so a run never resumes when it changed.
     """
 
     name: str
@@ -63,6 +66,7 @@ class ExperimentSpec:
     check: Callable[[Any, dict], list[str]] | None = None
     description: str = ""
     order: int = 100
+    provenance: Callable[[Any], dict] | None = None
 
     @property
     def accepts_data(self) -> bool:

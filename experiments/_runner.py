@@ -338,7 +338,9 @@ def run_experiment(
     root = Path(results_dir)
     exp_dir = root / spec.name
     code = code_fingerprint(spec)
-    chash = config_hash(spec.name, config, quick, code)
+    extra = dict(spec.provenance(config)) if spec.provenance is not None else {}
+    salt = hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()
+    chash = config_hash(spec.name, config, quick, code + (f":{salt}" if extra else ""))
     data = _data_provenance(config)
     overrides = config_overrides(spec, config, quick)
     partial = find_partial(exp_dir, chash)
@@ -422,6 +424,10 @@ def run_experiment(
         "check_failures": failures,
         "argv": list(sys.argv),
     }
+    clash = sorted(set(extra) & set(meta))
+    if clash:
+        raise ValueError(f"{spec.name}: provenance keys {clash} clash with meta.json's own keys.")
+    meta.update(extra)
     write_run_files(partial, records, summary, meta)
     os.replace(partial, final)
     entry = {**entry, "path": str(final.relative_to(root)), "complete": True, "time": _now()}

@@ -61,7 +61,11 @@ class VariantLimitsConfig:
     def validate(self) -> None:
         """Refuse bad values before any work (ValueError naming the problem)."""
         if not self.variants or any(v not in VARIANTS for v in self.variants):
-            raise ValueError(f"variants must be a non-empty subset of {VARIANTS}.")
+            raise ValueError(
+                f"variants must be a non-empty subset of {VARIANTS}; for any other variant "
+                "(built in, or yours as package.module:attr) run "
+                "`gmmlimit run variant_study --variant NAME`."
+            )
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"variants has duplicates: {self.variants}.")
         if self.dtype not in ("float32", "float64"):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._driver import DEFAULT_BLOCK_SIZE, e_pass, fit_compiled, fit_loop, make_blocks
+from ._driver import DEFAULT_BLOCK_SIZE, e_pass, fit_compiled, make_blocks
 from ._validation import (
     as_data,
     check_k,
@@ -209,7 +209,7 @@ def anneal(
     check_key(key)
     k = check_k(k, X.shape[0])
     values = schedule_values(schedule, n_stages)
-    sigma2 = check_sigma2(values, X.dtype, name="schedule")
+    sigma2 = check_sigma2(values, X.dtype, name="schedule", scalar=False)
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     if init_means is None:
         centre = (w @ X) / jnp.sum(w)
@@ -384,8 +384,8 @@ def anneal_variant(
     parameters stage s - 1 ended with (their temperature replaced); a last stage runs at the hard
     limit. The starting parameters come from ``init_params`` or the variant's
     ``init(key, X, k)``; a random start breaks the symmetry, so no perturbation is added (the
-    isotropic headline :func:`anneal` starts collapsed and perturbs instead). The whole path is
-    one compiled scan; changing the schedule's values (not its length) never recompiles.
+    isotropic headline :func:`anneal` starts collapsed and perturbs instead). Each stage is a call
+    of the one compiled fit, so no schedule (values or length) ever recompiles.
 
     Args:
         variant: a variant with ``temperature`` (and ``init`` unless ``init_params`` is given).
@@ -436,17 +436,43 @@ def anneal_variant(
     v = _real(merge_tol, "merge_tol")
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"merge_tol must be a finite number >= 0; got {merge_tol!r}.")
-    return _anneal_variant_compiled(
-        variant,
-        X,
-        w,
-        jnp.asarray(stages, X.dtype),
-        start,
-        jnp.asarray(tol, X.dtype),
-        jnp.asarray(merge_tol, X.dtype),
-        max_iter=max_iter,
-        block_size=block_size,
+    tol_a = jnp.asarray(tol, X.dtype)
+    # A loop of calls to the one compiled fit (the temperature is a traced leaf): no program of
+    # its own to compile, whatever the schedule's length, and the same program gl.fit runs.
+    params, fits = start, []
+    for t in stages:
+        params = with_temperature(variant, params, jnp.asarray(t, X.dtype))
+        fit = fit_compiled(variant, X, w, params, tol_a, max_iter=max_iter, block_size=block_size)
+        fits.append(fit)
+        params = fit.params
+    stacked, n_distinct, scale = _path_summary(
+        [f._replace(labels=None) for f in fits], X, w, jnp.asarray(merge_tol, X.dtype)
     )
+    return AnnealPath(
+        temperature=jnp.asarray(stages, X.dtype),
+        means=stacked.means,
+        objective=stacked.objective,
+        distortion=stacked.distortion,
+        n_distinct=n_distinct,
+        n_iter=stacked.n_iter,
+        converged=stacked.converged,
+        labels=fits[-1].labels,
+        params=stacked.params,
+        scale=scale,
+    )
+
+
+@jax.jit
+def _path_summary(
+    fits: list, X: jax.Array, w: jax.Array, merge_tol: jax.Array
+) -> tuple[Any, jax.Array, jax.Array]:
+    """The stages' results stacked, their distinct-location counts and the data scale."""
+    total = jnp.sum(w)
+    centred = X - (w @ X) / total
+    scale = jnp.sqrt(jnp.sum(w[:, None] * centred * centred) / total).astype(X.dtype)
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *fits)
+    n_distinct = jax.vmap(lambda m: count_distinct(m, merge_tol * scale))(stacked.means)
+    return stacked, n_distinct, scale
 
 
 def _variant_schedule(schedule: Schedule, n_stages: int | None, temp: Any) -> np.ndarray:
@@ -473,62 +499,3 @@ def _variant_schedule(schedule: Schedule, n_stages: int | None, temp: Any) -> np
             f"{temp.name} goes from {values[i]} at stage {i} to {values[i + 1]} at stage {i + 1}."
         )
     return values
-
-
-@partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
-def _anneal_variant_compiled(
-    variant: Variant,
-    X: jax.Array,
-    w: jax.Array,
-    stages: jax.Array,
-    start: Params,
-    tol: jax.Array,
-    merge_tol: jax.Array,
-    *,
-    max_iter: int,
-    block_size: int,
-) -> AnnealPath:
-    """The path as one compiled scan (inputs already validated)."""
-    total = jnp.sum(w)
-    centred = X - (w @ X) / total
-    scale = jnp.sqrt(jnp.sum(w[:, None] * centred * centred) / total)
-    blocks = make_blocks(X, w, block_size)
-    shift_scale = jnp.mean(jnp.var(X, axis=0))
-
-    def stage(carry: tuple[Params, jax.Array], t: jax.Array) -> tuple[Any, Any]:
-        params, _ = carry
-        fit = fit_loop(
-            variant,
-            blocks,
-            X.shape[0],
-            with_temperature(variant, params, t),
-            tol,
-            shift_scale,
-            max_iter=max_iter,
-        )
-        out = (
-            fit.params,
-            fit.means,
-            fit.objective,
-            fit.distortion,
-            count_distinct(fit.means, merge_tol * scale),
-            fit.n_iter,
-            fit.converged,
-        )
-        return (fit.params, fit.labels), out
-
-    labels0 = jnp.zeros((X.shape[0],), jnp.int32)
-    (_, labels), outs = lax.scan(stage, (start, labels0), stages)
-    params, means, objective, distortion, n_distinct, n_iter, converged = outs
-    return AnnealPath(
-        temperature=stages,
-        means=means,
-        objective=objective,
-        distortion=distortion,
-        n_distinct=n_distinct,
-        n_iter=n_iter,
-        converged=converged,
-        labels=labels,
-        params=params,
-        scale=scale.astype(X.dtype),
-    )

@@ -6,9 +6,11 @@ then calls compiled code. Under ``jit``/``vmap`` the traced arguments are passed
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +25,11 @@ from ._validation import (
     check_positive_int,
     check_sigma2,
     check_tol,
+    float64_scope,
+    is_soft,
     is_traced,
+    relative_weights,
+    scale_exponent,
     weights_or_ones,
 )
 from ._variant import Params, Variant, check_variant, with_temperature
@@ -72,10 +78,13 @@ def fit(
         block_size: rows per streamed E-step block.
 
     Returns:
-        A :class:`FitResult` in X's dtype.
+        A :class:`FitResult` in X's dtype: ``objective`` higher is better at every temperature
+        (log-likelihood or free energy; -J at the hard limit), ``distortion`` the hard
+        objective J; ``converged`` as promised by ``gmmlimit._driver.stop_rule``.
 
     Raises:
-        ValueError: on invalid data, parameters, weights or options.
+        ValueError: on invalid data (including values the variant's ``check_data`` refuses),
+            parameters, weights or options, or a ``variant`` that is not a Variant.
 
     Example:
         >>> import jax.numpy as jnp
@@ -86,7 +95,8 @@ def fit(
         >>> res.means.tolist(), res.labels.tolist()
         ([[0.0, 1.0], [8.0, 1.0]], [0, 0, 1, 1])
     """
-    return _fit(variant, as_data(X), params, max_iter, tol, weights, block_size)
+    with float64_scope(X):
+        return _fit(variant, as_data(X), params, max_iter, tol, weights, block_size)
 
 
 def _fit(
@@ -111,6 +121,128 @@ def _fit(
     return fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
 
 
+def _with_float64_scope(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn(X, ...)`` under :func:`float64_scope` of its data (float64 stays float64)."""
+
+    @functools.wraps(fn)
+    def run(X: Any, *args: Any, **kwargs: Any) -> Any:
+        with float64_scope(X):
+            return fn(X, *args, **kwargs)
+
+    return run
+
+
+class _Scale(NamedTuple):
+    """Exact power-of-two rescaling of one problem (docs/design.md, "Numerics at the edges").
+
+    The computation runs on ``X / 2^data``, means ``/ 2^data``, sigma2 ``/ 4^data`` and weights
+    ``/ 2^weight``; labels and responsibilities are unchanged, means scale back by 2^data,
+    distortions by 4^data 2^weight and log-likelihoods as :meth:`log_likelihood` says.
+    """
+
+    data: int
+    weight: int
+
+    def params(self, params: IsotropicParams) -> IsotropicParams:
+        """Scaled parameters; a sigma2 whose scaled value overflows is capped (exact in effect)."""
+        means = jnp.ldexp(params.means, -self.data)
+        sigma2 = jnp.ldexp(params.sigma2, -2 * self.data)
+        cap = jnp.asarray(jnp.finfo(sigma2.dtype).max / 4, sigma2.dtype)
+        # sigma2 / 4^e overflows only when the data are tiny: every exponent -gap / (2 sigma2)
+        # then rounds to 0 either way, and the log-likelihood is mapped back from the true sigma2.
+        return IsotropicParams(means, jnp.minimum(sigma2, cap))
+
+    def log_likelihood(
+        self,
+        value: jax.Array,
+        sigma2: jax.Array,
+        scaled_sigma2: jax.Array,
+        total: jax.Array,
+        d: int,
+    ) -> jax.Array:
+        """The log-likelihood l of the original problem from l' of the scaled one.
+
+        l' = -W' ln K - (W' D / 2) ln(2 pi sigma2') + core', with W' = W / 2^weight and core'
+        invariant under the data scale, so l = 2^weight [l' - (W' D / 2)(ln sigma2 - ln
+        sigma2')].
+        """
+        shift = 0.5 * total * d * (jnp.log(sigma2) - jnp.log(scaled_sigma2))
+        return jnp.ldexp(value - shift, self.weight)
+
+    def distortion(self, value: jax.Array) -> jax.Array:
+        """J of the original problem from J' of the scaled one."""
+        return jnp.ldexp(value, 2 * self.data + self.weight)
+
+
+def _check_scaled_sigma2(sigma2: Any, scaled: jax.Array, scale: _Scale) -> None:
+    """Refuse a concrete sigma2 > 0 that is below the smallest normal number after scaling."""
+    if is_traced(sigma2) or scale.data == 0:
+        return
+    value = float(np.asarray(sigma2))
+    if value > 0 and not bool(is_soft(scaled)):
+        raise ValueError(
+            f"sigma2={value!r} is below the smallest normal number relative to the data's scale "
+            f"(the data are as large as 2^{scale.data}, and sigma2 / 4^{scale.data} underflows): "
+            "at this sigma2 the model is the hard limit to the dtype's precision; pass 0."
+        )
+
+
+def _prepare(
+    X: jax.Array, params: IsotropicParams, weights: Any, *, for_fit: bool
+) -> tuple[jax.Array, IsotropicParams, jax.Array, _Scale]:
+    """Validate, then rescale data, parameters and weights by exact powers of two if needed."""
+    sigma2 = params.sigma2
+    params = validate_params(X, params, for_fit=for_fit)
+    w, weight_scale = relative_weights(weights, X.shape[0], X.dtype)
+    scale = _Scale(scale_exponent(X, params.means), weight_scale)
+    if scale.data:
+        X = jnp.ldexp(X, -scale.data)
+        scaled = scale.params(params)
+        _check_scaled_sigma2(sigma2, scaled.sigma2, scale)
+        params = IsotropicParams(scaled.means, scaled.sigma2)
+    return X, params, w, scale
+
+
+def _fit_isotropic(
+    X: jax.Array,
+    params: IsotropicParams,
+    max_iter: int,
+    tol: float,
+    weights: Any,
+    block_size: int,
+) -> FitResult:
+    """:func:`em` and :func:`kmeans`: the isotropic fit on exactly rescaled data, mapped back."""
+    max_iter = check_positive_int(max_iter, "max_iter")
+    block_size = check_positive_int(block_size, "block_size")
+    original = validate_params(X, params)
+    Xs, scaled, w, scale = _prepare(X, params, weights, for_fit=True)
+    result = _fit(isotropic, Xs, scaled, max_iter, tol, w, block_size)
+    if scale == _Scale(0, 0):
+        return result
+    total = jnp.sum(w)
+    d = X.shape[1]
+    soft = is_soft(scaled.sigma2)
+
+    def back(value: jax.Array) -> jax.Array:
+        soft_value = scale.log_likelihood(
+            value,
+            jnp.where(soft, original.sigma2, 1.0),
+            jnp.where(soft, scaled.sigma2, 1.0),
+            total,
+            d,
+        )
+        return jnp.where(soft, soft_value, scale.distortion(value)).astype(X.dtype)
+
+    return result._replace(
+        means=jnp.ldexp(result.means, scale.data),
+        objective=back(result.objective),
+        history=back(result.history),
+        distortion=scale.distortion(result.distortion).astype(X.dtype),
+        params=IsotropicParams(jnp.ldexp(result.params.means, scale.data), original.sigma2),
+    )
+
+
+@_with_float64_scope
 def em(
     X: Any,
     init_means: Any,
@@ -124,7 +256,9 @@ def em(
     """EM for the isotropic equal-prior mixture with fixed shared variance sigma2.
 
     ``em(X, m0, 0.0)`` runs exactly Lloyd's iterations (it is :func:`kmeans`, with ``tol`` read
-    as kmeans reads it). Changing sigma2 between calls does not recompile.
+    as kmeans reads it). Changing sigma2 between calls does not recompile. Data whose magnitude
+    lies outside the dtype's safe range are computed rescaled by an exact power of two and the
+    results mapped back, float64 data stay float64 with JAX's x64 mode off (docs/design.md).
 
     Args:
         X: (N, D) data.
@@ -132,12 +266,17 @@ def em(
         sigma2: the shared variance, >= 0 (a scalar, possibly traced).
         max_iter: maximum number of iterations.
         tol: stop once the relative log-likelihood gain is <= tol (sigma2 > 0).
-        weights: optional (N,) non-negative sample weights.
+        weights: optional (N,) non-negative sample weights (relative: only ratios matter).
         block_size: rows per streamed E-step block.
 
     Returns:
-        :class:`FitResult`; ``objective`` and ``history`` hold the log-likelihood (the distortion
-        J at sigma2 = 0, where the log-likelihood is not finite).
+        :class:`FitResult`; ``objective`` and ``history`` hold the log-likelihood (higher is
+        better; -J at sigma2 = 0, where the log-likelihood is not finite), ``distortion`` the
+        K-means objective J at the returned means.
+
+    Raises:
+        ValueError: on invalid data, means, sigma2 (negative, NaN, infinite, subnormal, or
+            vanishing relative to the data's scale), weights or options.
 
     Example:
         >>> import jax.numpy as jnp
@@ -151,9 +290,10 @@ def em(
     """
     X = as_data(X)
     params = IsotropicParams(init_means, check_sigma2(sigma2, X.dtype))
-    return _fit(isotropic, X, params, max_iter, tol, weights, block_size)
+    return _fit_isotropic(X, params, max_iter, tol, weights, block_size)
 
 
+@_with_float64_scope
 def kmeans(
     X: Any,
     init_means: Any,
@@ -168,18 +308,21 @@ def kmeans(
     Stops when no label changes, or when the total squared centre shift is <= tol times the mean
     per-feature variance of X (scikit-learn's convention, so ``tol`` means the same as in
     ``sklearn.cluster.KMeans``). An empty cluster is moved to the point farthest from its centre.
+    The fit is scale-invariant: data at any magnitude the dtype holds are computed rescaled by
+    an exact power of two and the results mapped back.
 
     Args:
         X: (N, D) data.
         init_means: (K, D) initial means.
         max_iter: maximum number of iterations.
         tol: centre-shift tolerance (relative, see above).
-        weights: optional (N,) non-negative sample weights.
+        weights: optional (N,) non-negative sample weights (relative: only ratios matter).
         block_size: rows per streamed E-step block.
 
     Returns:
-        :class:`FitResult`; ``objective`` is the inertia J at the returned means and ``history``
-        the distortion before each update.
+        :class:`FitResult`; ``distortion`` is the inertia J at the returned means, ``objective``
+        is -J (higher is better, as at every temperature) and ``history`` holds -J before each
+        update.
 
     Example:
         >>> import jax.numpy as jnp
@@ -193,9 +336,10 @@ def kmeans(
     """
     X = as_data(X)
     params = IsotropicParams(init_means, jnp.zeros((), X.dtype))
-    return _fit(isotropic, X, params, max_iter, tol, weights, block_size)
+    return _fit_isotropic(X, params, max_iter, tol, weights, block_size)
 
 
+@_with_float64_scope
 def em_step(
     X: Any,
     means: Any,
@@ -217,12 +361,13 @@ def em_step(
         (K, D) updated means, in X's dtype.
     """
     X = as_data(X)
-    params = isotropic.validate(X, IsotropicParams(means, sigma2))
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
     block_size = check_positive_int(block_size, "block_size")
-    return step_compiled(isotropic, X, w, params, block_size=block_size).means
+    Xs, params, w, scale = _prepare(X, IsotropicParams(means, sigma2), weights, for_fit=True)
+    new = step_compiled(isotropic, Xs, w, params, block_size=block_size).means
+    return jnp.ldexp(new, scale.data) if scale.data else new
 
 
+@_with_float64_scope
 def responsibilities(X: Any, means: Any, sigma2: Any) -> jax.Array:
     """Posterior responsibilities r_nk of the isotropic equal-prior mixture.
 
@@ -247,8 +392,8 @@ def responsibilities(X: Any, means: Any, sigma2: Any) -> jax.Array:
         [0.5, 0.5]
     """
     X = as_data(X)
-    params = validate_params(X, IsotropicParams(means, sigma2), for_fit=False)
-    return _responsibilities(X, params)
+    Xs, params, _, _ = _prepare(X, IsotropicParams(means, sigma2), None, for_fit=False)
+    return _responsibilities(Xs, params)
 
 
 @jax.jit
@@ -256,12 +401,14 @@ def _responsibilities(X: jax.Array, params: IsotropicParams) -> jax.Array:
     return assign(params, X)[0].resp
 
 
+@_with_float64_scope
 def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
     """Log-likelihood l of the isotropic equal-prior mixture.
 
     l = -N ln K - (N D / 2) ln(2 pi sigma2) + sum_n logsumexp_k(-d_nk / (2 sigma2)), evaluated as
     -d_n*/(2 sigma2) + ln sum_k exp(-(d_nk - d_n*)/(2 sigma2)) per row. With weights, N becomes
-    the total weight and each row's term is weighted.
+    the total weight and each row's term is weighted. Finite wherever the true value is
+    representable, at every sigma2 > 0 up to the dtype's largest number.
 
     Args:
         X: (N, D) data.
@@ -287,17 +434,21 @@ def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> j
         ValueError: the log-likelihood is not finite at sigma2 = 0; ...
     """
     X = as_data(X)
-    params = validate_params(X, IsotropicParams(means, sigma2), for_fit=False)
-    if not is_traced(sigma2) and float(np.asarray(sigma2)) == 0.0:
+    original = check_sigma2(sigma2, X.dtype)
+    if not is_traced(sigma2) and float(original) == 0.0:
         raise ValueError(
-            "the log-likelihood is not finite at sigma2 = 0; use kmeans_objective (its limit "
-            "after scaling by -2 sigma2) or a positive sigma2."
+            "the log-likelihood is not finite at sigma2 = 0; use kmeans_objective (its "
+            "limit after scaling by -2 sigma2) or a positive sigma2."
         )
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
-    stats, _ = stats_compiled(isotropic, X, w, params)
-    return log_likelihood_from_stats(params, stats).astype(X.dtype)
+    Xs, params, w, scale = _prepare(X, IsotropicParams(means, sigma2), weights, for_fit=False)
+    stats, _ = stats_compiled(isotropic, Xs, w, params)
+    value = log_likelihood_from_stats(params, stats)
+    if scale != _Scale(0, 0):
+        value = scale.log_likelihood(value, original, params.sigma2, stats.total_weight, X.shape[1])
+    return value.astype(X.dtype)
 
 
+@_with_float64_scope
 def kmeans_objective(X: Any, means: Any, *, weights: Any = None) -> jax.Array:
     """The K-means objective (distortion, inertia) J = sum_n w_n min_k ||x_n - mu_k||^2.
 
@@ -310,16 +461,19 @@ def kmeans_objective(X: Any, means: Any, *, weights: Any = None) -> jax.Array:
         Scalar J in X's dtype.
     """
     X = as_data(X)
-    params = validate_params(X, IsotropicParams(means, 0.0), for_fit=False)
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
-    stats, _ = stats_compiled(isotropic, X, w, params)
-    return stats.distortion
+    zero = jnp.zeros((), X.dtype)
+    Xs, params, w, scale = _prepare(X, IsotropicParams(means, zero), weights, for_fit=False)
+    stats, _ = stats_compiled(isotropic, Xs, w, params)
+    return scale.distortion(stats.distortion)
 
 
+@_with_float64_scope
 def critical_sigma2(X: Any, *, weights: Any = None) -> jax.Array:
     """The critical variance of the first phase transition: lambda_max of the 1/N covariance.
 
     Above it the collapsed fixed point mu_k = mean(X) is stable under EM; below it, it splits.
+    Computed on the data rescaled by an exact power of two, so it is finite wherever the answer
+    is representable.
 
     Args:
         X: (N, D) data.
@@ -329,8 +483,14 @@ def critical_sigma2(X: Any, *, weights: Any = None) -> jax.Array:
         Scalar lambda_max(C), C = (1/W) sum_n w_n (x_n - xbar)(x_n - xbar)^T, in X's dtype.
     """
     X = as_data(X)
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
-    return _critical_sigma2(X, w)
+    w, _ = relative_weights(weights, X.shape[0], X.dtype)  # the covariance is a weighted mean
+    if is_traced(X):
+        return _critical_sigma2(X, w)
+    # Always to magnitude ~1 here: the covariance's products and sums would overflow or
+    # underflow well inside the safe range of a distance computation.
+    largest = float(jnp.max(jnp.abs(X)))
+    e = math.frexp(largest)[1] if largest > 0 else 0
+    return jnp.ldexp(_critical_sigma2(jnp.ldexp(X, -e), w), 2 * e)
 
 
 @jax.jit
@@ -431,9 +591,7 @@ def _starts(
     temperature: Any,
 ) -> Params:
     """Validated starting parameters of every restart, stacked on a leading axis."""
-    batch = jax.vmap(lambda kk: init(kk, X, k))(keys)
-    if temperature is not None:
-        batch = jax.vmap(lambda p: with_temperature(variant, p, temperature))(batch)
+    batch = _init_batch(variant, init, keys, X, k, temperature is not None, temperature)
     if variant.validate is None:
         return batch
     checked = [
@@ -442,7 +600,6 @@ def _starts(
     return jax.tree.map(lambda *a: jnp.stack(a), *checked)
 
 
-@partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
 def _best_of(
     variant: Variant,
     X: jax.Array,
@@ -453,9 +610,59 @@ def _best_of(
     max_iter: int,
     block_size: int,
 ) -> FitResult:
-    results = jax.vmap(
-        lambda p: fit_compiled(variant, X, w, p, tol, max_iter=max_iter, block_size=block_size)
-    )(starts)
-    score = jnp.where(jnp.isnan(results.objective), -jnp.inf, results.objective)
-    best = jnp.argmax(score)
+    """The fit with the highest objective among the batched starts (NaN objectives lose)."""
+    results = fit_batch(variant, X, w, starts, tol, max_iter=max_iter, block_size=block_size)
+    score = np.asarray(results.objective, dtype=np.float64)
+    best = int(np.argmax(np.where(np.isnan(score), -np.inf, score)))
     return jax.tree.map(lambda a: a[best], results)
+
+
+@partial(jax.jit, static_argnames=("variant", "init", "k", "set_temperature"))
+def _init_batch(
+    variant: Variant,
+    init: Callable[..., Params],
+    keys: jax.Array,
+    X: jax.Array,
+    k: int,
+    set_temperature: bool,
+    temperature: Any,
+) -> Params:
+    """``init`` vmapped over the keys, at ``temperature`` when asked (one compiled program)."""
+    batch = jax.vmap(lambda kk: init(kk, X, k))(keys)
+    if set_temperature:
+        batch = jax.vmap(lambda p: with_temperature(variant, p, temperature))(batch)
+    return batch
+
+
+@partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
+def fit_batch(
+    variant: Variant,
+    X: jax.Array,
+    w: jax.Array,
+    starts: Params,
+    tol: Any,
+    *,
+    max_iter: int,
+    block_size: int,
+) -> FitResult:
+    """Fits from a batch of validated starts (a leading axis on every leaf), one ``vmap``.
+
+    The batch may differ in anything traced: initial values, the temperature (a sweep that
+    includes the hard limit), tolerances. Restarts are this with the best kept.
+
+    Args:
+        variant: the mixture variant.
+        X: (N, D) validated data.
+        w: (N,) weights.
+        starts: the batched parameters (S on every leaf).
+        tol: the tolerance (scalar, or (S,)).
+        max_iter: maximum iterations.
+        block_size: rows per block.
+
+    Returns:
+        The :class:`FitResult` with a leading axis S on every field.
+    """
+    tol = jnp.broadcast_to(jnp.asarray(tol, X.dtype), jax.tree.leaves(starts)[0].shape[:1])
+    return jax.vmap(
+        lambda p, t: fit_compiled(variant, X, w, p, t, max_iter=max_iter, block_size=block_size)
+    )(starts, tol)

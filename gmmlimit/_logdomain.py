@@ -92,8 +92,9 @@ def shifted_softmax(
     Args:
         divergence: (B, K) divergences (any per-row constant may be missing: only differences
             between columns are used).
-        temperature: scalar >= 0 (2 sigma2 for the isotropic Gaussian). 0 gives the one-hot of
-            the argmin, ties going to the lowest index.
+        temperature: scalar >= 0 (2 sigma2 for the isotropic Gaussian). 0, or any value below
+            the smallest normal number (which the CPU flushes to 0), gives the one-hot of the
+            argmin, ties going to the lowest index.
 
     Returns:
         A tuple ``(resp, labels, gap, lse)``:
@@ -105,7 +106,7 @@ def shifted_softmax(
     best, labels = tree_min_first_index(divergence, axis=1)
     k = divergence.shape[1]
     onehot = jax.nn.one_hot(labels, k, dtype=divergence.dtype)
-    positive = temperature > 0
+    positive = temperature >= jnp.finfo(divergence.dtype).tiny
     e, total = shifted_exp(divergence, best, labels, jnp.where(positive, temperature, 1.0), 1)
     resp = jnp.where(positive, e / total[:, None], onehot)
     lse = jnp.where(positive, jnp.log(total), 0.0)

@@ -8,6 +8,7 @@ caller that made them concrete is responsible for their values.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -22,7 +23,11 @@ __all__ = [
     "check_means",
     "check_sigma2",
     "check_weights",
+    "float64_scope",
+    "is_soft",
     "is_traced",
+    "relative_weights",
+    "scale_exponent",
     "weights_or_ones",
 ]
 
@@ -74,6 +79,27 @@ def as_data(X: Any, name: str = "X") -> jax.Array:
             bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
             raise ValueError(f"{name} contains {bad} NaN or inf value(s); clean the data first.")
     return jnp.asarray(X, dtype=dtype)
+
+
+def _real_array(values: Any, name: str) -> np.ndarray:
+    """``values`` as a NumPy array of real numbers (floats, integers or booleans).
+
+    Raises:
+        ValueError: naming ``name``, for complex, string, object or other non-numeric values.
+    """
+    try:
+        host = np.asarray(values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be an array of real numbers; got {values!r}.") from error
+    if jnp.issubdtype(host.dtype, jnp.complexfloating):
+        raise ValueError(f"{name} must be real; got complex dtype {host.dtype}.")
+    if not (
+        np.issubdtype(host.dtype, np.floating)
+        or np.issubdtype(host.dtype, np.integer)
+        or np.issubdtype(host.dtype, np.bool_)
+    ):
+        raise ValueError(f"{name} must hold real numbers; got dtype {host.dtype}.")
+    return host
 
 
 def check_key(key: Any) -> None:
@@ -138,7 +164,7 @@ def check_means(
         ValueError: on a wrong shape, K < 1, K > N for a fit, or NaN/inf entries.
     """
     if not is_traced(means) and not isinstance(means, jax.Array):
-        means = np.asarray(means)
+        means = _real_array(means, name)
     if means.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (K, D); got {tuple(means.shape)}.")
     if means.shape[1] != X.shape[1]:
@@ -151,31 +177,43 @@ def check_means(
     if for_fit:
         check_k(int(means.shape[0]), int(X.shape[0]))
     if not is_traced(means):
-        host = np.asarray(means)
-        if jnp.issubdtype(host.dtype, jnp.complexfloating):
-            raise ValueError(f"{name} must be real; got complex dtype {host.dtype}.")
+        host = _real_array(means, name)
         if not np.all(np.isfinite(host)):
             raise ValueError(f"{name} contains NaN or inf values.")
     return jnp.asarray(means, dtype=X.dtype)
 
 
-def check_sigma2(sigma2: Any, dtype: Any, name: str = "sigma2") -> jax.Array:
-    """Validate a variance (scalar or any-shaped array of them) and cast it to ``dtype``.
+def check_sigma2(
+    sigma2: Any, dtype: Any, name: str = "sigma2", *, scalar: bool = True
+) -> jax.Array:
+    """Validate a variance and cast it to ``dtype``.
+
+    Rules (docs/design.md, "Numerics at the edges"): sigma2 is a real number >= 0, 0 being the
+    hard (K-means) limit. A positive value that is not a normal number of ``dtype`` (below the
+    smallest normal, e.g. 1.2e-38 in float32, 2.2e-308 in float64) is refused: the CPU flushes
+    such values to zero, so they would silently act as 0 in some operations and as a positive
+    number in others. Traced values cannot be inspected; the compiled code treats any sigma2
+    below the smallest normal number as the hard limit, everywhere alike.
 
     Args:
-        sigma2: the shared variance, >= 0; sigma2 = 0 is the hard (K-means) limit.
+        sigma2: the shared variance.
         dtype: the data's dtype.
         name: the argument's name, used in error messages.
+        scalar: require a scalar (shape ()); False accepts an array of variances (a schedule).
 
     Returns:
         sigma2 as a JAX array in ``dtype``.
 
     Raises:
-        ValueError: if sigma2 is negative, NaN or infinite.
+        ValueError: if sigma2 is not a real number, negative, NaN, infinite, positive but
+            below the smallest normal number of ``dtype``, or not a scalar when ``scalar``.
     """
     if not is_traced(sigma2):
-        host = np.asarray(sigma2)
-        if host.dtype == object or not (
+        try:
+            host = np.asarray(sigma2)
+        except (TypeError, ValueError):
+            host = np.asarray(None)
+        if host.dtype == np.bool_ or not (
             np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)
         ):
             raise ValueError(f"{name} must be a real number >= 0; got {sigma2!r}.")
@@ -185,12 +223,30 @@ def check_sigma2(sigma2: Any, dtype: Any, name: str = "sigma2") -> jax.Array:
             raise ValueError(f"{name} is infinite; it must be a finite number >= 0.")
         if np.any(host < 0):
             raise ValueError(f"{name} must be >= 0 (0 is the K-means limit); got {sigma2!r}.")
-        if np.any((host > 0) & (host.astype(np.dtype(dtype)) == 0)):
+        target = np.dtype(dtype)
+        if np.any(host.astype(np.float64) > np.finfo(target).max):
             raise ValueError(
-                f"{name}={sigma2!r} underflows to 0 in {np.dtype(dtype)}; pass 0 explicitly for "
-                "the hard limit or use a larger value."
+                f"{name}={sigma2!r} overflows {target} (largest {np.finfo(target).max:.4g})."
             )
+        if np.any((host > 0) & (host.astype(target) < np.finfo(target).tiny)):
+            raise ValueError(
+                f"{name}={sigma2!r} underflows: it is below the smallest normal {target} "
+                f"number ({np.finfo(target).tiny:.4g}), and the CPU flushes such values to zero. "
+                "Pass 0 for the hard limit or a larger value."
+            )
+    shape = tuple(sigma2.shape) if is_traced(sigma2) else host.shape
+    if scalar and shape != ():
+        raise ValueError(f"{name} must be a scalar; got shape {shape}.")
     return jnp.asarray(sigma2, dtype=dtype)
+
+
+def is_soft(sigma2: jax.Array) -> jax.Array:
+    """Whether a (possibly traced) variance is in the soft regime: >= the smallest normal number.
+
+    Every piece of the isotropic model (E-step engines, objective, hard/soft test) uses this one
+    predicate, so a traced sigma2 below the smallest normal number is the hard limit everywhere.
+    """
+    return sigma2 >= jnp.finfo(sigma2.dtype).tiny
 
 
 def check_weights(weights: Any, n_samples: int, dtype: Any) -> jax.Array | None:
@@ -210,13 +266,13 @@ def check_weights(weights: Any, n_samples: int, dtype: Any) -> jax.Array | None:
     if weights is None:
         return None
     if not is_traced(weights) and not isinstance(weights, jax.Array):
-        weights = np.asarray(weights)
+        weights = _real_array(weights, "weights")
     if weights.shape != (n_samples,):
         raise ValueError(
             f"weights must have shape (N,) = ({n_samples},); got {tuple(weights.shape)}."
         )
     if not is_traced(weights):
-        host = np.asarray(weights, dtype=np.float64)
+        host = _real_array(weights, "weights").astype(np.float64)
         if not np.all(np.isfinite(host)):
             raise ValueError("weights contain NaN or inf values.")
         if np.any(host < 0):
@@ -264,3 +320,94 @@ def check_tol(tol: Any) -> float:
     if math.isnan(value) or math.isinf(value) or value < 0:
         raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
     return value
+
+
+SCALE_WINDOW = {jnp.dtype(jnp.float32): 32, jnp.dtype(jnp.float64): 256}
+"""Half-width, in binary orders of magnitude, of the range of data magnitudes computed as given.
+
+Squared distances of data whose largest magnitude m lies in [2^-W, 2^W] neither overflow nor
+lose their significant bits to underflow (float32: W = 32, float64: W = 256); outside it the
+data are rescaled by an exact power of two (:func:`scale_exponent`)."""
+
+
+def scale_exponent(*arrays: jax.Array) -> int:
+    """The power of two by which concrete data are divided before a computation (0: none).
+
+    Scaling by a power of two is exact, so K-means and EM are computed on ``X * 2^-e`` and their
+    results mapped back exactly (means times 2^e, distortion times 4^e). ``e`` is 0 while the
+    largest magnitude m of the arrays lies within :data:`SCALE_WINDOW`; otherwise it is the
+    binary exponent of m, so that the scaled data have largest magnitude in [0.5, 1).
+
+    Args:
+        arrays: arrays of one floating dtype (e.g. the data and the means); traced arrays are
+            skipped (their scale is unknown; they are computed as given).
+
+    Returns:
+        The exponent e as a Python int.
+    """
+    concrete = [a for a in arrays if not is_traced(a) and a.size]
+    if not concrete:
+        return 0
+    largest = max(float(jnp.max(jnp.abs(a))) for a in concrete)
+    if largest == 0.0:
+        return 0
+    exponent = math.frexp(largest)[1]
+    window = SCALE_WINDOW.get(jnp.dtype(concrete[0].dtype), 256)
+    return 0 if -window <= exponent <= window else exponent
+
+
+def float64_scope(X: Any) -> contextlib.AbstractContextManager:
+    """The context a public function computes in: float64 data stay float64.
+
+    Rule (docs/design.md): float64 data with JAX's x64 mode off are computed in float64 under a
+    local x64 context (``jax.enable_x64``), never silently in float32; the results are float64
+    arrays. Any other input uses the global setting.
+
+    Args:
+        X: the data argument as the user passed it.
+
+    Returns:
+        A context manager.
+    """
+    if jax.config.jax_enable_x64 or is_traced(X):
+        return contextlib.nullcontext()
+    dtype = getattr(X, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(X).dtype
+        except (TypeError, ValueError):
+            return contextlib.nullcontext()
+    if np.dtype(dtype) == np.float64:
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def relative_weights(weights: Any, n_samples: int, dtype: Any) -> tuple[jax.Array, int]:
+    """Validated sample weights divided by an exact power of two 2^e (weights are relative).
+
+    When the largest weight lies outside [2^-W, 2^W] (:data:`SCALE_WINDOW`) the weights are
+    scaled, before the cast to ``dtype``, so that the largest lies in [0.5, 1): tiny weights
+    would otherwise flush to zero in ``dtype`` and huge ones overflow their totals. Means and
+    responsibilities do not depend on the scale; weighted sums (distortion, log-likelihood) are
+    multiplied back by 2^e.
+
+    Args:
+        weights: None (unit weights, e = 0), or array-like of shape (N,).
+        n_samples: N.
+        dtype: the data's dtype.
+
+    Returns:
+        ``(w, e)``: (N,) weights in ``dtype`` and the exponent e.
+
+    Raises:
+        ValueError: as :func:`check_weights`.
+    """
+    if weights is None or is_traced(weights):
+        return weights_or_ones(weights, n_samples, dtype), 0
+    check_weights(weights, n_samples, np.float64)
+    host = _real_array(weights, "weights").astype(np.float64)
+    exponent = math.frexp(float(np.max(host)))[1]
+    window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
+    if -window <= exponent <= window:
+        exponent = 0
+    return jnp.asarray(np.ldexp(host, -exponent), dtype=dtype), exponent

@@ -141,10 +141,12 @@ class Variant(NamedTuple):
         sufficient_stats: ``(x_block (B, D), weight_block (B,), estep: EStepBlock) -> Stats``,
             weighted statistics of one block (rows with weight 0 must contribute nothing).
         m_step: ``(params, stats) -> params``, the new parameters from the summed statistics.
-        objective: ``(params, stats) -> scalar``, the value recorded in the history: the
-            log-likelihood for soft fits, the distortion for hard ones.
-        is_hard: ``(params) -> bool scalar``, whether these parameters are at the hard limit.
-            Hard fits stop when no label changes; soft fits when the objective gain is small.
+        objective: ``(params, stats) -> scalar``, higher is better: the log-likelihood or
+            tempered free energy. Read at soft temperatures only (at the hard limit the driver
+            records -J).
+        is_hard: ``(params) -> bool scalar``, whether the fit runs the hard iteration at these
+            parameters: the partition stop rule (no label changed), empty-cluster relocation,
+            and -J as the objective (``_driver.stop_rule``).
         means: ``(params) -> (K, D)``, the component locations (for the centre-shift criterion).
         relocate: optional ``(params, stats, far: FarPoints) -> stats``; called in hard fits when
             a component is empty, to move it (K-means moves it to the farthest point).

@@ -9,7 +9,8 @@ every temperature), ``clone``.
 Randomness: ``random_state`` (None, an int or a ``numpy.random.RandomState``) becomes one integer
 seed through ``sklearn.utils.check_random_state`` and then one explicit ``jax.random.key``.
 Compilation: one program per data shape (rows are not padded: a padding row would have to be
-data every variant accepts).
+data every variant accepts). ``predict``, ``predict_proba`` and ``score`` share one program and
+materialise (N, K) responsibilities, as scikit-learn's mixtures do.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._api import restarts
-from ._driver import DEFAULT_BLOCK_SIZE, fit_objective, stats_compiled
-from ._validation import as_data, check_positive_int, check_weights, weights_or_ones
+from ._driver import DEFAULT_BLOCK_SIZE, fit_objective
+from ._validation import as_data, check_positive_int, weights_or_ones
 from ._variant import Params, Variant, check_variant
 
 __all__ = ["VariantMixture"]
@@ -134,17 +135,19 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
             self.params_,
         )
 
+    def _evaluate(self, X: Any, sample_weight: Any = None) -> tuple[Any, ...]:
+        X = self._data(X)
+        w = weights_or_ones(sample_weight, X.shape[0], X.dtype)
+        resp, labels, objective = _evaluate(self.variant, self._params(X), X, w)
+        return resp, labels, objective / jnp.sum(w)
+
     def predict(self, X: Any) -> np.ndarray:
         """(N,) int labels: each row's most responsible component (ties: lowest index)."""
-        X = self._data(X)
-        w = jnp.ones((X.shape[0],), X.dtype)
-        _, labels = stats_compiled(self.variant, X, w, self._params(X), block_size=self.block_size)
-        return np.asarray(labels)
+        return np.asarray(self._evaluate(X)[1])
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(N, K) responsibilities at the fitted temperature (one-hot at the hard limit)."""
-        X = self._data(X)
-        return np.asarray(_resp(self.variant, self._params(X), X))
+        return np.asarray(self._evaluate(X)[0])
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """The objective per unit weight at the fitted parameters (higher is better).
@@ -152,19 +155,14 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         The mean log-likelihood or tempered free energy per row at a soft temperature, -J / N
         at the hard limit.
         """
-        X = self._data(X)
-        w = weights_or_ones(sample_weight, X.shape[0], X.dtype)
-        check_weights(sample_weight, X.shape[0], X.dtype)
-        params = self._params(X)
-        stats, _ = stats_compiled(self.variant, X, w, params, block_size=self.block_size)
-        return float(_objective(self.variant, params, stats) / jnp.sum(w))
+        return float(self._evaluate(X, sample_weight)[2])
 
 
 @partial(jax.jit, static_argnames=("variant",))
-def _resp(variant: Variant, params: Params, X: jax.Array) -> jax.Array:
-    return variant.e_step(params, X).resp
-
-
-@partial(jax.jit, static_argnames=("variant",))
-def _objective(variant: Variant, params: Params, stats: Any) -> jax.Array:
-    return fit_objective(variant, params, stats)
+def _evaluate(
+    variant: Variant, params: Params, X: jax.Array, w: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Responsibilities (N, K), labels (N,) and the summed objective, in one program."""
+    estep = variant.e_step(params, X)
+    stats = variant.sufficient_stats(X, w, estep)
+    return estep.resp, estep.labels, fit_objective(variant, params, stats)

@@ -4,7 +4,7 @@ Usage::
 
     gmmlimit list [-v]
     gmmlimit run NAME [--quick | --full] [--config FILE.json] [--set key=value ...]
-                      [--data PATH] [--results DIR] [--no-bar]
+                      [--data PATH] [--variant NAME|module:attr] [--results DIR] [--no-bar]
     gmmlimit runs [NAME] [--results DIR]
     gmmlimit figures [--results DIR] [--out DIR] [--quick | --full] [--run ID ...]
     gmmlimit reproduce [--quick | --full] [--results DIR] [--out DIR] [--no-bar] [--paper PDF]
@@ -127,10 +127,17 @@ def _with_data(spec, overrides: dict, data: str | None) -> dict:
                 + "."
             )
         overrides = {**overrides, "data": data}
-        overrides.setdefault("datasets", data_name(data))
+        if "datasets" in _field_names(spec):
+            overrides.setdefault("datasets", data_name(data))
     if overrides.get("data") not in (None, "None", "none"):
         overrides["data"] = str(Path(str(overrides["data"])).resolve())
     return overrides
+
+
+def _field_names(spec) -> set[str]:
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(spec.config_type)}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -141,6 +148,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown experiment {args.name!r}; known: {', '.join(specs)}.")
     overrides = {**_load_config_file(args.config), **parse_set(args.set or [])}
     overrides = _with_data(specs[args.name], overrides, args.data)
+    if args.variant is not None:
+        if "variant" not in _field_names(specs[args.name]):
+            takes = [n for n, s in specs.items() if "variant" in _field_names(s)]
+            raise ValueError(
+                f"{args.name}: --variant is not accepted; experiments that take it: "
+                f"{', '.join(takes)}."
+            )
+        overrides["variant"] = args.variant
     failures, _ = _run_many(
         [args.name], {args.name: overrides}, not args.full, args.results, not args.no_bar
     )
@@ -255,6 +270,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="run on your own data: an (N, D) array in .npy, .npz or .csv (K from --set k=K); "
         "its sha256, shape and dtype go into meta.json",
+    )
+    p.add_argument(
+        "--variant",
+        metavar="NAME|module:attr",
+        help="the variant of a variant study: a name in gmmlimit.variants (gamma, poisson, ...) "
+        "or your own Variant as an importable package.module:attr",
     )
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--no-bar", action="store_true", help="no progress bars")

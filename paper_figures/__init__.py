@@ -46,6 +46,8 @@ class FigureSpec:
         caption: what the figure shows, how to read it, the data and config behind it.
         title: a short title for the index.
         order: position in the index (ties: by name).
+        describe: optional ``describe(results) -> str``, a sentence added to the caption in the
+            index for the runs drawn (e.g. which variant a variant study ran).
     """
 
     name: str
@@ -54,6 +56,7 @@ class FigureSpec:
     caption: str
     title: str = ""
     order: int = 100
+    describe: Callable[[dict], str] | None = None
 
 
 def registry() -> dict[str, FigureSpec]:
@@ -127,7 +130,8 @@ def draw_figure(
         quick: the setting of the default runs (None: the one with more default runs).
         run_ids: explicit runs (overrides allowed) for some experiments.
         entries: index entries already chosen (as :func:`gmmlimit.experiments.select_runs`
-            returns them); when given, ``quick`` and ``run_ids`` are not used.
+            returns them); when given, ``run_ids`` is not used and ``quick`` only names the
+            setting in the missing-results message.
 
     Returns:
         ``(paths, results)``: files written and the RunResults used.
@@ -201,7 +205,8 @@ def index_markdown(
         lines += [f"## Figure {i}: {spec.title or spec.name} (`{spec.name}`)", ""]
         lines += [f"![{spec.name}]({spec.name}.png)", ""] if used is not None else []
         note = override_note(runs) if runs else None
-        lines += [spec.caption.strip() + (f" **{note}**" if note else ""), ""]
+        about = f" {spec.describe(runs)}" if runs and spec.describe is not None else ""
+        lines += [spec.caption.strip() + about + (f" **{note}**" if note else ""), ""]
         lines += [f"Reads: {', '.join(f'`{n}`' for n in spec.needs)}.", ""]
         if runs:
             lines += [_run_line(name, run) for name, run in runs.items()]
@@ -255,7 +260,7 @@ def draw_all(
         for spec in chosen:
             try:
                 drawn[spec.name], used[spec.name] = draw_figure(
-                    spec, results_dir, tmp, entries=entries
+                    spec, results_dir, tmp, quick=quick, entries=entries
                 )
             except FileNotFoundError as err:
                 missing[spec.name] = str(err)

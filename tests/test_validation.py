@@ -240,3 +240,60 @@ def test_traced_inputs_pass_through_under_jit():
     assert np.all(np.isfinite(np.asarray(fitted)))
     with pytest.raises(ValueError, match="columns but X has 3"):
         jax.jit(lambda m: gl.kmeans(X, m).means)(M[:, :2])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value"), [(np.float64, 1e-310), (np.float32, 1e-39), (np.float64, 5e-324)]
+)
+def test_subnormal_sigma2_is_refused_everywhere(dtype, value):
+    Xd, Md = X.astype(dtype), M.astype(dtype)
+    calls = [
+        lambda: gl.em(Xd, Md, value),
+        lambda: gl.em_step(Xd, Md, value),
+        lambda: gl.responsibilities(Xd, Md, value),
+        lambda: gl.log_likelihood(Xd, Md, value),
+        lambda: gl.study.responsibility_bound(Xd, Md, value),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="smallest normal"):
+            call()
+
+
+def test_sigma2_too_small_for_the_data_scale_is_refused():
+    with pytest.raises(ValueError, match="relative to the data's scale"):
+        gl.em(X * 2.0**400, M * 2.0**400, 1e-300)
+
+
+@pytest.mark.parametrize("sigma2", [np.ones(1), np.ones((2,)), [0.5]])
+def test_array_sigma2_is_refused_everywhere(sigma2):
+    calls = [
+        lambda: gl.em(X, M, sigma2),
+        lambda: gl.em_step(X, M, sigma2),
+        lambda: gl.responsibilities(X, M, sigma2),
+        lambda: gl.log_likelihood(X, M, sigma2),
+        lambda: gl.study.responsibility_bound(X, M, sigma2),
+        lambda: gl.study.responsibility_gap(X, M, sigma2),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="sigma2 must be a scalar"):
+            call()
+
+
+@pytest.mark.parametrize("means", [np.array([["a", "b", "c"]] * 3), [[None, 1, 2]] * 3])
+def test_non_numeric_means_are_refused(means):
+    for call in (lambda: gl.kmeans(X, means), lambda: gl.responsibilities(X, means, 1.0)):
+        with pytest.raises(ValueError, match="means"):
+            call()
+
+
+def test_complex_weights_are_refused():
+    w = np.ones(X.shape[0]) + 1j
+    for call in (lambda: gl.kmeans(X, M, weights=w), lambda: gl.em(X, M, 1.0, weights=w)):
+        with pytest.raises(ValueError, match="weights must be real"):
+            call()
+
+
+@pytest.mark.parametrize("call", [gl.kmeans, lambda x, m, **kw: gl.em(x, m, 1.0, **kw)])
+def test_zero_block_size_is_refused(call):
+    with pytest.raises(ValueError, match="block_size must be >= 1"):
+        call(X, M, block_size=0)

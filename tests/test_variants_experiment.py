@@ -1,9 +1,21 @@
 """The variant-limit experiment runs on the experiment framework and verifies its statements."""
 
+import dataclasses
+import re
+import sys
+
 import numpy as np
 import pytest
 
-from gmmlimit.experiments import Progress, make_config, registry, run_experiment
+from gmmlimit import cli
+from gmmlimit.experiments import (
+    Progress,
+    list_runs,
+    load_run,
+    make_config,
+    registry,
+    run_experiment,
+)
 
 
 def test_variant_limits_quick_run_passes_its_checks(tmp_path):
@@ -30,3 +42,264 @@ def test_variant_limits_quick_run_passes_its_checks(tmp_path):
 def test_variant_limits_rejects_bad_configs(overrides, message):
     with pytest.raises(ValueError, match=message):
         make_config(registry()["variant_limits"], overrides)
+
+
+# --- variant_study: the limit study of any variant, from the command line -----------------------
+
+TINY = ["n_samples=60", "dim=2", "k=3", "n_temp=4", "n_anneal=2", "max_iter=8"]
+
+USER_MODULE = '''
+"""An exponential mixture written outside the package (public names only)."""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from gmmlimit.checks import check_array, check_beta, check_k, check_mixing_weights
+from gmmlimit.checks import check_positive_data
+from gmmlimit.variants import MixtureStats, distinct_rows, tempered_variant, update_weights
+
+
+class ExpParams(NamedTuple):
+    means: jax.Array
+    weights: jax.Array
+    beta: jax.Array
+
+
+def divergence(params, x):
+    ratio = x @ (1.0 / params.means).T
+    logs = jnp.sum(jnp.log(params.means), 1)[None, :] - jnp.sum(jnp.log(x), 1)[:, None]
+    return jnp.maximum(ratio + logs - x.shape[1], 0.0)
+
+
+def moments(params, x, wr):
+    return lax.dot_general(wr, x, (((0,), (0,)), ((), ())))
+
+
+def m_step(params, stats: MixtureStats):
+    means = stats.moments / jnp.maximum(stats.counts, 1e-300)[:, None]
+    ok = (stats.counts > 0)[:, None] & jnp.isfinite(means) & (means > 0)
+    return params._replace(
+        means=jnp.where(ok, means, params.means), weights=update_weights(params, stats)
+    )
+
+
+def validate(X, params):
+    k = np.shape(params.means)[0]
+    check_k(k, X.shape[0])
+    return ExpParams(
+        check_array(params.means, (k, X.shape[1]), X.dtype, "means", positive=True),
+        check_mixing_weights(params.weights, k, X.dtype),
+        check_beta(params.beta, X.dtype),
+    )
+
+
+def init(key, X, k):
+    means = 0.5 * distinct_rows(key, X, k) + 0.5 * jnp.mean(X, 0)
+    return ExpParams(means, jnp.full((k,), 1.0 / k, X.dtype), jnp.ones((), X.dtype))
+
+
+exponential = tempered_variant(
+    "exponential", divergence=divergence, moments=moments, m_step=m_step,
+    means=lambda p: p.means, validate=validate, init=init, check_data=check_positive_data,
+)
+not_a_variant = 3
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    (folder / "my_variants.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(folder))
+    yield "my_variants"
+    sys.modules.pop("my_variants", None)
+
+
+def _run_cli(tmp_path, variant: str, sets: list[str]) -> tuple[int, object]:
+    results = tmp_path / "results"
+    args = ["run", "variant_study", "--variant", variant, "--results", str(results), "--no-bar"]
+    rc = cli.main([*args, *(a for item in sets for a in ("--set", item))])
+    runs = list_runs(results, "variant_study")
+    return rc, load_run(results, "variant_study", runs[-1]["run_id"]) if runs else None
+
+
+def _draw(tmp_path, run, capsys) -> str:
+    out = tmp_path / "figures"
+    args = ["figures", "--results", str(tmp_path / "results"), "--out", str(out), "--quick"]
+    rc = cli.main([*args, "--run", run.run_id])
+    printed = capsys.readouterr().out
+    assert rc == 3  # the other figures' experiments were not run here
+    assert f"figure variant_study: {out / 'variant_study.pdf'}" in printed
+    assert (out / "variant_study.png").stat().st_size > 0
+    return (out / "index.md").read_text()
+
+
+def test_variant_study_cli_builtin_gamma_and_its_figure(tmp_path, capsys):
+    # the quick setting: in the whole suite its programs are compiled by `reproduce` already
+    rc, run = _run_cli(tmp_path, "gamma", [])
+    assert rc == 0
+    assert run.meta["variant"] == {
+        "spec": "gamma",
+        "name": "gamma",
+        "builtin": True,
+        "temperature": "beta",
+        "hard": "inf",
+    }
+    assert run.meta["check_failures"] == []
+    r = run.records["gamma"]
+    assert r.data == "positive" and r.temperature_name == "beta" and r.hard == np.inf
+    assert np.all(r.bound_holds) and r.resp_gap[0] > 1e-3
+    assert np.all(np.diff(r.temperature) > 0)  # toward beta = inf
+    assert abs(r.objective_gap[-1]) < abs(r.objective_gap[0])
+    assert r.anneal_objective[-1] == pytest.approx(-r.anneal_distortion[-1], rel=1e-12)
+    index = _draw(tmp_path, run, capsys)
+    assert "Variant: `gamma` (given as `gamma`), temperature beta" in index
+
+
+def test_variant_study_cli_user_variant_module_attr(tmp_path, capsys, user_module):
+    rc, run = _run_cli(tmp_path, f"{user_module}:exponential", TINY)
+    assert rc == 0
+    info = run.meta["variant"]
+    assert info["spec"] == "my_variants:exponential" and info["builtin"] is False
+    assert info["name"] == "exponential" and len(info["source_sha256"]) == 64
+    r = run.records["my_variants-exponential"]
+    # auto data: the first generator the variant's check_data accepts (no negative values)
+    assert r.variant == "exponential" and r.data == "positive"
+    assert np.all(r.bound_holds) and run.meta["check_failures"] == []
+    assert "Variant: `exponential` (given as `my_variants:exponential`)" in _draw(
+        tmp_path, run, capsys
+    )
+
+
+def test_variant_study_check_catches_a_broken_bound():
+    spec = registry()["variant_study"]
+    rec = dataclasses.replace(
+        _fake_record(), bound_holds=np.array([True, False]), update_gap=np.array([1.0, 2.0])
+    )
+    failures = spec.check(None, {"v": rec})
+    assert any("bound violated at 1" in f for f in failures)
+    assert any("update gap" in f for f in failures)
+    assert spec.check(None, {"v": _fake_record()}) == []
+
+
+def _fake_record():
+    from gmmlimit.experiments.variant_study import VariantStudyRecord
+
+    two = np.array([1.0, 1e-9])
+    return VariantStudyRecord(
+        variant="v",
+        spec="v",
+        data="d",
+        temperature_name="beta",
+        hard=np.inf,
+        cost_scale=1.0,
+        temperature=np.array([1.0, 2.0]),
+        tau=np.array([1.0, 2.0]),
+        resp_gap=two,
+        bound=two,
+        bound_holds=np.array([True, True]),
+        objective_gap=-two,
+        update_gap=two,
+        fit_means_gap=two,
+        fit_label_agreement=np.ones(2),
+        n_iter=np.ones(2, int),
+        hard_objective=-3.0,
+        anneal_tau=np.array([1.0]),
+        anneal_temperature=np.array([1.0, np.inf]),
+        anneal_objective=np.array([-2.0, -3.0]),
+        anneal_distortion=np.array([2.5, 3.0]),
+        anneal_n_distinct=np.array([1, 2]),
+        anneal_means=np.zeros((2, 2, 1)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ("nosuch", "unknown variant 'nosuch'; built in: "),
+        ("no_such_module_xyz:v", "cannot import module 'no_such_module_xyz'"),
+        ("my_variants:missing", "has no attribute 'missing'"),
+        ("my_variants:not_a_variant", "is a int, not a gmmlimit Variant"),
+        ("gmmlimit.variants:_isotropic_model", "has no init, temperature, log_odds_gap"),
+        ("my_variants:", "package.module:attr"),
+    ],
+)
+def test_variant_study_refuses_bad_variants_eagerly(variant, message, user_module):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_config(registry()["variant_study"], {"variant": variant})
+
+
+def test_variant_study_refuses_data_the_variant_refuses(tmp_path, capsys):
+    path = tmp_path / "signed.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(30, 2)))
+    rc = cli.main(
+        [
+            "run",
+            "variant_study",
+            "--variant",
+            "gamma",
+            "--data",
+            str(path),
+            "--results",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert rc == 2 and "refuses the data 'signed'" in capsys.readouterr().err
+    assert cli.main(["run", "loglik", "--variant", "gamma", "--results", str(tmp_path)]) == 2
+    assert "--variant is not accepted" in capsys.readouterr().err
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cfg:
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rec:
+    value: np.ndarray
+
+
+class _StopAfterFirst(Progress):
+    def __init__(self) -> None:
+        super().__init__(enabled=False, messages=False)
+
+    def advance(self, key: str, computed: bool) -> None:
+        raise KeyboardInterrupt(f"simulated interruption after {key}")
+
+
+def test_provenance_goes_to_meta_and_a_changed_one_never_resumes(tmp_path):
+    """A spec's provenance (variant_study: the variant and its source hash) is in meta.json and
+    in the run's hash: an interrupted run is resumed only while it is unchanged."""
+    from gmmlimit.experiments import ExperimentSpec, sweep
+
+    source = {"sha": "one"}
+    computed = []
+
+    def run(config, progress, resume=None):
+        def point(key):
+            computed.append(key)
+            return _Rec(np.arange(2.0))
+
+        return sweep(resume, ["a", "b"], point, progress, "points", _Rec)
+
+    spec = ExperimentSpec(
+        name="variant_study",  # a real module, for the code fingerprint
+        config_type=_Cfg,
+        record_type=_Rec,
+        run=run,
+        summarize=lambda c, r: "variant_study: fake",
+        provenance=lambda c: {"variant": dict(source)},
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(spec, _Cfg(), tmp_path, progress=_StopAfterFirst())
+    source["sha"] = "two"  # the variant's code changed: the partial run is not continued
+    run, _ = run_experiment(spec, _Cfg(), tmp_path, progress=Progress(False))
+    assert computed == ["a", "a", "b"] and run.meta["variant"] == {"sha": "two"}
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(spec, _Cfg(), tmp_path, progress=_StopAfterFirst())
+    run_experiment(spec, _Cfg(), tmp_path, progress=Progress(False))  # unchanged: resumed
+    assert computed == ["a", "a", "b", "a", "b"]

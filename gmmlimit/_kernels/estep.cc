@@ -28,8 +28,11 @@
 //   4. hard: the weighted sums, counts and distortion, row by row;
 //      soft: responsibilities in place of the scores, then sums += r^T x as a register-blocked
 //      product of kRows components by kPanel vectors of features over the group's rows.
-// Vectors are GCC/Clang vector extensions of kVectorBytes bytes; the compiler lowers them to the
-// widest SIMD the build machine has (AVX-512, AVX2, NEON) or to scalar code.
+// For few features and means (d <= 3, K <= 32) the hard E-step puts rows in the lanes instead
+// (AssignGroupByLanes): per mean one vector of scores, a lane-wise running minimum, same bits.
+// Vectors are vector extensions that GCC and clang both accept (no ISA intrinsics), of a width
+// chosen for the target (see kVectorBytes); the compiler lowers them to its SIMD instructions
+// (AVX-512, AVX/AVX2, NEON, SSE2) or to scalar code.
 //
 // Every block is cut into chunks of kChunk rows; each chunk's statistics are summed on their own,
 // a block's chunks are added in order, and the blocks are added to the running total in order.
@@ -783,7 +786,8 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         GroupSums<T>(scores, k, kp, group, dp, sums);
         for (int64_t r = 0; r < rows; ++r) {
           const T weight = p.w[g + r];
-          if (two_sigma2 > 0)
+          // weight 0 (a padding row): no term, even where nearest / two_sigma2 overflows (0 * inf).
+          if (two_sigma2 > 0 && weight > 0)
             *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
           *distortion += weight * group_nearest[r];
           labels[s * p.n_rows + g + r] = group_labels[r];

@@ -243,7 +243,7 @@ class _IsotropicBase(BaseEstimator):
                 max_iter=int(self.max_iter),
                 block_size=DEFAULT_BLOCK_SIZE,
             )
-            score = float(res.objective) * (1.0 if sigma2 > 0 else -1.0)
+            score = float(res.objective)  # higher is better: log-likelihood, or -J at sigma2 = 0
             if best is None or score > best[0]:
                 best = (score, res)
         res = best[1]

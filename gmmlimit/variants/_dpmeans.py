@@ -119,8 +119,9 @@ _VARIANT = Variant(
     objective=lambda p, s: s.distortion + p.lam * jnp.sum(p.active),
     is_hard=lambda p: jnp.ones((), bool),
     means=lambda p: p.means,
-    maximize=False,
 )
+"""The DP-means E-step and M-step for the driver's streamed ``e_pass`` (its loop is its own:
+``objective`` here is J + lambda K, minimised by that loop, not a driver objective)."""
 
 
 class _State(NamedTuple):

@@ -41,6 +41,7 @@ from jax import lax
 from .. import _native
 from .._logdomain import shifted_exp
 from .._reduce import tree_min_first_index
+from .._validation import is_soft
 from .._variant import Engine
 
 __all__ = [
@@ -89,6 +90,15 @@ _HI = lax.Precision.HIGHEST
 # ------------------------------------------------------------------------------------------------
 
 
+def _weighted_sum(weight: jax.Array, values: jax.Array, axis: int) -> jax.Array:
+    """``sum(weight * values)`` where rows of weight 0 add nothing, even an infinite value.
+
+    A row's log-likelihood term is -inf where ``nearest / (2 sigma2)`` overflows; a padding row
+    (weight 0) must not turn that into 0 * inf = NaN.
+    """
+    return jnp.sum(jnp.where(weight > 0, weight * values, 0.0), axis=axis)
+
+
 def jax_block(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Array) -> Out:
     """E-step and statistics of one block in JAX (every platform; the engines' reference).
 
@@ -116,15 +126,15 @@ def jax_block(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Arr
         return counts, sums, jnp.zeros((), x.dtype)
 
     def soft(_: None) -> tuple[jax.Array, jax.Array, jax.Array]:
-        two_sigma2 = 2.0 * jnp.where(sigma2 > 0, sigma2, 1.0)
+        two_sigma2 = 2.0 * jnp.where(is_soft(sigma2), sigma2, 1.0)
         # Formed from the product inside this branch, so the hard branch never materialises it.
         e, total = shifted_exp(means_sq[:, None] - 2.0 * cross, best, labels, two_sigma2, 0)
         weighted = e * (weight / total)[None, :]
         sums = lax.dot_general(weighted, x, (((1,), (0,)), ((), ())), precision=_HI)
         log_lik = jnp.log(total) - nearest / two_sigma2
-        return jnp.sum(weighted, axis=1), sums, jnp.sum(weight * log_lik)
+        return jnp.sum(weighted, axis=1), sums, _weighted_sum(weight, log_lik, axis=0)
 
-    counts, sums, log_lik_core = lax.cond(sigma2 > 0, soft, hard, None)
+    counts, sums, log_lik_core = lax.cond(is_soft(sigma2), soft, hard, None)
     totals = Totals(counts, sums, jnp.sum(weight), log_lik_core, jnp.sum(weight * nearest))
     return totals, labels, nearest
 
@@ -168,7 +178,7 @@ def jax_wide(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Arra
     tile = _wide_tile_rows(b, s * k)
     flat_means = means.reshape(s * k, d)
     means_sq = jnp.sum(means * means, axis=2)
-    positive = sigma2 > 0
+    positive = is_soft(sigma2)
     two_sigma2 = 2.0 * jnp.where(positive, sigma2, 1.0)
     mode = jnp.where(jnp.all(positive), 0, jnp.where(jnp.any(positive), 2, 1))
 
@@ -205,7 +215,7 @@ def jax_wide(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Arra
         acc = (
             counts_acc + jnp.sum(weighted, axis=2),
             sums_acc + sums.reshape(s, k, d),
-            log_lik_acc + jnp.sum(wt[None, :] * log_lik, axis=1),
+            log_lik_acc + _weighted_sum(wt[None, :], log_lik, axis=1),
             distortion_acc + jnp.sum(wt[None, :] * nearest, axis=1),
         )
         return acc, (labels, nearest)
@@ -295,7 +305,7 @@ def native_hard(means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array) -> O
 def native_soft(
     means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
 ) -> Out:
-    """:func:`jax_pass` for S parameter sets, all with sigma2 > 0, by the compiled soft kernel.
+    """:func:`jax_pass` for S parameter sets, all soft (``is_soft``), by the compiled soft kernel.
 
     Args:
         means: (S, K, D) means.
@@ -323,14 +333,28 @@ def _first(tree: Out) -> Out:
     return jax.tree.map(lambda a: a[0], tree)
 
 
+def _kernel_sigma2_ok(sigma2: jax.Array) -> jax.Array:
+    """Whether the soft kernel takes this (soft) sigma2: 1 / (2 sigma2) must be a normal number.
+
+    The kernel multiplies gaps by that reciprocal; above 1 / (2 tiny) (4.3e37 in float32, 2.2e307
+    in float64) it would flush to 0 and turn the padded components' infinite gaps into NaN. Such
+    variances go to the JAX engine, whose division gives the right 0.
+    """
+    return sigma2 <= 0.5 / jnp.finfo(sigma2.dtype).tiny
+
+
 def _native_pass(
     means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
 ) -> Out:
-    """One parameter set over all blocks by the kernels: soft or hard by the sign of sigma2."""
-    return lax.cond(
-        sigma2 > 0,
-        lambda: _first(native_soft(means[None], sigma2[None], x_blocks, w_blocks)),
-        lambda: native_hard(means, x_blocks, w_blocks),
+    """One parameter set over all blocks by the kernels: soft or hard by ``is_soft(sigma2)``."""
+    mode = jnp.where(is_soft(sigma2), jnp.where(_kernel_sigma2_ok(sigma2), 1, 2), 0)
+    return lax.switch(
+        mode,
+        (
+            lambda: native_hard(means, x_blocks, w_blocks),
+            lambda: _first(native_soft(means[None], sigma2[None], x_blocks, w_blocks)),
+            lambda: jax_pass(means, sigma2, x_blocks, w_blocks),
+        ),
     )
 
 
@@ -450,7 +474,9 @@ def _wide_pass(
         return wide()
 
     def cpu(means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array) -> Out:
-        mode = jnp.where(jnp.all(sigma2 == 0), 0, jnp.where(jnp.all(sigma2 > 0), 1, 2))
+        soft = is_soft(sigma2)
+        kernel_soft = jnp.all(soft & _kernel_sigma2_ok(sigma2))
+        mode = jnp.where(jnp.all(~soft), 0, jnp.where(kernel_soft, 1, 2))
         return lax.switch(
             mode,
             (

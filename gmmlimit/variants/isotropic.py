@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
-from .._validation import check_means, check_sigma2
+from .._validation import check_means, check_sigma2, is_soft
 from .._variant import EStepBlock, FarPoints, Variant, with_engine
 from ._isotropic_engines import fast_e_step
 
@@ -81,15 +81,14 @@ def assign(params: IsotropicParams, x: jax.Array) -> tuple[EStepBlock, jax.Array
         ``(estep, lse)``: the :class:`EStepBlock` and lse (B,) in [0, ln K].
     """
     means, sigma2 = params
+    soft = is_soft(sigma2)
     means_sq = jnp.sum(means * means, axis=1)
     partial = pairwise_sq_dists_partial(x, means, means_sq)
-    resp, labels, _, lse = shifted_softmax(partial, 2.0 * sigma2)
+    resp, labels, _, lse = shifted_softmax(partial, jnp.where(soft, 2.0 * sigma2, 0.0))
     # The assigned distance, computed directly (no cancellation), as scikit-learn's inertia.
     diff = x - means[labels]
     nearest = jnp.sum(diff * diff, axis=1)
-    positive = sigma2 > 0
-    safe = jnp.where(positive, sigma2, 1.0)
-    log_lik = jnp.where(positive, lse - nearest / (2.0 * safe), 0.0)
+    log_lik = jnp.where(soft, lse - nearest / (2.0 * jnp.where(soft, sigma2, 1.0)), 0.0)
     return EStepBlock(resp=resp, labels=labels, log_lik=log_lik, distortion=nearest), lse
 
 
@@ -104,7 +103,8 @@ def _sufficient_stats(x: jax.Array, weight: jax.Array, estep: EStepBlock) -> Iso
         counts=jnp.sum(weighted, axis=0),
         sums=sums,
         total_weight=jnp.sum(weight),
-        log_lik_core=jnp.sum(weight * estep.log_lik),
+        # rows of weight 0 add nothing, even a log-likelihood of -inf (no 0 * inf)
+        log_lik_core=jnp.sum(jnp.where(weight > 0, weight * estep.log_lik, 0.0)),
         distortion=jnp.sum(weight * estep.distortion),
     )
 
@@ -117,6 +117,16 @@ def _m_step(params: IsotropicParams, stats: IsotropicStats) -> IsotropicParams:
     return IsotropicParams(means=jnp.where(ok, new_means, params.means), sigma2=params.sigma2)
 
 
+def _log_two_pi(sigma2: jax.Array) -> jax.Array:
+    """ln(2 pi sigma2), finite for every finite sigma2 > 0 (2 pi sigma2 overflows near the max)."""
+    fits = sigma2 <= jnp.finfo(sigma2.dtype).max / 8
+    return jnp.where(
+        fits,
+        jnp.log(2.0 * jnp.pi * jnp.where(fits, sigma2, 1.0)),
+        math.log(2.0 * math.pi) + jnp.log(sigma2),
+    )
+
+
 def log_likelihood_from_stats(params: IsotropicParams, stats: IsotropicStats) -> jax.Array:
     """The log-likelihood l from the summed statistics (DESIGN.md section 1).
 
@@ -126,23 +136,23 @@ def log_likelihood_from_stats(params: IsotropicParams, stats: IsotropicStats) ->
 
     Returns:
         Scalar ``-W ln K - (W D / 2) ln(2 pi sigma2) + sum_n w_n [lse_n - d_n*/(2 sigma2)]`` with
-        W the total weight. Not finite at sigma2 = 0 (there the hard objective is used).
+        W the total weight; ``ln(2 pi sigma2)`` is taken as ``ln(2 pi) + ln(sigma2)`` where
+        ``2 pi sigma2`` would overflow, so it is finite for every finite sigma2 > 0. Not finite
+        at sigma2 = 0 (there the hard objective is used).
     """
     k, d = params.means.shape
     w = stats.total_weight
-    return (
-        -w * math.log(k) - 0.5 * w * d * jnp.log(2.0 * jnp.pi * params.sigma2) + stats.log_lik_core
-    )
+    return -w * math.log(k) - 0.5 * w * d * _log_two_pi(params.sigma2) + stats.log_lik_core
 
 
 def _objective(params: IsotropicParams, stats: IsotropicStats) -> jax.Array:
-    positive = params.sigma2 > 0
-    safe = IsotropicParams(params.means, jnp.where(positive, params.sigma2, 1.0))
-    return jnp.where(positive, log_likelihood_from_stats(safe, stats), stats.distortion)
+    soft = is_soft(params.sigma2)
+    safe = IsotropicParams(params.means, jnp.where(soft, params.sigma2, 1.0))
+    return jnp.where(soft, log_likelihood_from_stats(safe, stats), stats.distortion)
 
 
 def _is_hard(params: IsotropicParams) -> jax.Array:
-    return params.sigma2 == 0
+    return ~is_soft(params.sigma2)
 
 
 def _means(params: IsotropicParams) -> jax.Array:

@@ -1,0 +1,450 @@
+"""The limit study of one variant, built in or a user's: every diagnostic toward its hard limit.
+
+``gmmlimit run variant_study --variant NAME`` (a variant of ``gmmlimit.variants``) or
+``--variant package.module:attr`` (a user's :class:`~gmmlimit.variants` Variant, imported when
+the config is built) measures, over a log grid of temperatures toward the variant's hard limit
+(beta -> inf for the tempered variants, sigma2 -> 0 for the isotropic model), from the same
+starting parameters (the variant's ``init`` from an explicit ``jax.random`` key):
+
+- the largest responsibility gap |r_nk - onehot_nk| and its bound (K - 1) exp(-g_n), checked at
+  every point (``log_odds_gap`` gives g_n);
+- the objective (free energy, or log-likelihood for the isotropic model) minus the hard
+  objective -J at the same parameters;
+- the gap between one update at the temperature and one hard update;
+- how far a full fit at each temperature ends from the hard fit;
+- an annealing path (warm-started fits along the grid, the hard limit last) and its distortion
+  against the hard fit's.
+
+The grid is set in reduced units tau, the temperature times the mean hard cost per row at the
+starting parameters (beta = tau / cost; a variance temperature is cost / tau), so one default
+serves variants of any scale. The data: ``--data PATH``, or a small mixture drawn from the seed
+by ``generator`` (``auto``: the one that suits the variant; for a user's variant the first its
+``check_data`` accepts, in the order ``gaussian, positive, counts, binary, sphere``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import inspect
+import math
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gmmlimit import variants as gv
+from gmmlimit._anneal import anneal_variant
+from gmmlimit._variant import Variant, with_temperature
+
+from ._common import dataset_key
+from ._config import ExperimentSpec
+from ._data import data_name, load_file
+from ._runner import Progress, sweep
+from ._store import PointStore
+
+__all__ = [
+    "EXPERIMENT",
+    "GENERATORS",
+    "VariantStudyConfig",
+    "VariantStudyRecord",
+    "make_data",
+    "resolve_variant",
+    "run",
+    "variant_provenance",
+]
+
+GENERATORS = ("gaussian", "positive", "counts", "binary", "sphere")
+_BUILTIN_DATA = {"poisson": "counts", "bernoulli": "binary", "vmf": "sphere", "gamma": "positive"}
+_NEEDS = ("init", "temperature", "log_odds_gap")
+
+
+def resolve_variant(spec: str) -> Variant:
+    """The Variant named by ``spec``: a name in ``gmmlimit.variants`` or ``module:attr``.
+
+    Args:
+        spec: ``"gamma"`` (built in) or ``"package.module:attr"`` (importable; ``attr`` may be
+            dotted).
+
+    Returns:
+        The Variant, with ``init``, ``temperature`` and ``log_odds_gap`` (the study needs all).
+
+    Raises:
+        ValueError: naming the problem: an unknown built-in name, a module that does not import,
+            a missing attribute, an object that is not a Variant, or a missing protocol field.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"variant must be a name or 'module:attr'; got {spec!r}.")
+    spec = spec.strip()
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        if not module_name or not attr:
+            raise ValueError(f"variant {spec!r}: write it as 'package.module:attr'.")
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except Exception as err:  # any import failure is the user's to see
+            raise ValueError(
+                f"variant {spec!r}: cannot import module {module_name!r} "
+                f"({type(err).__name__}: {err}); is its folder on PYTHONPATH?"
+            ) from None
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                raise ValueError(f"variant {spec!r}: {module_name!r} has no attribute {attr!r}.")
+            obj = getattr(obj, part)
+    else:
+        builtins = sorted(n for n in gv.__all__ if isinstance(getattr(gv, n, None), Variant))
+        obj = getattr(gv, spec, None)
+        if spec not in builtins:
+            raise ValueError(
+                f"unknown variant {spec!r}; built in: {', '.join(builtins)}, or give your own as "
+                "'package.module:attr'."
+            )
+    if not isinstance(obj, Variant):
+        raise ValueError(f"variant {spec!r} is a {type(obj).__name__}, not a gmmlimit Variant.")
+    missing = [f for f in _NEEDS if getattr(obj, f) is None]
+    if missing:
+        raise ValueError(
+            f"variant {spec!r} ({obj.name}) has no {', '.join(missing)}; the limit study needs "
+            "init, temperature and log_odds_gap (see docs/variants.md)."
+        )
+    return obj
+
+
+def variant_provenance(config: VariantStudyConfig) -> dict:
+    """What ``meta.json`` records of the variant: its spec, name, temperature and source hash.
+
+    A user's variant is identified by the sha256 of its module's source, which is also part of
+    the run's hash, so an interrupted run never resumes with changed variant code.
+    """
+    variant = resolve_variant(config.variant)
+    info: dict[str, Any] = {
+        "spec": config.variant,
+        "name": variant.name,
+        "builtin": ":" not in config.variant,
+        "temperature": variant.temperature.name,
+        "hard": "inf" if math.isinf(variant.temperature.hard) else variant.temperature.hard,
+    }
+    if ":" in config.variant:
+        module = importlib.import_module(config.variant.partition(":")[0])
+        try:
+            source = inspect.getsource(module)
+        except (OSError, TypeError):
+            source = ""
+        info["module_file"] = getattr(module, "__file__", None)
+        info["source_sha256"] = hashlib.sha256(source.encode()).hexdigest() if source else None
+    return {"variant": info}
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantStudyConfig:
+    """Config of one variant's limit study (defaults: the full setting).
+
+    Attributes:
+        seed: the root of every ``jax.random`` key of the run.
+        variant: a name in ``gmmlimit.variants`` or ``package.module:attr``
+            (``gmmlimit run variant_study --variant ...`` sets it).
+        generator: the synthetic data: ``auto`` or one of ``gaussian, positive, counts, binary,
+            sphere`` (not used with ``data``).
+        data: a user's data file (``.npy``, ``.npz`` or ``.csv``), used as it is with K = ``k``.
+        n_samples: rows of the synthetic data.
+        dim: its dimension D.
+        k: components K (of the synthetic data and of the fit).
+        n_temp: size of the temperature grid.
+        tau_soft: the softest reduced temperature (temperature x mean hard cost per row).
+        tau_cold: the coldest one (the hard limit itself is the reference, not on the grid).
+        n_anneal: stages of the annealing path before its hard stage.
+        max_iter: iterations of every fit (and of every annealing stage).
+        dtype: ``"float64"`` or ``"float32"``.
+    """
+
+    seed: int = 0
+    variant: str = "gamma"
+    generator: str = "auto"
+    data: str | None = None
+    n_samples: int = 2000
+    dim: int = 8
+    k: int = 4
+    n_temp: int = 30
+    tau_soft: float = 0.1
+    tau_cold: float = 1e5
+    n_anneal: int = 12
+    max_iter: int = 200
+    dtype: str = "float64"
+
+    def validate(self) -> None:
+        """Refuse bad values before any work (ValueError naming the problem)."""
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}.")
+        if self.generator not in ("auto", *GENERATORS):
+            raise ValueError(
+                f"generator must be 'auto' or one of {', '.join(GENERATORS)}; "
+                f"got {self.generator!r}."
+            )
+        for name, value, low in (
+            ("n_samples", self.n_samples, 2),
+            ("dim", self.dim, 2),
+            ("k", self.k, 2),
+            ("n_temp", self.n_temp, 2),
+            ("n_anneal", self.n_anneal, 1),
+            ("max_iter", self.max_iter, 1),
+        ):
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}; got {value}.")
+        if not (0 < self.tau_soft < self.tau_cold < math.inf):
+            raise ValueError(
+                f"need 0 < tau_soft < tau_cold < inf; got {self.tau_soft}, {self.tau_cold}."
+            )
+        variant = resolve_variant(self.variant)
+        n = load_file(self.data).shape[0] if self.data is not None else self.n_samples
+        if self.k > n:
+            raise ValueError(f"k={self.k} exceeds the {n} rows of the data.")
+        X, _ = make_data(self, variant)  # the data's values checked by the variant, eagerly
+        if not np.all(np.isfinite(X)):
+            raise ValueError("the data holds NaN or inf values.")
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantStudyRecord:
+    """One variant's limit study (G grid temperatures, S annealing stages then the hard one).
+
+    Attributes:
+        variant: the variant's name.
+        spec: how it was named (``gamma`` or ``module:attr``).
+        data: the data's name (the generator, or the file's stem).
+        temperature_name: the temperature's name (``beta``, ``sigma2``).
+        hard: its value at the hard limit (inf or 0).
+        cost_scale: the mean hard cost per row at the start (tau's unit).
+        temperature: (G,) the grid in the variant's units, toward the hard limit.
+        tau: (G,) the same grid in reduced units, ascending.
+        resp_gap: (G,) max_nk |r_nk - onehot_nk|.
+        bound: (G,) max_n (K - 1) exp(-g_n).
+        bound_holds: (G,) bool, every entry within its row's bound (to 4 ulps).
+        objective_gap: (G,) objective minus -J at the starting parameters.
+        update_gap: (G,) max |one update at the temperature - one hard update|.
+        fit_means_gap: (G,) max |locations of the fit at the temperature - of the hard fit|.
+        fit_label_agreement: (G,) share of final labels equal to the hard fit's.
+        n_iter: (G,) iterations of each fit.
+        hard_objective: the hard fit's final objective -J.
+        anneal_tau: (S,) the reduced temperature of each stage before the hard one.
+        anneal_temperature: (S + 1,) each stage's temperature; the last is the hard limit.
+        anneal_objective: (S + 1,) the objective at each stage's end (-J at the hard stage).
+        anneal_distortion: (S + 1,) the distortion J at each stage's end.
+        anneal_n_distinct: (S + 1,) distinct locations at each stage's end.
+        anneal_means: (S + 1, K, D) the locations at each stage's end (the trajectory).
+    """
+
+    variant: str
+    spec: str
+    data: str
+    temperature_name: str
+    hard: float
+    cost_scale: float
+    temperature: np.ndarray
+    tau: np.ndarray
+    resp_gap: np.ndarray
+    bound: np.ndarray
+    bound_holds: np.ndarray
+    objective_gap: np.ndarray
+    update_gap: np.ndarray
+    fit_means_gap: np.ndarray
+    fit_label_agreement: np.ndarray
+    n_iter: np.ndarray
+    hard_objective: float
+    anneal_tau: np.ndarray
+    anneal_temperature: np.ndarray
+    anneal_objective: np.ndarray
+    anneal_distortion: np.ndarray
+    anneal_n_distinct: np.ndarray
+    anneal_means: np.ndarray
+
+
+def _generator(config: VariantStudyConfig, variant: Variant) -> str:
+    """The data generator a config uses for ``variant`` (``auto`` resolved)."""
+    if config.generator != "auto":
+        return config.generator
+    if ":" not in config.variant:
+        return _BUILTIN_DATA.get(config.variant, "gaussian")
+    if variant.check_data is None:
+        return "gaussian"
+    for kind in GENERATORS:
+        try:
+            variant.check_data(_draw(kind, config.seed, 50, config.dim, config.k))
+        except ValueError:
+            continue
+        return kind
+    raise ValueError(
+        f"variant {config.variant!r} accepts none of the generators {', '.join(GENERATORS)}; "
+        "give it data with --data PATH."
+    )
+
+
+def _draw(kind: str, seed: int, n: int, d: int, k: int) -> np.ndarray:
+    """Draw n rows of a k-component mixture of the generator ``kind``, from the seed's key."""
+    key = dataset_key(seed, f"variant_study-{kind}")
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).tolist())
+    labels = rng.integers(k, size=n)
+    if kind == "gaussian":
+        X = 4.0 * rng.normal(size=(k, d))[labels] + rng.normal(size=(n, d))
+    elif kind == "positive":
+        scales = 10.0 ** rng.uniform(-1.0, 1.0, size=(k, d))
+        X = scales[labels] * rng.gamma(4.0, 0.25, size=(n, d))
+    elif kind == "counts":
+        X = rng.poisson(3.0 * rng.gamma(2.0, size=(k, d))[labels]).astype(np.float64)
+    elif kind == "binary":
+        X = (rng.uniform(size=(n, d)) < rng.beta(0.7, 0.7, size=(k, d))[labels]).astype(float)
+    else:
+        X = 2.0 * rng.normal(size=(k, d))[labels] + rng.normal(size=(n, d))
+        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    return X
+
+
+def make_data(config: VariantStudyConfig, variant: Variant) -> tuple[np.ndarray, str]:
+    """The study's data in the config's dtype and its name, checked by the variant.
+
+    Raises:
+        ValueError: when the variant's ``check_data`` refuses the data (its message).
+    """
+    if config.data is not None:
+        X, name = np.asarray(load_file(config.data), dtype=np.float64), data_name(config.data)
+    else:
+        name = _generator(config, variant)
+        X = _draw(name, config.seed, config.n_samples, config.dim, config.k)
+    X = X.astype(config.dtype)
+    if variant.check_data is not None:
+        try:
+            variant.check_data(X)
+        except ValueError as err:
+            raise ValueError(
+                f"variant {config.variant!r} refuses the data {name!r}: {err}"
+            ) from None
+    return X, name
+
+
+def _grid(tau: np.ndarray, cost: float, hard: float) -> np.ndarray:
+    return tau / cost if math.isinf(hard) else cost / tau
+
+
+def _point(config: VariantStudyConfig) -> VariantStudyRecord:
+    variant = resolve_variant(config.variant)
+    temp = variant.temperature
+    X, name = make_data(config, variant)
+    start = variant.init(dataset_key(config.seed, "variant_study-init"), jnp.asarray(X), config.k)
+    hard_start = variant.validate(X, with_temperature(variant, start, temp.hard))
+    cost = float(np.mean(np.asarray(variant.e_step(hard_start, jnp.asarray(X)).distortion)))
+    if not (math.isfinite(cost) and cost > 0):
+        raise ValueError(
+            f"variant {config.variant!r}: the mean hard cost at the start is {cost}; the grid "
+            "needs a positive finite one (are all rows on their centres?)."
+        )
+    tau = np.geomspace(config.tau_soft, config.tau_cold, config.n_temp)
+    grid = _grid(tau, cost, temp.hard)
+    out = gv.limit_sweep(variant, X, start, grid, max_iter=config.max_iter)
+    stages = np.geomspace(config.tau_soft, config.tau_cold, config.n_anneal)
+    schedule = _grid(stages, cost, temp.hard)
+    path = anneal_variant(variant, X, schedule, init_params=start, max_iter=config.max_iter)
+    return VariantStudyRecord(
+        variant=variant.name,
+        spec=config.variant,
+        data=name,
+        temperature_name=temp.name,
+        hard=float(temp.hard),
+        cost_scale=cost,
+        temperature=np.asarray(out["temperature"]),
+        tau=tau,
+        resp_gap=np.asarray(out["resp_gap"]),
+        bound=np.asarray(out["bound"]),
+        bound_holds=np.asarray(out["bound_holds"]),
+        objective_gap=np.asarray(out["objective_gap"]),
+        update_gap=np.asarray(out["update_gap"]),
+        fit_means_gap=np.asarray(out["fit_means_gap"]),
+        fit_label_agreement=np.asarray(out["fit_label_agreement"]),
+        n_iter=np.asarray(out["n_iter"]),
+        hard_objective=float(out["hard_objective"]),
+        anneal_tau=stages,
+        anneal_temperature=np.asarray(path.temperature, dtype=np.float64),
+        anneal_objective=np.asarray(path.objective),
+        anneal_distortion=np.asarray(path.distortion),
+        anneal_n_distinct=np.asarray(path.n_distinct),
+        anneal_means=np.asarray(path.means),
+    )
+
+
+def record_key(spec: str) -> str:
+    """The record's key: the variant spec made safe for file names (``m:attr`` -> ``m-attr``)."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", spec)
+
+
+def run(
+    config: VariantStudyConfig, progress: Progress, resume: PointStore | None = None
+) -> dict[str, VariantStudyRecord]:
+    """The variant's study as one resumable point; pure computation."""
+    return sweep(
+        resume,
+        [record_key(config.variant)],
+        lambda _: _point(config),
+        progress,
+        "variant",
+        VariantStudyRecord,
+    )
+
+
+def check(config: VariantStudyConfig, records: dict[str, VariantStudyRecord]) -> list[str]:
+    """The verified statements that failed (empty when all hold).
+
+    The bound at every grid point; the update gap and (for an inverse temperature, whose
+    objective is a free energy) the objective's gap to -J shrink toward the hard limit; the
+    annealing path ends at the hard limit with objective -J; no NaN or inf in a measurement.
+    """
+    failures = []
+    for key, r in records.items():
+        if not r.bound_holds.all():
+            failures.append(f"{key}: bound violated at {int((~r.bound_holds).sum())} temperatures")
+        for field in ("resp_gap", "bound", "objective_gap", "update_gap", "anneal_distortion"):
+            if not np.all(np.isfinite(getattr(r, field))):
+                failures.append(f"{key}: {field} holds NaN or inf")
+        # an inverse temperature's objective is a free energy on -J's scale; the isotropic
+        # model's (a variance) is the log-likelihood, which diverges as sigma2 -> 0
+        if math.isinf(r.hard) and not abs(r.objective_gap[-1]) <= abs(r.objective_gap[0]):
+            failures.append(f"{key}: the objective is not closer to -J at the coldest point")
+        if not r.update_gap[-1] <= r.update_gap[0]:
+            failures.append(f"{key}: the update gap did not shrink toward the hard limit")
+        if r.anneal_temperature[-1] != r.hard:
+            failures.append(f"{key}: the annealing path does not end at the hard limit")
+        if not np.isclose(r.anneal_objective[-1], -r.anneal_distortion[-1], rtol=1e-9, atol=0):
+            failures.append(f"{key}: the annealing path's hard stage does not record -J")
+    return failures
+
+
+def summarize(config: VariantStudyConfig, records: dict[str, VariantStudyRecord]) -> str:
+    """One line: the variant, the bound count, and the gaps at the two ends of the grid."""
+    parts = []
+    for r in records.values():
+        parts.append(
+            f"{r.variant} ({r.spec}) on {r.data}: bound held at {int(r.bound_holds.sum())}/"
+            f"{r.bound_holds.size} {r.temperature_name} points; resp {r.resp_gap[0]:.2g}->"
+            f"{r.resp_gap[-1]:.2g}, objective-(-J) {r.objective_gap[0]:.2g}->"
+            f"{r.objective_gap[-1]:.2g}, update {r.update_gap[0]:.2g}->{r.update_gap[-1]:.2g}; "
+            f"annealed J {r.anneal_distortion[-1]:.4g} vs hard fit {-r.hard_objective:.4g}"
+        )
+    return "variant_study: " + "; ".join(parts)
+
+
+EXPERIMENT = ExperimentSpec(
+    name="variant_study",
+    config_type=VariantStudyConfig,
+    record_type=VariantStudyRecord,
+    run=run,
+    summarize=summarize,
+    check=check,
+    quick={"n_samples": 300, "dim": 3, "k": 3, "n_temp": 8, "n_anneal": 4, "max_iter": 30},
+    description=(
+        "one variant's limit study (--variant NAME or module:attr): responsibilities against "
+        "their bound, objective against -J, tempered against hard updates and fits, and an "
+        "annealing path ending at the hard limit, over a grid of temperatures"
+    ),
+    order=65,
+    provenance=variant_provenance,
+)

@@ -1,0 +1,125 @@
+"""Issue 12's classes that live in the driver and the variants: the stop rule, -inf objectives,
+out-of-core data that changes between passes, parameters valid only before the cast, M-steps that
+must never return an invalid parameter, and unclear errors."""
+
+import jax
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture
+from variant_cases import CASES, W3, rows, wine
+
+import gmmlimit as gl
+from gmmlimit import variants as gv
+
+X_WINE = wine()
+M0 = rows(X_WINE, 0)
+D = X_WINE.shape[1]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_fall_of_the_objective_is_not_convergence():
+    # reg_covar far above the starting variances: the floored M-step is not a maximiser and the
+    # objective falls from the second iteration on. The old rule stopped there (n_iter = 2,
+    # converged); the fit must go on to the fixed point scikit-learn reaches from the same start.
+    reg = 3.0
+    start = gv.DiagParams(M0, np.full((3, D), 1e-3), W3, 1.0, reg)
+    ours = gl.fit(gv.diag, X_WINE, start, max_iter=400, tol=1e-12)
+    history = np.asarray(ours.history)[: int(ours.n_iter)]
+    assert np.any(np.diff(history) < 0) and int(ours.n_iter) > 2
+    ref = GaussianMixture(
+        3, covariance_type="diag", reg_covar=reg, tol=1e-12, max_iter=400,
+        weights_init=W3, means_init=M0, precisions_init=np.full((3, D), 1e3),
+    ).fit(X_WINE)  # fmt: skip
+    np.testing.assert_allclose(np.asarray(ours.means), ref.means_, rtol=1e-6, atol=1e-8)
+
+
+def test_em_stops_where_the_log_likelihood_is_minus_inf():
+    # float64 sigma2 near 1e-307: every row's density underflows, the log-likelihood is -inf;
+    # the fit stops on the partition rule, at K-means' partition.
+    X = X_WINE[:, :2]
+    m0 = X[:3]
+    res = gl.em(X, m0, 1e-307, max_iter=60)
+    assert float(res.objective) == -np.inf
+    assert bool(res.converged) and int(res.n_iter) < 60
+    km = gl.kmeans(X, m0, max_iter=60)
+    np.testing.assert_array_equal(np.asarray(res.labels), np.asarray(km.labels))
+
+
+def test_out_of_core_source_turning_nan_later_raises():
+    X = CASES["poisson"].X
+    calls = []
+
+    def source():
+        calls.append(1)
+        bad = X.copy()
+        if len(calls) > 4:
+            bad[7, 2] = np.nan
+        return iter([bad[:100], bad[100:]])
+
+    with pytest.raises(ValueError, match="NaN or inf"):
+        gl.scale.fit_out_of_core(gv.poisson, source, CASES["poisson"].params, max_iter=30)
+    assert len(calls) == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("poisson", {"rates": np.full((3, 6), 1e-50)}, "rates must be > 0 in float32"),
+        ("bernoulli", {"probs": np.full((3, 12), 1 - 1e-10)}, "between 0 and 1 in float32"),
+        ("spherical", {"variances": np.full(3, 1e-50)}, "> 0 in float32"),
+        ("vmf", {"beta": 1e-50}, "not representable in float32"),
+        ("gamma", {"means": np.full((3, 4), 1e300)}, "overflows in float32"),
+    ],
+)
+def test_parameters_are_checked_after_the_cast(name, change, message):
+    case = CASES[name]
+    params = case.params._replace(**change)
+    gl.fit(case.variant, case.X, params, max_iter=case.max_iter)  # valid in float64
+    with pytest.raises(ValueError, match=message):
+        gl.fit(case.variant, case.X.astype(np.float32), params, max_iter=case.max_iter)
+
+
+def test_full_covariance_singular_in_float32_is_refused():
+    cov = np.stack([np.eye(D)] * 3)
+    cov[0, 0, 1] = cov[0, 1, 0] = 1 - 1e-12  # positive definite in float64 only
+    params = gv.FullParams(M0, cov, W3, 1.0, 1e-6)
+    gl.fit(gv.full, X_WINE, params, max_iter=30)
+    with pytest.raises(ValueError, match="not positive definite in float32"):
+        gl.fit(gv.full, X_WINE.astype(np.float32), params, max_iter=30)
+
+
+def test_float32_full_fit_with_tiny_reg_covar_never_goes_nan():
+    # Duplicated rows collapse a component onto few points: its covariance is singular, and a
+    # reg_covar of 1e-12 is below float32's resolution of it. The M-step must still return a
+    # covariance the next E-step can factor.
+    X = np.repeat(X_WINE[:20], 5, axis=0).astype(np.float32)
+    start = gv.FullParams(X[[0, 25, 60]], np.stack([np.eye(D)] * 3), W3, 1.0, 1e-12)
+    for beta in (1.0, np.inf):
+        res = gl.fit(gv.full, X, start._replace(beta=beta), max_iter=30)
+        assert np.all(np.isfinite(np.asarray(res.history)))
+        assert np.all(np.isfinite(np.asarray(res.params.covariances)))
+        assert len(np.unique(np.asarray(res.labels))) > 1
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: gl.fit("isotropic", X_WINE, None), "variant must be a gmmlimit.Variant"),
+        (lambda: gl.restarts(jax.random.key(0), X_WINE, 3, block_size=0), "block_size"),
+        (lambda: gl.anneal(X_WINE, [1.0], key=jax.random.key(0), k=2, perturbation=None), "pert"),
+        (lambda: gl.scale.fit_out_of_core("poisson", [X_WINE], None), "variant must be"),
+        (
+            lambda: gl.study.anneal_variant(
+                gv.poisson, CASES["poisson"].X, [5.0, 1.0], init_params=CASES["poisson"].params
+            ),
+            "toward the hard limit",
+        ),
+        (
+            lambda: gl.restarts(jax.random.key(0), X_WINE, 3, variant=gv.dpmeans),
+            "variant must be",
+        ),
+    ],
+)
+def test_unclear_errors_are_value_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
