@@ -25,7 +25,7 @@ def _seconds(fn, *args) -> float:
 
 
 def _per_iteration(variant: gl.Variant, X: jax.Array, means: jax.Array) -> float:
-    params = gl.IsotropicParams(means, jnp.zeros((), X.dtype))
+    params = gl.variants.IsotropicParams(means, jnp.zeros((), X.dtype))
     times = {}
     for n_iter in (1, 5):
         times[n_iter] = _seconds(

@@ -59,7 +59,7 @@ def worker(args: argparse.Namespace) -> None:
 
     X, m0 = make_data(args.n, args.d, args.k, args.seed, args.dtype)
     per = args.n // count
-    mesh = gl.default_mesh()
+    mesh = gl.scale.default_mesh()
     Xg = jax.make_array_from_process_local_data(
         NamedSharding(mesh, P("rows")), X[pid * per : (pid + 1) * per]
     )
@@ -68,7 +68,7 @@ def worker(args: argparse.Namespace) -> None:
     for name, sigma2 in (("kmeans", 0.0), ("em", args.sigma2)):
 
         def fit(sigma2: float = sigma2) -> gl.FitResult:
-            res = gl.em_sharded(Xg, m0, sigma2, mesh=mesh, max_iter=args.max_iter, tol=0.0)
+            res = gl.scale.em_sharded(Xg, m0, sigma2, mesh=mesh, max_iter=args.max_iter, tol=0.0)
             jax.block_until_ready(res)
             return res
 

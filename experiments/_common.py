@@ -188,11 +188,11 @@ def sigma2_grid(
         top = 2.0 * float(gl.critical_sigma2(X))
     bottom = config.sigma2_min
     if bottom is None:
-        delta_min = float(np.min(np.asarray(gl.nearest_gap(X, means))))
+        delta_min = float(np.min(np.asarray(gl.study.nearest_gap(X, means))))
         delta_min = max(delta_min, 1e-12 * top)
         if reach is not None:
             delta_min = min(delta_min, reach)
-        bottom = delta_min / (2.0 * 1.5 * gl.onehot_threshold(np.float64))
+        bottom = delta_min / (2.0 * 1.5 * gl.study.onehot_threshold(np.float64))
     bottom = min(bottom, top / 10.0)
     grid = np.geomspace(top, bottom, n - 1)
     return np.concatenate([grid, [0.0]]).astype(X.dtype)

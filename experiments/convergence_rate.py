@@ -7,8 +7,8 @@ For each data set and each sigma2 on a log grid around the critical sigma2_c = l
   lambda_max / sigma2 (DESIGN.md statement 5);
 * below sigma2_c the fixed point is the one EM reaches from a k-means++ start; EM is started
   there plus the same kick and the measured rate is compared with the spectral radius of the
-  Jacobian of the EM map at that point (:func:`gmmlimit.linearized_rate`). The rate falls to 0 as
-  the overlap vanishes: EM becomes K-means, which lands exactly on its fixed point.
+  Jacobian of the EM map at that point (:func:`gmmlimit.study.linearized_rate`). The rate falls
+  to 0 as the overlap vanishes: EM becomes K-means, which lands exactly on its fixed point.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _point(config: ConvergenceRateConfig, name: str) -> ConvergenceRateRecord:
     def fixed_point(s2: float) -> np.ndarray:
         # EM's fixed point from the k-means++ start: the same compiled measurement, whose
         # fixed-point search runs n_steps + fixed_point_iter iterations with no early stop
-        return gl.convergence_rate(X, start, s2, **opts).fixed_point
+        return gl.study.convergence_rate(X, start, s2, **opts).fixed_point
 
     grid = lam * np.geomspace(config.top, config.bottom, config.n_sigma2)
     measured = np.empty(grid.size)
@@ -134,14 +134,16 @@ def _point(config: ConvergenceRateConfig, name: str) -> ConvergenceRateRecord:
         if above[i]:
             # known fixed point: near sigma2_c EM approaches it too slowly to locate it by iterating
             mu_star = collapsed
-            result = gl.convergence_rate(X, collapsed + kick, s2, fixed_point=collapsed, **opts)
+            result = gl.study.convergence_rate(
+                X, collapsed + kick, s2, fixed_point=collapsed, **opts
+            )
         else:
-            result = gl.convergence_rate(X, fixed_point(s2) + kick, s2, **opts)
+            result = gl.study.convergence_rate(X, fixed_point(s2) + kick, s2, **opts)
             mu_star = result.fixed_point
         measured[i] = result.rate
-        linearised[i] = gl.linearized_rate(X, mu_star, s2)
+        linearised[i] = gl.study.linearized_rate(X, mu_star, s2)
         floor_ratio[i] = result.floor / result.errors[0]
-    lloyd_rate = gl.convergence_rate(X, fixed_point(0.0) + kick, 0.0, **opts)
+    lloyd_rate = gl.study.convergence_rate(X, fixed_point(0.0) + kick, 0.0, **opts)
     pred = np.where(above, lam / grid, linearised)
     rel = np.where(above, measured / (lam / grid) - 1.0, np.nan)
     out: dict[str, Any] = {

@@ -2,9 +2,9 @@
 
 For each data set and each sigma2 of a grid (relative to lambda_max), EM, Adam (the best of a few
 step sizes) and L-BFGS start from the same k-means++ means and run ``n_steps`` iterations
-(:func:`gmmlimit.compare_em_gradient`). The target is the best log-likelihood any of them reached
-less ``rel_gap`` times the best improvement over the start; the iterations and the compiled wall
-time each needs to reach it are stored. EM's step is a gradient step preconditioned by
+(:func:`gmmlimit.study.compare_em_gradient`). The target is the best log-likelihood any of them
+reached less ``rel_gap`` times the best improvement over the start; the iterations and the
+compiled wall time each needs to reach it are stored. EM's step is a gradient step preconditioned by
 sigma2 / N_k, so it needs no step size and becomes Newton-like as sigma2 -> 0 (its rate goes to
 0), while a fixed-step method faces a curvature N_k / sigma2 that grows without bound; near and
 above sigma2_c EM slows down (rate lambda_max / sigma2 -> 1) and a quasi-Newton method does not.
@@ -113,7 +113,7 @@ def _point(config: EmVsGradientConfig, name: str) -> EmVsGradientRecord:
     histories = np.empty((*shape, config.n_steps + 1))
     adam_lr = np.empty(grid.size)
     for i, s2 in enumerate(grid):
-        costs = gl.compare_em_gradient(
+        costs = gl.study.compare_em_gradient(
             X,
             start,
             s2,

@@ -68,8 +68,8 @@ def _point(config: LoglikConfig, name: str) -> LoglikRecord:
     grid = sigma2_grid(config, X, means)
     n, d, k = info["n"], info["d"], info["k"]
     J = float(gl.kmeans_objective(X, means))
-    ltilde = np.asarray(jax.vmap(lambda s: gl.scaled_log_likelihood(X, means, s))(grid))
-    bound_rows = jax.vmap(lambda s: gl.responsibility_bound(X, means, s))(grid)  # (S, N)
+    ltilde = np.asarray(jax.vmap(lambda s: gl.study.scaled_log_likelihood(X, means, s))(grid))
+    bound_rows = jax.vmap(lambda s: gl.study.responsibility_bound(X, means, s))(grid)  # (S, N)
     rate = 2.0 * grid * np.asarray(bound_rows).sum(axis=1)
     positive = grid > 0
     loglik = np.asarray(jax.vmap(lambda s: gl.log_likelihood(X, means, s))(grid[positive]))

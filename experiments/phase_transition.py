@@ -148,7 +148,7 @@ def _point(config: PhaseTransitionConfig, name: str) -> PhaseTransitionRecord:
     sigma2 = np.asarray(path.sigma2, dtype=np.float64)
     means = np.asarray(path.means, dtype=np.float64)
     scale = float(path.scale)
-    splits = gl.split_points(path)  # (M, 4): before, after, count before, count after
+    splits = gl.study.split_points(path)  # (M, 4): before, after, count before, count after
     # sigma2 of a split: the geometric midpoint of the two stages that bracket it
     measured = np.sqrt(splits[:, 0] * splits[:, 1]) if len(splits) else np.zeros(0)
     predicted = np.empty(len(splits))

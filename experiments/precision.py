@@ -5,7 +5,8 @@ to that precision, responsibilities are computed on a fine log-spaced sigma2 gri
 
 * the stable, shifted log-domain E-step (``gl.responsibilities``): which rows are exactly one-hot,
   against the exponent x_n = Delta_n / (2 sigma2) and the dtype's threshold
-  ``gl.onehot_threshold`` (about 87.3 in float32, 708.4 in float64); NaN/inf counts (must be 0);
+  ``gl.study.onehot_threshold`` (about 87.3 in float32, 708.4 in float64); NaN/inf counts (must
+  be 0);
   float32 EM fits (``gl.em``) down to sigma2 = 0 and L~ must stay finite too (their float64
   counterparts are checked by ``trajectories`` and ``loglik``);
 * a naive E-step, exp(-d_nk / (2 sigma2)) normalised by its row sum, which turns a row into 0/0
@@ -152,14 +153,14 @@ def _point(config: PrecisionConfig, key_name: str) -> PrecisionPoint:
     )
     # the grid must also take the naive E-step past its NaN onset, max_n d_n* / (2 threshold)
     grid = sigma2_grid(config, X64, means64, reach=float(d_star.max())).astype(dtype)
-    threshold = gl.onehot_threshold(dtype)
+    threshold = gl.study.onehot_threshold(dtype)
 
     resp = jax.vmap(lambda s: gl.responsibilities(X, means, s))(grid)  # (S, N, K)
     onehot, bad, row_err = (np.asarray(a) for a in _row_stats(resp))
     naive = jax.vmap(lambda s: naive_responsibilities(X, means, s))(grid)
     _, naive_bad, _ = (np.asarray(a) for a in _row_stats(naive))
 
-    delta = np.asarray(gl.nearest_gap(X, means), np.float64)  # in the working precision
+    delta = np.asarray(gl.study.nearest_gap(X, means), np.float64)  # in the working precision
     grid64 = grid.astype(np.float64)
     with np.errstate(divide="ignore"):
         x = np.where(grid64[:, None] > 0, delta[None] / (2 * grid64[:, None]), np.inf)  # (S, N)
@@ -178,7 +179,7 @@ def _point(config: PrecisionConfig, key_name: str) -> PrecisionPoint:
         fit_finite = np.all(np.isfinite(np.asarray(fits.means)), axis=(1, 2)) & np.isfinite(
             np.asarray(fits.objective)
         )
-        ltilde = np.asarray(jax.vmap(lambda s: gl.scaled_log_likelihood(X, means, s))(grid))
+        ltilde = np.asarray(jax.vmap(lambda s: gl.study.scaled_log_likelihood(X, means, s))(grid))
     else:
         fit_grid, fit_finite, ltilde = np.zeros(0, dtype), np.zeros(0, bool), np.zeros(0, dtype)
     out: dict[str, Any] = {

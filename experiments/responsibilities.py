@@ -121,14 +121,18 @@ def _point(config: ResponsibilitiesConfig, name: str) -> ResponsibilitiesRecord:
     key = jax.random.fold_in(dataset_key(config.seed, name), 1)
     _, means = reference_means(X, info["k"], key)
     grid = sigma2_grid(config, X, means)
-    gap = np.asarray(jax.vmap(lambda s: gl.responsibility_gap(X, means, s))(grid))  # (S, N, K)
-    bound = np.asarray(jax.vmap(lambda s: gl.responsibility_bound(X, means, s))(grid))  # (S, N)
+    gap = np.asarray(
+        jax.vmap(lambda s: gl.study.responsibility_gap(X, means, s))(grid)
+    )  # (S, N, K)
+    bound = np.asarray(
+        jax.vmap(lambda s: gl.study.responsibility_bound(X, means, s))(grid)
+    )  # (S, N)
     eps = float(np.finfo(X.dtype).eps)
     held = np.all(gap <= bound[:, :, None] * (1 + 64 * eps) + 4 * eps, axis=(1, 2))
-    delta = np.asarray(gl.nearest_gap(X, means))
+    delta = np.asarray(gl.study.nearest_gap(X, means))
     delta_min = float(delta.min())
     max_gap = gap.max(axis=(1, 2))
-    threshold = gl.onehot_threshold(X.dtype)
+    threshold = gl.study.onehot_threshold(X.dtype)
     mask = fit_regime(
         grid, max_gap, delta_min, config.fit_min_exponent, config.fit_max_fraction * threshold
     )

@@ -219,7 +219,7 @@ def _setup(config: TrajectoriesConfig, name: str) -> dict[str, Any]:
         lloyd = gl.kmeans(X, m0, max_iter=config.max_iter, tol=config.tol)
         m = m0
         for _ in range(int(lloyd.n_iter) + 1):
-            path_min = min(path_min, float(np.min(np.asarray(gl.nearest_gap(X, m)))))
+            path_min = min(path_min, float(np.min(np.asarray(gl.study.nearest_gap(X, m)))))
             m = gl.em_step(X, m, 0.0)
         starts.append(m0)
         fits.append(lloyd)

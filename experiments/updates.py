@@ -91,7 +91,9 @@ def explicit_bound(X: np.ndarray, means: np.ndarray, sigma2: np.ndarray) -> np.n
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     lloyd = np.asarray(gl.em_step(X, means, 0.0), dtype=np.float64)
     dist = np.linalg.norm(X[:, None, :].astype(np.float64) - lloyd[None], axis=2)  # (N, K)
-    b = np.asarray(jax.vmap(lambda s: gl.responsibility_bound(X, means, s))(sigma2), np.float64)
+    b = np.asarray(
+        jax.vmap(lambda s: gl.study.responsibility_bound(X, means, s))(sigma2), np.float64
+    )
     num = b @ dist  # (S, K)
     den = counts[None, :] - b.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -103,15 +105,15 @@ def _point(config: UpdatesConfig, name: str) -> UpdatesRecord:
     X, _, info = load_data(config, name)
     keys = jax.random.split(jax.random.fold_in(dataset_key(config.seed, name), 2), config.n_starts)
     starts = [np.asarray(gl.init.kmeans_plusplus(kk, X, info["k"])) for kk in keys]
-    threshold = gl.onehot_threshold(X.dtype)
+    threshold = gl.study.onehot_threshold(X.dtype)
     # the grid's bottom passes the one-hot onset of every start, not only the first one
-    reach = min(float(np.min(np.asarray(gl.nearest_gap(X, m)))) for m in starts)
+    reach = min(float(np.min(np.asarray(gl.study.nearest_gap(X, m)))) for m in starts)
     grid = sigma2_grid(config, X, starts[0], reach=reach)
     gaps, bounds, exponents = [], [], []
     for m0 in starts:
-        gaps.append(np.asarray(jax.vmap(lambda s, m=m0: gl.update_gap(X, m, s))(grid)))
+        gaps.append(np.asarray(jax.vmap(lambda s, m=m0: gl.study.update_gap(X, m, s))(grid)))
         bounds.append(explicit_bound(X, m0, grid))
-        delta_min = float(np.min(np.asarray(gl.nearest_gap(X, m0))))
+        delta_min = float(np.min(np.asarray(gl.study.nearest_gap(X, m0))))
         with np.errstate(divide="ignore"):
             exponents.append(np.where(grid > 0, delta_min / (2 * grid), np.inf))
     gap, bound, x = np.stack(gaps), np.stack(bounds), np.stack(exponents)

@@ -85,6 +85,15 @@ def fit(
     Raises:
         ValueError: on invalid data (including values the variant's ``check_data`` refuses),
             parameters, weights or options, or a ``variant`` that is not a Variant.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gmmlimit as gl
+        >>> X = jnp.array([[0.0, 0.0], [0.0, 2.0], [8.0, 0.0], [8.0, 2.0]])
+        >>> start = gl.variants.IsotropicParams(X[::2], 0.0)  # sigma2 = 0: K-means
+        >>> res = gl.fit(gl.variants.isotropic, X, start)
+        >>> res.means.tolist(), res.labels.tolist()
+        ([[0.0, 1.0], [8.0, 1.0]], [0, 0, 1, 1])
     """
     with float64_scope(X):
         return _fit(variant, as_data(X), params, max_iter, tol, weights, block_size)
@@ -268,6 +277,16 @@ def em(
     Raises:
         ValueError: on invalid data, means, sigma2 (negative, NaN, infinite, subnormal, or
             vanishing relative to the data's scale), weights or options.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gmmlimit as gl
+        >>> X = jnp.array([[0.0, 0.0], [0.0, 2.0], [8.0, 0.0], [8.0, 2.0]])
+        >>> soft = gl.em(X, X[::2], 1.0)
+        >>> jnp.round(soft.means, 6).tolist()  # each mean feels the far pair by exp(-32)
+        [[0.0, 1.0], [8.0, 1.0]]
+        >>> gl.em(X, X[::2], 0.0).labels.tolist() == gl.kmeans(X, X[::2]).labels.tolist()
+        True
     """
     X = as_data(X)
     params = IsotropicParams(init_means, check_sigma2(sigma2, X.dtype))
@@ -304,6 +323,16 @@ def kmeans(
         :class:`FitResult`; ``distortion`` is the inertia J at the returned means, ``objective``
         is -J (higher is better, as at every temperature) and ``history`` holds -J before each
         update.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gmmlimit as gl
+        >>> X = jnp.array([[0.0, 0.0], [0.0, 2.0], [8.0, 0.0], [8.0, 2.0]])
+        >>> res = gl.kmeans(X, X[::2])
+        >>> res.means.tolist(), res.labels.tolist()
+        ([[0.0, 1.0], [8.0, 1.0]], [0, 0, 1, 1])
+        >>> float(gl.kmeans_objective(X, res.means))  # J: every point at distance 1
+        4.0
     """
     X = as_data(X)
     params = IsotropicParams(init_means, jnp.zeros((), X.dtype))
@@ -352,6 +381,15 @@ def responsibilities(X: Any, means: Any, sigma2: Any) -> jax.Array:
 
     Returns:
         (N, K) responsibilities in X's dtype (materialised: use for diagnostics, not for fits).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gmmlimit as gl
+        >>> X, means = jnp.array([[0.0], [1.0], [2.0]]), jnp.array([[0.0], [2.0]])
+        >>> gl.responsibilities(X, means, 0.0).tolist()  # row 1 ties: the lower index
+        [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
+        >>> gl.responsibilities(X, means, 1.0)[1].tolist()
+        [0.5, 0.5]
     """
     X = as_data(X)
     Xs, params, _, _ = _prepare(X, IsotropicParams(means, sigma2), None, for_fit=False)
@@ -383,6 +421,17 @@ def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> j
 
     Raises:
         ValueError: on invalid inputs, including a concrete sigma2 = 0.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gmmlimit as gl
+        >>> X, means = jnp.array([[0.0], [1.0], [2.0]]), jnp.array([[0.0], [2.0]])
+        >>> round(float(gl.log_likelihood(X, means, 1.0)), 4)
+        -4.3893
+        >>> gl.log_likelihood(X, means, 0.0)
+        Traceback (most recent call last):
+            ...
+        ValueError: the log-likelihood is not finite at sigma2 = 0; ...
     """
     X = as_data(X)
     original = check_sigma2(sigma2, X.dtype)

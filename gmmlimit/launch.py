@@ -8,8 +8,8 @@ starts ``script.py`` in 4 processes. Each one finds the coordinator's address, t
 processes and its own id in the environment (``GMMLIMIT_COORDINATOR_ADDRESS``,
 ``GMMLIMIT_NUM_PROCESSES``, ``GMMLIMIT_PROCESS_ID``) and joins the cluster by calling
 :func:`initialize` before any other JAX call. The processes talk over 127.0.0.1, with CPU
-collectives carried by gloo, so a sharded fit (:func:`gmmlimit.kmeans_sharded`, ...) runs over a
-mesh whose devices belong to different processes, exactly as it would over several hosts.
+collectives carried by gloo, so a sharded fit (:func:`gmmlimit.scale.kmeans_sharded`, ...) runs over
+a mesh whose devices belong to different processes, exactly as it would over several hosts.
 
 If one process fails, the launcher stops the others (they would otherwise wait for it in a
 collective) and exits with the failing process's status; ``--timeout`` bounds the whole run.
@@ -31,7 +31,15 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-__all__ = ["ENV_ADDRESS", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID", "free_port", "initialize", "run"]
+__all__ = [
+    "ENV_ADDRESS",
+    "ENV_NUM_PROCESSES",
+    "ENV_PROCESS_ID",
+    "free_port",
+    "initialize",
+    "main",
+    "run",
+]
 
 ENV_ADDRESS = "GMMLIMIT_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "GMMLIMIT_NUM_PROCESSES"

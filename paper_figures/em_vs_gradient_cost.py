@@ -67,7 +67,7 @@ FIGURE = FigureSpec(
     caption=(
         "EM, Adam (best of a few step sizes) and L-BFGS (optax, zoom line search) maximise the "
         "same isotropic log-likelihood over the means from the same k-means++ start (experiment "
-        "`em_vs_gradient`, gl.compare_em_gradient). Target: all but 1e-6 of the best "
+        "`em_vs_gradient`, gl.study.compare_em_gradient). Target: all but 1e-6 of the best "
         "improvement over the start. (a) iterations and (b) compiled wall time to the target "
         "(the run's time times the share of its value-and-gradient evaluations spent before the "
         "target, which counts L-BFGS's line-search evaluations) "

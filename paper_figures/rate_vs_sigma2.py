@@ -54,7 +54,7 @@ FIGURE = FigureSpec(
         "Circles: EM's measured linear rate |mu_{t+1} - mu*| / |mu_t - mu*| (median over the "
         "late iterations, started at the fixed point plus a kick of 1e-3 of the data scale; "
         "experiment `convergence_rate`). Solid: the spectral radius of the Jacobian of the EM "
-        "map at the fixed point (gl.linearized_rate); dashed: lambda_max / sigma2, the "
+        "map at the fixed point (gl.study.linearized_rate); dashed: lambda_max / sigma2, the "
         "linearisation at the collapsed point, which is the fixed point above sigma2_c "
         "(dotted vertical line). The rate nears 1 at each split (critical slowing down) and falls "
         "super-exponentially as sigma2 -> 0, where EM becomes K-means and lands exactly on its "

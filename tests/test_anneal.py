@@ -32,7 +32,7 @@ def path():
 
 
 def test_first_split_within_two_percent_of_lambda_max(path):
-    splits = gl.split_points(path)
+    splits = gl.study.split_points(path)
     assert splits.shape[0] >= 1
     before, after, n_before, n_after = splits[0]
     assert (n_before, n_after) == (1, 2)
@@ -91,7 +91,7 @@ def test_schedules_optax_and_plain_callables_compile_once_per_length(path):
         # every schedule goes far below lambda_max: two centres at the end of EM
         assert int(results[name].n_distinct[-2]) == 2, name
     # a plain callable and the array of its values give the very same path
-    values = gl.schedule_values(schedules["plain"], N_STAGES)
+    values = gl.study.schedule_values(schedules["plain"], N_STAGES)
     same = gl.anneal(X, values, key=key, **OPTS)
     np.testing.assert_array_equal(np.asarray(same.means), np.asarray(results["plain"].means))
     # another length (here in float32) compiles exactly once, whatever the values
@@ -124,10 +124,10 @@ def test_uniform_weights_scale_only_the_sums(path):
 
 def test_count_distinct_is_transitive_and_order_free():
     chain = jnp.array([[0.0, 0.0], [0.6, 0.0], [1.2, 0.0], [5.0, 0.0]])
-    assert int(gl.count_distinct(chain, 0.7)) == 2
-    assert int(gl.count_distinct(chain[::-1], 0.7)) == 2
-    assert int(gl.count_distinct(chain, 0.5)) == 4
-    assert int(gl.count_distinct(chain, 10.0)) == 1
+    assert int(gl.study.count_distinct(chain, 0.7)) == 2
+    assert int(gl.study.count_distinct(chain[::-1], 0.7)) == 2
+    assert int(gl.study.count_distinct(chain, 0.5)) == 4
+    assert int(gl.study.count_distinct(chain, 10.0)) == 1
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def test_bad_configs_are_refused_before_work(name, overrides, match):
 
 def test_two_phase_schedule_is_fine_then_coarse():
     s = two_phase_schedule(2.0, 1.3, 0.7, 11, 1e-3, 5)
-    values = gl.schedule_values(s, 16)
+    values = gl.study.schedule_values(s, 16)
     np.testing.assert_allclose(values[[0, 10, 15]], [2.6, 1.4, 2e-3], rtol=1e-6)
     ratios = values[1:] / values[:-1]
     np.testing.assert_allclose(ratios[:10], (0.7 / 1.3) ** 0.1, rtol=1e-6)

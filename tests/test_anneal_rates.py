@@ -22,14 +22,14 @@ def test_rate_at_collapsed_point_is_lambda_max_over_sigma2(ratio):
     sigma2 = ratio * LAMBDA
     collapsed = np.tile(XBAR, (3, 1))
     start = collapsed + 1e-3 * _rng.normal(size=collapsed.shape)
-    measured = gl.convergence_rate(X, start, sigma2, n_steps=40)
-    predicted = float(gl.collapsed_rate(X, sigma2))
+    measured = gl.study.convergence_rate(X, start, sigma2, n_steps=40)
+    predicted = float(gl.study.collapsed_rate(X, sigma2))
     assert predicted == pytest.approx(1.0 / ratio, rel=1e-12)
     assert measured.rate == pytest.approx(predicted, rel=0.05)
     # the fixed point EM found is the collapsed point
     np.testing.assert_allclose(measured.fixed_point, collapsed, atol=1e-9)
     # the Jacobian of the EM map there has the same spectral radius (not the mean variance)
-    assert gl.linearized_rate(X, collapsed, sigma2) == pytest.approx(predicted, rel=1e-8)
+    assert gl.study.linearized_rate(X, collapsed, sigma2) == pytest.approx(predicted, rel=1e-8)
     assert np.var(X, axis=0).mean() / sigma2 < 0.8 * predicted
 
 
@@ -40,15 +40,17 @@ def test_rate_below_critical_matches_jacobian_and_vanishes_at_zero():
     # measurement locates the exact fixed point itself (5000 more iterations, no early stop)
     rough = np.asarray(gl.em(X, m0, sigma2, max_iter=2000, tol=1e-10).means)
     start = rough + 1e-4 * _rng.normal(size=rough.shape)
-    measured = gl.convergence_rate(X, start, sigma2, n_steps=40)
-    predicted = gl.linearized_rate(X, measured.fixed_point, sigma2)
+    measured = gl.study.convergence_rate(X, start, sigma2, n_steps=40)
+    predicted = gl.study.linearized_rate(X, measured.fixed_point, sigma2)
     assert 0.05 < predicted < 1.0
     assert measured.rate == pytest.approx(predicted, rel=0.05)
     # K-means: near its fixed point one step lands exactly on it (labels do not change)
     lloyd = np.asarray(gl.kmeans(X, m0).means)
-    hard = gl.convergence_rate(X, lloyd + 1e-4 * _rng.normal(size=lloyd.shape), 0.0, n_steps=40)
+    hard = gl.study.convergence_rate(
+        X, lloyd + 1e-4 * _rng.normal(size=lloyd.shape), 0.0, n_steps=40
+    )
     assert hard.rate == 0.0 and np.all(hard.errors[1:] == 0.0) and hard.errors[0] > 0
-    assert gl.linearized_rate(X, hard.fixed_point, 0.0) == 0.0
+    assert gl.study.linearized_rate(X, hard.fixed_point, 0.0) == 0.0
 
 
 def test_log_likelihood_gradient_is_the_em_direction():
@@ -65,7 +67,7 @@ def test_log_likelihood_gradient_is_the_em_direction():
 def test_em_adam_lbfgs_reach_the_same_log_likelihood():
     m0 = np.asarray(gl.init.random_points(jax.random.key(2), X, 3))
     sigma2 = 0.5
-    costs = gl.compare_em_gradient(X, m0, sigma2, n_steps=150, rel_gap=1e-6, repeats=1)
+    costs = gl.study.compare_em_gradient(X, m0, sigma2, n_steps=150, rel_gap=1e-6, repeats=1)
     em_final = float(gl.em(X, m0, sigma2, max_iter=2000, tol=0.0).objective)
     assert set(costs) == {"em", "adam", "lbfgs"}
     for name, cost in costs.items():
@@ -83,7 +85,7 @@ def test_em_adam_lbfgs_reach_the_same_log_likelihood():
     lbfgs = costs["lbfgs"]
     assert 0 < lbfgs.seconds <= 150 * lbfgs.seconds_per_iter * (1 + 1e-12)
     # gradient_fit is the same computation as the comparison's run
-    fit = gl.gradient_fit(X, m0, sigma2, optimizer="lbfgs", n_steps=150)
+    fit = gl.study.gradient_fit(X, m0, sigma2, optimizer="lbfgs", n_steps=150)
     np.testing.assert_allclose(np.asarray(fit.history), costs["lbfgs"].history, rtol=1e-12)
     assert fit.evaluations.shape == (150,) and int(np.min(fit.evaluations)) >= 1
     assert float(fit.log_likelihood) == pytest.approx(costs["lbfgs"].final, rel=1e-12)
@@ -92,13 +94,16 @@ def test_em_adam_lbfgs_reach_the_same_log_likelihood():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: gl.gradient_fit(X, X[:2], 0.0), "sigma2 > 0"),
-        (lambda: gl.gradient_fit(X, X[:2], 1.0, optimizer="sgd"), "optimizer"),
-        (lambda: gl.gradient_fit(X, X[:2], 1.0, learning_rate=-1.0), "learning_rate"),
-        (lambda: gl.compare_em_gradient(X, X[:2], 1.0, methods=("newton",)), "unknown method"),
-        (lambda: gl.convergence_rate(X, X[:2], -1.0), "sigma2"),
-        (lambda: gl.convergence_rate(X, X[:2], 1.0, fixed_point=X[:3]), "fixed_point"),
-        (lambda: gl.collapsed_rate(X, 0.0), "> 0"),
+        (lambda: gl.study.gradient_fit(X, X[:2], 0.0), "sigma2 > 0"),
+        (lambda: gl.study.gradient_fit(X, X[:2], 1.0, optimizer="sgd"), "optimizer"),
+        (lambda: gl.study.gradient_fit(X, X[:2], 1.0, learning_rate=-1.0), "learning_rate"),
+        (
+            lambda: gl.study.compare_em_gradient(X, X[:2], 1.0, methods=("newton",)),
+            "unknown method",
+        ),
+        (lambda: gl.study.convergence_rate(X, X[:2], -1.0), "sigma2"),
+        (lambda: gl.study.convergence_rate(X, X[:2], 1.0, fixed_point=X[:3]), "fixed_point"),
+        (lambda: gl.study.collapsed_rate(X, 0.0), "> 0"),
     ],
 )
 def test_bad_input_raises(call, match):

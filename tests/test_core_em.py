@@ -108,7 +108,7 @@ def test_tiny_sigma2_is_finite_and_keeps_dtype(dtype, sigma2):
     assert resp.dtype == dtype and np.all(np.isfinite(resp))
     np.testing.assert_array_equal(resp.argmax(1), np.asarray(result.labels))
     np.testing.assert_array_equal(resp.sum(1), 1.0)  # exactly one-hot at this scale
-    assert np.isfinite(float(gl.scaled_log_likelihood(X, result.means, sigma2)))
+    assert np.isfinite(float(gl.study.scaled_log_likelihood(X, result.means, sigma2)))
 
 
 def test_ties_go_to_lowest_index():
@@ -122,10 +122,14 @@ def test_ties_go_to_lowest_index():
     fused = gl.variants.isotropic.engine.block
     ones = jnp.ones((3,))
     for s2 in (0.0, 1.0):
-        _, labels, _ = fused(gl.IsotropicParams(jnp.asarray(means), jnp.asarray(s2)), X, ones)
+        _, labels, _ = fused(
+            gl.variants.IsotropicParams(jnp.asarray(means), jnp.asarray(s2)), X, ones
+        )
         np.testing.assert_array_equal(np.asarray(labels), [0, 0, 0])  # row 2 ties 0, 1
     batched = jax.vmap(
-        lambda s2: fused(gl.IsotropicParams(jnp.asarray(means), s2), jnp.asarray(X), ones)[1]
+        lambda s2: fused(gl.variants.IsotropicParams(jnp.asarray(means), s2), jnp.asarray(X), ones)[
+            1
+        ]
     )(jnp.array([0.0, 1.0]))
     np.testing.assert_array_equal(np.asarray(batched), [[0, 0, 0], [0, 0, 0]])
 
@@ -163,7 +167,7 @@ def test_large_fit_never_materialises_n_by_k():
     n, d, k = 2_000_000, 16, 256
     x = jax.ShapeDtypeStruct((n, d), jnp.float32)
     w = jax.ShapeDtypeStruct((n,), jnp.float32)
-    params = gl.IsotropicParams(
+    params = gl.variants.IsotropicParams(
         jax.ShapeDtypeStruct((k, d), jnp.float32), jax.ShapeDtypeStruct((), jnp.float32)
     )
     compiled = fit_compiled.lower(
@@ -248,7 +252,7 @@ def test_bound1_responsibilities(problem):
     delta = srt[:, 1] - srt[:, 0] if k > 1 else np.full(len(X), np.inf)
     bound = (k - 1) * np.exp(-delta / (2 * sigma2))
     assert np.all(np.abs(resp - onehot) <= bound[:, None] * (1 + 1e-9) + 1e-13)
-    ours = np.asarray(gl.responsibility_bound(X, means, sigma2))
+    ours = np.asarray(gl.study.responsibility_bound(X, means, sigma2))
     np.testing.assert_allclose(ours, bound, rtol=1e-6, atol=1e-14)
 
 
@@ -265,7 +269,7 @@ def test_bound2_scaled_log_likelihood(problem):
     scaled = -2 * sigma2 * (ll + n * np.log(k) + 0.5 * n * dim * np.log(2 * np.pi * sigma2))
     slack = 1e-9 * (abs(J) + 1.0) + 1e-9 * abs(2 * sigma2 * ll)
     assert J - 2 * n * sigma2 * np.log(k) - slack <= scaled <= J + slack
-    stable = float(gl.scaled_log_likelihood(X, means, sigma2))
+    stable = float(gl.study.scaled_log_likelihood(X, means, sigma2))
     assert J - 2 * n * sigma2 * np.log(k) - 1e-9 * (J + 1) <= stable <= J + 1e-9 * (J + 1)
     # the reference value from scipy's logsumexp
     from scipy.special import logsumexp
@@ -286,8 +290,8 @@ def test_critical_sigma2_is_lambda_max_of_the_covariance():
 
 
 def test_onehot_threshold_values():
-    assert gl.onehot_threshold(np.float32) == pytest.approx(87.34, abs=0.01)
-    assert gl.onehot_threshold(np.float64) == pytest.approx(708.40, abs=0.01)
+    assert gl.study.onehot_threshold(np.float32) == pytest.approx(87.34, abs=0.01)
+    assert gl.study.onehot_threshold(np.float64) == pytest.approx(708.40, abs=0.01)
 
 
 def test_log_likelihood_gradient_is_the_closed_form_under_vmap():
@@ -318,7 +322,7 @@ def test_engine_computes_what_the_bare_model_defines(dtype):
     rtol = 2e-5 if dtype == np.float32 else 1e-11
     s2s = jnp.asarray([0.0, 0.3, 3.0], dtype)
     for s2 in s2s:
-        params = gl.IsotropicParams(jnp.asarray(M0, dtype), s2)
+        params = gl.variants.IsotropicParams(jnp.asarray(M0, dtype), s2)
         ref = model.sufficient_stats(jnp.asarray(X), w, model.e_step(params, jnp.asarray(X)))
         stats, labels, _ = fast.engine.block(params, jnp.asarray(X), w)
         np.testing.assert_array_equal(
@@ -334,10 +338,10 @@ def test_engine_computes_what_the_bare_model_defines(dtype):
         np.testing.assert_allclose(quick.means, slow.means, rtol=rtol, atol=rtol)
     # the wide rule (vmap over parameters) against the model, lane by lane
     sweep = jax.vmap(
-        lambda s: fast.engine.block(gl.IsotropicParams(jnp.asarray(M0, dtype), s), X, w)[0]
+        lambda s: fast.engine.block(gl.variants.IsotropicParams(jnp.asarray(M0, dtype), s), X, w)[0]
     )(s2s)
     for i, s2 in enumerate(s2s):
-        params = gl.IsotropicParams(jnp.asarray(M0, dtype), s2)
+        params = gl.variants.IsotropicParams(jnp.asarray(M0, dtype), s2)
         ref = model.sufficient_stats(jnp.asarray(X), w, model.e_step(params, jnp.asarray(X)))
         for a, b in zip(sweep, ref, strict=True):
             np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b), rtol=rtol, atol=rtol * 100)

@@ -101,9 +101,14 @@ def test_mkdocs_build_strict(tmp_path):
         html = (site / "tutorials" / name / "index.html").read_text()
         assert 'class="highlight"' in html and f"{name}.py" in html
     # the API reference is generated from the docstrings
-    api = (site / "api" / "core" / "index.html").read_text()
     import gmmlimit
 
-    for fn in (gmmlimit.em, gmmlimit.kmeans, gmmlimit.responsibility_bound):
-        assert f'id="gmmlimit.{fn.__name__}"' in api
+    for page, module, fn in (
+        ("core", "gmmlimit", gmmlimit.em),
+        ("core", "gmmlimit", gmmlimit.kmeans),
+        ("study", "gmmlimit.study", gmmlimit.study.nearest_gap),
+        ("scale", "gmmlimit.scale", gmmlimit.scale.kmeans_out_of_core),
+    ):
+        api = (site / "api" / page / "index.html").read_text()
+        assert f'id="{module}.{fn.__name__}"' in api
         assert fn.__doc__.strip().splitlines()[0][:40] in api

@@ -83,8 +83,8 @@ def test_responsibilities_bound_and_slope(quick):
         # recheck bound 1 independently at one grid point in the fit regime
         X, _, _ = load_data(make_config(registry()["responsibilities"], {}, quick=True), name)
         s2 = r.sigma2[np.nonzero(r.fit_mask)[0][0]]
-        gap = np.asarray(gl.responsibility_gap(X, r.means, s2))
-        bound = np.asarray(gl.responsibility_bound(X, r.means, s2))
+        gap = np.asarray(gl.study.responsibility_gap(X, r.means, s2))
+        bound = np.asarray(gl.study.responsibility_bound(X, r.means, s2))
         assert np.all(gap <= bound[:, None] * (1 + 1e-12))
 
 

@@ -73,7 +73,7 @@ def _worker(out_dir: str, cases: str) -> None:
 
     import gmmlimit as gl
 
-    mesh = gl.default_mesh()
+    mesh = gl.scale.default_mesh()
     rows = NamedSharding(mesh, P("rows"))
     d = data()
     per = N_ROWS // count
@@ -108,51 +108,55 @@ def _worker(out_dir: str, cases: str) -> None:
             return str(err)
         return None
 
-    record("kmeans", gl.kmeans_sharded(X, d["m0_repeat"], mesh=mesh, block_size=BLOCK))
-    record("em", gl.em_sharded(X, d["m0"], SIGMA2, mesh=mesh, block_size=BLOCK))
+    record("kmeans", gl.scale.kmeans_sharded(X, d["m0_repeat"], mesh=mesh, block_size=BLOCK))
+    record("em", gl.scale.em_sharded(X, d["m0"], SIGMA2, mesh=mesh, block_size=BLOCK))
     bad = d["X"].copy()
     bad[(count - 1) * per + 3, 1] = np.nan  # only the last process holds the NaN
-    out["bad_nan"] = error_of(lambda: gl.kmeans_sharded(global_rows(bad), d["m0"], mesh=mesh))
+    out["bad_nan"] = error_of(lambda: gl.scale.kmeans_sharded(global_rows(bad), d["m0"], mesh=mesh))
     if cases == "all":
         record(
             "kmeans_w",
-            gl.kmeans_sharded(
+            gl.scale.kmeans_sharded(
                 X, d["m0_repeat"], weights=global_rows(d["w"]), mesh=mesh, block_size=BLOCK
             ),
         )
         record(  # host weights with a global X: each process takes its rows' weights
             "kmeans_w_host",
-            gl.kmeans_sharded(X, d["m0_repeat"], weights=d["w"], mesh=mesh, block_size=BLOCK),
+            gl.scale.kmeans_sharded(X, d["m0_repeat"], weights=d["w"], mesh=mesh, block_size=BLOCK),
         )
         out["bad_weights_shape"] = error_of(
-            lambda: gl.kmeans_sharded(X, d["m0"], weights=np.ones(5), mesh=mesh)
+            lambda: gl.scale.kmeans_sharded(X, d["m0"], weights=np.ones(5), mesh=mesh)
         )
         record(
             "kmeans_w_first_zero",
-            gl.kmeans_sharded(
+            gl.scale.kmeans_sharded(
                 X, d["m0"], weights=global_rows(d["w_first_zero"]), mesh=mesh, block_size=BLOCK
             ),
         )
         params = gl.variants.PoissonParams(d["rates0"], POISSON_W, 1.0, 1e-3)
         record(
             "poisson",
-            gl.fit_sharded(gl.variants.poisson, C, params, mesh=mesh, block_size=BLOCK),
+            gl.scale.fit_sharded(gl.variants.poisson, C, params, mesh=mesh, block_size=BLOCK),
         )
         negative = d["C"].copy()
         negative[per + 5, 0] = -1.0  # only process 1 holds it
         out["bad_poisson"] = error_of(
-            lambda: gl.fit_sharded(gl.variants.poisson, global_rows(negative), params, mesh=mesh)
+            lambda: gl.scale.fit_sharded(
+                gl.variants.poisson, global_rows(negative), params, mesh=mesh
+            )
         )
         neg_w = d["w"].copy()
         neg_w[per] = -1.0
         out["bad_weights"] = error_of(
-            lambda: gl.kmeans_sharded(X, d["m0"], weights=global_rows(neg_w), mesh=mesh)
+            lambda: gl.scale.kmeans_sharded(X, d["m0"], weights=global_rows(neg_w), mesh=mesh)
         )
         zero_w = np.zeros(N_ROWS)
         out["zero_weights"] = error_of(
-            lambda: gl.kmeans_sharded(X, d["m0"], weights=global_rows(zero_w), mesh=mesh)
+            lambda: gl.scale.kmeans_sharded(X, d["m0"], weights=global_rows(zero_w), mesh=mesh)
         )
-        out["different_params"] = error_of(lambda: gl.kmeans_sharded(X, d["m0"] + pid, mesh=mesh))
+        out["different_params"] = error_of(
+            lambda: gl.scale.kmeans_sharded(X, d["m0"] + pid, mesh=mesh)
+        )
         # Out of core, each process reading its own rows (uneven: 500 and 700 of 1200) as two
         # chunks of its own, re-cut into chunks of 2 blocks.
         cut = [0, 500, N_ROWS][pid : pid + 2]
@@ -160,8 +164,12 @@ def _worker(out_dir: str, cases: str) -> None:
         source = [own[:123], own[123:]]
         iso = gl.variants.isotropic
         for name, sigma2, m0 in (("ooc_kmeans", 0.0, "m0_repeat"), ("ooc_em", SIGMA2, "m0")):
-            res = gl.fit_out_of_core_processes(
-                iso, source, gl.IsotropicParams(d[m0], sigma2), block_size=BLOCK, chunk_blocks=2
+            res = gl.scale.fit_out_of_core_processes(
+                iso,
+                source,
+                gl.variants.IsotropicParams(d[m0], sigma2),
+                block_size=BLOCK,
+                chunk_blocks=2,
             )
             out[name] = {
                 "own_labels": np.asarray(res.labels).tolist(),
@@ -172,8 +180,8 @@ def _worker(out_dir: str, cases: str) -> None:
             }
         bad_source = [own, np.array([[0.0, np.inf, 0.0, 0.0]])] if pid == 1 else source
         out["ooc_bad"] = error_of(
-            lambda: gl.fit_out_of_core_processes(
-                iso, bad_source, gl.IsotropicParams(d["m0"], 0.0), block_size=BLOCK
+            lambda: gl.scale.fit_out_of_core_processes(
+                iso, bad_source, gl.variants.IsotropicParams(d["m0"], 0.0), block_size=BLOCK
             )
         )
     Path(out_dir, f"process{pid}.json").write_text(json.dumps(out))

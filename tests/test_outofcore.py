@@ -33,7 +33,7 @@ def test_float32_kmeans_from_memmap_equals_in_memory(tmp_path):
     mm = np.load(path, mmap_mode="r")
     m0 = X[:K].copy()
     ref = gl.kmeans(X, m0, max_iter=IT, block_size=B)
-    ooc = gl.kmeans_out_of_core(mm, m0, max_iter=IT, block_size=B, chunk_blocks=3)
+    ooc = gl.scale.kmeans_out_of_core(mm, m0, max_iter=IT, block_size=B, chunk_blocks=3)
     _same(ooc, ref)
     assert int(ref.n_iter) > 2
 
@@ -43,7 +43,9 @@ def test_em_from_uneven_chunk_list_equals_in_memory():
     m0 = X[[0, 100, 200, 300]].copy()
     pieces = [X[:7], X[7:500], X[500:501], X[501:]]  # re-cut into whole blocks internally
     ref = gl.em(X, m0, 0.7, max_iter=IT, tol=0.0, block_size=B)
-    ooc = gl.em_out_of_core(pieces, m0, 0.7, max_iter=IT, tol=0.0, block_size=B, chunk_blocks=3)
+    ooc = gl.scale.em_out_of_core(
+        pieces, m0, 0.7, max_iter=IT, tol=0.0, block_size=B, chunk_blocks=3
+    )
     _same(ooc, ref)
     # Every iteration raised the log-likelihood (EM).
     assert np.all(np.diff(np.asarray(ooc.history)) >= -1e-9)
@@ -60,15 +62,17 @@ def test_weighted_kmeans_from_a_generator_factory_with_empty_cluster():
             yield X[i : i + 90]
 
     ref = gl.kmeans(X, m0, weights=w, max_iter=IT, block_size=B)
-    ooc = gl.kmeans_out_of_core(chunks, m0, weights=w, max_iter=IT, block_size=B, chunk_blocks=3)
+    ooc = gl.scale.kmeans_out_of_core(
+        chunks, m0, weights=w, max_iter=IT, block_size=B, chunk_blocks=3
+    )
     _same(ooc, ref)
 
 
 def test_generic_variant_path_and_max_iter():
     X = _blobs(3)
-    params = gl.IsotropicParams(X[:K].copy(), 0.0)
+    params = gl.variants.IsotropicParams(X[:K].copy(), 0.0)
     ref = gl.fit(gl.variants.isotropic, X, params, max_iter=2, tol=0.0, block_size=B)
-    ooc = gl.fit_out_of_core(
+    ooc = gl.scale.fit_out_of_core(
         gl.variants.isotropic, X, params, max_iter=2, tol=0.0, block_size=B, chunk_blocks=3
     )
     _same(ooc, ref)
@@ -79,28 +83,30 @@ def test_bad_sources_raise_value_errors():
     X = _blobs(4)
     m0 = X[:2]
     with pytest.raises(ValueError, match="read only once"):
-        gl.kmeans_out_of_core(iter([X]), m0)
+        gl.scale.kmeans_out_of_core(iter([X]), m0)
     with pytest.raises(ValueError, match="NaN or inf"):
         bad = X.copy()
         bad[50, 1] = np.nan
-        gl.kmeans_out_of_core([X, bad], m0)
+        gl.scale.kmeans_out_of_core([X, bad], m0)
     with pytest.raises(ValueError, match="columns"):
-        gl.kmeans_out_of_core([X, X[:, :1]], m0)
+        gl.scale.kmeans_out_of_core([X, X[:, :1]], m0)
     with pytest.raises(ValueError, match="columns"):
-        gl.kmeans_out_of_core([X], np.zeros((2, D + 1)))
+        gl.scale.kmeans_out_of_core([X], np.zeros((2, D + 1)))
     with pytest.raises(ValueError, match="sigma2"):
-        gl.em_out_of_core([X], m0, -1.0)
+        gl.scale.em_out_of_core([X], m0, -1.0)
     with pytest.raises(ValueError, match="weights"):
-        gl.kmeans_out_of_core([X], m0, weights=np.ones(99))
+        gl.scale.kmeans_out_of_core([X], m0, weights=np.ones(99))
     with pytest.raises(ValueError, match="k=3 exceeds"):
-        gl.kmeans_out_of_core([X[:2]], X[:3])
+        gl.scale.kmeans_out_of_core([X[:2]], X[:3])
 
 
 def test_result_independent_of_chunking():
     # The same k-means++ start, two chunkings: identical fits.
     X = _blobs(5)
     m0 = np.asarray(gl.init.kmeans_plusplus(jax.random.key(0), X, K))
-    a = gl.kmeans_out_of_core([X], m0, max_iter=IT, block_size=B, chunk_blocks=3)
-    b = gl.kmeans_out_of_core([X[:260], X[260:]], m0, max_iter=IT, block_size=B, chunk_blocks=3)
+    a = gl.scale.kmeans_out_of_core([X], m0, max_iter=IT, block_size=B, chunk_blocks=3)
+    b = gl.scale.kmeans_out_of_core(
+        [X[:260], X[260:]], m0, max_iter=IT, block_size=B, chunk_blocks=3
+    )
     _same(a, b)
     assert int(a.n_iter) > 1

@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent(
     w = rng.uniform(0.0, 2.0, size=1003)
     # A repeated initial mean: one cluster starts empty and must be relocated.
     m0 = np.stack([X[0], X[0], X[1], X[2], X[3]])
-    mesh = gl.default_mesh()
+    mesh = gl.scale.default_mesh()
 
     def compare(name, sharded, single):
         out[name] = {
@@ -46,17 +46,17 @@ SCRIPT = textwrap.dedent(
             "label_devices": len(sharded.labels.sharding.device_set),
         }
 
-    compare("kmeans", gl.kmeans_sharded(X, m0, mesh=mesh, block_size=64),
+    compare("kmeans", gl.scale.kmeans_sharded(X, m0, mesh=mesh, block_size=64),
             gl.kmeans(X, m0, block_size=64))
-    compare("kmeans_weighted", gl.kmeans_sharded(X, m0, weights=w, block_size=64),
+    compare("kmeans_weighted", gl.scale.kmeans_sharded(X, m0, weights=w, block_size=64),
             gl.kmeans(X, m0, weights=w, block_size=64))
-    compare("em", gl.em_sharded(X, m0, 0.5, max_iter=40, block_size=64),
+    compare("em", gl.scale.em_sharded(X, m0, 0.5, max_iter=40, block_size=64),
             gl.em(X, m0, 0.5, max_iter=40, block_size=64))
     X32 = X.astype(np.float32)
-    compare("kmeans_f32", gl.kmeans_sharded(X32, m0.astype(np.float32), block_size=64),
+    compare("kmeans_f32", gl.scale.kmeans_sharded(X32, m0.astype(np.float32), block_size=64),
             gl.kmeans(X32, m0.astype(np.float32), block_size=64))
     try:
-        gl.kmeans_sharded(X, m0, mesh="all")
+        gl.scale.kmeans_sharded(X, m0, mesh="all")
         out["bad_mesh"] = None
     except ValueError as err:
         out["bad_mesh"] = str(err)
@@ -105,6 +105,8 @@ def test_bad_mesh_is_a_value_error(four_devices):
 def test_bad_axis_is_a_value_error_before_compiling():
     X = np.random.default_rng(1).normal(size=(20, 2))
     with pytest.raises(ValueError, match="axis_name"):
-        gl.fit_sharded(gl.variants.isotropic, X, gl.IsotropicParams(X[:3], 0.0), axis_name="cols")
+        gl.scale.fit_sharded(
+            gl.variants.isotropic, X, gl.variants.IsotropicParams(X[:3], 0.0), axis_name="cols"
+        )
     with pytest.raises(ValueError, match="NaN"):
-        gl.kmeans_sharded(np.full((5, 2), np.nan), X[:2])
+        gl.scale.kmeans_sharded(np.full((5, 2), np.nan), X[:2])

@@ -252,7 +252,7 @@ def test_subnormal_sigma2_is_refused_everywhere(dtype, value):
         lambda: gl.em_step(Xd, Md, value),
         lambda: gl.responsibilities(Xd, Md, value),
         lambda: gl.log_likelihood(Xd, Md, value),
-        lambda: gl.responsibility_bound(Xd, Md, value),
+        lambda: gl.study.responsibility_bound(Xd, Md, value),
     ]
     for call in calls:
         with pytest.raises(ValueError, match="smallest normal"):
@@ -271,8 +271,8 @@ def test_array_sigma2_is_refused_everywhere(sigma2):
         lambda: gl.em_step(X, M, sigma2),
         lambda: gl.responsibilities(X, M, sigma2),
         lambda: gl.log_likelihood(X, M, sigma2),
-        lambda: gl.responsibility_bound(X, M, sigma2),
-        lambda: gl.responsibility_gap(X, M, sigma2),
+        lambda: gl.study.responsibility_bound(X, M, sigma2),
+        lambda: gl.study.responsibility_gap(X, M, sigma2),
     ]
     for call in calls:
         with pytest.raises(ValueError, match="sigma2 must be a scalar"):

@@ -57,7 +57,7 @@ def test_out_of_core_source_turning_nan_later_raises():
         return iter([bad[:100], bad[100:]])
 
     with pytest.raises(ValueError, match="NaN or inf"):
-        gl.fit_out_of_core(gv.poisson, source, CASES["poisson"].params, max_iter=30)
+        gl.scale.fit_out_of_core(gv.poisson, source, CASES["poisson"].params, max_iter=30)
     assert len(calls) == 5
 
 
@@ -107,9 +107,9 @@ def test_float32_full_fit_with_tiny_reg_covar_never_goes_nan():
         (lambda: gl.fit("isotropic", X_WINE, None), "variant must be a gmmlimit.Variant"),
         (lambda: gl.restarts(jax.random.key(0), X_WINE, 3, block_size=0), "block_size"),
         (lambda: gl.anneal(X_WINE, [1.0], key=jax.random.key(0), k=2, perturbation=None), "pert"),
-        (lambda: gl.fit_out_of_core("poisson", [X_WINE], None), "variant must be"),
+        (lambda: gl.scale.fit_out_of_core("poisson", [X_WINE], None), "variant must be"),
         (
-            lambda: gl.anneal_variant(
+            lambda: gl.study.anneal_variant(
                 gv.poisson, CASES["poisson"].X, [5.0, 1.0], init_params=CASES["poisson"].params
             ),
             "toward the hard limit",

@@ -84,4 +84,4 @@ def test_out_of_core_refuses_a_chunk_that_turns_bad_on_a_later_pass():
         return iter([bad[:150], bad[150:]])
 
     with pytest.raises(ValueError, match="strictly positive"):
-        gl.fit_out_of_core(gv.gamma, source, CASE.params, max_iter=MAX_ITER, block_size=128)
+        gl.scale.fit_out_of_core(gv.gamma, source, CASE.params, max_iter=MAX_ITER, block_size=128)

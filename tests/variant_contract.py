@@ -44,7 +44,6 @@ import gmmlimit as gl
 from gmmlimit._api import fit_batch
 from gmmlimit._driver import DEFAULT_BLOCK_SIZE, fit_compiled
 from gmmlimit._variant_estimator import VariantMixture
-from gmmlimit.variants import limits
 
 __all__ = ["BLOCK", "CONTRACT", "VariantCase", "check_sharded", "run_sharded"]
 
@@ -164,7 +163,7 @@ def check_hard_limit_reached(case: VariantCase) -> None:
     hard = case.fit(case.hard)
     assert bool(hard.converged) and int(hard.n_iter) < case.max_iter
     X = jnp.asarray(case.X)
-    gap = limits.responsibility_gap(case.variant, X, hard.params)
+    gap = gl.study.responsibility_gap(X, hard.params, variant=case.variant)
     assert float(jnp.max(gap)) == 0.0
     soft = case.fit(case.large_beta)
     np.testing.assert_array_equal(np.asarray(soft.labels), np.asarray(hard.labels))
@@ -185,12 +184,12 @@ def check_bound(case: VariantCase) -> None:
     eps = np.finfo(np.float64).eps
     for beta in (*case.betas, case.large_beta):
         params = case.at(beta)
-        gap = np.asarray(limits.responsibility_gap(case.variant, X, params))
-        bound = np.asarray(limits.responsibility_bound(case.variant, X, params))
+        gap = np.asarray(gl.study.responsibility_gap(X, params, variant=case.variant))
+        bound = np.asarray(gl.study.responsibility_bound(X, params, variant=case.variant))
         assert np.all(gap <= bound[:, None] + 4 * eps), (beta, (gap - bound[:, None]).max())
     # the bound is not vacuous: at the softest temperature some points are far from one-hot
     moderate = case.at(case.betas[0])
-    assert float(jnp.max(limits.responsibility_gap(case.variant, X, moderate))) > 1e-3
+    assert float(jnp.max(gl.study.responsibility_gap(X, moderate, variant=case.variant))) > 1e-3
 
 
 def check_no_recompilation(case: VariantCase) -> None:
@@ -223,7 +222,7 @@ def check_padded_and_out_of_core(case: VariantCase) -> None:
         assert np.all(np.isfinite(np.asarray(padded.history)))
         _close(padded, case.fit(beta), case.rtol)
         pieces = [case.X[:77], case.X[77:]]
-        ooc = gl.fit_out_of_core(
+        ooc = gl.scale.fit_out_of_core(
             case.variant,
             pieces,
             case.at(beta),
@@ -275,7 +274,7 @@ def check_restarts(case: VariantCase) -> None:
 
 def check_anneal(case: VariantCase) -> None:
     """The annealing path: warm starts stage to stage, the hard limit last, -J there."""
-    path = gl.anneal_variant(
+    path = gl.study.anneal_variant(
         case.variant, case.X, list(case.betas), init_params=case.params,
         max_iter=case.max_iter, tol=case.tol,
     )  # fmt: skip
@@ -319,7 +318,7 @@ def check_sharded(case: VariantCase, reference: dict[str, np.ndarray] | None = N
     """
     assert len(jax.devices()) >= 2, "check_sharded needs several devices (run_sharded)"
     for beta in (1.0, case.hard):
-        sharded = gl.fit_sharded(
+        sharded = gl.scale.fit_sharded(
             case.variant, case.X, case.at(beta), max_iter=case.max_iter, tol=case.tol,
             block_size=32,
         )  # fmt: skip

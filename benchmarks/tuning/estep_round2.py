@@ -115,7 +115,7 @@ def reductions(args: argparse.Namespace) -> None:
         isotropic_module.tree_min_first_index = min_first  # read when the pass is traced
         isotropic_module.tree_sum = total
         for sigma2 in (0.0, 1.0):
-            params = gl.IsotropicParams(X[: args.k], jnp.asarray(sigma2, X.dtype))
+            params = gl.variants.IsotropicParams(X[: args.k], jnp.asarray(sigma2, X.dtype))
             fn = jax.jit(
                 lambda p, b: _driver.e_pass(gl.variants.isotropic, p, b, track_farthest=True)[:2]
             )
@@ -191,7 +191,7 @@ def kmeans_parts(args: argparse.Namespace) -> None:
     means = X[: args.k]
     iso = gl.variants.isotropic
 
-    def hard_only(params: gl.IsotropicParams, x: jax.Array, w: jax.Array, gather: bool):
+    def hard_only(params: gl.variants.IsotropicParams, x: jax.Array, w: jax.Array, gather: bool):
         partial = jnp.sum(params.means**2, axis=1)[:, None] - 2.0 * (params.means @ x.T)
         best, labels = tree_min_first_index(partial, 0)
         if gather:
@@ -214,9 +214,9 @@ def kmeans_parts(args: argparse.Namespace) -> None:
         fused = iso._replace(engine=iso.engine._replace(block=block))
         variants[f"hard only, gather={gather}, tracked"] = fused
         variants[f"hard only, gather={gather}, untracked"] = fused._replace(relocate=None)
-    start = gl.IsotropicParams(means, jnp.zeros((), X.dtype))
+    start = gl.variants.IsotropicParams(means, jnp.zeros((), X.dtype))
     fits = {
-        name: (lambda n, v=v: gl.fit_sharded(v, X, start, max_iter=n, tol=0.0))
+        name: (lambda n, v=v: gl.scale.fit_sharded(v, X, start, max_iter=n, tol=0.0))
         for name, v in variants.items()
     }
     print(f"{len(jax.devices())} devices")

@@ -48,8 +48,8 @@ print(f"critical sigma2 = lambda_max(C) = {s2c:.4f}")
 #
 # For every point n with a gap `Delta_n` between its two smallest squared distances to the
 # means, the responsibilities differ from K-means' one-hot assignment by at most
-# `(K - 1) exp(-Delta_n / (2 sigma2))` (bound 1). `gl.responsibility_gap` measures the left
-# side, `gl.responsibility_bound` the right side. Sweeping `sigma2` never recompiles: it is a
+# `(K - 1) exp(-Delta_n / (2 sigma2))` (bound 1). `gl.study.responsibility_gap` measures the left
+# side, `gl.study.responsibility_bound` the right side. Sweeping `sigma2` never recompiles: it is a
 # traced value, not a static argument. In float32, `1 - r` of a near-one responsibility is
 # only known to a few units of rounding (`eps`), so the check allows 4 of them.
 
@@ -58,19 +58,19 @@ eps = float(jnp.finfo(X.dtype).eps)
 print(f"{'sigma2':>8}  {'max |r - onehot|':>17}  {'max bound 1':>12}  same partition")
 for sigma2 in [2.0, 0.3, 0.03, 0.01, 0.003, 0.001, 0.0]:
     fit = gl.em(X, m0, sigma2)
-    gap = gl.responsibility_gap(X, fit.means, sigma2)  # (N, K)
-    bound = gl.responsibility_bound(X, fit.means, sigma2)  # (N,)
+    gap = gl.study.responsibility_gap(X, fit.means, sigma2)  # (N, K)
+    bound = gl.study.responsibility_bound(X, fit.means, sigma2)  # (N,)
     assert bool(jnp.all(gap <= bound[:, None] + 4 * eps)), "bound 1 must hold"
     same = bool(jnp.all(fit.labels == hard.labels))
     print(f"{sigma2:>8}  {float(gap.max()):>17.3e}  {float(bound.max()):>12.3e}  {same}")
 
 # %% [markdown]
 # The gap falls exponentially in `1/sigma2`, and once `Delta_n / (2 sigma2)` passes
-# `gl.onehot_threshold(dtype)` (about 87 in float32, 708 in float64) the responsibilities are
+# `gl.study.onehot_threshold(dtype)` (about 87 in float32, 708 in float64) the responsibilities are
 # exactly one-hot in floating point, with no NaN on the way: the E-step works in the log domain.
 
 # %%
-print(f"float32 one-hot threshold: {gl.onehot_threshold(jnp.float32):.2f}")
+print(f"float32 one-hot threshold: {gl.study.onehot_threshold(jnp.float32):.2f}")
 
 # %% [markdown]
 # ## The log-likelihood becomes the K-means objective (bound 2)
@@ -82,7 +82,7 @@ print(f"float32 one-hot threshold: {gl.onehot_threshold(jnp.float32):.2f}")
 n, k = X.shape[0], m0.shape[0]
 for sigma2 in [0.5, 0.1, 0.02]:
     means = gl.em(X, m0, sigma2).means
-    ltilde = float(gl.scaled_log_likelihood(X, means, sigma2))
+    ltilde = float(gl.study.scaled_log_likelihood(X, means, sigma2))
     J = float(gl.kmeans_objective(X, means))
     lower = J - 2 * n * sigma2 * np.log(k)
     assert lower <= ltilde <= J * (1 + 1e-5), "bound 2 must hold"

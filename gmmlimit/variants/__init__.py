@@ -4,6 +4,7 @@ The package exports each variant under its name (``gmmlimit.variants.poisson`` i
 never a module), its parameter type, and the public helpers a variant author needs.
 """
 
+from .._variant import EStepBlock, FarPoints, Temperature, temperature_field
 from . import _isotropic_protocol, limits
 from ._bernoulli import BernoulliParams, bernoulli
 from ._diag import DiagParams, diag
@@ -28,6 +29,7 @@ from .isotropic import isotropic as _isotropic_model
 from .limits import limit_sweep
 
 __all__ = ["IsotropicParams", "IsotropicStats", "isotropic"]
+__all__ += ["EStepBlock", "FarPoints", "Temperature", "temperature_field"]
 __all__ += [
     "BernoulliParams",
     "DPMeansParams",

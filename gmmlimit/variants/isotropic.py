@@ -27,7 +27,17 @@ from .._validation import check_means, check_sigma2, is_soft
 from .._variant import EStepBlock, FarPoints, Variant, with_engine
 from ._isotropic_engines import fast_e_step
 
-__all__ = ["IsotropicParams", "IsotropicStats", "isotropic", "model"]
+# assign, log_likelihood_from_stats and validate_params serve the isotropic front ends
+# (gmmlimit.em, the diagnostics, annealing)
+__all__ = [
+    "IsotropicParams",
+    "IsotropicStats",
+    "assign",
+    "isotropic",
+    "log_likelihood_from_stats",
+    "model",
+    "validate_params",
+]
 
 
 class IsotropicParams(NamedTuple):

@@ -16,6 +16,7 @@ measuring, not for fitting.
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -31,8 +32,6 @@ __all__ = [
     "LimitDiagnostics",
     "diagnose",
     "limit_sweep",
-    "responsibility_bound",
-    "responsibility_gap",
 ]
 
 
@@ -86,22 +85,22 @@ def diagnose(variant: Variant, X: Any, params: Params, *, weights: Any = None) -
     return _diagnose(variant, X, w, params)
 
 
-def responsibility_gap(variant: Variant, X: Any, params: Params) -> jax.Array:
-    """|r_nk - onehot_nk| at the variant's parameters (temperature read from them).
+def __getattr__(name: str) -> Any:
+    # the variant spellings moved to gmmlimit.study, which has one function for every model
+    if name not in ("responsibility_gap", "responsibility_bound"):
+        raise AttributeError(f"module 'gmmlimit.variants.limits' has no attribute {name!r}")
+    warnings.warn(
+        f"gmmlimit.variants.limits.{name}(variant, X, params) moved to "
+        f"gmmlimit.study.{name}(X, params, variant=variant).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from .. import study
 
-    Returns:
-        (N, K) absolute differences in X's dtype (all 0 at the hard limit).
-    """
-    return diagnose(variant, X, params).resp_gap
+    def moved(variant: Variant, X: Any, params: Params) -> jax.Array:
+        return getattr(study, name)(X, params, variant=variant)
 
-
-def responsibility_bound(variant: Variant, X: Any, params: Params) -> jax.Array:
-    """(K - 1) exp(-g_n) per row: the bound on every entry of :func:`responsibility_gap`.
-
-    Returns:
-        (N,) bounds in X's dtype (0 at the hard limit when the row has no tie; 0 when K = 1).
-    """
-    return diagnose(variant, X, params).bound
+    return moved
 
 
 @partial(jax.jit, static_argnames=("variant",))
