@@ -145,7 +145,7 @@ def _gmmlimit_fit(X, m0, sigma2: float, block_size: int | None) -> Callable[[int
     import jax.numpy as jnp
 
     from gmmlimit._driver import DEFAULT_BLOCK_SIZE, fit_compiled
-    from gmmlimit.variants.isotropic import IsotropicParams, isotropic
+    from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
     bs = block_size or DEFAULT_BLOCK_SIZE
     Xj = jax.device_put(jnp.asarray(X))
@@ -170,7 +170,7 @@ def _gmmlimit_sharded_fit(X, m0, sigma2: float, block_size: int | None) -> Calla
 
     from gmmlimit._driver import DEFAULT_BLOCK_SIZE
     from gmmlimit._sharding import _fit_sharded_compiled, _shard_blocks, default_mesh
-    from gmmlimit.variants.isotropic import IsotropicParams, isotropic
+    from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
     bs = block_size or DEFAULT_BLOCK_SIZE
     mesh = default_mesh()
@@ -218,7 +218,7 @@ def bench_sweep(X, m0, sigma2s, iters, repeats, block_size=None) -> dict:
     import jax.numpy as jnp
 
     from gmmlimit._driver import DEFAULT_BLOCK_SIZE, fit_compiled
-    from gmmlimit.variants.isotropic import IsotropicParams, isotropic
+    from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
     bs = block_size or DEFAULT_BLOCK_SIZE
     Xj = jnp.asarray(X)

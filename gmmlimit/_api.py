@@ -33,7 +33,7 @@ from ._validation import (
     weights_or_ones,
 )
 from ._variant import Params, Variant, check_variant, with_temperature
-from .variants.isotropic import (
+from .variants._isotropic import (
     IsotropicParams,
     assign,
     isotropic,

@@ -29,7 +29,7 @@ from ._validation import (
     check_positive_int,
     weights_or_ones,
 )
-from .variants.isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
+from .variants._isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
 
 __all__ = ["GradientResult", "MethodCost", "compare_em_gradient", "gradient_fit"]
 

@@ -15,7 +15,7 @@ import numpy as np
 from ._api import em_step
 from ._logdomain import pairwise_sq_dists_partial, shifted_softmax
 from ._validation import as_data, check_means, check_sigma2, weights_or_ones
-from .variants.isotropic import IsotropicParams, assign
+from .variants._isotropic import IsotropicParams, assign
 
 __all__ = [
     "nearest_gap",

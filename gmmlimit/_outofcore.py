@@ -30,7 +30,7 @@ from jax import lax
 from ._driver import DEFAULT_BLOCK_SIZE, FitResult, block_pass, fit_objective, stop_rule
 from ._validation import _float_dtype, check_positive_int, check_sigma2, check_tol, check_weights
 from ._variant import FarPoints, Params, Stats, Variant, check_variant
-from .variants.isotropic import IsotropicParams, isotropic
+from .variants._isotropic import IsotropicParams, isotropic
 
 __all__ = ["em_out_of_core", "fit_out_of_core", "kmeans_out_of_core"]
 

@@ -28,7 +28,7 @@ from ._validation import (
     is_traced,
     weights_or_ones,
 )
-from .variants.isotropic import IsotropicParams, isotropic
+from .variants._isotropic import IsotropicParams, isotropic
 
 __all__ = ["RateResult", "collapsed_rate", "convergence_rate", "linearized_rate"]
 

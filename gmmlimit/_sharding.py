@@ -57,7 +57,7 @@ from ._validation import (
     weights_or_ones,
 )
 from ._variant import Params, Variant, check_variant
-from .variants.isotropic import IsotropicParams, isotropic
+from .variants._isotropic import IsotropicParams, isotropic
 
 __all__ = [
     "default_mesh",

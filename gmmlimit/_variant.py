@@ -154,7 +154,6 @@ class Variant(NamedTuple):
             parameters against the data, run before any compiled code. It may read only
             ``X.shape`` and ``X.dtype`` (out-of-core fits pass a ``jax.ShapeDtypeStruct``); the
             data's values are ``check_data``'s.
-        maximize: must be True: the objective is always maximised (kept for old call sites).
         engine: optional :class:`Engine`, a faster way to compute the same E-step statistics.
             Not part of the model: attach one with :func:`with_engine`; None runs ``e_step``
             then ``sufficient_stats`` block by block.
@@ -185,7 +184,6 @@ class Variant(NamedTuple):
     means: Callable[[Params], jax.Array]
     relocate: Callable[[Params, Stats, FarPoints], Stats] | None = None
     validate: Callable[[jax.Array, Params], Params] | None = None
-    maximize: bool = True
     engine: Engine | None = None
     init: Callable[[jax.Array, jax.Array, int], Params] | None = None
     temperature: Temperature | None = None
@@ -261,19 +259,14 @@ def check_variant(variant: Any, *, needs: tuple[str, ...] = ()) -> Variant:
         The variant.
 
     Raises:
-        ValueError: if ``variant`` is not a Variant (e.g. a name string), has ``maximize=False``,
-            or lacks a required field.
+        ValueError: if ``variant`` is not a Variant (e.g. a name string) or lacks a required
+            field.
     """
     if not isinstance(variant, Variant):
         hint = " (pass the Variant object, e.g. gmmlimit.variants.poisson)" * isinstance(
             variant, str
         )
         raise ValueError(f"variant must be a gmmlimit.Variant{hint}; got {variant!r}.")
-    if not variant.maximize:
-        raise ValueError(
-            f"variant {variant.name!r} has maximize=False; objectives are maximised (return the "
-            "negated value: higher is better)."
-        )
     for field in needs:
         if getattr(variant, field) is None:
             raise ValueError(

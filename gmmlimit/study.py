@@ -48,7 +48,7 @@ from ._diagnostics import (
 )
 from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate
 from ._variant import Variant
-from .variants.isotropic import IsotropicParams
+from .variants._isotropic import IsotropicParams
 from .variants.limits import LimitDiagnostics, diagnose, limit_sweep
 
 __all__ = [

@@ -26,7 +26,7 @@ import pytest
 import gmmlimit as gl
 from gmmlimit import _native
 from gmmlimit._driver import fit_compiled
-from gmmlimit.variants.isotropic import IsotropicParams, isotropic
+from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
 eng = importlib.import_module("gmmlimit.variants._isotropic_engines")
 

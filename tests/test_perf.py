@@ -7,7 +7,7 @@ import pytest
 
 import gmmlimit as gl
 from gmmlimit._driver import fit_compiled
-from gmmlimit.variants.isotropic import IsotropicParams, isotropic
+from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
 rng = np.random.default_rng(0)
 X = rng.normal(scale=3.0, size=(4, 3))[rng.integers(4, size=300)] + rng.normal(size=(300, 3))

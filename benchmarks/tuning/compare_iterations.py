@@ -32,7 +32,9 @@ w = jnp.ones((n,), X.dtype)
 cases = []
 for name in names:
     drv = importlib.import_module(f"{name}._driver")
-    iso = importlib.import_module(f"{name}.variants.isotropic")
+    iso = importlib.import_module(
+        f"{name}.variants._isotropic" if name == "gmmlimit" else f"{name}.variants.isotropic"
+    )
     for bs in bss:
         blocks = drv.make_blocks(X, w, bs)
         step = jax.jit(lambda b, p, drv=drv, iso=iso: drv.em_iteration(iso.isotropic, p, b)[0])

@@ -30,7 +30,9 @@ grids = {
 cases = {}
 for name in ("gmmlimit_base", "gmmlimit"):
     drv = importlib.import_module(f"{name}._driver")
-    iso = importlib.import_module(f"{name}.variants.isotropic")
+    iso = importlib.import_module(
+        f"{name}.variants._isotropic" if name == "gmmlimit" else f"{name}.variants.isotropic"
+    )
     blocks = drv.make_blocks(X, w, 4096)
 
     def sweep(s2, blocks=blocks, drv=drv, iso=iso):

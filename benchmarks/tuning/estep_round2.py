@@ -104,7 +104,7 @@ def reductions(args: argparse.Namespace) -> None:
     import gmmlimit as gl
     from gmmlimit import _driver, _reduce
 
-    isotropic_module = sys.modules["gmmlimit.variants.isotropic"]
+    isotropic_module = sys.modules["gmmlimit.variants._isotropic"]
     X = jnp.asarray(np.random.default_rng(0).standard_normal((args.n, args.d)), jnp.float32)
     blocks = _driver.make_blocks(X, jnp.ones((args.n,), X.dtype), args.block)
     cases = {}
@@ -185,7 +185,7 @@ def kmeans_parts(args: argparse.Namespace) -> None:
     """A sharded K-means iteration without the exact-distortion gather and the tracking."""
     import gmmlimit as gl
     from gmmlimit._reduce import tree_min_first_index
-    from gmmlimit.variants.isotropic import IsotropicStats
+    from gmmlimit.variants._isotropic import IsotropicStats
 
     X = jnp.asarray(np.random.default_rng(0).standard_normal((args.n, args.d)), jnp.float32)
     means = X[: args.k]

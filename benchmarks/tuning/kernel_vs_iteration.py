@@ -17,7 +17,7 @@ import numpy as np
 from gmmlimit import _native
 
 drv = importlib.import_module("gmmlimit._driver")
-iso = importlib.import_module("gmmlimit.variants.isotropic")
+iso = importlib.import_module("gmmlimit.variants._isotropic")
 repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 8
 n, d, k = 1 << 20, 64, 64
 X = jnp.asarray(np.random.default_rng(0).standard_normal((n, d)).astype("float32"))

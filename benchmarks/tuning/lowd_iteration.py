@@ -23,7 +23,7 @@ from sklearn.cluster import KMeans
 from gmmlimit import _native
 
 drv = importlib.import_module("gmmlimit._driver")
-iso = importlib.import_module("gmmlimit.variants.isotropic")
+iso = importlib.import_module("gmmlimit.variants._isotropic")
 
 
 def timed(f) -> np.ndarray:

@@ -35,7 +35,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .. import init as _init
 from .._driver import DEFAULT_BLOCK_SIZE, Blocks, FitResult, fit_loop, make_blocks
-from ..variants.isotropic import IsotropicParams, isotropic
+from ..variants._isotropic import IsotropicParams, isotropic
 
 __all__ = ["_IsotropicBase", "_assign", "_soft", "in_x64", "pad_blocks", "x64"]
 

@@ -30,7 +30,7 @@ from jax import lax
 
 from .._driver import Blocks, e_pass, em_iteration
 from .._variant import FarPoints
-from ..variants.isotropic import IsotropicParams, IsotropicStats, isotropic
+from ..variants._isotropic import IsotropicParams, IsotropicStats, isotropic
 
 __all__ = ["LloydRun", "lloyd_dense", "lloyd_sparse", "sparse_labels", "sq_dist_to_assigned"]
 

@@ -5,11 +5,12 @@ never a module), its parameter type, and the public helpers a variant author nee
 """
 
 from .._variant import EStepBlock, FarPoints, Temperature, temperature_field
-from . import _isotropic_protocol, limits
+from . import limits
 from ._bernoulli import BernoulliParams, bernoulli
 from ._diag import DiagParams, diag
 from ._dpmeans import DPMeansParams, DPMeansResult, dpmeans, dpmeans_objective
 from ._full import FullParams, full
+from ._isotropic import IsotropicParams, IsotropicStats, isotropic
 from ._poisson import PoissonParams, poisson
 from ._shared_spherical import SharedSphericalParams, shared_spherical
 from ._spherical import SphericalParams, spherical
@@ -24,8 +25,6 @@ from ._tempered import (
 )
 from ._tied import TiedParams, tied
 from ._vmf import VMFParams, vmf
-from .isotropic import IsotropicParams, IsotropicStats
-from .isotropic import isotropic as _isotropic_model
 from .limits import limit_sweep
 
 __all__ = ["IsotropicParams", "IsotropicStats", "isotropic"]
@@ -59,9 +58,6 @@ __all__ += [
     "tied",
     "vmf",
 ]
-
-isotropic = _isotropic_protocol.with_protocol(_isotropic_model)
-"""The isotropic equal-prior Gaussian mixture (sigma2 = 0: K-means), with its init/temperature."""
 
 # after the helpers above: the Gamma walkthrough imports them from this package, as a user would
 from ._bernoulli import logistic_loss  # noqa: E402

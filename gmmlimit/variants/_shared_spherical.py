@@ -4,7 +4,7 @@ p(x) = sum_k pi_k N(x; mu_k, sigma2 I), sigma2 re-estimated at every M-step as t
 squared distance to the means per coordinate (plus the ``reg_covar`` floor). Its hard limit
 beta = inf is exactly Lloyd's K-means for the means and labels (with equal variances the weights
 drop out and the nearest mean wins), with sigma2 = J / (N D) + reg_covar estimated alongside:
-the learned-variance counterpart of :mod:`gmmlimit.variants.isotropic`, whose sigma2 is fixed.
+the learned-variance counterpart of :data:`gmmlimit.variants.isotropic`, whose sigma2 is fixed.
 """
 
 from __future__ import annotations

@@ -228,7 +228,6 @@ def tempered_variant(
         means=means,
         relocate=None,
         validate=validate,
-        maximize=True,
         init=init,
         temperature=temperature_field("beta", math.inf),
         check_data=check_data,

@@ -24,12 +24,13 @@ from jax import lax
 
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
 from .._validation import check_means, check_sigma2, is_soft
-from .._variant import EStepBlock, FarPoints, Variant, with_engine
+from .._variant import EStepBlock, FarPoints, Temperature, Variant, temperature_field, with_engine
 from ._isotropic_engines import fast_e_step
 
 # assign, log_likelihood_from_stats and validate_params serve the isotropic front ends
 # (gmmlimit.em, the diagnostics, annealing)
 __all__ = [
+    "TEMPERATURE",
     "IsotropicParams",
     "IsotropicStats",
     "assign",
@@ -211,6 +212,33 @@ def validate_params(
     return IsotropicParams(means=means, sigma2=sigma2)
 
 
+TEMPERATURE: Temperature = temperature_field("sigma2", 0.0)
+"""The model's temperature: the shared variance sigma2, hard limit 0 (K-means)."""
+
+
+def _init(key: jax.Array, X: jax.Array, k: int) -> IsotropicParams:
+    """Random distinct rows as means, at sigma2 = 0 (jit-able; tools set the temperature)."""
+    index = jax.random.choice(key, X.shape[0], (k,), replace=False)
+    return IsotropicParams(X[index], jnp.zeros((), X.dtype))
+
+
+def _log_odds_gap(params: IsotropicParams, x: jax.Array) -> jax.Array:
+    """(B,) Delta_n / (2 sigma2): bound 1 reads |r_nk - onehot_nk| <= (K - 1) exp(-that).
+
+    Delta_n is the squared-distance gap between the runner-up and the nearest mean, taken from
+    the nearest mean's label, so it is exactly 0 only on a tie; at sigma2 = 0 the value is +inf
+    without a tie and 0 with one.
+    """
+    means = params.means
+    partial = pairwise_sq_dists_partial(x, means, jnp.sum(means * means, axis=1))
+    _, labels, gap, _ = shifted_softmax(partial, jnp.zeros((), x.dtype))
+    k = means.shape[0]
+    delta = jnp.min(jnp.where(jax.nn.one_hot(labels, k, dtype=bool), jnp.inf, gap), axis=1)
+    soft = is_soft(params.sigma2)
+    scaled = delta / (2.0 * jnp.where(soft, params.sigma2, 1.0))
+    return jnp.where(soft, scaled, jnp.where(delta > 0, jnp.inf, 0.0))
+
+
 model = Variant(
     name="isotropic",
     e_step=_e_step,
@@ -221,7 +249,9 @@ model = Variant(
     means=_means,
     relocate=_relocate,
     validate=validate_params,
-    maximize=True,
+    init=_init,
+    temperature=TEMPERATURE,
+    log_odds_gap=_log_odds_gap,
 )
 """The model alone: every function above, with the driver's generic E-step (``e_step`` then
 ``sufficient_stats`` block by block). It is the reference the fast engines are tested against."""
