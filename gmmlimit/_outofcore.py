@@ -344,6 +344,43 @@ def fit_out_of_core(
     tol_a = jnp.asarray(tol, dtype)
     scale_a = jnp.asarray(shift_scale, dtype)
 
+    def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
+        return _full_pass(
+            variant, params, make_iter, w, n, d, dtype, chunk_rows, b, track, labels_out
+        )
+
+    return _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, scale_a)
+
+
+def _pass_loop(
+    variant: Variant,
+    params: Params,
+    run_pass: Callable[[Params, np.ndarray], _Carry],
+    n: int,
+    dtype: np.dtype,
+    max_iter: int,
+    tol: jax.Array,
+    shift_scale: jax.Array,
+    combine: Callable[[_Carry, bool], tuple[_Carry, bool]] | None = None,
+) -> FitResult:
+    """The host loop of a fit whose passes stream from a source: pass, stop rule, M-step.
+
+    Args:
+        variant: the mixture variant.
+        params: validated initial parameters.
+        run_pass: ``(params, labels_out (n,)) -> carry``, one whole pass over this process's
+            rows, writing their labels into ``labels_out``.
+        n: this process's number of rows.
+        dtype: the data's dtype.
+        max_iter: the maximum number of iterations.
+        tol: the tolerance.
+        shift_scale: mean per-feature variance of the data (scales a hard fit's ``tol``).
+        combine: optional ``(carry, same) -> (carry, same)`` joining the passes of several
+            processes (statistics summed, label tests and-ed); None for one process.
+
+    Returns:
+        The :class:`FitResult` (labels of this process's rows).
+    """
     history = np.zeros((max_iter,), dtype)
     labels = np.full((n,), -1, np.int32)
     new_labels = np.empty((n,), np.int32)
@@ -351,10 +388,10 @@ def fit_out_of_core(
     n_iter = 0
     done = False
     while not done and n_iter < max_iter:
-        carry = _full_pass(
-            variant, params, make_iter, w, n, d, dtype, chunk_rows, b, track, new_labels
-        )
+        carry = run_pass(params, new_labels)
         same = bool(np.array_equal(new_labels, labels))
+        if combine is not None:
+            carry, same = combine(carry, same)
         params, objective, stop = _update(
             variant,
             params,
@@ -362,15 +399,17 @@ def fit_out_of_core(
             objective,
             jnp.asarray(n_iter, jnp.int32),
             jnp.asarray(same),
-            tol_a,
-            scale_a,
+            tol,
+            shift_scale,
         )
         history[n_iter] = np.asarray(objective, dtype)
         labels, new_labels = new_labels, labels
         n_iter += 1
         done = bool(stop)
     # track as in the loop: one compiled chunk program serves every pass.
-    final = _full_pass(variant, params, make_iter, w, n, d, dtype, chunk_rows, b, track, new_labels)
+    final = run_pass(params, new_labels)
+    if combine is not None:
+        final, _ = combine(final, True)
     final_objective = jnp.asarray(fit_objective(variant, params, final.stats), dtype)
     history[n_iter:] = np.asarray(final_objective)
     return FitResult(

@@ -37,15 +37,14 @@ from ._driver import (
     _Farthest,
     e_pass,
     fit_loop,
-    fit_objective,
 )
 from ._outofcore import (
     DEFAULT_CHUNK_BLOCKS,
     _Carry,
     _chunk_source,
     _full_pass,
+    _pass_loop,
     _rechunk,
-    _update,
 )
 from ._validation import (
     as_data,
@@ -735,44 +734,10 @@ def fit_out_of_core_processes(
     track = variant.relocate is not None
     tol_a = jnp.asarray(tol, dtype)
     scale_a = jnp.asarray(shift_scale, dtype)
-    history = np.zeros((max_iter,), dtype)
-    labels = np.full((n_p,), -1, np.int32)
-    new_labels = np.empty((n_p,), np.int32)
-    objective = jnp.asarray(-np.inf, dtype)
-    n_iter = 0
-    done = False
-    while not done and n_iter < max_iter:
-        carry = _full_pass(
-            variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, new_labels
+
+    def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
+        return _full_pass(
+            variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, labels_out
         )
-        carry, same = _combine(carry, bool(np.array_equal(new_labels, labels)))
-        params, objective, stop = _update(
-            variant,
-            params,
-            carry,
-            objective,
-            jnp.asarray(n_iter, jnp.int32),
-            jnp.asarray(same),
-            tol_a,
-            scale_a,
-        )
-        history[n_iter] = np.asarray(objective, dtype)
-        labels, new_labels = new_labels, labels
-        n_iter += 1
-        done = bool(stop)
-    final = _full_pass(
-        variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, new_labels
-    )
-    final, _ = _combine(final, True)
-    final_objective = jnp.asarray(fit_objective(variant, params, final.stats), dtype)
-    history[n_iter:] = np.asarray(final_objective)
-    return FitResult(
-        means=variant.means(params),
-        labels=new_labels,
-        n_iter=jnp.asarray(n_iter, jnp.int32),
-        converged=jnp.asarray(done),
-        objective=final_objective,
-        history=jnp.asarray(history),
-        params=params,
-        distortion=jnp.asarray(final.stats.distortion, dtype),
-    )
+
+    return _pass_loop(variant, params, run_pass, n_p, dtype, max_iter, tol_a, scale_a, _combine)
