@@ -84,6 +84,9 @@ def build_paper(
     runs, quick_read = read_runs(results_dir, quick)
     out.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    build.chmod(0o777 & ~mask)  # mkdtemp makes 0700 folders; the sources are shared like results
     try:
         figures = draw_figures(results_dir, build / "figures", runs, figures_dir)
         figures = [
@@ -102,6 +105,7 @@ def build_paper(
             sys_inputs={"data": "paper.json"},
             timestamp=_timestamp(runs),
         )
+        pdf.chmod(0o666 & ~mask)
         os.replace(pdf, out)
         sources = out.parent / f"{out.stem}_sources"
         if sources.exists():
