@@ -106,6 +106,7 @@ exponential = tempered_variant(
     means=lambda p: p.means, validate=validate, init=init, check_data=check_positive_data,
 )
 not_a_variant = 3
+bare = exponential._replace(init=None, temperature=None, log_odds_gap=None)
 '''
 
 
@@ -224,7 +225,7 @@ def _fake_record():
         ("no_such_module_xyz:v", "cannot import module 'no_such_module_xyz'"),
         ("my_variants:missing", "has no attribute 'missing'"),
         ("my_variants:not_a_variant", "is a int, not a gmmlimit Variant"),
-        ("gmmlimit.variants:_isotropic_model", "has no init, temperature, log_odds_gap"),
+        ("my_variants:bare", "has no init, temperature, log_odds_gap"),
         ("my_variants:", "package.module:attr"),
     ],
 )
