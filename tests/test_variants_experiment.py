@@ -2,10 +2,10 @@
 
 import dataclasses
 import re
-import sys
 
 import numpy as np
 import pytest
+from user_variant import forget_module, write_module
 
 from gmmlimit import cli
 from gmmlimit.experiments import (
@@ -48,76 +48,20 @@ def test_variant_limits_rejects_bad_configs(overrides, message):
 
 TINY = ["n_samples=60", "dim=2", "k=3", "n_temp=4", "n_anneal=2", "max_iter=8"]
 
-USER_MODULE = '''
-"""An exponential mixture written outside the package (public names only)."""
-from typing import NamedTuple
-
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax import lax
-
-from gmmlimit.checks import check_array, check_beta, check_k, check_mixing_weights
-from gmmlimit.checks import check_positive_data
-from gmmlimit.variants import MixtureStats, distinct_rows, tempered_variant, update_weights
-
-
-class ExpParams(NamedTuple):
-    means: jax.Array
-    weights: jax.Array
-    beta: jax.Array
-
-
-def divergence(params, x):
-    ratio = x @ (1.0 / params.means).T
-    logs = jnp.sum(jnp.log(params.means), 1)[None, :] - jnp.sum(jnp.log(x), 1)[:, None]
-    return jnp.maximum(ratio + logs - x.shape[1], 0.0)
-
-
-def moments(params, x, wr):
-    return lax.dot_general(wr, x, (((0,), (0,)), ((), ())))
-
-
-def m_step(params, stats: MixtureStats):
-    means = stats.moments / jnp.maximum(stats.counts, 1e-300)[:, None]
-    ok = (stats.counts > 0)[:, None] & jnp.isfinite(means) & (means > 0)
-    return params._replace(
-        means=jnp.where(ok, means, params.means), weights=update_weights(params, stats)
-    )
-
-
-def validate(X, params):
-    k = np.shape(params.means)[0]
-    check_k(k, X.shape[0])
-    return ExpParams(
-        check_array(params.means, (k, X.shape[1]), X.dtype, "means", positive=True),
-        check_mixing_weights(params.weights, k, X.dtype),
-        check_beta(params.beta, X.dtype),
-    )
-
-
-def init(key, X, k):
-    means = 0.5 * distinct_rows(key, X, k) + 0.5 * jnp.mean(X, 0)
-    return ExpParams(means, jnp.full((k,), 1.0 / k, X.dtype), jnp.ones((), X.dtype))
-
-
-exponential = tempered_variant(
-    "exponential", divergence=divergence, moments=moments, m_step=m_step,
-    means=lambda p: p.means, validate=validate, init=init, check_data=check_positive_data,
-)
+USER_EXTRA = """
 not_a_variant = 3
 bare = exponential._replace(init=None, temperature=None, log_odds_gap=None)
-'''
+"""
 
 
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
     folder = tmp_path / "pkg"
     folder.mkdir()
-    (folder / "my_variants.py").write_text(USER_MODULE)
+    name = write_module(folder, USER_EXTRA)
     monkeypatch.syspath_prepend(str(folder))
-    yield "my_variants"
-    sys.modules.pop("my_variants", None)
+    yield name
+    forget_module(name)
 
 
 def _run_cli(tmp_path, variant: str, sets: list[str]) -> tuple[int, object]:
