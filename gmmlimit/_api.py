@@ -37,6 +37,7 @@ from .variants._isotropic import (
     IsotropicParams,
     assign,
     isotropic,
+    isotropic_bounded,
     log_likelihood_from_stats,
     validate_params,
 )
@@ -203,6 +204,32 @@ def _prepare(
     return X, params, w, scale
 
 
+Algorithm = Literal["auto", "lloyd", "hamerly"]
+"""How a hard (K-means) fit finds labels: every row against every mean, or Hamerly's bounds."""
+
+ALGORITHMS = ("auto", "lloyd", "hamerly")
+
+BOUNDS_MIN_FEATURES = 16
+BOUNDS_MIN_COMPONENTS = 16
+"""``algorithm="auto"`` uses Hamerly's bounds from this many features and components on: below
+them a row's scores cost little beside its bound test (measured in ``benchmarks/run.py
+--hamerly``; docs/benchmarks.md)."""
+
+
+def _hard_variant(algorithm: Any, d: int, k: int) -> Variant:
+    """The isotropic variant of a hard fit by ``algorithm`` (both give the same iterates).
+
+    Raises:
+        ValueError: if ``algorithm`` is not one of :data:`ALGORITHMS`.
+    """
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
+    if algorithm == "auto":
+        wide = d >= BOUNDS_MIN_FEATURES and k >= BOUNDS_MIN_COMPONENTS
+        algorithm = "hamerly" if wide else "lloyd"
+    return isotropic_bounded if algorithm == "hamerly" else isotropic
+
+
 def _fit_isotropic(
     X: jax.Array,
     params: IsotropicParams,
@@ -210,13 +237,23 @@ def _fit_isotropic(
     tol: float,
     weights: Any,
     block_size: int,
+    algorithm: Any = "auto",
 ) -> FitResult:
-    """:func:`em` and :func:`kmeans`: the isotropic fit on exactly rescaled data, mapped back."""
+    """:func:`em` and :func:`kmeans`: the isotropic fit on exactly rescaled data, mapped back.
+
+    A concrete sigma2 of 0 runs the hard variant ``algorithm`` picks; any other sigma2 runs
+    :data:`~gmmlimit.variants.isotropic`.
+    """
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_positive_int(block_size, "block_size")
     original = validate_params(X, params)
+    hard = not is_traced(params.sigma2) and float(np.asarray(params.sigma2)) == 0.0
+    variant = isotropic
+    if hard or algorithm != "auto":
+        chosen = _hard_variant(algorithm, X.shape[1], original.means.shape[0])
+        variant = chosen if hard else isotropic
     Xs, scaled, w, scale = _prepare(X, params, weights, for_fit=True)
-    result = _fit(isotropic, Xs, scaled, max_iter, tol, w, block_size)
+    result = _fit(variant, Xs, scaled, max_iter, tol, w, block_size)
     if scale == _Scale(0, 0):
         return result
     total = jnp.sum(w)
@@ -302,6 +339,7 @@ def kmeans(
     tol: float = 0.0,
     weights: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    algorithm: Algorithm = "auto",
 ) -> FitResult:
     """Lloyd's K-means: the isotropic mixture at sigma2 = 0, run by the same driver as EM.
 
@@ -311,6 +349,14 @@ def kmeans(
     The fit is scale-invariant: data at any magnitude the dtype holds are computed rescaled by
     an exact power of two and the results mapped back.
 
+    ``algorithm="hamerly"`` keeps, per row, a lower bound on its distance to every other mean
+    (Hamerly's bound, moved by the means' shifts each iteration) and does not compare a row with
+    every mean when the bound proves, beyond the rounding error of the comparison, that its label
+    cannot change. It produces Lloyd's iterates bit for bit (labels, means, objectives, iteration
+    count) with far fewer distance computations once most labels have settled; it needs the
+    compiled CPU kernel (elsewhere it is Lloyd). ``"auto"`` picks it from 16 features and 16
+    components on.
+
     Args:
         X: (N, D) data.
         init_means: (K, D) initial means.
@@ -318,6 +364,8 @@ def kmeans(
         tol: centre-shift tolerance (relative, see above).
         weights: optional (N,) non-negative sample weights (relative: only ratios matter).
         block_size: rows per streamed E-step block.
+        algorithm: ``"lloyd"`` (every row against every mean), ``"hamerly"`` (the same iterates
+            with Hamerly's bounds) or ``"auto"``.
 
     Returns:
         :class:`FitResult`; ``distortion`` is the inertia J at the returned means, ``objective``
@@ -336,7 +384,7 @@ def kmeans(
     """
     X = as_data(X)
     params = IsotropicParams(init_means, jnp.zeros((), X.dtype))
-    return _fit_isotropic(X, params, max_iter, tol, weights, block_size)
+    return _fit_isotropic(X, params, max_iter, tol, weights, block_size, algorithm)
 
 
 @_with_float64_scope
@@ -516,6 +564,7 @@ def restarts(
     tol: float | None = None,
     weights: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    algorithm: Algorithm = "auto",
 ) -> FitResult:
     """Several fits from independent initialisations (one vmap), keeping the best.
 
@@ -538,6 +587,7 @@ def restarts(
         tol: stopping tolerance; default 0 at the hard limit and 1e-8 otherwise.
         weights: optional (N,) sample weights.
         block_size: rows per streamed E-step block.
+        algorithm: the isotropic model's hard fits (``sigma2=0``): as in :func:`kmeans`.
 
     Returns:
         The :class:`FitResult` with the highest objective (the objective is higher-is-better at
@@ -569,8 +619,14 @@ def restarts(
         else:
             means = jax.vmap(lambda kk: _init.random_points(kk, X, k))(keys)
         starts = IsotropicParams(means, jnp.broadcast_to(s2, (n_init,)))
-        chosen = isotropic
+        hard_variant = _hard_variant(algorithm, X.shape[1], k)
+        chosen = hard_variant if hard else isotropic
     else:
+        if algorithm != "auto":
+            raise ValueError(
+                f"algorithm={algorithm!r} applies to the isotropic model's K-means restarts "
+                "(variant=None, sigma2=0); a variant runs its own engine."
+            )
         chosen = check_variant(variant, needs=() if callable(init) else ("init",))
         if init is not None and not callable(init):
             raise ValueError(f"init for a variant must be a callable (key, X, k); got {init!r}.")

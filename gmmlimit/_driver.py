@@ -198,8 +198,12 @@ def _whole_pass(
     is needed.
     """
     stats, labels, distortion = variant.engine.pass_(params, blocks.x, blocks.weight)
-    if not track_farthest:
-        return stats, labels.reshape(-1), None
+    far = _farthest(stats, distortion, blocks) if track_farthest else None
+    return stats, labels.reshape(-1), far
+
+
+def _farthest(stats: Stats, distortion: jax.Array, blocks: Blocks) -> _Farthest:
+    """The K rows of largest distortion (computed only when a component is empty)."""
     k = stats.counts.shape[0]
 
     def farthest() -> _Farthest:
@@ -214,8 +218,37 @@ def _whole_pass(
     def unused() -> _Farthest:
         return _Farthest(jnp.full((k,), -jnp.inf, distortion.dtype), jnp.zeros((k,), jnp.int32))
 
-    far = lax.cond(jnp.any(stats.counts == 0), farthest, unused)
-    return stats, labels.reshape(-1), far
+    return lax.cond(jnp.any(stats.counts == 0), farthest, unused)
+
+
+def _skipping_pass(
+    variant: Variant,
+    params: Params,
+    blocks: Blocks,
+    labels: jax.Array,
+    state: Any,
+    *,
+    track_farthest: bool,
+) -> tuple[Stats, jax.Array, _Farthest | None, Any]:
+    """:func:`e_pass` through the engine's :class:`~gmmlimit._variant.Skipping` pass.
+
+    Args:
+        variant: a variant whose engine has ``skipping``.
+        params: current parameters.
+        blocks: the padded data.
+        labels: (n_blocks * B,) labels of the previous pass (-1 before the first).
+        state: the skipping state the previous pass returned.
+        track_farthest: also return the K rows of largest distortion.
+
+    Returns:
+        ``(stats, labels, farthest, state)``: as :func:`e_pass`, and the new state.
+    """
+    n_blocks, b = blocks.weight.shape
+    stats, labels, distortion, state = variant.engine.skipping.pass_(
+        params, blocks.x, blocks.weight, labels.reshape(n_blocks, b), state
+    )
+    far = _farthest(stats, distortion, blocks) if track_farthest else None
+    return stats, labels.reshape(-1), far, state
 
 
 def _maybe_relocate(
@@ -267,6 +300,18 @@ def em_iteration(
     return variant.m_step(params, moved), stats, labels
 
 
+def _skipping_iteration(
+    variant: Variant, params: Params, blocks: Blocks, labels: jax.Array, state: Any
+) -> tuple[Params, Stats, jax.Array, Any]:
+    """:func:`em_iteration` through the engine's skipping pass (same values, less work)."""
+    track = variant.relocate is not None
+    stats, labels, far, state = _skipping_pass(
+        variant, params, blocks, labels, state, track_farthest=track
+    )
+    moved = _maybe_relocate(variant, params, stats, labels, far, blocks)
+    return variant.m_step(params, moved), stats, labels, state
+
+
 class _LoopState(NamedTuple):
     params: Params
     labels: jax.Array
@@ -274,6 +319,7 @@ class _LoopState(NamedTuple):
     n_iter: jax.Array
     done: jax.Array
     history: jax.Array
+    skip: Any  # the engine's skipping state (None without one)
 
 
 @partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
@@ -405,12 +451,21 @@ def fit_loop(
     """
     dtype = blocks.x.dtype
     tol = jnp.asarray(tol, dtype)
+    skipping = variant.engine.skipping if variant.engine is not None else None
+    if pass_fn is not e_pass:
+        skipping = None  # sharded passes reduce across devices: no per-row state there
 
     def cond(state: _LoopState) -> jax.Array:
         return (~state.done) & (state.n_iter < max_iter)
 
     def body(state: _LoopState) -> _LoopState:
-        new_params, stats, labels = em_iteration(variant, state.params, blocks, pass_fn)
+        if skipping is None:
+            new_params, stats, labels = em_iteration(variant, state.params, blocks, pass_fn)
+            skip = None
+        else:
+            new_params, stats, labels, skip = _skipping_iteration(
+                variant, state.params, blocks, state.labels, state.skip
+            )
         objective = fit_objective(variant, state.params, stats).astype(dtype)
         old_means = variant.means(state.params)
         shift = jnp.sum((variant.means(new_params) - old_means) ** 2)
@@ -425,7 +480,7 @@ def fit_loop(
             tol=tol,
         )
         history = state.history.at[state.n_iter].set(objective)
-        return _LoopState(new_params, labels, objective, state.n_iter + 1, done, history)
+        return _LoopState(new_params, labels, objective, state.n_iter + 1, done, history, skip)
 
     state = _LoopState(
         params=params,
@@ -434,9 +489,15 @@ def fit_loop(
         n_iter=jnp.zeros((), jnp.int32),
         done=jnp.zeros((), bool),
         history=jnp.zeros((max_iter,), dtype),
+        skip=None if skipping is None else skipping.init(params, blocks.x),
     )
     state = lax.while_loop(cond, body, state)
-    final_stats, final_labels, _ = pass_fn(variant, state.params, blocks, track_farthest=False)
+    if skipping is None:
+        final_stats, final_labels, _ = pass_fn(variant, state.params, blocks, track_farthest=False)
+    else:
+        final_stats, final_labels, _, _ = _skipping_pass(
+            variant, state.params, blocks, state.labels, state.skip, track_farthest=False
+        )
     final_objective = fit_objective(variant, state.params, final_stats).astype(dtype)
     steps = jnp.arange(max_iter)
     history = jnp.where(steps < state.n_iter, state.history, final_objective)

@@ -33,6 +33,7 @@ __all__ = [
     "Engine",
     "FarPoints",
     "Params",
+    "Skipping",
     "Stats",
     "Temperature",
     "Variant",
@@ -191,6 +192,28 @@ class Variant(NamedTuple):
     log_odds_gap: Callable[[Params, jax.Array], jax.Array] | None = None
 
 
+class Skipping(NamedTuple):
+    """State carried from one pass to the next that lets an engine skip provably unchanged work.
+
+    For example Hamerly's bounds: a row whose label cannot change at the new parameters is not
+    compared with every component. The values are those of :attr:`Engine.pass_`, bit for bit;
+    only the work differs. The in-memory fit loop carries the state (sharded and out-of-core
+    passes do not use it).
+
+    Attributes:
+        init: ``(params, x_blocks (n, B, D)) -> state``: a state with which nothing is skipped.
+        pass_: ``(params, x_blocks, weight_blocks (n, B), labels (n, B), state) -> (stats,
+            labels (n, B), distortion (n, B), state)``: :attr:`Engine.pass_` at ``params``,
+            given the labels and state that the previous pass (at any parameters) returned
+            (labels < 0 before the first pass).
+    """
+
+    init: Callable[[Params, jax.Array], Any]
+    pass_: Callable[
+        [Params, jax.Array, jax.Array, jax.Array, Any], tuple[Stats, jax.Array, jax.Array, Any]
+    ]
+
+
 class Engine(NamedTuple):
     """How a variant's streamed E-step is computed fast (attached with :func:`with_engine`).
 
@@ -205,10 +228,13 @@ class Engine(NamedTuple):
             distortion (n, B))``, a whole streamed E-step: the blocks' statistics added in block
             order, equal to scanning ``block`` over the blocks (so all blocks can go to one
             kernel call).
+        skipping: optional :class:`Skipping`: ``pass_`` with state that lets it skip work the
+            previous pass proves unchanged (used by the in-memory fit loop).
     """
 
     block: Callable[[Params, jax.Array, jax.Array], tuple[Stats, jax.Array, jax.Array]]
     pass_: Callable[[Params, jax.Array, jax.Array], tuple[Stats, jax.Array, jax.Array]]
+    skipping: Skipping | None = None
 
 
 def with_engine(variant: Variant, engine: Engine) -> Variant:

@@ -395,15 +395,13 @@ inline const T* LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t 
   return buffer;
 }
 
-// Scores, labels and exact squared distances of one padded group against one parameter set.
+// Exact squared distances |x_r - m_labels[r]|^2 of the kGroup rows of a padded group, from the
+// differences; each row's value depends on that row and its mean alone (the same bits wherever
+// the row sits in a group).
 template <typename T>
-inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t, const T* bias,
-                        const T* means_padded, int64_t kp, T* scores, int32_t* labels,
+inline void NearestRows(const T* group, int64_t dp, const T* means_padded, const int32_t* labels,
                         T* nearest) {
   constexpr int L = kLanes<T>;
-  for (int r = 0; r < kGroup; r += kRows)
-    ScoreRows<T>(group + r * dp, d, dp, means_t, kp, bias, scores + r * kp);
-  for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);
   Vec<T> partial[L];
   for (int r0 = 0; r0 < kGroup; r0 += L) {
     for (int r = 0; r < L; ++r) {
@@ -418,6 +416,18 @@ inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t,
     }
     LaneSums<T>(partial, nearest + r0);
   }
+}
+
+// Scores, labels and exact squared distances of one padded group against one parameter set.
+template <typename T>
+inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t, const T* bias,
+                        const T* means_padded, int64_t kp, T* scores, int32_t* labels,
+                        T* nearest) {
+  constexpr int L = kLanes<T>;
+  for (int r = 0; r < kGroup; r += kRows)
+    ScoreRows<T>(group + r * dp, d, dp, means_t, kp, bias, scores + r * kp);
+  for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);
+  NearestRows<T>(group, dp, means_padded, labels, nearest);
 }
 
 // Runs n_units units of work on the calling thread and up to workers - 1 tasks on XLA's intra-op
@@ -665,6 +675,274 @@ ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
 }
 
 // ---------------------------------------------------------------------------------------------
+// Hard E-step with bounds (Hamerly's test): HardAssign's labels, distances and statistics, bit
+// for bit, without the scores of the rows whose label provably cannot change.
+//
+// The caller keeps, per row, its label a from the previous pass (at means m') and a lower bound l
+// on the row's distance to every other mean of m'. With shifts s_j = |m_j - m'_j|, the triangle
+// inequality gives |x - m_j| >= l - max_{j != a} s_j for every j != a at the new means m, and the
+// exact distance to m_a is computed (it is the row's `nearest` either way). A row keeps label a
+// without its scores when
+//     (l - max_{j != a} s_j)^2 - |x - m_a|^2 > 2 E,   E = 2 (d + 4) eps (|x| + max_j |m_j|)^2,
+// E bounding the rounding error of every score bias_j - 2 <x, m_j> as ScoreBlock computes it
+// (Higham's gamma_{d+1} (|m_j|^2 + 2 |x| |m_j|), with room for the rounding of the test itself):
+// every other computed score is then above a's, so HardAssign's first index of the minimum is a.
+// The other rows are gathered into groups and scored by AssignGroup, the code HardAssign runs
+// (each score and distance depends on its own row alone), and get a new bound from their
+// second-lowest score. The statistics are then summed over the chunk's rows in order, with the
+// expressions of HardChunk. Bounds are computed in double and stored in the data's dtype rounded
+// down; a bound of 0 (the first pass) or a label < 0 skips nothing.
+
+template <typename T>
+struct BoundTest {
+  const int32_t* labels_in;  // (rows,) labels of the previous pass; < 0: none
+  const T* lower_in;         // (rows,) lower bounds at the previous means
+  T* lower_out;              // (rows,) lower bounds at the current means
+  const double* shift;       // (k,) |m_j - m'_j|, rounded up
+  double shift_first;        // the largest shift
+  double shift_second;       // the largest shift of the other means
+  int64_t shift_arg;         // the mean with the largest shift
+  double max_norm;           // max_j |m_j|, rounded up
+  double score_slack;        // 2 (d + 4) eps of T
+  std::atomic<int64_t>* scored;  // rows scored (not skipped), over all chunks
+};
+
+// A bound stored in T, rounded down (0 for a bound that is not positive).
+template <typename T>
+inline T BoundBelow(double value) {
+  if (!(value > 0)) return T(0);
+  if (std::isinf(value)) return std::numeric_limits<T>::infinity();
+  return static_cast<T>(value * (1 - 2 * static_cast<double>(std::numeric_limits<T>::epsilon())));
+}
+
+// Rows [begin, end) of HardChunk with the bound test. scratch: kGroup * (kp + 2 dp) values.
+template <typename T>
+void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin, int64_t end,
+                  int32_t* labels, T* nearest, T* stats, T* scratch) {
+  constexpr int L = kLanes<T>;
+  const int64_t dp = p.dp, kp = p.kp, k = p.k, d = p.d;
+  constexpr double kEps = std::numeric_limits<T>::epsilon();
+  constexpr double kTiny = std::numeric_limits<T>::min();
+  const double norm_slack = static_cast<double>(d + 2) * kEps;
+  T* counts = stats;
+  T* sums = stats + k;
+  T* distortion = sums + k * dp;
+  std::fill(stats, stats + k + k * dp + 1, T(0));
+  T* scores = scratch;
+  T* buffer = scratch + kGroup * kp;
+  T* pending = buffer + kGroup * dp;  // rows to be scored, padded like a group
+  std::fill(buffer, buffer + 2 * kGroup * dp, T(0));
+  int64_t pending_row[kGroup];
+  double pending_sq[kGroup], pending_norm[kGroup];
+  int n_pending = 0;
+  int64_t scored = 0;
+  int32_t old_labels[kGroup], new_labels[kGroup];
+  T old_nearest[kGroup], new_nearest[kGroup];
+
+  // |x|^2 of a group's rows, summed in T (within (d + 2) eps of the exact value), L rows at once.
+  T group_sq[kGroup];
+  auto norms = [&](const T* group) {
+    Vec<T> partial[L];
+    for (int r0 = 0; r0 < kGroup; r0 += L) {
+      for (int r = 0; r < L; ++r) {
+        const T* xr = group + (r0 + r) * dp;
+        Vec<T> acc{};
+        for (int64_t j = 0; j < dp; j += L) {
+          const Vec<T> v = Load<T>(xr + j);
+          acc += v * v;
+        }
+        partial[r] = acc;
+      }
+      LaneSums<T>(partial, group_sq + r0);
+    }
+  };
+  // The lowest score of a row's scores other than column `label` (padded columns are +inf).
+  auto second_lowest = [&](T* row, int32_t label) {
+    const T own = row[label];
+    row[label] = std::numeric_limits<T>::infinity();
+    Vec<T> low = Load<T>(row);
+    for (int64_t c = L; c < kp; c += L) {
+      const Vec<T> v = Load<T>(row + c);
+      low = v < low ? v : low;
+    }
+    row[label] = own;
+    T best = low[0];
+    for (int i = 1; i < L; ++i) best = low[i] < best ? low[i] : best;
+    return static_cast<double>(best);
+  };
+  auto slack_of = [&](double norm_up) {
+    const double reach = norm_up + bt.max_norm;
+    return bt.score_slack * reach * reach + 4 * static_cast<double>(d + 2) * kTiny;
+  };
+  auto flush = [&]() {
+    if (n_pending == 0) return;
+    std::fill(pending + n_pending * dp, pending + kGroup * dp, T(0));
+    AssignGroup<T>(pending, d, dp, p.means_t, p.bias, p.means_padded, kp, scores, new_labels,
+                   new_nearest);
+    for (int c = 0; c < n_pending; ++c) {
+      const int64_t i = pending_row[c];
+      const int32_t label = new_labels[c];
+      labels[i] = label;
+      nearest[i] = new_nearest[c];
+      double lower = std::numeric_limits<double>::infinity();  // no other mean: nothing to pass
+      if (k > 1) {
+        const double second = second_lowest(scores + c * kp, label);
+        const double sq = pending_sq[c] + second - slack_of(pending_norm[c]);
+        lower = sq > 0 ? std::sqrt(sq) : 0.0;
+      }
+      bt.lower_out[i] = BoundBelow<T>(lower);
+    }
+    scored += n_pending;
+    n_pending = 0;
+  };
+
+  for (int64_t g = begin; g < end; g += kGroup) {
+    const int64_t rows = std::min<int64_t>(kGroup, end - g);
+    const T* group = LoadGroup<T>(p.x, d, dp, g, rows, buffer);
+    for (int r = 0; r < kGroup; ++r) {
+      const int32_t a = r < rows ? bt.labels_in[g + r] : -1;
+      old_labels[r] = (a >= 0 && a < k) ? a : 0;
+    }
+    NearestRows<T>(group, dp, p.means_padded, old_labels, old_nearest);
+    norms(group);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = g + r;
+      const int32_t a = bt.labels_in[i];
+      const T* xr = group + r * dp;
+      // |x|^2 rounded down and |x| rounded up.
+      const double sq_low = static_cast<double>(group_sq[r]) * (1 - norm_slack);
+      const double norm_up = std::sqrt(static_cast<double>(group_sq[r]) * (1 + norm_slack));
+      bool keep = false;
+      if (a >= 0 && a < k) {
+        const double moved = a == bt.shift_arg ? bt.shift_second : bt.shift_first;
+        const double lower = static_cast<double>(bt.lower_in[i]) - moved;
+        if (lower > 0) {
+          const double near_up =
+              static_cast<double>(old_nearest[r]) * (1 + (d + 4) * kEps) + d * kTiny;
+          const double lower_sq = lower * lower;
+          keep = std::isinf(lower) ||  // K = 1: no other mean
+                 lower_sq - near_up > 2 * slack_of(norm_up) + 0x1p-50 * (lower_sq + near_up);
+          if (keep) {
+            labels[i] = a;
+            nearest[i] = old_nearest[r];
+            bt.lower_out[i] = BoundBelow<T>(lower);
+          }
+        }
+      }
+      if (!keep) {
+        std::copy(xr, xr + dp, pending + n_pending * dp);
+        pending_row[n_pending] = i;
+        pending_sq[n_pending] = sq_low;
+        pending_norm[n_pending] = norm_up;
+        if (++n_pending == kGroup) flush();
+      }
+    }
+  }
+  flush();
+  // The statistics over the rows in order, with HardChunk's expressions (the same bits).
+  T chunk_distortion = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    const int32_t label = labels[i];
+    const T weight = p.w[i];
+    const T* __restrict xr = p.x + i * d;
+    T* __restrict sk = sums + label * dp;
+    for (int64_t j = 0; j < d; ++j) sk[j] += weight * xr[j];
+    counts[label] += weight;
+    chunk_distortion += weight * nearest[i];
+  }
+  *distortion = chunk_distortion;
+  bt.scored->fetch_add(scored, std::memory_order_relaxed);
+}
+
+template <ffi::DataType DT>
+ffi::Error HardAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
+                             ffi::Buffer<DT> means_buf, ffi::Buffer<DT> old_means_buf,
+                             ffi::Buffer<ffi::S32> labels_in_buf, ffi::Buffer<DT> lower_in_buf,
+                             ffi::ResultBuffer<ffi::S32> labels_buf,
+                             ffi::ResultBuffer<DT> nearest_buf, ffi::ResultBuffer<DT> counts_buf,
+                             ffi::ResultBuffer<DT> sums_buf, ffi::ResultBuffer<DT> distortion_buf,
+                             ffi::ResultBuffer<DT> lower_buf,
+                             ffi::ResultBuffer<ffi::S32> scored_buf) {
+  using T = ffi::NativeType<DT>;
+  constexpr int L = kLanes<T>;
+  const auto x_dims = x_buf.dimensions();
+  const auto m_dims = means_buf.dimensions();
+  const auto o_dims = old_means_buf.dimensions();
+  const auto w_dims = w_buf.dimensions();
+  const auto l_dims = labels_in_buf.dimensions();
+  const auto b_dims = lower_in_buf.dimensions();
+  if (!ValidBlocks(x_dims, w_dims) || m_dims.size() != 2 || m_dims[1] != x_dims[2] ||
+      m_dims[0] < 1 || m_dims[0] >= (int64_t{1} << 24) || o_dims.size() != 2 ||
+      o_dims[0] != m_dims[0] || o_dims[1] != m_dims[1] || l_dims.size() != 2 ||
+      l_dims[0] != w_dims[0] || l_dims[1] != w_dims[1] || b_dims.size() != 2 ||
+      b_dims[0] != w_dims[0] || b_dims[1] != w_dims[1]) {
+    return ffi::Error::InvalidArgument(
+        "gmmlimit hard_assign_bounded: expected x (n, B, D), w (n, B), means and old means "
+        "(K, D), labels and lower bounds (n, B), 1 <= K < 2^24");
+  }
+  const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2], k = m_dims[0];
+  const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
+  std::vector<T> means_t(dp * kp), bias(kp), means_padded(k * dp);
+  const T* means = means_buf.typed_data();
+  const T* old_means = old_means_buf.typed_data();
+  PrepareMeans<T>(means, k, d, dp, kp, means_t.data(), bias.data(), means_padded.data());
+  // Shifts and norms in double, rounded up by more than their rounding error.
+  const double up = 1 + static_cast<double>(d + 4) * 0x1p-52;
+  std::vector<double> shift(k);
+  double shift_first = 0, shift_second = 0, max_norm = 0;
+  int64_t shift_arg = 0;
+  for (int64_t c = 0; c < k; ++c) {
+    double moved = 0, norm = 0;
+    for (int64_t j = 0; j < d; ++j) {
+      const double now = static_cast<double>(means[c * d + j]);
+      const double diff = now - static_cast<double>(old_means[c * d + j]);
+      moved += diff * diff;
+      norm += now * now;
+    }
+    shift[c] = std::sqrt(moved) * up;
+    max_norm = std::max(max_norm, std::sqrt(norm) * up);
+    // NaN shifts or norms (no finite means) fail every test below: every row is scored.
+    if (!(shift[c] <= shift_first)) {
+      shift_second = c == 0 ? 0 : shift_first;
+      shift_first = shift[c];
+      shift_arg = c;
+    } else if (!(shift[c] <= shift_second)) {
+      shift_second = shift[c];
+    }
+  }
+  if (!std::isfinite(max_norm)) max_norm = std::numeric_limits<double>::quiet_NaN();
+  std::atomic<int64_t> scored{0};
+  const BoundTest<T> test{labels_in_buf.typed_data(),
+                          lower_in_buf.typed_data(),
+                          lower_buf->typed_data(),
+                          shift.data(),
+                          shift_first,
+                          shift_second,
+                          shift_arg,
+                          max_norm,
+                          2 * static_cast<double>(d + 4) * std::numeric_limits<T>::epsilon(),
+                          &scored};
+  const HardProblem<T> problem{x_buf.typed_data(), w_buf.typed_data(), means_t.data(),
+                               bias.data(),        means_padded.data(), d, dp, k, kp};
+  int32_t* labels = labels_buf->typed_data();
+  T* nearest = nearest_buf->typed_data();
+  const int64_t stats_size = k + k * dp + 1;
+  const std::vector<T> total = RunBlocks<T>(
+      pool, n_blocks, b, stats_size, kGroup * (kp + 2 * dp),
+      [&](int64_t begin, int64_t end, T* stats, T* scratch) {
+        BoundedChunk<T>(problem, test, begin, end, labels, nearest, stats, scratch);
+      });
+  T* counts = counts_buf->typed_data();
+  T* sums = sums_buf->typed_data();
+  std::copy(total.begin(), total.begin() + k, counts);
+  for (int64_t c = 0; c < k; ++c)
+    std::copy(total.begin() + k + c * dp, total.begin() + k + c * dp + d, sums + c * d);
+  *distortion_buf->typed_data() = total[k + k * dp];
+  *scored_buf->typed_data() = static_cast<int32_t>(std::min<int64_t>(scored.load(), INT32_MAX));
+  return ffi::Error::Success();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Soft E-step.
 
 template <typename T>
@@ -878,7 +1156,27 @@ ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
                                     .Ret<ffi::Buffer<DT>>()            \
                                     .Ret<ffi::Buffer<DT>>());
 
+#define GMMLIMIT_DEFINE_BOUNDED(NAME, DT)                              \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, HardAssignBounded<DT>,           \
+                                ffi::Ffi::Bind()                       \
+                                    .Ctx<ffi::ThreadPool>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<ffi::S32>>()      \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<ffi::S32>>()      \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<ffi::S32>>());
+
 GMMLIMIT_DEFINE_HARD(GmmlimitHardAssignF32, ffi::F32)
 GMMLIMIT_DEFINE_HARD(GmmlimitHardAssignF64, ffi::F64)
 GMMLIMIT_DEFINE_SOFT(GmmlimitSoftAssignF32, ffi::F32)
 GMMLIMIT_DEFINE_SOFT(GmmlimitSoftAssignF64, ffi::F64)
+GMMLIMIT_DEFINE_BOUNDED(GmmlimitHardAssignBoundedF32, ffi::F32)
+GMMLIMIT_DEFINE_BOUNDED(GmmlimitHardAssignBoundedF64, ffi::F64)

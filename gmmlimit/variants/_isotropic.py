@@ -35,6 +35,7 @@ __all__ = [
     "IsotropicStats",
     "assign",
     "isotropic",
+    "isotropic_bounded",
     "log_likelihood_from_stats",
     "model",
     "validate_params",
@@ -260,3 +261,7 @@ isotropic = with_engine(model, fast_e_step(IsotropicStats))
 """The isotropic equal-prior Gaussian mixture with fixed shared variance (sigma2 = 0: K-means):
 :data:`model` with the fast E-step engines of :mod:`._isotropic_engines` attached (same values up
 to rounding; the compiled CPU kernel, the wide sweep product, the reference derivative)."""
+
+isotropic_bounded = with_engine(model, fast_e_step(IsotropicStats, skipping=True))
+""":data:`isotropic` whose hard fits skip, with Hamerly's bounds, the rows whose label cannot
+change (exact: the same iterates as Lloyd's, bit for bit; see ``_isotropic_engines.Bounds``)."""

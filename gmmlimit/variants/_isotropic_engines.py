@@ -42,11 +42,13 @@ from .. import _native
 from .._logdomain import shifted_exp
 from .._reduce import tree_min_first_index
 from .._validation import is_soft
-from .._variant import Engine
+from .._variant import Engine, Skipping
 
 __all__ = [
     "WIDE_TILE_ELEMENTS",
+    "Bounds",
     "Totals",
+    "bounded_pass",
     "fast_e_step",
     "fused_block",
     "fused_pass",
@@ -510,11 +512,129 @@ fused_pass: EngineFn = with_reference_derivative(
 derivative of :func:`jax_pass`."""
 
 
-def fast_e_step(stats_type: Callable[..., Any]) -> Engine:
+# ------------------------------------------------------------------------------------------------
+# Hamerly's bounds: the hard pass without the scores of rows whose label cannot change
+# ------------------------------------------------------------------------------------------------
+
+
+class Bounds(NamedTuple):
+    """The per-row state of :func:`bounded_pass` (Hamerly's lower bounds).
+
+    Attributes:
+        lower: (n, B) a lower bound on each row's distance to every mean of ``means`` other than
+            its label's (0: unknown, the row is scored against every mean).
+        means: (K, D) the means the bounds refer to (those of the pass that returned them).
+        scored: () int32 rows the pass that returned them scored against every mean.
+    """
+
+    lower: jax.Array
+    means: jax.Array
+    scored: jax.Array
+
+
+def no_bounds(means: jax.Array, x_blocks: jax.Array) -> Bounds:
+    """Bounds with which a pass skips nothing (before the first pass, after a soft one)."""
+    n, b, _ = x_blocks.shape
+    return Bounds(jnp.zeros((n, b), x_blocks.dtype), means, jnp.asarray(n * b, jnp.int32))
+
+
+def _native_bounded(
+    means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array, labels: jax.Array, bounds: Bounds
+) -> tuple[Out, Bounds]:
+    """:func:`native_hard` through the bounded kernel (the same values, bit for bit)."""
+    labels, nearest, counts, sums, distortion, lower, scored = _native.hard_assign_bounded(
+        means, bounds.means, labels, bounds.lower, x_blocks, w_blocks
+    )
+    zero = jnp.zeros((), x_blocks.dtype)
+    totals = Totals(counts, sums, _block_total(w_blocks), zero, distortion)
+    return (totals, labels, nearest), Bounds(lower, means, scored)
+
+
+def _bounded_one(
+    means: jax.Array,
+    sigma2: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+    labels: jax.Array,
+    bounds: Bounds,
+) -> tuple[Out, Bounds]:
+    """:func:`bounded_pass` for one parameter set."""
+
+    def plain(*_: Any) -> tuple[Out, Bounds]:
+        return fused_pass(means, sigma2, x_blocks, w_blocks), no_bounds(means, x_blocks)
+
+    if not _kernels_apply(x_blocks, means.shape[0]):
+        return plain()
+
+    def cpu(*_: Any) -> tuple[Out, Bounds]:
+        return lax.cond(
+            is_soft(sigma2),
+            plain,
+            lambda: _native_bounded(means, x_blocks, w_blocks, labels, bounds),
+        )
+
+    return lax.platform_dependent(means, cpu=cpu, default=plain)
+
+
+bounded_pass = jax.custom_batching.custom_vmap(_bounded_one)
+"""``(means, sigma2, x_blocks, w_blocks, labels (n, B), bounds) -> ((totals, labels, nearest),
+bounds)``: :data:`fused_pass`'s values, bit for bit, given the labels and :class:`Bounds` of the
+previous pass. At sigma2 = 0 on the CPU with the kernels, rows whose label provably cannot change
+are not scored against every mean (``_native.hard_assign_bounded``); elsewhere (soft fits, other
+platforms) it is :data:`fused_pass` and returns :func:`no_bounds`. Under ``vmap`` over parameters
+(K-means restarts) the lanes run one after another when all are hard, else :data:`fused_pass`'s
+wide rule runs them together."""
+
+
+@bounded_pass.def_vmap
+def _bounded_rule(
+    axis_size: int,
+    in_batched: tuple[Any, ...],
+    means: jax.Array,
+    sigma2: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+    labels: jax.Array,
+    bounds: Bounds,
+) -> tuple[tuple[Out, Bounds], Any]:
+    args = (means, sigma2, x_blocks, w_blocks, labels, bounds)
+    if in_batched[2] or in_batched[3]:
+        axes = jax.tree.map(lambda flag: 0 if flag else None, in_batched)
+        out = jax.vmap(_bounded_one, in_axes=axes)(*args)
+    else:
+        lanes = [
+            jax.tree.map(
+                lambda a, flag: a if flag else jnp.broadcast_to(a, (axis_size, *a.shape)),
+                arg,
+                flags,
+            )
+            for arg, flags in zip(
+                (means, sigma2, labels, bounds), (*in_batched[:2], *in_batched[4:]), strict=True
+            )
+        ]
+        means, sigma2, labels, bounds = lanes
+
+        def one_by_one() -> tuple[Out, Bounds]:
+            return lax.map(
+                lambda lane: _bounded_one(lane[0], lane[1], x_blocks, w_blocks, lane[2], lane[3]),
+                (means, sigma2, labels, bounds),
+            )
+
+        def together() -> tuple[Out, Bounds]:
+            out = jax.vmap(lambda m, s2: fused_pass(m, s2, x_blocks, w_blocks))(means, sigma2)
+            return out, jax.vmap(lambda m: no_bounds(m, x_blocks))(means)
+
+        out = lax.cond(jnp.all(~is_soft(sigma2)), one_by_one, together)
+    return out, jax.tree.map(lambda _: True, out)
+
+
+def fast_e_step(stats_type: Callable[..., Any], *, skipping: bool = False) -> Engine:
     """The isotropic model's fast E-step, as an :class:`~gmmlimit._variant.Engine`.
 
     Args:
         stats_type: the model's statistics type, built from the :class:`Totals` fields in order.
+        skipping: also give the engine :func:`bounded_pass` as its
+            :class:`~gmmlimit._variant.Skipping` pass (Hamerly's bounds for hard fits).
 
     Returns:
         The engine: ``block`` runs :data:`fused_block`, ``pass_`` :data:`fused_pass`, on
@@ -531,4 +651,15 @@ def fast_e_step(stats_type: Callable[..., Any]) -> Engine:
 
         return run
 
-    return Engine(block=wrap(fused_block), pass_=wrap(fused_pass))
+    def skipping_pass(
+        params: Any, x: jax.Array, weight: jax.Array, labels: jax.Array, bounds: Bounds
+    ) -> tuple[Any, jax.Array, jax.Array, Bounds]:
+        (totals, labels, nearest), bounds = bounded_pass(
+            params.means, params.sigma2, x, weight, labels, bounds
+        )
+        return stats_type(*totals), labels, nearest, bounds
+
+    skip = Skipping(init=lambda params, x: no_bounds(params.means, x), pass_=skipping_pass)
+    return Engine(
+        block=wrap(fused_block), pass_=wrap(fused_pass), skipping=skip if skipping else None
+    )
