@@ -1,0 +1,189 @@
+"""Exact accelerated K-means: Hamerly's bounds give Lloyd's iterates bit for bit.
+
+``kmeans(..., algorithm="hamerly")`` skips the scores of rows whose label provably cannot change;
+everything a fit returns (means, labels, objectives and their history, distortion, iteration
+count, convergence flag) must be the same bits as ``algorithm="lloyd"``, on every shape the
+kernel tiles differently (D below, at and above a vector; K = 1; blocks that are not full),
+with weights (zeros included), ties, empty clusters, float32 and float64, and under ``vmap``
+(restarts). The kernel must also really skip: after a few iterations on separated clusters,
+few rows are scored.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gmmlimit as gl
+from gmmlimit import _native
+
+pytestmark = pytest.mark.skipif(
+    not _native.available(), reason=f"CPU kernel unavailable: {_native.status()}"
+)
+
+
+def _blobs(seed, n, d, k, dtype, spread=10.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-spread, spread, (k, d))
+    return (centres[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(dtype)
+
+
+def _assert_same_fit(a, b):
+    for name in a._fields:
+        left, right = getattr(a, name), getattr(b, name)
+        for x, y in zip(jax.tree.leaves(left), jax.tree.leaves(right), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=name)
+
+
+def _both(X, m0, **kw):
+    lloyd = gl.kmeans(X, m0, algorithm="lloyd", **kw)
+    hamerly = gl.kmeans(X, m0, algorithm="hamerly", **kw)
+    return lloyd, hamerly
+
+
+@pytest.mark.parametrize(
+    "n, d, k, dtype, block_size",
+    [
+        (3001, 20, 17, np.float32, 512),  # last block not full; D past one float32 vector
+        (1500, 64, 40, np.float64, 4096),  # one block; D several vectors
+        (1201, 3, 5, np.float32, 256),  # low D (Lloyd's rows-in-lanes path)
+        (700, 1, 4, np.float64, 128),  # D = 1
+        (400, 9, 1, np.float32, 128),  # K = 1: no other mean, every row skips after the first
+    ],
+)
+def test_hamerly_gives_lloyds_iterates_bit_for_bit(n, d, k, dtype, block_size):
+    X = _blobs(0, n, d, k, dtype)
+    m0 = X[np.random.default_rng(1).choice(n, k, replace=False)]
+    lloyd, hamerly = _both(X, m0, block_size=block_size)
+    assert int(lloyd.n_iter) > 2 or k == 1
+    _assert_same_fit(lloyd, hamerly)
+
+
+def test_hamerly_with_weights_ties_and_empty_clusters():
+    rng = np.random.default_rng(2)
+    # Integer data: many rows exactly equidistant from two means (ties go to the lowest index).
+    X = rng.integers(-4, 5, (2000, 17)).astype(np.float32)
+    weights = rng.uniform(0, 2, 2000).astype(np.float32)
+    weights[::7] = 0.0
+    # Three identical starting means and one far away: empty clusters on the first iterations.
+    m0 = np.concatenate([np.repeat(X[:1], 3, axis=0), X[1:14], np.full((1, 17), 1e3, np.float32)])
+    lloyd, hamerly = _both(X, m0, weights=weights, block_size=300, max_iter=60)
+    assert np.asarray(lloyd.history)[0] < np.asarray(lloyd.history)[1]  # relocation moved means
+    _assert_same_fit(lloyd, hamerly)
+
+
+def test_hamerly_at_tiny_and_huge_scales_and_with_tol():
+    base = _blobs(3, 1500, 24, 18, np.float64)
+    m0 = base[:18]
+    for scale in (2.0**-300, 1.0, 2.0**300):
+        lloyd, hamerly = _both(base * scale, m0 * scale, tol=1e-4, block_size=700)
+        _assert_same_fit(lloyd, hamerly)
+
+
+def test_hamerly_restarts_under_vmap_match_lloyd_restarts():
+    X = _blobs(4, 1200, 24, 16, np.float32)
+    key = jax.random.key(5)
+    lloyd = gl.restarts(key, X, 16, n_init=3, algorithm="lloyd", block_size=500)
+    hamerly = gl.restarts(key, X, 16, n_init=3, algorithm="hamerly", block_size=500)
+    _assert_same_fit(lloyd, hamerly)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=st.sampled_from([(1, 3), (5, 2), (17, 6), (33, 20)]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    grid=st.booleans(),
+)
+def test_hamerly_equals_lloyd_on_random_problems(seed, shape, dtype, grid):
+    d, k = shape
+    rng = np.random.default_rng(seed)
+    if grid:  # coarse integer grid: exact ties and duplicate rows
+        X = rng.integers(-3, 4, (300, d)).astype(dtype)
+    else:
+        X = _blobs(seed, 300, d, k, dtype, spread=float(rng.uniform(0.5, 20)))
+    m0 = X[rng.choice(300, k, replace=False)]
+    lloyd, hamerly = _both(X, m0, block_size=128, max_iter=50)
+    _assert_same_fit(lloyd, hamerly)
+
+
+def test_the_bounded_kernel_skips_rows_and_matches_the_hard_kernel_pass_by_pass():
+    n_blocks, b, d, k = 4, 1000, 48, 30
+    X = _blobs(6, n_blocks * b, d, k, np.float32, spread=20.0)
+    x_blocks = jnp.asarray(X.reshape(n_blocks, b, d))
+    w_blocks = jnp.ones((n_blocks, b), jnp.float32)
+    means = jnp.asarray(X[np.random.default_rng(7).choice(len(X), k, replace=False)])
+    old, labels = means, -jnp.ones((n_blocks, b), jnp.int32)
+    lower = jnp.zeros((n_blocks, b), jnp.float32)
+    hard, bounded = jax.jit(_native.hard_assign), jax.jit(_native.hard_assign_bounded)
+    scored = []
+    for _ in range(12):
+        want = hard(means, x_blocks, w_blocks)
+        got = bounded(means, old, labels, lower, x_blocks, w_blocks)
+        for a, c in zip(want, got[:5], strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+        labels, lower, old, scored = got[0], got[5], means, [*scored, int(got[6])]
+        counts, sums = np.asarray(want[2]), np.asarray(want[3])
+        means = jnp.asarray(
+            np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], means)
+        )
+    assert scored[0] == n_blocks * b  # no bounds yet: every row scored
+    # Settled: most rows skipped (Lloyd scores every row every time). The rows still scored sit
+    # between means that keep moving (two means sharing one cluster).
+    assert max(scored[-5:]) < 0.15 * n_blocks * b
+    # The bounds are true lower bounds on the distance to every other mean.
+    dist = np.sqrt(((X[:, None, :].astype(np.float64) - np.asarray(old, np.float64)) ** 2).sum(2))
+    own = np.asarray(labels).reshape(-1)
+    dist[np.arange(len(X)), own] = np.inf
+    assert np.all(np.asarray(lower).reshape(-1) <= dist.min(1))
+
+
+def test_algorithm_is_checked_before_any_fit():
+    X = np.zeros((10, 2), np.float32)
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        gl.kmeans(X, X[:2], algorithm="elkan")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        gl.restarts(jax.random.key(0), X, 2, algorithm="fast")
+    with pytest.raises(ValueError, match="applies to the isotropic model"):
+        gl.restarts(jax.random.key(0), X, 2, variant=gl.variants.isotropic, algorithm="hamerly")
+
+
+def test_rows_within_rounding_of_a_tie_are_scored_not_skipped():
+    # Rows a hair off the bisector of two means, far from the origin: the kernel's rounded scores
+    # pick the truly farther mean for some of them. Given true labels and true lower bounds (the
+    # best any bound can be), the bounded kernel must still return the labels Lloyd's kernel
+    # computes: a row is skipped only when its margin exceeds every score's rounding error.
+    rng = np.random.default_rng(8)
+    d, k, n = 32, 6, 4096
+    means = (100.0 + rng.normal(size=(k, d))).astype(np.float32)
+    pairs = rng.integers(0, k - 1, n)
+    a, b = means[pairs].astype(np.float64), means[pairs + 1].astype(np.float64)
+    direction = (b - a) / np.linalg.norm(b - a, axis=1, keepdims=True)
+    eps = rng.uniform(-1, 1, (n, 1)) * 1e-4
+    X = ((a + b) / 2 + eps * direction).astype(np.float32)
+    x64, m64 = X.astype(np.float64), means.astype(np.float64)
+    dist = np.sqrt(((x64[:, None, :] - m64[None]) ** 2).sum(2))
+    true_labels = dist.argmin(1).astype(np.int32)
+    others = dist.copy()
+    others[np.arange(n), true_labels] = np.inf
+    lower = np.nextafter(others.min(1).astype(np.float32), np.float32(0))  # rounded down
+    assert np.all(lower <= others.min(1))
+    shape = (4, n // 4)
+    x_blocks = jnp.asarray(X.reshape(*shape, d))
+    w_blocks = jnp.ones(shape, jnp.float32)
+    m = jnp.asarray(means)
+    want = jax.jit(_native.hard_assign)(m, x_blocks, w_blocks)
+    got = jax.jit(_native.hard_assign_bounded)(
+        m, m, jnp.asarray(true_labels.reshape(shape)), jnp.asarray(lower.reshape(shape)),
+        x_blocks, w_blocks,
+    )  # fmt: skip
+    assert np.any(np.asarray(want[0]).reshape(-1) != true_labels)  # rounding decides some rows
+    for x, y in zip(want, got[:5], strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
