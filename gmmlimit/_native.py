@@ -351,23 +351,25 @@ def hard_assign_bounded(
 ) -> tuple[jax.Array, ...]:
     """:func:`hard_assign` with Hamerly's bound test: the same outputs, bit for bit, faster.
 
-    A row whose label cannot change (its lower bound on the distance to every other mean, moved
-    by the means' shifts, exceeds its distance to its own mean by more than any score's rounding
-    error) keeps it without being scored against every mean; see the kernel's source.
+    The means are cut into G groups of consecutive indices (as in Yinyang K-means). A row whose
+    label cannot change (its lower bounds on the distance to the other means of each group,
+    moved by the group's largest shift, exceed its distance to its own mean by more than any
+    score's rounding error) keeps it without being scored against every mean; see the kernel's
+    source.
 
     Args:
         means: (K, D) means.
         old_means: (K, D) the means ``lower`` refers to (those of the previous pass).
         old_labels: (n, B) int32 labels of the previous pass (< 0: none, the row is scored).
-        lower: (n, B) lower bounds on each row's distance to every mean of ``old_means`` but its
-            label's (0: the row is scored).
+        lower: (n, B, G) lower bounds on each row's distance to the means of each group of
+            ``old_means`` other than its label's (0: the row is scored); 1 <= G <= K.
         x_blocks: (n, B, D) rows, float32 or float64 (the dtype of ``means``).
         w_blocks: (n, B) sample weights.
         suffix: as in :func:`hard_assign`.
 
     Returns:
         ``(labels, nearest, counts, sums, distortion, lower, scored)``: the outputs of
-        :func:`hard_assign`, the (n, B) lower bounds at ``means`` and the () int32 number of rows
+        :func:`hard_assign`, the (n, B, G) lower bounds at ``means`` and the () int32 number of rows
         that were scored against every mean.
     """
     n, b, d = x_blocks.shape
@@ -379,7 +381,7 @@ def hard_assign_bounded(
         jax.ShapeDtypeStruct((k,), dtype),
         jax.ShapeDtypeStruct((k, d), dtype),
         jax.ShapeDtypeStruct((), dtype),
-        jax.ShapeDtypeStruct((n, b), dtype),
+        jax.ShapeDtypeStruct(lower.shape, dtype),
         jax.ShapeDtypeStruct((), jnp.int32),
     )
     target = f"gmmlimit_hard_assign_bounded_{_SUFFIX[jnp.dtype(dtype)]}{suffix}"

@@ -121,7 +121,8 @@ def test_the_bounded_kernel_skips_rows_and_matches_the_hard_kernel_pass_by_pass(
     w_blocks = jnp.ones((n_blocks, b), jnp.float32)
     means = jnp.asarray(X[np.random.default_rng(7).choice(len(X), k, replace=False)])
     old, labels = means, -jnp.ones((n_blocks, b), jnp.int32)
-    lower = jnp.zeros((n_blocks, b), jnp.float32)
+    groups = 2  # means 0-15 and 16-29 (groups of 16 consecutive means)
+    lower = jnp.zeros((n_blocks, b, groups), jnp.float32)
     hard, bounded = jax.jit(_native.hard_assign), jax.jit(_native.hard_assign_bounded)
     scored = []
     for _ in range(12):
@@ -134,15 +135,26 @@ def test_the_bounded_kernel_skips_rows_and_matches_the_hard_kernel_pass_by_pass(
         means = jnp.asarray(
             np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], means)
         )
+    # One mean of the second group jumps onto a mean of the first: the rows it now takes were
+    # skippable a pass ago, and only that group's own shift says they are not any more.
+    jumped = old.at[20].set(old[3] + 0.01)
+    want = hard(jumped, x_blocks, w_blocks)
+    got = bounded(jumped, old, labels, lower, x_blocks, w_blocks)
+    assert np.any(np.asarray(want[0]) == 20) and np.any(np.asarray(labels) == 3)
+    for a, c in zip(want, got[:5], strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
     assert scored[0] == n_blocks * b  # no bounds yet: every row scored
     # Settled: most rows skipped (Lloyd scores every row every time). The rows still scored sit
     # between means that keep moving (two means sharing one cluster).
     assert max(scored[-5:]) < 0.15 * n_blocks * b
-    # The bounds are true lower bounds on the distance to every other mean.
+    # The bounds are true lower bounds on the distance to the other means of each group.
     dist = np.sqrt(((X[:, None, :].astype(np.float64) - np.asarray(old, np.float64)) ** 2).sum(2))
     own = np.asarray(labels).reshape(-1)
     dist[np.arange(len(X)), own] = np.inf
-    assert np.all(np.asarray(lower).reshape(-1) <= dist.min(1))
+    bounds = np.asarray(lower).reshape(-1, groups)
+    for g, members in enumerate((slice(0, 16), slice(16, k))):
+        assert np.all(bounds[:, g] <= dist[:, members].min(1))
+        assert np.mean(bounds[:, g] > 0.5 * dist[:, members].min(1)) > 0.5  # and useful ones
 
 
 def test_algorithm_is_checked_before_any_fit():
@@ -176,12 +188,13 @@ def test_rows_within_rounding_of_a_tie_are_scored_not_skipped():
     lower = np.nextafter(others.min(1).astype(np.float32), np.float32(0))  # rounded down
     assert np.all(lower <= others.min(1))
     shape = (4, n // 4)
+    lower = lower[:, None]  # one group: all K = 6 means
     x_blocks = jnp.asarray(X.reshape(*shape, d))
     w_blocks = jnp.ones(shape, jnp.float32)
     m = jnp.asarray(means)
     want = jax.jit(_native.hard_assign)(m, x_blocks, w_blocks)
     got = jax.jit(_native.hard_assign_bounded)(
-        m, m, jnp.asarray(true_labels.reshape(shape)), jnp.asarray(lower.reshape(shape)),
+        m, m, jnp.asarray(true_labels.reshape(shape)), jnp.asarray(lower.reshape(*shape, 1)),
         x_blocks, w_blocks,
     )  # fmt: skip
     assert np.any(np.asarray(want[0]).reshape(-1) != true_labels)  # rounding decides some rows

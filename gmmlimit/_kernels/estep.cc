@@ -258,6 +258,26 @@ inline void LaneSums(Vec<T>* v, T* out) {
   for (int i = 0; i < L; ++i) out[BitReverse(i, kLaneBits<T>)] = v[0][i];
 }
 
+// One level of the minimum network: as SumLevels, with the lane-wise minimum for the sum.
+template <typename T, int H>
+inline void MinLevels(Vec<T>* v) {
+  for (int i = 0; i < H; ++i) {
+    const Vec<T> p = v[2 * i], q = v[2 * i + 1];
+    const Vec<T> a = FirstOf<T, H>(p, q, LaneSequence<T>{});
+    const Vec<T> b = SecondOf<T, H>(p, q, LaneSequence<T>{});
+    v[i] = b < a ? b : a;
+  }
+  if constexpr (H > 1) MinLevels<T, H / 2>(v);
+}
+
+// out[r] = the smallest lane of v[r], r < L. v is overwritten.
+template <typename T>
+inline void LaneMins(Vec<T>* v, T* out) {
+  constexpr int L = kLanes<T>;
+  MinLevels<T, L / 2>(v);
+  for (int i = 0; i < L; ++i) out[BitReverse(i, kLaneBits<T>)] = v[0][i];
+}
+
 // One level of the argmin network over (value, index) pairs: the lower value wins, then the
 // lower index.
 template <typename T, int H>
@@ -675,35 +695,37 @@ ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hard E-step with bounds (Hamerly's test): HardAssign's labels, distances and statistics, bit
-// for bit, without the scores of the rows whose label provably cannot change.
+// Hard E-step with bounds (Hamerly's test, with a bound per group of means as in Yinyang
+// K-means): HardAssign's labels, distances and statistics, bit for bit, without the scores of
+// the rows whose label provably cannot change.
 //
-// The caller keeps, per row, its label a from the previous pass (at means m') and a lower bound l
-// on the row's distance to every other mean of m'. With shifts s_j = |m_j - m'_j|, the triangle
-// inequality gives |x - m_j| >= l - max_{j != a} s_j for every j != a at the new means m, and the
-// exact distance to m_a is computed (it is the row's `nearest` either way). A row keeps label a
+// The means are cut into G groups of consecutive indices (group_size of them each, a multiple of
+// the vector width). The caller keeps, per row, its label a from the previous pass (at means m')
+// and, per group g, a lower bound l_g on the row's distance to every mean of g other than m'_a.
+// With s_g the largest shift |m_j - m'_j| in group g, the triangle inequality gives
+// |x - m_j| >= l_g - s_g for every j != a of g at the new means m; the exact distance to m_a is
+// computed (it is the row's `nearest` either way). With l = min_g (l_g - s_g), a row keeps label a
 // without its scores when
-//     (l - max_{j != a} s_j)^2 - |x - m_a|^2 > 2 E,   E = 2 (d + 4) eps (|x| + max_j |m_j|)^2,
+//     l^2 - |x - m_a|^2 > 2 E,   E = 2 (d + 4) eps (|x| + max_j |m_j|)^2,
 // E bounding the rounding error of every score bias_j - 2 <x, m_j> as ScoreBlock computes it
 // (Higham's gamma_{d+1} (|m_j|^2 + 2 |x| |m_j|), with room for the rounding of the test itself):
 // every other computed score is then above a's, so HardAssign's first index of the minimum is a.
-// The other rows are gathered into groups and scored by AssignGroup, the code HardAssign runs
-// (each score and distance depends on its own row alone), and get a new bound from their
-// second-lowest score. The statistics are then summed over the chunk's rows in order, with the
-// expressions of HardChunk. Bounds are computed in double and stored in the data's dtype rounded
-// down; a bound of 0 (the first pass) or a label < 0 skips nothing.
+// The other rows are gathered into groups of kGroup rows and scored by AssignGroup, the code
+// HardAssign runs (each score and distance depends on its own row alone), and get new bounds
+// from their lowest score in each group of means (their own label's left out). The statistics
+// are then summed over the chunk's rows in order, with the expressions of HardChunk. Bounds are
+// computed in double and stored in the data's dtype rounded down; a bound of 0 (the first pass)
+// or a label < 0 skips nothing.
 
 template <typename T>
 struct BoundTest {
   const int32_t* labels_in;  // (rows,) labels of the previous pass; < 0: none
-  const T* lower_in;         // (rows,) lower bounds at the previous means
-  T* lower_out;              // (rows,) lower bounds at the current means
-  const double* shift;       // (k,) |m_j - m'_j|, rounded up
-  double shift_first;        // the largest shift
-  double shift_second;       // the largest shift of the other means
-  int64_t shift_arg;         // the mean with the largest shift
-  double max_norm;           // max_j |m_j|, rounded up
-  double score_slack;        // 2 (d + 4) eps of T
+  const T* lower_in;         // (rows, groups) lower bounds at the previous means
+  T* lower_out;              // (rows, groups) lower bounds at the current means
+  const double* shift;       // (groups,) the largest |m_j - m'_j| of each group, rounded up
+  int64_t groups, group_size;
+  double max_norm;               // max_j |m_j|, rounded up
+  double score_slack;            // 2 (d + 4) eps of T
   std::atomic<int64_t>* scored;  // rows scored (not skipped), over all chunks
 };
 
@@ -720,7 +742,7 @@ template <typename T>
 void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin, int64_t end,
                   int32_t* labels, T* nearest, T* stats, T* scratch) {
   constexpr int L = kLanes<T>;
-  const int64_t dp = p.dp, kp = p.kp, k = p.k, d = p.d;
+  const int64_t dp = p.dp, kp = p.kp, k = p.k, d = p.d, groups = bt.groups;
   constexpr double kEps = std::numeric_limits<T>::epsilon();
   constexpr double kTiny = std::numeric_limits<T>::min();
   const double norm_slack = static_cast<double>(d + 2) * kEps;
@@ -737,10 +759,9 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin
   int n_pending = 0;
   int64_t scored = 0;
   int32_t old_labels[kGroup], new_labels[kGroup];
-  T old_nearest[kGroup], new_nearest[kGroup];
+  T old_nearest[kGroup], new_nearest[kGroup], group_sq[kGroup];
 
   // |x|^2 of a group's rows, summed in T (within (d + 2) eps of the exact value), L rows at once.
-  T group_sq[kGroup];
   auto norms = [&](const T* group) {
     Vec<T> partial[L];
     for (int r0 = 0; r0 < kGroup; r0 += L) {
@@ -756,23 +777,39 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin
       LaneSums<T>(partial, group_sq + r0);
     }
   };
-  // The lowest score of a row's scores other than column `label` (padded columns are +inf).
-  auto second_lowest = [&](T* row, int32_t label) {
-    const T own = row[label];
-    row[label] = std::numeric_limits<T>::infinity();
-    Vec<T> low = Load<T>(row);
-    for (int64_t c = L; c < kp; c += L) {
-      const Vec<T> v = Load<T>(row + c);
-      low = v < low ? v : low;
-    }
-    row[label] = own;
-    T best = low[0];
-    for (int i = 1; i < L; ++i) best = low[i] < best ? low[i] : best;
-    return static_cast<double>(best);
-  };
   auto slack_of = [&](double norm_up) {
     const double reach = norm_up + bt.max_norm;
     return bt.score_slack * reach * reach + 4 * static_cast<double>(d + 2) * kTiny;
+  };
+  // New bounds of a scored row from its scores: per group of means, the lowest score other than
+  // the label's (padded columns are +inf), turned into a distance bound.
+  // L groups at a time: a vector of lane-wise minima per group, then LaneMins across them.
+  auto new_bounds = [&](T* row, int32_t label, double sq_low, double norm_up, T* out) {
+    const T own = row[label];
+    row[label] = std::numeric_limits<T>::infinity();
+    const double slack = slack_of(norm_up);
+    Vec<T> low[L];
+    T best[L];
+    for (int64_t g0 = 0; g0 < groups; g0 += L) {
+      for (int64_t h = 0; h < L; ++h) {
+        const int64_t c0 = (g0 + h) * bt.group_size, c1 = std::min(kp, c0 + bt.group_size);
+        low[h] = Vec<T>{} + std::numeric_limits<T>::infinity();
+        for (int64_t c = c0; c < c1; c += L) {
+          const Vec<T> v = Load<T>(row + c);
+          low[h] = v < low[h] ? v : low[h];
+        }
+      }
+      LaneMins<T>(low, best);
+      for (int64_t h = 0; h < L && g0 + h < groups; ++h) {
+        double bound = std::numeric_limits<double>::infinity();  // no other mean in the group
+        if (!std::isinf(best[h])) {
+          const double sq = sq_low + static_cast<double>(best[h]) - slack;
+          bound = sq > 0 ? std::sqrt(sq) : 0.0;
+        }
+        out[g0 + h] = BoundBelow<T>(bound);
+      }
+    }
+    row[label] = own;
   };
   auto flush = [&]() {
     if (n_pending == 0) return;
@@ -781,16 +818,10 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin
                    new_nearest);
     for (int c = 0; c < n_pending; ++c) {
       const int64_t i = pending_row[c];
-      const int32_t label = new_labels[c];
-      labels[i] = label;
+      labels[i] = new_labels[c];
       nearest[i] = new_nearest[c];
-      double lower = std::numeric_limits<double>::infinity();  // no other mean: nothing to pass
-      if (k > 1) {
-        const double second = second_lowest(scores + c * kp, label);
-        const double sq = pending_sq[c] + second - slack_of(pending_norm[c]);
-        lower = sq > 0 ? std::sqrt(sq) : 0.0;
-      }
-      bt.lower_out[i] = BoundBelow<T>(lower);
+      new_bounds(scores + c * kp, new_labels[c], pending_sq[c], pending_norm[c],
+                 bt.lower_out + i * groups);
     }
     scored += n_pending;
     n_pending = 0;
@@ -814,18 +845,24 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin
       const double norm_up = std::sqrt(static_cast<double>(group_sq[r]) * (1 + norm_slack));
       bool keep = false;
       if (a >= 0 && a < k) {
-        const double moved = a == bt.shift_arg ? bt.shift_second : bt.shift_first;
-        const double lower = static_cast<double>(bt.lower_in[i]) - moved;
+        const T* in = bt.lower_in + i * groups;
+        double lower = std::numeric_limits<double>::infinity();
+        for (int64_t h = 0; h < groups; ++h) {
+          const double moved = static_cast<double>(in[h]) - bt.shift[h];
+          if (!(moved >= lower)) lower = moved;  // a NaN shift makes the bound NaN: scored
+        }
         if (lower > 0) {
           const double near_up =
               static_cast<double>(old_nearest[r]) * (1 + (d + 4) * kEps) + d * kTiny;
           const double lower_sq = lower * lower;
-          keep = std::isinf(lower) ||  // K = 1: no other mean
+          keep = std::isinf(lower) ||  // no other mean
                  lower_sq - near_up > 2 * slack_of(norm_up) + 0x1p-50 * (lower_sq + near_up);
           if (keep) {
             labels[i] = a;
             nearest[i] = old_nearest[r];
-            bt.lower_out[i] = BoundBelow<T>(lower);
+            T* out = bt.lower_out + i * groups;
+            for (int64_t h = 0; h < groups; ++h)
+              out[h] = BoundBelow<T>(static_cast<double>(in[h]) - bt.shift[h]);
           }
         }
       }
@@ -874,23 +911,26 @@ ffi::Error HardAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::B
   if (!ValidBlocks(x_dims, w_dims) || m_dims.size() != 2 || m_dims[1] != x_dims[2] ||
       m_dims[0] < 1 || m_dims[0] >= (int64_t{1} << 24) || o_dims.size() != 2 ||
       o_dims[0] != m_dims[0] || o_dims[1] != m_dims[1] || l_dims.size() != 2 ||
-      l_dims[0] != w_dims[0] || l_dims[1] != w_dims[1] || b_dims.size() != 2 ||
-      b_dims[0] != w_dims[0] || b_dims[1] != w_dims[1]) {
+      l_dims[0] != w_dims[0] || l_dims[1] != w_dims[1] || b_dims.size() != 3 ||
+      b_dims[0] != w_dims[0] || b_dims[1] != w_dims[1] || b_dims[2] < 1 ||
+      b_dims[2] > m_dims[0]) {
     return ffi::Error::InvalidArgument(
         "gmmlimit hard_assign_bounded: expected x (n, B, D), w (n, B), means and old means "
-        "(K, D), labels and lower bounds (n, B), 1 <= K < 2^24");
+        "(K, D), labels (n, B) and lower bounds (n, B, G), 1 <= G <= K < 2^24");
   }
   const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2], k = m_dims[0];
+  const int64_t groups = b_dims[2];
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
+  const int64_t group_size = RoundUp((k + groups - 1) / groups, L);
   std::vector<T> means_t(dp * kp), bias(kp), means_padded(k * dp);
   const T* means = means_buf.typed_data();
   const T* old_means = old_means_buf.typed_data();
   PrepareMeans<T>(means, k, d, dp, kp, means_t.data(), bias.data(), means_padded.data());
-  // Shifts and norms in double, rounded up by more than their rounding error.
+  // Shifts and norms in double, rounded up by more than their rounding error. A NaN shift or
+  // norm (means that are not finite) fails every test: every row is scored.
   const double up = 1 + static_cast<double>(d + 4) * 0x1p-52;
-  std::vector<double> shift(k);
-  double shift_first = 0, shift_second = 0, max_norm = 0;
-  int64_t shift_arg = 0;
+  std::vector<double> shift(groups, 0.0);
+  double max_norm = 0;
   for (int64_t c = 0; c < k; ++c) {
     double moved = 0, norm = 0;
     for (int64_t j = 0; j < d; ++j) {
@@ -899,16 +939,11 @@ ffi::Error HardAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::B
       moved += diff * diff;
       norm += now * now;
     }
-    shift[c] = std::sqrt(moved) * up;
-    max_norm = std::max(max_norm, std::sqrt(norm) * up);
-    // NaN shifts or norms (no finite means) fail every test below: every row is scored.
-    if (!(shift[c] <= shift_first)) {
-      shift_second = c == 0 ? 0 : shift_first;
-      shift_first = shift[c];
-      shift_arg = c;
-    } else if (!(shift[c] <= shift_second)) {
-      shift_second = shift[c];
-    }
+    double& group_shift = shift[c / group_size];
+    const double this_shift = std::sqrt(moved) * up;
+    group_shift = this_shift <= group_shift ? group_shift : this_shift;
+    const double this_norm = std::sqrt(norm) * up;
+    max_norm = this_norm <= max_norm ? max_norm : this_norm;
   }
   if (!std::isfinite(max_norm)) max_norm = std::numeric_limits<double>::quiet_NaN();
   std::atomic<int64_t> scored{0};
@@ -916,9 +951,8 @@ ffi::Error HardAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::B
                           lower_in_buf.typed_data(),
                           lower_buf->typed_data(),
                           shift.data(),
-                          shift_first,
-                          shift_second,
-                          shift_arg,
+                          groups,
+                          group_size,
                           max_norm,
                           2 * static_cast<double>(d + 4) * std::numeric_limits<T>::epsilon(),
                           &scored};

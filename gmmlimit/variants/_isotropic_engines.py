@@ -521,8 +521,9 @@ class Bounds(NamedTuple):
     """The per-row state of :func:`bounded_pass` (Hamerly's lower bounds).
 
     Attributes:
-        lower: (n, B) a lower bound on each row's distance to every mean of ``means`` other than
-            its label's (0: unknown, the row is scored against every mean).
+        lower: (n, B, G) a lower bound on each row's distance to the means of each of G groups
+            of consecutive means (:func:`bound_groups`) other than its label's (0: unknown, the
+            row is scored against every mean).
         means: (K, D) the means the bounds refer to (those of the pass that returned them).
         scored: () int32 rows the pass that returned them scored against every mean.
     """
@@ -532,10 +533,20 @@ class Bounds(NamedTuple):
     scored: jax.Array
 
 
+def bound_groups(k: int) -> int:
+    """Groups of means with a bound of their own: one per 16 means, at most 16.
+
+    More groups keep more rows skippable when a few means move far (a group's bound moves by
+    its own largest shift only) and cost 2 G values of memory traffic per row and pass.
+    """
+    return min(16, max(1, -(-k // 16)))
+
+
 def no_bounds(means: jax.Array, x_blocks: jax.Array) -> Bounds:
     """Bounds with which a pass skips nothing (before the first pass, after a soft one)."""
     n, b, _ = x_blocks.shape
-    return Bounds(jnp.zeros((n, b), x_blocks.dtype), means, jnp.asarray(n * b, jnp.int32))
+    groups = bound_groups(means.shape[-2])
+    return Bounds(jnp.zeros((n, b, groups), x_blocks.dtype), means, jnp.asarray(n * b, jnp.int32))
 
 
 def _native_bounded(
