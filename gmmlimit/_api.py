@@ -209,8 +209,8 @@ Algorithm = Literal["auto", "lloyd", "hamerly"]
 
 ALGORITHMS = ("auto", "lloyd", "hamerly")
 
-BOUNDS_MIN_FEATURES = 16
-BOUNDS_MIN_COMPONENTS = 16
+BOUNDS_MIN_FEATURES = 32
+BOUNDS_MIN_COMPONENTS = 32
 """``algorithm="auto"`` uses Hamerly's bounds from this many features and components on: below
 them a row's scores cost little beside its bound test (measured in ``benchmarks/run.py
 --hamerly``; docs/benchmarks.md)."""
@@ -354,7 +354,7 @@ def kmeans(
     every mean when the bound proves, beyond the rounding error of the comparison, that its label
     cannot change. It produces Lloyd's iterates bit for bit (labels, means, objectives, iteration
     count) with far fewer distance computations once most labels have settled; it needs the
-    compiled CPU kernel (elsewhere it is Lloyd). ``"auto"`` picks it from 16 features and 16
+    compiled CPU kernel (elsewhere it is Lloyd). ``"auto"`` picks it from 32 features and 32
     components on.
 
     Args:

@@ -200,3 +200,15 @@ def test_rows_within_rounding_of_a_tie_are_scored_not_skipped():
     assert np.any(np.asarray(want[0]).reshape(-1) != true_labels)  # rounding decides some rows
     for x, y in zip(want, got[:5], strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_sklearn_kmeans_elkan_runs_the_bounds_and_returns_lloyds_result():
+    from gmmlimit.sklearn import KMeans
+
+    X = _blobs(9, 1500, 40, 33, np.float32, spread=3.0)
+    lloyd = KMeans(33, random_state=0, n_init=2, algorithm="lloyd").fit(X)
+    elkan = KMeans(33, random_state=0, n_init=2, algorithm="elkan").fit(X)
+    assert lloyd.n_iter_ == elkan.n_iter_ > 2
+    np.testing.assert_array_equal(lloyd.labels_, elkan.labels_)
+    np.testing.assert_array_equal(lloyd.cluster_centers_, elkan.cluster_centers_)
+    assert lloyd.inertia_ == elkan.inertia_

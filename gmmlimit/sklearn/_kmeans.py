@@ -75,8 +75,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             into one ``jax.random.key`` (restart i uses ``jax.random.split(key, n_init)[i]``).
         copy_x: accepted for compatibility; X is never modified either way (the centred copy the
             fit works on is a new array).
-        algorithm: ``"lloyd"`` or ``"elkan"``. Both run the exact Lloyd iterations: Elkan's
-            algorithm is an acceleration that returns the same iterates, so there is one path.
+        algorithm: ``"lloyd"`` or ``"elkan"``. Both run the exact Lloyd iterations and return
+            the same iterates, bit for bit: ``"elkan"`` (dense data, CPU kernel) skips, with
+            triangle-inequality bounds (Hamerly's, per group of centres), the rows whose label
+            cannot change, as :func:`gmmlimit.kmeans` does with ``algorithm="hamerly"``.
 
     Attributes:
         cluster_centers_: (K, D) centres, in X's dtype. labels_: (N,) labels. inertia_: the sum of
@@ -251,7 +253,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 start = np.zeros((self.n_clusters, blocks.x.shape[2]), X.dtype)
                 start[:, :d] = centres
                 means, labels, inertia, n_iter = lloyd_dense(
-                    blocks, X.shape[0], start, self._tol, self.max_iter, bool(self.verbose)
+                    blocks,
+                    X.shape[0],
+                    start,
+                    self._tol,
+                    self.max_iter,
+                    bool(self.verbose),
+                    bounded=self._algorithm == "elkan",
                 )
                 means = means[:, :d]
             else:

@@ -28,9 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 from jax import lax
 
-from .._driver import Blocks, e_pass, em_iteration
-from .._variant import FarPoints
-from ..variants._isotropic import IsotropicParams, IsotropicStats, isotropic
+from .._driver import Blocks, _skipping_iteration, _skipping_pass, e_pass, em_iteration
+from .._variant import FarPoints, Variant
+from ..variants._isotropic import IsotropicParams, IsotropicStats, isotropic, isotropic_bounded
 
 __all__ = ["LloydRun", "lloyd_dense", "lloyd_sparse", "sparse_labels", "sq_dist_to_assigned"]
 
@@ -71,6 +71,9 @@ def _m_step(params: IsotropicParams, stats: IsotropicStats) -> IsotropicParams:
 
 
 _KMEANS = isotropic._replace(relocate=_relocate, m_step=_m_step)
+_KMEANS_BOUNDED = isotropic_bounded._replace(relocate=_relocate, m_step=_m_step)
+"""The same iterations with Hamerly's bounds (``algorithm="elkan"``: Lloyd's iterates, bit for
+bit, skipping the rows whose label cannot change)."""
 
 
 class _State(NamedTuple):
@@ -78,6 +81,7 @@ class _State(NamedTuple):
     labels: jax.Array
     n_iter: jax.Array
     done: jax.Array
+    skip: Any  # the bounded engine's state (None for plain Lloyd)
 
 
 def _step(
@@ -97,25 +101,50 @@ def _final(blocks: Blocks, means: jax.Array) -> tuple[jax.Array, jax.Array]:
     return labels, stats.distortion
 
 
+def _bounded_step(
+    blocks: Blocks, means: jax.Array, old_labels: jax.Array, tol: jax.Array, skip: Any
+) -> tuple[jax.Array, jax.Array, jax.Array, Any]:
+    """:func:`_step` through the bounded engine: (new means, labels, done, bounds)."""
+    params = IsotropicParams(means, jnp.zeros((), means.dtype))
+    new, _, labels, skip = _skipping_iteration(_KMEANS_BOUNDED, params, blocks, old_labels, skip)
+    strict = jnp.all(labels == old_labels)
+    shift = jnp.sum((new.means - means) ** 2)
+    return new.means, labels, strict | (shift <= tol), skip
+
+
 def _loop(
-    blocks: Blocks, means: jax.Array, tol: jax.Array, max_iter: jax.Array
+    blocks: Blocks, means: jax.Array, tol: jax.Array, max_iter: jax.Array, bounded: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    variant: Variant = _KMEANS_BOUNDED if bounded else _KMEANS
+
     def cond(s: _State) -> jax.Array:
         return (~s.done) & (s.n_iter < max_iter)
 
     def body(s: _State) -> _State:
-        new, labels, _, _, _, done = _step(blocks, s.means, s.labels, tol)
-        return _State(new, labels, s.n_iter + 1, done)
+        if bounded:
+            new, labels, done, skip = _bounded_step(blocks, s.means, s.labels, tol, s.skip)
+        else:
+            new, labels, _, _, _, done = _step(blocks, s.means, s.labels, tol)
+            skip = None
+        return _State(new, labels, s.n_iter + 1, done, skip)
 
+    params = IsotropicParams(means, jnp.zeros((), means.dtype))
     start = _State(
         means,
         jnp.full(blocks.valid.size, -1, jnp.int32),
         jnp.zeros((), jnp.int32),
         jnp.zeros((), bool),
+        variant.engine.skipping.init(params, blocks.x) if bounded else None,
     )
     end = lax.while_loop(cond, body, start)
-    labels, inertia = _final(blocks, end.means)
-    return end.means, labels, inertia, end.n_iter
+    if not bounded:
+        labels, inertia = _final(blocks, end.means)
+        return end.means, labels, inertia, end.n_iter
+    final = IsotropicParams(end.means, jnp.zeros((), means.dtype))
+    stats, labels, _, _ = _skipping_pass(
+        variant, final, blocks, end.labels, end.skip, track_farthest=False
+    )
+    return end.means, labels, stats.distortion, end.n_iter
 
 
 # Small problems are dominated by compilation: LLVM optimisation level 0 halves it and changes
@@ -124,11 +153,16 @@ _SMALL = 1 << 16
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
-def _compiled(fn: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    return jax.jit(fn), jax.jit(fn, compiler_options=_FAST_COMPILE)
+def _compiled(
+    fn: Callable[..., Any], static: tuple[str, ...] = ()
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    return (
+        jax.jit(fn, static_argnames=static),
+        jax.jit(fn, static_argnames=static, compiler_options=_FAST_COMPILE),
+    )
 
 
-_LOOP = _compiled(_loop)
+_LOOP = _compiled(_loop, ("bounded",))
 _STEP = _compiled(_step)
 _FINAL = _compiled(_final)
 
@@ -144,6 +178,7 @@ def lloyd_dense(
     tol: float,
     max_iter: int,
     verbose: bool,
+    bounded: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Lloyd's iterations on padded dense blocks (call inside an x64 context for float64).
 
@@ -154,6 +189,8 @@ def lloyd_dense(
         tol: the absolute centre-shift tolerance.
         max_iter: the iteration bound.
         verbose: print scikit-learn's per-iteration lines (runs one compiled step at a time).
+        bounded: skip, with Hamerly's bounds, the rows whose label cannot change (the same
+            iterates, bit for bit; not with ``verbose``, which runs one plain step at a time).
 
     Returns:
         ``(means, labels (n,), inertia, n_iter)``; the inertia is the compiled E-step's.
@@ -162,7 +199,8 @@ def lloyd_dense(
     means = jnp.asarray(means0, dtype)
     tol_j = jnp.asarray(tol, dtype)
     if not verbose:
-        out = _pick(_LOOP, blocks)(blocks, means, tol_j, jnp.asarray(max_iter, jnp.int32))
+        limit = jnp.asarray(max_iter, jnp.int32)
+        out = _pick(_LOOP, blocks)(blocks, means, tol_j, limit, bounded=bounded)
         means, labels, inertia, n_iter = out
         return np.asarray(means), np.asarray(labels)[:n], float(inertia), int(n_iter)
     step = _pick(_STEP, blocks)
