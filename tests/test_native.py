@@ -559,6 +559,17 @@ def test_gcc_and_clang_builds_give_the_same_hard_bits(builds, dtype):
         ours = [jax.jit(partial(_native.hard_assign, suffix=s))(means, x, w) for s in (gcc, clang)]
         for a, b_ in zip(*ours, strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
+        # Each build's bounded kernel (Hamerly), from bounds of a pass at nearby means, gives
+        # those bits too.
+        moved = means + jnp.asarray(rng.normal(size=(k, d)).astype(dtype)) * 0.01
+        labels = -jnp.ones((n_blocks, b), jnp.int32)
+        lower = jnp.zeros((n_blocks, b, min(16, -(-k // 16))), dtype)
+        for s in (gcc, clang):
+            bounded = jax.jit(partial(_native.hard_assign_bounded, suffix=s))
+            first = bounded(moved, moved, labels, lower, x, w)
+            second = bounded(means, moved, first[0], first[5], x, w)
+            for a, b_ in zip(ours[0], second[:5], strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
