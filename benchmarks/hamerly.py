@@ -13,7 +13,10 @@ convergence (no label changes, ``tol=0``) or ``--max-iter``:
 * gmmlimit ``kmeans(..., algorithm="hamerly")`` and ``algorithm="lloyd"`` (the same iterates bit
   for bit: checked here too);
 * scikit-learn ``KMeans(algorithm="lloyd")`` and ``KMeans(algorithm="elkan")`` (n_init=1, the
-  same start).
+  same start);
+* ``gmmlimit.sklearn.KMeans`` with ``algorithm="lloyd"`` and ``"elkan"`` (the drop-in estimator:
+  scikit-learn's rules for empty clusters and its centring of X; ``"elkan"`` runs the bounds),
+  the entries that should match scikit-learn lloyd's labels and iteration count.
 
 Reported per method: the best whole-fit wall time of ``--repeats`` runs (gmmlimit's compilation
 excluded by one untimed run first), the iteration count, and whether the final labels and the
@@ -103,6 +106,17 @@ def bench_size(
         run()  # compile
         return run
 
+    def estimator_fit(algorithm: str):
+        from gmmlimit.sklearn import KMeans as OurKMeans
+
+        def run():
+            km = OurKMeans(k, init=m0, n_init=1, max_iter=max_iter, tol=0.0, algorithm=algorithm)
+            km.fit(X)
+            return km.labels_.astype(np.int64), int(km.n_iter_)
+
+        run()  # compile
+        return run
+
     fits = {
         "gmmlimit-lloyd": gmmlimit_fit("lloyd"),
         "gmmlimit-hamerly": gmmlimit_fit("hamerly"),
@@ -111,6 +125,9 @@ def bench_size(
         fits = {
             "sklearn-lloyd": sklearn_fit("lloyd"),
             "sklearn-elkan": sklearn_fit("elkan"),
+            # scikit-learn's rules (empty clusters, centring) in gmmlimit's estimator
+            "gmmlimit.sklearn-lloyd": estimator_fit("lloyd"),
+            "gmmlimit.sklearn-elkan": estimator_fit("elkan"),
             **fits,
         }
     results = {}

@@ -50,6 +50,7 @@ __all__ = [
     "hard_assign",
     "hard_assign_bounded",
     "soft_assign",
+    "soft_assign_bounded",
     "status",
 ]
 
@@ -65,6 +66,8 @@ _SYMBOLS = {
     "gmmlimit_hard_assign_f64": "GmmlimitHardAssignF64",
     "gmmlimit_hard_assign_bounded_f32": "GmmlimitHardAssignBoundedF32",
     "gmmlimit_hard_assign_bounded_f64": "GmmlimitHardAssignBoundedF64",
+    "gmmlimit_soft_assign_bounded_f32": "GmmlimitSoftAssignBoundedF32",
+    "gmmlimit_soft_assign_bounded_f64": "GmmlimitSoftAssignBoundedF64",
     "gmmlimit_soft_assign_f32": "GmmlimitSoftAssignF32",
     "gmmlimit_soft_assign_f64": "GmmlimitSoftAssignF64",
 }
@@ -431,6 +434,59 @@ def soft_assign(
     target = f"gmmlimit_soft_assign_{_SUFFIX[jnp.dtype(dtype)]}{suffix}"
     return jax.ffi.ffi_call(target, out, vmap_method="sequential")(
         x_blocks, w_blocks, means, sigma2
+    )
+
+
+def soft_assign_bounded(
+    means: jax.Array,
+    sigma2: jax.Array,
+    old_means: jax.Array,
+    old_labels: jax.Array,
+    lower: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+    *,
+    suffix: str = "",
+) -> tuple[jax.Array, ...]:
+    """:func:`soft_assign` of one parameter set, skipping rows whose responsibilities are one-hot.
+
+    With the bounds of :func:`hard_assign_bounded`, a row whose every other mean is provably so
+    far that its exponential underflows to exactly 0 at this sigma2 (gap / (2 sigma2) past the
+    logarithm of the smallest normal number, plus one) is not scored: its responsibility row is
+    exactly one-hot, added directly. The outputs equal :func:`soft_assign`'s (S = 1) up to the
+    order in which the statistics are summed; labels and distances are the same bits.
+
+    Args:
+        means: (K, D) means.
+        sigma2: () variance, > 0.
+        old_means: (K, D) the means ``lower`` refers to.
+        old_labels: (n, B) int32 labels of the previous pass (< 0: none).
+        lower: (n, B, G) lower bounds, as in :func:`hard_assign_bounded`.
+        x_blocks: (n, B, D) rows.
+        w_blocks: (n, B) sample weights.
+        suffix: as in :func:`hard_assign`.
+
+    Returns:
+        ``(labels, nearest, counts, sums, log_lik_core, distortion, lower, scored)``: as
+        :func:`soft_assign` for one set (without its leading axis), the new (n, B, G) bounds and
+        the () int32 number of rows scored against every mean.
+    """
+    n, b, d = x_blocks.shape
+    k = means.shape[0]
+    dtype = x_blocks.dtype
+    out = (
+        jax.ShapeDtypeStruct((n, b), jnp.int32),
+        jax.ShapeDtypeStruct((n, b), dtype),
+        jax.ShapeDtypeStruct((k,), dtype),
+        jax.ShapeDtypeStruct((k, d), dtype),
+        jax.ShapeDtypeStruct((), dtype),
+        jax.ShapeDtypeStruct((), dtype),
+        jax.ShapeDtypeStruct(lower.shape, dtype),
+        jax.ShapeDtypeStruct((), jnp.int32),
+    )
+    target = f"gmmlimit_soft_assign_bounded_{_SUFFIX[jnp.dtype(dtype)]}{suffix}"
+    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(
+        x_blocks, w_blocks, means, sigma2, old_means, old_labels, lower
     )
 
 

@@ -83,22 +83,22 @@ def test_hamerly_at_tiny_and_huge_scales_and_with_tol():
 
 
 def test_hamerly_restarts_under_vmap_match_lloyd_restarts():
-    X = _blobs(4, 1200, 24, 16, np.float32)
+    X = _blobs(4, 600, 20, 12, np.float32)
     key = jax.random.key(5)
-    lloyd = gl.restarts(key, X, 16, n_init=3, algorithm="lloyd", block_size=500)
-    hamerly = gl.restarts(key, X, 16, n_init=3, algorithm="hamerly", block_size=500)
+    lloyd = gl.restarts(key, X, 12, n_init=2, algorithm="lloyd", block_size=256)
+    hamerly = gl.restarts(key, X, 12, n_init=2, algorithm="hamerly", block_size=256)
     _assert_same_fit(lloyd, hamerly)
 
 
 @settings(
-    max_examples=8,
+    max_examples=5,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(
     seed=st.integers(0, 2**31 - 1),
-    shape=st.sampled_from([(1, 3), (5, 2), (17, 6), (33, 20)]),
+    shape=st.sampled_from([(1, 3), (5, 2), (33, 20)]),
     dtype=st.sampled_from([np.float32, np.float64]),
     grid=st.booleans(),
 )

@@ -695,6 +695,205 @@ ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
 }
 
 // ---------------------------------------------------------------------------------------------
+// Soft E-step.
+
+template <typename T>
+struct SoftProblem {
+  const T* x;
+  const T* w;
+  const T* means_t;       // (S, dp, kp)
+  const T* bias;          // (S, kp)
+  const T* means_padded;  // (S, k, dp)
+  const T* two_sigma2;    // (S,)
+  int64_t n_rows, d, dp, k, kp, sets;
+};
+
+// sums (k, dp) += resp^T group for one group: resp (kGroup, kp) rows of responsibilities times
+// weight, group (kGroup, dp) rows; kRows components by NV vectors of features per register block.
+template <typename T, int R, int NV>
+inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int64_t c0,
+                      int64_t j0, T* sums) {
+  constexpr int L = kLanes<T>;
+  Vec<T> acc[R][NV];
+  for (int c = 0; c < R; ++c)
+    for (int v = 0; v < NV; ++v) acc[c][v] = Load<T>(sums + (c0 + c) * dp + j0 + v * L);
+  for (int r = 0; r < kGroup; ++r) {
+    Vec<T> xv[NV];
+    for (int v = 0; v < NV; ++v) xv[v] = Load<T>(group + r * dp + j0 + v * L);
+    for (int c = 0; c < R; ++c) {
+      const T rc = resp[r * kp + c0 + c];
+      for (int v = 0; v < NV; ++v) acc[c][v] += rc * xv[v];
+    }
+  }
+  for (int c = 0; c < R; ++c)
+    for (int v = 0; v < NV; ++v) Store<T>(sums + (c0 + c) * dp + j0 + v * L, acc[c][v]);
+}
+
+template <typename T>
+inline void GroupSums(const T* resp, int64_t k, int64_t kp, const T* group, int64_t dp, T* sums) {
+  Tiles<kRows>(k, 1, [&](auto components, int64_t c0) {
+    Tiles<kPanel>(dp, kLanes<T>, [&](auto vectors, int64_t j0) {
+      SumsBlock<T, decltype(components)::value, decltype(vectors)::value>(resp, kp, group, dp, c0,
+                                                                          j0, sums);
+    });
+  });
+}
+
+// The soft E-step of one group of rows, once AssignGroup has left their scores (kGroup, kp), labels
+// and nearest distances: exponentials in place of the scores (or, at a two_sigma2 that is not
+// > 0, one-hot rows), responsibilities times weight (weight 0 past the group's `rows`) added to
+// counts (kp) and, by GroupSums, to sums (k * dp); each row's log-likelihood and distortion
+// terms added to log_lik and distortion.
+template <typename T>
+inline void SoftRows(const T* group, int64_t k, int64_t kp, int64_t dp, int64_t rows,
+                     const int32_t* group_labels, const T* group_nearest, const T* weights,
+                     T two_sigma2, T* scores, T* counts, T* sums, T* log_lik, T* distortion) {
+  constexpr int L = kLanes<T>;
+  T group_total[kGroup];
+  Vec<T> partial[L];
+  // gap / (2 sigma2) as a product with the reciprocal (a vector division costs several times
+  // more), unless the reciprocal overflows (a subnormal sigma2): then 0 * inf would be NaN where
+  // 0 / (2 sigma2) is 0, so the quotient is formed instead.
+  const T inverse = two_sigma2 > 0 ? T(1) / two_sigma2 : T(0);
+  const bool multiply = inverse <= std::numeric_limits<T>::max();
+  if (!(two_sigma2 > 0)) {
+    // sigma2 that XLA reads as 0 (a subnormal, with denormals flushed): the hard limit, as the
+    // caller's `sigma2 > 0` test decides it. One-hot rows at the labels, totals 1.
+    std::fill(scores, scores + kGroup * kp, T(0));
+    for (int r = 0; r < kGroup; ++r) {
+      scores[r * kp + group_labels[r]] = T(1);
+      group_total[r] = T(1);
+    }
+  }
+  // Exponentials in place of the scores, and each row's total.
+  for (int r0 = 0; two_sigma2 > 0 && r0 < kGroup; r0 += L) {
+    for (int r = 0; r < L; ++r) {
+      T* row = scores + (r0 + r) * kp;
+      const Vec<T> best = Vec<T>{} + row[group_labels[r0 + r]];
+      Vec<T> total{};
+      for (int64_t c = 0; c < kp; c += L) {
+        Vec<T> gap = Load<T>(row + c) - best;
+        gap = gap > 0 ? gap : Vec<T>{};
+        const Vec<T> scaled = multiply ? gap * inverse : gap / two_sigma2;
+        const Vec<T> e = ExpNonPositive<T>(-scaled);
+        Store<T>(row + c, e);
+        total += e;
+      }
+      partial[r] = total;
+    }
+    LaneSums<T>(partial, group_total + r0);
+  }
+  // Responsibilities times weight (0 on padding rows), their sums, and the row terms.
+  for (int r = 0; r < kGroup; ++r) {
+    T* row = scores + r * kp;
+    const T factor = weights[r] / group_total[r];
+    for (int64_t c = 0; c < kp; c += L) {
+      const Vec<T> resp = Load<T>(row + c) * factor;
+      Store<T>(row + c, resp);
+      Store<T>(counts + c, Load<T>(counts + c) + resp);
+    }
+  }
+  GroupSums<T>(scores, k, kp, group, dp, sums);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T weight = weights[r];
+    // weight 0 (a padding row): no term, even where nearest / two_sigma2 overflows (0 * inf).
+    if (two_sigma2 > 0 && weight > 0)
+      *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
+    *distortion += weight * group_nearest[r];
+  }
+}
+
+// Rows [begin, end) for every parameter set: labels and nearest (S, n_rows) written in place;
+// per set, counts (kp), sums (k * dp), log-likelihood (1) and distortion (1) into stats.
+// scratch: kGroup * (kp + dp) values.
+template <typename T>
+void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* labels, T* nearest,
+               T* stats, T* scratch) {
+  const int64_t dp = p.dp, kp = p.kp, k = p.k;
+  const int64_t set_size = kp + k * dp + 2;
+  std::fill(stats, stats + p.sets * set_size, T(0));
+  T* scores = scratch;
+  T* buffer = scratch + kGroup * kp;
+  std::fill(buffer, buffer + kGroup * dp, T(0));
+  int32_t group_labels[kGroup];
+  T group_nearest[kGroup], group_weight[kGroup];
+  // Rows in slices of kSliceRows; within a slice, one parameter set after another, so a set's
+  // means stay in the L1 cache over the slice's groups. Each set still sees its rows in order.
+  for (int64_t g0 = begin; g0 < end; g0 += kSliceRows) {
+    const int64_t slice_end = std::min(end, g0 + kSliceRows);
+    for (int64_t s = 0; s < p.sets; ++s) {
+      T* counts = stats + s * set_size;
+      T* sums = counts + kp;
+      T* log_lik = sums + k * dp;
+      T* distortion = log_lik + 1;
+      for (int64_t g = g0; g < slice_end; g += kGroup) {
+        const int64_t rows = std::min<int64_t>(kGroup, end - g);
+        const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
+        AssignGroup<T>(group, p.d, dp, p.means_t + s * dp * kp, p.bias + s * kp,
+                       p.means_padded + s * k * dp, kp, scores, group_labels, group_nearest);
+        for (int r = 0; r < kGroup; ++r) group_weight[r] = r < rows ? p.w[g + r] : T(0);
+        SoftRows<T>(group, k, kp, dp, rows, group_labels, group_nearest, group_weight,
+                    p.two_sigma2[s], scores, counts, sums, log_lik, distortion);
+        for (int64_t r = 0; r < rows; ++r) {
+          labels[s * p.n_rows + g + r] = group_labels[r];
+          nearest[s * p.n_rows + g + r] = group_nearest[r];
+        }
+      }
+    }
+  }
+}
+
+template <ffi::DataType DT>
+ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
+                      ffi::Buffer<DT> means_buf, ffi::Buffer<DT> sigma2_buf,
+                      ffi::ResultBuffer<ffi::S32> labels_buf, ffi::ResultBuffer<DT> nearest_buf,
+                      ffi::ResultBuffer<DT> counts_buf, ffi::ResultBuffer<DT> sums_buf,
+                      ffi::ResultBuffer<DT> log_lik_buf, ffi::ResultBuffer<DT> distortion_buf) {
+  using T = ffi::NativeType<DT>;
+  constexpr int L = kLanes<T>;
+  const auto x_dims = x_buf.dimensions();
+  const auto m_dims = means_buf.dimensions();
+  if (!ValidBlocks(x_dims, w_buf.dimensions()) || m_dims.size() != 3 || m_dims[2] != x_dims[2] ||
+      m_dims[1] < 1 || m_dims[1] >= (int64_t{1} << 24) ||
+      static_cast<int64_t>(sigma2_buf.element_count()) != m_dims[0]) {
+    return ffi::Error::InvalidArgument(
+        "gmmlimit soft_assign: expected x (n, B, D), w (n, B), means (S, K, D) and sigma2 (S,), "
+        "1 <= K < 2^24");
+  }
+  const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2];
+  const int64_t sets = m_dims[0], k = m_dims[1];
+  const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
+  std::vector<T> means_t(sets * dp * kp), bias(sets * kp), means_padded(sets * k * dp);
+  std::vector<T> two_sigma2(sets);
+  for (int64_t s = 0; s < sets; ++s) {
+    PrepareMeans<T>(means_buf.typed_data() + s * k * d, k, d, dp, kp, means_t.data() + s * dp * kp,
+                    bias.data() + s * kp, means_padded.data() + s * k * dp);
+    const T sigma2 = sigma2_buf.typed_data()[s];
+    two_sigma2[s] = sigma2 > 0 ? 2 * sigma2 : T(0);  // 0: the hard limit (see SoftChunk)
+  }
+  const SoftProblem<T> problem{x_buf.typed_data(), w_buf.typed_data(), means_t.data(),
+                               bias.data(),        means_padded.data(), two_sigma2.data(),
+                               n_blocks * b,       d, dp, k, kp, sets};
+  int32_t* labels = labels_buf->typed_data();
+  T* nearest = nearest_buf->typed_data();
+  const int64_t set_size = kp + k * dp + 2;
+  const std::vector<T> total = RunBlocks<T>(
+      pool, n_blocks, b, sets * set_size, kGroup * (kp + dp),
+      [&](int64_t begin, int64_t end, T* stats, T* scratch) {
+        SoftChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
+      });
+  for (int64_t s = 0; s < sets; ++s) {
+    const T* set = total.data() + s * set_size;
+    std::copy(set, set + k, counts_buf->typed_data() + s * k);
+    for (int64_t c = 0; c < k; ++c)
+      std::copy(set + kp + c * dp, set + kp + c * dp + d, sums_buf->typed_data() + (s * k + c) * d);
+    log_lik_buf->typed_data()[s] = set[kp + k * dp];
+    distortion_buf->typed_data()[s] = set[kp + k * dp + 1];
+  }
+  return ffi::Error::Success();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Hard E-step with bounds (Hamerly's test, with a bound per group of means as in Yinyang
 // K-means): HardAssign's labels, distances and statistics, bit for bit, without the scores of
 // the rows whose label provably cannot change.
@@ -737,19 +936,36 @@ inline T BoundBelow(double value) {
   return static_cast<T>(value * (1 - 2 * static_cast<double>(std::numeric_limits<T>::epsilon())));
 }
 
-// Rows [begin, end) of HardChunk with the bound test. scratch: kGroup * (kp + 2 dp) values.
+// The smallest gap / (2 sigma2) at which the soft E-step's exponential is exactly 0 (past the
+// logarithm of the smallest normal number, ExpNonPositive's cut), with a unit to spare.
 template <typename T>
-void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin, int64_t end,
-                  int32_t* labels, T* nearest, T* stats, T* scratch) {
+constexpr double kOneHotGap = 1.0 - ExpConstants<T>::kLower;
+
+// Rows [begin, end) with the bound test.
+// Hard (two_sigma2 = 0): HardChunk's outputs, bit for bit; stats: counts (k), sums (k * dp),
+// distortion (1). A row is skipped when its label cannot change.
+// Soft (two_sigma2 > 0, one parameter set): SoftChunk's outputs up to the order of the sums;
+// stats: counts (kp), sums (k * dp), log-likelihood (1), distortion (1). A row is skipped when
+// its responsibilities are exactly one-hot: every other mean's gap / (2 sigma2), as the soft
+// E-step computes it, is past the exponential's underflow (kOneHotGap); its one-hot row (weight
+// at its label, log of its total 0) is added directly, the rows that are scored go through
+// SoftRows.
+// scratch: kGroup * (kp + 2 dp) values.
+template <typename T>
+void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2, int64_t begin,
+                  int64_t end, int32_t* labels, T* nearest, T* stats, T* scratch) {
   constexpr int L = kLanes<T>;
   const int64_t dp = p.dp, kp = p.kp, k = p.k, d = p.d, groups = bt.groups;
   constexpr double kEps = std::numeric_limits<T>::epsilon();
   constexpr double kTiny = std::numeric_limits<T>::min();
   const double norm_slack = static_cast<double>(d + 2) * kEps;
+  const bool soft = two_sigma2 > 0;
   T* counts = stats;
-  T* sums = stats + k;
-  T* distortion = sums + k * dp;
-  std::fill(stats, stats + k + k * dp + 1, T(0));
+  T* sums = stats + (soft ? kp : k);
+  T* log_lik = sums + k * dp;  // soft only
+  T* distortion = soft ? log_lik + 1 : sums + k * dp;
+  std::fill(stats, distortion + 1, T(0));
+  T pending_weight[kGroup];
   T* scores = scratch;
   T* buffer = scratch + kGroup * kp;
   T* pending = buffer + kGroup * dp;  // rows to be scored, padded like a group
@@ -823,6 +1039,11 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin
       new_bounds(scores + c * kp, new_labels[c], pending_sq[c], pending_norm[c],
                  bt.lower_out + i * groups);
     }
+    if (soft) {
+      for (int c = 0; c < kGroup; ++c) pending_weight[c] = c < n_pending ? p.w[pending_row[c]] : T(0);
+      SoftRows<T>(pending, k, kp, dp, n_pending, new_labels, new_nearest, pending_weight,
+                  two_sigma2, scores, counts, sums, log_lik, distortion);
+    }
     scored += n_pending;
     n_pending = 0;
   };
@@ -836,14 +1057,17 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin
     }
     NearestRows<T>(group, dp, p.means_padded, old_labels, old_nearest);
     norms(group);
+    // Which rows the bounds let through unscored (and, per row, |x|^2 and |x| for new bounds).
+    bool keep[kGroup];
+    double row_sq[kGroup], row_norm[kGroup];
+    bool all_kept = true;
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = g + r;
       const int32_t a = bt.labels_in[i];
-      const T* xr = group + r * dp;
       // |x|^2 rounded down and |x| rounded up.
-      const double sq_low = static_cast<double>(group_sq[r]) * (1 - norm_slack);
-      const double norm_up = std::sqrt(static_cast<double>(group_sq[r]) * (1 + norm_slack));
-      bool keep = false;
+      row_sq[r] = static_cast<double>(group_sq[r]) * (1 - norm_slack);
+      row_norm[r] = std::sqrt(static_cast<double>(group_sq[r]) * (1 + norm_slack));
+      keep[r] = false;
       if (a >= 0 && a < k) {
         const T* in = bt.lower_in + i * groups;
         double lower = std::numeric_limits<double>::infinity();
@@ -851,31 +1075,59 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin
           const double moved = static_cast<double>(in[h]) - bt.shift[h];
           if (!(moved >= lower)) lower = moved;  // a NaN shift makes the bound NaN: scored
         }
-        if (lower > 0) {
+        if (std::isinf(lower) && lower > 0) {
+          keep[r] = true;  // no other mean
+        } else if (lower > 0) {
           const double near_up =
               static_cast<double>(old_nearest[r]) * (1 + (d + 4) * kEps) + d * kTiny;
           const double lower_sq = lower * lower;
-          keep = std::isinf(lower) ||  // no other mean
-                 lower_sq - near_up > 2 * slack_of(norm_up) + 0x1p-50 * (lower_sq + near_up);
-          if (keep) {
-            labels[i] = a;
-            nearest[i] = old_nearest[r];
-            T* out = bt.lower_out + i * groups;
-            for (int64_t h = 0; h < groups; ++h)
-              out[h] = BoundBelow<T>(static_cast<double>(in[h]) - bt.shift[h]);
-          }
+          // The least gap |x - m_j|^2 - |x - m_a|^2 any other computed score can show.
+          const double gap = lower_sq - near_up - 2 * slack_of(row_norm[r]) -
+                             0x1p-50 * (lower_sq + near_up);
+          keep[r] = soft ? gap * (1 - 8 * kEps) > kOneHotGap<T> * static_cast<double>(two_sigma2)
+                         : gap > 0;
         }
       }
-      if (!keep) {
+      all_kept = all_kept && keep[r];
+    }
+    // Soft: a group is skipped only whole, so that the statistics are summed in SoftChunk's order
+    // (a one-hot row adds weight * x to its label's sums, exactly what the product adds for it).
+    if (soft && !all_kept)
+      for (int64_t r = 0; r < rows; ++r) keep[r] = false;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = g + r;
+      const T* xr = group + r * dp;
+      if (keep[r]) {
+        const int32_t a = bt.labels_in[i];
+        labels[i] = a;
+        nearest[i] = old_nearest[r];
+        const T* in = bt.lower_in + i * groups;
+        T* out = bt.lower_out + i * groups;
+        for (int64_t h = 0; h < groups; ++h)
+          out[h] = BoundBelow<T>(static_cast<double>(in[h]) - bt.shift[h]);
+        if (soft) {  // the one-hot row: responsibility 1 at a, log of its total 0
+          const T weight = p.w[i];
+          T* __restrict sk = sums + a * dp;
+          for (int64_t j = 0; j < d; ++j) sk[j] += weight * xr[j];
+          counts[a] += weight;
+          if (weight > 0) *log_lik += weight * (T(0) - old_nearest[r] / two_sigma2);
+          *distortion += weight * old_nearest[r];
+        }
+      } else {
         std::copy(xr, xr + dp, pending + n_pending * dp);
         pending_row[n_pending] = i;
-        pending_sq[n_pending] = sq_low;
-        pending_norm[n_pending] = norm_up;
+        pending_sq[n_pending] = row_sq[r];
+        pending_norm[n_pending] = row_norm[r];
         if (++n_pending == kGroup) flush();
       }
     }
+    if (soft) flush();  // a scored soft group is the group itself
   }
   flush();
+  if (soft) {
+    bt.scored->fetch_add(scored, std::memory_order_relaxed);
+    return;
+  }
   // The statistics over the rows in order, with HardChunk's expressions (the same bits).
   T chunk_distortion = 0;
   for (int64_t i = begin; i < end; ++i) {
@@ -891,23 +1143,20 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, int64_t begin
   bt.scored->fetch_add(scored, std::memory_order_relaxed);
 }
 
-template <ffi::DataType DT>
-ffi::Error HardAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
-                             ffi::Buffer<DT> means_buf, ffi::Buffer<DT> old_means_buf,
-                             ffi::Buffer<ffi::S32> labels_in_buf, ffi::Buffer<DT> lower_in_buf,
-                             ffi::ResultBuffer<ffi::S32> labels_buf,
-                             ffi::ResultBuffer<DT> nearest_buf, ffi::ResultBuffer<DT> counts_buf,
-                             ffi::ResultBuffer<DT> sums_buf, ffi::ResultBuffer<DT> distortion_buf,
-                             ffi::ResultBuffer<DT> lower_buf,
-                             ffi::ResultBuffer<ffi::S32> scored_buf) {
-  using T = ffi::NativeType<DT>;
+// What HardAssignBounded and SoftAssignBounded share: the checks, the prepared means, the bound
+// test's per-call quantities and the run over the blocks. The problem's statistics (stats_size
+// values per unit, laid out as BoundedChunk's) are returned summed as RunBlocks sums them.
+template <typename T>
+ffi::Error RunBounded(ffi::ThreadPool& pool, const ffi::Span<const int64_t>& x_dims,
+                      const ffi::Span<const int64_t>& w_dims,
+                      const ffi::Span<const int64_t>& m_dims,
+                      const ffi::Span<const int64_t>& o_dims,
+                      const ffi::Span<const int64_t>& l_dims,
+                      const ffi::Span<const int64_t>& b_dims, const T* x, const T* w,
+                      const T* means, const T* old_means, const int32_t* labels_in,
+                      const T* lower_in, T two_sigma2, int32_t* labels, T* nearest, T* lower_out,
+                      int32_t* scored_out, std::vector<T>* total) {
   constexpr int L = kLanes<T>;
-  const auto x_dims = x_buf.dimensions();
-  const auto m_dims = means_buf.dimensions();
-  const auto o_dims = old_means_buf.dimensions();
-  const auto w_dims = w_buf.dimensions();
-  const auto l_dims = labels_in_buf.dimensions();
-  const auto b_dims = lower_in_buf.dimensions();
   if (!ValidBlocks(x_dims, w_dims) || m_dims.size() != 2 || m_dims[1] != x_dims[2] ||
       m_dims[0] < 1 || m_dims[0] >= (int64_t{1} << 24) || o_dims.size() != 2 ||
       o_dims[0] != m_dims[0] || o_dims[1] != m_dims[1] || l_dims.size() != 2 ||
@@ -915,16 +1164,14 @@ ffi::Error HardAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::B
       b_dims[0] != w_dims[0] || b_dims[1] != w_dims[1] || b_dims[2] < 1 ||
       b_dims[2] > m_dims[0]) {
     return ffi::Error::InvalidArgument(
-        "gmmlimit hard_assign_bounded: expected x (n, B, D), w (n, B), means and old means "
-        "(K, D), labels (n, B) and lower bounds (n, B, G), 1 <= G <= K < 2^24");
+        "gmmlimit bounded assign: expected x (n, B, D), w (n, B), means and old means (K, D), "
+        "labels (n, B) and lower bounds (n, B, G), 1 <= G <= K < 2^24");
   }
   const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2], k = m_dims[0];
   const int64_t groups = b_dims[2];
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
   const int64_t group_size = RoundUp((k + groups - 1) / groups, L);
   std::vector<T> means_t(dp * kp), bias(kp), means_padded(k * dp);
-  const T* means = means_buf.typed_data();
-  const T* old_means = old_means_buf.typed_data();
   PrepareMeans<T>(means, k, d, dp, kp, means_t.data(), bias.data(), means_padded.data());
   // Shifts and norms in double, rounded up by more than their rounding error. A NaN shift or
   // norm (means that are not finite) fails every test: every row is scored.
@@ -947,216 +1194,93 @@ ffi::Error HardAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::B
   }
   if (!std::isfinite(max_norm)) max_norm = std::numeric_limits<double>::quiet_NaN();
   std::atomic<int64_t> scored{0};
-  const BoundTest<T> test{labels_in_buf.typed_data(),
-                          lower_in_buf.typed_data(),
-                          lower_buf->typed_data(),
+  const BoundTest<T> test{labels_in,
+                          lower_in,
+                          lower_out,
                           shift.data(),
                           groups,
                           group_size,
                           max_norm,
                           2 * static_cast<double>(d + 4) * std::numeric_limits<T>::epsilon(),
                           &scored};
-  const HardProblem<T> problem{x_buf.typed_data(), w_buf.typed_data(), means_t.data(),
-                               bias.data(),        means_padded.data(), d, dp, k, kp};
-  int32_t* labels = labels_buf->typed_data();
-  T* nearest = nearest_buf->typed_data();
-  const int64_t stats_size = k + k * dp + 1;
-  const std::vector<T> total = RunBlocks<T>(
-      pool, n_blocks, b, stats_size, kGroup * (kp + 2 * dp),
-      [&](int64_t begin, int64_t end, T* stats, T* scratch) {
-        BoundedChunk<T>(problem, test, begin, end, labels, nearest, stats, scratch);
-      });
+  const HardProblem<T> problem{x, w, means_t.data(), bias.data(), means_padded.data(), d, dp, k, kp};
+  const int64_t stats_size = two_sigma2 > 0 ? kp + k * dp + 2 : k + k * dp + 1;
+  *total = RunBlocks<T>(pool, n_blocks, b, stats_size, kGroup * (kp + 2 * dp),
+                        [&](int64_t begin, int64_t end, T* stats, T* scratch) {
+                          BoundedChunk<T>(problem, test, two_sigma2, begin, end, labels, nearest,
+                                          stats, scratch);
+                        });
+  *scored_out = static_cast<int32_t>(std::min<int64_t>(scored.load(), INT32_MAX));
+  return ffi::Error::Success();
+}
+
+template <ffi::DataType DT>
+ffi::Error HardAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
+                             ffi::Buffer<DT> means_buf, ffi::Buffer<DT> old_means_buf,
+                             ffi::Buffer<ffi::S32> labels_in_buf, ffi::Buffer<DT> lower_in_buf,
+                             ffi::ResultBuffer<ffi::S32> labels_buf,
+                             ffi::ResultBuffer<DT> nearest_buf, ffi::ResultBuffer<DT> counts_buf,
+                             ffi::ResultBuffer<DT> sums_buf, ffi::ResultBuffer<DT> distortion_buf,
+                             ffi::ResultBuffer<DT> lower_buf,
+                             ffi::ResultBuffer<ffi::S32> scored_buf) {
+  using T = ffi::NativeType<DT>;
+  constexpr int L = kLanes<T>;
+  std::vector<T> total;
+  const ffi::Error status = RunBounded<T>(
+      pool, x_buf.dimensions(), w_buf.dimensions(), means_buf.dimensions(),
+      old_means_buf.dimensions(), labels_in_buf.dimensions(), lower_in_buf.dimensions(),
+      x_buf.typed_data(), w_buf.typed_data(), means_buf.typed_data(), old_means_buf.typed_data(),
+      labels_in_buf.typed_data(), lower_in_buf.typed_data(), T(0), labels_buf->typed_data(),
+      nearest_buf->typed_data(), lower_buf->typed_data(), scored_buf->typed_data(), &total);
+  if (status.failure()) return status;
+  const int64_t k = means_buf.dimensions()[0], d = means_buf.dimensions()[1];
+  const int64_t dp = RoundUp(d, L);
   T* counts = counts_buf->typed_data();
   T* sums = sums_buf->typed_data();
   std::copy(total.begin(), total.begin() + k, counts);
   for (int64_t c = 0; c < k; ++c)
     std::copy(total.begin() + k + c * dp, total.begin() + k + c * dp + d, sums + c * d);
   *distortion_buf->typed_data() = total[k + k * dp];
-  *scored_buf->typed_data() = static_cast<int32_t>(std::min<int64_t>(scored.load(), INT32_MAX));
   return ffi::Error::Success();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Soft E-step.
-
-template <typename T>
-struct SoftProblem {
-  const T* x;
-  const T* w;
-  const T* means_t;       // (S, dp, kp)
-  const T* bias;          // (S, kp)
-  const T* means_padded;  // (S, k, dp)
-  const T* two_sigma2;    // (S,)
-  int64_t n_rows, d, dp, k, kp, sets;
-};
-
-// sums (k, dp) += resp^T group for one group: resp (kGroup, kp) rows of responsibilities times
-// weight, group (kGroup, dp) rows; kRows components by NV vectors of features per register block.
-template <typename T, int R, int NV>
-inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int64_t c0,
-                      int64_t j0, T* sums) {
-  constexpr int L = kLanes<T>;
-  Vec<T> acc[R][NV];
-  for (int c = 0; c < R; ++c)
-    for (int v = 0; v < NV; ++v) acc[c][v] = Load<T>(sums + (c0 + c) * dp + j0 + v * L);
-  for (int r = 0; r < kGroup; ++r) {
-    Vec<T> xv[NV];
-    for (int v = 0; v < NV; ++v) xv[v] = Load<T>(group + r * dp + j0 + v * L);
-    for (int c = 0; c < R; ++c) {
-      const T rc = resp[r * kp + c0 + c];
-      for (int v = 0; v < NV; ++v) acc[c][v] += rc * xv[v];
-    }
-  }
-  for (int c = 0; c < R; ++c)
-    for (int v = 0; v < NV; ++v) Store<T>(sums + (c0 + c) * dp + j0 + v * L, acc[c][v]);
-}
-
-template <typename T>
-inline void GroupSums(const T* resp, int64_t k, int64_t kp, const T* group, int64_t dp, T* sums) {
-  Tiles<kRows>(k, 1, [&](auto components, int64_t c0) {
-    Tiles<kPanel>(dp, kLanes<T>, [&](auto vectors, int64_t j0) {
-      SumsBlock<T, decltype(components)::value, decltype(vectors)::value>(resp, kp, group, dp, c0,
-                                                                          j0, sums);
-    });
-  });
-}
-
-// Rows [begin, end) for every parameter set: labels and nearest (S, n_rows) written in place;
-// per set, counts (kp), sums (k * dp), log-likelihood (1) and distortion (1) into stats.
-// scratch: kGroup * (kp + dp) values.
-template <typename T>
-void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* labels, T* nearest,
-               T* stats, T* scratch) {
-  constexpr int L = kLanes<T>;
-  const int64_t dp = p.dp, kp = p.kp, k = p.k;
-  const int64_t set_size = kp + k * dp + 2;
-  std::fill(stats, stats + p.sets * set_size, T(0));
-  T* scores = scratch;
-  T* buffer = scratch + kGroup * kp;
-  std::fill(buffer, buffer + kGroup * dp, T(0));
-  int32_t group_labels[kGroup];
-  T group_nearest[kGroup], group_total[kGroup];
-  Vec<T> partial[L];
-  // Rows in slices of kSliceRows; within a slice, one parameter set after another, so a set's
-  // means stay in the L1 cache over the slice's groups. Each set still sees its rows in order.
-  for (int64_t g0 = begin; g0 < end; g0 += kSliceRows) {
-    const int64_t slice_end = std::min(end, g0 + kSliceRows);
-    for (int64_t s = 0; s < p.sets; ++s) {
-      T* counts = stats + s * set_size;
-      T* sums = counts + kp;
-      T* log_lik = sums + k * dp;
-      T* distortion = log_lik + 1;
-      const T two_sigma2 = p.two_sigma2[s];
-      // gap / (2 sigma2) as a product with the reciprocal (a vector division costs several times
-      // more), unless the reciprocal overflows (a subnormal sigma2): then 0 * inf would be NaN
-      // where 0 / (2 sigma2) is 0, so the quotient is formed instead.
-      const T inverse = two_sigma2 > 0 ? T(1) / two_sigma2 : T(0);
-      const bool multiply = inverse <= std::numeric_limits<T>::max();
-      for (int64_t g = g0; g < slice_end; g += kGroup) {
-        const int64_t rows = std::min<int64_t>(kGroup, end - g);
-        const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
-        AssignGroup<T>(group, p.d, dp, p.means_t + s * dp * kp, p.bias + s * kp,
-                       p.means_padded + s * k * dp, kp, scores, group_labels, group_nearest);
-        if (!(two_sigma2 > 0)) {
-          // sigma2 that XLA reads as 0 (a subnormal, with denormals flushed): the hard limit, as
-          // the caller's `sigma2 > 0` test decides it. One-hot rows at the labels, totals 1.
-          std::fill(scores, scores + kGroup * kp, T(0));
-          for (int r = 0; r < kGroup; ++r) {
-            scores[r * kp + group_labels[r]] = T(1);
-            group_total[r] = T(1);
-          }
-        }
-        // Exponentials in place of the scores, and each row's total.
-        for (int r0 = 0; two_sigma2 > 0 && r0 < kGroup; r0 += L) {
-          for (int r = 0; r < L; ++r) {
-            T* row = scores + (r0 + r) * kp;
-            const Vec<T> best = Vec<T>{} + row[group_labels[r0 + r]];
-            Vec<T> total{};
-            for (int64_t c = 0; c < kp; c += L) {
-              Vec<T> gap = Load<T>(row + c) - best;
-              gap = gap > 0 ? gap : Vec<T>{};
-              const Vec<T> scaled = multiply ? gap * inverse : gap / two_sigma2;
-              const Vec<T> e = ExpNonPositive<T>(-scaled);
-              Store<T>(row + c, e);
-              total += e;
-            }
-            partial[r] = total;
-          }
-          LaneSums<T>(partial, group_total + r0);
-        }
-        // Responsibilities times weight (0 on padding rows), their sums, and the row terms.
-        for (int r = 0; r < kGroup; ++r) {
-          T* row = scores + r * kp;
-          const T weight = r < rows ? p.w[g + r] : T(0);
-          const T factor = weight / group_total[r];
-          for (int64_t c = 0; c < kp; c += L) {
-            const Vec<T> resp = Load<T>(row + c) * factor;
-            Store<T>(row + c, resp);
-            Store<T>(counts + c, Load<T>(counts + c) + resp);
-          }
-        }
-        GroupSums<T>(scores, k, kp, group, dp, sums);
-        for (int64_t r = 0; r < rows; ++r) {
-          const T weight = p.w[g + r];
-          // weight 0 (a padding row): no term, even where nearest / two_sigma2 overflows (0 * inf).
-          if (two_sigma2 > 0 && weight > 0)
-            *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
-          *distortion += weight * group_nearest[r];
-          labels[s * p.n_rows + g + r] = group_labels[r];
-          nearest[s * p.n_rows + g + r] = group_nearest[r];
-        }
-      }
-    }
-  }
-}
-
+// The soft E-step of one parameter set (sigma2 () > 0) with the bound test: SoftAssign's outputs
+// for S = 1 up to the order of the sums, rows with exactly one-hot responsibilities unscored.
 template <ffi::DataType DT>
-ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
-                      ffi::Buffer<DT> means_buf, ffi::Buffer<DT> sigma2_buf,
-                      ffi::ResultBuffer<ffi::S32> labels_buf, ffi::ResultBuffer<DT> nearest_buf,
-                      ffi::ResultBuffer<DT> counts_buf, ffi::ResultBuffer<DT> sums_buf,
-                      ffi::ResultBuffer<DT> log_lik_buf, ffi::ResultBuffer<DT> distortion_buf) {
+ffi::Error SoftAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
+                             ffi::Buffer<DT> means_buf, ffi::Buffer<DT> sigma2_buf,
+                             ffi::Buffer<DT> old_means_buf, ffi::Buffer<ffi::S32> labels_in_buf,
+                             ffi::Buffer<DT> lower_in_buf, ffi::ResultBuffer<ffi::S32> labels_buf,
+                             ffi::ResultBuffer<DT> nearest_buf, ffi::ResultBuffer<DT> counts_buf,
+                             ffi::ResultBuffer<DT> sums_buf, ffi::ResultBuffer<DT> log_lik_buf,
+                             ffi::ResultBuffer<DT> distortion_buf,
+                             ffi::ResultBuffer<DT> lower_buf,
+                             ffi::ResultBuffer<ffi::S32> scored_buf) {
   using T = ffi::NativeType<DT>;
   constexpr int L = kLanes<T>;
-  const auto x_dims = x_buf.dimensions();
-  const auto m_dims = means_buf.dimensions();
-  if (!ValidBlocks(x_dims, w_buf.dimensions()) || m_dims.size() != 3 || m_dims[2] != x_dims[2] ||
-      m_dims[1] < 1 || m_dims[1] >= (int64_t{1} << 24) ||
-      static_cast<int64_t>(sigma2_buf.element_count()) != m_dims[0]) {
+  const T sigma2 = sigma2_buf.element_count() == 1 ? sigma2_buf.typed_data()[0] : T(0);
+  if (!(sigma2 > 0)) {
     return ffi::Error::InvalidArgument(
-        "gmmlimit soft_assign: expected x (n, B, D), w (n, B), means (S, K, D) and sigma2 (S,), "
-        "1 <= K < 2^24");
+        "gmmlimit soft_assign_bounded: expected one sigma2 > 0 (the hard limit is "
+        "hard_assign_bounded)");
   }
-  const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2];
-  const int64_t sets = m_dims[0], k = m_dims[1];
+  std::vector<T> total;
+  const ffi::Error status = RunBounded<T>(
+      pool, x_buf.dimensions(), w_buf.dimensions(), means_buf.dimensions(),
+      old_means_buf.dimensions(), labels_in_buf.dimensions(), lower_in_buf.dimensions(),
+      x_buf.typed_data(), w_buf.typed_data(), means_buf.typed_data(), old_means_buf.typed_data(),
+      labels_in_buf.typed_data(), lower_in_buf.typed_data(), 2 * sigma2,
+      labels_buf->typed_data(), nearest_buf->typed_data(), lower_buf->typed_data(),
+      scored_buf->typed_data(), &total);
+  if (status.failure()) return status;
+  const int64_t k = means_buf.dimensions()[0], d = means_buf.dimensions()[1];
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
-  std::vector<T> means_t(sets * dp * kp), bias(sets * kp), means_padded(sets * k * dp);
-  std::vector<T> two_sigma2(sets);
-  for (int64_t s = 0; s < sets; ++s) {
-    PrepareMeans<T>(means_buf.typed_data() + s * k * d, k, d, dp, kp, means_t.data() + s * dp * kp,
-                    bias.data() + s * kp, means_padded.data() + s * k * dp);
-    const T sigma2 = sigma2_buf.typed_data()[s];
-    two_sigma2[s] = sigma2 > 0 ? 2 * sigma2 : T(0);  // 0: the hard limit (see SoftChunk)
-  }
-  const SoftProblem<T> problem{x_buf.typed_data(), w_buf.typed_data(), means_t.data(),
-                               bias.data(),        means_padded.data(), two_sigma2.data(),
-                               n_blocks * b,       d, dp, k, kp, sets};
-  int32_t* labels = labels_buf->typed_data();
-  T* nearest = nearest_buf->typed_data();
-  const int64_t set_size = kp + k * dp + 2;
-  const std::vector<T> total = RunBlocks<T>(
-      pool, n_blocks, b, sets * set_size, kGroup * (kp + dp),
-      [&](int64_t begin, int64_t end, T* stats, T* scratch) {
-        SoftChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
-      });
-  for (int64_t s = 0; s < sets; ++s) {
-    const T* set = total.data() + s * set_size;
-    std::copy(set, set + k, counts_buf->typed_data() + s * k);
-    for (int64_t c = 0; c < k; ++c)
-      std::copy(set + kp + c * dp, set + kp + c * dp + d, sums_buf->typed_data() + (s * k + c) * d);
-    log_lik_buf->typed_data()[s] = set[kp + k * dp];
-    distortion_buf->typed_data()[s] = set[kp + k * dp + 1];
-  }
+  std::copy(total.begin(), total.begin() + k, counts_buf->typed_data());
+  for (int64_t c = 0; c < k; ++c)
+    std::copy(total.begin() + kp + c * dp, total.begin() + kp + c * dp + d,
+              sums_buf->typed_data() + c * d);
+  *log_lik_buf->typed_data() = total[kp + k * dp];
+  *distortion_buf->typed_data() = total[kp + k * dp + 1];
   return ffi::Error::Success();
 }
 
@@ -1208,9 +1332,31 @@ ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
                                     .Ret<ffi::Buffer<DT>>()            \
                                     .Ret<ffi::Buffer<ffi::S32>>());
 
+#define GMMLIMIT_DEFINE_SOFT_BOUNDED(NAME, DT)                         \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, SoftAssignBounded<DT>,           \
+                                ffi::Ffi::Bind()                       \
+                                    .Ctx<ffi::ThreadPool>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Arg<ffi::Buffer<ffi::S32>>()      \
+                                    .Arg<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<ffi::S32>>()      \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<ffi::S32>>());
+
 GMMLIMIT_DEFINE_HARD(GmmlimitHardAssignF32, ffi::F32)
 GMMLIMIT_DEFINE_HARD(GmmlimitHardAssignF64, ffi::F64)
 GMMLIMIT_DEFINE_SOFT(GmmlimitSoftAssignF32, ffi::F32)
 GMMLIMIT_DEFINE_SOFT(GmmlimitSoftAssignF64, ffi::F64)
 GMMLIMIT_DEFINE_BOUNDED(GmmlimitHardAssignBoundedF32, ffi::F32)
 GMMLIMIT_DEFINE_BOUNDED(GmmlimitHardAssignBoundedF64, ffi::F64)
+GMMLIMIT_DEFINE_SOFT_BOUNDED(GmmlimitSoftAssignBoundedF32, ffi::F32)
+GMMLIMIT_DEFINE_SOFT_BOUNDED(GmmlimitSoftAssignBoundedF64, ffi::F64)

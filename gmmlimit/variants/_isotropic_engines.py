@@ -561,6 +561,22 @@ def _native_bounded(
     return (totals, labels, nearest), Bounds(lower, means, scored)
 
 
+def _native_soft_bounded(
+    means: jax.Array,
+    sigma2: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+    labels: jax.Array,
+    bounds: Bounds,
+) -> tuple[Out, Bounds]:
+    """:func:`native_soft` of one set, rows with exactly one-hot responsibilities unscored."""
+    labels, nearest, counts, sums, log_lik, distortion, lower, scored = _native.soft_assign_bounded(
+        means, sigma2, bounds.means, labels, bounds.lower, x_blocks, w_blocks
+    )
+    totals = Totals(counts, sums, _block_total(w_blocks), log_lik, distortion)
+    return (totals, labels, nearest), Bounds(lower, means, scored)
+
+
 def _bounded_one(
     means: jax.Array,
     sigma2: jax.Array,
@@ -578,10 +594,14 @@ def _bounded_one(
         return plain()
 
     def cpu(*_: Any) -> tuple[Out, Bounds]:
-        return lax.cond(
-            is_soft(sigma2),
-            plain,
-            lambda: _native_bounded(means, x_blocks, w_blocks, labels, bounds),
+        mode = jnp.where(is_soft(sigma2), jnp.where(_kernel_sigma2_ok(sigma2), 1, 2), 0)
+        return lax.switch(
+            mode,
+            (
+                lambda: _native_bounded(means, x_blocks, w_blocks, labels, bounds),
+                lambda: _native_soft_bounded(means, sigma2, x_blocks, w_blocks, labels, bounds),
+                plain,
+            ),
         )
 
     return lax.platform_dependent(means, cpu=cpu, default=plain)
@@ -589,12 +609,15 @@ def _bounded_one(
 
 bounded_pass = jax.custom_batching.custom_vmap(_bounded_one)
 """``(means, sigma2, x_blocks, w_blocks, labels (n, B), bounds) -> ((totals, labels, nearest),
-bounds)``: :data:`fused_pass`'s values, bit for bit, given the labels and :class:`Bounds` of the
-previous pass. At sigma2 = 0 on the CPU with the kernels, rows whose label provably cannot change
-are not scored against every mean (``_native.hard_assign_bounded``); elsewhere (soft fits, other
-platforms) it is :data:`fused_pass` and returns :func:`no_bounds`. Under ``vmap`` over parameters
-(K-means restarts) the lanes run one after another when all are hard, else :data:`fused_pass`'s
-wide rule runs them together."""
+bounds)``: :data:`fused_pass`'s values given the labels and :class:`Bounds` of the previous pass
+(at any parameters, soft or hard). On the CPU with the kernels: at sigma2 = 0, rows whose label
+provably cannot change are not scored against every mean (``_native.hard_assign_bounded``; the
+same bits); at sigma2 > 0, rows whose responsibilities are provably exactly one-hot are not
+scored (``_native.soft_assign_bounded``; the same labels and responsibilities, statistics summed
+in another order). Elsewhere (other platforms, a sigma2 too large for the soft kernel) it is
+:data:`fused_pass` and returns :func:`no_bounds`. Under ``vmap`` over parameters (restarts, a
+sigma2 sweep) the lanes run one after another when all are hard, else :data:`fused_pass`'s wide
+rule runs them together."""
 
 
 @bounded_pass.def_vmap
