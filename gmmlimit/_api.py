@@ -241,17 +241,17 @@ def _fit_isotropic(
 ) -> FitResult:
     """:func:`em` and :func:`kmeans`: the isotropic fit on exactly rescaled data, mapped back.
 
-    A concrete sigma2 of 0 runs the hard variant ``algorithm`` picks; any other sigma2 runs
-    :data:`~gmmlimit.variants.isotropic`.
+    A concrete sigma2 of 0 runs the variant ``algorithm`` picks (:func:`_hard_variant`); any
+    other sigma2 runs the bounds only when asked (``algorithm="hamerly"``): whole EM fits
+    measured both faster and slower with them (docs/benchmarks.md).
     """
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_positive_int(block_size, "block_size")
     original = validate_params(X, params)
     hard = not is_traced(params.sigma2) and float(np.asarray(params.sigma2)) == 0.0
-    variant = isotropic
-    if hard or algorithm != "auto":
-        chosen = _hard_variant(algorithm, X.shape[1], original.means.shape[0])
-        variant = chosen if hard else isotropic
+    chosen = _hard_variant(algorithm, X.shape[1], original.means.shape[0])
+    soft_variant = isotropic_bounded if algorithm == "hamerly" else isotropic
+    variant = chosen if hard else soft_variant
     Xs, scaled, w, scale = _prepare(X, params, weights, for_fit=True)
     result = _fit(variant, Xs, scaled, max_iter, tol, w, block_size)
     if scale == _Scale(0, 0):
@@ -289,6 +289,7 @@ def em(
     tol: float = 1e-8,
     weights: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    algorithm: Algorithm = "auto",
 ) -> FitResult:
     """EM for the isotropic equal-prior mixture with fixed shared variance sigma2.
 
@@ -305,6 +306,11 @@ def em(
         tol: stop once the relative log-likelihood gain is <= tol (sigma2 > 0).
         weights: optional (N,) non-negative sample weights (relative: only ratios matter).
         block_size: rows per streamed E-step block.
+        algorithm: ``"hamerly"`` keeps per-row bounds (as :func:`kmeans` does) and skips the
+            rows whose responsibilities are provably exactly one-hot at sigma2 (every other
+            component's exponential underflows to 0): the same iterates, bit for bit, with the
+            compiled CPU kernel. ``"lloyd"`` scores every row; ``"auto"`` is ``"lloyd"`` for
+            sigma2 > 0 and as in :func:`kmeans` at sigma2 = 0.
 
     Returns:
         :class:`FitResult`; ``objective`` and ``history`` hold the log-likelihood (higher is
@@ -327,7 +333,7 @@ def em(
     """
     X = as_data(X)
     params = IsotropicParams(init_means, check_sigma2(sigma2, X.dtype))
-    return _fit_isotropic(X, params, max_iter, tol, weights, block_size)
+    return _fit_isotropic(X, params, max_iter, tol, weights, block_size, algorithm)
 
 
 @_with_float64_scope

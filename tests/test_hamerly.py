@@ -212,3 +212,66 @@ def test_sklearn_kmeans_elkan_runs_the_bounds_and_returns_lloyds_result():
     np.testing.assert_array_equal(lloyd.labels_, elkan.labels_)
     np.testing.assert_array_equal(lloyd.cluster_centers_, elkan.cluster_centers_)
     assert lloyd.inertia_ == elkan.inertia_
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_em_with_bounds_gives_the_same_iterates_bit_for_bit(dtype):
+    X = _blobs(10, 2500, 40, 24, dtype, spread=4.0)
+    weights = np.random.default_rng(11).uniform(0, 2, 2500).astype(dtype)
+    weights[::9] = 0.0
+    m0 = X[:24]
+    for sigma2 in (0.05, 1.0):
+        lloyd = gl.em(X, m0, sigma2, weights=weights, algorithm="lloyd", block_size=900)
+        bounded = gl.em(X, m0, sigma2, weights=weights, algorithm="hamerly", block_size=900)
+        assert int(lloyd.n_iter) > 3
+        _assert_same_fit(lloyd, bounded)
+
+
+def test_the_soft_bounded_kernel_skips_one_hot_rows_with_the_soft_kernels_bits():
+    n_blocks, b, d, k = 3, 1000, 40, 24
+    X = _blobs(12, n_blocks * b, d, k, np.float32, spread=4.0)
+    x_blocks = jnp.asarray(X.reshape(n_blocks, b, d))
+    w_blocks = jnp.asarray(np.random.default_rng(13).uniform(0, 2, (n_blocks, b)), jnp.float32)
+    means = jnp.asarray(X[:k])
+    sigma2 = jnp.asarray(0.2, jnp.float32)
+    old, labels = means, -jnp.ones((n_blocks, b), jnp.int32)
+    lower = jnp.zeros((n_blocks, b, 2), jnp.float32)
+    soft, bounded = jax.jit(_native.soft_assign), jax.jit(_native.soft_assign_bounded)
+    scored = []
+    for _ in range(10):
+        want = [a[0] for a in soft(means[None], sigma2[None], x_blocks, w_blocks)]
+        got = bounded(means, sigma2, old, labels, lower, x_blocks, w_blocks)
+        for a, c in zip(want, got[:6], strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+        labels, lower, old, scored = got[0], got[6], means, [*scored, int(got[7])]
+        counts, sums = np.asarray(want[2]), np.asarray(want[3])
+        means = jnp.asarray(sums / counts[:, None])
+    assert scored[0] == n_blocks * b and scored[-1] < 0.5 * n_blocks * b
+
+
+def test_rows_whose_other_responsibilities_are_tiny_but_not_zero_are_scored():
+    # Every row sits near mean 0; mean 1's exponential exp(-gap / (2 sigma2)) runs from far
+    # below the smallest normal float32 (exactly 0) to e^-60 (tiny, not 0) across the rows. With
+    # the best bounds there are, only rows whose term is exactly 0 may skip their scores: mean 1's
+    # count and sums are built from the others' tiny terms alone and would show any skipped one.
+    rng = np.random.default_rng(14)
+    n, d = 2048, 8
+    means = np.zeros((2, d), np.float32)
+    means[1, 0] = 2.0
+    X = (rng.normal(size=(n, d)) * 0.1).astype(np.float32)
+    X[:, 0] = rng.uniform(-29.0, -14.0, n)  # gap = 4 - 4 x_0 in [60, 120], sigma2 = 0.5
+    x64 = X.astype(np.float64)
+    true_lower = np.sqrt(((x64 - means[1]) ** 2).sum(1)).astype(np.float32)
+    lower = np.nextafter(true_lower, np.float32(0)).reshape(2, n // 2, 1)
+    shape = (2, n // 2)
+    x_blocks = jnp.asarray(X.reshape(*shape, d))
+    w_blocks = jnp.ones(shape, jnp.float32)
+    m, sigma2 = jnp.asarray(means), jnp.asarray(0.5, jnp.float32)
+    want = [a[0] for a in jax.jit(_native.soft_assign)(m[None], sigma2[None], x_blocks, w_blocks)]
+    got = jax.jit(_native.soft_assign_bounded)(
+        m, sigma2, m, jnp.zeros(shape, jnp.int32), jnp.asarray(lower), x_blocks, w_blocks
+    )
+    assert 0 < float(want[2][1]) < 1e-20  # mean 1's count: tiny terms only
+    assert 0 < int(got[7]) < n  # some rows skipped, some scored
+    for a, c in zip(want, got[:6], strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))

@@ -708,16 +708,18 @@ struct SoftProblem {
   int64_t n_rows, d, dp, k, kp, sets;
 };
 
-// sums (k, dp) += resp^T group for one group: resp (kGroup, kp) rows of responsibilities times
-// weight, group (kGroup, dp) rows; kRows components by NV vectors of features per register block.
+// sums (k, dp) += resp^T group for `rows` rows: resp (rows, kp) rows of responsibilities times
+// weight, group (rows, dp) rows; kRows components by NV vectors of features per register block.
+// Every sum is its own sequence of multiply-adds over the rows in order, so splitting the rows
+// into consecutive runs (one call per run) gives the same bits.
 template <typename T, int R, int NV>
-inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int64_t c0,
-                      int64_t j0, T* sums) {
+inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int64_t rows,
+                      int64_t c0, int64_t j0, T* sums) {
   constexpr int L = kLanes<T>;
   Vec<T> acc[R][NV];
   for (int c = 0; c < R; ++c)
     for (int v = 0; v < NV; ++v) acc[c][v] = Load<T>(sums + (c0 + c) * dp + j0 + v * L);
-  for (int r = 0; r < kGroup; ++r) {
+  for (int64_t r = 0; r < rows; ++r) {
     Vec<T> xv[NV];
     for (int v = 0; v < NV; ++v) xv[v] = Load<T>(group + r * dp + j0 + v * L);
     for (int c = 0; c < R; ++c) {
@@ -730,11 +732,12 @@ inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int
 }
 
 template <typename T>
-inline void GroupSums(const T* resp, int64_t k, int64_t kp, const T* group, int64_t dp, T* sums) {
+inline void GroupSums(const T* resp, int64_t k, int64_t kp, const T* group, int64_t dp,
+                      int64_t rows, T* sums) {
   Tiles<kRows>(k, 1, [&](auto components, int64_t c0) {
     Tiles<kPanel>(dp, kLanes<T>, [&](auto vectors, int64_t j0) {
-      SumsBlock<T, decltype(components)::value, decltype(vectors)::value>(resp, kp, group, dp, c0,
-                                                                          j0, sums);
+      SumsBlock<T, decltype(components)::value, decltype(vectors)::value>(resp, kp, group, dp,
+                                                                          rows, c0, j0, sums);
     });
   });
 }
@@ -744,12 +747,12 @@ inline void GroupSums(const T* resp, int64_t k, int64_t kp, const T* group, int6
 // > 0, one-hot rows), responsibilities times weight (weight 0 past the group's `rows`) added to
 // counts (kp) and, by GroupSums, to sums (k * dp); each row's log-likelihood and distortion
 // terms added to log_lik and distortion.
+// The first half of SoftRows: scores (kGroup, kp) become responsibilities times weight, and
+// group_total (kGroup) the rows' totals of exponentials.
 template <typename T>
-inline void SoftRows(const T* group, int64_t k, int64_t kp, int64_t dp, int64_t rows,
-                     const int32_t* group_labels, const T* group_nearest, const T* weights,
-                     T two_sigma2, T* scores, T* counts, T* sums, T* log_lik, T* distortion) {
+inline void SoftResponsibilities(int64_t kp, const int32_t* group_labels, const T* weights,
+                                 T two_sigma2, T* scores, T* group_total) {
   constexpr int L = kLanes<T>;
-  T group_total[kGroup];
   Vec<T> partial[L];
   // gap / (2 sigma2) as a product with the reciprocal (a vector division costs several times
   // more), unless the reciprocal overflows (a subnormal sigma2): then 0 * inf would be NaN where
@@ -783,23 +786,40 @@ inline void SoftRows(const T* group, int64_t k, int64_t kp, int64_t dp, int64_t 
     }
     LaneSums<T>(partial, group_total + r0);
   }
-  // Responsibilities times weight (0 on padding rows), their sums, and the row terms.
+  // Responsibilities times weight (0 on padding rows).
   for (int r = 0; r < kGroup; ++r) {
     T* row = scores + r * kp;
     const T factor = weights[r] / group_total[r];
-    for (int64_t c = 0; c < kp; c += L) {
-      const Vec<T> resp = Load<T>(row + c) * factor;
-      Store<T>(row + c, resp);
-      Store<T>(counts + c, Load<T>(counts + c) + resp);
-    }
+    for (int64_t c = 0; c < kp; c += L) Store<T>(row + c, Load<T>(row + c) * factor);
   }
-  GroupSums<T>(scores, k, kp, group, dp, sums);
+}
+
+// counts (kp) += one row of responsibilities times weight.
+template <typename T>
+inline void AddCounts(const T* resp, int64_t kp, T* counts) {
+  constexpr int L = kLanes<T>;
+  for (int64_t c = 0; c < kp; c += L) Store<T>(counts + c, Load<T>(counts + c) + Load<T>(resp + c));
+}
+
+// A row's log-likelihood term, weight 0 (a padding row) giving none, even where
+// nearest / two_sigma2 overflows (0 * inf).
+template <typename T>
+inline void AddLogLik(T weight, T total, T nearest, T two_sigma2, T* log_lik) {
+  if (two_sigma2 > 0 && weight > 0) *log_lik += weight * (std::log(total) - nearest / two_sigma2);
+}
+
+template <typename T>
+inline void SoftRows(const T* group, int64_t k, int64_t kp, int64_t dp, int64_t rows,
+                     const int32_t* group_labels, const T* group_nearest, const T* weights,
+                     T two_sigma2, T* scores, T* counts, T* sums, T* log_lik, T* distortion) {
+  T group_total[kGroup];
+  SoftResponsibilities<T>(kp, group_labels, weights, two_sigma2, scores, group_total);
+  // Their sums, and the row terms.
+  for (int r = 0; r < kGroup; ++r) AddCounts<T>(scores + r * kp, kp, counts);
+  GroupSums<T>(scores, k, kp, group, dp, kGroup, sums);
   for (int64_t r = 0; r < rows; ++r) {
-    const T weight = weights[r];
-    // weight 0 (a padding row): no term, even where nearest / two_sigma2 overflows (0 * inf).
-    if (two_sigma2 > 0 && weight > 0)
-      *log_lik += weight * (std::log(group_total[r]) - group_nearest[r] / two_sigma2);
-    *distortion += weight * group_nearest[r];
+    AddLogLik<T>(weights[r], group_total[r], group_nearest[r], two_sigma2, log_lik);
+    *distortion += weights[r] * group_nearest[r];
   }
 }
 
@@ -944,13 +964,17 @@ constexpr double kOneHotGap = 1.0 - ExpConstants<T>::kLower;
 // Rows [begin, end) with the bound test.
 // Hard (two_sigma2 = 0): HardChunk's outputs, bit for bit; stats: counts (k), sums (k * dp),
 // distortion (1). A row is skipped when its label cannot change.
-// Soft (two_sigma2 > 0, one parameter set): SoftChunk's outputs up to the order of the sums;
-// stats: counts (kp), sums (k * dp), log-likelihood (1), distortion (1). A row is skipped when
-// its responsibilities are exactly one-hot: every other mean's gap / (2 sigma2), as the soft
-// E-step computes it, is past the exponential's underflow (kOneHotGap); its one-hot row (weight
-// at its label, log of its total 0) is added directly, the rows that are scored go through
-// SoftRows.
-// scratch: kGroup * (kp + 2 dp) values.
+// Soft (two_sigma2 > 0, one parameter set): SoftChunk's outputs, bit for bit; stats: counts
+// (kp), sums (k * dp), log-likelihood (1), distortion (1). A row is skipped when its
+// responsibilities are exactly one-hot: every other mean's gap / (2 sigma2), as the soft E-step
+// computes it, is past the exponential's underflow (kOneHotGap). The rows that are scored get
+// their responsibilities as SoftRows computes them (kept, with their padded rows, in the chunk's
+// buffers); then the statistics are summed over the chunk's rows in order: a skipped row adds
+// its weight to its label's count and weight * x to its label's sums (what the product adds for
+// a one-hot row: every other term is an exact 0), each run of scored rows goes through the
+// product (a run of rows in order gives the product's own bits), and the log-likelihood terms
+// (log of a one-hot row's total is 0) and distortions are added row by row.
+// scratch: kGroup * (kp + 2 dp) values, and for soft chunks kChunk * (kp + dp + 1) more.
 template <typename T>
 void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2, int64_t begin,
                   int64_t end, int32_t* labels, T* nearest, T* stats, T* scratch) {
@@ -965,11 +989,17 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
   T* log_lik = sums + k * dp;  // soft only
   T* distortion = soft ? log_lik + 1 : sums + k * dp;
   std::fill(stats, distortion + 1, T(0));
-  T pending_weight[kGroup];
+  T pending_weight[kGroup], pending_total[kGroup];
   T* scores = scratch;
   T* buffer = scratch + kGroup * kp;
   T* pending = buffer + kGroup * dp;  // rows to be scored, padded like a group
   std::fill(buffer, buffer + 2 * kGroup * dp, T(0));
+  // Soft: the scored rows' responsibilities, padded rows and totals, in row order.
+  T* soft_resp = pending + kGroup * dp;
+  T* soft_x = soft_resp + kChunk * kp;
+  T* soft_total = soft_x + kChunk * dp;
+  int64_t n_soft = 0;
+  bool skipped[kChunk];
   int64_t pending_row[kGroup];
   double pending_sq[kGroup], pending_norm[kGroup];
   int n_pending = 0;
@@ -1041,8 +1071,11 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
     }
     if (soft) {
       for (int c = 0; c < kGroup; ++c) pending_weight[c] = c < n_pending ? p.w[pending_row[c]] : T(0);
-      SoftRows<T>(pending, k, kp, dp, n_pending, new_labels, new_nearest, pending_weight,
-                  two_sigma2, scores, counts, sums, log_lik, distortion);
+      SoftResponsibilities<T>(kp, new_labels, pending_weight, two_sigma2, scores, pending_total);
+      std::copy(scores, scores + n_pending * kp, soft_resp + n_soft * kp);
+      std::copy(pending, pending + n_pending * dp, soft_x + n_soft * dp);
+      std::copy(pending_total, pending_total + n_pending, soft_total + n_soft);
+      n_soft += n_pending;
     }
     scored += n_pending;
     n_pending = 0;
@@ -1060,7 +1093,6 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
     // Which rows the bounds let through unscored (and, per row, |x|^2 and |x| for new bounds).
     bool keep[kGroup];
     double row_sq[kGroup], row_norm[kGroup];
-    bool all_kept = true;
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = g + r;
       const int32_t a = bt.labels_in[i];
@@ -1088,12 +1120,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
                          : gap > 0;
         }
       }
-      all_kept = all_kept && keep[r];
     }
-    // Soft: a group is skipped only whole, so that the statistics are summed in SoftChunk's order
-    // (a one-hot row adds weight * x to its label's sums, exactly what the product adds for it).
-    if (soft && !all_kept)
-      for (int64_t r = 0; r < rows; ++r) keep[r] = false;
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = g + r;
       const T* xr = group + r * dp;
@@ -1105,15 +1132,9 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
         T* out = bt.lower_out + i * groups;
         for (int64_t h = 0; h < groups; ++h)
           out[h] = BoundBelow<T>(static_cast<double>(in[h]) - bt.shift[h]);
-        if (soft) {  // the one-hot row: responsibility 1 at a, log of its total 0
-          const T weight = p.w[i];
-          T* __restrict sk = sums + a * dp;
-          for (int64_t j = 0; j < d; ++j) sk[j] += weight * xr[j];
-          counts[a] += weight;
-          if (weight > 0) *log_lik += weight * (T(0) - old_nearest[r] / two_sigma2);
-          *distortion += weight * old_nearest[r];
-        }
+        if (soft) skipped[i - begin] = true;
       } else {
+        if (soft) skipped[i - begin] = false;
         std::copy(xr, xr + dp, pending + n_pending * dp);
         pending_row[n_pending] = i;
         pending_sq[n_pending] = row_sq[r];
@@ -1121,10 +1142,30 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
         if (++n_pending == kGroup) flush();
       }
     }
-    if (soft) flush();  // a scored soft group is the group itself
   }
   flush();
   if (soft) {
+    // The statistics over the rows in order (see above): the same bits as SoftChunk's.
+    int64_t run = 0, o = 0;  // the scored rows [run, o) not yet through the product
+    for (int64_t i = begin; i < end; ++i) {
+      const T weight = p.w[i];
+      if (skipped[i - begin]) {
+        if (o > run) GroupSums<T>(soft_resp + run * kp, k, kp, soft_x + run * dp, dp, o - run, sums);
+        run = o;
+        const int32_t a = labels[i];
+        const T* __restrict xr = p.x + i * d;
+        T* __restrict sk = sums + a * dp;
+        for (int64_t j = 0; j < d; ++j) sk[j] += weight * xr[j];
+        counts[a] += weight;
+        AddLogLik<T>(weight, T(1), nearest[i], two_sigma2, log_lik);
+      } else {
+        AddCounts<T>(soft_resp + o * kp, kp, counts);
+        AddLogLik<T>(weight, soft_total[o], nearest[i], two_sigma2, log_lik);
+        ++o;
+      }
+      *distortion += weight * nearest[i];
+    }
+    if (o > run) GroupSums<T>(soft_resp + run * kp, k, kp, soft_x + run * dp, dp, o - run, sums);
     bt.scored->fetch_add(scored, std::memory_order_relaxed);
     return;
   }
@@ -1205,7 +1246,8 @@ ffi::Error RunBounded(ffi::ThreadPool& pool, const ffi::Span<const int64_t>& x_d
                           &scored};
   const HardProblem<T> problem{x, w, means_t.data(), bias.data(), means_padded.data(), d, dp, k, kp};
   const int64_t stats_size = two_sigma2 > 0 ? kp + k * dp + 2 : k + k * dp + 1;
-  *total = RunBlocks<T>(pool, n_blocks, b, stats_size, kGroup * (kp + 2 * dp),
+  const int64_t soft_scratch = two_sigma2 > 0 ? kChunk * (kp + dp + 1) : 0;
+  *total = RunBlocks<T>(pool, n_blocks, b, stats_size, kGroup * (kp + 2 * dp) + soft_scratch,
                         [&](int64_t begin, int64_t end, T* stats, T* scratch) {
                           BoundedChunk<T>(problem, test, two_sigma2, begin, end, labels, nearest,
                                           stats, scratch);
