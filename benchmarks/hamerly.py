@@ -22,7 +22,9 @@ Reported per method: the best whole-fit wall time of ``--repeats`` runs (gmmlimi
 excluded by one untimed run first), the iteration count, and whether the final labels and the
 iteration count equal scikit-learn lloyd's. The speed-up is scikit-learn lloyd's time over each
 method's. ``--no-sklearn`` times gmmlimit's two algorithms alone (the choice of
-``algorithm="auto"``), against gmmlimit lloyd.
+``algorithm="auto"``), against gmmlimit lloyd. ``--em-sigma2 0.1,1`` adds whole EM fits
+(``gl.em``, tol 1e-8) at those variances with and without the bounds (rows with exactly one-hot
+responsibilities skipped), checked bit for bit against each other.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def bench_size(
     max_iter: int,
     log,
     with_sklearn: bool = True,
+    em_sigma2: tuple[float, ...] = (),
 ) -> dict:
     import jax
     from sklearn.cluster import KMeans, kmeans_plusplus
@@ -106,6 +109,17 @@ def bench_size(
         run()  # compile
         return run
 
+    def gmmlimit_em(sigma2: float, algorithm: str):
+        Xj = jax.device_put(X)
+
+        def run():
+            res = gl.em(Xj, m0, sigma2, max_iter=max_iter, algorithm=algorithm)
+            res = jax.block_until_ready(res)
+            return np.asarray(res.labels).astype(np.int64), int(res.n_iter), res
+
+        run()  # compile
+        return run
+
     def estimator_fit(algorithm: str):
         from gmmlimit.sklearn import KMeans as OurKMeans
 
@@ -121,6 +135,9 @@ def bench_size(
         "gmmlimit-lloyd": gmmlimit_fit("lloyd"),
         "gmmlimit-hamerly": gmmlimit_fit("hamerly"),
     }
+    for sigma2 in em_sigma2:
+        fits[f"gmmlimit-em-lloyd@{sigma2:g}"] = gmmlimit_em(sigma2, "lloyd")
+        fits[f"gmmlimit-em-hamerly@{sigma2:g}"] = gmmlimit_em(sigma2, "hamerly")
     if with_sklearn:
         fits = {
             "sklearn-lloyd": sklearn_fit("lloyd"),
@@ -145,11 +162,24 @@ def bench_size(
         entry["speedup"] = base / entry["fit_s"]
         entry["same_labels"] = bool(np.array_equal(labels, ref_labels))
         entry["same_n_iter"] = n_iter == ref_iter
-    a, b = results["gmmlimit-lloyd"][2], results["gmmlimit-hamerly"][2]
-    out["hamerly_bitwise_equal_to_lloyd"] = all(
-        np.array_equal(np.asarray(x), np.asarray(y))
-        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+
+    def bitwise(a, b) -> bool:
+        return all(
+            np.array_equal(np.asarray(x), np.asarray(y))
+            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        )
+
+    out["hamerly_bitwise_equal_to_lloyd"] = bitwise(
+        results["gmmlimit-lloyd"][2], results["gmmlimit-hamerly"][2]
     )
+    for sigma2 in em_sigma2:
+        lloyd, bounded = f"gmmlimit-em-lloyd@{sigma2:g}", f"gmmlimit-em-hamerly@{sigma2:g}"
+        out["methods"][bounded]["bitwise_equal_to_em_lloyd"] = bitwise(
+            results[lloyd][2], results[bounded][2]
+        )
+        out["methods"][bounded]["speedup_vs_em_lloyd"] = (
+            out["methods"][lloyd]["fit_s"] / out["methods"][bounded]["fit_s"]
+        )
     return out
 
 
@@ -179,6 +209,13 @@ def to_markdown(res: dict) -> str:
             f"({s['N']:,}, {s['D']}, {s['K']}): gmmlimit hamerly equals gmmlimit lloyd bit for "
             f"bit: {'yes' if s['hamerly_bitwise_equal_to_lloyd'] else 'NO'}."
         )
+        for name, e in s["methods"].items():
+            if "bitwise_equal_to_em_lloyd" in e:
+                lines.append(
+                    f"({s['N']:,}, {s['D']}, {s['K']}) {name}: {e['speedup_vs_em_lloyd']:.2f}x "
+                    "gmmlimit em lloyd's speed, the same fit bit for bit: "
+                    f"{'yes' if e['bitwise_equal_to_em_lloyd'] else 'NO'}."
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -188,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--spread", type=float, default=3.0, help="blob centres in [-s, s]^D")
     p.add_argument("--no-sklearn", action="store_true", help="gmmlimit's two algorithms only")
+    p.add_argument(
+        "--em-sigma2", default="", help="also EM fits at these sigma2 (comma list), both ways"
+    )
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--max-iter", type=int, default=300)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "hamerly.json"))
@@ -207,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.max_iter,
                 lambda m: print(m, flush=True),
                 with_sklearn=not args.no_sklearn,
+                em_sigma2=tuple(float(v) for v in args.em_sigma2.split(",") if v),
             )
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
