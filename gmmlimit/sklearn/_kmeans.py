@@ -21,7 +21,9 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._common import _assign, _pad, in_x64, pad_blocks
+from .._driver import stats_compiled
+from ..variants._isotropic import IsotropicParams, isotropic
+from ._common import _pad, in_x64, pad_blocks
 from ._lloyd import HOST_CHUNK, lloyd_dense, lloyd_sparse, sparse_labels, sq_dist_to_assigned
 from ._seeding import kmeans_plusplus_rows, random_rows
 
@@ -300,10 +302,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         C = self.cluster_centers_.astype(X.dtype, copy=False)
         if sp.issparse(X):
             return sparse_labels(X, C)
-        Xp, _ = _pad(X)
+        Xp, wp = _pad(X)
         means = np.zeros((C.shape[0], Xp.shape[1]), X.dtype)
         means[:, : X.shape[1]] = C
-        labels = _assign(jnp.asarray(Xp), jnp.asarray(means))[0]
+        # The fit's own E-step (the compiled kernel on the CPU): no (K, N) intermediates.
+        params = IsotropicParams(jnp.asarray(means), jnp.zeros((), X.dtype))
+        _, labels = stats_compiled(isotropic, jnp.asarray(Xp), jnp.asarray(wp), params)
         return np.asarray(labels)[: X.shape[0]].astype(np.int64)
 
     @in_x64
