@@ -210,10 +210,10 @@ Algorithm = Literal["auto", "lloyd", "hamerly"]
 ALGORITHMS = ("auto", "lloyd", "hamerly")
 
 BOUNDS_MIN_FEATURES = 32
-BOUNDS_MIN_COMPONENTS = 32
-"""``algorithm="auto"`` uses Hamerly's bounds from this many features and components on: below
-them a row's scores cost little beside its bound test (measured in ``benchmarks/run.py
---hamerly``; docs/benchmarks.md)."""
+BOUNDS_MIN_SCORE_WORK = 4096
+"""``algorithm="auto"`` uses Hamerly's bounds from 32 features and D * K >= 4096 on: below them
+a row's scores cost little beside its bound test and the bounds' memory traffic (whole fits
+measured by ``benchmarks/hamerly.py --no-sklearn``, docs/benchmarks.md)."""
 
 
 def _hard_variant(algorithm: Any, d: int, k: int) -> Variant:
@@ -225,7 +225,7 @@ def _hard_variant(algorithm: Any, d: int, k: int) -> Variant:
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
     if algorithm == "auto":
-        wide = d >= BOUNDS_MIN_FEATURES and k >= BOUNDS_MIN_COMPONENTS
+        wide = d >= BOUNDS_MIN_FEATURES and d * k >= BOUNDS_MIN_SCORE_WORK
         algorithm = "hamerly" if wide else "lloyd"
     return isotropic_bounded if algorithm == "hamerly" else isotropic
 
@@ -360,8 +360,8 @@ def kmeans(
     every mean when the bound proves, beyond the rounding error of the comparison, that its label
     cannot change. It produces Lloyd's iterates bit for bit (labels, means, objectives, iteration
     count) with far fewer distance computations once most labels have settled; it needs the
-    compiled CPU kernel (elsewhere it is Lloyd). ``"auto"`` picks it from 32 features and 32
-    components on.
+    compiled CPU kernel (elsewhere it is Lloyd). ``"auto"`` picks it from 32 features and
+    D * K >= 4096 on.
 
     Args:
         X: (N, D) data.
