@@ -550,29 +550,30 @@ def no_bounds(means: jax.Array, x_blocks: jax.Array) -> Bounds:
 
 
 def _native_bounded(
-    means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array, labels: jax.Array, bounds: Bounds
-) -> tuple[Out, Bounds]:
-    """:func:`native_hard` through the bounded kernel (the same values, bit for bit)."""
-    labels, nearest, counts, sums, distortion, lower, scored = _native.hard_assign_bounded(
-        means, bounds.means, labels, bounds.lower, x_blocks, w_blocks
-    )
-    zero = jnp.zeros((), x_blocks.dtype)
-    totals = Totals(counts, sums, _block_total(w_blocks), zero, distortion)
-    return (totals, labels, nearest), Bounds(lower, means, scored)
-
-
-def _native_soft_bounded(
     means: jax.Array,
     sigma2: jax.Array,
     x_blocks: jax.Array,
     w_blocks: jax.Array,
     labels: jax.Array,
     bounds: Bounds,
+    *,
+    soft: bool,
 ) -> tuple[Out, Bounds]:
-    """:func:`native_soft` of one set, rows with exactly one-hot responsibilities unscored."""
-    labels, nearest, counts, sums, log_lik, distortion, lower, scored = _native.soft_assign_bounded(
-        means, sigma2, bounds.means, labels, bounds.lower, x_blocks, w_blocks
-    )
+    """The bounded kernels, bit for bit those without bounds.
+
+    ``soft=False``: :func:`native_hard`'s values; ``soft=True``: :func:`native_soft`'s for one
+    set, rows with exactly one-hot responsibilities unscored.
+    """
+    args = (bounds.means, labels, bounds.lower, x_blocks, w_blocks)
+    if soft:
+        labels, nearest, counts, sums, log_lik, distortion, lower, scored = (
+            _native.soft_assign_bounded(means, sigma2, *args)
+        )
+    else:
+        labels, nearest, counts, sums, distortion, lower, scored = _native.hard_assign_bounded(
+            means, *args
+        )
+        log_lik = jnp.zeros((), x_blocks.dtype)
     totals = Totals(counts, sums, _block_total(w_blocks), log_lik, distortion)
     return (totals, labels, nearest), Bounds(lower, means, scored)
 
@@ -593,13 +594,15 @@ def _bounded_one(
     if not _kernels_apply(x_blocks, means.shape[0]):
         return plain()
 
+    args = (means, sigma2, x_blocks, w_blocks, labels, bounds)
+
     def cpu(*_: Any) -> tuple[Out, Bounds]:
         mode = jnp.where(is_soft(sigma2), jnp.where(_kernel_sigma2_ok(sigma2), 1, 2), 0)
         return lax.switch(
             mode,
             (
-                lambda: _native_bounded(means, x_blocks, w_blocks, labels, bounds),
-                lambda: _native_soft_bounded(means, sigma2, x_blocks, w_blocks, labels, bounds),
+                lambda: _native_bounded(*args, soft=False),
+                lambda: _native_bounded(*args, soft=True),
                 plain,
             ),
         )
