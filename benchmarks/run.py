@@ -643,7 +643,7 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
         for m in (1, 1 + sit):
             sweep.compile(m)
         run, _ = sweep.runner()
-        per_iter, n1, n2 = _per_iter(run, sit, rep, warm=False)
+        per_iter, n1, n2 = _per_iter(run, sit, args.sweep_repeats, warm=False)
         per_lane = per_iter / len(s2s)
         sw = {
             "lanes": len(s2s),
@@ -734,6 +734,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--grid-max-n", type=int, default=GRID_MAX_N)
     g.add_argument("--grid-lanes", type=int, default=GRID_LANES, help="sigma2 values swept")
     g.add_argument("--sweep-iters", type=int, default=2, help="iterations timed per sweep")
+    g.add_argument("--sweep-repeats", type=int, default=1, help="repeats per sweep timing")
     g.add_argument("--gmm-repeats", type=int, default=1, help="repeats for sklearn GMM (grid)")
     g.add_argument("--gemm-size", type=int, default=None, help="n of the GEMM-peak product")
     g.add_argument("--bandwidth-mib", type=int, default=512, help="array read for bandwidth")
@@ -809,7 +810,16 @@ def main_grid(args, dtypes: list[str]) -> None:
     args.anchor_repeats = args.anchor_repeats or args.repeats
     args.gmm_iters = args.gmm_iters or 2
     args.gemm_size = args.gemm_size or 2048
-    for name in ("iters", "repeats", "anchor_repeats", "gmm_iters", "gmm_repeats", "grid_lanes"):
+    for name in (
+        "iters",
+        "repeats",
+        "anchor_repeats",
+        "gmm_iters",
+        "gmm_repeats",
+        "grid_lanes",
+        "sweep_iters",
+        "sweep_repeats",
+    ):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     res: dict = {"machine": machine_info(), "args": vars(args)}
