@@ -28,7 +28,7 @@ import numpy as np
 GRID_D = (2, 3, 8, 64, 784)
 GRID_K = (5, 16, 64, 512)
 GRID_ELEMENTS = 20_000_000
-GRID_MAX_N = 1_000_000
+GRID_MAX_N = 500_000
 GRID_LANES = 8
 
 TARGETS = {"kmeans": 1.5, "em": 15.0, "sweep": 1.0}
@@ -286,7 +286,24 @@ def to_markdown(grid: dict) -> list[str]:
                 ]
             cells += [_f(sw32, ".2f"), _f(sw64, ".2f"), _met(sw_met)]
             lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return [*lines, "", summary(grid)]
+
+
+def summary(grid: dict) -> str:
+    """One sentence: at how many rows each target is met (rows without an anchor not counted)."""
+    counts = {"kmeans": [0, 0], "em": [0, 0], "sweep": [0, 0]}
+    for s in grid["shapes"]:
+        for row in s["by_dtype"].values():
+            for kind in ("kmeans", "em"):
+                if row[kind]["target_met"] is not None:
+                    counts[kind][0] += bool(row[kind]["target_met"])
+                    counts[kind][1] += 1
+        for sw in s["sweep"].values():
+            counts["sweep"][0] += bool(sw["target_met"])
+            counts["sweep"][1] += 1
+    names = {"kmeans": "K-means", "em": "EM", "sweep": "sweep (shape x dtype)"}
+    parts = [f"{names[k]} {met} of {total}" for k, (met, total) in counts.items() if total]
+    return "Targets met: " + "; ".join(parts) + "."
 
 
 def sweep_sigma2s(lanes: int) -> np.ndarray:
@@ -306,6 +323,7 @@ __all__ = [
     "limit",
     "memory_bandwidth",
     "parse_axis",
+    "summary",
     "sweep_sigma2s",
     "to_markdown",
 ]

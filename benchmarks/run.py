@@ -5,6 +5,13 @@ Usage::
     PYTHONPATH=$PWD python benchmarks/run.py --quick            # small sizes, about a minute
     PYTHONPATH=$PWD python benchmarks/run.py                    # (100k, 32, 16), (1M, 64, 64)
     PYTHONPATH=$PWD python benchmarks/run.py --md docs/benchmarks.md   # also the Markdown
+    PYTHONPATH=$PWD python benchmarks/run.py --grid --md grid.md       # the D x K grid (issue 16)
+
+``--grid`` (helpers and limits in ``benchmarks/grid.py``) times every shape of D x K (default D in
+{2, 3, 8, 64, 784}, K in {5, 16, 64, 512}, N = min(--grid-max-n, --grid-elements // D)) on one
+device: gmmlimit K-means against scikit-learn lloyd, gmmlimit EM against scikit-learn's spherical
+GaussianMixture, each one's fraction of the memory-bandwidth or GEMM limit, and a vmapped sweep of
+``--grid-lanes`` sigma2 values per lane against one EM fit, in float32 and float64.
 
 What is measured (every anchor on the same array, in the same process):
 
@@ -674,7 +681,9 @@ def run_grid(args) -> dict:
     t0 = time.perf_counter()
     results = []
     for n, d, k in shapes:
+        t_shape = time.perf_counter()
         results.append(bench_grid_shape(n, d, k, args, peaks, bandwidth))
+        results[-1]["wall_s"] = time.perf_counter() - t_shape
         print(f"  ({time.perf_counter() - t0:.0f} s so far)", flush=True)
     return {
         "d": list(ds),

@@ -122,6 +122,7 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         ours, anchor = e["gmmlimit"]["per_iter_s"], e["anchor"]["per_iter_s"]
         assert ours > 0 and anchor > 0
         assert e["gmmlimit"]["n_iter"] == [1, 3]  # noise: no early stop in the timed fits
+        assert e["anchor"]["n_iter"] == ([1, 3] if kind == "kmeans" else [1, 2])  # --gmm-iters
         assert e["ratio"] == pytest.approx(anchor / ours, rel=1e-12)
         assert e["target_met"] == (e["ratio"] >= g["targets"][kind])
         lim = e["limit"]
@@ -146,3 +147,7 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
     assert text.startswith("Measured ")
     assert "| 4 | 3 | 2,000 | float32 |" in text
     assert "K-means of limit" in text and "sweep lane/fit f64" in text
+    met = [row["kmeans"]["target_met"], row["em"]["target_met"]]
+    sweeps_met = sum(sw["target_met"] for sw in s["sweep"].values())
+    counts = f"K-means {int(met[0])} of 1; EM {int(met[1])} of 1; "
+    assert counts + f"sweep (shape x dtype) {sweeps_met} of 2" in text
