@@ -74,21 +74,39 @@ def grid_shapes(
     return shapes
 
 
-def memory_bandwidth(mib: int, repeats: int, threads: int) -> float:
-    """Best read bandwidth in GB/s: ``threads`` numpy sums over slices of a ``mib`` MiB array.
+def memory_bandwidth(mib: int, repeats: int, threads: int) -> dict[str, float]:
+    """This machine's read bandwidth in GB/s (bytes read / time), three ways over ``mib`` MiB.
 
-    numpy releases the GIL inside the reduction, so the threads read their slices in parallel.
+    * ``sum``: ``threads`` numpy sums over slices of a float64 array;
+    * ``gemv``: the array as (rows, 64) times a vector, on BLAS's threads;
+    * ``copy``: ``np.copyto`` into a second array (the bytes read; as many are written).
+
+    Each is the best of ``repeats`` runs after a first touch. ``best`` is the largest: the limit
+    it implies is then the shortest, so the fraction reported against it is not flattered.
     """
     a = np.ones(max(mib, 1) * 2**20 // 8, dtype=np.float64)
+    b = np.empty_like(a)
+    mat, vec = a.reshape(-1, 64), np.ones(64)  # 2**17 elements per MiB: always whole rows
     parts = np.array_split(a, threads)
-    best = math.inf
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(np.sum, parts))  # first touch
+
+    def best(fn: Callable[[], object]) -> float:
+        fn()  # first touch
+        t = math.inf
         for _ in range(repeats):
             t0 = time.perf_counter()
-            list(pool.map(np.sum, parts))
-            best = min(best, time.perf_counter() - t0)
-    return a.nbytes / best / 1e9
+            fn()
+            t = min(t, time.perf_counter() - t0)
+        return t
+
+    with ThreadPoolExecutor(threads) as pool:
+        t_sum = best(lambda: list(pool.map(np.sum, parts)))
+    out = {
+        "sum": a.nbytes / t_sum / 1e9,
+        "gemv": mat.nbytes / best(lambda: mat @ vec) / 1e9,
+        "copy": a.nbytes / best(lambda: np.copyto(b, a)) / 1e9,
+    }
+    out["best"] = max(out.values())
+    return out
 
 
 def limit(
@@ -245,13 +263,17 @@ def to_markdown(grid: dict) -> list[str]:
     """The grid table (one row per shape and dtype) and its legend, as Markdown lines."""
     t = grid["targets"]
     bw = grid["bandwidth_gbs"]
+    ways = grid.get("bandwidth_ways", {})
     peaks = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in grid["gemm_peak_gflops"].items())
     lines = [
         f"Grid: D in {list(grid['d'])}, K in {list(grid['k'])}, N = min({grid['max_n']:,}, "
         f"{grid['elements']:,} // D); Gaussian-noise data, sigma2 = 1 for EM.",
         "",
-        f"Limits: read bandwidth {bw:.1f} GB/s (numpy sums over a {grid['bandwidth_mib']} MiB "
-        f"array, {grid['bandwidth_threads']} threads); GEMM peak {peaks}. Fraction of limit = "
+        f"Limits: read bandwidth {bw:.1f} GB/s, the best over a {grid['bandwidth_mib']} MiB "
+        f"array of {grid['bandwidth_threads']} threaded numpy sums "
+        f"({ways.get('sum', math.nan):.1f}), a BLAS matrix-vector product "
+        f"({ways.get('gemv', math.nan):.1f}) and a copy ({ways.get('copy', math.nan):.1f}, "
+        f"bytes read); GEMM peak {peaks}. Fraction of limit = "
         "max(N D itemsize / bandwidth, flops / GEMM peak) / measured s per iteration "
         "(flops: 2 N K D for K-means, 4 N K D for EM); the letter says which binds "
         "(m: memory, g: GEMM).",

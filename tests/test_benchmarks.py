@@ -111,6 +111,7 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
     g = res["grid"]
     bw, peak = g["bandwidth_gbs"], g["gemm_peak_gflops"]["float32"]
     assert bw > 0 and peak > 0
+    assert bw == max(g["bandwidth_ways"][w] for w in ("sum", "gemv", "copy"))
     (s,) = g["shapes"]
     n, d, k = s["N"], s["D"], s["K"]
     assert (n, d, k) == (2000, 4, 3)
