@@ -596,10 +596,12 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
     """
     import grid
 
+    from gmmlimit._driver import DEFAULT_BLOCK_SIZE
+
     X32, m0 = make_data(n, d, k, "float32")
     sigma2 = 1.0  # unit-variance noise: a genuinely soft mixture
     it, rep = args.iters, args.repeats
-    bs = args.block_size or 4096
+    bs = args.block_size or DEFAULT_BLOCK_SIZE
     log = lambda msg: print(f"  [{n},{d},{k}] {msg}", flush=True)  # noqa: E731
     out: dict = {"N": n, "D": d, "K": k, "sigma2": sigma2, "by_dtype": {}, "sweep": {}}
     one_fit: dict[str, float] = {}
