@@ -27,8 +27,8 @@ import numpy as np
 
 GRID_D = (2, 3, 8, 64, 784)
 GRID_K = (5, 16, 64, 512)
-GRID_ELEMENTS = 20_000_000
-GRID_MAX_N = 500_000
+GRID_ELEMENTS = 10_000_000
+GRID_MAX_N = 250_000
 GRID_LANES = 8
 
 TARGETS = {"kmeans": 1.5, "em": 15.0, "sweep": 1.0}
@@ -109,6 +109,24 @@ def memory_bandwidth(mib: int, repeats: int, threads: int) -> dict[str, float]:
     return out
 
 
+def last_level_cache_bytes() -> int | None:
+    """The size of the CPU's largest-level cache in bytes (Linux sysfs), or None if unknown."""
+    from pathlib import Path
+
+    best: tuple[int, int] | None = None
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = int((index / "level").read_text())
+            size = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        units = {"K": 2**10, "M": 2**20, "G": 2**30}
+        nbytes = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+        if best is None or level > best[0]:
+            best = (level, nbytes)
+    return None if best is None else best[1]
+
+
 def limit(
     kind: str,
     n: int,
@@ -131,7 +149,7 @@ def limit(
 
     Returns:
         ``mem_s``, ``gemm_s``, ``limit_s`` (their maximum), ``binds`` (``"memory"`` or
-        ``"gemm"``) and ``fraction = limit_s / measured_s``.
+        ``"gemm"``), ``fraction = limit_s / measured_s`` and ``data_bytes`` (N D itemsize).
     """
     mem_s = n * d * itemsize / (bandwidth_gbs * 1e9)
     gemm_s = FLOPS_PER_NKD[kind] * n * k * d / (gemm_gflops * 1e9)
@@ -142,6 +160,7 @@ def limit(
         "limit_s": limit_s,
         "binds": "memory" if mem_s >= gemm_s else "gemm",
         "fraction": limit_s / measured_s,
+        "data_bytes": n * d * itemsize,
     }
 
 
@@ -264,6 +283,7 @@ def to_markdown(grid: dict) -> list[str]:
     t = grid["targets"]
     bw = grid["bandwidth_gbs"]
     ways = grid.get("bandwidth_ways", {})
+    llc = grid.get("llc_bytes")
     peaks = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in grid["gemm_peak_gflops"].items())
     lines = [
         f"Grid: D in {list(grid['d'])}, K in {list(grid['k'])}, N = min({grid['max_n']:,}, "
@@ -276,7 +296,14 @@ def to_markdown(grid: dict) -> list[str]:
         f"bytes read); GEMM peak {peaks}. Fraction of limit = "
         "max(N D itemsize / bandwidth, flops / GEMM peak) / measured s per iteration "
         "(flops: 2 N K D for K-means, 4 N K D for EM); the letter says which binds "
-        "(m: memory, g: GEMM).",
+        "(m: memory, g: GEMM)"
+        + (
+            f"; * marks data that fit in the {grid['llc_bytes'] / 2**20:.0f} MiB last-level "
+            "cache, where a pass may read faster than memory and the memory fraction can pass "
+            "100%."
+            if grid.get("llc_bytes")
+            else "."
+        ),
         "",
         f"Targets: K-means >= {t['kmeans']}x scikit-learn lloyd, EM >= {t['em']}x scikit-learn "
         f"spherical GaussianMixture, a vmapped sweep of {grid['lanes']} sigma2 values costs "
@@ -304,7 +331,8 @@ def to_markdown(grid: dict) -> list[str]:
                     _f(r.get("anchor", {}).get("per_iter_s"), ".4g"),
                     _f(r["ratio"], ".2f") + ("x" if r["ratio"] is not None else ""),
                     _met(r["target_met"]),
-                    f"{100 * lim['fraction']:.0f}% {lim['binds'][0]}",
+                    f"{100 * lim['fraction']:.0f}% {lim['binds'][0]}"
+                    + ("*" if llc and lim["data_bytes"] <= llc else ""),
                 ]
             cells += [_f(sw32, ".2f"), _f(sw64, ".2f"), _met(sw_met)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -342,6 +370,7 @@ __all__ = [
     "TARGETS",
     "CompiledFits",
     "grid_shapes",
+    "last_level_cache_bytes",
     "limit",
     "memory_bandwidth",
     "parse_axis",

@@ -700,6 +700,7 @@ def run_grid(args) -> dict:
         "bandwidth_ways": ways,
         "bandwidth_mib": args.bandwidth_mib,
         "bandwidth_threads": threads,
+        "llc_bytes": grid.last_level_cache_bytes(),
         "wall_s": time.perf_counter() - t0,
         "shapes": results,
     }

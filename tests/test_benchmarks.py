@@ -131,6 +131,7 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         assert lim["gemm_s"] == pytest.approx(flops * n * k * d / (peak * 1e9), rel=1e-12)
         assert lim["limit_s"] == max(lim["mem_s"], lim["gemm_s"])
         assert lim["fraction"] == pytest.approx(lim["limit_s"] / ours, rel=1e-12)
+        assert lim["data_bytes"] == n * d * 4
         assert f"{e['ratio']:.2f}x" in text
     assert set(s["sweep"]) == {"float32", "float64"}
     for sw in s["sweep"].values():
