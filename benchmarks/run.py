@@ -5,6 +5,13 @@ Usage::
     PYTHONPATH=$PWD python benchmarks/run.py --quick            # small sizes, about a minute
     PYTHONPATH=$PWD python benchmarks/run.py                    # (100k, 32, 16), (1M, 64, 64)
     PYTHONPATH=$PWD python benchmarks/run.py --md docs/benchmarks.md   # also the Markdown
+    PYTHONPATH=$PWD python benchmarks/run.py --grid --md grid.md       # the D x K grid (issue 16)
+
+``--grid`` (helpers and limits in ``benchmarks/grid.py``) times every shape of D x K (default D in
+{2, 3, 8, 64, 784}, K in {5, 16, 64, 512}, N = min(--grid-max-n, --grid-elements // D)) on one
+device: gmmlimit K-means against scikit-learn lloyd, gmmlimit EM against scikit-learn's spherical
+GaussianMixture, each one's fraction of the memory-bandwidth or GEMM limit, and a vmapped sweep of
+``--grid-lanes`` sigma2 values per lane against one EM fit, in float32 and float64.
 
 What is measured (every anchor on the same array, in the same process):
 
@@ -52,6 +59,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/grid.py, also when imported
+
+from grid import GRID_D, GRID_ELEMENTS, GRID_K, GRID_LANES, GRID_MAX_N  # noqa: E402
 
 FULL_SIZES = [(100_000, 32, 16), (1_000_000, 64, 64)]
 QUICK_SIZES = [(20_000, 16, 8), (40_000, 32, 32)]
@@ -248,7 +258,7 @@ def bench_sweep(X, m0, sigma2s, iters, repeats, block_size=None) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def bench_sklearn_kmeans(X, m0, algorithm, iters, repeats) -> dict:
+def bench_sklearn_kmeans(X, m0, algorithm, iters, repeats, warm: bool = True) -> dict:
     from sklearn.cluster import KMeans
 
     def run(max_iter: int) -> int:
@@ -266,7 +276,7 @@ def bench_sklearn_kmeans(X, m0, algorithm, iters, repeats) -> dict:
             km.fit(X)
         return int(km.n_iter_)
 
-    per_iter, n1, n2 = _per_iter(run, iters, repeats)
+    per_iter, n1, n2 = _per_iter(run, iters, repeats, warm)
     return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
 
 
@@ -293,7 +303,7 @@ def bench_faiss(X, m0, iters, repeats) -> dict:
     return {"per_iter_s": per_iter, "n_iter": [n1, n2], "threads": faiss.omp_get_max_threads()}
 
 
-def bench_sklearn_gmm(X, m0, sigma2, iters, repeats) -> dict:
+def bench_sklearn_gmm(X, m0, sigma2, iters, repeats, warm: bool = True) -> dict:
     from sklearn.mixture import GaussianMixture
 
     k = m0.shape[0]
@@ -315,7 +325,7 @@ def bench_sklearn_gmm(X, m0, sigma2, iters, repeats) -> dict:
             gm.fit(X)
         return int(gm.n_iter_)
 
-    per_iter, n1, n2 = _per_iter(run, iters, repeats)
+    per_iter, n1, n2 = _per_iter(run, iters, repeats, warm)
     return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
 
 
@@ -485,9 +495,9 @@ def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
     return out
 
 
-def to_markdown(res: dict) -> str:
-    m = res["machine"]
-    lines = [
+def _machine_lines(m: dict) -> list[str]:
+    """The Markdown lines naming the machine, the versions, the commit and the E-step path."""
+    return [
         f"Measured {m['date_utc']} on {m['cpu']} ({m['cpu_count']} cores), JAX device "
         f"`{m['jax_device']}`, jax {m['versions']['jax']}, scikit-learn "
         f"{m['versions']['sklearn']}, faiss {m['versions']['faiss']}, git {m['git_rev']}.",
@@ -498,6 +508,13 @@ def to_markdown(res: dict) -> str:
             if m.get("estep_build")
             else "."
         ),
+    ]
+
+
+def to_markdown(res: dict) -> str:
+    m = res["machine"]
+    lines = [
+        *_machine_lines(m),
         "",
         "numpy square-GEMM peak: "
         + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in res["gemm_peak_gflops"].items())
@@ -559,11 +576,147 @@ def to_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------------------------
+# the shape grid (--grid)
+# ----------------------------------------------------------------------------------------------
+
+
+def _warm_anchors(X, m0, sigma2) -> None:
+    """One small scikit-learn K-means and GMM fit (imports, thread pools) before timing them."""
+    rows = X[: max(4 * m0.shape[0], min(X.shape[0], 2000))]
+    bench_sklearn_kmeans(rows, m0, "lloyd", 1, 1, warm=False)
+    bench_sklearn_gmm(rows, m0, sigma2, 1, 1, warm=False)
+
+
+def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
+    """One (N, D, K) of the grid: each method against its anchor and limit, and the sweeps.
+
+    Every gmmlimit program is compiled before it is timed (:class:`grid.CompiledFits`), so the
+    per-iteration differences hold execution only; scikit-learn is warmed on a few rows first.
+    """
+    import grid
+
+    from gmmlimit._driver import DEFAULT_BLOCK_SIZE
+
+    X32, m0 = make_data(n, d, k, "float32")
+    sigma2 = 1.0  # unit-variance noise: a genuinely soft mixture
+    it, rep = args.iters, args.repeats
+    bs = args.block_size or DEFAULT_BLOCK_SIZE
+    log = lambda msg: print(f"  [{n},{d},{k}] {msg}", flush=True)  # noqa: E731
+    out: dict = {"N": n, "D": d, "K": k, "sigma2": sigma2, "by_dtype": {}, "sweep": {}}
+    one_fit: dict[str, float] = {}
+    for dt in args.dtype_list:
+        X = X32.astype(dt)
+        fits = grid.CompiledFits(X, m0, bs)
+        for m in (1, 1 + it):
+            fits.compile(m)
+        row: dict = {}
+        if not args.only_gmmlimit:
+            _warm_anchors(X, m0, sigma2)
+        for kind, s2 in (("kmeans", 0.0), ("em", sigma2)):
+            run, objective = fits.runner(s2)
+            per_iter, n1, n2 = _per_iter(run, it, rep, warm=False)
+            ours = {"per_iter_s": per_iter, "n_iter": [n1, n2], "objective": objective[1 + it]}
+            entry: dict = {"gmmlimit": ours, "ratio": None, "target_met": None}
+            if not args.only_gmmlimit:
+                if kind == "kmeans":
+                    anchor = bench_sklearn_kmeans(X, m0, "lloyd", it, args.anchor_repeats, False)
+                else:
+                    anchor = bench_sklearn_gmm(
+                        X, m0, sigma2, args.gmm_iters, args.gmm_repeats, False
+                    )
+                entry["anchor"] = anchor
+                entry["ratio"] = anchor["per_iter_s"] / per_iter
+                entry["target_met"] = bool(entry["ratio"] >= grid.TARGETS[kind])
+            entry["limit"] = grid.limit(kind, n, d, k, X.itemsize, per_iter, peaks[dt], bandwidth)
+            row[kind] = entry
+            lim = entry["limit"]
+            log(
+                f"{dt} {kind} gmmlimit {per_iter:.4g} s/iter"
+                + (f", anchor {entry['anchor']['per_iter_s']:.4g}" if "anchor" in entry else "")
+                + f", {100 * lim['fraction']:.0f}% of the {lim['binds']} limit"
+            )
+        row["compile_s"] = sum(fits.compile_s.values())
+        out["by_dtype"][dt] = row
+        one_fit[dt] = row["em"]["gmmlimit"]["per_iter_s"]
+
+    s2s = grid.sweep_sigma2s(args.grid_lanes)
+    for dt in args.sweep_dtypes.split(","):
+        X = X32.astype(dt)
+        if dt not in one_fit:  # a dtype swept but not compared: time its one EM fit here
+            fits = grid.CompiledFits(X, m0, bs)
+            run, _ = fits.runner(sigma2)
+            one_fit[dt] = _per_iter(run, it, rep, warm=False)[0]
+        sweep = grid.CompiledFits(X, m0, bs, sigma2s=s2s)
+        sit = args.sweep_iters
+        for m in (1, 1 + sit):
+            sweep.compile(m)
+        run, _ = sweep.runner()
+        per_iter, n1, n2 = _per_iter(run, sit, args.sweep_repeats, warm=False)
+        per_lane = per_iter / len(s2s)
+        sw = {
+            "lanes": len(s2s),
+            "per_iter_s": per_iter,
+            "n_iter": [n1, n2],
+            "per_lane_per_iter_s": per_lane,
+            "one_fit_per_iter_s": one_fit[dt],
+            "cost_ratio": per_lane / one_fit[dt],
+            "compile_s": sum(sweep.compile_s.values()),
+        }
+        sw["target_met"] = bool(sw["cost_ratio"] <= grid.TARGETS["sweep"])
+        out["sweep"][dt] = sw
+        log(f"{dt} sweep {per_lane:.4g} s/lane/iter = {sw['cost_ratio']:.2f} x one fit")
+    return out
+
+
+def run_grid(args) -> dict:
+    """The whole grid: machine limits first, then every shape (see ``benchmarks/grid.py``)."""
+    import grid
+
+    ds = grid.parse_axis(args.grid_d, "--grid-d")
+    ks = grid.parse_axis(args.grid_k, "--grid-k")
+    shapes = grid.grid_shapes(ds, ks, args.grid_elements, args.grid_max_n)
+    peaks = {dt: gemm_peak(args.gemm_size, dt, 10) for dt in args.dtype_list}
+    threads = os.cpu_count() or 1
+    ways = grid.memory_bandwidth(args.bandwidth_mib, 5, threads)
+    bandwidth = ways["best"]
+    print(f"GEMM peak GFLOP/s {peaks}; memory bandwidth GB/s {ways}", flush=True)
+    t0 = time.perf_counter()
+    results = []
+    for n, d, k in shapes:
+        t_shape = time.perf_counter()
+        results.append(bench_grid_shape(n, d, k, args, peaks, bandwidth))
+        results[-1]["wall_s"] = time.perf_counter() - t_shape
+        print(f"  ({time.perf_counter() - t0:.0f} s so far)", flush=True)
+    return {
+        "d": list(ds),
+        "k": list(ks),
+        "elements": args.grid_elements,
+        "max_n": args.grid_max_n,
+        "lanes": args.grid_lanes,
+        "targets": dict(grid.TARGETS),
+        "gemm_peak_gflops": peaks,
+        "bandwidth_gbs": bandwidth,
+        "bandwidth_ways": ways,
+        "bandwidth_mib": args.bandwidth_mib,
+        "bandwidth_threads": threads,
+        "llc_bytes": grid.last_level_cache_bytes(),
+        "wall_s": time.perf_counter() - t0,
+        "shapes": results,
+    }
+
+
+def grid_markdown(res: dict) -> str:
+    import grid
+
+    return "\n".join([*_machine_lines(res["machine"]), "", *grid.to_markdown(res["grid"])]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
     p.add_argument("--sizes", default=None, help="N,D,K;N,D,K ... (overrides the defaults)")
-    p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--dtypes", default=None, help="default float32,float64 (float32 with --grid)")
     p.add_argument("--iters", type=int, default=None, help="iterations timed per fit")
     p.add_argument("--repeats", type=int, default=None, help="best of this many runs")
     p.add_argument("--anchor-repeats", type=int, default=None, help="repeats for the anchors")
@@ -582,10 +735,35 @@ def main(argv: list[str] | None = None) -> None:
         help="CPU host devices for the sharded rows (default: one per core; 1: no sharded rows). "
         "Only the CPU platform reads it; a GPU run shards over the GPUs it has.",
     )
+    g = p.add_argument_group("grid (issue 16): every D x K, see benchmarks/grid.py")
+    g.add_argument("--grid", action="store_true", help="run the shape grid instead")
+    g.add_argument("--grid-d", default=",".join(map(str, GRID_D)), help="the D axis")
+    g.add_argument("--grid-k", default=",".join(map(str, GRID_K)), help="the K axis")
+    g.add_argument(
+        "--grid-elements",
+        type=int,
+        default=GRID_ELEMENTS,
+        help="N = min(--grid-max-n, this // D) rows per shape",
+    )
+    g.add_argument("--grid-max-n", type=int, default=GRID_MAX_N)
+    g.add_argument("--grid-lanes", type=int, default=GRID_LANES, help="sigma2 values swept")
+    g.add_argument("--sweep-iters", type=int, default=2, help="iterations timed per sweep")
+    g.add_argument("--sweep-repeats", type=int, default=1, help="repeats per sweep timing")
+    g.add_argument("--gmm-repeats", type=int, default=1, help="repeats for sklearn GMM (grid)")
+    g.add_argument("--gemm-size", type=int, default=None, help="n of the GEMM-peak product")
+    g.add_argument("--bandwidth-mib", type=int, default=512, help="array read for bandwidth")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/...)")
     p.add_argument("--md", default=None, help="also write the Markdown table here")
     args = p.parse_args(argv)
+    if args.dtypes is None:
+        args.dtypes = "float32" if args.grid else "float32,float64"
     dtypes = args.dtypes.split(",")
+    for dt in dtypes + args.sweep_dtypes.split(","):
+        if dt not in ("float32", "float64"):
+            p.error(f"dtype {dt!r}: expected float32 or float64")
+    if args.grid:
+        main_grid(args, dtypes)
+        return
 
     if args.memory_probe:
         n, d, k = map(int, args.memory_probe.split(","))
@@ -612,7 +790,7 @@ def main(argv: list[str] | None = None) -> None:
         mem = "100000,16,64" if args.quick else "2000000,16,256"
 
     res: dict = {"machine": machine_info(), "args": vars(args), "settings": [], "memory": []}
-    n_gemm = 1024 if args.quick else 2048
+    n_gemm = args.gemm_size or (1024 if args.quick else 2048)
     res["gemm_peak_gflops"] = {dt: gemm_peak(n_gemm, dt, 15) for dt in dtypes}
     print("GEMM peak GFLOP/s", res["gemm_peak_gflops"], flush=True)
     for n, d, k in sizes:
@@ -629,6 +807,41 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     md = to_markdown(res)
+    print(md)
+    if args.md:
+        Path(args.md).write_text(md)
+
+
+def main_grid(args, dtypes: list[str]) -> None:
+    """``--grid``: one device (no sharded rows, no faiss), the JSON and the Markdown grid table."""
+    import jax
+
+    if "float64" in dtypes or "float64" in args.sweep_dtypes.split(","):
+        jax.config.update("jax_enable_x64", True)
+    args.dtype_list = dtypes
+    args.iters = args.iters or 3
+    args.repeats = args.repeats or 2
+    args.anchor_repeats = args.anchor_repeats or args.repeats
+    args.gmm_iters = args.gmm_iters or 2
+    args.gemm_size = args.gemm_size or 2048
+    for name in (
+        "iters",
+        "repeats",
+        "anchor_repeats",
+        "gmm_iters",
+        "gmm_repeats",
+        "grid_lanes",
+        "sweep_iters",
+        "sweep_repeats",
+    ):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    res: dict = {"machine": machine_info(), "args": vars(args)}
+    res["grid"] = run_grid(args)
+    out = Path(args.out or ROOT / "benchmarks" / "results" / "grid.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    md = grid_markdown(res)
     print(md)
     if args.md:
         Path(args.md).write_text(md)

@@ -1,11 +1,13 @@
-"""The benchmark script runs end to end (tiny sizes, gmmlimit only), sharded rows included."""
+"""The benchmark script runs end to end (tiny sizes), sharded rows and the shape grid included."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,3 +47,109 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path):
     text = md.read_text()
     assert "gmmlimit-sharded-2dev" in text
     assert "sharded speed-up" in text
+
+
+def _load_grid_module():
+    spec = importlib.util.spec_from_file_location("bench_grid", ROOT / "benchmarks" / "grid.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_grid_shapes_limits_and_axis_checks():
+    grid = _load_grid_module()
+    shapes = grid.grid_shapes(grid.GRID_D, grid.GRID_K, 20_000_000, 500_000)
+    assert len(shapes) == 20
+    assert {(d, k) for _, d, k in shapes} == {
+        (d, k) for d in (2, 3, 8, 64, 784) for k in (5, 16, 64, 512)
+    }
+    assert dict(((d, n) for n, d, _ in shapes)) == {
+        2: 500_000,
+        3: 500_000,
+        8: 500_000,
+        64: 312_500,
+        784: 25_510,
+    }
+    with pytest.raises(ValueError, match="fewer than K"):
+        grid.grid_shapes((784,), (512,), 100_000, 1_000_000)
+    with pytest.raises(ValueError, match="--grid-d"):
+        grid.parse_axis("2,x", "--grid-d")
+    with pytest.raises(ValueError, match="positive"):
+        grid.parse_axis("0,3", "--grid-k")
+    # D = 2: reading 8 MB at 10 GB/s (0.8 ms) outlasts 4 N K D = 40 MFLOP at 100 GFLOP/s (0.4 ms).
+    lim = grid.limit("em", 1_000_000, 2, 5, 4, 1.6e-3, 100.0, 10.0)
+    assert lim["binds"] == "memory"
+    np.testing.assert_allclose([lim["mem_s"], lim["gemm_s"], lim["fraction"]], [8e-4, 4e-4, 0.5])
+    # D = 64, K = 512: the arithmetic binds (2 N K D flops for K-means).
+    lim = grid.limit("kmeans", 100_000, 64, 512, 4, 0.1, 100.0, 10.0)
+    assert lim["binds"] == "gemm"
+    np.testing.assert_allclose(
+        [lim["limit_s"], lim["fraction"]], [2 * 100_000 * 512 * 64 / 1e11, 0.65536]
+    )
+
+
+def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
+    out, md = tmp_path / "grid.json", tmp_path / "grid.md"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "run.py"),
+        "--grid",
+        "--grid-d", "4",
+        "--grid-k", "3",
+        "--grid-elements", "8000",
+        "--grid-lanes", "4",
+        "--iters", "2",
+        "--repeats", "1",
+        "--gmm-iters", "1",
+        "--gemm-size", "128",
+        "--bandwidth-mib", "8",
+        "--out", str(out),
+        "--md", str(md),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, timeout=300)
+    res = json.loads(out.read_text())
+    g = res["grid"]
+    bw, peak = g["bandwidth_gbs"], g["gemm_peak_gflops"]["float32"]
+    assert bw > 0 and peak > 0
+    assert bw == max(g["bandwidth_ways"][w] for w in ("sum", "gemv", "copy"))
+    (s,) = g["shapes"]
+    n, d, k = s["N"], s["D"], s["K"]
+    assert (n, d, k) == (2000, 4, 3)
+    assert list(s["by_dtype"]) == ["float32"]
+    row = s["by_dtype"]["float32"]
+    text = md.read_text()
+    for kind, flops in (("kmeans", 2.0), ("em", 4.0)):
+        e = row[kind]
+        ours, anchor = e["gmmlimit"]["per_iter_s"], e["anchor"]["per_iter_s"]
+        assert ours > 0 and anchor > 0
+        assert e["gmmlimit"]["n_iter"] == [1, 3]  # noise: no early stop in the timed fits
+        assert e["anchor"]["n_iter"] == ([1, 3] if kind == "kmeans" else [1, 2])  # --gmm-iters
+        assert e["ratio"] == pytest.approx(anchor / ours, rel=1e-12)
+        assert e["target_met"] == (e["ratio"] >= g["targets"][kind])
+        lim = e["limit"]
+        assert lim["mem_s"] == pytest.approx(n * d * 4 / (bw * 1e9), rel=1e-12)
+        assert lim["gemm_s"] == pytest.approx(flops * n * k * d / (peak * 1e9), rel=1e-12)
+        assert lim["limit_s"] == max(lim["mem_s"], lim["gemm_s"])
+        assert lim["fraction"] == pytest.approx(lim["limit_s"] / ours, rel=1e-12)
+        assert lim["data_bytes"] == n * d * 4
+        assert f"{e['ratio']:.2f}x" in text
+    assert set(s["sweep"]) == {"float32", "float64"}
+    for sw in s["sweep"].values():
+        assert sw["lanes"] == 4
+        assert sw["n_iter"] == [1, 3]
+        assert sw["per_iter_s"] > 0 and sw["one_fit_per_iter_s"] > 0
+        assert sw["per_lane_per_iter_s"] == pytest.approx(sw["per_iter_s"] / 4, rel=1e-12)
+        assert sw["cost_ratio"] == pytest.approx(
+            sw["per_lane_per_iter_s"] / sw["one_fit_per_iter_s"], rel=1e-12
+        )
+        assert sw["target_met"] == (sw["cost_ratio"] <= 1.0)
+        assert f"{sw['cost_ratio']:.2f}" in text
+    # The float32 sweep is compared with the float32 EM fit timed above.
+    assert s["sweep"]["float32"]["one_fit_per_iter_s"] == row["em"]["gmmlimit"]["per_iter_s"]
+    assert text.startswith("Measured ")
+    assert "| 4 | 3 | 2,000 | float32 |" in text
+    assert "K-means of limit" in text and "sweep lane/fit f64" in text
+    met = [row["kmeans"]["target_met"], row["em"]["target_met"]]
+    sweeps_met = sum(sw["target_met"] for sw in s["sweep"].values())
+    counts = f"K-means {int(met[0])} of 1; EM {int(met[1])} of 1; "
+    assert counts + f"sweep (shape x dtype) {sweeps_met} of 2" in text

@@ -1,0 +1,380 @@
+"""Helpers of ``benchmarks/run.py --grid``: the (D, K) shape grid, the machine's limits, the table.
+
+The grid (issue 16) times gmmlimit against scikit-learn at every shape of D x K, with N chosen so
+the whole grid fits a time budget (``N = min(max_n, elements // D)``), and says for each shape how
+close each method comes to the limit the machine sets on it:
+
+* memory: the data must be read at least once per iteration, ``N D itemsize`` bytes, at the
+  read bandwidth measured here (:func:`memory_bandwidth`);
+* arithmetic: ``2 N K D`` flops per K-means iteration and ``4 N K D`` per EM iteration, at the
+  numpy square-GEMM rate measured by ``run.py``;
+
+``limit_s = max(mem_s, gemm_s)`` is the shortest iteration either bound allows, and the reported
+fraction is ``limit_s / measured_s`` (1 = at the limit).
+
+The gmmlimit programs are compiled ahead of time (``jit(...).lower(...).compile()``), one per
+``max_iter``, so no timed call compiles and no untimed warm-up run of a large fit is needed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+GRID_D = (2, 3, 8, 64, 784)
+GRID_K = (5, 16, 64, 512)
+GRID_ELEMENTS = 10_000_000
+GRID_MAX_N = 250_000
+GRID_LANES = 8
+
+TARGETS = {"kmeans": 1.5, "em": 15.0, "sweep": 1.0}
+"""Issue 16: K-means >= 1.5x scikit-learn lloyd, EM >= 15x scikit-learn spherical
+GaussianMixture, and a vmapped sigma2 sweep at most one fit per lane (ratio <= 1)."""
+
+FLOPS_PER_NKD = {"kmeans": 2.0, "em": 4.0}
+
+
+def parse_axis(text: str, name: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers (``"2,3,8"``).
+
+    Raises:
+        ValueError: naming ``name`` when an entry is not a positive integer.
+    """
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{name}: expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{name}: expected positive integers, got {text!r}")
+    return values
+
+
+def grid_shapes(
+    ds: Sequence[int], ks: Sequence[int], elements: int, max_n: int
+) -> list[tuple[int, int, int]]:
+    """The (N, D, K) shapes of the grid, D-major: ``N = min(max_n, elements // D)``.
+
+    Raises:
+        ValueError: if a shape would have fewer rows than components.
+    """
+    shapes = []
+    for d in ds:
+        n = min(max_n, elements // d)
+        for k in ks:
+            if n < k:
+                raise ValueError(
+                    f"grid shape D={d}, K={k}: N = min({max_n}, {elements} // {d}) = {n} rows "
+                    f"is fewer than K; raise --grid-elements"
+                )
+            shapes.append((n, d, k))
+    return shapes
+
+
+def memory_bandwidth(mib: int, repeats: int, threads: int) -> dict[str, float]:
+    """This machine's read bandwidth in GB/s (bytes read / time), three ways over ``mib`` MiB.
+
+    * ``sum``: ``threads`` numpy sums over slices of a float64 array;
+    * ``gemv``: the array as (rows, 64) times a vector, on BLAS's threads;
+    * ``copy``: ``np.copyto`` into a second array (the bytes read; as many are written).
+
+    Each is the best of ``repeats`` runs after a first touch. ``best`` is the largest: the limit
+    it implies is then the shortest, so the fraction reported against it is not flattered.
+    """
+    a = np.ones(max(mib, 1) * 2**20 // 8, dtype=np.float64)
+    b = np.empty_like(a)
+    mat, vec = a.reshape(-1, 64), np.ones(64)  # 2**17 elements per MiB: always whole rows
+    parts = np.array_split(a, threads)
+
+    def best(fn: Callable[[], object]) -> float:
+        fn()  # first touch
+        t = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            t = min(t, time.perf_counter() - t0)
+        return t
+
+    with ThreadPoolExecutor(threads) as pool:
+        t_sum = best(lambda: list(pool.map(np.sum, parts)))
+    out = {
+        "sum": a.nbytes / t_sum / 1e9,
+        "gemv": mat.nbytes / best(lambda: mat @ vec) / 1e9,
+        "copy": a.nbytes / best(lambda: np.copyto(b, a)) / 1e9,
+    }
+    out["best"] = max(out.values())
+    return out
+
+
+def last_level_cache_bytes() -> int | None:
+    """The size of the CPU's largest-level cache in bytes (Linux sysfs), or None if unknown."""
+    from pathlib import Path
+
+    best: tuple[int, int] | None = None
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = int((index / "level").read_text())
+            size = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        units = {"K": 2**10, "M": 2**20, "G": 2**30}
+        nbytes = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+        if best is None or level > best[0]:
+            best = (level, nbytes)
+    return None if best is None else best[1]
+
+
+def limit(
+    kind: str,
+    n: int,
+    d: int,
+    k: int,
+    itemsize: int,
+    measured_s: float,
+    gemm_gflops: float,
+    bandwidth_gbs: float,
+) -> dict:
+    """The shortest iteration the machine allows for ``kind`` at (n, d, k), and our fraction of it.
+
+    Args:
+        kind: ``"kmeans"`` or ``"em"``.
+        n, d, k: the shape.
+        itemsize: bytes per element of the data.
+        measured_s: the measured seconds per iteration.
+        gemm_gflops: the GEMM peak in the data's dtype.
+        bandwidth_gbs: the read bandwidth.
+
+    Returns:
+        ``mem_s``, ``gemm_s``, ``limit_s`` (their maximum), ``binds`` (``"memory"`` or
+        ``"gemm"``), ``fraction = limit_s / measured_s`` and ``data_bytes`` (N D itemsize).
+    """
+    mem_s = n * d * itemsize / (bandwidth_gbs * 1e9)
+    gemm_s = FLOPS_PER_NKD[kind] * n * k * d / (gemm_gflops * 1e9)
+    limit_s = max(mem_s, gemm_s)
+    return {
+        "mem_s": mem_s,
+        "gemm_s": gemm_s,
+        "limit_s": limit_s,
+        "binds": "memory" if mem_s >= gemm_s else "gemm",
+        "fraction": limit_s / measured_s,
+        "data_bytes": n * d * itemsize,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# gmmlimit programs, compiled ahead of time
+# ----------------------------------------------------------------------------------------------
+
+
+def _sweep_fn(Xj, w, means, s2, tol, *, max_iter: int, block_size: int):
+    import jax
+
+    from gmmlimit._driver import fit_compiled
+    from gmmlimit.variants._isotropic import IsotropicParams, isotropic
+
+    return jax.vmap(
+        lambda s: fit_compiled(
+            isotropic,
+            Xj,
+            w,
+            IsotropicParams(means, s),
+            tol,
+            max_iter=max_iter,
+            block_size=block_size,
+        )
+    )(s2)
+
+
+class CompiledFits:
+    """gmmlimit's fit (one sigma2 per call) or its vmapped sweep, compiled once per ``max_iter``.
+
+    Args:
+        X: (N, D) data; its dtype is the fit's.
+        m0: (K, D) initial means.
+        block_size: rows per E-step block.
+        sigma2s: None for single fits; else the (S,) variances of one vmapped sweep.
+    """
+
+    def __init__(self, X: np.ndarray, m0: np.ndarray, block_size: int, sigma2s=None) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        self.Xj = jax.device_put(jnp.asarray(X))
+        self.w = jnp.ones((X.shape[0],), self.Xj.dtype)
+        self.means = jnp.asarray(m0, self.Xj.dtype)
+        self.tol = jnp.asarray(-jnp.inf, self.Xj.dtype)
+        self.block_size = block_size
+        self.s2 = None if sigma2s is None else jnp.asarray(sigma2s, self.Xj.dtype)
+        self._compiled: dict[int, object] = {}
+        self.compile_s: dict[int, float] = {}
+
+    def _args(self, sigma2: float | None) -> tuple:
+        import jax.numpy as jnp
+
+        from gmmlimit.variants._isotropic import IsotropicParams
+
+        if self.s2 is not None:
+            return (self.Xj, self.w, self.means, self.s2, self.tol)
+        params = IsotropicParams(self.means, jnp.asarray(sigma2, self.Xj.dtype))
+        return (self.Xj, self.w, params, self.tol)
+
+    def compile(self, max_iter: int) -> None:
+        """Compile the program for ``max_iter`` (once) and record the time it took."""
+        if max_iter in self._compiled:
+            return
+        import jax
+
+        from gmmlimit._driver import fit_compiled
+        from gmmlimit.variants._isotropic import isotropic
+
+        t0 = time.perf_counter()
+        if self.s2 is None:
+            lowered = fit_compiled.lower(
+                isotropic,
+                *self._args(1.0),
+                max_iter=max_iter,
+                block_size=self.block_size,
+            )
+        else:
+            jitted = jax.jit(_sweep_fn, static_argnames=("max_iter", "block_size"))
+            lowered = jitted.lower(*self._args(None), max_iter=max_iter, block_size=self.block_size)
+        self._compiled[max_iter] = lowered.compile()
+        self.compile_s[max_iter] = time.perf_counter() - t0
+
+    def runner(self, sigma2: float | None = None) -> tuple[Callable[[int], int], dict]:
+        """``run(max_iter) -> n_iter`` (the largest over lanes) and the latest objectives.
+
+        Args:
+            sigma2: the variance of a single fit (0 = K-means); None for the sweep.
+        """
+        import jax
+        import jax.numpy as jnp
+
+        args = self._args(sigma2)
+        objective: dict[int, float] = {}
+
+        def run(max_iter: int) -> int:
+            self.compile(max_iter)
+            res = jax.block_until_ready(self._compiled[max_iter](*args))
+            objective[max_iter] = float(jnp.max(res.objective))
+            return int(jnp.max(res.n_iter))
+
+        return run, objective
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+# ----------------------------------------------------------------------------------------------
+
+
+def _f(x: float | None, fmt: str) -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def _met(ok: bool | None) -> str:
+    return "—" if ok is None else ("yes" if ok else "**no**")
+
+
+def to_markdown(grid: dict) -> list[str]:
+    """The grid table (one row per shape and dtype) and its legend, as Markdown lines."""
+    t = grid["targets"]
+    bw = grid["bandwidth_gbs"]
+    ways = grid.get("bandwidth_ways", {})
+    llc = grid.get("llc_bytes")
+    peaks = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in grid["gemm_peak_gflops"].items())
+    lines = [
+        f"Grid: D in {list(grid['d'])}, K in {list(grid['k'])}, N = min({grid['max_n']:,}, "
+        f"{grid['elements']:,} // D); Gaussian-noise data, sigma2 = 1 for EM.",
+        "",
+        f"Limits: read bandwidth {bw:.1f} GB/s, the best over a {grid['bandwidth_mib']} MiB "
+        f"array of {grid['bandwidth_threads']} threaded numpy sums "
+        f"({ways.get('sum', math.nan):.1f}), a BLAS matrix-vector product "
+        f"({ways.get('gemv', math.nan):.1f}) and a copy ({ways.get('copy', math.nan):.1f}, "
+        f"bytes read); GEMM peak {peaks}. Fraction of limit = "
+        "max(N D itemsize / bandwidth, flops / GEMM peak) / measured s per iteration "
+        "(flops: 2 N K D for K-means, 4 N K D for EM); the letter says which binds "
+        "(m: memory, g: GEMM)"
+        + (
+            f"; * marks data that fit in the {grid['llc_bytes'] / 2**20:.0f} MiB last-level "
+            "cache, where a pass may read faster than memory and the memory fraction can pass "
+            "100%."
+            if grid.get("llc_bytes")
+            else "."
+        ),
+        "",
+        f"Targets: K-means >= {t['kmeans']}x scikit-learn lloyd, EM >= {t['em']}x scikit-learn "
+        f"spherical GaussianMixture, a vmapped sweep of {grid['lanes']} sigma2 values costs "
+        f"<= {t['sweep']} fit per lane (sweep s/iter / lanes over one EM fit's s/iter, same "
+        "dtype).",
+        "",
+        "| D | K | N | dtype | K-means s/iter | lloyd s/iter | ratio | >= "
+        f"{t['kmeans']}x | K-means of limit | EM s/iter | GMM s/iter | ratio | >= {t['em']}x | "
+        "EM of limit | sweep lane/fit f32 | sweep lane/fit f64 | sweep <= 1 |",
+        "|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for s in grid["shapes"]:
+        sweeps = s["sweep"]
+        sw32 = sweeps.get("float32", {}).get("cost_ratio")
+        sw64 = sweeps.get("float64", {}).get("cost_ratio")
+        sw_ok = [v["target_met"] for v in sweeps.values()]
+        sw_met = all(sw_ok) if sw_ok else None
+        for dt, row in s["by_dtype"].items():
+            cells = [str(s["D"]), str(s["K"]), f"{s['N']:,}", dt]
+            for kind in ("kmeans", "em"):
+                r = row[kind]
+                lim = r["limit"]
+                cells += [
+                    f"{r['gmmlimit']['per_iter_s']:.4g}",
+                    _f(r.get("anchor", {}).get("per_iter_s"), ".4g"),
+                    _f(r["ratio"], ".2f") + ("x" if r["ratio"] is not None else ""),
+                    _met(r["target_met"]),
+                    f"{100 * lim['fraction']:.0f}% {lim['binds'][0]}"
+                    + ("*" if llc and lim["data_bytes"] <= llc else ""),
+                ]
+            cells += [_f(sw32, ".2f"), _f(sw64, ".2f"), _met(sw_met)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, "", summary(grid)]
+
+
+def summary(grid: dict) -> str:
+    """One sentence: at how many rows each target is met (rows without an anchor not counted)."""
+    counts = {"kmeans": [0, 0], "em": [0, 0], "sweep": [0, 0]}
+    for s in grid["shapes"]:
+        for row in s["by_dtype"].values():
+            for kind in ("kmeans", "em"):
+                if row[kind]["target_met"] is not None:
+                    counts[kind][0] += bool(row[kind]["target_met"])
+                    counts[kind][1] += 1
+        for sw in s["sweep"].values():
+            counts["sweep"][0] += bool(sw["target_met"])
+            counts["sweep"][1] += 1
+    names = {"kmeans": "K-means", "em": "EM", "sweep": "sweep (shape x dtype)"}
+    parts = [f"{names[k]} {met} of {total}" for k, (met, total) in counts.items() if total]
+    return "Targets met: " + "; ".join(parts) + "."
+
+
+def sweep_sigma2s(lanes: int) -> np.ndarray:
+    """The sweep's variances: ``lanes`` values geometrically from 1e-3 to 4 (soft to near-hard)."""
+    return np.geomspace(1e-3, 4.0, lanes)
+
+
+__all__ = [
+    "GRID_D",
+    "GRID_ELEMENTS",
+    "GRID_K",
+    "GRID_LANES",
+    "GRID_MAX_N",
+    "TARGETS",
+    "CompiledFits",
+    "grid_shapes",
+    "last_level_cache_bytes",
+    "limit",
+    "memory_bandwidth",
+    "parse_axis",
+    "summary",
+    "sweep_sigma2s",
+    "to_markdown",
+]
