@@ -198,27 +198,76 @@ def _whole_pass(
     is needed.
     """
     stats, labels, distortion = variant.engine.pass_(params, blocks.x, blocks.weight)
-    far = _farthest(stats, distortion, blocks) if track_farthest else None
+    far = _farthest(variant, params, stats, distortion, blocks) if track_farthest else None
     return stats, labels.reshape(-1), far
 
 
-def _farthest(stats: Stats, distortion: jax.Array, blocks: Blocks) -> _Farthest:
-    """The K rows of largest distortion (computed only when a component is empty)."""
-    k = stats.counts.shape[0]
+def _top_rows(distortion: jax.Array, valid: jax.Array, k: int) -> _Farthest:
+    """The K rows of largest distortion over (n_blocks, B) rows (padding rows excluded)."""
+    value = jnp.where(valid, distortion, -jnp.inf).reshape(-1)
+    all_value = jnp.concatenate([jnp.full((k,), -jnp.inf, value.dtype), value])
+    all_index = jnp.concatenate(
+        [jnp.zeros((k,), jnp.int32), jnp.arange(value.shape[0], dtype=jnp.int32)]
+    )
+    top, pos = lax.top_k(all_value, k)
+    return _Farthest(top, all_index[pos])
 
-    def farthest() -> _Farthest:
-        value = jnp.where(blocks.valid, distortion, -jnp.inf).reshape(-1)
-        all_value = jnp.concatenate([jnp.full((k,), -jnp.inf, value.dtype), value])
-        all_index = jnp.concatenate(
-            [jnp.zeros((k,), jnp.int32), jnp.arange(value.shape[0], dtype=jnp.int32)]
+
+def _no_rows(k: int, dtype: Any) -> _Farthest:
+    return _Farthest(jnp.full((k,), -jnp.inf, dtype), jnp.zeros((k,), jnp.int32))
+
+
+@jax.custom_batching.custom_vmap
+def _farthest_if(
+    needed: jax.Array, counts: jax.Array, distortion: jax.Array, valid: jax.Array
+) -> _Farthest:
+    """:func:`_top_rows` when ``needed``, else unfilled slots (K = ``counts``' length).
+
+    Under ``vmap`` (restarts, a sigma2 sweep) the condition is taken over all lanes, so the
+    top-K runs only when some lane needs it; a plain ``vmap`` would turn the ``cond`` into a
+    ``select`` and sort every row of every lane in every iteration (in float64 that cost several
+    fits per lane of a sweep).
+    """
+    k = counts.shape[0]
+    return lax.cond(
+        needed, lambda: _top_rows(distortion, valid, k), lambda: _no_rows(k, distortion.dtype)
+    )
+
+
+@_farthest_if.def_vmap
+def _farthest_if_rule(
+    axis_size: int,
+    in_batched: tuple[bool, bool, bool, bool],
+    needed: jax.Array,
+    counts: jax.Array,
+    distortion: jax.Array,
+    valid: jax.Array,
+) -> tuple[_Farthest, _Farthest]:
+    k = counts.shape[-1]
+    axes = (0 if in_batched[2] else None, 0 if in_batched[3] else None)
+
+    def top() -> _Farthest:
+        return jax.vmap(lambda d, v: _top_rows(d, v, k), in_axes=axes, axis_size=axis_size)(
+            distortion, valid
         )
-        top, pos = lax.top_k(all_value, k)
-        return _Farthest(top, all_index[pos])
 
-    def unused() -> _Farthest:
-        return _Farthest(jnp.full((k,), -jnp.inf, distortion.dtype), jnp.zeros((k,), jnp.int32))
+    def none() -> _Farthest:
+        return jax.vmap(lambda _: _no_rows(k, distortion.dtype))(jnp.arange(axis_size))
 
-    return lax.cond(jnp.any(stats.counts == 0), farthest, unused)
+    out = lax.cond(jnp.any(needed), top, none)
+    return out, _Farthest(True, True)
+
+
+def _farthest(
+    variant: Variant, params: Params, stats: Stats, distortion: jax.Array, blocks: Blocks
+) -> _Farthest:
+    """The K rows of largest distortion, for a hard fit with an empty component only.
+
+    They have no other use than :func:`_maybe_relocate`. One top-K over all rows picks the same
+    rows as the block-by-block merge of :func:`e_pass`.
+    """
+    needed = variant.is_hard(params) & jnp.any(stats.counts == 0)
+    return _farthest_if(needed, stats.counts, distortion, blocks.valid)
 
 
 def _skipping_pass(
@@ -247,7 +296,7 @@ def _skipping_pass(
     stats, labels, distortion, state = variant.engine.skipping.pass_(
         params, blocks.x, blocks.weight, labels.reshape(n_blocks, b), state
     )
-    far = _farthest(stats, distortion, blocks) if track_farthest else None
+    far = _farthest(variant, params, stats, distortion, blocks) if track_farthest else None
     return stats, labels.reshape(-1), far, state
 
 
