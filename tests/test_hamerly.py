@@ -275,3 +275,15 @@ def test_rows_whose_other_responsibilities_are_tiny_but_not_zero_are_scored():
     assert 0 < int(got[7]) < n  # some rows skipped, some scored
     for a, c in zip(want, got[:6], strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_auto_uses_the_bounds_from_32_features_and_4096_scores_per_row():
+    from gmmlimit._api import _hard_variant
+    from gmmlimit.variants._isotropic import isotropic, isotropic_bounded
+
+    assert _hard_variant("auto", 64, 64) is isotropic_bounded
+    assert _hard_variant("auto", 784, 16) is isotropic_bounded
+    assert _hard_variant("auto", 32, 64) is isotropic  # D K = 2048
+    assert _hard_variant("auto", 16, 256) is isotropic  # D < 32
+    assert _hard_variant("lloyd", 784, 512) is isotropic
+    assert _hard_variant("hamerly", 2, 3) is isotropic_bounded
