@@ -48,7 +48,6 @@ def _both(X, m0, **kw):
     [
         (3001, 20, 17, np.float32, 512),  # last block not full; D past one float32 vector
         (1500, 64, 40, np.float64, 4096),  # one block; D several vectors
-        (1201, 3, 5, np.float32, 256),  # low D (Lloyd's rows-in-lanes path)
         (700, 1, 4, np.float64, 128),  # D = 1
         (400, 9, 1, np.float32, 128),  # K = 1: no other mean, every row skips after the first
     ],
@@ -91,14 +90,14 @@ def test_hamerly_restarts_under_vmap_match_lloyd_restarts():
 
 
 @settings(
-    max_examples=5,
+    max_examples=3,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(
     seed=st.integers(0, 2**31 - 1),
-    shape=st.sampled_from([(1, 3), (5, 2), (33, 20)]),
+    shape=st.sampled_from([(5, 2), (33, 20)]),
     dtype=st.sampled_from([np.float32, np.float64]),
     grid=st.booleans(),
 )
