@@ -286,3 +286,58 @@ def test_auto_uses_the_bounds_from_32_features_and_4096_scores_per_row():
     assert _hard_variant("auto", 16, 256) is isotropic  # D < 32
     assert _hard_variant("lloyd", 784, 512) is isotropic
     assert _hard_variant("hamerly", 2, 3) is isotropic_bounded
+
+
+def test_the_algorithm_choice_reaches_the_bounded_kernels(monkeypatch):
+    # Bit-equality alone would also hold if "hamerly" silently ran Lloyd: count the bounded
+    # kernels' calls while each fit is traced (shapes no other test compiles).
+    from gmmlimit.sklearn import KMeans
+
+    calls = {"hard": 0, "soft": 0}
+    hard, soft = _native.hard_assign_bounded, _native.soft_assign_bounded
+
+    def count(name, fn):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(_native, "hard_assign_bounded", count("hard", hard))
+    monkeypatch.setattr(_native, "soft_assign_bounded", count("soft", soft))
+    X = _blobs(15, 523, 37, 11, np.float32)
+    gl.kmeans(X, X[:11], algorithm="lloyd", block_size=129)
+    gl.em(X, X[:11], 0.3, algorithm="lloyd", block_size=129)
+    assert calls == {"hard": 0, "soft": 0}
+    gl.kmeans(X, X[:11], algorithm="hamerly", block_size=129)
+    assert calls["hard"] > 0
+    gl.em(X, X[:11], 0.3, algorithm="hamerly", block_size=129)
+    assert calls["soft"] > 0
+    before = calls["hard"]
+    KMeans(11, init=X[:11], n_init=1, algorithm="elkan").fit(X[:517])
+    assert calls["hard"] > before
+
+
+def test_hamerly_with_float64_data_and_x64_off_stays_float64_and_equals_lloyd():
+    import subprocess
+    import sys
+
+    code = """
+import jax, numpy as np
+assert not jax.config.jax_enable_x64
+import gmmlimit as gl
+rng = np.random.default_rng(0)
+c = rng.uniform(-3, 3, (40, 48))
+X = c[rng.integers(0, 40, 3001)] + rng.normal(size=(3001, 48))
+a = gl.kmeans(X, X[:40], algorithm="lloyd", block_size=1000)
+b = gl.kmeans(X, X[:40], algorithm="hamerly", block_size=1000)
+assert a.means.dtype == b.means.dtype == np.float64, (a.means.dtype, b.means.dtype)
+for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    assert np.array_equal(np.asarray(x), np.asarray(y))
+assert int(a.n_iter) > 2
+print("ok")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
