@@ -19,8 +19,9 @@
 // rounding: the exponential here is a polynomial good to about one unit in the last place.
 //
 // Layout of the work, per group of kGroup rows:
-//   1. scores (kGroup, kp) = bias - 2 x m^T as a register-blocked matrix product: kRows rows
-//      against panels of kPanel vectors of the transposed, zero-padded means (D, kp);
+//   1. scores (kGroup, kp) = bias - 2 x m^T as a register-blocked matrix product: panel by panel
+//      of kPanel vectors of the transposed, zero-padded means (stored panel by panel, see
+//      PrepareMeans), each against all the group's rows, kScoreRows rows at a time;
 //   2. first index of the minimum of every row: a lane-wise running minimum over the row's
 //      vectors, then a transpose-and-reduce network over L rows at a time (L = lanes per vector),
 //      so the horizontal part costs O(1) vector operations per row;
@@ -128,18 +129,18 @@ inline int64_t RoundUp(int64_t value, int64_t multiple) {
 // 1. Scores.
 
 // scores[r][col ..] = bias - 2 <x_r, m> for R rows (row r at x + r * stride) and NV vectors of
-// columns starting at col, over the d real features (the padding features are zero: the sum
-// over them would add exact zeros, so skipping them changes no bit and, for small d, most of
-// the work).
+// columns starting at col (panel: their means, feature by feature, NV vectors each), over the d
+// real features (the padding features are zero: the sum over them would add exact zeros, so
+// skipping them changes no bit and, for small d, most of the work).
 template <typename T, int R, int NV>
-inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* means_t, int64_t kp,
+inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, int64_t kp,
                        const T* bias, int64_t col, T* scores) {
   constexpr int L = kLanes<T>;
   Vec<T> acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = Vec<T>{};
   for (int64_t j = 0; j < d; ++j) {
-    const T* row = means_t + j * kp + col;
+    const T* row = panel + j * (NV * L);
     Vec<T> m[NV];
     for (int v = 0; v < NV; ++v) m[v] = Load<T>(row + v * L);
     for (int r = 0; r < R; ++r) {
@@ -174,12 +175,24 @@ inline void Tiles(int64_t extent, int64_t unit, F&& f) {
   TileRest<Max - 1>((extent - start) / unit, start, f);
 }
 
-// Scores of kRows rows against all kp columns.
+// Rows per register block of the scores against NV vectors of columns: kRows rows against the
+// widest panel, more when the panel is narrower (few means), so that a block keeps about
+// kRows * kPanel independent accumulators in flight (enough to hide the multiply-add latency)
+// and reuses each loaded vector of means over more rows. A power of two, dividing kGroup.
+template <int NV>
+constexpr int kScoreRows = kRows * (kPanel / NV >= 4 ? 4 : kPanel / NV >= 2 ? 2 : 1);
+
+// Scores (kGroup, kp) of the kGroup rows of a padded group (row stride dp), panel by panel of
+// columns, each panel against all the rows (its means stay in cache meanwhile).
 template <typename T>
-inline void ScoreRows(const T* x, int64_t d, int64_t stride, const T* means_t, int64_t kp,
-                      const T* bias, T* scores) {
+inline void ScoreGroup(const T* group, int64_t d, int64_t dp, const T* means_t, int64_t kp,
+                       const T* bias, T* scores) {
   Tiles<kPanel>(kp, kLanes<T>, [&](auto vectors, int64_t col) {
-    ScoreBlock<T, kRows, decltype(vectors)::value>(x, d, stride, means_t, kp, bias, col, scores);
+    constexpr int NV = decltype(vectors)::value, R = kScoreRows<NV>;
+    static_assert(kGroup % R == 0);
+    for (int r = 0; r < kGroup; r += R)
+      ScoreBlock<T, R, NV>(group + r * dp, d, dp, means_t + col * dp, kp, bias, col,
+                           scores + r * kp);
   });
 }
 
@@ -382,19 +395,24 @@ inline Vec<T> ExpNonPositive(Vec<T> x) {
 // ---------------------------------------------------------------------------------------------
 // Shared pieces of both E-steps.
 
-// The transposed, zero-padded means (dp, kp) and their squared norms (kp,; +inf on padded
-// columns, so those never win the minimum) of one parameter set.
+// The transposed, zero-padded means (dp * kp values) and their squared norms (kp,; +inf on
+// padded columns, so those never win the minimum) of one parameter set. The transposed means are
+// stored panel by panel, as ScoreGroup reads them: the panel of columns [c0, c0 + w) (w = kPanel
+// vectors, fewer for the last panel) holds feature j of column c at c0 * dp + j * w + (c - c0),
+// so the scores read each panel's features from consecutive addresses.
 template <typename T>
 void PrepareMeans(const T* means, int64_t k, int64_t d, int64_t dp, int64_t kp, T* means_t,
                   T* bias, T* means_padded) {
   std::fill(means_t, means_t + dp * kp, T(0));
   std::fill(bias, bias + kp, std::numeric_limits<T>::infinity());
   std::fill(means_padded, means_padded + k * dp, T(0));
+  constexpr int64_t kWidth = kPanel * kLanes<T>;
   for (int64_t c = 0; c < k; ++c) {
+    const int64_t c0 = c / kWidth * kWidth, w = std::min(kWidth, kp - c0);
     T sq = 0;
     for (int64_t j = 0; j < d; ++j) {
       const T v = means[c * d + j];
-      means_t[j * kp + c] = v;
+      means_t[c0 * dp + j * w + (c - c0)] = v;
       means_padded[c * dp + j] = v;
       sq += v * v;
     }
@@ -444,8 +462,7 @@ inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t,
                         const T* means_padded, int64_t kp, T* scores, int32_t* labels,
                         T* nearest) {
   constexpr int L = kLanes<T>;
-  for (int r = 0; r < kGroup; r += kRows)
-    ScoreRows<T>(group + r * dp, d, dp, means_t, kp, bias, scores + r * kp);
+  ScoreGroup<T>(group, d, dp, means_t, kp, bias, scores);
   for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);
   NearestRows<T>(group, dp, means_padded, labels, nearest);
 }
