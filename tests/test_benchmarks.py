@@ -88,6 +88,31 @@ def test_grid_shapes_limits_and_axis_checks():
     )
 
 
+def test_grid_kmeans_runs_what_kmeans_runs_by_default():
+    import gmmlimit as gl
+    from gmmlimit._native import available
+
+    grid = _load_grid_module()
+    assert grid.kmeans_algorithm(4, 3) == "lloyd"
+    assert grid.kmeans_algorithm(784, 512) == "hamerly"
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 40), dtype=np.float32)
+    m0 = X[:128].copy()
+    runs = {}
+    for algorithm in ("lloyd", "hamerly"):
+        fits = grid.CompiledFits(X, m0, 1024, algorithm=algorithm)
+        run, objective = fits.runner(0.0)
+        runs[algorithm] = (run(4), objective[4])
+        text = fits._compiled[4].as_text()
+        if available():  # the bounded kernel is in the program exactly when asked for
+            assert ("bounded" in text) == (algorithm == "hamerly")
+    assert runs["lloyd"] == runs["hamerly"]  # the same iterates
+    ref = gl.kmeans(X, m0, max_iter=4, tol=0.0, block_size=1024)
+    assert runs["lloyd"][0] == int(ref.n_iter)
+    with pytest.raises(ValueError, match="algorithm"):
+        grid.CompiledFits(X, m0, 1024, algorithm="elkan")
+
+
 def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
     out, md = tmp_path / "grid.json", tmp_path / "grid.md"
     cmd = [
@@ -123,6 +148,7 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         ours, anchor = e["gmmlimit"]["per_iter_s"], e["anchor"]["per_iter_s"]
         assert ours > 0 and anchor > 0
         assert e["gmmlimit"]["n_iter"] == [1, 3]  # noise: no early stop in the timed fits
+        assert e["gmmlimit"].get("algorithm") == ("lloyd" if kind == "kmeans" else None)
         assert e["anchor"]["n_iter"] == ([1, 3] if kind == "kmeans" else [1, 2])  # --gmm-iters
         assert e["ratio"] == pytest.approx(anchor / ours, rel=1e-12)
         assert e["target_met"] == (e["ratio"] >= g["targets"][kind])
