@@ -581,6 +581,16 @@ def to_markdown(res: dict) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+SETTLE_S = 0.5
+"""Pause before timing gmmlimit after scikit-learn ran: its OpenMP and OpenBLAS threads keep
+spinning for a while after a parallel region, and on 2 cores they took CPU from the next timed
+fit (grid cells 3x to 5x slower than the same fit timed alone)."""
+
+
+def _settle() -> None:
+    time.sleep(SETTLE_S)
+
+
 def _warm_anchors(X, m0, sigma2) -> None:
     """One small scikit-learn K-means and GMM fit (imports, thread pools) before timing them."""
     rows = X[: max(4 * m0.shape[0], min(X.shape[0], 2000))]
@@ -617,6 +627,7 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
         if not args.only_gmmlimit:
             _warm_anchors(X, m0, sigma2)
         for kind, s2 in (("kmeans", 0.0), ("em", sigma2)):
+            _settle()
             run, objective = fits[kind].runner(s2)
             per_iter, n1, n2 = _per_iter(run, it, rep, warm=False)
             ours = {"per_iter_s": per_iter, "n_iter": [n1, n2], "objective": objective[1 + it]}
@@ -652,6 +663,7 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
             fits = grid.CompiledFits(X, m0, bs)
             run, _ = fits.runner(sigma2)
             one_fit[dt] = _per_iter(run, it, rep, warm=False)[0]
+        _settle()
         sweep = grid.CompiledFits(X, m0, bs, sigma2s=s2s)
         sit = args.sweep_iters
         for m in (1, 1 + sit):
