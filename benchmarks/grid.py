@@ -74,6 +74,16 @@ def grid_shapes(
     return shapes
 
 
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """The shortest wall time of ``repeats`` calls of ``fn``, in seconds."""
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def memory_bandwidth(mib: int, repeats: int, threads: int) -> dict[str, float]:
     """This machine's read bandwidth in GB/s (bytes read / time), three ways over ``mib`` MiB.
 
@@ -91,12 +101,7 @@ def memory_bandwidth(mib: int, repeats: int, threads: int) -> dict[str, float]:
 
     def best(fn: Callable[[], object]) -> float:
         fn()  # first touch
-        t = math.inf
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            t = min(t, time.perf_counter() - t0)
-        return t
+        return best_time(fn, repeats)
 
     with ThreadPoolExecutor(threads) as pool:
         t_sum = best(lambda: list(pool.map(np.sum, parts)))

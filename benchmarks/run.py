@@ -62,19 +62,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/grid.py, also when imported
 
 from grid import GRID_D, GRID_ELEMENTS, GRID_K, GRID_LANES, GRID_MAX_N  # noqa: E402
+from grid import best_time as _best_time  # noqa: E402
 
 FULL_SIZES = [(100_000, 32, 16), (1_000_000, 64, 64)]
 QUICK_SIZES = [(20_000, 16, 8), (40_000, 32, 32)]
 N_SWEEP = 32
-
-
-def _best_time(fn: Callable[[], object], repeats: int) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def gemm_peak(n: int, dtype: str, repeats: int) -> float:
@@ -818,15 +810,18 @@ def main(argv: list[str] | None = None) -> None:
         res["memory"].append(run_memory_probe(size, "float32", 5))
         print("memory", res["memory"][-1], flush=True)
 
-    out = Path(
-        args.out or ROOT / "benchmarks" / "results" / ("quick.json" if args.quick else "full.json")
-    )
+    name = "quick.json" if args.quick else "full.json"
+    _write(res, args.out or ROOT / "benchmarks" / "results" / name, to_markdown(res), args.md)
+
+
+def _write(res: dict, out: str | Path, md: str, md_path: str | None) -> None:
+    """The results as JSON at ``out``, and their Markdown printed and written to ``md_path``."""
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
-    md = to_markdown(res)
     print(md)
-    if args.md:
-        Path(args.md).write_text(md)
+    if md_path:
+        Path(md_path).write_text(md)
 
 
 def main_grid(args, dtypes: list[str]) -> None:
@@ -855,13 +850,9 @@ def main_grid(args, dtypes: list[str]) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     res: dict = {"machine": machine_info(), "args": vars(args)}
     res["grid"] = run_grid(args)
-    out = Path(args.out or ROOT / "benchmarks" / "results" / "grid.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
-    md = grid_markdown(res)
-    print(md)
-    if args.md:
-        Path(args.md).write_text(md)
+    _write(
+        res, args.out or ROOT / "benchmarks" / "results" / "grid.json", grid_markdown(res), args.md
+    )
 
 
 if __name__ == "__main__":
