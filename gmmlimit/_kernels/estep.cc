@@ -80,6 +80,7 @@ constexpr int kRows = 4;  // rows (components) per register block of the product
 constexpr int kGroup = 32;    // rows per group: a multiple of kRows and of every lane count
 constexpr int64_t kChunk = 2048;  // rows per unit of parallel work: a multiple of kGroup
 constexpr int64_t kSliceRows = 8 * kGroup;  // soft E-step: rows per set before the next set
+constexpr int64_t kCacheLine = 64;  // bytes per request of PrefetchRows
 constexpr int64_t kWindowBytes = int64_t{8} << 20;  // unit statistics held at once (see RunUnits)
 
 template <typename T>
@@ -433,6 +434,18 @@ inline const T* LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t 
   return buffer;
 }
 
+// Asks for rows [begin, end) of x (row length d) to be brought into the cache, one request per
+// cache line; called one group ahead of the group being scored. The scores read a group column
+// by column (feature j of every row, then feature j + 1), a pattern the hardware prefetchers
+// follow poorly once rows are long, so without this each group waited on memory.
+template <typename T>
+inline void PrefetchRows(const T* x, int64_t d, int64_t begin, int64_t end) {
+  if (end <= begin) return;
+  const char* first = reinterpret_cast<const char*>(x + begin * d);
+  const char* last = reinterpret_cast<const char*>(x + end * d);
+  for (const char* line = first; line < last; line += kCacheLine) __builtin_prefetch(line, 0, 3);
+}
+
 // Exact squared distances |x_r - m_labels[r]|^2 of the kGroup rows of a padded group, from the
 // differences; each row's value depends on that row and its mean alone (the same bits wherever
 // the row sits in a group).
@@ -640,6 +653,7 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   T chunk_distortion = 0;
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
+    PrefetchRows<T>(p.x, p.d, g + kGroup, std::min(end, g + 2 * kGroup));
     const T* group;
     int64_t stride;
     if (by_lanes) {
@@ -865,6 +879,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       T* distortion = log_lik + 1;
       for (int64_t g = g0; g < slice_end; g += kGroup) {
         const int64_t rows = std::min<int64_t>(kGroup, end - g);
+        if (s == 0) PrefetchRows<T>(p.x, p.d, g + kGroup, std::min(end, g + 2 * kGroup));
         const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
         AssignGroup<T>(group, p.d, dp, p.means_t + s * dp * kp, p.bias + s * kp,
                        p.means_padded + s * k * dp, kp, scores, group_labels, group_nearest);
@@ -1100,6 +1115,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
 
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
+    PrefetchRows<T>(p.x, d, g + kGroup, std::min(end, g + 2 * kGroup));
     const T* group = LoadGroup<T>(p.x, d, dp, g, rows, buffer);
     for (int r = 0; r < kGroup; ++r) {
       const int32_t a = r < rows ? bt.labels_in[g + r] : -1;
