@@ -77,6 +77,9 @@ SHAPES = [
     (2, 4100, 3, 8),
     (1, 100, 2, 32),  # rows in lanes (d <= 3, k <= 32), and their edge
     (1, 95, 3, 33),
+    (2, 45, 20, 5),  # few means (k <= 8): transposed blocks of rows, a partial last block
+    (1, 70, 16, 8),
+    (1, 33, 4, 1),
 ]
 
 
@@ -137,9 +140,10 @@ def _reference_for_labels(means, x, w, labels):
 def test_ties_go_to_the_lowest_index_across_lanes_and_vectors(dtype):
     # 40 means: 0, 5, 21 and 37 coincide at the origin, the rest lie far away. Every row is
     # nearest to all four at once; the label must be 0, then 5 once 0 moves away, and so on.
-    # d = 6, k = 40: row-by-row blocks; d = 2, k = 20: rows in lanes (few features and means).
+    # d = 6, k = 40: row-by-row blocks; d = 2, k = 20: rows in lanes (few features and means);
+    # d = 6, k = 8: transposed blocks of rows (few means).
     rng = np.random.default_rng(1)
-    for d, k, tied in ((6, 40, [0, 5, 21, 37]), (2, 20, [0, 5, 11, 19])):
+    for d, k, tied in ((6, 40, [0, 5, 21, 37]), (2, 20, [0, 5, 11, 19]), (6, 8, [0, 3, 5, 7])):
         base = (50.0 + rng.uniform(size=(k, d))).astype(dtype)
         x = rng.normal(scale=0.1, size=(1, 70, d)).astype(dtype)
         w = np.ones((1, 70), dtype)
@@ -178,6 +182,27 @@ def test_rows_in_lanes_give_the_bits_of_row_blocks(dtype):
         for i in (0, 1, 2, 4):
             np.testing.assert_array_equal(np.asarray(lanes[i]), np.asarray(blocks[i]))
         np.testing.assert_array_equal(np.asarray(lanes[3]), np.asarray(blocks[3])[:, :d])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_rows_for_few_means_give_the_bits_of_row_blocks(dtype):
+    # k <= 8 means (and d > 3) run transposed blocks of rows, k = 9 the row blocks. A ninth mean
+    # far from every row is never the nearest and leaves the other scores as they are, so the
+    # two paths must agree bit for bit (ties included: repeated rows, tied means).
+    rng = np.random.default_rng(7)
+    for d, k in ((4, 1), (20, 5), (16, 8), (37, 8)):
+        x = rng.normal(size=(2, 1500, d)).astype(dtype)
+        x[:, ::7] = x[:, :1]
+        w = rng.uniform(0.5, 2.0, size=(2, 1500)).astype(dtype)
+        means = rng.normal(size=(k, d)).astype(dtype)
+        means[1::3] = means[0]
+        far = np.concatenate([means, np.full((1, d), 1e3, dtype)])
+        few = _kernel(jnp.asarray(means), jnp.asarray(x), jnp.asarray(w))
+        blocks = _kernel(jnp.asarray(far), jnp.asarray(x), jnp.asarray(w))
+        for i in (0, 1, 4):
+            np.testing.assert_array_equal(np.asarray(few[i]), np.asarray(blocks[i]))
+        np.testing.assert_array_equal(np.asarray(few[2]), np.asarray(blocks[2])[:k])
+        np.testing.assert_array_equal(np.asarray(few[3]), np.asarray(blocks[3])[:k])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

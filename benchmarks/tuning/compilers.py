@@ -1,12 +1,13 @@
 """The fused E-step kernel built by several compilers (or from several sources), timed side by side.
 
 Each build is compiled into a private cache, registered under its own FFI target names and timed
-on the same arrays in the same process, interleaved, best of R; scikit-learn's Lloyd iteration
-on the same rows is timed in the same loop (the best 5-iteration fit minus the best 1-iteration
-fit, over 4), so every build also gets a ratio against scikit-learn that depends less on how
-loaded the machine is at the moment. Both wall time and the CPU time of the process (all its
-threads; steadier on a machine shared with other work) are reported. Cited in
-docs/benchmarks.md.
+on the same arrays in the same process, interleaved (in a rotated order each round), best of R;
+scikit-learn's Lloyd iteration on the same rows is timed in the same loop (the best 5-iteration
+fit minus the best 1-iteration fit, over 4), so every build also gets a ratio against
+scikit-learn that depends less on how loaded the machine is at the moment. Both wall time and
+the CPU time of the process (all its threads; steadier on a machine shared with other work) are
+reported. A copy of one build under a second name (``base2=g++@old.cc%-march=native,-DSAME``)
+shows the run's noise floor. Cited in docs/benchmarks.md.
 
 Usage::
 
@@ -57,6 +58,10 @@ def build(spec: str, cache: Path) -> tuple[str, str]:
         raise SystemExit(f"build {name} failed: {error}")
     _native._register(path, f"_{name}")
     return name, f"{version} {' '.join(target)}, built in {seconds:.1f} s"
+
+
+SETTLE_S = 0.5
+"""Seconds of pause after scikit-learn's fits, before the builds are timed again."""
 
 
 def timed(f) -> tuple[float, float]:
@@ -114,8 +119,15 @@ def main() -> None:
             jax.block_until_ready(f())
         best = {case: np.full(2, np.inf) for case in cases}
         best_fit = {1: np.full(2, np.inf), 5: np.full(2, np.inf)}
-        for _ in range(args.repeats):
-            for case, f in cases.items():
+        names = list(cases)
+        for round_ in range(args.repeats):
+            # The builds in a new order each round (rotated), so none is always the first after
+            # scikit-learn; and a pause first, while scikit-learn's OpenMP threads stop spinning.
+            # (In a fixed order the first build timed 5 to 15 % slower than a copy of itself
+            # timed last.)
+            time.sleep(SETTLE_S)
+            for case in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                f = cases[case]
                 best[case] = np.minimum(best[case], timed(lambda f=f: jax.block_until_ready(f())))
             for iters in best_fit:
                 best_fit[iters] = np.minimum(best_fit[iters], sklearn_fit(x, m0, iters))

@@ -30,7 +30,9 @@
 //      soft: responsibilities in place of the scores, then sums += r^T x as a register-blocked
 //      product of kRows components by kPanel vectors of features over the group's rows.
 // For few features and means (d <= 3, K <= 32) the hard E-step puts rows in the lanes instead
-// (AssignGroupByLanes): per mean one vector of scores, a lane-wise running minimum, same bits.
+// (AssignGroupByLanes): per mean one vector of scores, a lane-wise running minimum, same bits;
+// for few means (K <= kTransposedMaxK) and more features it transposes L rows by L features at
+// a time and does the same (AssignGroupTransposed), again the same bits.
 // Vectors are vector extensions that GCC and clang both accept (no ISA intrinsics), of a width
 // chosen for the target (see kVectorBytes); the compiler lowers them to its SIMD instructions
 // (AVX-512, AVX/AVX2, NEON, SSE2) or to scalar code.
@@ -80,7 +82,7 @@ constexpr int kRows = 4;  // rows (components) per register block of the product
 constexpr int kGroup = 32;    // rows per group: a multiple of kRows and of every lane count
 constexpr int64_t kChunk = 2048;  // rows per unit of parallel work: a multiple of kGroup
 constexpr int64_t kSliceRows = 8 * kGroup;  // soft E-step: rows per set before the next set
-constexpr int64_t kCacheLine = 64;  // bytes per request of PrefetchRows
+constexpr int kTransposedMaxK = 8;  // AssignGroupTransposed up to this many means (hard E-step)
 constexpr int64_t kWindowBytes = int64_t{8} << 20;  // unit statistics held at once (see RunUnits)
 
 template <typename T>
@@ -319,6 +321,20 @@ inline void LaneArgMins(Vec<T>* value, Vec<T>* index, int32_t* out) {
   for (int i = 0; i < L; ++i) out[BitReverse(i, kLaneBits<T>)] = static_cast<int32_t>(index[0][i]);
 }
 
+// One level of the transpose network over L vectors: for every pair (v[i], v[i + H]) with bit H
+// of i clear, FirstOf / SecondOf swap bit H of the vector index with bit H of the lane index.
+// After all levels (H = L/2, .., 1) lane j of vector i holds what lane i of vector j held.
+template <typename T, int H>
+inline void TransposeLevels(Vec<T>* v) {
+  for (int i = 0; i < kLanes<T>; ++i) {
+    if (i & H) continue;
+    const Vec<T> p = v[i], q = v[i + H];
+    v[i] = FirstOf<T, H>(p, q, LaneSequence<T>{});
+    v[i + H] = SecondOf<T, H>(p, q, LaneSequence<T>{});
+  }
+  if constexpr (H > 1) TransposeLevels<T, H / 2>(v);
+}
+
 // Labels of L rows of scores (row stride kp): a lane-wise running minimum over each row's
 // vectors (strict <, so the earlier vector keeps a tie), then LaneArgMins. Indices are held as T,
 // exact while kp < 2^24 (checked by the caller).
@@ -434,18 +450,6 @@ inline const T* LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t 
   return buffer;
 }
 
-// Asks for rows [begin, end) of x (row length d) to be brought into the cache, one request per
-// cache line; called one group ahead of the group being scored. The scores read a group column
-// by column (feature j of every row, then feature j + 1), a pattern the hardware prefetchers
-// follow poorly once rows are long, so without this each group waited on memory.
-template <typename T>
-inline void PrefetchRows(const T* x, int64_t d, int64_t begin, int64_t end) {
-  if (end <= begin) return;
-  const char* first = reinterpret_cast<const char*>(x + begin * d);
-  const char* last = reinterpret_cast<const char*>(x + end * d);
-  for (const char* line = first; line < last; line += kCacheLine) __builtin_prefetch(line, 0, 3);
-}
-
 // Exact squared distances |x_r - m_labels[r]|^2 of the kGroup rows of a padded group, from the
 // differences; each row's value depends on that row and its mean alone (the same bits wherever
 // the row sits in a group).
@@ -478,6 +482,60 @@ inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t,
   ScoreGroup<T>(group, d, dp, means_t, kp, bias, scores);
   for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);
   NearestRows<T>(group, dp, means_padded, labels, nearest);
+}
+
+// Labels and exact squared distances of the kGroup rows of a padded group (row stride dp) against
+// KC means, with the rows in the lanes: L rows by L features at a time are transposed
+// (TransposeLevels), then for each feature j every mean's accumulator takes x_j * m_cj across
+// the L rows. For few means this does no work on padded columns and no horizontal step, and it
+// gives AssignGroup's bits: each score is the same sequence of multiply-adds as in ScoreBlock
+// (the real features in order, from zero) and bias - 2 acc as there; the running minimum over
+// the means in order with strict < keeps the first index of the minimum, as ArgMinRows does;
+// the distances come from NearestRows. Rows of the group past the chunk's end get labels that
+// the caller ignores.
+template <typename T, int KC>
+inline void AssignGroupTransposed(const T* group, int64_t d, int64_t dp, const T* means_padded,
+                                  const T* bias, int32_t* labels, T* nearest) {
+  constexpr int L = kLanes<T>;
+  alignas(kVectorBytes) T block[L * L];  // block[j * L + i]: feature j0 + j of row r0 + i
+  for (int r0 = 0; r0 < kGroup; r0 += L) {
+    Vec<T> acc[KC];
+    for (int c = 0; c < KC; ++c) acc[c] = Vec<T>{};
+    for (int64_t j0 = 0; j0 < d; j0 += L) {
+      Vec<T> v[L];
+      for (int i = 0; i < L; ++i) v[i] = Load<T>(group + (r0 + i) * dp + j0);
+      TransposeLevels<T, L / 2>(v);
+      for (int j = 0; j < L; ++j) Store<T>(block + j * L, v[j]);
+      const int64_t width = std::min<int64_t>(L, d - j0);
+      for (int64_t j = 0; j < width; ++j) {
+        const Vec<T> xj = Load<T>(block + j * L);
+        for (int c = 0; c < KC; ++c) acc[c] += xj * means_padded[c * dp + j0 + j];
+      }
+    }
+    Vec<T> best = bias[0] - 2 * acc[0], where{};
+    for (int c = 1; c < KC; ++c) {
+      const Vec<T> score = bias[c] - 2 * acc[c];
+      const auto lt = score < best;
+      best = lt ? score : best;
+      where = lt ? Vec<T>{} + static_cast<T>(c) : where;
+    }
+    for (int i = 0; i < L; ++i) labels[r0 + i] = static_cast<int32_t>(where[i]);
+  }
+  NearestRows<T>(group, dp, means_padded, labels, nearest);
+}
+
+// AssignGroupTransposed with k as a compile-time constant (1 <= k <= kTransposedMaxK).
+template <typename T, int KC = 1>
+inline void AssignGroupTransposedK(int64_t k, const T* group, int64_t d, int64_t dp,
+                                   const T* means_padded, const T* bias, int32_t* labels,
+                                   T* nearest) {
+  if constexpr (KC <= kTransposedMaxK) {
+    if (k == KC) {
+      AssignGroupTransposed<T, KC>(group, d, dp, means_padded, bias, labels, nearest);
+    } else {
+      AssignGroupTransposedK<T, KC + 1>(k, group, d, dp, means_padded, bias, labels, nearest);
+    }
+  }
 }
 
 // Runs n_units units of work on the calling thread and up to workers - 1 tasks on XLA's intra-op
@@ -653,7 +711,6 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   T chunk_distortion = 0;
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
-    PrefetchRows<T>(p.x, p.d, g + kGroup, std::min(end, g + 2 * kGroup));
     const T* group;
     int64_t stride;
     if (by_lanes) {
@@ -664,8 +721,13 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
     } else {
       group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
       stride = dp;
-      AssignGroup<T>(group, p.d, dp, p.means_t, p.bias, p.means_padded, p.kp, scores,
-                     group_labels, group_nearest);
+      if (p.k <= kTransposedMaxK) {
+        AssignGroupTransposedK<T>(p.k, group, p.d, dp, p.means_padded, p.bias, group_labels,
+                                  group_nearest);
+      } else {
+        AssignGroup<T>(group, p.d, dp, p.means_t, p.bias, p.means_padded, p.kp, scores,
+                       group_labels, group_nearest);
+      }
     }
     for (int64_t r = 0; r < rows; ++r) {
       const int32_t label = group_labels[r];
@@ -879,7 +941,6 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       T* distortion = log_lik + 1;
       for (int64_t g = g0; g < slice_end; g += kGroup) {
         const int64_t rows = std::min<int64_t>(kGroup, end - g);
-        if (s == 0) PrefetchRows<T>(p.x, p.d, g + kGroup, std::min(end, g + 2 * kGroup));
         const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
         AssignGroup<T>(group, p.d, dp, p.means_t + s * dp * kp, p.bias + s * kp,
                        p.means_padded + s * k * dp, kp, scores, group_labels, group_nearest);
@@ -1115,7 +1176,6 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
 
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
-    PrefetchRows<T>(p.x, d, g + kGroup, std::min(end, g + 2 * kGroup));
     const T* group = LoadGroup<T>(p.x, d, dp, g, rows, buffer);
     for (int r = 0; r < kGroup; ++r) {
       const int32_t a = r < rows ? bt.labels_in[g + r] : -1;
