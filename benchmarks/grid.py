@@ -84,6 +84,75 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
+SETTLE_S = 0.5
+"""Pause before timing gmmlimit after scikit-learn ran: its OpenMP and OpenBLAS threads keep
+spinning for a while after a parallel region, and on 2 cores they took CPU from the next timed
+fit (grid cells 3x to 5x slower than the same fit timed alone)."""
+
+
+def settle() -> None:
+    """Sleep :data:`SETTLE_S` seconds."""
+    time.sleep(SETTLE_S)
+
+
+def difference(t1: float, t2: float, n1: int, n2: int) -> float:
+    """Seconds per iteration from the times t1, t2 of fits that ran n1 < n2 iterations."""
+    if t2 <= t1 or n2 <= n1:  # noise on a shared machine: fall back to the plain average
+        return t2 / max(n2, 1)
+    return (t2 - t1) / (n2 - n1)
+
+
+MAX_ITERS = 60
+"""Most iterations :func:`calibrate` asks one timed fit of the grid to difference."""
+
+
+def calibrate(run: Callable[[int], int], iters: int, min_diff_s: float) -> int:
+    """Iterations to difference so that they take about ``min_diff_s`` or more.
+
+    One untimed fit of ``1 + iters`` iterations (which also warms the method up) estimates the
+    time of an iteration; the result lies between ``iters`` and :data:`MAX_ITERS`.
+    """
+    t0 = time.perf_counter()
+    n = run(1 + iters)
+    per_iter = (time.perf_counter() - t0) / max(n, 1)
+    if min_diff_s <= 0 or per_iter <= 0:
+        return iters
+    return int(min(MAX_ITERS, max(iters, math.ceil(min_diff_s / per_iter))))
+
+
+def interleaved(fits: dict, rounds: int) -> dict[str, tuple[float, int, int]]:
+    """Seconds per iteration of several fits timed in the same rounds: name -> (s, n1, n2).
+
+    Args:
+        fits: name -> (``run(max_iter) -> n_iter``, iters, foreign). Each round runs every fit
+            for 1 and for 1 + iters iterations, the fits in a rotated order (none is always
+            first); after a ``foreign`` fit (scikit-learn) comes a pause of :data:`SETTLE_S`.
+        rounds: rounds; per fit and length the fastest round counts, and the seconds per
+            iteration are their difference over the difference of iterations (as in
+            ``run.py``'s ``_per_iter``).
+
+    A stretch of a loaded machine then slows every method of the shape a little rather than one
+    of them a lot, which is what moved single cells 3x to 10x between earlier runs.
+    """
+    names = list(fits)
+    best = {(name, m): math.inf for name, (_, it, _) in fits.items() for m in (1, 1 + it)}
+    counts: dict[tuple[str, int], int] = {}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            run, it, foreign = fits[name]
+            for m in (1, 1 + it):
+                t0 = time.perf_counter()
+                counts[name, m] = run(m)
+                best[name, m] = min(best[name, m], time.perf_counter() - t0)
+                if foreign:
+                    settle()
+    out = {}
+    for name, (_, it, _) in fits.items():
+        n1, n2 = counts[name, 1], counts[name, 1 + it]
+        out[name] = (difference(best[name, 1], best[name, 1 + it], n1, n2), n1, n2)
+    return out
+
+
 def memory_bandwidth(mib: int, repeats: int, threads: int) -> dict[str, float]:
     """This machine's read bandwidth in GB/s (bytes read / time), three ways over ``mib`` MiB.
 

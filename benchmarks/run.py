@@ -11,7 +11,10 @@ Usage::
 {2, 3, 8, 64, 784}, K in {5, 16, 64, 512}, N = min(--grid-max-n, --grid-elements // D)) on one
 device: gmmlimit K-means against scikit-learn lloyd, gmmlimit EM against scikit-learn's spherical
 GaussianMixture, each one's fraction of the memory-bandwidth or GEMM limit, and a vmapped sweep of
-``--grid-lanes`` sigma2 values per lane against one EM fit, in float32 and float64.
+``--grid-lanes`` sigma2 values per lane against one EM fit, in float32 and float64. In the grid,
+the four fits of a shape (and each sweep with its one fit) are timed in the same ``--repeats``
+rounds, in a rotated order, best round per fit, with ``--iters`` raised per fit until the
+iterations differenced take ``--grid-min-diff-s`` (scikit-learn's GMM: ``--gmm-iters``).
 
 What is measured (every anchor on the same array, in the same process):
 
@@ -62,7 +65,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/grid.py, also when imported
 
 from grid import GRID_D, GRID_ELEMENTS, GRID_K, GRID_LANES, GRID_MAX_N  # noqa: E402
+from grid import MAX_ITERS as GRID_MAX_ITERS  # noqa: E402
 from grid import best_time as _best_time  # noqa: E402
+from grid import calibrate as _calibrate  # noqa: E402
+from grid import difference as _difference  # noqa: E402
+from grid import interleaved as _interleaved  # noqa: E402
+from grid import settle as _settle  # noqa: E402
 
 FULL_SIZES = [(100_000, 32, 16), (1_000_000, 64, 64)]
 QUICK_SIZES = [(20_000, 16, 8), (40_000, 32, 32)]
@@ -110,9 +118,7 @@ def _per_iter(
     t1 = timed(1)
     t2 = timed(1 + iters)
     n1, n2 = counts[1], counts[1 + iters]
-    if t2 <= t1 or n2 <= n1:  # noise on a shared machine: fall back to the plain average
-        return t2 / max(n2, 1), n1, n2
-    return (t2 - t1) / (n2 - n1), n1, n2
+    return _difference(t1, t2, n1, n2), n1, n2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -251,6 +257,12 @@ def bench_sweep(X, m0, sigma2s, iters, repeats, block_size=None) -> dict:
 
 
 def bench_sklearn_kmeans(X, m0, algorithm, iters, repeats, warm: bool = True) -> dict:
+    per_iter, n1, n2 = _per_iter(_sklearn_kmeans_run(X, m0, algorithm), iters, repeats, warm)
+    return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
+
+
+def _sklearn_kmeans_run(X, m0, algorithm: str) -> Callable[[int], int]:
+    """``run(max_iter) -> n_iter``: one scikit-learn KMeans fit from ``m0`` (tol = 0)."""
     from sklearn.cluster import KMeans
 
     def run(max_iter: int) -> int:
@@ -268,8 +280,7 @@ def bench_sklearn_kmeans(X, m0, algorithm, iters, repeats, warm: bool = True) ->
             km.fit(X)
         return int(km.n_iter_)
 
-    per_iter, n1, n2 = _per_iter(run, iters, repeats, warm)
-    return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
+    return run
 
 
 def bench_faiss(X, m0, iters, repeats) -> dict:
@@ -296,6 +307,12 @@ def bench_faiss(X, m0, iters, repeats) -> dict:
 
 
 def bench_sklearn_gmm(X, m0, sigma2, iters, repeats, warm: bool = True) -> dict:
+    per_iter, n1, n2 = _per_iter(_sklearn_gmm_run(X, m0, sigma2), iters, repeats, warm)
+    return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
+
+
+def _sklearn_gmm_run(X, m0, sigma2: float) -> Callable[[int], int]:
+    """``run(max_iter) -> n_iter``: a spherical GaussianMixture fit from m0 and sigma2 (tol 0)."""
     from sklearn.mixture import GaussianMixture
 
     k = m0.shape[0]
@@ -317,8 +334,7 @@ def bench_sklearn_gmm(X, m0, sigma2, iters, repeats, warm: bool = True) -> dict:
             gm.fit(X)
         return int(gm.n_iter_)
 
-    per_iter, n1, n2 = _per_iter(run, iters, repeats, warm)
-    return {"per_iter_s": per_iter, "n_iter": [n1, n2]}
+    return run
 
 
 # ----------------------------------------------------------------------------------------------
@@ -573,16 +589,6 @@ def to_markdown(res: dict) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-SETTLE_S = 0.5
-"""Pause before timing gmmlimit after scikit-learn ran: its OpenMP and OpenBLAS threads keep
-spinning for a while after a parallel region, and on 2 cores they took CPU from the next timed
-fit (grid cells 3x to 5x slower than the same fit timed alone)."""
-
-
-def _settle() -> None:
-    time.sleep(SETTLE_S)
-
-
 def _warm_anchors(X, m0, sigma2) -> None:
     """One small scikit-learn K-means and GMM fit (imports, thread pools) before timing them."""
     rows = X[: max(4 * m0.shape[0], min(X.shape[0], 2000))]
@@ -590,11 +596,29 @@ def _warm_anchors(X, m0, sigma2) -> None:
     bench_sklearn_gmm(rows, m0, sigma2, 1, 1, warm=False)
 
 
+def _ready(fits, sigma2: float | None, iters: int, min_diff_s: float) -> tuple:
+    """A compiled gmmlimit fit made ready to time: (run, iterations to difference, objectives).
+
+    Compiles the programs of 1 and 1 + ``iters`` iterations, calibrates (:func:`_calibrate`),
+    then compiles and runs once the program of the calibrated length, so no timed call
+    compiles or touches memory for the first time.
+    """
+    for m in (1, 1 + iters):
+        fits.compile(m)
+    run, objective = fits.runner(sigma2)
+    its = _calibrate(run, iters, min_diff_s)
+    fits.compile(1 + its)
+    run(1 + its)
+    return run, its, objective
+
+
 def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
     """One (N, D, K) of the grid: each method against its anchor and limit, and the sweeps.
 
     Every gmmlimit program is compiled before it is timed (:class:`grid.CompiledFits`), so the
-    per-iteration differences hold execution only; scikit-learn is warmed on a few rows first.
+    per-iteration differences hold execution only. gmmlimit's K-means and EM and scikit-learn's
+    lloyd and GMM are timed in the same rounds (:func:`_interleaved`), and so are each sweep
+    and the one EM fit it is compared with.
     """
     import grid
 
@@ -602,39 +626,44 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
 
     X32, m0 = make_data(n, d, k, "float32")
     sigma2 = 1.0  # unit-variance noise: a genuinely soft mixture
-    it, rep = args.iters, args.repeats
+    it, rounds, min_diff = args.iters, args.repeats, args.grid_min_diff_s
     bs = args.block_size or DEFAULT_BLOCK_SIZE
     log = lambda msg: print(f"  [{n},{d},{k}] {msg}", flush=True)  # noqa: E731
     out: dict = {"N": n, "D": d, "K": k, "sigma2": sigma2, "by_dtype": {}, "sweep": {}}
-    one_fit: dict[str, float] = {}
+    em_fits: dict = {}
+    anchors = {"kmeans": "lloyd", "em": "gmm"}
     for dt in args.dtype_list:
         X = X32.astype(dt)
         algorithm = grid.kmeans_algorithm(d, k)
         fits = {"em": grid.CompiledFits(X, m0, bs)}
         fits["kmeans"] = grid.CompiledFits(X, m0, bs, algorithm=algorithm)
-        for f in fits.values():
-            for m in (1, 1 + it):
-                f.compile(m)
-        row: dict = {}
+        em_fits[dt] = fits["em"]
+        runs, objectives = {}, {}
+        for kind, s2 in (("kmeans", 0.0), ("em", sigma2)):
+            run, its, objectives[kind] = _ready(fits[kind], s2, it, min_diff)
+            runs[kind] = (run, its, False)
         if not args.only_gmmlimit:
             _warm_anchors(X, m0, sigma2)
-        for kind, s2 in (("kmeans", 0.0), ("em", sigma2)):
+            lloyd = _sklearn_kmeans_run(X, m0, "lloyd")
+            runs["lloyd"] = (lloyd, _calibrate(lloyd, it, min_diff), True)
+            runs["gmm"] = (_sklearn_gmm_run(X, m0, sigma2), args.gmm_iters, True)
             _settle()
-            run, objective = fits[kind].runner(s2)
-            per_iter, n1, n2 = _per_iter(run, it, rep, warm=False)
-            ours = {"per_iter_s": per_iter, "n_iter": [n1, n2], "objective": objective[1 + it]}
+        timed = _interleaved(runs, rounds)
+        row: dict = {}
+        for kind in ("kmeans", "em"):
+            per_iter, n1, n2 = timed[kind]
+            ours = {
+                "per_iter_s": per_iter,
+                "n_iter": [n1, n2],
+                "objective": objectives[kind][runs[kind][1] + 1],
+            }
             if kind == "kmeans":
                 ours["algorithm"] = algorithm
             entry: dict = {"gmmlimit": ours, "ratio": None, "target_met": None}
             if not args.only_gmmlimit:
-                if kind == "kmeans":
-                    anchor = bench_sklearn_kmeans(X, m0, "lloyd", it, args.anchor_repeats, False)
-                else:
-                    anchor = bench_sklearn_gmm(
-                        X, m0, sigma2, args.gmm_iters, args.gmm_repeats, False
-                    )
-                entry["anchor"] = anchor
-                entry["ratio"] = anchor["per_iter_s"] / per_iter
+                a_per_iter, a1, a2 = timed[anchors[kind]]
+                entry["anchor"] = {"per_iter_s": a_per_iter, "n_iter": [a1, a2]}
+                entry["ratio"] = a_per_iter / per_iter
                 entry["target_met"] = bool(entry["ratio"] >= grid.TARGETS[kind])
             entry["limit"] = grid.limit(kind, n, d, k, X.itemsize, per_iter, peaks[dt], bandwidth)
             row[kind] = entry
@@ -646,30 +675,31 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
             )
         row["compile_s"] = sum(sum(f.compile_s.values()) for f in fits.values())
         out["by_dtype"][dt] = row
-        one_fit[dt] = row["em"]["gmmlimit"]["per_iter_s"]
 
     s2s = grid.sweep_sigma2s(args.grid_lanes)
     for dt in args.sweep_dtypes.split(","):
         X = X32.astype(dt)
-        if dt not in one_fit:  # a dtype swept but not compared: time its one EM fit here
-            fits = grid.CompiledFits(X, m0, bs)
-            run, _ = fits.runner(sigma2)
-            one_fit[dt] = _per_iter(run, it, rep, warm=False)[0]
-        _settle()
+        one_fit = em_fits.get(dt) or grid.CompiledFits(X, m0, bs)
+        run_one, its, _ = _ready(one_fit, sigma2, it, min_diff)
         sweep = grid.CompiledFits(X, m0, bs, sigma2s=s2s)
         sit = args.sweep_iters
         for m in (1, 1 + sit):
             sweep.compile(m)
-        run, _ = sweep.runner()
-        per_iter, n1, n2 = _per_iter(run, sit, args.sweep_repeats, warm=False)
+        run_sweep, _ = sweep.runner()
+        timed = _interleaved(
+            {"one": (run_one, its, False), "sweep": (run_sweep, sit, False)}, args.sweep_repeats
+        )
+        per_iter, n1, n2 = timed["sweep"]
+        one_per_iter, o1, o2 = timed["one"]
         per_lane = per_iter / len(s2s)
         sw = {
             "lanes": len(s2s),
             "per_iter_s": per_iter,
             "n_iter": [n1, n2],
             "per_lane_per_iter_s": per_lane,
-            "one_fit_per_iter_s": one_fit[dt],
-            "cost_ratio": per_lane / one_fit[dt],
+            "one_fit_per_iter_s": one_per_iter,
+            "one_fit_n_iter": [o1, o2],
+            "cost_ratio": per_lane / one_per_iter,
             "compile_s": sum(sweep.compile_s.values()),
         }
         sw["target_met"] = bool(sw["cost_ratio"] <= grid.TARGETS["sweep"])
@@ -757,8 +787,14 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--grid-max-n", type=int, default=GRID_MAX_N)
     g.add_argument("--grid-lanes", type=int, default=GRID_LANES, help="sigma2 values swept")
     g.add_argument("--sweep-iters", type=int, default=2, help="iterations timed per sweep")
-    g.add_argument("--sweep-repeats", type=int, default=1, help="repeats per sweep timing")
-    g.add_argument("--gmm-repeats", type=int, default=1, help="repeats for sklearn GMM (grid)")
+    g.add_argument("--sweep-repeats", type=int, default=2, help="rounds per sweep timing")
+    g.add_argument(
+        "--grid-min-diff-s",
+        type=float,
+        default=0.2,
+        help="difference at least this many seconds of iterations (--iters up to "
+        f"{GRID_MAX_ITERS}) in gmmlimit's fits and scikit-learn's lloyd; 0: --iters",
+    )
     g.add_argument("--gemm-size", type=int, default=None, help="n of the GEMM-peak product")
     g.add_argument("--bandwidth-mib", type=int, default=512, help="array read for bandwidth")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/...)")
@@ -832,16 +868,15 @@ def main_grid(args, dtypes: list[str]) -> None:
         jax.config.update("jax_enable_x64", True)
     args.dtype_list = dtypes
     args.iters = args.iters or 3
-    args.repeats = args.repeats or 2
-    args.anchor_repeats = args.anchor_repeats or args.repeats
+    args.repeats = args.repeats or 3
     args.gmm_iters = args.gmm_iters or 2
     args.gemm_size = args.gemm_size or 2048
+    if args.grid_min_diff_s < 0:
+        raise ValueError(f"--grid-min-diff-s must be at least 0, got {args.grid_min_diff_s}")
     for name in (
         "iters",
         "repeats",
-        "anchor_repeats",
         "gmm_iters",
-        "gmm_repeats",
         "grid_lanes",
         "sweep_iters",
         "sweep_repeats",

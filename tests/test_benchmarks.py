@@ -88,6 +88,44 @@ def test_grid_shapes_limits_and_axis_checks():
     )
 
 
+def test_grid_times_fits_in_rotated_rounds_and_differences_the_best(monkeypatch):
+    grid = _load_grid_module()
+    monkeypatch.setattr(grid, "SETTLE_S", 0.0)
+    calls = []
+    clock = [0.0]
+    # Fake fits: a fit of m iterations takes `cost * m` seconds on a fake clock, three times as
+    # long in the first and last rounds (a loaded machine); "b" stops after 4 iterations.
+    cost = {"a": 1.0, "b": 2.0, "c": 0.5}
+
+    def make(name):
+        def run(m):
+            calls.append((name, m))
+            n = min(m, 4) if name == "b" else m
+            slow = len(calls) <= 6 or len(calls) > 12
+            clock[0] += cost[name] * n * (3.0 if slow else 1.0)
+            return n
+
+        return run
+
+    monkeypatch.setattr(grid.time, "perf_counter", lambda: clock[0])
+    fits = {name: (make(name), 5, name == "c") for name in cost}
+    out = grid.interleaved(fits, rounds=3)
+    # Round r starts with fit r (rotated), each fit runs 1 then 1 + iters iterations.
+    firsts = [calls[6 * r][0] for r in range(3)]
+    assert firsts == ["a", "b", "c"]
+    assert [m for _, m in calls[:2]] == [1, 6]
+    assert out["a"] == (1.0, 1, 6)  # only the fastest round counts
+    assert out["b"] == (2.0, 1, 4)  # differenced over the iterations actually run
+    assert out["c"] == (0.5, 1, 6)
+    # calibrate: enough iterations for the difference to take min_diff_s, within bounds.
+    assert grid.calibrate(make("a"), 3, 0.0) == 3
+    clock[0] = 0.0
+    calls.clear()
+    calls.extend([("x", 0)] * 10)  # past the slow round
+    assert grid.calibrate(make("a"), 3, 10.0) == 10
+    assert grid.calibrate(make("c"), 3, 1e6) == grid.MAX_ITERS
+
+
 def test_grid_kmeans_runs_what_kmeans_runs_by_default():
     import gmmlimit as gl
     from gmmlimit._native import available
@@ -126,6 +164,7 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         "--iters", "2",
         "--repeats", "1",
         "--gmm-iters", "1",
+        "--grid-min-diff-s", "0",
         "--gemm-size", "128",
         "--bandwidth-mib", "8",
         "--out", str(out),
@@ -170,8 +209,7 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         )
         assert sw["target_met"] == (sw["cost_ratio"] <= 1.0)
         assert f"{sw['cost_ratio']:.2f}" in text
-    # The float32 sweep is compared with the float32 EM fit timed above.
-    assert s["sweep"]["float32"]["one_fit_per_iter_s"] == row["em"]["gmmlimit"]["per_iter_s"]
+        assert sw["one_fit_n_iter"] == [1, 3]  # the one EM fit timed in the sweep's rounds
     assert text.startswith("Measured ")
     assert "| 4 | 3 | 2,000 | float32 |" in text
     assert "K-means of limit" in text and "sweep lane/fit f64" in text
