@@ -710,7 +710,10 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
 
 def run_grid(args) -> dict:
     """The whole grid: machine limits first, then every shape (see ``benchmarks/grid.py``)."""
+    import gc
+
     import grid
+    import jax
 
     ds = grid.parse_axis(args.grid_d, "--grid-d")
     ks = grid.parse_axis(args.grid_k, "--grid-k")
@@ -726,6 +729,11 @@ def run_grid(args) -> dict:
         t_shape = time.perf_counter()
         results.append(bench_grid_shape(n, d, k, args, peaks, bandwidth))
         results[-1]["wall_s"] = time.perf_counter() - t_shape
+        # Free the shape's compiled programs: XLA:CPU maps about 400 memory regions per program,
+        # and a whole grid's programs passed Linux's 65,530 (vm.max_map_count), at which LLVM
+        # failed with "Cannot allocate memory" and the process crashed at (784, 64).
+        jax.clear_caches()
+        gc.collect()
         print(f"  ({time.perf_counter() - t0:.0f} s so far)", flush=True)
     return {
         "d": list(ds),
