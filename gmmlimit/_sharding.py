@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._driver import (
@@ -213,6 +213,9 @@ def fit_sharded(
     axis = mesh.axis_names[0] if axis_name is None else axis_name
     if axis not in mesh.axis_names:
         raise ValueError(f"axis_name {axis!r} is not an axis of the mesh {mesh.axis_names}.")
+    # jax.make_mesh gives Explicit axes, under which the driver's gathers would need an output
+    # sharding spelled out; the fit runs on the same devices with Auto axes instead.
+    mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
     if _spans_processes(X):
         return _fit_global(variant, X, params, mesh, axis, max_iter, tol, weights, block_size)
     X = as_data(X)

@@ -52,6 +52,10 @@ SCRIPT = textwrap.dedent(
             gl.kmeans(X, m0, weights=w, block_size=64))
     compare("em", gl.scale.em_sharded(X, m0, 0.5, max_iter=40, block_size=64),
             gl.em(X, m0, 0.5, max_iter=40, block_size=64))
+    # jax.make_mesh's mesh has Explicit axes (the fit runs it with Auto axes).
+    explicit = jax.make_mesh((4,), ("rows",))
+    compare("kmeans_make_mesh", gl.scale.kmeans_sharded(X, m0, mesh=explicit, block_size=64),
+            gl.kmeans(X, m0, block_size=64))
     X32 = X.astype(np.float32)
     compare("kmeans_f32", gl.scale.kmeans_sharded(X32, m0.astype(np.float32), block_size=64),
             gl.kmeans(X32, m0.astype(np.float32), block_size=64))
@@ -85,7 +89,9 @@ def test_subprocess_has_four_devices_and_main_process_one(four_devices):
     assert len(jax.devices()) == 1
 
 
-@pytest.mark.parametrize("name", ["kmeans", "kmeans_weighted", "em", "kmeans_f32"])
+@pytest.mark.parametrize(
+    "name", ["kmeans", "kmeans_weighted", "em", "kmeans_f32", "kmeans_make_mesh"]
+)
 def test_sharded_fit_equals_one_device_fit(four_devices, name):
     r = four_devices[name]
     assert r["label_devices"] == 4  # the rows really were spread over the 4 devices
