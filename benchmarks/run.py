@@ -630,18 +630,18 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
     bs = args.block_size or DEFAULT_BLOCK_SIZE
     log = lambda msg: print(f"  [{n},{d},{k}] {msg}", flush=True)  # noqa: E731
     out: dict = {"N": n, "D": d, "K": k, "sigma2": sigma2, "by_dtype": {}, "sweep": {}}
-    em_fits: dict = {}
+    em_ready: dict = {}  # dtype -> (run, iterations) of the EM fit readied above
     anchors = {"kmeans": "lloyd", "em": "gmm"}
     for dt in args.dtype_list:
         X = X32.astype(dt)
         algorithm = grid.kmeans_algorithm(d, k)
         fits = {"em": grid.CompiledFits(X, m0, bs)}
         fits["kmeans"] = grid.CompiledFits(X, m0, bs, algorithm=algorithm)
-        em_fits[dt] = fits["em"]
         runs, objectives = {}, {}
         for kind, s2 in (("kmeans", 0.0), ("em", sigma2)):
             run, its, objectives[kind] = _ready(fits[kind], s2, it, min_diff)
             runs[kind] = (run, its, False)
+        em_ready[dt] = runs["em"][:2]
         if not args.only_gmmlimit:
             _warm_anchors(X, m0, sigma2)
             lloyd = _sklearn_kmeans_run(X, m0, "lloyd")
@@ -679,8 +679,9 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
     s2s = grid.sweep_sigma2s(args.grid_lanes)
     for dt in args.sweep_dtypes.split(","):
         X = X32.astype(dt)
-        one_fit = em_fits.get(dt) or grid.CompiledFits(X, m0, bs)
-        run_one, its, _ = _ready(one_fit, sigma2, it, min_diff)
+        if dt not in em_ready:  # a dtype swept but not compared: ready its one EM fit here
+            em_ready[dt] = _ready(grid.CompiledFits(X, m0, bs), sigma2, it, min_diff)[:2]
+        run_one, its = em_ready[dt]
         sweep = grid.CompiledFits(X, m0, bs, sigma2s=s2s)
         sit = args.sweep_iters
         for m in (1, 1 + sit):
