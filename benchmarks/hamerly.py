@@ -190,14 +190,19 @@ def bench_size(
 
 def to_markdown(res: dict) -> str:
     m = res["machine"]
+    spread = res["spread"]
+    data = (
+        "Gaussian noise (spread 0: every blob centre at the origin)"
+        if spread == 0
+        else f"clustered data (blob centres in [-{spread:g}, {spread:g}]^D)"
+    )
     lines = [
         f"Measured {m['date_utc']} on {m['cpu']} ({m['cpu_count']} cores), jax "
         f"{m['versions']['jax']}, scikit-learn {m['versions']['sklearn']}, git {m['git_rev']}.",
         "",
-        "Whole fits to strict convergence from one k-means++ start on clustered data "
-        f"(blob centres in [-{res['spread']:g}, {res['spread']:g}]^D); speed-up and sameness "
-        "against the first method of each size (EM fits: against EM without the bounds at the "
-        "same sigma2):",
+        f"Whole fits to strict convergence (or the iteration cap) from one k-means++ start on "
+        f"{data}; speed-up and sameness against the first method of each size (EM fits: "
+        "against EM without the bounds at the same sigma2):",
         "",
         "| N, D, K | dtype | method | fit s | iterations | speed-up | same labels / iterations |",
         "|---|---|---|---:|---:|---:|---|",

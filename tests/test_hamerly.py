@@ -341,3 +341,95 @@ print("ok")
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_bounds_pay_or_back_off_by_the_schedule():
+    from gmmlimit.variants._isotropic_engines import MAX_BACKOFF, next_schedule
+
+    rows = 1000
+
+    def step(scored, previous, backoff):
+        plain, grown = next_schedule(
+            jnp.int32(scored), jnp.int32(previous), rows, jnp.int32(backoff)
+        )
+        return int(plain), int(grown)
+
+    assert step(1000, 1000, 0) == (0, 1)  # the first pass (nothing to test): a bounded one next
+    assert step(1000, 1000, 1) == (1, 2)  # bounds that skip nothing: one plain pass, then two
+    assert step(990, 1000, 4) == (4, 8)
+    assert step(1000, 1000, MAX_BACKOFF) == (MAX_BACKOFF, MAX_BACKOFF)  # capped
+    assert step(500, 1000, 8) == (0, 0)  # half the rows skipped: bounded passes go on
+    assert step(760, 1000, 8) == (0, 0)  # 24 % skipped, 24 points more than before: climbing
+    assert step(760, 800, 2) == (2, 4)  # 24 % skipped, 4 points more: not paying
+
+
+def test_bounds_kept_across_plain_passes_stay_valid_and_still_skip():
+    """Plain passes keep the bounds of the last bounded pass; the next bounded pass starts from
+    them (means and labels several passes old, each group moved by its shift since): the same
+    bits as the plain pass, with rows skipped."""
+    from gmmlimit.variants._isotropic_engines import bounded_pass, fused_pass, no_bounds
+
+    n_blocks, b, d, k = 3, 500, 40, 24
+    X = _blobs(11, n_blocks * b, d, k, np.float32, spread=20.0)
+    x_blocks = jnp.asarray(X.reshape(n_blocks, b, d))
+    w_blocks = jnp.ones((n_blocks, b), jnp.float32)
+    means = jnp.asarray(X[np.random.default_rng(12).choice(len(X), k, replace=False)])
+    sigma2 = jnp.zeros((), jnp.float32)
+    run = jax.jit(bounded_pass)
+    labels = -jnp.ones((n_blocks, b), jnp.int32)
+    bounds = no_bounds(means, x_blocks)
+    kinds = []
+    for i in range(14):
+        if i in (3, 8):  # schedule three plain passes
+            bounds = bounds._replace(plain=jnp.int32(3))
+        (totals, labels, nearest), new = run(means, sigma2, x_blocks, w_blocks, labels, bounds)
+        (want_totals, want_labels, want_nearest) = fused_pass(means, sigma2, x_blocks, w_blocks)
+        for a, c in zip(
+            jax.tree.leaves((want_totals, want_labels, want_nearest)),
+            jax.tree.leaves((totals, labels, nearest)),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+        plain = int(bounds.plain) > 0
+        kinds.append("plain" if plain else int(new.scored))
+        if plain:  # the bounds, their means and labels are kept as they were
+            assert int(new.plain) == int(bounds.plain) - 1
+            for kept, old in zip(new[:4], bounds[:4], strict=True):
+                np.testing.assert_array_equal(np.asarray(kept), np.asarray(old))
+        else:
+            np.testing.assert_array_equal(np.asarray(new.labels), np.asarray(labels))
+        bounds = new
+        counts, sums = np.asarray(totals.counts), np.asarray(totals.sums)
+        means = jnp.asarray(
+            np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], means)
+        )
+    assert kinds[3:6] == ["plain"] * 3 and kinds[8:11] == ["plain"] * 3
+    # The bounded passes after the plain ones start from bounds three passes old, and skip.
+    assert kinds[6] < n_blocks * b and kinds[11] < 0.5 * n_blocks * b
+
+
+def test_on_noise_the_fit_runs_plain_passes_between_bounded_ones_with_lloyds_bits():
+    from gmmlimit.variants import _isotropic_engines as engines
+
+    rng = np.random.default_rng(13)
+    # No clusters, high dimension: every distance is close to every other, bounds never pay.
+    X = rng.standard_normal((4000, 256)).astype(np.float32)
+    m0 = X[:16]
+    bounded = []
+    original = engines.next_schedule
+
+    def counted(scored, previous, rows, backoff):
+        jax.debug.callback(lambda s: bounded.append(int(s)), scored)
+        return original(scored, previous, rows, backoff)
+
+    engines.next_schedule = counted
+    try:
+        lloyd, hamerly = _both(X, m0, max_iter=30, tol=0.0, block_size=1024)
+    finally:
+        engines.next_schedule = original
+    _assert_same_fit(lloyd, hamerly)
+    passes = int(hamerly.n_iter) + 1  # and the final pass
+    assert passes >= 12
+    # Bounded passes at 0, 1, then after 1, 2, 4, 8, ... plain passes: a few of them.
+    assert 3 <= len(bounded) <= passes // 3
+    assert min(bounded) > 0.9 * 4096  # none of them skipped much (4096 rows with padding)
