@@ -1100,78 +1100,108 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
   int32_t old_labels[kGroup], new_labels[kGroup];
   T old_nearest[kGroup], new_nearest[kGroup], group_sq[kGroup];
 
-  // |x|^2 of a group's rows, summed in T (within (d + 2) eps of the exact value), L rows at once.
-  auto norms = [&](const T* group) {
-    Vec<T> partial[L];
+  // Per row of a group: |x - m_a|^2 to its old label's mean (NearestRows' expressions) and |x|^2
+  // summed in T (within (d + 2) eps of the exact value), L rows at once, one read of each row.
+  auto nearest_and_norms = [&](const T* group) {
+    Vec<T> to_label[L], norm[L];
     for (int r0 = 0; r0 < kGroup; r0 += L) {
       for (int r = 0; r < L; ++r) {
         const T* xr = group + (r0 + r) * dp;
-        Vec<T> acc{};
+        const T* mk = p.means_padded + old_labels[r0 + r] * dp;
+        Vec<T> acc{}, sq{};
         for (int64_t j = 0; j < dp; j += L) {
           const Vec<T> v = Load<T>(xr + j);
-          acc += v * v;
+          const Vec<T> diff = v - Load<T>(mk + j);
+          acc += diff * diff;
+          sq += v * v;
         }
-        partial[r] = acc;
+        to_label[r] = acc;
+        norm[r] = sq;
       }
-      LaneSums<T>(partial, group_sq + r0);
+      LaneSums<T>(to_label, old_nearest + r0);
+      LaneSums<T>(norm, group_sq + r0);
     }
   };
   auto slack_of = [&](double norm_up) {
     const double reach = norm_up + bt.max_norm;
     return bt.score_slack * reach * reach + 4 * static_cast<double>(d + 2) * kTiny;
   };
-  // New bounds of a scored row from its scores: per group of means, the lowest score other than
-  // the label's (padded columns are +inf), turned into a distance bound.
-  // L groups at a time: a vector of lane-wise minima per group, then LaneMins across them.
-  auto new_bounds = [&](T* row, int32_t label, double sq_low, double norm_up, T* out) {
-    const T own = row[label];
-    row[label] = std::numeric_limits<T>::infinity();
-    const double slack = slack_of(norm_up);
+  // New bounds of the n scored rows of a group from their scores: per row and group of means,
+  // the lowest score other than the label's (padded columns are +inf), turned into a distance
+  // bound. The (row, group) vectors of lane-wise minima go L at a time through LaneMins.
+  T best[kGroup * 16];  // (row, group) lowest scores; groups <= 16
+  auto new_bounds = [&](T* rows_scores, const int32_t* row_labels, int n) {
     Vec<T> low[L];
-    T best[L];
-    for (int64_t g0 = 0; g0 < groups; g0 += L) {
-      for (int64_t h = 0; h < L; ++h) {
-        const int64_t c0 = (g0 + h) * bt.group_size, c1 = std::min(kp, c0 + bt.group_size);
-        low[h] = Vec<T>{} + std::numeric_limits<T>::infinity();
-        for (int64_t c = c0; c < c1; c += L) {
-          const Vec<T> v = Load<T>(row + c);
-          low[h] = v < low[h] ? v : low[h];
+    int filled = 0, done = 0;
+    const int64_t entries = n * groups;
+    for (int c = 0; c < n; ++c) {
+      T* row = rows_scores + c * kp;
+      const T own = row[row_labels[c]];
+      row[row_labels[c]] = std::numeric_limits<T>::infinity();
+      for (int64_t h = 0; h < groups; ++h) {
+        const int64_t c0 = h * bt.group_size, c1 = std::min(kp, c0 + bt.group_size);
+        Vec<T> v_low = Vec<T>{} + std::numeric_limits<T>::infinity();
+        for (int64_t col = c0; col < c1; col += L) {
+          const Vec<T> v = Load<T>(row + col);
+          v_low = v < v_low ? v : v_low;
+        }
+        low[filled++] = v_low;
+        if (filled == L) {
+          LaneMins<T>(low, best + done);
+          done += L;
+          filled = 0;
         }
       }
-      LaneMins<T>(low, best);
-      for (int64_t h = 0; h < L && g0 + h < groups; ++h) {
+      row[row_labels[c]] = own;
+    }
+    if (filled > 0) {
+      T rest[L];
+      for (int h = filled; h < L; ++h) low[h] = Vec<T>{} + std::numeric_limits<T>::infinity();
+      LaneMins<T>(low, rest);
+      std::copy(rest, rest + (entries - done), best + done);
+    }
+    for (int c = 0; c < n; ++c) {
+      const double slack = slack_of(pending_norm[c]);
+      const double sq_low = pending_sq[c];
+      T* out = bt.lower_out + pending_row[c] * groups;
+      for (int64_t h = 0; h < groups; ++h) {
+        const T lowest = best[c * groups + h];
         double bound = std::numeric_limits<double>::infinity();  // no other mean in the group
-        if (!std::isinf(best[h])) {
-          const double sq = sq_low + static_cast<double>(best[h]) - slack;
+        if (!std::isinf(lowest)) {
+          const double sq = sq_low + static_cast<double>(lowest) - slack;
           bound = sq > 0 ? std::sqrt(sq) : 0.0;
         }
-        out[g0 + h] = BoundBelow<T>(bound);
+        out[h] = BoundBelow<T>(bound);
       }
     }
-    row[label] = own;
   };
-  auto flush = [&]() {
+  // Scores the n_pending rows at `rows_at` (kGroup padded rows: the pending buffer, or a group
+  // whose rows are all scored, read where it lies).
+  auto flush = [&](const T* rows_at) {
     if (n_pending == 0) return;
-    std::fill(pending + n_pending * dp, pending + kGroup * dp, T(0));
-    AssignGroup<T>(pending, d, dp, p.means_t, p.bias, p.means_padded, kp, scores, new_labels,
+    AssignGroup<T>(rows_at, d, dp, p.means_t, p.bias, p.means_padded, kp, scores, new_labels,
                    new_nearest);
     for (int c = 0; c < n_pending; ++c) {
       const int64_t i = pending_row[c];
       labels[i] = new_labels[c];
       nearest[i] = new_nearest[c];
-      new_bounds(scores + c * kp, new_labels[c], pending_sq[c], pending_norm[c],
-                 bt.lower_out + i * groups);
     }
+    new_bounds(scores, new_labels, n_pending);
     if (soft) {
       for (int c = 0; c < kGroup; ++c) pending_weight[c] = c < n_pending ? p.w[pending_row[c]] : T(0);
       SoftResponsibilities<T>(kp, new_labels, pending_weight, two_sigma2, scores, pending_total);
       std::copy(scores, scores + n_pending * kp, soft_resp + n_soft * kp);
-      std::copy(pending, pending + n_pending * dp, soft_x + n_soft * dp);
+      std::copy(rows_at, rows_at + n_pending * dp, soft_x + n_soft * dp);
       std::copy(pending_total, pending_total + n_pending, soft_total + n_soft);
       n_soft += n_pending;
     }
     scored += n_pending;
     n_pending = 0;
+  };
+  auto flush_pending = [&]() {
+    if (n_pending == 0) return;
+    std::fill(pending + n_pending * dp, pending + kGroup * dp, T(0));
+    flush(pending);
   };
 
   for (int64_t g = begin; g < end; g += kGroup) {
@@ -1181,8 +1211,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
       const int32_t a = r < rows ? bt.labels_in[g + r] : -1;
       old_labels[r] = (a >= 0 && a < k) ? a : 0;
     }
-    NearestRows<T>(group, dp, p.means_padded, old_labels, old_nearest);
-    norms(group);
+    nearest_and_norms(group);
     // Which rows the bounds let through unscored (and, per row, |x|^2 and |x| for new bounds).
     bool keep[kGroup];
     double row_sq[kGroup], row_norm[kGroup];
@@ -1214,6 +1243,20 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
         }
       }
     }
+    // A full group none of whose rows the bounds let through is scored where it lies.
+    bool all_scored = n_pending == 0 && rows == kGroup;
+    for (int64_t r = 0; r < rows && all_scored; ++r) all_scored = !keep[r];
+    if (all_scored) {
+      for (int r = 0; r < kGroup; ++r) {
+        pending_row[r] = g + r;
+        pending_sq[r] = row_sq[r];
+        pending_norm[r] = row_norm[r];
+        if (soft) skipped[g + r - begin] = false;
+      }
+      n_pending = kGroup;
+      flush(group);
+      continue;
+    }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = g + r;
       const T* xr = group + r * dp;
@@ -1232,11 +1275,11 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
         pending_row[n_pending] = i;
         pending_sq[n_pending] = row_sq[r];
         pending_norm[n_pending] = row_norm[r];
-        if (++n_pending == kGroup) flush();
+        if (++n_pending == kGroup) flush_pending();
       }
     }
   }
-  flush();
+  flush_pending();
   if (soft) {
     // The statistics over the rows in order (see above): the same bits as SoftChunk's.
     int64_t run = 0, o = 0;  // the scored rows [run, o) not yet through the product
