@@ -692,8 +692,10 @@ bounds)``: :data:`fused_pass`'s values given the labels and :class:`Bounds` of t
 provably cannot change are not scored against every mean (``_native.hard_assign_bounded``; the
 same bits); at sigma2 > 0, rows whose responsibilities are provably exactly one-hot are not
 scored (``_native.soft_assign_bounded``; the same labels and responsibilities, statistics summed
-in another order). Elsewhere (other platforms, a sigma2 too large for the soft kernel) it is
-:data:`fused_pass` and returns :func:`no_bounds`. Under ``vmap`` over parameters (restarts, a
+in another order). Whether a pass uses the bounds or runs :data:`fused_pass` and keeps them is
+the schedule ``bounds`` carries (:func:`next_schedule`). Elsewhere (other platforms, a sigma2
+too large for the soft kernel) it is :data:`fused_pass` and returns :func:`no_bounds`. Under
+``vmap`` over parameters (restarts, a
 sigma2 sweep) the lanes run one after another when all are hard, else :data:`fused_pass`'s wide
 rule runs them together."""
 
