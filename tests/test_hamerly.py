@@ -433,3 +433,52 @@ def test_on_noise_the_fit_runs_plain_passes_between_bounded_ones_with_lloyds_bit
     # Bounded passes at 0, 1, then after 1, 2, 4, 8, ... plain passes: a few of them.
     assert 3 <= len(bounded) <= passes // 3
     assert min(bounded) > 0.9 * 4096  # none of them skipped much (4096 rows with padding)
+
+
+@pytest.fixture
+def bounds_never_pay(monkeypatch):
+    """Every bounded pass reads as skipping nothing, so fits run plain passes between bounded
+    ones (1, 2, 4, ...); returns the list of rows each bounded pass was told it scored."""
+    from gmmlimit.variants import _isotropic_engines as engines
+
+    original = engines.next_schedule
+    calls = []
+
+    def never(scored, previous, rows, backoff):
+        jax.debug.callback(lambda s: calls.append(int(s)), scored)
+        everything = jnp.int32(rows)
+        return original(everything, everything, rows, backoff)
+
+    jax.clear_caches()  # fits compiled before read the real schedule
+    monkeypatch.setattr(engines, "next_schedule", never)
+    yield calls
+    monkeypatch.undo()
+    jax.clear_caches()
+
+
+@pytest.mark.parametrize(
+    "n, d, k, dtype, block_size",
+    [
+        (3001, 20, 17, np.float32, 512),  # last block not full
+        (700, 1, 4, np.float64, 128),  # D = 1, float64
+        (400, 9, 1, np.float32, 128),  # K = 1
+    ],
+)
+def test_plain_passes_between_bounded_ones_keep_lloyds_bits(
+    bounds_never_pay, n, d, k, dtype, block_size
+):
+    X = _blobs(0, n, d, k, dtype)
+    m0 = X[np.random.default_rng(1).choice(n, k, replace=False)]
+    lloyd, hamerly = _both(X, m0, block_size=block_size, tol=0.0)
+    _assert_same_fit(lloyd, hamerly)
+    passes = int(hamerly.n_iter) + 1
+    assert len(bounds_never_pay) < passes or passes <= 2  # some passes were plain ones
+
+
+def test_plain_passes_in_vmapped_restarts_keep_lloyds_bits(bounds_never_pay):
+    X = _blobs(4, 600, 20, 12, np.float32)
+    key = jax.random.key(5)
+    lloyd = gl.restarts(key, X, 12, n_init=2, algorithm="lloyd", block_size=256)
+    hamerly = gl.restarts(key, X, 12, n_init=2, algorithm="hamerly", block_size=256)
+    _assert_same_fit(lloyd, hamerly)
+    assert 0 < len(bounds_never_pay) < 2 * (int(np.max(np.asarray(hamerly.n_iter))) + 1)
