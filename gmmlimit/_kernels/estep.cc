@@ -452,24 +452,29 @@ inline const T* LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t 
 
 // Exact squared distances |x_r - m_labels[r]|^2 of the kGroup rows of a padded group, from the
 // differences; each row's value depends on that row and its mean alone (the same bits wherever
-// the row sits in a group).
-template <typename T>
+// the row sits in a group). kWithNorms: also each row's |x_r|^2 into norms, summed in T (within
+// (d + 2) eps of the exact value), from the same read of the row.
+template <typename T, bool kWithNorms = false>
 inline void NearestRows(const T* group, int64_t dp, const T* means_padded, const int32_t* labels,
-                        T* nearest) {
+                        T* nearest, T* norms = nullptr) {
   constexpr int L = kLanes<T>;
-  Vec<T> partial[L];
+  Vec<T> partial[L], squares[L];
   for (int r0 = 0; r0 < kGroup; r0 += L) {
     for (int r = 0; r < L; ++r) {
       const T* xr = group + (r0 + r) * dp;
       const T* mk = means_padded + labels[r0 + r] * dp;
-      Vec<T> acc{};
+      Vec<T> acc{}, sq{};
       for (int64_t j = 0; j < dp; j += L) {
-        const Vec<T> diff = Load<T>(xr + j) - Load<T>(mk + j);
+        const Vec<T> v = Load<T>(xr + j);
+        const Vec<T> diff = v - Load<T>(mk + j);
         acc += diff * diff;
+        if constexpr (kWithNorms) sq += v * v;
       }
       partial[r] = acc;
+      squares[r] = sq;
     }
     LaneSums<T>(partial, nearest + r0);
+    if constexpr (kWithNorms) LaneSums<T>(squares, norms + r0);
   }
 }
 
@@ -1100,28 +1105,6 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
   int32_t old_labels[kGroup], new_labels[kGroup];
   T old_nearest[kGroup], new_nearest[kGroup], group_sq[kGroup];
 
-  // Per row of a group: |x - m_a|^2 to its old label's mean (NearestRows' expressions) and |x|^2
-  // summed in T (within (d + 2) eps of the exact value), L rows at once, one read of each row.
-  auto nearest_and_norms = [&](const T* group) {
-    Vec<T> to_label[L], norm[L];
-    for (int r0 = 0; r0 < kGroup; r0 += L) {
-      for (int r = 0; r < L; ++r) {
-        const T* xr = group + (r0 + r) * dp;
-        const T* mk = p.means_padded + old_labels[r0 + r] * dp;
-        Vec<T> acc{}, sq{};
-        for (int64_t j = 0; j < dp; j += L) {
-          const Vec<T> v = Load<T>(xr + j);
-          const Vec<T> diff = v - Load<T>(mk + j);
-          acc += diff * diff;
-          sq += v * v;
-        }
-        to_label[r] = acc;
-        norm[r] = sq;
-      }
-      LaneSums<T>(to_label, old_nearest + r0);
-      LaneSums<T>(norm, group_sq + r0);
-    }
-  };
   auto slack_of = [&](double norm_up) {
     const double reach = norm_up + bt.max_norm;
     return bt.score_slack * reach * reach + 4 * static_cast<double>(d + 2) * kTiny;
@@ -1211,7 +1194,8 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
       const int32_t a = r < rows ? bt.labels_in[g + r] : -1;
       old_labels[r] = (a >= 0 && a < k) ? a : 0;
     }
-    nearest_and_norms(group);
+    // Each row's distance to its old label's mean and its |x|^2, from one read of the row.
+    NearestRows<T, true>(group, dp, p.means_padded, old_labels, old_nearest, group_sq);
     // Which rows the bounds let through unscored (and, per row, |x|^2 and |x| for new bounds).
     bool keep[kGroup];
     double row_sq[kGroup], row_norm[kGroup];

@@ -670,8 +670,11 @@ def _bounded_one(
         return out, bounds._replace(plain=bounds.plain - 1)
 
     def cpu(*_: Any) -> tuple[Out, Bounds]:
-        bounded = jnp.where(_kernel_sigma2_ok(sigma2), jnp.where(is_soft(sigma2), 1, 0), 2)
-        mode = jnp.where((bounds.plain > 0) & (bounded < 2), 3, bounded)
+        # 0: hard bounded, 1: soft bounded, 2: plain (sigma2 past the soft kernel), 3: plain
+        # as scheduled, keeping the bounds.
+        mode = jnp.select(
+            [~_kernel_sigma2_ok(sigma2), bounds.plain > 0, is_soft(sigma2)], [2, 3, 1], 0
+        )
         return lax.switch(
             mode,
             (
