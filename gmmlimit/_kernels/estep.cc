@@ -124,6 +124,14 @@ inline void Store(T* p, Vec<T> v) {
 // GCC and clang builds for the same CPU give the same bits (checked by the tests); in the soft
 // E-step some products also feed a store, and the compilers may decide differently whether to
 // fuse those, so the builds agree there to within a few units in the last place.
+// The first address at or after p on a whole vector's boundary (p from an array of T with at
+// least kLanes<T> - 1 values to spare).
+template <typename T>
+inline T* AlignUp(T* p) {
+  const auto address = reinterpret_cast<std::uintptr_t>(p);
+  return reinterpret_cast<T*>((address + kVectorBytes - 1) & ~std::uintptr_t{kVectorBytes - 1});
+}
+
 inline int64_t RoundUp(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
@@ -676,6 +684,18 @@ inline void AssignGroupByLanes(const T* x, int64_t d, int64_t rows, const T* mea
   }
 }
 
+// sums_k += weight * x_r over the first n features of one row: one multiply-add per feature, in
+// whole vectors where L features fit and one value at a time for the rest (the same bits either
+// way: each lane is the scalar expression). With n = dp on a padded row (zero padding features)
+// the padding sums take weight * 0 and stay 0.
+template <typename T>
+inline void AddWeightedRow(T* __restrict sk, const T* __restrict xr, T weight, int64_t n) {
+  constexpr int L = kLanes<T>;
+  int64_t j = 0;
+  for (; j + L <= n; j += L) Store(sk + j, Load(sk + j) + weight * Load(xr + j));
+  for (; j < n; ++j) sk[j] += weight * xr[j];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hard E-step.
 
@@ -696,18 +716,22 @@ struct HardProblem {
 };
 
 // Rows [begin, end): labels and nearest written in place; the chunk's counts (k), sums (k * dp)
-// and distortion (1) into stats. scratch: kGroup * (kp + dp) values.
+// and distortion (1) into stats. scratch: kGroup * (kp + dp) + k * dp + L values.
 template <typename T>
 void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels, T* nearest,
                T* stats, T* scratch) {
   const int64_t dp = p.dp;
   T* counts = stats;
-  T* sums = stats + p.k;
-  T* distortion = sums + p.k * dp;
-  std::fill(stats, stats + p.k + p.k * dp + 1, T(0));
+  T* distortion = stats + p.k + p.k * dp;
+  std::fill(counts, counts + p.k, T(0));
   T* scores = scratch;
   T* buffer = scratch + kGroup * p.kp;
   std::fill(buffer, buffer + kGroup * dp, T(0));
+  // The sums in scratch aligned to a whole vector (rows of dp values: every row's vectors
+  // aligned), copied into stats at the end: in stats they start after the k counts, and
+  // vectors across two cache lines made the per-row additions slower.
+  T* sums = AlignUp(buffer + kGroup * dp);
+  std::fill(sums, sums + p.k * dp, T(0));
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
   const bool by_lanes = p.d <= kByLanesMaxD && p.k <= kByLanesMaxK;
@@ -737,15 +761,14 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
     for (int64_t r = 0; r < rows; ++r) {
       const int32_t label = group_labels[r];
       const T weight = p.w[g + r];
-      const T* __restrict xr = group + r * stride;
-      T* __restrict sk = sums + label * dp;
-      for (int64_t j = 0; j < p.d; ++j) sk[j] += weight * xr[j];
+      AddWeightedRow<T>(sums + label * dp, group + r * stride, weight, by_lanes ? p.d : dp);
       counts[label] += weight;
       chunk_distortion += weight * group_nearest[r];
       labels[g + r] = label;
       nearest[g + r] = group_nearest[r];
     }
   }
+  std::copy(sums, sums + p.k * dp, stats + p.k);
   *distortion = chunk_distortion;
 }
 
@@ -779,7 +802,7 @@ ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
   T* nearest = nearest_buf->typed_data();
   const int64_t stats_size = k + k * dp + 1;
   const std::vector<T> total = RunBlocks<T>(
-      pool, n_blocks, b, stats_size, kGroup * (kp + dp),
+      pool, n_blocks, b, stats_size, kGroup * (kp + dp) + k * dp + L,
       [&](int64_t begin, int64_t end, T* stats, T* scratch) {
         HardChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
       });
@@ -1072,7 +1095,8 @@ constexpr double kOneHotGap = 1.0 - ExpConstants<T>::kLower;
 // a one-hot row: every other term is an exact 0), each run of scored rows goes through the
 // product (a run of rows in order gives the product's own bits), and the log-likelihood terms
 // (log of a one-hot row's total is 0) and distortions are added row by row.
-// scratch: kGroup * (kp + 2 dp) values, and for soft chunks kChunk * (kp + dp + 1) more.
+// scratch: kGroup * (kp + 2 dp) values, and kChunk * (kp + dp + 1) more for soft chunks or
+// k dp + L more for hard ones.
 template <typename T>
 void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2, int64_t begin,
                   int64_t end, int32_t* labels, T* nearest, T* stats, T* scratch) {
@@ -1273,9 +1297,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
         if (o > run) GroupSums<T>(soft_resp + run * kp, k, kp, soft_x + run * dp, dp, o - run, sums);
         run = o;
         const int32_t a = labels[i];
-        const T* __restrict xr = p.x + i * d;
-        T* __restrict sk = sums + a * dp;
-        for (int64_t j = 0; j < d; ++j) sk[j] += weight * xr[j];
+        AddWeightedRow<T>(sums + a * dp, p.x + i * d, weight, d);
         counts[a] += weight;
         AddLogLik<T>(weight, T(1), nearest[i], two_sigma2, log_lik);
       } else {
@@ -1289,17 +1311,19 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
     bt.scored->fetch_add(scored, std::memory_order_relaxed);
     return;
   }
-  // The statistics over the rows in order, with HardChunk's expressions (the same bits).
+  // The statistics over the rows in order, with HardChunk's expressions (the same bits); the
+  // sums aligned in scratch as HardChunk's, then copied.
+  T* aligned_sums = AlignUp(pending + kGroup * dp);
+  std::fill(aligned_sums, aligned_sums + k * dp, T(0));
   T chunk_distortion = 0;
   for (int64_t i = begin; i < end; ++i) {
     const int32_t label = labels[i];
     const T weight = p.w[i];
-    const T* __restrict xr = p.x + i * d;
-    T* __restrict sk = sums + label * dp;
-    for (int64_t j = 0; j < d; ++j) sk[j] += weight * xr[j];
+    AddWeightedRow<T>(aligned_sums + label * dp, p.x + i * d, weight, d);
     counts[label] += weight;
     chunk_distortion += weight * nearest[i];
   }
+  std::copy(aligned_sums, aligned_sums + k * dp, sums);
   *distortion = chunk_distortion;
   bt.scored->fetch_add(scored, std::memory_order_relaxed);
 }
@@ -1366,7 +1390,7 @@ ffi::Error RunBounded(ffi::ThreadPool& pool, const ffi::Span<const int64_t>& x_d
                           &scored};
   const HardProblem<T> problem{x, w, means_t.data(), bias.data(), means_padded.data(), d, dp, k, kp};
   const int64_t stats_size = two_sigma2 > 0 ? kp + k * dp + 2 : k + k * dp + 1;
-  const int64_t soft_scratch = two_sigma2 > 0 ? kChunk * (kp + dp + 1) : 0;
+  const int64_t soft_scratch = two_sigma2 > 0 ? kChunk * (kp + dp + 1) : k * dp + L;
   *total = RunBlocks<T>(pool, n_blocks, b, stats_size, kGroup * (kp + 2 * dp) + soft_scratch,
                         [&](int64_t begin, int64_t end, T* stats, T* scratch) {
                           BoundedChunk<T>(problem, test, two_sigma2, begin, end, labels, nearest,
