@@ -95,6 +95,21 @@ def settle() -> None:
     time.sleep(SETTLE_S)
 
 
+WARM_S = 0.15
+"""Seconds of untimed one-iteration runs of a method just before each timed run of it: after a
+pause (a :func:`settle`, or the machine idle between cells) this VM's cores ran the next 50 to
+100 ms up to twice as slow (``python benchmarks/tuning/clock_ramp.py``), which taxed whichever
+method came first after a pause and pulled every ratio towards 1."""
+
+
+def warm(run: Callable[[int], int]) -> None:
+    """Call ``run(1)`` until :data:`WARM_S` seconds have passed (at least once)."""
+    start = time.perf_counter()
+    run(1)
+    while time.perf_counter() - start < WARM_S:
+        run(1)
+
+
 def difference(t1: float, t2: float, n1: int, n2: int) -> float:
     """Seconds per iteration from the times t1, t2 of fits that ran n1 < n2 iterations."""
     if t2 <= t1 or n2 <= n1:  # noise on a shared machine: fall back to the plain average
@@ -126,7 +141,8 @@ def interleaved(fits: dict, rounds: int) -> dict[str, tuple[float, int, int]]:
     Args:
         fits: name -> (``run(max_iter) -> n_iter``, iters, foreign). Each round runs every fit
             for 1 and for 1 + iters iterations, the fits in a rotated order (none is always
-            first); after a ``foreign`` fit (scikit-learn) comes a pause of :data:`SETTLE_S`.
+            first); after a ``foreign`` fit (scikit-learn) comes a pause of :data:`SETTLE_S`,
+            and before every timed run :data:`WARM_S` seconds of the same fit (:func:`warm`).
         rounds: rounds; per fit and length the fastest round counts, and the seconds per
             iteration are their difference over the difference of iterations (as in
             ``run.py``'s ``_per_iter``).
@@ -141,6 +157,7 @@ def interleaved(fits: dict, rounds: int) -> dict[str, tuple[float, int, int]]:
         for name in names[r % len(names) :] + names[: r % len(names)]:
             run, it, foreign = fits[name]
             for m in (1, 1 + it):
+                warm(run)
                 t0 = time.perf_counter()
                 counts[name, m] = run(m)
                 best[name, m] = min(best[name, m], time.perf_counter() - t0)
@@ -360,6 +377,14 @@ class CompiledFits:
 # ----------------------------------------------------------------------------------------------
 
 
+def needed_fraction(limit_s: float, anchor_s: float | None, target: float) -> float | None:
+    """The fraction of the limit an iteration meeting ``target`` would reach: ``limit_s`` over
+    ``anchor_s / target``. Above 1 where the limit binds for real (the GEMM peak; not a memory
+    limit of data held in the last-level cache), no pass doing all of Lloyd's or EM's arithmetic
+    can meet the target on this machine."""
+    return None if anchor_s is None else limit_s * target / anchor_s
+
+
 def _f(x: float | None, fmt: str) -> str:
     return "—" if x is None else format(x, fmt)
 
@@ -395,7 +420,10 @@ def to_markdown(grid: dict) -> list[str]:
             "100%."
             if grid.get("llc_bytes")
             else "."
-        ),
+        )
+        + " Target needs: the fraction of the same limit an iteration would have to reach to "
+        "meet the target against the anchor measured here (over 100% with g: beyond the GEMM "
+        "peak, out of reach for any pass that does all the arithmetic).",
         "",
         f"Targets: K-means >= {t['kmeans']}x scikit-learn lloyd, EM >= {t['em']}x scikit-learn "
         f"spherical GaussianMixture, a vmapped sweep of {grid['lanes']} sigma2 values costs "
@@ -403,9 +431,11 @@ def to_markdown(grid: dict) -> list[str]:
         "dtype).",
         "",
         "| D | K | N | dtype | K-means s/iter | lloyd s/iter | ratio | >= "
-        f"{t['kmeans']}x | K-means of limit | EM s/iter | GMM s/iter | ratio | >= {t['em']}x | "
-        "EM of limit | sweep lane/fit f32 | sweep lane/fit f64 | sweep <= 1 |",
-        "|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
+        f"{t['kmeans']}x | K-means of limit | target needs | EM s/iter | GMM s/iter | ratio | "
+        f">= {t['em']}x | EM of limit | target needs | sweep lane/fit f32 | sweep lane/fit f64 | "
+        "sweep <= 1 |",
+        "|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+        "---|",
     ]
     for s in grid["shapes"]:
         sweeps = s["sweep"]
@@ -419,6 +449,8 @@ def to_markdown(grid: dict) -> list[str]:
                 r = row[kind]
                 lim = r["limit"]
                 algorithm = r["gmmlimit"].get("algorithm")
+                anchor_s = r.get("anchor", {}).get("per_iter_s")
+                needs = needed_fraction(lim["limit_s"], anchor_s, t[kind])
                 cells += [
                     f"{r['gmmlimit']['per_iter_s']:.4g}"
                     + (" (H)" if algorithm == "hamerly" else ""),
@@ -427,6 +459,7 @@ def to_markdown(grid: dict) -> list[str]:
                     _met(r["target_met"]),
                     f"{100 * lim['fraction']:.0f}% {lim['binds'][0]}"
                     + ("*" if llc and lim["data_bytes"] <= llc else ""),
+                    "—" if needs is None else f"{100 * needs:.0f}%",
                 ]
             cells += [_f(sw32, ".2f"), _f(sw64, ".2f"), _met(sw_met)]
             lines.append("| " + " | ".join(cells) + " |")

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,10 @@ def test_grid_shapes_limits_and_axis_checks():
     np.testing.assert_allclose(
         [lim["limit_s"], lim["fraction"]], [2 * 100_000 * 512 * 64 / 1e11, 0.65536]
     )
+    # 1.5x an anchor of 0.09 s needs an iteration of 0.06 s: 0.06553.. s of limit is 109 % of it.
+    needs = grid.needed_fraction(lim["limit_s"], 0.09, 1.5)
+    assert needs == pytest.approx(lim["limit_s"] / 0.06, rel=1e-12) and needs > 1
+    assert grid.needed_fraction(lim["limit_s"], None, 1.5) is None
 
 
 def test_grid_times_fits_in_rotated_rounds_and_differences_the_best(monkeypatch):
@@ -94,14 +99,16 @@ def test_grid_times_fits_in_rotated_rounds_and_differences_the_best(monkeypatch)
     calls = []
     clock = [0.0]
     # Fake fits: a fit of m iterations takes `cost * m` seconds on a fake clock, three times as
-    # long in the first and last rounds (a loaded machine); "b" stops after 4 iterations.
+    # long in the first and last rounds (a loaded machine); "b" stops after 4 iterations. Every
+    # cost is past WARM_S, so each warm-up is one call of run(1).
     cost = {"a": 1.0, "b": 2.0, "c": 0.5}
+    assert min(cost.values()) >= grid.WARM_S
 
     def make(name):
         def run(m):
             calls.append((name, m))
             n = min(m, 4) if name == "b" else m
-            slow = len(calls) <= 6 or len(calls) > 12
+            slow = len(calls) <= 12 or len(calls) > 24
             clock[0] += cost[name] * n * (3.0 if slow else 1.0)
             return n
 
@@ -110,13 +117,53 @@ def test_grid_times_fits_in_rotated_rounds_and_differences_the_best(monkeypatch)
     monkeypatch.setattr(grid.time, "perf_counter", lambda: clock[0])
     fits = {name: (make(name), 5, name == "c") for name in cost}
     out = grid.interleaved(fits, rounds=3)
-    # Round r starts with fit r (rotated), each fit runs 1 then 1 + iters iterations.
-    firsts = [calls[6 * r][0] for r in range(3)]
+    # Round r starts with fit r (rotated); each fit runs 1 then 1 + iters iterations, each timed
+    # run right after a warm-up run of 1 iteration of the same fit.
+    firsts = [calls[12 * r][0] for r in range(3)]
     assert firsts == ["a", "b", "c"]
-    assert [m for _, m in calls[:2]] == [1, 6]
+    assert calls[:4] == [("a", 1), ("a", 1), ("a", 1), ("a", 6)]
+    assert all(calls[i][0] == calls[i + 1][0] and calls[i][1] == 1 for i in range(0, 36, 2))
     assert out["a"] == (1.0, 1, 6)  # only the fastest round counts
     assert out["b"] == (2.0, 1, 4)  # differenced over the iterations actually run
     assert out["c"] == (0.5, 1, 6)
+
+
+def test_grid_warm_up_runs_one_iteration_until_warm_s_has_passed(monkeypatch):
+    grid = _load_grid_module()
+    clock = [0.0]
+    calls = []
+
+    def run(m):
+        calls.append(m)
+        clock[0] += 0.04
+        return m
+
+    monkeypatch.setattr(grid.time, "perf_counter", lambda: clock[0])
+    grid.warm(run)
+    assert set(calls) == {1}
+    assert len(calls) == math.ceil(grid.WARM_S / 0.04 - 1e-9)
+    calls.clear()
+    monkeypatch.setattr(grid, "WARM_S", 0.0)
+    grid.warm(run)
+    assert calls == [1]  # at least once
+
+
+def test_grid_calibrate_asks_enough_iterations(monkeypatch):
+    grid = _load_grid_module()
+    calls = []
+    clock = [0.0]
+    cost = {"a": 1.0, "c": 0.5}
+
+    def make(name):
+        def run(m):
+            calls.append((name, m))
+            slow = len(calls) <= 6
+            clock[0] += cost[name] * m * (3.0 if slow else 1.0)
+            return m
+
+        return run
+
+    monkeypatch.setattr(grid.time, "perf_counter", lambda: clock[0])
     # calibrate: enough iterations for the difference to take min_diff_s, within bounds.
     assert grid.calibrate(make("a"), 3, 0.0) == 3
     clock[0] = 0.0
@@ -171,6 +218,7 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         "--md", str(md),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, timeout=300)
+    grid_module = _load_grid_module()
     res = json.loads(out.read_text())
     g = res["grid"]
     bw, peak = g["bandwidth_gbs"], g["gemm_peak_gflops"]["float32"]
@@ -198,6 +246,9 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         assert lim["fraction"] == pytest.approx(lim["limit_s"] / ours, rel=1e-12)
         assert lim["data_bytes"] == n * d * 4
         assert f"{e['ratio']:.2f}x" in text
+        needs = lim["limit_s"] * g["targets"][kind] / anchor
+        assert grid_module.needed_fraction(lim["limit_s"], anchor, g["targets"][kind]) == needs
+        assert f"% {lim['binds'][0]}" in text and f"| {100 * needs:.0f}% |" in text
     assert set(s["sweep"]) == {"float32", "float64"}
     for sw in s["sweep"].values():
         assert sw["lanes"] == 4
