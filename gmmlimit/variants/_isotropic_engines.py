@@ -479,14 +479,29 @@ def _wide_pass(
         soft = is_soft(sigma2)
         kernel_soft = jnp.all(soft & _kernel_sigma2_ok(sigma2))
         mode = jnp.where(jnp.all(~soft), 0, jnp.where(kernel_soft, 1, 2))
-        return lax.switch(
+        rows = (means.shape[0], -1)
+
+        def flat(branch: Callable[[], Out]) -> Callable[[], Out]:
+            # Each lane's labels and distances as one row of the (S, n B) output: the kernels
+            # write them so, while the scan of `wide` stacks its blocks first; with the (S, n, B)
+            # outputs of the branches merged, XLA chose the scan's block-major layout and
+            # transposed the kernels' (S, n, B) into it on every pass.
+            def run() -> Out:
+                totals, labels, nearest = branch()
+                return totals, labels.reshape(rows), nearest.reshape(rows)
+
+            return run
+
+        totals, labels, nearest = lax.switch(
             mode,
             (
-                lambda: lax.map(lambda m: native_hard(m, x_blocks, w_blocks), means),
-                lambda: native_soft(means, sigma2, x_blocks, w_blocks),
-                wide,
+                flat(lambda: lax.map(lambda m: native_hard(m, x_blocks, w_blocks), means)),
+                flat(lambda: native_soft(means, sigma2, x_blocks, w_blocks)),
+                flat(wide),
             ),
         )
+        shape = (means.shape[0], *w_blocks.shape)
+        return totals, labels.reshape(shape), nearest.reshape(shape)
 
     return lax.platform_dependent(
         means, sigma2, x_blocks, w_blocks, cpu=cpu, default=lambda *_: wide()
