@@ -25,6 +25,7 @@ import pytest
 
 import gmmlimit as gl
 from gmmlimit import _native
+from gmmlimit._api import fit_batch
 from gmmlimit._driver import fit_compiled
 from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
@@ -426,6 +427,32 @@ def test_vmapped_sigma2_sweep_equals_its_own_fits():
     for i in range(2):
         one = _fit_iso(X, m0, mixed[i])
         np.testing.assert_allclose(np.asarray(sweep.means[i]), np.asarray(one.means), rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "sigma2s", [(0.0, 0.0, 0.0), (0.1, 0.5, 2.0), (0.0, 0.5, 2.0)], ids=["hard", "soft", "mixed"]
+)
+def test_batched_fits_keep_their_own_rows_with_a_last_block_not_full_and_d_1(sigma2s):
+    # A batch of fits over shared data takes the wide pass: the hard kernel lane by lane, the soft
+    # kernel on all lanes, or the JAX scan (mixed lanes), whose outputs come back as one row per
+    # lane. 3001 rows in blocks of 512 (the last one not full), D = 1: every lane's labels and
+    # iteration count are its own fit's, and its means too (bit for bit on the kernels' paths).
+    X = jnp.asarray(np.random.default_rng(21).normal(size=(3001, 1)).astype(np.float32))
+    w = jnp.ones((3001,), X.dtype)
+    m0 = X[:4]
+    s2 = jnp.asarray(sigma2s, X.dtype)
+    starts = IsotropicParams(jnp.broadcast_to(m0, (3, 4, 1)), s2)
+    batch = fit_batch(isotropic, X, w, starts, 1e-4, max_iter=20, block_size=512)
+    for i in range(3):
+        one = fit_compiled(
+            isotropic, X, w, IsotropicParams(m0, s2[i]), 1e-4, max_iter=20, block_size=512
+        )
+        np.testing.assert_array_equal(np.asarray(batch.labels[i]), np.asarray(one.labels))
+        assert int(batch.n_iter[i]) == int(one.n_iter)
+        if sigma2s[0] == 0.0 and sigma2s[1] > 0.0:  # the JAX scan: up to rounding
+            np.testing.assert_allclose(np.asarray(batch.means[i]), np.asarray(one.means), rtol=1e-5)
+        else:
+            np.testing.assert_array_equal(np.asarray(batch.means[i]), np.asarray(one.means))
 
 
 def _run(code, **env):
