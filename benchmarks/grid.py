@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
@@ -102,12 +103,16 @@ pause (a :func:`settle`, or the machine idle between cells) this VM's cores ran 
 method came first after a pause and pulled every ratio towards 1."""
 
 
-def warm(run: Callable[[int], int]) -> None:
-    """Call ``run(1)`` until :data:`WARM_S` seconds have passed (at least once)."""
+def warm(call: Callable[[], object]) -> None:
+    """Call ``call()`` until :data:`WARM_S` seconds have passed (at least once).
+
+    Shared by the grid (one-iteration runs of the fit about to be timed) and the scripts of
+    ``benchmarks/tuning`` (the call about to be timed).
+    """
     start = time.perf_counter()
-    run(1)
+    call()
     while time.perf_counter() - start < WARM_S:
-        run(1)
+        call()
 
 
 def difference(t1: float, t2: float, n1: int, n2: int) -> float:
@@ -157,7 +162,7 @@ def interleaved(fits: dict, rounds: int) -> dict[str, tuple[float, int, int]]:
         for name in names[r % len(names) :] + names[: r % len(names)]:
             run, it, foreign = fits[name]
             for m in (1, 1 + it):
-                warm(run)
+                warm(partial(run, 1))
                 t0 = time.perf_counter()
                 counts[name, m] = run(m)
                 best[name, m] = min(best[name, m], time.perf_counter() - t0)

@@ -139,12 +139,12 @@ def test_grid_warm_up_runs_one_iteration_until_warm_s_has_passed(monkeypatch):
         return m
 
     monkeypatch.setattr(grid.time, "perf_counter", lambda: clock[0])
-    grid.warm(run)
+    grid.warm(lambda: run(1))
     assert set(calls) == {1}
     assert len(calls) == math.ceil(grid.WARM_S / 0.04 - 1e-9)
     calls.clear()
     monkeypatch.setattr(grid, "WARM_S", 0.0)
-    grid.warm(run)
+    grid.warm(lambda: run(1))
     assert calls == [1]  # at least once
 
 

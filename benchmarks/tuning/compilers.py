@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 import tempfile
 import time
 import warnings
@@ -33,6 +34,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/grid.py
+
+from grid import warm
 
 from gmmlimit import _native
 from gmmlimit._driver import DEFAULT_BLOCK_SIZE, make_blocks
@@ -70,19 +75,6 @@ def timed(f) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     f()
     return time.perf_counter() - wall, time.process_time() - cpu
-
-
-WARM_S = 0.15
-"""Seconds each timed call is preceded by calls of the same case: after a pause this VM's cores
-run a pass up to twice as slow for the first 50-100 ms (benchmarks/tuning/clock_ramp.py)."""
-
-
-def warm(f) -> None:
-    """Call ``f`` until :data:`WARM_S` seconds have passed (at least once)."""
-    start = time.perf_counter()
-    f()
-    while time.perf_counter() - start < WARM_S:
-        f()
 
 
 def sklearn_fit(x: np.ndarray, m0: np.ndarray, iters: int) -> tuple[float, float]:
