@@ -404,6 +404,63 @@ def test_soft_sets_are_independent_and_blocks_fold_in_order(dtype):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
 
 
+TAILS = ("weightless repeats of row 0", "a weighted repeat of row 0", "a weightless row not row 0")
+"""What ends the real rows (before make_blocks' padding: weightless copies of row 0)."""
+
+
+def _end_rows(tail, x, w):
+    if tail == "weightless repeats of row 0":
+        x[-3:], w[-3:] = x[0], 0.0
+    elif tail == "a weighted repeat of row 0":
+        x[-1] = x[0]
+    else:
+        x[-1], w[-1] = -3.0 * x[0], 0.0
+
+
+@pytest.mark.parametrize("tail", TAILS)
+@pytest.mark.parametrize("d", [1, 13])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_padding_rows_left_out_of_a_call_change_no_output(tail, d, dtype):
+    # One call over all blocks computes only up to the run of weightless repeats of row 0 at the
+    # end (the driver's padding) and gives those rows row 0's label and distance; one call per
+    # block computes every row (each block has its own row 0). Both must agree bit for bit,
+    # padding rows included, for the hard kernel and the soft one, whatever ends the real rows.
+    from gmmlimit._driver import make_blocks
+
+    rng = np.random.default_rng(31)
+    n, k = 2500, 6
+    x = rng.normal(size=(n, d)).astype(dtype)
+    w = rng.uniform(0.5, 2.0, size=n).astype(dtype)
+    _end_rows(tail, x, w)
+    blocks = make_blocks(jnp.asarray(x), jnp.asarray(w), 1000)  # the last block half padding
+    means = jnp.asarray(rng.normal(size=(k, d)).astype(dtype))
+    sigma2 = jnp.asarray([0.3, 4.0], dtype)
+
+    def per_block(call, outputs):
+        def body(acc, blk):
+            out = call(blk[0][None], blk[1][None])
+            return tuple(a + o for a, o in zip(acc, out[2:], strict=True)), out[:2]
+
+        zeros = tuple(jnp.zeros(o.shape, o.dtype) for o in outputs[2:])
+        acc, rows = jax.lax.scan(body, zeros, (blocks.x, blocks.weight))
+        return (*rows, *acc)
+
+    hard = jax.jit(lambda x, w: _native.hard_assign(means, x, w))
+    soft = jax.jit(lambda x, w: _native.soft_assign(jnp.stack([means, means]), sigma2, x, w))
+    for call in (hard, soft):
+        whole = call(blocks.x, blocks.weight)
+        blockwise = jax.jit(partial(per_block, call, whole))()
+        for i, (a, b_) in enumerate(zip(whole, blockwise, strict=True)):
+            if i < 2 and call is soft:  # (n_blocks, S, 1, B) from the scan: as (S, n_blocks, B)
+                b_ = jnp.moveaxis(b_[:, :, 0], 0, 1)
+            elif i < 2:
+                b_ = b_[:, 0]
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
+    if tail == "a weightless row not row 0":  # the case tells the rows apart
+        labels = np.asarray(hard(blocks.x, blocks.weight)[0]).reshape(-1)
+        assert labels[n - 1] != labels[0]
+
+
 def _fit_iso(X, m0, sigma2):
     params = IsotropicParams(m0, jnp.asarray(sigma2, X.dtype))
     w = jnp.ones((X.shape[0],), X.dtype)
