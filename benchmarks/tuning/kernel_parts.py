@@ -21,7 +21,9 @@ SOURCE = (ROOT / "gmmlimit" / "_kernels" / "estep.cc").read_text()
 
 ARGMIN = "  for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);\n"
 NEAREST = "  for (int r0 = 0; r0 < kGroup; r0 += L) {\n    for (int r = 0; r < L; ++r) {"
-SUMS = "      for (int64_t j = 0; j < dp; ++j) sk[j] += weight * xr[j];\n"
+SUMS = (
+    "      AddWeightedRow<T>(sums + label * dp, group + r * stride, weight, by_lanes ? p.d : dp);\n"
+)
 LABELS_FIXED = "  for (int r = 0; r < kGroup; ++r) labels[r] = (r * 7) % kp % 64;\n"
 
 VARIANTS = {
@@ -48,7 +50,8 @@ int main(int argc, char** argv) {
   constexpr int L = kLanes<float>;
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
   std::vector<float> x(n * d), w(n, 1.f), means(k * d), means_t(dp * kp), bias(kp),
-      padded(k * dp), nearest(n), stats(kp + k * dp + 2), scratch(kGroup * (kp + dp));
+      padded(k * dp), nearest(n), stats(kp + k * dp + 2),
+      scratch(kGroup * (kp + dp) + k * dp + L);
   std::vector<int32_t> labels(n);
   srand(0);
   for (auto& v : x) v = rand() / float(RAND_MAX) - 0.5f;
