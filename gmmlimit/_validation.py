@@ -75,7 +75,9 @@ def as_data(X: Any, name: str = "X") -> jax.Array:
     dtype = _float_dtype(X.dtype)
     if not is_traced(X):
         host = np.asarray(X)
-        if not np.all(np.isfinite(host)):
+        # All finite exactly when the largest and the smallest value are (NaN propagates through
+        # both): two reductions without the (N, D) temporary of np.isfinite.
+        if not (np.isfinite(host.max()) and np.isfinite(host.min())):
             bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
             raise ValueError(f"{name} contains {bad} NaN or inf value(s); clean the data first.")
     return jnp.asarray(X, dtype=dtype)
@@ -330,6 +332,23 @@ lose their significant bits to underflow (float32: W = 32, float64: W = 256); ou
 data are rescaled by an exact power of two (:func:`scale_exponent`)."""
 
 
+def _largest_magnitude(a: Any) -> float:
+    """The largest magnitude max |a| of a concrete array.
+
+    Host data (NumPy, or a JAX array on the CPU) are read as max(a) and -min(a), without an |a|
+    temporary or dispatched JAX operations; device data are reduced on the device.
+    """
+    on_host = isinstance(a, np.ndarray) or (
+        isinstance(a, jax.Array)
+        and a.is_fully_addressable
+        and all(device.platform == "cpu" for device in a.devices())
+    )
+    if on_host:
+        host = np.asarray(a)
+        return float(np.maximum(host.max(), -host.min()))
+    return float(jnp.max(jnp.abs(a)))
+
+
 def scale_exponent(*arrays: jax.Array) -> int:
     """The power of two by which concrete data are divided before a computation (0: none).
 
@@ -348,7 +367,7 @@ def scale_exponent(*arrays: jax.Array) -> int:
     concrete = [a for a in arrays if not is_traced(a) and a.size]
     if not concrete:
         return 0
-    largest = max(float(jnp.max(jnp.abs(a))) for a in concrete)
+    largest = max(_largest_magnitude(a) for a in concrete)
     if largest == 0.0:
         return 0
     exponent = math.frexp(largest)[1]

@@ -297,3 +297,30 @@ def test_complex_weights_are_refused():
 def test_zero_block_size_is_refused(call):
     with pytest.raises(ValueError, match="block_size must be >= 1"):
         call(X, M, block_size=0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("index", [(0, 0), (13, 1), (-1, -1)], ids=["first", "inside", "last"])
+def test_a_single_nan_or_inf_anywhere_is_counted_before_any_fit(bad, index):
+    # The check reads the largest and the smallest value (NaN propagates through both), so one
+    # bad value of either sign, anywhere, must still be found and counted.
+    with pytest.raises(ValueError, match="X contains 1 NaN or inf"):
+        gl.kmeans(_with(bad, index, X), M)
+
+
+@pytest.mark.parametrize("exponent", [-90, 0, 40, 70])
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["positive", "negative"])
+@pytest.mark.parametrize("kind", ["numpy", "jax"])
+def test_the_data_scale_is_read_from_the_largest_magnitude_of_either_sign(exponent, sign, kind):
+    # The largest magnitude is one value, positive or negative; the rescaling exponent must be
+    # that of max |x| (as frexp gives it) outside the float32 window and 0 inside it.
+    from gmmlimit._validation import SCALE_WINDOW, scale_exponent
+
+    data = np.random.default_rng(5).uniform(-0.5, 0.5, size=(40, 3)) * 2.0**exponent
+    data[17, 2] = sign * 0.75 * 2.0**exponent
+    data = data.astype(np.float32)
+    expected = int(np.frexp(np.abs(data).max())[1])
+    if abs(expected) <= SCALE_WINDOW[jnp.dtype(jnp.float32)]:
+        expected = 0
+    array = jnp.asarray(data) if kind == "jax" else data
+    assert scale_exponent(array) == expected
