@@ -418,9 +418,8 @@ def _end_rows(tail, x, w):
 
 
 @pytest.mark.parametrize("tail", TAILS)
-@pytest.mark.parametrize("d", [1, 13])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_padding_rows_left_out_of_a_call_change_no_output(tail, d, dtype):
+@pytest.mark.parametrize(("dtype", "d"), [(np.float32, 13), (np.float64, 1)], ids=str)
+def test_padding_rows_left_out_of_a_call_change_no_output(tail, dtype, d):
     # One call over all blocks computes only up to the run of weightless repeats of row 0 at the
     # end (the driver's padding) and gives those rows row 0's label and distance; one call per
     # block computes every row (each block has its own row 0). Both must agree bit for bit,

@@ -653,6 +653,7 @@ int64_t RowsToCompute(const T* x, const T* w, int64_t n_rows, int64_t d) {
 // Row 0's label and distance into rows [rows, n_rows) (the repeats RowsToCompute left out).
 template <typename T>
 void CopyRowZero(int64_t rows, int64_t n_rows, int32_t* labels, T* nearest) {
+  if (rows >= n_rows) return;  // none left out (and no row 0 to read when there are no rows)
   std::fill(labels + rows, labels + n_rows, labels[0]);
   std::fill(nearest + rows, nearest + n_rows, nearest[0]);
 }
