@@ -18,8 +18,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sweep_iteration.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sweep_iteration.py, compilers.py
 
+from compilers import passes
 from sweep_iteration import LANES, sweep_and_fit_seconds, sweep_problem, warm
 
 
@@ -49,19 +50,12 @@ def kernel_pass_seconds(means: jax.Array, sigma2: jax.Array, blocks) -> float:
     """Seconds of one soft kernel pass for the sets (S, K, D), best of 3 runs of 10 passes."""
     from gmmlimit import _native
 
-    def passes(means: jax.Array) -> jax.Array:
-        def body(_, m: jax.Array) -> jax.Array:
-            counts = _native.soft_assign(m, sigma2, blocks.x, blocks.weight)[2]
-            return m + 0 * counts[..., :1, None].astype(m.dtype)  # each pass waits for the last
-
-        return jax.lax.fori_loop(0, 10, body, means)
-
-    run = jax.jit(passes).lower(means).compile()
+    run = passes(lambda m: _native.soft_assign(m, sigma2, blocks.x, blocks.weight), means, 10)
     best = float("inf")
     for _ in range(3):
-        warm(lambda: jax.block_until_ready(run(means)))
+        warm(lambda: jax.block_until_ready(run()))
         start = time.perf_counter()
-        jax.block_until_ready(run(means))
+        jax.block_until_ready(run())
         best = min(best, (time.perf_counter() - start) / 10)
     return best
 
