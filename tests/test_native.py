@@ -81,6 +81,7 @@ SHAPES = [
     (2, 45, 20, 5),  # few means (k <= 8): transposed blocks of rows, a partial last block
     (1, 70, 16, 8),
     (1, 33, 4, 1),
+    (2, 45, 130, 5),  # very few means, many features: features in the lanes, a partial block
 ]
 
 
@@ -204,6 +205,35 @@ def test_transposed_rows_for_few_means_give_the_bits_of_row_blocks(dtype):
             np.testing.assert_array_equal(np.asarray(few[i]), np.asarray(blocks[i]))
         np.testing.assert_array_equal(np.asarray(few[2]), np.asarray(blocks[2])[:k])
         np.testing.assert_array_equal(np.asarray(few[3]), np.asarray(blocks[3])[:k])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_features_in_lanes_give_the_same_bits_in_every_e_step(dtype):
+    # From 128 features and up to 5 means the scores take the features in the lanes, other bits
+    # than the row blocks'. The hard E-step does score, label, distance and sums a few rows at a
+    # time; the bounded one (no bounds: every row through the group's scores) and the soft one
+    # score whole groups. All must give the same labels and distances, and the two hard ones the
+    # same statistics, bit for bit (ties included: repeated rows, tied means, rows midway
+    # between two means, where the scores' rounding picks the label).
+    rng = np.random.default_rng(12)
+    for d, k in ((130, 5), (128, 2), (300, 3)):
+        x = rng.normal(size=(2, 1000, d)).astype(dtype)
+        w = jnp.asarray(rng.uniform(0.5, 2.0, size=(2, 1000)).astype(dtype))
+        means = rng.normal(size=(k, d)).astype(dtype)
+        means[2::3] = means[0]
+        x[:, 1::3] = (means[0] + means[1]) / 2 + rng.normal(size=(2, 333, d)) * 1e-6
+        x[:, ::7] = x[:, :1]
+        means, x = jnp.asarray(means), jnp.asarray(x)
+        hard = jax.jit(_native.hard_assign)(means, x, w)
+        none = -jnp.ones((2, 1000), jnp.int32)
+        lower = jnp.zeros((2, 1000, 1), dtype)
+        bounded = jax.jit(_native.hard_assign_bounded)(means, means, none, lower, x, w)
+        assert int(bounded[6]) == 2000
+        for a, b_ in zip(hard, bounded[:5], strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
+        soft = _soft(means[None], jnp.asarray([0.5], dtype), x, w)
+        np.testing.assert_array_equal(np.asarray(soft[0][0]), np.asarray(hard[0]))
+        np.testing.assert_array_equal(np.asarray(soft[1][0]), np.asarray(hard[1]))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -660,7 +690,8 @@ def _both(builds):
 def test_gcc_and_clang_builds_give_the_same_hard_bits(builds, dtype):
     gcc, clang = _both(builds)
     rng = np.random.default_rng(20)
-    for n_blocks, b, d, k in [(2, 4100, 3, 8), (1, 2049, 33, 64), (2, 100, 64, 65), (1, 7, 7, 100)]:
+    shapes = [(2, 4100, 3, 8), (1, 2049, 33, 64), (2, 100, 64, 65), (1, 7, 7, 100), (2, 99, 130, 5)]
+    for n_blocks, b, d, k in shapes:
         x = jnp.asarray(rng.normal(size=(n_blocks, b, d)).astype(dtype))
         w = jnp.asarray(rng.uniform(0.5, 2.0, size=(n_blocks, b)).astype(dtype))
         means = jnp.asarray(rng.normal(size=(k, d)).astype(dtype))

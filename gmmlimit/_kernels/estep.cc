@@ -32,7 +32,11 @@
 // For few features and means (d <= 3, K <= 32) the hard E-step puts rows in the lanes instead
 // (AssignGroupByLanes): per mean one vector of scores, a lane-wise running minimum, same bits;
 // for few means (K <= kTransposedMaxK) and more features it transposes L rows by L features at
-// a time and does the same (AssignGroupTransposed), again the same bits.
+// a time and does the same (AssignGroupTransposed), again the same bits. For very few means and
+// many features (ByFeatures) the scores take the features in the lanes instead (DotRows): every
+// row's and mean's product is lane-wise multiply-adds then the lanes summed; these scores are
+// other bits than the row blocks', so every E-step (hard, soft, bounded) takes them for those
+// shapes, and the hard E-step does all its steps a few rows at a time (HardGroupByFeatures).
 // Vectors are vector extensions that GCC and clang both accept (no ISA intrinsics), of a width
 // chosen for the target (see kVectorBytes); the compiler lowers them to its SIMD instructions
 // (AVX-512, AVX/AVX2, NEON, SSE2) or to scalar code.
@@ -486,13 +490,108 @@ inline void NearestRows(const T* group, int64_t dp, const T* means_padded, const
   }
 }
 
-// Scores, labels and exact squared distances of one padded group against one parameter set.
+// ---------------------------------------------------------------------------------------------
+// Scores by features: for very few means and many features. With the means in the lanes
+// (ScoreGroup) most lanes hold padding columns when K is well below L, and at hundreds of
+// features a group of kGroup rows (100 KB at d = 784, float32) is read from the L2 cache once for
+// the scores, again for the distances and again for the sums. With the features in the lanes
+// every multiply-add is real work, and the hard E-step runs score, label, distance and sums over a
+// few rows at a time while they are in the L1 cache. Used when d >= kByFeaturesMinD, K <=
+// kByFeaturesMaxK and the means take at most kByFeaturesMeansBytes (they stay in the L1 cache with
+// the sums and a few rows). Measured (benchmarks/tuning/compilers.py --loop 5 --soft, float32,
+// AVX-512, 2 threads, against the row blocks / transposed rows): one pass at (12755, 784, 5) hard
+// 2.82 to 2.25 ms, soft 3.87 to 2.97; (39062, 256, 5) hard 2.29 to 1.83, soft 4.03 to 2.48;
+// (78125, 128, 5) hard level (2.10, 2.13), soft 3.59 to 2.79; slower at K = 8 (d = 256: 181 to
+// 205 ns a row, one core), hence K <= 5.
+constexpr int64_t kByFeaturesMinD = 128;
+constexpr int kByFeaturesMaxK = 5;
+constexpr int64_t kByFeaturesMeansBytes = 16 << 10;
+
+template <typename T>
+inline bool ByFeatures(int64_t d, int64_t dp, int64_t k) {
+  return d >= kByFeaturesMinD && k <= kByFeaturesMaxK &&
+         k * dp * static_cast<int64_t>(sizeof(T)) <= kByFeaturesMeansBytes;
+}
+
+// Rows per block of DotRows against KC means: R * KC accumulators within the register budget
+// (three halves of the row blocks' kRows * kPanel), R a power of two dividing kGroup.
+template <int KC>
+constexpr int kByFeaturesRows = (kRows * kPanel * 3 / 2) / KC >= 4   ? 4
+                                : (kRows * kPanel * 3 / 2) / KC >= 2 ? 2
+                                                                     : 1;
+
+// dots[r * KC + c] = <x_r, m_c> of R rows (row stride dp, zero padding features) and KC means
+// (means_padded, stride dp): per row and mean, lane-wise multiply-adds over the dp features a
+// vector at a time from zero, then the lanes summed by LaneSums. Each dot depends on its row and
+// mean alone (the same bits wherever the row sits and whatever R). The same features of the next
+// R rows are prefetched meanwhile: the rows stream from memory while these are scored.
+template <typename T, int KC, int R>
+inline void DotRows(const T* rows, int64_t dp, const T* means_padded, T* dots) {
+  constexpr int L = kLanes<T>;
+  constexpr int kFilled = R * KC, kStaged = (kFilled + L - 1) / L * L;
+  Vec<T> acc[R][KC];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KC; ++c) acc[r][c] = Vec<T>{};
+  for (int64_t j = 0; j < dp; j += L) {
+    Vec<T> x[R];
+    for (int r = 0; r < R; ++r) __builtin_prefetch(rows + (R + r) * dp + j);
+    for (int r = 0; r < R; ++r) x[r] = Load<T>(rows + r * dp + j);
+    for (int c = 0; c < KC; ++c) {
+      const Vec<T> m = Load<T>(means_padded + c * dp + j);
+      for (int r = 0; r < R; ++r) acc[r][c] += x[r] * m;
+    }
+  }
+  Vec<T> staged[kStaged];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KC; ++c) staged[r * KC + c] = acc[r][c];
+  for (int i = kFilled; i < kStaged; ++i) staged[i] = Vec<T>{};
+  T sums[kStaged];
+  for (int i = 0; i < kStaged; i += L) LaneSums<T>(staged + i, sums + i);
+  std::copy(sums, sums + kFilled, dots);
+}
+
+// ScoreGroup's scores (kGroup, kp) of a padded group from DotRows: bias - 2 <x, m> for the KC
+// means, the padded columns' bias (+inf) for the rest.
+template <typename T, int KC>
+inline void ScoreGroupByFeatures(const T* group, int64_t dp, const T* means_padded, const T* bias,
+                                 int64_t kp, T* scores) {
+  constexpr int R = kByFeaturesRows<KC>;
+  T dots[R * KC];
+  for (int r0 = 0; r0 < kGroup; r0 += R) {
+    DotRows<T, KC, R>(group + r0 * dp, dp, means_padded, dots);
+    for (int r = 0; r < R; ++r) {
+      T* row = scores + (r0 + r) * kp;
+      for (int c = 0; c < KC; ++c) row[c] = bias[c] - 2 * dots[r * KC + c];
+      std::copy(bias + KC, bias + kp, row + KC);
+    }
+  }
+}
+
+// ScoreGroupByFeatures with k as a compile-time constant (1 <= k <= kByFeaturesMaxK).
+template <typename T, int KC = 1>
+inline void ScoreGroupByFeaturesK(int64_t k, const T* group, int64_t dp, const T* means_padded,
+                                  const T* bias, int64_t kp, T* scores) {
+  if constexpr (KC <= kByFeaturesMaxK) {
+    if (k == KC) {
+      ScoreGroupByFeatures<T, KC>(group, dp, means_padded, bias, kp, scores);
+    } else {
+      ScoreGroupByFeaturesK<T, KC + 1>(k, group, dp, means_padded, bias, kp, scores);
+    }
+  }
+}
+
+// Scores, labels and exact squared distances of one padded group against one parameter set of k
+// means.
 template <typename T>
 inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t, const T* bias,
-                        const T* means_padded, int64_t kp, T* scores, int32_t* labels,
+                        const T* means_padded, int64_t k, int64_t kp, T* scores, int32_t* labels,
                         T* nearest) {
   constexpr int L = kLanes<T>;
-  ScoreGroup<T>(group, d, dp, means_t, kp, bias, scores);
+  if (ByFeatures<T>(d, dp, k)) {
+    ScoreGroupByFeaturesK<T>(k, group, dp, means_padded, bias, kp, scores);
+  } else {
+    ScoreGroup<T>(group, d, dp, means_t, kp, bias, scores);
+  }
   for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);
   NearestRows<T>(group, dp, means_padded, labels, nearest);
 }
@@ -724,6 +823,76 @@ inline void AddWeightedRow(T* __restrict sk, const T* __restrict xr, T weight, i
 // ---------------------------------------------------------------------------------------------
 // Hard E-step.
 
+// HardChunk's work on the first `rows` rows of a padded group (row stride dp) for ByFeatures
+// shapes, R rows at a time while they are in the L1 cache: DotRows, the first index of the least
+// score (strict <, means in order: ArgMinRows' label, the scores being finite), the exact squared
+// distance with NearestRows' operations (each row's multiply-adds in order, the lanes summed by
+// LaneSums), then the row's weighted sums, count and distortion in row order (HardChunk's
+// expressions). So the same bits as AssignGroup with HardChunk's additions.
+template <typename T, int KC>
+inline void HardGroupByFeatures(const T* group, int64_t dp, const T* means_padded, const T* bias,
+                                const T* w, int64_t rows, T* sums, T* counts, T* distortion,
+                                int32_t* labels, T* nearest) {
+  constexpr int L = kLanes<T>, R = kByFeaturesRows<KC>;
+  static_assert(R <= L && kGroup % R == 0);
+  T dots[R * KC];
+  int32_t label[R];
+  for (int64_t r0 = 0; r0 < rows; r0 += R) {
+    const T* block = group + r0 * dp;
+    DotRows<T, KC, R>(block, dp, means_padded, dots);
+    Vec<T> partial[L];
+    const T* chosen[R];
+    for (int r = 0; r < R; ++r) {
+      T best = bias[0] - 2 * dots[r * KC];
+      int32_t where = 0;
+      for (int c = 1; c < KC; ++c) {
+        const T score = bias[c] - 2 * dots[r * KC + c];
+        if (score < best) {
+          best = score;
+          where = c;
+        }
+      }
+      label[r] = where;
+      chosen[r] = means_padded + where * dp;
+      partial[r] = Vec<T>{};
+    }
+    for (int64_t j = 0; j < dp; j += L) {
+      for (int r = 0; r < R; ++r) {
+        const Vec<T> diff = Load<T>(block + r * dp + j) - Load<T>(chosen[r] + j);
+        partial[r] += diff * diff;
+      }
+    }
+    for (int r = R; r < L; ++r) partial[r] = Vec<T>{};
+    T near[L];
+    LaneSums<T>(partial, near);
+    const int64_t n = std::min<int64_t>(R, rows - r0);
+    for (int64_t r = 0; r < n; ++r) {
+      const T weight = w[r0 + r];
+      AddWeightedRow<T>(sums + label[r] * dp, block + r * dp, weight, dp);
+      counts[label[r]] += weight;
+      *distortion += weight * near[r];
+      labels[r0 + r] = label[r];
+      nearest[r0 + r] = near[r];
+    }
+  }
+}
+
+// HardGroupByFeatures with k as a compile-time constant (1 <= k <= kByFeaturesMaxK).
+template <typename T, int KC = 1>
+inline void HardGroupByFeaturesK(int64_t k, const T* group, int64_t dp, const T* means_padded,
+                                 const T* bias, const T* w, int64_t rows, T* sums, T* counts,
+                                 T* distortion, int32_t* labels, T* nearest) {
+  if constexpr (KC <= kByFeaturesMaxK) {
+    if (k == KC) {
+      HardGroupByFeatures<T, KC>(group, dp, means_padded, bias, w, rows, sums, counts,
+                                 distortion, labels, nearest);
+    } else {
+      HardGroupByFeaturesK<T, KC + 1>(k, group, dp, means_padded, bias, w, rows, sums, counts,
+                                      distortion, labels, nearest);
+    }
+  }
+}
+
 // AssignGroupByLanes up to these sizes, AssignGroup beyond. Measured (one core, float32, AVX-512,
 // benchmarks/tuning/compilers.py): faster by 25 to 35 % at (d, k) = (1, 3), (2, 8), (3, 5), the
 // same at (2, 32), 3 to 11 % slower at (4, 8), (4, 16), (8, 16) and twice as slow at (16, 32).
@@ -760,6 +929,7 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
   const bool by_lanes = p.d <= kByLanesMaxD && p.k <= kByLanesMaxK;
+  const bool by_features = !by_lanes && ByFeatures<T>(p.d, dp, p.k);
   // The distortion in a register (the same additions in the same order): added through memory,
   // stats being one array the sums and counts also write, each row would wait for the last.
   T chunk_distortion = 0;
@@ -772,6 +942,11 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       stride = p.d;
       AssignGroupByLanes<T>(group, p.d, rows, p.means_padded, dp, p.bias, p.k, group_labels,
                             group_nearest);
+    } else if (by_features) {
+      group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
+      HardGroupByFeaturesK<T>(p.k, group, dp, p.means_padded, p.bias, p.w + g, rows, sums,
+                              counts, &chunk_distortion, labels + g, nearest + g);
+      continue;
     } else {
       group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
       stride = dp;
@@ -779,7 +954,7 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         AssignGroupTransposedK<T>(p.k, group, p.d, dp, p.means_padded, p.bias, group_labels,
                                   group_nearest);
       } else {
-        AssignGroup<T>(group, p.d, dp, p.means_t, p.bias, p.means_padded, p.kp, scores,
+        AssignGroup<T>(group, p.d, dp, p.means_t, p.bias, p.means_padded, p.k, p.kp, scores,
                        group_labels, group_nearest);
       }
     }
@@ -999,7 +1174,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         const int64_t rows = std::min<int64_t>(kGroup, end - g);
         const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
         AssignGroup<T>(group, p.d, dp, p.means_t + s * dp * kp, p.bias + s * kp,
-                       p.means_padded + s * k * dp, kp, scores, group_labels, group_nearest);
+                       p.means_padded + s * k * dp, k, kp, scores, group_labels, group_nearest);
         for (int r = 0; r < kGroup; ++r) group_weight[r] = r < rows ? p.w[g + r] : T(0);
         SoftRows<T>(group, k, kp, dp, rows, group_labels, group_nearest, group_weight,
                     p.two_sigma2[s], scores, counts, sums, log_lik, distortion);
@@ -1218,7 +1393,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
   // whose rows are all scored, read where it lies).
   auto flush = [&](const T* rows_at) {
     if (n_pending == 0) return;
-    AssignGroup<T>(rows_at, d, dp, p.means_t, p.bias, p.means_padded, kp, scores, new_labels,
+    AssignGroup<T>(rows_at, d, dp, p.means_t, p.bias, p.means_padded, k, kp, scores, new_labels,
                    new_nearest);
     for (int c = 0; c < n_pending; ++c) {
       const int64_t i = pending_row[c];
