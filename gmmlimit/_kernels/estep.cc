@@ -1417,6 +1417,24 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
     std::fill(pending + n_pending * dp, pending + kGroup * dp, T(0));
     flush(pending);
   };
+  // Hard: the statistics over the rows in order, with HardChunk's expressions (the same bits),
+  // added up to `until` as soon as every row before it has its label (no row pending), so a
+  // group's rows are summed while they are still in the cache; the sums aligned in scratch as
+  // HardChunk's, then copied.
+  T* aligned_sums = soft ? nullptr : AlignUp(pending + kGroup * dp);
+  if (!soft) std::fill(aligned_sums, aligned_sums + k * dp, T(0));
+  T chunk_distortion = 0;
+  int64_t summed = begin;  // rows [begin, summed) are in the statistics
+  auto add_rows = [&](int64_t until) {
+    for (int64_t i = summed; i < until; ++i) {
+      const int32_t label = labels[i];
+      const T weight = p.w[i];
+      AddWeightedRow<T>(aligned_sums + label * dp, p.x + i * d, weight, d);
+      counts[label] += weight;
+      chunk_distortion += weight * nearest[i];
+    }
+    summed = until;
+  };
 
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
@@ -1470,6 +1488,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
       }
       n_pending = kGroup;
       flush(group);
+      if (!soft) add_rows(g + rows);
       continue;
     }
     for (int64_t r = 0; r < rows; ++r) {
@@ -1493,6 +1512,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
         if (++n_pending == kGroup) flush_pending();
       }
     }
+    if (!soft && n_pending == 0) add_rows(g + rows);
   }
   flush_pending();
   if (soft) {
@@ -1518,18 +1538,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
     bt.scored->fetch_add(scored, std::memory_order_relaxed);
     return;
   }
-  // The statistics over the rows in order, with HardChunk's expressions (the same bits); the
-  // sums aligned in scratch as HardChunk's, then copied.
-  T* aligned_sums = AlignUp(pending + kGroup * dp);
-  std::fill(aligned_sums, aligned_sums + k * dp, T(0));
-  T chunk_distortion = 0;
-  for (int64_t i = begin; i < end; ++i) {
-    const int32_t label = labels[i];
-    const T weight = p.w[i];
-    AddWeightedRow<T>(aligned_sums + label * dp, p.x + i * d, weight, d);
-    counts[label] += weight;
-    chunk_distortion += weight * nearest[i];
-  }
+  add_rows(end);
   std::copy(aligned_sums, aligned_sums + k * dp, sums);
   *distortion = chunk_distortion;
   bt.scored->fetch_add(scored, std::memory_order_relaxed);
