@@ -820,6 +820,13 @@ inline void AddWeightedRow(T* __restrict sk, const T* __restrict xr, T weight, i
   for (; j < n; ++j) sk[j] += weight * xr[j];
 }
 
+// AddWeightedRow over N < L features (its one value at a time), N a compile-time constant.
+template <typename T, int N>
+inline void AddWeightedRowOf(T* __restrict sk, const T* __restrict xr, T weight) {
+  static_assert(N < kLanes<T>);
+  for (int j = 0; j < N; ++j) sk[j] += weight * xr[j];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hard E-step.
 
@@ -958,14 +965,28 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
                        group_labels, group_nearest);
       }
     }
-    for (int64_t r = 0; r < rows; ++r) {
-      const int32_t label = group_labels[r];
-      const T weight = p.w[g + r];
-      AddWeightedRow<T>(sums + label * dp, group + r * stride, weight, by_lanes ? p.d : dp);
-      counts[label] += weight;
-      chunk_distortion += weight * group_nearest[r];
-      labels[g + r] = label;
-      nearest[g + r] = group_nearest[r];
+    auto add_rows = [&](auto add_row) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const int32_t label = group_labels[r];
+        const T weight = p.w[g + r];
+        add_row(sums + label * dp, group + r * stride, weight);
+        counts[label] += weight;
+        chunk_distortion += weight * group_nearest[r];
+        labels[g + r] = label;
+        nearest[g + r] = group_nearest[r];
+      }
+    };
+    // AddWeightedRow's one value at a time for d < L, with d a compile-time constant where the
+    // rows are in the lanes (d <= 3: no loop, the same expressions).
+    if (by_lanes && p.d == 1) {
+      add_rows([](T* sk, const T* xr, T weight) { AddWeightedRowOf<T, 1>(sk, xr, weight); });
+    } else if (by_lanes && p.d == 2) {
+      add_rows([](T* sk, const T* xr, T weight) { AddWeightedRowOf<T, 2>(sk, xr, weight); });
+    } else if (by_lanes && p.d == 3) {
+      add_rows([](T* sk, const T* xr, T weight) { AddWeightedRowOf<T, 3>(sk, xr, weight); });
+    } else {
+      const int64_t n = by_lanes ? p.d : dp;
+      add_rows([n](T* sk, const T* xr, T weight) { AddWeightedRow<T>(sk, xr, weight, n); });
     }
   }
   std::copy(sums, sums + p.k * dp, stats + p.k);
