@@ -453,11 +453,30 @@ void PrepareMeans(const T* means, int64_t k, int64_t d, int64_t dp, int64_t kp, 
 // that shape, else a zero-padded copy in buffer. The caller zeroes buffer (kGroup * dp) once
 // per chunk; only the d real features of each row are written here, so the padding features
 // stay zero, and rows past `rows` (the chunk's last, partial group) are zeroed.
+template <typename T, int N>
+inline void CopyRows(const T* x, int64_t dp, int64_t rows, T* buffer) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int j = 0; j < N; ++j) buffer[r * dp + j] = x[r * N + j];
+}
+
 template <typename T>
 inline const T* LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t rows, T* buffer) {
   if (d == dp && rows == kGroup) return x + g * d;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < d; ++j) buffer[r * dp + j] = x[(g + r) * d + j];
+  // A row of a few features is copied without a loop over them (d a compile-time constant).
+  const T* first = x + g * d;
+  switch (d) {
+    case 1: CopyRows<T, 1>(first, dp, rows, buffer); break;
+    case 2: CopyRows<T, 2>(first, dp, rows, buffer); break;
+    case 3: CopyRows<T, 3>(first, dp, rows, buffer); break;
+    case 4: CopyRows<T, 4>(first, dp, rows, buffer); break;
+    case 5: CopyRows<T, 5>(first, dp, rows, buffer); break;
+    case 6: CopyRows<T, 6>(first, dp, rows, buffer); break;
+    case 7: CopyRows<T, 7>(first, dp, rows, buffer); break;
+    case 8: CopyRows<T, 8>(first, dp, rows, buffer); break;
+    default:
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < d; ++j) buffer[r * dp + j] = x[(g + r) * d + j];
+  }
   std::fill(buffer + rows * dp, buffer + kGroup * dp, T(0));
   return buffer;
 }
@@ -1146,6 +1165,18 @@ inline void AddCounts(const T* resp, int64_t kp, T* counts) {
   for (int64_t c = 0; c < kp; c += L) Store<T>(counts + c, Load<T>(counts + c) + Load<T>(resp + c));
 }
 
+// AddCounts of the kGroup rows of resp (row stride kp) in row order, each vector of counts held
+// in a register over the rows (the same additions; no store and reload per row).
+template <typename T>
+inline void AddGroupCounts(const T* resp, int64_t kp, T* counts) {
+  constexpr int L = kLanes<T>;
+  for (int64_t c = 0; c < kp; c += L) {
+    Vec<T> total = Load<T>(counts + c);
+    for (int r = 0; r < kGroup; ++r) total += Load<T>(resp + r * kp + c);
+    Store<T>(counts + c, total);
+  }
+}
+
 // A row's log-likelihood term, weight 0 (a padding row) giving none, even where
 // nearest / two_sigma2 overflows (0 * inf).
 template <typename T>
@@ -1160,7 +1191,7 @@ inline void SoftRows(const T* group, int64_t k, int64_t kp, int64_t dp, int64_t 
   T group_total[kGroup];
   SoftResponsibilities<T>(kp, group_labels, weights, two_sigma2, scores, group_total);
   // Their sums, and the row terms.
-  for (int r = 0; r < kGroup; ++r) AddCounts<T>(scores + r * kp, kp, counts);
+  AddGroupCounts<T>(scores, kp, counts);
   GroupSums<T>(scores, k, kp, group, dp, kGroup, sums);
   for (int64_t r = 0; r < rows; ++r) {
     AddLogLik<T>(weights[r], group_total[r], group_nearest[r], two_sigma2, log_lik);
