@@ -183,6 +183,19 @@ inline void TileRest(int64_t units, int64_t start, F&& f) {
   }
 }
 
+// Calls f(std::integral_constant<int, KC>{}) for KC == k, 1 <= k <= Max (nothing otherwise), so
+// a function of a small count (means, features) gets it as a compile-time constant.
+template <int Max, int KC = 1, typename F>
+inline void WithCount(int64_t k, F&& f) {
+  if constexpr (KC <= Max) {
+    if (k == KC) {
+      f(std::integral_constant<int, KC>{});
+    } else {
+      WithCount<Max, KC + 1>(k, f);
+    }
+  }
+}
+
 template <int Max, typename F>
 inline void Tiles(int64_t extent, int64_t unit, F&& f) {
   int64_t start = 0;
@@ -453,6 +466,8 @@ void PrepareMeans(const T* means, int64_t k, int64_t d, int64_t dp, int64_t kp, 
 // that shape, else a zero-padded copy in buffer. The caller zeroes buffer (kGroup * dp) once
 // per chunk; only the d real features of each row are written here, so the padding features
 // stay zero, and rows past `rows` (the chunk's last, partial group) are zeroed.
+constexpr int kCopyMaxD = 8;  // LoadGroup copies rows of up to this many features without a loop
+
 template <typename T, int N>
 inline void CopyRows(const T* x, int64_t dp, int64_t rows, T* buffer) {
   for (int64_t r = 0; r < rows; ++r)
@@ -464,18 +479,13 @@ inline const T* LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t 
   if (d == dp && rows == kGroup) return x + g * d;
   // A row of a few features is copied without a loop over them (d a compile-time constant).
   const T* first = x + g * d;
-  switch (d) {
-    case 1: CopyRows<T, 1>(first, dp, rows, buffer); break;
-    case 2: CopyRows<T, 2>(first, dp, rows, buffer); break;
-    case 3: CopyRows<T, 3>(first, dp, rows, buffer); break;
-    case 4: CopyRows<T, 4>(first, dp, rows, buffer); break;
-    case 5: CopyRows<T, 5>(first, dp, rows, buffer); break;
-    case 6: CopyRows<T, 6>(first, dp, rows, buffer); break;
-    case 7: CopyRows<T, 7>(first, dp, rows, buffer); break;
-    case 8: CopyRows<T, 8>(first, dp, rows, buffer); break;
-    default:
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < d; ++j) buffer[r * dp + j] = x[(g + r) * d + j];
+  if (d <= kCopyMaxD) {
+    WithCount<kCopyMaxD>(d, [&](auto dc) {
+      CopyRows<T, decltype(dc)::value>(first, dp, rows, buffer);
+    });
+  } else {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < d; ++j) buffer[r * dp + j] = first[r * d + j];
   }
   std::fill(buffer + rows * dp, buffer + kGroup * dp, T(0));
   return buffer;
@@ -586,18 +596,6 @@ inline void ScoreGroupByFeatures(const T* group, int64_t dp, const T* means_padd
   }
 }
 
-// ScoreGroupByFeatures with k as a compile-time constant (1 <= k <= kByFeaturesMaxK).
-template <typename T, int KC = 1>
-inline void ScoreGroupByFeaturesK(int64_t k, const T* group, int64_t dp, const T* means_padded,
-                                  const T* bias, int64_t kp, T* scores) {
-  if constexpr (KC <= kByFeaturesMaxK) {
-    if (k == KC) {
-      ScoreGroupByFeatures<T, KC>(group, dp, means_padded, bias, kp, scores);
-    } else {
-      ScoreGroupByFeaturesK<T, KC + 1>(k, group, dp, means_padded, bias, kp, scores);
-    }
-  }
-}
 
 // Scores, labels and exact squared distances of one padded group against one parameter set of k
 // means.
@@ -607,7 +605,9 @@ inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t,
                         T* nearest) {
   constexpr int L = kLanes<T>;
   if (ByFeatures<T>(d, dp, k)) {
-    ScoreGroupByFeaturesK<T>(k, group, dp, means_padded, bias, kp, scores);
+    WithCount<kByFeaturesMaxK>(k, [&](auto kc) {
+      ScoreGroupByFeatures<T, decltype(kc)::value>(group, dp, means_padded, bias, kp, scores);
+    });
   } else {
     ScoreGroup<T>(group, d, dp, means_t, kp, bias, scores);
   }
@@ -655,19 +655,6 @@ inline void AssignGroupTransposed(const T* group, int64_t d, int64_t dp, const T
   NearestRows<T>(group, dp, means_padded, labels, nearest);
 }
 
-// AssignGroupTransposed with k as a compile-time constant (1 <= k <= kTransposedMaxK).
-template <typename T, int KC = 1>
-inline void AssignGroupTransposedK(int64_t k, const T* group, int64_t d, int64_t dp,
-                                   const T* means_padded, const T* bias, int32_t* labels,
-                                   T* nearest) {
-  if constexpr (KC <= kTransposedMaxK) {
-    if (k == KC) {
-      AssignGroupTransposed<T, KC>(group, d, dp, means_padded, bias, labels, nearest);
-    } else {
-      AssignGroupTransposedK<T, KC + 1>(k, group, d, dp, means_padded, bias, labels, nearest);
-    }
-  }
-}
 
 // Runs n_units units of work on the calling thread and up to workers - 1 tasks on XLA's intra-op
 // pool, window by window; after each window, fold(u) is called for its units in order on the
@@ -903,21 +890,6 @@ inline void HardGroupByFeatures(const T* group, int64_t dp, const T* means_padde
   }
 }
 
-// HardGroupByFeatures with k as a compile-time constant (1 <= k <= kByFeaturesMaxK).
-template <typename T, int KC = 1>
-inline void HardGroupByFeaturesK(int64_t k, const T* group, int64_t dp, const T* means_padded,
-                                 const T* bias, const T* w, int64_t rows, T* sums, T* counts,
-                                 T* distortion, int32_t* labels, T* nearest) {
-  if constexpr (KC <= kByFeaturesMaxK) {
-    if (k == KC) {
-      HardGroupByFeatures<T, KC>(group, dp, means_padded, bias, w, rows, sums, counts,
-                                 distortion, labels, nearest);
-    } else {
-      HardGroupByFeaturesK<T, KC + 1>(k, group, dp, means_padded, bias, w, rows, sums, counts,
-                                      distortion, labels, nearest);
-    }
-  }
-}
 
 // AssignGroupByLanes up to these sizes, AssignGroup beyond. Measured (one core, float32, AVX-512,
 // benchmarks/tuning/compilers.py): faster by 25 to 35 % at (d, k) = (1, 3), (2, 8), (3, 5), the
@@ -970,15 +942,20 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
                             group_nearest);
     } else if (by_features) {
       group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
-      HardGroupByFeaturesK<T>(p.k, group, dp, p.means_padded, p.bias, p.w + g, rows, sums,
-                              counts, &chunk_distortion, labels + g, nearest + g);
+      WithCount<kByFeaturesMaxK>(p.k, [&](auto kc) {
+        HardGroupByFeatures<T, decltype(kc)::value>(group, dp, p.means_padded, p.bias, p.w + g,
+                                                     rows, sums, counts, &chunk_distortion,
+                                                     labels + g, nearest + g);
+      });
       continue;
     } else {
       group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
       stride = dp;
       if (p.k <= kTransposedMaxK) {
-        AssignGroupTransposedK<T>(p.k, group, p.d, dp, p.means_padded, p.bias, group_labels,
-                                  group_nearest);
+        WithCount<kTransposedMaxK>(p.k, [&](auto kc) {
+          AssignGroupTransposed<T, decltype(kc)::value>(group, p.d, dp, p.means_padded, p.bias,
+                                                        group_labels, group_nearest);
+        });
       } else {
         AssignGroup<T>(group, p.d, dp, p.means_t, p.bias, p.means_padded, p.k, p.kp, scores,
                        group_labels, group_nearest);
@@ -997,15 +974,14 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
     };
     // AddWeightedRow's one value at a time for d < L, with d a compile-time constant where the
     // rows are in the lanes (d <= 3: no loop, the same expressions).
-    if (by_lanes && p.d == 1) {
-      add_rows([](T* sk, const T* xr, T weight) { AddWeightedRowOf<T, 1>(sk, xr, weight); });
-    } else if (by_lanes && p.d == 2) {
-      add_rows([](T* sk, const T* xr, T weight) { AddWeightedRowOf<T, 2>(sk, xr, weight); });
-    } else if (by_lanes && p.d == 3) {
-      add_rows([](T* sk, const T* xr, T weight) { AddWeightedRowOf<T, 3>(sk, xr, weight); });
+    if (by_lanes) {
+      WithCount<kByLanesMaxD>(p.d, [&](auto dc) {
+        add_rows([](T* sk, const T* xr, T weight) {
+          AddWeightedRowOf<T, decltype(dc)::value>(sk, xr, weight);
+        });
+      });
     } else {
-      const int64_t n = by_lanes ? p.d : dp;
-      add_rows([n](T* sk, const T* xr, T weight) { AddWeightedRow<T>(sk, xr, weight, n); });
+      add_rows([dp](T* sk, const T* xr, T weight) { AddWeightedRow<T>(sk, xr, weight, dp); });
     }
   }
   std::copy(sums, sums + p.k * dp, stats + p.k);
