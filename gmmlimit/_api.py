@@ -6,7 +6,6 @@ then calls compiled code. Under ``jit``/``vmap`` the traced arguments are passed
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from functools import partial
@@ -31,6 +30,7 @@ from ._validation import (
     relative_weights,
     scale_exponent,
     weights_or_ones,
+    with_float64_scope,
 )
 from ._variant import Params, Variant, check_variant, with_temperature
 from .variants._isotropic import (
@@ -120,17 +120,6 @@ def _fit(
     block_size = check_positive_int(block_size, "block_size")
     tol = check_tol(tol)
     return fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
-
-
-def _with_float64_scope(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn(X, ...)`` under :func:`float64_scope` of its data (float64 stays float64)."""
-
-    @functools.wraps(fn)
-    def run(X: Any, *args: Any, **kwargs: Any) -> Any:
-        with float64_scope(X):
-            return fn(X, *args, **kwargs)
-
-    return run
 
 
 class _Scale(NamedTuple):
@@ -279,7 +268,7 @@ def _fit_isotropic(
     )
 
 
-@_with_float64_scope
+@with_float64_scope
 def em(
     X: Any,
     init_means: Any,
@@ -336,7 +325,7 @@ def em(
     return _fit_isotropic(X, params, max_iter, tol, weights, block_size, algorithm)
 
 
-@_with_float64_scope
+@with_float64_scope
 def kmeans(
     X: Any,
     init_means: Any,
@@ -393,7 +382,7 @@ def kmeans(
     return _fit_isotropic(X, params, max_iter, tol, weights, block_size, algorithm)
 
 
-@_with_float64_scope
+@with_float64_scope
 def em_step(
     X: Any,
     means: Any,
@@ -421,7 +410,7 @@ def em_step(
     return jnp.ldexp(new, scale.data) if scale.data else new
 
 
-@_with_float64_scope
+@with_float64_scope
 def responsibilities(X: Any, means: Any, sigma2: Any) -> jax.Array:
     """Posterior responsibilities r_nk of the isotropic equal-prior mixture.
 
@@ -455,7 +444,7 @@ def _responsibilities(X: jax.Array, params: IsotropicParams) -> jax.Array:
     return assign(params, X)[0].resp
 
 
-@_with_float64_scope
+@with_float64_scope
 def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
     """Log-likelihood l of the isotropic equal-prior mixture.
 
@@ -502,7 +491,7 @@ def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> j
     return value.astype(X.dtype)
 
 
-@_with_float64_scope
+@with_float64_scope
 def kmeans_objective(X: Any, means: Any, *, weights: Any = None) -> jax.Array:
     """The K-means objective (distortion, inertia) J = sum_n w_n min_k ||x_n - mu_k||^2.
 
@@ -521,7 +510,7 @@ def kmeans_objective(X: Any, means: Any, *, weights: Any = None) -> jax.Array:
     return scale.distortion(stats.distortion)
 
 
-@_with_float64_scope
+@with_float64_scope
 def critical_sigma2(X: Any, *, weights: Any = None) -> jax.Array:
     """The critical variance of the first phase transition: lambda_max of the 1/N covariance.
 

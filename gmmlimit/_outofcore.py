@@ -28,7 +28,14 @@ import numpy as np
 from jax import lax
 
 from ._driver import DEFAULT_BLOCK_SIZE, FitResult, block_pass, fit_objective, stop_rule
-from ._validation import _float_dtype, check_positive_int, check_sigma2, check_tol, check_weights
+from ._validation import (
+    _float_dtype,
+    check_positive_int,
+    check_sigma2,
+    check_tol,
+    check_weights,
+    dtype_scope,
+)
 from ._variant import FarPoints, Params, Stats, Variant, check_variant
 from .variants._isotropic import IsotropicParams, isotropic
 
@@ -328,6 +335,30 @@ def fit_out_of_core(
     """
     check_variant(variant)
     make_iter = _chunk_source(X)
+    with dtype_scope(_first_dtype(make_iter)):  # float64 data stay float64 (docs/design.md)
+        return _fit_out_of_core(
+            variant, make_iter, params, max_iter, tol, weights, block_size, chunk_blocks
+        )
+
+
+def _first_dtype(make_iter: Callable[[], Iterator[np.ndarray]]) -> np.dtype | None:
+    """The dtype of a source's first chunk (None for an empty source, refused later)."""
+    for piece in make_iter():
+        return np.asarray(piece[:0]).dtype
+    return None
+
+
+def _fit_out_of_core(
+    variant: Variant,
+    make_iter: Callable[[], Iterator[np.ndarray]],
+    params: Params,
+    max_iter: int,
+    tol: float,
+    weights: Any,
+    block_size: int,
+    chunk_blocks: int,
+) -> FitResult:
+    """:func:`fit_out_of_core` after the variant check, in the data's dtype scope."""
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_positive_int(block_size, "block_size")
     chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")

@@ -53,7 +53,9 @@ from ._validation import (
     check_sigma2,
     check_tol,
     check_weights,
+    float64_scope,
     weights_or_ones,
+    with_float64_scope,
 )
 from ._variant import Params, Variant, check_variant
 from .variants._isotropic import IsotropicParams, isotropic
@@ -218,34 +220,35 @@ def fit_sharded(
     mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
     if _spans_processes(X):
         return _fit_global(variant, X, params, mesh, axis, max_iter, tol, weights, block_size)
-    X = as_data(X)
-    if variant.check_data is not None:
-        variant.check_data(np.asarray(X))
-    if variant.validate is not None:
-        params = variant.validate(X, params)
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
-    max_iter = check_positive_int(max_iter, "max_iter")
-    block_size = check_positive_int(block_size, "block_size")
-    tol = check_tol(tol)
-    n_dev = int(mesh.shape[axis])
-    blocks, local_rows = _shard_blocks(X, w, n_dev, block_size, NamedSharding(mesh, P(axis)))
-    shift_scale = jnp.mean(jnp.var(X, axis=0))
-    params = jax.device_put(params, NamedSharding(mesh, P()))
-    result = _fit_sharded_compiled(
-        variant,
-        blocks,
-        params,
-        jnp.asarray(tol, X.dtype),
-        shift_scale,
-        n=X.shape[0],
-        max_iter=max_iter,
-        mesh=mesh,
-        axis=axis,
-        local_rows=local_rows,
-    )
-    return result
+    with float64_scope(X):  # float64 data stay float64 (docs/design.md)
+        X = as_data(X)
+        if variant.check_data is not None:
+            variant.check_data(np.asarray(X))
+        if variant.validate is not None:
+            params = variant.validate(X, params)
+        w = weights_or_ones(weights, X.shape[0], X.dtype)
+        max_iter = check_positive_int(max_iter, "max_iter")
+        block_size = check_positive_int(block_size, "block_size")
+        tol = check_tol(tol)
+        n_dev = int(mesh.shape[axis])
+        blocks, local_rows = _shard_blocks(X, w, n_dev, block_size, NamedSharding(mesh, P(axis)))
+        shift_scale = jnp.mean(jnp.var(X, axis=0))
+        params = jax.device_put(params, NamedSharding(mesh, P()))
+        return _fit_sharded_compiled(
+            variant,
+            blocks,
+            params,
+            jnp.asarray(tol, X.dtype),
+            shift_scale,
+            n=X.shape[0],
+            max_iter=max_iter,
+            mesh=mesh,
+            axis=axis,
+            local_rows=local_rows,
+        )
 
 
+@with_float64_scope
 def kmeans_sharded(
     X: Any,
     init_means: Any,
@@ -284,6 +287,7 @@ def kmeans_sharded(
     )
 
 
+@with_float64_scope
 def em_sharded(
     X: Any,
     init_means: Any,

@@ -9,7 +9,9 @@ caller that made them concrete is responsible for their values.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -23,12 +25,14 @@ __all__ = [
     "check_means",
     "check_sigma2",
     "check_weights",
+    "dtype_scope",
     "float64_scope",
     "is_soft",
     "is_traced",
     "relative_weights",
     "scale_exponent",
     "weights_or_ones",
+    "with_float64_scope",
 ]
 
 
@@ -396,7 +400,23 @@ def float64_scope(X: Any) -> contextlib.AbstractContextManager:
             dtype = np.asarray(X).dtype
         except (TypeError, ValueError):
             return contextlib.nullcontext()
-    if np.dtype(dtype) == np.float64:
+    return dtype_scope(dtype)
+
+
+def with_float64_scope(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn(X, ...)`` under :func:`float64_scope` of its data (float64 stays float64)."""
+
+    @functools.wraps(fn)
+    def run(X: Any, *args: Any, **kwargs: Any) -> Any:
+        with float64_scope(X):
+            return fn(X, *args, **kwargs)
+
+    return run
+
+
+def dtype_scope(dtype: Any) -> contextlib.AbstractContextManager:
+    """:func:`float64_scope` for data of ``dtype`` (None: unknown, the global setting)."""
+    if dtype is not None and not jax.config.jax_enable_x64 and np.dtype(dtype) == np.float64:
         return jax.enable_x64(True)
     return contextlib.nullcontext()
 

@@ -288,6 +288,22 @@ X64_OFF = textwrap.dedent(
     for name, value in (("kmeans", km.means), ("em", em.means), ("resp", R)):
         assert value.dtype == np.float64, (name, value.dtype)
         assert np.all(np.isfinite(np.asarray(value))), name
+    # Out of core (an array, a list of chunks) and sharded: the same float64 fit.
+    from gmmlimit import scale
+    for name, fit in (
+        ("kmeans_out_of_core", scale.kmeans_out_of_core(X, M)),
+        ("kmeans_out_of_core list", scale.kmeans_out_of_core([X[:25], X[25:]], M)),
+        ("kmeans_sharded", scale.kmeans_sharded(X, M)),
+    ):
+        assert fit.means.dtype == np.float64, (name, fit.means.dtype)
+        np.testing.assert_array_equal(np.asarray(fit.labels), np.asarray(km.labels), err_msg=name)
+        np.testing.assert_allclose(np.asarray(fit.means), np.asarray(km.means), rtol=1e-12)
+    for name, fit in (
+        ("em_out_of_core", scale.em_out_of_core(X, M, 1e299)),
+        ("em_sharded", scale.em_sharded(X, M, 1e299)),
+    ):
+        assert fit.means.dtype == np.float64, (name, fit.means.dtype)
+        np.testing.assert_allclose(np.asarray(fit.means), np.asarray(em.means), rtol=1e-12)
     assert float(gl.critical_sigma2(X)) > 1e300
     print(json.dumps(np.asarray(km.means).tolist()))
     """
