@@ -434,13 +434,24 @@ def test_soft_sets_are_independent_and_blocks_fold_in_order(dtype):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
 
 
-TAILS = ("weightless repeats of row 0", "a weighted repeat of row 0", "a weightless row not row 0")
-"""What ends the real rows (before make_blocks' padding: weightless copies of row 0)."""
+TAILS = (
+    "weightless repeats of row 0",
+    "weightless repeats of row 0 ending the first block",
+    "a weighted repeat of row 0",
+    "a weightless row not row 0",
+    "a first block of weightless repeats of row 0",
+)
+"""What ends the real rows (before make_blocks' padding: weightless copies of row 0), or the
+first block of 1000 rows (each chunk leaves out the weightless repeats of row 0 at its end)."""
 
 
 def _end_rows(tail, x, w):
     if tail == "weightless repeats of row 0":
         x[-3:], w[-3:] = x[0], 0.0
+    elif tail == "weightless repeats of row 0 ending the first block":
+        x[995:1000], w[995:1000] = x[0], 0.0
+    elif tail == "a first block of weightless repeats of row 0":  # row 0 itself is computed
+        x[:1000], w[:1000] = x[0], 0.0
     elif tail == "a weighted repeat of row 0":
         x[-1] = x[0]
     else:
@@ -476,7 +487,13 @@ def test_padding_rows_left_out_of_a_call_change_no_output(tail, dtype, d):
 
     hard = jax.jit(lambda x, w: _native.hard_assign(means, x, w))
     soft = jax.jit(lambda x, w: _native.soft_assign(jnp.stack([means, means]), sigma2, x, w))
-    for call in (hard, soft):
+
+    def bounded_call(x, w):  # no bounds yet: every row it computes is scored
+        labels, lower = jnp.full(x.shape[:2], -1, jnp.int32), jnp.zeros((*x.shape[:2], 1), x.dtype)
+        return _native.hard_assign_bounded(means, means, labels, lower, x, w)
+
+    bounded = jax.jit(lambda x, w: bounded_call(x, w)[:5])
+    for call in (hard, soft, bounded):
         whole = call(blocks.x, blocks.weight)
         blockwise = jax.jit(partial(per_block, call, whole))()
         for i, (a, b_) in enumerate(zip(whole, blockwise, strict=True)):
@@ -485,9 +502,29 @@ def test_padding_rows_left_out_of_a_call_change_no_output(tail, dtype, d):
             elif i < 2:
                 b_ = b_[:, 0]
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
+    # The bounded kernel's rows left out carry row 0's label, distance and bound, as if scored.
+    out = [np.asarray(o).reshape(-1) for o in jax.jit(bounded_call)(blocks.x, blocks.weight)]
+    row_0s = np.flatnonzero(np.all(np.asarray(blocks.x).reshape(-1, d) == x[0], axis=1))
+    left_out = row_0s[np.asarray(blocks.weight).reshape(-1)[row_0s] == 0]
+    assert left_out.size >= 500  # the padding at least
+    for i in (0, 1, 5):  # labels, distances, bounds
+        np.testing.assert_array_equal(out[i][left_out], out[i][0])
+    assert out[5][0] > 0
+    gaps = np.sum((np.asarray(means, np.float64) - x[0].astype(np.float64)) ** 2, axis=1)
+    assert out[0][0] == np.argmin(gaps)
+    np.testing.assert_allclose(out[1][0], gaps.min(), rtol=1e-4)
     if tail == "a weightless row not row 0":  # the case tells the rows apart
         labels = np.asarray(hard(blocks.x, blocks.weight)[0]).reshape(-1)
         assert labels[n - 1] != labels[0]
+    # Blocks of 4096 rows: one block, its padding over two chunks (one all padding); every row's
+    # label and distance are its own (row 0's for the padding), whatever the blocks.
+    big = make_blocks(jnp.asarray(x), jnp.asarray(w), 4096)
+    for call in (hard, bounded):
+        small_rows = [np.asarray(o).reshape(-1)[:n] for o in call(blocks.x, blocks.weight)[:2]]
+        big_rows = [np.asarray(o).reshape(-1) for o in call(big.x, big.weight)[:2]]
+        for a, b_ in zip(small_rows, big_rows, strict=True):
+            np.testing.assert_array_equal(b_[:n], a)
+            np.testing.assert_array_equal(b_[n:], b_[0])
 
 
 def _fit_iso(X, m0, sigma2):
@@ -571,15 +608,16 @@ FIT = """
 
 
 def test_switched_off_kernel_falls_back_to_jax_with_the_same_fit(tmp_path):
-    on = _run(FIT, GMMLIMIT_CACHE_DIR=str(tmp_path / "a"))
+    # "on" loads the session's build from the default cache (a fresh one costs 14 s of
+    # compiling; test_a_failed_build_warns_once_and_falls_back checks GMMLIMIT_CACHE_DIR).
+    on = _run(FIT)
     off = _run(FIT, GMMLIMIT_NATIVE="0", GMMLIMIT_CACHE_DIR=str(tmp_path / "b"))
     assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
     on_lines, off_lines = on.stdout.split(), off.stdout.split()
     assert on_lines[:2] == ["native", "0"]
     assert off_lines[:3] == ["pure", "JAX", "0"]
     np.testing.assert_allclose(float(on_lines[-1]), float(off_lines[-1]), rtol=1e-10)
-    assert list((tmp_path / "a").glob("estep-*.so"))
-    assert not (tmp_path / "b").exists()
+    assert not (tmp_path / "b").exists()  # switched off: nothing built
 
 
 def test_a_failed_build_warns_once_and_falls_back(tmp_path):

@@ -656,6 +656,22 @@ inline void AssignGroupTransposed(const T* group, int64_t d, int64_t dp, const T
 }
 
 
+// Buffers kept by each thread from call to call, up to this size: a fresh vector of a few hundred
+// kilobytes is a fresh mapping from the system, whose page faults and zeroing took about 5 % of
+// the samples of a fit at (12755, 784, 16). Larger ones are allocated per call (their faults are
+// a smaller part of their work), so that no thread holds much memory after a large fit.
+constexpr size_t kKeptBufferBytes = size_t{4} << 20;
+
+// A zeroed buffer of `size` values for this thread: its kept buffer `slot` (0 or 1) when small
+// enough, else *fresh.
+template <typename T>
+T* ZeroedBuffer(int slot, int64_t size, std::vector<T>* fresh) {
+  thread_local std::vector<T> kept[2];
+  std::vector<T>& buffer = size * sizeof(T) <= kKeptBufferBytes ? kept[slot] : *fresh;
+  buffer.assign(static_cast<size_t>(size), T(0));
+  return buffer.data();
+}
+
 // Runs n_units units of work on the calling thread and up to workers - 1 tasks on XLA's intra-op
 // pool, window by window; after each window, fold(u) is called for its units in order on the
 // calling thread. work(u, slot, scratch) computes unit u into stats slot `slot` of the window.
@@ -668,8 +684,9 @@ void RunUnits(ffi::ThreadPool& pool, int64_t n_units, int64_t stats_size, int64_
   // window ends in a wait for its slowest unit, so fewer windows waste less.
   const int64_t per_window = kWindowBytes / static_cast<int64_t>(sizeof(T) * stats_size);
   const int64_t window = std::min<int64_t>(n_units, std::max<int64_t>(4 * workers, per_window));
-  std::vector<T> slots(static_cast<size_t>(window * stats_size));
-  std::vector<std::vector<T>> scratch(static_cast<size_t>(workers));
+  std::vector<T> fresh_slots;
+  T* const slot_data = ZeroedBuffer<T>(0, window * stats_size, &fresh_slots);
+  std::vector<std::vector<T>> scratch(static_cast<size_t>(workers));  // where not kept
   for (int64_t start = 0; start < n_units; start += window) {
     const int64_t count = std::min(window, n_units - start);
     // Units are claimed from a counter by the caller and the pool tasks; the caller waits until
@@ -681,15 +698,14 @@ void RunUnits(ffi::ThreadPool& pool, int64_t n_units, int64_t stats_size, int64_
       std::atomic<int64_t> thread{0};
     };
     auto shared = std::make_shared<Shared>();
-    T* slot_data = slots.data();
     std::vector<T>* scratch_data = scratch.data();
     auto run = [shared, start, count, stats_size, scratch_size, slot_data, scratch_data, &work]() {
       int64_t u = shared->next.fetch_add(1, std::memory_order_relaxed);
       if (u >= count) return;
-      std::vector<T>& own = scratch_data[shared->thread.fetch_add(1, std::memory_order_relaxed)];
-      own.resize(static_cast<size_t>(scratch_size));
+      T* const own = ZeroedBuffer<T>(
+          1, scratch_size, &scratch_data[shared->thread.fetch_add(1, std::memory_order_relaxed)]);
       for (; u < count; u = shared->next.fetch_add(1, std::memory_order_relaxed)) {
-        work(start + u, slot_data + u * stats_size, own.data());
+        work(start + u, slot_data + u * stats_size, own);
         shared->done.fetch_add(1, std::memory_order_release);
       }
     };
@@ -697,7 +713,7 @@ void RunUnits(ffi::ThreadPool& pool, int64_t n_units, int64_t stats_size, int64_
     for (int64_t t = 0; t < helpers; ++t) pool.Schedule([run]() { run(); });
     run();
     while (shared->done.load(std::memory_order_acquire) < count) std::this_thread::yield();
-    for (int64_t u = 0; u < count; ++u) fold(start + u, slots.data() + u * stats_size);
+    for (int64_t u = 0; u < count; ++u) fold(start + u, slot_data + u * stats_size);
   }
 }
 
@@ -716,22 +732,52 @@ inline void FoldUnit(int64_t unit, int64_t chunks_per_block, const T* stats, int
     for (int64_t i = 0; i < stats_size; ++i) total[i] += block_acc[i];
 }
 
-// The statistics (stats_size values) of n_blocks blocks of b rows, summed as the driver's scan
-// sums them: chunk(begin, end, stats, scratch) computes rows [begin, end) of one chunk of a
-// block; a block's chunks are added in order, and the blocks in order. Rows from `rows` on are
-// not computed (their chunks get begin, end clipped to rows; see RowsToCompute).
+// The end of the rows of [begin, end) to compute: all but the run at the end that repeats row 0
+// with weight 0 (never row 0 itself). Such runs are the fit driver's padding (the last block
+// filled with weightless copies of the first row: 3629 of 16384 rows for 12755 rows in blocks of
+// 4096), and leaving one out is exact whatever the rows are: a repeat of row 0 gets row 0's
+// label and distance (each row's depend on that row and the means alone; CopyRowZero writes
+// them), and a row of weight 0 adds exact zeros to every statistic (a sum starts at +0 and is
+// never -0, so adding a zero of either sign leaves its bits). Each chunk looks at its own rows,
+// in the pool's units; where there is no such run it costs one comparison of a weight.
+template <typename T>
+int64_t RowsEnd(const T* x, const T* w, int64_t d, int64_t begin, int64_t end) {
+  const int64_t first = std::max<int64_t>(begin, 1);
+  while (end > first && w[end - 1] == T(0) &&
+         std::memcmp(x + (end - 1) * d, x, static_cast<size_t>(d) * sizeof(T)) == 0)
+    --end;
+  return end;
+}
+
+// Rows of the problem left out as repeats of row 0 (see RowsEnd): [begin[u], end[u]) per unit.
+struct LeftOut {
+  std::vector<int64_t> begin, end;
+};
+
+// The statistics (stats_size values) of n_blocks blocks of b rows (rows x (n_blocks * b, d),
+// weights w), summed as the driver's scan sums them: chunk(begin, end, stats, scratch) computes
+// rows [begin, end) of one chunk of a block, the repeats of row 0 at its end left out (see
+// RowsEnd; their ranges in *left_out); a block's chunks are added in order, and the blocks in
+// order.
 template <typename T, typename F>
-std::vector<T> RunBlocks(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t rows,
-                         int64_t stats_size, int64_t scratch_size, F&& chunk) {
+std::vector<T> RunBlocks(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, const T* x,
+                         const T* w, int64_t d, int64_t stats_size, int64_t scratch_size,
+                         LeftOut* left_out, F&& chunk) {
   const int64_t chunks_per_block = std::max<int64_t>(1, (b + kChunk - 1) / kChunk);
+  const int64_t n_units = n_blocks * chunks_per_block;
+  left_out->begin.assign(n_units, 0);
+  left_out->end.assign(n_units, 0);
   std::vector<T> block_acc(stats_size), total(stats_size, T(0));
   RunUnits<T>(
-      pool, n_blocks * chunks_per_block, stats_size, scratch_size,
+      pool, n_units, stats_size, scratch_size,
       [&](int64_t unit, T* stats, T* scratch) {
         const int64_t block = unit / chunks_per_block, part = unit % chunks_per_block;
-        const int64_t begin = std::min(rows, block * b + part * kChunk);
-        const int64_t end = std::min(rows, block * b + std::min(b, (part + 1) * kChunk));
-        chunk(begin, end, stats, scratch);
+        const int64_t begin = block * b + part * kChunk;
+        const int64_t end = block * b + std::min(b, (part + 1) * kChunk);
+        const int64_t computed_end = RowsEnd<T>(x, w, d, begin, end);
+        left_out->begin[unit] = computed_end;
+        left_out->end[unit] = end;
+        chunk(begin, computed_end, stats, scratch);
       },
       [&](int64_t unit, const T* stats) {
         FoldUnit<T>(unit, chunks_per_block, stats, stats_size, block_acc.data(), total.data());
@@ -739,28 +785,12 @@ std::vector<T> RunBlocks(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int
   return total;
 }
 
-// The rows to compute of n_rows rows: all but the run at the end that repeats row 0 with weight
-// 0. That run is the fit driver's padding (the last block filled with weightless copies of the
-// first row: 3629 of 16384 rows for 12755 rows in blocks of 4096), and skipping it is exact
-// whatever the rows are: a repeat of row 0 gets row 0's label and distance (each row's depend on
-// that row and the means alone; CopyRowZero writes them), and a row of weight 0 adds exact zeros
-// to every statistic (a sum starts at +0 and is never -0, so adding a zero of either sign leaves
-// its bits). Costs one comparison of the last row where there is no such run.
-template <typename T>
-int64_t RowsToCompute(const T* x, const T* w, int64_t n_rows, int64_t d) {
-  int64_t rows = n_rows;
-  while (rows > 1 && w[rows - 1] == T(0) &&
-         std::memcmp(x + (rows - 1) * d, x, static_cast<size_t>(d) * sizeof(T)) == 0)
-    --rows;
-  return rows;
-}
-
-// Row 0's label and distance into rows [rows, n_rows) (the repeats RowsToCompute left out).
-template <typename T>
-void CopyRowZero(int64_t rows, int64_t n_rows, int32_t* labels, T* nearest) {
-  if (rows >= n_rows) return;  // none left out (and no row 0 to read when there are no rows)
-  std::fill(labels + rows, labels + n_rows, labels[0]);
-  std::fill(nearest + rows, nearest + n_rows, nearest[0]);
+// Row 0's values (`width` per row) into the rows RunBlocks left out.
+template <typename V>
+void CopyRowZero(const LeftOut& left_out, int64_t width, V* values) {
+  for (size_t u = 0; u < left_out.begin.size(); ++u)
+    for (int64_t i = left_out.begin[u]; i < left_out.end[u]; ++i)
+      std::copy(values, values + width, values + i * width);
 }
 
 // Labels and exact squared distances of rows [0, rows) of x (row length d <= L, rows <= kGroup)
@@ -1017,14 +1047,14 @@ ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
   int32_t* labels = labels_buf->typed_data();
   T* nearest = nearest_buf->typed_data();
   const int64_t stats_size = k + k * dp + 1;
-  const int64_t n_rows = n_blocks * b;
-  const int64_t rows = RowsToCompute<T>(problem.x, problem.w, n_rows, d);
+  LeftOut left_out;
   const std::vector<T> total = RunBlocks<T>(
-      pool, n_blocks, b, rows, stats_size, kGroup * (kp + dp) + k * dp + L,
-      [&](int64_t begin, int64_t end, T* stats, T* scratch) {
+      pool, n_blocks, b, problem.x, problem.w, d, stats_size, kGroup * (kp + dp) + k * dp + L,
+      &left_out, [&](int64_t begin, int64_t end, T* stats, T* scratch) {
         HardChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
       });
-  CopyRowZero<T>(rows, n_rows, labels, nearest);
+  CopyRowZero(left_out, 1, labels);
+  CopyRowZero(left_out, 1, nearest);
   T* counts = counts_buf->typed_data();
   T* sums = sums_buf->typed_data();
   std::copy(total.begin(), total.begin() + k, counts);
@@ -1249,15 +1279,17 @@ ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
   int32_t* labels = labels_buf->typed_data();
   T* nearest = nearest_buf->typed_data();
   const int64_t set_size = kp + k * dp + 2;
-  const int64_t rows = RowsToCompute<T>(problem.x, problem.w, problem.n_rows, d);
+  LeftOut left_out;
   const std::vector<T> total = RunBlocks<T>(
-      pool, n_blocks, b, rows, sets * set_size, kGroup * (kp + dp),
+      pool, n_blocks, b, problem.x, problem.w, d, sets * set_size, kGroup * (kp + dp), &left_out,
       [&](int64_t begin, int64_t end, T* stats, T* scratch) {
         SoftChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
       });
   const int64_t n_rows = problem.n_rows;
-  for (int64_t s = 0; s < sets; ++s)
-    CopyRowZero<T>(rows, n_rows, labels + s * n_rows, nearest + s * n_rows);
+  for (int64_t s = 0; s < sets; ++s) {
+    CopyRowZero(left_out, 1, labels + s * n_rows);
+    CopyRowZero(left_out, 1, nearest + s * n_rows);
+  }
   for (int64_t s = 0; s < sets; ++s) {
     const T* set = total.data() + s * set_size;
     std::copy(set, set + k, counts_buf->typed_data() + s * k);
@@ -1504,10 +1536,17 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
         }
       }
     }
-    // A full group none of whose rows the bounds let through is scored where it lies.
-    bool all_scored = n_pending == 0 && rows == kGroup;
-    for (int64_t r = 0; r < rows && all_scored; ++r) all_scored = !keep[r];
-    if (all_scored) {
+    // A full group is scored where it lies, all its rows (a row the bounds let through gets the
+    // same label and distance so, and tighter bounds), the rows pending from earlier groups
+    // first, when the bounds let through none of its rows or so few that scoring them costs
+    // less than copying the others into the pending group (a row's scores cost about k / 2 times
+    // its copy). So where the bounds let few rows through (Gaussian noise) the rows after the
+    // first such row do not all go through the copy: at (12755, 784, 16) that made a bounded
+    // pass about 1.7x a plain one.
+    int64_t n_keep = 0;
+    for (int64_t r = 0; r < rows; ++r) n_keep += keep[r];
+    if (rows == kGroup && n_keep * (k + 2) <= 2 * kGroup) {
+      flush_pending();
       for (int r = 0; r < kGroup; ++r) {
         pending_row[r] = g + r;
         pending_sq[r] = row_sq[r];
@@ -1635,13 +1674,17 @@ ffi::Error RunBounded(ffi::ThreadPool& pool, const ffi::Span<const int64_t>& x_d
   const HardProblem<T> problem{x, w, means_t.data(), bias.data(), means_padded.data(), d, dp, k, kp};
   const int64_t stats_size = two_sigma2 > 0 ? kp + k * dp + 2 : k + k * dp + 1;
   const int64_t soft_scratch = two_sigma2 > 0 ? kChunk * (kp + dp + 1) : k * dp + L;
-  // Every row: a repeat of row 0 carries its own bounds (RowsToCompute is for the plain passes).
-  *total = RunBlocks<T>(pool, n_blocks, b, n_blocks * b, stats_size,
-                        kGroup * (kp + 2 * dp) + soft_scratch,
+  // The repeats of row 0 left out get row 0's bounds too: valid bounds for the same row.
+  LeftOut left_out;
+  *total = RunBlocks<T>(pool, n_blocks, b, x, w, d, stats_size,
+                        kGroup * (kp + 2 * dp) + soft_scratch, &left_out,
                         [&](int64_t begin, int64_t end, T* stats, T* scratch) {
                           BoundedChunk<T>(problem, test, two_sigma2, begin, end, labels, nearest,
                                           stats, scratch);
                         });
+  CopyRowZero(left_out, 1, labels);
+  CopyRowZero(left_out, 1, nearest);
+  CopyRowZero(left_out, groups, lower_out);
   *scored_out = static_cast<int32_t>(std::min<int64_t>(scored.load(), INT32_MAX));
   return ffi::Error::Success();
 }
