@@ -338,10 +338,13 @@ def _spans_processes(X: Any) -> bool:
 
 
 def _data_dtype(X: Any) -> jnp.dtype:
-    """The dtype a fit of ``X`` computes in, without reading a global array's values."""
-    if _spans_processes(X):
-        return as_data(np.zeros((1, 1), X.dtype)).dtype
-    return as_data(X).dtype
+    """The dtype a fit of ``X`` computes in, from its dtype alone.
+
+    ``fit_sharded`` validates X itself; a global array's values are not read here, and no array
+    is converted twice.
+    """
+    dtype = X.dtype if hasattr(X, "dtype") else np.asarray(X).dtype
+    return as_data(np.zeros((1, 1), dtype)).dtype
 
 
 def _process_rows(X: jax.Array) -> np.ndarray:
