@@ -373,7 +373,8 @@ def hard_assign_bounded(
     Returns:
         ``(labels, nearest, counts, sums, distortion, lower, scored)``: the outputs of
         :func:`hard_assign`, the (n, B, G) lower bounds at ``means`` and the () int32 number of rows
-        that were scored against every mean.
+        that were scored against every mean (the weightless repeats of row 0 the pass leaves out,
+        the blocks' padding, counted as scored).
     """
     n, b, d = x_blocks.shape
     k = means.shape[0]
@@ -469,7 +470,8 @@ def soft_assign_bounded(
     Returns:
         ``(labels, nearest, counts, sums, log_lik_core, distortion, lower, scored)``: as
         :func:`soft_assign` for one set (without its leading axis), the new (n, B, G) bounds and
-        the () int32 number of rows scored against every mean.
+        the () int32 number of rows scored against every mean (the rows left out counted as
+        scored, as in :func:`hard_assign_bounded`).
     """
     n, b, d = x_blocks.shape
     k = means.shape[0]
