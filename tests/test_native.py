@@ -510,6 +510,9 @@ def test_padding_rows_left_out_of_a_call_change_no_output(tail, dtype, d):
     for i in (0, 1, 5):  # labels, distances, bounds
         np.testing.assert_array_equal(out[i][left_out], out[i][0])
     assert out[5][0] > 0
+    # No bounds yet: every row is scored, those left out counted as row 0 is (the fit's schedule
+    # weighs skipped rows against all rows).
+    assert int(out[6][0]) == out[0].size
     gaps = np.sum((np.asarray(means, np.float64) - x[0].astype(np.float64)) ** 2, axis=1)
     assert out[0][0] == np.argmin(gaps)
     np.testing.assert_allclose(out[1][0], gaps.min(), rtol=1e-4)
