@@ -19,6 +19,7 @@ from . import init as _init
 from ._driver import DEFAULT_BLOCK_SIZE, FitResult, fit_compiled, stats_compiled, step_compiled
 from ._validation import (
     as_data,
+    check_fit_inputs,
     check_k,
     check_key,
     check_positive_int,
@@ -111,14 +112,9 @@ def _fit(
 ) -> FitResult:
     """:func:`fit` on data that has already passed :func:`as_data`."""
     check_variant(variant)
-    if variant.check_data is not None and not is_traced(X):
-        variant.check_data(np.asarray(X))
-    if variant.validate is not None:
-        params = variant.validate(X, params)
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
-    max_iter = check_positive_int(max_iter, "max_iter")
-    block_size = check_positive_int(block_size, "block_size")
-    tol = check_tol(tol)
+    params, w, max_iter, block_size, tol = check_fit_inputs(
+        variant, X, params, weights, max_iter, block_size, tol
+    )
     return fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
 
 

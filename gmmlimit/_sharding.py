@@ -48,13 +48,13 @@ from ._outofcore import (
 )
 from ._validation import (
     as_data,
+    check_fit_inputs,
     check_k,
     check_positive_int,
     check_sigma2,
     check_tol,
     check_weights,
     float64_scope,
-    weights_or_ones,
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_variant
@@ -222,14 +222,9 @@ def fit_sharded(
         return _fit_global(variant, X, params, mesh, axis, max_iter, tol, weights, block_size)
     with float64_scope(X):  # float64 data stay float64 (docs/design.md)
         X = as_data(X)
-        if variant.check_data is not None:
-            variant.check_data(np.asarray(X))
-        if variant.validate is not None:
-            params = variant.validate(X, params)
-        w = weights_or_ones(weights, X.shape[0], X.dtype)
-        max_iter = check_positive_int(max_iter, "max_iter")
-        block_size = check_positive_int(block_size, "block_size")
-        tol = check_tol(tol)
+        params, w, max_iter, block_size, tol = check_fit_inputs(
+            variant, X, params, weights, max_iter, block_size, tol
+        )
         n_dev = int(mesh.shape[axis])
         blocks, local_rows = _shard_blocks(X, w, n_dev, block_size, NamedSharding(mesh, P(axis)))
         shift_scale = jnp.mean(jnp.var(X, axis=0))

@@ -306,6 +306,46 @@ def weights_or_ones(weights: Any, n_samples: int, dtype: Any) -> jax.Array:
     return jnp.ones((n_samples,), dtype) if checked is None else checked
 
 
+def check_fit_inputs(
+    variant: Any,
+    X: Any,
+    params: Any,
+    weights: Any,
+    max_iter: Any,
+    block_size: Any,
+    tol: Any,
+) -> tuple[Any, jax.Array, int, int, float]:
+    """The checks of an in-memory fit (``fit``, ``fit_sharded``) on data from :func:`as_data`.
+
+    The variant's ``check_data`` (on concrete data) and ``validate``, the weights and the loop's
+    options, in that order.
+
+    Args:
+        variant: the mixture variant.
+        X: (N, D) data from :func:`as_data`.
+        params: the initial parameters.
+        weights: None or (N,) sample weights.
+        max_iter: the maximum number of iterations.
+        block_size: rows per E-step block.
+        tol: the convergence tolerance.
+
+    Returns:
+        ``(params, weights, max_iter, block_size, tol)``: the parameters as ``validate`` returns
+        them, (N,) weights in X's dtype (ones for None) and the checked options.
+
+    Raises:
+        ValueError: naming the first input that is not valid.
+    """
+    if variant.check_data is not None and not is_traced(X):
+        variant.check_data(np.asarray(X))
+    if variant.validate is not None:
+        params = variant.validate(X, params)
+    w = weights_or_ones(weights, X.shape[0], X.dtype)
+    max_iter = check_positive_int(max_iter, "max_iter")
+    block_size = check_positive_int(block_size, "block_size")
+    return params, w, max_iter, block_size, check_tol(tol)
+
+
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     """Validate a static positive integer option (max_iter, block_size, n_init, ...)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
