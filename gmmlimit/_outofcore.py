@@ -509,7 +509,8 @@ def em_out_of_core(
     Returns:
         The :class:`~gmmlimit.FitResult` (labels on the host).
     """
-    check_sigma2(sigma2, np.float64)
+    with dtype_scope(np.float64):  # checked at float64 before any chunk is read, not truncated
+        check_sigma2(sigma2, np.float64)
     params = IsotropicParams(init_means, sigma2)
     return _isotropic(X, params, max_iter, tol, weights, block_size, chunk_blocks)
 

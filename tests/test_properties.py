@@ -275,9 +275,11 @@ def test_critical_sigma2_is_finite_wherever_the_answer_is():
 
 X64_OFF = textwrap.dedent(
     """
-    import json
+    import json, warnings
     import jax, numpy as np
     assert not jax.config.jax_enable_x64
+    # Nothing may be truncated to float32 on the way (not even a value only checked).
+    warnings.filterwarnings("error", message=".*truncated to dtype float32")
     import gmmlimit as gl
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 2)) * 1e150 + np.repeat([[0.0, 0.0], [5e150, 0.0]], 20, axis=0)
