@@ -5,14 +5,49 @@ tests spend their time compiling, which XLA does on one core. The scheduler belo
 worker whole test files, so a file's module fixtures are built once, on one worker; the files
 that read the session's one ``gmmlimit reproduce --quick`` run (``test_experiments.quick_run``)
 go to the same worker together, so that run is made once.
+
+Compiled programs go to a JAX compilation cache on disk that lives for one test session
+(``pytest_configure``): the workers and the subprocesses the tests start compile many of the same
+programs (the same small fits in several files, the CLI in subprocesses), and each then compiles
+a program once per session instead of once per process. Every session starts from an empty cache,
+so no test reads a program compiled by an earlier build. A ``JAX_COMPILATION_CACHE_DIR`` set by
+the caller is used as it is.
 """
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+
+CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+"""The variable that hands the session's compilation cache to workers and subprocesses."""
+
+_SESSION_CACHE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the session's compilation cache (in the first process; workers inherit it)."""
+    if CACHE_ENV in os.environ:
+        return  # the caller's cache, or this session's, set before JAX read its settings
+    path = tempfile.mkdtemp(prefix="gmmlimit-jax-cache-")
+    _SESSION_CACHE.append(path)
+    os.environ[CACHE_ENV] = path
+    # every program, however quick to compile: most of the suite's are small ones
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    jax.config.update("jax_compilation_cache_dir", path)  # this process read them already
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the cache this process started (after its workers have stopped)."""
+    for path in _SESSION_CACHE:
+        shutil.rmtree(path, ignore_errors=True)
+
 
 READ_THE_QUICK_RUN = {"test_experiments", "test_figures", "test_paper"}
 

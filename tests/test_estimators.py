@@ -224,8 +224,10 @@ _SK = Path(sklearn.__file__).parent
 
 
 def _run_upstream(target, path, extra=()):
-    """Run scikit-learn's own test file against our class; JAX defaults (x64 off)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    """Run scikit-learn's own test file against our class; JAX defaults (x64 off), the session's
+    compilation cache."""
+    keep = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_") or k in keep}
     root = Path(__file__).parent.parent
     env["PYTHONPATH"] = os.pathsep.join([str(root), str(_UPSTREAM)])
     cmd = [sys.executable, "-m", "pytest", "-c", str(_UPSTREAM / "pytest.ini")]
