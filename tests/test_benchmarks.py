@@ -50,6 +50,30 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path):
     assert "sharded speed-up" in text
 
 
+def test_kernel_parts_tool_still_fits_the_kernel(tmp_path):
+    # benchmarks/tuning/kernel_parts.py cuts pieces out of estep.cc by string patches and times
+    # the chunks with its own driver (cited in docs/scale.md): every patch must still apply, and
+    # the patched source with the driver must still compile against the kernel's code.
+    import shutil
+
+    spec = importlib.util.spec_from_file_location(
+        "kernel_parts", ROOT / "benchmarks" / "tuning" / "kernel_parts.py"
+    )
+    kp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kp)
+    sources = {name: kp.variant_source(patches) for name, patches in kp.VARIANTS.items()}
+    assert len(set(sources.values())) == len(kp.VARIANTS)  # every variant cuts something else
+    with pytest.raises(ValueError, match="no longer applies"):
+        kp.variant_source([("no such line in the kernel", "")])
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed: the patched sources were not compiled")
+    for name in ("product (scores) only", "+ first index of the min"):
+        src = tmp_path / f"{len(name)}.cc"
+        src.write_text(sources[name])
+        out = subprocess.run(kp.compile_command(src, None), capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+
+
 def _load_grid_module():
     spec = importlib.util.spec_from_file_location("bench_grid", ROOT / "benchmarks" / "grid.py")
     mod = importlib.util.module_from_spec(spec)

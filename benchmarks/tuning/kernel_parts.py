@@ -19,24 +19,25 @@ import jax.ffi
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = (ROOT / "gmmlimit" / "_kernels" / "estep.cc").read_text()
 
-ARGMIN = "  for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);\n"
-NEAREST = "  for (int r0 = 0; r0 < kGroup; r0 += L) {\n    for (int r = 0; r < L; ++r) {"
-SUMS = (
-    "      AddWeightedRow<T>(sums + label * dp, group + r * stride, weight, by_lanes ? p.d : dp);\n"
+ARGMIN_NEAREST = (
+    "  for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);\n"
+    "  NearestRows<T>(group, dp, means_padded, labels, nearest);\n"
 )
-LABELS_FIXED = "  for (int r = 0; r < kGroup; ++r) labels[r] = (r * 7) % kp % 64;\n"
+NEAREST = "  NearestRows<T>(group, dp, means_padded, labels, nearest);\n}\n\n// Labels and exact"
+NO_NEAREST = "  for (int r = 0; r < kGroup; ++r) nearest[r] = 0;\n}\n\n// Labels and exact"
+LABELS_FIXED = (
+    "  for (int r = 0; r < kGroup; ++r) {\n    labels[r] = (r * 7) % k;\n    nearest[r] = 0;\n  }\n"
+)
+SUMS = "add_rows([dp](T* sk, const T* xr, T weight) { AddWeightedRow<T>(sk, xr, weight, dp); });"
+NO_SUMS = "add_rows([](T*, const T*, T) {});"
 
+# Cuts in AssignGroup and HardChunk's row loop: they apply to the shapes that take AssignGroup
+# (K > kTransposedMaxK, D > kByLanesMaxD, and not the by-features shapes of few means, many
+# features); elsewhere every variant times the whole hard chunk.
 VARIANTS = {
-    "product (scores) only": [
-        (ARGMIN, LABELS_FIXED),
-        (NEAREST, "  for (int r0 = 0; r0 < 0; r0 += L) {\n    for (int r = 0; r < L; ++r) {"),
-        (SUMS, ""),
-    ],
-    "+ first index of the min": [
-        (NEAREST, "  for (int r0 = 0; r0 < 0; r0 += L) {\n    for (int r = 0; r < L; ++r) {"),
-        (SUMS, ""),
-    ],
-    "+ exact distance": [(SUMS, "")],
+    "product (scores) only": [(ARGMIN_NEAREST, LABELS_FIXED), (SUMS, NO_SUMS)],
+    "+ first index of the min": [(NEAREST, NO_NEAREST), (SUMS, NO_SUMS)],
+    "+ exact distance": [(SUMS, NO_SUMS)],
     "+ sums, counts (hard chunk)": [],
 }
 
@@ -78,28 +79,28 @@ int main(int argc, char** argv) {
 """
 
 
-def build(name: str, patches: list[tuple[str, str]], folder: Path) -> Path:
+def variant_source(patches: list[tuple[str, str]]) -> str:
+    """The kernel source with ``patches`` (each must apply exactly once) and the timing driver."""
     text = SOURCE
     for old, new in patches:
-        assert old in text, f"patch for {name!r} no longer applies: {old[:60]!r}"
+        if text.count(old) != 1:
+            raise ValueError(f"patch no longer applies to estep.cc: {old[:60]!r}")
         text = text.replace(old, new)
+    return text + DRIVER
+
+
+def compile_command(src: Path, out: Path | None) -> list[str]:
+    """g++ on ``src`` into the executable ``out`` (None: check the syntax only)."""
+    target = ["-o", str(out)] if out is not None else ["-fsyntax-only"]
+    return ["g++", "-O3", "-march=native", "-std=gnu++17", "-isystem", jax.ffi.include_dir(),
+            str(src), *target]  # fmt: skip
+
+
+def build(name: str, patches: list[tuple[str, str]], folder: Path) -> Path:
     src = folder / f"{abs(hash(name))}.cc"
-    src.write_text(text + DRIVER)
+    src.write_text(variant_source(patches))
     exe = src.with_suffix("")
-    subprocess.run(
-        [
-            "g++",
-            "-O3",
-            "-march=native",
-            "-std=gnu++17",
-            "-isystem",
-            jax.ffi.include_dir(),
-            str(src),
-            "-o",
-            str(exe),
-        ],
-        check=True,
-    )
+    subprocess.run(compile_command(src, exe), check=True)
     return exe
 
 
