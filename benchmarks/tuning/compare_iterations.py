@@ -15,6 +15,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from trees import isotropic_module  # beside this script
 
 sys.path.insert(0, os.environ.get("GMMLIMIT_TREES", "/tmp/trees"))
 n, d, k = map(int, sys.argv[1].split(","))
@@ -32,9 +33,7 @@ w = jnp.ones((n,), X.dtype)
 cases = []
 for name in names:
     drv = importlib.import_module(f"{name}._driver")
-    iso = importlib.import_module(
-        f"{name}.variants._isotropic" if name == "gmmlimit" else f"{name}.variants.isotropic"
-    )
+    iso = isotropic_module(name)
     for bs in bss:
         blocks = drv.make_blocks(X, w, bs)
         step = jax.jit(lambda b, p, drv=drv, iso=iso: drv.em_iteration(iso.isotropic, p, b)[0])

@@ -14,6 +14,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from trees import isotropic_module  # beside this script
 
 sys.path.insert(0, os.environ.get("GMMLIMIT_TREES", "/tmp/trees"))
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
@@ -30,9 +31,7 @@ grids = {
 cases = {}
 for name in ("gmmlimit_base", "gmmlimit"):
     drv = importlib.import_module(f"{name}._driver")
-    iso = importlib.import_module(
-        f"{name}.variants._isotropic" if name == "gmmlimit" else f"{name}.variants.isotropic"
-    )
+    iso = isotropic_module(name)
     blocks = drv.make_blocks(X, w, 4096)
 
     def sweep(s2, blocks=blocks, drv=drv, iso=iso):
