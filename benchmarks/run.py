@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import importlib.util
 import json
 import math
 import os
@@ -401,16 +400,20 @@ def run_memory_probe(size: tuple[int, int, int], dtype: str, max_iter: int) -> d
 # ----------------------------------------------------------------------------------------------
 
 
+def faiss_version() -> str | None:
+    """faiss's version, or None where it cannot be imported (an optional anchor: the bench
+    extra)."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss.__version__
+
+
 def machine_info() -> dict:
     import jax
     import sklearn
 
-    try:
-        import faiss
-
-        faiss_version = faiss.__version__
-    except ImportError:  # pragma: no cover - faiss is an optional anchor
-        faiss_version = None
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -436,7 +439,7 @@ def machine_info() -> dict:
             "jax": jax.__version__,
             "numpy": np.__version__,
             "sklearn": sklearn.__version__,
-            "faiss": faiss_version,
+            "faiss": faiss_version(),
         },
         "git_rev": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
@@ -466,7 +469,7 @@ def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
         km[f"sklearn-{algo}"] = bench_sklearn_kmeans(X, m0, algo, it, arep)
         log(f"sklearn {algo} {km[f'sklearn-{algo}']['per_iter_s']:.4f} s/iter")
     if dtype == "float32" and not (args.no_faiss or args.only_gmmlimit):
-        if importlib.util.find_spec("faiss") is None:
+        if faiss_version() is None:
             log("faiss is not installed: no faiss row (pip install -e '.[bench]' adds it)")
         else:
             km["faiss"] = bench_faiss(X, m0, it, arep)
