@@ -45,6 +45,8 @@ import jax.numpy as jnp
 import jaxlib
 
 __all__ = [
+    "BOUNDED_MODES",
+    "assign_bounded",
     "available",
     "build_info",
     "hard_assign",
@@ -64,10 +66,8 @@ _SUFFIX = {jnp.dtype(jnp.float32): "f32", jnp.dtype(jnp.float64): "f64"}
 _SYMBOLS = {
     "gmmlimit_hard_assign_f32": "GmmlimitHardAssignF32",
     "gmmlimit_hard_assign_f64": "GmmlimitHardAssignF64",
-    "gmmlimit_hard_assign_bounded_f32": "GmmlimitHardAssignBoundedF32",
-    "gmmlimit_hard_assign_bounded_f64": "GmmlimitHardAssignBoundedF64",
-    "gmmlimit_soft_assign_bounded_f32": "GmmlimitSoftAssignBoundedF32",
-    "gmmlimit_soft_assign_bounded_f64": "GmmlimitSoftAssignBoundedF64",
+    "gmmlimit_assign_bounded_f32": "GmmlimitAssignBoundedF32",
+    "gmmlimit_assign_bounded_f64": "GmmlimitAssignBoundedF64",
     "gmmlimit_soft_assign_f32": "GmmlimitSoftAssignF32",
     "gmmlimit_soft_assign_f64": "GmmlimitSoftAssignF64",
 }
@@ -342,58 +342,6 @@ def hard_assign(
     return jax.ffi.ffi_call(target, out, vmap_method="sequential")(x_blocks, w_blocks, means)
 
 
-def hard_assign_bounded(
-    means: jax.Array,
-    old_means: jax.Array,
-    old_labels: jax.Array,
-    lower: jax.Array,
-    x_blocks: jax.Array,
-    w_blocks: jax.Array,
-    *,
-    suffix: str = "",
-) -> tuple[jax.Array, ...]:
-    """:func:`hard_assign` with Hamerly's bound test: the same outputs, bit for bit, faster.
-
-    The means are cut into G groups of consecutive indices (as in Yinyang K-means). A row whose
-    label cannot change (its lower bounds on the distance to the other means of each group,
-    moved by the group's largest shift, exceed its distance to its own mean by more than any
-    score's rounding error) keeps it without being scored against every mean; see the kernel's
-    source.
-
-    Args:
-        means: (K, D) means.
-        old_means: (K, D) the means ``lower`` refers to (those of the previous pass).
-        old_labels: (n, B) int32 labels of the previous pass (< 0: none, the row is scored).
-        lower: (n, B, G) lower bounds on each row's distance to the means of each group of
-            ``old_means`` other than its label's (0: the row is scored); 1 <= G <= K.
-        x_blocks: (n, B, D) rows, float32 or float64 (the dtype of ``means``).
-        w_blocks: (n, B) sample weights.
-        suffix: as in :func:`hard_assign`.
-
-    Returns:
-        ``(labels, nearest, counts, sums, distortion, lower, scored)``: the outputs of
-        :func:`hard_assign`, the (n, B, G) lower bounds at ``means`` and the () int32 number of rows
-        that were scored against every mean (the weightless repeats of row 0 the pass leaves out,
-        the blocks' padding, counted as scored).
-    """
-    n, b, d = x_blocks.shape
-    k = means.shape[0]
-    dtype = x_blocks.dtype
-    out = (
-        jax.ShapeDtypeStruct((n, b), jnp.int32),
-        jax.ShapeDtypeStruct((n, b), dtype),
-        jax.ShapeDtypeStruct((k,), dtype),
-        jax.ShapeDtypeStruct((k, d), dtype),
-        jax.ShapeDtypeStruct((), dtype),
-        jax.ShapeDtypeStruct(lower.shape, dtype),
-        jax.ShapeDtypeStruct((), jnp.int32),
-    )
-    target = f"gmmlimit_hard_assign_bounded_{_SUFFIX[jnp.dtype(dtype)]}{suffix}"
-    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(
-        x_blocks, w_blocks, means, old_means, old_labels, lower
-    )
-
-
 def soft_assign(
     means: jax.Array,
     sigma2: jax.Array,
@@ -438,7 +386,12 @@ def soft_assign(
     )
 
 
-def soft_assign_bounded(
+BOUNDED_MODES = {"hard": 0, "soft": 1, "hard_plain": 2, "soft_plain": 3, "nothing": 4}
+"""What a call of :func:`assign_bounded` does (its ``mode`` operand, chosen at run time)."""
+
+
+def assign_bounded(
+    mode: jax.Array,
     means: jax.Array,
     sigma2: jax.Array,
     old_means: jax.Array,
@@ -449,29 +402,48 @@ def soft_assign_bounded(
     *,
     suffix: str = "",
 ) -> tuple[jax.Array, ...]:
-    """:func:`soft_assign` of one parameter set, skipping rows whose responsibilities are one-hot.
+    """One pass with Hamerly's bounds, of the kind ``mode`` says, the bounds updated in place.
 
-    With the bounds of :func:`hard_assign_bounded`, a row whose every other mean is provably so
-    far that its exponential underflows to exactly 0 at this sigma2 (gap / (2 sigma2) past the
-    logarithm of the smallest normal number, plus one) is not scored: its responsibility row is
-    exactly one-hot, added directly. The outputs equal :func:`soft_assign`'s (S = 1) up to the
-    order in which the statistics are summed; labels and distances are the same bits.
+    The means are cut into G groups of consecutive indices (as in Yinyang K-means). In the
+    bounded modes a row whose label cannot change (hard: its lower bounds on the distance to
+    the other means of each group, moved by the group's largest shift, exceed its distance to
+    its own mean by more than any score's rounding error), or whose responsibilities are
+    provably exactly one-hot (soft: every other mean's gap / (2 sigma2) past the exponential's
+    underflow), is not scored against every mean; see the kernel's source. The modes
+    (:data:`BOUNDED_MODES`):
+
+    * 0, ``"hard"``: :func:`hard_assign`'s outputs, bit for bit, and new bounds;
+    * 1, ``"soft"``: :func:`soft_assign`'s for one set (labels and distances the same bits, the
+      statistics summed in another order), and new bounds;
+    * 2, ``"hard_plain"`` and 3, ``"soft_plain"``: :func:`hard_assign`'s or :func:`soft_assign`'s
+      outputs, bit for bit; the bounds and their labels kept as they were (still valid at any
+      later means, only looser);
+    * 4, ``"nothing"``: no pass (the caller runs another one): zero outputs, bounds kept.
+
+    The bounds and their labels are aliased to the outputs, so inside a compiled loop they are
+    updated in place and the modes that keep them touch nothing (XLA copies an array that a
+    conditional's branch passes through, and again into the loop's carry: that is why the
+    mode is an operand and not a ``lax.switch`` over kernels).
 
     Args:
+        mode: () int32, one of :data:`BOUNDED_MODES`.
         means: (K, D) means.
-        sigma2: () variance, > 0.
-        old_means: (K, D) the means ``lower`` refers to.
-        old_labels: (n, B) int32 labels of the previous pass (< 0: none).
-        lower: (n, B, G) lower bounds, as in :func:`hard_assign_bounded`.
-        x_blocks: (n, B, D) rows.
+        sigma2: () variance, > 0 in the soft modes (ignored in the others).
+        old_means: (K, D) the means ``lower`` refers to (those of the last bounded pass).
+        old_labels: (n, B) int32 labels the bounds refer to (< 0: none, the row is scored).
+        lower: (n, B, G) lower bounds on each row's distance to the means of each group of
+            ``old_means`` other than its label's (0: the row is scored); 1 <= G <= K.
+        x_blocks: (n, B, D) rows, float32 or float64 (the dtype of ``means``).
         w_blocks: (n, B) sample weights.
         suffix: as in :func:`hard_assign`.
 
     Returns:
-        ``(labels, nearest, counts, sums, log_lik_core, distortion, lower, scored)``: as
-        :func:`soft_assign` for one set (without its leading axis), the new (n, B, G) bounds and
-        the () int32 number of rows scored against every mean (the rows left out counted as
-        scored, as in :func:`hard_assign_bounded`).
+        ``(labels, nearest, counts, sums, log_lik_core, distortion, lower, bound_labels,
+        scored)``: (n, B) int32 labels, (n, B) distances, (K,) counts, (K, D) sums, ()
+        log-likelihood core (0 in the hard modes), () distortion, the (n, B, G) bounds and
+        (n, B) int32 labels they refer to, and the () int32 number of rows a bounded pass scored
+        against every mean (the weightless repeats of row 0 the pass leaves out, the blocks'
+        padding, counted as scored; 0 in the other modes).
     """
     n, b, d = x_blocks.shape
     k = means.shape[0]
@@ -484,12 +456,72 @@ def soft_assign_bounded(
         jax.ShapeDtypeStruct((), dtype),
         jax.ShapeDtypeStruct((), dtype),
         jax.ShapeDtypeStruct(lower.shape, dtype),
+        jax.ShapeDtypeStruct((n, b), jnp.int32),
         jax.ShapeDtypeStruct((), jnp.int32),
     )
-    target = f"gmmlimit_soft_assign_bounded_{_SUFFIX[jnp.dtype(dtype)]}{suffix}"
-    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(
-        x_blocks, w_blocks, means, sigma2, old_means, old_labels, lower
+    target = f"gmmlimit_assign_bounded_{_SUFFIX[jnp.dtype(dtype)]}{suffix}"
+    call = jax.ffi.ffi_call(
+        target, out, vmap_method="sequential", input_output_aliases={6: 7, 7: 6}
     )
+    return call(
+        x_blocks,
+        w_blocks,
+        means,
+        jnp.asarray(sigma2, dtype),
+        old_means,
+        jnp.asarray(mode, jnp.int32),
+        old_labels,
+        lower,
+    )
+
+
+def hard_assign_bounded(
+    means: jax.Array,
+    old_means: jax.Array,
+    old_labels: jax.Array,
+    lower: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+    *,
+    suffix: str = "",
+) -> tuple[jax.Array, ...]:
+    """:func:`assign_bounded`'s bounded hard pass: :func:`hard_assign`'s outputs, faster.
+
+    Returns:
+        ``(labels, nearest, counts, sums, distortion, lower, scored)``: the outputs of
+        :func:`hard_assign`, the (n, B, G) lower bounds at ``means`` and the () int32 number of
+        rows scored against every mean.
+    """
+    mode = BOUNDED_MODES["hard"]
+    labels, nearest, counts, sums, _, distortion, lower, _, scored = assign_bounded(
+        mode, means, 0, old_means, old_labels, lower, x_blocks, w_blocks, suffix=suffix
+    )
+    return labels, nearest, counts, sums, distortion, lower, scored
+
+
+def soft_assign_bounded(
+    means: jax.Array,
+    sigma2: jax.Array,
+    old_means: jax.Array,
+    old_labels: jax.Array,
+    lower: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+    *,
+    suffix: str = "",
+) -> tuple[jax.Array, ...]:
+    """:func:`assign_bounded`'s bounded soft pass, rows with one-hot responsibilities unscored.
+
+    Returns:
+        ``(labels, nearest, counts, sums, log_lik_core, distortion, lower, scored)``: as
+        :func:`soft_assign` for one set (without its leading axis), the new (n, B, G) bounds and
+        the () int32 number of rows scored against every mean.
+    """
+    mode = BOUNDED_MODES["soft"]
+    outs = assign_bounded(
+        mode, means, sigma2, old_means, old_labels, lower, x_blocks, w_blocks, suffix=suffix
+    )
+    return (*outs[:7], outs[8])
 
 
 def supports(dtype: jnp.dtype, k: int) -> bool:

@@ -224,6 +224,12 @@ def test_em_with_bounds_gives_the_same_iterates_bit_for_bit(dtype):
         bounded = gl.em(X, m0, sigma2, weights=weights, algorithm="hamerly", block_size=900)
         assert int(lloyd.n_iter) > 3
         _assert_same_fit(lloyd, bounded)
+    # Past the soft kernel's range (1 / (2 sigma2) not a normal number): the JAX pass runs.
+    huge = float(np.finfo(dtype).max) / 2
+    lloyd = gl.em(X, m0, huge, weights=weights, algorithm="lloyd", block_size=900)
+    bounded = gl.em(X, m0, huge, weights=weights, algorithm="hamerly", block_size=900)
+    assert np.all(np.isfinite(np.asarray(bounded.means)))
+    _assert_same_fit(lloyd, bounded)
 
 
 def test_the_soft_bounded_kernel_skips_one_hot_rows_with_the_soft_kernels_bits():
@@ -293,29 +299,28 @@ def test_the_algorithm_choice_reaches_the_bounded_kernels(monkeypatch):
     # kernels' calls while each fit is traced (shapes no other test compiles).
     from gmmlimit.sklearn import KMeans
 
-    calls = {"hard": 0, "soft": 0}
-    hard, soft = _native.hard_assign_bounded, _native.soft_assign_bounded
+    calls = []
+    bounded = _native.assign_bounded
 
-    def count(name, fn):
-        def wrapped(*args, **kwargs):
-            calls[name] += 1
-            return fn(*args, **kwargs)
+    def count(*args, **kwargs):
+        calls.append(1)
+        return bounded(*args, **kwargs)
 
-        return wrapped
-
-    monkeypatch.setattr(_native, "hard_assign_bounded", count("hard", hard))
-    monkeypatch.setattr(_native, "soft_assign_bounded", count("soft", soft))
+    monkeypatch.setattr(_native, "assign_bounded", count)
     X = _blobs(15, 523, 37, 11, np.float32)
     gl.kmeans(X, X[:11], algorithm="lloyd", block_size=129)
     gl.em(X, X[:11], 0.3, algorithm="lloyd", block_size=129)
-    assert calls == {"hard": 0, "soft": 0}
+    assert not calls
     gl.kmeans(X, X[:11], algorithm="hamerly", block_size=129)
-    assert calls["hard"] > 0
-    gl.em(X, X[:11], 0.3, algorithm="hamerly", block_size=129)
-    assert calls["soft"] > 0
-    before = calls["hard"]
-    KMeans(11, init=X[:11], n_init=1, algorithm="elkan").fit(X[:517])
-    assert calls["hard"] > before
+    assert calls
+    for fit in (
+        # (another block size: the K-means fit above compiled the same loop for any sigma2)
+        lambda: gl.em(X, X[:11], 0.3, algorithm="hamerly", block_size=131),
+        lambda: KMeans(11, init=X[:11], n_init=1, algorithm="elkan").fit(X[:517]),
+    ):
+        before = len(calls)
+        fit()
+        assert len(calls) > before
 
 
 def test_hamerly_with_float64_data_and_x64_off_stays_float64_and_equals_lloyd():
@@ -482,3 +487,81 @@ def test_plain_passes_in_vmapped_restarts_keep_lloyds_bits(bounds_never_pay):
     hamerly = gl.restarts(key, X, 12, n_init=2, algorithm="hamerly", block_size=256)
     _assert_same_fit(lloyd, hamerly)
     assert 0 < len(bounds_never_pay) < 2 * (int(np.max(np.asarray(hamerly.n_iter))) + 1)
+
+
+def _bounded_call(mode, means, sigma2, bounds_means, labels, lower, x, w):
+    return jax.jit(_native.assign_bounded)(mode, means, sigma2, bounds_means, labels, lower, x, w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_plain_modes_give_the_plain_kernels_bits_and_keep_the_bounds(dtype):
+    """One kernel serves every pass of a fit: in the plain modes it returns the plain kernels'
+    outputs bit for bit and the bounds and their labels as they came in; "nothing" keeps them
+    too; the bounded modes give new ones. Rows that do not fill the last block included."""
+    modes = _native.BOUNDED_MODES
+    n_blocks, b, d, k = 3, 700, 23, 19
+    X = _blobs(21, n_blocks * b - 333, d, k, dtype, spread=6.0)
+    x = np.zeros((n_blocks * b, d), dtype)
+    x[: len(X)] = X
+    w = np.zeros(n_blocks * b, dtype)
+    w[: len(X)] = 1
+    x, w = jnp.asarray(x.reshape(n_blocks, b, d)), jnp.asarray(w.reshape(n_blocks, b))
+    means = jnp.asarray(X[:k])
+    rng = np.random.default_rng(22)
+    labels = jnp.asarray(rng.integers(-1, k, (n_blocks, b)), jnp.int32)
+    lower = jnp.asarray(rng.uniform(0, 3, (n_blocks, b, 2)), dtype)
+    old_means = means + 0.25
+    sigma2 = jnp.asarray(0.7, dtype)
+    hard = jax.jit(_native.hard_assign)(means, x, w)
+    soft = jax.jit(_native.soft_assign)(means[None], sigma2[None], x, w)
+    for mode, want in (("hard_plain", hard), ("soft_plain", [a[0] for a in soft])):
+        out = _bounded_call(modes[mode], means, sigma2, old_means, labels, lower, x, w)
+        got = out[:4] + out[5:6] if mode == "hard_plain" else out[:6]
+        for a, c in zip(want, got, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+        if mode == "hard_plain":
+            assert float(out[4]) == 0.0
+        np.testing.assert_array_equal(np.asarray(out[6]), np.asarray(lower))
+        np.testing.assert_array_equal(np.asarray(out[7]), np.asarray(labels))
+        assert int(out[8]) == 0
+    out = _bounded_call(modes["nothing"], means, sigma2, old_means, labels, lower, x, w)
+    np.testing.assert_array_equal(np.asarray(out[6]), np.asarray(lower))
+    np.testing.assert_array_equal(np.asarray(out[7]), np.asarray(labels))
+    for mode, want in (("hard", hard), ("soft", [a[0] for a in soft])):
+        out = _bounded_call(modes[mode], means, sigma2, old_means, labels, lower, x, w)
+        np.testing.assert_array_equal(np.asarray(out[0]), np.asarray(want[0]))
+        np.testing.assert_array_equal(np.asarray(out[7]), np.asarray(out[0]))  # bound labels
+        assert not np.array_equal(np.asarray(out[6]), np.asarray(lower))
+    with pytest.raises(Exception, match="mode"):
+        _bounded_call(7, means, sigma2, old_means, labels, lower, x, w)
+    with pytest.raises(Exception, match="sigma2 > 0"):
+        _bounded_call(modes["soft_plain"], means, 0 * sigma2, old_means, labels, lower, x, w)
+
+
+@pytest.mark.skipif(not _native.available(), reason="needs the compiled kernels")
+def test_the_fit_loop_updates_the_bounds_in_place():
+    """XLA:CPU copies an array that a conditional passes through, and again into a loop's carry:
+    the fit's loop must hand the bounds to the kernel, aliased, with no copy of them at all
+    (64 MB a pass at (1M, 64, 256))."""
+    import re
+
+    from gmmlimit._driver import fit_compiled
+    from gmmlimit.variants import IsotropicParams
+    from gmmlimit.variants._isotropic import isotropic_bounded
+
+    X = jnp.asarray(_blobs(23, 3001, 33, 40, np.float32))
+    params = IsotropicParams(X[:40], jnp.zeros((), jnp.float32))
+    compiled = fit_compiled.lower(
+        isotropic_bounded,
+        X,
+        jnp.ones(3001, jnp.float32),
+        params,
+        jnp.float32(0),
+        max_iter=20,
+        block_size=1024,
+    ).compile()
+    text = compiled.as_text()
+    bounds = r"f32\[3,1024,3\]"  # (blocks, B, G): 3 groups of means for K = 40
+    assert "gmmlimit_assign_bounded" in text and re.search(bounds, text)
+    copies = re.findall(rf"= {bounds}\{{[0-9,]*\}} copy\(", text)
+    assert not copies, copies

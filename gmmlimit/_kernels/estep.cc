@@ -1023,29 +1023,18 @@ bool ValidBlocks(const ffi::Span<const int64_t>& x_dims, const ffi::Span<const i
          w_dims[1] == x_dims[1];
 }
 
-template <ffi::DataType DT>
-ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
-                      ffi::Buffer<DT> means_buf, ffi::ResultBuffer<ffi::S32> labels_buf,
-                      ffi::ResultBuffer<DT> nearest_buf, ffi::ResultBuffer<DT> counts_buf,
-                      ffi::ResultBuffer<DT> sums_buf, ffi::ResultBuffer<DT> distortion_buf) {
-  using T = ffi::NativeType<DT>;
+// The hard E-step of x (n_blocks, b, d) at means (k, d) into labels, nearest (n_blocks, b),
+// counts (k), sums (k, d) and distortion (); HardAssign and the plain mode of AssignBounded.
+template <typename T>
+void RunHard(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int64_t k,
+             const T* x, const T* w, const T* means, int32_t* labels, T* nearest, T* counts,
+             T* sums, T* distortion) {
   constexpr int L = kLanes<T>;
-  const auto x_dims = x_buf.dimensions();
-  const auto m_dims = means_buf.dimensions();
-  if (!ValidBlocks(x_dims, w_buf.dimensions()) || m_dims.size() != 2 || m_dims[1] != x_dims[2] ||
-      m_dims[0] < 1 || m_dims[0] >= (int64_t{1} << 24)) {
-    return ffi::Error::InvalidArgument(
-        "gmmlimit hard_assign: expected x (n, B, D), w (n, B) and means (K, D), 1 <= K < 2^24");
-  }
-  const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2], k = m_dims[0];
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
   std::vector<T> means_t(dp * kp), bias(kp), means_padded(k * dp);
-  PrepareMeans<T>(means_buf.typed_data(), k, d, dp, kp, means_t.data(), bias.data(),
-                  means_padded.data());
-  const HardProblem<T> problem{x_buf.typed_data(), w_buf.typed_data(), means_t.data(),
-                               bias.data(),        means_padded.data(), d, dp, k, kp};
-  int32_t* labels = labels_buf->typed_data();
-  T* nearest = nearest_buf->typed_data();
+  PrepareMeans<T>(means, k, d, dp, kp, means_t.data(), bias.data(), means_padded.data());
+  const HardProblem<T> problem{x, w, means_t.data(), bias.data(), means_padded.data(),
+                               d, dp, k, kp};
   const int64_t stats_size = k + k * dp + 1;
   LeftOut left_out;
   const std::vector<T> total = RunBlocks<T>(
@@ -1055,12 +1044,28 @@ ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
       });
   CopyRowZero(left_out, 1, labels);
   CopyRowZero(left_out, 1, nearest);
-  T* counts = counts_buf->typed_data();
-  T* sums = sums_buf->typed_data();
   std::copy(total.begin(), total.begin() + k, counts);
   for (int64_t c = 0; c < k; ++c)
     std::copy(total.begin() + k + c * dp, total.begin() + k + c * dp + d, sums + c * d);
-  *distortion_buf->typed_data() = total[k + k * dp];
+  *distortion = total[k + k * dp];
+}
+
+template <ffi::DataType DT>
+ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
+                      ffi::Buffer<DT> means_buf, ffi::ResultBuffer<ffi::S32> labels_buf,
+                      ffi::ResultBuffer<DT> nearest_buf, ffi::ResultBuffer<DT> counts_buf,
+                      ffi::ResultBuffer<DT> sums_buf, ffi::ResultBuffer<DT> distortion_buf) {
+  const auto x_dims = x_buf.dimensions();
+  const auto m_dims = means_buf.dimensions();
+  if (!ValidBlocks(x_dims, w_buf.dimensions()) || m_dims.size() != 2 || m_dims[1] != x_dims[2] ||
+      m_dims[0] < 1 || m_dims[0] >= (int64_t{1} << 24)) {
+    return ffi::Error::InvalidArgument(
+        "gmmlimit hard_assign: expected x (n, B, D), w (n, B) and means (K, D), 1 <= K < 2^24");
+  }
+  RunHard(pool, x_dims[0], x_dims[1], x_dims[2], m_dims[0], x_buf.typed_data(),
+          w_buf.typed_data(), means_buf.typed_data(), labels_buf->typed_data(),
+          nearest_buf->typed_data(), counts_buf->typed_data(), sums_buf->typed_data(),
+          distortion_buf->typed_data());
   return ffi::Error::Success();
 }
 
@@ -1245,39 +1250,25 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   }
 }
 
-template <ffi::DataType DT>
-ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
-                      ffi::Buffer<DT> means_buf, ffi::Buffer<DT> sigma2_buf,
-                      ffi::ResultBuffer<ffi::S32> labels_buf, ffi::ResultBuffer<DT> nearest_buf,
-                      ffi::ResultBuffer<DT> counts_buf, ffi::ResultBuffer<DT> sums_buf,
-                      ffi::ResultBuffer<DT> log_lik_buf, ffi::ResultBuffer<DT> distortion_buf) {
-  using T = ffi::NativeType<DT>;
+// The soft E-step of S parameter sets, means (sets, k, d) and sigma2 (sets), over x (n_blocks, b,
+// d), into labels, nearest (sets, n_blocks, b), counts (sets, k), sums (sets, k, d), log_lik and
+// distortion (sets); SoftAssign and the plain soft mode of AssignBounded.
+template <typename T>
+void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int64_t sets,
+             int64_t k, const T* x, const T* w, const T* means, const T* sigma2s, int32_t* labels,
+             T* nearest, T* counts, T* sums, T* log_lik, T* distortion) {
   constexpr int L = kLanes<T>;
-  const auto x_dims = x_buf.dimensions();
-  const auto m_dims = means_buf.dimensions();
-  if (!ValidBlocks(x_dims, w_buf.dimensions()) || m_dims.size() != 3 || m_dims[2] != x_dims[2] ||
-      m_dims[1] < 1 || m_dims[1] >= (int64_t{1} << 24) ||
-      static_cast<int64_t>(sigma2_buf.element_count()) != m_dims[0]) {
-    return ffi::Error::InvalidArgument(
-        "gmmlimit soft_assign: expected x (n, B, D), w (n, B), means (S, K, D) and sigma2 (S,), "
-        "1 <= K < 2^24");
-  }
-  const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2];
-  const int64_t sets = m_dims[0], k = m_dims[1];
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
   std::vector<T> means_t(sets * dp * kp), bias(sets * kp), means_padded(sets * k * dp);
   std::vector<T> two_sigma2(sets);
   for (int64_t s = 0; s < sets; ++s) {
-    PrepareMeans<T>(means_buf.typed_data() + s * k * d, k, d, dp, kp, means_t.data() + s * dp * kp,
+    PrepareMeans<T>(means + s * k * d, k, d, dp, kp, means_t.data() + s * dp * kp,
                     bias.data() + s * kp, means_padded.data() + s * k * dp);
-    const T sigma2 = sigma2_buf.typed_data()[s];
+    const T sigma2 = sigma2s[s];
     two_sigma2[s] = sigma2 > 0 ? 2 * sigma2 : T(0);  // 0: the hard limit (see SoftChunk)
   }
-  const SoftProblem<T> problem{x_buf.typed_data(), w_buf.typed_data(), means_t.data(),
-                               bias.data(),        means_padded.data(), two_sigma2.data(),
-                               n_blocks * b,       d, dp, k, kp, sets};
-  int32_t* labels = labels_buf->typed_data();
-  T* nearest = nearest_buf->typed_data();
+  const SoftProblem<T> problem{x, w, means_t.data(), bias.data(), means_padded.data(),
+                               two_sigma2.data(), n_blocks * b, d, dp, k, kp, sets};
   const int64_t set_size = kp + k * dp + 2;
   LeftOut left_out;
   const std::vector<T> total = RunBlocks<T>(
@@ -1292,12 +1283,34 @@ ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
   }
   for (int64_t s = 0; s < sets; ++s) {
     const T* set = total.data() + s * set_size;
-    std::copy(set, set + k, counts_buf->typed_data() + s * k);
+    std::copy(set, set + k, counts + s * k);
     for (int64_t c = 0; c < k; ++c)
-      std::copy(set + kp + c * dp, set + kp + c * dp + d, sums_buf->typed_data() + (s * k + c) * d);
-    log_lik_buf->typed_data()[s] = set[kp + k * dp];
-    distortion_buf->typed_data()[s] = set[kp + k * dp + 1];
+      std::copy(set + kp + c * dp, set + kp + c * dp + d, sums + (s * k + c) * d);
+    log_lik[s] = set[kp + k * dp];
+    distortion[s] = set[kp + k * dp + 1];
   }
+}
+
+template <ffi::DataType DT>
+ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
+                      ffi::Buffer<DT> means_buf, ffi::Buffer<DT> sigma2_buf,
+                      ffi::ResultBuffer<ffi::S32> labels_buf, ffi::ResultBuffer<DT> nearest_buf,
+                      ffi::ResultBuffer<DT> counts_buf, ffi::ResultBuffer<DT> sums_buf,
+                      ffi::ResultBuffer<DT> log_lik_buf, ffi::ResultBuffer<DT> distortion_buf) {
+  const auto x_dims = x_buf.dimensions();
+  const auto m_dims = means_buf.dimensions();
+  if (!ValidBlocks(x_dims, w_buf.dimensions()) || m_dims.size() != 3 || m_dims[2] != x_dims[2] ||
+      m_dims[1] < 1 || m_dims[1] >= (int64_t{1} << 24) ||
+      static_cast<int64_t>(sigma2_buf.element_count()) != m_dims[0]) {
+    return ffi::Error::InvalidArgument(
+        "gmmlimit soft_assign: expected x (n, B, D), w (n, B), means (S, K, D) and sigma2 (S,), "
+        "1 <= K < 2^24");
+  }
+  RunSoft(pool, x_dims[0], x_dims[1], x_dims[2], m_dims[0], m_dims[1], x_buf.typed_data(),
+          w_buf.typed_data(), means_buf.typed_data(), sigma2_buf.typed_data(),
+          labels_buf->typed_data(), nearest_buf->typed_data(), counts_buf->typed_data(),
+          sums_buf->typed_data(), log_lik_buf->typed_data(), distortion_buf->typed_data());
+  return ffi::Error::Success();
   return ffi::Error::Success();
 }
 
@@ -1324,11 +1337,17 @@ ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
 // computed in double and stored in the data's dtype rounded down; a bound of 0 (the first pass)
 // or a label < 0 skips nothing.
 
+//
+// The bounds and their labels may be updated in place (lower_in == lower_out, labels_in ==
+// labels_keep, as AssignBounded's callers alias them): a chunk reads a row's old label and bounds
+// before it writes that row's new ones, and reads no other chunk's rows.
+
 template <typename T>
 struct BoundTest {
   const int32_t* labels_in;  // (rows,) labels of the previous pass; < 0: none
   const T* lower_in;         // (rows, groups) lower bounds at the previous means
   T* lower_out;              // (rows, groups) lower bounds at the current means
+  int32_t* labels_keep;      // (rows,) the labels the new bounds refer to (a copy of labels)
   const double* shift;       // (groups,) the largest |m_j - m'_j| of each group, rounded up
   int64_t groups, group_size;
   double max_norm;               // max_j |m_j|, rounded up
@@ -1602,41 +1621,39 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
       *distortion += weight * nearest[i];
     }
     if (o > run) GroupSums<T>(soft_resp + run * kp, k, kp, soft_x + run * dp, dp, o - run, sums);
-    bt.scored->fetch_add(scored, std::memory_order_relaxed);
-    return;
+  } else {
+    add_rows(end);
+    std::copy(aligned_sums, aligned_sums + k * dp, sums);
+    *distortion = chunk_distortion;
   }
-  add_rows(end);
-  std::copy(aligned_sums, aligned_sums + k * dp, sums);
-  *distortion = chunk_distortion;
+  std::copy(labels + begin, labels + end, bt.labels_keep + begin);
   bt.scored->fetch_add(scored, std::memory_order_relaxed);
 }
 
-// What HardAssignBounded and SoftAssignBounded share: the checks, the prepared means, the bound
-// test's per-call quantities and the run over the blocks. The problem's statistics (stats_size
-// values per unit, laid out as BoundedChunk's) are returned summed as RunBlocks sums them.
+// AssignBounded's arguments: x (n, B, D), w (n, B), means and old means (K, D), labels (n, B) and
+// lower bounds (n, B, G), 1 <= G <= K < 2^24.
+bool ValidBounded(const ffi::Span<const int64_t>& x_dims, const ffi::Span<const int64_t>& w_dims,
+                  const ffi::Span<const int64_t>& m_dims, const ffi::Span<const int64_t>& o_dims,
+                  const ffi::Span<const int64_t>& l_dims, const ffi::Span<const int64_t>& b_dims) {
+  return ValidBlocks(x_dims, w_dims) && m_dims.size() == 2 && m_dims[1] == x_dims[2] &&
+         m_dims[0] >= 1 && m_dims[0] < (int64_t{1} << 24) && o_dims.size() == 2 &&
+         o_dims[0] == m_dims[0] && o_dims[1] == m_dims[1] && l_dims.size() == 2 &&
+         l_dims[0] == w_dims[0] && l_dims[1] == w_dims[1] && b_dims.size() == 3 &&
+         b_dims[0] == w_dims[0] && b_dims[1] == w_dims[1] && b_dims[2] >= 1 &&
+         b_dims[2] <= m_dims[0];
+}
+
+// The bounded pass (BoundedChunk over all blocks, hard or soft by two_sigma2): the prepared means,
+// the bound test's per-call quantities and the run over the blocks. The problem's statistics
+// (stats_size values per unit, laid out as BoundedChunk's) are returned summed as RunBlocks sums
+// them.
 template <typename T>
-ffi::Error RunBounded(ffi::ThreadPool& pool, const ffi::Span<const int64_t>& x_dims,
-                      const ffi::Span<const int64_t>& w_dims,
-                      const ffi::Span<const int64_t>& m_dims,
-                      const ffi::Span<const int64_t>& o_dims,
-                      const ffi::Span<const int64_t>& l_dims,
-                      const ffi::Span<const int64_t>& b_dims, const T* x, const T* w,
-                      const T* means, const T* old_means, const int32_t* labels_in,
-                      const T* lower_in, T two_sigma2, int32_t* labels, T* nearest, T* lower_out,
-                      int32_t* scored_out, std::vector<T>* total) {
+void RunBounded(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int64_t k,
+                int64_t groups, const T* x, const T* w, const T* means, const T* old_means,
+                const int32_t* labels_in, const T* lower_in, T two_sigma2, int32_t* labels,
+                T* nearest, T* lower_out, int32_t* labels_keep, int32_t* scored_out,
+                std::vector<T>* total) {
   constexpr int L = kLanes<T>;
-  if (!ValidBlocks(x_dims, w_dims) || m_dims.size() != 2 || m_dims[1] != x_dims[2] ||
-      m_dims[0] < 1 || m_dims[0] >= (int64_t{1} << 24) || o_dims.size() != 2 ||
-      o_dims[0] != m_dims[0] || o_dims[1] != m_dims[1] || l_dims.size() != 2 ||
-      l_dims[0] != w_dims[0] || l_dims[1] != w_dims[1] || b_dims.size() != 3 ||
-      b_dims[0] != w_dims[0] || b_dims[1] != w_dims[1] || b_dims[2] < 1 ||
-      b_dims[2] > m_dims[0]) {
-    return ffi::Error::InvalidArgument(
-        "gmmlimit bounded assign: expected x (n, B, D), w (n, B), means and old means (K, D), "
-        "labels (n, B) and lower bounds (n, B, G), 1 <= G <= K < 2^24");
-  }
-  const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2], k = m_dims[0];
-  const int64_t groups = b_dims[2];
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
   const int64_t group_size = RoundUp((k + groups - 1) / groups, L);
   std::vector<T> means_t(dp * kp), bias(kp), means_padded(k * dp);
@@ -1665,6 +1682,7 @@ ffi::Error RunBounded(ffi::ThreadPool& pool, const ffi::Span<const int64_t>& x_d
   const BoundTest<T> test{labels_in,
                           lower_in,
                           lower_out,
+                          labels_keep,
                           shift.data(),
                           groups,
                           group_size,
@@ -1683,6 +1701,7 @@ ffi::Error RunBounded(ffi::ThreadPool& pool, const ffi::Span<const int64_t>& x_d
                                           stats, scratch);
                         });
   CopyRowZero(left_out, 1, labels);
+  CopyRowZero(left_out, 1, labels_keep);
   CopyRowZero(left_out, 1, nearest);
   CopyRowZero(left_out, groups, lower_out);
   // The rows left out count as scored, as they were when the bounded passes computed them
@@ -1694,76 +1713,112 @@ ffi::Error RunBounded(ffi::ThreadPool& pool, const ffi::Span<const int64_t>& x_d
     left_out_rows += left_out.end[u] - left_out.begin[u];
   *scored_out =
       static_cast<int32_t>(std::min<int64_t>(scored.load() + left_out_rows, INT32_MAX));
-  return ffi::Error::Success();
 }
 
+// What a call of AssignBounded does, chosen at run time (by the fit's schedule and sigma2), so a
+// fit's loop calls one kernel whatever the pass and no conditional returns the bounds: XLA:CPU
+// copies an array a conditional's branch passes through, and again into the loop's carry, every
+// iteration (64 MB of bounds a pass at (1M, 64, 256)).
+enum BoundedMode : int32_t {
+  kHardBounded = 0,  // HardAssign's outputs with the bound test, new bounds and bound labels
+  kSoftBounded = 1,  // SoftAssign's outputs for one set with the one-hot test, new bounds, labels
+  kHardPlain = 2,    // HardAssign's outputs; the bounds and bound labels kept as they are
+  kSoftPlain = 3,    // SoftAssign's outputs for one set; the bounds and bound labels kept
+  kNothing = 4,      // nothing computed (the caller runs another pass): outputs 0, bounds kept
+};
+
+// One pass with Hamerly's bounds kept across calls: the mode (above) picks a bounded pass, the
+// plain pass that keeps the bounds (valid at any later means, only looser), or none. The bounds
+// and their labels are updated in place when the caller aliases them to the outputs (then the
+// modes that keep them touch nothing), else copied.
+//   args: x (n, B, D), w (n, B), means (K, D), sigma2 () (> 0 for the soft modes), old means
+//         (K, D) the bounds refer to, mode () int32, bound labels (n, B) int32 (< 0: none) and
+//         lower bounds (n, B, G)
+//   rets: labels, nearest (n, B), counts (K), sums (K, D), log_lik (), distortion () (as
+//         HardAssign's with log_lik 0, or SoftAssign's for one set), the new lower bounds
+//         (n, B, G) and bound labels (n, B), and the rows scored against every mean () (the
+//         bounded modes; 0 otherwise).
 template <ffi::DataType DT>
-ffi::Error HardAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
-                             ffi::Buffer<DT> means_buf, ffi::Buffer<DT> old_means_buf,
-                             ffi::Buffer<ffi::S32> labels_in_buf, ffi::Buffer<DT> lower_in_buf,
-                             ffi::ResultBuffer<ffi::S32> labels_buf,
-                             ffi::ResultBuffer<DT> nearest_buf, ffi::ResultBuffer<DT> counts_buf,
-                             ffi::ResultBuffer<DT> sums_buf, ffi::ResultBuffer<DT> distortion_buf,
-                             ffi::ResultBuffer<DT> lower_buf,
-                             ffi::ResultBuffer<ffi::S32> scored_buf) {
+ffi::Error AssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
+                         ffi::Buffer<DT> means_buf, ffi::Buffer<DT> sigma2_buf,
+                         ffi::Buffer<DT> old_means_buf, ffi::Buffer<ffi::S32> mode_buf,
+                         ffi::Buffer<ffi::S32> labels_in_buf, ffi::Buffer<DT> lower_in_buf,
+                         ffi::ResultBuffer<ffi::S32> labels_buf, ffi::ResultBuffer<DT> nearest_buf,
+                         ffi::ResultBuffer<DT> counts_buf, ffi::ResultBuffer<DT> sums_buf,
+                         ffi::ResultBuffer<DT> log_lik_buf, ffi::ResultBuffer<DT> distortion_buf,
+                         ffi::ResultBuffer<DT> lower_buf,
+                         ffi::ResultBuffer<ffi::S32> bound_labels_buf,
+                         ffi::ResultBuffer<ffi::S32> scored_buf) {
   using T = ffi::NativeType<DT>;
   constexpr int L = kLanes<T>;
-  std::vector<T> total;
-  const ffi::Error status = RunBounded<T>(
-      pool, x_buf.dimensions(), w_buf.dimensions(), means_buf.dimensions(),
-      old_means_buf.dimensions(), labels_in_buf.dimensions(), lower_in_buf.dimensions(),
-      x_buf.typed_data(), w_buf.typed_data(), means_buf.typed_data(), old_means_buf.typed_data(),
-      labels_in_buf.typed_data(), lower_in_buf.typed_data(), T(0), labels_buf->typed_data(),
-      nearest_buf->typed_data(), lower_buf->typed_data(), scored_buf->typed_data(), &total);
-  if (status.failure()) return status;
-  const int64_t k = means_buf.dimensions()[0], d = means_buf.dimensions()[1];
-  const int64_t dp = RoundUp(d, L);
+  const auto x_dims = x_buf.dimensions();
+  const auto m_dims = means_buf.dimensions();
+  const auto b_dims = lower_in_buf.dimensions();
+  if (!ValidBounded(x_dims, w_buf.dimensions(), m_dims, old_means_buf.dimensions(),
+                    labels_in_buf.dimensions(), b_dims)) {
+    return ffi::Error::InvalidArgument(
+        "gmmlimit assign_bounded: expected x (n, B, D), w (n, B), means and old means (K, D), "
+        "labels (n, B) and lower bounds (n, B, G), 1 <= G <= K < 2^24");
+  }
+  const int32_t mode = mode_buf.element_count() == 1 ? mode_buf.typed_data()[0] : -1;
+  const T sigma2 = sigma2_buf.element_count() == 1 ? sigma2_buf.typed_data()[0] : T(0);
+  if (mode < kHardBounded || mode > kNothing) {
+    return ffi::Error::InvalidArgument("gmmlimit assign_bounded: expected one mode in 0..4");
+  }
+  const bool soft = mode == kSoftBounded || mode == kSoftPlain;
+  if (soft && !(sigma2 > 0)) {
+    return ffi::Error::InvalidArgument(
+        "gmmlimit assign_bounded: a soft mode needs one sigma2 > 0 (the hard limit is a hard "
+        "mode)");
+  }
+  const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2], k = m_dims[0];
+  const int64_t rows = n_blocks * b, groups = b_dims[2];
+  const T* x = x_buf.typed_data();
+  const T* w = w_buf.typed_data();
+  const T* means = means_buf.typed_data();
+  int32_t* labels = labels_buf->typed_data();
+  T* nearest = nearest_buf->typed_data();
   T* counts = counts_buf->typed_data();
   T* sums = sums_buf->typed_data();
-  std::copy(total.begin(), total.begin() + k, counts);
-  for (int64_t c = 0; c < k; ++c)
-    std::copy(total.begin() + k + c * dp, total.begin() + k + c * dp + d, sums + c * d);
-  *distortion_buf->typed_data() = total[k + k * dp];
-  return ffi::Error::Success();
-}
-
-// The soft E-step of one parameter set (sigma2 () > 0) with the bound test: SoftAssign's outputs
-// for S = 1 up to the order of the sums, rows with exactly one-hot responsibilities unscored.
-template <ffi::DataType DT>
-ffi::Error SoftAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<DT> w_buf,
-                             ffi::Buffer<DT> means_buf, ffi::Buffer<DT> sigma2_buf,
-                             ffi::Buffer<DT> old_means_buf, ffi::Buffer<ffi::S32> labels_in_buf,
-                             ffi::Buffer<DT> lower_in_buf, ffi::ResultBuffer<ffi::S32> labels_buf,
-                             ffi::ResultBuffer<DT> nearest_buf, ffi::ResultBuffer<DT> counts_buf,
-                             ffi::ResultBuffer<DT> sums_buf, ffi::ResultBuffer<DT> log_lik_buf,
-                             ffi::ResultBuffer<DT> distortion_buf,
-                             ffi::ResultBuffer<DT> lower_buf,
-                             ffi::ResultBuffer<ffi::S32> scored_buf) {
-  using T = ffi::NativeType<DT>;
-  constexpr int L = kLanes<T>;
-  const T sigma2 = sigma2_buf.element_count() == 1 ? sigma2_buf.typed_data()[0] : T(0);
-  if (!(sigma2 > 0)) {
-    return ffi::Error::InvalidArgument(
-        "gmmlimit soft_assign_bounded: expected one sigma2 > 0 (the hard limit is "
-        "hard_assign_bounded)");
+  T* log_lik = log_lik_buf->typed_data();
+  T* distortion = distortion_buf->typed_data();
+  T* lower = lower_buf->typed_data();
+  int32_t* bound_labels = bound_labels_buf->typed_data();
+  int32_t* scored = scored_buf->typed_data();
+  *scored = 0;
+  *log_lik = T(0);
+  if (mode == kHardBounded || mode == kSoftBounded) {
+    std::vector<T> total;
+    RunBounded<T>(pool, n_blocks, b, d, k, groups, x, w, means, old_means_buf.typed_data(),
+                  labels_in_buf.typed_data(), lower_in_buf.typed_data(), soft ? 2 * sigma2 : T(0),
+                  labels, nearest, lower, bound_labels, scored, &total);
+    const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
+    const int64_t sums_at = soft ? kp : k;  // BoundedChunk's layout of the statistics
+    std::copy(total.begin(), total.begin() + k, counts);
+    for (int64_t c = 0; c < k; ++c)
+      std::copy(total.begin() + sums_at + c * dp, total.begin() + sums_at + c * dp + d,
+                sums + c * d);
+    if (soft) *log_lik = total[sums_at + k * dp];
+    *distortion = total[sums_at + k * dp + (soft ? 1 : 0)];
+    return ffi::Error::Success();
   }
-  std::vector<T> total;
-  const ffi::Error status = RunBounded<T>(
-      pool, x_buf.dimensions(), w_buf.dimensions(), means_buf.dimensions(),
-      old_means_buf.dimensions(), labels_in_buf.dimensions(), lower_in_buf.dimensions(),
-      x_buf.typed_data(), w_buf.typed_data(), means_buf.typed_data(), old_means_buf.typed_data(),
-      labels_in_buf.typed_data(), lower_in_buf.typed_data(), 2 * sigma2,
-      labels_buf->typed_data(), nearest_buf->typed_data(), lower_buf->typed_data(),
-      scored_buf->typed_data(), &total);
-  if (status.failure()) return status;
-  const int64_t k = means_buf.dimensions()[0], d = means_buf.dimensions()[1];
-  const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
-  std::copy(total.begin(), total.begin() + k, counts_buf->typed_data());
-  for (int64_t c = 0; c < k; ++c)
-    std::copy(total.begin() + kp + c * dp, total.begin() + kp + c * dp + d,
-              sums_buf->typed_data() + c * d);
-  *log_lik_buf->typed_data() = total[kp + k * dp];
-  *distortion_buf->typed_data() = total[kp + k * dp + 1];
+  // The bounds kept as they are: in place when aliased, else copied.
+  if (lower != lower_in_buf.typed_data())
+    std::copy(lower_in_buf.typed_data(), lower_in_buf.typed_data() + rows * groups, lower);
+  if (bound_labels != labels_in_buf.typed_data())
+    std::copy(labels_in_buf.typed_data(), labels_in_buf.typed_data() + rows, bound_labels);
+  if (mode == kHardPlain) {
+    RunHard<T>(pool, n_blocks, b, d, k, x, w, means, labels, nearest, counts, sums, distortion);
+  } else if (mode == kSoftPlain) {
+    RunSoft<T>(pool, n_blocks, b, d, 1, k, x, w, means, &sigma2, labels, nearest, counts, sums,
+               log_lik, distortion);
+  } else {
+    std::fill(labels, labels + rows, 0);
+    std::fill(nearest, nearest + rows, T(0));
+    std::fill(counts, counts + k, T(0));
+    std::fill(sums, sums + k * d, T(0));
+    *distortion = T(0);
+  }
   return ffi::Error::Success();
 }
 
@@ -1798,32 +1853,15 @@ ffi::Error SoftAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::B
                                     .Ret<ffi::Buffer<DT>>());
 
 #define GMMLIMIT_DEFINE_BOUNDED(NAME, DT)                              \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, HardAssignBounded<DT>,           \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, AssignBounded<DT>,               \
                                 ffi::Ffi::Bind()                       \
                                     .Ctx<ffi::ThreadPool>()            \
+                                    .Arg<ffi::Buffer<DT>>()            \
                                     .Arg<ffi::Buffer<DT>>()            \
                                     .Arg<ffi::Buffer<DT>>()            \
                                     .Arg<ffi::Buffer<DT>>()            \
                                     .Arg<ffi::Buffer<DT>>()            \
                                     .Arg<ffi::Buffer<ffi::S32>>()      \
-                                    .Arg<ffi::Buffer<DT>>()            \
-                                    .Ret<ffi::Buffer<ffi::S32>>()      \
-                                    .Ret<ffi::Buffer<DT>>()            \
-                                    .Ret<ffi::Buffer<DT>>()            \
-                                    .Ret<ffi::Buffer<DT>>()            \
-                                    .Ret<ffi::Buffer<DT>>()            \
-                                    .Ret<ffi::Buffer<DT>>()            \
-                                    .Ret<ffi::Buffer<ffi::S32>>());
-
-#define GMMLIMIT_DEFINE_SOFT_BOUNDED(NAME, DT)                         \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, SoftAssignBounded<DT>,           \
-                                ffi::Ffi::Bind()                       \
-                                    .Ctx<ffi::ThreadPool>()            \
-                                    .Arg<ffi::Buffer<DT>>()            \
-                                    .Arg<ffi::Buffer<DT>>()            \
-                                    .Arg<ffi::Buffer<DT>>()            \
-                                    .Arg<ffi::Buffer<DT>>()            \
-                                    .Arg<ffi::Buffer<DT>>()            \
                                     .Arg<ffi::Buffer<ffi::S32>>()      \
                                     .Arg<ffi::Buffer<DT>>()            \
                                     .Ret<ffi::Buffer<ffi::S32>>()      \
@@ -1833,13 +1871,12 @@ ffi::Error SoftAssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::B
                                     .Ret<ffi::Buffer<DT>>()            \
                                     .Ret<ffi::Buffer<DT>>()            \
                                     .Ret<ffi::Buffer<DT>>()            \
+                                    .Ret<ffi::Buffer<ffi::S32>>()      \
                                     .Ret<ffi::Buffer<ffi::S32>>());
 
 GMMLIMIT_DEFINE_HARD(GmmlimitHardAssignF32, ffi::F32)
 GMMLIMIT_DEFINE_HARD(GmmlimitHardAssignF64, ffi::F64)
 GMMLIMIT_DEFINE_SOFT(GmmlimitSoftAssignF32, ffi::F32)
 GMMLIMIT_DEFINE_SOFT(GmmlimitSoftAssignF64, ffi::F64)
-GMMLIMIT_DEFINE_BOUNDED(GmmlimitHardAssignBoundedF32, ffi::F32)
-GMMLIMIT_DEFINE_BOUNDED(GmmlimitHardAssignBoundedF64, ffi::F64)
-GMMLIMIT_DEFINE_SOFT_BOUNDED(GmmlimitSoftAssignBoundedF32, ffi::F32)
-GMMLIMIT_DEFINE_SOFT_BOUNDED(GmmlimitSoftAssignBoundedF64, ffi::F64)
+GMMLIMIT_DEFINE_BOUNDED(GmmlimitAssignBoundedF32, ffi::F32)
+GMMLIMIT_DEFINE_BOUNDED(GmmlimitAssignBoundedF64, ffi::F64)

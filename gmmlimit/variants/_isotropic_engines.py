@@ -629,33 +629,67 @@ def no_bounds(means: jax.Array, x_blocks: jax.Array) -> Bounds:
     )
 
 
+def _bounded_mode(sigma2: jax.Array, bounds: Bounds) -> jax.Array:
+    """The kernel's mode for this pass (``_native.BOUNDED_MODES``).
+
+    Bounded, or plain as the schedule says (keeping the bounds), hard or soft by ``is_soft``;
+    nothing for a sigma2 past the soft kernel (the JAX pass runs instead).
+    """
+    modes = _native.BOUNDED_MODES
+    soft = is_soft(sigma2)
+    bounded = jnp.where(soft, modes["soft"], modes["hard"])
+    plain = jnp.where(soft, modes["soft_plain"], modes["hard_plain"])
+    mode = jnp.where(bounds.plain > 0, plain, bounded)
+    return jnp.where(_kernel_sigma2_ok(sigma2), mode, modes["nothing"]).astype(jnp.int32)
+
+
 def _native_bounded(
     means: jax.Array,
     sigma2: jax.Array,
     x_blocks: jax.Array,
     w_blocks: jax.Array,
     bounds: Bounds,
-    *,
-    soft: bool,
 ) -> tuple[Out, Bounds]:
-    """The bounded kernels, bit for bit those without bounds, from the bounds of any earlier pass.
+    """One call of the bounded kernel, in the mode :func:`_bounded_mode` picks.
 
-    ``soft=False``: :func:`native_hard`'s values; ``soft=True``: :func:`native_soft`'s for one
-    set, rows with exactly one-hot responsibilities unscored.
+    A bounded pass gives :func:`native_hard`'s values, or :func:`native_soft`'s for one set
+    (rows with exactly one-hot responsibilities unscored), and new bounds; a scheduled plain pass
+    gives them bit for bit and keeps the bounds; for a sigma2 past the soft kernel,
+    :func:`jax_pass` runs and the bounds are kept. The bounds go through the kernel every time,
+    aliased in and out, and no conditional returns them: inside the fit's loop XLA then updates
+    them in place instead of copying them out of a conditional and into the loop's carry on
+    every iteration.
     """
-    args = (bounds.means, bounds.labels, bounds.lower, x_blocks, w_blocks)
-    if soft:
-        labels, nearest, counts, sums, log_lik, distortion, lower, scored = (
-            _native.soft_assign_bounded(means, sigma2, *args)
+    modes = _native.BOUNDED_MODES
+    mode = _bounded_mode(sigma2, bounds)
+    labels, nearest, counts, sums, log_lik, distortion, lower, bound_labels, scored = (
+        _native.assign_bounded(
+            mode, means, sigma2, bounds.means, bounds.labels, bounds.lower, x_blocks, w_blocks
         )
-    else:
-        labels, nearest, counts, sums, distortion, lower, scored = _native.hard_assign_bounded(
-            means, *args
-        )
-        log_lik = jnp.zeros((), x_blocks.dtype)
+    )
     totals = Totals(counts, sums, _block_total(w_blocks), log_lik, distortion)
-    plain, backoff = next_schedule(scored, bounds.scored, labels.size, bounds.backoff)
-    return (totals, labels, nearest), Bounds(lower, means, labels, scored, plain, backoff)
+    out = lax.cond(
+        mode == modes["nothing"],
+        lambda: jax_pass(means, sigma2, x_blocks, w_blocks),
+        lambda: (totals, labels, nearest),
+    )
+    bounded = mode <= modes["soft"]
+    plain, backoff = lax.cond(
+        bounded,
+        lambda: next_schedule(scored, bounds.scored, labels.size, bounds.backoff),
+        lambda: (
+            jnp.where(mode == modes["nothing"], bounds.plain, bounds.plain - 1),
+            bounds.backoff,
+        ),
+    )
+    return out, Bounds(
+        lower,
+        jnp.where(bounded, means, bounds.means),
+        bound_labels,
+        jnp.where(bounded, scored, bounds.scored),
+        plain,
+        backoff,
+    )
 
 
 def _bounded_one(
@@ -679,26 +713,8 @@ def _bounded_one(
     if not _kernels_apply(x_blocks, means.shape[0]):
         return plain()
 
-    def scheduled_plain() -> tuple[Out, Bounds]:
-        """A plain pass that keeps the bounds (still valid, only looser) for a later one."""
-        out = fused_pass(means, sigma2, x_blocks, w_blocks)
-        return out, bounds._replace(plain=bounds.plain - 1)
-
     def cpu(*_: Any) -> tuple[Out, Bounds]:
-        # 0: hard bounded, 1: soft bounded, 2: plain (sigma2 past the soft kernel), 3: plain
-        # as scheduled, keeping the bounds.
-        mode = jnp.select(
-            [~_kernel_sigma2_ok(sigma2), bounds.plain > 0, is_soft(sigma2)], [2, 3, 1], 0
-        )
-        return lax.switch(
-            mode,
-            (
-                lambda: _native_bounded(means, sigma2, x_blocks, w_blocks, bounds, soft=False),
-                lambda: _native_bounded(means, sigma2, x_blocks, w_blocks, bounds, soft=True),
-                plain,
-                scheduled_plain,
-            ),
-        )
+        return _native_bounded(means, sigma2, x_blocks, w_blocks, bounds)
 
     return lax.platform_dependent(means, cpu=cpu, default=plain)
 
@@ -711,8 +727,9 @@ provably cannot change are not scored against every mean (``_native.hard_assign_
 same bits); at sigma2 > 0, rows whose responsibilities are provably exactly one-hot are not
 scored (``_native.soft_assign_bounded``; the same labels and responsibilities, statistics summed
 in another order). Whether a pass uses the bounds or runs :data:`fused_pass` and keeps them is
-the schedule ``bounds`` carries (:func:`next_schedule`). Elsewhere (other platforms, a sigma2
-too large for the soft kernel) it is :data:`fused_pass` and returns :func:`no_bounds`. Under
+the schedule ``bounds`` carries (:func:`next_schedule`); for a sigma2 too large for the soft
+kernel it is :func:`jax_pass`, the bounds kept. On other platforms it is :data:`fused_pass` and
+returns :func:`no_bounds`. Under
 ``vmap`` over parameters (restarts, a
 sigma2 sweep) the lanes run one after another when all are hard, else :data:`fused_pass`'s wide
 rule runs them together."""
