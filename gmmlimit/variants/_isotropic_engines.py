@@ -722,17 +722,16 @@ def _bounded_one(
 bounded_pass = jax.custom_batching.custom_vmap(_bounded_one)
 """``(means, sigma2, x_blocks, w_blocks, labels (n, B), bounds) -> ((totals, labels, nearest),
 bounds)``: :data:`fused_pass`'s values given the labels and :class:`Bounds` of the previous pass
-(at any parameters, soft or hard). On the CPU with the kernels: at sigma2 = 0, rows whose label
-provably cannot change are not scored against every mean (``_native.hard_assign_bounded``; the
-same bits); at sigma2 > 0, rows whose responsibilities are provably exactly one-hot are not
-scored (``_native.soft_assign_bounded``; the same labels and responsibilities, statistics summed
-in another order). Whether a pass uses the bounds or runs :data:`fused_pass` and keeps them is
-the schedule ``bounds`` carries (:func:`next_schedule`); for a sigma2 too large for the soft
-kernel it is :func:`jax_pass`, the bounds kept. On other platforms it is :data:`fused_pass` and
-returns :func:`no_bounds`. Under
-``vmap`` over parameters (restarts, a
-sigma2 sweep) the lanes run one after another when all are hard, else :data:`fused_pass`'s wide
-rule runs them together."""
+(at any parameters, soft or hard). On the CPU with the kernels, one call of
+``_native.assign_bounded`` (:func:`_native_bounded`): at sigma2 = 0, rows whose label provably
+cannot change are not scored against every mean (the same bits); at sigma2 > 0, rows whose
+responsibilities are provably exactly one-hot are not scored (the same labels and
+responsibilities, statistics summed in another order). Whether a pass uses the bounds or is a
+plain pass that keeps them (the same bits as :data:`fused_pass`) is the schedule ``bounds``
+carries (:func:`next_schedule`); for a sigma2 too large for the soft kernel it is
+:func:`jax_pass`, the bounds kept. On other platforms it is :data:`fused_pass` and returns
+:func:`no_bounds`. Under ``vmap`` over parameters (restarts, a sigma2 sweep) the lanes run one
+after another when all are hard, else :data:`fused_pass`'s wide rule runs them together."""
 
 
 @bounded_pass.def_vmap
