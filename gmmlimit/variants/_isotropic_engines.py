@@ -615,7 +615,7 @@ def next_schedule(
 
 
 def no_bounds(means: jax.Array, x_blocks: jax.Array) -> Bounds:
-    """Bounds with which a pass skips nothing (before the first pass, after a soft one)."""
+    """Bounds with which a pass skips nothing (before the first pass, after one without kernel)."""
     n, b, _ = x_blocks.shape
     groups = bound_groups(means.shape[-2])
     zero = jnp.zeros((), jnp.int32)
