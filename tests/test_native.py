@@ -403,18 +403,28 @@ def test_soft_kernel_at_tiny_sigma2_is_the_hard_step_without_nan(dtype):
             assert float(log_lik[0]) < 0.0
 
 
+SET_SHAPES = {
+    "small sets": (3, 4100, 7, 11, 3),
+    "large sets": (2, 2100, 260, 520, 8),
+}
+"""(blocks, B, D, K, sets). Small sets share one pass over the rows, slice by slice; a large set
+(transposed means and sums past the kernel's 1 MB kSharedSetBytes: 1.1 MB in float32) runs a
+pass of its own within the call."""
+
+
+@pytest.mark.parametrize("sets", list(SET_SHAPES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_soft_sets_are_independent_and_blocks_fold_in_order(dtype):
+def test_soft_sets_are_independent_and_blocks_fold_in_order(dtype, sets):
     # S parameter sets in one call give, bit for bit, S calls with one set each; one call over all
     # blocks gives the scan of per-block calls.
     rng = np.random.default_rng(13)
-    n_blocks, b, d, k = 3, 4100, 7, 11
+    n_blocks, b, d, k, n_sets = SET_SHAPES[sets]
     x = jnp.asarray(rng.normal(size=(n_blocks, b, d)).astype(dtype))
     w = jnp.asarray(rng.uniform(0.1, 3.0, size=(n_blocks, b)).astype(dtype))
-    means = jnp.asarray(rng.normal(size=(3, k, d)).astype(dtype))
-    sigma2 = jnp.asarray([0.05, 1.0, 7.0], dtype)
+    means = jnp.asarray(rng.normal(size=(n_sets, k, d)).astype(dtype))
+    sigma2 = jnp.asarray(np.geomspace(0.05, 7.0 * d, n_sets), dtype)
     together = _soft(means, sigma2, x, w)
-    for s in range(3):
+    for s in range(n_sets):
         alone = _soft(means[s : s + 1], sigma2[s : s + 1], x, w)
         for a, b_ in zip(together, alone, strict=True):
             np.testing.assert_array_equal(np.asarray(a[s]), np.asarray(b_[0]))

@@ -86,6 +86,7 @@ constexpr int kRows = 4;  // rows (components) per register block of the product
 constexpr int kGroup = 32;    // rows per group: a multiple of kRows and of every lane count
 constexpr int64_t kChunk = 2048;  // rows per unit of parallel work: a multiple of kGroup
 constexpr int64_t kSliceRows = 8 * kGroup;  // soft E-step: rows per set before the next set
+constexpr int64_t kSharedSetBytes = int64_t{1} << 20;  // soft E-step: larger sets run alone
 constexpr int kTransposedMaxK = 8;  // AssignGroupTransposed up to this many means (hard E-step)
 constexpr int64_t kWindowBytes = int64_t{8} << 20;  // unit statistics held at once (see RunUnits)
 
@@ -1259,6 +1260,20 @@ void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int6
              T* nearest, T* counts, T* sums, T* log_lik, T* distortion) {
   constexpr int L = kLanes<T>;
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
+  const int64_t n_rows = n_blocks * b;
+  // Sets share a pass over the rows so that each slice of rows is read once for all of them.
+  // A set whose transposed means and sums pass kSharedSetBytes is read from the last-level
+  // cache for every group of rows anyway, and shares nothing worth the cost of a shared pass:
+  // a unit of parallel work holding every set's chunk lasts S times longer, and each window of
+  // units waits for its slowest. Such sets run one pass each, in short units the threads
+  // balance (measured in docs/benchmarks.md, "Large sets in passes of their own").
+  if (sets > 1 && static_cast<int64_t>(sizeof(T)) * (dp * kp + k * dp) > kSharedSetBytes) {
+    for (int64_t s = 0; s < sets; ++s)
+      RunSoft<T>(pool, n_blocks, b, d, 1, k, x, w, means + s * k * d, sigma2s + s,
+                 labels + s * n_rows, nearest + s * n_rows, counts + s * k, sums + s * k * d,
+                 log_lik + s, distortion + s);
+    return;
+  }
   std::vector<T> means_t(sets * dp * kp), bias(sets * kp), means_padded(sets * k * dp);
   std::vector<T> two_sigma2(sets);
   for (int64_t s = 0; s < sets; ++s) {
@@ -1276,7 +1291,6 @@ void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int6
       [&](int64_t begin, int64_t end, T* stats, T* scratch) {
         SoftChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
       });
-  const int64_t n_rows = problem.n_rows;
   for (int64_t s = 0; s < sets; ++s) {
     CopyRowZero(left_out, 1, labels + s * n_rows);
     CopyRowZero(left_out, 1, nearest + s * n_rows);
