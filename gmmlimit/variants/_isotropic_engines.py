@@ -460,8 +460,9 @@ def _wide_pass(
     """A pass for S parameter sets over shared blocks.
 
     On the CPU with the kernels, all lanes hard (vmapped K-means restarts): the hard kernel, one
-    lane after another; all lanes soft (a sigma2 sweep, EM restarts): the soft kernel on every
-    lane in one pass over the rows. Either way each lane gets, bit for bit, the result of its own
+    lane after another; all lanes soft (a sigma2 sweep, EM restarts): one call of the soft kernel,
+    which runs every lane in one pass over the rows (lanes whose means and sums pass 1 MB in a
+    pass each, inside the call). Either way each lane gets, bit for bit, the result of its own
     fit. Mixed lanes, and other platforms: the scan of :data:`fused_block`, whose batching rule
     stacks the lanes into the wide products of :func:`jax_wide`.
     """
