@@ -557,7 +557,7 @@ def restarts(
     block_size: int = DEFAULT_BLOCK_SIZE,
     algorithm: Algorithm = "auto",
 ) -> FitResult:
-    """Several fits from independent initialisations (one vmap), keeping the best.
+    """Several fits from independent initialisations, keeping the best.
 
     The headline form fits the isotropic model at ``sigma2`` (0: K-means). With ``variant``, any
     variant is fitted from its own ``init(key, X, k)`` (or ``init``, a callable of the same
@@ -657,11 +657,36 @@ def _best_of(
     max_iter: int,
     block_size: int,
 ) -> FitResult:
-    """The fit with the highest objective among the batched starts (NaN objectives lose)."""
-    results = fit_batch(variant, X, w, starts, tol, max_iter=max_iter, block_size=block_size)
-    score = np.asarray(results.objective, dtype=np.float64)
-    best = int(np.argmax(np.where(np.isnan(score), -np.inf, score)))
-    return jax.tree.map(lambda a: a[best], results)
+    """The fit with the highest objective among the batched starts (NaN objectives lose).
+
+    On the CPU the fits run one after another, each the compiled program of one fit (compiled
+    once for all starts); elsewhere they run as one ``vmap`` (:func:`fit_batch`). On the CPU a
+    batch gains nothing to make up for what it costs: the kernels score hard lanes one after
+    another anyway, and a vmapped loop runs every lane until the slowest has converged, selecting
+    each lane's whole state, bounds included, on every iteration (docs/benchmarks.md, "Restarts
+    one after another"). Either way each start gets the same bits as its own fit, and ties go to
+    the first start.
+    """
+    if not _fits_one_by_one(X):
+        results = fit_batch(variant, X, w, starts, tol, max_iter=max_iter, block_size=block_size)
+        score = np.asarray(results.objective, dtype=np.float64)
+        best = int(np.argmax(np.where(np.isnan(score), -np.inf, score)))
+        return jax.tree.map(lambda a: a[best], results)
+    n_starts = jax.tree.leaves(starts)[0].shape[0]
+    best_fit, best_score = None, -np.inf
+    for i in range(n_starts):
+        start = jax.tree.map(lambda a, i=i: a[i], starts)
+        fitted = fit_compiled(variant, X, w, start, tol, max_iter=max_iter, block_size=block_size)
+        score = float(fitted.objective)
+        score = -np.inf if np.isnan(score) else score
+        if best_fit is None or score > best_score:  # a tie keeps the first
+            best_fit, best_score = fitted, score
+    return best_fit
+
+
+def _fits_one_by_one(X: jax.Array) -> bool:
+    """Whether :func:`_best_of` runs its fits one after another: data on the CPU."""
+    return all(device.platform == "cpu" for device in X.devices())
 
 
 @partial(jax.jit, static_argnames=("variant", "init", "k", "set_temperature"))

@@ -196,6 +196,61 @@ def test_restarts_keep_the_best_run():
     assert float(soft.objective) == pytest.approx(max(loglik), rel=1e-12)
 
 
+def _same_fit(a, b) -> None:
+    for name in ("means", "labels", "n_iter", "objective", "distortion", "history"):
+        np.testing.assert_array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"algorithm": "hamerly"}, {"algorithm": "lloyd"}, {"sigma2": 0.7, "init": "random"}],
+    ids=["hamerly", "lloyd", "em"],
+)
+def test_restarts_on_the_cpu_are_separate_fits_and_equal_the_batch(monkeypatch, options):
+    # On the CPU each start runs as its own fit (the starts here stop after different numbers of
+    # iterations, which a batch would run to the slowest); the best is that start's fit bit for
+    # bit, and the batch that other platforms run picks the same fit with the same bits.
+    import gmmlimit._api as api
+
+    key = jax.random.key(5)
+    X = _blobs(3, n=300, k=6, spread=1.5)
+    batch = api.fit_batch
+    monkeypatch.setattr(api, "fit_batch", lambda *a, **kw: pytest.fail("a batch on the CPU"))
+    one_by_one = gl.restarts(key, X, 6, n_init=4, max_iter=200, **options)
+    sigma2 = options.get("sigma2", 0.0)
+    init = gl.init.random_points if "init" in options else gl.init.kmeans_plusplus
+    algorithm = options.get("algorithm", "auto")
+    singles = [
+        gl.em(X, init(kk, X, 6), sigma2, max_iter=200, tol=1e-8, algorithm=algorithm)
+        if sigma2
+        else gl.kmeans(X, init(kk, X, 6), max_iter=200, algorithm=algorithm)
+        for kk in jax.random.split(key, 4)
+    ]
+    assert len({int(r.n_iter) for r in singles}) > 1
+    _same_fit(one_by_one, singles[int(np.argmax([float(r.objective) for r in singles]))])
+    monkeypatch.setattr(api, "fit_batch", batch)
+    monkeypatch.setattr(api, "_fits_one_by_one", lambda X: False)
+    _same_fit(gl.restarts(key, X, 6, n_init=4, max_iter=200, **options), one_by_one)
+
+
+def test_restarts_one_by_one_pass_over_nan_objectives(monkeypatch):
+    # A start whose objective is NaN never wins, even when it runs first.
+    import gmmlimit._api as api
+
+    runs = []
+
+    def first_is_nan(*args, **kwargs):
+        fitted = fit_compiled(*args, **kwargs)
+        runs.append(fitted)
+        return fitted._replace(objective=jnp.nan) if len(runs) == 1 else fitted
+
+    monkeypatch.setattr(api, "fit_compiled", first_is_nan)
+    best = gl.restarts(jax.random.key(2), X64, 4, n_init=3)
+    assert len(runs) == 3 and np.isfinite(float(best.objective))
+    scores = [float(r.objective) for r in runs[1:]]
+    _same_fit(best, runs[1 + int(np.argmax(scores))])
+
+
 def test_initialisers_are_keyed_vmappable_and_pick_data_points():
     keys = jax.random.split(jax.random.key(3), 5)
     batch = jax.vmap(lambda kk: gl.init.kmeans_plusplus(kk, X64, 4))(keys)

@@ -238,7 +238,8 @@ def check_padded_and_out_of_core(case: VariantCase) -> None:
 def check_vmap_temperature(case: VariantCase) -> None:
     """One vmapped fit over temperatures, the hard limit included, equals the separate fits.
 
-    Three lanes through ``fit_batch``, the program restarts run (same shapes: one compilation).
+    Three lanes through ``fit_batch``, the program restarts run off the CPU (same shapes: one
+    compilation).
     """
     X = jnp.asarray(case.X)
     w = jnp.ones((X.shape[0],), X.dtype)
