@@ -564,6 +564,11 @@ def restarts(
     form), at ``temperature`` in the variant's own units when given (``beta`` for the tempered
     variants; None keeps the temperature ``init`` returns).
 
+    The starts are drawn in one ``vmap`` over the keys. On the CPU the fits then run one after
+    another (one compiled fit for all of them): restarts cost exactly their separate fits, and
+    the result is the best of those fits bit for bit (the first of equals). On other platforms
+    they run as one ``vmap``.
+
     Args:
         key: a ``jax.random`` key; restart i uses ``jax.random.split(key, n_init)[i]``.
         X: (N, D) data.
