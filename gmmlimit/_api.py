@@ -669,8 +669,9 @@ def _best_of(
     batch gains nothing to make up for what it costs: the kernels score hard lanes one after
     another anyway, and a vmapped loop runs every lane until the slowest has converged, selecting
     each lane's whole state, bounds included, on every iteration (docs/benchmarks.md, "Restarts
-    one after another"). Either way each start gets the same bits as its own fit, and ties go to
-    the first start.
+    one after another"). On the CPU each start's result is therefore bit for bit its own fit's;
+    a vmapped batch can differ from separate fits in the last bits where the compiler batches
+    a model's arithmetic differently. Ties go to the first start.
     """
     if not _fits_one_by_one(X):
         results = fit_batch(variant, X, w, starts, tol, max_iter=max_iter, block_size=block_size)
