@@ -70,6 +70,7 @@ _SYMBOLS = {
     "gmmlimit_assign_bounded_f64": "GmmlimitAssignBoundedF64",
     "gmmlimit_soft_assign_f32": "GmmlimitSoftAssignF32",
     "gmmlimit_soft_assign_f64": "GmmlimitSoftAssignF64",
+    "gmmlimit_update_labels": "GmmlimitUpdateLabels",
 }
 _BASE_FLAGS = ("-O3", "-std=gnu++17", "-ffp-contract=fast", "-fPIC", "-shared")
 _COMPILE_TIMEOUT_S = 300
@@ -522,6 +523,33 @@ def soft_assign_bounded(
         mode, means, sigma2, old_means, old_labels, lower, x_blocks, w_blocks, suffix=suffix
     )
     return (*outs[:7], outs[8])
+
+
+def update_labels(
+    labels: jax.Array, previous: jax.Array, *, suffix: str = ""
+) -> tuple[jax.Array, jax.Array]:
+    """The labels, written over ``previous``, and whether any differed, in one parallel pass.
+
+    ``previous``'s buffer is aliased to the first output: where XLA can donate it (a fit loop's
+    carried labels), the kernel compares and overwrites them in place.
+
+    Args:
+        labels: (..., n) int32 labels.
+        previous: (..., n) int32 labels of the same shape.
+        suffix: as in :func:`hard_assign`.
+
+    Returns:
+        ``(stored, changed)``: (..., n) int32 equal to ``labels``, and (...) int32, 1 where a row of
+        ``n`` labels differs from ``previous`` anywhere, else 0. Under ``vmap`` the kernel gets the
+        batch as leading axes (one call).
+    """
+    out = (
+        jax.ShapeDtypeStruct(labels.shape, jnp.int32),
+        jax.ShapeDtypeStruct(labels.shape[:-1], jnp.int32),
+    )
+    target = f"gmmlimit_update_labels{suffix}"
+    call = jax.ffi.ffi_call(target, out, vmap_method="broadcast_all", input_output_aliases={1: 0})
+    return call(labels, previous)
 
 
 def supports(dtype: jnp.dtype, k: int) -> bool:

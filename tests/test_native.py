@@ -856,3 +856,80 @@ def test_cxx_chooses_clang_and_the_fit_is_the_same(builds):
     X = np.random.default_rng(0).normal(size=(3000, 3))
     r = gl.kmeans(X, X[:7], max_iter=30)
     assert result == f"{float(r.objective)!r} {int(r.n_iter)}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The fit loops' partition rule in the kernel (update_labels)
+# ------------------------------------------------------------------------------------------------
+
+# Lengths: one label, one chunk of the kernel's parallel units not full, and past two chunks
+# (kCompareChunk = 2^16 labels); where the first difference sits.
+UPDATE_LENGTHS = (1, 4097, 2 * 65536 + 3)
+
+
+@pytest.mark.parametrize("n", UPDATE_LENGTHS)
+def test_update_labels_compares_and_stores_the_labels(n):
+    rng = np.random.default_rng(n)
+    previous = rng.integers(-1, 9, size=n).astype(np.int32)
+    call = jax.jit(_native.update_labels)
+    cases = {"same": previous.copy()}
+    for where in sorted({0, n // 2, n - 1}):
+        changed = previous.copy()
+        changed[where] = previous[where] + 1  # one label different, at the start, middle or end
+        cases[f"at {where}"] = changed
+    for name, labels in cases.items():
+        stored, changed = call(jnp.asarray(labels), jnp.asarray(previous))
+        np.testing.assert_array_equal(np.asarray(stored), labels, err_msg=name)
+        assert int(changed) == int(np.any(labels != previous)), name
+    # Batched rows (a vmapped fit's labels): one flag per row, under vmap with either side shared.
+    rows = np.stack([previous, cases[f"at {n - 1}"], previous])
+    stored, changed = call(jnp.asarray(rows), jnp.asarray(np.stack([previous] * 3)))
+    np.testing.assert_array_equal(np.asarray(changed), [0, 1, 0])
+    np.testing.assert_array_equal(np.asarray(stored), rows)
+    for axes, other in (((0, None), previous), ((None, 0), np.stack([previous] * 3))):
+        first = jnp.asarray(rows) if axes[0] == 0 else jnp.asarray(cases[f"at {n - 1}"])
+        stored, changed = jax.jit(jax.vmap(_native.update_labels, in_axes=axes))(
+            first, jnp.asarray(other)
+        )
+        want = np.broadcast_to(np.asarray(first), (3, n))
+        np.testing.assert_array_equal(np.asarray(stored), want)
+        np.testing.assert_array_equal(
+            np.asarray(changed), np.any(want != np.broadcast_to(other, (3, n)), axis=1)
+        )
+
+
+@pytest.mark.parametrize("bounded", [False, True], ids=["lloyd", "hamerly"])
+def test_fits_compare_labels_in_the_kernel_with_the_results_of_xla(monkeypatch, bounded):
+    """The fit loop's label test through the kernel gives the fit of the XLA comparison.
+
+    With tol = -inf a fit stops only on the partition rule (no label changed), so its iteration
+    count and ``converged`` are that rule's alone; on the CPU the kernel must be the one used.
+    """
+    drv = importlib.import_module("gmmlimit._driver")
+    iso = importlib.import_module("gmmlimit.variants._isotropic")
+    variant = iso.isotropic_bounded if bounded else iso.isotropic
+    rng = np.random.default_rng(3)
+    centres = rng.normal(scale=4.0, size=(6, 3))
+    x = (centres[rng.integers(6, size=2500)] + rng.normal(size=(2500, 3))).astype(np.float32)
+    X, w = jnp.asarray(x), jnp.ones((2500,), jnp.float32)
+    params = IsotropicParams(jnp.asarray(x[rng.choice(2500, 6, replace=False)]), jnp.float32(0))
+
+    def fit():
+        jax.clear_caches()
+        return fit_compiled(variant, X, w, params, jnp.float32(-jnp.inf), max_iter=60)
+
+    calls = []
+    update = _native.update_labels
+    monkeypatch.setattr(_native, "update_labels", lambda *a: calls.append(1) or update(*a))
+    native = fit()
+    assert calls, "the fit loop did not compare labels in the kernel"
+    monkeypatch.setattr(
+        drv, "compare_labels", lambda new, old, native=True: (new, jnp.all(new == old))
+    )
+    plain = fit()
+    assert bool(native.converged) and 2 < int(native.n_iter) < 60
+    assert int(native.n_iter) == int(plain.n_iter)
+    assert bool(plain.converged)
+    np.testing.assert_array_equal(np.asarray(native.labels), np.asarray(plain.labels))
+    np.testing.assert_array_equal(np.asarray(native.means), np.asarray(plain.means))
+    np.testing.assert_array_equal(np.asarray(native.history), np.asarray(plain.history))

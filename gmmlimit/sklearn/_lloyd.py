@@ -28,7 +28,14 @@ import numpy as np
 import scipy.sparse as sp
 from jax import lax
 
-from .._driver import Blocks, _skipping_iteration, _skipping_pass, e_pass, em_iteration
+from .._driver import (
+    Blocks,
+    _skipping_iteration,
+    _skipping_pass,
+    compare_labels,
+    e_pass,
+    em_iteration,
+)
 from .._variant import FarPoints, Variant
 from ..variants._isotropic import IsotropicParams, IsotropicStats, isotropic, isotropic_bounded
 
@@ -90,7 +97,7 @@ def _step(
     """One iteration: (new means, labels, inertia at the old means, strict, shift, done)."""
     params = IsotropicParams(means, jnp.zeros((), means.dtype))
     new, stats, labels = em_iteration(_KMEANS, params, blocks)
-    strict = jnp.all(labels == old_labels)
+    labels, strict = compare_labels(labels, old_labels)
     shift = jnp.sum((new.means - means) ** 2)
     return new.means, labels, stats.distortion, strict, shift, strict | (shift <= tol)
 
@@ -107,7 +114,7 @@ def _bounded_step(
     """:func:`_step` through the bounded engine: (new means, labels, done, bounds)."""
     params = IsotropicParams(means, jnp.zeros((), means.dtype))
     new, _, labels, skip = _skipping_iteration(_KMEANS_BOUNDED, params, blocks, old_labels, skip)
-    strict = jnp.all(labels == old_labels)
+    labels, strict = compare_labels(labels, old_labels)
     shift = jnp.sum((new.means - means) ** 2)
     return new.means, labels, strict | (shift <= tol), skip
 
