@@ -516,7 +516,6 @@ def fit_loop(
     *,
     max_iter: int,
     pass_fn: EPass = e_pass,
-    sharded: bool = False,
 ) -> FitResult:
     """The fit loop of :func:`fit_compiled` on blocked data (traceable; call it under jit).
 
@@ -529,8 +528,6 @@ def fit_loop(
         shift_scale: mean per-feature variance of the data (scales a hard fit's ``tol``).
         max_iter: the maximum number of iterations.
         pass_fn: the streamed E-step (default :func:`e_pass`).
-        sharded: whether the blocks are sharded over devices (labels compared in XLA, see
-            :func:`compare_labels`).
 
     Returns:
         The :class:`FitResult`.
@@ -538,8 +535,11 @@ def fit_loop(
     dtype = blocks.x.dtype
     tol = jnp.asarray(tol, dtype)
     skipping = variant.engine.skipping if variant.engine is not None else None
-    if pass_fn is not e_pass:
-        skipping = None  # sharded passes reduce across devices: no per-row state there
+    # Another pass is a sharded one (it reduces across devices): no per-row state there, and
+    # the labels compared in XLA (a custom call would gather them).
+    sharded = pass_fn is not e_pass
+    if sharded:
+        skipping = None
 
     def cond(state: _LoopState) -> jax.Array:
         return (~state.done) & (state.n_iter < max_iter)

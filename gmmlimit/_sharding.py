@@ -163,7 +163,6 @@ def _fit_sharded_compiled(
         shift_scale,
         max_iter=max_iter,
         pass_fn=_sharded_pass(mesh, axis, local_rows),
-        sharded=True,
     )
 
 
@@ -560,7 +559,6 @@ def _fit_global_compiled(
         shift_scale,
         max_iter=max_iter,
         pass_fn=_sharded_pass(mesh, axis, local_rows),
-        sharded=True,
     )
     real = X.shape[0] // n_dev
     labels = jax.shard_map(
