@@ -72,7 +72,19 @@ _SYMBOLS = {
     "gmmlimit_soft_assign_f64": "GmmlimitSoftAssignF64",
     "gmmlimit_update_labels": "GmmlimitUpdateLabels",
 }
-_BASE_FLAGS = ("-O3", "-std=gnu++17", "-ffp-contract=fast", "-fPIC", "-shared")
+_BASE_FLAGS = (
+    "-O3",
+    "-std=gnu++17",
+    "-ffp-contract=fast",
+    "--param=avoid-fma-max-bits=0",
+    "-fPIC",
+    "-shared",
+)
+"""``-ffp-contract=fast``: every ``a += b * c`` a fused multiply-add, in GCC and clang alike.
+``--param=avoid-fma-max-bits=0``: GCC's tuning for AMD Zen (``-march=native`` on an EPYC or
+Ryzen) otherwise splits the multiply-adds of loop-carried sums back into a multiply and an add
+(``avoid-fma-max-bits`` 256), so paths of the kernel that promise each other's bits, and the GCC
+and clang builds, differed in the last bit there; clang accepts and ignores the parameter."""
 _COMPILE_TIMEOUT_S = 300
 
 _lock = threading.Lock()

@@ -43,6 +43,7 @@ def test_public_status_names_the_compiled_kernel_and_its_compiler():
     assert info["path"].endswith(".so") and os.path.exists(info["path"])
     assert info["compiler_version"] in status and info["flags"] in status
     assert "-ffp-contract=fast" in info["flags"].split()
+    assert "--param=avoid-fma-max-bits=0" in info["flags"].split()
 
 
 def _kernel(means, x_blocks, w_blocks):

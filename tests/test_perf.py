@@ -29,7 +29,19 @@ def test_vmap_over_means_and_sigma2_equals_loop_float32_weighted():
     assert batched.means.dtype == jnp.float32
     for i in range(3):
         one = _fit(x, w, starts[i], s2[i])
-        np.testing.assert_array_equal(np.asarray(batched.labels[i]), np.asarray(one.labels))
+        labels, expected = np.asarray(batched.labels[i]), np.asarray(one.labels)
+        if float(s2[i]) == 0.0:
+            np.testing.assert_array_equal(labels, expected)
+        else:
+            # A soft lane's sums are added in another order in the batched kernel, so its means
+            # equal the separate fit's only to rounding (below); a row within that rounding of a
+            # tie between two means may take either label (seen on an AMD EPYC: row 56 of lane
+            # 2, its two nearest means 1e-5 apart in squared distance). Every other row: equal.
+            d2 = ((X[:, None, :] - np.asarray(one.means, np.float64)[None]) ** 2).sum(-1)
+            nearest = np.sort(d2, axis=1)
+            clear = nearest[:, 1] - nearest[:, 0] > 1e-4 * nearest[:, 1]
+            assert clear.sum() >= 200  # lane 2 has two means close together: 236 rows
+            np.testing.assert_array_equal(labels[clear], expected[clear])
         assert int(batched.n_iter[i]) == int(one.n_iter)
         np.testing.assert_allclose(batched.means[i], one.means, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(batched.objective[i], one.objective, rtol=1e-5)

@@ -124,11 +124,13 @@ inline void Store(T* p, Vec<T> v) {
 
 // Multiply-adds are written as one expression (acc += a * b), and the build passes
 // -ffp-contract=fast to GCC and clang alike (GCC's default; clang's own fuses only within an
-// expression), so where the target has a fused multiply-add instruction both compilers fuse
-// them. In the hard E-step every product feeds exactly one addition of its own expression, so
-// GCC and clang builds for the same CPU give the same bits (checked by the tests); in the soft
-// E-step some products also feed a store, and the compilers may decide differently whether to
-// fuse those, so the builds agree there to within a few units in the last place.
+// expression) and --param=avoid-fma-max-bits=0 (GCC's tuning for AMD Zen otherwise splits the
+// multiply-adds of loop-carried sums again; clang ignores it), so where the target has a fused
+// multiply-add instruction both compilers fuse them. In the hard E-step every product feeds
+// exactly one addition of its own expression, so GCC and clang builds for the same CPU give the
+// same bits (checked by the tests); in the soft E-step some products also feed a store, and the
+// compilers may decide differently whether to fuse those, so the builds agree there to within a
+// few units in the last place.
 // The first address at or after p on a whole vector's boundary (p from an array of T with at
 // least kLanes<T> - 1 values to spare).
 template <typename T>
