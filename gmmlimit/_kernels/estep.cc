@@ -122,6 +122,23 @@ inline void Store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
+// Pins a loaded vector to a register for the loop that reuses it. GCC 12 otherwise folds the load
+// into every multiply-add that reads the vector (vfmadd231ps mem, ...), so ScoreBlock's register
+// block of R rows by NV vectors issued R * NV + R loads per feature instead of NV + R, and with
+// AVX2's two vector loads per cycle the loads, not the multiply-adds, set the pace (AMD EPYC,
+// AVX2: one hard pass at (12755, 784, 512) 138.6 ms folded, 96.5 ms pinned; docs/benchmarks.md).
+// An empty asm that claims to change the register: no instruction, the same bits. Only where
+// measured (AVX and AVX2, 16 vector registers; the same pin in DotRows and SumsBlock did not
+// measurably pay); elsewhere a no-op.
+template <typename T>
+inline void InRegister(Vec<T>& v) {
+#if defined(__AVX__) && !defined(__AVX512F__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+x"(v));
+#else
+  (void)v;
+#endif
+}
+
 // Multiply-adds are written as one expression (acc += a * b), and the build passes
 // -ffp-contract=fast to GCC and clang alike (GCC's default; clang's own fuses only within an
 // expression) and --param=avoid-fma-max-bits=0 (GCC's tuning for AMD Zen otherwise splits the
@@ -160,7 +177,10 @@ inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, in
   for (int64_t j = 0; j < d; ++j) {
     const T* row = panel + j * (NV * L);
     Vec<T> m[NV];
-    for (int v = 0; v < NV; ++v) m[v] = Load<T>(row + v * L);
+    for (int v = 0; v < NV; ++v) {
+      m[v] = Load<T>(row + v * L);
+      InRegister<T>(m[v]);
+    }
     for (int r = 0; r < R; ++r) {
       const T xv = x[r * stride + j];
       for (int v = 0; v < NV; ++v) acc[r][v] += xv * m[v];
