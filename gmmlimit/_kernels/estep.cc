@@ -557,8 +557,17 @@ inline void NearestRows(const T* group, int64_t dp, const T* means_padded, const
 // AVX-512, 2 threads, against the row blocks / transposed rows): one pass at (12755, 784, 5) hard
 // 2.82 to 2.25 ms, soft 3.87 to 2.97; (39062, 256, 5) hard 2.29 to 1.83, soft 4.03 to 2.48;
 // (78125, 128, 5) hard level (2.10, 2.13), soft 3.59 to 2.79; slower at K = 8 (d = 256: 181 to
-// 205 ns a row, one core), hence K <= 5.
+// 205 ns a row, one core), hence K <= 5. On AVX2 without AVX-512 (AMD EPYC, Zen 3) from d = 64:
+// one pass, hard / soft ms, transposed rows against features in lanes, (156250, 64, K) K = 1:
+// 2.99 / 6.13 to 2.60 / 5.51; K = 3: 5.14 / 8.07 to 3.70 / 6.03; K = 5: 8.90 / 9.72 to 5.65 /
+// 8.24; (104166, 96, 5): 7.46 / 10.54 to 4.69 / 7.38; but slower at d = 32 ((312500, 32, 5) hard
+// 4.79 to 9.06). On AVX-512 from d = 16 it was much slower (session 18), and d = 64 to 127 was not
+// measured there, nor on other targets: they keep 128.
+#if defined(__AVX__) && !defined(__AVX512F__)
+constexpr int64_t kByFeaturesMinD = 64;
+#else
 constexpr int64_t kByFeaturesMinD = 128;
+#endif
 constexpr int kByFeaturesMaxK = 5;
 constexpr int64_t kByFeaturesMeansBytes = 16 << 10;
 
