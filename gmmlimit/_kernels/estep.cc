@@ -68,19 +68,24 @@ namespace {
 // The vector width and register blocks follow the target's vector registers: 32 of 64 bytes
 // (AVX-512), 16 of 32 (AVX, AVX2), 32 of 16 (AArch64 NEON), 16 of 16 (SSE2, other targets, where
 // the compiler may also lower the vectors to scalar code). A register block holds kRows x kPanel
-// accumulators, plus kPanel vectors of means and one broadcast row value.
+// accumulators, plus kPanel vectors of means and one broadcast row value. kByFeaturesMinD: the
+// fewest features for which few means take the features in the lanes (see its section below).
 #if defined(__AVX512F__)
 constexpr int kVectorBytes = 64;
 constexpr int kPanel = 4;
+constexpr int64_t kByFeaturesMinD = 128;
 #elif defined(__AVX__)
 constexpr int kVectorBytes = 32;
 constexpr int kPanel = 2;
+constexpr int64_t kByFeaturesMinD = 64;
 #elif defined(__aarch64__)
 constexpr int kVectorBytes = 16;
 constexpr int kPanel = 4;
+constexpr int64_t kByFeaturesMinD = 128;
 #else
 constexpr int kVectorBytes = 16;
 constexpr int kPanel = 2;
+constexpr int64_t kByFeaturesMinD = 128;
 #endif
 constexpr int kRows = 4;  // rows (components) per register block of the products
 constexpr int kGroup = 32;    // rows per group: a multiple of kRows and of every lane count
@@ -132,7 +137,7 @@ inline void Store(T* p, Vec<T> v) {
 // measurably pay); elsewhere a no-op.
 template <typename T>
 inline void InRegister(Vec<T>& v) {
-#if defined(__AVX__) && !defined(__AVX512F__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__AVX__) && !defined(__AVX512F__)
   asm("" : "+x"(v));
 #else
   (void)v;
@@ -562,12 +567,7 @@ inline void NearestRows(const T* group, int64_t dp, const T* means_padded, const
 // 2.99 / 6.13 to 2.60 / 5.51; K = 3: 5.14 / 8.07 to 3.70 / 6.03; K = 5: 8.90 / 9.72 to 5.65 /
 // 8.24; (104166, 96, 5): 7.46 / 10.54 to 4.69 / 7.38; but slower at d = 32 ((312500, 32, 5) hard
 // 4.79 to 9.06). On AVX-512 from d = 16 it was much slower (session 18), and d = 64 to 127 was not
-// measured there, nor on other targets: they keep 128.
-#if defined(__AVX__) && !defined(__AVX512F__)
-constexpr int64_t kByFeaturesMinD = 64;
-#else
-constexpr int64_t kByFeaturesMinD = 128;
-#endif
+// measured there, nor on other targets: they keep 128 (kByFeaturesMinD, set per target above).
 constexpr int kByFeaturesMaxK = 5;
 constexpr int64_t kByFeaturesMeansBytes = 16 << 10;
 
