@@ -4,9 +4,11 @@ Checked against float64 numpy references on shapes that exercise every remainder
 tiling (rows per register block and per chunk, columns per vector and per panel, features per
 vector), the lowest-index tie rule across lanes and vectors, bit-identity between one call over all
 blocks and one call per block, agreement with the pure-JAX E-step, the fallback when the kernel
-is switched off or cannot be built, a failed build remembered instead of retried, and the builds
+is switched off or cannot be built, a failed build remembered instead of retried, the builds
 of GCC and clang side by side (where both are installed): the same bits from the hard kernel,
-the same labels and nearly the same statistics from the soft one.
+the same labels and nearly the same statistics from the soft one, and the fallback build for the
+compiler's default target (no ``-march=native``: two float64 lanes on x86-64) against float64
+numpy.
 """
 
 import importlib
@@ -89,12 +91,17 @@ SHAPES = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_kernel_matches_float64_reference(shape, dtype):
+    _check_hard_kernel(_kernel, shape, dtype)
+
+
+def _check_hard_kernel(kernel, shape, dtype):
+    """``kernel`` (hard_assign's signature) on random data of ``shape``, against float64 numpy."""
     n_blocks, b, d, k = shape
     rng = np.random.default_rng(sum(shape))
     x = rng.normal(size=(n_blocks * b, d)).astype(dtype)
     w = rng.uniform(0.5, 2.0, size=n_blocks * b).astype(dtype)
     means = rng.normal(size=(k, d)).astype(dtype)
-    labels, nearest, counts, sums, distortion = _kernel(
+    labels, nearest, counts, sums, distortion = kernel(
         jnp.asarray(means),
         jnp.asarray(x.reshape(n_blocks, b, d)),
         jnp.asarray(w.reshape(n_blocks, b)),
@@ -829,6 +836,62 @@ def test_each_compilers_build_keeps_the_block_and_set_identities(builds, family)
         alone = soft(means[s : s + 1], sigma2[s : s + 1], x, w)
         for a, b_ in zip(together, alone, strict=True):
             np.testing.assert_array_equal(np.asarray(a[s]), np.asarray(b_[0]))
+
+
+@pytest.fixture(scope="module")
+def fallback():
+    """The FFI target suffix of the build the loader falls back to where ``-march=native`` fails:
+    the same compiler, no ``-march`` (the compiler's default target: SSE2 on x86-64, two float64
+    lanes), built into the default cache and registered under its own names."""
+    info = _native.build_info()
+    cxx = shlex.split(info["compiler"])
+    flags = _native._BASE_FLAGS
+    assert "-march=native" not in flags
+    path, _, error = _native._find_or_build(cxx, flags, _native._cache_dir())
+    assert path is not None, f"the fallback build failed: {error}"
+    _native._register(path, "_fallback")
+    return "_fallback"
+
+
+# Shapes that take each path with the fewest lanes: rows in lanes at d = 2 and 3, features in the
+# lanes (d >= 128, k <= 5; register blocks of rows capped at two float64 lanes), transposed rows
+# (k <= 8), row blocks, and a last block not full.
+FALLBACK_SHAPES = [
+    (2, 4100, 3, 8),
+    (1, 100, 2, 32),
+    (2, 45, 130, 5),
+    (1, 33, 129, 1),
+    (2, 45, 20, 5),
+    (1, 2049, 33, 64),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fallback_build_without_march_native_is_the_e_step(fallback, dtype):
+    hard = jax.jit(partial(_native.hard_assign, suffix=fallback))
+    for shape in FALLBACK_SHAPES:
+        _check_hard_kernel(hard, shape, dtype)
+    # Its soft kernel: the same labels as its hard one, the statistics of float64 numpy.
+    soft = jax.jit(partial(_native.soft_assign, suffix=fallback))
+    rng = np.random.default_rng(23)
+    for n_blocks, b, d, k in FALLBACK_SHAPES[:3]:
+        x = rng.normal(size=(n_blocks * b, d)).astype(dtype)
+        w = rng.uniform(0.5, 2.0, size=n_blocks * b).astype(dtype)
+        means = rng.normal(size=(2, k, d)).astype(dtype)
+        sigma2 = np.array([0.3, 4.0], dtype)
+        blocks = (jnp.asarray(x.reshape(n_blocks, b, d)), jnp.asarray(w.reshape(n_blocks, b)))
+        out = soft(jnp.asarray(means), jnp.asarray(sigma2), *blocks)
+        rtol = 2e-5 if dtype == np.float32 else 1e-11
+        xs, ws = x.astype(np.float64), w.astype(np.float64)
+        for s in range(2):
+            np.testing.assert_array_equal(
+                np.asarray(out[0][s]), np.asarray(hard(jnp.asarray(means[s]), *blocks)[0])
+            )
+            ref = _soft_reference(means[s].astype(np.float64), float(sigma2[s]), xs, ws)
+            for got, want in zip([out[i][s] for i in (2, 3, 4, 5)], ref, strict=True):
+                want = np.asarray(want)
+                scale = float(np.abs(want).max()) + 1.0
+                np.testing.assert_allclose(np.asarray(got), want, rtol=rtol, atol=rtol * scale)
 
 
 CHOSEN = """

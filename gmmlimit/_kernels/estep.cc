@@ -578,11 +578,13 @@ inline bool ByFeatures(int64_t d, int64_t dp, int64_t k) {
 }
 
 // Rows per block of DotRows against KC means: R * KC accumulators within the register budget
-// (three halves of the row blocks' kRows * kPanel), R a power of two dividing kGroup.
-template <int KC>
-constexpr int kByFeaturesRows = (kRows * kPanel * 3 / 2) / KC >= 4   ? 4
-                                : (kRows * kPanel * 3 / 2) / KC >= 2 ? 2
-                                                                     : 1;
+// (three halves of the row blocks' kRows * kPanel), R a power of two dividing kGroup and at most
+// the lane count (HardGroupByFeatures sums the R rows' distances as the lanes of one vector; two
+// lanes of float64 on 16-byte vectors).
+template <typename T, int KC>
+constexpr int kByFeaturesRows = std::min(kLanes<T>, (kRows * kPanel * 3 / 2) / KC >= 4   ? 4
+                                                    : (kRows * kPanel * 3 / 2) / KC >= 2 ? 2
+                                                                                         : 1);
 
 // dots[r * KC + c] = <x_r, m_c> of R rows (row stride dp, zero padding features) and KC means
 // (means_padded, stride dp): per row and mean, lane-wise multiply-adds over the dp features a
@@ -619,7 +621,7 @@ inline void DotRows(const T* rows, int64_t dp, const T* means_padded, T* dots) {
 template <typename T, int KC>
 inline void ScoreGroupByFeatures(const T* group, int64_t dp, const T* means_padded, const T* bias,
                                  int64_t kp, T* scores) {
-  constexpr int R = kByFeaturesRows<KC>;
+  constexpr int R = kByFeaturesRows<T, KC>;
   T dots[R * KC];
   for (int r0 = 0; r0 < kGroup; r0 += R) {
     DotRows<T, KC, R>(group + r0 * dp, dp, means_padded, dots);
@@ -835,6 +837,7 @@ void CopyRowZero(const LeftOut& left_out, int64_t width, V* values) {
 // AssignGroup's row-by-row blocks, and it gives the same bits: each score is the same sequence of
 // multiply-adds over the features, ties go to the lowest index (strict <, means in order), and
 // the squared distances are summed in the order in which LaneSums adds the lanes of one vector.
+// Needs d <= L (one vector per feature, the distances' terms in the lanes of one vector).
 template <typename T>
 inline void AssignGroupByLanes(const T* x, int64_t d, int64_t rows, const T* means_padded,
                                int64_t dp, const T* bias, int64_t k, int32_t* labels, T* nearest) {
@@ -891,10 +894,10 @@ inline void AddWeightedRow(T* __restrict sk, const T* __restrict xr, T weight, i
   for (; j < n; ++j) sk[j] += weight * xr[j];
 }
 
-// AddWeightedRow over N < L features (its one value at a time), N a compile-time constant.
+// AddWeightedRow over N features one value at a time, N a compile-time constant (the rows in the
+// lanes, N <= kByLanesMaxD): each value is the expression of AddWeightedRow's lanes.
 template <typename T, int N>
 inline void AddWeightedRowOf(T* __restrict sk, const T* __restrict xr, T weight) {
-  static_assert(N < kLanes<T>);
   for (int j = 0; j < N; ++j) sk[j] += weight * xr[j];
 }
 
@@ -911,7 +914,7 @@ template <typename T, int KC>
 inline void HardGroupByFeatures(const T* group, int64_t dp, const T* means_padded, const T* bias,
                                 const T* w, int64_t rows, T* sums, T* counts, T* distortion,
                                 int32_t* labels, T* nearest) {
-  constexpr int L = kLanes<T>, R = kByFeaturesRows<KC>;
+  constexpr int L = kLanes<T>, R = kByFeaturesRows<T, KC>;
   static_assert(R <= L && kGroup % R == 0);
   T dots[R * KC];
   int32_t label[R];
@@ -991,7 +994,9 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   std::fill(sums, sums + p.k * dp, T(0));
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
-  const bool by_lanes = p.d <= kByLanesMaxD && p.k <= kByLanesMaxK;
+  // AssignGroupByLanes holds a row's d features in d vectors of L rows: d <= L (two float64
+  // lanes on 16-byte vectors).
+  const bool by_lanes = p.d <= kByLanesMaxD && p.d <= kLanes<T> && p.k <= kByLanesMaxK;
   const bool by_features = !by_lanes && ByFeatures<T>(p.d, dp, p.k);
   // The distortion in a register (the same additions in the same order): added through memory,
   // stats being one array the sums and counts also write, each row would wait for the last.
