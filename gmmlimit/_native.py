@@ -16,9 +16,11 @@ extensions, no ISA intrinsics), and :func:`status` names the compiler, its versi
 of the loaded build. The file name carries a hash of the source, the jaxlib version, the compiler
 and its version, the flags and the CPU's model and feature flags, so a cache shared between
 machines never hands one machine another's instructions. Later processes load the cached library
-in milliseconds. A build the compiler rejects leaves a ``.failed`` file with its error under the
-same hash, so later processes fall back at once instead of compiling again; a new source,
-compiler or compiler version retries.
+in milliseconds; processes that start together on an empty cache (test workers, the processes of
+``gmmlimit.launch``) take a lock per build, so one compiles and the others wait for its library.
+A build the compiler rejects leaves a ``.failed`` file with its error under the same hash, so
+later processes fall back at once instead of compiling again; a new source, compiler or compiler
+version retries.
 
 Where no compiler works, or with ``GMMLIMIT_NATIVE=0`` in the environment, the fit uses the
 pure-JAX E-step instead (same quantities, up to the rounding of the sums), and on GPUs and TPUs it
@@ -38,6 +40,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -216,21 +219,50 @@ def _find_or_build(
     key = _key(cxx, version, flags)
     path = cache_dir / f"estep-{key}.so"
     marker = cache_dir / f"estep-{key}.failed"
-    if path.exists():
-        return path, version, ""
-    if marker.exists():
+    with _build_lock(cache_dir / f"estep-{key}.lock"):
+        if path.exists():
+            return path, version, ""
+        if marker.exists():
+            try:
+                remembered = marker.read_text(encoding="utf-8")
+            except OSError:
+                remembered = ""
+            return None, version, f"{remembered}\n(remembered in {marker}; delete it to retry)"
+        error, final = _build(cxx, flags, path)
+        if error is None:
+            return path, version, ""
+        if final:
+            with contextlib.suppress(OSError):  # an unwritable cache only costs the retry
+                _write_atomically(marker, error)
+        return None, version, error
+
+
+@contextlib.contextmanager
+def _build_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (one per build key) across processes.
+
+    Processes that start together on an empty cache (the workers of a test run, the processes
+    of ``gmmlimit.launch``) then compile the kernel once: the first builds, the others wait for
+    it and load its library. Without ``fcntl`` (Windows), or where the cache is not writable,
+    no lock is taken and each process may build (atomically) on its own.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")  # noqa: SIM115 - held across the yield
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            remembered = marker.read_text(encoding="utf-8")
-        except OSError:
-            remembered = ""
-        return None, version, f"{remembered}\n(remembered in {marker}; delete it to retry)"
-    error, final = _build(cxx, flags, path)
-    if error is None:
-        return path, version, ""
-    if final:
-        with contextlib.suppress(OSError):  # an unwritable cache only costs the retry
-            _write_atomically(marker, error)
-    return None, version, error
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _register(path: Path, suffix: str = "") -> None:

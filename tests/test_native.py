@@ -705,6 +705,44 @@ def test_a_rejected_build_is_remembered_per_source_and_compiler_version(tmp_path
     assert len(list(cache.glob("estep-*.failed"))) == 2
 
 
+BUILD_ONCE = """
+    import sys
+    from pathlib import Path
+    from gmmlimit import _native
+    path, _, error = _native._find_or_build([sys.argv[1]], _native._BASE_FLAGS, Path(sys.argv[2]))
+    print(path.read_text() if path else error)
+"""
+
+
+def test_processes_starting_together_on_an_empty_cache_build_once(tmp_path):
+    # A compiler that takes two seconds and "builds" by writing a file: three processes ask for
+    # the same build at once; the first builds it while the others wait, then they read it.
+    log, cache = tmp_path / "calls.log", tmp_path / "cache"
+    script = tmp_path / "slow-cxx"
+    script.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo "slow c++ 1.0"; exit 0; fi\n'
+        f'echo build >> "{log}"\n'
+        "sleep 2\n"
+        'for a in "$@"; do if [ "$prev" = -o ]; then echo built > "$a"; fi; prev="$a"; done\n'
+    )
+    script.chmod(0o755)
+    code = textwrap.dedent(BUILD_ONCE)
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(script), str(cache)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in started]
+    assert [out.strip() for out, _ in outputs] == ["built"] * 3, outputs
+    assert log.read_text().split() == ["build"]
+    assert len(list(cache.glob("estep-*.so"))) == 1
+
+
 def _family(cxx: str) -> str:
     """ "clang" or "gcc": which compiler ``cxx`` is, from its predefined macros."""
     macros = subprocess.run(
