@@ -311,7 +311,7 @@ constexpr int kLaneBits = kLanes<T> == 16 ? 4 : kLanes<T> == 8 ? 3 : kLanes<T> =
 
 // One level of the sum network: 2H vectors v[0 .. 2H) into H, then the levels below.
 template <typename T, int H>
-inline void SumLevels(Vec<T>* v) {
+__attribute__((always_inline)) inline void SumLevels(Vec<T>* v) {
   for (int i = 0; i < H; ++i) {
     const Vec<T> p = v[2 * i], q = v[2 * i + 1];
     v[i] = FirstOf<T, H>(p, q, LaneSequence<T>{}) + SecondOf<T, H>(p, q, LaneSequence<T>{});
@@ -319,9 +319,15 @@ inline void SumLevels(Vec<T>* v) {
   if constexpr (H > 1) SumLevels<T, H / 2>(v);
 }
 
-// out[r] = sum of the lanes of v[r], r < L. v is overwritten.
+// out[r] = sum of the lanes of v[r], r < L. v is overwritten. Always inlined, as DotRows: GCC 12
+// called both out of line, so the vectors went through the stack and LaneSums read back halves
+// and lanes of vectors it had just stored (perf annotate on AMD Zen 3: a third of its samples on
+// those loads). Inlined, one hard pass (benchmarks/tuning/compilers.py --repeats 9 --loop 5,
+// float32, AVX2, best of 9, three runs) took 4.3 to 4.7 against 5.2 to 6.0 ms at (156250, 64, 5),
+// 3.4 to 4.0 against 4.0 to 4.5 at (104166, 96, 5), 12.5 and 13.4 against 14.6 and 16.1 at
+// (12755, 784, 64); the other shapes and the soft passes within the noise.
 template <typename T>
-inline void LaneSums(Vec<T>* v, T* out) {
+__attribute__((always_inline)) inline void LaneSums(Vec<T>* v, T* out) {
   constexpr int L = kLanes<T>;
   SumLevels<T, L / 2>(v);
   for (int i = 0; i < L; ++i) out[BitReverse(i, kLaneBits<T>)] = v[0][i];
@@ -590,9 +596,11 @@ constexpr int kByFeaturesRows = std::min(kLanes<T>, (kRows * kPanel * 3 / 2) / K
 // (means_padded, stride dp): per row and mean, lane-wise multiply-adds over the dp features a
 // vector at a time from zero, then the lanes summed by LaneSums. Each dot depends on its row and
 // mean alone (the same bits wherever the row sits and whatever R). The same features of the next
-// R rows are prefetched meanwhile: the rows stream from memory while these are scored.
+// R rows are prefetched meanwhile: the rows stream from memory while these are scored. Always
+// inlined (see LaneSums).
 template <typename T, int KC, int R>
-inline void DotRows(const T* rows, int64_t dp, const T* means_padded, T* dots) {
+__attribute__((always_inline)) inline void DotRows(const T* rows, int64_t dp, const T* means_padded,
+                                                   T* dots) {
   constexpr int L = kLanes<T>;
   constexpr int kFilled = R * KC, kStaged = (kFilled + L - 1) / L * L;
   Vec<T> acc[R][KC];
