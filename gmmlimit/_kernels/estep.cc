@@ -902,10 +902,11 @@ inline void AddWeightedRow(T* __restrict sk, const T* __restrict xr, T weight, i
   for (; j < n; ++j) sk[j] += weight * xr[j];
 }
 
-// AddWeightedRow over N features one value at a time, N a compile-time constant (the rows in the
-// lanes, N <= kByLanesMaxD): each value is the expression of AddWeightedRow's lanes.
+// AddWeightedRow over N <= L features (the rows in the lanes), one value at a time, N a
+// compile-time constant: each value is the expression of AddWeightedRow's lanes.
 template <typename T, int N>
 inline void AddWeightedRowOf(T* __restrict sk, const T* __restrict xr, T weight) {
+  static_assert(N <= kLanes<T>);
   for (int j = 0; j < N; ++j) sk[j] += weight * xr[j];
 }
 
@@ -970,7 +971,10 @@ inline void HardGroupByFeatures(const T* group, int64_t dp, const T* means_padde
 // AssignGroupByLanes up to these sizes, AssignGroup beyond. Measured (one core, float32, AVX-512,
 // benchmarks/tuning/compilers.py): faster by 25 to 35 % at (d, k) = (1, 3), (2, 8), (3, 5), the
 // same at (2, 32), 3 to 11 % slower at (4, 8), (4, 16), (8, 16) and twice as slow at (16, 32).
-constexpr int64_t kByLanesMaxD = 3;
+// At most the lane count too: AssignGroupByLanes holds a row's d features in d vectors of L rows
+// (two float64 lanes on 16-byte vectors).
+template <typename T>
+constexpr int kByLanesMaxD = std::min(3, kLanes<T>);
 constexpr int64_t kByLanesMaxK = 32;
 
 template <typename T>
@@ -1002,9 +1006,7 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   std::fill(sums, sums + p.k * dp, T(0));
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
-  // AssignGroupByLanes holds a row's d features in d vectors of L rows: d <= L (two float64
-  // lanes on 16-byte vectors).
-  const bool by_lanes = p.d <= kByLanesMaxD && p.d <= kLanes<T> && p.k <= kByLanesMaxK;
+  const bool by_lanes = p.d <= kByLanesMaxD<T> && p.k <= kByLanesMaxK;
   const bool by_features = !by_lanes && ByFeatures<T>(p.d, dp, p.k);
   // The distortion in a register (the same additions in the same order): added through memory,
   // stats being one array the sums and counts also write, each row would wait for the last.
@@ -1053,7 +1055,7 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
     // AddWeightedRow's one value at a time for d < L, with d a compile-time constant where the
     // rows are in the lanes (d <= 3: no loop, the same expressions).
     if (by_lanes) {
-      WithCount<kByLanesMaxD>(p.d, [&](auto dc) {
+      WithCount<kByLanesMaxD<T>>(p.d, [&](auto dc) {
         add_rows([](T* sk, const T* xr, T weight) {
           AddWeightedRowOf<T, decltype(dc)::value>(sk, xr, weight);
         });
