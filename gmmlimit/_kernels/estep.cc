@@ -31,6 +31,8 @@
 //      product of kRows components by kPanel vectors of features over the group's rows.
 // For few features and means (d <= 3, K <= 32) the hard E-step puts rows in the lanes instead
 // (AssignGroupByLanes): per mean one vector of scores, a lane-wise running minimum, same bits;
+// with K <= L it also keeps the sums and counts in registers, the means in the lanes
+// (HardChunkByLanes), the same additions in the same order;
 // for few means (K <= kTransposedMaxK) and more features it transposes L rows by L features at
 // a time and does the same (AssignGroupTransposed), again the same bits. For very few means and
 // many features (ByFeatures) the scores take the features in the lanes instead (DotRows): every
@@ -141,6 +143,24 @@ inline void InRegister(Vec<T>& v) {
   asm("" : "+x"(v));
 #else
   (void)v;
+#endif
+}
+
+// Hides how v was made from the compiler: an empty asm that claims to change v (no instruction,
+// the same bits; through memory where no vector register constraint is known). Where paths
+// promise each other's bits, it keeps a square from being fused into the addition that takes it
+// (those paths round the square, then add), and a select from being folded into the multiply-add
+// before it (clang rewrote m ? s + w * x : s as s + (m ? w * x : -0), a product and an addition).
+template <typename T>
+inline void Opaque(Vec<T>& v) {
+#if defined(__AVX512F__)
+  asm("" : "+v"(v));
+#elif defined(__x86_64__) || defined(__i386__)
+  asm("" : "+x"(v));
+#elif defined(__aarch64__)
+  asm("" : "+w"(v));
+#else
+  asm("" : "+m"(v));
 #endif
 }
 
@@ -838,55 +858,135 @@ void CopyRowZero(const LeftOut& left_out, int64_t width, V* values) {
       std::copy(values, values + width, values + i * width);
 }
 
-// Labels and exact squared distances of rows [0, rows) of x (row length d <= L, rows <= kGroup)
+// AssignGroupByLanes up to these sizes, AssignGroup beyond. Measured (one core, float32, AVX-512,
+// benchmarks/tuning/compilers.py): faster by 25 to 35 % at (d, k) = (1, 3), (2, 8), (3, 5), the
+// same at (2, 32), 3 to 11 % slower at (4, 8), (4, 16), (8, 16) and twice as slow at (16, 32).
+// At most the lane count too: AssignGroupByLanes holds a row's d features in d vectors of L rows
+// (two float64 lanes on 16-byte vectors).
+template <typename T>
+constexpr int kByLanesMaxD = std::min(3, kLanes<T>);
+constexpr int64_t kByLanesMaxK = 32;
+
+// The lane-wise sum of D <= 3 vectors of squares in the order of the level network over L vectors
+// (h = L/2, .., 1: v[i] += v[i + h]) that LaneSums' network follows, the vectors from D on being
+// zero: the levels that add one of those add +0 to a sum of squares (never -0), which leaves its
+// bits, so they are left out. Hence (sq0 + sq2) + sq1 for D = 3 (L >= 4).
+template <typename T, int D>
+inline Vec<T> SquaresInLaneSumsOrder(const Vec<T>* sq) {
+  static_assert(1 <= D && D <= 3 && D <= kLanes<T>);
+  if constexpr (D == 1) {
+    return sq[0];
+  } else if constexpr (D == 2) {
+    return sq[0] + sq[1];
+  } else {
+    return (sq[0] + sq[2]) + sq[1];
+  }
+}
+
+// Feature j of rows r0 .. r0 + L - 1 in the lanes, from the D vectors v that hold those rows one
+// after another (row i's feature j at position i * D + j, counting v[0]'s lanes from 0, v[1]'s
+// from L, ...): lane i of the shuffle of (p, q) at step 0 (p = v[0], q = v[1]) takes position
+// i * D + j where it is below 2L; at step 1 (p = step 0's vector, q = v[2], D = 3) it keeps lane i
+// or takes the position from v[2].
+constexpr int FeatureLane(int i, int j, int d, int step, int lanes) {
+  return step == 0 ? (i * d + j < 2 * lanes ? i * d + j : 0)
+                   : (i * d + j < 2 * lanes ? i : i * d + j - lanes);
+}
+
+template <typename T, int D, int J, int Step, int... I>
+inline Vec<T> FeatureOf(Vec<T> p, Vec<T> q, std::integer_sequence<int, I...>) {
+#ifdef GMMLIMIT_SHUFFLEVECTOR
+  return __builtin_shufflevector(p, q, FeatureLane(I, J, D, Step, kLanes<T>)...);
+#else
+  return __builtin_shuffle(p, q, Mask<T>{FeatureLane(I, J, D, Step, kLanes<T>)...});
+#endif
+}
+
+// xs[j][i] = x[i * D + j] for the L rows at x (all L present): D whole-vector loads and shuffles
+// in place of L * D loads of single values. Moves values only (the same bits).
+template <typename T, int D>
+inline void FeaturesInLanes(const T* x, Vec<T>* xs) {
+  constexpr int L = kLanes<T>;
+  Vec<T> v[D];
+  for (int j = 0; j < D; ++j) v[j] = Load<T>(x + j * L);
+  if constexpr (D == 1) {
+    xs[0] = v[0];
+  } else if constexpr (D == 2) {
+    xs[0] = FeatureOf<T, 2, 0, 0>(v[0], v[1], LaneSequence<T>{});
+    xs[1] = FeatureOf<T, 2, 1, 0>(v[0], v[1], LaneSequence<T>{});
+  } else {
+    static_assert(D == 3);
+    xs[0] = FeatureOf<T, 3, 0, 1>(FeatureOf<T, 3, 0, 0>(v[0], v[1], LaneSequence<T>{}), v[2],
+                                  LaneSequence<T>{});
+    xs[1] = FeatureOf<T, 3, 1, 1>(FeatureOf<T, 3, 1, 0>(v[0], v[1], LaneSequence<T>{}), v[2],
+                                  LaneSequence<T>{});
+    xs[2] = FeatureOf<T, 3, 2, 1>(FeatureOf<T, 3, 2, 0>(v[0], v[1], LaneSequence<T>{}), v[2],
+                                  LaneSequence<T>{});
+  }
+}
+
+// Where AssignGroupByLanes takes a whole group's features by FeaturesInLanes rather than value by
+// value. One pass, float32, AVX2 (AMD EPYC), one core, best of 15 (benchmarks/tuning/compilers.py
+// --loop 5 --spread 0, two runs): (250000, 3, 5) 2.19 and 1.86 against 2.64 and 2.26 ms, (250000,
+// 1, 5) level; at D = 2 the shuffles were 0 to 20 % slower (GCC 12), so D = 2 loads the values.
+template <int D>
+constexpr bool kShuffledFeatures = D != 2;
+
+// The lanes of a vector of T as int32 values (L of them), for the labels.
+template <typename T>
+struct LabelLanes {
+  typedef int32_t Vec __attribute__((vector_size(4 * kLanes<T>)));
+};
+
+// Labels and exact squared distances of rows [0, rows) of x (row length D <= L, rows <= kGroup)
 // against k means, with the rows in the lanes: for each mean, one vector of L rows' scores, a
 // lane-wise running minimum and the chosen mean's features carried along, so no horizontal step
 // and no padded columns. For few features and few means (see kByLanesMaxK) this is cheaper than
 // AssignGroup's row-by-row blocks, and it gives the same bits: each score is the same sequence of
 // multiply-adds over the features, ties go to the lowest index (strict <, means in order), and
-// the squared distances are summed in the order in which LaneSums adds the lanes of one vector.
-// Needs d <= L (one vector per feature, the distances' terms in the lanes of one vector).
-template <typename T>
-inline void AssignGroupByLanes(const T* x, int64_t d, int64_t rows, const T* means_padded,
-                               int64_t dp, const T* bias, int64_t k, int32_t* labels, T* nearest) {
+// the squared distances are summed in the order in which LaneSums adds the lanes of one vector
+// (SquaresInLaneSumsOrder). D is a compile-time constant, so the D vectors of features and of the
+// chosen mean stay in registers.
+template <typename T, int D>
+inline void AssignGroupByLanes(const T* x, int64_t rows, const T* means_padded, int64_t dp,
+                               const T* bias, int64_t k, int32_t* labels, T* nearest) {
   constexpr int L = kLanes<T>;
+  static_assert(1 <= D && D <= kByLanesMaxD<T>);
   for (int r0 = 0; r0 < kGroup; r0 += L) {
-    Vec<T> xs[L];  // xs[j][i]: feature j of row r0 + i (0 past the last row)
-    for (int64_t j = 0; j < d; ++j) {
-      xs[j] = Vec<T>{};
-      for (int i = 0; i < L && r0 + i < rows; ++i) xs[j][i] = x[(r0 + i) * d + j];
+    Vec<T> xs[D];  // xs[j][i]: feature j of row r0 + i (0 past the last row)
+    if (kShuffledFeatures<D> && r0 + L <= rows) {
+      FeaturesInLanes<T, D>(x + r0 * D, xs);
+    } else {
+      for (int j = 0; j < D; ++j) xs[j] = Vec<T>{};
+      for (int i = 0; i < L && r0 + i < rows; ++i)
+        for (int j = 0; j < D; ++j) xs[j][i] = x[(r0 + i) * D + j];
     }
-    Vec<T> best{}, where{}, chosen[L];  // chosen[j]: feature j of each lane's mean so far
-    for (int64_t c = 0; c < k; ++c) {
+    auto score = [&](int64_t c) {
       const T* mc = means_padded + c * dp;
       Vec<T> acc{};
-      for (int64_t j = 0; j < d; ++j) acc += xs[j] * mc[j];
-      const Vec<T> score = bias[c] - 2 * acc;
-      if (c == 0) {
-        best = score;
-        for (int64_t j = 0; j < d; ++j) chosen[j] = Vec<T>{} + mc[j];
-        continue;
-      }
-      const auto lt = score < best;
-      best = lt ? score : best;
+      for (int j = 0; j < D; ++j) acc += xs[j] * mc[j];
+      return bias[c] - 2 * acc;
+    };
+    Vec<T> best = score(0), where{}, chosen[D];  // chosen[j]: feature j of each lane's mean so far
+    for (int j = 0; j < D; ++j) chosen[j] = Vec<T>{} + means_padded[j];
+    for (int64_t c = 1; c < k; ++c) {
+      const T* mc = means_padded + c * dp;
+      const Vec<T> score_c = score(c);
+      const auto lt = score_c < best;
+      best = lt ? score_c : best;
       where = lt ? Vec<T>{} + static_cast<T>(c) : where;
-      for (int64_t j = 0; j < d; ++j) chosen[j] = lt ? Vec<T>{} + mc[j] : chosen[j];
+      for (int j = 0; j < D; ++j) chosen[j] = lt ? Vec<T>{} + mc[j] : chosen[j];
     }
-    Vec<T> sq[L];
-    for (int j = 0; j < L; ++j) {
-      if (j < d) {
-        const Vec<T> diff = xs[j] - chosen[j];
-        sq[j] = diff * diff;
-      } else {
-        sq[j] = Vec<T>{};
-      }
+    Vec<T> sq[D];
+    for (int j = 0; j < D; ++j) {
+      const Vec<T> diff = xs[j] - chosen[j];
+      sq[j] = diff * diff;
+      Opaque<T>(sq[j]);  // as NearestRows' lanes: each square rounded, then summed
     }
-    for (int h = L / 2; h >= 1; h /= 2)
-      for (int i = 0; i < h; ++i) sq[i] = sq[i] + sq[i + h];
-    for (int i = 0; i < L; ++i) {
-      labels[r0 + i] = static_cast<int32_t>(where[i]);
-      nearest[r0 + i] = sq[0][i];
-    }
+    const Vec<T> total = SquaresInLaneSumsOrder<T, D>(sq);
+    const auto label_lanes = __builtin_convertvector(where, typename LabelLanes<T>::Vec);
+    std::memcpy(labels + r0, &label_lanes, sizeof(label_lanes));
+    Store<T>(nearest + r0, total);
   }
 }
 
@@ -968,15 +1068,6 @@ inline void HardGroupByFeatures(const T* group, int64_t dp, const T* means_padde
 }
 
 
-// AssignGroupByLanes up to these sizes, AssignGroup beyond. Measured (one core, float32, AVX-512,
-// benchmarks/tuning/compilers.py): faster by 25 to 35 % at (d, k) = (1, 3), (2, 8), (3, 5), the
-// same at (2, 32), 3 to 11 % slower at (4, 8), (4, 16), (8, 16) and twice as slow at (16, 32).
-// At most the lane count too: AssignGroupByLanes holds a row's d features in d vectors of L rows
-// (two float64 lanes on 16-byte vectors).
-template <typename T>
-constexpr int kByLanesMaxD = std::min(3, kLanes<T>);
-constexpr int64_t kByLanesMaxK = 32;
-
 template <typename T>
 struct HardProblem {
   const T* x;
@@ -986,6 +1077,61 @@ struct HardProblem {
   const T* means_padded;  // (k, dp)
   int64_t d, dp, k, kp;
 };
+
+// HardChunk's rows [begin, end) for shapes whose rows go in the lanes (d = D <= kByLanesMaxD,
+// k <= kByLanesMaxK): AssignGroupByLanes, then each row's weighted sums (sums_k += w x, one
+// multiply-add per feature), count and distortion in row order, as every other path adds them.
+// With kMeansInLanes (k <= L) the sums and counts stay in registers, the means in the lanes: a
+// row's mask selects its mean's lane, which takes the row's multiply-add (the same expression
+// and bits as in memory), and the other lanes keep their values (a select, not an added zero: a
+// sum can be -0 after an underflow, and -0 + 0 is +0). Through memory, each row's additions
+// waited on the last's: one pass at (250000, 2, 5) spent half its time in them (AMD EPYC, AVX2).
+// Counts and sums (k rows of dp values) start at zero; the sums' padding features stay zero.
+template <typename T, int D, bool kMeansInLanes>
+void HardChunkByLanes(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels,
+                      T* nearest, T* counts, T* sums, T* distortion) {
+  constexpr int L = kLanes<T>;
+  int32_t group_labels[kGroup];
+  T group_nearest[kGroup];
+  Vec<T> count_lanes{}, sum_lanes[D], mean_index;  // lane c: mean c's count, sum of feature j
+  for (int j = 0; j < D; ++j) sum_lanes[j] = Vec<T>{};
+  for (int c = 0; c < L; ++c) mean_index[c] = static_cast<T>(c);
+  T chunk_distortion = 0;
+  for (int64_t g = begin; g < end; g += kGroup) {
+    const int64_t rows = std::min<int64_t>(kGroup, end - g);
+    const T* group = p.x + g * D;
+    AssignGroupByLanes<T, D>(group, rows, p.means_padded, p.dp, p.bias, p.k, group_labels,
+                             group_nearest);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int32_t label = group_labels[r];
+      const T weight = p.w[g + r];
+      const T* xr = group + r * D;
+      if constexpr (kMeansInLanes) {
+        const auto mine = mean_index == static_cast<T>(label);
+        const Vec<T> weights = mine ? Vec<T>{} + weight : Vec<T>{};
+        for (int j = 0; j < D; ++j) {
+          Vec<T> added = sum_lanes[j] + weights * xr[j];
+          Opaque<T>(added);
+          sum_lanes[j] = mine ? added : sum_lanes[j];
+        }
+        count_lanes += weights;  // +0 in the other lanes: a count is never -0
+      } else {
+        AddWeightedRowOf<T, D>(sums + label * p.dp, xr, weight);
+        counts[label] += weight;
+      }
+      chunk_distortion += weight * group_nearest[r];
+      labels[g + r] = label;
+      nearest[g + r] = group_nearest[r];
+    }
+  }
+  if constexpr (kMeansInLanes) {
+    for (int64_t c = 0; c < p.k; ++c) {
+      counts[c] = count_lanes[c];
+      for (int j = 0; j < D; ++j) sums[c * p.dp + j] = sum_lanes[j][c];
+    }
+  }
+  *distortion = chunk_distortion;
+}
 
 // Rows [begin, end): labels and nearest written in place; the chunk's counts (k), sums (k * dp)
 // and distortion (1) into stats. scratch: kGroup * (kp + dp) + k * dp + L values.
@@ -1004,64 +1150,55 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   // vectors across two cache lines made the per-row additions slower.
   T* sums = AlignUp(buffer + kGroup * dp);
   std::fill(sums, sums + p.k * dp, T(0));
-  int32_t group_labels[kGroup];
-  T group_nearest[kGroup];
-  const bool by_lanes = p.d <= kByLanesMaxD<T> && p.k <= kByLanesMaxK;
-  const bool by_features = !by_lanes && ByFeatures<T>(p.d, dp, p.k);
   // The distortion in a register (the same additions in the same order): added through memory,
   // stats being one array the sums and counts also write, each row would wait for the last.
   T chunk_distortion = 0;
+  if (p.d <= kByLanesMaxD<T> && p.k <= kByLanesMaxK) {
+    WithCount<kByLanesMaxD<T>>(p.d, [&](auto dc) {
+      constexpr int D = decltype(dc)::value;
+      if (p.k <= kLanes<T>) {
+        HardChunkByLanes<T, D, true>(p, begin, end, labels, nearest, counts, sums,
+                                     &chunk_distortion);
+      } else {
+        HardChunkByLanes<T, D, false>(p, begin, end, labels, nearest, counts, sums,
+                                      &chunk_distortion);
+      }
+    });
+    std::copy(sums, sums + p.k * dp, stats + p.k);
+    *distortion = chunk_distortion;
+    return;
+  }
+  int32_t group_labels[kGroup];
+  T group_nearest[kGroup];
+  const bool by_features = ByFeatures<T>(p.d, dp, p.k);
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
-    const T* group;
-    int64_t stride;
-    if (by_lanes) {
-      group = p.x + g * p.d;
-      stride = p.d;
-      AssignGroupByLanes<T>(group, p.d, rows, p.means_padded, dp, p.bias, p.k, group_labels,
-                            group_nearest);
-    } else if (by_features) {
-      group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
+    const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
+    if (by_features) {
       WithCount<kByFeaturesMaxK>(p.k, [&](auto kc) {
         HardGroupByFeatures<T, decltype(kc)::value>(group, dp, p.means_padded, p.bias, p.w + g,
                                                      rows, sums, counts, &chunk_distortion,
                                                      labels + g, nearest + g);
       });
       continue;
-    } else {
-      group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
-      stride = dp;
-      if (p.k <= kTransposedMaxK) {
-        WithCount<kTransposedMaxK>(p.k, [&](auto kc) {
-          AssignGroupTransposed<T, decltype(kc)::value>(group, p.d, dp, p.means_padded, p.bias,
-                                                        group_labels, group_nearest);
-        });
-      } else {
-        AssignGroup<T>(group, p.d, dp, p.means_t, p.bias, p.means_padded, p.k, p.kp, scores,
-                       group_labels, group_nearest);
-      }
     }
-    auto add_rows = [&](auto add_row) {
-      for (int64_t r = 0; r < rows; ++r) {
-        const int32_t label = group_labels[r];
-        const T weight = p.w[g + r];
-        add_row(sums + label * dp, group + r * stride, weight);
-        counts[label] += weight;
-        chunk_distortion += weight * group_nearest[r];
-        labels[g + r] = label;
-        nearest[g + r] = group_nearest[r];
-      }
-    };
-    // AddWeightedRow's one value at a time for d < L, with d a compile-time constant where the
-    // rows are in the lanes (d <= 3: no loop, the same expressions).
-    if (by_lanes) {
-      WithCount<kByLanesMaxD<T>>(p.d, [&](auto dc) {
-        add_rows([](T* sk, const T* xr, T weight) {
-          AddWeightedRowOf<T, decltype(dc)::value>(sk, xr, weight);
-        });
+    if (p.k <= kTransposedMaxK) {
+      WithCount<kTransposedMaxK>(p.k, [&](auto kc) {
+        AssignGroupTransposed<T, decltype(kc)::value>(group, p.d, dp, p.means_padded, p.bias,
+                                                      group_labels, group_nearest);
       });
     } else {
-      add_rows([dp](T* sk, const T* xr, T weight) { AddWeightedRow<T>(sk, xr, weight, dp); });
+      AssignGroup<T>(group, p.d, dp, p.means_t, p.bias, p.means_padded, p.k, p.kp, scores,
+                     group_labels, group_nearest);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const int32_t label = group_labels[r];
+      const T weight = p.w[g + r];
+      AddWeightedRow<T>(sums + label * dp, group + r * dp, weight, dp);
+      counts[label] += weight;
+      chunk_distortion += weight * group_nearest[r];
+      labels[g + r] = label;
+      nearest[g + r] = group_nearest[r];
     }
   }
   std::copy(sums, sums + p.k * dp, stats + p.k);
