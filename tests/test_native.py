@@ -196,17 +196,20 @@ def test_rows_in_lanes_give_the_bits_of_row_blocks(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_transposed_rows_for_few_means_give_the_bits_of_row_blocks(dtype):
-    # k <= 8 means (and d > 3) run transposed blocks of rows, k = 9 the row blocks. A ninth mean
-    # far from every row is never the nearest and leaves the other scores as they are, so the
-    # two paths must agree bit for bit (ties included: repeated rows, tied means).
+    # k <= 8 means (and d > 3) run transposed blocks of rows, k = 9 the row blocks; with few
+    # means and rows of at most two vectors the transposed rows' sums stay in registers
+    # (HardChunkTransposed: (4, 1), (8, 2), (8, 5), (12, 4), (6, 8) on AVX2 float32). Means far
+    # from every row, up to nine, are never the nearest and leave the other scores as they are,
+    # so the two paths must agree bit for bit (ties included: repeated rows, tied means).
     rng = np.random.default_rng(7)
-    for d, k in ((4, 1), (20, 5), (16, 8), (37, 8)):
+    for d, k in ((4, 1), (8, 2), (8, 5), (12, 4), (6, 8), (20, 5), (16, 8), (37, 8)):
         x = rng.normal(size=(2, 1500, d)).astype(dtype)
         x[:, ::7] = x[:, :1]
         w = rng.uniform(0.5, 2.0, size=(2, 1500)).astype(dtype)
         means = rng.normal(size=(k, d)).astype(dtype)
         means[1::3] = means[0]
-        far = np.concatenate([means, np.full((1, d), 1e3, dtype)])
+        far_means = 1e3 * np.arange(1, 10 - k, dtype=dtype)[:, None] * np.ones(d, dtype)
+        far = np.concatenate([means, far_means])
         few = _kernel(jnp.asarray(means), jnp.asarray(x), jnp.asarray(w))
         blocks = _kernel(jnp.asarray(far), jnp.asarray(x), jnp.asarray(w))
         for i in (0, 1, 4):

@@ -1133,6 +1133,68 @@ void HardChunkByLanes(const HardProblem<T>& p, int64_t begin, int64_t end, int32
   *distortion = chunk_distortion;
 }
 
+// The transposed rows' weighted sums kept in registers: KC means of NV <= kRegisterRowVectors
+// vectors of features each, at most kRegisterSums vectors in all (the rest of the 16 vector
+// registers of AVX2 for the row, its weight and masks).
+constexpr int kRegisterSums = 8;
+constexpr int kRegisterRowVectors = 2;
+
+// HardChunk's rows [begin, end) for few means (KC <= kTransposedMaxK) and padded rows of NV
+// vectors: AssignGroupTransposed, then each row's weighted sums, count and distortion in row
+// order, the sums of each mean in NV vectors in registers and the counts in the lanes of
+// ceil(KC / L) vectors. A row's mean takes the row's multiply-adds (AddWeightedRow's expression),
+// the other means keep their values by a select (see HardChunkByLanes); so the same bits as
+// adding into memory, where each row's load waited on the last row's store: one pass at
+// (250000, 8, 5) spent a third of its samples on that store (AMD EPYC, AVX2).
+template <typename T, int KC, int NV>
+void HardChunkTransposed(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels,
+                         T* nearest, T* counts, T* sums, T* distortion, T* buffer) {
+  constexpr int L = kLanes<T>, NC = (KC + L - 1) / L;
+  static_assert(KC * NV <= kRegisterSums);
+  const int64_t dp = p.dp;
+  int32_t group_labels[kGroup];
+  T group_nearest[kGroup];
+  Vec<T> mean_sums[KC][NV], count_lanes[NC], lane_index;
+  for (int c = 0; c < KC; ++c)
+    for (int v = 0; v < NV; ++v) mean_sums[c][v] = Vec<T>{};
+  for (int v = 0; v < NC; ++v) count_lanes[v] = Vec<T>{};
+  for (int i = 0; i < L; ++i) lane_index[i] = static_cast<T>(i);
+  T chunk_distortion = 0;
+  for (int64_t g = begin; g < end; g += kGroup) {
+    const int64_t rows = std::min<int64_t>(kGroup, end - g);
+    const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
+    AssignGroupTransposed<T, KC>(group, p.d, dp, p.means_padded, p.bias, group_labels,
+                                 group_nearest);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int32_t label = group_labels[r];
+      const T weight = p.w[g + r];
+      const Vec<T> weights = Vec<T>{} + weight;
+      const Mask<T> labels_in_lanes = Mask<T>{} + label;
+      const T* xr = group + r * dp;
+      for (int c = 0; c < KC; ++c) {
+        const auto mine = labels_in_lanes == c;
+        for (int v = 0; v < NV; ++v) {
+          Vec<T> added = mean_sums[c][v] + weights * Load<T>(xr + v * L);
+          Opaque<T>(added);
+          mean_sums[c][v] = mine ? added : mean_sums[c][v];
+        }
+      }
+      for (int v = 0; v < NC; ++v)  // +0 in the other lanes: a count is never -0
+        count_lanes[v] += (lane_index + static_cast<T>(v * L)) == static_cast<T>(label)
+                              ? weights
+                              : Vec<T>{};
+      chunk_distortion += weight * group_nearest[r];
+      labels[g + r] = label;
+      nearest[g + r] = group_nearest[r];
+    }
+  }
+  for (int c = 0; c < KC; ++c) {
+    counts[c] = count_lanes[c / L][c % L];
+    for (int v = 0; v < NV; ++v) Store<T>(sums + c * dp + v * L, mean_sums[c][v]);
+  }
+  *distortion = chunk_distortion;
+}
+
 // Rows [begin, end): labels and nearest written in place; the chunk's counts (k), sums (k * dp)
 // and distortion (1) into stats. scratch: kGroup * (kp + dp) + k * dp + L values.
 template <typename T>
@@ -1168,9 +1230,23 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
     *distortion = chunk_distortion;
     return;
   }
+  const bool by_features = ByFeatures<T>(p.d, dp, p.k);
+  const int64_t row_vectors = dp / kLanes<T>;
+  if (!by_features && p.k <= kTransposedMaxK && row_vectors <= kRegisterRowVectors &&
+      p.k * row_vectors <= kRegisterSums) {
+    WithCount<kTransposedMaxK>(p.k, [&](auto kc) {
+      constexpr int KC = decltype(kc)::value;
+      WithCount<std::min(kRegisterRowVectors, kRegisterSums / KC)>(row_vectors, [&](auto nv) {
+        HardChunkTransposed<T, KC, decltype(nv)::value>(p, begin, end, labels, nearest, counts,
+                                                         sums, &chunk_distortion, buffer);
+      });
+    });
+    std::copy(sums, sums + p.k * dp, stats + p.k);
+    *distortion = chunk_distortion;
+    return;
+  }
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
-  const bool by_features = ByFeatures<T>(p.d, dp, p.k);
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
     const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
