@@ -28,8 +28,8 @@ NO_NEAREST = "  for (int r = 0; r < kGroup; ++r) nearest[r] = 0;\n}\n\n// Labels
 LABELS_FIXED = (
     "  for (int r = 0; r < kGroup; ++r) {\n    labels[r] = (r * 7) % k;\n    nearest[r] = 0;\n  }\n"
 )
-SUMS = "add_rows([dp](T* sk, const T* xr, T weight) { AddWeightedRow<T>(sk, xr, weight, dp); });"
-NO_SUMS = "add_rows([](T*, const T*, T) {});"
+SUMS = "      AddWeightedRow<T>(sums + label * dp, group + r * dp, weight, dp);\n"
+NO_SUMS = ""
 
 # Cuts in AssignGroup and HardChunk's row loop: they apply to the shapes that take AssignGroup
 # (K > kTransposedMaxK, D > kByLanesMaxD, and not the by-features shapes of few means, many
