@@ -146,22 +146,48 @@ inline void InRegister(Vec<T>& v) {
 #endif
 }
 
-// Hides how v was made from the compiler: an empty asm that claims to change v (no instruction,
-// the same bits; through memory where no vector register constraint is known). Where paths
-// promise each other's bits, it keeps a square from being fused into the addition that takes it
-// (those paths round the square, then add), and a select from being folded into the multiply-add
-// before it (clang rewrote m ? s + w * x : s as s + (m ? w * x : -0), a product and an addition).
+// An empty asm that claims to change a vector: no instruction, the same bits, through memory
+// where no vector register constraint is known.
+#if defined(__AVX512F__)
+#define GMMLIMIT_VECTOR_OPERAND "+v"
+#elif defined(__x86_64__) || defined(__i386__)
+#define GMMLIMIT_VECTOR_OPERAND "+x"
+#elif defined(__aarch64__)
+#define GMMLIMIT_VECTOR_OPERAND "+w"
+#else
+#define GMMLIMIT_VECTOR_OPERAND "+m"
+#endif
+
+// Hides how v was made from the compiler. Where paths promise each other's bits, it keeps a
+// square from being fused into the addition that takes it (those paths round the square, then
+// add), and a select from being folded into the multiply-add before it (clang rewrote
+// m ? s + w * x : s as s + (m ? w * x : -0), a product and an addition).
 template <typename T>
 inline void Opaque(Vec<T>& v) {
-#if defined(__AVX512F__)
-  asm("" : "+v"(v));
-#elif defined(__x86_64__) || defined(__i386__)
-  asm("" : "+x"(v));
-#elif defined(__aarch64__)
-  asm("" : "+w"(v));
-#else
-  asm("" : "+m"(v));
-#endif
+  asm("" : GMMLIMIT_VECTOR_OPERAND(v));
+}
+
+// v as a value of its own: as Opaque, and volatile, so that two copies of one vector are never
+// merged into one (the compiler may merge two non-volatile asm on the same input). At most a
+// register move.
+template <typename T>
+inline Vec<T> OwnCopy(Vec<T> v) {
+  asm volatile("" : GMMLIMIT_VECTOR_OPERAND(v));
+  return v;
+}
+
+// sum + weights * x in the lanes where `where` holds, sum's value in the others: a row's
+// multiply-add into sums kept in registers, the same expression and bits as adding into
+// memory. A select, not an added zero (a sum can be -0 after an underflow, and -0 + 0 is +0);
+// Opaque keeps clang from folding the select into the multiply-add. The product is the call's
+// own (OwnCopy): where several calls took the same weights and x (the sums of several means),
+// clang computed the product once and rounded it apart from each addition, instead of one
+// multiply-add each (other bits than GCC's and the memory path's).
+template <typename T, typename X>
+inline Vec<T> AddWhere(const Mask<T>& where, const Vec<T>& sum, const Vec<T>& weights, X x) {
+  Vec<T> added = sum + OwnCopy<T>(weights) * x;
+  Opaque<T>(added);
+  return where ? added : sum;
 }
 
 // Multiply-adds are written as one expression (acc += a * b), and the build passes
@@ -1082,20 +1108,19 @@ struct HardProblem {
 // k <= kByLanesMaxK): AssignGroupByLanes, then each row's weighted sums (sums_k += w x, one
 // multiply-add per feature), count and distortion in row order, as every other path adds them.
 // With kMeansInLanes (k <= L) the sums and counts stay in registers, the means in the lanes: a
-// row's mask selects its mean's lane, which takes the row's multiply-add (the same expression
-// and bits as in memory), and the other lanes keep their values (a select, not an added zero: a
-// sum can be -0 after an underflow, and -0 + 0 is +0). Through memory, each row's additions
-// waited on the last's: one pass at (250000, 2, 5) spent half its time in them (AMD EPYC, AVX2).
+// row's mask selects its mean's lane, which takes the row's multiply-add (AddWhere: the same
+// expression and bits as in memory), and the other lanes keep their values. Through memory,
+// each row's additions waited on the last's: one pass at (250000, 2, 5) spent half its time in
+// them (AMD EPYC, AVX2).
 // Counts and sums (k rows of dp values) start at zero; the sums' padding features stay zero.
 template <typename T, int D, bool kMeansInLanes>
 void HardChunkByLanes(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels,
                       T* nearest, T* counts, T* sums, T* distortion) {
-  constexpr int L = kLanes<T>;
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
-  Vec<T> count_lanes{}, sum_lanes[D], mean_index;  // lane c: mean c's count, sum of feature j
+  const Vec<T> mean_index = IotaOf<T>(LaneSequence<T>{});
+  Vec<T> count_lanes{}, sum_lanes[D];  // lane c: mean c's count, sum of feature j
   for (int j = 0; j < D; ++j) sum_lanes[j] = Vec<T>{};
-  for (int c = 0; c < L; ++c) mean_index[c] = static_cast<T>(c);
   T chunk_distortion = 0;
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
@@ -1107,13 +1132,9 @@ void HardChunkByLanes(const HardProblem<T>& p, int64_t begin, int64_t end, int32
       const T weight = p.w[g + r];
       const T* xr = group + r * D;
       if constexpr (kMeansInLanes) {
-        const auto mine = mean_index == static_cast<T>(label);
+        const Mask<T> mine = mean_index == static_cast<T>(label);
         const Vec<T> weights = mine ? Vec<T>{} + weight : Vec<T>{};
-        for (int j = 0; j < D; ++j) {
-          Vec<T> added = sum_lanes[j] + weights * xr[j];
-          Opaque<T>(added);
-          sum_lanes[j] = mine ? added : sum_lanes[j];
-        }
+        for (int j = 0; j < D; ++j) sum_lanes[j] = AddWhere<T>(mine, sum_lanes[j], weights, xr[j]);
         count_lanes += weights;  // +0 in the other lanes: a count is never -0
       } else {
         AddWeightedRowOf<T, D>(sums + label * p.dp, xr, weight);
@@ -1142,10 +1163,10 @@ constexpr int kRegisterRowVectors = 2;
 // HardChunk's rows [begin, end) for few means (KC <= kTransposedMaxK) and padded rows of NV
 // vectors: AssignGroupTransposed, then each row's weighted sums, count and distortion in row
 // order, the sums of each mean in NV vectors in registers and the counts in the lanes of
-// ceil(KC / L) vectors. A row's mean takes the row's multiply-adds (AddWeightedRow's expression),
-// the other means keep their values by a select (see HardChunkByLanes); so the same bits as
-// adding into memory, where each row's load waited on the last row's store: one pass at
-// (250000, 8, 5) spent a third of its samples on that store (AMD EPYC, AVX2).
+// ceil(KC / L) vectors. A row's mean takes the row's multiply-adds (AddWhere, AddWeightedRow's
+// expression), the other means keep their values; so the same bits as adding into memory, where
+// each row's load waited on the last row's store: one pass at (250000, 8, 5) spent a third of
+// its samples on that store (AMD EPYC, AVX2).
 template <typename T, int KC, int NV>
 void HardChunkTransposed(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels,
                          T* nearest, T* counts, T* sums, T* distortion, T* buffer) {
@@ -1154,11 +1175,11 @@ void HardChunkTransposed(const HardProblem<T>& p, int64_t begin, int64_t end, in
   const int64_t dp = p.dp;
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
-  Vec<T> mean_sums[KC][NV], count_lanes[NC], lane_index;
+  const Vec<T> lane_index = IotaOf<T>(LaneSequence<T>{});
+  Vec<T> mean_sums[KC][NV], count_lanes[NC];
   for (int c = 0; c < KC; ++c)
     for (int v = 0; v < NV; ++v) mean_sums[c][v] = Vec<T>{};
   for (int v = 0; v < NC; ++v) count_lanes[v] = Vec<T>{};
-  for (int i = 0; i < L; ++i) lane_index[i] = static_cast<T>(i);
   T chunk_distortion = 0;
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
@@ -1172,12 +1193,9 @@ void HardChunkTransposed(const HardProblem<T>& p, int64_t begin, int64_t end, in
       const Mask<T> labels_in_lanes = Mask<T>{} + label;
       const T* xr = group + r * dp;
       for (int c = 0; c < KC; ++c) {
-        const auto mine = labels_in_lanes == c;
-        for (int v = 0; v < NV; ++v) {
-          Vec<T> added = mean_sums[c][v] + weights * Load<T>(xr + v * L);
-          Opaque<T>(added);
-          mean_sums[c][v] = mine ? added : mean_sums[c][v];
-        }
+        const Mask<T> mine = labels_in_lanes == c;
+        for (int v = 0; v < NV; ++v)
+          mean_sums[c][v] = AddWhere<T>(mine, mean_sums[c][v], weights, Load<T>(xr + v * L));
       }
       for (int v = 0; v < NC; ++v)  // +0 in the other lanes: a count is never -0
         count_lanes[v] += (lane_index + static_cast<T>(v * L)) == static_cast<T>(label)
@@ -1195,58 +1213,18 @@ void HardChunkTransposed(const HardProblem<T>& p, int64_t begin, int64_t end, in
   *distortion = chunk_distortion;
 }
 
-// Rows [begin, end): labels and nearest written in place; the chunk's counts (k), sums (k * dp)
-// and distortion (1) into stats. scratch: kGroup * (kp + dp) + k * dp + L values.
+// HardChunk's rows [begin, end) for every other shape, a group of kGroup rows at a time:
+// HardGroupByFeatures, or a group's labels (AssignGroupTransposed for few means, AssignGroup's
+// scores otherwise) and then each row's weighted sums, count and distortion in row order, in
+// memory. Counts and sums (k rows of dp values) start at zero.
 template <typename T>
-void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels, T* nearest,
-               T* stats, T* scratch) {
+void HardChunkGroups(const HardProblem<T>& p, int64_t begin, int64_t end, bool by_features,
+                     int32_t* labels, T* nearest, T* counts, T* sums, T* distortion, T* scores,
+                     T* buffer) {
   const int64_t dp = p.dp;
-  T* counts = stats;
-  T* distortion = stats + p.k + p.k * dp;
-  std::fill(counts, counts + p.k, T(0));
-  T* scores = scratch;
-  T* buffer = scratch + kGroup * p.kp;
-  std::fill(buffer, buffer + kGroup * dp, T(0));
-  // The sums in scratch aligned to a whole vector (rows of dp values: every row's vectors
-  // aligned), copied into stats at the end: in stats they start after the k counts, and
-  // vectors across two cache lines made the per-row additions slower.
-  T* sums = AlignUp(buffer + kGroup * dp);
-  std::fill(sums, sums + p.k * dp, T(0));
-  // The distortion in a register (the same additions in the same order): added through memory,
-  // stats being one array the sums and counts also write, each row would wait for the last.
-  T chunk_distortion = 0;
-  if (p.d <= kByLanesMaxD<T> && p.k <= kByLanesMaxK) {
-    WithCount<kByLanesMaxD<T>>(p.d, [&](auto dc) {
-      constexpr int D = decltype(dc)::value;
-      if (p.k <= kLanes<T>) {
-        HardChunkByLanes<T, D, true>(p, begin, end, labels, nearest, counts, sums,
-                                     &chunk_distortion);
-      } else {
-        HardChunkByLanes<T, D, false>(p, begin, end, labels, nearest, counts, sums,
-                                      &chunk_distortion);
-      }
-    });
-    std::copy(sums, sums + p.k * dp, stats + p.k);
-    *distortion = chunk_distortion;
-    return;
-  }
-  const bool by_features = ByFeatures<T>(p.d, dp, p.k);
-  const int64_t row_vectors = dp / kLanes<T>;
-  if (!by_features && p.k <= kTransposedMaxK && row_vectors <= kRegisterRowVectors &&
-      p.k * row_vectors <= kRegisterSums) {
-    WithCount<kTransposedMaxK>(p.k, [&](auto kc) {
-      constexpr int KC = decltype(kc)::value;
-      WithCount<std::min(kRegisterRowVectors, kRegisterSums / KC)>(row_vectors, [&](auto nv) {
-        HardChunkTransposed<T, KC, decltype(nv)::value>(p, begin, end, labels, nearest, counts,
-                                                         sums, &chunk_distortion, buffer);
-      });
-    });
-    std::copy(sums, sums + p.k * dp, stats + p.k);
-    *distortion = chunk_distortion;
-    return;
-  }
   int32_t group_labels[kGroup];
   T group_nearest[kGroup];
+  T chunk_distortion = 0;
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
     const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
@@ -1276,6 +1254,55 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       labels[g + r] = label;
       nearest[g + r] = group_nearest[r];
     }
+  }
+  *distortion = chunk_distortion;
+}
+
+// Rows [begin, end): labels and nearest written in place; the chunk's counts (k), sums (k * dp)
+// and distortion (1) into stats. scratch: kGroup * (kp + dp) + k * dp + L values.
+template <typename T>
+void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels, T* nearest,
+               T* stats, T* scratch) {
+  const int64_t dp = p.dp;
+  T* counts = stats;
+  T* distortion = stats + p.k + p.k * dp;
+  std::fill(counts, counts + p.k, T(0));
+  T* scores = scratch;
+  T* buffer = scratch + kGroup * p.kp;
+  std::fill(buffer, buffer + kGroup * dp, T(0));
+  // The sums in scratch aligned to a whole vector (rows of dp values: every row's vectors
+  // aligned), copied into stats at the end: in stats they start after the k counts, and
+  // vectors across two cache lines made the per-row additions slower.
+  T* sums = AlignUp(buffer + kGroup * dp);
+  std::fill(sums, sums + p.k * dp, T(0));
+  // The distortion in a register (the same additions in the same order): added through memory,
+  // stats being one array the sums and counts also write, each row would wait for the last.
+  T chunk_distortion = 0;
+  const bool by_features = ByFeatures<T>(p.d, dp, p.k);
+  const int64_t row_vectors = dp / kLanes<T>;
+  if (p.d <= kByLanesMaxD<T> && p.k <= kByLanesMaxK) {
+    WithCount<kByLanesMaxD<T>>(p.d, [&](auto dc) {
+      constexpr int D = decltype(dc)::value;
+      if (p.k <= kLanes<T>) {
+        HardChunkByLanes<T, D, true>(p, begin, end, labels, nearest, counts, sums,
+                                     &chunk_distortion);
+      } else {
+        HardChunkByLanes<T, D, false>(p, begin, end, labels, nearest, counts, sums,
+                                      &chunk_distortion);
+      }
+    });
+  } else if (!by_features && p.k <= kTransposedMaxK && row_vectors <= kRegisterRowVectors &&
+             p.k * row_vectors <= kRegisterSums) {
+    WithCount<kTransposedMaxK>(p.k, [&](auto kc) {
+      constexpr int KC = decltype(kc)::value;
+      WithCount<std::min(kRegisterRowVectors, kRegisterSums / KC)>(row_vectors, [&](auto nv) {
+        HardChunkTransposed<T, KC, decltype(nv)::value>(p, begin, end, labels, nearest, counts,
+                                                         sums, &chunk_distortion, buffer);
+      });
+    });
+  } else {
+    HardChunkGroups<T>(p, begin, end, by_features, labels, nearest, counts, sums,
+                       &chunk_distortion, scores, buffer);
   }
   std::copy(sums, sums + p.k * dp, stats + p.k);
   *distortion = chunk_distortion;
