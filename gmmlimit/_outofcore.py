@@ -27,7 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._driver import DEFAULT_BLOCK_SIZE, FitResult, block_pass, fit_objective, stop_rule
+from ._driver import (
+    DEFAULT_BLOCK_SIZE,
+    FitResult,
+    block_pass,
+    fit_objective,
+    relocate_if_empty,
+    stop_rule,
+)
 from ._validation import (
     _float_dtype,
     check_positive_int,
@@ -218,15 +225,17 @@ def _update(
     """The M-step and stopping rule of one iteration, exactly as in ``fit_compiled``."""
     stats = carry.stats
     if variant.relocate is not None:
-        need = variant.is_hard(params) & jnp.any(stats.counts == 0)
-        far = FarPoints(
-            x=carry.far_x,
-            weight=carry.far_weight,
-            label=carry.far_label,
-            valid=jnp.isfinite(carry.far_value),
+        stats = relocate_if_empty(
+            variant,
+            params,
+            stats,
+            lambda: FarPoints(
+                x=carry.far_x,
+                weight=carry.far_weight,
+                label=carry.far_label,
+                valid=jnp.isfinite(carry.far_value),
+            ),
         )
-        moved = variant.relocate(params, stats, far)
-        stats = jax.tree.map(lambda a, b: jnp.where(need, a, b), moved, stats)
     new_params = variant.m_step(params, stats)
     objective = fit_objective(variant, params, carry.stats).astype(prev_objective.dtype)
     shift = jnp.sum((variant.means(new_params) - variant.means(params)) ** 2)
