@@ -1190,10 +1190,12 @@ void HardChunkTransposed(const HardProblem<T>& p, int64_t begin, int64_t end, in
       const int32_t label = group_labels[r];
       const T weight = p.w[g + r];
       const Vec<T> weights = Vec<T>{} + weight;
-      const Mask<T> labels_in_lanes = Mask<T>{} + label;
+      // The label compared as a value of T (as HardChunkByLanes does): from an integer
+      // compare clang 14 built each mean's mask through 16-bit lanes and back.
+      const Vec<T> label_lanes = Vec<T>{} + static_cast<T>(label);
       const T* xr = group + r * dp;
       for (int c = 0; c < KC; ++c) {
-        const Mask<T> mine = labels_in_lanes == c;
+        const Mask<T> mine = label_lanes == static_cast<T>(c);
         for (int v = 0; v < NV; ++v)
           mean_sums[c][v] = AddWhere<T>(mine, mean_sums[c][v], weights, Load<T>(xr + v * L));
       }
