@@ -287,7 +287,8 @@ def _block_total(w_blocks: jax.Array) -> jax.Array:
 
     A scan over the blocks: callers compute it outside any conditional, where XLA hoists it out
     of a fit's loop (the weights do not change); inside a branch it ran on every iteration, a
-    while loop of one step per block (0.35 ms of a 1.4 ms iteration at (250000, 2, 5)).
+    while loop of one step per block (44.8 us at 62 blocks; a K-means iteration at
+    (250000, 2, 5) went from 1.045 to 0.923 ms when it left the loop; docs/benchmarks.md).
     """
     zero = jnp.zeros((), w_blocks.dtype)
     return lax.scan(lambda acc, w: (acc + jnp.sum(w), None), zero, w_blocks)[0]
