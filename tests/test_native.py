@@ -219,6 +219,29 @@ def test_transposed_rows_for_few_means_give_the_bits_of_row_blocks(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_zero_sum_is_plus_zero_on_every_path(dtype):
+    # Mean 0 takes only rows whose weighted features underflow to -0 (a tiny weight times a tiny
+    # negative value), so adding them in memory leaves a chunk's sum at -0, while the register
+    # sums (rows in lanes, transposed rows) add the other rows' zeros, which may turn it into
+    # +0. Either way the fold adds every chunk into totals that start at +0, so every path must
+    # return +0, bit for bit: rows in lanes (d <= 3; k <= lanes in registers, k = 20 in
+    # memory), transposed rows (k <= 8), row blocks (k = 9, 40) and features in lanes (d = 130).
+    tiny = np.finfo(dtype).tiny ** 0.5 / 8  # tiny * tiny is below the least subnormal
+    rng = np.random.default_rng(13)
+    for d, k in ((1, 3), (2, 5), (3, 8), (2, 20), (4, 5), (8, 2), (4, 9), (7, 40), (130, 5)):
+        means = (10.0 * np.arange(k)[:, None] * np.ones(d)).astype(dtype)
+        own = rng.integers(1, k, size=(2, 3000))
+        x = (means[own] + rng.normal(scale=0.1, size=(2, 3000, d))).astype(dtype)
+        w = rng.uniform(0.5, 2.0, size=(2, 3000)).astype(dtype)
+        x[:, ::3] = -tiny
+        w[:, ::3] = tiny
+        labels, _, counts, sums, _ = _kernel(jnp.asarray(means), jnp.asarray(x), jnp.asarray(w))
+        assert (np.asarray(labels)[:, ::3] == 0).all() and float(counts[0]) > 0, (d, k)
+        zero = np.asarray(sums)[0]
+        assert (zero == 0).all() and not np.signbit(zero).any(), (d, k, zero)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_features_in_lanes_give_the_same_bits_in_every_e_step(dtype):
     # From 128 features (64 on AVX2 without AVX-512) and up to 5 means the scores take the
     # features in the lanes, other bits than the row blocks'. The hard E-step does score, label,

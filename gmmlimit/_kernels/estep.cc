@@ -176,18 +176,19 @@ inline Vec<T> OwnCopy(Vec<T> v) {
   return v;
 }
 
-// sum + weights * x in the lanes where `where` holds, sum's value in the others: a row's
-// multiply-add into sums kept in registers, the same expression and bits as adding into
-// memory. A select, not an added zero (a sum can be -0 after an underflow, and -0 + 0 is +0);
-// Opaque keeps clang from folding the select into the multiply-add. The product is the call's
-// own (OwnCopy): where several calls took the same weights and x (the sums of several means),
-// clang computed the product once and rounded it apart from each addition, instead of one
-// multiply-add each (other bits than GCC's and the memory path's).
+// sum + weights * x: a row's multiply-add into sums kept in registers, one lane per mean, the
+// weights zero in the lanes of the other means. In the row's own lane this is the expression
+// of adding into memory, and the same bits. In another lane it adds a zero (x is finite) and
+// leaves the sum's value, though not always the sign of a zero sum (-0 + +0 is +0). That sign
+// is never seen: FoldUnit adds every chunk's sums into totals that start at +0, and a zero
+// added to +0 is +0. So no select is needed, and each row's additions wait on one multiply-add
+// instead of a multiply-add and a select. The product is the call's own (OwnCopy): where
+// several calls took the same weights and x (the sums of several means), clang computed the
+// product once and rounded it apart from each addition, instead of one multiply-add each (other
+// bits than GCC's and the memory path's).
 template <typename T, typename X>
-inline Vec<T> AddWhere(const Mask<T>& where, const Vec<T>& sum, const Vec<T>& weights, X x) {
-  Vec<T> added = sum + OwnCopy<T>(weights) * x;
-  Opaque<T>(added);
-  return where ? added : sum;
+inline Vec<T> AddWeighted(const Vec<T>& sum, const Vec<T>& weights, X x) {
+  return sum + OwnCopy<T>(weights) * x;
 }
 
 // Multiply-adds are written as one expression (acc += a * b), and the build passes
@@ -1039,6 +1040,42 @@ inline void AddWeightedRowOf(T* __restrict sk, const T* __restrict xr, T weight)
 // ---------------------------------------------------------------------------------------------
 // Hard E-step.
 
+// Where a group's labels and distances go: a whole group's straight into the outputs at the
+// group's rows, a last group of fewer rows into arrays of its own (the E-steps write whole
+// vectors), copied into the outputs by Finish. The E-steps read them back from there for each
+// row's statistics. Stored row by row beside each row's loads, from arrays on the stack, the
+// stores often stalled those loads (a store and a later load 4 KiB apart look alike to the
+// CPU's memory ordering): one pass at (250000, 2, 5) took 1.45 to 1.9 ms on one core of an AMD
+// EPYC, depending on where the outputs lay, and 0.92 to 0.95 ms so.
+template <typename T>
+class GroupOutputs {
+ public:
+  GroupOutputs(int32_t* labels_out, T* nearest_out, int64_t rows)
+      : labels(rows == kGroup ? labels_out : own_labels_),
+        nearest(rows == kGroup ? nearest_out : own_nearest_),
+        labels_out_(labels_out),
+        nearest_out_(nearest_out),
+        rows_(rows) {}
+  GroupOutputs(const GroupOutputs&) = delete;
+  GroupOutputs& operator=(const GroupOutputs&) = delete;
+
+  void Finish() {
+    if (rows_ == kGroup) return;
+    std::copy(own_labels_, own_labels_ + rows_, labels_out_);
+    std::copy(own_nearest_, own_nearest_ + rows_, nearest_out_);
+  }
+
+  int32_t* const labels;  // kGroup labels
+  T* const nearest;       // kGroup squared distances
+
+ private:
+  int32_t own_labels_[kGroup];
+  T own_nearest_[kGroup];
+  int32_t* const labels_out_;
+  T* const nearest_out_;
+  const int64_t rows_;
+};
+
 // HardChunk's work on the first `rows` rows of a padded group (row stride dp) for ByFeatures
 // shapes, R rows at a time while they are in the L1 cache: DotRows, the first index of the least
 // score (strict <, means in order: ArgMinRows' label, the scores being finite), the exact squared
@@ -1107,17 +1144,16 @@ struct HardProblem {
 // HardChunk's rows [begin, end) for shapes whose rows go in the lanes (d = D <= kByLanesMaxD,
 // k <= kByLanesMaxK): AssignGroupByLanes, then each row's weighted sums (sums_k += w x, one
 // multiply-add per feature), count and distortion in row order, as every other path adds them.
-// With kMeansInLanes (k <= L) the sums and counts stay in registers, the means in the lanes: a
-// row's mask selects its mean's lane, which takes the row's multiply-add (AddWhere: the same
-// expression and bits as in memory), and the other lanes keep their values. Through memory,
+// With kMeansInLanes (k <= L) the sums and counts stay in registers, the means in the lanes:
+// the row's weight in its mean's lane, zero in the others, takes the row's multiply-add
+// (AddWeighted: in the mean's lane the expression and bits of adding into memory; the other
+// lanes add zeros, which keep their values). Through memory,
 // each row's additions waited on the last's: one pass at (250000, 2, 5) spent half its time in
 // them (AMD EPYC, AVX2).
 // Counts and sums (k rows of dp values) start at zero; the sums' padding features stay zero.
 template <typename T, int D, bool kMeansInLanes>
 void HardChunkByLanes(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels,
                       T* nearest, T* counts, T* sums, T* distortion) {
-  int32_t group_labels[kGroup];
-  T group_nearest[kGroup];
   const Vec<T> mean_index = IotaOf<T>(LaneSequence<T>{});
   Vec<T> count_lanes{}, sum_lanes[D];  // lane c: mean c's count, sum of feature j
   for (int j = 0; j < D; ++j) sum_lanes[j] = Vec<T>{};
@@ -1125,25 +1161,25 @@ void HardChunkByLanes(const HardProblem<T>& p, int64_t begin, int64_t end, int32
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
     const T* group = p.x + g * D;
-    AssignGroupByLanes<T, D>(group, rows, p.means_padded, p.dp, p.bias, p.k, group_labels,
-                             group_nearest);
+    GroupOutputs<T> out(labels + g, nearest + g, rows);
+    AssignGroupByLanes<T, D>(group, rows, p.means_padded, p.dp, p.bias, p.k, out.labels,
+                             out.nearest);
     for (int64_t r = 0; r < rows; ++r) {
-      const int32_t label = group_labels[r];
+      const int32_t label = out.labels[r];
       const T weight = p.w[g + r];
       const T* xr = group + r * D;
       if constexpr (kMeansInLanes) {
         const Mask<T> mine = mean_index == static_cast<T>(label);
         const Vec<T> weights = mine ? Vec<T>{} + weight : Vec<T>{};
-        for (int j = 0; j < D; ++j) sum_lanes[j] = AddWhere<T>(mine, sum_lanes[j], weights, xr[j]);
+        for (int j = 0; j < D; ++j) sum_lanes[j] = AddWeighted<T>(sum_lanes[j], weights, xr[j]);
         count_lanes += weights;  // +0 in the other lanes: a count is never -0
       } else {
         AddWeightedRowOf<T, D>(sums + label * p.dp, xr, weight);
         counts[label] += weight;
       }
-      chunk_distortion += weight * group_nearest[r];
-      labels[g + r] = label;
-      nearest[g + r] = group_nearest[r];
+      chunk_distortion += weight * out.nearest[r];
     }
+    out.Finish();
   }
   if constexpr (kMeansInLanes) {
     for (int64_t c = 0; c < p.k; ++c) {
@@ -1163,18 +1199,16 @@ constexpr int kRegisterRowVectors = 2;
 // HardChunk's rows [begin, end) for few means (KC <= kTransposedMaxK) and padded rows of NV
 // vectors: AssignGroupTransposed, then each row's weighted sums, count and distortion in row
 // order, the sums of each mean in NV vectors in registers and the counts in the lanes of
-// ceil(KC / L) vectors. A row's mean takes the row's multiply-adds (AddWhere, AddWeightedRow's
-// expression), the other means keep their values; so the same bits as adding into memory, where
-// each row's load waited on the last row's store: one pass at (250000, 8, 5) spent a third of
-// its samples on that store (AMD EPYC, AVX2).
+// ceil(KC / L) vectors. A row's mean takes the row's multiply-adds (AddWeighted, AddWeightedRow's
+// expression), the other means add zeros, which keep their values; so the same bits as adding
+// into memory, where each row's load waited on the last row's store: one pass at (250000, 8, 5)
+// spent a third of its samples on that store (AMD EPYC, AVX2).
 template <typename T, int KC, int NV>
 void HardChunkTransposed(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels,
                          T* nearest, T* counts, T* sums, T* distortion, T* buffer) {
   constexpr int L = kLanes<T>, NC = (KC + L - 1) / L;
   static_assert(KC * NV <= kRegisterSums);
   const int64_t dp = p.dp;
-  int32_t group_labels[kGroup];
-  T group_nearest[kGroup];
   const Vec<T> lane_index = IotaOf<T>(LaneSequence<T>{});
   Vec<T> mean_sums[KC][NV], count_lanes[NC];
   for (int c = 0; c < KC; ++c)
@@ -1184,10 +1218,11 @@ void HardChunkTransposed(const HardProblem<T>& p, int64_t begin, int64_t end, in
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
     const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
-    AssignGroupTransposed<T, KC>(group, p.d, dp, p.means_padded, p.bias, group_labels,
-                                 group_nearest);
+    GroupOutputs<T> out(labels + g, nearest + g, rows);
+    AssignGroupTransposed<T, KC>(group, p.d, dp, p.means_padded, p.bias, out.labels,
+                                 out.nearest);
     for (int64_t r = 0; r < rows; ++r) {
-      const int32_t label = group_labels[r];
+      const int32_t label = out.labels[r];
       const T weight = p.w[g + r];
       const Vec<T> weights = Vec<T>{} + weight;
       // The label compared as a value of T (as HardChunkByLanes does): from an integer
@@ -1197,16 +1232,16 @@ void HardChunkTransposed(const HardProblem<T>& p, int64_t begin, int64_t end, in
       for (int c = 0; c < KC; ++c) {
         const Mask<T> mine = label_lanes == static_cast<T>(c);
         for (int v = 0; v < NV; ++v)
-          mean_sums[c][v] = AddWhere<T>(mine, mean_sums[c][v], weights, Load<T>(xr + v * L));
+          mean_sums[c][v] =
+              AddWeighted<T>(mean_sums[c][v], mine ? weights : Vec<T>{}, Load<T>(xr + v * L));
       }
       for (int v = 0; v < NC; ++v)  // +0 in the other lanes: a count is never -0
         count_lanes[v] += (lane_index + static_cast<T>(v * L)) == static_cast<T>(label)
                               ? weights
                               : Vec<T>{};
-      chunk_distortion += weight * group_nearest[r];
-      labels[g + r] = label;
-      nearest[g + r] = group_nearest[r];
+      chunk_distortion += weight * out.nearest[r];
     }
+    out.Finish();
   }
   for (int c = 0; c < KC; ++c) {
     counts[c] = count_lanes[c / L][c % L];
@@ -1224,8 +1259,6 @@ void HardChunkGroups(const HardProblem<T>& p, int64_t begin, int64_t end, bool b
                      int32_t* labels, T* nearest, T* counts, T* sums, T* distortion, T* scores,
                      T* buffer) {
   const int64_t dp = p.dp;
-  int32_t group_labels[kGroup];
-  T group_nearest[kGroup];
   T chunk_distortion = 0;
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
@@ -1238,24 +1271,24 @@ void HardChunkGroups(const HardProblem<T>& p, int64_t begin, int64_t end, bool b
       });
       continue;
     }
+    GroupOutputs<T> out(labels + g, nearest + g, rows);
     if (p.k <= kTransposedMaxK) {
       WithCount<kTransposedMaxK>(p.k, [&](auto kc) {
         AssignGroupTransposed<T, decltype(kc)::value>(group, p.d, dp, p.means_padded, p.bias,
-                                                      group_labels, group_nearest);
+                                                      out.labels, out.nearest);
       });
     } else {
       AssignGroup<T>(group, p.d, dp, p.means_t, p.bias, p.means_padded, p.k, p.kp, scores,
-                     group_labels, group_nearest);
+                     out.labels, out.nearest);
     }
     for (int64_t r = 0; r < rows; ++r) {
-      const int32_t label = group_labels[r];
+      const int32_t label = out.labels[r];
       const T weight = p.w[g + r];
       AddWeightedRow<T>(sums + label * dp, group + r * dp, weight, dp);
       counts[label] += weight;
-      chunk_distortion += weight * group_nearest[r];
-      labels[g + r] = label;
-      nearest[g + r] = group_nearest[r];
+      chunk_distortion += weight * out.nearest[r];
     }
+    out.Finish();
   }
   *distortion = chunk_distortion;
 }
