@@ -1041,12 +1041,14 @@ inline void AddWeightedRowOf(T* __restrict sk, const T* __restrict xr, T weight)
 // Hard E-step.
 
 // Where a group's labels and distances go: a whole group's straight into the outputs at the
-// group's rows, a last group of fewer rows into arrays of its own (the E-steps write whole
-// vectors), copied into the outputs by Finish. The E-steps read them back from there for each
-// row's statistics. Stored row by row beside each row's loads, from arrays on the stack, the
-// stores often stalled those loads (a store and a later load 4 KiB apart look alike to the
-// CPU's memory ordering): one pass at (250000, 2, 5) took 1.45 to 1.9 ms on one core of an AMD
-// EPYC, depending on where the outputs lay, and 0.92 to 0.95 ms so.
+// group's rows; a last group of fewer rows into arrays of its own (the assignments write all
+// kGroup values), copied into the outputs by Finish. The hard paths read them back from there
+// for each row's statistics. Copied row by row into the outputs from arrays on the stack,
+// between the loads of each row's weight and features, the stores stalled those loads, by how
+// much depending on where the arrays lay (a store and a later load 4 KiB apart look alike to
+// the CPU's memory ordering; a guess: no hardware counters were at hand). One pass at
+// (250000, 2, 5), one core of an AMD EPYC, eight fresh copies of the blocks
+// (benchmarks/tuning/placement.py): 1.45 to 1.9 ms so, 0.92 to 0.95 ms now.
 template <typename T>
 class GroupOutputs {
  public:
@@ -1147,9 +1149,8 @@ struct HardProblem {
 // With kMeansInLanes (k <= L) the sums and counts stay in registers, the means in the lanes:
 // the row's weight in its mean's lane, zero in the others, takes the row's multiply-add
 // (AddWeighted: in the mean's lane the expression and bits of adding into memory; the other
-// lanes add zeros, which keep their values). Through memory,
-// each row's additions waited on the last's: one pass at (250000, 2, 5) spent half its time in
-// them (AMD EPYC, AVX2).
+// lanes add zeros, which keep their values). Through memory, each row's additions waited on the
+// last's: one pass at (250000, 2, 5) spent half its time in them (AMD EPYC, AVX2).
 // Counts and sums (k rows of dp values) start at zero; the sums' padding features stay zero.
 template <typename T, int D, bool kMeansInLanes>
 void HardChunkByLanes(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* labels,

@@ -1,0 +1,88 @@
+"""An older source of the fused kernel against the current one: the hard E-step's outputs, byte for
+byte, built by GCC and by clang.
+
+For float32 and float64, D in {1, 2, 3, 4, 5, 8, 12, 16, 17, 33, 64} and K in {1, 2, 3, 5, 8, 9,
+16, 40} (3001 clustered rows with random weights, blocks of 1024 rows, the last one padded), it
+compares the old and the new build of each compiler, and the new GCC build with the new clang
+build. Every output (labels, squared distances, counts, sums, distortion) is compared as bytes,
+so a zero's sign counts. A kernel change that promises the same bits is checked with it. Cited
+in docs/benchmarks.md.
+
+Usage::
+
+    PYTHONPATH=$PWD python benchmarks/tuning/same_bits.py path/to/old/estep.cc
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # compilers.py
+
+from compilers import build  # noqa: E402
+
+from gmmlimit import _native  # noqa: E402
+from gmmlimit._driver import make_blocks  # noqa: E402
+
+FEATURES = (1, 2, 3, 4, 5, 8, 12, 16, 17, 33, 64)
+MEANS = (1, 2, 3, 5, 8, 9, 16, 40)
+PAIRS = (("gcc_old", "gcc_new"), ("clang_old", "clang_new"), ("gcc_new", "clang_new"))
+
+
+def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two outputs hold the same bytes (shapes included)."""
+    a, b = np.atleast_1d(a), np.atleast_1d(b)
+    return a.shape == b.shape and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    old = Path(sys.argv[1]).resolve()
+    specs = (
+        f"gcc_old=g++@{old}",
+        "gcc_new=g++",
+        f"clang_old=clang++@{old}",
+        "clang_new=clang++",
+    )
+    with tempfile.TemporaryDirectory() as cache:
+        names = [build(spec, Path(cache))[0] for spec in specs]
+    compared = differing = 0
+    for dtype in (np.float32, np.float64):
+        for d in FEATURES:
+            for k in MEANS:
+                rng = np.random.default_rng(d * 100 + k)
+                n = 3001
+                centres = rng.normal(size=(k, d)) * 3
+                x = (centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))).astype(dtype)
+                w = rng.uniform(0.5, 2, n).astype(dtype)
+                means = jnp.asarray(x[rng.choice(n, k, replace=False)])
+                blocks = make_blocks(jnp.asarray(x), jnp.asarray(w), 1024)
+                outputs = {
+                    name: [
+                        np.asarray(out)
+                        for out in _native.hard_assign(
+                            means, x_blocks=blocks.x, w_blocks=blocks.weight, suffix=f"_{name}"
+                        )
+                    ]
+                    for name in names
+                }
+                for a, b in PAIRS:
+                    compared += 1
+                    if not all(map(same_bytes, outputs[a], outputs[b])):
+                        differing += 1
+                        print(f"differ: {dtype.__name__} d={d} k={k}: {a} against {b}")
+    print(f"{compared - differing} of {compared} comparisons byte for byte the same")
+
+
+if __name__ == "__main__":
+    main()
