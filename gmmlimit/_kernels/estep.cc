@@ -160,8 +160,7 @@ inline void InRegister(Vec<T>& v) {
 
 // Hides how v was made from the compiler. Where paths promise each other's bits, it keeps a
 // square from being fused into the addition that takes it (those paths round the square, then
-// add), and a select from being folded into the multiply-add before it (clang rewrote
-// m ? s + w * x : s as s + (m ? w * x : -0), a product and an addition).
+// add).
 template <typename T>
 inline void Opaque(Vec<T>& v) {
   asm("" : GMMLIMIT_VECTOR_OPERAND(v));
@@ -1047,8 +1046,8 @@ inline void AddWeightedRowOf(T* __restrict sk, const T* __restrict xr, T weight)
 // between the loads of each row's weight and features, the stores stalled those loads, by how
 // much depending on where the arrays lay (a store and a later load 4 KiB apart look alike to
 // the CPU's memory ordering; a guess: no hardware counters were at hand). One pass at
-// (250000, 2, 5), one core of an AMD EPYC, eight fresh copies of the blocks
-// (benchmarks/tuning/placement.py): 1.45 to 1.9 ms so, 0.92 to 0.95 ms now.
+// (250000, 2, 5), one core of an AMD EPYC, fresh copies of the blocks
+// (benchmarks/tuning/placement.py): 1.45 to 1.9 ms so (five copies), 0.92 to 0.95 ms now (six).
 template <typename T>
 class GroupOutputs {
  public:
@@ -1231,10 +1230,9 @@ void HardChunkTransposed(const HardProblem<T>& p, int64_t begin, int64_t end, in
       const Vec<T> label_lanes = Vec<T>{} + static_cast<T>(label);
       const T* xr = group + r * dp;
       for (int c = 0; c < KC; ++c) {
-        const Mask<T> mine = label_lanes == static_cast<T>(c);
+        const Vec<T> mean_weights = label_lanes == static_cast<T>(c) ? weights : Vec<T>{};
         for (int v = 0; v < NV; ++v)
-          mean_sums[c][v] =
-              AddWeighted<T>(mean_sums[c][v], mine ? weights : Vec<T>{}, Load<T>(xr + v * L));
+          mean_sums[c][v] = AddWeighted<T>(mean_sums[c][v], mean_weights, Load<T>(xr + v * L));
       }
       for (int v = 0; v < NC; ++v)  // +0 in the other lanes: a count is never -0
         count_lanes[v] += (lane_index + static_cast<T>(v * L)) == static_cast<T>(label)
