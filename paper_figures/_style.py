@@ -120,8 +120,12 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
             0.0, 0.0, _NOTE[-1], ha="left", va="top", fontsize=TEXT - 2, color="#B00000", wrap=True
         )
     paths = [out_dir / f"{name}.pdf", out_dir / f"{name}.png"]
+    # The tight box once, for both files: savefig's own "tight" lays the figure out once more
+    # per file before drawing it.
+    pad = matplotlib.rcParams["savefig.pad_inches"]
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(pad)
     for path in paths:
-        fig.savefig(path)
+        fig.savefig(path, bbox_inches=box)
     plt.close(fig)
     return paths
 
