@@ -317,3 +317,38 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
     assert (f"({near} more sweeps miss by less than" in text) == (near > 0)
     marks = "yes" if sweeps_met == 2 else "~" if sweeps_met + near == 2 else "**no**"
     assert text.rstrip().splitlines()[-3].endswith(f"| {marks} |")
+
+
+def test_compile_stats_plugin_counts_each_tests_compiles(tmp_path, monkeypatch):
+    # benchmarks/tuning/compile_stats.py (cited in README): a program compiled during a test is
+    # counted toward that test, once; a persistent-cache hit or a jit-cache hit is not a compile.
+    import jax
+    import jax.numpy as jnp
+    from jax import monitoring
+
+    spec = importlib.util.spec_from_file_location(
+        "compile_stats", ROOT / "benchmarks" / "tuning" / "compile_stats.py"
+    )
+    cs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cs)
+    monkeypatch.setenv(cs.OUT_ENV, str(tmp_path))
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw7")
+    monitoring.register_event_duration_secs_listener(cs._on_duration)
+    try:
+        # a shape no other test uses: XLA compiles it here (the suite's cache starts empty)
+        x = np.arange(7 * 13, dtype=np.float32).reshape(7, 13)
+        cs.pytest_runtest_logstart("tests/test_a.py::test_one", None)
+        jax.block_until_ready(jax.jit(lambda a: jnp.cumsum(a * 3.0, axis=1) - 1.0)(x))
+        cs.pytest_runtest_logstart("tests/test_b.py::test_two", None)
+        jax.block_until_ready(jax.jit(lambda a: jnp.cumsum(a * 5.0, axis=0) + 2.0)(x))
+    finally:
+        monitoring.unregister_event_duration_listener(cs._on_duration)
+    cs.pytest_unconfigure(None)
+    table = json.loads((tmp_path / "gw7.json").read_text())
+    assert table["tests/test_a.py::test_one"][0] == 1 and table["tests/test_b.py::test_two"][0] == 1
+    assert all(stats[1] > 0 and stats[2] > 0 for stats in table.values())
+    text = cs.summary(tmp_path, top=5)
+    assert text.startswith("2 programs compiled")
+    lines = text.splitlines()
+    assert sum(line.endswith("  tests/test_b.py") for line in lines) == 1  # the per-file table
+    assert sum(line.endswith("  tests/test_a.py::test_one") for line in lines) == 1
