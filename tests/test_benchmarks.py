@@ -65,17 +65,21 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path):
     assert "| sklearn-lloyd |" in text
 
 
+def _load_module(name, path):
+    """The benchmark script at ``benchmarks/<path>``, loaded as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_kernel_parts_tool_still_fits_the_kernel(tmp_path):
     # benchmarks/tuning/kernel_parts.py cuts pieces out of estep.cc by string patches and times
     # the chunks with its own driver (cited in docs/scale.md): every patch must still apply, and
     # the patched source with the driver must still compile against the kernel's code.
     import shutil
 
-    spec = importlib.util.spec_from_file_location(
-        "kernel_parts", ROOT / "benchmarks" / "tuning" / "kernel_parts.py"
-    )
-    kp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kp)
+    kp = _load_module("kernel_parts", "tuning/kernel_parts.py")
     sources = {name: kp.variant_source(patches) for name, patches in kp.VARIANTS.items()}
     assert len(set(sources.values())) == len(kp.VARIANTS)  # every variant cuts something else
     with pytest.raises(ValueError, match="no longer applies"):
@@ -90,10 +94,7 @@ def test_kernel_parts_tool_still_fits_the_kernel(tmp_path):
 
 
 def _load_grid_module():
-    spec = importlib.util.spec_from_file_location("bench_grid", ROOT / "benchmarks" / "grid.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _load_module("bench_grid", "grid.py")
 
 
 def test_grid_shapes_limits_and_axis_checks():
@@ -321,16 +322,12 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
 
 def test_compile_stats_plugin_counts_each_tests_compiles(tmp_path, monkeypatch):
     # benchmarks/tuning/compile_stats.py (cited in README): a program compiled during a test is
-    # counted toward that test, once; a persistent-cache hit or a jit-cache hit is not a compile.
+    # counted toward that test, once; a second call, from the jit cache, is not a compile.
     import jax
     import jax.numpy as jnp
     from jax import monitoring
 
-    spec = importlib.util.spec_from_file_location(
-        "compile_stats", ROOT / "benchmarks" / "tuning" / "compile_stats.py"
-    )
-    cs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cs)
+    cs = _load_module("compile_stats", "tuning/compile_stats.py")
     monkeypatch.setenv(cs.OUT_ENV, str(tmp_path))
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw7")
     monitoring.register_event_duration_secs_listener(cs._on_duration)
@@ -338,7 +335,9 @@ def test_compile_stats_plugin_counts_each_tests_compiles(tmp_path, monkeypatch):
         # a shape no other test uses: XLA compiles it here (the suite's cache starts empty)
         x = np.arange(7 * 13, dtype=np.float32).reshape(7, 13)
         cs.pytest_runtest_logstart("tests/test_a.py::test_one", None)
-        jax.block_until_ready(jax.jit(lambda a: jnp.cumsum(a * 3.0, axis=1) - 1.0)(x))
+        first = jax.jit(lambda a: jnp.cumsum(a * 3.0, axis=1) - 1.0)
+        jax.block_until_ready(first(x))
+        jax.block_until_ready(first(x))  # the jit cache's: no compile
         cs.pytest_runtest_logstart("tests/test_b.py::test_two", None)
         jax.block_until_ready(jax.jit(lambda a: jnp.cumsum(a * 5.0, axis=0) + 2.0)(x))
     finally:
