@@ -265,20 +265,21 @@ def limit(
 # ----------------------------------------------------------------------------------------------
 
 
-def _sweep_fn(Xj, w, means, s2, tol, *, max_iter: int, block_size: int):
+def _sweep_fn(Xj, w, means, s2, tol, max_iter, *, history: int, block_size: int):
     import jax
 
-    from gmmlimit._driver import fit_compiled
+    from gmmlimit._driver import fit_program
     from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
     return jax.vmap(
-        lambda s: fit_compiled(
+        lambda s: fit_program(
             isotropic,
             Xj,
             w,
             IsotropicParams(means, s),
             tol,
-            max_iter=max_iter,
+            max_iter,
+            history=history,
             block_size=block_size,
         )
     )(s2)
@@ -334,27 +335,39 @@ class CompiledFits:
         return (self.Xj, self.w, params, self.tol)
 
     def compile(self, max_iter: int) -> None:
-        """Compile the program for ``max_iter`` (once) and record the time it took."""
-        if max_iter in self._compiled:
-            return
+        """Compile the program that runs ``max_iter`` (once per history length, as a fit does:
+        ``max_iter`` is traced) and record the time it took."""
         import jax
 
-        from gmmlimit._driver import fit_compiled
+        from gmmlimit._driver import fit_program, history_length
         from gmmlimit.variants._isotropic import isotropic, isotropic_bounded
 
+        history = history_length(max_iter)
+        if history in self._compiled:
+            return
         t0 = time.perf_counter()
         if self.s2 is None:
-            lowered = fit_compiled.lower(
+            lowered = fit_program.lower(
                 isotropic_bounded if self.algorithm == "hamerly" else isotropic,
                 *self._args(1.0),
-                max_iter=max_iter,
+                max_iter,
+                history=history,
                 block_size=self.block_size,
             )
         else:
-            jitted = jax.jit(_sweep_fn, static_argnames=("max_iter", "block_size"))
-            lowered = jitted.lower(*self._args(None), max_iter=max_iter, block_size=self.block_size)
-        self._compiled[max_iter] = lowered.compile()
-        self.compile_s[max_iter] = time.perf_counter() - t0
+            jitted = jax.jit(_sweep_fn, static_argnames=("history", "block_size"))
+            lowered = jitted.lower(
+                *self._args(None), max_iter, history=history, block_size=self.block_size
+            )
+        self._compiled[history] = lowered.compile()
+        self.compile_s[history] = time.perf_counter() - t0
+
+    def program(self, max_iter: int):
+        """The compiled program that runs ``max_iter`` iterations (compiled on first use)."""
+        from gmmlimit._driver import history_length
+
+        self.compile(max_iter)
+        return self._compiled[history_length(max_iter)]
 
     def runner(self, sigma2: float | None = None) -> tuple[Callable[[int], int], dict]:
         """``run(max_iter) -> n_iter`` (the largest over lanes) and the latest objectives.
@@ -369,8 +382,7 @@ class CompiledFits:
         objective: dict[int, float] = {}
 
         def run(max_iter: int) -> int:
-            self.compile(max_iter)
-            res = jax.block_until_ready(self._compiled[max_iter](*args))
+            res = jax.block_until_ready(self.program(max_iter)(*args, max_iter))
             objective[max_iter] = float(jnp.max(res.objective))
             return int(jnp.max(res.n_iter))
 

@@ -16,7 +16,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import init as _init
-from ._driver import DEFAULT_BLOCK_SIZE, FitResult, fit_compiled, stats_compiled, step_compiled
+from ._driver import (
+    DEFAULT_BLOCK_SIZE,
+    FitResult,
+    fit_compiled,
+    fit_program,
+    history_length,
+    stats_compiled,
+    step_compiled,
+    trim_history,
+)
 from ._validation import (
     as_data,
     check_fit_inputs,
@@ -712,7 +721,6 @@ def _init_batch(
     return batch
 
 
-@partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
 def fit_batch(
     variant: Variant,
     X: jax.Array,
@@ -740,7 +748,29 @@ def fit_batch(
     Returns:
         The :class:`FitResult` with a leading axis S on every field.
     """
+    result = _fit_batch_program(
+        variant, X, w, starts, tol, max_iter,
+        history=history_length(max_iter), block_size=block_size,
+    )  # fmt: skip
+    return trim_history(result, max_iter)
+
+
+@partial(jax.jit, static_argnames=("variant", "history", "block_size"))
+def _fit_batch_program(
+    variant: Variant,
+    X: jax.Array,
+    w: jax.Array,
+    starts: Params,
+    tol: Any,
+    max_iter: jax.Array,
+    *,
+    history: int,
+    block_size: int,
+) -> FitResult:
+    """:func:`fit_batch`'s one compiled program (``max_iter`` traced, as in ``fit_program``)."""
     tol = jnp.broadcast_to(jnp.asarray(tol, X.dtype), jax.tree.leaves(starts)[0].shape[:1])
     return jax.vmap(
-        lambda p, t: fit_compiled(variant, X, w, p, t, max_iter=max_iter, block_size=block_size)
+        lambda p, t: fit_program(
+            variant, X, w, p, t, max_iter, history=history, block_size=block_size
+        )
     )(starts, tol)

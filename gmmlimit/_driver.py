@@ -396,18 +396,46 @@ class _LoopState(NamedTuple):
     skip: Any  # the engine's skipping state (None without one)
 
 
-@partial(jax.jit, static_argnames=("variant", "max_iter", "block_size"))
-def fit_compiled(
+MIN_HISTORY = 32
+"""The shortest history buffer a fit compiles with (see :func:`history_length`)."""
+
+
+def history_length(max_iter: int) -> int:
+    """The length of the history buffer that a fit of up to ``max_iter`` iterations compiles with.
+
+    The next power of two from ``max_iter``, and at least :data:`MIN_HISTORY`: ``max_iter`` is a
+    traced argument of the compiled fit, and only this length is static, so fits that differ
+    only in ``max_iter`` (1 to 32, 33 to 64, ...) run one compiled program. The returned
+    history is cut back to ``max_iter`` entries (:func:`trim_history`).
+    """
+    return power_of_two_bucket(max_iter, MIN_HISTORY)
+
+
+def power_of_two_bucket(n: int, minimum: int) -> int:
+    """The smallest power of two that is >= ``n`` and >= ``minimum`` (a power of two)."""
+    return max(minimum, 1 << max(0, n - 1).bit_length())
+
+
+def trim_history(result: FitResult, max_iter: int) -> FitResult:
+    """``result`` with its history cut to the first ``max_iter`` entries (of the last axis)."""
+    if result.history.shape[-1] == max_iter:
+        return result
+    return result._replace(history=result.history[..., :max_iter])
+
+
+@partial(jax.jit, static_argnames=("variant", "history", "block_size"))
+def fit_program(
     variant: Variant,
     X: jax.Array,
     weights: jax.Array,
     params: Params,
     tol: jax.Array,
+    max_iter: jax.Array,
     *,
-    max_iter: int,
+    history: int,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> FitResult:
-    """The compiled fit loop (inputs already validated).
+    """The compiled fit loop (inputs already validated); :func:`fit_compiled` calls it.
 
     The stopping rule, checked after each iteration (E-step at theta_{t-1}, M-step to
     theta_t), is :func:`stop_rule`, shared with the out-of-core and sharded loops.
@@ -418,15 +446,52 @@ def fit_compiled(
         weights: (N,) non-negative sample weights.
         params: initial parameters.
         tol: the tolerance (traced).
-        max_iter: the maximum number of iterations (static: it sizes the history).
+        max_iter: () int, the maximum number of iterations (traced), at most ``history``.
+        history: the length of the history buffer (static; :func:`history_length`).
         block_size: rows per E-step block (static).
+
+    Returns:
+        The :class:`FitResult`, its history of length ``history``.
+    """
+    blocks = make_blocks(X, weights, block_size)
+    shift_scale = jnp.mean(jnp.var(X, axis=0))
+    return fit_loop(
+        variant, blocks, X.shape[0], params, tol, shift_scale, max_iter=max_iter, history=history
+    )
+
+
+def fit_compiled(
+    variant: Variant,
+    X: jax.Array,
+    weights: jax.Array,
+    params: Params,
+    tol: jax.Array,
+    *,
+    max_iter: int,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> FitResult:
+    """The compiled fit (inputs already validated): :func:`fit_program`, history of max_iter.
+
+    One compiled program serves every ``max_iter`` of the same :func:`history_length` (and
+    every tolerance, temperature and start of the same shapes).
+
+    Args:
+        variant: the mixture variant.
+        X: (N, D) data.
+        weights: (N,) non-negative sample weights.
+        params: initial parameters.
+        tol: the tolerance.
+        max_iter: the maximum number of iterations (a Python int).
+        block_size: rows per E-step block.
 
     Returns:
         The :class:`FitResult`.
     """
-    blocks = make_blocks(X, weights, block_size)
-    shift_scale = jnp.mean(jnp.var(X, axis=0))
-    return fit_loop(variant, blocks, X.shape[0], params, tol, shift_scale, max_iter=max_iter)
+    result = fit_program(
+        variant, X, weights, params, tol, max_iter,
+        history=history_length(max_iter), block_size=block_size,
+    )  # fmt: skip
+    return trim_history(result, max_iter)
 
 
 def fit_objective(variant: Variant, params: Params, stats: Stats) -> jax.Array:
@@ -538,8 +603,9 @@ def fit_loop(
     tol: jax.Array,
     shift_scale: jax.Array,
     *,
-    max_iter: int,
+    max_iter: int | jax.Array,
     pass_fn: EPass = e_pass,
+    history: int | None = None,
 ) -> FitResult:
     """The fit loop of :func:`fit_compiled` on blocked data (traceable; call it under jit).
 
@@ -550,13 +616,16 @@ def fit_loop(
         params: initial parameters.
         tol: the tolerance.
         shift_scale: mean per-feature variance of the data (scales a hard fit's ``tol``).
-        max_iter: the maximum number of iterations.
+        max_iter: the maximum number of iterations (traced when ``history`` is given).
         pass_fn: the streamed E-step (default :func:`e_pass`).
+        history: the length of the history buffer, at least ``max_iter`` (default
+            ``max_iter``, which must then be a Python int).
 
     Returns:
-        The :class:`FitResult`.
+        The :class:`FitResult`, its history of length ``history``.
     """
     dtype = blocks.x.dtype
+    length = max_iter if history is None else history
     tol = jnp.asarray(tol, dtype)
     skipping = variant.engine.skipping if variant.engine is not None else None
     # Another pass is a sharded one (it reduces across devices): no per-row state there, and
@@ -599,7 +668,7 @@ def fit_loop(
         objective=jnp.asarray(-jnp.inf, dtype),
         n_iter=jnp.zeros((), jnp.int32),
         done=jnp.zeros((), bool),
-        history=jnp.zeros((max_iter,), dtype),
+        history=jnp.zeros((length,), dtype),
         skip=None if skipping is None else skipping.init(params, blocks.x),
     )
     state = lax.while_loop(cond, body, state)
@@ -610,7 +679,7 @@ def fit_loop(
             variant, state.params, blocks, state.labels, state.skip, track_farthest=False
         )
     final_objective = fit_objective(variant, state.params, final_stats).astype(dtype)
-    steps = jnp.arange(max_iter)
+    steps = jnp.arange(length)
     history = jnp.where(steps < state.n_iter, state.history, final_objective)
     return FitResult(
         means=variant.means(state.params),

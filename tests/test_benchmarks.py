@@ -228,7 +228,7 @@ def test_grid_kmeans_runs_what_kmeans_runs_by_default():
         fits = grid.CompiledFits(X, m0, 1024, algorithm=algorithm)
         run, objective = fits.runner(0.0)
         runs[algorithm] = (run(4), objective[4])
-        text = fits._compiled[4].as_text()
+        text = fits.program(4).as_text()
         if available():  # the bounded kernel is in the program exactly when asked for
             # (the target's name: source metadata may name a bounded function traced earlier)
             called = 'custom_call_target="gmmlimit_assign_bounded' in text

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gmmlimit as gl
-from gmmlimit._driver import fit_compiled
+from gmmlimit._driver import fit_compiled, fit_program, history_length
 
 
 def _blobs(seed: int, n: int = 240, d: int = 3, k: int = 4, spread: float = 3.0) -> np.ndarray:
@@ -80,10 +80,31 @@ def test_jit_and_eager_agree_and_vmap_matches_loop():
 
 def test_new_sigma2_does_not_recompile():
     gl.em(X64, M0, 0.3, max_iter=40)
-    before = fit_compiled._cache_size()
+    before = fit_program._cache_size()
     for s in (0.7, 1e-5, 0.0, 123.0):
         gl.em(X64, M0, s, max_iter=40)
-    assert fit_compiled._cache_size() == before
+    assert fit_program._cache_size() == before
+
+
+def test_max_iter_is_traced_one_program_per_history_length():
+    # max_iter 1 to 32 share one compiled program (the history buffer is 32 long and cut back
+    # to max_iter); 33 needs a 64-long buffer, a second program.
+    X = X64[:233]  # a shape no other test fits
+    longest = gl.em(X, M0, 0.4, max_iter=32, tol=0.0)
+    before = fit_program._cache_size()
+    assert int(longest.n_iter) == 32
+    for max_iter in (1, 2, 17, 31):
+        short = gl.em(X, M0, 0.4, max_iter=max_iter, tol=0.0)
+        assert short.history.shape == (max_iter,) and int(short.n_iter) == max_iter
+        # the same iterations: its history is the longer fit's first entries, bit for bit
+        np.testing.assert_array_equal(
+            np.asarray(short.history), np.asarray(longest.history)[:max_iter]
+        )
+        assert float(short.objective) == float(longest.history[max_iter])
+    assert fit_program._cache_size() == before
+    assert gl.em(X, M0, 0.4, max_iter=33, tol=0.0).history.shape == (33,)
+    assert fit_program._cache_size() == before + 1
+    assert [history_length(m) for m in (1, 32, 33, 64, 65, 300)] == [32, 32, 64, 64, 128, 512]
 
 
 @pytest.mark.parametrize(
@@ -170,8 +191,8 @@ def test_large_fit_never_materialises_n_by_k():
     params = gl.variants.IsotropicParams(
         jax.ShapeDtypeStruct((k, d), jnp.float32), jax.ShapeDtypeStruct((), jnp.float32)
     )
-    compiled = fit_compiled.lower(
-        gl.variants.isotropic, x, w, params, 0.0, max_iter=5, block_size=4096
+    compiled = fit_program.lower(
+        gl.variants.isotropic, x, w, params, 0.0, 5, history=history_length(5), block_size=4096
     ).compile()
     temp = compiled.memory_analysis().temp_size_in_bytes
     n_by_k = n * k * 4

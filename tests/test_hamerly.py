@@ -545,19 +545,20 @@ def test_the_fit_loop_updates_the_bounds_in_place():
     (64 MB a pass at (1M, 64, 256))."""
     import re
 
-    from gmmlimit._driver import fit_compiled
+    from gmmlimit._driver import fit_program
     from gmmlimit.variants import IsotropicParams
     from gmmlimit.variants._isotropic import isotropic_bounded
 
     X = jnp.asarray(_blobs(23, 3001, 33, 40, np.float32))
     params = IsotropicParams(X[:40], jnp.zeros((), jnp.float32))
-    compiled = fit_compiled.lower(
+    compiled = fit_program.lower(
         isotropic_bounded,
         X,
         jnp.ones(3001, jnp.float32),
         params,
         jnp.float32(0),
-        max_iter=20,
+        20,
+        history=32,
         block_size=1024,
     ).compile()
     text = compiled.as_text()

@@ -42,7 +42,7 @@ from sklearn.base import clone
 
 import gmmlimit as gl
 from gmmlimit._api import fit_batch
-from gmmlimit._driver import DEFAULT_BLOCK_SIZE, fit_compiled
+from gmmlimit._driver import DEFAULT_BLOCK_SIZE, fit_program, history_length
 from gmmlimit._variant_estimator import VariantMixture
 
 __all__ = ["BLOCK", "CONTRACT", "VariantCase", "check_sharded", "run_sharded"]
@@ -193,12 +193,15 @@ def check_bound(case: VariantCase) -> None:
 
 
 def check_no_recompilation(case: VariantCase) -> None:
-    """Changing beta (finite or inf) reuses the one compiled fit."""
+    """Changing beta (finite or inf), or max_iter within its history length, reuses the fit."""
     case.fit(case.betas[0])
-    size = fit_compiled._cache_size()
+    size = fit_program._cache_size()
     for beta in (*case.betas[1:], case.large_beta, case.hard, case.betas[0] * 1.5):
         case.fit(beta)
-    assert fit_compiled._cache_size() == size
+    m = case.max_iter
+    other = m - 1 if m > 1 and history_length(m - 1) == history_length(m) else m + 1
+    assert case.fit(case.betas[0], max_iter=other).history.shape == (other,)
+    assert fit_program._cache_size() == size
 
 
 def _close(a: gl.FitResult, b: gl.FitResult, rtol: float) -> None:
