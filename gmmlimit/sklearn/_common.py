@@ -53,13 +53,10 @@ _MIN_ROWS = 256
 _MIN_COLS = 8
 
 
-_bucket = power_of_two_bucket
-
-
 def _pad(X: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows to a power of two (zero-weight copies of row 0), columns to a power of two (zeros)."""
     n, d = X.shape
-    n_pad, d_pad = _bucket(n, _MIN_ROWS), _bucket(d, _MIN_COLS)
+    n_pad, d_pad = power_of_two_bucket(n, _MIN_ROWS), power_of_two_bucket(d, _MIN_COLS)
     out = np.zeros((n_pad, d_pad), X.dtype)
     out[:n, :d] = X
     out[n:, :d] = X[0]

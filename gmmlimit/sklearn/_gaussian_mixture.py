@@ -27,7 +27,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._array_api import get_namespace
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._driver import Blocks, em_iteration
+from .._driver import Blocks, em_iteration, power_of_two_bucket
 from ..variants import (
     DiagParams,
     FullParams,
@@ -38,7 +38,7 @@ from ..variants import (
     spherical,
     tied,
 )
-from ._common import _bucket, in_x64, pad_blocks
+from ._common import in_x64, pad_blocks
 
 __all__ = ["GaussianMixture"]
 
@@ -258,7 +258,7 @@ class GaussianMixture(_SkGaussianMixture):
                 jnp.asarray(prev),
                 jnp.asarray(self.tol, blocks.x.dtype),
                 jnp.asarray(self.max_iter, jnp.int32),
-                history_len=_bucket(self.max_iter, 16),
+                history_len=power_of_two_bucket(self.max_iter, 16),
             )
             lb, n_iter, converged = float(lb), int(n_iter), bool(done)
             history = [float(v) for v in np.asarray(hist)[:n_iter]]
@@ -323,7 +323,7 @@ class GaussianMixture(_SkGaussianMixture):
     def _estep(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(resp (N, K), labels (N,), per-row log likelihood (N,)) by the variant's E-step."""
         n = X.shape[0]
-        rows = _bucket(n, 256)
+        rows = power_of_two_bucket(n, 256)
         Xp = np.empty((rows, X.shape[1]), X.dtype)
         Xp[:n] = X
         Xp[n:] = X[0]
