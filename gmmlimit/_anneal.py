@@ -4,7 +4,7 @@ Going from a large variance to sigma2 = 0 is a path. At a large sigma2 every mea
 data mean (the collapsed fixed point); it stays stable down to the critical variance
 sigma2_c = lambda_max(C) of the 1/N data covariance and splits below it (DESIGN.md section 1,
 statement 5). :func:`anneal` follows the path with warm starts: each stage is one run of the core
-fit driver (:func:`gmmlimit._driver.fit_compiled` with the isotropic variant) started from the
+fit driver (:func:`gmmlimit._driver.fit_program` with the isotropic variant) started from the
 previous stage's means plus a tiny symmetric-breaking perturbation drawn from an explicit key, and
 the whole path is one ``lax.scan`` compiled once per schedule length.
 """
@@ -21,7 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._driver import DEFAULT_BLOCK_SIZE, e_pass, fit_compiled, make_blocks
+from ._driver import (
+    DEFAULT_BLOCK_SIZE,
+    e_pass,
+    fit_compiled,
+    fit_program,
+    history_length,
+    make_blocks,
+)
 from ._validation import (
     as_data,
     check_k,
@@ -235,12 +242,13 @@ def anneal(
         jnp.asarray(tol_value, X.dtype),
         jnp.asarray(perturbation, X.dtype),
         jnp.asarray(merge_tol, X.dtype),
-        max_iter=max_iter,
+        max_iter,
+        history=history_length(max_iter),
         block_size=block_size,
     )
 
 
-@partial(jax.jit, static_argnames=("max_iter", "block_size"))
+@partial(jax.jit, static_argnames=("history", "block_size"))
 def _anneal_compiled(
     X: jax.Array,
     w: jax.Array,
@@ -250,11 +258,17 @@ def _anneal_compiled(
     tol: jax.Array,
     perturbation: jax.Array,
     merge_tol: jax.Array,
+    max_iter: jax.Array,
     *,
-    max_iter: int,
+    history: int,
     block_size: int,
 ) -> AnnealResult:
-    """The annealing path as one compiled scan (inputs already validated)."""
+    """The annealing path as one compiled scan (inputs already validated).
+
+    ``max_iter`` is traced and only the stages' history length is static
+    (:func:`gmmlimit._driver.history_length`), so paths that differ only in ``max_iter`` within
+    one length share a program, as fits do.
+    """
     dtype = X.dtype
     total = jnp.sum(w)
     centred = X - (w @ X) / total
@@ -269,13 +283,14 @@ def _anneal_compiled(
         s2, index = inputs
         noise = jax.random.normal(jax.random.fold_in(key, index), means.shape, dtype)
         means = means + jnp.where(s2 > 0, perturbation * scale, 0.0) * noise
-        fit = fit_compiled(
+        fit = fit_program(
             isotropic,
             X,
             w,
             IsotropicParams(means, s2),
             tol,
-            max_iter=max_iter,
+            max_iter,
+            history=history,
             block_size=block_size,
         )
         params = fit.params

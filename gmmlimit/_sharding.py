@@ -37,6 +37,8 @@ from ._driver import (
     _Farthest,
     e_pass,
     fit_loop,
+    history_length,
+    trim_history,
 )
 from ._outofcore import (
     DEFAULT_CHUNK_BLOCKS,
@@ -140,20 +142,22 @@ def _shard_blocks(
     return blocks, per_dev * b
 
 
-@partial(jax.jit, static_argnames=("variant", "n", "max_iter", "mesh", "axis", "local_rows"))
+@partial(jax.jit, static_argnames=("variant", "n", "history", "mesh", "axis", "local_rows"))
 def _fit_sharded_compiled(
     variant: Variant,
     blocks: Blocks,
     params: Params,
     tol: jax.Array,
     shift_scale: jax.Array,
+    max_iter: jax.Array,
     *,
     n: int,
-    max_iter: int,
+    history: int,
     mesh: Mesh,
     axis: str,
     local_rows: int,
 ) -> FitResult:
+    """The sharded fit loop; ``max_iter`` is traced, the history's length static (as in-memory)."""
     return fit_loop(
         variant,
         blocks,
@@ -162,6 +166,7 @@ def _fit_sharded_compiled(
         tol,
         shift_scale,
         max_iter=max_iter,
+        history=history,
         pass_fn=_sharded_pass(mesh, axis, local_rows),
     )
 
@@ -229,18 +234,20 @@ def fit_sharded(
         blocks, local_rows = _shard_blocks(X, w, n_dev, block_size, NamedSharding(mesh, P(axis)))
         shift_scale = jnp.mean(jnp.var(X, axis=0))
         params = jax.device_put(params, NamedSharding(mesh, P()))
-        return _fit_sharded_compiled(
+        result = _fit_sharded_compiled(
             variant,
             blocks,
             params,
             jnp.asarray(tol, X.dtype),
             shift_scale,
+            max_iter,
             n=X.shape[0],
-            max_iter=max_iter,
+            history=history_length(max_iter),
             mesh=mesh,
             axis=axis,
             local_rows=local_rows,
         )
+        return trim_history(result, max_iter)
 
 
 @with_float64_scope
@@ -496,18 +503,20 @@ def _fit_global(
     b = max(1, min(block_size, local_n))
     per_dev = -(-local_n // b)
     params = jax.device_put(params, NamedSharding(mesh, P()))
-    return _fit_global_compiled(
+    result = _fit_global_compiled(
         variant,
         X,
         weights,
         params,
         jnp.asarray(tol, dtype),
-        max_iter=max_iter,
+        max_iter,
+        history=history_length(max_iter),
         mesh=mesh,
         axis=axis,
         block_rows=b,
         blocks_per_device=per_dev,
     )
+    return trim_history(result, max_iter)
 
 
 def _on_rows(a: jax.Array, rows: NamedSharding) -> jax.Array:
@@ -519,7 +528,7 @@ def _on_rows(a: jax.Array, rows: NamedSharding) -> jax.Array:
 
 @partial(
     jax.jit,
-    static_argnames=("variant", "max_iter", "mesh", "axis", "block_rows", "blocks_per_device"),
+    static_argnames=("variant", "history", "mesh", "axis", "block_rows", "blocks_per_device"),
 )
 def _fit_global_compiled(
     variant: Variant,
@@ -527,8 +536,9 @@ def _fit_global_compiled(
     weights: jax.Array,
     params: Params,
     tol: jax.Array,
+    max_iter: jax.Array,
     *,
-    max_iter: int,
+    history: int,
     mesh: Mesh,
     axis: str,
     block_rows: int,
@@ -558,6 +568,7 @@ def _fit_global_compiled(
         tol,
         shift_scale,
         max_iter=max_iter,
+        history=history,
         pass_fn=_sharded_pass(mesh, axis, local_rows),
     )
     real = X.shape[0] // n_dev

@@ -90,6 +90,12 @@ def test_schedules_optax_and_plain_callables_compile_once_per_length(path):
         np.testing.assert_allclose(np.asarray(results[name].sigma2)[:-1], expect, rtol=1e-6)
         # every schedule goes far below lambda_max: two centres at the end of EM
         assert int(results[name].n_distinct[-2]) == 2, name
+    # max_iter is traced: another one of the same history length (300 and 260: 512) adds no
+    # program, and runs its own iteration count (tol=None: every EM stage runs exactly max_iter)
+    fewer_opts = {**OPTS, "max_iter": 260}
+    fewer = gl.anneal(X, schedules["plain"], n_stages=N_STAGES, key=key, **fewer_opts)
+    assert _anneal_compiled._cache_size() == before
+    assert np.all(np.asarray(fewer.n_iter)[:-1] == 260)
     # a plain callable and the array of its values give the very same path
     values = gl.study.schedule_values(schedules["plain"], N_STAGES)
     same = gl.anneal(X, values, key=key, **OPTS)

@@ -52,6 +52,19 @@ SCRIPT = textwrap.dedent(
             gl.kmeans(X, m0, weights=w, block_size=64))
     compare("em", gl.scale.em_sharded(X, m0, 0.5, max_iter=40, block_size=64),
             gl.em(X, m0, 0.5, max_iter=40, block_size=64))
+    em40 = gl.scale.em_sharded(X, m0, 0.5, max_iter=40, tol=0.0, block_size=64)
+    # max_iter is traced: 7 and 33 to 40 share the 64-long history's program, and 7 iterations
+    # are the 40-iteration fit's first 7, bit for bit
+    from gmmlimit._sharding import _fit_sharded_compiled
+    programs = _fit_sharded_compiled._cache_size()
+    em7 = gl.scale.em_sharded(X, m0, 0.5, max_iter=7, tol=0.0, block_size=64)
+    gl.scale.em_sharded(X, m0, 0.5, max_iter=33, tol=0.0, block_size=64)
+    out["max_iter"] = {
+        "new_programs": _fit_sharded_compiled._cache_size() - programs,
+        "history": [len(em7.history), len(em40.history)],
+        "n_iter": int(em7.n_iter),
+        "first_iterations_equal": bool(np.array_equal(em7.history, em40.history[:7])),
+    }
     # jax.make_mesh's mesh has Explicit axes (the fit runs it with Auto axes).
     explicit = jax.make_mesh((4,), ("rows",))
     compare("kmeans_make_mesh", gl.scale.kmeans_sharded(X, m0, mesh=explicit, block_size=64),
@@ -116,3 +129,13 @@ def test_bad_axis_is_a_value_error_before_compiling():
         )
     with pytest.raises(ValueError, match="NaN"):
         gl.scale.kmeans_sharded(np.full((5, 2), np.nan), X[:2])
+
+
+def test_max_iter_is_traced_in_the_sharded_fit(four_devices):
+    # 7 iterations (a 32-long history) and 33 (64) after 40 (64): one new program, for 7's length
+    assert four_devices["max_iter"] == {
+        "new_programs": 1,
+        "history": [7, 40],
+        "n_iter": 7,
+        "first_iterations_equal": True,
+    }

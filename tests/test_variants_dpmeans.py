@@ -123,3 +123,13 @@ def test_bad_input_raises(kwargs, message):
     kwargs = {"max_clusters": SLOTS, **kwargs}
     with pytest.raises(ValueError, match=message):
         gv.dpmeans(X, **kwargs)
+
+
+def test_max_iter_is_traced_its_history_cut_back():
+    long = gv.dpmeans(X, 12.0, max_clusters=SLOTS, max_iter=20)  # a 32-long history
+    size = _dpmeans_compiled._cache_size()
+    short = gv.dpmeans(X, 12.0, max_clusters=SLOTS, max_iter=2)
+    assert _dpmeans_compiled._cache_size() == size  # the same history length: no new program
+    assert short.history.shape == (2,) and int(short.n_iter) == 2
+    # the same first two iterations, bit for bit
+    np.testing.assert_array_equal(np.asarray(short.history), np.asarray(long.history)[:2])

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._driver import e_pass, make_blocks
+from .._driver import e_pass, history_length, make_blocks
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
 from .._validation import (
     as_data,
@@ -133,10 +133,17 @@ class _State(NamedTuple):
     history: jax.Array
 
 
-@partial(jax.jit, static_argnames=("max_iter", "block_size"))
+@partial(jax.jit, static_argnames=("history", "block_size"))
 def _dpmeans_compiled(
-    X: jax.Array, weights: jax.Array, params: DPMeansParams, *, max_iter: int, block_size: int
+    X: jax.Array,
+    weights: jax.Array,
+    params: DPMeansParams,
+    max_iter: jax.Array,
+    *,
+    history: int,
+    block_size: int,
 ) -> DPMeansResult:
+    """The DP-means loop; ``max_iter`` traced, the history buffer ``history`` long (static)."""
     n = X.shape[0]
     blocks = make_blocks(X, weights, block_size)
     flat_x = blocks.x.reshape(-1, X.shape[1])
@@ -171,12 +178,12 @@ def _dpmeans_compiled(
         n_iter=jnp.zeros((), jnp.int32),
         done=jnp.zeros((), bool),
         saturated=jnp.zeros((), bool),
-        history=jnp.zeros((max_iter,), X.dtype),
+        history=jnp.zeros((history,), X.dtype),
     )
     state = lax.while_loop(cond, body, state)
     stats, labels, _ = e_pass(_VARIANT, state.params, blocks)
     final = _VARIANT.objective(state.params, stats).astype(X.dtype)
-    history = jnp.where(jnp.arange(max_iter) < state.n_iter, state.history, final)
+    filled = jnp.where(jnp.arange(history) < state.n_iter, state.history, final)
     return DPMeansResult(
         means=state.params.means,
         active=state.params.active,
@@ -186,7 +193,7 @@ def _dpmeans_compiled(
         converged=state.done,
         saturated=state.saturated,
         objective=final,
-        history=history,
+        history=filled,
     )
 
 
@@ -238,7 +245,12 @@ def dpmeans(
     means = jnp.zeros((max_clusters, X.shape[1]), X.dtype).at[:k0].set(start)
     active = jnp.arange(max_clusters) < k0
     params = DPMeansParams(means=means, active=active, lam=lam)
-    return _dpmeans_compiled(X, w, params, max_iter=max_iter, block_size=block_size)
+    result = _dpmeans_compiled(
+        X, w, params, max_iter, history=history_length(max_iter), block_size=block_size
+    )
+    if result.history.shape[0] == max_iter:
+        return result
+    return result._replace(history=result.history[:max_iter])
 
 
 def dpmeans_objective(X: Any, means: Any, lam: Any, *, weights: Any = None) -> jax.Array:
