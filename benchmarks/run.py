@@ -176,7 +176,7 @@ def _gmmlimit_sharded_fit(X, m0, sigma2: float, block_size: int | None) -> Calla
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from gmmlimit._driver import DEFAULT_BLOCK_SIZE
+    from gmmlimit._driver import DEFAULT_BLOCK_SIZE, history_length
     from gmmlimit._sharding import _fit_sharded_compiled, _shard_blocks, default_mesh
     from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
@@ -193,14 +193,16 @@ def _gmmlimit_sharded_fit(X, m0, sigma2: float, block_size: int | None) -> Calla
     )
     shift_scale = jnp.mean(jnp.var(Xj, axis=0))
     tol = jnp.asarray(-jnp.inf, Xj.dtype)
+    # max_iter traced, the history's length static: as fit_sharded calls it
     return lambda max_iter: _fit_sharded_compiled(
         isotropic,
         blocks,
         params,
         tol,
         shift_scale,
+        max_iter,
         n=X.shape[0],
-        max_iter=max_iter,
+        history=history_length(max_iter),
         mesh=mesh,
         axis=axis,
         local_rows=local_rows,
