@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -400,6 +400,9 @@ MIN_HISTORY = 32
 """The shortest history buffer a fit compiles with (see :func:`history_length`)."""
 
 
+_WithHistory = TypeVar("_WithHistory", bound=NamedTuple)
+
+
 def history_length(max_iter: int) -> int:
     """The length of the history buffer that a fit of up to ``max_iter`` iterations compiles with.
 
@@ -416,8 +419,11 @@ def power_of_two_bucket(n: int, minimum: int) -> int:
     return max(minimum, 1 << max(0, n - 1).bit_length())
 
 
-def trim_history(result: FitResult, max_iter: int) -> FitResult:
-    """``result`` with its history cut to the first ``max_iter`` entries (of the last axis)."""
+def trim_history(result: _WithHistory, max_iter: int) -> _WithHistory:
+    """``result`` with its history cut to the first ``max_iter`` entries (of the last axis).
+
+    Any result tuple with a ``history`` field: :class:`FitResult`, DP-means' result.
+    """
     if result.history.shape[-1] == max_iter:
         return result
     return result._replace(history=result.history[..., :max_iter])

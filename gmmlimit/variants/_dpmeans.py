@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._driver import e_pass, history_length, make_blocks
+from .._driver import e_pass, history_length, make_blocks, trim_history
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
 from .._validation import (
     as_data,
@@ -248,9 +248,7 @@ def dpmeans(
     result = _dpmeans_compiled(
         X, w, params, max_iter, history=history_length(max_iter), block_size=block_size
     )
-    if result.history.shape[0] == max_iter:
-        return result
-    return result._replace(history=result.history[:max_iter])
+    return trim_history(result, max_iter)
 
 
 def dpmeans_objective(X: Any, means: Any, lam: Any, *, weights: Any = None) -> jax.Array:
