@@ -38,6 +38,7 @@ from ._validation import (
     check_sigma2,
     check_tol,
     weights_or_ones,
+    with_float64_scope,
 )
 from ._variant import Params, Variant, check_variant, with_temperature
 from .variants._isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
@@ -163,6 +164,7 @@ def count_distinct(means: jax.Array, tol: jax.Array) -> jax.Array:
     return jnp.sum(first == jnp.arange(k)).astype(jnp.int32)
 
 
+@with_float64_scope
 def anneal(
     X: Any,
     schedule: Schedule,
@@ -378,6 +380,7 @@ class AnnealPath(NamedTuple):
     scale: jax.Array
 
 
+@with_float64_scope
 def anneal_variant(
     variant: Variant,
     X: Any,

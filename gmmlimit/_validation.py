@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -444,12 +445,13 @@ def float64_scope(X: Any) -> contextlib.AbstractContextManager:
 
 
 def with_float64_scope(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn(X, ...)`` under :func:`float64_scope` of its data (float64 stays float64)."""
+    """Run ``fn`` under :func:`float64_scope` of its data, the argument named ``X``."""
+    position = list(inspect.signature(fn).parameters).index("X")
 
     @functools.wraps(fn)
-    def run(X: Any, *args: Any, **kwargs: Any) -> Any:
-        with float64_scope(X):
-            return fn(X, *args, **kwargs)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with float64_scope(kwargs["X"] if "X" in kwargs else args[position]):
+            return fn(*args, **kwargs)
 
     return run
 

@@ -307,6 +307,20 @@ X64_OFF = textwrap.dedent(
         assert fit.means.dtype == np.float64, (name, fit.means.dtype)
         np.testing.assert_allclose(np.asarray(fit.means), np.asarray(em.means), rtol=1e-12)
     assert float(gl.critical_sigma2(X)) > 1e300
+    # Annealing (isotropic and any variant) and DP-means, here at D = 1: float64 too.
+    Y = X[:, :1] / 1e150
+    path = gl.anneal(Y, [4.0, 1.0, 0.1], k=2, key=jax.random.key(0), max_iter=20)
+    vpath = gl.study.anneal_variant(
+        gl.variants.isotropic, Y, [1.0, 0.1], init_params=gl.variants.IsotropicParams(Y[:2], 1.0)
+    )
+    dp = gl.variants.dpmeans(Y, 4.0, max_clusters=4, max_iter=20)
+    dp_objective = gl.variants.dpmeans_objective(Y, dp.means[:2], 4.0)
+    for name, value in (
+        ("anneal", path.means), ("anneal_variant", vpath.means),
+        ("dpmeans", dp.means), ("dpmeans_objective", dp_objective),
+    ):
+        assert value.dtype == np.float64, (name, value.dtype)
+        assert np.all(np.isfinite(np.asarray(value))), name
     print(json.dumps(np.asarray(km.means).tolist()))
     """
 )

@@ -35,6 +35,7 @@ from .._validation import (
     check_means,
     check_positive_int,
     weights_or_ones,
+    with_float64_scope,
 )
 from .._variant import EStepBlock, Variant
 from ._tempered import check_positive_scalar
@@ -197,6 +198,7 @@ def _dpmeans_compiled(
     )
 
 
+@with_float64_scope
 def dpmeans(
     X: Any,
     lam: Any,
@@ -251,6 +253,7 @@ def dpmeans(
     return trim_history(result, max_iter)
 
 
+@with_float64_scope
 def dpmeans_objective(X: Any, means: Any, lam: Any, *, weights: Any = None) -> jax.Array:
     """J + lambda K for the given means (K = their number), each row at its nearest mean.
 
