@@ -610,8 +610,8 @@ def fit_loop(
     shift_scale: jax.Array,
     *,
     max_iter: int | jax.Array,
+    history: int,
     pass_fn: EPass = e_pass,
-    history: int | None = None,
 ) -> FitResult:
     """The fit loop of :func:`fit_compiled` on blocked data (traceable; call it under jit).
 
@@ -622,16 +622,14 @@ def fit_loop(
         params: initial parameters.
         tol: the tolerance.
         shift_scale: mean per-feature variance of the data (scales a hard fit's ``tol``).
-        max_iter: the maximum number of iterations (traced when ``history`` is given).
+        max_iter: the maximum number of iterations (may be traced), at most ``history``.
+        history: the length of the history buffer (static; :func:`history_length`).
         pass_fn: the streamed E-step (default :func:`e_pass`).
-        history: the length of the history buffer, at least ``max_iter`` (default
-            ``max_iter``, which must then be a Python int).
 
     Returns:
         The :class:`FitResult`, its history of length ``history``.
     """
     dtype = blocks.x.dtype
-    length = max_iter if history is None else history
     tol = jnp.asarray(tol, dtype)
     skipping = variant.engine.skipping if variant.engine is not None else None
     # Another pass is a sharded one (it reduces across devices): no per-row state there, and
@@ -665,8 +663,8 @@ def fit_loop(
             n_iter=state.n_iter,
             tol=tol,
         )
-        history = state.history.at[state.n_iter].set(objective)
-        return _LoopState(new_params, labels, objective, state.n_iter + 1, done, history, skip)
+        recorded = state.history.at[state.n_iter].set(objective)
+        return _LoopState(new_params, labels, objective, state.n_iter + 1, done, recorded, skip)
 
     state = _LoopState(
         params=params,
@@ -674,7 +672,7 @@ def fit_loop(
         objective=jnp.asarray(-jnp.inf, dtype),
         n_iter=jnp.zeros((), jnp.int32),
         done=jnp.zeros((), bool),
-        history=jnp.zeros((length,), dtype),
+        history=jnp.zeros((history,), dtype),
         skip=None if skipping is None else skipping.init(params, blocks.x),
     )
     state = lax.while_loop(cond, body, state)
@@ -685,15 +683,15 @@ def fit_loop(
             variant, state.params, blocks, state.labels, state.skip, track_farthest=False
         )
     final_objective = fit_objective(variant, state.params, final_stats).astype(dtype)
-    steps = jnp.arange(length)
-    history = jnp.where(steps < state.n_iter, state.history, final_objective)
+    steps = jnp.arange(history)
+    filled = jnp.where(steps < state.n_iter, state.history, final_objective)
     return FitResult(
         means=variant.means(state.params),
         labels=final_labels[:n],
         n_iter=state.n_iter,
         converged=state.done,
         objective=final_objective,
-        history=history,
+        history=filled,
         params=state.params,
         distortion=final_stats.distortion.astype(dtype),
     )
