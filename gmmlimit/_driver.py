@@ -74,11 +74,58 @@ class Blocks(NamedTuple):
             sees a value that is not data.
         weight: (n_blocks, B) sample weights (padding rows have weight 0).
         valid: (n_blocks, B) bool, False on padding rows.
+        rows: (N, D) the rows without their padding (``x``'s first N rows), or None. A variant's
+            engine reads these in place (:func:`engine_rows`), so that a compiled fit whose
+            passes all go to the CPU kernels never builds ``x``: XLA leaves out the copy into
+            padded blocks (at (156250, 64) float32, 30 ms of fresh memory a fit).
     """
 
     x: jax.Array
     weight: jax.Array
     valid: jax.Array
+    rows: jax.Array | None = None
+
+
+def pad_rows(rows: jax.Array, n_blocks: int, block_size: int) -> jax.Array:
+    """(N, D) rows as (n_blocks, B, D) blocks, padded with copies of the first row.
+
+    Args:
+        rows: (N, D) rows, 1 <= N <= n_blocks * block_size.
+        n_blocks: the number of blocks.
+        block_size: rows per block, B.
+
+    Returns:
+        (n_blocks, B, D) blocks whose first N rows are ``rows``.
+    """
+    n, d = rows.shape
+    pad = n_blocks * block_size - n
+    if pad:
+        rows = jnp.concatenate([rows, jnp.broadcast_to(rows[:1], (pad, d))])
+    return rows.reshape(n_blocks, block_size, d)
+
+
+def as_blocks(x: jax.Array, w_blocks: jax.Array) -> jax.Array:
+    """An engine's data as (n, B, D) blocks: ``x`` itself, or its (M, D) rows padded.
+
+    Args:
+        x: (n, B, D) blocks, or (M, D) the blocks' first rows (:func:`engine_rows`).
+        w_blocks: (n, B) the blocks' weights.
+
+    Returns:
+        (n, B, D) blocks (a copy only where ``x`` is rows and M < n B).
+    """
+    return x if x.ndim == 3 else pad_rows(x, *w_blocks.shape)
+
+
+def engine_rows(blocks: Blocks) -> jax.Array:
+    """What a variant's engine reads: the rows in place where the blocks have them, else ``x``.
+
+    An engine's ``pass_`` (and its skipping pass) takes either form (see
+    :class:`~gmmlimit._variant.Engine`): the CPU kernels read the rows as they lie, treating the
+    blocks' padding as weightless repeats of row 0 (:func:`gmmlimit._native.kernel_rows`), and
+    the JAX passes pad them (:func:`as_blocks`) inside their own branch.
+    """
+    return blocks.x if blocks.rows is None else blocks.rows
 
 
 def make_blocks(X: jax.Array, weights: jax.Array, block_size: int) -> Blocks:
@@ -92,19 +139,19 @@ def make_blocks(X: jax.Array, weights: jax.Array, block_size: int) -> Blocks:
     Returns:
         The :class:`Blocks`.
     """
-    n, d = X.shape
+    n = X.shape[0]
     b = min(block_size, n)
     n_blocks = -(-n // b)
     pad = n_blocks * b - n
     valid = jnp.ones((n,), dtype=bool)
     if pad:
-        X = jnp.concatenate([X, jnp.broadcast_to(X[:1], (pad, d))])
         weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)])
         valid = jnp.concatenate([valid, jnp.zeros((pad,), bool)])
     return Blocks(
-        x=X.reshape(n_blocks, b, d),
+        x=pad_rows(X, n_blocks, b),
         weight=weights.reshape(n_blocks, b),
         valid=valid.reshape(n_blocks, b),
+        rows=X,
     )
 
 
@@ -198,7 +245,7 @@ def _whole_pass(
     component empty over all devices is empty on each, so a sharded pass computes it wherever it
     is needed.
     """
-    stats, labels, distortion = variant.engine.pass_(params, blocks.x, blocks.weight)
+    stats, labels, distortion = variant.engine.pass_(params, engine_rows(blocks), blocks.weight)
     far = _farthest(variant, params, stats, distortion, blocks) if track_farthest else None
     return stats, labels.reshape(-1), far
 
@@ -295,7 +342,7 @@ def _skipping_pass(
     """
     n_blocks, b = blocks.weight.shape
     stats, labels, distortion, state = variant.engine.skipping.pass_(
-        params, blocks.x, blocks.weight, labels.reshape(n_blocks, b), state
+        params, engine_rows(blocks), blocks.weight, labels.reshape(n_blocks, b), state
     )
     far = _farthest(variant, params, stats, distortion, blocks) if track_farthest else None
     return stats, labels.reshape(-1), far, state
@@ -337,7 +384,8 @@ def _maybe_relocate(
         return stats
 
     def points() -> FarPoints:
-        flat_x = blocks.x.reshape(-1, blocks.x.shape[-1])
+        # The farthest rows are real rows (padding is never among them): read them in place.
+        flat_x = blocks.x.reshape(-1, blocks.x.shape[-1]) if blocks.rows is None else blocks.rows
         return FarPoints(
             x=flat_x[far.index],
             weight=blocks.weight.reshape(-1)[far.index],

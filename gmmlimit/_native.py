@@ -354,6 +354,29 @@ def status() -> str:
     return ("native: " if available() else "pure JAX: ") + str(_state["reason"])
 
 
+def kernel_rows(x_blocks: jax.Array, w_blocks: jax.Array) -> tuple[jax.Array, int, int, int]:
+    """The rows a kernel reads: ``(x (M, D), n, B, D)`` for blocks of weights ``w_blocks`` (n, B).
+
+    ``x_blocks`` is either (n, B, D) padded blocks (M = n B: a reshape, no copy) or (M, D), the
+    blocks' first M rows, 1 <= M <= n B, as the fit driver passes its rows in place
+    (:attr:`gmmlimit._driver.Blocks.rows`): the kernels treat the rows past M as the driver's
+    padding, repeats of row 0 with weight 0 (their weights in ``w_blocks`` must be 0), which
+    they leave out whether or not they are in memory (the same outputs, bit for bit).
+
+    Raises:
+        ValueError: if the shapes do not fit together.
+    """
+    n, b = w_blocks.shape
+    if x_blocks.ndim == 3 and x_blocks.shape[:2] == (n, b):
+        return x_blocks.reshape(n * b, x_blocks.shape[2]), n, b, x_blocks.shape[2]
+    if x_blocks.ndim == 2 and 1 <= x_blocks.shape[0] <= n * b:
+        return x_blocks, n, b, x_blocks.shape[1]
+    raise ValueError(
+        f"kernel rows: expected x (n, B, D) or (M, D) with 1 <= M <= n B for weights {(n, b)}; "
+        f"got x of shape {x_blocks.shape}"
+    )
+
+
 def hard_assign(
     means: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array, *, suffix: str = ""
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -361,7 +384,8 @@ def hard_assign(
 
     Args:
         means: (K, D) means.
-        x_blocks: (n, B, D) rows, float32 or float64 (the dtype of ``means``).
+        x_blocks: (n, B, D) rows, or (M, D) the blocks' first rows (:func:`kernel_rows`),
+            float32 or float64 (the dtype of ``means``).
         w_blocks: (n, B) sample weights.
         suffix: appended to the FFI target names: "" for the kernel :func:`available` loaded,
             else a second build registered by ``_register(path, suffix)`` (the tests compare
@@ -373,9 +397,9 @@ def hard_assign(
         of the rows, () weighted distortion. The statistics of each block are summed over its rows
         and the blocks added in order, as the fit driver's scan adds them.
     """
-    n, b, d = x_blocks.shape
+    x, n, b, d = kernel_rows(x_blocks, w_blocks)
     k = means.shape[0]
-    dtype = x_blocks.dtype
+    dtype = x.dtype
     out = (
         jax.ShapeDtypeStruct((n, b), jnp.int32),
         jax.ShapeDtypeStruct((n, b), dtype),
@@ -384,7 +408,7 @@ def hard_assign(
         jax.ShapeDtypeStruct((), dtype),
     )
     target = f"gmmlimit_hard_assign_{_SUFFIX[jnp.dtype(dtype)]}{suffix}"
-    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(x_blocks, w_blocks, means)
+    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(x, w_blocks, means)
 
 
 def soft_assign(
@@ -403,7 +427,8 @@ def soft_assign(
     Args:
         means: (S, K, D) means of S parameter sets (S = 1 for one fit).
         sigma2: (S,) variances.
-        x_blocks: (n, B, D) rows, float32 or float64 (the dtype of ``means``).
+        x_blocks: (n, B, D) rows, or (M, D) the blocks' first rows (:func:`kernel_rows`),
+            float32 or float64 (the dtype of ``means``).
         w_blocks: (n, B) sample weights.
         suffix: as in :func:`hard_assign`.
 
@@ -414,9 +439,9 @@ def soft_assign(
         sigma2)]`` and (S,) weighted distortion, blocks added in order as in
         :func:`hard_assign`.
     """
-    n, b, d = x_blocks.shape
+    x, n, b, d = kernel_rows(x_blocks, w_blocks)
     s, k, _ = means.shape
-    dtype = x_blocks.dtype
+    dtype = x.dtype
     out = (
         jax.ShapeDtypeStruct((s, n, b), jnp.int32),
         jax.ShapeDtypeStruct((s, n, b), dtype),
@@ -426,9 +451,7 @@ def soft_assign(
         jax.ShapeDtypeStruct((s,), dtype),
     )
     target = f"gmmlimit_soft_assign_{_SUFFIX[jnp.dtype(dtype)]}{suffix}"
-    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(
-        x_blocks, w_blocks, means, sigma2
-    )
+    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(x, w_blocks, means, sigma2)
 
 
 BOUNDED_MODES = {"hard": 0, "soft": 1, "hard_plain": 2, "soft_plain": 3, "nothing": 4}
@@ -478,7 +501,8 @@ def assign_bounded(
         old_labels: (n, B) int32 labels the bounds refer to (< 0: none, the row is scored).
         lower: (n, B, G) lower bounds on each row's distance to the means of each group of
             ``old_means`` other than its label's (0: the row is scored); 1 <= G <= K.
-        x_blocks: (n, B, D) rows, float32 or float64 (the dtype of ``means``).
+        x_blocks: (n, B, D) rows, or (M, D) the blocks' first rows (:func:`kernel_rows`),
+            float32 or float64 (the dtype of ``means``).
         w_blocks: (n, B) sample weights.
         suffix: as in :func:`hard_assign`.
 
@@ -490,9 +514,9 @@ def assign_bounded(
         against every mean (the weightless repeats of row 0 the pass leaves out, the blocks'
         padding, counted as scored; 0 in the other modes).
     """
-    n, b, d = x_blocks.shape
+    x, n, b, d = kernel_rows(x_blocks, w_blocks)
     k = means.shape[0]
-    dtype = x_blocks.dtype
+    dtype = x.dtype
     out = (
         jax.ShapeDtypeStruct((n, b), jnp.int32),
         jax.ShapeDtypeStruct((n, b), dtype),
@@ -509,7 +533,7 @@ def assign_bounded(
         target, out, vmap_method="sequential", input_output_aliases={6: 7, 7: 6}
     )
     return call(
-        x_blocks,
+        x,
         w_blocks,
         means,
         jnp.asarray(sigma2, dtype),

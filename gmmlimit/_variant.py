@@ -203,7 +203,8 @@ class Skipping(NamedTuple):
     Attributes:
         init: ``(params, x_blocks (n, B, D)) -> state``: a state with which nothing is skipped.
         pass_: ``(params, x_blocks, weight_blocks (n, B), labels (n, B), state) -> (stats,
-            labels (n, B), distortion (n, B), state)``: :attr:`Engine.pass_` at ``params``,
+            labels (n, B), distortion (n, B), state)``: :attr:`Engine.pass_` at ``params``
+            (``x_blocks`` in either of its forms),
             given the labels and state that the previous pass (at any parameters) returned
             (labels < 0 before the first pass).
     """
@@ -227,7 +228,9 @@ class Engine(NamedTuple):
         pass_: ``(params, x_blocks (n, B, D), weight_blocks (n, B)) -> (stats, labels (n, B),
             distortion (n, B))``, a whole streamed E-step: the blocks' statistics added in block
             order, equal to scanning ``block`` over the blocks (so all blocks can go to one
-            kernel call).
+            kernel call). ``x_blocks`` may also be the blocks' (M, D) first rows, read in place
+            (the rest is padding: repeats of row 0 with weight 0; see
+            :func:`gmmlimit._driver.engine_rows`); the same values either way.
         skipping: optional :class:`Skipping`: ``pass_`` with state that lets it skip work the
             previous pass proves unchanged (used by the in-memory fit loop).
     """

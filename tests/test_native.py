@@ -13,6 +13,7 @@ numpy.
 
 import importlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -534,12 +535,24 @@ def test_padding_rows_left_out_of_a_call_change_no_output(tail, dtype, d):
     soft = jax.jit(lambda x, w: _native.soft_assign(jnp.stack([means, means]), sigma2, x, w))
 
     def bounded_call(x, w):  # no bounds yet: every row it computes is scored
-        labels, lower = jnp.full(x.shape[:2], -1, jnp.int32), jnp.zeros((*x.shape[:2], 1), x.dtype)
+        labels, lower = jnp.full(w.shape, -1, jnp.int32), jnp.zeros((*w.shape, 1), x.dtype)
         return _native.hard_assign_bounded(means, means, labels, lower, x, w)
 
+    def soft_bounded_call(x, w):  # the bounded soft mode, every row scored
+        labels, lower = jnp.full(w.shape, -1, jnp.int32), jnp.zeros((*w.shape, 1), x.dtype)
+        return _native.soft_assign_bounded(means, sigma2[0], means, labels, lower, x, w)
+
     bounded = jax.jit(lambda x, w: bounded_call(x, w)[:5])
-    for call in (hard, soft, bounded):
+    for call in (hard, soft, bounded, jax.jit(bounded_call), jax.jit(soft_bounded_call)):
         whole = call(blocks.x, blocks.weight)
+        # The rows in place (no padding in memory: the fit driver's Blocks.rows) give every
+        # output of the padded blocks, bit for bit.
+        in_place = call(blocks.rows, blocks.weight)
+        for a, b_ in zip(whole, in_place, strict=True):
+            assert a.shape == b_.shape
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
+        if call not in (hard, soft, bounded):
+            continue
         blockwise = jax.jit(partial(per_block, call, whole))()
         for i, (a, b_) in enumerate(zip(whole, blockwise, strict=True)):
             if i < 2 and call is soft:  # (n_blocks, S, 1, B) from the scan: as (S, n_blocks, B)
@@ -569,10 +582,73 @@ def test_padding_rows_left_out_of_a_call_change_no_output(tail, dtype, d):
     big = make_blocks(jnp.asarray(x), jnp.asarray(w), 4096)
     for call in (hard, bounded):
         small_rows = [np.asarray(o).reshape(-1)[:n] for o in call(blocks.x, blocks.weight)[:2]]
-        big_rows = [np.asarray(o).reshape(-1) for o in call(big.x, big.weight)[:2]]
+        big_out = call(big.x, big.weight)
+        big_rows = [np.asarray(o).reshape(-1) for o in big_out[:2]]
         for a, b_ in zip(small_rows, big_rows, strict=True):
             np.testing.assert_array_equal(b_[:n], a)
             np.testing.assert_array_equal(b_[n:], b_[0])
+        # In place, a chunk wholly past the rows in memory is left out as it is when padded.
+        for a, b_ in zip(big_out, call(big.rows, big.weight), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
+
+
+def test_kernel_rows_take_blocks_or_their_first_rows_and_refuse_more():
+    w = jnp.ones((3, 4), jnp.float32)
+    x, n, b, d = _native.kernel_rows(jnp.zeros((3, 4, 5), jnp.float32), w)
+    assert x.shape == (12, 5) and (n, b, d) == (3, 4, 5)
+    assert _native.kernel_rows(jnp.zeros((9, 5), jnp.float32), w)[0].shape == (9, 5)
+    for bad in ((13, 5), (0, 5), (2, 4, 5), (12,)):
+        with pytest.raises(ValueError, match="kernel rows"):
+            _native.kernel_rows(jnp.zeros(bad, jnp.float32), w)
+
+
+def _computations_run_every_time(hlo: str) -> dict[str, str]:
+    """The HLO computations a program runs on every execution: the entry computation and what it
+    calls (fusions, loops, reductions), but not the branches of a conditional (run only when
+    taken). Name -> text."""
+    computations, name, lines = {}, None, []
+    for line in hlo.splitlines():
+        if line and not line.startswith(" ") and line.rstrip().endswith("{"):
+            name = "ENTRY" if line.startswith("ENTRY") else line.split()[0]
+            lines = []
+        elif line.startswith("}") and name is not None:
+            computations[name] = "\n".join(lines)
+            name = None
+        elif name is not None:
+            lines.append(line)
+    seen, todo = set(), ["ENTRY"]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in computations:
+            continue
+        seen.add(name)
+        todo += re.findall(r"(?:calls|body|condition|to_apply)=(%[\w.-]+)", computations[name])
+    return {name: computations[name] for name in seen}
+
+
+@pytest.mark.parametrize("variant", ["isotropic", "isotropic_bounded"])
+@pytest.mark.parametrize("sigma2", [0.0, 0.5])
+def test_a_compiled_fit_reads_its_rows_in_place_not_padded_blocks(variant, sigma2):
+    # N not a multiple of the block size: padded blocks would be a copy of all rows (at
+    # (156250, 64) float32, 30 ms of fresh memory a fit). On the CPU with the kernels no
+    # computation that runs on every execution builds them (the JAX passes pad the rows inside
+    # the branches that run only when the kernels cannot: a sigma2 past the soft kernel).
+    from gmmlimit._driver import fit_program
+    from gmmlimit.variants import _isotropic
+
+    n, d, k, b = 5000, 7, 3, 1024
+    X = jnp.asarray(np.random.default_rng(0).normal(size=(n, d)).astype(np.float32))
+    params = IsotropicParams(X[:k], jnp.asarray(sigma2, jnp.float32))
+    fit = fit_program.lower(
+        getattr(_isotropic, variant), X, jnp.ones((n,), jnp.float32), params,
+        jnp.float32(0.0), 5, history=32, block_size=b,
+    ).compile()  # fmt: skip
+    nb = -(-n // b)
+    padded = re.compile(rf"f32\[({nb * b},{d}|{nb},{b},{d})\]\S* (concatenate|copy|fusion)\(")
+    every_time = _computations_run_every_time(fit.as_text())
+    assert "ENTRY" in every_time and len(every_time) > 3
+    found = {name: padded.findall(text) for name, text in every_time.items()}
+    assert not any(found.values()), {name: hits for name, hits in found.items() if hits}
 
 
 def _fit_iso(X, m0, sigma2):

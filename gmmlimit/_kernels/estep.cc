@@ -845,15 +845,18 @@ struct LeftOut {
   std::vector<int64_t> begin, end;
 };
 
-// The statistics (stats_size values) of n_blocks blocks of b rows (rows x (n_blocks * b, d),
-// weights w), summed as the driver's scan sums them: chunk(begin, end, stats, scratch) computes
-// rows [begin, end) of one chunk of a block, the repeats of row 0 at its end left out (see
-// RowsEnd; their ranges in *left_out); a block's chunks are added in order, and the blocks in
-// order.
+// The statistics (stats_size values) of n_blocks blocks of b rows (weights w, n_blocks * b),
+// summed as the driver's scan sums them: chunk(begin, end, stats, scratch) computes rows
+// [begin, end) of one chunk of a block, the repeats of row 0 at its end left out (see RowsEnd;
+// their ranges in *left_out); a block's chunks are added in order, and the blocks in order.
+// x holds the first `rows` rows (1 <= rows <= n_blocks * b, row length d); the blocks' rows past
+// them are padding that is not in memory: repeats of row 0 with weight 0, left out as RowsEnd
+// leaves out such rows that are in memory (the same statistics, bit for bit). So the fit driver
+// passes its rows in place, and XLA does not copy them into padded blocks for every fit.
 template <typename T, typename F>
-std::vector<T> RunBlocks(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, const T* x,
-                         const T* w, int64_t d, int64_t stats_size, int64_t scratch_size,
-                         LeftOut* left_out, F&& chunk) {
+std::vector<T> RunBlocks(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t rows,
+                         const T* x, const T* w, int64_t d, int64_t stats_size,
+                         int64_t scratch_size, LeftOut* left_out, F&& chunk) {
   const int64_t chunks_per_block = std::max<int64_t>(1, (b + kChunk - 1) / kChunk);
   const int64_t n_units = n_blocks * chunks_per_block;
   left_out->begin.assign(n_units, 0);
@@ -865,7 +868,9 @@ std::vector<T> RunBlocks(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, con
         const int64_t block = unit / chunks_per_block, part = unit % chunks_per_block;
         const int64_t begin = block * b + part * kChunk;
         const int64_t end = block * b + std::min(b, (part + 1) * kChunk);
-        const int64_t computed_end = RowsEnd<T>(x, w, d, begin, end);
+        const int64_t in_memory = std::min(end, rows);
+        const int64_t computed_end = begin < in_memory ? RowsEnd<T>(x, w, d, begin, in_memory)
+                                                       : begin;
         left_out->begin[unit] = computed_end;
         left_out->end[unit] = end;
         chunk(begin, computed_end, stats, scratch);
@@ -1342,16 +1347,19 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   *distortion = chunk_distortion;
 }
 
+// x (M, D): the first M rows of the blocks whose weights are w (n, B), 1 <= M <= n B (the rows
+// past M are padding, repeats of row 0 with weight 0; see RunBlocks).
 bool ValidBlocks(const ffi::Span<const int64_t>& x_dims, const ffi::Span<const int64_t>& w_dims) {
-  return x_dims.size() == 3 && w_dims.size() == 2 && w_dims[0] == x_dims[0] &&
-         w_dims[1] == x_dims[1];
+  return x_dims.size() == 2 && w_dims.size() == 2 && x_dims[0] >= 1 &&
+         x_dims[0] <= w_dims[0] * w_dims[1];
 }
 
-// The hard E-step of x (n_blocks, b, d) at means (k, d) into labels, nearest (n_blocks, b),
-// counts (k), sums (k, d) and distortion (); HardAssign and the plain mode of AssignBounded.
+// The hard E-step of n_blocks blocks of b rows (x: the first `rows`, see RunBlocks) at means
+// (k, d) into labels, nearest (n_blocks, b), counts (k), sums (k, d) and distortion ();
+// HardAssign and the plain mode of AssignBounded.
 template <typename T>
-void RunHard(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int64_t k,
-             const T* x, const T* w, const T* means, int32_t* labels, T* nearest, T* counts,
+void RunHard(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t rows, int64_t d,
+             int64_t k, const T* x, const T* w, const T* means, int32_t* labels, T* nearest, T* counts,
              T* sums, T* distortion) {
   constexpr int L = kLanes<T>;
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
@@ -1362,7 +1370,8 @@ void RunHard(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int6
   const int64_t stats_size = k + k * dp + 1;
   LeftOut left_out;
   const std::vector<T> total = RunBlocks<T>(
-      pool, n_blocks, b, problem.x, problem.w, d, stats_size, kGroup * (kp + dp) + k * dp + L,
+      pool, n_blocks, b, rows, problem.x, problem.w, d, stats_size,
+      kGroup * (kp + dp) + k * dp + L,
       &left_out, [&](int64_t begin, int64_t end, T* stats, T* scratch) {
         HardChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
       });
@@ -1381,12 +1390,14 @@ ffi::Error HardAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
                       ffi::ResultBuffer<DT> sums_buf, ffi::ResultBuffer<DT> distortion_buf) {
   const auto x_dims = x_buf.dimensions();
   const auto m_dims = means_buf.dimensions();
-  if (!ValidBlocks(x_dims, w_buf.dimensions()) || m_dims.size() != 2 || m_dims[1] != x_dims[2] ||
+  const auto w_dims = w_buf.dimensions();
+  if (!ValidBlocks(x_dims, w_dims) || m_dims.size() != 2 || m_dims[1] != x_dims[1] ||
       m_dims[0] < 1 || m_dims[0] >= (int64_t{1} << 24)) {
     return ffi::Error::InvalidArgument(
-        "gmmlimit hard_assign: expected x (n, B, D), w (n, B) and means (K, D), 1 <= K < 2^24");
+        "gmmlimit hard_assign: expected x (M, D), w (n, B) and means (K, D), 1 <= M <= n B, "
+        "1 <= K < 2^24");
   }
-  RunHard(pool, x_dims[0], x_dims[1], x_dims[2], m_dims[0], x_buf.typed_data(),
+  RunHard(pool, w_dims[0], w_dims[1], x_dims[0], x_dims[1], m_dims[0], x_buf.typed_data(),
           w_buf.typed_data(), means_buf.typed_data(), labels_buf->typed_data(),
           nearest_buf->typed_data(), counts_buf->typed_data(), sums_buf->typed_data(),
           distortion_buf->typed_data());
@@ -1578,8 +1589,8 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
 // d), into labels, nearest (sets, n_blocks, b), counts (sets, k), sums (sets, k, d), log_lik and
 // distortion (sets); SoftAssign and the plain soft mode of AssignBounded.
 template <typename T>
-void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int64_t sets,
-             int64_t k, const T* x, const T* w, const T* means, const T* sigma2s, int32_t* labels,
+void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t rows, int64_t d,
+             int64_t sets, int64_t k, const T* x, const T* w, const T* means, const T* sigma2s, int32_t* labels,
              T* nearest, T* counts, T* sums, T* log_lik, T* distortion) {
   constexpr int L = kLanes<T>;
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
@@ -1592,7 +1603,7 @@ void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int6
   // balance (measured in docs/benchmarks.md, "Large sets in passes of their own").
   if (sets > 1 && static_cast<int64_t>(sizeof(T)) * (dp * kp + k * dp) > kSharedSetBytes) {
     for (int64_t s = 0; s < sets; ++s)
-      RunSoft<T>(pool, n_blocks, b, d, 1, k, x, w, means + s * k * d, sigma2s + s,
+      RunSoft<T>(pool, n_blocks, b, rows, d, 1, k, x, w, means + s * k * d, sigma2s + s,
                  labels + s * n_rows, nearest + s * n_rows, counts + s * k, sums + s * k * d,
                  log_lik + s, distortion + s);
     return;
@@ -1610,7 +1621,8 @@ void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int6
   const int64_t set_size = kp + k * dp + 2;
   LeftOut left_out;
   const std::vector<T> total = RunBlocks<T>(
-      pool, n_blocks, b, problem.x, problem.w, d, sets * set_size, kGroup * (kp + dp), &left_out,
+      pool, n_blocks, b, rows, problem.x, problem.w, d, sets * set_size, kGroup * (kp + dp),
+      &left_out,
       [&](int64_t begin, int64_t end, T* stats, T* scratch) {
         SoftChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
       });
@@ -1636,14 +1648,16 @@ ffi::Error SoftAssign(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffer<D
                       ffi::ResultBuffer<DT> log_lik_buf, ffi::ResultBuffer<DT> distortion_buf) {
   const auto x_dims = x_buf.dimensions();
   const auto m_dims = means_buf.dimensions();
-  if (!ValidBlocks(x_dims, w_buf.dimensions()) || m_dims.size() != 3 || m_dims[2] != x_dims[2] ||
+  const auto w_dims = w_buf.dimensions();
+  if (!ValidBlocks(x_dims, w_dims) || m_dims.size() != 3 || m_dims[2] != x_dims[1] ||
       m_dims[1] < 1 || m_dims[1] >= (int64_t{1} << 24) ||
       static_cast<int64_t>(sigma2_buf.element_count()) != m_dims[0]) {
     return ffi::Error::InvalidArgument(
-        "gmmlimit soft_assign: expected x (n, B, D), w (n, B), means (S, K, D) and sigma2 (S,), "
-        "1 <= K < 2^24");
+        "gmmlimit soft_assign: expected x (M, D), w (n, B), means (S, K, D) and sigma2 (S,), "
+        "1 <= M <= n B, 1 <= K < 2^24");
   }
-  RunSoft(pool, x_dims[0], x_dims[1], x_dims[2], m_dims[0], m_dims[1], x_buf.typed_data(),
+  RunSoft(pool, w_dims[0], w_dims[1], x_dims[0], x_dims[1], m_dims[0], m_dims[1],
+          x_buf.typed_data(),
           w_buf.typed_data(), means_buf.typed_data(), sigma2_buf.typed_data(),
           labels_buf->typed_data(), nearest_buf->typed_data(), counts_buf->typed_data(),
           sums_buf->typed_data(), log_lik_buf->typed_data(), distortion_buf->typed_data());
@@ -1966,12 +1980,12 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
   bt.scored->fetch_add(scored, std::memory_order_relaxed);
 }
 
-// AssignBounded's arguments: x (n, B, D), w (n, B), means and old means (K, D), labels (n, B) and
+// AssignBounded's arguments: x (M, D) as ValidBlocks', w (n, B), means and old means (K, D), labels (n, B) and
 // lower bounds (n, B, G), 1 <= G <= K < 2^24.
 bool ValidBounded(const ffi::Span<const int64_t>& x_dims, const ffi::Span<const int64_t>& w_dims,
                   const ffi::Span<const int64_t>& m_dims, const ffi::Span<const int64_t>& o_dims,
                   const ffi::Span<const int64_t>& l_dims, const ffi::Span<const int64_t>& b_dims) {
-  return ValidBlocks(x_dims, w_dims) && m_dims.size() == 2 && m_dims[1] == x_dims[2] &&
+  return ValidBlocks(x_dims, w_dims) && m_dims.size() == 2 && m_dims[1] == x_dims[1] &&
          m_dims[0] >= 1 && m_dims[0] < (int64_t{1} << 24) && o_dims.size() == 2 &&
          o_dims[0] == m_dims[0] && o_dims[1] == m_dims[1] && l_dims.size() == 2 &&
          l_dims[0] == w_dims[0] && l_dims[1] == w_dims[1] && b_dims.size() == 3 &&
@@ -1984,8 +1998,8 @@ bool ValidBounded(const ffi::Span<const int64_t>& x_dims, const ffi::Span<const 
 // (stats_size values per unit, laid out as BoundedChunk's) are returned summed as RunBlocks sums
 // them.
 template <typename T>
-void RunBounded(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, int64_t k,
-                int64_t groups, const T* x, const T* w, const T* means, const T* old_means,
+void RunBounded(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t rows, int64_t d,
+                int64_t k, int64_t groups, const T* x, const T* w, const T* means, const T* old_means,
                 const int32_t* labels_in, const T* lower_in, T two_sigma2, int32_t* labels,
                 T* nearest, T* lower_out, int32_t* labels_keep, int32_t* scored_out,
                 std::vector<T>* total) {
@@ -2030,7 +2044,7 @@ void RunBounded(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t d, i
   const int64_t soft_scratch = two_sigma2 > 0 ? kChunk * (kp + dp + 1) : k * dp + L;
   // The repeats of row 0 left out get row 0's bounds too: valid bounds for the same row.
   LeftOut left_out;
-  *total = RunBlocks<T>(pool, n_blocks, b, x, w, d, stats_size,
+  *total = RunBlocks<T>(pool, n_blocks, b, rows, x, w, d, stats_size,
                         kGroup * (kp + 2 * dp) + soft_scratch, &left_out,
                         [&](int64_t begin, int64_t end, T* stats, T* scratch) {
                           BoundedChunk<T>(problem, test, two_sigma2, begin, end, labels, nearest,
@@ -2067,9 +2081,9 @@ enum BoundedMode : int32_t {
 // plain pass that keeps the bounds (valid at any later means, only looser), or none. The bounds
 // and their labels are updated in place when the caller aliases them to the outputs (then the
 // modes that keep them touch nothing), else copied.
-//   args: x (n, B, D), w (n, B), means (K, D), sigma2 () (> 0 for the soft modes), old means
-//         (K, D) the bounds refer to, mode () int32, bound labels (n, B) int32 (< 0: none) and
-//         lower bounds (n, B, G)
+//   args: x (M, D) (the blocks' first M rows, see RunBlocks), w (n, B), means (K, D), sigma2 ()
+//         (> 0 for the soft modes), old means (K, D) the bounds refer to, mode () int32, bound
+//         labels (n, B) int32 (< 0: none) and lower bounds (n, B, G)
 //   rets: labels, nearest (n, B), counts (K), sums (K, D), log_lik (), distortion () (as
 //         HardAssign's with log_lik 0, or SoftAssign's for one set), the new lower bounds
 //         (n, B, G) and bound labels (n, B), and the rows scored against every mean () (the
@@ -2093,8 +2107,8 @@ ffi::Error AssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffe
   if (!ValidBounded(x_dims, w_buf.dimensions(), m_dims, old_means_buf.dimensions(),
                     labels_in_buf.dimensions(), b_dims)) {
     return ffi::Error::InvalidArgument(
-        "gmmlimit assign_bounded: expected x (n, B, D), w (n, B), means and old means (K, D), "
-        "labels (n, B) and lower bounds (n, B, G), 1 <= G <= K < 2^24");
+        "gmmlimit assign_bounded: expected x (M, D), w (n, B) (1 <= M <= n B), means and old "
+        "means (K, D), labels (n, B) and lower bounds (n, B, G), 1 <= G <= K < 2^24");
   }
   const int32_t mode = mode_buf.element_count() == 1 ? mode_buf.typed_data()[0] : -1;
   const T sigma2 = sigma2_buf.element_count() == 1 ? sigma2_buf.typed_data()[0] : T(0);
@@ -2107,8 +2121,9 @@ ffi::Error AssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffe
         "gmmlimit assign_bounded: a soft mode needs one sigma2 > 0 (the hard limit is a hard "
         "mode)");
   }
-  const int64_t n_blocks = x_dims[0], b = x_dims[1], d = x_dims[2], k = m_dims[0];
-  const int64_t rows = n_blocks * b, groups = b_dims[2];
+  const auto w_dims = w_buf.dimensions();
+  const int64_t n_blocks = w_dims[0], b = w_dims[1], in_memory = x_dims[0], d = x_dims[1];
+  const int64_t k = m_dims[0], rows = n_blocks * b, groups = b_dims[2];
   const T* x = x_buf.typed_data();
   const T* w = w_buf.typed_data();
   const T* means = means_buf.typed_data();
@@ -2125,7 +2140,7 @@ ffi::Error AssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffe
   *log_lik = T(0);
   if (mode == kHardBounded || mode == kSoftBounded) {
     std::vector<T> total;
-    RunBounded<T>(pool, n_blocks, b, d, k, groups, x, w, means, old_means_buf.typed_data(),
+    RunBounded<T>(pool, n_blocks, b, in_memory, d, k, groups, x, w, means, old_means_buf.typed_data(),
                   labels_in_buf.typed_data(), lower_in_buf.typed_data(), soft ? 2 * sigma2 : T(0),
                   labels, nearest, lower, bound_labels, scored, &total);
     const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
@@ -2144,9 +2159,10 @@ ffi::Error AssignBounded(ffi::ThreadPool pool, ffi::Buffer<DT> x_buf, ffi::Buffe
   if (bound_labels != labels_in_buf.typed_data())
     std::copy(labels_in_buf.typed_data(), labels_in_buf.typed_data() + rows, bound_labels);
   if (mode == kHardPlain) {
-    RunHard<T>(pool, n_blocks, b, d, k, x, w, means, labels, nearest, counts, sums, distortion);
+    RunHard<T>(pool, n_blocks, b, in_memory, d, k, x, w, means, labels, nearest, counts, sums,
+               distortion);
   } else if (mode == kSoftPlain) {
-    RunSoft<T>(pool, n_blocks, b, d, 1, k, x, w, means, &sigma2, labels, nearest, counts, sums,
+    RunSoft<T>(pool, n_blocks, b, in_memory, d, 1, k, x, w, means, &sigma2, labels, nearest, counts, sums,
                log_lik, distortion);
   } else {
     std::fill(labels, labels + rows, 0);

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .. import _native
+from .._driver import as_blocks
 from .._logdomain import shifted_exp
 from .._reduce import tree_min_first_index
 from .._validation import is_soft
@@ -255,10 +256,12 @@ def scan_blocks(block_fn: EngineFn, means: jax.Array, sigma2: jax.Array) -> Engi
         sigma2: the variance it is called with.
 
     Returns:
-        ``(x_blocks, w_blocks) -> (totals, labels (n, B), distortion (n, B))``.
+        ``(x_blocks, w_blocks) -> (totals, labels (n, B), distortion (n, B))``; ``x_blocks`` may
+        also be the blocks' (M, D) first rows, padded here (:func:`~gmmlimit._driver.as_blocks`).
     """
 
     def run(x_blocks: jax.Array, w_blocks: jax.Array) -> Out:
+        x_blocks = as_blocks(x_blocks, w_blocks)
         shapes = jax.eval_shape(block_fn, means, sigma2, x_blocks[0], w_blocks[0])
         zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[0])
 
@@ -301,7 +304,7 @@ def native_hard(
 
     Args:
         means: (K, D) means.
-        x_blocks: (n, B, D) rows.
+        x_blocks: (n, B, D) rows, or the blocks' (M, D) first rows (:func:`_native.kernel_rows`).
         w_blocks: (n, B) weights.
         total_weight: () their :func:`_block_total`.
 
@@ -325,7 +328,7 @@ def native_soft(
     Args:
         means: (S, K, D) means.
         sigma2: (S,) variances, all > 0.
-        x_blocks: (n, B, D) rows.
+        x_blocks: (n, B, D) rows, or the blocks' (M, D) first rows (:func:`_native.kernel_rows`).
         w_blocks: (n, B) weights.
         total_weight: () their :func:`_block_total`.
 
@@ -725,7 +728,8 @@ def _bounded_one(
     del labels
 
     def plain(*_: Any) -> tuple[Out, Bounds]:
-        return fused_pass(means, sigma2, x_blocks, w_blocks), no_bounds(means, x_blocks)
+        bounds = no_bounds(means, as_blocks(x_blocks, w_blocks))  # only its shape is read
+        return fused_pass(means, sigma2, x_blocks, w_blocks), bounds
 
     if not _kernels_apply(x_blocks, means.shape[0]):
         return plain()
@@ -787,7 +791,8 @@ def _bounded_rule(
 
         def together() -> tuple[Out, Bounds]:
             out = jax.vmap(lambda m, s2: fused_pass(m, s2, x_blocks, w_blocks))(means, sigma2)
-            return out, jax.vmap(lambda m: no_bounds(m, x_blocks))(means)
+            blocks = as_blocks(x_blocks, w_blocks)  # only its shape is read
+            return out, jax.vmap(lambda m: no_bounds(m, blocks))(means)
 
         out = lax.cond(jnp.all(~is_soft(sigma2)), one_by_one, together)
     return out, jax.tree.map(lambda _: True, out)
