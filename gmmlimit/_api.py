@@ -550,6 +550,7 @@ def _critical_sigma2(X: jax.Array, w: jax.Array) -> jax.Array:
     return jnp.linalg.eigvalsh(cov)[-1]
 
 
+@with_float64_scope
 def restarts(
     key: jax.Array,
     X: Any,

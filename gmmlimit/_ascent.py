@@ -28,6 +28,7 @@ from ._validation import (
     as_data,
     check_positive_int,
     weights_or_ones,
+    with_float64_scope,
 )
 from .variants._isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
 
@@ -126,6 +127,7 @@ def _prepare(
     return X, w, params
 
 
+@with_float64_scope
 def gradient_fit(
     X: Any,
     init_means: Any,
@@ -247,6 +249,7 @@ def iterations_to(history: np.ndarray, target: float) -> int:
     return int(hit[0]) if hit.size else -1
 
 
+@with_float64_scope
 def compare_em_gradient(
     X: Any,
     init_means: Any,

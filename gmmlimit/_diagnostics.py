@@ -14,7 +14,7 @@ import numpy as np
 
 from ._api import em_step
 from ._logdomain import pairwise_sq_dists_partial, shifted_softmax
-from ._validation import as_data, check_means, check_sigma2, weights_or_ones
+from ._validation import as_data, check_means, check_sigma2, weights_or_ones, with_float64_scope
 from .variants._isotropic import IsotropicParams, assign
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 
+@with_float64_scope
 def nearest_gap(X: Any, means: Any) -> jax.Array:
     """Delta_n: the second smallest squared distance minus the smallest, per row.
 
@@ -51,6 +52,7 @@ def _nearest_gap(X: jax.Array, means: jax.Array) -> jax.Array:
     return jnp.min(others, axis=1)
 
 
+@with_float64_scope
 def responsibility_gap(X: Any, means: Any, sigma2: Any) -> jax.Array:
     """|r_nk - onehot_nk|: how far the responsibilities are from the hard assignment.
 
@@ -74,6 +76,7 @@ def _responsibility_gap(X: jax.Array, params: IsotropicParams) -> jax.Array:
     return jnp.abs(estep.resp - onehot)
 
 
+@with_float64_scope
 def responsibility_bound(X: Any, means: Any, sigma2: Any) -> jax.Array:
     """Bound 1: (K - 1) exp(-Delta_n / (2 sigma2)) >= |r_nk - onehot_nk| for every k.
 
@@ -101,6 +104,7 @@ def _responsibility_bound(X: jax.Array, means: jax.Array, sigma2: jax.Array) -> 
     return (k - 1) * jnp.exp(exponent)
 
 
+@with_float64_scope
 def scaled_log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
     """Bound 2's L~ = -2 sigma2 [l + N ln K + (N D / 2) ln(2 pi sigma2)].
 
@@ -128,6 +132,7 @@ def _scaled_log_likelihood(X: jax.Array, params: IsotropicParams, w: jax.Array) 
     return jnp.sum(w * (estep.distortion - 2.0 * params.sigma2 * lse))
 
 
+@with_float64_scope
 def update_gap(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
     """Statement 3: Frobenius distance between one EM mean update and one Lloyd update.
 

@@ -27,6 +27,7 @@ from ._validation import (
     check_sigma2,
     is_traced,
     weights_or_ones,
+    with_float64_scope,
 )
 from .variants._isotropic import IsotropicParams, isotropic
 
@@ -53,6 +54,7 @@ class RateResult(NamedTuple):
     floor: float
 
 
+@with_float64_scope
 def collapsed_rate(X: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
     """The linearised EM rate at the collapsed point: lambda_max(C) / sigma2.
 
@@ -76,6 +78,7 @@ def collapsed_rate(X: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
     return critical_sigma2(X, weights=weights) / s2
 
 
+@with_float64_scope
 def linearized_rate(
     X: Any,
     means: Any,
@@ -144,6 +147,7 @@ def _em_jacobian(
     return jnp.where(positive, jac, 0.0)
 
 
+@with_float64_scope
 def convergence_rate(
     X: Any,
     init_means: Any,

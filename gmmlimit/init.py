@@ -19,11 +19,13 @@ from ._validation import (
     check_key,
     check_positive_int,
     weights_or_ones,
+    with_float64_scope,
 )
 
 __all__ = ["kmeans_plusplus", "random_points"]
 
 
+@with_float64_scope
 def random_points(key: jax.Array, X: jax.Array, k: int) -> jax.Array:
     """The textbook rule: k distinct data points chosen uniformly at random.
 
@@ -50,6 +52,7 @@ def _random_points(key: jax.Array, X: jax.Array, k: int) -> jax.Array:
     return X[idx]
 
 
+@with_float64_scope
 def kmeans_plusplus(
     key: jax.Array,
     X: jax.Array,

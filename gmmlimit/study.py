@@ -47,6 +47,7 @@ from ._diagnostics import (
     update_gap,
 )
 from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate
+from ._validation import with_float64_scope
 from ._variant import Variant
 from .variants._isotropic import IsotropicParams
 from .variants.limits import LimitDiagnostics, diagnose, limit_sweep
@@ -99,6 +100,7 @@ def _isotropic_args(params: Any, sigma2: Any, variant: Variant | None, fn: str) 
     return params, sigma2
 
 
+@with_float64_scope
 def responsibility_gap(
     X: Any, params: Any, sigma2: Any = None, *, variant: Variant | None = None
 ) -> jax.Array:
@@ -141,6 +143,7 @@ def responsibility_gap(
     return diagnose(variant, X, params).resp_gap
 
 
+@with_float64_scope
 def responsibility_bound(
     X: Any, params: Any, sigma2: Any = None, *, variant: Variant | None = None
 ) -> jax.Array:

@@ -321,6 +321,27 @@ X64_OFF = textwrap.dedent(
     ):
         assert value.dtype == np.float64, (name, value.dtype)
         assert np.all(np.isfinite(np.asarray(value))), name
+    # Restarts, initialisations, diagnostics, rates and sweeps: every float they return, float64.
+    key, M1 = jax.random.key(1), Y[[0, 39]]
+    iso = gl.variants.isotropic, gl.variants.IsotropicParams(M1, 0.5)
+    for name, value in (
+        ("restarts", gl.restarts(key, Y, 2, n_init=2)),
+        ("kmeans_plusplus", gl.init.kmeans_plusplus(key, Y, 2)),
+        ("random_points", gl.init.random_points(key, Y, 2)),
+        ("nearest_gap", gl.study.nearest_gap(Y, M1)),
+        ("responsibility_gap", gl.study.responsibility_gap(Y, M1, 0.5)),
+        ("responsibility_bound", gl.study.responsibility_bound(Y, M1, 0.5)),
+        ("scaled_log_likelihood", gl.study.scaled_log_likelihood(Y, M1, 0.5)),
+        ("update_gap", gl.study.update_gap(Y, M1, 0.5)),
+        ("convergence_rate", gl.study.convergence_rate(Y, M1, 0.5)),
+        ("collapsed_rate", gl.study.collapsed_rate(Y, 0.5)),
+        ("gradient_fit", gl.study.gradient_fit(Y, M1, 0.5)),
+        ("diagnose", gl.study.diagnose(*iso[:1], Y, iso[1])),
+        ("limit_sweep", gl.study.limit_sweep(iso[0], Y, iso[1], [1.0, 0.1])),
+    ):
+        floats = [np.asarray(a) for a in jax.tree.leaves(value) if hasattr(a, "dtype")]
+        floats = [a for a in floats if np.issubdtype(a.dtype, np.floating)]
+        assert floats and all(a.dtype == np.float64 for a in floats), (name, floats)
     print(json.dumps(np.asarray(km.means).tolist()))
     """
 )

@@ -25,7 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._driver import DEFAULT_BLOCK_SIZE, fit_compiled, fit_objective
-from .._validation import as_data, check_positive_int, check_tol, is_traced, weights_or_ones
+from .._validation import (
+    as_data,
+    check_positive_int,
+    check_tol,
+    is_traced,
+    weights_or_ones,
+    with_float64_scope,
+)
 from .._variant import Params, Variant, check_variant, with_temperature
 
 __all__ = [
@@ -66,6 +73,7 @@ def _prepare(
     return variant, X, params, weights_or_ones(weights, X.shape[0], X.dtype)
 
 
+@with_float64_scope
 def diagnose(variant: Variant, X: Any, params: Params, *, weights: Any = None) -> LimitDiagnostics:
     """Every limit diagnostic of ``variant`` at ``params`` (see :class:`LimitDiagnostics`).
 
@@ -125,6 +133,7 @@ def _diagnose(variant: Variant, X: jax.Array, w: jax.Array, params: Params) -> L
     )
 
 
+@with_float64_scope
 def limit_sweep(
     variant: Variant,
     X: Any,
