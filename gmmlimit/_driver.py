@@ -118,14 +118,19 @@ def as_blocks(x: jax.Array, w_blocks: jax.Array) -> jax.Array:
 
 
 def engine_rows(blocks: Blocks) -> jax.Array:
-    """What a variant's engine reads: the rows in place where the blocks have them, else ``x``.
+    """What a variant's engine reads: the rows in place where the CPU kernels will, else ``x``.
 
     An engine's ``pass_`` (and its skipping pass) takes either form (see
     :class:`~gmmlimit._variant.Engine`): the CPU kernels read the rows as they lie, treating the
     blocks' padding as weightless repeats of row 0 (:func:`gmmlimit._native.kernel_rows`), and
-    the JAX passes pad them (:func:`as_blocks`) inside their own branch.
+    the JAX passes pad them (:func:`as_blocks`) inside their own branch. Where no kernel runs
+    (another platform, no compiler, a dtype the kernels do not take) the padded ``x`` is passed:
+    XLA hoists its one copy out of the fit's loop, where the JAX passes' own padding was hoisted
+    twice (the loop's and the final pass's).
     """
-    return blocks.x if blocks.rows is None else blocks.rows
+    if blocks.rows is None or jax.default_backend() != "cpu":
+        return blocks.x
+    return blocks.rows if _native.supports(blocks.rows.dtype, 1) else blocks.x
 
 
 def make_blocks(X: jax.Array, weights: jax.Array, block_size: int) -> Blocks:

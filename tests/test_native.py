@@ -651,6 +651,33 @@ def test_a_compiled_fit_reads_its_rows_in_place_not_padded_blocks(variant, sigma
     assert not any(found.values()), {name: hits for name, hits in found.items() if hits}
 
 
+def test_without_the_kernels_a_fit_pads_its_rows_once(monkeypatch):
+    # Where no kernel runs, the JAX passes get the padded blocks: one copy, hoisted out of the
+    # fit's loop (the rows padded by each JAX pass were hoisted twice: the loop's and the final
+    # pass's).
+    from gmmlimit._driver import fit_program
+
+    monkeypatch.setattr(_native, "supports", lambda dtype, k: False)
+    n, d, k, b = 5003, 7, 3, 1024  # a shape of its own: a new trace, with the kernels off
+    X = jnp.asarray(np.random.default_rng(0).normal(size=(n, d)).astype(np.float32))
+    params = IsotropicParams(X[:k], jnp.asarray(0.5, jnp.float32))
+    fit = fit_program.lower(
+        isotropic, X, jnp.ones((n,), jnp.float32), params, jnp.float32(0.0), 5, history=32,
+        block_size=b,
+    ).compile()  # fmt: skip
+    nb = -(-n // b)
+    padded = re.compile(rf"f32\[({nb * b},{d}|{nb},{b},{d})\]\S* (concatenate|copy|fusion)\(")
+    every_time = _computations_run_every_time(fit.as_text())
+    assert not re.search(r"gmmlimit_(hard_assign|soft_assign|assign_bounded)", fit.as_text())
+    copies = [
+        hit
+        for name, text in every_time.items()
+        if "fused" not in name
+        for hit in padded.findall(text)
+    ]
+    assert len(copies) == 1, copies
+
+
 def _fit_iso(X, m0, sigma2):
     params = IsotropicParams(m0, jnp.asarray(sigma2, X.dtype))
     w = jnp.ones((X.shape[0],), X.dtype)
