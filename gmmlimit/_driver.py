@@ -77,7 +77,7 @@ class Blocks(NamedTuple):
         rows: (N, D) the rows without their padding (``x``'s first N rows), or None. A variant's
             engine reads these in place (:func:`engine_rows`), so that a compiled fit whose
             passes all go to the CPU kernels never builds ``x``: XLA leaves out the copy into
-            padded blocks (at (156250, 64) float32, 30 ms of fresh memory a fit).
+            padded blocks (at (156250, 64) float32, about 35 ms of fresh memory a fit).
     """
 
     x: jax.Array
