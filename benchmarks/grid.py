@@ -410,13 +410,31 @@ def _met(ok: bool | None) -> str:
     return "—" if ok is None else ("yes" if ok else "**no**")
 
 
+def peak_text(peaks: dict[str, float], ways: dict[str, dict[str, float]] | None) -> str:
+    """The GEMM peaks per dtype as Markdown text, with the ways each was measured when known
+    (``run.gemm_peaks``: numpy's BLAS and XLA's product; the peak is the best of them)."""
+    parts = []
+    for dtype, peak in peaks.items():
+        text = f"{dtype} {peak:.1f} GFLOP/s"
+        how = {k: v for k, v in (ways or {}).get(dtype, {}).items() if k != "best"}
+        if how:
+            named = {"numpy": "numpy's BLAS", "xla": "XLA"}
+            text += (
+                " (the best of "
+                + ", ".join(f"{named.get(k, k)} {v:.1f}" for k, v in how.items())
+                + ")"
+            )
+        parts.append(text)
+    return ", ".join(parts)
+
+
 def to_markdown(grid: dict) -> list[str]:
     """The grid table (one row per shape and dtype) and its legend, as Markdown lines."""
     t = grid["targets"]
     bw = grid["bandwidth_gbs"]
     ways = grid.get("bandwidth_ways", {})
     llc = grid.get("llc_bytes")
-    peaks = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in grid["gemm_peak_gflops"].items())
+    peaks = peak_text(grid["gemm_peak_gflops"], grid.get("gemm_peak_ways"))
     lines = [
         f"Grid: D in {list(grid['d'])}, K in {list(grid['k'])}, N = min({grid['max_n']:,}, "
         f"{grid['elements']:,} // D); Gaussian-noise data, sigma2 = 1 for EM.",

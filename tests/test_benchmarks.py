@@ -266,12 +266,17 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
     bw, peak = g["bandwidth_gbs"], g["gemm_peak_gflops"]["float32"]
     assert bw > 0 and peak > 0
     assert bw == max(g["bandwidth_ways"][w] for w in ("sum", "gemv", "copy"))
+    ways = g["gemm_peak_ways"]["float32"]
+    assert set(ways) == {"numpy", "xla", "best"} and min(ways.values()) > 0
+    assert peak == ways["best"] == max(ways["numpy"], ways["xla"])
     (s,) = g["shapes"]
     n, d, k = s["N"], s["D"], s["K"]
     assert (n, d, k) == (2000, 4, 3)
     assert list(s["by_dtype"]) == ["float32"]
     row = s["by_dtype"]["float32"]
     text = md.read_text()
+    assert f"float32 {peak:.1f} GFLOP/s (the best of numpy's BLAS {ways['numpy']:.1f}" in text
+    assert f"XLA {ways['xla']:.1f})" in text
     for kind, flops in (("kmeans", 2.0), ("em", 4.0)):
         e = row[kind]
         ours, anchor = e["gmmlimit"]["per_iter_s"], e["anchor"]["per_iter_s"]

@@ -127,6 +127,8 @@ def main() -> None:
         "passes reuse their output buffers, where single calls also pay fresh pages",
     )
     args = parser.parse_args()
+    if np.dtype(args.dtype) == np.float64:
+        jax.config.update("jax_enable_x64", True)  # else the arrays would be float32
     with tempfile.TemporaryDirectory() as tmp:
         versions = dict(build(spec, Path(tmp)) for spec in args.builds)
     for name, version in versions.items():

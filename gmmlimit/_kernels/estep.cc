@@ -134,12 +134,16 @@ inline void Store(T* p, Vec<T> v) {
 // block of R rows by NV vectors issued R * NV + R loads per feature instead of NV + R, and with
 // AVX2's two vector loads per cycle the loads, not the multiply-adds, set the pace (AMD EPYC,
 // AVX2: one hard pass at (12755, 784, 512) 138.6 ms folded, 96.5 ms pinned; docs/benchmarks.md).
-// An empty asm that claims to change the register: no instruction, the same bits. Only where
-// measured (AVX and AVX2, 16 vector registers; the same pin in DotRows and SumsBlock did not
-// measurably pay); elsewhere a no-op.
+// With AVX-512 the same holds where two 512-bit multiply-adds issue per cycle (AMD Zen 5: 20
+// loads per 16 multiply-adds folded, 8 pinned; one hard pass at (156250, 64, 64) 8.3 ms folded,
+// 6.0 ms pinned; docs/benchmarks.md, session 28). An empty asm that claims to change the
+// register: no instruction, the same bits. Only where measured (AVX, AVX2, AVX-512; the same
+// pin in DotRows and SumsBlock did not measurably pay on AVX2); elsewhere a no-op.
 template <typename T>
 inline void InRegister(Vec<T>& v) {
-#if defined(__AVX__) && !defined(__AVX512F__)
+#if defined(__AVX512F__)
+  asm("" : "+v"(v));
+#elif defined(__AVX__)
   asm("" : "+x"(v));
 #else
   (void)v;
@@ -218,6 +222,14 @@ inline int64_t RoundUp(int64_t value, int64_t multiple) {
 // columns starting at col (panel: their means, feature by feature, NV vectors each), over the d
 // real features (the padding features are zero: the sum over them would add exact zeros, so
 // skipping them changes no bit and, for small d, most of the work).
+// Whether ScoreBlock pins its panel's vectors (InRegister): always with AVX and AVX2; with
+// AVX-512 for float32 panels of several vectors only. A one-vector float32 panel was no faster
+// pinned (AMD Zen 5: (156250, 64, 16) 2.6 -> 2.9 ms, 3.5 -> 4.6 ms in two runs), and pinned
+// float64 panels ran slower there ((156250, 64, 64) 12.5 -> 14.9 ms: the pins left too few
+// registers for the row addresses, which went to the stack).
+template <typename T, int NV>
+constexpr bool kPinPanel = kVectorBytes < 64 || (NV > 1 && std::is_same_v<T, float>);
+
 template <typename T, int R, int NV>
 inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, int64_t kp,
                        const T* bias, int64_t col, T* scores) {
@@ -230,7 +242,7 @@ inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, in
     Vec<T> m[NV];
     for (int v = 0; v < NV; ++v) {
       m[v] = Load<T>(row + v * L);
-      InRegister<T>(m[v]);
+      if constexpr (kPinPanel<T, NV>) InRegister<T>(m[v]);
     }
     for (int r = 0; r < R; ++r) {
       const T xv = x[r * stride + j];
