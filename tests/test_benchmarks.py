@@ -59,7 +59,10 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path):
     assert {"sklearn-lloyd", "sklearn-elkan"} <= set(setting["kmeans"])
     assert "faiss" not in setting["kmeans"]
     assert setting["em"]["sklearn-gmm-spherical"]["per_iter_s"] > 0
+    ways = res["gemm_peak_ways"]["float32"]
+    assert res["gemm_peak_gflops"]["float32"] == ways["best"] == max(ways["numpy"], ways["xla"])
     text = md.read_text()
+    assert f"Square-GEMM peak: float32 {ways['best']:.1f} GFLOP/s (the best of" in text
     assert "gmmlimit-sharded-2dev" in text
     assert "sharded speed-up" in text
     assert "| sklearn-lloyd |" in text
