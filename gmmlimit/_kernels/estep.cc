@@ -218,18 +218,19 @@ inline int64_t RoundUp(int64_t value, int64_t multiple) {
 // ---------------------------------------------------------------------------------------------
 // 1. Scores.
 
+// Whether ScoreBlock pins its panel's vectors (InRegister): always with AVX and AVX2; with
+// AVX-512 for float32 panels of several vectors only. One-vector panels keep their vector in a
+// register either way (GCC folds the row values instead: the same loop pinned or not), and
+// pinned float64 panels ran slower on AMD Zen 5 at (156250, 64, 64) and (12755, 784, 64) (12.5
+// -> 14.9 and 9.9 -> 11.3 ms: the pins left too few registers for the row addresses, which went
+// to the stack; docs/benchmarks.md, session 28).
+template <typename T, int NV>
+constexpr bool kPinPanel = kVectorBytes < 64 || (NV > 1 && std::is_same_v<T, float>);
+
 // scores[r][col ..] = bias - 2 <x_r, m> for R rows (row r at x + r * stride) and NV vectors of
 // columns starting at col (panel: their means, feature by feature, NV vectors each), over the d
 // real features (the padding features are zero: the sum over them would add exact zeros, so
 // skipping them changes no bit and, for small d, most of the work).
-// Whether ScoreBlock pins its panel's vectors (InRegister): always with AVX and AVX2; with
-// AVX-512 for float32 panels of several vectors only. A one-vector float32 panel was no faster
-// pinned (AMD Zen 5: (156250, 64, 16) 2.6 -> 2.9 ms, 3.5 -> 4.6 ms in two runs), and pinned
-// float64 panels ran slower there ((156250, 64, 64) 12.5 -> 14.9 ms: the pins left too few
-// registers for the row addresses, which went to the stack).
-template <typename T, int NV>
-constexpr bool kPinPanel = kVectorBytes < 64 || (NV > 1 && std::is_same_v<T, float>);
-
 template <typename T, int R, int NV>
 inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, int64_t kp,
                        const T* bias, int64_t col, T* scores) {
