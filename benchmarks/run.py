@@ -87,13 +87,13 @@ N_SWEEP = 32
 def gemm_peaks(n: int, dtype: str, repeats: int) -> dict[str, float]:
     """This machine's GEMM peak in GFLOP/s (2 n^3 flops / time), two ways, and the best.
 
-    * ``numpy``: an (n, n) @ (n, n) product by numpy's BLAS (OpenBLAS in the wheels, the BLAS
-      scikit-learn's builds use too);
+    * ``numpy``: an (n, n) @ (n, n) product by numpy's BLAS (OpenBLAS in the wheels; scikit-learn
+      calls scipy's, also OpenBLAS);
     * ``xla``: the same product compiled by JAX (XLA:CPU's own matrix multiply).
 
-    They can differ by 2x: OpenBLAS 0.3.31 runs its AVX2 kernels on an AMD Zen 5 (family 26)
-    and so reaches about half the peak of that CPU's full-width AVX-512, where XLA's reaches
-    more (2 cores: numpy 235, XLA 433 GFLOP/s float32, session 28). ``best`` is the largest: the
+    They can differ by 2x: on an AMD Zen 5 (family 26) both OpenBLAS builds run their Haswell
+    (AVX2) kernels (threadpoolctl's ``architecture``), and numpy's reached 235 GFLOP/s float32 on
+    2 cores where XLA's product reached 433 (session 28). ``best`` is the largest: the
     limit it implies is the shortest, so the fraction reported against it is not flattered, and
     a target that needs "more than the peak" is one that no product on this machine reaches.
     Each is the best of ``repeats`` runs after a first. float64 needs JAX's x64 flag on (the
