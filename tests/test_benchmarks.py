@@ -359,3 +359,23 @@ def test_compile_stats_plugin_counts_each_tests_compiles(tmp_path, monkeypatch):
     lines = text.splitlines()
     assert sum(line.endswith("  tests/test_b.py") for line in lines) == 1  # the per-file table
     assert sum(line.endswith("  tests/test_a.py::test_one") for line in lines) == 1
+
+
+def test_estimator_benchmark_times_the_three_fits_from_the_same_start(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        est = importlib.import_module("estimators")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    out = tmp_path / "est.json"
+    rows = est.main(["--sizes", "3000,3,4", "--iters", "3", "--repeats", "1", "--json", str(out)])
+    (row,) = json.loads(out.read_text())
+    assert row == json.loads(json.dumps(rows[0]))
+    assert row["shape"] == [3000, 3, 4] and row["dtype"] == "float32"
+    assert set(row["seconds"]) == {"estimator", "sklearn", "gl.kmeans"}
+    assert all(0 < s < 60 for s in row["seconds"].values())
+    # The same start and iteration bound: the three run the same number of iterations.
+    assert len(set(row["n_iter"].values())) == 1 and 1 <= row["n_iter"]["sklearn"] <= 3
+    s = row["seconds"]
+    assert row["sklearn_over_estimator"] == s["sklearn"] / s["estimator"]
+    assert "scikit-learn / estimator" in capsys.readouterr().out

@@ -38,7 +38,7 @@ from ..variants import (
     spherical,
     tied,
 )
-from ._common import in_x64, pad_blocks
+from ._common import in_x64, pad_blocks, padded
 
 __all__ = ["GaussianMixture"]
 
@@ -323,10 +323,11 @@ class GaussianMixture(_SkGaussianMixture):
     def _estep(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(resp (N, K), labels (N,), per-row log likelihood (N,)) by the variant's E-step."""
         n = X.shape[0]
-        rows = power_of_two_bucket(n, 256)
-        Xp = np.empty((rows, X.shape[1]), X.dtype)
-        Xp[:n] = X
-        Xp[n:] = X[0]
+        Xp = X
+        if padded(*X.shape):  # small data share power-of-two shapes (one compile), see _pad
+            Xp = np.empty((power_of_two_bucket(n, 256), X.shape[1]), X.dtype)
+            Xp[:n] = X
+            Xp[n:] = X[0]
         params = self._params(X)
         resp, labels, ll = _ESTEP(_VARIANTS[self.covariance_type], params, jnp.asarray(Xp))
         return np.asarray(resp)[:n], np.asarray(labels)[:n].astype(np.int64), np.asarray(ll)[:n]

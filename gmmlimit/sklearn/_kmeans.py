@@ -23,7 +23,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .._driver import stats_compiled
 from ..variants._isotropic import IsotropicParams, isotropic
-from ._common import _pad, in_x64, pad_blocks
+from ._common import _pad, in_x64
 from ._lloyd import HOST_CHUNK, lloyd_dense, lloyd_sparse, sparse_labels, sq_dist_to_assigned
 from ._seeding import kmeans_plusplus_rows, random_rows
 
@@ -241,7 +241,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             # Centring (as scikit-learn does) keeps the expanded distances accurate in float32.
             self._x_mean = X.mean(axis=0)
             Xc = X - self._x_mean
-            blocks = pad_blocks(Xc, w)
+            xp, wp = _pad(Xc, w)
+            rows = (jnp.asarray(xp), jnp.asarray(wp))
         else:
             Xc = X
         d = X.shape[1]
@@ -252,10 +253,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             if self.verbose:
                 print("Initialization complete")
             if dense:
-                start = np.zeros((self.n_clusters, blocks.x.shape[2]), X.dtype)
+                start = np.zeros((self.n_clusters, xp.shape[1]), X.dtype)
                 start[:, :d] = centres
                 means, labels, inertia, n_iter = lloyd_dense(
-                    blocks,
+                    *rows,
                     X.shape[0],
                     start,
                     self._tol,
@@ -280,10 +281,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.cluster_centers_ = np.ascontiguousarray(means, dtype=X.dtype)
         self._n_features_out = self.cluster_centers_.shape[0]
         # Final labels by predict's own arithmetic, so that fit(X).labels_ == predict(X).
-        self.labels_ = self._labels(X)
-        self.inertia_ = float(
-            np.dot(w, sq_dist_to_assigned(X, self.cluster_centers_, self.labels_))
-        )
+        self.labels_, self.inertia_ = self._assigned(X, w)
         self.n_iter_ = int(n_iter)
         distinct = len(set(self.labels_.tolist()))
         if distinct < self.n_clusters:
@@ -297,18 +295,35 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     # ----------------------------------------------------------------------------- inference
 
-    def _labels(self, X: Any) -> np.ndarray:
-        """(N,) nearest-centre labels of validated X (ties: the lowest index)."""
+    def _assigned(self, X: Any, w: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """Nearest centres of validated X and the K-means objective under the fitted centres.
+
+        Args:
+            X: (N, D) validated array or CSR matrix.
+            w: (N,) sample weights in X's dtype; None for ones.
+
+        Returns:
+            ``(labels, inertia)``: (N,) int64 labels (ties: the lowest index) and
+            sum_n w_n ||x_n - c_{labels_n}||^2, each distance from the difference (exactly 0 for
+            a row on its centre).
+        """
         C = self.cluster_centers_.astype(X.dtype, copy=False)
         if sp.issparse(X):
-            return sparse_labels(X, C)
-        Xp, wp = _pad(X)
+            labels = sparse_labels(X, C)
+            weights = np.ones(X.shape[0], X.dtype) if w is None else w
+            return labels, float(np.dot(weights, sq_dist_to_assigned(X, C, labels)))
+        Xp, wp = _pad(X, w)
         means = np.zeros((C.shape[0], Xp.shape[1]), X.dtype)
         means[:, : X.shape[1]] = C
-        # The fit's own E-step (the compiled kernel on the CPU): no (K, N) intermediates.
+        # The fit's own E-step (the compiled kernel on the CPU): no (K, N) intermediates, and its
+        # distortion is the objective (the padding rows weigh nothing).
         params = IsotropicParams(jnp.asarray(means), jnp.zeros((), X.dtype))
-        _, labels = stats_compiled(isotropic, jnp.asarray(Xp), jnp.asarray(wp), params)
-        return np.asarray(labels)[: X.shape[0]].astype(np.int64)
+        stats, labels = stats_compiled(isotropic, jnp.asarray(Xp), jnp.asarray(wp), params)
+        return np.asarray(labels)[: X.shape[0]].astype(np.int64), float(stats.distortion)
+
+    def _labels(self, X: Any) -> np.ndarray:
+        """(N,) nearest-centre labels of validated X (ties: the lowest index)."""
+        return self._assigned(X)[0]
 
     @in_x64
     def predict(self, X: Any) -> np.ndarray:
@@ -397,6 +412,4 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         check_is_fitted(self)
         X = self._check_test_data(X)
         w = _check_sample_weight(sample_weight, X, dtype=X.dtype)
-        labels = self._labels(X)
-        C = self.cluster_centers_.astype(X.dtype, copy=False)
-        return -float(np.dot(w, sq_dist_to_assigned(X, C, labels)))
+        return -self._assigned(X, w)[1]

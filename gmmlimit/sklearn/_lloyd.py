@@ -38,6 +38,7 @@ from .._driver import (
 )
 from .._variant import FarPoints, Variant
 from ..variants._isotropic import IsotropicParams, IsotropicStats, isotropic, isotropic_bounded
+from ._common import fit_blocks
 
 __all__ = ["LloydRun", "lloyd_dense", "lloyd_sparse", "sparse_labels", "sq_dist_to_assigned"]
 
@@ -103,6 +104,7 @@ def _step(
 
 
 def _final(blocks: Blocks, means: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Labels and inertia of the E-step at ``means``."""
     params = IsotropicParams(means, jnp.zeros((), means.dtype))
     stats, labels, _ = e_pass(_KMEANS, params, blocks)
     return labels, stats.distortion
@@ -122,6 +124,11 @@ def _bounded_step(
 def _loop(
     blocks: Blocks, means: jax.Array, tol: jax.Array, max_iter: jax.Array, bounded: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Iterations until done or ``max_iter``, then the final E-step.
+
+    Returns:
+        (means, labels, inertia, n_iter).
+    """
     variant: Variant = _KMEANS_BOUNDED if bounded else _KMEANS
 
     def cond(s: _State) -> jax.Array:
@@ -160,12 +167,24 @@ _SMALL = 1 << 16
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
+def _on_rows(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(blocks, ...)`` as ``f(x, w, n, ...)``, its blocks built inside the compiled function.
+
+    :func:`~gmmlimit.sklearn._common.fit_blocks` there, so the CPU kernels read the rows in place.
+    """
+
+    def on_rows(x: jax.Array, w: jax.Array, n: jax.Array, *args: Any, **kwargs: Any) -> Any:
+        return fn(fit_blocks(x, w, n), *args, **kwargs)
+
+    return on_rows
+
+
 def _compiled(
     fn: Callable[..., Any], static: tuple[str, ...] = ()
 ) -> tuple[Callable[..., Any], Callable[..., Any]]:
     return (
-        jax.jit(fn, static_argnames=static),
-        jax.jit(fn, static_argnames=static, compiler_options=_FAST_COMPILE),
+        jax.jit(_on_rows(fn), static_argnames=static),
+        jax.jit(_on_rows(fn), static_argnames=static, compiler_options=_FAST_COMPILE),
     )
 
 
@@ -174,12 +193,13 @@ _STEP = _compiled(_step)
 _FINAL = _compiled(_final)
 
 
-def _pick(pair: tuple[Callable[..., Any], Callable[..., Any]], blocks: Blocks) -> Callable:
-    return pair[1] if blocks.x.size <= _SMALL else pair[0]
+def _pick(pair: tuple[Callable[..., Any], Callable[..., Any]], x: jax.Array) -> Callable:
+    return pair[1] if x.size <= _SMALL else pair[0]
 
 
 def lloyd_dense(
-    blocks: Blocks,
+    x: jax.Array,
+    w: jax.Array,
     n: int,
     means0: np.ndarray,
     tol: float,
@@ -187,12 +207,15 @@ def lloyd_dense(
     verbose: bool,
     bounded: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float, int]:
-    """Lloyd's iterations on padded dense blocks (call inside an x64 context for float64).
+    """Lloyd's iterations on dense rows (call inside an x64 context for float64).
 
     Args:
-        blocks: the padded rows (padding rows carry zero weight and ``valid`` False).
+        x: (M, D') rows from :func:`~gmmlimit.sklearn._common._pad`: the data, padded to
+            power-of-two shapes when small (rows from ``n`` on carry zero weight and are never
+            relocated).
+        w: (M,) weights.
         n: the number of real rows.
-        means0: (K, D_pad) initial centres in the data's dtype.
+        means0: (K, D') initial centres in the data's dtype.
         tol: the absolute centre-shift tolerance.
         max_iter: the iteration bound.
         verbose: print scikit-learn's per-iteration lines (runs one compiled step at a time).
@@ -202,18 +225,19 @@ def lloyd_dense(
     Returns:
         ``(means, labels (n,), inertia, n_iter)``; the inertia is the compiled E-step's.
     """
-    dtype = blocks.x.dtype
+    dtype = x.dtype
     means = jnp.asarray(means0, dtype)
     tol_j = jnp.asarray(tol, dtype)
+    rows = (x, w, jnp.asarray(n, jnp.int32))
     if not verbose:
         limit = jnp.asarray(max_iter, jnp.int32)
-        out = _pick(_LOOP, blocks)(blocks, means, tol_j, limit, bounded=bounded)
+        out = _pick(_LOOP, x)(*rows, means, tol_j, limit, bounded=bounded)
         means, labels, inertia, n_iter = out
         return np.asarray(means), np.asarray(labels)[:n], float(inertia), int(n_iter)
-    step = _pick(_STEP, blocks)
-    labels = jnp.full(blocks.valid.size, -1, jnp.int32)
+    step = _pick(_STEP, x)
+    labels = jnp.full(fit_blocks(*rows).valid.size, -1, jnp.int32)
     for i in range(max_iter):
-        new, labels, inertia, strict, shift, done = step(blocks, means, labels, tol_j)
+        new, labels, inertia, strict, shift, done = step(*rows, means, labels, tol_j)
         means = new
         print(f"Iteration {i}, inertia {float(inertia)}.")
         if bool(strict):
@@ -225,7 +249,7 @@ def lloyd_dense(
             )
             break
     n_iter = i + 1
-    labels, inertia = _pick(_FINAL, blocks)(blocks, means)
+    labels, inertia = _pick(_FINAL, x)(*rows, means)
     return np.asarray(means), np.asarray(labels)[:n], float(inertia), n_iter
 
 

@@ -1,0 +1,132 @@
+"""Small data share padded power-of-two shapes in the estimators; larger data keep their own.
+
+Both ways give the same fit: the unpadded path is forced on small data (``PAD_MAX_VALUES`` set to
+0) and compared with the padded one, and one fit of data past the threshold is compared with the
+same data forced through the padding.
+"""
+
+import numpy as np
+import pytest
+
+from gmmlimit.sklearn import GaussianMixture, IsotropicGaussianMixture, KMeans, _common
+
+
+def _blobs(n, d, k=3, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=5.0, size=(k, d))
+    return (centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))).astype(dtype)
+
+
+def test_small_data_are_padded_and_larger_data_kept_as_they_are():
+    small = _blobs(300, 3)
+    Xp, wp = _common._pad(small)
+    assert Xp.shape == (512, 8) and wp.shape == (512,)
+    np.testing.assert_array_equal(Xp[:300, :3], small)
+    assert np.all(wp[300:] == 0) and np.all(Xp[:300, 3:] == 0)
+    # (300000, 3) would pad to (524288, 8): past the threshold, kept with its own shape, no copy.
+    large = np.zeros((300000, 3), np.float32)
+    assert not _common.padded(*large.shape) and _common.padded(131072, 8)
+    w = np.full(300000, 2.0, np.float32)
+    Xl, wl = _common._pad(large, w)
+    assert Xl is large and wl.shape == (300000,) and np.all(wl == 2.0)
+    assert np.all(_common._pad(large)[1] == 1.0)
+
+
+# 4100 rows: two blocks of 4096, the last one not full, when not padded; D = 3 padded to 8.
+_N, _D = 4100, 3
+
+
+def _fits(make, X, monkeypatch, sample_weight=None):
+    """The same fit padded (the default for these data) and at the data's own shape."""
+    assert _common.padded(*X.shape)
+    fit = make()
+    fit.fit(X, sample_weight=sample_weight) if sample_weight is not None else fit.fit(X)
+    monkeypatch.setattr(_common, "PAD_MAX_VALUES", 0)
+    assert not _common.padded(*X.shape)
+    assert _common._pad(X)[0] is X
+    own = make()
+    own.fit(X, sample_weight=sample_weight) if sample_weight is not None else own.fit(X)
+    return fit, own
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+def test_kmeans_at_its_own_shape_equals_the_padded_fit(monkeypatch, algorithm):
+    X = _blobs(_N, _D)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, _N)
+    start = X[[0, 1, 2, 3]]
+
+    def make():
+        return KMeans(4, init=start, n_init=1, tol=0.0, max_iter=30, algorithm=algorithm)
+
+    padded, own = _fits(make, X, monkeypatch, sample_weight=w)
+    np.testing.assert_array_equal(own.labels_, padded.labels_)
+    assert own.n_iter_ == padded.n_iter_ > 1
+    np.testing.assert_allclose(own.cluster_centers_, padded.cluster_centers_, rtol=1e-12)
+    np.testing.assert_allclose(own.inertia_, padded.inertia_, rtol=1e-12)
+    # The inertia is the weighted objective at the fitted centres, as score() and numpy say.
+    d2 = ((X[:, None, :] - own.cluster_centers_[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(own.inertia_, np.dot(w, d2.min(1)), rtol=1e-12)
+    np.testing.assert_allclose(own.score(X, sample_weight=w), -own.inertia_, rtol=1e-12)
+    np.testing.assert_array_equal(own.predict(X), padded.predict(X))
+
+
+def test_isotropic_mixture_at_its_own_shape_equals_the_padded_fit(monkeypatch):
+    X = _blobs(_N, _D)
+
+    def make():
+        return IsotropicGaussianMixture(3, sigma2=0.5, max_iter=20, tol=0.0, random_state=0)
+
+    padded, own = _fits(make, X, monkeypatch)
+    assert own.n_iter_ == padded.n_iter_
+    np.testing.assert_allclose(own.means_, padded.means_, rtol=1e-10)
+    np.testing.assert_allclose(own.predict_proba(X), padded.predict_proba(X), atol=1e-10)
+    np.testing.assert_allclose(own.score(X), padded.score(X), rtol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tol = 0
+def test_gaussian_mixture_at_its_own_shape_equals_the_padded_fit(monkeypatch):
+    X = _blobs(_N, _D)
+
+    def make():
+        return GaussianMixture(3, max_iter=20, tol=0.0, random_state=0)
+
+    padded, own = _fits(make, X, monkeypatch)
+    assert own.n_iter_ == padded.n_iter_
+    np.testing.assert_allclose(own.means_, padded.means_, rtol=1e-10)
+    np.testing.assert_allclose(own.covariances_, padded.covariances_, rtol=1e-9)
+    np.testing.assert_array_equal(own.predict(X), padded.predict(X))
+    np.testing.assert_allclose(own.score_samples(X), padded.score_samples(X), rtol=1e-10)
+
+
+def test_kmeans_past_the_threshold_equals_the_fit_forced_through_padding(monkeypatch):
+    # (262151, 4) float32 would pad to (524288, 8): kept as it is; the last block not full.
+    X = _blobs(262151, 4, dtype=np.float32)
+    assert not _common.padded(*X.shape)
+    start = X[[0, 1, 2]]
+
+    def make():
+        return KMeans(3, init=start, n_init=1, tol=0.0, max_iter=12)
+
+    own = make().fit(X)
+    monkeypatch.setattr(_common, "PAD_MAX_VALUES", 1 << 30)
+    padded = make().fit(X)
+    np.testing.assert_array_equal(own.labels_, padded.labels_)
+    assert own.n_iter_ == padded.n_iter_
+    np.testing.assert_allclose(own.cluster_centers_, padded.cluster_centers_, rtol=1e-6)
+    np.testing.assert_allclose(own.inertia_, padded.inertia_, rtol=1e-5)
+
+
+def test_padding_rows_are_never_relocated_into_empty_clusters():
+    # Row 0 is the farthest from its centre and the padding rows are its copies: two empty
+    # clusters must take row 0 and the next farthest real row, as scikit-learn's do.
+    from sklearn.cluster import KMeans as SkKMeans
+
+    X = _blobs(300, 3)
+    X[0] = 60.0
+    X[1] = -40.0
+    start = np.array([X[2], X[3], [1e3, 1e3, 1e3], [-1e3, -1e3, -1e3]])
+    assert _common._pad(X)[0].shape == (512, 8)
+    ours = KMeans(4, init=start, n_init=1, tol=0.0, max_iter=1).fit(X)
+    theirs = SkKMeans(4, init=start, n_init=1, tol=0.0, max_iter=1, algorithm="lloyd").fit(X)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-12)
+    assert {tuple(c) for c in ours.cluster_centers_[2:]} == {tuple(X[0]), tuple(X[1])}
