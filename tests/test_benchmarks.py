@@ -361,21 +361,28 @@ def test_compile_stats_plugin_counts_each_tests_compiles(tmp_path, monkeypatch):
     assert sum(line.endswith("  tests/test_a.py::test_one") for line in lines) == 1
 
 
-def test_estimator_benchmark_times_the_three_fits_from_the_same_start(tmp_path, capsys):
+@pytest.mark.parametrize("model", ["kmeans", "isotropic", "gaussian"])
+def test_estimator_benchmark_times_each_fit_from_the_same_start(tmp_path, capsys, model):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         est = importlib.import_module("estimators")
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     out = tmp_path / "est.json"
-    rows = est.main(["--sizes", "3000,3,4", "--iters", "3", "--repeats", "1", "--json", str(out)])
+    argv = ["--model", model, "--sizes", "3000,3,4", "--iters", "3", "--repeats", "1"]
+    rows = est.main([*argv, "--json", str(out)])
     (row,) = json.loads(out.read_text())
     assert row == json.loads(json.dumps(rows[0]))
-    assert row["shape"] == [3000, 3, 4] and row["dtype"] == "float32"
-    assert set(row["seconds"]) == {"estimator", "sklearn", "gl.kmeans"}
+    assert row["model"] == model and row["shape"] == [3000, 3, 4] and row["dtype"] == "float32"
+    names = {"estimator", "sklearn"} | ({"library"} if model != "gaussian" else set())
+    assert set(row["seconds"]) == names == set(row["n_iter"])
     assert all(0 < s < 60 for s in row["seconds"].values())
-    # The same start and iteration bound: the three run the same number of iterations.
-    assert len(set(row["n_iter"].values())) == 1 and 1 <= row["n_iter"]["sklearn"] <= 3
+    # The same start, tol = 0 and 3 iterations: each runs all 3 (blobs do not converge exactly).
+    assert set(row["n_iter"].values()) == {3}
     s = row["seconds"]
     assert row["sklearn_over_estimator"] == s["sklearn"] / s["estimator"]
-    assert "scikit-learn / estimator" in capsys.readouterr().out
+    if model == "gaussian":
+        assert row["estimator_over_library"] is None
+    else:
+        assert row["estimator_over_library"] == s["estimator"] / s["library"]
+    assert f"{model} (3000, 3, 4) float32" in capsys.readouterr().out
