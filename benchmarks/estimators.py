@@ -9,13 +9,13 @@ labels), from the same initial means for the same number of iterations (``tol=0`
   and ``gl.kmeans``;
 - ``isotropic``: ``IsotropicGaussianMixture`` (sigma2 = 1) against scikit-learn's spherical
   ``GaussianMixture`` (the grid's EM anchor) and ``gl.em``;
-- ``gaussian``: ``gmmlimit.sklearn.GaussianMixture`` against scikit-learn's, both full
-  covariances (no library call to compare).
+- ``gaussian``: ``gmmlimit.sklearn.GaussianMixture`` against scikit-learn's, both with
+  ``--covariance-type`` (full by default; no library call to compare).
 
 Run::
 
     PYTHONPATH=$PWD python benchmarks/estimators.py [--model kmeans] [--sizes N,D,K ...] \\
-        [--iters 20] [--repeats 5] [--dtype float32] [--json out.json]
+        [--covariance-type full] [--iters 20] [--repeats 5] [--dtype float32] [--json out.json]
 """
 
 from __future__ import annotations
@@ -50,8 +50,13 @@ def blobs(n: int, d: int, k: int, dtype: str, seed: int = 0) -> np.ndarray:
     return (centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))).astype(dtype)
 
 
-def fits_of(model: str, X: np.ndarray, start: np.ndarray, iters: int) -> dict:
-    """name -> a call that fits X from the (K, D) means ``start`` and returns its iterations."""
+def fits_of(
+    model: str, X: np.ndarray, start: np.ndarray, iters: int, covariance_type: str = "full"
+) -> dict:
+    """name -> a call that fits X from the (K, D) means ``start`` and returns its iterations.
+
+    ``covariance_type`` is used by the ``gaussian`` model only.
+    """
     k = start.shape[0]
     if model == "kmeans":
         common = {"init": start, "n_init": 1, "tol": 0.0, "max_iter": iters}
@@ -72,18 +77,32 @@ def fits_of(model: str, X: np.ndarray, start: np.ndarray, iters: int) -> dict:
                 jax.block_until_ready(gl.em(X, start, 1.0, max_iter=iters, tol=0.0)).n_iter
             ),
         }
-    common = {"means_init": start, "tol": 0.0, "max_iter": iters}
+    common = {
+        "means_init": start,
+        "covariance_type": covariance_type,
+        "tol": 0.0,
+        "max_iter": iters,
+    }
     return {
         "estimator": lambda: GaussianMixture(k, **common).fit(X).n_iter_,
         "sklearn": lambda: SkGaussianMixture(k, **common).fit(X).n_iter_,
     }
 
 
-def time_shape(model: str, n: int, d: int, k: int, dtype: str, iters: int, repeats: int) -> dict:
+def time_shape(
+    model: str,
+    n: int,
+    d: int,
+    k: int,
+    dtype: str,
+    iters: int,
+    repeats: int,
+    covariance_type: str = "full",
+) -> dict:
     """Best seconds of each way to fit (n, d, k), and their iteration counts."""
     X = blobs(n, d, k, dtype)
     start = X[np.random.default_rng(1).choice(n, k, replace=False)].copy()
-    fits = fits_of(model, X, start, iters)
+    fits = fits_of(model, X, start, iters, covariance_type)
     n_iter = {name: fit() for name, fit in fits.items()}  # compiles; counts the iterations
     best = dict.fromkeys(fits, float("inf"))
     names = list(fits)
@@ -97,6 +116,7 @@ def time_shape(model: str, n: int, d: int, k: int, dtype: str, iters: int, repea
                 settle()  # its OpenMP threads spin for a while after a fit
     return {
         "model": model,
+        "covariance_type": covariance_type if model == "gaussian" else None,
         "shape": [n, d, k],
         "dtype": dtype,
         "seconds": best,
@@ -113,6 +133,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="kmeans", choices=["kmeans", "isotropic", "gaussian"])
     parser.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), help="N,D,K ...")
+    parser.add_argument(
+        "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
+    )
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -123,7 +146,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         warnings.simplefilter("ignore", ConvergenceWarning)
         for size in args.sizes:
             n, d, k = (int(v) for v in size.split(","))
-            row = time_shape(args.model, n, d, k, args.dtype, args.iters, args.repeats)
+            row = time_shape(
+                args.model, n, d, k, args.dtype, args.iters, args.repeats, args.covariance_type
+            )
             times = ", ".join(f"{name} {sec * 1e3:.1f} ms" for name, sec in row["seconds"].items())
             library = row["estimator_over_library"]
             print(

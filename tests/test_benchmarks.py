@@ -361,8 +361,13 @@ def test_compile_stats_plugin_counts_each_tests_compiles(tmp_path, monkeypatch):
     assert sum(line.endswith("  tests/test_a.py::test_one") for line in lines) == 1
 
 
-@pytest.mark.parametrize("model", ["kmeans", "isotropic", "gaussian"])
-def test_estimator_benchmark_times_each_fit_from_the_same_start(tmp_path, capsys, model):
+@pytest.mark.parametrize(
+    ("model", "covariance_type"),
+    [("kmeans", None), ("isotropic", None), ("gaussian", "full"), ("gaussian", "tied")],
+)
+def test_estimator_benchmark_times_each_fit_from_the_same_start(
+    tmp_path, capsys, model, covariance_type
+):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         est = importlib.import_module("estimators")
@@ -370,10 +375,13 @@ def test_estimator_benchmark_times_each_fit_from_the_same_start(tmp_path, capsys
         sys.path.remove(str(ROOT / "benchmarks"))
     out = tmp_path / "est.json"
     argv = ["--model", model, "--sizes", "3000,3,4", "--iters", "3", "--repeats", "1"]
+    if covariance_type is not None:
+        argv += ["--covariance-type", covariance_type]
     rows = est.main([*argv, "--json", str(out)])
     (row,) = json.loads(out.read_text())
     assert row == json.loads(json.dumps(rows[0]))
     assert row["model"] == model and row["shape"] == [3000, 3, 4] and row["dtype"] == "float32"
+    assert row["covariance_type"] == covariance_type
     names = {"estimator", "sklearn"} | ({"library"} if model != "gaussian" else set())
     assert set(row["seconds"]) == names == set(row["n_iter"])
     assert all(0 < s < 60 for s in row["seconds"].values())

@@ -8,10 +8,11 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
-from variant_cases import MAX_ITER, REG, W3, wine
+from variant_cases import MAX_ITER, REG, W3, correlated, wine
 
 import gmmlimit as gl
 from gmmlimit import variants as gv
+from gmmlimit.variants._gaussian import PER_COMPONENT_MIN_FEATURES
 
 X = wine()
 N, D = X.shape
@@ -157,3 +158,44 @@ def test_gaussian_variants_reject_bad_parameters(make, message):
     )
     with pytest.raises(ValueError, match=message):
         gl.fit(variant, X, make(X[:3]))
+
+
+@pytest.mark.parametrize("kind", ["full", "tied"])
+@pytest.mark.parametrize("d", [PER_COMPONENT_MIN_FEATURES - 1, PER_COMPONENT_MIN_FEATURES])
+def test_full_and_tied_reproduce_sklearn_batched_and_per_component(kind, d):
+    # Below PER_COMPONENT_MIN_FEATURES the E-step and moments batch the components, from it on
+    # they loop over them (lax.map); both are scikit-learn's iterates, step for step.
+    Xw = correlated(seed=3, d=d)
+    m0 = Xw[np.random.default_rng(4).choice(Xw.shape[0], 3, replace=False)]
+    eye = np.eye(d)
+    n_iter = 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GaussianMixture(
+            3,
+            covariance_type=kind,
+            means_init=m0,
+            weights_init=W3,
+            precisions_init=np.stack([eye] * 3) if kind == "full" else eye,
+            reg_covar=REG,
+            tol=1e-300,
+            max_iter=n_iter,
+        ).fit(Xw)
+    params = (
+        gv.FullParams(m0, np.stack([eye] * 3), W3, 1.0, REG)
+        if kind == "full"
+        else gv.TiedParams(m0, eye, W3, 1.0, REG)
+    )
+    ours = gl.fit(getattr(gv, kind), Xw, params, max_iter=n_iter, tol=0.0)
+    cov = ours.params.covariances if kind == "full" else ours.params.covariance
+    assert int(ours.n_iter) == ref.n_iter_ == n_iter
+    np.testing.assert_allclose(np.asarray(ours.means), ref.means_, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(np.asarray(cov), ref.covariances_, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(np.asarray(ours.params.weights), ref.weights_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(ours.history) / Xw.shape[0], ref.lower_bounds_, rtol=1e-12
+    )
+    np.testing.assert_allclose(float(ours.objective) / Xw.shape[0], ref.score(Xw), rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(ours.labels), ref.predict(Xw))
+    # the responsibilities are not all one-hot: the components overlap
+    assert float(np.min(np.max(ref.predict_proba(Xw), axis=1))) < 1 - 1e-6

@@ -9,6 +9,7 @@ from sklearn.datasets import load_wine
 from variant_contract import VariantCase
 
 from gmmlimit import variants as gv
+from gmmlimit.variants._gaussian import PER_COMPONENT_MIN_FEATURES
 
 MAX_ITER = 30
 REG = 1e-6
@@ -59,6 +60,15 @@ def positive(seed: int = 0, n: int = 300, d: int = 4, k: int = 3, shape: float =
 T_MEANS = np.array([[0.5, 0.5], [7.5, 0.5], [0.5, 7.5]])
 
 
+def correlated(seed: int = 0, n: int = 240, d: int = 16, k: int = 3) -> np.ndarray:
+    """k overlapping clusters of correlated Gaussian rows, each with its own random covariance."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=0.5, size=(k, d))
+    mixing = rng.normal(size=(k, d, d)) / np.sqrt(d)
+    labels = rng.integers(k, size=n)
+    return centres[labels] + np.einsum("nd,nde->ne", rng.normal(size=(n, d)), mixing[labels])
+
+
 def rows(X: np.ndarray, seed: int, k: int = 3) -> np.ndarray:
     return X[np.random.default_rng(seed).choice(X.shape[0], k, replace=False)]
 
@@ -74,11 +84,21 @@ def _cases() -> dict[str, VariantCase]:
     d = w.shape[1]
     c, b, s, t, g = counts(), binary(), sphere(), heavy_tailed(), positive()
     eye = np.stack([np.eye(d)] * 3)
+    # Full and tied again at PER_COMPONENT_MIN_FEATURES features, where their E-step and moments
+    # loop over the components instead of batching them (wine has 13).
+    wide = correlated(d=PER_COMPONENT_MIN_FEATURES)
+    dw = wide.shape[1]
     return {
         "spherical": VariantCase(gv.spherical, w, gv.SphericalParams(m, np.ones(3), W3, 1.0, REG)),
         "diag": VariantCase(gv.diag, w, gv.DiagParams(m, np.ones((3, d)), W3, 1.0, REG)),
         "full": VariantCase(gv.full, w, gv.FullParams(m, eye, W3, 1.0, REG)),
         "tied": VariantCase(gv.tied, w, gv.TiedParams(m, np.eye(d), W3, 1.0, REG)),
+        "full_16_features": VariantCase(
+            gv.full, wide, gv.FullParams(rows(wide, 5), np.stack([np.eye(dw)] * 3), W3, 1.0, REG)
+        ),
+        "tied_16_features": VariantCase(
+            gv.tied, wide, gv.TiedParams(rows(wide, 5), np.eye(dw), W3, 1.0, REG)
+        ),
         "shared_spherical": VariantCase(
             gv.shared_spherical,
             w,

@@ -1,7 +1,8 @@
 """Gaussian mixture with learned full covariances (Cholesky log densities) and mixing weights.
 
 p(x) = sum_k pi_k N(x; mu_k, Sigma_k). Log densities use the Cholesky factor L_k of Sigma_k:
-ln N = -(D ln 2 pi + 2 sum_i ln L_k,ii + ||L_k^-1 (x - mu_k)||^2) / 2, never an explicit inverse.
+ln N = -(D ln 2 pi + 2 sum_i ln L_k,ii + ||L_k^-1 (x - mu_k)||^2) / 2, with L_k^-1 from triangular
+solves (scikit-learn's precision Cholesky factor), never an inverse of Sigma_k.
 Every updated covariance gets ``reg_covar * I`` added (the floor that keeps it positive definite).
 At beta = 1 the fit is scikit-learn's ``GaussianMixture(covariance_type="full")``; beta = inf is
 its hard limit, classification EM with d_nk = -ln N(x_n; mu_k, Sigma_k).
@@ -14,10 +15,17 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 
 from .._validation import is_traced
-from ._gaussian import LOG_2PI, centred, check_common, init_common, mean_update
+from ._gaussian import (
+    LOG_2PI,
+    centred_moments,
+    check_common,
+    init_common,
+    inverse_cholesky,
+    mahalanobis_sq,
+    mean_update,
+)
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
 __all__ = ["FullParams", "full", "positive_definite"]
@@ -42,19 +50,14 @@ class FullParams(NamedTuple):
 
 
 def _divergence(params: FullParams, x: jax.Array) -> jax.Array:
-    chol = jnp.linalg.cholesky(params.covariances)  # (K, D, D) lower
-    diff = jnp.swapaxes(centred(x, params.means), 0, 1)  # (K, B, D)
-    z = solve_triangular(chol, jnp.swapaxes(diff, 1, 2), lower=True)  # (K, D, B)
-    maha = jnp.sum(z * z, axis=1).T  # (B, K)
+    chol = jnp.linalg.cholesky(params.covariances)  # (K, D, D) lower, Sigma_k = L_k L_k^T
+    maha = mahalanobis_sq(x, params.means, inverse_cholesky(chol))  # (B, K)
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), axis=1)
     return 0.5 * (x.shape[1] * LOG_2PI + log_det[None, :] + maha)
 
 
 def _moments(params: FullParams, x: jax.Array, wr: jax.Array) -> tuple[jax.Array, jax.Array]:
-    diff = centred(x, params.means)
-    s1 = jnp.einsum("bk,bkd->kd", wr, diff)
-    s2 = jnp.einsum("bk,bkd,bke->kde", wr, diff, diff)
-    return s1, s2
+    return centred_moments(x, params.means, wr)  # (K, D), (K, D, D)
 
 
 def positive_definite(cov: jax.Array) -> jax.Array:

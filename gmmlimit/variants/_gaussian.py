@@ -10,10 +10,13 @@ when the data sit far from the origin (the raw E[x x^T] - mu mu^T would cancel).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
+from jax.scipy.linalg import solve_triangular
 
 from .._validation import check_means
 from ..checks import check_beta, check_mixing_weights, check_positive_scalar, check_variances
@@ -22,9 +25,12 @@ from ._tempered import distinct_rows
 __all__ = [
     "LOG_2PI",
     "centred",
+    "centred_moments",
     "check_common",
     "check_variances",
     "init_common",
+    "inverse_cholesky",
+    "mahalanobis_sq",
     "mean_update",
 ]
 
@@ -34,6 +40,89 @@ LOG_2PI = math.log(2.0 * math.pi)
 def centred(x: jax.Array, means: jax.Array) -> jax.Array:
     """(B, K, D) differences x_n - mu_k."""
     return x[:, None, :] - means[None, :, :]
+
+
+PER_COMPONENT_MIN_FEATURES = 16
+"""From this many features on, the helpers below loop over the components (``lax.map``)."""
+
+
+def _per_component(fn: Callable[..., Any], *per_component_args: jax.Array) -> Any:
+    """``fn`` of each component's slice of the arguments, stacked on a leading K axis.
+
+    One component at a time: one (B, D) block of differences is live, and each product is one
+    matrix product. Under an outer ``vmap`` it stays a loop over K with batched bodies.
+    """
+    return lax.map(lambda args: fn(*args), per_component_args)
+
+
+def mahalanobis_sq(x: jax.Array, means: jax.Array, inv_chols: jax.Array) -> jax.Array:
+    """(B, K) squared Mahalanobis distances ||L_k^-1 (x_n - mu_k)||^2.
+
+    Computed from the differences (no cancellation when the rows sit far from the origin). From
+    ``PER_COMPONENT_MIN_FEATURES`` features on, one component at a time, each a (B, D) by (D, D)
+    matrix product; below, all components in one contraction of the (B, K, D) differences, which
+    XLA fuses. Either is several times faster than the other on its side of D = 16 on CPU
+    (docs/benchmarks.md, "Full and tied covariances").
+
+    Args:
+        x: (B, D) rows.
+        means: (K, D) means mu_k.
+        inv_chols: (K, D, D) inverse lower Cholesky factors L_k^-1 (:func:`inverse_cholesky`).
+    """
+    if x.shape[1] >= PER_COMPONENT_MIN_FEATURES:
+
+        def one(mean: jax.Array, inv_chol: jax.Array) -> jax.Array:  # (B,)
+            z = (x - mean) @ inv_chol.T
+            return jnp.sum(z * z, axis=1)
+
+        return _per_component(one, means, inv_chols).T
+    z = jnp.einsum("bke,kde->bkd", centred(x, means), inv_chols)
+    return jnp.sum(z * z, axis=2)
+
+
+def centred_moments(
+    x: jax.Array, means: jax.Array, weighted_resp: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Each component's first and second moments of a block, centred at its E-step mean.
+
+    One component at a time from ``PER_COMPONENT_MIN_FEATURES`` features on (a (D, B) by (B, D)
+    product each, no (B, K, D) tensor); below, the components batched (``vmap``), and below 8
+    features one contraction of the weighted (B, K, D) differences, each the fastest of the three
+    on CPU in its range (docs/benchmarks.md, "Full and tied covariances").
+
+    Args:
+        x: (B, D) rows.
+        means: (K, D) the means c_k at the E-step.
+        weighted_resp: (B, K) w_n r_nk.
+
+    Returns:
+        ``(s1, s2)``: sum_n w_n r_nk (x_n - c_k), (K, D), and
+        sum_n w_n r_nk (x_n - c_k)(x_n - c_k)^T, (K, D, D).
+    """
+
+    def one(mean: jax.Array, resp: jax.Array) -> tuple[jax.Array, jax.Array]:
+        diff = x - mean
+        weighted = resp[:, None] * diff
+        return jnp.sum(weighted, axis=0), weighted.T @ diff
+
+    d = x.shape[1]
+    if d >= PER_COMPONENT_MIN_FEATURES:
+        return _per_component(one, means, weighted_resp.T)
+    if d >= 8:
+        return jax.vmap(one)(means, weighted_resp.T)
+    diff = centred(x, means)
+    weighted = weighted_resp[:, :, None] * diff
+    return jnp.sum(weighted, axis=0), jnp.einsum("bkd,bke->kde", weighted, diff)
+
+
+def inverse_cholesky(chol: jax.Array) -> jax.Array:
+    """(..., D, D) inverse of lower-triangular Cholesky factors L, by triangular solves L X = I.
+
+    L^-1 (x - mu) is then one matrix product per component (scikit-learn's precision Cholesky
+    factor, transposed); its rounding is that of a triangular solve's, a few ulps.
+    """
+    eye = jnp.broadcast_to(jnp.eye(chol.shape[-1], dtype=chol.dtype), chol.shape)
+    return solve_triangular(chol, eye, lower=True)
 
 
 def mean_update(

@@ -16,10 +16,17 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 
 from .._validation import is_traced
-from ._gaussian import LOG_2PI, centred, check_common, init_common, mean_update
+from ._gaussian import (
+    LOG_2PI,
+    centred_moments,
+    check_common,
+    init_common,
+    inverse_cholesky,
+    mahalanobis_sq,
+    mean_update,
+)
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
 __all__ = ["TiedParams", "tied"]
@@ -44,20 +51,17 @@ class TiedParams(NamedTuple):
 
 
 def _divergence(params: TiedParams, x: jax.Array) -> jax.Array:
-    chol = jnp.linalg.cholesky(params.covariance)  # (D, D) lower
+    chol = jnp.linalg.cholesky(params.covariance)  # (D, D) lower, Sigma = L L^T
     k, d = params.means.shape
-    diff = centred(x, params.means).reshape(-1, d)  # (B K, D)
-    z = solve_triangular(chol, diff.T, lower=True)  # (D, B K)
-    maha = jnp.sum(z * z, axis=0).reshape(x.shape[0], k)
+    inv_chols = jnp.broadcast_to(inverse_cholesky(chol), (k, d, d))  # L^-1 for every component
+    maha = mahalanobis_sq(x, params.means, inv_chols)  # (B, K)
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
     return 0.5 * (d * LOG_2PI + log_det + maha)
 
 
 def _moments(params: TiedParams, x: jax.Array, wr: jax.Array) -> tuple[jax.Array, jax.Array]:
-    diff = centred(x, params.means)
-    s1 = jnp.einsum("bk,bkd->kd", wr, diff)
-    s2 = jnp.einsum("bk,bkd,bke->de", wr, diff, diff)  # pooled over the components
-    return s1, s2
+    s1, s2 = centred_moments(x, params.means, wr)
+    return s1, jnp.sum(s2, axis=0)  # s2 pooled over the components, (D, D)
 
 
 def _m_step(params: TiedParams, stats: MixtureStats) -> TiedParams:
