@@ -394,3 +394,17 @@ def test_estimator_benchmark_times_each_fit_from_the_same_start(
     else:
         assert row["estimator_over_library"] == s["estimator"] / s["library"]
     assert f"{model} (3000, 3, 4) float32" in capsys.readouterr().out
+
+
+def test_covariance_fits_tool_times_full_iterations(capsys):
+    # benchmarks/tuning/covariance_fits.py (cited in docs/benchmarks.md): each kind runs all the
+    # requested iterations from its start (tol = 0) and prints one line per shape.
+    cf = _load_module("covariance_fits", "tuning/covariance_fits.py")
+    argv = ["--sizes", "600,3,4", "600,16,2", "--iters", "3", "--repeats", "1"]
+    rows = cf.main(argv)
+    assert [(r["kind"], r["shape"]) for r in rows] == [
+        (kind, shape) for kind in ("full", "tied") for shape in ([600, 3, 4], [600, 16, 2])
+    ]
+    assert all(r["n_iter"] == 3 and 0 < r["seconds"] < 60 for r in rows)
+    out = capsys.readouterr().out
+    assert "full (600, 16, 2): " in out and "tied (600, 3, 4): " in out
