@@ -130,3 +130,23 @@ def test_padding_rows_are_never_relocated_into_empty_clusters():
     theirs = SkKMeans(4, init=start, n_init=1, tol=0.0, max_iter=1, algorithm="lloyd").fit(X)
     np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-12)
     assert {tuple(c) for c in ours.cluster_centers_[2:]} == {tuple(X[0]), tuple(X[1])}
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"), [((1000, 3), np.float32), ((7, 5), np.float64), ((0, 4), np.float32)]
+)
+def test_aligned_host_arrays_reach_jax_without_a_copy(shape, dtype):
+    # The estimators' centred copies are 64-byte aligned so that jax.device_put aliases them
+    # (jnp.asarray would copy every fit's rows once more).
+    a = _common.aligned_empty(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+    assert a.ctypes.data % 64 == 0 or a.size == 0  # an empty array has no address to align
+    a[...] = np.arange(a.size, dtype=dtype).reshape(shape)
+    j = _common.to_jax(a)
+    assert j.dtype == dtype and j.shape == shape
+    np.testing.assert_array_equal(np.asarray(j), a)
+    if a.size and j.devices().pop().platform == "cpu":
+        assert j.unsafe_buffer_pointer() == a.ctypes.data
+    # an array JAX cannot alias (NumPy's 16-byte alignment, offset by one row) is copied intact
+    b = np.arange(4 * 8 + 2, dtype=np.float32)[2:].reshape(4, 8)
+    np.testing.assert_array_equal(np.asarray(_common.to_jax(b)), b)

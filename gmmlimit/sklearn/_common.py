@@ -54,10 +54,12 @@ __all__ = [
     "_IsotropicBase",
     "_assign",
     "_soft",
+    "aligned_empty",
     "fit_blocks",
     "in_x64",
     "pad_blocks",
     "padded",
+    "to_jax",
     "x64",
 ]
 
@@ -68,6 +70,32 @@ PAD_MAX_VALUES = 1 << 20
 """The most values (N_pad * D_pad) of data padded to power-of-two shapes: a pass over them costs
 far less than the compilation the shared shape saves. Larger data keep their own shape (padded,
 (140000, 784) float32 became (262144, 1024), and a K-means fit took 2.4x as long)."""
+
+
+_ALIGNMENT = 64
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data start on a 64-byte boundary.
+
+    :func:`to_jax` hands such an array to JAX without copying it (NumPy's own allocations are
+    only 16-byte aligned, and JAX copies those).
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGNMENT, np.uint8)
+    start = (-raw.ctypes.data) % _ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def to_jax(a: np.ndarray) -> jax.Array:
+    """A host array as a JAX array on the default device, sharing its memory where JAX can.
+
+    ``jax.device_put`` aliases a C-contiguous array with 64-byte-aligned data on the CPU (no copy:
+    0.1 ms for 440 MB, where ``jnp.asarray`` copied in 240 ms or more); others are copied once. The
+    estimators never write to an array after handing it over.
+    """
+    return jax.device_put(a)
 
 
 def padded(n: int, d: int) -> bool:
@@ -140,7 +168,7 @@ def pad_blocks(X: np.ndarray, w: np.ndarray, *, pad_columns: bool = True) -> Blo
     Xp, wp = _pad(X, w)
     if not pad_columns:
         Xp = Xp[:, : X.shape[1]]
-    return fit_blocks(jnp.asarray(Xp), jnp.asarray(wp), X.shape[0])
+    return fit_blocks(to_jax(Xp), to_jax(wp), X.shape[0])
 
 
 def fit_blocks(x: jax.Array, w: jax.Array, n: int | jax.Array) -> Blocks:
@@ -261,7 +289,7 @@ class _IsotropicBase(BaseEstimator):
         if sigma2 > 0 and np.asarray(sigma2, dtype) == 0:
             raise ValueError(f"sigma2={sigma2!r} underflows to 0 in {dtype}; use a larger value.")
         Xp, wp = _pad(X.astype(dtype, copy=False), sw.astype(dtype))
-        Xj, wj = jnp.asarray(Xp), jnp.asarray(wp)
+        Xj, wj = to_jax(Xp), to_jax(wp)
         shift_scale = jnp.asarray(np.mean(np.var(X, axis=0)), dtype)
         keys = jax.random.split(_jax_key(self.random_state), self.n_init)
         best = None
@@ -309,7 +337,7 @@ class _IsotropicBase(BaseEstimator):
         Xp, _ = _pad(X.astype(dtype, copy=False))
         means = np.zeros((self._means().shape[0], Xp.shape[1]), dtype)
         means[:, : X.shape[1]] = self._means()
-        return X, jnp.asarray(Xp), jnp.asarray(means), X.shape[0]
+        return X, to_jax(Xp), jnp.asarray(means), X.shape[0]
 
     def _means(self) -> np.ndarray:
         raise NotImplementedError

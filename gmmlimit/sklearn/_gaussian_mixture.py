@@ -38,7 +38,7 @@ from ..variants import (
     spherical,
     tied,
 )
-from ._common import in_x64, pad_blocks, padded
+from ._common import in_x64, pad_blocks, padded, to_jax
 
 __all__ = ["GaussianMixture"]
 
@@ -219,7 +219,7 @@ class GaussianMixture(_SkGaussianMixture):
         )
         # scikit-learn allows reg_covar = 0 (no floor), the variants' validation wants > 0: check
         # the rest, then put the real value back (the M-step is well defined at 0).
-        p = _VARIANTS[self.covariance_type].validate(jnp.asarray(X), p)
+        p = _VARIANTS[self.covariance_type].validate(to_jax(X), p)
         return p._replace(reg_covar=jnp.asarray(float(self.reg_covar), X.dtype))
 
     def _set_from(self, params: Any, dtype: np.dtype) -> None:
@@ -329,7 +329,7 @@ class GaussianMixture(_SkGaussianMixture):
             Xp[:n] = X
             Xp[n:] = X[0]
         params = self._params(X)
-        resp, labels, ll = _ESTEP(_VARIANTS[self.covariance_type], params, jnp.asarray(Xp))
+        resp, labels, ll = _ESTEP(_VARIANTS[self.covariance_type], params, to_jax(Xp))
         return np.asarray(resp)[:n], np.asarray(labels)[:n].astype(np.int64), np.asarray(ll)[:n]
 
     def _checked(self, X: Any) -> np.ndarray:

@@ -23,7 +23,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .._driver import stats_compiled
 from ..variants._isotropic import IsotropicParams, isotropic
-from ._common import _pad, in_x64
+from ._common import _pad, aligned_empty, in_x64, to_jax
 from ._lloyd import HOST_CHUNK, lloyd_dense, lloyd_sparse, sparse_labels, sq_dist_to_assigned
 from ._seeding import kmeans_plusplus_rows, random_rows
 
@@ -239,10 +239,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         dense = not sp.issparse(X)
         if dense:
             # Centring (as scikit-learn does) keeps the expanded distances accurate in float32.
+            # The centred copy is 64-byte aligned, so that JAX reads it where it lies.
             self._x_mean = X.mean(axis=0)
-            Xc = X - self._x_mean
+            Xc = np.subtract(X, self._x_mean, out=aligned_empty(X.shape, X.dtype))
             xp, wp = _pad(Xc, w)
-            rows = (jnp.asarray(xp), jnp.asarray(wp))
+            rows = (to_jax(xp), to_jax(wp))
         else:
             Xc = X
         d = X.shape[1]
@@ -318,7 +319,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         # The fit's own E-step (the compiled kernel on the CPU): no (K, N) intermediates, and its
         # distortion is the objective (the padding rows weigh nothing).
         params = IsotropicParams(jnp.asarray(means), jnp.zeros((), X.dtype))
-        stats, labels = stats_compiled(isotropic, jnp.asarray(Xp), jnp.asarray(wp), params)
+        stats, labels = stats_compiled(isotropic, to_jax(Xp), to_jax(wp), params)
         return np.asarray(labels)[: X.shape[0]].astype(np.int64), float(stats.distortion)
 
     def _labels(self, X: Any) -> np.ndarray:
