@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._host import aligned_copy
+
 __all__ = [
     "as_data",
     "check_k",
@@ -85,6 +87,8 @@ def as_data(X: Any, name: str = "X") -> jax.Array:
         if not (np.isfinite(host.max()) and np.isfinite(host.min())):
             bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
             raise ValueError(f"{name} contains {bad} NaN or inf value(s); clean the data first.")
+        if isinstance(X, np.ndarray) and X.dtype == dtype:
+            return aligned_copy(X)  # one fast copy, never the caller's memory
     return jnp.asarray(X, dtype=dtype)
 
 

@@ -8,6 +8,7 @@ same data forced through the padding.
 import numpy as np
 import pytest
 
+from gmmlimit import _host
 from gmmlimit.sklearn import GaussianMixture, IsotropicGaussianMixture, KMeans, _common
 
 
@@ -138,15 +139,15 @@ def test_padding_rows_are_never_relocated_into_empty_clusters():
 def test_aligned_host_arrays_reach_jax_without_a_copy(shape, dtype):
     # The estimators' centred copies are 64-byte aligned so that jax.device_put aliases them
     # (jnp.asarray would copy every fit's rows once more).
-    a = _common.aligned_empty(shape, dtype)
+    a = _host.aligned_empty(shape, dtype)
     assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
     assert a.ctypes.data % 64 == 0 or a.size == 0  # an empty array has no address to align
     a[...] = np.arange(a.size, dtype=dtype).reshape(shape)
-    j = _common.to_jax(a)
+    j = _host.to_jax(a)
     assert j.dtype == dtype and j.shape == shape
     np.testing.assert_array_equal(np.asarray(j), a)
     if a.size and j.devices().pop().platform == "cpu":
         assert j.unsafe_buffer_pointer() == a.ctypes.data
     # an array JAX cannot alias (NumPy's 16-byte alignment, offset by one row) is copied intact
     b = np.arange(4 * 8 + 2, dtype=np.float32)[2:].reshape(4, 8)
-    np.testing.assert_array_equal(np.asarray(_common.to_jax(b)), b)
+    np.testing.assert_array_equal(np.asarray(_host.to_jax(b)), b)

@@ -324,3 +324,23 @@ def test_the_data_scale_is_read_from_the_largest_magnitude_of_either_sign(expone
         expected = 0
     array = jnp.asarray(data) if kind == "jax" else data
     assert scale_exponent(array) == expected
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_numpy_data_are_copied_once_and_never_shared(aligned):
+    # as_data copies NumPy rows into JAX through an aligned buffer of its own (fast), so a fit's
+    # rows never alias the caller's array, whatever its alignment: writing to it later changes
+    # nothing already handed over.
+    from gmmlimit import _host
+    from gmmlimit._validation import as_data
+
+    values = np.arange(3000, dtype=np.float32).reshape(1000, 3)
+    X = _host.aligned_empty(values.shape, values.dtype) if aligned else values.copy()
+    X[...] = values
+    assert _host.is_aligned(X) == aligned or not aligned  # NumPy's own may be aligned by chance
+    rows = as_data(X)
+    X[...] = -1.0
+    assert rows.dtype == np.float32 and rows.shape == (1000, 3)
+    np.testing.assert_array_equal(np.asarray(rows), values)
+    # a strided view is read correctly too
+    np.testing.assert_array_equal(np.asarray(as_data(values[::2, ::2])), values[::2, ::2])

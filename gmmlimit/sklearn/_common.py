@@ -47,6 +47,7 @@ from .._driver import (
     power_of_two_bucket,
     trim_history,
 )
+from .._host import to_jax
 from ..variants._isotropic import IsotropicParams, isotropic
 
 __all__ = [
@@ -54,12 +55,10 @@ __all__ = [
     "_IsotropicBase",
     "_assign",
     "_soft",
-    "aligned_empty",
     "fit_blocks",
     "in_x64",
     "pad_blocks",
     "padded",
-    "to_jax",
     "x64",
 ]
 
@@ -70,32 +69,6 @@ PAD_MAX_VALUES = 1 << 20
 """The most values (N_pad * D_pad) of data padded to power-of-two shapes: a pass over them costs
 far less than the compilation the shared shape saves. Larger data keep their own shape (padded,
 (140000, 784) float32 became (262144, 1024), and a K-means fit took 2.4x as long)."""
-
-
-_ALIGNMENT = 64
-
-
-def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data start on a 64-byte boundary.
-
-    :func:`to_jax` hands such an array to JAX without copying it (NumPy's own allocations are
-    only 16-byte aligned, and JAX copies those).
-    """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(nbytes + _ALIGNMENT, np.uint8)
-    start = (-raw.ctypes.data) % _ALIGNMENT
-    return raw[start : start + nbytes].view(dtype).reshape(shape)
-
-
-def to_jax(a: np.ndarray) -> jax.Array:
-    """A host array as a JAX array on the default device, sharing its memory where JAX can.
-
-    ``jax.device_put`` aliases a C-contiguous array with 64-byte-aligned data on the CPU (no copy:
-    0.1 ms for 440 MB, where ``jnp.asarray`` copied in 240 ms or more); others are copied once. The
-    estimators never write to an array after handing it over.
-    """
-    return jax.device_put(a)
 
 
 def padded(n: int, d: int) -> bool:

@@ -28,6 +28,7 @@ from sklearn.utils._array_api import get_namespace
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._driver import Blocks, em_iteration, power_of_two_bucket
+from .._host import to_jax
 from ..variants import (
     DiagParams,
     FullParams,
@@ -38,7 +39,7 @@ from ..variants import (
     spherical,
     tied,
 )
-from ._common import in_x64, pad_blocks, padded, to_jax
+from ._common import in_x64, pad_blocks, padded
 
 __all__ = ["GaussianMixture"]
 

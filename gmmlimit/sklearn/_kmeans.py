@@ -22,8 +22,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .._driver import stats_compiled
+from .._host import aligned_empty, to_jax
 from ..variants._isotropic import IsotropicParams, isotropic
-from ._common import _pad, aligned_empty, in_x64, to_jax
+from ._common import _pad, in_x64
 from ._lloyd import HOST_CHUNK, lloyd_dense, lloyd_sparse, sparse_labels, sq_dist_to_assigned
 from ._seeding import kmeans_plusplus_rows, random_rows
 
