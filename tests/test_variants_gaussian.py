@@ -30,17 +30,14 @@ def _start(kind):
     return gv.FullParams(M0, eye, W3, 1.0, REG), eye
 
 
-def _ours_and_sklearn(kind, n_iter, dtype=np.float64):
-    params, precisions = _start(kind)
-    Xd = X.astype(dtype)
-    tol = 0.0 if n_iter == MAX_ITER else STOP_AFTER_TWO
-    ours = gl.fit(getattr(gv, kind), Xd, params, max_iter=MAX_ITER, tol=tol)
+def _sklearn_em(kind, data, means, precisions, n_iter):
+    """scikit-learn's GaussianMixture run for exactly n_iter iterations from the given start."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ref = GaussianMixture(
+        return GaussianMixture(
             3,
             covariance_type=kind,
-            means_init=M0,
+            means_init=means,
             weights_init=W3,
             precisions_init=precisions,
             reg_covar=REG,
@@ -48,8 +45,15 @@ def _ours_and_sklearn(kind, n_iter, dtype=np.float64):
             max_iter=n_iter,
             init_params="random",
             random_state=0,
-        ).fit(Xd)
-    return ours, ref
+        ).fit(data)
+
+
+def _ours_and_sklearn(kind, n_iter, dtype=np.float64):
+    params, precisions = _start(kind)
+    Xd = X.astype(dtype)
+    tol = 0.0 if n_iter == MAX_ITER else STOP_AFTER_TWO
+    ours = gl.fit(getattr(gv, kind), Xd, params, max_iter=MAX_ITER, tol=tol)
+    return ours, _sklearn_em(kind, Xd, M0, precisions, n_iter)
 
 
 def _covariances(kind, params):
@@ -169,18 +173,7 @@ def test_full_and_tied_reproduce_sklearn_batched_and_per_component(kind, d):
     m0 = Xw[np.random.default_rng(4).choice(Xw.shape[0], 3, replace=False)]
     eye = np.eye(d)
     n_iter = 6
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        ref = GaussianMixture(
-            3,
-            covariance_type=kind,
-            means_init=m0,
-            weights_init=W3,
-            precisions_init=np.stack([eye] * 3) if kind == "full" else eye,
-            reg_covar=REG,
-            tol=1e-300,
-            max_iter=n_iter,
-        ).fit(Xw)
+    ref = _sklearn_em(kind, Xw, m0, np.stack([eye] * 3) if kind == "full" else eye, n_iter)
     params = (
         gv.FullParams(m0, np.stack([eye] * 3), W3, 1.0, REG)
         if kind == "full"

@@ -220,7 +220,7 @@ class GaussianMixture(_SkGaussianMixture):
         )
         # scikit-learn allows reg_covar = 0 (no floor), the variants' validation wants > 0: check
         # the rest, then put the real value back (the M-step is well defined at 0).
-        p = _VARIANTS[self.covariance_type].validate(to_jax(X), p)
+        p = _VARIANTS[self.covariance_type].validate(X, p)  # reads X's shape and dtype only
         return p._replace(reg_covar=jnp.asarray(float(self.reg_covar), X.dtype))
 
     def _set_from(self, params: Any, dtype: np.dtype) -> None:
