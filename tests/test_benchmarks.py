@@ -408,3 +408,37 @@ def test_covariance_fits_tool_times_full_iterations(capsys):
     assert all(r["n_iter"] == 3 and 0 < r["seconds"] < 60 for r in rows)
     out = capsys.readouterr().out
     assert "full (600, 16, 2): " in out and "tied (600, 3, 4): " in out
+
+
+def test_estimator_benchmark_passes_the_covariance_type_to_both_estimators(monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        est = importlib.import_module("estimators")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    seen = []
+
+    def recording(cls):
+        class Recorded(cls):
+            def fit(self, X, y=None):
+                seen.append((cls.__module__.split(".")[0], self.covariance_type))
+                return super().fit(X, y)
+
+        return Recorded
+
+    monkeypatch.setattr(est, "GaussianMixture", recording(est.GaussianMixture))
+    monkeypatch.setattr(est, "SkGaussianMixture", recording(est.SkGaussianMixture))
+    X = est.blobs(300, 3, 2, "float32")
+    fits = est.fits_of("gaussian", X, X[:2].copy(), 2, "diag")
+    assert {name: fit() for name, fit in fits.items()} == {"estimator": 2, "sklearn": 2}
+    assert sorted(seen) == [("gmmlimit", "diag"), ("sklearn", "diag")]
+
+
+def test_numpy_fits_tool_times_both_fits(capsys):
+    # benchmarks/tuning/numpy_fits.py (cited in docs/benchmarks.md): best <= median for both
+    # fits, one line per shape.
+    nf = _load_module("numpy_fits", "tuning/numpy_fits.py")
+    (row,) = nf.main(["--sizes", "2000,3,4", "--iters", "2", "--repeats", "3"])
+    assert row["shape"] == [2000, 3, 4]
+    assert all(0 < row[name][0] <= row[name][1] < 60 for name in ("estimator", "library"))
+    assert "(2000, 3, 4): estimator best " in capsys.readouterr().out
