@@ -410,6 +410,7 @@ def test_covariance_fits_tool_times_full_iterations(capsys):
     assert "full (600, 16, 2): " in out and "tied (600, 3, 4): " in out
 
 
+@pytest.mark.filterwarnings("ignore:.*converge:sklearn.exceptions.ConvergenceWarning")
 def test_estimator_benchmark_passes_the_covariance_type_to_both_estimators(monkeypatch):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
