@@ -85,6 +85,8 @@ SHAPES = [
     (2, 45, 20, 5),  # few means (k <= 8): transposed blocks of rows, a partial last block
     (1, 70, 16, 8),
     (1, 33, 4, 1),
+    (2, 37, 8, 16),  # rows in lanes by the swap network (d = 4, 8, k <= lanes; AVX-512)
+    (1, 50, 4, 5),
     (2, 45, 130, 5),  # very few means, many features: features in the lanes, a partial block
 ]
 
@@ -177,11 +179,13 @@ def test_ties_go_to_the_lowest_index_across_lanes_and_vectors(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_rows_in_lanes_give_the_bits_of_row_blocks(dtype):
-    # d <= 3 runs the rows-in-lanes path, d = 4 the row blocks. A zero fourth feature on rows
-    # and means changes no score, distance or sum exactly, so the two paths must agree bit for
-    # bit (ties included: many rows repeat).
+    # d <= 3 runs the rows-in-lanes path, d = 4 the row blocks; so do d = 4 and 8 with k <= lanes
+    # (where the target's registers allow: AVX-512, and d = 4 on AVX2), d = 5 and 9 the
+    # transposed rows or the row blocks. A zero extra feature on rows and means changes no score,
+    # distance or sum exactly, so the two paths must agree bit for bit (ties included: many rows
+    # repeat; 3000 rows a block leave a chunk's last group partly filled).
     rng = np.random.default_rng(6)
-    for d, k in ((1, 3), (2, 8), (3, 32)):
+    for d, k in ((1, 3), (2, 8), (3, 32), (4, 5), (4, 8), (8, 5), (8, 16)):
         x = rng.normal(size=(2, 3000, d)).astype(dtype)
         x[:, ::7] = x[:, :1]  # repeated rows
         w = rng.uniform(0.5, 2.0, size=(2, 3000)).astype(dtype)

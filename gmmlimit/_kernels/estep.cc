@@ -29,8 +29,9 @@
 //   4. hard: the weighted sums, counts and distortion, row by row;
 //      soft: responsibilities in place of the scores, then sums += r^T x as a register-blocked
 //      product of kRows components by kPanel vectors of features over the group's rows.
-// For few features and means (d <= 3, K <= 32) the hard E-step puts rows in the lanes instead
-// (AssignGroupByLanes): per mean one vector of scores, a lane-wise running minimum, same bits;
+// For few features and means (d <= 3, K <= 32; d = 4 or 8, K <= L where registers allow) the
+// hard E-step puts rows in the lanes instead (AssignGroupByLanes): per mean one vector of
+// scores, a lane-wise running minimum, same bits;
 // with K <= L it also keeps the sums and counts in registers, the means in the lanes
 // (HardChunkByLanes), the same additions in the same order;
 // for few means (K <= kTransposedMaxK) and more features it transposes L rows by L features at
@@ -904,27 +905,57 @@ void CopyRowZero(const LeftOut& left_out, int64_t width, V* values) {
 
 // AssignGroupByLanes up to these sizes, AssignGroup beyond. Measured (one core, float32, AVX-512,
 // benchmarks/tuning/compilers.py): faster by 25 to 35 % at (d, k) = (1, 3), (2, 8), (3, 5), the
-// same at (2, 32), 3 to 11 % slower at (4, 8), (4, 16), (8, 16) and twice as slow at (16, 32).
-// At most the lane count too: AssignGroupByLanes holds a row's d features in d vectors of L rows
-// (two float64 lanes on 16-byte vectors).
+// same at (2, 32), 3 to 11 % slower at (4, 8), (4, 16), (8, 16) and twice as slow at (16, 32)
+// (these with each row's features loaded a value at a time; 4 and 8 features take
+// FeaturesInLanes' swap network since session 32, see kByLanesD). At most the lane count too:
+// AssignGroupByLanes holds a row's d features in d vectors of L rows (two float64 lanes on
+// 16-byte vectors).
 template <typename T>
-constexpr int kByLanesMaxD = std::min(3, kLanes<T>);
+constexpr int kByLanesMaxD = std::min(8, kLanes<T>);
 constexpr int64_t kByLanesMaxK = 32;
 
-// The lane-wise sum of D <= 3 vectors of squares in the order of the level network over L vectors
+// The feature counts that AssignGroupByLanes takes: up to 3, and the powers of two 4 and 8 whose
+// rows FeaturesInLanes moves into the lanes by a swap network (at most the lane count), where the
+// loop's 2 D + 4 vectors (features, the chosen mean's features, the best score, its index, a
+// score) fit in the target's vector registers, and those only for K <= L (the means' sums in the
+// lanes). Measured (benchmarks/tuning/compilers.py --repeats 9 --loop 5 --spread 0, AMD Zen 5,
+// one hard pass, ms, against the transposed rows or the row blocks, 2026-12-04):
+//   AVX-512 float32: (250000, 8, 5) 0.68 -> 0.40 and 0.74 -> 0.42, (250000, 8, 16) 0.88 -> 0.62,
+//     (500000, 4, 5) 1.30 -> 0.44, (500000, 4, 8) 1.61 -> 0.50, (500000, 4, 16) 1.52 -> 0.64;
+//     K > L: (250000, 8, 24) 1.02 -> 0.93, (250000, 8, 32) 1.02 -> 1.10 (left out);
+//   AVX-512 float64: (250000, 8, 5) 0.71 -> 0.55, (250000, 8, 8) 0.94 -> 0.70, (500000, 4, 4)
+//     1.24 -> 0.60, (500000, 4, 8) 1.93 -> 0.76;
+//   AVX2 (-march=haswell) float32: (500000, 4, 5) 0.98 -> 0.63, (500000, 4, 8) 1.43 -> 0.83,
+//     but (250000, 8, 5) 0.54 -> 0.58 and (250000, 8, 16) 0.79 -> 1.35 (20 vectors in 16
+//     registers: left out), K > L (500000, 4, 16) 1.34 -> 1.46; float64 (500000, 4, 4) level.
+#if defined(__AVX512F__) || defined(__aarch64__)
+constexpr int kVectorRegisters = 32;
+#else
+constexpr int kVectorRegisters = 16;
+#endif
+
+template <typename T, int D>
+constexpr bool kByLanesD = D >= 1 && D <= kByLanesMaxD<T> &&
+                           (D <= 3 || ((D == 4 || D == 8) && 2 * D + 4 <= kVectorRegisters));
+
+template <typename T>
+inline bool ByLanes(int64_t d, int64_t k) {
+  bool by_lanes = false;
+  WithCount<kByLanesMaxD<T>>(d, [&](auto dc) { by_lanes = kByLanesD<T, decltype(dc)::value>; });
+  return by_lanes && k <= (d <= 3 ? kByLanesMaxK : int64_t{kLanes<T>});
+}
+
+// The lane-wise sum of D <= L vectors of squares in the order of the level network over L vectors
 // (h = L/2, .., 1: v[i] += v[i + h]) that LaneSums' network follows, the vectors from D on being
 // zero: the levels that add one of those add +0 to a sum of squares (never -0), which leaves its
-// bits, so they are left out. Hence (sq0 + sq2) + sq1 for D = 3 (L >= 4).
+// bits, so they are left out. Hence (sq0 + sq2) + sq1 for D = 3 (L >= 4), and ((sq0 + sq4) +
+// (sq2 + sq6)) + ((sq1 + sq5) + (sq3 + sq7)) for D = 8. sq is overwritten.
 template <typename T, int D>
-inline Vec<T> SquaresInLaneSumsOrder(const Vec<T>* sq) {
-  static_assert(1 <= D && D <= 3 && D <= kLanes<T>);
-  if constexpr (D == 1) {
-    return sq[0];
-  } else if constexpr (D == 2) {
-    return sq[0] + sq[1];
-  } else {
-    return (sq[0] + sq[2]) + sq[1];
-  }
+inline Vec<T> SquaresInLaneSumsOrder(Vec<T>* sq) {
+  static_assert(1 <= D && D <= kLanes<T>);
+  for (int h = kLanes<T> / 2; h >= 1; h /= 2)
+    for (int i = 0; i < h && i + h < D; ++i) sq[i] = sq[i] + sq[i + h];
+  return sq[0];
 }
 
 // Feature j of rows r0 .. r0 + L - 1 in the lanes, from the D vectors v that hold those rows one
@@ -946,6 +977,81 @@ inline Vec<T> FeatureOf(Vec<T> p, Vec<T> q, std::integer_sequence<int, I...>) {
 #endif
 }
 
+// The swap network of FeaturesInLanes for D = 2^A features, L = 2^B lanes (A <= B). The L rows
+// (row r, feature j at position r * D + j) fill D vectors: vector bit i holds bit B - A + i of r,
+// lane bit i bit i of j (i < A) and bit i - A of r (i >= A). Step s (1 .. A) swaps vector bit
+// s - 1 with lane bit s - 1, two shuffles per pair of vectors; after step s, vector bit i holds
+// j's bit i and lane bit i r's bit B - A + i (i < s). The last step also orders the lanes, so that
+// vector j, lane r holds row r's feature j. SwapVector and SwapLane: where (r, j) lies after step
+// s; SwapRow and SwapFeature: which (r, j) lies at vector v, lane l after step s.
+constexpr int BitOf(int x, int i) { return (x >> i) & 1; }
+
+constexpr int SwapVector(int r, int j, int s, int a, int b) {
+  int v = 0;
+  for (int i = 0; i < a; ++i) v |= (i < s ? BitOf(j, i) : BitOf(r, b - a + i)) << i;
+  return v;
+}
+
+constexpr int SwapLane(int r, int j, int s, int a, int b) {
+  int l = 0;
+  for (int i = 0; i < b; ++i)
+    l |= (i < s ? BitOf(r, b - a + i) : i < a ? BitOf(j, i) : BitOf(r, i - a)) << i;
+  return l;
+}
+
+constexpr int SwapRow(int v, int l, int s, int a, int b) {
+  if (s == a) return l;
+  int r = 0;
+  for (int i = 0; i < a; ++i) r |= (i < s ? BitOf(l, i) : BitOf(v, i)) << (b - a + i);
+  for (int i = 0; i < b - a; ++i) r |= BitOf(l, i + a) << i;
+  return r;
+}
+
+constexpr int SwapFeature(int v, int l, int s, int a) {
+  if (s == a) return v;
+  int j = 0;
+  for (int i = 0; i < a; ++i) j |= (i < s ? BitOf(v, i) : BitOf(l, i)) << i;
+  return j;
+}
+
+// Lane l of vector v after step s, as an index into the pair (vectors with bit s - 1 of their
+// index clear, then set; the second's lanes counting from 2^b).
+constexpr int SwapSource(int v, int l, int s, int a, int b) {
+  const int r = SwapRow(v, l, s, a, b), j = SwapFeature(v, l, s, a);
+  return (BitOf(SwapVector(r, j, s - 1, a, b), s - 1) << b) + SwapLane(r, j, s - 1, a, b);
+}
+
+template <typename T, int V, int S, int A, int... I>
+inline Vec<T> SwapOf(Vec<T> p, Vec<T> q, std::integer_sequence<int, I...>) {
+#ifdef GMMLIMIT_SHUFFLEVECTOR
+  return __builtin_shufflevector(p, q, SwapSource(V, I, S, A, kLaneBits<T>)...);
+#else
+  return __builtin_shuffle(p, q, Mask<T>{SwapSource(V, I, S, A, kLaneBits<T>)...});
+#endif
+}
+
+template <typename T, int D, int S, int A, int V = 0>
+__attribute__((always_inline)) inline void SwapStep(const Vec<T>* v, Vec<T>* out) {
+  if constexpr (V < D) {
+    constexpr int H = 1 << (S - 1);
+    if constexpr ((V & H) == 0) {
+      out[V] = SwapOf<T, V, S, A>(v[V], v[V + H], LaneSequence<T>{});
+      out[V + H] = SwapOf<T, V + H, S, A>(v[V], v[V + H], LaneSequence<T>{});
+    }
+    SwapStep<T, D, S, A, V + 1>(v, out);
+  }
+}
+
+template <typename T, int D, int A, int S = 1>
+__attribute__((always_inline)) inline void SwapSteps(Vec<T>* v) {
+  if constexpr (S <= A) {
+    Vec<T> out[D];
+    SwapStep<T, D, S, A>(v, out);
+    for (int i = 0; i < D; ++i) v[i] = out[i];
+    SwapSteps<T, D, A, S + 1>(v);
+  }
+}
+
 // xs[j][i] = x[i * D + j] for the L rows at x (all L present): D whole-vector loads and shuffles
 // in place of L * D loads of single values. Moves values only (the same bits).
 template <typename T, int D>
@@ -953,7 +1059,11 @@ inline void FeaturesInLanes(const T* x, Vec<T>* xs) {
   constexpr int L = kLanes<T>;
   Vec<T> v[D];
   for (int j = 0; j < D; ++j) v[j] = Load<T>(x + j * L);
-  if constexpr (D == 1) {
+  if constexpr (D == 4 || D == 8) {
+    static_assert(D <= L);
+    SwapSteps<T, D, D == 4 ? 2 : 3>(v);
+    for (int j = 0; j < D; ++j) xs[j] = v[j];
+  } else if constexpr (D == 1) {
     xs[0] = v[0];
   } else if constexpr (D == 2) {
     xs[0] = FeatureOf<T, 2, 0, 0>(v[0], v[1], LaneSequence<T>{});
@@ -995,7 +1105,7 @@ template <typename T, int D>
 inline void AssignGroupByLanes(const T* x, int64_t rows, const T* means_padded, int64_t dp,
                                const T* bias, int64_t k, int32_t* labels, T* nearest) {
   constexpr int L = kLanes<T>;
-  static_assert(1 <= D && D <= kByLanesMaxD<T>);
+  static_assert(kByLanesD<T, D>);
   for (int r0 = 0; r0 < kGroup; r0 += L) {
     Vec<T> xs[D];  // xs[j][i]: feature j of row r0 + i (0 past the last row)
     if (kShuffledFeatures<D> && r0 + L <= rows) {
@@ -1332,10 +1442,11 @@ void HardChunk(const HardProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   T chunk_distortion = 0;
   const bool by_features = ByFeatures<T>(p.d, dp, p.k);
   const int64_t row_vectors = dp / kLanes<T>;
-  if (p.d <= kByLanesMaxD<T> && p.k <= kByLanesMaxK) {
+  if (ByLanes<T>(p.d, p.k)) {
     WithCount<kByLanesMaxD<T>>(p.d, [&](auto dc) {
       constexpr int D = decltype(dc)::value;
-      if (p.k <= kLanes<T>) {
+      if constexpr (!kByLanesD<T, D>) {
+      } else if (p.k <= kLanes<T>) {
         HardChunkByLanes<T, D, true>(p, begin, end, labels, nearest, counts, sums,
                                      &chunk_distortion);
       } else {
