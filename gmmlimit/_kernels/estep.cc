@@ -231,12 +231,24 @@ constexpr bool kPinPanel = kVectorBytes < 64 || (NV > 1 && std::is_same_v<T, flo
 // scores[r][col ..] = bias - 2 <x_r, m> for R rows (row r at x + r * stride) and NV vectors of
 // columns starting at col (panel: their means, feature by feature, NV vectors each), over the d
 // real features (the padding features are zero: the sum over them would add exact zeros, so
-// skipping them changes no bit and, for small d, most of the work).
+// skipping them changes no bit and, for small d, most of the work). The rows are read from
+// bases of up to 8 rows each: from one base, the 16 rows of a one-vector panel's block (K <= 16
+// in float32 with AVX-512) needed 15 row offsets, and GCC 12 kept some on the stack and in vector
+// registers, reloading them for every feature; from two, the same 8 offsets serve both.
+// Measured (benchmarks/tuning/compilers.py --repeats 9 --loop 5 --spread 0, AMD Zen 5, one hard
+// pass, ms, one base -> two, 2026-12-04): (156250, 64, 16) 1.68 -> 1.54 and 2.14 -> 1.73,
+// (156250, 64, 12) 1.82 -> 1.54 and 1.60 -> 1.49, (12755, 784, 16) 1.51 -> 1.44, soft passes
+// 3 to 6 % faster there; (625000, 16, 16) 3.28 -> 3.40, 3.27 -> 3.34, 3.22 -> 3.35 and
+// (312500, 32, 16) 2.57 -> 2.54, 2.45 -> 2.59 (level to 5 % slower, where a block's loop over
+// the features is short). The same bits.
 template <typename T, int R, int NV>
 inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, int64_t kp,
                        const T* bias, int64_t col, T* scores) {
   constexpr int L = kLanes<T>;
   Vec<T> acc[R][NV];
+  constexpr int kBaseRows = R < 8 ? R : 8;
+  const T* bases[R / kBaseRows];
+  for (int b = 0; b < R / kBaseRows; ++b) bases[b] = x + b * kBaseRows * stride;
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = Vec<T>{};
   for (int64_t j = 0; j < d; ++j) {
@@ -247,7 +259,7 @@ inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, in
       if constexpr (kPinPanel<T, NV>) InRegister<T>(m[v]);
     }
     for (int r = 0; r < R; ++r) {
-      const T xv = x[r * stride + j];
+      const T xv = bases[r / kBaseRows][(r % kBaseRows) * stride + j];
       for (int v = 0; v < NV; ++v) acc[r][v] += xv * m[v];
     }
   }
