@@ -345,22 +345,25 @@ inline void ScoreGroup(const T* group, int64_t d, int64_t dp, const T* means_t, 
 constexpr int FirstLane(int i, int h, int lanes) { return (i & h) ? lanes + i - h : i; }
 constexpr int SecondLane(int i, int h, int lanes) { return (i & h) ? lanes + i : i + h; }
 
-template <typename T, int H, int... I>
-inline Vec<T> FirstOf(Vec<T> p, Vec<T> q, std::integer_sequence<int, I...>) {
+// Lane i of the result is lane J_i of the pair (p, q), q's lanes counting from L: the one place
+// that picks the compiler's shuffle builtin for the networks below.
+template <typename T, int... J>
+inline Vec<T> Shuffled(Vec<T> p, Vec<T> q) {
 #ifdef GMMLIMIT_SHUFFLEVECTOR
-  return __builtin_shufflevector(p, q, FirstLane(I, H, kLanes<T>)...);
+  return __builtin_shufflevector(p, q, J...);
 #else
-  return __builtin_shuffle(p, q, Mask<T>{FirstLane(I, H, kLanes<T>)...});
+  return __builtin_shuffle(p, q, Mask<T>{J...});
 #endif
 }
 
 template <typename T, int H, int... I>
+inline Vec<T> FirstOf(Vec<T> p, Vec<T> q, std::integer_sequence<int, I...>) {
+  return Shuffled<T, FirstLane(I, H, kLanes<T>)...>(p, q);
+}
+
+template <typename T, int H, int... I>
 inline Vec<T> SecondOf(Vec<T> p, Vec<T> q, std::integer_sequence<int, I...>) {
-#ifdef GMMLIMIT_SHUFFLEVECTOR
-  return __builtin_shufflevector(p, q, SecondLane(I, H, kLanes<T>)...);
-#else
-  return __builtin_shuffle(p, q, Mask<T>{SecondLane(I, H, kLanes<T>)...});
-#endif
+  return Shuffled<T, SecondLane(I, H, kLanes<T>)...>(p, q);
 }
 
 template <typename T>
@@ -982,11 +985,7 @@ constexpr int FeatureLane(int i, int j, int d, int step, int lanes) {
 
 template <typename T, int D, int J, int Step, int... I>
 inline Vec<T> FeatureOf(Vec<T> p, Vec<T> q, std::integer_sequence<int, I...>) {
-#ifdef GMMLIMIT_SHUFFLEVECTOR
-  return __builtin_shufflevector(p, q, FeatureLane(I, J, D, Step, kLanes<T>)...);
-#else
-  return __builtin_shuffle(p, q, Mask<T>{FeatureLane(I, J, D, Step, kLanes<T>)...});
-#endif
+  return Shuffled<T, FeatureLane(I, J, D, Step, kLanes<T>)...>(p, q);
 }
 
 // The swap network of FeaturesInLanes for D = 2^A features, L = 2^B lanes (A <= B). The L rows
@@ -1035,11 +1034,7 @@ constexpr int SwapSource(int v, int l, int s, int a, int b) {
 
 template <typename T, int V, int S, int A, int... I>
 inline Vec<T> SwapOf(Vec<T> p, Vec<T> q, std::integer_sequence<int, I...>) {
-#ifdef GMMLIMIT_SHUFFLEVECTOR
-  return __builtin_shufflevector(p, q, SwapSource(V, I, S, A, kLaneBits<T>)...);
-#else
-  return __builtin_shuffle(p, q, Mask<T>{SwapSource(V, I, S, A, kLaneBits<T>)...});
-#endif
+  return Shuffled<T, SwapSource(V, I, S, A, kLaneBits<T>)...>(p, q);
 }
 
 template <typename T, int D, int S, int A, int V = 0>
