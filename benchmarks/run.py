@@ -109,7 +109,8 @@ def gemm_peaks(n: int, dtype: str, repeats: int) -> dict[str, float]:
     out = {"numpy": 2.0 * n**3 / _best_time(lambda: a @ b, repeats) / 1e9}
     aj, bj = jax.device_put(a), jax.device_put(b)
     if aj.dtype == np.dtype(dtype):
-        product = jax.jit(jnp.matmul)
+        # at the precision gmmlimit's products ask for (on a GPU the default is TF32)
+        product = jax.jit(partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST))
         jax.block_until_ready(product(aj, bj))
         seconds = _best_time(lambda: jax.block_until_ready(product(aj, bj)), repeats)
         out["xla"] = 2.0 * n**3 / seconds / 1e9
@@ -474,10 +475,23 @@ def machine_info() -> dict:
             "sklearn": sklearn.__version__,
             "faiss": faiss_version(),
         },
-        "git_rev": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        "git_rev": git_rev(),
     }
+
+
+def git_rev() -> str:
+    """The checkout's short commit, or ``GMMLIMIT_GIT_REV`` where there is no git repository.
+
+    A copy of the working tree without ``.git`` (sent to a lent machine, say) or a machine
+    without git gives an empty answer or no git at all; the caller then names the commit.
+    """
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        rev = ""
+    return rev or os.environ.get("GMMLIMIT_GIT_REV", "")
 
 
 def bench_setting(n, d, k, dtype, args, peak: float) -> dict:
@@ -760,8 +774,12 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
     return out
 
 
-def run_grid(args) -> dict:
-    """The whole grid: machine limits first, then every shape (see ``benchmarks/grid.py``)."""
+def run_grid(args, progress: Callable[[dict], None] | None = None) -> dict:
+    """The whole grid: machine limits first, then every shape (see ``benchmarks/grid.py``).
+
+    ``progress``, if given, gets the grid so far after every shape (the same dictionary as the
+    return value, with the shapes done), so a run cut short still leaves its finished shapes.
+    """
     import gc
 
     import grid
@@ -777,18 +795,8 @@ def run_grid(args) -> dict:
     bandwidth = ways["best"]
     print(f"GEMM peak GFLOP/s {peaks}; memory bandwidth GB/s {ways}", flush=True)
     t0 = time.perf_counter()
-    results = []
-    for n, d, k in shapes:
-        t_shape = time.perf_counter()
-        results.append(bench_grid_shape(n, d, k, args, peaks, bandwidth))
-        results[-1]["wall_s"] = time.perf_counter() - t_shape
-        # Free the shape's compiled programs: XLA:CPU maps about 400 memory regions per program,
-        # and a whole grid's programs passed Linux's 65,530 (vm.max_map_count), at which LLVM
-        # failed with "Cannot allocate memory" and the process crashed at (784, 64).
-        jax.clear_caches()
-        gc.collect()
-        print(f"  ({time.perf_counter() - t0:.0f} s so far)", flush=True)
-    return {
+    results: list[dict] = []
+    out = {
         "d": list(ds),
         "k": list(ks),
         "elements": args.grid_elements,
@@ -802,9 +810,23 @@ def run_grid(args) -> dict:
         "bandwidth_mib": args.bandwidth_mib,
         "bandwidth_threads": threads,
         "llc_bytes": grid.last_level_cache_bytes(),
-        "wall_s": time.perf_counter() - t0,
+        "wall_s": 0.0,
         "shapes": results,
     }
+    for n, d, k in shapes:
+        t_shape = time.perf_counter()
+        results.append(bench_grid_shape(n, d, k, args, peaks, bandwidth))
+        results[-1]["wall_s"] = time.perf_counter() - t_shape
+        # Free the shape's compiled programs: XLA:CPU maps about 400 memory regions per program,
+        # and a whole grid's programs passed Linux's 65,530 (vm.max_map_count), at which LLVM
+        # failed with "Cannot allocate memory" and the process crashed at (784, 64).
+        jax.clear_caches()
+        gc.collect()
+        out["wall_s"] = time.perf_counter() - t0
+        print(f"  ({out['wall_s']:.0f} s so far)", flush=True)
+        if progress is not None:
+            progress(out)
+    return out
 
 
 def grid_markdown(res: dict) -> str:
@@ -947,10 +969,17 @@ def main_grid(args, dtypes: list[str]) -> None:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     res: dict = {"machine": machine_info(), "args": vars(args)}
-    res["grid"] = run_grid(args)
-    _write(
-        res, args.out or ROOT / "benchmarks" / "results" / "grid.json", grid_markdown(res), args.md
-    )
+    out = Path(args.out or ROOT / "benchmarks" / "results" / "grid.json")
+
+    def progress(grid_so_far: dict) -> None:
+        # the finished shapes, replaced whole (a file never half written)
+        partial = out.with_name(out.name + ".partial")
+        partial.write_text(json.dumps({**res, "grid": grid_so_far}, indent=2) + "\n")
+        partial.replace(out)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res["grid"] = run_grid(args, progress)
+    _write(res, out, grid_markdown(res), args.md)
 
 
 if __name__ == "__main__":
