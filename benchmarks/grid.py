@@ -469,27 +469,39 @@ def to_markdown(grid: dict) -> list[str]:
     t = grid["targets"]
     bw = grid["bandwidth_gbs"]
     ways = grid.get("bandwidth_ways", {})
-    llc = grid.get("llc_bytes")
+    on_host = "gemv" in ways  # measured by numpy on the CPU, not on a device (a GPU)
+    # the host's cache says nothing about data in a device's memory
+    llc = grid.get("llc_bytes") if on_host else None
     peaks = peak_text(grid["gemm_peak_gflops"], grid.get("gemm_peak_ways"))
+    if on_host:
+        read = (
+            f"array of {grid['bandwidth_threads']} threaded numpy sums "
+            f"({ways.get('sum', math.nan):.1f}), a BLAS matrix-vector product "
+            f"({ways.get('gemv', math.nan):.1f}) and a copy ({ways.get('copy', math.nan):.1f}, "
+            "bytes read)"
+        )
+    else:
+        read = (
+            f"float32 array in the device's memory of a compiled sum "
+            f"({ways.get('sum', math.nan):.1f}) and a compiled x + 1 "
+            f"({ways.get('copy', math.nan):.1f}, bytes read)"
+        )
     lines = [
         f"Grid: D in {list(grid['d'])}, K in {list(grid['k'])}, N = min({grid['max_n']:,}, "
         f"{grid['elements']:,} // D); Gaussian-noise data, sigma2 = 1 for EM.",
         "",
         f"Limits: read bandwidth {bw:.1f} GB/s, the best over a {grid['bandwidth_mib']} MiB "
-        f"array of {grid['bandwidth_threads']} threaded numpy sums "
-        f"({ways.get('sum', math.nan):.1f}), a BLAS matrix-vector product "
-        f"({ways.get('gemv', math.nan):.1f}) and a copy ({ways.get('copy', math.nan):.1f}, "
-        f"bytes read); GEMM peak {peaks}. Fraction of limit = "
+        f"{read}; GEMM peak {peaks}. Fraction of limit = "
         "max(N D itemsize / bandwidth, flops / GEMM peak) / measured s per iteration "
         "(flops: 2 N K D for K-means, 4 N K D for EM); the letter says which binds "
         "(m: memory, g: GEMM). K-means runs what `gl.kmeans` runs by default "
         "(`algorithm=\"auto\"`): Lloyd, or Lloyd's iterates with Hamerly's bounds where marked "
         "(H), whose skipped rows make the GEMM fraction an equivalent one"
         + (
-            f"; * marks data that fit in the {grid['llc_bytes'] / 2**20:.0f} MiB last-level "
+            f"; * marks data that fit in the {llc / 2**20:.0f} MiB last-level "
             "cache, where a pass may read faster than memory and the memory fraction can pass "
             "100%."
-            if grid.get("llc_bytes")
+            if llc
             else "."
         )
         + " Target needs: the fraction of the same limit an iteration would have to reach to "

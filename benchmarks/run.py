@@ -809,7 +809,8 @@ def run_grid(args, progress: Callable[[dict], None] | None = None) -> dict:
         "bandwidth_ways": ways,
         "bandwidth_mib": args.bandwidth_mib,
         "bandwidth_threads": threads,
-        "llc_bytes": grid.last_level_cache_bytes(),
+        # the host CPU's cache: on another device the data are in that device's memory
+        "llc_bytes": grid.last_level_cache_bytes() if jax.default_backend() == "cpu" else None,
         "wall_s": 0.0,
         "shapes": results,
     }

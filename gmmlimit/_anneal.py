@@ -221,7 +221,7 @@ def anneal(
     sigma2 = check_sigma2(values, X.dtype, name="schedule", scalar=False)
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     if init_means is None:
-        centre = (w @ X) / jnp.sum(w)
+        centre = jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / jnp.sum(w)
         init = jnp.broadcast_to(centre, (k, X.shape[1]))
     else:
         init = check_means(init_means, X, name="init_means", for_fit=True)
@@ -273,7 +273,7 @@ def _anneal_compiled(
     """
     dtype = X.dtype
     total = jnp.sum(w)
-    centred = X - (w @ X) / total
+    centred = X - jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / total
     scale = jnp.sqrt(jnp.sum(w[:, None] * centred * centred) / total)
     stages = jnp.concatenate([sigma2, jnp.zeros((1,), dtype)])
     blocks = make_blocks(X, w, block_size)
@@ -486,7 +486,7 @@ def _path_summary(
 ) -> tuple[Any, jax.Array, jax.Array]:
     """The stages' results stacked, their distinct-location counts and the data scale."""
     total = jnp.sum(w)
-    centred = X - (w @ X) / total
+    centred = X - jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / total
     scale = jnp.sqrt(jnp.sum(w[:, None] * centred * centred) / total).astype(X.dtype)
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *fits)
     n_distinct = jax.vmap(lambda m: count_distinct(m, merge_tol * scale))(stacked.means)

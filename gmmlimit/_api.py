@@ -544,9 +544,9 @@ def critical_sigma2(X: Any, *, weights: Any = None) -> jax.Array:
 @jax.jit
 def _critical_sigma2(X: jax.Array, w: jax.Array) -> jax.Array:
     total = jnp.sum(w)
-    mean = (w @ X) / total
+    mean = jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / total
     centred = X - mean
-    cov = (centred * w[:, None]).T @ centred / total
+    cov = jnp.matmul((centred * w[:, None]).T, centred, precision=jax.lax.Precision.HIGHEST) / total
     return jnp.linalg.eigvalsh(cov)[-1]
 
 

@@ -110,7 +110,7 @@ def _optimizer(
 
 def _data_scale(X: jax.Array, w: jax.Array) -> float:
     total = float(jnp.sum(w))
-    centred = X - (w @ X) / total
+    centred = X - jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / total
     return float(jnp.sqrt(jnp.sum(w[:, None] * centred * centred) / total))
 
 

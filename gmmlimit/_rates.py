@@ -136,7 +136,10 @@ def _em_jacobian(
             x, wb = block
             d = jnp.sum((x[:, None, :] - means[None, :, :]) ** 2, axis=-1)
             r = jax.nn.softmax(-d * inv, axis=1) * wb[:, None]
-            return (acc[0] + jnp.sum(r, axis=0), acc[1] + r.T @ x), None
+            return (
+                acc[0] + jnp.sum(r, axis=0),
+                acc[1] + jnp.matmul(r.T, x, precision=jax.lax.Precision.HIGHEST),
+            ), None
 
         zeros = (jnp.zeros((shape[0],), X.dtype), jnp.zeros(shape, X.dtype))
         (counts, sums), _ = lax.scan(body, zeros, (blocks.x, blocks.weight))
@@ -274,6 +277,6 @@ def _trajectory_errors(
     fixed = lax.cond(have_fixed, lambda: fixed, lambda: locate(last))
     errors = jnp.sqrt(jnp.sum((path - fixed) ** 2, axis=(1, 2)))
     total = jnp.sum(w)
-    centred = X - (w @ X) / total
+    centred = X - jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / total
     scale = jnp.sqrt(jnp.sum(w[:, None] * centred * centred) / total)
     return errors, fixed, scale

@@ -34,6 +34,7 @@ def test_em_log_likelihood_never_decreases(sigma2):
     )
 
 
+@pytest.mark.cpu_bits
 def test_em_at_zero_is_kmeans_exactly():
     km = gl.kmeans(X64, M0)
     em0 = gl.em(X64, M0, 0.0, tol=0.0)
@@ -43,6 +44,7 @@ def test_em_at_zero_is_kmeans_exactly():
         )
 
 
+@pytest.mark.cpu_bits
 def test_em_iterates_at_zero_equal_lloyd_steps():
     means = jnp.asarray(M0)
     steps = []
@@ -227,6 +229,7 @@ def _same_fit(a, b) -> None:
     [{"algorithm": "hamerly"}, {"algorithm": "lloyd"}, {"sigma2": 0.7, "init": "random"}],
     ids=["hamerly", "lloyd", "em"],
 )
+@pytest.mark.cpu_bits  # on the CPU by its subject, also where the default device is a GPU
 def test_restarts_on_the_cpu_are_separate_fits_and_equal_the_batch(monkeypatch, options):
     # On the CPU each start runs as its own fit (the starts here stop after different numbers of
     # iterations, which a batch would run to the slowest); the best is that start's fit bit for
@@ -254,6 +257,7 @@ def test_restarts_on_the_cpu_are_separate_fits_and_equal_the_batch(monkeypatch, 
     _same_fit(gl.restarts(key, X, 6, n_init=4, max_iter=200, **options), one_by_one)
 
 
+@pytest.mark.cpu_bits  # the one-by-one restarts are the CPU's
 def test_restarts_one_by_one_pass_over_nan_objectives(monkeypatch):
     # A start whose objective is NaN never wins, even when it runs first.
     import gmmlimit._api as api

@@ -19,9 +19,12 @@ from hypothesis import strategies as st
 import gmmlimit as gl
 from gmmlimit import _native
 
-pytestmark = pytest.mark.skipif(
-    not _native.available(), reason=f"CPU kernel unavailable: {_native.status()}"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not _native.available(), reason=f"CPU kernel unavailable: {_native.status()}"
+    ),
+    pytest.mark.cpu_bits,
+]
 
 
 def _blobs(seed, n, d, k, dtype, spread=10.0):

@@ -6,6 +6,8 @@ import pytest
 
 import gmmlimit as gl
 
+pytestmark = pytest.mark.cpu_bits
+
 # One shape, block size and max_iter throughout, so the compiled programs are shared.
 N, D, K, B, IT = 600, 3, 4, 50, 40
 

@@ -173,6 +173,7 @@ def _em_jit(X: jax.Array, M: jax.Array, s2: jax.Array) -> gl.FitResult:
 _em_vmap = jax.jit(jax.vmap(_em_jit, in_axes=(None, None, 0)))
 
 
+@pytest.mark.cpu_bits  # the vmapped fits' labels equal the single fits' (near ties too)
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=4, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**16), sigmas=st.data())

@@ -378,6 +378,7 @@ def run_sharded(module: str, *, paths: tuple[str, ...] = (), devices: int = 4) -
             f"""
             import os, sys
             os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count={devices}"
+            os.environ["JAX_PLATFORMS"] = "cpu"  # host devices, also beside a GPU
             sys.path[:0] = {[root, here, *paths]!r}
             import jax
             jax.config.update("jax_enable_x64", True)

@@ -45,7 +45,10 @@ def _divergence(params: DiagParams, x: jax.Array) -> jax.Array:
 
 def _moments(params: DiagParams, x: jax.Array, wr: jax.Array) -> tuple[jax.Array, jax.Array]:
     diff = centred(x, params.means)
-    return jnp.einsum("bk,bkd->kd", wr, diff), jnp.einsum("bk,bkd->kd", wr, diff * diff)
+    return (
+        jnp.einsum("bk,bkd->kd", wr, diff, precision=jax.lax.Precision.HIGHEST),
+        jnp.einsum("bk,bkd->kd", wr, diff * diff, precision=jax.lax.Precision.HIGHEST),
+    )
 
 
 def _m_step(params: DiagParams, stats: MixtureStats) -> DiagParams:

@@ -238,7 +238,7 @@ def dpmeans(
     block_size = check_positive_int(block_size, "block_size")
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     if init_means is None:
-        start = (w @ X / jnp.sum(w))[None, :]
+        start = (jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / jnp.sum(w))[None, :]
     else:
         start = check_means(init_means, X, name="init_means")
     k0 = start.shape[0]

@@ -131,11 +131,12 @@ def _validate(X: jax.Array, params: FullParams) -> FullParams:
 def _init(key: jax.Array, X: jax.Array, k: int) -> FullParams:
     """Random rows as means, the data's spread as every component's, equal weights, beta 1."""
     c = init_common(key, X, k)
+    with jax.default_matmul_precision("highest"):  # a GPU's default for float32 is TF32
+        spread = jnp.cov(X, rowvar=False, bias=True).reshape(X.shape[1], X.shape[1])
     return FullParams(
         means=c["means"],
         covariances=jnp.broadcast_to(
-            jnp.cov(X, rowvar=False, bias=True).reshape(X.shape[1], X.shape[1])
-            + c["reg_covar"] * jnp.eye(X.shape[1], dtype=X.dtype),
+            spread + c["reg_covar"] * jnp.eye(X.shape[1], dtype=X.dtype),
             (k, X.shape[1], X.shape[1]),
         ),
         weights=c["weights"],

@@ -72,11 +72,13 @@ def mahalanobis_sq(x: jax.Array, means: jax.Array, inv_chols: jax.Array) -> jax.
     if x.shape[1] >= PER_COMPONENT_MIN_FEATURES:
 
         def one(mean: jax.Array, inv_chol: jax.Array) -> jax.Array:  # (B,)
-            z = (x - mean) @ inv_chol.T
+            z = jnp.matmul(x - mean, inv_chol.T, precision=jax.lax.Precision.HIGHEST)
             return jnp.sum(z * z, axis=1)
 
         return _per_component(one, means, inv_chols).T
-    z = jnp.einsum("bke,kde->bkd", centred(x, means), inv_chols)
+    z = jnp.einsum(
+        "bke,kde->bkd", centred(x, means), inv_chols, precision=jax.lax.Precision.HIGHEST
+    )
     return jnp.sum(z * z, axis=2)
 
 
@@ -103,7 +105,9 @@ def centred_moments(
     def one(mean: jax.Array, resp: jax.Array) -> tuple[jax.Array, jax.Array]:
         diff = x - mean
         weighted = resp[:, None] * diff
-        return jnp.sum(weighted, axis=0), weighted.T @ diff
+        return jnp.sum(weighted, axis=0), jnp.matmul(
+            weighted.T, diff, precision=jax.lax.Precision.HIGHEST
+        )
 
     d = x.shape[1]
     if d >= PER_COMPONENT_MIN_FEATURES:
@@ -112,7 +116,9 @@ def centred_moments(
         return jax.vmap(one)(means, weighted_resp.T)
     diff = centred(x, means)
     weighted = weighted_resp[:, :, None] * diff
-    return jnp.sum(weighted, axis=0), jnp.einsum("bkd,bke->kde", weighted, diff)
+    return jnp.sum(weighted, axis=0), jnp.einsum(
+        "bkd,bke->kde", weighted, diff, precision=jax.lax.Precision.HIGHEST
+    )
 
 
 def inverse_cholesky(chol: jax.Array) -> jax.Array:

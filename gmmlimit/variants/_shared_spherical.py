@@ -48,7 +48,10 @@ def _moments(
     params: SharedSphericalParams, x: jax.Array, wr: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     diff = centred(x, params.means)
-    return jnp.einsum("bk,bkd->kd", wr, diff), jnp.einsum("bk,bkd->k", wr, diff * diff)
+    return (
+        jnp.einsum("bk,bkd->kd", wr, diff, precision=jax.lax.Precision.HIGHEST),
+        jnp.einsum("bk,bkd->k", wr, diff * diff, precision=jax.lax.Precision.HIGHEST),
+    )
 
 
 def _m_step(params: SharedSphericalParams, stats: MixtureStats) -> SharedSphericalParams:

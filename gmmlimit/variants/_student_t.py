@@ -99,7 +99,7 @@ def _moments(params: StudentTParams, x: jax.Array, wr: jax.Array) -> TMoments:
     wru = wr * u
     return TMoments(
         wu=jnp.sum(wru, axis=0),
-        s1=jnp.einsum("bk,bkd->kd", wru, diff),
+        s1=jnp.einsum("bk,bkd->kd", wru, diff, precision=jax.lax.Precision.HIGHEST),
         s2=jnp.sum(wru * delta, axis=0),
         log_u_minus_u=jnp.sum(wr * (jnp.log(u) - u), axis=0),
     )
