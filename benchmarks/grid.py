@@ -488,7 +488,8 @@ def to_markdown(grid: dict) -> list[str]:
         )
     lines = [
         f"Grid: D in {list(grid['d'])}, K in {list(grid['k'])}, N = min({grid['max_n']:,}, "
-        f"{grid['elements']:,} // D); Gaussian-noise data, sigma2 = 1 for EM.",
+        f"{grid['elements']:,} // D); Gaussian-noise data, sigma2 = 1 for EM"
+        + (f"; rows in blocks of {grid['block_size']:,}." if "block_size" in grid else "."),
         "",
         f"Limits: read bandwidth {bw:.1f} GB/s, the best over a {grid['bandwidth_mib']} MiB "
         f"{read}; GEMM peak {peaks}. Fraction of limit = "

@@ -785,6 +785,8 @@ def run_grid(args, progress: Callable[[dict], None] | None = None) -> dict:
     import grid
     import jax
 
+    from gmmlimit._driver import DEFAULT_BLOCK_SIZE
+
     ds = grid.parse_axis(args.grid_d, "--grid-d")
     ks = grid.parse_axis(args.grid_k, "--grid-k")
     shapes = grid.grid_shapes(ds, ks, args.grid_elements, args.grid_max_n)
@@ -802,6 +804,7 @@ def run_grid(args, progress: Callable[[dict], None] | None = None) -> dict:
         "elements": args.grid_elements,
         "max_n": args.grid_max_n,
         "lanes": args.grid_lanes,
+        "block_size": args.block_size or DEFAULT_BLOCK_SIZE,
         "targets": dict(grid.TARGETS),
         "gemm_peak_gflops": peaks,
         "gemm_peak_ways": peak_ways,
