@@ -4,58 +4,27 @@ XLA:CPU computes a float32 product in float32 whatever the precision says, but o
 product left at JAX's default precision runs in TF32 (10 mantissa bits): on an H200 that gave
 ``critical_sigma2`` a relative error of 7e-5 (benchmarks/results/gpu_h200_s33/failures.log). A
 CPU cannot show the error, so these tests read the programs instead: every ``dot_general`` on
-floating-point operands that a public entry point traces (each variant's fit and starting
-parameters, annealing, the rate and gradient studies, DP-means, the critical variance) must carry
-``Precision.HIGHEST``.
+floating-point operands that a tool traces (annealing, the rate and gradient studies, DP-means,
+the critical variance, the plain fits) must carry ``Precision.HIGHEST``; each variant's fits and
+starting parameters are checked so by the variant contract (``check_full_precision`` in
+``tests/variant_contract.py``), which variants written outside the package inherit.
 """
-
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax._src.lax import lax as lax_internal
-from variant_cases import CASES
+from variant_contract import FULL_PRECISION, traced_products
 
 import gmmlimit as gl
 from gmmlimit import variants as gv
 
-HIGHEST = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
 
-
-def _products(monkeypatch: pytest.MonkeyPatch, call: Callable[[], object]) -> list[tuple]:
-    """``(precision, operand dtypes)`` of every floating-point product traced by ``call()``.
-
-    The compiled-program caches are cleared first, so every jitted function ``call`` reaches is
-    traced again (a cached program would trace nothing).
-    """
-    seen: list[tuple] = []
-    primitive = lax_internal.dot_general_p
-    bind = primitive.bind
-
-    def recording_bind(*args, **params):
-        dtypes = tuple(jnp.result_type(a) for a in args)
-        if all(jnp.issubdtype(dt, jnp.floating) for dt in dtypes):
-            seen.append((params.get("precision"), dtypes))
-        return bind(*args, **params)
-
-    jax.clear_caches()
-    monkeypatch.setattr(primitive, "bind", recording_bind)
-    try:
-        jax.block_until_ready(call())
-    finally:
-        monkeypatch.undo()
-    return seen
-
-
-def _assert_full_precision(
-    monkeypatch: pytest.MonkeyPatch, call: Callable[[], object], *, some: bool = True
-) -> None:
-    """``call()`` traces only full-precision products (and, if ``some``, at least one)."""
-    products = _products(monkeypatch, call)
-    assert products or not some, "nothing was traced: the check would pass vacuously"
-    low = [p for p in products if p[0] != HIGHEST]
+def _assert_full_precision(call) -> None:
+    """``call()`` traces at least one product, and only full-precision ones."""
+    products = traced_products(call)
+    assert products, "nothing was traced: the check would pass vacuously"
+    low = [p for p in products if p[0] != FULL_PRECISION]
     assert not low, f"{len(low)} of {len(products)} products below full precision: {low[:3]}"
 
 
@@ -67,21 +36,6 @@ def _blobs(seed: int = 0, n: int = 120, d: int = 3, k: int = 3) -> np.ndarray:
 
 X = _blobs()
 M0 = X[:3].copy()
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_every_variant_fits_and_starts_at_full_precision(monkeypatch, name):
-    case = CASES[name]
-    _assert_full_precision(
-        monkeypatch,
-        lambda: gl.fit(case.variant, case.X, case.params, max_iter=2, block_size=64),
-    )
-    if case.variant.init is not None:
-        _assert_full_precision(
-            monkeypatch,
-            lambda: case.variant.init(jax.random.key(0), jnp.asarray(case.X), 3),
-            some=False,  # most draw rows and weights: no product at all
-        )
 
 
 @pytest.mark.parametrize(
@@ -103,12 +57,14 @@ def test_every_variant_fits_and_starts_at_full_precision(monkeypatch, name):
         pytest.param(lambda: gv.dpmeans(X, 4.0, max_iter=5).means, id="dpmeans"),
     ],
 )
-def test_the_tools_trace_only_full_precision_products(monkeypatch, call):
-    _assert_full_precision(monkeypatch, call)
+def test_the_tools_trace_only_full_precision_products(call):
+    _assert_full_precision(call)
 
 
-def test_the_check_sees_a_default_precision_product(monkeypatch):
-    # The recorder itself: a product at JAX's default precision is caught.
+def test_the_check_sees_a_default_precision_product():
+    # The recorder itself: a product at JAX's default precision is caught, and the primitive
+    # binds as before afterwards.
     a = jnp.ones((4, 4), jnp.float32)
-    products = _products(monkeypatch, lambda: jax.jit(lambda m: m @ m)(a))
+    products = traced_products(lambda: jax.jit(lambda m: m @ m)(a))
     assert [p[0] for p in products] == [None]
+    assert "bind" not in vars(jax._src.lax.lax.dot_general_p)

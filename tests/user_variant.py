@@ -30,13 +30,13 @@ class ExpParams(NamedTuple):
 
 
 def divergence(params, x):
-    ratio = x @ (1.0 / params.means).T
+    ratio = jnp.matmul(x, (1.0 / params.means).T, precision=lax.Precision.HIGHEST)
     logs = jnp.sum(jnp.log(params.means), 1)[None, :] - jnp.sum(jnp.log(x), 1)[:, None]
     return jnp.maximum(ratio + logs - x.shape[1], 0.0)
 
 
 def moments(params, x, wr):
-    return lax.dot_general(wr, x, (((0,), (0,)), ((), ())))
+    return lax.dot_general(wr, x, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
 
 
 def m_step(params, stats: MixtureStats):

@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -402,6 +403,58 @@ def run_sharded(module: str, *, paths: tuple[str, ...] = (), devices: int = 4) -
     return proc.stdout
 
 
+def traced_products(call: Callable[[], object]) -> list[tuple[Any, tuple[Any, ...]]]:
+    """``(precision, operand dtypes)`` of every floating-point matrix product ``call()`` traces.
+
+    The compiled-program caches are cleared first, so every jitted function ``call`` reaches is
+    traced again (a cached program would trace nothing); products are recorded where they are
+    bound (``dot_general``: ``@``, ``jnp.matmul``, ``jnp.einsum``, ``lax.dot_general``).
+    """
+    from jax._src.lax import lax as lax_internal
+
+    seen: list[tuple[Any, tuple[Any, ...]]] = []
+    primitive = lax_internal.dot_general_p
+    bind = primitive.bind
+
+    def recording_bind(*args: Any, **params: Any) -> Any:
+        dtypes = tuple(jnp.result_type(a) for a in args)
+        if all(jnp.issubdtype(dt, jnp.floating) for dt in dtypes):
+            seen.append((params.get("precision"), dtypes))
+        return bind(*args, **params)
+
+    jax.clear_caches()
+    primitive.bind = recording_bind
+    try:
+        jax.block_until_ready(call())
+    finally:
+        del primitive.bind  # the class's method again
+    return seen
+
+
+FULL_PRECISION = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+"""A product's ``precision`` when it asks for ``Precision.HIGHEST``."""
+
+
+def check_full_precision(case: VariantCase) -> None:
+    """Every matrix product of a fit (soft and hard) and of ``init`` asks for full precision.
+
+    A product at JAX's default precision runs in TF32 on a GPU (ten mantissa bits) and in
+    float32 on the CPU, so only a GPU would show the error: this reads the traced products
+    instead (pass ``precision=jax.lax.Precision.HIGHEST`` to ``@``'s replacements ``jnp.matmul``,
+    ``jnp.einsum`` and ``lax.dot_general``).
+    """
+    fits = traced_products(lambda: (case.fit(case.betas[0]), case.fit(case.hard)))
+    assert fits, "the fits traced no product: the check would pass vacuously"
+    init = case.variant.init
+    starts = (
+        []
+        if init is None
+        else traced_products(lambda: init(jax.random.key(0), jnp.asarray(case.X), case.k))
+    )
+    low = [p for p in fits + starts if p[0] != FULL_PRECISION]
+    assert not low, f"{len(low)} products below full precision, e.g. {low[:2]}"
+
+
 CONTRACT = [
     check_shapes_and_dtype,
     check_monotone_objective,
@@ -413,4 +466,5 @@ CONTRACT = [
     check_restarts,
     check_anneal,
     check_sklearn_wrapper,
+    check_full_precision,
 ]
