@@ -285,7 +285,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         # Final labels by predict's own arithmetic, so that fit(X).labels_ == predict(X).
         self.labels_, self.inertia_ = self._assigned(X, w)
         self.n_iter_ = int(n_iter)
-        distinct = len(set(self.labels_.tolist()))
+        distinct = int(np.count_nonzero(np.bincount(self.labels_, minlength=self.n_clusters)))
         if distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
