@@ -87,6 +87,27 @@ def test_gmm_estimator_in_a_grid_search_over_sigma2():
     assert search.best_params_["sigma2"] == 1.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_isotropic_predict_is_the_nearest_mean_and_the_most_responsible_one(dtype):
+    # predict labels by the fit's hard E-step (one pass over blocks of rows) and predict_proba
+    # takes its labels from the same pass: both name the nearest mean, ties to the lowest index
+    # (rows exactly midway between the two means), over more rows than one block.
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(scale=2.0, size=(5000, 2)), [[0.5, 0.0], [0.5, 3.0]]])
+    X = X.astype(dtype)
+    gm = IsotropicGaussianMixture(2, sigma2=0.5, max_iter=2, random_state=0).fit(X)
+    gm.means_ = np.array([[0.0, 0.0], [1.0, 0.0]], dtype)
+    labels = gm.predict(X)
+    far = ((X.astype(np.float64)[:, None, :] - gm.means_[None]) ** 2).sum(axis=2)
+    nearest = np.argmin(far, axis=1)  # argmin takes the lowest index at a tie
+    clear = np.abs(far[:, 0] - far[:, 1]) > 1e-4
+    np.testing.assert_array_equal(labels[clear], nearest[clear])
+    np.testing.assert_array_equal(labels[-2:], [0, 0])
+    proba = gm.predict_proba(X)
+    np.testing.assert_array_equal(np.argmax(proba, axis=1), labels)
+    np.testing.assert_allclose(proba[-2:], 0.5, rtol=1e-6)
+
+
 def test_estimator_errors():
     X = _blobs(2, n=20)
     with pytest.raises(ValueError, match="sigma2"):

@@ -99,8 +99,9 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
 
     @in_x64
     def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        _, Xp, means, n = self._padded(X)
-        resp, lse = _soft(Xp, means, jnp.asarray(self.sigma2, Xp.dtype))
+        Xp, means, n = self._padded(X)
+        labels = self._labels_padded(Xp, means, n)
+        resp, lse = _soft(Xp, means, jnp.asarray(self.sigma2, Xp.dtype), labels)
         k, d = self.means_.shape
         norm = math.log(k) + 0.5 * d * math.log(2.0 * math.pi * float(self.sigma2))
         return np.asarray(resp)[:n], np.asarray(lse)[:n] - norm
