@@ -195,6 +195,7 @@ def _start(n: int, out_dir: Path, cases: str) -> subprocess.Popen:
     """Start this file as the worker in n processes, under the launcher, in a new session."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["JAX_PLATFORMS"] = "cpu"  # CPU processes over gloo, also on a machine with one GPU
     cmd = [sys.executable, "-m", "gmmlimit.launch", "-n", str(n), "--timeout"]
     cmd += [str(LAUNCH_TIMEOUT_S), __file__, "worker", str(out_dir), cases]
     return subprocess.Popen(
