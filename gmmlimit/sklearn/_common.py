@@ -215,15 +215,23 @@ def _assign(X: jax.Array, means: jax.Array) -> tuple[jax.Array, jax.Array]:
     return labels, sq
 
 
-def _nearest(X: jax.Array, weights: jax.Array, means: jax.Array) -> jax.Array:
-    """(N,) nearest-mean labels by the fit's own hard E-step (the kernel on the CPU), ties low.
+def hard_pass(X: jax.Array, weights: jax.Array, means: jax.Array) -> tuple[Any, jax.Array]:
+    """The fit's own hard E-step at ``means`` (the compiled kernel on the CPU), one pass.
 
     One streamed pass over blocks of rows, as a K-means iteration labels them: no (K, N)
     intermediates (the products and minimum of :func:`_assign` took 58 ms at (600000, 2, 16),
     most of an estimator's cost beyond its fit).
+
+    Args:
+        X: (N, D) rows (padded rows must weigh 0).
+        weights: (N,) sample weights.
+        means: (K, D) means in X's dtype.
+
+    Returns:
+        ``(stats, labels)``: the summed statistics (``stats.distortion`` is the weighted K-means
+        objective) and (N,) int32 nearest-mean labels, ties to the lowest index.
     """
-    params = IsotropicParams(means, jnp.zeros((), means.dtype))
-    return stats_compiled(isotropic, X, weights, params)[1]
+    return stats_compiled(isotropic, X, weights, IsotropicParams(means, jnp.zeros((), X.dtype)))
 
 
 @jax.jit
@@ -232,7 +240,7 @@ def _soft(
 ) -> tuple[jax.Array, jax.Array]:
     """(N, K) responsibilities and (N,) log-sum-exp_k(-d_nk / (2 sigma2)) (no normalisers).
 
-    ``labels`` are :func:`_nearest`'s, so that the most responsible component is the label
+    ``labels`` are :func:`hard_pass`'s, so that the most responsible component is the label
     ``predict`` gives (a gap that rounding makes negative at a near tie counts as 0).
     """
     _, sq = _assign(X, means)
@@ -321,24 +329,20 @@ class _IsotropicBase(BaseEstimator):
         means = np.asarray(res.means)[:, :d].astype(X.dtype)
         return means, res, float(np.sum(sw))
 
-    def _padded(self, X: Any) -> tuple[jax.Array, jax.Array, int]:
-        """Validated X padded as the fit pads, the means padded alike, and the row count.
+    def _padded(self, X: Any) -> tuple[jax.Array, jax.Array, jax.Array, int]:
+        """Validated X padded as the fit pads, its weights, the means padded alike, the row count.
 
         Returns:
-            ``(Xp, means, n)``: (N', D') rows, (K, D') means and N.
+            ``(Xp, wp, means, n)``: (N', D') rows, (N',) weights (0 on padding rows), (K, D')
+            means and N.
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         dtype = _jax_dtype(X.dtype)
-        Xp, _ = _pad(X.astype(dtype, copy=False))
+        Xp, wp = _pad(X.astype(dtype, copy=False))
         means = np.zeros((self._means().shape[0], Xp.shape[1]), dtype)
         means[:, : X.shape[1]] = self._means()
-        return to_jax(Xp), jnp.asarray(means), X.shape[0]
-
-    def _labels_padded(self, Xp: jax.Array, means: jax.Array, n: int) -> jax.Array:
-        """(N',) labels of the padded rows by :func:`_nearest` (rows past ``n`` weigh 0)."""
-        weights = jnp.asarray(np.arange(Xp.shape[0]) < n, Xp.dtype)
-        return _nearest(Xp, weights, means)
+        return to_jax(Xp), to_jax(wp), jnp.asarray(means), X.shape[0]
 
     def _means(self) -> np.ndarray:
         raise NotImplementedError
@@ -353,5 +357,5 @@ class _IsotropicBase(BaseEstimator):
         Returns:
             (N,) int labels.
         """
-        Xp, means, n = self._padded(X)
-        return np.asarray(self._labels_padded(Xp, means, n))[:n].astype(np.int64)
+        Xp, wp, means, n = self._padded(X)
+        return np.asarray(hard_pass(Xp, wp, means)[1])[:n].astype(np.int64)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.base import ClusterMixin, DensityMixin
 
-from ._common import _IsotropicBase, _soft, in_x64
+from ._common import _IsotropicBase, _soft, hard_pass, in_x64
 
 __all__ = ["IsotropicGaussianMixture"]
 
@@ -99,8 +99,8 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
 
     @in_x64
     def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        Xp, means, n = self._padded(X)
-        labels = self._labels_padded(Xp, means, n)
+        Xp, wp, means, n = self._padded(X)
+        labels = hard_pass(Xp, wp, means)[1]
         resp, lse = _soft(Xp, means, jnp.asarray(self.sigma2, Xp.dtype), labels)
         k, d = self.means_.shape
         norm = math.log(k) + 0.5 * d * math.log(2.0 * math.pi * float(self.sigma2))

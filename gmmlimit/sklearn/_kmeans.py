@@ -21,10 +21,8 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from .._driver import stats_compiled
 from .._host import aligned_empty, to_jax
-from ..variants._isotropic import IsotropicParams, isotropic
-from ._common import _pad, in_x64
+from ._common import _pad, hard_pass, in_x64
 from ._lloyd import HOST_CHUNK, lloyd_dense, lloyd_sparse, sparse_labels, sq_dist_to_assigned
 from ._seeding import kmeans_plusplus_rows, random_rows
 
@@ -317,10 +315,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         Xp, wp = _pad(X, w)
         means = np.zeros((C.shape[0], Xp.shape[1]), X.dtype)
         means[:, : X.shape[1]] = C
-        # The fit's own E-step (the compiled kernel on the CPU): no (K, N) intermediates, and its
-        # distortion is the objective (the padding rows weigh nothing).
-        params = IsotropicParams(jnp.asarray(means), jnp.zeros((), X.dtype))
-        stats, labels = stats_compiled(isotropic, to_jax(Xp), to_jax(wp), params)
+        # The fit's own E-step: its distortion is the objective (the padding rows weigh nothing).
+        stats, labels = hard_pass(to_jax(Xp), to_jax(wp), jnp.asarray(means))
         return np.asarray(labels)[: X.shape[0]].astype(np.int64), float(stats.distortion)
 
     def _labels(self, X: Any) -> np.ndarray:
