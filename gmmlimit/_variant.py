@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._validation import dtype_scope
+
 Params = Any
 Stats = Any
 
@@ -90,7 +92,8 @@ def temperature_field(name: str, hard: float) -> Temperature:
     def set_(params: Params, value: Any) -> Params:
         old = getattr(params, name)
         dtype = old.dtype if hasattr(old, "dtype") else None
-        return params._replace(**{name: jnp.asarray(value, dtype)})
+        with dtype_scope(dtype):  # a float64 field stays float64 with JAX's x64 mode off
+            return params._replace(**{name: jnp.asarray(value, dtype)})
 
     return Temperature(name=name, get=get, set=set_, hard=float(hard))
 

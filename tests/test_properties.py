@@ -343,6 +343,11 @@ X64_OFF = textwrap.dedent(
         floats = [np.asarray(a) for a in jax.tree.leaves(value) if hasattr(a, "dtype")]
         floats = [a for a in floats if np.issubdtype(a.dtype, np.floating)]
         assert floats and all(a.dtype == np.float64 for a in floats), (name, floats)
+    # A variant's temperature set on float64 parameters (docs/variants.md's gl.fit(v, X,
+    # v.temperature.set(p, t))): float64, not 0.3 rounded to float32.
+    cold = gl.variants.IsotropicParams(M1, np.float64(0.5))
+    hot = gl.variants.isotropic.temperature.set(cold, 0.3)
+    assert hot.sigma2.dtype == np.float64 and float(hot.sigma2) == 0.3, hot.sigma2
     print(json.dumps(np.asarray(km.means).tolist()))
     """
 )
