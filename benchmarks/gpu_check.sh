@@ -20,7 +20,7 @@ mkdir -p "$out"
 echo "results in $out"
 trap '[ -n "${OUT:-}" ] && tar czf "$OUT/gpu_check.tgz" -C "$out" .' EXIT
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg XLA_PYTHON_CLIENT_PREALLOCATE=false
-tests_s=${TESTS_S:-180} run_s=${RUN_S:-150} blocks_s=${BLOCKS_S:-60} grid_s=${GRID_S:-130}
+tests_s=${TESTS_S:-180} run_s=${RUN_S:-120} blocks_s=${BLOCKS_S:-120} grid_s=${GRID_S:-100}
 step() { echo "== $(date -u +%T) $*"; }
 
 step machine
@@ -35,6 +35,8 @@ jnp.zeros((2, 2)).at[1].set(6.0)); print('kmeans on', r.means.devices(), r.label
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "the machine check failed: stopping"; exit 1; }
 
 step "tests on the GPU (at most ${tests_s} s)"
+# installed in place, so that gmmlimit.experiments and gmmlimit.paper_figures resolve
+$py -m pip install -q --no-deps --no-build-isolation -e . >"$out/install.log" 2>&1 || echo "install failed"
 timeout "$tests_s" $py -m pytest -n 8 -v -p no:cacheprovider --tb=short >"$out/tests.log" 2>&1
 echo "pytest rc $?"
 grep -cE "PASSED" "$out/tests.log" | sed 's/^/passed: /'
@@ -45,21 +47,18 @@ timeout "$run_s" $py benchmarks/run.py --no-faiss --memory-size "" --anchor-repe
   --gmm-iters 1 --out "$out/run.json" --md "$out/run.md" >"$out/run.log" 2>&1
 echo "run.py rc $?"
 
-step "gmmlimit at larger row blocks (at most ${blocks_s} s)"
-for bs in 65536 1048576; do
-  timeout $((blocks_s / 2)) $py benchmarks/run.py --only-gmmlimit --no-sweep --memory-size "" \
-    --sizes 1000000,64,64 --dtypes float32 --block-size $bs --out "$out/blocks_$bs.json" --md "$out/blocks_$bs.md" \
-    >"$out/blocks_$bs.log" 2>&1
-  echo "block $bs rc $?"
-done
+step "the default block against 4096, and the sweep's tiles (at most ${blocks_s} s)"
+timeout "$blocks_s" $py benchmarks/tuning/block_sizes.py "$out/blocks.json" --blocks 4096,auto \
+  --budget-s $((blocks_s - 15)) >"$out/blocks.log" 2>&1
+echo "blocks rc $?"
 
 step "the grid, K <= 64, one block per shape (at most ${grid_s} s)"
-timeout "$grid_s" $py benchmarks/run.py --grid --grid-k 5,16,64 --block-size 262144 \
+timeout "$grid_s" $py benchmarks/run.py --grid --grid-k 5,16,64 \
   --out "$out/grid.json" \
   --md "$out/grid.md" >"$out/grid.log" 2>&1
 echo "grid rc $?"
 
 step done
 cat "$out/run.md" 2>/dev/null | grep -E "^\|" | cut -c1-150
-grep -hE "^\| [0-9]+, " "$out"/blocks_*.md 2>/dev/null | cut -c1-120
+cat "$out/blocks.log" 2>/dev/null
 tail -n 4 "$out/grid.log"

@@ -489,7 +489,11 @@ def to_markdown(grid: dict) -> list[str]:
     lines = [
         f"Grid: D in {list(grid['d'])}, K in {list(grid['k'])}, N = min({grid['max_n']:,}, "
         f"{grid['elements']:,} // D); Gaussian-noise data, sigma2 = 1 for EM"
-        + (f"; rows in blocks of {grid['block_size']:,}." if "block_size" in grid else "."),
+        + (
+            f"; rows in blocks of {grid['block_size']:,}."
+            if grid.get("block_size")
+            else "; rows in each shape's default blocks (`gl.scale.default_block_size`)."
+        ),
         "",
         f"Limits: read bandwidth {bw:.1f} GB/s, the best over a {grid['bandwidth_mib']} MiB "
         f"{read}; GEMM peak {peaks}. Fraction of limit = "

@@ -179,14 +179,21 @@ def _timed(fit: Callable[[int], object]):
     return run, compile_s, objective
 
 
+def _block(block_size: int | None, X, m0) -> int:
+    """``--block-size``, or what a fit of X from m0 takes by default on this machine."""
+    from gmmlimit.scale import default_block_size
+
+    return block_size or default_block_size(X.shape[0], m0.shape[0], X.shape[1])
+
+
 def _gmmlimit_fit(X, m0, sigma2: float, block_size: int | None) -> Callable[[int], object]:
     import jax
     import jax.numpy as jnp
 
-    from gmmlimit._driver import DEFAULT_BLOCK_SIZE, fit_compiled
+    from gmmlimit._driver import fit_compiled
     from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
-    bs = block_size or DEFAULT_BLOCK_SIZE
+    bs = _block(block_size, X, m0)
     Xj = jax.device_put(jnp.asarray(X))
     w = jnp.ones((X.shape[0],), Xj.dtype)
     params = IsotropicParams(jnp.asarray(m0), jnp.asarray(sigma2, Xj.dtype))
@@ -207,13 +214,13 @@ def _gmmlimit_sharded_fit(X, m0, sigma2: float, block_size: int | None) -> Calla
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from gmmlimit._driver import DEFAULT_BLOCK_SIZE, history_length
+    from gmmlimit._driver import history_length
     from gmmlimit._sharding import _fit_sharded_compiled, _shard_blocks, default_mesh
     from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
-    bs = block_size or DEFAULT_BLOCK_SIZE
     mesh = default_mesh()
     axis = mesh.axis_names[0]
+    bs = _block(block_size, X[: -(-X.shape[0] // int(mesh.shape[axis]))], m0)
     Xj = jnp.asarray(X)
     w = jnp.ones((X.shape[0],), Xj.dtype)
     blocks, local_rows = _shard_blocks(
@@ -259,10 +266,10 @@ def bench_sweep(X, m0, sigma2s, iters, repeats, block_size=None) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from gmmlimit._driver import DEFAULT_BLOCK_SIZE, fit_compiled
+    from gmmlimit._driver import fit_compiled
     from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
-    bs = block_size or DEFAULT_BLOCK_SIZE
+    bs = _block(block_size, X, m0)
     Xj = jnp.asarray(X)
     w = jnp.ones((X.shape[0],), Xj.dtype)
     s2 = jnp.asarray(sigma2s, Xj.dtype)
@@ -674,14 +681,13 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
     """
     import grid
 
-    from gmmlimit._driver import DEFAULT_BLOCK_SIZE
-
     X32, m0 = make_data(n, d, k, "float32")
     sigma2 = 1.0  # unit-variance noise: a genuinely soft mixture
     it, rounds, min_diff = args.iters, args.repeats, args.grid_min_diff_s
-    bs = args.block_size or DEFAULT_BLOCK_SIZE
+    bs = _block(args.block_size, X32, m0)
     log = lambda msg: print(f"  [{n},{d},{k}] {msg}", flush=True)  # noqa: E731
-    out: dict = {"N": n, "D": d, "K": k, "sigma2": sigma2, "by_dtype": {}, "sweep": {}}
+    out: dict = {"N": n, "D": d, "K": k, "sigma2": sigma2, "block_size": bs}
+    out.update(by_dtype={}, sweep={})
     em_ready: dict = {}  # dtype -> (run, iterations) of the EM fit readied above
     anchors = {"kmeans": "lloyd", "em": "gmm"}
     for dt in args.dtype_list:
@@ -785,8 +791,6 @@ def run_grid(args, progress: Callable[[dict], None] | None = None) -> dict:
     import grid
     import jax
 
-    from gmmlimit._driver import DEFAULT_BLOCK_SIZE
-
     ds = grid.parse_axis(args.grid_d, "--grid-d")
     ks = grid.parse_axis(args.grid_k, "--grid-k")
     shapes = grid.grid_shapes(ds, ks, args.grid_elements, args.grid_max_n)
@@ -804,7 +808,7 @@ def run_grid(args, progress: Callable[[dict], None] | None = None) -> dict:
         "elements": args.grid_elements,
         "max_n": args.grid_max_n,
         "lanes": args.grid_lanes,
-        "block_size": args.block_size or DEFAULT_BLOCK_SIZE,
+        "block_size": args.block_size,  # None: each shape's default (its own "block_size")
         "targets": dict(grid.TARGETS),
         "gemm_peak_gflops": peaks,
         "gemm_peak_ways": peak_ways,
@@ -849,7 +853,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--anchor-repeats", type=int, default=None, help="repeats for the anchors")
     p.add_argument("--gmm-iters", type=int, default=None, help="iterations timed for sklearn GMM")
     p.add_argument("--sweep-dtypes", default="float32,float64", help="dtypes of the sigma2 sweep")
-    p.add_argument("--block-size", type=int, default=None)
+    p.add_argument(
+        "--block-size", type=int, default=None, help="default: gl.scale.default_block_size's"
+    )
     p.add_argument("--no-faiss", action="store_true")
     p.add_argument("--only-gmmlimit", action="store_true", help="skip the anchors (for tuning)")
     p.add_argument("--no-sweep", dest="sweep", action="store_false")

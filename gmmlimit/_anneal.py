@@ -22,7 +22,6 @@ import numpy as np
 from jax import lax
 
 from ._driver import (
-    DEFAULT_BLOCK_SIZE,
     e_pass,
     fit_compiled,
     fit_program,
@@ -31,6 +30,7 @@ from ._driver import (
 )
 from ._validation import (
     as_data,
+    check_block_size,
     check_k,
     check_key,
     check_means,
@@ -178,7 +178,7 @@ def anneal(
     perturbation: float = 1e-4,
     merge_tol: float = 1e-2,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> AnnealResult:
     """Deterministic annealing: EM along a decreasing sigma2 schedule, then K-means.
 
@@ -206,7 +206,8 @@ def anneal(
         perturbation: noise standard deviation relative to the data scale sqrt(trace C).
         merge_tol: distance, relative to the data scale, below which means count as one centre.
         weights: optional (N,) non-negative sample weights.
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
         An :class:`AnnealResult` (S + 1 stages) in X's dtype.
@@ -228,7 +229,7 @@ def anneal(
         if init.shape[0] != k:
             raise ValueError(f"init_means has {init.shape[0]} rows but k={k}.")
     max_iter = check_positive_int(max_iter, "max_iter")
-    block_size = check_positive_int(block_size, "block_size")
+    block_size = check_block_size(block_size, X.shape[0], k, X.shape[1])
     # A negative tolerance never fires: EM's log-likelihood gain is never below -|l|.
     tol_value = -1.0 if tol is None else check_tol(tol)
     for name, value in (("perturbation", perturbation), ("merge_tol", merge_tol)):
@@ -394,7 +395,7 @@ def anneal_variant(
     tol: float = 0.0,
     merge_tol: float = 1e-2,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> AnnealPath:
     """Annealing for any variant: fits along a temperature schedule, the hard limit last.
 
@@ -419,7 +420,8 @@ def anneal_variant(
         tol: per-stage stopping tolerance (:func:`gmmlimit.fit`'s).
         merge_tol: distance, relative to the data scale, below which locations count as one.
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
         An :class:`AnnealPath` in X's dtype.
@@ -449,7 +451,8 @@ def anneal_variant(
     start = checked[0]
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     max_iter = check_positive_int(max_iter, "max_iter")
-    block_size = check_positive_int(block_size, "block_size")
+    k_start = variant.means(start).shape[-2]
+    block_size = check_block_size(block_size, X.shape[0], k_start, X.shape[1])
     tol = check_tol(tol)
     v = _real(merge_tol, "merge_tol")
     if not (math.isfinite(v) and v >= 0):

@@ -17,7 +17,6 @@ import numpy as np
 
 from . import init as _init
 from ._driver import (
-    DEFAULT_BLOCK_SIZE,
     FitResult,
     fit_compiled,
     fit_program,
@@ -28,6 +27,7 @@ from ._driver import (
 )
 from ._validation import (
     as_data,
+    check_block_size,
     check_fit_inputs,
     check_k,
     check_key,
@@ -73,7 +73,7 @@ def fit(
     max_iter: int = 300,
     tol: float = 1e-8,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> FitResult:
     """Fit any mixture variant with the one compiled driver.
 
@@ -86,7 +86,8 @@ def fit(
             shift relative to the mean per-feature variance of X for hard fits (which also stop
             as soon as no label changes).
         weights: optional (N,) non-negative sample weights.
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
         A :class:`FitResult` in X's dtype: ``objective`` higher is better at every temperature
@@ -240,8 +241,8 @@ def _fit_isotropic(
     measured both faster and slower with them (docs/benchmarks.md).
     """
     max_iter = check_positive_int(max_iter, "max_iter")
-    block_size = check_positive_int(block_size, "block_size")
     original = validate_params(X, params)
+    block_size = check_block_size(block_size, X.shape[0], original.means.shape[0], X.shape[1])
     hard = not is_traced(params.sigma2) and float(np.asarray(params.sigma2)) == 0.0
     chosen = _hard_variant(algorithm, X.shape[1], original.means.shape[0])
     soft_variant = isotropic_bounded if algorithm == "hamerly" else isotropic
@@ -282,7 +283,7 @@ def em(
     max_iter: int = 300,
     tol: float = 1e-8,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     algorithm: Algorithm = "auto",
 ) -> FitResult:
     """EM for the isotropic equal-prior mixture with fixed shared variance sigma2.
@@ -299,7 +300,8 @@ def em(
         max_iter: maximum number of iterations.
         tol: stop once the relative log-likelihood gain is <= tol (sigma2 > 0).
         weights: optional (N,) non-negative sample weights (relative: only ratios matter).
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
         algorithm: ``"hamerly"`` keeps per-row bounds (as :func:`kmeans` does) and skips the
             rows whose responsibilities are provably exactly one-hot at sigma2 (every other
             component's exponential underflows to 0): the same iterates, bit for bit, with the
@@ -338,7 +340,7 @@ def kmeans(
     max_iter: int = 300,
     tol: float = 0.0,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     algorithm: Algorithm = "auto",
 ) -> FitResult:
     """Lloyd's K-means: the isotropic mixture at sigma2 = 0, run by the same driver as EM.
@@ -363,7 +365,8 @@ def kmeans(
         max_iter: maximum number of iterations.
         tol: centre-shift tolerance (relative, see above).
         weights: optional (N,) non-negative sample weights (relative: only ratios matter).
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
         algorithm: ``"lloyd"`` (every row against every mean), ``"hamerly"`` (the same iterates
             with Hamerly's bounds) or ``"auto"``.
 
@@ -394,7 +397,7 @@ def em_step(
     sigma2: Any,
     *,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> jax.Array:
     """One EM update of the means (one Lloyd update at sigma2 = 0).
 
@@ -403,14 +406,15 @@ def em_step(
         means: (K, D) current means.
         sigma2: shared variance >= 0.
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
         (K, D) updated means, in X's dtype.
     """
     X = as_data(X)
-    block_size = check_positive_int(block_size, "block_size")
     Xs, params, w, scale = _prepare(X, IsotropicParams(means, sigma2), weights, for_fit=True)
+    block_size = check_block_size(block_size, X.shape[0], params.means.shape[0], X.shape[1])
     new = step_compiled(isotropic, Xs, w, params, block_size=block_size).means
     return jnp.ldexp(new, scale.data) if scale.data else new
 
@@ -564,7 +568,7 @@ def restarts(
     max_iter: int = 300,
     tol: float | None = None,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     algorithm: Algorithm = "auto",
 ) -> FitResult:
     """Several fits from independent initialisations, keeping the best.
@@ -592,7 +596,8 @@ def restarts(
         max_iter: maximum iterations per fit.
         tol: stopping tolerance; default 0 at the hard limit and 1e-8 otherwise.
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
         algorithm: the isotropic model's hard fits (``sigma2=0``): as in :func:`kmeans`.
 
     Returns:
@@ -607,7 +612,7 @@ def restarts(
     k = check_k(k, X.shape[0])
     n_init = check_positive_int(n_init, "n_init")
     max_iter = check_positive_int(max_iter, "max_iter")
-    block_size = check_positive_int(block_size, "block_size")
+    block_size = check_block_size(block_size, X.shape[0], k, X.shape[1], lanes=n_init)
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     keys = jax.random.split(key, n_init)
     if variant is None:

@@ -23,9 +23,10 @@ import numpy as np
 import optax
 from jax import lax
 
-from ._driver import DEFAULT_BLOCK_SIZE, e_pass, fit_compiled, make_blocks
+from ._driver import e_pass, fit_compiled, make_blocks
 from ._validation import (
     as_data,
+    check_block_size,
     check_positive_int,
     weights_or_ones,
     with_float64_scope,
@@ -137,7 +138,7 @@ def gradient_fit(
     n_steps: int = 200,
     learning_rate: float | None = None,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> GradientResult:
     """Maximise the isotropic log-likelihood over the means with an optax optimiser.
 
@@ -155,7 +156,8 @@ def gradient_fit(
         learning_rate: Adam's step size; default 0.01 times the data scale sqrt(trace C)
             (unused by L-BFGS and by a given transformation).
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
         A :class:`GradientResult` in X's dtype.
@@ -165,7 +167,7 @@ def gradient_fit(
     """
     X, w, params = _prepare(X, init_means, sigma2, weights)
     n_steps = check_positive_int(n_steps, "n_steps")
-    block_size = check_positive_int(block_size, "block_size")
+    block_size = check_block_size(block_size, X.shape[0], params.means.shape[0], X.shape[1])
     if learning_rate is None:
         learning_rate = 0.01 * _data_scale(X, w)
     lr = float(learning_rate)
@@ -261,7 +263,7 @@ def compare_em_gradient(
     learning_rate: float | Sequence[float] | None = None,
     repeats: int = 3,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> dict[str, MethodCost]:
     """Iterations and wall time of EM, Adam and L-BFGS to the same log-likelihood.
 
@@ -285,7 +287,8 @@ def compare_em_gradient(
             highest final log-likelihood if none does) is reported.
         repeats: timed runs per method.
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
         ``{method: MethodCost}``.
@@ -296,7 +299,7 @@ def compare_em_gradient(
     X, w, params = _prepare(X, init_means, sigma2, weights)
     n_steps = check_positive_int(n_steps, "n_steps")
     repeats = check_positive_int(repeats, "repeats")
-    block_size = check_positive_int(block_size, "block_size")
+    block_size = check_block_size(block_size, X.shape[0], params.means.shape[0], X.shape[1])
     methods = tuple(methods)
     for m in methods:
         if m not in ("em", *OPTIMIZERS):

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import _native
+from ._block_size import DEFAULT_BLOCK_SIZE, default_platform
 from ._variant import FarPoints, Params, Stats, Variant
 
 __all__ = [
@@ -31,8 +32,6 @@ __all__ = [
     "make_blocks",
     "stop_rule",
 ]
-
-DEFAULT_BLOCK_SIZE = 4096
 
 
 class FitResult(NamedTuple):
@@ -128,7 +127,7 @@ def engine_rows(blocks: Blocks) -> jax.Array:
     XLA hoists its one copy out of the fit's loop, where the JAX passes' own padding was hoisted
     twice (the loop's and the final pass's).
     """
-    if blocks.rows is None or jax.default_backend() != "cpu":
+    if blocks.rows is None or default_platform() != "cpu":
         return blocks.x
     return blocks.rows if _native.supports(blocks.rows.dtype, 1) else blocks.x
 

@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from ._block_size import default_platform
+
 __all__ = ["aligned_copy", "aligned_empty", "is_aligned", "to_jax"]
 
 _ALIGNMENT = 64
@@ -47,7 +49,7 @@ def aligned_copy(a: np.ndarray) -> jax.Array:
     On the CPU: NumPy's copy into a fresh aligned buffer, which JAX then aliases (the buffer is
     this array's alone). Elsewhere: ``jax.device_put``, a transfer to the device.
     """
-    if jax.default_backend() != "cpu":
+    if default_platform() != "cpu":
         return jax.device_put(a)
     copy = aligned_empty(a.shape, a.dtype)
     np.copyto(copy, a)
@@ -60,6 +62,6 @@ def to_jax(a: np.ndarray) -> jax.Array:
     For arrays nobody writes to while the JAX array lives: the scikit-learn estimators' own
     buffers, and rows read within one call.
     """
-    if jax.default_backend() == "cpu" and is_aligned(a):
+    if default_platform() == "cpu" and is_aligned(a):
         return jax.device_put(a)
     return aligned_copy(a)

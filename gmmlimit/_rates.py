@@ -19,9 +19,10 @@ import numpy as np
 from jax import lax
 
 from ._api import critical_sigma2
-from ._driver import DEFAULT_BLOCK_SIZE, em_iteration, fit_compiled, make_blocks
+from ._driver import em_iteration, fit_compiled, make_blocks
 from ._validation import (
     as_data,
+    check_block_size,
     check_means,
     check_positive_int,
     check_sigma2,
@@ -85,7 +86,7 @@ def linearized_rate(
     sigma2: Any,
     *,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> float:
     """Spectral radius of the Jacobian of the EM map of the means, at ``means``.
 
@@ -98,7 +99,8 @@ def linearized_rate(
         means: (K, D) the point to linearise at (usually a fixed point).
         sigma2: shared variance >= 0 (at 0 the map is locally constant: rate 0 away from ties).
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
         The spectral radius, a Python float.
@@ -106,7 +108,10 @@ def linearized_rate(
     X = as_data(X)
     params = isotropic.validate(X, IsotropicParams(means, sigma2))
     w = weights_or_ones(weights, X.shape[0], X.dtype)
-    block_size = check_positive_int(block_size, "block_size")
+    k, d = params.means.shape
+    # the Jacobian pushes K D tangents through the step side by side (jacfwd's vmap), each
+    # with its block's (B, K, D) differences: K D * D lanes of max(K, D) elements a row bound it
+    block_size = check_block_size(block_size, X.shape[0], k, d, lanes=k * d * d)
     jac = np.asarray(_em_jacobian(X, w, params, block_size=block_size), dtype=np.float64)
     return float(np.max(np.abs(np.linalg.eigvals(jac))))
 
@@ -161,7 +166,7 @@ def convergence_rate(
     fixed_point_iter: int = 5000,
     floor_rel: float | None = None,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> RateResult:
     """Measure EM's linear convergence rate |mu_{t+1} - mu*| / |mu_t - mu*| empirically.
 
@@ -180,7 +185,8 @@ def convergence_rate(
         floor_rel: errors below ``floor_rel * sqrt(trace C)`` are rounding noise; default
             sqrt(machine epsilon) of X's dtype.
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
         A :class:`RateResult`.
@@ -193,7 +199,7 @@ def convergence_rate(
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     n_steps = check_positive_int(n_steps, "n_steps")
     fixed_point_iter = check_positive_int(fixed_point_iter, "fixed_point_iter")
-    block_size = check_positive_int(block_size, "block_size")
+    block_size = check_block_size(block_size, X.shape[0], params.means.shape[0], X.shape[1])
     known = None if fixed_point is None else check_means(fixed_point, X, name="fixed_point")
     if known is not None and known.shape != params.means.shape:
         raise ValueError(

@@ -50,6 +50,7 @@ from ._outofcore import (
 )
 from ._validation import (
     as_data,
+    check_block_size,
     check_fit_inputs,
     check_k,
     check_positive_int,
@@ -181,7 +182,7 @@ def fit_sharded(
     max_iter: int = 300,
     tol: float = 1e-8,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> FitResult:
     """Fit any variant with the rows sharded over the devices of a mesh axis.
 
@@ -199,7 +200,9 @@ def fit_sharded(
         tol: stopping tolerance, as in :func:`~gmmlimit.fit`.
         weights: optional (N,) non-negative sample weights; with a global ``X``, a host array
             (the same on every process) or a global array sharded like ``X``'s rows.
-        block_size: rows per E-step block on each device (clipped to the rows per device).
+        block_size: rows per E-step block on each device (clipped to the rows per device);
+            None (default) takes the devices' (:func:`gmmlimit.scale.default_block_size` of
+            the rows per device).
 
     Returns:
         A :class:`~gmmlimit.FitResult`, replicated (labels sharded like the rows). When ``X``
@@ -227,10 +230,11 @@ def fit_sharded(
         return _fit_global(variant, X, params, mesh, axis, max_iter, tol, weights, block_size)
     with float64_scope(X):  # float64 data stay float64 (docs/design.md)
         X = as_data(X)
-        params, w, max_iter, block_size, tol = check_fit_inputs(
-            variant, X, params, weights, max_iter, block_size, tol
-        )
         n_dev = int(mesh.shape[axis])
+        params, w, max_iter, block_size, tol = check_fit_inputs(
+            variant, X, params, weights, max_iter, block_size, tol,
+            rows=-(-X.shape[0] // n_dev), backend=_platform(mesh),
+        )  # fmt: skip
         blocks, local_rows = _shard_blocks(X, w, n_dev, block_size, NamedSharding(mesh, P(axis)))
         shift_scale = jnp.mean(jnp.var(X, axis=0))
         params = jax.device_put(params, NamedSharding(mesh, P()))
@@ -259,7 +263,7 @@ def kmeans_sharded(
     max_iter: int = 300,
     tol: float = 0.0,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> FitResult:
     """Lloyd's K-means with the rows sharded over a mesh (see :func:`fit_sharded`).
 
@@ -270,7 +274,7 @@ def kmeans_sharded(
         max_iter: maximum number of iterations.
         tol: centre-shift tolerance, as in :func:`~gmmlimit.kmeans`.
         weights: optional (N,) sample weights (host, or global like ``X``).
-        block_size: rows per block on each device.
+        block_size: rows per block on each device; None (default) as in :func:`fit_sharded`.
 
     Returns:
         The :class:`~gmmlimit.FitResult`.
@@ -299,7 +303,7 @@ def em_sharded(
     max_iter: int = 300,
     tol: float = 1e-8,
     weights: Any = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> FitResult:
     """EM for the isotropic mixture with the rows sharded over a mesh (see :func:`fit_sharded`).
 
@@ -311,7 +315,7 @@ def em_sharded(
         max_iter: maximum number of iterations.
         tol: relative log-likelihood gain tolerance.
         weights: optional (N,) sample weights (host, or global like ``X``).
-        block_size: rows per block on each device.
+        block_size: rows per block on each device; None (default) as in :func:`fit_sharded`.
 
     Returns:
         The :class:`~gmmlimit.FitResult`.
@@ -455,6 +459,12 @@ def _repeat_rows(x: jax.Array, k: int) -> jax.Array:
     return jnp.resize(x, (k, x.shape[1]))
 
 
+def _platform(mesh: Mesh) -> str:
+    """The platform of a mesh's devices ("cpu", "gpu", ...), which sets its default block."""
+    platform = mesh.devices.flat[0].platform
+    return "gpu" if platform in ("cuda", "rocm") else platform
+
+
 def _fit_global(
     variant: Variant,
     X: jax.Array,
@@ -468,7 +478,8 @@ def _fit_global(
 ) -> FitResult:
     """:func:`fit_sharded` for a global array whose rows live in several processes."""
     max_iter = check_positive_int(max_iter, "max_iter")
-    block_size = check_positive_int(block_size, "block_size")
+    if block_size is not None:
+        block_size = check_positive_int(block_size, "block_size")
     tol = check_tol(tol)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array of shape (N, D); got shape {tuple(X.shape)}.")
@@ -500,6 +511,8 @@ def _fit_global(
     elif weights.dtype != dtype:
         weights = weights.astype(dtype)
     local_n = n // n_dev
+    k, d = variant.means(params).shape[-2:]
+    block_size = check_block_size(block_size, local_n, k, d, backend=_platform(mesh))
     b = max(1, min(block_size, local_n))
     per_dev = -(-local_n // b)
     params = jax.device_put(params, NamedSharding(mesh, P()))

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._block_size import default_block_size
 from ._host import aligned_copy
 
 __all__ = [
@@ -319,6 +320,9 @@ def check_fit_inputs(
     max_iter: Any,
     block_size: Any,
     tol: Any,
+    *,
+    rows: int | None = None,
+    backend: str | None = None,
 ) -> tuple[Any, jax.Array, int, int, float]:
     """The checks of an in-memory fit (``fit``, ``fit_sharded``) on data from :func:`as_data`.
 
@@ -331,8 +335,11 @@ def check_fit_inputs(
         params: the initial parameters.
         weights: None or (N,) sample weights.
         max_iter: the maximum number of iterations.
-        block_size: rows per E-step block.
+        block_size: rows per E-step block, or None for the backend's default.
         tol: the convergence tolerance.
+        rows: the rows one device holds, for the default block size (default N).
+        backend: the platform the fit runs on, for the default block size (default that of
+            JAX's default device).
 
     Returns:
         ``(params, weights, max_iter, block_size, tol)``: the parameters as ``validate`` returns
@@ -347,8 +354,32 @@ def check_fit_inputs(
         params = variant.validate(X, params)
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     max_iter = check_positive_int(max_iter, "max_iter")
-    block_size = check_positive_int(block_size, "block_size")
+    k = variant.means(params).shape[-2]
+    n = X.shape[0] if rows is None else rows
+    block_size = check_block_size(block_size, n, k, X.shape[1], backend=backend)
     return params, w, max_iter, block_size, check_tol(tol)
+
+
+def check_block_size(
+    block_size: Any, n: int, k: int, d: int, lanes: int = 1, backend: str | None = None
+) -> int:
+    """A fit's rows per E-step block: ``block_size`` checked, or the backend's default for None.
+
+    Args:
+        block_size: None (the default of :func:`~gmmlimit._block_size.default_block_size`) or a
+            positive integer.
+        n: rows one device holds.
+        k: components.
+        d: features.
+        lanes: fits run side by side in one program (vmapped restarts or a batch).
+        backend: the platform the fit runs on (default that of JAX's default device).
+
+    Raises:
+        ValueError: when ``block_size`` is neither None nor a positive integer.
+    """
+    if block_size is None:
+        return default_block_size(n, k, d, lanes, backend)
+    return check_positive_int(block_size, "block_size")
 
 
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:

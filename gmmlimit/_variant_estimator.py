@@ -26,7 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._api import restarts
-from ._driver import DEFAULT_BLOCK_SIZE, fit_objective
+from ._driver import fit_objective
 from ._validation import as_data, check_positive_int, weights_or_ones
 from ._variant import Params, Variant, check_variant
 
@@ -45,7 +45,8 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         max_iter: iterations per restart.
         tol: stopping tolerance (None: 0 at the hard limit, 1e-8 otherwise).
         random_state: None, an int or a ``numpy.random.RandomState``.
-        block_size: rows per streamed E-step block.
+        block_size: rows per streamed E-step block; None (default) takes the backend's
+            (:func:`gmmlimit.scale.default_block_size`).
 
     Attributes (after ``fit``):
         params_: the fitted parameter pytree.
@@ -68,7 +69,7 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         max_iter: int = 100,
         tol: float | None = None,
         random_state: Any = None,
-        block_size: int = DEFAULT_BLOCK_SIZE,
+        block_size: int | None = None,
     ) -> None:
         self.variant = variant
         self.n_components = n_components

@@ -13,6 +13,7 @@ Example:
     [[0.0, 0.5], [9.0, 9.5]]
 """
 
+from ._block_size import default_block_size
 from ._outofcore import em_out_of_core, fit_out_of_core, kmeans_out_of_core
 from ._sharding import (
     default_mesh,
@@ -23,6 +24,7 @@ from ._sharding import (
 )
 
 __all__ = [
+    "default_block_size",
     "default_mesh",
     "em_out_of_core",
     "em_sharded",

@@ -3,7 +3,7 @@
 Usage::
 
     PYTHONPATH=$PWD python benchmarks/tuning/block_sizes.py OUT.json [--budget-s 250]
-        [--shapes 250000,2,5;...] [--blocks 4096,16384,65536,262144]
+        [--shapes 250000,2,5;...] [--blocks 4096,16384,65536,262144,auto]
 
 For each (N, D, K) shape and block size: K-means float32 (the algorithm ``gl.kmeans`` runs by
 default there), EM float64 and a vmapped float64 sweep over 8 sigma2 values, each compiled ahead
@@ -11,7 +11,8 @@ default there), EM float64 and a vmapped float64 sweep over 8 sigma2 values, eac
 fit (best of 3). Written for a lent GPU, where a block is a kernel launch (session 33 measured
 about 40 us a block on an H200), to choose a default block size per backend. The JSON is
 rewritten after every measurement, so a run cut at its time limit keeps what it finished; the
-measurements stop once ``--budget-s`` seconds have passed.
+measurements stop once ``--budget-s`` seconds have passed. ``auto`` in ``--blocks`` is the
+default block of a fit on this machine (``gl.scale.default_block_size``).
 """
 
 from __future__ import annotations
@@ -55,23 +56,26 @@ def measure(X, m0, kind: str, block: int, d: int, k: int, iters: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     import jax
 
+    from gmmlimit.scale import default_block_size
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
     parser.add_argument("--shapes", default=DEFAULT_SHAPES)
-    parser.add_argument("--blocks", default="4096,16384,65536,262144")
+    parser.add_argument("--blocks", default="4096,16384,65536,262144", help="sizes, or auto")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--budget-s", type=float, default=250.0)
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
-    blocks = [int(b) for b in args.blocks.split(",")]
+    blocks = args.blocks.split(",")
     res: dict = {"backend": jax.default_backend(), "devices": str(jax.devices()), "rows": []}
     start = time.perf_counter()
     for n, d, k in shapes:
         X32, m0 = make_data(n, d, k, "float32")
         for kind, dtype in KINDS:
             X = X32.astype(dtype)
-            for block in sorted({min(b, n) for b in blocks}):  # make_blocks clips to N
+            auto = default_block_size(n, k, d)  # what a fit takes by default here
+            for block in sorted({min(auto if b == "auto" else int(b), n) for b in blocks}):
                 if time.perf_counter() - start > args.budget_s:
                     print("budget spent", flush=True)
                     return

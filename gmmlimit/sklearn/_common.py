@@ -37,8 +37,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import init as _init
+from .._block_size import default_block_size
 from .._driver import (
-    DEFAULT_BLOCK_SIZE,
     Blocks,
     FitResult,
     fit_loop,
@@ -126,12 +126,13 @@ def _jax_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(dtype)
 
 
-def pad_blocks(X: np.ndarray, w: np.ndarray, *, pad_columns: bool = True) -> Blocks:
+def pad_blocks(X: np.ndarray, w: np.ndarray, k: int, *, pad_columns: bool = True) -> Blocks:
     """Padded rows as driver blocks, the padding rows marked invalid (never relocated).
 
     Args:
         X: (N, D) data.
         w: (N,) sample weights.
+        k: the components the blocks are scored against (for the platform's block size).
         pad_columns: also pad the columns with zeros (right for K-means, not for a model with a
             covariance, where a constant column would change the likelihood).
 
@@ -142,10 +143,10 @@ def pad_blocks(X: np.ndarray, w: np.ndarray, *, pad_columns: bool = True) -> Blo
     Xp, wp = _pad(X, w)
     if not pad_columns:
         Xp = Xp[:, : X.shape[1]]
-    return fit_blocks(to_jax(Xp), to_jax(wp), X.shape[0])
+    return fit_blocks(to_jax(Xp), to_jax(wp), X.shape[0], k)
 
 
-def fit_blocks(x: jax.Array, w: jax.Array, n: int | jax.Array) -> Blocks:
+def fit_blocks(x: jax.Array, w: jax.Array, n: int | jax.Array, k: int = 1) -> Blocks:
     """Driver blocks of rows from :func:`_pad`, the rows from ``n`` on marked invalid.
 
     Called inside a compiled fit, the blocks keep the rows for the CPU kernels to read in place
@@ -155,11 +156,13 @@ def fit_blocks(x: jax.Array, w: jax.Array, n: int | jax.Array) -> Blocks:
         x: (M, D) rows, the first ``n`` real (M = N when :func:`_pad` left them as they are).
         w: (M,) weights (zero on padding rows).
         n: the number of real rows (traced or not: one program serves every n of a shape).
+        k: the components the blocks are scored against (for the platform's block size).
 
     Returns:
-        :class:`~gmmlimit._driver.Blocks` of blocks of min(M, DEFAULT_BLOCK_SIZE) rows.
+        :class:`~gmmlimit._driver.Blocks` of blocks of the platform's default size
+        (:func:`~gmmlimit._block_size.default_block_size`: min(M, 4096) rows on the CPU).
     """
-    blocks = make_blocks(x, w, DEFAULT_BLOCK_SIZE)
+    blocks = make_blocks(x, w, default_block_size(x.shape[0], k, x.shape[1]))
     n_blocks, size = blocks.valid.shape
     index = jnp.arange(n_blocks * size, dtype=jnp.int32).reshape(n_blocks, size)
     return blocks._replace(valid=blocks.valid & (index < n))
@@ -231,7 +234,9 @@ def hard_pass(X: jax.Array, weights: jax.Array, means: jax.Array) -> tuple[Any, 
         ``(stats, labels)``: the summed statistics (``stats.distortion`` is the weighted K-means
         objective) and (N,) int32 nearest-mean labels, ties to the lowest index.
     """
-    return stats_compiled(isotropic, X, weights, IsotropicParams(means, jnp.zeros((), X.dtype)))
+    params = IsotropicParams(means, jnp.zeros((), X.dtype))
+    block_size = default_block_size(X.shape[0], means.shape[0], X.shape[1])
+    return stats_compiled(isotropic, X, weights, params, block_size=block_size)
 
 
 @jax.jit
@@ -319,7 +324,7 @@ class _IsotropicBase(BaseEstimator):
                 shift_scale,
                 int(self.max_iter),
                 history=history_length(int(self.max_iter)),
-                block_size=DEFAULT_BLOCK_SIZE,
+                block_size=default_block_size(Xp.shape[0], k, Xp.shape[1]),
             )
             res = trim_history(res, int(self.max_iter))
             score = float(res.objective)  # higher is better: log-likelihood, or -J at sigma2 = 0

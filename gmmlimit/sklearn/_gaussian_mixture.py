@@ -290,7 +290,7 @@ class GaussianMixture(_SkGaussianMixture):
         best, best_lb = None, -math.inf
         self.converged_ = False
         rng = check_random_state(self.random_state)
-        blocks = pad_blocks(X, np.ones(X.shape[0], X.dtype), pad_columns=False)
+        blocks = pad_blocks(X, np.ones(X.shape[0], X.dtype), self.n_components, pad_columns=False)
         for init in range(n_init):
             self._print_verbose_msg_init_beg(init)
             if do_init:

@@ -173,8 +173,10 @@ def _on_rows(fn: Callable[..., Any]) -> Callable[..., Any]:
     :func:`~gmmlimit.sklearn._common.fit_blocks` there, so the CPU kernels read the rows in place.
     """
 
-    def on_rows(x: jax.Array, w: jax.Array, n: jax.Array, *args: Any, **kwargs: Any) -> Any:
-        return fn(fit_blocks(x, w, n), *args, **kwargs)
+    def on_rows(
+        x: jax.Array, w: jax.Array, n: jax.Array, means: jax.Array, *args: Any, **kwargs: Any
+    ) -> Any:
+        return fn(fit_blocks(x, w, n, means.shape[0]), means, *args, **kwargs)
 
     return on_rows
 
@@ -235,7 +237,7 @@ def lloyd_dense(
         means, labels, inertia, n_iter = out
         return np.asarray(means), np.asarray(labels)[:n], float(inertia), int(n_iter)
     step = _pick(_STEP, x)
-    labels = jnp.full(fit_blocks(*rows).valid.size, -1, jnp.int32)
+    labels = jnp.full(fit_blocks(*rows, means.shape[0]).valid.size, -1, jnp.int32)
     for i in range(max_iter):
         new, labels, inertia, strict, shift, done = step(*rows, means, labels, tol_j)
         means = new

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .. import _native
+from .. import _block_size, _native
 from .._driver import as_blocks
 from .._logdomain import shifted_exp
 from .._reduce import tree_min_first_index
@@ -143,13 +143,21 @@ def jax_block(means: jax.Array, sigma2: jax.Array, x: jax.Array, weight: jax.Arr
 
 
 WIDE_TILE_ELEMENTS = 1 << 18
-"""Target size (S * K * rows) of one tile of the wide sweep block: about 1 MiB of float32, so the
-(S K, b) distances and responsibilities of a tile stay in a core's L2 cache."""
+"""Target size (S * K * rows) of one tile of the wide sweep block on the CPU: about 1 MiB of
+float32, so the (S K, b) distances and responsibilities of a tile stay in a core's L2 cache.
+Elsewhere a tile is a block's budget, :data:`~gmmlimit._block_size.DEVICE_BLOCK_ELEMENTS`: on an
+H200 each tile cost 53 to 62 us whatever its size (an 8-lane float64 sweep took tiles x ~58 us at
+five shapes and four block sizes, docs/benchmarks.md, "On a GPU again")."""
 
 
 def _wide_tile_rows(block_rows: int, lanes: int) -> int:
-    """Rows per tile: ``WIDE_TILE_ELEMENTS // lanes`` rounded down to a multiple of 8, in [1, B]."""
-    target = WIDE_TILE_ELEMENTS // lanes
+    """Rows per tile: the platform's tile elements // lanes, down to a multiple of 8, in [1, B].
+
+    The platform is that of JAX's default device when the fit is traced (CPU:
+    :data:`WIDE_TILE_ELEMENTS`; else :data:`~gmmlimit._block_size.DEVICE_BLOCK_ELEMENTS`).
+    """
+    on_cpu = _block_size.default_platform() == "cpu"
+    target = (WIDE_TILE_ELEMENTS if on_cpu else _block_size.DEVICE_BLOCK_ELEMENTS) // lanes
     if target >= 8:
         target -= target % 8
     return min(block_rows, max(1, target))

@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._driver import DEFAULT_BLOCK_SIZE, fit_compiled, fit_objective
+from .._driver import fit_compiled, fit_objective
 from .._validation import (
     as_data,
+    check_block_size,
     check_positive_int,
     check_tol,
     is_traced,
@@ -185,18 +186,17 @@ def limit_sweep(
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_tol(tol)
     # A loop of calls to the compiled fit and diagnostics: the temperature is a traced leaf, so
-    # they compile once (block_size as gl.fit passes it, so the fits share gl.fit's program).
+    # they compile once (block_size as gl.fit picks it, so the fits share gl.fit's program).
     hard = with_temperature(variant, params, temp.hard)
-    hard_fit = fit_compiled(
-        variant, X, w, hard, tol, max_iter=max_iter, block_size=DEFAULT_BLOCK_SIZE
-    )
+    block_size = check_block_size(None, X.shape[0], variant.means(hard).shape[-2], X.shape[1])
+    hard_fit = fit_compiled(variant, X, w, hard, tol, max_iter=max_iter, block_size=block_size)
     hard_labels = np.asarray(hard_fit.labels)
     hard_means = np.asarray(hard_fit.means)
     eps = np.finfo(np.dtype(X.dtype)).eps
     rows = []
     for p in points:
         diag = jax.tree.map(np.asarray, _diagnose(variant, X, w, p))
-        fit = fit_compiled(variant, X, w, p, tol, max_iter=max_iter, block_size=DEFAULT_BLOCK_SIZE)
+        fit = fit_compiled(variant, X, w, p, tol, max_iter=max_iter, block_size=block_size)
         rows.append(
             (
                 diag.resp_gap.max(),
