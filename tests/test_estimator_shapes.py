@@ -99,6 +99,8 @@ def test_gaussian_mixture_at_its_own_shape_equals_the_padded_fit(monkeypatch):
     np.testing.assert_allclose(own.score_samples(X), padded.score_samples(X), rtol=1e-10)
 
 
+# the two fits sum in different orders; on XLA:CPU within rtol 1e-6 (float32), on an H200 2.3e-6
+@pytest.mark.cpu_bits
 def test_kmeans_past_the_threshold_equals_the_fit_forced_through_padding(monkeypatch):
     # (262151, 4) float32 would pad to (524288, 8): kept as it is; the last block not full.
     X = _blobs(262151, 4, dtype=np.float32)

@@ -327,6 +327,7 @@ def test_the_algorithm_choice_reaches_the_bounded_kernels(monkeypatch):
 
 
 def test_hamerly_with_float64_data_and_x64_off_stays_float64_and_equals_lloyd():
+    import os
     import subprocess
     import sys
 
@@ -345,8 +346,16 @@ for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
 assert int(a.n_iter) > 2
 print("ok")
 """
+    env = dict(os.environ)
+    # Lloyd's and Hamerly's programs give the same bits on XLA:CPU (cpu_bits), not on a GPU
+    env["JAX_PLATFORMS"] = "cpu"
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 

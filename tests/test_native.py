@@ -34,9 +34,15 @@ from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
 eng = importlib.import_module("gmmlimit.variants._isotropic_engines")
 
-pytestmark = pytest.mark.skipif(
-    not _native.available(), reason=f"CPU kernel unavailable: {_native.status()}"
-)
+# The module tests the CPU kernel: its FFI targets are registered for the CPU platform only, so on
+# a GPU every call would fail with "No FFI handler registered"; cpu_bits runs each test on the CPU
+# device, where its bit-equalities hold too.
+pytestmark = [
+    pytest.mark.skipif(
+        not _native.available(), reason=f"CPU kernel unavailable: {_native.status()}"
+    ),
+    pytest.mark.cpu_bits,
+]
 
 
 def test_public_status_names_the_compiled_kernel_and_its_compiler():

@@ -317,6 +317,9 @@ def test_responsibility_gap_rejects_a_mixed_or_incomplete_call(fn):
         f(_X, _MEANS, variant="poisson")
 
 
+# the old and new names of the responsibility bounds compute through two programs that give the
+# same bits on XLA:CPU; on a GPU they differed in the last bit
+@pytest.mark.cpu_bits
 def test_moved_names_warn_and_still_work():
     import gmmlimit as gl
     from gmmlimit.variants import limits

@@ -205,9 +205,20 @@ def check_no_recompilation(case: VariantCase) -> None:
     assert fit_program._cache_size() == size
 
 
-def _close(a: gl.FitResult, b: gl.FitResult, rtol: float) -> None:
+def _close(a: gl.FitResult, b: gl.FitResult, case: VariantCase) -> None:
+    """Two fits that differ only in the order of summation: the same labels, and the means,
+    objective and distortion within ``case.rtol``.
+
+    A mean near zero (a cancellation: the tied variant's are about 1e-10) carries the rounding
+    of sums at the data's scale, so the means' absolute tolerance is ``rtol`` times the largest
+    |X| (on an H200 such means differed by 8e-9 between a vmapped and a single fit).
+    """
+    rtol = case.rtol
+    scale = float(np.max(np.abs(case.X)))
     np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
-    np.testing.assert_allclose(np.asarray(a.means), np.asarray(b.means), rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(a.means), np.asarray(b.means), rtol=rtol, atol=rtol * scale
+    )
     np.testing.assert_allclose(float(a.objective), float(b.objective), rtol=rtol, atol=1e-12)
     np.testing.assert_allclose(float(a.distortion), float(b.distortion), rtol=rtol, atol=1e-12)
 
@@ -224,7 +235,7 @@ def check_padded_and_out_of_core(case: VariantCase) -> None:
     for beta in (1.0, case.hard):
         padded = case.fit(beta, block_size=BLOCK)
         assert np.all(np.isfinite(np.asarray(padded.history)))
-        _close(padded, case.fit(beta), case.rtol)
+        _close(padded, case.fit(beta), case)
         pieces = [case.X[:77], case.X[77:]]
         ooc = gl.scale.fit_out_of_core(
             case.variant,
@@ -236,7 +247,7 @@ def check_padded_and_out_of_core(case: VariantCase) -> None:
             chunk_blocks=1,
         )
         assert int(ooc.n_iter) == int(padded.n_iter)
-        _close(ooc, padded, case.rtol)
+        _close(ooc, padded, case)
 
 
 def check_vmap_temperature(case: VariantCase) -> None:
@@ -257,7 +268,7 @@ def check_vmap_temperature(case: VariantCase) -> None:
     )
     for i, t in enumerate(temps):
         lane = jax.tree.map(lambda a, i=i: a[i], batched)
-        _close(lane, case.fit(float(t)), case.rtol)
+        _close(lane, case.fit(float(t)), case)
 
 
 def check_restarts(case: VariantCase) -> None:
