@@ -38,6 +38,15 @@ def default_block_size(n: int, k: int, d: int, lanes: int = 1, backend: str | No
         :data:`DEFAULT_BLOCK_SIZE` on the CPU. Elsewhere the size of the fewest blocks of equal
         size, ``ceil(N / blocks)``, that hold N rows with at most ``max(DEFAULT_BLOCK_SIZE,
         DEVICE_BLOCK_ELEMENTS // (max(K, D) * lanes))`` rows a block.
+
+    Example:
+        >>> from gmmlimit.scale import default_block_size
+        >>> default_block_size(250_000, 5, 2, backend="cpu")
+        4096
+        >>> default_block_size(250_000, 5, 2, backend="gpu")  # one block of all the rows
+        250000
+        >>> default_block_size(156_250, 512, 64, backend="gpu")  # 2 blocks within 2^26 scores
+        78125
     """
     backend = default_platform() if backend is None else backend
     if backend == "cpu":

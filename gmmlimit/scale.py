@@ -1,5 +1,8 @@
 """Fits beyond one device's memory: out-of-core passes over chunks, and sharded fits on a mesh.
 
+Also :func:`default_block_size`, the rows per E-step block every in-memory fit takes when its
+``block_size`` is None (4096 on the CPU; few large blocks on a GPU, where a block is a launch).
+
 Each fit here runs the same compiled iteration as :func:`gmmlimit.fit` and returns the same
 :class:`gmmlimit.FitResult`; see the scale guide (``docs/scale.md``) for when to use which.
 
