@@ -206,7 +206,7 @@ def anneal(
         perturbation: noise standard deviation relative to the data scale sqrt(trace C).
         merge_tol: distance, relative to the data scale, below which means count as one centre.
         weights: optional (N,) non-negative sample weights.
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
@@ -420,7 +420,7 @@ def anneal_variant(
         tol: per-stage stopping tolerance (:func:`gmmlimit.fit`'s).
         merge_tol: distance, relative to the data scale, below which locations count as one.
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:

@@ -86,7 +86,7 @@ def fit(
             shift relative to the mean per-feature variance of X for hard fits (which also stop
             as soon as no label changes).
         weights: optional (N,) non-negative sample weights.
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
@@ -300,7 +300,7 @@ def em(
         max_iter: maximum number of iterations.
         tol: stop once the relative log-likelihood gain is <= tol (sigma2 > 0).
         weights: optional (N,) non-negative sample weights (relative: only ratios matter).
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
         algorithm: ``"hamerly"`` keeps per-row bounds (as :func:`kmeans` does) and skips the
             rows whose responsibilities are provably exactly one-hot at sigma2 (every other
@@ -365,7 +365,7 @@ def kmeans(
         max_iter: maximum number of iterations.
         tol: centre-shift tolerance (relative, see above).
         weights: optional (N,) non-negative sample weights (relative: only ratios matter).
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
         algorithm: ``"lloyd"`` (every row against every mean), ``"hamerly"`` (the same iterates
             with Hamerly's bounds) or ``"auto"``.
@@ -406,7 +406,7 @@ def em_step(
         means: (K, D) current means.
         sigma2: shared variance >= 0.
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
@@ -596,7 +596,7 @@ def restarts(
         max_iter: maximum iterations per fit.
         tol: stopping tolerance; default 0 at the hard limit and 1e-8 otherwise.
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
         algorithm: the isotropic model's hard fits (``sigma2=0``): as in :func:`kmeans`.
 

@@ -156,7 +156,7 @@ def gradient_fit(
         learning_rate: Adam's step size; default 0.01 times the data scale sqrt(trace C)
             (unused by L-BFGS and by a given transformation).
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
@@ -287,7 +287,7 @@ def compare_em_gradient(
             highest final log-likelihood if none does) is reported.
         repeats: timed runs per method.
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:

@@ -99,7 +99,7 @@ def linearized_rate(
         means: (K, D) the point to linearise at (usually a fixed point).
         sigma2: shared variance >= 0 (at 0 the map is locally constant: rate 0 away from ties).
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
@@ -185,7 +185,7 @@ def convergence_rate(
         floor_rel: errors below ``floor_rel * sqrt(trace C)`` are rounding noise; default
             sqrt(machine epsilon) of X's dtype.
         weights: optional (N,) sample weights.
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:

@@ -335,7 +335,7 @@ def check_fit_inputs(
         params: the initial parameters.
         weights: None or (N,) sample weights.
         max_iter: the maximum number of iterations.
-        block_size: rows per E-step block, or None for the backend's default.
+        block_size: rows per E-step block, or None for the default device's.
         tol: the convergence tolerance.
         rows: the rows one device holds, for the default block size (default N).
         backend: the platform the fit runs on, for the default block size (default that of
@@ -363,7 +363,7 @@ def check_fit_inputs(
 def check_block_size(
     block_size: Any, n: int, k: int, d: int, lanes: int = 1, backend: str | None = None
 ) -> int:
-    """A fit's rows per E-step block: ``block_size`` checked, or the backend's default for None.
+    """A fit's rows per E-step block: ``block_size`` checked, or the default device's for None.
 
     Args:
         block_size: None (the default of :func:`~gmmlimit._block_size.default_block_size`) or a

@@ -45,7 +45,7 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         max_iter: iterations per restart.
         tol: stopping tolerance (None: 0 at the hard limit, 1e-8 otherwise).
         random_state: None, an int or a ``numpy.random.RandomState``.
-        block_size: rows per streamed E-step block; None (default) takes the backend's
+        block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
     Attributes (after ``fit``):

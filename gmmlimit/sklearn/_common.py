@@ -146,7 +146,7 @@ def pad_blocks(X: np.ndarray, w: np.ndarray, k: int, *, pad_columns: bool = True
     return fit_blocks(to_jax(Xp), to_jax(wp), X.shape[0], k)
 
 
-def fit_blocks(x: jax.Array, w: jax.Array, n: int | jax.Array, k: int = 1) -> Blocks:
+def fit_blocks(x: jax.Array, w: jax.Array, n: int | jax.Array, k: int) -> Blocks:
     """Driver blocks of rows from :func:`_pad`, the rows from ``n`` on marked invalid.
 
     Called inside a compiled fit, the blocks keep the rows for the CPU kernels to read in place
