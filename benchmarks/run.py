@@ -179,11 +179,11 @@ def _timed(fit: Callable[[int], object]):
     return run, compile_s, objective
 
 
-def _block(block_size: int | None, X, m0) -> int:
-    """``--block-size``, or what a fit of X from m0 takes by default on this machine."""
+def _block(block_size: int | None, n: int, k: int, d: int) -> int:
+    """``--block-size``, or what a fit of N rows, K means and D features takes by default here."""
     from gmmlimit.scale import default_block_size
 
-    return block_size or default_block_size(X.shape[0], m0.shape[0], X.shape[1])
+    return block_size or default_block_size(n, k, d)
 
 
 def _gmmlimit_fit(X, m0, sigma2: float, block_size: int | None) -> Callable[[int], object]:
@@ -193,7 +193,7 @@ def _gmmlimit_fit(X, m0, sigma2: float, block_size: int | None) -> Callable[[int
     from gmmlimit._driver import fit_compiled
     from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
-    bs = _block(block_size, X, m0)
+    bs = _block(block_size, X.shape[0], *m0.shape)
     Xj = jax.device_put(jnp.asarray(X))
     w = jnp.ones((X.shape[0],), Xj.dtype)
     params = IsotropicParams(jnp.asarray(m0), jnp.asarray(sigma2, Xj.dtype))
@@ -220,7 +220,7 @@ def _gmmlimit_sharded_fit(X, m0, sigma2: float, block_size: int | None) -> Calla
 
     mesh = default_mesh()
     axis = mesh.axis_names[0]
-    bs = _block(block_size, X[: -(-X.shape[0] // int(mesh.shape[axis]))], m0)
+    bs = _block(block_size, -(-X.shape[0] // int(mesh.shape[axis])), *m0.shape)
     Xj = jnp.asarray(X)
     w = jnp.ones((X.shape[0],), Xj.dtype)
     blocks, local_rows = _shard_blocks(
@@ -269,7 +269,7 @@ def bench_sweep(X, m0, sigma2s, iters, repeats, block_size=None) -> dict:
     from gmmlimit._driver import fit_compiled
     from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
-    bs = _block(block_size, X, m0)
+    bs = _block(block_size, X.shape[0], *m0.shape)
     Xj = jnp.asarray(X)
     w = jnp.ones((X.shape[0],), Xj.dtype)
     s2 = jnp.asarray(sigma2s, Xj.dtype)
@@ -684,10 +684,11 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
     X32, m0 = make_data(n, d, k, "float32")
     sigma2 = 1.0  # unit-variance noise: a genuinely soft mixture
     it, rounds, min_diff = args.iters, args.repeats, args.grid_min_diff_s
-    bs = _block(args.block_size, X32, m0)
+    bs = _block(args.block_size, n, k, d)
     log = lambda msg: print(f"  [{n},{d},{k}] {msg}", flush=True)  # noqa: E731
-    out: dict = {"N": n, "D": d, "K": k, "sigma2": sigma2, "block_size": bs}
-    out.update(by_dtype={}, sweep={})
+    out: dict = {
+        "N": n, "D": d, "K": k, "sigma2": sigma2, "block_size": bs, "by_dtype": {}, "sweep": {}
+    }  # fmt: skip
     em_ready: dict = {}  # dtype -> (run, iterations) of the EM fit readied above
     anchors = {"kmeans": "lloyd", "em": "gmm"}
     for dt in args.dtype_list:

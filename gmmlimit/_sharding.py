@@ -461,8 +461,7 @@ def _repeat_rows(x: jax.Array, k: int) -> jax.Array:
 
 def _platform(mesh: Mesh) -> str:
     """The platform of a mesh's devices ("cpu", "gpu", ...), which sets its default block."""
-    platform = mesh.devices.flat[0].platform
-    return "gpu" if platform in ("cuda", "rocm") else platform
+    return mesh.devices.flat[0].platform
 
 
 def _fit_global(

@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._block_size import default_block_size
 from .._driver import fit_compiled, fit_objective
 from .._validation import (
     as_data,
-    check_block_size,
     check_positive_int,
     check_tol,
     is_traced,
@@ -188,7 +188,7 @@ def limit_sweep(
     # A loop of calls to the compiled fit and diagnostics: the temperature is a traced leaf, so
     # they compile once (block_size as gl.fit picks it, so the fits share gl.fit's program).
     hard = with_temperature(variant, params, temp.hard)
-    block_size = check_block_size(None, X.shape[0], variant.means(hard).shape[-2], X.shape[1])
+    block_size = default_block_size(X.shape[0], variant.means(hard).shape[-2], X.shape[1])
     hard_fit = fit_compiled(variant, X, w, hard, tol, max_iter=max_iter, block_size=block_size)
     hard_labels = np.asarray(hard_fit.labels)
     hard_means = np.asarray(hard_fit.means)
