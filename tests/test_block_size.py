@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gmmlimit as gl
-from gmmlimit import _api, _block_size, _sharding
+from gmmlimit import _api, _block_size
 from gmmlimit._block_size import DEFAULT_BLOCK_SIZE, DEVICE_BLOCK_ELEMENTS
 from gmmlimit.scale import default_block_size
 from gmmlimit.variants._isotropic_engines import _wide_tile_rows
@@ -45,12 +44,14 @@ def test_device_blocks_at_the_shapes_measured_on_an_h200() -> None:
     assert default_block_size(250_000, 64, 2, lanes=8, backend="gpu") == 125_000
 
 
-def test_the_default_follows_the_default_device() -> None:
-    cpu = jax.devices("cpu")[0]
-    with jax.default_device(cpu):
+def test_the_default_follows_the_default_device(monkeypatch) -> None:
+    """A ``jax.default_device`` context decides, not the default backend (as on a GPU machine)."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert _block_size.default_platform() == "gpu"
+    assert default_block_size(10**6, 5, 2) > DEFAULT_BLOCK_SIZE
+    with jax.default_device(jax.devices("cpu")[0]):
         assert _block_size.default_platform() == "cpu"
         assert default_block_size(10**6, 5, 2) == DEFAULT_BLOCK_SIZE
-    assert _block_size.default_platform() == jax.default_backend()
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "4096", True])
@@ -97,26 +98,6 @@ def test_fits_take_the_backends_default_and_give_the_same_iterates(as_if_on_a_gp
     # an explicit block size is kept
     gl.kmeans(X, m0, block_size=1000, max_iter=2)
     assert as_if_on_a_gpu[-1] == 1000
-
-
-def test_a_sharded_fit_takes_the_default_of_its_rows_per_device(monkeypatch) -> None:
-    monkeypatch.setattr(_sharding, "_platform", lambda mesh: "gpu")
-    seen: list[int] = []
-    real = _sharding._shard_blocks
-
-    def spy(X, w, n_dev, block_size, sharding):
-        seen.append(block_size)
-        return real(X, w, n_dev, block_size, sharding)
-
-    monkeypatch.setattr(_sharding, "_shard_blocks", spy)
-    rng = np.random.default_rng(1)
-    X = jnp.asarray(rng.normal(size=(5003, 2)))
-    mesh = gl.scale.default_mesh()
-    n_dev = int(mesh.devices.size)
-    res = gl.scale.kmeans_sharded(X, X[:3], mesh=mesh)
-    assert seen == [default_block_size(-(-5003 // n_dev), 3, 2, backend="gpu")]
-    ref = gl.kmeans(X, X[:3])
-    np.testing.assert_array_equal(np.asarray(res.labels), np.asarray(ref.labels))
 
 
 def test_a_vmapped_sweep_tiles_its_blocks_for_the_platform(monkeypatch) -> None:

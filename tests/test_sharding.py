@@ -72,6 +72,17 @@ SCRIPT = textwrap.dedent(
     X32 = X.astype(np.float32)
     compare("kmeans_f32", gl.scale.kmeans_sharded(X32, m0.astype(np.float32), block_size=64),
             gl.kmeans(X32, m0.astype(np.float32), block_size=64))
+    # The default block of a sharded fit on a GPU: that of each device's rows (patched platform;
+    # the fit still runs here). _shard_blocks would clip N to them; the block asked for is seen.
+    import gmmlimit._sharding as sharding
+    asked, shard_blocks = [], sharding._shard_blocks
+    sharding._platform = lambda mesh: "gpu"
+    def spy(X, w, n_dev, block_size, rows):
+        asked.append(block_size)
+        return shard_blocks(X, w, n_dev, block_size, rows)
+    sharding._shard_blocks = spy
+    compare("kmeans_default_block", gl.scale.kmeans_sharded(X, m0), gl.kmeans(X, m0))
+    out["default_block"] = asked
     try:
         gl.scale.kmeans_sharded(X, m0, mesh="all")
         out["bad_mesh"] = None
@@ -116,6 +127,14 @@ def test_sharded_fit_equals_one_device_fit(four_devices, name):
     tol = 1e-4 if name.endswith("f32") else 1e-10
     assert r["means_err"] <= tol
     np.testing.assert_allclose(r["objective"][0], r["objective"][1], rtol=tol)
+
+
+def test_a_sharded_fits_default_block_is_that_of_its_rows_per_device(four_devices):
+    from gmmlimit.scale import default_block_size
+
+    assert four_devices["default_block"] == [default_block_size(-(-1003 // 4), 5, 3, backend="gpu")]
+    r = four_devices["kmeans_default_block"]
+    assert r["labels_equal"] and r["n_iter"][0] == r["n_iter"][1] > 1
 
 
 def test_bad_mesh_is_a_value_error(four_devices):
