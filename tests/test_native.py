@@ -454,8 +454,8 @@ SET_SHAPES = {
     "large sets": (2, 2100, 260, 520, 8),
 }
 """(blocks, B, D, K, sets). Small sets share one pass over the rows, slice by slice; a large set
-(transposed means and sums past the kernel's 1 MB kSharedSetBytes: 1.1 MB in float32) runs a
-pass of its own within the call."""
+(transposed means and sums past the kernel's 256 KiB kSharedSetBytes: 1.1 MB in float32) runs
+a pass of its own within the call."""
 
 
 @pytest.mark.parametrize("sets", list(SET_SHAPES))

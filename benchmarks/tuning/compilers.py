@@ -12,7 +12,7 @@ shows the run's noise floor. Cited in docs/benchmarks.md.
 Usage::
 
     PYTHONPATH=$PWD python benchmarks/tuning/compilers.py [--repeats R] \\
-        [--sizes N,D,K ...] [--dtype float32] [--soft] [--loop P] \\
+        [--sizes N,D,K ...] [--dtype float32] [--soft] [--sweep] [--loop P] \\
         gcc=g++ clang=clang++ [base=g++@path/to/old/estep.cc] [avx2=g++%-march=haswell]
 
 A build is ``name=compiler[@source][%flags]``: ``@`` picks another source file (an older copy of
@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/grid.py
 
-from grid import warm
+from grid import GRID_LANES, sweep_sigma2s, warm
 
 from gmmlimit import _native
 from gmmlimit._driver import DEFAULT_BLOCK_SIZE, make_blocks
@@ -120,6 +120,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--soft", action="store_true", help="time the soft kernel too")
     parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="time the soft kernel's pass of the grid's sweep too: its 8 sigma2 values (1e-3 to 4) "
+        "as 8 parameter sets in one call, all from the same means (times are per pass of 8 sets)",
+    )
+    parser.add_argument(
         "--loop",
         type=int,
         default=1,
@@ -154,6 +160,19 @@ def main() -> None:
                     _native.soft_assign, sigma2=sigma2, x_blocks=xb, w_blocks=wb, suffix=f"_{name}"
                 )
                 cases[f"{name} soft"] = passes(lambda m, soft=soft: soft(m[None]), means, args.loop)
+            if args.sweep:
+                sweep = partial(
+                    _native.soft_assign,
+                    sigma2=jnp.asarray(sweep_sigma2s(GRID_LANES), x.dtype),
+                    x_blocks=xb,
+                    w_blocks=wb,
+                    suffix=f"_{name}",
+                )
+                cases[f"{name} sweep"] = passes(
+                    lambda m, sweep=sweep: sweep(jnp.broadcast_to(m, (GRID_LANES, *m.shape))),
+                    means,
+                    args.loop,
+                )
         for f in cases.values():
             jax.block_until_ready(f())
         best = {case: np.full(2, np.inf) for case in cases}

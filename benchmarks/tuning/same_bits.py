@@ -1,12 +1,17 @@
-"""An older source of the fused kernel against the current one: the hard E-step's outputs, byte for
-byte, built by GCC and by clang.
+"""An older source of the fused kernel against the current one: the hard and the soft E-step's
+outputs, byte for byte, built by GCC and by clang.
 
 For float32 and float64, D in {1, 2, 3, 4, 5, 8, 12, 16, 17, 33, 64} and K in {1, 2, 3, 5, 8, 9,
 16, 40} (3001 clustered rows with random weights, blocks of 1024 rows, the last one padded), it
 compares the old and the new build of each compiler, and the new GCC build with the new clang
-build. Every output (labels, squared distances, counts, sums, distortion) is compared as bytes,
-so a zero's sign counts. A kernel change that promises the same bits is checked with it. Cited
-in docs/benchmarks.md.
+build: the hard E-step, and the soft E-step of four parameter sets in one call (sigma2 of 1e-4,
+0.05 and 1 times the data's mean squared distance to the nearest mean, from mostly one-hot rows
+to none, and the smallest subnormal, which the kernel treats as the hard limit). Every output
+(labels, squared distances, counts, sums, log-likelihood, distortion) is compared as bytes, so a
+zero's sign counts. The soft E-step's GCC and clang builds are not compared with each other:
+they agree only to rounding (at D >= 12 in both dtypes; tests/test_native.py compares them with
+a tolerance). A kernel change that promises the same bits is checked with it. Cited in
+docs/benchmarks.md.
 
 Usage::
 
@@ -67,21 +72,31 @@ def main() -> None:
                 w = rng.uniform(0.5, 2, n).astype(dtype)
                 means = jnp.asarray(x[rng.choice(n, k, replace=False)])
                 blocks = make_blocks(jnp.asarray(x), jnp.asarray(w), 1024)
-                outputs = {
-                    name: [
-                        np.asarray(out)
-                        for out in _native.hard_assign(
-                            means, x_blocks=blocks.x, w_blocks=blocks.weight, suffix=f"_{name}"
-                        )
-                    ]
-                    for name in names
-                }
-                for a, b in PAIRS:
-                    compared += 1
-                    if not all(map(same_bytes, outputs[a], outputs[b])):
-                        differing += 1
-                        print(f"differ: {dtype.__name__} d={d} k={k}: {a} against {b}")
+                scale = float(np.mean(np.min(((x[:, None] - np.asarray(means)) ** 2).sum(2), 1)))
+                sigma2 = np.array([1e-4 * scale, 0.05 * scale, scale, 0.0], dtype)
+                sigma2[3] = np.nextafter(dtype(0), dtype(1))
+                sets = jnp.broadcast_to(means, (4, k, d))
+                for step in ("hard", "soft"):
+                    outputs = {
+                        name: [
+                            np.asarray(out) for out in run(step, name, means, sets, sigma2, blocks)
+                        ]
+                        for name in names
+                    }
+                    for a, b in PAIRS if step == "hard" else PAIRS[:2]:
+                        compared += 1
+                        if not all(map(same_bytes, outputs[a], outputs[b])):
+                            differing += 1
+                            print(f"differ: {step} {dtype.__name__} d={d} k={k}: {a} against {b}")
     print(f"{compared - differing} of {compared} comparisons byte for byte the same")
+
+
+def run(step: str, name: str, means, sets, sigma2, blocks) -> tuple:
+    """The hard E-step of ``means``, or the soft E-step of the four ``sets``, by build ``name``."""
+    suffix = f"_{name}"
+    if step == "hard":
+        return _native.hard_assign(means, blocks.x, blocks.weight, suffix=suffix)
+    return _native.soft_assign(sets, jnp.asarray(sigma2), blocks.x, blocks.weight, suffix=suffix)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ constexpr int kRows = 4;  // rows (components) per register block of the product
 constexpr int kGroup = 32;    // rows per group: a multiple of kRows and of every lane count
 constexpr int64_t kChunk = 2048;  // rows per unit of parallel work: a multiple of kGroup
 constexpr int64_t kSliceRows = 8 * kGroup;  // soft E-step: rows per set before the next set
-constexpr int64_t kSharedSetBytes = int64_t{1} << 20;  // soft E-step: larger sets run alone
+constexpr int64_t kSharedSetBytes = int64_t{1} << 18;  // soft E-step: larger sets run alone
 constexpr int kTransposedMaxK = 8;  // AssignGroupTransposed up to this many means (hard E-step)
 constexpr int64_t kWindowBytes = int64_t{8} << 20;  // unit statistics held at once (see RunUnits)
 
@@ -1727,11 +1727,13 @@ void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t rows, i
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
   const int64_t n_rows = n_blocks * b;
   // Sets share a pass over the rows so that each slice of rows is read once for all of them.
-  // A set whose transposed means and sums pass kSharedSetBytes is read from the last-level
-  // cache for every group of rows anyway, and shares nothing worth the cost of a shared pass:
-  // a unit of parallel work holding every set's chunk lasts S times longer, and each window of
-  // units waits for its slowest. Such sets run one pass each, in short units the threads
-  // balance (measured in docs/benchmarks.md, "Large sets in passes of their own").
+  // A set whose transposed means and sums pass kSharedSetBytes (a quarter of a Zen 5 core's
+  // L2 cache) shares nothing worth the cost of a shared pass: the sets' means and sums together
+  // overflow the L2 cache, so each set is read from further out for every group of rows anyway,
+  // and a unit of parallel work holding every set's chunk lasts S times longer, each window of
+  // units waiting for its slowest. Such sets run one pass each, in short units the threads
+  // balance (measured in docs/benchmarks.md, "Large sets in passes of their own" and "Sets past
+  // a quarter of the L2 cache").
   if (sets > 1 && static_cast<int64_t>(sizeof(T)) * (dp * kp + k * dp) > kSharedSetBytes) {
     for (int64_t s = 0; s < sets; ++s)
       RunSoft<T>(pool, n_blocks, b, rows, d, 1, k, x, w, means + s * k * d, sigma2s + s,
