@@ -1727,8 +1727,9 @@ void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t rows, i
   const int64_t kp = RoundUp(k, L), dp = RoundUp(d, L);
   const int64_t n_rows = n_blocks * b;
   // Sets share a pass over the rows so that each slice of rows is read once for all of them.
-  // A set whose transposed means and sums pass kSharedSetBytes (a quarter of a Zen 5 core's
-  // L2 cache) shares nothing worth the cost of a shared pass: the sets' means and sums together
+  // A set whose transposed means and sums pass kSharedSetBytes (a quarter of the 1 MiB L2 cache
+  // of the Zen 4 and Zen 5 cores measured) shares nothing worth the cost of a shared pass: the
+  // sets' means and sums together
   // overflow the L2 cache, so each set is read from further out for every group of rows anyway,
   // and a unit of parallel work holding every set's chunk lasts S times longer, each window of
   // units waiting for its slowest. Such sets run one pass each, in short units the threads
