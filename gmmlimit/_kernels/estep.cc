@@ -1729,12 +1729,11 @@ void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t rows, i
   // Sets share a pass over the rows so that each slice of rows is read once for all of them.
   // A set whose transposed means and sums pass kSharedSetBytes (a quarter of the 1 MiB L2 cache
   // of the Zen 4 and Zen 5 cores measured) shares nothing worth the cost of a shared pass: the
-  // sets' means and sums together
-  // overflow the L2 cache, so each set is read from further out for every group of rows anyway,
-  // and a unit of parallel work holding every set's chunk lasts S times longer, each window of
-  // units waiting for its slowest. Such sets run one pass each, in short units the threads
-  // balance (measured in docs/benchmarks.md, "Large sets in passes of their own" and "Sets past
-  // a quarter of the L2 cache").
+  // sets' means and sums together overflow the L2 cache, so each set is read from further out
+  // for every group of rows anyway, and a unit of parallel work holding every set's chunk lasts
+  // S times longer, each window of units waiting for its slowest. Such sets run one pass each,
+  // in short units the threads balance (measured in docs/benchmarks.md, "Large sets in passes of
+  // their own" and "Sets past a quarter of the L2 cache").
   if (sets > 1 && static_cast<int64_t>(sizeof(T)) * (dp * kp + k * dp) > kSharedSetBytes) {
     for (int64_t s = 0; s < sets; ++s)
       RunSoft<T>(pool, n_blocks, b, rows, d, 1, k, x, w, means + s * k * d, sigma2s + s,
