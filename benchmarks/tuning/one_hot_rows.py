@@ -4,9 +4,10 @@ A row is exactly one-hot at sigma2 once the gap between its two nearest means, o
 passes -ln(smallest normal number) (87.34 in float32, 708.40 in float64: every other exponential
 is then an exact 0). For each (D, K) of the grid: Gaussian-noise rows (the grid's data), K of them
 drawn at random as the means (``benchmarks/tuning/compilers.py --sweep`` times the kernel from
-such means), exact float64 gaps, and the share of one-hot rows summed over the sweep's 8 sigma2
-values (1e-3 to 4): the number of lanes' worth of rows whose product a pass could skip. A sample
-of the grid's rows is enough for a share. Cited in docs/benchmarks.md.
+such means), float64 gaps (``gmmlimit.study.nearest_gap``) against ``onehot_threshold``, and the
+share of one-hot rows summed over the sweep's 8 sigma2 values (1e-3 to 4): the number of lanes'
+worth of rows whose product a pass could skip. A sample of the grid's rows is enough for a
+share. Cited in docs/benchmarks.md.
 
 Usage::
 
@@ -25,20 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/grid.
 
 from grid import GRID_D, GRID_K, GRID_LANES, sweep_sigma2s
 
-ONE_HOT_EXPONENT = {
-    "float32": -float(np.log(np.finfo(np.float32).tiny)),
-    "float64": -float(np.log(np.finfo(np.float64).tiny)),
-}
-"""gap / (2 sigma2) past which every other exponential of a row is an exact 0."""
-
-
-def two_nearest_gap(x: np.ndarray, means: np.ndarray) -> np.ndarray:
-    """(N,) squared distance to the second-nearest mean minus that to the nearest (inf if K = 1)."""
-    if len(means) == 1:
-        return np.full(len(x), np.inf)
-    distances = ((x**2).sum(1)[:, None] - 2 * x @ means.T) + (means**2).sum(1)[None, :]
-    two = np.partition(distances, 1, axis=1)[:, :2]
-    return two[:, 1] - two[:, 0]
+from gmmlimit.study import nearest_gap, onehot_threshold
 
 
 def one_hot_lanes(gap: np.ndarray, sigma2s: np.ndarray, exponent: float) -> float:
@@ -60,8 +48,10 @@ def main() -> None:
         for k in GRID_K:
             rng = np.random.default_rng(d * 1000 + k)
             x = rng.standard_normal((args.rows, d))
-            gap = two_nearest_gap(x, x[rng.choice(args.rows, k, replace=False)])
-            shares = [one_hot_lanes(gap, sigma2s, ONE_HOT_EXPONENT[t]) for t in ONE_HOT_EXPONENT]
+            gap = np.asarray(nearest_gap(x, x[rng.choice(args.rows, k, replace=False)]))
+            shares = [
+                one_hot_lanes(gap, sigma2s, onehot_threshold(t)) for t in ("float32", "float64")
+            ]
             print(f"| {d} | {k} | {shares[0]:.2f} | {shares[1]:.2f} |")
 
 

@@ -45,26 +45,33 @@ def sweep_problem(n: int, d: int, k: int, dtype: str) -> SimpleNamespace:
     )
 
 
-def sweep_and_fit_seconds(p: SimpleNamespace) -> tuple[float, float]:
-    """Seconds per iteration of the 8-lane sweep and of the one fit, timed in the same rounds."""
+def compiled_fit(p: SimpleNamespace, which: str, iters: int):
+    """The ``"sweep"`` (``fit_batch`` of ``p.starts``) or ``"one fit"`` (of ``p.one``) program
+    of ``iters`` iterations in blocks of 4096, compiled ahead; called with its parameters."""
     from gmmlimit._api import fit_batch
     from gmmlimit._driver import fit_compiled
     from gmmlimit.variants._isotropic import isotropic
 
-    zero = jnp.asarray(0.0, p.X.dtype)
+    if which == "sweep":
+        params = p.starts
 
-    def batch(params, iters: int):
-        return fit_batch(isotropic, p.X, p.w, params, 0.0, max_iter=iters, block_size=4096)
+        def run(q):
+            return fit_batch(isotropic, p.X, p.w, q, 0.0, max_iter=iters, block_size=4096)
+    else:
+        params = p.one
+        zero = jnp.asarray(0.0, p.X.dtype)
 
-    def single(params, iters: int):
-        return fit_compiled(isotropic, p.X, p.w, params, zero, max_iter=iters, block_size=4096)
+        def run(q):
+            return fit_compiled(isotropic, p.X, p.w, q, zero, max_iter=iters, block_size=4096)
 
-    def compiled(fit, params, iters: int):
-        return jax.jit(lambda q: fit(q, iters)).lower(params).compile()
+    return jax.jit(run).lower(params).compile()
 
+
+def sweep_and_fit_seconds(p: SimpleNamespace) -> tuple[float, float]:
+    """Seconds per iteration of the 8-lane sweep and of the one fit, timed in the same rounds."""
     runs = {
-        "sweep": (p.starts, {m: compiled(batch, p.starts, m) for m in (1, 11)}),
-        "one fit": (p.one, {m: compiled(single, p.one, m) for m in (1, 11)}),
+        "sweep": (p.starts, {m: compiled_fit(p, "sweep", m) for m in (1, 11)}),
+        "one fit": (p.one, {m: compiled_fit(p, "one fit", m) for m in (1, 11)}),
     }
     best = {}
     for _ in range(4):

@@ -15,34 +15,18 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sweep_iteration.py
 
-from sweep_iteration import sweep_problem
+from sweep_iteration import compiled_fit, sweep_problem
 
 
 def main() -> None:
     n, d, k = map(int, sys.argv[1].split(","))
     dtype, which, iters = sys.argv[2], sys.argv[3], int(sys.argv[4])
     p = sweep_problem(n, d, k, dtype)
-    from gmmlimit._api import fit_batch
-    from gmmlimit._driver import fit_compiled
-    from gmmlimit.variants._isotropic import isotropic
-
-    if which == "sweep":
-        params = p.starts
-
-        def run(q):
-            return fit_batch(isotropic, p.X, p.w, q, 0.0, max_iter=iters, block_size=4096)
-    else:
-        params = p.one
-        zero = jnp.asarray(0.0, p.X.dtype)
-
-        def run(q):
-            return fit_compiled(isotropic, p.X, p.w, q, zero, max_iter=iters, block_size=4096)
-
-    compiled = jax.jit(run).lower(params).compile()
+    compiled = compiled_fit(p, "sweep" if which == "sweep" else "one fit", iters)
+    params = p.starts if which == "sweep" else p.one
     jax.block_until_ready(compiled(params))
     start = time.perf_counter()
     jax.block_until_ready(compiled(params))
