@@ -130,22 +130,44 @@ inline void Store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-// Pins a loaded vector to a register for the loop that reuses it. GCC 12 otherwise folds the load
-// into every multiply-add that reads the vector (vfmadd231ps mem, ...), so ScoreBlock's register
-// block of R rows by NV vectors issued R * NV + R loads per feature instead of NV + R, and with
-// AVX2's two vector loads per cycle the loads, not the multiply-adds, set the pace (AMD EPYC,
-// AVX2: one hard pass at (12755, 784, 512) 138.6 ms folded, 96.5 ms pinned; docs/benchmarks.md).
-// With AVX-512 the same holds where two 512-bit multiply-adds issue per cycle (AMD Zen 5: 20
-// loads per 16 multiply-adds folded, 8 pinned; one hard pass at (156250, 64, 64) 8.3 ms folded,
-// 6.0 ms pinned; docs/benchmarks.md, session 28). An empty asm that claims to change the
-// register: no instruction, the same bits. Only where measured (AVX, AVX2, AVX-512; the same
-// pin in DotRows and SumsBlock did not measurably pay on AVX2); elsewhere a no-op.
-template <typename T>
-inline void InRegister(Vec<T>& v) {
+// Pins the loaded vectors of a panel to registers for the loop that reuses them. GCC 12 otherwise
+// folds the loads into every multiply-add that reads a vector (vfmadd231ps mem, ...), so
+// ScoreBlock's register block of R rows by NV vectors issued R * NV + R loads per feature instead
+// of NV + R, and with AVX2's two vector loads per cycle the loads, not the multiply-adds, set the
+// pace (AMD EPYC, AVX2: one hard pass at (12755, 784, 512) 138.6 ms folded, 96.5 ms pinned;
+// docs/benchmarks.md). With AVX-512 the same holds where two 512-bit multiply-adds issue per
+// cycle (AMD Zen 5: 20 loads per 16 multiply-adds folded, 8 pinned; one hard pass at (156250, 64,
+// 64) 8.3 ms folded, 6.0 ms pinned; docs/benchmarks.md, session 28). One empty asm that claims to
+// change all NV vectors at once: no instruction, the same bits. A separate asm per vector (one
+// operand each) made GCC 12 also store every loaded vector to the stack on every feature, an
+// unused copy: NV 512-bit stores per R * NV multiply-adds, which on an AMD Zen 4 (a 512-bit
+// store takes its store unit two cycles) cost a sixth of the hard pass (one hard pass at (156250,
+// 64, 512) float32 65.8 -> 54.3 ms; docs/benchmarks.md, session 36). SumsBlock pins its vectors
+// of rows the same way (session 19's pin there, one asm per vector, did not measurably pay on
+// AVX2; in one asm the soft pass on an AMD Zen 4 ran 0 to 9 % faster). Only where measured (AVX,
+// AVX2, AVX-512); elsewhere a no-op.
 #if defined(__AVX512F__)
-  asm("" : "+v"(v));
+#define GMMLIMIT_REGISTER_OPERAND "+v"
 #elif defined(__AVX__)
-  asm("" : "+x"(v));
+#define GMMLIMIT_REGISTER_OPERAND "+x"
+#endif
+template <typename T, int NV>
+inline void InRegisters(Vec<T> (&v)[NV]) {
+  static_assert(1 <= NV && NV <= 4);
+#if defined(GMMLIMIT_REGISTER_OPERAND)
+  if constexpr (NV == 1) {
+    asm("" : GMMLIMIT_REGISTER_OPERAND(v[0]));
+  } else if constexpr (NV == 2) {
+    asm("" : GMMLIMIT_REGISTER_OPERAND(v[0]), GMMLIMIT_REGISTER_OPERAND(v[1]));
+  } else if constexpr (NV == 3) {
+    asm(""
+        : GMMLIMIT_REGISTER_OPERAND(v[0]), GMMLIMIT_REGISTER_OPERAND(v[1]),
+          GMMLIMIT_REGISTER_OPERAND(v[2]));
+  } else {
+    asm(""
+        : GMMLIMIT_REGISTER_OPERAND(v[0]), GMMLIMIT_REGISTER_OPERAND(v[1]),
+          GMMLIMIT_REGISTER_OPERAND(v[2]), GMMLIMIT_REGISTER_OPERAND(v[3]));
+  }
 #else
   (void)v;
 #endif
@@ -219,14 +241,15 @@ inline int64_t RoundUp(int64_t value, int64_t multiple) {
 // ---------------------------------------------------------------------------------------------
 // 1. Scores.
 
-// Whether ScoreBlock pins its panel's vectors (InRegister): always with AVX and AVX2; with
-// AVX-512 for float32 panels of several vectors only. One-vector panels keep their vector in a
-// register either way (GCC folds the row values instead: the same loop pinned or not), and
-// pinned float64 panels ran slower on AMD Zen 5 at (156250, 64, 64) and (12755, 784, 64) (12.5
-// -> 14.9 and 9.9 -> 11.3 ms: the pins left too few registers for the row addresses, which went
-// to the stack; docs/benchmarks.md, session 28).
+// Whether ScoreBlock pins its panel's vectors (InRegisters): always with AVX and AVX2; with
+// AVX-512 for panels of several vectors. One-vector panels keep their vector in a register either
+// way (GCC folds the row values instead: the same loop pinned or not). Float64 panels were left
+// unpinned after session 28 (slower on AMD Zen 5 at (156250, 64, 64) and (12755, 784, 64), 12.5
+// -> 14.9 and 9.9 -> 11.3 ms, with one asm per vector, whose stack copies InRegisters removed);
+// pinned in one asm they run faster on AMD Zen 4 (one hard pass at (156250, 64, 512) 144 -> 113
+// ms, (12755, 784, 512) 139 -> 109 ms; docs/benchmarks.md, session 36).
 template <typename T, int NV>
-constexpr bool kPinPanel = kVectorBytes < 64 || (NV > 1 && std::is_same_v<T, float>);
+constexpr bool kPinPanel = kVectorBytes < 64 || NV > 1;
 
 // scores[r][col ..] = bias - 2 <x_r, m> for R rows (row r at x + r * stride) and NV vectors of
 // columns starting at col (panel: their means, feature by feature, NV vectors each), over the d
@@ -254,10 +277,8 @@ inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, in
   for (int64_t j = 0; j < d; ++j) {
     const T* row = panel + j * (NV * L);
     Vec<T> m[NV];
-    for (int v = 0; v < NV; ++v) {
-      m[v] = Load<T>(row + v * L);
-      if constexpr (kPinPanel<T, NV>) InRegister<T>(m[v]);
-    }
+    for (int v = 0; v < NV; ++v) m[v] = Load<T>(row + v * L);
+    if constexpr (kPinPanel<T, NV>) InRegisters<T, NV>(m);
     for (int r = 0; r < R; ++r) {
       const T xv = bases[r / kBaseRows][(r % kBaseRows) * stride + j];
       for (int v = 0; v < NV; ++v) acc[r][v] += xv * m[v];
@@ -1550,7 +1571,8 @@ struct SoftProblem {
 };
 
 // sums (k, dp) += resp^T group for `rows` rows: resp (rows, kp) rows of responsibilities times
-// weight, group (rows, dp) rows; kRows components by NV vectors of features per register block.
+// weight, group (rows, dp) rows; kRows components by NV vectors of features per register block,
+// the row's NV vectors pinned to registers as ScoreBlock's panel (kPinPanel, InRegisters).
 // Every sum is its own sequence of multiply-adds over the rows in order, so splitting the rows
 // into consecutive runs (one call per run) gives the same bits.
 template <typename T, int R, int NV>
@@ -1563,6 +1585,7 @@ inline void SumsBlock(const T* resp, int64_t kp, const T* group, int64_t dp, int
   for (int64_t r = 0; r < rows; ++r) {
     Vec<T> xv[NV];
     for (int v = 0; v < NV; ++v) xv[v] = Load<T>(group + r * dp + j0 + v * L);
+    if constexpr (kPinPanel<T, NV>) InRegisters<T, NV>(xv);
     for (int c = 0; c < R; ++c) {
       const T rc = resp[r * kp + c0 + c];
       for (int v = 0; v < NV; ++v) acc[c][v] += rc * xv[v];
