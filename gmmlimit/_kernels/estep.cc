@@ -130,49 +130,6 @@ inline void Store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-// Pins the loaded vectors of a panel to registers for the loop that reuses them. GCC 12 otherwise
-// folds the loads into every multiply-add that reads a vector (vfmadd231ps mem, ...), so
-// ScoreBlock's register block of R rows by NV vectors issued R * NV + R loads per feature instead
-// of NV + R, and with AVX2's two vector loads per cycle the loads, not the multiply-adds, set the
-// pace (AMD EPYC, AVX2: one hard pass at (12755, 784, 512) 138.6 ms folded, 96.5 ms pinned;
-// docs/benchmarks.md). With AVX-512 the same holds where two 512-bit multiply-adds issue per
-// cycle (AMD Zen 5: 20 loads per 16 multiply-adds folded, 8 pinned; one hard pass at (156250, 64,
-// 64) 8.3 ms folded, 6.0 ms pinned; docs/benchmarks.md, session 28). One empty asm that claims to
-// change all NV vectors at once: no instruction, the same bits. A separate asm per vector (one
-// operand each) made GCC 12 also store every loaded vector to the stack on every feature, an
-// unused copy: NV 512-bit stores per R * NV multiply-adds, which on an AMD Zen 4 (a 512-bit
-// store takes its store unit two cycles) cost a sixth of the hard pass (one hard pass at (156250,
-// 64, 512) float32 65.8 -> 54.3 ms; docs/benchmarks.md, session 36). SumsBlock pins its vectors
-// of rows the same way (session 19's pin there, one asm per vector, did not measurably pay on
-// AVX2; in one asm the soft pass on an AMD Zen 4 ran 0 to 9 % faster). Only where measured (AVX,
-// AVX2, AVX-512); elsewhere a no-op.
-#if defined(__AVX512F__)
-#define GMMLIMIT_REGISTER_OPERAND "+v"
-#elif defined(__AVX__)
-#define GMMLIMIT_REGISTER_OPERAND "+x"
-#endif
-template <typename T, int NV>
-inline void InRegisters(Vec<T> (&v)[NV]) {
-  static_assert(1 <= NV && NV <= 4);
-#if defined(GMMLIMIT_REGISTER_OPERAND)
-  if constexpr (NV == 1) {
-    asm("" : GMMLIMIT_REGISTER_OPERAND(v[0]));
-  } else if constexpr (NV == 2) {
-    asm("" : GMMLIMIT_REGISTER_OPERAND(v[0]), GMMLIMIT_REGISTER_OPERAND(v[1]));
-  } else if constexpr (NV == 3) {
-    asm(""
-        : GMMLIMIT_REGISTER_OPERAND(v[0]), GMMLIMIT_REGISTER_OPERAND(v[1]),
-          GMMLIMIT_REGISTER_OPERAND(v[2]));
-  } else {
-    asm(""
-        : GMMLIMIT_REGISTER_OPERAND(v[0]), GMMLIMIT_REGISTER_OPERAND(v[1]),
-          GMMLIMIT_REGISTER_OPERAND(v[2]), GMMLIMIT_REGISTER_OPERAND(v[3]));
-  }
-#else
-  (void)v;
-#endif
-}
-
 // An empty asm that claims to change a vector: no instruction, the same bits, through memory
 // where no vector register constraint is known.
 #if defined(__AVX512F__)
@@ -184,6 +141,43 @@ inline void InRegisters(Vec<T> (&v)[NV]) {
 #else
 #define GMMLIMIT_VECTOR_OPERAND "+m"
 #endif
+
+// Pins the loaded vectors of a panel to registers for the loop that reuses them. GCC 12 otherwise
+// folds the loads into every multiply-add that reads a vector (vfmadd231ps mem, ...), so
+// ScoreBlock's register block of R rows by NV vectors issued R * NV + R loads per feature instead
+// of NV + R, and with AVX2's two vector loads per cycle the loads, not the multiply-adds, set the
+// pace (AMD EPYC, AVX2: one hard pass at (12755, 784, 512) 138.6 ms folded, 96.5 ms pinned;
+// docs/benchmarks.md). With AVX-512 the same holds where two 512-bit multiply-adds issue per
+// cycle (AMD Zen 5: 20 loads per 16 multiply-adds folded, 8 pinned; one hard pass at (156250, 64,
+// 64) 8.3 ms folded, 6.0 ms pinned; docs/benchmarks.md, session 28). One empty asm that claims to
+// change all NV vectors at once: no instruction, the same bits. A separate asm per vector (one
+// operand each) made GCC 12 also store every loaded vector to the stack on every feature, an
+// unused copy: NV 512-bit stores per R * NV multiply-adds, which on an AMD Zen 4 cost a sixth of
+// the hard pass (one hard pass at (156250, 64, 512) float32 65.8 -> 54.3 ms; docs/benchmarks.md,
+// session 36). SumsBlock pins its vectors of rows the same way (session 19's pin there, one asm
+// per vector, did not measurably pay on AVX2; in one asm the soft pass on an AMD Zen 4 ran up to
+// 9 % faster, level at D = 8). Only where measured (AVX, AVX2, AVX-512); elsewhere a no-op.
+template <typename T, int NV>
+inline void InRegisters(Vec<T> (&v)[NV]) {
+  static_assert(1 <= NV && NV <= 4);
+#if defined(__AVX512F__) || defined(__AVX__)
+  if constexpr (NV == 1) {
+    asm("" : GMMLIMIT_VECTOR_OPERAND(v[0]));
+  } else if constexpr (NV == 2) {
+    asm("" : GMMLIMIT_VECTOR_OPERAND(v[0]), GMMLIMIT_VECTOR_OPERAND(v[1]));
+  } else if constexpr (NV == 3) {
+    asm(""
+        : GMMLIMIT_VECTOR_OPERAND(v[0]), GMMLIMIT_VECTOR_OPERAND(v[1]),
+          GMMLIMIT_VECTOR_OPERAND(v[2]));
+  } else {
+    asm(""
+        : GMMLIMIT_VECTOR_OPERAND(v[0]), GMMLIMIT_VECTOR_OPERAND(v[1]),
+          GMMLIMIT_VECTOR_OPERAND(v[2]), GMMLIMIT_VECTOR_OPERAND(v[3]));
+  }
+#else
+  (void)v;
+#endif
+}
 
 // Hides how v was made from the compiler. Where paths promise each other's bits, it keeps a
 // square from being fused into the addition that takes it (those paths round the square, then
@@ -245,7 +239,7 @@ inline int64_t RoundUp(int64_t value, int64_t multiple) {
 // AVX-512 for panels of several vectors. One-vector panels keep their vector in a register either
 // way (GCC folds the row values instead: the same loop pinned or not). Float64 panels were left
 // unpinned after session 28 (slower on AMD Zen 5 at (156250, 64, 64) and (12755, 784, 64), 12.5
-// -> 14.9 and 9.9 -> 11.3 ms, with one asm per vector, whose stack copies InRegisters removed);
+// -> 14.9 and 9.9 -> 11.3 ms, measured with one asm per vector, which also kept stack copies);
 // pinned in one asm they run faster on AMD Zen 4 (one hard pass at (156250, 64, 512) 144 -> 113
 // ms, (12755, 784, 512) 139 -> 109 ms; docs/benchmarks.md, session 36).
 template <typename T, int NV>
