@@ -750,6 +750,15 @@ inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t,
   NearestRows<T>(group, dp, means_padded, labels, nearest);
 }
 
+// Asks the memory system for the cache line of base[offset], an address that may lie past base's
+// array (the next group's rows, or none): a prefetch never faults, and the address is formed as an
+// integer, never as a pointer past the array.
+template <typename T>
+inline void PrefetchAt(const T* base, int64_t offset) {
+  const auto address = reinterpret_cast<std::uintptr_t>(base) + offset * int64_t{sizeof(T)};
+  __builtin_prefetch(reinterpret_cast<const void*>(address));
+}
+
 // Labels and exact squared distances of the kGroup rows of a padded group (row stride dp) against
 // KC means, with the rows in the lanes: L rows by L features at a time are transposed
 // (TransposeLevels), then for each feature j every mean's accumulator takes x_j * m_cj across
@@ -758,7 +767,12 @@ inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t,
 // (the real features in order, from zero) and bias - 2 acc as there; the running minimum over
 // the means in order with strict < keeps the first index of the minimum, as ArgMinRows does;
 // the distances come from NearestRows. Rows of the group past the chunk's end get labels that
-// the caller ignores.
+// the caller ignores. Where a row is longer than a vector, the loads of L rows by L features
+// jump from row to row, and on an AMD Zen 4 they waited on memory: each load of the next L rows
+// is prefetched with the current ones (PrefetchAt; past the group, the next group's rows). One
+// hard pass, ms (benchmarks/tuning/compilers.py --spread 0 --repeats 5 --loop 3, session 36):
+// float32 (156250, 64, 5) 3.91 -> 2.77, (156250, 64, 8) 4.09 -> 2.97, (12755, 784, 8) 2.73 ->
+// 2.19, (250000, 16, 5) 1.28 -> 1.25 (one vector a row: not prefetched); the same bits.
 template <typename T, int KC>
 inline void AssignGroupTransposed(const T* group, int64_t d, int64_t dp, const T* means_padded,
                                   const T* bias, int32_t* labels, T* nearest) {
@@ -770,6 +784,8 @@ inline void AssignGroupTransposed(const T* group, int64_t d, int64_t dp, const T
     for (int64_t j0 = 0; j0 < d; j0 += L) {
       Vec<T> v[L];
       for (int i = 0; i < L; ++i) v[i] = Load<T>(group + (r0 + i) * dp + j0);
+      if (d > L)
+        for (int i = 0; i < L; ++i) PrefetchAt(group, (r0 + L + i) * dp + j0);
       TransposeLevels<T, L / 2>(v);
       for (int j = 0; j < L; ++j) Store<T>(block + j * L, v[j]);
       const int64_t width = std::min<int64_t>(L, d - j0);
