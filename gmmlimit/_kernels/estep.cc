@@ -232,6 +232,15 @@ inline int64_t RoundUp(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
+// Asks the memory system for the cache line of base[offset], an address that may lie past base's
+// array (the next group's rows, or none): a prefetch never faults, and the address is formed as an
+// integer, never as a pointer past the array.
+template <typename T>
+inline void PrefetchAt(const T* base, int64_t offset) {
+  const auto address = reinterpret_cast<std::uintptr_t>(base) + offset * int64_t{sizeof(T)};
+  __builtin_prefetch(reinterpret_cast<const void*>(address));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. Scores.
 
@@ -748,15 +757,6 @@ inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t,
   }
   for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);
   NearestRows<T>(group, dp, means_padded, labels, nearest);
-}
-
-// Asks the memory system for the cache line of base[offset], an address that may lie past base's
-// array (the next group's rows, or none): a prefetch never faults, and the address is formed as an
-// integer, never as a pointer past the array.
-template <typename T>
-inline void PrefetchAt(const T* base, int64_t offset) {
-  const auto address = reinterpret_cast<std::uintptr_t>(base) + offset * int64_t{sizeof(T)};
-  __builtin_prefetch(reinterpret_cast<const void*>(address));
 }
 
 // Labels and exact squared distances of the kGroup rows of a padded group (row stride dp) against
