@@ -707,7 +707,7 @@ __attribute__((always_inline)) inline void DotRows(const T* rows, int64_t dp, co
     for (int c = 0; c < KC; ++c) acc[r][c] = Vec<T>{};
   for (int64_t j = 0; j < dp; j += L) {
     Vec<T> x[R];
-    for (int r = 0; r < R; ++r) __builtin_prefetch(rows + (R + r) * dp + j);
+    for (int r = 0; r < R; ++r) PrefetchAt(rows, (R + r) * dp + j);
     for (int r = 0; r < R; ++r) x[r] = Load<T>(rows + r * dp + j);
     for (int c = 0; c < KC; ++c) {
       const Vec<T> m = Load<T>(means_padded + c * dp + j);
