@@ -234,12 +234,17 @@ inline int64_t RoundUp(int64_t value, int64_t multiple) {
 
 // Asks the memory system for the cache line of base[offset], an address that may lie past base's
 // array (the next group's rows, or none): a prefetch never faults, and the address is formed as an
-// integer, never as a pointer past the array.
-template <typename T>
+// integer, never as a pointer past the array. Locality: 3 brings the line into the L1 cache, 2
+// into the L2 cache (__builtin_prefetch's third argument).
+template <int kLocality = 3, typename T>
 inline void PrefetchAt(const T* base, int64_t offset) {
   const auto address = reinterpret_cast<std::uintptr_t>(base) + offset * int64_t{sizeof(T)};
-  __builtin_prefetch(reinterpret_cast<const void*>(address));
+  __builtin_prefetch(reinterpret_cast<const void*>(address), 0, kLocality);
 }
+
+// Values of T in a cache line (64 bytes on every target the kernel is built for).
+template <typename T>
+constexpr int64_t kLineValues = 64 / int64_t{sizeof(T)};
 
 // ---------------------------------------------------------------------------------------------
 // 1. Scores.
@@ -334,17 +339,38 @@ inline void Tiles(int64_t extent, int64_t unit, F&& f) {
 template <int NV>
 constexpr int kScoreRows = kRows * (kPanel / NV >= 4 ? 4 : kPanel / NV >= 2 ? 2 : 1);
 
+// Groups of at most this many bytes have the next group's rows prefetched while they are scored
+// (ScoreGroup).
+constexpr int64_t kPrefetchGroupBytes = int64_t{32} << 10;
+
 // Scores (kGroup, kp) of the kGroup rows of a padded group (row stride dp), panel by panel of
-// columns, each panel against all the rows (its means stay in cache meanwhile).
+// columns, each panel against all the rows (its means stay in cache meanwhile). A block of rows
+// reads its rows feature by feature, a line of each row at a time; where rows are short the
+// hardware's prefetch did not keep up with that order on an AMD Zen 4, so before each block of
+// the first panel the same rows of the next group (past the group: the address formed as an
+// integer) are asked for, line by line in address order, into the L2 cache. Measured, one hard
+// pass, ms (benchmarks/tuning/compilers.py --spread 0 --repeats 5 --loop 3, session 37), without
+// -> with: float32 (156250, 64, 16) 4.46 -> 2.94, (156250, 64, 32) 5.63 -> 4.56, (312500, 32,
+// 16) 3.62 -> 3.30, (78125, 128, 16) 4.49 -> 3.20, (39062, 256, 16) 3.57 -> 3.18, (39062, 256,
+// 64) 8.03 -> 7.56, (156250, 64, 64) and (156250, 64, 512) level; float64 (156250, 64, 16) 8.72
+// -> 5.96, (156250, 64, 64) 17.12 -> 14.25, (312500, 32, 16) 8.19 -> 6.00. Slower for larger
+// groups, whose long rows the hardware streams by itself: float32 (19531, 512, 16) 2.80 -> 3.01,
+// (12755, 784, 16) 3.01 -> 3.49, float64 (12755, 784, 16) 6.28 -> 7.10; hence
+// kPrefetchGroupBytes. The same bits (a prefetch changes no value).
 template <typename T>
 inline void ScoreGroup(const T* group, int64_t d, int64_t dp, const T* means_t, int64_t kp,
                        const T* bias, T* scores) {
+  const bool prefetch_next = kGroup * dp * int64_t{sizeof(T)} <= kPrefetchGroupBytes;
   Tiles<kPanel>(kp, kLanes<T>, [&](auto vectors, int64_t col) {
     constexpr int NV = decltype(vectors)::value, R = kScoreRows<NV>;
     static_assert(kGroup % R == 0);
-    for (int r = 0; r < kGroup; r += R)
+    for (int r = 0; r < kGroup; r += R) {
+      if (prefetch_next && col == 0)
+        for (int64_t e = 0; e < R * dp; e += kLineValues<T>)
+          PrefetchAt<2>(group, (kGroup + r) * dp + e);
       ScoreBlock<T, R, NV>(group + r * dp, d, dp, means_t + col * dp, kp, bias, col,
                            scores + r * kp);
+    }
   });
 }
 
@@ -695,8 +721,13 @@ constexpr int kByFeaturesRows = std::min(kLanes<T>, (kRows * kPanel * 3 / 2) / K
 // (means_padded, stride dp): per row and mean, lane-wise multiply-adds over the dp features a
 // vector at a time from zero, then the lanes summed by LaneSums. Each dot depends on its row and
 // mean alone (the same bits wherever the row sits and whatever R). The same features of the next
-// R rows are prefetched meanwhile: the rows stream from memory while these are scored. Always
-// inlined (see LaneSums).
+// R rows are prefetched meanwhile, into the L2 cache: the rows stream from memory while these are
+// scored. Into the L1 cache (until session 37) the same pass was slower on an AMD Zen 4 (one pass,
+// ms, hard / soft, benchmarks/tuning/compilers.py --soft --spread 0 --repeats 5 --loop 3: float32
+// (12755, 784, 5) 2.44 / 2.83 -> 1.91 / 2.41, (39062, 256, 5) 2.33 / 3.17 -> 1.68 / 2.43;
+// float64 (39062, 256, 5) 4.89 / 5.86 -> 3.20 / 4.85; (78125, 128, 3) and float64 (12755, 784,
+// 5) level; AVX2 (-mno-avx512f) (12755, 784, 5) 2.55 / 3.31 -> 2.12 / 2.82). Always inlined (see
+// LaneSums).
 template <typename T, int KC, int R>
 __attribute__((always_inline)) inline void DotRows(const T* rows, int64_t dp, const T* means_padded,
                                                    T* dots) {
@@ -707,7 +738,7 @@ __attribute__((always_inline)) inline void DotRows(const T* rows, int64_t dp, co
     for (int c = 0; c < KC; ++c) acc[r][c] = Vec<T>{};
   for (int64_t j = 0; j < dp; j += L) {
     Vec<T> x[R];
-    for (int r = 0; r < R; ++r) PrefetchAt(rows, (R + r) * dp + j);
+    for (int r = 0; r < R; ++r) PrefetchAt<2>(rows, (R + r) * dp + j);
     for (int r = 0; r < R; ++r) x[r] = Load<T>(rows + r * dp + j);
     for (int c = 0; c < KC; ++c) {
       const Vec<T> m = Load<T>(means_padded + c * dp + j);
@@ -768,11 +799,17 @@ inline void AssignGroup(const T* group, int64_t d, int64_t dp, const T* means_t,
 // the means in order with strict < keeps the first index of the minimum, as ArgMinRows does;
 // the distances come from NearestRows. Rows of the group past the chunk's end get labels that
 // the caller ignores. Where a row is longer than a vector, the loads of L rows by L features
-// jump from row to row, and on an AMD Zen 4 they waited on memory: each load of the next L rows
-// is prefetched with the current ones (PrefetchAt; past the group, the next group's rows). One
-// hard pass, ms (benchmarks/tuning/compilers.py --spread 0 --repeats 5 --loop 3, session 36):
-// float32 (156250, 64, 5) 3.91 -> 2.77, (156250, 64, 8) 4.09 -> 2.97, (12755, 784, 8) 2.73 ->
-// 2.19, (250000, 16, 5) 1.28 -> 1.25 (one vector a row: not prefetched); the same bits.
+// jump from row to row, and on an AMD Zen 4 they waited on memory. Each step (L rows by L
+// features) asks for the next L * L values of the next group, in address order, into the L2
+// cache (PrefetchAt<2>; the address past the group is formed as an integer): the group's steps
+// together cover the whole next group, a line at a time from its start, which the hardware's own
+// stream prefetch follows. Measured, one hard pass, ms, AMD Zen 4 (benchmarks/tuning/compilers.py
+// --spread 0 --repeats 5 --loop 3, session 37), the next L rows' same block into the L1 cache
+// (session 36) -> this: float32 (156250, 64, 5) 2.85 -> 1.93, (156250, 64, 8) 3.17 -> 2.41,
+// (78125, 128, 8) 3.20 -> 2.04, (39062, 256, 8) 2.19 -> 1.79, (12755, 784, 8) 2.30 -> 2.30;
+// float64 (156250, 64, 5) 5.70 -> 2.92, (78125, 128, 8) 5.02 -> 3.43, (12755, 784, 8) 4.80 ->
+// 4.24. The same order into the L1 cache gained about half as much at D = 64 and was slower at
+// D = 784 (2.30 -> 2.98); AVX2 (-mno-avx512f) level. The same bits.
 template <typename T, int KC>
 inline void AssignGroupTransposed(const T* group, int64_t d, int64_t dp, const T* means_padded,
                                   const T* bias, int32_t* labels, T* nearest) {
@@ -784,8 +821,11 @@ inline void AssignGroupTransposed(const T* group, int64_t d, int64_t dp, const T
     for (int64_t j0 = 0; j0 < d; j0 += L) {
       Vec<T> v[L];
       for (int i = 0; i < L; ++i) v[i] = Load<T>(group + (r0 + i) * dp + j0);
-      if (d > L)
-        for (int i = 0; i < L; ++i) PrefetchAt(group, (r0 + L + i) * dp + j0);
+      if (d > L) {
+        const int64_t step = (r0 / L) * (dp / L) + j0 / L;
+        for (int64_t e = 0; e < L * L; e += kLineValues<T>)
+          PrefetchAt<2>(group, kGroup * dp + step * (L * L) + e);
+      }
       TransposeLevels<T, L / 2>(v);
       for (int j = 0; j < L; ++j) Store<T>(block + j * L, v[j]);
       const int64_t width = std::min<int64_t>(L, d - j0);
