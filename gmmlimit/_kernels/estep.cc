@@ -40,9 +40,11 @@
 // row's and mean's product is lane-wise multiply-adds then the lanes summed; these scores are
 // other bits than the row blocks', so every E-step (hard, soft, bounded) takes them for those
 // shapes, and the hard E-step does all its steps a few rows at a time (HardGroupByFeatures).
-// Vectors are vector extensions that GCC and clang both accept (no ISA intrinsics), of a width
-// chosen for the target (see kVectorBytes); the compiler lowers them to its SIMD instructions
-// (AVX-512, AVX/AVX2, NEON, SSE2) or to scalar code.
+// Vectors are vector extensions that GCC and clang both accept, of a width chosen for the target
+// (see kVectorBytes); the compiler lowers them to its SIMD instructions (AVX-512, AVX/AVX2, NEON,
+// SSE2) or to scalar code. One ISA intrinsic, AVX-512's two-table permute (PermuteLanes, which
+// neither compiler's vector extensions express with a lane index known only at run time), is
+// used where the target has it, and every other target takes the portable code beside it.
 //
 // Every block is cut into chunks of kChunk rows; each chunk's statistics are summed on their own,
 // a block's chunks are added in order, and the blocks are added to the running total in order.
@@ -63,6 +65,10 @@
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace ffi = xla::ffi;
 
@@ -1164,6 +1170,21 @@ inline void FeaturesInLanes(const T* x, Vec<T>* xs) {
 template <int D>
 constexpr bool kShuffledFeatures = D != 2;
 
+// The lanes of the pair (low, high) that index picks, lane by lane (0 .. L - 1 from low, L ..
+// 2 L - 1 from high): one permute on AVX-512 (vpermt2ps, vpermt2pd). Elsewhere kLanePermute is
+// false and the callers carry the values along instead.
+#if defined(__AVX512F__)
+constexpr bool kLanePermute = true;
+inline Vec<float> PermuteLanes(Vec<float> low, Vec<float> high, Mask<float> index) {
+  return _mm512_permutex2var_ps(low, (__m512i)index, high);
+}
+inline Vec<double> PermuteLanes(Vec<double> low, Vec<double> high, Mask<double> index) {
+  return _mm512_permutex2var_pd(low, (__m512i)index, high);
+}
+#else
+constexpr bool kLanePermute = false;
+#endif
+
 // The lanes of a vector of T as int32 values (L of them), for the labels.
 template <typename T>
 struct LabelLanes {
@@ -1178,10 +1199,19 @@ struct LabelLanes {
 // multiply-adds over the features, ties go to the lowest index (strict <, means in order), and
 // the squared distances are summed in the order in which LaneSums adds the lanes of one vector
 // (SquaresInLaneSumsOrder). D is a compile-time constant, so the D vectors of features and of the
-// chosen mean stay in registers.
-template <typename T, int D>
+// chosen mean stay in registers. kByIndex (AVX-512, k <= 2 L): the chosen mean's features are not
+// carried through the loop over the means (D blends per mean) but picked once at the end by each
+// lane's index from lane_means (2 D vectors: lane_means[2 j + h] holds feature j of means h L ..
+// h L + L - 1), D permutes in all; the same values, so the same bits. Measured, one hard pass, ms
+// (benchmarks/tuning/compilers.py --spread 0 --repeats 5 --loop 3, AMD Zen 4, session 37),
+// carried -> picked: float32 (250000, 8, 16) 1.58 -> 1.18 (clang 14: 1.62 -> 1.07), (250000, 8,
+// 5) 0.98 -> 0.90, (500000, 4, 16) 1.82 -> 1.41, (500000, 2, 32) 1.70 -> 1.28, (1000000, 2, 8)
+// 1.97 -> 1.84; float64 (250000, 8, 8) 1.66 -> 1.34, (500000, 4, 8) 1.93 -> 1.57, (500000, 2,
+// 16) 1.81 -> 1.53.
+template <typename T, int D, bool kByIndex = false>
 inline void AssignGroupByLanes(const T* x, int64_t rows, const T* means_padded, int64_t dp,
-                               const T* bias, int64_t k, int32_t* labels, T* nearest) {
+                               const T* bias, int64_t k, int32_t* labels, T* nearest,
+                               const Vec<T>* lane_means = nullptr) {
   constexpr int L = kLanes<T>;
   static_assert(kByLanesD<T, D>);
   for (int r0 = 0; r0 < kGroup; r0 += L) {
@@ -1200,14 +1230,21 @@ inline void AssignGroupByLanes(const T* x, int64_t rows, const T* means_padded, 
       return bias[c] - 2 * acc;
     };
     Vec<T> best = score(0), where{}, chosen[D];  // chosen[j]: feature j of each lane's mean so far
-    for (int j = 0; j < D; ++j) chosen[j] = Vec<T>{} + means_padded[j];
+    if constexpr (!kByIndex)
+      for (int j = 0; j < D; ++j) chosen[j] = Vec<T>{} + means_padded[j];
     for (int64_t c = 1; c < k; ++c) {
       const T* mc = means_padded + c * dp;
       const Vec<T> score_c = score(c);
       const auto lt = score_c < best;
       best = lt ? score_c : best;
       where = lt ? Vec<T>{} + static_cast<T>(c) : where;
-      for (int j = 0; j < D; ++j) chosen[j] = lt ? Vec<T>{} + mc[j] : chosen[j];
+      if constexpr (!kByIndex)
+        for (int j = 0; j < D; ++j) chosen[j] = lt ? Vec<T>{} + mc[j] : chosen[j];
+    }
+    if constexpr (kByIndex) {
+      const Mask<T> index = __builtin_convertvector(where, Mask<T>);
+      for (int j = 0; j < D; ++j)
+        chosen[j] = PermuteLanes(lane_means[2 * j], lane_means[2 * j + 1], index);
     }
     Vec<T> sq[D];
     for (int j = 0; j < D; ++j) {
@@ -1363,13 +1400,27 @@ void HardChunkByLanes(const HardProblem<T>& p, int64_t begin, int64_t end, int32
   const Vec<T> mean_index = IotaOf<T>(LaneSequence<T>{});
   Vec<T> count_lanes{}, sum_lanes[D];  // lane c: mean c's count, sum of feature j
   for (int j = 0; j < D; ++j) sum_lanes[j] = Vec<T>{};
+  constexpr int L = kLanes<T>;
+  // lane_means[2 j + h]: feature j of means h L .. h L + L - 1 in the lanes (0 past the k-th)
+  const bool by_index = kLanePermute && p.k <= 2 * L;
+  Vec<T> lane_means[2 * D];
+  for (int i = 0; i < 2 * D; ++i) lane_means[i] = Vec<T>{};
+  if (by_index)
+    for (int64_t c = 0; c < p.k; ++c)
+      for (int j = 0; j < D; ++j) lane_means[2 * j + c / L][c % L] = p.means_padded[c * p.dp + j];
   T chunk_distortion = 0;
   for (int64_t g = begin; g < end; g += kGroup) {
     const int64_t rows = std::min<int64_t>(kGroup, end - g);
     const T* group = p.x + g * D;
     GroupOutputs<T> out(labels + g, nearest + g, rows);
-    AssignGroupByLanes<T, D>(group, rows, p.means_padded, p.dp, p.bias, p.k, out.labels,
-                             out.nearest);
+    if (by_index) {
+      if constexpr (kLanePermute)
+        AssignGroupByLanes<T, D, true>(group, rows, p.means_padded, p.dp, p.bias, p.k,
+                                       out.labels, out.nearest, lane_means);
+    } else {
+      AssignGroupByLanes<T, D>(group, rows, p.means_padded, p.dp, p.bias, p.k, out.labels,
+                               out.nearest);
+    }
     for (int64_t r = 0; r < rows; ++r) {
       const int32_t label = out.labels[r];
       const T weight = p.w[g + r];
