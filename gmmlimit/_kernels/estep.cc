@@ -248,7 +248,8 @@ inline void PrefetchAt(const T* base, int64_t offset) {
   __builtin_prefetch(reinterpret_cast<const void*>(address), 0, kLocality);
 }
 
-// Values of T in a cache line (64 bytes on every target the kernel is built for).
+// Values of T in a cache line, taken as 64 bytes (x86 and most AArch64 cores; where lines are 128
+// bytes, as on Apple's cores, every other prefetch asks for a line already asked for).
 template <typename T>
 constexpr int64_t kLineValues = 64 / int64_t{sizeof(T)};
 
@@ -362,7 +363,9 @@ constexpr int64_t kPrefetchGroupBytes = int64_t{32} << 10;
 // -> 5.96, (156250, 64, 64) 17.12 -> 14.25, (312500, 32, 16) 8.19 -> 6.00. Slower for larger
 // groups, whose long rows the hardware streams by itself: float32 (19531, 512, 16) 2.80 -> 3.01,
 // (12755, 784, 16) 3.01 -> 3.49, float64 (12755, 784, 16) 6.28 -> 7.10; hence
-// kPrefetchGroupBytes. The same bits (a prefetch changes no value).
+// kPrefetchGroupBytes. The same bits (a prefetch changes no value). A group that LoadGroup copied
+// (rows of d < dp features, or a chunk's last, partial group) has scratch values past it, not the
+// next rows: those requests are wasted, and such rows are read in order by the copy anyway.
 template <typename T>
 inline void ScoreGroup(const T* group, int64_t d, int64_t dp, const T* means_t, int64_t kp,
                        const T* bias, T* scores) {
