@@ -13,9 +13,10 @@ against the XLA FFI headers that ship with jaxlib, with ``-O3 -march=native`` (t
 command line such as ``clang++`` or ``ccache g++``; then no other is tried), else the first of
 ``c++``, ``g++``, ``clang++`` on the PATH; GCC and clang both build the source (portable vector
 extensions; one AVX-512 intrinsic where the target has it, portable code elsewhere), and
-:func:`status` names the compiler, its version and the flags of the loaded build. The file name carries a hash of the source, the jaxlib version, the compiler
-and its version, the flags and the CPU's model and feature flags, so a cache shared between
-machines never hands one machine another's instructions. Later processes load the cached library
+:func:`status` names the compiler, its version and the flags of the loaded build. The file name
+carries a hash of the source, the jaxlib version, the compiler and its version, the flags and the
+CPU's model and feature flags, so a cache shared between machines never hands one machine
+another's instructions. Later processes load the cached library
 in milliseconds; processes that start together on an empty cache (test workers, the processes of
 ``gmmlimit.launch``) take a lock per build, so one compiles and the others wait for its library.
 A build the compiler rejects leaves a ``.failed`` file with its error under the same hash, so
