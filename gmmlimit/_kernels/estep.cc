@@ -363,9 +363,11 @@ constexpr int64_t kPrefetchGroupBytes = int64_t{32} << 10;
 // -> 5.96, (156250, 64, 64) 17.12 -> 14.25, (312500, 32, 16) 8.19 -> 6.00. Slower for larger
 // groups, whose long rows the hardware streams by itself: float32 (19531, 512, 16) 2.80 -> 3.01,
 // (12755, 784, 16) 3.01 -> 3.49, float64 (12755, 784, 16) 6.28 -> 7.10; hence
-// kPrefetchGroupBytes. The same bits (a prefetch changes no value). A group that LoadGroup copied
-// (rows of d < dp features, or a chunk's last, partial group) has scratch values past it, not the
-// next rows: those requests are wasted, and such rows are read in order by the copy anyway.
+// kPrefetchGroupBytes. The soft pass (the same ScoreGroup), float32: (156250, 64, 16) 6.62 ->
+// 5.53, (78125, 128, 16) 6.81 -> 4.91, (156250, 64, 64) level (17.05 -> 17.92, the same build
+// twice 17.05 and 17.62). The same bits (a prefetch changes no value). A group that LoadGroup
+// copied (rows of d < dp features, or a chunk's last, partial group) has scratch values past it,
+// not the next rows: those requests are wasted, and such rows are read in order by the copy.
 template <typename T>
 inline void ScoreGroup(const T* group, int64_t d, int64_t dp, const T* means_t, int64_t kp,
                        const T* bias, T* scores) {
