@@ -1712,6 +1712,43 @@ inline void GroupSums(const T* resp, int64_t k, int64_t kp, const T* group, int6
   });
 }
 
+// The same sums with the components in the lanes, for rows of a few features (D <= kCopyMaxD):
+// sums_t (D, kp) += (resp^T group) transposed, over the kGroup rows of a group. Per row, each
+// vector of L components' responsibilities times each of the row's D features, a tile of CV
+// vectors by D features of accumulators held in registers over the rows. GroupSums multiplies
+// each component's responsibility by every vector of dp features, dp - D of them padding (13 of
+// 16 lanes at D = 3, float32); this form does kp / L * D multiply-adds a row where GroupSums does
+// k * dp / L (SumsByLanes). Every sum is the same sequence of multiply-adds as in SumsBlock (the
+// rows in order, fma(responsibility, feature, sum) from the same start), so the same bits.
+template <typename T, int D>
+inline void GroupSumsByLanes(const T* resp, int64_t kp, const T* group, int64_t dp, T* sums_t) {
+  constexpr int L = kLanes<T>;
+  constexpr int kTile = std::max(1, kRows * kPanel / D);
+  Tiles<kTile>(kp, L, [&](auto vectors, int64_t c0) {
+    constexpr int CV = decltype(vectors)::value;
+    Vec<T> acc[CV][D];
+    for (int v = 0; v < CV; ++v)
+      for (int j = 0; j < D; ++j) acc[v][j] = Load<T>(sums_t + j * kp + c0 + v * L);
+    for (int r = 0; r < kGroup; ++r) {
+      Vec<T> feature[D];
+      for (int j = 0; j < D; ++j) feature[j] = Vec<T>{} + group[r * dp + j];
+      for (int v = 0; v < CV; ++v) {
+        const Vec<T> rv = Load<T>(resp + r * kp + c0 + v * L);
+        for (int j = 0; j < D; ++j) acc[v][j] += rv * feature[j];
+      }
+    }
+    for (int v = 0; v < CV; ++v)
+      for (int j = 0; j < D; ++j) Store<T>(sums_t + j * kp + c0 + v * L, acc[v][j]);
+  });
+}
+
+// Whether SoftChunk sums by GroupSumsByLanes: rows of at most kCopyMaxD features, where its
+// multiply-adds (kp / L * d a row) are fewer than GroupSums' (k * dp / L).
+template <typename T>
+inline bool SumsByLanes(int64_t d, int64_t dp, int64_t k, int64_t kp) {
+  return d <= kCopyMaxD && kp * d < k * dp;
+}
+
 // The soft E-step of one group of rows, once AssignGroup has left their scores (kGroup, kp), labels
 // and nearest distances: exponentials in place of the scores (or, at a two_sigma2 that is not
 // > 0, one-hot rows), responsibilities times weight (weight 0 past the group's `rows`) added to
@@ -1790,15 +1827,24 @@ inline void AddLogLik(T weight, T total, T nearest, T two_sigma2, T* log_lik) {
   if (two_sigma2 > 0 && weight > 0) *log_lik += weight * (std::log(total) - nearest / two_sigma2);
 }
 
+// sums_t: null, or the set's sums transposed (d, kp), summed by GroupSumsByLanes instead of into
+// sums.
 template <typename T>
-inline void SoftRows(const T* group, int64_t k, int64_t kp, int64_t dp, int64_t rows,
+inline void SoftRows(const T* group, int64_t d, int64_t k, int64_t kp, int64_t dp, int64_t rows,
                      const int32_t* group_labels, const T* group_nearest, const T* weights,
-                     T two_sigma2, T* scores, T* counts, T* sums, T* log_lik, T* distortion) {
+                     T two_sigma2, T* scores, T* counts, T* sums, T* sums_t, T* log_lik,
+                     T* distortion) {
   T group_total[kGroup];
   SoftResponsibilities<T>(kp, group_labels, weights, two_sigma2, scores, group_total);
   // Their sums, and the row terms.
   AddGroupCounts<T>(scores, kp, counts);
-  GroupSums<T>(scores, k, kp, group, dp, kGroup, sums);
+  if (sums_t != nullptr) {
+    WithCount<kCopyMaxD>(d, [&](auto dc) {
+      GroupSumsByLanes<T, decltype(dc)::value>(scores, kp, group, dp, sums_t);
+    });
+  } else {
+    GroupSums<T>(scores, k, kp, group, dp, kGroup, sums);
+  }
   for (int64_t r = 0; r < rows; ++r) {
     AddLogLik<T>(weights[r], group_total[r], group_nearest[r], two_sigma2, log_lik);
     *distortion += weights[r] * group_nearest[r];
@@ -1807,16 +1853,24 @@ inline void SoftRows(const T* group, int64_t k, int64_t kp, int64_t dp, int64_t 
 
 // Rows [begin, end) for every parameter set: labels and nearest (S, n_rows) written in place;
 // per set, counts (kp), sums (k * dp), log-likelihood (1) and distortion (1) into stats.
-// scratch: kGroup * (kp + dp) values.
+// scratch: SoftScratch values.
+template <typename T>
+int64_t SoftScratch(const SoftProblem<T>& p) {
+  return kGroup * (p.kp + p.dp) + (SumsByLanes<T>(p.d, p.dp, p.k, p.kp) ? p.sets * p.d * p.kp : 0);
+}
+
 template <typename T>
 void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* labels, T* nearest,
                T* stats, T* scratch) {
-  const int64_t dp = p.dp, kp = p.kp, k = p.k;
+  const int64_t dp = p.dp, kp = p.kp, k = p.k, d = p.d;
   const int64_t set_size = kp + k * dp + 2;
   std::fill(stats, stats + p.sets * set_size, T(0));
   T* scores = scratch;
   T* buffer = scratch + kGroup * kp;
   std::fill(buffer, buffer + kGroup * dp, T(0));
+  // Each set's sums transposed (d, kp), for GroupSumsByLanes; copied into stats at the end.
+  T* sums_t = SumsByLanes<T>(d, dp, k, kp) ? buffer + kGroup * dp : nullptr;
+  if (sums_t != nullptr) std::fill(sums_t, sums_t + p.sets * d * kp, T(0));
   int32_t group_labels[kGroup];
   T group_nearest[kGroup], group_weight[kGroup];
   // Rows in slices of kSliceRows; within a slice, one parameter set after another, so a set's
@@ -1834,14 +1888,21 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         AssignGroup<T>(group, p.d, dp, p.means_t + s * dp * kp, p.bias + s * kp,
                        p.means_padded + s * k * dp, k, kp, scores, group_labels, group_nearest);
         for (int r = 0; r < kGroup; ++r) group_weight[r] = r < rows ? p.w[g + r] : T(0);
-        SoftRows<T>(group, k, kp, dp, rows, group_labels, group_nearest, group_weight,
-                    p.two_sigma2[s], scores, counts, sums, log_lik, distortion);
+        SoftRows<T>(group, d, k, kp, dp, rows, group_labels, group_nearest, group_weight,
+                    p.two_sigma2[s], scores, counts, sums,
+                    sums_t == nullptr ? nullptr : sums_t + s * d * kp, log_lik, distortion);
         for (int64_t r = 0; r < rows; ++r) {
           labels[s * p.n_rows + g + r] = group_labels[r];
           nearest[s * p.n_rows + g + r] = group_nearest[r];
         }
       }
     }
+  }
+  for (int64_t s = 0; sums_t != nullptr && s < p.sets; ++s) {
+    T* sums = stats + s * set_size + kp;
+    const T* set_t = sums_t + s * d * kp;
+    for (int64_t c = 0; c < k; ++c)
+      for (int64_t j = 0; j < d; ++j) sums[c * dp + j] = set_t[j * kp + c];
   }
 }
 
@@ -1883,7 +1944,7 @@ void RunSoft(ffi::ThreadPool& pool, int64_t n_blocks, int64_t b, int64_t rows, i
   const int64_t set_size = kp + k * dp + 2;
   LeftOut left_out;
   const std::vector<T> total = RunBlocks<T>(
-      pool, n_blocks, b, rows, problem.x, problem.w, d, sets * set_size, kGroup * (kp + dp),
+      pool, n_blocks, b, rows, problem.x, problem.w, d, sets * set_size, SoftScratch(problem),
       &left_out,
       [&](int64_t begin, int64_t end, T* stats, T* scratch) {
         SoftChunk<T>(problem, begin, end, labels, nearest, stats, scratch);
