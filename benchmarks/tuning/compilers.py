@@ -12,7 +12,7 @@ shows the run's noise floor. Cited in docs/benchmarks.md.
 Usage::
 
     PYTHONPATH=$PWD python benchmarks/tuning/compilers.py [--repeats R] \\
-        [--sizes N,D,K ...] [--dtype float32] [--soft] [--sweep] [--loop P] \\
+        [--sizes N,D,K ...] [--dtype float32] [--soft [--sigma2 S ...]] [--sweep] [--loop P] \\
         gcc=g++ clang=clang++ [base=g++@path/to/old/estep.cc] [avx2=g++%-march=haswell]
 
 A build is ``name=compiler[@source][%flags]``: ``@`` picks another source file (an older copy of
@@ -120,6 +120,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--soft", action="store_true", help="time the soft kernel too")
     parser.add_argument(
+        "--sigma2",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="the soft kernel's variances, one timed pass each (default 1; the data's clusters "
+        "have unit variance)",
+    )
+    parser.add_argument(
         "--sweep",
         action="store_true",
         help="time the soft kernel's pass of the grid's sweep too: its 8 sigma2 values (1e-3 to 4) "
@@ -150,16 +158,20 @@ def main() -> None:
         blocks = make_blocks(jnp.asarray(x), jnp.ones((n,), x.dtype), DEFAULT_BLOCK_SIZE)
         xb, wb = blocks.x, blocks.weight
         means = jnp.asarray(m0)
-        sigma2 = jnp.ones((1,), x.dtype)
         cases = {}
         for name in versions:
             hard = partial(_native.hard_assign, x_blocks=xb, w_blocks=wb, suffix=f"_{name}")
             cases[f"{name} hard"] = passes(hard, means, args.loop)
-            if args.soft:
+            for s2 in args.sigma2 if args.soft else ():
                 soft = partial(
-                    _native.soft_assign, sigma2=sigma2, x_blocks=xb, w_blocks=wb, suffix=f"_{name}"
+                    _native.soft_assign,
+                    sigma2=jnp.full((1,), s2, x.dtype),
+                    x_blocks=xb,
+                    w_blocks=wb,
+                    suffix=f"_{name}",
                 )
-                cases[f"{name} soft"] = passes(lambda m, soft=soft: soft(m[None]), means, args.loop)
+                label = f"{name} soft" + ("" if args.sigma2 == [1.0] else f" {s2:g}")
+                cases[label] = passes(lambda m, soft=soft: soft(m[None]), means, args.loop)
             if args.sweep:
                 sweep = partial(
                     _native.soft_assign,
