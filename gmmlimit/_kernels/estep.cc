@@ -28,7 +28,10 @@
 //   3. squared distance to the chosen mean from the differences, reduced by the same network;
 //   4. hard: the weighted sums, counts and distortion, row by row;
 //      soft: responsibilities in place of the scores, then sums += r^T x as a register-blocked
-//      product of kRows components by kPanel vectors of features over the group's rows.
+//      product of kRows components by kPanel vectors of features over the group's rows; for
+//      rows of at most 8 features with the components in the lanes instead (GroupSumsByLanes,
+//      sums transposed), and with at most L / 2 means two rows to one vector of exponentials
+//      (SoftResponsibilities): the same operations on every value, so the same bits.
 // For few features and means (d <= 3, K <= 32; d = 4 or 8, K <= L where registers allow) the
 // hard E-step puts rows in the lanes instead (AssignGroupByLanes): per mean one vector of
 // scores, a lane-wise running minimum, same bits;
