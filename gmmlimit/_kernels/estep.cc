@@ -1747,7 +1747,6 @@ inline void GroupSumsByLanes(const T* resp, int64_t kp, const T* group, int64_t 
 
 // Whether SoftChunk sums by GroupSumsByLanes: rows of at most kCopyMaxD features, where its
 // multiply-adds (kp / L * d a row) are fewer than GroupSums' (k * dp / L).
-template <typename T>
 inline bool SumsByLanes(int64_t d, int64_t dp, int64_t k, int64_t kp) {
   return d <= kCopyMaxD && kp * d < k * dp;
 }
@@ -1755,8 +1754,8 @@ inline bool SumsByLanes(int64_t d, int64_t dp, int64_t k, int64_t kp) {
 // The soft E-step of one group of rows, once AssignGroup has left their scores (kGroup, kp), labels
 // and nearest distances: exponentials in place of the scores (or, at a two_sigma2 that is not
 // > 0, one-hot rows), responsibilities times weight (weight 0 past the group's `rows`) added to
-// counts (kp) and, by GroupSums, to sums (k * dp); each row's log-likelihood and distortion
-// terms added to log_lik and distortion.
+// counts (kp) and, by GroupSums, to sums (k * dp) (or by GroupSumsByLanes to the transposed
+// sums); each row's log-likelihood and distortion terms added to log_lik and distortion.
 // The first half of SoftRows: scores (kGroup, kp) of k means become responsibilities times
 // weight, and group_total (kGroup) the rows' totals of exponentials.
 template <typename T>
@@ -1885,7 +1884,7 @@ inline void SoftRows(const T* group, int64_t d, int64_t k, int64_t kp, int64_t d
 // scratch: SoftScratch values.
 template <typename T>
 int64_t SoftScratch(const SoftProblem<T>& p) {
-  return kGroup * (p.kp + p.dp) + (SumsByLanes<T>(p.d, p.dp, p.k, p.kp) ? p.sets * p.d * p.kp : 0);
+  return kGroup * (p.kp + p.dp) + (SumsByLanes(p.d, p.dp, p.k, p.kp) ? p.sets * p.d * p.kp : 0);
 }
 
 template <typename T>
@@ -1898,7 +1897,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   T* buffer = scratch + kGroup * kp;
   std::fill(buffer, buffer + kGroup * dp, T(0));
   // Each set's sums transposed (d, kp), for GroupSumsByLanes; copied into stats at the end.
-  T* sums_t = SumsByLanes<T>(d, dp, k, kp) ? buffer + kGroup * dp : nullptr;
+  T* sums_t = SumsByLanes(d, dp, k, kp) ? buffer + kGroup * dp : nullptr;
   if (sums_t != nullptr) std::fill(sums_t, sums_t + p.sets * d * kp, T(0));
   int32_t group_labels[kGroup];
   T group_nearest[kGroup], group_weight[kGroup];
