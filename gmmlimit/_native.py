@@ -75,6 +75,8 @@ _SYMBOLS = {
     "gmmlimit_soft_assign_f32": "GmmlimitSoftAssignF32",
     "gmmlimit_soft_assign_f64": "GmmlimitSoftAssignF64",
     "gmmlimit_update_labels": "GmmlimitUpdateLabels",
+    "gmmlimit_log_f32": "GmmlimitLogF32",
+    "gmmlimit_log_f64": "GmmlimitLogF64",
 }
 _BASE_FLAGS = (
     "-O3",
@@ -619,6 +621,21 @@ def update_labels(
     target = f"gmmlimit_update_labels{suffix}"
     call = jax.ffi.ffi_call(target, out, vmap_method="broadcast_all", input_output_aliases={1: 0})
     return call(labels, previous)
+
+
+def log(values: jax.Array, suffix: str = "") -> jax.Array:
+    """The natural logarithm by the soft E-step's vector logarithm (what its rows' totals take).
+
+    Args:
+        values: float32 or float64 array of any shape.
+        suffix: as in :func:`hard_assign`.
+
+    Returns:
+        log(values), the same shape and dtype.
+    """
+    target = f"gmmlimit_log_{_SUFFIX[jnp.dtype(values.dtype)]}{suffix}"
+    out = jax.ShapeDtypeStruct(values.shape, values.dtype)
+    return jax.ffi.ffi_call(target, out, vmap_method="broadcast_all")(values)
 
 
 def supports(dtype: jnp.dtype, k: int) -> bool:

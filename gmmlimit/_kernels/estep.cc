@@ -16,7 +16,9 @@
 //   log_lik    (S,)          sum of w (log sum_j e_j - nearest / 2 sigma2)
 //   distortion (S,)          sum of w * nearest
 // the quantities of the pure-JAX E-step in gmmlimit/variants/isotropic.py (_fused_jax), up to
-// rounding: the exponential here is a polynomial good to about one unit in the last place.
+// rounding: the exponential here is a polynomial good to about one unit in the last place, and
+// the logarithm of the totals another (LogPositive, within one unit; tested against a correctly
+// rounded one).
 //
 // Layout of the work, per group of kGroup rows:
 //   1. scores (kGroup, kp) = bias - 2 x m^T as a register-blocked matrix product: panel by panel
@@ -608,6 +610,77 @@ inline Vec<T> ExpNonPositive(Vec<T> x) {
   std::memcpy(&scale, &exponent, sizeof(scale));
   const Vec<T> result = p * scale;
   return underflow ? Vec<T>{} : result;
+}
+
+// The natural logarithm of a vector (the soft E-step's totals of exponentials, each >= 1), in
+// place of a call of the C library's `log` a row, whose branches go at random where about half the
+// totals are exactly 1 (docs/benchmarks.md, "The logarithm of a row's total"). x = 2^e m with m in
+// [sqrt(1/2), sqrt(2)), taken from the bits; f = m - 1 (exact), s = f / (2 + f), and
+// log m = 2 atanh s = 2 s + 2 s^3 / 3 + ... = f - f^2 / 2 + s (f^2 / 2 + R), R = sum over n >= 1
+// of 2 s^(2n) / (2n + 1), whose first kTerms terms reach past the last bit (|s| <= 0.1716).
+// log 1 = +0 exactly. Lanes that are not positive normal finite numbers (never a total) take the
+// library's log.
+template <typename T>
+struct LogConstants;
+template <>
+struct LogConstants<float> {
+  static constexpr int kTerms = 4;          // the next term below 2^-28 of the result
+  static constexpr int32_t kSqrtHalf = 0x3f3504f3;  // the bits of sqrt(1/2)
+};
+template <>
+struct LogConstants<double> {
+  static constexpr int kTerms = 10;  // the next term below 2^-59 of the result
+  static constexpr int64_t kSqrtHalf = 0x3fe6a09e667f3bcd;
+};
+
+template <typename T>
+inline Vec<T> LogPositive(Vec<T> x) {
+  using C = LogConstants<T>;
+  using E = ExpConstants<T>;
+  constexpr int L = kLanes<T>;
+  Mask<T> bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  // bits - bits(sqrt(1/2)): the exponent field is e, the rest m's mantissa bits less sqrt(1/2)'s.
+  const Mask<T> shifted = bits - C::kSqrtHalf;
+  const Mask<T> mantissa_bits =
+      (shifted & ((Mask<T>{} + 1) << E::kMantissa) - 1) + C::kSqrtHalf;
+  Vec<T> m;
+  std::memcpy(&m, &mantissa_bits, sizeof(m));
+  const Vec<T> e = __builtin_convertvector(shifted >> E::kMantissa, Vec<T>);
+  const Vec<T> f = m - static_cast<T>(1);
+  const Vec<T> s = f / (f + static_cast<T>(2));
+  const Vec<T> z = s * s;
+  Vec<T> series = Vec<T>{} + static_cast<T>(2) / static_cast<T>(2 * C::kTerms + 1);
+  for (int n = C::kTerms - 1; n >= 1; --n)
+    series = series * z + static_cast<T>(2) / static_cast<T>(2 * n + 1);
+  const Vec<T> half_f2 = static_cast<T>(0.5) * f * f;
+  const Vec<T> small = s * (half_f2 + series * z) + e * E::kLn2Lo;
+  Vec<T> result = e * E::kLn2Hi - ((half_f2 - small) - f);
+  const Mask<T> usual =
+      (x >= std::numeric_limits<T>::min()) & (x <= std::numeric_limits<T>::max());
+  bool any_unusual = false;
+  for (int i = 0; i < L; ++i) any_unusual |= usual[i] == 0;
+  if (any_unusual) {
+    for (int i = 0; i < L; ++i)
+      if (usual[i] == 0) result[i] = std::log(x[i]);
+  }
+  return result;
+}
+
+// out[i] = log(values[i]) for i < n, by LogPositive, vector by vector (the last one completed with
+// ones).
+template <typename T>
+inline void LogsOf(const T* values, int64_t n, T* out) {
+  constexpr int L = kLanes<T>;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) Store<T>(out + i, LogPositive<T>(Load<T>(values + i)));
+  if (i < n) {
+    T tail[L];
+    std::fill(tail, tail + L, T(1));
+    std::copy(values + i, values + n, tail);
+    Store<T>(tail, LogPositive<T>(Load<T>(tail)));
+    std::copy(tail, tail + (n - i), out + i);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1851,8 +1924,8 @@ inline void AddGroupCounts(const T* resp, int64_t kp, T* counts) {
 // A row's log-likelihood term, weight 0 (a padding row) giving none, even where
 // nearest / two_sigma2 overflows (0 * inf).
 template <typename T>
-inline void AddLogLik(T weight, T total, T nearest, T two_sigma2, T* log_lik) {
-  if (two_sigma2 > 0 && weight > 0) *log_lik += weight * (std::log(total) - nearest / two_sigma2);
+inline void AddLogLik(T weight, T log_total, T nearest, T two_sigma2, T* log_lik) {
+  if (two_sigma2 > 0 && weight > 0) *log_lik += weight * (log_total - nearest / two_sigma2);
 }
 
 // sums_t: null, or the set's sums transposed (d, kp), summed by GroupSumsByLanes instead of into
@@ -1873,8 +1946,10 @@ inline void SoftRows(const T* group, int64_t d, int64_t k, int64_t kp, int64_t d
   } else {
     GroupSums<T>(scores, k, kp, group, dp, kGroup, sums);
   }
+  T group_log[kGroup];
+  LogsOf<T>(group_total, kGroup, group_log);
   for (int64_t r = 0; r < rows; ++r) {
-    AddLogLik<T>(weights[r], group_total[r], group_nearest[r], two_sigma2, log_lik);
+    AddLogLik<T>(weights[r], group_log[r], group_nearest[r], two_sigma2, log_lik);
     *distortion += weights[r] * group_nearest[r];
   }
 }
@@ -2304,7 +2379,9 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
   }
   flush_pending();
   if (soft) {
-    // The statistics over the rows in order (see above): the same bits as SoftChunk's.
+    // The statistics over the rows in order (see above): the same bits as SoftChunk's. The
+    // scored rows' totals become their logarithms (a one-hot row's is 0).
+    LogsOf<T>(soft_total, n_soft, soft_total);
     int64_t run = 0, o = 0;  // the scored rows [run, o) not yet through the product
     for (int64_t i = begin; i < end; ++i) {
       const T weight = p.w[i];
@@ -2314,7 +2391,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
         const int32_t a = labels[i];
         AddWeightedRow<T>(sums + a * dp, p.x + i * d, weight, d);
         counts[a] += weight;
-        AddLogLik<T>(weight, T(1), nearest[i], two_sigma2, log_lik);
+        AddLogLik<T>(weight, T(0), nearest[i], two_sigma2, log_lik);
       } else {
         AddCounts<T>(soft_resp + o * kp, kp, counts);
         AddLogLik<T>(weight, soft_total[o], nearest[i], two_sigma2, log_lik);
@@ -2548,6 +2625,18 @@ inline int32_t UpdateLabels(const int32_t* labels, const int32_t* previous, int3
   return differences != 0 ? 1 : 0;
 }
 
+// values (...) and logs (...) of one shape: logs = log(values) by LogsOf, the soft E-step's
+// logarithm of its rows' totals, for tests of its accuracy against a correctly rounded one.
+template <ffi::DataType DT>
+ffi::Error LogValues(ffi::Buffer<DT> values_buf, ffi::ResultBuffer<DT> logs_buf) {
+  const int64_t count = static_cast<int64_t>(values_buf.element_count());
+  if (static_cast<int64_t>(logs_buf->element_count()) != count) {
+    return ffi::Error::InvalidArgument("gmmlimit log: expected values and logs of one shape");
+  }
+  LogsOf(values_buf.typed_data(), count, logs_buf->typed_data());
+  return ffi::Error::Success();
+}
+
 // labels and previous (..., n) int32, the same shape; stored (..., n): the labels (written over
 // previous when XLA aliases the two); changed (...) int32: 1 where a row of n labels differs from
 // previous anywhere, else 0.
@@ -2643,6 +2732,15 @@ GMMLIMIT_DEFINE_SOFT(GmmlimitSoftAssignF32, ffi::F32)
 GMMLIMIT_DEFINE_SOFT(GmmlimitSoftAssignF64, ffi::F64)
 GMMLIMIT_DEFINE_BOUNDED(GmmlimitAssignBoundedF32, ffi::F32)
 GMMLIMIT_DEFINE_BOUNDED(GmmlimitAssignBoundedF64, ffi::F64)
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GmmlimitLogF32, LogValues<ffi::F32>,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GmmlimitLogF64, LogValues<ffi::F64>,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F64>>()
+                                  .Ret<ffi::Buffer<ffi::F64>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GmmlimitUpdateLabels, LabelsUpdate,
                               ffi::Ffi::Bind()
