@@ -2301,12 +2301,17 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
     }
     // Each row's distance to its old label's mean and its |x|^2, from one read of the row.
     NearestRows<T, true>(group, dp, p.means_padded, old_labels, old_nearest, group_sq);
+    const bool prefetch_next = kGroup * d * int64_t{sizeof(T)} <= kPrefetchGroupBytes;
     // Which rows the bounds let through unscored (and, per row, |x|^2 and |x| for new bounds).
     bool keep[kGroup];
     double row_sq[kGroup], row_norm[kGroup];
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = g + r;
       const int32_t a = bt.labels_in[i];
+      // The same row of the next group asked for into the L2 cache, line by line (as ScoreGroup
+      // does): the bound test is each row's first read.
+      if (prefetch_next)
+        for (int64_t e = 0; e < d; e += kLineValues<T>) PrefetchAt<2>(p.x, (i + kGroup) * d + e);
       // |x|^2 rounded down and |x| rounded up.
       row_sq[r] = static_cast<double>(group_sq[r]) * (1 - norm_slack);
       row_norm[r] = std::sqrt(static_cast<double>(group_sq[r]) * (1 + norm_slack));
