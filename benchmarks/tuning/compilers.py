@@ -13,6 +13,7 @@ Usage::
 
     PYTHONPATH=$PWD python benchmarks/tuning/compilers.py [--repeats R] \\
         [--sizes N,D,K ...] [--dtype float32] [--soft [--sigma2 S ...]] [--sweep] [--loop P] \\
+        [--bounded SHIFT] \\
         gcc=g++ clang=clang++ [base=g++@path/to/old/estep.cc] [avx2=g++%-march=haswell]
 
 A build is ``name=compiler[@source][%flags]``: ``@`` picks another source file (an older copy of
@@ -41,6 +42,7 @@ from grid import GRID_LANES, sweep_sigma2s, warm
 
 from gmmlimit import _native
 from gmmlimit._driver import DEFAULT_BLOCK_SIZE, make_blocks
+from gmmlimit.variants._isotropic_engines import bound_groups
 
 
 def build(spec: str, cache: Path) -> tuple[str, str]:
@@ -134,6 +136,16 @@ def main() -> None:
         "as 8 parameter sets in one call, all from the same means (times are per pass of 8 sets)",
     )
     parser.add_argument(
+        "--bounded",
+        type=float,
+        default=None,
+        metavar="SHIFT",
+        help="time the bounded hard pass too (Hamerly's bounds, mode 'hard'): bounds from a "
+        "bounded pass at the start means, each timed pass at those means moved by SHIFT times "
+        "Gaussian noise (on Gaussian-noise data, --spread 0, few rows are skipped); the bounds "
+        "are the same input every pass, so each pass also copies them (aliased outputs)",
+    )
+    parser.add_argument(
         "--loop",
         type=int,
         default=1,
@@ -158,10 +170,47 @@ def main() -> None:
         blocks = make_blocks(jnp.asarray(x), jnp.ones((n,), x.dtype), DEFAULT_BLOCK_SIZE)
         xb, wb = blocks.x, blocks.weight
         means = jnp.asarray(m0)
+        if args.bounded is not None:
+            groups = bound_groups(k)
+            moved = means + args.bounded * jnp.asarray(rng.normal(size=(k, d)), x.dtype)
+            start = _native.assign_bounded(
+                0,
+                means,
+                0.0,
+                means,
+                jnp.full(wb.shape, -1, jnp.int32),
+                jnp.zeros((*wb.shape, groups), x.dtype),
+                xb,
+                wb,
+                suffix=f"_{next(iter(versions))}",
+            )
+            scored = _native.assign_bounded(
+                0, moved, 0.0, means, start[7], start[6], xb, wb, suffix=f"_{next(iter(versions))}"
+            )[8]
+            print(f"({n}, {d}, {k}) bounded: {int(scored)} of {n} rows scored, {groups} groups")
         cases = {}
         for name in versions:
             hard = partial(_native.hard_assign, x_blocks=xb, w_blocks=wb, suffix=f"_{name}")
             cases[f"{name} hard"] = passes(hard, means, args.loop)
+            if args.bounded is not None:
+                bounded = partial(
+                    _native.assign_bounded,
+                    0,
+                    sigma2=0.0,
+                    old_means=means,
+                    old_labels=start[7],
+                    lower=start[6],
+                    x_blocks=xb,
+                    w_blocks=wb,
+                    suffix=f"_{name}",
+                )
+                cases[f"{name} bounded"] = passes(
+                    lambda m, bounded=bounded, moved=moved, origin=means: bounded(
+                        m - origin + moved
+                    ),
+                    means,
+                    args.loop,
+                )
             for s2 in args.sigma2 if args.soft else ():
                 soft = partial(
                     _native.soft_assign,
