@@ -173,33 +173,30 @@ def main() -> None:
         if args.bounded is not None:
             groups = bound_groups(k)
             moved = means + args.bounded * jnp.asarray(rng.normal(size=(k, d)), x.dtype)
-            start = _native.assign_bounded(
-                0,
-                means,
-                0.0,
-                means,
-                jnp.full(wb.shape, -1, jnp.int32),
-                jnp.zeros((*wb.shape, groups), x.dtype),
-                xb,
-                wb,
-                suffix=f"_{next(iter(versions))}",
+            first = f"_{next(iter(versions))}"
+            no_labels = jnp.full(wb.shape, -1, jnp.int32)
+            no_bounds = jnp.zeros((*wb.shape, groups), x.dtype)
+            start = _native.hard_assign_bounded(
+                means, means, no_labels, no_bounds, xb, wb, suffix=first
             )
-            scored = _native.assign_bounded(
-                0, moved, 0.0, means, start[7], start[6], xb, wb, suffix=f"_{next(iter(versions))}"
-            )[8]
-            print(f"({n}, {d}, {k}) bounded: {int(scored)} of {n} rows scored, {groups} groups")
+            start_labels, start_bounds = start[0], start[5]
+            scored = _native.hard_assign_bounded(
+                moved, means, start_labels, start_bounds, xb, wb, suffix=first
+            )[6]
+            print(
+                f"({n}, {d}, {k}) bounded: {int(scored)} of {wb.size} rows scored (the blocks' "
+                f"padding counted as scored), {groups} groups"
+            )
         cases = {}
         for name in versions:
             hard = partial(_native.hard_assign, x_blocks=xb, w_blocks=wb, suffix=f"_{name}")
             cases[f"{name} hard"] = passes(hard, means, args.loop)
             if args.bounded is not None:
                 bounded = partial(
-                    _native.assign_bounded,
-                    0,
-                    sigma2=0.0,
+                    _native.hard_assign_bounded,
                     old_means=means,
-                    old_labels=start[7],
-                    lower=start[6],
+                    old_labels=start_labels,
+                    lower=start_bounds,
                     x_blocks=xb,
                     w_blocks=wb,
                     suffix=f"_{name}",
