@@ -310,6 +310,30 @@ inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, in
   }
 }
 
+// ScoreBlock compiled as a function of its own, for rows of at least kApartMinD features.
+// Inlined into AssignGroup, its loop over the features met the register pressure of the whole
+// pass: GCC 12 kept three of the four row offsets of a block in vector registers and on the
+// stack and moved them back to general registers on every feature (34 instructions per 16
+// multiply-adds; clang 14's loop: 28, no stack). Apart it has the registers to itself; the call
+// and its accumulators' start and end are paid once per block, which short rows do not repay.
+// Measured (benchmarks/tuning/compilers.py --spread 0 --repeats 9 --loop 5, Intel Xeon with
+// AVX-512, GCC 12.2, one hard pass, ms, inlined -> apart, each build twice, session 41): float32
+// (156250, 64, 512) 41.12 / 40.95 -> 37.90 / 37.21, (156250, 64, 64) 5.73 / 5.64 -> 5.36 / 5.27,
+// (312500, 32, 64) 6.24 / 6.31 -> 6.11 / 5.98; D < 32 (inlined either way) level: (500000, 3,
+// 64) 4.54 / 4.79 -> 4.65 / 4.63. Level on the float32 soft pass ((156250, 64, 512) 99.42 /
+// 99.00 -> 96.68 / 95.95) and on float64 ((156250, 64, 512) hard 74.84 / 76.68 -> 77.51 /
+// 76.11), and at (12755, 784, 64). ScoreBlock apart at every d was not kept: at D = 3 it made
+// the soft pass slower ((500000, 3, 64) 13.14 / 13.19 -> 14.36 / 14.09). The same bits
+// (benchmarks/tuning/same_bits.py).
+constexpr int64_t kApartMinD = 32;
+
+template <typename T, int R, int NV>
+__attribute__((noinline)) void ScoreBlockApart(const T* x, int64_t d, int64_t stride,
+                                               const T* panel, int64_t kp, const T* bias,
+                                               int64_t col, T* scores) {
+  ScoreBlock<T, R, NV>(x, d, stride, panel, kp, bias, col, scores);
+}
+
 // Calls f(std::integral_constant<int, n>{}, start) over [0, extent), a multiple of unit: in
 // tiles of Max units, then once for the 1 .. Max - 1 units left, so register blocks of every size
 // are compile-time constants.
@@ -384,8 +408,13 @@ inline void ScoreGroup(const T* group, int64_t d, int64_t dp, const T* means_t, 
       if (prefetch_next && col == 0)
         for (int64_t e = 0; e < R * dp; e += kLineValues<T>)
           PrefetchAt<2>(group, (kGroup + r) * dp + e);
-      ScoreBlock<T, R, NV>(group + r * dp, d, dp, means_t + col * dp, kp, bias, col,
-                           scores + r * kp);
+      if (d >= kApartMinD) {
+        ScoreBlockApart<T, R, NV>(group + r * dp, d, dp, means_t + col * dp, kp, bias, col,
+                                  scores + r * kp);
+      } else {
+        ScoreBlock<T, R, NV>(group + r * dp, d, dp, means_t + col * dp, kp, bias, col,
+                             scores + r * kp);
+      }
     }
   });
 }
