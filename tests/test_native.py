@@ -229,6 +229,36 @@ def test_transposed_rows_for_few_means_give_the_bits_of_row_blocks(dtype):
         np.testing.assert_array_equal(np.asarray(few[3]), np.asarray(blocks[3])[:k])
 
 
+def test_long_float32_rows_scored_in_runs_of_features_give_the_bits_of_whole_rows():
+    # Float32 rows longer than twice a run of features (128 features for a panel of four
+    # 64-byte vectors, 170 for three; estep.cc, kScoreChunkBytes) are scored run by run, shorter
+    # ones whole. 256 features are scored whole on every target; the same rows and means with
+    # 144 zero features more (400) run in runs where the vectors are 64 bytes (AVX-512). The
+    # zero features add exact zeros to every score, distance and sum, so the two must agree bit
+    # for bit, hard and soft (K = 100: a full panel and a panel of three vectors; repeated rows
+    # and tied means for ties; a partial last group).
+    rng = np.random.default_rng(12)
+    d, extra, k = 256, 144, 100
+    x = rng.normal(size=(2, 1001, d)).astype(np.float32)
+    x[:, ::9] = x[:, :1]
+    w = rng.uniform(0.5, 2.0, size=(2, 1001)).astype(np.float32)
+    means = rng.normal(size=(k, d)).astype(np.float32)
+    means[1::7] = means[0]
+    pad = lambda a: np.concatenate([a, np.zeros((*a.shape[:-1], extra), np.float32)], axis=-1)  # noqa: E731
+    whole = _kernel(jnp.asarray(means), jnp.asarray(x), jnp.asarray(w))
+    runs = _kernel(jnp.asarray(pad(means)), jnp.asarray(pad(x)), jnp.asarray(w))
+    for i in (0, 1, 2, 4):
+        np.testing.assert_array_equal(np.asarray(whole[i]), np.asarray(runs[i]))
+    np.testing.assert_array_equal(np.asarray(whole[3]), np.asarray(runs[3])[:, :d])
+    sigma2 = jnp.asarray([0.5 * d, 2.0 * d], np.float32)
+    means_sets = np.stack([means, means[::-1].copy()])
+    whole = _soft(jnp.asarray(means_sets), sigma2, jnp.asarray(x), jnp.asarray(w))
+    runs = _soft(jnp.asarray(pad(means_sets)), sigma2, jnp.asarray(pad(x)), jnp.asarray(w))
+    for i in (0, 1, 2, 4, 5):
+        np.testing.assert_array_equal(np.asarray(whole[i]), np.asarray(runs[i]))
+    np.testing.assert_array_equal(np.asarray(whole[3]), np.asarray(runs[3])[..., :d])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_zero_sum_is_plus_zero_on_every_path(dtype):
     # Mean 0 takes only rows whose weighted features underflow to -0 (a tiny weight times a tiny

@@ -286,14 +286,16 @@ constexpr bool kPinPanel = kVectorBytes < 64 || NV > 1;
 // the features is short). The same bits.
 template <typename T, int R, int NV>
 inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, int64_t kp,
-                       const T* bias, int64_t col, T* scores) {
+                       const T* bias, int64_t col, T* scores, bool first = true,
+                       bool last = true) {
   constexpr int L = kLanes<T>;
   Vec<T> acc[R][NV];
   constexpr int kBaseRows = R < 8 ? R : 8;
   const T* bases[R / kBaseRows];
   for (int b = 0; b < R / kBaseRows; ++b) bases[b] = x + b * kBaseRows * stride;
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = Vec<T>{};
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = first ? Vec<T>{} : Load<T>(scores + r * kp + col + v * L);
   for (int64_t j = 0; j < d; ++j) {
     const T* row = panel + j * (NV * L);
     Vec<T> m[NV];
@@ -303,6 +305,11 @@ inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, in
       const T xv = bases[r / kBaseRows][(r % kBaseRows) * stride + j];
       for (int v = 0; v < NV; ++v) acc[r][v] += xv * m[v];
     }
+  }
+  if (!last) {
+    for (int v = 0; v < NV; ++v)
+      for (int r = 0; r < R; ++r) Store<T>(scores + r * kp + col + v * L, acc[r][v]);
+    return;
   }
   for (int v = 0; v < NV; ++v) {
     const Vec<T> b = Load<T>(bias + col + v * L);
@@ -330,9 +337,28 @@ constexpr int64_t kApartMinD = 32;
 template <typename T, int R, int NV>
 __attribute__((noinline)) void ScoreBlockApart(const T* x, int64_t d, int64_t stride,
                                                const T* panel, int64_t kp, const T* bias,
-                                               int64_t col, T* scores) {
-  ScoreBlock<T, R, NV>(x, d, stride, panel, kp, bias, col, scores);
+                                               int64_t col, T* scores, bool first, bool last) {
+  ScoreBlock<T, R, NV>(x, d, stride, panel, kp, bias, col, scores, first, last);
 }
+
+// Long rows are scored in runs of features whose part of the panel takes kScoreChunkBytes (128
+// features of a panel of four 64-byte vectors): every block of the group's rows runs over one
+// run before the next, so that part of the panel stays in the L1 cache over the group's blocks,
+// where a panel over all the features (200 KB at d = 784, four vectors of float32) came from
+// the L2 cache for every block of rows. Between runs each block's sums wait in its scores (the
+// same multiply-adds in the same order, so the same bits); bias - 2 acc after the last run.
+// Rows of at most twice a run are scored in one (the sums' extra store and load would not pay).
+// Float32 only: measured (benchmarks/tuning/compilers.py --spread 0 --repeats 7 --loop 3
+// --soft, Intel Xeon with AVX-512 (48 KB L1 data cache), GCC 12.2, one pass, ms, whole rows ->
+// runs, two runs, each with the whole-row build twice, session 41): float32 (12755, 784, 64) hard
+// 7.09 / 6.98 -> 6.10 and 7.77 / 7.93 -> 7.13, soft 12.19 / 11.77 -> 11.47 and 12.51 / 12.63 ->
+// 12.12; (12755, 784, 512) hard 54.19 / 53.39 -> 45.79 and 47.64 / 48.00 -> 46.17, soft 104.16 /
+// 104.36 -> 95.62 and 97.80 / 98.16 -> 96.33; (12755, 784, 16) and (39062, 256, 64) level; runs
+// of 16 and 24 KB about the same. Float64 did not gain: (12755, 784, 64) hard 12.66 / 12.97 ->
+// 13.30, soft 21.98 / 22.42 -> 22.98, (12755, 784, 512) hard 101.98 / 103.93 -> 100.58. Not
+// measured on a core with a 32 KB L1 data cache.
+template <typename T>
+constexpr int64_t kScoreChunkBytes = sizeof(T) == sizeof(float) ? int64_t{32} << 10 : 0;
 
 // Calls f(std::integral_constant<int, n>{}, start) over [0, extent), a multiple of unit: in
 // tiles of Max units, then once for the 1 .. Max - 1 units left, so register blocks of every size
@@ -404,13 +430,24 @@ inline void ScoreGroup(const T* group, int64_t d, int64_t dp, const T* means_t, 
   Tiles<kPanel>(kp, kLanes<T>, [&](auto vectors, int64_t col) {
     constexpr int NV = decltype(vectors)::value, R = kScoreRows<NV>;
     static_assert(kGroup % R == 0);
+    constexpr int64_t chunk = kScoreChunkBytes<T> / (NV * kVectorBytes);
+    if (chunk > 0 && d > 2 * chunk) {
+      for (int64_t j0 = 0; j0 < d; j0 += chunk) {
+        const int64_t j1 = std::min(d, j0 + chunk);
+        for (int r = 0; r < kGroup; r += R)
+          ScoreBlockApart<T, R, NV>(group + r * dp + j0, j1 - j0, dp,
+                                    means_t + col * dp + j0 * NV * kLanes<T>, kp, bias, col,
+                                    scores + r * kp, j0 == 0, j1 == d);
+      }
+      return;
+    }
     for (int r = 0; r < kGroup; r += R) {
       if (prefetch_next && col == 0)
         for (int64_t e = 0; e < R * dp; e += kLineValues<T>)
           PrefetchAt<2>(group, (kGroup + r) * dp + e);
       if (d >= kApartMinD) {
         ScoreBlockApart<T, R, NV>(group + r * dp, d, dp, means_t + col * dp, kp, bias, col,
-                                  scores + r * kp);
+                                  scores + r * kp, true, true);
       } else {
         ScoreBlock<T, R, NV>(group + r * dp, d, dp, means_t + col * dp, kp, bias, col,
                              scores + r * kp);
