@@ -337,8 +337,8 @@ constexpr int64_t kApartMinD = 32;
 template <typename T, int R, int NV>
 __attribute__((noinline)) void ScoreBlockApart(const T* x, int64_t d, int64_t stride,
                                                const T* panel, int64_t kp, const T* bias,
-                                               int64_t col, T* scores, bool first, bool last) {
-  ScoreBlock<T, R, NV>(x, d, stride, panel, kp, bias, col, scores, first, last);
+                                               int64_t col, T* scores) {
+  ScoreBlock<T, R, NV>(x, d, stride, panel, kp, bias, col, scores);
 }
 
 // Long rows are scored in runs of features whose part of the panel takes kScoreChunkBytes (128
@@ -348,15 +348,13 @@ __attribute__((noinline)) void ScoreBlockApart(const T* x, int64_t d, int64_t st
 // the L2 cache for every block of rows. Between runs each block's sums wait in its scores (the
 // same multiply-adds in the same order, so the same bits); bias - 2 acc after the last run.
 // Rows of at most twice a run are scored in one (the sums' extra store and load would not pay).
-// Float32 only: measured (benchmarks/tuning/compilers.py --spread 0 --repeats 7 --loop 3
-// --soft, Intel Xeon with AVX-512 (48 KB L1 data cache), GCC 12.2, one pass, ms, whole rows ->
-// runs, two runs, each with the whole-row build twice, session 41): float32 (12755, 784, 64) hard
-// 7.09 / 6.98 -> 6.10 and 7.77 / 7.93 -> 7.13, soft 12.19 / 11.77 -> 11.47 and 12.51 / 12.63 ->
-// 12.12; (12755, 784, 512) hard 54.19 / 53.39 -> 45.79 and 47.64 / 48.00 -> 46.17, soft 104.16 /
-// 104.36 -> 95.62 and 97.80 / 98.16 -> 96.33; (12755, 784, 16) and (39062, 256, 64) level; runs
-// of 16 and 24 KB about the same. Float64 did not gain: (12755, 784, 64) hard 12.66 / 12.97 ->
-// 13.30, soft 21.98 / 22.42 -> 22.98, (12755, 784, 512) hard 101.98 / 103.93 -> 100.58. Not
-// measured on a core with a 32 KB L1 data cache.
+// Float32 only. Measured (benchmarks/tuning/compilers.py --spread 0 --repeats 9 --loop 3 --soft,
+// Intel Xeon with AVX-512 (48 KB L1 data cache), GCC 12.2, one pass, ms, whole rows -> runs,
+// each build twice, session 41): (12755, 784, 64) hard 8.53 / 8.18 -> 7.20 / 7.38, soft 13.26 /
+// 13.00 -> 11.97 / 12.02; (12755, 784, 512) hard 52.40 / 55.02 -> 48.32 / 48.42, soft 103.77 /
+// 107.67 -> 98.36 / 97.62; (500000, 3, 64) level; runs of 16 and 24 KB about the same as 32.
+// Float64 did not gain ((12755, 784, 64) hard 12.66 / 12.97 -> 13.30, soft 21.98 / 22.42 ->
+// 22.98). Not measured on a core with a 32 KB L1 data cache.
 template <typename T>
 constexpr int64_t kScoreChunkBytes = sizeof(T) == sizeof(float) ? int64_t{32} << 10 : 0;
 
@@ -423,31 +421,47 @@ constexpr int64_t kPrefetchGroupBytes = int64_t{32} << 10;
 // twice 17.05 and 17.62). The same bits (a prefetch changes no value). A group that LoadGroup
 // copied (rows of d < dp features, or a chunk's last, partial group) has scratch values past it,
 // not the next rows: those requests are wasted, and such rows are read in order by the copy.
+// ScoreGroup of rows longer than twice the widest panel's run (a function of its own, so the
+// inlined ScoreGroup of shorter rows is compiled as without runs: with the runs' loop inlined
+// beside it, the AVX2 build's hard pass at (500000, 3, 64) took 7.19 ms instead of 5.78).
+// Each panel in runs of its own length, or whole where its rows are at most twice that.
+template <typename T>
+__attribute__((noinline)) void ScoreGroupInRuns(const T* group, int64_t d, int64_t dp,
+                                                const T* means_t, int64_t kp, const T* bias,
+                                                T* scores) {
+  Tiles<kPanel>(kp, kLanes<T>, [&](auto vectors, int64_t col) {
+    constexpr int NV = decltype(vectors)::value, R = kScoreRows<NV>;
+    constexpr int64_t chunk = kScoreChunkBytes<T> / (NV * kVectorBytes);
+    const int64_t run = d > 2 * chunk ? chunk : d;
+    for (int64_t j0 = 0; j0 < d; j0 += run) {
+      const int64_t j1 = std::min(d, j0 + run);
+      for (int r = 0; r < kGroup; r += R)
+        ScoreBlock<T, R, NV>(group + r * dp + j0, j1 - j0, dp,
+                             means_t + col * dp + j0 * NV * kLanes<T>, kp, bias, col,
+                             scores + r * kp, j0 == 0, j1 == d);
+    }
+  });
+}
+
 template <typename T>
 inline void ScoreGroup(const T* group, int64_t d, int64_t dp, const T* means_t, int64_t kp,
                        const T* bias, T* scores) {
+  constexpr int64_t kWidestRun = kScoreChunkBytes<T> / (kPanel * kVectorBytes);
+  if (kWidestRun > 0 && d > 2 * kWidestRun) {
+    ScoreGroupInRuns<T>(group, d, dp, means_t, kp, bias, scores);
+    return;
+  }
   const bool prefetch_next = kGroup * dp * int64_t{sizeof(T)} <= kPrefetchGroupBytes;
   Tiles<kPanel>(kp, kLanes<T>, [&](auto vectors, int64_t col) {
     constexpr int NV = decltype(vectors)::value, R = kScoreRows<NV>;
     static_assert(kGroup % R == 0);
-    constexpr int64_t chunk = kScoreChunkBytes<T> / (NV * kVectorBytes);
-    if (chunk > 0 && d > 2 * chunk) {
-      for (int64_t j0 = 0; j0 < d; j0 += chunk) {
-        const int64_t j1 = std::min(d, j0 + chunk);
-        for (int r = 0; r < kGroup; r += R)
-          ScoreBlockApart<T, R, NV>(group + r * dp + j0, j1 - j0, dp,
-                                    means_t + col * dp + j0 * NV * kLanes<T>, kp, bias, col,
-                                    scores + r * kp, j0 == 0, j1 == d);
-      }
-      return;
-    }
     for (int r = 0; r < kGroup; r += R) {
       if (prefetch_next && col == 0)
         for (int64_t e = 0; e < R * dp; e += kLineValues<T>)
           PrefetchAt<2>(group, (kGroup + r) * dp + e);
       if (d >= kApartMinD) {
         ScoreBlockApart<T, R, NV>(group + r * dp, d, dp, means_t + col * dp, kp, bias, col,
-                                  scores + r * kp, true, true);
+                                  scores + r * kp);
       } else {
         ScoreBlock<T, R, NV>(group + r * dp, d, dp, means_t + col * dp, kp, bias, col,
                              scores + r * kp);
