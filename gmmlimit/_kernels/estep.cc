@@ -403,24 +403,6 @@ constexpr int kScoreRows = kRows * (kPanel / NV >= 4 ? 4 : kPanel / NV >= 2 ? 2 
 // (ScoreGroup).
 constexpr int64_t kPrefetchGroupBytes = int64_t{32} << 10;
 
-// Scores (kGroup, kp) of the kGroup rows of a padded group (row stride dp), panel by panel of
-// columns, each panel against all the rows (its means stay in cache meanwhile). A block of rows
-// reads its rows feature by feature, a line of each row at a time; where rows are short the
-// hardware's prefetch did not keep up with that order on an AMD Zen 4, so before each block of
-// the first panel the same rows of the next group (past the group: the address formed as an
-// integer) are asked for, line by line in address order, into the L2 cache. Measured, one hard
-// pass, ms (benchmarks/tuning/compilers.py --spread 0 --repeats 5 --loop 3, session 37), without
-// -> with: float32 (156250, 64, 16) 4.46 -> 2.94, (156250, 64, 32) 5.63 -> 4.56, (312500, 32,
-// 16) 3.62 -> 3.30, (78125, 128, 16) 4.49 -> 3.20, (39062, 256, 16) 3.57 -> 3.18, (39062, 256,
-// 64) 8.03 -> 7.56, (156250, 64, 64) and (156250, 64, 512) level; float64 (156250, 64, 16) 8.72
-// -> 5.96, (156250, 64, 64) 17.12 -> 14.25, (312500, 32, 16) 8.19 -> 6.00. Slower for larger
-// groups, whose long rows the hardware streams by itself: float32 (19531, 512, 16) 2.80 -> 3.01,
-// (12755, 784, 16) 3.01 -> 3.49, float64 (12755, 784, 16) 6.28 -> 7.10; hence
-// kPrefetchGroupBytes. The soft pass (the same ScoreGroup), float32: (156250, 64, 16) 6.62 ->
-// 5.53, (78125, 128, 16) 6.81 -> 4.91, (156250, 64, 64) level (17.05 -> 17.92, the same build
-// twice 17.05 and 17.62). The same bits (a prefetch changes no value). A group that LoadGroup
-// copied (rows of d < dp features, or a chunk's last, partial group) has scratch values past it,
-// not the next rows: those requests are wasted, and such rows are read in order by the copy.
 // ScoreGroup of rows longer than twice the widest panel's run (a function of its own, so the
 // inlined ScoreGroup of shorter rows is compiled as without runs: with the runs' loop inlined
 // beside it, the AVX2 build's hard pass at (500000, 3, 64) took 7.19 ms instead of 5.78).
@@ -443,6 +425,24 @@ __attribute__((noinline)) void ScoreGroupInRuns(const T* group, int64_t d, int64
   });
 }
 
+// Scores (kGroup, kp) of the kGroup rows of a padded group (row stride dp), panel by panel of
+// columns, each panel against all the rows (its means stay in cache meanwhile). A block of rows
+// reads its rows feature by feature, a line of each row at a time; where rows are short the
+// hardware's prefetch did not keep up with that order on an AMD Zen 4, so before each block of
+// the first panel the same rows of the next group (past the group: the address formed as an
+// integer) are asked for, line by line in address order, into the L2 cache. Measured, one hard
+// pass, ms (benchmarks/tuning/compilers.py --spread 0 --repeats 5 --loop 3, session 37), without
+// -> with: float32 (156250, 64, 16) 4.46 -> 2.94, (156250, 64, 32) 5.63 -> 4.56, (312500, 32,
+// 16) 3.62 -> 3.30, (78125, 128, 16) 4.49 -> 3.20, (39062, 256, 16) 3.57 -> 3.18, (39062, 256,
+// 64) 8.03 -> 7.56, (156250, 64, 64) and (156250, 64, 512) level; float64 (156250, 64, 16) 8.72
+// -> 5.96, (156250, 64, 64) 17.12 -> 14.25, (312500, 32, 16) 8.19 -> 6.00. Slower for larger
+// groups, whose long rows the hardware streams by itself: float32 (19531, 512, 16) 2.80 -> 3.01,
+// (12755, 784, 16) 3.01 -> 3.49, float64 (12755, 784, 16) 6.28 -> 7.10; hence
+// kPrefetchGroupBytes. The soft pass (the same ScoreGroup), float32: (156250, 64, 16) 6.62 ->
+// 5.53, (78125, 128, 16) 6.81 -> 4.91, (156250, 64, 64) level (17.05 -> 17.92, the same build
+// twice 17.05 and 17.62). The same bits (a prefetch changes no value). A group that LoadGroup
+// copied (rows of d < dp features, or a chunk's last, partial group) has scratch values past it,
+// not the next rows: those requests are wasted, and such rows are read in order by the copy.
 template <typename T>
 inline void ScoreGroup(const T* group, int64_t d, int64_t dp, const T* means_t, int64_t kp,
                        const T* bias, T* scores) {
