@@ -257,6 +257,47 @@ def test_the_soft_bounded_kernel_skips_one_hot_rows_with_the_soft_kernels_bits()
     assert scored[0] == n_blocks * b and scored[-1] < 0.5 * n_blocks * b
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("soft", [False, True])
+def test_groups_scored_without_the_bound_test_get_bounds_that_skip(dtype, soft):
+    """A pass whose bound test lets too few rows through scores most of a chunk's groups
+    without the test, each row's |x|^2 for its new bounds taken from the scores' own read of
+    it: those bounds must be as good as the tested rows'. At the same means the next pass then
+    skips every row of these separated clusters, with the unbounded kernel's bits. The data sit
+    far from the origin, so bounds from a wrong |x|^2 would be 0 (or not bounds at all)."""
+    n_blocks, b, d, k = 2, 4096, 40, 16  # two chunks of 2048 rows per block, 64 groups each
+    rng = np.random.default_rng(31)
+    centres = 300.0 + rng.uniform(-20, 20, (k, d))
+    X = (centres[rng.permutation(n_blocks * b) % k] + rng.normal(size=(n_blocks * b, d))).astype(
+        dtype
+    )
+    x_blocks = jnp.asarray(X.reshape(n_blocks, b, d))
+    w_blocks = jnp.ones((n_blocks, b), dtype)
+    means = jnp.asarray(centres, dtype)
+    sigma2 = jnp.asarray(1.0, dtype)
+    mode = _native.BOUNDED_MODES["soft" if soft else "hard"]
+    bounded = jax.jit(_native.assign_bounded)
+    if soft:
+        plain = jax.jit(
+            lambda m, s, x, w: [a[0] for a in _native.soft_assign(m[None], s[None], x, w)]
+        )
+        want = plain(means, sigma2, x_blocks, w_blocks)
+    else:
+        want = jax.jit(_native.hard_assign)(means, x_blocks, w_blocks)
+    labels = -jnp.ones((n_blocks, b), jnp.int32)
+    lower = jnp.zeros((n_blocks, b, 1), dtype)
+    first = bounded(mode, means, sigma2, means, labels, lower, x_blocks, w_blocks)
+    second = bounded(mode, means, sigma2, means, first[7], first[6], x_blocks, w_blocks)
+    assert int(first[8]) == n_blocks * b  # no bounds yet: every row scored
+    assert int(second[8]) == 0
+    np.testing.assert_array_equal(np.asarray(second[0]), np.asarray(first[0]))
+    np.testing.assert_array_equal(np.asarray(first[0]), np.asarray(want[0]))
+    np.testing.assert_array_equal(np.asarray(second[1]), np.asarray(want[1]))
+    if not soft:  # the soft statistics are summed in another order (assign_bounded's docstring)
+        for a, c in zip(want[2:], (second[2], second[3], second[5]), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+
+
 def test_rows_whose_other_responsibilities_are_tiny_but_not_zero_are_scored():
     # Every row sits near mean 0; mean 1's exponential exp(-gap / (2 sigma2)) runs from far
     # below the smallest normal float32 (exactly 0) to e^-60 (tiny, not 0) across the rows. With

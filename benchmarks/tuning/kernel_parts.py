@@ -21,9 +21,12 @@ SOURCE = (ROOT / "gmmlimit" / "_kernels" / "estep.cc").read_text()
 
 ARGMIN_NEAREST = (
     "  for (int r = 0; r < kGroup; r += L) ArgMinRows<T>(scores + r * kp, kp, labels + r);\n"
-    "  NearestRows<T>(group, dp, means_padded, labels, nearest);\n"
+    "  NearestRows<T, kWithNorms>(group, dp, means_padded, labels, nearest, norms);\n"
 )
-NEAREST = "  NearestRows<T>(group, dp, means_padded, labels, nearest);\n}\n\n// Labels and exact"
+NEAREST = (
+    "  NearestRows<T, kWithNorms>(group, dp, means_padded, labels, nearest, norms);\n}\n\n"
+    "// Labels and exact"
+)
 NO_NEAREST = "  for (int r = 0; r < kGroup; ++r) nearest[r] = 0;\n}\n\n// Labels and exact"
 LABELS_FIXED = (
     "  for (int r = 0; r < kGroup; ++r) {\n    labels[r] = (r * 7) % k;\n    nearest[r] = 0;\n  }\n"
