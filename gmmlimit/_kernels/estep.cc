@@ -2386,11 +2386,18 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
   };
 
   // A full group scored where it lies, all its rows, the rows pending from earlier groups first.
-  auto score_group = [&](int64_t g, const T* group, bool norms_here) {
+  // sq_low, norm_up: its rows' |x|^2 and |x| bounds from the bound test; null for a group scored
+  // without the test (they come from the scores' read of the rows).
+  auto score_group = [&](int64_t g, const T* group, const double* sq_low, const double* norm_up) {
     flush_pending();
     for (int r = 0; r < kGroup; ++r) {
       pending_row[r] = g + r;
       if (soft) skipped[g + r - begin] = false;
+    }
+    const bool norms_here = sq_low == nullptr;
+    if (!norms_here) {
+      std::copy(sq_low, sq_low + kGroup, pending_sq);
+      std::copy(norm_up, norm_up + kGroup, pending_norm);
     }
     n_pending = kGroup;
     flush(group, norms_here);
@@ -2408,7 +2415,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
     const T* group = LoadGroup<T>(p.x, d, dp, g, rows, buffer);
     if (rows == kGroup && untested > 0) {
       --untested;
-      score_group(g, group, true);
+      score_group(g, group, nullptr, nullptr);
       continue;
     }
     for (int r = 0; r < kGroup; ++r) {
@@ -2461,10 +2468,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
     int64_t n_keep = 0;
     for (int64_t r = 0; r < rows; ++r) n_keep += keep[r];
     if (rows == kGroup && n_keep * (k + 2) <= 2 * kGroup) {
-      flush_pending();
-      std::copy(row_sq, row_sq + kGroup, pending_sq);
-      std::copy(row_norm, row_norm + kGroup, pending_norm);
-      score_group(g, group, false);
+      score_group(g, group, row_sq, row_norm);
       untested = next_untested;
       next_untested = std::min(2 * next_untested, kMaxUntested);
       continue;
