@@ -38,6 +38,12 @@ GaussianMixture, and a vmapped sigma2 sweep at most one fit per lane (ratio <= 1
 
 FLOPS_PER_NKD = {"kmeans": 2.0, "em": 4.0}
 
+PRODUCTS = {"kmeans": ("scores",), "em": ("scores", "sums")}
+"""The matrix products of the shape that one iteration contains: Lloyd's scores ``X M^T``
+((N, D) by (D, K)), and EM's scores and weighted sums ``R^T X`` ((K, N) by (N, D)), 2 N K D flops
+each. Timed by :func:`shape_products` with the machine's own libraries, they say what the square
+GEMM peak cannot: how fast a product of this shape (skinny where K or D is small) runs at best."""
+
 
 def parse_axis(text: str, name: str) -> tuple[int, ...]:
     """A comma-separated list of positive integers (``"2,3,8"``).
@@ -296,6 +302,73 @@ def limit(
     }
 
 
+def shape_products(
+    X: np.ndarray, m0: np.ndarray, repeats: int = 3
+) -> dict[str, tuple[Callable[[int], int], str]]:
+    """The products of :data:`PRODUCTS` at the shape of (X, m0), each by the faster library.
+
+    Each product is run by numpy's BLAS (OpenBLAS in the wheels, as scikit-learn's) and by XLA
+    (``jnp.matmul`` at the precision gmmlimit's products ask for, compiled; only where JAX keeps
+    the dtype, so float64 needs the x64 flag); the faster of the two over ``repeats`` calls after
+    a first is kept. The responsibilities of the sums product are uniform draws in X's dtype.
+
+    Args:
+        X: (N, D) data.
+        m0: (K, D) means.
+        repeats: calls per library when choosing.
+
+    Returns:
+        name (``"scores"``, ``"sums"``) -> (``run(m) -> m``, which computes the product m times
+        and waits for the last, and the library's name, ``"numpy"`` or ``"xla"``).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    resp = rng.random((X.shape[0], m0.shape[0])).astype(X.dtype)
+    operands = {
+        "scores": (X, np.ascontiguousarray(m0.T)),
+        "sums": (np.ascontiguousarray(resp.T), X),
+    }
+    product = jax.jit(partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST))
+    chosen: dict[str, tuple[Callable[[int], int], str]] = {}
+    for name, (a, b) in operands.items():
+        out = np.empty((a.shape[0], b.shape[1]), X.dtype)
+
+        def by_numpy(m: int, a=a, b=b, out=out) -> int:
+            for _ in range(m):
+                np.matmul(a, b, out=out)
+            return m
+
+        runs = {"numpy": by_numpy}
+        aj, bj = jax.device_put(a), jax.device_put(b)
+        if aj.dtype == X.dtype:
+
+            def by_xla(m: int, aj=aj, bj=bj) -> int:
+                last = None
+                for _ in range(m):
+                    last = product(aj, bj)
+                jax.block_until_ready(last)
+                return m
+
+            runs["xla"] = by_xla
+        seconds = {}
+        for library, run in runs.items():
+            run(1)
+            seconds[library] = best_time(partial(run, 1), repeats)
+            settle()  # OpenBLAS's threads spin on after a call
+        library = min(seconds, key=seconds.__getitem__)
+        chosen[name] = (runs[library], library)
+    return chosen
+
+
+def products_fraction(products_s: float | None, per_iter_s: float) -> float | None:
+    """The time of an iteration's products (:data:`PRODUCTS`) alone over the measured iteration's:
+    1 where an iteration costs what its products do at best on this machine, above 1 where it
+    runs faster than they (its own kernel beats the libraries at the shape)."""
+    return None if products_s is None else products_s / per_iter_s
+
+
 # ----------------------------------------------------------------------------------------------
 # gmmlimit programs, compiled ahead of time
 # ----------------------------------------------------------------------------------------------
@@ -511,7 +584,13 @@ def to_markdown(grid: dict) -> list[str]:
         )
         + " Target needs: the fraction of the same limit an iteration would have to reach to "
         "meet the target against the anchor measured here (over 100% with g: beyond the GEMM "
-        "peak, out of reach for any pass that does all the arithmetic).",
+        "peak, out of reach for any pass that does all the arithmetic). Of products: the "
+        "time of the matrix products of the shape that an iteration contains (K-means: the "
+        "scores X M^T; EM: those and the weighted sums R^T X), each by the faster of numpy's "
+        "BLAS and XLA and timed in the same rounds, over the measured iteration's (over 100%: "
+        "the iteration beats the libraries' products alone); in brackets, the same for an "
+        "iteration that would meet the target (over 100%: the target needs an iteration "
+        "faster than this machine's libraries compute its products alone).",
         "",
         f"Targets: K-means >= {t['kmeans']}x scikit-learn lloyd, EM >= {t['em']}x scikit-learn "
         f"spherical GaussianMixture, a vmapped sweep of {grid['lanes']} sigma2 values costs "
@@ -522,11 +601,11 @@ def to_markdown(grid: dict) -> list[str]:
         "(within the noise).",
         "",
         "| D | K | N | dtype | K-means s/iter | lloyd s/iter | ratio | >= "
-        f"{t['kmeans']}x | K-means of limit | target needs | EM s/iter | GMM s/iter | ratio | "
-        f">= {t['em']}x | EM of limit | target needs | sweep lane/fit f32 | sweep lane/fit f64 | "
-        "sweep <= 1 |",
-        "|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
-        "---|",
+        f"{t['kmeans']}x | K-means of limit | target needs | of products (needs) | EM s/iter | "
+        f"GMM s/iter | ratio | >= {t['em']}x | EM of limit | target needs | of products (needs) "
+        "| sweep lane/fit f32 | sweep lane/fit f64 | sweep <= 1 |",
+        "|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+        "---:|---:|---|",
     ]
     for s in grid["shapes"]:
         sweeps = s["sweep"]
@@ -550,11 +629,26 @@ def to_markdown(grid: dict) -> list[str]:
                     f"{100 * lim['fraction']:.0f}% {lim['binds'][0]}"
                     + ("*" if llc and lim["data_bytes"] <= llc else ""),
                     "—" if needs is None else f"{100 * needs:.0f}%",
+                    _products_cell(r, t[kind]),
                 ]
             cells += [_sweep_cell(sweeps.get("float32")), _sweep_cell(sweeps.get("float64"))]
             cells.append("~" if sw_met is False and sw_near else _met(sw_met))
             lines.append("| " + " | ".join(cells) + " |")
     return [*lines, "", summary(grid)]
+
+
+def _products_cell(entry: dict, target: float) -> str:
+    """A method's iteration against its products alone (:data:`PRODUCTS`), and in brackets what
+    an iteration meeting ``target`` against the anchor would need; "—" where not measured."""
+    products_s = entry.get("products_s")
+    if products_s is None:
+        return "—"
+    ours = products_fraction(products_s, entry["gmmlimit"]["per_iter_s"])
+    anchor_s = entry.get("anchor", {}).get("per_iter_s")
+    text = f"{100 * ours:.0f}%"
+    if anchor_s is not None:
+        text += f" ({100 * products_fraction(products_s, anchor_s / target):.0f}%)"
+    return text
 
 
 def _sweep_cell(sweep: dict | None) -> str:
@@ -599,6 +693,7 @@ __all__ = [
     "GRID_K",
     "GRID_LANES",
     "GRID_MAX_N",
+    "PRODUCTS",
     "TARGETS",
     "CompiledFits",
     "grid_shapes",
@@ -606,6 +701,8 @@ __all__ = [
     "limit",
     "memory_bandwidth",
     "parse_axis",
+    "products_fraction",
+    "shape_products",
     "summary",
     "sweep_sigma2s",
     "to_markdown",

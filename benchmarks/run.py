@@ -707,8 +707,20 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
             runs["lloyd"] = (lloyd, _calibrate(lloyd, it, min_diff), True)
             runs["gmm"] = (_sklearn_gmm_run(X, m0, sigma2), args.gmm_iters, True)
             _settle()
+        products = grid.shape_products(X, m0)
+        for name, (run, library) in products.items():
+            runs[f"{name} product"] = (run, _calibrate(run, it, min_diff), library == "numpy")
         timed = _interleaved(runs, rounds)
-        row: dict = {}
+        row: dict = {
+            "products": {
+                name: {
+                    "per_call_s": timed[f"{name} product"][0],
+                    "n_calls": list(timed[f"{name} product"][1:]),
+                    "library": library,
+                }
+                for name, (_, library) in products.items()
+            }
+        }
         for kind in ("kmeans", "em"):
             per_iter, n1, n2 = timed[kind]
             ours = {
@@ -725,12 +737,16 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
                 entry["ratio"] = a_per_iter / per_iter
                 entry["target_met"] = bool(entry["ratio"] >= grid.TARGETS[kind])
             entry["limit"] = grid.limit(kind, n, d, k, X.itemsize, per_iter, peaks[dt], bandwidth)
+            entry["products_s"] = sum(
+                row["products"][product]["per_call_s"] for product in grid.PRODUCTS[kind]
+            )
             row[kind] = entry
             lim = entry["limit"]
             log(
                 f"{dt} {kind} gmmlimit {per_iter:.4g} s/iter"
                 + (f", anchor {entry['anchor']['per_iter_s']:.4g}" if "anchor" in entry else "")
-                + f", {100 * lim['fraction']:.0f}% of the {lim['binds']} limit"
+                + f", {100 * lim['fraction']:.0f}% of the {lim['binds']} limit, its products "
+                + f"alone {entry['products_s']:.4g} s"
             )
         row["compile_s"] = sum(sum(f.compile_s.values()) for f in fits.values())
         out["by_dtype"][dt] = row

@@ -291,6 +291,12 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
     assert list(s["by_dtype"]) == ["float32"]
     row = s["by_dtype"]["float32"]
     text = md.read_text()
+    products = {"kmeans": ("scores",), "em": ("scores", "sums")}
+    assert products == grid_module.PRODUCTS
+    assert set(row["products"]) == {"scores", "sums"}
+    for product in row["products"].values():
+        assert product["per_call_s"] > 0 and product["library"] in ("numpy", "xla")
+        assert product["n_calls"][0] == 1 and product["n_calls"][1] > 1
     assert f"float32 {peak:.1f} GFLOP/s (the best of numpy's BLAS {ways['numpy']:.1f}" in text
     assert f"XLA {ways['xla']:.1f})" in text
     for kind, flops in (("kmeans", 2.0), ("em", 4.0)):
@@ -312,6 +318,11 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         needs = lim["limit_s"] * g["targets"][kind] / anchor
         assert grid_module.needed_fraction(lim["limit_s"], anchor, g["targets"][kind]) == needs
         assert f"% {lim['binds'][0]}" in text and f"| {100 * needs:.0f}% |" in text
+        # the products of the shape the iteration contains, timed in the same rounds
+        products_s = sum(row["products"][name]["per_call_s"] for name in products[kind])
+        assert e["products_s"] == pytest.approx(products_s, rel=1e-12)
+        budget = anchor / g["targets"][kind]  # an iteration that meets the target
+        assert f"| {100 * products_s / ours:.0f}% ({100 * products_s / budget:.0f}%) |" in text
     assert set(s["sweep"]) == {"float32", "float64"}
     for sw in s["sweep"].values():
         assert sw["lanes"] == 4
