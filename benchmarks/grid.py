@@ -10,7 +10,9 @@ close each method comes to the limit the machine sets on it:
   numpy square-GEMM rate measured by ``run.py``;
 
 ``limit_s = max(mem_s, gemm_s)`` is the shortest iteration either bound allows, and the reported
-fraction is ``limit_s / measured_s`` (1 = at the limit).
+fraction is ``limit_s / measured_s`` (1 = at the limit). Beside it, the matrix products that an
+iteration contains at the shape (:data:`PRODUCTS`), timed with the machine's libraries in the same
+rounds (:func:`shape_products`): what a product of that shape, skinny or not, costs here at best.
 
 The gmmlimit programs are compiled ahead of time (``jit(...).lower(...).compile()``), one per
 ``max_iter``, so no timed call compiles and no untimed warm-up run of a large fit is needed.
