@@ -358,7 +358,8 @@ def shape_products(
         for library, run in runs.items():
             run(1)
             seconds[library] = best_time(partial(run, 1), repeats)
-            settle()  # OpenBLAS's threads spin on after a call
+            if library == "numpy":
+                settle()  # OpenBLAS's threads spin on after a call
         library = min(seconds, key=seconds.__getitem__)
         chosen[name] = (runs[library], library)
     return chosen

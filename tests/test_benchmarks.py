@@ -268,6 +268,7 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         "--iters", "2",
         "--repeats", "1",
         "--gmm-iters", "1",
+        "--sweep-repeats", "1",
         "--grid-min-diff-s", "0",
         "--gemm-size", "128",
         "--bandwidth-mib", "8",
