@@ -304,15 +304,50 @@ def limit(
     }
 
 
+def library_products(a: np.ndarray, b: np.ndarray) -> dict[str, Callable[[int], int]]:
+    """``a @ b`` by each library here: numpy's BLAS (OpenBLAS in the wheels, as scikit-learn's)
+    and XLA (``jnp.matmul`` at the precision gmmlimit's products ask for, compiled; only where
+    JAX keeps the dtype, so float64 needs the x64 flag).
+
+    Returns:
+        library (``"numpy"``, ``"xla"``) -> ``run(m) -> m``, which computes the product m times
+        and waits for the last.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+
+    def by_numpy(m: int) -> int:
+        for _ in range(m):
+            np.matmul(a, b, out=out)
+        return m
+
+    runs = {"numpy": by_numpy}
+    aj, bj = jax.device_put(a), jax.device_put(b)
+    if aj.dtype == a.dtype:
+        # at the precision gmmlimit's products ask for (on a GPU the default is TF32)
+        product = jax.jit(partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST))
+
+        def by_xla(m: int) -> int:
+            last = None
+            for _ in range(m):
+                last = product(aj, bj)
+            jax.block_until_ready(last)
+            return m
+
+        runs["xla"] = by_xla
+    return runs
+
+
 def shape_products(
     X: np.ndarray, m0: np.ndarray, repeats: int = 3
 ) -> dict[str, tuple[Callable[[int], int], str]]:
     """The products of :data:`PRODUCTS` at the shape of (X, m0), each by the faster library.
 
-    Each product is run by numpy's BLAS (OpenBLAS in the wheels, as scikit-learn's) and by XLA
-    (``jnp.matmul`` at the precision gmmlimit's products ask for, compiled; only where JAX keeps
-    the dtype, so float64 needs the x64 flag); the faster of the two over ``repeats`` calls after
-    a first is kept. The responsibilities of the sums product are uniform draws in X's dtype.
+    Each product is run by each of :func:`library_products`; the faster over ``repeats`` calls
+    after a first is kept. The responsibilities of the sums product are uniform draws in X's
+    dtype.
 
     Args:
         X: (N, D) data.
@@ -323,37 +358,15 @@ def shape_products(
         name (``"scores"``, ``"sums"``) -> (``run(m) -> m``, which computes the product m times
         and waits for the last, and the library's name, ``"numpy"`` or ``"xla"``).
     """
-    import jax
-    import jax.numpy as jnp
-
     rng = np.random.default_rng(0)
     resp = rng.random((X.shape[0], m0.shape[0])).astype(X.dtype)
     operands = {
         "scores": (X, np.ascontiguousarray(m0.T)),
         "sums": (np.ascontiguousarray(resp.T), X),
     }
-    product = jax.jit(partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST))
     chosen: dict[str, tuple[Callable[[int], int], str]] = {}
     for name, (a, b) in operands.items():
-        out = np.empty((a.shape[0], b.shape[1]), X.dtype)
-
-        def by_numpy(m: int, a=a, b=b, out=out) -> int:
-            for _ in range(m):
-                np.matmul(a, b, out=out)
-            return m
-
-        runs = {"numpy": by_numpy}
-        aj, bj = jax.device_put(a), jax.device_put(b)
-        if aj.dtype == X.dtype:
-
-            def by_xla(m: int, aj=aj, bj=bj) -> int:
-                last = None
-                for _ in range(m):
-                    last = product(aj, bj)
-                jax.block_until_ready(last)
-                return m
-
-            runs["xla"] = by_xla
+        runs = library_products(a, b)
         seconds = {}
         for library, run in runs.items():
             run(1)
@@ -363,13 +376,6 @@ def shape_products(
         library = min(seconds, key=seconds.__getitem__)
         chosen[name] = (runs[library], library)
     return chosen
-
-
-def products_fraction(products_s: float | None, per_iter_s: float) -> float | None:
-    """The time of an iteration's products (:data:`PRODUCTS`) alone over the measured iteration's:
-    1 where an iteration costs what its products do at best on this machine, above 1 where it
-    runs faster than they (its own kernel beats the libraries at the shape)."""
-    return None if products_s is None else products_s / per_iter_s
 
 
 # ----------------------------------------------------------------------------------------------
@@ -641,16 +647,16 @@ def to_markdown(grid: dict) -> list[str]:
 
 
 def _products_cell(entry: dict, target: float) -> str:
-    """A method's iteration against its products alone (:data:`PRODUCTS`), and in brackets what
-    an iteration meeting ``target`` against the anchor would need; "—" where not measured."""
+    """The time of a method's products alone (:data:`PRODUCTS`) over its measured iteration's
+    (above 100 %: the iteration beats the libraries' products), and in brackets over an iteration
+    that would meet ``target`` against the anchor; "—" where not measured."""
     products_s = entry.get("products_s")
     if products_s is None:
         return "—"
-    ours = products_fraction(products_s, entry["gmmlimit"]["per_iter_s"])
+    text = f"{100 * products_s / entry['gmmlimit']['per_iter_s']:.0f}%"
     anchor_s = entry.get("anchor", {}).get("per_iter_s")
-    text = f"{100 * ours:.0f}%"
     if anchor_s is not None:
-        text += f" ({100 * products_fraction(products_s, anchor_s / target):.0f}%)"
+        text += f" ({100 * products_s / (anchor_s / target):.0f}%)"
     return text
 
 
@@ -701,10 +707,10 @@ __all__ = [
     "CompiledFits",
     "grid_shapes",
     "last_level_cache_bytes",
+    "library_products",
     "limit",
     "memory_bandwidth",
     "parse_axis",
-    "products_fraction",
     "shape_products",
     "summary",
     "sweep_sigma2s",

@@ -99,21 +99,15 @@ def gemm_peaks(n: int, dtype: str, repeats: int) -> dict[str, float]:
     Each is the best of ``repeats`` runs after a first. float64 needs JAX's x64 flag on (the
     XLA product is then float64), which the float64 benchmarks set before this runs.
     """
-    import jax
-    import jax.numpy as jnp
+    import grid
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)
-    a @ b
-    out = {"numpy": 2.0 * n**3 / _best_time(lambda: a @ b, repeats) / 1e9}
-    aj, bj = jax.device_put(a), jax.device_put(b)
-    if aj.dtype == np.dtype(dtype):
-        # at the precision gmmlimit's products ask for (on a GPU the default is TF32)
-        product = jax.jit(partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST))
-        jax.block_until_ready(product(aj, bj))
-        seconds = _best_time(lambda: jax.block_until_ready(product(aj, bj)), repeats)
-        out["xla"] = 2.0 * n**3 / seconds / 1e9
+    out = {}
+    for library, run in grid.library_products(a, b).items():
+        run(1)
+        out[library] = 2.0 * n**3 / _best_time(partial(run, 1), repeats) / 1e9
     out["best"] = max(out.values())
     return out
 
