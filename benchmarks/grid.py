@@ -276,6 +276,7 @@ def limit(
     measured_s: float,
     gemm_gflops: float,
     bandwidth_gbs: float,
+    fma_gflops: float | None = None,
 ) -> dict:
     """The shortest iteration the machine allows for ``kind`` at (n, d, k), and our fraction of it.
 
@@ -286,15 +287,20 @@ def limit(
         measured_s: the measured seconds per iteration.
         gemm_gflops: the GEMM peak in the data's dtype.
         bandwidth_gbs: the read bandwidth.
+        fma_gflops: the cores' multiply-add peak in the data's dtype (``fma_peak.py``), or None
+            where it was not measured.
 
     Returns:
         ``mem_s``, ``gemm_s``, ``limit_s`` (their maximum), ``binds`` (``"memory"`` or
-        ``"gemm"``), ``fraction = limit_s / measured_s`` and ``data_bytes`` (N D itemsize).
+        ``"gemm"``), ``fraction = limit_s / measured_s`` and ``data_bytes`` (N D itemsize);
+        with ``fma_gflops`` also ``fma_s`` (the flops at that peak) and ``hard_limit_s =
+        max(mem_s, fma_s)``, the bound no pass doing all the arithmetic beats.
     """
     mem_s = n * d * itemsize / (bandwidth_gbs * 1e9)
-    gemm_s = FLOPS_PER_NKD[kind] * n * k * d / (gemm_gflops * 1e9)
+    flops = FLOPS_PER_NKD[kind] * n * k * d
+    gemm_s = flops / (gemm_gflops * 1e9)
     limit_s = max(mem_s, gemm_s)
-    return {
+    out = {
         "mem_s": mem_s,
         "gemm_s": gemm_s,
         "limit_s": limit_s,
@@ -302,6 +308,10 @@ def limit(
         "fraction": limit_s / measured_s,
         "data_bytes": n * d * itemsize,
     }
+    if fma_gflops is not None:
+        out["fma_s"] = flops / (fma_gflops * 1e9)
+        out["hard_limit_s"] = max(mem_s, out["fma_s"])
+    return out
 
 
 def library_products(a: np.ndarray, b: np.ndarray) -> dict[str, Callable[[int], int]]:
@@ -514,9 +524,10 @@ class CompiledFits:
 
 def needed_fraction(limit_s: float, anchor_s: float | None, target: float) -> float | None:
     """The fraction of the limit an iteration meeting ``target`` would reach: ``limit_s`` over
-    ``anchor_s / target``. Above 1 where the limit binds for real (the GEMM peak; not a memory
-    limit of data held in the last-level cache), no pass doing all of Lloyd's or EM's arithmetic
-    can meet the target on this machine."""
+    ``anchor_s / target``. Above 1 against the GEMM peak, the target asks for more than this
+    machine's libraries reach on a square product; above 1 against ``hard_limit_s`` (the cores'
+    multiply-add peak; not a memory limit of data held in the last-level cache), no pass doing
+    all of Lloyd's or EM's arithmetic can meet it on this machine."""
     return None if anchor_s is None else limit_s * target / anchor_s
 
 
@@ -555,6 +566,15 @@ def to_markdown(grid: dict) -> list[str]:
     # the host's cache says nothing about data in a device's memory
     llc = grid.get("llc_bytes") if on_host else None
     peaks = peak_text(grid["gemm_peak_gflops"], grid.get("gemm_peak_ways"))
+    fma = grid.get("fma_peak") or {}
+    fma_text = (
+        "; multiply-add peak "
+        + ", ".join(f"{dt} {v:.1f} GFLOP/s" for dt, v in fma["gflops"].items())
+        + f" (`benchmarks/fma_peak.py`: {fma['chains']} independent chains of vector "
+        f"multiply-adds in registers on each of {fma['threads']} threads)"
+        if fma.get("gflops")
+        else ""
+    )
     if on_host:
         read = (
             f"array of {grid['bandwidth_threads']} threaded numpy sums "
@@ -578,7 +598,7 @@ def to_markdown(grid: dict) -> list[str]:
         ),
         "",
         f"Limits: read bandwidth {bw:.1f} GB/s, the best over a {grid['bandwidth_mib']} MiB "
-        f"{read}; GEMM peak {peaks}. Fraction of limit = "
+        f"{read}; GEMM peak {peaks}{fma_text}. Fraction of limit = "
         "max(N D itemsize / bandwidth, flops / GEMM peak) / measured s per iteration "
         "(flops: 2 N K D for K-means, 4 N K D for EM); the letter says which binds "
         "(m: memory, g: GEMM). K-means runs what `gl.kmeans` runs by default "
@@ -593,7 +613,14 @@ def to_markdown(grid: dict) -> list[str]:
         )
         + " Target needs: the fraction of the same limit an iteration would have to reach to "
         "meet the target against the anchor measured here (over 100% with g: beyond the GEMM "
-        "peak, out of reach for any pass that does all the arithmetic). Of products: the "
+        "peak, faster than this machine's libraries run a square product)"
+        + (
+            "; in brackets, of max(N D itemsize / bandwidth, flops / multiply-add peak) (over "
+            "100% with g: out of reach for any pass that does all the arithmetic)."
+            if fma_text
+            else "."
+        )
+        + " Of products: the "
         "time of the matrix products of the shape that an iteration contains (K-means: the "
         "scores X M^T; EM: those and the weighted sums R^T X), each by the faster of numpy's "
         "BLAS and XLA and timed in the same rounds, over the measured iteration's (over 100%: "
@@ -628,7 +655,6 @@ def to_markdown(grid: dict) -> list[str]:
                 lim = r["limit"]
                 algorithm = r["gmmlimit"].get("algorithm")
                 anchor_s = r.get("anchor", {}).get("per_iter_s")
-                needs = needed_fraction(lim["limit_s"], anchor_s, t[kind])
                 cells += [
                     f"{r['gmmlimit']['per_iter_s']:.4g}"
                     + (" (H)" if algorithm == "hamerly" else ""),
@@ -637,13 +663,23 @@ def to_markdown(grid: dict) -> list[str]:
                     _met(r["target_met"]),
                     f"{100 * lim['fraction']:.0f}% {lim['binds'][0]}"
                     + ("*" if llc and lim["data_bytes"] <= llc else ""),
-                    "—" if needs is None else f"{100 * needs:.0f}%",
+                    _needs_cell(lim, anchor_s, t[kind]),
                     _products_cell(r, t[kind]),
                 ]
             cells += [_sweep_cell(sweeps.get("float32")), _sweep_cell(sweeps.get("float64"))]
             cells.append("~" if sw_met is False and sw_near else _met(sw_met))
             lines.append("| " + " | ".join(cells) + " |")
     return [*lines, "", summary(grid)]
+
+
+def _needs_cell(lim: dict, anchor_s: float | None, target: float) -> str:
+    """What fraction of the limit an iteration meeting ``target`` would reach, and in brackets of
+    the hard limit (the multiply-add peak's) where measured; "—" without an anchor."""
+    needs = needed_fraction(lim["limit_s"], anchor_s, target)
+    if needs is None:
+        return "—"
+    hard = needed_fraction(lim["hard_limit_s"], anchor_s, target) if "hard_limit_s" in lim else None
+    return f"{100 * needs:.0f}%" + ("" if hard is None else f" ({100 * hard:.0f}%)")
 
 
 def _products_cell(entry: dict, target: float) -> str:

@@ -665,7 +665,9 @@ def _ready(fits, sigma2: float | None, iters: int, min_diff_s: float) -> tuple:
     return run, its, objective
 
 
-def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
+def bench_grid_shape(
+    n, d, k, args, peaks: dict, bandwidth: float, fma_peaks: dict | None = None
+) -> dict:
     """One (N, D, K) of the grid: each method against its anchor and limit, and the sweeps.
 
     Every gmmlimit program is compiled before it is timed (:class:`grid.CompiledFits`), so the
@@ -730,7 +732,10 @@ def bench_grid_shape(n, d, k, args, peaks: dict, bandwidth: float) -> dict:
                 entry["anchor"] = {"per_iter_s": a_per_iter, "n_iter": [a1, a2]}
                 entry["ratio"] = a_per_iter / per_iter
                 entry["target_met"] = bool(entry["ratio"] >= grid.TARGETS[kind])
-            entry["limit"] = grid.limit(kind, n, d, k, X.itemsize, per_iter, peaks[dt], bandwidth)
+            entry["limit"] = grid.limit(
+                kind, n, d, k, X.itemsize, per_iter, peaks[dt], bandwidth,
+                (fma_peaks or {}).get(dt),
+            )  # fmt: skip
             entry["products_s"] = sum(
                 row["products"][product]["per_call_s"] for product in grid.PRODUCTS[kind]
             )
@@ -799,6 +804,7 @@ def run_grid(args, progress: Callable[[dict], None] | None = None) -> dict:
     """
     import gc
 
+    import fma_peak
     import grid
     import jax
 
@@ -810,7 +816,11 @@ def run_grid(args, progress: Callable[[dict], None] | None = None) -> dict:
     threads = os.cpu_count() or 1
     ways = grid.memory_bandwidth(args.bandwidth_mib, 5, threads)
     bandwidth = ways["best"]
-    print(f"GEMM peak GFLOP/s {peaks}; memory bandwidth GB/s {ways}", flush=True)
+    if jax.default_backend() == "cpu":  # the host's cores compute
+        fma = fma_peak.peaks(args.dtype_list, threads)
+    else:
+        fma = {"gflops": {}, "why": f"the fits run on {jax.default_backend()}, not the host CPU"}
+    print(f"GEMM peak GFLOP/s {peaks}; multiply-add peak {fma}; bandwidth GB/s {ways}", flush=True)
     t0 = time.perf_counter()
     results: list[dict] = []
     out = {
@@ -823,6 +833,7 @@ def run_grid(args, progress: Callable[[dict], None] | None = None) -> dict:
         "targets": dict(grid.TARGETS),
         "gemm_peak_gflops": peaks,
         "gemm_peak_ways": peak_ways,
+        "fma_peak": fma,
         "bandwidth_gbs": bandwidth,
         "bandwidth_ways": ways,
         "bandwidth_mib": args.bandwidth_mib,
@@ -834,7 +845,7 @@ def run_grid(args, progress: Callable[[dict], None] | None = None) -> dict:
     }
     for n, d, k in shapes:
         t_shape = time.perf_counter()
-        results.append(bench_grid_shape(n, d, k, args, peaks, bandwidth))
+        results.append(bench_grid_shape(n, d, k, args, peaks, bandwidth, fma["gflops"]))
         results[-1]["wall_s"] = time.perf_counter() - t_shape
         # Free the shape's compiled programs: XLA:CPU maps about 400 memory regions per program,
         # and a whole grid's programs passed Linux's 65,530 (vm.max_map_count), at which LLVM

@@ -286,6 +286,9 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
     ways = g["gemm_peak_ways"]["float32"]
     assert set(ways) == {"numpy", "xla", "best"} and min(ways.values()) > 0
     assert peak == ways["best"] == max(ways["numpy"], ways["xla"])
+    fma = g["fma_peak"]["gflops"]["float32"]
+    assert fma > 0 and g["fma_peak"]["threads"] == os.cpu_count()
+    assert f"multiply-add peak float32 {fma:.1f} GFLOP/s" in md.read_text()
     (s,) = g["shapes"]
     n, d, k = s["N"], s["D"], s["K"]
     assert (n, d, k) == (2000, 4, 3)
@@ -318,7 +321,12 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         assert f"{e['ratio']:.2f}x" in text
         needs = lim["limit_s"] * g["targets"][kind] / anchor
         assert grid_module.needed_fraction(lim["limit_s"], anchor, g["targets"][kind]) == needs
-        assert f"% {lim['binds'][0]}" in text and f"| {100 * needs:.0f}% |" in text
+        # the cores' multiply-add peak: the hard limit, in brackets after what the target needs
+        assert lim["fma_s"] == pytest.approx(flops * n * k * d / (fma * 1e9), rel=1e-12)
+        assert lim["hard_limit_s"] == max(lim["mem_s"], lim["fma_s"])
+        hard = lim["hard_limit_s"] * g["targets"][kind] / anchor
+        assert f"% {lim['binds'][0]}" in text
+        assert f"| {100 * needs:.0f}% ({100 * hard:.0f}%) |" in text
         # the products of the shape the iteration contains, timed in the same rounds
         products_s = sum(row["products"][name]["per_call_s"] for name in products[kind])
         assert e["products_s"] == pytest.approx(products_s, rel=1e-12)
@@ -351,6 +359,50 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
     assert (f"({near} more sweeps miss by less than" in text) == (near > 0)
     marks = "yes" if sweeps_met == 2 else "~" if sweeps_met + near == 2 else "**no**"
     assert text.rstrip().splitlines()[-3].endswith(f"| {marks} |")
+
+
+def test_grid_limit_with_the_multiply_add_peak_and_the_needs_cell():
+    # flops bind: 2 * 1000 * 50 * 100 = 1e7 flops, 1e-4 s at the GEMM peak of 100 GFLOP/s and
+    # 5e-5 s at the multiply-add peak of 200; the rows (400 kB) take 4e-7 s at 1000 GB/s
+    grid = _load_grid_module()
+    lim = grid.limit("kmeans", 1000, 100, 50, 4, 2e-4, 100.0, 1000.0, 200.0)
+    assert lim["gemm_s"] == pytest.approx(1e-4) and lim["fma_s"] == pytest.approx(5e-5)
+    assert lim["limit_s"] == lim["gemm_s"] and lim["hard_limit_s"] == lim["fma_s"]
+    assert lim["fraction"] == pytest.approx(0.5) and lim["binds"] == "gemm"
+    # an anchor of 3e-4 s at target 1.5: the target asks for 2e-4 s an iteration
+    assert grid._needs_cell(lim, 3e-4, 1.5) == "50% (25%)"
+    assert grid._needs_cell(lim, None, 1.5) == "—"
+    # memory binds where the multiply-adds are few: the hard limit is the rows' read
+    em = grid.limit("em", 1000, 100, 1, 4, 1e-3, 100.0, 1.0, 200.0)
+    assert em["hard_limit_s"] == em["mem_s"] == pytest.approx(4e-4)
+    # without the multiply-add peak (not measured, or a GPU run) no bracket
+    plain = grid.limit("kmeans", 1000, 100, 50, 4, 2e-4, 100.0, 1000.0)
+    assert "fma_s" not in plain and "hard_limit_s" not in plain
+    assert grid._needs_cell(plain, 3e-4, 1.5) == "50%"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fma_peak_loop_runs_the_multiply_adds_it_counts(tmp_path, dtype):
+    # benchmarks/fma_peak.py: the rate is flops() over the time of run(), so the loop must do
+    # every multiply-add flops() counts. At scale 1 and step 1 each lane of chain c ends at
+    # c + steps (exact in float32 below 2^24), on every thread.
+    fma_peak = _load_module("bench_fma_peak", "fma_peak.py")
+    loop, command = fma_peak.build(tmp_path)
+    if loop is None:
+        pytest.skip(f"no C++ compiler: {command}")
+    chains, lanes = loop.chains, loop.lanes(dtype)
+    assert lanes * np.dtype(dtype).itemsize in (16, 32, 64) and chains >= 8
+    for threads, steps in ((1, 1), (2, 1000), (3, 4097)):
+        seconds, checksum = loop.run(threads, dtype, steps)
+        assert seconds > 0
+        assert checksum == threads * lanes * sum(c + steps for c in range(chains))
+        assert loop.flops(threads, dtype, steps) == 2 * threads * chains * lanes * steps
+    # a multiply-add per step, not an addition: scale 2, step 0 doubles each chain every step
+    _, checksum = loop.run(1, dtype, 10, scale=2.0, step=0.0)
+    assert checksum == lanes * sum(c * 2.0**10 for c in range(chains))
+    assert loop.gflops(2, dtype, seconds=0.01, repeats=2) > 0
+    with pytest.raises(ValueError, match="float32 or float64"):
+        loop.run(1, "int32", 10)
 
 
 def test_compile_stats_plugin_counts_each_tests_compiles(tmp_path, monkeypatch):
