@@ -283,11 +283,12 @@ constexpr bool kPinPanel = kVectorBytes < 64 || NV > 1;
 // (156250, 64, 12) 1.82 -> 1.54 and 1.60 -> 1.49, (12755, 784, 16) 1.51 -> 1.44, soft passes
 // 3 to 6 % faster there; (625000, 16, 16) 3.28 -> 3.40, 3.27 -> 3.34, 3.22 -> 3.35 and
 // (312500, 32, 16) 2.57 -> 2.54, 2.45 -> 2.59 (level to 5 % slower, where a block's loop over
-// the features is short). The same bits.
-template <typename T, int R, int NV>
+// the features is short). The same bits. kAhead: at every kLineValues-th feature also ask for
+// that line of each of the R rows at `ahead` (same stride) into the L2 cache (ScoreGroupInRuns).
+template <typename T, int R, int NV, bool kAhead = false>
 inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, int64_t kp,
                        const T* bias, int64_t col, T* scores, bool first = true,
-                       bool last = true) {
+                       bool last = true, const T* ahead = nullptr) {
   constexpr int L = kLanes<T>;
   Vec<T> acc[R][NV];
   constexpr int kBaseRows = R < 8 ? R : 8;
@@ -297,6 +298,9 @@ inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, in
     for (int v = 0; v < NV; ++v)
       acc[r][v] = first ? Vec<T>{} : Load<T>(scores + r * kp + col + v * L);
   for (int64_t j = 0; j < d; ++j) {
+    if constexpr (kAhead)
+      if (j % kLineValues<T> == 0)
+        for (int r = 0; r < R; ++r) PrefetchAt<2>(ahead, r * stride + j);
     const T* row = panel + j * (NV * L);
     Vec<T> m[NV];
     for (int v = 0; v < NV; ++v) m[v] = Load<T>(row + v * L);
@@ -407,18 +411,26 @@ constexpr int64_t kPrefetchGroupBytes = int64_t{32} << 10;
 // inlined ScoreGroup of shorter rows is compiled as without runs: with the runs' loop inlined
 // beside it, the AVX2 build's hard pass at (500000, 3, 64) took 7.19 ms instead of 5.78).
 // Each panel in runs of its own length, or whole where its rows are at most twice that.
-// Where the first panel's rows are cut into runs, each block of rows first asks for the same
-// run of the same rows of the next group (past the group, as ScoreGroup's prefetch) into the L2
-// cache: a group's rows are read run by run across its blocks, and without the requests the
-// first panel's loads waited on those lines (the gains below). A few lines per block, spread
-// over the group's pass. The same bits (a prefetch changes no value). Measured (benchmarks/tuning/compilers.py --spread 0 --repeats 7
-// --loop 3 --soft, Intel Xeon with AVX-512, GCC 12.2, one pass, ms, without -> with, each build
-// twice, session 43): (12755, 784, 64) hard 7.30 / 7.13 -> 6.20 / 6.55, soft 11.88 / 11.94 ->
-// 11.27 / 11.18, bounded (--bounded 0.05) 7.72 / 7.73 -> 6.89 / 6.77; (19531, 512, 64) hard
-// 6.12 / 6.38 -> 5.57 / 5.63, soft 11.43 / 11.75 -> 11.01 / 10.86; level at (12755, 784, 32),
-// (12755, 784, 512), (33333, 300, 64) and in the AVX2 build. Whole rows in one run (K <= 16
-// at d = 784) are left without it: asked for at once, a block's 16 whole rows of the next group
-// made the hard pass at (12755, 784, 16) slower (2.64 / 2.62 -> 3.08 / 3.09 ms).
+// While the first panel scores a block of rows (a run of them, or whole rows), ScoreBlock asks
+// for the same features of the same rows of the next group (past the group, as ScoreGroup's
+// prefetch) into the L2 cache, a line of each row every kLineValues features (ScoreBlock's
+// kAhead): a group's rows are read run by run across its blocks, and without the requests the
+// first panel's loads waited on those lines. The same bits (a prefetch changes no value).
+// Measured (benchmarks/tuning/compilers.py --spread 0 --repeats 7 --loop 3 --soft, Intel Xeon
+// with AVX-512, GCC 12.2, one pass, ms, each build twice): session 43 asked for a block's lines
+// all at once before the block, only where rows are cut into runs: without -> with, (12755,
+// 784, 64) hard 7.30 / 7.13 -> 6.20 / 6.55, soft 11.88 / 11.94 -> 11.27 / 11.18; (19531, 512,
+// 64) hard 6.12 / 6.38 -> 5.57 / 5.63; so for whole rows (K <= 16 at d = 784) it made the hard
+// pass slower (2.64 / 2.62 -> 3.08 / 3.09). In `perf` (session 44) 84 % of this function's own
+// samples, 7 % of the pass, sat on those prefetches: 32 lines asked for at once waited on the
+// core's line fill buffers. Spread over the block's features instead (--repeats 9, session 44),
+// at once -> spread: (12755, 784, 64) hard 6.06 / 6.12 -> 5.70 / 5.74, soft 11.07 / 11.19 ->
+// 10.39 / 10.49, bounded (--bounded 0.05) 6.94 / 6.65 -> 6.48 / 6.58; (12755, 784, 32) hard
+// 3.95 / 3.93 -> 3.33 / 3.29, soft 6.37 / 6.27 -> 5.66 / 5.67; (19531, 512, 64) hard 5.45 / 5.41
+// -> 5.12 / 5.13, soft 10.71 / 10.61 -> 10.01 / 10.12; (12755, 784, 512) level (the requests
+// come with the first of eight panels); the AVX2 build level. Whole rows too, spread (against
+// spread over runs only): (12755, 784, 16) hard 2.65 / 2.68 -> 2.41 / 2.36, soft 3.80 / 3.75 ->
+// 3.40 / 3.39; (19531, 512, 16) hard 2.56 / 2.50 -> 2.28 / 2.33, soft 3.76 / 3.80 -> 3.55 / 3.48.
 template <typename T>
 __attribute__((noinline)) void ScoreGroupInRuns(const T* group, int64_t d, int64_t dp,
                                                 const T* means_t, int64_t kp, const T* bias,
@@ -430,13 +442,15 @@ __attribute__((noinline)) void ScoreGroupInRuns(const T* group, int64_t d, int64
     for (int64_t j0 = 0; j0 < d; j0 += run) {
       const int64_t j1 = std::min(d, j0 + run);
       for (int r = 0; r < kGroup; r += R) {
-        if (col == 0 && run < d)
-          for (int b = 0; b < R; ++b)
-            for (int64_t e = j0; e < j1; e += kLineValues<T>)
-              PrefetchAt<2>(group, (kGroup + r + b) * dp + e);
-        ScoreBlock<T, R, NV>(group + r * dp + j0, j1 - j0, dp,
-                             means_t + col * dp + j0 * NV * kLanes<T>, kp, bias, col,
-                             scores + r * kp, j0 == 0, j1 == d);
+        const T* rows = group + r * dp + j0;
+        const T* panel = means_t + col * dp + j0 * NV * kLanes<T>;
+        if (col == 0) {  // the next group's same rows asked for, spread over the features
+          ScoreBlock<T, R, NV, true>(rows, j1 - j0, dp, panel, kp, bias, col, scores + r * kp,
+                                     j0 == 0, j1 == d, group + (kGroup + r) * dp + j0);
+        } else {
+          ScoreBlock<T, R, NV>(rows, j1 - j0, dp, panel, kp, bias, col, scores + r * kp,
+                               j0 == 0, j1 == d);
+        }
       }
     }
   });
