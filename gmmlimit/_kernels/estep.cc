@@ -105,6 +105,7 @@ constexpr int kRows = 4;  // rows (components) per register block of the product
 constexpr int kGroup = 32;    // rows per group: a multiple of kRows and of every lane count
 constexpr int64_t kChunk = 2048;  // rows per unit of parallel work: a multiple of kGroup
 constexpr int64_t kSliceRows = 8 * kGroup;  // soft E-step: rows per set before the next set
+constexpr int kSumsGroups = 4;  // soft E-step: groups per call of GroupSums (SumsBatch)
 constexpr int64_t kSharedSetBytes = int64_t{1} << 18;  // soft E-step: larger sets run alone
 constexpr int kTransposedMaxK = 8;  // AssignGroupTransposed up to this many means (hard E-step)
 constexpr int64_t kWindowBytes = int64_t{8} << 20;  // unit statistics held at once (see RunUnits)
@@ -2054,7 +2055,7 @@ inline void SoftRows(const T* group, int64_t d, int64_t k, int64_t kp, int64_t d
     WithCount<kCopyMaxD>(d, [&](auto dc) {
       GroupSumsByLanes<T, decltype(dc)::value>(scores, kp, group, dp, sums_t);
     });
-  } else {
+  } else if (sums != nullptr) {
     GroupSums<T>(scores, k, kp, group, dp, kGroup, sums);
   }
   T group_log[kGroup];
@@ -2065,12 +2066,54 @@ inline void SoftRows(const T* group, int64_t d, int64_t k, int64_t kp, int64_t d
   }
 }
 
+// Groups whose responsibilities wait in consecutive slots of a scores array for one GroupSums
+// call over all their rows: rows read in place from consecutive groups are consecutive in
+// memory, so up to kSumsGroups groups are summed as kSumsGroups * kGroup rows. Each sum is then
+// loaded and stored once per call instead of once per group, and SumsBlock's loop over the rows
+// runs four times longer. Every sum takes the same multiply-adds in the same row order (a
+// store and a load between groups change no value): the same bits as one call per group.
+// A group copied by LoadGroup (its buffer is reused by the next group) is summed at once.
+// In `perf` of the soft pass at (12755, 784, 64) (session 44) SumsBlock held 45 % of the
+// kernel's samples, a sixth of them outside its loop over the group's 32 rows (its sums loaded
+// and stored, GCC's stack copies). Measured (benchmarks/tuning/compilers.py --spread 0 --repeats
+// 7 --loop 3 --soft, Intel Xeon with AVX-512, GCC 12.2, one soft pass, ms, a call per group ->
+// batches of four, each build twice): float32 (12755, 784, 64) 10.41 / 10.31 -> 10.08 / 9.96,
+// (12755, 784, 512) 96.99 / 97.66 -> 89.43 / 89.98, (156250, 64, 64) 12.31 / 12.15 -> 11.60 /
+// 11.54, (156250, 64, 512) 97.02 / 94.78 -> 90.36 / 90.53, (39062, 256, 16) 4.07 / 4.03 -> 3.99
+// / 3.98; float64 level ((12755, 784, 64) 22.49 / 23.14 -> 22.90 / 23.76, (156250, 64, 64)
+// 30.26 / 34.08 -> 29.45 / 29.68); the hard pass (which has no GroupSums) level.
+// benchmarks/tuning/same_bits.py: 880 of 880 byte for byte.
+template <typename T>
+struct SumsBatch {
+  T* scores;  // kSumsGroups slots of (kGroup, kp)
+  int64_t kp, dp;
+  const T* first = nullptr;  // the first group's rows
+  int groups = 0;
+
+  // Whether `group` continues the batch's rows (an empty batch takes any group).
+  bool Follows(const T* group) const {
+    return groups == 0 || group == first + groups * kGroup * dp;
+  }
+  T* NextScores() const { return scores + groups * kGroup * kp; }
+  // The group whose responsibilities NextScores() now holds; copied: sum it at once.
+  void Add(const T* group, bool copied, int64_t k, T* sums) {
+    if (groups == 0) first = group;
+    ++groups;
+    if (copied || groups == kSumsGroups) Flush(k, sums);
+  }
+  void Flush(int64_t k, T* sums) {
+    if (groups > 0) GroupSums<T>(scores, k, kp, first, dp, groups * kGroup, sums);
+    groups = 0;
+  }
+};
+
 // Rows [begin, end) for every parameter set: labels and nearest (S, n_rows) written in place;
 // per set, counts (kp), sums (k * dp), log-likelihood (1) and distortion (1) into stats.
 // scratch: SoftScratch values.
 template <typename T>
 int64_t SoftScratch(const SoftProblem<T>& p) {
-  return kGroup * (p.kp + p.dp) + (SumsByLanes(p.d, p.dp, p.k, p.kp) ? p.sets * p.d * p.kp : 0);
+  return kSumsGroups * kGroup * p.kp + kGroup * p.dp +
+         (SumsByLanes(p.d, p.dp, p.k, p.kp) ? p.sets * p.d * p.kp : 0);
 }
 
 template <typename T>
@@ -2080,7 +2123,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
   const int64_t set_size = kp + k * dp + 2;
   std::fill(stats, stats + p.sets * set_size, T(0));
   T* scores = scratch;
-  T* buffer = scratch + kGroup * kp;
+  T* buffer = scratch + kSumsGroups * kGroup * kp;
   std::fill(buffer, buffer + kGroup * dp, T(0));
   // Each set's sums transposed (d, kp), for GroupSumsByLanes; copied into stats at the end.
   T* sums_t = SumsByLanes(d, dp, k, kp) ? buffer + kGroup * dp : nullptr;
@@ -2096,20 +2139,29 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       T* sums = counts + kp;
       T* log_lik = sums + k * dp;
       T* distortion = log_lik + 1;
+      // Consecutive groups read in place share one GroupSums call over their rows (up to
+      // kSumsGroups of them): the same multiply-adds in the same order as a call per group.
+      SumsBatch<T> batch{scores, kp, dp};
       for (int64_t g = g0; g < slice_end; g += kGroup) {
         const int64_t rows = std::min<int64_t>(kGroup, end - g);
         const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
+        const bool batched = sums_t == nullptr;
+        if (batched && !batch.Follows(group)) batch.Flush(k, sums);
+        T* group_scores = batched ? batch.NextScores() : scores;
         AssignGroup<T>(group, p.d, dp, p.means_t + s * dp * kp, p.bias + s * kp,
-                       p.means_padded + s * k * dp, k, kp, scores, group_labels, group_nearest);
+                       p.means_padded + s * k * dp, k, kp, group_scores, group_labels,
+                       group_nearest);
         for (int r = 0; r < kGroup; ++r) group_weight[r] = r < rows ? p.w[g + r] : T(0);
         SoftRows<T>(group, d, k, kp, dp, rows, group_labels, group_nearest, group_weight,
-                    p.two_sigma2[s], scores, counts, sums,
-                    sums_t == nullptr ? nullptr : sums_t + s * d * kp, log_lik, distortion);
+                    p.two_sigma2[s], group_scores, counts, batched ? nullptr : sums,
+                    batched ? nullptr : sums_t + s * d * kp, log_lik, distortion);
+        if (batched) batch.Add(group, group == buffer, k, sums);
         for (int64_t r = 0; r < rows; ++r) {
           labels[s * p.n_rows + g + r] = group_labels[r];
           nearest[s * p.n_rows + g + r] = group_nearest[r];
         }
       }
+      batch.Flush(k, sums);
     }
   }
   for (int64_t s = 0; sums_t != nullptr && s < p.sets; ++s) {
