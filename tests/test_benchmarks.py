@@ -381,15 +381,22 @@ def test_grid_limit_with_the_multiply_add_peak_and_the_needs_cell():
     assert grid._needs_cell(plain, 3e-4, 1.5) == "50%"
 
 
+@pytest.fixture(scope="module")
+def fma_loop(tmp_path_factory):
+    """benchmarks/fma_peak.py's loop, built once for the module (skips without a compiler)."""
+    fma_peak = _load_module("bench_fma_peak", "fma_peak.py")
+    loop, command = fma_peak.build(tmp_path_factory.mktemp("fma_peak"))
+    if loop is None:
+        pytest.skip(f"no C++ compiler: {command}")
+    return loop
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fma_peak_loop_runs_the_multiply_adds_it_counts(tmp_path, dtype):
+def test_fma_peak_loop_runs_the_multiply_adds_it_counts(fma_loop, dtype):
     # benchmarks/fma_peak.py: the rate is flops() over the time of run(), so the loop must do
     # every multiply-add flops() counts. At scale 1 and step 1 each lane of chain c ends at
     # c + steps (exact in float32 below 2^24), on every thread.
-    fma_peak = _load_module("bench_fma_peak", "fma_peak.py")
-    loop, command = fma_peak.build(tmp_path)
-    if loop is None:
-        pytest.skip(f"no C++ compiler: {command}")
+    loop = fma_loop
     chains, lanes = loop.chains, loop.lanes(dtype)
     assert lanes * np.dtype(dtype).itemsize in (16, 32, 64) and chains >= 8
     for threads, steps in ((1, 1), (2, 1000), (3, 4097)):
