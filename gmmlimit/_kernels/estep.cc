@@ -285,11 +285,13 @@ constexpr bool kPinPanel = kVectorBytes < 64 || NV > 1;
 // 3 to 6 % faster there; (625000, 16, 16) 3.28 -> 3.40, 3.27 -> 3.34, 3.22 -> 3.35 and
 // (312500, 32, 16) 2.57 -> 2.54, 2.45 -> 2.59 (level to 5 % slower, where a block's loop over
 // the features is short). The same bits. kAhead: at every kLineValues-th feature also ask for
-// that line of each of the R rows at `ahead` (same stride) into the L2 cache (ScoreGroupInRuns).
+// that line of each of the R rows `ahead` values past x (same stride) into the L2 cache
+// (ScoreGroupInRuns: the next group's same rows; the address formed as an integer, as
+// PrefetchAt does, since it may lie past the rows' array).
 template <typename T, int R, int NV, bool kAhead = false>
 inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, int64_t kp,
                        const T* bias, int64_t col, T* scores, bool first = true,
-                       bool last = true, const T* ahead = nullptr) {
+                       bool last = true, int64_t ahead = 0) {
   constexpr int L = kLanes<T>;
   Vec<T> acc[R][NV];
   constexpr int kBaseRows = R < 8 ? R : 8;
@@ -301,7 +303,7 @@ inline void ScoreBlock(const T* x, int64_t d, int64_t stride, const T* panel, in
   for (int64_t j = 0; j < d; ++j) {
     if constexpr (kAhead)
       if (j % kLineValues<T> == 0)
-        for (int r = 0; r < R; ++r) PrefetchAt<2>(ahead, r * stride + j);
+        for (int r = 0; r < R; ++r) PrefetchAt<2>(x, ahead + r * stride + j);
     const T* row = panel + j * (NV * L);
     Vec<T> m[NV];
     for (int v = 0; v < NV; ++v) m[v] = Load<T>(row + v * L);
@@ -447,7 +449,7 @@ __attribute__((noinline)) void ScoreGroupInRuns(const T* group, int64_t d, int64
         const T* panel = means_t + col * dp + j0 * NV * kLanes<T>;
         if (col == 0) {  // the next group's same rows asked for, spread over the features
           ScoreBlock<T, R, NV, true>(rows, j1 - j0, dp, panel, kp, bias, col, scores + r * kp,
-                                     j0 == 0, j1 == d, group + (kGroup + r) * dp + j0);
+                                     j0 == 0, j1 == d, kGroup * dp);
         } else {
           ScoreBlock<T, R, NV>(rows, j1 - j0, dp, panel, kp, bias, col, scores + r * kp,
                                j0 == 0, j1 == d);
