@@ -7,10 +7,12 @@ close each method comes to the limit the machine sets on it:
 * memory: the data must be read at least once per iteration, ``N D itemsize`` bytes, at the
   read bandwidth measured here (:func:`memory_bandwidth`);
 * arithmetic: ``2 N K D`` flops per K-means iteration and ``4 N K D`` per EM iteration, at the
-  numpy square-GEMM rate measured by ``run.py``;
+  square-GEMM rate of the machine's libraries measured by ``run.py`` (numpy's BLAS, XLA), and at
+  the cores' multiply-add peak (``fma_peak.py``), which no pass doing all the arithmetic beats;
 
-``limit_s = max(mem_s, gemm_s)`` is the shortest iteration either bound allows, and the reported
-fraction is ``limit_s / measured_s`` (1 = at the limit). Beside it, the matrix products that an
+``limit_s = max(mem_s, gemm_s)`` is the shortest iteration either bound allows at the libraries'
+GEMM rate (``hard_limit_s`` the same at the multiply-add peak), and the reported fraction is
+``limit_s / measured_s`` (1 = at the limit). Beside it, the matrix products that an
 iteration contains at the shape (:data:`PRODUCTS`), timed with the machine's libraries in the same
 rounds (:func:`shape_products`): what a product of that shape, skinny or not, costs here at best.
 
