@@ -2042,24 +2042,18 @@ inline void AddLogLik(T weight, T log_total, T nearest, T two_sigma2, T* log_lik
   if (two_sigma2 > 0 && weight > 0) *log_lik += weight * (log_total - nearest / two_sigma2);
 }
 
-// sums_t: null, or the set's sums transposed (d, kp), summed by GroupSumsByLanes instead of into
-// sums.
+// The soft E-step of one group's scores (kGroup, kp) of k means: responsibilities times weight in
+// their place, added to counts, and each row's log-likelihood and distortion terms; the
+// responsibilities' sums over the rows are the caller's (SoftChunk: by GroupSumsByLanes, or
+// GroupSums over several groups at once).
 template <typename T>
-inline void SoftRows(const T* group, int64_t d, int64_t k, int64_t kp, int64_t dp, int64_t rows,
-                     const int32_t* group_labels, const T* group_nearest, const T* weights,
-                     T two_sigma2, T* scores, T* counts, T* sums, T* sums_t, T* log_lik,
-                     T* distortion) {
+inline void SoftRows(int64_t k, int64_t kp, int64_t rows, const int32_t* group_labels,
+                     const T* group_nearest, const T* weights, T two_sigma2, T* scores,
+                     T* counts, T* log_lik, T* distortion) {
   T group_total[kGroup];
   SoftResponsibilities<T>(k, kp, group_labels, weights, two_sigma2, scores, group_total);
-  // Their sums, and the row terms.
+  // Their counts, and the row terms.
   AddGroupCounts<T>(scores, kp, counts);
-  if (sums_t != nullptr) {
-    WithCount<kCopyMaxD>(d, [&](auto dc) {
-      GroupSumsByLanes<T, decltype(dc)::value>(scores, kp, group, dp, sums_t);
-    });
-  } else if (sums != nullptr) {
-    GroupSums<T>(scores, k, kp, group, dp, kGroup, sums);
-  }
   T group_log[kGroup];
   LogsOf<T>(group_total, kGroup, group_log);
   for (int64_t r = 0; r < rows; ++r) {
@@ -2154,10 +2148,15 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
                        p.means_padded + s * k * dp, k, kp, group_scores, group_labels,
                        group_nearest);
         for (int r = 0; r < kGroup; ++r) group_weight[r] = r < rows ? p.w[g + r] : T(0);
-        SoftRows<T>(group, d, k, kp, dp, rows, group_labels, group_nearest, group_weight,
-                    p.two_sigma2[s], group_scores, counts, batched ? nullptr : sums,
-                    batched ? nullptr : sums_t + s * d * kp, log_lik, distortion);
-        if (batched) batch.Add(group, group == buffer, k, sums);
+        SoftRows<T>(k, kp, rows, group_labels, group_nearest, group_weight, p.two_sigma2[s],
+                    group_scores, counts, log_lik, distortion);
+        if (batched) {
+          batch.Add(group, group == buffer, k, sums);
+        } else {
+          WithCount<kCopyMaxD>(d, [&](auto dc) {
+            GroupSumsByLanes<T, decltype(dc)::value>(scores, kp, group, dp, sums_t + s * d * kp);
+          });
+        }
         for (int64_t r = 0; r < rows; ++r) {
           labels[s * p.n_rows + g + r] = group_labels[r];
           nearest[s * p.n_rows + g + r] = group_nearest[r];
