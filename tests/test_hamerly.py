@@ -51,6 +51,7 @@ def _both(X, m0, **kw):
     [
         (3001, 20, 17, np.float32, 512),  # last block not full; D past one float32 vector
         (1500, 64, 40, np.float64, 4096),  # one block; D several vectors
+        (1000, 300, 20, np.float32, 384),  # groups past 32 KB: the bound test's spread prefetch
         (700, 1, 4, np.float64, 128),  # D = 1
         (400, 9, 1, np.float32, 128),  # K = 1: no other mean, every row skips after the first
     ],

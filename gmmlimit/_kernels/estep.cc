@@ -857,10 +857,14 @@ inline const T* LoadGroup(const T* x, int64_t d, int64_t dp, int64_t g, int64_t 
 // Exact squared distances |x_r - m_labels[r]|^2 of the kGroup rows of a padded group, from the
 // differences; each row's value depends on that row and its mean alone (the same bits wherever
 // the row sits in a group). kWithNorms: also each row's |x_r|^2 into norms, summed in T (within
-// (d + 2) eps of the exact value), from the same read of the row.
-template <typename T, bool kWithNorms = false>
+// (d + 2) eps of the exact value), from the same read of the row. kAhead: at every kLineValues-th
+// feature of row r also ask for ahead[ahead_at + r * ahead_stride + j] into the L2 cache (the
+// bound test: the same line of the next group's row r; the address formed as an integer, as
+// PrefetchAt does, since it may lie past the rows' array).
+template <typename T, bool kWithNorms = false, bool kAhead = false>
 inline void NearestRows(const T* group, int64_t dp, const T* means_padded, const int32_t* labels,
-                        T* nearest, T* norms = nullptr) {
+                        T* nearest, T* norms = nullptr, const T* ahead = nullptr,
+                        int64_t ahead_at = 0, int64_t ahead_stride = 0) {
   constexpr int L = kLanes<T>;
   Vec<T> partial[L], squares[L];
   for (int r0 = 0; r0 < kGroup; r0 += L) {
@@ -869,6 +873,9 @@ inline void NearestRows(const T* group, int64_t dp, const T* means_padded, const
       const T* mk = means_padded + labels[r0 + r] * dp;
       Vec<T> acc{}, sq{};
       for (int64_t j = 0; j < dp; j += L) {
+        if constexpr (kAhead)
+          if (j % kLineValues<T> == 0)
+            PrefetchAt<2>(ahead, ahead_at + (r0 + r) * ahead_stride + j);
         const Vec<T> v = Load<T>(xr + j);
         const Vec<T> diff = v - Load<T>(mk + j);
         acc += diff * diff;
@@ -2506,9 +2513,28 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
       const int32_t a = r < rows ? bt.labels_in[g + r] : -1;
       old_labels[r] = (a >= 0 && a < k) ? a : 0;
     }
-    // Each row's distance to its old label's mean and its |x|^2, from one read of the row.
-    NearestRows<T, true>(group, dp, p.means_padded, old_labels, old_nearest, group_sq);
+    // Each row's distance to its old label's mean and its |x|^2, from one read of the row. That
+    // read is the row's first: a group of short rows asks for the next group's rows below, row by
+    // row; a group past kPrefetchGroupBytes (long rows) asks for them spread over this read, a
+    // line of the next group's row r with each line of row r (NearestRows' kAhead, as ScoreBlock
+    // asks for them in the plain pass), from the rows where they lie (a copied group's buffer has
+    // none past it). Without it the test of long rows waited on memory. Measured (session 45,
+    // benchmarks/tuning/compilers.py --spread 1 --bounded 0.01 --repeats 9 --loop 5, Intel Xeon
+    // with AVX-512, GCC 12.2, one bounded pass with about a third of the rows scored, ms, each
+    // build twice, without -> with): float32 (19531, 512, 64) 4.00 / 4.09 -> 3.87 / 3.79,
+    // (12755, 784, 64) 5.20 / 5.52 -> 4.88 / 4.95, (12755, 784, 32) 3.67 / 3.68 -> 3.59 / 3.32,
+    // (100000, 784, 64) 39.71 / 39.47 -> 37.00 / 37.38; float64 (--repeats 7 --loop 3) (39062,
+    // 256, 64) 8.54 / 8.46 -> 7.66 / 7.63, (12755, 784, 64) 12.21 / 12.16 -> 11.84 / 12.20; the
+    // AVX2 build (12755, 784, 64) 6.57 / 6.66 -> 6.25 / 6.37. On Gaussian noise (--spread 0
+    // --bounded 0.05, every row scored, the test run on about one group in seven) level. The
+    // same bits (a prefetch changes no value).
     const bool prefetch_next = kGroup * d * int64_t{sizeof(T)} <= kPrefetchGroupBytes;
+    if (prefetch_next) {
+      NearestRows<T, true>(group, dp, p.means_padded, old_labels, old_nearest, group_sq);
+    } else {
+      NearestRows<T, true, true>(group, dp, p.means_padded, old_labels, old_nearest, group_sq,
+                                 p.x, (g + kGroup) * d, d);
+    }
     // Which rows the bounds let through unscored (and, per row, |x|^2 and |x| for new bounds).
     bool keep[kGroup];
     double row_sq[kGroup], row_norm[kGroup];
