@@ -2089,7 +2089,8 @@ inline void SoftRows(int64_t k, int64_t kp, int64_t rows, const int32_t* group_l
 template <typename T>
 struct SumsBatch {
   T* scores;  // kSumsGroups slots of (kGroup, kp)
-  int64_t kp, dp;
+  int64_t k, kp, dp;
+  T* sums;  // the set's (k, dp) sums
   const T* first = nullptr;  // the first group's rows
   int groups = 0;
 
@@ -2099,12 +2100,12 @@ struct SumsBatch {
   }
   T* NextScores() const { return scores + groups * kGroup * kp; }
   // The group whose responsibilities NextScores() now holds; copied: sum it at once.
-  void Add(const T* group, bool copied, int64_t k, T* sums) {
+  void Add(const T* group, bool copied) {
     if (groups == 0) first = group;
     ++groups;
-    if (copied || groups == kSumsGroups) Flush(k, sums);
+    if (copied || groups == kSumsGroups) Flush();
   }
-  void Flush(int64_t k, T* sums) {
+  void Flush() {
     if (groups > 0) GroupSums<T>(scores, k, kp, first, dp, groups * kGroup, sums);
     groups = 0;
   }
@@ -2144,12 +2145,12 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
       T* distortion = log_lik + 1;
       // Consecutive groups read in place share one GroupSums call over their rows (up to
       // kSumsGroups of them): the same multiply-adds in the same order as a call per group.
-      SumsBatch<T> batch{scores, kp, dp};
+      SumsBatch<T> batch{scores, k, kp, dp, sums};
       for (int64_t g = g0; g < slice_end; g += kGroup) {
         const int64_t rows = std::min<int64_t>(kGroup, end - g);
         const T* group = LoadGroup<T>(p.x, p.d, dp, g, rows, buffer);
         const bool batched = sums_t == nullptr;
-        if (batched && !batch.Follows(group)) batch.Flush(k, sums);
+        if (batched && !batch.Follows(group)) batch.Flush();
         T* group_scores = batched ? batch.NextScores() : scores;
         AssignGroup<T>(group, p.d, dp, p.means_t + s * dp * kp, p.bias + s * kp,
                        p.means_padded + s * k * dp, k, kp, group_scores, group_labels,
@@ -2158,7 +2159,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
         SoftRows<T>(k, kp, rows, group_labels, group_nearest, group_weight, p.two_sigma2[s],
                     group_scores, counts, log_lik, distortion);
         if (batched) {
-          batch.Add(group, group == buffer, k, sums);
+          batch.Add(group, group == buffer);
         } else {
           WithCount<kCopyMaxD>(d, [&](auto dc) {
             GroupSumsByLanes<T, decltype(dc)::value>(scores, kp, group, dp, sums_t + s * d * kp);
@@ -2169,7 +2170,7 @@ void SoftChunk(const SoftProblem<T>& p, int64_t begin, int64_t end, int32_t* lab
           nearest[s * p.n_rows + g + r] = group_nearest[r];
         }
       }
-      batch.Flush(k, sums);
+      batch.Flush();
     }
   }
   for (int64_t s = 0; sums_t != nullptr && s < p.sets; ++s) {
