@@ -410,6 +410,11 @@ constexpr int kScoreRows = kRows * (kPanel / NV >= 4 ? 4 : kPanel / NV >= 2 ? 2 
 // (ScoreGroup).
 constexpr int64_t kPrefetchGroupBytes = int64_t{32} << 10;
 
+// The bounded pass's bound test asks for the next group's rows spread over its read of a group
+// (NearestRows' kAhead) where the group takes at least this many bytes, and row by row after
+// each row's test where it takes fewer (see BoundedChunk).
+constexpr int64_t kSpreadTestGroupBytes = int64_t{32} << 10;
+
 // ScoreGroup of rows longer than twice the widest panel's run (a function of its own, so the
 // inlined ScoreGroup of shorter rows is compiled as without runs: with the runs' loop inlined
 // beside it, the AVX2 build's hard pass at (500000, 3, 64) took 7.19 ms instead of 5.78).
@@ -2516,20 +2521,27 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
     }
     // Each row's distance to its old label's mean and its |x|^2, from one read of the row. That
     // read is the row's first: a group of short rows asks for the next group's rows below, row by
-    // row; a group past kPrefetchGroupBytes (long rows) asks for them spread over this read, a
-    // line of the next group's row r with each line of row r (NearestRows' kAhead, as ScoreBlock
-    // asks for them in the plain pass), from the rows where they lie (a copied group's buffer has
-    // none past it). Without it the test of long rows waited on memory. Measured (session 45,
-    // benchmarks/tuning/compilers.py --spread 1 --bounded 0.01 --repeats 9 --loop 5, Intel Xeon
-    // with AVX-512, GCC 12.2, one bounded pass with about a third of the rows scored, ms, each
-    // build twice, without -> with): float32 (19531, 512, 64) 4.00 / 4.09 -> 3.87 / 3.79,
+    // row; a group of kSpreadTestGroupBytes or more (long rows) asks for them spread over this
+    // read, a line of the next group's row r with each line of row r (NearestRows' kAhead, as
+    // ScoreBlock asks for them in the plain pass), from the rows where they lie (a copied group's
+    // buffer has none past it). Without it the test of long rows waited on memory. Measured
+    // (session 45, benchmarks/tuning/compilers.py --spread 1 --bounded 0.01 --repeats 9 --loop 5,
+    // Intel Xeon with AVX-512, GCC 12.2, one bounded pass with about a third of the rows scored,
+    // ms, each build twice, without -> with): float32 (19531, 512, 64) 4.00 / 4.09 -> 3.87 / 3.79,
     // (12755, 784, 64) 5.20 / 5.52 -> 4.88 / 4.95, (12755, 784, 32) 3.67 / 3.68 -> 3.59 / 3.32,
-    // (100000, 784, 64) 39.71 / 39.47 -> 37.00 / 37.38; float64 (--repeats 7 --loop 3) (39062,
-    // 256, 64) 8.54 / 8.46 -> 7.66 / 7.63, (12755, 784, 64) 12.21 / 12.16 -> 11.84 / 12.20; the
-    // AVX2 build (12755, 784, 64) 6.57 / 6.66 -> 6.25 / 6.37. On Gaussian noise (--spread 0
-    // --bounded 0.05, every row scored, the test run on about one group in seven) level. The
-    // same bits (a prefetch changes no value).
-    const bool prefetch_next = kGroup * d * int64_t{sizeof(T)} <= kPrefetchGroupBytes;
+    // (100000, 784, 64) 39.71 / 39.47 -> 37.00 / 37.38; float64 (--repeats 7 --loop 3) (39062, 256,
+    // 64) 8.54 / 8.46 -> 7.66 / 7.63, (12755, 784, 64) 12.21 / 12.16 -> 11.84 / 12.20; the AVX2
+    // build (12755, 784, 64) 6.57 / 6.66 -> 6.25 / 6.37. On Gaussian noise (--spread 0 --bounded
+    // 0.05, every row scored, the test run on about one group in seven) level. The same bits (a
+    // prefetch changes no value). Groups of exactly 32 KB (d = 256 float32, 128 float64) asked row
+    // by row until session 46; spread (--spread 1 --bounded 0.01, ms, each build twice, row by row
+    // -> spread): float32 (39062, 256, 16) 2.31 / 2.28 -> 2.04 / 1.97, (39062, 256, 64) 3.27 / 3.27
+    // -> 3.17 / 3.07, (39062, 256, 256) 9.55 / 9.57 -> 9.56 / 9.21; float64 (--repeats 7) (78125,
+    // 128, 64) 7.72 / 7.22 -> 6.36 / 6.54, (78125, 128, 16) 5.77 / 6.18 -> 4.52 / 4.46. Spread from
+    // 16 KB (d = 128 float32, 64 float64) was level to 15 % faster ((78125, 128, 64) float32 3.17 /
+    // 3.36 -> 3.26 / 3.16, float64 (156250, 64, 16) 5.59 / 5.68 -> 4.74 / 5.18) and from 8 KB
+    // slower (session 45), so the spread requests start at 32 KB.
+    const bool prefetch_next = kGroup * d * int64_t{sizeof(T)} < kSpreadTestGroupBytes;
     if (prefetch_next) {
       NearestRows<T, true>(group, dp, p.means_padded, old_labels, old_nearest, group_sq);
     } else {
