@@ -2541,8 +2541,8 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
     // 16 KB (d = 128 float32, 64 float64) was level to 15 % faster ((78125, 128, 64) float32 3.17 /
     // 3.36 -> 3.26 / 3.16, float64 (156250, 64, 16) 5.59 / 5.68 -> 4.74 / 5.18) and from 8 KB
     // slower (session 45), so the spread requests start at 32 KB.
-    const bool prefetch_next = kGroup * d * int64_t{sizeof(T)} < kSpreadTestGroupBytes;
-    if (prefetch_next) {
+    const bool ask_row_by_row = kGroup * d * int64_t{sizeof(T)} < kSpreadTestGroupBytes;
+    if (ask_row_by_row) {
       NearestRows<T, true>(group, dp, p.means_padded, old_labels, old_nearest, group_sq);
     } else {
       NearestRows<T, true, true>(group, dp, p.means_padded, old_labels, old_nearest, group_sq,
@@ -2556,7 +2556,7 @@ void BoundedChunk(const HardProblem<T>& p, const BoundTest<T>& bt, T two_sigma2,
       const int32_t a = bt.labels_in[i];
       // The same row of the next group asked for into the L2 cache, line by line (as ScoreGroup
       // does): the bound test is each row's first read.
-      if (prefetch_next)
+      if (ask_row_by_row)
         for (int64_t e = 0; e < d; e += kLineValues<T>) PrefetchAt<2>(p.x, (i + kGroup) * d + e);
       norm_bounds(group_sq[r], &row_sq[r], &row_norm[r]);
       keep[r] = false;
