@@ -21,6 +21,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -35,7 +36,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/grid.py
 
-from grid import settle, warm
+from grid import no_pauses, pauses, settle, warm
 
 import gmmlimit as gl
 from gmmlimit.sklearn import GaussianMixture, IsotropicGaussianMixture, KMeans
@@ -122,6 +123,7 @@ def time_shape(
         "seconds": best,
         "n_iter": n_iter,
         "sklearn_over_estimator": best["sklearn"] / best["estimator"],
+        "pauses": pauses(),
         "estimator_over_library": best["estimator"] / best["library"]
         if "library" in best
         else None,
@@ -140,9 +142,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--no-pauses", action="store_true", help="no settle pauses or warm-up runs (for the tests)"
+    )
     args = parser.parse_args(argv)
     rows = []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), no_pauses() if args.no_pauses else contextlib.nullcontext():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for size in args.sizes:
             n, d, k = (int(v) for v in size.split(","))

@@ -22,9 +22,10 @@ The gmmlimit programs are compiled ahead of time (``jit(...).lower(...).compile(
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -111,6 +112,28 @@ WARM_S = 0.15
 pause (a :func:`settle`, or the machine idle between cells) this VM's cores ran the next 50 to
 100 ms up to twice as slow (``python benchmarks/tuning/clock_ramp.py``), which taxed whichever
 method came first after a pause and pulled every ratio towards 1."""
+
+
+@contextlib.contextmanager
+def no_pauses() -> Iterator[None]:
+    """:data:`SETTLE_S` and :data:`WARM_S` at 0 inside the block (the scripts' ``--no-pauses``).
+
+    Timings taken so are not comparable with timed runs (whatever comes after scikit-learn or
+    after a pause pays for its threads and the cores' clock); the switch is for checking what the
+    scripts write, as the tests do. Every result records the pauses in force (:func:`pauses`).
+    """
+    global SETTLE_S, WARM_S
+    saved = SETTLE_S, WARM_S
+    SETTLE_S = WARM_S = 0.0
+    try:
+        yield
+    finally:
+        SETTLE_S, WARM_S = saved
+
+
+def pauses() -> dict[str, float]:
+    """The pauses in force: ``{"settle_s": SETTLE_S, "warm_s": WARM_S}``."""
+    return {"settle_s": SETTLE_S, "warm_s": WARM_S}
 
 
 def warm(call: Callable[[], object]) -> None:

@@ -46,6 +46,7 @@ still run on the CPU and the device is recorded in the output).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -77,6 +78,8 @@ from grid import best_time as _best_time  # noqa: E402
 from grid import calibrate as _calibrate  # noqa: E402
 from grid import difference as _difference  # noqa: E402
 from grid import interleaved as _interleaved  # noqa: E402
+from grid import no_pauses as _no_pauses  # noqa: E402
+from grid import pauses as _pauses  # noqa: E402
 from grid import settle as _settle  # noqa: E402
 
 FULL_SIZES = [(100_000, 32, 16), (1_000_000, 64, 64)]
@@ -477,6 +480,7 @@ def machine_info() -> dict:
             "faiss": faiss_version(),
         },
         "git_rev": git_rev(),
+        "pauses": _pauses(),  # {"settle_s": 0, "warm_s": 0} after --no-pauses
     }
 
 
@@ -570,6 +574,11 @@ def _machine_lines(m: dict) -> list[str]:
             f" (built by {m['estep_build']['compiler_version']}, {m['estep_build']['flags']})."
             if m.get("estep_build")
             else "."
+        ),
+        *(
+            ["", "Run with --no-pauses (no pauses, no warm-up runs): not timings to compare."]
+            if m.get("pauses", {}).get("settle_s") == 0
+            else []
         ),
     ]
 
@@ -915,7 +924,19 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--bandwidth-mib", type=int, default=512, help="array read for bandwidth")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/...)")
     p.add_argument("--md", default=None, help="also write the Markdown table here")
+    p.add_argument(
+        "--no-pauses",
+        action="store_true",
+        help="skip the settle pauses and warm-up runs (to check the output, as the tests do; "
+        "the timings are then not comparable)",
+    )
     args = p.parse_args(argv)
+    with _no_pauses() if args.no_pauses else contextlib.nullcontext():
+        _dispatch(args, p)
+
+
+def _dispatch(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    """The run that ``args`` asks for: the grid, the memory probe or the settings' table."""
     if args.dtypes is None:
         args.dtypes = "float32" if args.grid else "float32,float64"
     dtypes = args.dtypes.split(",")

@@ -33,6 +33,7 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path):
         "--gmm-iters", "1",
         "--memory-size", "",
         "--host-devices", "2",
+        "--no-pauses",
         "--out", str(out),
         "--md", str(md),
     ]  # fmt: skip
@@ -272,6 +273,7 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
         "--grid-min-diff-s", "0",
         "--gemm-size", "128",
         "--bandwidth-mib", "8",
+        "--no-pauses",  # what the grid writes, not its timings: no pauses between them
         "--out", str(out),
         "--md", str(md),
     ]  # fmt: skip
@@ -279,6 +281,8 @@ def test_grid_mode_writes_consistent_json_and_markdown(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, timeout=300, env=_cpu_env())
     grid_module = _load_grid_module()
     res = json.loads(out.read_text())
+    assert res["machine"]["pauses"] == {"settle_s": 0.0, "warm_s": 0.0}
+    assert "Run with --no-pauses" in md.read_text()  # such a table says it is not to compare
     g = res["grid"]
     bw, peak = g["bandwidth_gbs"], g["gemm_peak_gflops"]["float32"]
     assert bw > 0 and peak > 0
@@ -459,6 +463,7 @@ def test_estimator_benchmark_times_each_fit_from_the_same_start(
         sys.path.remove(str(ROOT / "benchmarks"))
     out = tmp_path / "est.json"
     argv = ["--model", model, "--sizes", "3000,3,4", "--iters", "3", "--repeats", "1"]
+    argv += ["--no-pauses"]
     if covariance_type is not None:
         argv += ["--covariance-type", covariance_type]
     rows = est.main([*argv, "--json", str(out)])
@@ -466,6 +471,10 @@ def test_estimator_benchmark_times_each_fit_from_the_same_start(
     assert row == json.loads(json.dumps(rows[0]))
     assert row["model"] == model and row["shape"] == [3000, 3, 4] and row["dtype"] == "float32"
     assert row["covariance_type"] == covariance_type
+    assert row["pauses"] == {"settle_s": 0.0, "warm_s": 0.0}
+    grid = sys.modules["grid"]  # estimators' own: the pauses come back after its run
+    assert grid.pauses() == {"settle_s": grid.SETTLE_S, "warm_s": grid.WARM_S}
+    assert grid.SETTLE_S > 0 and grid.WARM_S > 0
     names = {"estimator", "sklearn"} | ({"library"} if model != "gaussian" else set())
     assert set(row["seconds"]) == names == set(row["n_iter"])
     assert all(0 < s < 60 for s in row["seconds"].values())
