@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import jax
 import numpy as np
@@ -176,8 +177,19 @@ def test_kmeans_sparse_equals_dense_and_keeps_the_matrix_sparse():
     start = X[[0, 1]]
     dense = KMeans(2, init=start, max_iter=10, tol=0.0).fit(X, sample_weight=w)
     Xs = sp.csr_matrix(X)
-    sparse = KMeans(2, init=start, max_iter=10, tol=0.0).fit(Xs, sample_weight=w)
-    assert sp.issparse(Xs) and Xs.nnz < X.size
+
+    densified = []  # the shapes of the sparse matrices made dense (rows, (K, D) sums: fine)
+    toarray = sp.csr_matrix.toarray
+
+    def recorded(matrix, *args, **kwargs):
+        densified.append(matrix.shape)
+        return toarray(matrix, *args, **kwargs)
+
+    with mock.patch.object(sp.csr_matrix, "toarray", recorded):  # todense calls it too
+        sparse = KMeans(2, init=start, max_iter=10, tol=0.0).fit(Xs, sample_weight=w)
+        sparse_labels = sparse.predict(Xs)
+    assert densified and max(rows for rows, _ in densified) <= 2, densified
+    np.testing.assert_array_equal(sparse_labels, sparse.labels_)
     np.testing.assert_array_equal(sparse.labels_, dense.labels_)
     np.testing.assert_allclose(sparse.cluster_centers_, dense.cluster_centers_, atol=1e-12)
     np.testing.assert_allclose(sparse.inertia_, dense.inertia_, rtol=1e-12)
@@ -198,7 +210,17 @@ def test_kmeans_duplicates_stop_like_sklearn_and_warn():
 
 def test_kmeans_feature_names_verbose_and_callable_init(capsys):
     X = _blobs(7)
-    km = KMeans(2, init=lambda X, k, random_state: X[:k], verbose=1, max_iter=10).fit(X)
+    seen = []
+
+    def first_rows(X, k, random_state):
+        seen.append(np.array(X))
+        return X[:k]
+
+    km = KMeans(2, init=first_rows, verbose=1, max_iter=10).fit(X)
+    # the callable sees the validated X itself (scikit-learn passes dense data centred)
+    np.testing.assert_array_equal(seen[0], X)
+    start = KMeans(2, init=X[:2], max_iter=10, n_init=1).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, start.cluster_centers_)
     out = capsys.readouterr().out
     assert "Initialization complete" in out and re.search(r"Iteration 0, inertia", out)
     assert "Converged at iteration" in out
