@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._api import restarts
 from ._driver import fit_objective
-from ._validation import as_data, check_positive_int, weights_or_ones
+from ._validation import as_data, check_positive_int, weights_or_ones, with_float64_scope
 from ._variant import Params, Variant, check_variant
 
 __all__ = ["VariantMixture"]
@@ -136,6 +136,7 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
             self.params_,
         )
 
+    @with_float64_scope  # float64 data stay float64 with JAX's x64 flag off, as in fit
     def _evaluate(self, X: Any, sample_weight: Any = None) -> tuple[Any, ...]:
         X = self._data(X)
         w = weights_or_ones(sample_weight, X.shape[0], X.dtype)
@@ -147,7 +148,7 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         return np.asarray(self._evaluate(X)[1])
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """(N, K) responsibilities at the fitted temperature (one-hot at the hard limit)."""
+        """(N, K) responsibilities in X's dtype at the fitted temperature (one-hot when hard)."""
         return np.asarray(self._evaluate(X)[0])
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:

@@ -1,8 +1,14 @@
 """Every variant passes the template of tests/variant_contract.py (sharded: one subprocess)."""
 
+import dataclasses
+
+import jax
+import numpy as np
 import pytest
 from variant_cases import CASES
-from variant_contract import CONTRACT, run_sharded
+from variant_contract import CONTRACT, check_full_precision, run_sharded
+
+from gmmlimit.sklearn import VariantMixture
 
 
 @pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__)
@@ -14,3 +20,46 @@ def test_variant_contract(name, check):
 def test_every_variant_sharded_over_forced_host_devices():
     out = run_sharded("variant_cases")
     assert all(f"sharded ok: {name}" in out for name in CASES), out
+
+
+@pytest.fixture
+def x64_off():
+    """JAX's global x64 flag off (its default; the suite's conftest turns it on), restored."""
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    yield
+    jax.config.update("jax_enable_x64", before)
+
+
+def test_the_wrapper_keeps_float64_with_x64_off(x64_off):
+    case = CASES["poisson"]  # float64 counts
+    est = VariantMixture(case.variant, case.k, temperature=1.0, max_iter=case.max_iter)
+    w = np.linspace(0.5, 2.0, len(case.X))
+    est.fit(case.X, sample_weight=w)
+    proba = est.predict_proba(case.X)
+    assert proba.dtype == np.float64 and jax.config.jax_enable_x64 is False
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-13)
+    score = est.score(case.X, sample_weight=w)  # in float32 it would be off by about 1e-8
+    np.testing.assert_allclose(score, est.objective_ / w.sum(), rtol=1e-12)
+
+
+BUILD_THEIR_OWN_ARRAYS = ("check_vmap_temperature", "check_sklearn_wrapper")
+
+
+@pytest.mark.parametrize(
+    "check", [c for c in CONTRACT if c.__name__ in BUILD_THEIR_OWN_ARRAYS], ids=lambda c: c.__name__
+)
+def test_the_template_passes_with_x64_off(x64_off, check):
+    check(CASES["poisson"])  # as a variant author's own test file runs it
+
+
+def test_the_precision_check_fails_on_a_product_at_default_precision():
+    case = CASES["poisson"]
+
+    def e_step(params, x):  # the variant's E-step and one product at JAX's default precision
+        out = case.variant.e_step(params, x)
+        return out._replace(distortion=out.distortion + 0.0 * (x @ x.T)[:, 0])
+
+    loose = dataclasses.replace(case, variant=case.variant._replace(e_step=e_step))
+    with pytest.raises(AssertionError, match="below full precision"):
+        check_full_precision(loose)

@@ -27,6 +27,7 @@ wrapper); ``betas`` and ``large_beta`` are temperatures in the variant's own uni
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -452,10 +453,17 @@ def check_full_precision(case: VariantCase) -> None:
     A product at JAX's default precision runs in TF32 on a GPU (ten mantissa bits) and in
     float32 on the CPU, so only a GPU would show the error: this reads the traced products
     instead (pass ``precision=jax.lax.Precision.HIGHEST`` to ``@``'s replacements ``jnp.matmul``,
-    ``jnp.einsum`` and ``lax.dot_general``).
+    ``jnp.einsum`` and ``lax.dot_general``). A variant whose fits take no product passes; the
+    check's own product shows that the recorder sees them.
     """
-    fits = traced_products(lambda: (case.fit(case.betas[0]), case.fit(case.hard)))
-    assert fits, "the fits traced no product: the check would pass vacuously"
+    probe = jnp.eye(2)  # a product at full precision: the recorder must see it
+
+    def probe_and_fits() -> tuple[Any, ...]:
+        seen = jnp.matmul(probe, probe, precision=jax.lax.Precision.HIGHEST)
+        return seen, case.fit(case.betas[0]), case.fit(case.hard)
+
+    fits = traced_products(probe_and_fits)
+    assert fits, "the recorder saw no product, not even the probe's: the check would be vacuous"
     init = case.variant.init
     starts = (
         []
@@ -464,6 +472,22 @@ def check_full_precision(case: VariantCase) -> None:
     )
     low = [p for p in fits + starts if p[0] != FULL_PRECISION]
     assert not low, f"{len(low)} products below full precision, e.g. {low[:2]}"
+
+
+def _as_the_public_functions_run(check: Callable[[VariantCase], None]) -> Callable:
+    """``check`` under JAX's x64 flag whatever its global value.
+
+    The case's data are float64, which the public functions compute in float64 with the flag
+    off too (a local ``jax.enable_x64``, docs/design.md); the checks build some of their
+    arrays themselves (``jnp.asarray(case.X)``), which with the flag off would be float32.
+    """
+
+    @functools.wraps(check)
+    def run(case: VariantCase) -> None:
+        with jax.enable_x64(True):
+            check(case)
+
+    return run
 
 
 CONTRACT = [
@@ -479,3 +503,4 @@ CONTRACT = [
     check_sklearn_wrapper,
     check_full_precision,
 ]
+CONTRACT = [_as_the_public_functions_run(check) for check in CONTRACT]

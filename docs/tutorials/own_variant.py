@@ -23,15 +23,15 @@ from jax import lax
 
 import gmmlimit as gl
 from gmmlimit import variants as gv
-from gmmlimit._validation import check_k, is_traced
-from gmmlimit.variants._tempered import (
-    MixtureStats,
+from gmmlimit.checks import (
     check_array,
     check_beta,
+    check_k,
     check_mixing_weights,
     check_positive_scalar,
-    update_weights,
+    is_traced,
 )
+from gmmlimit.variants import MixtureStats, update_weights
 
 # %% [markdown]
 # ## 1. Parameters
@@ -256,8 +256,9 @@ assert sweep["resp_gap"][-1] < sweep["resp_gap"][0]
 # %% [markdown]
 # ## Next
 #
-# - Put the variant in its own file under `gmmlimit/variants/` and add its names to
-#   `gmmlimit/variants/__init__.py`.
-# - Test it with the inherited contract (`tests/variant_contract.py`: shapes and dtypes,
-#   monotone objective, the hard limit reached, the bound, no recompilation) plus one
-#   comparison with an independent reference, as above. See the [variants guide](../variants.md).
+# - Keep the variant in a module of your own (no change to the package): every tool takes it,
+#   and `gmmlimit run variant_study --variant my_module:my_variant` runs its limit study.
+# - Test it with the inherited contract (`tests/variant_contract.py` of the repository: shapes
+#   and dtypes, monotone objective, the hard limit reached, the bound, no recompilation) plus
+#   one comparison with an independent reference, as above. See the
+#   [variants guide](../variants.md).
