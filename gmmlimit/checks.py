@@ -62,8 +62,9 @@ def _cast(value: Any, dtype: Any) -> np.ndarray:
 def check_beta(beta: Any, dtype: Any, name: str = "beta") -> jax.Array:
     """Validate an inverse temperature: a scalar in (0, +inf] (+inf is the hard limit).
 
-    Checked as given and after the cast to ``dtype`` (a positive beta that underflows to 0 there
-    is refused; one that overflows is the hard limit only if it was given as inf).
+    Checked as given and after the cast to ``dtype`` (a positive beta below the smallest normal
+    number there, 0 or subnormal, is refused; one that overflows is the hard limit only if it was
+    given as inf).
 
     Raises:
         ValueError: if beta is not a real scalar, is NaN, is <= 0, or is not representable.
@@ -79,10 +80,11 @@ def check_beta(beta: Any, dtype: Any, name: str = "beta") -> jax.Array:
         if np.isnan(host) or host <= 0:
             raise ValueError(f"{name} must be in (0, inf] (inf is the hard limit); got {beta!r}.")
         cast = _cast(host, dtype)
-        if cast == 0 or (np.isinf(cast) and not np.isinf(host)):
+        if cast < np.finfo(dtype).tiny or (np.isinf(cast) and not np.isinf(host)):
             raise ValueError(
-                f"{name}={beta!r} is not representable in {np.dtype(dtype)} (it becomes {cast}); "
-                "pass inf for the hard limit."
+                f"{name}={beta!r} is not representable in {np.dtype(dtype)} (it becomes {cast}; "
+                "below the smallest normal number the CPU flushes it to zero); pass inf for the "
+                "hard limit."
             )
     beta = jnp.asarray(beta, dtype=dtype)
     if beta.ndim != 0:
@@ -94,7 +96,8 @@ def check_positive_scalar(value: Any, dtype: Any, name: str) -> jax.Array:
     """Validate a finite scalar > 0 (a covariance floor, a rate floor, ...), also after the cast.
 
     Raises:
-        ValueError: if it is not a real scalar, not finite, <= 0, or 0 or inf in ``dtype``.
+        ValueError: if it is not a real scalar, not finite, <= 0, or below the smallest normal
+            number or inf in ``dtype``.
     """
     if not is_traced(value):
         host = np.asarray(value)
@@ -103,8 +106,11 @@ def check_positive_scalar(value: Any, dtype: Any, name: str) -> jax.Array:
         if np.iscomplexobj(host) or not np.isfinite(host) or host <= 0:
             raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
         cast = _cast(host, dtype)
-        if cast == 0:
-            raise ValueError(f"{name}={value!r} underflows to 0 in {np.dtype(dtype)}.")
+        if cast < np.finfo(dtype).tiny:  # 0, or a subnormal the CPU flushes to zero
+            raise ValueError(
+                f"{name}={value!r} underflows in {np.dtype(dtype)}: it is below the smallest "
+                f"normal number ({np.finfo(dtype).tiny:.4g}), which the CPU flushes to zero."
+            )
         if not np.isfinite(cast):
             raise ValueError(f"{name}={value!r} overflows in {np.dtype(dtype)}.")
     return jnp.asarray(value, dtype=dtype)

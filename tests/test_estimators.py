@@ -116,6 +116,11 @@ def test_estimator_errors():
     X = _blobs(2, n=20)
     with pytest.raises(ValueError, match="sigma2"):
         IsotropicGaussianMixture(2, sigma2=0.0).fit(X)
+    for sigma2, dtype in ((1e-40, np.float32), (5e-324, np.float64), (1e39, np.float32)):
+        with pytest.raises(ValueError, match=r"sigma2=.* (underflows|overflows)"):
+            IsotropicGaussianMixture(2, sigma2=sigma2).fit(X.astype(dtype))  # NaN scores before
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        IsotropicGaussianMixture(2, sigma2=0.5).fit(X, sample_weight=-np.ones(len(X)))
     with pytest.raises(ValueError, match="n_samples=20"):
         KMeans(30).fit(X)
     with pytest.raises(ValueError, match="init"):

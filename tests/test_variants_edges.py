@@ -68,6 +68,8 @@ def test_out_of_core_source_turning_nan_later_raises():
         ("bernoulli", {"probs": np.full((3, 12), 1 - 1e-10)}, "between 0 and 1 in float32"),
         ("spherical", {"variances": np.full(3, 1e-50)}, "> 0 in float32"),
         ("vmf", {"beta": 1e-50}, "not representable in float32"),
+        ("vmf", {"beta": 1e-40}, "below the smallest normal number"),  # subnormal, not 0
+        ("spherical", {"reg_covar": 1e-40}, "reg_covar=1e-40 underflows in float32"),
         ("gamma", {"means": np.full((3, 4), 1e300)}, "overflows in float32"),
     ],
 )

@@ -49,6 +49,7 @@ from .._driver import (
     trim_history,
 )
 from .._host import to_jax
+from .._validation import check_sigma2
 from ..variants._isotropic import IsotropicParams, isotropic
 
 __all__ = [
@@ -288,10 +289,9 @@ class _IsotropicBase(BaseEstimator):
         if k > n:
             raise ValueError(f"n_samples={n} should be >= the number of components {k}.")
         dtype = _jax_dtype(X.dtype)
-        sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        sw = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         sigma2 = float(self._sigma2())
-        if sigma2 > 0 and np.asarray(sigma2, dtype) == 0:
-            raise ValueError(f"sigma2={sigma2!r} underflows to 0 in {dtype}; use a larger value.")
+        check_sigma2(sigma2, dtype)  # the core's rule: a normal number of the data's dtype
         Xp, wp = _pad(X.astype(dtype, copy=False), sw.astype(dtype))
         Xj, wj = to_jax(Xp), to_jax(wp)
         shift_scale = jnp.asarray(np.mean(np.var(X, axis=0)), dtype)
