@@ -173,7 +173,8 @@ def check_means(
         The means as a JAX array of shape (K, D) in X's dtype.
 
     Raises:
-        ValueError: on a wrong shape, K < 1, K > N for a fit, or NaN/inf entries.
+        ValueError: on a wrong shape, K < 1, K > N for a fit, NaN/inf entries, or entries
+            that overflow X's dtype.
     """
     if not is_traced(means) and not isinstance(means, jax.Array):
         means = _real_array(means, name)
@@ -192,6 +193,12 @@ def check_means(
         host = _real_array(means, name)
         if not np.all(np.isfinite(host)):
             raise ValueError(f"{name} contains NaN or inf values.")
+        largest = np.finfo(X.dtype).max
+        if host.size and np.max(np.abs(host.astype(np.float64))) > largest:
+            raise ValueError(
+                f"{name} has entries beyond the largest {np.dtype(X.dtype)} number "
+                f"({largest:.4g}), the data's dtype: they would become inf."
+            )
     return jnp.asarray(means, dtype=X.dtype)
 
 

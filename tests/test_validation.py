@@ -136,6 +136,25 @@ def test_mismatched_means_raise(call, means, message):
 
 
 @pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, m: gl.kmeans(x, m),
+        lambda x, m: gl.em(x, m, 0.5),
+        lambda x, m: gl.responsibilities(x, m, 0.5),
+        lambda x, m: gl.log_likelihood(x, m, 0.5),
+        lambda x, m: gl.kmeans_objective(x, m),
+        lambda x, m: gl.em_step(x, m, 0.5),
+    ],
+    ids=["kmeans", "em", "resp", "loglik", "objective", "em_step"],
+)
+def test_finite_means_that_overflow_the_data_dtype_raise(call):
+    far = np.array(M, np.float64)
+    far[1, 0] = 1e39  # finite in float64, inf in float32 (responsibilities 0.5 / 0.5 before)
+    with pytest.raises(ValueError, match="beyond the largest float32 number"):
+        call(np.asarray(X, np.float32), far)
+
+
+@pytest.mark.parametrize(
     ("weights", "message"),
     [
         (-np.ones(20), "non-negative"),
