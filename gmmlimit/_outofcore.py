@@ -66,7 +66,18 @@ class _Carry(NamedTuple):
 def _chunk_source(source: Source) -> Callable[[], Iterator[np.ndarray]]:
     """A callable that starts a fresh pass over the data, yielding (n_i, D) arrays."""
     if callable(source):
-        return lambda: iter(source())
+
+        def fresh_pass() -> Iterator[np.ndarray]:
+            pieces = source()
+            try:
+                return iter(pieces)
+            except TypeError:
+                raise ValueError(
+                    "a callable X must return an iterable of (n_i, D) arrays, one pass over the "
+                    f"data; it returned {type(pieces).__name__}."
+                ) from None
+
+        return fresh_pass
     if hasattr(source, "shape") and hasattr(source, "__getitem__"):
         if len(source.shape) != 2:
             raise ValueError(f"X must be a 2-D array of shape (N, D); got {tuple(source.shape)}.")

@@ -86,6 +86,8 @@ def test_bad_sources_raise_value_errors():
     m0 = X[:2]
     with pytest.raises(ValueError, match="read only once"):
         gl.scale.kmeans_out_of_core(iter([X]), m0)
+    with pytest.raises(ValueError, match=r"must return an iterable .* it returned int"):
+        gl.scale.kmeans_out_of_core(lambda: 5, m0)  # a TypeError before
     with pytest.raises(ValueError, match="NaN or inf"):
         bad = X.copy()
         bad[50, 1] = np.nan
