@@ -43,6 +43,7 @@ from ._validation import (
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_variant, with_temperature
+from .checks import check_beta
 from .variants._isotropic import (
     IsotropicParams,
     assign,
@@ -643,10 +644,34 @@ def restarts(
             raise ValueError(f"init for a variant must be a callable (key, X, k); got {init!r}.")
         if chosen.check_data is not None and not is_traced(X):
             chosen.check_data(np.asarray(X))
+        _check_temperature(chosen, temperature, X.dtype)
         starts = _starts(chosen, init or chosen.init, keys, X, k, temperature)
         hard = bool(jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts))))
     tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
     return _best_of(chosen, X, w, starts, tol, max_iter=max_iter, block_size=block_size)
+
+
+def _check_temperature(variant: Variant, temperature: Any, dtype: Any) -> None:
+    """Refuse a given temperature before any compiled code: as the variant's parameters would.
+
+    An inverse temperature (hard limit inf) must lie in (0, inf] and a variance (hard limit 0)
+    in [0, inf), each a normal number of the data's dtype or its hard limit exactly: inside the
+    compiled initialisation a value past the dtype's range would become the hard limit
+    silently.
+
+    Raises:
+        ValueError: if the variant declares no temperature, or the value is not one of its
+            temperatures in ``dtype``.
+    """
+    if temperature is None or is_traced(temperature):
+        return
+    if variant.temperature is None:
+        with_temperature(variant, None, temperature)  # raises, naming the variant
+    name, hard = variant.temperature.name, variant.temperature.hard
+    if hard == math.inf:
+        check_beta(temperature, dtype, name=name)
+    elif hard == 0.0:
+        check_sigma2(temperature, dtype, name=name)
 
 
 def _starts(

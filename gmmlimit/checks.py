@@ -80,11 +80,16 @@ def check_beta(beta: Any, dtype: Any, name: str = "beta") -> jax.Array:
         if np.isnan(host) or host <= 0:
             raise ValueError(f"{name} must be in (0, inf] (inf is the hard limit); got {beta!r}.")
         cast = _cast(host, dtype)
-        if cast < np.finfo(dtype).tiny or (np.isinf(cast) and not np.isinf(host)):
+        if np.isinf(cast) and not np.isinf(host):
             raise ValueError(
-                f"{name}={beta!r} is not representable in {np.dtype(dtype)} (it becomes {cast}; "
-                "below the smallest normal number the CPU flushes it to zero); pass inf for the "
-                "hard limit."
+                f"{name}={beta!r} is not representable in {np.dtype(dtype)} (it becomes {cast}); "
+                "pass inf for the hard limit."
+            )
+        if cast < np.finfo(dtype).tiny:
+            raise ValueError(
+                f"{name}={beta!r} is not representable in {np.dtype(dtype)}: it is below the "
+                f"smallest normal number ({np.finfo(dtype).tiny:.4g}), which the CPU flushes to "
+                "zero."
             )
     beta = jnp.asarray(beta, dtype=dtype)
     if beta.ndim != 0:

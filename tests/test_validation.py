@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gmmlimit as gl
+import gmmlimit.variants as gv
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(20, 3))
@@ -230,6 +231,29 @@ def test_restarts_rejects_unknown_init_and_bad_n_init():
         gl.restarts(jax.random.key(0), X, 3, init="kmeans||")
     with pytest.raises(ValueError, match="n_init must be >= 1"):
         gl.restarts(jax.random.key(0), X, 3, n_init=0)
+
+
+@pytest.mark.parametrize(
+    ("variant", "temperature", "message"),
+    [
+        ("spherical", 0.0, r"beta must be in \(0, inf\]"),
+        ("spherical", 1e39, "it becomes inf"),  # was the hard limit, silently
+        ("spherical", 1e-45, "below the smallest normal number"),
+        ("poisson", -1.0, r"beta must be in \(0, inf\]"),
+    ],
+)
+def test_restarts_refuse_a_temperature_before_compiling(monkeypatch, variant, temperature, message):
+    import gmmlimit._api as api
+
+    def fail(*args, **kwargs):
+        raise AssertionError("compiled code reached with invalid input")
+
+    monkeypatch.setattr(api, "_init_batch", fail)
+    X32 = np.abs(np.asarray(X, np.float32))  # Poisson data are non-negative
+    with pytest.raises(ValueError, match=message):
+        gl.restarts(
+            jax.random.key(0), X32, 2, variant=getattr(gv, variant), temperature=temperature
+        )
 
 
 def test_validation_happens_before_any_compilation(monkeypatch):
