@@ -250,28 +250,49 @@ def _fit_isotropic(
     variant = chosen if hard else soft_variant
     Xs, scaled, w, scale = _prepare(X, params, weights, for_fit=True)
     result = _fit(variant, Xs, scaled, max_iter, tol, w, block_size)
+    return _scaled_back(result, scale, original.sigma2, scaled.sigma2, w, X.dtype)
+
+
+def _scaled_back(
+    result: FitResult,
+    scale: _Scale,
+    sigma2: jax.Array,
+    scaled_sigma2: jax.Array,
+    w: jax.Array,
+    dtype: Any,
+) -> FitResult:
+    """An isotropic fit of the rescaled problem as the fit of the original one.
+
+    Args:
+        result: the fit on X / 2^scale.data (K, D means), weights ``w`` (N,).
+        scale: the rescaling.
+        sigma2: () the original variance.
+        scaled_sigma2: () the variance the fit ran at.
+        w: (N,) the weights the fit ran with.
+        dtype: the data's dtype.
+    """
     if scale == _Scale(0, 0):
         return result
+    soft = is_soft(scaled_sigma2)
     total = jnp.sum(w)
-    d = X.shape[1]
-    soft = is_soft(scaled.sigma2)
+    d = result.means.shape[-1]
 
     def back(value: jax.Array) -> jax.Array:
         soft_value = scale.log_likelihood(
             value,
-            jnp.where(soft, original.sigma2, 1.0),
-            jnp.where(soft, scaled.sigma2, 1.0),
+            jnp.where(soft, sigma2, 1.0),
+            jnp.where(soft, scaled_sigma2, 1.0),
             total,
             d,
         )
-        return jnp.where(soft, soft_value, scale.distortion(value)).astype(X.dtype)
+        return jnp.where(soft, soft_value, scale.distortion(value)).astype(dtype)
 
     return result._replace(
         means=jnp.ldexp(result.means, scale.data),
         objective=back(result.objective),
         history=back(result.history),
-        distortion=scale.distortion(result.distortion).astype(X.dtype),
-        params=IsotropicParams(jnp.ldexp(result.params.means, scale.data), original.sigma2),
+        distortion=scale.distortion(result.distortion).astype(dtype),
+        params=IsotropicParams(jnp.ldexp(result.params.means, scale.data), sigma2),
     )
 
 
@@ -626,13 +647,23 @@ def restarts(
         if s2.ndim != 0:
             raise ValueError(f"sigma2 must be a scalar; got shape {tuple(s2.shape)}.")
         hard = (not is_traced(sigma2)) and float(np.asarray(sigma2)) == 0.0
+        # data past the scale window run as X / 2^e, as em and kmeans do (docs/design.md)
+        scale = _Scale(scale_exponent(X), 0)
+        Xs, s2s = X, s2
+        if scale.data:
+            Xs = jnp.ldexp(X, -scale.data)
+            s2s = scale.params(IsotropicParams(X[:1], s2)).sigma2  # (a mean is not used)
+            _check_scaled_sigma2(sigma2, s2s, scale)
         if init == "k-means++":
-            means = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, X, k, weights=w))(keys)
+            means = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, Xs, k, weights=w))(keys)
         else:
-            means = jax.vmap(lambda kk: _init.random_points(kk, X, k))(keys)
-        starts = IsotropicParams(means, jnp.broadcast_to(s2, (n_init,)))
+            means = jax.vmap(lambda kk: _init.random_points(kk, Xs, k))(keys)
+        starts = IsotropicParams(means, jnp.broadcast_to(s2s, (n_init,)))
         hard_variant = _hard_variant(algorithm, X.shape[1], k)
         chosen = hard_variant if hard else isotropic
+        tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
+        best = _best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size)
+        return _scaled_back(best, scale, s2, s2s, w, X.dtype)
     else:
         if algorithm != "auto":
             raise ValueError(
@@ -640,6 +671,11 @@ def restarts(
                 "(variant=None, sigma2=0); a variant runs its own engine."
             )
         chosen = check_variant(variant, needs=() if callable(init) else ("init",))
+        if is_traced(sigma2) or np.any(np.asarray(sigma2) != 0):
+            raise ValueError(
+                "sigma2 is the isotropic model's variance (variant=None); a variant's fits take "
+                f"temperature=... in its own units; got sigma2={sigma2!r} with a variant."
+            )
         if init is not None and not callable(init):
             raise ValueError(f"init for a variant must be a callable (key, X, k); got {init!r}.")
         if chosen.check_data is not None and not is_traced(X):

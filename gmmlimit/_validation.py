@@ -268,19 +268,25 @@ def is_soft(sigma2: jax.Array) -> jax.Array:
     return sigma2 >= jnp.finfo(sigma2.dtype).tiny
 
 
-def check_weights(weights: Any, n_samples: int, dtype: Any) -> jax.Array | None:
+def check_weights(
+    weights: Any, n_samples: int, dtype: Any, *, check_scale: bool = True
+) -> jax.Array | None:
     """Validate non-negative sample weights.
 
     Args:
         weights: None, or array-like of shape (N,).
         n_samples: N.
         dtype: the data's dtype.
+        check_scale: refuse a largest weight outside :data:`SCALE_WINDOW` of ``dtype`` (False
+            where the caller scales the weights itself).
 
     Returns:
         None, or the weights as a JAX array of shape (N,) in ``dtype``.
 
     Raises:
-        ValueError: on a wrong shape, negative, NaN or infinite weights, or all-zero weights.
+        ValueError: on a wrong shape, negative, NaN or infinite weights, all-zero weights,
+            or, with ``check_scale``, a largest weight outside ``dtype``'s
+            :data:`SCALE_WINDOW`.
     """
     if weights is None:
         return None
@@ -298,7 +304,32 @@ def check_weights(weights: Any, n_samples: int, dtype: Any) -> jax.Array | None:
             raise ValueError(f"weights must be non-negative; found {int(np.sum(host < 0))} < 0.")
         if not np.any(host > 0):
             raise ValueError("weights are all zero; at least one sample needs positive weight.")
+        if check_scale:
+            _check_weights_scale(host, np.dtype(dtype))
     return jnp.asarray(weights, dtype=dtype)
+
+
+def _check_weights_scale(host: np.ndarray, dtype: np.dtype) -> None:
+    """Refuse weights whose largest lies outside :data:`SCALE_WINDOW` of ``dtype``.
+
+    ``em`` and ``kmeans`` scale such weights by a power of two themselves
+    (:func:`relative_weights`); the other entry points compute with the weights as given, where
+    weighted sums past the window overflow (NaN, inf objectives) or flush to zero.
+
+    Raises:
+        ValueError: naming the largest weight and the remedy (weights are relative).
+    """
+    if not np.issubdtype(dtype, np.floating):
+        return
+    largest = float(np.max(host))
+    exponent = math.frexp(largest)[1]
+    window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
+    if not -window <= exponent <= window:
+        raise ValueError(
+            f"the largest weight ({largest:.4g}) lies outside [2^-{window}, 2^{window}], where "
+            f"{dtype} weighted sums can overflow or vanish; weights are relative: divide them "
+            "by their largest (em and kmeans do so themselves)."
+        )
 
 
 def weights_or_ones(weights: Any, n_samples: int, dtype: Any) -> jax.Array:
@@ -527,7 +558,7 @@ def relative_weights(weights: Any, n_samples: int, dtype: Any) -> tuple[jax.Arra
     """
     if weights is None or is_traced(weights):
         return weights_or_ones(weights, n_samples, dtype), 0
-    check_weights(weights, n_samples, np.float64)
+    check_weights(weights, n_samples, np.float64, check_scale=False)
     host = _real_array(weights, "weights").astype(np.float64)
     exponent = math.frexp(float(np.max(host)))[1]
     window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)

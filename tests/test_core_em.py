@@ -219,6 +219,31 @@ def test_restarts_keep_the_best_run():
     assert float(soft.objective) == pytest.approx(max(loglik), rel=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("exponent", "sigma2"), [(64, 0.0), (-64, 0.0), (64, 0.5), (-50, 0.5)]
+)  # float32 data near 1e20 (squared distances overflow), 1e-18 (they vanish), 1e-14
+def test_restarts_run_data_past_the_scale_window_rescaled(exponent, sigma2):
+    X = _blobs(3).astype(np.float32)
+    key = jax.random.key(1)
+    unit = gl.restarts(key, X, 4, sigma2=sigma2, n_init=2, init="random")
+    far = gl.restarts(
+        key,
+        np.ldexp(X, exponent),
+        4,
+        sigma2=np.ldexp(sigma2, 2 * exponent),
+        n_init=2,
+        init="random",
+    )  # fmt: skip  (every row in one cluster, or NaN, before: squared distances overflowed)
+    np.testing.assert_array_equal(far.labels, unit.labels)
+    assert int(far.n_iter) == int(unit.n_iter)
+    np.testing.assert_array_equal(far.means, np.ldexp(unit.means, exponent))
+    with np.errstate(over="ignore"):  # J of data near 1e20 is past float32's range: inf
+        np.testing.assert_array_equal(far.distortion, np.ldexp(unit.distortion, 2 * exponent))
+    if sigma2 > 0:  # each row's log density moves by -(D / 2) ln 4^exponent
+        shift = X.size * exponent * np.log(2.0)
+        np.testing.assert_allclose(far.objective, unit.objective - shift, rtol=1e-6)
+
+
 def _same_fit(a, b) -> None:
     for name in ("means", "labels", "n_iter", "objective", "distortion", "history"):
         np.testing.assert_array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)))

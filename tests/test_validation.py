@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -226,11 +228,40 @@ def test_bad_options_raise(kwargs, message):
         gl.em(X, M, 0.5, **kwargs)
 
 
+def test_restarts_of_a_variant_refuse_sigma2():
+    with pytest.raises(ValueError, match="a variant's fits take temperature="):  # was ignored
+        gl.restarts(jax.random.key(0), X, 2, variant=gv.spherical, sigma2=5.0)
+
+
 def test_restarts_rejects_unknown_init_and_bad_n_init():
     with pytest.raises(ValueError, match="init must be"):
         gl.restarts(jax.random.key(0), X, 3, init="kmeans||")
     with pytest.raises(ValueError, match="n_init must be >= 1"):
         gl.restarts(jax.random.key(0), X, 3, n_init=0)
+
+
+@pytest.mark.parametrize("largest", [1e37, 1e-46])  # 1e37: NaN or inf sums before; 1e-46: 0
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, m, w: gl.fit(gv.isotropic, x, gv.IsotropicParams(m, 0.5), weights=w),
+        lambda x, m, w: gl.scale.em_sharded(x, m, 0.5, weights=w),
+        lambda x, m, w: gl.scale.em_out_of_core(x, m, 0.5, weights=w),
+        lambda x, m, w: gl.anneal(x, [2.0, 0.5], key=jax.random.key(0), k=2, weights=w),
+        lambda x, m, w: gv.dpmeans(x, 4.0, weights=w),
+        lambda x, m, w: gl.init.kmeans_plusplus(jax.random.key(0), x, 2, weights=w),
+        lambda x, m, w: gl.restarts(jax.random.key(0), x, 2, weights=w),
+    ],
+    ids=["fit", "sharded", "out_of_core", "anneal", "dpmeans", "kmeans_plusplus", "restarts"],
+)
+def test_weights_past_the_scale_window_are_refused_where_not_rescaled(call, largest):
+    x32, m32 = np.asarray(X, np.float32), np.asarray(M[:2], np.float32)
+    w = np.full(len(x32), largest)
+    with pytest.raises(ValueError, match=r"weights are relative: divide them by their largest"):
+        call(x32, m32, w)
+    rescaled = gl.em(x32, m32, 0.5, weights=w)  # em scales them by a power of two itself
+    by_hand = gl.em(x32, m32, 0.5, weights=np.ldexp(w, -math.frexp(largest)[1]))
+    np.testing.assert_array_equal(rescaled.means, by_hand.means)
 
 
 @pytest.mark.parametrize(
