@@ -29,6 +29,7 @@ from ._driver import (
     make_blocks,
 )
 from ._validation import (
+    _real_array,
     as_data,
     check_block_size,
     check_k,
@@ -84,21 +85,9 @@ class AnnealResult(NamedTuple):
 Schedule = Callable[[int], Any] | Sequence[float] | np.ndarray | jax.Array
 
 
-def _real_schedule(values: Any) -> np.ndarray:
-    """Schedule values as float64, refusing what is not real (a complex part is never dropped).
-
-    Raises:
-        ValueError: for complex, boolean or non-numeric values.
-    """
-    try:
-        host = np.asarray(values)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"the schedule must give real numbers; got {values!r}.") from err
-    if host.dtype == np.bool_ or not (
-        np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)
-    ):
-        raise ValueError(f"the schedule must give real numbers; got {host.dtype} values.")
-    return host.astype(np.float64)
+def _schedule_value(values: Any) -> np.ndarray:
+    """Schedule values as float64; complex or non-numeric values are refused, never cast."""
+    return _real_array(values, "the schedule").astype(np.float64)
 
 
 def schedule_values(schedule: Schedule, n_stages: int | None = None) -> np.ndarray:
@@ -122,9 +111,9 @@ def schedule_values(schedule: Schedule, n_stages: int | None = None) -> np.ndarr
         if n_stages is None:
             raise ValueError("a callable schedule needs n_stages (the number of stages to run).")
         n_stages = check_positive_int(n_stages, "n_stages")
-        values = np.array([_real_schedule(schedule(i)) for i in range(n_stages)])
+        values = np.array([_schedule_value(schedule(i)) for i in range(n_stages)])
     else:
-        values = _real_schedule(schedule)
+        values = _schedule_value(schedule)
         if values.ndim != 1 or values.size < 1:
             raise ValueError(
                 f"an array schedule must be 1-D and non-empty; got shape {values.shape}."

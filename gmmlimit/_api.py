@@ -141,13 +141,16 @@ class _Scale(NamedTuple):
     weight: int
 
     def params(self, params: IsotropicParams) -> IsotropicParams:
-        """Scaled parameters; a sigma2 whose scaled value overflows is capped (exact in effect)."""
-        means = jnp.ldexp(params.means, -self.data)
-        sigma2 = jnp.ldexp(params.sigma2, -2 * self.data)
-        cap = jnp.asarray(jnp.finfo(sigma2.dtype).max / 4, sigma2.dtype)
+        """Scaled parameters (means / 2^data, :meth:`sigma2`)."""
+        return IsotropicParams(jnp.ldexp(params.means, -self.data), self.sigma2(params.sigma2))
+
+    def sigma2(self, sigma2: jax.Array) -> jax.Array:
+        """sigma2 / 4^data; a scaled value that overflows is capped (exact in effect)."""
+        scaled = jnp.ldexp(sigma2, -2 * self.data)
+        cap = jnp.asarray(jnp.finfo(scaled.dtype).max / 4, scaled.dtype)
         # sigma2 / 4^e overflows only when the data are tiny: every exponent -gap / (2 sigma2)
         # then rounds to 0 either way, and the log-likelihood is mapped back from the true sigma2.
-        return IsotropicParams(means, jnp.minimum(sigma2, cap))
+        return jnp.minimum(scaled, cap)
 
     def log_likelihood(
         self,
@@ -256,8 +259,8 @@ def _fit_isotropic(
 def _scaled_back(
     result: FitResult,
     scale: _Scale,
-    sigma2: jax.Array,
-    scaled_sigma2: jax.Array,
+    sigma2: jax.Array | None,
+    scaled_sigma2: jax.Array | None,
     w: jax.Array,
     dtype: Any,
 ) -> FitResult:
@@ -266,8 +269,8 @@ def _scaled_back(
     Args:
         result: the fit on X / 2^scale.data (K, D means), weights ``w`` (N,).
         scale: the rescaling.
-        sigma2: () the original variance.
-        scaled_sigma2: () the variance the fit ran at.
+        sigma2: () the original variance (unused when ``scale`` is none).
+        scaled_sigma2: () the variance the fit ran at (unused when ``scale`` is none).
         w: (N,) the weights the fit ran with.
         dtype: the data's dtype.
     """
@@ -651,8 +654,7 @@ def restarts(
         scale = _Scale(scale_exponent(X), 0)
         Xs, s2s = X, s2
         if scale.data:
-            Xs = jnp.ldexp(X, -scale.data)
-            s2s = scale.params(IsotropicParams(X[:1], s2)).sigma2  # (a mean is not used)
+            Xs, s2s = jnp.ldexp(X, -scale.data), scale.sigma2(s2)
             _check_scaled_sigma2(sigma2, s2s, scale)
         if init == "k-means++":
             means = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, Xs, k, weights=w))(keys)
@@ -661,9 +663,6 @@ def restarts(
         starts = IsotropicParams(means, jnp.broadcast_to(s2s, (n_init,)))
         hard_variant = _hard_variant(algorithm, X.shape[1], k)
         chosen = hard_variant if hard else isotropic
-        tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
-        best = _best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size)
-        return _scaled_back(best, scale, s2, s2s, w, X.dtype)
     else:
         if algorithm != "auto":
             raise ValueError(
@@ -683,8 +682,10 @@ def restarts(
         _check_temperature(chosen, temperature, X.dtype)
         starts = _starts(chosen, init or chosen.init, keys, X, k, temperature)
         hard = bool(jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts))))
+        Xs, scale, s2, s2s = X, _Scale(0, 0), None, None  # a variant's fit is not rescaled
     tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
-    return _best_of(chosen, X, w, starts, tol, max_iter=max_iter, block_size=block_size)
+    best = _best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size)
+    return _scaled_back(best, scale, s2, s2s, w, X.dtype)
 
 
 def _check_temperature(variant: Variant, temperature: Any, dtype: Any) -> None:

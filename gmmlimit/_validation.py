@@ -322,9 +322,8 @@ def _check_weights_scale(host: np.ndarray, dtype: np.dtype) -> None:
     if not np.issubdtype(dtype, np.floating):
         return
     largest = float(np.max(host))
-    exponent = math.frexp(largest)[1]
-    window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
-    if not -window <= exponent <= window:
+    if window_exponent(largest, dtype):
+        window = SCALE_WINDOW[jnp.dtype(dtype)]
         raise ValueError(
             f"the largest weight ({largest:.4g}) lies outside [2^-{window}, 2^{window}], where "
             f"{dtype} weighted sums can overflow or vanish; weights are relative: divide them "
@@ -450,6 +449,16 @@ lose their significant bits to underflow (float32: W = 32, float64: W = 256); ou
 data are rescaled by an exact power of two (:func:`scale_exponent`)."""
 
 
+def window_exponent(largest: float, dtype: Any) -> int:
+    """The binary exponent of ``largest`` (> 0), or 0 while it lies within ``dtype``'s window.
+
+    The one rule behind :func:`scale_exponent` (data) and :func:`relative_weights` (weights).
+    """
+    exponent = math.frexp(largest)[1]
+    window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
+    return 0 if -window <= exponent <= window else exponent
+
+
 def _largest_magnitude(a: Any) -> float:
     """The largest magnitude max |a| of a concrete array.
 
@@ -488,9 +497,7 @@ def scale_exponent(*arrays: jax.Array) -> int:
     largest = max(_largest_magnitude(a) for a in concrete)
     if largest == 0.0:
         return 0
-    exponent = math.frexp(largest)[1]
-    window = SCALE_WINDOW.get(jnp.dtype(concrete[0].dtype), 256)
-    return 0 if -window <= exponent <= window else exponent
+    return window_exponent(largest, concrete[0].dtype)
 
 
 def float64_scope(X: Any) -> contextlib.AbstractContextManager:
@@ -560,8 +567,5 @@ def relative_weights(weights: Any, n_samples: int, dtype: Any) -> tuple[jax.Arra
         return weights_or_ones(weights, n_samples, dtype), 0
     check_weights(weights, n_samples, np.float64, check_scale=False)
     host = _real_array(weights, "weights").astype(np.float64)
-    exponent = math.frexp(float(np.max(host)))[1]
-    window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
-    if -window <= exponent <= window:
-        exponent = 0
+    exponent = window_exponent(float(np.max(host)), dtype)
     return jnp.asarray(np.ldexp(host, -exponent), dtype=dtype), exponent

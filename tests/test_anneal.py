@@ -151,9 +151,9 @@ def test_count_distinct_is_transitive_and_order_free():
         ({"schedule": [3.0, np.nan]}, "NaN or inf"),
         ({"schedule": lambda i: 1.0 / (i + 1)}, "needs n_stages"),
         ({"schedule": [[1.0, 0.5]]}, "1-D"),
-        ({"schedule": [2.0, 1.0 + 1.0j]}, "real numbers"),  # a TypeError before
-        ({"schedule": np.array([2.0, 1.0 + 0.0j])}, "real numbers; got complex128"),  # dropped
-        ({"schedule": lambda i: 1j, "n_stages": 2}, "real numbers"),
+        ({"schedule": [2.0, 1.0 + 1.0j]}, "schedule must be real"),  # a TypeError before
+        ({"schedule": np.array([2.0, 1.0 + 0.0j])}, "got complex dtype complex128"),  # dropped
+        ({"schedule": lambda i: 1j, "n_stages": 2}, "schedule must be real"),
         ({"schedule": [2.0, 1.0], "k": 201}, "exceeds the number of samples"),
         ({"schedule": [2.0, 1.0], "init_means": np.zeros((3, 2))}, "k=2"),
         ({"schedule": [2.0, 1.0], "perturbation": -1.0}, "perturbation"),
