@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ from ._driver import (
     step_compiled,
     trim_history,
 )
+from ._rescale import NO_SCALE, Scale, check_scaled_sigma2, fit_rescaled, prepare, scaled_back
 from ._validation import (
     as_data,
     check_block_size,
@@ -35,7 +36,6 @@ from ._validation import (
     check_sigma2,
     check_tol,
     float64_scope,
-    is_soft,
     is_traced,
     relative_weights,
     scale_exponent,
@@ -129,80 +129,6 @@ def _fit(
     return fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
 
 
-class _Scale(NamedTuple):
-    """Exact power-of-two rescaling of one problem (docs/design.md, "Numerics at the edges").
-
-    The computation runs on ``X / 2^data``, means ``/ 2^data``, sigma2 ``/ 4^data`` and weights
-    ``/ 2^weight``; labels and responsibilities are unchanged, means scale back by 2^data,
-    distortions by 4^data 2^weight and log-likelihoods as :meth:`log_likelihood` says.
-    """
-
-    data: int
-    weight: int
-
-    def params(self, params: IsotropicParams) -> IsotropicParams:
-        """Scaled parameters (means / 2^data, :meth:`sigma2`)."""
-        return IsotropicParams(jnp.ldexp(params.means, -self.data), self.sigma2(params.sigma2))
-
-    def sigma2(self, sigma2: jax.Array) -> jax.Array:
-        """sigma2 / 4^data; a scaled value that overflows is capped (exact in effect)."""
-        scaled = jnp.ldexp(sigma2, -2 * self.data)
-        cap = jnp.asarray(jnp.finfo(scaled.dtype).max / 4, scaled.dtype)
-        # sigma2 / 4^e overflows only when the data are tiny: every exponent -gap / (2 sigma2)
-        # then rounds to 0 either way, and the log-likelihood is mapped back from the true sigma2.
-        return jnp.minimum(scaled, cap)
-
-    def log_likelihood(
-        self,
-        value: jax.Array,
-        sigma2: jax.Array,
-        scaled_sigma2: jax.Array,
-        total: jax.Array,
-        d: int,
-    ) -> jax.Array:
-        """The log-likelihood l of the original problem from l' of the scaled one.
-
-        l' = -W' ln K - (W' D / 2) ln(2 pi sigma2') + core', with W' = W / 2^weight and core'
-        invariant under the data scale, so l = 2^weight [l' - (W' D / 2)(ln sigma2 - ln
-        sigma2')].
-        """
-        shift = 0.5 * total * d * (jnp.log(sigma2) - jnp.log(scaled_sigma2))
-        return jnp.ldexp(value - shift, self.weight)
-
-    def distortion(self, value: jax.Array) -> jax.Array:
-        """J of the original problem from J' of the scaled one."""
-        return jnp.ldexp(value, 2 * self.data + self.weight)
-
-
-def _check_scaled_sigma2(sigma2: Any, scaled: jax.Array, scale: _Scale) -> None:
-    """Refuse a concrete sigma2 > 0 that is below the smallest normal number after scaling."""
-    if is_traced(sigma2) or scale.data == 0:
-        return
-    value = float(np.asarray(sigma2))
-    if value > 0 and not bool(is_soft(scaled)):
-        raise ValueError(
-            f"sigma2={value!r} is below the smallest normal number relative to the data's scale "
-            f"(the data are as large as 2^{scale.data}, and sigma2 / 4^{scale.data} underflows): "
-            "at this sigma2 the model is the hard limit to the dtype's precision; pass 0."
-        )
-
-
-def _prepare(
-    X: jax.Array, params: IsotropicParams, weights: Any, *, for_fit: bool
-) -> tuple[jax.Array, IsotropicParams, jax.Array, _Scale]:
-    """Validate, then rescale data, parameters and weights by exact powers of two if needed."""
-    sigma2 = params.sigma2
-    params = validate_params(X, params, for_fit=for_fit)
-    w, weight_scale = relative_weights(weights, X.shape[0], X.dtype)
-    scale = _Scale(scale_exponent(X, params.means), weight_scale)
-    if scale.data:
-        X = jnp.ldexp(X, -scale.data)
-        scaled = scale.params(params)
-        _check_scaled_sigma2(sigma2, scaled.sigma2, scale)
-        params = IsotropicParams(scaled.means, scaled.sigma2)
-    return X, params, w, scale
-
-
 Algorithm = Literal["auto", "lloyd", "hamerly"]
 """How a hard (K-means) fit finds labels: every row against every mean, or Hamerly's bounds."""
 
@@ -251,52 +177,11 @@ def _fit_isotropic(
     chosen = _hard_variant(algorithm, X.shape[1], original.means.shape[0])
     soft_variant = isotropic_bounded if algorithm == "hamerly" else isotropic
     variant = chosen if hard else soft_variant
-    Xs, scaled, w, scale = _prepare(X, params, weights, for_fit=True)
-    result = _fit(variant, Xs, scaled, max_iter, tol, w, block_size)
-    return _scaled_back(result, scale, original.sigma2, scaled.sigma2, w, X.dtype)
 
+    def run(Xs: jax.Array, scaled: IsotropicParams, w: jax.Array) -> FitResult:
+        return _fit(variant, Xs, scaled, max_iter, tol, w, block_size)
 
-def _scaled_back(
-    result: FitResult,
-    scale: _Scale,
-    sigma2: jax.Array | None,
-    scaled_sigma2: jax.Array | None,
-    w: jax.Array,
-    dtype: Any,
-) -> FitResult:
-    """An isotropic fit of the rescaled problem as the fit of the original one.
-
-    Args:
-        result: the fit on X / 2^scale.data (K, D means), weights ``w`` (N,).
-        scale: the rescaling.
-        sigma2: () the original variance (unused when ``scale`` is none).
-        scaled_sigma2: () the variance the fit ran at (unused when ``scale`` is none).
-        w: (N,) the weights the fit ran with.
-        dtype: the data's dtype.
-    """
-    if scale == _Scale(0, 0):
-        return result
-    soft = is_soft(scaled_sigma2)
-    total = jnp.sum(w)
-    d = result.means.shape[-1]
-
-    def back(value: jax.Array) -> jax.Array:
-        soft_value = scale.log_likelihood(
-            value,
-            jnp.where(soft, sigma2, 1.0),
-            jnp.where(soft, scaled_sigma2, 1.0),
-            total,
-            d,
-        )
-        return jnp.where(soft, soft_value, scale.distortion(value)).astype(dtype)
-
-    return result._replace(
-        means=jnp.ldexp(result.means, scale.data),
-        objective=back(result.objective),
-        history=back(result.history),
-        distortion=scale.distortion(result.distortion).astype(dtype),
-        params=IsotropicParams(jnp.ldexp(result.params.means, scale.data), sigma2),
-    )
+    return fit_rescaled(run, X, params, weights)
 
 
 @with_float64_scope
@@ -438,7 +323,7 @@ def em_step(
         (K, D) updated means, in X's dtype.
     """
     X = as_data(X)
-    Xs, params, w, scale = _prepare(X, IsotropicParams(means, sigma2), weights, for_fit=True)
+    Xs, params, w, scale = prepare(X, IsotropicParams(means, sigma2), weights, for_fit=True)
     block_size = check_block_size(block_size, X.shape[0], params.means.shape[0], X.shape[1])
     new = step_compiled(isotropic, Xs, w, params, block_size=block_size).means
     return jnp.ldexp(new, scale.data) if scale.data else new
@@ -469,7 +354,7 @@ def responsibilities(X: Any, means: Any, sigma2: Any) -> jax.Array:
         [0.5, 0.5]
     """
     X = as_data(X)
-    Xs, params, _, _ = _prepare(X, IsotropicParams(means, sigma2), None, for_fit=False)
+    Xs, params, _, _ = prepare(X, IsotropicParams(means, sigma2), None, for_fit=False)
     return _responsibilities(Xs, params)
 
 
@@ -517,10 +402,10 @@ def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> j
             "the log-likelihood is not finite at sigma2 = 0; use kmeans_objective (its "
             "limit after scaling by -2 sigma2) or a positive sigma2."
         )
-    Xs, params, w, scale = _prepare(X, IsotropicParams(means, sigma2), weights, for_fit=False)
+    Xs, params, w, scale = prepare(X, IsotropicParams(means, sigma2), weights, for_fit=False)
     stats, _ = stats_compiled(isotropic, Xs, w, params)
     value = log_likelihood_from_stats(params, stats)
-    if scale != _Scale(0, 0):
+    if scale != NO_SCALE:
         value = scale.log_likelihood(value, original, params.sigma2, stats.total_weight, X.shape[1])
     return value.astype(X.dtype)
 
@@ -539,7 +424,7 @@ def kmeans_objective(X: Any, means: Any, *, weights: Any = None) -> jax.Array:
     """
     X = as_data(X)
     zero = jnp.zeros((), X.dtype)
-    Xs, params, w, scale = _prepare(X, IsotropicParams(means, zero), weights, for_fit=False)
+    Xs, params, w, scale = prepare(X, IsotropicParams(means, zero), weights, for_fit=False)
     stats, _ = stats_compiled(isotropic, Xs, w, params)
     return scale.distortion(stats.distortion)
 
@@ -638,7 +523,6 @@ def restarts(
     n_init = check_positive_int(n_init, "n_init")
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_block_size(block_size, X.shape[0], k, X.shape[1], lanes=n_init)
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
     keys = jax.random.split(key, n_init)
     if variant is None:
         init = "k-means++" if init is None else init
@@ -650,12 +534,13 @@ def restarts(
         if s2.ndim != 0:
             raise ValueError(f"sigma2 must be a scalar; got shape {tuple(s2.shape)}.")
         hard = (not is_traced(sigma2)) and float(np.asarray(sigma2)) == 0.0
-        # data past the scale window run as X / 2^e, as em and kmeans do (docs/design.md)
-        scale = _Scale(scale_exponent(X), 0)
+        # data past the scale window run as X / 2^e, and weights are relative, as in em
+        w, weight_exponent = relative_weights(weights, X.shape[0], X.dtype)
+        scale = Scale(scale_exponent(X), weight_exponent)
         Xs, s2s = X, s2
         if scale.data:
             Xs, s2s = jnp.ldexp(X, -scale.data), scale.sigma2(s2)
-            _check_scaled_sigma2(sigma2, s2s, scale)
+            check_scaled_sigma2(sigma2, s2s, scale)
         if init == "k-means++":
             means = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, Xs, k, weights=w))(keys)
         else:
@@ -677,15 +562,16 @@ def restarts(
             )
         if init is not None and not callable(init):
             raise ValueError(f"init for a variant must be a callable (key, X, k); got {init!r}.")
+        w = weights_or_ones(weights, X.shape[0], X.dtype)
         if chosen.check_data is not None and not is_traced(X):
             chosen.check_data(np.asarray(X))
         _check_temperature(chosen, temperature, X.dtype)
         starts = _starts(chosen, init or chosen.init, keys, X, k, temperature)
         hard = bool(jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts))))
-        Xs, scale, s2, s2s = X, _Scale(0, 0), None, None  # a variant's fit is not rescaled
+        Xs, scale, s2, s2s = X, NO_SCALE, None, None  # a variant's fit is not rescaled
     tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
     best = _best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size)
-    return _scaled_back(best, scale, s2, s2s, w, X.dtype)
+    return scaled_back(best, scale, s2, s2s, jnp.sum(w), X.dtype)
 
 
 def _check_temperature(variant: Variant, temperature: Any, dtype: Any) -> None:

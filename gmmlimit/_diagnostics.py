@@ -1,7 +1,9 @@
 """Diagnostics of the small-variance limit (DESIGN.md section 1, statements 1-3 and 6).
 
 Plain functions beside the model, used by tests, experiments and figures alike. They materialise
-(N, K) arrays: they are for measuring, not for fitting at scale.
+(N, K) arrays: they are for measuring, not for fitting at scale. Like the fits, they compute data
+past the dtype's scale window rescaled by an exact power of two (``_rescale``) and map the answer
+back, so they are finite wherever the answer is representable.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 
 from ._api import em_step
 from ._logdomain import pairwise_sq_dists_partial, shifted_softmax
-from ._validation import as_data, check_means, check_sigma2, weights_or_ones, with_float64_scope
+from ._rescale import Scale, norm_rescaled, prepare
+from ._validation import as_data, with_float64_scope
 from .variants._isotropic import IsotropicParams, assign
 
 __all__ = [
@@ -36,11 +39,18 @@ def nearest_gap(X: Any, means: Any) -> jax.Array:
         means: (K, D) means.
 
     Returns:
-        (N,) gaps >= 0 in X's dtype; +inf when K = 1 (no competitor).
+        (N,) gaps >= 0 in X's dtype; +inf when K = 1 (no competitor) and where the gap is
+        larger than the dtype's largest number.
     """
-    X = as_data(X)
-    means = check_means(means, X, name="means")
-    return _nearest_gap(X, means)
+    Xs, params, _, scale = _scaled(X, means, 0.0)
+    return scale.distortion(_nearest_gap(Xs, params.means))
+
+
+def _scaled(
+    X: Any, means: Any, sigma2: Any, weights: Any = None
+) -> tuple[jax.Array, IsotropicParams, jax.Array, Scale]:
+    """Validated data, parameters and weights, rescaled by powers of two past the window."""
+    return prepare(as_data(X), IsotropicParams(means, sigma2), weights, for_fit=False)
 
 
 @jax.jit
@@ -64,9 +74,8 @@ def responsibility_gap(X: Any, means: Any, sigma2: Any) -> jax.Array:
     Returns:
         (N, K) absolute differences in X's dtype (all zero at sigma2 = 0).
     """
-    X = as_data(X)
-    params = IsotropicParams(check_means(means, X, "means"), check_sigma2(sigma2, X.dtype))
-    return _responsibility_gap(X, params)
+    Xs, params, _, _ = _scaled(X, means, sigma2)
+    return _responsibility_gap(Xs, params)
 
 
 @jax.jit
@@ -88,10 +97,8 @@ def responsibility_bound(X: Any, means: Any, sigma2: Any) -> jax.Array:
     Returns:
         (N,) bound per row in X's dtype (0 at sigma2 = 0; 0 when K = 1).
     """
-    X = as_data(X)
-    means = check_means(means, X, "means")
-    sigma2 = check_sigma2(sigma2, X.dtype)
-    return _responsibility_bound(X, means, sigma2)
+    Xs, params, _, _ = _scaled(X, means, sigma2)
+    return _responsibility_bound(Xs, params.means, params.sigma2)
 
 
 @jax.jit
@@ -120,10 +127,8 @@ def scaled_log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = Non
     Returns:
         Scalar L~ in X's dtype.
     """
-    X = as_data(X)
-    params = IsotropicParams(check_means(means, X, "means"), check_sigma2(sigma2, X.dtype))
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
-    return _scaled_log_likelihood(X, params, w)
+    Xs, params, w, scale = _scaled(X, means, sigma2, weights)
+    return scale.distortion(_scaled_log_likelihood(Xs, params, w))
 
 
 @jax.jit
@@ -147,7 +152,7 @@ def update_gap(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.A
     """
     soft = em_step(X, means, sigma2, weights=weights)
     hard = em_step(X, means, 0.0, weights=weights)
-    return jnp.sqrt(jnp.sum((soft - hard) ** 2))
+    return norm_rescaled(soft - hard)
 
 
 def onehot_threshold(dtype: Any) -> float:

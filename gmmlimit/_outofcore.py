@@ -18,6 +18,7 @@ copies of its first row: no variant function sees a value that is not data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, NamedTuple
@@ -35,6 +36,7 @@ from ._driver import (
     relocate_if_empty,
     stop_rule,
 )
+from ._rescale import NO_SCALE, Scale, check_scaled_sigma2, scaled_back
 from ._validation import (
     _float_dtype,
     check_positive_int,
@@ -42,6 +44,9 @@ from ._validation import (
     check_tol,
     check_weights,
     dtype_scope,
+    largest_magnitude,
+    relative_weights,
+    window_exponent,
 )
 from ._variant import FarPoints, Params, Stats, Variant, check_variant
 from .variants._isotropic import IsotropicParams, isotropic
@@ -148,8 +153,8 @@ def _scan_info(
     make_iter: Callable[[], Iterator[np.ndarray]],
     rows: int,
     check_data: Callable | None = None,
-) -> tuple[int, int, np.dtype, float]:
-    """Two passes: N, D, the compute dtype and the mean per-feature variance; checks each chunk.
+) -> tuple[int, int, np.dtype, float, float]:
+    """Two passes: N, D, dtype, mean per-feature variance, max |x|; checks each chunk.
 
     Raises:
         ValueError: on a chunk that is not 2-D, has another width or dtype, holds NaN or inf, or
@@ -160,6 +165,7 @@ def _scan_info(
     dtype = None
     total = None
     src_dtype = None
+    largest = 0.0
     for chunk in _rechunk(make_iter(), rows, None, None):
         if d is None:
             d, src_dtype = chunk.shape[1], chunk.dtype
@@ -171,6 +177,7 @@ def _scan_info(
             raise ValueError(f"chunks must all have dtype {src_dtype}; got one of {chunk.dtype}.")
         _check_chunk(chunk, n, check_data)
         total += chunk.sum(axis=0, dtype=np.float64)
+        largest = max(largest, float(chunk.max()), -float(chunk.min()))
         n += chunk.shape[0]
     if n == 0 or d is None or d == 0:
         raise ValueError("X must have at least one row and one column.")
@@ -178,7 +185,7 @@ def _scan_info(
     sq = np.zeros(d, np.float64)
     for chunk in _rechunk(make_iter(), rows, d, src_dtype):
         sq += ((chunk.astype(np.float64) - mean) ** 2).sum(axis=0)
-    return n, d, dtype, float(np.mean(sq / n))
+    return n, d, dtype, float(np.mean(sq / n)), largest
 
 
 @partial(jax.jit, static_argnames=("variant", "block_size", "track"))
@@ -275,8 +282,12 @@ def _full_pass(
     block_size: int,
     track: bool,
     labels_out: np.ndarray,
+    exponent: int = 0,
 ) -> _Carry:
-    """One E-step over all chunks; writes the labels into ``labels_out`` and returns the carry."""
+    """One E-step over all chunks; writes the labels into ``labels_out`` and returns the carry.
+
+    A non-zero ``exponent`` e computes each chunk as x / 2^e (exact; ``_rescale``).
+    """
     k = variant.means(params).shape[0]
     shapes = jax.eval_shape(
         partial(block_pass, variant, params),
@@ -299,6 +310,8 @@ def _full_pass(
         x = np.empty((chunk_rows, d), dtype)
         x[:m] = chunk
         x[m:] = chunk[0]
+        if exponent:
+            np.ldexp(x, -exponent, out=x)
         w = np.zeros((chunk_rows,), dtype)
         w[:m] = 1.0 if weights is None else weights[start : start + m]
         carry, labels = _chunk_pass(
@@ -353,11 +366,31 @@ def fit_out_of_core(
             of a later pass that holds NaN/inf or values the variant refuses, or a source whose
             length changed.
     """
+    return _fit_source(variant, X, params, max_iter, tol, weights, block_size, chunk_blocks)
+
+
+def _fit_source(
+    variant: Variant,
+    X: Source,
+    params: Params,
+    max_iter: int,
+    tol: float,
+    weights: Any,
+    block_size: int,
+    chunk_blocks: int,
+    *,
+    rescale: bool = False,
+) -> FitResult:
+    """:func:`fit_out_of_core`, with data past the scale window rescaled where asked.
+
+    ``rescale`` (isotropic parameters only) runs such data as X / 2^e, as :func:`~gmmlimit.em`
+    does, and maps the fit back (``_rescale``).
+    """
     check_variant(variant)
     make_iter = _chunk_source(X)
     with dtype_scope(_first_dtype(make_iter)):  # float64 data stay float64 (docs/design.md)
         return _fit_out_of_core(
-            variant, make_iter, params, max_iter, tol, weights, block_size, chunk_blocks
+            variant, make_iter, params, max_iter, tol, weights, block_size, chunk_blocks, rescale
         )
 
 
@@ -377,18 +410,32 @@ def _fit_out_of_core(
     weights: Any,
     block_size: int,
     chunk_blocks: int,
+    rescale: bool,
 ) -> FitResult:
-    """:func:`fit_out_of_core` after the variant check, in the data's dtype scope."""
+    """:func:`_fit_source` after the variant check, in the data's dtype scope."""
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_positive_int(block_size, "block_size")
     chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
     tol = check_tol(tol)
-    n, d, dtype, shift_scale = _scan_info(make_iter, block_size * chunk_blocks, variant.check_data)
+    rows = block_size * chunk_blocks
+    n, d, dtype, shift_scale, largest = _scan_info(make_iter, rows, variant.check_data)
     spec = jax.ShapeDtypeStruct((n, d), dtype)
     if variant.validate is not None:
         params = variant.validate(spec, params)
-    w = check_weights(weights, n, dtype)
+    w, weight_exponent = None, 0
+    if weights is not None and rescale:  # weights are relative (em's rule)
+        w, weight_exponent = relative_weights(weights, n, dtype)
+    elif weights is not None:
+        w = check_weights(weights, n, dtype)
     w = None if w is None else np.asarray(w)
+    scale, original = NO_SCALE, params
+    if rescale:
+        largest = max(largest, largest_magnitude(params.means))
+        scale = Scale(window_exponent(largest, dtype), weight_exponent)
+    if scale.data:
+        params = scale.params(original)
+        check_scaled_sigma2(original.sigma2, params.sigma2, scale)
+        shift_scale = math.ldexp(shift_scale, -2 * scale.data)
     b = min(block_size, n)
     chunk_rows = b * chunk_blocks
     track = variant.relocate is not None
@@ -397,10 +444,14 @@ def _fit_out_of_core(
 
     def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
         return _full_pass(
-            variant, params, make_iter, w, n, d, dtype, chunk_rows, b, track, labels_out
+            variant, params, make_iter, w, n, d, dtype, chunk_rows, b, track, labels_out, scale.data
         )
 
-    return _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, scale_a)
+    result = _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, scale_a)
+    if scale == NO_SCALE:
+        return result
+    total = n if w is None else jnp.sum(jnp.asarray(w))  # as em sums them
+    return scaled_back(result, scale, original.sigma2, params.sigma2, total, dtype)
 
 
 def _pass_loop(
@@ -544,13 +595,6 @@ def _isotropic(
     block_size: int,
     chunk_blocks: int,
 ) -> FitResult:
-    return fit_out_of_core(
-        isotropic,
-        X,
-        params,
-        max_iter=max_iter,
-        tol=tol,
-        weights=weights,
-        block_size=block_size,
-        chunk_blocks=chunk_blocks,
+    return _fit_source(
+        isotropic, X, params, max_iter, tol, weights, block_size, chunk_blocks, rescale=True
     )

@@ -48,6 +48,7 @@ from ._outofcore import (
     _pass_loop,
     _rechunk,
 )
+from ._rescale import NO_SCALE, Scale, check_scaled_sigma2, fit_rescaled, scaled_back
 from ._validation import (
     as_data,
     check_block_size,
@@ -58,6 +59,8 @@ from ._validation import (
     check_tol,
     check_weights,
     float64_scope,
+    largest_magnitude,
+    window_exponent,
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_variant
@@ -216,6 +219,22 @@ def fit_sharded(
             invalid (the message names that process), or when the processes pass different
             parameters.
     """
+    return _fit_sharded(variant, X, params, mesh, axis_name, max_iter, tol, weights, block_size)
+
+
+def _fit_sharded(
+    variant: Variant,
+    X: Any,
+    params: Params,
+    mesh: Mesh | None,
+    axis_name: str | None,
+    max_iter: Any,
+    tol: Any,
+    weights: Any,
+    block_size: Any,
+    rescale: bool = False,
+) -> FitResult:
+    """:func:`fit_sharded`; ``rescale`` as in :func:`_fit_global` (host data: the caller's)."""
     check_variant(variant)
     mesh = default_mesh() if mesh is None else mesh
     if not isinstance(mesh, Mesh):
@@ -227,7 +246,9 @@ def fit_sharded(
     # sharding spelled out; the fit runs on the same devices with Auto axes instead.
     mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
     if _spans_processes(X):
-        return _fit_global(variant, X, params, mesh, axis, max_iter, tol, weights, block_size)
+        return _fit_global(
+            variant, X, params, mesh, axis, max_iter, tol, weights, block_size, rescale
+        )
     with float64_scope(X):  # float64 data stay float64 (docs/design.md)
         X = as_data(X)
         n_dev = int(mesh.shape[axis])
@@ -281,16 +302,7 @@ def kmeans_sharded(
     """
     dtype = _data_dtype(X)
     params = IsotropicParams(init_means, jnp.zeros((), dtype))
-    return fit_sharded(
-        isotropic,
-        X,
-        params,
-        mesh=mesh,
-        max_iter=max_iter,
-        tol=tol,
-        weights=weights,
-        block_size=block_size,
-    )
+    return _isotropic_sharded(X, params, mesh, max_iter, tol, weights, block_size)
 
 
 @with_float64_scope
@@ -322,16 +334,28 @@ def em_sharded(
     """
     dtype = _data_dtype(X)
     params = IsotropicParams(init_means, check_sigma2(sigma2, dtype))
-    return fit_sharded(
-        isotropic,
-        X,
-        params,
-        mesh=mesh,
-        max_iter=max_iter,
-        tol=tol,
-        weights=weights,
-        block_size=block_size,
-    )
+    return _isotropic_sharded(X, params, mesh, max_iter, tol, weights, block_size)
+
+
+def _isotropic_sharded(
+    X: Any,
+    params: IsotropicParams,
+    mesh: Mesh | None,
+    max_iter: Any,
+    tol: Any,
+    weights: Any,
+    block_size: Any,
+) -> FitResult:
+    """The isotropic sharded fit; host data past the scale window run rescaled, as in em."""
+
+    def run(Xs: Any, scaled: IsotropicParams, w: Any, rescale: bool = False) -> FitResult:
+        return _fit_sharded(
+            isotropic, Xs, scaled, mesh, None, max_iter, tol, w, block_size, rescale
+        )
+
+    if _spans_processes(X):  # rescaled where the processes' rows are known (_fit_global)
+        return run(X, params, weights, rescale=True)
+    return fit_rescaled(run, as_data(X), params, weights)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -365,28 +389,33 @@ def _process_rows(X: jax.Array) -> np.ndarray:
 _MESSAGE_BYTES = 400
 
 
-def _agree(error: str | None, positive: int, fingerprint: bytes) -> None:
+def _agree(error: str | None, positive: int, fingerprint: bytes, largest: float = 0.0) -> float:
     """Exchange each process's validation outcome; raise the same ValueError on every process.
 
     Args:
         error: this process's validation message, or None.
         positive: how many of this process's rows have positive weight.
         fingerprint: 16 bytes identifying the parameters this process passed.
+        largest: the largest magnitude of this process's rows.
+
+    Returns:
+        The largest magnitude of every process's rows.
 
     Raises:
         ValueError: naming the first process that found a problem, when the processes passed
             different parameters, or when no row of any process has positive weight.
     """
     text = (error or "").encode("utf-8")[:_MESSAGE_BYTES]
-    record = np.zeros(1 + 8 + 16 + _MESSAGE_BYTES, np.uint8)
+    record = np.zeros(1 + 8 + 16 + 8 + _MESSAGE_BYTES, np.uint8)
     record[0] = error is not None
     record[1:9] = np.frombuffer(np.int64(positive).tobytes(), np.uint8)
     record[9:25] = np.frombuffer(fingerprint, np.uint8)
-    record[25 : 25 + len(text)] = np.frombuffer(text, np.uint8)
+    record[25:33] = np.frombuffer(np.float64(largest).tobytes(), np.uint8)
+    record[33 : 33 + len(text)] = np.frombuffer(text, np.uint8)
     records = np.asarray(multihost_utils.process_allgather(record))
     for index, row in enumerate(records):
         if row[0]:
-            message = bytes(row[25:]).rstrip(b"\0").decode("utf-8", "replace")
+            message = bytes(row[33:]).rstrip(b"\0").decode("utf-8", "replace")
             raise ValueError(f"process {index}: {message}")
     if any(bytes(row[9:25]) != bytes(records[0, 9:25]) for row in records):
         raise ValueError(
@@ -394,6 +423,7 @@ def _agree(error: str | None, positive: int, fingerprint: bytes) -> None:
         )
     if sum(int(np.frombuffer(bytes(row[1:9]), np.int64)[0]) for row in records) == 0:
         raise ValueError("weights are all zero; at least one sample needs positive weight.")
+    return max(float(np.frombuffer(bytes(row[25:33]), np.float64)[0]) for row in records)
 
 
 def _fingerprint(params: Params) -> bytes:
@@ -408,8 +438,10 @@ def _fingerprint(params: Params) -> bytes:
 
 def _validate_process_rows(
     variant: Variant, X: jax.Array, w: jax.Array | None, params: Params
-) -> Params:
+) -> tuple[Params, float]:
     """Validate each process's own rows and the parameters, and agree on the outcome.
+
+    Returns the checked parameters and the largest magnitude of every process's rows.
 
     The data are checked by :func:`as_data` and the weights by :func:`check_weights` on this
     process's rows only; the variant's own checks (``validate``) run on them too. Only the
@@ -419,6 +451,7 @@ def _validate_process_rows(
     """
     error = None
     positive = 0
+    largest = 0.0
     checked = params
     try:
         local = _process_rows(X)
@@ -427,6 +460,8 @@ def _validate_process_rows(
         else:  # this process holds no rows: nothing of the data to check here
             local_x = as_data(np.zeros((1, X.shape[1]), X.dtype))[:0]
         positive = local_x.shape[0]
+        if local_x.shape[0]:
+            largest = largest_magnitude(local_x)
         if w is not None and local_x.shape[0]:
             # check_weights's other checks, but "all zero" only holds over every process.
             local_w = np.asarray(_process_rows(w), np.float64)
@@ -448,8 +483,7 @@ def _validate_process_rows(
     except Exception as err:  # any failure must reach the other processes, or they would hang
         error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
         fingerprint = bytes(16)
-    _agree(error, positive, fingerprint)
-    return checked
+    return checked, _agree(error, positive, fingerprint, largest)
 
 
 def _repeat_rows(x: jax.Array, k: int) -> jax.Array:
@@ -474,8 +508,13 @@ def _fit_global(
     tol: Any,
     weights: Any,
     block_size: Any,
+    rescale: bool = False,
 ) -> FitResult:
-    """:func:`fit_sharded` for a global array whose rows live in several processes."""
+    """:func:`fit_sharded` for a global array whose rows live in several processes.
+
+    ``rescale`` (isotropic parameters only) runs data past the scale window as X / 2^e, e read
+    from every process's rows, as :func:`~gmmlimit.em` does (``_rescale``).
+    """
     max_iter = check_positive_int(max_iter, "max_iter")
     if block_size is not None:
         block_size = check_positive_int(block_size, "block_size")
@@ -499,10 +538,18 @@ def _fit_global(
         if tuple(weights.shape) != (n,):
             raise ValueError(f"weights must have shape (N,) = ({n},); got {tuple(weights.shape)}.")
         weights = _on_rows(weights, rows)
-    params = _validate_process_rows(variant, X, weights, params)
+    params, largest = _validate_process_rows(variant, X, weights, params)
     dtype = _data_dtype(X)
     if X.dtype != dtype:
         X = X.astype(dtype)
+    scale, original = NO_SCALE, params
+    if rescale:
+        largest = max(largest, largest_magnitude(params.means))
+        scale = Scale(window_exponent(largest, dtype), 0)
+    if scale.data:
+        params = scale.params(original)
+        check_scaled_sigma2(original.sigma2, params.sigma2, scale)
+        X = jax.jit(lambda v: jnp.ldexp(v, -scale.data), out_shardings=rows)(X)
     if weights is None:  # unit weights made where they lie; one compiled fit serves both cases
         weights = jax.make_array_from_callback(
             (n,), rows, lambda index: np.ones((len(range(n)[index[0]]),), dtype)
@@ -528,7 +575,10 @@ def _fit_global(
         block_rows=b,
         blocks_per_device=per_dev,
     )
-    return trim_history(result, max_iter)
+    result = trim_history(result, max_iter)
+    if scale == NO_SCALE:
+        return result
+    return scaled_back(result, scale, original.sigma2, params.sigma2, jnp.sum(weights), dtype)
 
 
 def _on_rows(a: jax.Array, rows: NamedSharding) -> jax.Array:

@@ -33,6 +33,7 @@ __all__ = [
     "float64_scope",
     "is_soft",
     "is_traced",
+    "largest_magnitude",
     "relative_weights",
     "scale_exponent",
     "weights_or_ones",
@@ -459,7 +460,7 @@ def window_exponent(largest: float, dtype: Any) -> int:
     return 0 if -window <= exponent <= window else exponent
 
 
-def _largest_magnitude(a: Any) -> float:
+def largest_magnitude(a: Any) -> float:
     """The largest magnitude max |a| of a concrete array.
 
     Host data (NumPy, or a JAX array on the CPU) are read as max(a) and -min(a), without an |a|
@@ -494,7 +495,7 @@ def scale_exponent(*arrays: jax.Array) -> int:
     concrete = [a for a in arrays if not is_traced(a) and a.size]
     if not concrete:
         return 0
-    largest = max(_largest_magnitude(a) for a in concrete)
+    largest = max(largest_magnitude(a) for a in concrete)
     if largest == 0.0:
         return 0
     return window_exponent(largest, concrete[0].dtype)

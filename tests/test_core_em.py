@@ -244,6 +244,63 @@ def test_restarts_run_data_past_the_scale_window_rescaled(exponent, sigma2):
         np.testing.assert_allclose(far.objective, unit.objective - shift, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("exponent", "sigma2", "largest_weight"),
+    [(64, 0.0, None), (-64, 0.0, 1e37), (60, 0.7, 1e-46), (-50, 0.7, None)],
+)  # float32 data near 1e20 (squared distances overflow), 1e-18 (they vanish); weights that
+# overflow their sums or flush to 0 in float32
+@pytest.mark.parametrize("path", ["sharded", "out_of_core"])
+def test_sharded_and_out_of_core_fits_rescale_as_em_does(path, exponent, sigma2, largest_weight):
+    # em computes such data as X / 2^e and maps the fit back (test above, and
+    # test_kmeans_is_scale_invariant_and_em_at_zero_is_kmeans); the sharded and out-of-core
+    # fits must give em's fit bit for bit (before: one cluster, NaN distortion, other means).
+    X = np.ldexp(_blobs(3, n=200).astype(np.float32), exponent)
+    m0 = X[[0, 50, 100, 150]]
+    s2 = np.ldexp(sigma2, 2 * exponent)
+    w = None
+    if largest_weight is not None:
+        w = largest_weight * np.random.default_rng(0).uniform(0.25, 1.0, len(X))  # float64
+    if path == "sharded":
+        far = gl.scale.em_sharded(X, m0, s2, weights=w, block_size=64)
+    else:
+        far = gl.scale.em_out_of_core(X, m0, s2, weights=w, block_size=64, chunk_blocks=2)
+    ref = gl.em(X, m0, s2, weights=w, block_size=64)
+    assert len(np.unique(np.asarray(ref.labels))) == 4
+    _same_fit(far, ref)
+    assert far.means.dtype == np.float32
+
+
+@pytest.mark.parametrize(("exponent", "sigma2"), [(64, 0.0), (-64, 0.0), (-50, 0.7)])
+def test_the_diagnostics_answer_data_past_the_scale_window(exponent, sigma2):
+    # data scaled by 2^e (float32, past the window) give the unit data's diagnostics scaled by
+    # 4^e (gaps, bound 2's L~), 2^e (the update gap) or unchanged (responsibilities, bound 1),
+    # bit for bit; where the scaled value passes float32's largest number it is inf. Before:
+    # bound 1 read 1 at sigma2 = 0 for data near 1e20, L~ read 118 for 263 near 1e-19.
+    X = _blobs(3, n=60).astype(np.float32)
+    means = X[[0, 20, 40]]
+    Xe, me, s2 = np.ldexp(X, exponent), np.ldexp(means, exponent), np.ldexp(sigma2, 2 * exponent)
+    study = gl.study
+    with np.errstate(over="ignore"):
+        gap = np.ldexp(study.nearest_gap(X, means), 2 * exponent)
+        gap[gap < np.finfo(np.float32).tiny] = 0.0  # subnormal: flushed to 0, as XLA does
+        np.testing.assert_array_equal(study.nearest_gap(Xe, me), gap)
+        np.testing.assert_array_equal(
+            study.scaled_log_likelihood(Xe, me, s2),
+            np.ldexp(study.scaled_log_likelihood(X, means, sigma2), 2 * exponent),
+        )
+    np.testing.assert_array_equal(
+        study.responsibility_gap(Xe, me, s2), study.responsibility_gap(X, means, sigma2)
+    )
+    np.testing.assert_array_equal(
+        study.responsibility_bound(Xe, me, s2), study.responsibility_bound(X, means, sigma2)
+    )
+    np.testing.assert_array_equal(
+        study.update_gap(Xe, me, s2), np.ldexp(study.update_gap(X, means, sigma2), exponent)
+    )
+    if sigma2 > 0:
+        assert float(study.update_gap(X, means, sigma2)) > 0  # the comparison is not 0 == 0
+
+
 def _same_fit(a, b) -> None:
     for name in ("means", "labels", "n_iter", "objective", "distortion", "history"):
         np.testing.assert_array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)))

@@ -54,6 +54,15 @@ def data() -> dict[str, np.ndarray]:
 
 
 POISSON_W = np.array([0.3, 0.3, 0.4])
+FAR = 64
+
+
+def far_problem() -> dict[str, np.ndarray]:
+    """The data in float32 times 2^64 (near 1e20): computed as given, every row in one cluster."""
+    d = data()
+    X = np.ldexp(d["X"].astype(np.float32), FAR)
+    X[N_ROWS - 1, 0] *= 4  # the largest magnitude is on the last process only
+    return {"X": X, "m0": X[[0, 100, 200, 300, 400, 500]]}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -114,6 +123,13 @@ def _worker(out_dir: str, cases: str) -> None:
     bad[(count - 1) * per + 3, 1] = np.nan  # only the last process holds the NaN
     out["bad_nan"] = error_of(lambda: gl.scale.kmeans_sharded(global_rows(bad), d["m0"], mesh=mesh))
     if cases == "all":
+        # float32 rows near 1e20 (squared distances overflow): rescaled by the exponent of the
+        # largest magnitude over every process's rows, as kmeans does in one process
+        far = far_problem()
+        record(
+            "kmeans_far_f32",
+            gl.scale.kmeans_sharded(global_rows(far["X"]), far["m0"], mesh=mesh, block_size=BLOCK),
+        )
         record(
             "kmeans_w",
             gl.scale.kmeans_sharded(
@@ -237,6 +253,7 @@ def _references() -> dict:
                 d["X"], d["m0"], weights=d["w_first_zero"], block_size=BLOCK
             ),
             "poisson": gl.fit(gl.variants.poisson, d["C"], params, block_size=BLOCK),
+            "kmeans_far_f32": gl.kmeans(far_problem()["X"], far_problem()["m0"], block_size=BLOCK),
         }
 
 
@@ -272,7 +289,7 @@ def test_every_process_holds_only_its_own_rows(run):
 
 
 CORE = ["kmeans", "em"]  # with 4 processes (one compiled fit, for the time budget)
-ALL = [*CORE, "kmeans_w", "kmeans_w_host", "kmeans_w_first_zero", "poisson"]  # 2 processes
+ALL = [*CORE, "kmeans_w", "kmeans_w_host", "kmeans_w_first_zero", "poisson", "kmeans_far_f32"]
 
 
 def test_out_of_core_processes_equal_one_process_fit(runs):
@@ -303,6 +320,10 @@ def test_fit_equals_one_process_fit(runs, n, name):
         assert got["n_iter"] == int(ref.n_iter) > 1
         assert got["converged"] == bool(ref.converged)
         np.testing.assert_array_equal(got["labels"], np.asarray(ref.labels))
+        if name.endswith("f32"):  # float32 sums, in another order across processes
+            np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=1e-5)
+            np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-5)
+            continue
         np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=0, atol=1e-10)
         np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-10)
     if name == "kmeans":  # the repeated start left a cluster empty: relocation ran

@@ -245,14 +245,12 @@ def test_restarts_rejects_unknown_init_and_bad_n_init():
     "call",
     [
         lambda x, m, w: gl.fit(gv.isotropic, x, gv.IsotropicParams(m, 0.5), weights=w),
-        lambda x, m, w: gl.scale.em_sharded(x, m, 0.5, weights=w),
-        lambda x, m, w: gl.scale.em_out_of_core(x, m, 0.5, weights=w),
         lambda x, m, w: gl.anneal(x, [2.0, 0.5], key=jax.random.key(0), k=2, weights=w),
         lambda x, m, w: gv.dpmeans(x, 4.0, weights=w),
         lambda x, m, w: gl.init.kmeans_plusplus(jax.random.key(0), x, 2, weights=w),
-        lambda x, m, w: gl.restarts(jax.random.key(0), x, 2, weights=w),
+        lambda x, m, w: gl.restarts(jax.random.key(0), x, 2, variant=gv.spherical, weights=w),
     ],
-    ids=["fit", "sharded", "out_of_core", "anneal", "dpmeans", "kmeans_plusplus", "restarts"],
+    ids=["fit", "anneal", "dpmeans", "kmeans_plusplus", "restarts_variant"],
 )
 def test_weights_past_the_scale_window_are_refused_where_not_rescaled(call, largest):
     x32, m32 = np.asarray(X, np.float32), np.asarray(M[:2], np.float32)
@@ -262,6 +260,26 @@ def test_weights_past_the_scale_window_are_refused_where_not_rescaled(call, larg
     rescaled = gl.em(x32, m32, 0.5, weights=w)  # em scales them by a power of two itself
     by_hand = gl.em(x32, m32, 0.5, weights=np.ldexp(w, -math.frexp(largest)[1]))
     np.testing.assert_array_equal(rescaled.means, by_hand.means)
+
+
+@pytest.mark.parametrize("largest", [1e37, 1e-46])
+@pytest.mark.parametrize("sigma2", [0.0, 0.5])
+def test_isotropic_restarts_read_weights_as_relative(sigma2, largest):
+    # as em does: weights past the window are divided by a power of two before the float32 cast
+    # (before: refused; the sharded and out-of-core fits: test_core_em.py)
+    x32 = np.asarray(X, np.float32)
+    w = np.linspace(0.5, 1.0, len(x32)) * largest
+    key = jax.random.key(0)
+    given = gl.restarts(key, x32, 2, sigma2=sigma2, n_init=2, weights=w)
+    e = math.frexp(largest)[1]
+    by_hand = gl.restarts(key, x32, 2, sigma2=sigma2, n_init=2, weights=np.ldexp(w, -e))
+    np.testing.assert_array_equal(given.means, by_hand.means)
+    np.testing.assert_array_equal(given.labels, by_hand.labels)
+    with np.errstate(over="ignore"):  # the weighted J near 1e37 is past float32's range
+        expected = np.ldexp(by_hand.distortion, e)
+    if abs(expected) < np.finfo(np.float32).tiny:  # near 1e-46 it is subnormal: XLA flushes it
+        expected = np.float32(0.0)
+    np.testing.assert_array_equal(given.distortion, expected)
 
 
 @pytest.mark.parametrize(

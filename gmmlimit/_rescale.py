@@ -1,0 +1,216 @@
+"""Exact power-of-two rescaling of an isotropic problem (docs/design.md, "Numerics at the edges").
+
+Data whose largest magnitude lies outside the dtype's window (:data:`SCALE_WINDOW`) are computed
+as ``X / 2^e``, means ``/ 2^e``, sigma2 ``/ 4^e`` and weights ``/ 2^w``: exact operations, so
+labels and responsibilities are those of the original problem, and the results are mapped back
+(means x 2^e, distortions x 4^e 2^w, log-likelihoods as :meth:`Scale.log_likelihood` says).
+Every isotropic entry point (in memory, sharded, out of core, the diagnostics) goes through
+here, so they all answer the same data the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._driver import FitResult
+from ._validation import is_soft, is_traced, relative_weights, scale_exponent
+from .variants._isotropic import IsotropicParams, validate_params
+
+__all__ = [
+    "NO_SCALE",
+    "Scale",
+    "check_scaled_sigma2",
+    "fit_rescaled",
+    "norm_rescaled",
+    "prepare",
+    "scaled_back",
+]
+
+
+class Scale(NamedTuple):
+    """The rescaling of one problem: data by 2^data, weights by 2^weight (0: none).
+
+    The computation runs on ``X / 2^data``, means ``/ 2^data``, sigma2 ``/ 4^data`` and weights
+    ``/ 2^weight``; labels and responsibilities are unchanged, means scale back by 2^data,
+    distortions by 4^data 2^weight and log-likelihoods as :meth:`log_likelihood` says.
+    """
+
+    data: int
+    weight: int
+
+    def params(self, params: IsotropicParams) -> IsotropicParams:
+        """Scaled parameters (means / 2^data, :meth:`sigma2`)."""
+        return IsotropicParams(jnp.ldexp(params.means, -self.data), self.sigma2(params.sigma2))
+
+    def sigma2(self, sigma2: jax.Array) -> jax.Array:
+        """sigma2 / 4^data; a scaled value that overflows is capped (exact in effect)."""
+        scaled = jnp.ldexp(sigma2, -2 * self.data)
+        cap = jnp.asarray(jnp.finfo(scaled.dtype).max / 4, scaled.dtype)
+        # sigma2 / 4^e overflows only when the data are tiny: every exponent -gap / (2 sigma2)
+        # then rounds to 0 either way, and the log-likelihood is mapped back from the true sigma2.
+        return jnp.minimum(scaled, cap)
+
+    def log_likelihood(
+        self,
+        value: jax.Array,
+        sigma2: jax.Array,
+        scaled_sigma2: jax.Array,
+        total: jax.Array,
+        d: int,
+    ) -> jax.Array:
+        """The log-likelihood l of the original problem from l' of the scaled one.
+
+        l' = -W' ln K - (W' D / 2) ln(2 pi sigma2') + core', with W' = W / 2^weight and core'
+        invariant under the data scale, so l = 2^weight [l' - (W' D / 2)(ln sigma2 - ln
+        sigma2')].
+        """
+        shift = 0.5 * total * d * (jnp.log(sigma2) - jnp.log(scaled_sigma2))
+        return jnp.ldexp(value - shift, self.weight)
+
+    def distortion(self, value: jax.Array) -> jax.Array:
+        """J (or any weighted sum of squared distances) of the original problem from J'."""
+        exponent = 2 * self.data + self.weight
+        return jnp.ldexp(value, exponent) if exponent else value
+
+
+NO_SCALE = Scale(0, 0)
+"""The rescaling of data and weights within the window: none."""
+
+
+def check_scaled_sigma2(sigma2: Any, scaled: jax.Array, scale: Scale) -> None:
+    """Refuse a concrete sigma2 > 0 that is below the smallest normal number after scaling.
+
+    Raises:
+        ValueError: if ``sigma2 / 4^scale.data`` underflows while ``sigma2`` is positive.
+    """
+    if is_traced(sigma2) or scale.data == 0:
+        return
+    value = float(np.asarray(sigma2))
+    if value > 0 and not bool(is_soft(scaled)):
+        raise ValueError(
+            f"sigma2={value!r} is below the smallest normal number relative to the data's scale "
+            f"(the data are as large as 2^{scale.data}, and sigma2 / 4^{scale.data} underflows): "
+            "at this sigma2 the model is the hard limit to the dtype's precision; pass 0."
+        )
+
+
+def prepare(
+    X: jax.Array, params: IsotropicParams, weights: Any, *, for_fit: bool
+) -> tuple[jax.Array, IsotropicParams, jax.Array, Scale]:
+    """Validate, then rescale data, parameters and weights by exact powers of two if needed.
+
+    Args:
+        X: (N, D) validated data.
+        params: the parameters as given (checked here against ``X``).
+        weights: None or (N,) sample weights as given.
+        for_fit: also require K <= N.
+
+    Returns:
+        ``(X', params', w', scale)``: the scaled data, parameters (in X's dtype) and (N,)
+        weights (ones when None), and the :class:`Scale`.
+
+    Raises:
+        ValueError: on invalid parameters or weights, or a sigma2 > 0 that underflows after
+            the scaling.
+    """
+    sigma2 = params.sigma2
+    params = validate_params(X, params, for_fit=for_fit)
+    w, weight_scale = relative_weights(weights, X.shape[0], X.dtype)
+    scale = Scale(scale_exponent(X, params.means), weight_scale)
+    if scale.data:
+        X = jnp.ldexp(X, -scale.data)
+        scaled = scale.params(params)
+        check_scaled_sigma2(sigma2, scaled.sigma2, scale)
+        params = IsotropicParams(scaled.means, scaled.sigma2)
+    return X, params, w, scale
+
+
+def scaled_back(
+    result: FitResult,
+    scale: Scale,
+    sigma2: jax.Array | None,
+    scaled_sigma2: jax.Array | None,
+    total_weight: jax.Array | float,
+    dtype: Any,
+) -> FitResult:
+    """An isotropic fit of the rescaled problem as the fit of the original one.
+
+    Args:
+        result: the fit on X / 2^scale.data (K, D means), weights / 2^scale.weight.
+        scale: the rescaling.
+        sigma2: () the original variance (unused when ``scale`` is none).
+        scaled_sigma2: () the variance the fit ran at (unused when ``scale`` is none).
+        total_weight: the sum of the (scaled) weights the fit ran with.
+        dtype: the data's dtype.
+
+    Returns:
+        The :class:`FitResult` of the original problem.
+    """
+    if scale == NO_SCALE:
+        return result
+    soft = is_soft(scaled_sigma2)
+    d = result.means.shape[-1]
+
+    def back(value: jax.Array) -> jax.Array:
+        if not is_traced(soft):  # one branch: also for the global arrays of several processes
+            if not bool(soft):
+                return scale.distortion(value).astype(dtype)
+            total = jnp.asarray(total_weight, value.dtype)
+            return scale.log_likelihood(value, sigma2, scaled_sigma2, total, d).astype(dtype)
+        soft_value = scale.log_likelihood(
+            value,
+            jnp.where(soft, sigma2, 1.0),
+            jnp.where(soft, scaled_sigma2, 1.0),
+            jnp.asarray(total_weight, value.dtype),
+            d,
+        )
+        return jnp.where(soft, soft_value, scale.distortion(value)).astype(dtype)
+
+    return result._replace(
+        means=jnp.ldexp(result.means, scale.data),
+        objective=back(result.objective),
+        history=back(result.history),
+        distortion=scale.distortion(result.distortion).astype(dtype),
+        params=IsotropicParams(jnp.ldexp(result.params.means, scale.data), sigma2),
+    )
+
+
+def fit_rescaled(
+    run: Callable[[jax.Array, IsotropicParams, jax.Array], FitResult],
+    X: jax.Array,
+    params: IsotropicParams,
+    weights: Any,
+) -> FitResult:
+    """``run(X', params', w')`` on the exactly rescaled problem, mapped back.
+
+    Args:
+        run: an isotropic fit of (N, D) data, parameters and (N,) weights.
+        X: (N, D) validated data.
+        params: the parameters as given.
+        weights: None or (N,) sample weights as given.
+
+    Returns:
+        The fit of the original problem.
+    """
+    original = validate_params(X, params)
+    Xs, scaled, w, scale = prepare(X, params, weights, for_fit=True)
+    result = run(Xs, scaled, w)
+    return scaled_back(result, scale, original.sigma2, scaled.sigma2, jnp.sum(w), X.dtype)
+
+
+def norm_rescaled(a: jax.Array) -> jax.Array:
+    """The Frobenius norm ||a||, finite wherever it is representable.
+
+    Computed as 2^e ||a / 2^e|| when a's largest magnitude lies outside the window, so that
+    squares near 1e20 (float32) do not overflow and those near 1e-30 do not vanish.
+    """
+    exponent = scale_exponent(a)
+    if exponent:
+        scaled = jnp.ldexp(a, -exponent)
+        return jnp.ldexp(jnp.sqrt(jnp.sum(scaled * scaled)), exponent)
+    return jnp.sqrt(jnp.sum(a * a))
