@@ -366,10 +366,17 @@ def fit_out_of_core(
             of a later pass that holds NaN/inf or values the variant refuses, or a source whose
             length changed.
     """
-    return _fit_source(variant, X, params, max_iter, tol, weights, block_size, chunk_blocks)
+    return _fit_out_of_core(variant, X, params, max_iter, tol, weights, block_size, chunk_blocks)
 
 
-def _fit_source(
+def _first_dtype(make_iter: Callable[[], Iterator[np.ndarray]]) -> np.dtype | None:
+    """The dtype of a source's first chunk (None for an empty source, refused later)."""
+    for piece in make_iter():
+        return np.asarray(piece[:0]).dtype
+    return None
+
+
+def _fit_out_of_core(
     variant: Variant,
     X: Source,
     params: Params,
@@ -389,69 +396,44 @@ def _fit_source(
     check_variant(variant)
     make_iter = _chunk_source(X)
     with dtype_scope(_first_dtype(make_iter)):  # float64 data stay float64 (docs/design.md)
-        return _fit_out_of_core(
-            variant, make_iter, params, max_iter, tol, weights, block_size, chunk_blocks, rescale
-        )
+        max_iter = check_positive_int(max_iter, "max_iter")
+        block_size = check_positive_int(block_size, "block_size")
+        chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
+        tol = check_tol(tol)
+        rows = block_size * chunk_blocks
+        n, d, dtype, shift_scale, largest = _scan_info(make_iter, rows, variant.check_data)
+        spec = jax.ShapeDtypeStruct((n, d), dtype)
+        if variant.validate is not None:
+            params = variant.validate(spec, params)
+        w, weight_exponent = None, 0
+        if weights is not None and rescale:  # weights are relative (em's rule)
+            w, weight_exponent = relative_weights(weights, n, dtype)
+        elif weights is not None:
+            w = check_weights(weights, n, dtype)
+        w = None if w is None else np.asarray(w)
+        scale, original = NO_SCALE, params
+        if rescale:
+            largest = max(largest, largest_magnitude(params.means))
+            scale = Scale(window_exponent(largest, dtype), weight_exponent)
+        if scale.data:
+            params = scale.params(original)
+            check_scaled_sigma2(original.sigma2, params.sigma2, scale)
+            shift_scale = math.ldexp(shift_scale, -2 * scale.data)
+        b = min(block_size, n)
+        chunk_rows = b * chunk_blocks
+        track = variant.relocate is not None
+        tol_a = jnp.asarray(tol, dtype)
+        scale_a = jnp.asarray(shift_scale, dtype)
 
+        def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
+            pass_args = (params, make_iter, w, n, d, dtype, chunk_rows, b, track, labels_out)
+            return _full_pass(variant, *pass_args, exponent=scale.data)
 
-def _first_dtype(make_iter: Callable[[], Iterator[np.ndarray]]) -> np.dtype | None:
-    """The dtype of a source's first chunk (None for an empty source, refused later)."""
-    for piece in make_iter():
-        return np.asarray(piece[:0]).dtype
-    return None
-
-
-def _fit_out_of_core(
-    variant: Variant,
-    make_iter: Callable[[], Iterator[np.ndarray]],
-    params: Params,
-    max_iter: int,
-    tol: float,
-    weights: Any,
-    block_size: int,
-    chunk_blocks: int,
-    rescale: bool,
-) -> FitResult:
-    """:func:`_fit_source` after the variant check, in the data's dtype scope."""
-    max_iter = check_positive_int(max_iter, "max_iter")
-    block_size = check_positive_int(block_size, "block_size")
-    chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
-    tol = check_tol(tol)
-    rows = block_size * chunk_blocks
-    n, d, dtype, shift_scale, largest = _scan_info(make_iter, rows, variant.check_data)
-    spec = jax.ShapeDtypeStruct((n, d), dtype)
-    if variant.validate is not None:
-        params = variant.validate(spec, params)
-    w, weight_exponent = None, 0
-    if weights is not None and rescale:  # weights are relative (em's rule)
-        w, weight_exponent = relative_weights(weights, n, dtype)
-    elif weights is not None:
-        w = check_weights(weights, n, dtype)
-    w = None if w is None else np.asarray(w)
-    scale, original = NO_SCALE, params
-    if rescale:
-        largest = max(largest, largest_magnitude(params.means))
-        scale = Scale(window_exponent(largest, dtype), weight_exponent)
-    if scale.data:
-        params = scale.params(original)
-        check_scaled_sigma2(original.sigma2, params.sigma2, scale)
-        shift_scale = math.ldexp(shift_scale, -2 * scale.data)
-    b = min(block_size, n)
-    chunk_rows = b * chunk_blocks
-    track = variant.relocate is not None
-    tol_a = jnp.asarray(tol, dtype)
-    scale_a = jnp.asarray(shift_scale, dtype)
-
-    def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
-        return _full_pass(
-            variant, params, make_iter, w, n, d, dtype, chunk_rows, b, track, labels_out, scale.data
-        )
-
-    result = _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, scale_a)
-    if scale == NO_SCALE:
-        return result
-    total = n if w is None else jnp.sum(jnp.asarray(w))  # as em sums them
-    return scaled_back(result, scale, original.sigma2, params.sigma2, total, dtype)
+        result = _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, scale_a)
+        if scale == NO_SCALE:
+            return result
+        total = n if w is None else jnp.sum(jnp.asarray(w))  # as em sums them
+        return scaled_back(result, scale, original.sigma2, params.sigma2, total, dtype)
 
 
 def _pass_loop(
@@ -595,6 +577,6 @@ def _isotropic(
     block_size: int,
     chunk_blocks: int,
 ) -> FitResult:
-    return _fit_source(
+    return _fit_out_of_core(
         isotropic, X, params, max_iter, tol, weights, block_size, chunk_blocks, rescale=True
     )

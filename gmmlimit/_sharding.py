@@ -219,36 +219,10 @@ def fit_sharded(
             invalid (the message names that process), or when the processes pass different
             parameters.
     """
-    return _fit_sharded(variant, X, params, mesh, axis_name, max_iter, tol, weights, block_size)
-
-
-def _fit_sharded(
-    variant: Variant,
-    X: Any,
-    params: Params,
-    mesh: Mesh | None,
-    axis_name: str | None,
-    max_iter: Any,
-    tol: Any,
-    weights: Any,
-    block_size: Any,
-    rescale: bool = False,
-) -> FitResult:
-    """:func:`fit_sharded`; ``rescale`` as in :func:`_fit_global` (host data: the caller's)."""
     check_variant(variant)
-    mesh = default_mesh() if mesh is None else mesh
-    if not isinstance(mesh, Mesh):
-        raise ValueError(f"mesh must be a jax.sharding.Mesh; got {type(mesh)}.")
-    axis = mesh.axis_names[0] if axis_name is None else axis_name
-    if axis not in mesh.axis_names:
-        raise ValueError(f"axis_name {axis!r} is not an axis of the mesh {mesh.axis_names}.")
-    # jax.make_mesh gives Explicit axes, under which the driver's gathers would need an output
-    # sharding spelled out; the fit runs on the same devices with Auto axes instead.
-    mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+    mesh, axis = _mesh_axis(mesh, axis_name)
     if _spans_processes(X):
-        return _fit_global(
-            variant, X, params, mesh, axis, max_iter, tol, weights, block_size, rescale
-        )
+        return _fit_global(variant, X, params, mesh, axis, max_iter, tol, weights, block_size)
     with float64_scope(X):  # float64 data stay float64 (docs/design.md)
         X = as_data(X)
         n_dev = int(mesh.shape[axis])
@@ -348,14 +322,42 @@ def _isotropic_sharded(
 ) -> FitResult:
     """The isotropic sharded fit; host data past the scale window run rescaled, as in em."""
 
-    def run(Xs: Any, scaled: IsotropicParams, w: Any, rescale: bool = False) -> FitResult:
-        return _fit_sharded(
-            isotropic, Xs, scaled, mesh, None, max_iter, tol, w, block_size, rescale
+    def run(Xs: jax.Array, scaled: IsotropicParams, w: jax.Array) -> FitResult:
+        return fit_sharded(
+            isotropic,
+            Xs,
+            scaled,
+            mesh=mesh,
+            max_iter=max_iter,
+            tol=tol,
+            weights=w,
+            block_size=block_size,
         )
 
-    if _spans_processes(X):  # rescaled where the processes' rows are known (_fit_global)
-        return run(X, params, weights, rescale=True)
+    if _spans_processes(X):  # rescaled where the processes' rows are known
+        mesh, axis = _mesh_axis(mesh, None)
+        return _fit_global(
+            isotropic, X, params, mesh, axis, max_iter, tol, weights, block_size, rescale=True
+        )
     return fit_rescaled(run, as_data(X), params, weights)
+
+
+def _mesh_axis(mesh: Mesh | None, axis_name: str | None) -> tuple[Mesh, str]:
+    """The mesh a sharded fit runs on (default: all devices) and its rows' axis (default first).
+
+    Raises:
+        ValueError: if ``mesh`` is not a Mesh or lacks ``axis_name``.
+    """
+    mesh = default_mesh() if mesh is None else mesh
+    if not isinstance(mesh, Mesh):
+        raise ValueError(f"mesh must be a jax.sharding.Mesh; got {type(mesh)}.")
+    axis = mesh.axis_names[0] if axis_name is None else axis_name
+    if axis not in mesh.axis_names:
+        raise ValueError(f"axis_name {axis!r} is not an axis of the mesh {mesh.axis_names}.")
+    # jax.make_mesh gives Explicit axes, under which the driver's gathers would need an output
+    # sharding spelled out; the fit runs on the same devices with Auto axes instead.
+    axis_types = (AxisType.Auto,) * len(mesh.axis_names)
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=axis_types), axis
 
 
 # ----------------------------------------------------------------------------------------------
