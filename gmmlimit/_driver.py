@@ -593,7 +593,10 @@ def stop_rule(
       the objective larger than rounding is not convergence (an M-step that is not an exact
       maximiser, e.g. under a variance floor, can lower it): the fit goes on;
     * soft fits whose objective is not finite (a log-likelihood of -inf where a row's density
-      underflows in the dtype) cannot measure progress on it: they stop on the partition rule.
+      underflows in the dtype) cannot measure progress on it: they stop on the partition rule;
+    * a NaN objective never converges: validated inputs give none, so it comes from parameters
+      that could not be checked eagerly (an invalid temperature traced in a user's ``vmap``,
+      e.g. beta = 0), and the fit runs to ``max_iter`` with ``converged=False``.
 
     Args:
         hard: () bool, whether the parameters of the iteration are at the hard limit.
@@ -617,7 +620,7 @@ def stop_rule(
     finite = jnp.isfinite(objective) & jnp.isfinite(previous)
     by_objective = (n_iter >= 1) & (gain <= tol * size) & (gain >= -slack)
     soft = jnp.where(finite | (n_iter < 1), by_objective, partition)
-    return jnp.where(hard, partition, soft)
+    return jnp.where(hard, partition, soft) & ~jnp.isnan(objective)
 
 
 def compare_labels(

@@ -33,6 +33,23 @@ def test_a_fall_of_the_objective_is_not_convergence():
     np.testing.assert_allclose(np.asarray(ours.means), ref.means_, rtol=1e-6, atol=1e-8)
 
 
+def test_an_invalid_temperature_traced_in_a_vmap_does_not_converge():
+    # beta is checked eagerly where it is concrete; traced in a user's vmap it cannot be, and
+    # beta = 0 gives a NaN objective. Before, that lane reported converged=True.
+    start = gv.DiagParams(M0, np.ones((3, D)), W3, 1.0, 1e-6)
+    betas = np.array([0.0, 1.0])
+
+    def fit_at(beta):
+        return gl.fit(gv.diag, X_WINE, start._replace(beta=beta), max_iter=30)
+
+    lanes = jax.vmap(fit_at)(betas)
+    assert np.isnan(float(lanes.objective[0])) and not bool(lanes.converged[0])
+    alone = fit_at(1.0)
+    assert bool(alone.converged) and bool(lanes.converged[1])
+    assert int(lanes.n_iter[1]) == int(alone.n_iter)
+    np.testing.assert_allclose(np.asarray(lanes.means[1]), np.asarray(alone.means), rtol=1e-10)
+
+
 def test_em_stops_where_the_log_likelihood_is_minus_inf():
     # float64 sigma2 near 1e-307: every row's density underflows, the log-likelihood is -inf;
     # the fit stops on the partition rule, at K-means' partition.
