@@ -17,7 +17,9 @@ limit diagnostics, sweeps under ``vmap``).
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -193,6 +195,46 @@ class Variant(NamedTuple):
     temperature: Temperature | None = None
     check_data: Callable[[np.ndarray], None] | None = None
     log_odds_gap: Callable[[Params, jax.Array], jax.Array] | None = None
+
+    def __copy__(self) -> Variant:
+        return self  # an immutable bundle of pure functions: a copy is the variant itself
+
+    def __deepcopy__(self, memo: dict) -> Variant:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle a variant by reference to the module attribute that holds it.
+
+        Its functions are closures (``tempered_variant``, ``with_engine``), which pickle cannot
+        store; a variant held by a module (``gmmlimit.variants.spherical``, a user's
+        ``my_module.my_variant``) is stored as that module and name, and unpickles to the same
+        object where the module can be imported. Any other variant pickles field by field,
+        as a named tuple does (it fails where a field is a closure).
+        """
+        reference = _module_reference(self)
+        if reference is not None:
+            return (_variant_at, reference)
+        return (type(self), tuple(self))
+
+
+def _module_reference(variant: Variant) -> tuple[str, str] | None:
+    """``(module, name)`` of a module attribute that is ``variant``, or None.
+
+    ``gmmlimit.variants`` is searched first, then every imported module.
+    """
+    first = sys.modules.get("gmmlimit.variants")
+    modules = [("gmmlimit.variants", first), *list(sys.modules.items())]
+    for module_name, module in modules:
+        namespace = getattr(module, "__dict__", None) if module is not None else None
+        for name, value in list((namespace or {}).items()):
+            if value is variant:
+                return module_name, name
+    return None
+
+
+def _variant_at(module_name: str, name: str) -> Variant:
+    """The variant a pickle stored by reference (:meth:`Variant.__reduce__`)."""
+    return getattr(importlib.import_module(module_name), name)
 
 
 class Skipping(NamedTuple):

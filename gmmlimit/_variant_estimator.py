@@ -49,6 +49,7 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
             (:func:`gmmlimit.scale.default_block_size`).
 
     Attributes (after ``fit``):
+        variant_: the variant fitted (prediction reads it, not a later ``set_params``).
         params_: the fitted parameter pytree.
         means_: (K, D) component locations.
         labels_: (N,) labels of the training rows.
@@ -108,6 +109,7 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
             weights=sample_weight,
             block_size=self.block_size,
         )
+        self.variant_ = variant  # inference reads the fitted variant, not a later set_params
         self.params_ = res.params
         self.means_ = np.asarray(res.means)
         self.labels_ = np.asarray(res.labels)
@@ -118,6 +120,17 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         self.n_features_in_ = int(self.means_.shape[1])
         return self
 
+    def __getstate__(self) -> dict:
+        """The estimator's state with the fitted parameters as NumPy arrays.
+
+        A pickled JAX array is rebuilt in JAX's default dtype, so float64 parameters would come
+        back as float32 with the x64 flag off; NumPy arrays keep their dtype.
+        """
+        state = super().__getstate__()
+        if "params_" in state:
+            state["params_"] = jax.tree.map(np.asarray, state["params_"])
+        return state
+
     def _data(self, X: Any) -> jax.Array:
         check_is_fitted(self, "params_")
         X = as_data(X)
@@ -125,8 +138,8 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
             raise ValueError(
                 f"X has {X.shape[1]} features, but the model was fitted with {self.n_features_in_}."
             )
-        if self.variant.check_data is not None:
-            self.variant.check_data(np.asarray(X))
+        if self.variant_.check_data is not None:
+            self.variant_.check_data(np.asarray(X))
         return X
 
     def _params(self, X: jax.Array) -> Params:
@@ -140,7 +153,7 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
     def _evaluate(self, X: Any, sample_weight: Any = None) -> tuple[Any, ...]:
         X = self._data(X)
         w = weights_or_ones(sample_weight, X.shape[0], X.dtype)
-        resp, labels, objective = _evaluate(self.variant, self._params(X), X, w)
+        resp, labels, objective = _evaluate(self.variant_, self._params(X), X, w)
         return resp, labels, objective / jnp.sum(w)
 
     def predict(self, X: Any) -> np.ndarray:

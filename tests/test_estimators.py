@@ -332,3 +332,52 @@ def test_tied_variant_reproduces_sklearn_iterates_from_a_poor_start():
         np.testing.assert_allclose(res.params.means, sk.means_, rtol=1e-12)
         np.testing.assert_allclose(res.params.covariance, sk.covariances_, rtol=1e-12)
         np.testing.assert_allclose(res.params.weights, sk.weights_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("d", [1, 3, 9])  # the fit pads the columns to 8 or 16
+def test_isotropic_lower_bound_is_the_training_mean_log_likelihood(d):
+    # the fit runs on zero-padded columns; its normaliser counted them (before: lower_bound_
+    # read -12.72 where score gave -3.91 at D = 2)
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.randn(20, d), rng.randn(20, d) + 5]
+    model = IsotropicGaussianMixture(2, sigma2=3.0, tol=0.0, max_iter=500, random_state=0).fit(X)
+    assert model.converged_
+    assert model.lower_bound_ == pytest.approx(model.score(X), rel=1e-12)
+    x32 = IsotropicGaussianMixture(2, random_state=0).fit(X.astype(np.float32))
+    assert x32.covariances_.dtype == x32.weights_.dtype == x32.means_.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("model", "change"),
+    [
+        (IsotropicGaussianMixture(2, sigma2=1.0, random_state=0), {"sigma2": 100.0}),
+        (GaussianMixture(2, random_state=0), {"beta": np.inf}),
+        (gl.sklearn.VariantMixture(gv.spherical, 2, random_state=0), {"variant": gv.diag}),
+    ],
+    ids=["isotropic-sigma2", "gaussian-beta", "variant"],
+)
+def test_inference_reads_what_was_fitted_not_a_later_set_params(model, change):
+    # scikit-learn's rule: predictions depend on fitted attributes only (before: the new sigma2
+    # or beta was read, and a new variant raised an IndexError)
+    rng = np.random.RandomState(1)
+    X = np.r_[rng.randn(30, 2), rng.randn(30, 2) + 3]
+    model.fit(X)
+    proba, score = model.predict_proba(X), model.score(X)
+    model.set_params(**change)
+    np.testing.assert_array_equal(model.predict_proba(X), proba)
+    assert model.score(X) == score
+
+
+@pytest.mark.parametrize("variant", ["spherical", "isotropic", "poisson"])
+def test_a_fitted_variant_mixture_pickles(variant):
+    # the variants' functions are closures: a module-level variant pickles by reference, and
+    # float64 parameters stay float64 with JAX's x64 flag off (before: AttributeError)
+    import pickle
+
+    rng = np.random.RandomState(2)
+    X = np.abs(np.r_[rng.randn(30, 2), rng.randn(30, 2) + 3])
+    fitted = gl.sklearn.VariantMixture(getattr(gv, variant), 2, random_state=0).fit(X)
+    again = pickle.loads(pickle.dumps(fitted))
+    assert again.variant is again.variant_ is getattr(gv, variant)
+    np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
+    assert again.score(X) == fitted.score(X)

@@ -215,7 +215,7 @@ class GaussianMixture(_SkGaussianMixture):
             np.asarray(self.weights_, np.float64),
             np.asarray(self.means_, np.float64),
             cov,
-            float(self.beta),
+            self._fitted_beta,
             1.0,
         )
         # scikit-learn allows reg_covar = 0 (no floor), the variants' validation wants > 0: check
@@ -285,6 +285,8 @@ class GaussianMixture(_SkGaussianMixture):
                 f"but got n_components = {self.n_components}, n_samples = {X.shape[0]}"
             )
         self._check_parameters(X)
+        # inference reads the beta of the fit, not a later set_params (scikit-learn's rule)
+        self._fitted_beta = float(self.beta)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
         best, best_lb = None, -math.inf

@@ -86,14 +86,20 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         Returns:
             self.
         """
+        sigma2 = self._sigma2()
         means, res, total_weight = self._fit(X, sample_weight)
-        k = means.shape[0]
+        k, d = means.shape
+        # inference reads the sigma2 of the fit, not a later set_params (scikit-learn's rule)
+        self._fitted_sigma2 = sigma2
         self.means_ = means
-        self.weights_ = np.full(k, 1.0 / k)
-        self.covariances_ = np.full(k, float(self.sigma2))
+        self.weights_ = np.full(k, 1.0 / k, means.dtype)
+        self.covariances_ = np.full(k, sigma2, means.dtype)
         self.n_iter_ = int(res.n_iter)
         self.converged_ = bool(res.converged)
-        self.lower_bound_ = float(res.objective) / total_weight
+        # the fit ran on zero-padded columns: its normaliser counted D' >= D of them
+        padded = res.means.shape[1]
+        extra = 0.5 * (padded - d) * math.log(2.0 * math.pi * sigma2)
+        self.lower_bound_ = float(res.objective) / total_weight + extra
         self.labels_ = self.predict(X)
         return self
 
@@ -101,9 +107,10 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
     def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         Xp, wp, means, n = self._padded(X)
         labels = hard_pass(Xp, wp, means)[1]
-        resp, lse = _soft(Xp, means, jnp.asarray(self.sigma2, Xp.dtype), labels)
+        sigma2 = self._fitted_sigma2
+        resp, lse = _soft(Xp, means, jnp.asarray(sigma2, Xp.dtype), labels)
         k, d = self.means_.shape
-        norm = math.log(k) + 0.5 * d * math.log(2.0 * math.pi * float(self.sigma2))
+        norm = math.log(k) + 0.5 * d * math.log(2.0 * math.pi * sigma2)
         return np.asarray(resp)[:n], np.asarray(lse)[:n] - norm
 
     def predict_proba(self, X: Any) -> np.ndarray:
