@@ -1,5 +1,6 @@
 """The scikit-learn estimators pass scikit-learn's estimator checks and agree with the library."""
 
+import math
 import os
 import re
 import subprocess
@@ -381,3 +382,38 @@ def test_a_fitted_variant_mixture_pickles(variant):
     assert again.variant is again.variant_ is getattr(gv, variant)
     np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
     assert again.score(X) == fitted.score(X)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "exponent"), [(np.float32, 66), (np.float32, -66), (np.float64, -560)]
+)
+def test_kmeans_estimator_runs_data_past_the_scale_window_rescaled(dtype, exponent):
+    # two blobs near 1e20 or 1e-20 (float32), 1e-169 (float64): squared distances overflow or
+    # vanish; the fit runs on X / 2^e as gl.kmeans does (before: one cluster, inf transform,
+    # where scikit-learn itself splits the blobs at 1e-20)
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.randn(15, 2), rng.randn(15, 2) + 6].astype(dtype)
+    unit = KMeans(2, random_state=0, n_init=3).fit(X)
+    Xe = np.ldexp(X, exponent).astype(dtype)
+    far = KMeans(2, random_state=0, n_init=3).fit(Xe)
+    np.testing.assert_array_equal(far.labels_, unit.labels_)
+    assert far.n_iter_ == unit.n_iter_
+    np.testing.assert_allclose(np.ldexp(far.cluster_centers_, -exponent), unit.cluster_centers_,
+                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_array_equal(far.predict(Xe), unit.labels_)
+    distances = far.transform(Xe)
+    assert np.all(np.isfinite(distances))
+    np.testing.assert_allclose(np.ldexp(distances, -exponent), unit.transform(X), rtol=1e-5)
+    if exponent > -500:  # float64's inertia near 1e-337 is below its smallest number: 0
+        assert math.ldexp(far.inertia_, -2 * exponent) == pytest.approx(unit.inertia_, rel=1e-5)
+
+
+def test_kmeans_estimator_reads_weights_as_relative():
+    # uniform weights near 1e37 in float32: the fit of uniform weights, inertia times 1e37
+    # (before: a NaN inertia and one cluster)
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.randn(15, 2), rng.randn(15, 2) + 6].astype(np.float32)
+    unit = KMeans(2, random_state=0, n_init=3).fit(X)
+    heavy = KMeans(2, random_state=0, n_init=3).fit(X, sample_weight=np.full(30, 1e37))
+    np.testing.assert_array_equal(heavy.labels_, unit.labels_)
+    assert heavy.inertia_ == pytest.approx(1e37 * unit.inertia_, rel=1e-5)

@@ -22,6 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .._host import aligned_empty, to_jax
+from .._validation import scale_exponent, window_exponent
 from ._common import _pad, hard_pass, in_x64
 from ._lloyd import HOST_CHUNK, lloyd_dense, lloyd_sparse, sparse_labels, sq_dist_to_assigned
 from ._seeding import kmeans_plusplus_rows, random_rows
@@ -44,6 +45,46 @@ def same_clustering(a: np.ndarray, b: np.ndarray, k: int) -> bool:
     return True
 
 
+def _weight_exponent(w: np.ndarray) -> int:
+    """The power of two by which weights past the scale window are divided (0: none)."""
+    largest = float(np.max(w)) if w.size else 0.0
+    return window_exponent(largest, w.dtype) if largest > 0 else 0
+
+
+def _relative(w: np.ndarray) -> np.ndarray:
+    """Weights divided by :func:`_weight_exponent`'s power of two (weights are relative)."""
+    exponent = _weight_exponent(w)
+    return np.ldexp(w, -exponent).astype(w.dtype) if exponent else w
+
+
+def _scaled_in_place(Xc: np.ndarray) -> int:
+    """Divide dense data past the scale window by 2^e in place; return e (0: untouched)."""
+    exponent = scale_exponent(Xc)
+    if exponent:
+        np.ldexp(Xc, -exponent, out=Xc)
+    return exponent
+
+
+def _distances(X: Any, C: np.ndarray) -> np.ndarray:
+    """(N, K) Euclidean distances of X's rows (dense: by differences) to the centres C."""
+    C = C.astype(X.dtype, copy=False)
+    out = np.empty((X.shape[0], C.shape[0]), X.dtype)
+    if sp.issparse(X):
+        c_sq = np.einsum("kd,kd->k", C, C)
+        x_sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+    chunk = max(1, min(HOST_CHUNK, (1 << 22) // max(1, C.size)))
+    for start in range(0, X.shape[0], chunk):
+        stop = min(start + chunk, X.shape[0])
+        if sp.issparse(X):
+            cross = np.asarray(X[start:stop] @ C.T)
+            sq = x_sq[start:stop, None] - 2.0 * cross + c_sq[None, :]
+        else:
+            diff = X[start:stop, None, :] - C[None, :, :]
+            sq = np.einsum("nkd,nkd->nk", diff, diff)
+        out[start:stop] = np.sqrt(np.maximum(sq, 0.0))
+    return out
+
+
 def _tolerance(X: Any, tol: float) -> float:
     """scikit-learn's absolute tolerance: tol times the mean per-feature variance (unweighted)."""
     if tol == 0:
@@ -52,7 +93,8 @@ def _tolerance(X: Any, tol: float) -> float:
         mean = np.asarray(X.mean(axis=0), np.float64).ravel()
         sq = np.asarray(X.multiply(X).mean(axis=0), np.float64).ravel()
         return float(np.mean(sq - mean * mean) * tol)
-    return float(np.mean(np.var(X, axis=0)) * tol)
+    with np.errstate(over="ignore"):  # data past the scale window: the fit's own, rescaled
+        return float(np.mean(np.var(X, axis=0)) * tol)
 
 
 class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -241,15 +283,22 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             # The centred copy is 64-byte aligned, so that JAX reads it where it lies.
             self._x_mean = X.mean(axis=0)
             Xc = np.subtract(X, self._x_mean, out=aligned_empty(X.shape, X.dtype))
-            xp, wp = _pad(Xc, w)
+            # Centred data past the scale window run as Xc / 2^e, weights past it as w / 2^f
+            # (exact; gmmlimit._rescale), so that squared distances neither overflow nor vanish.
+            exponent, w_fit = _scaled_in_place(Xc), _relative(w)
+            if exponent:
+                self._tol = _tolerance(Xc, self.tol)
+            xp, wp = _pad(Xc, w_fit)
             rows = (to_jax(xp), to_jax(wp))
         else:
-            Xc = X
+            Xc, exponent, w_fit = X, 0, w
         d = X.shape[1]
         keys = jax.random.split(jax.random.key(int(rng.randint(0, 2**31 - 1))), self._n_init)
         best = None
         for key in keys:
-            centres = self._initial_centres(X, Xc, w, key, rng)
+            centres = self._initial_centres(X, Xc, w_fit, key, rng)
+            if exponent and not isinstance(self.init, str):  # given in X's own scale
+                centres = np.ldexp(centres, -exponent).astype(X.dtype)
             if self.verbose:
                 print("Initialization complete")
             if dense:
@@ -267,7 +316,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 means = means[:, :d]
             else:
                 means, labels, inertia, n_iter = lloyd_sparse(
-                    Xc, w, centres, self._tol, self.max_iter, bool(self.verbose)
+                    Xc, w_fit, centres, self._tol, self.max_iter, bool(self.verbose)
                 )
             if best is None or (
                 inertia < best[2] and not same_clustering(labels, best[1], self.n_clusters)
@@ -275,7 +324,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 best = (means, labels, inertia, n_iter)
         means, labels, _, n_iter = best
         if dense:
-            means = means + self._x_mean
+            means = np.ldexp(means, exponent).astype(X.dtype) + self._x_mean
             del self._x_mean
         self.__dict__.pop("_init_array", None)
         self.cluster_centers_ = np.ascontiguousarray(means, dtype=X.dtype)
@@ -312,12 +361,18 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             labels = sparse_labels(X, C)
             weights = np.ones(X.shape[0], X.dtype) if w is None else w
             return labels, float(np.dot(weights, sq_dist_to_assigned(X, C, labels)))
-        Xp, wp = _pad(X, w)
+        exponent = scale_exponent(X, C)  # as in fit: exact powers of two past the window
+        if exponent:
+            X, C = np.ldexp(X, -exponent).astype(X.dtype), np.ldexp(C, -exponent).astype(X.dtype)
+        w_exponent = 0 if w is None else _weight_exponent(w)
+        Xp, wp = _pad(X, None if w is None else np.ldexp(w, -w_exponent).astype(w.dtype))
         means = np.zeros((C.shape[0], Xp.shape[1]), X.dtype)
         means[:, : X.shape[1]] = C
         # The fit's own E-step: its distortion is the objective (the padding rows weigh nothing).
         stats, labels = hard_pass(to_jax(Xp), to_jax(wp), jnp.asarray(means))
-        return np.asarray(labels)[: X.shape[0]].astype(np.int64), float(stats.distortion)
+        with np.errstate(over="ignore"):  # an inertia past float64's range is inf
+            inertia = np.ldexp(np.float64(stats.distortion), 2 * exponent + w_exponent)
+        return np.asarray(labels)[: X.shape[0]].astype(np.int64), float(inertia)
 
     def _labels(self, X: Any) -> np.ndarray:
         """(N,) nearest-centre labels of validated X (ties: the lowest index)."""
@@ -351,21 +406,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     def _transform(self, X: Any) -> np.ndarray:
         C = self.cluster_centers_.astype(X.dtype, copy=False)
-        out = np.empty((X.shape[0], C.shape[0]), X.dtype)
-        if sp.issparse(X):
-            c_sq = np.einsum("kd,kd->k", C, C)
-            x_sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
-        chunk = max(1, min(HOST_CHUNK, (1 << 22) // max(1, C.size)))
-        for start in range(0, X.shape[0], chunk):
-            stop = min(start + chunk, X.shape[0])
-            if sp.issparse(X):
-                cross = np.asarray(X[start:stop] @ C.T)
-                sq = x_sq[start:stop, None] - 2.0 * cross + c_sq[None, :]
-            else:
-                diff = X[start:stop, None, :] - C[None, :, :]
-                sq = np.einsum("nkd,nkd->nk", diff, diff)
-            out[start:stop] = np.sqrt(np.maximum(sq, 0.0))
-        return out
+        exponent = 0 if sp.issparse(X) else scale_exponent(X, C)
+        if not exponent:
+            return _distances(X, C)
+        # dense rows past the scale window: distances of X / 2^e, times 2^e (exact)
+        scaled = _distances(np.ldexp(X, -exponent).astype(X.dtype), np.ldexp(C, -exponent))
+        with np.errstate(over="ignore"):  # a distance past the dtype's range is inf
+            return np.ldexp(scaled, exponent).astype(X.dtype)
 
     def transform(self, X: Any) -> np.ndarray:
         """Euclidean distances to the centres.
