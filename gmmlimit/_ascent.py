@@ -200,7 +200,8 @@ def _gradient_compiled(
     total = jnp.sum(w)
 
     def loss(means: jax.Array) -> jax.Array:
-        return -_log_lik(means, params.sigma2, blocks) / total
+        # L-BFGS's line search may hand float64 trial points for float32 data (x64 on)
+        return -_log_lik(means.astype(X.dtype), params.sigma2, blocks) / total
 
     # L-BFGS keeps the value and gradient its line search computed at the accepted point in
     # its state; reuse them rather than evaluating again. Other transformations have none.

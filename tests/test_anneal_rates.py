@@ -67,6 +67,17 @@ def test_log_likelihood_gradient_is_the_em_direction():
     np.testing.assert_allclose(np.asarray(grad), expect, rtol=1e-10, atol=1e-10)
 
 
+def test_lbfgs_on_float32_data_with_x64_on_stays_float32():
+    # the experiments turn x64 on; L-BFGS's line search then handed float64 trial means to the
+    # float32 E-step (before: "cond branches must have equal output types")
+    x32 = X[:60].astype(np.float32)
+    with jax.enable_x64(True):
+        fit = gl.study.gradient_fit(x32, x32[:3], 0.5, optimizer="lbfgs", n_steps=10)
+        em = gl.em(x32, x32[:3], 0.5, max_iter=1)
+    assert fit.means.dtype == fit.log_likelihood.dtype == np.float32
+    assert float(fit.log_likelihood) >= float(em.history[0])  # it climbed from the start
+
+
 def test_em_adam_lbfgs_reach_the_same_log_likelihood():
     m0 = np.asarray(gl.init.random_points(jax.random.key(2), X, 3))
     sigma2 = 0.5
