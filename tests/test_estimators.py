@@ -417,3 +417,37 @@ def test_kmeans_estimator_reads_weights_as_relative():
     heavy = KMeans(2, random_state=0, n_init=3).fit(X, sample_weight=np.full(30, 1e37))
     np.testing.assert_array_equal(heavy.labels_, unit.labels_)
     assert heavy.inertia_ == pytest.approx(1e37 * unit.inertia_, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "exponent"), [(np.float32, 62), (np.float32, -50), (np.float64, 500)]
+)
+def test_isotropic_estimator_runs_data_past_the_scale_window_rescaled(dtype, exponent):
+    # data and sigma2 scaled by 2^e and 4^e: the same fit, lower_bound_ shifted by -D e ln 2
+    # (before: one cluster, a -inf lower bound and NaN responsibilities)
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.randn(20, 2), rng.randn(20, 2) + 5].astype(dtype)
+    unit = IsotropicGaussianMixture(2, sigma2=3.0, random_state=0).fit(X)
+    Xe = np.ldexp(X, exponent).astype(dtype)
+    sigma2 = float(np.ldexp(3.0, 2 * exponent))
+    far = IsotropicGaussianMixture(2, sigma2=sigma2, random_state=0).fit(Xe)
+    np.testing.assert_array_equal(far.labels_, unit.labels_)
+    assert far.n_iter_ == unit.n_iter_
+    np.testing.assert_allclose(np.ldexp(far.means_, -exponent), unit.means_, rtol=1e-6)
+    shift = -2 * exponent * math.log(2.0)  # -(D / 2) ln 4^e with D = 2
+    assert far.lower_bound_ == pytest.approx(unit.lower_bound_ + shift, rel=1e-6)
+    np.testing.assert_allclose(far.score_samples(Xe), unit.score_samples(X) + shift, rtol=1e-5)
+    np.testing.assert_allclose(far.predict_proba(Xe), unit.predict_proba(X), atol=1e-6)
+
+
+def test_isotropic_estimator_scores_a_far_row_without_nan():
+    # a query row near 1e20 (float32): its squared norm overflows; it is computed at its own
+    # scale and does not change the other rows' answers (before: NaN responsibilities)
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.randn(20, 2), rng.randn(20, 2) + 5].astype(np.float32)
+    model = IsotropicGaussianMixture(2, random_state=0).fit(X)
+    query = np.r_[X[:3], [[1e20, 1e20]]].astype(np.float32)
+    proba = model.predict_proba(query)
+    assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(proba[:3], model.predict_proba(X[:3]))
+    np.testing.assert_array_equal(model.score_samples(query)[:3], model.score_samples(X[:3]))

@@ -49,7 +49,8 @@ from .._driver import (
     trim_history,
 )
 from .._host import to_jax
-from .._validation import check_sigma2
+from .._rescale import Scale, check_scaled_sigma2
+from .._validation import check_sigma2, scale_exponent, window_exponent
 from ..variants._isotropic import IsotropicParams, isotropic
 
 __all__ = [
@@ -253,9 +254,12 @@ def _soft(
     diff = X - means[labels]
     nearest = jnp.sum(diff * diff, axis=1)
     gap = jnp.maximum(sq - sq[labels, jnp.arange(X.shape[0])][None, :], 0.0)
-    e = jnp.exp(-gap / (2.0 * sigma2))
+    # a gap of 0 (the nearest mean, exact ties) weighs 1 and a row on its mean scores 0, also
+    # where sigma2 flushed to 0 after rescaling (IsotropicGaussianMixture's far rows)
+    e = jnp.where(gap > 0, jnp.exp(-gap / (2.0 * sigma2)), 1.0)
     total = jnp.sum(e, axis=0)
-    return (e / total[None, :]).T, jnp.log(total) - nearest / (2.0 * sigma2)
+    nearest_term = jnp.where(nearest > 0, nearest / (2.0 * sigma2), 0.0)
+    return (e / total[None, :]).T, jnp.log(total) - nearest_term
 
 
 class _IsotropicBase(BaseEstimator):
@@ -281,7 +285,14 @@ class _IsotropicBase(BaseEstimator):
             raise ValueError(f"init must be 'k-means++', 'random' or an array; got {self.init!r}.")
 
     @in_x64
-    def _fit(self, X: Any, sample_weight: Any) -> tuple[np.ndarray, FitResult, float]:
+    def _fit(self, X: Any, sample_weight: Any) -> tuple[np.ndarray, FitResult, float, float]:
+        """Restarts of the compiled fit, the best kept.
+
+        Returns:
+            ``(means, fit, total_weight, sigma2')``: the (K, D) means, the best fit, the total
+            (relative) weight and the variance the fit ran at (data past the scale window run
+            as X / 2^e at sigma2 / 4^e).
+        """
         self._validate_common()
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         k = int(self._n_components())
@@ -292,6 +303,15 @@ class _IsotropicBase(BaseEstimator):
         sw = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         sigma2 = float(self._sigma2())
         check_sigma2(sigma2, dtype)  # the core's rule: a normal number of the data's dtype
+        # data past the scale window as X / 2^e, weights as w / 2^f (gmmlimit._rescale)
+        scale = Scale(scale_exponent(X), window_exponent(float(np.max(sw)), dtype))
+        if scale.data:
+            X = np.ldexp(X, -scale.data).astype(X.dtype)
+            s2 = scale.sigma2(jnp.asarray(sigma2, dtype))
+            check_scaled_sigma2(sigma2, s2, scale)
+            sigma2 = float(s2)
+        if scale.weight:
+            sw = np.ldexp(sw, -scale.weight).astype(sw.dtype)
         Xp, wp = _pad(X.astype(dtype, copy=False), sw.astype(dtype))
         Xj, wj = to_jax(Xp), to_jax(wp)
         shift_scale = jnp.asarray(np.mean(np.var(X, axis=0)), dtype)
@@ -301,6 +321,7 @@ class _IsotropicBase(BaseEstimator):
             given = np.asarray(self.init, dtype=dtype)
             if given.shape != (k, d) or not np.all(np.isfinite(given)):
                 raise ValueError(f"an array init must be finite with shape ({k}, {d}).")
+            given = np.ldexp(given, -scale.data).astype(dtype)
             start_given = np.zeros((k, Xp.shape[1]), dtype)
             start_given[:, :d] = given
             keys = keys[:1]
@@ -331,8 +352,8 @@ class _IsotropicBase(BaseEstimator):
             if best is None or score > best[0]:
                 best = (score, res)
         res = best[1]
-        means = np.asarray(res.means)[:, :d].astype(X.dtype)
-        return means, res, float(np.sum(sw))
+        means = np.ldexp(np.asarray(res.means)[:, :d], scale.data).astype(X.dtype)
+        return means, res, float(np.sum(sw)), sigma2
 
     def _padded(self, X: Any) -> tuple[jax.Array, jax.Array, jax.Array, int]:
         """Validated X padded as the fit pads, its weights, the means padded alike, the row count.

@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.base import ClusterMixin, DensityMixin
 
+from .._rescale import Scale
+from .._validation import SCALE_WINDOW, largest_magnitude
 from ._common import _IsotropicBase, _soft, hard_pass, in_x64
 
 __all__ = ["IsotropicGaussianMixture"]
@@ -87,7 +89,7 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
             self.
         """
         sigma2 = self._sigma2()
-        means, res, total_weight = self._fit(X, sample_weight)
+        means, res, total_weight, fitted_at = self._fit(X, sample_weight)
         k, d = means.shape
         # inference reads the sigma2 of the fit, not a later set_params (scikit-learn's rule)
         self._fitted_sigma2 = sigma2
@@ -96,22 +98,38 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         self.covariances_ = np.full(k, sigma2, means.dtype)
         self.n_iter_ = int(res.n_iter)
         self.converged_ = bool(res.converged)
-        # the fit ran on zero-padded columns: its normaliser counted D' >= D of them
+        # the fit ran on D' >= D zero-padded columns, at sigma2' = sigma2 / 4^e where the data
+        # were rescaled: l / W = l' / W' + (D' / 2) ln(2 pi sigma2') - (D / 2) ln(2 pi sigma2)
         padded = res.means.shape[1]
-        extra = 0.5 * (padded - d) * math.log(2.0 * math.pi * sigma2)
-        self.lower_bound_ = float(res.objective) / total_weight + extra
+        self.lower_bound_ = (
+            float(res.objective) / total_weight
+            + 0.5 * padded * math.log(2.0 * math.pi * fitted_at)
+            - 0.5 * d * math.log(2.0 * math.pi * sigma2)
+        )
         self.labels_ = self.predict(X)
         return self
 
     @in_x64
     def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         Xp, wp, means, n = self._padded(X)
-        labels = hard_pass(Xp, wp, means)[1]
         sigma2 = self._fitted_sigma2
-        resp, lse = _soft(Xp, means, jnp.asarray(sigma2, Xp.dtype), labels)
+        # Each row is computed at its own scale: rows whose magnitude (or the means') lies
+        # outside the window run as x / 2^e, means / 2^e, sigma2 / 4^e (exact; d / (2 sigma2)
+        # is scale-free), so a far row neither overflows nor sets the scale of the others.
+        exponents = _row_exponents(np.asarray(Xp), largest_magnitude(means))
+        resp = np.empty((Xp.shape[0], means.shape[0]), Xp.dtype)
+        lse = np.empty(Xp.shape[0], Xp.dtype)
+        for exponent in np.unique(exponents):
+            rows = exponents == exponent
+            x = Xp if rows.all() else Xp[rows]
+            w = wp if rows.all() else jnp.ones(x.shape[0], Xp.dtype)
+            x, m = jnp.ldexp(x, -int(exponent)), jnp.ldexp(means, -int(exponent))
+            s2 = Scale(int(exponent), 0).sigma2(jnp.asarray(sigma2, Xp.dtype))
+            r, s = _soft(x, m, s2, hard_pass(x, w, m)[1])
+            resp[rows], lse[rows] = np.asarray(r), np.asarray(s)
         k, d = self.means_.shape
         norm = math.log(k) + 0.5 * d * math.log(2.0 * math.pi * sigma2)
-        return np.asarray(resp)[:n], np.asarray(lse)[:n] - norm
+        return resp[:n], lse[:n] - norm
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Responsibilities r_nk (shifted log-domain softmax; never NaN).
@@ -146,3 +164,16 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
             The mean of :meth:`score_samples`.
         """
         return float(np.mean(self.score_samples(X)))
+
+
+def _row_exponents(X: np.ndarray, largest_mean: float) -> np.ndarray:
+    """(N,) the power of two each row is divided by (0 within the scale window).
+
+    :func:`gmmlimit._validation.window_exponent`'s rule, read from the row's and the means'
+    largest magnitude.
+    """
+    with np.errstate(invalid="ignore"):
+        largest = np.maximum(np.max(np.abs(X), axis=1), largest_mean)
+    exponent = np.frexp(largest)[1]
+    window = SCALE_WINDOW.get(np.dtype(X.dtype), 256)
+    return np.where((exponent >= -window) & (exponent <= window), 0, exponent)
