@@ -30,6 +30,8 @@ import importlib
 import inspect
 import math
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -116,8 +118,10 @@ def resolve_variant(spec: str) -> Variant:
 def variant_provenance(config: VariantStudyConfig) -> dict:
     """What ``meta.json`` records of the variant: its spec, name, temperature and source hash.
 
-    A user's variant is identified by the sha256 of its module's source, which is also part of
-    the run's hash, so an interrupted run never resumes with changed variant code.
+    A user's variant is identified by the sha256 of its module's source and by that of every
+    module it has imported from its own folder tree (its package, or the folder of a top-level
+    module: helpers it imports), both part of the run's hash, so an interrupted run never
+    resumes with changed variant code.
     """
     variant = resolve_variant(config.variant)
     info: dict[str, Any] = {
@@ -135,7 +139,33 @@ def variant_provenance(config: VariantStudyConfig) -> dict:
             source = ""
         info["module_file"] = getattr(module, "__file__", None)
         info["source_sha256"] = hashlib.sha256(source.encode()).hexdigest() if source else None
+        info["imported_sha256"] = _imported_sources_sha256(module)
     return {"variant": info}
+
+
+def _imported_sources_sha256(module: Any) -> str | None:
+    """sha256 of the sources of every imported module under ``module``'s own folder tree.
+
+    The tree is the folder of its top-level package, or its own folder for a top-level module;
+    the files are read in the order of their paths relative to it.
+    """
+    top = sys.modules.get(module.__name__.partition(".")[0], module)
+    anchor = getattr(top, "__file__", None)
+    if anchor is None:
+        return None
+    root = Path(anchor).resolve().parent
+    files = set()
+    for loaded in list(sys.modules.values()):
+        path = getattr(loaded, "__file__", None)
+        if not (path and path.endswith(".py") and Path(path).resolve().is_relative_to(root)):
+            continue
+        relative = Path(path).resolve().relative_to(root)
+        if not {"site-packages", "dist-packages"} & set(relative.parts):  # installed libraries
+            files.add(Path(path).resolve())
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -120,6 +120,30 @@ def test_variant_study_cli_user_variant_module_attr(tmp_path, capsys, user_modul
     )
 
 
+def test_a_user_variants_provenance_covers_the_helpers_it_imports(tmp_path, monkeypatch):
+    # a run resumes only on the same variant code: a helper module that the variant's module
+    # imports from its folder counts too (before: only the module's own source was hashed)
+    from gmmlimit.experiments.variant_study import VariantStudyConfig, variant_provenance
+
+    folder = tmp_path / "pkg2"
+    folder.mkdir()
+    (folder / "my_helpers.py").write_text("SCALE = 1.0\n")
+    name = write_module(folder, "\nfrom my_helpers import SCALE\n", name="my_variants_h")
+    monkeypatch.syspath_prepend(str(folder))
+    config = VariantStudyConfig(variant=f"{name}:exponential")
+    try:
+        before = variant_provenance(config)["variant"]
+        forget_module(name)
+        forget_module("my_helpers")
+        (folder / "my_helpers.py").write_text("SCALE = 2.0\n")
+        after = variant_provenance(config)["variant"]
+    finally:
+        forget_module(name)
+        forget_module("my_helpers")
+    assert before["source_sha256"] == after["source_sha256"]  # the module itself is unchanged
+    assert before["imported_sha256"] != after["imported_sha256"]
+
+
 def test_variant_study_check_catches_a_broken_bound():
     spec = registry()["variant_study"]
     rec = dataclasses.replace(
