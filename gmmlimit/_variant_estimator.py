@@ -99,7 +99,7 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         res = restarts(
             jax.random.key(seed),
-            X,
+            _float64_if_integer(X),
             self.n_components,
             variant=variant,
             temperature=self.temperature,
@@ -158,11 +158,11 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """(N,) int labels: each row's most responsible component (ties: lowest index)."""
-        return np.asarray(self._evaluate(X)[1])
+        return np.asarray(self._evaluate(_float64_if_integer(X))[1])
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(N, K) responsibilities in X's dtype at the fitted temperature (one-hot when hard)."""
-        return np.asarray(self._evaluate(X)[0])
+        return np.asarray(self._evaluate(_float64_if_integer(X))[0])
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """The objective per unit weight at the fitted parameters (higher is better).
@@ -170,7 +170,22 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         The mean log-likelihood or tempered free energy per row at a soft temperature, -J / N
         at the hard limit.
         """
-        return float(self._evaluate(X, sample_weight)[2])
+        return float(self._evaluate(_float64_if_integer(X), sample_weight)[2])
+
+
+def _float64_if_integer(X: Any) -> Any:
+    """scikit-learn's rule for estimators: integer and boolean data are computed in float64.
+
+    (The functional API computes them in JAX's default float dtype; counts, the natural input of
+    the Poisson and Bernoulli variants, are exact in float64 up to 2^53.)
+    """
+    dtype = getattr(X, "dtype", None)
+    if dtype is None:
+        X = np.asarray(X)
+        dtype = X.dtype
+    if np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_):
+        return np.asarray(X, np.float64)
+    return X
 
 
 @partial(jax.jit, static_argnames=("variant",))
