@@ -11,7 +11,15 @@ import numpy as np
 
 import gmmlimit as gl
 
-from ._data import DATASETS, N_DIGITS, data_name, dataset, dataset_shape, load_file
+from ._data import (
+    DATASETS,
+    N_DIGITS,
+    check_usable,
+    data_name,
+    dataset,
+    dataset_shape,
+    load_file,
+)
 
 # One iteration cap for every fit of the sweeps: it is a static argument of the compiled fit loop,
 # so sharing it lets every experiment reuse one compilation per data shape.
@@ -43,8 +51,9 @@ class DataConfig:
         digits_k: K used for digits.
         dtype: ``"float64"`` or ``"float32"``.
         data: a user's data file (``.npy``, ``.npz`` or ``.csv``, N rows of D features), used
-            as it is with K = ``k``; ``gmmlimit run NAME --data PATH`` sets it and runs on it
-            alone.
+            as it is with K = ``k``; ``gmmlimit run NAME --data PATH`` (or ``--set data=PATH``)
+            sets it and runs on it alone. It must be one of ``datasets``, and usable in the
+            dtype: positive variance, at least K distinct rows, finite squared distances.
     """
 
     seed: int = 0
@@ -66,6 +75,12 @@ class DataConfig:
         for name in self.datasets:
             if name not in known:
                 raise ValueError(f"unknown data set {name!r}; choose from {', '.join(known)}.")
+        if own is not None and own not in self.datasets:
+            raise ValueError(
+                f"data file {self.data} (data set {own!r}) is not in datasets "
+                f"({', '.join(self.datasets)}), so it would not be used; add {own!r} to "
+                "datasets or leave data unset."
+            )
         if len(set(self.datasets)) != len(self.datasets):
             raise ValueError(f"datasets has duplicates: {self.datasets}.")
         if self.dtype not in ("float32", "float64"):
@@ -75,7 +90,15 @@ class DataConfig:
                 raise ValueError(f"{name} must be >= 2; got {getattr(self, name)}.")
         if self.digits_n > N_DIGITS:
             raise ValueError(f"digits_n={self.digits_n} exceeds the {N_DIGITS} digits available.")
-        shape = load_file(self.data).shape if self.data is not None else (0, 0)
+        shape = (0, 0)
+        if self.data is not None:
+            X = load_file(self.data)
+            shape = X.shape
+            if own in self.datasets and self.k <= shape[0]:
+                # every dtype the run computes in (precision compares several: `dtypes`)
+                dtypes = (self.dtype, *getattr(self, "dtypes", ()))
+                ok = tuple(t for t in dtypes if t in ("float32", "float64"))
+                check_usable(X, self.data, self.k, ok)
         for name in self.datasets:
             if name == own:
                 n, k = shape[0], self.k

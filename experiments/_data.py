@@ -21,6 +21,7 @@ __all__ = [
     "DATASETS",
     "DATA_SUFFIXES",
     "N_DIGITS",
+    "check_usable",
     "data_name",
     "dataset",
     "dataset_shape",
@@ -128,6 +129,10 @@ def data_name(path: str | Path) -> str:
     return f"file-{stem}" if stem in DATASETS else stem
 
 
+class _DataFileError(ValueError):
+    """A refusal of :func:`_read_array` whose message already names the file."""
+
+
 def _read_array(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -139,20 +144,24 @@ def _read_array(path: Path) -> np.ndarray:
                 return archive[names[0]]
             if "X" in names:
                 return archive["X"]
-            raise ValueError(
+            raise _DataFileError(
                 f"data file {path} holds {len(names)} arrays ({', '.join(names)}); keep one, or "
                 "name the data array 'X'."
             )
     if suffix == ".csv":
-        with path.open() as fh:
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is dropped, not read into the first
+        # field, where it would make the first data row look like a header and lose it
+        with path.open(encoding="utf-8-sig") as fh:
             first = fh.readline()
         try:
             [float(v) for v in first.strip().split(",")]
             skip = 0
         except ValueError:
             skip = 1  # a header row
-        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
-    raise ValueError(
+        return np.loadtxt(
+            path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64, encoding="utf-8-sig"
+        )
+    raise _DataFileError(
         f"data file {path} must end in {', '.join(DATA_SUFFIXES)}; got {suffix or 'no suffix'}."
     )
 
@@ -177,9 +186,9 @@ def load_file(path: str | Path) -> np.ndarray:
         raise ValueError(f"data file {path} does not exist.")
     try:
         X = _read_array(path)
-    except ValueError:
+    except _DataFileError:
         raise
-    except Exception as err:
+    except Exception as err:  # numpy's own ValueErrors (ragged rows, object arrays) included
         raise ValueError(f"data file {path} could not be read: {err}") from None
     if X.dtype.kind not in "iuf":
         raise ValueError(f"data file {path} must hold real numbers; its dtype is {X.dtype}.")
@@ -191,6 +200,50 @@ def load_file(path: str | Path) -> np.ndarray:
         bad = int(np.sum(~np.all(np.isfinite(X), axis=1)))
         raise ValueError(f"data file {path} has {bad} row(s) with NaN or inf.")
     return X
+
+
+def check_usable(X: np.ndarray, path: str | Path, k: int, dtypes: tuple[str, ...]) -> None:
+    """Refuse data that a sweep cannot use, before any work (ValueError naming the file).
+
+    Cast to each dtype the run computes in, the data must have (1) a positive variance, (2) at
+    least ``k`` distinct rows (else some of the K means coincide and their clusters are empty),
+    and (3) squared distances that are finite and normal numbers: N * 4 D max|x - mean|^2
+    (an upper bound of any squared distance between two rows, times N: of the distortion J, a
+    sum of N of them) below the dtype's largest number, and the largest per-feature variance
+    above its smallest normal number. Otherwise the sigma2 grid, J or the fitted slopes become
+    inf, NaN or zero after the run has started.
+    """
+    n, d = X.shape
+    for dtype in dict.fromkeys(dtypes):
+        info = np.finfo(dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            Xt = X.astype(dtype).astype(np.float64)  # what the run sees, measured in float64
+            centred = Xt - Xt.mean(axis=0)
+            variance = float(np.max(np.mean(centred**2, axis=0)))
+            spread = np.max(np.abs(centred))
+            largest = np.max(np.abs(X.astype(np.float64)))
+            reach = float(n * 4.0 * d * spread**2)
+        scaled = reach < float(info.max) and (variance == 0.0 or variance > float(info.tiny))
+        if not scaled:
+            hint = " or set dtype=float64" if dtype == "float32" else ""
+            raise ValueError(
+                f"data file {path}: its squared distances are not finite normal numbers in "
+                f"{dtype} (largest |x| = {largest:.3g}, |x - mean| = {spread:.3g}, variance = "
+                f"{variance:.3g}; need N * 4 D max|x - mean|^2 < {float(info.max):.3g} and a "
+                f"variance > {float(info.tiny):.3g}); rescale the data (for example divide it "
+                f"by its standard deviation){hint}."
+            )
+        if variance == 0.0:
+            raise ValueError(
+                f"data file {path} has zero variance in {dtype} (all {n} rows are equal); "
+                "the sweeps need rows that differ."
+            )
+        distinct = np.unique(Xt, axis=0).shape[0]
+        if distinct < k:
+            raise ValueError(
+                f"data file {path} has {distinct} distinct row(s) in {dtype}, fewer than K={k}; "
+                "use a smaller k or data with more distinct rows."
+            )
 
 
 def file_info(path: str | Path) -> dict[str, Any]:

@@ -286,6 +286,34 @@ def _check_x64(config: Any) -> None:
         )
 
 
+_LOCK = ".lock"
+
+
+def _hold(partial: Path, name: str) -> Any:
+    """Lock an unfinished run's folder for this process (released when the process ends).
+
+    Returns:
+        The open lock file, or None where the platform has no ``fcntl`` advisory locks.
+
+    Raises:
+        ValueError: if another process holds the same run (the same command started twice).
+    """
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks (Windows): runs are not guarded against each other
+        return None
+    handle = open(partial / _LOCK, "a")  # noqa: SIM115  (held for the whole run)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(
+            f"{name}: this run is already in progress in {partial} (another process holds "
+            "it); wait for it to finish, or stop it and run the command again to resume."
+        ) from None
+    return handle
+
+
 def _data_provenance(config: Any) -> dict | None:
     path = getattr(config, "data", None)
     if path is None:
@@ -349,9 +377,11 @@ def run_experiment(
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         partial = exp_dir / f"{stamp}-{chash}{PARTIAL_SUFFIX}"
         partial.mkdir(parents=True)
+        lock = _hold(partial, spec.name)
         atomic_write_json(partial / "config.json", config_to_dict(config))
         atomic_write_json(partial / "started.json", {"started": started, "data": data})
     else:
+        lock = _hold(partial, spec.name)
         before = json.loads((partial / "started.json").read_text())
         if before.get("data") != data:
             old = (before.get("data") or {}).get("sha256", "none")
@@ -429,7 +459,10 @@ def run_experiment(
         raise ValueError(f"{spec.name}: provenance keys {clash} clash with meta.json's own keys.")
     meta.update(extra)
     write_run_files(partial, records, summary, meta)
+    (partial / _LOCK).unlink(missing_ok=True)
     os.replace(partial, final)
+    if lock is not None:
+        lock.close()
     entry = {**entry, "path": str(final.relative_to(root)), "complete": True, "time": _now()}
     update_index(root, entry)
     return load_run(root, spec.name, run_id, spec.record_type), failures

@@ -500,32 +500,59 @@ def select_runs(
 ) -> tuple[bool, dict[str, dict]]:
     """Choose one run per experiment: the latest default-config run of one setting.
 
-    Runs named in ``run_ids`` are used as they are (overrides included). For every other
-    experiment the latest finished run with the default config of one setting is used; the
-    setting is ``quick`` if given, else the one whose default runs cover more of ``names``
-    (full on a tie; quick, the default setting, when there are none). Quick and full runs are
-    never mixed by this default.
+    Runs named in ``run_ids`` are used as they are (overrides included) and set the setting:
+    every other experiment gets the latest finished run with the default config of the named
+    runs' setting. Without named runs the setting is ``quick`` if given, else the one whose
+    default runs cover more of ``names`` (full on a tie; quick, the default setting, when there
+    are none). Quick and full runs are never mixed.
 
     Args:
         results_dir: the results root.
         names: the experiments wanted.
         quick: force the quick (True) or full (False) setting; None: choose as above.
-        run_ids: explicit run ids (at most one per experiment).
+        run_ids: explicit run ids (at most one per experiment, each of an experiment in
+            ``names``, all of one setting, which must agree with ``quick`` when given).
 
     Returns:
         ``(quick, {name: index entry})``: the setting used and the entry of every experiment
         that has a run (the others are missing).
 
     Raises:
-        ValueError: an unknown run id, or two ids for one experiment.
+        ValueError: an unknown run id, two ids for one experiment, an id of an experiment not
+            in ``names``, named runs of both settings, or named runs of the other setting than
+            ``quick``.
     """
     names = list(dict.fromkeys(names))
     explicit: dict[str, dict] = {}
     for run_id in run_ids:
         entry = find_run(results_dir, run_id)
+        if entry["name"] not in names:
+            raise ValueError(
+                f"run {run_id!r} is of experiment {entry['name']!r}, which is not read here "
+                f"(wanted: {', '.join(names) or 'none'})."
+            )
         if entry["name"] in explicit:
             raise ValueError(f"--run names two runs of experiment {entry['name']!r}.")
         explicit[entry["name"]] = entry
+    settings = {bool(e["quick"]) for e in explicit.values()}
+    if len(settings) > 1:
+        listed = ", ".join(
+            f"{e['run_id']} ({'quick' if e['quick'] else 'full'})" for e in explicit.values()
+        )
+        raise ValueError(
+            f"--run names quick and full runs ({listed}); quick and full runs are never mixed: "
+            "name runs of one setting."
+        )
+    if settings:
+        (named,) = settings
+        if quick is not None and quick != named:
+            wrong = ", ".join(e["run_id"] for e in explicit.values())
+            raise ValueError(
+                f"--{'quick' if quick else 'full'} asked for {'quick' if quick else 'full'} runs "
+                f"but --run names {'quick' if named else 'full'} run(s) {wrong}; quick and full "
+                "runs are never mixed."
+            )
+        quick = named
     if quick is None:
         cover = {
             q: sum(bool(list_runs(results_dir, n, quick=q, default_config=True)) for n in names)

@@ -115,7 +115,12 @@ def _run_many(
 
 
 def _with_data(spec, overrides: dict, data: str | None) -> dict:
-    """Add ``--data PATH`` to the overrides: the resolved path, and the data set to run on."""
+    """Add the data file to the overrides: its resolved path, and the data set to run on.
+
+    The file comes from ``--data PATH``, ``--set data=PATH`` or a ``--config`` file's
+    ``"data"``; in every case, unless ``datasets`` is given too, the run is on the file alone
+    (a ``datasets`` without the file's data set is refused by the config's validation).
+    """
     from gmmlimit.experiments._data import data_name
 
     if data is not None:
@@ -127,10 +132,10 @@ def _with_data(spec, overrides: dict, data: str | None) -> dict:
                 + "."
             )
         overrides = {**overrides, "data": data}
-        if "datasets" in _field_names(spec):
-            overrides.setdefault("datasets", data_name(data))
     if overrides.get("data") not in (None, "None", "none"):
-        overrides["data"] = str(Path(str(overrides["data"])).resolve())
+        overrides = {**overrides, "data": str(Path(str(overrides["data"])).resolve())}
+        if "datasets" in _field_names(spec):
+            overrides.setdefault("datasets", data_name(overrides["data"]))
     return overrides
 
 
@@ -187,7 +192,8 @@ def _draw(results: str, out: str, quick: bool | None, run_ids: Sequence[str] = (
     for name, paths in written.items():
         _print(f"figure {name}: {', '.join(str(p) for p in paths)}")
     for name, msg in missing.items():
-        _print(f"figure {name}: MISSING RESULTS: {msg}")
+        failed = msg.startswith(paper_figures.DRAWING_FAILED)
+        _print(f"figure {name}: {'NOT DRAWN' if failed else 'MISSING RESULTS'}: {msg}")
     if written:
         _print(f"figures index: {Path(out) / 'index.md'}")
     else:
@@ -291,7 +297,9 @@ def _parser() -> argparse.ArgumentParser:
         help="draw every paper figure from saved results",
         description="Draw every figure from the latest default-config runs of one setting "
         "(quick or full, never mixed; full when it covers as many figures), or from runs named "
-        "with --run. A call that draws nothing leaves the output folder as it was.",
+        "with --run, which set the setting for the others. A figure that cannot be drawn is "
+        "listed in the index (exit status 3); a call that draws nothing leaves the output folder "
+        "as it was.",
     )
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--out", default="figures", help="figures folder (default: figures)")
@@ -341,6 +349,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except ValueError as err:
         print(f"gmmlimit: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if isinstance(err, FileNotFoundError) and err.filename is None:
+            # the loader API's "no finished run ...; run `gmmlimit run ...`": results missing
+            print(f"gmmlimit: error: {err}", file=sys.stderr)
+            return 3
+        # a path the command line named that cannot be used: --config a folder, --results a
+        # file, a folder without write permission, ...; refused like any other bad argument
+        if err.filename is None:
+            msg = str(err)
+        else:
+            paths = [str(err.filename)]
+            if err.filename2 is not None:
+                paths.append(str(err.filename2))
+            msg = f"{' -> '.join(paths)}: {err.strerror or err}"
+        print(f"gmmlimit: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

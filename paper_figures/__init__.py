@@ -8,10 +8,12 @@ caption and the runs behind it).
 
 Which runs: by default, for every experiment the latest finished run with the default config of
 one setting, quick or full, never both (:func:`gmmlimit.experiments.select_runs`); explicit run
-ids override that per experiment, and a figure drawn from a run with overrides (or a user's data
-file) says so under the figure, in its caption and in its index entry. :func:`draw_all` draws
-into a temporary folder and moves each finished file into place, so a failed call leaves the
-previous figures and index as they were.
+ids override that per experiment and set the setting for the others (named runs of disagreeing
+settings are refused), and a figure drawn from a run with overrides (or a user's data file) says
+so under the figure, in its caption and in its index entry. :func:`draw_all` draws into a
+temporary folder and moves each finished file into place, so a failed call leaves the previous
+figures and index as they were; a figure whose drawing raises is listed as not drawn, with its
+error, and does not stop the others.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = [
+    "DRAWING_FAILED",
     "FigureSpec",
     "draw_all",
     "draw_figure",
@@ -33,6 +36,10 @@ __all__ = [
     "override_note",
     "registry",
 ]
+
+
+DRAWING_FAILED = "drawing failed"
+"""How :func:`draw_all` starts the reason of a figure whose drawing raised."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +146,8 @@ def draw_figure(
     Raises:
         FileNotFoundError: naming the experiment and the command to run when its results are
             missing or were written by an older version.
+        ValueError: from :func:`gmmlimit.experiments.select_runs` (an unknown run id, one of
+            an experiment the figure does not read, or named runs of disagreeing settings).
     """
     from gmmlimit.experiments import load_run, select_runs
 
@@ -232,22 +241,36 @@ def draw_all(
     (``os.replace``) once drawn; ``index.md`` is written last, the same way, and only when at
     least one figure was drawn, so a call that draws nothing leaves ``out_dir`` untouched.
 
+    A figure whose results are missing, or whose drawing raises, is not drawn: it keeps its old
+    files, the others are drawn, and the index lists it under "Not drawn by this call" with the
+    reason (a drawing error starts with :data:`DRAWING_FAILED`).
+
     Returns:
-        ``(written, missing)``: files per drawn figure, and the error message per figure whose
-        results were missing.
+        ``(written, missing)``: files per drawn figure, and the reason per figure not drawn
+        (its results were missing, or drawing it failed).
 
     Raises:
-        ValueError: an unknown figure name or run id.
+        ValueError: an unknown figure name or run id, a run id of an experiment no chosen
+            figure reads, or named runs whose settings disagree (with each other or ``quick``).
     """
-    from gmmlimit.experiments import select_runs
+    from gmmlimit.experiments import find_run, select_runs
     from gmmlimit.experiments._store import atomic_write_bytes
+
+    from ._style import plt  # the Agg backend first
 
     specs = registry()
     unknown = [n for n in names or [] if n not in specs]
     if unknown:
         raise ValueError(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(specs)}.")
     chosen = [specs[n] for n in names] if names else list(specs.values())
-    needs = [n for s in chosen for n in s.needs]
+    needs = list(dict.fromkeys(n for s in chosen for n in s.needs))
+    for run_id in run_ids:
+        entry = find_run(results_dir, run_id)
+        if entry["name"] not in needs:
+            raise ValueError(
+                f"--run {run_id}: no figure drawn reads experiment {entry['name']!r} "
+                f"(the figures read: {', '.join(needs)})."
+            )
     quick, entries = select_runs(results_dir, needs, quick, run_ids)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -258,12 +281,17 @@ def draw_all(
     try:
         drawn: dict[str, list[Path]] = {}
         for spec in chosen:
+            before = set(plt.get_fignums())
             try:
                 drawn[spec.name], used[spec.name] = draw_figure(
                     spec, results_dir, tmp, quick=quick, entries=entries
                 )
             except FileNotFoundError as err:
                 missing[spec.name] = str(err)
+            except Exception as err:  # one broken figure must not stop the others
+                missing[spec.name] = f"{DRAWING_FAILED} ({type(err).__name__}): {err}"
+                for num in set(plt.get_fignums()) - before:  # the failed figure's canvas
+                    plt.close(num)
         if drawn:
             out.mkdir(parents=True, exist_ok=True)
             mode = 0o666 & ~_umask()

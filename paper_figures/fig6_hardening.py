@@ -5,12 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 
 from . import FigureSpec
 from . import _style as st
 
 DATASET = "overlapping"
+
+
+def component_colours(k: int) -> np.ndarray:
+    """(k, 3) RGB colours, one per component, all distinct.
+
+    The Okabe-Ito palette while it has enough colours, else a colormap: tab20 up to 20
+    components, ``k`` evenly spaced turbo colours beyond.
+    """
+    if k <= len(st.PALETTE):
+        return np.array([to_rgb(c) for c in st.PALETTE[:k]])
+    if k <= 20:
+        return np.asarray(colormaps["tab20"].colors[:k])[:, :3]
+    return np.asarray(colormaps["turbo"](np.linspace(0.0, 1.0, k)))[:, :3]
 
 
 def draw(results: dict, out_dir: Path) -> list[Path]:
@@ -29,7 +43,7 @@ def draw(results: dict, out_dir: Path) -> list[Path]:
     resp = np.asarray(run.records[name].snap_resp)  # (P, N, K)
     crit = float(run.records[name].critical_sigma2)
     k = resp.shape[2]
-    colours = np.array([to_rgb(c) for c in st.PALETTE[:k]])
+    colours = component_colours(k)
     n_panels = len(snaps)
     fig, axes = st.figure(n_panels, wide=True, height=1.75, sharex=True, sharey=True)
     for j, ax in enumerate(axes[0]):

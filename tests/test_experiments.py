@@ -314,6 +314,38 @@ def test_cli_interrupt_then_rerun_resumes(tmp_path, monkeypatch, capsys):
     assert meta["quick"] and meta["overrides"] == {"datasets": ["separated", "overlapping"]}
 
 
+def test_the_same_run_started_twice_is_refused_while_the_first_holds_it(
+    tmp_path, monkeypatch, capsys
+):
+    # two identical commands at once shared one .partial folder: the second crashed at the end
+    # (OSError: directory not empty) and left a broken folder. Now it is refused with exit 2.
+    import dataclasses
+
+    from gmmlimit.experiments._runner import _hold
+
+    spec = registry()["loglik"]
+
+    def interrupted_run(config, progress, resume=None):
+        return spec.run(config, _Interrupt(1), resume=resume)
+
+    args = ["run", "loglik", "--set", "datasets=separated,overlapping", "--no-bar"]
+    args += ["--results", str(tmp_path)]
+    monkeypatch.setattr(
+        experiments, "registry", lambda: {"loglik": dataclasses.replace(spec, run=interrupted_run)}
+    )
+    assert cli.main(args) == 130  # an unfinished run, as another process would leave it
+    monkeypatch.undo()
+    (partial,) = (tmp_path / "loglik").glob("*.partial")
+    other = _hold(partial, "loglik")  # the "other process" (its own open file description)
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    assert "already in progress" in capsys.readouterr().err
+    other.close()
+    assert cli.main(args) == 0  # once released, the run resumes and finishes
+    (final,) = (tmp_path / "loglik").glob("*/meta.json")
+    assert not (final.parent / ".lock").exists()
+
+
 def test_changed_experiment_code_never_resumes_old_points(tmp_path, monkeypatch):
     from gmmlimit.experiments import _runner
 
@@ -443,3 +475,117 @@ def test_code_fingerprint_covers_gmmlimit_and_imported_experiment_modules(tmp_pa
     monkeypatch.setattr(_anneal_common, "__file__", str(common))
     assert code_fingerprint(specs["phase_transition"]) != before["phase_transition"]
     assert code_fingerprint(specs["loglik"]) == before["loglik"]
+
+
+def test_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
+    from gmmlimit.experiments._data import load_file
+
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "bom.csv").write_bytes(bom + b"1.0,2.0\n3.0,4.0\n5.0,7.0\n")
+    (tmp_path / "head.csv").write_bytes(bom + b"a,b\n1.0,2.0\n3.0,4.0\n5.0,7.0\n")
+    want = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]])
+    np.testing.assert_array_equal(load_file(tmp_path / "bom.csv"), want)
+    np.testing.assert_array_equal(load_file(tmp_path / "head.csv"), want)  # header still skipped
+
+
+def test_file_system_errors_exit_2_naming_the_path(tmp_path, capsys, monkeypatch):
+    from gmmlimit.experiments._data import load_file
+
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    assert cli.main(["run", "loglik", "--config", str(folder)]) == 2
+    assert f"{folder}: Is a directory" in capsys.readouterr().err
+    taken = tmp_path / "results.txt"
+    taken.write_text("not a folder")
+    args = ["run", "loglik", "--set", "datasets=separated", "--results", str(taken), "--no-bar"]
+    assert cli.main(args) == 2
+    assert f"{taken}/loglik" in capsys.readouterr().err and taken.read_text() == "not a folder"
+
+    # the loader's "no finished run ..." is missing results (exit 3), not a bad path
+    def missing(args):
+        raise FileNotFoundError("no finished run of loglik; run `gmmlimit run loglik`")
+
+    monkeypatch.setattr(cli, "_cmd_runs", missing)
+    assert cli.main(["runs", "--results", str(tmp_path)]) == 3
+    assert "gmmlimit run loglik" in capsys.readouterr().err
+    # numpy's own refusals name the file too
+    (tmp_path / "ragged.csv").write_text("1,2\n3,4,5\n")
+    with pytest.raises(ValueError, match=r"ragged\.csv could not be read: the number of col"):
+        load_file(tmp_path / "ragged.csv")
+    np.save(tmp_path / "objects.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"objects\.npy could not be read: Object arrays"):
+        load_file(tmp_path / "objects.npy")
+
+
+def test_float32_tolerances_scale_with_eps():
+    from gmmlimit.experiments.loglik import LoglikRecord
+    from gmmlimit.experiments.variant_limits import VariantLimitsRecord
+
+    def loglik_check(dtype, last, J):
+        grid = np.array([1.0, 0.0], dtype)
+        ok = np.ones(2, bool)
+        record = LoglikRecord(
+            grid, np.array([J, last], dtype), J, grid, grid, grid, ok, ok, 2, 2, 2
+        )
+        spec = registry()["loglik"]
+        return spec.check(make_config(spec, {"dtype": dtype}, quick=True), {"s": record})
+
+    # the failure seen on `--set dtype=float32`: 1.6 float32 ulp apart
+    assert loglik_check("float32", 15.141481399536133, 15.141484260559082) == []
+    assert loglik_check("float32", 15.14, 15.141484260559082)  # 1e-4 relative still fails
+    assert loglik_check("float64", 15.0 * (1 + 2e-12), 15.0)  # float64 as strict as before
+
+    def variant_check(dtype, update_gap, resp_gap=0.0):
+        ones = np.ones(2)
+        record = VariantLimitsRecord(
+            ones, np.array([0.5, resp_gap]), ones, np.ones(2, bool),
+            np.array([1.0, update_gap]), ones, ones, ones, 1.0, 87.0,
+        )  # fmt: skip
+        spec = registry()["variant_limits"]
+        return spec.check(make_config(spec, {"dtype": dtype}, quick=True), {"vmf": record})
+
+    assert variant_check("float32", 2.9147741997803678e-08) == []  # vmf's float32 rounding
+    assert variant_check("float32", 1e-3) and variant_check("float32", 0.0, 1e-3)
+    assert variant_check("float64", 2e-10) and variant_check("float64", 0.0, 2e-12)
+    assert variant_check("float64", 5.3e-17) == []  # vmf's float64 rounding
+
+
+def test_data_from_set_or_config_file_is_the_data_run_on(tmp_path, capsys):
+    path, _ = _own_data(tmp_path)
+    spec = registry()["loglik"]
+    (tmp_path / "c.json").write_text(json.dumps({"data": str(path), "k": 3}))
+    for given in (
+        experiments.parse_set([f"data={path}"]),
+        cli._load_config_file(tmp_path / "c.json"),
+    ):
+        overrides = cli._with_data(spec, given, None)
+        assert overrides["datasets"] == "cells" and overrides["data"] == str(path.resolve())
+        assert make_config(spec, overrides, quick=True).datasets == ("cells",)
+    # a data file left out of the data sets named would be recorded but never used: refused
+    args = ["run", "loglik", "--set", f"data={path}", "--set", "datasets=separated"]
+    assert cli.main([*args, "--results", str(tmp_path / "r")]) == 2
+    assert "is not in datasets" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("rows", "dtype", "message"),
+    [
+        (np.ones((6, 2)), "float64", "zero variance in float64"),
+        (np.repeat([[0.0, 1.0], [2.0, 3.0]], 3, axis=0), "float64", "2 distinct row"),
+        ([[1e20, 0.0], [-1e20, 1.0], [0.0, 3e20], [2e20, 1e20]], "float32", "rescale the data"),
+        ([[1e-25, 0.0], [-1e-25, 0.0], [0.0, 3e-25], [0.0, 0.0]], "float32", "rescale the data"),
+        ([[1e160, 0.0], [-1e160, 1.0], [0.0, 3.0], [2.0, 1e160]], "float64", "rescale the data"),
+    ],
+)
+def test_unusable_data_refused_before_any_work(tmp_path, capsys, rows, dtype, message):
+    path = tmp_path / "flat.npy"
+    np.save(path, np.asarray(rows, dtype=np.float64))
+    args = ["run", "phase_transition", "--data", str(path), "--set", "k=3", "--no-bar"]
+    assert cli.main([*args, "--set", f"dtype={dtype}", "--results", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    # precision computes in float32 too, whatever dtype says
+    if dtype == "float32":
+        with pytest.raises(ValueError, match="in float32"):
+            make_config(registry()["precision"], {"data": str(path), "datasets": "flat", "k": 3})

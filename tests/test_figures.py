@@ -134,3 +134,153 @@ def test_unknown_run_id_is_refused(quick, tmp_path):
     args = ["figures", "--results", str(quick["results"]), "--out", str(tmp_path / "f")]
     assert cli.main([*args, "--run", "20990101T000000Z-nope"]) == 2
     assert not (tmp_path / "f").exists()
+
+
+# --- which runs: the named runs set the setting; a broken figure does not stop the others ----
+
+
+def _fake_results(root: Path, runs: list[tuple[str, str, bool, bool]]) -> Path:
+    """A results folder whose index lists ``(name, run_id, quick, default_config)`` runs.
+
+    Only the index and each run's ``meta.json`` exist: enough for run selection
+    (``select_runs``, ``find_run``), which happens before anything is loaded or drawn.
+    """
+    import json
+
+    from gmmlimit.experiments._store import FORMAT
+
+    entries = []
+    for i, (name, run_id, is_quick, default) in enumerate(runs):
+        folder = root / name / run_id
+        folder.mkdir(parents=True)
+        (folder / "meta.json").write_text(json.dumps({"format": FORMAT, "quick": is_quick}))
+        entries.append(
+            {
+                "name": name,
+                "run_id": run_id,
+                "path": f"{name}/{run_id}",
+                "quick": is_quick,
+                "default_config": default,
+                "overrides": {} if default else {"seed": 1},
+                "complete": True,
+                "format": FORMAT,
+                "time": f"2026-12-01T00:00:{i:02d}Z",
+            }
+        )
+    (root / "index.json").write_text(json.dumps({"version": FORMAT, "runs": entries}))
+    return root
+
+
+def test_named_run_sets_the_setting_and_refuses_mixed_settings(tmp_path, capsys):
+    from gmmlimit.experiments import select_runs
+
+    results = _fake_results(
+        tmp_path / "results",
+        [
+            ("loglik", "full-loglik", False, True),  # only a full default run of loglik
+            ("responsibilities", "quick-resp", True, True),
+            ("updates", "quick-updates-seed1", True, False),
+            ("variant_limits", "quick-limits", True, True),
+        ],
+    )
+    names = ["responsibilities", "loglik"]
+    # the named quick run makes the setting quick: no full run is drawn beside it
+    quick, chosen = select_runs(results, names, run_ids=["quick-resp"])
+    assert quick is True and set(chosen) == {"responsibilities"}
+    assert chosen["responsibilities"]["run_id"] == "quick-resp"
+    quick, chosen = select_runs(results, names, run_ids=["full-loglik"])
+    assert quick is False and set(chosen) == {"loglik"}
+    # named runs against --full/--quick, or against each other: refused
+    with pytest.raises(ValueError, match="never mixed"):
+        select_runs(results, names, quick=False, run_ids=["quick-resp"])
+    with pytest.raises(ValueError, match="quick and full runs"):
+        select_runs(results, names, run_ids=["quick-resp", "full-loglik"])
+    with pytest.raises(ValueError, match="variant_limits"):
+        select_runs(results, [*names, "updates"], run_ids=["quick-limits"])
+    quick, chosen = select_runs(results, [*names, "updates"], run_ids=["quick-updates-seed1"])
+    assert quick is True and chosen["updates"]["run_id"] == "quick-updates-seed1"
+    # the command: exit 2 before anything is drawn, with a message naming the problem
+    out = tmp_path / "figures"
+    base = ["figures", "--results", str(results), "--out", str(out)]
+    cases = [
+        (["--full", "--run", "quick-resp"], "--full asked for full runs"),
+        (["--quick", "--run", "full-loglik"], "--quick asked for quick runs"),
+        (["--run", "quick-resp", "--run", "full-loglik"], "--run names quick and full runs"),
+        (["--run", "quick-limits"], "no figure drawn reads experiment 'variant_limits'"),
+    ]
+    for args, message in cases:
+        assert cli.main([*base, *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+    assert not out.exists()
+
+
+def _fake_run(run_id: str):
+    from types import SimpleNamespace
+
+    meta = {"seed": 0, "estep": "pure JAX", "git_revision": "abc"}
+    return SimpleNamespace(
+        run_id=run_id, setting="quick", overrides={}, default_config=True, meta=meta, records={}
+    )
+
+
+def test_a_failing_figure_is_listed_and_the_others_are_drawn(tmp_path, monkeypatch, capsys):
+    import gmmlimit.experiments as ex
+    from gmmlimit.paper_figures import FigureSpec
+    from gmmlimit.paper_figures import _style as st
+
+    def good(results, out_dir):
+        fig, axes = st.figure()
+        axes[0][0].plot([0, 1], [0, 1])
+        return st.save(fig, out_dir, "good")
+
+    def broken(results, out_dir):
+        st.figure()
+        raise ValueError("matmul: size 8 is different from 10")
+
+    caption = "x" * 10
+    specs = {
+        "broken": FigureSpec("broken", ("responsibilities",), broken, caption, order=1),
+        "good": FigureSpec("good", ("responsibilities",), good, caption, order=2),
+    }
+    monkeypatch.setattr(paper_figures, "registry", lambda: specs)
+    monkeypatch.setattr(ex, "load_run", lambda results_dir, name, run_id: _fake_run(run_id))
+    results = _fake_results(tmp_path / "results", [("responsibilities", "r1", True, True)])
+    out = tmp_path / "figures"
+    open_before = len(st.plt.get_fignums())
+    rc = cli.main(["figures", "--results", str(results), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 3  # the documented status for a figure not drawn
+    assert f"figure good: {out / 'good.pdf'}" in printed
+    assert "figure broken: NOT DRAWN: drawing failed (ValueError): matmul" in printed
+    assert (out / "good.png").stat().st_size > 0 and not (out / "broken.png").exists()
+    text = (out / "index.md").read_text()
+    assert "## Not drawn by this call" in text
+    assert "- `broken`: drawing failed (ValueError): matmul: size 8 is different from 10" in text
+    assert "(`good`)" in text and "(`broken`)" not in text.split("## Not drawn")[0]
+    assert len(st.plt.get_fignums()) == open_before  # the broken figure's canvas was closed
+
+
+@pytest.mark.parametrize("k", [3, 10, 25])
+def test_fig6_colours_any_number_of_components(tmp_path, k):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from gmmlimit.paper_figures import fig6_hardening
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    logits = rng.normal(size=(3, 60, k)) * np.array([0.1, 2.0, 50.0])[:, None, None]
+    resp = np.exp(logits - logits.max(axis=2, keepdims=True))
+    record = SimpleNamespace(
+        X=X,
+        means=X[:k],
+        snap_sigma2=np.array([1.0, 0.1, 0.0]),
+        snap_resp=resp / resp.sum(axis=2, keepdims=True),
+        critical_sigma2=1.0,
+    )
+    run = SimpleNamespace(records={"ok": record})
+    paths = fig6_hardening.draw({"responsibilities": run}, tmp_path)
+    assert sorted(p.name for p in paths) == ["fig6_hardening.pdf", "fig6_hardening.png"]
+    colours = fig6_hardening.component_colours(k)
+    assert colours.shape == (k, 3) and len({tuple(c) for c in colours}) == k  # all distinct
