@@ -528,8 +528,8 @@ def select_runs(
         entry = find_run(results_dir, run_id)
         if entry["name"] not in names:
             raise ValueError(
-                f"run {run_id!r} is of experiment {entry['name']!r}, which is not read here "
-                f"(wanted: {', '.join(names) or 'none'})."
+                f"--run {run_id}: no figure drawn reads experiment {entry['name']!r} "
+                f"(the figures read: {', '.join(names) or 'none'})."
             )
         if entry["name"] in explicit:
             raise ValueError(f"--run names two runs of experiment {entry['name']!r}.")

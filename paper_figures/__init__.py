@@ -253,7 +253,7 @@ def draw_all(
         ValueError: an unknown figure name or run id, a run id of an experiment no chosen
             figure reads, or named runs whose settings disagree (with each other or ``quick``).
     """
-    from gmmlimit.experiments import find_run, select_runs
+    from gmmlimit.experiments import select_runs
     from gmmlimit.experiments._store import atomic_write_bytes
 
     from ._style import plt  # the Agg backend first
@@ -264,13 +264,6 @@ def draw_all(
         raise ValueError(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(specs)}.")
     chosen = [specs[n] for n in names] if names else list(specs.values())
     needs = list(dict.fromkeys(n for s in chosen for n in s.needs))
-    for run_id in run_ids:
-        entry = find_run(results_dir, run_id)
-        if entry["name"] not in needs:
-            raise ValueError(
-                f"--run {run_id}: no figure drawn reads experiment {entry['name']!r} "
-                f"(the figures read: {', '.join(needs)})."
-            )
     quick, entries = select_runs(results_dir, needs, quick, run_ids)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

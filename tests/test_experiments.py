@@ -286,7 +286,8 @@ def test_reproduce_exit_status_reports_failed_statements(tmp_path, monkeypatch):
     assert json.loads(meta.read_text())["check_failures"] == ["forced failure"]
 
 
-def test_cli_interrupt_then_rerun_resumes(tmp_path, monkeypatch, capsys):
+def _interrupt_loglik(tmp_path, monkeypatch) -> list[str]:
+    """Run loglik by the CLI and interrupt it after one point; returns its arguments."""
     import dataclasses
 
     spec = registry()["loglik"]
@@ -301,6 +302,11 @@ def test_cli_interrupt_then_rerun_resumes(tmp_path, monkeypatch, capsys):
         experiments, "registry", lambda: {"loglik": dataclasses.replace(spec, run=interrupted_run)}
     )
     assert cli.main(args) == 130
+    return args
+
+
+def test_cli_interrupt_then_rerun_resumes(tmp_path, monkeypatch, capsys):
+    args = _interrupt_loglik(tmp_path, monkeypatch)
     assert "rerun the same command to resume" in capsys.readouterr().err
     assert len(list((tmp_path / "loglik").glob("*.partial/points/*.npz"))) == 1
     monkeypatch.undo()
@@ -319,22 +325,11 @@ def test_the_same_run_started_twice_is_refused_while_the_first_holds_it(
 ):
     # two identical commands at once shared one .partial folder: the second crashed at the end
     # (OSError: directory not empty) and left a broken folder. Now it is refused with exit 2.
-    import dataclasses
 
     from gmmlimit.experiments._runner import _hold
 
-    spec = registry()["loglik"]
-
-    def interrupted_run(config, progress, resume=None):
-        return spec.run(config, _Interrupt(1), resume=resume)
-
-    args = ["run", "loglik", "--set", "datasets=separated,overlapping", "--no-bar"]
-    args += ["--results", str(tmp_path)]
-    monkeypatch.setattr(
-        experiments, "registry", lambda: {"loglik": dataclasses.replace(spec, run=interrupted_run)}
-    )
-    assert cli.main(args) == 130  # an unfinished run, as another process would leave it
-    monkeypatch.undo()
+    args = _interrupt_loglik(tmp_path, monkeypatch)  # an unfinished run, as another process
+    monkeypatch.undo()  # would leave it
     (partial,) = (tmp_path / "loglik").glob("*.partial")
     other = _hold(partial, "loglik")  # the "other process" (its own open file description)
     capsys.readouterr()
