@@ -216,6 +216,11 @@ def sigma2_grid(
         if reach is not None:
             delta_min = min(delta_min, reach)
         bottom = delta_min / (2.0 * 1.5 * gl.study.onehot_threshold(np.float64))
-    bottom = min(bottom, top / 10.0)
+        bottom = min(bottom, top / 10.0)  # at least a decade
+    elif not bottom < top:  # a given end is used as given, never replaced
+        raise ValueError(
+            f"sigma2_min={bottom!r} must lie below the grid's top sigma2 {top!r} (sigma2_max, "
+            "or twice the data's critical sigma2 when sigma2_max is not set)."
+        )
     grid = np.geomspace(top, bottom, n - 1)
     return np.concatenate([grid, [0.0]]).astype(X.dtype)

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -114,14 +115,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool):
             raise ValueError(f"config key {key!r} needs an integer; got {value!r}.")
-        if isinstance(value, (int, np.integer)):
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ValueError(f"config key {key!r} needs an integer; got {value!r}.")
+        out = None
+        if isinstance(value, (int, np.integer)) or (
+            isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value)
+        ):
+            out = int(value)
+        if out is None:
+            raise ValueError(f"config key {key!r} needs an integer; got {value!r}.")
+        if not -(2**63) <= out < 2**63:  # seeds and sizes are int64 downstream
+            raise ValueError(f"config key {key!r} is out of the int64 range; got {out}.")
+        return out
     if tp is float:
         if isinstance(value, bool):
             raise ValueError(f"config key {key!r} needs a number; got {value!r}.")
@@ -129,8 +132,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             out = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"config key {key!r} needs a number; got {value!r}.") from None
-        if math.isnan(out):
-            raise ValueError(f"config key {key!r} is NaN; it needs a number.")
+        if not math.isfinite(out):  # no config key takes inf: every one is a finite setting
+            raise ValueError(f"config key {key!r} is {out}; it needs a finite number.")
         return out
     if tp is str:
         if not isinstance(value, str):

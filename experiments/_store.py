@@ -21,6 +21,7 @@ The loader API (stable; what ``gmmlimit figures`` and a paper builder use): :fun
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -29,7 +30,7 @@ import re
 import tempfile
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -401,14 +402,41 @@ def read_index(results_dir: str | os.PathLike) -> list[dict]:
 
 
 def update_index(results_dir: Path, entry: dict) -> None:
-    """Add or replace (same name and run_id) one entry of the index, atomically."""
-    runs = [
-        r
-        for r in read_index(results_dir)
-        if not (r["name"] == entry["name"] and r["run_id"] == entry["run_id"])
-    ]
-    runs.append(entry)
-    atomic_write_json(results_dir / INDEX_NAME, {"version": FORMAT, "runs": runs})
+    """Add or replace (same name and run_id) one entry of the index, atomically.
+
+    The read, change and write hold an exclusive lock on ``results_dir/.index.lock``, so runs
+    that finish at once in several processes each keep their entry.
+    """
+    with _locked(Path(results_dir) / INDEX_LOCK):
+        runs = [
+            r
+            for r in read_index(results_dir)
+            if not (r["name"] == entry["name"] and r["run_id"] == entry["run_id"])
+        ]
+        runs.append(entry)
+        atomic_write_json(results_dir / INDEX_NAME, {"version": FORMAT, "runs": runs})
+
+
+INDEX_LOCK = ".index.lock"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if needed) for the block.
+
+    Where the platform has no ``fcntl`` (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def list_runs(

@@ -13,9 +13,10 @@ Usage::
 ``run`` and ``reproduce`` share one default setting, the quick one; ``--full`` is the paper
 setting. Progress bars and messages go to stderr, results and summaries to stdout.
 
-Exit status: 0 when every verified statement held, 1 when one failed, 2 on a bad command line
-or config (refused before any work), 3 when results needed by a figure are missing, 130 when
-interrupted (rerun the same command to resume).
+Exit status: 0 when every verified statement held, 1 when one failed, 2 on a bad command line,
+config, data file or path (refused before any work), or a run already in progress in another
+process; 3 when a figure is not drawn (its results are missing or its drawing failed; the
+others are drawn); 130 when interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jax
@@ -284,6 +288,74 @@ def test_reproduce_exit_status_reports_failed_statements(tmp_path, monkeypatch):
     assert rc == 1
     meta = next(Path(tmp_path / "r" / "loglik").glob("*/meta.json"))
     assert json.loads(meta.read_text())["check_failures"] == ["forced failure"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("seed", "99999999999999999999999", "out of the int64 range"),  # OverflowError before
+        ("n_samples", "99999999999999999999999", "out of the int64 range"),  # TypeError before
+        ("top", "inf", "needs a finite number"),  # refused only after the run had started
+        ("kick", "-inf", "needs a finite number"),
+    ],
+)
+def test_out_of_range_config_values_are_refused_before_any_work(tmp_path, key, value, message):
+    args = ["run", "phase_transition", "--set", f"{key}={value}", "--results", str(tmp_path)]
+    if key == "kick":
+        args[1] = "convergence_rate"
+    assert cli.main([*args, "--no-bar"]) == 2
+    assert not any(tmp_path.iterdir())  # no .partial folder, no index entry
+    with pytest.raises(ValueError, match=message):
+        make_config(registry()[args[1]], {key: value}, quick=True)
+
+
+def test_a_given_sigma2_min_is_used_as_given_or_refused():
+    # a sigma2_min above a tenth of the grid's top was replaced by top / 10, silently
+    from gmmlimit.experiments._common import sigma2_grid
+
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    means = X[:3]
+    top = 2.0 * float(gl.critical_sigma2(X))
+    spec = registry()["loglik"]
+    grid = sigma2_grid(
+        make_config(spec, {"sigma2_min": top / 3, "n_sigma2": 5}, quick=True), X, means
+    )
+    assert grid[0] == pytest.approx(top) and grid[-2] == pytest.approx(top / 3) and grid[-1] == 0
+    with pytest.raises(ValueError, match="must lie below the grid's top"):
+        sigma2_grid(make_config(spec, {"sigma2_min": 2 * top}, quick=True), X, means)
+
+
+_INDEX_WRITER = """
+import sys, time
+from pathlib import Path
+from gmmlimit.experiments._store import update_index
+root, me = Path(sys.argv[1]), sys.argv[2]
+(root / f"ready{me}").touch()
+while not (root / "go").exists():
+    time.sleep(0.001)
+for j in range(100):
+    update_index(root, {"name": "e" + me, "run_id": f"r{j}", "complete": True})
+"""
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_runs_finishing_at_once_in_two_processes_keep_every_index_entry(tmp_path):
+    # the index's read, change and write hold a lock (before: 52 of 100 entries were kept)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _INDEX_WRITER, str(tmp_path), str(i)], env=env)
+        for i in range(2)
+    ]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    runs = json.loads((tmp_path / "index.json").read_text())["runs"]
+    assert len(runs) == 200
 
 
 def _interrupt_loglik(tmp_path, monkeypatch) -> list[str]:
