@@ -465,3 +465,17 @@ def test_variant_mixture_computes_integer_counts_in_float64():
         assert ints.means_.dtype == proba.dtype == np.float64
         np.testing.assert_array_equal(ints.means_, floats.means_)
         np.testing.assert_array_equal(proba, floats.predict_proba(counts * 1.0))
+
+
+@pytest.mark.parametrize("cov", ["spherical", "diag", "full", "tied"])
+def test_gaussian_mixture_float32_data_near_1e18_initialise_in_range(cov):
+    # scikit-learn's float32 initialisation sums squares in float32 and overflowed (the fit then
+    # refused "variances must be finite"); the variances, near 1e36, are float32 numbers
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.randn(30, 2), rng.randn(30, 2) + 5]
+    unit = GaussianMixture(2, covariance_type=cov, random_state=0).fit(X.astype(np.float32))
+    far = GaussianMixture(2, covariance_type=cov, random_state=0).fit((X * 1e18).astype(np.float32))
+    assert far.covariances_.dtype == np.float32 and np.all(np.isfinite(far.covariances_))
+    np.testing.assert_array_equal(far.predict((X * 1e18).astype(np.float32)), unit.predict(X))
+    with pytest.raises(ValueError, match="past float32's largest number"):  # 1e40: not a float32
+        GaussianMixture(2, covariance_type=cov, random_state=0).fit((X * 1e20).astype(np.float32))

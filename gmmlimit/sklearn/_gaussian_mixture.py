@@ -296,7 +296,7 @@ class GaussianMixture(_SkGaussianMixture):
         for init in range(n_init):
             self._print_verbose_msg_init_beg(init)
             if do_init:
-                self._initialize_parameters(X, rng, xp=get_namespace(X)[0])
+                self._initialize_in_range(X, rng)
             prev = -math.inf if do_init else self.lower_bound_
             if self.max_iter == 0:
                 result = (prev, 0, False, [])
@@ -320,6 +320,29 @@ class GaussianMixture(_SkGaussianMixture):
         self.lower_bound_ = best_lb
         self.lower_bounds_ = history
         return self._estep(X)[1]
+
+    def _initialize_in_range(self, X: np.ndarray, rng: np.random.RandomState) -> None:
+        """scikit-learn's initialisation; where float32's sums would overflow, in float64.
+
+        scikit-learn's float32 initial variances sum squares (and X^T X) in float32, which
+        overflow for data near 1e18 whose variances float32 holds; such data are initialised
+        from a float64 copy (the same random draws). Variances past float32's range are
+        refused.
+
+        Raises:
+            ValueError: if the data's initial variances are not finite in float32.
+        """
+        if X.dtype != np.float32 or not _squares_overflow(X):
+            self._initialize_parameters(X, rng, xp=get_namespace(X)[0])
+            return
+        wide = X.astype(np.float64)
+        self._initialize_parameters(wide, rng, xp=get_namespace(wide)[0])
+        largest = float(np.max(np.abs(_covariances_of(self))))
+        if not largest < float(np.finfo(np.float32).max):
+            raise ValueError(
+                f"the data's initial variances reach {largest:.3g}, past float32's largest "
+                f"number {np.finfo(np.float32).max:.3g}: pass float64 data, or rescale them."
+            )
 
     # ------------------------------------------------------------------------------ inference
 
@@ -380,3 +403,19 @@ class GaussianMixture(_SkGaussianMixture):
             resp, _, ll = self._estep(np.asarray(X))
         with np.errstate(divide="ignore"):
             return ll, np.log(resp)
+
+
+def _covariances_of(model: Any) -> np.ndarray:
+    """The model's current covariances (from its precisions' Cholesky factors if needed)."""
+    cov = getattr(model, "covariances_", None)
+    if cov is None:
+        cov = _covariances_from_precision_cholesky(
+            model.covariance_type, np.asarray(model.precisions_cholesky_, np.float64)
+        )
+    return np.asarray(cov, np.float64)
+
+
+def _squares_overflow(X: np.ndarray) -> bool:
+    """Whether sums of N squares of X's entries may pass float32's range (with margin 16)."""
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    return largest * largest * X.shape[0] >= float(np.finfo(np.float32).max) / 16
