@@ -455,9 +455,14 @@ def window_exponent(largest: float, dtype: Any) -> int:
 
     The one rule behind :func:`scale_exponent` (data) and :func:`relative_weights` (weights).
     """
-    exponent = math.frexp(largest)[1]
+    return int(window_exponents(np.asarray([largest], np.float64), dtype)[0])
+
+
+def window_exponents(largest: np.ndarray, dtype: Any) -> np.ndarray:
+    """:func:`window_exponent` of each entry of ``largest`` (e.g. each row's magnitude)."""
+    exponent = np.frexp(largest)[1]
     window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
-    return 0 if -window <= exponent <= window else exponent
+    return np.where((exponent >= -window) & (exponent <= window), 0, exponent)
 
 
 def largest_magnitude(a: Any) -> float:

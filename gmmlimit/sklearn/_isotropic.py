@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import ClusterMixin, DensityMixin
 
 from .._rescale import Scale
-from .._validation import SCALE_WINDOW, largest_magnitude
+from .._validation import largest_magnitude, window_exponents
 from ._common import _IsotropicBase, _soft, hard_pass, in_x64
 
 __all__ = ["IsotropicGaussianMixture"]
@@ -172,8 +172,5 @@ def _row_exponents(X: np.ndarray, largest_mean: float) -> np.ndarray:
     :func:`gmmlimit._validation.window_exponent`'s rule, read from the row's and the means'
     largest magnitude.
     """
-    with np.errstate(invalid="ignore"):
-        largest = np.maximum(np.max(np.abs(X), axis=1), largest_mean)
-    exponent = np.frexp(largest)[1]
-    window = SCALE_WINDOW.get(np.dtype(X.dtype), 256)
-    return np.where((exponent >= -window) & (exponent <= window), 0, exponent)
+    largest = np.maximum(np.max(np.abs(X), axis=1), largest_mean)
+    return window_exponents(largest, X.dtype)
