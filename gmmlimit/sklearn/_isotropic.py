@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import ClusterMixin, DensityMixin
 
 from .._rescale import Scale
-from .._validation import largest_magnitude, window_exponents
+from .._validation import largest_magnitude, scale_exponent, window_exponents
 from ._common import _IsotropicBase, _soft, hard_pass, in_x64
 
 __all__ = ["IsotropicGaussianMixture"]
@@ -116,17 +116,20 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         # Each row is computed at its own scale: rows whose magnitude (or the means') lies
         # outside the window run as x / 2^e, means / 2^e, sigma2 / 4^e (exact; d / (2 sigma2)
         # is scale-free), so a far row neither overflows nor sets the scale of the others.
-        exponents = _row_exponents(np.asarray(Xp), largest_magnitude(means))
-        resp = np.empty((Xp.shape[0], means.shape[0]), Xp.dtype)
-        lse = np.empty(Xp.shape[0], Xp.dtype)
-        for exponent in np.unique(exponents):
-            rows = exponents == exponent
-            x = Xp if rows.all() else Xp[rows]
-            w = wp if rows.all() else jnp.ones(x.shape[0], Xp.dtype)
-            x, m = jnp.ldexp(x, -int(exponent)), jnp.ldexp(means, -int(exponent))
-            s2 = Scale(int(exponent), 0).sigma2(jnp.asarray(sigma2, Xp.dtype))
-            r, s = _soft(x, m, s2, hard_pass(x, w, m)[1])
-            resp[rows], lse[rows] = np.asarray(r), np.asarray(s)
+        s2 = jnp.asarray(sigma2, Xp.dtype)
+        if not scale_exponent(Xp, means):  # every row within the window: one pass as given
+            r, s = _soft(Xp, means, s2, hard_pass(Xp, wp, means)[1])
+            resp, lse = np.asarray(r), np.asarray(s)
+        else:
+            exponents = _row_exponents(np.asarray(Xp), largest_magnitude(means))
+            resp = np.empty((Xp.shape[0], means.shape[0]), Xp.dtype)
+            lse = np.empty(Xp.shape[0], Xp.dtype)
+            for exponent in np.unique(exponents).tolist():
+                rows = exponents == exponent
+                x, m = jnp.ldexp(Xp[rows], -exponent), jnp.ldexp(means, -exponent)
+                ones = jnp.ones(x.shape[0], Xp.dtype)
+                r, s = _soft(x, m, Scale(exponent, 0).sigma2(s2), hard_pass(x, ones, m)[1])
+                resp[rows], lse[rows] = np.asarray(r), np.asarray(s)
         k, d = self.means_.shape
         norm = math.log(k) + 0.5 * d * math.log(2.0 * math.pi * sigma2)
         return resp[:n], lse[:n] - norm
