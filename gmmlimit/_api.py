@@ -25,7 +25,17 @@ from ._driver import (
     step_compiled,
     trim_history,
 )
-from ._rescale import NO_SCALE, Scale, check_scaled_sigma2, fit_rescaled, prepare, scaled_back
+from ._rescale import (
+    NO_SCALE,
+    Scale,
+    check_scaled_sigma2,
+    fit_rescaled,
+    prepare,
+    scaled_back,
+    variant_fit_exponent,
+    variant_params,
+    variant_result,
+)
 from ._validation import (
     as_data,
     check_block_size,
@@ -121,12 +131,20 @@ def _fit(
     weights: Any,
     block_size: int,
 ) -> FitResult:
-    """:func:`fit` on data that has already passed :func:`as_data`."""
+    """:func:`fit` on data that has already passed :func:`as_data`.
+
+    A variant with a ``scaling`` fits data past the dtype's scale window as X / 2^e, exactly,
+    and maps the result back (``_rescale.variant_result``).
+    """
     check_variant(variant)
     params, w, max_iter, block_size, tol = check_fit_inputs(
         variant, X, params, weights, max_iter, block_size, tol
     )
-    return fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
+    exponent = variant_fit_exponent(variant, X, variant.means(params))
+    if exponent:
+        X, params = jnp.ldexp(X, -exponent), variant_params(variant, params, exponent)
+    result = fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
+    return variant_result(variant, result, exponent, jnp.sum(w))
 
 
 Algorithm = Literal["auto", "lloyd", "hamerly"]
@@ -548,6 +566,10 @@ def restarts(
         starts = IsotropicParams(means, jnp.broadcast_to(s2s, (n_init,)))
         hard_variant = _hard_variant(algorithm, X.shape[1], k)
         chosen = hard_variant if hard else isotropic
+
+        def back(best: FitResult) -> FitResult:
+            return scaled_back(best, scale, s2, s2s, jnp.sum(w), X.dtype)
+
     else:
         if algorithm != "auto":
             raise ValueError(
@@ -566,12 +588,17 @@ def restarts(
         if chosen.check_data is not None and not is_traced(X):
             chosen.check_data(np.asarray(X))
         _check_temperature(chosen, temperature, X.dtype)
-        starts = _starts(chosen, init or chosen.init, keys, X, k, temperature)
+        # data past the scale window: the starts are drawn from X / 2^e and fit there
+        exponent = variant_fit_exponent(chosen, X)
+        Xs = jnp.ldexp(X, -exponent) if exponent else X
+        starts = _starts(chosen, init or chosen.init, keys, Xs, k, temperature)
         hard = bool(jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts))))
-        Xs, scale, s2, s2s = X, NO_SCALE, None, None  # a variant's fit is not rescaled
+
+        def back(best: FitResult) -> FitResult:
+            return variant_result(chosen, best, exponent, jnp.sum(w))
+
     tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
-    best = _best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size)
-    return scaled_back(best, scale, s2, s2s, jnp.sum(w), X.dtype)
+    return back(_best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size))
 
 
 def _check_temperature(variant: Variant, temperature: Any, dtype: Any) -> None:

@@ -36,7 +36,15 @@ from ._driver import (
     relocate_if_empty,
     stop_rule,
 )
-from ._rescale import NO_SCALE, Scale, check_scaled_sigma2, scaled_back
+from ._rescale import (
+    NO_SCALE,
+    Scale,
+    check_scaled_sigma2,
+    scaled_back,
+    variant_exponent,
+    variant_params,
+    variant_result,
+)
 from ._validation import (
     _float_dtype,
     check_positive_int,
@@ -391,7 +399,8 @@ def _fit_out_of_core(
     """:func:`fit_out_of_core`, with data past the scale window rescaled where asked.
 
     ``rescale`` (isotropic parameters only) runs such data as X / 2^e, as :func:`~gmmlimit.em`
-    does, and maps the fit back (``_rescale``).
+    does, and maps the fit back (``_rescale``); otherwise a variant that declares its
+    ``scaling`` runs them as the in-memory :func:`~gmmlimit.fit` does.
     """
     check_variant(variant)
     make_iter = _chunk_source(X)
@@ -411,14 +420,19 @@ def _fit_out_of_core(
         elif weights is not None:
             w = check_weights(weights, n, dtype)
         w = None if w is None else np.asarray(w)
-        scale, original = NO_SCALE, params
+        scale, original, exponent = NO_SCALE, params, 0
+        largest = max(largest, largest_magnitude(variant.means(params)))
         if rescale:
-            largest = max(largest, largest_magnitude(params.means))
             scale = Scale(window_exponent(largest, dtype), weight_exponent)
+            exponent = scale.data
+        else:  # a variant that declares its scaling (_rescale.variant_exponent)
+            exponent = variant_exponent(variant, largest, dtype)
         if scale.data:
             params = scale.params(original)
             check_scaled_sigma2(original.sigma2, params.sigma2, scale)
-            shift_scale = math.ldexp(shift_scale, -2 * scale.data)
+        elif exponent:
+            params = variant_params(variant, original, exponent)
+        shift_scale = math.ldexp(shift_scale, -2 * exponent)
         b = min(block_size, n)
         chunk_rows = b * chunk_blocks
         track = variant.relocate is not None
@@ -427,12 +441,14 @@ def _fit_out_of_core(
 
         def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
             pass_args = (params, make_iter, w, n, d, dtype, chunk_rows, b, track, labels_out)
-            return _full_pass(variant, *pass_args, exponent=scale.data)
+            return _full_pass(variant, *pass_args, exponent=exponent)
 
         result = _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, scale_a)
+        total = jnp.asarray(n, dtype) if w is None else jnp.sum(jnp.asarray(w))  # as em sums
+        if not rescale:
+            return variant_result(variant, result, exponent, total)
         if scale == NO_SCALE:
             return result
-        total = n if w is None else jnp.sum(jnp.asarray(w))  # as em sums them
         return scaled_back(result, scale, original.sigma2, params.sigma2, total, dtype)
 
 

@@ -19,6 +19,7 @@ outcome before anything is fitted, and each device pads and blocks its rows wher
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import partial
 from typing import Any
 
@@ -48,7 +49,17 @@ from ._outofcore import (
     _pass_loop,
     _rechunk,
 )
-from ._rescale import NO_SCALE, Scale, check_scaled_sigma2, fit_rescaled, scaled_back
+from ._rescale import (
+    NO_SCALE,
+    Scale,
+    check_scaled_sigma2,
+    fit_rescaled,
+    scaled_back,
+    variant_exponent,
+    variant_fit_exponent,
+    variant_params,
+    variant_result,
+)
 from ._validation import (
     as_data,
     check_block_size,
@@ -230,6 +241,9 @@ def fit_sharded(
             variant, X, params, weights, max_iter, block_size, tol,
             rows=-(-X.shape[0] // n_dev), backend=_platform(mesh),
         )  # fmt: skip
+        exponent = variant_fit_exponent(variant, X, variant.means(params))
+        if exponent:  # a variant that declares its scaling, as in fit
+            X, params = jnp.ldexp(X, -exponent), variant_params(variant, params, exponent)
         blocks, local_rows = _shard_blocks(X, w, n_dev, block_size, NamedSharding(mesh, P(axis)))
         shift_scale = jnp.mean(jnp.var(X, axis=0))
         params = jax.device_put(params, NamedSharding(mesh, P()))
@@ -246,7 +260,7 @@ def fit_sharded(
             axis=axis,
             local_rows=local_rows,
         )
-        return trim_history(result, max_iter)
+        return variant_result(variant, trim_history(result, max_iter), exponent, jnp.sum(w))
 
 
 @with_float64_scope
@@ -515,7 +529,8 @@ def _fit_global(
     """:func:`fit_sharded` for a global array whose rows live in several processes.
 
     ``rescale`` (isotropic parameters only) runs data past the scale window as X / 2^e, e read
-    from every process's rows, as :func:`~gmmlimit.em` does (``_rescale``).
+    from every process's rows, as :func:`~gmmlimit.em` does (``_rescale``); otherwise a variant
+    that declares its ``scaling`` runs them as :func:`~gmmlimit.fit` does.
     """
     max_iter = check_positive_int(max_iter, "max_iter")
     if block_size is not None:
@@ -545,13 +560,19 @@ def _fit_global(
     if X.dtype != dtype:
         X = X.astype(dtype)
     scale, original = NO_SCALE, params
+    largest = max(largest, largest_magnitude(variant.means(params)))
     if rescale:
-        largest = max(largest, largest_magnitude(params.means))
         scale = Scale(window_exponent(largest, dtype), 0)
+        exponent = scale.data
+    else:  # a variant that declares its scaling (every process reads the same largest)
+        exponent = variant_exponent(variant, largest, dtype)
     if scale.data:
         params = scale.params(original)
         check_scaled_sigma2(original.sigma2, params.sigma2, scale)
-        X = jax.jit(lambda v: jnp.ldexp(v, -scale.data), out_shardings=rows)(X)
+    elif exponent:
+        params = variant_params(variant, original, exponent)
+    if exponent:
+        X = jax.jit(lambda v: jnp.ldexp(v, -exponent), out_shardings=rows)(X)
     if weights is None:  # unit weights made where they lie; one compiled fit serves both cases
         weights = jax.make_array_from_callback(
             (n,), rows, lambda index: np.ones((len(range(n)[index[0]]),), dtype)
@@ -578,6 +599,8 @@ def _fit_global(
         blocks_per_device=per_dev,
     )
     result = trim_history(result, max_iter)
+    if not rescale:
+        return variant_result(variant, result, exponent, jnp.sum(weights))
     if scale == NO_SCALE:
         return result
     return scaled_back(result, scale, original.sigma2, params.sigma2, jnp.sum(weights), dtype)
@@ -664,8 +687,11 @@ def _scan_process_source(
     rows: int,
     weights: Any,
     params: Params,
-) -> tuple[int, int, np.dtype, np.ndarray, np.ndarray | None, Params]:
-    """One pass over this process's source: checks every chunk; N_p, D, dtype, column sums.
+) -> tuple[int, int, np.dtype, np.ndarray, np.ndarray | None, Params, float]:
+    """One pass over this process's source: checks every chunk, and sums and sizes it.
+
+    Returns N_p, D, dtype, the column sums, the weights, the checked parameters and the rows'
+    largest magnitude.
 
     Raises:
         ValueError: (locally) on a bad chunk, bad weights or parameters that fail the variant's
@@ -676,6 +702,7 @@ def _scan_process_source(
     dtype = None
     total = None
     checked = params
+    largest = 0.0
     k = int(np.shape(variant.means(params))[0])
     for chunk in _rechunk(make_iter(), rows, None, None):
         x = as_data(chunk)
@@ -692,6 +719,7 @@ def _scan_process_source(
         if variant.validate is not None:
             checked = variant.validate(x if x.shape[0] >= k else _repeat_rows(x, k), params)
         total += np.asarray(chunk, np.float64).sum(axis=0)
+        largest = max(largest, largest_magnitude(chunk))
         n += x.shape[0]
     if d is None:
         raise ValueError("this process's data source gave no rows.")
@@ -705,7 +733,7 @@ def _scan_process_source(
         if np.any(w < 0):
             raise ValueError(f"weights must be non-negative; found {int(np.sum(w < 0))} < 0.")
         w = w.astype(dtype)
-    return n, d, dtype, total, w, checked
+    return n, d, dtype, total, w, checked, largest
 
 
 def _combine(carry: _Carry, same: bool) -> tuple[_Carry, bool]:
@@ -778,13 +806,14 @@ def fit_out_of_core_processes(
     positive = 0
     local = (0, 1, "float64", np.zeros(1))
     fingerprint = bytes(16)
+    largest = 0.0
     try:
         make_iter = _chunk_source(X)
         max_iter = check_positive_int(max_iter, "max_iter")
         block_size = check_positive_int(block_size, "block_size")
         chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
         tol = check_tol(tol)
-        n_p, d, dtype, total, w, params = _scan_process_source(
+        n_p, d, dtype, total, w, params, largest = _scan_process_source(
             variant, make_iter, block_size * chunk_blocks, weights, params
         )
         positive = n_p if w is None else int(np.count_nonzero(w > 0))
@@ -792,7 +821,7 @@ def fit_out_of_core_processes(
         fingerprint = _fingerprint(params)
     except Exception as err:  # any failure must reach the other processes, or they would hang
         error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-    _agree(error, positive, fingerprint)
+    largest = _agree(error, positive, fingerprint, largest)
     widths = _gather_host(np.asarray([local[1], np.dtype(local[2]).num], np.int64))
     if np.any(widths != widths[0]):
         raise ValueError(
@@ -808,6 +837,14 @@ def fit_out_of_core_processes(
     for chunk in _rechunk(make_iter(), block_size * chunk_blocks, d, None):
         sq += ((np.asarray(chunk, np.float64) - mean) ** 2).sum(axis=0)
     shift_scale = float(np.mean(_gather_host(sq).sum(axis=0) / n))
+    # a variant that declares its scaling: every process reads the same largest magnitude
+    largest = max(largest, largest_magnitude(variant.means(params)))
+    exponent = variant_exponent(variant, largest, dtype)
+    original = params
+    if exponent:
+        params = variant_params(variant, original, exponent)
+        shift_scale = math.ldexp(shift_scale, -2 * exponent)
+    total_weight = n if w is None else float(_gather_host(np.asarray(w.sum(), np.float64)).sum())
 
     b = min(block_size, n)  # the one-process fit's blocks, so its sums are reproduced
     chunk_rows = b * chunk_blocks
@@ -817,7 +854,9 @@ def fit_out_of_core_processes(
 
     def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
         return _full_pass(
-            variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, labels_out
-        )
+            variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, labels_out,
+            exponent=exponent,
+        )  # fmt: skip
 
-    return _pass_loop(variant, params, run_pass, n_p, dtype, max_iter, tol_a, scale_a, _combine)
+    result = _pass_loop(variant, params, run_pass, n_p, dtype, max_iter, tol_a, scale_a, _combine)
+    return variant_result(variant, result, exponent, jnp.asarray(total_weight, dtype))

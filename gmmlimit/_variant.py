@@ -12,7 +12,9 @@ recompiles.
 Two optional fields make every tool of the toolkit take a variant: ``init`` (parameters from
 ``(key, X, k)``: restarts, annealing, the scikit-learn wrapper) and ``temperature`` (where the
 variant's temperature lives in its parameters and which value is the hard limit: annealing, the
-limit diagnostics, sweeps under ``vmap``).
+limit diagnostics, sweeps under ``vmap``). A third, ``scaling``, says how the parameters move
+when the data are divided by a power of two, so that data past the dtype's scale window are fit
+rescaled, exactly, in every fit path.
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ __all__ = [
     "Engine",
     "FarPoints",
     "Params",
+    "Scaling",
     "Skipping",
     "Stats",
     "Temperature",
     "Variant",
     "at_hard_limit",
     "check_variant",
+    "density_scaling",
     "temperature_field",
     "with_engine",
     "with_temperature",
@@ -98,6 +102,82 @@ def temperature_field(name: str, hard: float) -> Temperature:
             return params._replace(**{name: jnp.asarray(value, dtype)})
 
     return Temperature(name=name, get=get, set=set_, hard=float(hard))
+
+
+class Scaling(NamedTuple):
+    """How a model's parameters and objectives move when the data are divided by 2^e.
+
+    Data whose largest magnitude lies outside the dtype's scale window
+    (``_validation.SCALE_WINDOW``) overflow or vanish in squared distances and second moments.
+    A variant that declares its scaling is fit on X / 2^e instead, with its parameters mapped by
+    :attr:`params` (exact powers of two: the same model, the same labels and responsibilities),
+    and the results are mapped back. Build one with :func:`density_scaling`.
+
+    Attributes:
+        params: ``(params, e) -> params``, the parameters of the problem X / 2^e (``e`` may be
+            negative: mapping back is ``params(p, -e)``); traceable, exact (``jnp.ldexp``).
+        objective: ``(value, params, total_weight, d, e) -> value``, the objective (or -J at the
+            hard limit) of the original problem from the one computed on X / 2^e; ``params``
+            are the original problem's, ``total_weight`` the sum of the weights, ``d`` = D.
+        distortion: ``(value, params, total_weight, d, e) -> value``, the same for the hard
+            objective J.
+    """
+
+    params: Callable[[Params, int], Params]
+    objective: Callable[[jax.Array, Params, jax.Array, int, int], jax.Array]
+    distortion: Callable[[jax.Array, Params, jax.Array, int, int], jax.Array]
+
+
+def scale_fields(params: Params, e: int, powers: dict[str, int]) -> Params:
+    """``params`` with each named NamedTuple field multiplied by 2^(-power e) (exact).
+
+    Args:
+        params: a NamedTuple of arrays.
+        e: the data's binary exponent (the data are divided by 2^e).
+        powers: field name -> the power of the data's scale the field carries (1 for a
+            location, 2 for a variance); fields not named are scale-free.
+    """
+    return params._replace(
+        **{field: jnp.ldexp(getattr(params, field), -power * e) for field, power in powers.items()}
+    )
+
+
+def density_scaling(**powers: int) -> Scaling:
+    """The :class:`Scaling` of a density on R^D whose parameters carry the data's units.
+
+    With x' = x / 2^e and each named field scaled by 2^(-power e), the density of x' is
+    2^(e D) times that of x, so every per-row log-density, free energy and divergence
+    -ln p shifts by the constant e D ln 2: the objective of the original problem is
+    ``value' - W D e ln 2`` and its distortion ``value' + W D e ln 2`` (W the total weight).
+
+    Args:
+        powers: field name -> power, e.g. ``means=1, variances=2, reg_covar=2``.
+
+    Returns:
+        The :class:`Scaling`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gmmlimit.variants as gv
+        >>> scaling = gv.density_scaling(means=1, variances=2, reg_covar=2)
+        >>> p = gv.DiagParams(jnp.ones((1, 2)), jnp.ones((1, 2)), jnp.ones(1), 1.0, 0.0)
+        >>> scaling.params(p, 3).variances.tolist()  # the parameters of X / 2^3
+        [[0.015625, 0.015625]]
+    """
+
+    def params(p: Params, e: int) -> Params:
+        return scale_fields(p, e, powers)
+
+    def shift(total_weight: jax.Array, d: int, e: int, dtype: Any) -> jax.Array:
+        return jnp.asarray(total_weight, dtype) * jnp.asarray(d * e * math.log(2.0), dtype)
+
+    def objective(value: jax.Array, p: Params, total_weight: jax.Array, d: int, e: int) -> Any:
+        return value - shift(total_weight, d, e, value.dtype)
+
+    def distortion(value: jax.Array, p: Params, total_weight: jax.Array, d: int, e: int) -> Any:
+        return value + shift(total_weight, d, e, value.dtype)
+
+    return Scaling(params=params, objective=objective, distortion=distortion)
 
 
 class EStepBlock(NamedTuple):
@@ -174,6 +254,10 @@ class Variant(NamedTuple):
             ``|r_nk - onehot_nk| <= (K - 1) exp(-g_n)`` (the score gap to the runner-up scaled
             by the inverse temperature; +inf at the hard limit without ties): the
             responsibility bound of the limit diagnostics.
+        scaling: optional :class:`Scaling`: how the parameters and objectives move when the
+            data are divided by a power of two. With it, data past the dtype's scale window are
+            fit rescaled (exactly) by every fit path; without it (counts, directions, rates:
+            models with no such law) they are fit as given.
 
     The objective is always "higher is better" (log-likelihood or free energy); at the hard limit
     (``is_hard``) the driver records -J, minus the summed distortion ``stats.distortion``, so the
@@ -195,6 +279,7 @@ class Variant(NamedTuple):
     temperature: Temperature | None = None
     check_data: Callable[[np.ndarray], None] | None = None
     log_odds_gap: Callable[[Params, jax.Array], jax.Array] | None = None
+    scaling: Scaling | None = None
 
     def __copy__(self) -> Variant:
         return self  # an immutable bundle of pure functions: a copy is the variant itself

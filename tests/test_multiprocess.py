@@ -65,6 +65,28 @@ def far_problem() -> dict[str, np.ndarray]:
     return {"X": X, "m0": X[[0, 100, 200, 300, 400, 500]]}
 
 
+DIAG_FAR = 56
+
+
+def diag_far_problem() -> dict:
+    """The data in float32 times 2^56 and the hard diag fit's start: fit rescaled (its scaling).
+
+    The largest magnitude is on the last process only, so the processes must agree on it.
+    """
+    from gmmlimit.variants import DiagParams
+
+    X = np.ldexp(data()["X"].astype(np.float32), DIAG_FAR)
+    X[N_ROWS - 1, 0] *= 4
+    params = DiagParams(
+        means=X[[0, 100, 200, 300, 400, 500]],
+        variances=np.full((6, 4), np.ldexp(9.0, 2 * DIAG_FAR), np.float32),
+        weights=np.full((6,), 1 / 6, np.float32),
+        beta=np.float32(np.inf),
+        reg_covar=np.float32(np.ldexp(1.0, 2 * DIAG_FAR - 4)),
+    )
+    return {"X": X, "params": params}
+
+
 # ----------------------------------------------------------------------------------------------
 # The worker: run under the launcher, one copy per process.
 
@@ -194,6 +216,26 @@ def _worker(out_dir: str, cases: str) -> None:
                 "means": np.asarray(res.means).tolist(),
                 "objective": float(res.objective),
             }
+        diag_far = diag_far_problem()
+        record(
+            "diag_far_f32",
+            gl.scale.fit_sharded(
+                gl.variants.diag, global_rows(diag_far["X"]), diag_far["params"], mesh=mesh,
+                block_size=BLOCK,
+            ),
+        )  # fmt: skip
+        own_far = diag_far["X"][cut[0] : cut[1]]
+        res = gl.scale.fit_out_of_core_processes(
+            gl.variants.diag, [own_far[:123], own_far[123:]], diag_far["params"],
+            block_size=BLOCK, chunk_blocks=2,
+        )  # fmt: skip
+        out["ooc_diag_far_f32"] = {
+            "own_labels": np.asarray(res.labels).tolist(),
+            "n_iter": int(res.n_iter),
+            "converged": bool(res.converged),
+            "means": np.asarray(res.means).tolist(),
+            "objective": float(res.objective),
+        }
         bad_source = [own, np.array([[0.0, np.inf, 0.0, 0.0]])] if pid == 1 else source
         out["ooc_bad"] = error_of(
             lambda: gl.scale.fit_out_of_core_processes(
@@ -254,7 +296,11 @@ def _references() -> dict:
             ),
             "poisson": gl.fit(gl.variants.poisson, d["C"], params, block_size=BLOCK),
             "kmeans_far_f32": gl.kmeans(far_problem()["X"], far_problem()["m0"], block_size=BLOCK),
-        }
+            "diag_far_f32": gl.fit(
+                gl.variants.diag, diag_far_problem()["X"], diag_far_problem()["params"],
+                block_size=BLOCK,
+            ),
+        }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +336,7 @@ def test_every_process_holds_only_its_own_rows(run):
 
 CORE = ["kmeans", "em"]  # with 4 processes (one compiled fit, for the time budget)
 ALL = [*CORE, "kmeans_w", "kmeans_w_host", "kmeans_w_first_zero", "poisson", "kmeans_far_f32"]
+ALL += ["diag_far_f32"]
 
 
 def test_out_of_core_processes_equal_one_process_fit(runs):
@@ -304,6 +351,16 @@ def test_out_of_core_processes_equal_one_process_fit(runs):
             assert got["converged"] == bool(ref.converged)
             np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=0, atol=1e-10)
             np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-10)
+    # float32 data near 1e17 (1e18 on process 1): the hard diag fit rescaled, by the exponent of
+    # every process's largest magnitude, as in one process
+    ref = references["diag_far_f32"]
+    labels = np.concatenate([out["ooc_diag_far_f32"]["own_labels"] for out in outs])
+    np.testing.assert_array_equal(labels, np.asarray(ref.labels))
+    for out in outs:
+        got = out["ooc_diag_far_f32"]
+        assert got["n_iter"] == int(ref.n_iter) > 1
+        np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=1e-5)
+        np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-5)
     for out in outs:
         assert out["ooc_bad"] == (
             "process 1: X contains 1 NaN or inf value(s); clean the data first."

@@ -4,7 +4,14 @@ The package exports each variant under its name (``gmmlimit.variants.poisson`` i
 never a module), its parameter type, and the public helpers a variant author needs.
 """
 
-from .._variant import EStepBlock, FarPoints, Temperature, temperature_field
+from .._variant import (
+    EStepBlock,
+    FarPoints,
+    Scaling,
+    Temperature,
+    density_scaling,
+    temperature_field,
+)
 from . import limits
 from ._bernoulli import BernoulliParams, bernoulli
 from ._diag import DiagParams, diag
@@ -28,7 +35,8 @@ from ._vmf import VMFParams, vmf
 from .limits import limit_sweep
 
 __all__ = ["IsotropicParams", "IsotropicStats", "isotropic"]
-__all__ += ["EStepBlock", "FarPoints", "Temperature", "temperature_field"]
+__all__ += ["EStepBlock", "FarPoints", "Scaling", "Temperature", "density_scaling"]
+__all__ += ["temperature_field"]
 __all__ += [
     "BernoulliParams",
     "DPMeansParams",

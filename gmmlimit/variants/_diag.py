@@ -12,7 +12,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._gaussian import LOG_2PI, centred, check_common, check_variances, init_common, mean_update
+from .._variant import density_scaling
+from ._gaussian import (
+    LOG_2PI,
+    centred,
+    check_common,
+    check_variances,
+    data_spread,
+    init_common,
+    mean_update,
+)
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
 __all__ = ["DiagParams", "diag"]
@@ -73,7 +82,9 @@ def _init(key: jax.Array, X: jax.Array, k: int) -> DiagParams:
     c = init_common(key, X, k)
     return DiagParams(
         means=c["means"],
-        variances=jnp.broadcast_to(jnp.var(X, axis=0) + c["reg_covar"], (k, X.shape[1])),
+        variances=jnp.broadcast_to(
+            data_spread(X, lambda x: jnp.var(x, axis=0)) + c["reg_covar"], (k, X.shape[1])
+        ),
         weights=c["weights"],
         beta=c["beta"],
         reg_covar=c["reg_covar"],
@@ -88,5 +99,6 @@ diag = tempered_variant(
     means=lambda p: p.means,
     validate=_validate,
     init=_init,
+    scaling=density_scaling(means=1, variances=2, reg_covar=2),
 )
 """Diagonal covariances diag(v_k), learned weights; beta = 1: scikit-learn's EM."""

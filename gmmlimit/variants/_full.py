@@ -17,10 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import is_traced
+from .._variant import density_scaling
 from ._gaussian import (
     LOG_2PI,
     centred_moments,
     check_common,
+    data_spread,
     init_common,
     inverse_cholesky,
     mahalanobis_sq,
@@ -132,7 +134,8 @@ def _init(key: jax.Array, X: jax.Array, k: int) -> FullParams:
     """Random rows as means, the data's spread as every component's, equal weights, beta 1."""
     c = init_common(key, X, k)
     with jax.default_matmul_precision("highest"):  # a GPU's default for float32 is TF32
-        spread = jnp.cov(X, rowvar=False, bias=True).reshape(X.shape[1], X.shape[1])
+        spread = data_spread(X, lambda x: jnp.cov(x, rowvar=False, bias=True))
+    spread = spread.reshape(X.shape[1], X.shape[1])
     return FullParams(
         means=c["means"],
         covariances=jnp.broadcast_to(
@@ -153,5 +156,6 @@ full = tempered_variant(
     means=lambda p: p.means,
     validate=_validate,
     init=_init,
+    scaling=density_scaling(means=1, covariances=2, reg_covar=2),
 )
 """Full covariances Sigma_k with a reg_covar floor, learned weights; beta = 1: scikit-learn's EM."""

@@ -28,6 +28,7 @@ __all__ = [
     "centred_moments",
     "check_common",
     "check_variances",
+    "data_spread",
     "init_common",
     "inverse_cholesky",
     "mahalanobis_sq",
@@ -180,6 +181,18 @@ def check_common(X: jax.Array, params: Any, cls: type, fields: str) -> dict[str,
     }
 
 
+def data_spread(X: jax.Array, moment: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """``moment(X)``, a second moment of the data, computed on X / 2^e and scaled by 4^e.
+
+    e is the binary exponent of the largest magnitude (traced: jit-able), so the squares
+    neither overflow (float32 data near 1e18) nor vanish; a power of two is exact, so within
+    the dtype's range the value is ``moment(X)`` bit for bit.
+    """
+    largest = jnp.max(jnp.abs(X))
+    exponent = jnp.where(largest > 0, jnp.frexp(largest)[1], 0)
+    return jnp.ldexp(moment(jnp.ldexp(X, -exponent)), 2 * exponent)
+
+
 def init_common(key: jax.Array, X: jax.Array, k: int) -> dict[str, jax.Array]:
     """Starting fields shared by the Gaussian variants' ``init`` (jit-able).
 
@@ -194,5 +207,5 @@ def init_common(key: jax.Array, X: jax.Array, k: int) -> dict[str, jax.Array]:
         "weights": jnp.full((k,), 1.0 / k, X.dtype),
         "beta": jnp.ones((), X.dtype),
         "reg_covar": reg,
-        "variance": jnp.mean(jnp.var(X, axis=0)) + reg,
+        "variance": data_spread(X, lambda x: jnp.mean(jnp.var(x, axis=0))) + reg,
     }

@@ -24,7 +24,16 @@ from jax import lax
 
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
 from .._validation import check_means, check_sigma2, is_soft
-from .._variant import EStepBlock, FarPoints, Temperature, Variant, temperature_field, with_engine
+from .._variant import (
+    EStepBlock,
+    FarPoints,
+    Scaling,
+    Temperature,
+    Variant,
+    scale_fields,
+    temperature_field,
+    with_engine,
+)
 from ._isotropic_engines import fast_e_step
 
 # assign, log_likelihood_from_stats and validate_params serve the isotropic front ends
@@ -240,6 +249,31 @@ def _log_odds_gap(params: IsotropicParams, x: jax.Array) -> jax.Array:
     return jnp.where(soft, scaled, jnp.where(delta > 0, jnp.inf, 0.0))
 
 
+def _scaled(params: IsotropicParams, e: int) -> IsotropicParams:
+    """The parameters of X / 2^e: means / 2^e, sigma2 / 4^e."""
+    return scale_fields(params, e, {"means": 1, "sigma2": 2})
+
+
+def _scaled_objective(
+    value: jax.Array, params: IsotropicParams, total_weight: jax.Array, d: int, e: int
+) -> jax.Array:
+    """The log-likelihood l' - W D e ln 2 (sigma2 > 0); -J = 4^e (-J') at sigma2 = 0."""
+    shift = jnp.asarray(total_weight, value.dtype) * jnp.asarray(d * e * math.log(2.0), value.dtype)
+    return jnp.where(is_soft(params.sigma2), value - shift, jnp.ldexp(value, 2 * e))
+
+
+def _scaled_distortion(
+    value: jax.Array, params: IsotropicParams, total_weight: jax.Array, d: int, e: int
+) -> jax.Array:
+    """J = 4^e J' (squared distances)."""
+    return jnp.ldexp(value, 2 * e)
+
+
+SCALING = Scaling(params=_scaled, objective=_scaled_objective, distortion=_scaled_distortion)
+"""How the model moves under X / 2^e (the generic fit paths; ``gmmlimit.em`` and the isotropic
+entry points use ``_rescale.Scale``, the same law with relative weights)."""
+
+
 model = Variant(
     name="isotropic",
     e_step=_e_step,
@@ -253,6 +287,7 @@ model = Variant(
     init=_init,
     temperature=TEMPERATURE,
     log_odds_gap=_log_odds_gap,
+    scaling=SCALING,
 )
 """The model alone: every function above, with the driver's generic E-step (``e_step`` then
 ``sufficient_stats`` block by block). It is the reference the fast engines are tested against."""

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .._variant import density_scaling
 from ._gaussian import LOG_2PI, centred, check_common, check_variances, init_common, mean_update
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
@@ -92,5 +93,6 @@ shared_spherical = tempered_variant(
     means=lambda p: p.means,
     validate=_validate,
     init=_init,
+    scaling=density_scaling(means=1, sigma2=2, reg_covar=2),
 )
 """One learned shared variance sigma2 I, learned weights; beta = inf: K-means plus sigma2."""

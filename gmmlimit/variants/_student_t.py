@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from jax.scipy.special import digamma, gammaln
 
 from .._gradient import gradient_m_step
+from .._variant import density_scaling
 from ._gaussian import centred, check_common, check_variances, init_common, mean_update
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
@@ -193,5 +194,6 @@ student_t = tempered_variant(
     validate=_validate,
     init=_init,
     hard_stop="objective",
+    scaling=density_scaling(means=1, scales=2, reg_covar=2),
 )
 """Student-t mixture, spherical scales, degrees of freedom by a gradient M-step (optax)."""

@@ -36,7 +36,7 @@ import numpy as np
 
 from .._logdomain import shifted_softmax
 from .._validation import is_traced
-from .._variant import Params, Variant, temperature_field
+from .._variant import Params, Scaling, Variant, temperature_field
 from ..checks import (  # noqa: F401  (re-exported: the variants import them from here)
     _cast,
     check_array,
@@ -164,6 +164,7 @@ def tempered_variant(
     hard_stop: str = "labels",
     init: Callable[[jax.Array, jax.Array, int], Params] | None = None,
     check_data: Callable[[np.ndarray], None] | None = None,
+    scaling: Scaling | None = None,
 ) -> Variant:
     """Build a :class:`~gmmlimit.Variant` from a divergence, weighted moments and an M-step.
 
@@ -186,6 +187,9 @@ def tempered_variant(
             the scikit-learn wrapper call it.
         check_data: optional ``(x (n, D) numpy) -> None`` raising ValueError on rows the model
             cannot take; run on the whole data in memory and on every chunk out of core.
+        scaling: optional :class:`~gmmlimit._variant.Scaling` (usually
+            :func:`~gmmlimit._variant.density_scaling`): data past the dtype's scale window are
+            then fit rescaled by a power of two, exactly.
 
     Returns:
         The variant: objective the free energy (maximised), -J at beta = inf; temperature
@@ -232,6 +236,7 @@ def tempered_variant(
         temperature=temperature_field("beta", math.inf),
         check_data=check_data,
         log_odds_gap=log_odds_gap,
+        scaling=scaling,
     )
 
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import is_traced
+from .._variant import density_scaling
 from ._gaussian import (
     LOG_2PI,
     centred_moments,
@@ -123,5 +124,6 @@ tied = tempered_variant(
     means=lambda p: p.means,
     validate=_validate,
     init=_init,
+    scaling=density_scaling(means=1, covariance=2, reg_covar=2),
 )
 """One shared covariance Sigma with a reg_covar floor, learned weights; beta = 1: sklearn's EM."""

@@ -1,0 +1,124 @@
+"""A variant that declares its scaling fits data past the dtype's scale window rescaled.
+
+float32 data near 2^62 (5e18) or 2^-60 (1e-18) overflow or vanish in squared distances and second
+moments; the Gaussian variants declare how their parameters move under X / 2^e
+(``Variant.scaling``), so every fit path computes the problem at a representable scale and
+maps the fit back. The reference is the same problem at unit scale: the same labels, and
+parameters and objective mapped by the exact law.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gmmlimit as gl
+from gmmlimit import variants as gv
+from gmmlimit.sklearn import VariantMixture
+
+BLOCK = 64
+N = 203  # not a multiple of BLOCK: the last block is padded
+
+
+def _unit_data() -> np.ndarray:
+    rng = np.random.default_rng(5)
+    centres = np.array([[0.0, 0.0], [6.0, 1.0], [1.0, 7.0]])
+    return (centres[rng.integers(0, 3, N)] + rng.normal(0.0, 0.7, (N, 2))).astype(np.float32)
+
+
+def _start(variant, X: np.ndarray, beta: float):
+    params = variant.init(jax.random.key(3), jnp.asarray(X), 3)
+    # a floor of 2^-4: a power of two, so exactly 2^±116 at the far scales
+    return variant.temperature.set(params._replace(reg_covar=jnp.float32(2.0**-4)), beta)
+
+
+def _law_objective(variant, value, params, exponent):
+    """The objective of the data X 2^exponent from that of X (the scaling law, in float64)."""
+    return float(variant.scaling.objective(jnp.float64(value), params, N, 2, exponent))
+
+
+# 2^62: squared distances between the clusters (~2^129) overflow float32 as given; full's
+# off-diagonal covariances (~6e-3) would be subnormal at 4^-60, so it goes to 2^-50
+CASES = [
+    (name, beta, exponent)
+    for name, beta, tiny in (("diag", 1.0, -60), ("diag", math.inf, -60), ("full", 1.0, -50),
+                             ("tied", math.inf, -60))
+    for exponent in (62, tiny)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "beta", "exponent"), CASES, ids=[f"{n}-{b}-{e}" for n, b, e in CASES]
+)
+def test_variant_fits_past_the_window_equal_the_unit_fit_mapped(name, beta, exponent):
+    variant = getattr(gv, name)
+    X = _unit_data()
+    start = _start(variant, X, beta)
+    unit = gl.fit(variant, X, start, block_size=BLOCK, max_iter=60)
+    Xfar = np.ldexp(X, exponent)
+    far_start = variant.scaling.params(start, -exponent)
+    far = gl.fit(variant, Xfar, far_start, block_size=BLOCK, max_iter=60)
+    for field in ("means", "objective", "distortion", "history"):
+        assert np.all(np.isfinite(np.asarray(getattr(far, field)))), field
+    np.testing.assert_array_equal(np.asarray(far.labels), np.asarray(unit.labels))
+    if math.isinf(beta):  # the hard rule (labels) stops both at the same iteration
+        assert int(far.n_iter) == int(unit.n_iter)
+    mapped = variant.scaling.params(far.params, exponent)
+    for got, want in zip(jax.tree.leaves(mapped), jax.tree.leaves(unit.params), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-4, atol=2e-4)
+    expect = _law_objective(variant, float(unit.objective), unit.params, exponent)
+    np.testing.assert_allclose(float(far.objective), expect, rtol=1e-5)
+    # out of core, from uneven chunks: the same rescaled fit as in memory
+    ooc = gl.scale.fit_out_of_core(
+        variant, [Xfar[:77], Xfar[77:]], far_start, block_size=BLOCK, chunk_blocks=1, max_iter=60
+    )
+    np.testing.assert_array_equal(np.asarray(ooc.labels), np.asarray(far.labels))
+    assert int(ooc.n_iter) == int(far.n_iter)
+    np.testing.assert_allclose(np.asarray(ooc.means), np.asarray(far.means), rtol=1e-5)
+    np.testing.assert_allclose(float(ooc.objective), float(far.objective), rtol=1e-5)
+
+
+def test_variant_restarts_and_init_take_data_past_the_window():
+    X = np.ldexp(_unit_data(), 60)  # about 1e18: float32 sums of squares overflow
+    start = gv.diag.init(jax.random.key(0), jnp.asarray(X), 3)
+    assert np.all(np.isfinite(np.asarray(start.variances)))  # before: inf (the sums overflowed)
+    best = gl.restarts(jax.random.key(1), X, 3, variant=gv.diag, n_init=2, block_size=BLOCK)
+    unit = gl.restarts(jax.random.key(1), _unit_data(), 3, variant=gv.diag, n_init=2,
+                       block_size=BLOCK)  # fmt: skip
+    assert np.all(np.isfinite(np.asarray(best.means))) and np.isfinite(float(best.objective))
+    np.testing.assert_array_equal(np.asarray(best.labels), np.asarray(unit.labels))
+
+
+def test_a_parameter_the_dtype_cannot_hold_at_the_data_scale_is_refused():
+    X = np.ldexp(_unit_data(), 100)  # fit as X / 2^71: sigma2 = 1 / 4^71 underflows float32
+    start = gv.IsotropicParams(X[:3], jnp.float32(1.0))
+    with pytest.raises(ValueError, match="sigma2 cannot be held relative to the data's scale"):
+        gl.fit(gv.isotropic, X, start)
+    hard = gl.fit(gv.isotropic, X, start._replace(sigma2=jnp.float32(0.0)), block_size=BLOCK)
+    unit = gl.fit(gv.isotropic, _unit_data(), gv.IsotropicParams(_unit_data()[:3], 0.0),
+                  block_size=BLOCK)  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(hard.labels), np.asarray(unit.labels))
+    np.testing.assert_array_equal(np.asarray(hard.means), np.ldexp(np.asarray(unit.means), 100))
+    assert math.isinf(float(hard.distortion))  # J near 2^210: past float32's largest number
+    # a variant without a scaling (counts) is computed as given, as before
+    assert gv.poisson.scaling is None and gv.diag.scaling is not None
+
+
+def test_a_sweep_and_the_estimator_take_data_past_the_window():
+    X = np.ldexp(_unit_data(), 62)  # squared distances overflow float32 as given
+    start = _start(gv.diag, _unit_data(), 1.0)
+    far = gv.diag.scaling.params(start, -62)
+    lanes = [gv.diag.temperature.set(far, beta) for beta in (1.0, math.inf)]
+    batch = jax.tree.map(lambda *a: jnp.stack(a), *lanes)
+    # a sweep under vmap: every parameter is traced, the data's scale is not
+    swept = jax.vmap(lambda p: gl.fit(gv.diag, X, p, block_size=BLOCK).labels)(batch)
+    for i, lane in enumerate(lanes):
+        one = gl.fit(gv.diag, X, lane, block_size=BLOCK)
+        np.testing.assert_array_equal(np.asarray(swept[i]), np.asarray(one.labels))
+    est = VariantMixture(gv.diag, 3, n_init=1, random_state=0, block_size=BLOCK).fit(X)
+    np.testing.assert_array_equal(est.predict(X), est.labels_)
+    proba = est.predict_proba(X)
+    assert np.all(np.isfinite(proba)) and np.all(np.isfinite(est.means_))
+    np.testing.assert_allclose(est.score(X), est.objective_ / N, rtol=1e-5)
