@@ -192,11 +192,26 @@ def check_array(
         where = f" in {np.dtype(dtype)}"
         if not np.all(np.isfinite(cast)):
             raise ValueError(f"{name} overflows{where}.")
-        if positive and np.any(cast <= 0):
-            raise ValueError(f"{name} must be > 0{where} (values <= 0 or underflowing to 0).")
-        if open_unit and (np.any(cast <= 0) or np.any(cast >= 1)):
-            raise ValueError(f"{name} must lie strictly between 0 and 1{where}.")
+        tiny = _smallest_normal(cast)
+        if positive and np.any(cast < tiny):
+            raise ValueError(
+                f"{name} must be > 0{where}, at least its smallest normal number {tiny:.4g} "
+                "(values <= 0, or subnormal ones, which XLA computes as 0)."
+            )
+        if open_unit and (np.any(cast < tiny) or np.any(cast >= 1)):
+            raise ValueError(
+                f"{name} must lie strictly between 0 and 1{where}, at least its smallest normal "
+                f"number {tiny:.4g} (a subnormal value is computed as 0)."
+            )
     return jnp.asarray(value, dtype=dtype)
+
+
+def _smallest_normal(cast: np.ndarray) -> float:
+    """The smallest positive normal number of ``cast``'s floating dtype.
+
+    A value below it (subnormal) is computed as 0 by XLA, which flushes subnormals.
+    """
+    return float(np.finfo(cast.dtype).tiny)
 
 
 def check_variances(value: Any, shape: tuple[int, ...], dtype: Any, name: str) -> jax.Array:
@@ -220,9 +235,11 @@ def check_variances(value: Any, shape: tuple[int, ...], dtype: Any, name: str) -
         if not np.all(np.isfinite(host)) or np.any(host <= 0):
             raise ValueError(f"{name} must be finite and > 0.")
         cast = _cast(host, dtype)
-        if not np.all(np.isfinite(cast)) or np.any(cast <= 0):
+        tiny = _smallest_normal(cast)
+        if not np.all(np.isfinite(cast)) or np.any(cast < tiny):
             raise ValueError(
-                f"{name} must be finite and > 0 in {np.dtype(dtype)} (after the cast)."
+                f"{name} must be finite and > 0 in {np.dtype(dtype)} (after the cast), at least "
+                f"its smallest normal number {tiny:.4g} (a subnormal value is computed as 0)."
             )
     return jnp.asarray(value, dtype=dtype)
 

@@ -98,6 +98,22 @@ def test_parameters_are_checked_after_the_cast(name, change, message):
         gl.fit(case.variant, case.X.astype(np.float32), params, max_iter=case.max_iter)
 
 
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("spherical", {"variances": np.full(3, 1e-40)}),
+        ("student_t", {"dofs": np.full(3, 1e-40)}),
+        ("poisson", {"rates": np.full((3, 6), 1e-40)}),
+        ("bernoulli", {"probs": np.full((3, 12), 1e-40)}),
+    ],
+)
+def test_subnormal_parameters_are_refused(name, change):
+    """A value below the smallest normal number is 0 to XLA: before, accepted, and NaN fits."""
+    case = CASES[name]
+    with pytest.raises(ValueError, match=r"smallest normal number 1\.175e-38"):
+        gl.fit(case.variant, case.X.astype(np.float32), case.params._replace(**change))
+
+
 def test_full_covariance_singular_in_float32_is_refused():
     cov = np.stack([np.eye(D)] * 3)
     cov[0, 0, 1] = cov[0, 1, 0] = 1 - 1e-12  # positive definite in float64 only
