@@ -39,12 +39,14 @@ from ._driver import (
     e_pass,
     fit_loop,
     history_length,
+    pad_rows,
     trim_history,
 )
 from ._outofcore import (
     DEFAULT_CHUNK_BLOCKS,
     _Carry,
     _chunk_source,
+    _first_dtype,
     _full_pass,
     _pass_loop,
     _rechunk,
@@ -61,6 +63,7 @@ from ._rescale import (
     variant_result,
 )
 from ._validation import (
+    _check_weights_scale,
     as_data,
     check_block_size,
     check_fit_inputs,
@@ -69,6 +72,7 @@ from ._validation import (
     check_sigma2,
     check_tol,
     check_weights,
+    dtype_scope,
     float64_scope,
     largest_magnitude,
     window_exponent,
@@ -452,6 +456,25 @@ def _fingerprint(params: Params) -> bytes:
     return digest.digest()
 
 
+def _check_global_weights(local_largest: float, dtype: Any) -> None:
+    """Refuse weights whose largest, over every process, lies outside the dtype's scale window.
+
+    Called on every process after :func:`_agree`, always (one collective each), as
+    ``check_weights`` refuses such host weights: weighted sums would overflow, or the weights
+    flush to zero in ``dtype``. Every process reads the same largest, so the same verdict.
+
+    Args:
+        local_largest: this process's largest weight, read before any cast (1 for unit weights,
+            0 when it holds no rows).
+        dtype: the data's dtype.
+
+    Raises:
+        ValueError: on every process, naming the largest weight.
+    """
+    largest = float(_gather_host(np.asarray(local_largest, np.float64)).max())
+    _check_weights_scale(np.asarray([largest]), np.dtype(dtype))
+
+
 def _validate_process_rows(
     variant: Variant, X: jax.Array, w: jax.Array | None, params: Params
 ) -> tuple[Params, float]:
@@ -499,7 +522,10 @@ def _validate_process_rows(
     except Exception as err:  # any failure must reach the other processes, or they would hang
         error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
         fingerprint = bytes(16)
-    return checked, _agree(error, positive, fingerprint, largest)
+    largest = _agree(error, positive, fingerprint, largest)
+    local_w = np.asarray(_process_rows(w), np.float64) if w is not None else np.ones(1)
+    _check_global_weights(float(local_w.max()) if local_w.size else 0.0, _data_dtype(X))
+    return checked, largest
 
 
 def _repeat_rows(x: jax.Array, k: int) -> jax.Array:
@@ -637,11 +663,12 @@ def _fit_global_compiled(
     n_dev = int(mesh.shape[axis])
 
     def pad_local(x: jax.Array, w: jax.Array) -> Blocks:
-        r, d = x.shape
-        x = jnp.concatenate([x, jnp.zeros((local_rows - r, d), x.dtype)])
+        # padding rows are zero-weight copies of a real row: no variant sees a value that is not
+        # data (zeros are -inf in a Gamma's log)
+        r = x.shape[0]
         w = jnp.concatenate([w, jnp.zeros((local_rows - r,), w.dtype)])
         valid = jnp.arange(local_rows) < r
-        return Blocks(x.reshape(per_dev, b, d), w.reshape(per_dev, b), valid.reshape(per_dev, b))
+        return Blocks(pad_rows(x, per_dev, b), w.reshape(per_dev, b), valid.reshape(per_dev, b))
 
     blocks = jax.shard_map(
         pad_local, mesh=mesh, in_specs=(P(axis), P(axis)), out_specs=P(axis), check_vma=False
@@ -802,11 +829,32 @@ def fit_out_of_core_processes(
             source are invalid; when the processes' data differ in width or dtype, or their
             parameters differ; before any fitting.
     """
+    try:  # float64 data stay float64 with JAX's x64 flag off (docs/design.md)
+        dtype = _first_dtype(_chunk_source(X))
+    except Exception:  # a bad source is refused below, on every process
+        dtype = None
+    with dtype_scope(dtype):
+        return _fit_out_of_core_processes(
+            variant, X, params, max_iter, tol, weights, block_size, chunk_blocks
+        )
+
+
+def _fit_out_of_core_processes(
+    variant: Variant,
+    X: Any,
+    params: Params,
+    max_iter: Any,
+    tol: Any,
+    weights: Any,
+    block_size: Any,
+    chunk_blocks: Any,
+) -> FitResult:
+    """:func:`fit_out_of_core_processes` within the data's dtype scope."""
     error = None
     positive = 0
     local = (0, 1, "float64", np.zeros(1))
     fingerprint = bytes(16)
-    largest = 0.0
+    largest, largest_weight = 0.0, 1.0
     try:
         make_iter = _chunk_source(X)
         max_iter = check_positive_int(max_iter, "max_iter")
@@ -818,10 +866,13 @@ def fit_out_of_core_processes(
         )
         positive = n_p if w is None else int(np.count_nonzero(w > 0))
         local = (n_p, d, dtype.name, total)
+        if weights is not None:  # read as given, before the cast to the data's dtype
+            largest_weight = float(np.max(np.asarray(weights, np.float64), initial=0.0))
         fingerprint = _fingerprint(params)
     except Exception as err:  # any failure must reach the other processes, or they would hang
         error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
     largest = _agree(error, positive, fingerprint, largest)
+    _check_global_weights(largest_weight, local[2])
     widths = _gather_host(np.asarray([local[1], np.dtype(local[2]).num], np.int64))
     if np.any(widths != widths[0]):
         raise ValueError(

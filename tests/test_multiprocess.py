@@ -50,6 +50,8 @@ def data() -> dict[str, np.ndarray]:
         "w_first_zero": w_first_zero,
         "C": C,
         "rates0": C[[0, 1, 2]] + 0.5,
+        # positive rows: a Gamma mixture's log sees any zero a padding row would hold
+        "G": rng.gamma(3.0, 1.0, size=(N_ROWS, 3)) * rng.choice([1.0, 8.0], size=(N_ROWS, 1)),
     }
 
 
@@ -85,6 +87,13 @@ def diag_far_problem() -> dict:
         reg_covar=np.float32(np.ldexp(1.0, 2 * DIAG_FAR - 4)),
     )
     return {"X": X, "params": params}
+
+
+def gamma_start(d: dict) -> object:
+    """The Gamma fit's start (float64), the same in every process."""
+    from gmmlimit.variants import GammaParams
+
+    return GammaParams(d["G"][[0, 1, 2]], 3.0, np.full(3, 1 / 3), 1.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,6 +225,17 @@ def _worker(out_dir: str, cases: str) -> None:
                 "means": np.asarray(res.means).tolist(),
                 "objective": float(res.objective),
             }
+        # 600 rows per process in blocks of 64: the last block is padded with copies of a row
+        record(
+            "gamma",
+            gl.scale.fit_sharded(gl.variants.gamma, global_rows(d["G"]), gamma_start(d), mesh=mesh,
+                                 block_size=BLOCK),
+        )  # fmt: skip
+        out["bad_global_weights"] = error_of(
+            lambda: gl.scale.kmeans_sharded(
+                X, d["m0"], weights=global_rows(np.full(N_ROWS, 1e80)), mesh=mesh
+            )
+        )
         diag_far = diag_far_problem()
         record(
             "diag_far_f32",
@@ -236,6 +256,24 @@ def _worker(out_dir: str, cases: str) -> None:
             "means": np.asarray(res.means).tolist(),
             "objective": float(res.objective),
         }
+        # float64 data with JAX's x64 flag off: computed in float64, as in one process
+        with jax.enable_x64(False):
+            res = gl.scale.fit_out_of_core_processes(
+                iso, source, gl.variants.IsotropicParams(d["m0"], SIGMA2), block_size=BLOCK,
+                chunk_blocks=2,
+            )  # fmt: skip
+            out["ooc_em_x64_off"] = {
+                "own_labels": np.asarray(res.labels).tolist(),
+                "n_iter": int(res.n_iter),
+                "dtype": str(res.means.dtype),
+            }
+        own_w = np.full(len(own), 1e39)  # past float32's scale window (2^32)
+        out["ooc_bad_weights"] = error_of(
+            lambda: gl.scale.fit_out_of_core_processes(
+                iso, [own.astype(np.float32)], gl.variants.IsotropicParams(d["m0"], 0.0),
+                weights=own_w, block_size=BLOCK,
+            )
+        )  # fmt: skip
         bad_source = [own, np.array([[0.0, np.inf, 0.0, 0.0]])] if pid == 1 else source
         out["ooc_bad"] = error_of(
             lambda: gl.scale.fit_out_of_core_processes(
@@ -296,6 +334,7 @@ def _references() -> dict:
             ),
             "poisson": gl.fit(gl.variants.poisson, d["C"], params, block_size=BLOCK),
             "kmeans_far_f32": gl.kmeans(far_problem()["X"], far_problem()["m0"], block_size=BLOCK),
+            "gamma": gl.fit(gl.variants.gamma, d["G"], gamma_start(d), block_size=BLOCK),
             "diag_far_f32": gl.fit(
                 gl.variants.diag, diag_far_problem()["X"], diag_far_problem()["params"],
                 block_size=BLOCK,
@@ -336,7 +375,7 @@ def test_every_process_holds_only_its_own_rows(run):
 
 CORE = ["kmeans", "em"]  # with 4 processes (one compiled fit, for the time budget)
 ALL = [*CORE, "kmeans_w", "kmeans_w_host", "kmeans_w_first_zero", "poisson", "kmeans_far_f32"]
-ALL += ["diag_far_f32"]
+ALL += ["diag_far_f32", "gamma"]
 
 
 def test_out_of_core_processes_equal_one_process_fit(runs):
@@ -361,6 +400,15 @@ def test_out_of_core_processes_equal_one_process_fit(runs):
         assert got["n_iter"] == int(ref.n_iter) > 1
         np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=1e-5)
         np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-5)
+    # float64 data with x64 off: float64, and the one-process fit's iterations (before, float32)
+    ref = references["em"]
+    labels = np.concatenate([out["ooc_em_x64_off"]["own_labels"] for out in outs])
+    np.testing.assert_array_equal(labels, np.asarray(ref.labels))
+    for out in outs:
+        assert out["ooc_em_x64_off"]["dtype"] == "float64"
+        assert out["ooc_em_x64_off"]["n_iter"] == int(ref.n_iter)
+        # weights of 1e39 on float32 rows: refused on every process (before: a NaN fit)
+        assert "the largest weight (1e+39) lies outside [2^-32, 2^32]" in out["ooc_bad_weights"]
     for out in outs:
         assert out["ooc_bad"] == (
             "process 1: X contains 1 NaN or inf value(s); clean the data first."
@@ -401,6 +449,7 @@ def test_bad_rows_on_one_process_raise_everywhere(run):
         assert out["zero_weights"].startswith("weights are all zero")
         assert out["bad_weights_shape"] == "weights must have shape (N,) = (1200,); got (5,)."
         assert "different initial parameters" in out["different_params"]
+        assert "the largest weight (1e+80) lies outside" in out["bad_global_weights"]
 
 
 # ----------------------------------------------------------------------------------------------
