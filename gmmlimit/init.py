@@ -100,10 +100,15 @@ def _sq_dists_to(X: jax.Array, x_sq: jax.Array, centres: jax.Array) -> jax.Array
 @partial(jax.jit, static_argnames=("k", "trials"))
 def _kmeans_plusplus(key: jax.Array, X: jax.Array, w: jax.Array, k: int, trials: int) -> jax.Array:
     n, d = X.shape
+    rows = X  # the means are rows of X as given
+    # Distances are computed on X / 2^e, e the binary exponent of the largest magnitude (exact):
+    # float32 squares near 1e18 would overflow and the draws' probabilities become 0.
+    largest = jnp.max(jnp.abs(X))
+    X = jnp.ldexp(X, -jnp.where(largest > 0, jnp.frexp(largest)[1], 0))
     x_sq = jnp.sum(X * X, axis=1)
     first_key, loop_key = jax.random.split(key)
     first = jax.random.choice(first_key, n, p=w / jnp.sum(w))
-    centres = jnp.zeros((k, d), X.dtype).at[0].set(X[first])
+    centres = jnp.zeros((k, d), X.dtype).at[0].set(rows[first])
     closest = _sq_dists_to(X, x_sq, X[first][None, :])[0]
 
     def body(i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
@@ -116,7 +121,7 @@ def _kmeans_plusplus(key: jax.Array, X: jax.Array, w: jax.Array, k: int, trials:
         dist = jnp.minimum(closest[None, :], _sq_dists_to(X, x_sq, X[cand]))
         potential = jnp.sum(dist * w[None, :], axis=1)
         best = jnp.argmin(potential)
-        return centres.at[i].set(X[cand[best]]), dist[best]
+        return centres.at[i].set(rows[cand[best]]), dist[best]
 
     centres, _ = lax.fori_loop(1, k, body, (centres, closest))
     return centres

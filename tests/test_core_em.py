@@ -358,6 +358,18 @@ def test_restarts_one_by_one_pass_over_nan_objectives(monkeypatch):
     _same_fit(best, runs[1 + int(np.argmax(scores))])
 
 
+@pytest.mark.parametrize("exponent", [60, -60])
+def test_kmeans_plusplus_draws_the_same_rows_at_any_scale(exponent):
+    """Its draws are those of the data at unit scale (before: at 1e18 the float32 squares
+    overflowed, every probability was 0, and the means repeated rows)."""
+    X = X64.astype(np.float32)
+    key = jax.random.key(4)
+    far = np.asarray(gl.init.kmeans_plusplus(key, np.ldexp(X, exponent), 4))
+    unit = np.asarray(gl.init.kmeans_plusplus(key, X, 4))
+    np.testing.assert_array_equal(far, np.ldexp(unit, exponent))
+    assert len({tuple(m) for m in far}) == 4
+
+
 def test_initialisers_are_keyed_vmappable_and_pick_data_points():
     keys = jax.random.split(jax.random.key(3), 5)
     batch = jax.vmap(lambda kk: gl.init.kmeans_plusplus(kk, X64, 4))(keys)
