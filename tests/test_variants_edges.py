@@ -114,6 +114,22 @@ def test_subnormal_parameters_are_refused(name, change):
         gl.fit(case.variant, case.X.astype(np.float32), case.params._replace(**change))
 
 
+def test_student_t_never_forms_the_product_of_a_collapsed_scale_and_a_small_dof():
+    """A scale collapsed onto duplicate rows (reg_covar 1e-37) and nu near 0.08: nu s is
+    subnormal in float32; the objective was NaN when the divergence formed it."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 2)) * 4
+    X = (centres[rng.integers(2, size=40)] + rng.normal(size=(40, 2))).astype(np.float32)
+    X[:10] = X[0]
+    start = gv.StudentTParams(
+        np.stack([X[0], X[20]]), np.array([1e-3, 1.0]), np.array([0.05, 5.0]),
+        np.array([0.5, 0.5]), np.inf, 1e-37,
+    )  # fmt: skip
+    res = gl.fit(gv.student_t, X, start, max_iter=20)
+    assert np.all(np.isfinite(np.asarray(res.history)))
+    assert float(res.params.scales[0]) * float(res.params.dofs[0]) < np.finfo(np.float32).tiny
+
+
 def test_full_covariance_singular_in_float32_is_refused():
     cov = np.stack([np.eye(D)] * 3)
     cov[0, 0, 1] = cov[0, 1, 0] = 1 - 1e-12  # positive definite in float64 only

@@ -87,8 +87,9 @@ def _divergence(params: StudentTParams, x: jax.Array) -> jax.Array:
     log_t = (
         gammaln((nu + d) / 2)
         - gammaln(nu / 2)
-        - 0.5 * d * jnp.log(nu * math.pi * s)
-        - 0.5 * (nu + d) * jnp.log1p(delta / (nu * s))
+        # nu s is never formed: it flushes to 0 when a collapsed scale meets a small nu
+        - 0.5 * d * (jnp.log(nu) + math.log(math.pi) + jnp.log(s))
+        - 0.5 * (nu + d) * jnp.log1p(delta / s / nu)
     )
     return -log_t
 
