@@ -28,8 +28,8 @@ from ._driver import (
     history_length,
     make_blocks,
 )
+from ._rescale import NO_SCALE, Scale, check_scaled_sigma2
 from ._validation import (
-    _real_array,
     as_data,
     check_block_size,
     check_k,
@@ -38,10 +38,13 @@ from ._validation import (
     check_positive_int,
     check_sigma2,
     check_tol,
+    real_values,
+    relative_weights,
+    scale_exponent,
     weights_or_ones,
     with_float64_scope,
 )
-from ._variant import Params, Variant, check_variant, with_temperature
+from ._variant import Params, Variant, check_temperature, check_variant, with_temperature
 from .variants._isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
 
 __all__ = [
@@ -85,11 +88,6 @@ class AnnealResult(NamedTuple):
 Schedule = Callable[[int], Any] | Sequence[float] | np.ndarray | jax.Array
 
 
-def _schedule_value(values: Any) -> np.ndarray:
-    """Schedule values as float64; complex or non-numeric values are refused, never cast."""
-    return _real_array(values, "the schedule").astype(np.float64)
-
-
 def schedule_values(schedule: Schedule, n_stages: int | None = None) -> np.ndarray:
     """Evaluate a sigma2 schedule on the stage indices 0, 1, ..., n_stages - 1.
 
@@ -104,16 +102,16 @@ def schedule_values(schedule: Schedule, n_stages: int | None = None) -> np.ndarr
         (S,) float64 NumPy array of the variances, validated: finite, >= 0, non-increasing.
 
     Raises:
-        ValueError: if n_stages is missing or wrong, or a value is negative, non-finite or larger
-            than the one before it.
+        ValueError: if n_stages is missing or wrong, or a value is complex, boolean or not a
+            number, negative, non-finite or larger than the one before it.
     """
     if callable(schedule):
         if n_stages is None:
             raise ValueError("a callable schedule needs n_stages (the number of stages to run).")
         n_stages = check_positive_int(n_stages, "n_stages")
-        values = np.array([_schedule_value(schedule(i)) for i in range(n_stages)])
+        values = np.array([real_values(schedule(i)) for i in range(n_stages)])
     else:
-        values = _schedule_value(schedule)
+        values = real_values(schedule)
         if values.ndim != 1 or values.size < 1:
             raise ValueError(
                 f"an array schedule must be 1-D and non-empty; got shape {values.shape}."
@@ -195,6 +193,12 @@ def anneal(
     the variance drops below the critical value of its cluster; it is tiny, so it changes nothing
     else. Changing the schedule's values (not its length) never recompiles.
 
+    Data whose largest magnitude lies outside the dtype's scale window are computed as
+    ``X / 2^e`` with the schedule ``/ 4^e`` (and weights past the window ``/ 2^w``), exact powers
+    of two, as :func:`gmmlimit.em` and :func:`gmmlimit.kmeans` do; the path is mapped back
+    (means and scale x 2^e, distortions x 4^e 2^w, log-likelihoods shifted), so labels, counts
+    and means are those of the same data at unit scale.
+
     Args:
         X: (N, D) data, float32 or float64.
         schedule: the variances: an optax schedule or any callable of the stage index (then
@@ -209,9 +213,11 @@ def anneal(
             runs every EM stage for exactly ``max_iter`` iterations: near a bifurcation the gain
             from the growing perturbation is far below any tolerance (critical slowing down), and
             stopping early would freeze the means at the unstable collapsed point.
-        perturbation: noise standard deviation relative to the data scale sqrt(trace C).
-        merge_tol: distance, relative to the data scale, below which means count as one centre.
-        weights: optional (N,) non-negative sample weights.
+        perturbation: noise standard deviation relative to the data scale sqrt(trace C); a
+            finite number >= 0 representable in X's dtype.
+        merge_tol: distance, relative to the data scale, below which means count as one centre;
+            a finite number >= 0 representable in X's dtype.
+        weights: optional (N,) non-negative sample weights (relative: only their ratios matter).
         block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
@@ -219,18 +225,18 @@ def anneal(
         An :class:`AnnealResult` (S + 1 stages) in X's dtype.
 
     Raises:
-        ValueError: on invalid data, schedule, key, k, means or options.
+        ValueError: on invalid data, schedule, key, k, means or options; on a perturbation or
+            merge_tol that X's dtype cannot hold; on a schedule value > 0 that underflows once
+            divided by 4^e for data past the scale window (at the data's scale it is 0).
     """
     X = as_data(X)
     check_key(key)
     k = check_k(k, X.shape[0])
     values = schedule_values(schedule, n_stages)
     sigma2 = check_sigma2(values, X.dtype, name="schedule", scalar=False)
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
-    if init_means is None:
-        centre = jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / jnp.sum(w)
-        init = jnp.broadcast_to(centre, (k, X.shape[1]))
-    else:
+    w, weight_exponent = relative_weights(weights, X.shape[0], X.dtype)
+    init = None
+    if init_means is not None:
         init = check_means(init_means, X, name="init_means", for_fit=True)
         if init.shape[0] != k:
             raise ValueError(f"init_means has {init.shape[0]} rows but k={k}.")
@@ -238,22 +244,111 @@ def anneal(
     block_size = check_block_size(block_size, X.shape[0], k, X.shape[1])
     # A negative tolerance never fires: EM's log-likelihood gain is never below -|l|.
     tol_value = -1.0 if tol is None else check_tol(tol)
-    for name, value in (("perturbation", perturbation), ("merge_tol", merge_tol)):
-        v = _real(value, name)
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
-    return _anneal_compiled(
-        X,
+    perturbation_value = _relative_option(perturbation, "perturbation", X.dtype)
+    merge_tol_value = _relative_option(merge_tol, "merge_tol", X.dtype)
+    # Data past the dtype's scale window are computed as X / 2^e, means / 2^e, sigma2 / 4^e and
+    # weights / 2^w (exact powers of two: the same path, labels and counts) and mapped back.
+    scale = Scale(scale_exponent(X) if init is None else scale_exponent(X, init), weight_exponent)
+    Xs, scaled = X, sigma2
+    if scale.data:
+        Xs = jnp.ldexp(X, -scale.data)
+        scaled = scale.sigma2(sigma2)
+        _check_scaled_schedule(values, scaled, scale)
+        if init is not None:
+            init = jnp.ldexp(init, -scale.data)
+    if init is None:
+        centre = jnp.matmul(w, Xs, precision=jax.lax.Precision.HIGHEST) / jnp.sum(w)
+        init = jnp.broadcast_to(centre, (k, X.shape[1]))
+    result = _anneal_compiled(
+        Xs,
         w,
-        sigma2,
+        scaled,
         init,
         key,
         jnp.asarray(tol_value, X.dtype),
-        jnp.asarray(perturbation, X.dtype),
-        jnp.asarray(merge_tol, X.dtype),
+        perturbation_value,
+        merge_tol_value,
         max_iter,
         history=history_length(max_iter),
         block_size=block_size,
+    )
+    if scale == NO_SCALE:
+        return result
+    return _anneal_scaled_back(result, sigma2, jnp.sum(w), scale=scale)
+
+
+def _relative_option(value: Any, name: str, dtype: Any) -> jax.Array:
+    """A finite option >= 0 (``perturbation``, ``merge_tol``) checked against ``dtype``.
+
+    Raises:
+        ValueError: if it is not a real number, is negative or non-finite, overflows ``dtype``
+            or is positive but below its smallest normal number (flushed to zero).
+    """
+    v = _real(value, name)
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
+    info = np.finfo(np.dtype(dtype))
+    if v > float(info.max):
+        raise ValueError(
+            f"{name}={value!r} is not representable in {np.dtype(dtype)}, the data's dtype "
+            f"(largest {info.max:.4g}): it would become inf."
+        )
+    if 0 < v < float(info.tiny):
+        raise ValueError(
+            f"{name}={value!r} is not representable in {np.dtype(dtype)}, the data's dtype: it "
+            f"is below the smallest normal number ({info.tiny:.4g}), which the CPU flushes to "
+            "zero. Pass 0 or a larger value."
+        )
+    return jnp.asarray(v, dtype)
+
+
+def _check_scaled_schedule(values: np.ndarray, scaled: jax.Array, scale: Scale) -> None:
+    """Refuse a schedule variance > 0 that underflows once divided by 4^scale.data.
+
+    Raises:
+        ValueError: naming the stage, as :func:`gmmlimit._rescale.check_scaled_sigma2`.
+    """
+    for stage, (value, s) in enumerate(zip(values, np.asarray(scaled), strict=True)):
+        try:
+            check_scaled_sigma2(value, s, scale)
+        except ValueError as error:
+            raise ValueError(f"schedule stage {stage}: {error}") from None
+
+
+@partial(jax.jit, static_argnames=("scale",))
+def _anneal_scaled_back(
+    result: AnnealResult, sigma2: jax.Array, total_weight: jax.Array, *, scale: Scale
+) -> AnnealResult:
+    """The path of the rescaled problem as the path of the original one (one small program).
+
+    Args:
+        result: the path computed on X / 2^scale.data, sigma2 / 4^scale.data and the weights
+            / 2^scale.weight.
+        sigma2: (S,) the schedule as given (in X's dtype).
+        total_weight: () the sum of the scaled weights.
+        scale: the rescaling (static: data past the window are rare, and one problem's
+            exponents do not change from call to call).
+
+    Returns:
+        The :class:`AnnealResult` of the original problem: the schedule as given, means and
+        scale x 2^e, distortions x 4^e 2^w, log-likelihoods as :meth:`Scale.log_likelihood`.
+    """
+    dtype = result.means.dtype
+    stages = jnp.concatenate([sigma2, jnp.zeros((1,), dtype)])
+    positive = stages > 0
+    soft = scale.log_likelihood(
+        result.log_likelihood,
+        jnp.where(positive, stages, 1.0),
+        jnp.where(positive, result.sigma2, 1.0),
+        jnp.asarray(total_weight, dtype),
+        result.means.shape[-1],
+    )
+    return result._replace(
+        sigma2=stages,
+        means=jnp.ldexp(result.means, scale.data),
+        log_likelihood=jnp.where(positive, soft, result.log_likelihood).astype(dtype),
+        distortion=scale.distortion(result.distortion).astype(dtype),
+        scale=jnp.ldexp(result.scale, scale.data).astype(dtype),
     )
 
 
@@ -418,6 +513,8 @@ def anneal_variant(
         schedule: temperatures in the variant's own units moving toward its hard limit
             (non-decreasing betas, non-increasing variances), an array or a callable of the
             stage index with ``n_stages``; the hard limit itself is added as the last stage.
+            Each value must be a temperature of X's dtype (a finite beta that overflows it is
+            refused, not run as the hard limit).
         key: a ``jax.random`` key for ``variant.init`` (with ``k``).
         k: the number of components (with ``key``).
         init_params: starting parameters instead of ``init``.
@@ -441,7 +538,7 @@ def anneal_variant(
     X = as_data(X)
     if variant.check_data is not None:
         variant.check_data(np.asarray(X))
-    values = _variant_schedule(schedule, n_stages, temp)
+    values = _variant_schedule(schedule, n_stages, variant, X.dtype)
     if init_params is None:
         if key is None or k is None:
             raise ValueError("anneal_variant needs init_params, or key and k for variant.init.")
@@ -502,18 +599,28 @@ def _path_summary(
     return stacked, n_distinct, scale
 
 
-def _variant_schedule(schedule: Schedule, n_stages: int | None, temp: Any) -> np.ndarray:
-    """The schedule's values as float64, checked to move toward the hard limit."""
+def _variant_schedule(
+    schedule: Schedule, n_stages: int | None, variant: Variant, dtype: Any
+) -> np.ndarray:
+    """The schedule's values as float64, checked to move toward the hard limit.
+
+    Every value is checked as a temperature of ``dtype`` before anything casts it
+    (:func:`gmmlimit._variant.check_temperature`): a finite beta past the dtype's range would
+    otherwise become the hard limit silently.
+
+    Raises:
+        ValueError: if the schedule is not real numbers, not 1-D and non-empty, holds NaN,
+            moves away from the hard limit, or holds a value that is not a temperature of the
+            variant in ``dtype``.
+    """
+    temp = variant.temperature
     if callable(schedule):
         if n_stages is None:
             raise ValueError("a callable schedule needs n_stages (the number of stages to run).")
         n_stages = check_positive_int(n_stages, "n_stages")
-        values = np.array([np.asarray(schedule(i), dtype=np.float64) for i in range(n_stages)])
+        values = np.array([real_values(schedule(i)) for i in range(n_stages)])
     else:
-        try:
-            values = np.asarray(schedule, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"the schedule must be numbers; got {schedule!r}.") from None
+        values = real_values(schedule)
     if values.ndim != 1 or values.size < 1:
         raise ValueError(f"the schedule must be 1-D and non-empty; got shape {values.shape}.")
     if np.any(np.isnan(values)):
@@ -525,4 +632,9 @@ def _variant_schedule(schedule: Schedule, n_stages: int | None, temp: Any) -> np
             f"an annealing schedule moves toward the hard limit {temp.name}={temp.hard}; "
             f"{temp.name} goes from {values[i]} at stage {i} to {values[i + 1]} at stage {i + 1}."
         )
+    for stage, value in enumerate(values):
+        try:
+            check_temperature(variant, float(value), dtype)
+        except ValueError as error:
+            raise ValueError(f"schedule stage {stage}: {error}") from None
     return values

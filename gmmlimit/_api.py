@@ -52,8 +52,7 @@ from ._validation import (
     weights_or_ones,
     with_float64_scope,
 )
-from ._variant import Params, Variant, check_variant, with_temperature
-from .checks import check_beta
+from ._variant import Params, Variant, check_temperature, check_variant, with_temperature
 from .variants._isotropic import (
     IsotropicParams,
     assign,
@@ -587,7 +586,7 @@ def restarts(
         w = weights_or_ones(weights, X.shape[0], X.dtype)
         if chosen.check_data is not None and not is_traced(X):
             chosen.check_data(np.asarray(X))
-        _check_temperature(chosen, temperature, X.dtype)
+        check_temperature(chosen, temperature, X.dtype)
         # data past the scale window: the starts are drawn from X / 2^e and fit there
         exponent = variant_fit_exponent(chosen, X)
         Xs = jnp.ldexp(X, -exponent) if exponent else X
@@ -599,29 +598,6 @@ def restarts(
 
     tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
     return back(_best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size))
-
-
-def _check_temperature(variant: Variant, temperature: Any, dtype: Any) -> None:
-    """Refuse a given temperature before any compiled code: as the variant's parameters would.
-
-    An inverse temperature (hard limit inf) must lie in (0, inf] and a variance (hard limit 0)
-    in [0, inf), each a normal number of the data's dtype or its hard limit exactly: inside the
-    compiled initialisation a value past the dtype's range would become the hard limit
-    silently.
-
-    Raises:
-        ValueError: if the variant declares no temperature, or the value is not one of its
-            temperatures in ``dtype``.
-    """
-    if temperature is None or is_traced(temperature):
-        return
-    if variant.temperature is None:
-        with_temperature(variant, None, temperature)  # raises, naming the variant
-    name, hard = variant.temperature.name, variant.temperature.hard
-    if hard == math.inf:
-        check_beta(temperature, dtype, name=name)
-    elif hard == 0.0:
-        check_sigma2(temperature, dtype, name=name)
 
 
 def _starts(

@@ -575,3 +575,25 @@ def relative_weights(weights: Any, n_samples: int, dtype: Any) -> tuple[jax.Arra
     host = _real_array(weights, "weights").astype(np.float64)
     exponent = window_exponent(float(np.max(host)), dtype)
     return jnp.asarray(np.ldexp(host, -exponent), dtype=dtype), exponent
+
+
+def real_values(values: Any, name: str = "the schedule") -> np.ndarray:
+    """Real values as float64; complex, boolean or non-numeric values are refused, never cast.
+
+    The one check of ``gl.anneal``'s and ``study.anneal_variant``'s schedules and of
+    ``gv.limit_sweep``'s grid.
+
+    Args:
+        values: the schedule's values (an array-like, or one stage's value).
+        name: how error messages name them.
+
+    Returns:
+        The values as a float64 NumPy array of the same shape.
+
+    Raises:
+        ValueError: naming ``name``, for complex, string, object or boolean values.
+    """
+    host = _real_array(values, name)
+    if host.dtype == np.bool_:
+        raise ValueError(f"{name} must hold real numbers, not booleans; got {values!r}.")
+    return host.astype(np.float64)

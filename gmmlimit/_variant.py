@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import dtype_scope
+from ._validation import check_sigma2, dtype_scope, is_traced
+from .checks import check_beta
 
 Params = Any
 Stats = Any
@@ -45,6 +46,7 @@ __all__ = [
     "Temperature",
     "Variant",
     "at_hard_limit",
+    "check_temperature",
     "check_variant",
     "density_scaling",
     "temperature_field",
@@ -395,6 +397,28 @@ def with_temperature(variant: Variant, params: Params, value: Any) -> Params:
             "needs one."
         )
     return variant.temperature.set(params, value)
+
+
+def check_temperature(variant: Variant, temperature: Any, dtype: Any) -> None:
+    """Refuse a given temperature before any compiled code: as the variant's parameters would.
+
+    An inverse temperature (hard limit inf) must lie in (0, inf] and a variance (hard limit 0)
+    in [0, inf), each a normal number of the data's dtype or its hard limit exactly: once cast
+    to the dtype, a value past its range would become the hard limit silently.
+
+    Raises:
+        ValueError: if the variant declares no temperature, or the value is not one of its
+            temperatures in ``dtype``.
+    """
+    if temperature is None or is_traced(temperature):
+        return
+    if variant.temperature is None:
+        with_temperature(variant, None, temperature)  # raises, naming the variant
+    name, hard = variant.temperature.name, variant.temperature.hard
+    if hard == math.inf:
+        check_beta(temperature, dtype, name=name)
+    elif hard == 0.0:
+        check_sigma2(temperature, dtype, name=name)
 
 
 def at_hard_limit(variant: Variant, params: Params) -> jax.Array:

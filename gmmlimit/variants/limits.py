@@ -31,10 +31,11 @@ from .._validation import (
     check_positive_int,
     check_tol,
     is_traced,
+    real_values,
     weights_or_ones,
     with_float64_scope,
 )
-from .._variant import Params, Variant, check_variant, with_temperature
+from .._variant import Params, Variant, check_temperature, check_variant, with_temperature
 
 __all__ = [
     "LimitDiagnostics",
@@ -151,9 +152,9 @@ def limit_sweep(
         variant: a variant with ``temperature`` and ``log_odds_gap``.
         X: (N, D) data.
         params: parameters; their temperature is replaced by each grid value.
-        temperatures: (G,) temperatures in the variant's own units (beta for the tempered
-            variants, sigma2 for the isotropic model), none of them the hard limit itself (the
-            hard fit is the reference).
+        temperatures: (G,) real temperatures in the variant's own units (beta for the
+            tempered variants, sigma2 for the isotropic model), none of them the hard limit
+            itself (the hard fit is the reference), each representable in X's dtype.
         max_iter: iterations of each full fit (and of the hard fit).
         tol: stopping tolerance of the fits.
         weights: optional (N,) sample weights.
@@ -169,12 +170,15 @@ def limit_sweep(
         fit's final objective -J.
 
     Raises:
-        ValueError: on invalid data or parameters, or a grid value that is the hard limit or
-            invalid for the variant.
+        ValueError: on invalid data or parameters; a grid that is not a non-empty 1-D array of
+            real numbers (complex, boolean, strings); a grid value that is the hard limit,
+            invalid for the variant, or not representable in X's dtype.
     """
     variant, X, params, w = _prepare(variant, X, params, weights)
     temp = variant.temperature
-    grid = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    grid = real_values(temperatures, "temperatures")
+    if grid.ndim != 1:
+        raise ValueError(f"temperatures must be a 1-D grid (G,); got shape {grid.shape}.")
     if grid.size == 0:
         raise ValueError("temperatures must hold at least one value.")
     if np.any(grid == temp.hard):
@@ -182,6 +186,13 @@ def limit_sweep(
             f"the {temp.name} grid of a sweep must not hold the hard limit {temp.name}="
             f"{temp.hard} (the hard fit is its reference)."
         )
+    # each value is checked as a temperature of X's dtype before the cast: a finite beta that
+    # overflows it would otherwise run as the hard limit
+    for i, t in enumerate(grid):
+        try:
+            check_temperature(variant, float(t), X.dtype)
+        except ValueError as error:
+            raise ValueError(f"temperatures[{i}]: {error}") from None
     points = [variant.validate(X, with_temperature(variant, params, t)) for t in grid]
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_tol(tol)
