@@ -24,11 +24,12 @@ import optax
 from jax import lax
 
 from ._driver import e_pass, fit_compiled, make_blocks
+from ._rates import real_scalar
+from ._rescale import Scale, prepare
 from ._validation import (
     as_data,
     check_block_size,
     check_positive_int,
-    weights_or_ones,
     with_float64_scope,
 )
 from .variants._isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
@@ -115,17 +116,91 @@ def _data_scale(X: jax.Array, w: jax.Array) -> float:
     return float(jnp.sqrt(jnp.sum(w[:, None] * centred * centred) / total))
 
 
-def _prepare(
-    X: Any, init_means: Any, sigma2: Any, weights: Any
-) -> tuple[jax.Array, jax.Array, IsotropicParams]:
+class _Problem(NamedTuple):
+    """A gradient-ascent problem, rescaled like :func:`gmmlimit.em` (``_rescale.prepare``)."""
+
+    X: jax.Array  # (N, D) data / 2^scale.data
+    w: jax.Array  # (N,) weights / 2^scale.weight
+    params: IsotropicParams  # means / 2^scale.data, sigma2 / 4^scale.data
+    scale: Scale
+    sigma2: jax.Array  # () the variance as given, in X's dtype
+
+    def log_likelihood(self, value: Any) -> Any:
+        """Log-likelihoods of the scaled problem as those of the problem as given."""
+        if self.scale == Scale(0, 0):
+            return value
+        return self.scale.log_likelihood(
+            jnp.asarray(value),
+            self.sigma2,
+            self.params.sigma2,
+            jnp.sum(self.w),
+            self.X.shape[1],
+        )
+
+    def host_log_likelihood(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`log_likelihood` of float64 host values (computed in float64 on the host)."""
+        if self.scale == Scale(0, 0):
+            return values
+        sigma2 = float(np.asarray(self.sigma2, np.float64))
+        scaled = float(np.asarray(self.params.sigma2, np.float64))
+        total = float(np.sum(np.asarray(self.w, np.float64)))
+        shift = 0.5 * total * self.X.shape[1] * (math.log(sigma2) - math.log(scaled))
+        return np.ldexp(values - shift, self.scale.weight)
+
+    def learning_rate(self, learning_rate: Any, name: str = "learning_rate") -> float:
+        """A step size in the data's units (None: the default), as a step on the scaled data.
+
+        The default is 0.01 times the data scale sqrt(trace C), or 0.01 sqrt(sigma2) for data
+        without spread (all rows equal).
+
+        Raises:
+            ValueError: naming ``name`` when it is not a finite number > 0, or when it (after
+                the scaling) is not a normal number of the data's dtype.
+        """
+        if learning_rate is None:
+            spread = _data_scale(self.X, self.w)
+            if not spread > 0:
+                spread = math.sqrt(float(self.params.sigma2))
+            return 0.01 * spread
+        value = real_scalar(learning_rate, name, positive=True)
+        scaled = math.ldexp(value, -self.scale.data)
+        info = np.finfo(np.dtype(self.X.dtype))
+        if not (float(info.tiny) <= scaled <= float(info.max)):
+            raise ValueError(
+                f"{name}={learning_rate!r} is not representable in the data's dtype "
+                f"{np.dtype(self.X.dtype)} (relative to the data's scale it "
+                f"{'overflows' if scaled > float(info.max) else 'underflows'}); give a step "
+                "size in proportion to the data."
+            )
+        return scaled
+
+
+def _learning_rates(problem: _Problem, learning_rate: Any, *, derive: bool) -> tuple[float, ...]:
+    """:func:`compare_em_gradient`'s step sizes on the scaled data (the default only if used)."""
+    if learning_rate is None:
+        return (problem.learning_rate(None),) if derive else ()
+    if np.ndim(learning_rate) == 0 and not isinstance(learning_rate, (list, tuple)):
+        return (problem.learning_rate(learning_rate),)
+    try:
+        values = list(learning_rate)
+    except TypeError:
+        raise ValueError(
+            f"learning_rate must be a number > 0 or a sequence of them; got {learning_rate!r}."
+        ) from None
+    if not values:
+        raise ValueError("learning_rate must hold at least one step size; got an empty sequence.")
+    return tuple(problem.learning_rate(value) for value in values)
+
+
+def _prepare(X: Any, init_means: Any, sigma2: Any, weights: Any) -> _Problem:
     X = as_data(X)
-    params = isotropic.validate(X, IsotropicParams(init_means, sigma2))
-    if float(np.asarray(params.sigma2)) <= 0:
+    given = IsotropicParams(init_means, sigma2)
+    Xs, params, w, scale = prepare(X, given, weights, for_fit=True)
+    if not bool(params.sigma2 > 0):
         raise ValueError(
             "gradient ascent needs sigma2 > 0: the log-likelihood is not finite at sigma2 = 0."
         )
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
-    return X, w, params
+    return _Problem(Xs, w, params, scale, jnp.asarray(sigma2, X.dtype))
 
 
 @with_float64_scope
@@ -151,31 +226,43 @@ def gradient_fit(
         init_means: (K, D) the start.
         sigma2: shared variance > 0.
         optimizer: ``"adam"``, ``"lbfgs"`` (optax's L-BFGS with its zoom line search) or any
-            ``optax.GradientTransformation``.
+            ``optax.GradientTransformation`` (for data outside the dtype's scale window, a given
+            transformation steps on the rescaled means X / 2^e; Adam's step is mapped).
         n_steps: number of optimiser steps.
-        learning_rate: Adam's step size; default 0.01 times the data scale sqrt(trace C)
-            (unused by L-BFGS and by a given transformation).
+        learning_rate: Adam's step size; default 0.01 times the data scale sqrt(trace C), or
+            0.01 sqrt(sigma2) for data without spread (unused by L-BFGS and by a given
+            transformation; a given value is checked all the same).
         weights: optional (N,) sample weights.
         block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
-        A :class:`GradientResult` in X's dtype.
+        A :class:`GradientResult` in X's dtype. Data outside the dtype's scale window are
+        computed as X / 2^e like :func:`gmmlimit.em`; means and log-likelihoods are those of
+        the data as given.
 
     Raises:
-        ValueError: on invalid inputs, sigma2 = 0, or an unknown optimiser.
+        ValueError: on invalid inputs, sigma2 = 0, an unknown optimiser, or a learning rate
+            that is not a finite number > 0 representable in X's dtype.
     """
-    X, w, params = _prepare(X, init_means, sigma2, weights)
+    problem = _prepare(X, init_means, sigma2, weights)
+    X, w, params = problem.X, problem.w, problem.params
     n_steps = check_positive_int(n_steps, "n_steps")
     block_size = check_block_size(block_size, X.shape[0], params.means.shape[0], X.shape[1])
-    if learning_rate is None:
-        learning_rate = 0.01 * _data_scale(X, w)
-    lr = float(learning_rate)
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"learning_rate must be a finite number > 0; got {learning_rate!r}.")
+    # the step size is Adam's alone: derived and checked only where it is used
+    adam = isinstance(optimizer, str) and optimizer == "adam"
+    given = learning_rate is not None
+    lr = problem.learning_rate(learning_rate) if adam or given else math.nan
     opt, factor = _optimizer(optimizer, lr)
-    return _gradient_compiled(
+    result = _gradient_compiled(
         opt, X, w, params, jnp.asarray(factor, X.dtype), n_steps=n_steps, block_size=block_size
+    )
+    if problem.scale == Scale(0, 0):
+        return result
+    return result._replace(
+        means=jnp.ldexp(result.means, problem.scale.data),
+        history=problem.log_likelihood(result.history).astype(X.dtype),
+        log_likelihood=problem.log_likelihood(result.log_likelihood).astype(X.dtype),
     )
 
 
@@ -292,12 +379,16 @@ def compare_em_gradient(
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
-        ``{method: MethodCost}``.
+        ``{method: MethodCost}`` (log-likelihoods and step sizes in the units of the data as
+        given; data outside the dtype's scale window are computed as X / 2^e, as in
+        :func:`gradient_fit`).
 
     Raises:
-        ValueError: on invalid inputs or an unknown method.
+        ValueError: on invalid inputs, an unknown method, or a learning rate that is not a
+            finite number > 0 representable in X's dtype.
     """
-    X, w, params = _prepare(X, init_means, sigma2, weights)
+    problem = _prepare(X, init_means, sigma2, weights)
+    X, w, params = problem.X, problem.w, problem.params
     n_steps = check_positive_int(n_steps, "n_steps")
     repeats = check_positive_int(repeats, "repeats")
     block_size = check_block_size(block_size, X.shape[0], params.means.shape[0], X.shape[1])
@@ -307,23 +398,19 @@ def compare_em_gradient(
             raise ValueError(f"unknown method {m!r}; choose from ('em', 'adam', 'lbfgs').")
     if not methods:
         raise ValueError("methods must name at least one method.")
-    gap = float(rel_gap)
-    if not (math.isfinite(gap) and gap >= 0):
-        raise ValueError(f"rel_gap must be a finite number >= 0; got {rel_gap!r}.")
-    if learning_rate is None:
-        rates = (0.01 * _data_scale(X, w),)
-    elif isinstance(learning_rate, (int, float, np.floating, np.integer)):
-        rates = (float(learning_rate),)
-    else:
-        rates = tuple(float(r) for r in learning_rate)
-    if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
-        raise ValueError(f"learning_rate must be finite and > 0; got {learning_rate!r}.")
+    gap = real_scalar(rel_gap, "rel_gap")
+    rates = _learning_rates(problem, learning_rate, derive="adam" in methods)
 
     runs: dict[str, list[tuple[np.ndarray, np.ndarray, float, float]]] = {}
     for m in methods:
         for lr in rates if m == "adam" else (math.nan,):
+            history, evals, best, _ = _timed(
+                m, lr, X, w, params, n_steps=n_steps, block_size=block_size, repeats=repeats
+            )
+            # histories and step sizes in the units of the data as given
+            given_lr = math.ldexp(lr, problem.scale.data) if math.isfinite(lr) else lr
             runs.setdefault(m, []).append(
-                _timed(m, lr, X, w, params, n_steps=n_steps, block_size=block_size, repeats=repeats)
+                (problem.host_log_likelihood(history), evals, best, given_lr)
             )
 
     l_best = max(float(np.max(h)) for tries in runs.values() for h, _, _, _ in tries)

@@ -20,19 +20,51 @@ from jax import lax
 
 from ._api import critical_sigma2
 from ._driver import em_iteration, fit_compiled, make_blocks
+from ._rescale import prepare
 from ._validation import (
     as_data,
     check_block_size,
     check_means,
     check_positive_int,
     check_sigma2,
+    is_soft,
     is_traced,
-    weights_or_ones,
     with_float64_scope,
 )
 from .variants._isotropic import IsotropicParams, isotropic
 
-__all__ = ["RateResult", "collapsed_rate", "convergence_rate", "linearized_rate"]
+__all__ = ["RateResult", "collapsed_rate", "convergence_rate", "linearized_rate", "real_scalar"]
+
+
+def real_scalar(value: Any, name: str, *, positive: bool = False) -> float:
+    """A finite real scalar option (a Python number or a 0-d array) as a Python float.
+
+    Args:
+        value: the option as given.
+        name: its name, used in error messages.
+        positive: require > 0 (otherwise >= 0).
+
+    Returns:
+        ``float(value)``.
+
+    Raises:
+        ValueError: naming ``name`` when ``value`` is not a real scalar (complex, a string, an
+            array of several values), is NaN or infinite, or is negative (or 0 with
+            ``positive``).
+    """
+    bound = "> 0" if positive else ">= 0"
+    try:
+        host = np.asarray(value)
+    except (TypeError, ValueError):
+        host = np.asarray(None)
+    if host.shape != () or not (
+        np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)
+    ):
+        raise ValueError(f"{name} must be a real number {bound}; got {value!r}.")
+    number = float(host)
+    if not (np.isfinite(number) and (number > 0 if positive else number >= 0)):
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
+    return number
 
 
 class RateResult(NamedTuple):
@@ -91,8 +123,13 @@ def linearized_rate(
     """Spectral radius of the Jacobian of the EM map of the means, at ``means``.
 
     At a fixed point this is the linear convergence rate of EM (stable if < 1). The Jacobian
-    (a (K D, K D) matrix, by forward-mode autodiff through the EM map of the means) is
-    materialised, and so are (block, K, D) differences: use it for small K D.
+    (a (K D, K D) matrix) is written out analytically (see :func:`_em_jacobian`), so it is exact
+    where the responsibilities are one-hot (rate 0 at any small sigma2 away from ties), and it
+    is computed on the data rescaled by an exact power of two like :func:`gmmlimit.em` (the
+    rate is dimensionless). It is materialised, and so are (block, K, K, D) products: use it for
+    small K D. A component that holds no weight at ``means`` is kept in place by EM (as the
+    fit's M-step does): its block of the Jacobian is the identity, and the rate is then at
+    least 1.
 
     Args:
         X: (N, D) data.
@@ -103,56 +140,95 @@ def linearized_rate(
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
-        The spectral radius, a Python float.
+        The spectral radius, a Python float (inf only where it exceeds the largest float64,
+        at an exact tie with sigma2 near the smallest normal float64 relative to the data).
+
+    Raises:
+        ValueError: on invalid inputs, or a sigma2 > 0 that underflows relative to the data's
+            scale.
     """
     X = as_data(X)
-    params = isotropic.validate(X, IsotropicParams(means, sigma2))
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
+    Xs, params, w, _ = prepare(X, IsotropicParams(means, sigma2), weights, for_fit=True)
+    if not bool(is_soft(params.sigma2)):
+        return 0.0  # the hard limit: the map is piecewise constant, its derivative 0
     k, d = params.means.shape
-    # the Jacobian pushes K D tangents through the step side by side (jacfwd's vmap), each
-    # with its block's (B, K, D) differences: K D * D lanes of max(K, D) elements a row bound it
-    block_size = check_block_size(block_size, X.shape[0], k, d, lanes=k * d * d)
-    jac = np.asarray(_em_jacobian(X, w, params, block_size=block_size), dtype=np.float64)
-    return float(np.max(np.abs(np.linalg.eigvals(jac))))
+    # each block holds (B, K, K, D) products: K D lanes of max(K, D) elements a row bound it
+    block_size = check_block_size(block_size, X.shape[0], k, d, lanes=k * d)
+    scaled_jac, counts = _em_jacobian(Xs, w, params, block_size=block_size)
+    occupied = np.asarray(counts) > 0
+    jac = np.asarray(scaled_jac, dtype=np.float64)[occupied][:, :, occupied]
+    size = int(np.count_nonzero(occupied)) * d
+    radius = float(np.max(np.abs(np.linalg.eigvals(jac.reshape(size, size))))) if size else 0.0
+    # J = (the scaled Jacobian) / sigma2, multiplied in float64 on the host; an empty component
+    # is pinned by the M-step: an identity block, decoupled from the others (its r_nk are 0)
+    rate = radius / float(np.asarray(params.sigma2, dtype=np.float64))
+    return max(rate, 1.0) if not occupied.all() else rate
 
 
 @partial(jax.jit, static_argnames=("block_size",))
 def _em_jacobian(
     X: jax.Array, w: jax.Array, params: IsotropicParams, *, block_size: int
-) -> jax.Array:
-    """Jacobian of the smooth EM map mu -> sum_n w_n r_nk x_n / sum_n w_n r_nk (sigma2 > 0).
+) -> tuple[jax.Array, jax.Array]:
+    """sigma2 times the Jacobian of the EM map mu -> sum_n w_n r_nk x_n / sum_n w_n r_nk.
 
-    The driver's E-step treats exact ties specially (the nearest column is pinned to an exponent
-    of exactly 0), which is right for values but gives a zero derivative at a point where means
-    coincide, such as the collapsed point. The Jacobian is therefore taken through the textbook
-    softmax of -d_nk / (2 sigma2), streamed over the same blocks; its value is the same map.
+    Written out rather than differentiated: with s_nk = -||x_n - mu_k||^2 / (2 sigma2),
+    dr_nk / dmu_j = r_nk (delta_kj - r_nj) (x_n - mu_j) / sigma2, so
+
+        sigma2 dM_k / dmu_j = sum_n w_n a_nkj (x_n - M_k)(x_n - mu_j)^T / sum_n w_n r_nk,
+
+    with a_nkk = r_nk sum_{l != k} r_nl and a_nkj = -r_nk r_nj (j != k). The responsibilities
+    come from the scores shifted by the nearest distance (the nearest column's exponent is
+    exactly 0), and a_nkk sums the other columns rather than forming 1 - r_nk: a one-hot row
+    contributes exactly 0 however small sigma2 is (forward-mode autodiff of a softmax cancels
+    at about eps / sigma2 there), and nothing scales with 1 / sigma2 on the device. The value
+    is the textbook softmax map, smooth also where means coincide (the collapsed point).
+
+    Returns:
+        ``(jac, counts)``: (K, D, K, D) sigma2 dM_k,d / dmu_j,e (0 in the rows of an empty
+        component) and (K,) the weight each component holds.
     """
     blocks = make_blocks(X, w, block_size)
-    shape = params.means.shape
-    positive = params.sigma2 > 0
-    inv = jnp.where(positive, 0.5 / jnp.where(positive, params.sigma2, 1.0), 0.0)
+    means = params.means
+    k, d = means.shape
+    inv = 0.5 / params.sigma2  # sigma2 is a normal number > 0 here
+    others = 1.0 - jnp.eye(k, dtype=X.dtype)
 
-    def update(flat: jax.Array) -> jax.Array:
-        means = flat.reshape(shape)
+    def resp(x: jax.Array) -> jax.Array:
+        dist = jnp.sum((x[:, None, :] - means[None, :, :]) ** 2, axis=-1)
+        e = jnp.exp(-(dist - jnp.min(dist, axis=1, keepdims=True)) * inv)
+        return e / jnp.sum(e, axis=1, keepdims=True)
 
-        def body(
-            acc: tuple[jax.Array, jax.Array], block: tuple[jax.Array, jax.Array]
-        ) -> tuple[tuple[jax.Array, jax.Array], None]:
-            x, wb = block
-            d = jnp.sum((x[:, None, :] - means[None, :, :]) ** 2, axis=-1)
-            r = jax.nn.softmax(-d * inv, axis=1) * wb[:, None]
-            return (
-                acc[0] + jnp.sum(r, axis=0),
-                acc[1] + jnp.matmul(r.T, x, precision=jax.lax.Precision.HIGHEST),
-            ), None
+    def moments(
+        acc: tuple[jax.Array, jax.Array], block: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[jax.Array, jax.Array], None]:
+        x, wb = block
+        r = resp(x) * wb[:, None]
+        return (
+            acc[0] + jnp.sum(r, axis=0),
+            acc[1] + jnp.matmul(r.T, x, precision=lax.Precision.HIGHEST),
+        ), None
 
-        zeros = (jnp.zeros((shape[0],), X.dtype), jnp.zeros(shape, X.dtype))
-        (counts, sums), _ = lax.scan(body, zeros, (blocks.x, blocks.weight))
-        return (sums / counts[:, None]).reshape(-1)
+    zeros = (jnp.zeros((k,), X.dtype), jnp.zeros((k, d), X.dtype))
+    (counts, sums), _ = lax.scan(moments, zeros, (blocks.x, blocks.weight))
+    occupied = counts > 0
+    mapped = sums / jnp.where(occupied, counts, 1.0)[:, None]
 
-    jac = jax.jacfwd(update)(params.means.reshape(-1))
-    # At sigma2 = 0 the map is piecewise constant: its derivative is 0 away from ties.
-    return jnp.where(positive, jac, 0.0)
+    def products(acc: jax.Array, block: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+        x, wb = block
+        r = resp(x)
+        rest = jnp.matmul(r, others, precision=lax.Precision.HIGHEST)  # sum_{l != k} r_nl
+        a = jnp.where(jnp.eye(k, dtype=bool), (r * rest)[:, :, None], -r[:, :, None] * r[:, None])
+        a = a * wb[:, None, None]
+        to_mapped = x[:, None, :] - mapped[None, :, :]
+        to_means = x[:, None, :] - means[None, :, :]
+        term = jnp.einsum(
+            "nkj,nkd,nje->kdje", a, to_mapped, to_means, precision=lax.Precision.HIGHEST
+        )
+        return acc + term, None
+
+    total, _ = lax.scan(products, jnp.zeros((k, d, k, d), X.dtype), (blocks.x, blocks.weight))
+    per_count = jnp.where(occupied, 1.0 / jnp.where(occupied, counts, 1.0), 0.0)
+    return total * per_count[:, None, None, None], counts
 
 
 @with_float64_scope
@@ -189,14 +265,14 @@ def convergence_rate(
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
-        A :class:`RateResult`.
+        A :class:`RateResult` (errors, fixed point and floor in the data's units; data outside
+        the dtype's scale window are computed as X / 2^e like :func:`gmmlimit.em`).
 
     Raises:
         ValueError: on invalid inputs.
     """
     X = as_data(X)
-    params = isotropic.validate(X, IsotropicParams(init_means, sigma2))
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
+    Xs, params, w, scale = prepare(X, IsotropicParams(init_means, sigma2), weights, for_fit=True)
     n_steps = check_positive_int(n_steps, "n_steps")
     fixed_point_iter = check_positive_int(fixed_point_iter, "fixed_point_iter")
     block_size = check_block_size(block_size, X.shape[0], params.means.shape[0], X.shape[1])
@@ -207,23 +283,23 @@ def convergence_rate(
             f"{tuple(params.means.shape)}."
         )
     eps = float(jnp.finfo(X.dtype).eps)
-    floor_rel = float(np.sqrt(eps)) if floor_rel is None else float(floor_rel)
-    if not (np.isfinite(floor_rel) and floor_rel >= 0):
-        raise ValueError(f"floor_rel must be a finite number >= 0; got {floor_rel!r}.")
-    errors, mu_star, scale = _trajectory_errors(
-        X,
+    floor_rel = float(np.sqrt(eps)) if floor_rel is None else real_scalar(floor_rel, "floor_rel")
+    # computed on X / 2^e (prepare): errors, the fixed point and the scale map back by 2^e
+    errors, mu_star, data_scale = _trajectory_errors(
+        Xs,
         w,
         params,
-        known if known is not None else params.means,
+        jnp.ldexp(known, -scale.data) if known is not None else params.means,
         jnp.asarray(known is not None),
         n_steps=n_steps,
         fixed_point_iter=fixed_point_iter,
         block_size=block_size,
     )
-    errors = np.asarray(errors, dtype=np.float64)
-    floor = floor_rel * float(scale)
+    errors = np.ldexp(np.asarray(errors, dtype=np.float64), scale.data)
+    floor = floor_rel * float(np.ldexp(float(data_scale), scale.data))
     rate, ratios = rate_from_errors(errors, floor)
-    return RateResult(rate, ratios, errors, np.asarray(mu_star), floor)
+    fixed = jnp.ldexp(mu_star, scale.data) if scale.data else mu_star
+    return RateResult(rate, ratios, errors, np.asarray(fixed), floor)
 
 
 def rate_from_errors(errors: np.ndarray, floor: float) -> tuple[float, np.ndarray]:

@@ -29,13 +29,14 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from . import _diagnostics
+from . import _anneal, _diagnostics
 from ._anneal import (
     AnnealPath,
     AnnealResult,
     anneal_variant,
-    count_distinct,
     schedule_values,
     split_points,
 )
@@ -46,8 +47,14 @@ from ._diagnostics import (
     scaled_log_likelihood,
     update_gap,
 )
-from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate
-from ._validation import with_float64_scope
+from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate, real_scalar
+from ._validation import (
+    as_data,
+    float64_scope,
+    is_traced,
+    scale_exponent,
+    with_float64_scope,
+)
 from ._variant import Variant
 from .variants._isotropic import IsotropicParams
 from .variants.limits import LimitDiagnostics, diagnose, limit_sweep
@@ -175,3 +182,48 @@ def responsibility_bound(
     if variant is None:
         return _diagnostics.responsibility_bound(X, means, s2)
     return diagnose(variant, X, params).bound
+
+
+def count_distinct(means: Any, tol: Any) -> jax.Array:
+    """The number of distinct centres: groups of means linked by distances <= tol.
+
+    Two means closer than ``tol`` belong to one centre, and the relation is closed transitively
+    (connected components of the "closer than tol" graph), so the count does not depend on the
+    order of the means. Means outside the dtype's scale window are compared as means / 2^e
+    against tol / 2^e (exact), so squared distances neither overflow nor vanish.
+
+    Args:
+        means: (K, D) means (float64 means are compared in float64 whatever JAX's x64 flag).
+        tol: distance tolerance, a finite number >= 0 representable in the means' dtype.
+
+    Returns:
+        () int32 number of groups, between 1 and K.
+
+    Raises:
+        ValueError: if the means are not a 2-D real array of finite values with at least one
+            row, or ``tol`` is not a finite real number >= 0 that the means' dtype holds.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gmmlimit import study
+        >>> int(study.count_distinct(jnp.array([[0.0], [0.5], [1.0], [5.0]]), 0.6))
+        2
+    """
+    with float64_scope(means):
+        means = as_data(means, name="means")
+        if is_traced(means) or is_traced(tol):
+            return _anneal.count_distinct(means, tol)
+        value = real_scalar(tol, "tol")
+        largest = float(np.finfo(np.dtype(means.dtype)).max)
+        if value > largest:
+            raise ValueError(
+                f"tol={tol!r} is not representable in the means' dtype {np.dtype(means.dtype)} "
+                f"(largest {largest:.4g})."
+            )
+        exponent = scale_exponent(means)
+        if exponent:
+            means = jnp.ldexp(means, -exponent)
+        # the scaled means lie within the window: a tol capped at the largest number still
+        # exceeds every distance between them
+        scaled = min(float(np.ldexp(value, -exponent)), largest)
+        return _anneal.count_distinct(means, jnp.asarray(scaled, means.dtype))
