@@ -45,6 +45,7 @@ from ._validation import (
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_temperature, check_variant, with_temperature
+from ._variant_scale import variant_fit_exponent, variant_params, variant_result
 from .variants._isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
 
 __all__ = [
@@ -561,17 +562,29 @@ def anneal_variant(
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"merge_tol must be a finite number >= 0; got {merge_tol!r}.")
     tol_a = jnp.asarray(tol, X.dtype)
+    # Data past the scale window (a variant that declares its scaling): every stage is fit on
+    # X / 2^e, its temperature set in the data's units, and mapped back (_variant_scale).
+    exponent = variant_fit_exponent(variant, X, variant.means(start))
+    Xs = jnp.ldexp(X, -exponent) if exponent else X
     # A loop of calls to the one compiled fit (the temperature is a traced leaf): no program of
     # its own to compile, whatever the schedule's length, and the same program gl.fit runs.
-    params, fits = start, []
+    params, fits, scaled_fits = start, [], []
     for t in stages:
         params = with_temperature(variant, params, jnp.asarray(t, X.dtype))
-        fit = fit_compiled(variant, X, w, params, tol_a, max_iter=max_iter, block_size=block_size)
+        scaled = variant_params(variant, params, exponent)
+        fit = fit_compiled(variant, Xs, w, scaled, tol_a, max_iter=max_iter, block_size=block_size)
+        scaled_fits.append(fit._replace(labels=None))
+        fit = variant_result(variant, fit, exponent, jnp.sum(w))
         fits.append(fit)
         params = fit.params
-    stacked, n_distinct, scale = _path_summary(
-        [f._replace(labels=None) for f in fits], X, w, jnp.asarray(merge_tol, X.dtype)
+    # the distinct-location counts and the data scale at X / 2^e, where no square overflows
+    scaled_stack, n_distinct, scale = _path_summary(
+        scaled_fits, Xs, w, jnp.asarray(merge_tol, X.dtype)
     )
+    stacked = scaled_stack
+    if exponent:
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *[f._replace(labels=None) for f in fits])
+        scale = jnp.ldexp(scale, exponent)
     return AnnealPath(
         temperature=jnp.asarray(stages, X.dtype),
         means=stacked.means,

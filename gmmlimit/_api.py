@@ -32,9 +32,6 @@ from ._rescale import (
     fit_rescaled,
     prepare,
     scaled_back,
-    variant_fit_exponent,
-    variant_params,
-    variant_result,
 )
 from ._validation import (
     as_data,
@@ -53,6 +50,7 @@ from ._validation import (
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_temperature, check_variant, with_temperature
+from ._variant_scale import variant_fit_exponent, variant_params, variant_result
 from .variants._isotropic import (
     IsotropicParams,
     assign,
@@ -133,7 +131,7 @@ def _fit(
     """:func:`fit` on data that has already passed :func:`as_data`.
 
     A variant with a ``scaling`` fits data past the dtype's scale window as X / 2^e, exactly,
-    and maps the result back (``_rescale.variant_result``).
+    and maps the result back (``_variant_scale.variant_result``).
     """
     check_variant(variant)
     params, w, max_iter, block_size, tol = check_fit_inputs(

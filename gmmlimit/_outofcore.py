@@ -41,9 +41,6 @@ from ._rescale import (
     Scale,
     check_scaled_sigma2,
     scaled_back,
-    variant_exponent,
-    variant_params,
-    variant_result,
 )
 from ._validation import (
     _float_dtype,
@@ -57,6 +54,7 @@ from ._validation import (
     window_exponent,
 )
 from ._variant import FarPoints, Params, Stats, Variant, check_variant
+from ._variant_scale import variant_exponent, variant_params, variant_result
 from .variants._isotropic import IsotropicParams, isotropic
 
 __all__ = ["em_out_of_core", "fit_out_of_core", "kmeans_out_of_core"]
@@ -425,7 +423,7 @@ def _fit_out_of_core(
         if rescale:
             scale = Scale(window_exponent(largest, dtype), weight_exponent)
             exponent = scale.data
-        else:  # a variant that declares its scaling (_rescale.variant_exponent)
+        else:  # a variant that declares its scaling (_variant_scale.variant_exponent)
             exponent = variant_exponent(variant, largest, dtype)
         if scale.data:
             params = scale.params(original)

@@ -57,10 +57,6 @@ from ._rescale import (
     check_scaled_sigma2,
     fit_rescaled,
     scaled_back,
-    variant_exponent,
-    variant_fit_exponent,
-    variant_params,
-    variant_result,
 )
 from ._validation import (
     _check_weights_scale,
@@ -79,6 +75,7 @@ from ._validation import (
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_variant
+from ._variant_scale import variant_exponent, variant_fit_exponent, variant_params, variant_result
 from .variants._isotropic import IsotropicParams, isotropic
 
 __all__ = [

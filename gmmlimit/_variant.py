@@ -123,6 +123,9 @@ class Scaling(NamedTuple):
             are the original problem's, ``total_weight`` the sum of the weights, ``d`` = D.
         distortion: ``(value, params, total_weight, d, e) -> value``, the same for the hard
             objective J.
+
+    The locations ``Variant.means`` are in the data's units: they scale by 2^e (the tools map
+    location gaps so).
     """
 
     params: Callable[[Params, int], Params]

@@ -122,3 +122,36 @@ def test_a_sweep_and_the_estimator_take_data_past_the_window():
     proba = est.predict_proba(X)
     assert np.all(np.isfinite(proba)) and np.all(np.isfinite(est.means_))
     np.testing.assert_allclose(est.score(X), est.objective_ / N, rtol=1e-5)
+
+
+def test_a_variants_limit_diagnostics_sweep_and_annealing_take_data_past_the_window():
+    X, e = _unit_data(), 62
+    start = _start(gv.diag, X, 1.0)
+    far, far_start = np.ldexp(X, e), gv.diag.scaling.params(start, -e)
+    law = gv.diag.scaling
+    unit_d, far_d = (
+        gv.limits.diagnose(gv.diag, X, start),
+        gv.limits.diagnose(gv.diag, far, far_start),
+    )
+    np.testing.assert_allclose(np.asarray(far_d.resp_gap), np.asarray(unit_d.resp_gap), atol=1e-5)
+    np.testing.assert_allclose(float(far_d.update_gap), math.ldexp(float(unit_d.update_gap), e),
+                               rtol=1e-4)  # fmt: skip
+    want = float(law.objective(jnp.float64(unit_d.objective), start, N, 2, e))
+    np.testing.assert_allclose(float(far_d.objective), want, rtol=1e-5)
+    want = -float(law.distortion(-jnp.float64(unit_d.hard_objective), start, N, 2, e))
+    np.testing.assert_allclose(float(far_d.hard_objective), want, rtol=1e-5)
+    betas = [1.0, 4.0]
+    unit_s = gv.limit_sweep(gv.diag, X, start, betas, max_iter=30)
+    far_s = gv.limit_sweep(gv.diag, far, far_start, betas, max_iter=30)
+    np.testing.assert_array_equal(far_s["fit_label_agreement"], unit_s["fit_label_agreement"])
+    np.testing.assert_allclose(far_s["fit_means_gap"], np.ldexp(unit_s["fit_means_gap"], e),
+                               rtol=1e-3, atol=math.ldexp(1e-4, e))  # fmt: skip
+    unit_p = gl.study.anneal_variant(gv.diag, X, betas, init_params=start, max_iter=30,
+                                     block_size=BLOCK)  # fmt: skip
+    far_p = gl.study.anneal_variant(gv.diag, far, betas, init_params=far_start, max_iter=30,
+                                    block_size=BLOCK)  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(far_p.n_distinct), np.asarray(unit_p.n_distinct))
+    np.testing.assert_array_equal(np.asarray(far_p.labels), np.asarray(unit_p.labels))
+    np.testing.assert_allclose(np.asarray(far_p.means), np.ldexp(np.asarray(unit_p.means), e),
+                               rtol=1e-4, atol=math.ldexp(1e-4, e))  # fmt: skip
+    np.testing.assert_allclose(float(far_p.scale), math.ldexp(float(unit_p.scale), e), rtol=1e-6)

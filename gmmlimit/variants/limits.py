@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._block_size import default_block_size
-from .._driver import fit_compiled, fit_objective
+from .._driver import FitResult, fit_compiled, fit_objective
 from .._validation import (
     as_data,
     check_positive_int,
@@ -36,6 +36,7 @@ from .._validation import (
     with_float64_scope,
 )
 from .._variant import Params, Variant, check_temperature, check_variant, with_temperature
+from .._variant_scale import variant_fit_exponent, variant_params, variant_result
 
 __all__ = [
     "LimitDiagnostics",
@@ -92,7 +93,34 @@ def diagnose(variant: Variant, X: Any, params: Params, *, weights: Any = None) -
         ValueError: on invalid data or parameters, or a variant without a temperature.
     """
     variant, X, params, w = _prepare(variant, X, params, weights)
-    return _diagnose(variant, X, w, params)
+    return _diagnose_at_scale(variant, X, w, params, _exponent(variant, X, params))
+
+
+def _exponent(variant: Variant, X: jax.Array, params: Params) -> int:
+    """The data's exponent e for a variant that declares its scaling (0: computed as given)."""
+    return variant_fit_exponent(variant, X, variant.means(params))
+
+
+def _diagnose_at_scale(
+    variant: Variant, X: jax.Array, w: jax.Array, params: Params, exponent: int
+) -> LimitDiagnostics:
+    """:func:`_diagnose` computed on X / 2^exponent (the variant's scaling), mapped back.
+
+    Responsibilities and bounds are scale-free; the objectives map by the scaling's laws and
+    the update gap, a difference of locations, by 2^exponent.
+    """
+    if not exponent:
+        return _diagnose(variant, X, w, params)
+    scaled = _diagnose(
+        variant, jnp.ldexp(X, -exponent), w, variant_params(variant, params, exponent)
+    )
+    law, total, d = variant.scaling, jnp.sum(w), X.shape[1]
+    hard_j = law.distortion(-scaled.hard_objective, params, total, d, exponent)
+    return scaled._replace(
+        objective=law.objective(scaled.objective, params, total, d, exponent).astype(X.dtype),
+        hard_objective=(-hard_j).astype(X.dtype),
+        update_gap=jnp.ldexp(scaled.update_gap, exponent),
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -200,14 +228,23 @@ def limit_sweep(
     # they compile once (block_size as gl.fit picks it, so the fits share gl.fit's program).
     hard = with_temperature(variant, params, temp.hard)
     block_size = default_block_size(X.shape[0], variant.means(hard).shape[-2], X.shape[1])
-    hard_fit = fit_compiled(variant, X, w, hard, tol, max_iter=max_iter, block_size=block_size)
+    # data past the scale window: every fit and diagnostic on X / 2^e (the variant's scaling)
+    exponent = _exponent(variant, X, params)
+    Xs = jnp.ldexp(X, -exponent) if exponent else X
+
+    def fit(p: Params) -> FitResult:
+        start = variant_params(variant, p, exponent)
+        result = fit_compiled(variant, Xs, w, start, tol, max_iter=max_iter, block_size=block_size)
+        return variant_result(variant, result, exponent, jnp.sum(w))
+
+    hard_fit = fit(hard)
     hard_labels = np.asarray(hard_fit.labels)
     hard_means = np.asarray(hard_fit.means)
     eps = np.finfo(np.dtype(X.dtype)).eps
     rows = []
     for p in points:
-        diag = jax.tree.map(np.asarray, _diagnose(variant, X, w, p))
-        fit = fit_compiled(variant, X, w, p, tol, max_iter=max_iter, block_size=block_size)
+        diag = jax.tree.map(np.asarray, _diagnose_at_scale(variant, X, w, p, exponent))
+        fit_at = fit(p)
         rows.append(
             (
                 diag.resp_gap.max(),
@@ -215,9 +252,9 @@ def limit_sweep(
                 bool(np.all(diag.resp_gap <= diag.bound[:, None] + 4 * eps)),
                 float(diag.objective - diag.hard_objective),
                 float(diag.update_gap),
-                np.abs(np.asarray(fit.means) - hard_means).max(),
-                np.mean(np.asarray(fit.labels) == hard_labels),
-                int(fit.n_iter),
+                np.abs(np.asarray(fit_at.means) - hard_means).max(),
+                np.mean(np.asarray(fit_at.labels) == hard_labels),
+                int(fit_at.n_iter),
             )
         )
     names = ("resp_gap", "bound", "bound_holds", "objective_gap", "update_gap", "fit_means_gap")
