@@ -597,3 +597,15 @@ def real_values(values: Any, name: str = "the schedule") -> np.ndarray:
     if host.dtype == np.bool_:
         raise ValueError(f"{name} must hold real numbers, not booleans; got {values!r}.")
     return host.astype(np.float64)
+
+
+def at_unit_scale(X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(X / 2^e, e)``, e the binary exponent of X's largest magnitude (0 for zeros).
+
+    Traced (jit-able): the scaled values have largest magnitude in [0.5, 1), so their squares
+    neither overflow nor vanish; a power of two is exact, so quantities computed on them map
+    back exactly (squares by 4^e).
+    """
+    largest = jnp.max(jnp.abs(X))
+    exponent = jnp.where(largest > 0, jnp.frexp(largest)[1], 0)
+    return jnp.ldexp(X, -exponent), exponent

@@ -15,6 +15,7 @@ from jax import lax
 
 from ._validation import (
     as_data,
+    at_unit_scale,
     check_k,
     check_key,
     check_positive_int,
@@ -103,8 +104,7 @@ def _kmeans_plusplus(key: jax.Array, X: jax.Array, w: jax.Array, k: int, trials:
     rows = X  # the means are rows of X as given
     # Distances are computed on X / 2^e, e the binary exponent of the largest magnitude (exact):
     # float32 squares near 1e18 would overflow and the draws' probabilities become 0.
-    largest = jnp.max(jnp.abs(X))
-    X = jnp.ldexp(X, -jnp.where(largest > 0, jnp.frexp(largest)[1], 0))
+    X, _ = at_unit_scale(X)
     x_sq = jnp.sum(X * X, axis=1)
     first_key, loop_key = jax.random.split(key)
     first = jax.random.choice(first_key, n, p=w / jnp.sum(w))

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.linalg import solve_triangular
 
-from .._validation import check_means
+from .._validation import at_unit_scale, check_means
 from ..checks import check_beta, check_mixing_weights, check_positive_scalar, check_variances
 from ._tempered import distinct_rows
 
@@ -188,9 +188,8 @@ def data_spread(X: jax.Array, moment: Callable[[jax.Array], jax.Array]) -> jax.A
     neither overflow (float32 data near 1e18) nor vanish; a power of two is exact, so within
     the dtype's range the value is ``moment(X)`` bit for bit.
     """
-    largest = jnp.max(jnp.abs(X))
-    exponent = jnp.where(largest > 0, jnp.frexp(largest)[1], 0)
-    return jnp.ldexp(moment(jnp.ldexp(X, -exponent)), 2 * exponent)
+    scaled, exponent = at_unit_scale(X)
+    return jnp.ldexp(moment(scaled), 2 * exponent)
 
 
 def init_common(key: jax.Array, X: jax.Array, k: int) -> dict[str, jax.Array]:
