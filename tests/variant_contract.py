@@ -40,6 +40,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import jaxprs_in_params
 from sklearn.base import clone
 
 import gmmlimit as gl
@@ -415,13 +416,30 @@ def run_sharded(module: str, *, paths: tuple[str, ...] = (), devices: int = 4) -
     return proc.stdout
 
 
-def traced_products(call: Callable[[], object]) -> list[tuple[Any, tuple[Any, ...]]]:
-    """``(precision, operand dtypes)`` of every floating-point matrix product ``call()`` traces.
+def _floating(dtypes: tuple[Any, ...]) -> bool:
+    return all(jnp.issubdtype(dt, jnp.floating) for dt in dtypes)
 
-    The compiled-program caches are cleared first, so every jitted function ``call`` reaches is
-    traced again (a cached program would trace nothing); products are recorded where they are
-    bound (``dot_general``: ``@``, ``jnp.matmul``, ``jnp.einsum``, ``lax.dot_general``).
-    """
+
+def _jaxpr_products(call: Callable[[], object]) -> list[tuple[Any, tuple[Any, ...]]]:
+    """The products of ``call``'s jaxpr and of every jaxpr nested in it (jit, loops, branches)."""
+    seen: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def walk(jaxpr: Any) -> None:
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                dtypes = tuple(v.aval.dtype for v in eqn.invars)
+                if _floating(dtypes):
+                    seen.append((eqn.params.get("precision"), dtypes))
+            for inner in jaxprs_in_params(eqn.params):
+                walk(inner)
+
+    walk(jax.make_jaxpr(call)().jaxpr)
+    return seen
+
+
+def _bound_products(call: Callable[[], object]) -> list[tuple[Any, tuple[Any, ...]]]:
+    """The products bound while ``call()`` runs, after clearing the compiled-program caches (a
+    cached program would trace nothing)."""
     from jax._src.lax import lax as lax_internal
 
     seen: list[tuple[Any, tuple[Any, ...]]] = []
@@ -430,7 +448,7 @@ def traced_products(call: Callable[[], object]) -> list[tuple[Any, tuple[Any, ..
 
     def recording_bind(*args: Any, **params: Any) -> Any:
         dtypes = tuple(jnp.result_type(a) for a in args)
-        if all(jnp.issubdtype(dt, jnp.floating) for dt in dtypes):
+        if _floating(dtypes):
             seen.append((params.get("precision"), dtypes))
         return bind(*args, **params)
 
@@ -441,6 +459,26 @@ def traced_products(call: Callable[[], object]) -> list[tuple[Any, tuple[Any, ..
     finally:
         del primitive.bind  # the class's method again
     return seen
+
+
+def traced_products(call: Callable[[], object]) -> list[tuple[Any, tuple[Any, ...]]]:
+    """``(precision, operand dtypes)`` of every floating-point matrix product ``call()`` traces.
+
+    Products are ``dot_general`` (``@``, ``jnp.matmul``, ``jnp.einsum``, ``lax.dot_general``).
+    They are read from ``call``'s jaxpr, every nested jaxpr included (jitted functions, loops,
+    both branches of a ``cond``), which compiles and runs nothing, and so leaves JAX's caches as
+    they were. A call that needs concrete values (a loop on the host that reads a convergence
+    test) cannot be traced so: it runs instead, after clearing the compiled-program caches, and
+    each product is recorded where it is bound.
+    """
+    try:
+        return _jaxpr_products(call)
+    except (
+        jax.errors.ConcretizationTypeError,  # bool() and float() of a traced value
+        jax.errors.TracerArrayConversionError,  # np.asarray of one
+        jax.errors.TracerIntegerConversionError,  # int() of one
+    ):
+        return _bound_products(call)
 
 
 FULL_PRECISION = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
