@@ -45,7 +45,7 @@ from sklearn.base import clone
 
 import gmmlimit as gl
 from gmmlimit._api import fit_batch
-from gmmlimit._driver import DEFAULT_BLOCK_SIZE, fit_program, history_length
+from gmmlimit._driver import fit_program, history_length
 from gmmlimit._variant_estimator import VariantMixture
 
 __all__ = ["BLOCK", "CONTRACT", "VariantCase", "check_sharded", "run_sharded"]
@@ -226,18 +226,16 @@ def _close(a: gl.FitResult, b: gl.FitResult, case: VariantCase) -> None:
 
 
 def check_padded_and_out_of_core(case: VariantCase) -> None:
-    """N > block_size and not a multiple of it; out of core from uneven chunks: the same fit.
+    """Out of core from uneven chunks, in blocks that N does not fill: the in-memory fit.
 
     The padded rows are zero-weight copies of a real row, so no variant function sees a value
     that is not data (zeros would be -inf in a log); out of core, every chunk of every pass is
-    checked and the last one padded the same way.
+    checked and the last one padded the same way. (In memory, the padded blocks are checked by
+    :func:`check_vmap_temperature`, whose batch runs in blocks of ``BLOCK``.)
     """
     n = case.X.shape[0]
     assert n > BLOCK and n % BLOCK, "the case must exercise padding"
     for beta in (1.0, case.hard):
-        padded = case.fit(beta, block_size=BLOCK)
-        assert np.all(np.isfinite(np.asarray(padded.history)))
-        _close(padded, case.fit(beta), case)
         pieces = [case.X[:77], case.X[77:]]
         ooc = gl.scale.fit_out_of_core(
             case.variant,
@@ -248,17 +246,21 @@ def check_padded_and_out_of_core(case: VariantCase) -> None:
             block_size=BLOCK,
             chunk_blocks=1,
         )
-        assert int(ooc.n_iter) == int(padded.n_iter)
-        _close(ooc, padded, case)
+        assert np.all(np.isfinite(np.asarray(ooc.history)))
+        whole = case.fit(beta)
+        assert int(ooc.n_iter) == int(whole.n_iter)
+        _close(ooc, whole, case)
 
 
 def check_vmap_temperature(case: VariantCase) -> None:
     """One vmapped fit over temperatures, the hard limit included, equals the separate fits.
 
-    Three lanes through ``fit_batch``, the program restarts run off the CPU (same shapes: one
-    compilation).
+    Three lanes through ``fit_batch`` (the program restarts run off the CPU), in blocks of
+    ``BLOCK`` that N does not fill; the separate fits run in one block: the same fits, padded
+    blocks and all.
     """
     X = jnp.asarray(case.X)
+    assert X.shape[0] > BLOCK and X.shape[0] % BLOCK, "the case must exercise padding"
     w = jnp.ones((X.shape[0],), X.dtype)
     start = case.variant.validate(X, case.at(1.0))
     temps = [case.betas[0], case.large_beta, case.hard]
@@ -266,8 +268,9 @@ def check_vmap_temperature(case: VariantCase) -> None:
         lambda *a: jnp.stack(a), *[case.variant.temperature.set(start, t) for t in temps]
     )
     batched = fit_batch(
-        case.variant, X, w, batch, case.tol, max_iter=case.max_iter, block_size=DEFAULT_BLOCK_SIZE
+        case.variant, X, w, batch, case.tol, max_iter=case.max_iter, block_size=BLOCK
     )
+    assert np.all(np.isfinite(np.asarray(batched.history)))
     for i, t in enumerate(temps):
         lane = jax.tree.map(lambda a, i=i: a[i], batched)
         _close(lane, case.fit(float(t)), case)
