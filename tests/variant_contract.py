@@ -226,16 +226,18 @@ def _close(a: gl.FitResult, b: gl.FitResult, case: VariantCase) -> None:
 
 
 def check_padded_and_out_of_core(case: VariantCase) -> None:
-    """Out of core from uneven chunks, in blocks that N does not fill: the in-memory fit.
+    """N > block_size and not a multiple of it; out of core from uneven chunks: the same fit.
 
     The padded rows are zero-weight copies of a real row, so no variant function sees a value
     that is not data (zeros would be -inf in a log); out of core, every chunk of every pass is
-    checked and the last one padded the same way. (In memory, the padded blocks are checked by
-    :func:`check_vmap_temperature`, whose batch runs in blocks of ``BLOCK``.)
+    checked and the last one padded the same way.
     """
     n = case.X.shape[0]
     assert n > BLOCK and n % BLOCK, "the case must exercise padding"
     for beta in (1.0, case.hard):
+        padded = case.fit(beta, block_size=BLOCK)
+        assert np.all(np.isfinite(np.asarray(padded.history)))
+        _close(padded, case.fit(beta), case)
         pieces = [case.X[:77], case.X[77:]]
         ooc = gl.scale.fit_out_of_core(
             case.variant,
@@ -246,10 +248,8 @@ def check_padded_and_out_of_core(case: VariantCase) -> None:
             block_size=BLOCK,
             chunk_blocks=1,
         )
-        assert np.all(np.isfinite(np.asarray(ooc.history)))
-        whole = case.fit(beta)
-        assert int(ooc.n_iter) == int(whole.n_iter)
-        _close(ooc, whole, case)
+        assert int(ooc.n_iter) == int(padded.n_iter)
+        _close(ooc, padded, case)
 
 
 def check_vmap_temperature(case: VariantCase) -> None:
@@ -257,7 +257,7 @@ def check_vmap_temperature(case: VariantCase) -> None:
 
     Three lanes through ``fit_batch`` (the program restarts run off the CPU), in blocks of
     ``BLOCK`` that N does not fill; the separate fits run in one block: the same fits, padded
-    blocks and all.
+    blocks under ``vmap`` included.
     """
     X = jnp.asarray(case.X)
     assert X.shape[0] > BLOCK and X.shape[0] % BLOCK, "the case must exercise padding"
