@@ -353,14 +353,17 @@ def test_the_algorithm_choice_reaches_the_bounded_kernels(monkeypatch):
 
     monkeypatch.setattr(_native, "assign_bounded", count)
     X = _blobs(15, 523, 37, 11, np.float32)
-    traced = jax.make_jaxpr  # the fits are traced, not compiled: the calls are made in tracing
-    traced(lambda: gl.kmeans(X, X[:11], algorithm="lloyd", block_size=129))()
+    # The EM fits are traced, not compiled: the calls are made in tracing. The K-means fits run:
+    # under jax.make_jaxpr their sigma2 of 0 would be traced, and the fit would take the path of
+    # a traced sigma2, not the hard variant that the algorithm picks.
+    traced = jax.make_jaxpr
+    gl.kmeans(X, X[:11], algorithm="lloyd", block_size=129)
     traced(lambda: gl.em(X, X[:11], 0.3, algorithm="lloyd", block_size=129))()
     assert not calls
-    traced(lambda: gl.kmeans(X, X[:11], algorithm="hamerly", block_size=129))()
+    gl.kmeans(X, X[:11], algorithm="hamerly", block_size=129)
     assert calls
     for fit in (
-        # (another block size: the K-means fit above traced the same loop for any sigma2)
+        # (another block size: the K-means fit above compiled the same loop for any sigma2)
         traced(lambda: gl.em(X, X[:11], 0.3, algorithm="hamerly", block_size=131)),
         lambda: KMeans(11, init=X[:11], n_init=1, algorithm="elkan").fit(X[:517]),
     ):

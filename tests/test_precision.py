@@ -68,3 +68,28 @@ def test_the_check_sees_a_default_precision_product():
     products = traced_products(lambda: jax.jit(lambda m: m @ m)(a))
     assert [p[0] for p in products] == [None]
     assert "bind" not in vars(jax._src.lax.lax.dot_general_p)
+
+
+def test_the_check_reads_products_in_branches_not_taken_and_in_host_loops():
+    # Read from the jaxpr: a product in the branch that this input does not take counts too.
+    a = jnp.ones((4, 4), jnp.float32)
+    full = jax.lax.Precision.HIGHEST
+
+    def branches(m):
+        return jax.lax.cond(m[0, 0] > 0, lambda: jnp.matmul(m, m, precision=full), lambda: m @ m)
+
+    assert sorted(p[0] is None for p in traced_products(lambda: jax.jit(branches)(a))) == [
+        False,
+        True,
+    ]
+
+    # A loop on the host that reads a value cannot be traced: it runs under the recorder.
+    def host_loop():
+        m = a
+        while float(m[0, 0]) < 100.0:
+            m = jax.jit(lambda m: m @ m)(m)
+        return m
+
+    products = traced_products(host_loop)
+    assert products and all(p[0] is None for p in products)
+    assert "bind" not in vars(jax._src.lax.lax.dot_general_p)
