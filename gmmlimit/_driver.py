@@ -545,6 +545,9 @@ def fit_compiled(
     Returns:
         The :class:`FitResult`.
     """
+    # tol as an array of X's dtype, whether it came as a Python float or an array (the loop
+    # casts it so anyway): one program for every caller (a weak-typed float would compile another)
+    tol = jnp.asarray(tol, X.dtype)
     result = fit_program(
         variant, X, weights, params, tol, max_iter,
         history=history_length(max_iter), block_size=block_size,

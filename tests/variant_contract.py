@@ -196,7 +196,8 @@ def check_bound(case: VariantCase) -> None:
 
 
 def check_no_recompilation(case: VariantCase) -> None:
-    """Changing beta (finite or inf), or max_iter within its history length, reuses the fit."""
+    """Changing beta (finite or inf), or max_iter within its history length, reuses the fit;
+    so does the annealing path (its stages are calls to the same compiled fit)."""
     case.fit(case.betas[0])
     size = fit_program._cache_size()
     for beta in (*case.betas[1:], case.large_beta, case.hard, case.betas[0] * 1.5):
@@ -204,6 +205,10 @@ def check_no_recompilation(case: VariantCase) -> None:
     m = case.max_iter
     other = m - 1 if m > 1 and history_length(m - 1) == history_length(m) else m + 1
     assert case.fit(case.betas[0], max_iter=other).history.shape == (other,)
+    gl.study.anneal_variant(
+        case.variant, case.X, list(case.betas), init_params=case.params,
+        max_iter=case.max_iter, tol=case.tol,
+    )  # fmt: skip
     assert fit_program._cache_size() == size
 
 
