@@ -574,7 +574,7 @@ def anneal_variant(
         scaled = variant_params(variant, params, exponent)
         fit = fit_compiled(variant, Xs, w, scaled, tol_a, max_iter=max_iter, block_size=block_size)
         scaled_fits.append(fit._replace(labels=None))
-        fit = variant_result(variant, fit, exponent, jnp.sum(w))
+        fit = variant_result(variant, fit, exponent, lambda: jnp.sum(w))
         fits.append(fit)
         params = fit.params
     # the distinct-location counts and the data scale at X / 2^e, where no square overflows

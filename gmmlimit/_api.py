@@ -141,7 +141,7 @@ def _fit(
     if exponent:
         X, params = jnp.ldexp(X, -exponent), variant_params(variant, params, exponent)
     result = fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
-    return variant_result(variant, result, exponent, jnp.sum(w))
+    return variant_result(variant, result, exponent, lambda: jnp.sum(w))
 
 
 Algorithm = Literal["auto", "lloyd", "hamerly"]
@@ -565,7 +565,7 @@ def restarts(
         chosen = hard_variant if hard else isotropic
 
         def back(best: FitResult) -> FitResult:
-            return scaled_back(best, scale, s2, s2s, jnp.sum(w), X.dtype)
+            return scaled_back(best, scale, s2, s2s, lambda: jnp.sum(w), X.dtype)
 
     else:
         if algorithm != "auto":
@@ -592,7 +592,7 @@ def restarts(
         hard = bool(jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts))))
 
         def back(best: FitResult) -> FitResult:
-            return variant_result(chosen, best, exponent, jnp.sum(w))
+            return variant_result(chosen, best, exponent, lambda: jnp.sum(w))
 
     tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
     return back(_best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size))

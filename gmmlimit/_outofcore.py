@@ -442,7 +442,10 @@ def _fit_out_of_core(
             return _full_pass(variant, *pass_args, exponent=exponent)
 
         result = _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, scale_a)
-        total = jnp.asarray(n, dtype) if w is None else jnp.sum(jnp.asarray(w))  # as em sums
+
+        def total() -> jax.Array:  # the weights' sum, as em sums them
+            return jnp.asarray(n, dtype) if w is None else jnp.sum(jnp.asarray(w))
+
         if not rescale:
             return variant_result(variant, result, exponent, total)
         if scale == NO_SCALE:

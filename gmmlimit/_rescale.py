@@ -140,7 +140,7 @@ def scaled_back(
     scale: Scale,
     sigma2: jax.Array | None,
     scaled_sigma2: jax.Array | None,
-    total_weight: jax.Array | float,
+    total_weight: Callable[[], jax.Array],
     dtype: Any,
 ) -> FitResult:
     """An isotropic fit of the rescaled problem as the fit of the original one.
@@ -150,7 +150,8 @@ def scaled_back(
         scale: the rescaling.
         sigma2: () the original variance (unused when ``scale`` is none).
         scaled_sigma2: () the variance the fit ran at (unused when ``scale`` is none).
-        total_weight: the sum of the (scaled) weights the fit ran with.
+        total_weight: gives the sum of the (scaled) weights the fit ran with; called only when
+            ``scale`` is not none (a sum run eagerly on every fit compiles a program per N).
         dtype: the data's dtype.
 
     Returns:
@@ -160,18 +161,19 @@ def scaled_back(
         return result
     soft = is_soft(scaled_sigma2)
     d = result.means.shape[-1]
+    total_weights = total_weight()
 
     def back(value: jax.Array) -> jax.Array:
         if not is_traced(soft):  # one branch: also for the global arrays of several processes
             if not bool(soft):
                 return scale.distortion(value).astype(dtype)
-            total = jnp.asarray(total_weight, value.dtype)
+            total = jnp.asarray(total_weights, value.dtype)
             return scale.log_likelihood(value, sigma2, scaled_sigma2, total, d).astype(dtype)
         soft_value = scale.log_likelihood(
             value,
             jnp.where(soft, sigma2, 1.0),
             jnp.where(soft, scaled_sigma2, 1.0),
-            jnp.asarray(total_weight, value.dtype),
+            jnp.asarray(total_weights, value.dtype),
             d,
         )
         return jnp.where(soft, soft_value, scale.distortion(value)).astype(dtype)
@@ -205,7 +207,7 @@ def fit_rescaled(
     original = validate_params(X, params)
     Xs, scaled, w, scale = prepare(X, params, weights, for_fit=True)
     result = run(Xs, scaled, w)
-    return scaled_back(result, scale, original.sigma2, scaled.sigma2, jnp.sum(w), X.dtype)
+    return scaled_back(result, scale, original.sigma2, scaled.sigma2, lambda: jnp.sum(w), X.dtype)
 
 
 def norm_rescaled(a: jax.Array) -> jax.Array:

@@ -261,7 +261,7 @@ def fit_sharded(
             axis=axis,
             local_rows=local_rows,
         )
-        return variant_result(variant, trim_history(result, max_iter), exponent, jnp.sum(w))
+        return variant_result(variant, trim_history(result, max_iter), exponent, lambda: jnp.sum(w))
 
 
 @with_float64_scope
@@ -623,10 +623,12 @@ def _fit_global(
     )
     result = trim_history(result, max_iter)
     if not rescale:
-        return variant_result(variant, result, exponent, jnp.sum(weights))
+        return variant_result(variant, result, exponent, lambda: jnp.sum(weights))
     if scale == NO_SCALE:
         return result
-    return scaled_back(result, scale, original.sigma2, params.sigma2, jnp.sum(weights), dtype)
+    return scaled_back(
+        result, scale, original.sigma2, params.sigma2, lambda: jnp.sum(weights), dtype
+    )
 
 
 def _on_rows(a: jax.Array, rows: NamedSharding) -> jax.Array:
@@ -907,4 +909,4 @@ def _fit_out_of_core_processes(
         )  # fmt: skip
 
     result = _pass_loop(variant, params, run_pass, n_p, dtype, max_iter, tol_a, scale_a, _combine)
-    return variant_result(variant, result, exponent, jnp.asarray(total_weight, dtype))
+    return variant_result(variant, result, exponent, lambda: jnp.asarray(total_weight, dtype))

@@ -105,7 +105,7 @@ def variant_result(
     variant: Variant,
     result: FitResult,
     exponent: int,
-    total_weight: jax.Array,
+    total_weight: Callable[[], jax.Array],
 ) -> FitResult:
     """A variant's fit of X / 2^exponent as the fit of X (exact for the parameters).
 
@@ -113,7 +113,8 @@ def variant_result(
         variant: the model (with a ``scaling`` when ``exponent`` is not 0).
         result: the fit of the scaled problem.
         exponent: the data's exponent e.
-        total_weight: () the sum of the weights.
+        total_weight: gives () the sum of the weights; called only when ``exponent`` is not 0
+            (a sum run eagerly on every fit would compile a program for each new N).
 
     Returns:
         The :class:`FitResult` of X: parameters ``scaling.params(., -e)``, objective, history
@@ -125,9 +126,10 @@ def variant_result(
     params = scaling.params(result.params, -exponent)
     means = variant.means(params)
     d = means.shape[-1]
+    total = total_weight()
 
     def back(law: Callable[..., jax.Array], value: jax.Array) -> jax.Array:
-        return law(value, params, total_weight, d, exponent).astype(value.dtype)
+        return law(value, params, total, d, exponent).astype(value.dtype)
 
     return result._replace(
         means=means,

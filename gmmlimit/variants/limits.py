@@ -235,7 +235,7 @@ def limit_sweep(
     def fit(p: Params) -> FitResult:
         start = variant_params(variant, p, exponent)
         result = fit_compiled(variant, Xs, w, start, tol, max_iter=max_iter, block_size=block_size)
-        return variant_result(variant, result, exponent, jnp.sum(w))
+        return variant_result(variant, result, exponent, lambda: jnp.sum(w))
 
     hard_fit = fit(hard)
     hard_labels = np.asarray(hard_fit.labels)
