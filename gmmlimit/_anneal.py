@@ -561,7 +561,6 @@ def anneal_variant(
     v = _real(merge_tol, "merge_tol")
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"merge_tol must be a finite number >= 0; got {merge_tol!r}.")
-    tol_a = jnp.asarray(tol, X.dtype)
     # Data past the scale window (a variant that declares its scaling): every stage is fit on
     # X / 2^e, its temperature set in the data's units, and mapped back (_variant_scale).
     exponent = variant_fit_exponent(variant, X, variant.means(start))
@@ -572,7 +571,7 @@ def anneal_variant(
     for t in stages:
         params = with_temperature(variant, params, jnp.asarray(t, X.dtype))
         scaled = variant_params(variant, params, exponent)
-        fit = fit_compiled(variant, Xs, w, scaled, tol_a, max_iter=max_iter, block_size=block_size)
+        fit = fit_compiled(variant, Xs, w, scaled, tol, max_iter=max_iter, block_size=block_size)
         scaled_fits.append(fit._replace(labels=None))
         fit = variant_result(variant, fit, exponent, lambda: jnp.sum(w))
         fits.append(fit)
