@@ -180,8 +180,8 @@ def run(
 
 def check(config: VariantLimitsConfig, records: dict[str, VariantLimitsRecord]) -> list[str]:
     """Verified: the bound everywhere; one-hot, equal updates and fits at the top of the grid."""
-    # Tolerances in eps of the run's dtype (the records store the gaps as float64 whatever the
-    # dtype). A one-hot row's gap is an underflowed exp or a rounding of 1 - r: 64 eps. At
+    # Tolerances in eps of the run's dtype (the dtype limit_sweep reports the gaps in). A
+    # one-hot row's gap is an underflowed exp or a rounding of 1 - r: 64 eps. At
     # one-hot responsibilities the tempered and the hard update are the same weighted means of
     # the rows (entries <= 1 for bernoulli and vmf, Poisson counts of a few tens) summed along
     # different paths, so they differ by a few eps times the largest entry: 256 eps covers

@@ -36,6 +36,7 @@ from ._validation import (
     check_key,
     check_means,
     check_positive_int,
+    check_scalar,
     check_sigma2,
     check_tol,
     real_values,
@@ -134,16 +135,6 @@ def schedule_values(schedule: Schedule, n_stages: int | None = None) -> np.ndarr
             f"{values[i]} at stage {i} to {values[i + 1]} at stage {i + 1}."
         )
     return values
-
-
-def _real(value: Any, name: str) -> float:
-    """``value`` as a Python float, or ValueError naming ``name``."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.") from None
 
 
 def count_distinct(means: jax.Array, tol: jax.Array) -> jax.Array:
@@ -245,8 +236,10 @@ def anneal(
     block_size = check_block_size(block_size, X.shape[0], k, X.shape[1])
     # A negative tolerance never fires: EM's log-likelihood gain is never below -|l|.
     tol_value = -1.0 if tol is None else check_tol(tol)
-    perturbation_value = _relative_option(perturbation, "perturbation", X.dtype)
-    merge_tol_value = _relative_option(merge_tol, "merge_tol", X.dtype)
+    perturbation_value = jnp.asarray(
+        check_scalar(perturbation, "perturbation", dtype=X.dtype), X.dtype
+    )
+    merge_tol_value = jnp.asarray(check_scalar(merge_tol, "merge_tol", dtype=X.dtype), X.dtype)
     # Data past the dtype's scale window are computed as X / 2^e, means / 2^e, sigma2 / 4^e and
     # weights / 2^w (exact powers of two: the same path, labels and counts) and mapped back.
     scale = Scale(scale_exponent(X) if init is None else scale_exponent(X, init), weight_exponent)
@@ -276,31 +269,6 @@ def anneal(
     if scale == NO_SCALE:
         return result
     return _anneal_scaled_back(result, sigma2, jnp.sum(w), scale=scale)
-
-
-def _relative_option(value: Any, name: str, dtype: Any) -> jax.Array:
-    """A finite option >= 0 (``perturbation``, ``merge_tol``) checked against ``dtype``.
-
-    Raises:
-        ValueError: if it is not a real number, is negative or non-finite, overflows ``dtype``
-            or is positive but below its smallest normal number (flushed to zero).
-    """
-    v = _real(value, name)
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
-    info = np.finfo(np.dtype(dtype))
-    if v > float(info.max):
-        raise ValueError(
-            f"{name}={value!r} is not representable in {np.dtype(dtype)}, the data's dtype "
-            f"(largest {info.max:.4g}): it would become inf."
-        )
-    if 0 < v < float(info.tiny):
-        raise ValueError(
-            f"{name}={value!r} is not representable in {np.dtype(dtype)}, the data's dtype: it "
-            f"is below the smallest normal number ({info.tiny:.4g}), which the CPU flushes to "
-            "zero. Pass 0 or a larger value."
-        )
-    return jnp.asarray(v, dtype)
 
 
 def _check_scaled_schedule(values: np.ndarray, scaled: jax.Array, scale: Scale) -> None:
@@ -522,7 +490,8 @@ def anneal_variant(
         n_stages: the number of stages of a callable schedule.
         max_iter: iterations per stage.
         tol: per-stage stopping tolerance (:func:`gmmlimit.fit`'s).
-        merge_tol: distance, relative to the data scale, below which locations count as one.
+        merge_tol: distance, relative to the data scale, below which locations count as one;
+            a finite number >= 0 representable in X's dtype.
         weights: optional (N,) sample weights.
         block_size: rows per streamed E-step block; None (default) takes the default device's
             (:func:`gmmlimit.scale.default_block_size`).
@@ -532,7 +501,8 @@ def anneal_variant(
 
     Raises:
         ValueError: on invalid data, schedule (not moving toward the hard limit, or invalid for
-            the variant), key, k, parameters or options.
+            the variant), key, k, parameters or options (a merge_tol that X's dtype cannot
+            hold included).
     """
     variant = check_variant(variant, needs=("temperature",))
     temp = variant.temperature
@@ -558,9 +528,7 @@ def anneal_variant(
     k_start = variant.means(start).shape[-2]
     block_size = check_block_size(block_size, X.shape[0], k_start, X.shape[1])
     tol = check_tol(tol)
-    v = _real(merge_tol, "merge_tol")
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"merge_tol must be a finite number >= 0; got {merge_tol!r}.")
+    merge_tol = check_scalar(merge_tol, "merge_tol", dtype=X.dtype)
     # Data past the scale window (a variant that declares its scaling): every stage is fit on
     # X / 2^e, its temperature set in the data's units, and mapped back (_variant_scale).
     exponent = variant_fit_exponent(variant, X, variant.means(start))

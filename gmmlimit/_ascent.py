@@ -24,12 +24,12 @@ import optax
 from jax import lax
 
 from ._driver import e_pass, fit_compiled, make_blocks
-from ._rates import real_scalar
 from ._rescale import Scale, prepare
 from ._validation import (
     as_data,
     check_block_size,
     check_positive_int,
+    check_scalar,
     with_float64_scope,
 )
 from .variants._isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
@@ -162,7 +162,7 @@ class _Problem(NamedTuple):
             if not spread > 0:
                 spread = math.sqrt(float(self.params.sigma2))
             return 0.01 * spread
-        value = real_scalar(learning_rate, name, positive=True)
+        value = check_scalar(learning_rate, name, positive=True)
         scaled = math.ldexp(value, -self.scale.data)
         info = np.finfo(np.dtype(self.X.dtype))
         if not (float(info.tiny) <= scaled <= float(info.max)):
@@ -398,7 +398,7 @@ def compare_em_gradient(
             raise ValueError(f"unknown method {m!r}; choose from ('em', 'adam', 'lbfgs').")
     if not methods:
         raise ValueError("methods must name at least one method.")
-    gap = real_scalar(rel_gap, "rel_gap")
+    gap = check_scalar(rel_gap, "rel_gap")
     rates = _learning_rates(problem, learning_rate, derive="adam" in methods)
 
     runs: dict[str, list[tuple[np.ndarray, np.ndarray, float, float]]] = {}

@@ -115,26 +115,73 @@ def _responsibility_bound(X: jax.Array, means: jax.Array, sigma2: jax.Array) -> 
 def scaled_log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
     """Bound 2's L~ = -2 sigma2 [l + N ln K + (N D / 2) ln(2 pi sigma2)].
 
-    Evaluated stably as sum_n w_n [d_n* - 2 sigma2 lse_n], finite for every sigma2 >= 0, so
-    that J - 2 N sigma2 ln K <= L~ <= J and L~ = J at sigma2 = 0.
+    Evaluated stably as sum_n w_n [d_n* - 2 sigma2 lse_n], with lse_n = ln sum_k
+    exp(-(d_nk - d_n*) / (2 sigma2)) in [0, ln K] (no exponential of a large number), so that
+    J - 2 W sigma2 ln K <= L~ <= J (W the total weight, N unweighted) and L~ = J exactly at
+    sigma2 = 0 and for K = 1 (every lse_n is then 0). The terms are formed and summed at a
+    common power of two and the sum scaled back once, so nothing overflows on the way and
+    the result is never NaN: it is the textbook sum rounded to X's dtype wherever that is
+    finite, -inf only where L~ lies (to within that rounding) below minus the dtype's largest
+    number, and 0 where |L~| is below its smallest normal number (subnormals are flushed).
+    By the bounds, -inf needs sigma2 near that largest number / (2 W ln K): from about 4e36
+    for 40 float32 rows at K = 3. Data past the dtype's scale window are computed as X / 2^e
+    and the terms with sigma2 as given.
 
     Args:
         X: (N, D) data.
         means: (K, D) means.
-        sigma2: shared variance >= 0.
+        sigma2: shared variance >= 0 (traceable: a ``jax.vmap`` over a grid compiles once).
         weights: optional (N,) sample weights.
 
     Returns:
         Scalar L~ in X's dtype.
     """
-    Xs, params, w, scale = _scaled(X, means, sigma2, weights)
-    return scale.distortion(_scaled_log_likelihood(Xs, params, w))
+    X = as_data(X)
+    Xs, params, w, scale = prepare(X, IsotropicParams(means, sigma2), weights, for_fit=False)
+    # the scaled sigma2 is capped where sigma2 / 4^e overflows (tiny data): the sums below do
+    # not depend on it there, and the recombination takes sigma2 as given (validated)
+    return _scaled_log_likelihood(
+        Xs,
+        params,
+        w,
+        jnp.asarray(sigma2, X.dtype),
+        jnp.asarray(2 * scale.data, jnp.int32),
+        jnp.asarray(scale.weight, jnp.int32),
+    )
 
 
 @jax.jit
-def _scaled_log_likelihood(X: jax.Array, params: IsotropicParams, w: jax.Array) -> jax.Array:
+def _scaled_log_likelihood(
+    X: jax.Array,
+    params: IsotropicParams,
+    w: jax.Array,
+    sigma2: jax.Array,
+    distance_exponent: jax.Array,
+    weight_exponent: jax.Array,
+) -> jax.Array:
+    """L~ = 2^(G + w) sum_n w'_n [d'_n 2^(2e - G) - (sigma2 2^-G) 2 lse_n] on X / 2^e.
+
+    Each row's term is the textbook d_n* - 2 sigma2 lse_n times 2^-G, a power of two chosen
+    so that both parts are at most 1 (G covers the largest distance 4^e d'_n and the largest
+    sigma2 2 lse_n; a part that is 0 in every row does not count): nothing overflows, a part
+    flushed to 0 is below 2^-120 of the largest one, the terms are those of sigma2 as given
+    (the rescaled sigma2 may be capped), and wherever no part is subnormal the terms, and so
+    the sum, are the textbook ones scaled exactly. The sum is scaled by 2^(G + w) once, so
+    the result overflows only if L~ itself does; at sigma2 = 0 or K = 1 the lse part is an exact 0
+    (formed as 2 sigma2 first, it was inf * 0 = NaN at sigma2 near the largest number).
+    """
     estep, lse = assign(params, X)
-    return jnp.sum(w * (estep.distortion - 2.0 * params.sigma2 * lse))
+    spread = 2.0 * lse  # in [0, 2 ln K]
+    largest = jnp.max(estep.distortion)
+    widest = jnp.max(spread)
+    first = jnp.frexp(largest)[1] + distance_exponent
+    second = jnp.frexp(sigma2)[1] + jnp.frexp(widest)[1]
+    # a part that is 0 in every row (all distances 0; sigma2 = 0, K = 1 or one-hot rows)
+    # takes no part in G: it would flush the other part's rows to 0 for nothing
+    no_lse = (sigma2 == 0) | (widest == 0)
+    top = jnp.where(largest == 0, second, jnp.where(no_lse, first, jnp.maximum(first, second)))
+    terms = jnp.ldexp(estep.distortion, distance_exponent - top) - jnp.ldexp(sigma2, -top) * spread
+    return jnp.ldexp(jnp.sum(w * terms), top + weight_exponent)
 
 
 @with_float64_scope

@@ -10,6 +10,8 @@ K-means, which stops after finitely many steps.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -26,6 +28,7 @@ from ._validation import (
     check_block_size,
     check_means,
     check_positive_int,
+    check_scalar,
     check_sigma2,
     is_soft,
     is_traced,
@@ -33,38 +36,7 @@ from ._validation import (
 )
 from .variants._isotropic import IsotropicParams, isotropic
 
-__all__ = ["RateResult", "collapsed_rate", "convergence_rate", "linearized_rate", "real_scalar"]
-
-
-def real_scalar(value: Any, name: str, *, positive: bool = False) -> float:
-    """A finite real scalar option (a Python number or a 0-d array) as a Python float.
-
-    Args:
-        value: the option as given.
-        name: its name, used in error messages.
-        positive: require > 0 (otherwise >= 0).
-
-    Returns:
-        ``float(value)``.
-
-    Raises:
-        ValueError: naming ``name`` when ``value`` is not a real scalar (complex, a string, an
-            array of several values), is NaN or infinite, or is negative (or 0 with
-            ``positive``).
-    """
-    bound = "> 0" if positive else ">= 0"
-    try:
-        host = np.asarray(value)
-    except (TypeError, ValueError):
-        host = np.asarray(None)
-    if host.shape != () or not (
-        np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)
-    ):
-        raise ValueError(f"{name} must be a real number {bound}; got {value!r}.")
-    number = float(host)
-    if not (np.isfinite(number) and (number > 0 if positive else number >= 0)):
-        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
-    return number
+__all__ = ["RateResult", "collapsed_rate", "convergence_rate", "linearized_rate"]
 
 
 class RateResult(NamedTuple):
@@ -74,10 +46,15 @@ class RateResult(NamedTuple):
         rate: () the estimated linear rate: the median of the error ratios e_{t+1} / e_t over
             the second half of the steps whose error e_t is above the noise floor (0 when the
             error falls below the floor at once, as in K-means' finite convergence).
-        ratios: (n_steps,) the ratios e_{t+1} / e_t (NaN where e_t is below the floor).
-        errors: (n_steps + 1,) e_t = ||mu_t - mu*|| (Frobenius norm over all means).
-        fixed_point: (K, D) the fixed point mu* the errors are measured to.
-        floor: () the noise floor, ``floor_rel`` times the data scale sqrt(trace C).
+        ratios: (n_steps,) the ratios e_{t+1} / e_t (NaN where e_t is at or below the floor),
+            finite wherever the true ratio is (formed from the errors' mantissas and
+            exponents, also where an error is past the largest float64).
+        errors: (n_steps + 1,) float64 e_t = ||mu_t - mu*|| (Frobenius norm over all means),
+            measured in float64 on the host at a power of two that keeps every square finite;
+            inf only where the true error exceeds the largest float64 (float64 data near it).
+        fixed_point: (K, D) the fixed point mu* the errors are measured to, in X's dtype.
+        floor: () the noise floor, ``floor_rel`` times the data scale sqrt(trace C), correctly
+            rounded to float64 (the comparison with the errors is exact).
     """
 
     rate: float
@@ -140,8 +117,17 @@ def linearized_rate(
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
-        The spectral radius, a Python float (inf only where it exceeds the largest float64,
-        at an exact tie with sigma2 near the smallest normal float64 relative to the data).
+        The spectral radius, a Python float: rho' / sigma2, with rho' the spectral radius of
+        sigma2 J (computed on the rescaled data in X's dtype, of the order of the squared data
+        spread) divided by sigma2 in float64 on the host. It is inf exactly where that quotient
+        exceeds the largest float64 (about 1.8e308): inf is then the correctly rounded rate,
+        since J grows as 1 / sigma2 at a row that is not one-hot and the true rate is past every
+        float64. That needs float64 data, a row whose gap Delta_n is below about 1416 sigma2
+        (its responsibilities not one-hot) and sigma2 below about rho' / 1.8e308, e.g. X =
+        [[-10], [0], [10]], means [[-10], [10]] (the middle row exactly tied, rate
+        200 / (9 sigma2)) at sigma2 = 2.2e-308. Float32 data never reach it (there rho' <=
+        3.4e38 and sigma2 >= 1.2e-38, so the quotient stays below 3e76); away from ties the
+        responsibilities are one-hot and the rate is 0 however small sigma2 is.
 
     Raises:
         ValueError: on invalid inputs, or a sigma2 > 0 that underflows relative to the data's
@@ -256,7 +242,10 @@ def convergence_rate(
         init_means: (K, D) the start.
         sigma2: shared variance >= 0.
         n_steps: number of iterations whose errors are measured.
-        fixed_point: optional known (K, D) fixed point (e.g. the collapsed point).
+        fixed_point: optional known (K, D) fixed point (e.g. the collapsed point), any point
+            X's dtype holds, at any distance from the data: it takes no part in the trajectory
+            (computed like :func:`gmmlimit.em`, rescaled by the data's and the start's scale),
+            only in the errors.
         fixed_point_iter: iterations used to locate mu* when it is not given.
         floor_rel: errors below ``floor_rel * sqrt(trace C)`` are rounding noise; default
             sqrt(machine epsilon) of X's dtype.
@@ -283,57 +272,113 @@ def convergence_rate(
             f"{tuple(params.means.shape)}."
         )
     eps = float(jnp.finfo(X.dtype).eps)
-    floor_rel = float(np.sqrt(eps)) if floor_rel is None else real_scalar(floor_rel, "floor_rel")
-    # computed on X / 2^e (prepare): errors, the fixed point and the scale map back by 2^e
-    errors, mu_star, data_scale = _trajectory_errors(
+    floor_rel = float(np.sqrt(eps)) if floor_rel is None else check_scalar(floor_rel, "floor_rel")
+    # The trajectory runs on X / 2^e (prepare: e from the data and the start, the inputs of EM).
+    # A given fixed point takes no part in it: it may lie at any scale of X's dtype (far from
+    # the data), so the errors are measured on the host, in the data's units (below).
+    path, located, data_scale = _trajectory(
         Xs,
         w,
         params,
-        jnp.ldexp(known, -scale.data) if known is not None else params.means,
         jnp.asarray(known is not None),
         n_steps=n_steps,
         fixed_point_iter=fixed_point_iter,
         block_size=block_size,
     )
-    errors = np.ldexp(np.asarray(errors, dtype=np.float64), scale.data)
-    floor = floor_rel * float(np.ldexp(float(data_scale), scale.data))
-    rate, ratios = rate_from_errors(errors, floor)
-    fixed = jnp.ldexp(mu_star, scale.data) if scale.data else mu_star
+    path = np.ldexp(np.asarray(path, dtype=np.float64), scale.data)
+    if known is not None:
+        fixed = known
+    else:
+        fixed = jnp.ldexp(located, scale.data) if scale.data else located
+    fixed_host = np.asarray(fixed, dtype=np.float64)
+    # the floor, floor_rel sqrt(trace C), exactly (the scale was computed on X / 2^e), and as
+    # reported: correctly rounded (inf only past the largest float64)
+    bar = Fraction(floor_rel) * _exact(float(data_scale), scale.data)
+    try:
+        floor = float(bar)
+    except OverflowError:
+        floor = math.inf
+    mantissas, exponents = _error_norms(path, fixed_host)
+    rate, ratios, errors = _rate_from_norms(mantissas, exponents, bar)
     return RateResult(rate, ratios, errors, np.asarray(fixed), floor)
 
 
-def rate_from_errors(errors: np.ndarray, floor: float) -> tuple[float, np.ndarray]:
-    """The linear rate from a sequence of errors e_t (see :class:`RateResult`).
+def _error_norms(path: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """e_t = ||path_t - fixed|| as m_t 2^x_t, exact wherever float64 holds the terms.
+
+    The differences are formed at 2^-E, E the binary exponent of the largest magnitude of
+    ``path`` and ``fixed`` (every scaled entry below 1, so no difference overflows, even for
+    float64 data near the largest number with a fixed point of the other sign), and each row's
+    norm at its own power of two 2^-F_t (its largest entry in [0.5, 1): no square overflows or
+    vanishes), as a hypot does.
 
     Args:
-        errors: (T + 1,) errors to the fixed point.
-        floor: errors at or below it are noise.
+        path: (T + 1, K, D) float64 iterates in the data's units.
+        fixed: (K, D) float64 fixed point in the data's units.
 
     Returns:
-        ``(rate, ratios)`` with ratios (T,) = e_{t+1} / e_t, NaN where e_t <= floor.
+        ``(m, x)``: (T + 1,) float64 m_t in [0.5, sqrt(K D)) (0 where e_t = 0) and int64 x_t,
+        with e_t = m_t 2^x_t.
     """
-    errors = np.asarray(errors, dtype=np.float64)
-    above = errors[:-1] > floor
-    ratios = np.full(errors.size - 1, np.nan)
-    ratios[above] = errors[1:][above] / errors[:-1][above]
+    largest = max(float(np.max(np.abs(path))), float(np.max(np.abs(fixed))))
+    common = math.frexp(largest)[1] if largest > 0 else 0
+    diff = np.ldexp(path, -common) - np.ldexp(fixed, -common)[None]
+    diff = diff.reshape(diff.shape[0], -1)
+    row_max = np.max(np.abs(diff), axis=1)
+    own = np.where(row_max > 0, np.frexp(row_max)[1], 0).astype(np.int64)
+    scaled = np.ldexp(diff, -own[:, None])
+    return np.sqrt(np.sum(scaled * scaled, axis=1)), own + common
+
+
+def _rate_from_norms(
+    mantissas: np.ndarray, exponents: np.ndarray, floor: Fraction
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """The linear rate, the ratios and the errors from e_t = m_t 2^x_t (see :class:`RateResult`).
+
+    A ratio e_{t+1} / e_t is formed from the mantissas and the exponents, so it is finite
+    wherever the true ratio is, even where an error itself is past the largest float64 (inf in
+    ``errors``); the comparison e_t > floor is exact (rational arithmetic).
+
+    Args:
+        mantissas: (T + 1,) m_t.
+        exponents: (T + 1,) x_t.
+        floor: the noise floor, exactly.
+
+    Returns:
+        ``(rate, ratios, errors)``: the rate, (T,) ratios (NaN where e_t <= floor) and (T + 1,)
+        float64 errors.
+    """
+    with np.errstate(over="ignore"):
+        errors = np.ldexp(mantissas, exponents)
+    pairs = zip(mantissas[:-1], exponents[:-1], strict=True)
+    above = np.array([m > 0 and _exact(m, int(x)) > floor for m, x in pairs], dtype=bool)
+    ratios = np.full(mantissas.size - 1, np.nan)
+    quotient = mantissas[1:][above] / mantissas[:-1][above]
+    ratios[above] = np.ldexp(quotient, exponents[1:][above] - exponents[:-1][above])
     valid = ratios[above]
     if valid.size == 0:
-        return 0.0, ratios
-    return float(np.median(valid[valid.size // 2 :])), ratios
+        return 0.0, ratios, errors
+    return float(np.median(valid[valid.size // 2 :])), ratios, errors
+
+
+def _exact(mantissa: float, exponent: int) -> Fraction:
+    """The exact rational number m 2^x (``mantissa`` m, ``exponent`` x)."""
+    value = Fraction(mantissa)
+    return value * 2**exponent if exponent >= 0 else value / 2 ** (-exponent)
 
 
 @partial(jax.jit, static_argnames=("n_steps", "fixed_point_iter", "block_size"))
-def _trajectory_errors(
+def _trajectory(
     X: jax.Array,
     w: jax.Array,
     params: IsotropicParams,
-    fixed: jax.Array,
     have_fixed: jax.Array,
     *,
     n_steps: int,
     fixed_point_iter: int,
     block_size: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The (n_steps + 1, K, D) iterates, the located fixed point and the data scale."""
     blocks = make_blocks(X, w, block_size)
 
     def step(means: jax.Array, _: None) -> tuple[jax.Array, jax.Array]:
@@ -355,10 +400,10 @@ def _trajectory_errors(
             block_size=block_size,
         ).means
 
-    # one program whether or not the fixed point is given (a traced flag, not a static one)
-    fixed = lax.cond(have_fixed, lambda: fixed, lambda: locate(last))
-    errors = jnp.sqrt(jnp.sum((path - fixed) ** 2, axis=(1, 2)))
+    # one program whether or not the fixed point is given (a traced flag, not a static one);
+    # a given one is not located (the last iterate stands in)
+    fixed = lax.cond(have_fixed, lambda: last, lambda: locate(last))
     total = jnp.sum(w)
     centred = X - jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / total
     scale = jnp.sqrt(jnp.sum(w[:, None] * centred * centred) / total)
-    return errors, fixed, scale
+    return path, fixed, scale

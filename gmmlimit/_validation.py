@@ -27,6 +27,7 @@ __all__ = [
     "check_k",
     "check_key",
     "check_means",
+    "check_scalar",
     "check_sigma2",
     "check_weights",
     "dtype_scope",
@@ -430,16 +431,82 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
 
 
 def check_tol(tol: Any) -> float:
-    """Validate a convergence tolerance (a finite float >= 0)."""
+    """Validate a convergence tolerance (a finite real number >= 0; :func:`check_scalar`)."""
     if is_traced(tol):
         return tol
+    return check_scalar(tol, "tol")
+
+
+def check_scalar(
+    value: Any,
+    name: str,
+    *,
+    positive: bool = False,
+    dtype: Any = None,
+    owner: str = "the data's",
+    subnormal_ok: bool = False,
+) -> float:
+    """The one check of a scalar option: a finite real number, >= 0 (or > 0), as a Python float.
+
+    Every scalar option of the package (``tol``, ``floor_rel``, ``perturbation``, ``merge_tol``,
+    ``rel_gap``, a step size, a covariance floor, ...) is checked here, so the refusals read
+    alike and name the option. A real number is a Python or NumPy integer or float, or a 0-d
+    array of one; booleans, complex numbers, strings, None and arrays of several values are
+    refused, never cast. With ``dtype`` the value is also checked as that dtype holds it, after
+    the cast: one that overflows to inf is refused, and so is a positive one that lands below
+    the smallest normal number (the CPU flushes such values to zero), unless ``subnormal_ok``.
+
+    Args:
+        value: the option as given (concrete; callers pass traced values through themselves).
+        name: the option's name, used in every message.
+        positive: require > 0 (otherwise >= 0).
+        dtype: the floating dtype the value is computed in, or None for no such check.
+        owner: whose dtype ``dtype`` is, possessive, for the messages ("the data's",
+            "the means'").
+        subnormal_ok: accept a positive value below ``dtype``'s smallest normal number (the
+            caller rescales it before the cast).
+
+    Returns:
+        ``float(value)``, the value as given (the caller casts it).
+
+    Raises:
+        ValueError: naming ``name``: "must be a real number" for a value of the wrong kind,
+            "must be a finite number" for NaN, inf or one out of range, "overflows in <dtype>"
+            or "underflows in <dtype>" (both saying "not representable in <dtype>") for one
+            that the dtype cannot hold.
+    """
+    bound = "> 0" if positive else ">= 0"
     try:
-        value = float(tol)
+        host = np.asarray(value)
     except (TypeError, ValueError):
-        raise ValueError(f"tol must be a real number >= 0; got {tol!r}.") from None
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
-    return value
+        host = np.asarray(None)
+    if host.shape != () or not (
+        np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)
+    ):
+        raise ValueError(f"{name} must be a real number {bound}; got {value!r}.")
+    number = float(host)
+    if not (math.isfinite(number) and (number > 0 if positive else number >= 0)):
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
+    if dtype is None:
+        return number
+    target = np.dtype(dtype)
+    info = np.finfo(target)
+    with np.errstate(over="ignore", under="ignore"):
+        cast = float(np.asarray(number).astype(target))
+    where = f"{target}, {owner} dtype"
+    if math.isinf(cast):
+        raise ValueError(
+            f"{name}={value!r} overflows in {where}: it is not representable in {target} (the "
+            f"largest number is {info.max:.4g}) and would become inf."
+        )
+    if number > 0 and cast < float(info.tiny) and not subnormal_ok:
+        remedy = "a larger value" if positive else "0 or a larger value"
+        raise ValueError(
+            f"{name}={value!r} underflows in {where}: it is not representable in {target}, "
+            f"being below the smallest normal number {info.tiny:.4g}, which the CPU flushes to "
+            f"zero. Pass {remedy}."
+        )
+    return number
 
 
 SCALE_WINDOW = {jnp.dtype(jnp.float32): 32, jnp.dtype(jnp.float64): 256}

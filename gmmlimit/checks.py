@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import check_k, check_means, is_traced
+from ._validation import check_k, check_means, check_scalar, is_traced
 
 __all__ = [
     "check_array",
@@ -100,24 +100,16 @@ def check_beta(beta: Any, dtype: Any, name: str = "beta") -> jax.Array:
 def check_positive_scalar(value: Any, dtype: Any, name: str) -> jax.Array:
     """Validate a finite scalar > 0 (a covariance floor, a rate floor, ...), also after the cast.
 
+    The package's one scalar check (:func:`gmmlimit._validation.check_scalar`) with ``positive``
+    and ``dtype``; traced values pass through.
+
     Raises:
-        ValueError: if it is not a real scalar, not finite, <= 0, or below the smallest normal
-            number or inf in ``dtype``.
+        ValueError: naming ``name``, if it is not a real scalar, not finite, <= 0, or below the
+            smallest normal number ("underflows in <dtype>") or inf ("overflows in <dtype>")
+            in ``dtype``.
     """
     if not is_traced(value):
-        host = np.asarray(value)
-        if host.dtype == object or host.ndim != 0 or not np.issubdtype(host.dtype, np.number):
-            raise ValueError(f"{name} must be a real scalar > 0; got {value!r}.")
-        if np.iscomplexobj(host) or not np.isfinite(host) or host <= 0:
-            raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
-        cast = _cast(host, dtype)
-        if cast < np.finfo(dtype).tiny:  # 0, or a subnormal the CPU flushes to zero
-            raise ValueError(
-                f"{name}={value!r} underflows in {np.dtype(dtype)}: it is below the smallest "
-                f"normal number ({np.finfo(dtype).tiny:.4g}), which the CPU flushes to zero."
-            )
-        if not np.isfinite(cast):
-            raise ValueError(f"{name}={value!r} overflows in {np.dtype(dtype)}.")
+        check_scalar(value, name, positive=True, dtype=dtype)
     return jnp.asarray(value, dtype=dtype)
 
 

@@ -47,9 +47,10 @@ from ._diagnostics import (
     scaled_log_likelihood,
     update_gap,
 )
-from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate, real_scalar
+from ._rates import RateResult, collapsed_rate, convergence_rate, linearized_rate
 from ._validation import (
     as_data,
+    check_scalar,
     float64_scope,
     is_traced,
     scale_exponent,
@@ -121,7 +122,8 @@ def responsibility_gap(
 
     Args:
         X: (N, D) data.
-        params: (K, D) means of the isotropic model, or the parameters of ``variant``.
+        params: (K, D) means of the isotropic model, or the parameters of ``variant``; in both
+            spellings K may exceed N (evaluating given parameters needs no K <= N, a fit does).
         sigma2: the isotropic shared variance >= 0 (only with means).
         variant: a :class:`~gmmlimit.Variant` with ``temperature`` and ``log_odds_gap``.
 
@@ -213,13 +215,9 @@ def count_distinct(means: Any, tol: Any) -> jax.Array:
         means = as_data(means, name="means")
         if is_traced(means) or is_traced(tol):
             return _anneal.count_distinct(means, tol)
-        value = real_scalar(tol, "tol")
+        # a tol below the smallest normal number is compared rescaled, with the means
+        value = check_scalar(tol, "tol", dtype=means.dtype, owner="the means'", subnormal_ok=True)
         largest = float(np.finfo(np.dtype(means.dtype)).max)
-        if value > largest:
-            raise ValueError(
-                f"tol={tol!r} is not representable in the means' dtype {np.dtype(means.dtype)} "
-                f"(largest {largest:.4g})."
-            )
         exponent = scale_exponent(means)
         if exponent:
             means = jnp.ldexp(means, -exponent)

@@ -65,15 +65,44 @@ class LimitDiagnostics(NamedTuple):
 
 
 def _prepare(
-    variant: Any, X: Any, params: Params, weights: Any = None
+    variant: Any, X: Any, params: Params, weights: Any = None, *, for_fit: bool
 ) -> tuple[Variant, jax.Array, Params, jax.Array]:
+    """The checked variant, data, parameters (in X's dtype) and (N,) weights.
+
+    Args:
+        variant: the variant as given.
+        X: the data as given.
+        params: the parameters as given.
+        weights: None or (N,) sample weights.
+        for_fit: whether the parameters start fits (then K <= N, the variant's own check);
+            evaluating given parameters on fewer rows than components is well defined.
+    """
     variant = check_variant(variant, needs=("temperature", "log_odds_gap"))
     X = as_data(X)
     if variant.check_data is not None and not is_traced(X):
         variant.check_data(np.asarray(X))
     if variant.validate is not None:
-        params = variant.validate(X, params)
+        params = variant.validate(_rows_for(variant, X, params, for_fit=for_fit), params)
     return variant, X, params, weights_or_ones(weights, X.shape[0], X.dtype)
+
+
+def _rows_for(variant: Variant, X: jax.Array, params: Params, *, for_fit: bool) -> Any:
+    """What ``variant.validate`` checks the parameters against: X, or its shape with K rows.
+
+    A variant's ``validate`` reads only ``X.shape`` and ``X.dtype`` (the contract of
+    :class:`~gmmlimit.Variant`), and refuses K > N as a fit's check. To evaluate given
+    parameters (``for_fit=False``) on fewer rows than components, it is shown a
+    ``jax.ShapeDtypeStruct`` of K rows instead: every other check runs as on X.
+    """
+    if for_fit:
+        return X
+    try:
+        k = int(np.shape(variant.means(params))[-2])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return X  # malformed parameters: validate reports them against the data
+    if k <= X.shape[0]:
+        return X
+    return jax.ShapeDtypeStruct((k, X.shape[1]), X.dtype)
 
 
 @with_float64_scope
@@ -83,7 +112,9 @@ def diagnose(variant: Variant, X: Any, params: Params, *, weights: Any = None) -
     Args:
         variant: a variant with ``temperature`` and ``log_odds_gap``.
         X: (N, D) data.
-        params: its parameters (any temperature, the hard limit included).
+        params: its parameters (any temperature, the hard limit included). They may have more
+            components than X has rows (K > N): evaluating them is well defined, only a fit
+            needs K <= N.
         weights: optional (N,) sample weights (for the objectives and updates).
 
     Returns:
@@ -92,7 +123,7 @@ def diagnose(variant: Variant, X: Any, params: Params, *, weights: Any = None) -
     Raises:
         ValueError: on invalid data or parameters, or a variant without a temperature.
     """
-    variant, X, params, w = _prepare(variant, X, params, weights)
+    variant, X, params, w = _prepare(variant, X, params, weights, for_fit=False)
     return _diagnose_at_scale(variant, X, w, params, _exponent(variant, X, params))
 
 
@@ -189,20 +220,22 @@ def limit_sweep(
 
     Returns:
         A dict of (G,) NumPy arrays: ``temperature`` (also under the temperature's own name,
-        e.g. ``beta``); ``resp_gap`` max_nk |r - onehot|; ``bound`` max_n (K - 1) exp(-g_n);
-        ``bound_holds`` every entry within its row's bound (to 4 ulps); ``objective_gap`` the
-        objective minus -J at the starting parameters; ``update_gap`` max |locations after one
-        update at the temperature - after one hard update|; ``fit_means_gap`` max |locations of
-        the fit at the temperature - of the hard fit|; ``fit_label_agreement`` fraction of final
-        labels equal to the hard fit's; ``n_iter``. Also ``hard_objective`` (scalar), the hard
-        fit's final objective -J.
+        e.g. ``beta``), the grid cast to X's dtype, as the fits ran it; ``resp_gap`` max_nk
+        |r - onehot|; ``bound`` max_n (K - 1) exp(-g_n); ``bound_holds`` (bool) every entry
+        within its row's bound (to 4 ulps); ``objective_gap`` the objective minus -J at the
+        starting parameters; ``update_gap`` max |locations after one update at the temperature -
+        after one hard update|; ``fit_means_gap`` max |locations of the fit at the temperature -
+        of the hard fit|; ``fit_label_agreement`` fraction of final labels equal to the hard
+        fit's; ``n_iter`` (int). Also ``hard_objective`` (0-d), the hard fit's final objective
+        -J. Every float array is in X's dtype, like :func:`diagnose`'s and
+        :func:`gmmlimit.study.anneal_variant`'s results.
 
     Raises:
         ValueError: on invalid data or parameters; a grid that is not a non-empty 1-D array of
             real numbers (complex, boolean, strings); a grid value that is the hard limit,
             invalid for the variant, or not representable in X's dtype.
     """
-    variant, X, params, w = _prepare(variant, X, params, weights)
+    variant, X, params, w = _prepare(variant, X, params, weights, for_fit=True)
     temp = variant.temperature
     grid = real_values(temperatures, "temperatures")
     if grid.ndim != 1:
@@ -240,7 +273,8 @@ def limit_sweep(
     hard_fit = fit(hard)
     hard_labels = np.asarray(hard_fit.labels)
     hard_means = np.asarray(hard_fit.means)
-    eps = np.finfo(np.dtype(X.dtype)).eps
+    dtype = np.dtype(X.dtype)
+    eps = np.finfo(dtype).eps
     rows = []
     for p in points:
         diag = jax.tree.map(np.asarray, _diagnose_at_scale(variant, X, w, p, exponent))
@@ -250,8 +284,8 @@ def limit_sweep(
                 diag.resp_gap.max(),
                 diag.bound.max(),
                 bool(np.all(diag.resp_gap <= diag.bound[:, None] + 4 * eps)),
-                float(diag.objective - diag.hard_objective),
-                float(diag.update_gap),
+                diag.objective - diag.hard_objective,  # in X's dtype, as both objectives
+                diag.update_gap,
                 np.abs(np.asarray(fit_at.means) - hard_means).max(),
                 np.mean(np.asarray(fit_at.labels) == hard_labels),
                 int(fit_at.n_iter),
@@ -262,7 +296,13 @@ def limit_sweep(
     result = {
         name: np.array(column) for name, column in zip(names, zip(*rows, strict=True), strict=True)
     }
-    result["temperature"] = grid
-    result[temp.name] = grid
+    # every float in X's dtype, as the fits and diagnostics it reports (the agreement, a
+    # fraction of labels, rounded to it once; the temperatures as the fits ran them)
+    for name in ("resp_gap", "bound", "objective_gap", "update_gap", "fit_means_gap"):
+        result[name] = result[name].astype(dtype, copy=False)
+    result["fit_label_agreement"] = result["fit_label_agreement"].astype(dtype)
+    temperatures = grid.astype(dtype)
+    result["temperature"] = temperatures
+    result[temp.name] = temperatures
     result["hard_objective"] = np.asarray(hard_fit.objective)
     return result
