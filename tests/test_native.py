@@ -724,9 +724,65 @@ def _fit_iso(X, m0, sigma2):
     return fit_compiled(isotropic, X, w, params, 0.0, max_iter=25, block_size=1000)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_sigma2_past_the_soft_kernel_is_the_fit_of_the_problem_scaled_exactly(dtype):
+    # 1 / (2 sigma2) below the smallest normal number: the kernel runs on rows and means / 4 and
+    # sigma2 / 16, and maps the sums back x 4 and the distances x 16. So the fit is, bit for bit,
+    # 4 x the fit of that scaled problem (whose sigma2 the kernel takes as it is), and the same
+    # EM computed in extended precision up to rounding. Rows near the square root of sigma2, so
+    # the responsibilities are not uniform; 700 rows in blocks of 256 (the last one not full).
+    info = np.finfo(dtype)
+    huge = dtype(info.max) * dtype(0.75)
+    half = (info.maxexp - 16) // 2
+    rng = np.random.default_rng(31)
+    centres = np.repeat([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]], [300, 250, 150], axis=0)
+    X = np.ldexp(rng.normal(size=(700, 2)) * 0.6 + centres, half).astype(dtype)
+    w = rng.uniform(0.5, 2.0, 700).astype(dtype)
+    m0, iters = X[::250], 8
+
+    def fit(scale, sigma2):
+        params = IsotropicParams(jnp.asarray(m0 * scale), jnp.asarray(sigma2, dtype))
+        return fit_compiled(
+            isotropic, jnp.asarray(X * scale), jnp.asarray(w), params, 0.0, max_iter=iters,
+            block_size=256,
+        )  # fmt: skip
+
+    far, scaled = fit(1.0, huge), fit(0.25, huge / 16)
+    assert 0.5 / float(huge) < float(info.tiny) <= 0.5 / float(huge / 16)
+    np.testing.assert_array_equal(np.asarray(far.means), 4 * np.asarray(scaled.means))
+    np.testing.assert_array_equal(np.asarray(far.labels), np.asarray(scaled.labels))
+    assert int(far.n_iter) == int(scaled.n_iter) > 2
+    assert float(far.distortion) == 16 * float(scaled.distortion) < float(info.max)
+    assert np.all(np.isfinite(np.asarray(far.history)))
+    # One pass of the engine: every output of the scaled problem, mapped back.
+    from gmmlimit.variants._isotropic_engines import kernel_pass
+
+    blocks = jnp.asarray(np.concatenate([X, X[:68]]).reshape(3, 256, 2))
+    w_blocks = jnp.asarray(np.concatenate([w, np.zeros(68, dtype)]).reshape(3, 256))
+    one = jax.jit(kernel_pass)(jnp.asarray(m0), jnp.asarray(huge), blocks, w_blocks)
+    unit = jax.jit(kernel_pass)(jnp.asarray(m0 / 4), jnp.asarray(huge / 16), blocks / 4, w_blocks)
+    maps = {"counts": 1, "sums": 4, "total_weight": 1, "log_lik_core": 1, "distortion": 16}
+    for name, factor in maps.items():
+        got, want = getattr(one[0], name), getattr(unit[0], name)
+        np.testing.assert_array_equal(np.asarray(got), factor * np.asarray(want), err_msg=name)
+    np.testing.assert_array_equal(np.asarray(one[1]), np.asarray(unit[1]))
+    np.testing.assert_array_equal(np.asarray(one[2]), 16 * np.asarray(unit[2]))
+    # The same iterations in extended precision (x86's long double: a wider exponent range).
+    Xl, wl, means = X.astype(np.longdouble), w.astype(np.longdouble), m0.astype(np.longdouble)
+    for _ in range(int(far.n_iter)):
+        exponent = -((Xl[:, None, :] - means[None]) ** 2).sum(-1) / (2 * np.longdouble(huge))
+        r = np.exp(exponent - exponent.max(1, keepdims=True))
+        r *= (wl / r.sum(1))[:, None]
+        means = (r.T @ Xl) / r.sum(0)[:, None]
+    rtol = 1e-4 if dtype == np.float32 else 1e-12
+    got = np.asarray(far.means, np.float64)
+    np.testing.assert_allclose(got, means.astype(np.float64), rtol=rtol)
+
+
 def test_vmapped_sigma2_sweep_equals_its_own_fits():
     # All lanes soft: the batching rule runs the soft kernel on every lane in one pass; each lane
-    # must be its own fit, bit for bit. A sweep with a 0 lane (mixed) takes the wide JAX path.
+    # must be its own fit, bit for bit. A sweep with a 0 lane (mixed) or a sigma2 past the soft
+    # kernel runs the kernels lane by lane: bit for bit as well.
     rng = np.random.default_rng(14)
     X = jnp.asarray(rng.normal(size=(3000, 4)))
     m0 = X[:6]
@@ -736,21 +792,22 @@ def test_vmapped_sigma2_sweep_equals_its_own_fits():
         one = _fit_iso(X, m0, sigma2[i])
         np.testing.assert_array_equal(np.asarray(sweep.means[i]), np.asarray(one.means))
         np.testing.assert_array_equal(np.asarray(sweep.history[i]), np.asarray(one.history))
-    mixed = jnp.asarray([0.0, 0.5])
-    sweep = jax.vmap(lambda s2: _fit_iso(X, m0, s2))(mixed)
-    for i in range(2):
-        one = _fit_iso(X, m0, mixed[i])
-        np.testing.assert_allclose(np.asarray(sweep.means[i]), np.asarray(one.means), rtol=1e-10)
+    for lanes in ([0.0, 0.5], [0.5, float(np.finfo(np.float64).max) / 2]):
+        sweep = jax.vmap(lambda s2: _fit_iso(X, m0, s2))(jnp.asarray(lanes))
+        for i in range(2):
+            one = _fit_iso(X, m0, lanes[i])
+            np.testing.assert_array_equal(np.asarray(sweep.means[i]), np.asarray(one.means))
+            np.testing.assert_array_equal(np.asarray(sweep.history[i]), np.asarray(one.history))
 
 
 @pytest.mark.parametrize(
     "sigma2s", [(0.0, 0.0, 0.0), (0.1, 0.5, 2.0), (0.0, 0.5, 2.0)], ids=["hard", "soft", "mixed"]
 )
 def test_batched_fits_keep_their_own_rows_with_a_last_block_not_full_and_d_1(sigma2s):
-    # A batch of fits over shared data takes the wide pass: the hard kernel lane by lane, the soft
-    # kernel on all lanes, or the JAX scan (mixed lanes), whose outputs come back as one row per
-    # lane. 3001 rows in blocks of 512 (the last one not full), D = 1: every lane's labels and
-    # iteration count are its own fit's, and its means too (bit for bit on the kernels' paths).
+    # A batch of fits over shared data takes the wide pass: the soft kernel on all lanes, or the
+    # kernels lane by lane (hard or mixed lanes), whose outputs come back as one row per lane.
+    # 3001 rows in blocks of 512 (the last one not full), D = 1: every lane's labels, iteration
+    # count and means are its own fit's, bit for bit.
     X = jnp.asarray(np.random.default_rng(21).normal(size=(3001, 1)).astype(np.float32))
     w = jnp.ones((3001,), X.dtype)
     m0 = X[:4]
@@ -763,10 +820,7 @@ def test_batched_fits_keep_their_own_rows_with_a_last_block_not_full_and_d_1(sig
         )
         np.testing.assert_array_equal(np.asarray(batch.labels[i]), np.asarray(one.labels))
         assert int(batch.n_iter[i]) == int(one.n_iter)
-        if sigma2s[0] == 0.0 and sigma2s[1] > 0.0:  # the JAX scan: up to rounding
-            np.testing.assert_allclose(np.asarray(batch.means[i]), np.asarray(one.means), rtol=1e-5)
-        else:
-            np.testing.assert_array_equal(np.asarray(batch.means[i]), np.asarray(one.means))
+        np.testing.assert_array_equal(np.asarray(batch.means[i]), np.asarray(one.means))
 
 
 def _run(code, **env):

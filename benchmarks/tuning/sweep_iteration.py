@@ -5,7 +5,9 @@ right after 0.15 s of 1-iteration runs of the same fit (``grid.warm``: this VM r
 pause, ``clock_ramp.py``). Used to compare two versions of the code by running it on each in turn;
 ``sweep_lane.py`` adds the kernel's share.
 
-Usage: ``PYTHONPATH=$PWD python benchmarks/tuning/sweep_iteration.py N,D,K float32|float64``.
+Usage: ``PYTHONPATH=$PWD python benchmarks/tuning/sweep_iteration.py N,D,K float32|float64
+[soft|mixed|far]``: the lanes all soft (the default), the first one 0 (K-means beside EM), or the
+last one past the soft kernel (half the dtype's largest number).
 """
 
 import sys
@@ -24,8 +26,22 @@ from grid import warm
 LANES = 8
 
 
-def sweep_problem(n: int, d: int, k: int, dtype: str) -> SimpleNamespace:
-    """Gaussian noise (n, d), the first k rows as means, 8 sigma2 from 1e-3 to 4 and sigma2 = 1.
+def sweep_sigma2s(lanes: str, dtype: str) -> np.ndarray:
+    """8 sigma2 from 1e-3 to 4 (``"soft"``); the first replaced by 0 (``"mixed"``), or the last by
+    half the dtype's largest number (``"far"``)."""
+    sigma2s = np.geomspace(1e-3, 4.0, LANES).astype(dtype)
+    if lanes == "mixed":
+        sigma2s[0] = 0.0
+    elif lanes == "far":
+        sigma2s[-1] = np.finfo(dtype).max / 2
+    elif lanes != "soft":
+        raise ValueError(f"lanes must be soft, mixed or far; got {lanes!r}")
+    return sigma2s
+
+
+def sweep_problem(n: int, d: int, k: int, dtype: str, lanes: str = "soft") -> SimpleNamespace:
+    """Gaussian noise (n, d), the first k rows as means, 8 sigma2 (:func:`sweep_sigma2s`) and
+    sigma2 = 1.
 
     Sets JAX's x64 flag for float64 (before any array is made).
     """
@@ -34,7 +50,7 @@ def sweep_problem(n: int, d: int, k: int, dtype: str) -> SimpleNamespace:
 
     X = jnp.asarray(np.random.default_rng(0).standard_normal((n, d)).astype(dtype))
     m0 = X[:k]
-    sigma2s = jnp.asarray(np.geomspace(1e-3, 4.0, LANES).astype(dtype))
+    sigma2s = jnp.asarray(sweep_sigma2s(lanes, dtype))
     return SimpleNamespace(
         X=X,
         w=jnp.ones((n,), X.dtype),
@@ -93,9 +109,10 @@ def sweep_and_fit_seconds(p: SimpleNamespace) -> tuple[float, float]:
 def main() -> None:
     n, d, k = map(int, sys.argv[1].split(","))
     dtype = sys.argv[2] if len(sys.argv) > 2 else "float32"
-    sweep, fit = sweep_and_fit_seconds(sweep_problem(n, d, k, dtype))
+    lanes = sys.argv[3] if len(sys.argv) > 3 else "soft"
+    sweep, fit = sweep_and_fit_seconds(sweep_problem(n, d, k, dtype, lanes))
     print(
-        f"({n}, {d}, {k}) {dtype}: sweep {1e3 * sweep:.2f} ms per iteration "
+        f"({n}, {d}, {k}) {dtype} {lanes}: sweep {1e3 * sweep:.2f} ms per iteration "
         f"({1e3 * sweep / LANES:.3f} per lane), one fit {1e3 * fit:.3f} ms per iteration, "
         f"lane / fit {sweep / LANES / fit:.2f}"
     )

@@ -365,9 +365,50 @@ def _kernel_sigma2_ok(sigma2: jax.Array) -> jax.Array:
 
     The kernel multiplies gaps by that reciprocal; above 1 / (2 tiny) (4.3e37 in float32, 2.2e307
     in float64) it would flush to 0 and turn the padded components' infinite gaps into NaN. Such
-    variances go to the JAX engine, whose division gives the right 0.
+    variances run on the problem scaled by exact powers of two (:func:`native_soft_far`).
     """
     return sigma2 <= 0.5 / jnp.finfo(sigma2.dtype).tiny
+
+
+FAR_SIGMA2_SHIFT = 2
+"""A soft sigma2 past :func:`_kernel_sigma2_ok` is computed on the problem scaled by
+2^-FAR_SIGMA2_SHIFT: sigma2 / 16 <= max / 16 < 0.5 / tiny in float32 and float64."""
+
+
+def native_soft_far(
+    means: jax.Array,
+    sigma2: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+    total_weight: jax.Array,
+) -> Out:
+    """:func:`native_soft` for one soft sigma2 past :func:`_kernel_sigma2_ok`, by the soft kernel.
+
+    The kernel runs on the problem scaled by exact powers of two: rows and means / 4, sigma2 / 16.
+    Every exponent -gap / (2 sigma2) is then the one of the problem as given (the scaled sigma2's
+    1 / (2 sigma2) is a normal number), so are the labels, the responsibilities and the
+    log-likelihood core; the sums map back x 4 and the distances x 16, exactly. Only a row value
+    below 4 x tiny loses low bits in the scaling, a change far below the rounding of sums that
+    hold rows of the data's largest magnitude (at least 2^-32 of float32, in the scale window).
+
+    Args:
+        means: (K, D) means.
+        sigma2: () variance with 1 / (2 sigma2) below the dtype's smallest normal number.
+        x_blocks: (n, B, D) rows, or the blocks' (M, D) first rows (:func:`_native.kernel_rows`).
+        w_blocks: (n, B) weights.
+        total_weight: () their :func:`_block_total`.
+
+    Returns:
+        The summed :class:`Totals`, (n, B) labels and (n, B) distances.
+    """
+    down = 2.0**-FAR_SIGMA2_SHIFT  # a power of two: products by it and its inverse are exact
+    out = native_soft(
+        (means * down)[None], (sigma2 * down**2)[None], x_blocks * down, w_blocks, total_weight
+    )
+    totals, labels, nearest = _first(out)
+    up = 1.0 / down
+    totals = totals._replace(sums=totals.sums * up, distortion=totals.distortion * up**2)
+    return totals, labels, nearest * up**2
 
 
 def _native_pass(
@@ -381,7 +422,7 @@ def _native_pass(
         (
             lambda: native_hard(means, x_blocks, w_blocks, total),
             lambda: _first(native_soft(means[None], sigma2[None], x_blocks, w_blocks, total)),
-            lambda: jax_pass(means, sigma2, x_blocks, w_blocks),
+            lambda: native_soft_far(means, sigma2, x_blocks, w_blocks, total),
         ),
     )
 
@@ -485,12 +526,13 @@ def _wide_pass(
 ) -> Out:
     """A pass for S parameter sets over shared blocks.
 
-    On the CPU with the kernels, all lanes hard (vmapped K-means restarts): the hard kernel, one
-    lane after another; all lanes soft (a sigma2 sweep, EM restarts): one call of the soft kernel,
-    which runs every lane in one pass over the rows (lanes whose means and sums pass 1 MB in a
-    pass each, inside the call). Either way each lane gets, bit for bit, the result of its own
-    fit. Mixed lanes, and other platforms: the scan of :data:`fused_block`, whose batching rule
-    stacks the lanes into the wide products of :func:`jax_wide`.
+    On the CPU with the kernels, all lanes soft (a sigma2 sweep, EM restarts): one call of the
+    soft kernel, which runs every lane in one pass over the rows (lanes whose means and sums pass
+    1 MB in a pass each, inside the call); otherwise (vmapped K-means restarts, a sweep with hard
+    lanes or a sigma2 past the soft kernel): the kernels one lane after another
+    (:func:`_native_pass`). Either way each lane gets, bit for bit, the result of its own fit.
+    Other platforms: the scan of :data:`fused_block`, whose batching rule stacks the lanes into
+    the wide products of :func:`jax_wide`.
     """
 
     def wide() -> Out:
@@ -503,30 +545,27 @@ def _wide_pass(
         return wide()
 
     def cpu(means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array) -> Out:
-        soft = is_soft(sigma2)
-        kernel_soft = jnp.all(soft & _kernel_sigma2_ok(sigma2))
-        mode = jnp.where(jnp.all(~soft), 0, jnp.where(kernel_soft, 1, 2))
+        kernel_soft = jnp.all(is_soft(sigma2) & _kernel_sigma2_ok(sigma2))
         rows = (means.shape[0], -1)
         total = _block_total(w_blocks)
 
+        def lane_by_lane() -> Out:
+            return lax.map(lambda ms: _native_pass(*ms, x_blocks, w_blocks), (means, sigma2))
+
         def flat(branch: Callable[[], Out]) -> Callable[[], Out]:
-            # Each lane's labels and distances as one row of the (S, n B) output: the kernels
-            # write them so, while the scan of `wide` stacks its blocks first; with the (S, n, B)
-            # outputs of the branches merged, XLA chose the scan's block-major layout and
-            # transposed the kernels' (S, n, B) into it on every pass.
+            # Each lane's labels and distances as one row of the (S, n B) output, as the kernels
+            # write them (with (S, n, B) outputs merged with a scan's, XLA once chose the scan's
+            # block-major layout and transposed the kernels' outputs into it on every pass).
             def run() -> Out:
                 totals, labels, nearest = branch()
                 return totals, labels.reshape(rows), nearest.reshape(rows)
 
             return run
 
-        totals, labels, nearest = lax.switch(
-            mode,
-            (
-                flat(lambda: lax.map(lambda m: native_hard(m, x_blocks, w_blocks, total), means)),
-                flat(lambda: native_soft(means, sigma2, x_blocks, w_blocks, total)),
-                flat(wide),
-            ),
+        totals, labels, nearest = lax.cond(
+            kernel_soft,
+            flat(lambda: native_soft(means, sigma2, x_blocks, w_blocks, total)),
+            flat(lane_by_lane),
         )
         shape = (means.shape[0], *w_blocks.shape)
         return totals, labels.reshape(shape), nearest.reshape(shape)
@@ -662,7 +701,7 @@ def _bounded_mode(sigma2: jax.Array, bounds: Bounds) -> jax.Array:
     """The kernel's mode for this pass (``_native.BOUNDED_MODES``).
 
     Bounded, or plain as the schedule says (keeping the bounds), hard or soft by ``is_soft``;
-    nothing for a sigma2 past the soft kernel (the JAX pass runs instead).
+    nothing for a sigma2 past the soft kernel (:func:`native_soft_far` runs instead).
     """
     modes = _native.BOUNDED_MODES
     soft = is_soft(sigma2)
@@ -684,9 +723,9 @@ def _native_bounded(
     A bounded pass gives :func:`native_hard`'s values, or :func:`native_soft`'s for one set
     (rows with exactly one-hot responsibilities unscored), and new bounds; a scheduled plain pass
     gives them bit for bit and keeps the bounds; for a sigma2 past the soft kernel,
-    :func:`jax_pass` runs and the bounds are kept. The bounds go through the kernel every time,
-    aliased in and out, and no conditional returns them: inside the fit's loop XLA then updates
-    them in place instead of copying them out of a conditional and into the loop's carry on
+    :func:`native_soft_far` runs and the bounds are kept. The bounds go through the kernel every
+    time, aliased in and out, and no conditional returns them: inside the fit's loop XLA then
+    updates them in place instead of copying them out of a conditional and into the loop's carry on
     every iteration.
     """
     modes = _native.BOUNDED_MODES
@@ -699,7 +738,7 @@ def _native_bounded(
     totals = Totals(counts, sums, _block_total(w_blocks), log_lik, distortion)
     out = lax.cond(
         mode == modes["nothing"],
-        lambda: jax_pass(means, sigma2, x_blocks, w_blocks),
+        lambda: native_soft_far(means, sigma2, x_blocks, w_blocks, totals.total_weight),
         lambda: (totals, labels, nearest),
     )
     bounded = mode <= modes["soft"]
@@ -759,7 +798,7 @@ responsibilities are provably exactly one-hot are not scored (the same labels an
 responsibilities, statistics summed in another order). Whether a pass uses the bounds or is a
 plain pass that keeps them (the same bits as :data:`fused_pass`) is the schedule ``bounds``
 carries (:func:`next_schedule`); for a sigma2 too large for the soft kernel it is
-:func:`jax_pass`, the bounds kept. On other platforms it is :data:`fused_pass` and returns
+:func:`native_soft_far`, the bounds kept. On other platforms it is :data:`fused_pass` and returns
 :func:`no_bounds`. Under ``vmap`` over parameters (restarts, a sigma2 sweep) the lanes run one
 after another when all are hard, else :data:`fused_pass`'s wide rule runs them together."""
 
