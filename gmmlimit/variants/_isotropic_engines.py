@@ -412,11 +412,19 @@ def native_soft_far(
 
 
 def _native_pass(
-    means: jax.Array, sigma2: jax.Array, x_blocks: jax.Array, w_blocks: jax.Array
+    means: jax.Array,
+    sigma2: jax.Array,
+    x_blocks: jax.Array,
+    w_blocks: jax.Array,
+    total_weight: jax.Array | None = None,
 ) -> Out:
-    """One parameter set over all blocks by the kernels: soft or hard by ``is_soft(sigma2)``."""
+    """One parameter set over all blocks by the kernels: soft or hard by ``is_soft(sigma2)``.
+
+    ``total_weight``: the blocks' :func:`_block_total`, where the caller has it (computed here
+    otherwise).
+    """
     mode = jnp.where(is_soft(sigma2), jnp.where(_kernel_sigma2_ok(sigma2), 1, 2), 0)
-    total = _block_total(w_blocks)
+    total = _block_total(w_blocks) if total_weight is None else total_weight
     return lax.switch(
         mode,
         (
@@ -550,7 +558,7 @@ def _wide_pass(
         total = _block_total(w_blocks)
 
         def lane_by_lane() -> Out:
-            return lax.map(lambda ms: _native_pass(*ms, x_blocks, w_blocks), (means, sigma2))
+            return lax.map(lambda ms: _native_pass(*ms, x_blocks, w_blocks, total), (means, sigma2))
 
         def flat(branch: Callable[[], Out]) -> Callable[[], Out]:
             # Each lane's labels and distances as one row of the (S, n B) output, as the kernels
