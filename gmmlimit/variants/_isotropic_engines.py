@@ -808,7 +808,8 @@ plain pass that keeps them (the same bits as :data:`fused_pass`) is the schedule
 carries (:func:`next_schedule`); for a sigma2 too large for the soft kernel it is
 :func:`native_soft_far`, the bounds kept. On other platforms it is :data:`fused_pass` and returns
 :func:`no_bounds`. Under ``vmap`` over parameters (restarts, a sigma2 sweep) the lanes run one
-after another when all are hard, else :data:`fused_pass`'s wide rule runs them together."""
+after another when all are hard, else :data:`fused_pass`'s wide rule runs them (:func:`_wide_pass`:
+all soft lanes in one kernel call, any other batch lane by lane)."""
 
 
 @bounded_pass.def_vmap
