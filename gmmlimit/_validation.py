@@ -292,23 +292,43 @@ def check_weights(
     """
     if weights is None:
         return None
-    if not is_traced(weights) and not isinstance(weights, jax.Array):
-        weights = _real_array(weights, "weights")
+    if is_traced(weights):
+        _check_weights_shape(weights, n_samples)
+    else:
+        if not isinstance(weights, jax.Array):
+            weights = _real_array(weights, "weights")
+        host = _host_weights(weights, n_samples)
+        if check_scale:
+            _check_weights_scale(host, np.dtype(dtype))
+    return jnp.asarray(weights, dtype=dtype)
+
+
+def _check_weights_shape(weights: Any, n_samples: int) -> None:
+    """Refuse weights whose shape is not (N,)."""
     if weights.shape != (n_samples,):
         raise ValueError(
             f"weights must have shape (N,) = ({n_samples},); got {tuple(weights.shape)}."
         )
-    if not is_traced(weights):
-        host = _real_array(weights, "weights").astype(np.float64)
-        if not np.all(np.isfinite(host)):
-            raise ValueError("weights contain NaN or inf values.")
-        if np.any(host < 0):
-            raise ValueError(f"weights must be non-negative; found {int(np.sum(host < 0))} < 0.")
-        if not np.any(host > 0):
-            raise ValueError("weights are all zero; at least one sample needs positive weight.")
-        if check_scale:
-            _check_weights_scale(host, np.dtype(dtype))
-    return jnp.asarray(weights, dtype=dtype)
+
+
+def _host_weights(weights: Any, n_samples: int) -> np.ndarray:
+    """Concrete weights checked on the host (shape, finite, >= 0, one > 0), as float64 NumPy.
+
+    The checks of :func:`check_weights` that need no dtype; nothing goes to a device (under
+    JAX's x64 flag off, a float64 device array would be truncated to float32).
+
+    Raises:
+        ValueError: as :func:`check_weights`, the window of the largest weight aside.
+    """
+    _check_weights_shape(weights, n_samples)
+    host = _real_array(weights, "weights").astype(np.float64)
+    if not np.all(np.isfinite(host)):
+        raise ValueError("weights contain NaN or inf values.")
+    if np.any(host < 0):
+        raise ValueError(f"weights must be non-negative; found {int(np.sum(host < 0))} < 0.")
+    if not np.any(host > 0):
+        raise ValueError("weights are all zero; at least one sample needs positive weight.")
+    return host
 
 
 def _check_weights_scale(host: np.ndarray, dtype: np.dtype) -> None:
@@ -638,8 +658,7 @@ def relative_weights(weights: Any, n_samples: int, dtype: Any) -> tuple[jax.Arra
     """
     if weights is None or is_traced(weights):
         return weights_or_ones(weights, n_samples, dtype), 0
-    check_weights(weights, n_samples, np.float64, check_scale=False)
-    host = _real_array(weights, "weights").astype(np.float64)
+    host = _host_weights(weights, n_samples)
     exponent = window_exponent(float(np.max(host)), dtype)
     return jnp.asarray(np.ldexp(host, -exponent), dtype=dtype), exponent
 

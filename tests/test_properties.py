@@ -308,6 +308,16 @@ X64_OFF = textwrap.dedent(
         assert fit.means.dtype == np.float64, (name, fit.means.dtype)
         np.testing.assert_allclose(np.asarray(fit.means), np.asarray(em.means), rtol=1e-12)
     assert float(gl.critical_sigma2(X)) > 1e300
+    # Weights (checked on the host, never as a float64 device array), float32 data too, and a
+    # sigma2 past the soft kernel (the kernel on the problem scaled by 1/4): no truncation.
+    wts = rng.uniform(0.5, 2.0, 40)
+    emw = gl.em(X, M, 1e299, weights=wts)
+    X32, w32 = (X / 1e150).astype(np.float32), wts.astype(np.float32)
+    far32 = gl.em(X32, X32[[0, 39]], 3e38, weights=w32, block_size=16)
+    mean32 = (w32.astype(np.float64) @ X32) / w32.astype(np.float64).sum()
+    assert emw.means.dtype == np.float64 and far32.means.dtype == np.float32
+    assert np.all(np.isfinite(np.asarray(emw.means))) and np.isfinite(float(far32.objective))
+    np.testing.assert_allclose(np.asarray(far32.means, np.float64), [mean32, mean32], rtol=1e-5)
     # Annealing (isotropic and any variant) and DP-means, here at D = 1: float64 too.
     Y = X[:, :1] / 1e150
     path = gl.anneal(Y, [4.0, 1.0, 0.1], k=2, key=jax.random.key(0), max_iter=20)
