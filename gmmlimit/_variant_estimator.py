@@ -29,6 +29,7 @@ from ._api import restarts
 from ._driver import fit_objective
 from ._validation import as_data, check_positive_int, weights_or_ones, with_float64_scope
 from ._variant import Params, Variant, check_variant
+from ._variant_scale import variant_fit_exponent, variant_objective, variant_params
 
 __all__ = ["VariantMixture"]
 
@@ -151,10 +152,28 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
 
     @with_float64_scope  # float64 data stay float64 with JAX's x64 flag off, as in fit
     def _evaluate(self, X: Any, sample_weight: Any = None) -> tuple[Any, ...]:
+        """Responsibilities (N, K), labels (N,) and the objective per unit weight.
+
+        As in ``fit``, data past the dtype's scale window are evaluated as X / 2^e through the
+        variant's scaling (exact: the same responsibilities and labels), and the objective is
+        mapped back.
+        """
         X = self._data(X)
         w = weights_or_ones(sample_weight, X.shape[0], X.dtype)
-        resp, labels, objective = _evaluate(self.variant_, self._params(X), X, w)
-        return resp, labels, objective / jnp.sum(w)
+        variant, params = self.variant_, self._params(X)
+        exponent = variant_fit_exponent(variant, X, variant.means(params))
+        if not exponent:
+            resp, labels, objective = _evaluate(variant, params, X, w)
+            return resp, labels, objective / jnp.sum(w)
+        scaled = variant_params(variant, params, exponent)
+        resp, labels, objective = _evaluate(variant, scaled, jnp.ldexp(X, -exponent), w)
+        # mapped back in float64 (score is a Python float): J of float32 data near 1e19
+        # overflows float32 where J / N does not
+        with jax.enable_x64(True):
+            wide = jax.tree.map(_float64, params)
+            total = jnp.sum(_float64(w))
+            objective = variant_objective(variant, _float64(objective), wide, total, exponent)
+            return resp, labels, objective / total
 
     def predict(self, X: Any) -> np.ndarray:
         """(N,) int labels: each row's most responsible component (ties: lowest index)."""
@@ -171,6 +190,11 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         at the hard limit.
         """
         return float(self._evaluate(_float64_if_integer(X), sample_weight)[2])
+
+
+def _float64(a: Any) -> Any:
+    """A floating array as a float64 JAX array (call under ``jax.enable_x64``); others as given."""
+    return jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
 
 
 def _float64_if_integer(X: Any) -> Any:

@@ -21,7 +21,13 @@ from ._driver import FitResult
 from ._validation import SCALE_WINDOW, is_traced, largest_magnitude, window_exponent
 from ._variant import Params, Variant
 
-__all__ = ["variant_exponent", "variant_fit_exponent", "variant_params", "variant_result"]
+__all__ = [
+    "variant_exponent",
+    "variant_fit_exponent",
+    "variant_objective",
+    "variant_params",
+    "variant_result",
+]
 
 
 def variant_exponent(variant: Variant, largest: float, dtype: Any) -> int:
@@ -78,27 +84,94 @@ def variant_params(variant: Variant, params: Params, exponent: int) -> Params:
     if not exponent:
         return params
     scaled = variant.scaling.params(params, exponent)
-    paths = jax.tree_util.tree_leaves_with_path(params)
-    for (path, before), after in zip(paths, jax.tree_util.tree_leaves(scaled), strict=True):
-        if is_traced(before) or is_traced(after):
+    _check_held(params, scaled, exponent, "given")
+    return scaled
+
+
+def _check_held(before: Params, after: Params, exponent: int, kind: str) -> None:
+    """Refuse parameters the dtype cannot hold once moved by 2^-exponent.
+
+    Moved to X / 2^e (``kind="given"``), a finite entry must stay finite and a positive
+    parameter (a variance, a floor) normal: the fit computes with it. Moved back to the data's
+    units, a finite entry must stay finite, and no nonzero entry within the dtype's precision of
+    its parameter's largest (at least eps times it) may vanish: a variance of 0 is no model.
+    Subnormal entries are kept (a location of subnormal data has the data's own precision), and
+    so is the loss of an entry below its parameter's rounding (an off-diagonal covariance far
+    below the diagonal).
+
+    Args:
+        before: the parameters in the units they were computed in.
+        after: the same parameters divided by 2^exponent (their scaling).
+        exponent: the power of two between them.
+        kind: "given" (the user's parameters moved to X / 2^e) or "fitted" (moved back from
+            X / 2^e to the data's units); it words the message.
+    """
+    paths = jax.tree_util.tree_leaves_with_path(before)
+    for (path, b), a in zip(paths, jax.tree_util.tree_leaves(after), strict=True):
+        if is_traced(b) or is_traced(a):
             continue
-        b, a = np.asarray(before), np.asarray(after)
+        b, a = np.asarray(b), np.asarray(a)
         if not np.issubdtype(a.dtype, np.floating):
             continue
         name = jax.tree_util.keystr(path).lstrip(".")
         if np.any(np.isfinite(b) & ~np.isfinite(a)):
             problem = "overflows"
-        elif b.size and np.all(b > 0) and np.any(np.abs(a) < np.finfo(a.dtype).tiny):
+        elif (
+            kind == "given"
+            and b.size
+            and np.all(b > 0)
+            and np.any(np.abs(a) < np.finfo(a.dtype).tiny)
+        ):
             problem = "falls below the smallest normal number"
+        elif kind != "given" and np.any(
+            (a == 0)
+            & (np.abs(b) >= np.max(np.abs(b), initial=0) * np.finfo(b.dtype).eps)
+            & (b != 0)
+        ):
+            problem = "vanishes (underflows to 0)"
         else:
             continue
+        if kind == "given":
+            raise ValueError(
+                f"{name} cannot be held relative to the data's scale: the data are as large as "
+                f"2^{exponent} and are fit as X / 2^{exponent}, where {name} {problem} in "
+                f"{a.dtype} (value {b.ravel()[0]!r}); give {name} in proportion to the data "
+                "(docs/design.md, 'Data scale')."
+            )
         raise ValueError(
-            f"{name} cannot be held relative to the data's scale: the data are as large as "
-            f"2^{exponent} and are fit as X / 2^{exponent}, where {name} {problem} in "
-            f"{a.dtype} (value {b.ravel()[0]!r}); give {name} in proportion to the data "
-            "(docs/design.md, 'Data scale')."
+            f"the {kind} {name} cannot be held in {a.dtype} in the data's units: the data are "
+            f"fit as X / 2^{-exponent}, where {name} reach {float(np.max(np.abs(b))):.3g}, and "
+            f"an entry {problem} once mapped back by its power of 2^{-exponent}. {name} carry a "
+            "power of the data's scale: pass data of a wider dtype (float64 with JAX's x64 "
+            "flag, for float32 data), or rescale the data (docs/design.md, 'Data scale')."
         )
-    return scaled
+
+
+def variant_objective(
+    variant: Variant,
+    value: jax.Array,
+    params: Params,
+    total_weight: jax.Array,
+    exponent: int,
+    *,
+    law: str = "objective",
+) -> jax.Array:
+    """A variant's objective (or, with ``law="distortion"``, its J) of X from that of X / 2^e.
+
+    Args:
+        variant: the model (with a ``scaling``).
+        value: the value computed on X / 2^exponent, any shape.
+        params: the parameters of X (the original problem's, as the scaling's laws take them).
+        total_weight: the sum of the weights.
+        exponent: the data's exponent e (not 0).
+        law: ``"objective"`` (the objective, or -J at the hard limit) or ``"distortion"`` (J).
+
+    Returns:
+        The value of the original problem, in ``value``'s dtype.
+    """
+    mapped = getattr(variant.scaling, law)
+    d = variant.means(params).shape[-1]
+    return mapped(value, params, total_weight, d, exponent).astype(value.dtype)
 
 
 def variant_result(
@@ -119,22 +192,24 @@ def variant_result(
     Returns:
         The :class:`FitResult` of X: parameters ``scaling.params(., -e)``, objective, history
         and distortion as the scaling says.
+
+    Raises:
+        ValueError: if a fitted parameter overflows or vanishes in the data's units (float32
+            data near 1e30 have variances near 1e60): the fit cannot be returned in X's dtype.
     """
     if not exponent:
         return result
-    scaling = variant.scaling
-    params = scaling.params(result.params, -exponent)
-    means = variant.means(params)
-    d = means.shape[-1]
+    params = variant.scaling.params(result.params, -exponent)
+    _check_held(result.params, params, -exponent, "fitted")
     total = total_weight()
 
-    def back(law: Callable[..., jax.Array], value: jax.Array) -> jax.Array:
-        return law(value, params, total, d, exponent).astype(value.dtype)
+    def back(value: jax.Array, law: str = "objective") -> jax.Array:
+        return variant_objective(variant, value, params, total, exponent, law=law)
 
     return result._replace(
-        means=means,
+        means=variant.means(params),
         params=params,
-        objective=back(scaling.objective, result.objective),
-        history=back(scaling.objective, result.history),
-        distortion=back(scaling.distortion, result.distortion),
+        objective=back(result.objective),
+        history=back(result.history),
+        distortion=back(result.distortion, "distortion"),
     )

@@ -479,3 +479,7 @@ def test_gaussian_mixture_float32_data_near_1e18_initialise_in_range(cov):
     np.testing.assert_array_equal(far.predict((X * 1e18).astype(np.float32)), unit.predict(X))
     with pytest.raises(ValueError, match="past float32's largest number"):  # 1e40: not a float32
         GaussianMixture(2, covariance_type=cov, random_state=0).fit((X * 1e20).astype(np.float32))
+    # float64 data whose squares pass float64: refused by name (before, "variances must be
+    # finite and > 0." or scipy's "array must not contain infs or NaNs", naming no cause)
+    with pytest.raises(ValueError, match="sums of N = 60 of their squares"):
+        GaussianMixture(2, covariance_type=cov, random_state=0).fit(X * 1e160)

@@ -330,9 +330,16 @@ class GaussianMixture(_SkGaussianMixture):
         refused.
 
         Raises:
-            ValueError: if the data's initial variances are not finite in float32.
+            ValueError: if the data's initial variances are not finite in float32, or, for
+                float64 data, if sums of squares of the data may pass float64's range.
         """
-        if X.dtype != np.float32 or not _squares_overflow(X):
+        if X.dtype == np.float64 and _squares_overflow(X, np.float64):
+            raise ValueError(
+                f"the data reach {float(np.max(np.abs(X))):.3g}: sums of N = {X.shape[0]} of "
+                "their squares (the initial covariances) may pass float64's largest number "
+                f"{np.finfo(np.float64).max:.3g}; rescale the data."
+            )
+        if X.dtype != np.float32 or not _squares_overflow(X, np.float32):
             self._initialize_parameters(X, rng, xp=get_namespace(X)[0])
             return
         wide = X.astype(np.float64)
@@ -415,7 +422,7 @@ def _covariances_of(model: Any) -> np.ndarray:
     return np.asarray(cov, np.float64)
 
 
-def _squares_overflow(X: np.ndarray) -> bool:
-    """Whether sums of N squares of X's entries may pass float32's range (with margin 16)."""
+def _squares_overflow(X: np.ndarray, dtype: Any) -> bool:
+    """Whether sums of N squares of X's entries may pass ``dtype``'s range (with margin 16)."""
     largest = float(np.max(np.abs(X))) if X.size else 0.0
-    return largest * largest * X.shape[0] >= float(np.finfo(np.float32).max) / 16
+    return largest * largest * X.shape[0] >= float(np.finfo(dtype).max) / 16

@@ -36,7 +36,12 @@ from .._validation import (
     with_float64_scope,
 )
 from .._variant import Params, Variant, check_temperature, check_variant, with_temperature
-from .._variant_scale import variant_fit_exponent, variant_params, variant_result
+from .._variant_scale import (
+    variant_fit_exponent,
+    variant_objective,
+    variant_params,
+    variant_result,
+)
 
 __all__ = [
     "LimitDiagnostics",
@@ -145,11 +150,14 @@ def _diagnose_at_scale(
     scaled = _diagnose(
         variant, jnp.ldexp(X, -exponent), w, variant_params(variant, params, exponent)
     )
-    law, total, d = variant.scaling, jnp.sum(w), X.shape[1]
-    hard_j = law.distortion(-scaled.hard_objective, params, total, d, exponent)
+    total = jnp.sum(w)
+
+    def back(value: jax.Array, law: str = "objective") -> jax.Array:
+        return variant_objective(variant, value, params, total, exponent, law=law)
+
     return scaled._replace(
-        objective=law.objective(scaled.objective, params, total, d, exponent).astype(X.dtype),
-        hard_objective=(-hard_j).astype(X.dtype),
+        objective=back(scaled.objective),
+        hard_objective=-back(-scaled.hard_objective, "distortion"),
         update_gap=jnp.ldexp(scaled.update_gap, exponent),
     )
 
