@@ -111,8 +111,9 @@ def tempered_assign(
 
     Args:
         divergence: (B, K) divergences d_nk (finite or +inf).
-        weights: (K,) mixing weights pi_k >= 0 (a zero weight switches the component off while
-            beta is finite; at beta = inf the weights play no part).
+        weights: (K,) mixing weights pi_k >= 0, read as the distribution pi / sum(pi) (a zero
+            weight switches the component off while beta is finite; at beta = inf the weights
+            play no part).
         beta: scalar inverse temperature in (0, inf].
         params: carried into the result for the moments.
 
@@ -121,7 +122,10 @@ def tempered_assign(
     """
     tau = inverse_to_temperature(beta)
     alive = weights > 0
-    log_w = jnp.log(jnp.where(alive, weights, 1.0))
+    total = jnp.sum(jnp.where(alive, weights, 0.0))
+    # ln p_k of p = pi / sum(pi): the weights are a distribution; rounding leaves their sum a
+    # few ulps from 1, which tau ln(sum) would carry into the free energy at small beta
+    log_w = jnp.log(jnp.where(alive, weights, 1.0)) - jnp.log(total)
     prior = jnp.where(alive, tau * log_w, jnp.where(tau > 0, -jnp.inf, 0.0))
     score = divergence - prior[None, :]
     resp, labels, gap, lse = shifted_softmax(score, tau)
@@ -129,8 +133,47 @@ def tempered_assign(
     runner_up = jnp.min(jnp.where(jax.nn.one_hot(labels, k, dtype=bool), jnp.inf, gap), axis=1)
     best_score = jnp.take_along_axis(score, labels[:, None], axis=1)[:, 0]
     nearest = jnp.take_along_axis(divergence, labels[:, None], axis=1)[:, 0]
-    free = jnp.where(tau > 0, tau * lse - best_score, -nearest)
+    warm = _free_energy_near_one(divergence, weights / total, alive, beta, tau)
+    cold = tau * lse - best_score
+    free = jnp.where(tau > 0, jnp.where(warm.near, warm.value, cold), -nearest)
     return TemperedEStep(resp, labels, free, nearest, runner_up, params)
+
+
+class _Warm(NamedTuple):
+    value: jax.Array  # (B,) the free energy -d_ref + tau log1p(x)
+    near: jax.Array  # (B,) bool, x >= -1/2: where this value is the accurate one
+
+
+def _free_energy_near_one(
+    divergence: jax.Array, weights: jax.Array, alive: jax.Array, beta: jax.Array, tau: jax.Array
+) -> _Warm:
+    """The free energy tau ln sum_k p_k exp(-beta d_k) where the sum is near one (small beta).
+
+    With p = pi / sum(pi) (the mixing weights are a distribution; validation normalises them),
+    d_ref = min_k d_k over live components and g_k = beta (d_k - d_ref) >= 0, the free energy is
+    -d_ref + tau log1p(x), x = sum_k p_k expm1(-g_k) in (-1, 0]. Every term of x has one sign,
+    so x has a small relative error, and so has tau log1p(x) while x >= -1/2. The score form
+    tau lse - s* subtracts two numbers near tau ln p_k instead: as beta -> 0 its rounding, about
+    eps tau |ln p|, swamps the value (float32 at beta = 1e-8 was off by 8 per row, float64 at
+    beta = 1e-300 by 1e284). Where x < -1/2, |tau ln(1 + x)| >= tau ln 2 and the score form is
+    accurate.
+
+    Args:
+        divergence: (B, K) divergences.
+        weights: (K,) mixing weights p, normalised.
+        alive: (K,) bool, p > 0.
+        beta: () inverse temperature.
+        tau: () 1 / beta.
+
+    Returns:
+        The value and where it is to be used.
+    """
+    live = jnp.where(alive[None, :], divergence, jnp.inf)
+    ref = jnp.min(live, axis=1, keepdims=True)
+    # the reference component (and every row whose live divergences are all inf) adds 0
+    g = jnp.where(live == ref, 0.0, beta * (live - ref))
+    x = jnp.sum(jnp.where(alive, weights, 0.0)[None, :] * jnp.expm1(-g), axis=1)
+    return _Warm(-ref[:, 0] + tau * jnp.log1p(x), x >= -0.5)
 
 
 def update_weights(params: Params, stats: MixtureStats) -> jax.Array:
