@@ -483,3 +483,56 @@ def test_gaussian_mixture_float32_data_near_1e18_initialise_in_range(cov):
     # finite and > 0." or scipy's "array must not contain infs or NaNs", naming no cause)
     with pytest.raises(ValueError, match="sums of N = 60 of their squares"):
         GaussianMixture(2, covariance_type=cov, random_state=0).fit(X * 1e160)
+
+
+def _three_blobs(scale: float, dtype) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 3, 120)
+    X = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])[label] + rng.normal(size=(120, 2))
+    return (X * scale).astype(dtype), label
+
+
+@pytest.mark.parametrize(("scale", "sigma2", "dtype"), [(1e20, 1e38, np.float32),
+                                                        (1e160, 1e300, np.float64)])  # fmt: skip
+def test_isotropic_mixture_labels_data_past_the_window_as_it_scores_them(scale, sigma2, dtype):
+    # labels_ and predict ran the nearest-mean pass as given, where the squared distances
+    # overflow: 46 % of float32 labels were right at 1e20, and every float64 label was 0 at 1e160
+    X, _ = _three_blobs(scale, dtype)
+    g = IsotropicGaussianMixture(3, sigma2=sigma2, random_state=0).fit(X)
+    wide = np.asarray(X, np.longdouble) / np.longdouble(scale)
+    means = np.asarray(g.means_, np.longdouble) / np.longdouble(scale)
+    nearest = np.argmin(((wide[:, None] - means[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(g.labels_, nearest)
+    np.testing.assert_array_equal(g.predict(X), nearest)
+    np.testing.assert_array_equal(np.argmax(g.predict_proba(X), axis=1), nearest)
+    assert len(np.unique(nearest)) == 3
+
+
+def test_isotropic_mixture_lower_bound_of_tiny_float64_data_is_finite():
+    # sigma2 / 4^e near 4.5e307 for data near 1e-160: ln(2 pi sigma2') overflowed to inf
+    X = np.random.default_rng(0).normal(size=(100, 2)) * 1e-160
+    g = IsotropicGaussianMixture(3, sigma2=1.0, random_state=0).fit(X)
+    assert np.isfinite(g.lower_bound_)
+    np.testing.assert_allclose(g.lower_bound_, g.score(X), rtol=1e-12)
+
+
+def test_kmeans_refuses_negative_sample_weights():
+    # before: the fit ran, with a negative inertia_ and centres off their rows' means
+    X = np.array([[0.0], [0.1], [10.0], [10.1], [20.0], [20.2]])
+    w = np.array([1.0, 1.0, 1.0, -2.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        KMeans(3, random_state=0).fit(X, sample_weight=w)
+    fitted = KMeans(3, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        fitted.score(X, sample_weight=w)
+
+
+def test_gaussian_mixture_takes_numpy_scalars_for_beta():
+    # np.arange grids give np.int64: refused by the [float, int] constraint before
+    X, _ = _three_blobs(1.0, np.float64)
+    want = GaussianMixture(3, beta=2.0, random_state=0).fit(X).lower_bound_
+    for beta in (np.int64(2), np.float32(2.0)):
+        got = GaussianMixture(3, beta=beta, random_state=0).fit(X).lower_bound_
+        assert got == want
+    with pytest.raises(ValueError, match="beta"):
+        GaussianMixture(3, beta=np.float64(-1.0)).fit(X)

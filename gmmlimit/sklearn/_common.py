@@ -372,16 +372,3 @@ class _IsotropicBase(BaseEstimator):
 
     def _means(self) -> np.ndarray:
         raise NotImplementedError
-
-    @in_x64
-    def predict(self, X: Any) -> np.ndarray:
-        """Index of the nearest mean (the most responsible component), ties to the lowest.
-
-        Args:
-            X: (N, D) data.
-
-        Returns:
-            (N,) int labels.
-        """
-        Xp, wp, means, n = self._padded(X)
-        return np.asarray(hard_pass(Xp, wp, means)[1])[:n].astype(np.int64)

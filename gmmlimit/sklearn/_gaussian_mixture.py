@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from numbers import Real
 from typing import Any
 
 import jax
@@ -25,6 +26,7 @@ from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 from sklearn.utils import check_random_state
 from sklearn.utils._array_api import get_namespace
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._driver import Blocks, em_iteration, power_of_two_bucket
@@ -146,7 +148,8 @@ class GaussianMixture(_SkGaussianMixture):
 
     _parameter_constraints: dict = {  # noqa: RUF012  (scikit-learn's convention)
         **_SkGaussianMixture._parameter_constraints,
-        "beta": [float, int],
+        # numbers.Real takes NumPy scalars (np.float32(2), np.int64 from np.arange) and inf
+        "beta": [Interval(Real, 0, None, closed="right")],  # (0, inf]
     }
 
     def __init__(

@@ -13,6 +13,8 @@ from .._rescale import Scale
 from .._validation import largest_magnitude, scale_exponent, window_exponents
 from ._common import _IsotropicBase, _soft, hard_pass, in_x64
 
+_LOG_2PI = math.log(2.0 * math.pi)
+
 __all__ = ["IsotropicGaussianMixture"]
 
 
@@ -100,17 +102,35 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         self.converged_ = bool(res.converged)
         # the fit ran on D' >= D zero-padded columns, at sigma2' = sigma2 / 4^e where the data
         # were rescaled: l / W = l' / W' + (D' / 2) ln(2 pi sigma2') - (D / 2) ln(2 pi sigma2)
+        # (ln 2 pi + ln sigma2, not ln(2 pi sigma2): sigma2' / 4^e may be within 2 pi of the
+        # largest float, where the product overflows)
         padded = res.means.shape[1]
         self.lower_bound_ = (
             float(res.objective) / total_weight
-            + 0.5 * padded * math.log(2.0 * math.pi * fitted_at)
-            - 0.5 * d * math.log(2.0 * math.pi * sigma2)
+            + 0.5 * padded * (_LOG_2PI + math.log(fitted_at))
+            - 0.5 * d * (_LOG_2PI + math.log(sigma2))
         )
         self.labels_ = self.predict(X)
         return self
 
     @in_x64
-    def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, X: Any) -> np.ndarray:
+        """Index of the nearest mean (the most responsible component), ties to the lowest.
+
+        Computed as :meth:`predict_proba` is, each row at its own scale: float32 rows near 1e20
+        would overflow their squared distances as given.
+
+        Args:
+            X: (N, D) data.
+
+        Returns:
+            (N,) int labels.
+        """
+        return self._soft(X)[2].astype(np.int64)
+
+    @in_x64
+    def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(resp (N, K), per-row log-likelihood (N,), labels (N,)), each row at its own scale."""
         Xp, wp, means, n = self._padded(X)
         sigma2 = self._fitted_sigma2
         # Each row is computed at its own scale: rows whose magnitude (or the means') lies
@@ -118,21 +138,23 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         # is scale-free), so a far row neither overflows nor sets the scale of the others.
         s2 = jnp.asarray(sigma2, Xp.dtype)
         if not scale_exponent(Xp, means):  # every row within the window: one pass as given
-            r, s = _soft(Xp, means, s2, hard_pass(Xp, wp, means)[1])
-            resp, lse = np.asarray(r), np.asarray(s)
+            hard = hard_pass(Xp, wp, means)[1]
+            r, s = _soft(Xp, means, s2, hard)
+            resp, lse, labels = np.asarray(r), np.asarray(s), np.asarray(hard)
         else:
             exponents = _row_exponents(np.asarray(Xp), largest_magnitude(means))
             resp = np.empty((Xp.shape[0], means.shape[0]), Xp.dtype)
             lse = np.empty(Xp.shape[0], Xp.dtype)
+            labels = np.empty(Xp.shape[0], np.int32)
             for exponent in np.unique(exponents).tolist():
                 rows = exponents == exponent
                 x, m = jnp.ldexp(Xp[rows], -exponent), jnp.ldexp(means, -exponent)
-                ones = jnp.ones(x.shape[0], Xp.dtype)
-                r, s = _soft(x, m, Scale(exponent, 0).sigma2(s2), hard_pass(x, ones, m)[1])
-                resp[rows], lse[rows] = np.asarray(r), np.asarray(s)
+                hard = hard_pass(x, jnp.ones(x.shape[0], Xp.dtype), m)[1]
+                r, s = _soft(x, m, Scale(exponent, 0).sigma2(s2), hard)
+                resp[rows], lse[rows], labels[rows] = np.asarray(r), np.asarray(s), np.asarray(hard)
         k, d = self.means_.shape
-        norm = math.log(k) + 0.5 * d * math.log(2.0 * math.pi * sigma2)
-        return resp[:n], lse[:n] - norm
+        norm = math.log(k) + 0.5 * d * (_LOG_2PI + math.log(sigma2))
+        return resp[:n], lse[:n] - norm, labels[:n]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Responsibilities r_nk (shifted log-domain softmax; never NaN).

@@ -273,7 +273,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         )
         self._check_params_vs_input(X)
         rng = check_random_state(self.random_state)
-        w = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        w = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         if _is_arraylike_not_scalar(self.init):
             self._init_array = check_array(self.init, dtype=X.dtype, copy=True, order="C")
             self._validate_center_shape(X, self._init_array)
@@ -456,5 +456,5 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         """
         check_is_fitted(self)
         X = self._check_test_data(X)
-        w = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        w = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         return -self._assigned(X, w)[1]
