@@ -90,6 +90,27 @@ class AnnealResult(NamedTuple):
 Schedule = Callable[[int], Any] | Sequence[float] | np.ndarray | jax.Array
 
 
+def _stage_values(schedule: Schedule, n_stages: int | None) -> np.ndarray:
+    """A schedule's raw values: a callable on the stage indices 0 .. n_stages - 1, or an array.
+
+    Raises:
+        ValueError: if a callable comes without ``n_stages``, an array with an ``n_stages``
+            other than its length (before, the variant path ignored it), ``n_stages`` is not a
+            positive integer, or an array is not 1-D and non-empty.
+    """
+    if callable(schedule):
+        if n_stages is None:
+            raise ValueError("a callable schedule needs n_stages (the number of stages to run).")
+        n_stages = check_positive_int(n_stages, "n_stages")
+        return np.array([real_values(schedule(i)) for i in range(n_stages)])
+    values = real_values(schedule)
+    if values.ndim != 1 or values.size < 1:
+        raise ValueError(f"an array schedule must be 1-D and non-empty; got shape {values.shape}.")
+    if n_stages is not None and check_positive_int(n_stages, "n_stages") != values.size:
+        raise ValueError(f"n_stages={n_stages} but the schedule has {values.size} values.")
+    return values
+
+
 def schedule_values(schedule: Schedule, n_stages: int | None = None) -> np.ndarray:
     """Evaluate a sigma2 schedule on the stage indices 0, 1, ..., n_stages - 1.
 
@@ -107,19 +128,7 @@ def schedule_values(schedule: Schedule, n_stages: int | None = None) -> np.ndarr
         ValueError: if n_stages is missing or wrong, or a value is complex, boolean or not a
             number, negative, non-finite or larger than the one before it.
     """
-    if callable(schedule):
-        if n_stages is None:
-            raise ValueError("a callable schedule needs n_stages (the number of stages to run).")
-        n_stages = check_positive_int(n_stages, "n_stages")
-        values = np.array([real_values(schedule(i)) for i in range(n_stages)])
-    else:
-        values = real_values(schedule)
-        if values.ndim != 1 or values.size < 1:
-            raise ValueError(
-                f"an array schedule must be 1-D and non-empty; got shape {values.shape}."
-            )
-        if n_stages is not None and check_positive_int(n_stages, "n_stages") != values.size:
-            raise ValueError(f"n_stages={n_stages} but the schedule has {values.size} values.")
+    values = _stage_values(schedule, n_stages)
     if values.ndim != 1:
         raise ValueError(f"the schedule must give one scalar per stage; got shape {values.shape}.")
     if not np.all(np.isfinite(values)):
@@ -487,7 +496,8 @@ def anneal_variant(
         key: a ``jax.random`` key for ``variant.init`` (with ``k``).
         k: the number of components (with ``key``).
         init_params: starting parameters instead of ``init``.
-        n_stages: the number of stages of a callable schedule.
+        n_stages: the number of stages of a callable schedule (with an array: optional, and
+            then its length).
         max_iter: iterations per stage.
         tol: per-stage stopping tolerance (:func:`gmmlimit.fit`'s).
         merge_tol: distance, relative to the data scale, below which locations count as one;
@@ -594,13 +604,7 @@ def _variant_schedule(
             variant in ``dtype``.
     """
     temp = variant.temperature
-    if callable(schedule):
-        if n_stages is None:
-            raise ValueError("a callable schedule needs n_stages (the number of stages to run).")
-        n_stages = check_positive_int(n_stages, "n_stages")
-        values = np.array([real_values(schedule(i)) for i in range(n_stages)])
-    else:
-        values = real_values(schedule)
+    values = _stage_values(schedule, n_stages)
     if values.ndim != 1 or values.size < 1:
         raise ValueError(f"the schedule must be 1-D and non-empty; got shape {values.shape}.")
     if np.any(np.isnan(values)):

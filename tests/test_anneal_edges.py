@@ -144,3 +144,17 @@ def test_a_finite_beta_past_float32_is_refused_not_run_as_the_hard_limit():
         gl.study.anneal_variant(gv.poisson, counts, [1.0, 1e39], **KEY)
     with pytest.raises(ValueError, match=r"temperatures\[1\]: beta=1e\+39 is not representable"):
         gv.limit_sweep(gv.poisson, counts, start, [1.0, 1e39])
+
+
+def test_n_stages_with_an_array_schedule_is_its_length_in_both_annealers():
+    # the variant annealer ignored n_stages given with an array (even 0); gl.anneal refused it
+    betas = np.array([1.0, 4.0])
+    with pytest.raises(ValueError, match="n_stages=4 but the schedule has 2 values"):
+        gl.study.anneal_variant(gv.diag, X64, betas, n_stages=4, **KEY)
+    with pytest.raises(ValueError, match="n_stages must be"):
+        gl.study.anneal_variant(gv.diag, X64, betas, n_stages=0, **KEY)
+    with pytest.raises(ValueError, match="n_stages=4 but the schedule has 2 values"):
+        gl.anneal(X64, np.array([1.0, 0.5]), key=jax.random.key(0), k=3, n_stages=4)
+    same = gl.study.anneal_variant(gv.diag, X64, betas, n_stages=2, **KEY)
+    plain = gl.study.anneal_variant(gv.diag, X64, betas, **KEY)
+    np.testing.assert_array_equal(np.asarray(same.means), np.asarray(plain.means))
