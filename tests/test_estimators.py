@@ -536,3 +536,24 @@ def test_gaussian_mixture_takes_numpy_scalars_for_beta():
         assert got == want
     with pytest.raises(ValueError, match="beta"):
         GaussianMixture(3, beta=np.float64(-1.0)).fit(X)
+
+
+@pytest.mark.parametrize(("scale", "dtype"), [(2.0**66, np.float32), (2.0**-70, np.float32),
+                                              (2.0**500, np.float64)])  # fmt: skip
+def test_kmeans_fits_sparse_data_past_the_window_as_dense(scale, dtype):
+    # sparse rows ran their expanded distances as given: float32 near 1e19 overflowed (NaN
+    # inertia_, two clusters of three), and a dense fit scored sparse rows as NaN
+    unit, _ = _three_blobs(1.0, dtype)
+    far = (unit * dtype(scale)).astype(dtype)
+    at_unit = KMeans(3, random_state=0, n_init=1).fit(sp.csr_matrix(unit))
+    km = KMeans(3, random_state=0, n_init=1).fit(sp.csr_matrix(far))
+    np.testing.assert_array_equal(km.labels_, at_unit.labels_)
+    np.testing.assert_allclose(km.cluster_centers_ / scale, at_unit.cluster_centers_, rtol=1e-5)
+    np.testing.assert_allclose(km.inertia_ / scale / scale, at_unit.inertia_, rtol=1e-5)
+    dense = KMeans(3, random_state=0, n_init=1).fit(far)
+    for model in (km, dense):
+        np.testing.assert_array_equal(model.predict(sp.csr_matrix(far)), model.predict(far))
+        np.testing.assert_allclose(model.score(sp.csr_matrix(far)), model.score(far), rtol=1e-4)
+        distances = model.transform(sp.csr_matrix(far))
+        assert np.all(np.isfinite(distances))
+        np.testing.assert_allclose(distances, model.transform(far), rtol=1e-3, atol=1e-3 * scale)

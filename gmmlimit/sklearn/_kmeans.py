@@ -65,6 +65,20 @@ def _scaled_in_place(Xc: np.ndarray) -> int:
     return exponent
 
 
+def _exponent(X: Any, *centres: np.ndarray) -> int:
+    """:func:`scale_exponent` of dense or sparse rows (the stored values) and the centres."""
+    return scale_exponent(X.data if sp.issparse(X) else X, *centres)
+
+
+def _divided(X: Any, exponent: int) -> Any:
+    """X / 2^exponent (exact), dense or sparse (a copy: the stored values scaled)."""
+    if not sp.issparse(X):
+        return np.ldexp(X, -exponent).astype(X.dtype)
+    scaled = X.copy()
+    scaled.data = np.ldexp(X.data, -exponent).astype(X.dtype)
+    return scaled
+
+
 def _distances(X: Any, C: np.ndarray) -> np.ndarray:
     """(N, K) Euclidean distances of X's rows (dense: by differences) to the centres C."""
     C = C.astype(X.dtype, copy=False)
@@ -89,11 +103,12 @@ def _tolerance(X: Any, tol: float) -> float:
     """scikit-learn's absolute tolerance: tol times the mean per-feature variance (unweighted)."""
     if tol == 0:
         return 0.0
-    if sp.issparse(X):
-        mean = np.asarray(X.mean(axis=0), np.float64).ravel()
-        sq = np.asarray(X.multiply(X).mean(axis=0), np.float64).ravel()
-        return float(np.mean(sq - mean * mean) * tol)
-    with np.errstate(over="ignore"):  # data past the scale window: the fit's own, rescaled
+    # data past the scale window overflow here: the fit computes its own, rescaled
+    with np.errstate(over="ignore", invalid="ignore"):
+        if sp.issparse(X):
+            mean = np.asarray(X.mean(axis=0), np.float64).ravel()
+            sq = np.asarray(X.multiply(X).mean(axis=0), np.float64).ravel()
+            return float(np.mean(sq - mean * mean) * tol)
         return float(np.mean(np.var(X, axis=0)) * tol)
 
 
@@ -291,7 +306,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             xp, wp = _pad(Xc, w_fit)
             rows = (to_jax(xp), to_jax(wp))
         else:
-            Xc, exponent, w_fit = X, 0, w
+            # sparse rows past the window: their stored values / 2^e, as the dense rows (before,
+            # float32 rows near 1e19 overflowed the expanded distances: NaN inertia)
+            exponent, w_fit = _exponent(X), _relative(w)
+            Xc = _divided(X, exponent) if exponent else X
+            if exponent:
+                self._tol = _tolerance(Xc, self.tol)
         d = X.shape[1]
         keys = jax.random.split(jax.random.key(int(rng.randint(0, 2**31 - 1))), self._n_init)
         best = None
@@ -323,8 +343,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             ):
                 best = (means, labels, inertia, n_iter)
         means, labels, _, n_iter = best
+        means = np.ldexp(means, exponent).astype(X.dtype)
         if dense:
-            means = np.ldexp(means, exponent).astype(X.dtype) + self._x_mean
+            means = means + self._x_mean
             del self._x_mean
         self.__dict__.pop("_init_array", None)
         self.cluster_centers_ = np.ascontiguousarray(means, dtype=X.dtype)
@@ -357,14 +378,17 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             a row on its centre).
         """
         C = self.cluster_centers_.astype(X.dtype, copy=False)
+        exponent = _exponent(X, C)  # as in fit: exact powers of two past the window
+        if exponent:
+            X, C = _divided(X, exponent), np.ldexp(C, -exponent).astype(X.dtype)
+        w_exponent = 0 if w is None else _weight_exponent(w)
         if sp.issparse(X):
             labels = sparse_labels(X, C)
-            weights = np.ones(X.shape[0], X.dtype) if w is None else w
-            return labels, float(np.dot(weights, sq_dist_to_assigned(X, C, labels)))
-        exponent = scale_exponent(X, C)  # as in fit: exact powers of two past the window
-        if exponent:
-            X, C = np.ldexp(X, -exponent).astype(X.dtype), np.ldexp(C, -exponent).astype(X.dtype)
-        w_exponent = 0 if w is None else _weight_exponent(w)
+            weights = np.ones(X.shape[0], X.dtype) if w is None else np.ldexp(w, -w_exponent)
+            distortion = np.dot(weights.astype(X.dtype), sq_dist_to_assigned(X, C, labels))
+            with np.errstate(over="ignore"):  # an inertia past float64's range is inf
+                inertia = np.ldexp(np.float64(distortion), 2 * exponent + w_exponent)
+            return labels, float(inertia)
         Xp, wp = _pad(X, None if w is None else np.ldexp(w, -w_exponent).astype(w.dtype))
         means = np.zeros((C.shape[0], Xp.shape[1]), X.dtype)
         means[:, : X.shape[1]] = C
@@ -406,11 +430,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     def _transform(self, X: Any) -> np.ndarray:
         C = self.cluster_centers_.astype(X.dtype, copy=False)
-        exponent = 0 if sp.issparse(X) else scale_exponent(X, C)
+        exponent = _exponent(X, C)
         if not exponent:
             return _distances(X, C)
-        # dense rows past the scale window: distances of X / 2^e, times 2^e (exact)
-        scaled = _distances(np.ldexp(X, -exponent).astype(X.dtype), np.ldexp(C, -exponent))
+        # rows past the scale window: distances of X / 2^e, times 2^e (exact)
+        scaled = _distances(_divided(X, exponent), np.ldexp(C, -exponent))
         with np.errstate(over="ignore"):  # a distance past the dtype's range is inf
             return np.ldexp(scaled, exponent).astype(X.dtype)
 
