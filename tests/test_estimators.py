@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from unittest import mock
 
@@ -557,3 +558,23 @@ def test_kmeans_fits_sparse_data_past_the_window_as_dense(scale, dtype):
         distances = model.transform(sp.csr_matrix(far))
         assert np.all(np.isfinite(distances))
         np.testing.assert_allclose(distances, model.transform(far), rtol=1e-3, atol=1e-3 * scale)
+
+
+def test_isotropic_mixture_labels_rows_far_beyond_a_unit_scale_fit_exactly():
+    # rows 2^66 times farther than the means' spread: the gaps between components, computed with
+    # |x|^2 added back, rounded to 0 (uniform predict_proba); they now leave it out
+    unit, _ = _three_blobs(1.0, np.float32)
+    g = IsotropicGaussianMixture(3, sigma2=1.0, random_state=0).fit(unit)
+    far = np.ldexp(unit, 66)
+    means = g.means_.astype(np.float32)
+
+    def exact_nearest(x):
+        squares = [sum((Fraction(float(a)) - Fraction(float(b))) ** 2 for a, b in zip(x, m,
+                   strict=True)) for m in means]  # fmt: skip
+        return int(np.argmin(squares))
+
+    nearest = np.array([exact_nearest(x) for x in far])
+    np.testing.assert_array_equal(g.predict(far), nearest)
+    proba = g.predict_proba(far)
+    np.testing.assert_array_equal(np.argmax(proba, axis=1), nearest)
+    assert np.all(proba.max(axis=1) == 1.0)  # gaps near 2^132 / (2 sigma2): one-hot

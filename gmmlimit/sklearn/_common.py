@@ -56,7 +56,6 @@ from ..variants._isotropic import IsotropicParams, isotropic
 __all__ = [
     "PAD_MAX_VALUES",
     "_IsotropicBase",
-    "_assign",
     "_soft",
     "fit_blocks",
     "in_x64",
@@ -207,17 +206,15 @@ _kmeans_plusplus_small = jax.jit(
 
 
 @jax.jit
-def _assign(X: jax.Array, means: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Labels and squared distances (K, N) with the fit's own formula and tie rule."""
+def _partial_distances(X: jax.Array, means: jax.Array) -> jax.Array:
+    """(K, N) |m_k|^2 - 2 m_k . x_n: squared distances less |x_n|^2, which every gap cancels.
+
+    Leaving |x_n|^2 out keeps the gaps of a row far beyond the means' spread (a model fitted at
+    unit scale, rows near 1e20): added back, it rounds every distance of the row to one value.
+    """
     means_sq = jnp.sum(means * means, axis=1)
     cross = lax.dot_general(means, X, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
-    partial_d = means_sq[:, None] - 2.0 * cross
-    best = jnp.min(partial_d, axis=0)
-    iota = lax.broadcasted_iota(jnp.int32, partial_d.shape, 0)
-    labels = jnp.min(jnp.where(partial_d == best[None, :], iota, means.shape[0]), axis=0)
-    labels = jnp.minimum(labels, means.shape[0] - 1)
-    sq = jnp.maximum(partial_d + jnp.sum(X * X, axis=1)[None, :], 0.0)
-    return labels, sq
+    return means_sq[:, None] - 2.0 * cross
 
 
 def hard_pass(X: jax.Array, weights: jax.Array, means: jax.Array) -> tuple[Any, jax.Array]:
@@ -250,10 +247,10 @@ def _soft(
     ``labels`` are :func:`hard_pass`'s, so that the most responsible component is the label
     ``predict`` gives (a gap that rounding makes negative at a near tie counts as 0).
     """
-    _, sq = _assign(X, means)
+    partial = _partial_distances(X, means)
     diff = X - means[labels]
     nearest = jnp.sum(diff * diff, axis=1)
-    gap = jnp.maximum(sq - sq[labels, jnp.arange(X.shape[0])][None, :], 0.0)
+    gap = jnp.maximum(partial - partial[labels, jnp.arange(X.shape[0])][None, :], 0.0)
     # a gap of 0 (the nearest mean, exact ties) weighs 1 and a row on its mean scores 0, also
     # where sigma2 flushed to 0 after rescaling (IsotropicGaussianMixture's far rows)
     e = jnp.where(gap > 0, jnp.exp(-gap / (2.0 * sigma2)), 1.0)
