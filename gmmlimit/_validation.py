@@ -320,8 +320,8 @@ def _host_weights(weights: Any, n_samples: int) -> np.ndarray:
     Raises:
         ValueError: as :func:`check_weights`, the window of the largest weight aside.
     """
-    _check_weights_shape(weights, n_samples)
-    host = _real_array(weights, "weights").astype(np.float64)
+    host = _real_array(weights, "weights").astype(np.float64)  # a list has no shape yet
+    _check_weights_shape(host, n_samples)
     if not np.all(np.isfinite(host)):
         raise ValueError("weights contain NaN or inf values.")
     if np.any(host < 0):

@@ -435,3 +435,31 @@ def test_numpy_data_are_copied_once_and_never_shared(aligned):
     np.testing.assert_array_equal(np.asarray(rows), values)
     # a strided view is read correctly too
     np.testing.assert_array_equal(np.asarray(as_data(values[::2, ::2])), values[::2, ::2])
+
+
+_XW = np.array([[0.0, 0.0], [0.0, 2.0], [8.0, 0.0], [8.0, 2.0]])
+_LIST_WEIGHT_CALLS = {
+    "em": lambda w: gl.em(_XW, _XW[::2], 1.0, weights=w),
+    "kmeans": lambda w: gl.kmeans(_XW.astype(np.float32), _XW[::2], weights=w),
+    "em_step": lambda w: gl.em_step(_XW, _XW[::2], 1.0, weights=w),
+    "log_likelihood": lambda w: gl.log_likelihood(_XW, _XW[::2], 1.0, weights=w),
+    "kmeans_objective": lambda w: gl.kmeans_objective(_XW, _XW[::2], weights=w),
+    "critical_sigma2": lambda w: gl.critical_sigma2(_XW, weights=w),
+    "restarts": lambda w: gl.restarts(jax.random.key(0), _XW, 2, weights=w),
+    "anneal": lambda w: gl.anneal(_XW, [1.0, 0.1], key=jax.random.key(0), k=2, weights=w),
+    "em_out_of_core": lambda w: gl.scale.em_out_of_core(_XW, _XW[::2], 1.0, weights=w),
+    "kmeans_sharded": lambda w: gl.scale.kmeans_sharded(_XW, _XW[::2], weights=w),
+    "update_gap": lambda w: gl.study.update_gap(_XW, _XW[::2], 1.0, weights=w),
+    "scaled_log_likelihood": lambda w: gl.study.scaled_log_likelihood(
+        _XW, _XW[::2], 1.0, weights=w
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LIST_WEIGHT_CALLS))
+def test_weights_given_as_a_list_are_the_array(name):
+    # the host check of the weights read .shape before converting: a list raised AttributeError
+    call = _LIST_WEIGHT_CALLS[name]
+    as_list, as_array = call([1, 1, 1, 2]), call(np.array([1.0, 1.0, 1.0, 2.0]))
+    for got, want in zip(jax.tree.leaves(as_list), jax.tree.leaves(as_array), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
