@@ -39,6 +39,7 @@ from ._validation import (
     check_scalar,
     check_sigma2,
     check_tol,
+    exact_ldexp,
     real_values,
     relative_weights,
     scale_exponent,
@@ -254,11 +255,11 @@ def anneal(
     scale = Scale(scale_exponent(X) if init is None else scale_exponent(X, init), weight_exponent)
     Xs, scaled = X, sigma2
     if scale.data:
-        Xs = jnp.ldexp(X, -scale.data)
+        Xs = exact_ldexp(X, -scale.data)
         scaled = scale.sigma2(sigma2)
         _check_scaled_schedule(values, scaled, scale)
         if init is not None:
-            init = jnp.ldexp(init, -scale.data)
+            init = exact_ldexp(init, -scale.data)
     if init is None:
         centre = jnp.matmul(w, Xs, precision=jax.lax.Precision.HIGHEST) / jnp.sum(w)
         init = jnp.broadcast_to(centre, (k, X.shape[1]))
@@ -542,7 +543,7 @@ def anneal_variant(
     # Data past the scale window (a variant that declares its scaling): every stage is fit on
     # X / 2^e, its temperature set in the data's units, and mapped back (_variant_scale).
     exponent = variant_fit_exponent(variant, X, variant.means(start))
-    Xs = jnp.ldexp(X, -exponent) if exponent else X
+    Xs = exact_ldexp(X, -exponent)
     # A loop of calls to the one compiled fit (the temperature is a traced leaf): no program of
     # its own to compile, whatever the schedule's length, and the same program gl.fit runs.
     params, fits, scaled_fits = start, [], []

@@ -42,6 +42,7 @@ from ._validation import (
     check_positive_int,
     check_sigma2,
     check_tol,
+    exact_ldexp,
     float64_scope,
     is_traced,
     relative_weights,
@@ -139,7 +140,7 @@ def _fit(
     )
     exponent = variant_fit_exponent(variant, X, variant.means(params))
     if exponent:
-        X, params = jnp.ldexp(X, -exponent), variant_params(variant, params, exponent)
+        X, params = exact_ldexp(X, -exponent), variant_params(variant, params, exponent)
     result = fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
     return variant_result(variant, result, exponent, lambda: jnp.sum(w))
 
@@ -467,7 +468,7 @@ def critical_sigma2(X: Any, *, weights: Any = None) -> jax.Array:
     # underflow well inside the safe range of a distance computation.
     largest = float(jnp.max(jnp.abs(X)))
     e = math.frexp(largest)[1] if largest > 0 else 0
-    return jnp.ldexp(_critical_sigma2(jnp.ldexp(X, -e), w), 2 * e)
+    return jnp.ldexp(_critical_sigma2(exact_ldexp(X, -e), w), 2 * e)
 
 
 @jax.jit
@@ -554,7 +555,7 @@ def restarts(
         scale = Scale(scale_exponent(X), weight_exponent)
         Xs, s2s = X, s2
         if scale.data:
-            Xs, s2s = jnp.ldexp(X, -scale.data), scale.sigma2(s2)
+            Xs, s2s = exact_ldexp(X, -scale.data), scale.sigma2(s2)
             check_scaled_sigma2(sigma2, s2s, scale)
         if init == "k-means++":
             means = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, Xs, k, weights=w))(keys)
@@ -587,7 +588,7 @@ def restarts(
         check_temperature(chosen, temperature, X.dtype)
         # data past the scale window: the starts are drawn from X / 2^e and fit there
         exponent = variant_fit_exponent(chosen, X)
-        Xs = jnp.ldexp(X, -exponent) if exponent else X
+        Xs = exact_ldexp(X, -exponent)
         starts = _starts(chosen, init or chosen.init, keys, Xs, k, temperature)
         hard = bool(jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts))))
 

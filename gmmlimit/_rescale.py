@@ -19,6 +19,7 @@ import numpy as np
 
 from ._driver import FitResult
 from ._validation import (
+    exact_ldexp,
     is_soft,
     is_traced,
     relative_weights,
@@ -50,7 +51,8 @@ class Scale(NamedTuple):
 
     def params(self, params: IsotropicParams) -> IsotropicParams:
         """Scaled parameters (means / 2^data, :meth:`sigma2`)."""
-        return IsotropicParams(jnp.ldexp(params.means, -self.data), self.sigma2(params.sigma2))
+        means = exact_ldexp(params.means, -self.data)
+        return IsotropicParams(means, self.sigma2(params.sigma2))
 
     def sigma2(self, sigma2: jax.Array) -> jax.Array:
         """sigma2 / 4^data; a scaled value that overflows is capped (exact in effect)."""
@@ -128,7 +130,7 @@ def prepare(
     w, weight_scale = relative_weights(weights, X.shape[0], X.dtype)
     scale = Scale(scale_exponent(X, params.means), weight_scale)
     if scale.data:
-        X = jnp.ldexp(X, -scale.data)
+        X = exact_ldexp(X, -scale.data)
         scaled = scale.params(params)
         check_scaled_sigma2(sigma2, scaled.sigma2, scale)
         params = IsotropicParams(scaled.means, scaled.sigma2)

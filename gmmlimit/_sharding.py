@@ -69,6 +69,7 @@ from ._validation import (
     check_tol,
     check_weights,
     dtype_scope,
+    exact_ldexp,
     float64_scope,
     largest_magnitude,
     window_exponent,
@@ -244,7 +245,7 @@ def fit_sharded(
         )  # fmt: skip
         exponent = variant_fit_exponent(variant, X, variant.means(params))
         if exponent:  # a variant that declares its scaling, as in fit
-            X, params = jnp.ldexp(X, -exponent), variant_params(variant, params, exponent)
+            X, params = exact_ldexp(X, -exponent), variant_params(variant, params, exponent)
         blocks, local_rows = _shard_blocks(X, w, n_dev, block_size, NamedSharding(mesh, P(axis)))
         shift_scale = jnp.mean(jnp.var(X, axis=0))
         params = jax.device_put(params, NamedSharding(mesh, P()))

@@ -27,7 +27,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._api import restarts
 from ._driver import fit_objective
-from ._validation import as_data, check_positive_int, weights_or_ones, with_float64_scope
+from ._validation import (
+    as_data,
+    check_positive_int,
+    exact_ldexp,
+    weights_or_ones,
+    with_float64_scope,
+)
 from ._variant import Params, Variant, check_variant
 from ._variant_scale import variant_fit_exponent, variant_objective, variant_params
 
@@ -166,7 +172,7 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
             resp, labels, objective = _evaluate(variant, params, X, w)
             return resp, labels, objective / jnp.sum(w)
         scaled = variant_params(variant, params, exponent)
-        resp, labels, objective = _evaluate(variant, scaled, jnp.ldexp(X, -exponent), w)
+        resp, labels, objective = _evaluate(variant, scaled, exact_ldexp(X, -exponent), w)
         # mapped back in float64 (score is a Python float): J of float32 data near 1e19
         # overflows float32 where J / N does not
         with jax.enable_x64(True):

@@ -30,6 +30,7 @@ from .._validation import (
     as_data,
     check_positive_int,
     check_tol,
+    exact_ldexp,
     is_traced,
     real_values,
     weights_or_ones,
@@ -148,7 +149,7 @@ def _diagnose_at_scale(
     if not exponent:
         return _diagnose(variant, X, w, params)
     scaled = _diagnose(
-        variant, jnp.ldexp(X, -exponent), w, variant_params(variant, params, exponent)
+        variant, exact_ldexp(X, -exponent), w, variant_params(variant, params, exponent)
     )
     total = jnp.sum(w)
 
@@ -271,7 +272,7 @@ def limit_sweep(
     block_size = default_block_size(X.shape[0], variant.means(hard).shape[-2], X.shape[1])
     # data past the scale window: every fit and diagnostic on X / 2^e (the variant's scaling)
     exponent = _exponent(variant, X, params)
-    Xs = jnp.ldexp(X, -exponent) if exponent else X
+    Xs = exact_ldexp(X, -exponent)
 
     def fit(p: Params) -> FitResult:
         start = variant_params(variant, p, exponent)
