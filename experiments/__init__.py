@@ -26,6 +26,7 @@ from ._runner import Progress, code_fingerprint, run_experiment, sweep
 from ._store import (
     PointStore,
     RunResult,
+    UnreadableResultError,
     find_run,
     list_runs,
     load_latest,
@@ -39,6 +40,7 @@ __all__ = [
     "PointStore",
     "Progress",
     "RunResult",
+    "UnreadableResultError",
     "code_fingerprint",
     "config_overrides",
     "enable_x64",

@@ -30,6 +30,7 @@ __all__ = [
     "DataConfig",
     "SweepConfig",
     "dataset_key",
+    "grid_top",
     "load_data",
     "reference_means",
     "sigma2_grid",
@@ -145,6 +146,31 @@ class SweepConfig(DataConfig):
             raise ValueError(
                 f"sigma2_min={self.sigma2_min} must be below sigma2_max={self.sigma2_max}."
             )
+        if self.sigma2_min is not None and self.sigma2_max is None:
+            self._check_sigma2_min_below_data_tops()
+
+    def grid_dtype(self) -> str:
+        """The dtype the sigma2 grid is computed in (the data's; precision's is float64)."""
+        return self.dtype
+
+    def _check_sigma2_min_below_data_tops(self) -> None:
+        """Refuse a sigma2_min at or above a data set's automatic grid top, before any work.
+
+        The top is twice the critical sigma2 of each data set (computed as the run computes it;
+        generating the data is cheap next to the sweep). Skipped when the grid is float64 and
+        JAX's x64 is off: the run itself refuses that config before any work.
+        """
+        if self.grid_dtype() == "float64" and not jax.config.jax_enable_x64:
+            return
+        for name in self.datasets:
+            X, _, _ = load_data(self, name, dtype=self.grid_dtype())
+            top = grid_top(self, X)
+            if not self.sigma2_min < top:
+                raise ValueError(
+                    f"sigma2_min={self.sigma2_min!r} must lie below the grid's top sigma2 "
+                    f"{top:.6g} on data set {name!r} (twice its critical sigma2; set "
+                    "sigma2_max to choose the top yourself)."
+                )
 
 
 def dataset_key(seed: int, name: str) -> jax.Array:
@@ -190,6 +216,13 @@ def reference_means(X: np.ndarray, k: int, key: jax.Array) -> tuple[np.ndarray, 
     return np.asarray(init), np.asarray(lloyd)
 
 
+def grid_top(config: SweepConfig, X: np.ndarray) -> float:
+    """The top of the sigma2 grid: ``sigma2_max``, or twice the critical sigma2 of ``X``."""
+    if config.sigma2_max is not None:
+        return config.sigma2_max
+    return 2.0 * float(gl.critical_sigma2(X))
+
+
 def sigma2_grid(
     config: SweepConfig,
     X: np.ndarray,
@@ -206,9 +239,7 @@ def sigma2_grid(
     1.5 times that threshold at the bottom of an automatic grid.
     """
     n = config.n_sigma2 if n is None else n
-    top = config.sigma2_max
-    if top is None:
-        top = 2.0 * float(gl.critical_sigma2(X))
+    top = grid_top(config, X)
     bottom = config.sigma2_min
     if bottom is None:
         delta_min = float(np.min(np.asarray(gl.study.nearest_gap(X, means))))

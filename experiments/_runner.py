@@ -29,9 +29,12 @@ from ._store import (
     PARTIAL_SUFFIX,
     PointStore,
     RunResult,
+    UnreadableResultError,
     atomic_write_json,
     find_partial,
+    load_json,
     load_run,
+    read_index,
     update_index,
     write_run_files,
 )
@@ -314,6 +317,22 @@ def _hold(partial: Path, name: str) -> Any:
     return handle
 
 
+def _read_started(partial: Path, name: str) -> dict:
+    """An unfinished run's ``started.json``: when it started and on which data file.
+
+    Raises:
+        UnreadableResultError: naming the file when it is missing its keys or not JSON.
+    """
+    path = partial / "started.json"
+    advice = f"delete {partial} and run `gmmlimit run {name}` again to start that run over."
+    if not path.exists():
+        raise UnreadableResultError(f"{path} is missing; {advice}")
+    before = load_json(path, advice)
+    if not isinstance(before, dict) or not isinstance(before.get("started"), str):
+        raise UnreadableResultError(f"{path} cannot be read (no 'started' time); {advice}")
+    return before
+
+
 def _data_provenance(config: Any) -> dict | None:
     path = getattr(config, "data", None)
     if path is None:
@@ -373,6 +392,7 @@ def run_experiment(
     overrides = config_overrides(spec, config, quick)
     partial = find_partial(exp_dir, chash)
     started = _now()
+    read_index(root)  # an unreadable index is named before anything is created
     if partial is None:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         partial = exp_dir / f"{stamp}-{chash}{PARTIAL_SUFFIX}"
@@ -382,7 +402,7 @@ def run_experiment(
         atomic_write_json(partial / "started.json", {"started": started, "data": data})
     else:
         lock = _hold(partial, spec.name)
-        before = json.loads((partial / "started.json").read_text())
+        before = _read_started(partial, spec.name)
         if before.get("data") != data:
             old = (before.get("data") or {}).get("sha256", "none")
             raise ValueError(
@@ -392,6 +412,7 @@ def run_experiment(
                 f"the old file. Restore the file, or delete {partial} to start over."
             )
         started = before["started"]
+        PointStore(partial / "points").verify()  # a damaged point is named before any work
         done = len(PointStore(partial / "points").finished())
         progress.message(f"resuming {partial} ({done} finished point(s) kept)")
     run_id = partial.name[: -len(PARTIAL_SUFFIX)]

@@ -30,6 +30,8 @@ import re
 import tempfile
 import types
 import typing
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ __all__ = [
     "FORMAT",
     "PointStore",
     "RunResult",
+    "UnreadableResultError",
     "decode_record",
     "encode_record",
     "list_runs",
@@ -105,9 +108,59 @@ def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+class UnreadableResultError(ValueError):
+    """A stored results file exists but cannot be read: truncated, corrupt or malformed.
+
+    The message names the file, why it cannot be read and what to do (delete it, or the run
+    folder holding it, and rerun). The command line exits with status 2 on it, or lists a
+    figure it keeps from being drawn as not drawn (status 3).
+    """
+
+
+def _unreadable(path: Path, reason: object, advice: str) -> UnreadableResultError:
+    return UnreadableResultError(f"{path} cannot be read ({reason}); {advice}")
+
+
+def _load_npz(path: Path, advice: str) -> dict[str, np.ndarray]:
+    """Every array of a stored ``.npz``.
+
+    Args:
+        path: the file.
+        advice: what to do when it cannot be read (goes into the error).
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        UnreadableResultError: naming ``path`` when it is truncated or corrupt.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError) as err:
+        reason = str(err) or type(err).__name__
+        raise _unreadable(path, f"not a whole .npz file: {reason}", advice) from None
+
+
+def load_json(path: Path, advice: str) -> Any:
+    """A stored JSON file's value.
+
+    Args:
+        path: the file.
+        advice: what to do when it cannot be read (goes into the error).
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        UnreadableResultError: naming ``path`` when it is not valid UTF-8 JSON.
+    """
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _unreadable(path, f"not valid JSON: {err}", advice) from None
+
+
+def _rerun_advice(folder: Path, name: str) -> str:
+    return f"the run {folder} is damaged: delete that folder and rerun `gmmlimit run {name}`."
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,14 +307,42 @@ class PointStore:
             return list(self._memory)
         return sorted(p.stem for p in self.directory.glob("*.npz"))
 
+    def _advice(self) -> str:
+        return (
+            "delete that file and rerun the same command: only that point is computed again "
+            "(the run's other finished points are kept)."
+        )
+
     def get(self, key: str, record_type: type) -> Any | None:
-        """The stored record of a finished point, or None."""
+        """The stored record of a finished point, or None.
+
+        Raises:
+            UnreadableResultError: naming the point's file when it is truncated, corrupt or
+                lacks a field of ``record_type``.
+        """
         if self.directory is None:
             arrays = self._memory.get(check_key(key))
-        else:
-            path = self._path(key)
-            arrays = _load_npz(path) if path.exists() else None
-        return None if arrays is None else decode_record(record_type, arrays)
+            return None if arrays is None else decode_record(record_type, arrays)
+        path = self._path(key)
+        if not path.exists():
+            return None
+        arrays = _load_npz(path, self._advice())
+        try:
+            return decode_record(record_type, arrays)
+        except (KeyError, TypeError, ValueError) as err:
+            reason = f"no field {err}" if isinstance(err, KeyError) else err
+            raise _unreadable(path, reason, self._advice()) from None
+
+    def verify(self) -> None:
+        """Read every stored point's file once, so a damaged one is named before any work.
+
+        Raises:
+            UnreadableResultError: naming the first file that is truncated or corrupt.
+        """
+        if self.directory is None:
+            return
+        for key in self.finished():
+            _load_npz(self._path(key), self._advice())
 
     def put(self, key: str, record: Any) -> None:
         """Store a finished point's record (atomically when on disk)."""
@@ -358,18 +439,30 @@ def load_run(
         raise FileNotFoundError(
             f"{path} is not a finished run of experiment {name!r}; run `gmmlimit run {name}`."
         )
-    meta = json.loads((path / "meta.json").read_text())
-    if meta.get("format") != FORMAT or not (path / "records.npz").exists():
+    advice = _rerun_advice(path, name)
+    meta = load_json(path / "meta.json", advice)
+    if not isinstance(meta, dict):
+        raise _unreadable(path / "meta.json", "not a JSON object", advice)
+    if meta.get("format") != FORMAT:
         raise FileNotFoundError(
             f"{path} was written by an older version of gmmlimit (format "
             f"{meta.get('format', 1)}, need {FORMAT}); rerun `gmmlimit run {name}`."
         )
+    for part in ("records.npz", "scalars.json", "config.json", "summary.txt"):
+        if not (path / part).exists():
+            raise FileNotFoundError(
+                f"{path / part} is missing, so the finished run {path} is incomplete (a file "
+                f"was deleted or lost); delete that folder and rerun `gmmlimit run {name}`."
+            )
     if record_type is None:
         from . import registry
 
         record_type = registry()[name].record_type
-    arrays = _load_npz(path / "records.npz")
-    order = json.loads((path / "scalars.json").read_text())["order"]
+    arrays = _load_npz(path / "records.npz", advice)
+    scalars = load_json(path / "scalars.json", advice)
+    order = scalars.get("order") if isinstance(scalars, dict) else None
+    if not isinstance(order, list) or not all(isinstance(key, str) for key in order):
+        raise _unreadable(path / "scalars.json", "no list of record keys under 'order'", advice)
     try:
         records = {key: decode_record(record_type, arrays, f"{key}/") for key in order}
     except KeyError as err:
@@ -377,14 +470,21 @@ def load_run(
             f"{path} lacks the record field {err}: it was written by an older version of "
             f"experiment {name!r}; rerun `gmmlimit run {name}`."
         ) from None
+    config = load_json(path / "config.json", advice)
+    if not isinstance(config, dict):
+        raise _unreadable(path / "config.json", "not a JSON object", advice)
+    try:
+        summary = (path / "summary.txt").read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError as err:
+        raise _unreadable(path / "summary.txt", err, advice) from None
     return RunResult(
         name=name,
         run_id=run_id,
         path=path,
-        config=json.loads((path / "config.json").read_text()),
+        config=config,
         meta=meta,
         records=records,
-        summary=(path / "summary.txt").read_text().strip(),
+        summary=summary,
     )
 
 
@@ -398,7 +498,18 @@ def read_index(results_dir: str | os.PathLike) -> list[dict]:
     path = Path(results_dir) / INDEX_NAME
     if not path.exists():
         return []
-    return json.loads(path.read_text())["runs"]
+    advice = (
+        "it lists the runs of that results folder: restore it, or delete it (the runs are then "
+        "no longer listed; rerun them) or use another --results folder."
+    )
+    index = load_json(path, advice)
+    runs = index.get("runs") if isinstance(index, dict) else None
+    if not isinstance(runs, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("run_id"), str)
+        for r in runs
+    ):
+        raise _unreadable(path, "no list of run entries under 'runs'", advice)
+    return runs
 
 
 def update_index(results_dir: Path, entry: dict) -> None:

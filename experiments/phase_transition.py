@@ -201,7 +201,7 @@ def check(config: PhaseTransitionConfig, records: dict[str, PhaseTransitionRecor
         if not abs(err) <= config.split_tol:
             failures.append(
                 f"{name}: first split at {1 + err:.4f} lambda_max, not within "
-                f"{config.split_tol:.0%}"
+                f"split_tol {config.split_tol:.3g} ({100 * config.split_tol:.3g}%) of it"
             )
     return failures
 

@@ -55,6 +55,10 @@ class PrecisionConfig(SweepConfig):
     max_iter: int = 300
     n_fits: int = 20
 
+    def grid_dtype(self) -> str:
+        """float64: the grid is computed on the float64 data for every precision."""
+        return "float64"
+
     def validate(self) -> None:
         """Refuse bad values before any work."""
         super().validate()

@@ -182,7 +182,7 @@ def summarize(config: UpdatesConfig, records: dict[str, UpdatesRecord]) -> str:
         parts.append(f"{n} {np.max(gap[:, 0]):.2g} -> rounding from sigma2 {zero:.2g}")
     return (
         f"updates: explicit update bound held at {held}/{total} (start, sigma2) points; "
-        f"max gap at the top of the grid -> float64 rounding: {', '.join(parts)}"
+        f"max gap at the top of the grid -> {config.dtype} rounding: {', '.join(parts)}"
     )
 
 

@@ -14,15 +14,20 @@ Usage::
 setting. Progress bars and messages go to stderr, results and summaries to stdout.
 
 Exit status: 0 when every verified statement held, 1 when one failed, 2 on a bad command line,
-config, data file or path (refused before any work), or a run already in progress in another
-process; 3 when a figure is not drawn (its results are missing or its drawing failed; the
-others are drawn); 130 when interrupted (rerun the same command to resume).
+config, data file or path, or a stored results file that cannot be read (named, with what to
+do; all refused before any work), or a run already in progress in another process; 3 when a
+figure is not drawn (its results are missing or unreadable, or its drawing failed; the others
+are drawn) or the paper's results are missing; 130 when interrupted (``run`` and
+``reproduce``: rerun the same command to resume); 141 when stdout is closed early (as in
+``gmmlimit list | head -1``), quietly, as Unix tools end on SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -86,11 +91,10 @@ def _run_many(
 
     specs = _specs()
     configs = {}
+    experiments.enable_x64()  # first: validating a config may look at its data in float64
     for name in names:
-        if name not in specs:
-            raise ValueError(f"unknown experiment {name!r}; known: {', '.join(specs)}.")
+        _check_name(name, specs)
         configs[name] = make_config(specs[name], overrides.get(name, {}), quick=quick)
-    experiments.enable_x64()
     failures = 0
     lines = []
     for name in names:
@@ -113,6 +117,29 @@ def _run_many(
             _print(f"    FAILED: {msg}")
         failures += len(failed)
     return failures, lines
+
+
+def _check_name(name: str, specs: dict) -> None:
+    """Refuse an experiment name that is not registered (ValueError listing the known ones)."""
+    if name not in specs:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(specs)}.")
+
+
+def _check_folder_target(path: str, flag: str) -> None:
+    """Refuse an output folder that could not be created or written, before any work.
+
+    Raises:
+        ValueError: naming ``flag`` and the path when it is an existing file, lies under a
+            file, or its nearest existing folder is not writable.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{flag} {target} is an existing file, not a folder.")
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {target} cannot be created: {existing} is a file.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {target}: no permission to write in {existing}.")
 
 
 def _with_data(spec, overrides: dict, data: str | None) -> dict:
@@ -150,8 +177,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gmmlimit.experiments import parse_set
 
     specs = _specs()
-    if args.name not in specs:
-        raise ValueError(f"unknown experiment {args.name!r}; known: {', '.join(specs)}.")
+    _check_name(args.name, specs)
     overrides = {**_load_config_file(args.config), **parse_set(args.set or [])}
     overrides = _with_data(specs[args.name], overrides, args.data)
     if args.variant is not None:
@@ -171,6 +197,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from gmmlimit.experiments import list_runs
 
+    if args.name is not None:
+        _check_name(args.name, _specs())
     runs = list_runs(args.results, args.name)
     if not runs:
         _print(f"no finished runs in {args.results}/")
@@ -193,8 +221,13 @@ def _draw(results: str, out: str, quick: bool | None, run_ids: Sequence[str] = (
     for name, paths in written.items():
         _print(f"figure {name}: {', '.join(str(p) for p in paths)}")
     for name, msg in missing.items():
-        failed = msg.startswith(paper_figures.DRAWING_FAILED)
-        _print(f"figure {name}: {'NOT DRAWN' if failed else 'MISSING RESULTS'}: {msg}")
+        if msg.startswith(paper_figures.DRAWING_FAILED):
+            label = "NOT DRAWN"
+        elif msg.startswith(paper_figures.RESULTS_UNREADABLE):
+            label = "UNREADABLE RESULTS"
+        else:
+            label = "MISSING RESULTS"
+        _print(f"figure {name}: {label}: {msg}")
     if written:
         _print(f"figures index: {Path(out) / 'index.md'}")
     else:
@@ -210,6 +243,16 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     quick = not args.full
+    # every output path is checked before the experiments run (minutes), not after
+    _check_folder_target(args.results, "--results")
+    _check_folder_target(args.out, "--out")
+    if args.paper:
+        from gmmlimit._paper import check_output
+
+        try:
+            check_output(args.paper)
+        except ImportError as err:
+            raise ValueError(f"--paper {args.paper}: {err} (or --paper '' to skip it)") from None
     names = list(_specs())
     failures, lines = _run_many(names, {}, quick, args.results, progress_enabled=not args.no_bar)
     status = _draw(args.results, args.out, quick)
@@ -246,6 +289,15 @@ def _cmd_paper(args: argparse.Namespace) -> int:
     return 0
 
 
+_INTERRUPTED_RUN = "interrupted; finished sweep points are kept, rerun the same command to resume."
+_INTERRUPTED_DRAW = (
+    "interrupted; no figure file is half written (each is moved into place whole): figures "
+    "already moved are new, the others and index.md as they were; rerun the same command."
+)
+_INTERRUPTED_PAPER = "interrupted; the paper's PDF is as it was; rerun the same command."
+_INTERRUPTED_READ = "interrupted."
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gmmlimit",
@@ -255,7 +307,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list experiments and figures")
     p.add_argument("-v", "--verbose", action="store_true", help="also show every config key")
-    p.set_defaults(func=_cmd_list)
+    p.set_defaults(func=_cmd_list, interrupted=_INTERRUPTED_READ)
 
     p = sub.add_parser(
         "run",
@@ -286,12 +338,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--no-bar", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_run)
+    p.set_defaults(func=_cmd_run, interrupted=_INTERRUPTED_RUN)
 
     p = sub.add_parser("runs", help="list the finished runs of a results folder")
     p.add_argument("name", nargs="?", help="only this experiment")
     p.add_argument("--results", default="results", help="results folder (default: results)")
-    p.set_defaults(func=_cmd_runs)
+    p.set_defaults(func=_cmd_runs, interrupted=_INTERRUPTED_READ)
 
     p = sub.add_parser(
         "figures",
@@ -313,7 +365,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="draw that experiment's figures from this run (see `gmmlimit runs`); repeatable",
     )
-    p.set_defaults(func=_cmd_figures)
+    p.set_defaults(func=_cmd_figures, interrupted=_INTERRUPTED_DRAW)
 
     p = sub.add_parser(
         "reproduce", help="run every experiment, draw every figure, typeset the paper"
@@ -330,7 +382,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the PDF article typeset when every statement held ('' to skip; "
         "default: paper/gmmlimit.pdf)",
     )
-    p.set_defaults(func=_cmd_reproduce)
+    p.set_defaults(func=_cmd_reproduce, interrupted=_INTERRUPTED_RUN)
 
     p = sub.add_parser("paper", help="typeset the PDF article from saved results")
     p.add_argument("--results", default="results", help="results folder (default: results)")
@@ -339,15 +391,59 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="read only quick runs")
     g.add_argument("--full", action="store_true", help="read only full runs")
-    p.set_defaults(func=_cmd_paper)
+    p.set_defaults(func=_cmd_paper, interrupted=_INTERRUPTED_PAPER)
     return parser
 
 
+def _stdout_closed() -> int:
+    """Quiet end when the reader of stdout went away (``gmmlimit list | head -1``)."""
+    # Point stdout at /dev/null so the interpreter's last flush raises nothing more.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no real file (a test's capture)
+        pass
+    finally:
+        os.close(devnull)
+    return 141
+
+
+def _interrupted(args: argparse.Namespace, console: bool) -> int:
+    """Report an interrupt; as the console command, end the process at once.
+
+    When ``console`` (``main`` called with no argv: the ``gmmlimit`` command), the process ends
+    with ``os._exit(130)`` after flushing stdout and stderr, so interpreter shutdown (where XLA
+    mid-compilation could segfault, exit 139) never runs. This is safe: every results, figure
+    and paper file is written to a temporary file and moved into place whole, and the
+    ``finally``/``except`` clean-ups of those writes (temporary files and folders, locks) have
+    run while the interrupt travelled up to here; the open lock files close with the process.
+    """
+    print(f"gmmlimit: {args.interrupted}", file=sys.stderr)
+    if not console:
+        return 130
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(130)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gmmlimit`` console script; returns the exit status."""
+    """Entry point of the ``gmmlimit`` console script; returns the exit status.
+
+    Args:
+        argv: the arguments after ``gmmlimit``; None (the console script) reads ``sys.argv``,
+            and then an interrupt ends the process at once with status 130 (see
+            :func:`_interrupted`); a call with a list returns 130 instead.
+
+    Returns:
+        The exit status (see the module docstring).
+    """
+    console = argv is None
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        return _stdout_closed()
     except ValueError as err:
         print(f"gmmlimit: error: {err}", file=sys.stderr)
         return 2
@@ -368,12 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gmmlimit: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "gmmlimit: interrupted; finished sweep points are kept, rerun the same command "
-            "to resume.",
-            file=sys.stderr,
-        )
-        return 130
+        return _interrupted(args, console)
 
 
 if __name__ == "__main__":

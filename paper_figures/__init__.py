@@ -29,6 +29,7 @@ from pathlib import Path
 
 __all__ = [
     "DRAWING_FAILED",
+    "RESULTS_UNREADABLE",
     "FigureSpec",
     "draw_all",
     "draw_figure",
@@ -40,6 +41,9 @@ __all__ = [
 
 DRAWING_FAILED = "drawing failed"
 """How :func:`draw_all` starts the reason of a figure whose drawing raised."""
+
+RESULTS_UNREADABLE = "results unreadable"
+"""How :func:`draw_all` starts the reason of a figure whose run has a damaged file."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,10 +150,11 @@ def draw_figure(
     Raises:
         FileNotFoundError: naming the experiment and the command to run when its results are
             missing or were written by an older version.
+        UnreadableResultError: naming the experiment and the damaged file of its run.
         ValueError: from :func:`gmmlimit.experiments.select_runs` (an unknown run id, one of
             an experiment the figure does not read, or named runs of disagreeing settings).
     """
-    from gmmlimit.experiments import load_run, select_runs
+    from gmmlimit.experiments import UnreadableResultError, load_run, select_runs
 
     from ._style import provenance_note
 
@@ -163,6 +168,10 @@ def draw_figure(
             results[name] = load_run(results_dir, name, entries[name]["run_id"])
         except FileNotFoundError as err:
             raise FileNotFoundError(
+                f"figure {spec.name!r} needs results of experiment {name!r}: {err}"
+            ) from None
+        except UnreadableResultError as err:
+            raise UnreadableResultError(
                 f"figure {spec.name!r} needs results of experiment {name!r}: {err}"
             ) from None
     out = Path(out_dir)
@@ -241,9 +250,10 @@ def draw_all(
     (``os.replace``) once drawn; ``index.md`` is written last, the same way, and only when at
     least one figure was drawn, so a call that draws nothing leaves ``out_dir`` untouched.
 
-    A figure whose results are missing, or whose drawing raises, is not drawn: it keeps its old
-    files, the others are drawn, and the index lists it under "Not drawn by this call" with the
-    reason (a drawing error starts with :data:`DRAWING_FAILED`).
+    A figure whose results are missing or unreadable, or whose drawing raises, is not drawn: it
+    keeps its old files, the others are drawn, and the index lists it under "Not drawn by this
+    call" with the reason (a drawing error starts with :data:`DRAWING_FAILED`, a damaged results
+    file with :data:`RESULTS_UNREADABLE`).
 
     Returns:
         ``(written, missing)``: files per drawn figure, and the reason per figure not drawn
@@ -253,7 +263,7 @@ def draw_all(
         ValueError: an unknown figure name or run id, a run id of an experiment no chosen
             figure reads, or named runs whose settings disagree (with each other or ``quick``).
     """
-    from gmmlimit.experiments import select_runs
+    from gmmlimit.experiments import UnreadableResultError, select_runs
     from gmmlimit.experiments._store import atomic_write_bytes
 
     from ._style import plt  # the Agg backend first
@@ -281,6 +291,8 @@ def draw_all(
                 )
             except FileNotFoundError as err:
                 missing[spec.name] = str(err)
+            except UnreadableResultError as err:  # a damaged file of a chosen run
+                missing[spec.name] = f"{RESULTS_UNREADABLE}: {err}"
             except Exception as err:  # one broken figure must not stop the others
                 missing[spec.name] = f"{DRAWING_FAILED} ({type(err).__name__}): {err}"
                 for num in set(plt.get_fignums()) - before:  # the failed figure's canvas

@@ -125,7 +125,9 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     pad = matplotlib.rcParams["savefig.pad_inches"]
     box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(pad)
     for path in paths:
-        fig.savefig(path, bbox_inches=box)
+        # no creation date in the PDF, so drawing the same results again gives the same bytes
+        extra = {"metadata": {"CreationDate": None}} if path.suffix == ".pdf" else {}
+        fig.savefig(path, bbox_inches=box, **extra)
     plt.close(fig)
     return paths
 

@@ -656,3 +656,245 @@ def test_unusable_data_refused_before_any_work(tmp_path, capsys, rows, dtype, me
     if dtype == "float32":
         with pytest.raises(ValueError, match="in float32"):
             make_config(registry()["precision"], {"data": str(path), "datasets": "flat", "k": 3})
+
+
+# --------------------------------------------------------------------------------------------
+# Damaged result files, early refusals and the command line's edges
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_damaged_point_file_is_named_before_any_work(tmp_path, monkeypatch, capsys):
+    # a truncated point .npz stopped the resume with zipfile.BadZipFile (a traceback, exit 1)
+    args = _interrupt_loglik(tmp_path, monkeypatch)
+    monkeypatch.undo()
+    (point,) = (tmp_path / "loglik").glob("*.partial/points/*.npz")
+    point.write_bytes(point.read_bytes()[:100])
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{point} cannot be read (not a whole .npz file" in err
+    assert "delete that file and rerun the same command" in err and "Traceback" not in err
+    assert point.stat().st_size == 100  # refused before any work: nothing recomputed
+    point.unlink()  # as the message says: that point is computed again
+    assert cli.main(args) == 0
+
+
+def test_unreadable_run_files_are_named_with_what_to_do(tmp_path, capsys):
+    from gmmlimit.experiments import UnreadableResultError, load_run
+
+    args = ["run", "phase_transition", "--set", "datasets=separated", "--no-bar"]
+    assert cli.main([*args, "--results", str(tmp_path)]) == 0
+    (entry,) = experiments.list_runs(tmp_path)
+    folder = tmp_path / entry["path"]
+    records = folder / "records.npz"
+    whole = records.read_bytes()
+    # a deleted records.npz was "written by an older version of gmmlimit (format 2, need 2)"
+    records.unlink()
+    with pytest.raises(FileNotFoundError, match=r"records\.npz is missing, so the finished run"):
+        load_run(tmp_path, "phase_transition", entry["run_id"])
+    records.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UnreadableResultError, match=r"records\.npz cannot be read") as info:
+        load_run(tmp_path, "phase_transition", entry["run_id"])
+    assert "delete that folder and rerun `gmmlimit run phase_transition`" in str(info.value)
+    capsys.readouterr()
+    figures = ["figures", "--results", str(tmp_path), "--out", str(tmp_path / "figs")]
+    figures += ["--run", entry["run_id"]]
+    assert cli.main(figures) == 3  # that figure is not drawn, named, and no traceback
+    out = capsys.readouterr().out
+    assert "figure bifurcation: UNREADABLE RESULTS: results unreadable: figure" in out
+    assert str(records) in out
+    records.write_bytes(whole)
+    meta = folder / "meta.json"
+    meta.write_text('{"format": 2, ')
+    with pytest.raises(UnreadableResultError, match=r"meta\.json cannot be read \(not valid JSON"):
+        load_run(tmp_path, "phase_transition", entry["run_id"])
+    index = tmp_path / "index.json"
+    index.write_text("[1, 2")
+    assert cli.main(["runs", "--results", str(tmp_path)]) == 2
+    assert f"{index} cannot be read (not valid JSON" in capsys.readouterr().err
+    before = sorted(p.name for p in (tmp_path / "phase_transition").iterdir())
+    assert cli.main([*args, "--set", "seed=1", "--results", str(tmp_path)]) == 2
+    assert f"{index} cannot be read" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "phase_transition").iterdir()) == before
+
+
+def test_reproduce_refuses_bad_output_paths_before_any_run(tmp_path, monkeypatch, capsys):
+    # --out and --paper were checked after every experiment had run (~90 s), then exit 2
+    def no_work(*args, **kwargs):
+        raise AssertionError("an experiment ran before the output paths were checked")
+
+    monkeypatch.setattr(cli, "_run_many", no_work)
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    base = ["reproduce", "--no-bar", "--results", str(tmp_path / "results")]
+    assert cli.main([*base, "--out", str(taken)]) == 2
+    assert f"--out {taken} is an existing file" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(taken / "figs")]) == 2
+    assert f"{taken} is a file" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "f"), "--paper", str(tmp_path / "p.txt")]) == 2
+    assert "the paper's output must be a .pdf file" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "f"), "--paper", str(taken / "p.pdf")]) == 2
+    assert f"{taken} is a file, not a folder" in capsys.readouterr().err
+    assert cli.main([*base, "--results", str(taken)]) == 2
+    assert f"--results {taken} is an existing file" in capsys.readouterr().err
+    assert taken.read_text() == "a file" and sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_a_sigma2_min_above_the_data_top_is_refused_before_any_folder(tmp_path, capsys):
+    # the run folder (.partial) and its index entry were made before the grid refused it
+    args = ["run", "responsibilities", "--set", "sigma2_min=1e6", "--no-bar"]
+    assert cli.main([*args, "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "sigma2_min=1000000.0 must lie below the grid's top sigma2" in err
+    assert "on data set 'separated'" in err
+    assert not any(tmp_path.iterdir())
+    for name in ("precision", "updates"):  # precision's grid is float64 whatever the dtype
+        with pytest.raises(ValueError, match="must lie below the grid's top"):
+            make_config(registry()[name], {"sigma2_min": 1e6}, quick=True)
+    make_config(registry()["responsibilities"], {"sigma2_min": 1e-3}, quick=True)  # below: ok
+
+
+def test_runs_refuses_an_unknown_experiment(tmp_path, capsys):
+    # it printed "no finished runs" and exited 0
+    assert cli.main(["runs", "nosuch", "--results", str(tmp_path)]) == 2
+    assert "unknown experiment 'nosuch'; known: responsibilities" in capsys.readouterr().err
+
+
+def test_em_vs_gradient_winner_is_decided_by_iterations_not_wall_time():
+    from gmmlimit.experiments.em_vs_gradient import EmVsGradientRecord
+
+    def record(seconds):
+        return EmVsGradientRecord(
+            sigma2=np.array([0.1, 1.0, 2.0]),
+            sigma2_rel=np.array([0.1, 1.0, 2.0]),
+            methods=("em", "adam", "lbfgs"),
+            iterations=np.array([[3, 40, 5], [9, -1, 9], [-1, -1, -1]]),
+            seconds=np.asarray(seconds, dtype=float),
+            seconds_per_iter=np.ones((3, 3)),
+            final=np.zeros((3, 3)),
+            history=np.zeros((3, 3, 2)),
+            adam_rate_rel=np.ones(3),
+            lambda_max=1.0,
+            n=10,
+            d=2,
+            k=2,
+        )
+
+    nan = np.nan
+    slow_em = record([[9.0, 1.0, 2.0], [5.0, nan, 1.0], [nan] * 3])
+    fast_em = record([[0.1, 1.0, 2.0], [1.0, nan, 5.0], [nan] * 3])
+    spec = registry()["em_vs_gradient"]
+    config = make_config(spec, {}, quick=True)
+    line = spec.summarize(config, {"anisotropic": slow_em})
+    assert line == spec.summarize(config, {"anisotropic": fast_em})  # timings never decide it
+    assert "0.1:em(3/40/5) 1:em=lbfgs(9/-1/9) 2:none(-1/-1/-1)" in line
+
+
+def test_stdout_closed_early_ends_quietly(tmp_path):
+    # `gmmlimit list | head -1` printed "[Errno 32] Broken pipe" and exited 2
+    script = (
+        "import os, sys\n"
+        "r, w = os.pipe()\n"
+        "os.close(r)\n"  # no reader: every write to the pipe raises BrokenPipeError
+        "os.dup2(w, 1)\n"
+        "from gmmlimit import cli\n"
+        "sys.exit(cli.main(['list']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
+
+
+def test_failure_and_summary_texts_name_the_real_values():
+    spec = registry()["phase_transition"]
+    config = make_config(spec, {"split_tol": 0.001}, quick=True)
+
+    class Off:
+        first_split_rel_error = 0.01
+
+    (msg,) = spec.check(config, {"separated": Off()})
+    assert "not within split_tol 0.001 (0.1%) of it" in msg  # was "not within 0%"
+
+    class Record:
+        held = np.ones((1, 3), bool)
+        gap = np.array([[1.0, 0.0, 0.0]])
+        round_tol = 1e-6
+        sigma2 = np.array([1.0, 0.1, 0.0])
+
+    spec = registry()["updates"]
+    f32 = make_config(spec, {"dtype": "float32"}, quick=True)
+    assert "-> float32 rounding:" in spec.summarize(f32, {"separated": Record()})
+    f64 = make_config(spec, {}, quick=True)
+    assert "-> float64 rounding:" in spec.summarize(f64, {"separated": Record()})
+
+
+@pytest.mark.parametrize(
+    ("command", "said", "unsaid"),
+    [
+        (["figures"], "no figure file is half written", "resume"),
+        (["paper"], "the paper's PDF is as it was", "resume"),
+        (["run", "loglik"], "finished sweep points are kept", None),
+    ],
+)
+def test_interrupt_message_fits_the_command(tmp_path, monkeypatch, capsys, command, said, unsaid):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    parser = cli._parser  # the command's own function is replaced by the interrupting one
+    monkeypatch.setattr(cli, "_parser", lambda: _with_func(parser(), command[0], interrupted))
+    assert cli.main([*command, "--results", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert said in err
+    if unsaid:
+        assert unsaid not in err
+
+
+def _with_func(parser, command, func):
+    """``parser`` with ``command``'s function replaced (its other defaults kept)."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.choices[command].set_defaults(func=func)
+    return parser
+
+
+_CONSOLE_INTERRUPT = """
+import atexit, sys
+from pathlib import Path
+from gmmlimit import cli
+marker = Path(sys.argv[1])
+atexit.register(marker.write_text, "interpreter shutdown ran")
+def interrupted(args):
+    print("partial output", flush=False)
+    raise KeyboardInterrupt
+parser = cli._parser
+def patched():
+    p = parser()
+    import argparse
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            a.choices["list"].set_defaults(func=interrupted)
+    return p
+cli._parser = patched
+sys.argv = ["gmmlimit", "list"]
+sys.exit(cli.main())
+"""
+
+
+def test_console_interrupt_exits_130_without_interpreter_shutdown(tmp_path):
+    # Ctrl-C while XLA compiled could segfault at interpreter shutdown (exit 139) after the
+    # message: the console command now flushes and leaves with os._exit(130)
+    marker = tmp_path / "shutdown"
+    done = subprocess.run(
+        [sys.executable, "-c", _CONSOLE_INTERRUPT, str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 130, done.stderr
+    assert "gmmlimit: interrupted." in done.stderr
+    assert done.stdout == "partial output\n"  # flushed before leaving
+    assert not marker.exists()  # atexit (interpreter shutdown) never ran

@@ -284,3 +284,20 @@ def test_fig6_colours_any_number_of_components(tmp_path, k):
     assert sorted(p.name for p in paths) == ["fig6_hardening.pdf", "fig6_hardening.png"]
     colours = fig6_hardening.component_colours(k)
     assert colours.shape == (k, 3) and len({tuple(c) for c in colours}) == k  # all distinct
+
+
+def test_redrawn_pdf_is_byte_identical(tmp_path):
+    # the PDF embedded its creation date, so drawing the same figure again changed its bytes
+    import time
+
+    from gmmlimit.paper_figures import _style
+
+    pdfs = []
+    for i in range(2):
+        fig, ax = _style.plt.subplots()
+        ax.plot([0, 1, 2], [1, 0, 2])
+        (pdf, _png) = _style.save(fig, tmp_path / str(i), "same")
+        pdfs.append(pdf.read_bytes())
+        time.sleep(1.1)  # the creation date has one-second resolution
+    assert pdfs[0] == pdfs[1]
+    assert b"/CreationDate" not in pdfs[0]

@@ -22,6 +22,7 @@ __all__ = [
     "PaperFigure",
     "PaperRun",
     "build_paper",
+    "check_output",
     "document",
     "fmt",
     "read_runs",
@@ -42,6 +43,41 @@ def _timestamp(runs: dict[str, PaperRun]) -> int | None:
             except ValueError:
                 continue
     return int(max(times).timestamp()) if times else None
+
+
+def check_output(out: str | os.PathLike) -> Path:
+    """Refuse a paper output that cannot be written, before any work.
+
+    Args:
+        out: the PDF to write.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ValueError: when ``out`` does not end in ``.pdf``, is an existing folder, or lies
+            under an existing file.
+        ImportError: when the ``typst`` package is not installed (``pip install typst``).
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".pdf":
+        raise ValueError(f"the paper's output must be a .pdf file; got {str(out)!r}.")
+    if out.is_dir():
+        raise ValueError(f"the paper's output {out} is an existing folder, not a .pdf file.")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(
+                    f"the paper's output {out} cannot be written: {parent} is a file, not a folder."
+                )
+            break
+    try:
+        import typst  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "gmmlimit paper typesets with the typst package: `pip install typst`."
+        ) from None
+    return out
 
 
 def build_paper(
@@ -71,15 +107,8 @@ def build_paper(
         FileNotFoundError: naming the experiments whose results (or figures) are missing.
         ImportError: when the ``typst`` package is not installed (``pip install typst``).
     """
-    out = Path(out)
-    if out.suffix.lower() != ".pdf":
-        raise ValueError(f"the paper's output must be a .pdf file; got {str(out)!r}.")
-    try:
-        import typst
-    except ImportError:
-        raise ImportError(
-            "gmmlimit paper typesets with the typst package: `pip install typst`."
-        ) from None
+    out = check_output(out)
+    import typst
 
     runs, quick_read = read_runs(results_dir, quick)
     out.parent.mkdir(parents=True, exist_ok=True)
