@@ -475,6 +475,9 @@ def critical_sigma2(X: Any, *, weights: Any = None) -> jax.Array:
 def _critical_sigma2(X: jax.Array, w: jax.Array) -> jax.Array:
     total = jnp.sum(w)
     mean = jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / total
+    # one correction pass: the rounded mean of constant rows is an ulp off them, and that ulp,
+    # squared and scaled back by 4^e, was the answer (inf for float32 rows of 1e30; true: 0)
+    mean = mean + jnp.matmul(w, X - mean, precision=jax.lax.Precision.HIGHEST) / total
     centred = X - mean
     cov = jnp.matmul((centred * w[:, None]).T, centred, precision=jax.lax.Precision.HIGHEST) / total
     return jnp.linalg.eigvalsh(cov)[-1]

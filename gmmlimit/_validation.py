@@ -76,6 +76,8 @@ def as_data(X: Any, name: str = "X") -> jax.Array:
     """
     if not is_traced(X) and not isinstance(X, jax.Array):
         X = np.asarray(X)
+        if not X.dtype.isnative:  # big-endian data (np.fromfile, FITS): JAX takes native only
+            X = X.astype(X.dtype.newbyteorder("="))
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (N, D); got shape {tuple(X.shape)}.")
     if X.shape[0] < 1 or X.shape[1] < 1:
@@ -447,7 +449,12 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
         raise ValueError(f"{name} must be an integer; got {value!r}.")
     if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+    if int(value) > _INT32_MAX:  # compiled loops count in int32
+        raise ValueError(f"{name} must be at most 2^31 - 1; got {value}.")
     return int(value)
+
+
+_INT32_MAX = 2**31 - 1
 
 
 def check_tol(tol: Any) -> float:

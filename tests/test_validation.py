@@ -463,3 +463,27 @@ def test_weights_given_as_a_list_are_the_array(name):
     as_list, as_array = call([1, 1, 1, 2]), call(np.array([1.0, 1.0, 1.0, 2.0]))
     for got, want in zip(jax.tree.leaves(as_list), jax.tree.leaves(as_array), strict=True):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+@pytest.mark.parametrize(("value", "dtype", "n"), [(1e30, np.float32, 7), (1e20, np.float32, 37),
+                                                   (1e200, np.float64, 10)])  # fmt: skip
+def test_critical_sigma2_of_constant_data_is_zero_at_any_scale(value, dtype, n):
+    # the one-pass weighted mean was an ulp off the rows; squared and scaled back by 4^e it was
+    # the answer: inf for 1e30 float32 and 1e200 float64, 7e26 for 37 rows of 1e20
+    assert float(gl.critical_sigma2(np.full((n, 1), value, dtype))) == 0.0
+
+
+def test_big_endian_data_are_read_as_native():
+    # np.fromfile and FITS readers give '>f4': JAX refused the dtype with a TypeError
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 10.0]])
+    native = gl.kmeans(X.astype(np.float32), X[::2].astype(np.float32))
+    swapped = gl.kmeans(X.astype(">f4"), X[::2].astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(swapped.means), np.asarray(native.means))
+    assert swapped.means.dtype == np.float32
+
+
+def test_an_iteration_count_past_int32_is_refused_by_name():
+    # max_iter=2**31 failed in jit's argument parsing with an OverflowError
+    X = np.array([[0.0], [1.0], [5.0]])
+    with pytest.raises(ValueError, match=r"max_iter must be at most 2\^31 - 1"):
+        gl.em(X, X[:2], 1.0, max_iter=2**31)
