@@ -26,6 +26,7 @@ __all__ = [
     "config_hash",
     "config_overrides",
     "config_to_dict",
+    "default_config_dict",
     "make_config",
     "parse_set",
 ]
@@ -212,8 +213,22 @@ def config_overrides(spec: ExperimentSpec, config: Any, quick: bool) -> dict:
     Returns:
         ``{key: value}`` (JSON-able), empty for the default config of the setting.
     """
-    default = config_to_dict(spec.config_type(**_setting_values(spec, quick)))
+    default = default_config_dict(spec, quick)
     return {k: v for k, v in config_to_dict(config).items() if default.get(k) != v}
+
+
+def default_config_dict(spec: ExperimentSpec, quick: bool) -> dict:
+    """The setting's default config of ``spec`` as the JSON values ``config.json`` holds.
+
+    Args:
+        spec: the experiment.
+        quick: the setting.
+
+    Returns:
+        ``{key: value}``, tuples as lists, as a run's ``config.json`` reads back.
+    """
+    default = config_to_dict(spec.config_type(**_setting_values(spec, quick)))
+    return json.loads(json.dumps(default))
 
 
 def _setting_values(spec: ExperimentSpec, quick: bool) -> dict:

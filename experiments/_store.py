@@ -43,6 +43,7 @@ __all__ = [
     "PointStore",
     "RunResult",
     "UnreadableResultError",
+    "current_default",
     "decode_record",
     "encode_record",
     "list_runs",
@@ -400,8 +401,12 @@ class RunResult:
 
     @property
     def default_config(self) -> bool:
-        """Whether the run used its setting's default config (no overrides, no own data)."""
-        return not self.overrides
+        """Whether the run used its setting's default config as it is now.
+
+        No overrides, no own data, and a config equal to today's defaults: a run made before a
+        default changed is no longer the default run (figures would otherwise draw it as such).
+        """
+        return not self.overrides and self.config == current_default(self.name, self.quick)
 
 
 def write_run_files(
@@ -564,7 +569,7 @@ def list_runs(
         name: only this experiment (None: all).
         quick: only quick (True) or full (False) runs; None: both.
         default_config: only runs with (True) or without (False) their setting's default
-            config; None: both.
+            config as it is today (:func:`current_default`); None: both.
 
     Returns:
         Index entries: ``name, run_id, path, quick, overrides, default_config, time, ...``.
@@ -577,10 +582,33 @@ def list_runs(
         and r.get("format") == FORMAT
         and (name is None or r["name"] == name)
         and (quick is None or bool(r["quick"]) == quick)
-        and (default_config is None or bool(r.get("default_config")) == default_config)
         and (root / r["path"] / "meta.json").exists()
     ]
+    if default_config is not None:
+        runs = [r for r in runs if _is_current_default(root, r) == default_config]
     return sorted(runs, key=lambda r: (r["time"], r["run_id"]))
+
+
+def current_default(name: str, quick: bool) -> dict | None:
+    """Experiment ``name``'s default config of the setting today, as JSON values (None: unknown).
+
+    Runs store the config they ran; one whose config is no longer the default (a default
+    changed since) is not a default-config run (``list_runs``, ``RunResult.default_config``).
+    """
+    from . import registry  # the registry imports every experiment module: on first use
+    from ._config import default_config_dict
+
+    spec = registry().get(name)
+    return None if spec is None else default_config_dict(spec, quick)
+
+
+def _is_current_default(root: Path, entry: dict) -> bool:
+    """Whether an index entry's run has no overrides and today's default config."""
+    if not entry.get("default_config"):
+        return False
+    path = root / entry["path"] / "config.json"
+    stored = load_json(path, _rerun_advice(path.parent, entry["name"]))
+    return stored == current_default(entry["name"], bool(entry["quick"]))
 
 
 def load_latest(

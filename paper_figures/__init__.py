@@ -109,6 +109,8 @@ def override_note(runs: dict) -> str | None:
         if data:
             own = f"data file {Path(data['path']).name} (sha256 {data['sha256'][:12]})"
             text = f"{own}, {text}" if text else own
+        if not text:  # no overrides, but a default changed since the run was made
+            text = "the defaults of its time, which are no longer today's"
         parts.append(f"run {run.run_id} of `{name}` ({run.setting} setting) with {text}")
     if not parts:
         return None

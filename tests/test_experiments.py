@@ -898,3 +898,28 @@ def test_console_interrupt_exits_130_without_interpreter_shutdown(tmp_path):
     assert "gmmlimit: interrupted." in done.stderr
     assert done.stdout == "partial output\n"  # flushed before leaving
     assert not marker.exists()  # atexit (interpreter shutdown) never ran
+
+
+def test_a_run_made_before_a_default_changed_is_no_longer_the_default_run(quick, monkeypatch):
+    # the index's default_config flag was set when the run was made and never checked again:
+    # after a default changed, figures and the paper drew the old run as "default config"
+    from gmmlimit.experiments import list_runs, load_run
+
+    results = quick["results"]
+    (entry,) = list_runs(results, "loglik", quick=True, default_config=True)
+    assert load_run(results, "loglik", entry["run_id"]).default_config
+    spec = registry()["loglik"]
+    monkeypatch.setitem(spec.quick, "n_sigma2", int(spec.quick["n_sigma2"]) - 1)
+    assert list_runs(results, "loglik", quick=True, default_config=True) == []
+    assert [r["run_id"] for r in list_runs(results, "loglik", default_config=False)] == [
+        entry["run_id"]
+    ]
+    stale = load_run(results, "loglik", entry["run_id"])
+    assert not stale.default_config
+    from gmmlimit.paper_figures import override_note
+
+    assert "the defaults of its time, which are no longer today's" in override_note(
+        {"loglik": stale}
+    )
+    with pytest.raises(FileNotFoundError, match="no finished default-config results"):
+        load_latest("loglik", results, quick=True)

@@ -142,18 +142,21 @@ def test_unknown_run_id_is_refused(quick, tmp_path):
 def _fake_results(root: Path, runs: list[tuple[str, str, bool, bool]]) -> Path:
     """A results folder whose index lists ``(name, run_id, quick, default_config)`` runs.
 
-    Only the index and each run's ``meta.json`` exist: enough for run selection
-    (``select_runs``, ``find_run``), which happens before anything is loaded or drawn.
+    Only the index and each run's ``meta.json`` and ``config.json`` (today's default config
+    for a default run) exist: enough for run selection (``select_runs``, ``find_run``), which
+    happens before anything is loaded or drawn.
     """
     import json
 
-    from gmmlimit.experiments._store import FORMAT
+    from gmmlimit.experiments._store import FORMAT, current_default
 
     entries = []
     for i, (name, run_id, is_quick, default) in enumerate(runs):
         folder = root / name / run_id
         folder.mkdir(parents=True)
         (folder / "meta.json").write_text(json.dumps({"format": FORMAT, "quick": is_quick}))
+        config = current_default(name, is_quick) if default else {"seed": 1}
+        (folder / "config.json").write_text(json.dumps(config))
         entries.append(
             {
                 "name": name,
