@@ -117,8 +117,9 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
     def predict(self, X: Any) -> np.ndarray:
         """Index of the nearest mean (the most responsible component), ties to the lowest.
 
-        Computed as :meth:`predict_proba` is, each row at its own scale: float32 rows near 1e20
-        would overflow their squared distances as given.
+        Within the scale window, the fit's own streamed hard pass (no (N, K) intermediates);
+        past it, the labels :meth:`predict_proba` computes, each row at its own scale (float32
+        rows near 1e20 would overflow their squared distances as given).
 
         Args:
             X: (N, D) data.
@@ -126,6 +127,9 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         Returns:
             (N,) int labels.
         """
+        Xp, wp, means, n = self._padded(X)
+        if not scale_exponent(Xp, means):  # the labels _soft's own in-window branch takes
+            return np.asarray(hard_pass(Xp, wp, means)[1])[:n].astype(np.int64)
         return self._soft(X)[2].astype(np.int64)
 
     @in_x64

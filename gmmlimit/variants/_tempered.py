@@ -122,7 +122,7 @@ def tempered_assign(
     """
     tau = inverse_to_temperature(beta)
     alive = weights > 0
-    total = jnp.sum(jnp.where(alive, weights, 0.0))
+    total = jnp.sum(weights)  # the weights are >= 0: the live ones make the whole sum
     # ln p_k of p = pi / sum(pi): the weights are a distribution; rounding leaves their sum a
     # few ulps from 1, which tau ln(sum) would carry into the free energy at small beta
     log_w = jnp.log(jnp.where(alive, weights, 1.0)) - jnp.log(total)
@@ -172,7 +172,7 @@ def _free_energy_near_one(
     ref = jnp.min(live, axis=1, keepdims=True)
     # the reference component (and every row whose live divergences are all inf) adds 0
     g = jnp.where(live == ref, 0.0, beta * (live - ref))
-    x = jnp.sum(jnp.where(alive, weights, 0.0)[None, :] * jnp.expm1(-g), axis=1)
+    x = jnp.sum(weights[None, :] * jnp.expm1(-g), axis=1)  # a switched-off weight adds 0
     return _Warm(-ref[:, 0] + tau * jnp.log1p(x), x >= -0.5)
 
 
