@@ -578,3 +578,16 @@ def test_isotropic_mixture_labels_rows_far_beyond_a_unit_scale_fit_exactly():
     proba = g.predict_proba(far)
     np.testing.assert_array_equal(np.argmax(proba, axis=1), nearest)
     assert np.all(proba.max(axis=1) == 1.0)  # gaps near 2^132 / (2 sigma2): one-hot
+
+
+def test_isotropic_mixture_scores_rows_with_subnormal_entries_exactly():
+    # rows near float32's smallest normal number run at their own scale; jnp.ldexp flushed
+    # their subnormal entries to 0 first (a row of 0.58 tiny went to the mean at 0; at sigma2 = 1
+    # the responsibilities of such rows are uniform to rounding, so the labels are the test)
+    tiny = float(np.finfo(np.float32).tiny)
+    g = IsotropicGaussianMixture(2, sigma2=1.0, random_state=0).fit(
+        _three_blobs(1.0, np.float32)[0]
+    )
+    g.means_ = np.array([[0.0, 0.0], [tiny, 0.0]], np.float32)
+    Y = np.array([[0.58 * tiny, 0.0], [tiny, 0.0]], np.float32)
+    np.testing.assert_array_equal(g.predict(Y), [1, 1])  # the nearest mean, exactly

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import ClusterMixin, DensityMixin
 
 from .._rescale import Scale
-from .._validation import largest_magnitude, scale_exponent, window_exponents
+from .._validation import exact_ldexp, largest_magnitude, scale_exponent, window_exponents
 from ._common import _IsotropicBase, _soft, hard_pass, in_x64
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -152,7 +152,7 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
             labels = np.empty(Xp.shape[0], np.int32)
             for exponent in np.unique(exponents).tolist():
                 rows = exponents == exponent
-                x, m = jnp.ldexp(Xp[rows], -exponent), jnp.ldexp(means, -exponent)
+                x, m = exact_ldexp(Xp[rows], -exponent), exact_ldexp(means, -exponent)
                 hard = hard_pass(x, jnp.ones(x.shape[0], Xp.dtype), m)[1]
                 r, s = _soft(x, m, Scale(exponent, 0).sigma2(s2), hard)
                 resp[rows], lse[rows], labels[rows] = np.asarray(r), np.asarray(s), np.asarray(hard)
