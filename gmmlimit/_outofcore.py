@@ -44,6 +44,7 @@ from ._rescale import (
 )
 from ._validation import (
     _float_dtype,
+    check_integers_held,
     check_positive_int,
     check_sigma2,
     check_tol,
@@ -184,6 +185,8 @@ def _scan_info(
         _check_chunk(chunk, n, check_data)
         total += chunk.sum(axis=0, dtype=np.float64)
         largest = max(largest, float(chunk.max()), -float(chunk.min()))
+        if np.issubdtype(src_dtype, np.integer):
+            check_integers_held(max(abs(int(chunk.max())), abs(int(chunk.min()))), dtype)
         n += chunk.shape[0]
     if n == 0 or d is None or d == 0:
         raise ValueError("X must have at least one row and one column.")

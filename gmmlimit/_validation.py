@@ -60,6 +60,30 @@ def _float_dtype(dtype: Any) -> jnp.dtype:
     raise ValueError(f"X must hold real numbers; got dtype {dtype}.")
 
 
+def check_integers_held(largest: int, dtype: Any, name: str = "X") -> None:
+    """Refuse integer data that the float dtype they are computed in cannot hold exactly.
+
+    Every integer of magnitude at most 2^(p) is a float of p significand bits (2^24 for float32,
+    2^53 for float64); past that, converting would round counts without a word.
+
+    Args:
+        largest: the largest magnitude among the integer entries.
+        dtype: the floating dtype the data would be computed in.
+        name: the argument's name, used in the message.
+
+    Raises:
+        ValueError: if ``largest`` is past 2^p for ``dtype``.
+    """
+    bits = np.finfo(dtype).nmant + 1
+    if largest > 2**bits:
+        raise ValueError(
+            f"{name} holds integers up to {largest}, past 2^{bits} = {2**bits}: {np.dtype(dtype)}, "
+            "the dtype integer data are computed in here, would round them. Convert them "
+            "yourself to choose the rounding (X.astype(np.float64) is computed in float64, "
+            "exact for integers up to 2^53)."
+        )
+
+
 def as_data(X: Any, name: str = "X") -> jax.Array:
     """Validate a data matrix and return it as a floating JAX array.
 
@@ -72,7 +96,8 @@ def as_data(X: Any, name: str = "X") -> jax.Array:
         float64 stays float64 when x64 is enabled; integers become the default float dtype).
 
     Raises:
-        ValueError: if X is not two-dimensional, is empty, is complex, or holds NaN or inf.
+        ValueError: if X is not two-dimensional, is empty, is complex, holds NaN or inf, or holds
+            integers its float dtype cannot hold exactly.
     """
     if not is_traced(X) and not isinstance(X, jax.Array):
         X = np.asarray(X)
@@ -92,6 +117,8 @@ def as_data(X: Any, name: str = "X") -> jax.Array:
         if not (np.isfinite(host.max()) and np.isfinite(host.min())):
             bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
             raise ValueError(f"{name} contains {bad} NaN or inf value(s); clean the data first.")
+        if np.issubdtype(host.dtype, np.integer):
+            check_integers_held(max(abs(int(host.max())), abs(int(host.min()))), dtype, name)
         if isinstance(X, np.ndarray) and X.dtype == dtype:
             return aligned_copy(X)  # one fast copy, never the caller's memory
     return jnp.asarray(X, dtype=dtype)

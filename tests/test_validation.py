@@ -487,3 +487,34 @@ def test_an_iteration_count_past_int32_is_refused_by_name():
     X = np.array([[0.0], [1.0], [5.0]])
     with pytest.raises(ValueError, match=r"max_iter must be at most 2\^31 - 1"):
         gl.em(X, X[:2], 1.0, max_iter=2**31)
+
+
+def test_integer_data_the_float_dtype_cannot_hold_are_refused():
+    """Integer data are computed in the default float dtype: past 2^p they would be rounded."""
+    from gmmlimit.scale import kmeans_out_of_core, kmeans_sharded
+
+    counts = np.array([[0], [1], [2**53 + 1], [7]], np.int64)  # x64 on: float64, 2^53 + 1 rounds
+    for call in [
+        lambda x: gl.kmeans(x, x[:2]),
+        lambda x: gl.em(x, x[:2], 1.0),
+        lambda x: gl.critical_sigma2(x),
+        lambda x: kmeans_out_of_core([x[:2], x[2:]], x[:2].astype(np.float64)),
+        lambda x: kmeans_sharded(x, x[:2].astype(np.float64)),
+    ]:
+        with pytest.raises(ValueError, match=r"integers up to 9007199254740993, past 2\^53"):
+            call(counts)
+    # 2^53 itself, and negative counts, are held exactly: the fit equals the float64 data's
+    held = np.array([[0], [-1], [-(2**53)], [7]], np.int64)
+    assert np.array_equal(gl.kmeans(held, held[:2]).means, gl.kmeans(held * 1.0, held[:2]).means)
+    with jax.enable_x64(False):  # integers are computed in float32: exact up to 2^24
+        small = np.array([[0], [3], [2**24], [5]], np.int32)
+        fit = gl.kmeans(small, small[:2])
+        assert fit.means.dtype == jnp.float32
+        assert np.array_equal(fit.means, gl.kmeans(small.astype(np.float32), small[:2]).means)
+        with pytest.raises(ValueError, match=r"past 2\^24 = 16777216: float32"):
+            gl.kmeans(small + 1, small[:2])
+        with pytest.raises(ValueError, match=r"past 2\^24"):
+            kmeans_out_of_core([small[:2] + 1, small[2:] + 1], small[:2].astype(np.float32))
+        # as float64 data they are computed in float64, exactly
+        wide = gl.kmeans((small + 1).astype(np.float64), small[:2].astype(np.float64))
+        assert wide.means.dtype == np.float64
