@@ -44,6 +44,7 @@ from ._validation import (
     check_tol,
     exact_ldexp,
     float64_scope,
+    is_soft,
     is_traced,
     relative_weights,
     scale_exponent,
@@ -395,7 +396,9 @@ def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> j
         weights: optional (N,) sample weights.
 
     Returns:
-        Scalar log-likelihood in X's dtype.
+        Scalar log-likelihood in X's dtype. At a traced sigma2 that the E-step takes as the hard
+        limit (0, or below the smallest normal number in the units it computes in), l's limit:
+        -inf, or +inf where every row sits on a mean (J = 0).
 
     Raises:
         ValueError: on invalid inputs, including a concrete sigma2 = 0.
@@ -420,10 +423,13 @@ def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> j
         )
     Xs, params, w, scale = prepare(X, IsotropicParams(means, sigma2), weights, for_fit=False)
     stats, _ = stats_compiled(isotropic, Xs, w, params)
+    # At a traced sigma2 of 0 (or below the smallest normal number: the hard limit, is_soft) l is
+    # its limit: -J / (2 sigma2) -> -inf, or +inf where every row sits on a mean (J = 0).
     value = log_likelihood_from_stats(params, stats)
     if scale != NO_SCALE:
         value = scale.log_likelihood(value, original, params.sigma2, stats.total_weight, X.shape[1])
-    return value.astype(X.dtype)
+    limit = jnp.where(stats.distortion > 0, -jnp.inf, jnp.inf)
+    return jnp.where(is_soft(params.sigma2), value, limit).astype(X.dtype)
 
 
 @with_float64_scope

@@ -538,3 +538,33 @@ def test_subnormal_entries_of_rescaled_data_are_scaled_exactly(dtype, top, sub):
     labels = np.argmax(np.asarray(gl.responsibilities(Y, np.array([[0.0], [tiny]], dtype), 0.0)),
                        axis=1)  # fmt: skip
     np.testing.assert_array_equal(labels, [1, 1])
+
+
+@pytest.mark.parametrize("exponent", [0, 100, -100])
+def test_log_likelihood_at_a_traced_hard_sigma2_is_its_limit(exponent):
+    """l -> -inf as sigma2 -> 0 when J > 0, +inf when every row sits on a mean; never NaN.
+
+    A traced sigma2 of 0, or below the smallest normal number in the units the E-step computes
+    in, is the hard limit (`is_soft`); the eager call refuses it. Float32 data at 2^100 and
+    2^-100 are computed rescaled.
+    """
+    scale = np.float32(2.0**exponent)
+    X = np.array([[0.0], [1.0], [4.0], [2.0]], np.float32) * scale
+    means = np.array([[0.0], [4.0]], np.float32) * scale
+    tiny = np.finfo(np.float32).tiny
+    hard = jnp.asarray([tiny / 4, 0.0], jnp.float32)  # below tiny (a subnormal) and 0
+    for data, limit in [(X, -np.inf), (means, np.inf)]:  # J > 0, and J = 0
+        values = jax.vmap(lambda s, data=data: gl.log_likelihood(data, means, s))(hard)
+        if exponent != -100:  # at 2^-100 these sigma2 are soft in the data's units
+            assert np.asarray(values).tolist() == [limit, limit]
+    # at a soft traced sigma2 the value is the eager one
+    for data in (X, means):
+        s2 = np.float32(1.5) * scale * scale
+        if np.isfinite(s2) and s2 >= tiny:
+            traced = jax.jit(lambda s, data=data: gl.log_likelihood(data, means, s))(s2)
+            assert float(traced) == float(gl.log_likelihood(data, means, s2))
+    # at 2^-100 a subnormal sigma2 is 2^200 times larger in the data's units: finite, no NaN
+    if exponent == -100:
+        values = jax.vmap(lambda s: gl.log_likelihood(X, means, s))(hard)
+        assert not np.isnan(np.asarray(values)).any()
+        assert float(values[1]) == -np.inf
