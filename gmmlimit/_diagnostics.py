@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._api import em_step
-from ._logdomain import pairwise_sq_dists_partial, shifted_softmax
+from ._logdomain import distance_from_onehot, pairwise_sq_dists_partial, shifted_softmax
 from ._rescale import Scale, norm_rescaled, prepare
 from ._validation import as_data, with_float64_scope
 from .variants._isotropic import IsotropicParams, assign
@@ -81,8 +81,7 @@ def responsibility_gap(X: Any, means: Any, sigma2: Any) -> jax.Array:
 @jax.jit
 def _responsibility_gap(X: jax.Array, params: IsotropicParams) -> jax.Array:
     estep = assign(params, X)[0]
-    onehot = jax.nn.one_hot(estep.labels, params.means.shape[0], dtype=X.dtype)
-    return jnp.abs(estep.resp - onehot)
+    return distance_from_onehot(estep.resp, estep.labels)
 
 
 @with_float64_scope

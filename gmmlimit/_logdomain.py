@@ -25,7 +25,7 @@ from jax import lax
 
 from ._reduce import tree_min_first_index, tree_sum
 
-__all__ = ["pairwise_sq_dists_partial", "shifted_exp", "shifted_softmax"]
+__all__ = ["distance_from_onehot", "pairwise_sq_dists_partial", "shifted_exp", "shifted_softmax"]
 
 
 def pairwise_sq_dists_partial(x: jax.Array, means: jax.Array, means_sq: jax.Array) -> jax.Array:
@@ -112,3 +112,23 @@ def shifted_softmax(
     lse = jnp.where(positive, jnp.log(total), 0.0)
     gap = jnp.where(onehot > 0, 0.0, jnp.maximum(divergence - best[:, None], 0.0))
     return resp, labels, gap, lse
+
+
+def distance_from_onehot(resp: jax.Array, labels: jax.Array) -> jax.Array:
+    """|r_nk - onehot_nk|, with the label's entry summed from the other columns.
+
+    At the label, 1 - r_nk is the sum of the row's other responsibilities; formed as the
+    difference of 1 and the rounded r_nk it cancels (float64 r = 1 - 1.1e-16 gives 1.1e-16 or
+    2.2e-16 where the true value is 1e-20), and exceeds bound 1, (K - 1) exp(-g_n). Summed, it is
+    accurate to the rounding of those few small terms.
+
+    Args:
+        resp: (B, K) responsibilities, rows summing to one.
+        labels: (B,) int32 the column of each row's one-hot.
+
+    Returns:
+        (B, K) distances >= 0 in resp's dtype.
+    """
+    onehot = jax.nn.one_hot(labels, resp.shape[1], dtype=bool)
+    others = jnp.where(onehot, 0.0, resp)
+    return jnp.where(onehot, jnp.sum(others, axis=1, keepdims=True), others)

@@ -157,3 +157,28 @@ def test_scalar_options_share_one_check_that_names_them():
     ]:
         with pytest.raises(ValueError, match=message):
             call()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_responsibility_gap_satisfies_bound_one_on_its_own_output(dtype):
+    # before: the label's entry was |1 - r|, which cancels: at sigma2 = 0.0136175 (float64)
+    # 2.2e-16 against the bound 1.13e-16 (true e / (1 + e) = 1.13e-16); 599 of 4001 sigma2 broke
+    # bound 1 in float64, 920 in float32. Now the other columns' sum, as accurate as they are.
+    X = np.array([[0.0], [0.25]], dtype)
+    means = np.array([[0.0], [1.0], [3.0]], dtype)
+    grid = np.geomspace(0.01, 0.05, 801).astype(dtype)  # exp(-g) from 1e-22 to 0.007
+    gaps = np.asarray(jax.vmap(lambda s: study.responsibility_gap(X, means, s))(grid))
+    bounds = np.asarray(jax.vmap(lambda s: study.responsibility_bound(X, means, s))(grid))
+    assert (gaps <= bounds[:, :, None]).all()
+    # each row's deviation at its label is the sum of its other responsibilities, near exact
+    for s2, gap in zip(grid[::8], gaps[::8], strict=True):
+        for n in range(2):
+            d = [Fraction(float(x)) ** 2 for x in (means[:, 0] - X[n, 0])]
+            e = [math.exp(-float(dk - d[0]) / (2 * float(s2))) for dk in d]  # label 0
+            exact = sum(e[1:]) / sum(e)
+            assert gap[n, 0] == pytest.approx(exact, rel=64 * float(np.finfo(dtype).eps), abs=0)
+    # the variant spelling, through limits.diagnose, measures the same
+    params = gv.IsotropicParams(means, dtype(0.0136175))
+    diag = study.diagnose(gv.isotropic, X, params)
+    assert (np.asarray(diag.resp_gap) <= np.asarray(diag.bound)[:, None]).all()
+    np.testing.assert_array_equal(diag.resp_gap, study.responsibility_gap(X, params))

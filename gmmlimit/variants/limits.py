@@ -26,6 +26,7 @@ import numpy as np
 
 from .._block_size import default_block_size
 from .._driver import FitResult, fit_compiled, fit_objective
+from .._logdomain import distance_from_onehot
 from .._validation import (
     as_data,
     check_positive_int,
@@ -185,7 +186,6 @@ def __getattr__(name: str) -> Any:
 def _diagnose(variant: Variant, X: jax.Array, w: jax.Array, params: Params) -> LimitDiagnostics:
     estep = variant.e_step(params, X)
     k = estep.resp.shape[1]
-    onehot = jax.nn.one_hot(estep.labels, k, dtype=X.dtype)
     g = variant.log_odds_gap(params, X)
     bound = jnp.where(g > 0, (k - 1) * jnp.exp(-g), k - 1.0).astype(X.dtype)
     stats = variant.sufficient_stats(X, w, estep)
@@ -195,7 +195,7 @@ def _diagnose(variant: Variant, X: jax.Array, w: jax.Array, params: Params) -> L
     soft_step = variant.means(variant.m_step(params, stats))
     hard_step = variant.means(variant.m_step(hard, hard_stats))
     return LimitDiagnostics(
-        resp_gap=jnp.abs(estep.resp - onehot),
+        resp_gap=distance_from_onehot(estep.resp, estep.labels),
         bound=bound,
         objective=fit_objective(variant, params, stats).astype(X.dtype),
         hard_objective=(-stats.distortion).astype(X.dtype),
