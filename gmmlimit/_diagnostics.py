@@ -116,9 +116,11 @@ def scaled_log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = Non
 
     Evaluated stably as sum_n w_n [d_n* - 2 sigma2 lse_n], with lse_n = ln sum_k
     exp(-(d_nk - d_n*) / (2 sigma2)) in [0, ln K] (no exponential of a large number), so that
-    J - 2 W sigma2 ln K <= L~ <= J (W the total weight, N unweighted) and L~ = J exactly at
-    sigma2 = 0 and for K = 1 (every lse_n is then 0). The terms are formed and summed at a
-    common power of two and the sum scaled back once, so nothing overflows on the way and
+    J - 2 W sigma2 ln K <= L~ <= J (W the total weight, N unweighted) and L~ = J at sigma2 = 0
+    and for K = 1 (every lse_n is then 0): as mathematics; computed, each side is a rounded sum,
+    and L~ and ``kmeans_objective``'s J, summed in other orders, may differ in their last bits
+    (measured: 2.1998077389888753e-17 for 2.199807738988875e-17). The terms are formed and
+    summed at a common power of two and the sum scaled back once, so nothing overflows and
     the result is never NaN: it is the textbook sum rounded to X's dtype wherever that is
     finite, -inf only where L~ lies (to within that rounding) below minus the dtype's largest
     number, and 0 where |L~| is below its smallest normal number (subnormals are flushed).
@@ -209,12 +211,20 @@ def onehot_threshold(dtype: Any) -> float:
     backends).
 
     Args:
-        dtype: a floating dtype.
+        dtype: a floating dtype: the data's. float16 and bfloat16 data are computed in float32
+            (``as_data``), so theirs is float32's threshold.
 
     Returns:
         The threshold as a Python float.
+
+    Raises:
+        ValueError: for a dtype that is not floating, or wider than float64 (nothing here
+            computes in it).
     """
-    dtype = np.dtype(dtype)
-    if not np.issubdtype(dtype, np.floating):
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"dtype must be floating; got {dtype}.")
-    return float(-np.log(np.finfo(dtype).tiny))
+    if dtype.itemsize > 8:
+        raise ValueError(f"dtype {dtype} is wider than float64, which nothing here computes in.")
+    computed = jnp.dtype(jnp.float32) if dtype.itemsize < 4 else dtype
+    return float(-np.log(np.finfo(computed).tiny))

@@ -182,3 +182,17 @@ def test_the_responsibility_gap_satisfies_bound_one_on_its_own_output(dtype):
     diag = study.diagnose(gv.isotropic, X, params)
     assert (np.asarray(diag.resp_gap) <= np.asarray(diag.bound)[:, None]).all()
     np.testing.assert_array_equal(diag.resp_gap, study.responsibility_gap(X, params))
+
+
+def test_the_onehot_threshold_is_that_of_the_dtype_data_are_computed_in():
+    import jax.numpy as jnp
+
+    # before: bfloat16 was refused as "must be floating", float16 gave its own 9.70 although
+    # such data are computed in float32, and longdouble gave 11355
+    f32 = study.onehot_threshold(np.float32)
+    assert study.onehot_threshold(jnp.bfloat16) == study.onehot_threshold(np.float16) == f32
+    assert f32 == pytest.approx(87.3365, abs=1e-4)
+    with pytest.raises(ValueError, match="wider than float64"):
+        study.onehot_threshold(np.longdouble)
+    with pytest.raises(ValueError, match="must be floating"):
+        study.onehot_threshold(np.int32)
