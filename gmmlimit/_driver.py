@@ -8,12 +8,14 @@ during an E-step (plus the (N,) int32 labels used by the hard stopping rule). Th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from . import _native
@@ -512,10 +514,11 @@ def fit_program(
         The :class:`FitResult`, its history of length ``history``.
     """
     blocks = make_blocks(X, weights, block_size)
-    shift_scale = jnp.mean(jnp.var(X, axis=0))
+    unit, shift_scale = data_spread(X)
     return fit_loop(
-        variant, blocks, X.shape[0], params, tol, shift_scale, max_iter=max_iter, history=history
-    )
+        variant, blocks, X.shape[0], params, tol, shift_scale, unit=unit, max_iter=max_iter,
+        history=history,
+    )  # fmt: skip
 
 
 def fit_compiled(
@@ -573,6 +576,51 @@ ROUNDING_ULPS = 256
 """A soft fit's objective may fall by this many ulps of its size and still count as converged."""
 
 
+def spread_unit(largest: jax.Array) -> jax.Array:
+    """The power of two 2^(e - 1) <= ``largest`` < 2^e in which a hard fit measures its shifts.
+
+    The stopping rule compares the centres' squared shift with ``tol`` times the data's spread,
+    two squares of the data's size: for data near 1e-25 (float32) both underflow to 0 and for
+    data near 1e25 both overflow, so ``0 <= 0`` and ``inf <= inf`` stopped every hard fit of a
+    variant without a declared scaling after one iteration. Measured in this unit (an exact
+    power of two) both are unit-free, and every comparison within the range is the same.
+
+    Args:
+        largest: () the data's largest magnitude (as the fit computes them).
+
+    Returns:
+        () the unit, in ``largest``'s dtype; 1 where ``largest`` is 0, subnormal or not finite.
+    """
+    _, exponent = jnp.frexp(largest)
+    normal = (largest >= jnp.finfo(largest.dtype).tiny) & jnp.isfinite(largest)
+    return jnp.where(normal, jnp.ldexp(jnp.ones_like(largest), exponent - 1), 1.0)
+
+
+def host_spread_unit(largest: float, dtype: Any) -> float:
+    """:func:`spread_unit` on the host, for the streamed fits (``largest`` a Python float)."""
+    if not (np.finfo(dtype).tiny <= largest < math.inf):
+        return 1.0
+    return math.ldexp(1.0, math.frexp(largest)[1] - 1)
+
+
+def data_spread(X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The unit of :func:`spread_unit` and the data's mean per-feature variance in that unit.
+
+    Args:
+        X: (N, D) data.
+
+    Returns:
+        ``(unit, spread)``: () and (), ``spread = mean_d var(X[:, d] / unit)``.
+    """
+    unit = spread_unit(jnp.max(jnp.abs(X)))
+    return unit, jnp.mean(jnp.var(X / unit, axis=0))
+
+
+def centre_shift(variant: Variant, new: Params, old: Params, unit: Any) -> jax.Array:
+    """The total squared move of the component locations, in the unit of :func:`spread_unit`."""
+    return jnp.sum(((variant.means(new) - variant.means(old)) / unit) ** 2)
+
+
 def stop_rule(
     *,
     hard: jax.Array,
@@ -604,8 +652,9 @@ def stop_rule(
     Args:
         hard: () bool, whether the parameters of the iteration are at the hard limit.
         labels_same: () bool, no label changed since the previous E-step.
-        shift: () total squared change of the component locations in the M-step.
-        shift_scale: () mean per-feature variance of the data.
+        shift: () total squared change of the component locations in the M-step, in the
+            unit of :func:`spread_unit` (:func:`centre_shift`).
+        shift_scale: () mean per-feature variance of the data in that unit (:func:`data_spread`).
         objective: () objective of this iteration (higher is better).
         previous: () objective of the previous iteration (-inf before the first).
         n_iter: () int32 iterations completed before this one.
@@ -667,6 +716,7 @@ def fit_loop(
     tol: jax.Array,
     shift_scale: jax.Array,
     *,
+    unit: jax.Array | float = 1.0,
     max_iter: int | jax.Array,
     history: int,
     pass_fn: EPass = e_pass,
@@ -679,7 +729,9 @@ def fit_loop(
         n: the number of real rows (labels beyond it are dropped).
         params: initial parameters.
         tol: the tolerance.
-        shift_scale: mean per-feature variance of the data (scales a hard fit's ``tol``).
+        shift_scale: mean per-feature variance of the data in ``unit`` (scales a hard fit's
+            ``tol``; :func:`data_spread`).
+        unit: the power of two shifts are measured in (:func:`spread_unit`).
         max_iter: the maximum number of iterations (may be traced), at most ``history``.
         history: the length of the history buffer (static; :func:`history_length`).
         pass_fn: the streamed E-step (default :func:`e_pass`).
@@ -708,8 +760,7 @@ def fit_loop(
                 variant, state.params, blocks, state.labels, state.skip
             )
         objective = fit_objective(variant, state.params, stats).astype(dtype)
-        old_means = variant.means(state.params)
-        shift = jnp.sum((variant.means(new_params) - old_means) ** 2)
+        shift = centre_shift(variant, new_params, state.params, unit)
         labels, same = compare_labels(labels, state.labels, native=not sharded)
         done = stop_rule(
             hard=variant.is_hard(state.params),

@@ -32,7 +32,9 @@ from ._driver import (
     DEFAULT_BLOCK_SIZE,
     FitResult,
     block_pass,
+    centre_shift,
     fit_objective,
+    host_spread_unit,
     relocate_if_empty,
     stop_rule,
 )
@@ -113,7 +115,12 @@ def _rechunk(
     """Re-cut a stream of (n_i, D) arrays into chunks of exactly ``rows`` rows (the last shorter).
 
     Array-like pieces (including memmaps) are sliced lazily, so a memmap is read one chunk at a
-    time.
+    time. Big-endian pieces (``np.fromfile``, FITS) are read in the native byte order. Every
+    piece must have the dtype of the first (``dtype`` if given): pieces of two dtypes would be
+    joined into one chunk of the wider.
+
+    Raises:
+        ValueError: on a piece that is not 2-D, or has another width or dtype.
     """
     buf: list[np.ndarray] = []
     held = 0
@@ -128,13 +135,16 @@ def _rechunk(
             d = piece.shape[1]
         elif piece.shape[1] != d:
             raise ValueError(f"chunks must all have D={d} columns; got one with {piece.shape[1]}.")
-        if dtype is not None and np.dtype(piece.dtype) != dtype:
-            raise ValueError(f"chunks must all have dtype {dtype}; got one of {piece.dtype}.")
+        native = np.dtype(piece.dtype).newbyteorder("=")
+        if dtype is None:
+            dtype = native
+        elif native != dtype:
+            raise ValueError(f"chunks must all have dtype {dtype}; got one of {native}.")
         start = 0
         n = piece.shape[0]
         while start < n:
             take = min(rows - held, n - start)
-            buf.append(np.asarray(piece[start : start + take]))
+            buf.append(np.asarray(piece[start : start + take], native))
             held += take
             start += take
             if held == rows:
@@ -161,7 +171,10 @@ def _scan_info(
     rows: int,
     check_data: Callable | None = None,
 ) -> tuple[int, int, np.dtype, float, float]:
-    """Two passes: N, D, dtype, mean per-feature variance, max |x|; checks each chunk.
+    """Two passes: N, D, dtype, mean per-feature variance in its unit, max |x|; checks chunks.
+
+    The variance is measured in the unit of :func:`~gmmlimit._driver.host_spread_unit` of the
+    largest magnitude (float64 squares of data near 1e160 would overflow).
 
     Raises:
         ValueError: on a chunk that is not 2-D, has another width or dtype, holds NaN or inf, or
@@ -191,10 +204,51 @@ def _scan_info(
     if n == 0 or d is None or d == 0:
         raise ValueError("X must have at least one row and one column.")
     mean = total / n
+    unit = host_spread_unit(largest, np.float64)
     sq = np.zeros(d, np.float64)
     for chunk in _rechunk(make_iter(), rows, d, src_dtype):
-        sq += ((chunk.astype(np.float64) - mean) ** 2).sum(axis=0)
+        sq += (((chunk.astype(np.float64) - mean) / unit) ** 2).sum(axis=0)
     return n, d, dtype, float(np.mean(sq / n)), largest
+
+
+def streamed_chunk_rows(block_rows: int, chunk_blocks: int) -> int:
+    """The rows of a chunk a streamed fit moves to the device: at least two blocks.
+
+    A chunk of one block is a scan of one trip, which XLA inlines and then fuses the running
+    sum into the block's own reduction: the sums differ from the in-memory fit's in the last
+    bit (spherical variant, N = 178, block 64: means 3.3e-16 apart). Two blocks keep the loop.
+
+    Args:
+        block_rows: rows per block.
+        chunk_blocks: the blocks per chunk asked for.
+
+    Returns:
+        ``block_rows * max(chunk_blocks, 2)``.
+    """
+    return block_rows * max(chunk_blocks, 2)
+
+
+def streamed_spread(
+    spread: float, largest: float, exponent: int, dtype: Any
+) -> tuple[jax.Array, jax.Array]:
+    """A streamed fit's ``(shift_scale, unit)``, as ``data_spread`` gives an in-memory fit's.
+
+    Args:
+        spread: the data's mean per-feature variance in the unit of their largest magnitude
+            (:func:`_scan_info`, float64 on the host).
+        largest: the data's largest magnitude, in their units.
+        exponent: e: the data are computed as X / 2^e.
+        dtype: the data's dtype.
+
+    Returns:
+        ``(shift_scale, unit)`` in ``dtype``: the unit of X / 2^e
+        (:func:`~gmmlimit._driver.spread_unit`; 1 where that is not a normal number) and the
+        spread in it.
+    """
+    exact = math.ldexp(host_spread_unit(largest, np.float64), -exponent)
+    unit = host_spread_unit(math.ldexp(largest, -exponent), dtype)
+    ratio = exact / unit  # 1 but where the unit fell back to 1
+    return jnp.asarray(spread * ratio * ratio, dtype), jnp.asarray(unit, dtype)
 
 
 @partial(jax.jit, static_argnames=("variant", "block_size", "track"))
@@ -248,6 +302,7 @@ def _update(
     labels_same: jax.Array,
     tol: jax.Array,
     shift_scale: jax.Array,
+    unit: jax.Array,
 ) -> tuple[Params, jax.Array, jax.Array]:
     """The M-step and stopping rule of one iteration, exactly as in ``fit_compiled``."""
     stats = carry.stats
@@ -265,7 +320,7 @@ def _update(
         )
     new_params = variant.m_step(params, stats)
     objective = fit_objective(variant, params, carry.stats).astype(prev_objective.dtype)
-    shift = jnp.sum((variant.means(new_params) - variant.means(params)) ** 2)
+    shift = centre_shift(variant, new_params, params, unit)
     done = stop_rule(
         hard=variant.is_hard(params),
         labels_same=labels_same,
@@ -364,8 +419,8 @@ def fit_out_of_core(
         tol: stopping tolerance, as in :func:`~gmmlimit.fit`.
         weights: optional (N,) non-negative sample weights (held in memory).
         block_size: rows per E-step block; use the in-memory fit's block size to reproduce it.
-        chunk_blocks: blocks per chunk moved to the device at once (memory: chunk_blocks *
-            block_size * D values).
+        chunk_blocks: blocks per chunk moved to the device at once, at least 2 (memory:
+            chunk_blocks * block_size * D values; 1 is read as 2, :func:`streamed_chunk_rows`).
 
     Returns:
         A :class:`~gmmlimit.FitResult`; ``labels`` is a host (N,) int32 numpy array.
@@ -381,7 +436,7 @@ def fit_out_of_core(
 def _first_dtype(make_iter: Callable[[], Iterator[np.ndarray]]) -> np.dtype | None:
     """The dtype of a source's first chunk (None for an empty source, refused later)."""
     for piece in make_iter():
-        return np.asarray(piece[:0]).dtype
+        return np.asarray(piece[:0]).dtype.newbyteorder("=")  # big-endian data are read native
     return None
 
 
@@ -412,6 +467,7 @@ def _fit_out_of_core(
         tol = check_tol(tol)
         rows = block_size * chunk_blocks
         n, d, dtype, shift_scale, largest = _scan_info(make_iter, rows, variant.check_data)
+        data_largest = largest
         spec = jax.ShapeDtypeStruct((n, d), dtype)
         if variant.validate is not None:
             params = variant.validate(spec, params)
@@ -433,18 +489,17 @@ def _fit_out_of_core(
             check_scaled_sigma2(original.sigma2, params.sigma2, scale)
         elif exponent:
             params = variant_params(variant, original, exponent)
-        shift_scale = math.ldexp(shift_scale, -2 * exponent)
         b = min(block_size, n)
-        chunk_rows = b * chunk_blocks
+        chunk_rows = streamed_chunk_rows(b, chunk_blocks)
         track = variant.relocate is not None
         tol_a = jnp.asarray(tol, dtype)
-        scale_a = jnp.asarray(shift_scale, dtype)
+        spread = streamed_spread(shift_scale, data_largest, exponent, dtype)
 
         def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
             pass_args = (params, make_iter, w, n, d, dtype, chunk_rows, b, track, labels_out)
             return _full_pass(variant, *pass_args, exponent=exponent)
 
-        result = _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, scale_a)
+        result = _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, spread)
 
         def total() -> jax.Array:  # the weights' sum, as em sums them
             return jnp.asarray(n, dtype) if w is None else jnp.sum(jnp.asarray(w))
@@ -464,7 +519,7 @@ def _pass_loop(
     dtype: np.dtype,
     max_iter: int,
     tol: jax.Array,
-    shift_scale: jax.Array,
+    spread: tuple[jax.Array, jax.Array],
     combine: Callable[[_Carry, bool], tuple[_Carry, bool]] | None = None,
 ) -> FitResult:
     """The host loop of a fit whose passes stream from a source: pass, stop rule, M-step.
@@ -478,7 +533,8 @@ def _pass_loop(
         dtype: the data's dtype.
         max_iter: the maximum number of iterations.
         tol: the tolerance.
-        shift_scale: mean per-feature variance of the data (scales a hard fit's ``tol``).
+        spread: ``(shift_scale, unit)``: the data's mean per-feature variance in ``unit``
+            (scales a hard fit's ``tol``), and that power of two (:func:`streamed_spread`).
         combine: optional ``(carry, same) -> (carry, same)`` joining the passes of several
             processes (statistics summed, label tests and-ed); None for one process.
 
@@ -504,7 +560,7 @@ def _pass_loop(
             jnp.asarray(n_iter, jnp.int32),
             jnp.asarray(same),
             tol,
-            shift_scale,
+            *spread,
         )
         history[n_iter] = np.asarray(objective, dtype)
         labels, new_labels = new_labels, labels

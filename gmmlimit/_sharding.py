@@ -19,7 +19,6 @@ outcome before anything is fitted, and each device pads and blocks its rows wher
 from __future__ import annotations
 
 import hashlib
-import math
 from functools import partial
 from typing import Any
 
@@ -36,9 +35,11 @@ from ._driver import (
     Blocks,
     FitResult,
     _Farthest,
+    data_spread,
     e_pass,
     fit_loop,
     history_length,
+    host_spread_unit,
     pad_rows,
     trim_history,
 )
@@ -50,6 +51,8 @@ from ._outofcore import (
     _full_pass,
     _pass_loop,
     _rechunk,
+    streamed_chunk_rows,
+    streamed_spread,
 )
 from ._rescale import (
     NO_SCALE,
@@ -165,7 +168,7 @@ def _fit_sharded_compiled(
     blocks: Blocks,
     params: Params,
     tol: jax.Array,
-    shift_scale: jax.Array,
+    spread: tuple[jax.Array, jax.Array],
     max_iter: jax.Array,
     *,
     n: int,
@@ -174,7 +177,11 @@ def _fit_sharded_compiled(
     axis: str,
     local_rows: int,
 ) -> FitResult:
-    """The sharded fit loop; ``max_iter`` is traced, the history's length static (as in-memory)."""
+    """The sharded fit loop; ``max_iter`` is traced, the history's length static (as in-memory).
+
+    ``spread`` is ``(unit, shift_scale)`` of :func:`~gmmlimit._driver.data_spread`.
+    """
+    unit, shift_scale = spread
     return fit_loop(
         variant,
         blocks,
@@ -182,6 +189,7 @@ def _fit_sharded_compiled(
         params,
         tol,
         shift_scale,
+        unit=unit,
         max_iter=max_iter,
         history=history,
         pass_fn=_sharded_pass(mesh, axis, local_rows),
@@ -247,14 +255,14 @@ def fit_sharded(
         if exponent:  # a variant that declares its scaling, as in fit
             X, params = exact_ldexp(X, -exponent), variant_params(variant, params, exponent)
         blocks, local_rows = _shard_blocks(X, w, n_dev, block_size, NamedSharding(mesh, P(axis)))
-        shift_scale = jnp.mean(jnp.var(X, axis=0))
+        spread = data_spread(X)
         params = jax.device_put(params, NamedSharding(mesh, P()))
         result = _fit_sharded_compiled(
             variant,
             blocks,
             params,
             jnp.asarray(tol, X.dtype),
-            shift_scale,
+            spread,
             max_iter,
             n=X.shape[0],
             history=history_length(max_iter),
@@ -407,7 +415,13 @@ def _process_rows(X: jax.Array) -> np.ndarray:
 _MESSAGE_BYTES = 400
 
 
-def _agree(error: str | None, positive: int, fingerprint: bytes, largest: float = 0.0) -> float:
+def _agree(
+    error: str | None,
+    positive: int,
+    fingerprint: bytes,
+    largest: float = 0.0,
+    layout: tuple[int, int] = (0, 0),
+) -> float:
     """Exchange each process's validation outcome; raise the same ValueError on every process.
 
     Args:
@@ -415,26 +429,38 @@ def _agree(error: str | None, positive: int, fingerprint: bytes, largest: float 
         positive: how many of this process's rows have positive weight.
         fingerprint: 16 bytes identifying the parameters this process passed.
         largest: the largest magnitude of this process's rows.
+        layout: (D, dtype code) of this process's rows, where each process reads its own (the
+            same on every process otherwise).
 
     Returns:
         The largest magnitude of every process's rows.
 
     Raises:
-        ValueError: naming the first process that found a problem, when the processes passed
-            different parameters, or when no row of any process has positive weight.
+        ValueError: naming the first process that found a problem, when the processes' rows
+            differ in width or dtype, when they passed different parameters (checked after the
+            layout: parameters validated against other dtypes differ), or when no row of any
+            process has positive weight.
     """
     text = (error or "").encode("utf-8")[:_MESSAGE_BYTES]
-    record = np.zeros(1 + 8 + 16 + 8 + _MESSAGE_BYTES, np.uint8)
+    head = 1 + 8 + 16 + 8 + 16
+    record = np.zeros(head + _MESSAGE_BYTES, np.uint8)
     record[0] = error is not None
     record[1:9] = np.frombuffer(np.int64(positive).tobytes(), np.uint8)
     record[9:25] = np.frombuffer(fingerprint, np.uint8)
     record[25:33] = np.frombuffer(np.float64(largest).tobytes(), np.uint8)
-    record[33 : 33 + len(text)] = np.frombuffer(text, np.uint8)
+    record[33:head] = np.frombuffer(np.asarray(layout, np.int64).tobytes(), np.uint8)
+    record[head : head + len(text)] = np.frombuffer(text, np.uint8)
     records = np.asarray(multihost_utils.process_allgather(record))
     for index, row in enumerate(records):
         if row[0]:
-            message = bytes(row[33:]).rstrip(b"\0").decode("utf-8", "replace")
+            message = bytes(row[head:]).rstrip(b"\0").decode("utf-8", "replace")
             raise ValueError(f"process {index}: {message}")
+    layouts = [np.frombuffer(bytes(row[33:head]), np.int64).tolist() for row in records]
+    if any(each != layouts[0] for each in layouts):
+        raise ValueError(
+            f"the processes' data differ in width or dtype (D, dtype code per process: "
+            f"{layouts}); every process must hold rows of the same D and dtype."
+        )
     if any(bytes(row[9:25]) != bytes(records[0, 9:25]) for row in records):
         raise ValueError(
             "the processes passed different initial parameters; every process must pass the same."
@@ -673,7 +699,7 @@ def _fit_global_compiled(
     blocks = jax.shard_map(
         pad_local, mesh=mesh, in_specs=(P(axis), P(axis)), out_specs=P(axis), check_vma=False
     )(X, weights)
-    shift_scale = jnp.mean(jnp.var(X, axis=0))
+    unit, shift_scale = data_spread(X)
     result = fit_loop(
         variant,
         blocks,
@@ -681,6 +707,7 @@ def _fit_global_compiled(
         params,
         tol,
         shift_scale,
+        unit=unit,
         max_iter=max_iter,
         history=history,
         pass_fn=_sharded_pass(mesh, axis, local_rows),
@@ -871,37 +898,35 @@ def _fit_out_of_core_processes(
         fingerprint = _fingerprint(params)
     except Exception as err:  # any failure must reach the other processes, or they would hang
         error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-    largest = _agree(error, positive, fingerprint, largest)
+    layout = (local[1], np.dtype(local[2]).num)
+    largest = _agree(error, positive, fingerprint, largest, layout)
     _check_global_weights(largest_weight, local[2])
-    widths = _gather_host(np.asarray([local[1], np.dtype(local[2]).num], np.int64))
-    if np.any(widths != widths[0]):
-        raise ValueError(
-            f"the processes' data differ in width or dtype (D, dtype code per process: "
-            f"{widths.tolist()}); every process must hold rows of the same D and dtype."
-        )
     counts = _gather_host(np.asarray(local[0], np.int64))
     n = int(counts.sum())
     k = int(np.shape(variant.means(params))[0])
     check_k(k, n)
     mean = _gather_host(local[3]).sum(axis=0) / n
+    unit = host_spread_unit(largest, np.float64)  # the rows' largest magnitude, every process's
     sq = np.zeros(d, np.float64)
     for chunk in _rechunk(make_iter(), block_size * chunk_blocks, d, None):
-        sq += ((np.asarray(chunk, np.float64) - mean) ** 2).sum(axis=0)
+        sq += (((np.asarray(chunk, np.float64) - mean) / unit) ** 2).sum(axis=0)
     shift_scale = float(np.mean(_gather_host(sq).sum(axis=0) / n))
     # a variant that declares its scaling: every process reads the same largest magnitude
+    data_largest = largest
     largest = max(largest, largest_magnitude(variant.means(params)))
     exponent = variant_exponent(variant, largest, dtype)
     original = params
     if exponent:
         params = variant_params(variant, original, exponent)
-        shift_scale = math.ldexp(shift_scale, -2 * exponent)
-    total_weight = n if w is None else float(_gather_host(np.asarray(w.sum(), np.float64)).sum())
+    # every process takes part in the sum (a process without weights has unit weights)
+    local_total = float(n_p) if w is None else float(np.sum(w, dtype=np.float64))
+    total_weight = float(_gather_host(np.asarray(local_total, np.float64)).sum())
 
     b = min(block_size, n)  # the one-process fit's blocks, so its sums are reproduced
-    chunk_rows = b * chunk_blocks
+    chunk_rows = streamed_chunk_rows(b, chunk_blocks)
     track = variant.relocate is not None
     tol_a = jnp.asarray(tol, dtype)
-    scale_a = jnp.asarray(shift_scale, dtype)
+    spread = streamed_spread(shift_scale, data_largest, exponent, dtype)
 
     def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
         return _full_pass(
@@ -909,5 +934,5 @@ def _fit_out_of_core_processes(
             exponent=exponent,
         )  # fmt: skip
 
-    result = _pass_loop(variant, params, run_pass, n_p, dtype, max_iter, tol_a, scale_a, _combine)
+    result = _pass_loop(variant, params, run_pass, n_p, dtype, max_iter, tol_a, spread, _combine)
     return variant_result(variant, result, exponent, lambda: jnp.asarray(total_weight, dtype))

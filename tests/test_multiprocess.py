@@ -68,6 +68,12 @@ def far_problem() -> dict[str, np.ndarray]:
 
 
 DIAG_FAR = 56
+FAR_F64 = 530  # float64 rows near 1e160
+
+
+def weights_first_process(d: dict) -> np.ndarray:
+    """The weights of ``ooc_far_f64_w``: process 0's (rows 0 to 499) given, process 1's unit."""
+    return np.concatenate([d["w"][:500], np.ones(N_ROWS - 500)])
 
 
 def diag_far_problem() -> dict:
@@ -274,6 +280,26 @@ def _worker(out_dir: str, cases: str) -> None:
                 weights=own_w, block_size=BLOCK,
             )
         )  # fmt: skip
+        # float64 rows near 1e160 (their squares pass float64), weights on process 0 only:
+        # process 1's rows have unit weights (before: a gloo crash, and the spread overflowed,
+        # so the fit stopped after one iteration)
+        res = gl.scale.fit_out_of_core_processes(
+            iso, [np.ldexp(own, FAR_F64)], gl.variants.IsotropicParams(
+                np.ldexp(d["m0_repeat"], FAR_F64), 0.0
+            ), weights=d["w"][cut[0] : cut[1]] if pid == 0 else None, block_size=BLOCK,
+        )  # fmt: skip
+        out["ooc_far_f64_w"] = {
+            "own_labels": np.asarray(res.labels).tolist(),
+            "n_iter": int(res.n_iter),
+            "means": np.asarray(np.ldexp(res.means, -FAR_F64)).tolist(),
+        }
+        # rows of another dtype on one process: named as such (before: "different parameters")
+        out["ooc_dtype_mismatch"] = error_of(
+            lambda: gl.scale.fit_out_of_core_processes(
+                iso, [own.astype(np.float32) if pid == 1 else own],
+                gl.variants.IsotropicParams(d["m0"], 0.0), block_size=BLOCK,
+            )
+        )  # fmt: skip
         bad_source = [own, np.array([[0.0, np.inf, 0.0, 0.0]])] if pid == 1 else source
         out["ooc_bad"] = error_of(
             lambda: gl.scale.fit_out_of_core_processes(
@@ -335,6 +361,9 @@ def _references() -> dict:
             "poisson": gl.fit(gl.variants.poisson, d["C"], params, block_size=BLOCK),
             "kmeans_far_f32": gl.kmeans(far_problem()["X"], far_problem()["m0"], block_size=BLOCK),
             "gamma": gl.fit(gl.variants.gamma, d["G"], gamma_start(d), block_size=BLOCK),
+            "kmeans_w_first": gl.kmeans(
+                d["X"], d["m0_repeat"], weights=weights_first_process(d), block_size=BLOCK
+            ),
             "diag_far_f32": gl.fit(
                 gl.variants.diag, diag_far_problem()["X"], diag_far_problem()["params"],
                 block_size=BLOCK,
@@ -409,6 +438,17 @@ def test_out_of_core_processes_equal_one_process_fit(runs):
         assert out["ooc_em_x64_off"]["n_iter"] == int(ref.n_iter)
         # weights of 1e39 on float32 rows: refused on every process (before: a NaN fit)
         assert "the largest weight (1e+39) lies outside [2^-32, 2^32]" in out["ooc_bad_weights"]
+    # rows near 1e160 with weights on one process: the fit of the unit-scale rows, times 2^530
+    ref = references["kmeans_w_first"]
+    labels = np.concatenate([out["ooc_far_f64_w"]["own_labels"] for out in outs])
+    np.testing.assert_array_equal(labels, np.asarray(ref.labels))
+    for out in outs:
+        assert out["ooc_far_f64_w"]["n_iter"] == int(ref.n_iter) > 1
+        np.testing.assert_allclose(out["ooc_far_f64_w"]["means"], ref.means, rtol=0, atol=1e-10)
+        assert out["ooc_dtype_mismatch"].startswith(
+            "the processes' data differ in width or dtype (D, dtype code per process: [[4, 12], "
+            "[4, 11]])"
+        )
     for out in outs:
         assert out["ooc_bad"] == (
             "process 1: X contains 1 NaN or inf value(s); clean the data first."
