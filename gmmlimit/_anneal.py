@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._api import check_init_components, scaled_temperature
 from ._driver import (
     e_pass,
     fit_compiled,
@@ -494,7 +495,8 @@ def anneal_variant(
             stage index with ``n_stages``; the hard limit itself is added as the last stage.
             Each value must be a temperature of X's dtype (a finite beta that overflows it is
             refused, not run as the hard limit).
-        key: a ``jax.random`` key for ``variant.init`` (with ``k``).
+        key: a ``jax.random`` key for ``variant.init`` (with ``k``); for data past the scale
+            window ``init`` draws from X / 2^e, as :func:`gmmlimit.restarts` does.
         k: the number of components (with ``key``).
         init_params: starting parameters instead of ``init``.
         n_stages: the number of stages of a callable schedule (with an array: optional, and
@@ -513,7 +515,7 @@ def anneal_variant(
     Raises:
         ValueError: on invalid data, schedule (not moving toward the hard limit, or invalid for
             the variant), key, k, parameters or options (a merge_tol that X's dtype cannot
-            hold included).
+            hold included); on an ``init`` that returns a number of components other than k.
     """
     variant = check_variant(variant, needs=("temperature",))
     temp = variant.temperature
@@ -521,18 +523,41 @@ def anneal_variant(
     if variant.check_data is not None:
         variant.check_data(np.asarray(X))
     values = _variant_schedule(schedule, n_stages, variant, X.dtype)
+    stages = np.append(values, temp.hard)
     if init_params is None:
         if key is None or k is None:
             raise ValueError("anneal_variant needs init_params, or key and k for variant.init.")
         check_key(key)
         k = check_k(k, X.shape[0])
         check_variant(variant, needs=("init",))
-        init_params = variant.init(key, X, k)
+        # Data past the scale window (a variant that declares its scaling): the start is drawn
+        # from X / 2^e, as gl.restarts draws its starts, and stays there (its parameters, a
+        # variance of the whole data's spread, may not be held in the data's units); each
+        # stage's temperature is given in the data's units and mapped to X / 2^e.
+        exponent = variant_fit_exponent(variant, X)
+        Xs = exact_ldexp(X, -exponent)
+        drawn = variant.init(key, Xs, k)
+        check_init_components(variant, None, np.shape(variant.means(drawn)), k)
+        # every stage's parameters are valid for the variant (eager, before any compiled code)
+        checked = [
+            variant.validate(
+                Xs,
+                with_temperature(
+                    variant, drawn, scaled_temperature(variant, drawn, t, exponent, X.dtype)
+                ),
+            )
+            for t in stages
+        ]
+        scaled_start = checked[0]
     elif key is not None or k is not None:
         raise ValueError("pass either init_params or (key, k), not both.")
-    stages = np.append(values, temp.hard)
-    # every stage's parameters are valid for the variant (eager, before any compiled code)
-    checked = [variant.validate(X, with_temperature(variant, init_params, t)) for t in stages]
+    else:
+        checked = [variant.validate(X, with_temperature(variant, init_params, t)) for t in stages]
+        # Data past the scale window: every stage is fit on X / 2^e, its temperature set in the
+        # data's units, and mapped back (_variant_scale).
+        exponent = variant_fit_exponent(variant, X, variant.means(checked[0]))
+        Xs = exact_ldexp(X, -exponent)
+        scaled_start = None
     start = checked[0]
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     max_iter = check_positive_int(max_iter, "max_iter")
@@ -540,16 +565,15 @@ def anneal_variant(
     block_size = check_block_size(block_size, X.shape[0], k_start, X.shape[1])
     tol = check_tol(tol)
     merge_tol = check_scalar(merge_tol, "merge_tol", dtype=X.dtype)
-    # Data past the scale window (a variant that declares its scaling): every stage is fit on
-    # X / 2^e, its temperature set in the data's units, and mapped back (_variant_scale).
-    exponent = variant_fit_exponent(variant, X, variant.means(start))
-    Xs = exact_ldexp(X, -exponent)
     # A loop of calls to the one compiled fit (the temperature is a traced leaf): no program of
     # its own to compile, whatever the schedule's length, and the same program gl.fit runs.
     params, fits, scaled_fits = start, [], []
-    for t in stages:
-        params = with_temperature(variant, params, jnp.asarray(t, X.dtype))
-        scaled = variant_params(variant, params, exponent)
+    for stage, t in enumerate(stages):
+        if stage == 0 and scaled_start is not None:
+            scaled = scaled_start  # drawn from X / 2^e, at the first temperature mapped there
+        else:
+            params = with_temperature(variant, params, jnp.asarray(t, X.dtype))
+            scaled = variant_params(variant, params, exponent)
         fit = fit_compiled(variant, Xs, w, scaled, tol, max_iter=max_iter, block_size=block_size)
         scaled_fits.append(fit._replace(labels=None))
         fit = variant_result(variant, fit, exponent, lambda: jnp.sum(w))

@@ -540,7 +540,8 @@ def restarts(
         every temperature: the lowest distortion for K-means).
 
     Raises:
-        ValueError: on invalid data, key, k, options, or a variant without ``init``.
+        ValueError: on invalid data, key, k, options, a variant without ``init``, or an
+            ``init`` that returns a number of components other than k (checked before any fit).
     """
     check_key(key)
     X = as_data(X)
@@ -595,10 +596,16 @@ def restarts(
         if chosen.check_data is not None and not is_traced(X):
             chosen.check_data(np.asarray(X))
         check_temperature(chosen, temperature, X.dtype)
-        # data past the scale window: the starts are drawn from X / 2^e and fit there
+        # data past the scale window: the starts are drawn from X / 2^e and fit there, at the
+        # temperature given in the data's units mapped to X / 2^e (sigma2 / 4^e; beta as is)
         exponent = variant_fit_exponent(chosen, X)
         Xs = exact_ldexp(X, -exponent)
-        starts = _starts(chosen, init or chosen.init, keys, Xs, k, temperature)
+        draw = init or chosen.init
+        drawn = init_shapes(chosen, draw, keys[0], Xs, k)  # traced only: k checked, nothing run
+        if temperature is not None and exponent:
+            probe = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), drawn)
+            temperature = scaled_temperature(chosen, probe, temperature, exponent, X.dtype)
+        starts = _starts(chosen, draw, keys, Xs, k, temperature)
         hard = bool(jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts))))
 
         def back(best: FitResult) -> FitResult:
@@ -606,6 +613,101 @@ def restarts(
 
     tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
     return back(_best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size))
+
+
+def init_shapes(
+    variant: Variant, init: Callable[..., Params], key: jax.Array, X: jax.Array, k: int
+) -> Params:
+    """The shapes of ``init(key, X, k)`` (``jax.eval_shape``: traced, nothing run or compiled).
+
+    Raises:
+        ValueError: if the parameters ``init`` returns hold a number of components other than
+            ``k`` (:func:`check_init_components`).
+    """
+
+    def draw(kk: jax.Array, x: jax.Array) -> tuple[Params, jax.Array]:
+        params = init(kk, x, k)
+        return params, variant.means(params)
+
+    shapes, means = jax.eval_shape(draw, key, X)
+    check_init_components(variant, init, means.shape, k)
+    return shapes
+
+
+def check_init_components(
+    variant: Variant, init: Callable[..., Params] | None, means_shape: tuple[int, ...], k: int
+) -> None:
+    """Refuse starting parameters whose ``variant.means`` do not have k rows (eager).
+
+    A user's ``init(key, X, k)`` that returns k + 1 components was fit as it came: the result
+    had k + 1 components where k were asked for.
+
+    Args:
+        variant: the model.
+        init: the ``init`` that drew the parameters (None or ``variant.init``: the variant's own).
+        means_shape: the shape of ``variant.means`` of the drawn parameters, (K, D).
+        k: the number of components asked for.
+
+    Raises:
+        ValueError: naming the init, the number of components it returned and k.
+    """
+    got = means_shape[0] if len(means_shape) == 2 else None
+    if got == k:
+        return
+    name = "init" if init is None or init is variant.init else getattr(init, "__name__", "init")
+    found = f"{got} components" if got is not None else "no (K, D) means"
+    raise ValueError(
+        f"variant {variant.name!r}: {name}(key, X, k) returned {found} for k={k}; init must "
+        f"return exactly k components (variant.means of shape (k, D); got {tuple(means_shape)})."
+    )
+
+
+def scaled_temperature(
+    variant: Variant, params: Params, temperature: Any, exponent: int, dtype: Any
+) -> Any:
+    """A temperature given in the data's units as the temperature of the problem X / 2^exponent.
+
+    The variant's ``scaling`` maps the temperature field with the rest of the parameters
+    (sigma2 / 4^e; a scale-free beta stays); it is applied to ``params`` (any parameters of
+    the right structure, whose other fields are only read, never returned) at ``temperature``.
+
+    Args:
+        variant: a model with a ``temperature`` and a ``scaling``.
+        params: parameters of the variant's structure (e.g. zeros of ``init``'s shapes).
+        temperature: the value in the data's units, already checked as a temperature of dtype.
+        exponent: the data's exponent e (0: the value as given).
+        dtype: the data's dtype.
+
+    Returns:
+        The temperature of X / 2^e, an array of ``dtype`` (``temperature`` itself when e = 0).
+
+    Raises:
+        ValueError: if a concrete finite temperature other than 0 overflows or falls below the
+            smallest normal number once scaled: the dtype cannot hold it relative to the data.
+    """
+    if not exponent:
+        return temperature
+    value = jnp.asarray(temperature, dtype)
+    probe = with_temperature(variant, params, value)
+    scaled = variant.temperature.get(variant.scaling.params(probe, exponent))
+    scaled = jnp.asarray(scaled, dtype)
+    if is_traced(value) or is_traced(scaled):
+        return scaled
+    given, moved = float(value), float(scaled)
+    if not math.isfinite(given) or given == 0:
+        return scaled  # a hard limit (0 or inf) is one at every scale
+    if not math.isfinite(moved) or abs(moved) < float(jnp.finfo(dtype).tiny):
+        name = variant.temperature.name
+        problem = "falls below the smallest normal number"
+        if not math.isfinite(moved):
+            problem = "overflows"
+        raise ValueError(
+            f"{name}={given!r} cannot be held relative to the data's scale: the data are as "
+            f"large as 2^{exponent} and are fit as X / 2^{exponent}, where {name} {problem} in "
+            f"{jnp.dtype(dtype).name}; give {name} in proportion to the data (docs/design.md, "
+            "'Data scale')."
+        )
+    return scaled
 
 
 def _starts(
