@@ -6,6 +6,11 @@ each component's mass. This module maximises the same log-likelihood l(mu) (the 
 computed by the same streamed statistics and differentiated by JAX) with generic optax optimisers
 (Adam, L-BFGS, or any ``optax.GradientTransformation``), and :func:`compare_em_gradient` measures
 iterations and wall time of each method to a common log-likelihood from the same start.
+
+The ascent always runs in unit-free coordinates: on X / 2^t, means / 2^t, sigma2 / 4^t with 2^t
+the data's spread rounded to a power of two (:func:`_unit_exponent`), exact operations, so the
+iterates of data given as X * 2^e are those of X times 2^e, bit for bit (optax's L-BFGS line
+search, its first trial step and its tolerances, and Adam's epsilon are not unit-free).
 """
 
 from __future__ import annotations
@@ -24,15 +29,23 @@ import optax
 from jax import lax
 
 from ._driver import e_pass, fit_compiled, make_blocks
-from ._rescale import Scale, prepare
+from ._rescale import Scale, check_scaled_sigma2, prepare
 from ._validation import (
+    SCALE_WINDOW,
     as_data,
     check_block_size,
     check_positive_int,
     check_scalar,
+    exact_ldexp,
+    largest_magnitude,
     with_float64_scope,
 )
-from .variants._isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
+from .variants._isotropic import (
+    IsotropicParams,
+    isotropic,
+    log_likelihood_from_stats,
+    validate_params,
+)
 
 __all__ = ["GradientResult", "MethodCost", "compare_em_gradient", "gradient_fit"]
 
@@ -117,7 +130,7 @@ def _data_scale(X: jax.Array, w: jax.Array) -> float:
 
 
 class _Problem(NamedTuple):
-    """A gradient-ascent problem, rescaled like :func:`gmmlimit.em` (``_rescale.prepare``)."""
+    """A gradient-ascent problem in unit-free coordinates (:func:`_unit_exponent`)."""
 
     X: jax.Array  # (N, D) data / 2^scale.data
     w: jax.Array  # (N,) weights / 2^scale.weight
@@ -125,26 +138,22 @@ class _Problem(NamedTuple):
     scale: Scale
     sigma2: jax.Array  # () the variance as given, in X's dtype
 
-    def log_likelihood(self, value: Any) -> Any:
-        """Log-likelihoods of the scaled problem as those of the problem as given."""
-        if self.scale == Scale(0, 0):
-            return value
-        return self.scale.log_likelihood(
-            jnp.asarray(value),
-            self.sigma2,
-            self.params.sigma2,
-            jnp.sum(self.w),
-            self.X.shape[1],
-        )
-
     def host_log_likelihood(self, values: np.ndarray) -> np.ndarray:
-        """:meth:`log_likelihood` of float64 host values (computed in float64 on the host)."""
+        """Log-likelihoods of the scaled problem as those of the problem as given.
+
+        ``Scale.log_likelihood`` of float64 host values, computed in float64 on the host, with
+        ln(sigma2 / sigma2') = 2 t ln 2 exactly unless the scaled variance was capped.
+        """
         if self.scale == Scale(0, 0):
             return values
         sigma2 = float(np.asarray(self.sigma2, np.float64))
         scaled = float(np.asarray(self.params.sigma2, np.float64))
+        if scaled == math.ldexp(sigma2, -2 * self.scale.data):
+            log_ratio = 2 * self.scale.data * math.log(2.0)
+        else:
+            log_ratio = math.log(sigma2) - math.log(scaled)
         total = float(np.sum(np.asarray(self.w, np.float64)))
-        shift = 0.5 * total * self.X.shape[1] * (math.log(sigma2) - math.log(scaled))
+        shift = 0.5 * total * self.X.shape[1] * log_ratio
         return np.ldexp(values - shift, self.scale.weight)
 
     def learning_rate(self, learning_rate: Any, name: str = "learning_rate") -> float:
@@ -192,6 +201,52 @@ def _learning_rates(problem: _Problem, learning_rate: Any, *, derive: bool) -> t
     return tuple(problem.learning_rate(value) for value in values)
 
 
+def _nearest_exponent(value: float) -> int:
+    """round(log2(value)) of a finite value > 0: value / 2^that lies in [2^-0.5, 2^0.5)."""
+    mantissa, exponent = math.frexp(value)
+    return exponent if mantissa >= math.sqrt(0.5) else exponent - 1
+
+
+def _unit_exponent(Xs: jax.Array, w: jax.Array, scale: Scale, largest: float, sigma2: float) -> int:
+    """The exponent t of the unit 2^t the ascent measures the data in (data / 2^t).
+
+    2^t is the data's weighted spread per coordinate, sqrt(trace C / D), rounded to the nearest
+    power of two (t = 0 for standardised data, which are computed as given), or the largest
+    magnitude of data and means so rounded for data without spread (t = 0 when all are 0). It
+    is then moved as little as needed to keep sigma2 / 4^t a normal number, and then to keep
+    the largest magnitude inside the dtype's scale window (as ``_rescale.prepare`` does). Every
+    step reads binary exponents only, and the spread is computed in float64 on data inside the
+    window, where it is exact under power-of-two scaling: data given as X * 2^e get t + e.
+
+    Args:
+        Xs: (N, D) the data as ``_rescale.prepare`` scaled them (X / 2^scale.data).
+        w: (N,) the (relative) weights.
+        scale: that scaling.
+        largest: the largest magnitude of the data and means as given.
+        sigma2: the variance as given (> 0).
+    """
+    host = np.asarray(Xs, np.float64)
+    weights = np.asarray(w, np.float64)
+    total = float(np.sum(weights))
+    centred = host - (weights @ host) / total
+    spread = math.sqrt(float(np.sum(weights @ (centred * centred))) / (total * host.shape[1]))
+    if spread > 0:
+        exponent = _nearest_exponent(spread) + scale.data
+    elif largest > 0:
+        exponent = _nearest_exponent(largest)
+    else:
+        exponent = 0
+    dtype = np.dtype(Xs.dtype)
+    # sigma2 / 4^t >= the smallest normal number (mantissas in [0.5, 1): compare exponents)
+    lowest = math.frexp(float(np.finfo(dtype).tiny))[1]
+    exponent = min(exponent, (math.frexp(sigma2)[1] - lowest) // 2)
+    if largest > 0:
+        window = SCALE_WINDOW.get(dtype, 256)
+        top = math.frexp(largest)[1]
+        exponent = min(max(exponent, top - window), top + window)
+    return exponent
+
+
 def _prepare(X: Any, init_means: Any, sigma2: Any, weights: Any) -> _Problem:
     X = as_data(X)
     given = IsotropicParams(init_means, sigma2)
@@ -200,6 +255,16 @@ def _prepare(X: Any, init_means: Any, sigma2: Any, weights: Any) -> _Problem:
         raise ValueError(
             "gradient ascent needs sigma2 > 0: the log-likelihood is not finite at sigma2 = 0."
         )
+    # unit-free coordinates always (not only outside the window): optax's L-BFGS line search
+    # (its first trial step, its tolerances) and Adam's epsilon read the raw scale
+    original = validate_params(X, given)
+    largest = max(largest_magnitude(X), largest_magnitude(original.means))
+    exponent = _unit_exponent(Xs, w, scale, largest, float(original.sigma2))
+    if exponent != scale.data:
+        scale = Scale(exponent, scale.weight)
+        Xs = exact_ldexp(X, -exponent)
+        params = scale.params(original)
+        check_scaled_sigma2(sigma2, params.sigma2, scale)
     return _Problem(Xs, w, params, scale, jnp.asarray(sigma2, X.dtype))
 
 
@@ -219,15 +284,23 @@ def gradient_fit(
 
     The loss minimised is -l(mu) / W (W the total weight), so Adam's step and L-BFGS's line
     search see an O(1) objective whatever N is. Exactly ``n_steps`` steps are run (one compiled
-    ``lax.scan``).
+    ``lax.scan``). The steps are taken in unit-free coordinates: on X / 2^t, means / 2^t and
+    sigma2 / 4^t, with 2^t the data's spread per coordinate sqrt(trace C / D) rounded to a power
+    of two (moved, where needed, to keep sigma2 / 4^t normal and the data inside the dtype's
+    scale window; t = 0 for standardised data). Scaling by a power of two is exact, so the same
+    problem given as X * 2^e, means * 2^e, sigma2 * 4^e takes the same steps, its means those
+    of X times 2^e bit for bit (optax's L-BFGS line search and Adam's epsilon are not
+    unit-free: before, L-BFGS stalled on float64 data at 2^30 and ended below its start at
+    2^-30).
 
     Args:
         X: (N, D) data.
         init_means: (K, D) the start.
         sigma2: shared variance > 0.
         optimizer: ``"adam"``, ``"lbfgs"`` (optax's L-BFGS with its zoom line search) or any
-            ``optax.GradientTransformation`` (for data outside the dtype's scale window, a given
-            transformation steps on the rescaled means X / 2^e; Adam's step is mapped).
+            ``optax.GradientTransformation`` (a given transformation steps on the means in
+            the unit-free coordinates, means / 2^t: its step sizes are in units of 2^t;
+            Adam's step is mapped).
         n_steps: number of optimiser steps.
         learning_rate: Adam's step size; default 0.01 times the data scale sqrt(trace C), or
             0.01 sqrt(sigma2) for data without spread (unused by L-BFGS and by a given
@@ -237,13 +310,14 @@ def gradient_fit(
             (:func:`gmmlimit.scale.default_block_size`).
 
     Returns:
-        A :class:`GradientResult` in X's dtype. Data outside the dtype's scale window are
-        computed as X / 2^e like :func:`gmmlimit.em`; means and log-likelihoods are those of
-        the data as given.
+        A :class:`GradientResult` in X's dtype: means and log-likelihoods are those of the
+        data as given (the log-likelihoods shifted by (W D / 2) ln 4^t in float64).
 
     Raises:
-        ValueError: on invalid inputs, sigma2 = 0, an unknown optimiser, or a learning rate
-            that is not a finite number > 0 representable in X's dtype.
+        ValueError: on invalid inputs, sigma2 = 0, an unknown optimiser, a learning rate that
+            is not a finite number > 0 representable in X's dtype, or a run whose means, or whose
+            log-likelihood from a finite start, left the finite numbers (e.g. ``optax.sgd(inf)``:
+            "the optimizer's updates left the finite numbers; check its learning rate").
     """
     problem = _prepare(X, init_means, sigma2, weights)
     X, w, params = problem.X, problem.w, problem.params
@@ -257,12 +331,35 @@ def gradient_fit(
     result = _gradient_compiled(
         opt, X, w, params, jnp.asarray(factor, X.dtype), n_steps=n_steps, block_size=block_size
     )
-    if problem.scale == Scale(0, 0):
-        return result
-    return result._replace(
-        means=jnp.ldexp(result.means, problem.scale.data),
-        history=problem.log_likelihood(result.history).astype(X.dtype),
-        log_likelihood=problem.log_likelihood(result.log_likelihood).astype(X.dtype),
+    if problem.scale != Scale(0, 0):
+        # the log-likelihoods shifted in float64 on the host, rounded once to X's dtype
+        history = problem.host_log_likelihood(np.asarray(result.history, np.float64))
+        final = problem.host_log_likelihood(np.asarray(result.log_likelihood, np.float64))
+        result = result._replace(
+            means=exact_ldexp(result.means, problem.scale.data),
+            history=jnp.asarray(history, X.dtype),
+            log_likelihood=jnp.asarray(final, X.dtype),
+        )
+    _check_finite(result, optimizer)
+    return result
+
+
+def _check_finite(result: GradientResult, optimizer: Any) -> None:
+    """Refuse a run whose means, or whose log-likelihood from a finite start, are not finite.
+
+    Raises:
+        ValueError: naming the optimizer (e.g. ``optax.sgd(inf)``: NaN means).
+    """
+    final = float(result.log_likelihood)
+    start = float(result.history[0])
+    finite_means = bool(np.all(np.isfinite(np.asarray(result.means))))
+    if finite_means and (math.isfinite(final) or not math.isfinite(start)):
+        return
+    name = repr(optimizer) if isinstance(optimizer, str) else "the given optax transformation"
+    raise ValueError(
+        f"gradient ascent with {name}: the optimizer's updates left the finite numbers "
+        f"(means finite: {finite_means}, final log-likelihood {final} from {start}); check its "
+        "learning rate."
     )
 
 
@@ -358,7 +455,9 @@ def compare_em_gradient(
     Every method runs ``n_steps`` iterations from ``init_means``. The target is
     ``l_best - rel_gap * (l_best - l_0)``: all but a fraction ``rel_gap`` of the best improvement
     over the common start's log-likelihood l_0 that any method reached (a relative gap on l itself
-    would depend on the constant -(N D / 2) ln(2 pi sigma2)). A method that converges to a worse
+    would depend on the constant -(N D / 2) ln(2 pi sigma2)), but at least 4 eps |l_best| below
+    l_best (eps of X's dtype, l in the unit-free coordinates the methods run in, see
+    :func:`gradient_fit`): a smaller gap is rounding. A method that converges to a worse
     fixed point never reaches it (iterations = -1). Wall time per
     iteration is measured on the compiled program (compiled before timing, best of ``repeats``),
     so compilation is not counted.
@@ -380,8 +479,8 @@ def compare_em_gradient(
 
     Returns:
         ``{method: MethodCost}`` (log-likelihoods and step sizes in the units of the data as
-        given; data outside the dtype's scale window are computed as X / 2^e, as in
-        :func:`gradient_fit`).
+        given; every method runs in the unit-free coordinates of :func:`gradient_fit`, and the
+        target and iterations are read there).
 
     Raises:
         ValueError: on invalid inputs, an unknown method, or a learning rate that is not a
@@ -401,42 +500,45 @@ def compare_em_gradient(
     gap = check_scalar(rel_gap, "rel_gap")
     rates = _learning_rates(problem, learning_rate, derive="adam" in methods)
 
+    # the target and the iterations are read on the unit-free histories (the map to the data's
+    # units is increasing and affine: the same target, but no rounding of its shift)
     runs: dict[str, list[tuple[np.ndarray, np.ndarray, float, float]]] = {}
     for m in methods:
         for lr in rates if m == "adam" else (math.nan,):
             history, evals, best, _ = _timed(
                 m, lr, X, w, params, n_steps=n_steps, block_size=block_size, repeats=repeats
             )
-            # histories and step sizes in the units of the data as given
+            # step sizes in the units of the data as given
             given_lr = math.ldexp(lr, problem.scale.data) if math.isfinite(lr) else lr
-            runs.setdefault(m, []).append(
-                (problem.host_log_likelihood(history), evals, best, given_lr)
-            )
+            runs.setdefault(m, []).append((history, evals, best, given_lr))
 
     l_best = max(float(np.max(h)) for tries in runs.values() for h, _, _, _ in tries)
     l_start = float(next(iter(runs.values()))[0][0][0])
-    target = l_best - gap * (l_best - l_start)
+    # never closer to l_best than the log-likelihood's rounding (4 eps |l_best|): rounding noise
+    # is no progress (from a start at EM's fixed point computed in other units, say)
+    resolution = 4 * float(np.finfo(X.dtype).eps) * abs(l_best)
+    target = l_best - max(gap * (l_best - l_start), resolution)
     result = {}
     for m, tries in runs.items():
         costs = []
         for history, evals, total_seconds, lr in tries:
             it = iterations_to(history, target)
             share = float(np.sum(evals[:it]) / np.sum(evals)) if it >= 0 else math.nan
-            costs.append(
-                MethodCost(
-                    history=history,
-                    iterations=it,
-                    seconds_per_iter=total_seconds / n_steps,
-                    seconds=total_seconds * share,
-                    final=float(history[-1]),
-                    learning_rate=lr,
-                )
+            given = problem.host_log_likelihood(history)  # in the units of the data as given
+            cost = MethodCost(
+                history=given,
+                iterations=it,
+                seconds_per_iter=total_seconds / n_steps,
+                seconds=total_seconds * share,
+                final=float(given[-1]),
+                learning_rate=lr,
             )
-        reached = [c for c in costs if c.iterations >= 0]
+            costs.append((cost, float(history[-1])))
+        reached = [c for c, _ in costs if c.iterations >= 0]
         if reached:
             result[m] = min(reached, key=lambda c: c.iterations)
         else:
-            result[m] = max(costs, key=lambda c: c.final)
+            result[m] = max(costs, key=lambda c: c[1])[0]
     return result
 
 
