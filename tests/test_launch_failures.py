@@ -1,0 +1,96 @@
+"""A process that fails after the processes talked to each other ends the launched run at once.
+
+Process 1 of 2 fails after a first collective (``sync_global_devices``) while process 0 goes on
+to a second one, where it waits for process 1. Python's own exit would hang in the failing
+process (JAX's distributed shutdown waits for process 0, which waits for process 1 in the
+collective), so the launcher, which watches exit statuses, would only stop at ``--timeout``.
+The launcher must instead exit with the failing process's status within seconds of the failure,
+with the failing process's traceback in its output. The launcher runs in its own session and
+is killed with all its processes if it outlives the subprocess timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_TIMEOUT_S = 120
+
+FAIL_AFTER_A_COLLECTIVE = """
+import sys, time
+from gmmlimit.launch import initialize
+
+pid, count = initialize()
+from jax.experimental import multihost_utils
+
+multihost_utils.sync_global_devices("first")
+print(f"process {pid} passed the first collective", flush=True)
+if pid == 1:
+    print(f"process 1 fails at {time.time():.3f}", flush=True)
+    if sys.argv[1] == "raise":
+        raise RuntimeError("process 1 failed after a collective")
+    sys.exit(int(sys.argv[1]))
+multihost_utils.sync_global_devices("second")  # process 0 waits here for process 1
+print("process 0 passed the second collective", flush=True)
+"""
+
+
+def _launch(script: Path, how: str) -> tuple[int, str, float, float]:
+    """Run the script in 2 processes; (status, output, seconds taken, end time since the epoch)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["JAX_PLATFORMS"] = "cpu"  # CPU processes over gloo, also on a machine with one GPU
+    cmd = [sys.executable, "-m", "gmmlimit.launch", "-n", "2", "--timeout", str(LAUNCH_TIMEOUT_S)]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [*cmd, str(script), how],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=LAUNCH_TIMEOUT_S + 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, output.decode(errors="replace"), time.monotonic() - start, time.time()
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "message"),
+    [
+        ("raise", 1, "RuntimeError: process 1 failed after a collective"),
+        ("3", 3, "process 1 failed with status 3"),
+    ],
+    ids=["exception", "sys.exit(3)"],
+)
+def test_a_failure_after_a_collective_ends_the_run_with_its_status(tmp_path, how, status, message):
+    script = tmp_path / "fail_after_a_collective.py"
+    script.write_text(FAIL_AFTER_A_COLLECTIVE)
+    code, output, seconds, end = _launch(script, how)
+    tail = output[-4000:]
+    assert code == status, tail  # 124: the launcher waited for its timeout
+    assert "process 1 passed the first collective" in output, tail
+    failed_at = re.search(r"process 1 fails at ([0-9.]+)", output)
+    assert failed_at is not None, tail
+    # Bounds on a hang, not on speed: the run would otherwise last the whole timeout.
+    assert end - float(failed_at.group(1)) < 30, tail
+    assert seconds < 90, tail
+    assert message in output, tail
+    if how == "raise":
+        assert "Traceback (most recent call last)" in output, tail
+        assert 'raise RuntimeError("process 1 failed after a collective")' in output, tail
+    assert "process 0 passed the second collective" not in output, tail
