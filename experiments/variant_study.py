@@ -15,11 +15,18 @@ starting parameters (the variant's ``init`` from an explicit ``jax.random`` key)
 - an annealing path (warm-started fits along the grid, the hard limit last) and its distortion
   against the hard fit's.
 
-The grid is set in reduced units tau, the temperature times the mean hard cost per row at the
-starting parameters (beta = tau / cost; a variance temperature is cost / tau), so one default
-serves variants of any scale. The data: ``--data PATH``, or a small mixture drawn from the seed
-by ``generator`` (``auto``: the one that suits the variant; for a user's variant the first its
-``check_data`` accepts, in the order ``gaussian, positive, counts, binary, sphere``).
+The grid is set in reduced units tau, the mean over the rows of the log-odds gap g_n at the
+starting parameters (``log_odds_gap``: a row's runner-up minus best divergence times beta, or
+over the variance; |r_nk - onehot_nk| <= (K - 1) exp(-g_n)), so beta = tau / unit (a variance
+temperature is unit / tau). Gaps, unlike the divergences, are free of the data's units: a -ln p
+divergence shifts by D ln c when the data are multiplied by c (and is negative for data of small
+spread) while its gaps do not move, so the study of X * c covers the same range of the limit as
+that of X (the same g_n and responsibilities at every tau for a model whose gaps are unit-free,
+such as a density that declares its scaling).
+
+The data: ``--data PATH``, or a small mixture drawn from the seed by ``generator`` (``auto``: the
+one that suits the variant; for a user's variant the first its ``check_data`` accepts, in the
+order ``gaussian, positive, counts, binary, sphere``).
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ import numpy as np
 
 from gmmlimit import variants as gv
 from gmmlimit._anneal import anneal_variant
+from gmmlimit._validation import exact_ldexp
 from gmmlimit._variant import Variant, with_temperature
+from gmmlimit._variant_scale import variant_fit_exponent, variant_params
 
 from ._common import dataset_key
 from ._config import ExperimentSpec
@@ -183,7 +192,7 @@ class VariantStudyConfig:
         dim: its dimension D.
         k: components K (of the synthetic data and of the fit).
         n_temp: size of the temperature grid.
-        tau_soft: the softest reduced temperature (temperature x mean hard cost per row).
+        tau_soft: the softest reduced temperature (the mean log-odds gap g_n over the rows).
         tau_cold: the coldest one (the hard limit itself is the reference, not on the grid).
         n_anneal: stages of the annealing path before its hard stage.
         max_iter: iterations of every fit (and of every annealing stage).
@@ -246,7 +255,9 @@ class VariantStudyRecord:
         data: the data's name (the generator, or the file's stem).
         temperature_name: the temperature's name (``beta``, ``sigma2``).
         hard: its value at the hard limit (inf or 0).
-        cost_scale: the mean hard cost per row at the start (tau's unit).
+        cost_scale: tau's unit: the mean log-odds gap g_n at the start at temperature 1 in
+            the data's units (the mean runner-up minus best divergence, for beta; beta =
+            tau / cost_scale, a variance temperature cost_scale / tau).
         temperature: (G,) the grid in the variant's units, toward the hard limit.
         tau: (G,) the same grid in reduced units, ascending.
         resp_gap: (G,) max_nk |r_nk - onehot_nk|.
@@ -353,8 +364,70 @@ def make_data(config: VariantStudyConfig, variant: Variant) -> tuple[np.ndarray,
     return X, name
 
 
-def _grid(tau: np.ndarray, cost: float, hard: float) -> np.ndarray:
-    return tau / cost if math.isinf(hard) else cost / tau
+def _tau_unit(
+    variant: Variant, X: np.ndarray, hard_start: Any, spec: str
+) -> tuple[int, Any, float]:
+    """The unit of the reduced temperature tau: the mean log-odds gap g_n at temperature 1.
+
+    ``log_odds_gap`` gives g_n, the gap between a row's runner-up and best divergence scaled by
+    the inverse temperature (beta, or 1 / sigma2 for a variance), which bounds the row's
+    distance from one-hot by (K - 1) exp(-g_n). tau = mean_n g_n, unlike the divergences
+    themselves, is free of the data's units (a -ln p divergence shifts by D ln c when the data
+    are multiplied by c, and may be negative; its gaps do not move). It is computed as the fits
+    run it, on X / 2^e for a variant that declares its ``scaling`` (where g_n is the same), at
+    temperature 1 there; rows with an infinite gap (one-hot at every temperature) are left out.
+
+    Returns:
+        ``(e, params, unit)``: the data's exponent e, the hard start on X / 2^e and the unit
+        (mean g_n at temperature 1 on X / 2^e).
+
+    Raises:
+        ValueError: when no row has a positive finite gap: the starting components do not tell
+            the rows apart in the data's dtype (they coincide, e.g. every row is the same, or
+            the data's spread is far below a floor of the model), so no temperature moves the
+            responsibilities.
+    """
+    data = jnp.asarray(X)
+    exponent = variant_fit_exponent(variant, data, variant.means(hard_start))
+    scaled = variant_params(variant, hard_start, exponent)
+    at_one = with_temperature(variant, scaled, jnp.ones((), data.dtype))
+    g = np.asarray(variant.log_odds_gap(at_one, exact_ldexp(data, -exponent)), np.float64)
+    finite = g[np.isfinite(g)]
+    unit = float(np.mean(finite)) if finite.size else math.nan
+    if not (math.isfinite(unit) and unit > 0):
+        counts = [
+            f"{n} {what}"
+            for n, what in (
+                (int(np.sum(g == 0)), "0"),
+                (int(np.sum(np.isinf(g))), "inf"),
+                (int(np.sum(np.isnan(g))), "NaN"),
+            )
+            if n
+        ]
+        raise ValueError(
+            f"variant {spec!r}: no row has a positive finite log-odds gap g_n (runner-up minus "
+            f"best divergence, in {data.dtype}) at the start ({', '.join(counts)} of {g.size} "
+            "rows), so no temperature moves the responsibilities and the grid has no unit: the "
+            "starting components do not tell the rows apart (are all rows the same, or is the "
+            "data's spread far below a floor of the model, such as a variance's reg_covar?)."
+        )
+    return exponent, scaled, unit
+
+
+def _grid(
+    variant: Variant, tau: np.ndarray, exponent: int, scaled: Any, unit: float, dtype: Any
+) -> np.ndarray:
+    """The temperatures, in the data's units, at which the mean g_n is tau (by ``tau``).
+
+    On X / 2^e the temperature is beta = tau / unit (a variance: sigma2 = unit / tau); it is
+    mapped to the data's units by the variant's scaling (exact powers of two).
+    """
+    temp = variant.temperature
+    values = tau / unit if math.isinf(temp.hard) else unit / tau
+    if not exponent:
+        return values
+    at = [with_temperature(variant, scaled, jnp.asarray(v, dtype)) for v in values]
+    return np.asarray([float(temp.get(variant.scaling.params(p, -exponent))) for p in at])
 
 
 def _point(config: VariantStudyConfig) -> VariantStudyRecord:
@@ -363,17 +436,21 @@ def _point(config: VariantStudyConfig) -> VariantStudyRecord:
     X, name = make_data(config, variant)
     start = variant.init(dataset_key(config.seed, "variant_study-init"), jnp.asarray(X), config.k)
     hard_start = variant.validate(X, with_temperature(variant, start, temp.hard))
-    cost = float(np.mean(np.asarray(variant.e_step(hard_start, jnp.asarray(X)).distortion)))
-    if not (math.isfinite(cost) and cost > 0):
-        raise ValueError(
-            f"variant {config.variant!r}: the mean hard cost at the start is {cost}; the grid "
-            "needs a positive finite one (are all rows on their centres?)."
-        )
+    exponent, scaled, unit = _tau_unit(variant, X, hard_start, config.variant)
     tau = np.geomspace(config.tau_soft, config.tau_cold, config.n_temp)
-    grid = _grid(tau, cost, temp.hard)
+    grid = _grid(variant, tau, exponent, scaled, unit, X.dtype)
+    info = np.finfo(X.dtype)
+    if not np.all(np.isfinite(grid) & (grid >= info.tiny) & (grid <= info.max)):
+        raise ValueError(
+            f"variant {config.variant!r}: at these data's scale the {temp.name} grid for tau "
+            f"{config.tau_soft:g} to {config.tau_cold:g} runs from {grid[0]:.4g} to "
+            f"{grid[-1]:.4g}, past what {X.dtype} holds; run in float64 (--set dtype=float64)."
+        )
     out = gv.limit_sweep(variant, X, start, grid, max_iter=config.max_iter)
     stages = np.geomspace(config.tau_soft, config.tau_cold, config.n_anneal)
-    schedule = _grid(stages, cost, temp.hard)
+    schedule = _grid(variant, stages, exponent, scaled, unit, X.dtype)
+    # tau's unit in the data's units: beta = tau / cost_scale, sigma2 = cost_scale / tau
+    cost = tau[0] / grid[0] if math.isinf(temp.hard) else grid[0] * tau[0]
     path = anneal_variant(variant, X, schedule, init_params=start, max_iter=config.max_iter)
     return VariantStudyRecord(
         variant=variant.name,
@@ -381,7 +458,7 @@ def _point(config: VariantStudyConfig) -> VariantStudyRecord:
         data=name,
         temperature_name=temp.name,
         hard=float(temp.hard),
-        cost_scale=cost,
+        cost_scale=float(cost),
         temperature=np.asarray(out["temperature"]),
         tau=tau,
         resp_gap=np.asarray(out["resp_gap"]),

@@ -34,7 +34,8 @@ def describe(results: dict) -> str:
     hard = "infinity" if math.isinf(r.hard) else f"{r.hard:g}"
     return (
         f"Variant: `{r.variant}` (given as `{r.spec}`), temperature {r.temperature_name} -> "
-        f"{hard}, data `{r.data}`, tau in units of {r.cost_scale:.4g} (mean hard cost per row)."
+        f"{hard}, data `{r.data}`, tau = the start's mean log-odds gap g_n ({r.cost_scale:.4g} at "
+        "temperature 1)."
     )
 
 
@@ -84,7 +85,8 @@ FIGURE = FigureSpec(
     caption=(
         "The limit study of the variant named in the run (`gmmlimit run variant_study --variant "
         "NAME` or `--variant package.module:attr`), against the reduced temperature tau (the "
-        "temperature in units of the mean hard cost per row at the start; larger is colder). "
+        "starting components' mean log-odds gap g_n over the rows at that temperature, free of "
+        "the data's units; larger is colder). "
         "(a) The largest responsibility gap |r_nk - onehot_nk| stays under its bound "
         "(K - 1) exp(-g_n) and falls toward 0, exactly 0 once every row's gap g_n is past the "
         "dtype's underflow threshold (a grid that stops warmer ends above 0). (b) The "

@@ -5,7 +5,9 @@
 # variant needs only four pieces: its parameters, a divergence `d_nk`, the weighted moments its
 # M-step reads, and the M-step. `gmmlimit.variants.tempered_variant` assembles them into a
 # `Variant` with responsibilities `r_nk ∝ pi_k exp(-beta d_nk)`: `beta = 1` is ordinary EM,
-# `beta = inf` its hard limit, and the limit comes with the same bound as for K-means.
+# `beta = inf` its hard limit, and the limit comes with the same bound as for K-means. A fifth,
+# `init`, draws starting parameters from a random key: the tools that start on their own
+# (restarts, the scikit-learn estimator, annealing, the limit study) need it.
 #
 # This tutorial builds, by hand, a mixture of **exponential distributions** (each feature of
 # component k is exponential with mean `mu_kd`), following the pattern of
@@ -126,7 +128,27 @@ def validate(X: jax.Array, params: ExponentialParams) -> ExponentialParams:
 
 
 # %% [markdown]
-# ## 6. The variant
+# ## 6. Starting parameters
+#
+# `init(key, X, k)` draws them with `jax.random` (it must be jit-able: restarts `vmap` it over
+# keys): k distinct random rows as means (the data are > 0, so the means are), equal weights,
+# `beta = 1`. The tools set the temperature they need themselves.
+
+
+# %%
+def init(key: jax.Array, X: jax.Array, k: int) -> ExponentialParams:
+    """Starting parameters: k distinct random rows of X as means, equal weights, beta = 1."""
+    rows = jax.random.choice(key, X.shape[0], (k,), replace=False)
+    return ExponentialParams(
+        means=X[rows],
+        weights=jnp.full((k,), 1.0 / k, X.dtype),
+        beta=jnp.ones((), X.dtype),
+        floor=jnp.asarray(1e-6, X.dtype),
+    )
+
+
+# %% [markdown]
+# ## 7. The variant
 #
 # A module-level constant: the variant is a static argument of the compiled driver.
 
@@ -138,6 +160,7 @@ exponential = gv.tempered_variant(
     m_step=m_step,
     means=lambda p: p.means,
     validate=validate,
+    init=init,
     check_data=check_data,
 )
 
@@ -171,6 +194,15 @@ assert bool(jnp.all(jnp.isfinite(soft.params.means)))
 # constant); the hard fit never increases the distortion J.
 steps = np.diff(np.asarray(soft.history)[: int(soft.n_iter) + 1])
 assert np.all(steps >= -1e-5 * np.abs(np.asarray(soft.history)[1:][: steps.size]))
+
+# %% [markdown]
+# With `init`, the tools that draw their own starts take the variant too: `gl.restarts` fits it
+# from several keys and keeps the best fit (here at its `init`'s `beta = 1`, EM).
+
+# %%
+best = gl.restarts(jax.random.key(1), X, 2, variant=exponential, n_init=4, max_iter=100)
+print(f"best of 4 restarts: objective {float(best.objective):.2f}, {int(best.n_iter)} iterations")
+assert best.params.means.shape == (2, 3) and bool(jnp.all(best.params.means > 0))
 
 # %% [markdown]
 # The variant gets the toolkit's other paths with nothing added: out of core (the rows read
@@ -256,8 +288,10 @@ assert sweep["resp_gap"][-1] < sweep["resp_gap"][0]
 # %% [markdown]
 # ## Next
 #
-# - Keep the variant in a module of your own (no change to the package): every tool takes it,
-#   and `gmmlimit run variant_study --variant my_module:my_variant` runs its limit study.
+# - Keep the variant in a module of your own (no change to the package): every tool takes it
+#   (those that start on their own, such as `gl.restarts`, `gmmlimit.sklearn.VariantMixture`
+#   and `gl.study.anneal_variant`, through its `init`), and
+#   `gmmlimit run variant_study --variant my_module:my_variant` runs its limit study.
 # - Test it with the inherited contract (`tests/variant_contract.py` of the repository: shapes
 #   and dtypes, monotone objective, the hard limit reached, the bound, no recompilation) plus
 #   one comparison with an independent reference, as above. See the
