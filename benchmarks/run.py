@@ -211,7 +211,7 @@ def _gmmlimit_sharded_fit(X, m0, sigma2: float, block_size: int | None) -> Calla
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from gmmlimit._driver import history_length
+    from gmmlimit._driver import data_spread, history_length
     from gmmlimit._sharding import _fit_sharded_compiled, _shard_blocks, default_mesh
     from gmmlimit.variants._isotropic import IsotropicParams, isotropic
 
@@ -226,7 +226,7 @@ def _gmmlimit_sharded_fit(X, m0, sigma2: float, block_size: int | None) -> Calla
     params = jax.device_put(
         IsotropicParams(jnp.asarray(m0), jnp.asarray(sigma2, Xj.dtype)), NamedSharding(mesh, P())
     )
-    shift_scale = jnp.mean(jnp.var(Xj, axis=0))
+    spread = data_spread(Xj)  # (unit, shift_scale), as fit_sharded passes them
     tol = jnp.asarray(-jnp.inf, Xj.dtype)
     # max_iter traced, the history's length static: as fit_sharded calls it
     return lambda max_iter: _fit_sharded_compiled(
@@ -234,7 +234,7 @@ def _gmmlimit_sharded_fit(X, m0, sigma2: float, block_size: int | None) -> Calla
         blocks,
         params,
         tol,
-        shift_scale,
+        spread,
         max_iter,
         n=X.shape[0],
         history=history_length(max_iter),

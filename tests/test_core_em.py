@@ -559,8 +559,9 @@ def test_log_likelihood_at_a_traced_hard_sigma2_is_its_limit(exponent):
             assert np.asarray(values).tolist() == [limit, limit]
     # at a soft traced sigma2 the value is the eager one
     for data in (X, means):
-        s2 = np.float32(1.5) * scale * scale
-        if np.isfinite(s2) and s2 >= tiny:
+        s2 = 1.5 * float(scale) ** 2
+        if float(tiny) <= s2 <= float(np.finfo(np.float32).max):
+            s2 = np.float32(s2)
             traced = jax.jit(lambda s, data=data: gl.log_likelihood(data, means, s))(s2)
             assert float(traced) == float(gl.log_likelihood(data, means, s2))
     # at 2^-100 a subnormal sigma2 is 2^200 times larger in the data's units: finite, no NaN
