@@ -287,6 +287,7 @@ def _worker(out_dir: str, cases: str) -> None:
             iso, [np.ldexp(own, FAR_F64)], gl.variants.IsotropicParams(
                 np.ldexp(d["m0_repeat"], FAR_F64), 0.0
             ), weights=d["w"][cut[0] : cut[1]] if pid == 0 else None, block_size=BLOCK,
+            chunk_blocks=2,  # ooc_kmeans's compiled chunk pass
         )  # fmt: skip
         out["ooc_far_f64_w"] = {
             "own_labels": np.asarray(res.labels).tolist(),
