@@ -68,6 +68,34 @@ def _cpu_bits_on_the_cpu(request: pytest.FixtureRequest):
 
 READ_THE_QUICK_RUN = {"test_experiments", "test_figures", "test_paper"}
 
+# Seconds of each unit of work (summed ``--durations=0`` per file, 2-core Intel VM, 2026-12-06;
+# 13 min 40 s in all). The scheduler hands out the costliest unit first (longest processing time
+# first): xdist orders units by their number of tests, which sent the few slow files (the
+# multi-process clusters, the benchmark scripts, the tutorials: 47 to 67 s in under 25 tests
+# each) out last, where one worker could run them while the other had nothing left. A file not
+# listed counts 0.2 s a test.
+UNIT_SECONDS = {
+    "tests/test_variants_contract.py": 244,
+    "tests/test_native.py": 180,  # 129, and the clang and portable kernel builds (fresh HOME)
+    "tests/test_estimators.py": 157,
+    "quick_run": 144,
+    "tests/test_hamerly.py": 127,
+    "tests/test_core_em.py": 105,
+    "tests/test_multiprocess.py": 67,
+    "tests/test_benchmarks.py": 63,
+    "tests/test_variants_scale.py": 59,
+    "tests/test_properties.py": 53,
+    "tests/test_docs.py": 47,
+    "tests/test_variants_edges.py": 29,
+    "tests/test_perf.py": 27,
+    "tests/test_core_sklearn.py": 26,
+    "tests/test_anneal_rates.py": 24,
+    "tests/test_validation.py": 22,
+    "tests/test_gradient_scale.py": 21,
+    "tests/test_sharding.py": 19,
+    "tests/test_variants_experiment.py": 19,
+}
+
 
 def file_group(nodeid: str) -> str:
     """The unit of work a worker gets for a test: its file, or the group of quick-run readers."""
@@ -82,5 +110,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     class ByFile(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return file_group(nodeid)
+
+        def _assign_work_unit(self, node: object) -> None:
+            def seconds(unit: str) -> float:
+                return UNIT_SECONDS.get(unit, 0.2 * len(self.workqueue[unit]))
+
+            self.workqueue.move_to_end(max(self.workqueue, key=seconds), last=False)
+            super()._assign_work_unit(node)
 
     return ByFile(config, log)
