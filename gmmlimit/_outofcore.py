@@ -197,9 +197,10 @@ def _scan_info(
             raise ValueError(f"chunks must all have dtype {src_dtype}; got one of {chunk.dtype}.")
         _check_chunk(chunk, n, check_data)
         total += chunk.sum(axis=0, dtype=np.float64)
-        largest = max(largest, float(chunk.max()), -float(chunk.min()))
+        top, bottom = chunk.max(), chunk.min()
+        largest = max(largest, float(top), -float(bottom))
         if np.issubdtype(src_dtype, np.integer):
-            check_integers_held(max(abs(int(chunk.max())), abs(int(chunk.min()))), dtype)
+            check_integers_held(top, bottom, dtype)
         n += chunk.shape[0]
     if n == 0 or d is None or d == 0:
         raise ValueError("X must have at least one row and one column.")

@@ -60,20 +60,22 @@ def _float_dtype(dtype: Any) -> jnp.dtype:
     raise ValueError(f"X must hold real numbers; got dtype {dtype}.")
 
 
-def check_integers_held(largest: int, dtype: Any, name: str = "X") -> None:
+def check_integers_held(top: Any, bottom: Any, dtype: Any, name: str = "X") -> None:
     """Refuse integer data that the float dtype they are computed in cannot hold exactly.
 
     Every integer of magnitude at most 2^(p) is a float of p significand bits (2^24 for float32,
     2^53 for float64); past that, converting would round counts without a word.
 
     Args:
-        largest: the largest magnitude among the integer entries.
+        top: the largest integer entry.
+        bottom: the smallest.
         dtype: the floating dtype the data would be computed in.
         name: the argument's name, used in the message.
 
     Raises:
-        ValueError: if ``largest`` is past 2^p for ``dtype``.
+        ValueError: if an entry's magnitude is past 2^p for ``dtype``.
     """
+    largest = max(abs(int(top)), abs(int(bottom)))
     bits = np.finfo(dtype).nmant + 1
     if largest > 2**bits:
         raise ValueError(
@@ -114,11 +116,12 @@ def as_data(X: Any, name: str = "X") -> jax.Array:
         host = np.asarray(X)
         # All finite exactly when the largest and the smallest value are (NaN propagates through
         # both): two reductions without the (N, D) temporary of np.isfinite.
-        if not (np.isfinite(host.max()) and np.isfinite(host.min())):
+        top, bottom = host.max(), host.min()
+        if not (np.isfinite(top) and np.isfinite(bottom)):
             bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
             raise ValueError(f"{name} contains {bad} NaN or inf value(s); clean the data first.")
         if np.issubdtype(host.dtype, np.integer):
-            check_integers_held(max(abs(int(host.max())), abs(int(host.min()))), dtype, name)
+            check_integers_held(top, bottom, dtype, name)
         if isinstance(X, np.ndarray) and X.dtype == dtype:
             return aligned_copy(X)  # one fast copy, never the caller's memory
     return jnp.asarray(X, dtype=dtype)
