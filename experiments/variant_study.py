@@ -47,9 +47,8 @@ import numpy as np
 
 from gmmlimit import variants as gv
 from gmmlimit._anneal import anneal_variant
-from gmmlimit._validation import exact_ldexp
 from gmmlimit._variant import Variant, with_temperature
-from gmmlimit._variant_scale import variant_fit_exponent, variant_params
+from gmmlimit._variant_scale import variant_fit_map, variant_params
 
 from ._common import dataset_key
 from ._config import ExperimentSpec
@@ -374,12 +373,13 @@ def _tau_unit(
     distance from one-hot by (K - 1) exp(-g_n). tau = mean_n g_n, unlike the divergences
     themselves, is free of the data's units (a -ln p divergence shifts by D ln c when the data
     are multiplied by c, and may be negative; its gaps do not move). It is computed as the fits
-    run it, on X / 2^e for a variant that declares its ``scaling`` (where g_n is the same), at
-    temperature 1 there; rows with an infinite gap (one-hot at every temperature) are left out.
+    run it, on (X - offset) / 2^e for a variant that declares its ``scaling`` (where g_n is the
+    same), at temperature 1 there; rows with an infinite gap (one-hot at every temperature) are
+    left out.
 
     Returns:
-        ``(e, params, unit)``: the data's exponent e, the hard start on X / 2^e and the unit
-        (mean g_n at temperature 1 on X / 2^e).
+        ``(e, params, unit)``: the data's exponent e, the hard start on (X - offset) / 2^e and
+        the unit (mean g_n at temperature 1 there).
 
     Raises:
         ValueError: when no row has a positive finite gap: the starting components do not tell
@@ -388,10 +388,10 @@ def _tau_unit(
             responsibilities.
     """
     data = jnp.asarray(X)
-    exponent = variant_fit_exponent(variant, data, variant.means(hard_start))
-    scaled = variant_params(variant, hard_start, exponent)
+    data_map = variant_fit_map(variant, data, variant.means(hard_start))
+    scaled = variant_params(variant, hard_start, data_map)
     at_one = with_temperature(variant, scaled, jnp.ones((), data.dtype))
-    g = np.asarray(variant.log_odds_gap(at_one, exact_ldexp(data, -exponent)), np.float64)
+    g = np.asarray(variant.log_odds_gap(at_one, data_map.data(data)), np.float64)
     finite = g[np.isfinite(g)]
     unit = float(np.mean(finite)) if finite.size else math.nan
     if not (math.isfinite(unit) and unit > 0):
@@ -411,7 +411,7 @@ def _tau_unit(
             "starting components do not tell the rows apart (are all rows the same, or is the "
             "data's spread far below a floor of the model, such as a variance's reg_covar?)."
         )
-    return exponent, scaled, unit
+    return data_map.exponent, scaled, unit
 
 
 def _grid(

@@ -29,7 +29,8 @@ from ._driver import (
     history_length,
     make_blocks,
 )
-from ._rescale import NO_SCALE, Scale, check_scaled_sigma2
+from ._offset import offset_of, translate
+from ._rescale import NO_SCALE, Scale, check_scaled_sigma2, offset_tuple
 from ._validation import (
     as_data,
     check_block_size,
@@ -48,7 +49,7 @@ from ._validation import (
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_temperature, check_variant, with_temperature
-from ._variant_scale import variant_fit_exponent, variant_params, variant_result
+from ._variant_scale import variant_fit_map, variant_params, variant_result
 from .variants._isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
 
 __all__ = [
@@ -253,10 +254,15 @@ def anneal(
     merge_tol_value = jnp.asarray(check_scalar(merge_tol, "merge_tol", dtype=X.dtype), X.dtype)
     # Data past the dtype's scale window are computed as X / 2^e, means / 2^e, sigma2 / 4^e and
     # weights / 2^w (exact powers of two: the same path, labels and counts) and mapped back.
-    scale = Scale(scale_exponent(X) if init is None else scale_exponent(X, init), weight_exponent)
-    Xs, scaled = X, sigma2
+    # Rows far from the origin are first translated by an exact offset (_offset).
+    offset = offset_of(X)
+    moved = translate(X, offset)
+    if init is not None:
+        init = translate(init, offset)
+    exponent = scale_exponent(moved) if init is None else scale_exponent(moved, init)
+    scale = Scale(exponent, weight_exponent, offset_tuple(offset))
+    Xs, scaled = exact_ldexp(moved, -scale.data), sigma2
     if scale.data:
-        Xs = exact_ldexp(X, -scale.data)
         scaled = scale.sigma2(sigma2)
         _check_scaled_schedule(values, scaled, scale)
         if init is not None:
@@ -325,7 +331,7 @@ def _anneal_scaled_back(
     )
     return result._replace(
         sigma2=stages,
-        means=jnp.ldexp(result.means, scale.data),
+        means=scale.means_back(result.means),
         log_likelihood=jnp.where(positive, soft, result.log_likelihood).astype(dtype),
         distortion=scale.distortion(result.distortion).astype(dtype),
         scale=jnp.ldexp(result.scale, scale.data).astype(dtype),
@@ -534,8 +540,8 @@ def anneal_variant(
         # from X / 2^e, as gl.restarts draws its starts, and stays there (its parameters, a
         # variance of the whole data's spread, may not be held in the data's units); each
         # stage's temperature is given in the data's units and mapped to X / 2^e.
-        exponent = variant_fit_exponent(variant, X)
-        Xs = exact_ldexp(X, -exponent)
+        data_map = variant_fit_map(variant, X)
+        Xs = data_map.data(X)
         drawn = variant.init(key, Xs, k)
         check_init_components(variant, None, np.shape(variant.means(drawn)), k)
         # every stage's parameters are valid for the variant (eager, before any compiled code)
@@ -543,7 +549,9 @@ def anneal_variant(
             variant.validate(
                 Xs,
                 with_temperature(
-                    variant, drawn, scaled_temperature(variant, drawn, t, exponent, X.dtype)
+                    variant,
+                    drawn,
+                    scaled_temperature(variant, drawn, t, data_map.exponent, X.dtype),
                 ),
             )
             for t in stages
@@ -555,8 +563,8 @@ def anneal_variant(
         checked = [variant.validate(X, with_temperature(variant, init_params, t)) for t in stages]
         # Data past the scale window: every stage is fit on X / 2^e, its temperature set in the
         # data's units, and mapped back (_variant_scale).
-        exponent = variant_fit_exponent(variant, X, variant.means(checked[0]))
-        Xs = exact_ldexp(X, -exponent)
+        data_map = variant_fit_map(variant, X, variant.means(checked[0]))
+        Xs = data_map.data(X)
         scaled_start = None
     start = checked[0]
     w = weights_or_ones(weights, X.shape[0], X.dtype)
@@ -573,20 +581,21 @@ def anneal_variant(
             scaled = scaled_start  # drawn from X / 2^e, at the first temperature mapped there
         else:
             params = with_temperature(variant, params, jnp.asarray(t, X.dtype))
-            scaled = variant_params(variant, params, exponent)
+            scaled = variant_params(variant, params, data_map)
         fit = fit_compiled(variant, Xs, w, scaled, tol, max_iter=max_iter, block_size=block_size)
         scaled_fits.append(fit._replace(labels=None))
-        fit = variant_result(variant, fit, exponent, lambda: jnp.sum(w))
+        fit = variant_result(variant, fit, data_map, lambda: jnp.sum(w))
         fits.append(fit)
         params = fit.params
-    # the distinct-location counts and the data scale at X / 2^e, where no square overflows
+    # the distinct-location counts and the data scale at (X - offset) / 2^e, where no square
+    # overflows or cancels
     scaled_stack, n_distinct, scale = _path_summary(
         scaled_fits, Xs, w, jnp.asarray(merge_tol, X.dtype)
     )
     stacked = scaled_stack
-    if exponent:
+    if not data_map.identity:
         stacked = jax.tree.map(lambda *a: jnp.stack(a), *[f._replace(labels=None) for f in fits])
-        scale = jnp.ldexp(scale, exponent)
+        scale = jnp.ldexp(scale, data_map.exponent)
     return AnnealPath(
         temperature=jnp.asarray(stages, X.dtype),
         means=stacked.means,

@@ -25,11 +25,13 @@ from ._driver import (
     step_compiled,
     trim_history,
 )
+from ._offset import offset_of, translate
 from ._rescale import (
     NO_SCALE,
     Scale,
     check_scaled_sigma2,
     fit_rescaled,
+    offset_tuple,
     prepare,
     scaled_back,
 )
@@ -52,7 +54,7 @@ from ._validation import (
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_temperature, check_variant, with_temperature
-from ._variant_scale import variant_fit_exponent, variant_params, variant_result
+from ._variant_scale import variant_fit_map, variant_params, variant_result
 from .variants._isotropic import (
     IsotropicParams,
     assign,
@@ -139,11 +141,11 @@ def _fit(
     params, w, max_iter, block_size, tol = check_fit_inputs(
         variant, X, params, weights, max_iter, block_size, tol
     )
-    exponent = variant_fit_exponent(variant, X, variant.means(params))
-    if exponent:
-        X, params = exact_ldexp(X, -exponent), variant_params(variant, params, exponent)
+    data_map = variant_fit_map(variant, X, variant.means(params))
+    if not data_map.identity:
+        X, params = data_map.data(X), variant_params(variant, params, data_map)
     result = fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
-    return variant_result(variant, result, exponent, lambda: jnp.sum(w))
+    return variant_result(variant, result, data_map, lambda: jnp.sum(w))
 
 
 Algorithm = Literal["auto", "lloyd", "hamerly"]
@@ -343,7 +345,7 @@ def em_step(
     Xs, params, w, scale = prepare(X, IsotropicParams(means, sigma2), weights, for_fit=True)
     block_size = check_block_size(block_size, X.shape[0], params.means.shape[0], X.shape[1])
     new = step_compiled(isotropic, Xs, w, params, block_size=block_size).means
-    return jnp.ldexp(new, scale.data) if scale.data else new
+    return scale.means_back(new)
 
 
 @with_float64_scope
@@ -561,11 +563,14 @@ def restarts(
             raise ValueError(f"sigma2 must be a scalar; got shape {tuple(s2.shape)}.")
         hard = (not is_traced(sigma2)) and float(np.asarray(sigma2)) == 0.0
         # data past the scale window run as X / 2^e, and weights are relative, as in em
+        # and rows far from the origin run translated (_offset)
         w, weight_exponent = relative_weights(weights, X.shape[0], X.dtype)
-        scale = Scale(scale_exponent(X), weight_exponent)
-        Xs, s2s = X, s2
+        offset = offset_of(X)
+        moved = translate(X, offset)
+        scale = Scale(scale_exponent(moved), weight_exponent, offset_tuple(offset))
+        Xs, s2s = exact_ldexp(moved, -scale.data), s2
         if scale.data:
-            Xs, s2s = exact_ldexp(X, -scale.data), scale.sigma2(s2)
+            s2s = scale.sigma2(s2)
             check_scaled_sigma2(sigma2, s2s, scale)
         if init == "k-means++":
             means = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, Xs, k, weights=w))(keys)
@@ -598,18 +603,18 @@ def restarts(
         check_temperature(chosen, temperature, X.dtype)
         # data past the scale window: the starts are drawn from X / 2^e and fit there, at the
         # temperature given in the data's units mapped to X / 2^e (sigma2 / 4^e; beta as is)
-        exponent = variant_fit_exponent(chosen, X)
-        Xs = exact_ldexp(X, -exponent)
+        data_map = variant_fit_map(chosen, X)
+        Xs = data_map.data(X)
         draw = init or chosen.init
         drawn = init_shapes(chosen, draw, keys[0], Xs, k)  # traced only: k checked, nothing run
-        if temperature is not None and exponent:
+        if temperature is not None and data_map.exponent:
             probe = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), drawn)
-            temperature = scaled_temperature(chosen, probe, temperature, exponent, X.dtype)
+            temperature = scaled_temperature(chosen, probe, temperature, data_map.exponent, X.dtype)
         starts = _starts(chosen, draw, keys, Xs, k, temperature)
         hard = bool(jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts))))
 
         def back(best: FitResult) -> FitResult:
-            return variant_result(chosen, best, exponent, lambda: jnp.sum(w))
+            return variant_result(chosen, best, data_map, lambda: jnp.sum(w))
 
     tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
     return back(_best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size))

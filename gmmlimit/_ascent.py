@@ -36,7 +36,6 @@ from ._validation import (
     check_block_size,
     check_positive_int,
     check_scalar,
-    exact_ldexp,
     largest_magnitude,
     with_float64_scope,
 )
@@ -144,7 +143,7 @@ class _Problem(NamedTuple):
         ``Scale.log_likelihood`` of float64 host values, computed in float64 on the host, with
         ln(sigma2 / sigma2') = 2 t ln 2 exactly unless the scaled variance was capped.
         """
-        if self.scale == Scale(0, 0):
+        if self.scale.data == 0 and self.scale.weight == 0:  # none, or a translation alone
             return values
         sigma2 = float(np.asarray(self.sigma2, np.float64))
         scaled = float(np.asarray(self.params.sigma2, np.float64))
@@ -258,11 +257,14 @@ def _prepare(X: Any, init_means: Any, sigma2: Any, weights: Any) -> _Problem:
     # unit-free coordinates always (not only outside the window): optax's L-BFGS line search
     # (its first trial step, its tolerances) and Adam's epsilon read the raw scale
     original = validate_params(X, given)
-    largest = max(largest_magnitude(X), largest_magnitude(original.means))
+    moved = scale._replace(data=0)  # rows far from the origin: translated first (_offset)
+    largest = max(
+        largest_magnitude(moved.data_of(X)), largest_magnitude(moved.params(original).means)
+    )
     exponent = _unit_exponent(Xs, w, scale, largest, float(original.sigma2))
     if exponent != scale.data:
-        scale = Scale(exponent, scale.weight)
-        Xs = exact_ldexp(X, -exponent)
+        scale = scale._replace(data=exponent)
+        Xs = scale.data_of(X)
         params = scale.params(original)
         check_scaled_sigma2(sigma2, params.sigma2, scale)
     return _Problem(Xs, w, params, scale, jnp.asarray(sigma2, X.dtype))
@@ -336,7 +338,7 @@ def gradient_fit(
         history = problem.host_log_likelihood(np.asarray(result.history, np.float64))
         final = problem.host_log_likelihood(np.asarray(result.log_likelihood, np.float64))
         result = result._replace(
-            means=exact_ldexp(result.means, problem.scale.data),
+            means=problem.scale.means_back(result.means),
             history=jnp.asarray(history, X.dtype),
             log_likelihood=jnp.asarray(final, X.dtype),
         )

@@ -38,11 +38,12 @@ from ._driver import (
     relocate_if_empty,
     stop_rule,
 )
+from ._offset import feature_range, translated_largest
 from ._rescale import (
     NO_SCALE,
-    Scale,
     check_scaled_sigma2,
     scaled_back,
+    streamed_scale,
 )
 from ._validation import (
     _float_dtype,
@@ -52,12 +53,10 @@ from ._validation import (
     check_tol,
     check_weights,
     dtype_scope,
-    largest_magnitude,
     relative_weights,
-    window_exponent,
 )
 from ._variant import FarPoints, Params, Stats, Variant, check_variant
-from ._variant_scale import variant_exponent, variant_params, variant_result
+from ._variant_scale import NO_MAP, variant_params, variant_result, variant_stream_map
 from .variants._isotropic import IsotropicParams, isotropic
 
 __all__ = ["em_out_of_core", "fit_out_of_core", "kmeans_out_of_core"]
@@ -166,12 +165,24 @@ def _check_chunk(chunk: np.ndarray, start: int, check_data: Callable | None) -> 
         check_data(chunk)
 
 
+class _ScanInfo(NamedTuple):
+    """What the first two passes over a source read (:func:`_scan_info`)."""
+
+    n: int
+    d: int
+    dtype: np.dtype  # the dtype the data are computed in
+    spread: float  # mean per-feature variance, in the unit of largest's host_spread_unit
+    largest: float  # max |x|
+    lo: np.ndarray  # (D,) each feature's smallest value, in dtype
+    hi: np.ndarray  # (D,) each feature's largest value, in dtype
+
+
 def _scan_info(
     make_iter: Callable[[], Iterator[np.ndarray]],
     rows: int,
     check_data: Callable | None = None,
-) -> tuple[int, int, np.dtype, float, float]:
-    """Two passes: N, D, dtype, mean per-feature variance in its unit, max |x|; checks chunks.
+) -> _ScanInfo:
+    """Two passes: N, D, dtype, spread, max |x| and each feature's extremes; checks chunks.
 
     The variance is measured in the unit of :func:`~gmmlimit._driver.host_spread_unit` of the
     largest magnitude (float64 squares of data near 1e160 would overflow).
@@ -186,11 +197,13 @@ def _scan_info(
     total = None
     src_dtype = None
     largest = 0.0
+    lo = hi = None
     for chunk in _rechunk(make_iter(), rows, None, None):
         if d is None:
             d, src_dtype = chunk.shape[1], chunk.dtype
             dtype = np.dtype(_float_dtype(src_dtype))
             total = np.zeros(d, np.float64)
+            lo, hi = np.full(d, np.inf, np.float64), np.full(d, -np.inf, np.float64)
         elif chunk.shape[1] != d:
             raise ValueError(f"chunks must all have D={d} columns; got one with {chunk.shape[1]}.")
         elif chunk.dtype != src_dtype:
@@ -201,6 +214,8 @@ def _scan_info(
         largest = max(largest, float(top), -float(bottom))
         if np.issubdtype(src_dtype, np.integer):
             check_integers_held(top, bottom, dtype)
+        chunk_lo, chunk_hi = feature_range(chunk)
+        lo, hi = np.minimum(lo, chunk_lo), np.maximum(hi, chunk_hi)  # exact in float64
         n += chunk.shape[0]
     if n == 0 or d is None or d == 0:
         raise ValueError("X must have at least one row and one column.")
@@ -209,7 +224,8 @@ def _scan_info(
     sq = np.zeros(d, np.float64)
     for chunk in _rechunk(make_iter(), rows, d, src_dtype):
         sq += (((chunk.astype(np.float64) - mean) / unit) ** 2).sum(axis=0)
-    return n, d, dtype, float(np.mean(sq / n)), largest
+    spread = float(np.mean(sq / n))
+    return _ScanInfo(n, d, dtype, spread, largest, lo.astype(dtype), hi.astype(dtype))
 
 
 def streamed_chunk_rows(block_rows: int, chunk_blocks: int) -> int:
@@ -230,14 +246,16 @@ def streamed_chunk_rows(block_rows: int, chunk_blocks: int) -> int:
 
 
 def streamed_spread(
-    spread: float, largest: float, exponent: int, dtype: Any
+    spread: float, measured: float, largest: float, exponent: int, dtype: Any
 ) -> tuple[jax.Array, jax.Array]:
     """A streamed fit's ``(shift_scale, unit)``, as ``data_spread`` gives an in-memory fit's.
 
     Args:
-        spread: the data's mean per-feature variance in the unit of their largest magnitude
+        spread: the data's mean per-feature variance in the unit of ``measured``
             (:func:`_scan_info`, float64 on the host).
-        largest: the data's largest magnitude, in their units.
+        measured: the largest magnitude whose unit ``spread`` is measured in (the data's).
+        largest: the largest magnitude of the data as the fit computes them, in the data's
+            units (less their offset, if any).
         exponent: e: the data are computed as X / 2^e.
         dtype: the data's dtype.
 
@@ -246,7 +264,7 @@ def streamed_spread(
         (:func:`~gmmlimit._driver.spread_unit`; 1 where that is not a normal number) and the
         spread in it.
     """
-    exact = math.ldexp(host_spread_unit(largest, np.float64), -exponent)
+    exact = math.ldexp(host_spread_unit(measured, np.float64), -exponent)
     unit = host_spread_unit(math.ldexp(largest, -exponent), dtype)
     ratio = exact / unit  # 1 but where the unit fell back to 1
     return jnp.asarray(spread * ratio * ratio, dtype), jnp.asarray(unit, dtype)
@@ -348,10 +366,11 @@ def _full_pass(
     track: bool,
     labels_out: np.ndarray,
     exponent: int = 0,
+    offset: np.ndarray | None = None,
 ) -> _Carry:
     """One E-step over all chunks; writes the labels into ``labels_out`` and returns the carry.
 
-    A non-zero ``exponent`` e computes each chunk as x / 2^e (exact; ``_rescale``).
+    Each chunk is computed as (x - offset) / 2^e (exact; ``_offset``, ``_rescale``).
     """
     k = variant.means(params).shape[0]
     shapes = jax.eval_shape(
@@ -375,6 +394,8 @@ def _full_pass(
         x = np.empty((chunk_rows, d), dtype)
         x[:m] = chunk
         x[m:] = chunk[0]
+        if offset is not None:
+            np.subtract(x, offset, out=x)
         if exponent:
             np.ldexp(x, -exponent, out=x)
         w = np.zeros((chunk_rows,), dtype)
@@ -467,8 +488,8 @@ def _fit_out_of_core(
         chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
         tol = check_tol(tol)
         rows = block_size * chunk_blocks
-        n, d, dtype, shift_scale, largest = _scan_info(make_iter, rows, variant.check_data)
-        data_largest = largest
+        info = _scan_info(make_iter, rows, variant.check_data)
+        n, d, dtype = info.n, info.d, info.dtype
         spec = jax.ShapeDtypeStruct((n, d), dtype)
         if variant.validate is not None:
             params = variant.validate(spec, params)
@@ -478,27 +499,32 @@ def _fit_out_of_core(
         elif weights is not None:
             w = check_weights(weights, n, dtype)
         w = None if w is None else np.asarray(w)
-        scale, original, exponent = NO_SCALE, params, 0
-        largest = max(largest, largest_magnitude(variant.means(params)))
-        if rescale:
-            scale = Scale(window_exponent(largest, dtype), weight_exponent)
-            exponent = scale.data
-        else:  # a variant that declares its scaling (_variant_scale.variant_exponent)
-            exponent = variant_exponent(variant, largest, dtype)
-        if scale.data:
-            params = scale.params(original)
-            check_scaled_sigma2(original.sigma2, params.sigma2, scale)
-        elif exponent:
-            params = variant_params(variant, original, exponent)
+        scale, original, data_map = NO_SCALE, params, NO_MAP
+        if rescale:  # as _rescale.prepare maps the data in memory
+            scale = streamed_scale(
+                info.lo, info.hi, info.largest, params.means, weight_exponent, dtype
+            )
+            exponent, offset = scale.data, scale.offset_array(dtype)
+            data_largest = translated_largest(info.lo, info.hi, info.largest, offset)
+            if scale.data or offset is not None:
+                params = scale.params(original)
+                check_scaled_sigma2(original.sigma2, params.sigma2, scale)
+        else:  # a variant that declares its scaling, as _variant_scale maps it in memory
+            data_map = variant_stream_map(
+                variant, info.lo, info.hi, info.largest, variant.means(params), dtype
+            )
+            exponent, offset = data_map.exponent, data_map.offset
+            data_largest = translated_largest(info.lo, info.hi, info.largest, offset)
+            params = variant_params(variant, original, data_map)
         b = min(block_size, n)
         chunk_rows = streamed_chunk_rows(b, chunk_blocks)
         track = variant.relocate is not None
         tol_a = jnp.asarray(tol, dtype)
-        spread = streamed_spread(shift_scale, data_largest, exponent, dtype)
+        spread = streamed_spread(info.spread, info.largest, data_largest, exponent, dtype)
 
         def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
             pass_args = (params, make_iter, w, n, d, dtype, chunk_rows, b, track, labels_out)
-            return _full_pass(variant, *pass_args, exponent=exponent)
+            return _full_pass(variant, *pass_args, exponent=exponent, offset=offset)
 
         result = _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, spread)
 
@@ -506,7 +532,7 @@ def _fit_out_of_core(
             return jnp.asarray(n, dtype) if w is None else jnp.sum(jnp.asarray(w))
 
         if not rescale:
-            return variant_result(variant, result, exponent, total)
+            return variant_result(variant, result, data_map, total)
         if scale == NO_SCALE:
             return result
         return scaled_back(result, scale, original.sigma2, params.sigma2, total, dtype)

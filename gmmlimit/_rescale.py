@@ -1,11 +1,13 @@
-"""Exact power-of-two rescaling of an isotropic problem (docs/design.md, "Numerics at the edges").
+"""Exact translation and power-of-two rescaling of an isotropic problem (docs/design.md).
 
-Data whose largest magnitude lies outside the dtype's window (:data:`SCALE_WINDOW`) are computed
-as ``X / 2^e``, means ``/ 2^e``, sigma2 ``/ 4^e`` and weights ``/ 2^w``: exact operations, so
-labels and responsibilities are those of the original problem, and the results are mapped back
-(means x 2^e, distortions x 4^e 2^w, log-likelihoods as :meth:`Scale.log_likelihood` says).
-Every isotropic entry point (in memory, sharded, out of core, the diagnostics) goes through
-here, so they all answer the same data the same way.
+Features whose values all lie within a factor of two of one another are translated by an exact
+offset c (:mod:`gmmlimit._offset`), and data whose largest magnitude then lies outside the
+dtype's window (:data:`SCALE_WINDOW`) are computed as ``(X - c) / 2^e``, means ``(m - c) /
+2^e``, sigma2 ``/ 4^e`` and weights ``/ 2^w``: exact operations on the data, so labels and
+responsibilities are those of the original problem, and the results are mapped back (means x
+2^e + c, distortions x 4^e 2^w, log-likelihoods as :meth:`Scale.log_likelihood` says). Every
+isotropic entry point (in memory, sharded, out of core, the diagnostics) goes through here, so
+they all answer the same data the same way.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._driver import FitResult
+from ._offset import data_offset, offset_of, translate, translated_largest
 from ._validation import (
     exact_ldexp,
     is_soft,
     is_traced,
+    largest_magnitude,
     relative_weights,
     scale_exponent,
+    window_exponent,
 )
 from .variants._isotropic import IsotropicParams, validate_params
 
@@ -33,26 +38,50 @@ __all__ = [
     "check_scaled_sigma2",
     "fit_rescaled",
     "norm_rescaled",
+    "offset_tuple",
     "prepare",
     "scaled_back",
+    "streamed_scale",
 ]
 
 
 class Scale(NamedTuple):
-    """The rescaling of one problem: data by 2^data, weights by 2^weight (0: none).
+    """The map of one problem: data less ``offset``, by 2^data; weights by 2^weight (0: none).
 
-    The computation runs on ``X / 2^data``, means ``/ 2^data``, sigma2 ``/ 4^data`` and weights
-    ``/ 2^weight``; labels and responsibilities are unchanged, means scale back by 2^data,
-    distortions by 4^data 2^weight and log-likelihoods as :meth:`log_likelihood` says.
+    The computation runs on ``(X - offset) / 2^data``, means ``(m - offset) / 2^data``, sigma2
+    ``/ 4^data`` and weights ``/ 2^weight``; labels and responsibilities are unchanged, means
+    map back as :meth:`means_back`, distortions by 4^data 2^weight and log-likelihoods as
+    :meth:`log_likelihood` says (a translation changes neither).
+
+    Attributes:
+        data: the data's binary exponent e.
+        weight: the weights' binary exponent.
+        offset: None, or the (D,) exact offset of :func:`gmmlimit._offset.data_offset`, as a
+            tuple of Python floats (exact for the data's dtype).
     """
 
     data: int
     weight: int
+    offset: tuple[float, ...] | None = None
+
+    def offset_array(self, dtype: Any) -> np.ndarray | None:
+        """The (D,) offset in ``dtype`` (None: no translation)."""
+        return None if self.offset is None else np.asarray(self.offset, dtype)
+
+    def data_of(self, X: Any) -> Any:
+        """(N, D) data of the original problem as the computation takes them (exact)."""
+        return exact_ldexp(translate(X, self.offset_array(X.dtype)), -self.data)
 
     def params(self, params: IsotropicParams) -> IsotropicParams:
-        """Scaled parameters (means / 2^data, :meth:`sigma2`)."""
-        means = exact_ldexp(params.means, -self.data)
-        return IsotropicParams(means, self.sigma2(params.sigma2))
+        """Mapped parameters ((means - offset) / 2^data, :meth:`sigma2`)."""
+        return IsotropicParams(self.data_of(params.means), self.sigma2(params.sigma2))
+
+    def means_back(self, means: jax.Array) -> jax.Array:
+        """(..., K, D) means of the computed problem in the data's units (x 2^data + offset)."""
+        means = exact_ldexp(means, self.data)
+        if self.offset is not None:
+            means = means + jnp.asarray(self.offset, means.dtype)
+        return means
 
     def sigma2(self, sigma2: jax.Array) -> jax.Array:
         """sigma2 / 4^data; a scaled value that overflows is capped (exact in effect)."""
@@ -128,13 +157,44 @@ def prepare(
     sigma2 = params.sigma2
     params = validate_params(X, params, for_fit=for_fit)
     w, weight_scale = relative_weights(weights, X.shape[0], X.dtype)
-    scale = Scale(scale_exponent(X, params.means), weight_scale)
+    offset = offset_of(X)
+    if offset is not None:
+        X = translate(X, offset)
+        params = IsotropicParams(translate(params.means, offset), params.sigma2)
+    scale = Scale(scale_exponent(X, params.means), weight_scale, offset_tuple(offset))
     if scale.data:
         X = exact_ldexp(X, -scale.data)
-        scaled = scale.params(params)
+        scaled = scale._replace(offset=None).params(params)
         check_scaled_sigma2(sigma2, scaled.sigma2, scale)
         params = IsotropicParams(scaled.means, scaled.sigma2)
     return X, params, w, scale
+
+
+def streamed_scale(
+    lo: np.ndarray, hi: np.ndarray, largest: float, means: Any, weight: int, dtype: Any
+) -> Scale:
+    """The :class:`Scale` of data known by their extremes (out of core, several processes).
+
+    Args:
+        lo: (D,) each feature's smallest value, in ``dtype``.
+        hi: (D,) each feature's largest value.
+        largest: the data's largest magnitude.
+        means: (K, D) the starting means.
+        weight: the weights' exponent.
+        dtype: the data's dtype.
+
+    Returns:
+        The map :func:`prepare` gives the same data in memory.
+    """
+    offset = data_offset(lo, hi)
+    moved = translated_largest(lo, hi, largest, offset)
+    moved = max(moved, largest_magnitude(translate(means, offset)))
+    return Scale(window_exponent(moved, dtype), weight, offset_tuple(offset))
+
+
+def offset_tuple(offset: np.ndarray | None) -> tuple[float, ...] | None:
+    """A (D,) offset as :attr:`Scale.offset` holds it (None stays None)."""
+    return None if offset is None else tuple(float(c) for c in offset)
 
 
 def scaled_back(
@@ -161,6 +221,11 @@ def scaled_back(
     """
     if scale == NO_SCALE:
         return result
+    if not scale.data and not scale.weight:  # a translation alone: only the means move
+        return result._replace(
+            means=scale.means_back(result.means),
+            params=result.params._replace(means=scale.means_back(result.params.means)),
+        )
     soft = is_soft(scaled_sigma2)
     d = result.means.shape[-1]
     total_weights = total_weight()
@@ -181,11 +246,11 @@ def scaled_back(
         return jnp.where(soft, soft_value, scale.distortion(value)).astype(dtype)
 
     return result._replace(
-        means=jnp.ldexp(result.means, scale.data),
+        means=scale.means_back(result.means),
         objective=back(result.objective),
         history=back(result.history),
         distortion=scale.distortion(result.distortion).astype(dtype),
-        params=IsotropicParams(jnp.ldexp(result.params.means, scale.data), sigma2),
+        params=IsotropicParams(scale.means_back(result.params.means), sigma2),
     )
 
 

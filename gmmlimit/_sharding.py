@@ -43,6 +43,7 @@ from ._driver import (
     pad_rows,
     trim_history,
 )
+from ._offset import feature_range, translated_largest
 from ._outofcore import (
     DEFAULT_CHUNK_BLOCKS,
     _Carry,
@@ -56,10 +57,10 @@ from ._outofcore import (
 )
 from ._rescale import (
     NO_SCALE,
-    Scale,
     check_scaled_sigma2,
     fit_rescaled,
     scaled_back,
+    streamed_scale,
 )
 from ._validation import (
     _check_weights_scale,
@@ -72,14 +73,12 @@ from ._validation import (
     check_tol,
     check_weights,
     dtype_scope,
-    exact_ldexp,
     float64_scope,
     largest_magnitude,
-    window_exponent,
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_variant
-from ._variant_scale import variant_exponent, variant_fit_exponent, variant_params, variant_result
+from ._variant_scale import variant_fit_map, variant_params, variant_result, variant_stream_map
 from .variants._isotropic import IsotropicParams, isotropic
 
 __all__ = [
@@ -251,9 +250,9 @@ def fit_sharded(
             variant, X, params, weights, max_iter, block_size, tol,
             rows=-(-X.shape[0] // n_dev), backend=_platform(mesh),
         )  # fmt: skip
-        exponent = variant_fit_exponent(variant, X, variant.means(params))
-        if exponent:  # a variant that declares its scaling, as in fit
-            X, params = exact_ldexp(X, -exponent), variant_params(variant, params, exponent)
+        data_map = variant_fit_map(variant, X, variant.means(params))
+        if not data_map.identity:  # a variant that declares its scaling, as in fit
+            X, params = data_map.data(X), variant_params(variant, params, data_map)
         blocks, local_rows = _shard_blocks(X, w, n_dev, block_size, NamedSharding(mesh, P(axis)))
         spread = data_spread(X)
         params = jax.device_put(params, NamedSharding(mesh, P()))
@@ -270,7 +269,7 @@ def fit_sharded(
             axis=axis,
             local_rows=local_rows,
         )
-        return variant_result(variant, trim_history(result, max_iter), exponent, lambda: jnp.sum(w))
+        return variant_result(variant, trim_history(result, max_iter), data_map, lambda: jnp.sum(w))
 
 
 @with_float64_scope
@@ -501,10 +500,11 @@ def _check_global_weights(local_largest: float, dtype: Any) -> None:
 
 def _validate_process_rows(
     variant: Variant, X: jax.Array, w: jax.Array | None, params: Params
-) -> tuple[Params, float]:
+) -> tuple[Params, float, np.ndarray, np.ndarray]:
     """Validate each process's own rows and the parameters, and agree on the outcome.
 
-    Returns the checked parameters and the largest magnitude of every process's rows.
+    Returns the checked parameters, the largest magnitude of every process's rows and the
+    (D,) smallest and largest value of each feature over every process's rows (float64).
 
     The data are checked by :func:`as_data` and the weights by :func:`check_weights` on this
     process's rows only; the variant's own checks (``validate``) run on them too. Only the
@@ -516,6 +516,8 @@ def _validate_process_rows(
     positive = 0
     largest = 0.0
     checked = params
+    d = int(X.shape[1]) if X.ndim == 2 else 0
+    lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
     try:
         local = _process_rows(X)
         if local.shape[0]:
@@ -525,6 +527,7 @@ def _validate_process_rows(
         positive = local_x.shape[0]
         if local_x.shape[0]:
             largest = largest_magnitude(local_x)
+            lo, hi = (np.asarray(e, np.float64) for e in feature_range(local_x))
         if w is not None and local_x.shape[0]:
             # check_weights's other checks, but "all zero" only holds over every process.
             local_w = np.asarray(_process_rows(w), np.float64)
@@ -549,7 +552,22 @@ def _validate_process_rows(
     largest = _agree(error, positive, fingerprint, largest)
     local_w = np.asarray(_process_rows(w), np.float64) if w is not None else np.ones(1)
     _check_global_weights(float(local_w.max()) if local_w.size else 0.0, _data_dtype(X))
-    return checked, largest
+    lo, hi = _global_range(lo, hi)
+    return checked, largest, lo, hi
+
+
+def _global_range(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's (D,) extremes over every process (a collective: every process calls it).
+
+    Args:
+        lo: (D,) this process's smallest value per feature (+inf where it holds no rows).
+        hi: (D,) its largest (-inf where it holds no rows).
+
+    Returns:
+        ``(lo, hi)`` over every process, float64 (exact for the data's values).
+    """
+    both = _gather_host(np.stack([np.asarray(lo, np.float64), np.asarray(hi, np.float64)]))
+    return both[:, 0].min(axis=0), both[:, 1].max(axis=0)
 
 
 def _repeat_rows(x: jax.Array, k: int) -> jax.Array:
@@ -605,24 +623,30 @@ def _fit_global(
         if tuple(weights.shape) != (n,):
             raise ValueError(f"weights must have shape (N,) = ({n},); got {tuple(weights.shape)}.")
         weights = _on_rows(weights, rows)
-    params, largest = _validate_process_rows(variant, X, weights, params)
+    params, largest, lo, hi = _validate_process_rows(variant, X, weights, params)
     dtype = _data_dtype(X)
     if X.dtype != dtype:
         X = X.astype(dtype)
     scale, original = NO_SCALE, params
-    largest = max(largest, largest_magnitude(variant.means(params)))
-    if rescale:
-        scale = Scale(window_exponent(largest, dtype), 0)
-        exponent = scale.data
-    else:  # a variant that declares its scaling (every process reads the same largest)
-        exponent = variant_exponent(variant, largest, dtype)
-    if scale.data:
-        params = scale.params(original)
-        check_scaled_sigma2(original.sigma2, params.sigma2, scale)
-    elif exponent:
-        params = variant_params(variant, original, exponent)
-    if exponent:
-        X = jax.jit(lambda v: jnp.ldexp(v, -exponent), out_shardings=rows)(X)
+    lo, hi = lo.astype(dtype), hi.astype(dtype)
+    # every process reads the same extremes, so the same map (_offset, _variant_scale)
+    if rescale:  # as _rescale.prepare maps the data in memory
+        scale = streamed_scale(lo, hi, largest, params.means, 0, dtype)
+        exponent, offset = scale.data, scale.offset_array(dtype)
+        if scale != NO_SCALE:
+            params = scale.params(original)
+            check_scaled_sigma2(original.sigma2, params.sigma2, scale)
+    else:  # a variant that declares its scaling
+        data_map = variant_stream_map(variant, lo, hi, largest, variant.means(params), dtype)
+        exponent, offset = data_map.exponent, data_map.offset
+        params = variant_params(variant, original, data_map)
+    if exponent or offset is not None:
+        shift = np.zeros(lo.shape, dtype) if offset is None else offset
+
+        def move(v: jax.Array) -> jax.Array:
+            return jnp.ldexp(v - jnp.asarray(shift, dtype), -exponent)
+
+        X = jax.jit(move, out_shardings=rows)(X)
     if weights is None:  # unit weights made where they lie; one compiled fit serves both cases
         weights = jax.make_array_from_callback(
             (n,), rows, lambda index: np.ones((len(range(n)[index[0]]),), dtype)
@@ -650,7 +674,7 @@ def _fit_global(
     )
     result = trim_history(result, max_iter)
     if not rescale:
-        return variant_result(variant, result, exponent, lambda: jnp.sum(weights))
+        return variant_result(variant, result, data_map, lambda: jnp.sum(weights))
     if scale == NO_SCALE:
         return result
     return scaled_back(
@@ -741,11 +765,11 @@ def _scan_process_source(
     rows: int,
     weights: Any,
     params: Params,
-) -> tuple[int, int, np.dtype, np.ndarray, np.ndarray | None, Params, float]:
+) -> tuple[int, int, np.dtype, np.ndarray, np.ndarray | None, Params, float, np.ndarray]:
     """One pass over this process's source: checks every chunk, and sums and sizes it.
 
-    Returns N_p, D, dtype, the column sums, the weights, the checked parameters and the rows'
-    largest magnitude.
+    Returns N_p, D, dtype, the column sums, the weights, the checked parameters, the rows'
+    largest magnitude and (2, D) each feature's smallest and largest value (float64).
 
     Raises:
         ValueError: (locally) on a bad chunk, bad weights or parameters that fail the variant's
@@ -763,6 +787,7 @@ def _scan_process_source(
         if d is None:
             d, dtype = x.shape[1], np.dtype(x.dtype)
             total = np.zeros(d, np.float64)
+            extremes = np.stack([np.full(d, np.inf), np.full(d, -np.inf)])
         elif x.shape[1] != d or np.dtype(x.dtype) != dtype:
             raise ValueError(
                 f"chunks must all have D={d} columns and dtype {dtype}; got one of shape "
@@ -774,6 +799,9 @@ def _scan_process_source(
             checked = variant.validate(x if x.shape[0] >= k else _repeat_rows(x, k), params)
         total += np.asarray(chunk, np.float64).sum(axis=0)
         largest = max(largest, largest_magnitude(chunk))
+        lo, hi = feature_range(x)
+        extremes[0] = np.minimum(extremes[0], lo)
+        extremes[1] = np.maximum(extremes[1], hi)
         n += x.shape[0]
     if d is None:
         raise ValueError("this process's data source gave no rows.")
@@ -787,7 +815,7 @@ def _scan_process_source(
         if np.any(w < 0):
             raise ValueError(f"weights must be non-negative; found {int(np.sum(w < 0))} < 0.")
         w = w.astype(dtype)
-    return n, d, dtype, total, w, checked, largest
+    return n, d, dtype, total, w, checked, largest, extremes
 
 
 def _combine(carry: _Carry, same: bool) -> tuple[_Carry, bool]:
@@ -882,13 +910,14 @@ def _fit_out_of_core_processes(
     local = (0, 1, "float64", np.zeros(1))
     fingerprint = bytes(16)
     largest, largest_weight = 0.0, 1.0
+    extremes = np.zeros((2, 1))
     try:
         make_iter = _chunk_source(X)
         max_iter = check_positive_int(max_iter, "max_iter")
         block_size = check_positive_int(block_size, "block_size")
         chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
         tol = check_tol(tol)
-        n_p, d, dtype, total, w, params, largest = _scan_process_source(
+        n_p, d, dtype, total, w, params, largest, extremes = _scan_process_source(
             variant, make_iter, block_size * chunk_blocks, weights, params
         )
         positive = n_p if w is None else int(np.count_nonzero(w > 0))
@@ -911,13 +940,13 @@ def _fit_out_of_core_processes(
     for chunk in _rechunk(make_iter(), block_size * chunk_blocks, d, None):
         sq += (((np.asarray(chunk, np.float64) - mean) / unit) ** 2).sum(axis=0)
     shift_scale = float(np.mean(_gather_host(sq).sum(axis=0) / n))
-    # a variant that declares its scaling: every process reads the same largest magnitude
-    data_largest = largest
-    largest = max(largest, largest_magnitude(variant.means(params)))
-    exponent = variant_exponent(variant, largest, dtype)
-    original = params
-    if exponent:
-        params = variant_params(variant, original, exponent)
+    # a variant that declares its scaling: every process reads the same extremes, so the same
+    # map, the one fit_out_of_core takes in one process
+    lo, hi = (e.astype(dtype) for e in _global_range(*extremes))
+    data_map = variant_stream_map(variant, lo, hi, largest, variant.means(params), dtype)
+    exponent, offset = data_map.exponent, data_map.offset
+    fit_largest = translated_largest(lo, hi, largest, offset)
+    params = variant_params(variant, params, data_map)
     # every process takes part in the sum (a process without weights has unit weights)
     local_total = float(n_p) if w is None else float(np.sum(w, dtype=np.float64))
     total_weight = float(_gather_host(np.asarray(local_total, np.float64)).sum())
@@ -926,13 +955,13 @@ def _fit_out_of_core_processes(
     chunk_rows = streamed_chunk_rows(b, chunk_blocks)
     track = variant.relocate is not None
     tol_a = jnp.asarray(tol, dtype)
-    spread = streamed_spread(shift_scale, data_largest, exponent, dtype)
+    spread = streamed_spread(shift_scale, largest, fit_largest, exponent, dtype)
 
     def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
         return _full_pass(
             variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, labels_out,
-            exponent=exponent,
+            exponent=exponent, offset=offset,
         )  # fmt: skip
 
     result = _pass_loop(variant, params, run_pass, n_p, dtype, max_iter, tol_a, spread, _combine)
-    return variant_result(variant, result, exponent, lambda: jnp.asarray(total_weight, dtype))
+    return variant_result(variant, result, data_map, lambda: jnp.asarray(total_weight, dtype))

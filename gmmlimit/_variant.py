@@ -23,6 +23,7 @@ import importlib
 import math
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -50,6 +51,7 @@ __all__ = [
     "check_variant",
     "density_scaling",
     "temperature_field",
+    "translate_field",
     "with_engine",
     "with_temperature",
 ]
@@ -123,6 +125,13 @@ class Scaling(NamedTuple):
             are the original problem's, ``total_weight`` the sum of the weights, ``d`` = D.
         distortion: ``(value, params, total_weight, d, e) -> value``, the same for the hard
             objective J.
+        translate: None, or ``(params, offset) -> params``, the parameters of the problem
+            X - offset (``offset`` a (D,) array) for a model whose density is a function of
+            x - location: the objectives do not change. A variant that declares it fits data
+            far from the origin relative to their spread (float32 GPS coordinates) on rows
+            translated by an exact offset (``gmmlimit._offset``): squared distances formed as
+            ``|x|^2 - 2 m.x + |m|^2`` would cancel. :func:`density_scaling`'s ``location``
+            builds it.
 
     The locations ``Variant.means`` are in the data's units: they scale by 2^e (the tools map
     location gaps so).
@@ -131,6 +140,7 @@ class Scaling(NamedTuple):
     params: Callable[[Params, int], Params]
     objective: Callable[[jax.Array, Params, jax.Array, int, int], jax.Array]
     distortion: Callable[[jax.Array, Params, jax.Array, int, int], jax.Array]
+    translate: Callable[[Params, jax.Array], Params] | None = None
 
 
 def scale_fields(params: Params, e: int, powers: dict[str, int]) -> Params:
@@ -147,7 +157,7 @@ def scale_fields(params: Params, e: int, powers: dict[str, int]) -> Params:
     )
 
 
-def density_scaling(**powers: int) -> Scaling:
+def density_scaling(location: str | None = None, **powers: int) -> Scaling:
     """The :class:`Scaling` of a density on R^D whose parameters carry the data's units.
 
     With x' = x / 2^e and each named field scaled by 2^(-power e), the density of x' is
@@ -156,6 +166,10 @@ def density_scaling(**powers: int) -> Scaling:
     ``value' - W D e ln 2`` and its distortion ``value' + W D e ln 2`` (W the total weight).
 
     Args:
+        location: for a density of x - location (a location-scale family: every Gaussian
+            variant, Student-t), the name of the location field ((K, D) rows): data far from
+            the origin are then fit translated (:attr:`Scaling.translate`). None (default)
+            for any other density.
         powers: field name -> power, e.g. ``means=1, variances=2, reg_covar=2``.
 
     Returns:
@@ -182,7 +196,21 @@ def density_scaling(**powers: int) -> Scaling:
     def distortion(value: jax.Array, p: Params, total_weight: jax.Array, d: int, e: int) -> Any:
         return value + shift(total_weight, d, e, value.dtype)
 
-    return Scaling(params=params, objective=objective, distortion=distortion)
+    if location is not None and not isinstance(location, str):
+        raise ValueError(f"location must name the location field; got {location!r}.")
+    if location is not None and location in powers and powers[location] != 1:
+        raise ValueError(
+            f"the location field {location!r} carries the data's units to the power 1; "
+            f"got {location}={powers[location]!r}."
+        )
+    translate = None if location is None else partial(translate_field, field=location)
+    return Scaling(params=params, objective=objective, distortion=distortion, translate=translate)
+
+
+def translate_field(params: Params, offset: jax.Array, *, field: str) -> Params:
+    """``params`` with the (..., K, D) field ``field`` less the (D,) ``offset``."""
+    rows = getattr(params, field)
+    return params._replace(**{field: rows - jnp.asarray(offset, rows.dtype)})
 
 
 class EStepBlock(NamedTuple):

@@ -30,12 +30,11 @@ from ._driver import fit_objective
 from ._validation import (
     as_data,
     check_positive_int,
-    exact_ldexp,
     weights_or_ones,
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_variant
-from ._variant_scale import variant_fit_exponent, variant_objective, variant_params
+from ._variant_scale import variant_fit_map, variant_objective, variant_params
 
 __all__ = ["VariantMixture"]
 
@@ -167,12 +166,15 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         X = self._data(X)
         w = weights_or_ones(sample_weight, X.shape[0], X.dtype)
         variant, params = self.variant_, self._params(X)
-        exponent = variant_fit_exponent(variant, X, variant.means(params))
-        if not exponent:
+        data_map = variant_fit_map(variant, X, variant.means(params))
+        exponent = data_map.exponent
+        if data_map.identity:
             resp, labels, objective = _evaluate(variant, params, X, w)
             return resp, labels, objective / jnp.sum(w)
-        scaled = variant_params(variant, params, exponent)
-        resp, labels, objective = _evaluate(variant, scaled, exact_ldexp(X, -exponent), w)
+        scaled = variant_params(variant, params, data_map)
+        resp, labels, objective = _evaluate(variant, scaled, data_map.data(X), w)
+        if not exponent:  # a translation alone changes no objective
+            return resp, labels, objective / jnp.sum(w)
         # mapped back in float64 (score is a Python float): J of float32 data near 1e19
         # overflows float32 where J / N does not
         with jax.enable_x64(True):

@@ -11,23 +11,111 @@ variants, so they and their tools can import it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._driver import FitResult
-from ._validation import SCALE_WINDOW, is_traced, largest_magnitude, window_exponent
+from ._offset import data_offset, offset_of, translate, translated_largest
+from ._validation import (
+    SCALE_WINDOW,
+    exact_ldexp,
+    is_traced,
+    largest_magnitude,
+    window_exponent,
+)
 from ._variant import Params, Variant
 
 __all__ = [
+    "NO_MAP",
+    "DataMap",
     "variant_exponent",
-    "variant_fit_exponent",
+    "variant_fit_map",
     "variant_objective",
     "variant_params",
     "variant_result",
+    "variant_stream_map",
 ]
+
+
+class DataMap(NamedTuple):
+    """How a variant's fit computes the data it is given: as (X - offset) / 2^exponent.
+
+    Both operations are exact on the data (``_offset``, ``_validation.exact_ldexp``): the
+    same model, labels and responsibilities. The parameters move by the variant's
+    ``scaling`` (:func:`variant_params`) and the results move back (:func:`variant_result`).
+
+    Attributes:
+        exponent: e, the power of two the data are divided by (0: none).
+        offset: None, or the (D,) offset the data are translated by, in their dtype (only
+            for a variant whose ``scaling`` declares ``translate``).
+    """
+
+    exponent: int = 0
+    offset: np.ndarray | None = None
+
+    @property
+    def identity(self) -> bool:
+        """Whether the data are computed as given."""
+        return self.exponent == 0 and self.offset is None
+
+    def data(self, X: Any) -> Any:
+        """(N, D) data (or (K, D) locations) as the fit computes them."""
+        return exact_ldexp(translate(X, self.offset), -self.exponent)
+
+
+NO_MAP = DataMap()
+"""Data computed as given."""
+
+
+def variant_fit_map(variant: Variant, X: jax.Array, *locations: jax.Array) -> DataMap:
+    """The :class:`DataMap` of in-memory data and starting locations for ``variant``.
+
+    A variant whose ``scaling`` declares ``translate`` is translated by the data's exact
+    offset (:func:`gmmlimit._offset.offset_of`); the exponent is then that of
+    :func:`variant_exponent` for the largest magnitude of the translated data and locations.
+    Traced data are computed as given; traced locations (a sweep under ``vmap``) are skipped,
+    the exponent read from the data alone.
+    """
+    if variant.scaling is None or is_traced(X):
+        return NO_MAP
+    offset = offset_of(X) if variant.scaling.translate is not None else None
+    arrays = [translate(a, offset) for a in (X, *locations) if not is_traced(a) and a.size]
+    largest = max(largest_magnitude(a) for a in arrays)
+    return DataMap(variant_exponent(variant, largest, X.dtype), offset)
+
+
+def variant_stream_map(
+    variant: Variant,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    largest: float,
+    locations: Any,
+    dtype: Any,
+) -> DataMap:
+    """The :class:`DataMap` of streamed data known by their extremes (out of core, processes).
+
+    Args:
+        variant: the model.
+        lo: (D,) each feature's smallest value (over every chunk and process), in ``dtype``.
+        hi: (D,) each feature's largest value.
+        largest: the data's largest magnitude.
+        locations: (K, D) the starting locations.
+        dtype: the data's dtype.
+
+    Returns:
+        The map :func:`variant_fit_map` gives the same data in memory.
+    """
+    if variant.scaling is None:
+        return NO_MAP
+    offset = None
+    if variant.scaling.translate is not None:
+        offset = data_offset(np.asarray(lo, dtype), np.asarray(hi, dtype))
+    largest = translated_largest(lo, hi, largest, offset)
+    largest = max(largest, largest_magnitude(translate(locations, offset)))
+    return DataMap(variant_exponent(variant, largest, dtype), offset)
 
 
 def variant_exponent(variant: Variant, largest: float, dtype: Any) -> int:
@@ -53,34 +141,25 @@ def variant_exponent(variant: Variant, largest: float, dtype: Any) -> int:
     return exponent - window if exponent > 0 else exponent + window if exponent < 0 else 0
 
 
-def variant_fit_exponent(variant: Variant, X: jax.Array, *locations: jax.Array) -> int:
-    """:func:`variant_exponent` of in-memory data and starting locations.
-
-    Traced data are computed as given (0); traced locations (a sweep under ``vmap``) are
-    skipped, the exponent read from the data alone.
-    """
-    if variant.scaling is None or is_traced(X):
-        return 0
-    arrays = [a for a in (X, *locations) if not is_traced(a) and a.size]
-    return variant_exponent(variant, max(largest_magnitude(a) for a in arrays), X.dtype)
-
-
-def variant_params(variant: Variant, params: Params, exponent: int) -> Params:
-    """The parameters of the problem X / 2^exponent, refusing any the dtype cannot hold.
+def variant_params(variant: Variant, params: Params, data_map: DataMap) -> Params:
+    """The parameters of the problem (X - offset) / 2^e, refusing any the dtype cannot hold.
 
     Args:
-        variant: a model with a ``scaling``.
+        variant: a model with a ``scaling`` (or any model, with :data:`NO_MAP`).
         params: its validated parameters for X.
-        exponent: the data's exponent e (0: the parameters as they are).
+        data_map: the data's :class:`DataMap` (identity: the parameters as they are).
 
     Returns:
-        ``variant.scaling.params(params, exponent)``.
+        ``variant.scaling.params(variant.scaling.translate(params, offset), e)``.
 
     Raises:
         ValueError: if a finite parameter overflows after the scaling, or an entry of a
             positive parameter (a variance, a floor such as ``reg_covar``) falls below the
             smallest normal number: at the data's scale the dtype cannot hold it.
     """
+    if data_map.offset is not None:
+        params = variant.scaling.translate(params, data_map.offset)
+    exponent = data_map.exponent
     if not exponent:
         return params
     scaled = variant.scaling.params(params, exponent)
@@ -177,30 +256,37 @@ def variant_objective(
 def variant_result(
     variant: Variant,
     result: FitResult,
-    exponent: int,
+    data_map: DataMap,
     total_weight: Callable[[], jax.Array],
 ) -> FitResult:
-    """A variant's fit of X / 2^exponent as the fit of X (exact for the parameters).
+    """A variant's fit of (X - offset) / 2^e as the fit of X.
 
     Args:
-        variant: the model (with a ``scaling`` when ``exponent`` is not 0).
-        result: the fit of the scaled problem.
-        exponent: the data's exponent e.
-        total_weight: gives () the sum of the weights; called only when ``exponent`` is not 0
+        variant: the model (with a ``scaling`` unless ``data_map`` is the identity).
+        result: the fit of the mapped problem.
+        data_map: the data's :class:`DataMap`.
+        total_weight: gives () the sum of the weights; called only when the exponent is not 0
             (a sum run eagerly on every fit would compile a program for each new N).
 
     Returns:
-        The :class:`FitResult` of X: parameters ``scaling.params(., -e)``, objective, history
-        and distortion as the scaling says.
+        The :class:`FitResult` of X: parameters ``scaling.params(., -e)`` (exact) translated
+        back by the offset (one rounding), objective, history and distortion as the scaling
+        says (a translation changes none of them).
 
     Raises:
         ValueError: if a fitted parameter overflows or vanishes in the data's units (float32
             data near 1e30 have variances near 1e60): the fit cannot be returned in X's dtype.
     """
-    if not exponent:
+    if data_map.identity:
         return result
+    exponent = data_map.exponent
+    if not exponent:
+        params = variant.scaling.translate(result.params, -data_map.offset)
+        return result._replace(means=variant.means(params), params=params)
     params = variant.scaling.params(result.params, -exponent)
     _check_held(result.params, params, -exponent, "fitted")
+    if data_map.offset is not None:
+        params = variant.scaling.translate(params, -data_map.offset)
     total = total_weight()
 
     def back(value: jax.Array, law: str = "objective") -> jax.Array:

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import _offset
 from ._validation import (
     as_data,
     at_unit_scale,
@@ -88,7 +89,11 @@ def kmeans_plusplus(
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     trials = 2 + int(math.log(k)) if n_local_trials is None else n_local_trials
     trials = check_positive_int(trials, "n_local_trials")
-    return _kmeans_plusplus(key, X, w, k, trials)
+    # rows far from the origin are drawn by their distances translated by an exact offset
+    # (gmmlimit._offset: the expanded squares would cancel), and returned as given
+    offset = _offset.offset_of(X)
+    moved = None if offset is None else _offset.translate(X, offset)
+    return _kmeans_plusplus(key, X, w, k, trials, moved)
 
 
 def _sq_dists_to(X: jax.Array, x_sq: jax.Array, centres: jax.Array) -> jax.Array:
@@ -99,9 +104,18 @@ def _sq_dists_to(X: jax.Array, x_sq: jax.Array, centres: jax.Array) -> jax.Array
 
 
 @partial(jax.jit, static_argnames=("k", "trials"))
-def _kmeans_plusplus(key: jax.Array, X: jax.Array, w: jax.Array, k: int, trials: int) -> jax.Array:
+def _kmeans_plusplus(
+    key: jax.Array,
+    X: jax.Array,
+    w: jax.Array,
+    k: int,
+    trials: int,
+    moved: jax.Array | None = None,
+) -> jax.Array:
     n, d = X.shape
     rows = X  # the means are rows of X as given
+    if moved is not None:  # the distances: of the rows less their exact offset
+        X = moved
     # Distances are computed on X / 2^e, e the binary exponent of the largest magnitude (exact):
     # float32 squares near 1e18 would overflow and the draws' probabilities become 0.
     X, _ = at_unit_scale(X)

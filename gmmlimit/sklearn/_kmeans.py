@@ -22,6 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .._host import aligned_empty, to_jax
+from .._offset import offset_of
 from .._validation import scale_exponent, window_exponent
 from ._common import _pad, hard_pass, in_x64
 from ._lloyd import HOST_CHUNK, lloyd_dense, lloyd_sparse, sparse_labels, sq_dist_to_assigned
@@ -378,6 +379,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             a row on its centre).
         """
         C = self.cluster_centers_.astype(X.dtype, copy=False)
+        offset = None if sp.issparse(X) else offset_of(X)
+        if offset is not None:  # rows far from the origin: translated exactly (gmmlimit._offset)
+            X, C = X - offset, (C - offset).astype(X.dtype)
         exponent = _exponent(X, C)  # as in fit: exact powers of two past the window
         if exponent:
             X, C = _divided(X, exponent), np.ldexp(C, -exponent).astype(X.dtype)

@@ -99,6 +99,6 @@ diag = tempered_variant(
     means=lambda p: p.means,
     validate=_validate,
     init=_init,
-    scaling=density_scaling(means=1, variances=2, reg_covar=2),
+    scaling=density_scaling(location="means", means=1, variances=2, reg_covar=2),
 )
 """Diagonal covariances diag(v_k), learned weights; beta = 1: scikit-learn's EM."""

@@ -156,6 +156,6 @@ full = tempered_variant(
     means=lambda p: p.means,
     validate=_validate,
     init=_init,
-    scaling=density_scaling(means=1, covariances=2, reg_covar=2),
+    scaling=density_scaling(location="means", means=1, covariances=2, reg_covar=2),
 )
 """Full covariances Sigma_k with a reg_covar floor, learned weights; beta = 1: scikit-learn's EM."""

@@ -16,6 +16,7 @@ Empty components:
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -32,6 +33,7 @@ from .._variant import (
     Variant,
     scale_fields,
     temperature_field,
+    translate_field,
     with_engine,
 )
 from ._isotropic_engines import fast_e_step
@@ -269,7 +271,12 @@ def _scaled_distortion(
     return jnp.ldexp(value, 2 * e)
 
 
-SCALING = Scaling(params=_scaled, objective=_scaled_objective, distortion=_scaled_distortion)
+SCALING = Scaling(
+    params=_scaled,
+    objective=_scaled_objective,
+    distortion=_scaled_distortion,
+    translate=partial(translate_field, field="means"),
+)
 """How the model moves under X / 2^e (the generic fit paths; ``gmmlimit.em`` and the isotropic
 entry points use ``_rescale.Scale``, the same law with relative weights)."""
 

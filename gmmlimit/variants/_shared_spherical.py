@@ -93,6 +93,6 @@ shared_spherical = tempered_variant(
     means=lambda p: p.means,
     validate=_validate,
     init=_init,
-    scaling=density_scaling(means=1, sigma2=2, reg_covar=2),
+    scaling=density_scaling(location="means", means=1, sigma2=2, reg_covar=2),
 )
 """One learned shared variance sigma2 I, learned weights; beta = inf: K-means plus sigma2."""

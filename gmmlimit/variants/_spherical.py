@@ -91,6 +91,6 @@ spherical = tempered_variant(
     means=lambda p: p.means,
     validate=_validate,
     init=_init,
-    scaling=density_scaling(means=1, variances=2, reg_covar=2),
+    scaling=density_scaling(location="means", means=1, variances=2, reg_covar=2),
 )
 """Per-component spherical covariances v_k I, learned weights; beta = 1: scikit-learn's EM."""

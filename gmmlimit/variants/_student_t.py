@@ -195,6 +195,6 @@ student_t = tempered_variant(
     validate=_validate,
     init=_init,
     hard_stop="objective",
-    scaling=density_scaling(means=1, scales=2, reg_covar=2),
+    scaling=density_scaling(location="means", means=1, scales=2, reg_covar=2),
 )
 """Student-t mixture, spherical scales, degrees of freedom by a gradient M-step (optax)."""

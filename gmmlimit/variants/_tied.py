@@ -124,6 +124,6 @@ tied = tempered_variant(
     means=lambda p: p.means,
     validate=_validate,
     init=_init,
-    scaling=density_scaling(means=1, covariance=2, reg_covar=2),
+    scaling=density_scaling(location="means", means=1, covariance=2, reg_covar=2),
 )
 """One shared covariance Sigma with a reg_covar floor, learned weights; beta = 1: sklearn's EM."""

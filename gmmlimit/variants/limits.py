@@ -31,7 +31,6 @@ from .._validation import (
     as_data,
     check_positive_int,
     check_tol,
-    exact_ldexp,
     is_traced,
     real_values,
     weights_or_ones,
@@ -39,7 +38,8 @@ from .._validation import (
 )
 from .._variant import Params, Variant, check_temperature, check_variant, with_temperature
 from .._variant_scale import (
-    variant_fit_exponent,
+    DataMap,
+    variant_fit_map,
     variant_objective,
     variant_params,
     variant_result,
@@ -131,27 +131,28 @@ def diagnose(variant: Variant, X: Any, params: Params, *, weights: Any = None) -
         ValueError: on invalid data or parameters, or a variant without a temperature.
     """
     variant, X, params, w = _prepare(variant, X, params, weights, for_fit=False)
-    return _diagnose_at_scale(variant, X, w, params, _exponent(variant, X, params))
+    return _diagnose_at_scale(variant, X, w, params, _data_map(variant, X, params))
 
 
-def _exponent(variant: Variant, X: jax.Array, params: Params) -> int:
-    """The data's exponent e for a variant that declares its scaling (0: computed as given)."""
-    return variant_fit_exponent(variant, X, variant.means(params))
+def _data_map(variant: Variant, X: jax.Array, params: Params) -> DataMap:
+    """How a variant that declares its scaling computes X (identity: as given)."""
+    return variant_fit_map(variant, X, variant.means(params))
 
 
 def _diagnose_at_scale(
-    variant: Variant, X: jax.Array, w: jax.Array, params: Params, exponent: int
+    variant: Variant, X: jax.Array, w: jax.Array, params: Params, data_map: DataMap
 ) -> LimitDiagnostics:
-    """:func:`_diagnose` computed on X / 2^exponent (the variant's scaling), mapped back.
+    """:func:`_diagnose` computed on (X - offset) / 2^e (the variant's scaling), mapped back.
 
-    Responsibilities and bounds are scale-free; the objectives map by the scaling's laws and
-    the update gap, a difference of locations, by 2^exponent.
+    Responsibilities and bounds are free of scale and offset; the objectives map by the
+    scaling's laws and the update gap, a difference of locations, by 2^e.
     """
-    if not exponent:
+    if data_map.identity:
         return _diagnose(variant, X, w, params)
-    scaled = _diagnose(
-        variant, exact_ldexp(X, -exponent), w, variant_params(variant, params, exponent)
-    )
+    scaled = _diagnose(variant, data_map.data(X), w, variant_params(variant, params, data_map))
+    exponent = data_map.exponent
+    if not exponent:  # a translation alone changes no objective and no gap
+        return scaled
     total = jnp.sum(w)
 
     def back(value: jax.Array, law: str = "objective") -> jax.Array:
@@ -271,13 +272,13 @@ def limit_sweep(
     hard = with_temperature(variant, params, temp.hard)
     block_size = default_block_size(X.shape[0], variant.means(hard).shape[-2], X.shape[1])
     # data past the scale window: every fit and diagnostic on X / 2^e (the variant's scaling)
-    exponent = _exponent(variant, X, params)
-    Xs = exact_ldexp(X, -exponent)
+    data_map = _data_map(variant, X, params)
+    Xs = data_map.data(X)
 
     def fit(p: Params) -> FitResult:
-        start = variant_params(variant, p, exponent)
+        start = variant_params(variant, p, data_map)
         result = fit_compiled(variant, Xs, w, start, tol, max_iter=max_iter, block_size=block_size)
-        return variant_result(variant, result, exponent, lambda: jnp.sum(w))
+        return variant_result(variant, result, data_map, lambda: jnp.sum(w))
 
     hard_fit = fit(hard)
     hard_labels = np.asarray(hard_fit.labels)
@@ -286,7 +287,7 @@ def limit_sweep(
     eps = np.finfo(dtype).eps
     rows = []
     for p in points:
-        diag = jax.tree.map(np.asarray, _diagnose_at_scale(variant, X, w, p, exponent))
+        diag = jax.tree.map(np.asarray, _diagnose_at_scale(variant, X, w, p, data_map))
         fit_at = fit(p)
         rows.append(
             (

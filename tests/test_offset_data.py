@@ -1,0 +1,255 @@
+"""Data far from the origin relative to their spread: fit as the same data translated.
+
+Squared distances formed as |x|^2 - 2 m.x + |m|^2 cancel for such rows (float32 GPS coordinates
+near (37.7, -122.4) spread over 0.1 degree): before the translation of ``gmmlimit._offset``,
+``gl.kmeans`` ran to ``max_iter`` (300 iterations where scikit-learn took 4) with 95 % of the
+labels those of the nearest of its own means, and ``kmeans_objective([[1e10]], ...)`` gave 9
+where the answer is 1. Every path now computes such data translated by an exact offset, so a
+fit of ``X + c`` is the fit of ``X`` (the same labels, iterations and objective, bit for bit,
+where both compute the same translated rows), with means moved by ``c``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import gmmlimit as gl
+import gmmlimit.variants as gv
+from gmmlimit._offset import data_offset, feature_range, offset_of, translate
+from gmmlimit._variant import with_temperature
+from gmmlimit.sklearn import KMeans, VariantMixture
+
+N, K = 300, 3
+OFFSET = np.array([1024.0, -2048.0])  # exact: the band's rows have at most 13 fraction bits here
+
+
+def band(dtype: type) -> np.ndarray:
+    """(N, 2) rows of three clusters, the first feature within [1, 2) and the second within
+    (-2, -1]: each within a factor of two, so the rows are computed less the value nearest zero
+    (as X + OFFSET are); each value a multiple of 2^-12, so that adding OFFSET (2^10, -2^11)
+    is exact in float32."""
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, K, N)
+    rows = 1.25 + labels[:, None] * np.array([0.2, 0.1]) + 0.02 * rng.standard_normal((N, 2))
+    return (np.round(rows * 4096) / 4096 * np.array([1.0, -1.0])).astype(dtype)
+
+
+def far(X: np.ndarray) -> np.ndarray:
+    """X + OFFSET, checked exact."""
+    moved = X + OFFSET.astype(X.dtype)
+    assert np.array_equal(moved - OFFSET.astype(X.dtype), X)
+    return moved
+
+
+def assert_translated(near: gl.FitResult, moved: gl.FitResult, dtype: type) -> None:
+    """The fit of X + OFFSET is the fit of X: labels, iterations and objective exactly, means
+    moved by OFFSET to within the rounding of a value near 2048."""
+    np.testing.assert_array_equal(np.asarray(moved.labels), np.asarray(near.labels))
+    assert int(moved.n_iter) == int(near.n_iter)
+    assert bool(moved.converged) and bool(near.converged)
+    assert float(moved.objective) == float(near.objective)
+    ulp = float(np.spacing(np.asarray(2048.0, dtype)))
+    np.testing.assert_allclose(
+        np.asarray(moved.means, np.float64) - OFFSET, np.asarray(near.means), rtol=0, atol=ulp
+    )
+
+
+DTYPES = [np.float32, np.float64]  # tests/conftest.py turns JAX's x64 flag on
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kmeans_and_em_of_far_rows_are_those_of_the_rows_translated(dtype):
+    X = band(dtype)
+    m0 = X[[0, 1, 2]]
+    assert_translated(gl.kmeans(X, m0), gl.kmeans(far(X), far(m0)), dtype)
+    assert_translated(gl.em(X, m0, 1e-3), gl.em(far(X), far(m0), 1e-3), dtype)
+    key = jax.random.key(3)
+    assert_translated(
+        gl.restarts(key, X, K, n_init=2), gl.restarts(key, far(X), K, n_init=2), dtype
+    )
+    step = gl.em_step(far(X), far(m0), 1e-3)
+    np.testing.assert_allclose(
+        np.asarray(step, np.float64) - OFFSET,
+        np.asarray(gl.em_step(X, m0, 1e-3)),
+        rtol=0,
+        atol=float(np.spacing(np.asarray(2048.0, dtype))),
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_of_core_and_sharded_fits_of_far_rows_are_those_in_memory(dtype):
+    """The streamed fit reads each feature's extremes in its first pass and translates every
+    chunk, the last one padded (300 rows in blocks of 64), as the in-memory fit does."""
+    X, moved = band(dtype), far(band(dtype))
+    m0 = X[[0, 1, 2]]
+    in_memory = gl.kmeans(moved, far(m0), block_size=64)
+    assert_translated(gl.kmeans(X, m0, block_size=64), in_memory, dtype)
+    streamed = gl.scale.kmeans_out_of_core(moved, far(m0), block_size=64, chunk_blocks=2)
+    assert_translated(gl.kmeans(X, m0, block_size=64), streamed, dtype)
+    soft = gl.scale.em_out_of_core(
+        [moved[:100], moved[100:]], far(m0), 1e-3, block_size=64, chunk_blocks=2
+    )
+    assert_translated(gl.em(X, m0, 1e-3, block_size=64), soft, dtype)
+    sharded = gl.scale.kmeans_sharded(moved, far(m0), block_size=64)
+    assert_translated(gl.kmeans(X, m0, block_size=64), sharded, dtype)
+
+
+def test_float32_coordinates_are_clustered_as_scikit_learn_clusters_them():
+    """Latitude and longitude in float32 (before: 300 iterations and wrong labels)."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[37.70, -122.40], [37.75, -122.45], [37.80, -122.42]])
+    X = (centres[rng.integers(0, 3, 3000)] + 0.01 * rng.standard_normal((3000, 2))).astype(
+        np.float32
+    )
+    m0 = X[:3].copy()
+    ours = gl.kmeans(X, m0)
+    from sklearn.cluster import KMeans as SKKMeans
+
+    theirs = SKKMeans(3, init=m0, n_init=1, algorithm="lloyd").fit(X)
+    np.testing.assert_array_equal(np.asarray(ours.labels), theirs.labels_)
+    assert int(ours.n_iter) == theirs.n_iter_ < 10
+    # every label is that of the nearest of the fitted means, measured in float64
+    dist = ((X.astype(np.float64)[:, None] - np.asarray(ours.means, np.float64)) ** 2).sum(-1)
+    np.testing.assert_array_equal(dist.argmin(axis=1), np.asarray(ours.labels))
+    ours_est = KMeans(3, init=m0, n_init=1).fit(X)
+    np.testing.assert_array_equal(ours_est.labels_, theirs.labels_)
+
+
+def test_diagnostics_of_far_rows():
+    """The audit's case (float64): one row at 1e10, means 1e10 - 1 and 1e10 + 3."""
+    X = np.array([[1e10]])
+    means = np.array([[1e10 - 1.0], [1e10 + 3.0]])
+    assert float(gl.kmeans_objective(X, means)) == 1.0  # before: 9 (the wrong mean)
+    resp = np.asarray(gl.responsibilities(X, means, 1.0))
+    expected = np.exp([-0.5, -4.5]) / np.exp([-0.5, -4.5]).sum()  # [0.982, 0.018]
+    np.testing.assert_allclose(resp[0], expected, rtol=1e-14)
+    ll = float(gl.log_likelihood(X, means, 1.0))
+    np.testing.assert_allclose(ll, float(gl.log_likelihood(X - 1e10, means - 1e10, 1.0)))
+    gap = gl.study.responsibility_gap(X, means, 1.0)
+    np.testing.assert_allclose(np.asarray(gap)[0], [expected[1], expected[1]], rtol=1e-13)
+
+
+VARIANTS = ["diag", "full", "tied", "spherical", "isotropic"]
+
+
+def start(name: str, X: np.ndarray):
+    """The variant's start drawn from X (near the origin), in X's dtype."""
+    return getattr(gv, name).init(jax.random.key(1), jnp.asarray(X), K)
+
+
+def moved_params(params):
+    """The same start for X + OFFSET: only the locations move."""
+    return params._replace(means=far(np.asarray(params.means)))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_location_variant_fits_far_rows_as_the_rows_translated(name):
+    """In memory, out of core and sharded, from the same start moved by OFFSET (float32)."""
+    variant = getattr(gv, name)
+    X = band(np.float32)
+    p0 = start(name, X)
+    near = gl.fit(variant, X, p0, block_size=64)
+    assert_translated(near, gl.fit(variant, far(X), moved_params(p0), block_size=64), np.float32)
+    streamed = gl.scale.fit_out_of_core(
+        variant, far(X), moved_params(p0), block_size=64, chunk_blocks=2
+    )
+    assert_translated(near, streamed, np.float32)
+    sharded = gl.scale.fit_sharded(variant, far(X), moved_params(p0), block_size=64)
+    assert_translated(gl.scale.fit_sharded(variant, X, p0, block_size=64), sharded, np.float32)
+
+
+def test_variant_tools_on_far_rows():
+    """Restarts, the limit diagnostics, annealing and the scikit-learn estimator (diag)."""
+    X = band(np.float32)
+    key = jax.random.key(5)
+    near = gl.restarts(key, X, K, variant=gv.diag, n_init=2)
+    assert_translated(near, gl.restarts(key, far(X), K, variant=gv.diag, n_init=2), np.float32)
+    p0 = start("diag", X)  # its means are rows of X
+    soft = with_temperature(gv.diag, p0, 2.0)
+    a = gv.limits.diagnose(gv.diag, X, soft)
+    b = gv.limits.diagnose(gv.diag, far(X), moved_params(soft))
+    np.testing.assert_allclose(np.asarray(b.resp_gap), np.asarray(a.resp_gap), atol=1e-6)
+    np.testing.assert_allclose(float(b.objective), float(a.objective), rtol=1e-6)
+    path_near = gl.study.anneal_variant(gv.diag, X, [2.0, 4.0], init_params=p0)
+    path_far = gl.study.anneal_variant(gv.diag, far(X), [2.0, 4.0], init_params=moved_params(p0))
+    np.testing.assert_array_equal(np.asarray(path_far.n_distinct), np.asarray(path_near.n_distinct))
+    np.testing.assert_array_equal(np.asarray(path_far.labels), np.asarray(path_near.labels))
+    est_near = VariantMixture(gv.diag, K, random_state=0).fit(X)
+    est_far = VariantMixture(gv.diag, K, random_state=0).fit(far(X))
+    np.testing.assert_array_equal(est_far.predict(far(X)), est_near.predict(X))
+
+
+def test_data_without_a_far_feature_are_computed_as_given():
+    """Centred data, data spanning zero or more than a factor of two: no offset, no copy."""
+    rng = np.random.default_rng(0)
+    assert offset_of(rng.standard_normal((50, 3))) is None
+    assert offset_of(np.array([[1.0, 5.0], [2.01, -1.0]])) is None  # 2.01 > 2 * 1
+    assert offset_of(np.array([[0.0], [1.0]])) is None
+    X = rng.standard_normal((40, 2)).astype(np.float32)
+    assert translate(X, None) is X
+    # Poisson and Gamma are no location families: their data are never translated
+    counts = np.array([[1000.0, 1001.0], [1002.0, 1000.0], [1001.0, 1003.0]])
+    fit_map = gl._variant_scale.variant_fit_map(gv.poisson, jnp.asarray(counts))
+    assert fit_map.identity
+
+
+def test_the_offset_rule():
+    lo = np.array([1.0, -8.0, 3.0, -1.0, 0.5, 0.0])
+    hi = np.array([2.0, -4.0, 6.5, 1.0, 0.5, 0.0])
+    np.testing.assert_array_equal(data_offset(lo, hi), [1.0, -4.0, 0.0, 0.0, 0.5, 0.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([np.float32, np.float64]),
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=9),
+        elements=st.floats(0.0, 1.0),
+    ),
+    st.lists(st.floats(1e-30, 1e30), min_size=9, max_size=9),
+    st.lists(st.sampled_from([-1.0, 1.0]), min_size=9, max_size=9),
+)
+def test_translation_is_exact_and_the_extremes_are_numpys(dtype, fractions, bases, signs):
+    """Each feature's values within [base, 2 base] (or its negative): every difference from the
+    offset is exact (compared as rationals), and the extremes are numpy's min and max."""
+    d = fractions.shape[1]
+    scale = (np.asarray(signs[:d]) * np.asarray(bases[:d])).astype(dtype)
+    X = (scale * (1.0 + fractions.astype(dtype))).astype(dtype)
+    lo, hi = feature_range(X)
+    np.testing.assert_array_equal(lo, X.min(axis=0))
+    np.testing.assert_array_equal(hi, X.max(axis=0))
+    offset = data_offset(lo, hi)
+    assert offset is not None  # every feature lies within a factor of two
+    moved = np.asarray(translate(X, offset))
+    assert moved.dtype == X.dtype
+    for value, got, c in zip(
+        X.ravel(), moved.ravel(), np.broadcast_to(offset, X.shape).ravel(), strict=True
+    ):
+        assert Fraction(float(got)) == Fraction(float(value)) - Fraction(float(c))
+
+
+@pytest.mark.parametrize("shape", [(4097, 1), (10, 5000), (8193, 3), (1, 1)])
+def test_extremes_at_every_width(shape):
+    X = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    X[-1] = 7.0  # the rows past the last whole group
+    lo, hi = feature_range(X)
+    np.testing.assert_array_equal(lo, X.min(axis=0))
+    np.testing.assert_array_equal(hi, X.max(axis=0))
+
+
+def test_kmeans_plusplus_of_far_rows():
+    """k-means++ draws the rows it draws for the rows translated: exactly those rows, moved."""
+    X = band(np.float32)
+    key = jax.random.key(11)
+    near = np.asarray(gl.init.kmeans_plusplus(key, X, K))
+    moved = np.asarray(gl.init.kmeans_plusplus(key, far(X), K))
+    np.testing.assert_array_equal(moved, far(near))
