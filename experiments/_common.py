@@ -19,6 +19,7 @@ from ._data import (
     dataset,
     dataset_shape,
     load_file,
+    translated,
 )
 
 # One iteration cap for every fit of the sweeps: it is a static argument of the compiled fit loop,
@@ -93,7 +94,7 @@ class DataConfig:
             raise ValueError(f"digits_n={self.digits_n} exceeds the {N_DIGITS} digits available.")
         shape = (0, 0)
         if self.data is not None:
-            X = load_file(self.data)
+            X, _ = translated(load_file(self.data))  # as load_data reads it
             shape = X.shape
             if own in self.datasets and self.k <= shape[0]:
                 # every dtype the run computes in (precision compares several: `dtypes`)
@@ -189,9 +190,15 @@ def load_data(
     """
     dtype = dtype or config.dtype
     if config.data is not None and name == data_name(config.data):
-        X = load_file(config.data).astype(dtype)
+        X, offset = translated(load_file(config.data))  # rows far from the origin: moved
+        X = X.astype(dtype)
         n, d = X.shape
         desc = f"{config.data}: {n} rows, {d} features, as given"
+        if offset is not None:
+            desc = (
+                f"{config.data}: {n} rows, {d} features, translated by the exact offset "
+                f"{offset.tolist()} (features within a factor of two of one another)"
+            )
         return X, None, {"name": name, "n": n, "d": d, "k": config.k, "description": desc}
     return dataset(
         name,

@@ -17,6 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from gmmlimit._offset import offset_of
+
 __all__ = [
     "DATASETS",
     "DATA_SUFFIXES",
@@ -164,6 +166,25 @@ def _read_array(path: Path) -> np.ndarray:
     raise _DataFileError(
         f"data file {path} must end in {', '.join(DATA_SUFFIXES)}; got {suffix or 'no suffix'}."
     )
+
+
+def translated(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A user's rows less their exact offset (``gmmlimit._offset``), and the offset.
+
+    Rows far from the origin (every value of a feature within a factor of two of one another)
+    are what gmmlimit computes translated; the sweeps study them so too, so that also the
+    experiments' own compiled steps (jitted or vmapped over X, where gmmlimit cannot translate)
+    and their naive contrasts see no cancellation, and a float32 copy keeps the rows' spread.
+    Integer files are translated in float64.
+
+    Returns:
+        ``(X', offset)``: X' = X - offset (exact), or X itself and None where no feature has
+        an offset.
+    """
+    if X.dtype.kind in "iu":
+        X = X.astype(np.float64)
+    offset = offset_of(X)
+    return (X, None) if offset is None else (X - offset, offset)
 
 
 def load_file(path: str | Path) -> np.ndarray:

@@ -575,18 +575,23 @@ def anneal_variant(
     merge_tol = check_scalar(merge_tol, "merge_tol", dtype=X.dtype)
     # A loop of calls to the one compiled fit (the temperature is a traced leaf): no program of
     # its own to compile, whatever the schedule's length, and the same program gl.fit runs.
-    params, fits, scaled_fits = start, [], []
+    fits, scaled_fits = [], []
     for stage, t in enumerate(stages):
+        value = jnp.asarray(t, X.dtype)
         if stage == 0 and scaled_start is not None:
             scaled = scaled_start  # drawn from X / 2^e, at the first temperature mapped there
+        elif stage == 0:
+            scaled = variant_params(variant, with_temperature(variant, start, value), data_map)
         else:
-            params = with_temperature(variant, params, jnp.asarray(t, X.dtype))
-            scaled = variant_params(variant, params, data_map)
+            # warm start from the last fit as computed, on (X - offset) / 2^e (mapped back and
+            # moved again, nearly coincident locations near a far offset would round to one),
+            # at this stage's temperature mapped there
+            last = scaled_fits[-1].params
+            moved = scaled_temperature(variant, last, value, data_map.exponent, X.dtype)
+            scaled = with_temperature(variant, last, moved)
         fit = fit_compiled(variant, Xs, w, scaled, tol, max_iter=max_iter, block_size=block_size)
         scaled_fits.append(fit._replace(labels=None))
-        fit = variant_result(variant, fit, data_map, lambda: jnp.sum(w))
-        fits.append(fit)
-        params = fit.params
+        fits.append(variant_result(variant, fit, data_map, lambda: jnp.sum(w)))
     # the distinct-location counts and the data scale at (X - offset) / 2^e, where no square
     # overflows or cancels
     scaled_stack, n_distinct, scale = _path_summary(

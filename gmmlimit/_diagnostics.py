@@ -16,8 +16,9 @@ import numpy as np
 
 from ._api import em_step
 from ._logdomain import distance_from_onehot, pairwise_sq_dists_partial, shifted_softmax
+from ._offset import offset_of, translate
 from ._rescale import Scale, norm_rescaled, prepare
-from ._validation import as_data, with_float64_scope
+from ._validation import as_data, check_means, with_float64_scope
 from .variants._isotropic import IsotropicParams, assign
 
 __all__ = [
@@ -198,6 +199,12 @@ def update_gap(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.A
     Returns:
         Scalar ||EM(means; sigma2) - Lloyd(means)||_F in X's dtype.
     """
+    X = as_data(X)
+    offset = offset_of(X)
+    if offset is not None:
+        # rows far from the origin (_offset): both updates less the data's exact offset, where
+        # their difference is not rounded to the spacing of numbers near the offset
+        X, means = translate(X, offset), translate(check_means(means, X, name="means"), offset)
     soft = em_step(X, means, sigma2, weights=weights)
     hard = em_step(X, means, 0.0, weights=weights)
     return norm_rescaled(soft - hard)

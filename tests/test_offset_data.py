@@ -42,10 +42,10 @@ def band(dtype: type) -> np.ndarray:
     return (np.round(rows * 4096) / 4096 * np.array([1.0, -1.0])).astype(dtype)
 
 
-def far(X: np.ndarray) -> np.ndarray:
-    """X + OFFSET, checked exact."""
-    moved = X + OFFSET.astype(X.dtype)
-    assert np.array_equal(moved - OFFSET.astype(X.dtype), X)
+def far(X: np.ndarray, offset: np.ndarray = OFFSET) -> np.ndarray:
+    """X + offset, checked exact."""
+    moved = X + offset.astype(X.dtype)
+    assert np.array_equal(moved - offset.astype(X.dtype), X)
     return moved
 
 
@@ -253,3 +253,67 @@ def test_kmeans_plusplus_of_far_rows():
     near = np.asarray(gl.init.kmeans_plusplus(key, X, K))
     moved = np.asarray(gl.init.kmeans_plusplus(key, far(X), K))
     np.testing.assert_array_equal(moved, far(near))
+
+
+FAR_F64 = np.array([2.0**40, -(2.0**40)])  # float64 rows near 1e12: 2^-12 apart there
+
+
+def test_study_tools_of_far_rows():
+    """float64 rows at 2^40 (the audit's cases): what the study tools report of far rows is
+    what they report of the rows near the origin, where they compare two computed results
+    (before, each was rounded to 2^-12 in the data's units first)."""
+    X = band(np.float64)
+    moved = far(X, FAR_F64)
+    m0 = X[[0, 1, 2]]
+    # convergence_rate: the fixed point in the data's units (before: in the translated ones)
+    near, remote = (
+        gl.study.convergence_rate(X, m0, 0.02),
+        gl.study.convergence_rate(moved, far(m0, FAR_F64), 0.02),
+    )
+    np.testing.assert_array_equal(remote.errors, near.errors)
+    np.testing.assert_allclose(remote.fixed_point - FAR_F64, near.fixed_point, rtol=0, atol=2e-4)
+    # ... and a fixed point given in the data's units is compared in them (before: errors of
+    # 2.7e12 and rate 1)
+    given = gl.study.convergence_rate(moved, far(m0, FAR_F64), 0.02, fixed_point=remote.fixed_point)
+    np.testing.assert_allclose(given.errors[:3], near.errors[:3], rtol=0, atol=5e-4)
+    # update_gap: both updates less the offset (before: 1.2e-4, the spacing near 2^40)
+    for sigma2 in (2e-3, 1e-3):
+        assert float(gl.study.update_gap(moved, far(m0, FAR_F64), sigma2)) == float(
+            gl.study.update_gap(X, m0, sigma2)
+        )
+    # limit_sweep's gap of the fitted locations, from the locations as computed
+    start = gv.IsotropicParams(jnp.asarray(m0), jnp.asarray(0.0))
+    sweep = gv.limit_sweep(gv.isotropic, X, start, [0.05, 0.01, 0.005])
+    sweep_far = gv.limit_sweep(
+        gv.isotropic,
+        moved,
+        start._replace(means=jnp.asarray(far(m0, FAR_F64))),
+        [0.05, 0.01, 0.005],
+    )
+    np.testing.assert_array_equal(sweep_far["fit_means_gap"], sweep["fit_means_gap"])
+    # anneal_variant: each stage starts from the last as computed (before: the locations,
+    # mapped back and moved again, coincided and never split: 1 distinct for 3)
+    schedule = np.geomspace(0.05, 5e-4, 4)
+    path = gl.study.anneal_variant(gv.isotropic, X, schedule, key=jax.random.key(2), k=K)
+    path_far = gl.study.anneal_variant(gv.isotropic, moved, schedule, key=jax.random.key(2), k=K)
+    assert int(np.max(np.asarray(path.n_distinct))) == K
+    np.testing.assert_array_equal(np.asarray(path_far.n_distinct), np.asarray(path.n_distinct))
+    np.testing.assert_array_equal(np.asarray(path_far.labels), np.asarray(path.labels))
+
+
+def test_experiments_study_a_far_data_file_translated(tmp_path):
+    """A user's file of rows at 2^40 is swept as the rows less their offset, also in float32
+    (before: refused, "zero variance in float32"), and says so."""
+    from gmmlimit.experiments import make_config, registry
+    from gmmlimit.experiments._common import load_data
+    from gmmlimit.experiments._data import data_name
+
+    X = band(np.float64)
+    path = tmp_path / "far.npy"
+    np.save(path, far(X, FAR_F64))
+    settings = {"data": str(path), "datasets": "far", "k": K}
+    config = make_config(registry()["precision"], settings)
+    loaded, _, info = load_data(config, data_name(str(path)), dtype="float32")
+    lo = np.where(X[:, 0].min() > 0, X[:, 0].min(), 0.0), X[:, 1].max()
+    np.testing.assert_array_equal(loaded, (X - np.array(lo)).astype(np.float32))
+    assert "translated by the exact offset" in info["description"]

@@ -275,20 +275,24 @@ def limit_sweep(
     data_map = _data_map(variant, X, params)
     Xs = data_map.data(X)
 
-    def fit(p: Params) -> FitResult:
+    def fit(p: Params) -> tuple[FitResult, np.ndarray]:
+        """The fit from p, and its (K, D) locations as computed (on (X - offset) / 2^e)."""
         start = variant_params(variant, p, data_map)
         result = fit_compiled(variant, Xs, w, start, tol, max_iter=max_iter, block_size=block_size)
-        return variant_result(variant, result, data_map, lambda: jnp.sum(w))
+        computed = np.asarray(variant.means(result.params))
+        return variant_result(variant, result, data_map, lambda: jnp.sum(w)), computed
 
-    hard_fit = fit(hard)
+    hard_fit, hard_means = fit(hard)
     hard_labels = np.asarray(hard_fit.labels)
-    hard_means = np.asarray(hard_fit.means)
     dtype = np.dtype(X.dtype)
     eps = np.finfo(dtype).eps
     rows = []
     for p in points:
         diag = jax.tree.map(np.asarray, _diagnose_at_scale(variant, X, w, p, data_map))
-        fit_at = fit(p)
+        fit_at, fit_means = fit(p)
+        # the locations' gap as computed, times 2^e: exact, and never rounded to the spacing
+        # of numbers near the data's offset (rows far from the origin)
+        means_gap = np.ldexp(np.abs(fit_means - hard_means).max(), data_map.exponent)
         rows.append(
             (
                 diag.resp_gap.max(),
@@ -296,7 +300,7 @@ def limit_sweep(
                 bool(np.all(diag.resp_gap <= diag.bound[:, None] + 4 * eps)),
                 diag.objective - diag.hard_objective,  # in X's dtype, as both objectives
                 diag.update_gap,
-                np.abs(np.asarray(fit_at.means) - hard_means).max(),
+                means_gap,
                 np.mean(np.asarray(fit_at.labels) == hard_labels),
                 int(fit_at.n_iter),
             )
