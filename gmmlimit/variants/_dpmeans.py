@@ -16,6 +16,11 @@ clusters left empty. Each of the three moves lowers J + lambda K, so the recorde
 increases. It stops when no label changes and no cluster opens. Clusters live in ``max_clusters``
 fixed slots (``active`` marks the used ones), so shapes are static and lambda, a traced leaf,
 never recompiles.
+
+Rows far from the origin relative to their spread are computed less an exact offset
+(:mod:`gmmlimit._offset`): the expanded squared distances ``|x|^2 - 2 m.x + |m|^2`` would
+otherwise cancel. J + lambda K is invariant under the translation, so labels, K, iterations and
+the objective are those of the data as given; the returned means are moved back.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from jax import lax
 
 from .._driver import e_pass, history_length, make_blocks, trim_history
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
+from .._offset import offset_of, translate
 from .._validation import (
     as_data,
     check_k,
@@ -237,10 +243,16 @@ def dpmeans(
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_positive_int(block_size, "block_size")
     w = weights_or_ones(weights, X.shape[0], X.dtype)
+    if init_means is not None:
+        init_means = check_means(init_means, X, name="init_means")
+    # Far rows are fit less an exact offset (the expanded distances would cancel); data with
+    # no offset keep their own array, so they run exactly as before.
+    offset = offset_of(X)
+    X = translate(X, offset)
     if init_means is None:
         start = (jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / jnp.sum(w))[None, :]
     else:
-        start = check_means(init_means, X, name="init_means")
+        start = translate(init_means, offset)
     k0 = start.shape[0]
     if k0 > max_clusters:
         raise ValueError(f"init_means has {k0} rows but max_clusters={max_clusters}.")
@@ -250,6 +262,10 @@ def dpmeans(
     result = _dpmeans_compiled(
         X, w, params, max_iter, history=history_length(max_iter), block_size=block_size
     )
+    if offset is not None:
+        # J + lambda K, the labels and K are translation-invariant: only the means move back.
+        moved = result.means + jnp.asarray(offset, X.dtype)
+        result = result._replace(means=jnp.where(result.active[:, None], moved, result.means))
     return trim_history(result, max_iter)
 
 
@@ -270,7 +286,9 @@ def dpmeans_objective(X: Any, means: Any, lam: Any, *, weights: Any = None) -> j
     means = check_means(means, X, name="means")
     lam = check_positive_scalar(lam, X.dtype, "lam")
     w = weights_or_ones(weights, X.shape[0], X.dtype)
-    return _objective(X, w, means, lam)
+    # J + lambda K is translation-invariant: far rows are scored less their exact offset.
+    offset = offset_of(X)
+    return _objective(translate(X, offset), w, translate(means, offset), lam)
 
 
 @jax.jit
