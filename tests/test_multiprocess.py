@@ -69,6 +69,15 @@ def far_problem() -> dict[str, np.ndarray]:
 
 DIAG_FAR = 56
 FAR_F64 = 530  # float64 rows near 1e160
+OFFSET = np.array([1000.0, -3000.0, 500.0, 2000.0])
+
+
+def offset_problem() -> dict[str, np.ndarray]:
+    """float32 rows far from the origin against their spread (each feature within a factor of
+    two): computed less each feature's extreme over every process's rows (gmmlimit._offset);
+    as given, the expanded squares (~1e7, spacing ~1) swamp the squared spread (~0.1)."""
+    X = (data()["X"] / 16 + OFFSET).astype(np.float32)
+    return {"X": X, "m0": X[[0, 100, 200, 300, 400, 500]]}
 
 
 def weights_first_process(d: dict) -> np.ndarray:
@@ -250,6 +259,24 @@ def _worker(out_dir: str, cases: str) -> None:
                 block_size=BLOCK,
             ),
         )  # fmt: skip
+        # rows far from the origin: one offset from every process's extremes, as in one process
+        offset = offset_problem()
+        record(
+            "kmeans_offset_f32",
+            gl.scale.kmeans_sharded(
+                global_rows(offset["X"]), offset["m0"], mesh=mesh, block_size=BLOCK
+            ),
+        )
+        own_offset = offset["X"][cut[0] : cut[1]]
+        res = gl.scale.fit_out_of_core_processes(
+            iso, [own_offset[:123], own_offset[123:]],
+            gl.variants.IsotropicParams(offset["m0"], 0.0), block_size=BLOCK, chunk_blocks=2,
+        )  # fmt: skip
+        out["ooc_offset_f32"] = {
+            "own_labels": np.asarray(res.labels).tolist(),
+            "n_iter": int(res.n_iter),
+            "means": np.asarray(res.means).tolist(),
+        }
         own_far = diag_far["X"][cut[0] : cut[1]]
         res = gl.scale.fit_out_of_core_processes(
             gl.variants.diag, [own_far[:123], own_far[123:]], diag_far["params"],
@@ -369,6 +396,9 @@ def _references() -> dict:
                 gl.variants.diag, diag_far_problem()["X"], diag_far_problem()["params"],
                 block_size=BLOCK,
             ),
+            "kmeans_offset_f32": gl.kmeans(
+                offset_problem()["X"], offset_problem()["m0"], block_size=BLOCK
+            ),
         }  # fmt: skip
 
 
@@ -405,7 +435,7 @@ def test_every_process_holds_only_its_own_rows(run):
 
 CORE = ["kmeans", "em"]  # with 4 processes (one compiled fit, for the time budget)
 ALL = [*CORE, "kmeans_w", "kmeans_w_host", "kmeans_w_first_zero", "poisson", "kmeans_far_f32"]
-ALL += ["diag_far_f32", "gamma"]
+ALL += ["diag_far_f32", "gamma", "kmeans_offset_f32"]
 
 
 def test_out_of_core_processes_equal_one_process_fit(runs):
@@ -430,6 +460,13 @@ def test_out_of_core_processes_equal_one_process_fit(runs):
         assert got["n_iter"] == int(ref.n_iter) > 1
         np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=1e-5)
         np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-5)
+    # float32 rows far from the origin, each process reading its own: one offset for all
+    ref = references["kmeans_offset_f32"]
+    labels = np.concatenate([out["ooc_offset_f32"]["own_labels"] for out in outs])
+    np.testing.assert_array_equal(labels, np.asarray(ref.labels))
+    for out in outs:
+        assert out["ooc_offset_f32"]["n_iter"] == int(ref.n_iter) > 1
+        np.testing.assert_allclose(out["ooc_offset_f32"]["means"], ref.means, rtol=1e-6)
     # float64 data with x64 off: float64, and the one-process fit's iterations (before, float32)
     ref = references["em"]
     labels = np.concatenate([out["ooc_em_x64_off"]["own_labels"] for out in outs])
