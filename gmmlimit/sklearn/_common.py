@@ -49,6 +49,7 @@ from .._driver import (
     trim_history,
 )
 from .._host import to_jax
+from .._offset import offset_of
 from .._rescale import Scale, check_scaled_sigma2
 from .._validation import check_sigma2, scale_exponent, window_exponent
 from ..variants._isotropic import IsotropicParams, isotropic
@@ -300,6 +301,12 @@ class _IsotropicBase(BaseEstimator):
         sw = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         sigma2 = float(self._sigma2())
         check_sigma2(sigma2, dtype)  # the core's rule: a normal number of the data's dtype
+        # rows far from the origin relative to their spread are fit less an exact offset (the
+        # seeding's and the E-step's expanded squares would cancel: gmmlimit._offset), before
+        # the rescaling below as everywhere else; the means are moved back once, at the end
+        offset = offset_of(X)
+        if offset is not None:
+            X = X - offset
         # data past the scale window as X / 2^e, weights as w / 2^f (gmmlimit._rescale)
         scale = Scale(scale_exponent(X), window_exponent(float(np.max(sw)), dtype))
         if scale.data:
@@ -318,6 +325,8 @@ class _IsotropicBase(BaseEstimator):
             given = np.asarray(self.init, dtype=dtype)
             if given.shape != (k, d) or not np.all(np.isfinite(given)):
                 raise ValueError(f"an array init must be finite with shape ({k}, {d}).")
+            if offset is not None:  # the given means, on the rows as the fit computes them
+                given = given - offset
             given = np.ldexp(given, -scale.data).astype(dtype)
             start_given = np.zeros((k, Xp.shape[1]), dtype)
             start_given[:, :d] = given
@@ -350,10 +359,22 @@ class _IsotropicBase(BaseEstimator):
                 best = (score, res)
         res = best[1]
         means = np.ldexp(np.asarray(res.means)[:, :d], scale.data).astype(X.dtype)
+        if offset is not None:
+            means = means + offset
+        # inference translates by the fit's offset, not by that of the rows it is given: a
+        # row's answers then depend on no other row of the batch (bit for bit), and the
+        # training rows are computed as the fit computed them
+        self._fitted_offset = offset
         return means, res, float(np.sum(sw)), sigma2
 
     def _padded(self, X: Any) -> tuple[jax.Array, jax.Array, jax.Array, int]:
         """Validated X padded as the fit pads, its weights, the means padded alike, the row count.
+
+        Where the training rows were fit less an offset (far from the origin relative to their
+        spread: :func:`gmmlimit._offset.offset_of`), X and the means come back less the same
+        offset: distances, labels and likelihoods are translation-invariant, and the expanded
+        squares of the E-step would cancel on rows near the means as given. The translation is
+        exact for rows within a factor of two of the offset, the training rows among them.
 
         Returns:
             ``(Xp, wp, means, n)``: (N', D') rows, (N',) weights (0 on padding rows), (K, D')
@@ -362,9 +383,15 @@ class _IsotropicBase(BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         dtype = _jax_dtype(X.dtype)
+        centres = self._means()
+        offset = getattr(self, "_fitted_offset", None)
+        if offset is not None:
+            offset = offset.astype(dtype)
+            # the means' own precision (float64 means of float32 rows), one rounding to X's
+            X, centres = X - offset, (centres - offset).astype(dtype)
         Xp, wp = _pad(X.astype(dtype, copy=False))
-        means = np.zeros((self._means().shape[0], Xp.shape[1]), dtype)
-        means[:, : X.shape[1]] = self._means()
+        means = np.zeros((centres.shape[0], Xp.shape[1]), dtype)
+        means[:, : X.shape[1]] = centres
         return to_jax(Xp), to_jax(wp), jnp.asarray(means), X.shape[0]
 
     def _means(self) -> np.ndarray:

@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._driver import Blocks, em_iteration, power_of_two_bucket
 from .._host import to_jax
+from .._offset import offset_of
 from ..variants import (
     DiagParams,
     FullParams,
@@ -295,21 +296,40 @@ class GaussianMixture(_SkGaussianMixture):
         best, best_lb = None, -math.inf
         self.converged_ = False
         rng = check_random_state(self.random_state)
-        blocks = pad_blocks(X, np.ones(X.shape[0], X.dtype), self.n_components, pad_columns=False)
-        for init in range(n_init):
-            self._print_verbose_msg_init_beg(init)
-            if do_init:
-                self._initialize_in_range(X, rng)
-            prev = -math.inf if do_init else self.lower_bound_
-            if self.max_iter == 0:
-                result = (prev, 0, False, [])
-            else:
-                result = self._run(X, blocks, prev)
-                self._print_verbose_msg_init_end(result[0], result[2])
-            if best is None or result[0] > best_lb or best_lb == -math.inf:
-                best_lb = result[0]
-                best = (self._get_parameters(), result)
-                self.converged_ = result[2]
+        # Rows far from the origin relative to their spread are fit less an exact offset
+        # (gmmlimit._offset): scikit-learn's initial diag, spherical and tied covariances are
+        # averages of x^2 less squared means, which cancel there. The EM runs on the same
+        # translated rows (so a fit of X + c is that of X), means_ held translated meanwhile
+        # and moved back once at the end. Data without an offset are fit as given (Xt is X).
+        offset = offset_of(X)
+        Xt = X if offset is None else X - offset
+        blocks = pad_blocks(Xt, np.ones(X.shape[0], X.dtype), self.n_components, pad_columns=False)
+        moved = False  # whether means_ are those of the translated rows (to move back)
+        try:
+            if not do_init and offset is not None:  # warm start from the last fit's means
+                self.means_ = self.means_ - offset
+                moved = True
+            for init in range(n_init):
+                self._print_verbose_msg_init_beg(init)
+                if do_init:
+                    moved = False
+                    self._initialize_in_range(Xt, rng, offset)
+                    moved = offset is not None
+                prev = -math.inf if do_init else self.lower_bound_
+                if self.max_iter == 0:
+                    result = (prev, 0, False, [])
+                else:
+                    result = self._run(Xt, blocks, prev)
+                    self._print_verbose_msg_init_end(result[0], result[2])
+                if best is None or result[0] > best_lb or best_lb == -math.inf:
+                    best_lb = result[0]
+                    best = (self._get_parameters(), result)
+                    self.converged_ = result[2]
+            params, (_, n_iter, _, history) = best
+            self._set_parameters(params, xp=get_namespace(X)[0])
+        finally:
+            if moved:  # one rounding per mean, also where the fit failed part way
+                self.means_ = self.means_ + offset
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
@@ -317,20 +337,26 @@ class GaussianMixture(_SkGaussianMixture):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        params, (_, n_iter, _, history) = best
-        self._set_parameters(params, xp=get_namespace(X)[0])
         self.n_iter_ = n_iter
         self.lower_bound_ = best_lb
         self.lower_bounds_ = history
         return self._estep(X)[1]
 
-    def _initialize_in_range(self, X: np.ndarray, rng: np.random.RandomState) -> None:
+    def _initialize_in_range(
+        self, X: np.ndarray, rng: np.random.RandomState, offset: np.ndarray | None = None
+    ) -> None:
         """scikit-learn's initialisation; where float32's sums would overflow, in float64.
 
         scikit-learn's float32 initial variances sum squares (and X^T X) in float32, which
         overflow for data near 1e18 whose variances float32 holds; such data are initialised
         from a float64 copy (the same random draws). Variances past float32's range are
         refused.
+
+        Args:
+            X: (N, D) the rows as the fit computes them (less ``offset``).
+            rng: scikit-learn's random state.
+            offset: None, or the (D,) exact offset X was translated by: ``means_init``, given
+                in the data's units, is then moved by it too (scikit-learn takes it as given).
 
         Raises:
             ValueError: if the data's initial variances are not finite in float32, or, for
@@ -344,15 +370,17 @@ class GaussianMixture(_SkGaussianMixture):
             )
         if X.dtype != np.float32 or not _squares_overflow(X, np.float32):
             self._initialize_parameters(X, rng, xp=get_namespace(X)[0])
-            return
-        wide = X.astype(np.float64)
-        self._initialize_parameters(wide, rng, xp=get_namespace(wide)[0])
-        largest = float(np.max(np.abs(_covariances_of(self))))
-        if not largest < float(np.finfo(np.float32).max):
-            raise ValueError(
-                f"the data's initial variances reach {largest:.3g}, past float32's largest "
-                f"number {np.finfo(np.float32).max:.3g}: pass float64 data, or rescale them."
-            )
+        else:
+            wide = X.astype(np.float64)
+            self._initialize_parameters(wide, rng, xp=get_namespace(wide)[0])
+            largest = float(np.max(np.abs(_covariances_of(self))))
+            if not largest < float(np.finfo(np.float32).max):
+                raise ValueError(
+                    f"the data's initial variances reach {largest:.3g}, past float32's largest "
+                    f"number {np.finfo(np.float32).max:.3g}: pass float64 data, or rescale them."
+                )
+        if offset is not None and self.means_init is not None:
+            self.means_ = self.means_init - offset
 
     # ------------------------------------------------------------------------------ inference
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import ClusterMixin, DensityMixin
@@ -127,15 +128,31 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         Returns:
             (N,) int labels.
         """
-        Xp, wp, means, n = self._padded(X)
+        padded = self._padded(X)  # validated, and translated as the fit was (once)
+        Xp, wp, means, n = padded
         if not scale_exponent(Xp, means):  # the labels _soft's own in-window branch takes
             return np.asarray(hard_pass(Xp, wp, means)[1])[:n].astype(np.int64)
-        return self._soft(X)[2].astype(np.int64)
+        return self._soft_padded(*padded)[2].astype(np.int64)
 
     @in_x64
     def _soft(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(resp (N, K), per-row log-likelihood (N,), labels (N,)), each row at its own scale."""
-        Xp, wp, means, n = self._padded(X)
+        return self._soft_padded(*self._padded(X))
+
+    def _soft_padded(
+        self, Xp: jax.Array, wp: jax.Array, means: jax.Array, n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_soft` of rows :meth:`_IsotropicBase._padded` gave (translated and padded).
+
+        Args:
+            Xp: (N', D') padded rows.
+            wp: (N',) their weights (0 on padding rows).
+            means: (K, D') the means, padded and translated as the rows.
+            n: the number N of real rows.
+
+        Returns:
+            ``(resp, log_lik, labels)`` of the N real rows.
+        """
         sigma2 = self._fitted_sigma2
         # Each row is computed at its own scale: rows whose magnitude (or the means') lies
         # outside the window run as x / 2^e, means / 2^e, sigma2 / 4^e (exact; d / (2 sigma2)
