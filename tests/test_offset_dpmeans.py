@@ -11,8 +11,6 @@ same translated rows), with the means moved by ``c``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import jax
 import numpy as np
 import pytest
@@ -101,28 +99,19 @@ def test_dpmeans_objective_of_one_row_near_1e10():
     assert float(value) == 3.0
 
 
-@pytest.fixture
-def float32_default() -> Iterator[None]:
-    """JAX's x64 flag off for one test: integer data then become float32."""
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", False)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", before)
-
-
-def test_integer_rows_near_a_million_without_x64(float32_default):
-    # integers below 2^24 are exact in float32, and so is each row less its smallest value
-    rng = np.random.default_rng(5)
-    Xi = 10**6 + rng.integers(0, 40, (200, 2))
-    Mi = np.array([[10**6 + 5, 10**6 + 5], [10**6 + 30, 10**6 + 30]])
-    lo = Xi.min(axis=0)
-    Xr, Mr = (Xi - lo).astype(np.float32), (Mi - lo).astype(np.float32)
-    far = gv.dpmeans_objective(Xi, Mi, 5.0)
-    assert far.dtype == np.float32
-    assert float(far) == float(gv.dpmeans_objective(Xr, Mr, 5.0))
-    fit, ref = gv.dpmeans(Xi, 50.0, max_iter=MAX_ITER), gv.dpmeans(Xr, 50.0, max_iter=MAX_ITER)
-    np.testing.assert_array_equal(np.asarray(fit.labels), np.asarray(ref.labels))
-    assert int(fit.n_iter) == int(ref.n_iter)
-    assert float(fit.objective) == float(ref.objective)
+def test_integer_rows_near_a_million_without_x64():
+    """JAX's x64 flag off: integer data are computed in float32."""
+    with jax.enable_x64(False):
+        # integers below 2^24 are exact in float32, and so is each row less its smallest value
+        rng = np.random.default_rng(5)
+        Xi = 10**6 + rng.integers(0, 40, (200, 2))
+        Mi = np.array([[10**6 + 5, 10**6 + 5], [10**6 + 30, 10**6 + 30]])
+        lo = Xi.min(axis=0)
+        Xr, Mr = (Xi - lo).astype(np.float32), (Mi - lo).astype(np.float32)
+        far = gv.dpmeans_objective(Xi, Mi, 5.0)
+        assert far.dtype == np.float32
+        assert float(far) == float(gv.dpmeans_objective(Xr, Mr, 5.0))
+        fit, ref = gv.dpmeans(Xi, 50.0, max_iter=MAX_ITER), gv.dpmeans(Xr, 50.0, max_iter=MAX_ITER)
+        np.testing.assert_array_equal(np.asarray(fit.labels), np.asarray(ref.labels))
+        assert int(fit.n_iter) == int(ref.n_iter)
+        assert float(fit.objective) == float(ref.objective)
