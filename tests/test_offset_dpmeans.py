@@ -7,6 +7,12 @@ J + lambda K is 3, and ``dpmeans`` of clustered rows near 2^40 ran to ``max_iter
 not those of the nearest mean. J + lambda K is translation-invariant, so DP-means of ``X + c``
 is DP-means of ``X`` (labels, K, iterations and objective bit for bit, since both compute the
 same translated rows), with the means moved by ``c``.
+
+Rows past the dtype's window are computed as X / 2^e with lambda / 4^e (weights past theirs as
+w / 2^v, lambda / 2^v): before, float32 rows near 2^64 overflowed every squared distance (K = 1,
+an inf objective) and rows near 2^-60 flushed them to zero. Powers of two move every squared
+distance and lambda alike, so DP-means of ``X 2^e`` with ``lambda 4^e`` is DP-means of ``X``
+bit for bit: labels, K, iterations, means x 2^e and J + lambda K x 4^e.
 """
 
 from __future__ import annotations
@@ -115,3 +121,63 @@ def test_integer_rows_near_a_million_without_x64():
         np.testing.assert_array_equal(np.asarray(fit.labels), np.asarray(ref.labels))
         assert int(fit.n_iter) == int(ref.n_iter)
         assert float(fit.objective) == float(ref.objective)
+
+
+def centred(dtype: type) -> np.ndarray:
+    """:func:`band` less 1.5 (exact): no feature within a factor of two, so no translation."""
+    return band(dtype) - dtype(1.5)
+
+
+@pytest.mark.parametrize("exponent", [66, -60])
+def test_dpmeans_of_float32_rows_past_the_window_is_dpmeans_of_the_rows_scaled(exponent):
+    # at 2^66 the squared norms overflowed float32 (K = 1); at 2^-60 each squared distance
+    # (about 2^-131) flushed to zero (K = 1); J + lambda K is past float32 at 2^66 (inf)
+    X = centred(np.float32)
+    unit = gv.dpmeans(X, LAM, max_clusters=SLOTS, max_iter=MAX_ITER)
+    lam = np.ldexp(np.float32(LAM), 2 * exponent)
+    far = gv.dpmeans(np.ldexp(X, exponent), lam, max_clusters=SLOTS, max_iter=MAX_ITER)
+    assert int(unit.n_clusters) == K and bool(unit.converged)
+    np.testing.assert_array_equal(np.asarray(far.labels), np.asarray(unit.labels))
+    np.testing.assert_array_equal(np.asarray(far.active), np.asarray(unit.active))
+    assert int(far.n_iter) == int(unit.n_iter) and bool(far.converged)
+    active = np.asarray(unit.active)
+    np.testing.assert_array_equal(
+        np.asarray(far.means)[active], np.ldexp(np.asarray(unit.means)[active], exponent)
+    )
+    means = np.ldexp(X[[0, 1, 2, 3]], exponent)
+    scored = gv.dpmeans_objective(np.ldexp(X, exponent), means, lam)
+    # J + lambda K of the data: inf where past float32's largest number (the contract), as
+    # numpy's ldexp gives it
+    with np.errstate(over="ignore"):
+        expected = np.ldexp(np.asarray(unit.objective), 2 * exponent)
+        history = np.ldexp(np.asarray(unit.history), 2 * exponent)
+        score = np.ldexp(np.asarray(gv.dpmeans_objective(X, X[[0, 1, 2, 3]], LAM)), 2 * exponent)
+    assert np.isfinite(expected) == (exponent < 0)
+    assert float(far.objective) == float(expected)
+    np.testing.assert_array_equal(np.asarray(far.history), history)
+    assert float(scored) == float(score)
+
+
+def test_dpmeans_with_weights_past_the_window_is_dpmeans_with_lambda_scaled_alike():
+    X = centred(np.float32)
+    w = np.random.default_rng(2).integers(1, 4, N).astype(np.float32)
+    unit = gv.dpmeans(X, LAM, max_clusters=SLOTS, max_iter=MAX_ITER, weights=w)
+    big = np.float32(2.0**100)  # w x 2^100 times a squared distance overflowed float32
+    heavy = gv.dpmeans(
+        X, np.float32(LAM) * big, max_clusters=SLOTS, max_iter=MAX_ITER, weights=w * big
+    )
+    np.testing.assert_array_equal(np.asarray(heavy.labels), np.asarray(unit.labels))
+    assert int(heavy.n_clusters) == int(unit.n_clusters)
+    assert int(heavy.n_iter) == int(unit.n_iter)
+    assert float(heavy.objective) == float(unit.objective) * 2.0**100
+
+
+def test_a_lambda_that_underflows_at_the_data_scale_is_refused():
+    X = np.ldexp(centred(np.float32), 60)  # squared distances / 2^120 in the computation
+    with pytest.raises(ValueError, match=r"lam=.*relative to the data's scale"):
+        gv.dpmeans(X, 1e-30)
+    # the objective needs no computed lambda: J + lambda K is formed in the data's units
+    value = gv.dpmeans_objective(X, X[:2], 1e-30)
+    unit = centred(np.float32)  # at unit scale 2 lambda is far below J's last bit either way
+    J = gv.dpmeans_objective(unit, unit[:2], 2.0**-100)
+    assert np.isfinite(float(value)) and float(value) == float(np.ldexp(np.asarray(J), 120))

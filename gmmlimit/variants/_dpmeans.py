@@ -20,7 +20,13 @@ never recompiles.
 Rows far from the origin relative to their spread are computed less an exact offset
 (:mod:`gmmlimit._offset`): the expanded squared distances ``|x|^2 - 2 m.x + |m|^2`` would
 otherwise cancel. J + lambda K is invariant under the translation, so labels, K, iterations and
-the objective are those of the data as given; the returned means are moved back.
+the objective are those of the data as given; the returned means are moved back. Data whose
+largest magnitude (after the translation) lies outside the dtype's window are computed as
+X / 2^e with lambda / 4^e, and weights outside theirs as w / 2^v with lambda / 2^v (exact powers
+of two, as the isotropic model does: :mod:`gmmlimit._rescale`): each squared distance and each
+comparison with lambda then moves by the same exact power of two, so labels and K are those of
+the data as given, where float32 rows near 2^64 would otherwise overflow every squared distance.
+The loop records J and K apart, and J + lambda K is formed in the data's units.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .._driver import e_pass, history_length, make_blocks, trim_history
@@ -40,7 +47,10 @@ from .._validation import (
     check_k,
     check_means,
     check_positive_int,
-    weights_or_ones,
+    exact_ldexp,
+    is_traced,
+    relative_weights,
+    scale_exponent,
     with_float64_scope,
 )
 from .._variant import EStepBlock, Variant
@@ -137,7 +147,68 @@ class _State(NamedTuple):
     n_iter: jax.Array
     done: jax.Array
     saturated: jax.Array
-    history: jax.Array
+    distortions: jax.Array
+    counts: jax.Array
+
+
+class _Run(NamedTuple):
+    """The compiled loop's answer; J and K apart (J + lambda K is formed in the data's units)."""
+
+    means: jax.Array
+    active: jax.Array
+    labels: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    saturated: jax.Array
+    distortion: jax.Array
+    distortions: jax.Array
+    counts: jax.Array
+
+
+class _Map(NamedTuple):
+    """How the computed problem maps to the data's: rows (X - offset) / 2^data, weights / 2^weight.
+
+    Squared distances and weighted sums of them are 4^data 2^weight times those computed
+    (exact powers of two), and lambda is divided by the same factor.
+    """
+
+    offset: Any
+    data: int
+    weight: int
+
+    @property
+    def distortion_exponent(self) -> int:
+        return 2 * self.data + self.weight
+
+    def rows(self, a: Any) -> Any:
+        return exact_ldexp(translate(a, self.offset), -self.data)
+
+    def lam(self, lam: jax.Array) -> jax.Array:
+        """Lambda / 4^data 2^weight; refused below the smallest normal, capped at the largest.
+
+        A cap is exact in effect: lambda then exceeds every computed squared distance either
+        way, and J + lambda K is formed from the given lambda.
+        """
+        exponent = self.distortion_exponent
+        if not exponent:
+            return lam
+        dtype = lam.dtype
+        if not is_traced(lam):
+            value = float(np.asarray(lam))
+            if np.ldexp(value, -exponent) < np.finfo(dtype).tiny:
+                raise ValueError(
+                    f"lam={value!r} is below the smallest normal number relative to the data's "
+                    f"scale (squared distances and weights are computed / 2^{exponent}, and "
+                    f"lam / 2^{exponent} underflows in {np.dtype(dtype)}): every distinct row "
+                    "would open a cluster; pass a larger lam."
+                )
+        return jnp.minimum(jnp.ldexp(lam, -exponent), jnp.asarray(jnp.finfo(dtype).max, dtype))
+
+    def objective(self, distortion: jax.Array, counts: jax.Array, lam: jax.Array) -> jax.Array:
+        """J + lambda K in the data's units from the computed J and K."""
+        exponent = self.distortion_exponent
+        J = jnp.ldexp(distortion, exponent) if exponent else distortion
+        return J + lam * counts.astype(distortion.dtype)
 
 
 @partial(jax.jit, static_argnames=("history", "block_size"))
@@ -149,8 +220,8 @@ def _dpmeans_compiled(
     *,
     history: int,
     block_size: int,
-) -> DPMeansResult:
-    """The DP-means loop; ``max_iter`` traced, the history buffer ``history`` long (static)."""
+) -> _Run:
+    """The DP-means loop; ``max_iter`` traced, the history buffers ``history`` long (static)."""
     n = X.shape[0]
     blocks = make_blocks(X, weights, block_size)
     flat_x = blocks.x.reshape(-1, X.shape[1])
@@ -162,7 +233,6 @@ def _dpmeans_compiled(
     def body(state: _State) -> _State:
         p = state.params
         stats, labels, far = e_pass(_VARIANT, p, blocks, track_farthest=True)
-        objective = _VARIANT.objective(p, stats)
         row = far.index[0]
         w = flat_w[row]
         wants = jnp.isfinite(far.value[0]) & (w * far.value[0] > p.lam)
@@ -176,8 +246,9 @@ def _dpmeans_compiled(
         counts = stats.counts.at[source].add(-wc).at[slot].add(wc)
         new = _m_step(p, stats._replace(sums=sums, counts=counts))
         changed = jnp.any(labels != state.labels) | create
-        history = state.history.at[state.n_iter].set(objective)
-        return _State(new, labels, state.n_iter + 1, ~changed, wants & ~free, history)
+        distortions = state.distortions.at[state.n_iter].set(stats.distortion)
+        counts = state.counts.at[state.n_iter].set(jnp.sum(p.active).astype(jnp.int32))
+        return _State(new, labels, state.n_iter + 1, ~changed, wants & ~free, distortions, counts)
 
     state = _State(
         params=params,
@@ -185,22 +256,23 @@ def _dpmeans_compiled(
         n_iter=jnp.zeros((), jnp.int32),
         done=jnp.zeros((), bool),
         saturated=jnp.zeros((), bool),
-        history=jnp.zeros((history,), X.dtype),
+        distortions=jnp.zeros((history,), X.dtype),
+        counts=jnp.zeros((history,), jnp.int32),
     )
     state = lax.while_loop(cond, body, state)
     stats, labels, _ = e_pass(_VARIANT, state.params, blocks)
-    final = _VARIANT.objective(state.params, stats).astype(X.dtype)
-    filled = jnp.where(jnp.arange(history) < state.n_iter, state.history, final)
-    return DPMeansResult(
+    n_clusters = jnp.sum(state.params.active).astype(jnp.int32)
+    recorded = jnp.arange(history) < state.n_iter
+    return _Run(
         means=state.params.means,
         active=state.params.active,
         labels=labels[:n],
-        n_clusters=jnp.sum(state.params.active).astype(jnp.int32),
         n_iter=state.n_iter,
         converged=state.done,
         saturated=state.saturated,
-        objective=final,
-        history=filled,
+        distortion=stats.distortion.astype(X.dtype),
+        distortions=jnp.where(recorded, state.distortions, stats.distortion.astype(X.dtype)),
+        counts=jnp.where(recorded, state.counts, n_clusters),
     )
 
 
@@ -242,30 +314,48 @@ def dpmeans(
     max_clusters = check_k(max_clusters, X.shape[0])
     max_iter = check_positive_int(max_iter, "max_iter")
     block_size = check_positive_int(block_size, "block_size")
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
+    w, weight_exponent = relative_weights(weights, X.shape[0], X.dtype)
     if init_means is not None:
         init_means = check_means(init_means, X, name="init_means")
-    # Far rows are fit less an exact offset (the expanded distances would cancel); data with
-    # no offset keep their own array, so they run exactly as before.
+    # Far rows are fit less an exact offset (the expanded distances would cancel), and rows or
+    # weights past the dtype's window by exact powers of two; data needing neither keep their
+    # own array, so they run exactly as before.
     offset = offset_of(X)
-    X = translate(X, offset)
+    given = () if init_means is None else (translate(init_means, offset),)
+    moved = translate(X, offset)
+    data_map = _Map(offset, scale_exponent(moved, *given), weight_exponent)
+    X = exact_ldexp(moved, -data_map.data)
     if init_means is None:
         start = (jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / jnp.sum(w))[None, :]
     else:
-        start = translate(init_means, offset)
+        start = data_map.rows(init_means)
     k0 = start.shape[0]
     if k0 > max_clusters:
         raise ValueError(f"init_means has {k0} rows but max_clusters={max_clusters}.")
     means = jnp.zeros((max_clusters, X.shape[1]), X.dtype).at[:k0].set(start)
     active = jnp.arange(max_clusters) < k0
-    params = DPMeansParams(means=means, active=active, lam=lam)
-    result = _dpmeans_compiled(
+    params = DPMeansParams(means=means, active=active, lam=data_map.lam(lam))
+    run = _dpmeans_compiled(
         X, w, params, max_iter, history=history_length(max_iter), block_size=block_size
     )
-    if offset is not None:
-        # J + lambda K, the labels and K are translation-invariant: only the means move back.
-        moved = result.means + jnp.asarray(offset, X.dtype)
-        result = result._replace(means=jnp.where(result.active[:, None], moved, result.means))
+    means = run.means
+    if offset is not None or data_map.data:
+        # inactive slots hold stale values; only the active ones move back
+        fitted = exact_ldexp(means, data_map.data)
+        if offset is not None:
+            fitted = fitted + jnp.asarray(offset, X.dtype)
+        means = jnp.where(run.active[:, None], fitted, means)
+    result = DPMeansResult(
+        means=means,
+        active=run.active,
+        labels=run.labels,
+        n_clusters=jnp.sum(run.active).astype(jnp.int32),
+        n_iter=run.n_iter,
+        converged=run.converged,
+        saturated=run.saturated,
+        objective=data_map.objective(run.distortion, jnp.sum(run.active), lam),
+        history=data_map.objective(run.distortions, run.counts, lam),
+    )
     return trim_history(result, max_iter)
 
 
@@ -285,13 +375,19 @@ def dpmeans_objective(X: Any, means: Any, lam: Any, *, weights: Any = None) -> j
     X = as_data(X)
     means = check_means(means, X, name="means")
     lam = check_positive_scalar(lam, X.dtype, "lam")
-    w = weights_or_ones(weights, X.shape[0], X.dtype)
-    # J + lambda K is translation-invariant: far rows are scored less their exact offset.
+    w, weight_exponent = relative_weights(weights, X.shape[0], X.dtype)
+    # J + lambda K is translation-invariant: far rows are scored less their exact offset, and
+    # rows or weights past the dtype's window by exact powers of two (J mapped back).
     offset = offset_of(X)
-    return _objective(translate(X, offset), w, translate(means, offset), lam)
+    data_map = _Map(
+        offset, scale_exponent(translate(X, offset), translate(means, offset)), weight_exponent
+    )
+    distortion = _distortion(data_map.rows(X), w, data_map.rows(means))
+    return data_map.objective(distortion, jnp.asarray(means.shape[0]), lam)
 
 
 @jax.jit
-def _objective(X: jax.Array, w: jax.Array, means: jax.Array, lam: jax.Array) -> jax.Array:
-    params = DPMeansParams(means, jnp.ones((means.shape[0],), bool), lam)
-    return _VARIANT.objective(params, _sufficient_stats(X, w, _e_step(params, X)))
+def _distortion(X: jax.Array, w: jax.Array, means: jax.Array) -> jax.Array:
+    """J: the weighted squared distance of each row to its nearest of ``means``."""
+    params = DPMeansParams(means, jnp.ones((means.shape[0],), bool), jnp.zeros((), X.dtype))
+    return _sufficient_stats(X, w, _e_step(params, X)).distortion
