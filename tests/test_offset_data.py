@@ -11,7 +11,10 @@ where both compute the same translated rows), with means moved by ``c``.
 
 from __future__ import annotations
 
+import importlib
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from user_variant import LOCATION_SOURCE, forget_module, write_module
 
 import gmmlimit as gl
 import gmmlimit.variants as gv
@@ -164,6 +168,57 @@ def test_a_location_variant_fits_far_rows_as_the_rows_translated(name):
     assert_translated(near, streamed, np.float32)
     sharded = gl.scale.fit_sharded(variant, far(X), moved_params(p0), block_size=64)
     assert_translated(gl.scale.fit_sharded(variant, X, p0, block_size=64), sharded, np.float32)
+
+
+@pytest.fixture(scope="module")
+def user_location():
+    """The module of tests/user_variant.py's LOCATION_SOURCE, imported from a temporary folder."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        name = write_module(Path(folder), name="my_location", source=LOCATION_SOURCE)
+        sys.path.insert(0, folder)
+        try:
+            yield importlib.import_module(name)
+        finally:
+            sys.path.remove(folder)
+            forget_module(name)
+
+
+def test_a_user_location_variant_fits_far_rows_as_the_rows_translated(user_location):
+    """A variant written outside the package whose divergence expands |x - m|^2, which cancels
+    for these rows: declaring its location field, it fits them translated through every tool
+    (in memory, out of core with the last block padded, sharded, restarts, a vmapped sweep over
+    beta, the scikit-learn estimator), as the shipped Gaussian variants do."""
+    variant, Params = user_location.shared_gaussian, user_location.SharedParams
+    assert "gmmlimit" not in user_location.__file__
+    X = band(np.float32)
+    p0 = Params(X[[0, 1, 2]], np.full(3, 1 / 3, np.float32), np.float32(4e-4), np.float32(1.0))
+    near = gl.fit(variant, X, p0, block_size=64)
+    assert_translated(near, gl.fit(variant, far(X), moved_params(p0), block_size=64), np.float32)
+    streamed = gl.scale.fit_out_of_core(
+        variant, far(X), moved_params(p0), block_size=64, chunk_blocks=2
+    )
+    assert_translated(near, streamed, np.float32)
+    sharded = gl.scale.fit_sharded(variant, far(X), moved_params(p0), block_size=64)
+    assert_translated(gl.scale.fit_sharded(variant, X, p0, block_size=64), sharded, np.float32)
+    key = jax.random.key(5)
+    assert_translated(
+        gl.restarts(key, X, K, variant=variant, n_init=2),
+        gl.restarts(key, far(X), K, variant=variant, n_init=2),
+        np.float32,
+    )
+    betas = jnp.asarray([1.0, 4.0], jnp.float32)
+
+    def sweep(data, start):
+        return jax.vmap(lambda b: gl.fit(variant, data, start._replace(beta=b)).labels)(betas)
+
+    np.testing.assert_array_equal(
+        np.asarray(sweep(far(X), moved_params(p0))), np.asarray(sweep(X, p0))
+    )
+    est_near = VariantMixture(variant, K, random_state=0).fit(X)
+    est_far = VariantMixture(variant, K, random_state=0).fit(far(X))
+    np.testing.assert_array_equal(est_far.predict(far(X)), est_near.predict(X))
 
 
 def test_variant_tools_on_far_rows():
