@@ -68,33 +68,48 @@ def _cpu_bits_on_the_cpu(request: pytest.FixtureRequest):
 
 READ_THE_QUICK_RUN = {"test_experiments", "test_figures", "test_paper"}
 
-# Seconds of each unit of work (summed ``--durations=0`` per file, 2-core Intel VM, 2026-12-06;
-# 13 min 40 s in all). The scheduler hands out the costliest unit first (longest processing time
-# first): xdist orders units by their number of tests, which sent the few slow files (the
-# multi-process clusters, the benchmark scripts, the tutorials: 47 to 67 s in under 25 tests
-# each) out last, where one worker could run them while the other had nothing left. A file not
-# listed counts 0.2 s a test.
+# Seconds of each unit of work (summed ``--durations=0`` per file, 2-core Intel VM, 2026-12-07,
+# 2 workers; 19 min 5 s in all; test_native with the clang build it skipped there, as CI has
+# clang). The scheduler hands out the costliest unit first (longest processing time first):
+# xdist orders units by their number of tests, which sent the few slow files (the multi-process
+# clusters, the benchmark scripts, the tutorials: 40 to 70 s in under 25 tests each) out last,
+# where one worker could run them while the others had nothing left. A file not listed counts
+# 0.2 s a test.
 UNIT_SECONDS = {
-    "tests/test_variants_contract.py": 244,
-    "tests/test_native.py": 180,  # 129, and the clang and portable kernel builds (fresh HOME)
-    "tests/test_estimators.py": 157,
-    "quick_run": 144,
-    "tests/test_hamerly.py": 127,
-    "tests/test_core_em.py": 105,
-    "tests/test_multiprocess.py": 67,
-    "tests/test_benchmarks.py": 63,
-    "tests/test_variants_scale.py": 59,
-    "tests/test_properties.py": 53,
-    "tests/test_docs.py": 47,
-    "tests/test_variants_edges.py": 29,
-    "tests/test_perf.py": 27,
-    "tests/test_core_sklearn.py": 26,
-    "tests/test_anneal_rates.py": 24,
-    "tests/test_validation.py": 22,
-    "tests/test_gradient_scale.py": 21,
-    "tests/test_sharding.py": 19,
-    "tests/test_variants_experiment.py": 19,
+    "tests/test_variants_contract.py": 145,
+    "tests/test_native.py": 140,  # 87, and the clang and portable kernel builds (fresh HOME)
+    "tests/test_estimators.py": 110,
+    "tests/test_core_em.py": 109,
+    "quick_run": 103,
+    "tests/test_hamerly.py": 66,
+    "tests/test_benchmarks.py": 53,
+    "tests/test_variants_scale.py": 44,
+    "tests/test_offset_data.py": 43,
+    "tests/test_multiprocess.py": 42,
+    "tests/test_properties.py": 41,
+    "tests/test_docs.py": 28,
+    "tests/test_core_sklearn.py": 20,
+    "tests/test_variants_edges.py": 19,
+    "tests/test_perf.py": 16,
+    "tests/test_anneal_rates.py": 16,
 }
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unused when it is not installed
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: one worker more than the machine has cores.
+
+    A worker often waits, not computes: on the multi-process clusters and CLI runs it starts,
+    on the C++ compilers of the kernel tests, on its own start-up. With one worker per core the
+    2-core VM was busy 172 % of the time (pytest 604 s, 2026-12-07); one more worker takes up
+    that slack (193 %, 575 s in a run that shared the machine with other tests). A count set
+    in ``PYTEST_XDIST_AUTO_NUM_WORKERS`` is used as it is.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist reads it
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    ) + 1
 
 
 def file_group(nodeid: str) -> str:
