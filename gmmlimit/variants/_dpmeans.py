@@ -178,9 +178,11 @@ class _Map(NamedTuple):
 
     @property
     def distortion_exponent(self) -> int:
+        """The power of two by which weighted squared distances are computed smaller."""
         return 2 * self.data + self.weight
 
     def rows(self, a: Any) -> Any:
+        """(n, D) rows or means as the computation takes them (exact)."""
         return exact_ldexp(translate(a, self.offset), -self.data)
 
     def lam(self, lam: jax.Array) -> jax.Array:
@@ -198,7 +200,7 @@ class _Map(NamedTuple):
             if np.ldexp(value, -exponent) < np.finfo(dtype).tiny:
                 raise ValueError(
                     f"lam={value!r} is below the smallest normal number relative to the data's "
-                    f"scale (squared distances and weights are computed / 2^{exponent}, and "
+                    f"scale (weighted squared distances are computed / 2^{exponent}, and "
                     f"lam / 2^{exponent} underflows in {np.dtype(dtype)}): every distinct row "
                     "would open a cluster; pass a larger lam."
                 )
