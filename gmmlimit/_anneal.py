@@ -36,6 +36,7 @@ from ._validation import (
     check_block_size,
     check_k,
     check_key,
+    check_max_iter,
     check_means,
     check_positive_int,
     check_scalar,
@@ -244,7 +245,7 @@ def anneal(
         init = check_means(init_means, X, name="init_means", for_fit=True)
         if init.shape[0] != k:
             raise ValueError(f"init_means has {init.shape[0]} rows but k={k}.")
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_max_iter(max_iter)
     block_size = check_block_size(block_size, X.shape[0], k, X.shape[1])
     # A negative tolerance never fires: EM's log-likelihood gain is never below -|l|.
     tol_value = -1.0 if tol is None else check_tol(tol)
@@ -568,7 +569,7 @@ def anneal_variant(
         scaled_start = None
     start = checked[0]
     w = weights_or_ones(weights, X.shape[0], X.dtype)
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_max_iter(max_iter)
     k_start = variant.means(start).shape[-2]
     block_size = check_block_size(block_size, X.shape[0], k_start, X.shape[1])
     tol = check_tol(tol)

@@ -41,6 +41,7 @@ from ._validation import (
     check_fit_inputs,
     check_k,
     check_key,
+    check_max_iter,
     check_positive_int,
     check_sigma2,
     check_tol,
@@ -189,7 +190,7 @@ def _fit_isotropic(
     other sigma2 runs the bounds only when asked (``algorithm="hamerly"``): whole EM fits
     measured both faster and slower with them (docs/benchmarks.md).
     """
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_max_iter(max_iter)
     original = validate_params(X, params)
     block_size = check_block_size(block_size, X.shape[0], original.means.shape[0], X.shape[1])
     hard = not is_traced(params.sigma2) and float(np.asarray(params.sigma2)) == 0.0
@@ -549,7 +550,7 @@ def restarts(
     X = as_data(X)
     k = check_k(k, X.shape[0])
     n_init = check_positive_int(n_init, "n_init")
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_max_iter(max_iter)
     block_size = check_block_size(block_size, X.shape[0], k, X.shape[1], lanes=n_init)
     keys = jax.random.split(key, n_init)
     if variant is None:

@@ -48,6 +48,7 @@ from ._rescale import (
 from ._validation import (
     _float_dtype,
     check_integers_held,
+    check_max_iter,
     check_positive_int,
     check_sigma2,
     check_tol,
@@ -483,7 +484,7 @@ def _fit_out_of_core(
     check_variant(variant)
     make_iter = _chunk_source(X)
     with dtype_scope(_first_dtype(make_iter)):  # float64 data stay float64 (docs/design.md)
-        max_iter = check_positive_int(max_iter, "max_iter")
+        max_iter = check_max_iter(max_iter)
         block_size = check_positive_int(block_size, "block_size")
         chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
         tol = check_tol(tol)

@@ -68,6 +68,7 @@ from ._validation import (
     check_block_size,
     check_fit_inputs,
     check_k,
+    check_max_iter,
     check_positive_int,
     check_sigma2,
     check_tol,
@@ -600,7 +601,7 @@ def _fit_global(
     from every process's rows, as :func:`~gmmlimit.em` does (``_rescale``); otherwise a variant
     that declares its ``scaling`` runs them as :func:`~gmmlimit.fit` does.
     """
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_max_iter(max_iter)
     if block_size is not None:
         block_size = check_positive_int(block_size, "block_size")
     tol = check_tol(tol)
@@ -913,7 +914,7 @@ def _fit_out_of_core_processes(
     extremes = np.zeros((2, 1))
     try:
         make_iter = _chunk_source(X)
-        max_iter = check_positive_int(max_iter, "max_iter")
+        max_iter = check_max_iter(max_iter)
         block_size = check_positive_int(block_size, "block_size")
         chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
         tol = check_tol(tol)

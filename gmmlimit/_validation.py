@@ -444,7 +444,7 @@ def check_fit_inputs(
     if variant.validate is not None:
         params = variant.validate(X, params)
     w = weights_or_ones(weights, X.shape[0], X.dtype)
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_max_iter(max_iter)
     k = variant.means(params).shape[-2]
     n = X.shape[0] if rows is None else rows
     block_size = check_block_size(block_size, n, k, X.shape[1], backend=backend)
@@ -485,6 +485,26 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
 
 
 _INT32_MAX = 2**31 - 1
+
+MAX_ITER_LIMIT = 2**24
+"""The largest ``max_iter`` a fit takes: each fit keeps a history of up to ``max_iter``
+objectives (rounded up to a power of two), so 2^30 allocated 8 GiB in float64 per fit."""
+
+
+def check_max_iter(max_iter: Any) -> int:
+    """Validate ``max_iter``: an integer in [1, :data:`MAX_ITER_LIMIT`].
+
+    Raises:
+        ValueError: if it is not an integer, < 1, or larger than the limit (naming the
+            history it would allocate).
+    """
+    max_iter = check_positive_int(max_iter, "max_iter")
+    if max_iter > MAX_ITER_LIMIT:
+        raise ValueError(
+            f"max_iter must be at most 2^24 = {MAX_ITER_LIMIT}; got {max_iter}: a fit records "
+            "its objective at every iteration, in a buffer max_iter long."
+        )
+    return max_iter
 
 
 def check_tol(tol: Any) -> float:

@@ -518,3 +518,26 @@ def test_integer_data_the_float_dtype_cannot_hold_are_refused():
         # as float64 data they are computed in float64, exactly
         wide = gl.kmeans((small + 1).astype(np.float64), small[:2].astype(np.float64))
         assert wide.means.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda n: gl.kmeans(X, M, max_iter=n),
+        lambda n: gl.em(X, M, 0.5, max_iter=n),
+        lambda n: gl.fit(gv.spherical, X, gv.spherical.init(jax.random.key(0), X, 3), max_iter=n),
+        lambda n: gl.restarts(jax.random.key(0), X, 3, max_iter=n),
+        lambda n: gl.anneal(X, [1.0, 0.1], k=3, key=jax.random.key(0), max_iter=n),
+        lambda n: gl.scale.kmeans_out_of_core(X, M, max_iter=n),
+        lambda n: gl.scale.kmeans_sharded(X, M, max_iter=n),
+        lambda n: gv.dpmeans(X, 4.0, max_iter=n),
+    ],
+    ids=["kmeans", "em", "fit", "restarts", "anneal", "out_of_core", "sharded", "dpmeans"],
+)
+def test_a_max_iter_whose_history_cannot_be_allocated_is_refused(call):
+    # each fit records its objective at every iteration: max_iter = 2^30 allocated a history
+    # of 2^30 float64 values (8 GiB) before it ran
+    with pytest.raises(
+        ValueError, match=r"max_iter must be at most 2\^24 = 16777216; got 1073741824"
+    ):
+        call(2**30)

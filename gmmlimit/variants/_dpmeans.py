@@ -45,6 +45,7 @@ from .._offset import offset_of, translate
 from .._validation import (
     as_data,
     check_k,
+    check_max_iter,
     check_means,
     check_positive_int,
     exact_ldexp,
@@ -314,7 +315,7 @@ def dpmeans(
     if max_clusters is None:
         max_clusters = min(64, X.shape[0])
     max_clusters = check_k(max_clusters, X.shape[0])
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_max_iter(max_iter)
     block_size = check_positive_int(block_size, "block_size")
     w, weight_exponent = relative_weights(weights, X.shape[0], X.dtype)
     if init_means is not None:

@@ -29,7 +29,7 @@ from .._driver import FitResult, fit_compiled, fit_objective
 from .._logdomain import distance_from_onehot
 from .._validation import (
     as_data,
-    check_positive_int,
+    check_max_iter,
     check_tol,
     is_traced,
     real_values,
@@ -265,7 +265,7 @@ def limit_sweep(
         except ValueError as error:
             raise ValueError(f"temperatures[{i}]: {error}") from None
     points = [variant.validate(X, with_temperature(variant, params, t)) for t in grid]
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_max_iter(max_iter)
     tol = check_tol(tol)
     # A loop of calls to the compiled fit and diagnostics: the temperature is a traced leaf, so
     # they compile once (block_size as gl.fit picks it, so the fits share gl.fit's program).
