@@ -154,12 +154,9 @@ def moved_params(params):
     return params._replace(means=far(np.asarray(params.means)))
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-def test_a_location_variant_fits_far_rows_as_the_rows_translated(name):
-    """In memory, out of core and sharded, from the same start moved by OFFSET (float32)."""
-    variant = getattr(gv, name)
-    X = band(np.float32)
-    p0 = start(name, X)
+def assert_paths_translated(variant: gl.Variant, X: np.ndarray, p0) -> None:
+    """In memory, out of core (300 rows in blocks of 64, the last padded) and sharded, the fit
+    of far(X) from p0 moved by OFFSET is the fit of X from p0."""
     near = gl.fit(variant, X, p0, block_size=64)
     assert_translated(near, gl.fit(variant, far(X), moved_params(p0), block_size=64), np.float32)
     streamed = gl.scale.fit_out_of_core(
@@ -170,19 +167,24 @@ def test_a_location_variant_fits_far_rows_as_the_rows_translated(name):
     assert_translated(gl.scale.fit_sharded(variant, X, p0, block_size=64), sharded, np.float32)
 
 
-@pytest.fixture(scope="module")
-def user_location():
-    """The module of tests/user_variant.py's LOCATION_SOURCE, imported from a temporary folder."""
-    import tempfile
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_location_variant_fits_far_rows_as_the_rows_translated(name):
+    """In memory, out of core and sharded, from the same start moved by OFFSET (float32)."""
+    X = band(np.float32)
+    assert_paths_translated(getattr(gv, name), X, start(name, X))
 
-    with tempfile.TemporaryDirectory() as folder:
-        name = write_module(Path(folder), name="my_location", source=LOCATION_SOURCE)
-        sys.path.insert(0, folder)
-        try:
-            yield importlib.import_module(name)
-        finally:
-            sys.path.remove(folder)
-            forget_module(name)
+
+@pytest.fixture(scope="module")
+def user_location(tmp_path_factory):
+    """The module of tests/user_variant.py's LOCATION_SOURCE, imported from a temporary folder."""
+    folder = str(tmp_path_factory.mktemp("user_location"))
+    name = write_module(Path(folder), name="my_location", source=LOCATION_SOURCE)
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(folder)
+        forget_module(name)
 
 
 def test_a_user_location_variant_fits_far_rows_as_the_rows_translated(user_location):
@@ -194,14 +196,7 @@ def test_a_user_location_variant_fits_far_rows_as_the_rows_translated(user_locat
     assert "gmmlimit" not in user_location.__file__
     X = band(np.float32)
     p0 = Params(X[[0, 1, 2]], np.full(3, 1 / 3, np.float32), np.float32(4e-4), np.float32(1.0))
-    near = gl.fit(variant, X, p0, block_size=64)
-    assert_translated(near, gl.fit(variant, far(X), moved_params(p0), block_size=64), np.float32)
-    streamed = gl.scale.fit_out_of_core(
-        variant, far(X), moved_params(p0), block_size=64, chunk_blocks=2
-    )
-    assert_translated(near, streamed, np.float32)
-    sharded = gl.scale.fit_sharded(variant, far(X), moved_params(p0), block_size=64)
-    assert_translated(gl.scale.fit_sharded(variant, X, p0, block_size=64), sharded, np.float32)
+    assert_paths_translated(variant, X, p0)
     key = jax.random.key(5)
     assert_translated(
         gl.restarts(key, X, K, variant=variant, n_init=2),
