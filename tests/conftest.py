@@ -101,9 +101,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 
     A worker often waits, not computes: on the multi-process clusters and CLI runs it starts,
     on the C++ compilers of the kernel tests, on its own start-up. With one worker per core the
-    2-core VM was busy 172 % of the time (pytest 604 s, 2026-12-07); one more worker takes up
-    that slack (193 %, 575 s in a run that shared the machine with other tests). A count set
-    in ``PYTEST_XDIST_AUTO_NUM_WORKERS`` is used as it is.
+    2-core VM was busy 172 % of the time (``/usr/bin/time -v python -m pytest``: 604 s,
+    2026-12-07); one more worker takes up that slack (196 %, 559 s, the same commit, nothing
+    else running). A count set in ``PYTEST_XDIST_AUTO_NUM_WORKERS`` is used as it is.
     """
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist reads it
