@@ -153,3 +153,34 @@ def test_aligned_host_arrays_reach_jax_without_a_copy(shape, dtype):
     # an array JAX cannot alias (NumPy's 16-byte alignment, offset by one row) is copied intact
     b = np.arange(4 * 8 + 2, dtype=np.float32)[2:].reshape(4, 8)
     np.testing.assert_array_equal(np.asarray(_host.to_jax(b)), b)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_every_estimator_predicts_and_scores_fewer_rows_than_components(covariance_type):
+    # K <= N is a condition of fitting, not of inference: GaussianMixture checked its parameters
+    # against the rows to predict ("k=3 exceeds the number of samples N=1"), where scikit-learn's
+    # predicts one row
+    from sklearn.mixture import GaussianMixture as SKGaussianMixture
+
+    import gmmlimit.variants as gv
+    from gmmlimit.sklearn import VariantMixture
+
+    X = _blobs(40, 3)
+    ours = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    theirs = SKGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    np.testing.assert_array_equal(ours.predict(X[:1]), theirs.predict(X[:1]))
+    np.testing.assert_allclose(ours.score_samples(X[:2]), theirs.score_samples(X[:2]), rtol=1e-9)
+    np.testing.assert_allclose(ours.bic(X[:1]), theirs.bic(X[:1]), rtol=1e-9)
+    others = [
+        KMeans(3, n_init=1, random_state=0),
+        IsotropicGaussianMixture(3, sigma2=1.0, n_init=1, random_state=0),
+        VariantMixture(gv.spherical, 3, random_state=0),
+    ]
+    for model in [ours, *others] if covariance_type == "full" else [ours]:
+        model.fit(X)
+        np.testing.assert_array_equal(model.predict(X[:1]), model.predict(X)[:1])
+        assert np.isfinite(model.score(X[:1]))
+        if hasattr(model, "predict_proba"):
+            np.testing.assert_allclose(
+                model.predict_proba(X[:2]), model.predict_proba(X)[:2], rtol=1e-12, atol=1e-300
+            )

@@ -223,8 +223,12 @@ class GaussianMixture(_SkGaussianMixture):
             1.0,
         )
         # scikit-learn allows reg_covar = 0 (no floor), the variants' validation wants > 0: check
-        # the rest, then put the real value back (the M-step is well defined at 0).
-        p = _VARIANTS[self.covariance_type].validate(X, p)  # reads X's shape and dtype only
+        # the rest, then put the real value back (the M-step is well defined at 0). It reads X's
+        # shape and dtype only, and asks for K <= N, a condition of fitting: inference takes
+        # any number of rows, so it is shown rows enough.
+        k = np.shape(self.weights_)[0]
+        shape = jax.ShapeDtypeStruct((max(X.shape[0], k), X.shape[1]), X.dtype)
+        p = _VARIANTS[self.covariance_type].validate(shape, p)
         return p._replace(reg_covar=jnp.asarray(float(self.reg_covar), X.dtype))
 
     def _set_from(self, params: Any, dtype: np.dtype) -> None:
