@@ -139,6 +139,14 @@ class SweepConfig(DataConfig):
                     f"{name} must be a positive finite variance (sigma2 = 0 is always on the "
                     f"grid); got {value}."
                 )
+            info = np.finfo(self.grid_dtype())
+            if value is not None and not float(info.tiny) <= value <= float(info.max):
+                # the grid is cast to its dtype: past its range it held inf or zeros
+                raise ValueError(
+                    f"{name}={value} is not a normal {self.grid_dtype()} number (from "
+                    f"{float(info.tiny):.4g} to {float(info.max):.4g}), the dtype the sigma2 grid "
+                    "is computed in."
+                )
         if (
             self.sigma2_max is not None
             and self.sigma2_min is not None

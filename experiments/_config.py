@@ -189,7 +189,13 @@ def parse_set(items: Sequence[str]) -> dict[str, str]:
         if "=" not in item:
             raise ValueError(f"--set needs key=value; got {item!r}.")
         key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
+        key = key.strip()
+        if key in out:
+            raise ValueError(
+                f"--set gives {key!r} twice ({key}={out[key]} and {key}={value.strip()}); "
+                "give each key once."
+            )
+        out[key] = value.strip()
     return out
 
 

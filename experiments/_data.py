@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from gmmlimit._offset import offset_of
+from gmmlimit._validation import check_integers_held
 
 __all__ = [
     "DATASETS",
@@ -200,7 +201,8 @@ def load_file(path: str | Path) -> np.ndarray:
 
     Raises:
         ValueError: naming the file and the problem (missing, unreadable, wrong shape,
-            non-numeric, NaN or inf).
+            non-numeric, NaN or inf, integers float64 cannot hold: nanosecond timestamps near
+            2^62 rounded to equal rows).
     """
     path = Path(path)
     if not path.is_file():
@@ -220,6 +222,8 @@ def load_file(path: str | Path) -> np.ndarray:
     if not np.all(np.isfinite(X)):
         bad = int(np.sum(~np.all(np.isfinite(X), axis=1)))
         raise ValueError(f"data file {path} has {bad} row(s) with NaN or inf.")
+    if X.dtype.kind in "iu":  # read as float64 (translated): past 2^53 they would round
+        check_integers_held(X.max(), X.min(), np.float64, name=f"data file {path}")
     return X
 
 

@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -67,8 +68,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _load_config_file(path: str | None) -> dict:
     if path is None:
         return {}
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict:
+        keys = [key for key, _ in pairs]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ValueError(f"config file {path} gives {', '.join(map(repr, twice))} twice.")
+        return dict(pairs)
+
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(), object_pairs_hook=unique)
     except FileNotFoundError:
         raise ValueError(f"config file {path} does not exist.") from None
     except json.JSONDecodeError as err:

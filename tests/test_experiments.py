@@ -17,6 +17,7 @@ import gmmlimit as gl
 from gmmlimit import cli, experiments
 from gmmlimit.experiments import Progress, load_latest, make_config, registry, run_experiment
 from gmmlimit.experiments._common import load_data
+from gmmlimit.experiments._config import parse_set
 
 NAMES = ("responsibilities", "loglik", "updates", "trajectories", "precision")
 _CACHE: dict = {}
@@ -214,6 +215,10 @@ def test_interrupted_sweep_resumes_from_finished_points(quick, tmp_path):
         ({"digits_k": 30, "digits_n": 20}, "K=30 exceeds N=20 on data set 'digits'"),
         ({"n_sigma2": "many"}, "needs an integer"),
         ({"datasets": "separated,mnist"}, "unknown data set 'mnist'"),
+        # cast to the grid's dtype, these held inf or zeros (and the run failed after starting)
+        ({"dtype": "float32", "sigma2_max": 1e39}, "sigma2_max=1e\\+39 is not a normal float32"),
+        ({"dtype": "float32", "sigma2_min": 1e-50}, "sigma2_min=1e-50 is not a normal float32"),
+        ({"sigma2_max": 1e-320}, "sigma2_max=1e-320 is not a normal float64"),
     ],
 )
 def test_bad_config_refused_before_any_work(tmp_path, overrides, message):
@@ -225,6 +230,20 @@ def test_bad_config_refused_before_any_work(tmp_path, overrides, message):
         args += ["--set", f"{key}={value}"]
     assert cli.main(args) == 2
     assert not (tmp_path / "r").exists()  # nothing was computed or written
+
+
+def test_a_key_given_twice_is_refused(tmp_path, capsys):
+    # the last value won without a word
+    args = ["run", "loglik", "--quick", "--results", str(tmp_path / "r")]
+    assert cli.main([*args, "--set", "n_sigma2=10", "--set", "n_sigma2=5"]) == 2
+    assert "--set gives 'n_sigma2' twice" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--set gives 'n_sigma2' twice"):
+        parse_set(["n_sigma2=10", " n_sigma2 =5"])
+    path = tmp_path / "c.json"
+    path.write_text('{"k": 2, "k": 3}')
+    assert cli.main([*args, "--config", str(path)]) == 2
+    assert f"config file {path} gives 'k' twice" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_config_file_and_set_are_typed(tmp_path):
@@ -488,6 +507,8 @@ def test_own_data_file_runs_and_is_recorded(tmp_path, capsys):
         (np.array([[1.0, np.nan], [2.0, 3.0]]), "NaN or inf"),
         (np.array([["a", "b"], ["c", "d"]]), "real numbers"),
         (None, "does not exist"),
+        # nanosecond timestamps near 2^62: float64 rounded rows 0 and 3 to one row
+        (np.array([[2**62, 1], [2**62 + 1, 2], [2**62 + 3, 5], [2**62 + 7, 1]]), "past 2\\^53"),
     ],
 )
 def test_bad_data_file_is_refused_before_any_work(tmp_path, content, message):
