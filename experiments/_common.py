@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import zlib
 from typing import Any
 
@@ -92,6 +93,9 @@ class DataConfig:
                 raise ValueError(f"{name} must be >= 2; got {getattr(self, name)}.")
         if self.digits_n > N_DIGITS:
             raise ValueError(f"digits_n={self.digits_n} exceeds the {N_DIGITS} digits available.")
+        if any(name in self.datasets for name in DATASETS if name != "digits"):
+            # n_samples=10**12 aborted inside XLA (a C++ check failure, no Python error)
+            check_memory("n_samples * dim", self.n_samples * self.dim)
         shape = (0, 0)
         if self.data is not None:
             X, _ = translated(load_file(self.data))  # as load_data reads it
@@ -110,6 +114,28 @@ class DataConfig:
                 )
             if k > n:
                 raise ValueError(f"K={k} exceeds N={n} on data set {name!r}; need K <= N.")
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(what: str, n_values: int) -> None:
+    """Refuse a setting whose float64 array of ``n_values`` would not fit in memory.
+
+    Raises:
+        ValueError: naming ``what``, the array's size and the machine's memory.
+    """
+    total = memory_bytes()
+    if total is not None and 8 * n_values > total:
+        raise ValueError(
+            f"{what} = {n_values} values ({8 * n_values / 2**30:.3g} GiB in float64) would not "
+            f"fit in this machine's memory ({total / 2**30:.3g} GiB)."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +158,7 @@ class SweepConfig(DataConfig):
         super().validate()
         if self.n_sigma2 < 3:
             raise ValueError(f"n_sigma2 must be >= 3; got {self.n_sigma2}.")
+        check_memory("n_sigma2", self.n_sigma2)  # 10**12 raised MemoryError after the start
         for name in ("sigma2_max", "sigma2_min"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and np.isfinite(value)):

@@ -456,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"gmmlimit: error: {err}", file=sys.stderr)
         return 2
+    except MemoryError as err:  # a traceback and status 1 ("a statement failed") before
+        print(f"gmmlimit: error: out of memory: {err or 'an allocation failed'}", file=sys.stderr)
+        return 2
     except OSError as err:
         if isinstance(err, FileNotFoundError) and err.filename is None:
             # the loader API's "no finished run ...; run `gmmlimit run ...`": results missing

@@ -219,6 +219,10 @@ def test_interrupted_sweep_resumes_from_finished_points(quick, tmp_path):
         ({"dtype": "float32", "sigma2_max": 1e39}, "sigma2_max=1e\\+39 is not a normal float32"),
         ({"dtype": "float32", "sigma2_min": 1e-50}, "sigma2_min=1e-50 is not a normal float32"),
         ({"sigma2_max": 1e-320}, "sigma2_max=1e-320 is not a normal float64"),
+        # n_samples aborted inside XLA (no Python error); n_sigma2 raised MemoryError after the
+        # run had started
+        ({"n_samples": 10**12}, r"n_samples \* dim = 2000000000000 values .* would not fit"),
+        ({"n_sigma2": 10**12}, r"n_sigma2 = 1000000000000 values .* would not fit"),
     ],
 )
 def test_bad_config_refused_before_any_work(tmp_path, overrides, message):
@@ -244,6 +248,17 @@ def test_a_key_given_twice_is_refused(tmp_path, capsys):
     assert cli.main([*args, "--config", str(path)]) == 2
     assert f"config file {path} gives 'k' twice" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_out_of_memory_is_an_error_message_not_a_traceback(tmp_path, monkeypatch, capsys):
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate 7.28 TiB")
+
+    monkeypatch.setattr(cli, "_run_many", exhausted)
+    assert cli.main(["run", "loglik", "--quick", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "gmmlimit: error: out of memory: Unable to allocate 7.28 TiB" in err
+    assert "Traceback" not in err
 
 
 def test_config_file_and_set_are_typed(tmp_path):
