@@ -205,6 +205,8 @@ def load_file(path: str | Path) -> np.ndarray:
             2^62 rounded to equal rows).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"data file {path} is a folder, not a file.")
     if not path.is_file():
         raise ValueError(f"data file {path} does not exist.")
     try:

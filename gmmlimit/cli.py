@@ -187,6 +187,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     specs = _specs()
     _check_name(args.name, specs)
+    _check_folder_target(args.results, "--results")  # before: 'R/<name>/<id>.partial: ...'
     overrides = {**_load_config_file(args.config), **parse_set(args.set or [])}
     overrides = _with_data(specs[args.name], overrides, args.data)
     if args.variant is not None:

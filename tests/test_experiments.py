@@ -250,6 +250,17 @@ def test_a_key_given_twice_is_refused(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_run_names_a_results_path_that_is_a_file_and_a_data_path_that_is_a_folder(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert cli.main(["run", "loglik", "--quick", "--results", str(afile)]) == 2
+    assert f"--results {afile} is an existing file, not a folder" in capsys.readouterr().err
+    folder = tmp_path / "rows.npy"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="is a folder, not a file"):  # was: "does not exist"
+        make_config(registry()["updates"], {"data": str(folder), "datasets": "rows"})
+
+
 def test_out_of_memory_is_an_error_message_not_a_traceback(tmp_path, monkeypatch, capsys):
     def exhausted(*args, **kwargs):
         raise MemoryError("Unable to allocate 7.28 TiB")
