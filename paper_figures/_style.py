@@ -107,6 +107,20 @@ def provenance_note(text: str | None) -> Iterator[None]:
         _NOTE.pop()
 
 
+def _add_note(fig, text: str) -> None:
+    """Print ``text`` in red below everything already drawn (axes, labels, a legend below them).
+
+    A fixed spot such as figure coordinates (0, 0) lands on a legend placed under the axes, so
+    the note goes one gap under the bottom of the figure's tight box, at its left edge.
+    """
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+    width, height = fig.get_size_inches()
+    gap = 0.04  # inches
+    x = min(max(box.x0, 0.0), width) / width
+    y = (box.y0 - gap) / height
+    fig.text(x, y, text, ha="left", va="top", fontsize=TEXT - 2, color="#B00000", wrap=True)
+
+
 def save(fig, out_dir: Path, name: str) -> list[Path]:
     """Write ``name.pdf`` (vector) and ``name.png`` into ``out_dir`` and close the figure.
 
@@ -116,9 +130,7 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if _NOTE and _NOTE[-1]:
-        fig.text(
-            0.0, 0.0, _NOTE[-1], ha="left", va="top", fontsize=TEXT - 2, color="#B00000", wrap=True
-        )
+        _add_note(fig, _NOTE[-1])
     paths = [out_dir / f"{name}.pdf", out_dir / f"{name}.png"]
     # The tight box once, for both files: savefig's own "tight" lays the figure out once more
     # per file before drawing it.

@@ -304,3 +304,35 @@ def test_redrawn_pdf_is_byte_identical(tmp_path):
         time.sleep(1.1)  # the creation date has one-second resolution
     assert pdfs[0] == pdfs[1]
     assert b"/CreationDate" not in pdfs[0]
+
+
+def test_provenance_note_clears_a_legend_below_the_axes(tmp_path):
+    # the note sat at figure coordinates (0, 0), right on a legend placed under the axes (fig1)
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from gmmlimit.paper_figures import _style as st
+
+    note = "Not the default config: drawn from run 20990101T000000Z-abc of `loglik` " + "x=1, " * 30
+    fig, axes = st.figure(ncols=2, wide=True)
+    for ax in axes[0]:
+        for i in range(5):
+            ax.plot([0, 1, 2], [i, i + 1, i], color="black", label=f"line {i}")
+        ax.set_xlabel("x label")
+        ax.set_title("title")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    legend = fig.legend(handles, labels, loc="lower center", ncol=5, bbox_to_anchor=(0.5, -0.1))
+    fig.tight_layout()
+    with st.provenance_note(note):
+        (_pdf, png) = st.save(fig, tmp_path, "noted")
+    (text,) = [t for t in fig.texts if t.get_text() == note]
+    renderer = FigureCanvasAgg(fig).get_renderer()  # save closed the figure: a new canvas
+    box = text.get_window_extent(renderer)
+    others = [legend.get_window_extent(renderer)]
+    others += [ax.get_tightbbox(renderer) for ax in fig.axes]
+    for other in others:
+        assert not box.overlaps(other), (box, other)
+    # and the saved file shows it: the note is the only red in the picture
+    image = st.plt.imread(png)[..., :3]
+    red = (image[..., 0] > 0.5) & (image[..., 1] < 0.2) & (image[..., 2] < 0.2)
+    assert red.sum() > 500 and np.nonzero(red.any(axis=1))[0].max() < image.shape[0] - 1
