@@ -121,9 +121,13 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         self.labels_ = np.asarray(res.labels)
         self.n_iter_ = int(res.n_iter)
         self.converged_ = bool(res.converged)
-        self.objective_ = float(res.objective)
-        self.distortion_ = float(res.distortion)
         self.n_features_in_ = int(self.means_.shape[1])
+        self.objective_, self.distortion_ = float(res.objective), float(res.distortion)
+        # fit as X / 2^e, the fit maps back in the data's dtype: J of float32 data near 1e20
+        # is inf there, near 1e-30 it is 0; these Python floats are float64, as score's is
+        wide = self._summed(_float64_if_integer(X), sample_weight, only_if_scaled=True)
+        if wide is not None:
+            self.objective_, self.distortion_ = float(wide[2]), float(wide[3])
         return self
 
     def __getstate__(self) -> dict:
@@ -156,31 +160,44 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         )
 
     @with_float64_scope  # float64 data stay float64 with JAX's x64 flag off, as in fit
-    def _evaluate(self, X: Any, sample_weight: Any = None) -> tuple[Any, ...]:
-        """Responsibilities (N, K), labels (N,) and the objective per unit weight.
+    def _summed(
+        self, X: Any, sample_weight: Any = None, *, only_if_scaled: bool = False
+    ) -> tuple[Any, ...] | None:
+        """Responsibilities (N, K), labels (N,), the summed objective and J, the total weight.
+
+        With ``only_if_scaled``, None (and no evaluation) where the data are within the window.
 
         As in ``fit``, data past the dtype's scale window are evaluated as X / 2^e through the
-        variant's scaling (exact: the same responsibilities and labels), and the objective is
-        mapped back.
+        variant's scaling (exact: the same responsibilities and labels), and the objective and
+        J are mapped back, in float64 (J of float32 data near 1e19 overflows float32).
         """
         X = self._data(X)
         w = weights_or_ones(sample_weight, X.shape[0], X.dtype)
         variant, params = self.variant_, self._params(X)
         data_map = variant_fit_map(variant, X, variant.means(params))
         exponent = data_map.exponent
+        if only_if_scaled and not exponent:
+            return None
         if data_map.identity:
-            resp, labels, objective = _evaluate(variant, params, X, w)
-            return resp, labels, objective / jnp.sum(w)
+            resp, labels, objective, distortion = _evaluate(variant, params, X, w)
+            return resp, labels, objective, distortion, jnp.sum(w)
         scaled = variant_params(variant, params, data_map)
-        resp, labels, objective = _evaluate(variant, scaled, data_map.data(X), w)
+        resp, labels, objective, distortion = _evaluate(variant, scaled, data_map.data(X), w)
         if not exponent:  # a translation alone changes no objective
-            return resp, labels, objective / jnp.sum(w)
-        # mapped back in float64 (score is a Python float): J of float32 data near 1e19
-        # overflows float32 where J / N does not
+            return resp, labels, objective, distortion, jnp.sum(w)
         with jax.enable_x64(True):
             wide = jax.tree.map(_float64, params)
             total = jnp.sum(_float64(w))
             objective = variant_objective(variant, _float64(objective), wide, total, exponent)
+            distortion = variant_objective(
+                variant, _float64(distortion), wide, total, exponent, law="distortion"
+            )
+            return resp, labels, objective, distortion, total
+
+    def _evaluate(self, X: Any, sample_weight: Any = None) -> tuple[Any, ...]:
+        """Responsibilities (N, K), labels (N,) and the objective per unit weight."""
+        resp, labels, objective, _, total = self._summed(X, sample_weight)
+        with jax.enable_x64(True):  # float64 sums stay float64 (x64 keeps float32 float32)
             return resp, labels, objective / total
 
     def predict(self, X: Any) -> np.ndarray:
@@ -223,8 +240,8 @@ def _float64_if_integer(X: Any) -> Any:
 @partial(jax.jit, static_argnames=("variant",))
 def _evaluate(
     variant: Variant, params: Params, X: jax.Array, w: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Responsibilities (N, K), labels (N,) and the summed objective, in one program."""
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Responsibilities (N, K), labels (N,), the summed objective and J, in one program."""
     estep = variant.e_step(params, X)
     stats = variant.sufficient_stats(X, w, estep)
-    return estep.resp, estep.labels, fit_objective(variant, params, stats)
+    return estep.resp, estep.labels, fit_objective(variant, params, stats), stats.distortion

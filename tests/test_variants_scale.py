@@ -173,11 +173,15 @@ def test_the_estimator_predicts_and_scores_data_past_the_window_as_it_fit_them(n
     np.testing.assert_array_equal(np.argmax(proba, axis=1), est.labels_)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
     score = est.score(X)
+    # objective_ and distortion_ too: float32 J near 2^128 (isotropic at 2^63) was inf
+    assert np.isfinite(est.objective_) and np.isfinite(est.distortion_)
     if est.variant_.is_hard(est.params_):  # -J / N, in float64: J itself may overflow float32
         means = np.asarray(est.means_, np.float64)[est.labels_]
         want = -np.mean(np.sum((X.astype(np.float64) - means) ** 2, axis=1))
         assert np.isfinite(score)
         np.testing.assert_allclose(score, want, rtol=1e-5)
+        np.testing.assert_allclose([est.objective_, est.distortion_], [want * N, -want * N],
+                                   rtol=1e-5)  # fmt: skip
     else:  # the objective per row: the fit's mapped-back objective over N
         np.testing.assert_allclose(score, est.objective_ / N, rtol=1e-5)
 
