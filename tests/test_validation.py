@@ -11,6 +11,7 @@ import pytest
 
 import gmmlimit as gl
 import gmmlimit.variants as gv
+from gmmlimit.sklearn import GaussianMixture, IsotropicGaussianMixture
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(20, 3))
@@ -531,8 +532,21 @@ def test_integer_data_the_float_dtype_cannot_hold_are_refused():
         lambda n: gl.scale.kmeans_out_of_core(X, M, max_iter=n),
         lambda n: gl.scale.kmeans_sharded(X, M, max_iter=n),
         lambda n: gv.dpmeans(X, 4.0, max_iter=n),
+        lambda n: IsotropicGaussianMixture(3, sigma2=1.0, max_iter=n).fit(X),
+        lambda n: GaussianMixture(3, max_iter=n).fit(X),
     ],
-    ids=["kmeans", "em", "fit", "restarts", "anneal", "out_of_core", "sharded", "dpmeans"],
+    ids=[
+        "kmeans",
+        "em",
+        "fit",
+        "restarts",
+        "anneal",
+        "out_of_core",
+        "sharded",
+        "dpmeans",
+        "IsotropicGaussianMixture",
+        "GaussianMixture",
+    ],
 )
 def test_a_max_iter_whose_history_cannot_be_allocated_is_refused(call):
     # each fit records its objective at every iteration: max_iter = 2^30 allocated a history

@@ -51,7 +51,7 @@ from .._driver import (
 from .._host import to_jax
 from .._offset import offset_of
 from .._rescale import Scale, check_scaled_sigma2
-from .._validation import check_sigma2, scale_exponent, window_exponent
+from .._validation import check_max_iter, check_sigma2, scale_exponent, window_exponent
 from ..variants._isotropic import IsotropicParams, isotropic
 
 __all__ = [
@@ -277,6 +277,7 @@ class _IsotropicBase(BaseEstimator):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {v!r}.")
+        check_max_iter(self.max_iter)  # a history max_iter long: 2^30 allocated 8 GiB
         if not isinstance(self.tol, (int, float, np.floating)) or not (0 <= self.tol < math.inf):
             raise ValueError(f"tol must be a finite number >= 0; got {self.tol!r}.")
         if isinstance(self.init, str) and self.init not in ("k-means++", "random"):

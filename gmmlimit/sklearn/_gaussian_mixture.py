@@ -32,6 +32,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._driver import Blocks, em_iteration, power_of_two_bucket
 from .._host import to_jax
 from .._offset import offset_of
+from .._validation import MAX_ITER_LIMIT, check_max_iter
 from ..variants import (
     DiagParams,
     FullParams,
@@ -199,6 +200,8 @@ class GaussianMixture(_SkGaussianMixture):
         b = self.beta
         if isinstance(b, bool) or not (isinstance(b, (int, float, np.number)) and b > 0):
             raise ValueError(f"beta must be a number in (0, inf] (inf: the hard limit); got {b!r}.")
+        if self.max_iter > MAX_ITER_LIMIT:  # 0 is scikit-learn's (initialisation only)
+            check_max_iter(self.max_iter)  # a history max_iter long: 2^30 allocated 8 GiB
         super()._check_parameters(X, xp=get_namespace(X)[0] if xp is None else xp)
 
     # ------------------------------------------------------------------------------- fitting
