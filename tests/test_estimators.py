@@ -215,6 +215,21 @@ def test_kmeans_duplicates_stop_like_sklearn_and_warn():
         )
 
 
+def test_isotropic_mixture_warns_as_kmeans_and_gaussian_mixture_do():
+    # it was silent: an unconverged fit and an array init with n_init > 1 (run once)
+    import warnings
+
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        fit = IsotropicGaussianMixture(3, sigma2=0.5, max_iter=1, random_state=0).fit(X)
+    assert not fit.converged_
+    with pytest.warns(RuntimeWarning, match="performing only one init in IsotropicGaussian"):
+        IsotropicGaussianMixture(3, sigma2=0.5, init=X[:3], n_init=3).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a converged fit from one start warns nothing
+        assert IsotropicGaussianMixture(3, sigma2=0.5, init=X[:3]).fit(X).converged_
+
+
 def test_kmeans_feature_names_verbose_and_callable_init(capsys):
     X = _blobs(7)
     seen = []

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import ClusterMixin, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
 
 from .._rescale import Scale
 from .._validation import exact_ldexp, largest_magnitude, scale_exponent, window_exponents
@@ -92,6 +94,13 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
             self.
         """
         sigma2 = self._sigma2()
+        if not isinstance(self.init, str) and self.n_init != 1:  # as KMeans (scikit-learn) warns
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{type(self).__name__} instead of n_init={self.n_init}.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         means, res, total_weight, fitted_at = self._fit(X, sample_weight)
         k, d = means.shape
         # inference reads the sigma2 of the fit, not a later set_params (scikit-learn's rule)
@@ -101,6 +110,13 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         self.covariances_ = np.full(k, sigma2, means.dtype)
         self.n_iter_ = int(res.n_iter)
         self.converged_ = bool(res.converged)
+        if not self.converged_:  # as GaussianMixture (scikit-learn) warns
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         # the fit ran on D' >= D zero-padded columns, at sigma2' = sigma2 / 4^e where the data
         # were rescaled: l / W = l' / W' + (D' / 2) ln(2 pi sigma2') - (D / 2) ln(2 pi sigma2)
         # (ln 2 pi + ln sigma2, not ln(2 pi sigma2): sigma2' / 4^e may be within 2 pi of the
