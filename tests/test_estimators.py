@@ -468,6 +468,14 @@ def test_isotropic_estimator_scores_a_far_row_without_nan():
     assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(proba[:3], model.predict_proba(X[:3]))
     np.testing.assert_array_equal(model.score_samples(query)[:3], model.score_samples(X[:3]))
+    # rows near 1e30 from every mean: their float32 log densities are -inf in score_samples;
+    # score, a Python float, counts them in float64 (before: -inf, where KMeans.score stays
+    # finite), as the float64 model scores the same rows
+    far = X * np.float32(1e30)
+    assert np.all(np.isneginf(model.score_samples(far)))
+    wide = IsotropicGaussianMixture(2, random_state=0).fit(X.astype(np.float64))
+    np.testing.assert_allclose(model.score(far), wide.score(far.astype(np.float64)), rtol=1e-6)
+    assert np.isfinite(model.score(far))
 
 
 def test_variant_mixture_computes_integer_counts_in_float64():

@@ -223,9 +223,26 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
             y: ignored.
 
         Returns:
-            The mean of :meth:`score_samples`.
+            The mean of :meth:`score_samples`, a float64 Python float: a row whose log density
+            is past its dtype (float32 rows near 1e30 from every mean: -inf in
+            :meth:`score_samples`) counts with its float64 value.
         """
-        return float(np.mean(self.score_samples(X)))
+        Xp, wp, means, n = self._padded(X)
+        values = self._soft_padded(Xp, wp, means, n)[1].astype(np.float64)
+        past = ~np.isfinite(values)
+        if np.any(past):  # in float64 from the rows as validated (exact) and the means
+            rows = np.asarray(Xp, np.float64)[:n][past]
+            centres = np.asarray(means, np.float64)
+            with np.errstate(over="ignore"):  # past float64 too: -inf, as scikit-learn gives
+                sq = np.sum((rows[:, None, :] - centres[None]) ** 2, axis=-1)
+                exponents = -sq / (2.0 * self._fitted_sigma2)
+                top = np.max(exponents, axis=1)
+                lse = top + np.log(np.sum(np.exp(exponents - top[:, None]), axis=1))
+            k, d = self.means_.shape
+            values[past] = lse - (
+                math.log(k) + 0.5 * d * (_LOG_2PI + math.log(self._fitted_sigma2))
+            )
+        return float(np.mean(values))
 
 
 def _row_exponents(X: np.ndarray, largest_mean: float) -> np.ndarray:
