@@ -476,6 +476,9 @@ def test_isotropic_estimator_scores_a_far_row_without_nan():
     wide = IsotropicGaussianMixture(2, random_state=0).fit(X.astype(np.float64))
     np.testing.assert_allclose(model.score(far), wide.score(far.astype(np.float64)), rtol=1e-6)
     assert np.isfinite(model.score(far))
+    with jax.enable_x64(False):  # float64 rows are scored in float64, as score_samples are
+        Xw = X.astype(np.float64) + 1 / 3
+        assert wide.score(Xw) == float(np.mean(wide.score_samples(Xw)))
 
 
 def test_variant_mixture_computes_integer_counts_in_float64():

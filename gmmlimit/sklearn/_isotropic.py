@@ -189,9 +189,12 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
                 hard = hard_pass(x, jnp.ones(x.shape[0], Xp.dtype), m)[1]
                 r, s = _soft(x, m, Scale(exponent, 0).sigma2(s2), hard)
                 resp[rows], lse[rows], labels[rows] = np.asarray(r), np.asarray(s), np.asarray(hard)
+        return resp[:n], lse[:n] - self._log_norm(), labels[:n]
+
+    def _log_norm(self) -> float:
+        """The log normaliser ln K + (D / 2) ln(2 pi sigma2) at the fitted sigma2."""
         k, d = self.means_.shape
-        norm = math.log(k) + 0.5 * d * (_LOG_2PI + math.log(sigma2))
-        return resp[:n], lse[:n] - norm, labels[:n]
+        return math.log(k) + 0.5 * d * (_LOG_2PI + math.log(self._fitted_sigma2))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Responsibilities r_nk (shifted log-domain softmax; never NaN).
@@ -215,6 +218,7 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         """
         return self._soft(X)[1]
 
+    @in_x64
     def score(self, X: Any, y: Any = None) -> float:
         """Mean per-sample log-likelihood of X.
 
@@ -238,10 +242,7 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
                 exponents = -sq / (2.0 * self._fitted_sigma2)
                 top = np.max(exponents, axis=1)
                 lse = top + np.log(np.sum(np.exp(exponents - top[:, None]), axis=1))
-            k, d = self.means_.shape
-            values[past] = lse - (
-                math.log(k) + 0.5 * d * (_LOG_2PI + math.log(self._fitted_sigma2))
-            )
+            values[past] = lse - self._log_norm()
         return float(np.mean(values))
 
 
