@@ -266,8 +266,19 @@ def decode_record(record_type: type, arrays: dict[str, np.ndarray], prefix: str 
     return record_type(**values)
 
 
+def _json_scalar(value: Any) -> Any:
+    """A 0-d value for strict JSON: a float that is not finite becomes its name as a string.
+
+    JSON has no NaN or infinity (``json.dumps`` would write the bare words ``NaN`` and
+    ``Infinity``, which strict readers such as ``jq`` reject); ``records.npz`` keeps the value.
+    """
+    if isinstance(value, float) and not np.isfinite(value):
+        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
 def _scalars_of(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The 0-d entries as a nested JSON-able dict (for reading by eye)."""
+    """The 0-d entries as a nested JSON dict (for reading by eye; not finite floats as names)."""
     out: dict[str, Any] = {}
     for name, value in arrays.items():
         if value.ndim:
@@ -276,7 +287,7 @@ def _scalars_of(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         *parents, leaf = name.split("/")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = value.item()
+        node[leaf] = _json_scalar(value.item())
     return out
 
 

@@ -366,6 +366,35 @@ def test_a_given_sigma2_min_is_used_as_given_or_refused():
         sigma2_grid(make_config(spec, {"sigma2_min": 2 * top}, quick=True), X, means)
 
 
+def test_scalars_json_is_strict_json_when_a_scalar_is_not_finite(tmp_path):
+    """A slope NaN (grid too coarse) or an infinite scalar is named in scalars.json, kept in npz."""
+    import dataclasses
+
+    from gmmlimit.experiments._store import write_run_files
+
+    @dataclasses.dataclass(frozen=True)
+    class Record:
+        slope: float
+        low: float
+        high: float
+        count: int
+
+    write_run_files(tmp_path, {"a": Record(float("nan"), -np.inf, np.inf, 3)}, "s", {"m": 1})
+
+    def refuse(word):
+        raise AssertionError(f"scalars.json holds the bare word {word}, which is not JSON")
+
+    scalars = json.loads((tmp_path / "scalars.json").read_text(), parse_constant=refuse)
+    assert scalars["records"]["a"] == {
+        "slope": "NaN",
+        "low": "-Infinity",
+        "high": "Infinity",
+        "count": 3,
+    }
+    arrays = np.load(tmp_path / "records.npz")
+    assert np.isnan(arrays["a/slope"]) and arrays["a/high"] == np.inf and arrays["a/low"] == -np.inf
+
+
 _INDEX_WRITER = """
 import sys, time
 from pathlib import Path
