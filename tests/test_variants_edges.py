@@ -142,6 +142,40 @@ def test_full_covariance_singular_in_float32_is_refused():
         gl.fit(gv.full, X_WINE.astype(np.float32), params, max_iter=30)
 
 
+@pytest.mark.parametrize(
+    "cov",
+    [
+        np.array([[1.0, 1 - 1e-10], [1 - 1e-10, 1.0]]),  # singular once cast to float32
+        np.eye(2) * 1e39,  # inf in float32
+    ],
+)
+def test_a_covariance_unusable_in_float32_is_refused_by_tied_and_full(cov):
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    means, weights = X[:2], np.full(2, 0.5)
+    tied = gv.TiedParams(means, cov, weights, 1.0, 1e-6)
+    full = gv.FullParams(means, np.stack([cov, np.eye(2)]), weights, 1.0, 1e-6)
+    gl.fit(gv.tied, X, tied, max_iter=2)  # usable in float64
+    for variant, params in ((gv.tied, tied), (gv.full, full)):
+        with pytest.raises(ValueError, match="not positive definite in float32"):
+            gl.fit(variant, X.astype(np.float32), params, max_iter=2)
+
+
+@pytest.mark.parametrize(("dtype", "reg_covar"), [(np.float32, 1e-12), (np.float64, 1e-20)])
+def test_tied_fit_on_copied_features_keeps_a_covariance_it_can_factor(dtype, reg_covar):
+    # Two features that are copies of each other: the pooled covariance is singular, and the
+    # reg_covar is below the dtype's resolution of it. Taken as it is, the next E-step had no
+    # Cholesky factor: a NaN objective, both components merged onto one mean, "converged".
+    t = np.random.default_rng(0).normal(size=(200, 1))
+    X = np.hstack([t, t]).astype(dtype)
+    X[100:] += 5.0
+    start = gv.TiedParams(X[[0, 150]], np.eye(2, dtype=dtype), np.full(2, 0.5), 1.0, reg_covar)
+    res = gl.fit(gv.tied, X, start, max_iter=100)
+    assert np.all(np.isfinite(np.asarray(res.history)[: int(res.n_iter)]))
+    np.linalg.cholesky(np.asarray(res.params.covariance, dtype=np.float64))
+    assert np.all(np.diag(np.linalg.cholesky(np.asarray(res.params.covariance))) > 0)
+    np.testing.assert_array_equal(np.bincount(np.asarray(res.labels)), [100, 100])
+
+
 def test_float32_full_fit_with_tiny_reg_covar_never_goes_nan():
     # Duplicated rows collapse a component onto few points: its covariance is singular, and a
     # reg_covar of 1e-12 is below float32's resolution of it. The M-step must still return a

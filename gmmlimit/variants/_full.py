@@ -14,15 +14,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from .._validation import is_traced
 from .._variant import density_scaling
 from ._gaussian import (
     LOG_2PI,
     centred_moments,
     check_common,
+    check_covariances,
     data_spread,
+    factorable_update,
     init_common,
     inverse_cholesky,
     mahalanobis_sq,
@@ -30,7 +30,7 @@ from ._gaussian import (
 )
 from ._tempered import MixtureStats, tempered_variant, update_weights
 
-__all__ = ["FullParams", "full", "positive_definite"]
+__all__ = ["FullParams", "full"]
 
 
 class FullParams(NamedTuple):
@@ -62,13 +62,6 @@ def _moments(params: FullParams, x: jax.Array, wr: jax.Array) -> tuple[jax.Array
     return centred_moments(x, params.means, wr)  # (K, D), (K, D, D)
 
 
-def positive_definite(cov: jax.Array) -> jax.Array:
-    """(K,) whether each (D, D) matrix has a Cholesky factor, diagonal > 0, in its dtype."""
-    chol = jnp.linalg.cholesky(cov)
-    diag = jnp.diagonal(chol, axis1=1, axis2=2)
-    return jnp.all(jnp.isfinite(chol), axis=(1, 2)) & jnp.all(diag > 0, axis=1)
-
-
 def _m_step(params: FullParams, stats: MixtureStats) -> FullParams:
     s1, s2 = stats.moments
     means, delta, ok = mean_update(params.means, stats.counts, s1)
@@ -77,19 +70,7 @@ def _m_step(params: FullParams, stats: MixtureStats) -> FullParams:
     safe = jnp.where(ok, stats.counts, 1.0)[:, None, None]
     cov = s2 / safe - delta[:, :, None] * delta[:, None, :]
     cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2)) + params.reg_covar * eye
-    # A reg_covar below the dtype's resolution of the covariance cannot keep it positive definite
-    # (float32 with reg_covar = 1e-12, a collapsed component): then the floor is raised to
-    # D * eps * the largest variance of the component, and a covariance that still has no
-    # Cholesky factor is not taken (the component keeps its previous one). No M-step returns a
-    # covariance the next E-step cannot factor.
-    scale = jnp.max(jnp.abs(jnp.diagonal(cov, axis1=1, axis2=2)), axis=1)
-    jitter = d * jnp.finfo(cov.dtype).eps * jnp.where(jnp.isfinite(scale), scale, 0.0)
-    raised = cov + jitter[:, None, None] * eye
-    pd = positive_definite(jnp.where(jnp.isfinite(cov), cov, eye))
-    cov = jnp.where(pd[:, None, None], cov, raised)
-    pd = positive_definite(jnp.where(jnp.isfinite(cov), cov, eye))
-    keep = ok & jnp.all(jnp.isfinite(cov), axis=(1, 2)) & pd
-    covariances = jnp.where(keep[:, None, None], cov, params.covariances)
+    covariances = factorable_update(cov, params.covariances, ok)
     return params._replace(
         means=means, covariances=covariances, weights=update_weights(params, stats)
     )
@@ -98,36 +79,8 @@ def _m_step(params: FullParams, stats: MixtureStats) -> FullParams:
 def _validate(X: jax.Array, params: FullParams) -> FullParams:
     common = check_common(X, params, FullParams, "means, covariances, weights, beta, reg_covar")
     k, d = common["means"].shape
-    cov = params.covariances
-    if not is_traced(cov) and not isinstance(cov, jax.Array):
-        cov = np.asarray(cov)
-    if tuple(cov.shape) != (k, d, d):
-        raise ValueError(f"covariances must have shape {(k, d, d)}; got {tuple(cov.shape)}.")
-    if not is_traced(cov):
-        host = np.asarray(cov, dtype=np.float64)
-        if not np.all(np.isfinite(host)):
-            raise ValueError("covariances contain NaN or inf values.")
-        if not np.allclose(host, np.swapaxes(host, 1, 2), rtol=1e-5, atol=0.0):
-            raise ValueError("covariances must be symmetric.")
-        try:
-            chol = np.linalg.cholesky(host)
-        except np.linalg.LinAlgError:
-            raise ValueError("covariances must be positive definite.") from None
-        # as computed: the cast covariance must still have a Cholesky factor in X's dtype
-        cast = np.asarray(host, dtype=np.dtype(X.dtype))
-        ok = bool(np.all(np.isfinite(cast)))
-        if ok:
-            try:
-                chol = np.linalg.cholesky(cast)
-            except np.linalg.LinAlgError:
-                ok = False
-        diag = np.diagonal(chol, axis1=1, axis2=2)
-        if not ok or not np.all(np.isfinite(diag)) or np.any(diag <= 0):
-            raise ValueError(
-                f"covariances are not positive definite in {np.dtype(X.dtype)} (singular after "
-                "the cast); add a larger diagonal or fit in float64."
-            )
-    return FullParams(covariances=jnp.asarray(cov, dtype=X.dtype), **common)
+    covariances = check_covariances(params.covariances, (k, d, d), X.dtype, "covariances")
+    return FullParams(covariances=covariances, **common)
 
 
 def _init(key: jax.Array, X: jax.Array, k: int) -> FullParams:

@@ -15,10 +15,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.linalg import solve_triangular
 
-from .._validation import at_unit_scale, check_means
+from .._validation import at_unit_scale, check_means, is_traced
 from ..checks import check_beta, check_mixing_weights, check_positive_scalar, check_variances
 from ._tempered import distinct_rows
 
@@ -27,12 +28,15 @@ __all__ = [
     "centred",
     "centred_moments",
     "check_common",
+    "check_covariances",
     "check_variances",
     "data_spread",
+    "factorable_update",
     "init_common",
     "inverse_cholesky",
     "mahalanobis_sq",
     "mean_update",
+    "positive_definite",
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -179,6 +183,94 @@ def check_common(X: jax.Array, params: Any, cls: type, fields: str) -> dict[str,
         "beta": check_beta(params.beta, X.dtype),
         "reg_covar": check_positive_scalar(params.reg_covar, X.dtype, "reg_covar"),
     }
+
+
+def check_covariances(cov: Any, shape: tuple[int, ...], dtype: Any, name: str) -> jax.Array:
+    """Validate symmetric positive definite covariances, as computed in ``dtype``.
+
+    A covariance positive definite in float64 can be singular (or, past the float32 maximum,
+    infinite) once cast to float32; such a start would give the first E-step no Cholesky
+    factor, so it is refused here, with the fix named.
+
+    Args:
+        cov: (..., D, D) covariances (traced: only the shape is checked).
+        shape: the expected shape.
+        dtype: the data's dtype, in which the fit computes.
+        name: the field's name for messages.
+
+    Returns:
+        ``cov`` as a ``dtype`` array.
+
+    Raises:
+        ValueError: on a wrong shape, NaN or inf, an asymmetric matrix, or one without a
+            Cholesky factor in float64 or in ``dtype``.
+    """
+    if not is_traced(cov) and not isinstance(cov, jax.Array):
+        cov = np.asarray(cov)
+    if tuple(cov.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {tuple(cov.shape)}.")
+    if not is_traced(cov):
+        host = np.asarray(cov, dtype=np.float64)
+        if not np.all(np.isfinite(host)):
+            raise ValueError(f"{name} holds NaN or inf values.")
+        if not np.allclose(host, np.swapaxes(host, -1, -2), rtol=1e-5, atol=0.0):
+            raise ValueError(f"{name} must be symmetric.")
+        if not _has_cholesky(host):
+            raise ValueError(f"{name} must be positive definite.")
+        if not _has_cholesky(np.asarray(host, dtype=np.dtype(dtype))):
+            raise ValueError(
+                f"{name} is not positive definite in {np.dtype(dtype)} (singular or not finite "
+                "after the cast); add a larger diagonal or fit in float64."
+            )
+    return jnp.asarray(cov, dtype=dtype)
+
+
+def _has_cholesky(cov: np.ndarray) -> bool:
+    """Whether every (D, D) matrix of ``cov`` has a finite Cholesky factor with diagonal > 0."""
+    if not np.all(np.isfinite(cov)):
+        return False
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return False
+    diag = np.diagonal(chol, axis1=-2, axis2=-1)
+    return bool(np.all(np.isfinite(chol)) and np.all(diag > 0))
+
+
+def positive_definite(cov: jax.Array) -> jax.Array:
+    """(K,) whether each (D, D) matrix has a Cholesky factor, diagonal > 0, in its dtype."""
+    chol = jnp.linalg.cholesky(cov)
+    diag = jnp.diagonal(chol, axis1=1, axis2=2)
+    return jnp.all(jnp.isfinite(chol), axis=(1, 2)) & jnp.all(diag > 0, axis=1)
+
+
+def factorable_update(cov: jax.Array, previous: jax.Array, ok: jax.Array) -> jax.Array:
+    """The M-step's covariances, each one the next E-step can factor.
+
+    A ``reg_covar`` below the dtype's resolution of a covariance cannot keep it positive
+    definite (float32 with reg_covar = 1e-12, a collapsed component, or features that are
+    copies of one another): then the floor is raised to D * eps * the largest variance of the
+    matrix, and a covariance that still has no Cholesky factor is not taken (its component
+    keeps the previous one). No M-step returns a covariance the next E-step cannot factor.
+
+    Args:
+        cov: (K, D, D) symmetric updated covariances, ``reg_covar * I`` added.
+        previous: (K, D, D) the E-step's covariances.
+        ok: (K,) bool, whether each update may be taken at all (its component had weight).
+
+    Returns:
+        (K, D, D) covariances.
+    """
+    d = cov.shape[-1]
+    eye = jnp.eye(d, dtype=cov.dtype)
+    scale = jnp.max(jnp.abs(jnp.diagonal(cov, axis1=1, axis2=2)), axis=1)
+    jitter = d * jnp.finfo(cov.dtype).eps * jnp.where(jnp.isfinite(scale), scale, 0.0)
+    raised = cov + jitter[:, None, None] * eye
+    pd = positive_definite(jnp.where(jnp.isfinite(cov), cov, eye))
+    cov = jnp.where(pd[:, None, None], cov, raised)
+    pd = positive_definite(jnp.where(jnp.isfinite(cov), cov, eye))
+    keep = ok & jnp.all(jnp.isfinite(cov), axis=(1, 2)) & pd
+    return jnp.where(keep[:, None, None], cov, previous)
 
 
 def data_spread(X: jax.Array, moment: Callable[[jax.Array], jax.Array]) -> jax.Array:

@@ -15,14 +15,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from .._validation import is_traced
 from .._variant import density_scaling
 from ._gaussian import (
     LOG_2PI,
     centred_moments,
     check_common,
+    check_covariances,
+    factorable_update,
     init_common,
     inverse_cholesky,
     mahalanobis_sq,
@@ -74,10 +74,12 @@ def _m_step(params: TiedParams, stats: MixtureStats) -> TiedParams:
     between = jnp.einsum("k,kd,ke->de", counts, delta, delta, precision=jax.lax.Precision.HIGHEST)
     cov = (s2 - between) / jnp.where(total > 0, total, 1.0)
     cov = 0.5 * (cov + cov.T) + params.reg_covar * jnp.eye(d, dtype=cov.dtype)
-    keep = (total > 0) & jnp.all(jnp.isfinite(cov))
+    # one pooled covariance, by the rule of the full variant's covariances (raised to a floor at
+    # the dtype's resolution, or the previous one kept): the next E-step can always factor it
+    covariance = factorable_update(cov[None], params.covariance[None], (total > 0)[None])[0]
     return params._replace(
         means=means,
-        covariance=jnp.where(keep, cov, params.covariance),
+        covariance=covariance,
         weights=update_weights(params, stats),
     )
 
@@ -85,22 +87,8 @@ def _m_step(params: TiedParams, stats: MixtureStats) -> TiedParams:
 def _validate(X: jax.Array, params: TiedParams) -> TiedParams:
     common = check_common(X, params, TiedParams, "means, covariance, weights, beta, reg_covar")
     d = common["means"].shape[1]
-    cov = params.covariance
-    if not is_traced(cov) and not isinstance(cov, jax.Array):
-        cov = np.asarray(cov)
-    if tuple(cov.shape) != (d, d):
-        raise ValueError(f"covariance must have shape {(d, d)}; got {tuple(cov.shape)}.")
-    if not is_traced(cov):
-        host = np.asarray(cov, dtype=np.float64)
-        if not np.all(np.isfinite(host)):
-            raise ValueError("covariance contains NaN or inf values.")
-        if not np.allclose(host, host.T, rtol=1e-5, atol=0.0):
-            raise ValueError("covariance must be symmetric.")
-        try:
-            np.linalg.cholesky(host)
-        except np.linalg.LinAlgError:
-            raise ValueError("covariance must be positive definite.") from None
-    return TiedParams(covariance=jnp.asarray(cov, dtype=X.dtype), **common)
+    covariance = check_covariances(params.covariance, (d, d), X.dtype, "covariance")
+    return TiedParams(covariance=covariance, **common)
 
 
 def _init(key: jax.Array, X: jax.Array, k: int) -> TiedParams:
