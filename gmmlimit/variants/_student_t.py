@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import digamma, gammaln
+from jax.scipy.special import betaln, digamma, gammaln
 
 from .._gradient import gradient_m_step
 from .._variant import density_scaling
@@ -80,13 +80,32 @@ def _delta(params: StudentTParams, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return diff, jnp.sum(diff * diff, axis=2)
 
 
+def _log_gamma_ratio(a: jax.Array, b: float) -> jax.Array:
+    """The log ratio ln Gamma(a + b) - ln Gamma(a), as ln Gamma(b) - ln B(a, b) from a = 8 on.
+
+    The difference of two ln Gamma values cancels at large a: at nu = 2a = 1e8 each is near
+    8e8, whose float32 rounding (64) swamps the difference (about 17.7). ``betaln`` computes
+    ln B(a, b) = ln Gamma(a) + ln Gamma(b) - ln Gamma(a + b) without forming the large terms
+    (scipy's algorithm, an asymptotic series once the larger argument reaches 8).
+
+    Args:
+        a: (K,) nu / 2 > 0.
+        b: D / 2.
+
+    Returns:
+        (K,) the log ratio, in a's dtype.
+    """
+    b = jnp.asarray(b, a.dtype)
+    # below 8, ln Gamma(a) is small: the plain difference cancels nothing and is kept
+    return jnp.where(a < 8, gammaln(a + b) - gammaln(a), gammaln(b) - betaln(a, b))
+
+
 def _divergence(params: StudentTParams, x: jax.Array) -> jax.Array:
     d = x.shape[1]
     nu, s = params.dofs, params.scales
     _, delta = _delta(params, x)
     log_t = (
-        gammaln((nu + d) / 2)
-        - gammaln(nu / 2)
+        _log_gamma_ratio(nu / 2, d / 2)
         # nu s is never formed: it flushes to 0 when a collapsed scale meets a small nu
         - 0.5 * d * (jnp.log(nu) + math.log(math.pi) + jnp.log(s))
         - 0.5 * (nu + d) * jnp.log1p(delta / s / nu)
