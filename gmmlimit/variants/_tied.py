@@ -71,7 +71,7 @@ def _m_step(params: TiedParams, stats: MixtureStats) -> TiedParams:
     d = params.means.shape[1]
     counts = jnp.where(ok, stats.counts, 0.0)
     total = jnp.sum(stats.counts)
-    between = jnp.einsum("k,kd,ke->de", counts, delta, delta, precision=jax.lax.Precision.HIGHEST)
+    between = jnp.sum(counts[:, None, None] * delta[:, :, None] * delta[:, None, :], axis=0)
     cov = (s2 - between) / jnp.where(total > 0, total, 1.0)
     cov = 0.5 * (cov + cov.T) + params.reg_covar * jnp.eye(d, dtype=cov.dtype)
     # one pooled covariance, by the rule of the full variant's covariances (raised to a floor at
