@@ -22,6 +22,7 @@ import numpy as np
 from jax import lax
 
 from ._api import check_init_components, scaled_temperature
+from ._distance import within_distance
 from ._driver import (
     e_pass,
     fit_compiled,
@@ -155,18 +156,20 @@ def count_distinct(means: jax.Array, tol: jax.Array) -> jax.Array:
 
     Two means closer than ``tol`` belong to one centre, and the relation is closed transitively
     (connected components of the "closer than tol" graph), so the count does not depend on the
-    order of the means.
+    order of the means. The relation is decided for every finite mean and tol without squaring
+    them (:func:`~gmmlimit._distance.within_distance`): squared distances of means near 1e-160
+    (float64) or 1e-20 (float32) underflowed to 0 and linked means tol apart, those near 1e200
+    or 1e30 overflowed.
 
     Args:
-        means: (K, D) means.
-        tol: scalar distance tolerance >= 0.
+        means: (K, D) finite means, float32 or float64.
+        tol: () distance tolerance >= 0 (cast to the means' dtype).
 
     Returns:
         () int32 number of groups, between 1 and K.
     """
     k = means.shape[0]
-    sq = jnp.sum((means[:, None, :] - means[None, :, :]) ** 2, axis=-1)
-    reach = sq <= tol * tol
+    reach = within_distance(means, tol)
     for _ in range(max(1, math.ceil(math.log2(max(k, 2))))):
         reach = reach | (reach.astype(jnp.int32) @ reach.astype(jnp.int32) > 0)
     first = jnp.argmax(reach, axis=1)  # lowest index of each mean's group

@@ -8,18 +8,18 @@ back, so they are finite wherever the answer is representable.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._api import em_step
+from ._driver import e_pass, make_blocks
 from ._logdomain import distance_from_onehot, pairwise_sq_dists_partial, shifted_softmax
-from ._offset import offset_of, translate
 from ._rescale import Scale, norm_rescaled, prepare
-from ._validation import as_data, check_means, with_float64_scope
-from .variants._isotropic import IsotropicParams, assign
+from ._validation import as_data, check_block_size, with_float64_scope
+from .variants._isotropic import IsotropicParams, assign, isotropic
 
 __all__ = [
     "nearest_gap",
@@ -190,24 +190,56 @@ def _scaled_log_likelihood(
 def update_gap(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
     """Statement 3: Frobenius distance between one EM mean update and one Lloyd update.
 
+    Both updates start from the given means and are the plain M-steps of one E-step: a
+    component with no weight keeps its mean, in the Lloyd update (sigma2 = 0) a cluster no row
+    is nearest to, in the EM update one whose total responsibility underflows to 0. Nothing is
+    relocated (moving an empty cluster to the farthest row is a fit's rule, as in
+    ``gl.kmeans``), so the two updates agree as sigma2 -> 0 (statement 3), as
+    :func:`gmmlimit.variants.limits.diagnose`'s ``update_gap`` does. K may exceed N
+    (evaluating given means needs no K <= N, a fit does): the Lloyd update then keeps at least
+    K - N means where they are.
+
     Args:
         X: (N, D) data.
-        means: (K, D) the common starting means.
-        sigma2: shared variance >= 0.
+        means: (K, D) the common starting means, any K >= 1.
+        sigma2: shared variance >= 0 (traceable: ``jax.vmap`` over a grid compiles once).
         weights: optional (N,) sample weights.
 
     Returns:
         Scalar ||EM(means; sigma2) - Lloyd(means)||_F in X's dtype.
+
+    Raises:
+        ValueError: on invalid data, means (a shape other than (K, D), non-finite values),
+            sigma2 or weights.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gmmlimit import study
+        >>> # K = 2 > N = 1: EM moves the second mean to the row, Lloyd keeps it at 4
+        >>> float(study.update_gap(jnp.array([[0.0]]), jnp.array([[0.0], [4.0]]), 1.0))
+        4.0
     """
-    X = as_data(X)
-    offset = offset_of(X)
-    if offset is not None:
-        # rows far from the origin (_offset): both updates less the data's exact offset, where
-        # their difference is not rounded to the spacing of numbers near the offset
-        X, means = translate(X, offset), translate(check_means(means, X, name="means"), offset)
-    soft = em_step(X, means, sigma2, weights=weights)
-    hard = em_step(X, means, 0.0, weights=weights)
-    return norm_rescaled(soft - hard)
+    # rows far from the origin (_offset) are computed less their exact offset, where the two
+    # updates' difference is not rounded to the spacing of numbers near the offset; data past
+    # the scale window as X / 2^e, the difference of locations mapped back by 2^e
+    Xs, params, w, scale = _scaled(X, means, sigma2, weights)
+    n, d = Xs.shape
+    block_size = check_block_size(None, n, params.means.shape[0], d)
+    gap = norm_rescaled(_update_difference(Xs, w, params, block_size=block_size))
+    return jnp.ldexp(gap, scale.data) if scale.data else gap
+
+
+@partial(jax.jit, static_argnames=("block_size",))
+def _update_difference(
+    X: jax.Array, w: jax.Array, params: IsotropicParams, *, block_size: int
+) -> jax.Array:
+    """(K, D) EM update at params.sigma2 less the Lloyd update, both without relocation."""
+    blocks = make_blocks(X, w, block_size)
+    hard = IsotropicParams(params.means, jnp.zeros_like(params.sigma2))
+    soft_stats = e_pass(isotropic, params, blocks)[0]
+    hard_stats = e_pass(isotropic, hard, blocks)[0]
+    soft_step = isotropic.m_step(params, soft_stats).means
+    return soft_step - isotropic.m_step(hard, hard_stats).means
 
 
 def onehot_threshold(dtype: Any) -> float:

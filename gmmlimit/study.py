@@ -30,7 +30,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import _anneal, _diagnostics
 from ._anneal import (
@@ -53,7 +52,6 @@ from ._validation import (
     check_scalar,
     float64_scope,
     is_traced,
-    scale_exponent,
     with_float64_scope,
 )
 from ._variant import Variant
@@ -191,8 +189,9 @@ def count_distinct(means: Any, tol: Any) -> jax.Array:
 
     Two means closer than ``tol`` belong to one centre, and the relation is closed transitively
     (connected components of the "closer than tol" graph), so the count does not depend on the
-    order of the means. Means outside the dtype's scale window are compared as means / 2^e
-    against tol / 2^e (exact), so squared distances neither overflow nor vanish.
+    order of the means. The relation is decided on exact mantissas at one power of two, so it
+    holds for means and tols at every scale, subnormal to the dtype's largest number: squared
+    distances neither overflow nor vanish.
 
     Args:
         means: (K, D) means (float64 means are compared in float64 whatever JAX's x64 flag).
@@ -215,13 +214,6 @@ def count_distinct(means: Any, tol: Any) -> jax.Array:
         means = as_data(means, name="means")
         if is_traced(means) or is_traced(tol):
             return _anneal.count_distinct(means, tol)
-        # a tol below the smallest normal number is compared rescaled, with the means
+        # a subnormal tol is taken: the comparison reads its exact mantissa and exponent
         value = check_scalar(tol, "tol", dtype=means.dtype, owner="the means'", subnormal_ok=True)
-        largest = float(np.finfo(np.dtype(means.dtype)).max)
-        exponent = scale_exponent(means)
-        if exponent:
-            means = jnp.ldexp(means, -exponent)
-        # the scaled means lie within the window: a tol capped at the largest number still
-        # exceeds every distance between them
-        scaled = min(float(np.ldexp(value, -exponent)), largest)
-        return _anneal.count_distinct(means, jnp.asarray(scaled, means.dtype))
+        return _anneal.count_distinct(means, jnp.asarray(value, means.dtype))

@@ -1,11 +1,16 @@
 """Edges of the study tools: zero spread, far scales, small sigma2, option validation."""
 
+import itertools
+from fractions import Fraction
+
 import jax
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import gmmlimit as gl
-from gmmlimit import _ascent, study
+from gmmlimit import _anneal, _ascent, study
 
 _rng = np.random.default_rng(3)
 X32 = _rng.normal(size=(40, 2)).astype(np.float32)
@@ -114,3 +119,163 @@ def test_scalar_options_of_the_wrong_kind_are_value_errors():
         repeats=1,
     )
     assert costs["adam"].learning_rate == pytest.approx(0.1)
+
+
+def _squared_distance(a: np.ndarray, b: np.ndarray) -> Fraction:
+    """||a - b||^2 of two (D,) rows, exact (rational)."""
+    return sum((Fraction(float(x)) - Fraction(float(y))) ** 2 for x, y in zip(a, b, strict=True))
+
+
+def _distinct_groups(means: np.ndarray, tol: float) -> int:
+    """Connected components of ||mu_i - mu_j|| <= tol, decided in exact rational arithmetic."""
+    bound = Fraction(float(tol)) ** 2
+    group = list(range(len(means)))
+    for i, j in itertools.combinations(range(len(means)), 2):
+        if _squared_distance(means[i], means[j]) <= bound:
+            old, new = group[j], group[i]
+            group = [new if g == old else g for g in group]
+    return len(set(group))
+
+
+# means 0, s, 2.5 s (twice), 3 s along another axis, and a unit row: distances from s to 1
+_SHAPE = np.array([[0.0, 0.0], [1.0, 0.0], [2.5, 0.0], [2.5, 0.0], [0.0, 3.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", ["subnormal", "tiny", "unit", "huge"])
+def test_count_distinct_compares_distances_at_every_scale(dtype, scale):
+    # before: squared distances were compared with tol^2, and both underflowed to 0 for means
+    # 1e-160 apart (float64) or 1e-20 (float32): 0 <= 0 linked them at any tol, 0 included
+    s = {
+        "subnormal": {np.float32: 1e-42, np.float64: 1e-320},
+        "tiny": {np.float32: 1e-20, np.float64: 1e-160},
+        "unit": {np.float32: 1.0, np.float64: 1.0},
+        "huge": {np.float32: 1e30, np.float64: 1e200},
+    }[scale][dtype]
+    # the unit row keeps tiny means as given (study.count_distinct rescales means whose
+    # largest magnitude lies past the window, and jnp.ldexp leaves subnormals unscaled)
+    means = np.r_[_SHAPE * s, [[1.0, 1.0]]].astype(dtype)
+    cases = [(means, 0.0), (means[[0, 1, 4, 5]], 0.0), (means[[0, 1, 5]], 0.0)]
+    for factor in (1e-10, 0.5, 1.0, 1.5, 2.0, 3.0, 1e10):
+        with np.errstate(over="ignore"):  # 1e40 is past float32's largest number
+            tol = dtype(factor * s)  # rounded to the dtype first: the reference sees that tol
+        if np.isfinite(tol) and (tol > 0 or factor < 1):
+            cases += [(means, float(tol)), (means[[0, 1, 4, 5]], float(tol))]
+    if scale == "huge":  # squared distances overflow: a tol just below the distance, and at it
+        big = np.array([[0.0], [s], [-s]], dtype)
+        cases += [(big, float(dtype(0.9 * s))), (big, float(dtype(s)))]
+    for m, tol in cases:
+        assert int(study.count_distinct(m, tol)) == _distinct_groups(m, tol), (m, tol)
+
+
+_EXPONENTS = {np.float32: (-160, 120), np.float64: (-1090, 1015)}
+# the edges of each range drawn often: subnormal, smallest normal, unit and near the largest
+_EDGES = {
+    np.float32: [-160, -149, -140, -126, -70, 0, 100, 120],
+    np.float64: [-1090, -1074, -1060, -1022, -540, 0, 660, 1015],
+}
+
+
+@st.composite
+def _means_and_tol(draw, dtype):
+    """(4, 2) means m * 2^(E + delta) and a tol at E: mixed scales, ties and subnormals."""
+    low, high = _EXPONENTS[dtype]
+    top = draw(st.one_of(st.sampled_from(_EDGES[dtype]), st.integers(low, high)))
+    deltas = st.sampled_from([0, 0, 0, -1, -30, -200])
+    entry = st.tuples(st.integers(-6, 6), deltas)
+    raw = draw(st.lists(entry, min_size=8, max_size=8))
+    means = np.array([np.ldexp(dtype(m), max(top + d, low)) for m, d in raw], dtype)
+    t, d = draw(st.integers(0, 12)), draw(st.sampled_from([-200, -30, -1, 0, 0, 1, 30]))
+    tol = np.ldexp(dtype(t), min(max(top + d, low), high))
+    return means.reshape(4, 2), tol
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_count_distinct_compiled_matches_exact_components(dtype):
+    # the compiled count (as gl.anneal calls it, jitted and vmapped over stages) against exact
+    # rational distances, for means from subnormal to near the largest number, tol 0 included
+    count = jax.jit(_anneal.count_distinct)
+    batched = jax.jit(jax.vmap(_anneal.count_distinct))
+
+    @settings(max_examples=150, deadline=None, derandomize=True)
+    @given(_means_and_tol(dtype))
+    def check(case):
+        means, tol = case
+        want = _distinct_groups(means, tol)
+        bound = Fraction(float(tol)) ** 2
+        for i, j in itertools.combinations(range(4), 2):  # a near tie: rounding decides
+            sq = _squared_distance(means[i], means[j])
+            assume(sq == bound or abs(sq - bound) > bound / 1024)
+        assert int(count(means, tol)) == want
+        both = batched(np.stack([means, means[::-1]]), np.stack([tol, tol]))
+        assert np.asarray(both).tolist() == [want, want]
+
+    with jax.enable_x64(dtype == np.float64):
+        check()
+
+
+def _update_gap_reference(X, means, sigma2, weights):
+    """||one EM mean update - one Lloyd update||_F in float64 NumPy; empty components stay.
+
+    A responsibility below X's dtype's smallest normal number is 0 (XLA flushes it), so a
+    component whose every responsibility does is empty in the EM update too.
+    """
+    tiny = np.finfo(X.dtype).tiny
+    X, means = X.astype(np.float64), means.astype(np.float64)
+    sq = np.sum((X[:, None, :] - means[None]) ** 2, axis=2)  # (N, K)
+    hard = np.eye(means.shape[0])[np.argmin(sq, axis=1)]  # ties: the lowest index
+    if sigma2 > 0:
+        logits = -(sq - sq.min(axis=1, keepdims=True)) / (2.0 * sigma2)
+        soft = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        soft[soft < tiny] = 0.0
+    else:
+        soft = hard
+
+    def step(r):
+        counts = weights @ r  # (K,)
+        sums = (weights[:, None] * r).T @ X
+        kept = counts > 0
+        return np.where(kept[:, None], sums / np.where(kept, counts, 1.0)[:, None], means)
+
+    return float(np.linalg.norm(step(soft) - step(hard)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sigma2", [0.0, 0.005, 0.05, 1.0, 30.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_update_gap_evaluates_more_means_than_rows(dtype, sigma2, weighted):
+    # before: "k=4 exceeds the number of samples N=2", though evaluating given means needs no
+    # K <= N (responsibility_gap and limits.diagnose take them). Two rows, four means: the
+    # Lloyd update keeps the two means no row is nearest to, EM moves them toward the rows
+    # unless their responsibilities underflow (sigma2 0.05: in float32, not float64).
+    X = np.array([[0.0, 0.0], [1.0, 2.0]], dtype)
+    means = np.array([[0.5, 0.0], [1.0, 1.5], [4.0, -1.0], [-3.0, 2.0]], dtype)
+    weights = np.array([1.0, 3.0]) if weighted else np.ones(2)
+    got = study.update_gap(X, means, sigma2, weights=weights if weighted else None)
+    assert got.dtype == dtype
+    want = _update_gap_reference(X, means, sigma2, weights)
+    # updates rounded to X's dtype: soft corrections below its eps leave rounding noise
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(float(got), want, rtol=rtol, atol=rtol / 10)
+    if sigma2 == 1.0:
+        assert want > 1.0  # the empty clusters' means differ, not only rounding
+    # the reproducer: one row, the second mean empty in the Lloyd update (as limits.diagnose)
+    one = study.update_gap(np.array([[0.0]], dtype), np.array([[0.0], [4.0]], dtype), 1.0)
+    assert float(one) == 4.0
+    params = gl.variants.IsotropicParams(np.array([[0.0], [4.0]]), np.float64(1.0))
+    diag = gl.variants.limits.diagnose(gl.variants.isotropic, np.array([[0.0]]), params)
+    assert float(diag.update_gap) == 4.0
+
+
+def test_update_gap_refuses_invalid_means_before_computing():
+    X = np.array([[0.0]])
+    for means, match in [
+        (np.array([[0.0], [np.nan]]), "NaN"),
+        (np.zeros((0, 1)), "at least one mean"),
+        (np.zeros((2, 2)), "columns"),
+        (np.zeros(2), "2-D"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            study.update_gap(X, means, 1.0)
+    with pytest.raises(ValueError, match="sigma2"):
+        study.update_gap(X, np.zeros((3, 1)), -1.0)
