@@ -110,20 +110,34 @@ def _chunk_source(source: Source) -> Callable[[], Iterator[np.ndarray]]:
 
 
 def _rechunk(
-    pieces: Iterator[Any], rows: int, d: int | None, dtype: np.dtype | None
+    pieces: Iterator[Any],
+    rows: int,
+    d: int | None,
+    dtype: np.dtype | None,
+    where: str = "",
 ) -> Iterator[np.ndarray]:
     """Re-cut a stream of (n_i, D) arrays into chunks of exactly ``rows`` rows (the last shorter).
 
     Array-like pieces (including memmaps) are sliced lazily, so a memmap is read one chunk at a
     time. Big-endian pieces (``np.fromfile``, FITS) are read in the native byte order. Every
-    piece must have the dtype of the first (``dtype`` if given): pieces of two dtypes would be
-    joined into one chunk of the wider.
+    piece must have the width ``d`` and the dtype ``dtype`` where given (a later pass passes
+    those its source's first pass found), else those of the first piece: pieces of two dtypes
+    would be joined into one chunk of the wider, and a later pass's rows cast to the checked
+    dtype (float64 rows of 1e300 become inf in float32).
+
+    Args:
+        pieces: the (n_i, D) arrays of one pass.
+        rows: the rows of a chunk.
+        d: the width every piece must have; None takes the first piece's.
+        dtype: the (native) dtype every piece must have; None takes the first piece's.
+        where: words naming the pass in error messages (e.g. ``", on a later pass"``).
 
     Raises:
-        ValueError: on a piece that is not 2-D, or has another width or dtype.
+        ValueError: on a piece that is not 2-D, or has another width or dtype (naming its rows).
     """
     buf: list[np.ndarray] = []
     held = 0
+    seen = 0  # rows of the pieces before this one
     for piece in pieces:
         if not hasattr(piece, "shape") or len(piece.shape) != 2:
             piece = np.asarray(piece)
@@ -131,17 +145,22 @@ def _rechunk(
                 raise ValueError(
                     f"every chunk must be a 2-D array (n_i, D); got shape {piece.shape}."
                 )
+        n = piece.shape[0]
+        rows_named = f"(rows {seen}..{seen + n - 1}{where})"
         if d is None:
             d = piece.shape[1]
         elif piece.shape[1] != d:
-            raise ValueError(f"chunks must all have D={d} columns; got one with {piece.shape[1]}.")
+            raise ValueError(
+                f"chunks must all have D={d} columns; got one with {piece.shape[1]} {rows_named}."
+            )
         native = np.dtype(piece.dtype).newbyteorder("=")
         if dtype is None:
             dtype = native
         elif native != dtype:
-            raise ValueError(f"chunks must all have dtype {dtype}; got one of {native}.")
+            raise ValueError(
+                f"chunks must all have dtype {dtype}; got one of {native} {rows_named}."
+            )
         start = 0
-        n = piece.shape[0]
         while start < n:
             take = min(rows - held, n - start)
             buf.append(np.asarray(piece[start : start + take], native))
@@ -150,8 +169,31 @@ def _rechunk(
             if held == rows:
                 yield buf[0] if len(buf) == 1 else np.concatenate(buf)
                 buf, held = [], 0
+        seen += n
     if held:
         yield buf[0] if len(buf) == 1 else np.concatenate(buf)
+
+
+_LATER_PASS = ", on a later pass over the source"
+
+
+def _check_first_dtype(found: np.dtype, first: np.dtype | None) -> None:
+    """Refuse a scan whose first chunk has another dtype than a first look at the source found.
+
+    Args:
+        found: the (native) dtype of the scan's first chunk.
+        first: the dtype of the first look (:func:`_first_dtype`, which chose the dtype scope
+            the data are computed in), or None.
+
+    Raises:
+        ValueError: if they differ: float64 chunks in a scope chosen for float32 ones would be
+            computed in float32 (1e300 becomes inf).
+    """
+    if first is not None and np.dtype(found) != np.dtype(first):
+        raise ValueError(
+            f"chunks must all have dtype {np.dtype(first)}; got one of {np.dtype(found)} (rows "
+            f"from 0{_LATER_PASS})."
+        )
 
 
 def _check_chunk(chunk: np.ndarray, start: int, check_data: Callable | None) -> None:
@@ -172,6 +214,7 @@ class _ScanInfo(NamedTuple):
     n: int
     d: int
     dtype: np.dtype  # the dtype the data are computed in
+    source_dtype: np.dtype  # the (native) dtype of the source's chunks, on every pass
     spread: float  # mean per-feature variance, in the unit of largest's host_spread_unit
     largest: float  # max |x|
     lo: np.ndarray  # (D,) each feature's smallest value, in dtype
@@ -182,11 +225,19 @@ def _scan_info(
     make_iter: Callable[[], Iterator[np.ndarray]],
     rows: int,
     check_data: Callable | None = None,
+    source_dtype: np.dtype | None = None,
 ) -> _ScanInfo:
     """Two passes: N, D, dtype, spread, max |x| and each feature's extremes; checks chunks.
 
     The variance is measured in the unit of :func:`~gmmlimit._driver.host_spread_unit` of the
     largest magnitude (float64 squares of data near 1e160 would overflow).
+
+    Args:
+        make_iter: starts a pass over the source.
+        rows: the rows of a chunk.
+        check_data: the variant's ``check_data``, or None.
+        source_dtype: the dtype an earlier look at the source found (:func:`_first_dtype`,
+            which chose the dtype scope), or None: every chunk must have it.
 
     Raises:
         ValueError: on a chunk that is not 2-D, has another width or dtype, holds NaN or inf, or
@@ -202,6 +253,7 @@ def _scan_info(
     for chunk in _rechunk(make_iter(), rows, None, None):
         if d is None:
             d, src_dtype = chunk.shape[1], chunk.dtype
+            _check_first_dtype(src_dtype, source_dtype)
             dtype = np.dtype(_float_dtype(src_dtype))
             total = np.zeros(d, np.float64)
             lo, hi = np.full(d, np.inf, np.float64), np.full(d, -np.inf, np.float64)
@@ -223,10 +275,11 @@ def _scan_info(
     mean = total / n
     unit = host_spread_unit(largest, np.float64)
     sq = np.zeros(d, np.float64)
-    for chunk in _rechunk(make_iter(), rows, d, src_dtype):
+    for chunk in _rechunk(make_iter(), rows, d, src_dtype, _LATER_PASS):
         sq += (((chunk.astype(np.float64) - mean) / unit) ** 2).sum(axis=0)
     spread = float(np.mean(sq / n))
-    return _ScanInfo(n, d, dtype, spread, largest, lo.astype(dtype), hi.astype(dtype))
+    lo, hi = lo.astype(dtype), hi.astype(dtype)
+    return _ScanInfo(n, d, dtype, np.dtype(src_dtype), spread, largest, lo, hi)
 
 
 def streamed_chunk_rows(block_rows: int, chunk_blocks: int) -> int:
@@ -368,10 +421,18 @@ def _full_pass(
     labels_out: np.ndarray,
     exponent: int = 0,
     offset: np.ndarray | None = None,
+    source_dtype: np.dtype | None = None,
 ) -> _Carry:
     """One E-step over all chunks; writes the labels into ``labels_out`` and returns the carry.
 
-    Each chunk is computed as (x - offset) / 2^e (exact; ``_offset``, ``_rescale``).
+    Each chunk is computed as (x - offset) / 2^e (exact; ``_offset``, ``_rescale``). Every
+    chunk must have the width ``d`` and the dtype ``source_dtype`` the validating scan found,
+    and is checked again (finite, ``check_data``) before it is cast to ``dtype``: a source
+    whose chunks change between passes raises ValueError, and no value is cast past its range.
+
+    Raises:
+        ValueError: on a chunk of another width or dtype than the scan's, holding NaN or inf or
+            values the variant refuses, or a source whose length changed.
     """
     k = variant.means(params).shape[0]
     shapes = jax.eval_shape(
@@ -387,13 +448,15 @@ def _full_pass(
         far_label=jnp.zeros((k,), jnp.int32),
     )
     start = 0
-    for chunk in _rechunk(make_iter(), chunk_rows, d, None):
+    for chunk in _rechunk(make_iter(), chunk_rows, d, source_dtype, _LATER_PASS):
         m = chunk.shape[0]
         if start + m > n:
             raise ValueError(f"the data source gave more than {n} rows on a later pass.")
         _check_chunk(chunk, start, variant.check_data)
         x = np.empty((chunk_rows, d), dtype)
         x[:m] = chunk
+        if chunk.dtype != dtype:  # integers, or float16: the cast is checked as well
+            _check_chunk(x[:m], start, None)
         x[m:] = chunk[0]
         if offset is not None:
             np.subtract(x, offset, out=x)
@@ -483,13 +546,16 @@ def _fit_out_of_core(
     """
     check_variant(variant)
     make_iter = _chunk_source(X)
-    with dtype_scope(_first_dtype(make_iter)):  # float64 data stay float64 (docs/design.md)
+    first = _first_dtype(make_iter)
+    with dtype_scope(first):  # float64 data stay float64 (docs/design.md)
         max_iter = check_max_iter(max_iter)
         block_size = check_positive_int(block_size, "block_size")
         chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
         tol = check_tol(tol)
         rows = block_size * chunk_blocks
-        info = _scan_info(make_iter, rows, variant.check_data)
+        # the scope's dtype is the scan's: float64 chunks of a scope chosen for float32 ones
+        # would be computed, unchecked, in float32
+        info = _scan_info(make_iter, rows, variant.check_data, first)
         n, d, dtype = info.n, info.d, info.dtype
         spec = jax.ShapeDtypeStruct((n, d), dtype)
         if variant.validate is not None:
@@ -525,7 +591,10 @@ def _fit_out_of_core(
 
         def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
             pass_args = (params, make_iter, w, n, d, dtype, chunk_rows, b, track, labels_out)
-            return _full_pass(variant, *pass_args, exponent=exponent, offset=offset)
+            return _full_pass(
+                variant, *pass_args, exponent=exponent, offset=offset,
+                source_dtype=info.source_dtype,
+            )  # fmt: skip
 
         result = _pass_loop(variant, params, run_pass, n, dtype, max_iter, tol_a, spread)
 

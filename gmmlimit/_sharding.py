@@ -19,6 +19,8 @@ outcome before anything is fitted, and each device pads and blocks its rows wher
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -45,8 +47,10 @@ from ._driver import (
 )
 from ._offset import feature_range, translated_largest
 from ._outofcore import (
+    _LATER_PASS,
     DEFAULT_CHUNK_BLOCKS,
     _Carry,
+    _check_first_dtype,
     _chunk_source,
     _first_dtype,
     _full_pass,
@@ -238,7 +242,9 @@ def fit_sharded(
         ValueError: on invalid data, parameters, options, or an axis the mesh lacks; for a
             global array of several processes, on every process when any one finds its rows
             invalid (the message names that process), or when the processes pass different
-            parameters.
+            parameters or options (the variant, ``max_iter``, ``tol``, ``block_size``, the
+            mesh and axis, the weights' kind; the message names each that differs), before
+            any fitting: every process runs one compiled loop, collectives included.
     """
     check_variant(variant)
     mesh, axis = _mesh_axis(mesh, axis_name)
@@ -413,6 +419,58 @@ def _process_rows(X: jax.Array) -> np.ndarray:
 
 
 _MESSAGE_BYTES = 400
+_OPTIONS_BYTES = 1000
+
+
+def _option_values(**options: Any) -> dict[str, str]:
+    """The options every process of a fit must pass alike, each written as its ``repr``."""
+    return {name: repr(value) for name, value in options.items()}
+
+
+def _variant_name(variant: Variant) -> str:
+    """A variant's name, and whether an engine computes its E-step (the same on every process)."""
+    name = str(getattr(variant, "name", type(variant).__name__))
+    return name if getattr(variant, "engine", None) is None else f"{name} with an engine"
+
+
+def _options_record(options: Mapping[str, str] | None) -> np.ndarray:
+    """16 bytes of digest of the options, then their JSON text (cut at ``_OPTIONS_BYTES``)."""
+    text = json.dumps(dict(options or {}), sort_keys=True).encode("utf-8")
+    record = np.zeros(16 + _OPTIONS_BYTES, np.uint8)
+    record[:16] = np.frombuffer(hashlib.blake2b(text, digest_size=16).digest(), np.uint8)
+    cut = text[:_OPTIONS_BYTES]
+    record[16 : 16 + len(cut)] = np.frombuffer(cut, np.uint8)
+    return record
+
+
+def _check_options(records: np.ndarray) -> None:
+    """Raise ValueError when the processes' option records (:func:`_options_record`) differ.
+
+    Args:
+        records: (P, 16 + _OPTIONS_BYTES) uint8, every process's record in process order.
+
+    Raises:
+        ValueError: naming each option that differs and its value on every process.
+    """
+    digests = [bytes(row[:16]) for row in records]
+    if all(each == digests[0] for each in digests):
+        return
+    try:
+        each = [json.loads(bytes(row[16:]).rstrip(b"\0").decode("utf-8")) for row in records]
+    except ValueError:  # options too long to send whole: named by their digest only
+        each = None
+    differ = []
+    if each is not None:
+        for name in sorted(set().union(*each)):
+            values = [one.get(name, "(not given)") for one in each]
+            if any(value != values[0] for value in values):
+                per = ", ".join(f"{value} on process {i}" for i, value in enumerate(values))
+                differ.append(f"{name} is {per}")
+    detail = "; ".join(differ) if differ else "their digests differ"
+    raise ValueError(
+        f"the processes passed different options ({detail}); every process must pass the same "
+        "parameters and options."
+    )
 
 
 def _agree(
@@ -421,8 +479,13 @@ def _agree(
     fingerprint: bytes,
     largest: float = 0.0,
     layout: tuple[int, int] = (0, 0),
+    options: Mapping[str, str] | None = None,
 ) -> float:
     """Exchange each process's validation outcome; raise the same ValueError on every process.
+
+    One collective, called by every process before any fit work: a process that went on with
+    other options than another (``max_iter``, ``tol``, ``block_size``, ...) would wait in a
+    collective the other never reaches.
 
     Args:
         error: this process's validation message, or None.
@@ -431,29 +494,34 @@ def _agree(
         largest: the largest magnitude of this process's rows.
         layout: (D, dtype code) of this process's rows, where each process reads its own (the
             same on every process otherwise).
+        options: the options that must agree, name to ``repr`` of the value
+            (:func:`_option_values`); None for none.
 
     Returns:
         The largest magnitude of every process's rows.
 
     Raises:
         ValueError: naming the first process that found a problem, when the processes' rows
-            differ in width or dtype, when they passed different parameters (checked after the
-            layout: parameters validated against other dtypes differ), or when no row of any
-            process has positive weight.
+            differ in width or dtype, when they passed different options (naming each and its
+            value on every process) or different parameters (checked after the layout:
+            parameters validated against other dtypes differ), or when no row of any process
+            has positive weight.
     """
     text = (error or "").encode("utf-8")[:_MESSAGE_BYTES]
     head = 1 + 8 + 16 + 8 + 16
-    record = np.zeros(head + _MESSAGE_BYTES, np.uint8)
+    tail = head + _MESSAGE_BYTES
+    record = np.zeros(tail + 16 + _OPTIONS_BYTES, np.uint8)
     record[0] = error is not None
     record[1:9] = np.frombuffer(np.int64(positive).tobytes(), np.uint8)
     record[9:25] = np.frombuffer(fingerprint, np.uint8)
     record[25:33] = np.frombuffer(np.float64(largest).tobytes(), np.uint8)
     record[33:head] = np.frombuffer(np.asarray(layout, np.int64).tobytes(), np.uint8)
     record[head : head + len(text)] = np.frombuffer(text, np.uint8)
+    record[tail:] = _options_record(options)
     records = np.asarray(multihost_utils.process_allgather(record))
     for index, row in enumerate(records):
         if row[0]:
-            message = bytes(row[head:]).rstrip(b"\0").decode("utf-8", "replace")
+            message = bytes(row[head:tail]).rstrip(b"\0").decode("utf-8", "replace")
             raise ValueError(f"process {index}: {message}")
     layouts = [np.frombuffer(bytes(row[33:head]), np.int64).tolist() for row in records]
     if any(each != layouts[0] for each in layouts):
@@ -461,6 +529,7 @@ def _agree(
             f"the processes' data differ in width or dtype (D, dtype code per process: "
             f"{layouts}); every process must hold rows of the same D and dtype."
         )
+    _check_options(records[:, tail:])
     if any(bytes(row[9:25]) != bytes(records[0, 9:25]) for row in records):
         raise ValueError(
             "the processes passed different initial parameters; every process must pass the same."
@@ -500,12 +569,17 @@ def _check_global_weights(local_largest: float, dtype: Any) -> None:
 
 
 def _validate_process_rows(
-    variant: Variant, X: jax.Array, w: jax.Array | None, params: Params
+    variant: Variant,
+    X: jax.Array,
+    w: jax.Array | None,
+    params: Params,
+    options: Mapping[str, str] | None = None,
 ) -> tuple[Params, float, np.ndarray, np.ndarray]:
     """Validate each process's own rows and the parameters, and agree on the outcome.
 
     Returns the checked parameters, the largest magnitude of every process's rows and the
     (D,) smallest and largest value of each feature over every process's rows (float64).
+    ``options`` (:func:`_option_values`) must be the same on every process (:func:`_agree`).
 
     The data are checked by :func:`as_data` and the weights by :func:`check_weights` on this
     process's rows only; the variant's own checks (``validate``) run on them too. Only the
@@ -550,7 +624,7 @@ def _validate_process_rows(
     except Exception as err:  # any failure must reach the other processes, or they would hang
         error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
         fingerprint = bytes(16)
-    largest = _agree(error, positive, fingerprint, largest)
+    largest = _agree(error, positive, fingerprint, largest, options=options)
     local_w = np.asarray(_process_rows(w), np.float64) if w is not None else np.ones(1)
     _check_global_weights(float(local_w.max()) if local_w.size else 0.0, _data_dtype(X))
     lo, hi = _global_range(lo, hi)
@@ -605,6 +679,17 @@ def _fit_global(
     if block_size is not None:
         block_size = check_positive_int(block_size, "block_size")
     tol = check_tol(tol)
+    # every process runs one compiled loop, its collectives included: these must agree
+    options = _option_values(
+        function="kmeans_sharded or em_sharded" if rescale else "fit_sharded",
+        variant=_variant_name(variant),
+        max_iter=max_iter,
+        tol=tol,
+        block_size=block_size,
+        mesh=dict(mesh.shape),
+        axis_name=axis,
+        weights=_weights_kind(weights),
+    )
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array of shape (N, D); got shape {tuple(X.shape)}.")
     n = int(X.shape[0])
@@ -624,7 +709,7 @@ def _fit_global(
         if tuple(weights.shape) != (n,):
             raise ValueError(f"weights must have shape (N,) = ({n},); got {tuple(weights.shape)}.")
         weights = _on_rows(weights, rows)
-    params, largest, lo, hi = _validate_process_rows(variant, X, weights, params)
+    params, largest, lo, hi = _validate_process_rows(variant, X, weights, params, options)
     dtype = _data_dtype(X)
     if X.dtype != dtype:
         X = X.astype(dtype)
@@ -681,6 +766,23 @@ def _fit_global(
     return scaled_back(
         result, scale, original.sigma2, params.sigma2, lambda: jnp.sum(weights), dtype
     )
+
+
+def _weights_kind(weights: Any) -> str:
+    """How a global fit's weights were given: none, a global array, or a host array (digest).
+
+    Host weights must be the same on every process; their digest tells.
+    """
+    if weights is None:
+        return "None"
+    if _spans_processes(weights):
+        return "a global array"
+    try:
+        host = np.ascontiguousarray(np.asarray(weights))
+    except Exception:  # refused by check_weights, on the process that passed it
+        return f"a host {type(weights).__name__}"
+    digest = hashlib.blake2b(host.tobytes(), digest_size=4).hexdigest()
+    return f"a host array {host.dtype}{list(host.shape)} (digest {digest})"
 
 
 def _on_rows(a: jax.Array, rows: NamedSharding) -> jax.Array:
@@ -766,11 +868,22 @@ def _scan_process_source(
     rows: int,
     weights: Any,
     params: Params,
-) -> tuple[int, int, np.dtype, np.ndarray, np.ndarray | None, Params, float, np.ndarray]:
+    source_dtype: np.dtype | None = None,
+) -> tuple[int, int, np.dtype, np.ndarray, np.ndarray | None, Params, float, np.ndarray, np.dtype]:
     """One pass over this process's source: checks every chunk, and sums and sizes it.
 
     Returns N_p, D, dtype, the column sums, the weights, the checked parameters, the rows'
-    largest magnitude and (2, D) each feature's smallest and largest value (float64).
+    largest magnitude, (2, D) each feature's smallest and largest value (float64) and the
+    source's own (native) dtype, which every later pass's chunks must have.
+
+    Args:
+        variant: the mixture variant.
+        make_iter: starts a pass over this process's source.
+        rows: the rows of a chunk.
+        weights: this process's (N_p,) weights, or None.
+        params: the initial parameters.
+        source_dtype: the dtype a first look at the source found (which chose the dtype
+            scope), or None: every chunk must have it.
 
     Raises:
         ValueError: (locally) on a bad chunk, bad weights or parameters that fail the variant's
@@ -784,6 +897,9 @@ def _scan_process_source(
     largest = 0.0
     k = int(np.shape(variant.means(params))[0])
     for chunk in _rechunk(make_iter(), rows, None, None):
+        if d is None:
+            _check_first_dtype(chunk.dtype, source_dtype)
+            source_dtype = np.dtype(chunk.dtype)
         x = as_data(chunk)
         if d is None:
             d, dtype = x.shape[1], np.dtype(x.dtype)
@@ -816,7 +932,7 @@ def _scan_process_source(
         if np.any(w < 0):
             raise ValueError(f"weights must be non-negative; found {int(np.sum(w < 0))} < 0.")
         w = w.astype(dtype)
-    return n, d, dtype, total, w, checked, largest, extremes
+    return n, d, dtype, total, w, checked, largest, extremes, source_dtype
 
 
 def _combine(carry: _Carry, same: bool) -> tuple[_Carry, bool]:
@@ -883,7 +999,10 @@ def fit_out_of_core_processes(
     Raises:
         ValueError: on every process, naming the process, when any process's rows, weights or
             source are invalid; when the processes' data differ in width or dtype, or their
-            parameters differ; before any fitting.
+            parameters or options (the variant, ``max_iter``, ``tol``, ``block_size``,
+            ``chunk_blocks``) differ; before any fitting. On a later pass whose chunks differ
+            in width or dtype from the checked ones, or hold NaN/inf or values the variant
+            refuses (on the process that reads them).
     """
     try:  # float64 data stay float64 with JAX's x64 flag off (docs/design.md)
         dtype = _first_dtype(_chunk_source(X))
@@ -891,7 +1010,7 @@ def fit_out_of_core_processes(
         dtype = None
     with dtype_scope(dtype):
         return _fit_out_of_core_processes(
-            variant, X, params, max_iter, tol, weights, block_size, chunk_blocks
+            variant, X, params, max_iter, tol, weights, block_size, chunk_blocks, dtype
         )
 
 
@@ -904,9 +1023,16 @@ def _fit_out_of_core_processes(
     weights: Any,
     block_size: Any,
     chunk_blocks: Any,
+    first_dtype: np.dtype | None = None,
 ) -> FitResult:
-    """:func:`fit_out_of_core_processes` within the data's dtype scope."""
+    """:func:`fit_out_of_core_processes` within the data's dtype scope.
+
+    ``first_dtype`` is the dtype a first look at the source found (it chose the scope): the
+    scan's chunks must have it.
+    """
     error = None
+    options = None
+    source_dtype = None
     positive = 0
     local = (0, 1, "float64", np.zeros(1))
     fingerprint = bytes(16)
@@ -918,9 +1044,18 @@ def _fit_out_of_core_processes(
         block_size = check_positive_int(block_size, "block_size")
         chunk_blocks = check_positive_int(chunk_blocks, "chunk_blocks")
         tol = check_tol(tol)
-        n_p, d, dtype, total, w, params, largest, extremes = _scan_process_source(
-            variant, make_iter, block_size * chunk_blocks, weights, params
+        # every process runs the same iterations, each with collectives: these must agree
+        options = _option_values(
+            variant=_variant_name(variant),
+            max_iter=max_iter,
+            tol=tol,
+            block_size=block_size,
+            chunk_blocks=chunk_blocks,
         )
+        scanned = _scan_process_source(
+            variant, make_iter, block_size * chunk_blocks, weights, params, first_dtype
+        )
+        n_p, d, dtype, total, w, params, largest, extremes, source_dtype = scanned
         positive = n_p if w is None else int(np.count_nonzero(w > 0))
         local = (n_p, d, dtype.name, total)
         if weights is not None:  # read as given, before the cast to the data's dtype
@@ -929,7 +1064,7 @@ def _fit_out_of_core_processes(
     except Exception as err:  # any failure must reach the other processes, or they would hang
         error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
     layout = (local[1], np.dtype(local[2]).num)
-    largest = _agree(error, positive, fingerprint, largest, layout)
+    largest = _agree(error, positive, fingerprint, largest, layout, options)
     _check_global_weights(largest_weight, local[2])
     counts = _gather_host(np.asarray(local[0], np.int64))
     n = int(counts.sum())
@@ -938,7 +1073,7 @@ def _fit_out_of_core_processes(
     mean = _gather_host(local[3]).sum(axis=0) / n
     unit = host_spread_unit(largest, np.float64)  # the rows' largest magnitude, every process's
     sq = np.zeros(d, np.float64)
-    for chunk in _rechunk(make_iter(), block_size * chunk_blocks, d, None):
+    for chunk in _rechunk(make_iter(), block_size * chunk_blocks, d, source_dtype, _LATER_PASS):
         sq += (((np.asarray(chunk, np.float64) - mean) / unit) ** 2).sum(axis=0)
     shift_scale = float(np.mean(_gather_host(sq).sum(axis=0) / n))
     # a variant that declares its scaling: every process reads the same extremes, so the same
@@ -961,7 +1096,7 @@ def _fit_out_of_core_processes(
     def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
         return _full_pass(
             variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, labels_out,
-            exponent=exponent, offset=offset,
+            exponent=exponent, offset=offset, source_dtype=source_dtype,
         )  # fmt: skip
 
     result = _pass_loop(variant, params, run_pass, n_p, dtype, max_iter, tol_a, spread, _combine)

@@ -7,6 +7,11 @@ collective), so the launcher, which watches exit statuses, would only stop at ``
 The launcher must instead exit with the failing process's status within seconds of the failure,
 with the failing process's traceback in its output. The launcher runs in its own session and
 is killed with all its processes if it outlives the subprocess timeout.
+
+Processes that pass different options to one fit (``max_iter`` 1 on one, 300 on the other) must
+all raise the same ValueError naming the option before any fit work: before, every process ran
+its own iteration count and one waited for ever in a collective the other never reached. And
+a source whose chunks change dtype after the validating scan is refused, not cast.
 """
 
 from __future__ import annotations
@@ -43,12 +48,14 @@ print("process 0 passed the second collective", flush=True)
 """
 
 
-def _launch(script: Path, how: str) -> tuple[int, str, float, float]:
+def _launch(
+    script: Path, how: str, timeout: int = LAUNCH_TIMEOUT_S
+) -> tuple[int, str, float, float]:
     """Run the script in 2 processes; (status, output, seconds taken, end time since the epoch)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["JAX_PLATFORMS"] = "cpu"  # CPU processes over gloo, also on a machine with one GPU
-    cmd = [sys.executable, "-m", "gmmlimit.launch", "-n", "2", "--timeout", str(LAUNCH_TIMEOUT_S)]
+    cmd = [sys.executable, "-m", "gmmlimit.launch", "-n", "2", "--timeout", str(timeout)]
     start = time.monotonic()
     proc = subprocess.Popen(
         [*cmd, str(script), how],
@@ -58,7 +65,7 @@ def _launch(script: Path, how: str) -> tuple[int, str, float, float]:
         start_new_session=True,
     )
     try:
-        output, _ = proc.communicate(timeout=LAUNCH_TIMEOUT_S + 60)
+        output, _ = proc.communicate(timeout=timeout + 60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         output, _ = proc.communicate()
@@ -94,3 +101,72 @@ def test_a_failure_after_a_collective_ends_the_run_with_its_status(tmp_path, how
         assert "Traceback (most recent call last)" in output, tail
         assert 'raise RuntimeError("process 1 failed after a collective")' in output, tail
     assert "process 0 passed the second collective" not in output, tail
+
+
+DIFFERENT_OPTIONS = """
+import sys
+import numpy as np
+from gmmlimit.launch import initialize
+
+pid, count = initialize()
+import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import gmmlimit as gl
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(64, 2)).astype(np.float32)
+X[32:] += 4
+m0 = X[[0, 1]]  # 4 iterations in one process: more than process 0 allows
+own = X[pid * 32 : (pid + 1) * 32]
+case = sys.argv[1]
+max_iter = 1 if pid == 0 else 300
+try:
+    if case == "out_of_core":
+        gl.scale.fit_out_of_core_processes(
+            gl.variants.isotropic, own, gl.variants.IsotropicParams(m0, np.float32(0)),
+            max_iter=max_iter, block_size=16,
+        )
+    elif case == "sharded":
+        mesh = gl.scale.default_mesh()
+        rows = jax.make_array_from_process_local_data(NamedSharding(mesh, P("rows")), own)
+        gl.scale.kmeans_sharded(rows, m0, mesh=mesh, max_iter=max_iter, block_size=16)
+    else:  # float32 on the first look and the scan, float64 on every later pass
+        calls = {"n": 0}
+
+        def source():
+            calls["n"] += 1
+            return iter([own if calls["n"] <= 2 else own.astype(np.float64)])
+
+        gl.scale.fit_out_of_core_processes(
+            gl.variants.isotropic, source, gl.variants.IsotropicParams(m0, np.float32(0)),
+            block_size=16,
+        )
+    print(f"process {pid} fitted without an error", flush=True)
+except ValueError as err:
+    print(f"process {pid} raised: {err}", flush=True)
+"""
+
+# The old code hung (a launcher timeout); the new one ends in seconds.
+OPTIONS_TIMEOUT_S = 60
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("out_of_core", "different options (max_iter is 1 on process 0, 300 on process 1)"),
+        ("sharded", "different options (max_iter is 1 on process 0, 300 on process 1)"),
+        ("later_dtype", "must all have dtype float32; got one of float64 (rows 0..31, on a later"),
+    ],
+    ids=["out_of_core_max_iter", "sharded_max_iter", "out_of_core_later_dtype"],
+)
+def test_processes_that_disagree_raise_on_every_process(tmp_path, case, message):
+    script = tmp_path / "different_options.py"
+    script.write_text(DIFFERENT_OPTIONS)
+    code, output, _, _ = _launch(script, case, timeout=OPTIONS_TIMEOUT_S)
+    tail = output[-4000:]
+    assert code == 0, tail  # 124: a process waited in a collective until the launcher's timeout
+    for pid in (0, 1):
+        assert f"process {pid} raised: " in output, tail
+        assert f"process {pid} fitted without an error" not in output, tail
+    assert output.count(message) == 2, tail

@@ -9,6 +9,7 @@ iteration with ``converged=True`` (0 <= 0, inf <= inf), in memory, out of core a
 out of core, float64 rows near 1e160 overflowed the host's float64 spread the same way.
 """
 
+import jax
 import numpy as np
 import pytest
 
@@ -76,3 +77,50 @@ def test_a_chunk_of_one_block_sums_as_the_in_memory_fit():
     np.testing.assert_array_equal(np.asarray(b.labels), np.asarray(a.labels))
     np.testing.assert_array_equal(np.asarray(b.means), np.asarray(a.means))
     np.testing.assert_array_equal(np.asarray(b.params.variances), np.asarray(a.params.variances))
+
+
+def _switching_source(first: np.ndarray, later: np.ndarray, calls: int):
+    """A callable source: ``first`` on its first ``calls`` passes, ``later`` on every one after."""
+    count = {"n": 0}
+
+    def source():
+        count["n"] += 1
+        return iter([first if count["n"] <= calls else later])
+
+    return source
+
+
+# The calls a one-process fit makes before its first fitting pass: a look at the first chunk's
+# dtype, then the two passes of the validating scan.
+SCAN_CALLS = 3
+_Y = np.random.default_rng(0).normal(size=(300, 2))
+_Y[150:] += 4
+
+
+@pytest.mark.parametrize("later", ["float64", "1e300"])
+def test_a_later_pass_of_another_dtype_is_refused_not_cast(later):
+    # before: every fitting pass checked its chunks only against its own first one, so float64
+    # rows after a float32 scan were cast to float32: silently rounded, and a row of 1e300 (finite
+    # in float64) became inf and the fit returned objective -inf with only a numpy warning
+    X32 = _Y.astype(np.float32)
+    rows = _Y + 1e-9 if later == "float64" else _Y.copy()
+    if later == "1e300":
+        rows[10] = 1e300
+    source = _switching_source(X32, rows, SCAN_CALLS)
+    message = r"must all have dtype float32; got one of float64 \(rows 0\.\.299, on a later pass"
+    with pytest.raises(ValueError, match=message):
+        kmeans_out_of_core(source, X32[[0, 200]], block_size=64)
+    source = _switching_source(X32, rows, SCAN_CALLS)
+    with pytest.raises(ValueError, match=message):
+        fit_out_of_core(gv.isotropic, source, gv.IsotropicParams(X32[[0, 200]], np.float32(0.5)))
+
+
+def test_a_scan_of_another_dtype_than_the_first_look_is_refused():
+    # with x64 off, a float32 first chunk keeps the fit in float32; float64 chunks of the scan
+    # were then computed in float32 (1e300 became inf) although the scan found them finite
+    X32 = _Y.astype(np.float32)
+    rows = _Y.copy()
+    rows[10] = 1e300
+    message = "must all have dtype float32; got one of float64"
+    with jax.enable_x64(False), pytest.raises(ValueError, match=message):
+        kmeans_out_of_core(_switching_source(X32, rows, 1), X32[[0, 200]], block_size=64)
