@@ -20,7 +20,7 @@ from jax import lax
 
 from . import _native
 from ._block_size import DEFAULT_BLOCK_SIZE, default_platform
-from ._variant import FarPoints, Params, Stats, Variant
+from ._variant import FarPoints, Params, Stats, Variant, checked_e_step, checked_m_step
 
 __all__ = [
     "Blocks",
@@ -180,7 +180,7 @@ def block_pass(
     """
     if variant.engine is not None:
         return variant.engine.block(params, x, w)
-    estep = variant.e_step(params, x)
+    estep = checked_e_step(variant, params, x)
     return variant.sufficient_stats(x, w, estep), estep.labels, estep.distortion
 
 
@@ -425,7 +425,7 @@ def em_iteration(
     track = variant.relocate is not None
     stats, labels, far = pass_fn(variant, params, blocks, track_farthest=track)
     moved = _maybe_relocate(variant, params, stats, labels, far, blocks)
-    return variant.m_step(params, moved), stats, labels
+    return checked_m_step(variant, params, moved), stats, labels
 
 
 def _skipping_iteration(
@@ -437,7 +437,7 @@ def _skipping_iteration(
         variant, params, blocks, labels, state, track_farthest=track
     )
     moved = _maybe_relocate(variant, params, stats, labels, far, blocks)
-    return variant.m_step(params, moved), stats, labels, state
+    return checked_m_step(variant, params, moved), stats, labels, state
 
 
 class _LoopState(NamedTuple):

@@ -56,7 +56,7 @@ from ._validation import (
     dtype_scope,
     relative_weights,
 )
-from ._variant import FarPoints, Params, Stats, Variant, check_variant
+from ._variant import FarPoints, Params, Stats, Variant, check_variant, checked_m_step
 from ._variant_scale import NO_MAP, variant_params, variant_result, variant_stream_map
 from .variants._isotropic import IsotropicParams, isotropic
 
@@ -391,7 +391,7 @@ def _update(
                 valid=jnp.isfinite(carry.far_value),
             ),
         )
-    new_params = variant.m_step(params, stats)
+    new_params = checked_m_step(variant, params, stats)
     objective = fit_objective(variant, params, carry.stats).astype(prev_objective.dtype)
     shift = centre_shift(variant, new_params, params, unit)
     done = stop_rule(

@@ -462,6 +462,69 @@ def at_hard_limit(variant: Variant, params: Params) -> jax.Array:
     return variant.temperature.get(params) == variant.temperature.hard
 
 
+def checked_e_step(variant: Variant, params: Params, x: jax.Array) -> EStepBlock:
+    """``variant.e_step(params, x)``, its shapes checked while it is traced.
+
+    A user's E-step of the wrong shape would otherwise fail deep inside the driver with a
+    broadcasting error that names neither the variant nor the function (or, where the shapes
+    happen to broadcast, fit a wrong model without a word). The check reads static shapes only:
+    the compiled program is unchanged.
+
+    Args:
+        variant: the mixture variant.
+        params: its parameters.
+        x: (B, D) rows.
+
+    Returns:
+        The :class:`EStepBlock`.
+
+    Raises:
+        ValueError: naming the variant, the field and the shape it should have.
+    """
+    estep = variant.e_step(params, x)
+    b, k = x.shape[0], jnp.shape(variant.means(params))[0]
+    expected = {"resp": (b, k), "labels": (b,), "log_lik": (b,), "distortion": (b,)}
+    for field, shape in expected.items():
+        got = jnp.shape(getattr(estep, field, None))
+        if got != shape:
+            raise ValueError(
+                f"the e_step of variant {variant.name!r} must return {field} of shape {shape} "
+                f"for a block of B = {b} rows and K = {k} components; it returned shape {got}."
+            )
+    return estep
+
+
+def checked_m_step(variant: Variant, params: Params, stats: Stats) -> Params:
+    """``variant.m_step(params, stats)``, checked while traced to keep the parameters' form.
+
+    The fit loops carry the parameters from one iteration to the next, so the M-step must return
+    the same pytree (type, fields) with every leaf of the same shape and dtype; otherwise JAX's
+    loop reports a carry mismatch that does not name the M-step, or a later function fails on a
+    tuple where it expected the variant's parameters.
+
+    Raises:
+        ValueError: naming the variant and the first leaf whose form changed.
+    """
+    new = variant.m_step(params, stats)
+    before, after = jax.tree.structure(params), jax.tree.structure(new)
+    if before != after:
+        raise ValueError(
+            f"the m_step of variant {variant.name!r} must return its parameters in the form it "
+            f"was given ({before}); it returned {after}."
+        )
+    paths = jax.tree_util.tree_flatten_with_path(params)[0]
+    for (path, old), leaf in zip(paths, jax.tree.leaves(new), strict=True):
+        was = (jnp.shape(old), jnp.result_type(old))
+        got = (jnp.shape(leaf), jnp.result_type(leaf))
+        if was != got:
+            raise ValueError(
+                f"the m_step of variant {variant.name!r} must keep every parameter's shape and "
+                f"dtype: params{jax.tree_util.keystr(path)} was {was[0]} {was[1]}, it returned "
+                f"{got[0]} {got[1]}."
+            )
+    return new
+
+
 def check_variant(variant: Any, *, needs: tuple[str, ...] = ()) -> Variant:
     """Validate a :class:`Variant` argument (eager, before any compiled code).
 

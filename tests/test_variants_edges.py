@@ -3,6 +3,7 @@ out-of-core data that changes between passes, parameters valid only before the c
 must never return an invalid parameter, and unclear errors."""
 
 from decimal import Decimal, localcontext
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -263,3 +264,60 @@ def test_a_tempered_fit_at_small_beta_climbs_in_float32_as_in_float64():
     wide = gl.fit(gv.gamma, X.astype(np.float64), start, max_iter=5, tol=0.0)
     np.testing.assert_allclose(np.asarray(narrow.history), np.asarray(wide.history), rtol=1e-5)
     assert np.all(np.diff(np.asarray(narrow.history)) >= -1e-5 * abs(float(narrow.objective)))
+
+
+class _SquaredParams(NamedTuple):
+    means: jax.Array
+    weights: jax.Array
+    beta: jax.Array
+
+
+def _squared_variant(divergence=None, m_step=None):
+    """A user's variant (squared distances, learned weights), with one piece replaced."""
+
+    def good_divergence(params, x):
+        return jnp.sum((x[:, None, :] - params.means[None]) ** 2, axis=2)
+
+    def good_m_step(params, stats):
+        means = stats.moments / jnp.maximum(stats.counts, 1e-30)[:, None]
+        return params._replace(means=means, weights=gv.update_weights(params, stats))
+
+    return gv.tempered_variant(
+        "squared",
+        divergence=divergence or good_divergence,
+        moments=lambda params, x, wr: wr.T @ x,
+        m_step=m_step or good_m_step,
+        means=lambda params: params.means,
+        validate=lambda X, p: _SquaredParams(*(jnp.asarray(a, X.dtype) for a in p)),
+    )
+
+
+def test_a_user_variants_functions_of_the_wrong_form_are_named():
+    # before: a (B, 1) divergence broadcast against the K weights and fit every row to
+    # component 0 without a word; an M-step returning a tuple failed inside the user's own
+    # divergence ("'tuple' object has no attribute 'means'"); a float64 leaf of a float32 fit
+    # failed in JAX's while_loop ("carry input and carry output must have equal types").
+    X = np.random.default_rng(0).normal(size=(101, 2)).astype(np.float32)
+    X[50:] += 6.0
+    start = _SquaredParams(X[[0, 80]], np.full(2, 0.5), 1.0)
+    good = _squared_variant()
+    assert np.bincount(np.asarray(gl.fit(good, X, start, block_size=32).labels)).tolist() == [
+        50,
+        51,
+    ]
+    narrow = _squared_variant(divergence=lambda p, x: jnp.sum(x * x, axis=1, keepdims=True))
+    as_tuple = _squared_variant(m_step=lambda p, s: tuple(p))
+    wider = _squared_variant(m_step=lambda p, s: p._replace(beta=jnp.asarray(p.beta, "float64")))
+    wrong_resp = good._replace(
+        e_step=lambda p, x: good.e_step(p, x)._replace(resp=good.e_step(p, x).resp[:, :1])
+    )
+    cases = [
+        (narrow, r"divergence of variant 'squared' must return \(B, K\) = \(32, 2\).*\(32, 1\)"),
+        (as_tuple, "m_step of variant 'squared' must return its parameters in the form"),
+        (wider, r"params\.beta was \(\) float32, it returned \(\) float64"),
+        (wrong_resp, r"e_step of variant 'squared' must return resp of shape \(32, 2\)"),
+    ]
+    for variant, message in cases:
+        for fit in (gl.fit, gl.scale.fit_out_of_core):
+            with pytest.raises(ValueError, match=message):
+                fit(variant, X, start, block_size=32)

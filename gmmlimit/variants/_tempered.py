@@ -120,6 +120,12 @@ def tempered_assign(
     Returns:
         The :class:`TemperedEStep`.
     """
+    k = jnp.shape(weights)[0]
+    if jnp.ndim(divergence) != 2 or jnp.shape(divergence)[1] != k:
+        raise ValueError(
+            f"divergence must have shape (B, K) with K = {k} (the weights' length); got shape "
+            f"{jnp.shape(divergence)}."
+        )
     tau = inverse_to_temperature(beta)
     alive = weights > 0
     total = jnp.sum(weights)  # the weights are >= 0: the live ones make the whole sum
@@ -129,7 +135,6 @@ def tempered_assign(
     prior = jnp.where(alive, tau * log_w, jnp.where(tau > 0, -jnp.inf, 0.0))
     score = divergence - prior[None, :]
     resp, labels, gap, lse = shifted_softmax(score, tau)
-    k = divergence.shape[1]
     runner_up = jnp.min(jnp.where(jax.nn.one_hot(labels, k, dtype=bool), jnp.inf, gap), axis=1)
     best_score = jnp.take_along_axis(score, labels[:, None], axis=1)[:, 0]
     nearest = jnp.take_along_axis(divergence, labels[:, None], axis=1)[:, 0]
@@ -243,7 +248,15 @@ def tempered_variant(
     by_labels = hard_stop == "labels"
 
     def e_step(params: Params, x: jax.Array) -> TemperedEStep:
-        return tempered_assign(divergence(params, x), params.weights, params.beta, params)
+        d_nk = divergence(params, x)
+        expected = (x.shape[0], jnp.shape(params.weights)[0])
+        if jnp.shape(d_nk) != expected:  # at trace time: before any compiled code runs
+            raise ValueError(
+                f"the divergence of variant {name!r} must return (B, K) = {expected} for a "
+                f"block of B = {x.shape[0]} rows and K = {expected[1]} components; it returned "
+                f"shape {jnp.shape(d_nk)}."
+            )
+        return tempered_assign(d_nk, params.weights, params.beta, params)
 
     def sufficient_stats(x: jax.Array, weight: jax.Array, estep: TemperedEStep) -> MixtureStats:
         wr = estep.resp * weight[:, None]
