@@ -13,16 +13,18 @@ process joins the cluster first (:func:`gmmlimit.launch.initialize`), builds the
 ``jax.devices()`` (all processes' devices) and passes either the same host array, or a global
 array of which it holds only its own rows (``jax.make_array_from_process_local_data``). A global
 array is never gathered: each process validates its own rows, the processes agree on the
-outcome before anything is fitted, and each device pads and blocks its rows where they lie.
+outcome before anything is fitted, and each device pads and blocks its rows where they lie. A
+host array on a mesh of several processes is validated whole by every process, and the
+processes agree on that outcome and on a digest of the array before anything is fitted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -84,7 +86,7 @@ from ._validation import (
 )
 from ._variant import Params, Variant, check_variant
 from ._variant_scale import variant_fit_map, variant_params, variant_result, variant_stream_map
-from .variants._isotropic import IsotropicParams, isotropic
+from .variants._isotropic import IsotropicParams, isotropic, validate_params
 
 __all__ = [
     "default_mesh",
@@ -216,10 +218,11 @@ def fit_sharded(
 
     Args:
         variant: the mixture variant.
-        X: (N, D) data: a host array (every process passes the same one), or a ``jax.Array``
-            spread over several processes, each holding only its own rows (made with
-            ``jax.make_array_from_process_local_data``; N must then split evenly over the
-            mesh axis). Such an array is validated by each process on its own rows.
+        X: (N, D) data: a host array (on a mesh of several processes, every process passes
+            the same one), or a ``jax.Array`` spread over several processes, each holding only
+            its own rows (made with ``jax.make_array_from_process_local_data``; N must then
+            split evenly over the mesh axis). Such an array is validated by each process on its
+            own rows.
         params: the variant's initial parameters (replicated on every device; every process
             passes the same).
         mesh: a ``jax.sharding.Mesh``; default: all devices on one axis named ``"rows"``.
@@ -244,19 +247,70 @@ def fit_sharded(
             invalid (the message names that process), or when the processes pass different
             parameters or options (the variant, ``max_iter``, ``tol``, ``block_size``, the
             mesh and axis, the weights' kind; the message names each that differs), before
-            any fitting: every process runs one compiled loop, collectives included.
+            any fitting: every process runs one compiled loop, collectives included. For a
+            host array on a mesh of several processes, likewise on every process when any one
+            finds the array, weights, parameters or options invalid (naming that process), or
+            when the processes pass different parameters, options or host arrays (``X`` and
+            host weights must be identical on every process: their digests are compared).
     """
     check_variant(variant)
     mesh, axis = _mesh_axis(mesh, axis_name)
     if _spans_processes(X):
         return _fit_global(variant, X, params, mesh, axis, max_iter, tol, weights, block_size)
+    return _fit_host(
+        variant, X, params, mesh, axis, max_iter, tol, weights, block_size, agree="fit_sharded"
+    )
+
+
+def _fit_host(
+    variant: Variant,
+    X: Any,
+    params: Params,
+    mesh: Mesh,
+    axis: str,
+    max_iter: Any,
+    tol: Any,
+    weights: Any,
+    block_size: Any,
+    *,
+    agree: str | None,
+) -> FitResult:
+    """:func:`fit_sharded` of a host array, the same on every process of the mesh.
+
+    Args:
+        variant: the mixture variant.
+        X: (N, D) host data, as given.
+        params: the initial parameters, as given.
+        mesh: the mesh (Auto axes, from :func:`_mesh_axis`).
+        axis: its rows' axis.
+        max_iter: maximum number of iterations, as given.
+        tol: stopping tolerance, as given.
+        weights: None or (N,) host weights, as given.
+        block_size: rows per block on each device, or None, as given.
+        agree: the public function's name, which the processes of a mesh spanning several
+            agree on with everything else (:func:`_agree_host`) before any fit work; None
+            where the caller agreed already (on the inputs this fit derives from).
+
+    Returns:
+        The :class:`~gmmlimit.FitResult`.
+    """
     with float64_scope(X):  # float64 data stay float64 (docs/design.md)
-        X = as_data(X)
         n_dev = int(mesh.shape[axis])
-        params, w, max_iter, block_size, tol = check_fit_inputs(
-            variant, X, params, weights, max_iter, block_size, tol,
-            rows=-(-X.shape[0] // n_dev), backend=_platform(mesh),
-        )  # fmt: skip
+
+        def checks() -> tuple[jax.Array, Params, jax.Array, int, int, float]:
+            data = as_data(X)
+            return data, *check_fit_inputs(
+                variant, data, params, weights, max_iter, block_size, tol,
+                rows=-(-data.shape[0] // n_dev), backend=_platform(mesh),
+            )  # fmt: skip
+
+        if agree is None:
+            checked = checks()
+        else:
+            checked = _agree_host(
+                checks, agree, variant, X, params, weights, mesh, axis, max_iter, tol, block_size
+            )
+        X, params, w, max_iter, block_size, tol = checked
         data_map = variant_fit_map(variant, X, variant.means(params))
         if not data_map.identity:  # a variant that declares its scaling, as in fit
             X, params = data_map.data(X), variant_params(variant, params, data_map)
@@ -304,9 +358,7 @@ def kmeans_sharded(
     Returns:
         The :class:`~gmmlimit.FitResult`.
     """
-    dtype = _data_dtype(X)
-    params = IsotropicParams(init_means, jnp.zeros((), dtype))
-    return _isotropic_sharded(X, params, mesh, max_iter, tol, weights, block_size)
+    return _isotropic_sharded(X, init_means, None, mesh, max_iter, tol, weights, block_size)
 
 
 @with_float64_scope
@@ -336,40 +388,61 @@ def em_sharded(
     Returns:
         The :class:`~gmmlimit.FitResult`.
     """
+    return _isotropic_sharded(X, init_means, sigma2, mesh, max_iter, tol, weights, block_size)
+
+
+def _isotropic_params(X: Any, init_means: Any, sigma2: Any) -> IsotropicParams:
+    """The isotropic parameters as given: sigma2 checked in X's dtype, 0 where it is None."""
     dtype = _data_dtype(X)
-    params = IsotropicParams(init_means, check_sigma2(sigma2, dtype))
-    return _isotropic_sharded(X, params, mesh, max_iter, tol, weights, block_size)
+    scale = jnp.zeros((), dtype) if sigma2 is None else check_sigma2(sigma2, dtype)
+    return IsotropicParams(init_means, scale)
 
 
 def _isotropic_sharded(
     X: Any,
-    params: IsotropicParams,
+    init_means: Any,
+    sigma2: Any,
     mesh: Mesh | None,
     max_iter: Any,
     tol: Any,
     weights: Any,
     block_size: Any,
 ) -> FitResult:
-    """The isotropic sharded fit; host data past the scale window run rescaled, as in em."""
+    """The isotropic sharded fit; host data past the scale window run rescaled, as in em.
 
-    def run(Xs: jax.Array, scaled: IsotropicParams, w: jax.Array) -> FitResult:
-        return fit_sharded(
-            isotropic,
-            Xs,
-            scaled,
-            mesh=mesh,
-            max_iter=max_iter,
-            tol=tol,
-            weights=w,
-            block_size=block_size,
-        )
-
+    ``sigma2`` None is K-means (``kmeans_sharded``).
+    """
     if _spans_processes(X):  # rescaled where the processes' rows are known
+        params = _isotropic_params(X, init_means, sigma2)
         mesh, axis = _mesh_axis(mesh, None)
         return _fit_global(
             isotropic, X, params, mesh, axis, max_iter, tol, weights, block_size, rescale=True
         )
-    return fit_rescaled(run, as_data(X), params, weights)
+    mesh, axis = _mesh_axis(mesh, None)
+
+    def run(Xs: jax.Array, scaled: IsotropicParams, w: jax.Array) -> FitResult:
+        # on a mesh of several processes, they agreed below on what Xs, scaled and w derive from
+        return _fit_host(
+            isotropic, Xs, scaled, mesh, axis, max_iter, tol, w, block_size, agree=None
+        )
+
+    if not _mesh_spans_processes(mesh):  # one process: nothing to agree on, no collective
+        params = _isotropic_params(X, init_means, sigma2)
+        return fit_rescaled(run, as_data(X), params, weights)
+
+    def checks() -> tuple[jax.Array, IsotropicParams]:
+        params = _isotropic_params(X, init_means, sigma2)
+        data = as_data(X)
+        validate_params(data, params)
+        check_weights(weights, data.shape[0], data.dtype, check_scale=False)
+        return data, params
+
+    function = "kmeans_sharded" if sigma2 is None else "em_sharded"
+    data, params = _agree_host(
+        checks, function, isotropic, X, (init_means, sigma2), weights, mesh, axis, max_iter,
+        tol, block_size,
+    )  # fmt: skip
+    return fit_rescaled(run, data, params, weights)
 
 
 def _mesh_axis(mesh: Mesh | None, axis_name: str | None) -> tuple[Mesh, str]:
@@ -467,9 +540,11 @@ def _check_options(records: np.ndarray) -> None:
                 per = ", ".join(f"{value} on process {i}" for i, value in enumerate(values))
                 differ.append(f"{name} is {per}")
     detail = "; ".join(differ) if differ else "their digests differ"
+    # a host X, or host weights, whose bytes differ between the processes
+    host = "; a host X and host weights must be identical on every process"
     raise ValueError(
         f"the processes passed different options ({detail}); every process must pass the same "
-        "parameters and options."
+        f"parameters and options{host if _HOST_ARRAY in detail else ''}."
     )
 
 
@@ -769,7 +844,7 @@ def _fit_global(
 
 
 def _weights_kind(weights: Any) -> str:
-    """How a global fit's weights were given: none, a global array, or a host array (digest).
+    """How a fit's weights were given: none, a global array, or a host array (digest).
 
     Host weights must be the same on every process; their digest tells.
     """
@@ -777,12 +852,113 @@ def _weights_kind(weights: Any) -> str:
         return "None"
     if _spans_processes(weights):
         return "a global array"
+    return _host_kind(weights)
+
+
+_HOST_ARRAY = "a host array"
+
+
+def _host_kind(a: Any) -> str:
+    """A host array's dtype, shape and a digest of its bytes, as every process must pass alike.
+
+    Args:
+        a: an array-like (a NumPy array, a list, a fully addressable ``jax.Array``).
+
+    Returns:
+        E.g. ``"a host array float32[64, 2] (digest 0123456789abcdef)"``; the type's name when
+        it is no array (refused by the checks, on the process that passed it).
+    """
     try:
-        host = np.ascontiguousarray(np.asarray(weights))
-    except Exception:  # refused by check_weights, on the process that passed it
-        return f"a host {type(weights).__name__}"
-    digest = hashlib.blake2b(host.tobytes(), digest_size=4).hexdigest()
-    return f"a host array {host.dtype}{list(host.shape)} (digest {digest})"
+        host = np.asarray(a)
+        # the bytes in place (no copy of a contiguous array): a few seconds for 10 GB
+        digest = hashlib.blake2b(np.ascontiguousarray(host).data, digest_size=8).hexdigest()
+    except Exception:  # refused by the checks, on the process that passed it
+        return f"a host {type(a).__name__}"
+    return f"{_HOST_ARRAY} {host.dtype}{list(host.shape)} (digest {digest})"
+
+
+def _mesh_spans_processes(mesh: Mesh) -> bool:
+    """Whether some device of ``mesh`` belongs to another process (no collective: local)."""
+    me = jax.process_index()
+    return any(device.process_index != me for device in mesh.devices.flat)
+
+
+_Checked = TypeVar("_Checked")
+
+
+def _agree_host(
+    checks: Callable[[], _Checked],
+    function: str,
+    variant: Variant,
+    X: Any,
+    params: Any,
+    weights: Any,
+    mesh: Mesh,
+    axis: str,
+    max_iter: Any,
+    tol: Any,
+    block_size: Any,
+) -> _Checked:
+    """Run a host array's checks; on a mesh of several processes, agree on them first.
+
+    On a mesh of this process's devices only, just ``checks()`` (no collective). Otherwise
+    every process runs the checks, writes down its options, a digest of ``X`` and of host
+    weights and a fingerprint of the parameters, and calls :func:`_agree` (one all-gather)
+    before any fit work: every process then raises the same ValueError, or every process
+    goes on with the same host array, weights, parameters and options, so every process runs
+    the same compiled loop (whose collectives would otherwise wait for ever for a process
+    that raised alone or runs other iterations).
+
+    Args:
+        checks: validates the inputs (any exception is sent to the other processes) and
+            returns what the fit goes on with.
+        function: the public function's name (``fit_sharded``, ``kmeans_sharded``, ...).
+        variant: the mixture variant.
+        X: the (N, D) host data, as given.
+        params: the parameters as given (any pytree of arrays; its fingerprint must agree).
+        weights: None or the (N,) host weights, as given.
+        mesh: the mesh.
+        axis: its rows' axis.
+        max_iter: the maximum number of iterations, as given.
+        tol: the stopping tolerance, as given.
+        block_size: rows per block on each device, or None, as given.
+
+    Returns:
+        What ``checks`` returned.
+
+    Raises:
+        ValueError: on this process as raised by the checks when the mesh is this process's;
+            otherwise on every process, naming the first process whose checks failed, or
+            the options that differ (including ``X`` and host ``weights``, by the digest of
+            their bytes), or different parameters.
+    """
+    if not _mesh_spans_processes(mesh):
+        return checks()
+    error = None
+    options = None
+    fingerprint = bytes(16)
+    checked = None
+    try:
+        checked = checks()  # first, so that the first error is the one a single process finds
+        # every process runs one compiled loop, its collectives included: these must agree
+        options = _option_values(
+            function=function,
+            variant=_variant_name(variant),
+            max_iter=check_max_iter(max_iter),
+            tol=check_tol(tol),
+            block_size=None if block_size is None else check_positive_int(block_size, "block_size"),
+            mesh=dict(mesh.shape),
+            axis_name=axis,
+            dtype=str(np.dtype(_data_dtype(X))),  # JAX's x64 flag too
+            X=_host_kind(X),
+            weights=_weights_kind(weights),
+        )
+        fingerprint = _fingerprint(params)
+    except Exception as err:  # any failure must reach the other processes, or they would hang
+        error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+    # positive: zero total weight was refused by the checks, on every process alike
+    _agree(error, 1, fingerprint, options=options)
+    return checked
 
 
 def _on_rows(a: jax.Array, rows: NamedSharding) -> jax.Array:

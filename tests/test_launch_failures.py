@@ -11,7 +11,11 @@ is killed with all its processes if it outlives the subprocess timeout.
 Processes that pass different options to one fit (``max_iter`` 1 on one, 300 on the other) must
 all raise the same ValueError naming the option before any fit work: before, every process ran
 its own iteration count and one waited for ever in a collective the other never reached. And
-a source whose chunks change dtype after the validating scan is refused, not cast.
+a source whose chunks change dtype after the validating scan is refused, not cast. The same holds
+where every process passes the same host array (``fit_sharded``, ``kmeans_sharded``,
+``em_sharded`` on a mesh of both processes): another ``max_iter``, a host array whose values
+differ, or a NaN in one process's copy raise the same ValueError on both (before, a hang, or
+JAX's AssertionError in ``device_put``), and processes that agree fit as one process does.
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ from gmmlimit.launch import initialize
 
 pid, count = initialize()
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import gmmlimit as gl
@@ -131,6 +136,28 @@ try:
         mesh = gl.scale.default_mesh()
         rows = jax.make_array_from_process_local_data(NamedSharding(mesh, P("rows")), own)
         gl.scale.kmeans_sharded(rows, m0, mesh=mesh, max_iter=max_iter, block_size=16)
+    elif case == "host_max_iter":  # every process passes the same host array, of any N
+        gl.scale.fit_sharded(
+            gl.variants.isotropic, X, gl.variants.IsotropicParams(m0, np.float32(0)),
+            mesh=gl.scale.default_mesh(), max_iter=max_iter, block_size=16,
+        )
+    elif case == "host_data":  # process 1's copy differs in one value
+        mine = X.copy()
+        mine[5, 0] += pid
+        gl.scale.kmeans_sharded(mine, m0, mesh=gl.scale.default_mesh(), block_size=16)
+    elif case == "host_nan":  # only process 1's copy holds a NaN: only its checks fail
+        mine = X.copy()
+        mine[5, 0] = np.nan if pid == 1 else mine[5, 0]
+        gl.scale.em_sharded(mine, m0, 0.5, mesh=gl.scale.default_mesh(), block_size=16)
+    elif case == "host_agree":  # the same host array on both: the one-process fit
+        res = gl.scale.kmeans_sharded(X, m0, mesh=gl.scale.default_mesh(), block_size=16)
+        with jax.default_device(jax.local_devices()[0]):
+            ref = gl.kmeans(X, m0, block_size=16)
+        labels = multihost_utils.process_allgather(res.labels, tiled=True)
+        same = int(res.n_iter) == int(ref.n_iter) > 1
+        same = same and np.array_equal(np.asarray(labels), np.asarray(ref.labels))
+        same = same and np.allclose(np.asarray(res.means), np.asarray(ref.means), rtol=1e-6)
+        print(f"process {pid} fit as one process: {same}", flush=True)
     else:  # float32 on the first look and the scan, float64 on every later pass
         calls = {"n": 0}
 
@@ -170,3 +197,41 @@ def test_processes_that_disagree_raise_on_every_process(tmp_path, case, message)
         assert f"process {pid} raised: " in output, tail
         assert f"process {pid} fitted without an error" not in output, tail
     assert output.count(message) == 2, tail
+
+
+# A fit of 64 rows takes a few seconds; the old code hung for the launcher's whole timeout.
+HOST_TIMEOUT_S = 30
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("host_max_iter", "different options (max_iter is 1 on process 0, 300 on process 1)"),
+        ("host_data", "; a host X and host weights must be identical on every process."),
+        ("host_nan", "process 1: X contains 1 NaN or inf value(s); clean the data first."),
+    ],
+    ids=["fit_sharded_max_iter", "kmeans_sharded_data", "em_sharded_nan_on_one"],
+)
+def test_processes_that_disagree_on_a_host_array_raise_on_every_process(tmp_path, case, message):
+    script = tmp_path / "different_options.py"
+    script.write_text(DIFFERENT_OPTIONS)
+    code, output, _, _ = _launch(script, case, timeout=HOST_TIMEOUT_S)
+    tail = output[-4000:]
+    assert code == 0, tail  # 124: a process waited in a collective until the launcher's timeout
+    for pid in (0, 1):
+        assert f"process {pid} raised: " in output, tail
+        assert f"process {pid} fitted without an error" not in output, tail
+    assert output.count(message) == 2, tail
+    if case == "host_data":  # the digests of the two copies, named on both processes
+        assert output.count("X is 'a host array float32[64, 2] (digest ") == 2, tail
+
+
+def test_processes_that_agree_on_a_host_array_fit_as_one_process(tmp_path):
+    script = tmp_path / "different_options.py"
+    script.write_text(DIFFERENT_OPTIONS)
+    code, output, _, _ = _launch(script, "host_agree", timeout=HOST_TIMEOUT_S)
+    tail = output[-4000:]
+    assert code == 0, tail
+    for pid in (0, 1):
+        assert f"process {pid} fit as one process: True" in output, tail
+        assert f"process {pid} fitted without an error" in output, tail
