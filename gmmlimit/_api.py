@@ -55,7 +55,7 @@ from ._validation import (
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_temperature, check_variant, with_temperature
-from ._variant_scale import variant_fit_map, variant_params, variant_result
+from ._variant_scale import NO_MAP, variant_fit_map, variant_params, variant_result
 from .variants._isotropic import (
     IsotropicParams,
     assign,
@@ -132,17 +132,21 @@ def _fit(
     tol: float,
     weights: Any,
     block_size: int,
+    *,
+    mapped: bool = False,
 ) -> FitResult:
     """:func:`fit` on data that has already passed :func:`as_data`.
 
     A variant with a ``scaling`` fits data past the dtype's scale window as X / 2^e, exactly,
-    and maps the result back (``_variant_scale.variant_result``).
+    and maps the result back (``_variant_scale.variant_result``). ``mapped``: the caller has
+    translated and rescaled the data already (``_rescale.fit_rescaled``): they are fit as given,
+    never translated a second time (the offset rule is not idempotent on translated data).
     """
     check_variant(variant)
     params, w, max_iter, block_size, tol = check_fit_inputs(
         variant, X, params, weights, max_iter, block_size, tol
     )
-    data_map = variant_fit_map(variant, X, variant.means(params))
+    data_map = NO_MAP if mapped else variant_fit_map(variant, X, variant.means(params))
     if not data_map.identity:
         X, params = data_map.data(X), variant_params(variant, params, data_map)
     result = fit_compiled(variant, X, w, params, tol, max_iter=max_iter, block_size=block_size)
@@ -199,7 +203,7 @@ def _fit_isotropic(
     variant = chosen if hard else soft_variant
 
     def run(Xs: jax.Array, scaled: IsotropicParams, w: jax.Array) -> FitResult:
-        return _fit(variant, Xs, scaled, max_iter, tol, w, block_size)
+        return _fit(variant, Xs, scaled, max_iter, tol, w, block_size, mapped=True)
 
     return fit_rescaled(run, X, params, weights)
 

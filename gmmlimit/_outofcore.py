@@ -38,7 +38,7 @@ from ._driver import (
     relocate_if_empty,
     stop_rule,
 )
-from ._offset import feature_range, translated_largest
+from ._offset import candidate_windows, feature_range, translated_largest, window_counts
 from ._rescale import (
     NO_SCALE,
     check_scaled_sigma2,
@@ -219,6 +219,7 @@ class _ScanInfo(NamedTuple):
     largest: float  # max |x|
     lo: np.ndarray  # (D,) each feature's smallest value, in dtype
     hi: np.ndarray  # (D,) each feature's largest value, in dtype
+    counts: np.ndarray | None  # (2, D) _offset.window_counts of every row, or None (not asked)
 
 
 def _scan_info(
@@ -227,7 +228,10 @@ def _scan_info(
     check_data: Callable | None = None,
     source_dtype: np.dtype | None = None,
 ) -> _ScanInfo:
-    """Two passes: N, D, dtype, spread, max |x| and each feature's extremes; checks chunks.
+    """Two passes: N, D, dtype, spread, max |x|, each feature's extremes; checks chunks.
+
+    The extremes, read in the first pass, set the windows whose rows the second counts
+    (``_offset.candidate_windows``; no count where they need none).
 
     The variance is measured in the unit of :func:`~gmmlimit._driver.host_spread_unit` of the
     largest magnitude (float64 squares of data near 1e160 would overflow).
@@ -275,11 +279,15 @@ def _scan_info(
     mean = total / n
     unit = host_spread_unit(largest, np.float64)
     sq = np.zeros(d, np.float64)
+    lo, hi = lo.astype(dtype), hi.astype(dtype)
+    windows = candidate_windows(lo, hi)  # the offset's row counts, where the extremes ask
+    counts = None if windows is None else np.zeros((2, d), np.int64)
     for chunk in _rechunk(make_iter(), rows, d, src_dtype, _LATER_PASS):
         sq += (((chunk.astype(np.float64) - mean) / unit) ** 2).sum(axis=0)
+        if windows is not None:
+            counts += window_counts(chunk.astype(dtype, copy=False), windows)
     spread = float(np.mean(sq / n))
-    lo, hi = lo.astype(dtype), hi.astype(dtype)
-    return _ScanInfo(n, d, dtype, np.dtype(src_dtype), spread, largest, lo, hi)
+    return _ScanInfo(n, d, dtype, np.dtype(src_dtype), spread, largest, lo, hi, counts)
 
 
 def streamed_chunk_rows(block_rows: int, chunk_blocks: int) -> int:
@@ -569,8 +577,9 @@ def _fit_out_of_core(
         scale, original, data_map = NO_SCALE, params, NO_MAP
         if rescale:  # as _rescale.prepare maps the data in memory
             scale = streamed_scale(
-                info.lo, info.hi, info.largest, params.means, weight_exponent, dtype
-            )
+                info.lo, info.hi, info.largest, params.means, weight_exponent, dtype,
+                info.counts, n,
+            )  # fmt: skip
             exponent, offset = scale.data, scale.offset_array(dtype)
             data_largest = translated_largest(info.lo, info.hi, info.largest, offset)
             if scale.data or offset is not None:
@@ -578,8 +587,9 @@ def _fit_out_of_core(
                 check_scaled_sigma2(original.sigma2, params.sigma2, scale)
         else:  # a variant that declares its scaling, as _variant_scale maps it in memory
             data_map = variant_stream_map(
-                variant, info.lo, info.hi, info.largest, variant.means(params), dtype
-            )
+                variant, info.lo, info.hi, info.largest, variant.means(params), dtype,
+                info.counts, n,
+            )  # fmt: skip
             exponent, offset = data_map.exponent, data_map.offset
             data_largest = translated_largest(info.lo, info.hi, info.largest, offset)
             params = variant_params(variant, original, data_map)

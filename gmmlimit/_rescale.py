@@ -1,13 +1,14 @@
 """Exact translation and power-of-two rescaling of an isotropic problem (docs/design.md).
 
-Features whose values all lie within a factor of two of one another are translated by an exact
-offset c (:mod:`gmmlimit._offset`), and data whose largest magnitude then lies outside the
+Features far from the origin are translated by an offset c (:mod:`gmmlimit._offset`: exact for
+every row within a factor of two of c, which is all of them or a strict majority; a row
+outside, one rounding of ``x - c``), and data whose largest magnitude then lies outside the
 dtype's window (:data:`SCALE_WINDOW`) are computed as ``(X - c) / 2^e``, means ``(m - c) /
-2^e``, sigma2 ``/ 4^e`` and weights ``/ 2^w``: exact operations on the data, so labels and
-responsibilities are those of the original problem, and the results are mapped back (means x
-2^e + c, distortions x 4^e 2^w, log-likelihoods as :meth:`Scale.log_likelihood` says). Every
-isotropic entry point (in memory, sharded, out of core, the diagnostics) goes through here, so
-they all answer the same data the same way.
+2^e``, sigma2 ``/ 4^e`` and weights ``/ 2^w``: exact operations on the translated data, so
+labels and responsibilities are those of the original problem, and the results are mapped
+back (means x 2^e + c, distortions x 4^e 2^w, log-likelihoods as :meth:`Scale.log_likelihood`
+says). Every isotropic entry point (in memory, sharded, out of core, the diagnostics) goes
+through here, so they all answer the same data the same way.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Scale(NamedTuple):
     Attributes:
         data: the data's binary exponent e.
         weight: the weights' binary exponent.
-        offset: None, or the (D,) exact offset of :func:`gmmlimit._offset.data_offset`, as a
+        offset: None, or the (D,) offset of :func:`gmmlimit._offset.data_offset`, as a
             tuple of Python floats (exact for the data's dtype).
     """
 
@@ -69,7 +70,7 @@ class Scale(NamedTuple):
         return None if self.offset is None else np.asarray(self.offset, dtype)
 
     def data_of(self, X: Any) -> Any:
-        """(N, D) data of the original problem as the computation takes them (exact)."""
+        """(N, D) data of the original problem as the computation takes them (``_offset``)."""
         return exact_ldexp(translate(X, self.offset_array(X.dtype)), -self.data)
 
     def params(self, params: IsotropicParams) -> IsotropicParams:
@@ -171,7 +172,14 @@ def prepare(
 
 
 def streamed_scale(
-    lo: np.ndarray, hi: np.ndarray, largest: float, means: Any, weight: int, dtype: Any
+    lo: np.ndarray,
+    hi: np.ndarray,
+    largest: float,
+    means: Any,
+    weight: int,
+    dtype: Any,
+    counts: np.ndarray | None = None,
+    n: int = 0,
 ) -> Scale:
     """The :class:`Scale` of data known by their extremes (out of core, several processes).
 
@@ -182,11 +190,14 @@ def streamed_scale(
         means: (K, D) the starting means.
         weight: the weights' exponent.
         dtype: the data's dtype.
+        counts: None, or the (2, D) :func:`gmmlimit._offset.window_counts` of every row for
+            the windows of :func:`gmmlimit._offset.candidate_windows` (which asked for them).
+        n: N, the number of rows counted.
 
     Returns:
         The map :func:`prepare` gives the same data in memory.
     """
-    offset = data_offset(lo, hi)
+    offset = data_offset(lo, hi, counts, n)
     moved = translated_largest(lo, hi, largest, offset)
     moved = max(moved, largest_magnitude(translate(means, offset)))
     return Scale(window_exponent(moved, dtype), weight, offset_tuple(offset))

@@ -47,7 +47,7 @@ from ._driver import (
     pad_rows,
     trim_history,
 )
-from ._offset import feature_range, translated_largest
+from ._offset import candidate_windows, feature_range, translated_largest, window_counts
 from ._outofcore import (
     _LATER_PASS,
     DEFAULT_CHUNK_BLOCKS,
@@ -85,7 +85,13 @@ from ._validation import (
     with_float64_scope,
 )
 from ._variant import Params, Variant, check_variant
-from ._variant_scale import variant_fit_map, variant_params, variant_result, variant_stream_map
+from ._variant_scale import (
+    NO_MAP,
+    variant_fit_map,
+    variant_params,
+    variant_result,
+    variant_stream_map,
+)
 from .variants._isotropic import IsotropicParams, isotropic, validate_params
 
 __all__ = [
@@ -289,7 +295,9 @@ def _fit_host(
         block_size: rows per block on each device, or None, as given.
         agree: the public function's name, which the processes of a mesh spanning several
             agree on with everything else (:func:`_agree_host`) before any fit work; None
-            where the caller agreed already (on the inputs this fit derives from).
+            where the caller agreed already (on the inputs this fit derives from). None also
+            means the caller translated and rescaled the data (``_rescale.fit_rescaled``):
+            they are fit as given, never translated a second time.
 
     Returns:
         The :class:`~gmmlimit.FitResult`.
@@ -311,7 +319,9 @@ def _fit_host(
                 checks, agree, variant, X, params, weights, mesh, axis, max_iter, tol, block_size
             )
         X, params, w, max_iter, block_size, tol = checked
-        data_map = variant_fit_map(variant, X, variant.means(params))
+        # the offset rule is not idempotent on translated data: mapped data are not mapped again
+        mapped = agree is None
+        data_map = NO_MAP if mapped else variant_fit_map(variant, X, variant.means(params))
         if not data_map.identity:  # a variant that declares its scaling, as in fit
             X, params = data_map.data(X), variant_params(variant, params, data_map)
         blocks, local_rows = _shard_blocks(X, w, n_dev, block_size, NamedSharding(mesh, P(axis)))
@@ -649,11 +659,13 @@ def _validate_process_rows(
     w: jax.Array | None,
     params: Params,
     options: Mapping[str, str] | None = None,
-) -> tuple[Params, float, np.ndarray, np.ndarray]:
+) -> tuple[Params, float, np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate each process's own rows and the parameters, and agree on the outcome.
 
-    Returns the checked parameters, the largest magnitude of every process's rows and the
-    (D,) smallest and largest value of each feature over every process's rows (float64).
+    Returns the checked parameters, the largest magnitude of every process's rows, the (D,)
+    smallest and largest value of each feature over every process's rows (float64), and the
+    (2, D) window counts of every process's rows where those extremes ask for them
+    (:func:`_global_counts`; else None).
     ``options`` (:func:`_option_values`) must be the same on every process (:func:`_agree`).
 
     The data are checked by :func:`as_data` and the weights by :func:`check_weights` on this
@@ -703,7 +715,8 @@ def _validate_process_rows(
     local_w = np.asarray(_process_rows(w), np.float64) if w is not None else np.ones(1)
     _check_global_weights(float(local_w.max()) if local_w.size else 0.0, _data_dtype(X))
     lo, hi = _global_range(lo, hi)
-    return checked, largest, lo, hi
+    counts = _global_counts(local_x, lo, hi, _data_dtype(X))
+    return checked, largest, lo, hi, counts
 
 
 def _global_range(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -718,6 +731,30 @@ def _global_range(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """
     both = _gather_host(np.stack([np.asarray(lo, np.float64), np.asarray(hi, np.float64)]))
     return both[:, 0].min(axis=0), both[:, 1].max(axis=0)
+
+
+def _global_counts(local: Any, lo: np.ndarray, hi: np.ndarray, dtype: Any) -> np.ndarray | None:
+    """The offset's window counts over every process's rows, where the extremes ask for them.
+
+    Every process reads the same global extremes, so every process or none takes part in the
+    exchange (a collective). The counts are integers: their sum is that of the rows together.
+
+    Args:
+        local: (N_p, D) this process's rows (N_p may be 0; copied to the host only where
+            counted).
+        lo: (D,) each feature's smallest value over every process (:func:`_global_range`).
+        hi: (D,) its largest.
+        dtype: the dtype the data are computed in.
+
+    Returns:
+        (2, D) int64 :func:`~gmmlimit._offset.window_counts` of every process's rows, or None
+        where :func:`~gmmlimit._offset.candidate_windows` needs none (no exchange then).
+    """
+    windows = candidate_windows(np.asarray(lo).astype(dtype), np.asarray(hi).astype(dtype))
+    if windows is None:
+        return None
+    local = np.asarray(local).astype(dtype, copy=False)
+    return _gather_host(window_counts(local, windows)).sum(axis=0)
 
 
 def _repeat_rows(x: jax.Array, k: int) -> jax.Array:
@@ -784,7 +821,7 @@ def _fit_global(
         if tuple(weights.shape) != (n,):
             raise ValueError(f"weights must have shape (N,) = ({n},); got {tuple(weights.shape)}.")
         weights = _on_rows(weights, rows)
-    params, largest, lo, hi = _validate_process_rows(variant, X, weights, params, options)
+    params, largest, lo, hi, counts = _validate_process_rows(variant, X, weights, params, options)
     dtype = _data_dtype(X)
     if X.dtype != dtype:
         X = X.astype(dtype)
@@ -792,13 +829,15 @@ def _fit_global(
     lo, hi = lo.astype(dtype), hi.astype(dtype)
     # every process reads the same extremes, so the same map (_offset, _variant_scale)
     if rescale:  # as _rescale.prepare maps the data in memory
-        scale = streamed_scale(lo, hi, largest, params.means, 0, dtype)
+        scale = streamed_scale(lo, hi, largest, params.means, 0, dtype, counts, n)
         exponent, offset = scale.data, scale.offset_array(dtype)
         if scale != NO_SCALE:
             params = scale.params(original)
             check_scaled_sigma2(original.sigma2, params.sigma2, scale)
     else:  # a variant that declares its scaling
-        data_map = variant_stream_map(variant, lo, hi, largest, variant.means(params), dtype)
+        data_map = variant_stream_map(
+            variant, lo, hi, largest, variant.means(params), dtype, counts, n
+        )
         exponent, offset = data_map.exponent, data_map.offset
         params = variant_params(variant, original, data_map)
     if exponent or offset is not None:
@@ -1248,14 +1287,20 @@ def _fit_out_of_core_processes(
     check_k(k, n)
     mean = _gather_host(local[3]).sum(axis=0) / n
     unit = host_spread_unit(largest, np.float64)  # the rows' largest magnitude, every process's
+    # a variant that declares its scaling: every process reads the same extremes (and counts),
+    # so the same map, the one fit_out_of_core takes in one process
+    lo, hi = (e.astype(dtype) for e in _global_range(*extremes))
+    windows = candidate_windows(lo, hi)  # the offset's row counts, where the extremes ask
+    counts = None if windows is None else np.zeros((2, d), np.int64)
     sq = np.zeros(d, np.float64)
     for chunk in _rechunk(make_iter(), block_size * chunk_blocks, d, source_dtype, _LATER_PASS):
         sq += (((np.asarray(chunk, np.float64) - mean) / unit) ** 2).sum(axis=0)
+        if counts is not None:
+            counts += window_counts(np.asarray(chunk).astype(dtype, copy=False), windows)
     shift_scale = float(np.mean(_gather_host(sq).sum(axis=0) / n))
-    # a variant that declares its scaling: every process reads the same extremes, so the same
-    # map, the one fit_out_of_core takes in one process
-    lo, hi = (e.astype(dtype) for e in _global_range(*extremes))
-    data_map = variant_stream_map(variant, lo, hi, largest, variant.means(params), dtype)
+    if counts is not None:  # every process or none: the same extremes
+        counts = _gather_host(counts).sum(axis=0)
+    data_map = variant_stream_map(variant, lo, hi, largest, variant.means(params), dtype, counts, n)
     exponent, offset = data_map.exponent, data_map.offset
     fit_largest = translated_largest(lo, hi, largest, offset)
     params = variant_params(variant, params, data_map)

@@ -43,9 +43,11 @@ __all__ = [
 class DataMap(NamedTuple):
     """How a variant's fit computes the data it is given: as (X - offset) / 2^exponent.
 
-    Both operations are exact on the data (``_offset``, ``_validation.exact_ldexp``): the
-    same model, labels and responsibilities. The parameters move by the variant's
-    ``scaling`` (:func:`variant_params`) and the results move back (:func:`variant_result`).
+    Both operations are exact on the data (``_offset``, ``_validation.exact_ldexp``) but for
+    rows outside their feature's Sterbenz window (a minority, translated with one rounding of
+    ``x - offset``, ``_offset``): the same model, labels and responsibilities. The parameters
+    move by the variant's ``scaling`` (:func:`variant_params`) and the results move back
+    (:func:`variant_result`).
 
     Attributes:
         exponent: e, the power of two the data are divided by (0: none).
@@ -94,6 +96,8 @@ def variant_stream_map(
     largest: float,
     locations: Any,
     dtype: Any,
+    counts: np.ndarray | None = None,
+    n: int = 0,
 ) -> DataMap:
     """The :class:`DataMap` of streamed data known by their extremes (out of core, processes).
 
@@ -104,6 +108,10 @@ def variant_stream_map(
         largest: the data's largest magnitude.
         locations: (K, D) the starting locations.
         dtype: the data's dtype.
+        counts: None, or the (2, D) :func:`gmmlimit._offset.window_counts` of every row (over
+            every chunk and process) for the windows of
+            :func:`gmmlimit._offset.candidate_windows` (which asked for them).
+        n: N, the number of rows counted.
 
     Returns:
         The map :func:`variant_fit_map` gives the same data in memory.
@@ -112,7 +120,7 @@ def variant_stream_map(
         return NO_MAP
     offset = None
     if variant.scaling.translate is not None:
-        offset = data_offset(np.asarray(lo, dtype), np.asarray(hi, dtype))
+        offset = data_offset(np.asarray(lo, dtype), np.asarray(hi, dtype), counts, n)
     largest = translated_largest(lo, hi, largest, offset)
     largest = max(largest, largest_magnitude(translate(locations, offset)))
     return DataMap(variant_exponent(variant, largest, dtype), offset)

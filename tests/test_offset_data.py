@@ -12,6 +12,9 @@ where both compute the same translated rows), with means moved by ``c``.
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +30,7 @@ from user_variant import LOCATION_SOURCE, forget_module, write_module
 
 import gmmlimit as gl
 import gmmlimit.variants as gv
+from gmmlimit import _offset
 from gmmlimit._offset import data_offset, feature_range, offset_of, translate
 from gmmlimit._variant import with_temperature
 from gmmlimit.sklearn import KMeans, VariantMixture
@@ -367,3 +371,321 @@ def test_experiments_study_a_far_data_file_translated(tmp_path):
     lo = np.where(X[:, 0].min() > 0, X[:, 0].min(), 0.0), X[:, 1].max()
     np.testing.assert_array_equal(loaded, (X - np.array(lo)).astype(np.float32))
     assert "translated by the exact offset" in info["description"]
+
+
+# ----------------------------------------------------------------------------------------------
+# One outlier: the bulk of a feature within |c| / 16 of one extreme c, one row far from it.
+
+
+def null_island() -> tuple[np.ndarray, np.ndarray]:
+    """benchmarks/tuning/far_outlier.py's data: 2000 float32 rows at 1e6 + N(0, 1), row 0 at
+    (0, 0), and K = 8 starting means drawn from the rows (row 0 among them)."""
+    rng = np.random.default_rng(6)
+    X = (1e6 + rng.normal(size=(2000, 2))).astype(np.float32)
+    X[0] = 0.0
+    return X, X[[0, *rng.choice(np.arange(1, 2000), 7, replace=False)]]
+
+
+def outlier_on_top() -> tuple[np.ndarray, np.ndarray]:
+    """The bulk at 1e6 + N(0, 1), row 0 at 1e9: translated by each feature's smallest value
+    (the ``lo`` candidate); the outlier's difference is rounded (to a multiple of 64)."""
+    rng = np.random.default_rng(8)
+    X = (1e6 + rng.normal(size=(2000, 2))).astype(np.float32)
+    X[0] = 1e9
+    return X, X[[0, *rng.choice(np.arange(1, 2000), 7, replace=False)]]
+
+
+def gps_null_island() -> tuple[np.ndarray, np.ndarray]:
+    """float32 latitude 37.7 and longitude -122.4 spread over 0.05 degree, row 0 at (0, 0):
+    latitude translated by its largest value, longitude (negative) by its smallest."""
+    rng = np.random.default_rng(9)
+    X = (np.array([37.7, -122.4]) + 0.05 * rng.standard_normal((2000, 2))).astype(np.float32)
+    X[0] = 0.0
+    return X, X[[0, *rng.choice(np.arange(1, 2000), 5, replace=False)]]
+
+
+OUTLIERS = {"null_island": null_island, "on_top": outlier_on_top, "gps": gps_null_island}
+
+
+def numpy_lloyd(X: np.ndarray, means: np.ndarray, max_iter: int = 300) -> tuple:
+    """float64 NumPy Lloyd's iterations (benchmarks/tuning/far_outlier.py's): means, labels and
+    the number of mean updates before the labels stopped changing."""
+    X, means = np.asarray(X, np.float64), np.asarray(means, np.float64).copy()
+    labels = None
+    for it in range(max_iter):
+        new = ((X[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+        if labels is not None and np.array_equal(new, labels):
+            return means, labels, it
+        labels = new
+        for k in range(len(means)):
+            if np.any(labels == k):
+                means[k] = X[labels == k].mean(0)
+    return means, labels, max_iter
+
+
+@pytest.mark.parametrize("case", OUTLIERS)
+def test_one_outlier_leaves_the_bulk_translated(case):
+    """One E-step labels every row by its nearest mean (float64 reference), and gl.kmeans takes
+    the float64 Lloyd's steps: its labels, and its iterations (gl.kmeans counts the E-step that
+    finds no change, one more than the updates). Before: 1723 of 2000 labels of the null
+    island's E-step were wrong, and gl.kmeans ran 300 iterations to J = 4347 (float64: 26
+    updates to J = 871)."""
+    X, m0 = OUTLIERS[case]()
+    exact = ((X[:, None, :].astype(np.float64) - m0[None].astype(np.float64)) ** 2).sum(-1)
+    labels = np.asarray(gl.responsibilities(X, m0, 0.0)).argmax(1)
+    np.testing.assert_array_equal(labels, exact.argmin(1))
+    fit = gl.kmeans(X, m0)
+    means, ref_labels, updates = numpy_lloyd(X, m0)
+    np.testing.assert_array_equal(np.asarray(fit.labels), ref_labels)
+    assert bool(fit.converged) and int(fit.n_iter) == updates + 1
+    np.testing.assert_allclose(np.asarray(fit.means, np.float64), means, rtol=1e-7)
+    J = float(((X.astype(np.float64) - means[ref_labels]) ** 2).sum())
+    np.testing.assert_allclose(float(fit.distortion), J, rtol=1e-5)
+
+
+def test_the_offsets_of_one_outlier():
+    """Which extreme each feature is translated by, and the rows each window holds."""
+    from gmmlimit._offset import candidate_windows, translated_largest, window_counts
+
+    X, _ = null_island()  # both features: the largest value (0 is no candidate)
+    np.testing.assert_array_equal(offset_of(X), X.max(axis=0))
+    X, _ = outlier_on_top()  # the smallest value; the outlier rounded once, to 64
+    offset = offset_of(X)
+    np.testing.assert_array_equal(offset, X.min(axis=0))
+    lo, hi = feature_range(X)
+    moved = np.asarray(translate(X, offset))
+    assert np.all(np.abs(moved[1:]) < 8) and np.all(moved[0] % 64 == 0)
+    np.testing.assert_array_equal(moved[0], np.float32(1e9) - offset)  # one rounding
+    assert translated_largest(lo, hi, 1e9, offset) == float(np.abs(moved).max())
+    for row in range(1, len(X)):  # every other row exactly
+        assert all(Fraction(float(m)) == Fraction(float(x)) - Fraction(float(c))
+                   for m, x, c in zip(moved[row], X[row], offset, strict=True))  # fmt: skip
+    np.testing.assert_array_equal(window_counts(X, candidate_windows(lo, hi)), [[1999] * 2, [1, 1]])
+    X, _ = gps_null_island()  # latitude less its largest value, longitude less its smallest
+    np.testing.assert_array_equal(offset_of(X), [X[:, 0].max(), X[:, 1].min()])
+
+
+def test_one_far_row_among_rows_near_zero_translates_nothing():
+    """Rows near 0 with one row at (1e6, 1e6): no window holds a majority, so the rows are
+    computed as given, as before (and data near the origin never are: uniform on [0, 1) puts 6 %
+    of the rows within 1/16 of 1)."""
+    from gmmlimit._offset import candidate_windows, window_counts
+
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((2000, 2)).astype(np.float32)
+    X[0] = 1e6
+    lo, hi = feature_range(X)
+    np.testing.assert_array_equal(window_counts(X, candidate_windows(lo, hi))[1], [1, 1])
+    assert offset_of(X) is None
+    assert offset_of(rng.random((2000, 3))) is None
+    m0 = X[:4]
+    near = gl.kmeans(X, m0, block_size=64)
+    streamed = gl.scale.kmeans_out_of_core(X, m0, block_size=64, chunk_blocks=2)
+    for got in (streamed, gl.scale.kmeans_sharded(X, m0, block_size=64)):
+        np.testing.assert_array_equal(np.asarray(got.labels), np.asarray(near.labels))
+        np.testing.assert_array_equal(np.asarray(got.means), np.asarray(near.means))
+
+
+def test_the_offset_rule_with_counts():
+    """A strict majority of the N rows; both: the larger count, lo on a tie; rule 1 first."""
+    lo = np.array([1.0, -8.0, 0.0, -100.0, 10.0, 10.0, 10.0, 10.0])
+    hi = np.array([2.0, -4.0, 100.0, 0.0, 100.0, 100.0, 100.0, 100.0])
+    counts = np.array([[9, 9, 0, 6, 6, 5, 4, 3], [9, 9, 6, 0, 5, 5, 6, 5]])
+    np.testing.assert_array_equal(
+        data_offset(lo, hi, counts, 10), [1.0, -4.0, 100.0, -100.0, 10.0, 0.0, 100.0, 0.0]
+    )
+    np.testing.assert_array_equal(
+        data_offset(lo, hi, np.array([[6] * 8, [6] * 8]), 10), [1, -4, 100, -100, 10, 10, 10, 10]
+    )
+    assert data_offset(lo[2:], hi[2:], np.zeros((2, 6), np.int64), 10) is None
+    assert data_offset(lo[2:], hi[2:], np.full((2, 6), 5), 10) is None  # 5 of 10: no majority
+
+
+@pytest.mark.parametrize("shape", [(4097, 1), (10, 5000), (8193, 3), (2, 1), (70000, 2)])
+def test_window_counts_at_every_width(shape):
+    from gmmlimit._offset import candidate_windows, window_counts
+
+    X = (100 + np.random.default_rng(1).standard_normal(shape)).astype(np.float32)
+    X[-1] = 0.0  # an outlier in the rows past the last whole group
+    lo, hi = feature_range(X)
+    windows = candidate_windows(lo, hi)
+    expected = [np.logical_and(w[0] <= X, np.less_equal(X, w[1])).sum(axis=0) for w in windows]
+    np.testing.assert_array_equal(window_counts(X, windows), expected)
+    halves = [window_counts(part, windows) for part in np.array_split(X, 3)]
+    np.testing.assert_array_equal(sum(halves), expected)
+    # the device's count (an accelerator's arrays), run here on the CPU device
+    counts = _offset._device_counts(jnp.asarray(X), windows[0, 1], windows[1, 0])
+    np.testing.assert_array_equal(counts, expected)
+
+
+def assert_same_fit(a: gl.FitResult, b: gl.FitResult, objective_rtol: float = 0.0) -> None:
+    """Labels, iterations and means bit for bit; the objective too unless ``objective_rtol``."""
+    np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
+    assert int(a.n_iter) == int(b.n_iter) and bool(a.converged) == bool(b.converged)
+    np.testing.assert_allclose(float(a.objective), float(b.objective), rtol=objective_rtol)
+    np.testing.assert_array_equal(np.asarray(a.means), np.asarray(b.means))
+
+
+@pytest.mark.parametrize("case", OUTLIERS)
+def test_the_paths_translate_one_outlier_as_in_memory(case):
+    """Out of core (2000 rows in blocks of 64, the last padded; chunks of uneven sizes) and
+    sharded, the isotropic fits and a location variant's equal the in-memory fit bit for bit:
+    the window counts are exact sums over the chunks, so every path takes the same offset."""
+    X, m0 = OUTLIERS[case]()
+    parts = [X[:700], X[700:1313], X[1313:]]
+    near = gl.kmeans(X, m0, block_size=64)
+    np.testing.assert_array_equal(np.asarray(near.labels), numpy_lloyd(X, m0)[1])  # translated
+    assert_same_fit(near, gl.scale.kmeans_out_of_core(parts, m0, block_size=64, chunk_blocks=2))
+    assert_same_fit(near, gl.scale.kmeans_sharded(X, m0, block_size=64))
+    soft = gl.em(X, m0, 1.0, block_size=64)
+    streamed = gl.scale.em_out_of_core(parts, m0, 1.0, block_size=64, chunk_blocks=2)
+    # the log-likelihoods differ in the last bit, as they do for data that rule 1 translates
+    # (1e6 + N(0, 1) without the outlier: -5758.3477 in memory, -5758.3481 streamed)
+    assert_same_fit(soft, streamed, objective_rtol=1e-6)
+    k = len(m0)
+    params = gv.DiagParams(
+        jnp.asarray(m0), jnp.ones(m0.shape, jnp.float32), jnp.full(k, 1 / k, jnp.float32),
+        jnp.float32(1.0), jnp.float32(1e-6),
+    )  # fmt: skip
+    fit = gl.fit(gv.diag, X, params, block_size=64)
+    streamed = gl.scale.fit_out_of_core(gv.diag, parts, params, block_size=64, chunk_blocks=2)
+    assert_same_fit(fit, streamed)
+    assert_same_fit(fit, gl.scale.fit_sharded(gv.diag, X, params, block_size=64))
+
+
+WORKER = """
+import json, sys
+mode, out_dir, tests = sys.argv[1:4]
+sys.path.insert(0, tests)
+pid, count = 0, 1
+if mode == "processes":
+    from gmmlimit.launch import initialize
+
+    pid, count = initialize()
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+import gmmlimit as gl
+import gmmlimit.variants as gv
+from test_offset_data import OUTLIERS
+
+
+def summary(fit, labels=None):
+    labels = fit.labels if labels is None else labels
+    return {"labels": np.asarray(labels).tolist(), "n_iter": int(fit.n_iter),
+            "converged": bool(fit.converged), "means": np.asarray(fit.means).tolist()}
+
+
+out = {"devices": len(jax.devices())}
+for case in ("null_island", "on_top", "gps"):
+    X, m0 = OUTLIERS[case]()
+    if mode == "devices":  # host arrays over 4 host devices (the in-memory offset)
+        params = gv.DiagParams(m0, np.ones_like(m0), np.full(len(m0), 1 / len(m0), np.float32),
+                               np.float32(1.0), np.float32(1e-6))
+        out[case] = {"kmeans": summary(gl.scale.kmeans_sharded(X, m0, block_size=64)),
+                     "diag": summary(gl.scale.fit_sharded(gv.diag, X, params, block_size=64))}
+        continue
+    mesh = gl.scale.default_mesh()
+    per = len(X) // count
+    own = X[pid * per : (pid + 1) * per]
+    g = jax.make_array_from_process_local_data(NamedSharding(mesh, P("rows")), own)
+    fit = gl.scale.kmeans_sharded(g, m0, mesh=mesh, block_size=64)
+    labels = multihost_utils.process_allgather(fit.labels, tiled=True)
+    ooc = gl.scale.fit_out_of_core_processes(
+        gv.isotropic, [own[:300], own[300:]], gv.IsotropicParams(m0, 0.0), block_size=64,
+        chunk_blocks=2, tol=0.0,
+    )
+    out[case] = {"kmeans": summary(fit, labels), "ooc": summary(ooc)}
+with open(f"{out_dir}/{mode}{pid}.json", "w") as f:
+    json.dump(out, f)
+"""
+
+
+def test_several_devices_and_processes_translate_one_outlier_as_one_process(tmp_path):
+    """Host rows over 4 host devices (the in-memory offset), and 2 processes that each hold half
+    the rows, as a global array (``kmeans_sharded``) and as their own out-of-core sources
+    (``fit_out_of_core_processes``): the extremes and then the window counts are exchanged, so
+    every process takes the one-process offset, and the fits the one-process labels and
+    iterations (means to the order of the float32 sums across processes)."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    tests = str(Path(__file__).resolve().parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(tests).parent) + os.pathsep + env.get("PYTHONPATH", "")
+    env["JAX_PLATFORMS"] = "cpu"
+    devices_env = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, str(script), "devices", str(tmp_path), tests], env=devices_env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "gmmlimit.launch", "-n", "2", "--timeout", "400",
+             str(script), "processes", str(tmp_path), tests],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        ),
+    ]  # fmt: skip
+    references = {}
+    for case, make in OUTLIERS.items():
+        X, m0 = make()
+        k = len(m0)
+        params = gv.DiagParams(
+            jnp.asarray(m0), jnp.ones(m0.shape, jnp.float32), jnp.full(k, 1 / k, jnp.float32),
+            jnp.float32(1.0), jnp.float32(1e-6),
+        )  # fmt: skip
+        references[case] = {
+            "kmeans": gl.kmeans(X, m0, block_size=64),
+            "diag": gl.fit(gv.diag, X, params, block_size=64),
+            "ooc": gl.scale.fit_out_of_core(
+                gv.isotropic,
+                X,
+                gv.IsotropicParams(m0, 0.0),
+                block_size=64,
+                chunk_blocks=2,
+                tol=0.0,  # to the labels' fixed point (the outlier's variance stops tol 1e-8 at 1)
+            ),
+        }
+    for proc in runs:
+        output, _ = proc.communicate(timeout=500)
+        assert proc.returncode == 0, output.decode(errors="replace")[-4000:]
+
+    def check(got: dict, ref: gl.FitResult, own: bool = False) -> None:
+        if not own:  # a process's own rows' labels are checked together below
+            np.testing.assert_array_equal(got["labels"], np.asarray(ref.labels))
+        assert got["n_iter"] == int(ref.n_iter) > 1 and got["converged"] == bool(ref.converged)
+        np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=1e-6)
+
+    devices = json.loads((tmp_path / "devices0.json").read_text())
+    processes = [json.loads((tmp_path / f"processes{i}.json").read_text()) for i in range(2)]
+    assert devices["devices"] == 4
+    for case, ref in references.items():
+        check(devices[case]["kmeans"], ref["kmeans"])
+        check(devices[case]["diag"], ref["diag"])
+        own = np.concatenate([out[case]["ooc"]["labels"] for out in processes])
+        for out in processes:
+            check(out[case]["kmeans"], ref["kmeans"])
+            check(out[case]["ooc"], ref["ooc"], own=True)
+        np.testing.assert_array_equal(own, np.asarray(ref["ooc"].labels))
+
+
+@pytest.mark.cpu_bits
+def test_data_translated_by_the_factor_of_two_rule_are_not_translated_again():
+    # A feature within a factor of two (rule 1: translated by lo) whose majority lies next to
+    # its largest value: the translated feature, [0, 901], has 80 % of its rows in its top
+    # sixteenth, where the majority rule would translate it again. em in memory (its own
+    # translation, then its variant's) did, and left the out-of-core fit's bits (1 ulp).
+    rng = np.random.default_rng(0)
+    n = 600
+    x = np.where(rng.random(n) < 0.8, 1900.0 + rng.random(n), 1000.0 + 900 * rng.random(n))
+    X = np.stack([x, 5000.0 + rng.normal(size=n)], 1).astype(np.float32)
+    m0 = X[[0, 1, 2]]
+    for sigma2 in (0.5, 0.0):
+        memory = gl.em(X, m0, sigma2, max_iter=50, block_size=64)
+        streamed = gl.scale.em_out_of_core(X, m0, sigma2, max_iter=50, block_size=64)
+        assert int(memory.n_iter) == int(streamed.n_iter)
+        np.testing.assert_array_equal(np.asarray(memory.labels), np.asarray(streamed.labels))
+        np.testing.assert_array_equal(np.asarray(memory.means), np.asarray(streamed.means))
