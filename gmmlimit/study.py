@@ -216,4 +216,9 @@ def count_distinct(means: Any, tol: Any) -> jax.Array:
             return _anneal.count_distinct(means, tol)
         # a subnormal tol is taken: the comparison reads its exact mantissa and exponent
         value = check_scalar(tol, "tol", dtype=means.dtype, owner="the means'", subnormal_ok=True)
-        return _anneal.count_distinct(means, jnp.asarray(value, means.dtype))
+        return _count_distinct(means, jnp.asarray(value, means.dtype))
+
+
+_count_distinct = jax.jit(_anneal.count_distinct)
+"""The count compiled once per shape (op by op, its K x K x D bit arithmetic dispatched some
+thirty primitives a call)."""

@@ -124,9 +124,14 @@ X = rng.normal(size=(64, 2)).astype(np.float32)
 X[32:] += 4
 m0 = X[[0, 1]]  # 4 iterations in one process: more than process 0 allows
 own = X[pid * 32 : (pid + 1) * 32]
-case = sys.argv[1]
 max_iter = 1 if pid == 0 else 300
-try:
+def say(line):  # one write of the whole line: the two processes share one pipe
+    sys.stdout.write(line + "\\n")
+    sys.stdout.flush()
+
+
+for case in sys.argv[1].split(","):  # in turn, in the same 2 processes
+  try:
     if case == "out_of_core":
         gl.scale.fit_out_of_core_processes(
             gl.variants.isotropic, own, gl.variants.IsotropicParams(m0, np.float32(0)),
@@ -157,7 +162,7 @@ try:
         same = int(res.n_iter) == int(ref.n_iter) > 1
         same = same and np.array_equal(np.asarray(labels), np.asarray(ref.labels))
         same = same and np.allclose(np.asarray(res.means), np.asarray(ref.means), rtol=1e-6)
-        print(f"process {pid} fit as one process: {same}", flush=True)
+        say(f"{case}: process {pid} fit as one process: {same}")
     else:  # float32 on the first look and the scan, float64 on every later pass
         calls = {"n": 0}
 
@@ -169,49 +174,43 @@ try:
             gl.variants.isotropic, source, gl.variants.IsotropicParams(m0, np.float32(0)),
             block_size=16,
         )
-    print(f"process {pid} fitted without an error", flush=True)
-except ValueError as err:
-    print(f"process {pid} raised: {err}", flush=True)
+    say(f"{case}: process {pid} fitted without an error")
+  except ValueError as err:
+    say(f"{case}: process {pid} raised: {err}")
 """
 
-# The old code hung for the launcher's whole timeout (exit 124); the new one ends in seconds.
-OPTIONS_TIMEOUT_S = 60  # global arrays and out of core
+# Each case: where the processes disagree, the message both must raise. The cases run in turn
+# in one launch of 2 processes; the old code hung in the first (the launcher's timeout, 124).
+DISAGREEING = {
+    "out_of_core": "different options (max_iter is 1 on process 0, 300 on process 1)",
+    "sharded": "different options (max_iter is 1 on process 0, 300 on process 1)",
+    "later_dtype": "must all have dtype float32; got one of float64 (rows 0..31, on a later",
+    "host_max_iter": "different options (max_iter is 1 on process 0, 300 on process 1)",
+    "host_data": "; a host X and host weights must be identical on every process.",
+    "host_nan": "process 1: X contains 1 NaN or inf value(s); clean the data first.",
+}
+DISAGREEING_TIMEOUT_S = 120
 HOST_TIMEOUT_S = 30  # a host array of 64 rows on every process
 
 
-@pytest.mark.parametrize(
-    ("case", "message", "timeout"),
-    [
-        ("out_of_core", "different options (max_iter is 1 on process 0, 300 on process 1)",
-         OPTIONS_TIMEOUT_S),
-        ("sharded", "different options (max_iter is 1 on process 0, 300 on process 1)",
-         OPTIONS_TIMEOUT_S),
-        ("later_dtype", "must all have dtype float32; got one of float64 (rows 0..31, on a later",
-         OPTIONS_TIMEOUT_S),
-        ("host_max_iter", "different options (max_iter is 1 on process 0, 300 on process 1)",
-         HOST_TIMEOUT_S),
-        ("host_data", "; a host X and host weights must be identical on every process.",
-         HOST_TIMEOUT_S),
-        ("host_nan", "process 1: X contains 1 NaN or inf value(s); clean the data first.",
-         HOST_TIMEOUT_S),
-    ],
-    ids=[
-        "out_of_core_max_iter", "sharded_max_iter", "out_of_core_later_dtype",
-        "host_fit_sharded_max_iter", "host_kmeans_sharded_data", "host_em_sharded_nan_on_one",
-    ],
-)  # fmt: skip
-def test_processes_that_disagree_raise_on_every_process(tmp_path, case, message, timeout):
+def test_processes_that_disagree_raise_on_every_process(tmp_path):
+    # out of core and global arrays: max_iter, a later pass's dtype; a host array on every
+    # process: max_iter, one value of the data, a NaN on one process only
     script = tmp_path / "different_options.py"
     script.write_text(DIFFERENT_OPTIONS)
-    code, output, _, _ = _launch(script, case, timeout=timeout)
-    tail = output[-4000:]
+    code, output, _, _ = _launch(script, ",".join(DISAGREEING), timeout=DISAGREEING_TIMEOUT_S)
+    tail = output[-6000:]
     assert code == 0, tail  # 124: a process waited in a collective until the launcher's timeout
-    for pid in (0, 1):
-        assert f"process {pid} raised: " in output, tail
-        assert f"process {pid} fitted without an error" not in output, tail
-    assert output.count(message) == 2, tail
-    if case == "host_data":  # the digests of the two copies, named on both processes
-        assert output.count("X is 'a host array float32[64, 2] (digest ") == 2, tail
+    lines = output.splitlines()
+    for case, message in DISAGREEING.items():
+        raised = [line for line in lines if line.startswith(f"{case}: process ")]
+        for pid in (0, 1):
+            assert any(f"{case}: process {pid} raised: " in line for line in raised), tail
+        assert not any("fitted without an error" in line for line in raised), tail
+        assert sum(message in line for line in raised) == 2, (case, tail)
+        if case == "host_data":  # the digests of the two copies, named on both processes
+            named = "X is 'a host array float32[64, 2] (digest "
+            assert sum(named in line for line in raised) == 2, tail
 
 
 def test_processes_that_agree_on_a_host_array_fit_as_one_process(tmp_path):
@@ -221,5 +220,5 @@ def test_processes_that_agree_on_a_host_array_fit_as_one_process(tmp_path):
     tail = output[-4000:]
     assert code == 0, tail
     for pid in (0, 1):
-        assert f"process {pid} fit as one process: True" in output, tail
-        assert f"process {pid} fitted without an error" in output, tail
+        assert f"host_agree: process {pid} fit as one process: True" in output, tail
+        assert f"host_agree: process {pid} fitted without an error" in output, tail
