@@ -525,9 +525,11 @@ def assert_same_fit(a: gl.FitResult, b: gl.FitResult, objective_rtol: float = 0.
 
 
 def test_the_paths_translate_one_outlier_as_in_memory():
-    """Out of core (2000 rows in blocks of 64, the last padded; chunks of uneven sizes) and
-    sharded, the isotropic fits and a location variant's equal the in-memory fit bit for bit:
-    the window counts are exact sums over the chunks, so every path takes the same offset.
+    """Out of core (2000 rows in blocks of 64, the last padded; chunks of uneven sizes), the
+    isotropic fits and a location variant's equal the in-memory fit bit for bit: the window
+    counts are exact sums over the chunks, so every path takes the same offset (sharded host
+    arrays take the in-memory offset_of; global arrays of several processes exchange their
+    counts: test_processes_translate_one_outlier_as_one_process).
     (One data set: the merging of counts does not depend on which candidate wins; the three
     cases in memory are test_one_outlier_leaves_the_bulk_translated's.)"""
     X, m0 = null_island()
@@ -535,7 +537,6 @@ def test_the_paths_translate_one_outlier_as_in_memory():
     near = gl.kmeans(X, m0, block_size=64)
     np.testing.assert_array_equal(np.asarray(near.labels), numpy_lloyd(X, m0)[1])  # translated
     assert_same_fit(near, gl.scale.kmeans_out_of_core(parts, m0, block_size=64, chunk_blocks=2))
-    assert_same_fit(near, gl.scale.kmeans_sharded(X, m0, block_size=64))
     soft = gl.em(X, m0, 1.0, block_size=64)
     streamed = gl.scale.em_out_of_core(parts, m0, 1.0, block_size=64, chunk_blocks=2)
     # the log-likelihoods differ in the last bit, as they do for data that rule 1 translates
@@ -549,7 +550,6 @@ def test_the_paths_translate_one_outlier_as_in_memory():
     fit = gl.fit(gv.diag, X, params, block_size=64)
     streamed = gl.scale.fit_out_of_core(gv.diag, parts, params, block_size=64, chunk_blocks=2)
     assert_same_fit(fit, streamed)
-    assert_same_fit(fit, gl.scale.fit_sharded(gv.diag, X, params, block_size=64))
 
 
 WORKER = """
