@@ -280,6 +280,7 @@ def _fit_host(
     block_size: Any,
     *,
     agree: str | None,
+    mapped: bool = False,
 ) -> FitResult:
     """:func:`fit_sharded` of a host array, the same on every process of the mesh.
 
@@ -295,9 +296,10 @@ def _fit_host(
         block_size: rows per block on each device, or None, as given.
         agree: the public function's name, which the processes of a mesh spanning several
             agree on with everything else (:func:`_agree_host`) before any fit work; None
-            where the caller agreed already (on the inputs this fit derives from). None also
-            means the caller translated and rescaled the data (``_rescale.fit_rescaled``):
-            they are fit as given, never translated a second time.
+            where the caller agreed already (on the inputs this fit derives from).
+        mapped: the caller translated and rescaled the data (``_rescale.fit_rescaled``):
+            they are fit as given, never translated a second time (the offset rule is not
+            idempotent on translated data), as ``_api._fit(mapped=True)``.
 
     Returns:
         The :class:`~gmmlimit.FitResult`.
@@ -319,8 +321,6 @@ def _fit_host(
                 checks, agree, variant, X, params, weights, mesh, axis, max_iter, tol, block_size
             )
         X, params, w, max_iter, block_size, tol = checked
-        # the offset rule is not idempotent on translated data: mapped data are not mapped again
-        mapped = agree is None
         data_map = NO_MAP if mapped else variant_fit_map(variant, X, variant.means(params))
         if not data_map.identity:  # a variant that declares its scaling, as in fit
             X, params = data_map.data(X), variant_params(variant, params, data_map)
@@ -433,8 +433,9 @@ def _isotropic_sharded(
     def run(Xs: jax.Array, scaled: IsotropicParams, w: jax.Array) -> FitResult:
         # on a mesh of several processes, they agreed below on what Xs, scaled and w derive from
         return _fit_host(
-            isotropic, Xs, scaled, mesh, axis, max_iter, tol, w, block_size, agree=None
-        )
+            isotropic, Xs, scaled, mesh, axis, max_iter, tol, w, block_size, agree=None,
+            mapped=True,
+        )  # fmt: skip
 
     if not _mesh_spans_processes(mesh):  # one process: nothing to agree on, no collective
         params = _isotropic_params(X, init_means, sigma2)
