@@ -537,11 +537,6 @@ def test_the_paths_translate_one_outlier_as_in_memory():
     near = gl.kmeans(X, m0, block_size=64)
     np.testing.assert_array_equal(np.asarray(near.labels), numpy_lloyd(X, m0)[1])  # translated
     assert_same_fit(near, gl.scale.kmeans_out_of_core(parts, m0, block_size=64, chunk_blocks=2))
-    soft = gl.em(X, m0, 1.0, block_size=64)
-    streamed = gl.scale.em_out_of_core(parts, m0, 1.0, block_size=64, chunk_blocks=2)
-    # the log-likelihoods differ in the last bit, as they do for data that rule 1 translates
-    # (1e6 + N(0, 1) without the outlier: -5758.3477 in memory, -5758.3481 streamed)
-    assert_same_fit(soft, streamed, objective_rtol=1e-6)
     k = len(m0)
     params = gv.DiagParams(
         jnp.asarray(m0), jnp.ones(m0.shape, jnp.float32), jnp.full(k, 1 / k, jnp.float32),

@@ -241,7 +241,7 @@ def _update_gap_reference(X, means, sigma2, weights):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("sigma2", [0.0, 0.005, 0.05, 1.0, 30.0])
+@pytest.mark.parametrize("sigma2", [0.0, 0.05, 1.0])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_update_gap_evaluates_more_means_than_rows(dtype, sigma2, weighted):
     # before: "k=4 exceeds the number of samples N=2", though evaluating given means needs no
