@@ -68,36 +68,36 @@ def _cpu_bits_on_the_cpu(request: pytest.FixtureRequest):
 
 READ_THE_QUICK_RUN = {"test_experiments", "test_figures", "test_paper"}
 
-# Seconds of each unit of work (summed ``--durations=0`` per file, 2-core Intel VM, 2026-12-07,
-# 3 workers on 2 cores, so each is about 1.5 times its time alone; 29 min 36 s in all; test_native
-# with the clang build, as CI has clang). The scheduler hands out the costliest unit first (longest
-# processing time first): xdist orders units by their number of tests, which sent the few slow
-# files (the multi-process clusters, the benchmark scripts, the tutorials: 40 to 70 s in under 25
-# tests each) out last, where one worker could run them while the others had nothing left. A file
-# not listed counts 0.2 s a test.
+# Seconds of each unit of work (summed wall seconds per file, 2-core Intel VM, 2026-12-07, after
+# the session's test cuts; 3 workers on 2 cores, so each is about 1.5 times its time alone; 27 min
+# 38 s in all; test_native with the clang build, as CI has clang). The scheduler hands out the
+# costliest unit first (longest processing time first): xdist orders units by their number of
+# tests, which sent the few slow files (the multi-process clusters, the benchmark scripts, the
+# tutorials: 40 to 70 s in under 25 tests each) out last, where one worker could run them while
+# the others had nothing left. A file not listed counts 0.2 s a test.
 UNIT_SECONDS = {
-    "tests/test_variants_contract.py": 228,
-    "tests/test_estimators.py": 161,
-    "tests/test_offset_data.py": 158,
-    "quick_run": 132,
-    "tests/test_native.py": 140,  # 115 here, and the clang and portable kernel builds (fresh HOME)
-    "tests/test_core_em.py": 100,
-    "tests/test_variants_scale.py": 92,
-    "tests/test_hamerly.py": 79,
-    "tests/test_benchmarks.py": 62,
-    "tests/test_properties.py": 53,
-    "tests/test_variants_edges.py": 46,
-    "tests/test_estimator_shapes.py": 44,
-    "tests/test_docs.py": 42,
-    "tests/test_multiprocess.py": 39,
-    "tests/test_anneal_rates.py": 29,
+    "tests/test_variants_contract.py": 220,
+    "tests/test_estimators.py": 160,
+    "tests/test_native.py": 135,  # 110 here, and the clang and portable kernel builds (fresh HOME)
+    "quick_run": 123,
+    "tests/test_offset_data.py": 101,
+    "tests/test_hamerly.py": 89,
+    "tests/test_core_em.py": 83,
+    "tests/test_estimator_shapes.py": 71,
+    "tests/test_docs.py": 70,
+    "tests/test_benchmarks.py": 59,
+    "tests/test_variants_scale.py": 55,
+    "tests/test_properties.py": 50,
+    "tests/test_multiprocess.py": 47,
+    "tests/test_variants_edges.py": 35,
     "tests/test_core_sklearn.py": 27,
-    "tests/test_perf.py": 27,
-    "tests/test_offset_estimators.py": 26,
-    "tests/test_launch_failures.py": 22,
-    "tests/test_validation.py": 22,
+    "tests/test_anneal_rates.py": 25,
+    "tests/test_validation.py": 25,
+    "tests/test_offset_estimators.py": 23,
     "tests/test_gradient_scale.py": 22,
-    "tests/test_sharding.py": 21,
+    "tests/test_perf.py": 22,
+    "tests/test_launch_failures.py": 18,
+    "tests/test_sharding.py": 18,
 }
 
 

@@ -80,6 +80,17 @@ def offset_problem() -> dict[str, np.ndarray]:
     return {"X": X, "m0": X[[0, 100, 200, 300, 400, 500]]}
 
 
+def outlier_problem() -> dict[str, np.ndarray]:
+    """float32 rows at 1e6 + N(0, 1), the last process's last row at (0, 0) (a "null island"
+    row), K = 8 starting means drawn from the rows (that row among them): no feature lies within
+    a factor of two of its extremes, so the rows are translated by the extreme whose window
+    holds a majority of the rows, counted over every process's rows (gmmlimit._offset)."""
+    rng = np.random.default_rng(6)
+    X = (1e6 + rng.normal(size=(N_ROWS, 2))).astype(np.float32)
+    X[N_ROWS - 1] = 0.0
+    return {"X": X, "m0": X[[N_ROWS - 1, *rng.choice(N_ROWS - 1, 7, replace=False)]]}
+
+
 def weights_first_process(d: dict) -> np.ndarray:
     """The weights of ``ooc_far_f64_w``: process 0's (rows 0 to 499) given, process 1's unit."""
     return np.concatenate([d["w"][:500], np.ones(N_ROWS - 500)])
@@ -277,6 +288,25 @@ def _worker(out_dir: str, cases: str) -> None:
             "n_iter": int(res.n_iter),
             "means": np.asarray(res.means).tolist(),
         }
+        # one far row: the window counts are summed over the processes, as one process counts
+        outlier = outlier_problem()
+        record(
+            "kmeans_outlier_f32",
+            gl.scale.kmeans_sharded(
+                global_rows(outlier["X"]), outlier["m0"], mesh=mesh, block_size=BLOCK, tol=0.0
+            ),
+        )
+        own_outlier = outlier["X"][cut[0] : cut[1]]
+        res = gl.scale.fit_out_of_core_processes(
+            iso, [own_outlier[:123], own_outlier[123:]],
+            gl.variants.IsotropicParams(outlier["m0"], 0.0), block_size=BLOCK, chunk_blocks=2,
+            tol=0.0,
+        )  # fmt: skip
+        out["ooc_outlier_f32"] = {
+            "own_labels": np.asarray(res.labels).tolist(),
+            "n_iter": int(res.n_iter),
+            "means": np.asarray(res.means).tolist(),
+        }
         own_far = diag_far["X"][cut[0] : cut[1]]
         res = gl.scale.fit_out_of_core_processes(
             gl.variants.diag, [own_far[:123], own_far[123:]], diag_far["params"],
@@ -399,6 +429,9 @@ def _references() -> dict:
             "kmeans_offset_f32": gl.kmeans(
                 offset_problem()["X"], offset_problem()["m0"], block_size=BLOCK
             ),
+            "kmeans_outlier_f32": gl.kmeans(
+                outlier_problem()["X"], outlier_problem()["m0"], block_size=BLOCK, tol=0.0
+            ),
         }  # fmt: skip
 
 
@@ -435,7 +468,7 @@ def test_every_process_holds_only_its_own_rows(run):
 
 CORE = ["kmeans", "em"]  # with 4 processes (one compiled fit, for the time budget)
 ALL = [*CORE, "kmeans_w", "kmeans_w_host", "kmeans_w_first_zero", "poisson", "kmeans_far_f32"]
-ALL += ["diag_far_f32", "gamma", "kmeans_offset_f32"]
+ALL += ["diag_far_f32", "gamma", "kmeans_offset_f32", "kmeans_outlier_f32"]
 
 
 def test_out_of_core_processes_equal_one_process_fit(runs):
@@ -467,6 +500,15 @@ def test_out_of_core_processes_equal_one_process_fit(runs):
     for out in outs:
         assert out["ooc_offset_f32"]["n_iter"] == int(ref.n_iter) > 1
         np.testing.assert_allclose(out["ooc_offset_f32"]["means"], ref.means, rtol=1e-6)
+    # one far row on process 1, the window counts summed over both processes: the one-process
+    # fit (the offsets and the rows translated are those of one process, to the order of the
+    # float32 sums across processes)
+    ref = references["kmeans_outlier_f32"]
+    labels = np.concatenate([out["ooc_outlier_f32"]["own_labels"] for out in outs])
+    np.testing.assert_array_equal(labels, np.asarray(ref.labels))
+    for out in outs:
+        assert out["ooc_outlier_f32"]["n_iter"] == int(ref.n_iter) > 1
+        np.testing.assert_allclose(out["ooc_outlier_f32"]["means"], ref.means, rtol=1e-6)
     # float64 data with x64 off: float64, and the one-process fit's iterations (before, float32)
     ref = references["em"]
     labels = np.concatenate([out["ooc_em_x64_off"]["own_labels"] for out in outs])

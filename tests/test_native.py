@@ -544,6 +544,51 @@ def _end_rows(tail, x, w):
         x[-1], w[-1] = -3.0 * x[0], 0.0
 
 
+def _hard_call(means, sigma2, x, w):
+    return _native.hard_assign(means, x, w)
+
+
+def _soft_call(means, sigma2, x, w):
+    return _native.soft_assign(jnp.stack([means, means]), sigma2, x, w)
+
+
+def _bounded_call(means, sigma2, x, w):  # no bounds yet: every row it computes is scored
+    labels, lower = jnp.full(w.shape, -1, jnp.int32), jnp.zeros((*w.shape, 1), x.dtype)
+    return _native.hard_assign_bounded(means, means, labels, lower, x, w)
+
+
+def _soft_bounded_call(means, sigma2, x, w):  # the bounded soft mode, every row scored
+    labels, lower = jnp.full(w.shape, -1, jnp.int32), jnp.zeros((*w.shape, 1), x.dtype)
+    return _native.soft_assign_bounded(means, sigma2[0], means, labels, lower, x, w)
+
+
+_PADDING_CALLS = {
+    "hard": _hard_call,
+    "soft": _soft_call,
+    "bounded": lambda means, sigma2, x, w: _bounded_call(means, sigma2, x, w)[:5],
+    "bounded, all outputs": _bounded_call,
+    "soft bounded": _soft_bounded_call,
+}
+"""The kernels' calls, jitted once with the means and sigma2 as arguments: every case of a
+dtype (the same shapes) runs the programs the first one compiled."""
+_PADDING_JITS = {name: jax.jit(call) for name, call in _PADDING_CALLS.items()}
+
+
+@partial(jax.jit, static_argnames="name")
+def _padding_per_block(means, sigma2, bx, bw, *, name):
+    """One call of kernel ``name`` per block, the sums added in block order."""
+    call = partial(_PADDING_CALLS[name], means, sigma2)
+    shapes = jax.eval_shape(call, bx[0][None], bw[0][None])
+
+    def body(acc, blk):
+        out = call(blk[0][None], blk[1][None])
+        return tuple(a + o for a, o in zip(acc, out[2:], strict=True)), out[:2]
+
+    zeros = tuple(jnp.zeros(o.shape, o.dtype) for o in shapes[2:])
+    acc, rows = jax.lax.scan(body, zeros, (bx, bw))
+    return (*rows, *acc)
+
+
 @pytest.mark.parametrize("tail", TAILS)
 @pytest.mark.parametrize(("dtype", "d"), [(np.float32, 13), (np.float64, 1)], ids=str)
 def test_padding_rows_left_out_of_a_call_change_no_output(tail, dtype, d):
@@ -561,29 +606,9 @@ def test_padding_rows_left_out_of_a_call_change_no_output(tail, dtype, d):
     blocks = make_blocks(jnp.asarray(x), jnp.asarray(w), 1000)  # the last block half padding
     means = jnp.asarray(rng.normal(size=(k, d)).astype(dtype))
     sigma2 = jnp.asarray([0.3, 4.0], dtype)
-
-    def per_block(call, outputs):
-        def body(acc, blk):
-            out = call(blk[0][None], blk[1][None])
-            return tuple(a + o for a, o in zip(acc, out[2:], strict=True)), out[:2]
-
-        zeros = tuple(jnp.zeros(o.shape, o.dtype) for o in outputs[2:])
-        acc, rows = jax.lax.scan(body, zeros, (blocks.x, blocks.weight))
-        return (*rows, *acc)
-
-    hard = jax.jit(lambda x, w: _native.hard_assign(means, x, w))
-    soft = jax.jit(lambda x, w: _native.soft_assign(jnp.stack([means, means]), sigma2, x, w))
-
-    def bounded_call(x, w):  # no bounds yet: every row it computes is scored
-        labels, lower = jnp.full(w.shape, -1, jnp.int32), jnp.zeros((*w.shape, 1), x.dtype)
-        return _native.hard_assign_bounded(means, means, labels, lower, x, w)
-
-    def soft_bounded_call(x, w):  # the bounded soft mode, every row scored
-        labels, lower = jnp.full(w.shape, -1, jnp.int32), jnp.zeros((*w.shape, 1), x.dtype)
-        return _native.soft_assign_bounded(means, sigma2[0], means, labels, lower, x, w)
-
-    bounded = jax.jit(lambda x, w: bounded_call(x, w)[:5])
-    for call in (hard, soft, bounded, jax.jit(bounded_call), jax.jit(soft_bounded_call)):
+    calls = {name: partial(jitted, means, sigma2) for name, jitted in _PADDING_JITS.items()}
+    hard, bounded, bounded_call = calls["hard"], calls["bounded"], calls["bounded, all outputs"]
+    for name, call in calls.items():
         whole = call(blocks.x, blocks.weight)
         # The rows in place (no padding in memory: the fit driver's Blocks.rows) give every
         # output of the padded blocks, bit for bit.
@@ -591,17 +616,17 @@ def test_padding_rows_left_out_of_a_call_change_no_output(tail, dtype, d):
         for a, b_ in zip(whole, in_place, strict=True):
             assert a.shape == b_.shape
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
-        if call not in (hard, soft, bounded):
+        if name not in ("hard", "soft", "bounded"):
             continue
-        blockwise = jax.jit(partial(per_block, call, whole))()
+        blockwise = _padding_per_block(means, sigma2, blocks.x, blocks.weight, name=name)
         for i, (a, b_) in enumerate(zip(whole, blockwise, strict=True)):
-            if i < 2 and call is soft:  # (n_blocks, S, 1, B) from the scan: as (S, n_blocks, B)
+            if i < 2 and name == "soft":  # (n_blocks, S, 1, B) from the scan: as (S, n_blocks, B)
                 b_ = jnp.moveaxis(b_[:, :, 0], 0, 1)
             elif i < 2:
                 b_ = b_[:, 0]
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b_))
     # The bounded kernel's rows left out carry row 0's label, distance and bound, as if scored.
-    out = [np.asarray(o).reshape(-1) for o in jax.jit(bounded_call)(blocks.x, blocks.weight)]
+    out = [np.asarray(o).reshape(-1) for o in bounded_call(blocks.x, blocks.weight)]
     row_0s = np.flatnonzero(np.all(np.asarray(blocks.x).reshape(-1, d) == x[0], axis=1))
     left_out = row_0s[np.asarray(blocks.weight).reshape(-1)[row_0s] == 0]
     assert left_out.size >= 500  # the padding at least
@@ -792,9 +817,10 @@ def test_vmapped_sigma2_sweep_equals_its_own_fits():
         one = _fit_iso(X, m0, sigma2[i])
         np.testing.assert_array_equal(np.asarray(sweep.means[i]), np.asarray(one.means))
         np.testing.assert_array_equal(np.asarray(sweep.history[i]), np.asarray(one.history))
-    for lanes in ([0.0, 0.5], [0.5, float(np.finfo(np.float64).max) / 2]):
+    # three lanes as above: the same batched program, its branch chosen at run time
+    for lanes in ([0.0, 0.5, 2.0], [0.5, 2.0, float(np.finfo(np.float64).max) / 2]):
         sweep = jax.vmap(lambda s2: _fit_iso(X, m0, s2))(jnp.asarray(lanes))
-        for i in range(2):
+        for i in range(3):
             one = _fit_iso(X, m0, lanes[i])
             np.testing.assert_array_equal(np.asarray(sweep.means[i]), np.asarray(one.means))
             np.testing.assert_array_equal(np.asarray(sweep.history[i]), np.asarray(one.history))

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
-import os
-import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -174,9 +171,16 @@ def assert_paths_translated(variant: gl.Variant, X: np.ndarray, p0) -> None:
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_a_location_variant_fits_far_rows_as_the_rows_translated(name):
-    """In memory, out of core and sharded, from the same start moved by OFFSET (float32)."""
+    """In memory, from the same start moved by OFFSET (float32): each variant's declared location
+    field. Out of core and sharded (their translation is the driver's, whatever the variant): diag
+    here, a user's variant below, the isotropic fits above."""
     X = band(np.float32)
-    assert_paths_translated(getattr(gv, name), X, start(name, X))
+    variant, p0 = getattr(gv, name), start(name, X)
+    if name == "diag":
+        assert_paths_translated(variant, X, p0)
+        return
+    near = gl.fit(variant, X, p0, block_size=64)
+    assert_translated(near, gl.fit(variant, far(X), moved_params(p0), block_size=64), np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -528,8 +532,8 @@ def test_the_paths_translate_one_outlier_as_in_memory():
     """Out of core (2000 rows in blocks of 64, the last padded; chunks of uneven sizes), the
     isotropic fits and a location variant's equal the in-memory fit bit for bit: the window
     counts are exact sums over the chunks, so every path takes the same offset (sharded host
-    arrays take the in-memory offset_of; global arrays of several processes exchange their
-    counts: test_processes_translate_one_outlier_as_one_process).
+    arrays take the in-memory offset_of; global arrays and out-of-core sources of several
+    processes sum their counts: tests/test_multiprocess.py's ``kmeans_outlier_f32``).
     (One data set: the merging of counts does not depend on which candidate wins; the three
     cases in memory are test_one_outlier_leaves_the_bulk_translated's.)"""
     X, m0 = null_island()
@@ -545,92 +549,6 @@ def test_the_paths_translate_one_outlier_as_in_memory():
     fit = gl.fit(gv.diag, X, params, block_size=64)
     streamed = gl.scale.fit_out_of_core(gv.diag, parts, params, block_size=64, chunk_blocks=2)
     assert_same_fit(fit, streamed)
-
-
-WORKER = """
-import json, sys
-mode, out_dir, tests = sys.argv[1:4]
-sys.path.insert(0, tests)
-pid, count = 0, 1
-if mode == "processes":
-    from gmmlimit.launch import initialize
-
-    pid, count = initialize()
-import jax
-
-jax.config.update("jax_enable_x64", True)
-import numpy as np
-from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec as P
-
-import gmmlimit as gl
-import gmmlimit.variants as gv
-from test_offset_data import OUTLIERS
-
-
-def summary(fit, labels=None):
-    labels = fit.labels if labels is None else labels
-    return {"labels": np.asarray(labels).tolist(), "n_iter": int(fit.n_iter),
-            "converged": bool(fit.converged), "means": np.asarray(fit.means).tolist()}
-
-
-out = {"devices": len(jax.devices())}
-for case in ("null_island",):
-    X, m0 = OUTLIERS[case]()
-    mesh = gl.scale.default_mesh()
-    per = len(X) // count
-    own = X[pid * per : (pid + 1) * per]
-    g = jax.make_array_from_process_local_data(NamedSharding(mesh, P("rows")), own)
-    fit = gl.scale.kmeans_sharded(g, m0, mesh=mesh, block_size=64)
-    labels = multihost_utils.process_allgather(fit.labels, tiled=True)
-    ooc = gl.scale.fit_out_of_core_processes(
-        gv.isotropic, [own[:300], own[300:]], gv.IsotropicParams(m0, 0.0), block_size=64,
-        chunk_blocks=2, tol=0.0,
-    )
-    out[case] = {"kmeans": summary(fit, labels), "ooc": summary(ooc)}
-with open(f"{out_dir}/{mode}{pid}.json", "w") as f:
-    json.dump(out, f)
-"""
-
-
-def test_processes_translate_one_outlier_as_one_process(tmp_path):
-    """2 processes that each hold half the rows, as a global array (``kmeans_sharded``) and as
-    their own out-of-core sources (``fit_out_of_core_processes``): the extremes and then the
-    window counts are exchanged, so every process takes the one-process offset, and the fits
-    the one-process labels and iterations (means to the order of the float32 sums across
-    processes). Host arrays over several devices take the in-memory offset (offset_of)."""
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    tests = str(Path(__file__).resolve().parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(tests).parent) + os.pathsep + env.get("PYTHONPATH", "")
-    env["JAX_PLATFORMS"] = "cpu"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "gmmlimit.launch", "-n", "2", "--timeout", "400",
-         str(script), "processes", str(tmp_path), tests],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    X, m0 = null_island()
-    kmeans = gl.kmeans(X, m0, block_size=64)
-    ooc = gl.scale.fit_out_of_core(
-        gv.isotropic, X, gv.IsotropicParams(m0, 0.0), block_size=64, chunk_blocks=2,
-        tol=0.0,  # to the labels' fixed point (the outlier's variance stops tol 1e-8 at 1)
-    )  # fmt: skip
-    output, _ = run.communicate(timeout=500)
-    assert run.returncode == 0, output.decode(errors="replace")[-4000:]
-
-    def check(got: dict, ref: gl.FitResult, own: bool = False) -> None:
-        if not own:  # a process's own rows' labels are checked together below
-            np.testing.assert_array_equal(got["labels"], np.asarray(ref.labels))
-        assert got["n_iter"] == int(ref.n_iter) > 1 and got["converged"] == bool(ref.converged)
-        np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=1e-6)
-
-    processes = [json.loads((tmp_path / f"processes{i}.json").read_text()) for i in range(2)]
-    for out in processes:
-        check(out["null_island"]["kmeans"], kmeans)
-        check(out["null_island"]["ooc"], ooc, own=True)
-    own = np.concatenate([out["null_island"]["ooc"]["labels"] for out in processes])
-    np.testing.assert_array_equal(own, np.asarray(ooc.labels))
 
 
 @pytest.mark.cpu_bits

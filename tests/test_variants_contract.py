@@ -29,9 +29,14 @@ def test_variant_contract(name, check):
     check(CASES[name])
 
 
+# Sharding splits the rows, whatever E-step a block takes: the 16-feature cases (the variants'
+# other E-step) are left to the one-device checks.
+SHARDED = tuple(name for name in sorted(CASES) if not name.endswith("_16_features"))
+
+
 def test_every_variant_sharded_over_forced_host_devices():
-    out = run_sharded("variant_cases")
-    assert all(f"sharded ok: {name}" in out for name in CASES), out
+    out = run_sharded("variant_cases", names=SHARDED)
+    assert all(f"sharded ok: {name}" in out for name in SHARDED), out
 
 
 @pytest.fixture

@@ -376,7 +376,13 @@ def check_sharded(case: VariantCase, reference: dict[str, np.ndarray] | None = N
 _FIELDS = ("labels", "means", "objective", "distortion")
 
 
-def run_sharded(module: str, *, paths: tuple[str, ...] = (), devices: int = 4) -> str:
+def run_sharded(
+    module: str,
+    *,
+    paths: tuple[str, ...] = (),
+    devices: int = 4,
+    names: tuple[str, ...] | None = None,
+) -> str:
     """Run :func:`check_sharded` on every case of ``module.CASES`` in a subprocess.
 
     The one-device references are computed here (reusing this process's compiled fits) and
@@ -386,6 +392,7 @@ def run_sharded(module: str, *, paths: tuple[str, ...] = (), devices: int = 4) -
         module: an importable module holding ``CASES``, a dict of :class:`VariantCase`.
         paths: extra ``sys.path`` entries (where ``module`` lives), here and in the subprocess.
         devices: forced host devices.
+        names: the cases to run (every case if None).
 
     Returns:
         The subprocess's output.
@@ -399,8 +406,10 @@ def run_sharded(module: str, *, paths: tuple[str, ...] = (), devices: int = 4) -
     here = str(Path(__file__).resolve().parent)
     root = str(Path(__file__).resolve().parents[1])
     cases = importlib.import_module(module).CASES
+    names = tuple(cases) if names is None else names
     refs = {}
-    for name, case in cases.items():
+    for name in names:
+        case = cases[name]
         for key, beta in (("soft", 1.0), ("hard", case.hard)):
             fit = case.fit(beta)
             for f in _FIELDS:
@@ -421,7 +430,8 @@ def run_sharded(module: str, *, paths: tuple[str, ...] = (), devices: int = 4) -
             import variant_contract
             refs = np.load({ref_path!r})
             cases = importlib.import_module({module!r}).CASES
-            for name, case in cases.items():
+            for name in {names!r}:
+                case = cases[name]
                 mine = {{k.split("__", 1)[1]: refs[k] for k in refs.files
                          if k.startswith(name + "__")}}
                 variant_contract.check_sharded(case, mine)
