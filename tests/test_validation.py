@@ -83,6 +83,18 @@ def test_bad_k_raises(call, message):
         call()
 
 
+def test_every_variants_init_names_a_bad_k_before_it_computes():
+    # before: jax.random.choice's "Cannot take a larger sample (size 5) than population (size
+    # 3) when 'replace=False'" (k > N), and an init of no component (k = 0)
+    variants = [n for n in gv.__all__ if isinstance(getattr(gv, n), gl.Variant)]
+    assert len(variants) >= 11
+    rows = np.full((3, 2), 0.5)
+    for name in variants:
+        for k, message in ((5, "k=5 exceeds the number of samples N=3"), (0, "at least 1")):
+            with pytest.raises(ValueError, match=message):
+                getattr(gv, name).init(jax.random.key(0), rows, k)
+
+
 @pytest.mark.parametrize(
     ("sigma2", "message"),
     [(-1.0, ">= 0"), (np.nan, "NaN"), (np.inf, "infinite"), ("big", "real number")],

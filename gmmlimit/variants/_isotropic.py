@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
-from .._validation import check_means, check_sigma2, is_soft
+from .._validation import check_k, check_means, check_sigma2, is_soft
 from .._variant import (
     EStepBlock,
     FarPoints,
@@ -230,7 +230,7 @@ TEMPERATURE: Temperature = temperature_field("sigma2", 0.0)
 
 def _init(key: jax.Array, X: jax.Array, k: int) -> IsotropicParams:
     """Random distinct rows as means, at sigma2 = 0 (jit-able; tools set the temperature)."""
-    index = jax.random.choice(key, X.shape[0], (k,), replace=False)
+    index = jax.random.choice(key, X.shape[0], (check_k(k, X.shape[0]),), replace=False)
     return IsotropicParams(X[index], jnp.zeros((), X.dtype))
 
 

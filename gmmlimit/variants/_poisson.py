@@ -96,10 +96,11 @@ def _validate(X: jax.Array, params: PoissonParams) -> PoissonParams:
 
 def _init(key: jax.Array, X: jax.Array, k: int) -> PoissonParams:
     """Random rows, pulled halfway to the column means (never a zero rate); floor 1e-6 * mean."""
+    rows = distinct_rows(key, X, k)  # first: it checks k
     mean = jnp.mean(X, axis=0)
     tiny = jnp.finfo(X.dtype).tiny
     floor = jnp.maximum(1e-6 * jnp.mean(mean), 1e3 * tiny)
-    rates = jnp.maximum(0.5 * distinct_rows(key, X, k) + 0.5 * mean, floor)
+    rates = jnp.maximum(0.5 * rows + 0.5 * mean, floor)
     return PoissonParams(rates, jnp.full((k,), 1.0 / k, X.dtype), jnp.ones((), X.dtype), floor)
 
 

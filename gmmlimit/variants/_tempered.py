@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._logdomain import shifted_softmax
-from .._validation import is_traced
+from .._validation import check_k, is_traced
 from .._variant import Params, Scaling, Variant, temperature_field
 from ..checks import (  # noqa: F401  (re-exported: the variants import them from here)
     _cast,
@@ -196,7 +196,11 @@ def distinct_rows(key: jax.Array, X: jax.Array, k: int) -> jax.Array:
 
     Returns:
         (k, D) rows of X.
+
+    Raises:
+        ValueError: if k is not an integer in [1, N] (a static check, also under ``jit``).
     """
+    k = check_k(k, X.shape[0])
     index = jax.random.choice(key, X.shape[0], (k,), replace=False)
     return X[index]
 
