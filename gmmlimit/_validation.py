@@ -140,7 +140,7 @@ def _real_array(values: Any, name: str) -> np.ndarray:
     if jnp.issubdtype(host.dtype, jnp.complexfloating):
         raise ValueError(f"{name} must be real; got complex dtype {host.dtype}.")
     if not (
-        np.issubdtype(host.dtype, np.floating)
+        jnp.issubdtype(host.dtype, jnp.floating)  # also bfloat16 (not a NumPy floating type)
         or np.issubdtype(host.dtype, np.integer)
         or np.issubdtype(host.dtype, np.bool_)
     ):
@@ -267,7 +267,7 @@ def check_sigma2(
         except (TypeError, ValueError):
             host = np.asarray(None)
         if host.dtype == np.bool_ or not (
-            np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)
+            jnp.issubdtype(host.dtype, jnp.floating) or np.issubdtype(host.dtype, np.integer)
         ):
             raise ValueError(f"{name} must be a real number >= 0; got {sigma2!r}.")
         if np.any(np.isnan(host)):
@@ -558,7 +558,7 @@ def check_scalar(
     except (TypeError, ValueError):
         host = np.asarray(None)
     if host.shape != () or not (
-        np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)
+        jnp.issubdtype(host.dtype, jnp.floating) or np.issubdtype(host.dtype, np.integer)
     ):
         raise ValueError(f"{name} must be a real number {bound}; got {value!r}.")
     number = float(host)

@@ -198,7 +198,7 @@ def _check_held(before: Params, after: Params, exponent: int, kind: str) -> None
         if is_traced(b) or is_traced(a):
             continue
         b, a = np.asarray(b), np.asarray(a)
-        if not np.issubdtype(a.dtype, np.floating):
+        if not jnp.issubdtype(a.dtype, jnp.floating):
             continue
         name = jax.tree_util.keystr(path).lstrip(".")
         if np.any(np.isfinite(b) & ~np.isfinite(a)):

@@ -72,7 +72,7 @@ def check_beta(beta: Any, dtype: Any, name: str = "beta") -> jax.Array:
     if not is_traced(beta):
         host = np.asarray(beta)
         if host.dtype == object or not (
-            np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)
+            jnp.issubdtype(host.dtype, jnp.floating) or np.issubdtype(host.dtype, np.integer)
         ):
             raise ValueError(f"{name} must be a real number in (0, inf]; got {beta!r}.")
         if host.ndim != 0:
@@ -129,7 +129,7 @@ def check_mixing_weights(weights: Any, k: int, dtype: Any, name: str = "weights"
         raise ValueError(f"{name} must have shape (K,) = ({k},); got {tuple(weights.shape)}.")
     if not is_traced(weights):
         raw = np.asarray(weights)
-        if np.iscomplexobj(raw) or not np.issubdtype(raw.dtype, np.number):
+        if np.iscomplexobj(raw) or not jnp.issubdtype(raw.dtype, jnp.number):
             raise ValueError(f"{name} must hold real numbers; got dtype {raw.dtype}.")
         host = raw.astype(np.float64)
         if not np.all(np.isfinite(host)) or np.any(host < 0) or not np.any(host > 0):
@@ -174,7 +174,7 @@ def check_array(
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {tuple(value.shape)}.")
     if not is_traced(value):
         host = np.asarray(value)
-        if not np.issubdtype(host.dtype, np.number) or np.issubdtype(
+        if not jnp.issubdtype(host.dtype, jnp.number) or np.issubdtype(
             host.dtype, np.complexfloating
         ):
             raise ValueError(f"{name} must hold real numbers; got dtype {host.dtype}.")
@@ -221,7 +221,7 @@ def check_variances(value: Any, shape: tuple[int, ...], dtype: Any, name: str) -
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {tuple(value.shape)}.")
     if not is_traced(value):
         raw = np.asarray(value)
-        if np.iscomplexobj(raw) or not np.issubdtype(raw.dtype, np.number):
+        if np.iscomplexobj(raw) or not jnp.issubdtype(raw.dtype, jnp.number):
             raise ValueError(f"{name} must hold real numbers; got dtype {raw.dtype}.")
         host = raw.astype(np.float64)
         if not np.all(np.isfinite(host)) or np.any(host <= 0):

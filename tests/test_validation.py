@@ -567,3 +567,26 @@ def test_a_max_iter_whose_history_cannot_be_allocated_is_refused(call):
         ValueError, match=r"max_iter must be at most 2\^24 = 16777216; got 1073741824"
     ):
         call(2**30)
+
+
+@pytest.mark.parametrize("low", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
+def test_half_precision_inputs_are_computed_in_float32(low):
+    # before: bfloat16 data were widened, but bfloat16 means, sigma2, weights or a variant's
+    # parameters (its init's, on bfloat16 data) were refused as "must hold real numbers"
+    def held(a):  # the values bfloat16 holds: float16 holds them too (8 of its 11 bits)
+        return np.asarray(jnp.asarray(a, jnp.bfloat16), np.float32)
+
+    x32, w32 = held(X), held(np.linspace(0.5, 2.0, len(X)))
+    m32 = x32[:3]
+    x, m, w = (jnp.asarray(a, low) for a in (x32, m32, w32))
+    soft, ref = gl.em(x, m, low(0.5), weights=w), gl.em(x32, m32, 0.5, weights=w32)
+    assert soft.means.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(soft.means), np.asarray(ref.means))
+    p_low = gv.diag.init(jax.random.key(0), x, 3)
+    assert {leaf.dtype for leaf in jax.tree.leaves(p_low)} == {jnp.dtype(low)}
+    fit = gl.fit(gv.diag, x, p_low)
+    widened = jax.tree.map(lambda a: np.asarray(a, np.float32), p_low)
+    np.testing.assert_array_equal(
+        np.asarray(fit.params.means), np.asarray(gl.fit(gv.diag, x32, widened).params.means)
+    )
+    assert fit.params.variances.dtype == np.float32
