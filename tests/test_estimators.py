@@ -364,6 +364,31 @@ def test_isotropic_lower_bound_is_the_training_mean_log_likelihood(d):
     assert x32.covariances_.dtype == x32.weights_.dtype == x32.means_.dtype == np.float32
 
 
+def _exact_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    """The weighted mean of finite values in rational arithmetic, rounded once."""
+    pairs = zip(values, weights, strict=True)
+    total = sum(Fraction(float(v)) * Fraction(float(c)) for v, c in pairs)
+    return float(total / sum(Fraction(float(c)) for c in weights))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_isotropic_lower_bound_and_score_at_the_smallest_normal_sigma2_are_finite(dtype):
+    # unit rows at sigma2 = the dtype's smallest normal number: each row's log density is
+    # finite (about -1e38 in float32, -1e308 in float64) but their sum is not. Before:
+    # lower_bound_ was -inf (the fit's float32 objective), and score -inf in float64 (np.mean's
+    # sum overflowed)
+    rng = np.random.RandomState(2)
+    X = (0.5 * np.r_[rng.randn(30, 2), rng.randn(30, 2) + 4]).astype(dtype)
+    tiny = float(np.finfo(dtype).tiny)
+    for weights in (np.ones(len(X)), np.linspace(0.5, 2.0, len(X))):
+        model = IsotropicGaussianMixture(2, sigma2=tiny, random_state=0)
+        model.fit(X, sample_weight=weights)
+        rows = model.score_samples(X).astype(np.float64)
+        assert np.all(np.isfinite(rows)) and rows.min() < -1e37
+        assert model.lower_bound_ == pytest.approx(_exact_mean(rows, weights), rel=1e-12)
+        assert model.score(X) == pytest.approx(_exact_mean(rows, np.ones(len(X))), rel=1e-12)
+
+
 @pytest.mark.parametrize(
     ("model", "change"),
     [

@@ -127,6 +127,11 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
             + 0.5 * padded * (_LOG_2PI + math.log(fitted_at))
             - 0.5 * d * (_LOG_2PI + math.log(sigma2))
         )
+        if not math.isfinite(self.lower_bound_):
+            # the fit's objective, summed in the data's dtype, passed its largest number (unit
+            # rows at sigma2 near the smallest normal float32 sum to -1e39): the mean of the
+            # training rows' log densities at the fitted means, in float64
+            self.lower_bound_ = self._mean_log_density(X, sample_weight)
         self.labels_ = self.predict(X)
         return self
 
@@ -231,6 +236,15 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
             is past its dtype (float32 rows near 1e30 from every mean: -inf in
             :meth:`score_samples`) counts with its float64 value.
         """
+        return self._mean_log_density(X)
+
+    @in_x64
+    def _mean_log_density(self, X: Any, sample_weight: Any = None) -> float:
+        """The (weighted) mean of the rows' log densities, in float64 (see :meth:`score`).
+
+        A mean of values near -1e308 is formed as a convex combination (weights summing to
+        one), which cannot overflow where their sum would.
+        """
         Xp, wp, means, n = self._padded(X)
         values = self._soft_padded(Xp, wp, means, n)[1].astype(np.float64)
         past = ~np.isfinite(values)
@@ -243,7 +257,16 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
                 top = np.max(exponents, axis=1)
                 lse = top + np.log(np.sum(np.exp(exponents - top[:, None]), axis=1))
             values[past] = lse - self._log_norm()
-        return float(np.mean(values))
+        if sample_weight is None:
+            with np.errstate(over="ignore"):
+                mean = np.mean(values)
+            if np.isfinite(mean) or not np.all(np.isfinite(values)):
+                return float(mean)
+            weights = np.full(n, 1.0 / n)
+        else:
+            weights = np.asarray(sample_weight, np.float64)
+            weights = weights / weights.sum()
+        return float(np.sum(weights * values))
 
 
 def _row_exponents(X: np.ndarray, largest_mean: float) -> np.ndarray:
