@@ -471,6 +471,16 @@ ALL = [*CORE, "kmeans_w", "kmeans_w_host", "kmeans_w_first_zero", "poisson", "km
 ALL += ["diag_far_f32", "gamma", "kmeans_offset_f32", "kmeans_outlier_f32"]
 
 
+def _assert_own_rows_fit(outs: list[dict], name: str, ref: object, rtol: float) -> None:
+    """Each process's labels of its own rows, together, and every process's iterations and
+    means: the one-process fit's (means to ``rtol``: float32 sums in another order)."""
+    labels = np.concatenate([out[name]["own_labels"] for out in outs])
+    np.testing.assert_array_equal(labels, np.asarray(ref.labels))
+    for out in outs:
+        assert out[name]["n_iter"] == int(ref.n_iter) > 1
+        np.testing.assert_allclose(out[name]["means"], np.asarray(ref.means), rtol=rtol)
+
+
 def test_out_of_core_processes_equal_one_process_fit(runs):
     outs, references = runs[0][2], runs[1]
     for name, ref in (("ooc_kmeans", references["kmeans"]), ("ooc_em", references["em"])):
@@ -485,30 +495,16 @@ def test_out_of_core_processes_equal_one_process_fit(runs):
             np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-10)
     # float32 data near 1e17 (1e18 on process 1): the hard diag fit rescaled, by the exponent of
     # every process's largest magnitude, as in one process
-    ref = references["diag_far_f32"]
-    labels = np.concatenate([out["ooc_diag_far_f32"]["own_labels"] for out in outs])
-    np.testing.assert_array_equal(labels, np.asarray(ref.labels))
+    _assert_own_rows_fit(outs, "ooc_diag_far_f32", references["diag_far_f32"], rtol=1e-5)
     for out in outs:
-        got = out["ooc_diag_far_f32"]
-        assert got["n_iter"] == int(ref.n_iter) > 1
-        np.testing.assert_allclose(got["means"], np.asarray(ref.means), rtol=1e-5)
+        got, ref = out["ooc_diag_far_f32"], references["diag_far_f32"]
         np.testing.assert_allclose(got["objective"], float(ref.objective), rtol=1e-5)
     # float32 rows far from the origin, each process reading its own: one offset for all
-    ref = references["kmeans_offset_f32"]
-    labels = np.concatenate([out["ooc_offset_f32"]["own_labels"] for out in outs])
-    np.testing.assert_array_equal(labels, np.asarray(ref.labels))
-    for out in outs:
-        assert out["ooc_offset_f32"]["n_iter"] == int(ref.n_iter) > 1
-        np.testing.assert_allclose(out["ooc_offset_f32"]["means"], ref.means, rtol=1e-6)
+    _assert_own_rows_fit(outs, "ooc_offset_f32", references["kmeans_offset_f32"], rtol=1e-6)
     # one far row on process 1, the window counts summed over both processes: the one-process
     # fit (the offsets and the rows translated are those of one process, to the order of the
     # float32 sums across processes)
-    ref = references["kmeans_outlier_f32"]
-    labels = np.concatenate([out["ooc_outlier_f32"]["own_labels"] for out in outs])
-    np.testing.assert_array_equal(labels, np.asarray(ref.labels))
-    for out in outs:
-        assert out["ooc_outlier_f32"]["n_iter"] == int(ref.n_iter) > 1
-        np.testing.assert_allclose(out["ooc_outlier_f32"]["means"], ref.means, rtol=1e-6)
+    _assert_own_rows_fit(outs, "ooc_outlier_f32", references["kmeans_outlier_f32"], rtol=1e-6)
     # float64 data with x64 off: float64, and the one-process fit's iterations (before, float32)
     ref = references["em"]
     labels = np.concatenate([out["ooc_em_x64_off"]["own_labels"] for out in outs])
