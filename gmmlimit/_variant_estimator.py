@@ -266,6 +266,41 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         """
         return float(self._evaluate(self._checked(X), sample_weight)[2])
 
+    @with_float64_scope
+    def score_samples(self, X: Any) -> np.ndarray:
+        """(N,) each row's term of the objective at the fitted parameters.
+
+        At a soft temperature the row's log-likelihood, or its tempered free energy
+        (1/beta) ln sum_k pi_k exp(-beta d_nk); at the hard limit -d_n, minus its divergence
+        to its component. Computed as the derivative of the objective with respect to the
+        row's weight: for every shipped variant the objective is the weighted sum of these
+        terms, so :meth:`score` is their weighted mean (a variant whose objective is not linear
+        in the weights gets each row's marginal contribution). Data past the scale window are
+        evaluated as X / 2^e and each term mapped back by the variant's law for a row of
+        weight 1, in float64 (the terms of float32 rows near 1e20 pass float32).
+
+        Args:
+            X: (N, D) data.
+
+        Returns:
+            (N,) terms: X's dtype, float64 where the data were rescaled.
+        """
+        X = self._data(self._checked(X))
+        variant, params = self.variant_, self._params(X)
+        data_map = variant_fit_map(variant, X, variant.means(params))
+        if data_map.identity:
+            return np.asarray(_row_terms(variant, params, X))
+        scaled = variant_params(variant, params, data_map)
+        terms = _row_terms(variant, scaled, data_map.data(X))
+        if not data_map.exponent:  # a translation alone changes no term
+            return np.asarray(terms)
+        with jax.enable_x64(True):
+            one = jnp.ones((), jnp.float64)
+            wide = jax.tree.map(_float64, params)
+            return np.asarray(
+                variant_objective(variant, _float64(terms), wide, one, data_map.exponent)
+            )
+
 
 def _float64(a: Any) -> Any:
     """A floating array as a float64 JAX array (call under ``jax.enable_x64``); others as given."""
@@ -285,6 +320,23 @@ def _float64_if_integer(X: Any) -> Any:
     if np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_):
         return np.asarray(X, np.float64)
     return X
+
+
+@partial(jax.jit, static_argnames=("variant",))
+def _row_terms(variant: Variant, params: Params, X: jax.Array) -> jax.Array:
+    """(N,) each row's term of the objective: its derivative with respect to the row's weight.
+
+    The statistics are weighted sums over the rows and the objectives of the shipped variants
+    linear in them (a tempered variant's free energy sum_n w_n log_lik_n, the isotropic
+    log-likelihood's normaliser and core, -J at the hard limit), so the derivative at unit
+    weights is the row's term exactly: its log_lik (with the isotropic normaliser), or -d_n.
+    """
+    estep = variant.e_step(params, X)
+
+    def objective(weights: jax.Array) -> jax.Array:
+        return fit_objective(variant, params, variant.sufficient_stats(X, weights, estep))
+
+    return jax.grad(objective)(jnp.ones(X.shape[0], X.dtype))
 
 
 @partial(jax.jit, static_argnames=("variant",))

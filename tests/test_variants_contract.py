@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 from variant_cases import CASES
-from variant_contract import CONTRACT, check_full_precision, run_sharded
+from variant_contract import CONTRACT, check_full_precision, fitted_wrapper, run_sharded
 
 from gmmlimit.sklearn import VariantMixture
 
@@ -37,6 +37,25 @@ SHARDED = tuple(name for name in sorted(CASES) if not name.endswith("_16_feature
 def test_every_variant_sharded_over_forced_host_devices():
     out = run_sharded("variant_cases", names=SHARDED)
     assert all(f"sharded ok: {name}" in out for name in SHARDED), out
+
+
+@pytest.mark.parametrize("name", SHARDED)
+def test_score_samples_are_the_rows_terms_of_the_objective(name):
+    # every shipped variant is a tempered_variant: its objective is the weighted sum of the
+    # E-step's per-row log_lik (soft) or -d_n (hard), so score is their weighted mean
+    case = CASES[name]
+    est = fitted_wrapper(case)  # check_sklearn_wrapper's fit (its compiled programs)
+    terms = est.score_samples(case.X)
+    assert terms.shape == (case.X.shape[0],) and np.all(np.isfinite(terms))
+    assert terms.dtype == np.asarray(case.X).dtype
+    weights = np.linspace(0.5, 2.0, case.X.shape[0])
+    rtol = 1e-5 if terms.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(np.mean(terms), est.score(case.X), rtol=rtol)
+    np.testing.assert_allclose(
+        np.average(terms, weights=weights), est.score(case.X, sample_weight=weights), rtol=rtol
+    )
+    if est.variant_.is_hard(est.params_):  # -d_n: the terms sum to -J
+        np.testing.assert_allclose(np.sum(terms), -est.distortion_, rtol=rtol)
 
 
 @pytest.fixture

@@ -175,9 +175,15 @@ def test_the_estimator_predicts_and_scores_data_past_the_window_as_it_fit_them(n
     score = est.score(X)
     # objective_ and distortion_ too: float32 J near 2^128 (isotropic at 2^63) was inf
     assert np.isfinite(est.objective_) and np.isfinite(est.distortion_)
+    # each row's term, mapped back by the variant's law for one row, in float64
+    terms = est.score_samples(X)
+    assert terms.dtype == np.float64 and np.all(np.isfinite(terms))
+    np.testing.assert_allclose(np.mean(terms), score, rtol=1e-6)
     if est.variant_.is_hard(est.params_):  # -J / N, in float64: J itself may overflow float32
         means = np.asarray(est.means_, np.float64)[est.labels_]
-        want = -np.mean(np.sum((X.astype(np.float64) - means) ** 2, axis=1))
+        rows = -np.sum((X.astype(np.float64) - means) ** 2, axis=1)
+        np.testing.assert_allclose(terms, rows, rtol=1e-5)
+        want = np.mean(rows)
         assert np.isfinite(score)
         np.testing.assert_allclose(score, want, rtol=1e-5)
         np.testing.assert_allclose([est.objective_, est.distortion_], [want * N, -want * N],

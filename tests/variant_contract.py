@@ -48,7 +48,7 @@ from gmmlimit._api import fit_batch
 from gmmlimit._driver import fit_program, history_length
 from gmmlimit._variant_estimator import VariantMixture
 
-__all__ = ["BLOCK", "CONTRACT", "VariantCase", "check_sharded", "run_sharded"]
+__all__ = ["BLOCK", "CONTRACT", "VariantCase", "check_sharded", "fitted_wrapper", "run_sharded"]
 
 BLOCK = 128
 """The block size of the padding checks: the cases' N (300) is larger and not a multiple."""
@@ -331,13 +331,18 @@ def check_anneal(case: VariantCase) -> None:
     np.testing.assert_array_equal(np.asarray(path.labels), np.asarray(again.labels))
 
 
-def check_sklearn_wrapper(case: VariantCase) -> None:
-    """fit / predict / predict_proba / score of the scikit-learn wrapper, and clone."""
+def fitted_wrapper(case: VariantCase) -> VariantMixture:
+    """The scikit-learn wrapper of the case's variant, fitted at its temperature (3 restarts)."""
     t = float(case.variant.temperature.get(case.params))
-    est = VariantMixture(
+    return VariantMixture(
         case.variant, case.k, temperature=t, n_init=3, max_iter=case.max_iter, tol=case.tol,
         random_state=0,
     ).fit(case.X)  # fmt: skip
+
+
+def check_sklearn_wrapper(case: VariantCase) -> None:
+    """fit / predict / predict_proba / score of the scikit-learn wrapper, and clone."""
+    est = fitted_wrapper(case)
     np.testing.assert_array_equal(est.predict(case.X), est.labels_)
     proba = est.predict_proba(case.X)
     assert proba.shape == (case.X.shape[0], case.k)
