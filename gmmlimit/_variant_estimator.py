@@ -266,7 +266,6 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
         """
         return float(self._evaluate(self._checked(X), sample_weight)[2])
 
-    @with_float64_scope
     def score_samples(self, X: Any) -> np.ndarray:
         """(N,) each row's term of the objective at the fitted parameters.
 
@@ -283,9 +282,15 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
             X: (N, D) data.
 
         Returns:
-            (N,) terms: X's dtype, float64 where the data were rescaled.
+            (N,) terms: X's dtype (float64 for integers), float64 where the data were
+            rescaled.
         """
-        X = self._data(self._checked(X))
+        return self._terms(self._checked(X))
+
+    @with_float64_scope  # float64 data (integers too, after _checked) stay float64, as in fit
+    def _terms(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`score_samples` of validated X."""
+        X = self._data(X)
         variant, params = self.variant_, self._params(X)
         data_map = variant_fit_map(variant, X, variant.means(params))
         if data_map.identity:

@@ -77,6 +77,9 @@ def test_the_wrapper_keeps_float64_with_x64_off(x64_off):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-13)
     score = est.score(case.X, sample_weight=w)  # in float32 it would be off by about 1e-8
     np.testing.assert_allclose(score, est.objective_ / w.sum(), rtol=1e-12)
+    terms = est.score_samples(case.X.astype(np.int64))  # integer counts: float64 too
+    assert terms.dtype == np.float64
+    np.testing.assert_allclose(np.average(terms, weights=w), score, rtol=1e-12)
 
 
 BUILD_THEIR_OWN_ARRAYS = ("check_vmap_temperature", "check_sklearn_wrapper")
