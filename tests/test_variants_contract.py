@@ -1,13 +1,17 @@
 """Every variant passes the template of tests/variant_contract.py (sharded: one subprocess)."""
 
 import dataclasses
+import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from variant_cases import CASES
 from variant_contract import CONTRACT, check_full_precision, fitted_wrapper, run_sharded
 
+import gmmlimit as gl
+import gmmlimit.variants as gv
 from gmmlimit.sklearn import VariantMixture
 
 # The 16-feature cases (full and tied past PER_COMPONENT_MIN_FEATURES) take the variant's other
@@ -80,6 +84,21 @@ def test_the_wrapper_keeps_float64_with_x64_off(x64_off):
     terms = est.score_samples(case.X.astype(np.int64))  # integer counts: float64 too
     assert terms.dtype == np.float64
     np.testing.assert_allclose(np.average(terms, weights=w), score, rtol=1e-12)
+
+
+def test_an_init_called_directly_keeps_float64_data_with_x64_off(x64_off):
+    # before: gv.diag.init(key, X, k) on float64 rows (docs/variants.md's own start) gave float32
+    # parameters, the rows truncated with JAX's warning, unlike every tool that calls it
+    for name in (n for n in gv.__all__ if isinstance(getattr(gv, n), gl.Variant)):
+        case = next((c for c in CASES.values() if c.variant is getattr(gv, name)), None)
+        rows = np.asarray(case.X if case is not None else CASES["diag"].X, np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "truncated to dtype float32"
+            params = getattr(gv, name).init(jax.random.key(0), rows, 3)
+        floats = [
+            leaf for leaf in jax.tree.leaves(params) if jnp.issubdtype(leaf.dtype, jnp.floating)
+        ]
+        assert floats and all(leaf.dtype == np.float64 for leaf in floats), name
 
 
 BUILD_THEIR_OWN_ARRAYS = ("check_vmap_temperature", "check_sklearn_wrapper")

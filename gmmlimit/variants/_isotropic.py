@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
-from .._validation import check_k, check_means, check_sigma2, is_soft
+from .._validation import check_k, check_means, check_sigma2, is_soft, with_float64_scope
 from .._variant import (
     EStepBlock,
     FarPoints,
@@ -228,6 +228,7 @@ TEMPERATURE: Temperature = temperature_field("sigma2", 0.0)
 """The model's temperature: the shared variance sigma2, hard limit 0 (K-means)."""
 
 
+@with_float64_scope  # float64 data give float64 means with x64 off, as in the tools
 def _init(key: jax.Array, X: jax.Array, k: int) -> IsotropicParams:
     """Random distinct rows as means, at sigma2 = 0 (jit-able; tools set the temperature)."""
     index = jax.random.choice(key, X.shape[0], (check_k(k, X.shape[0]),), replace=False)

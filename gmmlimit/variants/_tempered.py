@@ -26,6 +26,7 @@ Parameters must be a NamedTuple with ``weights`` (K,) and ``beta`` () fields.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -35,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._logdomain import shifted_softmax
-from .._validation import check_k, is_traced
+from .._validation import check_k, float64_scope, is_traced
 from .._variant import Params, Scaling, Variant, temperature_field
 from ..checks import (  # noqa: F401  (re-exported: the variants import them from here)
     _cast,
@@ -205,6 +206,21 @@ def distinct_rows(key: jax.Array, X: jax.Array, k: int) -> jax.Array:
     return X[index]
 
 
+def _in_data_scope(init: Callable[[jax.Array, Any, int], Params]) -> Callable[..., Params]:
+    """``init`` run under the float64 scope of its data (its second argument).
+
+    Float64 data give float64 parameters with JAX's x64 flag off, as every tool computes them
+    (called directly, an init truncated them to float32).
+    """
+
+    @functools.wraps(init)
+    def run(key: jax.Array, X: Any, k: int) -> Params:
+        with float64_scope(X):
+            return init(key, X, k)
+
+    return run
+
+
 def tempered_variant(
     name: str,
     *,
@@ -292,7 +308,7 @@ def tempered_variant(
         means=means,
         relocate=None,
         validate=validate,
-        init=init,
+        init=None if init is None else _in_data_scope(init),
         temperature=temperature_field("beta", math.inf),
         check_data=check_data,
         log_odds_gap=log_odds_gap,
