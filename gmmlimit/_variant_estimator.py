@@ -185,8 +185,14 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
                 inference (checks them; call after ``check_is_fitted``).
 
         Returns:
-            X as a NumPy array: float32 or float64 as given, integers and booleans as float64.
+            X as a NumPy array: float32 or float64 as given, float16 and bfloat16 as float32,
+            integers and booleans as float64.
         """
+        dtype = getattr(X, "dtype", None)
+        if dtype is not None and _half_precision(dtype):
+            # computed in float32 as the functional API does (scikit-learn reads bfloat16 as
+            # "arrays of bytes/strings")
+            X = np.asarray(X, np.float32)
         X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite=False)
         return _float64_if_integer(X)
 
@@ -310,6 +316,15 @@ class VariantMixture(ClusterMixin, DensityMixin, BaseEstimator):
 def _float64(a: Any) -> Any:
     """A floating array as a float64 JAX array (call under ``jax.enable_x64``); others as given."""
     return jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+
+def _half_precision(dtype: Any) -> bool:
+    """Whether ``dtype`` is a floating type narrower than float32 (float16, bfloat16)."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:  # e.g. a pandas extension dtype
+        return False
+    return bool(jnp.issubdtype(dtype, jnp.floating)) and dtype.itemsize < 4
 
 
 def _float64_if_integer(X: Any) -> Any:

@@ -11,7 +11,7 @@ import pytest
 
 import gmmlimit as gl
 import gmmlimit.variants as gv
-from gmmlimit.sklearn import GaussianMixture, IsotropicGaussianMixture
+from gmmlimit.sklearn import GaussianMixture, IsotropicGaussianMixture, VariantMixture
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(20, 3))
@@ -590,3 +590,10 @@ def test_half_precision_inputs_are_computed_in_float32(low):
         np.asarray(fit.params.means), np.asarray(gl.fit(gv.diag, x32, widened).params.means)
     )
     assert fit.params.variances.dtype == np.float32
+    # the scikit-learn wrapper: fit and score the float32 values (before: bfloat16 rows were
+    # "arrays of bytes/strings" to scikit-learn's validation)
+    est = VariantMixture(gv.diag, 2, random_state=0).fit(np.asarray(x))
+    ref = VariantMixture(gv.diag, 2, random_state=0).fit(x32)
+    assert est.means_.dtype == np.float32
+    np.testing.assert_array_equal(est.means_, ref.means_)
+    np.testing.assert_array_equal(est.score_samples(np.asarray(x)), ref.score_samples(x32))
