@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -447,6 +448,39 @@ def test_compile_stats_plugin_counts_each_tests_compiles(tmp_path, monkeypatch):
     lines = text.splitlines()
     assert sum(line.endswith("  tests/test_b.py") for line in lines) == 1  # the per-file table
     assert sum(line.endswith("  tests/test_a.py::test_one") for line in lines) == 1
+
+
+def test_cpu_stats_plugin_counts_each_tests_own_and_childrens_cpu(tmp_path, monkeypatch):
+    # benchmarks/tuning/cpu_stats.py (cited in README): the CPU of the test's process and of
+    # the child it waited for, one line per test, summed per file and ranked
+    cs = _load_module("cpu_stats", "tuning/cpu_stats.py")
+    out = tmp_path / "cpu.tsv"
+    monkeypatch.setenv(cs.OUT_ENV, str(out))
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+
+    class Item:
+        nodeid = "tests/test_a.py::test_one"
+
+    hook = cs.pytest_runtest_protocol(Item(), None)
+    next(hook)
+    start = time.process_time()
+    while time.process_time() - start < 0.2:  # this process
+        pass
+    subprocess.run([sys.executable, "-c", burn], check=True, timeout=60)  # a child
+    with pytest.raises(StopIteration):
+        next(hook)
+    test, own, children, wall = out.read_text().split("\t")
+    assert test == Item.nodeid
+    assert float(own) >= 0.2 and float(children) >= 0.3 and float(wall) >= 0.5
+    with out.open("a") as more:
+        more.write(
+            "tests/test_a.py::test_two\t1.0\t0.0\t1.0\ntests/test_b.py::test\t3.0\t1.0\t5.0\n"
+        )
+    lines = cs.summary(out, top=2).splitlines()
+    total = float(own) + float(children) + 1.0 + 4.0
+    assert lines[0] == f"{total:.1f} CPU s in 3 tests"
+    assert lines[3].endswith("  tests/test_b.py") and lines[4].endswith("  tests/test_a.py")
+    assert lines[-2].endswith("  tests/test_b.py::test") and len(lines) == 9
 
 
 @pytest.mark.parametrize(
