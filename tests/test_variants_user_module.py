@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from user_variant import forget_module, write_module
-from variant_contract import CONTRACT, run_sharded
+from variant_contract import CONTRACT, fitted_wrapper, run_sharded
 
 CASES_SOURCE = """
 # the contract's cases, as tests/variant_cases.py writes them
@@ -50,3 +50,19 @@ def test_user_variant_passes_the_contract(user_module, check):
 def test_user_variant_sharded(user_module):
     _, folder = user_module
     assert "sharded ok: exponential" in run_sharded("my_variants", paths=(folder,))
+
+
+def test_user_variant_scores_its_rows(user_module):
+    # a tempered_variant written outside the package: score_samples are the rows' terms of its
+    # objective, so score is their (weighted) mean
+    import numpy as np
+
+    case = user_module[0].CASES["exponential"]
+    est = fitted_wrapper(case)  # check_sklearn_wrapper's fit
+    terms = est.score_samples(case.X)
+    weights = np.linspace(0.5, 2.0, len(terms))
+    assert terms.shape == (case.X.shape[0],) and np.all(np.isfinite(terms))
+    np.testing.assert_allclose(np.mean(terms), est.score(case.X), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.average(terms, weights=weights), est.score(case.X, sample_weight=weights), rtol=1e-12
+    )
