@@ -31,7 +31,7 @@ from ._driver import (
     make_blocks,
 )
 from ._offset import offset_of, translate
-from ._rescale import NO_SCALE, Scale, check_scaled_sigma2, offset_tuple
+from ._rescale import Scale, check_scaled_sigma2, offset_tuple, traced_scale
 from ._validation import (
     as_data,
     check_block_size,
@@ -44,6 +44,8 @@ from ._validation import (
     check_sigma2,
     check_tol,
     exact_ldexp,
+    is_soft,
+    is_traced,
     real_values,
     relative_weights,
     scale_exponent,
@@ -258,19 +260,25 @@ def anneal(
     merge_tol_value = jnp.asarray(check_scalar(merge_tol, "merge_tol", dtype=X.dtype), X.dtype)
     # Data past the dtype's scale window are computed as X / 2^e, means / 2^e, sigma2 / 4^e and
     # weights / 2^w (exact powers of two: the same path, labels and counts) and mapped back.
-    # Rows far from the origin are first translated by an exact offset (_offset).
-    offset = offset_of(X)
-    moved = translate(X, offset)
-    if init is not None:
-        init = translate(init, offset)
-    exponent = scale_exponent(moved) if init is None else scale_exponent(moved, init)
-    scale = Scale(exponent, weight_exponent, offset_tuple(offset))
-    Xs, scaled = exact_ldexp(moved, -scale.data), sigma2
-    if scale.data:
-        scaled = scale.sigma2(sigma2)
-        _check_scaled_schedule(values, scaled, scale)
+    # Rows far from the origin are first translated by an exact offset (_offset). Traced data:
+    # the same map on the device (a stage that underflows there runs as the hard limit).
+    if is_traced(X):
+        scale = traced_scale(X, X[:0] if init is None else init, weight_exponent)
+        Xs, scaled = scale.data_of(X), scale.sigma2(sigma2)
+        init = None if init is None else scale.data_of(init)
+    else:
+        offset = offset_of(X)
+        moved = translate(X, offset)
         if init is not None:
-            init = exact_ldexp(init, -scale.data)
+            init = translate(init, offset)
+        exponent = scale_exponent(moved) if init is None else scale_exponent(moved, init)
+        scale = Scale(exponent, weight_exponent, offset_tuple(offset))
+        Xs, scaled = exact_ldexp(moved, -scale.data), sigma2
+        if scale.data:
+            scaled = scale.sigma2(sigma2)
+            _check_scaled_schedule(values, scaled, scale)
+            if init is not None:
+                init = exact_ldexp(init, -scale.data)
     if init is None:
         centre = jnp.matmul(w, Xs, precision=jax.lax.Precision.HIGHEST) / jnp.sum(w)
         init = jnp.broadcast_to(centre, (k, X.shape[1]))
@@ -287,8 +295,10 @@ def anneal(
         history=history_length(max_iter),
         block_size=block_size,
     )
-    if scale == NO_SCALE:
+    if scale.identity:
         return result
+    if scale.traced:  # a static Scale is one of concrete data
+        return _path_scaled_back(result, sigma2, jnp.sum(w), scale)
     return _anneal_scaled_back(result, sigma2, jnp.sum(w), scale=scale)
 
 
@@ -305,9 +315,8 @@ def _check_scaled_schedule(values: np.ndarray, scaled: jax.Array, scale: Scale) 
             raise ValueError(f"schedule stage {stage}: {error}") from None
 
 
-@partial(jax.jit, static_argnames=("scale",))
-def _anneal_scaled_back(
-    result: AnnealResult, sigma2: jax.Array, total_weight: jax.Array, *, scale: Scale
+def _path_scaled_back(
+    result: AnnealResult, sigma2: jax.Array, total_weight: jax.Array, scale: Scale
 ) -> AnnealResult:
     """The path of the rescaled problem as the path of the original one (one small program).
 
@@ -325,7 +334,7 @@ def _anneal_scaled_back(
     """
     dtype = result.means.dtype
     stages = jnp.concatenate([sigma2, jnp.zeros((1,), dtype)])
-    positive = stages > 0
+    positive = (stages > 0) & is_soft(result.sigma2)  # (a traced map's stage may underflow)
     soft = scale.log_likelihood(
         result.log_likelihood,
         jnp.where(positive, stages, 1.0),
@@ -340,6 +349,10 @@ def _anneal_scaled_back(
         distortion=scale.distortion(result.distortion).astype(dtype),
         scale=jnp.ldexp(result.scale, scale.data).astype(dtype),
     )
+
+
+_anneal_scaled_back = jax.jit(_path_scaled_back, static_argnames=("scale",))
+"""Compiled :func:`_path_scaled_back` of concrete data (the map static: one small program)."""
 
 
 @partial(jax.jit, static_argnames=("history", "block_size"))

@@ -27,7 +27,6 @@ from ._driver import (
 )
 from ._offset import offset_of, translate
 from ._rescale import (
-    NO_SCALE,
     Scale,
     check_scaled_sigma2,
     fit_rescaled,
@@ -423,7 +422,7 @@ def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> j
     """
     X = as_data(X)
     original = check_sigma2(sigma2, X.dtype)
-    if not is_traced(sigma2) and float(original) == 0.0:
+    if not is_traced(sigma2) and float(np.asarray(sigma2)) == 0.0:  # original: traced in jit
         raise ValueError(
             "the log-likelihood is not finite at sigma2 = 0; use kmeans_objective (its "
             "limit after scaling by -2 sigma2) or a positive sigma2."
@@ -433,7 +432,7 @@ def log_likelihood(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> j
     # At a traced sigma2 of 0 (or below the smallest normal number: the hard limit, is_soft) l is
     # its limit: -J / (2 sigma2) -> -inf, or +inf where every row sits on a mean (J = 0).
     value = log_likelihood_from_stats(params, stats)
-    if scale != NO_SCALE:
+    if not scale.identity:
         value = scale.log_likelihood(value, original, params.sigma2, stats.total_weight, X.shape[1])
     limit = jnp.where(stats.distortion > 0, -jnp.inf, jnp.inf)
     return jnp.where(is_soft(params.sigma2), value, limit).astype(X.dtype)
@@ -475,12 +474,14 @@ def critical_sigma2(X: Any, *, weights: Any = None) -> jax.Array:
     """
     X = as_data(X)
     w, _ = relative_weights(weights, X.shape[0], X.dtype)  # the covariance is a weighted mean
-    if is_traced(X):
-        return _critical_sigma2(X, w)
     # Always to magnitude ~1 here: the covariance's products and sums would overflow or
-    # underflow well inside the safe range of a distance computation.
-    largest = float(jnp.max(jnp.abs(X)))
-    e = math.frexp(largest)[1] if largest > 0 else 0
+    # underflow well inside the safe range of a distance computation. Traced data: the
+    # exponent on the device (frexp gives 0 for 0).
+    if is_traced(X):
+        e = jnp.frexp(jnp.max(jnp.abs(X)))[1]
+    else:
+        largest = float(jnp.max(jnp.abs(X)))
+        e = math.frexp(largest)[1] if largest > 0 else 0
     return jnp.ldexp(_critical_sigma2(exact_ldexp(X, -e), w), 2 * e)
 
 

@@ -226,7 +226,7 @@ def update_gap(X: Any, means: Any, sigma2: Any, *, weights: Any = None) -> jax.A
     n, d = Xs.shape
     block_size = check_block_size(None, n, params.means.shape[0], d)
     gap = norm_rescaled(_update_difference(Xs, w, params, block_size=block_size))
-    return jnp.ldexp(gap, scale.data) if scale.data else gap
+    return jnp.ldexp(gap, scale.data) if scale.traced or scale.data else gap
 
 
 @partial(jax.jit, static_argnames=("block_size",))

@@ -71,6 +71,7 @@ __all__ = [
     "data_offset",
     "feature_range",
     "offset_of",
+    "traced_offset",
     "translate",
     "translated_largest",
     "window_counts",
@@ -115,14 +116,44 @@ def feature_range(X: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum.reduce(parts_lo), np.maximum.reduce(parts_hi)
 
 
-def _factor_of_two(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (D,) features of rule 1 (module docstring): ``(positive, negative)`` masks."""
+def _factor_of_two(lo: Any, hi: Any) -> tuple[Any, Any]:
+    """The (D,) features of rule 1 (module docstring): ``(positive, negative)`` masks.
+
+    NumPy or JAX arrays (:func:`traced_offset`); so are the arguments of the rules below.
+    """
     with np.errstate(over="ignore"):
         return (lo > 0) & (hi <= 2 * lo), (hi < 0) & (lo >= 2 * hi)
 
 
 _NEAR = 16
 """A candidate c's window holds the values within |c| / _NEAR of it (module docstring)."""
+
+
+def _window_edges(lo: Any, hi: Any) -> tuple[Any, Any]:
+    """``(fl(lo + |lo| / 16), fl(hi - |hi| / 16))``: the inner ends of the candidates' windows."""
+    return lo + abs(lo) / _NEAR, hi - abs(hi) / _NEAR
+
+
+def _by_the_rules(xp: Any, lo: Any, hi: Any, counts: tuple[Any, Any] | None, n: int) -> Any:
+    """The (D,) offsets of rules 1 and 2 from the extremes and, where given, the window counts.
+
+    Args:
+        xp: ``numpy`` or ``jax.numpy``, the module of the arrays.
+        lo: (D,) each feature's smallest value.
+        hi: (D,) each feature's largest value.
+        counts: None (rule 1 only), or the rows within each (D,) window, ``c = lo``'s first.
+        n: N, the number of rows counted.
+    """
+    positive, negative = _factor_of_two(lo, hi)
+    offset = xp.where(positive, lo, xp.where(negative, hi, xp.zeros_like(lo)))
+    if counts is None:
+        return offset
+    rest = ~(positive | negative)
+    lo_count = xp.where(lo != 0, counts[0], 0)  # a candidate at 0 has no window
+    hi_count = xp.where(hi != 0, counts[1], 0)
+    by_lo = rest & (2 * lo_count > n) & (lo_count >= hi_count)
+    by_hi = rest & (2 * hi_count > n) & (hi_count > lo_count)
+    return xp.where(by_lo, lo, xp.where(by_hi, hi, offset))
 
 
 def candidate_windows(lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
@@ -148,8 +179,8 @@ def candidate_windows(lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
         return None
     inf = np.asarray(np.inf, lo.dtype)
     with np.errstate(under="ignore"):
-        lo_window = (lo, lo + np.abs(lo) / _NEAR)
-        hi_window = (hi - np.abs(hi) / _NEAR, hi)
+        below, above = _window_edges(lo, hi)
+    lo_window, hi_window = (lo, below), (above, hi)
     windows = np.stack([np.stack(lo_window), np.stack(hi_window)]).astype(lo.dtype)
     live = counted & np.stack([lo != 0, hi != 0])  # (2, D)
     windows[:, 0] = np.where(live, windows[:, 0], inf)
@@ -237,16 +268,10 @@ def data_offset(
         a tie), else 0; or None when all are 0.
     """
     lo, hi = np.asarray(lo), np.asarray(hi)
-    positive, negative = _factor_of_two(lo, hi)
-    offset = np.where(positive, lo, np.where(negative, hi, np.zeros_like(lo)))
     if counts is not None:
         counts = np.asarray(counts, np.int64)
-        rest = ~(positive | negative)
-        lo_count = np.where(lo != 0, counts[0], 0)  # a candidate at 0 has no window
-        hi_count = np.where(hi != 0, counts[1], 0)
-        by_lo = rest & (2 * lo_count > n) & (lo_count >= hi_count)
-        by_hi = rest & (2 * hi_count > n) & (hi_count > lo_count)
-        offset = np.where(by_lo, lo, np.where(by_hi, hi, offset))
+        counts = (counts[0], counts[1])
+    offset = _by_the_rules(np, lo, hi, counts, n)
     if not offset.any():
         return None
     return offset
@@ -269,7 +294,7 @@ def translated_largest(
 
 
 def offset_of(X: Any) -> np.ndarray | None:
-    """:func:`data_offset` of concrete (N, D) data; None for traced data (computed as given).
+    """:func:`data_offset` of concrete (N, D) data; None for traced data (:func:`traced_offset`).
 
     The window counts are taken (one more pass over X) only where :func:`candidate_windows`
     asks for them.
@@ -282,7 +307,26 @@ def offset_of(X: Any) -> np.ndarray | None:
     return data_offset(lo, hi, counts, int(X.shape[0]))
 
 
-def translate(X: Any, offset: np.ndarray | None) -> Any:
+def traced_offset(rows: jax.Array) -> jax.Array:
+    """:func:`offset_of` of traced (N, D) data ``rows`` (inside ``jit`` or ``vmap``), on the device.
+
+    The same rules, extremes and window bounds as the host's (the counts of every feature are
+    taken, those the rules do not read are ignored), so data within the dtype's normal range get
+    the offset bits :func:`offset_of` gives them concretely.
+
+    Returns:
+        (D,) offsets in the rows' dtype, 0 for a feature without one.
+    """
+    lo, hi = jnp.min(rows, axis=0), jnp.max(rows, axis=0)
+    below, above = _window_edges(lo, hi)
+    counts = (
+        jnp.sum(rows <= below, axis=0, dtype=jnp.int32),
+        jnp.sum(rows >= above, axis=0, dtype=jnp.int32),
+    )
+    return _by_the_rules(jnp, lo, hi, counts, rows.shape[0])
+
+
+def translate(X: Any, offset: Any) -> Any:
     """``X - offset`` (exact in each feature's window, module docstring); X when None.
 
     Host data are translated by NumPy: XLA on the CPU flushes subnormal results to 0, and the
@@ -290,14 +334,15 @@ def translate(X: Any, offset: np.ndarray | None) -> Any:
 
     Args:
         X: (N, D) data, or (K, D) locations.
-        offset: (D,) offsets, or None.
+        offset: (D,) offsets (NumPy, or traced: :func:`traced_offset`), or None.
 
     Returns:
         The translated array (a JAX array), or ``X`` itself when ``offset`` is None.
     """
     if offset is None:
         return X
-    if is_traced(X) or (isinstance(X, jax.Array) and len(X.sharding.device_set) > 1):
+    traced = is_traced(X) or is_traced(offset)
+    if traced or (isinstance(X, jax.Array) and len(X.sharding.device_set) > 1):
         return X - jnp.asarray(offset, X.dtype)
     host = np.asarray(X)
     moved = aligned_empty(host.shape, host.dtype)

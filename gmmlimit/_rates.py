@@ -83,7 +83,7 @@ def collapsed_rate(X: Any, sigma2: Any, *, weights: Any = None) -> jax.Array:
     """
     X = as_data(X)
     s2 = check_sigma2(sigma2, X.dtype)
-    if not is_traced(sigma2) and np.any(np.asarray(s2) <= 0):
+    if not is_traced(sigma2) and np.any(np.asarray(sigma2) <= 0):  # s2 is traced under jit
         raise ValueError(f"sigma2 must be > 0 for a rate at the collapsed point; got {sigma2!r}.")
     return critical_sigma2(X, weights=weights) / s2
 

@@ -8,7 +8,9 @@ dtype's window (:data:`SCALE_WINDOW`) are computed as ``(X - c) / 2^e``, means `
 labels and responsibilities are those of the original problem, and the results are mapped
 back (means x 2^e + c, distortions x 4^e 2^w, log-likelihoods as :meth:`Scale.log_likelihood`
 says). Every isotropic entry point (in memory, sharded, out of core, the diagnostics) goes
-through here, so they all answer the same data the same way.
+through here, so they all answer the same data the same way. Traced data (a ``vmap`` over data
+sets, a ``jit`` of a function of the data) are mapped by the same rules on the device: the
+offset and the exponent are then traced values (:func:`traced_scale`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._driver import FitResult
-from ._offset import data_offset, offset_of, translate, translated_largest
+from ._offset import data_offset, offset_of, traced_offset, translate, translated_largest
 from ._validation import (
     exact_ldexp,
     is_soft,
@@ -29,6 +31,7 @@ from ._validation import (
     largest_magnitude,
     relative_weights,
     scale_exponent,
+    traced_exponent,
     window_exponent,
 )
 from .variants._isotropic import IsotropicParams, validate_params
@@ -43,6 +46,7 @@ __all__ = [
     "prepare",
     "scaled_back",
     "streamed_scale",
+    "traced_scale",
 ]
 
 
@@ -55,19 +59,32 @@ class Scale(NamedTuple):
     :meth:`log_likelihood` says (a translation changes neither).
 
     Attributes:
-        data: the data's binary exponent e.
+        data: the data's binary exponent e (a traced () int32 for traced data).
         weight: the weights' binary exponent.
         offset: None, or the (D,) offset of :func:`gmmlimit._offset.data_offset`, as a
-            tuple of Python floats (exact for the data's dtype).
+            tuple of Python floats (exact for the data's dtype); for traced data the traced
+            (D,) offset of :func:`gmmlimit._offset.traced_offset`.
     """
 
-    data: int
+    data: int | jax.Array
     weight: int
-    offset: tuple[float, ...] | None = None
+    offset: tuple[float, ...] | jax.Array | None = None
 
-    def offset_array(self, dtype: Any) -> np.ndarray | None:
+    @property
+    def traced(self) -> bool:
+        """Whether the map is of traced data (its exponent and offset are known on the device)."""
+        return is_traced(self.data)
+
+    @property
+    def identity(self) -> bool:
+        """Whether the map changes nothing (concrete data within the window, no offset)."""
+        return not self.traced and self == NO_SCALE
+
+    def offset_array(self, dtype: Any) -> Any:
         """The (D,) offset in ``dtype`` (None: no translation)."""
-        return None if self.offset is None else np.asarray(self.offset, dtype)
+        if self.offset is None or self.traced:
+            return self.offset
+        return np.asarray(self.offset, dtype)
 
     def data_of(self, X: Any) -> Any:
         """(N, D) data of the original problem as the computation takes them (``_offset``)."""
@@ -81,16 +98,17 @@ class Scale(NamedTuple):
         """(..., K, D) means of the computed problem in the data's units (x 2^data + offset)."""
         means = exact_ldexp(means, self.data)
         if self.offset is not None:
-            means = means + jnp.asarray(self.offset, means.dtype)
+            means = means + jnp.asarray(self.offset_array(means.dtype), means.dtype)
         return means
 
     def sigma2(self, sigma2: jax.Array) -> jax.Array:
         """sigma2 / 4^data; a scaled value that overflows is capped (exact in effect)."""
         scaled = jnp.ldexp(sigma2, -2 * self.data)
         cap = jnp.asarray(jnp.finfo(scaled.dtype).max / 4, scaled.dtype)
-        # sigma2 / 4^e overflows only when the data are tiny: every exponent -gap / (2 sigma2)
-        # then rounds to 0 either way, and the log-likelihood is mapped back from the true sigma2.
-        return jnp.minimum(scaled, cap)
+        # sigma2 / 4^e overflows only when the data are tiny (e < 0): every exponent -gap / (2
+        # sigma2) then rounds to 0 either way, and the log-likelihood is mapped back from the
+        # true sigma2. At e >= 0 (a traced e of 0 too) sigma2 is as scaled, never capped.
+        return jnp.where(self.data < 0, jnp.minimum(scaled, cap), scaled)
 
     def log_likelihood(
         self,
@@ -112,7 +130,7 @@ class Scale(NamedTuple):
     def distortion(self, value: jax.Array) -> jax.Array:
         """J (or any weighted sum of squared distances) of the original problem from J'."""
         exponent = 2 * self.data + self.weight
-        return jnp.ldexp(value, exponent) if exponent else value
+        return jnp.ldexp(value, exponent) if self.traced or exponent else value
 
 
 NO_SCALE = Scale(0, 0)
@@ -125,7 +143,7 @@ def check_scaled_sigma2(sigma2: Any, scaled: jax.Array, scale: Scale) -> None:
     Raises:
         ValueError: if ``sigma2 / 4^scale.data`` underflows while ``sigma2`` is positive.
     """
-    if is_traced(sigma2) or scale.data == 0:
+    if is_traced(sigma2) or scale.traced or scale.data == 0:
         return
     value = float(np.asarray(sigma2))
     if value > 0 and not bool(is_soft(scaled)):
@@ -158,6 +176,10 @@ def prepare(
     sigma2 = params.sigma2
     params = validate_params(X, params, for_fit=for_fit)
     w, weight_scale = relative_weights(weights, X.shape[0], X.dtype)
+    if is_traced(X):
+        scale = traced_scale(X, params.means, weight_scale)
+        X, scaled = scale.data_of(X), scale.params(params)
+        return X, scaled, w, scale
     offset = offset_of(X)
     if offset is not None:
         X = translate(X, offset)
@@ -169,6 +191,24 @@ def prepare(
         check_scaled_sigma2(sigma2, scaled.sigma2, scale)
         params = IsotropicParams(scaled.means, scaled.sigma2)
     return X, params, w, scale
+
+
+def traced_scale(X: jax.Array, means: Any, weight: int) -> Scale:
+    """The :class:`Scale` of traced (N, D) data: :func:`prepare`'s map, computed on the device.
+
+    The offset of :func:`gmmlimit._offset.traced_offset` and the exponent of the translated
+    data and means (:func:`gmmlimit._validation.traced_exponent`). A sigma2 > 0 that underflows
+    once divided by 4^e cannot be refused here (its value is known only on the device): the
+    E-step takes it as the hard limit, which it is to the dtype's precision.
+
+    Args:
+        X: (N, D) traced data.
+        means: (K, D) means.
+        weight: the weights' exponent.
+    """
+    offset = traced_offset(X)
+    exponent = traced_exponent(translate(X, offset), translate(means, offset))
+    return Scale(exponent, weight, offset)
 
 
 def streamed_scale(
@@ -230,9 +270,9 @@ def scaled_back(
     Returns:
         The :class:`FitResult` of the original problem.
     """
-    if scale == NO_SCALE:
+    if scale.identity:
         return result
-    if not scale.data and not scale.weight:  # a translation alone: only the means move
+    if not scale.traced and not scale.data and not scale.weight:  # a translation alone
         return result._replace(
             means=scale.means_back(result.means),
             params=result.params._replace(means=scale.means_back(result.params.means)),

@@ -37,6 +37,7 @@ __all__ = [
     "largest_magnitude",
     "relative_weights",
     "scale_exponent",
+    "traced_exponent",
     "weights_or_ones",
     "with_float64_scope",
 ]
@@ -650,6 +651,24 @@ def scale_exponent(*arrays: jax.Array) -> int:
     return window_exponent(largest, concrete[0].dtype)
 
 
+def traced_exponent(*arrays: jax.Array) -> jax.Array:
+    """:func:`scale_exponent` of traced arrays (inside ``jit`` or ``vmap``), on the device.
+
+    Args:
+        arrays: arrays of one floating dtype (e.g. the data and the means), traced or not.
+
+    Returns:
+        () int32 exponent e: 0 while the largest magnitude lies within :data:`SCALE_WINDOW`
+        (or is 0), else its binary exponent, the value :func:`scale_exponent` gives concrete
+        arrays of the dtype's normal range.
+    """
+    dtype = arrays[0].dtype
+    largest = jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in arrays if a.size]))
+    exponent = jnp.frexp(largest)[1].astype(jnp.int32)
+    window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
+    return jnp.where((exponent >= -window) & (exponent <= window), 0, exponent)
+
+
 def exact_ldexp(a: Any, exponent: int) -> Any:
     """``a * 2^exponent`` exactly, subnormal entries included (data and means to rescale).
 
@@ -660,11 +679,13 @@ def exact_ldexp(a: Any, exponent: int) -> Any:
 
     Args:
         a: an array (NumPy or JAX) of a floating dtype.
-        exponent: the power of two.
+        exponent: the power of two (a traced integer: ``jnp.ldexp``, :func:`traced_exponent`).
 
     Returns:
         A JAX array of ``a``'s dtype (``a`` itself when ``exponent`` is 0).
     """
+    if is_traced(exponent):
+        return jnp.ldexp(a, exponent)
     if not exponent:
         return a
     if is_traced(a) or (isinstance(a, jax.Array) and len(a.sharding.device_set) > 1):

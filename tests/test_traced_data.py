@@ -1,0 +1,150 @@
+"""Traced data (a ``vmap`` over data sets, a ``jit`` of a function of the data) are mapped as
+concrete data are: translated by the offset of ``gmmlimit._offset`` and divided by 2^e past the
+scale window, with the offset and the exponent computed on the device.
+
+Before, traced data were computed as given: a ``vmap`` of ``gl.kmeans`` over float32 data sets
+near 2^70 (squared norms past float32's largest number) or near 2^-70 (squared distances below
+its smallest normal number) put every row in cluster 0 after 2 iterations, and float32 GPS
+coordinates cancelled as described in tests/test_offset_data.py.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gmmlimit as gl
+from gmmlimit._offset import offset_of, traced_offset
+from gmmlimit._validation import scale_exponent, traced_exponent
+
+N, K, SETS, ITERS = 120, 3, 2, 12
+
+
+def _blobs(seed: int) -> np.ndarray:
+    """(SETS, N, 2) float64 rows of three clusters near the origin, one data set per lane."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [3.0, 0.5], [1.0, 3.0]])
+    labels = rng.integers(0, K, (SETS, N))
+    return centres[labels] + 0.4 * rng.standard_normal((SETS, N, 2))
+
+
+def _island(rows: np.ndarray) -> np.ndarray:
+    """Rows near 1e6 with row 0 at the origin (a "null island"): rule 2 of the offset."""
+    moved = 1e6 + rows
+    moved[:, 0] = 0.0
+    return moved
+
+
+DATA = {
+    "unit": lambda rows: rows,
+    "huge": lambda rows: rows * 2.0**70,  # float32 squared norms past the largest number
+    "tiny": lambda rows: rows * 2.0**-70,  # float32 squared distances below the smallest normal
+    "gps": lambda rows: np.array([37.7, -122.4]) + 0.01 * rows,  # rule 1: cancellation
+    "island": _island,
+}
+
+
+def _problem(name: str, dtype: type) -> tuple[np.ndarray, np.ndarray, float]:
+    """(SETS, N, 2) data, (SETS, K, 2) starting means (rows 1..K) and a soft sigma2 near the
+    data's squared scale, within [2^-100, 2^100] (float32 holds it; at 2^-70 the fit is then
+    all but hard)."""
+    rows = DATA[name](_blobs(3)).astype(dtype)
+    spread = float(np.max(rows[0, 1:], axis=0)[0] - np.min(rows[0, 1:], axis=0)[0])
+    return rows, rows[:, 1 : K + 1].copy(), float(np.clip(spread**2 / 400, 2.0**-100, 2.0**100))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(DATA))
+def test_a_vmap_over_data_sets_fits_each_as_its_own_fit(name, dtype):
+    X, m0, sigma2 = _problem(name, dtype)
+    hard = jax.vmap(lambda x, m: gl.kmeans(x, m, max_iter=ITERS))(X, m0)
+    soft = jax.vmap(lambda x, m: gl.em(x, m, sigma2, max_iter=ITERS, tol=0.0))(X, m0)
+    for lane in range(SETS):
+        one = gl.kmeans(X[lane], m0[lane], max_iter=ITERS)
+        for field in ("labels", "n_iter", "means", "objective"):  # K-means: bit for bit
+            np.testing.assert_array_equal(
+                np.asarray(getattr(hard, field))[lane], np.asarray(getattr(one, field)), field
+            )
+        one = gl.em(X[lane], m0[lane], sigma2, max_iter=ITERS, tol=0.0)
+        np.testing.assert_array_equal(np.asarray(soft.labels[lane]), np.asarray(one.labels))
+        # EM to rounding: XLA evaluates ln(2 pi sigma2) of a batched sigma2 in other code
+        rtol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(soft.means[lane], one.means, rtol=rtol, atol=0)
+        np.testing.assert_allclose(soft.objective[lane], one.objective, rtol=rtol)
+    assert len(np.unique(np.asarray(hard.labels[0]))) == K  # not collapsed into one cluster
+
+
+@pytest.mark.parametrize("name", ["huge", "tiny", "gps", "island"])
+def test_diagnostics_of_traced_data_are_those_of_concrete_data(name):
+    X, m0, sigma2 = _problem(name, np.float32)
+    X, means = X[0], m0[0]
+
+    @jax.jit
+    def traced(x: jax.Array) -> tuple[jax.Array, ...]:
+        return (
+            gl.responsibilities(x, means, sigma2),
+            gl.log_likelihood(x, means, sigma2),
+            gl.kmeans_objective(x, means),
+            gl.em_step(x, means, 0.0),
+            gl.study.nearest_gap(x, means),
+            gl.study.collapsed_rate(x, sigma2),  # sigma2 a Python float inside jit: refused before
+        )
+
+    concrete = (
+        gl.responsibilities(X, means, sigma2),
+        gl.log_likelihood(X, means, sigma2),
+        gl.kmeans_objective(X, means),
+        gl.em_step(X, means, 0.0),
+        gl.study.nearest_gap(X, means),
+        gl.study.collapsed_rate(X, sigma2),
+    )
+    for got, want in zip(traced(jnp.asarray(X)), concrete, strict=True):
+        assert not np.any(np.isnan(np.asarray(got)))  # inf where the value is (J near 2^140)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    scale=st.integers(-80, 80),
+    centre=st.sampled_from([0.0, 1.0, -3.0, 1e6, -2.5e8]),
+    outliers=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_the_traced_map_is_the_concrete_map(dtype, scale, centre, outliers, seed):
+    rng = np.random.default_rng(seed)
+    rows = centre + rng.standard_normal((64, 3)) * np.array([1.0, 1e-3, 10.0])
+    rows[:outliers] = 0.0  # rows at the origin: rule 2, or no offset
+    X = np.ldexp(rows, scale).astype(dtype)
+    offset = offset_of(X)
+    want = np.zeros(3, dtype) if offset is None else offset
+    got = jax.jit(traced_offset)(jnp.asarray(X))
+    np.testing.assert_array_equal(np.asarray(got), want)
+    moved = X - want
+    exponent = jax.jit(traced_exponent)(jnp.asarray(moved))
+    assert int(exponent) == scale_exponent(jnp.asarray(moved))
+
+
+@pytest.mark.parametrize("name", ["huge", "gps"])
+def test_an_annealing_path_of_traced_data_is_that_of_concrete_data(name):
+    X, _, sigma2 = _problem(name, np.float32)
+    schedule = sigma2 * np.array([400.0, 4.0, 1.0])
+    key = jax.random.key(5)
+
+    def path(x: jax.Array) -> gl.study.AnnealResult:
+        return gl.anneal(x, schedule, key=key, k=K, max_iter=ITERS)
+
+    paths = jax.vmap(path)(jnp.asarray(X))
+    for lane in range(SETS):
+        one = path(X[lane])
+        np.testing.assert_array_equal(paths.n_distinct[lane], one.n_distinct)
+        np.testing.assert_array_equal(paths.labels[lane], one.labels)
+        for field in ("means", "log_likelihood", "distortion", "scale"):
+            np.testing.assert_allclose(
+                np.asarray(getattr(paths, field))[lane], getattr(one, field), rtol=1e-5
+            )
+    assert int(paths.n_distinct[0, -1]) == K
