@@ -33,6 +33,7 @@ from ._rescale import (
     offset_tuple,
     prepare,
     scaled_back,
+    traced_scale,
 )
 from ._validation import (
     as_data,
@@ -571,13 +572,17 @@ def restarts(
         # data past the scale window run as X / 2^e, and weights are relative, as in em
         # and rows far from the origin run translated (_offset)
         w, weight_exponent = relative_weights(weights, X.shape[0], X.dtype)
-        offset = offset_of(X)
-        moved = translate(X, offset)
-        scale = Scale(scale_exponent(moved), weight_exponent, offset_tuple(offset))
-        Xs, s2s = exact_ldexp(moved, -scale.data), s2
-        if scale.data:
-            s2s = scale.sigma2(s2)
-            check_scaled_sigma2(sigma2, s2s, scale)
+        if is_traced(X):  # the same map on the device (_rescale.traced_scale)
+            scale = traced_scale(X, X[:0], weight_exponent)
+            Xs, s2s = scale.data_of(X), scale.sigma2(s2)
+        else:
+            offset = offset_of(X)
+            moved = translate(X, offset)
+            scale = Scale(scale_exponent(moved), weight_exponent, offset_tuple(offset))
+            Xs, s2s = exact_ldexp(moved, -scale.data), s2
+            if scale.data:
+                s2s = scale.sigma2(s2)
+                check_scaled_sigma2(sigma2, s2s, scale)
         if init == "k-means++":
             means = jax.vmap(lambda kk: _init.kmeans_plusplus(kk, Xs, k, weights=w))(keys)
         else:
@@ -617,12 +622,17 @@ def restarts(
             probe = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), drawn)
             temperature = scaled_temperature(chosen, probe, temperature, data_map.exponent, X.dtype)
         starts = _starts(chosen, draw, keys, Xs, k, temperature)
-        hard = bool(jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts))))
+        hard = jnp.any(chosen.is_hard(jax.tree.map(lambda a: a[0], starts)))
+        if not is_traced(hard):
+            hard = bool(hard)
 
         def back(best: FitResult) -> FitResult:
             return variant_result(chosen, best, data_map, lambda: jnp.sum(w))
 
-    tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
+    if tol is None and is_traced(hard):  # a start's temperature known only on the device
+        tol = jnp.where(hard, 0.0, 1e-8)
+    else:
+        tol = check_tol((0.0 if hard else 1e-8) if tol is None else tol)
     return back(_best_of(chosen, Xs, w, starts, tol, max_iter=max_iter, block_size=block_size))
 
 
@@ -760,25 +770,33 @@ def _best_of(
     a vmapped batch can differ from separate fits in the last bits where the compiler batches
     a model's arithmetic differently. Ties go to the first start.
     """
+    traced = is_traced(X)  # (under jit or vmap: the best chosen on the device)
     if not _fits_one_by_one(X):
         results = fit_batch(variant, X, w, starts, tol, max_iter=max_iter, block_size=block_size)
-        score = np.asarray(results.objective, dtype=np.float64)
-        best = int(np.argmax(np.where(np.isnan(score), -np.inf, score)))
+        score = jnp.where(jnp.isnan(results.objective), -jnp.inf, results.objective)
+        best = jnp.argmax(score) if traced else int(np.argmax(np.asarray(score)))
         return jax.tree.map(lambda a: a[best], results)
     n_starts = jax.tree.leaves(starts)[0].shape[0]
     best_fit, best_score = None, -np.inf
     for i in range(n_starts):
         start = jax.tree.map(lambda a, i=i: a[i], starts)
         fitted = fit_compiled(variant, X, w, start, tol, max_iter=max_iter, block_size=block_size)
-        score = float(fitted.objective)
-        score = -np.inf if np.isnan(score) else score
-        if best_fit is None or score > best_score:  # a tie keeps the first
+        score = jnp.where(jnp.isnan(fitted.objective), -jnp.inf, fitted.objective)
+        if best_fit is None:
+            best_fit, best_score = fitted, score
+        elif traced:  # a tie keeps the first
+            better = score > best_score
+            best_fit = jax.tree.map(partial(jnp.where, better), fitted, best_fit)
+            best_score = jnp.where(better, score, best_score)
+        elif float(score) > float(best_score):
             best_fit, best_score = fitted, score
     return best_fit
 
 
 def _fits_one_by_one(X: jax.Array) -> bool:
     """Whether :func:`_best_of` runs its fits one after another: data on the CPU."""
+    if is_traced(X):  # computed on the default device
+        return jax.default_backend() == "cpu"
     return all(device.platform == "cpu" for device in X.devices())
 
 

@@ -148,3 +148,47 @@ def test_an_annealing_path_of_traced_data_is_that_of_concrete_data(name):
                 np.asarray(getattr(paths, field))[lane], getattr(one, field), rtol=1e-5
             )
     assert int(paths.n_distinct[0, -1]) == K
+
+
+@pytest.mark.parametrize("name", ["huge", "gps"])
+def test_restarts_of_traced_data_keep_the_best_of_the_same_fits(name):
+    X, _, _ = _problem(name, np.float32)
+    key = jax.random.key(2)
+    batched = jax.vmap(lambda x: gl.restarts(key, x, K, n_init=3, max_iter=ITERS))(X)
+    for lane in range(SETS):
+        one = gl.restarts(key, X[lane], K, n_init=3, max_iter=ITERS)
+        for field in ("labels", "n_iter", "means"):
+            np.testing.assert_array_equal(
+                np.asarray(getattr(batched, field))[lane], np.asarray(getattr(one, field)), field
+            )
+
+
+def test_a_variants_restarts_run_inside_jit():
+    # the variant's temperature (hard or soft, so the default tolerance) is known on the device
+    X, _, _ = _problem("unit", np.float32)
+    key = jax.random.key(2)
+
+    def best(x: jax.Array) -> gl.FitResult:
+        return gl.restarts(key, x, K, variant=gl.variants.diag, n_init=3, max_iter=ITERS)
+
+    inside, outside = jax.jit(best)(jnp.asarray(X[0])), best(X[0])
+    for field in ("labels", "n_iter", "means", "objective"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(inside, field)), np.asarray(getattr(outside, field)), field
+        )
+
+
+def test_restarts_batched_off_the_cpu_pick_the_best_on_the_device(monkeypatch):
+    # off the CPU the starts run as one vmap and the best is chosen by its objective
+    monkeypatch.setattr(gl._api, "_fits_one_by_one", lambda X: False)
+    X = np.random.default_rng(4).uniform(size=(N, 2)).astype(np.float32)  # many local optima
+    key = jax.random.key(4)
+
+    def best(x: jax.Array) -> gl.FitResult:
+        return gl.restarts(key, x, 6, n_init=4, init="random", max_iter=ITERS)
+
+    inside, outside = jax.jit(best)(jnp.asarray(X)), best(X)
+    for field in ("labels", "n_iter", "means", "objective"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(inside, field)), np.asarray(getattr(outside, field)), field
+        )
