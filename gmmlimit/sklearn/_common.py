@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 from jax import lax
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
@@ -51,7 +52,15 @@ from .._driver import (
 from .._host import to_jax
 from .._offset import offset_of
 from .._rescale import Scale, check_scaled_sigma2
-from .._validation import check_max_iter, check_sigma2, scale_exponent, window_exponent
+from .._validation import (
+    check_max_iter,
+    check_sigma2,
+    check_tol,
+    largest_magnitude,
+    scale_exponent,
+    window_exponent,
+    window_exponents,
+)
 from ..variants._isotropic import IsotropicParams, isotropic
 
 __all__ = [
@@ -62,6 +71,7 @@ __all__ = [
     "in_x64",
     "pad_blocks",
     "padded",
+    "rows_by_scale",
     "x64",
 ]
 
@@ -95,6 +105,38 @@ def _pad(X: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.nda
     weights = np.zeros((n_pad,), X.dtype)
     weights[:n] = 1.0 if w is None else w
     return out, weights
+
+
+def rows_by_scale(X: Any, centres: Any) -> list[tuple[int, np.ndarray]] | None:
+    """The rows of X grouped by the power of two each is divided by; None where none needs one.
+
+    Each row is computed at its own scale, so that its answers (labels, distances, densities)
+    depend on no other row of the batch: a row whose largest magnitude, or the centres', lies
+    outside the scale window runs, with the centres, as x / 2^e (exact; e is
+    :func:`gmmlimit._validation.window_exponent`'s rule read from the larger of the two).
+
+    Args:
+        X: (N, D) rows: a NumPy or JAX array, or a sparse matrix (its stored values).
+        centres: (K, D) centres (means) in X's coordinates.
+
+    Returns:
+        None when every row is computed as given (the centres' magnitude lies within the window
+        and no row passes its top: checked without a per-row pass); otherwise
+        ``[(e, rows), ...]``, one entry per distinct exponent e (0 for the rows computed as
+        given), ``rows`` the (M,) indices of its rows in increasing order.
+    """
+    data = X.data if sp.issparse(X) else X
+    largest_centre = largest_magnitude(centres) if np.size(centres) else 0.0
+    centres_within = largest_centre > 0 and not window_exponent(largest_centre, data.dtype)
+    if centres_within and not scale_exponent(data, centres):  # no row passes the window's top
+        return None
+    if sp.issparse(X):
+        row_largest = np.asarray(abs(X).max(axis=1).toarray(), np.float64).ravel()
+    else:
+        host = np.asarray(X)
+        row_largest = np.maximum(host.max(axis=1), -host.min(axis=1)).astype(np.float64)
+    exponents = window_exponents(np.maximum(row_largest, largest_centre), data.dtype)
+    return [(e, np.flatnonzero(exponents == e)) for e in np.unique(exponents).tolist()]
 
 
 def _jax_key(random_state: Any) -> jax.Array:
@@ -278,10 +320,18 @@ class _IsotropicBase(BaseEstimator):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {v!r}.")
         check_max_iter(self.max_iter)  # a history max_iter long: 2^30 allocated 8 GiB
-        if not isinstance(self.tol, (int, float, np.floating)) or not (0 <= self.tol < math.inf):
-            raise ValueError(f"tol must be a finite number >= 0; got {self.tol!r}.")
-        if isinstance(self.init, str) and self.init not in ("k-means++", "random"):
-            raise ValueError(f"init must be 'k-means++', 'random' or an array; got {self.init!r}.")
+        check_tol(self.tol)  # the package's check: Python or NumPy integers and floats alike
+        accepted = "init must be 'k-means++', 'random' or a (K, D) array of initial means"
+        if isinstance(self.init, str):
+            if self.init not in ("k-means++", "random"):
+                raise ValueError(f"{accepted}; got {self.init!r}.")
+        elif callable(self.init):  # KMeans takes one; this estimator does not
+            raise ValueError(f"{accepted} (a callable is not accepted); got {self.init!r}.")
+        else:
+            try:
+                np.asarray(self.init, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"{accepted}; got {self.init!r}.") from None
 
     @in_x64
     def _fit(self, X: Any, sample_weight: Any) -> tuple[np.ndarray, FitResult, float, float]:

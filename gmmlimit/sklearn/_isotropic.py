@@ -9,14 +9,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import logsumexp
 from sklearn.base import ClusterMixin, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 
 from .._rescale import Scale
-from .._validation import exact_ldexp, largest_magnitude, scale_exponent, window_exponents
-from ._common import _IsotropicBase, _soft, hard_pass, in_x64
+from .._validation import exact_ldexp
+from ._common import _IsotropicBase, _soft, hard_pass, in_x64, rows_by_scale
 
 _LOG_2PI = math.log(2.0 * math.pi)
+_FALLBACK_VALUES = 1 << 22
+"""The most values (rows x K x D) of one chunk of the float64 fallback's differences."""
 
 __all__ = ["IsotropicGaussianMixture"]
 
@@ -139,9 +142,9 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
     def predict(self, X: Any) -> np.ndarray:
         """Index of the nearest mean (the most responsible component), ties to the lowest.
 
-        Within the scale window, the fit's own streamed hard pass (no (N, K) intermediates);
-        past it, the labels :meth:`predict_proba` computes, each row at its own scale (float32
-        rows near 1e20 would overflow their squared distances as given).
+        Where every row lies within the scale window, the fit's own streamed hard pass (no
+        (N, K) intermediates); otherwise the labels :meth:`predict_proba` computes, each row at
+        its own scale (float32 rows near 1e20 would overflow their squared distances as given).
 
         Args:
             X: (N, D) data.
@@ -151,7 +154,7 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         """
         padded = self._padded(X)  # validated, and translated as the fit was (once)
         Xp, wp, means, n = padded
-        if not scale_exponent(Xp, means):  # the labels _soft's own in-window branch takes
+        if rows_by_scale(Xp, means) is None:  # the labels _soft's own in-window branch takes
             return np.asarray(hard_pass(Xp, wp, means)[1])[:n].astype(np.int64)
         return self._soft_padded(*padded)[2].astype(np.int64)
 
@@ -161,7 +164,12 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         return self._soft_padded(*self._padded(X))
 
     def _soft_padded(
-        self, Xp: jax.Array, wp: jax.Array, means: jax.Array, n: int
+        self,
+        Xp: jax.Array,
+        wp: jax.Array,
+        means: jax.Array,
+        n: int,
+        log_dtype: Any = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`_soft` of rows :meth:`_IsotropicBase._padded` gave (translated and padded).
 
@@ -170,31 +178,67 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
             wp: (N',) their weights (0 on padding rows).
             means: (K, D') the means, padded and translated as the rows.
             n: the number N of real rows.
+            log_dtype: the dtype of the log densities returned: None for the rows' own, or
+                float64 (:meth:`score`).
 
         Returns:
-            ``(resp, log_lik, labels)`` of the N real rows.
+            ``(resp, log_lik, labels)`` of the N real rows. A row whose log density the rows'
+            dtype gives as non-finite (its scaled variance flushed to 0, or its squared
+            distances overflowed) has it from :meth:`_float64_log_densities`, in ``log_dtype``:
+            -inf only where that dtype cannot hold it.
         """
         sigma2 = self._fitted_sigma2
-        # Each row is computed at its own scale: rows whose magnitude (or the means') lies
-        # outside the window run as x / 2^e, means / 2^e, sigma2 / 4^e (exact; d / (2 sigma2)
-        # is scale-free), so a far row neither overflows nor sets the scale of the others.
+        # Each row is computed at its own scale (rows_by_scale): rows whose magnitude (or the
+        # means') lies outside the window run as x / 2^e, means / 2^e, sigma2 / 4^e (exact;
+        # d / (2 sigma2) is scale-free), so a far row neither overflows nor sets the scale of
+        # the others.
         s2 = jnp.asarray(sigma2, Xp.dtype)
-        if not scale_exponent(Xp, means):  # every row within the window: one pass as given
+        groups = rows_by_scale(Xp, means)
+        if groups is None:  # every row within the window: one pass as given
             hard = hard_pass(Xp, wp, means)[1]
             r, s = _soft(Xp, means, s2, hard)
             resp, lse, labels = np.asarray(r), np.asarray(s), np.asarray(hard)
         else:
-            exponents = _row_exponents(np.asarray(Xp), largest_magnitude(means))
             resp = np.empty((Xp.shape[0], means.shape[0]), Xp.dtype)
             lse = np.empty(Xp.shape[0], Xp.dtype)
             labels = np.empty(Xp.shape[0], np.int32)
-            for exponent in np.unique(exponents).tolist():
-                rows = exponents == exponent
+            for exponent, rows in groups:
                 x, m = exact_ldexp(Xp[rows], -exponent), exact_ldexp(means, -exponent)
                 hard = hard_pass(x, jnp.ones(x.shape[0], Xp.dtype), m)[1]
                 r, s = _soft(x, m, Scale(exponent, 0).sigma2(s2), hard)
                 resp[rows], lse[rows], labels[rows] = np.asarray(r), np.asarray(s), np.asarray(hard)
-        return resp[:n], lse[:n] - self._log_norm(), labels[:n]
+        log_lik = (lse[:n] - self._log_norm()).astype(log_dtype or Xp.dtype)
+        past = ~np.isfinite(log_lik)
+        if np.any(past):
+            with np.errstate(over="ignore"):  # past log_dtype too: -inf
+                log_lik[past] = self._float64_log_densities(np.asarray(Xp)[:n][past], means)
+        return resp[:n], log_lik, labels[:n]
+
+    def _float64_log_densities(self, rows: np.ndarray, means: Any) -> np.ndarray:
+        """(M,) log densities of rows computed as given, in float64 (rows past their dtype).
+
+        Float32 rows near 1e19 from every mean have a log density near -1e38, which float32
+        holds but whose scaled computation does not (sigma2 / 4^e below float32's smallest
+        normal number); a row past float64 as well (its squared distances overflow) gets -inf,
+        as scikit-learn gives.
+
+        Args:
+            rows: (M, D') rows as :meth:`_IsotropicBase._padded` gave them (translated, exact).
+            means: (K, D') the means, padded and translated as the rows.
+
+        Returns:
+            (M,) float64 log p(x_m) at the fitted sigma2.
+        """
+        rows, centres = np.asarray(rows, np.float64), np.asarray(means, np.float64)
+        out = np.empty(rows.shape[0])
+        chunk = max(1, _FALLBACK_VALUES // max(1, centres.size))  # bounds the (M, K, D) temporary
+        for start in range(0, rows.shape[0], chunk):
+            diff = rows[start : start + chunk, None, :] - centres[None]
+            with np.errstate(over="ignore"):
+                sq = np.einsum("nkd,nkd->nk", diff, diff)
+            # logsumexp gives -inf, not NaN, for a row whose exponents are all -inf
+            out[start : start + chunk] = logsumexp(-sq / (2.0 * self._fitted_sigma2), axis=1)
+        return out - self._log_norm()
 
     def _log_norm(self) -> float:
         """The log normaliser ln K + (D / 2) ln(2 pi sigma2) at the fitted sigma2."""
@@ -245,35 +289,14 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
         A mean of values near -1e308 is formed as a convex combination (weights summing to
         one), which cannot overflow where their sum would.
         """
-        Xp, wp, means, n = self._padded(X)
-        values = self._soft_padded(Xp, wp, means, n)[1].astype(np.float64)
-        past = ~np.isfinite(values)
-        if np.any(past):  # in float64 from the rows as validated (exact) and the means
-            rows = np.asarray(Xp, np.float64)[:n][past]
-            centres = np.asarray(means, np.float64)
-            with np.errstate(over="ignore"):  # past float64 too: -inf, as scikit-learn gives
-                sq = np.sum((rows[:, None, :] - centres[None]) ** 2, axis=-1)
-                exponents = -sq / (2.0 * self._fitted_sigma2)
-                top = np.max(exponents, axis=1)
-                lse = top + np.log(np.sum(np.exp(exponents - top[:, None]), axis=1))
-            values[past] = lse - self._log_norm()
+        values = self._soft_padded(*self._padded(X), log_dtype=np.float64)[1]
         if sample_weight is None:
             with np.errstate(over="ignore"):
                 mean = np.mean(values)
             if np.isfinite(mean) or not np.all(np.isfinite(values)):
                 return float(mean)
-            weights = np.full(n, 1.0 / n)
+            weights = np.full(values.shape[0], 1.0 / values.shape[0])
         else:
             weights = np.asarray(sample_weight, np.float64)
             weights = weights / weights.sum()
         return float(np.sum(weights * values))
-
-
-def _row_exponents(X: np.ndarray, largest_mean: float) -> np.ndarray:
-    """(N,) the power of two each row is divided by (0 within the scale window).
-
-    :func:`gmmlimit._validation.window_exponent`'s rule, read from the row's and the means'
-    largest magnitude.
-    """
-    largest = np.maximum(np.max(np.abs(X), axis=1), largest_mean)
-    return window_exponents(largest, X.dtype)

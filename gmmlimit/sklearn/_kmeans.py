@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from .._host import aligned_empty, to_jax
 from .._offset import offset_of
 from .._validation import scale_exponent, window_exponent
-from ._common import _pad, hard_pass, in_x64
+from ._common import _pad, hard_pass, in_x64, rows_by_scale
 from ._lloyd import HOST_CHUNK, lloyd_dense, lloyd_sparse, sparse_labels, sq_dist_to_assigned
 from ._seeding import kmeans_plusplus_rows, random_rows
 
@@ -66,13 +66,63 @@ def _scaled_in_place(Xc: np.ndarray) -> int:
     return exponent
 
 
-def _exponent(X: Any, *centres: np.ndarray) -> int:
-    """:func:`scale_exponent` of dense or sparse rows (the stored values) and the centres."""
-    return scale_exponent(X.data if sp.issparse(X) else X, *centres)
+class _FitFrame(NamedTuple):
+    """The coordinates a fit runs in: ((X / 2^data) - mean) / 2^centred.
+
+    Each power of two is exact, so results map back exactly (module ``gmmlimit._rescale``).
+    Dense data past the scale window are divided by 2^data before they are centred: their mean
+    and the centred copy would overflow as given (float32 rows near 1e35, float64 near 1e305:
+    NaN centres). Centred dense data past the window are divided again by 2^centred; sparse
+    data are not centred (``mean`` None), their stored values divided by 2^data.
+
+    Attributes:
+        data: the power of two X is divided by before centring (0: none).
+        mean: (D,) the mean of X / 2^data, subtracted (dense); None for sparse data.
+        centred: the power of two the centred rows are divided by (0: none).
+    """
+
+    data: int
+    mean: np.ndarray | None
+    centred: int
+
+    def to_fit(self, points: np.ndarray) -> np.ndarray:
+        """(K, D) points given in X's coordinates (initial centres), in the fit's."""
+        moved = np.ldexp(points, -self.data).astype(points.dtype)
+        if self.mean is not None:
+            moved = moved - self.mean
+        return np.ldexp(moved, -self.centred).astype(points.dtype)
+
+    def back(self, means: np.ndarray) -> np.ndarray:
+        """(K, D) means in the fit's coordinates, in X's (inf where X's dtype cannot hold them)."""
+        moved = np.ldexp(means, self.centred).astype(means.dtype)
+        if self.mean is not None:
+            moved = moved + self.mean
+        with np.errstate(over="ignore"):
+            return np.ldexp(moved, self.data).astype(means.dtype)
+
+
+def _centred_copy(X: np.ndarray) -> tuple[np.ndarray, _FitFrame]:
+    """Dense X in the coordinates of its fit (:class:`_FitFrame`), in a new 64-byte aligned array.
+
+    Centring (as scikit-learn does) keeps the expanded distances accurate in float32; the copy is
+    aligned so that JAX reads it where it lies.
+    """
+    data_exponent = scale_exponent(X)
+    Xc = aligned_empty(X.shape, X.dtype)
+    if data_exponent:  # X / 2^e first: the mean and the centred rows of X as given overflow
+        np.ldexp(X, -data_exponent, out=Xc)
+        mean = Xc.mean(axis=0)
+        Xc -= mean
+    else:
+        mean = X.mean(axis=0)
+        np.subtract(X, mean, out=Xc)
+    return Xc, _FitFrame(data_exponent, mean, _scaled_in_place(Xc))
 
 
 def _divided(X: Any, exponent: int) -> Any:
-    """X / 2^exponent (exact), dense or sparse (a copy: the stored values scaled)."""
+    """X / 2^exponent (exact), dense or sparse (a copy: the stored values scaled; X when 0)."""
+    if not exponent:
+        return X
     if not sp.issparse(X):
         return np.ldexp(X, -exponent).astype(X.dtype)
     scaled = X.copy()
@@ -98,6 +148,30 @@ def _distances(X: Any, C: np.ndarray) -> np.ndarray:
             sq = np.einsum("nkd,nkd->nk", diff, diff)
         out[start:stop] = np.sqrt(np.maximum(sq, 0.0))
     return out
+
+
+def _nearest(X: Any, weights: np.ndarray | None, C: np.ndarray) -> tuple[np.ndarray, np.float64]:
+    """Nearest centres of rows computed as given and their weighted squared distances.
+
+    Args:
+        X: (N, D) dense array or CSR matrix, within the scale window (with C).
+        weights: (N,) weights in X's dtype; None for ones.
+        C: (K, D) centres in X's dtype.
+
+    Returns:
+        ``(labels, distortion)``: (N,) int64 labels (ties: the lowest index) and the float64
+        sum_n w_n ||x_n - C[labels_n]||^2 (dense: the fit's own E-step, whose distortion is the
+        objective; the padding rows weigh nothing).
+    """
+    if sp.issparse(X):
+        labels = sparse_labels(X, C)
+        w = np.ones(X.shape[0], X.dtype) if weights is None else weights
+        return labels, np.float64(np.dot(w.astype(X.dtype), sq_dist_to_assigned(X, C, labels)))
+    Xp, wp = _pad(X, weights)
+    means = np.zeros((C.shape[0], Xp.shape[1]), X.dtype)
+    means[:, : X.shape[1]] = C
+    stats, labels = hard_pass(to_jax(Xp), to_jax(wp), jnp.asarray(means))
+    return np.asarray(labels)[: X.shape[0]].astype(np.int64), np.float64(stats.distortion)
 
 
 def _tolerance(X: Any, tol: float) -> float:
@@ -242,7 +316,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def _initial_centres(
         self, X: Any, Xc: Any, w: np.ndarray, key: jax.Array, rng: np.random.RandomState
     ) -> np.ndarray:
-        """(K, D) initial centres in the coordinates of Xc (X minus its mean when dense)."""
+        """(K, D) initial centres: seeded, in Xc's coordinates; given, in X's."""
         k = self.n_clusters
         if isinstance(self.init, str):
             if self.init == "k-means++":
@@ -259,8 +333,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             self._validate_center_shape(X, centres)
         else:
             centres = self._init_array.copy()
-        if not sp.issparse(X):
-            centres -= self._x_mean
         return centres
 
     @in_x64
@@ -293,33 +365,28 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         if _is_arraylike_not_scalar(self.init):
             self._init_array = check_array(self.init, dtype=X.dtype, copy=True, order="C")
             self._validate_center_shape(X, self._init_array)
+        # Data past the scale window run as X / 2^e (dense: centred, _FitFrame), weights past
+        # it as w / 2^f (exact; gmmlimit._rescale), so that squared distances neither overflow
+        # nor vanish. Sparse rows past it: their stored values / 2^e, as the dense rows (before,
+        # float32 rows near 1e19 overflowed the expanded distances: NaN inertia).
         dense = not sp.issparse(X)
+        w_fit = _relative(w)
         if dense:
-            # Centring (as scikit-learn does) keeps the expanded distances accurate in float32.
-            # The centred copy is 64-byte aligned, so that JAX reads it where it lies.
-            self._x_mean = X.mean(axis=0)
-            Xc = np.subtract(X, self._x_mean, out=aligned_empty(X.shape, X.dtype))
-            # Centred data past the scale window run as Xc / 2^e, weights past it as w / 2^f
-            # (exact; gmmlimit._rescale), so that squared distances neither overflow nor vanish.
-            exponent, w_fit = _scaled_in_place(Xc), _relative(w)
-            if exponent:
-                self._tol = _tolerance(Xc, self.tol)
+            Xc, frame = _centred_copy(X)
             xp, wp = _pad(Xc, w_fit)
             rows = (to_jax(xp), to_jax(wp))
         else:
-            # sparse rows past the window: their stored values / 2^e, as the dense rows (before,
-            # float32 rows near 1e19 overflowed the expanded distances: NaN inertia)
-            exponent, w_fit = _exponent(X), _relative(w)
-            Xc = _divided(X, exponent) if exponent else X
-            if exponent:
-                self._tol = _tolerance(Xc, self.tol)
+            frame = _FitFrame(scale_exponent(X.data), None, 0)
+            Xc = _divided(X, frame.data)
+        if frame.data or frame.centred:  # X's own overflows or vanishes: that of the rows fit
+            self._tol = _tolerance(Xc, self.tol)
         d = X.shape[1]
         keys = jax.random.split(jax.random.key(int(rng.randint(0, 2**31 - 1))), self._n_init)
         best = None
         for key in keys:
             centres = self._initial_centres(X, Xc, w_fit, key, rng)
-            if exponent and not isinstance(self.init, str):  # given in X's own scale
-                centres = np.ldexp(centres, -exponent).astype(X.dtype)
+            if not isinstance(self.init, str):  # given in X's own coordinates
+                centres = frame.to_fit(centres)
             if self.verbose:
                 print("Initialization complete")
             if dense:
@@ -344,10 +411,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             ):
                 best = (means, labels, inertia, n_iter)
         means, labels, _, n_iter = best
-        means = np.ldexp(means, exponent).astype(X.dtype)
-        if dense:
-            means = means + self._x_mean
-            del self._x_mean
+        means = frame.back(np.asarray(means, X.dtype))
         self.__dict__.pop("_init_array", None)
         self.cluster_centers_ = np.ascontiguousarray(means, dtype=X.dtype)
         self._n_features_out = self.cluster_centers_.shape[0]
@@ -369,6 +433,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def _assigned(self, X: Any, w: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """Nearest centres of validated X and the K-means objective under the fitted centres.
 
+        Each row is computed at its own scale (:func:`~gmmlimit.sklearn._common.rows_by_scale`,
+        as ``IsotropicGaussianMixture`` computes it), so that its label depends on no other row
+        of the batch (before, one row near 1e200 set the scale of all: a row at (-1e6, 3) lost
+        its label).
+
         Args:
             X: (N, D) validated array or CSR matrix.
             w: (N,) sample weights in X's dtype; None for ones.
@@ -376,31 +445,30 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         Returns:
             ``(labels, inertia)``: (N,) int64 labels (ties: the lowest index) and
             sum_n w_n ||x_n - c_{labels_n}||^2, each distance from the difference (exactly 0 for
-            a row on its centre).
+            a row on its centre); inf past float64's range.
         """
         C = self.cluster_centers_.astype(X.dtype, copy=False)
         offset = None if sp.issparse(X) else offset_of(X)
         if offset is not None:  # rows far from the origin: translated exactly (gmmlimit._offset)
             X, C = X - offset, (C - offset).astype(X.dtype)
-        exponent = _exponent(X, C)  # as in fit: exact powers of two past the window
-        if exponent:
-            X, C = _divided(X, exponent), np.ldexp(C, -exponent).astype(X.dtype)
         w_exponent = 0 if w is None else _weight_exponent(w)
-        if sp.issparse(X):
-            labels = sparse_labels(X, C)
-            weights = np.ones(X.shape[0], X.dtype) if w is None else np.ldexp(w, -w_exponent)
-            distortion = np.dot(weights.astype(X.dtype), sq_dist_to_assigned(X, C, labels))
+        weights = None if w is None else np.ldexp(w, -w_exponent).astype(w.dtype)
+        groups = rows_by_scale(X, C)
+        if groups is None:
+            labels, distortion = _nearest(X, weights, C)
             with np.errstate(over="ignore"):  # an inertia past float64's range is inf
-                inertia = np.ldexp(np.float64(distortion), 2 * exponent + w_exponent)
-            return labels, float(inertia)
-        Xp, wp = _pad(X, None if w is None else np.ldexp(w, -w_exponent).astype(w.dtype))
-        means = np.zeros((C.shape[0], Xp.shape[1]), X.dtype)
-        means[:, : X.shape[1]] = C
-        # The fit's own E-step: its distortion is the objective (the padding rows weigh nothing).
-        stats, labels = hard_pass(to_jax(Xp), to_jax(wp), jnp.asarray(means))
-        with np.errstate(over="ignore"):  # an inertia past float64's range is inf
-            inertia = np.ldexp(np.float64(stats.distortion), 2 * exponent + w_exponent)
-        return np.asarray(labels)[: X.shape[0]].astype(np.int64), float(inertia)
+                return labels, float(np.ldexp(distortion, w_exponent))
+        labels = np.empty(X.shape[0], np.int64)
+        inertia = 0.0
+        for exponent, rows in groups:  # exact powers of two, as in fit
+            labels[rows], distortion = _nearest(
+                _divided(X[rows], exponent),
+                None if weights is None else weights[rows],
+                np.ldexp(C, -exponent).astype(X.dtype),
+            )
+            with np.errstate(over="ignore"):
+                inertia += float(np.ldexp(distortion, 2 * exponent + w_exponent))
+        return labels, inertia
 
     def _labels(self, X: Any) -> np.ndarray:
         """(N,) nearest-centre labels of validated X (ties: the lowest index)."""
@@ -433,14 +501,18 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         return self.fit(X, sample_weight=sample_weight).labels_
 
     def _transform(self, X: Any) -> np.ndarray:
+        """(N, K) distances of validated X to the centres, each row at its own scale."""
         C = self.cluster_centers_.astype(X.dtype, copy=False)
-        exponent = _exponent(X, C)
-        if not exponent:
+        groups = rows_by_scale(X, C)
+        if groups is None:
             return _distances(X, C)
-        # rows past the scale window: distances of X / 2^e, times 2^e (exact)
-        scaled = _distances(_divided(X, exponent), np.ldexp(C, -exponent))
-        with np.errstate(over="ignore"):  # a distance past the dtype's range is inf
-            return np.ldexp(scaled, exponent).astype(X.dtype)
+        # rows past the scale window: distances of x / 2^e, times 2^e (exact)
+        out = np.empty((X.shape[0], C.shape[0]), X.dtype)
+        for exponent, rows in groups:
+            scaled = _distances(_divided(X[rows], exponent), np.ldexp(C, -exponent))
+            with np.errstate(over="ignore"):  # a distance past the dtype's range is inf
+                out[rows] = np.ldexp(scaled, exponent)
+        return out
 
     def transform(self, X: Any) -> np.ndarray:
         """Euclidean distances to the centres.
