@@ -72,8 +72,12 @@ class Scale(NamedTuple):
 
     @property
     def traced(self) -> bool:
-        """Whether the map is of traced data (its exponent and offset are known on the device)."""
-        return is_traced(self.data)
+        """Whether the map is of traced data (its exponent and offset are known on the device).
+
+        Under ``jax.grad`` alone the integer exponent can come out concrete while the offset,
+        read from the data, is traced: either marks the map.
+        """
+        return is_traced(self.data) or is_traced(self.offset)
 
     @property
     def identity(self) -> bool:

@@ -192,3 +192,15 @@ def test_restarts_batched_off_the_cpu_pick_the_best_on_the_device(monkeypatch):
         np.testing.assert_array_equal(
             np.asarray(getattr(inside, field)), np.asarray(getattr(outside, field)), field
         )
+
+
+@pytest.mark.parametrize("name", ["unit", "gps"])
+def test_the_gradient_with_respect_to_the_data_is_the_closed_form(name):
+    # d l / d x_n = sum_k r_nk (m_k - x_n) / sigma2: under jax.grad alone the exponent comes
+    # out concrete while the offset is traced (a TracerArrayConversionError at 9bff743)
+    X, m0, sigma2 = _problem(name, np.float64)
+    X, means = X[0], m0[0] + 1e-3 * np.sqrt(sigma2)
+    grad = np.asarray(jax.grad(lambda x: gl.log_likelihood(x, means, sigma2))(jnp.asarray(X)))
+    resp = np.asarray(gl.responsibilities(X, means, sigma2))
+    closed = (resp @ means - X) / sigma2
+    np.testing.assert_allclose(grad, closed, rtol=0, atol=1e-9 * np.max(np.abs(closed)))
