@@ -5,11 +5,13 @@ that the few fits share the compiled programs of the padded (256, 8) shape.
 """
 
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.base import clone
 
 import gmmlimit.sklearn._common as common
 from gmmlimit.sklearn import GaussianMixture, IsotropicGaussianMixture, KMeans
@@ -152,3 +154,50 @@ def test_docs_say_the_tempered_score_is_not_comparable_across_beta():
     text = " ".join(DOCS.read_text().split())
     assert "not comparable across `beta` values" in text
     assert "`GridSearchCV` over `beta`" in text
+
+
+@pytest.mark.parametrize(
+    ("dtype", "origin", "spread"),
+    [(np.float32, (37.7, -122.4), 0.01), (np.float64, (1e9, -1e9), 1.0)],
+)
+def test_kmeans_predicts_and_scores_far_rows_less_the_fits_offset(dtype, origin, spread):
+    # predict and score translated each batch by its own offset (gmmlimit._offset): a batch of
+    # the training rows (float32 GPS coordinates near (37.7, -122.4), float64 rows near 1e9)
+    # and as many rows at (0, 0) got none, the expanded squares cancelled, 70 % (float32) and
+    # 72 % (float64) of those training rows changed label and their score was 6x too low; they
+    # are now computed less the fit's offset, as IsotropicGaussianMixture computes them
+    rng = np.random.default_rng(0)
+    X = (np.asarray(origin) + rng.uniform(0, spread, (200, 2))).astype(dtype)
+    model = KMeans(4, n_init=1, random_state=0).fit(X)
+    centres = model.cluster_centers_.astype(np.float64)
+    sq = np.sum((X.astype(np.float64)[:, None, :] - centres[None]) ** 2, axis=-1)
+    np.testing.assert_array_equal(model.labels_, np.argmin(sq, axis=1))
+    # half the batch at the origin: no feature has a majority near an extreme, no batch offset
+    batch = np.vstack([X[:100], np.zeros((100, 2), dtype)])
+    labels = model.predict(batch)
+    np.testing.assert_array_equal(labels[:100], model.labels_[:100])
+    np.testing.assert_array_equal(model.predict(batch[-1:]), labels[-1:])
+    for i in (0, 57, 199):  # a row alone, as in the training batch
+        np.testing.assert_array_equal(model.predict(X[i : i + 1]), model.labels_[i : i + 1])
+    weights = np.r_[np.ones(100), np.zeros(100)]
+    assert model.score(batch, sample_weight=weights) == model.score(X[:100])
+    assert model.score(X) == -model.inertia_
+    np.testing.assert_allclose(model.inertia_, np.sum(np.min(sq, axis=1)), rtol=1e-4)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict(batch), model.predict(batch))
+    assert not hasattr(clone(model), "_fitted_offset")
+
+
+def test_kmeans_predicts_rows_whose_translation_overflows_as_given():
+    # float32 rows near -1e38 fit less an offset near -1e38: a row near 3e38 less it overflows
+    # (4e38), so it is computed as given (each row at its own scale), not as inf
+    rng = np.random.default_rng(0)
+    X = (-1e38 * (1 + rng.uniform(0, 0.01, (200, 2)))).astype(np.float32)
+    model = KMeans(2, n_init=1, random_state=0).fit(X)
+    query = np.vstack([[[3e38, 3e38]], X[:2]]).astype(np.float32)
+    labels = model.predict(query)
+    np.testing.assert_array_equal(labels[1:], model.labels_[:2])
+    np.testing.assert_array_equal(model.predict(query[:1]), labels[:1])
+    centres = model.cluster_centers_.astype(np.float64)
+    expected = np.min(np.sum((query[0].astype(np.float64) - centres) ** 2, axis=-1))
+    np.testing.assert_allclose(-model.score(query[:1]), expected, rtol=1e-5)

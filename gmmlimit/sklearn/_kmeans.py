@@ -415,6 +415,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.__dict__.pop("_init_array", None)
         self.cluster_centers_ = np.ascontiguousarray(means, dtype=X.dtype)
         self._n_features_out = self.cluster_centers_.shape[0]
+        # Inference translates dense rows by the training rows' offset (gmmlimit._offset), not by
+        # that of the batch it is given, so that a row's label depends on no other row. A sparse
+        # fit records none: dense rows given to it are translated by their batch's, as before.
+        if dense:
+            self._fitted_offset = offset_of(X)
+        else:
+            self.__dict__.pop("_fitted_offset", None)
         # Final labels by predict's own arithmetic, so that fit(X).labels_ == predict(X).
         self.labels_, self.inertia_ = self._assigned(X, w)
         self.n_iter_ = int(n_iter)
@@ -436,7 +443,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         Each row is computed at its own scale (:func:`~gmmlimit.sklearn._common.rows_by_scale`,
         as ``IsotropicGaussianMixture`` computes it), so that its label depends on no other row
         of the batch (before, one row near 1e200 set the scale of all: a row at (-1e6, 3) lost
-        its label).
+        its label). Dense rows and the centres are computed less the training rows' offset
+        (:meth:`_inference_offset`), not that of the batch: before, a batch of float32 rows near
+        (37.7, -122.4) and as many at (0, 0) got none, and the expanded squares cancelled (70 %
+        of them got a wrong label).
 
         Args:
             X: (N, D) validated array or CSR matrix.
@@ -447,12 +457,62 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             sum_n w_n ||x_n - c_{labels_n}||^2, each distance from the difference (exactly 0 for
             a row on its centre); inf past float64's range.
         """
-        C = self.cluster_centers_.astype(X.dtype, copy=False)
-        offset = None if sp.issparse(X) else offset_of(X)
-        if offset is not None:  # rows far from the origin: translated exactly (gmmlimit._offset)
-            X, C = X - offset, (C - offset).astype(X.dtype)
+        offset = self._inference_offset(X)
         w_exponent = 0 if w is None else _weight_exponent(w)
         weights = None if w is None else np.ldexp(w, -w_exponent).astype(w.dtype)
+        if offset is None:
+            C = self.cluster_centers_.astype(X.dtype, copy=False)
+            return self._assigned_as_given(X, weights, w_exponent, C)
+        # rows far from the origin, as the fit's: translated (gmmlimit._offset), exactly those
+        # within a factor of two of the offset (the training rows), others with one rounding;
+        # the centres less the same offset (X's dtype), rounded once from their own precision
+        with np.errstate(over="ignore"):
+            moved = X - offset
+        C = (self.cluster_centers_.astype(np.float64) - offset.astype(np.float64)).astype(X.dtype)
+        # a row whose translation overflows (float32 rows near 3e38 less an offset near -1e38),
+        # with the centres as given: far from both, it gains nothing from the translation
+        overflowed = ~np.all(np.isfinite(moved), axis=1)
+        if not overflowed.any():
+            return self._assigned_as_given(moved, weights, w_exponent, C)
+        labels = np.empty(X.shape[0], np.int64)
+        inertia = 0.0
+        as_given = self.cluster_centers_.astype(X.dtype, copy=False)
+        for rows, data, centres in (
+            (np.flatnonzero(~overflowed), moved, C),
+            (np.flatnonzero(overflowed), X, as_given),
+        ):
+            if rows.size:
+                part = None if weights is None else weights[rows]
+                labels[rows], value = self._assigned_as_given(data[rows], part, w_exponent, centres)
+                inertia += value
+        return labels, inertia
+
+    def _inference_offset(self, X: Any) -> np.ndarray | None:
+        """The (D,) offset validated X is computed less (X's dtype), or None (as given).
+
+        That of the training rows (``_fitted_offset``, recorded by a dense fit), so that a row's
+        answers depend on no other row of the batch; sparse rows, none. A model without one (a
+        sparse fit) translates dense rows by their batch's own :func:`offset_of`, as before.
+        """
+        if sp.issparse(X):
+            return None
+        if "_fitted_offset" not in self.__dict__:
+            return offset_of(X)
+        offset = self._fitted_offset
+        return None if offset is None else np.asarray(offset).astype(X.dtype)
+
+    @staticmethod
+    def _assigned_as_given(
+        X: Any, weights: np.ndarray | None, w_exponent: int, C: np.ndarray
+    ) -> tuple[np.ndarray, float]:
+        """:meth:`_assigned` of rows and centres C computed as given, each row at its own scale.
+
+        Args:
+            X: (N, D) validated array or CSR matrix.
+            weights: (N,) weights divided by 2^w_exponent; None for ones.
+            w_exponent: the power of two the weights were divided by.
+            C: (K, D) centres in X's dtype.
+        """
         groups = rows_by_scale(X, C)
         if groups is None:
             labels, distortion = _nearest(X, weights, C)
