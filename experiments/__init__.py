@@ -22,7 +22,7 @@ import importlib
 import pkgutil
 
 from ._config import ExperimentSpec, config_overrides, make_config, parse_set
-from ._runner import Progress, code_fingerprint, run_experiment, sweep
+from ._runner import Progress, code_fingerprint, reusable_run, run_experiment, sweep
 from ._store import (
     PointStore,
     RunResult,
@@ -52,6 +52,7 @@ __all__ = [
     "parse_set",
     "read_index",
     "registry",
+    "reusable_run",
     "run_experiment",
     "select_runs",
     "sweep",

@@ -39,7 +39,7 @@ from ._store import (
     write_run_files,
 )
 
-__all__ = ["Progress", "code_fingerprint", "run_experiment", "sweep"]
+__all__ = ["Progress", "code_fingerprint", "reusable_run", "run_experiment", "sweep"]
 
 
 class Progress:
@@ -347,6 +347,47 @@ def _data_provenance(config: Any) -> dict | None:
 # --------------------------------------------------------------------------------------------
 
 
+def _run_hash(spec: ExperimentSpec, config: Any, quick: bool, code: str, extra: dict) -> str:
+    salt = hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()
+    return config_hash(spec.name, config, quick, code + (f":{salt}" if extra else ""))
+
+
+def reusable_run(
+    spec: ExperimentSpec,
+    config: Any,
+    results_dir: str | os.PathLike,
+    run_id: str,
+    *,
+    quick: bool,
+) -> RunResult | None:
+    """A finished run that :func:`run_experiment` would compute again unchanged, or None.
+
+    The run ``run_id`` of ``results_dir`` is returned when it is finished, of ``spec``, and
+    has the hash this call of :func:`run_experiment` would give (the same config, setting and
+    code fingerprint: see :func:`code_fingerprint`), the same data file content (``meta.json``'s
+    ``data``) and the same device; else None (a run missing from the index, or whose files
+    cannot be read, is None too: it is computed again).
+    """
+    from ._store import find_run
+
+    try:
+        entry = find_run(results_dir, run_id)
+    except (ValueError, OSError):
+        return None
+    if entry.get("name") != spec.name or not entry.get("complete"):
+        return None
+    extra = dict(spec.provenance(config)) if spec.provenance is not None else {}
+    if entry.get("config_hash") != _run_hash(spec, config, quick, code_fingerprint(spec), extra):
+        return None
+    try:
+        run = load_run(results_dir, spec.name, run_id, spec.record_type)
+    except (FileNotFoundError, UnreadableResultError):
+        return None
+    if run.meta.get("data") != _data_provenance(config) or run.meta.get("device") != _device():
+        return None
+    return run
+
+
 def run_experiment(
     spec: ExperimentSpec,
     config: Any,
@@ -386,8 +427,7 @@ def run_experiment(
     exp_dir = root / spec.name
     code = code_fingerprint(spec)
     extra = dict(spec.provenance(config)) if spec.provenance is not None else {}
-    salt = hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()
-    chash = config_hash(spec.name, config, quick, code + (f":{salt}" if extra else ""))
+    chash = _run_hash(spec, config, quick, code, extra)
     data = _data_provenance(config)
     overrides = config_overrides(spec, config, quick)
     partial = find_partial(exp_dir, chash)

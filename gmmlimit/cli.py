@@ -15,11 +15,14 @@ setting. Progress bars and messages go to stderr, results and summaries to stdou
 
 Exit status: 0 when every verified statement held, 1 when one failed, 2 on a bad command line,
 config, data file or path, or a stored results file that cannot be read (named, with what to
-do; all refused before any work), or a run already in progress in another process; 3 when a
-figure is not drawn (its results are missing or unreadable, or its drawing failed; the others
-are drawn) or the paper's results are missing; 130 when interrupted (``run`` and
-``reproduce``: rerun the same command to resume); 141 when stdout is closed early (as in
-``gmmlimit list | head -1``), quietly, as Unix tools end on SIGPIPE.
+do; all refused before any work; a damaged ``results/index.json`` included, for ``figures``
+too), a run already in progress in another process, or memory (host or device) running out
+during a run; 3 when a figure is not drawn (its results are missing, its run's files
+unreadable, or its drawing failed; the others are drawn) or the paper's results are missing;
+130 when interrupted (``run``: rerun the same command to resume from the finished sweep points;
+``reproduce``: rerun it to reuse the experiments it finished and resume the one it stopped);
+141 when stdout is closed early (as in ``gmmlimit list | head -1``), quietly, as Unix tools end
+on SIGPIPE.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,16 +91,41 @@ def _load_config_file(path: str | None) -> dict:
     return data
 
 
+def _journal_path(results: str, quick: bool) -> Path:
+    """Where ``reproduce`` notes the runs it finished until it ends (see :func:`_run_many`)."""
+    return Path(results) / f".reproduce-{'quick' if quick else 'full'}.json"
+
+
+def _read_journal(path: Path) -> dict[str, str]:
+    """``{experiment: run_id}`` of an unfinished ``reproduce``; {} when none or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if not isinstance(runs, dict):
+        return {}
+    return {k: v for k, v in runs.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def _run_many(
     names: Sequence[str],
     overrides: dict[str, dict],
     quick: bool,
     results: str,
     progress_enabled: bool = True,
+    journal: Path | None = None,
 ) -> tuple[int, list[str]]:
-    """Validate every config first, then run each; returns (n_failures, summary lines)."""
+    """Validate every config first, then run each; returns (n_failures, summary lines).
+
+    With a ``journal`` (``reproduce``), every finished run is noted in that file, and a run it
+    already notes is reused instead of computed again when it is still what the experiment
+    would compute now (same config, setting, code fingerprint, data and device:
+    :func:`gmmlimit.experiments.reusable_run`), so a rerun of an interrupted ``reproduce``
+    resumes it. The caller deletes the journal when the command ends.
+    """
     from gmmlimit import experiments
-    from gmmlimit.experiments import Progress, make_config, run_experiment
+    from gmmlimit.experiments import Progress, make_config, reusable_run, run_experiment
 
     specs = _specs()
     configs = {}
@@ -104,22 +133,37 @@ def _run_many(
     for name in names:
         _check_name(name, specs)
         configs[name] = make_config(specs[name], overrides.get(name, {}), quick=quick)
+    noted = _read_journal(journal) if journal is not None else {}
     failures = 0
     lines = []
     for name in names:
         t0 = time.perf_counter()
-        run, failed = run_experiment(
-            specs[name],
-            configs[name],
-            results,
-            quick=quick,
-            progress=Progress(enabled=progress_enabled, prefix=f"{name}: "),
-        )
+        run = None
+        if name in noted:
+            run = reusable_run(specs[name], configs[name], results, noted[name], quick=quick)
+        if run is not None:
+            failed = list(run.meta.get("check_failures") or [])
+            how = "; reused: finished before the interruption"
+            print(f"{name}: reusing {run.path}, finished before the interruption", file=sys.stderr)
+        else:
+            run, failed = run_experiment(
+                specs[name],
+                configs[name],
+                results,
+                quick=quick,
+                progress=Progress(enabled=progress_enabled, prefix=f"{name}: "),
+            )
+            resumed = run.meta["points_resumed"]
+            total = resumed + run.meta["points_computed"]
+            how = f"; resumed {resumed}/{total} points" if resumed else ""
+            if journal is not None:
+                from gmmlimit.experiments._store import atomic_write_json
+
+                noted = {k: v for k, v in noted.items() if k in names and k != name}
+                noted[name] = run.run_id
+                atomic_write_json(journal, {"runs": noted})
         status = "ok" if not failed else f"FAILED ({len(failed)})"
-        resumed = run.meta["points_resumed"]
-        total = resumed + run.meta["points_computed"]
-        kept = f"; resumed {resumed}/{total} points" if resumed else ""
-        line = f"{run.summary}  [{status}; {time.perf_counter() - t0:.1f} s; {run.path}{kept}]"
+        line = f"{run.summary}  [{status}; {time.perf_counter() - t0:.1f} s; {run.path}{how}]"
         lines.append(line)
         _print(line)
         for msg in failed:
@@ -139,7 +183,8 @@ def _check_folder_target(path: str, flag: str) -> None:
 
     Raises:
         ValueError: naming ``flag`` and the path when it is an existing file, lies under a
-            file, or its nearest existing folder is not writable.
+            file, or its nearest existing folder is not writable (no permission, or no file
+            can be made there: ``/proc``, a read-only mount).
     """
     target = Path(path)
     if target.exists() and not target.is_dir():
@@ -149,6 +194,13 @@ def _check_folder_target(path: str, flag: str) -> None:
         raise ValueError(f"{flag} {target} cannot be created: {existing} is a file.")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {target}: no permission to write in {existing}.")
+    try:  # as root, os.access says yes to /proc and read-only mounts: try a file there
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"{flag} {target}: cannot write in {existing} ({err.strerror or err})."
+        ) from None
 
 
 def _with_data(spec, overrides: dict, data: str | None) -> dict:
@@ -247,6 +299,7 @@ def _draw(results: str, out: str, quick: bool | None, run_ids: Sequence[str] = (
 
 def _cmd_figures(args: argparse.Namespace) -> int:
     quick = True if args.quick else (False if args.full else None)
+    _check_folder_target(args.out, "--out")  # before drawing: 'afile: File exists' after it
     return _draw(args.results, args.out, quick, args.run or ())
 
 
@@ -264,7 +317,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         except ImportError as err:
             raise ValueError(f"--paper {args.paper}: {err} (or --paper '' to skip it)") from None
     names = list(_specs())
-    failures, lines = _run_many(names, {}, quick, args.results, progress_enabled=not args.no_bar)
+    journal = _journal_path(args.results, quick)
+    failures, lines = _run_many(
+        names, {}, quick, args.results, progress_enabled=not args.no_bar, journal=journal
+    )
     status = _draw(args.results, args.out, quick)
     paper = None
     if status == 0 and not failures and args.paper:
@@ -281,6 +337,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     )
     if paper is not None:
         _print(f"paper: {paper}")
+    # it ended (not interrupted, no error): a rerun computes every experiment again
+    journal.unlink(missing_ok=True)
     if failures:
         return 1
     return status
@@ -300,6 +358,11 @@ def _cmd_paper(args: argparse.Namespace) -> int:
 
 
 _INTERRUPTED_RUN = "interrupted; finished sweep points are kept, rerun the same command to resume."
+_INTERRUPTED_REPRODUCE = (
+    "interrupted; the experiments already finished and the finished sweep points of the one "
+    "running are kept: rerun the same command to resume (it reuses those runs while the code, "
+    "config and data are unchanged, and computes the rest)."
+)
 _INTERRUPTED_DRAW = (
     "interrupted; no figure file is half written (each is moved into place whole): figures "
     "already moved are new, the others and index.md as they were; rerun the same command."
@@ -392,7 +455,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the PDF article typeset when every statement held ('' to skip; "
         "default: paper/gmmlimit.pdf)",
     )
-    p.set_defaults(func=_cmd_reproduce, interrupted=_INTERRUPTED_RUN)
+    p.set_defaults(func=_cmd_reproduce, interrupted=_INTERRUPTED_REPRODUCE)
 
     p = sub.add_parser("paper", help="typeset the PDF article from saved results")
     p.add_argument("--results", default="results", help="results folder (default: results)")
@@ -458,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gmmlimit: error: {err}", file=sys.stderr)
         return 2
     except MemoryError as err:  # a traceback and status 1 ("a statement failed") before
-        print(f"gmmlimit: error: out of memory: {err or 'an allocation failed'}", file=sys.stderr)
+        _out_of_memory(args, str(err) or "an allocation failed")
         return 2
     except OSError as err:
         if isinstance(err, FileNotFoundError) and err.filename is None:
@@ -478,6 +541,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return _interrupted(args, console)
+    except RuntimeError as err:
+        # XLA's "RESOURCE_EXHAUSTED: Out of memory ..." (jax.errors.JaxRuntimeError) on the
+        # device: a 38-line traceback and status 1 ("a statement failed") before
+        if not _is_device_oom(err):
+            raise
+        _out_of_memory(args, str(err).strip().splitlines()[0][:300])
+        return 2
+
+
+def _is_device_oom(err: BaseException) -> bool:
+    """Whether ``err`` is JAX's out-of-memory error (``RESOURCE_EXHAUSTED``) of a device."""
+    jax_errors = sys.modules.get("jax.errors")  # JAX raised it only if JAX was imported
+    runtime = getattr(jax_errors, "JaxRuntimeError", None)
+    return runtime is not None and isinstance(err, runtime) and "RESOURCE_EXHAUSTED" in str(err)
+
+
+def _out_of_memory(args: argparse.Namespace, what: str) -> None:
+    """Report an allocation that failed, with what to do (the caller exits with status 2)."""
+    advice = (
+        "reduce the sizes in the config (n_sigma2, n_samples, n_restarts, the data sets: "
+        "`gmmlimit list -v` lists the keys) or run on a device with more memory"
+    )
+    if args.command in ("run", "reproduce"):
+        advice += "; the finished sweep points of the run it stopped are kept"
+    print(f"gmmlimit: error: out of memory: {what.rstrip('.')}; {advice}.", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -337,7 +337,7 @@ def run(
     Args:
         num_processes: how many processes to start (>= 1).
         argv: the script and its arguments, as for ``python`` (e.g. ``["fit.py", "--k", "8"]``).
-        port: the coordinator's port on 127.0.0.1; default: a free one.
+        port: the coordinator's port on 127.0.0.1, from 1 to 65535; default: a free one.
         timeout_s: stop every process after this many seconds (None: no limit).
         env: the environment of the processes (default: this one); the ``GMMLIMIT_*``
             variables are added to it.
@@ -355,7 +355,8 @@ def run(
         stopped as soon as one fails.
 
     Raises:
-        ValueError: on a bad count, an empty ``argv`` or a non-positive timeout.
+        ValueError: on a bad count, an empty ``argv``, a non-positive timeout or a port
+            outside 1..65535 (before any process starts).
     """
     if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
         raise ValueError(f"num_processes must be an integer >= 1; got {num_processes!r}.")
@@ -363,6 +364,11 @@ def run(
         raise ValueError("argv must name the script to run.")
     if timeout_s is not None and not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0; got {timeout_s!r}.")
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535
+    ):
+        # port 0 hung 129 s before XLA aborted; -1 started processes that failed; 99999 passed
+        raise ValueError(f"port must be an integer from 1 to 65535; got {port!r}.")
     address = f"127.0.0.1:{free_port() if port is None else int(port)}"
     base = dict(os.environ if env is None else env)
     procs: list[subprocess.Popen] = []
@@ -427,7 +433,9 @@ def main(args: Sequence[str] | None = None) -> int:
         description="Run a script as N cooperating JAX processes on this machine (127.0.0.1).",
     )
     parser.add_argument("-n", "--num-processes", type=int, required=True, help="processes")
-    parser.add_argument("--port", type=int, default=None, help="coordinator port (default: free)")
+    parser.add_argument(
+        "--port", type=int, default=None, help="coordinator port, 1 to 65535 (default: a free one)"
+    )
     parser.add_argument("--timeout", type=float, default=None, help="seconds before all stop")
     parser.add_argument("script", help="the Python script each process runs")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="its arguments")

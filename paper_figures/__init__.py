@@ -220,9 +220,12 @@ def index_markdown(
     if used:
         settings = sorted({r.setting for runs in used.values() for r in runs.values()})
         lines += [f"Drawn from {' and '.join(settings)}-setting runs.", ""]
+    # each figure keeps its number in the registry (docs/figures.md), whichever are drawn
+    fixed = {name: i for i, name in enumerate(registry(), 1)}
     for i, spec in enumerate(specs, 1):
         runs = (used or {}).get(spec.name, {})
-        lines += [f"## Figure {i}: {spec.title or spec.name} (`{spec.name}`)", ""]
+        number = fixed.get(spec.name, i)
+        lines += [f"## Figure {number}: {spec.title or spec.name} (`{spec.name}`)", ""]
         lines += [f"![{spec.name}]({spec.name}.png)", ""] if used is not None else []
         note = override_note(runs) if runs else None
         about = f" {spec.describe(runs)}" if runs and spec.describe is not None else ""

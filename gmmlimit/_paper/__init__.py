@@ -97,7 +97,8 @@ def build_paper(
         quick: read quick runs (True), full runs (False), or (None) full runs when every
             experiment has one, else quick runs.
         figures_dir: None draws every figure afresh from the runs read; a folder written by
-            ``gmmlimit figures`` from those same runs is reused instead (checked by run id).
+            ``gmmlimit figures`` from those same runs is reused instead (each figure's own
+            entry in its ``index.md`` must name the runs read; a ValueError otherwise).
 
     Returns:
         The path of the written PDF.

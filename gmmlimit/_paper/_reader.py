@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -156,10 +157,45 @@ def experiment_texts() -> dict[str, tuple[str, str]]:
     return out
 
 
+_ENTRY = re.compile(r"^## Figure \d+: .*\(`(?P<name>[^`]+)`\)\s*$")
+_RUN_LINE = re.compile(r"^- `(?P<experiment>[^`]+)`: run `(?P<run_id>[^`]+)`")
+
+
+def drawn_entries(index_text: str) -> dict[str, dict[str, str]]:
+    """``{figure: {experiment: run_id}}`` of the figures a figures index lists as drawn.
+
+    Each figure drawn by a ``gmmlimit figures`` call has its own section in ``index.md``
+    (``## Figure N: title (`name`)``) whose lines ``- `experiment`: run `ID` (...)`` name the
+    runs it was drawn from; figures under "Not drawn by this call" (a section without a
+    figure's name) are not listed.
+    """
+    entries: dict[str, dict[str, str]] = {}
+    current: str | None = None
+    for line in index_text.splitlines():
+        if line.startswith("## "):
+            match = _ENTRY.match(line)
+            current = match.group("name") if match else None
+            if current is not None:
+                entries[current] = {}
+        elif current is not None and (match := _RUN_LINE.match(line)):
+            entries[current][match.group("experiment")] = match.group("run_id")
+    return entries
+
+
 def _reuse_figure(
     spec: Any, figures_dir: Path, out_dir: Path, runs: Mapping[str, PaperRun]
 ) -> Path:
-    """Copy a figure drawn earlier by ``gmmlimit figures`` after checking it came from ``runs``."""
+    """Copy a figure drawn earlier by ``gmmlimit figures`` after checking it came from ``runs``.
+
+    The figure's own entry in ``figures_dir/index.md`` must list it as drawn and name, for
+    every experiment it reads, the run the paper reads; and its PNG must not be newer than the
+    index (a ``gmmlimit figures`` interrupted after moving new files in, before the index).
+
+    Raises:
+        FileNotFoundError: when the PNG or the index is missing.
+        ValueError: when the figure is not listed as drawn, was drawn from other runs, or is
+            newer than its index.
+    """
     png = figures_dir / f"{spec.name}.png"
     index = figures_dir / "index.md"
     if not png.exists() or not index.exists():
@@ -167,12 +203,28 @@ def _reuse_figure(
             f"{figures_dir}/ holds no figure {spec.name!r} with an index.md; draw the figures "
             f"with `gmmlimit figures` or leave out the figures folder."
         )
-    text = index.read_text()
-    stale = [runs[n].run_id for n in spec.needs if n in runs and runs[n].run_id not in text]
+    redraw = "redraw them with `gmmlimit figures` (or leave out --figures)."
+    entry = drawn_entries(index.read_text()).get(spec.name)
+    if entry is None:
+        raise ValueError(
+            f"{index} does not list figure {spec.name!r} as drawn (the last `gmmlimit figures` "
+            f"there did not draw it, so {png.name} may come from other runs); {redraw}"
+        )
+    stale = [
+        f"run {runs[n].run_id} of {n!r} (its entry names "
+        f"{'run ' + entry[n] if n in entry else 'no run of it'})"
+        for n in spec.needs
+        if n in runs and entry.get(n) != runs[n].run_id
+    ]
     if stale:
         raise ValueError(
-            f"{figures_dir}/ was not drawn from the runs the paper reads (figure {spec.name!r} "
-            f"does not name run {', '.join(stale)}); redraw them with `gmmlimit figures`."
+            f"{figures_dir}/ was not drawn from the runs the paper reads: figure {spec.name!r} "
+            f"does not name {'; '.join(stale)}; {redraw}"
+        )
+    if png.stat().st_mtime > index.stat().st_mtime:
+        raise ValueError(
+            f"{png} is newer than {index} (a `gmmlimit figures` stopped before writing its "
+            f"index, or a copy that did not keep the times), so its runs are unknown; {redraw}"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / png.name
@@ -193,7 +245,8 @@ def draw_figures(
         out_dir: where the PNG files go.
         runs: the runs the paper reads (from :func:`read_runs`); figures are drawn from them.
         figures_dir: None draws every figure afresh; a folder written by ``gmmlimit figures``
-            is reused instead, after checking that its index names the runs in ``runs``.
+            is reused instead, after checking that each figure's own entry in its index names the
+            runs in ``runs`` (:func:`_reuse_figure`).
 
     Raises:
         FileNotFoundError: when a figure's results (or a reused figure) are missing.
