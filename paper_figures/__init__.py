@@ -33,6 +33,7 @@ __all__ = [
     "FigureSpec",
     "draw_all",
     "draw_figure",
+    "failure_note",
     "index_markdown",
     "override_note",
     "registry",
@@ -115,6 +116,27 @@ def override_note(runs: dict) -> str | None:
     if not parts:
         return None
     return "Not the default config: drawn from " + "; ".join(parts) + "."
+
+
+def failure_note(runs: dict) -> str | None:
+    """The warning a figure carries when a verified statement failed in one of its runs.
+
+    Args:
+        runs: ``{experiment: RunResult}``.
+
+    Returns:
+        One sentence naming each such run and its first failed check (with how many failed),
+        or None.
+    """
+    parts = []
+    for name, run in runs.items():
+        failures = list(run.meta.get("check_failures") or [])
+        if failures:
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            parts.append(f"run {run.run_id} of `{name}`: {failures[0]}{more}")
+    if not parts:
+        return None
+    return "A verified statement failed in " + "; ".join(parts) + "."
 
 
 def _missing_message(spec: FigureSpec, name: str, results_dir: object, quick: bool) -> str:
@@ -207,7 +229,8 @@ def index_markdown(
     Args:
         specs: the figures drawn, in order.
         used: optional ``{figure: {experiment: RunResult}}``; adds the runs behind each figure
-            (and a warning in the caption when one has overrides).
+            (and a warning in the caption when one has overrides, or when a verified statement
+            failed in it).
         missing: optional ``{figure: reason}`` for figures not drawn by this call.
     """
     lines = [
@@ -227,9 +250,9 @@ def index_markdown(
         number = fixed.get(spec.name, i)
         lines += [f"## Figure {number}: {spec.title or spec.name} (`{spec.name}`)", ""]
         lines += [f"![{spec.name}]({spec.name}.png)", ""] if used is not None else []
-        note = override_note(runs) if runs else None
+        notes = [override_note(runs), failure_note(runs)] if runs else []
         about = f" {spec.describe(runs)}" if runs and spec.describe is not None else ""
-        lines += [spec.caption.strip() + about + (f" **{note}**" if note else ""), ""]
+        lines += [spec.caption.strip() + about + "".join(f" **{n}**" for n in notes if n), ""]
         lines += [f"Reads: {', '.join(f'`{n}`' for n in spec.needs)}.", ""]
         if runs:
             lines += [_run_line(name, run) for name, run in runs.items()]

@@ -299,3 +299,22 @@ def test_figure_numbers_in_the_index_do_not_shift_when_figures_are_missing():
     text = index_markdown([specs["fig1_responsibilities"], specs["fig6_hardening"]], {}, {})
     assert f"## Figure {fixed['fig6_hardening']}: " in text
     assert "## Figure 2: " not in text
+
+
+def test_a_figure_drawn_from_a_run_whose_statement_failed_says_so():
+    # the paper flags a failed statement; the figures index said nothing of it (a figure drawn
+    # with --run from such a run carried the overrides note only)
+    specs = paper_figures.registry()
+    failed = _run("responsibilities", NEW)
+    failed.meta = {**failed.meta, "check_failures": ["bound 1 violated at 3 points", "slope"]}
+    text = index_markdown(
+        [specs["fig1_responsibilities"], specs["fig2_loglik"]],
+        {"fig1_responsibilities": {"responsibilities": failed},
+         "fig2_loglik": {"loglik": _run("loglik", OLD)}},
+    )  # fmt: skip
+    entries = text.split("## Figure ")
+    fig1 = next(e for e in entries if "(`fig1_responsibilities`)" in e)
+    fig2 = next(e for e in entries if "(`fig2_loglik`)" in e)
+    assert f"**A verified statement failed in run {NEW} of `responsibilities`: bound 1" in fig1
+    assert "(and 1 more)" in fig1
+    assert "failed" not in fig2
