@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import runpy
 import subprocess
 import time
 import types
@@ -318,3 +319,12 @@ def test_a_figure_drawn_from_a_run_whose_statement_failed_says_so():
     assert f"**A verified statement failed in run {NEW} of `responsibilities`: bound 1" in fig1
     assert "(and 1 more)" in fig1
     assert "failed" not in fig2
+
+
+def test_python_dash_m_gmmlimit_is_the_command(monkeypatch, capsys):
+    # `python -m gmmlimit list` ran nothing before (no __main__); the docs' command is gmmlimit
+    monkeypatch.setattr("sys.argv", ["gmmlimit", "list"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("gmmlimit", run_name="__main__")
+    assert exit_.value.code == 0
+    assert "loglik" in capsys.readouterr().out
