@@ -564,7 +564,7 @@ def _agree(
     positive: int,
     fingerprint: bytes,
     largest: float = 0.0,
-    layout: tuple[int, int] = (0, 0),
+    layout: tuple[int, ...] = (),
     options: Mapping[str, str] | None = None,
 ) -> float:
     """Exchange each process's validation outcome; raise the same ValueError on every process.
@@ -578,8 +578,10 @@ def _agree(
         positive: how many of this process's rows have positive weight.
         fingerprint: 16 bytes identifying the parameters this process passed.
         largest: the largest magnitude of this process's rows.
-        layout: (D, dtype code) of this process's rows, where each process reads its own (the
-            same on every process otherwise).
+        layout: (D, dtype code) of this process's rows, where each process reads its own, and
+            for a global array the global row count it sees (``(D, dtype code, N)``: JAX
+            infers a global shape from each process's own rows, so uneven rows give each
+            process another N); () where every process holds the same array.
         options: the options that must agree, name to ``repr`` of the value
             (:func:`_option_values`); None for none.
 
@@ -588,20 +590,22 @@ def _agree(
 
     Raises:
         ValueError: naming the first process that found a problem, when the processes' rows
-            differ in width or dtype, when they passed different options (naming each and its
-            value on every process) or different parameters (checked after the layout:
-            parameters validated against other dtypes differ), or when no row of any process
-            has positive weight.
+            differ in width, dtype or global row count, when they passed different options
+            (naming each and its value on every process) or different parameters (checked
+            after the layout: parameters validated against other dtypes differ), or when no row
+            of any process has positive weight.
     """
     text = (error or "").encode("utf-8")[:_MESSAGE_BYTES]
-    head = 1 + 8 + 16 + 8 + 16
+    head = 1 + 8 + 16 + 8 + 8 * _LAYOUT_FIELDS
     tail = head + _MESSAGE_BYTES
     record = np.zeros(tail + 16 + _OPTIONS_BYTES, np.uint8)
     record[0] = error is not None
     record[1:9] = np.frombuffer(np.int64(positive).tobytes(), np.uint8)
     record[9:25] = np.frombuffer(fingerprint, np.uint8)
     record[25:33] = np.frombuffer(np.float64(largest).tobytes(), np.uint8)
-    record[33:head] = np.frombuffer(np.asarray(layout, np.int64).tobytes(), np.uint8)
+    fields = np.zeros(_LAYOUT_FIELDS, np.int64)
+    fields[: len(layout)] = layout
+    record[33:head] = np.frombuffer(fields.tobytes(), np.uint8)
     record[head : head + len(text)] = np.frombuffer(text, np.uint8)
     record[tail:] = _options_record(options)
     records = np.asarray(multihost_utils.process_allgather(record))
@@ -610,10 +614,19 @@ def _agree(
             message = bytes(row[head:tail]).rstrip(b"\0").decode("utf-8", "replace")
             raise ValueError(f"process {index}: {message}")
     layouts = [np.frombuffer(bytes(row[33:head]), np.int64).tolist() for row in records]
-    if any(each != layouts[0] for each in layouts):
+    if any(each[:2] != layouts[0][:2] for each in layouts):
         raise ValueError(
             f"the processes' data differ in width or dtype (D, dtype code per process: "
-            f"{layouts}); every process must hold rows of the same D and dtype."
+            f"{[each[:2] for each in layouts]}: "
+            f"{', '.join(_layout_text(each) for each in layouts)}); every process must hold "
+            "rows of the same D and dtype."
+        )
+    if any(each != layouts[0] for each in layouts):
+        raise ValueError(
+            "the processes see global arrays of different row counts (N per process: "
+            f"{[each[2] for each in layouts]}): jax.make_array_from_process_local_data infers "
+            "the global shape from each process's own rows, so every process must hold as many "
+            "rows, or pass the same global_shape on every process."
         )
     _check_options(records[:, tail:])
     if any(bytes(row[9:25]) != bytes(records[0, 9:25]) for row in records):
@@ -623,6 +636,16 @@ def _agree(
     if sum(int(np.frombuffer(bytes(row[1:9]), np.int64)[0]) for row in records) == 0:
         raise ValueError("weights are all zero; at least one sample needs positive weight.")
     return max(float(np.frombuffer(bytes(row[25:33]), np.float64)[0]) for row in records)
+
+
+_LAYOUT_FIELDS = 3
+"""The int64 fields of :func:`_agree`'s layout: D, the dtype code and the global N."""
+
+
+def _layout_text(layout: list[int]) -> str:
+    """``D=4 float32`` from a layout's (D, dtype code) (the code is NumPy's ``dtype.num``)."""
+    names = {np.dtype(t).num: np.dtype(t).name for t in set(np.sctypeDict.values())}
+    return f"D={layout[0]} {names.get(layout[1], f'dtype code {layout[1]}')}"
 
 
 def _fingerprint(params: Params) -> bytes:
@@ -681,7 +704,12 @@ def _validate_process_rows(
     checked = params
     d = int(X.shape[1]) if X.ndim == 2 else 0
     lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
+    layout: tuple[int, ...] = ()
     try:
+        # each process's view of the global array: uneven rows (another global N), or rows of
+        # another dtype on one process, named before the parameters' fingerprints (validated in
+        # that dtype) are compared
+        layout = (d, np.dtype(X.dtype).num, int(X.shape[0]))
         local = _process_rows(X)
         if local.shape[0]:
             local_x = as_data(local)
@@ -712,7 +740,7 @@ def _validate_process_rows(
     except Exception as err:  # any failure must reach the other processes, or they would hang
         error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
         fingerprint = bytes(16)
-    largest = _agree(error, positive, fingerprint, largest, options=options)
+    largest = _agree(error, positive, fingerprint, largest, layout, options=options)
     local_w = np.asarray(_process_rows(w), np.float64) if w is not None else np.ones(1)
     _check_global_weights(float(local_w.max()) if local_w.size else 0.0, _data_dtype(X))
     lo, hi = _global_range(lo, hi)
@@ -1194,8 +1222,11 @@ def fit_out_of_core_processes(
     every process runs the streamed E-step of :func:`~gmmlimit.fit_out_of_core` over its own
     chunks on its own device; the statistics (O(K D)), the K farthest rows and the
     label-change test are then exchanged between the processes, and every process takes the
-    same M-step. Labels equal those of the one-process fit on the concatenated rows, and so do
-    the iteration count and (up to the order of summation across processes) the parameters.
+    same M-step. K-means labels and iteration counts equal those of the one-process fit on the
+    concatenated rows, and so do the parameters up to the order of summation across processes;
+    a soft fit's relative stopping rule reads sums in that order too, so in float32 its
+    iteration count (and a label near a tie) can differ, as between two block sizes of one
+    in-memory fit (float64 fits matched in every case tried).
 
     Args:
         variant: the mixture variant.

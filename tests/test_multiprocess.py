@@ -230,6 +230,22 @@ def _worker(out_dir: str, cases: str) -> None:
         out["different_params"] = error_of(
             lambda: gl.scale.kmeans_sharded(X, d["m0"] + pid, mesh=mesh)
         )
+        # a global array of float32 rows on process 1 and float64 on process 0 (before: a gloo
+        # crash in fit_sharded, "different initial parameters" in kmeans_sharded)
+        mixed = jax.make_array_from_process_local_data(
+            rows, d["X"][mine].astype(np.float32 if pid else np.float64)
+        )
+        out["global_dtype_mismatch"] = error_of(
+            lambda: gl.scale.fit_sharded(
+                gl.variants.isotropic, mixed, gl.variants.IsotropicParams(d["m0"], 0.0), mesh=mesh
+            )
+        )
+        # 500 rows on process 0, 700 on process 1: JAX infers global shapes (1000, 4) and
+        # (1400, 4) (before: no error, labels of other lengths, and the documented gather crashed)
+        uneven = jax.make_array_from_process_local_data(
+            rows, d["X"][[slice(0, 500), slice(500, None)][pid]]
+        )
+        out["global_uneven"] = error_of(lambda: gl.scale.kmeans_sharded(uneven, d["m0"], mesh=mesh))
         # Out of core, each process reading its own rows (uneven: 500 and 700 of 1200) as two
         # chunks of its own, re-cut into chunks of 2 blocks.
         cut = [0, 500, N_ROWS][pid : pid + 2]
@@ -523,7 +539,7 @@ def test_out_of_core_processes_equal_one_process_fit(runs):
         np.testing.assert_allclose(out["ooc_far_f64_w"]["means"], ref.means, rtol=0, atol=1e-10)
         assert out["ooc_dtype_mismatch"].startswith(
             "the processes' data differ in width or dtype (D, dtype code per process: [[4, 12], "
-            "[4, 11]])"
+            "[4, 11]]: D=4 float64, D=4 float32)"
         )
     for out in outs:
         assert out["ooc_bad"] == (
@@ -565,6 +581,13 @@ def test_bad_rows_on_one_process_raise_everywhere(run):
         assert out["zero_weights"].startswith("weights are all zero")
         assert out["bad_weights_shape"] == "weights must have shape (N,) = (1200,); got (5,)."
         assert "different initial parameters" in out["different_params"]
+        assert out["global_dtype_mismatch"].startswith(
+            "the processes' data differ in width or dtype (D, dtype code per process: [[4, 12], "
+            "[4, 11]]: D=4 float64, D=4 float32)"
+        )
+        assert out["global_uneven"].startswith(
+            "the processes see global arrays of different row counts (N per process: [1000, 1400])"
+        )
         assert "the largest weight (1e+80) lies outside" in out["bad_global_weights"]
 
 
