@@ -13,6 +13,7 @@ of elements per lane, split evenly so that padding stays under one row per block
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 DEFAULT_BLOCK_SIZE = 4096
 """Rows per block on the CPU (and the smallest default block anywhere)."""
@@ -47,12 +48,22 @@ def default_block_size(n: int, k: int, d: int, lanes: int = 1, backend: str | No
         250000
         >>> default_block_size(156_250, 512, 64, backend="gpu")  # 2 blocks within 2^26 scores
         78125
+
+    Raises:
+        ValueError: if n is not an integer >= 0, or k, d or lanes not an integer >= 1.
     """
+    from ._validation import check_positive_int  # (_validation imports this module)
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be an integer >= 0; got {n!r}.")  # (any count of rows)
+    k, d, lanes = (
+        check_positive_int(v, name) for v, name in ((k, "k"), (d, "d"), (lanes, "lanes"))
+    )
     backend = default_platform() if backend is None else backend
     if backend == "cpu":
         return DEFAULT_BLOCK_SIZE
     n = max(int(n), 1)
-    most = max(DEFAULT_BLOCK_SIZE, DEVICE_BLOCK_ELEMENTS // (max(k, d, 1) * max(lanes, 1)))
+    most = max(DEFAULT_BLOCK_SIZE, DEVICE_BLOCK_ELEMENTS // (max(k, d) * lanes))
     n_blocks = -(-n // most)
     return -(-n // n_blocks)
 

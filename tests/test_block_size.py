@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -108,3 +110,21 @@ def test_a_vmapped_sweep_tiles_its_blocks_for_the_platform(monkeypatch) -> None:
     monkeypatch.setattr(_block_size, "default_platform", lambda: "gpu")
     assert _wide_tile_rows(250_000, 8 * 64) == DEVICE_BLOCK_ELEMENTS // 512
     assert _wide_tile_rows(20_000, 8 * 64) == 20_000  # one tile holds the whole block
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "d", "lanes", "message"),
+    [
+        (-1, 2, 2, 1, "n must be an integer >= 0; got -1."),
+        (10.5, 2, 2, 1, "n must be an integer >= 0; got 10.5."),
+        (True, 2, 2, 1, "n must be an integer >= 0; got True."),
+        (10, 0, 2, 1, "k must be >= 1; got 0."),
+        (10, 2, 2.0, 1, "d must be an integer; got 2.0."),
+        (10, 2, 2, 0, "lanes must be >= 1; got 0."),
+    ],
+)
+def test_default_block_size_refuses_bad_counts(n, k, d, lanes, message):
+    # before, (-1, 2, 2) and (10.5, 2, 2) returned 4096 on the CPU without a word
+    with pytest.raises(ValueError, match=re.escape(message)):
+        gl.scale.default_block_size(n, k, d, lanes, backend="cpu")
+    assert gl.scale.default_block_size(np.int64(0), 2, 2, backend="cpu") == 4096
