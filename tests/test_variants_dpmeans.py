@@ -133,3 +133,22 @@ def test_max_iter_is_traced_its_history_cut_back():
     assert short.history.shape == (2,) and int(short.n_iter) == 2
     # the same first two iterations, bit for bit
     np.testing.assert_array_equal(np.asarray(short.history), np.asarray(long.history)[:2])
+
+
+def test_rows_of_weight_zero_count_for_nothing():
+    # the row that opens a cluster is the one of largest w_n d_n: before, the farthest row by
+    # d_n alone was asked, and weightless far rows stopped every cluster from opening (K = 1,
+    # J + lambda K = 91.2 against 13.1 at lam 0.5 on rows like these)
+    far = X.copy()
+    far[200:] += 50.0  # far rows, weighted 0
+    weights = np.r_[np.ones(200), np.zeros(100)]
+    weighted, alone = _fit(8.0, far, weights=weights), _fit(8.0, X[:200])
+    assert int(weighted.n_clusters) == int(alone.n_clusters) > 1
+    np.testing.assert_allclose(float(weighted.objective), float(alone.objective), rtol=1e-12)
+    active = np.asarray(weighted.active)
+    np.testing.assert_allclose(
+        np.asarray(weighted.means)[active], np.asarray(alone.means)[np.asarray(alone.active)]
+    )
+    # a light far row opens no cluster of its own: w d = 0.1 is not above lambda; it joins 1
+    light = gv.dpmeans(np.array([[0.0], [1.0], [10.0]]), 0.1, weights=np.array([1.0, 1.0, 1e-3]))
+    assert int(light.n_clusters) == 2 and abs(float(light.objective) - 0.2809190809) < 1e-9

@@ -9,8 +9,9 @@ hard clustering with the objective
 where a point whose squared distance to every mean exceeds lambda opens a new cluster.
 
 The compiled loop here is the batch form: an E-step (nearest active mean, the isotropic hard
-E-step with inactive slots masked, streamed by the driver's ``e_pass``); then, if the farthest
-row's weighted squared distance exceeds lambda and a slot is free, that row opens a new cluster
+E-step with inactive slots masked, streamed by the driver's ``e_pass``); then, if the largest
+weighted squared distance w_n d_n (the row whose own cluster lowers J + lambda K most; a row of
+weight 0 never opens one) exceeds lambda and a slot is free, that row opens a new cluster
 (its weight leaves its old cluster's statistics); then the Lloyd M-step, which also switches off
 clusters left empty. Each of the three moves lowers J + lambda K, so the recorded objective never
 increases. It stops when no label changes and no cluster opens. Clusters live in ``max_clusters``
@@ -235,10 +236,14 @@ def _dpmeans_compiled(
 
     def body(state: _State) -> _State:
         p = state.params
-        stats, labels, far = e_pass(_VARIANT, p, blocks, track_farthest=True)
-        row = far.index[0]
+        stats, labels, _ = e_pass(_VARIANT, p, blocks)
+        # the row whose own cluster lowers J + lam K most: the largest w_n d_n, not the largest
+        # d_n (a light or weightless far row would block every other from opening one)
+        moved = flat_x - p.means[labels]
+        gains = jnp.where(flat_w > 0, flat_w * jnp.sum(moved * moved, axis=1), 0.0)
+        row = jnp.argmax(gains)
         w = flat_w[row]
-        wants = jnp.isfinite(far.value[0]) & (w * far.value[0] > p.lam)
+        wants = jnp.isfinite(gains[row]) & (gains[row] > p.lam)
         free = ~jnp.all(p.active)
         create = wants & free
         slot = jnp.argmin(p.active)  # the first inactive slot
