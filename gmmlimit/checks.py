@@ -35,9 +35,21 @@ __all__ = [
 
 
 def check_positive_data(x: np.ndarray, what: str = "this model") -> None:
-    """Raise ValueError unless every entry of the rows ``x`` is > 0 (a ``check_data``)."""
-    if np.any(np.asarray(x) <= 0):
+    """Raise ValueError unless every entry of the rows ``x`` is > 0 (a ``check_data``).
+
+    A positive entry below the dtype's smallest normal number is refused too: XLA on the CPU
+    flushes it to 0 before any arithmetic, so its logarithm would be -inf.
+    """
+    x = np.asarray(x)
+    if np.any(x <= 0):
         raise ValueError(f"{what} needs strictly positive data; X has entries <= 0.")
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        tiny = float(jnp.finfo(x.dtype).tiny)
+        if np.any(x < tiny):
+            raise ValueError(
+                f"{what} needs strictly positive data; X has entries below the smallest normal "
+                f"{x.dtype} number ({tiny:.3g}), which the CPU flushes to 0: rescale the data."
+            )
 
 
 def check_nonnegative_data(x: np.ndarray, what: str = "this model") -> None:

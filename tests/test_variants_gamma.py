@@ -66,6 +66,9 @@ def test_padding_never_reaches_the_divergence():
         (CASE.X, CASE.params._replace(shape=0.0), "shape"),
         (CASE.X, CASE.params._replace(beta=0.0), "beta"),
         (CASE.X.astype(np.float32), CASE.params._replace(shape=1e-50), "underflows"),
+        # a subnormal entry: positive, but flushed to 0 on the CPU (before: objective -inf)
+        (np.r_[CASE.X[:-1], [[1e-310] * CASE.X.shape[1]]], CASE.params, "smallest normal"),
+        (np.r_[CASE.X[:-1], CASE.X[-1:] * 1e-40].astype(np.float32), CASE.params, "float32"),
     ],
 )
 def test_bad_inputs_raise(X, params, message):
