@@ -107,6 +107,8 @@ def test_sweep_rejects_infinite_beta():
     ("name", "make_x", "message"),
     [
         ("poisson", lambda X: X - 1.0, "non-negative"),
+        # counts whose x ln x terms overflow (before: an objective of -inf or NaN)
+        ("poisson", lambda X: X * 1e305, "overflow the generalised KL"),
         ("bernoulli", lambda X: X * 2.0, r"\[0, 1\]"),
         ("vmf", lambda X: X * 2.0, "unit-norm"),
     ],

@@ -75,9 +75,25 @@ def _m_step(params: PoissonParams, stats: MixtureStats) -> PoissonParams:
 
 
 def check_counts(x: np.ndarray) -> None:
-    """Raise ValueError unless every entry of the rows ``x`` is >= 0 (Poisson counts)."""
-    if np.any(np.asarray(x) < 0):
+    """Raise ValueError unless the rows ``x`` are counts the divergence can be computed for.
+
+    Every entry must be >= 0, and the largest small enough that the terms of
+    :func:`generalized_kl` (x ln x summed over the D features, a few times) stay below the
+    dtype's largest number: float64 counts near 1e305 made them overflow, and the objective
+    was -inf or NaN.
+    """
+    x = np.asarray(x)
+    if np.any(x < 0):
         raise ValueError("Poisson data must be non-negative counts; X has negative entries.")
+    largest = float(np.max(x, initial=0.0))
+    bound = float(jnp.finfo(x.dtype).max) / 8 if jnp.issubdtype(x.dtype, jnp.floating) else 0.0
+    if bound and largest > 1 and not largest * np.log(largest) * x.shape[-1] < bound:
+        raise ValueError(
+            f"Poisson counts as large as {largest:.3g} in {x.shape[-1]} features overflow the "
+            f"generalised KL divergence in {x.dtype} (x ln x summed over the features must stay "
+            f"below {bound:.3g}); rescale the counts"
+            + (" or compute in float64." if x.dtype != np.float64 else ".")
+        )
 
 
 def _validate(X: jax.Array, params: PoissonParams) -> PoissonParams:
