@@ -506,8 +506,10 @@ def anneal_variant(
     Stage s runs the variant's fit at the schedule's s-th temperature, warm-started from the
     parameters stage s - 1 ended with (their temperature replaced); a last stage runs at the hard
     limit. The starting parameters come from ``init_params`` or the variant's
-    ``init(key, X, k)``; a random start breaks the symmetry, so no perturbation is added (the
-    isotropic headline :func:`anneal` starts collapsed and perturbs instead). Each stage is a call
+    ``init(key, X, k)``; no perturbation is added (the isotropic headline :func:`anneal` starts
+    collapsed and perturbs instead), so a schedule that starts hot enough to merge the
+    components keeps them together but for rounding (docs/annealing.md): start it near the
+    temperature where they part. Each stage is a call
     of the one compiled fit, so no schedule (values or length) ever recompiles.
 
     Args:

@@ -188,7 +188,10 @@ def update_weights(params: Params, stats: MixtureStats) -> jax.Array:
 
 
 def distinct_rows(key: jax.Array, X: jax.Array, k: int) -> jax.Array:
-    """Distinct rows of X drawn uniformly (jit-able): the usual seed of a variant init.
+    """Rows of X at k distinct positions, drawn uniformly (jit-able): the usual seed of an init.
+
+    The positions are distinct, not the values: data with repeated rows can give equal rows,
+    hence equal components, which EM keeps equal (draw several starts: ``gl.restarts``).
 
     Args:
         key: a ``jax.random`` key.
