@@ -50,6 +50,7 @@ __all__ = [
     "check_temperature",
     "check_variant",
     "density_scaling",
+    "invariant_scaling",
     "temperature_field",
     "translate_field",
     "with_engine",
@@ -205,6 +206,29 @@ def density_scaling(location: str | None = None, **powers: int) -> Scaling:
         )
     translate = None if location is None else partial(translate_field, field=location)
     return Scaling(params=params, objective=objective, distortion=distortion, translate=translate)
+
+
+def invariant_scaling(**powers: int) -> Scaling:
+    """The :class:`Scaling` of a model whose objective does not move with the data's scale.
+
+    For a scale-invariant divergence (the Itakura-Saito divergence of the Gamma family: d(x / s,
+    mu / s) = d(x, mu)), data divided by 2^e with each named field scaled by 2^(-power e) give
+    the same divergences, responsibilities and objectives: only the parameters map back.
+
+    Args:
+        powers: field name -> power, e.g. ``means=1``.
+
+    Returns:
+        The :class:`Scaling` (no translation: such data are positive).
+    """
+
+    def params(p: Params, e: int) -> Params:
+        return scale_fields(p, e, powers)
+
+    def same(value: jax.Array, p: Params, total_weight: jax.Array, d: int, e: int) -> Any:
+        return value
+
+    return Scaling(params=params, objective=same, distortion=same)
 
 
 def translate_field(params: Params, offset: jax.Array, *, field: str) -> Params:

@@ -1,5 +1,6 @@
 """The fixed-shape Gamma mixture against NumPy references of IS hard clustering and of EM."""
 
+import jax
 import numpy as np
 import pytest
 from scipy.special import gammaln
@@ -88,3 +89,34 @@ def test_out_of_core_refuses_a_chunk_that_turns_bad_on_a_later_pass():
 
     with pytest.raises(ValueError, match="strictly positive"):
         gl.scale.fit_out_of_core(gv.gamma, source, CASE.params, max_iter=MAX_ITER, block_size=128)
+
+
+@pytest.mark.parametrize("exponent", [100, -100])
+def test_data_past_the_window_fit_as_the_unit_data_mapped(exponent):
+    # d_IS is scale-free: X 2^e (computed as X 2^(e -+ 32), the window's edge) fits as X, the
+    # means x 2^e, the objective unchanged (invariant_scaling; the logarithms of the rows round
+    # at another scale, so to float32's rounding)
+    X = CASE.X.astype(np.float32)
+    params = CASE.params._replace(means=np.asarray(CASE.params.means, np.float32))
+    unit = gl.fit(gv.gamma, X, params, max_iter=6, tol=0.0)
+    moved = params._replace(means=np.ldexp(params.means, exponent))
+    far = gl.fit(gv.gamma, np.ldexp(X, exponent), moved, max_iter=6, tol=0.0)
+    np.testing.assert_array_equal(np.asarray(far.labels), np.asarray(unit.labels))
+    np.testing.assert_allclose(
+        np.ldexp(np.asarray(far.means, np.float64), -exponent), unit.means, rtol=1e-5
+    )
+    np.testing.assert_allclose(far.history, unit.history, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_near_the_largest_number_are_fit(dtype):
+    # before: the M-step's sums overflowed and the mean stayed at its start (1e38 for rows of
+    # 2e38 and 3e38), converged, distortion 0; init gave means of inf
+    top = float(np.finfo(dtype).max)
+    X = np.array([[0.6], [0.6], [0.9], [0.9]]) * top
+    X = X.astype(dtype)
+    start = gv.GammaParams(X[:1] / 2, dtype(1), np.ones(1, dtype), dtype(np.inf))
+    fit = gl.fit(gv.gamma, X, start)
+    np.testing.assert_allclose(np.asarray(fit.means), [[0.75 * top]], rtol=1e-6)
+    drawn = gv.gamma.init(jax.random.key(0), X, 1)
+    assert np.all(np.isfinite(np.asarray(drawn.means)))

@@ -10,6 +10,7 @@ from .._variant import (
     Scaling,
     Temperature,
     density_scaling,
+    invariant_scaling,
     temperature_field,
 )
 from . import limits
@@ -36,6 +37,7 @@ from .limits import limit_sweep
 
 __all__ = ["IsotropicParams", "IsotropicStats", "isotropic"]
 __all__ += ["EStepBlock", "FarPoints", "Scaling", "Temperature", "density_scaling"]
+__all__ += ["invariant_scaling"]
 __all__ += ["temperature_field"]
 __all__ += [
     "BernoulliParams",

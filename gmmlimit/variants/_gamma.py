@@ -32,7 +32,13 @@ from gmmlimit.checks import (
     check_positive_data,
     check_positive_scalar,
 )
-from gmmlimit.variants import MixtureStats, distinct_rows, tempered_variant, update_weights
+from gmmlimit.variants import (
+    MixtureStats,
+    distinct_rows,
+    invariant_scaling,
+    tempered_variant,
+    update_weights,
+)
 
 __all__ = ["GammaParams", "gamma", "itakura_saito"]
 
@@ -100,7 +106,13 @@ def _validate(X: jax.Array, params: GammaParams) -> GammaParams:
 
 def _init(key: jax.Array, X: jax.Array, k: int) -> GammaParams:
     """Random rows pulled halfway to the column means; shape 1 (exponential), beta 1."""
-    means = 0.5 * distinct_rows(key, X, k) + 0.5 * jnp.mean(X, axis=0)
+    rows = distinct_rows(key, X, k)  # first: it checks k
+    mean = jnp.mean(X, axis=0)
+    # rows near the dtype's largest number: their sum overflows; take it at unit scale (exact
+    # powers of two: a division by such a number flushes its reciprocal to 0 on the CPU)
+    top = jnp.frexp(jnp.max(X))[1]
+    mean = jnp.where(jnp.isfinite(mean), mean, jnp.ldexp(jnp.mean(jnp.ldexp(X, -top), 0), top))
+    means = 0.5 * rows + 0.5 * mean
     one = jnp.ones((), X.dtype)
     return GammaParams(means, one, jnp.full((k,), 1.0 / k, X.dtype), one)
 
@@ -114,5 +126,9 @@ gamma = tempered_variant(
     validate=_validate,
     init=_init,
     check_data=_check_data,
+    # d_IS(x / s, mu / s) = d_IS(x, mu): data past the scale window are fit as X / 2^e with the
+    # means / 2^e and the same objectives (before, float32 rows near 3e38 overflowed the M-step's
+    # sums, and the means were kept where they started without a word)
+    scaling=invariant_scaling(means=1),
 )
 """Fixed-shape Gamma mixture; beta = 1: EM, beta = inf: Itakura-Saito hard clustering."""
