@@ -177,9 +177,22 @@ def _free_energy_near_one(
     live = jnp.where(alive[None, :], divergence, jnp.inf)
     ref = jnp.min(live, axis=1, keepdims=True)
     # the reference component (and every row whose live divergences are all inf) adds 0
-    g = jnp.where(live == ref, 0.0, beta * (live - ref))
+    above = live != ref
+    delta = jnp.where(above, live - ref, 0.0)
+    g = jnp.where(above, beta * delta, 0.0)
     x = jnp.sum(weights[None, :] * jnp.expm1(-g), axis=1)  # a switched-off weight adds 0
-    return _Warm(-ref[:, 0] + tau * jnp.log1p(x), x >= -0.5)
+    value = -ref[:, 0] + tau * jnp.log1p(x)
+    # A term p_k g_k below the smallest normal number is flushed to 0 on the CPU (beta near
+    # 1e-306 in float64), and with it that component's share of the correction. Where every g_k
+    # is below eps, F = -d_ref - sum_k p_k (d_k - d_ref) to first order, within eps of itself
+    # (the next term is g_k / 2 times smaller): that form is taken wherever a term was flushed.
+    finfo = jnp.finfo(divergence.dtype)
+    counted = above & alive[None, :]  # a switched-off component (divergence inf here) adds 0
+    small = jnp.all(jnp.where(counted, g < finfo.eps, True), axis=1)
+    flushed = small & jnp.any(counted & (weights[None, :] * g < finfo.tiny), axis=1)
+    finite = jnp.where(counted & jnp.isfinite(delta), delta, 0.0)  # (no 0 * inf, in a gradient)
+    first_order = -ref[:, 0] - jnp.sum(weights[None, :] * finite, axis=1)
+    return _Warm(jnp.where(flushed, first_order, value), flushed | (x >= -0.5))
 
 
 def update_weights(params: Params, stats: MixtureStats) -> jax.Array:
