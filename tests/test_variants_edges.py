@@ -329,3 +329,21 @@ def test_a_user_variants_functions_of_the_wrong_form_are_named():
         for fit in (gl.fit, gl.scale.fit_out_of_core):
             with pytest.raises(ValueError, match=message):
                 fit(variant, X, start, block_size=32)
+
+
+_tempered_labels = jax.jit(lambda d, w, beta: gv.tempered_assign(d, w, beta)[1:4:2])
+
+
+@pytest.mark.parametrize(("dtype", "beta"), [(np.float64, 1e-20), (np.float32, 1e-9)])
+def test_tied_scores_at_small_beta_label_the_nearest_component(dtype, beta):
+    # tau ln p_k swamps d_k in the score at small beta: with equal weights every row tied and
+    # went to component 0 (diagnose's hard objective: -715.5 where the nearest give -328.4)
+    rng = np.random.default_rng(8)
+    d = rng.gamma(2.0, 2.0, size=(32, 3)).astype(dtype)
+    d[0] = d[0, 0]  # an exact tie: the lowest index, as ever
+    labels, nearest = _tempered_labels(jnp.asarray(d), jnp.full(3, 1 / 3, dtype), dtype(beta))
+    np.testing.assert_array_equal(np.asarray(labels), np.argmin(d, axis=1))
+    np.testing.assert_array_equal(np.asarray(nearest), np.min(d, axis=1))
+    # unequal weights: the heaviest component wins at small beta (its score is lowest)
+    heavy, _ = _tempered_labels(jnp.asarray(d), jnp.asarray([0.2, 0.5, 0.3], dtype), dtype(beta))
+    assert np.all(np.asarray(heavy) == 1)

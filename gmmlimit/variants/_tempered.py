@@ -64,7 +64,7 @@ class TemperedEStep(NamedTuple):
 
     Attributes:
         resp: (B, K) responsibilities.
-        labels: (B,) int32 argmin of the score (ties: lowest index).
+        labels: (B,) int32 argmin of the score (ties: the nearest by d, then the lowest index).
         log_lik: (B,) the per-row free energy (1/beta) ln sum_k pi_k exp(-beta d_nk); at
             beta = inf its limit -d_n,label.
         distortion: (B,) d_n,label, the divergence to the assigned component.
@@ -136,6 +136,11 @@ def tempered_assign(
     prior = jnp.where(alive, tau * log_w, jnp.where(tau > 0, -jnp.inf, 0.0))
     score = divergence - prior[None, :]
     resp, labels, gap, lse = shifted_softmax(score, tau)
+    # Of components whose scores tie, the nearest: at small beta tau ln p_k swamps d_k in the
+    # score (float64 at beta = 1e-20, equal weights: every row tied, all labels 0); elsewhere
+    # the tied scores are the lowest index's as before (the hard limit: the scores are d).
+    tied = gap == 0
+    labels = jnp.argmin(jnp.where(tied, divergence, jnp.inf), axis=1).astype(labels.dtype)
     runner_up = jnp.min(jnp.where(jax.nn.one_hot(labels, k, dtype=bool), jnp.inf, gap), axis=1)
     best_score = jnp.take_along_axis(score, labels[:, None], axis=1)[:, 0]
     nearest = jnp.take_along_axis(divergence, labels[:, None], axis=1)[:, 0]
