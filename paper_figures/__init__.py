@@ -243,6 +243,14 @@ def index_markdown(
     if used:
         settings = sorted({r.setting for runs in used.values() for r in runs.values()})
         lines += [f"Drawn from {' and '.join(settings)}-setting runs.", ""]
+        revisions = {r.meta.get("git_revision") for runs in used.values() for r in runs.values()}
+        known = sorted(str(rev)[:12] for rev in revisions if rev)
+        if len(known) > 1:  # e.g. one experiment rerun after a code change
+            lines += [
+                f"**Drawn from runs of {len(known)} code revisions ({', '.join(known)}): each "
+                "figure's runs below name their own.**",
+                "",
+            ]
     # each figure keeps its number in the registry (docs/figures.md), whichever are drawn
     fixed = {name: i for i, name in enumerate(registry(), 1)}
     for i, spec in enumerate(specs, 1):

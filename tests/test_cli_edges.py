@@ -328,3 +328,16 @@ def test_python_dash_m_gmmlimit_is_the_command(monkeypatch, capsys):
         runpy.run_module("gmmlimit", run_name="__main__")
     assert exit_.value.code == 0
     assert "loglik" in capsys.readouterr().out
+
+
+def test_figures_drawn_from_runs_of_several_code_revisions_say_so():
+    # runs of two git revisions were mixed with no word but each figure's own run line
+    specs = paper_figures.registry()
+    old, new = _run("responsibilities", OLD), _run("loglik", NEW)
+    new.meta = {**new.meta, "git_revision": "def4567890abcdef-dirty"}
+    figures = [specs["fig1_responsibilities"], specs["fig2_loglik"]]
+    used = {"fig1_responsibilities": {"responsibilities": old}, "fig2_loglik": {"loglik": new}}
+    mixed = index_markdown(figures, used)
+    assert "**Drawn from runs of 2 code revisions (abc, def4567890ab)" in mixed
+    same = index_markdown(figures, {"fig1_responsibilities": {"responsibilities": old}})
+    assert "code revisions" not in same
