@@ -603,11 +603,14 @@ def window_exponent(largest: float, dtype: Any) -> int:
     return int(window_exponents(np.asarray([largest], np.float64), dtype)[0])
 
 
-def window_exponents(largest: np.ndarray, dtype: Any) -> np.ndarray:
-    """:func:`window_exponent` of each entry of ``largest`` (e.g. each row's magnitude)."""
-    exponent = np.frexp(largest)[1]
+def window_exponents(largest: Any, dtype: Any, xp: Any = np) -> Any:
+    """:func:`window_exponent` of each entry of ``largest`` (e.g. each row's magnitude).
+
+    ``xp``: ``numpy``, or ``jax.numpy`` for traced values (:func:`traced_exponent`).
+    """
+    exponent = xp.frexp(largest)[1]
     window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
-    return np.where((exponent >= -window) & (exponent <= window), 0, exponent)
+    return xp.where((exponent >= -window) & (exponent <= window), 0, exponent)
 
 
 def largest_magnitude(a: Any) -> float:
@@ -664,9 +667,7 @@ def traced_exponent(*arrays: jax.Array) -> jax.Array:
     """
     dtype = arrays[0].dtype
     largest = jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in arrays if a.size]))
-    exponent = jnp.frexp(largest)[1].astype(jnp.int32)
-    window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
-    return jnp.where((exponent >= -window) & (exponent <= window), 0, exponent)
+    return window_exponents(largest, dtype, jnp).astype(jnp.int32)
 
 
 def exact_ldexp(a: Any, exponent: int) -> Any:
