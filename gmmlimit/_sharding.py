@@ -503,7 +503,39 @@ def _process_rows(X: jax.Array) -> np.ndarray:
 
 
 _MESSAGE_BYTES = 400
+_ERROR_BYTES = 1 + _MESSAGE_BYTES
 _OPTIONS_BYTES = 1000
+
+
+def _error_message(err: Exception) -> str:
+    """The words another process reads for this process's failure."""
+    return str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+
+
+def _error_record(error: str | None) -> np.ndarray:
+    """(_ERROR_BYTES,) uint8: 1 where this process failed, then its message (UTF-8, cut)."""
+    text = (error or "").encode("utf-8")[:_MESSAGE_BYTES]
+    record = np.zeros(_ERROR_BYTES, np.uint8)
+    record[0] = error is not None
+    record[1 : 1 + len(text)] = np.frombuffer(text, np.uint8)
+    return record
+
+
+def _raise_reported(records: np.ndarray, cause: BaseException | None = None) -> None:
+    """Raise the first failure the processes reported, the same ValueError on every process.
+
+    Args:
+        records: (P, _ERROR_BYTES) uint8, every process's :func:`_error_record` in process
+            order.
+        cause: this process's own exception, if it failed (chained for its traceback).
+
+    Raises:
+        ValueError: ``process i: <its message>`` for the first process i that failed.
+    """
+    for index, row in enumerate(np.asarray(records)):
+        if row[0]:
+            message = bytes(row[1:]).rstrip(b"\0").decode("utf-8", "replace")
+            raise ValueError(f"process {index}: {message}") from cause
 
 
 def _option_values(**options: Any) -> dict[str, str]:
@@ -595,25 +627,20 @@ def _agree(
             after the layout: parameters validated against other dtypes differ), or when no row
             of any process has positive weight.
     """
-    text = (error or "").encode("utf-8")[:_MESSAGE_BYTES]
-    head = 1 + 8 + 16 + 8 + 8 * _LAYOUT_FIELDS
-    tail = head + _MESSAGE_BYTES
+    head = _ERROR_BYTES  # the error record, then the fields
+    tail = head + 8 + 16 + 8 + 8 * _LAYOUT_FIELDS
     record = np.zeros(tail + 16 + _OPTIONS_BYTES, np.uint8)
-    record[0] = error is not None
-    record[1:9] = np.frombuffer(np.int64(positive).tobytes(), np.uint8)
-    record[9:25] = np.frombuffer(fingerprint, np.uint8)
-    record[25:33] = np.frombuffer(np.float64(largest).tobytes(), np.uint8)
+    record[:head] = _error_record(error)
+    record[head : head + 8] = np.frombuffer(np.int64(positive).tobytes(), np.uint8)
+    record[head + 8 : head + 24] = np.frombuffer(fingerprint, np.uint8)
+    record[head + 24 : head + 32] = np.frombuffer(np.float64(largest).tobytes(), np.uint8)
     fields = np.zeros(_LAYOUT_FIELDS, np.int64)
     fields[: len(layout)] = layout
-    record[33:head] = np.frombuffer(fields.tobytes(), np.uint8)
-    record[head : head + len(text)] = np.frombuffer(text, np.uint8)
+    record[head + 32 : tail] = np.frombuffer(fields.tobytes(), np.uint8)
     record[tail:] = _options_record(options)
     records = np.asarray(multihost_utils.process_allgather(record))
-    for index, row in enumerate(records):
-        if row[0]:
-            message = bytes(row[head:tail]).rstrip(b"\0").decode("utf-8", "replace")
-            raise ValueError(f"process {index}: {message}")
-    layouts = [np.frombuffer(bytes(row[33:head]), np.int64).tolist() for row in records]
+    _raise_reported(records[:, :head])
+    layouts = [np.frombuffer(bytes(row[head + 32 : tail]), np.int64).tolist() for row in records]
     if any(each[:2] != layouts[0][:2] for each in layouts):
         raise ValueError(
             f"the processes' data differ in width or dtype (D, dtype code per process: "
@@ -629,13 +656,16 @@ def _agree(
             "rows, or pass the same global_shape on every process."
         )
     _check_options(records[:, tail:])
-    if any(bytes(row[9:25]) != bytes(records[0, 9:25]) for row in records):
+    fingerprints = [bytes(row[head + 8 : head + 24]) for row in records]
+    if any(each != fingerprints[0] for each in fingerprints):
         raise ValueError(
             "the processes passed different initial parameters; every process must pass the same."
         )
-    if sum(int(np.frombuffer(bytes(row[1:9]), np.int64)[0]) for row in records) == 0:
+    positives = [np.frombuffer(bytes(row[head : head + 8]), np.int64)[0] for row in records]
+    if sum(int(each) for each in positives) == 0:
         raise ValueError("weights are all zero; at least one sample needs positive weight.")
-    return max(float(np.frombuffer(bytes(row[25:33]), np.float64)[0]) for row in records)
+    largests = [np.frombuffer(bytes(row[head + 24 : head + 32]), np.float64)[0] for row in records]
+    return max(float(each) for each in largests)
 
 
 _LAYOUT_FIELDS = 3
@@ -738,7 +768,7 @@ def _validate_process_rows(
             check_k(k, int(X.shape[0]))
         fingerprint = _fingerprint(params)
     except Exception as err:  # any failure must reach the other processes, or they would hang
-        error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+        error = _error_message(err)
         fingerprint = bytes(16)
     largest = _agree(error, positive, fingerprint, largest, layout, options=options)
     local_w = np.asarray(_process_rows(w), np.float64) if w is not None else np.ones(1)
@@ -1023,7 +1053,7 @@ def _agree_host(
         )
         fingerprint = _fingerprint(params)
     except Exception as err:  # any failure must reach the other processes, or they would hang
-        error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+        error = _error_message(err)
     # positive: zero total weight was refused by the checks, on every process alike
     _agree(error, 1, fingerprint, options=options)
     return checked
@@ -1179,13 +1209,24 @@ def _scan_process_source(
     return n, d, dtype, total, w, checked, largest, extremes, source_dtype
 
 
-def _combine(carry: _Carry, same: bool) -> tuple[_Carry, bool]:
+def _combine(carry: _Carry, same: bool, failure: Exception | None = None) -> tuple[_Carry, bool]:
     """Sum the processes' statistics, merge their farthest rows, and AND their label tests.
 
     The farthest rows are merged in process order, so ties go to the lowest global row, as
-    in one process.
+    in one process. Each process's pass outcome travels in the same collective: where a
+    process's pass failed, every process raises.
+
+    Args:
+        carry: this process's pass (that of no rows where its pass failed).
+        same: whether this process's labels did not change.
+        failure: the exception this process's pass raised, or None.
+
+    Raises:
+        ValueError: on every process, naming the first process whose pass failed.
     """
-    gathered, all_same = _gather((carry, jnp.asarray(same)))
+    error = None if failure is None else _error_message(failure)
+    gathered, all_same, reports = _gather((carry, jnp.asarray(same), _error_record(error)))
+    _raise_reported(reports, failure)
     stats = jax.tree.map(lambda a: jnp.asarray(a.sum(axis=0)), gathered.stats)
     k = carry.far_value.shape[0]
     top, pos = lax.top_k(jnp.asarray(gathered.far_value.reshape(-1)), k)
@@ -1249,7 +1290,8 @@ def fit_out_of_core_processes(
             parameters or options (the variant, ``max_iter``, ``tol``, ``block_size``,
             ``chunk_blocks``) differ; before any fitting. On a later pass whose chunks differ
             in width or dtype from the checked ones, or hold NaN/inf or values the variant
-            refuses (on the process that reads them).
+            refuses: on every process, naming the process that read them, at the end of that
+            pass (the outcome travels with the pass's statistics).
     """
     try:  # float64 data stay float64 with JAX's x64 flag off (docs/design.md)
         dtype = _first_dtype(_chunk_source(X))
@@ -1309,7 +1351,7 @@ def _fit_out_of_core_processes(
             largest_weight = float(np.max(np.asarray(weights, np.float64), initial=0.0))
         fingerprint = _fingerprint(params)
     except Exception as err:  # any failure must reach the other processes, or they would hang
-        error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+        error = _error_message(err)
     layout = (local[1], np.dtype(local[2]).num)
     largest = _agree(error, positive, fingerprint, largest, layout, options)
     _check_global_weights(largest_weight, local[2])
@@ -1325,10 +1367,16 @@ def _fit_out_of_core_processes(
     windows = candidate_windows(lo, hi)  # the offset's row counts, where the extremes ask
     counts = None if windows is None else np.zeros((2, d), np.int64)
     sq = np.zeros(d, np.float64)
-    for chunk in _rechunk(make_iter(), block_size * chunk_blocks, d, source_dtype, _LATER_PASS):
-        sq += (((np.asarray(chunk, np.float64) - mean) / unit) ** 2).sum(axis=0)
-        if counts is not None:
-            counts += window_counts(np.asarray(chunk).astype(dtype, copy=False), windows)
+    failure = None
+    try:
+        for chunk in _rechunk(make_iter(), block_size * chunk_blocks, d, source_dtype, _LATER_PASS):
+            sq += (((np.asarray(chunk, np.float64) - mean) / unit) ** 2).sum(axis=0)
+            if counts is not None:
+                counts += window_counts(np.asarray(chunk).astype(dtype, copy=False), windows)
+    except Exception as err:  # the others would wait for this process in the next collective
+        failure = err
+    reports = _gather(_error_record(None if failure is None else _error_message(failure)))
+    _raise_reported(reports, failure)
     shift_scale = float(np.mean(_gather_host(sq).sum(axis=0) / n))
     if counts is not None:  # every process or none: the same extremes
         counts = _gather_host(counts).sum(axis=0)
@@ -1346,11 +1394,24 @@ def _fit_out_of_core_processes(
     tol_a = jnp.asarray(tol, dtype)
     spread = streamed_spread(shift_scale, largest, fit_largest, exponent, dtype)
 
-    def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
-        return _full_pass(
-            variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, labels_out,
-            exponent=exponent, offset=offset, source_dtype=source_dtype,
-        )  # fmt: skip
+    failures: list[Exception] = []  # this process's failed pass, until the others hear of it
 
-    result = _pass_loop(variant, params, run_pass, n_p, dtype, max_iter, tol_a, spread, _combine)
+    def run_pass(params: Params, labels_out: np.ndarray) -> _Carry:
+        try:
+            return _full_pass(
+                variant, params, make_iter, w, n_p, d, dtype, chunk_rows, b, track, labels_out,
+                exponent=exponent, offset=offset, source_dtype=source_dtype,
+            )  # fmt: skip
+        except Exception as err:  # a source that changed since the scan, on this process only
+            failures.append(err)
+            # the carry of a pass over no rows (zero sums), so the collective's shapes match
+            return _full_pass(
+                variant, params, lambda: iter(()), None, 0, d, dtype, chunk_rows, b, track,
+                labels_out[:0],
+            )  # fmt: skip
+
+    def combine(carry: _Carry, same: bool) -> tuple[_Carry, bool]:
+        return _combine(carry, same, failures.pop() if failures else None)
+
+    result = _pass_loop(variant, params, run_pass, n_p, dtype, max_iter, tol_a, spread, combine)
     return variant_result(variant, result, data_map, lambda: jnp.asarray(total_weight, dtype))

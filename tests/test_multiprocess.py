@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -374,6 +375,31 @@ def _worker(out_dir: str, cases: str) -> None:
                 gl.variants.IsotropicParams(d["m0"], 0.0), block_size=BLOCK,
             )
         )  # fmt: skip
+        # a source that changes after its checks, on process 1 only, from its nth pass on (the
+        # first look at its dtype, the scan, the spread's pass, then one pass an iteration);
+        # before, process 1 raised alone and process 0 waited for it in a collective
+        nan_row = own.copy()
+        nan_row[200, 1] = np.nan
+
+        def changing(first_bad: int, bad: list[np.ndarray]):
+            calls = []
+
+            def passes() -> list[np.ndarray]:
+                calls.append(None)
+                return bad if pid == 1 and len(calls) >= first_bad else source
+
+            return passes
+
+        for name, first_bad, bad in (
+            ("ooc_later_width", 3, [own[:, :3]]),  # the spread's pass
+            ("ooc_later_nan", 5, [nan_row]),  # the second iteration
+        ):
+            out[name] = error_of(
+                partial(
+                    gl.scale.fit_out_of_core_processes, iso, changing(first_bad, bad),
+                    gl.variants.IsotropicParams(d["m0"], 0.0), block_size=BLOCK, chunk_blocks=2,
+                )
+            )  # fmt: skip
         bad_source = [own, np.array([[0.0, np.inf, 0.0, 0.0]])] if pid == 1 else source
         out["ooc_bad"] = error_of(
             lambda: gl.scale.fit_out_of_core_processes(
@@ -589,6 +615,11 @@ def test_bad_rows_on_one_process_raise_everywhere(run):
             "the processes see global arrays of different row counts (N per process: [1000, 1400])"
         )
         assert "the largest weight (1e+80) lies outside" in out["bad_global_weights"]
+        assert out["ooc_later_width"].startswith(
+            "process 1: chunks must all have D=4 columns; got one with 3 (rows 0..699, on a "
+            "later pass"
+        )
+        assert out["ooc_later_nan"] == "process 1: X contains NaN or inf values (in rows 128..255)."
 
 
 # ----------------------------------------------------------------------------------------------
