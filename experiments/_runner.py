@@ -25,6 +25,7 @@ from typing import Any
 
 from ._config import ExperimentSpec, config_hash, config_overrides, config_to_dict
 from ._store import (
+    FILE_DIGESTS,
     FORMAT,
     PARTIAL_SUFFIX,
     PointStore,
@@ -366,7 +367,7 @@ def reusable_run(
     has the hash this call of :func:`run_experiment` would give (the same config, setting and
     code fingerprint: see :func:`code_fingerprint`), the same data file content (``meta.json``'s
     ``data``) and the same device; else None (a run missing from the index, or whose files
-    cannot be read, is None too: it is computed again).
+    cannot be read or were changed after it finished, is None too: it is computed again).
     """
     from ._store import find_run
 
@@ -515,7 +516,7 @@ def run_experiment(
         "check_failures": failures,
         "argv": list(sys.argv),
     }
-    clash = sorted(set(extra) & set(meta))
+    clash = sorted(set(extra) & {*meta, FILE_DIGESTS})
     if clash:
         raise ValueError(f"{spec.name}: provenance keys {clash} clash with meta.json's own keys.")
     meta.update(extra)

@@ -7,7 +7,13 @@ Layout of a results directory::
       <name>/<run_id>.partial/         a run in progress (or interrupted): config.json,
                                        started.json, points/
       <name>/<run_id>/                 a finished run: config.json, meta.json, records.npz,
-                                       scalars.json, summary.txt, points/
+                                       scalars.json, summary.txt, started.json, points/
+
+A finished run's ``meta.json`` is written last and records the SHA-256 of every file written
+before it (``file_sha256``); :func:`load_run` checks them all before it decodes anything, so a
+file changed after the run finished is refused, named, instead of being drawn or printed. Each
+finished point ``points/<key>.npz`` has its SHA-256 beside it in ``points/<key>.sha256``,
+checked whenever the point is read back (a resumed run never uses an edited point).
 
 Records are frozen dataclasses; only this module turns them into files and back. A record is
 stored as arrays named ``<record key>/<field>`` (nested records and ``dict[str, record]``
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -53,7 +60,13 @@ __all__ = [
     "select_runs",
 ]
 
-FORMAT = 2  # version of the run-folder layout; runs of another format are not read
+FORMAT = 3  # version of the run-folder layout; runs of another format are not read
+# 3: meta.json records the SHA-256 of the run's files (FILE_DIGESTS), checked by load_run
+FILE_DIGESTS = "file_sha256"
+"""The ``meta.json`` key of ``{file name: SHA-256 hex digest}`` of a finished run's files."""
+_REQUIRED_RUN_FILES = ("config.json", "records.npz", "scalars.json", "summary.txt")
+_DIGESTED_RUN_FILES = (*_REQUIRED_RUN_FILES, "started.json")  # started.json: made by a run
+_HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 INDEX_NAME = "index.json"
 PARTIAL_SUFFIX = ".partial"
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.=+-]+$")
@@ -96,17 +109,27 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value)}")
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+def _json_bytes(obj: Any) -> bytes:
+    """``obj`` as indented, key-sorted JSON text (a final newline), encoded."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True)
-    atomic_write_bytes(path, (text + "\n").encode())
+    return (text + "\n").encode()
 
 
-def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an uncompressed ``.npz``, atomically."""
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """``arrays`` as the bytes of an uncompressed ``.npz`` file."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+    atomic_write_bytes(path, _json_bytes(obj))
+
+
+def _sha256(data: bytes) -> str:
+    """The SHA-256 hex digest of ``data``."""
+    return hashlib.sha256(data).hexdigest()
 
 
 class UnreadableResultError(ValueError):
@@ -122,25 +145,61 @@ def _unreadable(path: Path, reason: object, advice: str) -> UnreadableResultErro
     return UnreadableResultError(f"{path} cannot be read ({reason}); {advice}")
 
 
-def _load_npz(path: Path, advice: str) -> dict[str, np.ndarray]:
-    """Every array of a stored ``.npz``.
+def _changed(
+    path: Path, actual: str, recorded: str, when: str, where: str, advice: str
+) -> UnreadableResultError:
+    """The error for a file whose SHA-256 is not the one recorded when it was written.
 
     Args:
         path: the file.
+        actual: its SHA-256 now.
+        recorded: the SHA-256 recorded for it.
+        when: when it was written (``"the run finished"``).
+        where: the file the digest was recorded in.
+        advice: what to do (goes into the error).
+    """
+    return _unreadable(
+        path,
+        f"it was changed after {when}: its sha256 {actual[:16]}... is not the "
+        f"{recorded[:16]}... recorded in {where}",
+        advice,
+    )
+
+
+def _decode_npz(data: bytes, path: Path, advice: str) -> dict[str, np.ndarray]:
+    """Every array of the bytes of a stored ``.npz``.
+
+    Args:
+        data: the file's bytes.
+        path: the file (named in the error).
         advice: what to do when it cannot be read (goes into the error).
 
     Raises:
-        FileNotFoundError: when ``path`` does not exist.
         UnreadableResultError: naming ``path`` when it is truncated or corrupt.
     """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return {key: arrays[key] for key in arrays.files}
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError) as err:
         reason = str(err) or type(err).__name__
         raise _unreadable(path, f"not a whole .npz file: {reason}", advice) from None
+
+
+def _decode_json(data: bytes, path: Path, advice: str) -> Any:
+    """The value of the bytes of a stored JSON file.
+
+    Args:
+        data: the file's bytes.
+        path: the file (named in the error).
+        advice: what to do when it cannot be read (goes into the error).
+
+    Raises:
+        UnreadableResultError: naming ``path`` when it is not valid UTF-8 JSON.
+    """
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _unreadable(path, f"not valid JSON: {err}", advice) from None
 
 
 def load_json(path: Path, advice: str) -> Any:
@@ -154,10 +213,7 @@ def load_json(path: Path, advice: str) -> Any:
         FileNotFoundError: when ``path`` does not exist.
         UnreadableResultError: naming ``path`` when it is not valid UTF-8 JSON.
     """
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _unreadable(path, f"not valid JSON: {err}", advice) from None
+    return _decode_json(path.read_bytes(), path, advice)
 
 
 def _rerun_advice(folder: Path, name: str) -> str:
@@ -299,6 +355,11 @@ def _scalars_of(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
 class PointStore:
     """Finished sweep points, one ``.npz`` per point (atomic), or in memory.
 
+    On disk, point ``<key>`` is ``<key>.npz`` with its SHA-256 in ``<key>.sha256``, written
+    first: a point is finished once its ``.npz`` exists, and its digest is then already there.
+    Reading a point back checks the digest, so a point file changed after it was computed is
+    refused, named, instead of being resumed.
+
     Args:
         directory: the ``points/`` folder of a run; None keeps points in memory only.
     """
@@ -313,6 +374,10 @@ class PointStore:
         assert self.directory is not None
         return self.directory / f"{check_key(key)}.npz"
 
+    def _digest_path(self, key: str) -> Path:
+        assert self.directory is not None
+        return self.directory / f"{check_key(key)}.sha256"
+
     def finished(self) -> list[str]:
         """Keys of the points already stored."""
         if self.directory is None:
@@ -325,12 +390,36 @@ class PointStore:
             "(the run's other finished points are kept)."
         )
 
+    def _read(self, key: str) -> dict[str, np.ndarray]:
+        """The arrays of a stored point, after checking its file against its digest.
+
+        Raises:
+            FileNotFoundError: when the point's ``.npz`` does not exist.
+            UnreadableResultError: naming the point's file when its digest is missing or not
+                its SHA-256 (changed after it was computed), or it is truncated or corrupt.
+        """
+        path, digest_path = self._path(key), self._digest_path(key)
+        data = path.read_bytes()
+        try:
+            recorded = digest_path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            reason = f"its digest {digest_path.name} is missing, so it cannot be checked"
+            raise _unreadable(path, reason, self._advice()) from None
+        except UnicodeDecodeError:
+            recorded = ""
+        actual = _sha256(data)
+        if actual != recorded:
+            when = "it was computed"
+            raise _changed(path, actual, recorded, when, digest_path.name, self._advice())
+        return _decode_npz(data, path, self._advice())
+
     def get(self, key: str, record_type: type) -> Any | None:
         """The stored record of a finished point, or None.
 
         Raises:
-            UnreadableResultError: naming the point's file when it is truncated, corrupt or
-                lacks a field of ``record_type``.
+            UnreadableResultError: naming the point's file when it was changed after it was
+                computed (its digest differs or is missing), is truncated or corrupt, or lacks
+                a field of ``record_type``.
         """
         if self.directory is None:
             arrays = self._memory.get(check_key(key))
@@ -338,7 +427,7 @@ class PointStore:
         path = self._path(key)
         if not path.exists():
             return None
-        arrays = _load_npz(path, self._advice())
+        arrays = self._read(key)
         try:
             return decode_record(record_type, arrays)
         except (KeyError, TypeError, ValueError) as err:
@@ -346,23 +435,26 @@ class PointStore:
             raise _unreadable(path, reason, self._advice()) from None
 
     def verify(self) -> None:
-        """Read every stored point's file once, so a damaged one is named before any work.
+        """Read and check every stored point's file once, so a damaged one is named first.
 
         Raises:
-            UnreadableResultError: naming the first file that is truncated or corrupt.
+            UnreadableResultError: naming the first file that was changed after it was
+                computed, has no digest, or is truncated or corrupt.
         """
         if self.directory is None:
             return
         for key in self.finished():
-            _load_npz(self._path(key), self._advice())
+            self._read(key)
 
     def put(self, key: str, record: Any) -> None:
-        """Store a finished point's record (atomically when on disk)."""
+        """Store a finished point's record (atomically when on disk): its digest, then it."""
         arrays = encode_record(record)
         if self.directory is None:
             self._memory[check_key(key)] = arrays
-        else:
-            atomic_write_npz(self._path(key), arrays)
+            return
+        data = _npz_bytes(arrays)
+        atomic_write_bytes(self._digest_path(key), f"{_sha256(data)}\n".encode())
+        atomic_write_bytes(self._path(key), data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,22 +515,96 @@ class RunResult:
 def write_run_files(
     folder: Path, records: dict[str, Any], summary: str, meta: dict[str, Any]
 ) -> None:
-    """Write a finished run's records, scalars, summary and (last) meta.json into ``folder``."""
+    """Write a finished run's records, scalars, summary and (last) meta.json into ``folder``.
+
+    ``meta.json`` gets ``meta`` and, under :data:`FILE_DIGESTS`, the SHA-256 of every file
+    written before it: ``records.npz``, ``scalars.json`` and ``summary.txt`` (of the bytes
+    written here) and the ``config.json`` and ``started.json`` already in ``folder``.
+
+    Raises:
+        ValueError: when ``meta`` already has a :data:`FILE_DIGESTS` key.
+    """
+    if FILE_DIGESTS in meta:
+        raise ValueError(f"meta has a {FILE_DIGESTS!r} key of its own; write_run_files adds it.")
     arrays: dict[str, np.ndarray] = {}
     for key, record in records.items():
         arrays.update(encode_record(record, f"{check_key(key)}/"))
-    atomic_write_npz(folder / "records.npz", arrays)
-    atomic_write_json(
-        folder / "scalars.json", {"order": list(records), "records": _scalars_of(arrays)}
+    written = {
+        "records.npz": _npz_bytes(arrays),
+        "scalars.json": _json_bytes({"order": list(records), "records": _scalars_of(arrays)}),
+        "summary.txt": (summary + "\n").encode(),
+    }
+    digests = {}
+    for name in _DIGESTED_RUN_FILES:
+        if name in written:
+            atomic_write_bytes(folder / name, written[name])
+            digests[name] = _sha256(written[name])
+        elif (folder / name).exists():
+            digests[name] = _sha256((folder / name).read_bytes())
+    atomic_write_json(folder / "meta.json", {**meta, FILE_DIGESTS: digests})
+
+
+def _missing_run_file(folder: Path, part: str, name: str) -> FileNotFoundError:
+    """The error for a file of a finished run that is gone."""
+    return FileNotFoundError(
+        f"{folder / part} is missing, so the finished run {folder} is incomplete (a file "
+        f"was deleted or lost); delete that folder and rerun `gmmlimit run {name}`."
     )
-    atomic_write_bytes(folder / "summary.txt", (summary + "\n").encode())
-    atomic_write_json(folder / "meta.json", meta)
+
+
+def _verified_run_files(folder: Path, meta: dict, name: str, advice: str) -> dict[str, bytes]:
+    """The bytes of every file of a finished run, each checked against its digest in meta.json.
+
+    Args:
+        folder: the run folder.
+        meta: its ``meta.json``.
+        name: the experiment (named in the errors' advice).
+        advice: what to do with a damaged file (goes into the errors).
+
+    Returns:
+        ``{file name: bytes}`` of every file ``meta.json`` has a digest of (the files
+        :func:`load_run` reads among them).
+
+    Raises:
+        FileNotFoundError: naming a file that is missing.
+        UnreadableResultError: naming ``meta.json`` when its digests are missing or malformed,
+            or naming the first file whose SHA-256 is not its recorded one (changed after the
+            run finished).
+    """
+    for part in _REQUIRED_RUN_FILES:
+        if not (folder / part).exists():
+            raise _missing_run_file(folder, part, name)
+    digests = meta.get(FILE_DIGESTS)
+    if (
+        not isinstance(digests, dict)
+        or not set(_REQUIRED_RUN_FILES) <= set(digests) <= set(_DIGESTED_RUN_FILES)
+        or not all(isinstance(d, str) and _HEX_DIGEST.match(d) for d in digests.values())
+    ):
+        reason = f"no SHA-256 of each of {', '.join(_REQUIRED_RUN_FILES)} under {FILE_DIGESTS!r}"
+        raise _unreadable(folder / "meta.json", reason, advice)
+    contents: dict[str, bytes] = {}
+    for part in _DIGESTED_RUN_FILES:
+        if part not in digests:
+            continue
+        try:
+            data = (folder / part).read_bytes()
+        except FileNotFoundError:
+            raise _missing_run_file(folder, part, name) from None
+        actual = _sha256(data)
+        if actual != digests[part]:
+            when = "the run finished"
+            raise _changed(folder / part, actual, digests[part], when, "meta.json", advice)
+        contents[part] = data
+    return contents
 
 
 def load_run(
     results_dir: str | os.PathLike, name: str, run_id: str, record_type: type | None = None
 ) -> RunResult:
     """Read one finished run folder.
+
+    Every file's SHA-256 is checked against the one ``meta.json`` recorded when the run
+    finished before anything is decoded, and only the bytes checked are decoded.
 
     Args:
         results_dir: the results root.
@@ -448,7 +614,11 @@ def load_run(
 
     Raises:
         FileNotFoundError: naming the command to run when the folder is not a finished run of
-            this format (missing, interrupted, or written by an older version).
+            this format (missing, interrupted, or written by an older version) or a file of it
+            is missing.
+        UnreadableResultError: naming the file, with what to do, when one was changed after
+            the run finished (its SHA-256 is not the one recorded), or is truncated, corrupt or
+            malformed.
     """
     path = Path(results_dir) / name / run_id
     if not (path / "meta.json").exists():
@@ -464,18 +634,13 @@ def load_run(
             f"{path} was written by an older version of gmmlimit (format "
             f"{meta.get('format', 1)}, need {FORMAT}); rerun `gmmlimit run {name}`."
         )
-    for part in ("records.npz", "scalars.json", "config.json", "summary.txt"):
-        if not (path / part).exists():
-            raise FileNotFoundError(
-                f"{path / part} is missing, so the finished run {path} is incomplete (a file "
-                f"was deleted or lost); delete that folder and rerun `gmmlimit run {name}`."
-            )
+    contents = _verified_run_files(path, meta, name, advice)
     if record_type is None:
         from . import registry
 
         record_type = registry()[name].record_type
-    arrays = _load_npz(path / "records.npz", advice)
-    scalars = load_json(path / "scalars.json", advice)
+    arrays = _decode_npz(contents["records.npz"], path / "records.npz", advice)
+    scalars = _decode_json(contents["scalars.json"], path / "scalars.json", advice)
     order = scalars.get("order") if isinstance(scalars, dict) else None
     if not isinstance(order, list) or not all(isinstance(key, str) for key in order):
         raise _unreadable(path / "scalars.json", "no list of record keys under 'order'", advice)
@@ -486,11 +651,11 @@ def load_run(
             f"{path} lacks the record field {err}: it was written by an older version of "
             f"experiment {name!r}; rerun `gmmlimit run {name}`."
         ) from None
-    config = load_json(path / "config.json", advice)
+    config = _decode_json(contents["config.json"], path / "config.json", advice)
     if not isinstance(config, dict):
         raise _unreadable(path / "config.json", "not a JSON object", advice)
     try:
-        summary = (path / "summary.txt").read_bytes().decode("utf-8").strip()
+        summary = contents["summary.txt"].decode("utf-8").strip()
     except UnicodeDecodeError as err:
         raise _unreadable(path / "summary.txt", err, advice) from None
     return RunResult(
@@ -613,12 +778,34 @@ def current_default(name: str, quick: bool) -> dict | None:
     return None if spec is None else default_config_dict(spec, quick)
 
 
+def _recorded_digest(folder: Path, part: str) -> str | None:
+    """The SHA-256 of a run's file as its ``meta.json`` recorded it; None if it cannot be read.
+
+    None too when ``meta.json`` is damaged or has no such digest: :func:`load_run` names that.
+    """
+    try:
+        meta = load_json(folder / "meta.json", _rerun_advice(folder, folder.parent.name))
+    except (OSError, UnreadableResultError):
+        return None
+    digests = meta.get(FILE_DIGESTS) if isinstance(meta, dict) else None
+    digest = digests.get(part) if isinstance(digests, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
 def _is_current_default(root: Path, entry: dict) -> bool:
-    """Whether an index entry's run has no overrides and today's default config."""
+    """Whether an index entry's run has no overrides and today's default config.
+
+    A run whose ``config.json`` was changed after it finished counts as its index entry says
+    (no overrides: a default run), so it is chosen as it was and :func:`load_run` refuses it,
+    naming the file, instead of an older run being chosen in its place without a word.
+    """
     if not entry.get("default_config"):
         return False
-    path = root / entry["path"] / "config.json"
-    stored = load_json(path, _rerun_advice(path.parent, entry["name"]))
+    folder = root / entry["path"]
+    data = (folder / "config.json").read_bytes()
+    if _recorded_digest(folder, "config.json") not in (None, _sha256(data)):
+        return True
+    stored = _decode_json(data, folder / "config.json", _rerun_advice(folder, entry["name"]))
     return stored == current_default(entry["name"], bool(entry["quick"]))
 
 

@@ -5,7 +5,6 @@ Each test is unit-sized (crafted folders, a parser, a monkeypatched experiment):
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import runpy
 import subprocess
@@ -14,6 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
+from stand_in_experiments import StandInConfig, StandInRecord, stand_in
 
 from gmmlimit import cli, experiments, launch, paper_figures
 from gmmlimit._paper import _reader
@@ -169,16 +169,6 @@ def test_other_jax_runtime_errors_still_raise(tmp_path, monkeypatch):
 # 4. reproduce, interrupted and rerun, reuses the experiments it finished
 
 
-@dataclasses.dataclass(frozen=True)
-class _Config:
-    seed: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class _Record:
-    value: float
-
-
 def _tiny_specs(calls: dict, interrupt: set) -> dict:
     """Two registered experiments whose run is instant (their modules give the fingerprint)."""
     real = experiments.registry()
@@ -189,18 +179,9 @@ def _tiny_specs(calls: dict, interrupt: set) -> dict:
             if name in interrupt:
                 interrupt.discard(name)
                 raise KeyboardInterrupt
-            return {"separated": _Record(float(calls[name]))}
+            return {"separated": StandInRecord(float(calls[name]))}
 
-        return dataclasses.replace(
-            real[name],
-            config_type=_Config,
-            record_type=_Record,
-            run=run,
-            summarize=lambda config, records: f"{name} summary",
-            check=None,
-            quick={},
-            provenance=None,
-        )
+        return stand_in(real[name], name, run)
 
     return {name: make(name) for name in ("loglik", "updates")}
 
@@ -237,12 +218,15 @@ def test_a_noted_run_is_reused_only_when_it_is_what_would_run_now(tmp_path, monk
     calls: dict = {}
     specs = _tiny_specs(calls, set())
     spec = specs["loglik"]
-    config = _Config()
+    config = StandInConfig()
     run, _ = experiments.run_experiment(
         spec, config, tmp_path, quick=True, progress=experiments.Progress(False)
     )
     assert experiments.reusable_run(spec, config, tmp_path, run.run_id, quick=True) is not None
-    assert experiments.reusable_run(spec, _Config(seed=1), tmp_path, run.run_id, quick=True) is None
+    assert (
+        experiments.reusable_run(spec, StandInConfig(seed=1), tmp_path, run.run_id, quick=True)
+        is None
+    )
     assert experiments.reusable_run(spec, config, tmp_path, run.run_id, quick=False) is None
     assert experiments.reusable_run(spec, config, tmp_path, "no-such-run", quick=True) is None
     monkeypatch.setattr(experiments._runner, "code_fingerprint", lambda spec: "changed code")

@@ -738,7 +738,8 @@ def test_unusable_data_refused_before_any_work(tmp_path, capsys, rows, dtype, me
 
 
 def test_a_damaged_point_file_is_named_before_any_work(tmp_path, monkeypatch, capsys):
-    # a truncated point .npz stopped the resume with zipfile.BadZipFile (a traceback, exit 1)
+    # a truncated point .npz stopped the resume with zipfile.BadZipFile (a traceback, exit 1);
+    # now its digest (points/<key>.sha256) no longer matches it
     args = _interrupt_loglik(tmp_path, monkeypatch)
     monkeypatch.undo()
     (point,) = (tmp_path / "loglik").glob("*.partial/points/*.npz")
@@ -746,7 +747,7 @@ def test_a_damaged_point_file_is_named_before_any_work(tmp_path, monkeypatch, ca
     capsys.readouterr()
     assert cli.main(args) == 2
     err = capsys.readouterr().err
-    assert f"{point} cannot be read (not a whole .npz file" in err
+    assert f"{point} cannot be read (it was changed after it was computed" in err
     assert "delete that file and rerun the same command" in err and "Traceback" not in err
     assert point.stat().st_size == 100  # refused before any work: nothing recomputed
     point.unlink()  # as the message says: that point is computed again

@@ -130,7 +130,15 @@ def test_paper_lists_every_figure_caption_and_the_environment(quick, paper):
 
 
 def test_paper_follows_edited_results(quick, tmp_path):
-    """The numbers are read, not typed: edit a result and the rebuilt paper shows the edit."""
+    """The numbers are read, not typed: change a result and the rebuilt paper shows the change.
+
+    The changed ``records.npz`` gets its digest recorded in ``meta.json``, as a run that had
+    computed that number would have it (an edit alone is refused: test_result_digests.py).
+    """
+    import hashlib
+
+    from gmmlimit.experiments._store import FILE_DIGESTS
+
     results = tmp_path / "results"
     shutil.copytree(quick["results"], results)
     folder = next(results.glob("responsibilities/*/records.npz")).parent
@@ -141,6 +149,8 @@ def test_paper_follows_edited_results(quick, tmp_path):
     np.savez(folder / "records.npz", **arrays)
     meta = json.loads((folder / "meta.json").read_text())
     meta["versions"]["jax"] = "9.8.7"
+    digest = hashlib.sha256((folder / "records.npz").read_bytes()).hexdigest()
+    meta[FILE_DIGESTS]["records.npz"] = digest
     (folder / "meta.json").write_text(json.dumps(meta))
     out = tmp_path / "edited.pdf"
     args = ["paper", "--results", str(results), "--out", str(out)]
