@@ -76,6 +76,9 @@ def test_tutorial_is_a_percent_script_that_runs(name, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert proc.stdout.strip()
+    if name == "five_minutes":  # J is a sum of squared distances (it printed -J, the objective)
+        hard = re.search(r"K-means: \d+ iterations, distortion J = (\S+)", proc.stdout)
+        assert hard is not None and float(hard.group(1)) > 0, proc.stdout
 
 
 def test_mkdocs_build_strict(tmp_path):

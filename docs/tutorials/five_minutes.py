@@ -31,7 +31,7 @@ X = centres[labels] + 0.6 * jax.random.normal(key_noise, (300, 2))
 m0 = gl.init.kmeans_plusplus(key_init, X, 3)
 
 hard = gl.kmeans(X, m0)  # Lloyd's K-means from the k-means++ start
-print(f"K-means: {int(hard.n_iter)} iterations, distortion J = {float(hard.objective):.4f}")
+print(f"K-means: {int(hard.n_iter)} iterations, distortion J = {float(hard.distortion):.4f}")
 
 # %% [markdown]
 # ## Where the mixture starts to care
