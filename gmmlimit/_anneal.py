@@ -52,7 +52,14 @@ from ._validation import (
     weights_or_ones,
     with_float64_scope,
 )
-from ._variant import Params, Variant, check_temperature, check_variant, with_temperature
+from ._variant import (
+    Params,
+    Variant,
+    check_temperature,
+    check_variant,
+    checked_validate,
+    with_temperature,
+)
 from ._variant_scale import variant_fit_map, variant_params, variant_result
 from .variants._isotropic import IsotropicParams, isotropic, log_likelihood_from_stats
 
@@ -565,7 +572,8 @@ def anneal_variant(
         check_init_components(variant, None, np.shape(variant.means(drawn)), k)
         # every stage's parameters are valid for the variant (eager, before any compiled code)
         checked = [
-            variant.validate(
+            checked_validate(
+                variant,
                 Xs,
                 with_temperature(
                     variant,
@@ -579,7 +587,9 @@ def anneal_variant(
     elif key is not None or k is not None:
         raise ValueError("pass either init_params or (key, k), not both.")
     else:
-        checked = [variant.validate(X, with_temperature(variant, init_params, t)) for t in stages]
+        checked = [
+            checked_validate(variant, X, with_temperature(variant, init_params, t)) for t in stages
+        ]
         # Data past the scale window: every stage is fit on X / 2^e, its temperature set in the
         # data's units, and mapped back (_variant_scale).
         data_map = variant_fit_map(variant, X, variant.means(checked[0]))

@@ -20,7 +20,20 @@ from jax import lax
 
 from . import _native
 from ._block_size import DEFAULT_BLOCK_SIZE, default_platform
-from ._variant import FarPoints, Params, Stats, Variant, checked_e_step, checked_m_step
+from ._variant import (
+    FarPoints,
+    Params,
+    Stats,
+    Variant,
+    check_same_form,
+    check_stats,
+    checked_e_step,
+    checked_is_hard,
+    checked_m_step,
+    checked_means,
+    checked_scalar,
+    checked_sufficient_stats,
+)
 
 __all__ = [
     "Blocks",
@@ -166,7 +179,9 @@ def block_pass(
 ) -> tuple[Stats, jax.Array, jax.Array]:
     """The E-step and sufficient statistics of one block of rows.
 
-    Uses the variant's engine when it has one, else ``e_step`` then ``sufficient_stats``.
+    Uses the variant's engine when it has one, else ``e_step`` then ``sufficient_stats``; the
+    forms of what they return are checked while traced (``_variant.checked_e_step``,
+    ``checked_sufficient_stats``).
 
     Args:
         variant: the mixture variant.
@@ -179,9 +194,13 @@ def block_pass(
         per-row distortion.
     """
     if variant.engine is not None:
-        return variant.engine.block(params, x, w)
+        stats, labels, distortion = variant.engine.block(params, x, w)
+        k = checked_means(variant, params, x.shape[1], x.dtype).shape[0]
+        check_stats(variant, stats, k, x.dtype)
+        return stats, labels, distortion
     estep = checked_e_step(variant, params, x)
-    return variant.sufficient_stats(x, w, estep), estep.labels, estep.distortion
+    stats = checked_sufficient_stats(variant, params, x, w, estep)
+    return stats, estep.labels, estep.distortion
 
 
 class _Farthest(NamedTuple):
@@ -320,7 +339,7 @@ def _farthest(
     They have no other use than :func:`_maybe_relocate`. One top-K over all rows picks the same
     rows as the block-by-block merge of :func:`e_pass`.
     """
-    needed = variant.is_hard(params) & jnp.any(stats.counts == 0)
+    needed = checked_is_hard(variant, params) & jnp.any(stats.counts == 0)
     return _farthest_if(needed, stats.counts, distortion, blocks.valid)
 
 
@@ -373,8 +392,14 @@ def relocate_if_empty(
     Returns:
         The statistics, relocated where a component is empty.
     """
-    need = variant.is_hard(params) & jnp.any(stats.counts == 0)
-    return lax.cond(need, lambda: variant.relocate(params, stats, points()), lambda: stats)
+    need = checked_is_hard(variant, params) & jnp.any(stats.counts == 0)
+
+    def relocated() -> Stats:
+        moved = variant.relocate(params, stats, points())
+        check_same_form(variant, "relocate", stats, moved, kind="statistics", root="stats")
+        return moved
+
+    return lax.cond(need, relocated, lambda: stats)
 
 
 def _maybe_relocate(
@@ -569,7 +594,8 @@ def fit_objective(variant: Variant, params: Params, stats: Stats) -> jax.Array:
     Returns:
         Scalar objective.
     """
-    return jnp.where(variant.is_hard(params), -stats.distortion, variant.objective(params, stats))
+    objective = checked_scalar(variant, "objective", variant.objective(params, stats))
+    return jnp.where(checked_is_hard(variant, params), -stats.distortion, objective)
 
 
 ROUNDING_ULPS = 256
@@ -740,6 +766,7 @@ def fit_loop(
         The :class:`FitResult`, its history of length ``history``.
     """
     dtype = blocks.x.dtype
+    checked_means(variant, params, blocks.x.shape[-1], dtype)  # static: before any pass
     tol = jnp.asarray(tol, dtype)
     skipping = variant.engine.skipping if variant.engine is not None else None
     # Another pass is a sharded one (it reduces across devices): no per-row state there, and
@@ -763,7 +790,7 @@ def fit_loop(
         shift = centre_shift(variant, new_params, state.params, unit)
         labels, same = compare_labels(labels, state.labels, native=not sharded)
         done = stop_rule(
-            hard=variant.is_hard(state.params),
+            hard=checked_is_hard(variant, state.params),
             labels_same=same,
             shift=shift,
             shift_scale=shift_scale,

@@ -56,7 +56,16 @@ from ._validation import (
     dtype_scope,
     relative_weights,
 )
-from ._variant import FarPoints, Params, Stats, Variant, check_variant, checked_m_step
+from ._variant import (
+    FarPoints,
+    Params,
+    Stats,
+    Variant,
+    check_variant,
+    checked_is_hard,
+    checked_m_step,
+    checked_validate,
+)
 from ._variant_scale import NO_MAP, variant_params, variant_result, variant_stream_map
 from .variants._isotropic import IsotropicParams, isotropic
 
@@ -403,7 +412,7 @@ def _update(
     objective = fit_objective(variant, params, carry.stats).astype(prev_objective.dtype)
     shift = centre_shift(variant, new_params, params, unit)
     done = stop_rule(
-        hard=variant.is_hard(params),
+        hard=checked_is_hard(variant, params),
         labels_same=labels_same,
         shift=shift,
         shift_scale=shift_scale,
@@ -567,7 +576,7 @@ def _fit_out_of_core(
         n, d, dtype = info.n, info.d, info.dtype
         spec = jax.ShapeDtypeStruct((n, d), dtype)
         if variant.validate is not None:
-            params = variant.validate(spec, params)
+            params = checked_validate(variant, spec, params)
         w, weight_exponent = None, 0
         if weights is not None and rescale:  # weights are relative (em's rule)
             w, weight_exponent = relative_weights(weights, n, dtype)

@@ -443,15 +443,21 @@ def with_engine(variant: Variant, engine: Engine) -> Variant:
 def with_temperature(variant: Variant, params: Params, value: Any) -> Params:
     """``params`` at temperature ``value`` (traceable).
 
+    The result must have the parameters' pytree and leaf shapes (:func:`check_same_form`; the
+    dtypes are ``validate``'s to set).
+
     Raises:
-        ValueError: if the variant declares no temperature.
+        ValueError: if the variant declares no temperature, or its ``temperature.set`` returns
+            parameters of another form.
     """
     if variant.temperature is None:
         raise ValueError(
             f"variant {variant.name!r} declares no temperature (Variant.temperature); this tool "
             "needs one."
         )
-    return variant.temperature.set(params, value)
+    new = variant.temperature.set(params, value)
+    check_same_form(variant, "temperature.set", params, new, dtypes=False)
+    return new
 
 
 def check_temperature(variant: Variant, temperature: Any, dtype: Any) -> None:
@@ -486,13 +492,124 @@ def at_hard_limit(variant: Variant, params: Params) -> jax.Array:
     return variant.temperature.get(params) == variant.temperature.hard
 
 
+def _form(leaf: Any) -> tuple[tuple[int, ...], Any]:
+    """A leaf's static form: its shape and dtype (a Python number's as JAX would hold it)."""
+    return jnp.shape(leaf), jnp.result_type(leaf)
+
+
+def _mismatch(
+    before: Any, after: Any, *, dtypes: bool = True
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | None:
+    """The first leaf whose form differs between two pytrees of one structure, or None.
+
+    Args:
+        before: the reference pytree.
+        after: a pytree of the same structure.
+        dtypes: compare dtypes as well as shapes.
+
+    Returns:
+        ``(path, was, got)``: the leaf's path (``jax.tree_util.keystr``) and its two forms
+        (shape, and dtype when ``dtypes``), or None where every leaf has the same form.
+    """
+    paths = jax.tree_util.tree_flatten_with_path(before)[0]
+    for (path, old), new in zip(paths, jax.tree.leaves(after), strict=True):
+        was, got = _form(old)[: 1 + dtypes], _form(new)[: 1 + dtypes]
+        if was != got:
+            return jax.tree_util.keystr(path), was, got
+    return None
+
+
+def _words(form: tuple[Any, ...]) -> str:
+    """A leaf's form as a message prints it: ``(2, 2) float64``."""
+    return " ".join(str(part) for part in form)
+
+
+def check_same_form(
+    variant: Variant,
+    function: str,
+    before: Any,
+    after: Any,
+    *,
+    kind: str = "parameters",
+    root: str = "params",
+    dtypes: bool = True,
+) -> None:
+    """Refuse a function's result whose form (pytree, leaf shapes and dtypes) is not its input's.
+
+    The fit loops carry parameters and statistics from one step to the next, so a function that
+    maps them (``m_step``, ``relocate``, ``temperature.set``) must return them in the form it was
+    given; otherwise JAX reports a carry or branch mismatch that names neither the variant nor
+    the function, or a later function fails on a tuple where it expected the variant's
+    NamedTuple. Static: only the forms are read.
+
+    Args:
+        variant: the mixture variant.
+        function: the function's name as the message prints it (``"m_step"``).
+        before: its input (parameters or statistics).
+        after: what it returned.
+        kind: what ``before`` is, in words.
+        root: the name the message prints before a leaf's path.
+        dtypes: compare dtypes as well as shapes.
+
+    Raises:
+        ValueError: naming the variant, the function, and the structure or first leaf that
+            changed.
+    """
+    expected, got = jax.tree.structure(before), jax.tree.structure(after)
+    if expected != got:
+        raise ValueError(
+            f"the {function} of variant {variant.name!r} must return its {kind} in the form it "
+            f"was given ({expected}); it returned {got}."
+        )
+    bad = _mismatch(before, after, dtypes=dtypes)
+    if bad is not None:
+        path, was, now = bad
+        what = "shape and dtype" if dtypes else "shape"
+        raise ValueError(
+            f"the {function} of variant {variant.name!r} must keep every {kind[:-1]}'s {what}: "
+            f"{root}{path} was {_words(was)}, it returned {_words(now)}."
+        )
+
+
+def checked_means(variant: Variant, params: Params, d: int, dtype: Any) -> jax.Array:
+    """``variant.means(params)``, checked (statically) to be (K, D) locations of the data's dtype.
+
+    The driver reads K from the locations (the E-step's and statistics' shapes are checked
+    against it) and measures a hard fit's centre shift on them; locations of another width or
+    dtype would otherwise fail inside a user's divergence with a broadcasting error, or be
+    returned as ``FitResult.means`` without a word.
+
+    Args:
+        variant: the mixture variant.
+        params: its parameters.
+        d: the data's number of features D.
+        dtype: the data's dtype.
+
+    Returns:
+        The (K, D) locations.
+
+    Raises:
+        ValueError: naming the variant, the shape and dtype expected and those returned.
+    """
+    means = variant.means(params)
+    shape, got = _form(means)
+    if len(shape) != 2 or shape[1] != d or got != jnp.dtype(dtype):
+        raise ValueError(
+            f"the means of variant {variant.name!r} must return (K, D) component locations with "
+            f"D = {d} (the data's features) in the data's dtype {jnp.dtype(dtype)}; it returned "
+            f"shape {shape} {got}."
+        )
+    return means
+
+
 def checked_e_step(variant: Variant, params: Params, x: jax.Array) -> EStepBlock:
     """``variant.e_step(params, x)``, its shapes checked while it is traced.
 
     A user's E-step of the wrong shape would otherwise fail deep inside the driver with a
     broadcasting error that names neither the variant nor the function (or, where the shapes
     happen to broadcast, fit a wrong model without a word). The check reads static shapes only:
-    the compiled program is unchanged.
+    the compiled program is unchanged. The locations (:func:`checked_means`) are checked first:
+    K is read from them.
 
     Args:
         variant: the mixture variant.
@@ -505,48 +622,168 @@ def checked_e_step(variant: Variant, params: Params, x: jax.Array) -> EStepBlock
     Raises:
         ValueError: naming the variant, the field and the shape it should have.
     """
+    k = checked_means(variant, params, x.shape[1], x.dtype).shape[0]
     estep = variant.e_step(params, x)
-    b, k = x.shape[0], jnp.shape(variant.means(params))[0]
+    b = x.shape[0]
     expected = {"resp": (b, k), "labels": (b,), "log_lik": (b,), "distortion": (b,)}
     for field, shape in expected.items():
         got = jnp.shape(getattr(estep, field, None))
         if got != shape:
             raise ValueError(
                 f"the e_step of variant {variant.name!r} must return {field} of shape {shape} "
-                f"for a block of B = {b} rows and K = {k} components; it returned shape {got}."
+                f"for a block of B = {b} rows and K = {k} components (the rows of its means); "
+                f"it returned shape {got}."
             )
     return estep
+
+
+def check_stats(variant: Variant, stats: Stats, k: int, dtype: Any) -> None:
+    """Refuse a block's statistics without (K,) ``counts`` and () ``distortion`` in the dtype.
+
+    The driver reads ``counts`` (empty components) and ``distortion`` (J, the hard objective)
+    from every variant's statistics, and sums every leaf over blocks: a floating leaf in another
+    dtype than the data's would compute the fit in that precision without a word.
+
+    Args:
+        variant: the mixture variant.
+        stats: the statistics of one block (their static forms are read).
+        k: the number of components.
+        dtype: the data's dtype.
+
+    Raises:
+        ValueError: naming the variant, the statistic, its expected and returned form.
+    """
+    for field, shape in (("counts", (k,)), ("distortion", ())):
+        if not hasattr(stats, field):
+            raise ValueError(
+                f"the sufficient_stats of variant {variant.name!r} must return statistics with "
+                f"a {field} attribute of shape {shape}; it returned {type(stats).__name__}."
+            )
+        got = jnp.shape(getattr(stats, field))
+        if got != shape:
+            raise ValueError(
+                f"the sufficient_stats of variant {variant.name!r} must return stats.{field} of "
+                f"shape {shape} (K = {k} components); it returned shape {got}."
+            )
+    for path, leaf in jax.tree_util.tree_flatten_with_path(stats)[0]:
+        got = jnp.result_type(leaf)
+        if jnp.issubdtype(got, jnp.floating) and got != jnp.dtype(dtype):
+            raise ValueError(
+                f"the sufficient statistics of variant {variant.name!r} (sufficient_stats; a "
+                f"tempered variant's moments) must be in the data's dtype {jnp.dtype(dtype)}: "
+                f"stats{jax.tree_util.keystr(path)} is {jnp.shape(leaf)} {got}."
+            )
+
+
+def checked_sufficient_stats(
+    variant: Variant, params: Params, x: jax.Array, w: jax.Array, estep: EStepBlock
+) -> Stats:
+    """``variant.sufficient_stats(x, w, estep)``, its form checked while it is traced.
+
+    Beside :func:`check_stats`, the statistics must be sums over the block's rows: the driver
+    adds them block by block, so a statistic left per row ((B, D) moments that were never
+    summed) would fail in the M-step with a broadcasting error, or, where B happens to equal K,
+    fit a wrong model silently. Each leaf's shape is compared with the statistics of a block of
+    B + 1 rows, traced abstractly (``jax.eval_shape``: nothing is added to the compiled program).
+
+    Args:
+        variant: the mixture variant.
+        params: the E-step's parameters.
+        x: (B, D) rows.
+        w: (B,) their weights.
+        estep: the E-step of the block.
+
+    Returns:
+        The statistics.
+
+    Raises:
+        ValueError: naming the variant and the statistic whose form is wrong.
+    """
+    stats = variant.sufficient_stats(x, w, estep)
+    k = jnp.shape(estep.resp)[1]
+    check_stats(variant, stats, k, x.dtype)
+    b, d = x.shape
+
+    def block(p: Params, rows: jax.Array, weights: jax.Array) -> Stats:
+        return variant.sufficient_stats(rows, weights, variant.e_step(p, rows))
+
+    wider = jax.eval_shape(
+        block,
+        params,
+        jax.ShapeDtypeStruct((b + 1, d), x.dtype),
+        jax.ShapeDtypeStruct((b + 1,), w.dtype),
+    )
+    bad = _mismatch(stats, wider, dtypes=False)
+    if bad is not None:
+        path, was, now = bad
+        raise ValueError(
+            f"the sufficient statistics of variant {variant.name!r} (sufficient_stats; a "
+            "tempered variant's moments) must be sums over the block's rows, of one shape "
+            f"whatever the block size: stats{path} has shape {was[0]} for a block of B = {b} "
+            f"rows and {now[0]} for B = {b + 1}."
+        )
+    return stats
+
+
+def checked_scalar(variant: Variant, function: str, value: Any) -> Any:
+    """``value``, refused unless it is a scalar (the ``objective``'s or ``is_hard``'s result).
+
+    Raises:
+        ValueError: naming the variant, the function and the shape it returned.
+    """
+    if jnp.shape(value) != ():
+        raise ValueError(
+            f"the {function} of variant {variant.name!r} must return a scalar (shape ()); it "
+            f"returned shape {jnp.shape(value)}."
+        )
+    return value
+
+
+def checked_is_hard(variant: Variant, params: Params) -> Any:
+    """``variant.is_hard(params)``, checked to be a scalar (static)."""
+    return checked_scalar(variant, "is_hard", variant.is_hard(params))
 
 
 def checked_m_step(variant: Variant, params: Params, stats: Stats) -> Params:
     """``variant.m_step(params, stats)``, checked while traced to keep the parameters' form.
 
     The fit loops carry the parameters from one iteration to the next, so the M-step must return
-    the same pytree (type, fields) with every leaf of the same shape and dtype; otherwise JAX's
-    loop reports a carry mismatch that does not name the M-step, or a later function fails on a
-    tuple where it expected the variant's parameters.
+    the same pytree (type, fields) with every leaf of the same shape and dtype
+    (:func:`check_same_form`).
 
     Raises:
         ValueError: naming the variant and the first leaf whose form changed.
     """
     new = variant.m_step(params, stats)
-    before, after = jax.tree.structure(params), jax.tree.structure(new)
-    if before != after:
-        raise ValueError(
-            f"the m_step of variant {variant.name!r} must return its parameters in the form it "
-            f"was given ({before}); it returned {after}."
-        )
-    paths = jax.tree_util.tree_flatten_with_path(params)[0]
-    for (path, old), leaf in zip(paths, jax.tree.leaves(new), strict=True):
-        was = (jnp.shape(old), jnp.result_type(old))
-        got = (jnp.shape(leaf), jnp.result_type(leaf))
-        if was != got:
-            raise ValueError(
-                f"the m_step of variant {variant.name!r} must keep every parameter's shape and "
-                f"dtype: params{jax.tree_util.keystr(path)} was {was[0]} {was[1]}, it returned "
-                f"{got[0]} {got[1]}."
-            )
+    check_same_form(variant, "m_step", params, new)
     return new
+
+
+def checked_validate(variant: Variant, X: Any, params: Params) -> Params:
+    """``variant.validate(X, params)`` (eager), refused unless it returns the parameters' pytree.
+
+    A ``validate`` that only checks (and returns None), or returns a plain tuple of the fields,
+    would otherwise fail in a later function with "'NoneType' object has no attribute ...".
+
+    Args:
+        variant: the mixture variant (with ``validate``).
+        X: the data, or a ``jax.ShapeDtypeStruct`` of them.
+        params: the given parameters.
+
+    Returns:
+        The validated parameters.
+
+    Raises:
+        ValueError: naming the variant, the structure given and the one returned.
+    """
+    checked = variant.validate(X, params)
+    expected, got = jax.tree.structure(params), jax.tree.structure(checked)
+    if checked is None or expected != got:
+        raise ValueError(
+            f"the validate of variant {variant.name!r} must return the checked parameters in "
+            f"the form it was given ({expected}); it returned {got}."
+        )
+    return checked
 
 
 def check_variant(variant: Any, *, needs: tuple[str, ...] = ()) -> Variant:
