@@ -1,8 +1,11 @@
 """The documentation runs: the README example prints its README block, the tutorials execute,
-and the docs site builds with ``mkdocs build --strict``."""
+the pages' Python blocks use no name they do not define (but the reader's own data), the Gamma
+walkthrough is the shipped file, and the docs site builds with ``mkdocs build --strict``."""
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import re
 import subprocess
@@ -115,3 +118,81 @@ def test_mkdocs_build_strict(tmp_path):
         api = (site / "api" / page / "index.html").read_text()
         assert f'id="{module}.{fn.__name__}"' in api
         assert fn.__doc__.strip().splitlines()[0][:40] in api
+
+
+# The names a page's Python blocks leave to the reader: their own data and starting values.
+READERS_NAMES = {
+    "annealing.md": {"X"},
+    "experiments.md": {"run_id"},
+    "scale.md": {"init_means", "m0", "params", "paths", "read_chunks", "sigma2", "variant"},
+    "sklearn.md": {"X"},
+    "variants.md": {"X", "X_counts", "params", "rates0", "weights0"},
+}
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def test_the_pages_python_blocks_define_every_name_but_the_readers_data(tmp_path):
+    # A block read in order, as a reader runs a page: a name used and never defined or imported
+    # (docs/sklearn.md's math.inf without `import math`) is a NameError for every reader.
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    undefined = {}
+    for page in pages:
+        blocks = _python_blocks(page.read_text())
+        if not blocks:
+            continue
+        script = tmp_path / f"{page.stem}.py"
+        script.write_text("\n\n".join(blocks))
+        proc = subprocess.run(
+            [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F821",
+             "--output-format", "json", str(script)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode in (0, 1), proc.stderr  # 1: ruff found names
+        found = json.loads(proc.stdout)
+        assert all(f["code"] == "F821" for f in found), (page.name, found)  # None: a syntax error
+        names = {re.search(r"`(\w+)`", f["message"]).group(1) for f in found}
+        if names - READERS_NAMES.get(page.name, set()):
+            undefined[page.name] = sorted(names - READERS_NAMES.get(page.name, set()))
+    assert not undefined, f"names used but never defined in the pages' blocks: {undefined}"
+
+
+def _definitions(source: str) -> dict[str, object]:
+    """Each top-level name a source defines, as its AST without docstrings or annotations
+    (a class: its field names), and the set of its imports under "imports"."""
+    out: dict[str, object] = {"imports": set()}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ImportFrom | ast.Import):
+            module = getattr(node, "module", None)
+            out["imports"] |= {(module, alias.name) for alias in node.names}
+        elif isinstance(node, ast.FunctionDef):
+            node.returns = None
+            for arg in node.args.args + node.args.kwonlyargs:
+                arg.annotation = None
+            if ast.get_docstring(node) is not None:
+                node.body = node.body[1:]
+            out[node.name] = ast.dump(node)
+        elif isinstance(node, ast.ClassDef):
+            out[node.name] = [f.target.id for f in node.body if isinstance(f, ast.AnnAssign)]
+        elif isinstance(node, ast.Assign):
+            name = getattr(node.targets[0], "id", "__all__")  # a plain name, not a tuple
+            if name != "__all__":
+                out[name] = ast.dump(node.value)
+    return out
+
+
+def test_the_gamma_walkthrough_is_the_shipped_file():
+    # docs/variants.md says "The file is gmmlimit/variants/_gamma.py": every definition of the
+    # walkthrough is the shipped one (docstrings and type annotations aside), and the file
+    # defines nothing more (the walkthrough once lacked the file's scaling and init guard).
+    text = (ROOT / "docs" / "variants.md").read_text()
+    start = text.index("## Adding a variant: the Gamma mixture")
+    end = text.index("\n## ", start + 1)
+    walkthrough = _definitions("\n\n".join(_python_blocks(text[start:end])))
+    shipped = _definitions((ROOT / "gmmlimit" / "variants" / "_gamma.py").read_text())
+    assert walkthrough.pop("imports") <= shipped.pop("imports")
+    assert walkthrough.keys() == shipped.keys()
+    for name, definition in walkthrough.items():
+        assert definition == shipped[name], name
