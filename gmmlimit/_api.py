@@ -54,7 +54,14 @@ from ._validation import (
     weights_or_ones,
     with_float64_scope,
 )
-from ._variant import Params, Variant, check_temperature, check_variant, with_temperature
+from ._variant import (
+    Params,
+    Variant,
+    check_temperature,
+    check_variant,
+    checked_validate,
+    with_temperature,
+)
 from ._variant_scale import NO_MAP, variant_fit_map, variant_params, variant_result
 from .variants._isotropic import (
     IsotropicParams,
@@ -744,7 +751,8 @@ def _starts(
     if variant.validate is None:
         return batch
     checked = [
-        variant.validate(X, jax.tree.map(lambda a, i=i: a[i], batch)) for i in range(len(keys))
+        checked_validate(variant, X, jax.tree.map(lambda a, i=i: a[i], batch))
+        for i in range(len(keys))
     ]
     return jax.tree.map(lambda *a: jnp.stack(a), *checked)
 

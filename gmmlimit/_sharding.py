@@ -84,7 +84,7 @@ from ._validation import (
     largest_magnitude,
     with_float64_scope,
 )
-from ._variant import Params, Variant, check_variant
+from ._variant import Params, Variant, check_variant, checked_validate
 from ._variant_scale import (
     NO_MAP,
     variant_fit_map,
@@ -764,7 +764,7 @@ def _validate_process_rows(
         if variant.validate is not None:
             k = int(np.shape(variant.means(params))[0])
             rows = local_x if local_x.shape[0] >= k else _repeat_rows(local_x, k)
-            checked = variant.validate(rows, params)
+            checked = checked_validate(variant, rows, params)
             check_k(k, int(X.shape[0]))
         fingerprint = _fingerprint(params)
     except Exception as err:  # any failure must reach the other processes, or they would hang
@@ -1187,7 +1187,8 @@ def _scan_process_source(
         if variant.check_data is not None:
             variant.check_data(np.asarray(x))
         if variant.validate is not None:
-            checked = variant.validate(x if x.shape[0] >= k else _repeat_rows(x, k), params)
+            rows_k = x if x.shape[0] >= k else _repeat_rows(x, k)  # K rows at least
+            checked = checked_validate(variant, rows_k, params)
         total += np.asarray(chunk, np.float64).sum(axis=0)
         largest = max(largest, largest_magnitude(chunk))
         lo, hi = feature_range(x)

@@ -442,11 +442,13 @@ def check_fit_inputs(
     """
     if variant.check_data is not None and not is_traced(X):
         variant.check_data(np.asarray(X))
+    from ._variant import checked_means, checked_validate  # _variant imports this module
+
     if variant.validate is not None:
-        params = variant.validate(X, params)
+        params = checked_validate(variant, X, params)
     w = weights_or_ones(weights, X.shape[0], X.dtype)
     max_iter = check_max_iter(max_iter)
-    k = variant.means(params).shape[-2]
+    k = checked_means(variant, params, X.shape[1], X.dtype).shape[0]
     n = X.shape[0] if rows is None else rows
     block_size = check_block_size(block_size, n, k, X.shape[1], backend=backend)
     return params, w, max_iter, block_size, check_tol(tol)

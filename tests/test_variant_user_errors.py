@@ -217,17 +217,37 @@ def test_a_temperature_set_of_the_wrong_form_is_named(mistake, path):
 
 VALIDATES = {"returns None": lambda X, p: None, "returns a tuple": lambda X, p: tuple(p)}
 
+# every tool that validates the parameters (eagerly, before anything is traced)
+VALIDATING = {
+    "fit": lambda v: gl.fit(v, X, START, max_iter=5),
+    "out_of_core": _out_of_core,
+    "sharded": lambda v: gl.scale.fit_sharded(v, X, START, max_iter=5),
+    "anneal": lambda v: gl.study.anneal_variant(v, X, [1.0], init_params=START),
+    "restarts": lambda v: gl.restarts(jax.random.key(0), X, 2, variant=v, n_init=2, max_iter=5),
+    "estimator": lambda v: VariantMixture(v, 2, max_iter=5).fit(X),
+    "diagnose": lambda v: gl.study.diagnose(v, X, START),
+    "limit_sweep": lambda v: gl.study.limit_sweep(v, X, START, [1.0, 2.0]),
+}
 
-@pytest.mark.parametrize("path", ["out_of_core", "anneal"])
+
+@pytest.mark.parametrize("path", list(VALIDATING))
 @pytest.mark.parametrize("mistake", list(VALIDATES))
 def test_a_validate_that_does_not_return_the_parameters_is_named(mistake, path):
-    variant = _mine(validate=VALIDATES[mistake])
+    # before: "'NoneType' object has no attribute 'means'" (or 'tuple'), from the first
+    # function that read them
     message = r"the validate of variant 'mine' must return the checked parameters in the form"
     with pytest.raises(ValueError, match=message):
-        if path == "out_of_core":
-            _out_of_core(variant)
-        else:
-            gl.study.anneal_variant(variant, X, [1.0], init_params=START)
+        VALIDATING[path](_mine(validate=VALIDATES[mistake]))
+
+
+@pytest.mark.parametrize("path", ["fit", "out_of_core", "sharded"])
+def test_means_of_one_dimension_are_named(path):
+    # before: an IndexError where gl.fit read K from them; out of core, the weights were taken
+    # for the means (restarts and the estimator name an init of such means already)
+    flat = _mine(means=lambda p: p.means[:, 0])
+    message = r"the means of variant 'mine' must return \(K, D\) .*returned shape \(2,\)"
+    with pytest.raises(ValueError, match=message):
+        VALIDATING[path](flat)
 
 
 def test_an_init_of_the_wrong_width_is_named_by_restarts_and_the_estimator():

@@ -36,7 +36,14 @@ from .._validation import (
     weights_or_ones,
     with_float64_scope,
 )
-from .._variant import Params, Variant, check_temperature, check_variant, with_temperature
+from .._variant import (
+    Params,
+    Variant,
+    check_temperature,
+    check_variant,
+    checked_validate,
+    with_temperature,
+)
 from .._variant_scale import (
     DataMap,
     variant_fit_map,
@@ -89,7 +96,7 @@ def _prepare(
     if variant.check_data is not None and not is_traced(X):
         variant.check_data(np.asarray(X))
     if variant.validate is not None:
-        params = variant.validate(_rows_for(variant, X, params, for_fit=for_fit), params)
+        params = checked_validate(variant, _rows_for(variant, X, params, for_fit=for_fit), params)
     return variant, X, params, weights_or_ones(weights, X.shape[0], X.dtype)
 
 
@@ -264,7 +271,7 @@ def limit_sweep(
             check_temperature(variant, float(t), X.dtype)
         except ValueError as error:
             raise ValueError(f"temperatures[{i}]: {error}") from None
-    points = [variant.validate(X, with_temperature(variant, params, t)) for t in grid]
+    points = [checked_validate(variant, X, with_temperature(variant, params, t)) for t in grid]
     max_iter = check_max_iter(max_iter)
     tol = check_tol(tol)
     # A loop of calls to the compiled fit and diagnostics: the temperature is a traced leaf, so
