@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._driver import FitResult
-from ._offset import data_offset, offset_of, translate, translated_largest
+from ._offset import data_offset, offset_of, traced_offset, translate, translated_largest
 from ._validation import (
     SCALE_WINDOW,
     exact_ldexp,
@@ -52,7 +52,8 @@ class DataMap(NamedTuple):
     Attributes:
         exponent: e, the power of two the data are divided by (0: none).
         offset: None, or the (D,) offset the data are translated by, in their dtype (only
-            for a variant whose ``scaling`` declares ``translate``).
+            for a variant whose ``scaling`` declares ``translate``); traced for traced data
+            (:func:`variant_fit_map`).
     """
 
     exponent: int = 0
@@ -78,11 +79,16 @@ def variant_fit_map(variant: Variant, X: jax.Array, *locations: jax.Array) -> Da
     A variant whose ``scaling`` declares ``translate`` is translated by the data's exact
     offset (:func:`gmmlimit._offset.offset_of`); the exponent is then that of
     :func:`variant_exponent` for the largest magnitude of the translated data and locations.
-    Traced data are computed as given; traced locations (a sweep under ``vmap``) are skipped,
-    the exponent read from the data alone.
+    Traced data (a ``vmap`` over data sets, a ``jit`` of a function of the data) are translated
+    by the same offset computed on the device (:func:`gmmlimit._offset.traced_offset`, the same
+    bits), and not rescaled: their exponent is 0 (the scaling's laws take a Python integer).
+    Traced locations (a sweep under ``vmap``) are skipped, the exponent read from the data alone.
     """
-    if variant.scaling is None or is_traced(X):
+    if variant.scaling is None:
         return NO_MAP
+    if is_traced(X):
+        translates = variant.scaling.translate is not None
+        return DataMap(0, traced_offset(X)) if translates else NO_MAP
     offset = offset_of(X) if variant.scaling.translate is not None else None
     arrays = [translate(a, offset) for a in (X, *locations) if not is_traced(a) and a.size]
     largest = max(largest_magnitude(a) for a in arrays)
