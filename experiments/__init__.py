@@ -22,7 +22,15 @@ import importlib
 import pkgutil
 
 from ._config import ExperimentSpec, config_overrides, make_config, parse_set
-from ._runner import Progress, code_fingerprint, reusable_run, run_experiment, sweep
+from ._runner import (
+    Progress,
+    Reuse,
+    code_fingerprint,
+    reusable_run,
+    reuse_verdict,
+    run_experiment,
+    sweep,
+)
 from ._store import (
     PointStore,
     RunResult,
@@ -39,6 +47,7 @@ __all__ = [
     "ExperimentSpec",
     "PointStore",
     "Progress",
+    "Reuse",
     "RunResult",
     "UnreadableResultError",
     "code_fingerprint",
@@ -53,6 +62,7 @@ __all__ = [
     "read_index",
     "registry",
     "reusable_run",
+    "reuse_verdict",
     "run_experiment",
     "select_runs",
     "sweep",

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._config import ExperimentSpec, config_hash, config_overrides, config_to_dict
 from ._store import (
@@ -40,7 +40,15 @@ from ._store import (
     write_run_files,
 )
 
-__all__ = ["Progress", "code_fingerprint", "reusable_run", "run_experiment", "sweep"]
+__all__ = [
+    "Progress",
+    "Reuse",
+    "code_fingerprint",
+    "reusable_run",
+    "reuse_verdict",
+    "run_experiment",
+    "sweep",
+]
 
 
 class Progress:
@@ -353,6 +361,58 @@ def _run_hash(spec: ExperimentSpec, config: Any, quick: bool, code: str, extra: 
     return config_hash(spec.name, config, quick, code + (f":{salt}" if extra else ""))
 
 
+class Reuse(NamedTuple):
+    """Whether a noted run can stand for a new one (:func:`reuse_verdict`).
+
+    Attributes:
+        run: the finished run, or None where it is computed again.
+        reason: why it is not reused (words that follow "the noted run <id>"); "" when it is.
+    """
+
+    run: RunResult | None
+    reason: str
+
+
+def reuse_verdict(
+    spec: ExperimentSpec,
+    config: Any,
+    results_dir: str | os.PathLike,
+    run_id: str,
+    *,
+    quick: bool,
+) -> Reuse:
+    """The run ``run_id`` when :func:`run_experiment` would compute it again unchanged, or why not.
+
+    It is reused when it is finished, of ``spec``, and has the hash this call of
+    :func:`run_experiment` would give (the same config, setting and code fingerprint: see
+    :func:`code_fingerprint`), the same data file content (``meta.json``'s ``data``) and the
+    same device. A run missing from the index, or whose files cannot be read or were changed
+    after it finished, is computed again too.
+    """
+    from ._store import find_run
+
+    try:
+        entry = find_run(results_dir, run_id)
+    except (ValueError, OSError) as err:
+        return Reuse(None, f"is not in the results index ({err})")
+    if entry.get("name") != spec.name:
+        return Reuse(None, f"is a run of {entry.get('name')!r}, not of {spec.name!r}")
+    if not entry.get("complete"):
+        return Reuse(None, "did not finish")
+    extra = dict(spec.provenance(config)) if spec.provenance is not None else {}
+    if entry.get("config_hash") != _run_hash(spec, config, quick, code_fingerprint(spec), extra):
+        return Reuse(None, "was computed with another config, setting or code (its hash differs)")
+    try:
+        run = load_run(results_dir, spec.name, run_id, spec.record_type)
+    except (FileNotFoundError, UnreadableResultError) as err:
+        return Reuse(None, f"cannot be used: {err}")
+    if run.meta.get("data") != _data_provenance(config):
+        return Reuse(None, "read a data file whose content differs from the file's now")
+    if run.meta.get("device") != _device():
+        return Reuse(None, f"ran on another device ({run.meta.get('device')}; now {_device()})")
+    return Reuse(run, "")
+
+
 def reusable_run(
     spec: ExperimentSpec,
     config: Any,
@@ -363,30 +423,9 @@ def reusable_run(
 ) -> RunResult | None:
     """A finished run that :func:`run_experiment` would compute again unchanged, or None.
 
-    The run ``run_id`` of ``results_dir`` is returned when it is finished, of ``spec``, and
-    has the hash this call of :func:`run_experiment` would give (the same config, setting and
-    code fingerprint: see :func:`code_fingerprint`), the same data file content (``meta.json``'s
-    ``data``) and the same device; else None (a run missing from the index, or whose files
-    cannot be read or were changed after it finished, is None too: it is computed again).
+    :func:`reuse_verdict`'s run (it also says why a run is not reused).
     """
-    from ._store import find_run
-
-    try:
-        entry = find_run(results_dir, run_id)
-    except (ValueError, OSError):
-        return None
-    if entry.get("name") != spec.name or not entry.get("complete"):
-        return None
-    extra = dict(spec.provenance(config)) if spec.provenance is not None else {}
-    if entry.get("config_hash") != _run_hash(spec, config, quick, code_fingerprint(spec), extra):
-        return None
-    try:
-        run = load_run(results_dir, spec.name, run_id, spec.record_type)
-    except (FileNotFoundError, UnreadableResultError):
-        return None
-    if run.meta.get("data") != _data_provenance(config) or run.meta.get("device") != _device():
-        return None
-    return run
+    return reuse_verdict(spec, config, results_dir, run_id, quick=quick).run
 
 
 def run_experiment(

@@ -121,11 +121,12 @@ def _run_many(
     With a ``journal`` (``reproduce``), every finished run is noted in that file, and a run it
     already notes is reused instead of computed again when it is still what the experiment
     would compute now (same config, setting, code fingerprint, data and device:
-    :func:`gmmlimit.experiments.reusable_run`), so a rerun of an interrupted ``reproduce``
-    resumes it. The caller deletes the journal when the command ends.
+    :func:`gmmlimit.experiments.reuse_verdict`), so a rerun of an interrupted ``reproduce``
+    resumes it; stderr says why a noted run is computed again. The caller deletes the journal
+    when the command ends.
     """
     from gmmlimit import experiments
-    from gmmlimit.experiments import Progress, make_config, reusable_run, run_experiment
+    from gmmlimit.experiments import Progress, make_config, reuse_verdict, run_experiment
 
     specs = _specs()
     configs = {}
@@ -140,7 +141,13 @@ def _run_many(
         t0 = time.perf_counter()
         run = None
         if name in noted:
-            run = reusable_run(specs[name], configs[name], results, noted[name], quick=quick)
+            run, why = reuse_verdict(specs[name], configs[name], results, noted[name], quick=quick)
+            if run is None:
+                print(
+                    f"{name}: computing again: the run {noted[name]} noted before the "
+                    f"interruption {why}",
+                    file=sys.stderr,
+                )
         if run is not None:
             failed = list(run.meta.get("check_failures") or [])
             how = "; reused: finished before the interruption"

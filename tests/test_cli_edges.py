@@ -223,12 +223,20 @@ def test_a_noted_run_is_reused_only_when_it_is_what_would_run_now(tmp_path, monk
         spec, config, tmp_path, quick=True, progress=experiments.Progress(False)
     )
     assert experiments.reusable_run(spec, config, tmp_path, run.run_id, quick=True) is not None
-    assert (
-        experiments.reusable_run(spec, StandInConfig(seed=1), tmp_path, run.run_id, quick=True)
-        is None
-    )
-    assert experiments.reusable_run(spec, config, tmp_path, run.run_id, quick=False) is None
+    assert experiments.reuse_verdict(spec, config, tmp_path, run.run_id, quick=True).reason == ""
+    hash_differs = "was computed with another config, setting or code (its hash differs)"
+    for other_config, quick in ((StandInConfig(seed=1), True), (config, False)):
+        verdict = experiments.reuse_verdict(spec, other_config, tmp_path, run.run_id, quick=quick)
+        assert verdict == (None, hash_differs)
     assert experiments.reusable_run(spec, config, tmp_path, "no-such-run", quick=True) is None
+    missing = experiments.reuse_verdict(spec, config, tmp_path, "no-such-run", quick=True)
+    assert missing.reason.startswith("is not in the results index")
+    other = experiments.reuse_verdict(specs["updates"], config, tmp_path, run.run_id, quick=True)
+    assert other.reason == "is a run of 'loglik', not of 'updates'"
+    monkeypatch.setattr(experiments._runner, "_device", lambda: {"platform": "elsewhere"})
+    assert experiments.reuse_verdict(spec, config, tmp_path, run.run_id, quick=True).reason == (
+        f"ran on another device ({run.meta['device']}; now {{'platform': 'elsewhere'}})"
+    )
     monkeypatch.setattr(experiments._runner, "code_fingerprint", lambda spec: "changed code")
     assert experiments.reusable_run(spec, config, tmp_path, run.run_id, quick=True) is None
 

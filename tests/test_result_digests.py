@@ -212,7 +212,10 @@ def test_reproduce_does_not_reuse_a_run_edited_after_it_finished(tmp_path, monke
     capsys.readouterr()
     assert cli.main([*args, "--paper", ""]) == 0
     assert calls["loglik", "p1"] == 2  # computed again, not reused
-    assert "loglik: reusing" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "loglik: reusing" not in err
+    why = f"loglik: computing again: the run {entry['run_id']} noted before the interruption "
+    assert why + "cannot be used: " in err and "it was changed after the run finished" in err
 
 
 def test_a_point_edited_before_a_resume_is_named_before_any_work(tmp_path, monkeypatch, capsys):
