@@ -391,14 +391,12 @@ def reuse_verdict(
     """
     from ._store import find_run
 
-    try:
+    try:  # finished runs of this version's format only
         entry = find_run(results_dir, run_id)
     except (ValueError, OSError) as err:
-        return Reuse(None, f"is not in the results index ({err})")
+        return Reuse(None, f"is not a finished run of this format ({err})")
     if entry.get("name") != spec.name:
         return Reuse(None, f"is a run of {entry.get('name')!r}, not of {spec.name!r}")
-    if not entry.get("complete"):
-        return Reuse(None, "did not finish")
     extra = dict(spec.provenance(config)) if spec.provenance is not None else {}
     if entry.get("config_hash") != _run_hash(spec, config, quick, code_fingerprint(spec), extra):
         return Reuse(None, "was computed with another config, setting or code (its hash differs)")

@@ -444,7 +444,8 @@ def with_temperature(variant: Variant, params: Params, value: Any) -> Params:
     """``params`` at temperature ``value`` (traceable).
 
     The result must have the parameters' pytree and leaf shapes (:func:`check_same_form`; the
-    dtypes are ``validate``'s to set).
+    dtypes are ``validate``'s to set), but for the temperature itself: a field given as None,
+    or of another shape than ``value``'s, may come back as ``value``.
 
     Raises:
         ValueError: if the variant declares no temperature, or its ``temperature.set`` returns
@@ -456,7 +457,7 @@ def with_temperature(variant: Variant, params: Params, value: Any) -> Params:
             "needs one."
         )
     new = variant.temperature.set(params, value)
-    check_same_form(variant, "temperature.set", params, new, dtypes=False)
+    check_same_form(variant, "temperature.set", params, new, dtypes=False, settled=jnp.shape(value))
     return new
 
 
@@ -492,27 +493,39 @@ def at_hard_limit(variant: Variant, params: Params) -> jax.Array:
     return variant.temperature.get(params) == variant.temperature.hard
 
 
+def _weak(leaf: Any) -> bool:
+    """Whether a leaf is weakly typed (a Python number, or an array made from one)."""
+    if isinstance(leaf, bool | int | float | complex):
+        return True
+    return bool(getattr(getattr(leaf, "aval", None), "weak_type", False))
+
+
 def _form(leaf: Any) -> tuple[tuple[int, ...], Any]:
     """A leaf's static form: its shape and dtype (a Python number's as JAX would hold it)."""
     return jnp.shape(leaf), jnp.result_type(leaf)
 
 
 def _mismatch(
-    before: Any, after: Any, *, dtypes: bool = True
+    before: Any, after: Any, *, dtypes: bool = True, settled: tuple[int, ...] | None = None
 ) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | None:
     """The first leaf whose form differs between two pytrees of one structure, or None.
 
     Args:
         before: the reference pytree.
-        after: a pytree of the same structure.
+        after: a pytree of the same structure (with ``settled``: None leaves of ``before``
+            count as leaves, and may hold anything in ``after``).
         dtypes: compare dtypes as well as shapes.
+        settled: None, or a shape any leaf may take whatever it was (a value set into it).
 
     Returns:
         ``(path, was, got)``: the leaf's path (``jax.tree_util.keystr``) and its two forms
         (shape, and dtype when ``dtypes``), or None where every leaf has the same form.
     """
-    paths = jax.tree_util.tree_flatten_with_path(before)[0]
-    for (path, old), new in zip(paths, jax.tree.leaves(after), strict=True):
+    is_leaf = None if settled is None else (lambda leaf: leaf is None)
+    paths = jax.tree_util.tree_flatten_with_path(before, is_leaf=is_leaf)[0]
+    for (path, old), new in zip(paths, jax.tree.leaves(after, is_leaf=is_leaf), strict=True):
+        if settled is not None and (old is None or jnp.shape(new) == settled):
+            continue
         was, got = _form(old)[: 1 + dtypes], _form(new)[: 1 + dtypes]
         if was != got:
             return jax.tree_util.keystr(path), was, got
@@ -533,6 +546,7 @@ def check_same_form(
     kind: str = "parameters",
     root: str = "params",
     dtypes: bool = True,
+    settled: tuple[int, ...] | None = None,
 ) -> None:
     """Refuse a function's result whose form (pytree, leaf shapes and dtypes) is not its input's.
 
@@ -550,18 +564,22 @@ def check_same_form(
         kind: what ``before`` is, in words.
         root: the name the message prints before a leaf's path.
         dtypes: compare dtypes as well as shapes.
+        settled: None, or the shape of a value the function set (``temperature.set``): a leaf
+            given as None, or of another shape, may come back in it.
 
     Raises:
         ValueError: naming the variant, the function, and the structure or first leaf that
             changed.
     """
-    expected, got = jax.tree.structure(before), jax.tree.structure(after)
+    is_leaf = None if settled is None else (lambda leaf: leaf is None)
+    expected = jax.tree.structure(before, is_leaf=is_leaf)
+    got = jax.tree.structure(after, is_leaf=is_leaf)
     if expected != got:
         raise ValueError(
             f"the {function} of variant {variant.name!r} must return its {kind} in the form it "
             f"was given ({expected}); it returned {got}."
         )
-    bad = _mismatch(before, after, dtypes=dtypes)
+    bad = _mismatch(before, after, dtypes=dtypes, settled=settled)
     if bad is not None:
         path, was, now = bad
         what = "shape and dtype" if dtypes else "shape"
@@ -667,6 +685,8 @@ def check_stats(variant: Variant, stats: Stats, k: int, dtype: Any) -> None:
             )
     for path, leaf in jax.tree_util.tree_flatten_with_path(stats)[0]:
         got = jnp.result_type(leaf)
+        if _weak(leaf):  # a Python number: JAX casts it to the data's dtype
+            continue
         if jnp.issubdtype(got, jnp.floating) and got != jnp.dtype(dtype):
             raise ValueError(
                 f"the sufficient statistics of variant {variant.name!r} (sufficient_stats; a "
@@ -760,13 +780,16 @@ def checked_m_step(variant: Variant, params: Params, stats: Stats) -> Params:
 
 
 def checked_validate(variant: Variant, X: Any, params: Params) -> Params:
-    """``variant.validate(X, params)`` (eager), refused unless it returns the parameters' pytree.
+    """``variant.validate(X, params)`` (eager), refused where it does not return parameters.
 
-    A ``validate`` that only checks (and returns None), or returns a plain tuple of the fields,
-    would otherwise fail in a later function with "'NoneType' object has no attribute ...".
+    A ``validate`` that only checks (and returns None), or returns a plain tuple of a
+    NamedTuple's fields, would otherwise fail in a later function with "'NoneType' object has
+    no attribute ...". Any other change of form is the validate's to make: filling a field given
+    as None, or turning a plain tuple into the variant's NamedTuple. A variant without
+    ``validate`` gets its parameters back as given.
 
     Args:
-        variant: the mixture variant (with ``validate``).
+        variant: the mixture variant.
         X: the data, or a ``jax.ShapeDtypeStruct`` of them.
         params: the given parameters.
 
@@ -774,14 +797,16 @@ def checked_validate(variant: Variant, X: Any, params: Params) -> Params:
         The validated parameters.
 
     Raises:
-        ValueError: naming the variant, the structure given and the one returned.
+        ValueError: naming the variant, the type given and the value returned.
     """
+    if variant.validate is None:
+        return params
     checked = variant.validate(X, params)
-    expected, got = jax.tree.structure(params), jax.tree.structure(checked)
-    if checked is None or expected != got:
+    named = hasattr(params, "_fields")  # a NamedTuple: its functions read the fields by name
+    if checked is None or (named and not isinstance(checked, type(params))):
         raise ValueError(
-            f"the validate of variant {variant.name!r} must return the checked parameters in "
-            f"the form it was given ({expected}); it returned {got}."
+            f"the validate of variant {variant.name!r} must return the checked parameters (a "
+            f"{type(params).__name__}, as it was given); it returned {type(checked).__name__}."
         )
     return checked
 

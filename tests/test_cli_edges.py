@@ -230,7 +230,7 @@ def test_a_noted_run_is_reused_only_when_it_is_what_would_run_now(tmp_path, monk
         assert verdict == (None, hash_differs)
     assert experiments.reusable_run(spec, config, tmp_path, "no-such-run", quick=True) is None
     missing = experiments.reuse_verdict(spec, config, tmp_path, "no-such-run", quick=True)
-    assert missing.reason.startswith("is not in the results index")
+    assert missing.reason.startswith("is not a finished run of this format (no finished run")
     other = experiments.reuse_verdict(specs["updates"], config, tmp_path, run.run_id, quick=True)
     assert other.reason == "is a run of 'loglik', not of 'updates'"
     monkeypatch.setattr(experiments._runner, "_device", lambda: {"platform": "elsewhere"})

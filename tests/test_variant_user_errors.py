@@ -235,7 +235,7 @@ VALIDATING = {
 def test_a_validate_that_does_not_return_the_parameters_is_named(mistake, path):
     # before: "'NoneType' object has no attribute 'means'" (or 'tuple'), from the first
     # function that read them
-    message = r"the validate of variant 'mine' must return the checked parameters in the form"
+    message = r"the validate of variant .mine. must return the checked parameters \(a _Params"
     with pytest.raises(ValueError, match=message):
         VALIDATING[path](_mine(validate=VALIDATES[mistake]))
 
@@ -258,3 +258,48 @@ def test_an_init_of_the_wrong_width_is_named_by_restarts_and_the_estimator():
         gl.restarts(jax.random.key(0), X, 2, variant=wide, n_init=2, max_iter=5)
     with pytest.raises(ValueError, match=message):
         VariantMixture(wide, 2, max_iter=5).fit(X)
+
+
+# What the checks must not refuse (a review found each refused after 03b1b0b): read directly,
+# so that nothing compiles.
+
+
+class _Optional(NamedTuple):
+    means: jax.Array
+    weights: Any = None  # filled by validate
+    beta: Any = 1.0
+
+
+def test_a_validate_may_fill_a_field_or_name_a_tuple():
+    from gmmlimit._variant import checked_validate
+
+    def fill(X: Any, p: Any) -> _Optional:
+        weights = jnp.full(2, 0.5) if p.weights is None else p.weights
+        return _Optional(jnp.asarray(p.means), weights, jnp.asarray(p.beta, X.dtype))
+
+    variant = _mine(validate=fill)
+    filled = checked_validate(variant, X, _Optional(X[[0, 15]]))
+    assert filled.weights.shape == (2,)
+    as_tuple = _mine(validate=lambda X, p: _Optional(*p))  # a plain tuple made a NamedTuple
+    assert isinstance(checked_validate(as_tuple, X, (X[[0, 15]], None, 1.0)), _Optional)
+    bare = GOOD._replace(validate=None)
+    assert checked_validate(bare, X, START) is START  # no validate: the parameters as given
+
+
+@pytest.mark.parametrize("given", [None, np.ones(1)])
+def test_a_temperature_given_as_none_or_of_another_shape_is_set(given):
+    # anneal_variant sets each stage's temperature into the given parameters before validate
+    from gmmlimit._variant import with_temperature
+
+    start = gv.DiagParams(X[[0, 15]], np.ones((2, 2)), np.full(2, 0.5), given, 1e-6)
+    assert jnp.shape(with_temperature(gv.diag, start, 2.0).beta) == ()
+
+
+def test_statistics_may_hold_python_numbers():
+    # a Python float in the statistics of float32 data is cast by JAX (x64 on, as in conftest)
+    from gmmlimit._variant import check_stats
+
+    X32 = X.astype(np.float32)
+    estep = GOOD.e_step(_validate(X32, START), X32)
+    stats = GOOD.sufficient_stats(X32, np.ones(20, np.float32), estep)._replace(distortion=0.0)
+    check_stats(GOOD, stats, 2, np.float32)
