@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._api import check_init_components, scaled_temperature
+from ._api import check_init_components, init_means, scaled_temperature
 from ._distance import within_distance
 from ._driver import (
     e_pass,
@@ -569,7 +569,7 @@ def anneal_variant(
         data_map = variant_fit_map(variant, X)
         Xs = data_map.data(X)
         drawn = variant.init(key, Xs, k)
-        check_init_components(variant, None, np.shape(variant.means(drawn)), k)
+        check_init_components(variant, None, np.shape(init_means(variant, None, drawn)), k)
         # every stage's parameters are valid for the variant (eager, before any compiled code)
         checked = [
             checked_validate(

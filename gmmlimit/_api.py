@@ -649,17 +649,42 @@ def init_shapes(
     """The shapes of ``init(key, X, k)`` (``jax.eval_shape``: traced, nothing run or compiled).
 
     Raises:
-        ValueError: if the parameters ``init`` returns hold a number of components other than
-            ``k`` (:func:`check_init_components`).
+        ValueError: if the parameters ``init`` returns are not ones the variant reads
+            (:func:`init_means`), or hold a number of components other than ``k``
+            (:func:`check_init_components`).
     """
 
     def draw(kk: jax.Array, x: jax.Array) -> tuple[Params, jax.Array]:
         params = init(kk, x, k)
-        return params, variant.means(params)
+        return params, init_means(variant, init, params)
 
     shapes, means = jax.eval_shape(draw, key, X)
     check_init_components(variant, init, means.shape, k)
     return shapes
+
+
+def _init_name(variant: Variant, init: Callable[..., Params] | None) -> str:
+    """How messages name an init: ``init`` for the variant's own, else the callable's name."""
+    return "init" if init is None or init is variant.init else getattr(init, "__name__", "init")
+
+
+def init_means(variant: Variant, init: Callable[..., Params] | None, params: Params) -> Any:
+    """``variant.means`` of parameters an init drew, refused where the variant cannot read them.
+
+    An ``init`` that returns a plain tuple of the fields (or anything but the variant's
+    parameters) made ``variant.means`` fail with "'tuple' object has no attribute 'means'".
+
+    Raises:
+        ValueError: naming the init, the type it returned and the error reading it.
+    """
+    try:
+        return variant.means(params)
+    except (AttributeError, TypeError, IndexError, KeyError) as err:
+        raise ValueError(
+            f"variant {variant.name!r}: {_init_name(variant, init)}(key, X, k) returned a "
+            f"{type(params).__name__} whose means the variant cannot read ({err}); init must "
+            "return the variant's parameters."
+        ) from err
 
 
 def check_init_components(
@@ -682,7 +707,7 @@ def check_init_components(
     got = means_shape[0] if len(means_shape) == 2 else None
     if got == k:
         return
-    name = "init" if init is None or init is variant.init else getattr(init, "__name__", "init")
+    name = _init_name(variant, init)
     found = f"{got} components" if got is not None else "no (K, D) means"
     raise ValueError(
         f"variant {variant.name!r}: {name}(key, X, k) returned {found} for k={k}; init must "

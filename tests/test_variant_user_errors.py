@@ -260,6 +260,20 @@ def test_an_init_of_the_wrong_width_is_named_by_restarts_and_the_estimator():
         VariantMixture(wide, 2, max_iter=5).fit(X)
 
 
+@pytest.mark.parametrize("path", ["restarts", "estimator", "anneal"])
+def test_an_init_that_returns_a_tuple_is_named(path):
+    # before: "'tuple' object has no attribute 'means'" from the variant's means
+    as_tuple = _mine(init=lambda key, X, k: tuple(_init(key, X, k)))
+    message = r"variant 'mine': init\(key, X, k\) returned a tuple whose means the variant cannot"
+    run = {
+        "restarts": lambda: gl.restarts(jax.random.key(0), X, 2, variant=as_tuple, n_init=2),
+        "estimator": lambda: VariantMixture(as_tuple, 2, max_iter=5).fit(X),
+        "anneal": lambda: gl.study.anneal_variant(as_tuple, X, [1.0], key=jax.random.key(0), k=2),
+    }
+    with pytest.raises(ValueError, match=message):
+        run[path]()
+
+
 # What the checks must not refuse (a review found each refused after 03b1b0b): read directly,
 # so that nothing compiles.
 
