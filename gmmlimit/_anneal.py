@@ -57,7 +57,7 @@ from ._variant import (
     Variant,
     check_temperature,
     check_variant,
-    checked_validate,
+    validated_at,
     with_temperature,
 )
 from ._variant_scale import variant_fit_map, variant_params, variant_result
@@ -571,25 +571,15 @@ def anneal_variant(
         drawn = variant.init(key, Xs, k)
         check_init_components(variant, None, np.shape(init_means(variant, None, drawn)), k)
         # every stage's parameters are valid for the variant (eager, before any compiled code)
-        checked = [
-            checked_validate(
-                variant,
-                Xs,
-                with_temperature(
-                    variant,
-                    drawn,
-                    scaled_temperature(variant, drawn, t, data_map.exponent, X.dtype),
-                ),
-            )
-            for t in stages
+        temperatures = [
+            scaled_temperature(variant, drawn, t, data_map.exponent, X.dtype) for t in stages
         ]
+        checked = [validated_at(variant, Xs, drawn, t) for t in temperatures]
         scaled_start = checked[0]
     elif key is not None or k is not None:
         raise ValueError("pass either init_params or (key, k), not both.")
     else:
-        checked = [
-            checked_validate(variant, X, with_temperature(variant, init_params, t)) for t in stages
-        ]
+        checked = [validated_at(variant, X, init_params, t) for t in stages]
         # Data past the scale window: every stage is fit on X / 2^e, its temperature set in the
         # data's units, and mapped back (_variant_scale).
         data_map = variant_fit_map(variant, X, variant.means(checked[0]))

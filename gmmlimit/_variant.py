@@ -53,6 +53,7 @@ __all__ = [
     "invariant_scaling",
     "temperature_field",
     "translate_field",
+    "validated_at",
     "with_engine",
     "with_temperature",
 ]
@@ -809,6 +810,14 @@ def checked_validate(variant: Variant, X: Any, params: Params) -> Params:
             f"{type(params).__name__}, as it was given); it returned {type(checked).__name__}."
         )
     return checked
+
+
+def validated_at(variant: Variant, X: Any, params: Params, temperature: Any) -> Params:
+    """``params`` at ``temperature``, validated for ``X``: a stage of a schedule, a sweep's point.
+
+    :func:`with_temperature`, then :func:`checked_validate` (eager, before any compiled code).
+    """
+    return checked_validate(variant, X, with_temperature(variant, params, temperature))
 
 
 def check_variant(variant: Any, *, needs: tuple[str, ...] = ()) -> Variant:

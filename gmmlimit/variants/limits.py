@@ -42,6 +42,7 @@ from .._variant import (
     check_temperature,
     check_variant,
     checked_validate,
+    validated_at,
     with_temperature,
 )
 from .._variant_scale import (
@@ -271,7 +272,7 @@ def limit_sweep(
             check_temperature(variant, float(t), X.dtype)
         except ValueError as error:
             raise ValueError(f"temperatures[{i}]: {error}") from None
-    points = [checked_validate(variant, X, with_temperature(variant, params, t)) for t in grid]
+    points = [validated_at(variant, X, params, t) for t in grid]
     max_iter = check_max_iter(max_iter)
     tol = check_tol(tol)
     # A loop of calls to the compiled fit and diagnostics: the temperature is a traced leaf, so
