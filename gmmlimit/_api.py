@@ -62,7 +62,14 @@ from ._variant import (
     checked_validate,
     with_temperature,
 )
-from ._variant_scale import NO_MAP, variant_fit_map, variant_params, variant_result
+from ._variant_scale import (
+    NO_MAP,
+    is_scaled,
+    scaling_law,
+    variant_fit_map,
+    variant_params,
+    variant_result,
+)
 from .variants._isotropic import (
     IsotropicParams,
     assign,
@@ -625,7 +632,7 @@ def restarts(
         Xs = data_map.data(X)
         draw = init or chosen.init
         drawn = init_shapes(chosen, draw, keys[0], Xs, k)  # traced only: k checked, nothing run
-        if temperature is not None and data_map.exponent:
+        if temperature is not None and is_scaled(data_map.exponent):
             probe = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), drawn)
             temperature = scaled_temperature(chosen, probe, temperature, data_map.exponent, X.dtype)
         starts = _starts(chosen, draw, keys, Xs, k, temperature)
@@ -716,7 +723,7 @@ def check_init_components(
 
 
 def scaled_temperature(
-    variant: Variant, params: Params, temperature: Any, exponent: int, dtype: Any
+    variant: Variant, params: Params, temperature: Any, exponent: int | jax.Array, dtype: Any
 ) -> Any:
     """A temperature given in the data's units as the temperature of the problem X / 2^exponent.
 
@@ -728,7 +735,7 @@ def scaled_temperature(
         variant: a model with a ``temperature`` and a ``scaling``.
         params: parameters of the variant's structure (e.g. zeros of ``init``'s shapes).
         temperature: the value in the data's units, already checked as a temperature of dtype.
-        exponent: the data's exponent e (0: the value as given).
+        exponent: the data's exponent e (0: the value as given; traced for traced data).
         dtype: the data's dtype.
 
     Returns:
@@ -738,11 +745,11 @@ def scaled_temperature(
         ValueError: if a concrete finite temperature other than 0 overflows or falls below the
             smallest normal number once scaled: the dtype cannot hold it relative to the data.
     """
-    if not exponent:
+    if not is_scaled(exponent):
         return temperature
     value = jnp.asarray(temperature, dtype)
     probe = with_temperature(variant, params, value)
-    scaled = variant.temperature.get(variant.scaling.params(probe, exponent))
+    scaled = variant.temperature.get(scaling_law(variant, "params", probe, exponent))
     scaled = jnp.asarray(scaled, dtype)
     if is_traced(value) or is_traced(scaled):
         return scaled

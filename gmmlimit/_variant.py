@@ -51,6 +51,7 @@ __all__ = [
     "check_variant",
     "density_scaling",
     "invariant_scaling",
+    "log2_shift",
     "temperature_field",
     "translate_field",
     "validated_at",
@@ -122,6 +123,8 @@ class Scaling(NamedTuple):
     Attributes:
         params: ``(params, e) -> params``, the parameters of the problem X / 2^e (``e`` may be
             negative: mapping back is ``params(p, -e)``); traceable, exact (``jnp.ldexp``).
+            ``e`` is a Python int for concrete data and a traced () int32 for data under
+            ``jit`` or ``vmap`` (every law takes it so).
         objective: ``(value, params, total_weight, d, e) -> value``, the objective (or -J at the
             hard limit) of the original problem from the one computed on X / 2^e; ``params``
             are the original problem's, ``total_weight`` the sum of the weights, ``d`` = D.
@@ -159,6 +162,16 @@ def scale_fields(params: Params, e: int, powers: dict[str, int]) -> Params:
     )
 
 
+def log2_shift(total_weight: Any, d: int, e: int | jax.Array, dtype: Any) -> jax.Array:
+    """W D e ln 2 in ``dtype``: the shift of -ln p of a density on R^D under x -> x / 2^e.
+
+    Computed in ``dtype`` from D e (exact) and ln 2, so a concrete and a traced exponent
+    (data under ``jit`` or ``vmap``) give the same bits.
+    """
+    per_row = jnp.asarray(d * e, dtype) * jnp.asarray(math.log(2.0), dtype)
+    return jnp.asarray(total_weight, dtype) * per_row
+
+
 def density_scaling(location: str | None = None, **powers: int) -> Scaling:
     """The :class:`Scaling` of a density on R^D whose parameters carry the data's units.
 
@@ -189,14 +202,11 @@ def density_scaling(location: str | None = None, **powers: int) -> Scaling:
     def params(p: Params, e: int) -> Params:
         return scale_fields(p, e, powers)
 
-    def shift(total_weight: jax.Array, d: int, e: int, dtype: Any) -> jax.Array:
-        return jnp.asarray(total_weight, dtype) * jnp.asarray(d * e * math.log(2.0), dtype)
-
     def objective(value: jax.Array, p: Params, total_weight: jax.Array, d: int, e: int) -> Any:
-        return value - shift(total_weight, d, e, value.dtype)
+        return value - log2_shift(total_weight, d, e, value.dtype)
 
     def distortion(value: jax.Array, p: Params, total_weight: jax.Array, d: int, e: int) -> Any:
-        return value + shift(total_weight, d, e, value.dtype)
+        return value + log2_shift(total_weight, d, e, value.dtype)
 
     if location is not None and not isinstance(location, str):
         raise ValueError(f"location must name the location field; got {location!r}.")

@@ -25,12 +25,16 @@ from ._validation import (
     is_traced,
     largest_magnitude,
     window_exponent,
+    window_exponents,
 )
 from ._variant import Params, Variant
 
 __all__ = [
     "NO_MAP",
     "DataMap",
+    "is_scaled",
+    "scaling_law",
+    "traced_variant_exponent",
     "variant_exponent",
     "variant_fit_map",
     "variant_objective",
@@ -50,19 +54,19 @@ class DataMap(NamedTuple):
     (:func:`variant_result`).
 
     Attributes:
-        exponent: e, the power of two the data are divided by (0: none).
+        exponent: e, the power of two the data are divided by (0: none); for traced data a
+            traced () int32, known only on the device (:func:`variant_fit_map`).
         offset: None, or the (D,) offset the data are translated by, in their dtype (only
-            for a variant whose ``scaling`` declares ``translate``); traced for traced data
-            (:func:`variant_fit_map`).
+            for a variant whose ``scaling`` declares ``translate``); traced for traced data.
     """
 
-    exponent: int = 0
-    offset: np.ndarray | None = None
+    exponent: int | jax.Array = 0
+    offset: np.ndarray | jax.Array | None = None
 
     @property
     def identity(self) -> bool:
-        """Whether the data are computed as given."""
-        return self.exponent == 0 and self.offset is None
+        """Whether the data are computed as given (never so for traced data)."""
+        return not is_scaled(self.exponent) and self.offset is None
 
     def data(self, X: Any) -> Any:
         """(N, D) data (or (K, D) locations) as the fit computes them."""
@@ -79,17 +83,21 @@ def variant_fit_map(variant: Variant, X: jax.Array, *locations: jax.Array) -> Da
     A variant whose ``scaling`` declares ``translate`` is translated by the data's exact
     offset (:func:`gmmlimit._offset.offset_of`); the exponent is then that of
     :func:`variant_exponent` for the largest magnitude of the translated data and locations.
-    Traced data (a ``vmap`` over data sets, a ``jit`` of a function of the data) are translated
-    by the same offset computed on the device (:func:`gmmlimit._offset.traced_offset`, the same
-    bits), and not rescaled: their exponent is 0 (the scaling's laws take a Python integer).
-    Traced locations (a sweep under ``vmap``) are skipped, the exponent read from the data alone.
+    Traced data (a ``vmap`` over data sets, a ``jit`` of a function of the data) get the same
+    map computed on the device: the offset of :func:`gmmlimit._offset.traced_offset` (the same
+    bits) and a traced exponent (:func:`traced_variant_exponent`, of the translated data and
+    every location), which the scaling's laws then take in place of a Python integer. Traced
+    locations of concrete data (a sweep under ``vmap``) are skipped, the exponent read from the
+    data alone.
     """
     if variant.scaling is None:
         return NO_MAP
+    translates = variant.scaling.translate is not None
     if is_traced(X):
-        translates = variant.scaling.translate is not None
-        return DataMap(0, traced_offset(X)) if translates else NO_MAP
-    offset = offset_of(X) if variant.scaling.translate is not None else None
+        offset = traced_offset(X) if translates else None
+        moved = [translate(a, offset) for a in (X, *locations)]
+        return DataMap(traced_variant_exponent(moved, X.dtype), offset)
+    offset = offset_of(X) if translates else None
     arrays = [translate(a, offset) for a in (X, *locations) if not is_traced(a) and a.size]
     largest = max(largest_magnitude(a) for a in arrays)
     return DataMap(variant_exponent(variant, largest, X.dtype), offset)
@@ -150,9 +158,35 @@ def variant_exponent(variant: Variant, largest: float, dtype: Any) -> int:
     """
     if variant.scaling is None or not largest > 0:
         return 0
-    exponent = window_exponent(largest, dtype)
-    window = SCALE_WINDOW[jnp.dtype(dtype)]
-    return exponent - window if exponent > 0 else exponent + window if exponent < 0 else 0
+    return int(_to_window_edge(window_exponent(largest, dtype), dtype, np))
+
+
+def traced_variant_exponent(arrays: list[jax.Array], dtype: Any) -> jax.Array:
+    """:func:`variant_exponent` of traced arrays (inside ``jit`` or ``vmap``), on the device.
+
+    Args:
+        arrays: (N, D) translated data and (K, D) locations, traced or not, of ``dtype``.
+        dtype: the data's dtype.
+
+    Returns:
+        () int32 exponent e, the value :func:`variant_exponent` gives the same arrays
+        concretely (for a largest magnitude in the dtype's normal range).
+    """
+    largest = jnp.max(jnp.stack([jnp.max(jnp.abs(a)).astype(dtype) for a in arrays if a.size]))
+    return _to_window_edge(window_exponents(largest, dtype, jnp).astype(jnp.int32), dtype, jnp)
+
+
+def _to_window_edge(exponent: Any, dtype: Any, xp: Any) -> Any:
+    """The shift that brings a magnitude to the window's nearer edge (e - W, e + W, or 0).
+
+    ``exponent``: the magnitude's binary exponent past the window, or 0 within it.
+    """
+    return exponent - xp.sign(exponent) * SCALE_WINDOW[jnp.dtype(dtype)]
+
+
+def is_scaled(exponent: int | jax.Array) -> bool:
+    """Whether a map's exponent may divide the data (a traced one always may)."""
+    return is_traced(exponent) or exponent != 0
 
 
 def variant_params(variant: Variant, params: Params, data_map: DataMap) -> Params:
@@ -174,9 +208,9 @@ def variant_params(variant: Variant, params: Params, data_map: DataMap) -> Param
     if data_map.offset is not None:
         params = variant.scaling.translate(params, data_map.offset)
     exponent = data_map.exponent
-    if not exponent:
+    if not is_scaled(exponent):
         return params
-    scaled = variant.scaling.params(params, exponent)
+    scaled = scaling_law(variant, "params", params, exponent)
     _check_held(params, scaled, exponent, "given")
     return scaled
 
@@ -262,9 +296,26 @@ def variant_objective(
     Returns:
         The value of the original problem, in ``value``'s dtype.
     """
-    mapped = getattr(variant.scaling, law)
     d = variant.means(params).shape[-1]
-    return mapped(value, params, total_weight, d, exponent).astype(value.dtype)
+    return scaling_law(variant, law, value, params, total_weight, d, exponent).astype(value.dtype)
+
+
+def scaling_law(variant: Variant, law: str, *args: Any) -> Any:
+    """``variant.scaling.<law>(*args)``, naming a law that cannot take a traced exponent.
+
+    Raises:
+        ValueError: if the law fails on a traced exponent (a ``math`` function of it, a Python
+            ``if`` on it): data under ``jit`` or ``vmap`` are mapped on the device.
+    """
+    try:
+        return getattr(variant.scaling, law)(*args)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError) as error:
+        raise ValueError(
+            f"{variant.name}'s scaling.{law} cannot take a traced exponent: data under jit or "
+            "vmap are rescaled on the device, so the laws get e as a traced int32 (write them "
+            f"with jax.numpy, e.g. jnp.ldexp, as density_scaling does): "
+            f"{str(error).splitlines()[0]}"
+        ) from None
 
 
 def variant_result(
@@ -294,10 +345,10 @@ def variant_result(
     if data_map.identity:
         return result
     exponent = data_map.exponent
-    if not exponent:
+    if not is_scaled(exponent):
         params = variant.scaling.translate(result.params, -data_map.offset)
         return result._replace(means=variant.means(params), params=params)
-    params = variant.scaling.params(result.params, -exponent)
+    params = scaling_law(variant, "params", result.params, -exponent)
     _check_held(result.params, params, -exponent, "fitted")
     if data_map.offset is not None:
         params = variant.scaling.translate(params, -data_map.offset)

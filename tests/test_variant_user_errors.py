@@ -317,3 +317,25 @@ def test_statistics_may_hold_python_numbers():
     estep = GOOD.e_step(_validate(X32, START), X32)
     stats = GOOD.sufficient_stats(X32, np.ones(20, np.float32), estep)._replace(distortion=0.0)
     check_stats(GOOD, stats, 2, np.float32)
+
+
+def test_a_scaling_law_that_cannot_take_a_traced_exponent_is_named():
+    # data under vmap are rescaled on the device: the laws get e as a traced int32
+    law = gv.density_scaling(location="means", means=1)
+
+    def params(p: _Params, e: int) -> _Params:
+        return p if e == 0 else law.params(p, e)  # a Python if on e
+
+    variant = gv.tempered_variant(
+        "mine",
+        divergence=_divergence,
+        moments=_moments,
+        m_step=_m_step,
+        means=lambda p: p.means,
+        validate=_validate,
+        init=_init,
+        scaling=law._replace(params=params),
+    )
+    message = r"mine's scaling\.params cannot take a traced exponent.*jnp\.ldexp"
+    with pytest.raises(ValueError, match=message):
+        jax.vmap(lambda x: gl.fit(variant, x, START, max_iter=2))(np.stack([X, X]))

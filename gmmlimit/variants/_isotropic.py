@@ -31,6 +31,7 @@ from .._variant import (
     Scaling,
     Temperature,
     Variant,
+    log2_shift,
     scale_fields,
     temperature_field,
     translate_field,
@@ -261,7 +262,7 @@ def _scaled_objective(
     value: jax.Array, params: IsotropicParams, total_weight: jax.Array, d: int, e: int
 ) -> jax.Array:
     """The log-likelihood l' - W D e ln 2 (sigma2 > 0); -J = 4^e (-J') at sigma2 = 0."""
-    shift = jnp.asarray(total_weight, value.dtype) * jnp.asarray(d * e * math.log(2.0), value.dtype)
+    shift = log2_shift(total_weight, d, e, value.dtype)
     return jnp.where(is_soft(params.sigma2), value - shift, jnp.ldexp(value, 2 * e))
 
 

@@ -47,6 +47,7 @@ from .._variant import (
 )
 from .._variant_scale import (
     DataMap,
+    is_scaled,
     variant_fit_map,
     variant_objective,
     variant_params,
@@ -159,7 +160,7 @@ def _diagnose_at_scale(
         return _diagnose(variant, X, w, params)
     scaled = _diagnose(variant, data_map.data(X), w, variant_params(variant, params, data_map))
     exponent = data_map.exponent
-    if not exponent:  # a translation alone changes no objective and no gap
+    if not is_scaled(exponent):  # a translation alone changes no objective and no gap
         return scaled
     total = jnp.sum(w)
 
