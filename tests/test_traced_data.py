@@ -163,7 +163,7 @@ def test_restarts_of_traced_data_keep_the_best_of_the_same_fits(name):
             )
 
 
-@pytest.mark.parametrize("name", ["gps", "island"])
+@pytest.mark.parametrize("name", ["gps", "island", "huge", "tiny"])
 def test_a_vmap_of_a_variants_fit_translates_each_data_set_as_its_own_fit(name):
     # before: a variant's generic fit computed traced data as given, and gl.fit(gv.isotropic)
     # of float32 GPS data sets under vmap gave each set's own fit's labels for 29 % and 49 % of
@@ -193,6 +193,29 @@ def test_a_vmap_of_a_variants_fit_translates_each_data_set_as_its_own_fit(name):
     for lane in range(SETS):
         for got, want in zip(batched, tools(X[lane], m0[lane]), strict=True):
             np.testing.assert_array_equal(np.asarray(got)[lane], np.asarray(want))
+
+
+@pytest.mark.parametrize("name", ["gps", "island", "far"])
+def test_a_vmap_of_dpmeans_maps_each_data_set_as_its_own_fit(name):
+    # before: dpmeans computed traced data as given, and each case here put 88 to 95 of the 120
+    # rows of a lane in another cluster than its own fit (at 2^62 a lane's rows in one cluster:
+    # float32 squared norms past 2^128, where lambda = 2 spread^2 is still held)
+    spread = {"gps": 0.01, "island": 1.0, "far": 2.0**62}[name]
+    far = {"far": lambda rows: rows * 2.0**62}
+    X = {**DATA, **far}[name](_blobs(3)).astype(np.float32)
+    lam = np.float32(2.0 * spread**2)
+
+    def one(x: jax.Array) -> gl.variants.DPMeansResult:
+        return gl.variants.dpmeans(x, lam, max_clusters=8, max_iter=ITERS)
+
+    batched = jax.vmap(one)(jnp.asarray(X))
+    for lane in range(SETS):
+        own = one(X[lane])
+        for field in ("labels", "n_clusters", "n_iter", "means", "objective"):
+            np.testing.assert_array_equal(
+                np.asarray(getattr(batched, field))[lane], np.asarray(getattr(own, field)), field
+            )
+    assert 1 < int(own.n_clusters) < 8
 
 
 def test_a_variants_restarts_run_inside_jit():

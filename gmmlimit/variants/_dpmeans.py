@@ -42,7 +42,7 @@ from jax import lax
 
 from .._driver import e_pass, history_length, make_blocks, trim_history
 from .._logdomain import pairwise_sq_dists_partial, shifted_softmax
-from .._offset import offset_of, translate
+from .._offset import offset_of, traced_offset, translate
 from .._validation import (
     as_data,
     check_k,
@@ -53,6 +53,7 @@ from .._validation import (
     is_traced,
     relative_weights,
     scale_exponent,
+    traced_exponent,
     with_float64_scope,
 )
 from .._variant import EStepBlock, Variant
@@ -171,12 +172,18 @@ class _Map(NamedTuple):
     """How the computed problem maps to the data's: rows (X - offset) / 2^data, weights / 2^weight.
 
     Squared distances and weighted sums of them are 4^data 2^weight times those computed
-    (exact powers of two), and lambda is divided by the same factor.
+    (exact powers of two), and lambda is divided by the same factor. For traced data (a
+    ``vmap`` over data sets) the offset and ``data`` are computed on the device (:func:`_map_of`).
     """
 
     offset: Any
-    data: int
+    data: int | jax.Array
     weight: int
+
+    @property
+    def scaled(self) -> bool:
+        """Whether distances may be computed smaller (a traced exponent always may)."""
+        return is_traced(self.data) or self.distortion_exponent != 0
 
     @property
     def distortion_exponent(self) -> int:
@@ -194,10 +201,10 @@ class _Map(NamedTuple):
         way, and J + lambda K is formed from the given lambda.
         """
         exponent = self.distortion_exponent
-        if not exponent:
+        if not self.scaled:
             return lam
         dtype = lam.dtype
-        if not is_traced(lam):
+        if not is_traced(lam) and not is_traced(exponent):
             value = float(np.asarray(lam))
             if np.ldexp(value, -exponent) < np.finfo(dtype).tiny:
                 raise ValueError(
@@ -211,8 +218,24 @@ class _Map(NamedTuple):
     def objective(self, distortion: jax.Array, counts: jax.Array, lam: jax.Array) -> jax.Array:
         """J + lambda K in the data's units from the computed J and K."""
         exponent = self.distortion_exponent
-        J = jnp.ldexp(distortion, exponent) if exponent else distortion
+        J = jnp.ldexp(distortion, exponent) if self.scaled else distortion
         return J + lam * counts.astype(distortion.dtype)
+
+
+def _map_of(X: jax.Array, weight_exponent: int, *locations: jax.Array) -> _Map:
+    """The :class:`_Map` of (N, D) data and (K, D) locations.
+
+    The offset of the data and the exponent of the translated data and locations: for traced
+    data both computed on the device, from every location; for concrete data from the concrete
+    locations (a traced one, a sweep's, is skipped).
+    """
+    if is_traced(X):
+        offset = traced_offset(X)
+        moved = [translate(a, offset) for a in (X, *locations)]
+        return _Map(offset, traced_exponent(*moved), weight_exponent)
+    offset = offset_of(X)
+    moved = [translate(a, offset) for a in (X, *locations)]
+    return _Map(offset, scale_exponent(*moved), weight_exponent)
 
 
 @partial(jax.jit, static_argnames=("history", "block_size"))
@@ -328,11 +351,9 @@ def dpmeans(
     # Far rows are fit less an exact offset (the expanded distances would cancel), and rows or
     # weights past the dtype's window by exact powers of two; data needing neither keep their
     # own array, so they run exactly as before.
-    offset = offset_of(X)
-    given = () if init_means is None else (translate(init_means, offset),)
-    moved = translate(X, offset)
-    data_map = _Map(offset, scale_exponent(moved, *given), weight_exponent)
-    X = exact_ldexp(moved, -data_map.data)
+    data_map = _map_of(X, weight_exponent, *(() if init_means is None else (init_means,)))
+    offset = data_map.offset
+    X = data_map.rows(X)
     if init_means is None:
         start = (jnp.matmul(w, X, precision=jax.lax.Precision.HIGHEST) / jnp.sum(w))[None, :]
     else:
@@ -347,7 +368,7 @@ def dpmeans(
         X, w, params, max_iter, history=history_length(max_iter), block_size=block_size
     )
     means = run.means
-    if offset is not None or data_map.data:
+    if offset is not None or is_traced(data_map.data) or data_map.data:
         # inactive slots hold stale values; only the active ones move back
         fitted = exact_ldexp(means, data_map.data)
         if offset is not None:
@@ -386,10 +407,7 @@ def dpmeans_objective(X: Any, means: Any, lam: Any, *, weights: Any = None) -> j
     w, weight_exponent = relative_weights(weights, X.shape[0], X.dtype)
     # J + lambda K is translation-invariant: far rows are scored less their exact offset, and
     # rows or weights past the dtype's window by exact powers of two (J mapped back).
-    offset = offset_of(X)
-    data_map = _Map(
-        offset, scale_exponent(translate(X, offset), translate(means, offset)), weight_exponent
-    )
+    data_map = _map_of(X, weight_exponent, means)
     distortion = _distortion(data_map.rows(X), w, data_map.rows(means))
     return data_map.objective(distortion, jnp.asarray(means.shape[0]), lam)
 
