@@ -343,7 +343,11 @@ def translate(X: Any, offset: Any) -> Any:
         return X
     traced = is_traced(X) or is_traced(offset)
     if traced or (isinstance(X, jax.Array) and len(X.sharding.device_set) > 1):
-        return X - jnp.asarray(offset, X.dtype)
+        offset = jnp.asarray(offset, X.dtype)
+        # A feature without an offset is selected as it is: XLA on the CPU flushes subnormal
+        # inputs of X - 0 to 0 (a subnormal offset compares equal to 0 there too, and is
+        # skipped alike in Scale.means_back, which adds it back through this function).
+        return jnp.where(offset == 0, X, X - offset)
     host = np.asarray(X)
     moved = aligned_empty(host.shape, host.dtype)
     np.subtract(host, offset.astype(host.dtype), out=moved)

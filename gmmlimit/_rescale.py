@@ -102,7 +102,8 @@ class Scale(NamedTuple):
         """(..., K, D) means of the computed problem in the data's units (x 2^data + offset)."""
         means = exact_ldexp(means, self.data)
         if self.offset is not None:
-            means = means + jnp.asarray(self.offset_array(means.dtype), means.dtype)
+            # translate: on the host for a concrete offset (a subnormal sum is not flushed)
+            means = translate(means, -self.offset_array(means.dtype))
         return means
 
     def sigma2(self, sigma2: jax.Array) -> jax.Array:

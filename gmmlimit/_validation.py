@@ -608,11 +608,88 @@ def window_exponent(largest: float, dtype: Any) -> int:
 def window_exponents(largest: Any, dtype: Any, xp: Any = np) -> Any:
     """:func:`window_exponent` of each entry of ``largest`` (e.g. each row's magnitude).
 
-    ``xp``: ``numpy``, or ``jax.numpy`` for traced values (:func:`traced_exponent`).
+    ``xp``: ``numpy``, or ``jax.numpy`` for traced values (:func:`traced_exponent`), whose
+    binary exponents are read from the bits (:func:`_device_frexp_exponent`), subnormal
+    magnitudes included.
     """
-    exponent = xp.frexp(largest)[1]
+    exponent = _device_frexp_exponent(largest) if xp is jnp else xp.frexp(largest)[1]
     window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
     return xp.where((exponent >= -window) & (exponent <= window), 0, exponent)
+
+
+_BIT_INTEGERS = {
+    jnp.dtype(jnp.float32): jnp.dtype(jnp.int32),
+    jnp.dtype(jnp.float64): jnp.dtype(jnp.int64),
+}
+"""The signed integer type of each floating dtype's bits (:func:`_float_bits`)."""
+
+
+def _float_bits(x: jax.Array) -> tuple[jax.Array, Any]:
+    """The bits of float32 or float64 ``x`` as signed integers, and ``x``'s ``finfo``.
+
+    A bitcast moves no value through floating-point arithmetic, so XLA on the CPU, which
+    flushes subnormal inputs of arithmetic to 0, leaves them as they are.
+
+    Args:
+        x: (...) float32 or float64 array.
+
+    Returns:
+        ``(bits, info)``: (...) int32 or int64 bits and ``jnp.finfo(x.dtype)``.
+    """
+    return jax.lax.bitcast_convert_type(x, _BIT_INTEGERS[x.dtype]), jnp.finfo(x.dtype)
+
+
+def _device_frexp_exponent(x: Any) -> jax.Array:
+    """``frexp(x)[1]`` on the device, exact for subnormal ``x`` (``np.frexp``'s exponent).
+
+    ``jnp.frexp`` gives subnormal inputs on the CPU the exponent of the smallest subnormal
+    (float32 ``3 * 2^-135``: -149, NumPy -133). Here a normal entry's exponent is its exponent
+    field less the bias, a subnormal's the bit length of its mantissa (``jax.lax.clz``) plus
+    that of the smallest subnormal. Zero, inf and NaN give 0, as ``np.frexp``.
+
+    Args:
+        x: (...) array (traced or not); float32 and float64 are read from their bits, any
+            other dtype is passed to ``jnp.frexp``.
+
+    Returns:
+        (...) int32 exponents e with ``x = m 2^e``, 0.5 <= |m| < 1.
+    """
+    x = jnp.asarray(x)
+    if x.dtype not in _BIT_INTEGERS:
+        return jnp.frexp(x)[1]
+    bits, info = _float_bits(jax.lax.stop_gradient(x))
+    field = (bits >> info.nmant) & ((1 << info.nexp) - 1)
+    mantissa = bits & ((1 << info.nmant) - 1)
+    length = info.bits - jax.lax.clz(mantissa)  # the bit length of a subnormal's mantissa
+    exponent = jnp.where(field == 0, length + info.minexp - info.nmant, field + info.minexp)
+    # Zero: a zero field and no mantissa bit (length 0; tested on the integers alone, as
+    # _bits_ldexp does).
+    special = ((field == 0) & (length == 0)) | (field == (1 << info.nexp) - 1)
+    return jnp.where(special, 0, exponent).astype(jnp.int32)
+
+
+def _device_largest(arrays: list[jax.Array], dtype: Any) -> jax.Array:
+    """The largest magnitude of the (non-empty) arrays on the device, exact for subnormals.
+
+    ``jnp.max(jnp.abs(a))`` flushes subnormal entries to 0 on the CPU. For float32 and
+    float64 the maximum is taken over the magnitudes' bits, whose order as integers is that
+    of the magnitudes (a NaN's bits are above inf's, so a NaN entry gives NaN, as ``jnp.max``).
+
+    Args:
+        arrays: arrays (traced or not) cast to ``dtype``; at least one has entries.
+        dtype: the floating dtype of the result.
+
+    Returns:
+        () the largest magnitude, in ``dtype``.
+    """
+    arrays = [jnp.asarray(a).astype(dtype) for a in arrays if jnp.size(a)]
+    if arrays[0].dtype not in _BIT_INTEGERS:
+        return jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in arrays]))
+    bits = []
+    for a in arrays:
+        raw, _ = _float_bits(jax.lax.stop_gradient(a))
+        bits.append(jnp.max(raw & jnp.iinfo(raw.dtype).max))
+    return jax.lax.bitcast_convert_type(jnp.max(jnp.stack(bits)), arrays[0].dtype)
 
 
 def largest_magnitude(a: Any) -> float:
@@ -664,11 +741,12 @@ def traced_exponent(*arrays: jax.Array) -> jax.Array:
 
     Returns:
         () int32 exponent e: 0 while the largest magnitude lies within :data:`SCALE_WINDOW`
-        (or is 0), else its binary exponent, the value :func:`scale_exponent` gives concrete
-        arrays of the dtype's normal range.
+        (or is 0, inf or NaN), else its binary exponent, the value :func:`scale_exponent`
+        gives the same arrays concretely, subnormal magnitudes included (the largest and its
+        exponent are read from the bits: :func:`_device_largest`).
     """
     dtype = arrays[0].dtype
-    largest = jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in arrays if a.size]))
+    largest = _device_largest(list(arrays), dtype)
     return window_exponents(largest, dtype, jnp).astype(jnp.int32)
 
 
@@ -678,25 +756,100 @@ def exact_ldexp(a: Any, exponent: int) -> Any:
     XLA on the CPU flushes subnormal inputs to 0 before any arithmetic, so ``jnp.ldexp`` of
     float32 rows near 1e-36 moved their subnormal entries (below 1.2e-38) by up to 1 % of the
     data's scale. A concrete array on one device is scaled by NumPy on the host instead;
-    traced arrays and arrays spread over several devices keep ``jnp.ldexp``.
+    traced arrays and arrays spread over several devices are scaled on the device from their
+    bits (:func:`_device_ldexp`), with ``np.ldexp``'s result.
 
     Args:
         a: an array (NumPy or JAX) of a floating dtype.
-        exponent: the power of two (a traced integer: ``jnp.ldexp``, :func:`traced_exponent`).
+        exponent: the power of two (a traced integer: :func:`traced_exponent`).
 
     Returns:
         A JAX array of ``a``'s dtype (``a`` itself when ``exponent`` is 0).
     """
     if is_traced(exponent):
-        return jnp.ldexp(a, exponent)
+        return _device_ldexp(a, exponent)
     if not exponent:
         return a
     if is_traced(a) or (isinstance(a, jax.Array) and len(a.sharding.device_set) > 1):
-        return jnp.ldexp(a, exponent)
+        return _device_ldexp(a, exponent)
     host = np.asarray(a)
     scaled = aligned_empty(host.shape, host.dtype)
     np.ldexp(host, exponent, out=scaled)
     return jax.device_put(scaled)
+
+
+def _device_ldexp(a: Any, exponent: Any) -> jax.Array:
+    """``np.ldexp(a, exponent)`` on the device, bit for bit, subnormal inputs and results too.
+
+    ``jnp.ldexp`` leaves subnormal entries unscaled on the CPU (their inputs are flushed), and
+    arithmetic cannot make a subnormal result there. For float32 and float64 the result is
+    assembled from the bits: the significand (the mantissa, with its implicit leading 1 for a
+    normal entry) is normalised to its full width and given the new exponent field; a result
+    below the normal range keeps the significand shifted right, rounded to nearest, ties to
+    even (as ``np.ldexp``); one above it is inf. Zeros, inf and NaN are returned as they are.
+    The derivative with respect to ``a`` is 2^exponent (as ``jnp.ldexp``'s). Other dtypes go
+    to ``jnp.ldexp``.
+
+    Args:
+        a: (...) floating array (traced or not).
+        exponent: integer exponent (traced or not), broadcastable against ``a``.
+
+    Returns:
+        (...) ``a * 2^exponent`` in ``a``'s dtype.
+    """
+    a = jnp.asarray(a)
+    if a.dtype not in _BIT_INTEGERS:
+        return jnp.ldexp(a, exponent)
+    return _bits_ldexp(a, jnp.asarray(exponent))
+
+
+@jax.custom_jvp
+def _bits_ldexp(a: jax.Array, exponent: jax.Array) -> jax.Array:
+    """:func:`_device_ldexp` of a float32 or float64 ``a``, from its bits."""
+    bits, info = _float_bits(a)
+    nmant, top = info.nmant, (1 << info.nexp) - 1
+    # Beyond this shift every finite nonzero entry is inf or 0; clipping keeps the sums small.
+    reach = 2 * (info.maxexp - info.minexp + nmant + 2)
+    shift = jnp.clip(exponent, -reach, reach).astype(bits.dtype)
+    sign = bits & jnp.iinfo(bits.dtype).min
+    field = (bits >> nmant) & top
+    mantissa = bits & ((1 << nmant) - 1)
+    significand = jnp.where(field == 0, mantissa, mantissa | (1 << nmant))
+    # Normalised: the leading 1 at bit nmant, the value significand * 2^(exponent field of
+    # the result less the bias less nmant), a subnormal's field counting as 1.
+    lead = info.bits - jax.lax.clz(significand)  # 1 .. nmant + 1 for a nonzero entry
+    normalised = significand << (nmant + 1 - lead)
+    result = jnp.maximum(field, 1) - (nmant + 1 - lead) + shift
+    normal = sign | (result << nmant) | (normalised & ((1 << nmant) - 1))
+    # Below the normal range: the significand shifted right by 1 - result, rounded to even.
+    right = jnp.clip(1 - result, 1, nmant + 2)
+    kept = normalised >> right
+    rest = normalised & ((1 << right) - 1)
+    half = 1 << (right - 1)
+    up = (rest > half) | ((rest == half) & ((kept & 1) == 1))
+    tiny = sign | (kept + up.astype(bits.dtype))
+    assembled = jnp.where(result >= top, sign | (top << nmant), normal)
+    assembled = jnp.where(result < 1, tiny, assembled)
+    # Zeros (no leading 1) and inf or NaN keep their bits. Tested on the integers alone: LLVM
+    # turns a test of the bits for zero into a float comparison, which the CPU's flush makes
+    # true for every subnormal.
+    assembled = jnp.where(lead == 0, sign, jnp.where(field == top, bits, assembled))
+    return jax.lax.bitcast_convert_type(assembled, a.dtype)
+
+
+@_bits_ldexp.defjvp
+def _bits_ldexp_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    """The derivative 2^exponent, a product of three normal powers of two (linear in da)."""
+    a, exponent = primals
+    info = jnp.finfo(a.dtype)
+    reach = 3 * (info.maxexp - 2)
+    shift = jnp.clip(exponent, -reach, reach)
+    first = shift // 3
+    second = (shift - first) // 2
+    scale = tangents[0]
+    for part in (first, second, shift - first - second):
+        scale = scale * _bits_ldexp(jnp.ones((), a.dtype), part)
+    return _bits_ldexp(a, exponent), scale
 
 
 def float64_scope(X: Any) -> contextlib.AbstractContextManager:

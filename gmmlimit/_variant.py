@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import check_sigma2, dtype_scope, is_traced
+from ._offset import translate
+from ._validation import check_sigma2, dtype_scope, exact_ldexp, is_traced
 from .checks import check_beta
 
 Params = Any
@@ -158,8 +159,28 @@ def scale_fields(params: Params, e: int, powers: dict[str, int]) -> Params:
             location, 2 for a variance); fields not named are scale-free.
     """
     return params._replace(
-        **{field: jnp.ldexp(getattr(params, field), -power * e) for field, power in powers.items()}
+        **{
+            field: _scaled_field(getattr(params, field), -power * e)
+            for field, power in powers.items()
+        }
     )
+
+
+def _scaled_field(value: Any, exponent: int | jax.Array) -> jax.Array:
+    """A field times 2^exponent.
+
+    An array of a floating dtype goes through ``exact_ldexp``: exact for subnormal entries and
+    results, which XLA on the CPU flushes (float32 locations of data near 2^-135 mapped back
+    from X / 2^e by ``jnp.ldexp`` came out 0). A Python number or a weakly typed array keeps
+    ``jnp.ldexp`` (and its weak type).
+    """
+    weak = getattr(getattr(value, "aval", None), "weak_type", False)
+    floating = isinstance(value, (np.ndarray, jax.Array)) and jnp.issubdtype(
+        value.dtype, jnp.floating
+    )
+    if floating and not weak:
+        return exact_ldexp(value, exponent)
+    return jnp.ldexp(value, exponent)
 
 
 def log2_shift(total_weight: Any, d: int, e: int | jax.Array, dtype: Any) -> jax.Array:
@@ -243,9 +264,13 @@ def invariant_scaling(**powers: int) -> Scaling:
 
 
 def translate_field(params: Params, offset: jax.Array, *, field: str) -> Params:
-    """``params`` with the (..., K, D) field ``field`` less the (D,) ``offset``."""
+    """``params`` with the (..., K, D) field ``field`` less the (D,) ``offset``.
+
+    Through ``_offset.translate``: a concrete difference on the host and a feature without an
+    offset left as it is, so subnormal locations are not flushed to 0 by XLA on the CPU.
+    """
     rows = getattr(params, field)
-    return params._replace(**{field: rows - jnp.asarray(offset, rows.dtype)})
+    return params._replace(**{field: translate(rows, offset)})
 
 
 class EStepBlock(NamedTuple):

@@ -24,8 +24,8 @@ from ._validation import (
     exact_ldexp,
     is_traced,
     largest_magnitude,
+    traced_exponent,
     window_exponent,
-    window_exponents,
 )
 from ._variant import Params, Variant
 
@@ -172,8 +172,8 @@ def traced_variant_exponent(arrays: list[jax.Array], dtype: Any) -> jax.Array:
         () int32 exponent e, the value :func:`variant_exponent` gives the same arrays
         concretely (for a largest magnitude in the dtype's normal range).
     """
-    largest = jnp.max(jnp.stack([jnp.max(jnp.abs(a)).astype(dtype) for a in arrays if a.size]))
-    return _to_window_edge(window_exponents(largest, dtype, jnp).astype(jnp.int32), dtype, jnp)
+    exponent = traced_exponent(*(jnp.asarray(a, dtype) for a in arrays))
+    return _to_window_edge(exponent, dtype, jnp)
 
 
 def _to_window_edge(exponent: Any, dtype: Any, xp: Any) -> Any:
@@ -220,11 +220,13 @@ def _check_held(before: Params, after: Params, exponent: int, kind: str) -> None
 
     Moved to X / 2^e (``kind="given"``), a finite entry must stay finite and a positive
     parameter (a variance, a floor) normal: the fit computes with it. Moved back to the data's
-    units, a finite entry must stay finite, and no nonzero entry within the dtype's precision of
-    its parameter's largest (at least eps times it) may vanish: a variance of 0 is no model.
-    Subnormal entries are kept (a location of subnormal data has the data's own precision), and
-    so is the loss of an entry below its parameter's rounding (an off-diagonal covariance far
-    below the diagonal).
+    units, a finite entry must stay finite, a normal entry of a positive parameter may not fall
+    below the smallest normal number (a subnormal variance has lost its precision; the mapping
+    is exact, ``exact_ldexp``, so such entries are no longer flushed to 0), and no nonzero entry
+    within the dtype's precision of its parameter's largest (at least eps times it) may vanish:
+    a variance of 0 is no model. Subnormal locations are kept (a location of subnormal data has
+    the data's own precision), and so is the loss of an entry below its parameter's rounding
+    (an off-diagonal covariance far below the diagonal).
 
     Args:
         before: the parameters in the units they were computed in.
@@ -241,14 +243,13 @@ def _check_held(before: Params, after: Params, exponent: int, kind: str) -> None
         if not jnp.issubdtype(a.dtype, jnp.floating):
             continue
         name = jax.tree_util.keystr(path).lstrip(".")
+        tiny = np.finfo(a.dtype).tiny
+        below = True if kind == "given" else np.abs(b) >= tiny
         if np.any(np.isfinite(b) & ~np.isfinite(a)):
             problem = "overflows"
-        elif (
-            kind == "given"
-            and b.size
-            and np.all(b > 0)
-            and np.any(np.abs(a) < np.finfo(a.dtype).tiny)
-        ):
+        elif b.size and np.all(b > 0) and np.any(below & (np.abs(a) < tiny)):
+            # a positive parameter (a variance, a floor): given, every entry must be normal at
+            # X / 2^e; fitted, a normal entry must stay normal in the data's units
             problem = "falls below the smallest normal number"
         elif kind != "given" and np.any(
             (a == 0)
