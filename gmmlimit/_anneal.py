@@ -552,7 +552,7 @@ def anneal_variant(
     variant = check_variant(variant, needs=("temperature",))
     temp = variant.temperature
     X = as_data(X)
-    if variant.check_data is not None:
+    if variant.check_data is not None and not is_traced(X):  # traced: the caller's to check
         variant.check_data(np.asarray(X))
     values = _variant_schedule(schedule, n_stages, variant, X.dtype)
     stages = np.append(values, temp.hard)

@@ -20,6 +20,7 @@ from ._validation import (
     check_k,
     check_key,
     check_positive_int,
+    is_traced,
     weights_or_ones,
     with_float64_scope,
 )
@@ -90,8 +91,9 @@ def kmeans_plusplus(
     trials = 2 + int(math.log(k)) if n_local_trials is None else n_local_trials
     trials = check_positive_int(trials, "n_local_trials")
     # rows far from the origin are drawn by their distances translated by an exact offset
-    # (gmmlimit._offset: the expanded squares would cancel), and returned as given
-    offset = _offset.offset_of(X)
+    # (gmmlimit._offset: the expanded squares would cancel), and returned as given; traced rows
+    # (a vmap over data sets, a jit) by the same offset computed on the device
+    offset = _offset.traced_offset(X) if is_traced(X) else _offset.offset_of(X)
     moved = None if offset is None else _offset.translate(X, offset)
     return _kmeans_plusplus(key, X, w, k, trials, moved)
 

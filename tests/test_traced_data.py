@@ -218,6 +218,35 @@ def test_a_vmap_of_dpmeans_maps_each_data_set_as_its_own_fit(name):
     assert 1 < int(own.n_clusters) < 8
 
 
+@pytest.mark.parametrize("name", ["gps", "island"])
+def test_kmeans_plusplus_of_traced_rows_draws_the_rows_of_concrete_rows(name):
+    # before: traced rows were not translated, and their expanded squares cancelled: under jit
+    # the GPS-like rows of one set drew rows [15, 101, 29] where the concrete call draws [15,
+    # 60, 16] (those of the rows translated by hand)
+    X, _, _ = _problem(name, np.float32)
+    keys = jax.random.split(jax.random.key(7), SETS)
+    drawn = jax.jit(jax.vmap(lambda key, x: gl.init.kmeans_plusplus(key, x, K)))(keys, X)
+    for lane in range(SETS):
+        own = gl.init.kmeans_plusplus(keys[lane], X[lane], K)
+        np.testing.assert_array_equal(np.asarray(drawn[lane]), np.asarray(own))
+
+
+def test_an_annealing_path_of_a_variant_that_checks_its_data_runs_under_vmap():
+    # gv.gamma declares check_data (positive rows); anneal_variant called it on traced rows
+    # (TracerArrayConversionError) where gl.fit and diagnose skip it for traced data
+    X = np.random.default_rng(0).gamma(2.0, 1.0, (SETS, N, 2)).astype(np.float32)
+
+    def path(x: jax.Array) -> jax.Array:
+        key = jax.random.key(1)
+        return gl.study.anneal_variant(gl.variants.gamma, x, [1.0], key=key, k=K, max_iter=5)
+
+    batched = jax.jit(jax.vmap(path))(jnp.asarray(X))  # one compile
+    for lane in range(SETS):
+        np.testing.assert_array_equal(
+            np.asarray(batched.means[lane]), np.asarray(path(X[lane]).means)
+        )
+
+
 def test_a_variants_restarts_run_inside_jit():
     # the variant's temperature (hard or soft, so the default tolerance) is known on the device
     X, _, _ = _problem("unit", np.float32)
