@@ -304,7 +304,7 @@ def anneal(
     )
     if scale.identity:
         return result
-    if scale.traced:  # a static Scale is one of concrete data
+    if not scale.concrete:  # a static Scale is one of concrete data and weights
         return _path_scaled_back(result, sigma2, jnp.sum(w), scale)
     return _anneal_scaled_back(result, sigma2, jnp.sum(w), scale=scale)
 

@@ -810,11 +810,12 @@ def _best_of(
     a vmapped batch can differ from separate fits in the last bits where the compiler batches
     a model's arithmetic differently. Ties go to the first start.
     """
-    traced = is_traced(X)  # (under jit or vmap: the best chosen on the device)
+    # scores known only on the device (data, weights or starts under jit or vmap): the best is
+    # chosen there
     if not _fits_one_by_one(X):
         results = fit_batch(variant, X, w, starts, tol, max_iter=max_iter, block_size=block_size)
         score = jnp.where(jnp.isnan(results.objective), -jnp.inf, results.objective)
-        best = jnp.argmax(score) if traced else int(np.argmax(np.asarray(score)))
+        best = jnp.argmax(score) if is_traced(score) else int(np.argmax(np.asarray(score)))
         return jax.tree.map(lambda a: a[best], results)
     n_starts = jax.tree.leaves(starts)[0].shape[0]
     best_fit, best_score = None, -np.inf
@@ -824,7 +825,7 @@ def _best_of(
         score = jnp.where(jnp.isnan(fitted.objective), -jnp.inf, fitted.objective)
         if best_fit is None:
             best_fit, best_score = fitted, score
-        elif traced:  # a tie keeps the first
+        elif is_traced(score) or is_traced(best_score):  # a tie keeps the first
             better = score > best_score
             best_fit = jax.tree.map(partial(jnp.where, better), fitted, best_fit)
             best_score = jnp.where(better, score, best_score)

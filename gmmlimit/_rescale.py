@@ -60,14 +60,14 @@ class Scale(NamedTuple):
 
     Attributes:
         data: the data's binary exponent e (a traced () int32 for traced data).
-        weight: the weights' binary exponent.
+        weight: the weights' binary exponent (a traced () int32 for traced weights).
         offset: None, or the (D,) offset of :func:`gmmlimit._offset.data_offset`, as a
             tuple of Python floats (exact for the data's dtype); for traced data the traced
             (D,) offset of :func:`gmmlimit._offset.traced_offset`.
     """
 
     data: int | jax.Array
-    weight: int
+    weight: int | jax.Array
     offset: tuple[float, ...] | jax.Array | None = None
 
     @property
@@ -80,9 +80,14 @@ class Scale(NamedTuple):
         return is_traced(self.data) or is_traced(self.offset)
 
     @property
+    def concrete(self) -> bool:
+        """Whether every part of the map is known here (traced weights' exponent is not)."""
+        return not self.traced and not is_traced(self.weight)
+
+    @property
     def identity(self) -> bool:
         """Whether the map changes nothing (concrete data within the window, no offset)."""
-        return not self.traced and self == NO_SCALE
+        return self.concrete and self == NO_SCALE
 
     def offset_array(self, dtype: Any) -> Any:
         """The (D,) offset in ``dtype`` (None: no translation)."""
@@ -135,7 +140,7 @@ class Scale(NamedTuple):
     def distortion(self, value: jax.Array) -> jax.Array:
         """J (or any weighted sum of squared distances) of the original problem from J'."""
         exponent = 2 * self.data + self.weight
-        return jnp.ldexp(value, exponent) if self.traced or exponent else value
+        return jnp.ldexp(value, exponent) if is_traced(exponent) or exponent else value
 
 
 NO_SCALE = Scale(0, 0)
@@ -277,7 +282,7 @@ def scaled_back(
     """
     if scale.identity:
         return result
-    if not scale.traced and not scale.data and not scale.weight:  # a translation alone
+    if scale.concrete and not scale.data and not scale.weight:  # a translation alone
         return result._replace(
             means=scale.means_back(result.means),
             params=result.params._replace(means=scale.means_back(result.params.means)),

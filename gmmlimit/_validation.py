@@ -910,13 +910,20 @@ def relative_weights(weights: Any, n_samples: int, dtype: Any) -> tuple[jax.Arra
         dtype: the data's dtype.
 
     Returns:
-        ``(w, e)``: (N,) weights in ``dtype`` and the exponent e.
+        ``(w, e)``: (N,) weights in ``dtype`` and the exponent e (a traced () int32 for traced
+        weights: the same rule on the device, :func:`_device_largest`).
 
     Raises:
         ValueError: as :func:`check_weights`.
     """
-    if weights is None or is_traced(weights):
+    if weights is None:
         return weights_or_ones(weights, n_samples, dtype), 0
+    if is_traced(weights):  # the same rule on the device (nothing is validated there)
+        _check_weights_shape(weights, n_samples)
+        w = jnp.asarray(weights)
+        w = w if jnp.issubdtype(w.dtype, jnp.floating) else w.astype(dtype)
+        exponent = window_exponents(_device_largest([w], w.dtype), dtype, jnp).astype(jnp.int32)
+        return exact_ldexp(w, -exponent).astype(dtype), exponent
     host = _host_weights(weights, n_samples)
     exponent = window_exponent(float(np.max(host)), dtype)
     return jnp.asarray(np.ldexp(host, -exponent), dtype=dtype), exponent

@@ -247,6 +247,35 @@ def test_an_annealing_path_of_a_variant_that_checks_its_data_runs_under_vmap():
         )
 
 
+def test_traced_weights_are_rescaled_as_concrete_weights():
+    # weights are relative: past the window they are divided by a power of two, on the device
+    # too (before, traced weights were used as given: at 2^120 the traced kmeans's labels were
+    # 28 of 120 apart from the concrete call's)
+    X, m0, sigma2 = _problem("unit", np.float32)
+    X, m0 = X[0], m0[0]
+
+    def fits(x: jax.Array, w: jax.Array) -> tuple[gl.FitResult, gl.FitResult]:
+        hard = gl.kmeans(x, m0, max_iter=ITERS, weights=w)
+        return hard, gl.em(x, m0, sigma2, max_iter=ITERS, tol=0.0, weights=w)
+
+    traced = jax.jit(fits)
+    for exponent in (120, -124):
+        w = np.ldexp(np.linspace(0.5, 2.0, N), exponent).astype(np.float32)
+        for got, want in zip(traced(X, w), fits(X, w), strict=True):
+            for field in ("labels", "n_iter", "means", "objective"):
+                np.testing.assert_array_equal(
+                    np.asarray(getattr(got, field)), np.asarray(getattr(want, field)), field
+                )
+    # restarts whose weights alone are traced (a vmap over bootstrap weights) choose the best
+    # start on the device (before: ConcretizationTypeError)
+    W = np.random.default_rng(0).poisson(1.0, (SETS, N)).astype(np.float32)
+    key = jax.random.key(0)
+    best = jax.vmap(lambda w: gl.restarts(key, X, K, n_init=2, weights=w, max_iter=ITERS))(W)
+    for lane in range(SETS):
+        own = gl.restarts(key, X, K, n_init=2, weights=W[lane], max_iter=ITERS)
+        np.testing.assert_array_equal(np.asarray(best.means[lane]), np.asarray(own.means))
+
+
 def test_a_variants_restarts_run_inside_jit():
     # the variant's temperature (hard or soft, so the default tolerance) is known on the device
     X, _, _ = _problem("unit", np.float32)

@@ -178,12 +178,13 @@ class _Map(NamedTuple):
 
     offset: Any
     data: int | jax.Array
-    weight: int
+    weight: int | jax.Array
 
     @property
     def scaled(self) -> bool:
         """Whether distances may be computed smaller (a traced exponent always may)."""
-        return is_traced(self.data) or self.distortion_exponent != 0
+        traced = is_traced(self.data) or is_traced(self.weight)
+        return traced or self.distortion_exponent != 0
 
     @property
     def distortion_exponent(self) -> int:
