@@ -326,16 +326,7 @@ def test_a_scaling_law_that_cannot_take_a_traced_exponent_is_named():
     def params(p: _Params, e: int) -> _Params:
         return p if e == 0 else law.params(p, e)  # a Python if on e
 
-    variant = gv.tempered_variant(
-        "mine",
-        divergence=_divergence,
-        moments=_moments,
-        m_step=_m_step,
-        means=lambda p: p.means,
-        validate=_validate,
-        init=_init,
-        scaling=law._replace(params=params),
-    )
+    variant = _mine(scaling=law._replace(params=params))
     message = r"mine's scaling\.params cannot take a traced exponent.*jnp\.ldexp"
     with pytest.raises(ValueError, match=message):
         jax.vmap(lambda x: gl.fit(variant, x, START, max_iter=2))(np.stack([X, X]))
