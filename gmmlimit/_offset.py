@@ -350,5 +350,5 @@ def translate(X: Any, offset: Any) -> Any:
         return jnp.where(offset == 0, X, X - offset)
     host = np.asarray(X)
     moved = aligned_empty(host.shape, host.dtype)
-    np.subtract(host, offset.astype(host.dtype), out=moved)
+    np.subtract(host, np.asarray(offset, host.dtype), out=moved)
     return jax.device_put(moved)

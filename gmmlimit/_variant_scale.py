@@ -215,18 +215,20 @@ def variant_params(variant: Variant, params: Params, data_map: DataMap) -> Param
     return scaled
 
 
-def _check_held(before: Params, after: Params, exponent: int, kind: str) -> None:
+def _check_held(
+    before: Params, after: Params, exponent: int, kind: str, locations: Any = None
+) -> None:
     """Refuse parameters the dtype cannot hold once moved by 2^-exponent.
 
     Moved to X / 2^e (``kind="given"``), a finite entry must stay finite and a positive
     parameter (a variance, a floor) normal: the fit computes with it. Moved back to the data's
-    units, a finite entry must stay finite, a normal entry of a positive parameter may not fall
-    below the smallest normal number (a subnormal variance has lost its precision; the mapping
-    is exact, ``exact_ldexp``, so such entries are no longer flushed to 0), and no nonzero entry
-    within the dtype's precision of its parameter's largest (at least eps times it) may vanish:
-    a variance of 0 is no model. Subnormal locations are kept (a location of subnormal data has
-    the data's own precision), and so is the loss of an entry below its parameter's rounding
-    (an off-diagonal covariance far below the diagonal).
+    units, a finite entry must stay finite, and no nonzero entry within the dtype's precision of
+    its parameter's largest (at least eps times it) may vanish, nor, in a positive parameter
+    other than the locations, fall from the normal range below the smallest normal number (a
+    subnormal variance has lost its precision; the mapping is exact, ``exact_ldexp``, so such
+    entries are no longer flushed to 0): a variance of 0 is no model. Subnormal locations are
+    kept (a location of subnormal data has the data's own precision), and so is the loss of an
+    entry below its parameter's rounding (an off-diagonal covariance far below the diagonal).
 
     Args:
         before: the parameters in the units they were computed in.
@@ -234,17 +236,22 @@ def _check_held(before: Params, after: Params, exponent: int, kind: str) -> None
         exponent: the power of two between them.
         kind: "given" (the user's parameters moved to X / 2^e) or "fitted" (moved back from
             X / 2^e to the data's units); it words the message.
+        locations: the leaf of ``before`` that holds the locations (``Variant.means``), if
+            any: positive locations may come back subnormal (those of subnormal data).
     """
     paths = jax.tree_util.tree_leaves_with_path(before)
     for (path, b), a in zip(paths, jax.tree_util.tree_leaves(after), strict=True):
         if is_traced(b) or is_traced(a):
             continue
+        location = b is locations
         b, a = np.asarray(b), np.asarray(a)
         if not jnp.issubdtype(a.dtype, jnp.floating):
             continue
         name = jax.tree_util.keystr(path).lstrip(".")
         tiny = np.finfo(a.dtype).tiny
-        below = True if kind == "given" else np.abs(b) >= tiny
+        # fitted: a normal entry within the dtype's precision of its parameter's largest
+        large = np.abs(b) >= np.max(np.abs(b), initial=0) * np.finfo(b.dtype).eps
+        below = True if kind == "given" else (np.abs(b) >= tiny) & large & (not location)
         if np.any(np.isfinite(b) & ~np.isfinite(a)):
             problem = "overflows"
         elif b.size and np.all(b > 0) and np.any(below & (np.abs(a) < tiny)):
@@ -308,15 +315,47 @@ def scaling_law(variant: Variant, law: str, *args: Any) -> Any:
         ValueError: if the law fails on a traced exponent (a ``math`` function of it, a Python
             ``if`` on it): data under ``jit`` or ``vmap`` are mapped on the device.
     """
+    traced = is_traced(args[-1])
     try:
-        return getattr(variant.scaling, law)(*args)
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError) as error:
+        mapped = getattr(variant.scaling, law)(*args)
+    except (
+        jax.errors.ConcretizationTypeError,
+        jax.errors.TracerIntegerConversionError,
+        jax.errors.TracerArrayConversionError,
+        TypeError,
+    ) as error:
+        if not traced:
+            raise
         raise ValueError(
             f"{variant.name}'s scaling.{law} cannot take a traced exponent: data under jit or "
             "vmap are rescaled on the device, so the laws get e as a traced int32 (write them "
             f"with jax.numpy, e.g. jnp.ldexp, as density_scaling does): "
             f"{str(error).splitlines()[0]}"
         ) from None
+    if law == "params" and traced:
+        mapped = _in_dtypes_of(mapped, args[0])
+    return mapped
+
+
+def _in_dtypes_of(mapped: Params, given: Params) -> Params:
+    """``mapped`` with each floating leaf in the dtype of ``given``'s leaf.
+
+    A law written as ``p.means * 2.0 ** -e`` keeps the dtype for a Python int e but promotes
+    float32 to float64 for a traced int32 e (JAX's x64 flag on); the powers of two are exact,
+    so the cast back changes no value.
+    """
+    if jax.tree.structure(mapped) != jax.tree.structure(given):
+        return mapped  # named by the checks of the parameters' form
+
+    def cast(new: Any, old: Any) -> Any:
+        weak = getattr(getattr(old, "aval", None), "weak_type", False)
+        if not hasattr(old, "dtype") or weak or not jnp.issubdtype(old.dtype, jnp.floating):
+            return new  # a Python number or a weakly typed leaf: as the law gives it
+        if jnp.issubdtype(jnp.result_type(new), jnp.floating):
+            return jnp.asarray(new).astype(old.dtype)
+        return new
+
+    return jax.tree.map(cast, mapped, given)
 
 
 def variant_result(
@@ -350,7 +389,7 @@ def variant_result(
         params = variant.scaling.translate(result.params, -data_map.offset)
         return result._replace(means=variant.means(params), params=params)
     params = scaling_law(variant, "params", result.params, -exponent)
-    _check_held(result.params, params, -exponent, "fitted")
+    _check_held(result.params, params, -exponent, "fitted", variant.means(result.params))
     if data_map.offset is not None:
         params = variant.scaling.translate(params, -data_map.offset)
     total = total_weight()

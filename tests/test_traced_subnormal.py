@@ -113,10 +113,10 @@ def test_traced_exact_ldexp_matches_numpy_on_any_finite_entries(dtype, data):
 
 
 def _subnormal_data_sets() -> tuple[np.ndarray, np.ndarray]:
-    """(2, 60, 2) float32 data sets of three blobs at 2^-135 (every entry subnormal) and their
-    (2, 3, 2) starting means (rows 1..3)."""
+    """(2, 60, 2) float32 data sets of three blobs at 2^-135 (every entry subnormal, positive)
+    and their (2, 3, 2) starting means (rows 1..3)."""
     rng = np.random.default_rng(3)
-    centres = np.array([[0.0, 0.0], [3.0, 0.5], [1.0, 3.0]])
+    centres = np.array([[0.0, 0.0], [3.0, 0.5], [1.0, 3.0]]) + 4.0
     rows = centres[rng.integers(0, 3, (2, 60))] + 0.4 * rng.standard_normal((2, 60, 2))
     X = np.ldexp(rows, -135).astype(np.float32)
     assert np.all(np.abs(X) < np.finfo(np.float32).tiny)
@@ -128,12 +128,19 @@ def _variant_fit(x: jax.Array, m: jax.Array) -> gl.FitResult:
     return gl.fit(gl.variants.isotropic, x, start, max_iter=8)
 
 
-@pytest.mark.parametrize("fit", [lambda x, m: gl.kmeans(x, m, max_iter=8), _variant_fit])
+def _dpmeans_fit(x: jax.Array, m: jax.Array) -> gl.variants.DPMeansResult:
+    return gl.variants.dpmeans(x, np.float32(2.0**-124), init_means=m, max_clusters=4, max_iter=8)
+
+
+@pytest.mark.parametrize(
+    "fit", [lambda x, m: gl.kmeans(x, m, max_iter=8), _variant_fit, _dpmeans_fit]
+)
 def test_a_vmap_over_subnormal_data_sets_is_each_lanes_own_fit(fit):
     # every entry subnormal (float32 at 2^-135): each lane's labels, iterations and means are
     # those of its own fit, which the host rescales with NumPy (a variant's fit: before, the
     # lanes' labels were their own fits' for 30 % of the rows, its translation of the means
-    # flushed them to 0, and its own fit was refused, "the fitted means cannot be held")
+    # flushed them to 0, and its own fit was refused, "the fitted means cannot be held"; the
+    # lanes of dpmeans had means of 0, its offset added back on the device)
     X, m0 = _subnormal_data_sets()
 
     lanes = jax.jit(jax.vmap(fit))(X, m0)  # one compile (an eager vmap compiles op by op)
@@ -143,3 +150,21 @@ def test_a_vmap_over_subnormal_data_sets_is_each_lanes_own_fit(fit):
         np.testing.assert_array_equal(np.asarray(lanes.labels[lane]), np.asarray(own.labels))
         assert int(lanes.n_iter[lane]) == int(own.n_iter)
         assert _same_bits(np.asarray(lanes.means[lane]), np.asarray(own.means))
+
+
+def test_a_covariance_entry_far_below_the_diagonal_may_come_back_subnormal():
+    # float32 rows at 2^-50 with a correlation of 2^-30: the fitted off-diagonal covariance is
+    # below eps times the diagonal and subnormal in the data's units; the fit is returned (a
+    # review found it refused for one sign of the correlation and returned for the other)
+    rng = np.random.default_rng(1)
+    x1 = rng.standard_normal(60)
+    x2 = 2.0**-30 * x1 + 2.0**-22 * rng.standard_normal(60)
+    for sign in (1, -1):
+        X = np.ldexp(np.stack([x1, sign * x2], 1), -50).astype(np.float32)
+        cov = np.diag(np.var(X.astype(np.float64), 0) + 2.0**-120).astype(np.float32)[None]
+        start = gl.variants.FullParams(
+            X.mean(0, keepdims=True), cov, np.ones(1, np.float32), np.float32(1.0), 2.0**-120
+        )
+        fitted = np.asarray(gl.fit(gl.variants.full, X, start, max_iter=3).params.covariances)
+        sample = np.cov(X.astype(np.float64), rowvar=False, bias=True)[0, 1]
+        assert np.sign(fitted[0, 0, 1]) == np.sign(sample) and abs(fitted[0, 0, 1]) < 2.0**-126

@@ -319,14 +319,37 @@ def test_statistics_may_hold_python_numbers():
     check_stats(GOOD, stats, 2, np.float32)
 
 
-def test_a_scaling_law_that_cannot_take_a_traced_exponent_is_named():
+LAW = gv.density_scaling(location="means", means=1)
+
+NOT_TRACEABLE = {
+    "a Python if on e": lambda p, e: p if e == 0 else LAW.params(p, e),
+    "np.ldexp of e": lambda p, e: p._replace(means=np.ldexp(p.means, -e)),
+}
+
+
+@pytest.mark.parametrize("law", list(NOT_TRACEABLE))
+def test_a_scaling_law_that_cannot_take_a_traced_exponent_is_named(law):
     # data under vmap are rescaled on the device: the laws get e as a traced int32
-    law = gv.density_scaling(location="means", means=1)
-
-    def params(p: _Params, e: int) -> _Params:
-        return p if e == 0 else law.params(p, e)  # a Python if on e
-
-    variant = _mine(scaling=law._replace(params=params))
+    variant = _mine(scaling=LAW._replace(params=NOT_TRACEABLE[law]))
     message = r"mine's scaling\.params cannot take a traced exponent.*jnp\.ldexp"
     with pytest.raises(ValueError, match=message):
         jax.vmap(lambda x: gl.fit(variant, x, START, max_iter=2))(np.stack([X, X]))
+
+
+def test_a_scaling_law_of_python_powers_keeps_the_parameters_dtype():
+    # p.means * 2.0 ** -e promotes float32 to float64 for a traced int32 e (x64 on): the
+    # mapped parameters are cast back (exact), so the lanes are float32 fits (before: refused,
+    # "the means of variant 'mine' must return ... in the data's dtype float32")
+    variant = _mine(scaling=LAW._replace(params=lambda p, e: p._replace(means=p.means * 2.0**-e)))
+    X32 = X.astype(np.float32)
+    start = _validate(X32, START)
+    lanes = jax.vmap(lambda x: gl.fit(variant, x, start, max_iter=2))(np.stack([X32, X32]))
+    own = gl.fit(variant, X32, start, max_iter=2)
+    assert lanes.means.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(lanes.means[0]), np.asarray(own.means))
+
+
+def test_a_translation_law_takes_an_offset_as_a_sequence():
+    # _offset.translate read offset.astype: a tuple offset raised AttributeError
+    moved = LAW.translate(START, (1.0, 0.5))
+    np.testing.assert_array_equal(np.asarray(moved.means), START.means - [1.0, 0.5])

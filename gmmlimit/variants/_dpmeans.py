@@ -373,7 +373,7 @@ def dpmeans(
         # inactive slots hold stale values; only the active ones move back
         fitted = exact_ldexp(means, data_map.data)
         if offset is not None:
-            fitted = fitted + jnp.asarray(offset, X.dtype)
+            fitted = translate(fitted, -offset)  # a subnormal sum is not flushed
         means = jnp.where(run.active[:, None], fitted, means)
     result = DPMeansResult(
         means=means,
