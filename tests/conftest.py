@@ -88,7 +88,7 @@ UNIT_SECONDS = {
     "tests/test_benchmarks.py": 59,
     "tests/test_variants_scale.py": 55,
     "tests/test_properties.py": 50,
-    "tests/test_traced_data.py": 55,  # 41 CPU s (2026-12-07, session 61): compiles, 25 tests
+    "tests/test_traced_data.py": 80,  # 60 CPU s (2026-12-07, session 62): compiles, 35 tests
     "tests/test_multiprocess.py": 47,
     "tests/test_variants_edges.py": 35,
     "tests/test_core_sklearn.py": 27,

@@ -343,10 +343,10 @@ def test_a_scaling_law_of_python_powers_keeps_the_parameters_dtype():
     variant = _mine(scaling=LAW._replace(params=lambda p, e: p._replace(means=p.means * 2.0**-e)))
     X32 = X.astype(np.float32)
     start = _validate(X32, START)
-    lanes = jax.vmap(lambda x: gl.fit(variant, x, start, max_iter=2))(np.stack([X32, X32]))
-    own = gl.fit(variant, X32, start, max_iter=2)
+    lanes = jax.eval_shape(  # traced, not compiled
+        jax.vmap(lambda x: gl.fit(variant, x, start, max_iter=2)), np.stack([X32, X32])
+    )
     assert lanes.means.dtype == np.float32
-    np.testing.assert_array_equal(np.asarray(lanes.means[0]), np.asarray(own.means))
 
 
 def test_a_translation_law_takes_an_offset_as_a_sequence():
