@@ -37,6 +37,7 @@ from ._validation import (
     check_positive_int,
     check_scalar,
     largest_magnitude,
+    rows_kept_exponent,
     with_float64_scope,
 )
 from .variants._isotropic import (
@@ -206,7 +207,9 @@ def _nearest_exponent(value: float) -> int:
     return exponent if mantissa >= math.sqrt(0.5) else exponent - 1
 
 
-def _unit_exponent(Xs: jax.Array, w: jax.Array, scale: Scale, largest: float, sigma2: float) -> int:
+def _unit_exponent(
+    Xs: jax.Array, w: jax.Array, scale: Scale, largest: tuple[float, float], sigma2: float
+) -> int:
     """The exponent t of the unit 2^t the ascent measures the data in (data / 2^t).
 
     2^t is the data's weighted spread per coordinate, sqrt(trace C / D), rounded to the nearest
@@ -221,9 +224,11 @@ def _unit_exponent(Xs: jax.Array, w: jax.Array, scale: Scale, largest: float, si
         Xs: (N, D) the data as ``_rescale.prepare`` scaled them (X / 2^scale.data).
         w: (N,) the (relative) weights.
         scale: that scaling.
-        largest: the largest magnitude of the data and means as given.
+        largest: the largest magnitude of the rows, and of the rows and means together, as
+            given (less any offset).
         sigma2: the variance as given (> 0).
     """
+    rows, largest = largest
     host = np.asarray(Xs, np.float64)
     weights = np.asarray(w, np.float64)
     total = float(np.sum(weights))
@@ -239,10 +244,11 @@ def _unit_exponent(Xs: jax.Array, w: jax.Array, scale: Scale, largest: float, si
     # sigma2 / 4^t >= the smallest normal number (mantissas in [0.5, 1): compare exponents)
     lowest = math.frexp(float(np.finfo(dtype).tiny))[1]
     exponent = min(exponent, (math.frexp(sigma2)[1] - lowest) // 2)
-    if largest > 0:
+    if largest > 0:  # inside the window, the rows first (_validation.rows_kept_exponent)
         window = SCALE_WINDOW.get(dtype, 256)
         top = math.frexp(largest)[1]
         exponent = min(max(exponent, top - window), top + window)
+        exponent = int(rows_kept_exponent(exponent, rows, largest, dtype))
     return exponent
 
 
@@ -258,10 +264,9 @@ def _prepare(X: Any, init_means: Any, sigma2: Any, weights: Any) -> _Problem:
     # (its first trial step, its tolerances) and Adam's epsilon read the raw scale
     original = validate_params(X, given)
     moved = scale._replace(data=0)  # rows far from the origin: translated first (_offset)
-    largest = max(
-        largest_magnitude(moved.data_of(X)), largest_magnitude(moved.params(original).means)
-    )
-    exponent = _unit_exponent(Xs, w, scale, largest, float(original.sigma2))
+    rows = largest_magnitude(moved.data_of(X))
+    largest = max(rows, largest_magnitude(moved.params(original).means))
+    exponent = _unit_exponent(Xs, w, scale, (rows, largest), float(original.sigma2))
     if exponent != scale.data:
         scale = scale._replace(data=exponent)
         Xs = scale.data_of(X)

@@ -89,6 +89,12 @@ def _responsibility_gap(X: jax.Array, params: IsotropicParams) -> jax.Array:
 def responsibility_bound(X: Any, means: Any, sigma2: Any) -> jax.Array:
     """Bound 1: (K - 1) exp(-Delta_n / (2 sigma2)) >= |r_nk - onehot_nk| for every k.
 
+    The bound of the exact responsibilities, computed in the dtype: Delta_n and the
+    exponential are rounded, so where the bound is tight (K = 2 and a large gap) the computed
+    value can lie a few ulps of its exponent, Delta_n / (2 sigma2) times eps, below the exact
+    gap (float64 at sigma2 = 1e-3: 1.1e-13 relative; float32: 8e-6). The experiments compare
+    it with the gap to within (1 + 64 eps) and 4 eps.
+
     Args:
         X: (N, D) data.
         means: (K, D) means.

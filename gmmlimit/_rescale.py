@@ -29,10 +29,10 @@ from ._validation import (
     is_soft,
     is_traced,
     largest_magnitude,
+    problem_exponent,
     relative_weights,
     scale_exponent,
     traced_exponent,
-    window_exponent,
 )
 from .variants._isotropic import IsotropicParams, validate_params
 
@@ -159,7 +159,8 @@ def check_scaled_sigma2(sigma2: Any, scaled: jax.Array, scale: Scale) -> None:
     if value > 0 and not bool(is_soft(scaled)):
         raise ValueError(
             f"sigma2={value!r} is below the smallest normal number relative to the data's scale "
-            f"(the data are as large as 2^{scale.data}, and sigma2 / 4^{scale.data} underflows): "
+            f"(the data and means are computed divided by 2^{scale.data}, and sigma2 / "
+            f"4^{scale.data} underflows): "
             "at this sigma2 the model is the hard limit to the dtype's precision; pass 0."
         )
 
@@ -248,9 +249,10 @@ def streamed_scale(
         The map :func:`prepare` gives the same data in memory.
     """
     offset = data_offset(lo, hi, counts, n)
-    moved = translated_largest(lo, hi, largest, offset)
-    moved = max(moved, largest_magnitude(translate(means, offset)))
-    return Scale(window_exponent(moved, dtype), weight, offset_tuple(offset))
+    rows = translated_largest(lo, hi, largest, offset)
+    means_largest = largest_magnitude(translate(means, offset))
+    exponent = problem_exponent(rows, means_largest, np.shape(means)[-1], dtype)
+    return Scale(exponent, weight, offset_tuple(offset))
 
 
 def offset_tuple(offset: np.ndarray | None) -> tuple[float, ...] | None:

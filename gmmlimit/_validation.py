@@ -27,6 +27,7 @@ __all__ = [
     "check_k",
     "check_key",
     "check_means",
+    "check_means_reach",
     "check_scalar",
     "check_sigma2",
     "check_weights",
@@ -35,9 +36,12 @@ __all__ = [
     "is_soft",
     "is_traced",
     "largest_magnitude",
+    "problem_exponent",
     "relative_weights",
+    "rows_kept_exponent",
     "scale_exponent",
     "traced_exponent",
+    "traced_magnitudes",
     "weights_or_ones",
     "with_float64_scope",
 ]
@@ -617,6 +621,74 @@ def window_exponents(largest: Any, dtype: Any, xp: Any = np) -> Any:
     return xp.where((exponent >= -window) & (exponent <= window), 0, exponent)
 
 
+def rows_kept_exponent(
+    exponent: Any, rows_largest: Any, largest: Any, dtype: Any, xp: Any = np
+) -> Any:
+    """``exponent`` moved as little as needed to keep the rows inside the scale window.
+
+    A problem's exponent is chosen for the largest magnitude of its rows and means together
+    (:func:`window_exponents`, or a variant's rule). Where a mean lies more than 2^W times
+    farther from the origin than every row, dividing by it would push the rows below the
+    window's lower edge 2^-W and their squared distances to 0 (float32 rows near 1 with one
+    mean at 2^70: every label 0, a K-means objective of 0). The exponent is clipped to
+    [t - W, r + W], t and r the binary exponents of ``largest`` and ``rows_largest``: nothing
+    past the window's top while the rows stay inside it, and the rows never below its lower
+    edge (the far means then lie past its top: :func:`check_means_reach`). Where the rows'
+    largest is at least the means' (the common case), the exponent is returned unchanged.
+
+    Args:
+        exponent: the exponent chosen for ``largest`` (an int, or an int array).
+        rows_largest: the rows' largest magnitude (0: the exponent is returned as it is).
+        largest: the largest magnitude of the rows and means together.
+        dtype: the data's dtype.
+        xp: ``numpy``, or ``jax.numpy`` for traced values (exponents read from the bits).
+
+    Returns:
+        The exponent, of ``exponent``'s kind.
+    """
+    window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
+    if xp is jnp:
+        rows_e, top_e = _device_frexp_exponent(rows_largest), _device_frexp_exponent(largest)
+    else:
+        rows_e, top_e = np.frexp(rows_largest)[1], np.frexp(largest)[1]
+    kept = xp.minimum(xp.maximum(exponent, top_e - window), rows_e + window)
+    return xp.where(rows_largest > 0, kept, exponent)
+
+
+def check_means_reach(
+    rows_largest: float, means_largest: float, exponent: int, d: int, dtype: Any
+) -> None:
+    """Refuse means so far beyond the rows that no common scale holds their squared distances.
+
+    With the rows kept inside the scale window (:func:`rows_kept_exponent`), a mean more than
+    about 2^(W + maxexp / 2) times farther from the origin than every row (float32: 2^94 for
+    D = 2) has a squared distance past the dtype's largest number at that scale.
+
+    Args:
+        rows_largest: the rows' largest magnitude.
+        means_largest: the means' (or locations') largest magnitude.
+        exponent: the problem's exponent.
+        d: D, the number of features.
+        dtype: the data's dtype.
+
+    Raises:
+        ValueError: where ``D 4 (means_largest / 2^exponent)^2`` may pass the dtype's largest
+            number while the means lie beyond the rows.
+    """
+    if not (rows_largest > 0 and means_largest > rows_largest):
+        return
+    info = np.finfo(np.dtype(dtype))
+    mean_e = math.frexp(means_largest)[1] - int(exponent)
+    if 2 * mean_e + math.ceil(math.log2(max(d, 1))) + 2 < info.maxexp:
+        return
+    raise ValueError(
+        f"a mean lies too far beyond the rows for {np.dtype(dtype)}: the means reach "
+        f"{means_largest:.4g} where no row passes {rows_largest:.4g} (after any translation), "
+        f"and no power-of-two scale holds both the rows' squared distances and those to that "
+        f"mean in {np.dtype(dtype)}; start from means nearer the data (or use float64)."
+    )
+
+
 _BIT_INTEGERS = {
     jnp.dtype(jnp.float32): jnp.dtype(jnp.int32),
     jnp.dtype(jnp.float64): jnp.dtype(jnp.int64),
@@ -715,39 +787,91 @@ def scale_exponent(*arrays: jax.Array) -> int:
     Scaling by a power of two is exact, so K-means and EM are computed on ``X * 2^-e`` and their
     results mapped back exactly (means times 2^e, distortion times 4^e). ``e`` is 0 while the
     largest magnitude m of the arrays lies within :data:`SCALE_WINDOW`; otherwise it is the
-    binary exponent of m, so that the scaled data have largest magnitude in [0.5, 1).
+    binary exponent of m, so that the scaled data have largest magnitude in [0.5, 1). The first
+    array holds the rows: where the others (means) lie more than 2^W times farther from the
+    origin, e is moved to keep the rows inside the window (:func:`rows_kept_exponent`).
 
     Args:
-        arrays: arrays of one floating dtype (e.g. the data and the means); traced arrays are
-            skipped (their scale is unknown; they are computed as given).
+        arrays: the rows, then other arrays of the same floating dtype (e.g. the means);
+            traced arrays are skipped (their scale is unknown; they are computed as given).
 
     Returns:
         The exponent e as a Python int.
+
+    Raises:
+        ValueError: where the means lie too far beyond the rows (:func:`check_means_reach`).
     """
     concrete = [a for a in arrays if not is_traced(a) and a.size]
     if not concrete:
         return 0
-    largest = max(largest_magnitude(a) for a in concrete)
-    if largest == 0.0:
+    magnitudes = [largest_magnitude(a) for a in concrete]
+    if concrete[0] is not arrays[0]:  # traced or empty rows: the others alone
+        return problem_exponent(0.0, max(magnitudes), 1, concrete[0].dtype)
+    others = max(magnitudes[1:], default=0.0)
+    return problem_exponent(magnitudes[0], others, arrays[0].shape[-1], arrays[0].dtype)
+
+
+def problem_exponent(rows_largest: float, others_largest: float, d: int, dtype: Any) -> int:
+    """:func:`scale_exponent` of rows and means known by their largest magnitudes.
+
+    Args:
+        rows_largest: the rows' largest magnitude (0: none known).
+        others_largest: the means' largest magnitude (0: none).
+        d: D, the number of features.
+        dtype: the data's dtype.
+
+    Returns:
+        The exponent e as a Python int.
+
+    Raises:
+        ValueError: where the means lie too far beyond the rows (:func:`check_means_reach`).
+    """
+    largest = max(rows_largest, others_largest)
+    if not largest > 0:
         return 0
-    return window_exponent(largest, concrete[0].dtype)
+    exponent = window_exponent(largest, dtype)
+    exponent = int(rows_kept_exponent(exponent, rows_largest, largest, dtype))
+    check_means_reach(rows_largest, others_largest, exponent, d, dtype)
+    return exponent
 
 
 def traced_exponent(*arrays: jax.Array) -> jax.Array:
     """:func:`scale_exponent` of traced arrays (inside ``jit`` or ``vmap``), on the device.
 
     Args:
-        arrays: arrays of one floating dtype (e.g. the data and the means), traced or not.
+        arrays: the rows, then other arrays of the same floating dtype (e.g. the means),
+            traced or not.
 
     Returns:
         () int32 exponent e: 0 while the largest magnitude lies within :data:`SCALE_WINDOW`
-        (or is 0, inf or NaN), else its binary exponent, the value :func:`scale_exponent`
-        gives the same arrays concretely, subnormal magnitudes included (the largest and its
-        exponent are read from the bits: :func:`_device_largest`).
+        (or is 0, inf or NaN), else its binary exponent, moved to keep the rows inside the
+        window (:func:`rows_kept_exponent`): the value :func:`scale_exponent` gives the same
+        arrays concretely, subnormal magnitudes included (the largest and its exponent are read
+        from the bits: :func:`_device_largest`).
     """
     dtype = arrays[0].dtype
-    largest = _device_largest(list(arrays), dtype)
-    return window_exponents(largest, dtype, jnp).astype(jnp.int32)
+    rows_largest, largest = traced_magnitudes(list(arrays), dtype)
+    exponent = window_exponents(largest, dtype, jnp)
+    exponent = rows_kept_exponent(exponent, rows_largest, largest, dtype, jnp)
+    return exponent.astype(jnp.int32)
+
+
+def traced_magnitudes(arrays: list[jax.Array], dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """The largest magnitude of the rows ``arrays[0]`` and of all ``arrays``, on the device.
+
+    Exact for subnormal entries (:func:`_device_largest`); empty rows give 0.
+
+    Args:
+        arrays: the (N, D) rows, then other arrays (e.g. the means), traced or not.
+        dtype: the floating dtype of the results.
+
+    Returns:
+        () ``(rows_largest, largest)`` in ``dtype``.
+    """
+    largest = _device_largest(arrays, dtype)
+    if not jnp.size(arrays[0]):
+        return jnp.zeros((), dtype), largest
+    return _device_largest(arrays[:1], dtype), largest
 
 
 def exact_ldexp(a: Any, exponent: int) -> Any:

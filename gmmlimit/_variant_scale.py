@@ -21,11 +21,14 @@ from ._driver import FitResult
 from ._offset import data_offset, offset_of, traced_offset, translate, translated_largest
 from ._validation import (
     SCALE_WINDOW,
+    check_means_reach,
     exact_ldexp,
     is_traced,
     largest_magnitude,
-    traced_exponent,
+    rows_kept_exponent,
+    traced_magnitudes,
     window_exponent,
+    window_exponents,
 )
 from ._variant import Params, Variant
 
@@ -98,9 +101,10 @@ def variant_fit_map(variant: Variant, X: jax.Array, *locations: jax.Array) -> Da
         moved = [translate(a, offset) for a in (X, *locations)]
         return DataMap(traced_variant_exponent(moved, X.dtype), offset)
     offset = offset_of(X) if translates else None
-    arrays = [translate(a, offset) for a in (X, *locations) if not is_traced(a) and a.size]
-    largest = max(largest_magnitude(a) for a in arrays)
-    return DataMap(variant_exponent(variant, largest, X.dtype), offset)
+    arrays = [translate(a, offset) for a in locations if not is_traced(a) and a.size]
+    rows = largest_magnitude(translate(X, offset))
+    others = max((largest_magnitude(a) for a in arrays), default=0.0)
+    return DataMap(variant_exponent(variant, rows, others, X.shape[-1], X.dtype), offset)
 
 
 def variant_stream_map(
@@ -135,30 +139,43 @@ def variant_stream_map(
     offset = None
     if variant.scaling.translate is not None:
         offset = data_offset(np.asarray(lo, dtype), np.asarray(hi, dtype), counts, n)
-    largest = translated_largest(lo, hi, largest, offset)
-    largest = max(largest, largest_magnitude(translate(locations, offset)))
-    return DataMap(variant_exponent(variant, largest, dtype), offset)
+    rows = translated_largest(lo, hi, largest, offset)
+    others = largest_magnitude(translate(locations, offset))
+    return DataMap(variant_exponent(variant, rows, others, np.shape(locations)[-1], dtype), offset)
 
 
-def variant_exponent(variant: Variant, largest: float, dtype: Any) -> int:
+def variant_exponent(variant: Variant, rows: float, locations: float, d: int, dtype: Any) -> int:
     """The power of two e by which a variant's fit divides the data (0: computed as given).
 
-    The smallest shift that brings the largest magnitude m to the edge of ``dtype``'s scale
-    window (e = log2 m - W above it, log2 m + W below it): squared distances and second moments
-    then neither overflow nor vanish, and the parameters move as little as they can, so floors
-    such as ``reg_covar`` stay representable wherever the fit as given was computable.
+    The smallest shift that brings the largest magnitude m of the rows and locations to the
+    edge of ``dtype``'s scale window (e = log2 m - W above it, log2 m + W below it): squared
+    distances and second moments then neither overflow nor vanish, and the parameters move as
+    little as they can, so floors such as ``reg_covar`` stay representable wherever the fit as
+    given was computable. Locations more than 2^(2W) times farther from the origin than every
+    row would push the rows below the window: e then keeps the rows inside it
+    (:func:`gmmlimit._validation.rows_kept_exponent`).
 
     Args:
         variant: the model; one without a ``scaling`` is always computed as given.
-        largest: the largest magnitude of the data and the starting locations.
+        rows: the rows' largest magnitude.
+        locations: the starting locations' largest magnitude (0: none).
+        d: D, the number of features.
         dtype: the data's dtype.
 
     Returns:
-        The exponent e (0 while ``largest`` lies within the window).
+        The exponent e (0 while the largest magnitude lies within the window).
+
+    Raises:
+        ValueError: where the locations lie too far beyond the rows
+            (:func:`gmmlimit._validation.check_means_reach`).
     """
+    largest = max(rows, locations)
     if variant.scaling is None or not largest > 0:
         return 0
-    return int(_to_window_edge(window_exponent(largest, dtype), dtype, np))
+    exponent = _to_window_edge(window_exponent(largest, dtype), dtype, np)
+    exponent = int(rows_kept_exponent(exponent, rows, largest, dtype))
+    check_means_reach(rows, locations, exponent, d, dtype)
+    return exponent
 
 
 def traced_variant_exponent(arrays: list[jax.Array], dtype: Any) -> jax.Array:
@@ -172,8 +189,9 @@ def traced_variant_exponent(arrays: list[jax.Array], dtype: Any) -> jax.Array:
         () int32 exponent e, the value :func:`variant_exponent` gives the same arrays
         concretely (for a largest magnitude in the dtype's normal range).
     """
-    exponent = traced_exponent(*(jnp.asarray(a, dtype) for a in arrays))
-    return _to_window_edge(exponent, dtype, jnp)
+    rows, largest = traced_magnitudes([jnp.asarray(a, dtype) for a in arrays], dtype)
+    exponent = _to_window_edge(window_exponents(largest, dtype, jnp), dtype, jnp)
+    return rows_kept_exponent(exponent, rows, largest, dtype, jnp).astype(jnp.int32)
 
 
 def _to_window_edge(exponent: Any, dtype: Any, xp: Any) -> Any:
@@ -268,8 +286,8 @@ def _check_held(
             continue
         if kind == "given":
             raise ValueError(
-                f"{name} cannot be held relative to the data's scale: the data are as large as "
-                f"2^{exponent} and are fit as X / 2^{exponent}, where {name} {problem} in "
+                f"{name} cannot be held relative to the data's scale: the data are fit as "
+                f"X / 2^{exponent}, where {name} {problem} in "
                 f"{a.dtype} (value {b.ravel()[0]!r}); give {name} in proportion to the data "
                 "(docs/design.md, 'Data scale')."
             )
