@@ -1265,10 +1265,12 @@ def fit_out_of_core_processes(
     chunks on its own device; the statistics (O(K D)), the K farthest rows and the
     label-change test are then exchanged between the processes, and every process takes the
     same M-step. K-means labels and iteration counts equal those of the one-process fit on the
-    concatenated rows, and so do the parameters up to the order of summation across processes;
-    a soft fit's relative stopping rule reads sums in that order too, so in float32 its
-    iteration count (and a label near a tie) can differ, as between two block sizes of one
-    in-memory fit (float64 fits matched in every case tried).
+    concatenated rows, and so do the parameters, up to the order of summation across
+    processes: in float32 the means can differ in the last bit, and so the label of a row at a
+    tie between two means (docs/scale.md); a soft fit's relative stopping rule reads sums in
+    that order too, so in float32 its iteration count can differ, as between two block sizes of
+    one in-memory fit (float64 fits matched in every case tried). Every process needs at least
+    one row.
 
     Args:
         variant: the mixture variant.

@@ -20,7 +20,10 @@ in a collective, so neither the process nor the run would ever end. "Fails" mean
 exception in the main thread (after :func:`initialize`, status 1) or, in a process the
 launcher started, also a nonzero ``sys.exit`` status (that status). A process that succeeds
 exits as usual, through the shutdown. The others' collectives then fail in turn; the launcher
-reports the process that failed first, which names itself in a file the launcher reads.
+reports the process that failed first, which names itself in a file the launcher reads. The
+processes must make the same collective calls: one that makes a sharded fit more than the
+others waits in its first collective for a peer already waiting in the shutdown, and neither
+ends; ``--timeout`` bounds such a run.
 
 On a cluster, the scheduler starts the processes instead (e.g. ``srun`` under SLURM) and
 :func:`initialize` with no ``GMMLIMIT_*`` variables lets ``jax.distributed.initialize`` read the
