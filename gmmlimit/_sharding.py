@@ -1331,6 +1331,7 @@ def _fit_out_of_core_processes(
     largest, largest_weight = 0.0, 1.0
     extremes = np.zeros((2, 1))
     try:
+        check_variant(variant)
         make_iter = _chunk_source(X)
         max_iter = check_max_iter(max_iter)
         block_size = check_positive_int(block_size, "block_size")

@@ -197,6 +197,11 @@ def test_float32_full_fit_with_tiny_reg_covar_never_goes_nan():
         (lambda: gl.restarts(jax.random.key(0), X_WINE, 3, block_size=0), "block_size"),
         (lambda: gl.anneal(X_WINE, [1.0], key=jax.random.key(0), k=2, perturbation=None), "pert"),
         (lambda: gl.scale.fit_out_of_core("poisson", [X_WINE], None), "variant must be"),
+        # before: "process 0: AttributeError: 'str' object has no attribute 'means'"
+        (
+            lambda: gl.scale.fit_out_of_core_processes("poisson", [X_WINE], None),
+            "process 0: variant must be a gmmlimit.Variant",
+        ),
         (
             lambda: gl.study.anneal_variant(
                 gv.poisson, CASES["poisson"].X, [5.0, 1.0], init_params=CASES["poisson"].params
