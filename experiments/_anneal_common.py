@@ -73,13 +73,25 @@ def group_critical(X: np.ndarray, means: np.ndarray, sigma2: float, tol: float) 
 
 
 def pca_basis(X: np.ndarray) -> np.ndarray:
-    """(D, 2) the top two eigenvectors of the 1/N covariance (signs fixed: largest entry > 0)."""
+    """(D, 2) the top two eigenvectors of the 1/N covariance (signs fixed: largest entry > 0).
+
+    For D = 1 the principal direction is the one feature, ``[[1]]``, and there is no second
+    axis: its column is 0, so every centre's second coordinate is 0.
+
+    Args:
+        X: (N, D) data, D >= 1.
+
+    Returns:
+        (D, 2) the first and second principal axes as columns.
+    """
     X = np.asarray(X, dtype=np.float64)
-    cov = np.cov(X.T, bias=True)
+    cov = np.atleast_2d(np.cov(X.T, bias=True))  # np.cov of one column is 0-d
     _, vecs = np.linalg.eigh(cov)
-    basis = vecs[:, ::-1][:, :2]
+    basis = np.zeros((X.shape[1], 2))
+    top = vecs[:, ::-1][:, :2]
+    basis[:, : top.shape[1]] = top
     signs = np.sign(basis[np.argmax(np.abs(basis), axis=0), [0, 1]])
-    return basis * signs
+    return basis * np.where(signs == 0, 1.0, signs)
 
 
 def anneal_key(seed: int, name: str, index: int) -> jax.Array:

@@ -43,6 +43,7 @@ from ._store import (
 __all__ = [
     "Progress",
     "Reuse",
+    "check_resumable",
     "code_fingerprint",
     "reusable_run",
     "reuse_verdict",
@@ -354,6 +355,34 @@ def _data_provenance(config: Any) -> dict | None:
 # --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
+
+
+def check_resumable(
+    spec: ExperimentSpec, config: Any, results_dir: str | Path, *, quick: bool
+) -> None:
+    """Refuse, before any work, an unfinished run that :func:`run_experiment` cannot resume.
+
+    The checks :func:`run_experiment` makes before its own work, for a caller that runs several
+    experiments (``gmmlimit reproduce``) and checks them all first: the newest ``.partial``
+    folder of the run's hash (config, setting, code fingerprint) must have a readable
+    ``started.json``, and every finished point file must match its digest. So a damaged point
+    file of the fourth experiment stops ``reproduce`` before the first one runs.
+
+    Args:
+        spec: the experiment.
+        config: its config.
+        results_dir: the results folder.
+        quick: the quick setting.
+
+    Raises:
+        UnreadableResultError: (a ValueError) naming the damaged file, with what to do.
+    """
+    extra = dict(spec.provenance(config)) if spec.provenance is not None else {}
+    chash = _run_hash(spec, config, quick, code_fingerprint(spec), extra)
+    partial = find_partial(Path(results_dir) / spec.name, chash)
+    if partial is not None:
+        _read_started(partial, spec.name)
+        PointStore(partial / "points").verify()
 
 
 def _run_hash(spec: ExperimentSpec, config: Any, quick: bool, code: str, extra: dict) -> str:

@@ -127,6 +127,7 @@ def _run_many(
     """
     from gmmlimit import experiments
     from gmmlimit.experiments import Progress, make_config, reuse_verdict, run_experiment
+    from gmmlimit.experiments._runner import check_resumable
 
     specs = _specs()
     configs = {}
@@ -135,11 +136,8 @@ def _run_many(
         _check_name(name, specs)
         configs[name] = make_config(specs[name], overrides.get(name, {}), quick=quick)
     noted = _read_journal(journal) if journal is not None else {}
-    failures = 0
-    lines = []
+    reused = {}
     for name in names:
-        t0 = time.perf_counter()
-        run = None
         if name in noted:
             run, why = reuse_verdict(specs[name], configs[name], results, noted[name], quick=quick)
             if run is None:
@@ -148,6 +146,16 @@ def _run_many(
                     f"interruption {why}",
                     file=sys.stderr,
                 )
+            reused[name] = run
+    if len(names) > 1:  # one experiment: run_experiment checks it before its own work
+        for name in names:
+            if reused.get(name) is None:
+                check_resumable(specs[name], configs[name], results, quick=quick)
+    failures = 0
+    lines = []
+    for name in names:
+        t0 = time.perf_counter()
+        run = reused.get(name)
         if run is not None:
             failed = list(run.meta.get("check_failures") or [])
             how = "; reused: finished before the interruption"

@@ -10,7 +10,9 @@ Which runs: by default, for every experiment the latest finished run with the de
 one setting, quick or full, never both (:func:`gmmlimit.experiments.select_runs`); explicit run
 ids override that per experiment and set the setting for the others (named runs of disagreeing
 settings are refused), and a figure drawn from a run with overrides (or a user's data file) says
-so under the figure, in its caption and in its index entry. :func:`draw_all` draws into a
+so under the figure, in its caption and in its index entry; a run made by code other than the
+current code (its recorded code fingerprint is not the one the current code gives) is drawn and
+named in the index, with its git revision (:func:`code_note`). :func:`draw_all` draws into a
 temporary folder and moves each finished file into place, so a failed call leaves the previous
 figures and index as they were; a figure whose drawing raises is listed as not drawn, with its
 error, and does not stop the others.
@@ -24,19 +26,22 @@ import os
 import pkgutil
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
     "DRAWING_FAILED",
     "RESULTS_UNREADABLE",
     "FigureSpec",
+    "code_note",
+    "current_code",
     "draw_all",
     "draw_figure",
     "failure_note",
     "index_markdown",
     "override_note",
     "registry",
+    "short_revision",
 ]
 
 
@@ -139,6 +144,69 @@ def failure_note(runs: dict) -> str | None:
     return "A verified statement failed in " + "; ".join(parts) + "."
 
 
+def current_code(names: Iterable[str]) -> dict[str, str | None]:
+    """The code fingerprint the current code gives each experiment, as a new run would record it.
+
+    :func:`gmmlimit.experiments.code_fingerprint`: the source of every ``gmmlimit`` module, the
+    experiment's own modules, the numeric libraries' versions and which CPU E-step runs.
+
+    Args:
+        names: experiment names.
+
+    Returns:
+        ``{name: fingerprint}``; None for a name that is no registered experiment.
+    """
+    from gmmlimit import experiments
+
+    specs = experiments.registry()
+    return {
+        name: experiments.code_fingerprint(specs[name]) if name in specs else None
+        for name in dict.fromkeys(names)
+    }
+
+
+def short_revision(revision: object) -> str:
+    """A git revision as notes name it: 12 hex digits, keeping ``-dirty`` (None: unrecorded)."""
+    if not revision:
+        return "unrecorded"
+    text = str(revision)
+    dirty = text.endswith("-dirty")
+    return text.removesuffix("-dirty")[:12] + ("-dirty" if dirty else "")
+
+
+def _stale(runs: Mapping[str, object], current: Mapping[str, str | None]) -> list[tuple]:
+    """``(name, run, now)`` of the runs whose recorded code fingerprint differs from ``now``."""
+    out = []
+    for name, run in runs.items():
+        recorded, now = run.meta.get("code_fingerprint"), current.get(name)
+        if recorded and now and recorded != now:
+            out.append((name, run, now))
+    return out
+
+
+def code_note(runs: dict, current: Mapping[str, str | None]) -> str | None:
+    """The note a figure carries when one of its runs was made by code other than the current.
+
+    A run records the code fingerprint of the code that made it (``meta.json``'s
+    ``code_fingerprint``); drawing an older run is legitimate, but is said.
+
+    Args:
+        runs: ``{experiment: RunResult}``.
+        current: ``{experiment: fingerprint}`` the current code gives (:func:`current_code`).
+
+    Returns:
+        One sentence naming each such run, its git revision and both fingerprints, or None.
+    """
+    parts = [
+        f"run {run.run_id} of `{name}` (git {short_revision(run.meta.get('git_revision'))}, "
+        f"code fingerprint {run.meta.get('code_fingerprint')}; the current code's is {now})"
+        for name, run, now in _stale(runs, current)
+    ]
+    if not parts:
+        return None
+    return "Made by code other than the current code: " + "; ".join(parts) + "."
+
+
 def _missing_message(spec: FigureSpec, name: str, results_dir: object, quick: bool) -> str:
     flag = "--quick" if quick else "--full"
     return (
@@ -219,19 +287,65 @@ def _run_line(name: str, run: object) -> str:
     )
 
 
+def _code_lines(used: dict[str, dict], current: Mapping[str, str | None]) -> list[str]:
+    """The index's notes on the code behind the runs drawn (none when all is the current code).
+
+    Runs made by code other than the current code (their recorded code fingerprint differs
+    from the one the current code gives) are named with their git revision; runs of several
+    git revisions are said too, with whether their code is nonetheless the current code's (a
+    commit that changed only documentation, say).
+    """
+    runs = {r.run_id: (name, r) for rs in used.values() for name, r in rs.items()}
+    stale = [(name, r) for name, r in runs.values() if _stale({name: r}, current)]
+    lines = []
+    if stale:
+        named = "; ".join(
+            f"`{name}` run {r.run_id} (git {short_revision(r.meta.get('git_revision'))})"
+            for name, r in stale
+        )
+        lines += [
+            f"**Drawn from {len(stale)} run(s) made by code other than the current code (the "
+            "code fingerprint in their meta.json differs from the one the current code gives: "
+            "the gmmlimit source, the experiment's modules, the numeric libraries' versions or "
+            f"the E-step changed since): {named}. Rerun them (`gmmlimit reproduce`, or `gmmlimit "
+            "run NAME`) to draw the current code's results.**",
+            "",
+        ]
+    revisions = {r.meta.get("git_revision") for _, r in runs.values()}
+    known = sorted(short_revision(rev) for rev in revisions if rev)
+    if len(known) > 1:  # e.g. one experiment rerun after a code change
+        recorded = all(r.meta.get("code_fingerprint") for _, r in runs.values())
+        checked = all(current.get(name) for name, _ in runs.values())
+        same = (
+            " Every run's code fingerprint is the current code's: the revisions differ only "
+            "outside the code the experiments run."
+            if recorded and checked and not stale
+            else ""
+        )
+        lines += [
+            f"**Drawn from runs of {len(known)} code revisions ({', '.join(known)}): each "
+            f"figure's runs below name their own.{same}**",
+            "",
+        ]
+    return lines
+
+
 def index_markdown(
     specs: list[FigureSpec],
     used: dict[str, dict] | None = None,
     missing: dict[str, str] | None = None,
+    current: Mapping[str, str | None] | None = None,
 ) -> str:
     """The figures index: title, image link and caption of every figure.
 
     Args:
         specs: the figures drawn, in order.
         used: optional ``{figure: {experiment: RunResult}}``; adds the runs behind each figure
-            (and a warning in the caption when one has overrides, or when a verified statement
-            failed in it).
+            (and a warning in the caption when one has overrides, when a verified statement
+            failed in it, or when it was made by code other than the current code).
         missing: optional ``{figure: reason}`` for figures not drawn by this call.
+        current: ``{experiment: code fingerprint}`` of the current code; None computes it
+            (:func:`current_code`) for the experiments whose runs record one.
     """
     lines = [
         "# Figures",
@@ -240,17 +354,15 @@ def index_markdown(
         "of `gmmlimit reproduce`), into `figures/<name>.pdf` and `figures/<name>.png`.",
         "",
     ]
+    if used and current is None:
+        current = current_code(
+            name for rs in used.values() for name, r in rs.items() if r.meta.get("code_fingerprint")
+        )
+    current = current or {}
     if used:
         settings = sorted({r.setting for runs in used.values() for r in runs.values()})
         lines += [f"Drawn from {' and '.join(settings)}-setting runs.", ""]
-        revisions = {r.meta.get("git_revision") for runs in used.values() for r in runs.values()}
-        known = sorted(str(rev)[:12] for rev in revisions if rev)
-        if len(known) > 1:  # e.g. one experiment rerun after a code change
-            lines += [
-                f"**Drawn from runs of {len(known)} code revisions ({', '.join(known)}): each "
-                "figure's runs below name their own.**",
-                "",
-            ]
+        lines += _code_lines(used, current)
     # each figure keeps its number in the registry (docs/figures.md), whichever are drawn
     fixed = {name: i for i, name in enumerate(registry(), 1)}
     for i, spec in enumerate(specs, 1):
@@ -258,7 +370,7 @@ def index_markdown(
         number = fixed.get(spec.name, i)
         lines += [f"## Figure {number}: {spec.title or spec.name} (`{spec.name}`)", ""]
         lines += [f"![{spec.name}]({spec.name}.png)", ""] if used is not None else []
-        notes = [override_note(runs), failure_note(runs)] if runs else []
+        notes = [override_note(runs), failure_note(runs), code_note(runs, current)] if runs else []
         about = f" {spec.describe(runs)}" if runs and spec.describe is not None else ""
         lines += [spec.caption.strip() + about + "".join(f" **{n}**" for n in notes if n), ""]
         lines += [f"Reads: {', '.join(f'`{n}`' for n in spec.needs)}.", ""]
@@ -342,7 +454,10 @@ def draw_all(
                     os.chmod(path, mode)
                     os.replace(path, out / path.name)
                     written[name].append(out / path.name)
-            text = index_markdown([s for s in chosen if s.name in drawn], used, missing)
+            names_used = (n for runs in used.values() for n in runs)
+            text = index_markdown(
+                [s for s in chosen if s.name in drawn], used, missing, current_code(names_used)
+            )
             atomic_write_bytes(out / "index.md", (text + "\n").encode())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -62,7 +62,9 @@ FIGURE = FigureSpec(
         "0.8% through the first transition, then coarse ones). Dashed: the predicted first "
         "split sigma2_c = lambda_max(C) (gl.critical_sigma2); dotted: the later splits predicted "
         "by lambda_max of the splitting group's responsibility-weighted covariance. Above "
-        "sigma2_c all centres sit at the data mean; they leave it along the top eigenvector."
+        "sigma2_c all centres sit at the data mean; they leave it along the top eigenvector. On "
+        "data of one feature (D = 1) that feature is the first axis and there is no second: the "
+        "bottom panel is 0."
     ),
     order=60,
 )

@@ -330,6 +330,7 @@ def test_figures_drawn_from_runs_of_several_code_revisions_say_so():
     figures = [specs["fig1_responsibilities"], specs["fig2_loglik"]]
     used = {"fig1_responsibilities": {"responsibilities": old}, "fig2_loglik": {"loglik": new}}
     mixed = index_markdown(figures, used)
-    assert "**Drawn from runs of 2 code revisions (abc, def4567890ab)" in mixed
+    # a revision keeps its -dirty: "abc" and "abc-dirty" read "(abc, abc)" before
+    assert "**Drawn from runs of 2 code revisions (abc, def4567890ab-dirty)" in mixed
     same = index_markdown(figures, {"fig1_responsibilities": {"responsibilities": old}})
     assert "code revisions" not in same

@@ -55,8 +55,9 @@ def check_output(out: str | os.PathLike) -> Path:
         ``out`` as a Path.
 
     Raises:
-        ValueError: when ``out`` does not end in ``.pdf``, is an existing folder, or lies
-            under an existing file.
+        ValueError: naming ``out`` when it does not end in ``.pdf``, is an existing folder,
+            lies under an existing file, or its nearest existing folder is one where no file
+            can be written (no permission; or, as root too, ``/proc`` or a read-only mount).
         ImportError: when the ``typst`` package is not installed (``pip install typst``).
     """
     out = Path(out)
@@ -64,13 +65,25 @@ def check_output(out: str | os.PathLike) -> Path:
         raise ValueError(f"the paper's output must be a .pdf file; got {str(out)!r}.")
     if out.is_dir():
         raise ValueError(f"the paper's output {out} is an existing folder, not a .pdf file.")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(
-                    f"the paper's output {out} cannot be written: {parent} is a file, not a folder."
-                )
-            break
+    existing = next(p for p in out.parents if p.exists())  # "." at the latest
+    if not existing.is_dir():
+        raise ValueError(
+            f"the paper's output {out} cannot be written: {existing} is a file, not a folder."
+        )
+    # the PDF, its build folder and <stem>_sources/ are all made in that folder: fail now, not
+    # after every figure was drawn with a message naming a temporary file
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"the paper's output {out} cannot be written: no permission to write in {existing}."
+        )
+    try:  # as root, os.access says yes to /proc and read-only mounts: try a file there
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"the paper's output {out} cannot be written: cannot write in {existing} "
+            f"({err.strerror or err})."
+        ) from None
     try:
         import typst  # noqa: F401
     except ImportError:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._reader import PaperFigure, PaperRun
 
-__all__ = ["BOUNDS", "document", "fmt", "table_rows"]
+__all__ = ["BOUNDS", "code_provenance", "document", "fmt", "table_rows"]
 
 # The bound or prediction each experiment verifies, in words and symbols (no measured numbers).
 BOUNDS: dict[str, str] = {
@@ -329,11 +329,58 @@ def _environment(runs: Mapping[str, PaperRun]) -> list[dict[str, Any]]:
     return envs
 
 
+def code_provenance(
+    runs: Mapping[str, PaperRun], current: Mapping[str, str | None]
+) -> tuple[bool, str]:
+    """Whether every run was made by the current code, and the sentence that says so.
+
+    A run records the fingerprint of the code that made it (``meta.json``'s
+    ``code_fingerprint``; see :func:`gmmlimit.experiments.code_fingerprint`); a run whose
+    fingerprint differs from the one the current code gives is named with its git revision.
+
+    Args:
+        runs: ``{experiment: PaperRun}``.
+        current: ``{experiment: fingerprint}`` the current code gives (None: unknown).
+
+    Returns:
+        ``(all_current, note)``.
+    """
+    from gmmlimit.paper_figures import short_revision
+
+    stale = []
+    for name, run in runs.items():
+        recorded, now = run.meta.get("code_fingerprint"), current.get(name)
+        if recorded and now and recorded != now:
+            rev = short_revision(run.meta.get("git_revision"))
+            stale.append(f"{name} (run {run.run_id}, git {rev}, code fingerprint {recorded})")
+    if stale:
+        return False, (
+            f"{len(stale)} of {len(runs)} runs were made by code other than the current code "
+            "(their recorded code fingerprint differs from the one the current code gives); "
+            "their numbers and figures are those of that code: " + "; ".join(stale) + ". Rerun "
+            "them (gmmlimit reproduce) for the current code's results."
+        )
+    unknown = [
+        n for n, r in runs.items() if not (r.meta.get("code_fingerprint") and current.get(n))
+    ]
+    if unknown:
+        return True, (
+            "Whether these runs were made by the current code is not known for: "
+            + ", ".join(unknown)
+            + " (no code fingerprint to compare)."
+        )
+    return True, (
+        "Every run was made by the current code (its recorded code fingerprint is the one the "
+        "current code gives)."
+    )
+
+
 def document(
     runs: Mapping[str, PaperRun],
     figures: list[PaperFigure],
     texts: Mapping[str, tuple[str, str]],
     quick: bool,
+    current: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The paper as JSON-able data for the typst template.
 
@@ -342,7 +389,14 @@ def document(
         figures: the drawn figures, in order (image paths relative to the typst root).
         texts: ``{experiment: (description, verified statement)}``.
         quick: whether the runs are the quick setting.
+        current: ``{experiment: code fingerprint}`` of the current code; None computes it
+            (:func:`gmmlimit.paper_figures.current_code`).
     """
+    if current is None:
+        from gmmlimit.paper_figures import current_code
+
+        current = current_code(runs)
+    code_current, code_note = code_provenance(runs, current)
     statements = []
     for name, run in runs.items():
         description, statement = texts.get(name, ("", ""))
@@ -377,6 +431,8 @@ def document(
             }
             for f in figures
         ],
+        "code_current": code_current,
+        "code_note": code_note,
         "environments": _environment(runs),
         "runs": [
             {
