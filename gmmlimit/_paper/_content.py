@@ -32,7 +32,11 @@ BOUNDS: dict[str, str] = {
     "phase_transition": "the collapsed fixed point mu_k = mean(X) splits at sigma2 = lambda_max(C)",
     "variant_limits": "each variant's tempered responsibilities and updates approach its hard "
     "limit within its bound as beta grows",
-    "anneal_vs_lloyd": "annealing's distortion is at least the best distortion found",
+    "anneal_vs_lloyd": "annealing's median distortion is at most the median of Lloyd's from "
+    "random starts and from k-means++ starts (an empirical claim on these data sets), and each "
+    "annealing distortion is the K-means objective of its final means",
+    "variant_study": "each variant's responsibility gap stays within bound 1 and shrinks toward "
+    "the hard limit, and the annealing path's hard-stage J is that of its final parameters",
     "convergence_rate": "near the collapsed point the EM map contracts at rate lambda_max / sigma2",
     "em_vs_gradient": "EM never decreases the log-likelihood",
 }
@@ -118,7 +122,15 @@ def _updates(run: PaperRun) -> list[Row]:
     rows = []
     for s in run.subjects():
         total, held = _count(run.field(s, "held"))
-        rows.append(_row(run, s, "(start, sigma2) points within the update bound", total, held))
+        rows.append(
+            _row(
+                run,
+                s,
+                "(start, sigma2) points within the update bound, of those where it can fail",
+                total,
+                held,
+            )
+        )
         rows.append(
             _row(
                 run,
@@ -239,9 +251,18 @@ def _anneal_vs_lloyd(run: PaperRun) -> list[Row]:
             _row(
                 run,
                 s,
-                "annealing distortion / best distortion found",
-                "at least one",
-                fmt(run.field(s, "anneal_over_best")),
+                "median annealing distortion / median random-start Lloyd distortion",
+                "at most one",
+                fmt(run.field(s, "anneal_over_median_random")),
+            )
+        )
+        rows.append(
+            _row(
+                run,
+                s,
+                "median annealing distortion / median k-means++ Lloyd distortion",
+                "at most one",
+                fmt(run.field(s, "anneal_over_median_pp")),
             )
         )
         rows.append(
