@@ -166,15 +166,17 @@ def variant_exponent(variant: Variant, rows: float, locations: float, d: int, dt
         The exponent e (0 while the largest magnitude lies within the window).
 
     Raises:
-        ValueError: where the locations lie too far beyond the rows
-            (:func:`gmmlimit._validation.check_means_reach`).
+        ValueError: where a variant with a location (its scaling ``translate``s) has locations
+            too far beyond the rows (:func:`gmmlimit._validation.check_means_reach`); a
+            scale-free divergence (the Gamma variant's) holds them at any distance.
     """
     largest = max(rows, locations)
     if variant.scaling is None or not largest > 0:
         return 0
     exponent = _to_window_edge(window_exponent(largest, dtype), dtype, np)
     exponent = int(rows_kept_exponent(exponent, rows, largest, dtype))
-    check_means_reach(rows, locations, exponent, d, dtype)
+    if variant.scaling.translate is not None:  # a location: squared distances to it
+        check_means_reach(rows, locations, exponent, d, dtype)
     return exponent
 
 
