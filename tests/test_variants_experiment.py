@@ -145,14 +145,20 @@ def test_a_user_variants_provenance_covers_the_helpers_it_imports(tmp_path, monk
 
 
 def test_variant_study_check_catches_a_broken_bound():
+    from gmmlimit.experiments import make_config
+
     spec = registry()["variant_study"]
+    config = make_config(spec, {}, quick=True)
     rec = dataclasses.replace(
         _fake_record(), bound_holds=np.array([True, False]), update_gap=np.array([1.0, 2.0])
     )
-    failures = spec.check(None, {"v": rec})
+    failures = spec.check(config, {"v": rec})
     assert any("bound violated at 1" in f for f in failures)
     assert any("update gap" in f for f in failures)
-    assert spec.check(None, {"v": _fake_record()}) == []
+    assert spec.check(config, {"v": _fake_record()}) == []
+    # a hard stage whose recorded J is not that of its final parameters
+    wrong = dataclasses.replace(_fake_record(), anneal_hard_recomputed=3.5)
+    assert any("recomputed at its final parameters" in f for f in spec.check(config, {"v": wrong}))
 
 
 def _fake_record():
@@ -183,6 +189,7 @@ def _fake_record():
         anneal_distortion=np.array([2.5, 3.0]),
         anneal_n_distinct=np.array([1, 2]),
         anneal_means=np.zeros((2, 2, 1)),
+        anneal_hard_recomputed=3.0,
     )
 
 
