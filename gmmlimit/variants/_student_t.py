@@ -148,6 +148,13 @@ def dof_objective(
 
 
 def _m_step(params: StudentTParams, stats: MixtureStats) -> StudentTParams:
+    # The M-step recomputes functions of the E-step's nu (ln Gamma(nu/2), ln nu, ...) that the
+    # divergence computes too. Where both run in one program (the in-memory fit loop), XLA
+    # would merge them and move the E-step's per-component constants into other fusions, where
+    # the CPU backend contracts other multiply-adds into FMAs: the divergences came out an ulp
+    # apart from an E-step compiled alone (the out-of-core pass), in about one float32 E-step
+    # in nine. The barrier keeps the M-step's copy apart, so every E-step compiles alike.
+    params = jax.lax.optimization_barrier(params)
     m: TMoments = stats.moments
     d = params.means.shape[1]
     means, delta, ok = mean_update(params.means, m.wu, m.s1)
