@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -207,15 +206,11 @@ def _check_folder_target(path: str, flag: str) -> None:
     existing = next(p for p in (target, *target.parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(f"{flag} {target} cannot be created: {existing} is a file.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {target}: no permission to write in {existing}.")
-    try:  # as root, os.access says yes to /proc and read-only mounts: try a file there
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise ValueError(
-            f"{flag} {target}: cannot write in {existing} ({err.strerror or err})."
-        ) from None
+    from gmmlimit._paper import cannot_write_in
+
+    why = cannot_write_in(existing)
+    if why is not None:
+        raise ValueError(f"{flag} {target}: {why}.")
 
 
 def _with_data(spec, overrides: dict, data: str | None) -> dict:

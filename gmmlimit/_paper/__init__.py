@@ -22,6 +22,7 @@ __all__ = [
     "PaperFigure",
     "PaperRun",
     "build_paper",
+    "cannot_write_in",
     "check_output",
     "document",
     "fmt",
@@ -43,6 +44,21 @@ def _timestamp(runs: dict[str, PaperRun]) -> int | None:
             except ValueError:
                 continue
     return int(max(times).timestamp()) if times else None
+
+
+def cannot_write_in(folder: Path) -> str | None:
+    """Why no file can be made in the existing ``folder``; None when one can.
+
+    As root, ``os.access`` says yes to ``/proc`` and read-only mounts, so a file is tried there.
+    """
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"no permission to write in {folder}"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return f"cannot write in {folder} ({err.strerror or err})"
+    return None
 
 
 def check_output(out: str | os.PathLike) -> Path:
@@ -72,18 +88,9 @@ def check_output(out: str | os.PathLike) -> Path:
         )
     # the PDF, its build folder and <stem>_sources/ are all made in that folder: fail now, not
     # after every figure was drawn with a message naming a temporary file
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"the paper's output {out} cannot be written: no permission to write in {existing}."
-        )
-    try:  # as root, os.access says yes to /proc and read-only mounts: try a file there
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise ValueError(
-            f"the paper's output {out} cannot be written: cannot write in {existing} "
-            f"({err.strerror or err})."
-        ) from None
+    why = cannot_write_in(existing)
+    if why is not None:
+        raise ValueError(f"the paper's output {out} cannot be written: {why}.")
     try:
         import typst  # noqa: F401
     except ImportError:
