@@ -1,11 +1,15 @@
-"""The verified statements of anneal_vs_lloyd, variant_study and updates can fail.
+"""Every verified statement of five experiments can fail: a wrong value is named.
+
+Five: anneal_vs_lloyd, variant_study, updates, trajectories and loglik.
 
 Each experiment runs in process on a tiny config, once as it is (its check must pass) and once
 with one library function monkeypatched to compute a wrong value (its check must name the
 failure). Before, ``anneal_vs_lloyd`` checked that a median is not below a minimum that includes
 it, ``variant_study`` checked two identities that ``anneal_variant`` holds by construction, and
 ``updates`` counted points with an infinite bound, or one below a slack 25 to 250 times its own
-rounding tolerance, as held: none of these mutations failed a check.
+rounding tolerance, as held: none of these mutations failed a check. ``trajectories`` asked
+only for agreement at the smallest positive grid point (EM at 10 sigma2 passed), and
+``loglik``'s bounds held for L~ evaluated at 1.02 sigma2.
 """
 
 from __future__ import annotations
@@ -94,7 +98,7 @@ def test_variant_study_fails_when_the_hard_stage_records_a_wrong_distortion(monk
     _, unmutated, failures = _run("variant_study", TINY_VARIANT)
     assert failures == []
 
-    original = variant_study_module.anneal_variant
+    original = gl.study.anneal_variant  # the function variant_study imports
 
     def unmapped(*args, **kwargs):
         """A path whose objectives miss a factor (as a scale not mapped back would)."""
@@ -166,3 +170,63 @@ def test_updates_slack_is_the_rounding_it_absorbs():
     np.testing.assert_array_equal(
         updates_module.within_bound(gap, np.ones(2), round_tol), [True, False]
     )
+
+
+# trajectories: overlapping mixture, 100 rows, 3 starts, 40 grid points (one start's sigma2* is
+# 6.9 times its predicted one-hot bound, so EM at 10 sigma2 misses Lloyd's partition below it)
+TINY_TRAJECTORIES = {
+    "datasets": ("overlapping",),
+    "n_samples": 100,
+    "n_restarts": 3,
+    "n_sigma2": 40,
+    "n_path_steps": 2,
+    "max_iter": 50,
+}
+
+
+def test_trajectories_fails_when_em_runs_at_ten_times_its_sigma2(monkeypatch):
+    config, records, failures = _run("trajectories", TINY_TRAJECTORIES)
+    assert failures == []
+    (r,) = records.values()
+    # the prediction is tested: the grid reaches below it, and sigma2* lies above it
+    assert np.all(r.n_below_prediction > 0) and np.all(r.equal_below_prediction)
+    assert np.all(r.sigma2_star >= r.sigma2_onehot)
+    eps = np.finfo(np.float64).eps
+    expected = r.lloyd_path_delta_min / (2 * np.log(r.n * (r.k - 1) / eps))
+    np.testing.assert_allclose(r.sigma2_onehot, expected, rtol=1e-12)
+    summary = registry()["trajectories"].summarize(config, records)
+    assert "up to the predicted one-hot bound" in summary and "in 3/3 restarts where" in summary
+
+    original = gl.em
+    # the audit's mutation: every soft fit at 10 sigma2 (sigma2 = 0 stays exact); it passed the
+    # old check, which asked only for agreement at the smallest positive grid point
+    monkeypatch.setattr(gl, "em", lambda X, m, s, **kw: original(X, m, s * 10.0, **kw))
+    _, mutated, failures = _run("trajectories", TINY_TRAJECTORIES)
+    assert np.all(mutated["overlapping"].sigma2_star > 0)  # the old statement still held
+    assert any("below the predicted one-hot bound" in f for f in failures), failures
+
+
+# loglik: the separated mixture, 60 rows, 12 grid points
+TINY_LOGLIK = {"datasets": ("separated",), "n_samples": 60, "n_sigma2": 12}
+
+
+def test_loglik_fails_when_ltilde_is_evaluated_at_a_wrong_sigma2(monkeypatch):
+    config, records, failures = _run("loglik", TINY_LOGLIK)
+    assert failures == []
+    (r,) = records.values()
+    assert r.ltilde_matches.all()
+    np.testing.assert_allclose(r.ltilde, r.ltilde_float64, rtol=1e-12, atol=1e-12 * r.J)
+    # vacuous rate points are not counted as held
+    vacuous = ~(r.rate_bound > r.slack)
+    assert vacuous.any() and r.rate_held.size == np.sum(~vacuous) and r.rate_held.all()
+    summary = registry()["loglik"].summarize(config, records)
+    n = int(np.sum(~vacuous))
+    assert f"exponential rate at {n}/{n} points where it can fail" in summary
+
+    original = gl.study.scaled_log_likelihood
+    # the audit's mutation: L~ at 1.02 sigma2; bound 2 and the rate bound still hold
+    monkeypatch.setattr(gl.study, "scaled_log_likelihood", lambda X, m, s: original(X, m, s * 1.02))
+    _, mutated, failures = _run("loglik", TINY_LOGLIK)
+    (m,) = mutated.values()
+    assert m.held.all() and m.rate_held.all()
+    assert len(failures) == 1 and "differs from its float64 recomputation" in failures[0], failures

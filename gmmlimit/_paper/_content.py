@@ -22,11 +22,14 @@ BOUNDS: dict[str, str] = {
     "responsibilities": "|r_nk - onehot_nk| <= (K-1) exp(-Delta_n / (2 sigma2)); the log of the "
     "largest gap falls with slope -min(Delta)/2 against 1/sigma2",
     "loglik": "J - 2 N sigma2 ln K <= L~ <= J, with L~ = -2 sigma2 [l + N ln K + (N D/2) "
-    "ln(2 pi sigma2)] -> J exponentially fast",
+    "ln(2 pi sigma2)] -> J exponentially fast (J - L~ <= 2 sigma2 (K-1) sum_n "
+    "exp(-Delta_n / (2 sigma2)), counted where it exceeds the rounding slack); L~ equals its "
+    "float64 recomputation from the definition to rounding",
     "updates": "the EM and Lloyd mean updates from the same means differ by "
     "O(exp(-Delta / (2 sigma2))), and not at all past the one-hot threshold",
-    "trajectories": "EM started where Lloyd starts ends at Lloyd's partition for every sigma2 "
-    "below a positive sigma2*",
+    "trajectories": "EM started where Lloyd starts ends at Lloyd's partition at every grid "
+    "sigma2 at or below sigma2_onehot = Delta_path / (2 ln(N (K-1) / eps)) (Delta_path the "
+    "smallest gap on Lloyd's path from that start), so sigma2* >= that grid point > 0",
     "precision": "a log-domain softmax is exactly one-hot once Delta_n / (2 sigma2) passes "
     "-ln(eps) of the dtype; no NaN or inf on the way to sigma2 = 0",
     "phase_transition": "the collapsed fixed point mu_k = mean(X) splits at sigma2 = lambda_max(C)",
@@ -102,10 +105,24 @@ def _responsibilities(run: PaperRun) -> list[Row]:
 def _loglik(run: PaperRun) -> list[Row]:
     rows = []
     for s in run.subjects():
+        matches = run.field(s, "ltilde_matches")
+        if matches is not None:  # None: a record made before the recomputation
+            total, held = _count(matches)
+            rows.append(
+                _row(run, s, "sigma2 points where L~ equals its float64 recomputation", total, held)
+            )
         total, held = _count(run.field(s, "held"))
         rows.append(_row(run, s, "sigma2 points within bound 2", total, held))
         total, held = _count(run.field(s, "rate_held"))
-        rows.append(_row(run, s, "sigma2 points within the exponential rate", total, held))
+        rows.append(
+            _row(
+                run,
+                s,
+                "sigma2 points within the exponential rate, of those where it can fail",
+                total,
+                held,
+            )
+        )
         rows.append(
             _row(
                 run,
@@ -163,6 +180,28 @@ def _trajectories(run: PaperRun) -> list[Row]:
                 "range of sigma2* over restarts",
                 "positive",
                 f"{fmt(float(star.min()))} to {fmt(float(star.max()))}",
+            )
+        )
+        predicted = np.asarray(run.field(s, "sigma2_onehot"))
+        testable = np.asarray(run.field(s, "n_below_prediction")) > 0
+        equal = np.asarray(run.field(s, "equal_below_prediction"), dtype=bool)
+        rows.append(
+            _row(
+                run,
+                s,
+                "restarts with Lloyd's partition at every grid sigma2 up to the predicted "
+                "sigma2_onehot, of those whose grid reaches below it",
+                fmt(int(testable.sum())),
+                fmt(int((testable & equal).sum())),
+            )
+        )
+        rows.append(
+            _row(
+                run,
+                s,
+                "sigma2* / predicted sigma2_onehot over restarts",
+                "at least 1, to the grid's spacing",
+                f"{fmt(float(np.min(star / predicted)))} to {fmt(float(np.max(star / predicted)))}",
             )
         )
     return rows
