@@ -248,7 +248,7 @@ def _unit_exponent(
         window = SCALE_WINDOW.get(dtype, 256)
         top = math.frexp(largest)[1]
         exponent = min(max(exponent, top - window), top + window)
-        exponent = int(rows_kept_exponent(exponent, rows, largest, dtype))
+        exponent = int(rows_kept_exponent(exponent, rows, largest, Xs.shape[1], dtype))
     return exponent
 
 

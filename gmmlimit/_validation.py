@@ -27,7 +27,6 @@ __all__ = [
     "check_k",
     "check_key",
     "check_means",
-    "check_means_reach",
     "check_scalar",
     "check_sigma2",
     "check_weights",
@@ -622,7 +621,7 @@ def window_exponents(largest: Any, dtype: Any, xp: Any = np) -> Any:
 
 
 def rows_kept_exponent(
-    exponent: Any, rows_largest: Any, largest: Any, dtype: Any, xp: Any = np
+    exponent: Any, rows_largest: Any, largest: Any, d: int, dtype: Any, xp: Any = np
 ) -> Any:
     """``exponent`` moved as little as needed to keep the rows inside the scale window.
 
@@ -633,15 +632,22 @@ def rows_kept_exponent(
     mean at 2^70: every label 0, a K-means objective of 0). The exponent is clipped to
     [t - W, r + W], t and r the binary exponents of ``largest`` and ``rows_largest``: nothing
     past the window's top while the rows stay inside it, and the rows never below its lower
-    edge (the far means then lie past its top: :func:`check_means_reach`). Where the rows'
-    largest is at least the means' (the common case), the exponent is returned unchanged.
+    edge, the far means then past its top. The clip is taken only where the far means' squared
+    distances at that scale stay below the dtype's largest number, D 4 (2^(t - e))^2; past that
+    (float32: means about 2^94 times farther than every row at D = 2) no scale holds both, and
+    the exponent is left as chosen: right where every mean is that far (the rows are then 0 to
+    the dtype's precision beside them), wrong where some means lie near the rows and others that
+    far (docs/design.md, "Data scale"). Where the rows' largest is at least the means' (the
+    common case), the exponent is returned unchanged.
 
     Args:
         exponent: the exponent chosen for ``largest`` (an int, or an int array).
         rows_largest: the rows' largest magnitude (0: the exponent is returned as it is).
         largest: the largest magnitude of the rows and means together.
+        d: D, the number of features.
         dtype: the data's dtype.
-        xp: ``numpy``, or ``jax.numpy`` for traced values (exponents read from the bits).
+        xp: ``numpy``, or ``jax.numpy`` for traced values (exponents, and whether the rows'
+            largest is 0, read from the bits: XLA on the CPU compares a subnormal as 0).
 
     Returns:
         The exponent, of ``exponent``'s kind.
@@ -649,44 +655,15 @@ def rows_kept_exponent(
     window = SCALE_WINDOW.get(jnp.dtype(dtype), 256)
     if xp is jnp:
         rows_e, top_e = _device_frexp_exponent(rows_largest), _device_frexp_exponent(largest)
+        bits, _ = _float_bits(jnp.asarray(rows_largest))
+        nonzero = (bits & jnp.iinfo(bits.dtype).max) != 0
     else:
         rows_e, top_e = np.frexp(rows_largest)[1], np.frexp(largest)[1]
+        nonzero = np.asarray(rows_largest) > 0
     kept = xp.minimum(xp.maximum(exponent, top_e - window), rows_e + window)
-    return xp.where(rows_largest > 0, kept, exponent)
-
-
-def check_means_reach(
-    rows_largest: float, means_largest: float, exponent: int, d: int, dtype: Any
-) -> None:
-    """Refuse means so far beyond the rows that no common scale holds their squared distances.
-
-    With the rows kept inside the scale window (:func:`rows_kept_exponent`), a mean more than
-    about 2^(W + maxexp / 2) times farther from the origin than every row (float32: 2^94 for
-    D = 2) has a squared distance past the dtype's largest number at that scale.
-
-    Args:
-        rows_largest: the rows' largest magnitude.
-        means_largest: the means' (or locations') largest magnitude.
-        exponent: the problem's exponent.
-        d: D, the number of features.
-        dtype: the data's dtype.
-
-    Raises:
-        ValueError: where ``D 4 (means_largest / 2^exponent)^2`` may pass the dtype's largest
-            number while the means lie beyond the rows.
-    """
-    if not (rows_largest > 0 and means_largest > rows_largest):
-        return
-    info = np.finfo(np.dtype(dtype))
-    mean_e = math.frexp(means_largest)[1] - int(exponent)
-    if 2 * mean_e + math.ceil(math.log2(max(d, 1))) + 2 < info.maxexp:
-        return
-    raise ValueError(
-        f"a mean lies too far beyond the rows for {np.dtype(dtype)}: the means reach "
-        f"{means_largest:.4g} where no row passes {rows_largest:.4g} (after any translation), "
-        f"and no power-of-two scale holds both the rows' squared distances and those to that "
-        f"mean in {np.dtype(dtype)}; start from means nearer the data (or use float64)."
-    )
+    features = math.ceil(math.log2(max(int(d), 1)))
+    held = 2 * (top_e - kept) + features + 2 < np.finfo(np.dtype(dtype)).maxexp
+    return xp.where(nonzero & held, kept, exponent)
 
 
 _BIT_INTEGERS = {
@@ -797,9 +774,6 @@ def scale_exponent(*arrays: jax.Array) -> int:
 
     Returns:
         The exponent e as a Python int.
-
-    Raises:
-        ValueError: where the means lie too far beyond the rows (:func:`check_means_reach`).
     """
     concrete = [a for a in arrays if not is_traced(a) and a.size]
     if not concrete:
@@ -822,17 +796,12 @@ def problem_exponent(rows_largest: float, others_largest: float, d: int, dtype: 
 
     Returns:
         The exponent e as a Python int.
-
-    Raises:
-        ValueError: where the means lie too far beyond the rows (:func:`check_means_reach`).
     """
     largest = max(rows_largest, others_largest)
     if not largest > 0:
         return 0
     exponent = window_exponent(largest, dtype)
-    exponent = int(rows_kept_exponent(exponent, rows_largest, largest, dtype))
-    check_means_reach(rows_largest, others_largest, exponent, d, dtype)
-    return exponent
+    return int(rows_kept_exponent(exponent, rows_largest, largest, d, dtype))
 
 
 def traced_exponent(*arrays: jax.Array) -> jax.Array:
@@ -852,7 +821,8 @@ def traced_exponent(*arrays: jax.Array) -> jax.Array:
     dtype = arrays[0].dtype
     rows_largest, largest = traced_magnitudes(list(arrays), dtype)
     exponent = window_exponents(largest, dtype, jnp)
-    exponent = rows_kept_exponent(exponent, rows_largest, largest, dtype, jnp)
+    d = arrays[0].shape[-1] if jnp.ndim(arrays[0]) else 1
+    exponent = rows_kept_exponent(exponent, rows_largest, largest, d, dtype, jnp)
     return exponent.astype(jnp.int32)
 
 

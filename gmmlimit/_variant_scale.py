@@ -21,7 +21,6 @@ from ._driver import FitResult
 from ._offset import data_offset, offset_of, traced_offset, translate, translated_largest
 from ._validation import (
     SCALE_WINDOW,
-    check_means_reach,
     exact_ldexp,
     is_traced,
     largest_magnitude,
@@ -165,19 +164,12 @@ def variant_exponent(variant: Variant, rows: float, locations: float, d: int, dt
     Returns:
         The exponent e (0 while the largest magnitude lies within the window).
 
-    Raises:
-        ValueError: where a variant with a location (its scaling ``translate``s) has locations
-            too far beyond the rows (:func:`gmmlimit._validation.check_means_reach`); a
-            scale-free divergence (the Gamma variant's) holds them at any distance.
     """
     largest = max(rows, locations)
     if variant.scaling is None or not largest > 0:
         return 0
     exponent = _to_window_edge(window_exponent(largest, dtype), dtype, np)
-    exponent = int(rows_kept_exponent(exponent, rows, largest, dtype))
-    if variant.scaling.translate is not None:  # a location: squared distances to it
-        check_means_reach(rows, locations, exponent, d, dtype)
-    return exponent
+    return int(rows_kept_exponent(exponent, rows, largest, d, dtype))
 
 
 def traced_variant_exponent(arrays: list[jax.Array], dtype: Any) -> jax.Array:
@@ -193,7 +185,8 @@ def traced_variant_exponent(arrays: list[jax.Array], dtype: Any) -> jax.Array:
     """
     rows, largest = traced_magnitudes([jnp.asarray(a, dtype) for a in arrays], dtype)
     exponent = _to_window_edge(window_exponents(largest, dtype, jnp), dtype, jnp)
-    return rows_kept_exponent(exponent, rows, largest, dtype, jnp).astype(jnp.int32)
+    d = arrays[0].shape[-1] if jnp.ndim(arrays[0]) else 1
+    return rows_kept_exponent(exponent, rows, largest, d, dtype, jnp).astype(jnp.int32)
 
 
 def _to_window_edge(exponent: Any, dtype: Any, xp: Any) -> Any:
