@@ -144,7 +144,7 @@ def sweep(
 # --------------------------------------------------------------------------------------------
 
 _FINGERPRINT_DISTS = ("jax", "jaxlib", "numpy", "scikit-learn", "optax")
-_NOT_COMPUTE = ("experiments", "paper_figures", "cli.py", "__pycache__")
+_NOT_COMPUTE = ("experiments", "paper_figures", "_paper", "cli.py", "__pycache__")
 
 
 def _experiment_modules(module_name: str) -> list[str]:
@@ -178,7 +178,7 @@ def _experiment_modules(module_name: str) -> list[str]:
 def code_fingerprint(spec: ExperimentSpec) -> str:
     """A hash of every piece of code a run of ``spec`` executes, so resume never mixes code.
 
-    It covers the source of every ``gmmlimit`` module and kernel (``cli`` and the figure
+    It covers the source of every ``gmmlimit`` module and kernel (``cli``, the paper and the figure
     scripts aside), the experiment module and every experiment module it imports
     transitively (``_common``, ``_data``, ``_anneal_common``, ...), the versions of the numeric
     libraries and which CPU E-step runs (compiled kernel or pure JAX).

@@ -181,3 +181,23 @@ def test_the_paper_says_when_its_runs_were_made_by_other_code():
     current = document({"updates": runs["updates"]}, [], {}, True, current=now)
     assert current["code_current"] is True
     assert current["code_note"].startswith("Every run was made by the current code")
+
+
+def test_the_paper_and_the_figures_are_not_part_of_the_code_fingerprint(monkeypatch):
+    """A wording change to the paper made every run 'made by code other than the current
+    code' and reran every experiment (the review of session 63): the fingerprint reads the
+    code the experiments run, not the paper's or the figures'."""
+    from pathlib import Path
+
+    from gmmlimit import experiments
+
+    spec = experiments.registry()["loglik"]
+    before = experiments.code_fingerprint(spec)
+    read = Path.read_bytes
+
+    def edited(path):
+        parts = Path(path).parts
+        return read(path) + (b"# edited" if "_paper" in parts or "cli.py" in parts else b"")
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    assert experiments.code_fingerprint(spec) == before
