@@ -838,10 +838,12 @@ def traced_magnitudes(arrays: list[jax.Array], dtype: Any) -> tuple[jax.Array, j
     Returns:
         () ``(rows_largest, largest)`` in ``dtype``.
     """
-    largest = _device_largest(arrays, dtype)
-    if not jnp.size(arrays[0]):
-        return jnp.zeros((), dtype), largest
-    return _device_largest(arrays[:1], dtype), largest
+    rows = _device_largest(arrays[:1], dtype) if jnp.size(arrays[0]) else jnp.zeros((), dtype)
+    others = [a for a in arrays[1:] if jnp.size(a)]
+    if not others:
+        return rows, rows
+    # the rows are read once; the two maxima compared by their bits (subnormals included)
+    return rows, _device_largest([rows, _device_largest(others, dtype)], dtype)
 
 
 def exact_ldexp(a: Any, exponent: int) -> Any:
