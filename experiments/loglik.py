@@ -104,7 +104,9 @@ def ltilde_from_definition(X: np.ndarray, means: np.ndarray, grid: np.ndarray) -
 
     l = sum_n logsumexp_k(-d_nk / (2 sigma2)) - N ln K - (N D / 2) ln(2 pi sigma2) with
     d_nk = sum_j (x_nj - mu_kj)^2 (direct differences) and a plain max-shifted log-sum-exp; no
-    gmmlimit function is called. At sigma2 = 0 the limit J = sum_n min_k d_nk.
+    gmmlimit function is called. The constants cancel, so L~ = -2 sigma2 sum_n lse_n is
+    computed without forming them (they would only add their rounding). At sigma2 = 0 the
+    limit J = sum_n min_k d_nk.
 
     Args:
         X: (N, D) data.
@@ -115,8 +117,6 @@ def ltilde_from_definition(X: np.ndarray, means: np.ndarray, grid: np.ndarray) -
         (S,) float64 L~ (finite while max d_nk / (2 sigma2) is below float64's largest number).
     """
     X64, means64 = np.asarray(X, np.float64), np.asarray(means, np.float64)
-    n, d = X64.shape
-    k = means64.shape[0]
     sq = np.sum((X64[:, None, :] - means64[None, :, :]) ** 2, axis=2)  # (N, K)
     out = np.empty(len(grid))
     for i, sigma2 in enumerate(np.asarray(grid, np.float64)):
@@ -126,9 +126,8 @@ def ltilde_from_definition(X: np.ndarray, means: np.ndarray, grid: np.ndarray) -
         a = -sq / (2.0 * sigma2)
         top = np.max(a, axis=1)
         lse = top + np.log(np.sum(np.exp(a - top[:, None]), axis=1))
-        shift = n * math.log(k) + 0.5 * n * d * math.log(2.0 * math.pi * sigma2)
-        loglik = np.sum(lse) - shift
-        out[i] = -2.0 * sigma2 * (loglik + shift)
+        # l + N ln K + (N D / 2) ln(2 pi sigma2) is sum_n lse_n: the constants cancel exactly
+        out[i] = -2.0 * sigma2 * np.sum(lse)
     return out
 
 
