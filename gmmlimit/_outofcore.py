@@ -18,6 +18,7 @@ copies of its first row: no variant function sees a value that is not data.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -424,6 +425,44 @@ def _update(
     return new_params, objective, done
 
 
+@functools.lru_cache(maxsize=64)
+def _stats_shapes(
+    variant: Variant,
+    treedef: Any,
+    avals: tuple[Any, ...],
+    block_size: int,
+    d: int,
+    dtype: np.dtype,
+) -> Stats:
+    """The shapes of one block's statistics, traced once per variant and parameter shapes.
+
+    Every pass starts its sum from zeros of these shapes; traced for each pass before, the
+    E-step cost an out-of-core fit one trace per iteration.
+
+    Args:
+        variant: the mixture variant.
+        treedef: the parameters' tree structure.
+        avals: the parameters' leaves' abstract values (shape, dtype, weak type).
+        block_size: rows per block.
+        d: features.
+        dtype: the rows' dtype.
+
+    Returns:
+        The statistics as a tree of ``jax.ShapeDtypeStruct``.
+    """
+    params = jax.tree.unflatten(
+        treedef,
+        [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in avals],
+    )
+    shapes = jax.eval_shape(
+        partial(block_pass, variant),
+        params,
+        jax.ShapeDtypeStruct((block_size, d), dtype),
+        jax.ShapeDtypeStruct((block_size,), dtype),
+    )
+    return shapes[0]
+
+
 def _full_pass(
     variant: Variant,
     params: Params,
@@ -452,13 +491,11 @@ def _full_pass(
             values the variant refuses, or a source whose length changed.
     """
     k = variant.means(params).shape[0]
-    shapes = jax.eval_shape(
-        partial(block_pass, variant, params),
-        jax.ShapeDtypeStruct((block_size, d), dtype),
-        jax.ShapeDtypeStruct((block_size,), dtype),
-    )
+    leaves, treedef = jax.tree.flatten(params)
+    avals = tuple(jax.typeof(leaf) for leaf in leaves)
+    stats_shapes = _stats_shapes(variant, treedef, avals, block_size, d, np.dtype(dtype))
     carry = _Carry(
-        stats=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[0]),
+        stats=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), stats_shapes),
         far_value=jnp.full((k,), -jnp.inf, dtype),
         far_x=jnp.zeros((k, d), dtype),
         far_weight=jnp.zeros((k,), dtype),

@@ -114,3 +114,33 @@ def test_result_independent_of_chunking():
     )
     _same(a, b)
     assert int(a.n_iter) > 1
+
+
+def test_a_second_out_of_core_fit_of_the_same_shapes_traces_nothing():
+    # every pass once traced the E-step afresh for the shapes of its statistics: an out-of-core
+    # fit paid one trace per iteration, again on every call
+    X = _blobs(5)
+    variant = gl.variants.diag
+    params = variant.init(jax.random.key(0), X, K)
+
+    def fit():
+        return gl.scale.fit_out_of_core(
+            variant, [X[:250], X[250:]], params, max_iter=IT, tol=0.0, block_size=B
+        )
+
+    first = fit()
+    assert int(first.n_iter) == IT  # every pass ran
+    traces = []
+    listening = [True]
+
+    def listen(event, duration, **kwargs):
+        if listening[0] and event == "/jax/core/compile/jaxpr_trace_duration":
+            traces.append(kwargs.get("fun_name", event))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        again = fit()
+    finally:
+        listening[0] = False
+    _same(again, first)
+    assert traces == [], traces
