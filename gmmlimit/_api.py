@@ -6,6 +6,7 @@ then calls compiled code. Under ``jit``/``vmap`` the traced arguments are passed
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from functools import partial
@@ -668,11 +669,37 @@ def init_shapes(
 ) -> Params:
     """The shapes of ``init(key, X, k)`` (``jax.eval_shape``: traced, nothing run or compiled).
 
+    Traced once per variant, init, shapes and ``k`` (:func:`_init_shapes`): restarts of the same
+    problem called again do not trace the init again.
+
     Raises:
         ValueError: if the parameters ``init`` returns are not ones the variant reads
             (:func:`init_means`), or hold a number of components other than ``k``
             (:func:`check_init_components`).
     """
+    key_spec, x_spec = _abstract(key), _abstract(X)
+    try:
+        hash(init)
+    except TypeError:  # a callable object that cannot be a cache key: traced every call
+        return _init_shapes.__wrapped__(variant, init, key_spec, x_spec, k)
+    return _init_shapes(variant, init, key_spec, x_spec, k)
+
+
+def _abstract(a: jax.Array) -> jax.ShapeDtypeStruct:
+    """``a``'s shape, dtype and weak type (of an array or a tracer), as a hashable struct."""
+    aval = jax.typeof(a)
+    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+
+
+@functools.lru_cache(maxsize=64)
+def _init_shapes(
+    variant: Variant,
+    init: Callable[..., Params],
+    key: jax.ShapeDtypeStruct,
+    X: jax.ShapeDtypeStruct,
+    k: int,
+) -> Params:
+    """:func:`init_shapes` of abstract ``key`` and ``X`` (cached; raises as it does)."""
 
     def draw(kk: jax.Array, x: jax.Array) -> tuple[Params, jax.Array]:
         params = init(kk, x, k)

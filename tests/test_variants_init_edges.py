@@ -150,3 +150,28 @@ def test_an_init_returning_another_number_of_components_is_refused_before_any_fi
 
     with pytest.raises(ValueError, match=r"two_fewer\(key, X, k\) returned 1 components for k=3"):
         gl.restarts(key, X, 3, variant=wrong, init=two_fewer, n_init=2, block_size=BLOCK)
+
+
+def test_restarts_called_again_trace_nothing_and_still_refuse_a_wrong_init():
+    # init_shapes traced the variant's init on every call (an eval_shape of a new closure)
+    X = _unit_data(np.float64)
+    key = jax.random.key(1)
+    first = gl.restarts(key, X, 3, variant=gv.diag, n_init=2, block_size=BLOCK)
+    traces = []
+    listening = [True]
+
+    def listen(event, duration, **kwargs):
+        if listening[0] and event == "/jax/core/compile/jaxpr_trace_duration":
+            traces.append(kwargs.get("fun_name", event))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        again = gl.restarts(key, X, 3, variant=gv.diag, n_init=2, block_size=BLOCK)
+    finally:
+        listening[0] = False
+    assert traces == [], traces
+    np.testing.assert_array_equal(np.asarray(again.means), np.asarray(first.means))
+    wrong = gv.diag._replace(name="wrong_k", init=lambda kk, x, k: gv.diag.init(kk, x, k + 1))
+    for _ in range(2):  # an init refused once is refused again (nothing cached for it)
+        with pytest.raises(ValueError, match=r"returned 4 components for k=3"):
+            gl.restarts(key, X, 3, variant=wrong, n_init=2, block_size=BLOCK)
