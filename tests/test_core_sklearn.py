@@ -20,7 +20,8 @@ DATASETS = {
     "iris": lambda: load_iris().data.astype(np.float64),
     "wine": lambda: load_wine().data.astype(np.float64),
     "blobs-overlap": lambda: _blobs(0, 700, 5, 6, 1.5),
-    "blobs-separated": lambda: _blobs(1, 500, 3, 4, 10.0),
+    # iris's shape: with the same K, the two share compiled programs
+    "blobs-separated": lambda: _blobs(1, 150, 4, 4, 10.0),
 }
 
 
@@ -55,8 +56,10 @@ def test_kmeans_matches_sklearn_lloyd(name, k):
 
 @pytest.mark.parametrize("tol", [1e-4, 1e-2])
 def test_kmeans_tol_means_what_sklearn_means(tol):
+    # K = 10 as blobs-overlap's case in test_kmeans_matches_sklearn_lloyd: one compiled fit (tol
+    # is an argument of the program, not part of its shape)
     X = DATASETS["blobs-overlap"]()
-    init = np.asarray(gl.init.random_points(jax.random.key(3), X, 8))
+    init = np.asarray(gl.init.random_points(jax.random.key(3), X, 10))
     ours = gl.kmeans(X, init, tol=tol)
     ref = _sklearn(X, init, tol=tol)
     assert int(ours.n_iter) == ref.n_iter_
@@ -81,7 +84,8 @@ def test_kmeans_weighted_matches_sklearn():
     X = DATASETS["wine"]()
     rng = np.random.default_rng(5)
     weights = rng.uniform(0.1, 3.0, size=X.shape[0])
-    init = np.asarray(gl.init.kmeans_plusplus(jax.random.key(2), X, 4, weights=weights))
+    # K = 10 as wine's case in test_kmeans_matches_sklearn_lloyd: the same compiled fit
+    init = np.asarray(gl.init.kmeans_plusplus(jax.random.key(2), X, 10, weights=weights))
     ours = gl.kmeans(X, init, weights=weights)
     ref = _sklearn(X, init, weights=weights)
     assert int(ours.n_iter) == ref.n_iter_
@@ -91,10 +95,11 @@ def test_kmeans_weighted_matches_sklearn():
 
 
 def test_empty_cluster_relocated_like_sklearn():
+    # (150, 4) rows and K = 3, as iris's case in test_kmeans_matches_sklearn_lloyd: one compiled fit
     rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(size=(60, 2)), rng.normal(size=(60, 2)) + 8.0])
+    X = np.concatenate([rng.normal(size=(75, 4)), rng.normal(size=(75, 4)) + 8.0])
     # The third mean is far from every point: it gets no point at the first E-step.
-    init = np.array([[0.0, 0.0], [8.0, 8.0], [100.0, -100.0]])
+    init = np.array([[0.0] * 4, [8.0] * 4, [100.0, -100.0, 100.0, -100.0]])
     ours = gl.kmeans(X, init)
     ref = _sklearn(X, init)
     assert int(ours.n_iter) == ref.n_iter_

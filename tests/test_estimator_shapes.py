@@ -124,11 +124,13 @@ def test_padding_rows_are_never_relocated_into_empty_clusters():
     # clusters must take row 0 and the next farthest real row, as scikit-learn's do.
     from sklearn.cluster import KMeans as SkKMeans
 
-    X = _blobs(300, 3)
+    # (4100, 3) rows padded to (8192, 8), K = 4, tol = 0, max_iter = 1 (history bucket 32, as 30's):
+    # the compiled fit of test_kmeans_at_its_own_shape_equals_the_padded_fit[lloyd], padded
+    X = _blobs(_N, _D)
     X[0] = 60.0
     X[1] = -40.0
     start = np.array([X[2], X[3], [1e3, 1e3, 1e3], [-1e3, -1e3, -1e3]])
-    assert _common._pad(X)[0].shape == (512, 8)
+    assert _common._pad(X)[0].shape == (8192, 8)
     ours = KMeans(4, init=start, n_init=1, tol=0.0, max_iter=1).fit(X)
     theirs = SkKMeans(4, init=start, n_init=1, tol=0.0, max_iter=1, algorithm="lloyd").fit(X)
     np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-12)

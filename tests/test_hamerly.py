@@ -9,6 +9,8 @@ with weights (zeros included), ties, empty clusters, float32 and float64, and un
 few rows are scored.
 """
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,12 +58,21 @@ def _both(X, m0, **kw):
         (400, 9, 1, np.float32, 128),  # K = 1: no other mean, every row skips after the first
     ],
 )
-def test_hamerly_gives_lloyds_iterates_bit_for_bit(n, d, k, dtype, block_size):
+def test_hamerly_gives_lloyds_iterates_bit_for_bit(monkeypatch, n, d, k, dtype, block_size):
     X = _blobs(0, n, d, k, dtype)
     m0 = X[np.random.default_rng(1).choice(n, k, replace=False)]
     lloyd, hamerly = _both(X, m0, block_size=block_size)
     assert int(lloyd.n_iter) > 2 or k == 1
     _assert_same_fit(lloyd, hamerly)
+    if d in (20, 1, 9):  # last block not full; D = 1, float64; K = 1
+        # Plain passes between bounded ones keep Lloyd's bits too (Lloyd's fit reads no
+        # schedule: computed here, before the schedule is replaced, and not compiled again).
+        lloyd = gl.kmeans(X, m0, algorithm="lloyd", block_size=block_size, tol=0.0)
+        with _bounds_that_never_pay(monkeypatch) as calls:
+            hamerly = gl.kmeans(X, m0, algorithm="hamerly", block_size=block_size, tol=0.0)
+        _assert_same_fit(lloyd, hamerly)
+        passes = int(hamerly.n_iter) + 1
+        assert len(calls) < passes or passes <= 2  # some passes were plain ones
 
 
 def test_hamerly_with_weights_ties_and_empty_clusters():
@@ -85,12 +96,17 @@ def test_hamerly_at_tiny_and_huge_scales_and_with_tol():
         _assert_same_fit(lloyd, hamerly)
 
 
-def test_hamerly_restarts_under_vmap_match_lloyd_restarts():
+def test_hamerly_restarts_under_vmap_match_lloyd_restarts(monkeypatch):
     X = _blobs(4, 600, 20, 12, np.float32)
     key = jax.random.key(5)
     lloyd = gl.restarts(key, X, 12, n_init=2, algorithm="lloyd", block_size=256)
     hamerly = gl.restarts(key, X, 12, n_init=2, algorithm="hamerly", block_size=256)
     _assert_same_fit(lloyd, hamerly)
+    # Plain passes in vmapped restarts keep Lloyd's bits too (Lloyd's restarts read no schedule).
+    with _bounds_that_never_pay(monkeypatch) as calls:
+        hamerly = gl.restarts(key, X, 12, n_init=2, algorithm="hamerly", block_size=256)
+    _assert_same_fit(lloyd, hamerly)
+    assert 0 < len(calls) < 2 * (int(np.max(np.asarray(hamerly.n_iter))) + 1)
 
 
 @settings(
@@ -498,10 +514,10 @@ def test_on_noise_the_fit_runs_plain_passes_between_bounded_ones_with_lloyds_bit
     assert min(bounded) > 0.9 * 4096  # none of them skipped much (4096 rows with padding)
 
 
-@pytest.fixture
-def bounds_never_pay(monkeypatch):
+@contextlib.contextmanager
+def _bounds_that_never_pay(monkeypatch):
     """Every bounded pass reads as skipping nothing, so fits run plain passes between bounded
-    ones (1, 2, 4, ...); returns the list of rows each bounded pass was told it scored."""
+    ones (1, 2, 4, ...); yields the list of rows each bounded pass was told it scored."""
     from gmmlimit.variants import _isotropic_engines as engines
 
     original = engines.next_schedule
@@ -514,37 +530,11 @@ def bounds_never_pay(monkeypatch):
 
     jax.clear_caches()  # fits compiled before read the real schedule
     monkeypatch.setattr(engines, "next_schedule", never)
-    yield calls
-    monkeypatch.undo()
-    jax.clear_caches()
-
-
-@pytest.mark.parametrize(
-    "n, d, k, dtype, block_size",
-    [
-        (3001, 20, 17, np.float32, 512),  # last block not full
-        (700, 1, 4, np.float64, 128),  # D = 1, float64
-        (400, 9, 1, np.float32, 128),  # K = 1
-    ],
-)
-def test_plain_passes_between_bounded_ones_keep_lloyds_bits(
-    bounds_never_pay, n, d, k, dtype, block_size
-):
-    X = _blobs(0, n, d, k, dtype)
-    m0 = X[np.random.default_rng(1).choice(n, k, replace=False)]
-    lloyd, hamerly = _both(X, m0, block_size=block_size, tol=0.0)
-    _assert_same_fit(lloyd, hamerly)
-    passes = int(hamerly.n_iter) + 1
-    assert len(bounds_never_pay) < passes or passes <= 2  # some passes were plain ones
-
-
-def test_plain_passes_in_vmapped_restarts_keep_lloyds_bits(bounds_never_pay):
-    X = _blobs(4, 600, 20, 12, np.float32)
-    key = jax.random.key(5)
-    lloyd = gl.restarts(key, X, 12, n_init=2, algorithm="lloyd", block_size=256)
-    hamerly = gl.restarts(key, X, 12, n_init=2, algorithm="hamerly", block_size=256)
-    _assert_same_fit(lloyd, hamerly)
-    assert 0 < len(bounds_never_pay) < 2 * (int(np.max(np.asarray(hamerly.n_iter))) + 1)
+    try:
+        yield calls
+    finally:
+        monkeypatch.setattr(engines, "next_schedule", original)
+        jax.clear_caches()
 
 
 def _bounded_call(mode, means, sigma2, bounds_means, labels, lower, x, w):

@@ -75,16 +75,18 @@ DTYPES = [np.float32, np.float64]  # tests/conftest.py turns JAX's x64 flag on
 def test_kmeans_and_em_of_far_rows_are_those_of_the_rows_translated(dtype):
     X = band(dtype)
     m0 = X[[0, 1, 2]]
-    assert_translated(gl.kmeans(X, m0), gl.kmeans(far(X), far(m0)), dtype)
-    assert_translated(gl.em(X, m0, 1e-3), gl.em(far(X), far(m0), 1e-3), dtype)
+    # in blocks of 64 (the last padded), the programs of the out-of-core test's in-memory fits
+    fit = {"block_size": 64}
+    assert_translated(gl.kmeans(X, m0, **fit), gl.kmeans(far(X), far(m0), **fit), dtype)
+    assert_translated(gl.em(X, m0, 1e-3, **fit), gl.em(far(X), far(m0), 1e-3, **fit), dtype)
     key = jax.random.key(3)
     assert_translated(
-        gl.restarts(key, X, K, n_init=2), gl.restarts(key, far(X), K, n_init=2), dtype
+        gl.restarts(key, X, K, n_init=2, **fit), gl.restarts(key, far(X), K, n_init=2, **fit), dtype
     )
-    step = gl.em_step(far(X), far(m0), 1e-3)
+    step = gl.em_step(far(X), far(m0), 1e-3, **fit)
     np.testing.assert_allclose(
         np.asarray(step, np.float64) - OFFSET,
-        np.asarray(gl.em_step(X, m0, 1e-3)),
+        np.asarray(gl.em_step(X, m0, 1e-3, **fit)),
         rtol=0,
         atol=float(np.spacing(np.asarray(2048.0, dtype))),
     )
@@ -222,11 +224,8 @@ def test_a_user_location_variant_fits_far_rows_as_the_rows_translated(user_locat
     p0 = Params(X[[0, 1, 2]], np.full(3, 1 / 3, np.float32), np.float32(4e-4), np.float32(1.0))
     assert_paths_translated(variant, X, p0)
     key = jax.random.key(5)
-    assert_translated(
-        gl.restarts(key, X, K, variant=variant, n_init=2),
-        gl.restarts(key, far(X), K, variant=variant, n_init=2),
-        np.float32,
-    )
+    fit = {"variant": variant, "n_init": 2, "block_size": 64}  # the fits' program above
+    assert_translated(gl.restarts(key, X, K, **fit), gl.restarts(key, far(X), K, **fit), np.float32)
     betas = jnp.asarray([1.0, 4.0], jnp.float32)
 
     def sweep(data, start):
@@ -235,8 +234,9 @@ def test_a_user_location_variant_fits_far_rows_as_the_rows_translated(user_locat
     np.testing.assert_array_equal(
         np.asarray(sweep(far(X), moved_params(p0))), np.asarray(sweep(X, p0))
     )
-    est_near = VariantMixture(variant, K, random_state=0).fit(X)
-    est_far = VariantMixture(variant, K, random_state=0).fit(far(X))
+    est = {"random_state": 0, "max_iter": 300, "block_size": 64}  # gl.fit's program above
+    est_near = VariantMixture(variant, K, **est).fit(X)
+    est_far = VariantMixture(variant, K, **est).fit(far(X))
     np.testing.assert_array_equal(est_far.predict(far(X)), est_near.predict(X))
 
 
@@ -244,8 +244,9 @@ def test_variant_tools_on_far_rows():
     """Restarts, the limit diagnostics, annealing and the scikit-learn estimator (diag)."""
     X = band(np.float32)
     key = jax.random.key(5)
-    near = gl.restarts(key, X, K, variant=gv.diag, n_init=2)
-    assert_translated(near, gl.restarts(key, far(X), K, variant=gv.diag, n_init=2), np.float32)
+    fit = {"variant": gv.diag, "n_init": 2, "block_size": 64}  # the program of gl.fit(diag) above
+    near = gl.restarts(key, X, K, **fit)
+    assert_translated(near, gl.restarts(key, far(X), K, **fit), np.float32)
     p0 = start("diag", X)  # its means are rows of X
     soft = with_temperature(gv.diag, p0, 2.0)
     a = gv.limits.diagnose(gv.diag, X, soft)
@@ -256,8 +257,9 @@ def test_variant_tools_on_far_rows():
     path_far = gl.study.anneal_variant(gv.diag, far(X), [2.0, 4.0], init_params=moved_params(p0))
     np.testing.assert_array_equal(np.asarray(path_far.n_distinct), np.asarray(path_near.n_distinct))
     np.testing.assert_array_equal(np.asarray(path_far.labels), np.asarray(path_near.labels))
-    est_near = VariantMixture(gv.diag, K, random_state=0).fit(X)
-    est_far = VariantMixture(gv.diag, K, random_state=0).fit(far(X))
+    est = {"random_state": 0, "max_iter": 300, "block_size": 64}
+    est_near = VariantMixture(gv.diag, K, **est).fit(X)
+    est_far = VariantMixture(gv.diag, K, **est).fit(far(X))
     np.testing.assert_array_equal(est_far.predict(far(X)), est_near.predict(X))
 
 
@@ -421,7 +423,7 @@ def gps_null_island() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(9)
     X = (np.array([37.7, -122.4]) + 0.05 * rng.standard_normal((2000, 2))).astype(np.float32)
     X[0] = 0.0
-    return X, X[[0, *rng.choice(np.arange(1, 2000), 5, replace=False)]]
+    return X, X[[0, *rng.choice(np.arange(1, 2000), 7, replace=False)]]
 
 
 OUTLIERS = {"null_island": null_island, "on_top": outlier_on_top, "gps": gps_null_island}
@@ -451,7 +453,7 @@ def test_one_outlier_leaves_the_bulk_translated(case):
     exact = ((X[:, None, :].astype(np.float64) - m0[None].astype(np.float64)) ** 2).sum(-1)
     labels = np.asarray(gl.responsibilities(X, m0, 0.0)).argmax(1)
     np.testing.assert_array_equal(labels, exact.argmin(1))
-    fit = gl.kmeans(X, m0)
+    fit = gl.kmeans(X, m0, block_size=64)  # the paths test's program (2000 rows, K = 8)
     means, ref_labels, updates = numpy_lloyd(X, m0)
     np.testing.assert_array_equal(np.asarray(fit.labels), ref_labels)
     assert bool(fit.converged) and int(fit.n_iter) == updates + 1
@@ -495,7 +497,7 @@ def test_one_far_row_among_rows_near_zero_translates_nothing():
     np.testing.assert_array_equal(window_counts(X, candidate_windows(lo, hi))[1], [1, 1])
     assert offset_of(X) is None
     assert offset_of(rng.random((2000, 3))) is None
-    m0 = X[:4]
+    m0 = X[:8]  # K = 8: the programs of the outlier tests' fits (2000 rows, blocks of 64)
     near = gl.kmeans(X, m0, block_size=64)
     streamed = gl.scale.kmeans_out_of_core(X, m0, block_size=64, chunk_blocks=2)
     for got in (streamed, gl.scale.kmeans_sharded(X, m0, block_size=64)):

@@ -76,30 +76,33 @@ SWEEP_LANE_SETS = {"mixed": [0.0, 0.3, 2.0], "hard": [0.0, 0.0, 0.0], "soft": [0
 chosen per block at run time (``lax.switch``): one compiled sweep serves all three."""
 
 
-@pytest.mark.parametrize("tile_elements", [40, 1 << 18])
-def test_wide_sweep_in_tiles_equals_loop(jax_only, monkeypatch, tile_elements):
+def test_wide_sweep_in_tiles_equals_loop(jax_only, monkeypatch):
     # 3 lanes x 4 components: 40 elements -> tiles of 3 rows (a padded last tile of each block
-    # of 64 rows); 2^18 -> one tile per block. Each lane set of SWEEP_LANE_SETS in turn.
+    # of 64 rows); 2^18 -> one tile per block. Each lane set of SWEEP_LANE_SETS in turn, against
+    # the lanes' own fits (the plain path, which reads no tile size: computed once for both).
     import sys
 
-    monkeypatch.setattr(
-        sys.modules["gmmlimit.variants._isotropic_engines"], "WIDE_TILE_ELEMENTS", tile_elements
-    )
+    engines = sys.modules["gmmlimit.variants._isotropic_engines"]
     x = jnp.asarray(X)
     w = jnp.asarray(W)
     starts = jnp.stack([x[:4], x[10:14], x[20:24]])
-    sweep = jax.jit(jax.vmap(lambda m, s: _fit(x, w, m, s)))
-    for lanes, sigma2s in SWEEP_LANE_SETS.items():
-        s2 = jnp.asarray(sigma2s)
-        batched = sweep(starts, s2)
-        for i in range(3):
-            one = _fit(x, w, starts[i], s2[i])
-            msg = f"{lanes} lanes, lane {i}"
-            np.testing.assert_array_equal(
-                np.asarray(batched.labels[i]), np.asarray(one.labels), err_msg=msg
-            )
-            assert int(batched.n_iter[i]) == int(one.n_iter), msg
-            np.testing.assert_allclose(
-                batched.means[i], one.means, rtol=1e-12, atol=1e-12, err_msg=msg
-            )
-            np.testing.assert_allclose(batched.history[i], one.history, rtol=1e-12, err_msg=msg)
+    singles = {
+        lanes: [_fit(x, w, starts[i], jnp.asarray(sigma2s)[i]) for i in range(3)]
+        for lanes, sigma2s in SWEEP_LANE_SETS.items()
+    }
+    for tile_elements in (40, 1 << 18):
+        monkeypatch.setattr(engines, "WIDE_TILE_ELEMENTS", tile_elements)
+        jax.clear_caches()  # the tile size is read when the sweep is traced
+        sweep = jax.jit(jax.vmap(lambda m, s: _fit(x, w, m, s)))
+        for lanes, sigma2s in SWEEP_LANE_SETS.items():
+            batched = sweep(starts, jnp.asarray(sigma2s))
+            for i, one in enumerate(singles[lanes]):
+                msg = f"{tile_elements} elements a tile, {lanes} lanes, lane {i}"
+                np.testing.assert_array_equal(
+                    np.asarray(batched.labels[i]), np.asarray(one.labels), err_msg=msg
+                )
+                assert int(batched.n_iter[i]) == int(one.n_iter), msg
+                np.testing.assert_allclose(
+                    batched.means[i], one.means, rtol=1e-12, atol=1e-12, err_msg=msg
+                )
+                np.testing.assert_allclose(batched.history[i], one.history, rtol=1e-12, err_msg=msg)

@@ -15,9 +15,13 @@ import gmmlimit.variants as gv
 from gmmlimit.sklearn import VariantMixture
 
 # The 16-feature cases (full and tied past PER_COMPONENT_MIN_FEATURES) take the variant's other
-# E-step and moments: they run the checks that compute them. Restarts, annealing and the
-# scikit-learn wrapper call the same functions through machinery that the 13-feature cases check.
-MACHINERY = {"check_restarts", "check_anneal", "check_sklearn_wrapper"}
+# E-step and moments: they run the checks that compute them (shapes and finiteness, the
+# objective, the hard limit, the bound, padding and out of core bit for bit, vmap over the
+# temperature: the per-component loop under an outer vmap, and the products' precision).
+# Restarts, annealing, the scikit-learn wrapper and the compiled-program cache (keyed on the
+# variant and the shapes, not on the E-step taken) call the same functions through machinery
+# that the 13-feature cases check.
+MACHINERY = {"check_restarts", "check_anneal", "check_sklearn_wrapper", "check_no_recompilation"}
 PAIRS = [
     (name, check)
     for name in sorted(CASES)

@@ -44,7 +44,8 @@ def test_an_invalid_temperature_traced_in_a_vmap_does_not_converge():
     betas = np.array([0.0, 1.0])
 
     def fit_at(beta):
-        return gl.fit(gv.diag, X_WINE, start._replace(beta=beta), max_iter=30)
+        # max_iter 400: the fall test's program, compiled once for both (alone it converges)
+        return gl.fit(gv.diag, X_WINE, start._replace(beta=beta), max_iter=400)
 
     lanes = jax.vmap(fit_at)(betas)
     assert np.isnan(float(lanes.objective[0])) and not bool(lanes.converged[0])
@@ -151,11 +152,12 @@ def test_full_covariance_singular_in_float32_is_refused():
     ],
 )
 def test_a_covariance_unusable_in_float32_is_refused_by_tied_and_full(cov):
-    X = np.random.default_rng(0).normal(size=(30, 2))
+    # (200, 2) float64 rows and max_iter 100: the program of the float64 tied fit below
+    X = np.random.default_rng(0).normal(size=(200, 2))
     means, weights = X[:2], np.full(2, 0.5)
     tied = gv.TiedParams(means, cov, weights, 1.0, 1e-6)
     full = gv.FullParams(means, np.stack([cov, np.eye(2)]), weights, 1.0, 1e-6)
-    gl.fit(gv.tied, X, tied, max_iter=2)  # usable in float64
+    gl.fit(gv.tied, X, tied, max_iter=100)  # usable in float64
     for variant, params in ((gv.tied, tied), (gv.full, full)):
         with pytest.raises(ValueError, match="not positive definite in float32"):
             gl.fit(variant, X.astype(np.float32), params, max_iter=2)
