@@ -678,11 +678,12 @@ def init_shapes(
             (:func:`check_init_components`).
     """
     key_spec, x_spec = _abstract(key), _abstract(X)
+    x64 = jax.config.jax_enable_x64  # an init's default-dtype arrays change with it
     try:
         hash(init)
     except TypeError:  # a callable object that cannot be a cache key: traced every call
-        return _init_shapes.__wrapped__(variant, init, key_spec, x_spec, k)
-    return _init_shapes(variant, init, key_spec, x_spec, k)
+        return _init_shapes.__wrapped__(variant, init, key_spec, x_spec, k, x64)
+    return _init_shapes(variant, init, key_spec, x_spec, k, x64)
 
 
 def _abstract(a: jax.Array) -> jax.ShapeDtypeStruct:
@@ -698,8 +699,13 @@ def _init_shapes(
     key: jax.ShapeDtypeStruct,
     X: jax.ShapeDtypeStruct,
     k: int,
+    x64: bool,
 ) -> Params:
-    """:func:`init_shapes` of abstract ``key`` and ``X`` (cached; raises as it does)."""
+    """:func:`init_shapes` of abstract ``key`` and ``X`` under JAX's x64 flag ``x64`` (cached).
+
+    Raises as :func:`init_shapes` does (a refusal is not cached). Up to 64 inits, and what they
+    hold, are kept beyond ``jax.clear_caches()``.
+    """
 
     def draw(kk: jax.Array, x: jax.Array) -> tuple[Params, jax.Array]:
         params = init(kk, x, k)

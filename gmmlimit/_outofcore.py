@@ -433,11 +433,14 @@ def _stats_shapes(
     block_size: int,
     d: int,
     dtype: np.dtype,
+    x64: bool,
 ) -> Stats:
     """The shapes of one block's statistics, traced once per variant and parameter shapes.
 
     Every pass starts its sum from zeros of these shapes; traced for each pass before, the
-    E-step cost an out-of-core fit one trace per iteration.
+    E-step cost an out-of-core fit one trace per iteration. JAX's x64 flag is part of the key:
+    a statistic of JAX's default dtype (an integer count) changes with it. The cache holds up to
+    64 variants (and what their functions hold) beyond ``jax.clear_caches()``.
 
     Args:
         variant: the mixture variant.
@@ -446,6 +449,7 @@ def _stats_shapes(
         block_size: rows per block.
         d: features.
         dtype: the rows' dtype.
+        x64: ``jax.config.jax_enable_x64`` (a key only).
 
     Returns:
         The statistics as a tree of ``jax.ShapeDtypeStruct``.
@@ -493,7 +497,9 @@ def _full_pass(
     k = variant.means(params).shape[0]
     leaves, treedef = jax.tree.flatten(params)
     avals = tuple(jax.typeof(leaf) for leaf in leaves)
-    stats_shapes = _stats_shapes(variant, treedef, avals, block_size, d, np.dtype(dtype))
+    stats_shapes = _stats_shapes(
+        variant, treedef, avals, block_size, d, np.dtype(dtype), jax.config.jax_enable_x64
+    )
     carry = _Carry(
         stats=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), stats_shapes),
         far_value=jnp.full((k,), -jnp.inf, dtype),

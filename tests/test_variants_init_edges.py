@@ -15,6 +15,7 @@ import math
 import jax
 import numpy as np
 import pytest
+from trace_count import traces
 
 import gmmlimit as gl
 from gmmlimit import variants as gv
@@ -157,19 +158,9 @@ def test_restarts_called_again_trace_nothing_and_still_refuse_a_wrong_init():
     X = _unit_data(np.float64)
     key = jax.random.key(1)
     first = gl.restarts(key, X, 3, variant=gv.diag, n_init=2, block_size=BLOCK)
-    traces = []
-    listening = [True]
-
-    def listen(event, duration, **kwargs):
-        if listening[0] and event == "/jax/core/compile/jaxpr_trace_duration":
-            traces.append(kwargs.get("fun_name", event))
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with traces() as traced:
         again = gl.restarts(key, X, 3, variant=gv.diag, n_init=2, block_size=BLOCK)
-    finally:
-        listening[0] = False
-    assert traces == [], traces
+    assert traced == [], traced
     np.testing.assert_array_equal(np.asarray(again.means), np.asarray(first.means))
     wrong = gv.diag._replace(name="wrong_k", init=lambda kk, x, k: gv.diag.init(kk, x, k + 1))
     for _ in range(2):  # an init refused once is refused again (nothing cached for it)
