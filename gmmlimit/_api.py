@@ -58,6 +58,7 @@ from ._validation import (
 from ._variant import (
     Params,
     Variant,
+    abstract,
     check_temperature,
     check_variant,
     checked_validate,
@@ -677,19 +678,13 @@ def init_shapes(
             (:func:`init_means`), or hold a number of components other than ``k``
             (:func:`check_init_components`).
     """
-    key_spec, x_spec = _abstract(key), _abstract(X)
+    key_spec, x_spec = abstract(key), abstract(X)
     x64 = jax.config.jax_enable_x64  # an init's default-dtype arrays change with it
     try:
         hash(init)
     except TypeError:  # a callable object that cannot be a cache key: traced every call
         return _init_shapes.__wrapped__(variant, init, key_spec, x_spec, k, x64)
     return _init_shapes(variant, init, key_spec, x_spec, k, x64)
-
-
-def _abstract(a: jax.Array) -> jax.ShapeDtypeStruct:
-    """``a``'s shape, dtype and weak type (of an array or a tracer), as a hashable struct."""
-    aval = jax.typeof(a)
-    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
 
 
 @functools.lru_cache(maxsize=64)

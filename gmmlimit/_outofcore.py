@@ -62,6 +62,7 @@ from ._variant import (
     Params,
     Stats,
     Variant,
+    abstract,
     check_variant,
     checked_is_hard,
     checked_m_step,
@@ -429,7 +430,7 @@ def _update(
 def _stats_shapes(
     variant: Variant,
     treedef: Any,
-    avals: tuple[Any, ...],
+    leaves: tuple[jax.ShapeDtypeStruct, ...],
     block_size: int,
     d: int,
     dtype: np.dtype,
@@ -445,7 +446,7 @@ def _stats_shapes(
     Args:
         variant: the mixture variant.
         treedef: the parameters' tree structure.
-        avals: the parameters' leaves' abstract values (shape, dtype, weak type).
+        leaves: the parameters' leaves, abstract (:func:`~gmmlimit._variant.abstract`).
         block_size: rows per block.
         d: features.
         dtype: the rows' dtype.
@@ -454,13 +455,9 @@ def _stats_shapes(
     Returns:
         The statistics as a tree of ``jax.ShapeDtypeStruct``.
     """
-    params = jax.tree.unflatten(
-        treedef,
-        [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in avals],
-    )
     shapes = jax.eval_shape(
         partial(block_pass, variant),
-        params,
+        jax.tree.unflatten(treedef, leaves),
         jax.ShapeDtypeStruct((block_size, d), dtype),
         jax.ShapeDtypeStruct((block_size,), dtype),
     )
@@ -496,10 +493,9 @@ def _full_pass(
     """
     k = variant.means(params).shape[0]
     leaves, treedef = jax.tree.flatten(params)
-    avals = tuple(jax.typeof(leaf) for leaf in leaves)
-    stats_shapes = _stats_shapes(
-        variant, treedef, avals, block_size, d, np.dtype(dtype), jax.config.jax_enable_x64
-    )
+    x64 = jax.config.jax_enable_x64
+    specs = tuple(map(abstract, leaves))
+    stats_shapes = _stats_shapes(variant, treedef, specs, block_size, d, np.dtype(dtype), x64)
     carry = _Carry(
         stats=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), stats_shapes),
         far_value=jnp.full((k,), -jnp.inf, dtype),

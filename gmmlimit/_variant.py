@@ -781,6 +781,15 @@ def checked_sufficient_stats(
     return stats
 
 
+def abstract(a: Any) -> jax.ShapeDtypeStruct:
+    """``a``'s shape, dtype and weak type (of an array or a tracer), as a hashable struct.
+
+    What the shape caches (of a variant's init, of its block statistics) are keyed on.
+    """
+    aval = jax.typeof(a)
+    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+
+
 def checked_scalar(variant: Variant, function: str, value: Any) -> Any:
     """``value``, refused unless it is a scalar (the ``objective``'s or ``is_hard``'s result).
 
