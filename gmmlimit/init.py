@@ -94,7 +94,8 @@ def kmeans_plusplus(
     # (gmmlimit._offset: the expanded squares would cancel), and returned as given; traced rows
     # (a vmap over data sets, a jit) by the same offset computed on the device
     offset = _offset.traced_offset(X) if is_traced(X) else _offset.offset_of(X)
-    moved = None if offset is None else _offset.translate(X, offset)
+    # X itself where no offset applies: one program structure per shape either way
+    moved = X if offset is None else _offset.translate(X, offset)
     return _kmeans_plusplus(key, X, w, k, trials, moved)
 
 
@@ -112,12 +113,11 @@ def _kmeans_plusplus(
     w: jax.Array,
     k: int,
     trials: int,
-    moved: jax.Array | None = None,
+    moved: jax.Array,
 ) -> jax.Array:
     n, d = X.shape
     rows = X  # the means are rows of X as given
-    if moved is not None:  # the distances: of the rows less their exact offset
-        X = moved
+    X = moved  # the distances: of the rows less their exact offset (X itself where none)
     # Distances are computed on X / 2^e, e the binary exponent of the largest magnitude (exact):
     # float32 squares near 1e18 would overflow and the draws' probabilities become 0.
     X, _ = at_unit_scale(X)

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from trace_count import traces
 from user_variant import LOCATION_SOURCE, forget_module, write_module
 
 import gmmlimit as gl
@@ -329,6 +330,12 @@ def test_kmeans_plusplus_of_far_rows():
     near = np.asarray(gl.init.kmeans_plusplus(key, X, K))
     moved = np.asarray(gl.init.kmeans_plusplus(key, far(X), K))
     np.testing.assert_array_equal(moved, far(near))
+    # rows about the origin (no offset) take the program of the translated rows' shape
+    centred = X - np.array([1.5, -1.5], np.float32)
+    assert offset_of(centred) is None and offset_of(X) is not None
+    with traces() as traced:
+        gl.init.kmeans_plusplus(key, centred, K)
+    assert "_kmeans_plusplus" not in traced
 
 
 FAR_F64 = np.array([2.0**40, -(2.0**40)])  # float64 rows near 1e12: 2^-12 apart there

@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._rescale import Scale
 from .._validation import exact_ldexp
-from ._common import _IsotropicBase, _soft, hard_pass, in_x64, rows_by_scale
+from ._common import _IsotropicBase, _soft, bucket_rows, hard_pass, in_x64, rows_by_scale
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _FALLBACK_VALUES = 1 << 22
@@ -202,11 +202,17 @@ class IsotropicGaussianMixture(ClusterMixin, DensityMixin, _IsotropicBase):
             resp = np.empty((Xp.shape[0], means.shape[0]), Xp.dtype)
             lse = np.empty(Xp.shape[0], Xp.dtype)
             labels = np.empty(Xp.shape[0], np.int32)
-            for exponent, rows in groups:
-                x, m = exact_ldexp(Xp[rows], -exponent), exact_ldexp(means, -exponent)
-                hard = hard_pass(x, jnp.ones(x.shape[0], Xp.dtype), m)[1]
+            host = np.asarray(Xp)
+            for exponent, rows in groups:  # each group padded to its bucket (bucket_rows)
+                taken = bucket_rows(rows, host.shape[1])
+                x, m = exact_ldexp(host[taken], -exponent), exact_ldexp(means, -exponent)
+                real = jnp.asarray(np.arange(taken.size) < rows.size, Xp.dtype)  # copies weigh 0
+                hard = hard_pass(jnp.asarray(x), real, m)[1]
                 r, s = _soft(x, m, Scale(exponent, 0).sigma2(s2), hard)
-                resp[rows], lse[rows], labels[rows] = np.asarray(r), np.asarray(s), np.asarray(hard)
+                m_rows = rows.size
+                resp[rows] = np.asarray(r)[:m_rows]
+                lse[rows] = np.asarray(s)[:m_rows]
+                labels[rows] = np.asarray(hard)[:m_rows]
         log_lik = (lse[:n] - self._log_norm()).astype(log_dtype or Xp.dtype)
         past = ~np.isfinite(log_lik)
         if np.any(past):
