@@ -215,10 +215,13 @@ def test_isotropic_mixture_rows_past_the_window_compile_once_per_bucket():
     with traces() as traced:
         batch = np.vstack([X[:5], far])
         proba, labels = model.predict_proba(batch), model.predict(batch)
+        scores = model.score_samples(batch)
     assert traced == []
     np.testing.assert_array_equal(proba[:3], first[:3])
     np.testing.assert_array_equal(proba[5:7], first[3:])
     for row in range(batch.shape[0]):
-        np.testing.assert_array_equal(proba[row], model.predict_proba(batch[row : row + 1])[0])
+        alone = batch[row : row + 1]
+        np.testing.assert_array_equal(proba[row], model.predict_proba(alone)[0])
+        np.testing.assert_array_equal(scores[row], model.score_samples(alone)[0])
     np.testing.assert_array_equal(labels, np.argmax(proba, axis=1))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)

@@ -330,11 +330,13 @@ def test_kmeans_plusplus_of_far_rows():
     near = np.asarray(gl.init.kmeans_plusplus(key, X, K))
     moved = np.asarray(gl.init.kmeans_plusplus(key, far(X), K))
     np.testing.assert_array_equal(moved, far(near))
-    # rows about the origin (no offset) take the program of the translated rows' shape
+    # rows about the origin (no offset) take the program of the translated rows' shape (an
+    # n_local_trials no other test uses: the program is this test's own)
     centred = X - np.array([1.5, -1.5], np.float32)
     assert offset_of(centred) is None and offset_of(X) is not None
+    gl.init.kmeans_plusplus(key, X, K, n_local_trials=7)
     with traces() as traced:
-        gl.init.kmeans_plusplus(key, centred, K)
+        gl.init.kmeans_plusplus(key, centred, K, n_local_trials=7)
     assert "_kmeans_plusplus" not in traced
 
 
