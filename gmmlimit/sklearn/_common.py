@@ -112,10 +112,11 @@ def bucket_rows(rows: np.ndarray, d: int) -> np.ndarray:
     """Row indices padded as :func:`_pad` pads rows: to their power-of-two bucket, if small.
 
     A group of rows that :func:`rows_by_scale` gives has a data-dependent count; computed at that
-    count, each new count compiled its programs again (1.1 to 1.8 s a call of ``predict`` on
-    rows off the scale window). Padded with copies of the group's first row, groups share the
-    programs of their bucket; the caller weighs the copies 0 and keeps the first ``rows.size``
-    answers.
+    count, each new count compiled its programs again (0.95 to 2.0 s a call of
+    ``IsotropicGaussianMixture.predict_proba`` on rows off the scale window, 4 to 8 ms once
+    padded). Padded with copies of the group's first row, groups share the programs of their
+    bucket; the caller weighs the copies 0 (where weights count) and keeps the first
+    ``rows.size`` answers.
 
     Args:
         rows: (M,) row indices, M >= 1.

@@ -43,7 +43,7 @@ from ..variants import (
     spherical,
     tied,
 )
-from ._common import in_x64, pad_blocks, padded
+from ._common import bucket_rows, in_x64, pad_blocks
 
 __all__ = ["GaussianMixture"]
 
@@ -394,11 +394,8 @@ class GaussianMixture(_SkGaussianMixture):
     def _estep(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(resp (N, K), labels (N,), per-row log likelihood (N,)) by the variant's E-step."""
         n = X.shape[0]
-        Xp = X
-        if padded(*X.shape):  # small data share power-of-two shapes (one compile), see _pad
-            Xp = np.empty((power_of_two_bucket(n, 256), X.shape[1]), X.dtype)
-            Xp[:n] = X
-            Xp[n:] = X[0]
+        taken = bucket_rows(np.arange(n), X.shape[1])  # small data share power-of-two shapes
+        Xp = X if taken.size == n else X[taken]
         params = self._params(X)
         resp, labels, ll = _ESTEP(_VARIANTS[self.covariance_type], params, to_jax(Xp))
         return np.asarray(resp)[:n], np.asarray(labels)[:n].astype(np.int64), np.asarray(ll)[:n]
