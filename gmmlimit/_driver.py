@@ -473,6 +473,8 @@ class _LoopState(NamedTuple):
     done: jax.Array
     history: jax.Array
     skip: Any  # the engine's skipping state (None without one)
+    finished: jax.Array  # () bool: the last E-step (after the last M-step) has run
+    distortion: jax.Array  # () J at the last E-step's parameters
 
 
 MIN_HISTORY = 32
@@ -775,32 +777,59 @@ def fit_loop(
     if sharded:
         skipping = None
 
+    track = variant.relocate is not None
+
+    def e_step(state: _LoopState) -> tuple[Stats, jax.Array, _Farthest | None, Any]:
+        """The streamed E-step at the state's parameters (with the engine's skipping state)."""
+        if skipping is None:
+            stats, labels, far = pass_fn(variant, state.params, blocks, track_farthest=track)
+            return stats, labels, far, None
+        return _skipping_pass(
+            variant, state.params, blocks, state.labels, state.skip, track_farthest=track
+        )
+
     def cond(state: _LoopState) -> jax.Array:
-        return (~state.done) & (state.n_iter < max_iter)
+        return ~state.finished
 
     def body(state: _LoopState) -> _LoopState:
-        if skipping is None:
-            new_params, stats, labels = em_iteration(variant, state.params, blocks, pass_fn)
-            skip = None
-        else:
-            new_params, stats, labels, skip = _skipping_iteration(
-                variant, state.params, blocks, state.labels, state.skip
-            )
+        stats, labels, far, skip = e_step(state)
         objective = fit_objective(variant, state.params, stats).astype(dtype)
-        shift = centre_shift(variant, new_params, state.params, unit)
-        labels, same = compare_labels(labels, state.labels, native=not sharded)
-        done = stop_rule(
-            hard=checked_is_hard(variant, state.params),
-            labels_same=same,
-            shift=shift,
-            shift_scale=shift_scale,
+        # The E-step after the last M-step gives the result's labels and objective: the loop
+        # ends there, without an M-step (one E-step in the program, not a second after it).
+        last = state.done | (state.n_iter >= max_iter)
+
+        def iterate() -> tuple[Params, jax.Array, jax.Array, jax.Array]:
+            moved = _maybe_relocate(variant, state.params, stats, labels, far, blocks)
+            new_params = checked_m_step(variant, state.params, moved)
+            shift = centre_shift(variant, new_params, state.params, unit)
+            kept, same = compare_labels(labels, state.labels, native=not sharded)
+            done = stop_rule(
+                hard=checked_is_hard(variant, state.params),
+                labels_same=same,
+                shift=shift,
+                shift_scale=shift_scale,
+                objective=objective,
+                previous=state.objective,
+                n_iter=state.n_iter,
+                tol=tol,
+            )
+            return new_params, kept, done, state.history.at[state.n_iter].set(objective)
+
+        def finish() -> tuple[Params, jax.Array, jax.Array, jax.Array]:
+            return state.params, labels, state.done, state.history
+
+        new_params, kept, done, recorded = lax.cond(last, finish, iterate)
+        return _LoopState(
+            params=new_params,
+            labels=kept,
             objective=objective,
-            previous=state.objective,
-            n_iter=state.n_iter,
-            tol=tol,
+            n_iter=state.n_iter + jnp.where(last, 0, 1).astype(jnp.int32),
+            done=done,
+            history=recorded,
+            skip=skip,
+            finished=last,
+            distortion=stats.distortion.astype(dtype),
         )
-        recorded = state.history.at[state.n_iter].set(objective)
-        return _LoopState(new_params, labels, objective, state.n_iter + 1, done, recorded, skip)
 
     state = _LoopState(
         params=params,
@@ -810,26 +839,21 @@ def fit_loop(
         done=jnp.zeros((), bool),
         history=jnp.zeros((history,), dtype),
         skip=None if skipping is None else skipping.init(params, blocks.x),
+        finished=jnp.zeros((), bool),
+        distortion=jnp.zeros((), dtype),
     )
     state = lax.while_loop(cond, body, state)
-    if skipping is None:
-        final_stats, final_labels, _ = pass_fn(variant, state.params, blocks, track_farthest=False)
-    else:
-        final_stats, final_labels, _, _ = _skipping_pass(
-            variant, state.params, blocks, state.labels, state.skip, track_farthest=False
-        )
-    final_objective = fit_objective(variant, state.params, final_stats).astype(dtype)
     steps = jnp.arange(history)
-    filled = jnp.where(steps < state.n_iter, state.history, final_objective)
+    filled = jnp.where(steps < state.n_iter, state.history, state.objective)
     return FitResult(
         means=variant.means(state.params),
-        labels=final_labels[:n],
+        labels=state.labels[:n],
         n_iter=state.n_iter,
         converged=state.done,
-        objective=final_objective,
+        objective=state.objective,
         history=filled,
         params=state.params,
-        distortion=final_stats.distortion.astype(dtype),
+        distortion=state.distortion,
     )
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gmmlimit as gl
-from gmmlimit._driver import fit_compiled, fit_program, history_length
+from gmmlimit._driver import fit_compiled, fit_program, history_length, stats_compiled
 
 
 def _blobs(seed: int, n: int = 240, d: int = 3, k: int = 4, spread: float = 3.0) -> np.ndarray:
@@ -109,6 +109,27 @@ def test_max_iter_is_traced_one_program_per_history_length():
     assert gl.em(X, M0, 0.4, max_iter=33, tol=0.0).history.shape == (33,)
     assert fit_program._cache_size() == before + 1
     assert [history_length(m) for m in (1, 32, 33, 64, 65, 300)] == [32, 32, 64, 64, 128, 512]
+
+
+def test_the_fit_program_holds_one_e_step():
+    # The E-step after the last M-step (the result's labels and objective) is the loop's last
+    # pass, not a second copy of the pass after the loop: the fit program traces the variant's
+    # E-step as often as one streamed pass does (a copy cost a fifth of a fit's compile).
+    traces = []
+
+    def e_step(params, x):
+        traces.append(x.shape)
+        return gl.variants.diag.e_step(params, x)
+
+    variant = gl.variants.diag._replace(e_step=e_step)  # no engine: the JAX E-step everywhere
+    X = jnp.asarray(X64[:57])  # 57 rows in blocks of 16: the last holds 9
+    w = jnp.ones((57,), X.dtype)
+    start = gl.variants.DiagParams(X[:3], jnp.ones((3, 3)), jnp.full(3, 1 / 3), 1.0, 1e-6)
+    stats_compiled.lower(variant, X, w, start, block_size=16)
+    one_pass = len(traces)
+    traces.clear()
+    fit_program.lower(variant, X, w, start, jnp.asarray(1e-4), 30, history=32, block_size=16)
+    assert one_pass >= 1 and len(traces) == one_pass
 
 
 @pytest.mark.parametrize(
