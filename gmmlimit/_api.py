@@ -353,7 +353,10 @@ def em_step(
 
     A mean whose total responsibility sum_n w_n r_nk is 0 in the dtype (no row nearest to it at
     sigma2 = 0, or every r_nk below the smallest normal number) keeps its place, as in the fits'
-    M-step (:func:`kmeans` then moves an empty cluster to the farthest point). The update sums
+    M-step: ``em_step`` never moves it (moving an empty cluster to the farthest point is a rule of
+    the fit, :func:`kmeans`), so the update at sigma2 = 0 is the limit of the updates at sigma2 >
+    0, as :func:`gmmlimit.study.update_gap` measures (before 2026-12-08 the step at sigma2 = 0
+    relocated an empty cluster, a jump of order one at the limit). The update sums
     w_n r_nk x_n in the dtype: where a total is a normal number but the products r_nk x_n fall
     below the smallest normal one (a total within a factor of about 1 / max |x| of it, e.g.
     about 1e-287 for float64 rows near 2^-100), they are flushed to 0 and the mean moves toward

@@ -866,9 +866,15 @@ def step_compiled(
     *,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> Params:
-    """One compiled E+M iteration from ``params`` (inputs already validated)."""
+    """One compiled E+M iteration from ``params`` (inputs already validated): the plain M-step.
+
+    Nothing is relocated: a component without weight keeps its parameters (moving an empty
+    cluster to the farthest row is a fit's rule, :func:`relocate_if_empty`), so the step at
+    sigma2 = 0 is the limit of the steps at sigma2 > 0, whose empty components stay put too.
+    """
     blocks = make_blocks(X, weights, block_size)
-    return em_iteration(variant, params, blocks)[0]
+    stats, _, _ = e_pass(variant, params, blocks)
+    return checked_m_step(variant, params, stats)
 
 
 @partial(jax.jit, static_argnames=("variant", "block_size"))

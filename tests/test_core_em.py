@@ -58,6 +58,18 @@ def test_em_iterates_at_zero_equal_lloyd_steps():
         np.testing.assert_array_equal(np.asarray(truncated.means), steps[n_steps - 1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_em_step_at_zero_keeps_an_empty_cluster_where_it_is(dtype):
+    # no row is nearest to the third mean: the plain M-step keeps it (relocation is a fit's
+    # rule), so the step at sigma2 = 0 is the limit of the steps at sigma2 > 0 (statement 3)
+    X = np.array([[0.0], [1.0], [10.0]], dtype)
+    means = np.array([[0.0], [10.0], [100.0]], dtype)
+    hard = np.asarray(gl.em_step(X, means, 0.0))
+    np.testing.assert_array_equal(hard, np.array([[0.5], [10.0], [100.0]], dtype))
+    np.testing.assert_array_equal(np.asarray(gl.em_step(X, means, 1e-6)), hard)
+    assert float(gl.study.update_gap(X, means, 1e-6)) == 0.0
+
+
 def test_small_sigma2_em_reproduces_kmeans_partition():
     km = gl.kmeans(X64, M0)
     em = gl.em(X64, M0, 1e-3)
