@@ -269,6 +269,23 @@ def test_gaussian_mixture_equals_sklearn_with_x64_off(cov):
     np.testing.assert_allclose(ours.bic(X), sk.bic(X), rtol=1e-12)
 
 
+@pytest.mark.parametrize(("cov", "verbose"), [("diag", 0), ("spherical", 0), ("diag", 1)])
+def test_gaussian_mixture_whose_variance_reaches_zero_mid_fit_raises(cov, verbose):
+    # reg_covar = 0 on 4 points repeated 5 times: a variance reaches exactly 0 in the third (diag)
+    # or second (spherical) iteration and the bound turns NaN. The fit went on from there to a
+    # "converged" fit with three equal components; scikit-learn raises where it factorises such
+    # a covariance, and so does ours, in the compiled loop and in the verbose one
+    X = np.repeat(np.random.RandomState(0).randn(4, 2), 5, axis=0)
+    gm = GaussianMixture(3, covariance_type=cov, reg_covar=0, random_state=0, verbose=verbose)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        gm.fit(X)
+    # the same data with scikit-learn's default floor fit as scikit-learn fits them
+    ours = gm.set_params(reg_covar=1e-6, verbose=0).fit(X)
+    sk = SkGaussianMixture(3, covariance_type=cov, reg_covar=1e-6, random_state=0).fit(X)
+    assert ours.n_iter_ == sk.n_iter_  # bounds within rounding amplified by variances of 1e-6
+    np.testing.assert_allclose(ours.lower_bounds_, sk.lower_bounds_, rtol=1e-8)
+
+
 def test_gaussian_mixture_beta_inf_is_the_hard_limit():
     X = _blobs(9)
     gm = GaussianMixture(2, covariance_type="tied", beta=np.inf, random_state=0, max_iter=10)

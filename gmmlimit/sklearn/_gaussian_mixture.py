@@ -132,6 +132,15 @@ _ESTEP = jax.jit(_estep, static_argnames=("variant",))
 _SMALL = 1 << 16
 
 
+def _ill_defined_covariance() -> ValueError:
+    """scikit-learn's own "ill-defined empirical covariance" error (its words, in any version)."""
+    try:
+        _compute_precision_cholesky(np.zeros(1), "spherical", xp=np)
+    except ValueError as error:
+        return error
+    raise AssertionError("scikit-learn factorised a zero variance")  # pragma: no cover
+
+
 class GaussianMixture(_SkGaussianMixture):
     """A drop-in for ``sklearn.mixture.GaussianMixture`` whose EM is gmmlimit's, plus ``beta``.
 
@@ -274,6 +283,11 @@ class GaussianMixture(_SkGaussianMixture):
             )
             lb, n_iter, converged = float(lb), int(n_iter), bool(done)
             history = [float(v) for v in np.asarray(hist)[:n_iter]]
+        if not np.all(np.isfinite(history)):
+            # A variance that reached 0 on the way (reg_covar = 0, a component collapsed on
+            # repeated rows) gave a NaN or infinite bound, where scikit-learn's factorisation
+            # of that covariance raises; the fit must not go on from it as if converged.
+            raise _ill_defined_covariance()
         self._set_from(params, X.dtype)
         return lb, n_iter, converged, history
 
