@@ -293,7 +293,9 @@ def _setup(config: TrajectoriesConfig, name: str) -> dict[str, Any]:
         m, start_min = m0, np.inf
         for _ in range(int(lloyd.n_iter) + 1):  # the start, every iterate, the fixed point
             start_min = min(start_min, float(np.min(np.asarray(gl.study.nearest_gap(X, m)))))
-            m = gl.em_step(X, m, 0.0)
+            # one iteration of the fit itself, empty-cluster relocation included (em_step at
+            # sigma2 = 0 is the plain M-step: it would leave the path where Lloyd relocates)
+            m = gl.kmeans(X, m, max_iter=1).means
         starts.append(m0)
         fits.append(lloyd)
         start_path_mins.append(start_min)
